@@ -1,0 +1,330 @@
+"""`keyproxy` command line: a thin argparse front end over the library.
+
+Exit codes: 0 ok, 1 an expected failure (one line on stderr), 2 usage.
+Secrets are read from stdin, a file or a terminal prompt, never from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from keyproxy import __version__
+from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
+from keyproxy.durations import format_duration, parse_duration
+from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError
+from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
+from keyproxy.secret import Secret
+from keyproxy.unlock import UnlockInputs, source_for_kind, source_for_new
+from keyproxy.vault import Credentials, NewAccount, Vault
+from keyproxy.vault.records import AccountInfo, check_account_meta, validate_new_account
+
+MAX_STDIN_BYTES = 65_536
+CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
+
+
+class Context:
+    """What every command needs: settings, unlock inputs and the standard streams."""
+
+    def __init__(self, args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> None:
+        self.args = args
+        self.stdin, self.stdout = stdin, stdout
+        self.settings: Settings = load_settings(args.config)
+        if args.vault:
+            from dataclasses import replace
+
+            self.settings = replace(self.settings, vault=replace(self.settings.vault, path=args.vault))
+        self.inputs = UnlockInputs.gather(
+            self.settings, passphrase_file=args.passphrase_file, key_file=args.key_file
+        )
+
+    def open_vault(self) -> Vault:
+        return Vault.open(self.settings.vault.path,
+                          lambda kind: source_for_kind(kind, self.settings, self.inputs))
+
+    def out(self, text: str = "") -> None:
+        print(text, file=self.stdout)
+
+    def out_json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, sort_keys=True), file=self.stdout)
+
+
+# --- reading secrets ----------------------------------------------------------
+
+
+def read_credentials(ctx: Context, key_type: str) -> Credentials:
+    """JSON on stdin when it is not a terminal; otherwise prompt without echo."""
+    if not ctx.stdin.isatty():
+        raw = ctx.stdin.read(MAX_STDIN_BYTES + 1)
+        if len(raw) > MAX_STDIN_BYTES:
+            raise UsageError(f"credential JSON on stdin is larger than {MAX_STDIN_BYTES} bytes")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise UsageError(
+                'stdin is not valid JSON; expected {"api_key": ..., "secret": ..., '
+                '"passphrase": ..., "private_key": ...}'
+            ) from None
+        if not isinstance(doc, dict):
+            raise UsageError("credential JSON on stdin must be an object")
+        unknown = sorted(set(doc) - set(CREDENTIAL_FIELDS))
+        if unknown:
+            raise UsageError(f"unknown credential field(s) on stdin: {', '.join(u[:40] for u in unknown)}")
+        for name, value in doc.items():
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"credential field {name} must be a string")
+        if "api_key" not in doc:
+            raise UsageError("credential JSON on stdin has no api_key")
+        return Credentials(**{k: Secret(v) for k, v in doc.items() if v})  # empty -> missing
+    return _prompt_credentials(key_type)
+
+
+def _prompt_credentials(key_type: str) -> Credentials:
+    fields: dict[str, Secret] = {"api_key": Secret(getpass.getpass("API key: "))}
+    if key_type == "hmac":
+        fields["secret"] = Secret(getpass.getpass("API secret: "))
+    else:
+        path = input("Path of the private key PEM file: ").strip()
+        try:
+            fields["private_key"] = Secret(Path(path).expanduser().read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    passphrase = getpass.getpass("API passphrase (empty if none): ")
+    if passphrase:
+        fields["passphrase"] = Secret(passphrase)
+    return Credentials(**fields)  # type: ignore[arg-type]
+
+
+def check_base_url(url: str, insecure: bool) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"invalid --base-url {url[:100]!r}") from None
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise UsageError("--base-url must be scheme://host[:port] with nothing else")
+    if parts.scheme == "https" and parts.hostname:
+        return f"https://{parts.hostname}" + (f":{port}" if port else "")
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        if not insecure:
+            raise UsageError("a plain-http --base-url needs --insecure-upstream (loopback emulators only)")
+        return url.rstrip("/")
+    raise UsageError("--base-url must be https://HOST, or http://127.0.0.1:PORT with --insecure-upstream")
+
+
+# --- commands -------------------------------------------------------------
+
+
+def cmd_init(ctx: Context) -> int:
+    from keyproxy.vault.store import ensure_private_dir
+
+    choice = ctx.args.master_key or ctx.settings.vault.master_key
+    path = ctx.settings.vault.path
+    if path.exists():
+        raise UsageError(f"a vault already exists at {path}; refusing to overwrite it")
+    ensure_private_dir(path.parent)
+    source = source_for_new(choice, ctx.settings, ctx.inputs)
+    with Vault.create(path, source) as vault:
+        ctx.out(f"created vault {path} (master key: {vault.status()['master_source']})")
+    return 0
+
+
+def _account_row(a: AccountInfo) -> list[str]:
+    return [a.name, a.exchange, a.key_type, a.status, str(a.version), a.fingerprint,
+            time.strftime("%Y-%m-%d", time.gmtime(a.created_at)),
+            format_duration(a.rotate_every) if a.rotate_every else "-"]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def cmd_key_add(ctx: Context) -> int:
+    a = ctx.args
+    key_type = a.key_type or EXCHANGES.get(a.exchange, EXCHANGES["binance"]).key_types[0]
+    base_url = check_base_url(a.base_url, a.insecure_upstream) if a.base_url else None
+    if a.insecure_upstream and not base_url:
+        raise UsageError("--insecure-upstream only goes with a loopback --base-url")
+    rotate_every = parse_duration(a.rotate_every) if a.rotate_every else None
+    check_account_meta(a.account, a.exchange, key_type)  # before reading secrets or unlocking
+    creds = read_credentials(ctx, key_type)
+    acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every)
+    validate_new_account(acct)
+    with ctx.open_vault() as vault:
+        info = vault.add_account(acct)
+    ctx.out(f"added account {info.name} ({info.exchange}, {info.key_type}, fingerprint {info.fingerprint})")
+    return 0
+
+
+def cmd_key_list(ctx: Context) -> int:
+    with ctx.open_vault() as vault:
+        accounts = vault.list_accounts()
+    if ctx.args.json:
+        ctx.out_json([a.as_json() for a in accounts])
+    elif accounts:
+        header = ["ACCOUNT", "EXCHANGE", "TYPE", "STATUS", "VER", "FINGERPRINT", "CREATED", "ROTATE"]
+        ctx.out(_table([_account_row(a) for a in accounts], header))
+    else:
+        ctx.out("no accounts; add one with `keyproxy key add ACCOUNT --exchange EXCHANGE`")
+    return 0
+
+
+def cmd_key_show(ctx: Context) -> int:
+    with ctx.open_vault() as vault:
+        info = vault.account(ctx.args.account)
+    if ctx.args.json:
+        ctx.out_json(info.as_json())
+    else:
+        for k, v in info.as_json().items():
+            ctx.out(f"{k + ':':<19}{v if v is not None else '-'}")
+    return 0
+
+
+def confirm(ctx: Context, question: str) -> None:
+    if ctx.args.yes:
+        return
+    if not ctx.stdin.isatty():
+        raise UsageError("no terminal to confirm on; pass --yes to proceed")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise UsageError("cancelled")
+
+
+def cmd_key_remove(ctx: Context) -> int:
+    with ctx.open_vault() as vault:
+        info = vault.account(ctx.args.account)
+        confirm(ctx, f"Remove account {info.name} ({info.exchange}) and all its key versions?")
+        vault.remove_account(info.name)
+    ctx.out(f"removed account {info.name}")
+    return 0
+
+
+def cmd_vault_rekey(ctx: Context) -> int:
+    a = ctx.args
+    new_inputs = UnlockInputs(
+        passphrase_file=a.new_passphrase_file,
+        key_file=a.new_key_file,
+    )
+    with ctx.open_vault() as vault:
+        choice = a.to or vault.status()["master_source"]
+        if choice == "passphrase" and a.new_passphrase_file is None and not _has_tty():
+            raise MasterKeyUnavailable("rekey to a passphrase needs --new-passphrase-file or a terminal")
+        vault.rekey(source_for_new(choice, ctx.settings, new_inputs))
+        st = vault.status()
+    ctx.out(f"rekeyed vault {st['path']} (master key: {st['master_source']}, generation {st['master_generation']})")
+    return 0
+
+
+def _has_tty() -> bool:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        return True
+    except OSError:
+        return False
+
+
+def cmd_vault_status(ctx: Context) -> int:
+    with ctx.open_vault() as vault:
+        st = vault.status()
+        st["integrity_problems"] = vault.check_integrity()
+    if ctx.args.json:
+        ctx.out_json(st)
+    else:
+        for k, v in st.items():
+            if k != "integrity_problems":
+                ctx.out(f"{k + ':':<19}{v}")
+        ctx.out(f"{'integrity:':<19}" + ("ok" if not st["integrity_problems"] else "FAILED"))
+        for p in st["integrity_problems"]:
+            ctx.out(f"  {p}")
+    return 1 if st["integrity_problems"] else 0
+
+
+def cmd_demo(ctx: Context) -> int:
+    from keyproxy.demo import run_demo
+
+    return run_demo(ctx.stdout)
+
+
+# --- parser ---------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keyproxy", description="Keep exchange API keys away from trading bots.")
+    p.add_argument("--version", action="version", version=f"keyproxy {__version__}")
+    p.add_argument("--config", type=Path, help="config file (default: $KEYPROXY_CONFIG or XDG config)")
+    p.add_argument("--vault", type=Path, help="vault file (overrides vault.path)")
+    p.add_argument("--passphrase-file", type=Path, help="file whose first line is the vault passphrase")
+    p.add_argument("--key-file", type=Path, help="32-byte master key file (master_key = \"file\")")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(parent: Any, name: str, fn: Callable[[Context], int], help: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = cmd(sub, "init", cmd_init, "create a new, empty vault")
+    sp.add_argument("--master-key", choices=MASTER_KEY_CHOICES, help="where the master key comes from")
+
+    key = sub.add_parser("key", help="exchange API keys").add_subparsers(dest="key_command", required=True,
+                                                                          metavar="ACTION")
+    sp = cmd(key, "add", cmd_key_add, "add an account; credential JSON on stdin, or prompted")
+    sp.add_argument("account")
+    sp.add_argument("--exchange", required=True, help=f"one of {', '.join(sorted(EXCHANGES))}")
+    sp.add_argument("--key-type", help=f"one of {', '.join(KEY_TYPES)} (default: the exchange's first)")
+    sp.add_argument("--base-url", help="e.g. the exchange's testnet, or a loopback emulator")
+    sp.add_argument("--insecure-upstream", action="store_true", help="allow a plain-http loopback base URL")
+    sp.add_argument("--rotate-every", help="rotation schedule, e.g. 30d")
+    sp = cmd(key, "list", cmd_key_list, "list accounts (never secrets)")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(key, "show", cmd_key_show, "show one account's metadata and fingerprint")
+    sp.add_argument("account")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(key, "remove", cmd_key_remove, "remove an account and all its key versions")
+    sp.add_argument("account")
+    sp.add_argument("--yes", action="store_true", help="do not ask to confirm")
+
+    vault = sub.add_parser("vault", help="the vault itself").add_subparsers(dest="vault_command",
+                                                                             required=True, metavar="ACTION")
+    sp = cmd(vault, "rekey", cmd_vault_rekey, "wrap the data key under a new master key")
+    sp.add_argument("--to", choices=MASTER_KEY_CHOICES, help="new master-key source (default: same kind)")
+    sp.add_argument("--new-passphrase-file", type=Path, help="file holding the new passphrase")
+    sp.add_argument("--new-key-file", type=Path, help="file holding the new 32-byte key")
+    sp = cmd(vault, "status", cmd_vault_status, "show vault metadata and check every record's integrity")
+    sp.add_argument("--json", action="store_true")
+
+    cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    os.umask(0o077)
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(Context(args, stdin, stdout))
+    except KeyproxyError as e:
+        print(f"keyproxy: {e}", file=stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("keyproxy: interrupted", file=stderr)
+        return 130
+    except EOFError:
+        print("keyproxy: no input (end of file)", file=stderr)
+        return 1
+    except Exception as e:  # a bug: say so in one line, without a traceback that could carry data
+        print(f"keyproxy: internal error ({type(e).__name__}); this is a bug, please report it", file=stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

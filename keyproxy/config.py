@@ -1,0 +1,143 @@
+"""Configuration: one TOML file parsed once into frozen, typed settings.
+
+Where the file is: `--config PATH`, else `$KEYPROXY_CONFIG`, else
+`$XDG_CONFIG_HOME/keyproxy/keyproxy.toml` if it exists. With no file at all,
+every setting has a default. Unknown keys are errors that name the file and
+the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keyproxy.errors import ConfigError
+from keyproxy.vault._crypto import KdfParams, check_kdf_params
+
+MASTER_KEY_CHOICES = ("auto", "keyring", "passphrase", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class VaultSettings:
+    path: Path
+    master_key: str = "auto"
+    passphrase_file: Path | None = None
+    key_file: Path | None = None
+    kdf: KdfParams = field(default_factory=KdfParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config_file: Path | None
+    vault: VaultSettings
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the daemon keeps its socket, lock and state: beside the vault (0700)."""
+        return self.vault.path.parent
+
+
+def _xdg(env: Mapping[str, str], name: str, fallback: str) -> Path:
+    value = env.get(name)
+    return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    return _xdg(env, "XDG_CONFIG_HOME", ".config") / "keyproxy" / "keyproxy.toml"
+
+
+def default_vault_path(env: Mapping[str, str]) -> Path:
+    return _xdg(env, "XDG_DATA_HOME", ".local/share") / "keyproxy" / "vault.db"
+
+
+class _Reader:
+    """Walks a parsed TOML table, naming file and dotted key in every error."""
+
+    def __init__(self, file: Path, base: Path) -> None:
+        self.file, self.base = file, base
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {key}: {reason}")
+
+    def table(self, doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        value = doc.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            raise self.error(key, "must be a table")
+        for name in value:
+            if name not in allowed:
+                raise self.error(f"{key}.{name}", f"unknown key (known: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, t: Mapping[str, Any], key: str, name: str, choices: tuple[str, ...] = ()) -> str | None:
+        if name not in t:
+            return None
+        value = t[name]
+        if not isinstance(value, str) or not value:
+            raise self.error(f"{key}.{name}", "must be a non-empty string")
+        if choices and value not in choices:
+            raise self.error(f"{key}.{name}", f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def path(self, t: Mapping[str, Any], key: str, name: str) -> Path | None:
+        value = self.string(t, key, name)
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def integer(self, t: Mapping[str, Any], key: str, name: str, default: int) -> int:
+        value = t.get(name, default)
+        if type(value) is not int or value <= 0:
+            raise self.error(f"{key}.{name}", f"must be a positive integer, not {value!r}")
+        return value
+
+
+def load_settings(config: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Find, read and validate the config; defaults when no file exists."""
+    env = os.environ if env is None else env
+    explicit = config or (Path(env["KEYPROXY_CONFIG"]) if env.get("KEYPROXY_CONFIG") else None)
+    file = explicit or default_config_path(env)
+    doc: dict[str, Any] = {}
+    if explicit is not None or file.exists():
+        try:
+            with open(file, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except OSError as e:
+            raise ConfigError(f"{file}: cannot read config file: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file}: not valid TOML: {e}") from None
+    else:
+        file = None  # type: ignore[assignment]
+    return parse_settings(doc, file, env)
+
+
+def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
+    r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
+    for name in doc:
+        if name not in {"vault"}:
+            raise r.error(name, "unknown section (known: vault)")
+    v = r.table(doc, "vault", {"path", "master_key", "passphrase_file", "key_file", "kdf"})
+    k = r.table(v, "vault.kdf", {"memory_kib", "iterations", "lanes"})
+    defaults = KdfParams()
+    kdf = KdfParams(
+        memory_kib=r.integer(k, "vault.kdf", "memory_kib", defaults.memory_kib),
+        iterations=r.integer(k, "vault.kdf", "iterations", defaults.iterations),
+        lanes=r.integer(k, "vault.kdf", "lanes", defaults.lanes),
+    )
+    problem = check_kdf_params(kdf, creating=True)
+    if problem:
+        raise r.error("vault.kdf", problem)
+    vault = VaultSettings(
+        path=r.path(v, "vault", "path") or default_vault_path(env),
+        master_key=r.string(v, "vault", "master_key", MASTER_KEY_CHOICES) or "auto",
+        passphrase_file=r.path(v, "vault", "passphrase_file"),
+        key_file=r.path(v, "vault", "key_file"),
+        kdf=kdf,
+    )
+    return Settings(config_file=file, vault=vault)

@@ -1,0 +1,111 @@
+"""Plain values the vault stores and returns; validation of operator input.
+
+Nothing here touches the disk or a key: `validate_new_account` says what is
+wrong with an input before the vault opens a transaction for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from keyproxy.errors import UsageError
+from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
+from keyproxy.secret import Secret
+from keyproxy.vault import _crypto
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+ACCOUNT_STATUSES = ("active", "quarantined", "revoked")
+SECRET_FIELDS = ("api_key", "secret", "passphrase", "private_key")
+MAX_FIELD_BYTES = 16_384
+
+
+def check_name(kind: str, name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(
+            f"invalid {kind} name {name[:80]!r}: use 1-64 of a-z 0-9 _ -, starting with a letter or digit"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One version of an account's real exchange credential; every field masked."""
+
+    api_key: Secret
+    secret: Secret | None = None
+    passphrase: Secret | None = None
+    private_key: Secret | None = None
+
+    def fields(self) -> dict[str, Secret | None]:
+        return {f: getattr(self, f) for f in SECRET_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    name: str
+    exchange: str
+    key_type: str
+    credentials: Credentials
+    base_url: str | None = None
+    insecure_upstream: bool = False
+    rotate_every: int | None = None  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """Everything about an account except its secrets."""
+
+    name: str
+    exchange: str
+    key_type: str
+    status: str
+    version: int
+    fingerprint: str
+    created_at: float
+    rotated_at: float
+    rotate_every: int | None
+    base_url: str | None
+    insecure_upstream: bool
+    versions: int
+
+    def as_json(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def check_account_meta(name: str, exchange: str, key_type: str) -> None:
+    """The checks that need no secret, so the CLI can run them before unlocking."""
+    check_name("account", name)
+    rules = EXCHANGES.get(exchange)
+    if rules is None:
+        raise UsageError(f"unknown exchange {exchange[:40]!r}; known: {', '.join(sorted(EXCHANGES))}")
+    if key_type not in KEY_TYPES:
+        raise UsageError(f"unknown key type {key_type[:40]!r}; known: {', '.join(KEY_TYPES)}")
+    if key_type not in rules.key_types:
+        raise UsageError(f"{exchange} keys are of type {', '.join(rules.key_types)}, not {key_type}")
+
+
+def validate_new_account(acct: NewAccount) -> None:
+    """Raise UsageError naming the first problem; nothing is written before this passes."""
+    check_account_meta(acct.name, acct.exchange, acct.key_type)
+    check_credentials(acct.exchange, acct.key_type, acct.credentials)
+
+
+def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
+    for field, value in creds.fields().items():
+        if value is not None and len(value) > MAX_FIELD_BYTES:
+            raise UsageError(f"{field} is longer than {MAX_FIELD_BYTES} bytes")
+    if not creds.api_key:
+        raise UsageError("api_key is empty")
+    if key_type == "hmac":
+        if not creds.secret:
+            raise UsageError("secret is empty")
+        if creds.private_key:
+            raise UsageError("an hmac key has a secret, not a private_key")
+    else:
+        if not creds.private_key:
+            raise UsageError(f"a {key_type} key needs private_key (PEM)")
+        problem = _crypto.private_key_problem(creds.private_key.reveal(), key_type)
+        if problem:
+            raise UsageError(problem)
+    if EXCHANGES[exchange].needs_passphrase and not creds.passphrase:
+        raise UsageError(f"{exchange} keys need a passphrase")

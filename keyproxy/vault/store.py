@@ -1,0 +1,398 @@
+"""The vault file: SQLite (WAL, synchronous=FULL), one transaction per change.
+
+Layout: a `meta` table (vault id, master-key source and its parameters, the
+wrapped data key, generation counters) and one row per sealed secret field.
+Each field is sealed under a key derived from the random data key, with
+associated data naming vault, record kind, record id, version and field, so a
+blob copied anywhere else fails to open. Record ids come from AUTOINCREMENT
+and are never reused, so a deleted record's blob cannot be replayed either.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, VaultError, VaultLocked
+from keyproxy.secret import Secret
+from keyproxy.vault import _crypto
+from keyproxy.vault.master import MasterSource
+from keyproxy.vault.records import (
+    SECRET_FIELDS,
+    AccountInfo,
+    Credentials,
+    NewAccount,
+    check_name,
+    validate_new_account,
+)
+
+FORMAT = "keyproxy-vault/1"
+SourceFor = Callable[[str], MasterSource]
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    exchange TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    active_version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    rotated_at REAL NOT NULL,
+    rotate_every INTEGER,
+    base_url TEXT,
+    insecure_upstream INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE account_versions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    fingerprint TEXT NOT NULL,
+    api_key BLOB NOT NULL,
+    secret BLOB,
+    passphrase BLOB,
+    private_key BLOB,
+    PRIMARY KEY (account_id, version)
+);
+"""
+
+
+def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> bytes:
+    return f"keyproxy/v1|{vault_id}|{kind}|{record_id}|{version}|{field}".encode()
+
+
+def _wrap_aad(vault_id: str, generation: int, kind: str) -> bytes:
+    return f"keyproxy/v1|{vault_id}|datakey|{generation}|{kind}".encode()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def _sqlite_problem(path: Path, e: sqlite3.Error) -> VaultError:
+    if isinstance(e, sqlite3.DatabaseError) and "not a database" in str(e):
+        return VaultError(f"{path} is not a keyproxy vault (not an SQLite database)")
+    return VaultError(f"{path}: vault database error: {e}")
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Create `directory` (and parents) and make it 0700."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Vault:
+    """An unlocked vault. Create with `Vault.create` or `Vault.open`; close when done."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, meta: dict[str, str],
+                 data_key: bytes, source: MasterSource) -> None:
+        self.path = path
+        self._db = db
+        self._meta = meta
+        self._seal_key = _crypto.subkey(data_key, "vault-enc")
+        self._fingerprint_key = _crypto.subkey(data_key, "fingerprint")
+        self._data_key = data_key
+        self._source = source
+
+    # --- lifecycle ----------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, source: MasterSource) -> Vault:
+        """Create a new vault at `path`; never overwrites. Atomic: the file appears whole or not at all."""
+        path = Path(path)
+        ensure_private_dir(path.parent)
+        sweep_temp_files(path)
+        if path.exists():
+            raise AlreadyExists(f"a vault already exists at {path}; refusing to overwrite it")
+        vault_id = uuid.uuid4().hex
+        data_key = _crypto.new_key()
+        master_key, params = source.create(vault_id, 1)
+        meta = {
+            "format": FORMAT,
+            "vault_id": vault_id,
+            "created_at": repr(time.time()),
+            "master_source": source.kind,
+            "master_params": json.dumps(params, sort_keys=True),
+            "master_generation": "1",
+            "wrapped_data_key": base64.b64encode(
+                _crypto.seal(master_key, data_key, _wrap_aad(vault_id, 1, source.kind))
+            ).decode(),
+            "seal_count": "1",
+        }
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=DELETE")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("BEGIN")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if `path` appeared meanwhile: no overwrite race
+            except FileExistsError:
+                raise AlreadyExists(f"a vault already exists at {path}; refusing to overwrite it") from None
+            _fsync_dir(path.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return cls.open(path, lambda kind: source, _known_key=master_key)
+
+    @classmethod
+    def open(cls, path: Path, source_for: SourceFor, *, _known_key: bytes | None = None) -> Vault:
+        """Open and unlock the vault at `path`; `source_for(kind)` supplies the master-key source."""
+        path = Path(path)
+        if not path.exists():
+            raise VaultError(f"no vault at {path}; create one with `keyproxy init`")
+        if not path.is_file():
+            raise VaultError(f"{path} is not a keyproxy vault (not a regular file)")
+        sweep_temp_files(path)
+        try:
+            db = _connect(path)
+            rows = db.execute("SELECT name, value FROM meta").fetchall()
+        except sqlite3.Error as e:
+            with contextlib.suppress(Exception):
+                db.close()
+            raise _sqlite_problem(path, e) from None
+        try:
+            meta = dict(rows)
+            if meta.get("format") != FORMAT:
+                raise VaultError(f"{path} is not a keyproxy vault (format {meta.get('format')!r})")
+            source = source_for(meta["master_source"])
+            params = json.loads(meta["master_params"])
+            master_key = _known_key or source.recover(meta["vault_id"], params)
+            aad = _wrap_aad(meta["vault_id"], int(meta["master_generation"]), meta["master_source"])
+            try:
+                data_key = _crypto.unseal(master_key, base64.b64decode(meta["wrapped_data_key"]), aad)
+            except (_crypto.SealError, ValueError):
+                raise VaultLocked("vault locked: wrong master key") from None
+        except (KeyError, ValueError) as e:
+            db.close()
+            raise VaultError(f"{path}: vault header is damaged ({type(e).__name__})") from None
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db, meta, data_key, source)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: concurrent writers queue instead of racing."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _sqlite_problem(self.path, e) from None
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise _sqlite_problem(self.path, e) from None
+
+    def _seal(self, db: sqlite3.Connection, value: Secret | None, aad: bytes) -> bytes | None:
+        if value is None:
+            return None
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'seal_count'")
+        return _crypto.seal(self._seal_key, value.reveal(), aad)
+
+    # --- accounts -----------------------------------------------------------
+
+    def fingerprint(self, api_key: Secret) -> str:
+        return _crypto.mac_hex(self._fingerprint_key, api_key.reveal())[:12]
+
+    def add_account(self, acct: NewAccount, *, now: float | None = None) -> AccountInfo:
+        validate_new_account(acct)
+        now = time.time() if now is None else now
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM accounts WHERE name = ?", (acct.name,)).fetchone():
+                raise AlreadyExists(f"account {acct.name!r} already exists")
+            cur = db.execute(
+                "INSERT INTO accounts (name, exchange, key_type, active_version, created_at, rotated_at,"
+                " rotate_every, base_url, insecure_upstream) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (acct.name, acct.exchange, acct.key_type, now, now, acct.rotate_every,
+                 acct.base_url, int(acct.insecure_upstream)),
+            )
+            self._insert_version(db, int(cur.lastrowid or 0), 1, acct.credentials, now)
+        return self.account(acct.name)
+
+    def _insert_version(self, db: sqlite3.Connection, account_id: int, version: int,
+                        creds: Credentials, now: float) -> None:
+        vid = self._meta["vault_id"]
+        sealed = {
+            field: self._seal(db, value, _aad(vid, "account", account_id, version, field))
+            for field, value in creds.fields().items()
+        }
+        db.execute(
+            "INSERT INTO account_versions (account_id, version, created_at, fingerprint,"
+            " api_key, secret, passphrase, private_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (account_id, version, now, self.fingerprint(creds.api_key),
+             *(sealed[f] for f in SECRET_FIELDS)),
+        )
+
+    _ACCOUNT_SELECT = (
+        "SELECT a.name, a.exchange, a.key_type, a.status, a.active_version, v.fingerprint,"
+        " a.created_at, a.rotated_at, a.rotate_every, a.base_url, a.insecure_upstream,"
+        " (SELECT COUNT(*) FROM account_versions w WHERE w.account_id = a.id)"
+        " FROM accounts a JOIN account_versions v ON v.account_id = a.id AND v.version = a.active_version"
+    )
+
+    @staticmethod
+    def _info(row: tuple[Any, ...]) -> AccountInfo:
+        return AccountInfo(
+            name=row[0], exchange=row[1], key_type=row[2], status=row[3], version=row[4],
+            fingerprint=row[5], created_at=row[6], rotated_at=row[7], rotate_every=row[8],
+            base_url=row[9], insecure_upstream=bool(row[10]), versions=row[11],
+        )
+
+    def list_accounts(self) -> list[AccountInfo]:
+        rows = self._db.execute(self._ACCOUNT_SELECT + " ORDER BY a.name").fetchall()
+        return [self._info(r) for r in rows]
+
+    def account(self, name: str) -> AccountInfo:
+        check_name("account", name)
+        row = self._db.execute(self._ACCOUNT_SELECT + " WHERE a.name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no account named {name!r}")
+        return self._info(row)
+
+    def credentials(self, name: str, version: int | None = None) -> Credentials:
+        """Open the sealed fields of one account version (the active one by default)."""
+        check_name("account", name)
+        row = self._db.execute(
+            "SELECT a.id, v.version, v.api_key, v.secret, v.passphrase, v.private_key FROM accounts a"
+            " JOIN account_versions v ON v.account_id = a.id"
+            " AND v.version = COALESCE(?, a.active_version) WHERE a.name = ?",
+            (version, name),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no account named {name!r}" + (f" with version {version}" if version else ""))
+        account_id, ver, *blobs = row
+        opened: dict[str, Secret | None] = {}
+        for field, blob in zip(SECRET_FIELDS, blobs, strict=True):
+            if blob is None:
+                opened[field] = None
+                continue
+            aad = _aad(self._meta["vault_id"], "account", account_id, ver, field)
+            try:
+                opened[field] = Secret(_crypto.unseal(self._seal_key, bytes(blob), aad))
+            except (_crypto.SealError, TypeError):
+                raise IntegrityError(
+                    f"account {name!r} (version {ver}, field {field}) failed its integrity check:"
+                    " the vault record was altered or moved"
+                ) from None
+        return Credentials(**opened)  # type: ignore[arg-type]
+
+    def remove_account(self, name: str) -> None:
+        check_name("account", name)
+        with self._write() as db:
+            if db.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no account named {name!r}")
+
+    def check_integrity(self) -> list[str]:
+        """Open every sealed record; return one message per record that fails."""
+        problems = []
+        rows = self._db.execute(
+            "SELECT a.name, v.version FROM accounts a JOIN account_versions v ON v.account_id = a.id"
+            " ORDER BY a.name, v.version"
+        ).fetchall()
+        for name, version in rows:
+            try:
+                self.credentials(name, version)
+            except IntegrityError as e:
+                problems.append(str(e))
+        return problems
+
+    # --- master key ---------------------------------------------------------
+
+    def rekey(self, new_source: MasterSource) -> None:
+        """Rewrap the data key under a new master key, in one transaction.
+
+        The new key is made (and, for the keyring, stored under a new entry)
+        before the commit; the old one is discarded only after it. A crash at
+        any point leaves a header whose master key still exists.
+        """
+        vid = self._meta["vault_id"]
+        generation = int(self._meta["master_generation"]) + 1
+        new_key, params = new_source.create(vid, generation)
+        wrapped = base64.b64encode(
+            _crypto.seal(new_key, self._data_key, _wrap_aad(vid, generation, new_source.kind))
+        ).decode()
+        updates = {
+            "master_source": new_source.kind,
+            "master_params": json.dumps(params, sort_keys=True),
+            "master_generation": str(generation),
+            "wrapped_data_key": wrapped,
+        }
+        old_source, old_params = self._source, json.loads(self._meta["master_params"])
+        with self._write() as db:
+            db.executemany("UPDATE meta SET value = ? WHERE name = ?", [(v, k) for k, v in updates.items()])
+        self._meta.update(updates)
+        self._source = new_source
+        old_source.discard(old_params)
+
+    def status(self) -> dict[str, Any]:
+        count = self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
+        seals = self._db.execute("SELECT value FROM meta WHERE name = 'seal_count'").fetchone()[0]
+        return {
+            "path": str(self.path),
+            "vault_id": self._meta["vault_id"],
+            "format": self._meta["format"],
+            "master_source": self._meta["master_source"],
+            "master_generation": int(self._meta["master_generation"]),
+            "accounts": count,
+            "seal_count": int(seals),
+        }
+
+
+def sweep_temp_files(path: Path) -> None:
+    """Remove temp files a crashed `create` may have left (they hold no plaintext)."""
+    prefix = f".{path.name}.tmp-"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path.parent):
+            if entry.name.startswith(prefix) and stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)

@@ -1,0 +1,82 @@
+"""Shared fixtures. The environment is scrubbed so a developer's shell cannot change a result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRUBBED_PREFIXES = ("KEYPROXY_", "XDG_", "PYTHON_KEYRING", "CREDENTIALS_DIRECTORY")
+SCRUBBED_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                  "all_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                  "CURL_CA_BUNDLE")
+
+# Argon2id at the OWASP floor keeps tests fast; the production default is tested once on its own.
+FAST_KDF_TOML = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(SCRUBBED_PREFIXES) or name in SCRUBBED_NAMES:
+            monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Home:
+    """A private XDG home with a config using the fast KDF and a passphrase file."""
+
+    root: Path
+    env: dict[str, str]
+    passphrase_file: Path
+
+    @property
+    def vault(self) -> Path:
+        return self.root / "data" / "keyproxy" / "vault.db"
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> CliResult:
+        """Run the real CLI in a subprocess with no controlling terminal."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "keyproxy.cli", *args],
+            input=input if input is not None else "", capture_output=True, text=True,
+            env={**self.env, **(env or {})}, timeout=timeout, start_new_session=True,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def child_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(SCRUBBED_PREFIXES) and k not in SCRUBBED_NAMES}
+    env.update({
+        "HOME": str(root),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    })
+    return env
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    (tmp_path / "config" / "keyproxy").mkdir(parents=True)
+    (tmp_path / "config" / "keyproxy" / "keyproxy.toml").write_text(FAST_KDF_TOML)
+    pw = tmp_path / "passphrase"
+    pw.write_text("correct horse battery staple\n")
+    pw.chmod(0o600)
+    env = child_env(tmp_path)
+    env["KEYPROXY_PASSPHRASE_FILE"] = str(pw)
+    yield Home(tmp_path, env, pw)

@@ -1,0 +1,176 @@
+"""The CLI as an operator uses it: real subprocesses, no terminal, secrets only on stdin."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import Home
+
+CANARY_KEY = "KPCANARYAPIKEY0123456789abcdef"
+CANARY_SECRET = "KPCANARYSECRET0123456789abcdef"
+
+
+def creds(api_key: str = CANARY_KEY, secret: str = CANARY_SECRET) -> str:
+    return json.dumps({"api_key": api_key, "secret": secret})
+
+
+def assert_no_canary(*texts: str) -> None:
+    for t in texts:
+        assert "KPCANARY" not in t
+
+
+def test_init_add_list_show_remove(home: Home) -> None:
+    r = home.run("init")
+    assert r.returncode == 0, r.stderr
+    assert "master key: passphrase" in r.stdout
+    r = home.run("key", "add", "main", "--exchange", "binance", input=creds())
+    assert r.returncode == 0, r.stderr
+    r = home.run("key", "list", "--json")
+    assert r.returncode == 0
+    [acct] = json.loads(r.stdout)
+    assert acct["name"] == "main" and acct["exchange"] == "binance" and len(acct["fingerprint"]) == 12
+    r2 = home.run("key", "show", "main")
+    assert acct["fingerprint"] in r2.stdout
+    r3 = home.run("key", "remove", "main")
+    assert r3.returncode == 1 and "--yes" in r3.stderr
+    r4 = home.run("key", "remove", "main", "--yes")
+    assert r4.returncode == 0
+    assert json.loads(home.run("key", "list", "--json").stdout) == []
+    assert_no_canary(r.stdout, r.stderr, r2.stdout, r3.stderr, r4.stdout)
+
+
+def test_init_refuses_to_overwrite(home: Home) -> None:
+    assert home.run("init").returncode == 0
+    before = home.vault.read_bytes()
+    r = home.run("init")
+    assert r.returncode == 1 and "refusing to overwrite" in r.stderr
+    assert home.vault.read_bytes() == before
+
+
+def test_wrong_passphrase(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert home.run("init").returncode == 0
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    r = home.run("key", "list", env={"KEYPROXY_PASSPHRASE_FILE": str(wrong)})
+    assert (r.returncode, r.stderr.strip()) == (1, "keyproxy: vault locked: wrong master key")
+
+
+def test_headless_init_without_passphrase_names_the_sources(home: Home) -> None:
+    env = dict(home.env)
+    del env["KEYPROXY_PASSPHRASE_FILE"]
+    home.env = env
+    r = home.run("init")
+    assert r.returncode == 1
+    assert "NoKeyringError" in r.stderr and "KEYPROXY_PASSPHRASE_FILE" in r.stderr and "key file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not home.vault.exists()
+
+
+def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kf = tmp_path / "k.bin"
+    kf.write_bytes(bytes(range(32)))
+    assert home.run("--key-file", str(kf), "init", "--master-key", "file").returncode == 0
+    r = home.run("--key-file", str(kf), "key", "add", "a", "--exchange", "kraken", input=creds())
+    assert r.returncode == 0, r.stderr
+    r = home.run("vault", "status", "--json", env={"KEYPROXY_KEY_FILE": str(kf)})
+    assert json.loads(r.stdout)["master_source"] == "file"
+
+
+@pytest.mark.parametrize("args, stdin, message", [
+    (["key", "add", "Bad!", "--exchange", "binance"], creds(), "invalid account name"),
+    (["key", "add", "a", "--exchange", "ftx"], creds(), "unknown exchange 'ftx'; known: binance, bybit"),
+    (["key", "add", "a", "--exchange", "binance", "--key-type", "dsa"], creds(), "unknown key type"),
+    (["key", "add", "a", "--exchange", "binance"], creds(secret=""), "secret is empty"),
+    (["key", "add", "a", "--exchange", "binance"], "not json " + CANARY_SECRET, "stdin is not valid JSON"),
+    (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": "k", "secrett": "s"}), "unknown credential field"),
+    (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": 5}), "must be a string"),
+    (["key", "add", "a", "--exchange", "binance"], "", "stdin is not valid JSON"),
+    (["key", "add", "a", "--exchange", "okx"], creds(), "okx keys need a passphrase"),
+    (["key", "add", "a", "--exchange", "binance", "--base-url", "http://evil.example"], creds(), "--base-url"),
+    (["key", "add", "a", "--exchange", "binance", "--base-url", "http://127.0.0.1:9"], creds(), "--insecure-upstream"),
+    (["key", "add", "a", "--exchange", "binance", "--rotate-every", "soon"], creds(), "invalid duration"),
+    (["key", "show", "nope"], "", "no account named 'nope'"),
+    (["key", "remove", "nope", "--yes"], "", "no account named 'nope'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(home: Home, args: list[str], stdin: str, message: str) -> None:
+    assert home.run("init").returncode == 0
+    assert home.run("key", "add", "existing", "--exchange", "binance", input=creds("AK2", "SK2")).returncode == 0
+    before = sqlite3.connect(home.vault).execute("SELECT COUNT(*) FROM account_versions").fetchone()
+    r = home.run(*args, input=stdin)
+    assert r.returncode == 1, r
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert_no_canary(r.stdout, r.stderr)
+    after = sqlite3.connect(home.vault).execute("SELECT COUNT(*) FROM account_versions").fetchone()
+    assert before == after
+
+
+def test_duplicate_account(home: Home) -> None:
+    home.run("init")
+    assert home.run("key", "add", "a", "--exchange", "binance", input=creds()).returncode == 0
+    r = home.run("key", "add", "a", "--exchange", "binance", input=creds("x", "y"))
+    assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_usage_errors_exit_2(home: Home) -> None:
+    assert home.run().returncode == 2
+    assert home.run("key", "add").returncode == 2
+    assert home.run("frobnicate").returncode == 2
+
+
+def test_corrupt_vault_file_is_named(home: Home) -> None:
+    home.vault.parent.mkdir(parents=True)
+    home.vault.write_bytes(b"this is no database" * 300)
+    r = home.run("key", "list")
+    assert r.returncode == 1 and str(home.vault) in r.stderr and "not a keyproxy vault" in r.stderr
+
+
+def test_tampered_record_is_named_and_others_open(home: Home) -> None:
+    home.run("init")
+    for name in ("alpha", "bravo", "charlie"):
+        assert home.run("key", "add", name, "--exchange", "binance", input=creds(f"AK{name}", f"SK{name}")).returncode == 0
+    db = sqlite3.connect(home.vault)
+    db.execute("UPDATE account_versions SET secret = (SELECT secret FROM account_versions WHERE account_id ="
+               " (SELECT id FROM accounts WHERE name='charlie')) WHERE account_id ="
+               " (SELECT id FROM accounts WHERE name='alpha')")
+    db.commit()
+    db.close()
+    r = home.run("vault", "status")
+    assert r.returncode == 1
+    assert "account 'alpha'" in r.stdout and "bravo" not in r.stdout.split("integrity:")[1]
+    assert "charlie" not in r.stdout.split("integrity:")[1]
+    assert json.loads(home.run("key", "list", "--json").stdout)[2]["name"] == "charlie"
+
+
+def test_rekey_changes_the_passphrase(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home.run("init")
+    assert home.run("key", "add", "a", "--exchange", "binance", input=creds()).returncode == 0
+    new = tmp_path / "new-pass"
+    new.write_text("a brand new passphrase\n")
+    r = home.run("vault", "rekey", "--new-passphrase-file", str(new))
+    assert r.returncode == 0, r.stderr and "generation 2" in r.stdout
+    assert home.run("key", "list").returncode == 1  # old passphrase no longer opens it
+    r = home.run("vault", "status", "--json", env={"KEYPROXY_PASSPHRASE_FILE": str(new)})
+    st = json.loads(r.stdout)
+    assert st["master_generation"] == 2 and st["integrity_problems"] == [] and st["accounts"] == 1
+
+
+def test_secrets_never_in_argv_help(home: Home) -> None:
+    r = home.run("key", "add", "--help")
+    assert "--secret" not in r.stdout and "--api-key" not in r.stdout and "stdin" in r.stdout
+
+
+def test_config_errors_name_file_and_key(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[vault]\npaht = 'x'\n")
+    r = home.run("--config", str(cfg), "key", "list")
+    assert r.returncode == 1 and f"{cfg}: vault.paht: unknown key" in r.stderr
+
+
+def test_demo_runs(home: Home) -> None:
+    r = home.run("demo", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "not found: the vault holds them only sealed" in r.stdout

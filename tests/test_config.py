@@ -1,0 +1,64 @@
+"""Config parsing: defaults, XDG, strictness with file and key in every error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keyproxy.config import load_settings
+from keyproxy.errors import ConfigError
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d")}
+    s = load_settings(None, env)
+    assert s.config_file is None
+    assert s.vault.path == tmp_path / "d" / "keyproxy" / "vault.db"
+    assert s.vault.master_key == "auto" and s.vault.kdf.memory_kib == 262144
+
+
+def test_home_fallback_when_xdg_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = load_settings(None, {})
+    assert s.vault.path == tmp_path / ".local" / "share" / "keyproxy" / "vault.db"
+
+
+def test_config_lookup_order(tmp_path: Path) -> None:
+    xdg = tmp_path / "c" / "keyproxy"
+    xdg.mkdir(parents=True)
+    (xdg / "keyproxy.toml").write_text("[vault]\npath = 'from-xdg.db'\n")
+    env_cfg = tmp_path / "env.toml"
+    env_cfg.write_text("[vault]\npath = '/abs/from-env.db'\n")
+    flag_cfg = tmp_path / "flag.toml"
+    flag_cfg.write_text("[vault]\npath = 'rel/from-flag.db'\n")
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "c")}
+    assert load_settings(None, env).vault.path == xdg / "from-xdg.db"  # relative to the file
+    env["KEYPROXY_CONFIG"] = str(env_cfg)
+    assert load_settings(None, env).vault.path == Path("/abs/from-env.db")
+    assert load_settings(flag_cfg, env).vault.path == tmp_path / "rel" / "from-flag.db"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[vault]\npaht = 'x'", "vault.paht: unknown key"),
+    ("[vualt]\npath = 'x'", "vualt: unknown section"),
+    ("[vault]\nmaster_key = 'hsm'", "vault.master_key: must be one of"),
+    ("[vault]\npath = 5", "vault.path: must be a non-empty string"),
+    ("[vault.kdf]\nmemory_kib = -1", "vault.kdf.memory_kib: must be a positive integer"),
+    ("[vault.kdf]\nmemory_kib = 'lots'", "vault.kdf.memory_kib: must be a positive integer"),
+    ("[vault.kdf]\nmemory_kib = 1024", "vault.kdf: below the OWASP floor"),
+    ("[vault.kdf]\nmemroy = 1", "vault.kdf.memroy: unknown key"),
+    ("vault = 3", "vault: must be a table"),
+    ("[vault\n", "not valid TOML"),
+])
+def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg, {})
+    assert str(e.value).startswith(f"{cfg}: ") and message in str(e.value)
+
+
+def test_missing_explicit_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "none.toml", {})

@@ -1,0 +1,64 @@
+"""Who may import whom (STYLE.md): checked on the source with ast, so a slip fails CI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "keyproxy"
+
+
+def imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def modules(*parts: str) -> list[Path]:
+    base = ROOT.joinpath(*parts)
+    return sorted(base.rglob("*.py")) if base.is_dir() else [base]
+
+
+def rel(p: Path) -> str:
+    return str(p.relative_to(ROOT.parent))
+
+
+def test_only_the_two_crypto_modules_touch_hazmat() -> None:
+    allowed = {ROOT / "vault" / "_crypto.py", ROOT / "exchanges" / "_sign.py"}
+    offenders = [rel(p) for p in modules() if p not in allowed and not p.is_relative_to(ROOT / "emulator")
+                 and any(n.startswith("cryptography.hazmat") for n in imports(p))]
+    assert offenders == []
+
+
+def test_pure_packages_do_no_io_and_no_aiohttp() -> None:
+    pure = modules("exchanges") + modules("policy") + modules("anomaly", "rules.py") + modules("audit", "redact.py")
+    for p in pure:
+        if not p.exists():
+            continue
+        bad = {n for n in imports(p) if n.split(".")[0] in ("aiohttp", "sqlite3", "socket", "keyring")
+               or n.startswith(("keyproxy.vault", "keyproxy.proxy", "keyproxy.daemon"))}
+        assert not bad, f"{rel(p)} imports {bad}"
+
+
+def test_aiohttp_only_at_the_network_edges() -> None:
+    allowed = ("proxy", "admin", "emulator")
+    offenders = [rel(p) for p in modules()
+                 if any(n.split(".")[0] == "aiohttp" for n in imports(p))
+                 and p.relative_to(ROOT).parts[0] not in allowed and p.name not in ("daemon.py", "demo.py")]
+    assert offenders == []
+
+
+def test_emulator_is_independent_of_the_adapters() -> None:
+    offenders = [rel(p) for p in modules("emulator")
+                 if any(n.startswith("keyproxy.") and not n.startswith("keyproxy.emulator") for n in imports(p))]
+    assert offenders == []
+
+
+def test_nothing_imports_the_daemon() -> None:
+    offenders = [rel(p) for p in modules() if p.name not in ("daemon.py", "cli.py", "demo.py")
+                 and "keyproxy.daemon" in imports(p)]
+    assert offenders == []
