@@ -31,9 +31,32 @@ class VaultSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenSettings:
+    host: str = "127.0.0.1"
+    port: int = 8750
+    allow_non_loopback: bool = False
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    max_body_bytes: int = 1 << 20
+    header_timeout: float = 10.0  # aiohttp keepalive_timeout: the only deadline on reading headers
+    body_timeout: float = 10.0
+    upstream_timeout: float = 10.0
+    max_response_bytes: int = 64 << 20
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     config_file: Path | None
     vault: VaultSettings
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
 
     @property
     def state_dir(self) -> Path:
@@ -89,6 +112,18 @@ class _Reader:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base / p
 
+    def number(self, t: Mapping[str, Any], key: str, name: str, default: float) -> float:
+        value = t.get(name, default)
+        if type(value) not in (int, float) or value <= 0:
+            raise self.error(f"{key}.{name}", f"must be a positive number, not {value!r}")
+        return float(value)
+
+    def boolean(self, t: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+        value = t.get(name, default)
+        if not isinstance(value, bool):
+            raise self.error(f"{key}.{name}", f"must be true or false, not {value!r}")
+        return value
+
     def integer(self, t: Mapping[str, Any], key: str, name: str, default: int) -> int:
         value = t.get(name, default)
         if type(value) is not int or value <= 0:
@@ -119,9 +154,10 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
+    sections = {"vault", "listen", "proxy"}
     for name in doc:
-        if name not in {"vault"}:
-            raise r.error(name, "unknown section (known: vault)")
+        if name not in sections:
+            raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
     v = r.table(doc, "vault", {"path", "master_key", "passphrase_file", "key_file", "kdf"})
     k = r.table(v, "vault.kdf", {"memory_kib", "iterations", "lanes"})
     defaults = KdfParams()
@@ -140,4 +176,39 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         key_file=r.path(v, "vault", "key_file"),
         kdf=kdf,
     )
-    return Settings(config_file=file, vault=vault)
+    ls = r.table(doc, "listen", {"host", "port", "allow_non_loopback"})
+    port = ls.get("port", 8750)
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise r.error("listen.port", f"must be a port number 0-65535, not {port!r}")
+    listen = ListenSettings(
+        host=r.string(ls, "listen", "host") or "127.0.0.1",
+        port=port,
+        allow_non_loopback=r.boolean(ls, "listen", "allow_non_loopback", False),
+    )
+    _check_host(r, listen)
+    ps = r.table(doc, "proxy", {"max_body_bytes", "header_timeout", "body_timeout", "upstream_timeout",
+                                "max_response_bytes", "shutdown_grace"})
+    d = ProxySettings()
+    proxy = ProxySettings(
+        max_body_bytes=r.integer(ps, "proxy", "max_body_bytes", d.max_body_bytes),
+        header_timeout=r.number(ps, "proxy", "header_timeout", d.header_timeout),
+        body_timeout=r.number(ps, "proxy", "body_timeout", d.body_timeout),
+        upstream_timeout=r.number(ps, "proxy", "upstream_timeout", d.upstream_timeout),
+        max_response_bytes=r.integer(ps, "proxy", "max_response_bytes", d.max_response_bytes),
+        shutdown_grace=r.number(ps, "proxy", "shutdown_grace", d.shutdown_grace),
+    )
+    return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy)
+
+
+def _check_host(r: _Reader, listen: ListenSettings) -> None:
+    import ipaddress
+
+    if listen.host == "localhost":
+        return
+    try:
+        ipaddress.ip_address(listen.host)
+    except ValueError:
+        raise r.error("listen.host", f"must be an IP address, not {listen.host!r}") from None
+    if not listen.is_loopback and not listen.allow_non_loopback:
+        raise r.error("listen.host", f"{listen.host} is not a loopback address; set "
+                      "listen.allow_non_loopback = true to listen there on purpose")

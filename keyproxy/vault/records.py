@@ -109,3 +109,57 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
             raise UsageError(problem)
     if EXCHANGES[exchange].needs_passphrase and not creds.passphrase:
         raise UsageError(f"{exchange} keys need a passphrase")
+
+
+# --- bots -----------------------------------------------------------------
+
+BOT_SCOPES = ("read", "trade", "withdraw", "transfer")  # admin is never granted to a bot
+BOT_MODES = ("dropin", "token")
+BOT_STATUSES = ("active", "revoked", "suspended")
+DEFAULT_ALLOW_IPS = ("127.0.0.1/32", "::1/128")
+
+
+def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
+    items = text.split(",") if isinstance(text, str) else text
+    scopes = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    if not scopes:
+        raise UsageError("a bot needs at least one scope (read, trade, withdraw, transfer)")
+    for s in scopes:
+        if s == "admin":
+            raise UsageError("the admin scope is never granted to a bot")
+        if s not in BOT_SCOPES:
+            raise UsageError(f"unknown scope {s[:40]!r}; known: {', '.join(BOT_SCOPES)}")
+    return scopes
+
+
+def parse_cidrs(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"invalid CIDR {item[:60]!r} (e.g. 127.0.0.1/32 or ::1/128)") from None
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, slots=True)
+class BotInfo:
+    """A bot as listed: never its secret."""
+
+    name: str
+    account: str
+    mode: str
+    key_type: str | None
+    key_id: str | None
+    scopes: tuple[str, ...]
+    allow_ips: tuple[str, ...]
+    status: str
+    created_at: float
+    revoked_at: float | None
+
+    def as_json(self) -> dict[str, object]:
+        d = {f: getattr(self, f) for f in self.__slots__}
+        d["scopes"], d["allow_ips"] = list(self.scopes), list(self.allow_ips)
+        return d

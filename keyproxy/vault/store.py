@@ -25,6 +25,7 @@ from typing import Any
 from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, VaultError, VaultLocked
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
+from keyproxy.vault.bots import BOTS_SCHEMA, BotsMixin
 from keyproxy.vault.master import MasterSource
 from keyproxy.vault.records import (
     SECRET_FIELDS,
@@ -67,6 +68,10 @@ CREATE TABLE account_versions (
 """
 
 
+# Schema changes after format 1, applied in order on open; `schema` in meta counts them.
+MIGRATIONS = (BOTS_SCHEMA,)
+
+
 def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> bytes:
     return f"keyproxy/v1|{vault_id}|{kind}|{record_id}|{version}|{field}".encode()
 
@@ -103,7 +108,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class Vault:
+class Vault(BotsMixin):
     """An unlocked vault. Create with `Vault.create` or `Vault.open`; close when done."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, meta: dict[str, str],
@@ -113,6 +118,7 @@ class Vault:
         self._meta = meta
         self._seal_key = _crypto.subkey(data_key, "vault-enc")
         self._fingerprint_key = _crypto.subkey(data_key, "fingerprint")
+        self._token_key = _crypto.subkey(data_key, "bot-token")
         self._data_key = data_key
         self._source = source
 
@@ -140,6 +146,7 @@ class Vault:
                 _crypto.seal(master_key, data_key, _wrap_aad(vault_id, 1, source.kind))
             ).decode(),
             "seal_count": "1",
+            "schema": "0",
         }
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -203,7 +210,19 @@ class Vault:
         except BaseException:
             db.close()
             raise
-        return cls(path, db, meta, data_key, source)
+        vault = cls(path, db, meta, data_key, source)
+        vault._migrate()
+        return vault
+
+    def _migrate(self) -> None:
+        done = int(self._meta.get("schema", "0"))
+        if done >= len(MIGRATIONS):
+            return
+        with self._write() as db:
+            for statement in MIGRATIONS[done:]:
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(len(MIGRATIONS)),))
+        self._meta["schema"] = str(len(MIGRATIONS))
 
     def close(self) -> None:
         self._db.close()

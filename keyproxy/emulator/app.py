@@ -1,0 +1,231 @@
+"""Generic exchange-emulator app: loopback guard, journal, control API, routing.
+
+Exchange specifics live in one module per exchange (``EXCHANGE_MODULES``);
+this file only decides which module owns a path and records every request.
+Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
+
+* ``GET  /_emulator/health``  -> ``{"status": "ok", "exchanges": [...]}``
+* ``GET  /_emulator/journal`` -> list of request records (oldest first)
+* ``GET  /_emulator/state``   -> balances / orders / withdrawals per key
+* ``POST /_emulator/reset``   -> clear journal and state
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import ipaddress
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from keyproxy.emulator.accounts import AccountsError, EmulatedKey, load_accounts
+from keyproxy.emulator.base import Clock, ExchangeEmulator, RequestNote
+from keyproxy.emulator.journal import Journal
+
+EXCHANGE_MODULES = {"binance": "keyproxy.emulator.binance"}
+CONTROL_PREFIX = "/_emulator/"
+
+JOURNAL = web.AppKey("journal", Journal)
+EMULATORS = web.AppKey("emulators", list)
+CLOCK = web.AppKey("clock", object)
+_NOTE: Any = (
+    web.RequestKey("note", RequestNote) if hasattr(web, "RequestKey") else "keyproxy.emulator.note"
+)
+
+
+def check_loopback(host: str) -> None:
+    """Refuse anything but a loopback address: the emulator accepts any key it
+    is given and must never be reachable from another machine."""
+    if host == "localhost":
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"refusing to listen on {host!r}: not a loopback IP address") from None
+    if not address.is_loopback:
+        raise ValueError(f"refusing to listen on {host}: not a loopback address")
+
+
+def _emulators(
+    accounts: list[EmulatedKey], exchanges: Sequence[str] | None, clock: Clock
+) -> list[Any]:
+    """One emulator per exchange named in ``exchanges`` or in the accounts (default binance)."""
+    names = list(exchanges or [])
+    names += [k.exchange for k in accounts if k.exchange not in names]
+    names = list(dict.fromkeys(names)) or ["binance"]
+    for name in names:
+        if name not in EXCHANGE_MODULES:
+            raise AccountsError(
+                f"accounts: exchange {name!r} is not emulated "
+                f"(supported: {', '.join(sorted(EXCHANGE_MODULES))})"
+            )
+    return [
+        importlib.import_module(EXCHANGE_MODULES[n]).create(
+            [k for k in accounts if k.exchange == n], clock
+        )
+        for n in names
+    ]
+
+
+@web.middleware
+async def _journal_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Record every exchange request as it arrived, with what the exchange decided."""
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    body = await request.read()
+    note = RequestNote()
+    request[_NOTE] = note
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
+        request.app[JOURNAL].record(
+            {
+                "time": int(clock() * 1000),
+                "exchange": note.exchange,
+                "method": request.method,
+                "path": request.path,
+                "query": request.raw_path.partition("?")[2],
+                "headers": {k: ", ".join(request.headers.getall(k)) for k in request.headers},
+                "body": body.decode("utf-8", errors="replace"),
+                "api_key": note.api_key,
+                "signature_verified": note.signature_verified,
+                "status": status,
+                "error_code": note.error_code,
+            }
+        )
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    note: RequestNote = request.get(_NOTE) or RequestNote()
+    emulator: ExchangeEmulator
+    for emulator in request.app[EMULATORS]:
+        if emulator.owns(request.path):
+            return await emulator.handle(request, body, note)
+    return web.Response(status=404, text=f"emulator: no emulated exchange serves {request.path}")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"status": "ok", "exchanges": [e.name for e in request.app[EMULATORS]]}
+    )
+
+
+async def _journal(request: web.Request) -> web.Response:
+    return web.json_response(request.app[JOURNAL].entries())
+
+
+async def _state(request: web.Request) -> web.Response:
+    return web.json_response({e.name: e.state() for e in request.app[EMULATORS]})
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[JOURNAL].clear()
+    for emulator in request.app[EMULATORS]:
+        emulator.reset()
+    return web.json_response({"status": "reset"})
+
+
+def build_app(
+    accounts: list[EmulatedKey],
+    *,
+    clock: Clock = time.time,
+    journal_path: str | Path | None = None,
+    exchanges: Sequence[str] | None = None,
+) -> web.Application:
+    """Build the emulator app for ``accounts`` (exchanges default to those named there)."""
+    app = web.Application(middlewares=[_journal_middleware])
+    app[JOURNAL] = Journal(journal_path)
+    app[EMULATORS] = _emulators(accounts, exchanges, clock)
+    app[CLOCK] = clock
+    app.router.add_get(CONTROL_PREFIX + "health", _health)
+    app.router.add_get(CONTROL_PREFIX + "journal", _journal)
+    app.router.add_get(CONTROL_PREFIX + "state", _state)
+    app.router.add_post(CONTROL_PREFIX + "reset", _reset)
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+class RunningEmulator:
+    """An emulator app served on loopback inside the current event loop (for tests)."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, url: str) -> None:
+        self.app = app
+        self.runner = runner
+        self.url = url
+
+    @property
+    def journal(self) -> Journal:
+        return self.app[JOURNAL]
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> RunningEmulator:
+    """Serve ``app`` on ``host:port`` (0 = any free port) and return its base URL."""
+    check_loopback(host)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return RunningEmulator(app, runner, f"http://{shown}:{bound_port}")
+
+
+async def serve(
+    host: str, port: int, accounts_file: str | Path, journal_file: str | Path | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM; print the ready line other processes wait for."""
+    check_loopback(host)
+    app = build_app(load_accounts(accounts_file), journal_path=journal_file)
+    running = await start(app, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"emulator listening on {running.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await running.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m keyproxy.emulator --host H --port N --accounts FILE [--journal FILE]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m keyproxy.emulator",
+        description="Loopback exchange emulator for keyproxy tests and demos.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="TCP port, 0 picks a free one (default 0)"
+    )
+    parser.add_argument("--accounts", required=True, help="accounts JSON file")
+    parser.add_argument(
+        "--journal", default=None, help="append every request as a JSON line to this file"
+    )
+    args = parser.parse_args(argv)
+    try:
+        check_loopback(args.host)
+        asyncio.run(serve(args.host, args.port, args.accounts, args.journal))
+    except (AccountsError, ValueError, OSError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0

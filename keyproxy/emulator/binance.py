@@ -1,0 +1,338 @@
+"""Binance REST emulator: spot ``/api/v3``, wallet/margin ``/sapi``, USD-M
+``/fapi`` and COIN-M ``/dapi`` on one loopback port, told apart by path prefix.
+
+Written from Binance's documentation (see ``binance_auth``), independently of
+keyproxy's own exchange adapters, so a shared misunderstanding cannot pass.
+
+Endpoints an unmodified ccxt 4.5.90 ``binance()`` (default options, apiKey and
+secret set, every ``urls['api']`` host pointed here) calls, in order; all served:
+
+* ``load_markets()``: ``GET /sapi/v1/capital/config/getall`` (signed),
+  ``GET /sapi/v1/margin/allPairs`` (signed; from fetch_currencies),
+  ``GET /api/v3/exchangeInfo``, ``GET /sapi/v1/margin/allPairs`` (again, from
+  fetch_markets), ``GET /sapi/v1/margin/isolated/allPairs`` (signed),
+  ``GET /fapi/v1/exchangeInfo``, ``GET /dapi/v1/exchangeInfo``.
+  (margin/allPairs is MARKET_DATA at Binance; ccxt signs it anyway.)
+* ``fetch_balance()``: ``GET /api/v3/account``; ``{'type': 'swap'}``:
+  ``GET /fapi/v3/account`` (``/fapi/v2/account`` with ``useV2``);
+  ``{'type': 'swap', 'subType': 'inverse'}``: ``GET /dapi/v1/account``.
+* ``create_order()`` limit or market: ``POST /api/v3/order``; swap: ``POST /fapi/v1/order``.
+* ``fetch_open_orders(symbol)``: ``GET /api/v3/openOrders`` (swap ``/fapi/v1/openOrders``).
+* ``fetch_order()``: ``GET /api/v3/order`` (swap ``GET /fapi/v1/order``).
+* ``cancel_order()``: ``DELETE /api/v3/order`` (swap ``DELETE /fapi/v1/order``).
+* ``fetch_ticker()``: ``GET /api/v3/ticker/24hr``; ``fetch_time()``: ``GET /api/v3/time``;
+  ``fetch_order_book()``: ``GET /api/v3/depth``.
+* ``set_leverage()``: ``POST /fapi/v1/leverage``; ``fetch_positions()``:
+  ``GET /fapi/v1/leverageBracket`` then ``GET /fapi/v3/positionRisk``.
+* ``withdraw()``: ``POST /sapi/v1/capital/withdraw/apply`` (ccxt raw-encodes this one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from keyproxy.emulator.accounts import AccountsError, EmulatedKey
+from keyproxy.emulator.base import Clock, RequestNote
+from keyproxy.emulator.binance_auth import (
+    API_KEY_RE,
+    REJECTED_KEY,
+    AuthOutcome,
+    BinanceError,
+    Verifier,
+    authenticate,
+    mandatory_missing,
+    parse_request,
+)
+from keyproxy.emulator.binance_data import MARKETS, Market, exchange_info, fmt
+from keyproxy.emulator.binance_orders import futures_order, parse_new_order, spot_order
+from keyproxy.emulator.binance_routes import (
+    DEFAULT_PERMISSIONS,
+    PREFIXES,
+    READ,
+    ROUTES,
+    WITHDRAW,
+    Call,
+    Route,
+    venue_of,
+)
+from keyproxy.emulator.binance_state import ZERO, Account
+from keyproxy.emulator.binance_wallet import WalletHandlers
+
+
+class BinanceEmulator(WalletHandlers):
+    """Binance, as far as bots and ccxt can tell."""
+
+    name = "binance"
+
+    def __init__(self, keys: list[EmulatedKey], clock: Clock) -> None:
+        for key in keys:
+            if not API_KEY_RE.match(key.api_key):
+                raise AccountsError(
+                    f"accounts: binance api_key {key.api_key[:8]}... is not 64 alphanumerics"
+                )
+        self.clock = clock
+        self.keys = list(keys)
+        self.verifiers = {k.api_key: Verifier(k) for k in keys}
+        self.reset()
+
+    def reset(self) -> None:
+        self.accounts = {k.api_key: Account.fresh(k) for k in self.keys}
+        self._next_order_id = 1_000_001
+
+    def state(self) -> dict[str, Any]:
+        return {key: acct.snapshot() for key, acct in self.accounts.items()}
+
+    def owns(self, path: str) -> bool:
+        return any(path.startswith(p) for p in PREFIXES)
+
+    async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
+        note.exchange = self.name
+        note.api_key = request.headers.get("X-MBX-APIKEY")
+        route = ROUTES.get((request.method, request.path))
+        if route is None:
+            return web.Response(
+                status=404, text=f"emulator: no Binance endpoint {request.method} {request.path}"
+            )
+        now_dec = Decimal(str(self.clock())) * 1000
+        try:
+            raw_query = request.raw_path.partition("?")[2].encode("utf-8", errors="surrogateescape")
+            parsed = parse_request(request.method, raw_query, body)
+            account = None
+            if route.security != "NONE":
+                outcome = AuthOutcome()
+                try:
+                    key = authenticate(
+                        signed=route.security == "SIGNED",
+                        api_key_header=note.api_key,
+                        parsed=parsed,
+                        verifiers=self.verifiers,
+                        now_ms=now_dec,
+                        outcome=outcome,
+                    )
+                finally:
+                    note.signature_verified = outcome.signature_verified
+                self._permit(route, key)
+                account = self.accounts[key.api_key]
+            handler: Callable[[Call], Any] = getattr(self, route.handler)
+            result = handler(Call(venue_of(request.path), parsed.params, account, int(now_dec)))
+        except BinanceError as err:
+            note.error_code = err.code
+            return web.json_response(err.body(), status=err.status)
+        return web.json_response(result)
+
+    @staticmethod
+    def _permit(route: Route, key: EmulatedKey) -> None:
+        perms = {**DEFAULT_PERMISSIONS, **key.permissions}
+        if route.security == "SIGNED" and not perms.get(READ):
+            raise BinanceError(*REJECTED_KEY)
+        if route.permission == WITHDRAW and not perms.get(WITHDRAW):
+            raise BinanceError(401, -1002, "You are not authorized to execute this request.")
+        if route.permission and not perms.get(route.permission):
+            raise BinanceError(*REJECTED_KEY)
+
+    # -- helpers ------------------------------------------------------------
+    @staticmethod
+    def _market(call: Call, required: bool = True) -> Market | None:
+        symbol = call.params.get("symbol")
+        if not symbol:
+            if required:
+                raise mandatory_missing("symbol")
+            return None
+        market = MARKETS[call.venue].get(symbol)
+        if market is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return market
+
+    def _markets(self, call: Call) -> list[Market]:
+        one = self._market(call, required=False)
+        return [one] if one else list(MARKETS[call.venue].values())
+
+    def _order_doc(self, call: Call, order: Any, kind: str) -> dict[str, Any]:
+        if call.venue == "spot":
+            return spot_order(
+                order,
+                kind,
+                call.params.get("newOrderRespType"),
+                call.params.get("newClientOrderId"),
+            )
+        return futures_order(order, with_time=kind == "query")
+
+    def _find(self, call: Call, missing: tuple[int, int, str]) -> Any:
+        market = self._market(call)
+        assert market is not None
+        order_id, client_id = call.params.get("orderId"), call.params.get("origClientOrderId")
+        if not order_id and not client_id:
+            raise BinanceError(
+                400,
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        order = call.acct.find(market.symbol, order_id or None, client_id or None)
+        if order is None or order.market.venue != call.venue:
+            raise BinanceError(*missing)
+        return order
+
+    # -- public -------------------------------------------------------------
+    def ping(self, call: Call) -> dict[str, Any]:
+        return {}
+
+    def time(self, call: Call) -> dict[str, Any]:
+        return {"serverTime": call.now}
+
+    def system_status(self, call: Call) -> dict[str, Any]:
+        return {"status": 0, "msg": "normal"}
+
+    def exchange_info(self, call: Call) -> dict[str, Any]:
+        wanted: list[str] | None = None
+        if call.params.get("symbol"):
+            wanted = [call.params["symbol"]]
+        elif call.params.get("symbols"):
+            try:
+                wanted = [str(s) for s in json.loads(call.params["symbols"])]
+            except (ValueError, TypeError):
+                raise BinanceError(
+                    400, -1100, "Illegal characters found in parameter 'symbols'."
+                ) from None
+        if wanted and any(s not in MARKETS[call.venue] for s in wanted):
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return exchange_info(call.venue, call.now, wanted)
+
+    def _one_or_all(self, call: Call, make: Callable[[Market], dict[str, Any]]) -> Any:
+        docs = [make(m) for m in self._markets(call)]
+        return docs[0] if call.params.get("symbol") else docs
+
+    def ticker_24hr(self, call: Call) -> Any:
+        def make(m: Market) -> dict[str, Any]:
+            p, vol = fmt(m.last), "1000.00000000"
+            doc = {
+                "symbol": m.symbol,
+                "priceChange": fmt(ZERO),
+                "priceChangePercent": "0.000",
+                "weightedAvgPrice": p,
+                "lastPrice": p,
+                "lastQty": fmt(m.min_qty),
+                "openPrice": p,
+                "highPrice": p,
+                "lowPrice": p,
+                "volume": vol,
+                "quoteVolume": fmt(m.last * 1000),
+                "openTime": call.now - 86_400_000,
+                "closeTime": call.now,
+                "firstId": 1,
+                "lastId": 1000,
+                "count": 1000,
+            }
+            if m.venue == "spot":
+                doc.update(
+                    {
+                        "prevClosePrice": p,
+                        "bidPrice": fmt(m.last - m.tick),
+                        "bidQty": "1.00000000",
+                        "askPrice": fmt(m.last + m.tick),
+                        "askQty": "1.00000000",
+                    }
+                )
+            elif m.venue == "dapi":
+                doc.update(
+                    {"pair": m.base + m.quote, "baseVolume": fmt(1000 * m.contract_size / m.last)}
+                )
+            return doc
+
+        return self._one_or_all(call, make)
+
+    def ticker_price(self, call: Call) -> Any:
+        def make(m: Market) -> dict[str, Any]:
+            doc: dict[str, Any] = {"symbol": m.symbol, "price": fmt(m.last)}
+            if m.venue != "spot":
+                doc["time"] = call.now
+            return doc
+
+        return self._one_or_all(call, make)
+
+    def book_ticker(self, call: Call) -> Any:
+        return self._one_or_all(
+            call,
+            lambda m: {
+                "symbol": m.symbol,
+                "bidPrice": fmt(m.last - m.tick),
+                "bidQty": "1.00000000",
+                "askPrice": fmt(m.last + m.tick),
+                "askQty": "1.00000000",
+            },
+        )
+
+    def depth(self, call: Call) -> dict[str, Any]:
+        m = self._market(call)
+        assert m is not None
+        levels = range(1, 6)
+        doc: dict[str, Any] = {
+            "lastUpdateId": call.now,
+            "bids": [[fmt(m.last - i * m.tick), "1.00000000"] for i in levels],
+            "asks": [[fmt(m.last + i * m.tick), "1.00000000"] for i in levels],
+        }
+        if m.venue != "spot":
+            doc.update({"E": call.now, "T": call.now})
+        return doc
+
+    # -- spot / futures orders -------------------------------------------------
+    def _new_order_id(self) -> int:
+        self._next_order_id += 1
+        return self._next_order_id - 1
+
+    def new_order(self, call: Call) -> dict[str, Any]:
+        market = self._market(call)
+        assert market is not None
+        order = parse_new_order(call.params, market, self._new_order_id(), call.now)
+        call.acct.place(order, call.now)
+        return self._order_doc(call, order, "new")
+
+    def test_order(self, call: Call) -> dict[str, Any]:
+        market = self._market(call)
+        assert market is not None
+        parse_new_order(call.params, market, 0, call.now)
+        return {}
+
+    def query_order(self, call: Call) -> dict[str, Any]:
+        return self._order_doc(
+            call, self._find(call, (400, -2013, "Order does not exist.")), "query"
+        )
+
+    def cancel_order(self, call: Call) -> dict[str, Any]:
+        order = self._find(call, (400, -2011, "Unknown order sent."))
+        return self._order_doc(call, call.acct.cancel(order, call.now), "cancel")
+
+    def open_orders(self, call: Call) -> list[dict[str, Any]]:
+        market = self._market(call, required=False)
+        orders = call.acct.open_orders(call.venue, market.symbol if market else None)
+        return [self._order_doc(call, o, "query") for o in orders]
+
+    def all_orders(self, call: Call) -> list[dict[str, Any]]:
+        market = self._market(call)
+        assert market is not None
+        return [
+            self._order_doc(call, o, "query")
+            for o in call.acct.orders.values()
+            if o.market is market
+        ]
+
+    def cancel_all(self, call: Call) -> Any:
+        market = self._market(call)
+        assert market is not None
+        orders = call.acct.open_orders(call.venue, market.symbol)
+        if call.venue != "spot":
+            for order in orders:
+                call.acct.cancel(order, call.now)
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+        if not orders:
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        return [self._order_doc(call, call.acct.cancel(o, call.now), "cancel") for o in orders]
+
+
+def create(keys: list[EmulatedKey], clock: Clock) -> BinanceEmulator:
+    """Module entry point used by ``keyproxy.emulator.app``."""
+    return BinanceEmulator(keys, clock)

@@ -1,0 +1,224 @@
+"""The one interface every exchange adapter implements, and the values it trades in.
+
+Adapters are sans-I/O: a request comes in as a value, a signed request goes
+out as a value. Time and nonces are arguments, so tests pass a fixed clock.
+Refusals are `AuthFailure`/`BadRequest` with a stable code that the proxy
+renders; adapters never build HTTP responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from keyproxy.secret import Secret
+
+
+class EndpointClass(StrEnum):
+    PUBLIC = "public"
+    READ = "read"
+    TRADE = "trade"
+    WITHDRAW = "withdraw"
+    TRANSFER = "transfer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    cls: EndpointClass
+    name: str
+    signed: bool = True  # does the exchange want a signature (False: public or key-only)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """What the bot sent, below the `/<account>` prefix, exactly as on the wire.
+
+    `path` and `query` keep their percent-encoding (signatures are computed
+    over the wire form); `headers` has lower-case names.
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """A signed request for the exchange. `origin` always comes from the adapter's host table."""
+
+    method: str
+    origin: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes = b""
+
+    @property
+    def url(self) -> str:
+        return self.origin + self.path + (f"?{self.query}" if self.query else "")
+
+
+@dataclass(frozen=True, slots=True)
+class BotKey:
+    """A bot's virtual credential as keyproxy holds it (drop-in mode)."""
+
+    key_id: str
+    key_type: str  # hmac | ed25519 | rsa | ec
+    secret: Secret | None = None  # hmac: the shared secret (kept sealed at rest)
+    public_key: bytes | None = None  # asymmetric: PEM public key; keyproxy keeps no private half
+    passphrase: Secret | None = None  # exchanges that also want a passphrase (OKX)
+
+
+@dataclass(frozen=True, slots=True)
+class RealKey:
+    """The real exchange credential, opened from the vault for one signing."""
+
+    key_type: str
+    api_key: Secret
+    secret: Secret | None = None
+    passphrase: Secret | None = None
+    private_key: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A bot request whose signature checked out, with its auth removed."""
+
+    request: IncomingRequest
+    replay_id: str  # unique per signed request: a second arrival is a replay
+    expires_ms: int  # after this the exchange itself would refuse it; forget the replay id
+
+
+class AuthFailure(Exception):
+    """The bot's authentication failed: code is unknown_bot|bad_signature|stale_request."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadRequest(Exception):
+    """The request is malformed for this exchange (400 bad_request)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBotKey:
+    """A new virtual credential: what the bot gets once, and what keyproxy keeps."""
+
+    shown: dict[str, str]  # printed to the operator once: api_key, secret / private_key ...
+    kept: BotKey
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """One set of upstream origins (production, testnet, ...) by path prefix."""
+
+    name: str
+    origins: tuple[tuple[str, str], ...]  # (path prefix, origin), longest prefix first
+
+    def origin_for(self, path: str) -> str | None:
+        for prefix, origin in self.origins:
+            if path.startswith(prefix):
+                return origin
+        return None
+
+    @property
+    def all_origins(self) -> frozenset[str]:
+        return frozenset(o for _, o in self.origins)
+
+
+class Adapter(Protocol):
+    """One exchange. Every method is pure; see binance.py for the reference implementation."""
+
+    name: str
+    environments: tuple[Environment, ...]
+    relayed_response_headers: tuple[str, ...]  # lower-case names or prefixes ending in '*'
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        """The endpoint's class, or None when unknown (the proxy then refuses)."""
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        """The virtual key id a drop-in bot put where the exchange expects its key."""
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        """Check the bot's own signature and freshness; raise AuthFailure or BadRequest."""
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        """Remove any exchange auth a token-mode bot sent."""
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
+             now_ms: int) -> OutboundRequest:
+        """The request signed with the real key, exactly as the exchange wants it."""
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        """A fresh virtual credential of `key_type` for a drop-in bot."""
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        """Extra fields in the exchange's own error shape, so SDKs raise what they know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where an account's requests go: an environment of the adapter, or one loopback emulator."""
+
+    environment: Environment
+    insecure_loopback: bool = False
+
+    def origin_for(self, path: str) -> str | None:
+        return self.environment.origin_for(path)
+
+
+def resolve_upstream(adapter: Adapter, base_url: str | None, insecure: bool) -> Upstream:
+    """Pick the host table for an account. Only the adapter's own origins, or an explicit loopback emulator."""
+    if base_url is None:
+        return Upstream(adapter.environments[0])
+    for env in adapter.environments:
+        if base_url in env.all_origins:
+            return Upstream(env)
+    if insecure and base_url.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
+        prefixes = tuple(dict.fromkeys(p for env in adapter.environments for p, _ in env.origins))
+        return Upstream(Environment("loopback", tuple((p, base_url) for p in prefixes)), insecure_loopback=True)
+    known = sorted(o for env in adapter.environments for o in env.all_origins)
+    raise ValueError(f"{base_url} is not one of {adapter.name}'s hosts ({', '.join(known)})")
+
+
+@dataclass
+class ParamList:
+    """An ordered `k=v&k=v` string kept byte-exact, so what was signed is what is sent."""
+
+    pairs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> ParamList:
+        return cls([p for p in text.split("&") if p != ""]) if text else cls()
+
+    def names(self) -> list[str]:
+        return [p.split("=", 1)[0] for p in self.pairs]
+
+    def get(self, name: str) -> str | None:
+        from urllib.parse import unquote_plus
+
+        for p in self.pairs:
+            k, _, v = p.partition("=")
+            if k == name:
+                return unquote_plus(v)
+        return None
+
+    def without(self, name: str) -> ParamList:
+        return ParamList([p for p in self.pairs if p.partition("=")[0] != name])
+
+    def count(self, name: str) -> int:
+        return sum(1 for p in self.pairs if p.partition("=")[0] == name)
+
+    def render(self) -> str:
+        return "&".join(self.pairs)

@@ -1,0 +1,240 @@
+"""Binance spot, margin/wallet (`/sapi`), USD-M (`/fapi`) and COIN-M (`/dapi`) futures.
+
+Signing, per Binance's "Request Security" docs: the payload is the query
+string concatenated *without a separator* with the body, percent-encoded
+(required since 2026-01-15); HMAC-SHA256 as hex, Ed25519 and RSA
+(PKCS#1 v1.5, SHA-256) as base64, percent-encoded on the wire; `signature`
+goes last. `timestamp` in ms (or µs), `recvWindow` default 5000, max 60000,
+and at most 1000 ms in the future.
+https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote_plus
+
+from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import (
+    AuthFailure,
+    BadRequest,
+    BotKey,
+    Endpoint,
+    EndpointClass,
+    Environment,
+    IncomingRequest,
+    IssuedBotKey,
+    OutboundRequest,
+    ParamList,
+    RealKey,
+    Verified,
+)
+from keyproxy.exchanges.binance_endpoints import ENDPOINT_GROUPS
+
+KEY_HEADER = "x-mbx-apikey"
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60000
+MAX_FUTURE_MS = 1000
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    (entry.split(" ", 1)[0], entry.split(" ", 1)[1]): Endpoint(EndpointClass(cls), entry, signed)
+    for (cls, signed), entries in ENDPOINT_GROUPS.items()
+    for entry in entries
+}
+
+_SPOT_PREFIXES = ("/api/", "/sapi/")
+ENVIRONMENTS = (
+    Environment("production", (
+        ("/api/", "https://api.binance.com"), ("/sapi/", "https://api.binance.com"),
+        ("/fapi/", "https://fapi.binance.com"), ("/futures/data/", "https://fapi.binance.com"),
+        ("/dapi/", "https://dapi.binance.com"), ("/eapi/", "https://eapi.binance.com"),
+        ("/papi/", "https://papi.binance.com"),
+    )),
+    Environment("testnet", (
+        ("/api/", "https://testnet.binance.vision"),
+        ("/fapi/", "https://testnet.binancefuture.com"), ("/dapi/", "https://testnet.binancefuture.com"),
+    )),
+    Environment("demo", (
+        ("/api/", "https://demo-api.binance.com"),
+        ("/fapi/", "https://demo-fapi.binance.com"), ("/dapi/", "https://demo-dapi.binance.com"),
+    )),
+)
+
+# Bytes that may stay literal in a signed payload; everything else is %XX-encoded
+# before the real signature is computed (Binance signs the percent-encoded form).
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~=&+%")
+_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_WINDOW = re.compile(r"[0-9]{1,5}(\.[0-9]{1,3})?")
+
+
+def percent_encode_payload(raw: bytes) -> bytes:
+    """Escape every byte outside the safe set; keep valid `%XX` escapes as they are."""
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        b = raw[i]
+        if b == 0x25 and _PCT.match(raw, i):
+            out += raw[i:i + 3]
+            i += 3
+            continue
+        out += bytes([b]) if b in _SAFE and b != 0x25 else b"%%%02X" % b
+        i += 1
+    return bytes(out)
+
+
+def _decoded(params: ParamList) -> str:
+    """The payload as python-binance signs it: values decoded, not re-encoded."""
+    return "&".join(f"{k}={unquote_plus(v)}" for k, _, v in (p.partition("=") for p in params.pairs))
+
+
+def _is_form(req: IncomingRequest) -> bool:
+    ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype in ("", "application/x-www-form-urlencoded")
+
+
+class Binance:
+    name = "binance"
+    environments = ENVIRONMENTS
+    relayed_response_headers = ("content-type", "retry-after", "x-mbx-used-weight*", "x-mbx-order-count*",
+                                "x-sapi-used-*")
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        return ENDPOINTS.get((method, path))
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        return req.headers.get(KEY_HEADER) or None
+
+    # --- drop-in verification ---------------------------------------------
+
+    def _parts(self, req: IncomingRequest) -> tuple[ParamList, ParamList]:
+        if req.body and not _is_form(req):
+            raise BadRequest("Binance requests carry parameters as a form body or query string")
+        try:
+            body = req.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request body is not UTF-8") from None
+        return ParamList.parse(req.query), ParamList.parse(body)
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        query, body = self._parts(req)
+        n_sig = query.count("signature") + body.count("signature")
+        if n_sig == 0:
+            if endpoint.signed:
+                raise AuthFailure("bad_signature", "this endpoint needs a signature")
+            # key-only endpoint (market data, listenKey): the key header is the whole credential
+            return Verified(self.strip(req), replay_id="", expires_ms=0)
+        if n_sig > 1:
+            raise BadRequest("more than one signature parameter")
+        signature = query.get("signature") if query.count("signature") else body.get("signature")
+        assert signature is not None
+        q, b = query.without("signature"), body.without("signature")
+        ts, window = self._timing(q, b)
+        if not (ts < now_ms + MAX_FUTURE_MS and now_ms - ts <= window):
+            raise AuthFailure("stale_request", "timestamp is outside the recvWindow (or more than 1 s ahead)")
+        wire = (q.render() + b.render()).encode()
+        candidates = [wire]
+        decoded = (_decoded(q) + _decoded(b)).encode()
+        if decoded != wire:
+            candidates.append(decoded)  # python-binance signs decoded values but sends them encoded
+        if not any(self._check(bot, signature, c) for c in candidates):
+            raise AuthFailure("bad_signature", "signature does not match the virtual credential")
+        stripped = self._rebuild(req, q, b)
+        return Verified(stripped, replay_id=f"{bot.key_id}:{signature.lower()}", expires_ms=int(ts + window) + 1)
+
+    @staticmethod
+    def _timing(q: ParamList, b: ParamList) -> tuple[float, float]:
+        def pick(name: str) -> str | None:
+            return q.get(name) if q.count(name) else b.get(name)  # the query wins, as at Binance
+
+        ts_text, window_text = pick("timestamp"), pick("recvWindow")
+        if ts_text is None or not _DIGITS.fullmatch(ts_text):
+            raise BadRequest("timestamp is missing or not a number")
+        ts = float(ts_text)
+        if len(ts_text) >= 16:
+            ts /= 1000.0  # microseconds
+        window = float(DEFAULT_RECV_WINDOW_MS)
+        if window_text is not None:
+            if not _WINDOW.fullmatch(window_text):
+                raise BadRequest("recvWindow is not a number")
+            window = float(window_text)
+            if window > MAX_RECV_WINDOW_MS:
+                raise BadRequest("recvWindow must not exceed 60000")
+        return ts, window
+
+    @staticmethod
+    def _check(bot: BotKey, signature: str, payload: bytes) -> bool:
+        if bot.key_type == "hmac" and bot.secret is not None:
+            return _sign.equal(_sign.hmac_sha256_hex(bot.secret.reveal(), payload), signature.lower())
+        if bot.key_type in ("ed25519", "rsa") and bot.public_key is not None:
+            return _sign.verify_b64_signature(bot.public_key, unquote_plus(signature).replace(" ", "+"), payload)
+        return False
+
+    @staticmethod
+    def _rebuild(req: IncomingRequest, q: ParamList, b: ParamList) -> IncomingRequest:
+        headers = {k: v for k, v in req.headers.items() if k != KEY_HEADER}
+        return IncomingRequest(req.method, req.path, q.render(), headers, b.render().encode())
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        query, body = self._parts(req)
+        return self._rebuild(req, query.without("signature"), body.without("signature"))
+
+    # --- real signing ---------------------------------------------------------
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
+             now_ms: int) -> OutboundRequest:
+        if endpoint.cls is EndpointClass.PUBLIC:
+            return OutboundRequest(req.method, origin, req.path, req.query, {}, req.body)
+        headers = {"X-MBX-APIKEY": key.api_key.reveal_str()}
+        qp = ParamList.parse(percent_encode_payload(req.query.encode()).decode())
+        bp = ParamList.parse(percent_encode_payload(req.body).decode())
+        if req.body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        has_timestamp = bool(qp.count("timestamp") or bp.count("timestamp"))
+        if not endpoint.signed and not has_timestamp:
+            # key-only endpoint (market data, listenKey): the key header is all Binance wants
+            return OutboundRequest(req.method, origin, req.path, qp.render(), headers, bp.render().encode())
+        last = bp if bp.pairs else qp  # `signature` must end the payload (query ‖ body)
+        if not has_timestamp:
+            last.pairs.append(f"timestamp={now_ms}")  # token mode: keyproxy owns the clock
+        signature = self._real_signature(key, (qp.render() + bp.render()).encode())
+        last.pairs.append(f"signature={signature}")
+        return OutboundRequest(req.method, origin, req.path, qp.render(), headers, bp.render().encode())
+
+    @staticmethod
+    def _real_signature(key: RealKey, payload: bytes) -> str:
+        if key.key_type == "hmac":
+            assert key.secret is not None
+            return _sign.hmac_sha256_hex(key.secret.reveal(), payload)
+        assert key.private_key is not None
+        if key.key_type == "ed25519":
+            sig = _sign.sign_ed25519_b64(key.private_key.reveal(), payload)
+        elif key.key_type == "rsa":
+            sig = _sign.sign_rsa_sha256_b64(key.private_key.reveal(), payload)
+        else:
+            raise ValueError(f"binance has no {key.key_type} keys")
+        return quote(sig, safe="")
+
+    # --- credentials and errors ---------------------------------------------
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        key_id = _sign.random_token(64)
+        if key_type == "hmac":
+            from keyproxy.secret import Secret
+
+            secret = _sign.random_token(64)
+            return IssuedBotKey({"api_key": key_id, "secret": secret},
+                                BotKey(key_id, "hmac", secret=Secret(secret)))
+        private_pem, public_pem = _sign.new_keypair_pem(key_type)
+        # ccxt takes the PEM private key in `secret`
+        return IssuedBotKey({"api_key": key_id, "secret": private_pem.decode()},
+                            BotKey(key_id, key_type, public_key=public_pem))
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        # Binance's own codes, chosen so ccxt raises the matching exception and does not
+        # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.
+        native = {
+            "unknown_bot": -2014, "bad_signature": -1022, "stale_request": -1021,
+            "replayed_request": -1022, "bad_request": -1102, "unknown_endpoint": -1002,
+        }.get(code, -1002 if code.endswith("_denied") or code in ("halted", "suspended") else -1000)
+        return {"code": native, "msg": message}

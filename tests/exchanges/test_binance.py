@@ -1,0 +1,243 @@
+"""Binance adapter: published signing vectors, drop-in verification, classification, re-signing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import (
+    AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, resolve_upstream,
+)
+from keyproxy.exchanges.binance import Binance, percent_encode_payload
+from keyproxy.secret import Secret
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "binance" / "signing.json").read_text())
+HMAC = VECTORS["hmac"]
+ADAPTER = Binance()
+ORDER = ADAPTER.classify("POST", "/api/v3/order")
+NOW = 1499827319559 + 100
+
+
+def real_hmac() -> RealKey:
+    return RealKey("hmac", Secret(HMAC["api_key"]), secret=Secret(HMAC["secret"]))
+
+
+def req(query: str = "", body: str = "", method: str = "POST", headers: dict | None = None,  # type: ignore[type-arg]
+        path: str = "/api/v3/order") -> IncomingRequest:
+    h = {"x-mbx-apikey": "VIRTUAL"} | ({"content-type": "application/x-www-form-urlencoded"} if body else {})
+    return IncomingRequest(method, path, query, h | (headers or {}), body.encode())
+
+
+@pytest.mark.parametrize("case", HMAC["cases"], ids=lambda c: c["name"])
+def test_hmac_published_vectors_sign(case: dict) -> None:  # type: ignore[type-arg]
+    out = ADAPTER.sign(req(case["query"], case["body"]), real_hmac(), ORDER, "https://api.binance.com", NOW)
+    sent = out.query + out.body.decode()
+    assert sent.endswith(f"signature={case['signature']}")
+    assert out.headers["X-MBX-APIKEY"] == HMAC["api_key"]
+    # the signature goes at the end of the body when there is one, else of the query
+    assert (f"signature={case['signature']}" in out.body.decode()) == bool(case["body"])
+
+
+@pytest.mark.parametrize("case", HMAC["cases"], ids=lambda c: c["name"])
+def test_hmac_published_vectors_verify(case: dict) -> None:  # type: ignore[type-arg]
+    bot = BotKey(HMAC["api_key"], "hmac", secret=Secret(HMAC["secret"]))
+    sig = f"signature={case['signature']}"
+    query, body = (case["query"], case["body"] + "&" + sig) if case["body"] else (case["query"] + "&" + sig, "")
+    verified = ADAPTER.verify(req(query, body), bot, ORDER, NOW)
+    assert "signature" not in verified.request.query + verified.request.body.decode()
+    assert "x-mbx-apikey" not in verified.request.headers
+    with pytest.raises(AuthFailure) as e:
+        ADAPTER.verify(req(query.replace("quantity=1", "quantity=2"), body.replace("quantity=1", "quantity=2")),
+                       bot, ORDER, NOW)
+    assert e.value.code == "bad_signature"
+
+
+def test_ed25519_published_fix_vector() -> None:
+    ed = VECTORS["ed25519"]
+    payload = "\x01".join(ed["fix_logon"]["payload_soh_joined"]).encode()
+    assert _sign.sign_ed25519_b64(ed["private_key"].encode(), payload) == ed["fix_logon"]["signature"]
+
+
+def test_ed25519_real_signing_and_bot_verification() -> None:
+    ed = VECTORS["ed25519"]
+    case = ed["cases"][0]
+    key = RealKey("ed25519", Secret("edkey"), private_key=Secret(ed["private_key"]))
+    endpoint = ADAPTER.classify("POST", "/api/v3/order")
+    out = ADAPTER.sign(req(case["query"]), key, endpoint, "https://api.binance.com", 1668481559918)
+    assert out.query.endswith("signature=" + quote(case["signature"], safe=""))
+    # and a bot holding that key pair verifies
+    from cryptography.hazmat.primitives import serialization
+
+    public = serialization.load_pem_private_key(ed["private_key"].encode(), None).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    bot = BotKey("edbot", "ed25519", public_key=public)
+    ADAPTER.verify(req(out.query), bot, endpoint, 1668481559918 + 10)
+
+
+def test_rsa_round_trip() -> None:
+    private, public = _sign.new_keypair_pem("rsa")
+    bot = BotKey("rsabot", "rsa", public_key=public)
+    q = f"symbol=BTCUSDT&timestamp={NOW}"
+    sig = quote(_sign.sign_rsa_sha256_b64(private, q.encode()), safe="")
+    ADAPTER.verify(req(q + "&signature=" + sig), bot, ORDER, NOW)
+    with pytest.raises(AuthFailure):
+        ADAPTER.verify(req(q.replace("BTC", "ETH") + "&signature=" + sig), bot, ORDER, NOW)
+
+
+def bot_hmac() -> tuple[BotKey, str]:
+    return BotKey("VIRTUAL", "hmac", secret=Secret("virtual-secret")), "virtual-secret"
+
+
+def signed(query: str, secret: str) -> str:
+    return query + "&signature=" + _sign.hmac_sha256_hex(secret.encode(), query.encode())
+
+
+@pytest.mark.parametrize("ts_offset, window, ok", [
+    (0, None, True),
+    (-4999, None, True),
+    (-5001, None, False),
+    (-59_000, 60000, True),
+    (-70_000, 60000, False),  # a 70-second-old signature
+    (999, None, True),
+    (1000, None, False),  # more than 1 s ahead
+])
+def test_timestamp_window(ts_offset: int, window: int | None, ok: bool) -> None:
+    bot, secret = bot_hmac()
+    q = f"symbol=BTCUSDT&timestamp={NOW + ts_offset}" + (f"&recvWindow={window}" if window else "")
+    if ok:
+        ADAPTER.verify(req(signed(q, secret)), bot, ORDER, NOW)
+    else:
+        with pytest.raises(AuthFailure) as e:
+            ADAPTER.verify(req(signed(q, secret)), bot, ORDER, NOW)
+        assert e.value.code == "stale_request"
+
+
+def test_microsecond_timestamps() -> None:
+    bot, secret = bot_hmac()
+    ADAPTER.verify(req(signed(f"symbol=X&timestamp={NOW * 1000}", secret)), bot, ORDER, NOW)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("symbol=X", "timestamp is missing"),
+    ("symbol=X&timestamp=abc", "timestamp is missing or not a number"),
+    (f"symbol=X&timestamp={NOW}&recvWindow=70000", "must not exceed 60000"),
+    (f"symbol=X&timestamp={NOW}&recvWindow=1e9", "recvWindow is not a number"),
+])
+def test_malformed_timing_is_bad_request(query: str, message: str) -> None:
+    bot, secret = bot_hmac()
+    with pytest.raises(BadRequest, match=message):
+        ADAPTER.verify(req(signed(query, secret)), bot, ORDER, NOW)
+
+
+def test_missing_and_duplicate_signatures() -> None:
+    bot, secret = bot_hmac()
+    with pytest.raises(AuthFailure, match="needs a signature"):
+        ADAPTER.verify(req(f"symbol=X&timestamp={NOW}"), bot, ORDER, NOW)
+    with pytest.raises(BadRequest, match="more than one"):
+        ADAPTER.verify(req(signed(f"symbol=X&timestamp={NOW}", secret) + "&signature=00"), bot, ORDER, NOW)
+
+
+def test_python_binance_decoded_form_is_accepted() -> None:
+    """python-binance signs decoded values but sends them form-encoded."""
+    bot, secret = bot_hmac()
+    decoded = f"newClientOrderId=a:b/c&timestamp={NOW}"
+    sig = _sign.hmac_sha256_hex(secret.encode(), decoded.encode())
+    ADAPTER.verify(req(body=f"newClientOrderId=a%3Ab%2Fc&timestamp={NOW}&signature={sig}"), bot, ORDER, NOW)
+
+
+def test_forwarded_payload_is_percent_encoded_and_resigned() -> None:
+    """ccxt sends some bodies raw (spaces, @, UTF-8); Binance now signs the encoded form."""
+    body = f"coin=USDT&address=ab@c&name=my wallet é&timestamp={NOW}"
+    out = ADAPTER.sign(req(body=body), real_hmac(), ADAPTER.classify("POST", "/sapi/v1/capital/withdraw/apply"),
+                       "https://api.binance.com", NOW)
+    sent = out.body.decode()
+    assert sent.startswith(f"coin=USDT&address=ab%40c&name=my%20wallet%20%C3%A9&timestamp={NOW}&signature=")
+    payload = sent.rsplit("&signature=", 1)[0]
+    assert sent.endswith(_sign.hmac_sha256_hex(HMAC["secret"].encode(), payload.encode()))
+
+
+def test_percent_encoding_keeps_valid_escapes() -> None:
+    assert percent_encode_payload(b"a=%2F&b=%zz&c=x y") == b"a=%2F&b=%25zz&c=x%20y"
+
+
+def test_token_mode_adds_timestamp() -> None:
+    stripped = ADAPTER.strip(req("symbol=BTCUSDT", method="GET", path="/api/v3/openOrders"))
+    assert "x-mbx-apikey" not in stripped.headers
+    endpoint = ADAPTER.classify("GET", "/api/v3/openOrders")
+    out = ADAPTER.sign(stripped, real_hmac(), endpoint, "https://api.binance.com", 1234)
+    payload = "symbol=BTCUSDT&timestamp=1234"
+    assert out.query == payload + "&signature=" + _sign.hmac_sha256_hex(HMAC["secret"].encode(), payload.encode())
+
+
+def test_public_endpoints_carry_no_key() -> None:
+    endpoint = ADAPTER.classify("GET", "/api/v3/exchangeInfo")
+    assert endpoint.cls is EndpointClass.PUBLIC
+    out = ADAPTER.sign(req(method="GET", path="/api/v3/exchangeInfo"), real_hmac(), endpoint, "https://x", NOW)
+    assert out.headers == {}
+
+
+def test_key_only_endpoint_swaps_the_key() -> None:
+    endpoint = ADAPTER.classify("POST", "/fapi/v1/listenKey")
+    assert endpoint.cls is EndpointClass.READ and not endpoint.signed
+    bot, _ = bot_hmac()
+    v = ADAPTER.verify(req(path="/fapi/v1/listenKey"), bot, endpoint, NOW)
+    out = ADAPTER.sign(v.request, real_hmac(), endpoint, "https://fapi.binance.com", NOW)
+    assert out.headers["X-MBX-APIKEY"] == HMAC["api_key"] and "signature" not in out.query
+
+
+@pytest.mark.parametrize("method, path, cls", [
+    ("GET", "/api/v3/exchangeInfo", "public"),
+    ("GET", "/api/v3/account", "read"),
+    ("GET", "/sapi/v1/capital/config/getall", "read"),
+    ("GET", "/sapi/v1/margin/allPairs", "read"),
+    ("POST", "/api/v3/order", "trade"),
+    ("DELETE", "/api/v3/order", "trade"),
+    ("POST", "/fapi/v1/order", "trade"),
+    ("POST", "/fapi/v1/leverage", "trade"),
+    ("POST", "/sapi/v1/capital/withdraw/apply", "withdraw"),
+    ("POST", "/sapi/v1/giftcard/createCode", "withdraw"),
+    ("POST", "/sapi/v1/asset/transfer", "transfer"),
+    ("POST", "/sapi/v1/sub-account/universalTransfer", "transfer"),
+    ("POST", "/sapi/v1/margin/borrow-repay", "transfer"),
+    ("POST", "/sapi/v1/sub-account/subAccountApi", "admin"),
+    ("DELETE", "/sapi/v1/sub-account/subAccountApi", "admin"),
+])
+def test_classification(method: str, path: str, cls: str) -> None:
+    assert ADAPTER.classify(method, path).cls == cls  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/v3/nonexistent"), ("POST", "/api/v3/account"), ("GET", "/api/v3/order/"),
+    ("PATCH", "/api/v3/order"), ("GET", "/api/v3/../v3/order"), ("GET", "/API/V3/ORDER"),
+])
+def test_unknown_endpoints_are_not_guessed(method: str, path: str) -> None:
+    assert ADAPTER.classify(method, path) is None
+
+
+def test_upstream_hosts_come_only_from_the_table() -> None:
+    prod = resolve_upstream(ADAPTER, None, False)
+    assert prod.origin_for("/api/v3/order") == "https://api.binance.com"
+    assert prod.origin_for("/fapi/v1/order") == "https://fapi.binance.com"
+    assert prod.origin_for("/evil") is None
+    test = resolve_upstream(ADAPTER, "https://testnet.binance.vision", False)
+    assert test.origin_for("/fapi/v1/order") == "https://testnet.binancefuture.com"
+    assert test.origin_for("/sapi/v1/capital/config/getall") is None
+    emu = resolve_upstream(ADAPTER, "http://127.0.0.1:9999", True)
+    assert emu.origin_for("/dapi/v1/exchangeInfo") == "http://127.0.0.1:9999" and emu.insecure_loopback
+    for bad in ("https://evil.example", "http://127.0.0.1:9999"):
+        with pytest.raises(ValueError):
+            resolve_upstream(ADAPTER, bad, False)
+
+
+def test_issued_bot_keys() -> None:
+    issued = ADAPTER.issue_bot_key("hmac")
+    assert len(issued.shown["api_key"]) == 64 and issued.kept.secret == Secret(issued.shown["secret"])
+    ed = ADAPTER.issue_bot_key("ed25519")
+    assert "PRIVATE KEY" in ed.shown["secret"] and ed.kept.secret is None and b"PUBLIC KEY" in ed.kept.public_key
+    assert len(ed.shown["secret"]) <= 120  # ccxt tells Ed25519 from RSA by PEM length
+    assert base64  # noqa: B018
