@@ -7,24 +7,30 @@ Secrets are read from stdin, a file or a terminal prompt, never from argv.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import getpass
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from keyproxy import __version__
+from keyproxy.admin.client import AdminClient
+from keyproxy.admin.controls import Controls
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
 from keyproxy.durations import format_duration, parse_duration
 from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError
+from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
+from keyproxy.statedir import daemon_lock, direct_access, socket_path
 from keyproxy.secret import Secret
 from keyproxy.unlock import UnlockInputs, source_for_kind, source_for_new
 from keyproxy.vault import Credentials, NewAccount, Vault
-from keyproxy.vault.records import AccountInfo, check_account_meta, validate_new_account
+from keyproxy.vault.records import BOT_MODES, check_account_meta, validate_new_account
 
 MAX_STDIN_BYTES = 65_536
 CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
@@ -49,11 +55,46 @@ class Context:
         return Vault.open(self.settings.vault.path,
                           lambda kind: source_for_kind(kind, self.settings, self.inputs))
 
+    @contextlib.contextmanager
+    def controls(self) -> Iterator[Any]:
+        """The vault itself when no daemon runs, else the daemon's admin socket: never both writers."""
+        with direct_access(self.settings) as direct:
+            if direct:
+                with self.open_vault() as vault:
+                    yield Controls(vault, default_adapters(), listen_base_url(self.settings))
+                return
+        client = AdminClient(socket_path(self.settings))
+        if not client.reachable():
+            raise KeyproxyError(f"the keyproxy daemon holds {self.settings.vault.path} but its admin socket "
+                                f"{client.socket_path} does not answer")
+        yield RemoteControls(client)
+
     def out(self, text: str = "") -> None:
         print(text, file=self.stdout)
 
     def out_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, sort_keys=True), file=self.stdout)
+
+
+def listen_base_url(settings: Settings) -> str:
+    host = settings.listen.host
+    return f"http://{host if ':' not in host else f'[{host}]'}:{settings.listen.port}"
+
+
+class RemoteControls:
+    """`Controls`' methods, carried out by the running daemon."""
+
+    def __init__(self, client: AdminClient) -> None:
+        self.client = client
+
+    def add_account(self, acct: NewAccount) -> Any:
+        creds = {k: v.reveal_str() for k, v in acct.credentials.fields().items() if v is not None}
+        return self.client.call("add_account", name=acct.name, exchange=acct.exchange, key_type=acct.key_type,
+                                base_url=acct.base_url, insecure_upstream=acct.insecure_upstream,
+                                rotate_every=acct.rotate_every, credentials=creds)
+
+    def __getattr__(self, op: str) -> Any:
+        return getattr(self.client, op)
 
 
 # --- reading secrets ----------------------------------------------------------
@@ -138,10 +179,13 @@ def cmd_init(ctx: Context) -> int:
     return 0
 
 
-def _account_row(a: AccountInfo) -> list[str]:
-    return [a.name, a.exchange, a.key_type, a.status, str(a.version), a.fingerprint,
-            time.strftime("%Y-%m-%d", time.gmtime(a.created_at)),
-            format_duration(a.rotate_every) if a.rotate_every else "-"]
+def _day(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "-"
+
+
+def _account_row(a: dict[str, Any]) -> list[str]:
+    return [a["name"], a["exchange"], a["key_type"], a["status"], str(a["version"]), a["fingerprint"],
+            _day(a["created_at"]), format_duration(a["rotate_every"]) if a["rotate_every"] else "-"]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -160,17 +204,18 @@ def cmd_key_add(ctx: Context) -> int:
     creds = read_credentials(ctx, key_type)
     acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every)
     validate_new_account(acct)
-    with ctx.open_vault() as vault:
-        info = vault.add_account(acct)
-    ctx.out(f"added account {info.name} ({info.exchange}, {info.key_type}, fingerprint {info.fingerprint})")
+    with ctx.controls() as controls:
+        info = controls.add_account(acct)
+    ctx.out(f"added account {info['name']} ({info['exchange']}, {info['key_type']}, "
+            f"fingerprint {info['fingerprint']})")
     return 0
 
 
 def cmd_key_list(ctx: Context) -> int:
-    with ctx.open_vault() as vault:
-        accounts = vault.list_accounts()
+    with ctx.controls() as controls:
+        accounts = controls.list_accounts()
     if ctx.args.json:
-        ctx.out_json([a.as_json() for a in accounts])
+        ctx.out_json(accounts)
     elif accounts:
         header = ["ACCOUNT", "EXCHANGE", "TYPE", "STATUS", "VER", "FINGERPRINT", "CREATED", "ROTATE"]
         ctx.out(_table([_account_row(a) for a in accounts], header))
@@ -180,14 +225,22 @@ def cmd_key_list(ctx: Context) -> int:
 
 
 def cmd_key_show(ctx: Context) -> int:
-    with ctx.open_vault() as vault:
-        info = vault.account(ctx.args.account)
-    if ctx.args.json:
-        ctx.out_json(info.as_json())
-    else:
-        for k, v in info.as_json().items():
-            ctx.out(f"{k + ':':<19}{v if v is not None else '-'}")
+    with ctx.controls() as controls:
+        info = controls.show_account(name=ctx.args.account)
+    _show(ctx, info)
     return 0
+
+
+def _show(ctx: Context, info: dict[str, Any]) -> None:
+    if ctx.args.json:
+        ctx.out_json(info)
+        return
+    for k, v in info.items():
+        if isinstance(v, list):
+            v = ", ".join(map(str, v)) or "-"
+        elif k.endswith("_at") and isinstance(v, float):
+            v = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v))
+        ctx.out(f"{k + ':':<19}{v if v is not None else '-'}")
 
 
 def confirm(ctx: Context, question: str) -> None:
@@ -200,11 +253,13 @@ def confirm(ctx: Context, question: str) -> None:
 
 
 def cmd_key_remove(ctx: Context) -> int:
-    with ctx.open_vault() as vault:
-        info = vault.account(ctx.args.account)
-        confirm(ctx, f"Remove account {info.name} ({info.exchange}) and all its key versions?")
-        vault.remove_account(info.name)
-    ctx.out(f"removed account {info.name}")
+    with ctx.controls() as controls:
+        info = controls.show_account(name=ctx.args.account)
+        bots = [b["name"] for b in controls.list_bots() if b["account"] == info["name"]]
+        also = f" and its bots ({', '.join(bots)})" if bots else ""
+        confirm(ctx, f"Remove account {info['name']} ({info['exchange']}), all its key versions{also}?")
+        controls.remove_account(name=info["name"])
+    ctx.out(f"removed account {info['name']}" + (f" and bots {', '.join(bots)}" if bots else ""))
     return 0
 
 
@@ -246,6 +301,76 @@ def cmd_vault_status(ctx: Context) -> int:
         for p in st["integrity_problems"]:
             ctx.out(f"  {p}")
     return 1 if st["integrity_problems"] else 0
+
+
+def cmd_bot_add(ctx: Context) -> int:
+    a = ctx.args
+    from keyproxy.vault.records import check_name, parse_cidrs, parse_scopes
+
+    check_name("bot", a.bot)
+    check_name("account", a.account)
+    parse_scopes(a.scope)
+    parse_cidrs(a.allow_ip or [])
+    with ctx.controls() as controls:
+        shown = controls.add_bot(name=a.bot, account=a.account, scopes=a.scope, allow_ips=a.allow_ip or None,
+                                 mode=a.mode, key_type=a.key_type)
+    ctx.out_json(shown)  # the only time the bot's credential is shown
+    return 0
+
+
+def cmd_bot_list(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        bots = controls.list_bots()
+    if ctx.args.json:
+        ctx.out_json(bots)
+    elif bots:
+        rows = [[b["name"], b["account"], b["mode"], ",".join(b["scopes"]), b["status"], _day(b["created_at"]),
+                 (b["key_id"] or "")[:12]] for b in bots]
+        ctx.out(_table(rows, ["BOT", "ACCOUNT", "MODE", "SCOPES", "STATUS", "CREATED", "KEY"]))
+    else:
+        ctx.out("no bots; add one with `keyproxy bot add BOT --account ACCOUNT --scope read,trade`")
+    return 0
+
+
+def cmd_bot_show(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        _show(ctx, controls.show_bot(name=ctx.args.bot))
+    return 0
+
+
+def cmd_bot_revoke(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.revoke_bot(name=ctx.args.bot)
+    ctx.out(f"revoked bot {info['name']}; its credential is refused from now on")
+    return 0
+
+
+def cmd_serve(ctx: Context) -> int:
+    from dataclasses import replace
+
+    from keyproxy import daemon
+
+    settings = ctx.settings
+    if ctx.args.port is not None or ctx.args.host is not None:
+        listen = replace(settings.listen, host=ctx.args.host or settings.listen.host,
+                         port=settings.listen.port if ctx.args.port is None else ctx.args.port)
+        if not listen.is_loopback and not listen.allow_non_loopback:
+            raise UsageError(f"{listen.host} is not a loopback address; set listen.allow_non_loopback = true "
+                             "in the config to listen there on purpose")
+        settings = replace(settings, listen=listen)
+    daemon.configure_logging()
+    with daemon_lock(settings), ctx.open_vault() as vault:
+        asyncio.run(daemon.run(settings, vault, ready=lambda line: print(line, file=ctx.stdout, flush=True)))
+    return 0
+
+
+def cmd_emulator(ctx: Context) -> int:
+    from keyproxy.emulator.app import main as emulator_main
+
+    argv = ["--host", ctx.args.host, "--port", str(ctx.args.port), "--accounts", str(ctx.args.accounts)]
+    if ctx.args.journal:
+        argv += ["--journal", str(ctx.args.journal)]
+    return emulator_main(argv)
 
 
 def cmd_demo(ctx: Context) -> int:
@@ -300,6 +425,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--new-key-file", type=Path, help="file holding the new 32-byte key")
     sp = cmd(vault, "status", cmd_vault_status, "show vault metadata and check every record's integrity")
     sp.add_argument("--json", action="store_true")
+
+    bot = sub.add_parser("bot", help="bot credentials").add_subparsers(dest="bot_command", required=True,
+                                                                       metavar="ACTION")
+    sp = cmd(bot, "add", cmd_bot_add, "create a bot credential; printed once as JSON")
+    sp.add_argument("bot")
+    sp.add_argument("--account", required=True)
+    sp.add_argument("--scope", required=True, help="comma list of read, trade, withdraw, transfer")
+    sp.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable; default loopback only")
+    sp.add_argument("--mode", choices=BOT_MODES, default="dropin",
+                    help="dropin: the bot's SDK signs with a virtual key; token: X-Keyproxy-Token header")
+    sp.add_argument("--key-type", default="hmac", help="virtual key type for drop-in bots (hmac, ed25519, rsa)")
+    sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(bot, "show", cmd_bot_show, "show one bot")
+    sp.add_argument("bot")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(bot, "revoke", cmd_bot_revoke, "revoke a bot's credential (takes effect on its next request)")
+    sp.add_argument("bot")
+
+    sp = cmd(sub, "serve", cmd_serve, "run the signing proxy daemon")
+    sp.add_argument("--host", help="listen address (default: listen.host, 127.0.0.1)")
+    sp.add_argument("--port", type=int, help="listen port (default: listen.port, 8750; 0 picks a free one)")
+
+    sp = cmd(sub, "emulator", cmd_emulator, "run the exchange emulator on loopback (tests, demo, benchmarks)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=0)
+    sp.add_argument("--accounts", type=Path, required=True, help="JSON file of emulated keys")
+    sp.add_argument("--journal", type=Path, help="append every received request as JSON lines")
 
     cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
     return p

@@ -1,0 +1,11 @@
+"""Exchange adapters: one module per exchange behind `base.Adapter`."""
+
+from __future__ import annotations
+
+from keyproxy.exchanges.base import Adapter
+from keyproxy.exchanges.binance import Binance
+
+
+def default_adapters() -> dict[str, Adapter]:
+    """Every exchange the proxy can serve in this version."""
+    return {"binance": Binance()}

@@ -1,0 +1,60 @@
+"""The CLI's side of the admin socket: plain stdlib HTTP over AF_UNIX, no event loop."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from keyproxy.admin.protocol import ERROR_CLASSES
+from keyproxy.errors import KeyproxyError
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self._path))
+        self.sock = sock
+
+
+class AdminClient:
+    def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def reachable(self) -> bool:
+        try:
+            conn = _UnixConnection(self.socket_path, 2.0)
+            conn.connect()
+            conn.close()
+            return True
+        except OSError:
+            return False
+
+    def call(self, op: str, **args: Any) -> Any:
+        conn = _UnixConnection(self.socket_path, self.timeout)
+        try:
+            conn.request("POST", "/v1/call", body=json.dumps({"op": op, "args": args}),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            doc = json.loads(resp.read() or b"{}")
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise KeyproxyError(f"admin socket {self.socket_path}: {type(e).__name__}") from None
+        finally:
+            conn.close()
+        if "error" in doc:
+            raise ERROR_CLASSES.get(doc["error"], KeyproxyError)(doc.get("message", "admin call failed"))
+        return doc.get("result")
+
+    def __getattr__(self, op: str) -> Any:
+        """`client.add_bot(...)` reads like `controls.add_bot(...)`."""
+        if op.startswith("_"):
+            raise AttributeError(op)
+        return lambda **args: self.call(op, **args)

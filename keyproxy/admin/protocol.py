@@ -1,0 +1,20 @@
+"""The admin socket's tiny protocol: `POST /v1/call {"op", "args"}` -> `{"result"}` or `{"error", "message"}`.
+
+Errors travel as the name of a `KeyproxyError` subclass, so the CLI raises the
+same exception (and prints the same one line) whether it talked to the daemon
+or opened the vault itself.
+"""
+
+from __future__ import annotations
+
+from keyproxy import errors
+
+OPS = ("add_account", "list_accounts", "show_account", "remove_account",
+       "add_bot", "list_bots", "show_bot", "revoke_bot", "status")
+
+ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
+    cls.__name__: cls for cls in (
+        errors.KeyproxyError, errors.UsageError, errors.ConfigError, errors.VaultError, errors.VaultLocked,
+        errors.IntegrityError, errors.NotFound, errors.AlreadyExists, errors.MasterKeyUnavailable,
+    )
+}

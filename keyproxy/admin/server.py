@@ -1,0 +1,88 @@
+"""The admin API on a Unix socket (0600, in the 0700 state directory).
+
+Every connection's peer uid is read with SO_PEERCRED and must be the daemon's
+own uid (or root): file modes are the first fence, the uid check the second,
+since socket permissions are not honoured everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from keyproxy.admin.controls import Controls, credentials_from_json
+from keyproxy.admin.protocol import ERROR_CLASSES, OPS
+from keyproxy.errors import KeyproxyError
+from keyproxy.vault import NewAccount
+
+log = logging.getLogger("keyproxy.admin")
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+def peer_uid(request: web.Request) -> int | None:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None:
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def _call(controls: Controls, op: str, args: dict[str, Any]) -> Any:
+    if op == "add_account":
+        creds = credentials_from_json(args.pop("credentials", {}) or {})
+        return controls.add_account(NewAccount(credentials=creds, **args))
+    return getattr(controls, op)(**args)
+
+
+def build_admin_app(controls: Controls) -> web.Application:
+    allowed = {os.geteuid(), 0}
+
+    async def call(request: web.Request) -> web.Response:
+        uid = peer_uid(request)
+        if uid not in allowed:
+            log.warning("admin call refused", extra={"peer_uid": uid})
+            return web.json_response({"error": "KeyproxyError", "message": "permission denied"}, status=403)
+        try:
+            doc = json.loads(await request.read())
+            op, args = doc["op"], doc.get("args") or {}
+            if op not in OPS or not isinstance(args, dict):
+                raise KeyError(op)
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
+        try:
+            result = _call(controls, op, args)
+        except KeyproxyError as e:
+            name = type(e).__name__ if type(e).__name__ in ERROR_CLASSES else "KeyproxyError"
+            return web.json_response({"error": name, "message": str(e)}, status=400)
+        except TypeError:
+            return web.json_response({"error": "UsageError", "message": f"bad arguments for {op}"}, status=400)
+        log.info("admin call", extra={"op": op, "peer_uid": uid})
+        return web.json_response({"result": result})
+
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_post("/v1/call", call)
+    return app
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Refuse anything at `path` that is not a stale socket of ours; then clear it."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    import stat as stat_mod
+
+    if not stat_mod.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        raise KeyproxyError(f"{path} exists and is not a keyproxy admin socket; refusing to replace it")
+    path.unlink()

@@ -1,0 +1,41 @@
+"""One opaque failure type for the whole pipeline, rendered once as JSON.
+
+Every refusal has a stable `error` code (documented in docs/errors.md) and
+an HTTP status; the message is for humans and never carries a secret.
+"""
+
+from __future__ import annotations
+
+STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "unknown_endpoint": 400,
+    "unknown_bot": 401,
+    "bad_signature": 401,
+    "stale_request": 401,
+    "replayed_request": 401,
+    "scope_denied": 403,
+    "ip_denied": 403,
+    "host_denied": 403,
+    "browser_denied": 403,
+    "unknown_account": 404,
+    "body_too_large": 413,
+    "request_timeout": 408,
+    "internal_error": 500,
+    "upstream_error": 502,
+    "upstream_timeout": 504,
+    "unavailable": 503,
+}
+
+
+class Refused(Exception):
+    """Raised anywhere in the pipeline; the server turns it into the JSON error answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in STATUS, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]

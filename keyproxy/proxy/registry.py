@@ -1,0 +1,77 @@
+"""What the running proxy knows: accounts with their real keys, bots with their credentials.
+
+Built from the vault in one go and swapped in whole, so a request in flight
+keeps the snapshot it started with and a reload never shows half a state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from keyproxy.exchanges.base import Adapter, BotKey, RealKey, Upstream, resolve_upstream
+from keyproxy.secret import Secret
+from keyproxy.vault.records import AccountInfo, BotInfo
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEntry:
+    info: AccountInfo
+    adapter: Adapter | None  # None: the exchange has no adapter in this version
+    upstream: Upstream | None
+    key: RealKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class BotEntry:
+    info: BotInfo
+    key: BotKey | None  # drop-in mode
+    token_digest: str | None  # token mode
+    networks: tuple[IPNetwork, ...]
+
+    def allows_ip(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    accounts: Mapping[str, AccountEntry]
+    bots_by_key: Mapping[str, BotEntry]
+    bots_by_token: Mapping[str, BotEntry]
+    token_digest: Callable[[Secret], str]
+
+
+def build_snapshot(vault: object, adapters: Mapping[str, Adapter]) -> Snapshot:
+    """Read every account and bot from an open vault (duck-typed to keep this module I/O-free)."""
+    accounts: dict[str, AccountEntry] = {}
+    for info in vault.list_accounts():  # type: ignore[attr-defined]
+        adapter = adapters.get(info.exchange)
+        if adapter is None:
+            accounts[info.name] = AccountEntry(info, None, None, None)
+            continue
+        creds = vault.credentials(info.name)  # type: ignore[attr-defined]
+        key = RealKey(info.key_type, creds.api_key, creds.secret, creds.passphrase, creds.private_key)
+        upstream = resolve_upstream(adapter, info.base_url, info.insecure_upstream)
+        accounts[info.name] = AccountEntry(info, adapter, upstream, key)
+    by_key: dict[str, BotEntry] = {}
+    by_token: dict[str, BotEntry] = {}
+    for rec in vault.bot_records():  # type: ignore[attr-defined]
+        info = rec.info
+        key = (BotKey(info.key_id, info.key_type, secret=rec.secret, public_key=rec.public_key)
+               if info.mode == "dropin" and info.key_id else None)
+        entry = BotEntry(info, key, rec.token_digest,
+                         tuple(ipaddress.ip_network(c) for c in info.allow_ips))
+        if key is not None:
+            by_key[key.key_id] = entry
+        if rec.token_digest:
+            by_token[rec.token_digest] = entry
+    return Snapshot(accounts, by_key, by_token, vault.token_digest)  # type: ignore[attr-defined]

@@ -1,0 +1,115 @@
+"""The bot-facing HTTP listener: aiohttp's low-level server with our own error answers.
+
+aiohttp's default answer to a malformed request echoes the offending header
+line (bot credential included) into the 400 body and into an ERROR log line;
+`SafeRequestHandler` replaces both. Browser-shaped requests (Origin,
+Sec-Fetch-*) and Host values other than the listener's are refused, since a
+web page can reach 127.0.0.1 through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import http_parser, web
+from aiohttp.web_protocol import RequestHandler
+
+from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id
+from keyproxy.proxy.refusal import STATUS, Refused
+
+log = logging.getLogger("keyproxy.proxy")
+
+
+def assert_c_parser() -> None:
+    """The pure-Python parser carries most of aiohttp's smuggling CVEs; refuse to run on it."""
+    if http_parser.HttpRequestParser is not getattr(http_parser, "HttpRequestParserC", None):
+        raise RuntimeError("aiohttp's C HTTP parser is not in use (is AIOHTTP_NO_EXTENSIONS set?)")
+
+
+def error_response(code: str, message: str, request_id: str, extra: dict[str, Any] | None = None
+                   ) -> web.Response:
+    body = {**(extra or {}), "error": code, "message": message, "request_id": request_id}
+    headers = {"X-Request-Id": request_id}
+    if code == "unavailable":
+        headers["Retry-After"] = "1"
+    return web.Response(status=STATUS[code], text=json.dumps(body), content_type="application/json",
+                        headers=headers)
+
+
+class SafeRequestHandler(RequestHandler):
+    """Renders parser errors as keyproxy's own JSON and logs only their kind."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        log.warning("malformed request refused", extra={"status": status, "kind": type(exc).__name__})
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        code = "body_too_large" if status == 413 else ("internal_error" if status >= 500 else "bad_request")
+        resp = error_response(code, "malformed HTTP request" if code == "bad_request" else code.replace("_", " "),
+                              new_request_id())
+        resp.force_close()
+        return resp
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        log.error("request handling failed", extra={"kind": type(exc).__name__ if exc else None})
+
+
+class SafeServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return SafeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyFrontDoor:
+    """Guards that apply before any routing, then the pipeline, then one log line."""
+
+    def __init__(self, pipeline: Pipeline, allowed_hosts: frozenset[str],
+                 record: Callable[[Outcome, int], None]) -> None:
+        self._pipeline = pipeline
+        self._hosts = allowed_hosts
+        self._record = record
+
+    def allow_hosts(self, hosts: frozenset[str]) -> None:
+        self._hosts = hosts
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        outcome = Outcome(request_id=new_request_id())
+        status = 500
+        try:
+            self._guard(request)
+            response = await self._pipeline.handle(request, outcome)
+            status = response.status
+            return response
+        except Refused as e:
+            outcome.code = e.code
+            status = e.status
+            extra = outcome.adapter.native_error(e.code, e.message) if outcome.adapter else None  # type: ignore[attr-defined]
+            return error_response(e.code, e.message, outcome.request_id, extra)
+        except Exception as e:  # never a traceback to the bot; the log gets the kind only
+            if request.writer is not None and request.writer.output_size > 0:
+                raise  # the answer has started: aiohttp closes the connection
+            outcome.code = "internal_error"
+            log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
+            return error_response("internal_error", "internal error", outcome.request_id)
+        finally:
+            self._record(outcome, status)
+
+    def _guard(self, request: web.BaseRequest) -> None:
+        if request.method == "CONNECT":
+            raise Refused("bad_request", "CONNECT is not supported")
+        host = request.headers.get("Host", "").lower()
+        if host not in self._hosts:
+            raise Refused("host_denied", "the Host header must name this listener")
+        if "Origin" in request.headers or any(h.lower().startswith("sec-fetch-") for h in request.headers):
+            raise Refused("browser_denied", "requests from web browsers are refused")
+        if request.headers.get("X-Forwarded-Host"):
+            raise Refused("bad_request", "X-Forwarded-Host is not accepted")
+
+
+def allowed_hosts(host: str, port: int) -> frozenset[str]:
+    names = {host, "127.0.0.1", "localhost", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") else {host}
+    return frozenset(f"{n if ':' not in n or n.startswith('[') else f'[{n}]'}:{port}".lower() for n in names)
+

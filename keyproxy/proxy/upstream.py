@@ -1,0 +1,90 @@
+"""The only way out: two shared aiohttp sessions that reach exchange hosts and nothing else.
+
+- The public session verifies TLS, never follows redirects, and its resolver
+  drops any address that is not global unicast (loopback, private, link-local,
+  CGNAT, NAT64/6to4/Teredo embeddings), so a poisoned resolver cannot turn an
+  exchange name into an internal address (smokescreen's rule).
+- The loopback session serves accounts explicitly configured with a loopback
+  emulator (`--insecure-upstream`) and resolves to loopback addresses only.
+Neither retries a request: an order sent twice is two orders.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+_EMBEDDING_NETS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16",
+                                                           "2001::/32", "100.64.0.0/10"))
+
+
+def is_public_address(text: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return False
+    if any(ip in net for net in _EMBEDDING_NETS if net.version == ip.version):
+        return False
+    return ip.is_global and not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+                                 or ip.is_reserved or ip.is_unspecified)
+
+
+def is_loopback_address(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class FilteringResolver(AbstractResolver):
+    """Resolve with the default resolver, then keep only addresses that pass `accept`."""
+
+    def __init__(self, accept: Any) -> None:
+        self._inner = DefaultResolver()
+        self._accept = accept
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        results = [r for r in await self._inner.resolve(host, port, family) if self._accept(r["host"])]
+        if not results:
+            raise OSError(f"{host} resolves to no permitted address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _no_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    # aiohttp silently retries idempotent methods (DELETE, PUT) once when a pooled
+    # connection turns out closed; for an exchange that can mean a second cancel or
+    # amend. No public switch exists; tests/proxy/test_upstream.py guards this attribute.
+    session._retry_connection = False  # type: ignore[attr-defined]
+    return session
+
+
+class UpstreamClients:
+    def __init__(self, *, limit: int = 100) -> None:
+        ctx = ssl.create_default_context()
+        self.public = _no_retry(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=limit, resolver=FilteringResolver(is_public_address)),
+            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+        ))
+        self.loopback = _no_retry(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, resolver=FilteringResolver(is_loopback_address)),
+            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+        ))
+
+    def session(self, insecure_loopback: bool) -> aiohttp.ClientSession:
+        return self.loopback if insecure_loopback else self.public
+
+    async def close(self) -> None:
+        await self.public.close()
+        await self.loopback.close()
