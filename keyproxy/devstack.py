@@ -1,0 +1,185 @@
+"""A throw-away keyproxy on loopback: exchange emulator + vault + daemon, as real processes.
+
+Used by `keyproxy demo`, the end-to-end tests and the benchmarks, so all three
+exercise exactly what an operator runs: the CLI, the daemon and the emulator
+as separate processes talking HTTP on 127.0.0.1. Nothing here is used by the
+daemon itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keyproxy.emulator.keys import new_api_key, new_ed25519_key, new_hmac_key, new_rsa_key
+
+FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
+_URL = re.compile(r"http://127\.0\.0\.1:[0-9]+")
+DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
+
+
+@dataclass
+class RealKey:
+    """A key 'issued by the exchange': the emulator's entry and what `key add` reads on stdin."""
+
+    emulated: dict[str, Any]
+    credentials: dict[str, str]
+
+
+def new_real_key(key_type: str = "hmac", permissions: dict[str, Any] | None = None,
+                 balances: dict[str, str] | None = None) -> RealKey:
+    api_key = new_api_key()
+    entry: dict[str, Any] = {"exchange": "binance", "api_key": api_key, "key_type": key_type,
+                             "permissions": permissions or DEFAULT_PERMISSIONS,
+                             "balances": balances or {"USDT": "100000", "BTC": "10", "ETH": "100"}}
+    if key_type == "hmac":
+        secret = new_hmac_key()
+        entry["secret"] = secret
+        return RealKey(entry, {"api_key": api_key, "secret": secret})
+    private_pem, public_pem = new_ed25519_key() if key_type == "ed25519" else new_rsa_key()
+    entry["public_key"] = public_pem
+    return RealKey(entry, {"api_key": api_key, "private_key": private_pem})
+
+
+def _read_url(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
+            continue
+        m = _URL.search(line)
+        if m:
+            return m.group(0)
+    raise RuntimeError(f"{what} did not become ready in {timeout} s")
+
+
+@dataclass
+class DevStack:
+    root: Path
+    extra_config: str = ""
+    env: dict[str, str] = field(init=False)
+    emulator_url: str | None = None
+    proxy_url: str | None = None
+    _procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "passphrase").write_text("devstack passphrase\n")
+        (self.root / "passphrase").chmod(0o600)
+        config = self.root / "keyproxy.toml"
+        config.write_text(FAST_KDF + "\n[vault]\npath = \"state/vault.db\"\n" + self.extra_config)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPROXY_", "XDG_"))}
+        self.env = {**base, "KEYPROXY_CONFIG": str(config), "KEYPROXY_PASSPHRASE_FILE": str(self.root / "passphrase"),
+                    "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(self.root),
+                    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+            ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "keyproxy.cli", *args], input=input or "", text=True,
+                              capture_output=True, env=self.env, timeout=timeout, start_new_session=True)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"keyproxy {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[str]:
+        self.logs.mkdir(exist_ok=True)
+        err = open(self.logs / f"{name}.err", "a")
+        proc = subprocess.Popen([sys.executable, "-m", "keyproxy.cli", *args], stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=self.env, start_new_session=True)
+        err.close()
+        self._procs[name] = proc
+        return proc
+
+    def start_emulator(self, keys: list[RealKey]) -> str:
+        accounts = self.root / "emulator-accounts.json"
+        accounts.write_text(json.dumps({"keys": [k.emulated for k in keys]}))
+        self.emulator_url = _read_url(self._spawn("emulator", "emulator", "--accounts", str(accounts), "--port", "0"),
+                                      "emulator")
+        return self.emulator_url
+
+    def init(self) -> None:
+        self.cli("init")
+
+    def add_account(self, name: str, key: RealKey) -> None:
+        assert self.emulator_url, "start the emulator first"
+        self.cli("key", "add", name, "--exchange", "binance", "--key-type", key.emulated["key_type"],
+                 "--base-url", self.emulator_url, "--insecure-upstream", input=json.dumps(key.credentials))
+
+    def add_bot(self, name: str, account: str, scope: str, *extra: str) -> dict[str, Any]:
+        return json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope, *extra).stdout)
+
+    def start_daemon(self, port: int = 0) -> str:
+        self.proxy_url = _read_url(self._spawn("daemon", "serve", "--port", str(port)), "daemon")
+        return self.proxy_url
+
+    def daemon(self) -> subprocess.Popen[str]:
+        return self._procs["daemon"]
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        proc = self._procs.pop("daemon")
+        proc.send_signal(sig)
+        code = proc.wait(timeout)
+        if proc.stdout:
+            proc.stdout.close()
+        return code
+
+    def daemon_log(self) -> str:
+        path = self.logs / "daemon.err"
+        return path.read_text() if path.exists() else ""
+
+    def journal(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.emulator_url}/_emulator/journal", timeout=10) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+
+    def reset_journal(self) -> None:
+        req = urllib.request.Request(f"{self.emulator_url}/_emulator/reset", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def close(self) -> None:
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        self._procs.clear()
+
+    def __enter__(self) -> DevStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def point_ccxt_at(exchange: Any, base_url: str) -> Any:
+    """Point every URL of a ccxt binance instance at keyproxy: the only change a bot makes."""
+    hosts = ("https://api.binance.com", "https://fapi.binance.com", "https://dapi.binance.com",
+             "https://eapi.binance.com", "https://papi.binance.com")
+    for name, url in list(exchange.urls["api"].items()):
+        if isinstance(url, str):
+            for host in hosts:
+                url = url.replace(host, base_url)
+            exchange.urls["api"][name] = url
+    return exchange
