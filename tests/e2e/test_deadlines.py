@@ -1,0 +1,142 @@
+"""Deadlines and failures around the exchange: slow bots, slow or dead upstreams, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+CONFIG = """
+[proxy]
+header_timeout = 2
+body_timeout = 1
+upstream_timeout = 1.5
+shutdown_grace = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack, dict, dict]]:  # type: ignore[type-arg]
+    dev = DevStack(tmp_path_factory.mktemp("slow"), extra_config=CONFIG)
+    slow = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_upstream.py")), "3"],
+                            stdout=subprocess.PIPE, text=True, env=dev.env)
+    try:
+        slow_url = slow.stdout.readline().split()[-1]  # type: ignore[union-attr]
+        fast_key, slow_key = new_real_key(), new_real_key()
+        dev.start_emulator([fast_key])
+        dev.init()
+        dev.add_account("fast", fast_key)
+        dev.cli("key", "add", "slow", "--exchange", "binance", "--base-url", slow_url, "--insecure-upstream",
+                input=json.dumps(slow_key.credentials))
+        with socket.socket() as s:  # a port with nothing listening
+            s.bind(("127.0.0.1", 0))
+            dead_port = s.getsockname()[1]
+        dev.cli("key", "add", "dead", "--exchange", "binance", "--base-url", f"http://127.0.0.1:{dead_port}",
+                "--insecure-upstream", input=json.dumps(new_real_key().credentials))
+        dev.start_daemon()
+        bots = {name: dev.add_bot(f"bot-{name}", name, "read,trade") for name in ("fast", "slow", "dead")}
+        yield dev, bots, {"slow_url": slow_url}
+    finally:
+        dev.close()
+        slow.kill()
+        slow.wait()
+
+
+def order(creds: dict) -> tuple[str, dict]:  # type: ignore[type-arg]
+    body = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                                      f"&price=20000&timestamp={now_ms()}")
+    return body, {"X-MBX-APIKEY": creds["api_key"]}
+
+
+def test_upstream_timeout_on_a_trade_says_fate_unknown(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, bots, _ = slow_stack
+    body, headers = order(bots["slow"])
+    started = time.monotonic()
+    ans = call(bots["slow"]["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+    assert (ans.status, ans.body["error"]) == (504, "upstream_timeout")
+    assert "query" in ans.body["message"] and "never retries" in ans.body["message"]
+    assert time.monotonic() - started < 3
+
+
+def test_unreachable_upstream_is_502(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, bots, _ = slow_stack
+    q = hmac_sign(bots["dead"]["secret"], f"timestamp={now_ms()}")
+    ans = call(bots["dead"]["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": bots["dead"]["api_key"]})
+    assert (ans.status, ans.body["error"]) == (502, "upstream_error")
+
+
+def _open(dev: DevStack) -> socket.socket:
+    u = urllib.parse.urlsplit(dev.proxy_url)
+    return socket.create_connection((u.hostname, u.port), timeout=10)
+
+
+def test_slow_headers_are_cut_off(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, _, _ = slow_stack
+    with _open(dev) as s:
+        s.sendall(b"GET /fast/api/v3/time HTTP/1.1\r\nHost: x")
+        started = time.monotonic()
+        try:
+            while s.recv(1024):
+                pass
+        except (TimeoutError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < 5  # header deadline 2 s, not aiohttp's default hour
+
+
+def test_slow_body_is_cut_off_and_others_are_served(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, bots, _ = slow_stack
+    u = urllib.parse.urlsplit(dev.proxy_url)
+    with _open(dev) as s:
+        s.sendall((f"POST /fast/api/v3/order HTTP/1.1\r\nHost: {u.netloc}\r\nX-MBX-APIKEY: {bots['fast']['api_key']}\r\n"
+                   f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nsym").encode())
+        started = time.monotonic()
+        # meanwhile another bot is served at once
+        q = hmac_sign(bots["fast"]["secret"], f"timestamp={now_ms()}")
+        assert call(bots["fast"]["base_url"], "GET", "/api/v3/account", q,
+                    headers={"X-MBX-APIKEY": bots["fast"]["api_key"]}).status == 200
+        answer = s.recv(4096)
+        assert b"request_timeout" in answer and answer.startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 4
+
+
+def test_sigterm_lets_the_request_in_flight_finish(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, bots, info = slow_stack
+    # 1 s upstream: within the 1.5 s upstream timeout, so it completes during shutdown
+    slow = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_upstream.py")), "1"],
+                            stdout=subprocess.PIPE, text=True, env=dev.env)
+    try:
+        url = slow.stdout.readline().split()[-1]  # type: ignore[union-attr]
+        dev.cli("key", "add", "onesec", "--exchange", "binance", "--base-url", url, "--insecure-upstream",
+                input=json.dumps(new_real_key().credentials))
+        creds = dev.add_bot("bot-onesec", "onesec", "read")
+        q = hmac_sign(creds["secret"], f"timestamp={now_ms()}")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(ans=call(creds["base_url"], "GET", "/api/v3/account", q,
+                                                                    headers={"X-MBX-APIKEY": creds["api_key"]})))
+        t.start()
+        time.sleep(0.4)
+        assert dev.stop_daemon(signal.SIGTERM) == 0
+        t.join(10)
+        assert result["ans"].status == 200 and result["ans"].body == {"slow": True}
+    finally:
+        slow.kill()
+        slow.wait()
+        dev.start_daemon()  # leave the module's daemon running for any later test
+
+
+def test_refuses_a_non_loopback_listener(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    dev, _, _ = slow_stack
+    out = dev.cli("serve", "--host", "0.0.0.0", "--port", "0", check=False)
+    assert out.returncode == 1 and "not a loopback address" in out.stderr
