@@ -172,5 +172,8 @@ def test_config_errors_name_file_and_key(home: Home, tmp_path) -> None:  # type:
 
 def test_demo_runs(home: Home) -> None:
     r = home.run("demo", timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "not found: the vault holds them only sealed" in r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "raw vault files searched for the key and secret: not found" in r.stdout
+    assert "8 verified with the REAL key; virtual key seen upstream: False" in r.stdout
+    assert "withdrawal requests that reached the exchange: 0" in r.stdout
+    assert "secrets in it: none" in r.stdout
