@@ -91,6 +91,7 @@ def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyp
     (["key", "add", "a", "--exchange", "okx"], creds(), "okx keys need a passphrase"),
     (["key", "add", "a", "--exchange", "binance", "--base-url", "http://evil.example"], creds(), "--base-url"),
     (["key", "add", "a", "--exchange", "binance", "--base-url", "http://127.0.0.1:9"], creds(), "--insecure-upstream"),
+    (["key", "add", "a", "--exchange", "binance", "--base-url", "https://evil.example"], creds(), "not one of binance's hosts"),
     (["key", "add", "a", "--exchange", "binance", "--rotate-every", "soon"], creds(), "invalid duration"),
     (["key", "show", "nope"], "", "no account named 'nope'"),
     (["key", "remove", "nope", "--yes"], "", "no account named 'nope'"),
