@@ -29,7 +29,7 @@ from keyproxy.exchanges.base import (
     RealKey,
     Verified,
 )
-from keyproxy.exchanges.binance_endpoints import ENDPOINT_GROUPS
+from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
 
 KEY_HEADER = "x-mbx-apikey"
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -38,7 +38,8 @@ MAX_FUTURE_MS = 1000
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     (entry.split(" ", 1)[0], entry.split(" ", 1)[1]): Endpoint(EndpointClass(cls), entry, signed)
-    for (cls, signed), entries in ENDPOINT_GROUPS.items()
+    for groups in (ENDPOINT_GROUPS, CCXT_EXTRA_GROUPS)
+    for (cls, signed), entries in groups.items()
     for entry in entries
 }
 

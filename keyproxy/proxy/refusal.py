@@ -1,6 +1,6 @@
 """One opaque failure type for the whole pipeline, rendered once as JSON.
 
-Every refusal has a stable `error` code (documented in docs/errors.md) and
+Every refusal has a stable `error` code (documented in docs/clients.md, "Error answers") and
 an HTTP status; the message is for humans and never carries a secret.
 """
 

@@ -241,3 +241,19 @@ def test_issued_bot_keys() -> None:
     assert "PRIVATE KEY" in ed.shown["secret"] and ed.kept.secret is None and b"PUBLIC KEY" in ed.kept.public_key
     assert len(ed.shown["secret"]) <= 120  # ccxt tells Ed25519 from RSA by PEM length
     assert base64  # noqa: B018
+
+
+def test_every_endpoint_ccxt_knows_is_classified() -> None:
+    """Drop-in means any call an unmodified ccxt makes has a class (allowed or refused by scope, never unknown)."""
+    import ccxt
+
+    ex = ccxt.binance()
+    unknown = []
+    for section, methods in ex.describe()["api"].items():
+        base = ex.urls["api"][section]
+        prefix = base.split(".com", 1)[1]
+        for method, paths in methods.items():
+            for path in paths:
+                if ADAPTER.classify(method.upper(), f"{prefix}/{path}") is None:
+                    unknown.append(f"{method.upper()} {prefix}/{path}")
+    assert unknown == []
