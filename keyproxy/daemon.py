@@ -24,6 +24,7 @@ from keyproxy.proxy.pipeline import Outcome, Pipeline, ProxyLimits
 from keyproxy.proxy.registry import Snapshot, build_snapshot
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.state import NonceSequence, StateStore
 from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
@@ -81,7 +82,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     ps = settings.proxy
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
-    pipeline = Pipeline(lambda: state.snapshot, clients, limits)
+    store = StateStore(settings.state_dir / "state.db")
+    pipeline = Pipeline(lambda: state.snapshot, clients, limits, NonceSequence(store))
     listen = settings.listen
     if not listen.is_loopback:
         log.warning("listening on a non-loopback address %s (listen.allow_non_loopback)", listen.host)
@@ -121,5 +123,6 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         await admin_runner.cleanup()
         await runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
         await clients.close()
+        store.close()
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()

@@ -45,6 +45,13 @@ class IncomingRequest:
     query: str
     headers: Mapping[str, str]
     body: bytes = b""
+    host: str = ""  # the Host the bot addressed (keyproxy's listener), for signatures that name it
+    mount: str = ""  # the "/<account>" prefix the bot's base URL carries, likewise
+
+    def replace(self, **changes: object) -> IncomingRequest:
+        from dataclasses import replace
+
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,7 @@ class Adapter(Protocol):
     name: str
     environments: tuple[Environment, ...]
     relayed_response_headers: tuple[str, ...]  # lower-case names or prefixes ending in '*'
+    needs_nonce: bool  # True: keyproxy owns one increasing nonce sequence per real key (Kraken)
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         """The endpoint's class, or None when unknown (the proxy then refuses)."""
@@ -157,14 +165,21 @@ class Adapter(Protocol):
         """Remove any exchange auth a token-mode bot sent."""
 
     def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
-             now_ms: int) -> OutboundRequest:
-        """The request signed with the real key, exactly as the exchange wants it."""
+             now_ms: int, nonce: int | None = None) -> OutboundRequest:
+        """The request signed with the real key, exactly as the exchange wants it.
+
+        `nonce` is given (from keyproxy's persistent, strictly increasing
+        sequence for this real key) when the adapter's `needs_nonce` is True.
+        """
 
     def issue_bot_key(self, key_type: str) -> IssuedBotKey:
         """A fresh virtual credential of `key_type` for a drop-in bot."""
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Extra fields in the exchange's own error shape, so SDKs raise what they know."""
+
+    def refusal_status(self, code: str, status: int) -> int:
+        """The HTTP status to answer a refusal with (Kraken answers errors with 200)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ def _is_form(req: IncomingRequest) -> bool:
 
 class Binance:
     name = "binance"
+    needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-mbx-used-weight*", "x-mbx-order-count*",
                                 "x-sapi-used-*")
@@ -174,7 +175,7 @@ class Binance:
     @staticmethod
     def _rebuild(req: IncomingRequest, q: ParamList, b: ParamList) -> IncomingRequest:
         headers = {k: v for k, v in req.headers.items() if k != KEY_HEADER}
-        return IncomingRequest(req.method, req.path, q.render(), headers, b.render().encode())
+        return req.replace(query=q.render(), headers=headers, body=b.render().encode())
 
     def strip(self, req: IncomingRequest) -> IncomingRequest:
         query, body = self._parts(req)
@@ -183,7 +184,7 @@ class Binance:
     # --- real signing ---------------------------------------------------------
 
     def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
-             now_ms: int) -> OutboundRequest:
+             now_ms: int, nonce: int | None = None) -> OutboundRequest:
         if endpoint.cls is EndpointClass.PUBLIC:
             return OutboundRequest(req.method, origin, req.path, req.query, {}, req.body)
         headers = {"X-MBX-APIKEY": key.api_key.reveal_str()}
@@ -239,3 +240,6 @@ class Binance:
             "replayed_request": -1022, "bad_request": -1102, "unknown_endpoint": -1002,
         }.get(code, -1002 if code.endswith("_denied") or code in ("halted", "suspended") else -1000)
         return {"code": native, "msg": message}
+
+    def refusal_status(self, code: str, status: int) -> int:
+        return status

@@ -24,6 +24,7 @@ from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.secret import Secret
+from keyproxy.state import NonceSequence
 
 TOKEN_HEADER = "x-keyproxy-token"
 # Request headers a bot may pass on to the exchange; everything else (cookies,
@@ -64,9 +65,11 @@ def new_request_id() -> str:
 
 class Pipeline:
     def __init__(self, snapshot: Callable[[], Snapshot], clients: UpstreamClients, limits: ProxyLimits,
+                 nonces: NonceSequence | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._snapshot = snapshot
         self._clients = clients
+        self._nonces = nonces
         self._limits = limits
         self._clock_ms = clock_ms
         self.replays = ReplayCache()
@@ -91,7 +94,8 @@ class Pipeline:
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         body = await self._read_body(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        incoming = IncomingRequest(request.method, path, query, headers, body)
+        incoming = IncomingRequest(request.method, path, query, headers, body,
+                                   host=request.headers.get("Host", ""), mount=f"/{account_name}")
         now_ms = self._clock_ms()
         bot = self._identify(snap, account, incoming)
         if bot is None:
@@ -107,7 +111,12 @@ class Pipeline:
             if endpoint.cls is not EndpointClass.PUBLIC and endpoint.cls.value not in bot.info.scopes:
                 raise Refused("scope_denied", f"bot {bot.info.name!r} lacks the {endpoint.cls.value} scope "
                               f"for {endpoint.name}")
-        outbound = adapter.sign(incoming, account.key, endpoint, origin, now_ms)
+        nonce = None
+        if adapter.needs_nonce and endpoint.cls is not EndpointClass.PUBLIC:
+            if self._nonces is None:
+                raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
+            nonce = self._nonces.next(account.info.name)
+        outbound = adapter.sign(incoming, account.key, endpoint, origin, now_ms, nonce)
         for name in FORWARDED_REQUEST_HEADERS:
             if name in headers and name not in {h.lower() for h in outbound.headers}:
                 outbound.headers[name] = headers[name]

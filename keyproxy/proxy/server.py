@@ -86,8 +86,12 @@ class ProxyFrontDoor:
         except Refused as e:
             outcome.code = e.code
             status = e.status
-            extra = outcome.adapter.native_error(e.code, e.message) if outcome.adapter else None  # type: ignore[attr-defined]
-            return error_response(e.code, e.message, outcome.request_id, extra)
+            adapter = outcome.adapter
+            extra = adapter.native_error(e.code, e.message) if adapter else None  # type: ignore[attr-defined]
+            response = error_response(e.code, e.message, outcome.request_id, extra)
+            if adapter is not None:
+                response.set_status(adapter.refusal_status(e.code, e.status))  # type: ignore[attr-defined]
+            return response
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             if request.writer is not None and request.writer.output_size > 0:
                 raise  # the answer has started: aiohttp closes the connection
