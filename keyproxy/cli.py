@@ -91,7 +91,8 @@ class RemoteControls:
         creds = {k: v.reveal_str() for k, v in acct.credentials.fields().items() if v is not None}
         return self.client.call("add_account", name=acct.name, exchange=acct.exchange, key_type=acct.key_type,
                                 base_url=acct.base_url, insecure_upstream=acct.insecure_upstream,
-                                rotate_every=acct.rotate_every, credentials=creds)
+                                rotate_every=acct.rotate_every, environment=acct.environment,
+                                credentials=creds)
 
     def __getattr__(self, op: str) -> Any:
         return getattr(self.client, op)
@@ -202,7 +203,8 @@ def cmd_key_add(ctx: Context) -> int:
     rotate_every = parse_duration(a.rotate_every) if a.rotate_every else None
     check_account_meta(a.account, a.exchange, key_type)  # before reading secrets or unlocking
     creds = read_credentials(ctx, key_type)
-    acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every)
+    acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every,
+                      a.environment)
     validate_new_account(acct)
     with ctx.controls() as controls:
         info = controls.add_account(acct)
@@ -407,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-type", help=f"one of {', '.join(KEY_TYPES)} (default: the exchange's first)")
     sp.add_argument("--base-url", help="e.g. the exchange's testnet, or a loopback emulator")
     sp.add_argument("--insecure-upstream", action="store_true", help="allow a plain-http loopback base URL")
+    sp.add_argument("--environment", help="the exchange's environment: production (default), testnet, demo")
     sp.add_argument("--rotate-every", help="rotation schedule, e.g. 30d")
     sp = cmd(key, "list", cmd_key_list, "list accounts (never secrets)")
     sp.add_argument("--json", action="store_true")

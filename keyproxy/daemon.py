@@ -83,7 +83,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
     store = StateStore(settings.state_dir / "state.db")
-    pipeline = Pipeline(lambda: state.snapshot, clients, limits, NonceSequence(store))
+    pipeline = Pipeline(lambda: state.snapshot, clients, limits, NonceSequence(store), store)
     listen = settings.listen
     if not listen.is_loopback:
         log.warning("listening on a non-loopback address %s (listen.allow_non_loopback)", listen.host)

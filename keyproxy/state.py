@@ -17,6 +17,7 @@ from keyproxy.errors import VaultError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nonces (account TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS bot_sequences (bot TEXT PRIMARY KEY, last INTEGER NOT NULL)",
 )
 
 
@@ -46,6 +47,22 @@ class StateStore:
                 "INSERT INTO nonces VALUES (?, ?) ON CONFLICT(account) DO UPDATE SET ceiling = MAX(ceiling, ?)",
                 (account, ceiling, ceiling),
             )
+
+    def advance_bot_sequence(self, bot: str, value: int) -> bool:
+        """Record `value` as the bot's newest nonce; False if it is not above the last one (a replay)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT last FROM bot_sequences WHERE bot = ?", (bot,)).fetchone()
+                if row is not None and value <= int(row[0]):
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute("INSERT OR REPLACE INTO bot_sequences VALUES (?, ?)", (bot, value))
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._db.close()

@@ -51,3 +51,13 @@ def test_kill_9_never_repeats_a_nonce(tmp_path: Path) -> None:
         seen += values
     after = NonceSequence(StateStore(db), clock_us=lambda: 1, reserve_us=100).next("k")
     assert after > max(seen)
+
+
+def test_bot_sequences_only_advance_and_survive_restart(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    assert store.advance_bot_sequence("b", 10) and store.advance_bot_sequence("b", 11)
+    assert not store.advance_bot_sequence("b", 11) and not store.advance_bot_sequence("b", 5)
+    assert store.advance_bot_sequence("other", 1)
+    store.close()
+    again = StateStore(tmp_path / "s.db")
+    assert not again.advance_bot_sequence("b", 11) and again.advance_bot_sequence("b", 12)

@@ -53,9 +53,9 @@ class Controls:
     def add_account(self, acct: NewAccount) -> dict[str, Any]:
         validate_new_account(acct)
         adapter = self.adapters.get(acct.exchange)
-        if adapter is not None and acct.base_url is not None:
+        if adapter is not None and (acct.base_url is not None or acct.environment is not None):
             try:
-                resolve_upstream(adapter, acct.base_url, acct.insecure_upstream)
+                resolve_upstream(adapter, acct.base_url, acct.insecure_upstream, acct.environment)
             except ValueError as e:
                 raise UsageError(f"--base-url: {e}") from None
         info = self.vault.add_account(acct)
@@ -100,7 +100,7 @@ class Controls:
                 raise UsageError(str(e)) from None
             kept = issued.kept
             new = NewBot(name, account, mode, scope_list, networks, key_type=kept.key_type, key_id=kept.key_id,
-                         secret=kept.secret, public_key=kept.public_key)
+                         secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase)
             shown.update(issued.shown)
         self.vault.add_bot(new)
         self.on_change()

@@ -99,6 +99,17 @@ class Verified:
     request: IncomingRequest
     replay_id: str  # unique per signed request: a second arrival is a replay
     expires_ms: int  # after this the exchange itself would refuse it; forget the replay id
+    sequence: int | None = None  # exchanges whose freshness is a per-key increasing nonce (Kraken)
+
+
+@dataclass(frozen=True, slots=True)
+class SignContext:
+    """Everything besides the request and the key that signing needs; all decided by keyproxy."""
+
+    origin: str  # from the environment's host table, never from the request
+    environment: str  # production | testnet | demo | loopback
+    now_ms: int
+    nonce: int | None = None  # keyproxy's own sequence for the real key, when `needs_nonce`
 
 
 class AuthFailure(Exception):
@@ -164,12 +175,13 @@ class Adapter(Protocol):
     def strip(self, req: IncomingRequest) -> IncomingRequest:
         """Remove any exchange auth a token-mode bot sent."""
 
-    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
-             now_ms: int, nonce: int | None = None) -> OutboundRequest:
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
         """The request signed with the real key, exactly as the exchange wants it.
 
-        `nonce` is given (from keyproxy's persistent, strictly increasing
+        `ctx.nonce` is given (from keyproxy's persistent, strictly increasing
         sequence for this real key) when the adapter's `needs_nonce` is True.
+        Raise BadRequest for what the environment forbids (e.g. a demo-trading
+        header sent to a production account).
         """
 
     def issue_bot_key(self, key_type: str) -> IssuedBotKey:
@@ -193,16 +205,26 @@ class Upstream:
         return self.environment.origin_for(path)
 
 
-def resolve_upstream(adapter: Adapter, base_url: str | None, insecure: bool) -> Upstream:
-    """Pick the host table for an account. Only the adapter's own origins, or an explicit loopback emulator."""
+def resolve_upstream(adapter: Adapter, base_url: str | None, insecure: bool,
+                     environment: str | None = None) -> Upstream:
+    """Pick the host table for an account. Only the adapter's own origins, or an explicit loopback emulator.
+
+    `environment` names one of the adapter's environments (production, testnet,
+    demo); a loopback `base_url` keeps that name, so an emulator can play the
+    demo environment too.
+    """
+    names = [env.name for env in adapter.environments]
+    if environment is not None and environment not in names:
+        raise ValueError(f"{adapter.name} has no {environment!r} environment ({', '.join(names)})")
     if base_url is None:
-        return Upstream(adapter.environments[0])
+        return Upstream(adapter.environments[names.index(environment or names[0])])
     for env in adapter.environments:
-        if base_url in env.all_origins:
+        if base_url in env.all_origins and environment in (None, env.name):
             return Upstream(env)
     if insecure and base_url.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
         prefixes = tuple(dict.fromkeys(p for env in adapter.environments for p, _ in env.origins))
-        return Upstream(Environment("loopback", tuple((p, base_url) for p in prefixes)), insecure_loopback=True)
+        return Upstream(Environment(environment or "loopback", tuple((p, base_url) for p in prefixes)),
+                        insecure_loopback=True)
     known = sorted(o for env in adapter.environments for o in env.all_origins)
     raise ValueError(f"{base_url} is not one of {adapter.name}'s hosts ({', '.join(known)})")
 

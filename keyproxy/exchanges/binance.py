@@ -27,6 +27,7 @@ from keyproxy.exchanges.base import (
     OutboundRequest,
     ParamList,
     RealKey,
+    SignContext,
     Verified,
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
@@ -183,8 +184,8 @@ class Binance:
 
     # --- real signing ---------------------------------------------------------
 
-    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, origin: str,
-             now_ms: int, nonce: int | None = None) -> OutboundRequest:
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        origin, now_ms = ctx.origin, ctx.now_ms
         if endpoint.cls is EndpointClass.PUBLIC:
             return OutboundRequest(req.method, origin, req.path, req.query, {}, req.body)
         headers = {"X-MBX-APIKEY": key.api_key.reveal_str()}

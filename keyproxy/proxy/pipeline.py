@@ -17,14 +17,14 @@ from aiohttp import web
 from yarl import URL
 
 from keyproxy.exchanges.base import (
-    AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest,
+    AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, SignContext,
 )
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.secret import Secret
-from keyproxy.state import NonceSequence
+from keyproxy.state import NonceSequence, StateStore
 
 TOKEN_HEADER = "x-keyproxy-token"
 # Request headers a bot may pass on to the exchange; everything else (cookies,
@@ -65,11 +65,12 @@ def new_request_id() -> str:
 
 class Pipeline:
     def __init__(self, snapshot: Callable[[], Snapshot], clients: UpstreamClients, limits: ProxyLimits,
-                 nonces: NonceSequence | None = None,
+                 nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._snapshot = snapshot
         self._clients = clients
         self._nonces = nonces
+        self._sequences = sequences
         self._limits = limits
         self._clock_ms = clock_ms
         self.replays = ReplayCache()
@@ -116,7 +117,11 @@ class Pipeline:
             if self._nonces is None:
                 raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
             nonce = self._nonces.next(account.info.name)
-        outbound = adapter.sign(incoming, account.key, endpoint, origin, now_ms, nonce)
+        ctx = SignContext(origin, account.upstream.environment.name, now_ms, nonce)
+        try:
+            outbound = adapter.sign(incoming, account.key, endpoint, ctx)
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
         for name in FORWARDED_REQUEST_HEADERS:
             if name in headers and name not in {h.lower() for h in outbound.headers}:
                 outbound.headers[name] = headers[name]
@@ -155,6 +160,10 @@ class Pipeline:
             raise Refused(e.code, e.message) from None
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
+        if verified.sequence is not None:
+            # the bot's own nonce must increase (Kraken's rule), durably: a restart does not reopen old ones
+            if self._sequences is None or not self._sequences.advance_bot_sequence(bot.info.name, verified.sequence):
+                raise Refused("replayed_request", "nonce is not above this bot's previous one")
         if verified.replay_id:
             seen = self.replays.first_sighting(verified.replay_id, verified.expires_ms, now_ms)
             if seen is None:

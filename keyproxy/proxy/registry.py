@@ -60,13 +60,14 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter]) -> Snapshot:
             continue
         creds = vault.credentials(info.name)  # type: ignore[attr-defined]
         key = RealKey(info.key_type, creds.api_key, creds.secret, creds.passphrase, creds.private_key)
-        upstream = resolve_upstream(adapter, info.base_url, info.insecure_upstream)
+        upstream = resolve_upstream(adapter, info.base_url, info.insecure_upstream, info.environment)
         accounts[info.name] = AccountEntry(info, adapter, upstream, key)
     by_key: dict[str, BotEntry] = {}
     by_token: dict[str, BotEntry] = {}
     for rec in vault.bot_records():  # type: ignore[attr-defined]
         info = rec.info
-        key = (BotKey(info.key_id, info.key_type, secret=rec.secret, public_key=rec.public_key)
+        key = (BotKey(info.key_id, info.key_type, secret=rec.secret, public_key=rec.public_key,
+                      passphrase=rec.passphrase)
                if info.mode == "dropin" and info.key_id else None)
         entry = BotEntry(info, key, rec.token_digest,
                          tuple(ipaddress.ip_network(c) for c in info.allow_ips))

@@ -50,6 +50,7 @@ class NewBot:
     secret: Secret | None = None
     public_key: bytes | None = None
     token_digest: str | None = None
+    passphrase: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class BotRecord:
     secret: Secret | None
     public_key: bytes | None
     token_digest: str | None
+    passphrase: Secret | None = None
 
 
 class BotsMixin:
@@ -89,9 +91,11 @@ class BotsMixin:
                  bot.public_key.decode() if bot.public_key else None, bot.token_digest, policy, now),
             )
             bot_id = int(cur.lastrowid or 0)
-            if bot.secret is not None:
-                sealed = self._seal(db, bot.secret, self._bot_aad(bot_id, "secret"))  # type: ignore[attr-defined]
-                db.execute("UPDATE bots SET secret = ? WHERE id = ?", (sealed, bot_id))
+            for field in ("secret", "passphrase"):
+                value = getattr(bot, field)
+                if value is not None:
+                    sealed = self._seal(db, value, self._bot_aad(bot_id, field))  # type: ignore[attr-defined]
+                    db.execute(f"UPDATE bots SET {field} = ? WHERE id = ?", (sealed, bot_id))
         return self.bot(bot.name)
 
     def _bot_aad(self, bot_id: int, field: str) -> bytes:
@@ -99,7 +103,7 @@ class BotsMixin:
 
     _BOT_SELECT = (
         "SELECT b.name, a.name, b.mode, b.key_type, b.key_id, b.policy, b.status, b.created_at, b.revoked_at,"
-        " b.id, b.secret, b.public_key, b.token_digest FROM bots b JOIN accounts a ON a.id = b.account_id"
+        " b.id, b.secret, b.public_key, b.token_digest, b.passphrase FROM bots b JOIN accounts a ON a.id = b.account_id"
     )
 
     @staticmethod
@@ -124,14 +128,17 @@ class BotsMixin:
         records = []
         for row in self._db.execute(self._BOT_SELECT + " ORDER BY b.name").fetchall():
             info = self._bot_info(row)
-            secret = None
-            if row[10] is not None:
-                try:
-                    secret = Secret(_crypto.unseal(self._seal_key, bytes(row[10]),  # type: ignore[attr-defined]
-                                                   self._bot_aad(row[9], "secret")))
-                except _crypto.SealError:
-                    raise IntegrityError(f"bot {info.name!r} failed its integrity check") from None
-            records.append(BotRecord(info, secret, row[11].encode() if row[11] else None, row[12]))
+            opened: dict[str, Secret | None] = {}
+            for field, blob in (("secret", row[10]), ("passphrase", row[13])):
+                opened[field] = None
+                if blob is not None:
+                    try:
+                        opened[field] = Secret(_crypto.unseal(self._seal_key, bytes(blob),  # type: ignore[attr-defined]
+                                                              self._bot_aad(row[9], field)))
+                    except _crypto.SealError:
+                        raise IntegrityError(f"bot {info.name!r} ({field}) failed its integrity check") from None
+            records.append(BotRecord(info, opened["secret"], row[11].encode() if row[11] else None, row[12],
+                                     opened["passphrase"]))
         return records
 
     def revoke_bot(self, name: str, *, now: float | None = None) -> BotInfo:
@@ -143,6 +150,7 @@ class BotsMixin:
                 raise NotFound(f"no bot named {name!r}")
             if row[0] == "revoked":
                 raise UsageError(f"bot {name!r} is already revoked")
-            db.execute("UPDATE bots SET status = 'revoked', revoked_at = ?, secret = NULL WHERE name = ?",
+            db.execute("UPDATE bots SET status = 'revoked', revoked_at = ?, secret = NULL, passphrase = NULL"
+                       " WHERE name = ?",
                        (now, name))
         return self.bot(name)

@@ -49,6 +49,7 @@ class NewAccount:
     base_url: str | None = None
     insecure_upstream: bool = False
     rotate_every: int | None = None  # seconds
+    environment: str | None = None  # the adapter's environment name; None: production or by base_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class AccountInfo:
     base_url: str | None
     insecure_upstream: bool
     versions: int
+    environment: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}

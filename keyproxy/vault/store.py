@@ -69,7 +69,11 @@ CREATE TABLE account_versions (
 
 
 # Schema changes after format 1, applied in order on open; `schema` in meta counts them.
-MIGRATIONS = (BOTS_SCHEMA,)
+MIGRATIONS = (
+    BOTS_SCHEMA,
+    "ALTER TABLE accounts ADD COLUMN environment TEXT",  # production | testnet | demo (NULL: by base_url)
+    "ALTER TABLE bots ADD COLUMN passphrase BLOB",  # a bot's virtual passphrase (OKX), sealed
+)
 
 
 def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> bytes:
@@ -271,9 +275,9 @@ class Vault(BotsMixin):
                 raise AlreadyExists(f"account {acct.name!r} already exists")
             cur = db.execute(
                 "INSERT INTO accounts (name, exchange, key_type, active_version, created_at, rotated_at,"
-                " rotate_every, base_url, insecure_upstream) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                " rotate_every, base_url, insecure_upstream, environment) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
                 (acct.name, acct.exchange, acct.key_type, now, now, acct.rotate_every,
-                 acct.base_url, int(acct.insecure_upstream)),
+                 acct.base_url, int(acct.insecure_upstream), acct.environment),
             )
             self._insert_version(db, int(cur.lastrowid or 0), 1, acct.credentials, now)
         return self.account(acct.name)
@@ -295,7 +299,7 @@ class Vault(BotsMixin):
     _ACCOUNT_SELECT = (
         "SELECT a.name, a.exchange, a.key_type, a.status, a.active_version, v.fingerprint,"
         " a.created_at, a.rotated_at, a.rotate_every, a.base_url, a.insecure_upstream,"
-        " (SELECT COUNT(*) FROM account_versions w WHERE w.account_id = a.id)"
+        " (SELECT COUNT(*) FROM account_versions w WHERE w.account_id = a.id), a.environment"
         " FROM accounts a JOIN account_versions v ON v.account_id = a.id AND v.version = a.active_version"
     )
 
@@ -304,7 +308,7 @@ class Vault(BotsMixin):
         return AccountInfo(
             name=row[0], exchange=row[1], key_type=row[2], status=row[3], version=row[4],
             fingerprint=row[5], created_at=row[6], rotated_at=row[7], rotate_every=row[8],
-            base_url=row[9], insecure_upstream=bool(row[10]), versions=row[11],
+            base_url=row[9], insecure_upstream=bool(row[10]), versions=row[11], environment=row[12],
         )
 
     def list_accounts(self) -> list[AccountInfo]:

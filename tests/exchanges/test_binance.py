@@ -11,7 +11,7 @@ import pytest
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
-    AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, resolve_upstream,
+    AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext, resolve_upstream,
 )
 from keyproxy.exchanges.binance import Binance, percent_encode_payload
 from keyproxy.secret import Secret
@@ -35,7 +35,7 @@ def req(query: str = "", body: str = "", method: str = "POST", headers: dict | N
 
 @pytest.mark.parametrize("case", HMAC["cases"], ids=lambda c: c["name"])
 def test_hmac_published_vectors_sign(case: dict) -> None:  # type: ignore[type-arg]
-    out = ADAPTER.sign(req(case["query"], case["body"]), real_hmac(), ORDER, "https://api.binance.com", NOW)
+    out = ADAPTER.sign(req(case["query"], case["body"]), real_hmac(), ORDER, SignContext("https://api.binance.com", "production", NOW))
     sent = out.query + out.body.decode()
     assert sent.endswith(f"signature={case['signature']}")
     assert out.headers["X-MBX-APIKEY"] == HMAC["api_key"]
@@ -68,7 +68,7 @@ def test_ed25519_real_signing_and_bot_verification() -> None:
     case = ed["cases"][0]
     key = RealKey("ed25519", Secret("edkey"), private_key=Secret(ed["private_key"]))
     endpoint = ADAPTER.classify("POST", "/api/v3/order")
-    out = ADAPTER.sign(req(case["query"]), key, endpoint, "https://api.binance.com", 1668481559918)
+    out = ADAPTER.sign(req(case["query"]), key, endpoint, SignContext("https://api.binance.com", "production", 1668481559918))
     assert out.query.endswith("signature=" + quote(case["signature"], safe=""))
     # and a bot holding that key pair verifies
     from cryptography.hazmat.primitives import serialization
@@ -154,7 +154,7 @@ def test_forwarded_payload_is_percent_encoded_and_resigned() -> None:
     """ccxt sends some bodies raw (spaces, @, UTF-8); Binance now signs the encoded form."""
     body = f"coin=USDT&address=ab@c&name=my wallet é&timestamp={NOW}"
     out = ADAPTER.sign(req(body=body), real_hmac(), ADAPTER.classify("POST", "/sapi/v1/capital/withdraw/apply"),
-                       "https://api.binance.com", NOW)
+                       SignContext("https://api.binance.com", "production", NOW))
     sent = out.body.decode()
     assert sent.startswith(f"coin=USDT&address=ab%40c&name=my%20wallet%20%C3%A9&timestamp={NOW}&signature=")
     payload = sent.rsplit("&signature=", 1)[0]
@@ -169,7 +169,7 @@ def test_token_mode_adds_timestamp() -> None:
     stripped = ADAPTER.strip(req("symbol=BTCUSDT", method="GET", path="/api/v3/openOrders"))
     assert "x-mbx-apikey" not in stripped.headers
     endpoint = ADAPTER.classify("GET", "/api/v3/openOrders")
-    out = ADAPTER.sign(stripped, real_hmac(), endpoint, "https://api.binance.com", 1234)
+    out = ADAPTER.sign(stripped, real_hmac(), endpoint, SignContext("https://api.binance.com", "production", 1234))
     payload = "symbol=BTCUSDT&timestamp=1234"
     assert out.query == payload + "&signature=" + _sign.hmac_sha256_hex(HMAC["secret"].encode(), payload.encode())
 
@@ -177,7 +177,7 @@ def test_token_mode_adds_timestamp() -> None:
 def test_public_endpoints_carry_no_key() -> None:
     endpoint = ADAPTER.classify("GET", "/api/v3/exchangeInfo")
     assert endpoint.cls is EndpointClass.PUBLIC
-    out = ADAPTER.sign(req(method="GET", path="/api/v3/exchangeInfo"), real_hmac(), endpoint, "https://x", NOW)
+    out = ADAPTER.sign(req(method="GET", path="/api/v3/exchangeInfo"), real_hmac(), endpoint, SignContext("https://x", "production", NOW))
     assert out.headers == {}
 
 
@@ -186,7 +186,7 @@ def test_key_only_endpoint_swaps_the_key() -> None:
     assert endpoint.cls is EndpointClass.READ and not endpoint.signed
     bot, _ = bot_hmac()
     v = ADAPTER.verify(req(path="/fapi/v1/listenKey"), bot, endpoint, NOW)
-    out = ADAPTER.sign(v.request, real_hmac(), endpoint, "https://fapi.binance.com", NOW)
+    out = ADAPTER.sign(v.request, real_hmac(), endpoint, SignContext("https://fapi.binance.com", "production", NOW))
     assert out.headers["X-MBX-APIKEY"] == HMAC["api_key"] and "signature" not in out.query
 
 
