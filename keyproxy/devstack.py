@@ -8,6 +8,7 @@ daemon itself.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -36,7 +37,12 @@ class RealKey:
 
 
 def new_real_key(key_type: str = "hmac", permissions: dict[str, Any] | None = None,
-                 balances: dict[str, str] | None = None) -> RealKey:
+                 balances: dict[str, str] | None = None, exchange: str = "binance") -> RealKey:
+    if exchange != "binance":
+        # each emulated exchange knows what its keys look like: new_key(key_type, permissions, balances)
+        module = importlib.import_module(f"keyproxy.emulator.{exchange}")
+        entry, credentials = module.new_key(key_type, permissions, balances)
+        return RealKey(entry, credentials)
     api_key = new_api_key()
     entry: dict[str, Any] = {"exchange": "binance", "api_key": api_key, "key_type": key_type,
                              "permissions": permissions or DEFAULT_PERMISSIONS,
@@ -116,10 +122,10 @@ class DevStack:
     def init(self) -> None:
         self.cli("init")
 
-    def add_account(self, name: str, key: RealKey) -> None:
+    def add_account(self, name: str, key: RealKey, *extra: str) -> None:
         assert self.emulator_url, "start the emulator first"
-        self.cli("key", "add", name, "--exchange", "binance", "--key-type", key.emulated["key_type"],
-                 "--base-url", self.emulator_url, "--insecure-upstream", input=json.dumps(key.credentials))
+        self.cli("key", "add", name, "--exchange", key.emulated["exchange"], "--key-type", key.emulated["key_type"],
+                 "--base-url", self.emulator_url, "--insecure-upstream", *extra, input=json.dumps(key.credentials))
 
     def add_bot(self, name: str, account: str, scope: str, *extra: str) -> dict[str, Any]:
         return json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope, *extra).stdout)

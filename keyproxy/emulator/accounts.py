@@ -23,10 +23,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-KEY_TYPES = ("hmac", "ed25519", "rsa")
+KEY_TYPES = ("hmac", "ed25519", "rsa", "ec")
 
 
 class AccountsError(ValueError):
@@ -42,6 +42,7 @@ class EmulatedKey:
     key_type: str
     secret: str | None = None
     public_key: str | None = None
+    passphrase: str | None = None  # exchanges whose keys also carry a passphrase (OKX)
     permissions: dict[str, Any] = field(default_factory=dict)
     balances: dict[str, Decimal] = field(default_factory=dict)
 
@@ -78,7 +79,8 @@ def _check_public_key(index: int, key_type: str, pem: Any) -> str:
         loaded = load_pem_public_key(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise _fail(index, f"'public_key' is not a loadable PEM public key: {exc}") from None
-    expected = ed25519.Ed25519PublicKey if key_type == "ed25519" else rsa.RSAPublicKey
+    expected = {"ed25519": ed25519.Ed25519PublicKey, "rsa": rsa.RSAPublicKey,
+                "ec": ec.EllipticCurvePublicKey}[key_type]
     if not isinstance(loaded, expected):
         raise _fail(index, f"'public_key' is not an {key_type} public key")
     return pem
@@ -114,12 +116,16 @@ def parse_key(index: int, raw: Any) -> EmulatedKey:
     permissions = raw.get("permissions", {})
     if not isinstance(permissions, dict):
         raise _fail(index, "'permissions' must be an object")
+    passphrase = raw.get("passphrase")
+    if passphrase is not None and (not isinstance(passphrase, str) or not passphrase):
+        raise _fail(index, "'passphrase' must be a non-empty string")
     return EmulatedKey(
         exchange=exchange.lower(),
         api_key=api_key,
         key_type=key_type,
         secret=secret,
         public_key=public_key,
+        passphrase=passphrase,
         permissions=dict(permissions),
         balances=_parse_balances(index, raw.get("balances")),
     )
@@ -167,5 +173,7 @@ def dump_accounts(keys: list[EmulatedKey]) -> dict[str, Any]:
             entry["secret"] = key.secret
         if key.public_key is not None:
             entry["public_key"] = key.public_key
+        if key.passphrase is not None:
+            entry["passphrase"] = key.passphrase
         out.append(entry)
     return {"keys": out}

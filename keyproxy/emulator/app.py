@@ -29,7 +29,13 @@ from keyproxy.emulator.accounts import AccountsError, EmulatedKey, load_accounts
 from keyproxy.emulator.base import Clock, ExchangeEmulator, RequestNote
 from keyproxy.emulator.journal import Journal
 
-EXCHANGE_MODULES = {"binance": "keyproxy.emulator.binance"}
+EXCHANGE_MODULES = {
+    "binance": "keyproxy.emulator.binance",
+    "bybit": "keyproxy.emulator.bybit",
+    "coinbase": "keyproxy.emulator.coinbase",
+    "kraken": "keyproxy.emulator.kraken",
+    "okx": "keyproxy.emulator.okx",
+}
 CONTROL_PREFIX = "/_emulator/"
 
 JOURNAL = web.AppKey("journal", Journal)
