@@ -62,8 +62,8 @@ def test_accounts_round_trip_and_exchange_checks(tmp_path):
         load_accounts(tmp_path / "bad.json")
     with pytest.raises(AccountsError, match="not 64 alphanumerics"):
         build_app(parse_accounts(_doc(api_key="short")))
-    with pytest.raises(AccountsError, match="'kraken' is not emulated"):
-        build_app(parse_accounts(_doc(exchange="kraken")))
+    with pytest.raises(AccountsError, match="'ftx' is not emulated"):
+        build_app(parse_accounts(_doc(exchange="ftx")))
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.com"])
