@@ -180,12 +180,19 @@ class DevStack:
 
 
 def point_ccxt_at(exchange: Any, base_url: str) -> Any:
-    """Point every URL of a ccxt binance instance at keyproxy: the only change a bot makes."""
-    hosts = ("https://api.binance.com", "https://fapi.binance.com", "https://dapi.binance.com",
-             "https://eapi.binance.com", "https://papi.binance.com")
-    for name, url in list(exchange.urls["api"].items()):
-        if isinstance(url, str):
-            for host in hosts:
-                url = url.replace(host, base_url)
-            exchange.urls["api"][name] = url
+    """Point every REST URL of a ccxt exchange at keyproxy: the only change a bot makes.
+
+    Each URL's scheme and host (placeholders such as ``{hostname}`` included)
+    become the bot's base URL; the path after it stays, so the exchange's own
+    path prefixes (``/api/v3``, ``/sapi``, ``/fapi``, ``/0/private``...) arrive as they would
+    at the exchange.
+    """
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, str):
+            return re.sub(r"^https?://[^/]+", base_url.rstrip("/"), value)
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        return value
+
+    exchange.urls["api"] = rewrite(exchange.urls["api"])
     return exchange
