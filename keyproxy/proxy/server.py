@@ -31,7 +31,16 @@ def assert_c_parser() -> None:
 
 def error_response(code: str, message: str, request_id: str, extra: dict[str, Any] | None = None
                    ) -> web.Response:
-    body = {**(extra or {}), "error": code, "message": message, "request_id": request_id}
+    """keyproxy's JSON refusal, plus the exchange's own error fields (`extra`).
+
+    Where the exchange's shape uses `error` itself (Kraken: a list of strings),
+    the exchange's value stays there for its SDKs and keyproxy's stable code
+    moves to `keyproxy_error`.
+    """
+    body: dict[str, Any] = {"error": code, "message": message, "request_id": request_id}
+    if extra and "error" in extra:
+        body["keyproxy_error"] = code
+    body.update(extra or {})
     headers = {"X-Request-Id": request_id}
     if code == "unavailable":
         headers["Retry-After"] = "1"
