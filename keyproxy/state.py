@@ -18,6 +18,7 @@ from keyproxy.errors import VaultError
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nonces (account TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS bot_sequences (bot TEXT PRIMARY KEY, last INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
 )
 
 
@@ -63,6 +64,16 @@ class StateStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def record_audit_head(self, seq: int) -> None:
+        """The newest audit seq known written; `audit verify` flags a trail that ends before it."""
+        with self._lock:
+            self._db.execute("INSERT INTO audit_head VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET seq = MAX(seq, ?)",
+                             (seq, seq))
+
+    def audit_head(self) -> int | None:
+        row = self._db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
+        return int(row[0]) if row else None
 
     def close(self) -> None:
         self._db.close()

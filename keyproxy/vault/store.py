@@ -264,6 +264,10 @@ class Vault(BotsMixin):
 
     # --- accounts -----------------------------------------------------------
 
+    def audit_key(self) -> bytes:
+        """The key that MACs audit lines: only a holder of the master key can forge one."""
+        return _crypto.subkey(self._data_key, "audit-mac")
+
     def fingerprint(self, api_key: Secret) -> str:
         return _crypto.mac_hex(self._fingerprint_key, api_key.reveal())[:12]
 

@@ -1,0 +1,278 @@
+"""The audit trail: append-only JSON lines, hash-chained and MACed, in size-rotated files.
+
+Each line is canonical JSON with `seq`, `ts`, `event`, the event's fields,
+`prev` (SHA-256 of the previous line's bytes, across file boundaries) and
+`mac` = HMAC-SHA256(audit key, the line without `mac`). The audit key is
+derived from the vault's data key, so only someone holding the master key can
+forge a line; `verify` names the first line that was edited, deleted,
+inserted or reordered, a torn last line, and (given the recorded head) lines
+cut from the end.
+
+Durability: every line reaches the OS (one write(2)) before `append`
+returns, so a crash of keyproxy never loses an acknowledged line; with
+`fsync = "always"` each line is also fsynced before the request it records
+goes upstream; with `"interval"` (default) a background task fsyncs every
+`interval_ms`, bounding what a power loss can take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILE_RE = re.compile(r"audit-(\d{6})\.jsonl")
+GENESIS = "0" * 64
+
+
+class AuditUnavailable(Exception):
+    """The trail cannot be written; requests must be refused (fail closed)."""
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def mac_of(key: bytes, line_without_mac: dict[str, Any]) -> str:
+    return hmac.new(key, canonical(line_without_mac), hashlib.sha256).hexdigest()
+
+
+def trail_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := FILE_RE.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+@dataclass
+class Head:
+    seq: int = 0
+    hash: str = GENESIS
+
+
+class AuditTrail:
+    def __init__(self, directory: Path, key: bytes, *, fsync: str = "interval", interval_ms: int = 200,
+                 max_bytes: int = 64 << 20, clock: Callable[[], float] = time.time,
+                 on_head: Callable[[Head], None] | None = None) -> None:
+        if fsync not in ("always", "interval"):
+            raise ValueError("fsync must be 'always' or 'interval'")
+        self.directory = directory
+        self._key = key
+        self._fsync_always = fsync == "always"
+        self._interval = interval_ms / 1000
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._on_head = on_head
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._dirty = False
+        self.head = Head()
+        self.recovered_bytes = 0
+        self.failures = 0
+        self._open(initial=True)
+
+    # --- files ------------------------------------------------------------
+
+    def _open(self, initial: bool = False) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = trail_files(self.directory)
+        path = files[-1] if files else self.directory / "audit-000001.jsonl"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if initial or self._fd is None:
+                self._resume(fd, files)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._path = fd, path
+        self._size = os.fstat(fd).st_size
+
+    def _resume(self, fd: int, files: list[Path]) -> None:
+        """Continue the chain after the last complete line; cut a torn one (never acknowledged)."""
+        size = os.fstat(fd).st_size
+        data = _tail(fd, size)
+        good = data.rfind(b"\n") + 1
+        if good < len(data):
+            self.recovered_bytes = len(data) - good
+            os.ftruncate(fd, size - (len(data) - good))
+            os.fsync(fd)
+        lines = data[:good].splitlines()
+        if lines:
+            last = lines[-1]
+            self.head = Head(int(json.loads(last)["seq"]), hashlib.sha256(last).hexdigest())
+        elif len(files) > 1:  # an empty newest file: the chain continues from the previous one
+            prev = files[-2]
+            with open(prev, "rb") as f:
+                tail = _tail(f.fileno(), os.fstat(f.fileno()).st_size).splitlines()
+            if tail:
+                self.head = Head(int(json.loads(tail[-1])["seq"]), hashlib.sha256(tail[-1]).hexdigest())
+
+    def _still_ours(self) -> bool:
+        """The path still names the file we hold open (not moved away or replaced by a directory)."""
+        assert self._fd is not None and self._path is not None
+        try:
+            a, b = os.fstat(self._fd), os.stat(self._path)
+        except OSError:
+            return False
+        return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+
+    def _rotate(self) -> None:
+        assert self._path is not None
+        self._sync()
+        number = int(FILE_RE.fullmatch(self._path.name).group(1)) + 1  # type: ignore[union-attr]
+        self._close_fd()
+        path = self.directory / f"audit-{number:06d}.jsonl"
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._path, self._size = path, 0
+
+    # --- writing ----------------------------------------------------------
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one event; raise AuditUnavailable if it cannot be written whole."""
+        try:
+            if self._fd is None or not self._still_ours():
+                self._close_fd()
+                self._open()
+            line = {**fields, "seq": self.head.seq + 1, "ts": round(self._clock(), 6), "event": event,
+                    "prev": self.head.hash}
+            line["mac"] = mac_of(self._key, line)
+            data = canonical(line) + b"\n"
+            assert self._fd is not None
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError("short write")
+            if self._fsync_always:
+                os.fsync(self._fd)
+            else:
+                self._dirty = True
+        except OSError as e:
+            self.failures += 1
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)  # drop a partial line
+            self._close_fd()
+            raise AuditUnavailable(f"audit trail not writable ({type(e).__name__}: {e.strerror or e})") from None
+        self._size += len(data)
+        self.head = Head(line["seq"], hashlib.sha256(data[:-1]).hexdigest())
+        if self._on_head is not None:
+            self._on_head(self.head)
+        if self._size >= self._max_bytes:
+            with contextlib.suppress(OSError):
+                self._rotate()
+        return line
+
+    def _sync(self) -> None:
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    async def run_flusher(self) -> None:
+        """Group commit for `fsync = "interval"`: one fsync per interval, off the request path."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._interval)
+            if self._dirty and self._fd is not None:
+                fd = self._fd
+                self._dirty = False
+                with contextlib.suppress(OSError):
+                    await loop.run_in_executor(None, os.fsync, fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sync()
+        self._close_fd()
+
+
+def _tail(fd: int, size: int, chunk: int = 1 << 16) -> bytes:
+    """The last complete line(s) and any torn remainder: enough to resume the chain."""
+    start = max(0, size - chunk)
+    data = os.pread(fd, size - start, start)
+    while start > 0 and data.count(b"\n") < 2:
+        start = max(0, start - chunk)
+        data = os.pread(fd, size - start, start)
+    if start > 0:
+        data = data[data.find(b"\n") + 1:]
+    return data
+
+
+# --- verification --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    lines: int
+    problem: str | None = None
+    last_seq: int = 0
+
+
+def iter_lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes, bool]]:
+    for path in files:
+        with open(path, "rb") as f:
+            data = f.read()
+        parts = data.split(b"\n")
+        for i, raw in enumerate(parts):
+            last = i == len(parts) - 1
+            if last and raw == b"":
+                break
+            yield path, i + 1, raw, last and not data.endswith(b"\n")
+
+
+def verify(files: list[Path], key: bytes, recorded_head: int | None = None) -> VerifyResult:
+    """Check seq contiguity, the hash chain and every MAC; name the first bad line."""
+    prev_hash, expected, count = None, None, 0
+    for path, lineno, raw, torn in iter_lines(files):
+        where = f"{path.name} line {lineno}"
+        if torn:
+            return VerifyResult(False, count, f"{where}: truncated tail (incomplete last line)", expected or 0)
+        try:
+            line = json.loads(raw)
+            mac = line.pop("mac")
+            seq = int(line["seq"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return VerifyResult(False, count, f"{where}: not a valid audit line (edited or corrupt)", expected or 0)
+        if not hmac.compare_digest(str(mac), mac_of(key, line)):
+            return VerifyResult(False, count, f"{where} (seq {seq}): MAC mismatch: the line was edited or forged",
+                                expected or 0)
+        if expected is not None and seq != expected:
+            return VerifyResult(False, count, f"{where}: seq {seq} where {expected} was expected: lines were "
+                                "deleted, inserted or reordered before it", expected - 1)
+        if prev_hash is not None and line.get("prev") != prev_hash:
+            return VerifyResult(False, count, f"{where} (seq {seq}): does not chain to the line before it: lines "
+                                "were deleted, inserted or reordered", seq)
+        if prev_hash is None and seq == 1 and line.get("prev") != GENESIS:
+            return VerifyResult(False, count, f"{where}: first line does not start the chain", seq)
+        prev_hash, expected, count = hashlib.sha256(raw).hexdigest(), seq + 1, count + 1
+    last = (expected or 1) - 1
+    if count and files and (first_seq := _first_seq(files)) not in (None, 1):
+        return VerifyResult(False, count, f"the trail starts at seq {first_seq}: earlier lines or files are missing",
+                            last)
+    if recorded_head is not None and recorded_head > last:
+        return VerifyResult(False, count, f"the trail ends at seq {last} but keyproxy recorded seq {recorded_head}: "
+                            "lines were removed from the end", last)
+    return VerifyResult(True, count, None, last)
+
+
+def _first_seq(files: list[Path]) -> int | None:
+    for _, _, raw, _ in iter_lines(files[:1]):
+        try:
+            return int(json.loads(raw)["seq"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None

@@ -1,0 +1,169 @@
+"""Tamper evidence: every edit, deletion, insertion, reordering and truncation is named."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from keyproxy.audit.trail import AuditTrail, AuditUnavailable, canonical, mac_of, trail_files, verify
+
+KEY = b"k" * 32
+
+
+def make_trail(tmp_path: Path, n: int = 10, **kw) -> AuditTrail:  # type: ignore[no-untyped-def]
+    trail = AuditTrail(tmp_path / "audit", KEY, **kw)
+    for i in range(n):
+        trail.append("request.done", bot=f"b{i % 3}", account="main", status=200)
+    return trail
+
+
+def lines_of(tmp_path: Path) -> list[bytes]:
+    [f] = trail_files(tmp_path / "audit")
+    return f.read_bytes().splitlines(keepends=True)
+
+
+def rewrite(tmp_path: Path, lines: list[bytes]) -> None:
+    [f] = trail_files(tmp_path / "audit")
+    f.write_bytes(b"".join(lines))
+
+
+def check(tmp_path: Path) -> tuple[bool, str | None]:
+    r = verify(trail_files(tmp_path / "audit"), KEY)
+    return r.ok, r.problem
+
+
+def test_untouched_trail_verifies(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    assert check(tmp_path) == (True, None)
+    assert verify(trail_files(tmp_path / "audit"), KEY).lines == 10
+
+
+def test_edited_field_is_named(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    lines[4] = lines[4].replace(b'"status":200', b'"status":500')
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 5" in problem and "MAC mismatch" in problem  # type: ignore[operator]
+
+
+def test_deleted_line_is_named(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    del lines[3]
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 4" in problem and "seq 5 where 4 was expected" in problem  # type: ignore[operator]
+
+
+def test_swapped_lines_are_named(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    lines[2], lines[3] = lines[3], lines[2]
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 3" in problem  # type: ignore[operator]
+
+
+def test_forged_line_without_the_key_is_named(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    prev = json.loads(lines[5])
+    forged = {"seq": prev["seq"] + 1, "ts": prev["ts"], "event": "request.done", "bot": "x", "prev": "0" * 64}
+    forged["mac"] = mac_of(b"not the key" * 3, forged)
+    lines.insert(6, canonical(forged) + b"\n")
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 7" in problem and "MAC mismatch" in problem  # type: ignore[operator]
+
+
+def test_forged_line_with_the_key_still_breaks_the_chain(tmp_path: Path) -> None:
+    """Even an insider with the key cannot insert a line without rewriting all that follow."""
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    prev = json.loads(lines[5])
+    forged = {"seq": prev["seq"] + 1, "ts": prev["ts"], "event": "request.done", "prev": "0" * 64}
+    forged["mac"] = mac_of(KEY, forged)
+    lines.insert(6, canonical(forged) + b"\n")
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 7" in problem  # type: ignore[operator]
+
+
+def test_truncated_tail_is_named(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    [f] = trail_files(tmp_path / "audit")
+    f.write_bytes(f.read_bytes()[:-20])
+    ok, problem = check(tmp_path)
+    assert not ok and "line 10" in problem and "truncated tail" in problem  # type: ignore[operator]
+
+
+def test_lines_cut_from_the_end_are_found_with_the_recorded_head(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    lines = lines_of(tmp_path)
+    rewrite(tmp_path, lines[:7])
+    assert check(tmp_path) == (True, None)  # on its own the shorter file is consistent...
+    r = verify(trail_files(tmp_path / "audit"), KEY, recorded_head=10)
+    assert not r.ok and "removed from the end" in r.problem  # type: ignore[operator]
+
+
+def test_wrong_key_fails_at_line_1(tmp_path: Path) -> None:
+    make_trail(tmp_path).close()
+    r = verify(trail_files(tmp_path / "audit"), b"x" * 32)
+    assert not r.ok and "line 1" in r.problem  # type: ignore[operator]
+
+
+def test_chain_continues_across_restart_and_rotation(tmp_path: Path) -> None:
+    t = make_trail(tmp_path, 5, max_bytes=600)
+    t.close()
+    t = AuditTrail(tmp_path / "audit", KEY, max_bytes=600)
+    assert t.head.seq == 5
+    for _ in range(10):
+        t.append("admin.bot_add", bot="x", uid=0)
+    t.close()
+    files = trail_files(tmp_path / "audit")
+    assert len(files) > 2
+    r = verify(files, KEY)
+    assert r.ok and r.lines == 15 and r.last_seq == 15
+    files[1].unlink()  # a whole middle file deleted
+    r = verify(trail_files(tmp_path / "audit"), KEY)
+    assert not r.ok
+
+
+def test_torn_line_from_a_crash_is_cut_on_resume(tmp_path: Path) -> None:
+    make_trail(tmp_path, 3).close()
+    [f] = trail_files(tmp_path / "audit")
+    torn = b'{"seq":4,"ts":1,"ev'  # kill -9 in the middle of a write
+    with open(f, "ab") as fh:
+        fh.write(torn)
+    t = AuditTrail(tmp_path / "audit", KEY)
+    assert t.recovered_bytes == len(torn) and t.head.seq == 3
+    t.append("daemon.start")
+    t.close()
+    assert check(tmp_path) == (True, None)
+
+
+def test_unwritable_trail_raises_then_recovers_with_a_valid_chain(tmp_path: Path) -> None:
+    t = make_trail(tmp_path, 3)
+    [f] = trail_files(tmp_path / "audit")
+    moved = f.with_suffix(".moved")
+    os.rename(f, moved)
+    f.mkdir()  # the trail file replaced by a directory
+    with pytest.raises(AuditUnavailable):
+        t.append("request.forward")
+    with pytest.raises(AuditUnavailable):
+        t.append("request.forward")
+    f.rmdir()
+    os.rename(moved, f)
+    t.append("request.forward", bot="b")
+    t.close()
+    r = verify(trail_files(tmp_path / "audit"), KEY)
+    assert r.ok and r.last_seq == 4
+
+
+def test_fsync_always_mode(tmp_path: Path) -> None:
+    make_trail(tmp_path, 3, fsync="always").close()
+    assert check(tmp_path) == (True, None)
