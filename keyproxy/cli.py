@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from keyproxy import __version__
 from keyproxy.admin.client import AdminClient
 from keyproxy.admin.controls import Controls
+from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
 from keyproxy.durations import format_duration, parse_duration
 from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError
@@ -61,7 +62,11 @@ class Context:
         with direct_access(self.settings) as direct:
             if direct:
                 with self.open_vault() as vault:
-                    yield Controls(vault, default_adapters(), listen_base_url(self.settings))
+                    trail = AuditTrail(self.settings.audit_dir, vault.audit_key(), fsync="always")
+                    try:
+                        yield Controls(vault, default_adapters(), listen_base_url(self.settings), audit=trail.append)
+                    finally:
+                        trail.close()
                 return
         client = AdminClient(socket_path(self.settings))
         if not client.reachable():
@@ -360,7 +365,12 @@ def cmd_serve(ctx: Context) -> int:
             raise UsageError(f"{listen.host} is not a loopback address; set listen.allow_non_loopback = true "
                              "in the config to listen there on purpose")
         settings = replace(settings, listen=listen)
-    daemon.configure_logging()
+    from keyproxy.audit.log import configure_logging
+
+    import logging
+
+    level = os.environ.get("KEYPROXY_LOG_LEVEL", "info").upper()
+    configure_logging(level=getattr(logging, level, logging.INFO))
     with daemon_lock(settings), ctx.open_vault() as vault:
         asyncio.run(daemon.run(settings, vault, ready=lambda line: print(line, file=ctx.stdout, flush=True)))
     return 0
@@ -373,6 +383,101 @@ def cmd_emulator(ctx: Context) -> int:
     if ctx.args.journal:
         argv += ["--journal", str(ctx.args.journal)]
     return emulator_main(argv)
+
+
+def cmd_audit_verify(ctx: Context) -> int:
+    from keyproxy.audit.trail import trail_files, verify
+    from keyproxy.state import StateStore
+
+    target = ctx.args.path or ctx.settings.audit_dir
+    files = trail_files(target) if target.is_dir() else [target]
+    if not files or not all(f.exists() for f in files):
+        raise UsageError(f"no audit trail at {target}")
+    head = None
+    state_db = ctx.settings.state_dir / "state.db"
+    if ctx.args.path is None and state_db.exists():
+        head = StateStore(state_db).audit_head()
+    with ctx.open_vault() as vault:  # read only: safe while the daemon runs
+        result = verify(files, vault.audit_key(), head)
+    if ctx.args.json:
+        ctx.out_json({"ok": result.ok, "lines": result.lines, "last_seq": result.last_seq,
+                      "problem": result.problem, "files": [str(f) for f in files]})
+    elif result.ok:
+        ctx.out(f"ok: {result.lines} lines in {len(files)} file(s), chain and MACs verify (last seq {result.last_seq})")
+    else:
+        ctx.out(f"FAILED after {result.lines} good lines: {result.problem}")
+    return 0 if result.ok else 1
+
+
+def _audit_lines(ctx: Context) -> Iterator[dict[str, Any]]:
+    from keyproxy.audit.trail import iter_lines, trail_files
+
+    for _, _, raw, torn in iter_lines(trail_files(ctx.settings.audit_dir)):
+        if not torn:
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue
+
+
+def _matches(line: dict[str, Any], args: argparse.Namespace) -> bool:
+    return ((not getattr(args, "bot", None) or line.get("bot") == args.bot)
+            and (not getattr(args, "account", None) or line.get("account") == args.account))
+
+
+def _parse_time(text: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"invalid time {text[:40]!r}: use ISO 8601 (2026-11-25T10:00:00Z) or Unix seconds") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def cmd_audit_tail(ctx: Context) -> int:
+    lines = [ln for ln in _audit_lines(ctx) if _matches(ln, ctx.args)]
+    for line in lines[-ctx.args.lines:]:
+        ctx.out(json.dumps(line, sort_keys=True))
+    if not ctx.args.follow:
+        return 0
+    seen = lines[-1]["seq"] if lines else 0
+    try:
+        while True:
+            time.sleep(0.5)
+            for line in _audit_lines(ctx):
+                if line.get("seq", 0) > seen:
+                    seen = line["seq"]
+                    if _matches(line, ctx.args):
+                        ctx.out(json.dumps(line, sort_keys=True))
+                        ctx.stdout.flush()
+    except KeyboardInterrupt:
+        return 0
+
+
+EXPORT_FIELDS = ("seq", "ts", "event", "request_id", "bot", "account", "source_ip", "method", "path", "endpoint",
+                 "endpoint_class", "decision", "code", "status", "upstream_status", "proxy_ms", "upstream_ms", "op",
+                 "result", "peer_uid")
+
+
+def cmd_audit_export(ctx: Context) -> int:
+    import csv
+
+    since = _parse_time(ctx.args.since)
+    until = _parse_time(ctx.args.until) if ctx.args.until else float("inf")
+    rows = [ln for ln in _audit_lines(ctx) if since <= ln.get("ts", 0) <= until and _matches(ln, ctx.args)]
+    if ctx.args.format == "csv":
+        writer = csv.DictWriter(ctx.stdout, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            ctx.out(json.dumps(row, sort_keys=True))
+    return 0
 
 
 def cmd_demo(ctx: Context) -> int:
@@ -457,6 +562,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--accounts", type=Path, required=True, help="JSON file of emulated keys")
     sp.add_argument("--journal", type=Path, help="append every received request as JSON lines")
 
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True,
+                                                                           metavar="ACTION")
+    sp = cmd(audit, "verify", cmd_audit_verify, "check the trail's chain and MACs; name the first bad line")
+    sp.add_argument("path", nargs="?", type=Path, help="a trail file or directory (default: the configured one)")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(audit, "tail", cmd_audit_tail, "print the newest audit events")
+    sp.add_argument("--bot")
+    sp.add_argument("--account")
+    sp.add_argument("-n", "--lines", type=int, default=20)
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp = cmd(audit, "export", cmd_audit_export, "export events in a time range for incident review")
+    sp.add_argument("--since", required=True, help="ISO 8601 time or Unix seconds")
+    sp.add_argument("--until")
+    sp.add_argument("--bot")
+    sp.add_argument("--account")
+    sp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+
     cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
     return p
 
@@ -468,7 +590,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
     args = build_parser().parse_args(argv)
     try:
         return args.func(Context(args, stdin, stdout))
-    except KeyproxyError as e:
+    except (KeyproxyError, AuditUnavailable) as e:
         print(f"keyproxy: {e}", file=stderr)
         return 1
     except KeyboardInterrupt:

@@ -52,11 +52,33 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    directory: Path | None = None  # default: <state dir>/audit
+    fsync: str = "interval"
+    fsync_interval_ms: int = 200
+    max_bytes: int = 64 << 20
+    fail_open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9750
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     config_file: Path | None
     vault: VaultSettings
     listen: ListenSettings = field(default_factory=ListenSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.audit.directory or self.state_dir / "audit"
 
     @property
     def state_dir(self) -> Path:
@@ -154,7 +176,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -197,7 +219,23 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         max_response_bytes=r.integer(ps, "proxy", "max_response_bytes", d.max_response_bytes),
         shutdown_grace=r.number(ps, "proxy", "shutdown_grace", d.shutdown_grace),
     )
-    return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy)
+    au = r.table(doc, "audit", {"dir", "fsync", "fsync_interval_ms", "max_bytes", "fail_open"})
+    audit = AuditSettings(
+        directory=r.path(au, "audit", "dir"),
+        fsync=r.string(au, "audit", "fsync", ("always", "interval")) or "interval",
+        fsync_interval_ms=r.integer(au, "audit", "fsync_interval_ms", 200),
+        max_bytes=r.integer(au, "audit", "max_bytes", 64 << 20),
+        fail_open=r.boolean(au, "audit", "fail_open", False),
+    )
+    ms = r.table(doc, "metrics", {"enabled", "host", "port"})
+    mport = ms.get("port", 9750)
+    if type(mport) is not int or not 0 <= mport <= 65535:
+        raise r.error("metrics.port", f"must be a port number 0-65535, not {mport!r}")
+    metrics = MetricsSettings(enabled=r.boolean(ms, "metrics", "enabled", True),
+                              host=r.string(ms, "metrics", "host") or "127.0.0.1", port=mport)
+    if metrics.host not in ("127.0.0.1", "::1", "localhost") and not listen.allow_non_loopback:
+        raise r.error("metrics.host", "metrics are served on loopback only unless listen.allow_non_loopback = true")
+    return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics)
 
 
 def _check_host(r: _Reader, listen: ListenSettings) -> None:

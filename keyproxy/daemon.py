@@ -1,4 +1,4 @@
-"""The composition root: builds vault access, adapters, proxy, admin socket; runs until SIGTERM.
+"""The composition root: builds vault access, adapters, proxy, audit, metrics, admin socket; runs until SIGTERM.
 
 Nothing imports this module; it hands every part what it needs.
 """
@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from keyproxy.admin.controls import Controls
 from keyproxy.admin.server import build_admin_app, prepare_socket_path
+from keyproxy.audit.log import REDACTOR, get_logger
+from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings
 from keyproxy.exchanges import default_adapters
-from keyproxy.proxy.pipeline import Outcome, Pipeline, ProxyLimits
+from keyproxy.metrics import Metrics, key_age_families
+from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
+from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
@@ -28,7 +31,7 @@ from keyproxy.state import NonceSequence, StateStore
 from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
-log = logging.getLogger("keyproxy.daemon")
+log = get_logger("keyproxy.daemon")
 
 
 @dataclass
@@ -38,36 +41,34 @@ class State:
     snapshot: Snapshot
 
 
-def configure_logging() -> None:
-    """JSON-ish lines on stderr; aiohttp's own loggers are silenced (they echo raw request lines)."""
-    import structlog
+def register_secrets(vault: Vault, snapshot: Snapshot) -> None:
+    """Teach the log redactor every real and virtual secret the daemon holds."""
+    values: list[str] = []
+    for entry in snapshot.accounts.values():
+        if entry.key is not None:
+            for s in (entry.key.api_key, entry.key.secret, entry.key.passphrase, entry.key.private_key):
+                if s is not None:
+                    values.append(s.reveal().decode("utf-8", "replace"))
+    for bot in snapshot.bots_by_key.values():
+        if bot.key is not None:
+            for s in (bot.key.secret, bot.key.passphrase):
+                if s is not None:
+                    values.append(s.reveal().decode("utf-8", "replace"))
+    REDACTOR.register(values)
 
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    for name in ("aiohttp", "aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.client", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    structlog.configure(
-        processors=[structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.add_log_level,
-                    structlog.processors.JSONRenderer()],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
+async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.AppRunner, str]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
-def request_recorder() -> Callable[[Outcome, int], None]:
-    import time
-
-    import structlog
-
-    logger = structlog.get_logger("keyproxy.request")
-
-    def record(o: Outcome, status: int) -> None:
-        logger.info("request", request_id=o.request_id, method=o.method, account=o.account, bot=o.bot,
-                    endpoint_class=o.endpoint_class, endpoint=o.endpoint, decision=o.decision, code=o.code,
-                    status=status, upstream_status=o.upstream_status,
-                    upstream_ms=round(o.upstream_ms, 2) if o.upstream_ms is not None else None,
-                    total_ms=round((time.perf_counter() - o.started) * 1000, 2))
-
-    return record
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1]
+    return runner, f"http://{host if ':' not in host else f'[{host}]'}:{bound}/metrics"
 
 
 async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
@@ -75,39 +76,55 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     assert_c_parser()
     adapters = default_adapters()
     state = State(build_snapshot(vault, adapters))
+    register_secrets(vault, state.snapshot)
+
+    store = StateStore(settings.state_dir / "state.db")
+    au = settings.audit
+    trail = AuditTrail(settings.audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,
+                       max_bytes=au.max_bytes)
+    if trail.recovered_bytes:
+        trail.append("trail.recovered", dropped_bytes=trail.recovered_bytes)
+    if au.fail_open:
+        log.warning("audit.fail_open = true: requests are forwarded even when the audit trail cannot be written")
+    metrics = Metrics()
+    metrics.add_collector(lambda: key_age_families(e.info for e in state.snapshot.accounts.values()))
+    recorder = Recorder(trail, metrics, fail_open=au.fail_open)
 
     def reload() -> None:
         state.snapshot = build_snapshot(vault, adapters)
+        register_secrets(vault, state.snapshot)
 
     ps = settings.proxy
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
-    store = StateStore(settings.state_dir / "state.db")
-    pipeline = Pipeline(lambda: state.snapshot, clients, limits, NonceSequence(store), store)
+    pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
+                        NonceSequence(store), store)
     listen = settings.listen
     if not listen.is_loopback:
-        log.warning("listening on a non-loopback address %s (listen.allow_non_loopback)", listen.host)
+        log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=listen.host)
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    front = ProxyFrontDoor(pipeline, frozenset(), request_recorder())
+    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish)
     server = SafeServer(front, keepalive_timeout=ps.header_timeout, max_line_size=8190, max_field_size=8190,
                         access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-    await site.start()
+    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
     port = runner.addresses[0][1]
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
     base_url = f"http://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
 
+    metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, settings.metrics.port)
+                                   if settings.metrics.enabled else (None, "disabled"))
+
     sock = socket_path(settings)
     prepare_socket_path(sock)
-    admin_runner = web.AppRunner(build_admin_app(Controls(vault, adapters, base_url, reload)),
-                                 handle_signals=False, access_log=None)
+    controls = Controls(vault, adapters, base_url, reload, audit=trail.append)
+    admin_runner = web.AppRunner(build_admin_app(controls), handle_signals=False, access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)
     try:
@@ -115,14 +132,34 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     finally:
         os.umask(old_umask)
     os.chmod(sock, 0o600)
-    ready(f"keyproxy listening on {base_url} (admin socket {sock})")
+
+    background: list[asyncio.Task[Any]] = [asyncio.create_task(trail.run_flusher())]
+
+    async def persist_head() -> None:
+        while True:
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                store.record_audit_head(trail.head.seq)
+
+    background.append(asyncio.create_task(persist_head()))
+    trail.append("daemon.start", listen=base_url, accounts=len(state.snapshot.accounts),
+                 bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token))
+    ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
     try:
         await stop.wait()
     finally:
-        log.info("shutting down: waiting up to %ss for requests in flight", ps.shutdown_grace)
+        log.info("shutting down: waiting for requests in flight", grace_seconds=ps.shutdown_grace)
         await admin_runner.cleanup()
         await runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        for task in background:
+            task.cancel()
         await clients.close()
+        with contextlib.suppress(Exception):
+            trail.append("daemon.stop")
+        trail.close()
+        store.record_audit_head(trail.head.seq)
         store.close()
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()

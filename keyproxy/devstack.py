@@ -56,7 +56,7 @@ def new_real_key(key_type: str = "hmac", permissions: dict[str, Any] | None = No
     return RealKey(entry, {"api_key": api_key, "private_key": private_pem})
 
 
-def _read_url(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> str:
+def _read_ready_line(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -65,10 +65,15 @@ def _read_url(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> 
             if proc.poll() is not None:
                 raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
             continue
-        m = _URL.search(line)
-        if m:
-            return m.group(0)
+        if _URL.search(line):
+            return line
     raise RuntimeError(f"{what} did not become ready in {timeout} s")
+
+
+def _read_url(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> str:
+    m = _URL.search(_read_ready_line(proc, what, timeout))
+    assert m is not None
+    return m.group(0)
 
 
 @dataclass
@@ -78,6 +83,7 @@ class DevStack:
     env: dict[str, str] = field(init=False)
     emulator_url: str | None = None
     proxy_url: str | None = None
+    metrics_url: str | None = None
     _procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,11 +91,12 @@ class DevStack:
         (self.root / "passphrase").write_text("devstack passphrase\n")
         (self.root / "passphrase").chmod(0o600)
         config = self.root / "keyproxy.toml"
-        config.write_text(FAST_KDF + "\n[vault]\npath = \"state/vault.db\"\n" + self.extra_config)
+        config.write_text(FAST_KDF + "\n[vault]\npath = \"state/vault.db\"\n"
+                          + ("" if "[metrics]" in self.extra_config else "\n[metrics]\nport = 0\n") + self.extra_config)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPROXY_", "XDG_"))}
         self.env = {**base, "KEYPROXY_CONFIG": str(config), "KEYPROXY_PASSPHRASE_FILE": str(self.root / "passphrase"),
                     "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(self.root),
-                    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+                    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "KEYPROXY_LOG_LEVEL": "debug"}
 
     @property
     def logs(self) -> Path:
@@ -131,8 +138,20 @@ class DevStack:
         return json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope, *extra).stdout)
 
     def start_daemon(self, port: int = 0) -> str:
-        self.proxy_url = _read_url(self._spawn("daemon", "serve", "--port", str(port)), "daemon")
+        line = _read_ready_line(self._spawn("daemon", "serve", "--port", str(port)), "daemon")
+        urls = _URL.findall(line)
+        self.proxy_url = urls[0]
+        self.metrics_url = urls[1] + "/metrics" if len(urls) > 1 else None
         return self.proxy_url
+
+    def metrics(self) -> str:
+        assert self.metrics_url, "metrics are disabled"
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
+            return r.read().decode()
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.root / "state" / "audit"
 
     def daemon(self) -> subprocess.Popen[str]:
         return self._procs["daemon"]

@@ -7,6 +7,7 @@ same thing. Secrets arrive as `Secret`s and leave only once: in the answer to
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -42,11 +43,30 @@ def credentials_from_json(doc: Mapping[str, Any]) -> Credentials:
 
 class Controls:
     def __init__(self, vault: Vault, adapters: Mapping[str, Adapter], proxy_base_url: str,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 audit: Callable[..., object] | None = None) -> None:
         self.vault = vault
         self.adapters = adapters
         self.proxy_base_url = proxy_base_url.rstrip("/")
         self.on_change = on_change
+        self._audit = audit
+        self.actor_uid = os.getuid()  # the admin socket sets the peer's uid for each call
+
+    def _record(self, op: str, result: str, **details: Any) -> None:
+        """Every change is recorded before it is made (fail closed) and again with its result."""
+        if self._audit is not None:
+            self._audit("admin", op=op, result=result, peer_uid=self.actor_uid, **details)
+
+    def _change(self, op: str, details: dict[str, Any], apply: Callable[[], Any]) -> Any:
+        self._record(op, "attempt", **details)
+        try:
+            result = apply()
+        except Exception as e:
+            self._record(op, f"failed: {e}"[:200], **details)
+            raise
+        self._record(op, "ok", **details)
+        self.on_change()
+        return result
 
     # --- accounts ---------------------------------------------------------
 
@@ -58,9 +78,10 @@ class Controls:
                 resolve_upstream(adapter, acct.base_url, acct.insecure_upstream, acct.environment)
             except ValueError as e:
                 raise UsageError(f"--base-url: {e}") from None
-        info = self.vault.add_account(acct)
-        self.on_change()
-        return info.as_json()
+        details = {"account": acct.name, "exchange": acct.exchange, "key_type": acct.key_type,
+                   "environment": acct.environment, "base_url": acct.base_url}
+        info = self._change("key.add", details, lambda: self.vault.add_account(acct))
+        return info.as_json()  # type: ignore[no-any-return]
 
     def list_accounts(self) -> list[dict[str, Any]]:
         return [a.as_json() for a in self.vault.list_accounts()]
@@ -71,8 +92,7 @@ class Controls:
     def remove_account(self, name: str) -> dict[str, Any]:
         info = self.vault.account(name)
         bots = [b.name for b in self.vault.list_bots() if b.account == name]
-        self.vault.remove_account(name)
-        self.on_change()
+        self._change("key.remove", {"account": name, "bots": bots}, lambda: self.vault.remove_account(name))
         return {**info.as_json(), "removed_bots": bots}
 
     # --- bots -------------------------------------------------------------
@@ -102,8 +122,9 @@ class Controls:
             new = NewBot(name, account, mode, scope_list, networks, key_type=kept.key_type, key_id=kept.key_id,
                          secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase)
             shown.update(issued.shown)
-        self.vault.add_bot(new)
-        self.on_change()
+        details = {"bot": name, "account": account, "mode": mode, "scopes": list(scope_list),
+                   "allow_ips": list(networks)}
+        self._change("bot.add", details, lambda: self.vault.add_bot(new))
         return shown
 
     def list_bots(self) -> list[dict[str, Any]]:
@@ -113,9 +134,8 @@ class Controls:
         return self.vault.bot(name).as_json()
 
     def revoke_bot(self, name: str) -> dict[str, Any]:
-        info = self.vault.revoke_bot(name)
-        self.on_change()
-        return info.as_json()
+        info = self._change("bot.revoke", {"bot": name}, lambda: self.vault.revoke_bot(name))
+        return info.as_json()  # type: ignore[no-any-return]
 
     def status(self) -> dict[str, Any]:
         st = self.vault.status()

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from keyproxy.admin.controls import Controls, credentials_from_json
 from keyproxy.admin.protocol import ERROR_CLASSES, OPS
+from keyproxy.audit.trail import AuditUnavailable
 from keyproxy.errors import KeyproxyError
 from keyproxy.vault import NewAccount
 
@@ -60,6 +61,7 @@ def build_admin_app(controls: Controls) -> web.Application:
                 raise KeyError(op)
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
+        controls.actor_uid = uid if uid is not None else -1
         try:
             result = _call(controls, op, args)
         except KeyproxyError as e:
@@ -67,6 +69,8 @@ def build_admin_app(controls: Controls) -> web.Application:
             return web.json_response({"error": name, "message": str(e)}, status=400)
         except TypeError:
             return web.json_response({"error": "UsageError", "message": f"bad arguments for {op}"}, status=400)
+        except AuditUnavailable as e:
+            return web.json_response({"error": "KeyproxyError", "message": f"refused: {e}"}, status=503)
         log.info("admin call", extra={"op": op, "peer_uid": uid})
         return web.json_response({"result": result})
 

@@ -57,6 +57,9 @@ class Outcome:
     upstream_ms: float | None = None
     started: float = field(default_factory=time.perf_counter)
     adapter: object | None = None  # for the exchange-shaped fields of an error answer
+    source_ip: str | None = None
+    path: str | None = None
+    account_known: bool = False  # only known account names may become metric labels
 
 
 def new_request_id() -> str:
@@ -65,9 +68,11 @@ def new_request_id() -> str:
 
 class Pipeline:
     def __init__(self, snapshot: Callable[[], Snapshot], clients: UpstreamClients, limits: ProxyLimits,
+                 before_forward: Callable[[Outcome], None] = lambda o: None,
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._snapshot = snapshot
+        self._before_forward = before_forward
         self._clients = clients
         self._nonces = nonces
         self._sequences = sequences
@@ -77,11 +82,13 @@ class Pipeline:
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
         snap = self._snapshot()
+        outcome.method, outcome.source_ip = request.method, request.remote
         account_name, path, query = split_target(request.raw_path)
-        outcome.method, outcome.account = request.method, account_name
+        outcome.account, outcome.path = account_name, path
         account = snap.accounts.get(account_name)
         if account is None:
             raise Refused("unknown_account", f"no account named {account_name[:64]!r}")
+        outcome.account_known = True
         if account.adapter is None or account.upstream is None or account.key is None:
             raise Refused("unknown_account", f"account {account_name!r}: exchange "
                           f"{account.info.exchange} is not supported by this version")
@@ -125,6 +132,7 @@ class Pipeline:
         for name in FORWARDED_REQUEST_HEADERS:
             if name in headers and name not in {h.lower() for h in outbound.headers}:
                 outbound.headers[name] = headers[name]
+        self._before_forward(outcome)  # the audit line is written before anything goes upstream
         outcome.decision = "allow"
         return await self._forward(request, outbound, endpoint, account, outcome)
 

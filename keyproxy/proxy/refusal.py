@@ -24,6 +24,7 @@ STATUS: dict[str, int] = {
     "upstream_error": 502,
     "upstream_timeout": 504,
     "unavailable": 503,
+    "audit_unavailable": 503,
 }
 
 

@@ -1,0 +1,20 @@
+"""The catalogue of audit events: every line in the trail has one of these `event` names.
+
+Request events carry: request_id, bot, account, source_ip, method, path (no
+query: it carries signatures), endpoint, endpoint_class, decision, code,
+status, upstream_status, proxy_ms, upstream_ms. Admin events carry: op,
+peer_uid, and what changed (names, scopes), never a secret.
+"""
+
+EVENTS: dict[str, str] = {
+    "request.forward": "a request passed every check and is about to go upstream (written first: fail closed)",
+    "request.done": "a forwarded request's outcome: upstream status and latencies",
+    "request.deny": "a request refused by keyproxy, with its deny code (auth failures included)",
+    "admin": "an administrative change through the CLI or the admin socket",
+    "daemon.start": "the daemon started serving",
+    "daemon.stop": "the daemon stopped",
+    "trail.recovered": "an incomplete last line from a crash was removed on start",
+    "trail.resumed": "writing resumed after the trail was unavailable",
+}
+
+AUTH_FAILURE_CODES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})

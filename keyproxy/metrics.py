@@ -1,0 +1,74 @@
+"""Every Prometheus metric keyproxy exports, in one catalogue, on one registry.
+
+Labels carry only bounded values chosen by the operator or by keyproxy:
+account and bot names, endpoint classes, decisions, deny codes, status
+classes, rule and action names. Never paths, IPs, symbols, request ids or
+anything a request can invent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from keyproxy import __version__
+
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the _created series double the output and carry no signal here
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("keyproxy_requests", "Requests by account, bot, endpoint class and decision",
+                                ["account", "bot", "endpoint_class", "decision"], registry=r)
+        self.denials = Counter("keyproxy_denials", "Refused requests by deny code", ["account", "code"], registry=r)
+        self.auth_failures = Counter("keyproxy_auth_failures", "Failed bot authentications by reason",
+                                     ["account", "reason"], registry=r)
+        self.overhead = Histogram("keyproxy_proxy_overhead_seconds", "Time spent in keyproxy itself per request",
+                                  ["account"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_time = Histogram("keyproxy_upstream_seconds", "Time the exchange took per forwarded request",
+                                       ["account"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_responses = Counter("keyproxy_upstream_responses", "Exchange answers by status class",
+                                          ["account", "status_class"], registry=r)
+        self.anomalies = Counter("keyproxy_anomalies", "Anomaly rule firings by rule and action",
+                                 ["rule", "action"], registry=r)
+        self.key_actions = Counter("keyproxy_key_actions", "Quarantines and revocations of real keys",
+                                   ["account", "action"], registry=r)
+        self.halts_active = Gauge("keyproxy_halts_active", "Kill-switch halts in force", registry=r)
+        self.vault_locked = Gauge("keyproxy_vault_locked", "1 while the vault is locked", registry=r)
+        self.audit_write_errors = Counter("keyproxy_audit_write_errors", "Failed audit trail writes", registry=r)
+        self.build = Info("keyproxy_build", "keyproxy build information", registry=r)
+        self.build.info({"version": __version__})
+
+    def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        """Metrics computed at scrape time (key ages, bot counts) from the daemon's current state."""
+
+        class _Collector:
+            def collect(self) -> Iterable[Metric]:
+                return collect()
+
+            def describe(self) -> list[Any]:
+                return []
+
+        self.registry.register(_Collector())  # type: ignore[arg-type]
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def key_age_families(accounts: Iterable[Any], now: float | None = None) -> list[Metric]:
+    """keyproxy_key_age_seconds and keyproxy_key_rotation_due per account (due: 1 when overdue)."""
+    now = time.time() if now is None else now
+    age = GaugeMetricFamily("keyproxy_key_age_seconds", "Seconds since the account's key was added or rotated",
+                            labels=["account"])
+    due = GaugeMetricFamily("keyproxy_key_rotation_due", "1 when the account's key is due for rotation",
+                            labels=["account"])
+    for a in accounts:
+        age.add_metric([a.name], now - a.rotated_at)
+        due.add_metric([a.name], 1.0 if a.rotate_every and now - a.rotated_at >= a.rotate_every else 0.0)
+    return [age, due]

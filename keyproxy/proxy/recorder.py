@@ -1,0 +1,90 @@
+"""Where every request outcome goes: the audit trail, the metrics, the log.
+
+`before_forward` runs after every check and before any byte goes upstream:
+if the audit line cannot be written the request is refused with 503
+`audit_unavailable` (fail closed), unless the operator chose fail-open.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from keyproxy.audit.events import AUTH_FAILURE_CODES
+from keyproxy.audit.log import get_logger
+from keyproxy.audit.trail import AuditTrail, AuditUnavailable
+from keyproxy.metrics import Metrics
+from keyproxy.proxy.pipeline import Outcome
+from keyproxy.proxy.refusal import Refused
+
+log = get_logger("keyproxy.request")
+
+
+class Recorder:
+    def __init__(self, trail: AuditTrail | None, metrics: Metrics, *, fail_open: bool = False) -> None:
+        self._trail = trail
+        self._metrics = metrics
+        self._fail_open = fail_open
+        self._was_failing = False
+
+    def _append(self, event: str, fields: dict[str, Any]) -> None:
+        if self._trail is None:
+            return
+        try:
+            self._trail.append(event, **fields)
+            if self._was_failing:
+                self._was_failing = False
+                self._trail.append("trail.resumed")
+                log.warning("audit trail writable again")
+        except AuditUnavailable as e:
+            self._metrics.audit_write_errors.inc()
+            self._was_failing = True
+            if self._fail_open:
+                log.error("audit write failed; continuing (audit.fail_open = true)", reason=str(e))
+                return
+            log.error("audit write failed; refusing requests until it is writable", reason=str(e))
+            raise
+
+    @staticmethod
+    def _fields(o: Outcome) -> dict[str, Any]:
+        return {"request_id": o.request_id, "bot": o.bot, "account": o.account, "source_ip": o.source_ip,
+                "method": o.method, "path": o.path, "endpoint": o.endpoint, "endpoint_class": o.endpoint_class}
+
+    def before_forward(self, o: Outcome) -> None:
+        try:
+            self._append("request.forward", self._fields(o))
+        except AuditUnavailable:
+            raise Refused("audit_unavailable", "the audit trail cannot be written; nothing was sent") from None
+
+    def finish(self, o: Outcome, status: int) -> None:
+        total = time.perf_counter() - o.started
+        upstream = (o.upstream_ms or 0) / 1000
+        account, bot = o.account or "-", o.bot or "-"
+        fields = {**self._fields(o), "decision": o.decision, "code": o.code, "status": status,
+                  "upstream_status": o.upstream_status, "proxy_ms": round((total - upstream) * 1000, 3),
+                  "upstream_ms": round(o.upstream_ms, 3) if o.upstream_ms is not None else None}
+        m = self._metrics
+        if o.account_known:
+            m.requests.labels(account, bot, o.endpoint_class or "-", o.decision).inc()
+            if o.code:
+                m.denials.labels(account, o.code).inc()
+                if o.code in AUTH_FAILURE_CODES:
+                    m.auth_failures.labels(account, o.code).inc()
+            m.overhead.labels(account).observe(max(total - upstream, 0.0))
+            if o.upstream_status is not None:
+                m.upstream_time.labels(account).observe(upstream)
+                m.upstream_responses.labels(account, f"{o.upstream_status // 100}xx").inc()
+        else:  # unknown account names come from requests: never a label
+            m.requests.labels("-", bot, "-", o.decision).inc()
+            if o.code:
+                m.denials.labels("-", o.code).inc()
+        event = "request.done" if o.decision == "allow" else "request.deny"
+        if o.decision == "deny" or status >= 500:
+            log.info("request", **fields)
+        else:
+            log.debug("request", **fields)
+        if o.code != "audit_unavailable":
+            try:
+                self._append(event, fields)
+            except AuditUnavailable:
+                pass  # already counted and logged; the answer has been decided
