@@ -27,6 +27,7 @@ from keyproxy.durations import format_duration, parse_duration
 from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
+from keyproxy.state import StateStore
 from keyproxy.statedir import daemon_lock, direct_access, socket_path
 from keyproxy.secret import Secret
 from keyproxy.unlock import UnlockInputs, source_for_kind, source_for_new
@@ -63,10 +64,13 @@ class Context:
             if direct:
                 with self.open_vault() as vault:
                     trail = AuditTrail(self.settings.audit_dir, vault.audit_key(), fsync="always")
+                    state = StateStore(self.settings.state_dir / "state.db")
                     try:
-                        yield Controls(vault, default_adapters(), listen_base_url(self.settings), audit=trail.append)
+                        yield Controls(vault, default_adapters(), listen_base_url(self.settings), audit=trail.append,
+                                       state=state)
                     finally:
                         trail.close()
+                        state.close()
                 return
         client = AdminClient(socket_path(self.settings))
         if not client.reachable():
@@ -320,7 +324,7 @@ def cmd_bot_add(ctx: Context) -> int:
     parse_cidrs(a.allow_ip or [])
     with ctx.controls() as controls:
         shown = controls.add_bot(name=a.bot, account=a.account, scopes=a.scope, allow_ips=a.allow_ip or None,
-                                 mode=a.mode, key_type=a.key_type)
+                                 mode=a.mode, key_type=a.key_type, policy=_assignments(a.set or []))
     ctx.out_json(shown)  # the only time the bot's credential is shown
     return 0
 
@@ -342,6 +346,61 @@ def cmd_bot_list(ctx: Context) -> int:
 def cmd_bot_show(ctx: Context) -> int:
     with ctx.controls() as controls:
         _show(ctx, controls.show_bot(name=ctx.args.bot))
+    return 0
+
+
+def _assignments(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value, not {item[:60]!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_bot_set(ctx: Context) -> int:
+    changes = _assignments(ctx.args.assignments)
+    with ctx.controls() as controls:
+        info = controls.set_bot(name=ctx.args.bot, changes=changes)
+    ctx.out(f"bot {info['name']}: " + ", ".join(f"{k}={info['policy'][k]}" for k in changes))
+    return 0
+
+
+def _halt_target(args: argparse.Namespace) -> tuple[str, str]:
+    chosen = [(s, t) for s, t in (("all", "*" if args.all else None), ("account", args.account), ("bot", args.bot))
+              if t]
+    if len(chosen) != 1:
+        raise UsageError("name exactly one of --all, --account ACCOUNT, --bot BOT")
+    return chosen[0]
+
+
+def cmd_halt(ctx: Context) -> int:
+    scope, target = _halt_target(ctx.args)
+    with ctx.controls() as controls:
+        controls.halt(scope=scope, target=target, reason=ctx.args.reason)
+    ctx.out(f"halted {scope} {target}: only reads and cancels (and reduce-only orders) pass")
+    return 0
+
+
+def cmd_resume(ctx: Context) -> int:
+    scope, target = _halt_target(ctx.args)
+    with ctx.controls() as controls:
+        controls.resume(scope=scope, target=target)
+    ctx.out(f"resumed {scope} {target}")
+    return 0
+
+
+def cmd_status(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        st = controls.status()
+    st["daemon"] = "running" if isinstance(controls, RemoteControls) else "stopped"
+    if ctx.args.json:
+        ctx.out_json(st)
+        return 0
+    ctx.out(f"daemon: {st['daemon']}; accounts: {st['accounts']}; bots: {st['bots']}")
+    for h in st["halts"]:
+        ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
     return 0
 
 
@@ -544,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mode", choices=BOT_MODES, default="dropin",
                     help="dropin: the bot's SDK signs with a virtual key; token: X-Keyproxy-Token header")
     sp.add_argument("--key-type", default="hmac", help="virtual key type for drop-in bots (hmac, ed25519, rsa)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy limit (see docs/policy.md)")
     sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "show", cmd_bot_show, "show one bot")
@@ -551,6 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "revoke", cmd_bot_revoke, "revoke a bot's credential (takes effect on its next request)")
     sp.add_argument("bot")
+    sp = cmd(bot, "set", cmd_bot_set, "change a bot's policy, live (e.g. max_order_notional=500 symbols=BTCUSDT)")
+    sp.add_argument("bot")
+    sp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+
+    for name, fn, text in (("halt", cmd_halt, "kill switch: refuse everything but reads and cancels"),
+                           ("resume", cmd_resume, "lift a halt")):
+        sp = cmd(sub, name, fn, text)
+        sp.add_argument("--all", action="store_true")
+        sp.add_argument("--account")
+        sp.add_argument("--bot")
+        if name == "halt":
+            sp.add_argument("--reason", default="halted by operator")
+    sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots and halts in force")
+    sp.add_argument("--json", action="store_true")
 
     sp = cmd(sub, "serve", cmd_serve, "run the signing proxy daemon")
     sp.add_argument("--host", help="listen address (default: listen.host, 127.0.0.1)")

@@ -75,10 +75,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
               stop: asyncio.Event | None = None) -> None:
     assert_c_parser()
     adapters = default_adapters()
-    state = State(build_snapshot(vault, adapters))
+    store = StateStore(settings.state_dir / "state.db")
+    state = State(build_snapshot(vault, adapters, store.halts()))
     register_secrets(vault, state.snapshot)
 
-    store = StateStore(settings.state_dir / "state.db")
     au = settings.audit
     trail = AuditTrail(settings.audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,
                        max_bytes=au.max_bytes)
@@ -91,8 +91,11 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     recorder = Recorder(trail, metrics, fail_open=au.fail_open)
 
     def reload() -> None:
-        state.snapshot = build_snapshot(vault, adapters)
+        state.snapshot = build_snapshot(vault, adapters, store.halts())
         register_secrets(vault, state.snapshot)
+        metrics.halts_active.set(len(state.snapshot.halts))
+
+    metrics.halts_active.set(len(state.snapshot.halts))
 
     ps = settings.proxy
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
@@ -123,7 +126,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
     sock = socket_path(settings)
     prepare_socket_path(sock)
-    controls = Controls(vault, adapters, base_url, reload, audit=trail.append)
+    controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store)
     admin_runner = web.AppRunner(build_admin_app(controls), handle_signals=False, access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)

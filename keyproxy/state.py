@@ -19,6 +19,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nonces (account TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS bot_sequences (bot TEXT PRIMARY KEY, last INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS halts (scope TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
+    " since REAL NOT NULL, PRIMARY KEY (scope, target))",
 )
 
 
@@ -74,6 +76,18 @@ class StateStore:
     def audit_head(self) -> int | None:
         row = self._db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
         return int(row[0]) if row else None
+
+    def halts(self) -> list[tuple[str, str, str, float]]:
+        """(scope, target, reason, since) for every halt in force; scope is all | account | bot."""
+        return [tuple(r) for r in self._db.execute("SELECT scope, target, reason, since FROM halts ORDER BY since")]  # type: ignore[misc]
+
+    def set_halt(self, scope: str, target: str, reason: str, since: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO halts VALUES (?, ?, ?, ?)", (scope, target, reason, since))
+
+    def clear_halt(self, scope: str, target: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM halts WHERE scope = ? AND target = ?", (scope, target)).rowcount > 0
 
     def close(self) -> None:
         self._db.close()

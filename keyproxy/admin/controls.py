@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from keyproxy.errors import UsageError
+from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
+from keyproxy.state import StateStore
 from keyproxy.exchanges.base import Adapter, resolve_upstream
 from keyproxy.secret import Secret
 from keyproxy.vault import Credentials, NewAccount, Vault
@@ -44,8 +47,9 @@ def credentials_from_json(doc: Mapping[str, Any]) -> Credentials:
 class Controls:
     def __init__(self, vault: Vault, adapters: Mapping[str, Adapter], proxy_base_url: str,
                  on_change: Callable[[], None] = lambda: None,
-                 audit: Callable[..., object] | None = None) -> None:
+                 audit: Callable[..., object] | None = None, state: StateStore | None = None) -> None:
         self.vault = vault
+        self.state = state
         self.adapters = adapters
         self.proxy_base_url = proxy_base_url.rstrip("/")
         self.on_change = on_change
@@ -98,11 +102,15 @@ class Controls:
     # --- bots -------------------------------------------------------------
 
     def add_bot(self, name: str, account: str, scopes: str | list[str], allow_ips: list[str] | None,
-                mode: str = "dropin", key_type: str = "hmac") -> dict[str, Any]:
+                mode: str = "dropin", key_type: str = "hmac", policy: dict[str, Any] | None = None) -> dict[str, Any]:
         if mode not in BOT_MODES:
             raise UsageError(f"unknown bot mode {mode!r}; known: {', '.join(BOT_MODES)}")
         scope_list = parse_scopes(scopes)
         networks = parse_cidrs(allow_ips or list(DEFAULT_ALLOW_IPS))
+        try:
+            limits = parse_policy({**(policy or {}), "scopes": list(scope_list), "allow_ips": list(networks)})
+        except PolicyError as e:
+            raise UsageError(str(e)) from None
         info = self.vault.account(account)
         adapter = self.adapters.get(info.exchange)
         if adapter is None:
@@ -111,7 +119,7 @@ class Controls:
         if mode == "token":
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             new = NewBot(name, account, mode, scope_list, networks,
-                         token_digest=self.vault.token_digest(Secret(token)))
+                         token_digest=self.vault.token_digest(Secret(token)), policy=limits.to_json())
             shown["token"] = token
         else:
             try:
@@ -120,10 +128,10 @@ class Controls:
                 raise UsageError(str(e)) from None
             kept = issued.kept
             new = NewBot(name, account, mode, scope_list, networks, key_type=kept.key_type, key_id=kept.key_id,
-                         secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase)
+                         secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase,
+                         policy=limits.to_json())
             shown.update(issued.shown)
-        details = {"bot": name, "account": account, "mode": mode, "scopes": list(scope_list),
-                   "allow_ips": list(networks)}
+        details = {"bot": name, "account": account, "mode": mode, "policy": limits.to_json()}
         self._change("bot.add", details, lambda: self.vault.add_bot(new))
         return shown
 
@@ -133,6 +141,47 @@ class Controls:
     def show_bot(self, name: str) -> dict[str, Any]:
         return self.vault.bot(name).as_json()
 
+    def set_bot(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a bot's policy (`bot set BOT key=value ...`); validated whole before anything is written."""
+        info = self.vault.bot(name)
+        current = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
+        try:
+            updated = parse_policy(changes, base=current)
+        except PolicyError as e:
+            raise UsageError(str(e)) from None
+        new = self._change("bot.set", {"bot": name, "changes": {k: str(v) for k, v in changes.items()}},
+                           lambda: self.vault.set_bot_policy(name, updated.to_json()))
+        return new.as_json()  # type: ignore[no-any-return]
+
+    def _need_state(self) -> StateStore:
+        if self.state is None:
+            raise UsageError("no state store available")
+        return self.state
+
+    def halt(self, scope: str, target: str, reason: str) -> dict[str, Any]:
+        """Kill switch: only reads and cancels (and reduce-only orders) pass; persisted, effective at once."""
+        if scope not in ("all", "account", "bot"):
+            raise UsageError("halt needs --all, --account A or --bot B")
+        if scope == "account":
+            self.vault.account(target)
+        elif scope == "bot":
+            self.vault.bot(target)
+        state = self._need_state()
+        self._change("halt", {"scope": scope, "target": target, "reason": reason},
+                     lambda: state.set_halt(scope, target, reason, time.time()))
+        return {"scope": scope, "target": target, "reason": reason}
+
+    def resume(self, scope: str, target: str) -> dict[str, Any]:
+        state = self._need_state()
+        found = self._change("resume", {"scope": scope, "target": target}, lambda: state.clear_halt(scope, target))
+        if not found:
+            raise UsageError(f"no halt in force for {scope} {target}")
+        return {"scope": scope, "target": target}
+
+    def list_halts(self) -> list[dict[str, Any]]:
+        state = self._need_state()
+        return [{"scope": s, "target": t, "reason": r, "since": since} for s, t, r, since in state.halts()]
+
     def revoke_bot(self, name: str) -> dict[str, Any]:
         info = self._change("bot.revoke", {"bot": name}, lambda: self.vault.revoke_bot(name))
         return info.as_json()  # type: ignore[no-any-return]
@@ -140,4 +189,5 @@ class Controls:
     def status(self) -> dict[str, Any]:
         st = self.vault.status()
         st["bots"] = len(self.vault.list_bots())
+        st["halts"] = self.list_halts() if self.state is not None else []
         return st

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+from keyproxy.policy.model import RequestFacts
 from keyproxy.secret import Secret
 
 
@@ -189,6 +191,15 @@ class Adapter(Protocol):
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Extra fields in the exchange's own error shape, so SDKs raise what they know."""
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        """What the request would do, for policy: action (order | cancel | leverage | withdraw | other,
+        or None when it may place orders in a shape the adapter cannot read), symbol, side, quantity,
+        price, quote quantity, leverage, reduce-only, withdrawal asset/address/network/amount.
+        Raise BadRequest for malformed values."""
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        """Last prices (by normalized symbol) from a public answer that passed through, else {}."""
 
     def refusal_status(self, code: str, status: int) -> int:
         """The HTTP status to answer a refusal with (Kraken answers errors with 200)."""

@@ -11,8 +11,10 @@ https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-secur
 
 from __future__ import annotations
 
+import json
 import re
-from urllib.parse import quote, unquote_plus
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
@@ -31,6 +33,7 @@ from keyproxy.exchanges.base import (
     Verified,
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
+from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 KEY_HEADER = "x-mbx-apikey"
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -233,14 +236,115 @@ class Binance:
         return IssuedBotKey({"api_key": key_id, "secret": private_pem.decode()},
                             BotKey(key_id, key_type, public_key=public_pem))
 
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        return binance_facts(req, endpoint)
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return binance_prices(path, body)
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
         # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.
+        # Trading-limit refusals use -2010 (NEW_ORDER_REJECTED) so ccxt raises InvalidOrder, and
+        # rate_limited -1003 so it backs off (RateLimitExceeded).
         native = {
             "unknown_bot": -2014, "bad_signature": -1022, "stale_request": -1021,
-            "replayed_request": -1022, "bad_request": -1102, "unknown_endpoint": -1002,
-        }.get(code, -1002 if code.endswith("_denied") or code in ("halted", "suspended") else -1000)
+            "replayed_request": -1022, "bad_request": -1102, "unknown_endpoint": -1002, "rate_limited": -1003,
+            "symbol_denied": -2010, "notional_exceeded": -2010, "notional_unknown": -2010,
+            "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
+            "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,
+        }.get(code, -1002 if code.endswith("_denied") or code in ("suspended", "withdrawal_limit") else -1000)
         return {"code": native, "msg": message}
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
+
+
+# --- request facts for policy -------------------------------------------------
+
+_ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/sapi/v1/margin/order",
+                    "/papi/v1/um/order", "/papi/v1/margin/order"}
+_CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
+                                    "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
+                                    "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
+                                    "/sapi/v1/margin/openOrders", "/sapi/v1/margin/orderList", "/papi/v1/um/order",
+                                    "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order")}
+_LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
+# trade-class endpoints that change settings but place no order
+_NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
+             "/fapi/v1/positionMargin", "/dapi/v1/positionMargin", "/fapi/v1/multiAssetsMargin",
+             "/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/fapi/v1/feeBurn", "/sapi/v1/bnbBurn"}
+
+
+_POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
+                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount"})
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise BadRequest(f"{value[:30]!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise BadRequest(f"{value[:30]!r} is not a non-negative number")
+    return d
+
+
+def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+    """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
+    if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
+        return RequestFacts(action="other")
+    try:
+        body = req.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8") from None
+    params: dict[str, str] = {}
+    for part in (body, req.query):
+        for k, v in parse_qsl(part, keep_blank_values=True):
+            if k in params and k in _POLICY_PARAMS:
+                # Binance documents "the query wins" across parts but not repeats within one; either
+                # way keyproxy could value a different order than Binance executes: refuse both.
+                raise BadRequest(f"parameter {k[:40]!r} is given more than once")
+            params[k] = v
+    symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
+    if (req.method, req.path) in _CANCELS:
+        return RequestFacts(action="cancel", symbol=symbol)
+    if req.method == "POST" and req.path in _LEVERAGE:
+        return RequestFacts(action="leverage", symbol=symbol, leverage=_decimal(params.get("leverage")))
+    if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
+        return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
+                            address=params.get("address"), network=(params.get("network") or "").upper() or None,
+                            amount=_decimal(params.get("amount")))
+    if req.method == "POST" and req.path in _ORDER_PLACEMENT:
+        reduce_only = params.get("reduceOnly", "").lower() == "true" or params.get("closePosition", "").lower() == "true"
+        return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
+                            order_type=(params.get("type") or "").upper() or None,
+                            quantity=_decimal(params.get("quantity")), price=_decimal(params.get("price")),
+                            quote_quantity=_decimal(params.get("quoteOrderQty")), reduce_only=reduce_only)
+    if req.path in _NO_ORDER:
+        return RequestFacts(action="other", symbol=symbol)
+    return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (OCO, batch, COIN-M)
+
+
+def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:
+    """Last prices from public ticker answers that pass through (for valuing market orders)."""
+    if path not in ("/api/v3/ticker/price", "/api/v3/ticker/24hr", "/fapi/v1/ticker/price", "/fapi/v2/ticker/price",
+                    "/fapi/v1/ticker/24hr"):
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in doc if isinstance(doc, list) else [doc]:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            price = item.get("price", item.get("lastPrice"))
+            try:
+                value = Decimal(str(price))
+            except (InvalidOperation, ValueError):
+                continue
+            if value.is_finite() and value > 0:
+                out[normalize_symbol(item["symbol"])] = value
+    return out

@@ -1,0 +1,1 @@
+"""Bot policy: pure decisions over request facts (see decide.py)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from decimal import Decimal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from yarl import URL
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, SignContext,
 )
+from keyproxy.policy.decide import Counters, decide
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
@@ -79,6 +81,8 @@ class Pipeline:
         self._limits = limits
         self._clock_ms = clock_ms
         self.replays = ReplayCache()
+        self.counters = Counters()
+        self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
         snap = self._snapshot()
@@ -116,9 +120,7 @@ class Pipeline:
             if not bot.allows_ip(peer):
                 raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
             incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms)
-            if endpoint.cls is not EndpointClass.PUBLIC and endpoint.cls.value not in bot.info.scopes:
-                raise Refused("scope_denied", f"bot {bot.info.name!r} lacks the {endpoint.cls.value} scope "
-                              f"for {endpoint.name}")
+            self._check_policy(snap, account, bot, endpoint, incoming, now_ms)
         nonce = None
         if adapter.needs_nonce and endpoint.cls is not EndpointClass.PUBLIC:
             if self._nonces is None:
@@ -135,6 +137,23 @@ class Pipeline:
         self._before_forward(outcome)  # the audit line is written before anything goes upstream
         outcome.decision = "allow"
         return await self._forward(request, outbound, endpoint, account, outcome)
+
+    def _check_policy(self, snap: Snapshot, account: AccountEntry, bot: BotEntry, endpoint: Endpoint,
+                      req: IncomingRequest, now_ms: int) -> None:
+        """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
+        assert account.adapter is not None
+        try:
+            facts = account.adapter.facts(req, endpoint)
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
+        now = now_ms / 1000
+        decision = decide(facts, endpoint.cls.value, bot.policy, self.counters, now, bot=bot.info.name,
+                          account=account.info.name, halted=snap.halt_reason(bot.info.name, account.info.name),
+                          last_price=self.prices.get((account.info.name, facts.symbol)) if facts.symbol else None)
+        if not decision.allow:
+            where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
+            raise Refused(decision.code, f"bot {bot.info.name!r}: {decision.detail}{where}", decision.retry_after)
+        self.counters.apply(decision.charges, now)
 
     def _identify(self, snap: Snapshot, account: AccountEntry, req: IncomingRequest) -> BotEntry | None:
         token = req.headers.get(TOKEN_HEADER)
@@ -216,6 +235,9 @@ class Pipeline:
                 if resp.content_length is not None and resp.content_length <= SMALL_RESPONSE:
                     body = await resp.read()
                     outcome.upstream_ms = (time.perf_counter() - started) * 1000
+                    if endpoint.cls is EndpointClass.PUBLIC and resp.status == 200:
+                        for symbol, price in account.adapter.prices(out.path, body).items():
+                            self.prices[(account.info.name, symbol)] = price
                     return web.Response(status=resp.status, body=body, headers=headers)
                 stream = web.StreamResponse(status=resp.status, headers=headers)
                 await stream.prepare(request)

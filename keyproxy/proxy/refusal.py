@@ -14,6 +14,19 @@ STATUS: dict[str, int] = {
     "stale_request": 401,
     "replayed_request": 401,
     "scope_denied": 403,
+    "symbol_denied": 403,
+    "notional_exceeded": 403,
+    "notional_unknown": 403,
+    "open_orders_exceeded": 403,
+    "daily_notional_exceeded": 403,
+    "leverage_exceeded": 403,
+    "reduce_only": 403,
+    "halted": 403,
+    "address_denied": 403,
+    "withdrawal_limit": 403,
+    "outside_hours": 403,
+    "policy_denied": 403,
+    "rate_limited": 429,
     "ip_denied": 403,
     "host_denied": 403,
     "browser_denied": 403,
@@ -31,11 +44,12 @@ STATUS: dict[str, int] = {
 class Refused(Exception):
     """Raised anywhere in the pipeline; the server turns it into the JSON error answer."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         assert code in STATUS, code
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from keyproxy.exchanges.base import Adapter, BotKey, RealKey, Upstream, resolve_upstream
+from keyproxy.policy.model import BotPolicy
 from keyproxy.secret import Secret
 from keyproxy.vault.records import AccountInfo, BotInfo
 
@@ -31,6 +32,7 @@ class BotEntry:
     key: BotKey | None  # drop-in mode
     token_digest: str | None  # token mode
     networks: tuple[IPNetwork, ...]
+    policy: BotPolicy
 
     def allows_ip(self, address: str) -> bool:
         try:
@@ -48,9 +50,18 @@ class Snapshot:
     bots_by_key: Mapping[str, BotEntry]
     bots_by_token: Mapping[str, BotEntry]
     token_digest: Callable[[Secret], str]
+    halts: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (all|account|bot, target) -> reason
+
+    def halt_reason(self, bot: str, account: str) -> str | None:
+        """The kill switch covering this bot, if any (the widest first)."""
+        for key in (("all", "*"), ("account", account), ("bot", bot)):
+            if key in self.halts:
+                return self.halts[key]
+        return None
 
 
-def build_snapshot(vault: object, adapters: Mapping[str, Adapter]) -> Snapshot:
+def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
+                   halts: list[tuple[str, str, str, float]] | None = None) -> Snapshot:
     """Read every account and bot from an open vault (duck-typed to keep this module I/O-free)."""
     accounts: dict[str, AccountEntry] = {}
     for info in vault.list_accounts():  # type: ignore[attr-defined]
@@ -69,10 +80,11 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter]) -> Snapshot:
         key = (BotKey(info.key_id, info.key_type, secret=rec.secret, public_key=rec.public_key,
                       passphrase=rec.passphrase)
                if info.mode == "dropin" and info.key_id else None)
-        entry = BotEntry(info, key, rec.token_digest,
-                         tuple(ipaddress.ip_network(c) for c in info.allow_ips))
+        policy = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
+        entry = BotEntry(info, key, rec.token_digest, tuple(ipaddress.ip_network(c) for c in policy.allow_ips), policy)
         if key is not None:
             by_key[key.key_id] = entry
         if rec.token_digest:
             by_token[rec.token_digest] = entry
-    return Snapshot(accounts, by_key, by_token, vault.token_digest)  # type: ignore[attr-defined]
+    return Snapshot(accounts, by_key, by_token, vault.token_digest,  # type: ignore[attr-defined]
+                    {(scope, target): reason for scope, target, reason, _ in (halts or [])})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +30,8 @@ def assert_c_parser() -> None:
         raise RuntimeError("aiohttp's C HTTP parser is not in use (is AIOHTTP_NO_EXTENSIONS set?)")
 
 
-def error_response(code: str, message: str, request_id: str, extra: dict[str, Any] | None = None
-                   ) -> web.Response:
+def error_response(code: str, message: str, request_id: str, extra: dict[str, Any] | None = None,
+                   retry_after: float | None = None) -> web.Response:
     """keyproxy's JSON refusal, plus the exchange's own error fields (`extra`).
 
     Where the exchange's shape uses `error` itself (Kraken: a list of strings),
@@ -44,6 +45,8 @@ def error_response(code: str, message: str, request_id: str, extra: dict[str, An
     headers = {"X-Request-Id": request_id}
     if code == "unavailable":
         headers["Retry-After"] = "1"
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.Response(status=STATUS[code], text=json.dumps(body), content_type="application/json",
                         headers=headers)
 
@@ -97,7 +100,7 @@ class ProxyFrontDoor:
             status = e.status
             adapter = outcome.adapter
             extra = adapter.native_error(e.code, e.message) if adapter else None  # type: ignore[attr-defined]
-            response = error_response(e.code, e.message, outcome.request_id, extra)
+            response = error_response(e.code, e.message, outcome.request_id, extra, e.retry_after)
             if adapter is not None:
                 response.set_status(adapter.refusal_status(e.code, e.status))  # type: ignore[attr-defined]
             return response

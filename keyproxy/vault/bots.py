@@ -51,6 +51,7 @@ class NewBot:
     public_key: bytes | None = None
     token_digest: str | None = None
     passphrase: Secret | None = None
+    policy: dict[str, Any] | None = None  # limits beyond scopes and IPs (BotPolicy JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class BotsMixin:
         check_name("bot", bot.name)
         check_name("account", bot.account)
         now = time.time() if now is None else now
-        policy = json.dumps({"scopes": list(bot.scopes), "allow_ips": list(bot.allow_ips)})
+        policy = json.dumps({**(bot.policy or {}), "scopes": list(bot.scopes), "allow_ips": list(bot.allow_ips)})
         with self._write() as db:  # type: ignore[attr-defined]
             row = db.execute("SELECT id FROM accounts WHERE name = ?", (bot.account,)).fetchone()
             if row is None:
@@ -111,7 +112,7 @@ class BotsMixin:
         policy = json.loads(row[5])
         return BotInfo(name=row[0], account=row[1], mode=row[2], key_type=row[3], key_id=row[4],
                        scopes=tuple(policy["scopes"]), allow_ips=tuple(policy["allow_ips"]), status=row[6],
-                       created_at=row[7], revoked_at=row[8])
+                       created_at=row[7], revoked_at=row[8], policy=policy)
 
     def list_bots(self) -> list[BotInfo]:
         return [self._bot_info(r) for r in self._db.execute(self._BOT_SELECT + " ORDER BY b.name").fetchall()]
@@ -140,6 +141,14 @@ class BotsMixin:
             records.append(BotRecord(info, opened["secret"], row[11].encode() if row[11] else None, row[12],
                                      opened["passphrase"]))
         return records
+
+    def set_bot_policy(self, name: str, policy: dict[str, Any]) -> BotInfo:
+        """Replace a bot's whole policy (validated by the caller) in one transaction."""
+        check_name("bot", name)
+        with self._write() as db:  # type: ignore[attr-defined]
+            if db.execute("UPDATE bots SET policy = ? WHERE name = ?", (json.dumps(policy), name)).rowcount == 0:
+                raise NotFound(f"no bot named {name!r}")
+        return self.bot(name)
 
     def revoke_bot(self, name: str, *, now: float | None = None) -> BotInfo:
         check_name("bot", name)

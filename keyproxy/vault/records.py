@@ -160,6 +160,7 @@ class BotInfo:
     status: str
     created_at: float
     revoked_at: float | None
+    policy: dict[str, object] | None = None  # the full BotPolicy as JSON (limits beyond scopes and IPs)
 
     def as_json(self) -> dict[str, object]:
         d = {f: getattr(self, f) for f in self.__slots__}

@@ -257,3 +257,80 @@ def test_every_endpoint_ccxt_knows_is_classified() -> None:
                 if ADAPTER.classify(method.upper(), f"{prefix}/{path}") is None:
                     unknown.append(f"{method.upper()} {prefix}/{path}")
     assert unknown == []
+
+
+# --- request facts for policy -------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def facts_of(method: str, path: str, query: str = "", body: str = ""):  # type: ignore[no-untyped-def]
+    return ADAPTER.facts(req(query, body, method=method, path=path), ADAPTER.classify(method, path))
+
+
+def test_order_facts_from_body_and_query() -> None:
+    f = facts_of("POST", "/api/v3/order",
+                 body="symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.5&price=20000&timestamp=1")
+    assert (f.action, f.symbol, f.side, f.quantity, f.price) == ("order", "BTCUSDT", "BUY", Decimal("0.5"),
+                                                                 Decimal("20000"))
+    # a parameter given twice (in one part, or in query and body) could be read differently: refused
+    with pytest.raises(BadRequest, match="more than once"):
+        facts_of("POST", "/api/v3/order", query="quantity=9", body="symbol=BTCUSDT&quantity=0.5&price=1")
+    with pytest.raises(BadRequest, match="more than once"):
+        facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&quantity=9&quantity=0.5&price=1")
+    f = facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&type=MARKET&quoteOrderQty=150")
+    assert f.quote_quantity == Decimal("150") and f.price is None
+    f = facts_of("POST", "/fapi/v1/order", body="symbol=BTCUSDT&reduceOnly=true&quantity=1")
+    assert f.reduce_only
+
+
+def test_other_facts() -> None:
+    assert facts_of("DELETE", "/api/v3/order", query="symbol=ETHUSDT&orderId=1").action == "cancel"
+    lev = facts_of("POST", "/fapi/v1/leverage", body="symbol=BTCUSDT&leverage=25")
+    assert (lev.action, lev.leverage) == ("leverage", Decimal("25"))
+    wd = facts_of("POST", "/sapi/v1/capital/withdraw/apply", body="coin=usdt&address=0xabc&network=bsc&amount=10")
+    assert (wd.action, wd.asset, wd.network, wd.address, wd.amount) == ("withdraw", "USDT", "BSC", "0xabc",
+                                                                       Decimal("10"))
+    assert facts_of("POST", "/api/v3/order/oco", body="symbol=BTCUSDT").action is None  # not read: refused if limited
+    assert facts_of("POST", "/fapi/v1/marginType", body="symbol=BTCUSDT").action == "other"
+    with pytest.raises(BadRequest):
+        facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&quantity=NaN")
+    with pytest.raises(BadRequest):
+        facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&quantity=-1")
+
+
+@given(qty=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1000"), places=4),
+       price=st.decimals(min_value=Decimal("1"), max_value=Decimal("100000"), places=2),
+       qty_in_query=st.booleans(), decoy=st.booleans())
+@settings(max_examples=200)
+def test_no_order_above_the_cap_whatever_its_spelling(qty: Decimal, price: Decimal, qty_in_query: bool,
+                                                      decoy: bool) -> None:
+    """Parameters in the query or the body, a smaller decoy quantity beside the real one: never allowed above
+    the cap (a decoy makes the request ambiguous, so it is refused outright)."""
+    from keyproxy.policy.decide import Counters, decide
+    from keyproxy.policy.model import parse_policy
+
+    body = f"symbol=BTCUSDT&side=BUY&type=LIMIT&price={price}" + ("&quantity=0.0000001" if decoy else "")
+    query = f"quantity={qty}" if qty_in_query else ""
+    if not qty_in_query:
+        body += f"&quantity={qty}"
+    if decoy:
+        with pytest.raises(BadRequest):
+            facts_of("POST", "/api/v3/order", query=query, body=body)
+        return
+    facts = facts_of("POST", "/api/v3/order", query=query, body=body)
+    d = decide(facts, "trade", parse_policy({"scopes": "trade", "max_order_notional": 1000}), Counters(), 0,
+               bot="b", account="a")
+    assert d.allow == (qty * price <= 1000)
+
+
+def test_prices_from_public_tickers() -> None:
+    assert ADAPTER.prices("/api/v3/ticker/24hr", b'{"symbol":"BTCUSDT","lastPrice":"50000.1"}') == {
+        "BTCUSDT": Decimal("50000.1")}
+    assert ADAPTER.prices("/api/v3/ticker/price", b'[{"symbol":"ETHUSDT","price":"3000"}]') == {
+        "ETHUSDT": Decimal("3000")}
+    assert ADAPTER.prices("/api/v3/account", b'{"symbol":"X","price":"1"}') == {}
+    assert ADAPTER.prices("/api/v3/ticker/price", b"not json") == {}

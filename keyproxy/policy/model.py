@@ -1,0 +1,178 @@
+"""A bot's policy and the facts of one request: plain values, parsed and validated once.
+
+Stored as JSON in the vault with the bot; set at `bot add`, changed with
+`bot set BOT key=value`. Every limit is optional: None means "no limit of
+this kind", never "unknown".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+SCOPES = ("read", "trade", "withdraw", "transfer")
+DEFAULT_ALLOW_IPS = ("127.0.0.1/32", "::1/128")
+
+
+class PolicyError(ValueError):
+    """A policy value is malformed; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a request would do, extracted by the exchange adapter (None: not applicable or unknown)."""
+
+    action: str | None = None  # order | cancel | leverage | withdraw | other
+    symbol: str | None = None
+    side: str | None = None
+    order_type: str | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    quote_quantity: Decimal | None = None
+    leverage: Decimal | None = None
+    reduce_only: bool = False
+    asset: str | None = None
+    address: str | None = None
+    network: str | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BotPolicy:
+    scopes: tuple[str, ...] = ("read",)
+    allow_ips: tuple[str, ...] = DEFAULT_ALLOW_IPS
+    requests_per_second: float | None = None
+    burst: int | None = None
+    orders_per_minute: int | None = None
+    cancels_per_minute: int | None = None
+    symbols: tuple[str, ...] | None = None
+    max_order_notional: Decimal | None = None
+    max_leverage: Decimal | None = None
+    reduce_only: bool = False
+    withdraw_addresses: tuple[str, ...] | None = None  # "ASSET:NETWORK:ADDRESS" ("*" network: any)
+    max_withdrawal: Decimal | None = None
+    active_hours: tuple[str, ...] | None = None  # "HH:MM-HH:MM" UTC windows
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, Decimal):
+                v = str(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[k] = v
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> BotPolicy:
+        known = {f.name for f in fields(cls)}
+        return parse_policy({k: v for k, v in doc.items() if k in known})
+
+
+def _decimal(key: str, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise PolicyError(f"{key}: must be a positive number, not {value!r}")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise PolicyError(f"{key}: must be a positive number, not {value!r}") from None
+    if not d.is_finite() or d <= 0:
+        raise PolicyError(f"{key}: must be a positive number, not {value!r}")
+    return d
+
+
+def _int(key: str, value: Any) -> int:
+    d = _decimal(key, value)
+    if d != d.to_integral_value():
+        raise PolicyError(f"{key}: must be a whole number, not {value!r}")
+    return int(d)
+
+
+def _list(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise PolicyError(f"{key}: must be a list of strings")
+
+
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
+
+
+def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolicy:
+    """Validate `doc` (from config, CLI or the vault) over `base`; errors name the key."""
+    known = {f.name for f in fields(BotPolicy)}
+    changes: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key not in known:
+            raise PolicyError(f"{key}: unknown policy key (known: {', '.join(sorted(known))})")
+        if value is None or value == "none" or value == []:
+            if key in ("scopes", "allow_ips", "reduce_only"):
+                raise PolicyError(f"{key}: cannot be cleared")
+            changes[key] = None
+            continue
+        if key == "scopes":
+            scopes = tuple(dict.fromkeys(_list(key, value)))
+            for s in scopes:
+                if s == "admin":
+                    raise PolicyError("scopes: the admin scope is never granted to a bot")
+                if s not in SCOPES:
+                    raise PolicyError(f"scopes: unknown scope {s!r} (known: {', '.join(SCOPES)})")
+            if not scopes:
+                raise PolicyError("scopes: at least one scope is needed")
+            changes[key] = scopes
+        elif key == "allow_ips":
+            nets = []
+            for item in _list(key, value):
+                try:
+                    nets.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError:
+                    raise PolicyError(f"allow_ips: invalid CIDR {item!r}") from None
+            changes[key] = tuple(dict.fromkeys(nets))
+        elif key in ("requests_per_second",):
+            changes[key] = float(_decimal(key, value))
+        elif key in ("burst", "orders_per_minute", "cancels_per_minute"):
+            changes[key] = _int(key, value)
+        elif key in ("max_order_notional", "max_leverage", "max_withdrawal"):
+            changes[key] = _decimal(key, value)
+        elif key == "reduce_only":
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                value = value.lower() == "true"
+            if not isinstance(value, bool):
+                raise PolicyError(f"reduce_only: must be true or false, not {value!r}")
+            changes[key] = value
+        elif key == "symbols":
+            changes[key] = tuple(dict.fromkeys(normalize_symbol(s) for s in _list(key, value)))
+        elif key == "withdraw_addresses":
+            entries = []
+            for item in _list(key, value):
+                parts = item.split(":", 2)
+                if len(parts) != 3 or not all(parts):
+                    raise PolicyError(f"withdraw_addresses: {item!r} is not ASSET:NETWORK:ADDRESS")
+                entries.append(f"{parts[0].upper()}:{parts[1].upper()}:{parts[2]}")
+            changes[key] = tuple(entries)
+        elif key == "active_hours":
+            windows = _list(key, value)
+            for w in windows:
+                if not _HOURS.fullmatch(w):
+                    raise PolicyError(f"active_hours: {w!r} is not HH:MM-HH:MM (UTC)")
+            changes[key] = tuple(windows)
+    return replace(base or BotPolicy(), **changes)
+
+
+def normalize_symbol(symbol: str) -> str:
+    """BTC/USDT, btc-usdt, BTCUSDT -> BTCUSDT: one spelling for allowlists and facts."""
+    return re.sub(r"[^A-Z0-9]", "", symbol.upper().split(":", 1)[0])
+
+
+def minutes_of_day(window: str) -> tuple[int, int]:
+    m = _HOURS.fullmatch(window)
+    assert m is not None
+    return int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
+
+
+def policy_field_names() -> list[str]:
+    return [f.name for f in fields(BotPolicy)]

@@ -1,0 +1,147 @@
+"""Least privilege end to end: each limit refused with its code, and the emulator's journal shows nothing arrived."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from collections.abc import Iterator
+
+import ccxt
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.conftest import hmac_sign, now_ms
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    dev = DevStack(tmp_path_factory.mktemp("policy"))
+    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True,
+                                    "enableFutures": True, "enableWithdrawals": True})
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.start_daemon()
+        yield dev
+    finally:
+        dev.close()
+
+
+def bot(dev: DevStack, name: str, *settings: str, scope: str = "read,trade") -> ccxt.binance:
+    creds = dev.add_bot(name, "main", scope, *[x for s in settings for x in ("--set", s)])
+    ex = point_ccxt_at(ccxt.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                     "options": {"defaultType": "spot"}}), creds["base_url"])
+    ex.load_markets()
+    ex.creds = creds  # type: ignore[attr-defined]
+    return ex
+
+
+def refused(dev: DevStack, call, code: str, exc: type = ccxt.ExchangeError) -> None:  # type: ignore[no-untyped-def]
+    start = len(dev.journal())
+    with pytest.raises(exc) as e:
+        call()
+    assert f'"error": "{code}"' in str(e.value), str(e.value)
+    arrived = [x for x in dev.journal()[start:] if x["path"] not in ("/api/v3/exchangeInfo",)]
+    assert arrived == [], arrived
+
+
+def test_symbol_outside_the_allowlist(limited: DevStack) -> None:
+    ex = bot(limited, "symbols", "symbols=BTC/USDT")
+    refused(limited, lambda: ex.create_order("ETH/USDT", "limit", "buy", 0.1, 1000), "symbol_denied", ccxt.InvalidOrder)
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    ex.cancel_order(order["id"], "BTC/USDT")
+
+
+def test_order_above_the_notional_cap(limited: DevStack) -> None:
+    ex = bot(limited, "notional", "max_order_notional=500")
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.1, 20000), "notional_exceeded",
+            ccxt.InvalidOrder)
+    refused(limited, lambda: ex.create_order("BTC/USDT", "market", "buy", 0.1), "notional_unknown", ccxt.InvalidOrder)
+    ex.fetch_ticker("BTC/USDT")  # keyproxy now knows a last price for BTCUSDT
+    refused(limited, lambda: ex.create_order("BTC/USDT", "market", "buy", 0.1), "notional_exceeded", ccxt.InvalidOrder)
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.01, 20000)  # 200 <= 500
+    ex.cancel_order(order["id"], "BTC/USDT")
+
+
+def test_leverage_above_the_cap(limited: DevStack) -> None:
+    ex = bot(limited, "leverage", "max_leverage=5")
+    refused(limited, lambda: ex.set_leverage(20, "BTC/USDT:USDT"), "leverage_exceeded", ccxt.InvalidOrder)
+    ex.set_leverage(3, "BTC/USDT:USDT")
+
+
+def test_burst_over_the_rate_limit_gets_429_with_retry_after(limited: DevStack) -> None:
+    creds = limited.add_bot("ratey", "main", "read", "--set", "requests_per_second=1", "--set", "burst=2")
+    u = urllib.parse.urlsplit(creds["base_url"])
+    statuses, retry_after = [], None
+    for _ in range(4):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(creds["secret"], f"timestamp={now_ms()}"),
+                     headers={"X-MBX-APIKEY": creds["api_key"]})
+        resp = conn.getresponse()
+        statuses.append(resp.status)
+        if resp.status == 429:
+            retry_after = resp.getheader("Retry-After")
+            assert json.loads(resp.read())["error"] == "rate_limited"
+        conn.close()
+    assert statuses[:2] == [200, 200] and 429 in statuses and retry_after == "1"
+
+
+def test_address_outside_allow_ips(limited: DevStack) -> None:
+    creds = limited.add_bot("remote", "main", "read", "--allow-ip", "127.0.0.2/32")
+    u = urllib.parse.urlsplit(creds["base_url"])
+    start = len(limited.journal())
+    for source, expected in (("127.0.0.1", 403), ("127.0.0.2", 200)):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
+        conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(creds["secret"], f"timestamp={now_ms()}"),
+                     headers={"X-MBX-APIKEY": creds["api_key"]})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == expected, body
+        if expected == 403:
+            assert body["error"] == "ip_denied"
+            assert limited.journal()[start:] == []
+        conn.close()
+
+
+def test_withdrawal_to_an_unlisted_address(limited: DevStack) -> None:
+    ex = bot(limited, "payer", "withdraw_addresses=USDT:BSC:0x00000000000000000000000000000000000000aa",
+             "max_withdrawal=50", scope="read,withdraw")
+    refused(limited, lambda: ex.withdraw("USDT", 10, "0x00000000000000000000000000000000000000bb",
+                                          params={"network": "BSC"}), "address_denied", ccxt.AuthenticationError)
+    refused(limited, lambda: ex.withdraw("USDT", 100, "0x00000000000000000000000000000000000000aa",
+                                          params={"network": "BSC"}), "withdrawal_limit", ccxt.AuthenticationError)
+    ex.withdraw("USDT", 10, "0x00000000000000000000000000000000000000aa", params={"network": "BSC"})
+
+
+def test_halt_refuses_orders_lets_cancels_through_and_survives_restart(limited: DevStack) -> None:
+    ex = bot(limited, "halted", "symbols=BTCUSDT")
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    assert "halted account main" in limited.cli("halt", "--account", "main", "--reason", "incident 7").stdout
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "halted")
+    assert ex.fetch_open_orders("BTC/USDT")  # reads pass
+    limited.stop_daemon()
+    limited.start_daemon()
+    ex = point_ccxt_at(ccxt.binance({"apiKey": ex.creds["api_key"], "secret": ex.creds["secret"]}),  # type: ignore[attr-defined]
+                       limited.proxy_url + "/main")  # type: ignore[operator]
+    ex.load_markets()
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "halted")
+    assert ex.cancel_order(order["id"], "BTC/USDT")["status"] == "canceled"  # cancels pass
+    status = json.loads(limited.cli("status", "--json").stdout)
+    assert status["halts"][0]["reason"] == "incident 7" and status["daemon"] == "running"
+    limited.cli("resume", "--account", "main")
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    ex.cancel_order(order["id"], "BTC/USDT")
+
+
+def test_bot_set_changes_limits_live(limited: DevStack) -> None:
+    ex = bot(limited, "tunable")
+    order = ex.create_order("BTC/USDT", "limit", "buy", 0.01, 20000)
+    ex.cancel_order(order["id"], "BTC/USDT")
+    out = limited.cli("bot", "set", "tunable", "max_order_notional=100")
+    assert "max_order_notional=100" in out.stdout
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.01, 20000), "notional_exceeded",
+            ccxt.InvalidOrder)
+    bad = limited.cli("bot", "set", "tunable", "max_order_notional=-1", check=False)
+    assert bad.returncode == 1 and "max_order_notional: must be a positive number" in bad.stderr

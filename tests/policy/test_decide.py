@@ -1,0 +1,193 @@
+"""The policy decision, as a specification: a table per rule, and properties over the whole space."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyproxy.policy.decide import Counters, Decision, decide
+from keyproxy.policy.model import BotPolicy, PolicyError, RequestFacts, parse_policy
+
+D = Decimal
+NOON = 1_795_608_000.0  # 2026-11-25 12:00 UTC
+
+
+def policy(**kw) -> BotPolicy:  # type: ignore[no-untyped-def]
+    return parse_policy({"scopes": "read,trade,withdraw", **kw})
+
+
+def order(**kw) -> RequestFacts:  # type: ignore[no-untyped-def]
+    return RequestFacts(**{"action": "order", "symbol": "BTCUSDT", "side": "BUY", "quantity": D("0.01"),
+                           "price": D("50000"), **kw})
+
+
+def run(facts: RequestFacts, pol: BotPolicy, cls: str = "trade", **kw) -> Decision:  # type: ignore[no-untyped-def]
+    return decide(facts, cls, pol, kw.pop("counters", Counters()), kw.pop("now", NOON), bot="b", account="a", **kw)
+
+
+def test_an_empty_decision_denies() -> None:
+    assert Decision().allow is False and Decision().code == "policy_denied"
+
+
+@pytest.mark.parametrize("facts, pol, cls, kw, code", [
+    (RequestFacts(action="other"), policy(scopes="read"), "trade", {}, "scope_denied"),
+    (RequestFacts(action="withdraw"), policy(scopes="read,trade"), "withdraw", {}, "scope_denied"),
+    (RequestFacts(action="other"), policy(), "transfer", {}, "scope_denied"),
+    (RequestFacts(action="other"), policy(), "admin", {}, "scope_denied"),
+    (order(), policy(), "trade", {"halted": "incident 42"}, "halted"),
+    (order(symbol="ETHUSDT"), policy(symbols="BTCUSDT"), "trade", {}, "symbol_denied"),
+    (order(symbol=None), policy(symbols="BTCUSDT"), "trade", {}, "symbol_denied"),
+    (order(quantity=D("1")), policy(max_order_notional=1000), "trade", {}, "notional_exceeded"),
+    (order(price=None, quantity=D("1")), policy(max_order_notional=1000), "trade", {}, "notional_unknown"),
+    (order(price=None, quantity=D("1")), policy(max_order_notional=1000), "trade", {"last_price": D("5000")},
+     "notional_exceeded"),
+    (order(price=None, quantity=None, quote_quantity=D("2000")), policy(max_order_notional=1000), "trade", {},
+     "notional_exceeded"),
+    (RequestFacts(action=None), policy(max_order_notional=1000), "trade", {}, "notional_unknown"),
+    (RequestFacts(action=None), policy(symbols="BTCUSDT"), "trade", {}, "symbol_denied"),
+    (order(), policy(reduce_only=True), "trade", {}, "reduce_only"),
+    (RequestFacts(action="leverage", symbol="BTCUSDT", leverage=D("20")), policy(max_leverage=10), "trade", {},
+     "leverage_exceeded"),
+    (RequestFacts(action="leverage", symbol="BTCUSDT"), policy(max_leverage=10), "trade", {}, "leverage_exceeded"),
+    (RequestFacts(action="withdraw", asset="USDT", network="BSC", address="0xbad", amount=D("1")),
+     policy(withdraw_addresses="USDT:BSC:0xgood"), "withdraw", {}, "address_denied"),
+    (RequestFacts(action="withdraw", asset="USDT", network="ETH", address="0xgood", amount=D("1")),
+     policy(withdraw_addresses="USDT:BSC:0xgood"), "withdraw", {}, "address_denied"),
+    (RequestFacts(action="withdraw", asset="USDT", network="BSC", address="0xgood", amount=D("500")),
+     policy(max_withdrawal=100), "withdraw", {}, "withdrawal_limit"),
+    (order(), policy(active_hours="13:00-14:00"), "trade", {}, "outside_hours"),
+])
+def test_each_deny_code(facts: RequestFacts, pol: BotPolicy, cls: str, kw: dict, code: str) -> None:  # type: ignore[type-arg]
+    d = run(facts, pol, cls, **kw)
+    assert (d.allow, d.code) == (False, code), d
+
+
+@pytest.mark.parametrize("facts, pol, cls, kw", [
+    (order(), policy(), "trade", {}),
+    (RequestFacts(action="other"), policy(scopes="read"), "read", {}),
+    (RequestFacts(action="other"), policy(scopes="read"), "public", {}),
+    (RequestFacts(action="cancel", symbol="ETHUSDT"), policy(symbols="BTCUSDT"), "trade", {"halted": "x"}),
+    (RequestFacts(action="other"), policy(scopes="read"), "read", {"halted": "x"}),
+    (order(reduce_only=True), policy(reduce_only=True), "trade", {"halted": "x"}),
+    (order(quantity=D("0.02")), policy(max_order_notional=1000), "trade", {}),  # exactly at the cap
+    (order(), policy(active_hours="11:00-13:00,20:00-02:00"), "trade", {}),
+    (RequestFacts(action="cancel"), policy(active_hours="13:00-14:00"), "trade", {}),
+    (RequestFacts(action="other", symbol=None), policy(symbols="BTCUSDT"), "trade", {}),
+    (RequestFacts(action="withdraw", asset="USDT", network="BSC", address="0xgood", amount=D("100")),
+     policy(withdraw_addresses="USDT:*:0xgood", max_withdrawal=100), "withdraw", {}),
+])
+def test_allowed(facts: RequestFacts, pol: BotPolicy, cls: str, kw: dict) -> None:  # type: ignore[type-arg]
+    assert run(facts, pol, cls, **kw).allow
+
+
+def test_active_hours_wrap_midnight() -> None:
+    pol = policy(active_hours="22:00-02:00")
+    assert run(order(), pol, now=NOON - 12 * 3600 + 3600).allow  # 01:00
+    assert not run(order(), pol, now=NOON).allow  # 12:00
+
+
+def test_request_rate_limit_with_burst_and_retry_after() -> None:
+    pol, counters = policy(requests_per_second=2, burst=3), Counters()
+    results = []
+    for _ in range(5):
+        d = run(RequestFacts(action="other"), pol, "read", counters=counters, now=NOON)
+        results.append(d.code or "ok")
+        if d.allow:
+            counters.apply(d.charges, NOON)
+    assert results == ["ok", "ok", "ok", "rate_limited", "rate_limited"]
+    d = run(RequestFacts(action="other"), pol, "read", counters=counters, now=NOON)
+    assert d.retry_after == pytest.approx(0.5)
+    assert run(RequestFacts(action="other"), pol, "read", counters=counters, now=NOON + 0.5).allow
+
+
+def test_order_and_cancel_buckets_are_separate() -> None:
+    pol, counters = policy(orders_per_minute=2, cancels_per_minute=1), Counters()
+    for facts, expected in ((order(), True), (order(), True), (order(), False),
+                            (RequestFacts(action="cancel"), True), (RequestFacts(action="cancel"), False)):
+        d = run(facts, pol, counters=counters)
+        assert d.allow is expected
+        if d.allow:
+            counters.apply(d.charges, NOON)
+
+
+def test_decide_does_not_touch_counters() -> None:
+    counters = Counters()
+    run(order(), policy(requests_per_second=1, orders_per_minute=1), counters=counters)
+    assert all(b.tokens == b.capacity for b in counters.buckets.values())
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"scopes": "read,admin"}, "never granted"),
+    ({"scopes": "read,fly"}, "unknown scope"),
+    ({"allow_ips": "10.0.0.0/33"}, "invalid CIDR"),
+    ({"max_order_notional": "-5"}, "positive number"),
+    ({"max_order_notional": "lots"}, "positive number"),
+    ({"orders_per_minute": "1.5"}, "whole number"),
+    ({"max_leverage": True}, "positive number"),
+    ({"reduce_only": "maybe"}, "true or false"),
+    ({"active_hours": "25:00-26:00"}, "HH:MM-HH:MM"),
+    ({"withdraw_addresses": "USDT-0xabc"}, "ASSET:NETWORK:ADDRESS"),
+    ({"max_notional": "5"}, "unknown policy key"),
+])
+def test_bad_policy_values_name_the_key(doc: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(doc)
+
+
+def test_policy_json_round_trip() -> None:
+    pol = policy(symbols="BTC/USDT,eth-usdt", max_order_notional="1000.5", max_leverage=5, active_hours="08:00-20:00",
+                 withdraw_addresses="usdt:bsc:0xabc", requests_per_second=2.5)
+    assert pol.symbols == ("BTCUSDT", "ETHUSDT")
+    assert BotPolicy.from_json(pol.to_json()) == pol
+
+
+# --- properties -----------------------------------------------------------------
+
+classes = st.sampled_from(["public", "read", "trade", "withdraw", "transfer", "admin"])
+scope_sets = st.sets(st.sampled_from(["read", "trade", "withdraw", "transfer"]), min_size=1)
+amounts = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), allow_nan=False, places=8)
+actions = st.sampled_from([None, "order", "cancel", "leverage", "withdraw", "other"])
+
+
+@given(cls=classes, scopes=scope_sets, action=actions)
+def test_no_request_outside_the_scopes_is_ever_allowed(cls: str, scopes: set[str], action: str | None) -> None:
+    d = run(RequestFacts(action=action), policy(scopes=",".join(sorted(scopes))), cls)
+    if cls not in scopes and cls != "public":
+        assert not d.allow and d.code == "scope_denied"
+
+
+@given(qty=amounts, price=amounts, cap=amounts, quote=st.none() | amounts)
+@settings(max_examples=300)
+def test_no_order_above_the_notional_cap_is_ever_allowed(qty: Decimal, price: Decimal, cap: Decimal,
+                                                         quote: Decimal | None) -> None:
+    facts = order(quantity=qty, price=price, quote_quantity=quote)
+    d = run(facts, policy(max_order_notional=cap))
+    value = quote if quote is not None else qty * price
+    assert d.allow == (value <= cap)
+
+
+@given(facts=st.builds(RequestFacts, action=actions, reduce_only=st.booleans()), cls=classes)
+def test_a_halted_bot_never_places_an_order(facts: RequestFacts, cls: str) -> None:
+    d = run(facts, policy(scopes="read,trade,withdraw,transfer"), cls, halted="kill switch")
+    if d.allow:
+        assert cls in ("public", "read") or facts.action == "cancel" or (facts.action == "order" and facts.reduce_only)
+
+
+@given(symbol=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-:", min_size=0, max_size=12))
+def test_symbol_allowlist_is_exact(symbol: str) -> None:
+    from keyproxy.policy.model import normalize_symbol
+
+    facts = order(symbol=normalize_symbol(symbol) or None)
+    d = run(facts, policy(symbols="BTCUSDT"))
+    assert d.allow == (facts.symbol == "BTCUSDT")
+
+
+def test_replace_keeps_policy_frozen() -> None:
+    pol = policy()
+    with pytest.raises(AttributeError):
+        pol.scopes = ("admin",)  # type: ignore[misc]
+    assert replace(pol, reduce_only=True).reduce_only
