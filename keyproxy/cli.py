@@ -67,7 +67,7 @@ class Context:
                     state = StateStore(self.settings.state_dir / "state.db")
                     try:
                         yield Controls(vault, default_adapters(), listen_base_url(self.settings), audit=trail.append,
-                                       state=state)
+                                       state=state, pinned=lambda: self.settings.bot_policies)
                     finally:
                         trail.close()
                         state.close()
@@ -391,6 +391,23 @@ def cmd_resume(ctx: Context) -> int:
     return 0
 
 
+def cmd_reload(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        if not isinstance(controls, RemoteControls):
+            raise UsageError("no daemon is running; the config is read when `keyproxy serve` starts")
+        result = controls.reload()
+    ctx.out(f"reloaded {result['config_file'] or '(defaults)'}" +
+            (f"; restart needed for: {', '.join(result['restart_needed'])}" if result["restart_needed"] else ""))
+    return 0
+
+
+def cmd_config_check(ctx: Context) -> int:
+    settings = load_settings(ctx.args.path) if ctx.args.path else ctx.settings
+    where = settings.config_file or "(no config file: defaults)"
+    ctx.out(f"ok: {where} ({len(settings.bot_policies)} bot policies, vault {settings.vault.path})")
+    return 0
+
+
 def cmd_status(ctx: Context) -> int:
     with ctx.controls() as controls:
         st = controls.status()
@@ -623,6 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bot")
         if name == "halt":
             sp.add_argument("--reason", default="halted by operator")
+    cmd(sub, "reload", cmd_reload, "make the running daemon re-read its config file (as SIGHUP does)")
+    config = sub.add_parser("config", help="the config file").add_subparsers(dest="config_command", required=True,
+                                                                             metavar="ACTION")
+    sp = cmd(config, "check", cmd_config_check, "validate a config file without starting anything")
+    sp.add_argument("path", nargs="?", type=Path)
     sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots and halts in force")
     sp.add_argument("--json", action="store_true")
 

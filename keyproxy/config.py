@@ -75,6 +75,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
 
     @property
     def audit_dir(self) -> Path:
@@ -176,7 +177,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -235,7 +236,30 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
                               host=r.string(ms, "metrics", "host") or "127.0.0.1", port=mport)
     if metrics.host not in ("127.0.0.1", "::1", "localhost") and not listen.allow_non_loopback:
         raise r.error("metrics.host", "metrics are served on loopback only unless listen.allow_non_loopback = true")
-    return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics)
+    return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics,
+                    bot_policies=_bot_policies(r, doc.get("bots", {})))
+
+
+def _bot_policies(r: _Reader, bots: Any) -> dict[str, dict[str, Any]]:
+    """`[bots.NAME]` tables: policy keys the config pins for a bot (they override `bot set`)."""
+    from keyproxy.policy.model import PolicyError, parse_policy
+    from keyproxy.vault.records import NAME_RE
+
+    if not isinstance(bots, dict):
+        raise r.error("bots", "must be a table of [bots.NAME] tables")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in bots.items():
+        if not NAME_RE.fullmatch(name):
+            raise r.error(f"bots.{name}", "invalid bot name (1-64 of a-z 0-9 _ -)")
+        if not isinstance(table, dict):
+            raise r.error(f"bots.{name}", "must be a table")
+        try:
+            parse_policy(table)
+        except PolicyError as e:
+            key, _, reason = str(e).partition(": ")
+            raise r.error(f"bots.{name}.{key}", reason) from None
+        out[name] = dict(table)
+    return out
 
 
 def _check_host(r: _Reader, listen: ListenSettings) -> None:

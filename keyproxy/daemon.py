@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +19,8 @@ from keyproxy.admin.controls import Controls
 from keyproxy.admin.server import build_admin_app, prepare_socket_path
 from keyproxy.audit.log import REDACTOR, get_logger
 from keyproxy.audit.trail import AuditTrail
-from keyproxy.config import Settings
+from keyproxy.config import Settings, load_settings
+from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
 from keyproxy.metrics import Metrics, key_age_families
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
@@ -76,7 +77,11 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     assert_c_parser()
     adapters = default_adapters()
     store = StateStore(settings.state_dir / "state.db")
-    state = State(build_snapshot(vault, adapters, store.halts()))
+    # replaced whole by a config reload; "file" is the file's own view (without `serve --port` overrides)
+    config = {"settings": settings, "file": settings}
+    with contextlib.suppress(ConfigError):
+        config["file"] = load_settings(settings.config_file)
+    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies))
     register_secrets(vault, state.snapshot)
 
     au = settings.audit
@@ -91,7 +96,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     recorder = Recorder(trail, metrics, fail_open=au.fail_open)
 
     def reload() -> None:
-        state.snapshot = build_snapshot(vault, adapters, store.halts())
+        state.snapshot = build_snapshot(vault, adapters, store.halts(), config["settings"].bot_policies)
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
 
@@ -126,7 +131,34 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
     sock = socket_path(settings)
     prepare_socket_path(sock)
-    controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store)
+    def reload_config() -> dict[str, Any]:
+        """SIGHUP / `keyproxy reload`: a valid file takes effect for bot policies without dropping a
+        connection; an invalid one is refused (file, key, reason logged) and the old one stays."""
+        old = config["file"]
+        try:
+            new = load_settings(old.config_file)
+        except ConfigError as e:
+            log.error("config reload refused; keeping the running config", reason=str(e))
+            trail.append("config.reload", result=f"refused: {e}"[:300])
+            raise
+        restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics")
+                   if getattr(new, name) != getattr(old, name)]
+        config["file"] = new
+        config["settings"] = replace(config["settings"], bot_policies=new.bot_policies)
+        reload()
+        trail.append("config.reload", result="ok", pinned_bots=sorted(new.bot_policies), restart_needed=restart)
+        if restart:
+            log.warning("config reloaded; these sections change only on restart", sections=restart)
+        return {"config_file": str(new.config_file) if new.config_file else None,
+                "pinned_bots": sorted(new.bot_policies), "restart_needed": restart}
+
+    def on_sighup() -> None:
+        with contextlib.suppress(ConfigError):
+            reload_config()
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store,
+                        pinned=lambda: config["settings"].bot_policies, reload_config=reload_config)
     admin_runner = web.AppRunner(build_admin_app(controls), handle_signals=False, access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)

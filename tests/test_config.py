@@ -62,3 +62,25 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) 
 def test_missing_explicit_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "none.toml", {})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[bots.alpha]\nmax_order_notional = -5", "bots.alpha.max_order_notional: must be a positive number"),
+    ("[bots.alpha]\nallow_ips = ['10.0.0.0/33']", "bots.alpha.allow_ips: invalid CIDR"),
+    ("[bots.alpha]\nscopes = ['read', 'root']", "bots.alpha.scopes: unknown scope"),
+    ("[bots.alpha]\nmax_notional = 5", "bots.alpha.max_notional: unknown policy key"),
+    ("[bots.Alpha]\nscopes = ['read']", "bots.Alpha: invalid bot name"),
+    ("[bots]\nalpha = 3", "bots.alpha: must be a table"),
+])
+def test_bad_bot_policy_tables(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg, {})
+    assert str(e.value).startswith(f"{cfg}: ") and message in str(e.value)
+
+
+def test_bot_policy_tables_parse(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text("[bots.alpha]\nmax_order_notional = 500\nsymbols = ['BTCUSDT']\n")
+    assert dict(load_settings(cfg, {}).bot_policies["alpha"]) == {"max_order_notional": 500, "symbols": ["BTCUSDT"]}

@@ -47,8 +47,12 @@ def credentials_from_json(doc: Mapping[str, Any]) -> Credentials:
 class Controls:
     def __init__(self, vault: Vault, adapters: Mapping[str, Adapter], proxy_base_url: str,
                  on_change: Callable[[], None] = lambda: None,
-                 audit: Callable[..., object] | None = None, state: StateStore | None = None) -> None:
+                 audit: Callable[..., object] | None = None, state: StateStore | None = None,
+                 pinned: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
+                 reload_config: Callable[[], dict[str, Any]] | None = None) -> None:
         self.vault = vault
+        self.pinned = pinned
+        self._reload_config = reload_config
         self.state = state
         self.adapters = adapters
         self.proxy_base_url = proxy_base_url.rstrip("/")
@@ -144,6 +148,10 @@ class Controls:
     def set_bot(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a bot's policy (`bot set BOT key=value ...`); validated whole before anything is written."""
         info = self.vault.bot(name)
+        pinned = set(self.pinned().get(name, {})) & set(changes)
+        if pinned:
+            raise UsageError(f"{', '.join(sorted(pinned))} for bot {name!r} is set in the config file "
+                             f"([bots.{name}]); change it there and run `keyproxy reload`")
         current = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
         try:
             updated = parse_policy(changes, base=current)
@@ -152,6 +160,12 @@ class Controls:
         new = self._change("bot.set", {"bot": name, "changes": {k: str(v) for k, v in changes.items()}},
                            lambda: self.vault.set_bot_policy(name, updated.to_json()))
         return new.as_json()  # type: ignore[no-any-return]
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config file (SIGHUP does the same); an invalid one is refused and the old one stays."""
+        if self._reload_config is None:
+            raise UsageError("reload needs the running daemon")
+        return self._reload_config()
 
     def _need_state(self) -> StateStore:
         if self.state is None:

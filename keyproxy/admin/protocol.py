@@ -10,7 +10,8 @@ from __future__ import annotations
 from keyproxy import errors
 
 OPS = ("add_account", "list_accounts", "show_account", "remove_account",
-       "add_bot", "list_bots", "show_bot", "revoke_bot", "set_bot", "halt", "resume", "list_halts", "status")
+       "add_bot", "list_bots", "show_bot", "revoke_bot", "set_bot", "halt", "resume", "list_halts", "status",
+       "reload")
 
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (

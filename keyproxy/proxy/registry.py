@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from keyproxy.exchanges.base import Adapter, BotKey, RealKey, Upstream, resolve_upstream
-from keyproxy.policy.model import BotPolicy
+from keyproxy.policy.model import BotPolicy, parse_policy
 from keyproxy.secret import Secret
 from keyproxy.vault.records import AccountInfo, BotInfo
 
@@ -61,7 +61,8 @@ class Snapshot:
 
 
 def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
-                   halts: list[tuple[str, str, str, float]] | None = None) -> Snapshot:
+                   halts: list[tuple[str, str, str, float]] | None = None,
+                   pinned: Mapping[str, Mapping[str, object]] | None = None) -> Snapshot:
     """Read every account and bot from an open vault (duck-typed to keep this module I/O-free)."""
     accounts: dict[str, AccountEntry] = {}
     for info in vault.list_accounts():  # type: ignore[attr-defined]
@@ -81,6 +82,8 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
                       passphrase=rec.passphrase)
                if info.mode == "dropin" and info.key_id else None)
         policy = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
+        if pinned and info.name in pinned:  # [bots.NAME] in the config file wins over `bot set`
+            policy = parse_policy(dict(pinned[info.name]), base=policy)
         entry = BotEntry(info, key, rec.token_digest, tuple(ipaddress.ip_network(c) for c in policy.allow_ips), policy)
         if key is not None:
             by_key[key.key_id] = entry
