@@ -118,10 +118,12 @@ async def _journal_middleware(request: web.Request, handler: Any) -> web.StreamR
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     note: RequestNote = request.get(_NOTE) or RequestNote()
-    emulator: ExchangeEmulator
-    for emulator in request.app[EMULATORS]:
-        if emulator.owns(request.path):
-            return await emulator.handle(request, body, note)
+    owners: list[ExchangeEmulator] = [e for e in request.app[EMULATORS] if e.owns(request.path)]
+    if owners:
+        # Binance owns all of "/api/"; a module with a more specific prefix under it
+        # (Coinbase "/api/v3/brokerage/") sets a higher ``owns_priority`` (default 0).
+        emulator = max(owners, key=lambda e: getattr(e, "owns_priority", 0))
+        return await emulator.handle(request, body, note)
     return web.Response(status=404, text=f"emulator: no emulated exchange serves {request.path}")
 
 

@@ -24,7 +24,7 @@ class RequestNote:
     exchange: str | None = None
     api_key: str | None = None
     signature_verified: bool | None = None
-    error_code: int | None = None
+    error_code: int | str | None = None  # str: exchanges whose errors have no number (Kraken)
 
 
 class ExchangeEmulator(Protocol):
