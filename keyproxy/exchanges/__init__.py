@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from keyproxy.exchanges.base import Adapter
 from keyproxy.exchanges.binance import Binance
+from keyproxy.exchanges.kraken import Kraken
+from keyproxy.exchanges.okx import Okx
 
 
 def default_adapters() -> dict[str, Adapter]:
     """Every exchange the proxy can serve in this version."""
-    return {"binance": Binance()}
+    return {
+        "binance": Binance(),
+        "kraken": Kraken(),
+        "okx": Okx(),
+    }

@@ -1,0 +1,222 @@
+"""OKX v5 REST (`/api/v5/...`), production and demo trading.
+
+Signing, per OKX's docs-v5 "REST Authentication" (https://www.okx.com/docs-v5/en/#overview-rest-authentication):
+`OK-ACCESS-SIGN` = base64(HMAC-SHA256(SecretKey, timestamp + METHOD + requestPath + body)), where a
+GET's query string is part of requestPath (`/api/v5/account/balance?ccy=BTC`) and body is the raw
+JSON string (omitted when empty); `OK-ACCESS-TIMESTAMP` is ISO 8601 UTC with milliseconds
+(`2020-12-08T09:08:57.715Z`) and requests more than 30 seconds off server time are refused (50102);
+`OK-ACCESS-KEY` and `OK-ACCESS-PASSPHRASE` carry the key and its passphrase. Demo trading is the same
+host with the header `x-simulated-trading: 1`.
+
+The bot signs requestPath without keyproxy's `/<account>` mount: ccxt signs `'/api/' + version + '/'
++ path` and python-okx the path it hands to httpx, both independent of the base URL. The bot's
+passphrase is a virtual one of its own, checked in constant time; the real one never leaves keyproxy.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from urllib.parse import unquote
+
+from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import (
+    AuthFailure,
+    BadRequest,
+    BotKey,
+    Endpoint,
+    EndpointClass,
+    Environment,
+    IncomingRequest,
+    IssuedBotKey,
+    OutboundRequest,
+    RealKey,
+    SignContext,
+    Verified,
+)
+from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
+from keyproxy.exchanges.okx_facts import okx_facts, okx_prices
+from keyproxy.policy.model import RequestFacts
+
+KEY_HEADER = "ok-access-key"
+SIGN_HEADER = "ok-access-sign"
+TIMESTAMP_HEADER = "ok-access-timestamp"
+PASSPHRASE_HEADER = "ok-access-passphrase"
+DEMO_HEADER = "x-simulated-trading"
+EXPTIME_HEADER = "exptime"
+AUTH_HEADERS = (KEY_HEADER, SIGN_HEADER, TIMESTAMP_HEADER, PASSPHRASE_HEADER)
+WINDOW_MS = 30_000  # OKX refuses a timestamp more than 30 s away from its clock (50102)
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    (entry.split(" ", 1)[0], entry.split(" ", 1)[1]): Endpoint(EndpointClass(cls), entry, signed)
+    for (cls, signed), entries in ENDPOINT_GROUPS.items()
+    for entry in entries
+}
+
+ENVIRONMENTS = (
+    Environment("production", (("/api/v5/", "https://www.okx.com"),)),
+    Environment("demo", (("/api/v5/", "https://www.okx.com"),)),  # plus `x-simulated-trading: 1`
+)
+
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
+_EXPTIME = re.compile(r"[0-9]{1,20}")
+_EPOCH = datetime(1970, 1, 1)
+_TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "daily_notional_exceeded",
+                   "leverage_exceeded", "reduce_only")
+
+
+def parse_timestamp(text: str) -> int:
+    """`2020-12-08T09:08:57.715Z` -> Unix ms; BadRequest for anything else."""
+    m = _TIMESTAMP.fullmatch(text)
+    if m is None:
+        raise BadRequest("OK-ACCESS-TIMESTAMP must be ISO 8601 UTC with milliseconds, e.g. 2020-12-08T09:08:57.715Z")
+    year, month, day, hour, minute, second, ms = (int(g) for g in m.groups())
+    try:
+        moment = datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        raise BadRequest("OK-ACCESS-TIMESTAMP is not a valid date and time") from None
+    return calendar.timegm(moment.timetuple()) * 1000 + ms
+
+
+def format_timestamp(ms: int) -> str:
+    """Unix ms -> `2020-12-08T09:08:57.715Z` (exact integer arithmetic, no clock read)."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+
+
+def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> bytes:
+    return (timestamp + method.upper() + path + (f"?{query}" if query else "")).encode() + body
+
+
+class Okx:
+    name = "okx"
+    needs_nonce = False
+    environments = ENVIRONMENTS
+    relayed_response_headers = ("content-type", "retry-after")
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        return ENDPOINTS.get((method, path))
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        return req.headers.get(KEY_HEADER) or None
+
+    # --- drop-in verification ---------------------------------------------
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        signature = req.headers.get(SIGN_HEADER)
+        if not signature:
+            if endpoint.signed:
+                raise AuthFailure("bad_signature", "OK-ACCESS-SIGN header is missing")
+            return Verified(self.strip(req), replay_id="", expires_ms=0)  # public data: nothing to check
+        ts_text = req.headers.get(TIMESTAMP_HEADER)
+        if not ts_text:
+            raise BadRequest("OK-ACCESS-TIMESTAMP header is missing")
+        ts = parse_timestamp(ts_text)
+        if abs(now_ms - ts) > WINDOW_MS:
+            raise AuthFailure("stale_request", "OK-ACCESS-TIMESTAMP is more than 30 s away from keyproxy's clock")
+        if not any(self._check(bot, signature, msg) for msg in self._candidates(req, ts_text)):
+            raise AuthFailure("bad_signature", "OK-ACCESS-SIGN does not match the virtual credential")
+        passphrase = req.headers.get(PASSPHRASE_HEADER, "")
+        if bot.passphrase is None or not _sign.equal(bot.passphrase.reveal(), passphrase.encode()):
+            raise AuthFailure("bad_signature", "OK-ACCESS-PASSPHRASE does not match the virtual credential")
+        return Verified(self.strip(req), replay_id=f"{bot.key_id}:{signature}", expires_ms=ts + WINDOW_MS + 1)
+
+    @staticmethod
+    def _candidates(req: IncomingRequest, ts_text: str) -> list[bytes]:
+        paths = (req.path, req.mount + req.path) if req.mount else (req.path,)
+        # python-okx signs query values as it built them (unencoded); httpx then percent-encodes
+        queries = dict.fromkeys((req.query, unquote(req.query)))
+        return [prehash(ts_text, req.method, p, q, req.body) for p in dict.fromkeys(paths) for q in queries]
+
+    @staticmethod
+    def _check(bot: BotKey, signature: str, message: bytes) -> bool:
+        if bot.key_type != "hmac" or bot.secret is None:
+            return False
+        return _sign.equal(_sign.hmac_sha256_b64(bot.secret.reveal(), message), signature)
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        return req.replace(headers={k: v for k, v in req.headers.items() if k not in AUTH_HEADERS})
+
+    # --- real signing ---------------------------------------------------------
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        demo = ctx.environment == "demo"
+        flag = req.headers.get(DEMO_HEADER)
+        if flag is not None and flag.strip() != "0" and not demo:
+            # python-okx sends `x-simulated-trading: 0` for live and `1` for demo: anything but 0 means
+            # the bot believes it is on demo trading; never let that reach a live account
+            raise BadRequest("the request asks for OKX demo trading (x-simulated-trading) but this account "
+                             "trades live: use a demo account, or set the bot to live trading")
+        headers: dict[str, str] = {}
+        if demo:
+            headers["x-simulated-trading"] = "1"
+        if req.body or (endpoint.signed and req.method != "GET"):
+            headers["Content-Type"] = "application/json"
+        if not endpoint.signed:
+            return OutboundRequest(req.method, ctx.origin, req.path, req.query, headers, req.body)
+        if key.secret is None or key.passphrase is None:
+            raise ValueError("the OKX account needs a secret and a passphrase")
+        timestamp = format_timestamp(ctx.now_ms)
+        message = prehash(timestamp, req.method, req.path, req.query, req.body)
+        headers.update({
+            "OK-ACCESS-KEY": key.api_key.reveal_str(),
+            "OK-ACCESS-SIGN": _sign.hmac_sha256_b64(key.secret.reveal(), message),
+            "OK-ACCESS-TIMESTAMP": timestamp,
+            "OK-ACCESS-PASSPHRASE": key.passphrase.reveal_str(),
+        })
+        exptime = req.headers.get(EXPTIME_HEADER)
+        if exptime is not None and _EXPTIME.fullmatch(exptime):
+            headers["expTime"] = exptime  # the bot's own deadline for an order: it can only narrow validity
+        return OutboundRequest(req.method, ctx.origin, req.path, req.query, headers, req.body)
+
+    # --- request facts for policy -------------------------------------------
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        return okx_facts(req, endpoint)
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return okx_prices(path, body)
+
+    # --- credentials and errors ---------------------------------------------
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        if key_type != "hmac":
+            raise ValueError("OKX API keys are HMAC only")
+        from keyproxy.secret import Secret
+
+        # shaped like OKX's own: a UUID key, 32 upper-case hex secret, and a passphrase of the bot's own
+        key_id = str(uuid.uuid4())
+        secret = secrets.token_hex(16).upper()
+        passphrase = _sign.random_token(24)
+        return IssuedBotKey(
+            {"api_key": key_id, "secret": secret, "passphrase": passphrase},
+            BotKey(key_id, "hmac", secret=Secret(secret), passphrase=Secret(passphrase)),
+        )
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        # OKX's own codes (docs-v5 "Error Code"), picked by how ccxt's okx `exceptions` map raises
+        # them: 50111/50113 AuthenticationError, 50102 InvalidNonce (as Binance's -1021), 50110 and
+        # 50027 PermissionDenied, 51000 BadRequest, 50062 ExchangeError ("This feature is currently
+        # unavailable"), 51005/51102 InvalidOrder, 50011 RateLimitExceeded. Only transient refusals
+        # get codes ccxt may retry (50026 ExchangeNotAvailable, 50011, and 50004 RequestTimeout:
+        # "does not mean that the request was successful or failed").
+        native = {
+            "unknown_bot": "50111", "bad_signature": "50113", "stale_request": "50102",
+            "replayed_request": "50113", "bad_request": "51000", "unknown_endpoint": "50062",
+            "ip_denied": "50110", "upstream_timeout": "50004", "upstream_error": "50026",
+            "unavailable": "50026", "internal_error": "50026", "audit_unavailable": "50026",
+            "rate_limited": "50011",  # ccxt: RateLimitExceeded (backs off)
+            # keyproxy's own trading limits, answered as OKX's order-limit rejections (ccxt: InvalidOrder)
+            "open_orders_exceeded": "51102", **dict.fromkeys(_TRADING_LIMITS, "51005"),
+        }.get(code)
+        if native is None:
+            denied = code.endswith("_denied") or code in ("halted", "suspended", "outside_hours", "withdrawal_limit")
+            native = "50027" if denied else "51000"
+        return {"code": native, "msg": message, "data": []}
+
+    def refusal_status(self, code: str, status: int) -> int:
+        return status
