@@ -619,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable; default loopback only")
     sp.add_argument("--mode", choices=BOT_MODES, default="dropin",
                     help="dropin: the bot's SDK signs with a virtual key; token: X-Keyproxy-Token header")
-    sp.add_argument("--key-type", default="hmac", help="virtual key type for drop-in bots (hmac, ed25519, rsa)")
+    sp.add_argument("--key-type", help="virtual key type for drop-in bots (default: the exchange's usual one; "
+                                       "binance: hmac, ed25519, rsa; coinbase: ec, ed25519; bybit: hmac, rsa)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy limit (see docs/policy.md)")
     sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
     sp.add_argument("--json", action="store_true")

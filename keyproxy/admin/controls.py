@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from keyproxy.errors import UsageError
+from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
 from keyproxy.state import StateStore
 from keyproxy.exchanges.base import Adapter, resolve_upstream
@@ -106,7 +107,8 @@ class Controls:
     # --- bots -------------------------------------------------------------
 
     def add_bot(self, name: str, account: str, scopes: str | list[str], allow_ips: list[str] | None,
-                mode: str = "dropin", key_type: str = "hmac", policy: dict[str, Any] | None = None) -> dict[str, Any]:
+                mode: str = "dropin", key_type: str | None = None, policy: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
         if mode not in BOT_MODES:
             raise UsageError(f"unknown bot mode {mode!r}; known: {', '.join(BOT_MODES)}")
         scope_list = parse_scopes(scopes)
@@ -126,6 +128,8 @@ class Controls:
                          token_digest=self.vault.token_digest(Secret(token)), policy=limits.to_json())
             shown["token"] = token
         else:
+            # the exchange's own first key type unless asked otherwise (Coinbase: ec, the rest: hmac)
+            key_type = key_type or EXCHANGES[info.exchange].key_types[0]
             try:
                 issued = adapter.issue_bot_key(key_type)
             except ValueError as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from keyproxy.exchanges.base import Adapter
 from keyproxy.exchanges.binance import Binance
+from keyproxy.exchanges.bybit import Bybit
+from keyproxy.exchanges.coinbase import Coinbase
 from keyproxy.exchanges.kraken import Kraken
 from keyproxy.exchanges.okx import Okx
 
@@ -12,6 +14,8 @@ def default_adapters() -> dict[str, Adapter]:
     """Every exchange the proxy can serve in this version."""
     return {
         "binance": Binance(),
+        "bybit": Bybit(),
+        "coinbase": Coinbase(),
         "kraken": Kraken(),
         "okx": Okx(),
     }

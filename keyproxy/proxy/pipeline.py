@@ -108,6 +108,10 @@ class Pipeline:
         headers = {k.lower(): v for k, v in request.headers.items()}
         incoming = IncomingRequest(request.method, path, query, headers, body,
                                    host=request.headers.get("Host", ""), mount=f"/{account_name}")
+        refine = getattr(adapter, "classify_request", None)  # where the body decides the class (Coinbase v2 sends)
+        if refine is not None:
+            endpoint = refine(incoming) or endpoint
+            outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self._clock_ms()
         bot = self._identify(snap, account, incoming)
         if bot is None:

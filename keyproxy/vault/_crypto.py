@@ -107,8 +107,28 @@ _KEY_TYPES = {
 }
 
 
+def _raw_ed25519_problem(text: bytes) -> str | None:
+    """Coinbase CDP hands out Ed25519 keys as base64(seed || public key), 64 bytes, not PEM."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "private_key is not an unencrypted PEM private key (or a base64 Ed25519 key)"
+    if len(raw) != 64:
+        return "a base64 Ed25519 private_key must hold 64 bytes (seed and public key)"
+    public = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32]).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if public != raw[32:]:
+        return "the base64 Ed25519 private_key's public half does not match its seed"
+    return None
+
+
 def private_key_problem(pem: bytes, key_type: str) -> str | None:
     """Why `pem` is not an unencrypted private key of `key_type`, or None."""
+    if key_type == "ed25519" and b"-----BEGIN" not in pem:
+        return _raw_ed25519_problem(pem)
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

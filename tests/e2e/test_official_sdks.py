@@ -108,3 +108,51 @@ def _accounts(dev: DevStack) -> list[dict]:  # type: ignore[type-arg]
     import json
 
     return json.loads(dev.cli("key", "list", "--json").stdout)
+
+
+def test_coinbase_advanced_py(sdk_stack: DevStack) -> None:
+    rest = pytest.importorskip("coinbase.rest")
+    requests_adapters = pytest.importorskip("requests.adapters")
+    if "coinbase" not in {a["exchange"] for a in _accounts(sdk_stack)}:
+        pytest.skip("no coinbase adapter")
+    creds = sdk_stack.add_bot("cb", "coinbase", "read,trade")
+
+    class PlainHttp(requests_adapters.HTTPAdapter):  # type: ignore[misc,name-defined]
+        """coinbase-advanced-py always builds https:// URLs; keyproxy listens on plain loopback HTTP."""
+
+        def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+            request.url = "http://" + request.url.removeprefix("https://")
+            return super().send(request, **kwargs)
+
+    base = creds["base_url"].removeprefix("http://")  # the SDK wants host[:port][/path], no scheme
+    client = rest.RESTClient(api_key=creds["api_key"], api_secret=creds["secret"], base_url=base)
+    client.session.mount("https://", PlainHttp())
+    start = len(sdk_stack.journal())
+    accounts = client.get_accounts()
+    assert accounts.accounts
+    placed = client.limit_order_gtc_buy(client_order_id="kp-sdk-1", product_id="BTC-USD", base_size="0.001",
+                                        limit_price="50000")
+    assert placed.success, placed
+    order_id = placed.success_response["order_id"]
+    open_ids = [o.order_id for o in client.list_orders(order_status=["OPEN"]).orders]
+    assert order_id in open_ids
+    assert client.cancel_orders(order_ids=[order_id]).results[0].success
+    verified_private(sdk_stack, start)
+
+
+def test_pybit(sdk_stack: DevStack) -> None:
+    unified = pytest.importorskip("pybit.unified_trading")
+    if "bybit" not in {a["exchange"] for a in _accounts(sdk_stack)}:
+        pytest.skip("no bybit adapter")
+    creds = sdk_stack.add_bot("pbt", "bybit", "read,trade")
+    session = unified.HTTP(api_key=creds["api_key"], api_secret=creds["secret"])
+    session.endpoint = creds["base_url"]  # the one attribute to change
+    start = len(sdk_stack.journal())
+    assert session.get_wallet_balance(accountType="UNIFIED")["retCode"] == 0
+    placed = session.place_order(category="spot", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001",
+                                 price="50000")
+    order_id = placed["result"]["orderId"]
+    listed = session.get_open_orders(category="spot", symbol="BTCUSDT")["result"]["list"]
+    assert order_id in [o["orderId"] for o in listed]
+    assert session.cancel_order(category="spot", symbol="BTCUSDT", orderId=order_id)["retCode"] == 0
+    verified_private(sdk_stack, start)

@@ -354,3 +354,23 @@ def test_secret_never_shows_in_repr_or_str() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(s)
     assert s == Secret("KPCANARYxyz") and s != Secret("KPCANARYxyw")
+
+
+def test_coinbase_ed25519_keys_in_their_base64_form(vault: Vault) -> None:
+    """CDP hands out Ed25519 keys as base64(seed || public key), not PEM; the vault takes that form."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    good = base64.b64encode(seed + public).decode()
+    vault.add_account(NewAccount("cb", "coinbase", "ed25519", Credentials(Secret("uuid"), private_key=Secret(good))))
+    bad = base64.b64encode(seed + bytes(32)).decode()
+    with pytest.raises(UsageError, match="does not match"):
+        vault.add_account(NewAccount("cb2", "coinbase", "ed25519", Credentials(Secret("u"), private_key=Secret(bad))))
+    with pytest.raises(UsageError, match="64 bytes"):
+        vault.add_account(NewAccount("cb3", "coinbase", "ed25519",
+                                     Credentials(Secret("u"), private_key=Secret(base64.b64encode(seed).decode()))))

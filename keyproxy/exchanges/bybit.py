@@ -1,0 +1,367 @@
+"""Bybit v5 (`/v5/...`): production, testnet and demo trading.
+
+Signing, per Bybit's "Integration Guidance" (docs/v5/guide.mdx): headers
+`X-BAPI-API-KEY`, `X-BAPI-TIMESTAMP` (ms), `X-BAPI-RECV-WINDOW` (default 5000) and
+`X-BAPI-SIGN` over `timestamp + api_key + recv_window + payload`, where payload is the
+query string for GET and the raw JSON body for POST; HMAC-SHA256 as lower-case hex,
+or RSA-SHA256 (PKCS#1 v1.5) as base64 for self-generated RSA keys. The timestamp must
+satisfy `server_time - recv_window <= timestamp < server_time + 1000`. pybit 5.17.0
+(`_http_manager.py`) and Bybit's own examples also send `X-BAPI-SIGN-TYPE: 2`; ccxt
+4.5.90 (`bybit.sign`) does not for v5. Neither client puts the host into the signature,
+so a base URL change (ccxt `urls['api']`, pybit `session.endpoint`) changes nothing here.
+https://bybit-exchange.github.io/docs/v5/guide
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal, InvalidOperation
+
+from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import (
+    AuthFailure,
+    BadRequest,
+    BotKey,
+    Endpoint,
+    EndpointClass,
+    Environment,
+    IncomingRequest,
+    IssuedBotKey,
+    OutboundRequest,
+    RealKey,
+    SignContext,
+    Verified,
+)
+from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
+from keyproxy.policy.model import RequestFacts, normalize_symbol
+
+KEY_HEADER = "x-bapi-api-key"
+SIGN_HEADER = "x-bapi-sign"
+TIMESTAMP_HEADER = "x-bapi-timestamp"
+WINDOW_HEADER = "x-bapi-recv-window"
+AUTH_HEADERS = (KEY_HEADER, SIGN_HEADER, TIMESTAMP_HEADER, "x-bapi-sign-type")
+PASSED_HEADERS = ("referer", "x-referer", "cdn-request-id")  # broker attribution, diagnostics
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60000  # Bybit documents no ceiling; keyproxy keeps replay memory bounded
+MAX_FUTURE_MS = 1000
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    (entry.split(" ", 1)[0], entry.split(" ", 1)[1]): Endpoint(EndpointClass(cls), entry, signed)
+    for (cls, signed), entries in ENDPOINT_GROUPS.items()
+    for entry in entries
+}
+
+
+def _env(name: str, origin: str) -> Environment:
+    return Environment(name, (("/v5/", origin),))
+
+
+# Bybit's REST hosts (docs/v5/guide.mdx, "REST API Base Endpoint"): mainnet api.bybit.com or
+# api.bytick.com, the regional mainnets, testnet, and demo trading (docs/v5/demo.mdx).
+ENVIRONMENTS = (
+    _env("production", "https://api.bybit.com"),
+    _env("testnet", "https://api-testnet.bybit.com"),
+    _env("demo", "https://api-demo.bybit.com"),
+    _env("production", "https://api.bytick.com"),
+    _env("production", "https://api.bybit.nl"),
+    _env("production", "https://api.bybit.tr"),
+    _env("production", "https://api.bybit.kz"),
+    _env("production", "https://api.bybit.eu"),
+    _env("production", "https://api.bybit.id"),
+    _env("production", "https://api.bybit.ae"),
+    _env("production", "https://api.bybitgeorgia.ge"),
+)
+
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+class Bybit:
+    name = "bybit"
+    needs_nonce = False
+    environments = ENVIRONMENTS
+    relayed_response_headers = ("content-type", "retry-after", "x-bapi-limit*", "traceid")
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        return ENDPOINTS.get((method, path))
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        return req.headers.get(KEY_HEADER) or None
+
+    # --- drop-in verification ---------------------------------------------
+
+    @staticmethod
+    def _payload(req: IncomingRequest) -> bytes:
+        """What Bybit signs after the prefix: the query string for GET, the body otherwise."""
+        if req.method == "GET":
+            if req.body:
+                raise BadRequest("a Bybit GET carries no body")
+            return req.query.encode()
+        if req.query:
+            raise BadRequest("a Bybit POST carries its parameters in the JSON body, not the query string")
+        return req.body
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        payload = self._payload(req)
+        signature = req.headers.get(SIGN_HEADER)
+        if not signature:
+            if endpoint.signed:
+                raise AuthFailure("bad_signature", "this endpoint needs X-BAPI-SIGN")
+            return Verified(self.strip(req), replay_id="", expires_ms=0)
+        ts_text, window_text = req.headers.get(TIMESTAMP_HEADER), req.headers.get(WINDOW_HEADER)
+        if ts_text is None or not _DIGITS.fullmatch(ts_text):
+            raise BadRequest("X-BAPI-TIMESTAMP is missing or not a number of milliseconds")
+        window = _window(window_text)
+        ts = int(ts_text)
+        if not now_ms - window <= ts < now_ms + MAX_FUTURE_MS:
+            raise AuthFailure("stale_request", "X-BAPI-TIMESTAMP is outside the recv window (or more than 1 s ahead)")
+        # the key and window exactly as sent: both are part of what the bot signed
+        prefix = f"{ts_text}{req.headers.get(KEY_HEADER, '')}{window_text if window_text is not None else ''}"
+        message = prefix.encode() + payload
+        if not self._check(bot, signature, message):
+            raise AuthFailure("bad_signature", "signature does not match the virtual credential")
+        replay_id = f"{bot.key_id}:{_sign.sha256_hex(message)}"
+        return Verified(self.strip(req), replay_id=replay_id, expires_ms=ts + window + 1)
+
+    @staticmethod
+    def _check(bot: BotKey, signature: str, message: bytes) -> bool:
+        if bot.key_type == "hmac" and bot.secret is not None:
+            return _sign.equal(_sign.hmac_sha256_hex(bot.secret.reveal(), message), signature.lower())
+        if bot.key_type == "rsa" and bot.public_key is not None:
+            return _sign.verify_b64_signature(bot.public_key, signature, message)
+        return False
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        """Drop the bot's Bybit credentials; the recv window stays (it is a parameter, not a secret)."""
+        return req.replace(headers={k: v for k, v in req.headers.items() if k not in AUTH_HEADERS})
+
+    # --- real signing ---------------------------------------------------------
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        payload = self._payload(req)
+        headers = {name.title(): req.headers[name] for name in PASSED_HEADERS if name in req.headers}
+        if req.method != "GET":
+            headers["Content-Type"] = "application/json"
+        if endpoint.cls is EndpointClass.PUBLIC:
+            return OutboundRequest(req.method, ctx.origin, req.path, req.query, headers, req.body)
+        window_text = req.headers.get(WINDOW_HEADER)
+        window = str(_window(window_text)) if window_text is not None else str(DEFAULT_RECV_WINDOW_MS)
+        api_key = key.api_key.reveal_str()
+        timestamp = str(ctx.now_ms)
+        message = f"{timestamp}{api_key}{window}".encode() + payload
+        headers.update({
+            "X-BAPI-API-KEY": api_key,
+            "X-BAPI-TIMESTAMP": timestamp,
+            "X-BAPI-RECV-WINDOW": window,
+            "X-BAPI-SIGN": self._real_signature(key, message),
+            "X-BAPI-SIGN-TYPE": "2",
+        })
+        return OutboundRequest(req.method, ctx.origin, req.path, req.query, headers, req.body)
+
+    @staticmethod
+    def _real_signature(key: RealKey, message: bytes) -> str:
+        if key.key_type == "hmac":
+            assert key.secret is not None
+            return _sign.hmac_sha256_hex(key.secret.reveal(), message)
+        if key.key_type == "rsa":
+            assert key.private_key is not None
+            return _sign.sign_rsa_sha256_b64(key.private_key.reveal(), message)
+        raise ValueError(f"bybit has no {key.key_type} keys")
+
+    # --- credentials and errors ---------------------------------------------
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        """Shaped like Bybit's: an 18-character key; HMAC secrets are 36 characters.
+
+        rsa: the secret is a PEM private key, which ccxt (`secret.find('PRIVATE KEY')`) and
+        pybit (`rsa_authentication=True`) both sign with RSA-SHA256 as Bybit wants.
+        """
+        key_id = _sign.random_token(18)
+        if key_type == "hmac":
+            from keyproxy.secret import Secret
+
+            secret = _sign.random_token(36)
+            return IssuedBotKey({"api_key": key_id, "secret": secret},
+                                BotKey(key_id, "hmac", secret=Secret(secret)))
+        if key_type == "rsa":
+            private_pem, public_pem = _sign.new_keypair_pem("rsa")
+            return IssuedBotKey({"api_key": key_id, "secret": private_pem.decode()},
+                                BotKey(key_id, "rsa", public_key=public_pem))
+        raise ValueError(f"bybit bot keys are hmac or rsa, not {key_type}")
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        """Bybit's envelope with a retCode that ccxt and pybit map to the matching error.
+
+        ccxt bybit `exceptions.exact`: 10003/10004 AuthenticationError, 10002 InvalidNonce,
+        10005/10010 PermissionDenied, 10001/10017 BadRequest, 10006 RateLimitExceeded,
+        10016 ExchangeError. Only `unavailable` (refused before anything went upstream)
+        gets a code that pybit retries (10006); 10016 for upstream failures is never retried.
+        pybit also retries 10002 (stale timestamp), re-signing with a fresh one, as against Bybit.
+        Bybit's `time` field is left out: this method has no clock.
+        """
+        native = {
+            "unknown_bot": 10003, "unknown_account": 10003, "bad_signature": 10004,
+            "replayed_request": 10004, "stale_request": 10002, "bad_request": 10001,
+            "body_too_large": 10001, "request_timeout": 10001, "unknown_endpoint": 10017,
+            "ip_denied": 10010, "unavailable": 10006,
+        }.get(code, 10005 if code.endswith("_denied") or code in ("halted", "suspended") else 10016)
+        return {"retCode": native, "retMsg": message, "result": {}, "retExtInfo": {}}
+
+    def refusal_status(self, code: str, status: int) -> int:
+        """200, as Bybit answers its own retCode errors: pybit reads retCode only from a 200
+        (any other status becomes "HTTP status code is not 200", a 403 even "your IP is from the
+        USA"); ccxt reads retCode whatever the status."""
+        return 200
+
+    # --- request facts for policy -------------------------------------------
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        return bybit_facts(req, endpoint)
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return bybit_prices(path, body)
+
+
+def _window(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_RECV_WINDOW_MS
+    if not _DIGITS.fullmatch(text):
+        raise BadRequest("X-BAPI-RECV-WINDOW is not a number of milliseconds")
+    window = int(text)
+    if window > MAX_RECV_WINDOW_MS:
+        raise BadRequest(f"X-BAPI-RECV-WINDOW must not exceed {MAX_RECV_WINDOW_MS}")
+    return window
+
+
+# --- request facts for policy -------------------------------------------------
+
+_ORDER_PLACEMENT = {"/v5/order/create", "/v5/order/pre-check"}
+_CANCELS = {"/v5/order/cancel", "/v5/order/cancel-all", "/v5/order/cancel-batch"}
+_LEVERAGE = {"/v5/position/set-leverage", "/v5/position/switch-isolated", "/v5/spot-margin-trade/set-leverage"}
+# trade-class endpoints that change settings but place no order
+_SETTINGS = {
+    "/v5/position/switch-mode", "/v5/position/set-tpsl-mode", "/v5/position/set-risk-limit",
+    "/v5/position/trading-stop", "/v5/position/set-auto-add-margin", "/v5/position/add-margin",
+    "/v5/position/confirm-pending-mmr", "/v5/order/disconnected-cancel-all", "/v5/account/set-margin-mode",
+    "/v5/account/set-hedging-mode", "/v5/account/set-collateral-switch", "/v5/account/set-collateral-switch-batch",
+    "/v5/account/mmp-modify", "/v5/account/mmp-reset", "/v5/account/set-delta-mode", "/v5/account/set-limit-px-action",
+    "/v5/account/demo-apply-money", "/v5/spot-margin-trade/switch-mode", "/v5/spot-margin-trade/set-auto-repay-mode",
+    "/v5/spot-cross-margin-trade/switch",
+}
+
+
+def _json_body(raw: bytes) -> dict[str, object]:
+    """The POST body as a JSON object with unique member names (parsers disagree on duplicates)."""
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate JSON member")
+        return dict(pairs)
+
+    def no_constants(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not a JSON object (with unique member names)") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the request body is not a JSON object")
+    return value
+
+
+def _number(value: object, name: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRequest(f"{name} is not a number")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise BadRequest(f"{name} {str(value)[:30]!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise BadRequest(f"{name} {str(value)[:30]!r} is not a non-negative number")
+    return d
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _truthy(value: object) -> bool:
+    return value is True  # a JSON true, as ccxt and pybit send it; a string could mean anything to Bybit
+
+
+def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+    """What a request would do, from its JSON body (docs/v5/order/create-order.mdx and friends).
+
+    `qty` is in the base coin, except for spot market orders whose `marketUnit` is quoteCoin (the
+    default for a spot market Buy) and inverse contracts, whose qty is in USD: those are quote
+    quantities. Batches, conversions, RFQ and spread orders report action None, which policy
+    refuses only for bots with trading limits.
+    """
+    if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
+        return RequestFacts(action="other")
+    body = _json_body(req.body) if req.method == "POST" else {}
+    symbol_text = _text(body.get("symbol"))
+    symbol = normalize_symbol(symbol_text) if symbol_text else None
+    if endpoint.cls is EndpointClass.WITHDRAW:
+        if req.path == "/v5/asset/withdraw/create":
+            return RequestFacts(action="withdraw", asset=(_text(body.get("coin")) or "").upper() or None,
+                                address=_text(body.get("address")),
+                                network=(_text(body.get("chain")) or "").upper() or None,
+                                amount=_number(body.get("amount"), "amount"))
+        if req.path == "/v5/asset/withdraw/cancel":
+            return RequestFacts(action="cancel")
+        return RequestFacts(action="withdraw", address=_text(body.get("accountId")),
+                            amount=_number(body.get("amount"), "amount"))
+    if req.path in _CANCELS:
+        return RequestFacts(action="cancel", symbol=symbol)
+    if req.path in _LEVERAGE:
+        values = [_number(body.get(k), k) for k in ("buyLeverage", "sellLeverage", "leverage") if k in body]
+        readable = [v for v in values if v is not None]
+        return RequestFacts(action="leverage", symbol=symbol,
+                            leverage=max(readable) if readable and len(readable) == len(values) else None)
+    if req.path in _SETTINGS:
+        return RequestFacts(action="other", symbol=symbol)
+    if req.path == "/v5/order/amend":
+        qty, price = _number(body.get("qty"), "qty"), _number(body.get("price"), "price")
+        if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
+            return RequestFacts(action="other", symbol=symbol)
+        return RequestFacts(action="order", symbol=symbol, quantity=qty, price=price)
+    if req.path in _ORDER_PLACEMENT:
+        category = (_text(body.get("category")) or "").lower()
+        side = (_text(body.get("side")) or "").upper() or None
+        order_type = (_text(body.get("orderType")) or "").upper() or None
+        qty = _number(body.get("qty"), "qty")
+        unit = _text(body.get("marketUnit")) or ("quoteCoin" if side == "BUY" else "baseCoin")
+        in_quote = category == "inverse" or (category == "spot" and order_type == "MARKET" and unit == "quoteCoin")
+        return RequestFacts(action="order", symbol=symbol, side=side, order_type=order_type,
+                            quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
+                            price=_number(body.get("price"), "price"),
+                            # Bybit honours reduceOnly for linear, inverse and option, closeOnTrigger for
+                            # linear and inverse only: a spot order's flags would not reduce anything
+                            reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))
+                            or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))))
+    return RequestFacts(action=None, symbol=symbol)  # batches, conversions, RFQ, spread, leveraged tokens...
+
+
+def bybit_prices(path: str, body: bytes) -> dict[str, Decimal]:
+    """Last prices from the public tickers answer (docs/v5/market/tickers.mdx: result.list[].lastPrice)."""
+    if path != "/v5/market/tickers":
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    result = doc.get("result") if isinstance(doc, dict) else None
+    items = result.get("list") if isinstance(result, dict) else None
+    out: dict[str, Decimal] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            try:
+                value = Decimal(str(item.get("lastPrice")))
+            except InvalidOperation:
+                continue
+            if value.is_finite() and value > 0:
+                out[normalize_symbol(item["symbol"])] = value
+    return out
