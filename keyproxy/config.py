@@ -76,6 +76,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
+    account_limits: Mapping[str, Any] = field(default_factory=dict)  # [accounts.NAME] -> AccountLimits
 
     @property
     def audit_dir(self) -> Path:
@@ -177,7 +178,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -237,7 +238,27 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
     if metrics.host not in ("127.0.0.1", "::1", "localhost") and not listen.allow_non_loopback:
         raise r.error("metrics.host", "metrics are served on loopback only unless listen.allow_non_loopback = true")
     return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics,
-                    bot_policies=_bot_policies(r, doc.get("bots", {})))
+                    bot_policies=_bot_policies(r, doc.get("bots", {})),
+                    account_limits=_account_limits(r, doc.get("accounts", {})))
+
+
+def _account_limits(r: _Reader, accounts: Any) -> dict[str, Any]:
+    """`[accounts.NAME]` tables: rate limits shared by all of an account's bots."""
+    from keyproxy.policy.model import PolicyError, parse_account_limits
+    from keyproxy.vault.records import NAME_RE
+
+    if not isinstance(accounts, dict):
+        raise r.error("accounts", "must be a table of [accounts.NAME] tables")
+    out = {}
+    for name, table in accounts.items():
+        if not NAME_RE.fullmatch(name) or not isinstance(table, dict):
+            raise r.error(f"accounts.{name}", "must be a table named like an account (a-z 0-9 _ -)")
+        try:
+            out[name] = parse_account_limits(table)
+        except PolicyError as e:
+            key, _, reason = str(e).partition(": ")
+            raise r.error(f"accounts.{name}.{key}", reason) from None
+    return out
 
 
 def _bot_policies(r: _Reader, bots: Any) -> dict[str, dict[str, Any]]:

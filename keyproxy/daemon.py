@@ -28,7 +28,7 @@ from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
-from keyproxy.state import NonceSequence, StateStore
+from keyproxy.state import NonceSequence, StateStore, UsageBook
 from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
@@ -81,7 +81,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     config = {"settings": settings, "file": settings}
     with contextlib.suppress(ConfigError):
         config["file"] = load_settings(settings.config_file)
-    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies))
+    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits))
     register_secrets(vault, state.snapshot)
 
     au = settings.audit
@@ -96,7 +96,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     recorder = Recorder(trail, metrics, fail_open=au.fail_open)
 
     def reload() -> None:
-        state.snapshot = build_snapshot(vault, adapters, store.halts(), config["settings"].bot_policies)
+        state.snapshot = build_snapshot(vault, adapters, store.halts(), config["settings"].bot_policies,
+                                        config["settings"].account_limits)
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
 
@@ -106,7 +107,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
     pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
-                        NonceSequence(store), store)
+                        NonceSequence(store), store, UsageBook(store))
     listen = settings.listen
     if not listen.is_loopback:
         log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=listen.host)
@@ -144,7 +145,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics")
                    if getattr(new, name) != getattr(old, name)]
         config["file"] = new
-        config["settings"] = replace(config["settings"], bot_policies=new.bot_policies)
+        config["settings"] = replace(config["settings"], bot_policies=new.bot_policies,
+                                     account_limits=new.account_limits)
         reload()
         trail.append("config.reload", result="ok", pinned_bots=sorted(new.bot_policies), restart_needed=restart)
         if restart:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from decimal import Decimal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS halts (scope TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
     " since REAL NOT NULL, PRIMARY KEY (scope, target))",
+    "CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
 
@@ -89,6 +91,14 @@ class StateStore:
         with self._lock:
             return self._db.execute("DELETE FROM halts WHERE scope = ? AND target = ?", (scope, target)).rowcount > 0
 
+    def usage_items(self, prefix: str) -> dict[str, str]:
+        rows = self._db.execute("SELECT key, value FROM usage WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
+        return dict(rows.fetchall())
+
+    def set_usage(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?)", (key, value))
+
     def close(self) -> None:
         self._db.close()
 
@@ -122,3 +132,50 @@ class NonceSequence:
             self._ceiling[account] = ceiling
         self._last[account] = value
         return value
+
+
+class UsageBook:
+    """Durable per-bot usage behind the daily caps and the open-order cap.
+
+    Daily totals are keyed by UTC day; open orders by symbol, so a bot's own
+    open-orders query for one symbol can correct the count for that symbol.
+    Every change is committed before the request it belongs to goes on.
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._cache: dict[str, str] = {}
+
+    def _get(self, key: str) -> str | None:
+        if key not in self._cache:
+            value = self._store.usage_items(key).get(key)
+            if value is None:
+                return None
+            self._cache[key] = value
+        return self._cache[key]
+
+    def _set(self, key: str, value: str) -> None:
+        self._store.set_usage(key, value)
+        self._cache[key] = value
+
+    @staticmethod
+    def day(now: float) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+    def daily(self, kind: str, bot: str, now: float, asset: str = "") -> Decimal:
+        return Decimal(self._get(f"daily:{kind}:{bot}:{asset}:{self.day(now)}") or "0")
+
+    def add_daily(self, kind: str, bot: str, amount: Decimal, now: float, asset: str = "") -> None:
+        key = f"daily:{kind}:{bot}:{asset}:{self.day(now)}"
+        self._set(key, str(Decimal(self._get(key) or "0") + amount))
+
+    def open_orders(self, bot: str) -> int:
+        items = self._store.usage_items(f"open:{bot}:")
+        return sum(int(v) for v in items.values())
+
+    def change_open_orders(self, bot: str, symbol: str, delta: int) -> None:
+        key = f"open:{bot}:{symbol}"
+        self._set(key, str(max(0, int(self._get(key) or "0") + delta)))
+
+    def set_open_orders(self, bot: str, symbol: str, count: int) -> None:
+        self._set(f"open:{bot}:{symbol}", str(max(0, count)))

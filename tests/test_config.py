@@ -84,3 +84,16 @@ def test_bot_policy_tables_parse(tmp_path: Path) -> None:
     cfg = tmp_path / "k.toml"
     cfg.write_text("[bots.alpha]\nmax_order_notional = 500\nsymbols = ['BTCUSDT']\n")
     assert dict(load_settings(cfg, {}).bot_policies["alpha"]) == {"max_order_notional": 500, "symbols": ["BTCUSDT"]}
+
+
+def test_account_limit_tables(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text("[accounts.main]\nrequests_per_second = 10\nburst = 20\norders_per_minute = 100\n")
+    limits = load_settings(cfg, {}).account_limits["main"]
+    assert (limits.requests_per_second, limits.burst, limits.orders_per_minute) == (10.0, 20, 100)
+    cfg.write_text("[accounts.main]\nmax_order_notional = 5\n")
+    with pytest.raises(ConfigError, match="accounts.main.max_order_notional: unknown account limit"):
+        load_settings(cfg, {})
+    cfg.write_text("[accounts.main]\nburst = -2\n")
+    with pytest.raises(ConfigError, match="accounts.main.burst: must be a positive number"):
+        load_settings(cfg, {})

@@ -242,6 +242,25 @@ class Binance:
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_prices(path, body)
 
+    def order_rests(self, path: str, body: bytes) -> bool:
+        """Whether an accepted order is left open (an immediately filled one does not count)."""
+        try:
+            status = json.loads(body).get("status")
+        except (ValueError, AttributeError):
+            return True
+        return status not in ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
+
+    def open_orders_count(self, path: str, query: str, body: bytes) -> tuple[str, int] | None:
+        """(symbol, count) from the bot's own open-orders query for one symbol."""
+        if path not in ("/api/v3/openOrders", "/fapi/v1/openOrders"):
+            return None
+        symbol = dict(parse_qsl(query)).get("symbol")
+        try:
+            orders = json.loads(body)
+        except ValueError:
+            return None
+        return (normalize_symbol(symbol), len(orders)) if symbol and isinstance(orders, list) else None
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
         # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from keyproxy.policy.model import BotPolicy, RequestFacts, minutes_of_day
+from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts, Usage, minutes_of_day
 
 
 class DenyCode(StrEnum):
@@ -21,6 +21,8 @@ class DenyCode(StrEnum):
     SYMBOL = "symbol_denied"
     NOTIONAL = "notional_exceeded"
     NOTIONAL_UNKNOWN = "notional_unknown"
+    OPEN_ORDERS = "open_orders_exceeded"
+    DAILY_NOTIONAL = "daily_notional_exceeded"
     LEVERAGE = "leverage_exceeded"
     REDUCE_ONLY = "reduce_only"
     HALTED = "halted"
@@ -37,10 +39,13 @@ class Decision:
     detail: str = "no rule allowed this request"
     charges: tuple[str, ...] = ()  # token buckets to take one token from
     retry_after: float | None = None
+    notional: Decimal | None = None  # to add to the bot's daily traded notional
+    withdrawal: Decimal | None = None  # to add to the bot's daily withdrawn amount of the asset
 
 
-def allowed(charges: tuple[str, ...]) -> Decision:
-    return Decision(True, "", "", charges)
+def allowed(charges: tuple[str, ...], notional: Decimal | None = None, withdrawal: Decimal | None = None
+            ) -> Decision:
+    return Decision(True, "", "", charges, None, notional, withdrawal)
 
 
 def deny(code: DenyCode, detail: str, retry_after: float | None = None) -> Decision:
@@ -106,8 +111,23 @@ def notional(facts: RequestFacts, last_price: Decimal | None) -> Decimal | None:
     return None
 
 
+def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | None
+                 ) -> list[tuple[str, float, float]]:
+    """(bucket key, tokens per second, capacity) for every rate limit of `limits` that applies."""
+    out = []
+    if limits.requests_per_second:
+        rate = limits.requests_per_second
+        out.append((f"{owner}:requests", rate, float(limits.burst or max(1, math.ceil(rate)))))
+    if action == "order" and limits.orders_per_minute:
+        out.append((f"{owner}:orders", limits.orders_per_minute / 60, float(limits.orders_per_minute)))
+    if action == "cancel" and limits.cancels_per_minute:
+        out.append((f"{owner}:cancels", limits.cancels_per_minute / 60, float(limits.cancels_per_minute)))
+    return out
+
+
 def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters: Counters, now: float, *,
-           bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None) -> Decision:
+           bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None,
+           account_limits: AccountLimits | None = None, usage: Usage = Usage()) -> Decision:
     """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any."""
     if endpoint_class != "public" and endpoint_class not in policy.scopes:
         return deny(DenyCode.SCOPE, f"the bot lacks the {endpoint_class} scope")
@@ -118,29 +138,36 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
         return deny(DenyCode.HOURS, f"outside the bot's active hours ({', '.join(policy.active_hours)} UTC)")
 
     charges: list[str] = []
-    limits: list[tuple[str, float, float]] = []  # (bucket key, rate per second, capacity)
-    if policy.requests_per_second:
-        rate = policy.requests_per_second
-        limits.append((f"bot:{bot}:requests", rate, float(policy.burst or max(1, math.ceil(rate)))))
-    if facts.action == "order" and policy.orders_per_minute:
-        limits.append((f"bot:{bot}:orders", policy.orders_per_minute / 60, float(policy.orders_per_minute)))
-    if facts.action == "cancel" and policy.cancels_per_minute:
-        limits.append((f"bot:{bot}:cancels", policy.cancels_per_minute / 60, float(policy.cancels_per_minute)))
+    limits = _rate_limits(f"bot:{bot}", policy, facts.action)
+    if account_limits is not None:
+        limits += _rate_limits(f"account:{account}", account_limits, facts.action)
     for key, rate, capacity in limits:
         wait = counters.bucket(key, rate, capacity, now).wait(now)
         if wait > 0:
             return deny(DenyCode.RATE, f"rate limit {key.split(':')[-1]} reached", retry_after=wait)
         charges.append(key)
 
+    value = None
     if endpoint_class == "trade":
         trade = _trade_checks(facts, policy, last_price)
         if trade is not None:
             return trade
+        if facts.action == "order":
+            if policy.max_open_orders is not None and usage.open_orders >= policy.max_open_orders:
+                return deny(DenyCode.OPEN_ORDERS, f"{usage.open_orders} open orders: the cap is {policy.max_open_orders}")
+            value = notional(facts, last_price)
+            if policy.daily_notional_cap is not None:
+                if value is None:
+                    return deny(DenyCode.NOTIONAL_UNKNOWN, "cannot value this order against the daily cap")
+                if usage.daily_notional + value > policy.daily_notional_cap:
+                    return deny(DenyCode.DAILY_NOTIONAL, f"today's traded notional would reach "
+                                f"{(usage.daily_notional + value).normalize():f}, above the daily cap "
+                                f"{policy.daily_notional_cap.normalize():f}")
     if endpoint_class == "withdraw":
-        withdrawal = _withdraw_checks(facts, policy)
+        withdrawal = _withdraw_checks(facts, policy, usage)
         if withdrawal is not None:
             return withdrawal
-    return allowed(tuple(charges))
+    return allowed(tuple(charges), value, facts.amount if facts.action == "withdraw" else None)
 
 
 def _trade_checks(facts: RequestFacts, policy: BotPolicy, last_price: Decimal | None) -> Decision | None:
@@ -172,7 +199,7 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, last_price: Decimal | 
     return None
 
 
-def _withdraw_checks(facts: RequestFacts, policy: BotPolicy) -> Decision | None:
+def _withdraw_checks(facts: RequestFacts, policy: BotPolicy, usage: Usage) -> Decision | None:
     if policy.withdraw_addresses is not None:
         ok = False
         for entry in policy.withdraw_addresses:
@@ -188,4 +215,10 @@ def _withdraw_checks(facts: RequestFacts, policy: BotPolicy) -> Decision | None:
         if facts.amount > policy.max_withdrawal:
             return deny(DenyCode.WITHDRAWAL, f"amount {facts.amount.normalize():f} is above the cap "
                         f"{policy.max_withdrawal.normalize():f}")
+    if policy.daily_withdrawal_cap is not None:
+        if facts.amount is None:
+            return deny(DenyCode.WITHDRAWAL, "cannot read the withdrawal amount")
+        if usage.daily_withdrawn + facts.amount > policy.daily_withdrawal_cap:
+            return deny(DenyCode.WITHDRAWAL, f"today's withdrawals of {facts.asset} would exceed the daily cap "
+                        f"{policy.daily_withdrawal_cap.normalize():f}")
     return None

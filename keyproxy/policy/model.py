@@ -50,10 +50,13 @@ class BotPolicy:
     cancels_per_minute: int | None = None
     symbols: tuple[str, ...] | None = None
     max_order_notional: Decimal | None = None
+    max_open_orders: int | None = None
+    daily_notional_cap: Decimal | None = None  # sum of order notionals per UTC day
     max_leverage: Decimal | None = None
     reduce_only: bool = False
     withdraw_addresses: tuple[str, ...] | None = None  # "ASSET:NETWORK:ADDRESS" ("*" network: any)
     max_withdrawal: Decimal | None = None
+    daily_withdrawal_cap: Decimal | None = None  # per asset, per UTC day
     active_hours: tuple[str, ...] | None = None  # "HH:MM-HH:MM" UTC windows
 
     def to_json(self) -> dict[str, Any]:
@@ -134,9 +137,10 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
             changes[key] = tuple(dict.fromkeys(nets))
         elif key in ("requests_per_second",):
             changes[key] = float(_decimal(key, value))
-        elif key in ("burst", "orders_per_minute", "cancels_per_minute"):
+        elif key in ("burst", "orders_per_minute", "cancels_per_minute", "max_open_orders"):
             changes[key] = _int(key, value)
-        elif key in ("max_order_notional", "max_leverage", "max_withdrawal"):
+        elif key in ("max_order_notional", "max_leverage", "max_withdrawal", "daily_notional_cap",
+                     "daily_withdrawal_cap"):
             changes[key] = _decimal(key, value)
         elif key == "reduce_only":
             if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -161,6 +165,39 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
                     raise PolicyError(f"active_hours: {w!r} is not HH:MM-HH:MM (UTC)")
             changes[key] = tuple(windows)
     return replace(base or BotPolicy(), **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """Rate limits shared by every bot of one account (`[accounts.NAME]` in the config)."""
+
+    requests_per_second: float | None = None
+    burst: int | None = None
+    orders_per_minute: int | None = None
+    cancels_per_minute: int | None = None
+
+
+ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute")
+
+
+def parse_account_limits(doc: dict[str, Any]) -> AccountLimits:
+    for key in doc:
+        if key not in ACCOUNT_LIMIT_KEYS:
+            raise PolicyError(f"{key}: unknown account limit (known: {', '.join(ACCOUNT_LIMIT_KEYS)})")
+    rate = doc.get("requests_per_second")
+    return AccountLimits(
+        requests_per_second=float(_decimal("requests_per_second", rate)) if rate is not None else None,
+        **{k: _int(k, doc[k]) for k in ("burst", "orders_per_minute", "cancels_per_minute") if k in doc},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a bot has used so far, read from keyproxy's durable counters."""
+
+    open_orders: int = 0
+    daily_notional: Decimal = Decimal(0)
+    daily_withdrawn: Decimal = Decimal(0)  # of the asset the request withdraws
 
 
 def normalize_symbol(symbol: str) -> str:

@@ -21,12 +21,13 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, SignContext,
 )
 from keyproxy.policy.decide import Counters, decide
+from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.secret import Secret
-from keyproxy.state import NonceSequence, StateStore
+from keyproxy.state import NonceSequence, StateStore, UsageBook
 
 TOKEN_HEADER = "x-keyproxy-token"
 # Request headers a bot may pass on to the exchange; everything else (cookies,
@@ -62,6 +63,7 @@ class Outcome:
     source_ip: str | None = None
     path: str | None = None
     account_known: bool = False  # only known account names may become metric labels
+    track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
 
 
 def new_request_id() -> str:
@@ -72,12 +74,14 @@ class Pipeline:
     def __init__(self, snapshot: Callable[[], Snapshot], clients: UpstreamClients, limits: ProxyLimits,
                  before_forward: Callable[[Outcome], None] = lambda o: None,
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
+                 usage: UsageBook | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._snapshot = snapshot
         self._before_forward = before_forward
         self._clients = clients
         self._nonces = nonces
         self._sequences = sequences
+        self.usage = usage
         self._limits = limits
         self._clock_ms = clock_ms
         self.replays = ReplayCache()
@@ -124,7 +128,9 @@ class Pipeline:
             if not bot.allows_ip(peer):
                 raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
             incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms)
-            self._check_policy(snap, account, bot, endpoint, incoming, now_ms)
+            facts = self._check_policy(snap, account, bot, endpoint, incoming, now_ms)
+            if bot.policy.max_open_orders is not None:
+                outcome.track = (bot.info.name, facts)
         nonce = None
         if adapter.needs_nonce and endpoint.cls is not EndpointClass.PUBLIC:
             if self._nonces is None:
@@ -143,7 +149,7 @@ class Pipeline:
         return await self._forward(request, outbound, endpoint, account, outcome)
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, bot: BotEntry, endpoint: Endpoint,
-                      req: IncomingRequest, now_ms: int) -> None:
+                      req: IncomingRequest, now_ms: int) -> RequestFacts:
         """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
         assert account.adapter is not None
         try:
@@ -151,13 +157,28 @@ class Pipeline:
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
         now = now_ms / 1000
-        decision = decide(facts, endpoint.cls.value, bot.policy, self.counters, now, bot=bot.info.name,
-                          account=account.info.name, halted=snap.halt_reason(bot.info.name, account.info.name),
-                          last_price=self.prices.get((account.info.name, facts.symbol)) if facts.symbol else None)
+        policy, name = bot.policy, bot.info.name
+        usage = Usage()
+        if self.usage is not None:
+            usage = Usage(
+                open_orders=self.usage.open_orders(name) if policy.max_open_orders and facts.action == "order" else 0,
+                daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
+                daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
+                                 if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
+        decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
+                          account=account.info.name, halted=snap.halt_reason(name, account.info.name),
+                          last_price=self.prices.get((account.info.name, facts.symbol)) if facts.symbol else None,
+                          account_limits=snap.account_limits.get(account.info.name), usage=usage)
         if not decision.allow:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
-            raise Refused(decision.code, f"bot {bot.info.name!r}: {decision.detail}{where}", decision.retry_after)
+            raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         self.counters.apply(decision.charges, now)
+        if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
+            if decision.notional is not None and policy.daily_notional_cap:
+                self.usage.add_daily("notional", name, decision.notional, now)
+            if decision.withdrawal is not None and policy.daily_withdrawal_cap:
+                self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
+        return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, req: IncomingRequest) -> BotEntry | None:
         token = req.headers.get(TOKEN_HEADER)
@@ -203,6 +224,25 @@ class Pipeline:
                 raise Refused("replayed_request", "this signed request was already received")
         return verified.request
 
+    def _track_open_orders(self, adapter: object, track: tuple[str, RequestFacts], out: OutboundRequest,
+                           body: bytes) -> None:
+        """Keep the bot's open-order count: +1 per resting order, -1 per cancel, reset by its own queries."""
+        if self.usage is None:
+            return
+        bot, facts = track
+        symbol = facts.symbol or "*"
+        if facts.action == "order":
+            rests = getattr(adapter, "order_rests", None)
+            if rests is None or rests(out.path, body):
+                self.usage.change_open_orders(bot, symbol, +1)
+        elif facts.action == "cancel":
+            self.usage.change_open_orders(bot, symbol, -1)
+        else:
+            counted = getattr(adapter, "open_orders_count", None)
+            result = counted(out.path, out.query, body) if counted else None
+            if result is not None:
+                self.usage.set_open_orders(bot, result[0], result[1])
+
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         limit = self._limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -242,6 +282,8 @@ class Pipeline:
                     if endpoint.cls is EndpointClass.PUBLIC and resp.status == 200:
                         for symbol, price in account.adapter.prices(out.path, body).items():
                             self.prices[(account.info.name, symbol)] = price
+                    if outcome.track is not None and 200 <= resp.status < 300:
+                        self._track_open_orders(account.adapter, outcome.track, out, body)
                     return web.Response(status=resp.status, body=body, headers=headers)
                 stream = web.StreamResponse(status=resp.status, headers=headers)
                 await stream.prepare(request)
@@ -264,7 +306,7 @@ class Pipeline:
             raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__})") from None
 
 
-def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:
+def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103
     try:
         return adapter.strip(req)  # type: ignore[attr-defined,no-any-return]
     except BadRequest as e:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from keyproxy.exchanges.base import Adapter, BotKey, RealKey, Upstream, resolve_upstream
-from keyproxy.policy.model import BotPolicy, parse_policy
+from keyproxy.policy.model import AccountLimits, BotPolicy, parse_policy
 from keyproxy.secret import Secret
 from keyproxy.vault.records import AccountInfo, BotInfo
 
@@ -51,6 +51,7 @@ class Snapshot:
     bots_by_token: Mapping[str, BotEntry]
     token_digest: Callable[[Secret], str]
     halts: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (all|account|bot, target) -> reason
+    account_limits: Mapping[str, AccountLimits] = field(default_factory=dict)
 
     def halt_reason(self, bot: str, account: str) -> str | None:
         """The kill switch covering this bot, if any (the widest first)."""
@@ -62,7 +63,8 @@ class Snapshot:
 
 def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
                    halts: list[tuple[str, str, str, float]] | None = None,
-                   pinned: Mapping[str, Mapping[str, object]] | None = None) -> Snapshot:
+                   pinned: Mapping[str, Mapping[str, object]] | None = None,
+                   account_limits: Mapping[str, AccountLimits] | None = None) -> Snapshot:
     """Read every account and bot from an open vault (duck-typed to keep this module I/O-free)."""
     accounts: dict[str, AccountEntry] = {}
     for info in vault.list_accounts():  # type: ignore[attr-defined]
@@ -90,4 +92,5 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
         if rec.token_digest:
             by_token[rec.token_digest] = entry
     return Snapshot(accounts, by_key, by_token, vault.token_digest,  # type: ignore[attr-defined]
-                    {(scope, target): reason for scope, target, reason, _ in (halts or [])})
+                    {(scope, target): reason for scope, target, reason, _ in (halts or [])},
+                    dict(account_limits or {}))

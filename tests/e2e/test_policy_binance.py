@@ -145,3 +145,29 @@ def test_bot_set_changes_limits_live(limited: DevStack) -> None:
             ccxt.InvalidOrder)
     bad = limited.cli("bot", "set", "tunable", "max_order_notional=-1", check=False)
     assert bad.returncode == 1 and "max_order_notional: must be a positive number" in bad.stderr
+
+
+def test_open_order_cap_counts_resting_orders_and_cancels(limited: DevStack) -> None:
+    ex = bot(limited, "opener", "max_open_orders=2")
+    first = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    second = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20001)
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20002), "open_orders_exceeded",
+            ccxt.InvalidOrder)
+    ex.cancel_order(first["id"], "BTC/USDT")
+    third = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20003)
+    for o in (second, third):
+        ex.cancel_order(o["id"], "BTC/USDT")
+
+
+def test_daily_notional_cap_survives_restart(limited: DevStack) -> None:
+    ex = bot(limited, "daily", "daily_notional_cap=300")
+    for _ in range(2):
+        o = ex.create_order("BTC/USDT", "limit", "buy", 0.005, 20000)  # 100 each
+        ex.cancel_order(o["id"], "BTC/USDT")
+    limited.stop_daemon()
+    port = int(limited.proxy_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    limited.start_daemon(port)
+    o = ex.create_order("BTC/USDT", "limit", "buy", 0.005, 20000)  # 300: at the cap
+    ex.cancel_order(o["id"], "BTC/USDT")
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "daily_notional_exceeded",
+            ccxt.InvalidOrder)

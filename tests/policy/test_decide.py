@@ -191,3 +191,48 @@ def test_replace_keeps_policy_frozen() -> None:
     with pytest.raises(AttributeError):
         pol.scopes = ("admin",)  # type: ignore[misc]
     assert replace(pol, reduce_only=True).reduce_only
+
+
+def test_open_order_cap() -> None:
+    from keyproxy.policy.model import Usage
+
+    pol = policy(max_open_orders=2)
+    assert run(order(), pol, usage=Usage(open_orders=1)).allow
+    d = run(order(), pol, usage=Usage(open_orders=2))
+    assert (d.allow, d.code) == (False, "open_orders_exceeded")
+    assert run(RequestFacts(action="cancel"), pol, usage=Usage(open_orders=5)).allow
+
+
+def test_daily_notional_cap_and_charge() -> None:
+    from keyproxy.policy.model import Usage
+
+    pol = policy(daily_notional_cap=1000)
+    d = run(order(), pol, usage=Usage(daily_notional=D("400")))  # 0.01 x 50000 = 500
+    assert d.allow and d.notional == D("500.00")
+    d = run(order(), pol, usage=Usage(daily_notional=D("600")))
+    assert (d.allow, d.code) == (False, "daily_notional_exceeded")
+    assert run(order(price=None), pol).code == "notional_unknown"
+
+
+def test_daily_withdrawal_cap() -> None:
+    from keyproxy.policy.model import Usage
+
+    w = RequestFacts(action="withdraw", asset="USDT", network="BSC", address="0x", amount=D("60"))
+    pol = policy(daily_withdrawal_cap=100)
+    d = run(w, pol, "withdraw", usage=Usage(daily_withdrawn=D("30")))
+    assert d.allow and d.withdrawal == D("60")
+    assert run(w, pol, "withdraw", usage=Usage(daily_withdrawn=D("50"))).code == "withdrawal_limit"
+
+
+def test_account_rate_limits_are_shared_by_its_bots() -> None:
+    from keyproxy.policy.model import parse_account_limits
+
+    limits, counters = parse_account_limits({"requests_per_second": 1, "burst": 2}), Counters()
+    seen = []
+    for bot in ("a", "b", "c"):
+        d = decide(RequestFacts(action="other"), "read", policy(), counters, NOON, bot=bot, account="acct",
+                   account_limits=limits)
+        seen.append(d.allow)
+        if d.allow:
+            counters.apply(d.charges, NOON)
+    assert seen == [True, True, False]
