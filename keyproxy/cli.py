@@ -415,9 +415,57 @@ def cmd_status(ctx: Context) -> int:
     if ctx.args.json:
         ctx.out_json(st)
         return 0
-    ctx.out(f"daemon: {st['daemon']}; accounts: {st['accounts']}; bots: {st['bots']}")
+    ctx.out(f"daemon: {st['daemon']}; accounts: {st['accounts']}; bots: {st['bots']}; incidents: {st['incidents']}")
+    for name in st["suspended_bots"]:
+        ctx.out(f"SUSPENDED bot {name}")
+    for name in st["quarantined_keys"]:
+        ctx.out(f"QUARANTINED key of account {name}")
     for h in st["halts"]:
         ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
+    return 0
+
+
+def cmd_bot_restore(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.restore_bot(name=ctx.args.bot)
+    ctx.out(f"bot {info['name']} is {info['status']}")
+    return 0
+
+
+def cmd_key_restore(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.restore_key(name=ctx.args.account)
+    ctx.out(f"account {info['name']} is {info['status']}")
+    return 0
+
+
+def cmd_incidents_list(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        incidents = controls.list_incidents()
+    if ctx.args.json:
+        ctx.out_json(incidents)
+    elif incidents:
+        rows = [[str(i["id"]), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(i["ts"])), i["rule"], i["subject"],
+                 ",".join(i["actions"])] for i in incidents]
+        ctx.out(_table(rows, ["ID", "TIME (UTC)", "RULE", "SUBJECT", "ACTIONS"]))
+    else:
+        ctx.out("no incidents")
+    return 0
+
+
+def cmd_incidents_show(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        incident = controls.show_incident(incident_id=ctx.args.id)
+    if ctx.args.json:
+        ctx.out_json(incident)
+        return 0
+    ctx.out(f"incident {incident['id']} at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(incident['ts']))}")
+    ctx.out(f"rule:     {incident['rule']} ({incident['reason']})")
+    ctx.out(f"subject:  {incident['subject']}")
+    ctx.out(f"actions:  {', '.join(incident['actions'])}")
+    ctx.out(f"evidence: request ids {', '.join(incident['evidence'])} (keyproxy audit tail / export)")
+    for step in incident["next_steps"]:
+        ctx.out(f"next:     {step}")
     return 0
 
 
@@ -601,6 +649,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("account")
     sp.add_argument("--yes", action="store_true", help="do not ask to confirm")
 
+    sp = cmd(key, "restore", cmd_key_restore, "lift a key's quarantine (refused for a key the exchange revoked)")
+    sp.add_argument("account")
+
+    incidents = sub.add_parser("incidents", help="anomaly incidents").add_subparsers(
+        dest="incidents_command", required=True, metavar="ACTION")
+    sp = cmd(incidents, "list", cmd_incidents_list, "list incident records")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd(incidents, "show", cmd_incidents_show, "show one incident: rule, evidence, actions, next steps")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--json", action="store_true")
+
     vault = sub.add_parser("vault", help="the vault itself").add_subparsers(dest="vault_command",
                                                                              required=True, metavar="ACTION")
     sp = cmd(vault, "rekey", cmd_vault_rekey, "wrap the data key under a new master key")
@@ -628,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bot")
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "revoke", cmd_bot_revoke, "revoke a bot's credential (takes effect on its next request)")
+    sp.add_argument("bot")
+    sp = cmd(bot, "restore", cmd_bot_restore, "lift a bot's suspension")
     sp.add_argument("bot")
     sp = cmd(bot, "set", cmd_bot_set, "change a bot's policy, live (e.g. max_order_notional=500 symbols=BTCUSDT)")
     sp.add_argument("bot")

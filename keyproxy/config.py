@@ -77,6 +77,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
     account_limits: Mapping[str, Any] = field(default_factory=dict)  # [accounts.NAME] -> AccountLimits
+    anomaly: Mapping[str, Any] | None = None  # rule name -> RuleConfig ([anomaly.RULE]); None: defaults
 
     @property
     def audit_dir(self) -> Path:
@@ -178,7 +179,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -239,7 +240,20 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         raise r.error("metrics.host", "metrics are served on loopback only unless listen.allow_non_loopback = true")
     return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics,
                     bot_policies=_bot_policies(r, doc.get("bots", {})),
-                    account_limits=_account_limits(r, doc.get("accounts", {})))
+                    account_limits=_account_limits(r, doc.get("accounts", {})),
+                    anomaly=_anomaly(r, doc.get("anomaly", {})))
+
+
+def _anomaly(r: _Reader, doc: Any) -> dict[str, Any]:
+    from keyproxy.anomaly.rules import RuleError, parse_rules
+
+    if not isinstance(doc, dict):
+        raise r.error("anomaly", "must be a table of [anomaly.RULE] tables")
+    try:
+        return parse_rules(doc)
+    except RuleError as e:
+        key, _, reason = str(e).partition(": ")
+        raise r.error(f"anomaly.{key}", reason) from None
 
 
 def _account_limits(r: _Reader, accounts: Any) -> dict[str, Any]:

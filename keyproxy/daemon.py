@@ -17,6 +17,8 @@ from aiohttp import web
 
 from keyproxy.admin.controls import Controls
 from keyproxy.admin.server import build_admin_app, prepare_socket_path
+from keyproxy.anomaly.respond import Responder
+from keyproxy.anomaly.rules import Engine
 from keyproxy.audit.log import REDACTOR, get_logger
 from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings, load_settings
@@ -100,6 +102,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                                         config["settings"].account_limits)
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
+    recorder.responder = Responder(Engine(dict(settings.anomaly) if settings.anomaly else None), vault, store,
+                                   trail.append, metrics, reload)
 
     metrics.halts_active.set(len(state.snapshot.halts))
 

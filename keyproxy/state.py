@@ -23,6 +23,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS halts (scope TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
     " since REAL NOT NULL, PRIMARY KEY (scope, target))",
     "CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, rule TEXT NOT NULL,"
+    " subject TEXT NOT NULL, actions TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, steps TEXT NOT NULL)",
 )
 
 
@@ -90,6 +92,22 @@ class StateStore:
     def clear_halt(self, scope: str, target: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM halts WHERE scope = ? AND target = ?", (scope, target)).rowcount > 0
+
+    def add_incident(self, ts: float, rule: str, subject: str, actions: list[str], reason: str,
+                     evidence: list[str], steps: list[str]) -> int:
+        import json
+
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO incidents (ts, rule, subject, actions, reason, evidence, steps) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ts, rule, subject, json.dumps(actions), reason, json.dumps(evidence), json.dumps(steps)))
+            return int(cur.lastrowid or 0)
+
+    def incidents(self, incident_id: int | None = None) -> list[tuple[object, ...]]:
+        q = "SELECT id, ts, rule, subject, actions, reason, evidence, steps FROM incidents"
+        if incident_id is not None:
+            return self._db.execute(q + " WHERE id = ?", (incident_id,)).fetchall()
+        return self._db.execute(q + " ORDER BY id").fetchall()
 
     def usage_items(self, prefix: str) -> dict[str, str]:
         rows = self._db.execute("SELECT key, value FROM usage WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))

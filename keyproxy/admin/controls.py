@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keyproxy.errors import UsageError
+from keyproxy.errors import NotFound, UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
 from keyproxy.state import StateStore
@@ -171,6 +171,29 @@ class Controls:
             raise UsageError("reload needs the running daemon")
         return self._reload_config()
 
+    def restore_bot(self, name: str) -> dict[str, Any]:
+        """Lift a suspension (by an anomaly rule or an operator); recorded with who did it."""
+        self._change("bot.restore", {"bot": name}, lambda: self.vault.set_bot_status(name, "active"))
+        return self.vault.bot(name).as_json()
+
+    def restore_key(self, name: str) -> dict[str, Any]:
+        """Lift a quarantine; refused for a key the exchange itself revoked (rotate instead)."""
+        self._change("key.restore", {"account": name}, lambda: self.vault.set_account_status(name, "active"))
+        return self.vault.account(name).as_json()
+
+    def list_incidents(self) -> list[dict[str, Any]]:
+        from keyproxy.anomaly.respond import incident_json
+
+        return [incident_json(row) for row in self._need_state().incidents()]
+
+    def show_incident(self, incident_id: int) -> dict[str, Any]:
+        from keyproxy.anomaly.respond import incident_json
+
+        rows = self._need_state().incidents(int(incident_id))
+        if not rows:
+            raise NotFound(f"no incident {incident_id}")
+        return incident_json(rows[0])
+
     def _need_state(self) -> StateStore:
         if self.state is None:
             raise UsageError("no state store available")
@@ -208,4 +231,7 @@ class Controls:
         st = self.vault.status()
         st["bots"] = len(self.vault.list_bots())
         st["halts"] = self.list_halts() if self.state is not None else []
+        st["suspended_bots"] = [b.name for b in self.vault.list_bots() if b.status == "suspended"]
+        st["quarantined_keys"] = [a.name for a in self.vault.list_accounts() if a.status != "active"]
+        st["incidents"] = len(self._need_state().incidents()) if self.state is not None else 0
         return st

@@ -11,7 +11,7 @@ from keyproxy import errors
 
 OPS = ("add_account", "list_accounts", "show_account", "remove_account",
        "add_bot", "list_bots", "show_bot", "revoke_bot", "set_bot", "halt", "resume", "list_halts", "status",
-       "reload")
+       "reload", "restore_bot", "restore_key", "list_incidents", "show_incident")
 
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (

@@ -15,6 +15,8 @@ EVENTS: dict[str, str] = {
     "daemon.stop": "the daemon stopped",
     "trail.recovered": "an incomplete last line from a crash was removed on start",
     "trail.resumed": "writing resumed after the trail was unavailable",
+    "anomaly": "an anomaly rule fired: rule, subject, actions taken, incident id, evidence request ids",
+    "config.reload": "the config file was re-read (result ok or refused with the reason)",
 }
 
 AUTH_FAILURE_CODES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})

@@ -242,6 +242,16 @@ class Binance:
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_prices(path, body)
 
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """Binance says the real key is invalid, IP-restricted or lacks permission (-2015, -2014, -2008, -1002)."""
+        if status not in (401, 403):
+            return False
+        try:
+            code = json.loads(body).get("code")
+        except (ValueError, AttributeError):
+            return False
+        return code in (-2015, -2014, -2008, -1002)
+
     def order_rests(self, path: str, body: bytes) -> bool:
         """Whether an accepted order is left open (an immediately filled one does not count)."""
         try:
@@ -272,7 +282,8 @@ class Binance:
             "symbol_denied": -2010, "notional_exceeded": -2010, "notional_unknown": -2010,
             "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
             "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,
-        }.get(code, -1002 if code.endswith("_denied") or code in ("suspended", "withdrawal_limit") else -1000)
+        }.get(code, -1002 if code.endswith("_denied") or code in ("bot_suspended", "key_quarantined",
+                                                                   "withdrawal_limit") else -1000)
         return {"code": native, "msg": message}
 
     def refusal_status(self, code: str, status: int) -> int:

@@ -204,7 +204,7 @@ class Bybit:
             "replayed_request": 10004, "stale_request": 10002, "bad_request": 10001,
             "body_too_large": 10001, "request_timeout": 10001, "unknown_endpoint": 10017,
             "ip_denied": 10010, "unavailable": 10006,
-        }.get(code, 10005 if code.endswith("_denied") or code in ("halted", "suspended") else 10016)
+        }.get(code, 10005 if code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined") else 10016)
         return {"retCode": native, "retMsg": message, "result": {}, "retExtInfo": {}}
 
     def refusal_status(self, code: str, status: int) -> int:

@@ -178,7 +178,7 @@ class Coinbase:
         UTF-8 JSON object with unique member names whose `type` is exactly "transfer",
         and no query string (which a server could merge into the parameters). Anything
         else, including bodies that cannot be parsed, keeps the withdraw class.
-        Not yet called by the pipeline (it classifies before reading the body).
+        The pipeline calls it once the body is read.
         """
         endpoint = self.classify(req.method, req.path)
         if endpoint is None or req.method != "POST" or not _V2_TRANSACTIONS.fullmatch(req.path):
@@ -338,7 +338,7 @@ class Coinbase:
             v3, v2 = "expired_token", "expired_token"
         elif code == "bad_request" or code in ("body_too_large", "request_timeout"):
             v3, v2 = "INVALID_ARGUMENT", "invalid_request"
-        elif code == "unknown_endpoint" or code.endswith("_denied") or code in ("halted", "suspended"):
+        elif code == "unknown_endpoint" or code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined"):
             v3, v2 = "PERMISSION_DENIED", "invalid_scope"
         elif code == "unavailable":
             v3, v2 = "rate_limit_exceeded", "rate_limit_exceeded"  # nothing was sent: a retry is safe

@@ -359,7 +359,7 @@ class Kraken:
             **dict.fromkeys(_TRADING_LIMITS, "EOrder:Invalid order"),  # ccxt: InvalidOrder (broad ':Invalid order')
         }.get(code)
         if native is None:
-            denied = code.endswith("_denied") or code in ("halted", "suspended", "outside_hours", "withdrawal_limit")
+            denied = code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined", "outside_hours", "withdrawal_limit")
             native = "EGeneral:Permission denied" if denied else "EGeneral:Invalid arguments"
         return {"error": [native]}
 

@@ -214,7 +214,7 @@ class Okx:
             "open_orders_exceeded": "51102", **dict.fromkeys(_TRADING_LIMITS, "51005"),
         }.get(code)
         if native is None:
-            denied = code.endswith("_denied") or code in ("halted", "suspended", "outside_hours", "withdrawal_limit")
+            denied = code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined", "outside_hours", "withdrawal_limit")
             native = "50027" if denied else "51000"
         return {"code": native, "msg": message, "data": []}
 

@@ -64,6 +64,7 @@ class Outcome:
     path: str | None = None
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
+    key_rejected: bool = False  # the exchange said the real key is invalid, expired or not allowed
 
 
 def new_request_id() -> str:
@@ -117,13 +118,12 @@ class Pipeline:
             endpoint = refine(incoming) or endpoint
             outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self._clock_ms()
-        bot = self._identify(snap, account, incoming)
+        bot = self._identify(snap, account, incoming, outcome)
         if bot is None:
             if endpoint.cls is not EndpointClass.PUBLIC:
                 raise Refused("unknown_bot", "no bot credential: send the virtual API key, or X-Keyproxy-Token")
             incoming = _strip_or_refuse(adapter, incoming)
         else:
-            outcome.bot = bot.info.name
             peer = request.remote or ""
             if not bot.allows_ip(peer):
                 raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
@@ -180,7 +180,8 @@ class Pipeline:
                 self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
         return facts
 
-    def _identify(self, snap: Snapshot, account: AccountEntry, req: IncomingRequest) -> BotEntry | None:
+    def _identify(self, snap: Snapshot, account: AccountEntry, req: IncomingRequest,
+                  outcome: Outcome) -> BotEntry | None:
         token = req.headers.get(TOKEN_HEADER)
         if token is not None:
             bot = snap.bots_by_token.get(snap.token_digest(Secret(token)))
@@ -197,8 +198,15 @@ class Pipeline:
         # a bot's credential opens its own account only (never another bot's account)
         if bot.info.account != account.info.name:
             raise Refused("unknown_bot", "this credential does not belong to this account")
+        outcome.bot = bot.info.name  # named in the record even when refused below
+        if bot.info.status == "suspended":
+            raise Refused("bot_suspended", f"bot {bot.info.name!r} is suspended (an anomaly rule or an operator); "
+                          "an operator lifts it with `keyproxy bot restore`")
         if bot.info.status != "active":
             raise Refused("unknown_bot", f"bot {bot.info.name!r} is {bot.info.status}")
+        if account.info.status != "active":
+            raise Refused("key_quarantined", f"account {account.info.name!r}'s key is {account.info.status}: "
+                          "no request uses it until an operator restores or rotates it")
         return bot
 
     def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
@@ -282,6 +290,9 @@ class Pipeline:
                     if endpoint.cls is EndpointClass.PUBLIC and resp.status == 200:
                         for symbol, price in account.adapter.prices(out.path, body).items():
                             self.prices[(account.info.name, symbol)] = price
+                    if resp.status >= 400:
+                        rejected = getattr(account.adapter, "key_rejected", None)
+                        outcome.key_rejected = bool(rejected and rejected(resp.status, body))
                     if outcome.track is not None and 200 <= resp.status < 300:
                         self._track_open_orders(account.adapter, outcome.track, out, body)
                     return web.Response(status=resp.status, body=body, headers=headers)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from keyproxy.anomaly.respond import Responder
+from keyproxy.anomaly.rules import Event
 from keyproxy.audit.events import AUTH_FAILURE_CODES
 from keyproxy.audit.log import get_logger
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
@@ -21,11 +23,19 @@ log = get_logger("keyproxy.request")
 
 
 class Recorder:
-    def __init__(self, trail: AuditTrail | None, metrics: Metrics, *, fail_open: bool = False) -> None:
+    def __init__(self, trail: AuditTrail | None, metrics: Metrics, *, fail_open: bool = False,
+                 responder: Responder | None = None) -> None:
         self._trail = trail
         self._metrics = metrics
         self._fail_open = fail_open
         self._was_failing = False
+        self.responder = responder
+
+    @staticmethod
+    def event(o: Outcome, now: float | None = None) -> Event:
+        return Event(ts=time.time() if now is None else now, request_id=o.request_id, bot=o.bot, account=o.account,
+                     account_known=o.account_known, source_ip=o.source_ip, endpoint_class=o.endpoint_class,
+                     decision=o.decision, code=o.code, key_rejected=o.key_rejected)
 
     def _append(self, event: str, fields: dict[str, Any]) -> None:
         if self._trail is None:
@@ -55,6 +65,11 @@ class Recorder:
             self._append("request.forward", self._fields(o))
         except AuditUnavailable:
             raise Refused("audit_unavailable", "the audit trail cannot be written; nothing was sent") from None
+        if self.responder is not None:
+            try:
+                self.responder.observe(self.event(o))
+            except Exception:  # a broken rule must not wave a request through
+                raise Refused("internal_error", "the anomaly engine failed; nothing was sent") from None
 
     def finish(self, o: Outcome, status: int) -> None:
         total = time.perf_counter() - o.started
@@ -88,3 +103,8 @@ class Recorder:
                 self._append(event, fields)
             except AuditUnavailable:
                 pass  # already counted and logged; the answer has been decided
+        if self.responder is not None and (o.decision == "deny" or o.key_rejected):
+            try:  # acted on (and persisted) before the next request is read
+                self.responder.observe(self.event(o))
+            except Exception:
+                pass  # logged and counted by the responder; this answer is already decided

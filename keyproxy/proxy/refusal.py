@@ -27,6 +27,8 @@ STATUS: dict[str, int] = {
     "outside_hours": 403,
     "policy_denied": 403,
     "rate_limited": 429,
+    "bot_suspended": 403,
+    "key_quarantined": 403,
     "ip_denied": 403,
     "host_denied": 403,
     "browser_denied": 403,

@@ -125,9 +125,9 @@ def _raw_ed25519_problem(text: bytes) -> str | None:
     return None
 
 
-def private_key_problem(pem: bytes, key_type: str) -> str | None:
-    """Why `pem` is not an unencrypted private key of `key_type`, or None."""
-    if key_type == "ed25519" and b"-----BEGIN" not in pem:
+def private_key_problem(pem: bytes, key_type: str, raw_ed25519: bool = False) -> str | None:
+    """Why `pem` is not an unencrypted private key of `key_type`, or None (`raw_ed25519`: Coinbase's base64 form)."""
+    if raw_ed25519 and key_type == "ed25519" and b"-----BEGIN" not in pem:
         return _raw_ed25519_problem(pem)
     try:
         key = serialization.load_pem_private_key(pem, password=None)

@@ -150,6 +150,20 @@ class BotsMixin:
                 raise NotFound(f"no bot named {name!r}")
         return self.bot(name)
 
+    def set_bot_status(self, name: str, status: str) -> bool:
+        """active <-> suspended (a revoked bot stays revoked); True when the status changed."""
+        assert status in ("active", "suspended")
+        with self._write() as db:  # type: ignore[attr-defined]
+            row = db.execute("SELECT status FROM bots WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no bot named {name!r}")
+            if row[0] == "revoked":
+                raise UsageError(f"bot {name!r} is revoked; add a new bot instead")
+            if row[0] == status:
+                return False
+            db.execute("UPDATE bots SET status = ? WHERE name = ?", (status, name))
+        return True
+
     def revoke_bot(self, name: str, *, now: float | None = None) -> BotInfo:
         check_name("bot", name)
         now = time.time() if now is None else now

@@ -106,7 +106,7 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
     else:
         if not creds.private_key:
             raise UsageError(f"a {key_type} key needs private_key (PEM)")
-        problem = _crypto.private_key_problem(creds.private_key.reveal(), key_type)
+        problem = _crypto.private_key_problem(creds.private_key.reveal(), key_type, raw_ed25519=exchange == "coinbase")
         if problem:
             raise UsageError(problem)
     if EXCHANGES[exchange].needs_passphrase and not creds.passphrase:

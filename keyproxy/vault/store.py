@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, VaultError, VaultLocked
+from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, UsageError, VaultError, VaultLocked
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
 from keyproxy.vault.bots import BOTS_SCHEMA, BotsMixin
@@ -352,6 +352,22 @@ class Vault(BotsMixin):
                     " the vault record was altered or moved"
                 ) from None
         return Credentials(**opened)  # type: ignore[arg-type]
+
+    def set_account_status(self, name: str, status: str) -> bool:
+        """active | quarantined | revoked; True when it changed. A revoked key never returns to active."""
+        assert status in ("active", "quarantined", "revoked")
+        check_name("account", name)
+        with self._write() as db:
+            row = db.execute("SELECT status FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account named {name!r}")
+            if row[0] == "revoked" and status != "revoked":
+                raise UsageError(f"account {name!r}: its key was revoked at the exchange; rotate it instead "
+                                 "(`keyproxy key rotate`)")
+            if row[0] == status:
+                return False
+            db.execute("UPDATE accounts SET status = ? WHERE name = ?", (status, name))
+        return True
 
     def remove_account(self, name: str) -> None:
         check_name("account", name)

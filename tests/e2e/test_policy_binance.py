@@ -92,7 +92,8 @@ def test_address_outside_allow_ips(limited: DevStack) -> None:
     creds = limited.add_bot("remote", "main", "read", "--allow-ip", "127.0.0.2/32")
     u = urllib.parse.urlsplit(creds["base_url"])
     start = len(limited.journal())
-    for source, expected in (("127.0.0.1", 403), ("127.0.0.2", 200)):
+    # allowed address first: a denied one also fires the foreign_ip anomaly rule (the bot is then suspended)
+    for source, expected in (("127.0.0.2", 200), ("127.0.0.1", 403)):
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
         conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(creds["secret"], f"timestamp={now_ms()}"),
                      headers={"X-MBX-APIKEY": creds["api_key"]})
@@ -101,7 +102,7 @@ def test_address_outside_allow_ips(limited: DevStack) -> None:
         assert resp.status == expected, body
         if expected == 403:
             assert body["error"] == "ip_denied"
-            assert limited.journal()[start:] == []
+            assert len(limited.journal()[start:]) == 1  # only the allowed request arrived
         conn.close()
 
 

@@ -1,0 +1,83 @@
+"""Acting on findings: suspend a bot, quarantine an account's key, record an incident, alert.
+
+Every action is persisted (vault or state.db) before the request that
+completed the finding has been answered, so the very next request sees it;
+each is an audit event, a metric, and part of an incident record that
+`keyproxy incidents show` prints. A human restores with `bot restore` /
+`key restore`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from keyproxy.anomaly.rules import Engine, Event, Finding
+from keyproxy.audit.log import get_logger
+
+log = get_logger("keyproxy.anomaly")
+
+CHECKLIST = {
+    "suspend_bot": "the bot's credential may have leaked or the bot misbehaves: read `keyproxy audit tail --bot {bot}`, "
+                   "check the bot's host, then `keyproxy bot restore {bot}` or `bot rotate`/`bot revoke`",
+    "quarantine_key": "no bot can use account {account}: audit its trading history at the exchange, check the key's "
+                      "permissions and IP list, then `keyproxy key restore {account}` or rotate the key",
+    "alert": "review the evidence requests in the audit trail",
+}
+
+
+class Responder:
+    def __init__(self, engine: Engine, vault: Any, store: Any, audit: Callable[..., Any], metrics: Any,
+                 on_change: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self._vault = vault
+        self._store = store
+        self._audit = audit
+        self._metrics = metrics
+        self._on_change = on_change
+        self._clock = clock
+
+    def observe(self, event: Event) -> list[Finding]:
+        """Run every rule; a failing rule is logged and counted, and re-raised so the caller fails closed."""
+        findings: list[Finding] = []
+        for rule in self.engine.rules:
+            try:
+                findings += rule.observe(event)
+            except Exception as e:
+                self._metrics.anomalies.labels(rule.name, "error").inc()
+                log.error("anomaly rule failed", rule=rule.name, kind=type(e).__name__)
+                raise
+        for finding in findings:
+            self.act(finding)
+        return findings
+
+    def act(self, f: Finding) -> None:
+        done = []
+        for action in f.actions:
+            if action == "suspend_bot" and f.bot:
+                if self._vault.set_bot_status(f.bot, "suspended"):
+                    done.append(action)
+            elif action == "quarantine_key" and f.account:
+                if self._vault.set_account_status(f.account, "quarantined"):
+                    self._metrics.key_actions.labels(f.account, "quarantine").inc()
+                    done.append(action)
+            elif action == "alert":
+                done.append(action)
+        for action in done or ["alert"]:
+            self._metrics.anomalies.labels(f.rule, action).inc()
+        steps = [CHECKLIST[a].format(bot=f.bot, account=f.account) for a in (done or ["alert"])]
+        incident = self._store.add_incident(self._clock(), f.rule, f.subject, done or ["alert"], f.reason,
+                                            list(f.evidence), steps)
+        self._audit("anomaly", rule=f.rule, subject=f.subject, actions=done or ["alert"], reason=f.reason,
+                    incident=incident, evidence=list(f.evidence))
+        log.warning("anomaly", rule=f.rule, subject=f.subject, actions=done or ["alert"], incident=incident)
+        if done:
+            self._on_change()
+
+
+def incident_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    id_, ts, rule, subject, actions, reason, evidence, steps = row
+    return {"id": id_, "ts": ts, "rule": rule, "subject": subject, "actions": json.loads(actions),
+            "reason": reason, "evidence": json.loads(evidence), "next_steps": json.loads(steps)}

@@ -1,0 +1,78 @@
+"""Anomaly rules as specifications: thresholds, windows, subjects, bounded state, config errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyproxy.anomaly.rules import DEFAULTS, MAX_KEYS, Engine, Event, RuleConfig, RuleError, parse_rules
+
+
+def ev(ts: float, code: str | None, bot: str | None = "b", ip: str = "127.0.0.1", cls: str = "read",
+       key_rejected: bool = False, rid: str = "r") -> Event:
+    return Event(ts, rid, bot, "acct", True, ip, cls, "deny" if code else "allow", code, key_rejected)
+
+
+def fire(engine: Engine, events: list[Event]) -> list[tuple[int, str, str, tuple[str, ...]]]:
+    out = []
+    for i, e in enumerate(events):
+        out += [(i, f.rule, f.subject, f.actions) for f in engine.observe(e)]
+    return out
+
+
+def test_auth_failures_fire_at_the_threshold_per_bot_and_per_ip() -> None:
+    engine = Engine({"auth_failures": RuleConfig(3, 60, ("suspend_bot",))})
+    got = fire(engine, [ev(i, "bad_signature", rid=f"r{i}") for i in range(3)])
+    assert got == [(2, "auth_failures", "bot:b", ("suspend_bot",)), (2, "auth_failures", "ip:127.0.0.1", ("suspend_bot",))]
+
+
+def test_window_forgets_old_failures() -> None:
+    engine = Engine({"auth_failures": RuleConfig(3, 10, ("alert",))})
+    assert fire(engine, [ev(0, "bad_signature", bot=None), ev(5, "bad_signature", bot=None),
+                         ev(20, "bad_signature", bot=None)]) == []
+
+
+def test_unknown_bot_failures_count_by_source_address() -> None:
+    engine = Engine({"auth_failures": RuleConfig(2, 60, ("alert",))})
+    got = fire(engine, [ev(0, "unknown_bot", bot=None, ip="127.0.0.9"), ev(1, "unknown_bot", bot=None, ip="127.0.0.9")])
+    assert got == [(1, "auth_failures", "ip:127.0.0.9", ("alert",))]
+
+
+@pytest.mark.parametrize("rule, events, fires_at", [
+    ("foreign_ip", [ev(0, "ip_denied")], 0),
+    ("forbidden_scope", [ev(0, "scope_denied", cls="trade"), ev(1, "scope_denied", cls="withdraw")], 1),
+    ("deny_burst", [ev(i, "notional_exceeded") for i in range(20)], 19),
+    ("exchange_rejects_key", [ev(0, None), ev(1, None, key_rejected=True)], 1),
+])
+def test_each_rule_with_its_defaults(rule: str, events: list[Event], fires_at: int) -> None:
+    got = fire(Engine({rule: DEFAULTS[rule]}), events)
+    assert [g[0] for g in got] == [fires_at] and got[0][1] == rule
+
+
+def test_allowed_traffic_never_fires() -> None:
+    engine = Engine()
+    assert fire(engine, [ev(i * 0.01, None, rid=f"r{i}") for i in range(10_000)]) == []
+
+
+def test_state_stays_bounded() -> None:
+    engine = Engine({"auth_failures": RuleConfig(5, 3600, ("alert",))})
+    for i in range(MAX_KEYS + 500):
+        engine.observe(ev(i, "bad_signature", bot=None, ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"))
+    assert len(engine.rules[0]._windows.hits) <= MAX_KEYS
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"brute": {}}, "brute: unknown rule"),
+    ({"auth_failures": {"window_seconds": 0}}, "auth_failures.window_seconds: must be a positive number"),
+    ({"auth_failures": {"window_seconds": -5}}, "auth_failures.window_seconds: must be a positive number"),
+    ({"auth_failures": {"threshold": 0}}, "auth_failures.threshold: must be a whole number"),
+    ({"auth_failures": {"actions": ["nuke"]}}, "auth_failures.actions: unknown action 'nuke'"),
+    ({"auth_failures": {"windw": 5}}, "auth_failures.windw: unknown key"),
+])
+def test_bad_config(doc: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(RuleError, match=message):
+        parse_rules(doc)
+
+
+def test_config_overrides_and_disables() -> None:
+    configs = parse_rules({"deny_burst": {"threshold": 5, "actions": ["suspend_bot"]}, "foreign_ip": {"enabled": False}})
+    assert configs["deny_burst"] == RuleConfig(5, 60.0, ("suspend_bot",)) and "foreign_ip" not in configs

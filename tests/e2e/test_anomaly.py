@@ -1,0 +1,146 @@
+"""Anomaly rules that act, end to end: pattern -> action within one request -> nothing more upstream ->
+audit trail, /metrics and an incident show it -> a restart keeps it -> restore lifts it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+CONFIG = """
+[anomaly.auth_failures]
+threshold = 5
+window_seconds = 60
+actions = ["suspend_bot"]
+
+[anomaly.deny_burst]
+threshold = 4
+window_seconds = 60
+actions = ["suspend_bot"]
+"""
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    dev = DevStack(tmp_path_factory.mktemp("anomaly"), extra_config=CONFIG)
+    key = new_real_key()
+    unknown_to_exchange = new_real_key()  # a real key the exchange does not (or no longer) know
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.add_account("stale", unknown_to_exchange)
+        dev.start_daemon()
+        yield dev
+    finally:
+        dev.close()
+
+
+def account_call(creds: dict, secret: str | None = None, source: str = "127.0.0.1") -> tuple[int, dict]:  # type: ignore[type-arg]
+    u = urllib.parse.urlsplit(creds["base_url"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
+    conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
+                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    resp = conn.getresponse()
+    body = json.loads(resp.read() or b"{}")
+    conn.close()
+    return resp.status, body
+
+
+def incidents(dev: DevStack) -> list[dict]:  # type: ignore[type-arg]
+    return json.loads(dev.cli("incidents", "list", "--json").stdout)
+
+
+def audit_events(dev: DevStack, event: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(x) for f in sorted(dev.audit_dir.glob("audit-*.jsonl")) for x in f.read_text().splitlines()
+            if f'"event":"{event}"' in x]
+
+
+def metric(dev: DevStack, line_start: str) -> float:
+    return sum(float(x.rsplit(" ", 1)[1]) for x in dev.metrics().splitlines() if x.startswith(line_start))
+
+
+def test_auth_failures_suspend_the_bot_within_one_request(watched: DevStack) -> None:
+    creds = watched.add_bot("guessed", "main", "read")
+    assert account_call(creds)[0] == 200
+    codes = [account_call(creds, secret="guess")[1]["error"] for _ in range(5)]
+    assert codes == ["bad_signature"] * 5  # the 5th completes the finding and suspends
+    start = len(watched.journal())
+    status, body = account_call(creds)  # even with the right secret now
+    assert (status, body["error"]) == (403, "bot_suspended")
+    assert watched.journal()[start:] == []
+    [incident] = [i for i in incidents(watched) if i["subject"] == "bot:guessed"]
+    assert incident["rule"] == "auth_failures" and incident["actions"] == ["suspend_bot"]
+    assert len(incident["evidence"]) == 5 and "bot restore guessed" in " ".join(incident["next_steps"])
+    shown = watched.cli("incidents", "show", str(incident["id"])).stdout
+    assert "auth_failures" in shown and "next:" in shown
+    assert any(a["rule"] == "auth_failures" and a["subject"] == "bot:guessed" for a in audit_events(watched, "anomaly"))
+    assert metric(watched, 'keyproxy_anomalies_total{action="suspend_bot",rule="auth_failures"}') >= 1
+    assert "SUSPENDED bot guessed" in watched.cli("status").stdout
+
+    watched.stop_daemon()
+    port = int(watched.proxy_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    watched.start_daemon(port)
+    assert account_call(creds)[1]["error"] == "bot_suspended"  # a restart keeps it
+    watched.cli("bot", "restore", "guessed")
+    assert account_call(creds)[0] == 200  # restore lifts it
+    restores = [a for a in audit_events(watched, "admin") if a.get("op") == "bot.restore"]
+    assert restores and restores[-1]["result"] == "ok" and "peer_uid" in restores[-1]
+
+
+def test_foreign_ip_suspends_a_leaked_credential(watched: DevStack) -> None:
+    creds = watched.add_bot("leaky", "main", "read")
+    assert account_call(creds)[0] == 200
+    assert account_call(creds, source="127.0.0.2")[1]["error"] == "ip_denied"
+    assert account_call(creds)[1]["error"] == "bot_suspended"  # from its own address too: the credential leaked
+    assert any(i["rule"] == "foreign_ip" and i["subject"] == "bot:leaky" for i in incidents(watched))
+
+
+def test_forbidden_scope_suspends_a_trade_bot_reaching_for_withdrawals(watched: DevStack) -> None:
+    creds = watched.add_bot("greedy", "main", "read,trade")
+    body = hmac_sign(creds["secret"], f"coin=USDT&address=0xabc&network=BSC&amount=10&timestamp={now_ms()}")
+    ans = call(creds["base_url"], "POST", "/sapi/v1/capital/withdraw/apply", body=body,
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert ans.body["error"] == "scope_denied"
+    assert account_call(creds)[1]["error"] == "bot_suspended"
+    assert any(i["rule"] == "forbidden_scope" for i in incidents(watched))
+
+
+def test_deny_burst_suspends_a_bot_gone_wrong(watched: DevStack) -> None:
+    creds = watched.add_bot("wild", "main", "read,trade", "--set", "max_order_notional=10")
+    start = len(watched.journal())
+    for i in range(4):
+        body = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
+                                          f"&price={20000 + i}&timestamp={now_ms()}")
+        ans = call(creds["base_url"], "POST", "/api/v3/order", body=body, headers={"X-MBX-APIKEY": creds["api_key"]})
+        assert ans.body["error"] == "notional_exceeded"
+    assert account_call(creds)[1]["error"] == "bot_suspended"
+    assert watched.journal()[start:] == []
+
+
+def test_exchange_rejecting_the_key_quarantines_it(watched: DevStack) -> None:
+    creds = watched.add_bot("onstale", "stale", "read")
+    other = watched.add_bot("alsostale", "stale", "read")
+    status, body = account_call(creds)
+    assert status == 401 and body.get("code") == -2015  # the exchange's own answer, relayed unchanged
+    start = len(watched.journal())
+    assert account_call(other)[1]["error"] == "key_quarantined"  # no bot of that account uses the key now
+    assert watched.journal()[start:] == []
+    assert "QUARANTINED key of account stale" in watched.cli("status").stdout
+    assert metric(watched, 'keyproxy_key_actions_total{account="stale",action="quarantine"}') == 1
+    watched.cli("key", "restore", "stale")
+    assert account_call(other)[0] == 401  # restored: requests reach the exchange again (which still refuses)
+
+
+def test_steady_bot_triggers_nothing(watched: DevStack) -> None:
+    creds = watched.add_bot("steady", "main", "read,trade")
+    before = len(incidents(watched))
+    for _ in range(30):
+        assert account_call(creds)[0] == 200
+    assert len(incidents(watched)) == before
