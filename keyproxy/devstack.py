@@ -23,6 +23,10 @@ from typing import Any
 
 from keyproxy.emulator.keys import new_api_key, new_ed25519_key, new_hmac_key, new_rsa_key
 
+# Every secret a DevStack handed out or was given, for the test suite's final leak scan.
+HANDLED_SECRETS: set[str] = set()
+ROOTS: list[Path] = []
+
 FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
 _URL = re.compile(r"http://127\.0\.0\.1:[0-9]+")
 DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
@@ -38,6 +42,13 @@ class RealKey:
 
 def new_real_key(key_type: str = "hmac", permissions: dict[str, Any] | None = None,
                  balances: dict[str, str] | None = None, exchange: str = "binance") -> RealKey:
+    key = _new_real_key(key_type, permissions, balances, exchange)
+    HANDLED_SECRETS.update(v for k, v in key.credentials.items() if k != "api_key")
+    return key
+
+
+def _new_real_key(key_type: str, permissions: dict[str, Any] | None, balances: dict[str, str] | None,
+                  exchange: str) -> RealKey:
     if exchange != "binance":
         # each emulated exchange knows what its keys look like: new_key(key_type, permissions, balances)
         module = importlib.import_module(f"keyproxy.emulator.{exchange}")
@@ -88,6 +99,7 @@ class DevStack:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        ROOTS.append(self.root)
         (self.root / "passphrase").write_text("devstack passphrase\n")
         (self.root / "passphrase").chmod(0o600)
         config = self.root / "keyproxy.toml"
@@ -135,7 +147,10 @@ class DevStack:
                  "--base-url", self.emulator_url, "--insecure-upstream", *extra, input=json.dumps(key.credentials))
 
     def add_bot(self, name: str, account: str, scope: str, *extra: str) -> dict[str, Any]:
-        return json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope, *extra).stdout)
+        shown: dict[str, Any] = json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope,
+                                                    *extra).stdout)
+        HANDLED_SECRETS.update(shown[k] for k in ("secret", "passphrase", "token") if shown.get(k))
+        return shown
 
     def start_daemon(self, port: int = 0) -> str:
         line = _read_ready_line(self._spawn("daemon", "serve", "--port", str(port)), "daemon")

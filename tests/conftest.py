@@ -80,3 +80,40 @@ def home(tmp_path: Path) -> Iterator[Home]:
     env = child_env(tmp_path)
     env["KEYPROXY_PASSPHRASE_FILE"] = str(pw)
     yield Home(tmp_path, env, pw)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the whole suite: no secret any DevStack handled appears in any of their logs or audit
+    trails, in any encoding (raw, hex, base64, URL-encoded, JSON-escaped), failure paths included."""
+    from keyproxy.audit.redact import encodings
+    from keyproxy.devstack import HANDLED_SECRETS, ROOTS
+
+    texts = []
+    for root in ROOTS:
+        for sub in ("logs", "state/audit"):
+            folder = root / sub
+            if folder.is_dir():
+                texts += [p.read_text(errors="replace") for p in folder.iterdir() if p.is_file()]
+    blob = "\n".join(texts)
+    leaks = []
+    for secret in HANDLED_SECRETS:
+        forms = set(encodings(secret)) | {line for line in secret.splitlines() if len(line) >= 16 and "-----" not in line}
+        leaks += [form[:8] + "..." for form in forms if form in blob]
+    session.config.stash[LEAK_KEY] = (len(HANDLED_SECRETS), len(texts), leaks)
+    if leaks and exitstatus == 0:
+        session.exitstatus = 1
+
+
+LEAK_KEY = pytest.StashKey[tuple]()  # type: ignore[type-arg]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    result = config.stash.get(LEAK_KEY, None)
+    if result is None:
+        return
+    secrets, files, leaks = result
+    if leaks:
+        terminalreporter.write_line(f"SECRET LEAK: {len(leaks)} secret forms found in logs/audit: {leaks[:5]}", red=True)
+    else:
+        terminalreporter.write_line(f"leak scan: {secrets} secrets handled by the e2e stacks, {files} log and audit "
+                                    "files searched in every encoding: 0 found")
