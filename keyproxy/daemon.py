@@ -121,7 +121,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish)
+    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react)
     server = SafeServer(front, keepalive_timeout=ps.header_timeout, max_line_size=8190, max_field_size=8190,
                         access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
@@ -177,10 +177,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     background: list[asyncio.Task[Any]] = [asyncio.create_task(trail.run_flusher())]
 
     async def persist_head() -> None:
-        while True:
+        while True:  # a synchronous=FULL commit takes ~1-5 ms: off the event loop
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
-                store.record_audit_head(trail.head.seq)
+                await loop.run_in_executor(None, store.record_audit_head, trail.head.seq)
 
     background.append(asyncio.create_task(persist_head()))
     trail.append("daemon.start", listen=base_url, accounts=len(state.snapshot.accounts),

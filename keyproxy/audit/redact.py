@@ -13,11 +13,14 @@ Pure and stdlib-only, so it can be tested exhaustively.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+from keyproxy.secret import Secret
 
 MASK = "<redacted>"
 
@@ -49,6 +52,7 @@ class Redactor:
     def __init__(self) -> None:
         self._needles: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        self._cached = functools.lru_cache(maxsize=4096)(self._scrub)  # log lines repeat the same strings
 
     def register(self, values: Iterable[str]) -> None:
         """Remember secrets (real and virtual) so that any string containing one is scrubbed."""
@@ -61,8 +65,12 @@ class Redactor:
                         new.add(line)
         with self._lock:
             self._needles = tuple(sorted(new, key=len, reverse=True))
+            self._cached = functools.lru_cache(maxsize=4096)(self._scrub)  # forget results made without them
 
     def scrub(self, text: str) -> str:
+        return text if len(text) < _MIN_NEEDLE else self._cached(text)  # nothing shorter can hold a secret
+
+    def _scrub(self, text: str) -> str:
         for needle in self._needles:
             if needle in text:
                 text = text.replace(needle, MASK)
@@ -70,14 +78,14 @@ class Redactor:
         return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
     def clean(self, value: Any, depth: int = 0) -> Any:
-        from keyproxy.secret import Secret
-
         if depth > 8:
-            return MASK
-        if isinstance(value, Secret):
             return MASK
         if isinstance(value, str):
             return self.scrub(value)
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+        if isinstance(value, Secret):
+            return MASK
         if isinstance(value, (bytes, bytearray)):
             return self.scrub(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, dict):
@@ -97,4 +105,9 @@ class Redactor:
 
 
 def _secret_field(name: Any) -> bool:
-    return isinstance(name, str) and name not in SAFE_FIELDS and bool(SECRET_FIELD.search(name))
+    return isinstance(name, str) and _secret_name(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_name(name: str) -> bool:
+    return name not in SAFE_FIELDS and bool(SECRET_FIELD.search(name))

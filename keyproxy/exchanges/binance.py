@@ -65,27 +65,18 @@ ENVIRONMENTS = (
     )),
 )
 
-# Bytes that may stay literal in a signed payload; everything else is %XX-encoded
-# before the real signature is computed (Binance signs the percent-encoded form).
-_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~=&+%")
-_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
+# Bytes outside [A-Za-z0-9-._~=&+%] are %XX-encoded before the real signature is computed
+# (Binance signs the percent-encoded form).
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _WINDOW = re.compile(r"[0-9]{1,5}(\.[0-9]{1,3})?")
 
 
+_NEEDS_ESCAPE = re.compile(rb"[^A-Za-z0-9._~=&+%-]|%(?![0-9A-Fa-f]{2})")
+
+
 def percent_encode_payload(raw: bytes) -> bytes:
-    """Escape every byte outside the safe set; keep valid `%XX` escapes as they are."""
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        b = raw[i]
-        if b == 0x25 and _PCT.match(raw, i):
-            out += raw[i:i + 3]
-            i += 3
-            continue
-        out += bytes([b]) if b in _SAFE and b != 0x25 else b"%%%02X" % b
-        i += 1
-    return bytes(out)
+    """Escape every byte outside the safe set, and a `%` not starting a valid `%XX` escape; keep the rest."""
+    return _NEEDS_ESCAPE.sub(lambda m: b"%%%02X" % m.group()[0], raw)
 
 
 def _decoded(params: ParamList) -> str:
@@ -139,12 +130,10 @@ class Binance:
         if not (ts < now_ms + MAX_FUTURE_MS and now_ms - ts <= window):
             raise AuthFailure("stale_request", "timestamp is outside the recvWindow (or more than 1 s ahead)")
         wire = (q.render() + b.render()).encode()
-        candidates = [wire]
-        decoded = (_decoded(q) + _decoded(b)).encode()
-        if decoded != wire:
-            candidates.append(decoded)  # python-binance signs decoded values but sends them encoded
-        if not any(self._check(bot, signature, c) for c in candidates):
-            raise AuthFailure("bad_signature", "signature does not match the virtual credential")
+        if not self._check(bot, signature, wire):
+            decoded = (_decoded(q) + _decoded(b)).encode()  # python-binance signs decoded values, sends encoded
+            if decoded == wire or not self._check(bot, signature, decoded):
+                raise AuthFailure("bad_signature", "signature does not match the virtual credential")
         stripped = self._rebuild(req, q, b)
         return Verified(stripped, replay_id=f"{bot.key_id}:{signature.lower()}", expires_ms=int(ts + window) + 1)
 

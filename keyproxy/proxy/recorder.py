@@ -71,6 +71,14 @@ class Recorder:
             except Exception:  # a broken rule must not wave a request through
                 raise Refused("internal_error", "the anomaly engine failed; nothing was sent") from None
 
+    def react(self, o: Outcome) -> None:
+        """Anomaly rules over a finished request; actions persist before the next request is read."""
+        if self.responder is not None and (o.decision == "deny" or o.key_rejected):
+            try:
+                self.responder.observe(self.event(o))
+            except Exception:
+                pass  # logged and counted by the responder; this answer is already decided
+
     def finish(self, o: Outcome, status: int) -> None:
         total = time.perf_counter() - o.started
         upstream = (o.upstream_ms or 0) / 1000
@@ -103,8 +111,4 @@ class Recorder:
                 self._append(event, fields)
             except AuditUnavailable:
                 pass  # already counted and logged; the answer has been decided
-        if self.responder is not None and (o.decision == "deny" or o.key_rejected):
-            try:  # acted on (and persisted) before the next request is read
-                self.responder.observe(self.event(o))
-            except Exception:
-                pass  # logged and counted by the responder; this answer is already decided
+

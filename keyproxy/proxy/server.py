@@ -9,6 +9,7 @@ web page can reach 127.0.0.1 through DNS rebinding.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -79,10 +80,12 @@ class ProxyFrontDoor:
     """Guards that apply before any routing, then the pipeline, then one log line."""
 
     def __init__(self, pipeline: Pipeline, allowed_hosts: frozenset[str],
-                 record: Callable[[Outcome, int], None]) -> None:
+                 record: Callable[[Outcome, int], None],
+                 react: Callable[[Outcome], None] = lambda o: None) -> None:
         self._pipeline = pipeline
         self._hosts = allowed_hosts
         self._record = record
+        self._react = react
 
     def allow_hosts(self, hosts: frozenset[str]) -> None:
         self._hosts = hosts
@@ -111,7 +114,11 @@ class ProxyFrontDoor:
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
             return error_response("internal_error", "internal error", outcome.request_id)
         finally:
-            self._record(outcome, status)
+            # Anomaly reactions run now, before the next request is read; the outcome's audit line,
+            # metrics and log line run just after the answer is written (the request.forward line,
+            # written before anything went upstream, is what fails closed).
+            self._react(outcome)
+            asyncio.get_running_loop().call_soon(self._record, outcome, status)
 
     def _guard(self, request: web.BaseRequest) -> None:
         if request.method == "CONNECT":

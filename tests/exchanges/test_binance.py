@@ -334,3 +334,25 @@ def test_prices_from_public_tickers() -> None:
         "ETHUSDT": Decimal("3000")}
     assert ADAPTER.prices("/api/v3/account", b'{"symbol":"X","price":"1"}') == {}
     assert ADAPTER.prices("/api/v3/ticker/price", b"not json") == {}
+
+
+def _reference_percent_encode(raw: bytes) -> bytes:
+    """The plain byte loop, kept as the specification of percent_encode_payload."""
+    import re as _re
+
+    safe = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~=&+")
+    out, i = bytearray(), 0
+    while i < len(raw):
+        if raw[i] == 0x25 and _re.match(rb"%[0-9A-Fa-f]{2}", raw[i:i + 3]):
+            out += raw[i:i + 3]
+            i += 3
+            continue
+        out += bytes([raw[i]]) if raw[i] in safe else b"%%%02X" % raw[i]
+        i += 1
+    return bytes(out)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_percent_encoding_matches_its_specification(raw: bytes) -> None:
+    assert percent_encode_payload(raw) == _reference_percent_encode(raw)
