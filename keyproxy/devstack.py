@@ -91,6 +91,7 @@ def _read_url(proc: subprocess.Popen[str], what: str, timeout: float = 30.0) -> 
 class DevStack:
     root: Path
     extra_config: str = ""
+    log_level: str = "debug"  # debug: one log line per allowed request too (tests search them for secrets)
     env: dict[str, str] = field(init=False)
     emulator_url: str | None = None
     proxy_url: str | None = None
@@ -108,7 +109,7 @@ class DevStack:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPROXY_", "XDG_"))}
         self.env = {**base, "KEYPROXY_CONFIG": str(config), "KEYPROXY_PASSPHRASE_FILE": str(self.root / "passphrase"),
                     "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(self.root),
-                    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "KEYPROXY_LOG_LEVEL": "debug"}
+                    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "KEYPROXY_LOG_LEVEL": self.log_level}
 
     @property
     def logs(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Protocol
 
@@ -270,3 +270,23 @@ class ParamList:
 
     def render(self) -> str:
         return "&".join(self.pairs)
+
+
+def amount(value: object, name: str = "") -> Decimal | None:
+    """A non-negative finite decimal from a parameter (string or JSON number); None when absent.
+
+    Shared by every adapter's `facts()`: NaN, infinities, negatives, booleans and
+    non-numbers are BadRequest, never a silently skipped limit.
+    """
+    if value is None or value == "":
+        return None
+    label = f"{name} " if name else ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRequest(f"{label}is not a number".strip())
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise BadRequest(f"{label}{str(value)[:30]!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise BadRequest(f"{label}{str(value)[:30]!r} is not a non-negative number")
+    return d

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -299,18 +300,6 @@ _POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quot
                             "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount"})
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise BadRequest(f"{value[:30]!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{value[:30]!r} is not a non-negative number")
-    return d
-
-
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
@@ -331,17 +320,17 @@ def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if (req.method, req.path) in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol)
     if req.method == "POST" and req.path in _LEVERAGE:
-        return RequestFacts(action="leverage", symbol=symbol, leverage=_decimal(params.get("leverage")))
+        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
     if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
         return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,
-                            amount=_decimal(params.get("amount")))
+                            amount=amount(params.get("amount")))
     if req.method == "POST" and req.path in _ORDER_PLACEMENT:
         reduce_only = params.get("reduceOnly", "").lower() == "true" or params.get("closePosition", "").lower() == "true"
         return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
                             order_type=(params.get("type") or "").upper() or None,
-                            quantity=_decimal(params.get("quantity")), price=_decimal(params.get("price")),
-                            quote_quantity=_decimal(params.get("quoteOrderQty")), reduce_only=reduce_only)
+                            quantity=amount(params.get("quantity")), price=amount(params.get("price")),
+                            quote_quantity=amount(params.get("quoteOrderQty")), reduce_only=reduce_only)
     if req.path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (OCO, batch, COIN-M)

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -269,20 +270,6 @@ def _json_body(raw: bytes) -> dict[str, object]:
     return value
 
 
-def _number(value: object, name: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BadRequest(f"{name} is not a number")
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise BadRequest(f"{name} {str(value)[:30]!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{name} {str(value)[:30]!r} is not a non-negative number")
-    return d
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -309,22 +296,22 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             return RequestFacts(action="withdraw", asset=(_text(body.get("coin")) or "").upper() or None,
                                 address=_text(body.get("address")),
                                 network=(_text(body.get("chain")) or "").upper() or None,
-                                amount=_number(body.get("amount"), "amount"))
+                                amount=amount(body.get("amount"), "amount"))
         if req.path == "/v5/asset/withdraw/cancel":
             return RequestFacts(action="cancel")
         return RequestFacts(action="withdraw", address=_text(body.get("accountId")),
-                            amount=_number(body.get("amount"), "amount"))
+                            amount=amount(body.get("amount"), "amount"))
     if req.path in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol)
     if req.path in _LEVERAGE:
-        values = [_number(body.get(k), k) for k in ("buyLeverage", "sellLeverage", "leverage") if k in body]
+        values = [amount(body.get(k), k) for k in ("buyLeverage", "sellLeverage", "leverage") if k in body]
         readable = [v for v in values if v is not None]
         return RequestFacts(action="leverage", symbol=symbol,
                             leverage=max(readable) if readable and len(readable) == len(values) else None)
     if req.path in _SETTINGS:
         return RequestFacts(action="other", symbol=symbol)
     if req.path == "/v5/order/amend":
-        qty, price = _number(body.get("qty"), "qty"), _number(body.get("price"), "price")
+        qty, price = amount(body.get("qty"), "qty"), amount(body.get("price"), "price")
         if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
             return RequestFacts(action="other", symbol=symbol)
         return RequestFacts(action="order", symbol=symbol, quantity=qty, price=price)
@@ -332,12 +319,12 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         category = (_text(body.get("category")) or "").lower()
         side = (_text(body.get("side")) or "").upper() or None
         order_type = (_text(body.get("orderType")) or "").upper() or None
-        qty = _number(body.get("qty"), "qty")
+        qty = amount(body.get("qty"), "qty")
         unit = _text(body.get("marketUnit")) or ("quoteCoin" if side == "BUY" else "baseCoin")
         in_quote = category == "inverse" or (category == "spot" and order_type == "MARKET" and unit == "quoteCoin")
         return RequestFacts(action="order", symbol=symbol, side=side, order_type=order_type,
                             quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
-                            price=_number(body.get("price"), "price"),
+                            price=amount(body.get("price"), "price"),
                             # Bybit honours reduceOnly for linear, inverse and option, closeOnTrigger for
                             # linear and inverse only: a spot order's flags would not reduce anything
                             reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))

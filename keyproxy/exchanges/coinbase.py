@@ -40,6 +40,7 @@ from decimal import Decimal, InvalidOperation
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -370,21 +371,6 @@ _ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), 
 _V2_WITHDRAWAL = re.compile(f"/v2/accounts/{_SEGMENT}/withdrawals")
 
 
-def _number(value: object, name: str) -> Decimal | None:
-    """A non-negative decimal from a JSON string or number; None when absent."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BadRequest(f"{name} is not a number")
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise BadRequest(f"{name} {str(value)[:30]!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{name} {str(value)[:30]!r} is not a non-negative number")
-    return d
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -408,20 +394,20 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             destination = body.get("to") if _V2_TRANSACTIONS.fullmatch(req.path) else body.get("payment_method")
             return RequestFacts(action="withdraw", asset=(_text(body.get("currency")) or "").upper() or None,
                                 address=_text(destination), network=(_text(body.get("network")) or "").upper() or None,
-                                amount=_number(body.get("amount"), "amount"))
+                                amount=amount(body.get("amount"), "amount"))
         return RequestFacts(action="withdraw")  # sells, commits, request-money flows: nothing to read
     product = _text(body.get("product_id"))
     symbol = normalize_symbol(product) if product else None
     if req.path == "/api/v3/brokerage/orders/batch_cancel":
         return RequestFacts(action="cancel")
     if req.path == "/api/v3/brokerage/orders/close_position":
-        return RequestFacts(action="order", symbol=symbol, quantity=_number(body.get("size"), "size"), reduce_only=True)
+        return RequestFacts(action="order", symbol=symbol, quantity=amount(body.get("size"), "size"), reduce_only=True)
     if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
-        return RequestFacts(action="order", quantity=_number(body.get("size"), "size"),
-                            price=_number(body.get("price"), "price"))
+        return RequestFacts(action="order", quantity=amount(body.get("size"), "size"),
+                            price=amount(body.get("price"), "price"))
     if req.path in _ORDERS:
         side = (_text(body.get("side")) or "").upper() or None
-        leverage = _number(body.get("leverage"), "leverage")
+        leverage = amount(body.get("leverage"), "leverage")
         config = body.get("order_configuration")
         if not isinstance(config, dict) or len(config) != 1:
             return RequestFacts(action=None, symbol=symbol, side=side, leverage=leverage)
@@ -430,9 +416,9 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             raise BadRequest("order_configuration must hold an object")
         order_type = next((name for prefix, name in _ORDER_TYPES if kind.startswith(prefix)), kind.upper())
         return RequestFacts(action="order", symbol=symbol, side=side, order_type=order_type,
-                            quantity=_number(params.get("base_size"), "base_size"),
-                            price=_number(params.get("limit_price"), "limit_price"),
-                            quote_quantity=_number(params.get("quote_size"), "quote_size"), leverage=leverage)
+                            quantity=amount(params.get("base_size"), "base_size"),
+                            price=amount(params.get("limit_price"), "limit_price"),
+                            quote_quantity=amount(params.get("quote_size"), "quote_size"), leverage=leverage)
     return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
 
 

@@ -16,7 +16,7 @@ import json
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest
+from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest, amount
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset({"CancelOrder", "CancelAll", "CancelAllOrdersAfter", "CancelOrderBatch"})
@@ -65,23 +65,11 @@ def _text(params: dict[str, object], name: str) -> str | None:
     return str(value)
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise BadRequest(f"{value[:30]!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{value[:30]!r} is not a non-negative number")
-    return d
-
-
 def _price(value: str | None) -> Decimal | None:
     """An absolute price; None for Kraken's relative forms (+x, -x, #x, x%), which keyproxy does not value."""
     if value is None or value.startswith(("+", "-", "#")) or value.endswith("%"):
         return None
-    return _decimal(value)
+    return amount(value)
 
 
 def _leverage(value: str | None) -> Decimal | None:
@@ -90,7 +78,7 @@ def _leverage(value: str | None) -> Decimal | None:
     ratio, colon, one = value.partition(":")
     if colon and one != "1":
         raise BadRequest(f"leverage {value[:30]!r} is not N or N:1")
-    return _decimal(ratio)
+    return amount(ratio)
 
 
 def _true(params: dict[str, object], name: str) -> bool:
@@ -110,7 +98,7 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if method in ("AddOrder", "EditOrder"):
         order_type = (_text(params, "ordertype") or "").lower()
         flags = (_text(params, "oflags") or "").lower().split(",")
-        volume = _decimal(_text(params, "volume"))
+        volume = amount(_text(params, "volume"))
         limit = _text(params, "price2") if order_type.endswith("-limit") else _text(params, "price")
         return RequestFacts(
             action="order", symbol=symbol, side=(_text(params, "type") or "").upper() or None,
@@ -124,7 +112,7 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # sends it, else the key name.
         return RequestFacts(action="withdraw", asset=(_text(params, "asset") or "").upper() or None,
                             address=_text(params, "address") or _text(params, "key"),
-                            amount=_decimal(_text(params, "amount")))
+                            amount=amount(_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
         # AddOrderBatch (several orders), AmendOrder (no pair), GetWebSocketsToken (trades over
         # Kraken's WebSocket API, past keyproxy): not readable here, so refused to a bot with limits

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal, InvalidOperation
 
-from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest
+from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest, amount
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset("/api/v5/" + p for p in (
@@ -63,18 +63,6 @@ def _text(params: dict[str, object], name: str) -> str | None:
     return str(value)
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise BadRequest(f"{value[:30]!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{value[:30]!r} is not a non-negative number")
-    return d
-
-
 def _true(params: dict[str, object], name: str) -> bool:
     value = params.get(name)
     return value is True or (isinstance(value, str) and value.lower() == "true")
@@ -93,7 +81,7 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         order_type = (_text(params, "ordType") or "").lower()
         side = (_text(params, "side") or "").lower()
-        size = _decimal(_text(params, "sz"))
+        size = amount(_text(params, "sz"))
         spot = inst is not None and inst.count("-") == 1
         base = quote = False
         if spot and order_type != "market":
@@ -106,18 +94,18 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return RequestFacts(
             action="order", symbol=symbol, side=side.upper() or None, order_type=order_type.upper() or None,
             quantity=size if base else None, quote_quantity=size if quote else None,
-            price=None if order_type in ("market", "optimal_limit_ioc") else _decimal(_text(params, "px")),
+            price=None if order_type in ("market", "optimal_limit_ioc") else amount(_text(params, "px")),
             reduce_only=_true(params, "reduceOnly"))
     if path == "/api/v5/trade/close-position":
         return RequestFacts(action="order", symbol=symbol, reduce_only=True)  # closes a whole position
     if path == "/api/v5/account/set-leverage":
-        return RequestFacts(action="leverage", symbol=symbol, leverage=_decimal(_text(params, "lever")))
+        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":
         chain = _text(params, "chain")
         network = chain.split("-", 1)[1] if chain and "-" in chain else chain
         return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
                             address=_text(params, "toAddr"), network=network.upper() if network else None,
-                            amount=_decimal(_text(params, "amt")))
+                            amount=amount(_text(params, "amt")))
     if path == "/api/v5/asset/withdrawal-lightning":
         # the amount is inside the invoice, which keyproxy does not decode
         return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
@@ -126,7 +114,7 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         method = _text(params, "paymentMethod")
         return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
                             address=_text(params, "paymentAcctId"), network=method.upper() if method else None,
-                            amount=_decimal(_text(params, "amt")))
+                            amount=amount(_text(params, "amt")))
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     if endpoint.cls is EndpointClass.TRADE:
