@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import itertools
 import math
+import re
 import os
 import platform
 import statistics
@@ -64,6 +65,7 @@ class Target:
     url: URL
     api_key: str
     secret: bytes
+    ccxt: CcxtSigner | None = None  # other exchanges: ccxt builds and signs each request
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,81 @@ class OrderSigner:
         return payload + b"&signature=" + signature
 
 
+# Kraken, OKX and Bybit answer some errors with HTTP 200: a request only counts when it succeeded.
+ERRORS_WITH_200 = re.compile(rb'"error": ?\["|"keyproxy_error"|"retCode": ?[1-9]|"code": ?"[1-9]')
+
+
+class _Captured(Exception):
+    pass
+
+
+# A signed read call per exchange, made by ccxt's own implicit method (so signed exactly as a bot signs).
+CCXT_CALLS = {
+    "kraken": ("hmac", "private_post_balance", {}),
+    "okx": ("hmac", "private_get_account_balance", {}),
+    "bybit": ("hmac", "private_get_v5_account_wallet_balance", {"accountType": "UNIFIED"}),
+    "coinbase": ("ec", "v3_private_get_brokerage_accounts", {}),
+}
+
+
+class CcxtSigner:
+    """Signed requests for any exchange, built by ccxt and captured before ccxt would send them."""
+
+    def __init__(self, exchange: str, creds: dict[str, str], sign_base: str, send_base: str) -> None:
+        import ccxt
+
+        from keyproxy.devstack import point_ccxt_at
+
+        config = {"apiKey": creds["api_key"], "secret": creds.get("secret") or creds.get("private_key"),
+                  "enableRateLimit": False}
+        if creds.get("passphrase"):
+            config["password"] = creds["passphrase"]
+        self._ex = getattr(ccxt, exchange)(config)
+        if sign_base:
+            point_ccxt_at(self._ex, sign_base)
+        self._send_base = send_base
+        self._signed_for_target = bool(sign_base)
+        if exchange == "kraken":
+            # Kraken's nonce must increase per key, even within one millisecond; time-based like
+            # keyproxy's own, since the direct and proxied runs share the real key's sequence.
+            last_nonce = [0]
+
+            def nonce() -> int:
+                last_nonce[0] = max(time.time_ns() // 1000, last_nonce[0] + 1)
+                return last_nonce[0]
+
+            self._ex.nonce = nonce
+        if exchange == "okx":
+            # Two byte-identical signed requests in the same millisecond are one request replayed, and
+            # keyproxy refuses the second; a real bot's requests differ, so give each its own millisecond.
+            last = [0]
+
+            def unique_ms() -> int:
+                last[0] = max(int(time.time() * 1000), last[0] + 1)
+                return last[0]
+
+            self._ex.milliseconds = unique_ms
+        self._method, self._params = CCXT_CALLS[exchange][1], CCXT_CALLS[exchange][2]
+        self._captured: dict[str, object] = {}
+
+        def capture(url: str, method: str = "GET", headers: object = None, body: object = None) -> object:
+            self._captured = {"url": url, "method": method, "headers": headers or {}, "body": body}
+            raise _Captured
+
+        self._ex.fetch = capture
+
+    def request(self) -> tuple[str, URL, dict[str, str], bytes | None]:
+        try:
+            getattr(self._ex, self._method)(dict(self._params))
+        except _Captured:
+            pass
+        c = self._captured
+        url = str(c["url"]) if self._signed_for_target else re.sub(r"^https?://[^/]+", self._send_base, str(c["url"]))
+        body = c["body"]
+        return (str(c["method"]), URL(url, encoded=True), dict(c["headers"]),  # type: ignore[arg-type]
+                body.encode() if isinstance(body, str) else body)  # type: ignore[return-value]
+
+
 class Bench:
     """One session per mode, plus a control session that resets the emulator."""
 
@@ -160,7 +237,7 @@ class Bench:
             resp.raise_for_status()
 
     async def run(self, target: Target, requests: int, concurrency: int) -> RunResult:
-        """Send `requests` orders from `concurrency` workers; every answer must be 200."""
+        """Send `requests` signed requests from `concurrency` workers; every answer must be 200."""
         session = self._sessions[target.mode]
         signer = OrderSigner(target.secret, f"b{next(self._runs)}{target.mode[0]}")
         issued = itertools.count()
@@ -170,12 +247,15 @@ class Bench:
             while (n := next(issued)) < requests:
                 if n % RESET_EVERY == 0:
                     await self.reset_emulator()
-                body = signer.body()
+                if target.ccxt is not None:
+                    method, url, headers, data = target.ccxt.request()
+                else:
+                    method, url, headers, data = "POST", target.url, {}, signer.body()
                 started = time.perf_counter()
-                async with session.post(target.url, data=body) as resp:
+                async with session.request(method, url, data=data, headers=headers) as resp:
                     answer = await resp.read()
                 latencies.append((time.perf_counter() - started) * 1000)
-                if resp.status != 200:
+                if resp.status != 200 or ERRORS_WITH_200.search(answer[:400]):
                     raise RuntimeError(f"{target.mode}: HTTP {resp.status}: {answer[:300]!r}")
 
         cpu_before = self._cpu()
@@ -198,7 +278,8 @@ class Bench:
 
 
 def new_session(target: Target, concurrency: int) -> aiohttp.ClientSession:
-    headers = {"X-MBX-APIKEY": target.api_key, "Content-Type": "application/x-www-form-urlencoded"}
+    headers = ({} if target.ccxt is not None else
+               {"X-MBX-APIKEY": target.api_key, "Content-Type": "application/x-www-form-urlencoded"})
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
                                  headers=headers, cookie_jar=aiohttp.DummyCookieJar())
 
@@ -282,7 +363,8 @@ def report(results: Results, levels: list[int]) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--exchange", choices=["binance"], default="binance")
+    ap.add_argument("--exchange", choices=["binance", *CCXT_CALLS], default="binance",
+                    help="binance: signed orders; the others: a signed balance read, signed by ccxt")
     ap.add_argument("--requests", type=int, default=5000, help="timed requests per run")
     ap.add_argument("--warmup", type=int, default=500, help="untimed requests per mode and level")
     ap.add_argument("--rounds", type=int, default=3, help="timed runs per mode and level")
@@ -295,13 +377,21 @@ def main() -> int:
                     help="info is production (allowed requests are not logged); debug logs every request")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.exchange == "kraken" and max(levels) > 1:
+        # one key's nonces must arrive in order: concurrent private requests on one Kraken key fail
+        # at Kraken itself (EAPI:Invalid nonce), so only the sequential level means anything
+        print("kraken: measuring concurrency 1 only (one key's requests must arrive in nonce order)")
+        levels = [1]
     if min(args.requests, args.rounds, *levels) < 1 or args.warmup < 0:
         ap.error("--requests, --rounds and every concurrency level must be positive")
 
     config = f'[audit]\nfsync = "{args.fsync}"\n'
     with tempfile.TemporaryDirectory(prefix="keyproxy-bench-") as tmp, \
             DevStack(Path(tmp), extra_config=config, log_level=args.log_level) as stack:
-        real = new_real_key("hmac", balances=BALANCES)
+        if args.exchange == "binance":
+            real = new_real_key("hmac", balances=BALANCES)
+        else:
+            real = new_real_key(CCXT_CALLS[args.exchange][0], exchange=args.exchange)
         emulator_url = stack.start_emulator([real])
         stack.init()
         stack.add_account("bench", real)
@@ -313,13 +403,23 @@ def main() -> int:
                       "--set", "orders_per_minute=10000000", "--set", "symbols=BTCUSDT,ETHUSDT",
                       "--set", "max_order_notional=100"]
         bot = stack.add_bot("bench-bot", "bench", "read,trade", *limits)
-        targets = [
-            Target("direct", URL(emulator_url + ORDER_PATH), real.credentials["api_key"],
-                   real.credentials["secret"].encode()),
-            Target("proxied", URL(bot["base_url"] + ORDER_PATH), bot["api_key"],
-                   bot["secret"].encode()),
-        ]
-        print(f"keyproxy proxy overhead, {args.exchange} POST {ORDER_PATH} (resting LIMIT order): "
+        if args.exchange == "binance":
+            targets = [
+                Target("direct", URL(emulator_url + ORDER_PATH), real.credentials["api_key"],
+                       real.credentials["secret"].encode()),
+                Target("proxied", URL(bot["base_url"] + ORDER_PATH), bot["api_key"],
+                       bot["secret"].encode()),
+            ]
+        else:  # direct: signed for the exchange's own host (Coinbase's JWT names it), sent to the emulator
+            targets = [
+                Target("direct", URL(emulator_url), "", b"",
+                       CcxtSigner(args.exchange, real.credentials, "", emulator_url)),
+                Target("proxied", URL(bot["base_url"]), "", b"",
+                       CcxtSigner(args.exchange, bot, bot["base_url"], bot["base_url"])),
+            ]
+        what = f"POST {ORDER_PATH} (resting LIMIT order)" if args.exchange == "binance" else \
+            f"{CCXT_CALLS[args.exchange][1]} (signed read, built by ccxt)"
+        print(f"keyproxy proxy overhead, {args.exchange} {what}: "
               f"{args.rounds} x {args.requests} timed requests per mode and level, "
               f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}")
         pids = {"daemon": stack.daemon().pid}
