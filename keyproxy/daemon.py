@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -83,7 +84,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     config = {"settings": settings, "file": settings}
     with contextlib.suppress(ConfigError):
         config["file"] = load_settings(settings.config_file)
-    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits))
+    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits,
+                                 store.throttles(time.time())))
     register_secrets(vault, state.snapshot)
 
     au = settings.audit
@@ -99,7 +101,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
     def reload() -> None:
         state.snapshot = build_snapshot(vault, adapters, store.halts(), config["settings"].bot_policies,
-                                        config["settings"].account_limits)
+                                        config["settings"].account_limits, store.throttles(time.time()))
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
     recorder.responder = Responder(Engine(dict(settings.anomaly) if settings.anomaly else None), vault, store,

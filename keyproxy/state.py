@@ -23,6 +23,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS halts (scope TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
     " since REAL NOT NULL, PRIMARY KEY (scope, target))",
     "CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS throttles (bot TEXT PRIMARY KEY, until REAL NOT NULL, rate REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, rule TEXT NOT NULL,"
     " subject TEXT NOT NULL, actions TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, steps TEXT NOT NULL)",
 )
@@ -92,6 +93,14 @@ class StateStore:
     def clear_halt(self, scope: str, target: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM halts WHERE scope = ? AND target = ?", (scope, target)).rowcount > 0
+
+    def set_throttle(self, bot: str, until: float, rate: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO throttles VALUES (?, ?, ?)", (bot, until, rate))
+
+    def throttles(self, now: float) -> dict[str, tuple[float, float]]:
+        rows = self._db.execute("SELECT bot, until, rate FROM throttles WHERE until > ?", (now,)).fetchall()
+        return {bot: (until, rate) for bot, until, rate in rows}
 
     def add_incident(self, ts: float, rule: str, subject: str, actions: list[str], reason: str,
                      evidence: list[str], steps: list[str]) -> int:

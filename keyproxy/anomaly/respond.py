@@ -19,7 +19,12 @@ from keyproxy.audit.log import get_logger
 
 log = get_logger("keyproxy.anomaly")
 
+THROTTLE_SECONDS = 300.0
+THROTTLE_RATE = 1.0  # requests per second while throttled
+
 CHECKLIST = {
+    "throttle": "the bot is limited to 1 request/s for 5 minutes: check whether its surge was intended "
+                "(`keyproxy audit tail --bot {bot}`)",
     "suspend_bot": "the bot's credential may have leaked or the bot misbehaves: read `keyproxy audit tail --bot {bot}`, "
                    "check the bot's host, then `keyproxy bot restore {bot}` or `bot rotate`/`bot revoke`",
     "quarantine_key": "no bot can use account {account}: audit its trading history at the exchange, check the key's "
@@ -63,6 +68,9 @@ class Responder:
                 if self._vault.set_account_status(f.account, "quarantined"):
                     self._metrics.key_actions.labels(f.account, "quarantine").inc()
                     done.append(action)
+            elif action == "throttle" and f.bot:
+                self._store.set_throttle(f.bot, self._clock() + THROTTLE_SECONDS, THROTTLE_RATE)
+                done.append(action)
             elif action == "alert":
                 done.append(action)
         for action in done or ["alert"]:

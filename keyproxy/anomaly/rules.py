@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 AUTH_FAILURES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})
 POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
                             "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "address_denied",
                             "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied"})
-ACTIONS = ("alert", "suspend_bot", "quarantine_key")
+ACTIONS = ("alert", "throttle", "suspend_bot", "quarantine_key")
 MAX_KEYS = 10_000  # per rule: subjects tracked at once (oldest forgotten first)
 MAX_EVIDENCE = 20
 
@@ -33,6 +34,10 @@ class Event:
     decision: str
     code: str | None
     key_rejected: bool = False  # the exchange answered that the real key is invalid or not allowed
+    phase: str = "done"  # "forward": about to go upstream (allowed); "done": answered
+    action: str | None = None  # order | cancel | leverage | withdraw | other (from the request's facts)
+    notional: Decimal | None = None  # an order's value in quote currency, when known
+    withdraw_to: str | None = None  # "ASSET:NETWORK:ADDRESS" of a withdrawal
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,12 @@ DEFAULTS: dict[str, RuleConfig] = {
     "forbidden_scope": RuleConfig(1, 3600, ("suspend_bot",)),
     "deny_burst": RuleConfig(20, 60, ("alert",)),
     "exchange_rejects_key": RuleConfig(1, 3600, ("quarantine_key",)),
+    # threshold: how many times the bot's own baseline; window: the bucket the rate is counted in
+    "rate_spike": RuleConfig(10, 10, ("throttle",)),
+    "new_withdrawal_address": RuleConfig(1, 86400, ("alert",)),
+    "off_hours": RuleConfig(3, 3600, ("alert",)),
+    # threshold: how many times the median of the bot's recent orders
+    "notional_spike": RuleConfig(10, 86400, ("alert",)),
 }
 
 
@@ -92,7 +103,7 @@ class Rule:
 
     def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
         """(subject, bot, account) this event counts against; empty when it does not count."""
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - every windowed rule defines it
 
     def describe(self, count: int) -> str:
         return f"{count} events in {self.config.window_seconds:g} s"
@@ -178,8 +189,122 @@ class ExchangeRejectsKey(Rule):
         return "the exchange rejected the account's real key"
 
 
+class OffHours(Rule):
+    """Trading attempts outside the bot's active hours: a bot (or whoever holds its key) awake at the wrong time."""
+
+    name = "off_hours"
+
+    def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
+        return [(f"bot:{e.bot}", e.bot, e.account)] if e.code == "outside_hours" and e.bot else []
+
+    def describe(self, count: int) -> str:
+        return f"{count} trading attempts outside the bot's active hours in {self.config.window_seconds:g} s"
+
+
+class _Baseline:
+    """A bot's learned request rate: an EWMA over fixed buckets, silent while it is still learning."""
+
+    LEARN_SECONDS = 300.0  # no alarm during a bot's first five minutes
+    ALPHA = 0.2
+    MIN_REQUESTS = 20  # a bucket with fewer requests than this never counts as a spike
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.bucket_start = start
+        self.count = 0
+        self.ewma: float | None = None
+
+
+class RateSpike(Rule):
+    """A bot's request rate far above its own learned baseline (a runaway loop, or a stolen credential)."""
+
+    name = "rate_spike"
+
+    def __init__(self, config: RuleConfig) -> None:
+        super().__init__(config)
+        self._bots: dict[str, _Baseline] = {}
+
+    def observe(self, e: Event) -> list[Finding]:
+        if e.phase != "forward" or not e.bot:
+            return []
+        bucket = self.config.window_seconds
+        b = self._bots.pop(e.bot, None) or _Baseline(e.ts)
+        self._bots[e.bot] = b
+        while len(self._bots) > MAX_KEYS:
+            self._bots.pop(next(iter(self._bots)))
+        while e.ts >= b.bucket_start + bucket:  # close finished buckets (empty ones count as zero)
+            b.ewma = b.count if b.ewma is None else _Baseline.ALPHA * b.count + (1 - _Baseline.ALPHA) * b.ewma
+            b.count, b.bucket_start = 0, b.bucket_start + bucket
+            if e.ts - b.bucket_start > 100 * bucket:  # long idle: skip ahead, decaying the baseline once
+                b.ewma *= (1 - _Baseline.ALPHA) ** 10
+                b.bucket_start = e.ts - (e.ts - b.bucket_start) % bucket
+        b.count += 1
+        learning = e.ts - b.start < _Baseline.LEARN_SECONDS or b.ewma is None
+        limit = self.config.threshold * max(b.ewma or 0.0, 1.0)
+        if not learning and b.count >= _Baseline.MIN_REQUESTS and b.count > limit:
+            b.count = 0  # fire once per bucket
+            return [Finding(self.name, f"bot:{e.bot}", self.config.actions,
+                            f"{int(limit / self.config.threshold * 10) / 10} requests per {bucket:g} s is the bot's "
+                            f"baseline; this bucket passed {self.config.threshold}x that", (e.request_id,), e.bot,
+                            e.account)]
+        return []
+
+
+class NewWithdrawalAddress(Rule):
+    """A withdrawal to an address the bot has not used before (in this daemon's memory)."""
+
+    name = "new_withdrawal_address"
+
+    def __init__(self, config: RuleConfig) -> None:
+        super().__init__(config)
+        self._seen: dict[str, None] = {}
+
+    def observe(self, e: Event) -> list[Finding]:
+        if e.phase != "forward" or e.action != "withdraw" or not e.bot or not e.withdraw_to:
+            return []
+        key = f"{e.bot}|{e.withdraw_to}"
+        if key in self._seen:
+            return []
+        self._seen[key] = None
+        while len(self._seen) > MAX_KEYS:
+            self._seen.pop(next(iter(self._seen)))
+        return [Finding(self.name, f"bot:{e.bot}", self.config.actions,
+                        f"first withdrawal to {e.withdraw_to}", (e.request_id,), e.bot, e.account)]
+
+
+class NotionalSpike(Rule):
+    """An order far larger than the bot's recent ones (a fat finger, or a bot gone wrong)."""
+
+    name = "notional_spike"
+    HISTORY = 50
+    MIN_HISTORY = 5
+
+    def __init__(self, config: RuleConfig) -> None:
+        super().__init__(config)
+        self._recent: dict[str, deque[Decimal]] = {}
+
+    def observe(self, e: Event) -> list[Finding]:
+        if e.phase != "forward" or e.action != "order" or not e.bot or e.notional is None:
+            return []
+        recent = self._recent.pop(e.bot, None) or deque(maxlen=self.HISTORY)
+        self._recent[e.bot] = recent
+        while len(self._recent) > MAX_KEYS:
+            self._recent.pop(next(iter(self._recent)))
+        finding = []
+        if len(recent) >= self.MIN_HISTORY:
+            median = sorted(recent)[len(recent) // 2]
+            if median > 0 and e.notional > median * self.config.threshold:
+                finding = [Finding(self.name, f"bot:{e.bot}", self.config.actions,
+                                   f"order notional {e.notional.normalize():f} is over {self.config.threshold}x the "
+                                   f"median {median.normalize():f} of the bot's recent orders", (e.request_id,),
+                                   e.bot, e.account)]
+        recent.append(e.notional)
+        return finding
+
+
 RULES: dict[str, type[Rule]] = {r.name: r for r in (AuthFailures, ForeignIp, ForbiddenScope, DenyBurst,
-                                                     ExchangeRejectsKey)}
+                                                     ExchangeRejectsKey, RateSpike, NewWithdrawalAddress,
+                                                     OffHours, NotionalSpike)}
 
 
 class RuleError(ValueError):

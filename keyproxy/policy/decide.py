@@ -127,7 +127,8 @@ def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | No
 
 def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters: Counters, now: float, *,
            bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None,
-           account_limits: AccountLimits | None = None, usage: Usage = Usage()) -> Decision:
+           account_limits: AccountLimits | None = None, usage: Usage = Usage(),
+           throttle: float | None = None) -> Decision:
     """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any."""
     if endpoint_class != "public" and endpoint_class not in policy.scopes:
         return deny(DenyCode.SCOPE, f"the bot lacks the {endpoint_class} scope")
@@ -141,6 +142,8 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     limits = _rate_limits(f"bot:{bot}", policy, facts.action)
     if account_limits is not None:
         limits += _rate_limits(f"account:{account}", account_limits, facts.action)
+    if throttle is not None:  # a temporary limit set by the rate_spike anomaly rule
+        limits.append((f"throttle:{bot}", throttle, max(1.0, throttle)))
     for key, rate, capacity in limits:
         wait = counters.bucket(key, rate, capacity, now).wait(now)
         if wait > 0:

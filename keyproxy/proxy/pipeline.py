@@ -20,7 +20,7 @@ from yarl import URL
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, SignContext,
 )
-from keyproxy.policy.decide import Counters, decide
+from keyproxy.policy.decide import Counters, decide, notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
@@ -65,6 +65,8 @@ class Outcome:
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
     key_rejected: bool = False  # the exchange said the real key is invalid, expired or not allowed
+    facts: RequestFacts | None = None
+    notional: Decimal | None = None
 
 
 def new_request_id() -> str:
@@ -128,7 +130,7 @@ class Pipeline:
             if not bot.allows_ip(peer):
                 raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
             incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms)
-            facts = self._check_policy(snap, account, bot, endpoint, incoming, now_ms)
+            facts = self._check_policy(snap, account, bot, endpoint, incoming, now_ms, outcome)
             if bot.policy.max_open_orders is not None:
                 outcome.track = (bot.info.name, facts)
         nonce = None
@@ -149,13 +151,14 @@ class Pipeline:
         return await self._forward(request, outbound, endpoint, account, outcome)
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, bot: BotEntry, endpoint: Endpoint,
-                      req: IncomingRequest, now_ms: int) -> RequestFacts:
+                      req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
         """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
         assert account.adapter is not None
         try:
             facts = account.adapter.facts(req, endpoint)
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
+        outcome.facts = facts
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
         usage = Usage()
@@ -165,10 +168,14 @@ class Pipeline:
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
+        last_price = self.prices.get((account.info.name, facts.symbol)) if facts.symbol else None
+        throttle = snap.throttles.get(name)
         decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),
-                          last_price=self.prices.get((account.info.name, facts.symbol)) if facts.symbol else None,
-                          account_limits=snap.account_limits.get(account.info.name), usage=usage)
+                          last_price=last_price, account_limits=snap.account_limits.get(account.info.name),
+                          usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
+        if facts.action == "order":
+            outcome.notional = notional(facts, last_price)
         if not decision.allow:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)

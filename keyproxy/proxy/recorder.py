@@ -32,10 +32,14 @@ class Recorder:
         self.responder = responder
 
     @staticmethod
-    def event(o: Outcome, now: float | None = None) -> Event:
+    def event(o: Outcome, phase: str = "done", now: float | None = None) -> Event:
+        f = o.facts
+        withdraw_to = (f"{f.asset}:{f.network or '*'}:{f.address}" if f is not None and f.action == "withdraw"
+                       and f.address else None)
         return Event(ts=time.time() if now is None else now, request_id=o.request_id, bot=o.bot, account=o.account,
                      account_known=o.account_known, source_ip=o.source_ip, endpoint_class=o.endpoint_class,
-                     decision=o.decision, code=o.code, key_rejected=o.key_rejected)
+                     decision=o.decision, code=o.code, key_rejected=o.key_rejected, phase=phase,
+                     action=f.action if f is not None else None, notional=o.notional, withdraw_to=withdraw_to)
 
     def _append(self, event: str, fields: dict[str, Any]) -> None:
         if self._trail is None:
@@ -67,7 +71,7 @@ class Recorder:
             raise Refused("audit_unavailable", "the audit trail cannot be written; nothing was sent") from None
         if self.responder is not None:
             try:
-                self.responder.observe(self.event(o))
+                self.responder.observe(self.event(o, "forward"))
             except Exception:  # a broken rule must not wave a request through
                 raise Refused("internal_error", "the anomaly engine failed; nothing was sent") from None
 

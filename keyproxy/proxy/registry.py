@@ -52,6 +52,7 @@ class Snapshot:
     token_digest: Callable[[Secret], str]
     halts: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (all|account|bot, target) -> reason
     account_limits: Mapping[str, AccountLimits] = field(default_factory=dict)
+    throttles: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # bot -> (until, requests/s)
 
     def halt_reason(self, bot: str, account: str) -> str | None:
         """The kill switch covering this bot, if any (the widest first)."""
@@ -64,7 +65,8 @@ class Snapshot:
 def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
                    halts: list[tuple[str, str, str, float]] | None = None,
                    pinned: Mapping[str, Mapping[str, object]] | None = None,
-                   account_limits: Mapping[str, AccountLimits] | None = None) -> Snapshot:
+                   account_limits: Mapping[str, AccountLimits] | None = None,
+                   throttles: Mapping[str, tuple[float, float]] | None = None) -> Snapshot:
     """Read every account and bot from an open vault (duck-typed to keep this module I/O-free)."""
     accounts: dict[str, AccountEntry] = {}
     for info in vault.list_accounts():  # type: ignore[attr-defined]
@@ -93,4 +95,4 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
             by_token[rec.token_digest] = entry
     return Snapshot(accounts, by_key, by_token, vault.token_digest,  # type: ignore[attr-defined]
                     {(scope, target): reason for scope, target, reason, _ in (halts or [])},
-                    dict(account_limits or {}))
+                    dict(account_limits or {}), dict(throttles or {}))

@@ -76,3 +76,72 @@ def test_bad_config(doc: dict, message: str) -> None:  # type: ignore[type-arg]
 def test_config_overrides_and_disables() -> None:
     configs = parse_rules({"deny_burst": {"threshold": 5, "actions": ["suspend_bot"]}, "foreign_ip": {"enabled": False}})
     assert configs["deny_burst"] == RuleConfig(5, 60.0, ("suspend_bot",)) and "foreign_ip" not in configs
+
+
+from decimal import Decimal  # noqa: E402
+
+
+def fwd(ts: float, bot: str = "b", action: str = "other", notional: Decimal | None = None,
+        withdraw_to: str | None = None, rid: str = "r") -> Event:
+    return Event(ts, rid, bot, "acct", True, "127.0.0.1", "trade", "allow", None, False, "forward", action,
+                 notional, withdraw_to)
+
+
+def test_steady_bot_for_ten_simulated_minutes_triggers_nothing() -> None:
+    """A ccxt-like bot: a burst of load_markets calls, then a steady 2-5 requests/s for 10 minutes."""
+    engine = Engine()
+    events = [fwd(i * 0.01, rid=f"boot{i}") for i in range(8)]  # load_markets at start
+    t, i = 1.0, 0
+    while t < 600:
+        events.append(fwd(t, action="order" if i % 5 == 0 else "other", notional=Decimal("100") + i % 7, rid=f"s{i}"))
+        t += 0.2 + (i % 3) * 0.1
+        i += 1
+    assert fire(engine, events) == []
+
+
+def test_rate_spike_fires_on_a_tenfold_burst_after_the_baseline() -> None:
+    engine = Engine({"rate_spike": DEFAULTS["rate_spike"]})
+    steady = [fwd(t * 0.5) for t in range(0, 1200)]  # 2 requests/s for 600 s: baseline 20 per 10 s bucket
+    assert fire(engine, steady) == []
+    burst = [fwd(600 + k * 0.04, rid=f"x{k}") for k in range(250)]  # 25/s: 250 in one bucket, 12x baseline
+    got = fire(engine, burst)
+    assert got and got[0][1] == "rate_spike" and got[0][3] == ("throttle",)
+
+
+def test_rate_spike_is_silent_while_learning() -> None:
+    engine = Engine({"rate_spike": DEFAULTS["rate_spike"]})
+    assert fire(engine, [fwd(k * 0.01) for k in range(2000)]) == []  # 100/s from the first second: still learning
+
+
+def test_notional_spike() -> None:
+    engine = Engine({"notional_spike": DEFAULTS["notional_spike"]})
+    orders = [fwd(i, action="order", notional=Decimal(100)) for i in range(6)]
+    orders.append(fwd(10, action="order", notional=Decimal(5000), rid="big"))
+    got = fire(engine, orders)
+    assert [(g[0], g[1]) for g in got] == [(6, "notional_spike")]
+
+
+def test_new_withdrawal_address_alerts_once_per_address() -> None:
+    engine = Engine({"new_withdrawal_address": DEFAULTS["new_withdrawal_address"]})
+    ws = [fwd(0, action="withdraw", withdraw_to="USDT:BSC:0xa"), fwd(1, action="withdraw", withdraw_to="USDT:BSC:0xa"),
+          fwd(2, action="withdraw", withdraw_to="USDT:BSC:0xb")]
+    assert [g[0] for g in fire(engine, ws)] == [0, 2]
+
+
+def test_off_hours_counts_refusals_outside_active_hours() -> None:
+    engine = Engine({"off_hours": DEFAULTS["off_hours"]})
+    assert [g[0] for g in fire(engine, [ev(i, "outside_hours") for i in range(3)])] == [2]
+
+
+def test_throttle_limits_the_bot() -> None:
+    from keyproxy.policy.decide import Counters, decide
+    from keyproxy.policy.model import RequestFacts, parse_policy
+
+    counters, allowed = Counters(), []
+    for k in range(3):
+        d = decide(RequestFacts(action="other"), "read", parse_policy({"scopes": "read"}), counters, 100.0,
+                   bot="b", account="a", throttle=1.0)
+        allowed.append(d.allow)
+        if d.allow:
+            counters.apply(d.charges, 100.0)
+    assert allowed == [True, False, False]

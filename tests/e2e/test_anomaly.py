@@ -144,3 +144,25 @@ def test_steady_bot_triggers_nothing(watched: DevStack) -> None:
     for _ in range(30):
         assert account_call(creds)[0] == 200
     assert len(incidents(watched)) == before
+
+
+def test_notional_spike_and_new_withdrawal_address_alert(watched: DevStack) -> None:
+    trader = watched.add_bot("spiky", "main", "read,trade")
+    for i, qty in enumerate(["0.001"] * 5 + ["0.1"]):
+        order = hmac_sign(trader["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity={qty}"
+                                            f"&price={20000 + i}&timestamp={now_ms()}")
+        call(trader["base_url"], "POST", "/api/v3/order", body=order, headers={"X-MBX-APIKEY": trader["api_key"]})
+    assert ("notional_spike", "bot:spiky") in {(i["rule"], i["subject"]) for i in incidents(watched)}
+    assert account_call(trader)[0] == 200  # an alert only: the bot keeps working
+
+    payer = watched.add_bot("payer", "main", "read,withdraw")
+    body = hmac_sign(payer["secret"], f"coin=USDT&address=0xnew&network=BSC&amount=1&timestamp={now_ms()}")
+    ans = call(payer["base_url"], "POST", "/sapi/v1/capital/withdraw/apply", body=body,
+               headers={"X-MBX-APIKEY": payer["api_key"]})
+    found = {(i["rule"], i["subject"]) for i in incidents(watched)}
+    assert ("new_withdrawal_address", "bot:payer") in found
+    # the emulated key has no withdrawal permission: Binance answers -1002, which is the exchange
+    # rejecting the key ("lacks permission"), so the key is quarantined too
+    assert ans.status == 401 and ("exchange_rejects_key", "account:main") in found
+    watched.cli("key", "restore", "main")
+    assert account_call(trader)[0] == 200
