@@ -420,6 +420,8 @@ def cmd_status(ctx: Context) -> int:
         ctx.out(f"SUSPENDED bot {name}")
     for name in st["quarantined_keys"]:
         ctx.out(f"QUARANTINED key of account {name}")
+    for name in st.get("throttled_bots", []):
+        ctx.out(f"THROTTLED bot {name} (1 request/s for 5 minutes after a rate spike)")
     for h in st["halts"]:
         ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
     return 0

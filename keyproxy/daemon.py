@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from keyproxy.admin.controls import Controls
@@ -25,6 +26,7 @@ from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings, load_settings
 from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
+from keyproxy.exchanges.base import IncomingRequest, SignContext
 from keyproxy.metrics import Metrics, key_age_families
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.recorder import Recorder
@@ -104,8 +106,40 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                                         config["settings"].account_limits, store.throttles(time.time()))
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
+    def revoke(account: str) -> None:
+        asyncio.get_running_loop().create_task(revoke_at_exchange(account))
+
+    async def revoke_at_exchange(account: str) -> None:
+        """The revoke_key action: ask the exchange to delete the (already quarantined) real key."""
+        entry = state.snapshot.accounts.get(account)
+        spec = getattr(entry.adapter, "revoke_request", None) if entry else None
+        if entry is None or entry.adapter is None or entry.upstream is None or entry.key is None or spec is None:
+            trail.append("key.revoke", account=account, result="not offered by this exchange: quarantined only")
+            return
+        method, path, body = spec
+        endpoint = entry.adapter.classify(method, path)
+        origin = entry.upstream.origin_for(path)
+        request = IncomingRequest(method, path, "", {"content-type": "application/json"}, body)
+        try:
+            out = entry.adapter.sign(request, entry.key, endpoint, SignContext(  # type: ignore[arg-type]
+                origin or "", entry.upstream.environment.name, int(time.time() * 1000)))
+            session = clients.session(entry.upstream.insecure_loopback)
+            async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
+                                       allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                answer = await resp.read()
+            revoked = resp.status == 200 and not entry.adapter.key_rejected(resp.status, answer)  # type: ignore[attr-defined]
+        except Exception as e:
+            trail.append("key.revoke", account=account, result=f"failed: {type(e).__name__}")
+            return
+        if revoked:
+            vault.set_account_status(account, "revoked")
+            metrics.key_actions.labels(account, "revoke").inc()
+            reload()
+        trail.append("key.revoke", account=account, result="revoked at the exchange" if revoked else
+                     f"the exchange answered {resp.status}: still quarantined")
+
     recorder.responder = Responder(Engine(dict(settings.anomaly) if settings.anomaly else None), vault, store,
-                                   trail.append, metrics, reload)
+                                   trail.append, metrics, reload, revoke=revoke)
 
     metrics.halts_active.set(len(state.snapshot.halts))
 

@@ -234,4 +234,5 @@ class Controls:
         st["suspended_bots"] = [b.name for b in self.vault.list_bots() if b.status == "suspended"]
         st["quarantined_keys"] = [a.name for a in self.vault.list_accounts() if a.status != "active"]
         st["incidents"] = len(self._need_state().incidents()) if self.state is not None else 0
+        st["throttled_bots"] = sorted(self._need_state().throttles(time.time())) if self.state is not None else []
         return st

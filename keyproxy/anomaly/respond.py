@@ -30,12 +30,16 @@ CHECKLIST = {
     "quarantine_key": "no bot can use account {account}: audit its trading history at the exchange, check the key's "
                       "permissions and IP list, then `keyproxy key restore {account}` or rotate the key",
     "alert": "review the evidence requests in the audit trail",
+    "revoke_key": "keyproxy asked the exchange to delete account {account}'s key (see the key.revoke audit event); "
+                  "create a new key at the exchange and `keyproxy key rotate {account}`",
 }
 
 
 class Responder:
     def __init__(self, engine: Engine, vault: Any, store: Any, audit: Callable[..., Any], metrics: Any,
-                 on_change: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
+                 on_change: Callable[[], None], clock: Callable[[], float] = time.time,
+                 revoke: Callable[[str], Any] | None = None) -> None:
+        self._revoke = revoke  # asks the exchange to delete the real key (scheduled, after the quarantine)
         self.engine = engine
         self._vault = vault
         self._store = store
@@ -64,9 +68,12 @@ class Responder:
             if action == "suspend_bot" and f.bot:
                 if self._vault.set_bot_status(f.bot, "suspended"):
                     done.append(action)
-            elif action == "quarantine_key" and f.account:
+            elif action in ("quarantine_key", "revoke_key") and f.account:
                 if self._vault.set_account_status(f.account, "quarantined"):
                     self._metrics.key_actions.labels(f.account, "quarantine").inc()
+                    done.append("quarantine_key")
+                if action == "revoke_key" and self._revoke is not None:
+                    self._revoke(f.account)  # the exchange call runs after this request; the key is already unused
                     done.append(action)
             elif action == "throttle" and f.bot:
                 self._store.set_throttle(f.bot, self._clock() + THROTTLE_SECONDS, THROTTLE_RATE)

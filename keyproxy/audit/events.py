@@ -16,6 +16,7 @@ EVENTS: dict[str, str] = {
     "trail.recovered": "an incomplete last line from a crash was removed on start",
     "trail.resumed": "writing resumed after the trail was unavailable",
     "anomaly": "an anomaly rule fired: rule, subject, actions taken, incident id, evidence request ids",
+    "key.revoke": "the revoke_key action's call to the exchange and its result",
     "config.reload": "the config file was re-read (result ok or refused with the reason)",
 }
 

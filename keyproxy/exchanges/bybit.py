@@ -190,6 +190,19 @@ class Bybit:
                                 BotKey(key_id, "rsa", public_key=public_pem))
         raise ValueError(f"bybit bot keys are hmac or rsa, not {key_type}")
 
+    # Bybit lets a key delete itself: the `revoke_key` anomaly action sends this, signed with the real key.
+    revoke_request = ("POST", "/v5/user/delete-api", b"{}")
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """Bybit: retCode 10003 invalid key, 10005 permission denied, 10010 IP not bound (often HTTP 200)."""
+        if b"retCode" not in body[:80]:
+            return False
+        try:
+            code = json.loads(body).get("retCode")
+        except (ValueError, AttributeError):
+            return False
+        return code in (10003, 10005, 10010)
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Bybit's envelope with a retCode that ccxt and pybit map to the matching error.
 

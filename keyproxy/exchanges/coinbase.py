@@ -324,6 +324,10 @@ class Coinbase:
                                 BotKey(key_id, "ed25519", public_key=public_pem))
         raise ValueError(f"coinbase bot keys are ec or ed25519, not {key_type}")
 
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """Coinbase: 401 Unauthorized (key unknown or revoked), 403 missing scope for the real key."""
+        return status in (401, 403)
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Advanced Trade's {error, error_details, message} plus v2's errors list.
 

@@ -337,6 +337,10 @@ class Kraken:
         secret = base64.b64encode(secrets.token_bytes(64)).decode()
         return IssuedBotKey({"api_key": key_id, "secret": secret}, BotKey(key_id, "hmac", secret=Secret(secret)))
 
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """Kraken answers 200 with EAPI:Invalid key / EGeneral:Permission denied when the real key is refused."""
+        return b"EAPI:Invalid key" in body or b"EGeneral:Permission denied" in body
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Kraken's own strings (docs "Spot Error Messages"), which ccxt maps by exact match:
         # EAPI:Invalid key -> AuthenticationError, EAPI:Invalid nonce -> InvalidNonce,

@@ -15,6 +15,8 @@ passphrase is a virtual one of its own, checked in constant time; the real one n
 
 from __future__ import annotations
 
+import json
+
 import calendar
 import re
 import secrets
@@ -196,6 +198,16 @@ class Okx:
             {"api_key": key_id, "secret": secret, "passphrase": passphrase},
             BotKey(key_id, "hmac", secret=Secret(secret), passphrase=Secret(passphrase)),
         )
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """OKX: 50111 invalid key, 50110 IP not allowed, 50119 key gone, 50120 no permission."""
+        if status < 400 and b'"code"' not in body[:40]:
+            return False
+        try:
+            code = json.loads(body).get("code")
+        except (ValueError, AttributeError):
+            return False
+        return code in ("50110", "50111", "50119", "50120")
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # OKX's own codes (docs-v5 "Error Code"), picked by how ccxt's okx `exceptions` map raises

@@ -297,9 +297,9 @@ class Pipeline:
                     if endpoint.cls is EndpointClass.PUBLIC and resp.status == 200:
                         for symbol, price in account.adapter.prices(out.path, body).items():
                             self.prices[(account.info.name, symbol)] = price
-                    if resp.status >= 400:
-                        rejected = getattr(account.adapter, "key_rejected", None)
-                        outcome.key_rejected = bool(rejected and rejected(resp.status, body))
+                    rejected = getattr(account.adapter, "key_rejected", None)  # some exchanges answer 200 errors
+                    if rejected is not None and endpoint.cls is not EndpointClass.PUBLIC:
+                        outcome.key_rejected = bool(rejected(resp.status, body))
                     if outcome.track is not None and 200 <= resp.status < 300:
                         self._track_open_orders(account.adapter, outcome.track, out, body)
                     return web.Response(status=resp.status, body=body, headers=headers)

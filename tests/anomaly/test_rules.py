@@ -145,3 +145,28 @@ def test_throttle_limits_the_bot() -> None:
         if d.allow:
             counters.apply(d.charges, 100.0)
     assert allowed == [True, False, False]
+
+
+def test_a_failing_rule_fails_the_request_closed() -> None:
+    """The anomaly engine can never wave a request through: an exception in a rule refuses it."""
+    from keyproxy.anomaly.respond import Responder
+    from keyproxy.metrics import Metrics
+    from keyproxy.proxy.pipeline import Outcome
+    from keyproxy.proxy.recorder import Recorder
+    from keyproxy.proxy.refusal import Refused
+
+    class Broken:
+        name = "broken"
+
+        def observe(self, e: Event) -> list:  # type: ignore[type-arg]
+            raise ZeroDivisionError("bug in a rule")
+
+    engine = Engine({})
+    engine.rules = [Broken()]  # type: ignore[list-item]
+    metrics = Metrics()
+    recorder = Recorder(None, metrics, responder=Responder(engine, None, None, lambda *a, **k: None, metrics,
+                                                           lambda: None))
+    with pytest.raises(Refused) as e:
+        recorder.before_forward(Outcome(request_id="r1", bot="b", account="a"))
+    assert e.value.code == "internal_error"
+    assert 'keyproxy_anomalies_total{action="error",rule="broken"} 1.0' in metrics.render().decode()

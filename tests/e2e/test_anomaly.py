@@ -166,3 +166,43 @@ def test_notional_spike_and_new_withdrawal_address_alert(watched: DevStack) -> N
     assert ans.status == 401 and ("exchange_rejects_key", "account:main") in found
     watched.cli("key", "restore", "main")
     assert account_call(trader)[0] == 200
+
+
+def test_revoke_key_deletes_a_bybit_key_at_the_exchange(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """revoke_key: quarantine at once, then the exchange deletes the key (Bybit offers /v5/user/delete-api);
+    a revoked key cannot be restored, only rotated."""
+    import time as _time
+
+    dev = DevStack(tmp_path_factory.mktemp("revoke"),
+                   extra_config='[anomaly.forbidden_scope]\nactions = ["revoke_key"]\n')
+    key = new_real_key(exchange="bybit")
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("bb", key)
+        dev.start_daemon()
+        creds = dev.add_bot("bbtrader", "bb", "read,trade")
+        body = '{"coin":"USDT","chain":"ETH","address":"0xabc","amount":"10"}'
+        ts = str(now_ms())
+        import hashlib as _h
+        import hmac as _hm
+
+        sign = _hm.new(creds["secret"].encode(), (ts + creds["api_key"] + "5000" + body).encode(), _h.sha256).hexdigest()
+        ans = call(creds["base_url"], "POST", "/v5/asset/withdraw/create", body=body, headers={
+            "X-BAPI-API-KEY": creds["api_key"], "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
+            "X-BAPI-SIGN": sign, "Content-Type": "application/json"})
+        assert (ans.body.get("keyproxy_error") or ans.body.get("error")) == "scope_denied"
+        deadline = _time.monotonic() + 10
+        while _time.monotonic() < deadline:
+            accounts = json.loads(dev.cli("key", "list", "--json").stdout)
+            if accounts[0]["status"] == "revoked":
+                break
+            _time.sleep(0.2)
+        assert accounts[0]["status"] == "revoked"
+        deletes = [e for e in dev.journal() if e["path"] == "/v5/user/delete-api"]
+        assert len(deletes) == 1 and deletes[0]["signature_verified"] and deletes[0]["api_key"] == key.credentials["api_key"]
+        refused = dev.cli("key", "restore", "bb", check=False)
+        assert refused.returncode == 1 and "rotate" in refused.stderr
+        assert any(a.get("result") == "revoked at the exchange" for a in audit_events(dev, "key.revoke"))
+    finally:
+        dev.close()
