@@ -56,6 +56,7 @@ class RuleConfig:
     threshold: int
     window_seconds: float
     actions: tuple[str, ...]
+    learn_seconds: float = 300.0  # rate_spike: no alarm during a bot's first minutes
 
 
 DEFAULTS: dict[str, RuleConfig] = {
@@ -204,7 +205,6 @@ class OffHours(Rule):
 class _Baseline:
     """A bot's learned request rate: an EWMA over fixed buckets, silent while it is still learning."""
 
-    LEARN_SECONDS = 300.0  # no alarm during a bot's first five minutes
     ALPHA = 0.2
     MIN_REQUESTS = 20  # a bucket with fewer requests than this never counts as a spike
 
@@ -239,7 +239,7 @@ class RateSpike(Rule):
                 b.ewma *= (1 - _Baseline.ALPHA) ** 10
                 b.bucket_start = e.ts - (e.ts - b.bucket_start) % bucket
         b.count += 1
-        learning = e.ts - b.start < _Baseline.LEARN_SECONDS or b.ewma is None
+        learning = e.ts - b.start < self.config.learn_seconds or b.ewma is None
         limit = self.config.threshold * max(b.ewma or 0.0, 1.0)
         if not learning and b.count >= _Baseline.MIN_REQUESTS and b.count > limit:
             b.count = 0  # fire once per bucket
@@ -319,9 +319,10 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, RuleConfig]:
             raise RuleError(f"{name}: unknown rule (known: {', '.join(sorted(RULES))})")
         if not isinstance(table, dict):
             raise RuleError(f"{name}: must be a table")
-        unknown = set(table) - {"threshold", "window_seconds", "actions", "enabled"}
+        allowed = {"threshold", "window_seconds", "actions", "enabled"} | ({"learn_seconds"} if name == "rate_spike" else set())
+        unknown = set(table) - allowed
         if unknown:
-            raise RuleError(f"{name}.{sorted(unknown)[0]}: unknown key (threshold, window_seconds, actions, enabled)")
+            raise RuleError(f"{name}.{sorted(unknown)[0]}: unknown key ({', '.join(sorted(allowed))})")
         base = configs[name]
         threshold = table.get("threshold", base.threshold)
         window = table.get("window_seconds", base.window_seconds)
@@ -338,7 +339,10 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, RuleConfig]:
         if table.get("enabled", True) is False:
             configs.pop(name)
             continue
-        configs[name] = RuleConfig(threshold, float(window), tuple(actions) or ("alert",))
+        learn = table.get("learn_seconds", base.learn_seconds)
+        if type(learn) not in (int, float) or learn < 0:
+            raise RuleError(f"{name}.learn_seconds: must be a number of seconds >= 0, not {learn!r}")
+        configs[name] = RuleConfig(threshold, float(window), tuple(actions) or ("alert",), float(learn))
     return configs
 
 

@@ -206,3 +206,41 @@ def test_revoke_key_deletes_a_bybit_key_at_the_exchange(tmp_path_factory: pytest
         assert any(a.get("result") == "revoked at the exchange" for a in audit_events(dev, "key.revoke"))
     finally:
         dev.close()
+
+
+def test_rate_spike_throttles_and_off_hours_alerts(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """rate_spike with a short learning period (config), then a tenfold burst: throttled to 1 request/s;
+    off_hours: trading attempts outside the bot's active hours raise an incident."""
+    import time as _time
+
+    config = ("[anomaly.rate_spike]\nthreshold = 10\nwindow_seconds = 1\nlearn_seconds = 2\n"
+              "[anomaly.off_hours]\nthreshold = 2\n")
+    dev = DevStack(tmp_path_factory.mktemp("spike"), extra_config=config)
+    key = new_real_key()
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.start_daemon()
+        creds = dev.add_bot("surging", "main", "read")
+        end = _time.monotonic() + 3.5
+        while _time.monotonic() < end:  # a steady baseline of about 2 requests per second
+            assert account_call(creds)[0] == 200
+            _time.sleep(0.5)
+        statuses = [account_call(creds)[0] for _ in range(120)]  # the burst
+        assert 429 in statuses, statuses
+        [incident] = [i for i in incidents(dev) if i["rule"] == "rate_spike"]
+        assert incident["actions"] == ["throttle"] and "THROTTLED bot surging" in dev.cli("status").stdout
+
+        now_h = int(_time.strftime("%H", _time.gmtime()))
+        window = f"{(now_h + 3) % 24:02d}:00-{(now_h + 4) % 24:02d}:00"  # hours that are not now
+        sleeper = dev.add_bot("sleeper", "main", "read,trade", "--set", f"active_hours={window}")
+        for _ in range(2):
+            body = hmac_sign(sleeper["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                                                f"&price=20000&timestamp={now_ms()}")
+            ans = call(sleeper["base_url"], "POST", "/api/v3/order", body=body,
+                       headers={"X-MBX-APIKEY": sleeper["api_key"]})
+            assert ans.body["error"] == "outside_hours"
+        assert any(i["rule"] == "off_hours" and i["subject"] == "bot:sleeper" for i in incidents(dev))
+    finally:
+        dev.close()
