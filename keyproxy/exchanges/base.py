@@ -290,3 +290,19 @@ def amount(value: object, name: str = "") -> Decimal | None:
     if not d.is_finite() or d < 0:
         raise BadRequest(f"{label}{str(value)[:30]!r} is not a non-negative number")
     return d
+
+
+def param_text(params: Mapping[str, object], name: str) -> str | None:
+    """A parameter as text (form value or JSON scalar); None when absent; BadRequest for objects and booleans."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadRequest(f"parameter {name!r} is not a string or number")
+    return str(value)
+
+
+def param_true(params: Mapping[str, object], name: str) -> bool:
+    """A flag that counts only when it is JSON true or the text "true"."""
+    value = params.get(name)
+    return value is True or (isinstance(value, str) and value.lower() == "true")

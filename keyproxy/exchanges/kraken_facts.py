@@ -16,7 +16,15 @@ import json
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest, amount
+from keyproxy.exchanges.base import (
+    BadRequest,
+    Endpoint,
+    EndpointClass,
+    IncomingRequest,
+    amount,
+    param_text,
+    param_true,
+)
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset({"CancelOrder", "CancelAll", "CancelAllOrdersAfter", "CancelOrderBatch"})
@@ -56,15 +64,6 @@ def _params(req: IncomingRequest) -> dict[str, object]:
     return params
 
 
-def _text(params: dict[str, object], name: str) -> str | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BadRequest(f"parameter {name!r} is not a string or number")
-    return str(value)
-
-
 def _price(value: str | None) -> Decimal | None:
     """An absolute price; None for Kraken's relative forms (+x, -x, #x, x%), which keyproxy does not value."""
     if value is None or value.startswith(("+", "-", "#")) or value.endswith("%"):
@@ -81,38 +80,33 @@ def _leverage(value: str | None) -> Decimal | None:
     return amount(ratio)
 
 
-def _true(params: dict[str, object], name: str) -> bool:
-    value = params.get(name)
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
 def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     method = req.path.rsplit("/0/private/", 1)[-1]
     params = _params(req)
-    pair = _text(params, "pair")
+    pair = param_text(params, "pair")
     symbol = normalize_symbol(pair) if pair else None
     if method in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol)
     if method in ("AddOrder", "EditOrder"):
-        order_type = (_text(params, "ordertype") or "").lower()
-        flags = (_text(params, "oflags") or "").lower().split(",")
-        volume = amount(_text(params, "volume"))
-        limit = _text(params, "price2") if order_type.endswith("-limit") else _text(params, "price")
+        order_type = (param_text(params, "ordertype") or "").lower()
+        flags = (param_text(params, "oflags") or "").lower().split(",")
+        volume = amount(param_text(params, "volume"))
+        limit = param_text(params, "price2") if order_type.endswith("-limit") else param_text(params, "price")
         return RequestFacts(
-            action="order", symbol=symbol, side=(_text(params, "type") or "").upper() or None,
+            action="order", symbol=symbol, side=(param_text(params, "type") or "").upper() or None,
             order_type=order_type.upper() or None,
             quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
             price=None if order_type == "market" else _price(limit),
-            leverage=_leverage(_text(params, "leverage")), reduce_only=_true(params, "reduce_only"))
+            leverage=_leverage(param_text(params, "leverage")), reduce_only=param_true(params, "reduce_only"))
     if method == "Withdraw":
         # Kraken withdraws only to addresses registered at Kraken, named by `key`; `address`, when
         # given, must match that key's address. keyproxy's allowlist names the address if the bot
         # sends it, else the key name.
-        return RequestFacts(action="withdraw", asset=(_text(params, "asset") or "").upper() or None,
-                            address=_text(params, "address") or _text(params, "key"),
-                            amount=amount(_text(params, "amount")))
+        return RequestFacts(action="withdraw", asset=(param_text(params, "asset") or "").upper() or None,
+                            address=param_text(params, "address") or param_text(params, "key"),
+                            amount=amount(param_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
         # AddOrderBatch (several orders), AmendOrder (no pair), GetWebSocketsToken (trades over
         # Kraken's WebSocket API, past keyproxy): not readable here, so refused to a bot with limits

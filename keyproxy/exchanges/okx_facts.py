@@ -16,7 +16,15 @@ from __future__ import annotations
 import json
 from decimal import Decimal, InvalidOperation
 
-from keyproxy.exchanges.base import BadRequest, Endpoint, EndpointClass, IncomingRequest, amount
+from keyproxy.exchanges.base import (
+    BadRequest,
+    Endpoint,
+    EndpointClass,
+    IncomingRequest,
+    amount,
+    param_text,
+    param_true,
+)
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset("/api/v5/" + p for p in (
@@ -54,67 +62,53 @@ def _body(req: IncomingRequest) -> object:
         raise BadRequest("malformed JSON body") from None
 
 
-def _text(params: dict[str, object], name: str) -> str | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BadRequest(f"parameter {name!r} is not a string or number")
-    return str(value)
-
-
-def _true(params: dict[str, object], name: str) -> bool:
-    value = params.get(name)
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
 def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     doc = _body(req)
     params = doc if isinstance(doc, dict) else {}
-    inst = _text(params, "instId")
+    inst = param_text(params, "instId")
     symbol = normalize_symbol(inst) if inst else None
     path = req.path
     if path in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
-        order_type = (_text(params, "ordType") or "").lower()
-        side = (_text(params, "side") or "").lower()
-        size = amount(_text(params, "sz"))
+        order_type = (param_text(params, "ordType") or "").lower()
+        side = (param_text(params, "side") or "").lower()
+        size = amount(param_text(params, "sz"))
         spot = inst is not None and inst.count("-") == 1
         base = quote = False
         if spot and order_type != "market":
             base = True
-        elif spot and _text(params, "tdMode") == "cash":
+        elif spot and param_text(params, "tdMode") == "cash":
             # tgtCcy: "Only applicable to SPOT Market Orders. Default is quote_ccy for buy, base_ccy for sell"
-            unit = _text(params, "tgtCcy") or ("quote_ccy" if side == "buy" else "base_ccy")
+            unit = param_text(params, "tgtCcy") or ("quote_ccy" if side == "buy" else "base_ccy")
             base, quote = unit == "base_ccy", unit == "quote_ccy"
         # derivatives count contracts, and margin market orders' unit is not documented: unknown
         return RequestFacts(
             action="order", symbol=symbol, side=side.upper() or None, order_type=order_type.upper() or None,
             quantity=size if base else None, quote_quantity=size if quote else None,
-            price=None if order_type in ("market", "optimal_limit_ioc") else amount(_text(params, "px")),
-            reduce_only=_true(params, "reduceOnly"))
+            price=None if order_type in ("market", "optimal_limit_ioc") else amount(param_text(params, "px")),
+            reduce_only=param_true(params, "reduceOnly"))
     if path == "/api/v5/trade/close-position":
         return RequestFacts(action="order", symbol=symbol, reduce_only=True)  # closes a whole position
     if path == "/api/v5/account/set-leverage":
-        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(_text(params, "lever")))
+        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":
-        chain = _text(params, "chain")
+        chain = param_text(params, "chain")
         network = chain.split("-", 1)[1] if chain and "-" in chain else chain
-        return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
-                            address=_text(params, "toAddr"), network=network.upper() if network else None,
-                            amount=amount(_text(params, "amt")))
+        return RequestFacts(action="withdraw", asset=(param_text(params, "ccy") or "").upper() or None,
+                            address=param_text(params, "toAddr"), network=network.upper() if network else None,
+                            amount=amount(param_text(params, "amt")))
     if path == "/api/v5/asset/withdrawal-lightning":
         # the amount is inside the invoice, which keyproxy does not decode
-        return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
-                            address=_text(params, "invoice"), network="LIGHTNING")
+        return RequestFacts(action="withdraw", asset=(param_text(params, "ccy") or "").upper() or None,
+                            address=param_text(params, "invoice"), network="LIGHTNING")
     if path == _FIAT_WITHDRAWAL:
-        method = _text(params, "paymentMethod")
-        return RequestFacts(action="withdraw", asset=(_text(params, "ccy") or "").upper() or None,
-                            address=_text(params, "paymentAcctId"), network=method.upper() if method else None,
-                            amount=amount(_text(params, "amt")))
+        method = param_text(params, "paymentMethod")
+        return RequestFacts(action="withdraw", asset=(param_text(params, "ccy") or "").upper() or None,
+                            address=param_text(params, "paymentAcctId"), network=method.upper() if method else None,
+                            amount=amount(param_text(params, "amt")))
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     if endpoint.cls is EndpointClass.TRADE:

@@ -73,7 +73,7 @@ def test_dns_rebinding_host_values_are_refused(stack: Stack, host_header: str) -
 
 
 def test_connect_is_refused(stack: Stack) -> None:
-    answer = raw(stack, f"CONNECT api.binance.com:443 HTTP/1.1\r\nHost: api.binance.com:443\r\n\r\n".encode())
+    answer = raw(stack, "CONNECT api.binance.com:443 HTTP/1.1\r\nHost: api.binance.com:443\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 4")
 
 
