@@ -66,6 +66,11 @@ def run_demo(out: TextIO) -> int:
             "USDT", 10, "0x0000000000000000000000000000000000000001", params={"network": "BSC"}))
         arrived = [e for e in stack.journal() if "withdraw" in e["path"]]
         say(f"   withdrawal requests that reached the exchange: {len(arrived)}")
+        for incident in json.loads(stack.cli("incidents", "list", "--json").stdout):
+            say(f"   anomaly rule {incident['rule']} acted: {', '.join(incident['actions'])} "
+                f"(incident {incident['id']}: {incident['reason']})")
+        stack.cli("bot", "restore", "demo-bot")
+        say("   `keyproxy bot restore demo-bot` (an operator decides; recorded in the audit trail)")
         wrong = point_ccxt_at(ccxt.binance({"apiKey": bot["api_key"], "secret": "guessed-secret"}), bot["base_url"])
         wrong.options["fetchCurrencies"] = False
         _refusal(say, "8. Someone with the bot's key id but not its secret:", wrong.fetch_balance)

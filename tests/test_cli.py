@@ -178,3 +178,5 @@ def test_demo_runs(home: Home) -> None:
     assert "8 verified with the REAL key; virtual key seen upstream: False" in r.stdout
     assert "withdrawal requests that reached the exchange: 0" in r.stdout
     assert "secrets in it: none" in r.stdout
+    assert "anomaly rule forbidden_scope acted: suspend_bot" in r.stdout
+    assert "bad_signature" in r.stdout and "unknown_bot - bot 'demo-bot' is revoked" in r.stdout
