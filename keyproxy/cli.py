@@ -222,6 +222,58 @@ def cmd_key_add(ctx: Context) -> int:
     return 0
 
 
+def cmd_key_rotate(ctx: Context) -> int:
+    """Read the new credential like `key add`, check it at the exchange, then switch."""
+    with ctx.controls() as controls:
+        info = controls.show_account(name=ctx.args.account)
+        creds = read_credentials(ctx, info["key_type"])
+        if isinstance(controls, RemoteControls):
+            out = controls.client.call("rotate_key", name=info["name"], credentials={
+                k: v.reveal_str() for k, v in creds.fields().items() if v is not None})
+        else:
+            ok, answer = asyncio.run(_verify_direct(ctx, controls, info, creds))
+            if not ok:
+                raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")
+            out = controls.rotate_key(info["name"], creds, verified=answer)
+    ctx.out(f"rotated account {out['name']} to key version {out['version']} (fingerprint {out['fingerprint']}); "
+            f"the previous version stays for `keyproxy key rollback {out['name']}`")
+    return 0
+
+
+async def _verify_direct(ctx: Context, controls: Controls, info: dict[str, Any], creds: Credentials
+                         ) -> tuple[bool, str]:
+    from keyproxy.exchanges.base import RealKey, resolve_upstream
+    from keyproxy.proxy.upstream import UpstreamClients
+    from keyproxy.rotation import verify_key
+    from keyproxy.state import NonceSequence
+
+    adapter = default_adapters().get(info["exchange"])
+    if adapter is None:
+        raise UsageError(f"exchange {info['exchange']} is not supported by this version")
+    upstream = resolve_upstream(adapter, info["base_url"], info["insecure_upstream"], info.get("environment"))
+    key = RealKey(info["key_type"], creds.api_key, creds.secret, creds.passphrase, creds.private_key)
+    nonce = NonceSequence(controls.state).next(info["name"]) if adapter.needs_nonce and controls.state else None
+    clients = UpstreamClients()
+    try:
+        return await verify_key(adapter, upstream, key, clients, nonce)
+    finally:
+        await clients.close()
+
+
+def cmd_key_rollback(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.rollback_key(name=ctx.args.account)
+    ctx.out(f"account {info['name']} uses key version {info['version']} again")
+    return 0
+
+
+def cmd_key_retire(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.retire_key(name=ctx.args.account)
+    ctx.out(f"account {info['name']}: forgot {info['retired_versions']} previous key version(s)")
+    return 0
+
+
 def cmd_key_list(ctx: Context) -> int:
     with ctx.controls() as controls:
         accounts = controls.list_accounts()
@@ -651,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("account")
     sp.add_argument("--yes", action="store_true", help="do not ask to confirm")
 
+    sp = cmd(key, "rotate", cmd_key_rotate, "switch to a new key (stdin as for `key add`), checked at the exchange")
+    sp.add_argument("account")
+    sp = cmd(key, "rollback", cmd_key_rollback, "go back to the previous key version")
+    sp.add_argument("account")
+    sp = cmd(key, "retire", cmd_key_retire, "forget the previous key versions")
+    sp.add_argument("account")
     sp = cmd(key, "restore", cmd_key_restore, "lift a key's quarantine (refused for a key the exchange revoked)")
     sp.add_argument("account")
 

@@ -26,7 +26,8 @@ from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings, load_settings
 from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
-from keyproxy.exchanges.base import IncomingRequest, SignContext
+from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
+from keyproxy.rotation import verify_key
 from keyproxy.metrics import Metrics, key_age_families
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.recorder import Recorder
@@ -146,8 +147,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     ps = settings.proxy
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
+    nonces = NonceSequence(store)
     pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
-                        NonceSequence(store), store, UsageBook(store))
+                        nonces, store, UsageBook(store))
     listen = settings.listen
     if not listen.is_loopback:
         log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=listen.host)
@@ -201,7 +203,15 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store,
                         pinned=lambda: config["settings"].bot_policies, reload_config=reload_config)
-    admin_runner = web.AppRunner(build_admin_app(controls), handle_signals=False, access_log=None)
+    async def verify_new_key(account: str, creds: Any) -> tuple[bool, str]:
+        entry = state.snapshot.accounts.get(account)
+        if entry is None or entry.adapter is None or entry.upstream is None:
+            return False, f"no account {account!r} served by this daemon"
+        key = RealKey(entry.info.key_type, creds.api_key, creds.secret, creds.passphrase, creds.private_key)
+        nonce = nonces.next(account) if entry.adapter.needs_nonce else None
+        return await verify_key(entry.adapter, entry.upstream, key, clients, nonce)
+
+    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key), handle_signals=False, access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)
     try:

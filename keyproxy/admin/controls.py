@@ -171,6 +171,20 @@ class Controls:
             raise UsageError("reload needs the running daemon")
         return self._reload_config()
 
+    def rotate_key(self, name: str, creds: Credentials, verified: str) -> dict[str, Any]:
+        """Switch to a new real key that the exchange has just accepted (`verified` says how)."""
+        info = self._change("key.rotate", {"account": name, "verified": verified},
+                            lambda: self.vault.rotate_account(name, creds))
+        return info.as_json()  # type: ignore[no-any-return]
+
+    def rollback_key(self, name: str) -> dict[str, Any]:
+        info = self._change("key.rollback", {"account": name}, lambda: self.vault.rollback_account(name))
+        return info.as_json()  # type: ignore[no-any-return]
+
+    def retire_key(self, name: str) -> dict[str, Any]:
+        removed = self._change("key.retire", {"account": name}, lambda: self.vault.retire_previous(name))
+        return {**self.vault.account(name).as_json(), "retired_versions": removed}
+
     def restore_bot(self, name: str) -> dict[str, Any]:
         """Lift a suspension (by an anomaly rule or an operator); recorded with who did it."""
         self._change("bot.restore", {"bot": name}, lambda: self.vault.set_bot_status(name, "active"))

@@ -46,7 +46,7 @@ def _call(controls: Controls, op: str, args: dict[str, Any]) -> Any:
     return getattr(controls, op)(**args)
 
 
-def build_admin_app(controls: Controls) -> web.Application:
+def build_admin_app(controls: Controls, verifier: Any = None) -> web.Application:
     allowed = {os.geteuid(), 0}
 
     async def call(request: web.Request) -> web.Response:
@@ -63,7 +63,16 @@ def build_admin_app(controls: Controls) -> web.Application:
             return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
         controls.actor_uid = uid if uid is not None else -1
         try:
-            result = _call(controls, op, args)
+            if op == "rotate_key":  # check the new key at the exchange before switching
+                creds = credentials_from_json(args.get("credentials") or {})
+                if verifier is None:
+                    raise KeyproxyError("this daemon cannot verify keys")
+                ok, answer = await verifier(args["name"], creds)
+                if not ok:
+                    raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")
+                result = controls.rotate_key(args["name"], creds, verified=answer)
+            else:
+                result = _call(controls, op, args)
         except KeyproxyError as e:
             name = type(e).__name__ if type(e).__name__ in ERROR_CLASSES else "KeyproxyError"
             return web.json_response({"error": name, "message": str(e)}, status=400)

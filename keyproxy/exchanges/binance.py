@@ -92,6 +92,7 @@ def _is_form(req: IncomingRequest) -> bool:
 
 class Binance:
     name = "binance"
+    verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-mbx-used-weight*", "x-mbx-order-count*",

@@ -78,6 +78,8 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 class Bybit:
+    # a read call that needs a valid key: `key rotate` checks a new key with it
+    verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"
     needs_nonce = False
     environments = ENVIRONMENTS

@@ -157,6 +157,8 @@ def _int_claim(claims: dict[str, object], name: str) -> int:
 
 
 class Coinbase:
+    # a read call that needs a valid key: `key rotate` checks a new key with it
+    verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"
     needs_nonce = False
     environments = ENVIRONMENTS

@@ -239,6 +239,8 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
 
 
 class Kraken:
+    # a read call that needs a valid key: `key rotate` checks a new key with it
+    verify_request = ("POST", "/0/private/Balance", "", b"")
     name = "kraken"
     needs_nonce = True
     environments = ENVIRONMENTS

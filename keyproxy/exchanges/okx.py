@@ -95,6 +95,8 @@ def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> 
 
 
 class Okx:
+    # a read call that needs a valid key: `key rotate` checks a new key with it
+    verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"
     needs_nonce = False
     environments = ENVIRONMENTS

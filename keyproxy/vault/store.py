@@ -353,6 +353,48 @@ class Vault(BotsMixin):
                 ) from None
         return Credentials(**opened)  # type: ignore[arg-type]
 
+    def rotate_account(self, name: str, creds: Credentials, *, now: float | None = None) -> AccountInfo:
+        """Add the new credential as the next version and make it active, in one transaction.
+
+        The old version stays (for `rollback`) until `retire_previous`.
+        """
+        info = self.account(name)
+        from keyproxy.vault.records import check_credentials
+
+        check_credentials(info.exchange, info.key_type, creds)
+        now = time.time() if now is None else now
+        with self._write() as db:
+            account_id, active, top = db.execute(
+                "SELECT a.id, a.active_version, (SELECT MAX(version) FROM account_versions WHERE account_id = a.id)"
+                " FROM accounts a WHERE a.name = ?", (name,)).fetchone()
+            version = int(top) + 1
+            self._insert_version(db, account_id, version, creds, now)
+            db.execute("UPDATE accounts SET active_version = ?, rotated_at = ? WHERE id = ?", (version, now, account_id))
+        return self.account(name)
+
+    def rollback_account(self, name: str) -> AccountInfo:
+        """Make the newest version below the active one active again."""
+        check_name("account", name)
+        with self._write() as db:
+            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account named {name!r}")
+            prev = db.execute("SELECT MAX(version) FROM account_versions WHERE account_id = ? AND version < ?",
+                              row).fetchone()[0]
+            if prev is None:
+                raise UsageError(f"account {name!r} has no previous key version to roll back to")
+            db.execute("UPDATE accounts SET active_version = ? WHERE id = ?", (prev, row[0]))
+        return self.account(name)
+
+    def retire_previous(self, name: str) -> int:
+        """Forget every version but the active one; returns how many were removed."""
+        check_name("account", name)
+        with self._write() as db:
+            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account named {name!r}")
+            return db.execute("DELETE FROM account_versions WHERE account_id = ? AND version != ?", row).rowcount
+
     def set_account_status(self, name: str, status: str) -> bool:
         """active | quarantined | revoked; True when it changed. A revoked key never returns to active."""
         assert status in ("active", "quarantined", "revoked")
