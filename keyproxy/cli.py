@@ -376,7 +376,8 @@ def cmd_bot_add(ctx: Context) -> int:
     parse_cidrs(a.allow_ip or [])
     with ctx.controls() as controls:
         shown = controls.add_bot(name=a.bot, account=a.account, scopes=a.scope, allow_ips=a.allow_ip or None,
-                                 mode=a.mode, key_type=a.key_type, policy=_assignments(a.set or []))
+                                 mode=a.mode, key_type=a.key_type, policy=_assignments(a.set or []),
+                                 ttl_seconds=parse_duration(a.ttl) if a.ttl else None)
     ctx.out_json(shown)  # the only time the bot's credential is shown
     return 0
 
@@ -476,6 +477,22 @@ def cmd_status(ctx: Context) -> int:
         ctx.out(f"THROTTLED bot {name} (1 request/s for 5 minutes after a rate spike)")
     for h in st["halts"]:
         ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
+    return 0
+
+
+def cmd_bot_rotate(ctx: Context) -> int:
+    grace = parse_duration(ctx.args.grace) if ctx.args.grace != "0" else 0
+    with ctx.controls() as controls:
+        shown = controls.rotate_bot(name=ctx.args.bot, grace_seconds=grace)
+    ctx.out_json(shown)  # the only time the new credential is shown
+    return 0
+
+
+def cmd_bot_renew(ctx: Context) -> int:
+    with ctx.controls() as controls:
+        info = controls.renew_bot(name=ctx.args.bot, ttl_seconds=parse_duration(ctx.args.ttl) if ctx.args.ttl else None)
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["expires_at"])) if info["expires_at"] else "never"
+    ctx.out(f"bot {info['name']}: credential expires {until}")
     return 0
 
 
@@ -741,6 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-type", help="virtual key type for drop-in bots (default: the exchange's usual one; "
                                        "binance: hmac, ed25519, rsa; coinbase: ec, ed25519; bybit: hmac, rsa)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy limit (see docs/policy.md)")
+    sp.add_argument("--ttl", help="the credential expires after this long (e.g. 8h); `bot renew` extends it")
     sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "show", cmd_bot_show, "show one bot")
@@ -748,6 +766,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "revoke", cmd_bot_revoke, "revoke a bot's credential (takes effect on its next request)")
     sp.add_argument("bot")
+    sp = cmd(bot, "rotate", cmd_bot_rotate, "issue a new virtual credential; the old one works for --grace")
+    sp.add_argument("bot")
+    sp.add_argument("--grace", default="1h", help="how long the old credential stays valid (default 1h; 0: none)")
+    sp = cmd(bot, "renew", cmd_bot_renew, "extend a bot credential's expiry (--ttl), or lift it (no --ttl)")
+    sp.add_argument("bot")
+    sp.add_argument("--ttl")
     sp = cmd(bot, "restore", cmd_bot_restore, "lift a bot's suspension")
     sp.add_argument("bot")
     sp = cmd(bot, "set", cmd_bot_set, "change a bot's policy, live (e.g. max_order_notional=500 symbols=BTCUSDT)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -107,8 +108,8 @@ class Controls:
     # --- bots -------------------------------------------------------------
 
     def add_bot(self, name: str, account: str, scopes: str | list[str], allow_ips: list[str] | None,
-                mode: str = "dropin", key_type: str | None = None, policy: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+                mode: str = "dropin", key_type: str | None = None, policy: dict[str, Any] | None = None,
+                ttl_seconds: float | None = None) -> dict[str, Any]:
         if mode not in BOT_MODES:
             raise UsageError(f"unknown bot mode {mode!r}; known: {', '.join(BOT_MODES)}")
         scope_list = parse_scopes(scopes)
@@ -122,26 +123,55 @@ class Controls:
         if adapter is None:
             raise UsageError(f"exchange {info.exchange} is not supported by this version's proxy yet")
         shown: dict[str, Any] = {"bot": name, "account": account, "base_url": f"{self.proxy_base_url}/{account}"}
+        new, creds = self._new_credential(adapter, info.exchange, name, account, mode, key_type, scope_list, networks,
+                                          limits.to_json())
+        shown.update(creds)
+        details = {"bot": name, "account": account, "mode": mode, "policy": limits.to_json(), "ttl": ttl_seconds}
+        expires = None if ttl_seconds is None else time.time() + ttl_seconds
+        new = replace(new, expires_at=expires)  # one transaction: never a TTL bot written without its expiry
+        self._change("bot.add", details, lambda: self.vault.add_bot(new))
+        if expires is not None:
+            shown["expires_at"] = expires
+        return shown
+
+    def _new_credential(self, adapter: Adapter, exchange: str, name: str, account: str, mode: str,
+                        key_type: str | None, scopes: tuple[str, ...], networks: tuple[str, ...],
+                        policy: dict[str, Any]) -> tuple[NewBot, dict[str, str]]:
+        """A fresh virtual credential: what the vault keeps, and what the operator hands the bot once."""
         if mode == "token":
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-            new = NewBot(name, account, mode, scope_list, networks,
-                         token_digest=self.vault.token_digest(Secret(token)), policy=limits.to_json())
-            shown["token"] = token
-        else:
-            # the exchange's own first key type unless asked otherwise (Coinbase: ec, the rest: hmac)
-            key_type = key_type or EXCHANGES[info.exchange].key_types[0]
-            try:
-                issued = adapter.issue_bot_key(key_type)
-            except ValueError as e:
-                raise UsageError(str(e)) from None
-            kept = issued.kept
-            new = NewBot(name, account, mode, scope_list, networks, key_type=kept.key_type, key_id=kept.key_id,
-                         secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase,
-                         policy=limits.to_json())
-            shown.update(issued.shown)
-        details = {"bot": name, "account": account, "mode": mode, "policy": limits.to_json()}
-        self._change("bot.add", details, lambda: self.vault.add_bot(new))
-        return shown
+            return NewBot(name, account, mode, scopes, networks, token_digest=self.vault.token_digest(Secret(token)),
+                          policy=policy), {"token": token}
+        # the exchange's own first key type unless asked otherwise (Coinbase: ec, the rest: hmac)
+        try:
+            issued = adapter.issue_bot_key(key_type or EXCHANGES[exchange].key_types[0])
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        kept = issued.kept
+        return NewBot(name, account, mode, scopes, networks, key_type=kept.key_type, key_id=kept.key_id,
+                      secret=kept.secret, public_key=kept.public_key, passphrase=kept.passphrase,
+                      policy=policy), dict(issued.shown)
+
+    def rotate_bot(self, name: str, grace_seconds: float = 3600) -> dict[str, Any]:
+        """A new virtual credential for the bot; the old one keeps working for `grace_seconds`."""
+        info = self.vault.bot(name)
+        account = self.vault.account(info.account)
+        adapter = self.adapters.get(account.exchange)
+        if adapter is None:
+            raise UsageError(f"exchange {account.exchange} is not supported by this version's proxy yet")
+        new, creds = self._new_credential(adapter, account.exchange, name, info.account, info.mode, info.key_type,
+                                          info.scopes, info.allow_ips, dict(info.policy or {}))
+        self._change("bot.rotate", {"bot": name, "grace_seconds": grace_seconds},
+                     lambda: self.vault.rotate_bot(name, new, grace_seconds))
+        return {"bot": name, "account": info.account, "base_url": f"{self.proxy_base_url}/{info.account}", **creds,
+                "previous_valid_until": self.vault.bot(name).previous_valid_until}
+
+    def renew_bot(self, name: str, ttl_seconds: float | None) -> dict[str, Any]:
+        """Extend (or, with no TTL, lift) a bot credential's expiry."""
+        expires = None if ttl_seconds is None else time.time() + ttl_seconds
+        info = self._change("bot.renew", {"bot": name, "ttl": ttl_seconds},
+                            lambda: self.vault.set_bot_expiry(name, expires))
+        return info.as_json()  # type: ignore[no-any-return]
 
     def list_bots(self) -> list[dict[str, Any]]:
         return [b.as_json() for b in self.vault.list_bots()]

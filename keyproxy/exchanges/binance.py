@@ -269,7 +269,7 @@ class Binance:
         # rate_limited -1003 so it backs off (RateLimitExceeded).
         native = {
             "unknown_bot": -2014, "bad_signature": -1022, "stale_request": -1021,
-            "replayed_request": -1022, "bad_request": -1102, "unknown_endpoint": -1002, "rate_limited": -1003,
+            "replayed_request": -1022, "expired_credential": -1002, "bad_request": -1102, "unknown_endpoint": -1002, "rate_limited": -1003,
             "symbol_denied": -2010, "notional_exceeded": -2010, "notional_unknown": -2010,
             "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
             "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,

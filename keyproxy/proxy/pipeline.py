@@ -120,7 +120,7 @@ class Pipeline:
             endpoint = refine(incoming) or endpoint
             outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self._clock_ms()
-        bot = self._identify(snap, account, incoming, outcome)
+        bot = self._identify(snap, account, incoming, outcome, now_ms)
         if bot is None:
             if endpoint.cls is not EndpointClass.PUBLIC:
                 raise Refused("unknown_bot", "no bot credential: send the virtual API key, or X-Keyproxy-Token")
@@ -188,7 +188,7 @@ class Pipeline:
         return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, req: IncomingRequest,
-                  outcome: Outcome) -> BotEntry | None:
+                  outcome: Outcome, now_ms: int) -> BotEntry | None:
         token = req.headers.get(TOKEN_HEADER)
         if token is not None:
             bot = snap.bots_by_token.get(snap.token_digest(Secret(token)))
@@ -211,6 +211,9 @@ class Pipeline:
                           "an operator lifts it with `keyproxy bot restore`")
         if bot.info.status != "active":
             raise Refused("unknown_bot", f"bot {bot.info.name!r} is {bot.info.status}")
+        if bot.valid_until is not None and now_ms / 1000 >= bot.valid_until:
+            raise Refused("expired_credential", f"this credential of bot {bot.info.name!r} has expired "
+                          "(TTL or a rotation's grace period); renew or use the new credential")
         if account.info.status != "active":
             raise Refused("key_quarantined", f"account {account.info.name!r}'s key is {account.info.status}: "
                           "no request uses it until an operator restores or rotates it")

@@ -13,6 +13,7 @@ STATUS: dict[str, int] = {
     "bad_signature": 401,
     "stale_request": 401,
     "replayed_request": 401,
+    "expired_credential": 401,
     "scope_denied": 403,
     "symbol_denied": 403,
     "notional_exceeded": 403,

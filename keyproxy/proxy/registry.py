@@ -33,6 +33,7 @@ class BotEntry:
     token_digest: str | None  # token mode
     networks: tuple[IPNetwork, ...]
     policy: BotPolicy
+    valid_until: float | None = None  # TTL, or a rotated-out credential's grace end: refused from then on
 
     def allows_ip(self, address: str) -> bool:
         try:
@@ -88,11 +89,22 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
         policy = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
         if pinned and info.name in pinned:  # [bots.NAME] in the config file wins over `bot set`
             policy = parse_policy(dict(pinned[info.name]), base=policy)
-        entry = BotEntry(info, key, rec.token_digest, tuple(ipaddress.ip_network(c) for c in policy.allow_ips), policy)
+        networks = tuple(ipaddress.ip_network(c) for c in policy.allow_ips)
+        entry = BotEntry(info, key, rec.token_digest, networks, policy, rec.expires_at)
         if key is not None:
             by_key[key.key_id] = entry
         if rec.token_digest:
             by_token[rec.token_digest] = entry
+        prev = rec.previous
+        if prev is not None:  # the credential before the last rotation, accepted through its grace period
+            until = prev.until if rec.expires_at is None else min(prev.until, rec.expires_at)
+            prev_key = (BotKey(prev.key_id, info.key_type or "hmac", secret=prev.secret, public_key=prev.public_key,
+                               passphrase=prev.passphrase) if prev.key_id else None)
+            old = BotEntry(info, prev_key, prev.token_digest, networks, policy, until)
+            if prev_key is not None and prev_key.key_id not in by_key:
+                by_key[prev_key.key_id] = old
+            if prev.token_digest and prev.token_digest not in by_token:
+                by_token[prev.token_digest] = old
     return Snapshot(accounts, by_key, by_token, vault.token_digest,  # type: ignore[attr-defined]
                     {(scope, target): reason for scope, target, reason, _ in (halts or [])},
                     dict(account_limits or {}), dict(throttles or {}))

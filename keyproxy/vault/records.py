@@ -161,6 +161,8 @@ class BotInfo:
     created_at: float
     revoked_at: float | None
     policy: dict[str, object] | None = None  # the full BotPolicy as JSON (limits beyond scopes and IPs)
+    expires_at: float | None = None  # TTL: the credential is refused from then on (renew to extend)
+    previous_valid_until: float | None = None  # after a rotation: the old credential's grace end
 
     def as_json(self) -> dict[str, object]:
         d = {f: getattr(self, f) for f in self.__slots__}

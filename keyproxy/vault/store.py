@@ -73,6 +73,15 @@ MIGRATIONS = (
     BOTS_SCHEMA,
     "ALTER TABLE accounts ADD COLUMN environment TEXT",  # production | testnet | demo (NULL: by base_url)
     "ALTER TABLE bots ADD COLUMN passphrase BLOB",  # a bot's virtual passphrase (OKX), sealed
+    # bot credential lifetimes: expiry (TTL), and the previous credential kept through a rotation's grace
+    "ALTER TABLE bots ADD COLUMN expires_at REAL",
+    "ALTER TABLE bots ADD COLUMN generation INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE bots ADD COLUMN prev_key_id TEXT",
+    "ALTER TABLE bots ADD COLUMN prev_secret BLOB",
+    "ALTER TABLE bots ADD COLUMN prev_public_key TEXT",
+    "ALTER TABLE bots ADD COLUMN prev_token_digest TEXT",
+    "ALTER TABLE bots ADD COLUMN prev_passphrase BLOB",
+    "ALTER TABLE bots ADD COLUMN prev_until REAL",
 )
 
 

@@ -102,3 +102,37 @@ def test_rotation_with_the_daemon_stopped(rot) -> None:  # type: ignore[no-untyp
         assert len(rotations) == 2 and rotations[-1]["verified"].startswith("HTTP 200")
     finally:
         dev.start_daemon()
+
+
+def _balance(creds: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
+    from tests.e2e.conftest import call, hmac_sign, now_ms
+
+    ans = call(creds["base_url"], "GET", "/api/v3/account", hmac_sign(creds["secret"], f"timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    return ans.status, ans.body
+
+
+def test_bot_rotation_keeps_the_old_credential_for_the_grace_period(rot) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    dev, _ = rot
+    old = dev.add_bot("rotbot", "main", "read")
+    new = json.loads(dev.cli("bot", "rotate", "rotbot", "--grace", "2s").stdout)
+    assert new["api_key"] != old["api_key"] and new["previous_valid_until"]
+    assert _balance(old)[0] == 200 and _balance(new)[0] == 200  # both during the grace period
+    time.sleep(2.2)
+    status, body = _balance(old)
+    assert (status, body["error"]) == (401, "expired_credential")
+    assert _balance(new)[0] == 200
+
+
+def test_bot_ttl_and_renew(rot) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    dev, _ = rot
+    creds = dev.add_bot("shortlived", "main", "read", "--ttl", "2s")
+    assert creds["expires_at"] and _balance(creds)[0] == 200
+    time.sleep(2.2)
+    assert _balance(creds)[1]["error"] == "expired_credential"
+    out = dev.cli("bot", "renew", "shortlived", "--ttl", "1h")
+    assert "expires" in out.stdout and _balance(creds)[0] == 200
