@@ -332,12 +332,20 @@ def cmd_vault_rekey(ctx: Context) -> int:
         passphrase_file=a.new_passphrase_file,
         key_file=a.new_key_file,
     )
-    with ctx.open_vault() as vault:
-        choice = a.to or vault.status()["master_source"]
-        if choice == "passphrase" and a.new_passphrase_file is None and not _has_tty():
-            raise MasterKeyUnavailable("rekey to a passphrase needs --new-passphrase-file or a terminal")
-        vault.rekey(source_for_new(choice, ctx.settings, new_inputs))
-        st = vault.status()
+    with ctx.controls() as controls:
+        if isinstance(controls, RemoteControls):  # the running daemon rewraps its data key: no restart
+            if a.to == "passphrase" and a.new_passphrase_file is None:
+                raise UsageError("while the daemon runs, rekey to a passphrase needs --new-passphrase-file")
+            st = controls.client.call("rekey", to=a.to,
+                                      new_passphrase_file=str(a.new_passphrase_file) if a.new_passphrase_file else None,
+                                      new_key_file=str(a.new_key_file) if a.new_key_file else None)
+        else:
+            vault = controls.vault
+            choice = a.to or vault.status()["master_source"]
+            if choice == "passphrase" and a.new_passphrase_file is None and not _has_tty():
+                raise MasterKeyUnavailable("rekey to a passphrase needs --new-passphrase-file or a terminal")
+            controls.rekey_with(source_for_new(choice, ctx.settings, new_inputs))
+            st = vault.status()
     ctx.out(f"rekeyed vault {st['path']} (master key: {st['master_source']}, generation {st['master_generation']})")
     return 0
 

@@ -201,8 +201,17 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             reload_config()
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    def source_for_rekey(kind: str, passphrase_file: str | None, key_file: str | None) -> Any:
+        from pathlib import Path
+
+        from keyproxy.unlock import UnlockInputs, source_for_new
+
+        inputs = UnlockInputs(Path(passphrase_file) if passphrase_file else None, Path(key_file) if key_file else None)
+        return source_for_new(kind, config["settings"], inputs)
+
     controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store,
-                        pinned=lambda: config["settings"].bot_policies, reload_config=reload_config)
+                        pinned=lambda: config["settings"].bot_policies, reload_config=reload_config,
+                        source_for_new=source_for_rekey)
     async def verify_new_key(account: str, creds: Any) -> tuple[bool, str]:
         entry = state.snapshot.accounts.get(account)
         if entry is None or entry.adapter is None or entry.upstream is None:

@@ -51,8 +51,10 @@ class Controls:
                  on_change: Callable[[], None] = lambda: None,
                  audit: Callable[..., object] | None = None, state: StateStore | None = None,
                  pinned: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
-                 reload_config: Callable[[], dict[str, Any]] | None = None) -> None:
+                 reload_config: Callable[[], dict[str, Any]] | None = None,
+                 source_for_new: Callable[[str, str | None, str | None], Any] | None = None) -> None:
         self.vault = vault
+        self._source_for_new = source_for_new
         self.pinned = pinned
         self._reload_config = reload_config
         self.state = state
@@ -200,6 +202,19 @@ class Controls:
         if self._reload_config is None:
             raise UsageError("reload needs the running daemon")
         return self._reload_config()
+
+    def rekey_with(self, source: Any) -> dict[str, Any]:
+        """Rewrap the data key under a new master key (one transaction); records stay as they are."""
+        self._change("vault.rekey", {"to": source.kind}, lambda: self.vault.rekey(source))
+        return self.vault.status()
+
+    def rekey(self, to: str | None = None, new_passphrase_file: str | None = None,
+              new_key_file: str | None = None) -> dict[str, Any]:
+        """The admin-socket form: the daemon builds the new source from file paths (never a secret in the call)."""
+        if self._source_for_new is None:
+            raise UsageError("rekey through the admin socket needs the running daemon")
+        source = self._source_for_new(to or self.vault.status()["master_source"], new_passphrase_file, new_key_file)
+        return self.rekey_with(source)
 
     def rotate_key(self, name: str, creds: Credentials, verified: str) -> dict[str, Any]:
         """Switch to a new real key that the exchange has just accepted (`verified` says how)."""

@@ -107,9 +107,13 @@ def test_rotation_with_the_daemon_stopped(rot) -> None:  # type: ignore[no-untyp
 
 
 def _balance(creds: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
-    from tests.e2e.conftest import call, hmac_sign, now_ms
+    import time
 
-    ans = call(creds["base_url"], "GET", "/api/v3/account", hmac_sign(creds["secret"], f"timestamp={now_ms()}"),
+    from tests.e2e.conftest import call, hmac_sign
+
+    # microsecond timestamps: two identical requests in one millisecond would be one request replayed
+    ans = call(creds["base_url"], "GET", "/api/v3/account",
+               hmac_sign(creds["secret"], f"timestamp={time.time_ns() // 1000}"),
                headers={"X-MBX-APIKEY": creds["api_key"]})
     return ans.status, ans.body
 
@@ -138,3 +142,29 @@ def test_bot_ttl_and_renew(rot) -> None:  # type: ignore[no-untyped-def]
     assert _balance(creds)[1]["error"] == "expired_credential"
     out = dev.cli("bot", "renew", "shortlived", "--ttl", "1h")
     assert "expires" in out.stdout and _balance(creds)[0] == 200
+
+
+def test_master_key_rekey_while_running_fails_no_request(rot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dev, _ = rot
+    creds = dev.add_bot("duringrekey", "main", "read")
+    new_pass = tmp_path / "new-passphrase"
+    new_pass.write_text("a new master passphrase\n")
+    results: list[int] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            results.append(_balance(creds)[0])
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        out = dev.cli("vault", "rekey", "--new-passphrase-file", str(new_pass))
+        assert "generation 2" in out.stdout
+    finally:
+        stop.set()
+        worker.join(30)
+    assert results and set(results) == {200}
+    # the old passphrase no longer opens the vault; the new one does
+    dev.env["KEYPROXY_PASSPHRASE_FILE"] = str(new_pass)
+    assert json.loads(dev.cli("vault", "status", "--json").stdout)["master_generation"] == 2

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from keyproxy.errors import VaultLocked
+from keyproxy.secret import Secret
+from keyproxy.vault import Credentials
 from keyproxy.vault import Vault
 from tests.vault.helpers import hmac_account, passphrase_source
 
@@ -33,6 +35,9 @@ def main() -> None:
         vault.add_account(hmac_account(f"acct{n}", secret=f"secret-{n}"))
         print(f"added acct{n}", flush=True)
         n += 1
+        if n % 3 == 0 and n > 1:  # rotate the first account's key too
+            info = vault.rotate_account("acct0", Credentials(api_key=Secret(f"AK-r{n}"), secret=Secret(f"rot-{n}")))
+            print(f"rotated {info.version}", flush=True)
         if n % 4 == 0:
             current = 1 - current
             vault.rekey(passphrase_source(PASSPHRASES[current]))
