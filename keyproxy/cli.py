@@ -193,9 +193,16 @@ def _day(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "-"
 
 
-def _account_row(a: dict[str, Any]) -> list[str]:
+def _account_row(a: dict[str, Any], settings: Settings) -> list[str]:
+    from types import SimpleNamespace
+
+    from keyproxy.metrics import rotation_due
+
+    now = time.time()
+    due_at, due = rotation_due(SimpleNamespace(**a), now, settings.rotation.rotate_every, settings.rotation.warn_before)
+    due_text = "-" if due_at is None else _day(due_at) + (" OVERDUE" if now >= due_at else " due" if due else "")
     return [a["name"], a["exchange"], a["key_type"], a["status"], str(a["version"]), a["fingerprint"],
-            _day(a["created_at"]), format_duration(a["rotate_every"]) if a["rotate_every"] else "-"]
+            f"{int((now - a['rotated_at']) // 86400)}d", due_text]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -280,8 +287,8 @@ def cmd_key_list(ctx: Context) -> int:
     if ctx.args.json:
         ctx.out_json(accounts)
     elif accounts:
-        header = ["ACCOUNT", "EXCHANGE", "TYPE", "STATUS", "VER", "FINGERPRINT", "CREATED", "ROTATE"]
-        ctx.out(_table([_account_row(a) for a in accounts], header))
+        header = ["ACCOUNT", "EXCHANGE", "TYPE", "STATUS", "VER", "FINGERPRINT", "KEY AGE", "ROTATE BY"]
+        ctx.out(_table([_account_row(a, ctx.settings) for a in accounts], header))
     else:
         ctx.out("no accounts; add one with `keyproxy key add ACCOUNT --exchange EXCHANGE`")
     return 0

@@ -68,6 +68,12 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RotationSettings:
+    rotate_every: int | None = None  # seconds; for accounts without their own --rotate-every
+    warn_before: int = 7 * 86400  # a key counts as due this long before its date
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     config_file: Path | None
     vault: VaultSettings
@@ -75,6 +81,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    rotation: RotationSettings = field(default_factory=RotationSettings)
     bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
     account_limits: Mapping[str, Any] = field(default_factory=dict)  # [accounts.NAME] -> AccountLimits
     anomaly: Mapping[str, Any] | None = None  # rule name -> RuleConfig ([anomaly.RULE]); None: defaults
@@ -179,7 +186,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly", "rotation"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -238,7 +245,11 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
                               host=r.string(ms, "metrics", "host") or "127.0.0.1", port=mport)
     if metrics.host not in ("127.0.0.1", "::1", "localhost") and not listen.allow_non_loopback:
         raise r.error("metrics.host", "metrics are served on loopback only unless listen.allow_non_loopback = true")
+    ro = r.table(doc, "rotation", {"rotate_every", "warn_before"})
+    rotation = RotationSettings(rotate_every=_duration(r, ro, "rotation", "rotate_every"),
+                                warn_before=_duration(r, ro, "rotation", "warn_before") or 7 * 86400)
     return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics,
+                    rotation=rotation,
                     bot_policies=_bot_policies(r, doc.get("bots", {})),
                     account_limits=_account_limits(r, doc.get("accounts", {})),
                     anomaly=_anomaly(r, doc.get("anomaly", {})))
@@ -254,6 +265,19 @@ def _anomaly(r: _Reader, doc: Any) -> dict[str, Any]:
     except RuleError as e:
         key, _, reason = str(e).partition(": ")
         raise r.error(f"anomaly.{key}", reason) from None
+
+
+def _duration(r: _Reader, t: Mapping[str, Any], key: str, name: str) -> int | None:
+    from keyproxy.durations import parse_duration
+    from keyproxy.errors import UsageError
+
+    value = r.string(t, key, name)
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except UsageError as e:
+        raise r.error(f"{key}.{name}", str(e)) from None
 
 
 def _account_limits(r: _Reader, accounts: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
 from keyproxy.rotation import verify_key
-from keyproxy.metrics import Metrics, key_age_families
+from keyproxy.metrics import Metrics, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
@@ -99,7 +99,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     if au.fail_open:
         log.warning("audit.fail_open = true: requests are forwarded even when the audit trail cannot be written")
     metrics = Metrics()
-    metrics.add_collector(lambda: key_age_families(e.info for e in state.snapshot.accounts.values()))
+    metrics.add_collector(lambda: key_age_families(
+        (e.info for e in state.snapshot.accounts.values()), None, config["settings"].rotation.rotate_every,
+        config["settings"].rotation.warn_before))
     recorder = Recorder(trail, metrics, fail_open=au.fail_open)
 
     def reload() -> None:
@@ -238,6 +240,20 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                 await loop.run_in_executor(None, store.record_audit_head, trail.head.seq)
 
     background.append(asyncio.create_task(persist_head()))
+
+    async def rotation_reminders() -> None:
+        """Once a day (and at start): a warning for every key that is due or overdue for rotation."""
+        while True:
+            ro = config["settings"].rotation
+            now = time.time()
+            for entry in state.snapshot.accounts.values():
+                due_at, due = rotation_due(entry.info, now, ro.rotate_every, ro.warn_before)
+                if due and due_at is not None:
+                    log.warning("key due for rotation", account=entry.info.name,
+                                due=time.strftime("%Y-%m-%d", time.gmtime(due_at)), overdue=now >= due_at)
+            await asyncio.sleep(86400)
+
+    background.append(asyncio.create_task(rotation_reminders()))
     trail.append("daemon.start", listen=base_url, accounts=len(state.snapshot.accounts),
                  bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token))
     ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")

@@ -61,8 +61,18 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def key_age_families(accounts: Iterable[Any], now: float | None = None) -> list[Metric]:
-    """keyproxy_key_age_seconds and keyproxy_key_rotation_due per account (due: 1 when overdue)."""
+def rotation_due(account: Any, now: float, default_every: int | None, warn_before: int) -> tuple[float | None, bool]:
+    """(the date the key should be rotated by, whether it is due: within warn_before of that date or past it)."""
+    every = account.rotate_every or default_every
+    if not every:
+        return None, False
+    due_at = account.rotated_at + every
+    return due_at, now >= due_at - warn_before
+
+
+def key_age_families(accounts: Iterable[Any], now: float | None = None, default_every: int | None = None,
+                     warn_before: int = 7 * 86400) -> list[Metric]:
+    """keyproxy_key_age_seconds and keyproxy_key_rotation_due per account (due: 1 from warn_before before the date)."""
     now = time.time() if now is None else now
     age = GaugeMetricFamily("keyproxy_key_age_seconds", "Seconds since the account's key was added or rotated",
                             labels=["account"])
@@ -70,5 +80,5 @@ def key_age_families(accounts: Iterable[Any], now: float | None = None) -> list[
                             labels=["account"])
     for a in accounts:
         age.add_metric([a.name], now - a.rotated_at)
-        due.add_metric([a.name], 1.0 if a.rotate_every and now - a.rotated_at >= a.rotate_every else 0.0)
+        due.add_metric([a.name], 1.0 if rotation_due(a, now, default_every, warn_before)[1] else 0.0)
     return [age, due]
