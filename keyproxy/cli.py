@@ -267,6 +267,53 @@ async def _verify_direct(ctx: Context, controls: Controls, info: dict[str, Any],
         await clients.close()
 
 
+def cmd_key_audit(ctx: Context) -> int:
+    """Ask each exchange what the real key may do; warn where it exceeds what the bots need."""
+    name = ctx.args.account
+    with ctx.controls() as controls:
+        if isinstance(controls, RemoteControls):
+            results = controls.client.call("audit_keys", name=name)
+        else:
+            results = asyncio.run(_audit_direct(controls, name))
+    if ctx.args.json:
+        ctx.out_json(results)
+    for account, r in sorted(results.items()):
+        if ctx.args.json:
+            break
+        ctx.out(f"{account}: {'ok' if r['ok'] else 'WARN'}")
+        for w in r["warnings"]:
+            ctx.out(f"  - {w}")
+    return 0 if all(r["ok"] for r in results.values()) else 1
+
+
+async def _audit_direct(controls: Controls, name: str | None) -> dict[str, Any]:
+    from keyproxy.exchanges.base import RealKey, resolve_upstream
+    from keyproxy.proxy.upstream import UpstreamClients
+    from keyproxy.rotation import audit_key
+    from keyproxy.state import NonceSequence
+
+    accounts = [a for a in controls.list_accounts() if name is None or a["name"] == name]
+    if name is not None and not accounts:
+        raise KeyproxyError(f"no account named {name!r}")
+    clients = UpstreamClients()
+    results = {}
+    try:
+        for a in accounts:
+            adapter = default_adapters().get(a["exchange"])
+            if adapter is None:
+                continue
+            upstream = resolve_upstream(adapter, a["base_url"], a["insecure_upstream"], a.get("environment"))
+            c = controls.vault.credentials(a["name"])
+            key = RealKey(a["key_type"], c.api_key, c.secret, c.passphrase, c.private_key)
+            scopes = {s for b in controls.list_bots() if b["account"] == a["name"] and b["status"] == "active"
+                      for s in b["scopes"]}
+            nonce = NonceSequence(controls.state).next(a["name"]) if adapter.needs_nonce and controls.state else None
+            results[a["name"]] = await audit_key(a["exchange"], adapter, upstream, key, clients, scopes, nonce)
+    finally:
+        await clients.close()
+    return results
+
+
 def cmd_key_rollback(ctx: Context) -> int:
     with ctx.controls() as controls:
         info = controls.rollback_key(name=ctx.args.account)
@@ -737,6 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd(key, "rotate", cmd_key_rotate, "switch to a new key (stdin as for `key add`), checked at the exchange")
     sp.add_argument("account")
+    sp = cmd(key, "audit", cmd_key_audit, "ask each exchange what the real key may do; warn where it exceeds the bots' needs")
+    sp.add_argument("account", nargs="?")
+    sp.add_argument("--json", action="store_true")
     sp = cmd(key, "rollback", cmd_key_rollback, "go back to the previous key version")
     sp.add_argument("account")
     sp = cmd(key, "retire", cmd_key_retire, "forget the previous key versions")

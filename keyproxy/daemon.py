@@ -27,7 +27,8 @@ from keyproxy.config import Settings, load_settings
 from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
-from keyproxy.rotation import verify_key
+from keyproxy.errors import KeyproxyError
+from keyproxy.rotation import audit_key, verify_key
 from keyproxy.metrics import Metrics, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.recorder import Recorder
@@ -222,7 +223,24 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         nonce = nonces.next(account) if entry.adapter.needs_nonce else None
         return await verify_key(entry.adapter, entry.upstream, key, clients, nonce)
 
-    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key), handle_signals=False, access_log=None)
+    async def audit_keys(name: str | None) -> dict[str, Any]:
+        results = {}
+        for entry in state.snapshot.accounts.values():
+            if name is not None and entry.info.name != name:
+                continue
+            if entry.adapter is None or entry.upstream is None or entry.key is None:
+                continue
+            scopes = {s for rec in vault.list_bots() if rec.account == entry.info.name and rec.status == "active"
+                      for s in rec.scopes}
+            nonce = nonces.next(entry.info.name) if entry.adapter.needs_nonce else None
+            results[entry.info.name] = await audit_key(entry.info.exchange, entry.adapter, entry.upstream, entry.key,
+                                                       clients, scopes, nonce)
+        if name is not None and not results:
+            raise KeyproxyError(f"no account named {name!r} served by this daemon")
+        return results
+
+    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys), handle_signals=False,
+                                 access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)
     try:

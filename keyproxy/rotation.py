@@ -17,6 +17,23 @@ from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext, Upstr
 from keyproxy.proxy.upstream import UpstreamClients
 
 
+async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
+                      spec: tuple[str, str, str, bytes], nonce: int | None = None) -> tuple[int, bytes]:
+    """Send one request of keyproxy's own (not a bot's), signed with `key`; (status, body)."""
+    method, path, query, body = spec
+    endpoint = adapter.classify(method, path)
+    origin = upstream.origin_for(path)
+    if endpoint is None or origin is None:
+        raise ValueError(f"{adapter.name} has no {path} in this environment")
+    headers = {"content-type": "application/x-www-form-urlencoded"} if method == "POST" else {}
+    out = adapter.sign(IncomingRequest(method, path, query, headers, body), key, endpoint,
+                       SignContext(origin, upstream.environment.name, int(time.time() * 1000), nonce))
+    session = clients.session(upstream.insecure_loopback)
+    async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
+                               allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        return resp.status, await resp.read()
+
+
 async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
                      nonce: int | None = None) -> tuple[bool, str]:
     """(ok, what the exchange answered) for the adapter's read call signed with `key`."""
@@ -41,3 +58,27 @@ async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: Up
     if 200 <= resp.status < 300 and not rejected and b'"error":["E' not in answer.replace(b" ", b""):
         return True, f"HTTP {resp.status}"
     return False, f"HTTP {resp.status}: {text}"
+
+
+async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
+                    bot_scopes: set[str], nonce: int | None = None) -> dict[str, Any]:
+    """Ask the exchange what the real key may do and compare it with what the account's bots need."""
+    from keyproxy.exchanges.permissions import REQUESTS, findings, parse
+
+    spec = REQUESTS.get(exchange)
+    if spec is None:
+        return {"ok": False, "warnings": [f"{exchange} offers no key-info endpoint keyproxy reads"]}
+    try:
+        status, body = await signed_call(adapter, upstream, key, clients, spec, nonce)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        return {"ok": False, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
+    if not 200 <= status < 300 or (hasattr(adapter, "key_rejected") and adapter.key_rejected(status, body)):
+        return {"ok": False, "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
+    try:
+        perms = parse(exchange, body)
+    except (ValueError, AttributeError, TypeError) as e:
+        return {"ok": False, "warnings": [f"unreadable key-info answer ({e})"]}
+    warnings = findings(perms, bot_scopes)
+    return {"ok": not warnings, "warnings": warnings, "permissions": {
+        "trade": perms.trade, "withdraw": perms.withdraw, "transfer": perms.transfer,
+        "ip_restricted": perms.ip_restricted, "expires_at": perms.expires_at}, "bot_scopes": sorted(bot_scopes)}

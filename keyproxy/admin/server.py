@@ -46,7 +46,7 @@ def _call(controls: Controls, op: str, args: dict[str, Any]) -> Any:
     return getattr(controls, op)(**args)
 
 
-def build_admin_app(controls: Controls, verifier: Any = None) -> web.Application:
+def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = None) -> web.Application:
     allowed = {os.geteuid(), 0}
 
     async def call(request: web.Request) -> web.Response:
@@ -71,6 +71,10 @@ def build_admin_app(controls: Controls, verifier: Any = None) -> web.Application
                 if not ok:
                     raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")
                 result = controls.rotate_key(args["name"], creds, verified=answer)
+            elif op == "audit_keys":  # asks each exchange: async, in the daemon
+                if auditor is None:
+                    raise KeyproxyError("this daemon cannot audit keys")
+                result = await auditor(args.get("name"))
             else:
                 result = _call(controls, op, args)
         except KeyproxyError as e:

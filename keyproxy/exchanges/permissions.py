@@ -1,0 +1,107 @@
+"""What a real key may do, as each exchange reports it, and what the account's bots need.
+
+Pure: `parse(exchange, body)` reads the exchange's own key-info answer into
+`KeyPermissions`; `findings` compares it with the least privilege the bots
+need. The request itself is made by `keyproxy key audit` (rotation.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# (method, path, query, body) of each exchange's key-info endpoint
+REQUESTS: dict[str, tuple[str, str, str, bytes]] = {
+    "binance": ("GET", "/sapi/v1/account/apiRestrictions", "", b""),
+    "bybit": ("GET", "/v5/user/query-api", "", b""),
+    "okx": ("GET", "/api/v5/account/config", "", b""),
+    "kraken": ("POST", "/0/private/GetApiKeyInfo", "", b""),
+    "coinbase": ("GET", "/api/v3/brokerage/key_permissions", "", b""),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPermissions:
+    """None: the exchange does not say."""
+
+    trade: bool | None
+    withdraw: bool | None
+    transfer: bool | None
+    ip_restricted: bool | None
+    expires_at: float | None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ValueError("the key-info answer is not JSON") from None
+
+
+def _iso(text: Any) -> float | None:
+    from datetime import datetime
+
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def parse(exchange: str, body: bytes) -> KeyPermissions:
+    doc = _json(body)
+    if exchange == "binance":  # GET /sapi/v1/account/apiRestrictions
+        expiry = doc.get("tradingAuthorityExpirationTime")
+        return KeyPermissions(
+            trade=bool(doc.get("enableSpotAndMarginTrading") or doc.get("enableFutures")),
+            withdraw=bool(doc.get("enableWithdrawals")),
+            transfer=bool(doc.get("enableInternalTransfer") or doc.get("permitsUniversalTransfer")),
+            ip_restricted=bool(doc.get("ipRestrict")),
+            expires_at=expiry / 1000 if isinstance(expiry, (int, float)) and expiry > 0 else None)
+    if exchange == "bybit":  # GET /v5/user/query-api
+        r = doc.get("result") or {}
+        perms = r.get("permissions") or {}
+        wallet = perms.get("Wallet") or []
+        return KeyPermissions(
+            trade=not r.get("readOnly", 0) and any(perms.get(k) for k in ("ContractTrade", "Spot", "Options")),
+            withdraw="Withdraw" in wallet or bool(perms.get("Withdraw")),
+            transfer="AccountTransfer" in wallet or "SubMemberTransfer" in wallet,
+            ip_restricted=r.get("ips") not in (None, [], ["*"]),
+            expires_at=_iso(r.get("expiredAt")))
+    if exchange == "okx":  # GET /api/v5/account/config
+        data = (doc.get("data") or [{}])[0]
+        perm = set(str(data.get("perm", "")).split(","))
+        return KeyPermissions(trade="trade" in perm, withdraw="withdraw" in perm, transfer=None,
+                              ip_restricted=bool(data.get("ip")), expires_at=None)
+    if exchange == "kraken":  # POST /0/private/GetApiKeyInfo
+        r = doc.get("result") or {}
+        perms = set(r.get("permissions") or [])
+        valid = r.get("validUntil")
+        return KeyPermissions(trade="modify-trades" in perms, withdraw="withdraw-funds" in perms, transfer=None,
+                              ip_restricted=bool(r.get("ipAllowlist")),
+                              expires_at=float(valid) if str(valid or "0") not in ("0", "") else None)
+    if exchange == "coinbase":  # GET /api/v3/brokerage/key_permissions
+        return KeyPermissions(trade=bool(doc.get("can_trade")), withdraw=bool(doc.get("can_transfer")),
+                              transfer=bool(doc.get("can_transfer")), ip_restricted=None, expires_at=None)
+    raise ValueError(f"no key-info parser for {exchange}")
+
+
+def findings(perms: KeyPermissions, bot_scopes: set[str], now: float | None = None,
+             expiry_warning: float = 7 * 86400) -> list[str]:
+    """Warnings where the real key can do more than the account's bots need, or is about to expire."""
+    now = time.time() if now is None else now
+    out = []
+    if perms.withdraw and "withdraw" not in bot_scopes:
+        out.append("the key can withdraw but no bot of this account has the withdraw scope")
+    if perms.transfer and "transfer" not in bot_scopes:
+        out.append("the key can transfer funds but no bot of this account has the transfer scope")
+    if perms.trade and "trade" not in bot_scopes:
+        out.append("the key can trade but no bot of this account has the trade scope")
+    if perms.ip_restricted is False:
+        out.append("the key has no IP restriction at the exchange")
+    if perms.expires_at is not None and perms.expires_at - now < expiry_warning:
+        out.append("the key expires within 7 days" if perms.expires_at > now else "the key has expired")
+    return out
