@@ -251,7 +251,7 @@ async def _verify_direct(ctx: Context, controls: Controls, info: dict[str, Any],
                          ) -> tuple[bool, str]:
     from keyproxy.exchanges.base import RealKey, resolve_upstream
     from keyproxy.proxy.upstream import UpstreamClients
-    from keyproxy.rotation import verify_key
+    from keyproxy.proxy.own_calls import verify_key
     from keyproxy.state import NonceSequence
 
     adapter = default_adapters().get(info["exchange"])
@@ -289,7 +289,7 @@ def cmd_key_audit(ctx: Context) -> int:
 async def _audit_direct(controls: Controls, name: str | None) -> dict[str, Any]:
     from keyproxy.exchanges.base import RealKey, resolve_upstream
     from keyproxy.proxy.upstream import UpstreamClients
-    from keyproxy.rotation import audit_key
+    from keyproxy.proxy.own_calls import audit_key
     from keyproxy.state import NonceSequence
 
     accounts = [a for a in controls.list_accounts() if name is None or a["name"] == name]

@@ -28,7 +28,7 @@ from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
 from keyproxy.errors import KeyproxyError
-from keyproxy.rotation import audit_key, verify_key
+from keyproxy.proxy.own_calls import audit_key, verify_key
 from keyproxy.metrics import Metrics, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.recorder import Recorder

@@ -1,9 +1,9 @@
-"""Staged key rotation: check a new real key with a read call at the exchange, then switch.
+"""keyproxy's own signed calls to an exchange, not a bot's.
 
-The switch itself is one vault transaction (the new version becomes active,
-the old one stays as the previous version for `key rollback`); the daemon
-then swaps its registry snapshot whole, so a request in flight finishes with
-the key it started with and the next one uses the new key.
+`verify_key` checks a new real key with a read call before `key rotate`
+switches to it; `audit_key` asks the exchange what a key may do for
+`key audit`. Both go out through the proxy's own upstream sessions, so the
+same host table, resolver filter and no-retry rule apply.
 """
 
 from __future__ import annotations
