@@ -626,8 +626,17 @@ def cmd_serve(ctx: Context) -> int:
 
     import logging
 
+    from keyproxy.hardening import dumpable, harden_process
+
     level = os.environ.get("KEYPROXY_LOG_LEVEL", "info").upper()
     configure_logging(level=getattr(logging, level, logging.INFO))
+    log = logging.getLogger("keyproxy.daemon")
+    for problem in harden_process():  # no core dumps, no same-uid ptrace, umask 077
+        log.warning("hardening step skipped: %s", problem)
+    log.info("process hardened: dumpable=%s, core limit 0, umask 077", dumpable())
+    if os.environ.get("KEYPROXY_PASSPHRASE") is not None:
+        log.warning("KEYPROXY_PASSPHRASE was removed from the environment; a passphrase file "
+                    "(KEYPROXY_PASSPHRASE_FILE) or a systemd credential is safer")
     with daemon_lock(settings), ctx.open_vault() as vault:
         asyncio.run(daemon.run(settings, vault, ready=lambda line: print(line, file=ctx.stdout, flush=True)))
     return 0

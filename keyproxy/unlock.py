@@ -78,6 +78,12 @@ def prompt_passphrase(confirm: bool) -> Secret:
 
 
 def _passphrase_source(settings: Settings, passphrase_file: Path | None) -> PassphraseSource:
+    from keyproxy.hardening import take_secret_from_env
+
+    from_env = take_secret_from_env(os.environ)  # removed at once; children never inherit it
+    if from_env:
+        secret = Secret(from_env)
+        return PassphraseSource(lambda _confirm: secret, kdf=settings.vault.kdf)
     if passphrase_file is not None:
         path = passphrase_file
         return PassphraseSource(lambda _confirm: passphrase_from_file(path), kdf=settings.vault.kdf)
