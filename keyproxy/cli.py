@@ -404,6 +404,35 @@ def cmd_vault_rekey(ctx: Context) -> int:
     return 0
 
 
+def cmd_vault_backup(ctx: Context) -> int:
+    target = ctx.args.file.resolve()
+    with ctx.controls() as controls:
+        result = controls.backup(path=str(target))
+    ctx.out(f"backed up the vault to {result['backup']} (encrypted as the vault is; mode 0600)")
+    return 0
+
+
+def cmd_vault_restore(ctx: Context) -> int:
+    from keyproxy.vault.store import restore_vault
+
+    with direct_access(ctx.settings) as direct:
+        if not direct:
+            raise UsageError("stop the daemon before restoring the vault (keyproxy serve holds it)")
+        live = ctx.settings.vault.path
+        result = restore_vault(live, ctx.args.file.resolve(),
+                               lambda kind: source_for_kind(kind, ctx.settings, ctx.inputs), force=ctx.args.force)
+        with ctx.open_vault() as vault:  # the audit trail records the restore, chained as ever
+            trail = AuditTrail(ctx.settings.audit_dir, vault.audit_key(), fsync="always")
+            try:
+                trail.append("admin", op="vault.restore", result="ok", peer_uid=os.getuid(),
+                             file=str(ctx.args.file), forced=ctx.args.force, **{k: v for k, v in result.items()
+                                                                               if k != "restored"})
+            finally:
+                trail.close()
+    ctx.out(f"restored the vault from {result['restored']}")
+    return 0
+
+
 def _has_tty() -> bool:
     try:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
@@ -817,6 +846,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--to", choices=MASTER_KEY_CHOICES, help="new master-key source (default: same kind)")
     sp.add_argument("--new-passphrase-file", type=Path, help="file holding the new passphrase")
     sp.add_argument("--new-key-file", type=Path, help="file holding the new 32-byte key")
+    sp = cmd(vault, "backup", cmd_vault_backup, "consistent online copy of the vault (still encrypted)")
+    sp.add_argument("file", type=Path)
+    sp = cmd(vault, "restore", cmd_vault_restore, "replace the vault by a backup (daemon stopped)")
+    sp.add_argument("file", type=Path)
+    sp.add_argument("--force", action="store_true", help="restore even an older copy, or another vault's")
     sp = cmd(vault, "status", cmd_vault_status, "show vault metadata and check every record's integrity")
     sp.add_argument("--json", action="store_true")
 

@@ -203,6 +203,12 @@ class Controls:
             raise UsageError("reload needs the running daemon")
         return self._reload_config()
 
+    def backup(self, path: str) -> dict[str, Any]:
+        """A consistent, still-encrypted copy of the vault (online: the daemon keeps serving)."""
+        from pathlib import Path
+
+        return self._change("vault.backup", {"file": path}, lambda: self.vault.backup_to(Path(path)))  # type: ignore[no-any-return]
+
     def rekey_with(self, source: Any) -> dict[str, Any]:
         """Rewrap the data key under a new master key (one transaction); records stay as they are."""
         self._change("vault.rekey", {"to": source.kind}, lambda: self.vault.rekey(source))

@@ -255,6 +255,9 @@ class Vault(BotsMixin):
             raise _sqlite_problem(self.path, e) from None
         try:
             yield self._db
+            # every committed change counts: a restore can tell an older copy from a newer one
+            self._db.execute("INSERT INTO meta VALUES ('changes', '1') ON CONFLICT(name) DO UPDATE SET"
+                             " value = CAST(value AS INTEGER) + 1")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -468,6 +471,43 @@ class Vault(BotsMixin):
         self._source = new_source
         old_source.discard(old_params)
 
+    def changes(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
+
+    def backup_to(self, dest: Path) -> dict[str, Any]:
+        """A consistent copy while others write (SQLite's online backup); still encrypted; mode 0600.
+
+        Written under a temporary name, fsynced, then linked into place: never a partial file,
+        never an overwrite.
+        """
+        dest = Path(dest)
+        if dest.exists():
+            raise AlreadyExists(f"{dest} exists; refusing to overwrite it")
+        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        try:
+            target = sqlite3.connect(tmp)
+            try:
+                self._db.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                target.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                raise AlreadyExists(f"{dest} exists; refusing to overwrite it") from None
+            _fsync_dir(dest.parent)
+        except sqlite3.Error as e:
+            raise _sqlite_problem(dest, e) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return {"backup": str(dest), "changes": self.changes(), "vault_id": self._meta["vault_id"]}
+
     def status(self) -> dict[str, Any]:
         count = self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
         seals = self._db.execute("SELECT value FROM meta WHERE name = 'seal_count'").fetchone()[0]
@@ -479,6 +519,7 @@ class Vault(BotsMixin):
             "master_generation": int(self._meta["master_generation"]),
             "accounts": count,
             "seal_count": int(seals),
+            "changes": self.changes(),
         }
 
 
@@ -490,3 +531,40 @@ def sweep_temp_files(path: Path) -> None:
             if entry.name.startswith(prefix) and stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: bool = False) -> dict[str, Any]:
+    """Put `backup` in place of the live vault, atomically; the daemon must be stopped.
+
+    Refused unless the backup opens with the current master key and every record in it passes
+    its integrity check, and (without `force`) unless it is at least as new as the live vault.
+    """
+    with Vault.open(live, source_for) as current:  # opening and closing also checkpoints the live WAL
+        live_changes, live_id = current.changes(), current.status()["vault_id"]
+    with Vault.open(backup, source_for) as b:
+        problems = b.check_integrity()
+        if problems:
+            raise IntegrityError(f"{backup}: {problems[0]}")
+        if b.status()["vault_id"] != live_id and not force:
+            raise VaultError(f"{backup} is a copy of another vault; pass --force to restore it anyway")
+        backup_changes = b.changes()
+    if backup_changes < live_changes and not force:
+        raise VaultError(f"{backup} is older than the live vault ({backup_changes} changes, live {live_changes}); "
+                         "pass --force to restore it anyway")
+    tmp = live.parent / f".{live.name}.tmp-{uuid.uuid4().hex[:12]}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out, open(backup, "rb") as src:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        for suffix in ("-wal", "-shm"):  # the live vault was closed cleanly above; nothing of it may be replayed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(live) + suffix)
+        os.replace(tmp, live)
+        _fsync_dir(live.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return {"restored": str(backup), "changes": backup_changes, "live_changes_before": live_changes}

@@ -1,0 +1,81 @@
+"""Backup while the daemon serves; restore refuses what it must and brings back every record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign
+
+
+def test_backup_under_load_and_restore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dev = DevStack(tmp_path / "stack")
+    key = new_real_key()
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.start_daemon()
+        bot = dev.add_bot("busy", "main", "read")
+        stop, statuses = threading.Event(), []
+
+        def load() -> None:
+            import time
+
+            while not stop.is_set():
+                q = hmac_sign(bot["secret"], f"timestamp={time.time_ns() // 1000}")
+                statuses.append(call(bot["base_url"], "GET", "/api/v3/account", q,
+                                     headers={"X-MBX-APIKEY": bot["api_key"]}).status)
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        try:
+            for i in range(3):  # admin writes during the backup too
+                dev.add_bot(f"extra{i}", "main", "read")
+            backup = tmp_path / "vault-backup.db"
+            out = dev.cli("vault", "backup", str(backup))
+            assert "backed up" in out.stdout
+        finally:
+            stop.set()
+            worker.join(30)
+        assert statuses and set(statuses) == {200}  # the daemon kept serving
+        assert backup.stat().st_mode & 0o777 == 0o600
+        assert key.credentials["secret"].encode() not in backup.read_bytes()
+        refused = dev.cli("vault", "backup", str(backup), check=False)
+        assert refused.returncode == 1 and "refusing to overwrite" in refused.stderr
+
+        # restore: refused while the daemon runs
+        running = dev.cli("vault", "restore", str(backup), check=False)
+        assert running.returncode == 1 and "stop the daemon" in running.stderr
+        dev.stop_daemon()
+        dev.add_bot("after-backup", "main", "read")  # the live vault is now newer than the backup
+        older = dev.cli("vault", "restore", str(backup), check=False)
+        assert older.returncode == 1 and "older than the live vault" in older.stderr
+        # a file that does not open with the current master key
+        other = DevStack(tmp_path / "other")
+        (other.root / "passphrase").write_text("another passphrase\n")
+        other.init()
+        foreign = dev.cli("vault", "restore", str(other.root / "state" / "vault.db"), check=False)
+        assert foreign.returncode == 1 and "vault locked: wrong master key" in foreign.stderr
+        twin = DevStack(tmp_path / "twin")  # same passphrase, but another vault
+        twin.init()
+        another = dev.cli("vault", "restore", str(twin.root / "state" / "vault.db"), check=False)
+        assert another.returncode == 1 and "copy of another vault" in another.stderr
+        forced = dev.cli("vault", "restore", str(backup), "--force")
+        assert "restored" in forced.stdout
+        bots = {b["name"] for b in json.loads(dev.cli("bot", "list", "--json").stdout)}
+        assert bots >= {"busy", "extra0", "extra1", "extra2"} and "after-backup" not in bots
+        assert json.loads(dev.cli("vault", "status", "--json").stdout)["integrity_problems"] == []
+        assert dev.cli("audit", "verify").returncode == 0
+        audit = dev.cli("audit", "tail", "-n", "50").stdout
+        assert '"op": "vault.backup"' in audit and '"op": "vault.restore"' in audit
+        # and the restored vault serves
+        dev.start_daemon()
+        q = hmac_sign(bot["secret"], "timestamp=" + str(__import__("time").time_ns() // 1000))
+        assert call(dev.proxy_url + "/main", "GET", "/api/v3/account", q,  # type: ignore[operator]
+                    headers={"X-MBX-APIKEY": bot["api_key"]}).status == 200
+    finally:
+        dev.close()
+        shutil.rmtree(tmp_path / "other", ignore_errors=True)
