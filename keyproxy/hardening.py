@@ -20,7 +20,10 @@ def harden_process() -> list[str]:
     """Apply what the platform allows; return what could not be applied."""
     skipped = []
     os.umask(0o077)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as e:  # e.g. a seccomp filter; the unit's LimitCORE=0 covers it
+        skipped.append(f"setrlimit(RLIMIT_CORE) failed: {e}")
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
