@@ -552,6 +552,20 @@ def cmd_config_check(ctx: Context) -> int:
     return 0
 
 
+def cmd_doctor(ctx: Context) -> int:
+    from keyproxy.doctor import run_doctor
+
+    findings = run_doctor(ctx.settings, lambda: Vault.open(
+        ctx.settings.vault.path, lambda kind: source_for_kind(kind, ctx.settings, ctx.inputs), maintain=False),
+        network=not ctx.args.offline)
+    if ctx.args.json:
+        ctx.out_json([f.as_json() for f in findings])
+    else:
+        for f in findings:
+            ctx.out(f"{f.level.upper():<5} {f.check}: {f.what}" + (f"\n      fix: {f.fix}" if f.fix else ""))
+    return 0 if all(f.level == "ok" for f in findings) else 1
+
+
 def cmd_status(ctx: Context) -> int:
     with ctx.controls() as controls:
         st = controls.status()
@@ -899,6 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                              metavar="ACTION")
     sp = cmd(config, "check", cmd_config_check, "validate a config file without starting anything")
     sp.add_argument("path", nargs="?", type=Path)
+    sp = cmd(sub, "doctor", cmd_doctor, "check the installation and explain each problem with its fix (changes nothing)")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--offline", action="store_true", help="skip the exchange checks (key permissions, clock skew)")
     sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots and halts in force")
     sp.add_argument("--json", action="store_true")
 

@@ -190,14 +190,19 @@ class Vault(BotsMixin):
         return cls.open(path, lambda kind: source, _known_key=master_key)
 
     @classmethod
-    def open(cls, path: Path, source_for: SourceFor, *, _known_key: bytes | None = None) -> Vault:
-        """Open and unlock the vault at `path`; `source_for(kind)` supplies the master-key source."""
+    def open(cls, path: Path, source_for: SourceFor, *, _known_key: bytes | None = None,
+             maintain: bool = True) -> Vault:
+        """Open and unlock the vault at `path`; `source_for(kind)` supplies the master-key source.
+
+        `maintain=False` (doctor) changes nothing: no temp-file sweep, no schema migration.
+        """
         path = Path(path)
         if not path.exists():
             raise VaultError(f"no vault at {path}; create one with `keyproxy init`")
         if not path.is_file():
             raise VaultError(f"{path} is not a keyproxy vault (not a regular file)")
-        sweep_temp_files(path)
+        if maintain:
+            sweep_temp_files(path)
         try:
             db = _connect(path)
             rows = db.execute("SELECT name, value FROM meta").fetchall()
@@ -224,7 +229,8 @@ class Vault(BotsMixin):
             db.close()
             raise
         vault = cls(path, db, meta, data_key, source)
-        vault._migrate()
+        if maintain:
+            vault._migrate()
         return vault
 
     def _migrate(self) -> None:

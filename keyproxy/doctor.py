@@ -1,0 +1,209 @@
+"""`keyproxy doctor`: check an installation and explain each problem with its fix. It changes nothing.
+
+Each check returns findings (`level` ok | warn | fail, what, fix). Network checks (exchange key
+permissions, clock skew) go through keyproxy's own upstream sessions, like every other call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from keyproxy.config import Settings
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # ok | warn | fail
+    check: str
+    what: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.lstat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def check_files(settings: Settings) -> list[Finding]:
+    out = []
+    wanted = [(settings.state_dir, 0o700, "directory"), (settings.vault.path, 0o600, "vault"),
+              (settings.state_dir / "state.db", 0o600, "state database"),
+              (settings.audit_dir, 0o700, "audit directory"), (settings.state_dir / "admin.sock", 0o600, "admin socket")]
+    if settings.config_file is not None:
+        wanted.append((settings.config_file, 0o600, "config file"))
+    for path, mode, what in wanted:
+        actual = _mode(path)
+        if actual is None:
+            if what in ("vault",):
+                out.append(Finding("fail", "files", f"no {what} at {path}", "run `keyproxy init`"))
+            continue
+        if actual & ~mode & 0o077:
+            out.append(Finding("fail", "files", f"{what} {path} is mode {oct(actual)}, readable by others",
+                               f"chmod {oct(mode)[2:]} {path}"))
+    if not out:
+        out.append(Finding("ok", "files", "vault, state and audit files are private (0600/0700)"))
+    return out
+
+
+def check_master_source(settings: Settings, vault_kind: str | None) -> list[Finding]:
+    out = []
+    if os.environ.get("KEYPROXY_PASSPHRASE"):
+        out.append(Finding("warn", "master key", "the passphrase is in the environment (KEYPROXY_PASSPHRASE)",
+                           "use KEYPROXY_PASSPHRASE_FILE or a systemd credential (LoadCredentialEncrypted=)"))
+    if vault_kind == "keyring":
+        from keyproxy.vault.master import usable_keyring
+
+        backend, why = usable_keyring()
+        if backend is None:
+            out.append(Finding("fail", "master key", f"the vault uses the OS keyring but {why}",
+                               "run where the keyring is available, or `vault rekey --to file`"))
+    if not out:
+        out.append(Finding("ok", "master key", f"master key from {vault_kind or 'an unknown source'}"))
+    return out
+
+
+def check_listeners(settings: Settings) -> list[Finding]:
+    out = []
+    if not settings.listen.is_loopback:
+        out.append(Finding("warn", "listeners", f"the proxy listens on {settings.listen.host}, not loopback",
+                           "listen on 127.0.0.1 unless bots run on other hosts (then firewall the port)"))
+    if settings.metrics.enabled and settings.metrics.host not in ("127.0.0.1", "::1", "localhost"):
+        out.append(Finding("warn", "listeners", f"/metrics listens on {settings.metrics.host}",
+                           "serve metrics on loopback and scrape locally"))
+    if settings.audit.fail_open:
+        out.append(Finding("warn", "audit", "audit.fail_open = true: requests go on when the trail cannot be written",
+                           "set audit.fail_open = false"))
+    return out or [Finding("ok", "listeners", "proxy and metrics listen on loopback")]
+
+
+def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
+    from keyproxy.metrics import rotation_due
+
+    out = []
+    problems = vault.check_integrity()
+    for p in problems:
+        out.append(Finding("fail", "vault", p, "restore that account from a backup, or remove and re-add it"))
+    now = time.time()
+    for a in vault.list_accounts():
+        due_at, due = rotation_due(a, now, settings.rotation.rotate_every, settings.rotation.warn_before)
+        if due and due_at is not None:
+            state = "overdue" if now >= due_at else "due " + time.strftime("%Y-%m-%d", time.gmtime(due_at))
+            out.append(Finding("warn", "rotation", f"the key of account {a.name} is {state} for rotation",
+                               f"keyproxy key rotate {a.name}"))
+        if a.status != "active":
+            out.append(Finding("warn", "quarantine", f"the key of account {a.name} is {a.status}",
+                               f"keyproxy incidents list; then keyproxy key restore {a.name} or rotate it"))
+    for b in vault.list_bots():
+        if b.status == "suspended":
+            out.append(Finding("warn", "suspension", f"bot {b.name} is suspended",
+                               f"keyproxy incidents list; then keyproxy bot restore {b.name}"))
+    if state_db is not None:
+        for scope, target, reason, since in state_db.halts():
+            out.append(Finding("warn", "halt", f"halt on {scope} {target} since "
+                               f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(since))}: {reason}",
+                               f"keyproxy resume --{scope if scope != 'all' else 'all'}"
+                               + ("" if scope == "all" else f" {target}")))
+    return out or [Finding("ok", "vault", "every record opens; no key due, quarantined or halted")]
+
+
+def check_audit(settings: Settings, vault: Any, recorded_head: int | None) -> list[Finding]:
+    from keyproxy.audit.trail import trail_files, verify
+
+    files = trail_files(settings.audit_dir)
+    if not files:
+        return [Finding("ok", "audit", "no audit trail yet")]
+    result = verify(files, vault.audit_key(), recorded_head)
+    if result.ok:
+        return [Finding("ok", "audit", f"audit trail verifies ({result.lines} lines)")]
+    return [Finding("fail", "audit", f"audit trail: {result.problem}",
+                    "keep the files as evidence; investigate who had write access to the state directory")]
+
+
+async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> list[Finding]:
+    """Exchange-side key permissions against the bots' needs, and clock skew against each exchange."""
+    import aiohttp
+
+    from keyproxy.exchanges import default_adapters
+    from keyproxy.exchanges.base import RealKey, resolve_upstream
+    from keyproxy.exchanges.clock import TIME_PATHS, server_time
+    from keyproxy.proxy.own_calls import audit_key
+    from keyproxy.proxy.upstream import UpstreamClients
+
+    out: list[Finding] = []
+    adapters = default_adapters()
+    clients = UpstreamClients()
+    checked_clock: set[str] = set()
+    try:
+        for a in vault.list_accounts():
+            adapter = adapters.get(a.exchange)
+            if adapter is None or a.status != "active":
+                continue
+            upstream = resolve_upstream(adapter, a.base_url, a.insecure_upstream, a.environment)
+            c = vault.credentials(a.name)
+            key = RealKey(a.key_type, c.api_key, c.secret, c.passphrase, c.private_key)
+            scopes = {s for b in vault.list_bots() if b.account == a.name and b.status == "active" for s in b.scopes}
+            nonce = None
+            if adapter.needs_nonce and state_db is not None:
+                from keyproxy.state import NonceSequence
+
+                nonce = NonceSequence(state_db).next(a.name)
+            result = await audit_key(a.exchange, adapter, upstream, key, clients, scopes, nonce)
+            for w in result["warnings"]:
+                out.append(Finding("warn", "exchange permissions", f"account {a.name}: {w}",
+                                   "narrow the key's permissions and IP list at the exchange"))
+            origin = upstream.origin_for(TIME_PATHS.get(a.exchange, "/"))
+            if a.exchange in TIME_PATHS and origin and origin not in checked_clock:
+                checked_clock.add(origin)
+                try:
+                    before = time.time()
+                    async with clients.session(upstream.insecure_loopback).get(
+                            origin + TIME_PATHS[a.exchange], timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                        body = await resp.read()
+                    local = (before + time.time()) / 2
+                    skew = server_time(a.exchange, body) - local
+                    if abs(skew) > max_skew:
+                        out.append(Finding("warn", "clock", f"{a.exchange}: this host's clock is {skew:+.2f} s off",
+                                           "enable NTP (systemd-timesyncd or chrony)"))
+                except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError) as e:
+                    out.append(Finding("warn", "clock", f"{a.exchange}: cannot read the exchange's time "
+                                       f"({type(e).__name__})", "check the network path to the exchange"))
+    finally:
+        await clients.close()
+    return out or [Finding("ok", "exchanges", "key permissions match the bots' needs; clocks agree within 1 s")]
+
+
+def run_doctor(settings: Settings, open_vault: Any, network: bool = True) -> list[Finding]:
+    findings = check_files(settings) + check_listeners(settings)
+    try:
+        vault = open_vault()
+    except Exception as e:  # report, never crash: doctor explains
+        return findings + [Finding("fail", "vault", f"cannot open the vault: {e}",
+                                   "check the master-key source (see `keyproxy vault status`)")]
+    state_db = None
+    try:
+        state_path = settings.state_dir / "state.db"
+        if state_path.exists():
+            from keyproxy.state import StateStore
+
+            state_db = StateStore(state_path)
+        findings += check_master_source(settings, vault.status()["master_source"])
+        findings += check_vault(settings, vault, state_db)
+        findings += check_audit(settings, vault, state_db.audit_head() if state_db else None)
+        if network:
+            findings += asyncio.run(check_exchanges(vault, state_db))
+    finally:
+        vault.close()
+        if state_db is not None:
+            state_db.close()
+    return findings
