@@ -22,7 +22,7 @@ CANARY = "KPCANARYhostile0123456789"
 
 def _valid(host: str, i: int) -> bytes:
     return (f"GET /main/api/v3/account?timestamp={i}&signature=00 HTTP/1.1\r\nHost: {host}\r\n"
-            f"X-MBX-APIKEY: {CANARY}\r\nContent-Length: 0\r\n\r\n").encode()
+            f"X-MBX-APIKEY: {CANARY}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 SHAPES = [
@@ -76,21 +76,24 @@ def malformed(dev: DevStack, count: int, seed: int = 7) -> MalformedResult:
     start = len(dev.journal())
     for i in range(count):
         data = SHAPES[i % len(SHAPES)](host, r) if i % 2 == 0 else _mutate(_valid(host, i), r)
+        answer = b""
         try:
-            with socket.create_connection((u.hostname, u.port), timeout=5) as s:
+            with socket.create_connection((u.hostname, u.port), timeout=0.5) as s:
                 s.sendall(data)
-                s.shutdown(socket.SHUT_WR)
-                answer = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    answer += chunk
+                try:
+                    while chunk := s.recv(65536):
+                        answer += chunk
+                except TimeoutError:
+                    # an incomplete request: the server rightly waits for more; say we are done
+                    s.shutdown(socket.SHUT_WR)
+                    s.settimeout(5)
+                    while chunk := s.recv(65536):
+                        answer += chunk
         except TimeoutError:
-            out.hangs += 1
+            out.hangs += 1  # neither an answer nor a close after we finished sending
             continue
         except OSError:
-            answer = b""  # the server closed on us: fine
+            pass  # the server closed on us: fine
         out.sent += 1
         status = answer.split(b" ", 2)[1].decode(errors="replace") if answer.startswith(b"HTTP/1.1 ") else "closed"
         out.statuses[status] = out.statuses.get(status, 0) + 1

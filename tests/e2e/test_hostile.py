@@ -10,7 +10,7 @@ import pytest
 from keyproxy.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
 
-MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "600"))
+MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
 KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "50"))
 
 
