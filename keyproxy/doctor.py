@@ -132,12 +132,10 @@ def check_audit(settings: Settings, vault: Any, recorded_head: int | None) -> li
 
 async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> list[Finding]:
     """Exchange-side key permissions against the bots' needs, and clock skew against each exchange."""
-    import aiohttp
-
     from keyproxy.exchanges import default_adapters
     from keyproxy.exchanges.base import RealKey, resolve_upstream
     from keyproxy.exchanges.clock import TIME_PATHS, server_time
-    from keyproxy.proxy.own_calls import audit_key
+    from keyproxy.proxy.own_calls import audit_key, exchange_clock
     from keyproxy.proxy.upstream import UpstreamClients
 
     out: list[Finding] = []
@@ -166,16 +164,12 @@ async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> l
             if a.exchange in TIME_PATHS and origin and origin not in checked_clock:
                 checked_clock.add(origin)
                 try:
-                    before = time.time()
-                    async with clients.session(upstream.insecure_loopback).get(
-                            origin + TIME_PATHS[a.exchange], timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                        body = await resp.read()
-                    local = (before + time.time()) / 2
+                    body, local = await exchange_clock(upstream, clients, TIME_PATHS[a.exchange])
                     skew = server_time(a.exchange, body) - local
                     if abs(skew) > max_skew:
                         out.append(Finding("warn", "clock", f"{a.exchange}: this host's clock is {skew:+.2f} s off",
                                            "enable NTP (systemd-timesyncd or chrony)"))
-                except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError) as e:
+                except Exception as e:  # noqa: BLE001 - doctor reports every failure, it never crashes
                     out.append(Finding("warn", "clock", f"{a.exchange}: cannot read the exchange's time "
                                        f"({type(e).__name__})", "check the network path to the exchange"))
     finally:

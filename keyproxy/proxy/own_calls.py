@@ -82,3 +82,15 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
     return {"ok": not warnings, "warnings": warnings, "permissions": {
         "trade": perms.trade, "withdraw": perms.withdraw, "transfer": perms.transfer,
         "ip_restricted": perms.ip_restricted, "expires_at": perms.expires_at}, "bot_scopes": sorted(bot_scopes)}
+
+
+async def exchange_clock(upstream: Upstream, clients: UpstreamClients, path: str) -> tuple[bytes, float]:
+    """GET the exchange's public time endpoint; (answer, this host's time midway through the call)."""
+    origin = upstream.origin_for(path)
+    if origin is None:
+        raise ValueError(f"no host for {path} in this environment")
+    before = time.time()
+    async with clients.session(upstream.insecure_loopback).get(origin + path,
+                                                               timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        body = await resp.read()
+    return body, (before + time.time()) / 2
