@@ -8,6 +8,7 @@ renders; adapters never build HTTP responses.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -306,3 +307,22 @@ def param_true(params: Mapping[str, object], name: str) -> bool:
     """A flag that counts only when it is JSON true or the text "true"."""
     value = params.get(name)
     return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+class DuplicateMember(ValueError):
+    """A JSON object names a member twice: parsers disagree on which value wins, so keyproxy refuses it."""
+
+
+def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """`json.loads` object_pairs_hook shared by every adapter: an object whose member names are unique."""
+    keys = [k for k, _ in pairs]
+    counts = Counter(keys)
+    repeated = next((k for k in keys if counts[k] > 1), None)
+    if repeated is not None:
+        raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once")
+    return dict(pairs)
+
+
+def no_json_constants(name: str) -> object:
+    """`json.loads` parse_constant hook: NaN and Infinity are Python's extensions, not JSON."""
+    raise ValueError(f"{name} is not JSON")

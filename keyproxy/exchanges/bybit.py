@@ -33,6 +33,8 @@ from keyproxy.exchanges.base import (
     RealKey,
     SignContext,
     Verified,
+    no_json_constants,
+    unique_members,
 )
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.policy.model import RequestFacts, normalize_symbol
@@ -268,16 +270,8 @@ _SETTINGS = {
 
 def _json_body(raw: bytes) -> dict[str, object]:
     """The POST body as a JSON object with unique member names (parsers disagree on duplicates)."""
-    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        if len({k for k, _ in pairs}) != len(pairs):
-            raise ValueError("duplicate JSON member")
-        return dict(pairs)
-
-    def no_constants(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the request body is not a JSON object (with unique member names)") from None
     if not isinstance(value, dict):

@@ -53,6 +53,8 @@ from keyproxy.exchanges.base import (
     RealKey,
     SignContext,
     Verified,
+    no_json_constants,
+    unique_members,
 )
 from keyproxy.exchanges.coinbase_endpoints import ENDPOINT_GROUPS
 from keyproxy.policy.model import RequestFacts, normalize_symbol
@@ -124,16 +126,7 @@ class _Jwt:
 
 def _json_object(raw: bytes) -> dict[str, object]:
     """A JSON object whose member names are unique at every level (parsers disagree on duplicates)."""
-    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise ValueError("duplicate JSON member")
-        return dict(pairs)
-
-    def no_constants(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    value = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value

@@ -24,6 +24,8 @@ from keyproxy.exchanges.base import (
     amount,
     param_text,
     param_true,
+    DuplicateMember,
+    unique_members,
 )
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
@@ -41,16 +43,10 @@ def _params(req: IncomingRequest) -> dict[str, object]:
     if ctype == "application/json":
         if not text.strip():
             return {}
-
-        def no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-            keys = [k for k, _ in pairs]
-            for k in keys:
-                if keys.count(k) > 1:
-                    raise BadRequest(f"parameter {k[:40]!r} is given more than once")
-            return dict(pairs)
-
         try:
-            doc = json.loads(text, object_pairs_hook=no_repeats)
+            doc = json.loads(text, object_pairs_hook=unique_members)
+        except DuplicateMember as exc:
+            raise BadRequest(str(exc)) from None
         except ValueError:
             raise BadRequest("malformed JSON body") from None
         if not isinstance(doc, dict):

@@ -24,6 +24,8 @@ from keyproxy.exchanges.base import (
     amount,
     param_text,
     param_true,
+    DuplicateMember,
+    unique_members,
 )
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
@@ -48,16 +50,10 @@ _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"
 def _body(req: IncomingRequest) -> object:
     if not req.body.strip():
         return {}
-
-    def no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        keys = [k for k, _ in pairs]
-        for k in keys:
-            if keys.count(k) > 1:
-                raise BadRequest(f"parameter {k[:40]!r} is given more than once")
-        return dict(pairs)
-
     try:
-        return json.loads(req.body.decode("utf-8"), object_pairs_hook=no_repeats)
+        return json.loads(req.body.decode("utf-8"), object_pairs_hook=unique_members)
+    except DuplicateMember as exc:
+        raise BadRequest(str(exc)) from None
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("malformed JSON body") from None
 
