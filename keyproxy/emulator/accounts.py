@@ -12,7 +12,11 @@ File format (JSON)::
                "secret": "<hmac secret>",          # hmac only
                "public_key": "<PEM>",              # ed25519 / rsa only
                "permissions": {"enableReading": true, ...},
-               "balances": {"USDT": "10000", "BTC": "1"}}]}
+               "balances": {"USDT": "10000", "BTC": "1"},
+               "account": "main"}]}                # optional, Binance only: keys with the
+                                                   # same account share balances and orders
+
+Without ``account`` each key is an account of its own.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class EmulatedKey:
     passphrase: str | None = None  # exchanges whose keys also carry a passphrase (OKX)
     permissions: dict[str, Any] = field(default_factory=dict)
     balances: dict[str, Decimal] = field(default_factory=dict)
+    account: str | None = None  # keys of one exchange account share its state (Binance emulator)
 
 
 def _fail(index: int, message: str) -> AccountsError:
@@ -119,6 +124,9 @@ def parse_key(index: int, raw: Any) -> EmulatedKey:
     passphrase = raw.get("passphrase")
     if passphrase is not None and (not isinstance(passphrase, str) or not passphrase):
         raise _fail(index, "'passphrase' must be a non-empty string")
+    account = raw.get("account")
+    if account is not None and (not isinstance(account, str) or not account):
+        raise _fail(index, "'account' must be a non-empty string")
     return EmulatedKey(
         exchange=exchange.lower(),
         api_key=api_key,
@@ -128,6 +136,7 @@ def parse_key(index: int, raw: Any) -> EmulatedKey:
         passphrase=passphrase,
         permissions=dict(permissions),
         balances=_parse_balances(index, raw.get("balances")),
+        account=account,
     )
 
 
@@ -175,5 +184,7 @@ def dump_accounts(keys: list[EmulatedKey]) -> dict[str, Any]:
             entry["public_key"] = key.public_key
         if key.passphrase is not None:
             entry["passphrase"] = key.passphrase
+        if key.account is not None:
+            entry["account"] = key.account
         out.append(entry)
     return {"keys": out}

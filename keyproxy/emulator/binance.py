@@ -81,7 +81,11 @@ class BinanceEmulator(WalletHandlers):
         self.reset()
 
     def reset(self) -> None:
-        self.accounts = {k.api_key: Account.fresh(k) for k in self.keys}
+        # several keys of one account (a rotation's old and new key) see the same balances and orders
+        shared: dict[str, Account] = {}
+        for k in self.keys:
+            shared.setdefault(k.account or k.api_key, Account.fresh(k))
+        self.accounts = {k.api_key: shared[k.account or k.api_key] for k in self.keys}
         self._next_order_id = 1_000_001
 
     def state(self) -> dict[str, Any]:
@@ -102,7 +106,7 @@ class BinanceEmulator(WalletHandlers):
         try:
             raw_query = request.raw_path.partition("?")[2].encode("utf-8", errors="surrogateescape")
             parsed = parse_request(request.method, raw_query, body)
-            account = None
+            account, key = None, None
             if route.security != "NONE":
                 outcome = AuthOutcome()
                 try:
@@ -119,7 +123,7 @@ class BinanceEmulator(WalletHandlers):
                 self._permit(route, key)
                 account = self.accounts[key.api_key]
             handler: Callable[[Call], Any] = getattr(self, route.handler)
-            result = handler(Call(venue_of(request.path), parsed.params, account, int(now_dec)))
+            result = handler(Call(venue_of(request.path), parsed.params, account, int(now_dec), key))
         except BinanceError as err:
             note.error_code = err.code
             return web.json_response(err.body(), status=err.status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keyproxy.emulator.accounts import EmulatedKey
 from keyproxy.emulator.binance_state import Account
 
 PREFIXES = {"/api/": "spot", "/sapi/": "spot", "/fapi/": "fapi", "/dapi/": "dapi"}
@@ -135,11 +136,17 @@ class Call:
     params: dict[str, str]
     account: Account | None
     now: int
+    key: EmulatedKey | None = None  # the key that signed it: permissions are per key, state per account
 
     @property
     def acct(self) -> Account:
         assert self.account is not None
         return self.account
+
+    @property
+    def permissions(self) -> dict[str, Any]:
+        assert self.key is not None
+        return self.key.permissions
 
 
 def venue_of(path: str) -> str:

@@ -34,7 +34,7 @@ class WalletHandlers:
 
     def spot_account(self, call: Call) -> dict[str, Any]:
         acct = call.acct
-        perms = {**DEFAULT_PERMISSIONS, **acct.key.permissions}
+        perms = {**DEFAULT_PERMISSIONS, **call.permissions}
         balances = [
             {
                 "asset": a,
@@ -138,7 +138,7 @@ class WalletHandlers:
                 }
             )
         total = assets[0]["walletBalance"] if assets and call.venue == "fapi" else zero
-        perms = {**DEFAULT_PERMISSIONS, **call.acct.key.permissions}
+        perms = {**DEFAULT_PERMISSIONS, **call.permissions}
         return {
             "feeTier": 0,
             "canTrade": bool(perms[FUT_TRADE]),
@@ -213,7 +213,7 @@ class WalletHandlers:
         return margin_pairs(isolated=True)
 
     def api_restrictions(self, call: Call) -> dict[str, Any]:
-        perms = {**DEFAULT_PERMISSIONS, **call.acct.key.permissions}
+        perms = {**DEFAULT_PERMISSIONS, **call.permissions}
         return {"createTime": 1698645219000, **perms}
 
     def withdraw(self, call: Call) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from keyproxy.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
+from tests.e2e.battery_concurrency import concurrency
 
 MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
 KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "50"))
@@ -43,3 +44,29 @@ def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
     assert result.audit_ok == KILLS, result.audit_problems
     # after the last restart the torn tail is cut and the whole chain verifies
     assert target.cli("audit", "verify").returncode == 0
+
+
+CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "15"))
+
+
+def test_concurrency_rotations_revocations_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
+    accounts = {a: [new_real_key() for _ in range(4)] for a in ("alpha", "beta")}  # active + 3 spares each
+    for account, keys in accounts.items():
+        for key in keys:  # the keys of one account see its orders, as at Binance
+            key.emulated["account"] = account
+    with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info") as dev:
+        dev.start_emulator([k for keys in accounts.values() for k in keys])
+        dev.init()
+        for name, keys in accounts.items():
+            dev.add_account(name, keys[0])
+        dev.start_daemon()
+        result = concurrency(dev, accounts, bots=32, seconds=CONCURRENCY_SECONDS)
+        print(result.statuses, result.admin_ops)
+        assert result.violations == [], result.violations[:10]
+        assert result.unverified_signatures == 0 and result.tracebacks == 0 and result.daemon_alive
+        # the battery did what it says: every kind of change happened under traffic, and was tested
+        assert {"key_rotate", "key_retire", "bot_revoke", "bot_rotate", "reload", "bot_add", "sighup"} <= set(
+            result.admin_ops), result.admin_ops
+        assert result.dead_credential_tried >= result.admin_ops["bot_revoke"] + result.admin_ops["bot_rotate"]
+        assert result.statuses.get("403 notional_exceeded", 0) > 0 and result.reached_exchange > 1000
+        assert dev.cli("audit", "verify").returncode == 0

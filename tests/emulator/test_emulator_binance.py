@@ -330,3 +330,29 @@ async def test_journal_reset_health_and_unknown_paths(setup):
         assert await resp.json() == []
     async with c.http.get(c.emu.url + "/_emulator/health") as resp:
         assert await resp.json() == {"status": "ok", "exchanges": ["binance"]}
+
+
+async def test_keys_of_one_account_share_its_orders_not_their_permissions(emulator_factory, http):
+    """At Binance an account's keys (say, the old and the new one of a rotation) see the same orders and
+    balances; what each may do is set per key ('account' in the accounts file; without it a key is an
+    account of its own)."""
+    clock = FakeClock(round(time.time(), 3))
+    old, old_secret = new_emulated_key("hmac", balances={"USDT": "10000"})
+    new, new_secret = new_emulated_key("hmac", permissions={"enableSpotAndMarginTrading": False})
+    alone, alone_secret = new_emulated_key("hmac")
+    old.account = new.account = "main"
+    emu = await emulator_factory([old, new, alone], clock=clock)
+    by_old, by_new = Client(http, emu, old, old_secret, clock), Client(http, emu, new, new_secret, clock)
+    by_alone = Client(http, emu, alone, alone_secret, clock)
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
+             "price": "20000", "newClientOrderId": "rotated1"}
+    assert (await by_old.call("POST", "/api/v3/order", order))[0] == 200
+    status, seen = await by_new.call("GET", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "rotated1"})
+    assert status == 200 and seen["clientOrderId"] == "rotated1"
+    assert (await by_alone.call("GET", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "rotated1"}))[1][
+        "code"] == -2013
+    balances = {b["asset"]: b["locked"] for b in (await by_new.call("GET", "/api/v3/account"))[1]["balances"]}
+    assert balances["USDT"] == "200.00000000"
+    assert (await by_old.call("GET", "/sapi/v1/account/apiRestrictions"))[1]["enableSpotAndMarginTrading"] is True
+    assert (await by_new.call("GET", "/sapi/v1/account/apiRestrictions"))[1]["enableSpotAndMarginTrading"] is False
+    assert (await by_new.call("POST", "/api/v3/order", {**order, "newClientOrderId": "x"}))[1]["code"] == -2015

@@ -43,6 +43,7 @@ def _doc(**entry):
         (_doc(balances={"USDT": "lots"}), "not a decimal"),
         (_doc(balances={"USDT": "-1"}), ">= 0"),
         (_doc(permissions=[]), "'permissions' must be an object"),
+        (_doc(account=""), "'account' must be a non-empty string"),
         ({"keys": _doc()["keys"] * 2}, "listed twice"),
     ],
 )
@@ -54,6 +55,7 @@ def test_accounts_validation(doc, fragment):
 
 def test_accounts_round_trip_and_exchange_checks(tmp_path):
     keys = [new_emulated_key(t)[0] for t in ("hmac", "ed25519", "rsa")]
+    keys[0].account = "main"
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps(dump_accounts(keys)))
     assert load_accounts(path) == keys
