@@ -37,6 +37,7 @@ def configure_logging(stream: TextIO | None = None, *, json: bool | None = None,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        structlog.stdlib.ExtraAdder(),  # stdlib loggers' extra={...} fields, redacted like the rest
         redactor,
     ]
     renderer: Any = (structlog.processors.JSONRenderer() if json else

@@ -80,3 +80,15 @@ def test_exceptions_render_without_locals() -> None:
     assert "UNREGISTERED-SECRET-IN-A-LOCAL" not in text
     assert "f00dfeed" not in text
     configure_logging(io.StringIO(), json=True)
+
+
+def test_stdlib_extra_fields_are_logged_and_redacted() -> None:
+    """Modules log with logging.getLogger(...).warning(msg, extra={...}); those fields (the admin call's
+    op and peer uid, a malformed request's kind) must reach the line, through the redactor."""
+    buf = io.StringIO()
+    configure_logging(buf, json=True)
+    logging.getLogger("keyproxy.admin").warning("admin call", extra={"op": "bot.revoke", "peer_uid": 0,
+                                                                     "secret": "an-unregistered-secret"})
+    line = json.loads(buf.getvalue().splitlines()[-1])
+    assert (line["op"], line["peer_uid"], line["secret"]) == ("bot.revoke", 0, MASK)
+    configure_logging(io.StringIO(), json=True)

@@ -18,6 +18,7 @@ from typing import Any
 from keyproxy.devstack import DevStack
 
 CANARY = "KPCANARYhostile0123456789"
+PUBLIC_PATHS = {"/api/v3/time"}  # the only path of the battery's requests that needs no key
 
 
 def _valid(host: str, i: int) -> bytes:
@@ -60,11 +61,27 @@ def _mutate(data: bytes, r: random.Random) -> bytes:
 class MalformedResult:
     sent: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)  # keyproxy's `error` codes in the answers
     reached_exchange: int = 0
     echoed_canary: int = 0
     hangs: int = 0
     tracebacks: int = 0
     daemon_alive: bool = True
+
+    def count(self, answer: bytes | None) -> None:
+        if answer is None:
+            self.hangs += 1
+            return
+        self.sent += 1
+        status = status_of(answer)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        try:
+            code = str(json.loads(answer.partition(b"\r\n\r\n")[2]).get("error"))
+        except (ValueError, AttributeError):
+            code = "none"
+        self.codes[code] = self.codes.get(code, 0) + 1
+        if CANARY.encode() in answer:
+            self.echoed_canary += 1
 
 
 def malformed(dev: DevStack, count: int, seed: int = 7) -> MalformedResult:
@@ -76,31 +93,40 @@ def malformed(dev: DevStack, count: int, seed: int = 7) -> MalformedResult:
     start = len(dev.journal())
     for i in range(count):
         data = SHAPES[i % len(SHAPES)](host, r) if i % 2 == 0 else _mutate(_valid(host, i), r)
-        answer = b""
-        try:
-            with socket.create_connection((u.hostname, u.port), timeout=0.5) as s:
-                s.sendall(data)
-                try:
-                    while chunk := s.recv(65536):
-                        answer += chunk
-                except TimeoutError:
-                    # an incomplete request: the server rightly waits for more; say we are done
-                    s.shutdown(socket.SHUT_WR)
-                    s.settimeout(5)
-                    while chunk := s.recv(65536):
-                        answer += chunk
-        except TimeoutError:
-            out.hangs += 1  # neither an answer nor a close after we finished sending
-            continue
-        except OSError:
-            pass  # the server closed on us: fine
-        out.sent += 1
-        status = answer.split(b" ", 2)[1].decode(errors="replace") if answer.startswith(b"HTTP/1.1 ") else "closed"
-        out.statuses[status] = out.statuses.get(status, 0) + 1
-        if CANARY.encode() in answer:
-            out.echoed_canary += 1
+        out.count(exchange_raw(u.hostname or "127.0.0.1", u.port or 80, data))
     # requests that parse fully and carry a fake key are refused before upstream; only public time may pass
-    out.reached_exchange = len([e for e in dev.journal()[start:] if e["path"] != "/api/v3/time"])
+    return _finish(dev, out, start)
+
+
+def exchange_raw(host: str, port: int, data: bytes) -> bytes | None:
+    """Send `data` on a new connection and read until the server closes; None: it hung."""
+    answer = b""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            s.sendall(data)
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except TimeoutError:
+                # an incomplete request: the server rightly waits for more; say we are done
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(5)
+                while chunk := s.recv(65536):
+                    answer += chunk
+    except TimeoutError:
+        return None  # neither an answer nor a close after we finished sending
+    except OSError:
+        pass  # the server closed on us: fine
+    return answer
+
+
+def status_of(answer: bytes) -> str:
+    """The answer's status code; "closed": the connection closed without one."""
+    return answer.split(b" ", 2)[1].decode(errors="replace") if answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) else "closed"
+
+
+def _finish(dev: DevStack, out: MalformedResult, start: int) -> MalformedResult:
+    out.reached_exchange = len([e for e in dev.journal()[start:] if e["path"] not in PUBLIC_PATHS])
     log = dev.daemon_log()
     out.tracebacks = log.count("Traceback")
     out.echoed_canary += log.count(CANARY)

@@ -10,14 +10,19 @@ import pytest
 from keyproxy.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
 from tests.e2e.battery_concurrency import concurrency
+from tests.e2e.battery_generated import generated
 
 MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
+GENERATED = int(os.environ.get("KEYPROXY_BATTERY_GENERATED", "300"))
 KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "50"))
 
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    dev = DevStack(tmp_path_factory.mktemp("hostile"), log_level="info")
+    # generated requests sign with a real bot's key and fail: keep the bot (auth_failures would suspend it)
+    # so that every one of them reaches signature verification
+    dev = DevStack(tmp_path_factory.mktemp("hostile"), log_level="info",
+                   extra_config="[anomaly.auth_failures]\nenabled = false\n")
     key = new_real_key()
     try:
         dev.start_emulator([key])
@@ -35,6 +40,17 @@ def test_malformed_requests_never_reach_the_exchange(target: DevStack) -> None:
     assert result.hangs == 0 and result.reached_exchange == 0 and result.echoed_canary == 0
     assert result.tracebacks == 0 and result.daemon_alive
     assert not {s for s in result.statuses if s.startswith("5")}, result.statuses
+
+
+def test_hypothesis_generated_requests_never_reach_the_exchange(target: DevStack) -> None:
+    bot = target.add_bot("probed", "main", "read,trade")  # its key is real; the generated signatures are not
+    result = generated(target, GENERATED, bot["api_key"])
+    assert result.sent == GENERATED and result.hangs == 0
+    assert result.reached_exchange == 0 and result.echoed_canary == 0 and result.tracebacks == 0
+    assert result.daemon_alive
+    # the requests got as far as keyproxy's own checks, not only the HTTP parser's
+    assert {"400", "401", "403", "404"} <= set(result.statuses), result.statuses
+    assert {"bad_signature", "unknown_bot", "unknown_endpoint", "unknown_account"} <= set(result.codes), result.codes
 
 
 def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
