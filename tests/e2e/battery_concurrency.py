@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
+import signal
 import threading
 import time
 import urllib.parse
@@ -22,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproxy.devstack import DevStack, RealKey
+from keyproxy.devstack import DevStack, RealKey, new_real_key
 from tests.e2e.conftest import hmac_sign
 
 PINNED_LIMIT = 100  # max_order_notional a reload sets for the pinned bots; every order is 0.01 x 20000 = 200
@@ -100,14 +102,15 @@ class _Bot(threading.Thread):
                 self.creds = new
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        while True:
+            stopping = self.stop.is_set()  # read first: every change made before the stop is flushed below
             with self.lock:
                 dead, self.dead = self.dead, []
                 creds, revoked = self.creds, self.revoked
             for old in dead:  # a bot that did not hear of the change, on a kept-alive connection
                 self._order(old)
-            if revoked:
-                return
+            if revoked or stopping:
+                break
             order = self._order(creds)
             if order.status == 200:
                 self._query(creds, order.tag)
@@ -166,7 +169,24 @@ def _set_pinned(dev: DevStack, bots: list[str], limited: bool) -> None:
     config = dev.root / "keyproxy.toml"
     base = config.read_text().split("\n# --- battery ---\n")[0]
     tables = "".join(f"[bots.{b}]\nmax_order_notional = {PINNED_LIMIT}\n" for b in bots) if limited else ""
-    config.write_text(base + "\n# --- battery ---\n" + tables)
+    staged = config.with_suffix(".staged")  # replaced whole: a SIGHUP never reads a half-written file
+    staged.write_text(base + "\n# --- battery ---\n" + tables)
+    os.replace(staged, config)
+
+
+def start_stack(dev: DevStack, spares: int) -> dict[str, list[RealKey]]:
+    """Two accounts, each with its active key and `spares` more registered at the exchange for rotations
+    (the keys of one account see its orders, as at Binance); the daemon running."""
+    accounts = {a: [new_real_key() for _ in range(1 + spares)] for a in ("alpha", "beta")}
+    for account, keys in accounts.items():
+        for key in keys:
+            key.emulated["account"] = account
+    dev.start_emulator([k for keys in accounts.values() for k in keys])
+    dev.init()
+    for name, keys in accounts.items():
+        dev.add_account(name, keys[0])
+    dev.start_daemon()
+    return accounts
 
 
 def concurrency(dev: DevStack, accounts: dict[str, list[RealKey]], bots: int = 32, seconds: float = 15.0,
@@ -238,8 +258,6 @@ def concurrency(dev: DevStack, accounts: dict[str, list[RealKey]], bots: int = 3
             launch(f"c{len(fleet)}")
             changes.append(Change(op, f"c{len(fleet) - 1}", started, time.monotonic()))
         elif op == "sighup":
-            import signal
-
             dev.daemon().send_signal(signal.SIGHUP)  # the same file again: nothing may change
             changes.append(Change(op, "same file", started, time.monotonic()))
         time.sleep(r.uniform(0.1, 0.4))

@@ -9,7 +9,7 @@ import pytest
 
 from keyproxy.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
-from tests.e2e.battery_concurrency import concurrency
+from tests.e2e.battery_concurrency import concurrency, start_stack
 from tests.e2e.battery_generated import generated
 
 MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
@@ -66,18 +66,9 @@ CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "15"))
 
 
 def test_concurrency_rotations_revocations_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
-    accounts = {a: [new_real_key() for _ in range(4)] for a in ("alpha", "beta")}  # active + 3 spares each
-    for account, keys in accounts.items():
-        for key in keys:  # the keys of one account see its orders, as at Binance
-            key.emulated["account"] = account
     with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info") as dev:
-        dev.start_emulator([k for keys in accounts.values() for k in keys])
-        dev.init()
-        for name, keys in accounts.items():
-            dev.add_account(name, keys[0])
-        dev.start_daemon()
+        accounts = start_stack(dev, spares=3)
         result = concurrency(dev, accounts, bots=32, seconds=CONCURRENCY_SECONDS)
-        print(result.statuses, result.admin_ops)
         assert result.violations == [], result.violations[:10]
         assert result.unverified_signatures == 0 and result.tracebacks == 0 and result.daemon_alive
         # the battery did what it says: every kind of change happened under traffic, and was tested
