@@ -7,7 +7,7 @@ it. Every admin change is timed by the moment its command returned (acknowledged
 that moment must see the change, one sent before it started must not, and one sent in between may see
 either. The checks are those of issue 10: nothing signed with a revoked or rotated-out bot credential
 reaches the exchange, nothing is signed with a key superseded before the request was sent, no order over
-a limit that a reload set gets through, and no 5xx answer at all.
+a limit that a reload set (or past the kill switch) gets through, and no 5xx answer at all.
 """
 
 from __future__ import annotations
@@ -192,8 +192,9 @@ def start_stack(dev: DevStack, spares: int) -> dict[str, list[RealKey]]:
 def concurrency(dev: DevStack, accounts: dict[str, list[RealKey]], bots: int = 32, seconds: float = 15.0,
                 seed: int = 5) -> ConcurrencyResult:
     """Run `bots` bots over `accounts` (name -> [active key, spare keys for rotations...]) for `seconds`
-    while an admin rotates keys, retires old versions, revokes, rotates and adds bots, and reloads a
-    config that pins a notional limit on some bots on and off; then check every request."""
+    while an admin rotates keys, retires old versions, revokes, rotates and adds bots, halts and resumes
+    an account, and reloads a config that pins a notional limit on some bots on and off; then check
+    every request."""
     r = random.Random(seed)
     names = list(accounts)
     stop = threading.Event()
@@ -218,7 +219,9 @@ def concurrency(dev: DevStack, accounts: dict[str, list[RealKey]], bots: int = 3
     changes: list[Change] = []
     limited = False
     ends = time.monotonic() + seconds
-    ops = ["key_rotate", "bot_revoke", "reload", "bot_rotate", "key_retire", "reload", "bot_add", "sighup"]
+    ops = ["key_rotate", "bot_revoke", "reload", "bot_rotate", "halt", "key_retire", "reload", "bot_add", "sighup",
+           "resume"]
+    halted: str | None = None
     step = 0
     while time.monotonic() < ends:
         op = ops[step % len(ops)]
@@ -257,6 +260,14 @@ def concurrency(dev: DevStack, accounts: dict[str, list[RealKey]], bots: int = 3
         elif op == "bot_add":
             launch(f"c{len(fleet)}")
             changes.append(Change(op, f"c{len(fleet) - 1}", started, time.monotonic()))
+        elif op == "halt":
+            halted = r.choice(names)  # the kill switch for one account: its orders stop, reads go on
+            dev.cli("halt", "--account", halted, "--reason", "battery")
+            changes.append(Change(op, halted, started, time.monotonic()))
+        elif op == "resume" and halted:
+            dev.cli("resume", "--account", halted)
+            changes.append(Change(op, halted, started, time.monotonic()))
+            halted = None
         elif op == "sighup":
             dev.daemon().send_signal(signal.SIGHUP)  # the same file again: nothing may change
             changes.append(Change(op, "same file", started, time.monotonic()))
@@ -288,6 +299,7 @@ def _check(dev: DevStack, fleet: dict[str, _Bot], pinned: list[str],
     # when each bot credential died (its revoke/rotate command started, and returned)
     death = {c.detail["credential"]: (c.started, c.acked) for c in changes if c.op in ("bot_revoke", "bot_rotate")}
     reloads = [c for c in changes if c.op == "reload"]
+    halts = [c for c in changes if c.op in ("halt", "resume")]
     statuses: Counter[str] = Counter()
     for bot in fleet.values():
         for s in bot.sent:
@@ -313,13 +325,19 @@ def _check(dev: DevStack, fleet: dict[str, _Bot], pinned: list[str],
                     out.superseded_key_used.append(f"{what} signed with {e['api_key'][:8]}...")
             if died and s.sent >= died[0]:
                 continue  # sent while its credential was being revoked or rotated: either answer is right
-            state = _limit_state(reloads, s.sent) if bot.bot in pinned and s.method == "POST" else "free"
-            if state == "limited":
-                if arrived or s.error != "notional_exceeded":
+            halt = _halt_state(halts, bot.account, s.sent) if s.method == "POST" else "free"
+            if halt == "halted":
+                if arrived or s.error != "halted":
                     out.over_limit_through.append(what)
-            elif state == "free":
+                continue
+            state = _limit_state(reloads, s.sent) if bot.bot in pinned and s.method == "POST" else "free"
+            if state == "limited":  # the kill switch is checked first: during a halt's change either code
+                if arrived or s.error not in ("notional_exceeded", "halted" if halt == "either" else "-"):
+                    out.over_limit_through.append(what)
+            elif state == "free" and halt == "free":
                 if s.status != 200 or not arrived:
-                    (out.limit_not_lifted if s.error == "notional_exceeded" else out.failed_active).append(what)
+                    (out.limit_not_lifted if s.error in ("notional_exceeded", "halted") else out.failed_active
+                     ).append(what)
     out.statuses = dict(sorted(statuses.items()))
     log = dev.daemon_log()
     out.tracebacks = log.count("Traceback")
@@ -333,6 +351,19 @@ def _limit_state(reloads: list[Change], sent: float) -> str:
     for c in reloads:
         if c.acked <= sent:
             state = c.subject
+        elif c.started <= sent:
+            return "either"
+    return state
+
+
+def _halt_state(halts: list[Change], account: str, sent: float) -> str:
+    """'halted' or 'free' for `account`'s orders sent at `sent`, or 'either' while a halt/resume was under way."""
+    state = "free"
+    for c in halts:
+        if c.subject != account:
+            continue
+        if c.acked <= sent:
+            state = "halted" if c.op == "halt" else "free"
         elif c.started <= sent:
             return "either"
     return state

@@ -65,15 +65,17 @@ def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
 CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "15"))
 
 
-def test_concurrency_rotations_revocations_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
     with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info") as dev:
         accounts = start_stack(dev, spares=3)
         result = concurrency(dev, accounts, bots=32, seconds=CONCURRENCY_SECONDS)
         assert result.violations == [], result.violations[:10]
         assert result.unverified_signatures == 0 and result.tracebacks == 0 and result.daemon_alive
         # the battery did what it says: every kind of change happened under traffic, and was tested
-        assert {"key_rotate", "key_retire", "bot_revoke", "bot_rotate", "reload", "bot_add", "sighup"} <= set(
+        assert {"key_rotate", "key_retire", "bot_revoke", "bot_rotate", "reload", "bot_add", "sighup", "halt",
+                "resume"} <= set(
             result.admin_ops), result.admin_ops
         assert result.dead_credential_tried >= result.admin_ops["bot_revoke"] + result.admin_ops["bot_rotate"]
-        assert result.statuses.get("403 notional_exceeded", 0) > 0 and result.reached_exchange > 1000
+        assert result.statuses.get("403 notional_exceeded", 0) > 0 and result.statuses.get("403 halted", 0) > 0
+        assert result.reached_exchange > 1000
         assert dev.cli("audit", "verify").returncode == 0
