@@ -16,6 +16,8 @@ from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
 def rot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack, list]]:  # type: ignore[type-arg]
     dev = DevStack(tmp_path_factory.mktemp("rotation"))
     keys = [new_real_key(), new_real_key(), new_real_key()]  # old, new, and a spare for a later rotation
+    for key in keys:
+        key.emulated["account"] = "main"  # one exchange account: every key sees its orders
     unknown = new_real_key()  # never registered at the exchange
     try:
         dev.start_emulator(keys)
@@ -36,12 +38,13 @@ def test_rotation_under_load_has_zero_failed_requests(rot) -> None:  # type: ign
     stop, errors, done = threading.Event(), [], [0]
 
     def loop() -> None:
-        # market orders that fill at once: the emulator keeps each key's orders apart (at Binance both keys
-        # see the account's orders), so an order placed with the old key could not be cancelled with the new
+        # an order rests, then is cancelled: across the switch, one placed with the old key is cancelled
+        # with the new one, as at Binance where both keys see the account's orders
         while not stop.is_set():
             try:
-                ex.create_order("BTC/USDT", "market", "buy", 0.001)
+                order = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
                 ex.fetch_balance()
+                ex.cancel_order(order["id"], "BTC/USDT")
                 done[0] += 1
             except Exception as e:  # any failure is a failed request
                 errors.append(repr(e))
