@@ -44,11 +44,18 @@ class AdminClient:
             conn.request("POST", "/v1/call", body=json.dumps({"op": op, "args": args}),
                          headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
-            doc = json.loads(resp.read() or b"{}")
-        except (OSError, ValueError, http.client.HTTPException) as e:
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as e:
             raise KeyproxyError(f"admin socket {self.socket_path}: {type(e).__name__}") from None
         finally:
             conn.close()
+        try:
+            doc = json.loads(raw or b"{}")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise KeyproxyError(f"admin socket {self.socket_path}: the daemon answered HTTP {resp.status} without "
+                                "a JSON body; see the daemon's log")
         if "error" in doc:
             raise ERROR_CLASSES.get(doc["error"], KeyproxyError)(doc.get("message", "admin call failed"))
         return doc.get("result")

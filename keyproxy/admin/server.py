@@ -84,6 +84,10 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             return web.json_response({"error": "UsageError", "message": f"bad arguments for {op}"}, status=400)
         except AuditUnavailable as e:
             return web.json_response({"error": "KeyproxyError", "message": f"refused: {e}"}, status=503)
+        except Exception as e:  # a bug: the operator still gets one JSON line, the log gets the kind only
+            log.error("admin call failed", extra={"op": op, "kind": type(e).__name__})
+            return web.json_response({"error": "KeyproxyError", "message": f"internal error in {op} "
+                                      f"({type(e).__name__}); this is a bug, see the daemon's log"}, status=500)
         log.info("admin call", extra={"op": op, "peer_uid": uid})
         return web.json_response({"result": result})
 

@@ -491,7 +491,12 @@ class Vault(BotsMixin):
         if dest.exists():
             raise AlreadyExists(f"{dest} exists; refusing to overwrite it")
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:  # no such directory, not ours to write, disk full...
+            raise VaultError(f"cannot write a backup in {dest.parent}: {e.strerror or type(e).__name__}"
+                             + (" (create the directory first, mode 0700)" if isinstance(e, FileNotFoundError)
+                                else "")) from None
         os.close(fd)
         try:
             target = sqlite3.connect(tmp)
@@ -509,6 +514,8 @@ class Vault(BotsMixin):
             _fsync_dir(dest.parent)
         except sqlite3.Error as e:
             raise _sqlite_problem(dest, e) from None
+        except OSError as e:
+            raise VaultError(f"cannot write a backup to {dest}: {e.strerror or type(e).__name__}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -114,3 +114,38 @@ asyncio.run(main())
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_bug_in_an_admin_call_comes_back_as_one_json_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An unexpected exception in the daemon is the operator's one-line error (no traceback, not a
+    'JSONDecodeError'), naming the call; its text stays out of the answer (it could carry anything)."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from keyproxy.admin.client import AdminClient
+    from keyproxy.admin.server import build_admin_app
+    from keyproxy.errors import KeyproxyError
+
+    class Broken:
+        def status(self) -> None:
+            raise FileNotFoundError("/somewhere/.vault.tmp-abc detail")
+
+    sock, loop, ready = tmp_path / "admin.sock", asyncio.new_event_loop(), threading.Event()
+
+    async def serve() -> None:
+        runner = web.AppRunner(build_admin_app(Broken()))  # type: ignore[arg-type]
+        await runner.setup()
+        await web.UnixSite(runner, str(sock)).start()
+        ready.set()
+
+    threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True).start()
+    assert ready.wait(10)
+    try:
+        with pytest.raises(KeyproxyError) as info:
+            AdminClient(sock).call("status")
+        assert str(info.value) == ("internal error in status (FileNotFoundError); this is a bug, see the daemon's "
+                                   "log")
+    finally:
+        loop.call_soon_threadsafe(loop.stop)

@@ -45,6 +45,12 @@ def test_backup_under_load_and_restore(tmp_path) -> None:  # type: ignore[no-unt
         assert key.credentials["secret"].encode() not in backup.read_bytes()
         refused = dev.cli("vault", "backup", str(backup), check=False)
         assert refused.returncode == 1 and "refusing to overwrite" in refused.stderr
+        # a directory that is not there: one line that says what to do, nothing written, daemon serving
+        nowhere = dev.cli("vault", "backup", str(tmp_path / "backups" / "v.db"), check=False)
+        assert (nowhere.returncode, nowhere.stderr.strip()) == (1, f"keyproxy: cannot write a backup in "
+                                                                   f"{tmp_path / 'backups'}: No such file or directory "
+                                                                   "(create the directory first, mode 0700)")
+        assert not (tmp_path / "backups").exists() and "Traceback" not in dev.daemon_log()
 
         # restore: refused while the daemon runs
         running = dev.cli("vault", "restore", str(backup), check=False)
