@@ -681,8 +681,15 @@ def cmd_serve(ctx: Context) -> int:
         log.warning("KEYPROXY_PASSPHRASE was removed from the environment; a passphrase file "
                     "(KEYPROXY_PASSPHRASE_FILE) or a systemd credential is safer")
     with daemon_lock(settings), ctx.open_vault() as vault:
-        asyncio.run(daemon.run(settings, vault, ready=lambda line: print(line, file=ctx.stdout, flush=True)))
+        asyncio.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line)))
     return 0
+
+
+def _ready(ctx: Context, line: str) -> None:
+    from keyproxy.sdnotify import notify
+
+    print(line, file=ctx.stdout, flush=True)
+    notify(f"READY=1\nSTATUS={line}")  # under systemd (Type=notify): `systemctl start` returns now
 
 
 def cmd_emulator(ctx: Context) -> int:

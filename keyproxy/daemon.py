@@ -35,6 +35,7 @@ from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.sdnotify import notify
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
@@ -278,6 +279,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     try:
         await stop.wait()
     finally:
+        notify("STOPPING=1")
         log.info("shutting down: waiting for requests in flight", grace_seconds=ps.shutdown_grace)
         await admin_runner.cleanup()
         await runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)

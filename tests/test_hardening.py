@@ -46,3 +46,36 @@ def test_take_secret_from_env() -> None:
     env = {"KEYPROXY_PASSPHRASE": "s3cret", "OTHER": "x"}
     assert take_secret_from_env(env) == "s3cret" and env == {"OTHER": "x"}
     assert take_secret_from_env(env) is None
+
+
+def test_daemon_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path: Path) -> None:
+    """The unit is Type=notify: READY=1 reaches $NOTIFY_SOCKET only once every listener answers, so
+    `systemctl start` returns when an admin command or a bot can use the daemon; STOPPING=1 on SIGTERM."""
+    import socket
+    import urllib.request
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    listener.settimeout(30)
+    dev = DevStack(tmp_path / "stack")
+    try:
+        dev.init()
+        dev.env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
+        dev.start_daemon()
+        ready = listener.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=keyproxy listening on http://127.0.0.1:")
+        assert dev.cli("status").returncode == 0  # the admin socket answers
+        with urllib.request.urlopen(dev.metrics_url, timeout=10) as r:  # type: ignore[arg-type]
+            assert r.status == 200
+        assert dev.stop_daemon() == 0
+        assert listener.recv(4096) == b"STOPPING=1"
+    finally:
+        listener.close()
+        dev.close()
+
+
+def test_notify_without_systemd_is_a_no_op() -> None:
+    from keyproxy.sdnotify import notify
+
+    assert notify("READY=1", environ={}) is False
+    assert notify("READY=1", environ={"NOTIFY_SOCKET": "/nonexistent/notify.sock"}) is False  # logged, not raised

@@ -19,7 +19,7 @@ def test_unit_carries_the_hardening_set() -> None:
                  "ProtectProc=invisible", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
                  "RestrictNamespaces=yes", "LockPersonality=yes", "MemoryDenyWriteExecute=yes",
                  "SystemCallFilter=@system-service", "LimitCORE=0", "UMask=0077", "StateDirectoryMode=0700",
-                 "LoadCredentialEncrypted=keyproxy-master:", "User=keyproxy"):
+                 "LoadCredentialEncrypted=keyproxy-master:", "User=keyproxy", "Type=notify\nNotifyAccess=main"):
         assert line in text, line
 
 
