@@ -24,7 +24,7 @@ from keyproxy.admin.controls import Controls
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
 from keyproxy.durations import format_duration, parse_duration
-from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError
+from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError, where
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
 from keyproxy.state import StateStore
@@ -974,7 +974,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
         print("keyproxy: no input (end of file)", file=stderr)
         return 1
     except Exception as e:  # a bug: say so in one line, without a traceback that could carry data
-        print(f"keyproxy: internal error ({type(e).__name__}); this is a bug, please report it", file=stderr)
+        print(f"keyproxy: internal error ({type(e).__name__} at {where(e)}); this is a bug, please report it",
+              file=stderr)
         return 70
 
 

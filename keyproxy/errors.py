@@ -40,3 +40,17 @@ class AlreadyExists(KeyproxyError):
 
 class MasterKeyUnavailable(KeyproxyError):
     """No master-key source could provide a key (no keyring, no TTY, no file)."""
+
+
+def where(exc: BaseException) -> str:
+    """Where an unexpected exception was raised, as 'keyproxy/x.py:12 in func': enough for a bug report,
+    and safe to show (code locations only, never values or locals)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    frame = frames[-1]
+    path = frame.filename.replace("\\", "/")
+    short = path[path.rindex("keyproxy/"):] if "keyproxy/" in path else path.rsplit("/", 1)[-1]
+    return f"{short}:{frame.lineno} in {frame.name}"

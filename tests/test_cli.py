@@ -180,3 +180,20 @@ def test_demo_runs(home: Home) -> None:
     assert "secrets in it: none" in r.stdout
     assert "anomaly rule forbidden_scope acted: suspend_bot" in r.stdout
     assert "bad_signature" in r.stdout and "unknown_bot - bot 'demo-bot' is revoked" in r.stdout
+
+
+def test_where_an_unexpected_error_arose_names_code_only() -> None:
+    """The CLI's and the daemon's 'internal error' lines name the code location for a bug report,
+    never a value: the exception's text can carry anything."""
+    from keyproxy.errors import where
+
+    def reconcile() -> None:
+        raise RuntimeError("KPCANARY-value-in-the-message")
+
+    try:
+        reconcile()
+    except RuntimeError as e:
+        located = where(e)
+    assert located.startswith("test_cli.py:") and located.endswith(" in reconcile"), located
+    assert "KPCANARY" not in located
+    assert where(RuntimeError("never raised")) == "unknown location"

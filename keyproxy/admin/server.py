@@ -20,7 +20,7 @@ from aiohttp import web
 from keyproxy.admin.controls import Controls, credentials_from_json
 from keyproxy.admin.protocol import ERROR_CLASSES, OPS
 from keyproxy.audit.trail import AuditUnavailable
-from keyproxy.errors import KeyproxyError
+from keyproxy.errors import KeyproxyError, where
 from keyproxy.vault import NewAccount
 
 log = logging.getLogger("keyproxy.admin")
@@ -85,7 +85,7 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
         except AuditUnavailable as e:
             return web.json_response({"error": "KeyproxyError", "message": f"refused: {e}"}, status=503)
         except Exception as e:  # a bug: the operator still gets one JSON line, the log gets the kind only
-            log.error("admin call failed", extra={"op": op, "kind": type(e).__name__})
+            log.error("admin call failed", extra={"op": op, "kind": type(e).__name__, "where": where(e)})
             return web.json_response({"error": "KeyproxyError", "message": f"internal error in {op} "
                                       f"({type(e).__name__}); this is a bug, see the daemon's log"}, status=500)
         log.info("admin call", extra={"op": op, "peer_uid": uid})

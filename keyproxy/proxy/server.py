@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import http_parser, web
 from aiohttp.web_protocol import RequestHandler
 
+from keyproxy.errors import where
 from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id
 from keyproxy.proxy.refusal import STATUS, Refused
 
@@ -111,7 +112,8 @@ class ProxyFrontDoor:
             if request.writer is not None and request.writer.output_size > 0:
                 raise  # the answer has started: aiohttp closes the connection
             outcome.code = "internal_error"
-            log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
+            log.error("internal error", extra={"kind": type(e).__name__, "where": where(e),
+                                               "request_id": outcome.request_id})
             return error_response("internal_error", "internal error", outcome.request_id)
         finally:
             # Anomaly reactions run now, before the next request is read; the outcome's audit line,
