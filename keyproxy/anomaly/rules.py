@@ -101,6 +101,7 @@ class Rule:
     def __init__(self, config: RuleConfig) -> None:
         self.config = config
         self._windows = _Windows(config.window_seconds)
+        self._quiet_until: dict[str, float] = {}  # subject -> end of its alert's quiet window
 
     def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
         """(subject, bot, account) this event counts against; empty when it does not count."""
@@ -113,12 +114,26 @@ class Rule:
         findings = []
         for subject, bot, account in self.matches(e):
             q = self._windows.add(subject, e.ts, e.request_id, self.config.threshold)
-            if len(q) >= self.config.threshold:
+            if len(q) >= self.config.threshold and e.ts >= self._quiet_until.get(subject, 0.0):
                 evidence = tuple(rid for _, rid in list(q)[-MAX_EVIDENCE:])
                 findings.append(Finding(self.name, subject, self.config.actions, self.describe(len(q)), evidence,
                                         bot, account))
                 self._windows.clear(subject)  # fire once per threshold crossing
+                if self._alert_only(subject):
+                    self._quiet(subject, e.ts + self.config.window_seconds)
         return findings
+
+    def _alert_only(self, subject: str) -> bool:
+        """A finding that changes nothing (an alert; anything about a source address) is repeated at most
+        once a window: a bot stuck on a limit must not flood incidents. Findings that suspend, throttle or
+        quarantine fire at every crossing, so a restored bot or key that misbehaves again is acted on."""
+        return subject.startswith("ip:") or set(self.config.actions) <= {"alert"}
+
+    def _quiet(self, subject: str, until: float) -> None:
+        self._quiet_until.pop(subject, None)
+        self._quiet_until[subject] = until  # re-inserted: oldest first, bounded like the windows
+        while len(self._quiet_until) > MAX_KEYS:
+            self._quiet_until.pop(next(iter(self._quiet_until)))
 
 
 class AuthFailures(Rule):

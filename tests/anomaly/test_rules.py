@@ -170,3 +170,24 @@ def test_a_failing_rule_fails_the_request_closed() -> None:
         recorder.before_forward(Outcome(request_id="r1", bot="b", account="a"))
     assert e.value.code == "internal_error"
     assert 'keyproxy_anomalies_total{action="error",rule="broken"} 1.0' in metrics.render().decode()
+
+
+def test_an_alert_repeats_at_most_once_a_window_per_subject() -> None:
+    """A bot stuck on a limit at 100 refusals a second makes one deny_burst alert a minute, not five a
+    second (each alert is an incident, an audit line and a log line)."""
+    engine = Engine({"deny_burst": DEFAULTS["deny_burst"]})
+    got = fire(engine, [ev(i / 100, "notional_exceeded", rid=f"r{i}") for i in range(100 * 150)])  # 150 s
+    assert [(i / 100, subject) for i, _, subject, _ in got] == [(0.19, "bot:b"), (60.19, "bot:b"), (120.19, "bot:b")]
+    other = fire(engine, [ev(150 + i / 100, "notional_exceeded", bot="other") for i in range(20)])
+    assert len(other) == 1  # per subject: another bot is not silenced
+
+
+def test_actions_that_change_state_fire_at_every_crossing() -> None:
+    """A quarantine or a suspension is never silenced: after an operator restores the key, the next
+    rejection by the exchange quarantines it again at once."""
+    engine = Engine({"exchange_rejects_key": DEFAULTS["exchange_rejects_key"]})
+    got = fire(engine, [ev(0, None, key_rejected=True), ev(10, None, key_rejected=True)])
+    assert [g[0] for g in got] == [0, 1]
+    ips = Engine({"auth_failures": RuleConfig(2, 60, ("suspend_bot",))})
+    got = fire(ips, [ev(i, "unknown_bot", bot=None, ip="127.0.0.9") for i in range(10)])
+    assert [g[0] for g in got] == [1]  # an address alone only alerts: once a window
