@@ -85,6 +85,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     assert_c_parser()
     adapters = default_adapters()
     store = StateStore(settings.state_dir / "state.db")
+    # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
+    store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
+    store.record_vault_seen(vault.vault_id, vault.changes())
     # replaced whole by a config reload; "file" is the file's own view (without `serve --port` overrides)
     config = {"settings": settings, "file": settings}
     with contextlib.suppress(ConfigError):
@@ -111,6 +114,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                                         config["settings"].account_limits, store.throttles(time.time()))
         register_secrets(vault, state.snapshot)
         metrics.halts_active.set(len(state.snapshot.halts))
+        store.record_vault_seen(vault.vault_id, vault.changes())
+
     def revoke(account: str) -> None:
         asyncio.get_running_loop().create_task(revoke_at_exchange(account))
 
@@ -273,7 +278,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             await asyncio.sleep(86400)
 
     background.append(asyncio.create_task(rotation_reminders()))
-    trail.append("daemon.start", listen=base_url, accounts=len(state.snapshot.accounts),
+    trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
                  bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token))
     ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
     try:

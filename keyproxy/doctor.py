@@ -90,7 +90,14 @@ def check_listeners(settings: Settings) -> list[Finding]:
 def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
     from keyproxy.metrics import rotation_due
 
+    from keyproxy.state import VaultRolledBack
+
     out = []
+    try:
+        if state_db is not None:
+            state_db.check_vault_current(vault.vault_id, vault.changes(), vault.path)
+    except VaultRolledBack as e:
+        out.append(Finding("fail", "vault", e.what, e.fix))
     problems = vault.check_integrity()
     for p in problems:
         out.append(Finding("fail", "vault", p, "restore that account from a backup, or remove and re-add it"))

@@ -1,4 +1,5 @@
-"""The daemon's small durable state beside the vault: nonce high-water marks (later halts, suspensions).
+"""The daemon's small durable state beside the vault: nonce high-water marks, halts, usage, incidents,
+and the newest vault change keyproxy has seen (so an older vault copied into place is noticed).
 
 SQLite in WAL mode with synchronous=FULL, one transaction per change, so a
 `kill -9` at any instant leaves the last committed value. Nothing secret is
@@ -26,7 +27,19 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS throttles (bot TEXT PRIMARY KEY, until REAL NOT NULL, rate REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, rule TEXT NOT NULL,"
     " subject TEXT NOT NULL, actions TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, steps TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS vault_seen (vault_id TEXT PRIMARY KEY, changes INTEGER NOT NULL)",
 )
+
+
+class VaultRolledBack(VaultError):
+    """The vault file holds fewer changes than keyproxy has already seen in it: an older copy was put
+    in place outside `keyproxy vault restore`, bringing back revoked bots and retired keys."""
+
+    fix = "put the newest vault back, or go back to this copy on purpose with `keyproxy vault restore --force FILE`"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}; {self.fix}")
 
 
 class StateStore:
@@ -81,6 +94,26 @@ class StateStore:
     def audit_head(self) -> int | None:
         row = self._db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
         return int(row[0]) if row else None
+
+    def vault_seen(self, vault_id: str) -> int | None:
+        row = self._db.execute("SELECT changes FROM vault_seen WHERE vault_id = ?", (vault_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def record_vault_seen(self, vault_id: str, changes: int, *, restored: bool = False) -> None:
+        """Remember the vault's change count; it only rises, except when `vault restore` put a copy in place."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO vault_seen VALUES (?, ?) ON CONFLICT(vault_id) DO UPDATE SET changes = "
+                + ("excluded.changes" if restored else "MAX(changes, excluded.changes)"), (vault_id, changes))
+
+    def check_vault_current(self, vault_id: str, changes: int, path: Path) -> None:
+        """Refuse a vault older than the one keyproxy last used (VaultRolledBack)."""
+        seen = self.vault_seen(vault_id)
+        if seen is not None and changes < seen:
+            raise VaultRolledBack(
+                f"{path} is older than the vault keyproxy last used ({changes} changes, {seen} seen before): an "
+                "older copy was put in place outside `keyproxy vault restore`, which would bring back revoked bots "
+                "and keys")
 
     def halts(self) -> list[tuple[str, str, str, float]]:
         """(scope, target, reason, since) for every halt in force; scope is all | account | bot."""

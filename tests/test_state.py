@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from keyproxy.state import NonceSequence, StateStore
 
 
@@ -61,3 +63,21 @@ def test_bot_sequences_only_advance_and_survive_restart(tmp_path: Path) -> None:
     store.close()
     again = StateStore(tmp_path / "s.db")
     assert not again.advance_bot_sequence("b", 11) and again.advance_bot_sequence("b", 12)
+
+
+def test_vault_seen_only_rises_unless_restored_and_an_older_vault_is_refused(tmp_path: Path) -> None:
+    from keyproxy.state import VaultRolledBack
+
+    store = StateStore(tmp_path / "s.db")
+    store.check_vault_current("v1", 0, tmp_path / "vault.db")  # never seen: nothing to compare with
+    store.record_vault_seen("v1", 7)
+    store.record_vault_seen("v1", 5)  # a late writer cannot lower the mark
+    assert store.vault_seen("v1") == 7 and store.vault_seen("v2") is None
+    store.check_vault_current("v1", 7, tmp_path / "vault.db")
+    store.check_vault_current("v1", 9, tmp_path / "vault.db")  # changes made while keyproxy was not looking
+    store.check_vault_current("v2", 1, tmp_path / "vault.db")  # another vault (a new init) has its own mark
+    with pytest.raises(VaultRolledBack, match=r"\(6 changes, 7 seen before\).*vault restore --force"):
+        store.check_vault_current("v1", 6, tmp_path / "vault.db")
+    store.record_vault_seen("v1", 3, restored=True)  # `vault restore --force` of an older copy
+    store.close()
+    assert StateStore(tmp_path / "s.db").vault_seen("v1") == 3  # durable

@@ -135,6 +135,10 @@ class Vault(BotsMixin):
         self._data_key = data_key
         self._source = source
 
+    @property
+    def vault_id(self) -> str:
+        return self._meta["vault_id"]
+
     # --- lifecycle ----------------------------------------------------------
 
     @classmethod

@@ -85,3 +85,44 @@ def test_backup_under_load_and_restore(tmp_path) -> None:  # type: ignore[no-unt
     finally:
         dev.close()
         shutil.rmtree(tmp_path / "other", ignore_errors=True)
+
+
+def test_an_older_vault_copied_into_place_is_refused_until_restored_on_purpose(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A careless `cp backup vault.db` would bring back a revoked bot: keyproxy notices and refuses."""
+    dev = DevStack(tmp_path / "stack")
+    key = new_real_key()
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.start_daemon()
+        dev.add_bot("leaked", "main", "read")
+        backup = tmp_path / "vault-backup.db"
+        dev.cli("vault", "backup", str(backup))
+        dev.cli("bot", "revoke", "leaked")  # its credential leaked: revoked after the backup
+        dev.stop_daemon()
+        live = dev.root / "state" / "vault.db"
+        shutil.copyfile(backup, live)  # behind keyproxy's back, not `keyproxy vault restore`
+
+        serve = dev.cli("serve", "--port", "0", check=False, timeout=30)
+        assert serve.returncode == 1, serve.stderr
+        assert "older than the vault keyproxy last used" in serve.stderr
+        assert "keyproxy vault restore --force FILE" in serve.stderr and "Traceback" not in serve.stderr
+        # direct admin commands refuse too: a few changes must not lift the count over the mark and hide it
+        listed = dev.cli("bot", "list", check=False)
+        assert listed.returncode == 1 and "older than the vault keyproxy last used" in listed.stderr
+        changes = json.loads(dev.cli("vault", "status", "--json").stdout)["changes"]
+        added = dev.cli("bot", "add", "another", "--account", "main", "--scope", "read", check=False)
+        assert added.returncode == 1 and json.loads(dev.cli("vault", "status", "--json").stdout)["changes"] == changes
+        doctor = json.loads(dev.cli("doctor", "--offline", "--json", check=False).stdout)
+        rolled = [f for f in doctor if f["level"] == "fail" and "older than" in f["what"]]
+        assert rolled and "vault restore --force" in rolled[0]["fix"], doctor
+
+        # going back on purpose is `vault restore --force`: then the older copy is the one keyproxy holds to
+        dev.cli("vault", "restore", "--force", str(backup))
+        bots = {b["name"]: b["status"] for b in json.loads(dev.cli("bot", "list", "--json").stdout)}
+        assert bots["leaked"] == "active"
+        dev.start_daemon()
+        assert "vault_changes" in dev.cli("audit", "tail", "-n", "5").stdout  # the trail dates each start
+    finally:
+        dev.close()
