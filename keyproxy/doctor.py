@@ -89,7 +89,6 @@ def check_listeners(settings: Settings) -> list[Finding]:
 
 def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
     from keyproxy.metrics import rotation_due
-
     from keyproxy.state import VaultRolledBack
 
     out = []
