@@ -1,8 +1,8 @@
 """The hostile battery at full size: malformed and generated requests, kill -9 under traffic, and
 32 bots trading through rotations, revocations and reloads.
 
-Run: .venv/bin/python bench/hostile.py [--malformed 10000] [--generated 10000] [--kills 1000]
-                                       [--bots 32] [--seconds 300]
+Run: .venv/bin/python bench/hostile.py [--malformed 10000] [--generated 10000] [--slow 500]
+                                       [--kills 1000] [--bots 32] [--seconds 300]
 Prints what the CI-size tests (tests/e2e/test_hostile.py) assert, at the sizes asked for; figures in
 docs/reliability.md. A part given 0 is skipped.
 """
@@ -17,10 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from keyproxy.config import ProxySettings  # noqa: E402
 from keyproxy.devstack import DevStack, new_real_key  # noqa: E402
 from tests.e2e.battery import MalformedResult, kill_nine, malformed  # noqa: E402
 from tests.e2e.battery_concurrency import concurrency, start_stack  # noqa: E402
 from tests.e2e.battery_generated import generated  # noqa: E402
+from tests.e2e.battery_slow import SlowResult, slow_clients  # noqa: E402
 
 
 def _requests(name: str, m: MalformedResult, seconds: float) -> bool:
@@ -29,6 +31,23 @@ def _requests(name: str, m: MalformedResult, seconds: float) -> bool:
           f"hangs {m.hangs}; tracebacks {m.tracebacks}; canary echoed {m.echoed_canary}; daemon alive {m.daemon_alive}")
     return m.reached_exchange == m.hangs == m.tracebacks == m.echoed_canary == 0 and m.daemon_alive and not any(
         s.startswith("5") for s in m.statuses)
+
+
+def _slow(dev: DevStack, count: int) -> bool:
+    d = ProxySettings()  # production deadlines
+    honest, slowpoke = dev.add_bot("honest", "main", "read"), dev.add_bot("slowpoke", "main", "read,trade")
+    r = slow_clients(dev, honest, slowpoke["api_key"], count, d.header_timeout, d.body_timeout)
+
+    def pct(values: list[float]) -> str:
+        return f"p50 {SlowResult.percentile(values, 50):.1f} ms, p99 {SlowResult.percentile(values, 99):.1f} ms"
+
+    print(f"slow clients: {count} connections (half dribbling headers, half a body; deadlines "
+          f"{d.header_timeout:g} s / {d.body_timeout:g} s): cut by keyproxy {r.cut}, never cut {r.never_cut}, "
+          f"408 request_timeout {r.answered_408}; slowest cut after {r.headers_cut_after:.2f} s (headers), "
+          f"{r.body_cut_after:.2f} s (body); honest bot before: {len(r.honest_before_ms)} calls, "
+          f"{pct(r.honest_before_ms)}; during: {len(r.honest_during_ms)} calls, {pct(r.honest_during_ms)}; "
+          f"failed {r.honest_failed}")
+    return r.never_cut == r.honest_failed == 0 and r.cut == count and r.answered_408 == count // 2
 
 
 def hostile_parts(args: argparse.Namespace) -> bool:
@@ -51,6 +70,8 @@ def hostile_parts(args: argparse.Namespace) -> bool:
             except AssertionError as e:  # hypothesis shrank a failing request: print it
                 print(f"generated: FAILED: {e}")
                 ok = False
+        if args.slow:
+            ok &= _slow(dev, args.slow)
         if args.kills:
             started = time.monotonic()
             k = kill_nine(dev, args.kills)
@@ -82,6 +103,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--malformed", type=int, default=10_000)
     ap.add_argument("--generated", type=int, default=10_000)
+    ap.add_argument("--slow", type=int, default=500, help="slow connections held open at once")
     ap.add_argument("--kills", type=int, default=1_000)
     ap.add_argument("--bots", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=300.0, help="concurrency part's length (0: skip it)")

@@ -169,8 +169,11 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         loop.add_signal_handler(sig, stop.set)
 
     front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react)
+    # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
+    # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
+    # link and keeps a slow one from holding the connection that long past body_timeout
     server = SafeServer(front, keepalive_timeout=ps.header_timeout, max_line_size=8190, max_field_size=8190,
-                        access_log=None)
+                        lingering_time=1.0, access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
     await runner.setup()
     await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()

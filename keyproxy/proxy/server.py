@@ -49,8 +49,11 @@ def error_response(code: str, message: str, request_id: str, extra: dict[str, An
         headers["Retry-After"] = "1"
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.Response(status=STATUS[code], text=json.dumps(body), content_type="application/json",
+    resp = web.Response(status=STATUS[code], text=json.dumps(body), content_type="application/json",
                         headers=headers)
+    if code == "request_timeout":
+        resp.force_close()  # a bot this slow gets no second request on the connection
+    return resp
 
 
 class SafeRequestHandler(RequestHandler):

@@ -11,10 +11,13 @@ from keyproxy.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
 from tests.e2e.battery_concurrency import concurrency, start_stack
 from tests.e2e.battery_generated import generated
+from tests.e2e.battery_slow import SlowResult, slow_clients
 
 MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
 GENERATED = int(os.environ.get("KEYPROXY_BATTERY_GENERATED", "300"))
 KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "50"))
+SLOW = int(os.environ.get("KEYPROXY_BATTERY_SLOW", "100"))
+DEADLINES = "[proxy]\nheader_timeout = 2\nbody_timeout = 2\n"  # production's 10 s would only make CI slower
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     # generated requests sign with a real bot's key and fail: keep the bot (auth_failures would suspend it)
     # so that every one of them reaches signature verification
     dev = DevStack(tmp_path_factory.mktemp("hostile"), log_level="info",
-                   extra_config="[anomaly.auth_failures]\nenabled = false\n")
+                   extra_config="[anomaly.auth_failures]\nenabled = false\n" + DEADLINES)
     key = new_real_key()
     try:
         dev.start_emulator([key])
@@ -51,6 +54,20 @@ def test_hypothesis_generated_requests_never_reach_the_exchange(target: DevStack
     # the requests got as far as keyproxy's own checks, not only the HTTP parser's
     assert {"400", "401", "403", "404"} <= set(result.statuses), result.statuses
     assert {"bad_signature", "unknown_bot", "unknown_endpoint", "unknown_account"} <= set(result.codes), result.codes
+
+
+def test_slow_clients_are_cut_by_the_deadlines_and_do_not_starve_a_bot(target: DevStack) -> None:
+    honest, slowpoke = target.add_bot("honest", "main", "read"), target.add_bot("slowpoke", "main", "read,trade")
+    result = slow_clients(target, honest, slowpoke["api_key"], SLOW, header_timeout=2, body_timeout=2)
+    assert result.never_cut == 0 and result.cut == SLOW
+    assert result.answered_408 == SLOW // 2  # every dribbled body: 408 request_timeout
+    # the deadlines count from the first byte (headers) and from the end of the headers (body, then at most
+    # 1 s of lingering: aiohttp reads what is still coming so that the bot sees the 408, not a reset)
+    assert result.headers_cut_after < 2 + 1 and result.body_cut_after < 2 + 1 + 1, result
+    assert result.honest_failed == 0 and len(result.honest_during_ms) >= 10
+    before, during = (SlowResult.percentile(v, 50) for v in (result.honest_before_ms, result.honest_during_ms))
+    assert during < 4 * before + 50, (before, during)  # bench/hostile.py prints the real figures
+    assert "Traceback" not in target.daemon_log()
 
 
 def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
