@@ -10,6 +10,7 @@ import asyncio
 import secrets
 from decimal import Decimal
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,31 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
+class NonceTurn:
+    """An account's nonce order, held from the nonce's issue until the exchange has answered.
+
+    Kraken refuses a nonce below one it has already seen, so a request must not overtake the one
+    issued before it (on another connection, say): requests that carry keyproxy's nonce for one
+    key go to the exchange one at a time, as a single client's would.
+    """
+
+    def __init__(self, lock: asyncio.Lock | None) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> NonceTurn:
+        if self._lock is not None:
+            await self._lock.acquire()
+        return self
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Pipeline:
     def __init__(self, snapshot: Callable[[], Snapshot], clients: UpstreamClients, limits: ProxyLimits,
                  before_forward: Callable[[Outcome], None] = lambda o: None,
@@ -90,6 +116,7 @@ class Pipeline:
         self.replays = ReplayCache()
         self.counters = Counters()
         self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
+        self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
         snap = self._snapshot()
@@ -133,22 +160,24 @@ class Pipeline:
             facts = self._check_policy(snap, account, bot, endpoint, incoming, now_ms, outcome)
             if bot.policy.max_open_orders is not None:
                 outcome.track = (bot.info.name, facts)
-        nonce = None
-        if adapter.needs_nonce and endpoint.cls is not EndpointClass.PUBLIC:
-            if self._nonces is None:
-                raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
-            nonce = self._nonces.next(account.info.name)
-        ctx = SignContext(origin, account.upstream.environment.name, now_ms, nonce)
-        try:
-            outbound = adapter.sign(incoming, account.key, endpoint, ctx)
-        except BadRequest as e:
-            raise Refused("bad_request", e.message) from None
-        for name in FORWARDED_REQUEST_HEADERS:
-            if name in headers and name not in {h.lower() for h in outbound.headers}:
-                outbound.headers[name] = headers[name]
-        self._before_forward(outcome)  # the audit line is written before anything goes upstream
-        outcome.decision = "allow"
-        return await self._forward(request, outbound, endpoint, account, outcome)
+        needs_nonce = adapter.needs_nonce and endpoint.cls is not EndpointClass.PUBLIC
+        async with NonceTurn(self._nonce_order[account.info.name] if needs_nonce else None) as turn:
+            nonce = None
+            if needs_nonce:
+                if self._nonces is None:
+                    raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
+                nonce = self._nonces.next(account.info.name)
+            ctx = SignContext(origin, account.upstream.environment.name, now_ms, nonce)
+            try:
+                outbound = adapter.sign(incoming, account.key, endpoint, ctx)
+            except BadRequest as e:
+                raise Refused("bad_request", e.message) from None
+            for name in FORWARDED_REQUEST_HEADERS:
+                if name in headers and name not in {h.lower() for h in outbound.headers}:
+                    outbound.headers[name] = headers[name]
+            self._before_forward(outcome)  # the audit line is written before anything goes upstream
+            outcome.decision = "allow"
+            return await self._forward(request, outbound, endpoint, account, outcome, turn)
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, bot: BotEntry, endpoint: Endpoint,
                       req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
@@ -281,7 +310,7 @@ class Pipeline:
         return b"".join(chunks)
 
     async def _forward(self, request: web.BaseRequest, out: OutboundRequest, endpoint: Endpoint,
-                       account: AccountEntry, outcome: Outcome) -> web.StreamResponse:
+                       account: AccountEntry, outcome: Outcome, turn: NonceTurn) -> web.StreamResponse:
         assert account.upstream is not None and account.adapter is not None
         session = self._clients.session(account.upstream.insecure_loopback)
         timeout = aiohttp.ClientTimeout(total=self._limits.upstream_timeout, sock_connect=5)
@@ -289,6 +318,7 @@ class Pipeline:
         try:
             async with session.request(out.method, URL(out.url, encoded=True), headers=out.headers,
                                        data=out.body or None, allow_redirects=False, timeout=timeout) as resp:
+                turn.release()  # the exchange has seen the nonce: the next request may go
                 outcome.upstream_status = resp.status
                 headers = _relayed_headers(resp.headers, account.adapter.relayed_response_headers)
                 limit = self._limits.max_response_bytes

@@ -70,3 +70,31 @@ def test_three_bots_share_one_key_across_a_restart(kraken_stack: DevStack) -> No
     arrived = [e for e in dev.journal()[start:] if e.get("api_key")]
     assert len(arrived) == 120 and all(e["signature_verified"] for e in arrived)
     assert not [e for e in arrived if e.get("error_code")], "the exchange refused some requests"
+
+
+def test_eight_bots_at_once_never_overtake_each_others_nonces(kraken_stack: DevStack) -> None:
+    """Requests carrying keyproxy's nonces for one key reach the exchange in nonce order, however many
+    bots send at once (one that overtook the request issued before it would be EAPI:Invalid nonce)."""
+    import threading
+
+    import krakenex
+
+    dev = kraken_stack
+    bots = [dev.add_bot(f"many{i}", "shared", "read") for i in range(8)]
+    start = len(dev.journal())
+    errors: list[str] = []
+
+    def trade(creds: dict) -> None:  # type: ignore[type-arg]
+        api = krakenex.API(creds["api_key"], creds["secret"])
+        api.uri = creds["base_url"]
+        for i in range(25):
+            errors.extend(api.query_private("Balance" if i % 2 else "OpenOrders")["error"])
+
+    threads = [threading.Thread(target=trade, args=(b,)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    arrived = [e for e in dev.journal()[start:] if e.get("api_key")]
+    assert len(arrived) == 200 and not [e for e in arrived if e.get("error_code")]
