@@ -55,10 +55,7 @@ def hostile_parts(args: argparse.Namespace) -> bool:
     with tempfile.TemporaryDirectory(prefix="keyproxy-hostile-") as tmp, \
             DevStack(Path(tmp), log_level="info", extra_config="[anomaly.auth_failures]\nenabled = false\n") as dev:
         key = new_real_key()
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         if args.malformed:
             started = time.monotonic()
             ok &= _requests("malformed", malformed(dev, args.malformed), time.monotonic() - started)

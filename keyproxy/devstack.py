@@ -147,6 +147,13 @@ class DevStack:
         self.cli("key", "add", name, "--exchange", key.emulated["exchange"], "--key-type", key.emulated["key_type"],
                  "--base-url", self.emulator_url, "--insecure-upstream", *extra, input=json.dumps(key.credentials))
 
+    def serve_account(self, name: str, key: RealKey) -> str:
+        """Emulator, new vault, one account on `key`, daemon: the usual start of an e2e stack."""
+        self.start_emulator([key])
+        self.init()
+        self.add_account(name, key)
+        return self.start_daemon()
+
     def add_bot(self, name: str, account: str, scope: str, *extra: str) -> dict[str, Any]:
         shown: dict[str, Any] = json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope,
                                                     *extra).stdout)

@@ -177,10 +177,7 @@ def test_revoke_key_deletes_a_bybit_key_at_the_exchange(tmp_path_factory: pytest
                    extra_config='[anomaly.forbidden_scope]\nactions = ["revoke_key"]\n')
     key = new_real_key(exchange="bybit")
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("bb", key)
-        dev.start_daemon()
+        dev.serve_account("bb", key)
         creds = dev.add_bot("bbtrader", "bb", "read,trade")
         body = '{"coin":"USDT","chain":"ETH","address":"0xabc","amount":"10"}'
         ts = str(now_ms())
@@ -218,10 +215,7 @@ def test_rate_spike_throttles_and_off_hours_alerts(tmp_path_factory: pytest.Temp
     dev = DevStack(tmp_path_factory.mktemp("spike"), extra_config=config)
     key = new_real_key()
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         creds = dev.add_bot("surging", "main", "read")
         end = _time.monotonic() + 3.5
         while _time.monotonic() < end:  # a steady baseline of about 2 requests per second

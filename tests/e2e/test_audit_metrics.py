@@ -22,10 +22,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack
     dev = DevStack(tmp_path_factory.mktemp("audited"))
     key = new_real_key()
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         reader = dev.add_bot("reader", "main", "read")
         yield dev, reader, key.credentials
     finally:

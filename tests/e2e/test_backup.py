@@ -14,10 +14,7 @@ def test_backup_under_load_and_restore(tmp_path) -> None:  # type: ignore[no-unt
     dev = DevStack(tmp_path / "stack")
     key = new_real_key()
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         bot = dev.add_bot("busy", "main", "read")
         stop, statuses = threading.Event(), []
 
@@ -92,10 +89,7 @@ def test_an_older_vault_copied_into_place_is_refused_until_restored_on_purpose(t
     dev = DevStack(tmp_path / "stack")
     key = new_real_key()
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         dev.add_bot("leaked", "main", "read")
         backup = tmp_path / "vault-backup.db"
         dev.cli("vault", "backup", str(backup))

@@ -28,10 +28,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
                    extra_config="[anomaly.auth_failures]\nenabled = false\n" + DEADLINES)
     key = new_real_key()
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
+        dev.serve_account("main", key)
         yield dev
     finally:
         dev.close()

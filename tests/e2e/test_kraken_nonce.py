@@ -38,10 +38,7 @@ def kraken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]
     dev = DevStack(tmp_path_factory.mktemp("kraken"))
     key = new_real_key(exchange="kraken")
     try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("shared", key)
-        dev.start_daemon()
+        dev.serve_account("shared", key)
         yield dev
     finally:
         dev.close()
