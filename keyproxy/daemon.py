@@ -203,6 +203,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                                      account_limits=new.account_limits)
         reload()
         trail.append("config.reload", result="ok", pinned_bots=sorted(new.bot_policies), restart_needed=restart)
+        log.info("config reloaded", file=str(new.config_file), pinned_bots=sorted(new.bot_policies))
         if restart:
             log.warning("config reloaded; these sections change only on restart", sections=restart)
         return {"config_file": str(new.config_file) if new.config_file else None,

@@ -17,6 +17,10 @@ from typing import Any
 from keyproxy.config import Settings
 
 
+OFFLINE_FIX = ("check the network path to the exchange; on a host without one, "
+               "`keyproxy doctor --offline` skips the exchange checks")
+
+
 @dataclass(frozen=True)
 class Finding:
     level: str  # ok | warn | fail
@@ -165,6 +169,7 @@ async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> l
             result = await audit_key(a.exchange, adapter, upstream, key, clients, scopes, nonce)
             for w in result["warnings"]:
                 out.append(Finding("warn", "exchange permissions", f"account {a.name}: {w}",
+                                   OFFLINE_FIX if result.get("unreachable") else
                                    "narrow the key's permissions and IP list at the exchange"))
             origin = upstream.origin_for(TIME_PATHS.get(a.exchange, "/"))
             if a.exchange in TIME_PATHS and origin and origin not in checked_clock:
@@ -177,7 +182,7 @@ async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> l
                                            "enable NTP (systemd-timesyncd or chrony)"))
                 except Exception as e:  # noqa: BLE001 - doctor reports every failure, it never crashes
                     out.append(Finding("warn", "clock", f"{a.exchange}: cannot read the exchange's time "
-                                       f"({type(e).__name__})", "check the network path to the exchange"))
+                                       f"({type(e).__name__})", OFFLINE_FIX))
     finally:
         await clients.close()
     return out or [Finding("ok", "exchanges", "key permissions match the bots' needs; clocks agree within 1 s")]

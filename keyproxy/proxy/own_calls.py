@@ -71,7 +71,7 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
     try:
         status, body = await signed_call(adapter, upstream, key, clients, spec, nonce)
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-        return {"ok": False, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
+        return {"ok": False, "unreachable": True, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
     if not 200 <= status < 300 or (hasattr(adapter, "key_rejected") and adapter.key_rejected(status, body)):
         return {"ok": False, "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
     try:

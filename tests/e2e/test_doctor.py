@@ -49,5 +49,14 @@ def test_doctor_on_a_healthy_and_a_broken_install(tmp_path: Path) -> None:
         assert "account old: the key can withdraw but no bot of this account has the withdraw scope" in text
         assert "the key has no IP restriction" in text
         assert "key of account old is" in text and "keyproxy key rotate old" in text
+
+        # no network path to the exchange: the fix says so, and names --offline, which then passes
+        dev.close()
+        away = dev.cli("doctor", "--json", check=False)
+        unreachable = [f for f in json.loads(away.stdout) if "cannot" in f["what"]]
+        assert away.returncode == 1 and {f["check"] for f in unreachable} == {"exchange permissions", "clock"}
+        assert all("keyproxy doctor --offline" in f["fix"] for f in unreachable), unreachable
+        offline = json.loads(dev.cli("doctor", "--offline", "--json", check=False).stdout)
+        assert not [f for f in offline if f["check"] in ("exchange permissions", "clock")]
     finally:
         dev.close()
