@@ -62,13 +62,10 @@ class Context:
         """The vault itself when no daemon runs, else the daemon's admin socket: never both writers."""
         with direct_access(self.settings) as direct:
             if direct:
-                with self.open_vault() as vault:
-                    state = StateStore(self.settings.state_dir / "state.db")
-                    try:  # changes made here must not hide an older vault copied into place
-                        state.check_vault_current(vault.vault_id, vault.changes(), vault.path)
-                    except BaseException:
-                        state.close()
-                        raise
+                with self.open_vault() as vault, \
+                        contextlib.closing(StateStore(self.settings.state_dir / "state.db")) as state:
+                    # changes made here must not hide an older vault copied into place
+                    state.check_vault_current(vault.vault_id, vault.changes(), vault.path)
                     trail = AuditTrail(self.settings.audit_dir, vault.audit_key(), fsync="always")
                     try:
                         yield Controls(vault, default_adapters(), listen_base_url(self.settings), audit=trail.append,
@@ -76,7 +73,6 @@ class Context:
                     finally:
                         trail.close()
                         state.record_vault_seen(vault.vault_id, vault.changes())
-                        state.close()
                 return
         client = AdminClient(socket_path(self.settings))
         if not client.reachable():
@@ -428,11 +424,9 @@ def cmd_vault_restore(ctx: Context) -> int:
         result = restore_vault(live, ctx.args.file.resolve(),
                                lambda kind: source_for_kind(kind, ctx.settings, ctx.inputs), force=ctx.args.force)
         with ctx.open_vault() as vault:  # the audit trail records the restore, chained as ever
-            state = StateStore(ctx.settings.state_dir / "state.db")
-            try:  # the copy put in place on purpose is the one keyproxy now holds to
+            with contextlib.closing(StateStore(ctx.settings.state_dir / "state.db")) as state:
+                # the copy put in place on purpose is the one keyproxy now holds to
                 state.record_vault_seen(vault.vault_id, vault.changes(), restored=True)
-            finally:
-                state.close()
             trail = AuditTrail(ctx.settings.audit_dir, vault.audit_key(), fsync="always")
             try:
                 trail.append("admin", op="vault.restore", result="ok", peer_uid=os.getuid(),
