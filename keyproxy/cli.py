@@ -23,7 +23,7 @@ from keyproxy.admin.client import AdminClient
 from keyproxy.admin.controls import Controls
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
-from keyproxy.durations import format_duration, parse_duration
+from keyproxy.durations import parse_duration
 from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError, where
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES

@@ -31,6 +31,7 @@ from keyproxy.errors import KeyproxyError
 from keyproxy.proxy.own_calls import audit_key, verify_key
 from keyproxy.metrics import Metrics, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
+from keyproxy.proxy.websocket import SocketLimits, WebSocketEdge
 from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
@@ -168,7 +169,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react)
+    websockets = WebSocketEdge(pipeline.core, clients, SocketLimits(), recorder.finish, recorder.react)
+    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
     # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
     # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
     # link and keeps a slow one from holding the connection that long past body_timeout
@@ -291,6 +293,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         notify("STOPPING=1")
         log.info("shutting down: waiting for requests in flight", grace_seconds=ps.shutdown_grace)
         await admin_runner.cleanup()
+        await websockets.close_all(min(ps.shutdown_grace, 5.0))  # going-away close for every bot socket
         await runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
         if metrics_runner is not None:
             await metrics_runner.cleanup()

@@ -222,16 +222,18 @@ class DevStack:
 
 
 def point_ccxt_at(exchange: Any, base_url: str) -> Any:
-    """Point every REST URL of a ccxt exchange at keyproxy: the only change a bot makes.
+    """Point every REST and WebSocket URL of a ccxt exchange at keyproxy: the only change a bot makes.
 
     Each URL's scheme and host (placeholders such as ``{hostname}`` included)
     become the bot's base URL; the path after it stays, so the exchange's own
     path prefixes (``/api/v3``, ``/sapi``, ``/fapi``, ``/0/private``...) arrive as they would
     at the exchange.
     """
+    ws_base = re.sub(r"^http", "ws", base_url.rstrip("/"))
+
     def rewrite(value: Any) -> Any:
         if isinstance(value, str):
-            return re.sub(r"^https?://[^/]+", base_url.rstrip("/"), value)
+            return re.sub(r"^wss?://[^/]+", ws_base, re.sub(r"^https?://[^/]+", base_url.rstrip("/"), value))
         if isinstance(value, dict):
             return {k: rewrite(v) for k, v in value.items()}
         return value

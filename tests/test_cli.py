@@ -179,7 +179,7 @@ def test_demo_runs(home: Home) -> None:
     assert "withdrawal requests that reached the exchange: 0" in r.stdout
     assert "secrets in it: none" in r.stdout
     assert "anomaly rule forbidden_scope acted: suspend_bot" in r.stdout
-    assert "bad_signature" in r.stdout and "unknown_bot - bot 'demo-bot' is revoked" in r.stdout
+    assert "bad_signature" in r.stdout and "unknown_bot - unknown API key" in r.stdout  # a revoked credential is no credential
 
 
 def test_where_an_unexpected_error_arose_names_code_only() -> None:

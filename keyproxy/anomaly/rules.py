@@ -33,11 +33,12 @@ class Event:
     endpoint_class: str | None
     decision: str
     code: str | None
-    key_rejected: bool = False  # the exchange answered that the real key is invalid or not allowed
+    key_rejected: bool = False  # the exchange answered that the real key is invalid, revoked or IP-restricted
     phase: str = "done"  # "forward": about to go upstream (allowed); "done": answered
     action: str | None = None  # order | cancel | leverage | withdraw | other (from the request's facts)
     notional: Decimal | None = None  # an order's value in quote currency, when known
     withdraw_to: str | None = None  # "ASSET:NETWORK:ADDRESS" of a withdrawal
+    key_denied: bool = False  # the exchange answered that the real key lacks a permission this bot's request needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +188,15 @@ class DenyBurst(Rule):
     name = "deny_burst"
 
     def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
-        return [(f"bot:{e.bot}", e.bot, e.account)] if e.code in POLICY_DENIALS and e.bot else []
+        # a permission the real key lacks is this bot's miss (it asked for something the key may not do)
+        return [(f"bot:{e.bot}", e.bot, e.account)] if (e.code in POLICY_DENIALS or e.key_denied) and e.bot else []
 
     def describe(self, count: int) -> str:
         return f"{count} policy denials in {self.config.window_seconds:g} s"
 
 
 class ExchangeRejectsKey(Rule):
-    """The exchange says the real key is invalid, expired, lacks permission or is IP-restricted."""
+    """The exchange says the real key is invalid, expired, revoked or IP-restricted (not: lacks one permission)."""
 
     name = "exchange_rejects_key"
 

@@ -8,6 +8,8 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``GET  /_emulator/journal`` -> list of request records (oldest first)
 * ``GET  /_emulator/state``   -> balances / orders / withdrawals per key
 * ``POST /_emulator/reset``   -> clear journal and state
+* ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
+  Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ CONTROL_PREFIX = "/_emulator/"
 JOURNAL = web.AppKey("journal", Journal)
 EMULATORS = web.AppKey("emulators", list)
 CLOCK = web.AppKey("clock", object)
+FRAMING = web.AppKey("framing", dict)
 _NOTE: Any = (
     web.RequestKey("note", RequestNote) if hasattr(web, "RequestKey") else "keyproxy.emulator.note"
 )
@@ -115,6 +118,33 @@ async def _journal_middleware(request: web.Request, handler: Any) -> web.StreamR
         )
 
 
+@web.middleware
+async def _framing_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Re-send an exchange answer chunked (no Content-Length) when the framing control asks for it."""
+    response = await handler(request)
+    if request.path.startswith(CONTROL_PREFIX) or not request.app[FRAMING].get("chunked"):
+        return response
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes | bytearray):
+        return response
+    body = bytes(response.body)
+    chunked = web.StreamResponse(status=response.status, reason=response.reason)
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-length", "transfer-encoding"):
+            chunked.headers.add(name, value)
+    chunked.enable_chunked_encoding()
+    await chunked.prepare(request)
+    for i in range(0, len(body), 64):  # several chunks, as a CDN would send them
+        await chunked.write(body[i:i + 64])
+    await chunked.write_eof()
+    return chunked
+
+
+async def _framing(request: web.Request) -> web.Response:
+    doc = await request.json()
+    request.app[FRAMING]["chunked"] = bool(doc.get("chunked"))
+    return web.json_response(request.app[FRAMING])
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     note: RequestNote = request.get(_NOTE) or RequestNote()
@@ -125,6 +155,19 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         emulator = max(owners, key=lambda e: getattr(e, "owns_priority", 0))
         return await emulator.handle(request, body, note)
     return web.Response(status=404, text=f"emulator: no emulated exchange serves {request.path}")
+
+
+async def _binance_ws_api(request: web.Request) -> web.StreamResponse:
+    """Binance's WebSocket API (`/ws-api/v3`, binance_ws.py); each request frame is a journal entry."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
+    if emulator is None:
+        return web.Response(status=404, text="emulator: no emulated exchange serves /ws-api/v3")
+    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
+
+    def record(entry: dict[str, Any]) -> None:
+        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
+
+    return await emulator.ws.serve(request, record)
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -156,14 +199,17 @@ def build_app(
     exchanges: Sequence[str] | None = None,
 ) -> web.Application:
     """Build the emulator app for ``accounts`` (exchanges default to those named there)."""
-    app = web.Application(middlewares=[_journal_middleware])
+    app = web.Application(middlewares=[_journal_middleware, _framing_middleware])
     app[JOURNAL] = Journal(journal_path)
     app[EMULATORS] = _emulators(accounts, exchanges, clock)
     app[CLOCK] = clock
+    app[FRAMING] = {"chunked": False}
     app.router.add_get(CONTROL_PREFIX + "health", _health)
     app.router.add_get(CONTROL_PREFIX + "journal", _journal)
     app.router.add_get(CONTROL_PREFIX + "state", _state)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
+    app.router.add_post(CONTROL_PREFIX + "framing", _framing)
+    app.router.add_get("/ws-api/v3", _binance_ws_api)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 

@@ -29,6 +29,7 @@ secret set, every ``urls['api']`` host pointed here) calls, in order; all served
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -61,6 +62,7 @@ from keyproxy.emulator.binance_routes import (
     venue_of,
 )
 from keyproxy.emulator.binance_state import ZERO, Account
+from keyproxy.emulator.binance_ws import WsApi
 from keyproxy.emulator.binance_wallet import WalletHandlers
 
 
@@ -78,6 +80,7 @@ class BinanceEmulator(WalletHandlers):
         self.clock = clock
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
+        self.ws = WsApi(self)
         self.reset()
 
     def reset(self) -> None:
@@ -127,7 +130,24 @@ class BinanceEmulator(WalletHandlers):
         except BinanceError as err:
             note.error_code = err.code
             return web.json_response(err.body(), status=err.status)
+        self._order_events((request.method, request.path), account, result, int(now_dec))
         return web.json_response(result)
+
+    def run_route(self, route_key: tuple[str, str], params: dict[str, str], account: Any, key: Any) -> Any:
+        """A WebSocket API method, run by the REST handler it mirrors (binance_ws.py authenticated it)."""
+        route = ROUTES[route_key]
+        if route.security != "NONE":
+            self._permit(route, key)
+        now = int(Decimal(str(self.clock())) * 1000)
+        result = getattr(self, route.handler)(Call(venue_of(route_key[1]), params, account, now, key))
+        self._order_events(route_key, account, result, now)
+        return result
+
+    def _order_events(self, route_key: tuple[str, str], account: Any, result: Any, now: int) -> None:
+        """Spot orders placed or cancelled, by REST or WebSocket: events for the account's user data streams."""
+        if route_key in (("POST", "/api/v3/order"), ("DELETE", "/api/v3/order")) and isinstance(result, dict) \
+                and self.ws.subscriptions:
+            asyncio.get_running_loop().create_task(self.ws.publish(account, result, now))
 
     @staticmethod
     def _permit(route: Route, key: EmulatedKey) -> None:

@@ -132,6 +132,26 @@ class BadRequest(Exception):
         self.message = message
 
 
+class KeyRejection(StrEnum):
+    """What an exchange's refusal says about the real key."""
+
+    INVALID = "invalid"  # the key is invalid, expired, revoked or IP-restricted: no request can use it
+    DENIED = "denied"  # the key may not do this one thing (a permission it lacks): the bot's miss, not the key's
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookChange:
+    """What an exchange's answer confirms about the bot's open orders, by scope (`RequestFacts.scope`).
+
+    Only what the exchange confirmed counts: an order it accepted and left resting opens one, a cancel
+    it confirmed closes one, a query covering exactly one scope sets that scope's count.
+    """
+
+    opened: tuple[str, ...] = ()  # one scope per order confirmed resting
+    closed: tuple[str, ...] = ()  # one scope per order confirmed cancelled
+    counted: tuple[tuple[str, int], ...] = ()  # (scope, exact count) from a query of exactly that scope
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedBotKey:
     """A new virtual credential: what the bot gets once, and what keyproxy keeps."""
@@ -204,6 +224,55 @@ class Adapter(Protocol):
 
     def refusal_status(self, code: str, status: int) -> int:
         """The HTTP status to answer a refusal with (Kraken answers errors with 200)."""
+
+    # optional hooks, with their defaults in AdapterHooks
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None: ...
+
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None: ...
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange: ...
+
+    def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]: ...
+
+    def websocket(self, path: str) -> Adapter | None: ...
+
+    def relays_websocket(self, path: str) -> bool: ...
+
+
+class AdapterHooks:
+    """Defaults for the optional hooks of `Adapter`: every adapter inherits them, so the pipeline calls each
+    hook directly (no `getattr`) and a missing one is the safe default, never a skipped check."""
+
+    needs_nonce: bool = False
+
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None:
+        """A class that depends on the body (Coinbase v2 sends); None keeps `classify`'s answer."""
+        return None
+
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """Whether the exchange's answer refuses the real key (INVALID) or one permission of it (DENIED)."""
+        return None
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        """What the answer confirms about open orders. The default believes no cancel and counts every
+        order a 2xx answer accepted as resting: it may overstate the count, never understate it."""
+        if 200 <= status < 300 and facts.action == "order":
+            return OrderBookChange(opened=tuple(o.scope for o in facts.placed()))
+        return OrderBookChange()
+
+    def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
+        """Contract sizes by order scope (`market:symbol`) from a public instrument answer, else {}."""
+        return {}
+
+    def websocket(self, path: str) -> Adapter | None:
+        """The dialect that reads this WebSocket path's frames one by one (None: no such private socket)."""
+        return None
+
+    def relays_websocket(self, path: str) -> bool:
+        """Whether this WebSocket path carries no credential and is relayed unchanged (public streams)."""
+        return False
 
 
 @dataclass(frozen=True, slots=True)

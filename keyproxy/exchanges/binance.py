@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    KeyRejection,
+    Adapter,
+    AdapterHooks,
     amount,
     AuthFailure,
     BadRequest,
@@ -27,6 +31,7 @@ from keyproxy.exchanges.base import (
     Environment,
     IncomingRequest,
     IssuedBotKey,
+    OrderBookChange,
     OutboundRequest,
     ParamList,
     RealKey,
@@ -55,14 +60,17 @@ ENVIRONMENTS = (
         ("/fapi/", "https://fapi.binance.com"), ("/futures/data/", "https://fapi.binance.com"),
         ("/dapi/", "https://dapi.binance.com"), ("/eapi/", "https://eapi.binance.com"),
         ("/papi/", "https://papi.binance.com"),
+        ("/ws-api/", "wss://ws-api.binance.com:443"),  # the WebSocket API (keyproxy/proxy/websocket.py)
     )),
     Environment("testnet", (
         ("/api/", "https://testnet.binance.vision"),
         ("/fapi/", "https://testnet.binancefuture.com"), ("/dapi/", "https://testnet.binancefuture.com"),
+        ("/ws-api/", "wss://ws-api.testnet.binance.vision"),
     )),
     Environment("demo", (
         ("/api/", "https://demo-api.binance.com"),
         ("/fapi/", "https://demo-fapi.binance.com"), ("/dapi/", "https://demo-dapi.binance.com"),
+        ("/ws-api/", "wss://demo-ws-api.binance.com"),
     )),
 )
 
@@ -90,7 +98,7 @@ def _is_form(req: IncomingRequest) -> bool:
     return ctype in ("", "application/x-www-form-urlencoded")
 
 
-class Binance:
+class Binance(AdapterHooks):
     name = "binance"
     verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False
@@ -233,34 +241,48 @@ class Binance:
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_prices(path, body)
 
-    def key_rejected(self, status: int, body: bytes) -> bool:
-        """Binance says the real key is invalid, IP-restricted or lacks permission (-2015, -2014, -2008, -1002)."""
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """-2014 (bad key format), -2008 (unknown key id) and -2015 ("Invalid API-key, IP, or permissions for
+        action") refuse the key; -1002 ("not authorized to execute this request") refuses one permission.
+        -2015 also answers a permission a key lacks (futures on a spot-only key): Binance does not tell the
+        two apart, so keyproxy keeps the safe reading (quarantine) for it."""
         if status not in (401, 403):
-            return False
+            return None
         try:
             code = json.loads(body).get("code")
         except (ValueError, AttributeError):
-            return False
-        return code in (-2015, -2014, -2008, -1002)
-
-    def order_rests(self, path: str, body: bytes) -> bool:
-        """Whether an accepted order is left open (an immediately filled one does not count)."""
-        try:
-            status = json.loads(body).get("status")
-        except (ValueError, AttributeError):
-            return True
-        return status not in ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
-
-    def open_orders_count(self, path: str, query: str, body: bytes) -> tuple[str, int] | None:
-        """(symbol, count) from the bot's own open-orders query for one symbol."""
-        if path not in ("/api/v3/openOrders", "/fapi/v1/openOrders"):
             return None
-        symbol = dict(parse_qsl(query)).get("symbol")
+        if code in (-2015, -2014, -2008):
+            return KeyRejection.INVALID
+        return KeyRejection.DENIED if code == -1002 else None
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        """Only what Binance confirmed: an accepted order left open, a cancel answered with the cancelled
+        order, a cancel-all or open-orders query for one symbol of one market (it sets that scope only)."""
+        if not 200 <= status < 300:
+            return OrderBookChange()
         try:
-            orders = json.loads(body)
+            doc = json.loads(body) if body else None
         except ValueError:
-            return None
-        return (normalize_symbol(symbol), len(orders)) if symbol and isinstance(orders, list) else None
+            doc = None
+        if facts.action == "order":
+            if isinstance(doc, dict) and doc.get("status") in _CLOSED_STATUSES:
+                return OrderBookChange()  # filled, expired or rejected at once: nothing rests
+            return OrderBookChange(opened=tuple(o.scope for o in facts.placed()))  # unreadable: counted
+        if facts.action == "cancel":
+            if req.path.endswith(("/openOrders", "/allOpenOrders")) and facts.symbol:
+                return OrderBookChange(counted=((facts.scope, 0),))
+            items = doc if isinstance(doc, list) else [doc]
+            done = [i for i in items if isinstance(i, dict) and i.get("status") == "CANCELED"
+                    or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
+            return OrderBookChange(closed=(facts.scope,) * len(done))
+        if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
+            symbol = dict(parse_qsl(req.query)).get("symbol")
+            if symbol:  # a query without a symbol covers every symbol: it sets nothing
+                scope = f"{_market(req.path)}:{normalize_symbol(symbol)}"
+                return OrderBookChange(counted=((scope, len(doc)),))
+        return OrderBookChange()
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
@@ -276,6 +298,12 @@ class Binance:
         }.get(code, -1002 if code.endswith("_denied") or code in ("bot_suspended", "key_quarantined",
                                                                    "withdrawal_limit") else -1000)
         return {"code": native, "msg": message}
+
+    def websocket(self, path: str) -> Adapter | None:
+        """`/ws-api/v3`: the WebSocket API, each request frame read and re-signed (binance_ws.py)."""
+        from keyproxy.exchanges.binance_ws import WS_API_PATH, BinanceWsApi
+
+        return BinanceWsApi(self) if path == WS_API_PATH else None
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
@@ -301,8 +329,25 @@ _POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quot
                             "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount"})
 
 
+_CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
+_OPEN_ORDER_QUERIES = ("/api/v3/openOrders", "/fapi/v1/openOrders", "/dapi/v1/openOrders",
+                       "/sapi/v1/margin/openOrders")
+_MARKETS = (("/api/", "spot"), ("/sapi/", "margin"), ("/fapi/", "usdm"), ("/dapi/", "coinm"), ("/eapi/", "option"),
+            ("/papi/v1/um/", "papi-um"), ("/papi/v1/cm/", "papi-cm"), ("/papi/v1/margin/", "papi-margin"))
+
+
+def _market(path: str) -> str:
+    """The market an order endpoint trades in: open orders are counted per market and symbol."""
+    return next((m for prefix, m in _MARKETS if path.startswith(prefix)), "other")
+
+
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
+    facts = _binance_facts(req, endpoint)
+    return replace(facts, market=_market(req.path)) if facts.action in ("order", "cancel", "amend") else facts
+
+
+def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     try:

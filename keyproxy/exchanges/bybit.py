@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    KeyRejection,
+    AdapterHooks,
     amount,
     AuthFailure,
     BadRequest,
@@ -79,7 +81,7 @@ ENVIRONMENTS = (
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
 
-class Bybit:
+class Bybit(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"
@@ -197,15 +199,18 @@ class Bybit:
     # Bybit lets a key delete itself: the `revoke_key` anomaly action sends this, signed with the real key.
     revoke_request = ("POST", "/v5/user/delete-api", b"{}")
 
-    def key_rejected(self, status: int, body: bytes) -> bool:
-        """Bybit: retCode 10003 invalid key, 10005 permission denied, 10010 IP not bound (often HTTP 200)."""
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """Bybit: retCode 10003 invalid key and 10010 IP not bound refuse the key; 10005 "permission
+        denied" refuses one permission (often HTTP 200)."""
         if b"retCode" not in body[:80]:
-            return False
+            return None
         try:
             code = json.loads(body).get("retCode")
         except (ValueError, AttributeError):
-            return False
-        return code in (10003, 10005, 10010)
+            return None
+        if code in (10003, 10010):
+            return KeyRejection.INVALID
+        return KeyRejection.DENIED if code == 10005 else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Bybit's envelope with a retCode that ccxt and pybit map to the matching error.

@@ -40,6 +40,8 @@ from decimal import Decimal, InvalidOperation
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    KeyRejection,
+    AdapterHooks,
     amount,
     AuthFailure,
     BadRequest,
@@ -149,7 +151,7 @@ def _int_claim(claims: dict[str, object], name: str) -> int:
     return value
 
 
-class Coinbase:
+class Coinbase(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"
@@ -319,9 +321,11 @@ class Coinbase:
                                 BotKey(key_id, "ed25519", public_key=public_pem))
         raise ValueError(f"coinbase bot keys are ec or ed25519, not {key_type}")
 
-    def key_rejected(self, status: int, body: bytes) -> bool:
-        """Coinbase: 401 Unauthorized (key unknown or revoked), 403 missing scope for the real key."""
-        return status in (401, 403)
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """Coinbase: 401 Unauthorized (key unknown or revoked) refuses the key; 403 is a scope it lacks."""
+        if status == 401:
+            return KeyRejection.INVALID
+        return KeyRejection.DENIED if status == 403 else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         """Advanced Trade's {error, error_details, message} plus v2's errors list.

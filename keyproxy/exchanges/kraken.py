@@ -28,6 +28,8 @@ from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    KeyRejection,
+    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -238,7 +240,7 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
     return _sign.hmac_sha512_b64(key, path.encode() + _sign.sha256(nonce.encode() + body))
 
 
-class Kraken:
+class Kraken(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")
     name = "kraken"
@@ -339,9 +341,11 @@ class Kraken:
         secret = base64.b64encode(secrets.token_bytes(64)).decode()
         return IssuedBotKey({"api_key": key_id, "secret": secret}, BotKey(key_id, "hmac", secret=Secret(secret)))
 
-    def key_rejected(self, status: int, body: bytes) -> bool:
-        """Kraken answers 200 with EAPI:Invalid key / EGeneral:Permission denied when the real key is refused."""
-        return b"EAPI:Invalid key" in body or b"EGeneral:Permission denied" in body
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """Kraken answers 200: EAPI:Invalid key refuses the key, EGeneral:Permission denied one permission."""
+        if b"EAPI:Invalid key" in body:
+            return KeyRejection.INVALID
+        return KeyRejection.DENIED if b"EGeneral:Permission denied" in body else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Kraken's own strings (docs "Spot Error Messages"), which ccxt maps by exact match:

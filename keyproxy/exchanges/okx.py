@@ -27,6 +27,8 @@ from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    KeyRejection,
+    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -94,7 +96,7 @@ def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> 
     return (timestamp + method.upper() + path + (f"?{query}" if query else "")).encode() + body
 
 
-class Okx:
+class Okx(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"
@@ -201,15 +203,17 @@ class Okx:
             BotKey(key_id, "hmac", secret=Secret(secret), passphrase=Secret(passphrase)),
         )
 
-    def key_rejected(self, status: int, body: bytes) -> bool:
-        """OKX: 50111 invalid key, 50110 IP not allowed, 50119 key gone, 50120 no permission."""
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        """OKX: 50111 invalid key, 50110 IP not allowed, 50119 key gone refuse the key; 50120 one permission."""
         if status < 400 and b'"code"' not in body[:40]:
-            return False
+            return None
         try:
             code = json.loads(body).get("code")
         except (ValueError, AttributeError):
-            return False
-        return code in ("50110", "50111", "50119", "50120")
+            return None
+        if code in ("50110", "50111", "50119"):
+            return KeyRejection.INVALID
+        return KeyRejection.DENIED if code == "50120" else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # OKX's own codes (docs-v5 "Error Code"), picked by how ccxt's okx `exceptions` map raises

@@ -64,9 +64,9 @@ class Bucket:
     def level(self, now: float) -> float:
         return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
 
-    def wait(self, now: float) -> float:
-        """Seconds until one token is available (0 if one is)."""
-        missing = 1.0 - self.level(now)
+    def wait(self, now: float, tokens: int = 1) -> float:
+        """Seconds until `tokens` tokens are available (0 if they are)."""
+        missing = tokens - self.level(now)
         return 0.0 if missing <= 0 else missing / self.rate
 
     def take(self, now: float) -> None:
@@ -101,14 +101,32 @@ def _in_hours(windows: tuple[str, ...], now: float) -> bool:
 
 
 def notional(facts: RequestFacts, last_price: Decimal | None) -> Decimal | None:
-    """Quote-currency value of an order: quantity x price, else quote quantity, else x the last seen price."""
+    """Quote-currency value of one order, from the fields the exchange executes (the adapter leaves out
+    the ones it ignores): quote quantity, else quantity x price (x contract size for contracts), else
+    x the last price keyproxy relayed. None when it cannot be valued."""
+    price = facts.price if facts.price is not None else last_price
+    if facts.contract is not None:
+        if facts.quantity is None or facts.contract_size is None:
+            return None
+        if facts.contract == "inverse":  # each contract is worth contract_size in quote currency
+            return facts.quantity * facts.contract_size
+        return facts.quantity * facts.contract_size * price if price is not None else None
     if facts.quote_quantity is not None:
         return facts.quote_quantity
-    if facts.quantity is not None and facts.price is not None:
-        return facts.quantity * facts.price
-    if facts.quantity is not None and last_price is not None:
-        return facts.quantity * last_price
+    if facts.quantity is not None and price is not None:
+        return facts.quantity * price
     return None
+
+
+def total_notional(facts: RequestFacts, prices: dict[str, Decimal]) -> Decimal | None:
+    """The value of every order a request places (a batch: the sum of its legs); None if any leg cannot be valued."""
+    total = Decimal(0)
+    for leg in facts.placed():
+        value = notional(leg, prices.get(leg.symbol or ""))
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | None
@@ -118,7 +136,7 @@ def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | No
     if limits.requests_per_second:
         rate = limits.requests_per_second
         out.append((f"{owner}:requests", rate, float(limits.burst or max(1, math.ceil(rate)))))
-    if action == "order" and limits.orders_per_minute:
+    if action in ("order", "amend") and limits.orders_per_minute:
         out.append((f"{owner}:orders", limits.orders_per_minute / 60, float(limits.orders_per_minute)))
     if action == "cancel" and limits.cancels_per_minute:
         out.append((f"{owner}:cancels", limits.cancels_per_minute / 60, float(limits.cancels_per_minute)))
@@ -128,12 +146,24 @@ def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | No
 def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters: Counters, now: float, *,
            bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None,
            account_limits: AccountLimits | None = None, usage: Usage = Usage(),
-           throttle: float | None = None) -> Decision:
-    """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any."""
+           throttle: float | None = None, prices: dict[str, Decimal] | None = None) -> Decision:
+    """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any.
+
+    A batch (`facts.orders`) is decided as a whole from its legs: every leg must pass, and every
+    limit counts every leg (open orders, orders per minute, daily notional). `prices` are the last
+    relayed prices by symbol (a batch may name several); `last_price` is the one of `facts.symbol`.
+    """
+    known = dict(prices or {})
+    if last_price is not None and facts.symbol:
+        known.setdefault(facts.symbol, last_price)
+    legs = facts.placed()
     if endpoint_class != "public" and endpoint_class not in policy.scopes:
         return deny(DenyCode.SCOPE, f"the bot lacks the {endpoint_class} scope")
+    if endpoint_class == "trade" and any(leg.borrows for leg in legs) and "transfer" not in policy.scopes:
+        return deny(DenyCode.SCOPE, "the order borrows funds (margin auto-borrow), which needs the transfer scope")
     harmless = endpoint_class in ("public", "read") or facts.action == "cancel"
-    if halted is not None and not harmless and not (facts.action == "order" and facts.reduce_only):
+    reduces = facts.action in ("order", "amend") and bool(legs) and all(leg.reduce_only for leg in legs)
+    if halted is not None and not harmless and not reduces:
         return deny(DenyCode.HALTED, f"trading is halted: {halted}; only reads and cancels pass")
     if policy.active_hours and not harmless and not _in_hours(policy.active_hours, now):
         return deny(DenyCode.HOURS, f"outside the bot's active hours ({', '.join(policy.active_hours)} UTC)")
@@ -145,20 +175,26 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     if throttle is not None:  # a temporary limit set by the rate_spike anomaly rule
         limits.append((f"throttle:{bot}", throttle, max(1.0, throttle)))
     for key, rate, capacity in limits:
-        wait = counters.bucket(key, rate, capacity, now).wait(now)
+        tokens = max(1, len(legs)) if key.endswith(":orders") else 1  # a batch of n orders is n orders
+        if tokens > capacity:
+            return deny(DenyCode.RATE, f"a batch of {tokens} orders is more than rate limit "
+                        f"{key.split(':')[-1]} ever allows at once")
+        wait = counters.bucket(key, rate, capacity, now).wait(now, tokens)
         if wait > 0:
             return deny(DenyCode.RATE, f"rate limit {key.split(':')[-1]} reached", retry_after=wait)
-        charges.append(key)
+        charges.extend([key] * tokens)
 
     value = None
     if endpoint_class == "trade":
-        trade = _trade_checks(facts, policy, last_price)
+        trade = _trade_checks(facts, policy, known, account_limits)
         if trade is not None:
             return trade
-        if facts.action == "order":
-            if policy.max_open_orders is not None and usage.open_orders >= policy.max_open_orders:
-                return deny(DenyCode.OPEN_ORDERS, f"{usage.open_orders} open orders: the cap is {policy.max_open_orders}")
-            value = notional(facts, last_price)
+        if facts.action == "order" and policy.max_open_orders is not None:
+            if usage.open_orders + len(legs) > policy.max_open_orders:
+                return deny(DenyCode.OPEN_ORDERS, f"{usage.open_orders} open orders and {len(legs)} more: "
+                            f"the cap is {policy.max_open_orders}")
+        if legs:
+            value = total_notional(facts, known)
             if policy.daily_notional_cap is not None:
                 if value is None:
                     return deny(DenyCode.NOTIONAL_UNKNOWN, "cannot value this order against the daily cap")
@@ -173,27 +209,23 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     return allowed(tuple(charges), value, facts.amount if facts.action == "withdraw" else None)
 
 
-def _trade_checks(facts: RequestFacts, policy: BotPolicy, last_price: Decimal | None) -> Decision | None:
-    limited = policy.symbols is not None or policy.max_order_notional is not None or policy.reduce_only \
-        or policy.max_leverage is not None
+def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Decimal],
+                  account_limits: AccountLimits | None) -> Decision | None:
+    valued = policy.max_order_notional is not None or policy.daily_notional_cap is not None
+    limited = policy.symbols is not None or valued or policy.reduce_only or policy.max_leverage is not None \
+        or policy.max_open_orders is not None or policy.orders_per_minute is not None \
+        or (account_limits is not None and account_limits.orders_per_minute is not None)
     if facts.action is None and limited:  # an endpoint that may place orders in a shape keyproxy cannot read
         return deny(DenyCode.SYMBOL if policy.symbols is not None else DenyCode.NOTIONAL_UNKNOWN,
                     "keyproxy cannot read this endpoint's order details, and the bot has trading limits")
-    if policy.symbols is not None and facts.action in ("order", "leverage", "other"):
-        if (facts.symbol is None and facts.action != "other") or (
+    if policy.symbols is not None and facts.action in ("leverage", "other"):
+        if (facts.symbol is None and facts.action == "leverage") or (
                 facts.symbol is not None and facts.symbol not in policy.symbols):
             return deny(DenyCode.SYMBOL, f"symbol {facts.symbol or '(none)'} is not in the bot's allowlist")
-    if facts.action == "order":
-        if policy.reduce_only and not facts.reduce_only:
-            return deny(DenyCode.REDUCE_ONLY, "the bot may only place reduce-only orders")
-        if policy.max_order_notional is not None:
-            value = notional(facts, last_price)
-            if value is None:
-                return deny(DenyCode.NOTIONAL_UNKNOWN, "cannot value this order (no price, quote quantity or "
-                            "recent price for the symbol)")
-            if value > policy.max_order_notional:
-                return deny(DenyCode.NOTIONAL, f"order notional {value.normalize():f} is above the cap "
-                            f"{policy.max_order_notional.normalize():f}")
+    for leg in facts.placed():
+        refused = _order_checks(leg, policy, prices.get(leg.symbol or ""), valued)
+        if refused is not None:
+            return refused
     if facts.leverage is not None and policy.max_leverage is not None and facts.leverage > policy.max_leverage:
         return deny(DenyCode.LEVERAGE, f"leverage {facts.leverage.normalize():f} is above the cap "
                     f"{policy.max_leverage.normalize():f}")
@@ -202,16 +234,51 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, last_price: Decimal | 
     return None
 
 
+def _order_checks(leg: RequestFacts, policy: BotPolicy, last_price: Decimal | None, valued: bool
+                  ) -> Decision | None:
+    """One order (alone or a batch's leg): symbol, reduce-only, valuation, notional, leverage."""
+    if policy.symbols is not None and (leg.symbol is None or leg.symbol not in policy.symbols):
+        return deny(DenyCode.SYMBOL, f"symbol {leg.symbol or '(none)'} is not in the bot's allowlist")
+    if policy.reduce_only and not leg.reduce_only:
+        return deny(DenyCode.REDUCE_ONLY, "the bot may only place reduce-only orders")
+    if valued and leg.conflict is not None:
+        return deny(DenyCode.NOTIONAL_UNKNOWN, f"cannot be sure what this order is worth: {leg.conflict}")
+    if policy.max_order_notional is not None:
+        value = notional(leg, last_price)
+        if value is None:
+            why = ("no contract size known for this instrument: fetch the exchange's instrument list "
+                   "through keyproxy first" if leg.contract is not None and leg.contract_size is None else
+                   "no price, quote quantity or recent price for the symbol")
+            return deny(DenyCode.NOTIONAL_UNKNOWN, f"cannot value this order ({why})")
+        if value > policy.max_order_notional:
+            return deny(DenyCode.NOTIONAL, f"order notional {value.normalize():f} is above the cap "
+                        f"{policy.max_order_notional.normalize():f}")
+    if leg.leverage is not None and policy.max_leverage is not None and leg.leverage > policy.max_leverage:
+        return deny(DenyCode.LEVERAGE, f"leverage {leg.leverage.normalize():f} is above the cap "
+                    f"{policy.max_leverage.normalize():f}")
+    return None
+
+
+def _memo_allowed(entry_memo: str | None, memo: str | None) -> bool:
+    if entry_memo == "*":
+        return True
+    if entry_memo is None:
+        return not memo
+    return memo == entry_memo
+
+
 def _withdraw_checks(facts: RequestFacts, policy: BotPolicy, usage: Usage) -> Decision | None:
     if policy.withdraw_addresses is not None:
         ok = False
         for entry in policy.withdraw_addresses:
-            asset, network, address = entry.split(":", 2)
+            target, sep, entry_memo = entry.partition(";memo=")
+            asset, network, address = target.split(":", 2)
             if (facts.asset or "").upper() == asset and (network == "*" or (facts.network or "").upper() == network) \
-                    and facts.address == address:
+                    and facts.address == address and _memo_allowed(entry_memo if sep else None, facts.memo):
                 ok = True
         if not ok:
-            return deny(DenyCode.ADDRESS, "destination address is not in the bot's allowlist for this asset and network")
+            return deny(DenyCode.ADDRESS, "destination (address and memo) is not in the bot's allowlist for this "
+                        "asset and network")
     if policy.max_withdrawal is not None:
         if facts.amount is None:
             return deny(DenyCode.WITHDRAWAL, "cannot read the withdrawal amount")

@@ -25,8 +25,9 @@ class PolicyError(ValueError):
 class RequestFacts:
     """What a request would do, extracted by the exchange adapter (None: not applicable or unknown)."""
 
-    action: str | None = None  # order | cancel | leverage | withdraw | other
+    action: str | None = None  # order | amend | cancel | leverage | withdraw | other
     symbol: str | None = None
+    market: str | None = None  # the exchange's market type (spot, margin, usdm, coinm, linear, ...)
     side: str | None = None
     order_type: str | None = None
     quantity: Decimal | None = None
@@ -38,6 +39,28 @@ class RequestFacts:
     address: str | None = None
     network: str | None = None
     amount: Decimal | None = None
+    memo: str | None = None  # a withdrawal's memo / tag / destination tag: on shared addresses it picks the account
+    # How the exchange reads `quantity`: None in base units; "linear": contracts of `contract_size` base
+    # units; "inverse": contracts worth `contract_size` quote units each. The pipeline fills
+    # `contract_size` from instrument data the exchange published (never from the bot's request).
+    contract: str | None = None
+    contract_size: Decimal | None = None
+    # A valuation field the exchange ignores for this order type, or two that contradict each other:
+    # keyproxy cannot be sure which value executes, so a bot with a notional limit is refused.
+    conflict: str | None = None
+    borrows: bool = False  # the order may borrow funds (margin auto-borrow): needs the transfer scope
+    orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
+
+    def placed(self) -> tuple[RequestFacts, ...]:
+        """Every order this request places or changes (one for a single order, each leg of a batch)."""
+        if self.orders:
+            return self.orders
+        return (self,) if self.action in ("order", "amend") else ()
+
+    @property
+    def scope(self) -> str:
+        """Where the exchange keeps this order: `market:symbol`, the key of open-order counts."""
+        return f"{self.market or '*'}:{self.symbol or '*'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +77,9 @@ class BotPolicy:
     daily_notional_cap: Decimal | None = None  # sum of order notionals per UTC day
     max_leverage: Decimal | None = None
     reduce_only: bool = False
-    withdraw_addresses: tuple[str, ...] | None = None  # "ASSET:NETWORK:ADDRESS" ("*" network: any)
+    # "ASSET:NETWORK:ADDRESS" ("*" network: any), optionally ";memo=MEMO" (must match) or ";memo=*" (any);
+    # without a memo part a withdrawal carrying a memo is refused (the memo picks who is credited)
+    withdraw_addresses: tuple[str, ...] | None = None
     max_withdrawal: Decimal | None = None
     daily_withdrawal_cap: Decimal | None = None  # per asset, per UTC day
     active_hours: tuple[str, ...] | None = None  # "HH:MM-HH:MM" UTC windows
@@ -153,10 +178,11 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
         elif key == "withdraw_addresses":
             entries = []
             for item in _list(key, value):
-                parts = item.split(":", 2)
-                if len(parts) != 3 or not all(parts):
-                    raise PolicyError(f"withdraw_addresses: {item!r} is not ASSET:NETWORK:ADDRESS")
-                entries.append(f"{parts[0].upper()}:{parts[1].upper()}:{parts[2]}")
+                target, sep, memo = item.partition(";memo=")
+                parts = target.split(":", 2)
+                if len(parts) != 3 or not all(parts) or ";" in target + memo or (sep and not memo):
+                    raise PolicyError(f"withdraw_addresses: {item!r} is not ASSET:NETWORK:ADDRESS[;memo=MEMO|*]")
+                entries.append(f"{parts[0].upper()}:{parts[1].upper()}:{parts[2]}" + (f";memo={memo}" if sep else ""))
             changes[key] = tuple(entries)
         elif key == "active_hours":
             windows = _list(key, value)

@@ -53,7 +53,7 @@ async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: Up
             answer = await resp.read()
     except (aiohttp.ClientError, TimeoutError) as e:
         return False, f"the exchange could not be reached ({type(e).__name__})"
-    rejected = adapter.key_rejected(resp.status, answer) if hasattr(adapter, "key_rejected") else False
+    rejected = adapter.key_rejected(resp.status, answer)  # invalid, or denied this read: either fails
     text = answer[:200].decode("utf-8", "replace")
     if 200 <= resp.status < 300 and not rejected and b'"error":["E' not in answer.replace(b" ", b""):
         return True, f"HTTP {resp.status}"
@@ -72,7 +72,7 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
         status, body = await signed_call(adapter, upstream, key, clients, spec, nonce)
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         return {"ok": False, "unreachable": True, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
-    if not 200 <= status < 300 or (hasattr(adapter, "key_rejected") and adapter.key_rejected(status, body)):
+    if not 200 <= status < 300 or adapter.key_rejected(status, body):
         return {"ok": False, "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
     try:
         perms = parse(exchange, body)

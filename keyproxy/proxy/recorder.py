@@ -16,7 +16,7 @@ from keyproxy.audit.events import AUTH_FAILURE_CODES
 from keyproxy.audit.log import get_logger
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.metrics import Metrics
-from keyproxy.proxy.pipeline import Outcome
+from keyproxy.proxy.core import Outcome
 from keyproxy.proxy.refusal import Refused
 
 log = get_logger("keyproxy.request")
@@ -36,9 +36,12 @@ class Recorder:
         f = o.facts
         withdraw_to = (f"{f.asset}:{f.network or '*'}:{f.address}" if f is not None and f.action == "withdraw"
                        and f.address else None)
-        return Event(ts=time.time() if now is None else now, request_id=o.request_id, bot=o.bot, account=o.account,
+        # a bot named by a request whose signature did not check out is a claim: findings never act on it
+        bot = o.bot if o.authenticated else None
+        return Event(ts=time.time() if now is None else now, request_id=o.request_id, bot=bot, account=o.account,
                      account_known=o.account_known, source_ip=o.source_ip, endpoint_class=o.endpoint_class,
-                     decision=o.decision, code=o.code, key_rejected=o.key_rejected, phase=phase,
+                     decision=o.decision, code=o.code, key_rejected=o.key_rejected, key_denied=o.key_denied,
+                     phase=phase,
                      action=f.action if f is not None else None, notional=o.notional, withdraw_to=withdraw_to)
 
     def _append(self, event: str, fields: dict[str, Any]) -> None:
@@ -61,7 +64,8 @@ class Recorder:
 
     @staticmethod
     def _fields(o: Outcome) -> dict[str, Any]:
-        return {"request_id": o.request_id, "bot": o.bot, "account": o.account, "source_ip": o.source_ip,
+        who = {"bot": o.bot} if o.authenticated or o.bot is None else {"bot": None, "claimed_bot": o.bot}
+        return {"request_id": o.request_id, **who, "account": o.account, "source_ip": o.source_ip,
                 "method": o.method, "path": o.path, "endpoint": o.endpoint, "endpoint_class": o.endpoint_class}
 
     def before_forward(self, o: Outcome) -> None:
@@ -77,7 +81,7 @@ class Recorder:
 
     def react(self, o: Outcome) -> None:
         """Anomaly rules over a finished request; actions persist before the next request is read."""
-        if self.responder is not None and (o.decision == "deny" or o.key_rejected):
+        if self.responder is not None and (o.decision == "deny" or o.key_rejected or o.key_denied):
             try:
                 self.responder.observe(self.event(o))
             except Exception:

@@ -20,7 +20,7 @@ from aiohttp import http_parser, web
 from aiohttp.web_protocol import RequestHandler
 
 from keyproxy.errors import where
-from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id
+from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id, split_target
 from keyproxy.proxy.refusal import STATUS, Refused
 
 log = logging.getLogger("keyproxy.proxy")
@@ -85,8 +85,9 @@ class ProxyFrontDoor:
 
     def __init__(self, pipeline: Pipeline, allowed_hosts: frozenset[str],
                  record: Callable[[Outcome, int], None],
-                 react: Callable[[Outcome], None] = lambda o: None) -> None:
+                 react: Callable[[Outcome], None] = lambda o: None, websockets: Any = None) -> None:
         self._pipeline = pipeline
+        self._websockets = websockets  # WebSocketEdge: upgrades go there, after the same guards
         self._hosts = allowed_hosts
         self._record = record
         self._react = react
@@ -99,6 +100,11 @@ class ProxyFrontDoor:
         status = 500
         try:
             self._guard(request)
+            if self._websockets is not None and request.headers.get("Upgrade", "").lower() == "websocket":
+                account, path, query = split_target(request.raw_path)
+                response = await self._websockets.handle(request, account, path, query, outcome)
+                status = 101
+                return response
             response = await self._pipeline.handle(request, outcome)
             status = response.status
             return response

@@ -66,40 +66,45 @@ def metric(dev: DevStack, line_start: str) -> float:
     return sum(float(x.rsplit(" ", 1)[1]) for x in dev.metrics().splitlines() if x.startswith(line_start))
 
 
-def test_auth_failures_suspend_the_bot_within_one_request(watched: DevStack) -> None:
+def test_auth_failures_count_against_the_source_address_never_the_named_bot(watched: DevStack) -> None:
+    """Junk signatures prove nothing about the bot whose key id they carry (anyone may hold a key id):
+    they count against the address they came from, and the bot keeps working (issue 14 item 10)."""
     creds = watched.add_bot("guessed", "main", "read")
     assert account_call(creds)[0] == 200
     codes = [account_call(creds, secret="guess")[1]["error"] for _ in range(5)]
-    assert codes == ["bad_signature"] * 5  # the 5th completes the finding and suspends
-    start = len(watched.journal())
-    status, body = account_call(creds)  # even with the right secret now
-    assert (status, body["error"]) == (403, "bot_suspended")
-    assert watched.journal()[start:] == []
-    [incident] = [i for i in incidents(watched) if i["subject"] == "bot:guessed"]
-    assert incident["rule"] == "auth_failures" and incident["actions"] == ["suspend_bot"]
-    assert len(incident["evidence"]) == 5 and "bot restore guessed" in " ".join(incident["next_steps"])
-    shown = watched.cli("incidents", "show", str(incident["id"])).stdout
-    assert "auth_failures" in shown and "next:" in shown
-    assert any(a["rule"] == "auth_failures" and a["subject"] == "bot:guessed" for a in audit_events(watched, "anomaly"))
-    assert metric(watched, 'keyproxy_anomalies_total{action="suspend_bot",rule="auth_failures"}') >= 1
-    assert "SUSPENDED bot guessed" in watched.cli("status").stdout
-
-    watched.stop_daemon()
-    port = int(watched.proxy_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
-    watched.start_daemon(port)
-    assert account_call(creds)[1]["error"] == "bot_suspended"  # a restart keeps it
-    watched.cli("bot", "restore", "guessed")
-    assert account_call(creds)[0] == 200  # restore lifts it
-    restores = [a for a in audit_events(watched, "admin") if a.get("op") == "bot.restore"]
-    assert restores and restores[-1]["result"] == "ok" and "peer_uid" in restores[-1]
+    assert codes == ["bad_signature"] * 5  # the 5th completes the finding
+    assert account_call(creds)[0] == 200
+    [incident] = [i for i in incidents(watched) if i["subject"] == "ip:127.0.0.1" and i["rule"] == "auth_failures"]
+    assert len(incident["evidence"]) == 5
+    assert not any(i["subject"] == "bot:guessed" for i in incidents(watched))
+    assert metric(watched, 'keyproxy_anomalies_total{action="suspend_bot",rule="auth_failures"}') == 0
 
 
 def test_foreign_ip_suspends_a_leaked_credential(watched: DevStack) -> None:
     creds = watched.add_bot("leaky", "main", "read")
     assert account_call(creds)[0] == 200
     assert account_call(creds, source="127.0.0.2")[1]["error"] == "ip_denied"
-    assert account_call(creds)[1]["error"] == "bot_suspended"  # from its own address too: the credential leaked
-    assert any(i["rule"] == "foreign_ip" and i["subject"] == "bot:leaky" for i in incidents(watched))
+    start = len(watched.journal())
+    status, body = account_call(creds)  # from its own address too: the credential leaked
+    assert (status, body["error"]) == (403, "bot_suspended")
+    assert watched.journal()[start:] == []
+    [incident] = [i for i in incidents(watched) if i["subject"] == "bot:leaky"]
+    assert incident["rule"] == "foreign_ip" and incident["actions"] == ["suspend_bot"]
+    assert "bot restore leaky" in " ".join(incident["next_steps"])
+    shown = watched.cli("incidents", "show", str(incident["id"])).stdout
+    assert "foreign_ip" in shown and "next:" in shown
+    assert any(a["rule"] == "foreign_ip" and a["subject"] == "bot:leaky" for a in audit_events(watched, "anomaly"))
+    assert metric(watched, 'keyproxy_anomalies_total{action="suspend_bot",rule="foreign_ip"}') >= 1
+    assert "SUSPENDED bot leaky" in watched.cli("status").stdout
+
+    watched.stop_daemon()
+    port = int(watched.proxy_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    watched.start_daemon(port)
+    assert account_call(creds)[1]["error"] == "bot_suspended"  # a restart keeps it
+    watched.cli("bot", "restore", "leaky")
+    assert account_call(creds)[0] == 200  # restore lifts it
+    restores = [a for a in audit_events(watched, "admin") if a.get("op") == "bot.restore"]
+    assert restores and restores[-1]["result"] == "ok" and "peer_uid" in restores[-1]
 
 
 def test_forbidden_scope_suspends_a_trade_bot_reaching_for_withdrawals(watched: DevStack) -> None:
@@ -161,10 +166,9 @@ def test_notional_spike_and_new_withdrawal_address_alert(watched: DevStack) -> N
                headers={"X-MBX-APIKEY": payer["api_key"]})
     found = {(i["rule"], i["subject"]) for i in incidents(watched)}
     assert ("new_withdrawal_address", "bot:payer") in found
-    # the emulated key has no withdrawal permission: Binance answers -1002, which is the exchange
-    # rejecting the key ("lacks permission"), so the key is quarantined too
-    assert ans.status == 401 and ("exchange_rejects_key", "account:main") in found
-    watched.cli("key", "restore", "main")
+    # the emulated key has no withdrawal permission: Binance answers -1002, a permission this key lacks,
+    # which is the bot's miss (deny_burst), not a reason to quarantine the key every bot uses
+    assert ans.status == 401 and ("exchange_rejects_key", "account:main") not in found
     assert account_call(trader)[0] == 200
 
 

@@ -236,3 +236,94 @@ def test_account_rate_limits_are_shared_by_its_bots() -> None:
         if d.allow:
             counters.apply(d.charges, NOON)
     assert seen == [True, True, False]
+
+
+# --- issue 14: what a bot's limits allow must be what the exchange executes -------------------------
+
+from keyproxy.policy.model import Usage  # noqa: E402
+
+
+def batch(*legs: RequestFacts) -> RequestFacts:
+    return RequestFacts(action="order", orders=legs)
+
+
+@pytest.mark.parametrize("facts, pol, kw, code", [
+    # every trading limit counts (or refuses) an order shape keyproxy cannot read
+    (RequestFacts(action=None), policy(daily_notional_cap=1000), {}, "notional_unknown"),
+    (RequestFacts(action=None), policy(max_open_orders=2), {}, "notional_unknown"),
+    (RequestFacts(action=None), policy(orders_per_minute=60), {}, "notional_unknown"),
+    # a batch is every one of its orders
+    (batch(order(), order(symbol="ETHUSDT")), policy(symbols="BTCUSDT"), {}, "symbol_denied"),
+    (batch(order(), order(quantity=D("1"))), policy(max_order_notional=1000), {}, "notional_exceeded"),
+    (batch(order(), order(), order()), policy(max_open_orders=4), {"usage": Usage(open_orders=2)},
+     "open_orders_exceeded"),
+    (batch(*[order()] * 3), policy(orders_per_minute=2), {}, "rate_limited"),
+    (batch(order(), order()), policy(daily_notional_cap=900), {"usage": Usage(daily_notional=D("100"))},
+     "daily_notional_exceeded"),
+    (batch(order(reduce_only=True), order()), policy(), {"halted": "x"}, "halted"),
+    # an ignored or conflicting valuation field under a notional limit
+    (order(conflict="price is ignored by market orders"), policy(max_order_notional=10**6), {}, "notional_unknown"),
+    (order(conflict="two sizes"), policy(daily_notional_cap=10**6), {}, "notional_unknown"),
+    # contracts: valued by the size the exchange published, unknown size refused
+    (order(contract="linear", quantity=D("10")), policy(max_order_notional=10**6), {}, "notional_unknown"),
+    (order(contract="linear", contract_size=D("10000"), quantity=D("1"), price=D("0.5")),
+     policy(max_order_notional=1000), {}, "notional_exceeded"),
+    (order(contract="inverse", contract_size=D("100"), quantity=D("1000"), price=None),
+     policy(max_order_notional=1000), {}, "notional_exceeded"),
+    # borrowing through a trade needs the transfer scope
+    (order(borrows=True), policy(), {}, "scope_denied"),
+    # an amend is valued like an order
+    (order(action="amend", quantity=D("1")), policy(max_order_notional=1000), {}, "notional_exceeded"),
+    # a memo the allowlist entry does not name is someone else's account
+    (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="666", amount=D("1")),
+     policy(withdraw_addresses="XRP:XRP:rShared"), {}, "address_denied"),
+    (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="666", amount=D("1")),
+     policy(withdraw_addresses="XRP:XRP:rShared;memo=123"), {}, "address_denied"),
+    (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", amount=D("1")),
+     policy(withdraw_addresses="XRP:XRP:rShared;memo=123"), {}, "address_denied"),
+])
+def test_policy_holes_closed(facts: RequestFacts, pol: BotPolicy, kw: dict, code: str) -> None:  # type: ignore[type-arg]
+    cls = "withdraw" if facts.action == "withdraw" else "trade"
+    d = run(facts, pol, cls, **kw)
+    assert (d.allow, d.code) == (False, code), d
+
+
+@pytest.mark.parametrize("facts, pol, kw", [
+    (batch(order(), order()), policy(max_order_notional=1000, max_open_orders=2, orders_per_minute=2), {}),
+    (batch(order(reduce_only=True), order(reduce_only=True)), policy(), {"halted": "x"}),
+    (order(contract="linear", contract_size=D("10"), quantity=D("2"), price=D("40")),
+     policy(max_order_notional=1000), {}),
+    (order(contract="inverse", contract_size=D("100"), quantity=D("10"), price=None), policy(max_order_notional=1000), {}),
+    (order(borrows=True), policy(scopes="read,trade,transfer"), {}),
+    (order(conflict="price ignored"), policy(), {}),  # no notional limit: nothing to value
+    (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="123", amount=D("1")),
+     policy(withdraw_addresses="XRP:XRP:rShared;memo=123"), {}),
+    (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="9", amount=D("1")),
+     policy(withdraw_addresses="XRP:XRP:rShared;memo=*"), {}),
+    (RequestFacts(action="withdraw", asset="USDT", network="BSC", address="0xgood", amount=D("1")),
+     policy(withdraw_addresses="USDT:BSC:0xgood"), {}),
+])
+def test_policy_holes_closed_still_allow_the_honest(facts: RequestFacts, pol: BotPolicy, kw: dict) -> None:  # type: ignore[type-arg]
+    cls = "withdraw" if facts.action == "withdraw" else "trade"
+    d = run(facts, pol, cls, **kw)
+    assert d.allow, d
+
+
+def test_a_batch_takes_one_order_token_per_leg() -> None:
+    counters, pol = Counters(), policy(orders_per_minute=3)
+    d = run(batch(order(), order()), pol, counters=counters)
+    assert d.allow and d.charges.count("bot:b:orders") == 2
+    counters.apply(d.charges, NOON)
+    assert run(batch(order(), order()), pol, counters=counters).code == "rate_limited"
+    assert run(order(), pol, counters=counters).allow
+
+
+def test_a_batch_adds_every_leg_to_the_daily_notional() -> None:
+    d = run(batch(order(), order(quantity=D("0.02"))), policy(daily_notional_cap=10_000))
+    assert d.allow and d.notional == D("1500")
+
+
+@pytest.mark.parametrize("entry", ["XRP:XRP:r1;memo=", "XRP:XRP;memo=1", "XRP:XRP:r1;memo=1;x"])
+def test_bad_withdraw_address_entries(entry: str) -> None:
+    with pytest.raises(PolicyError, match="withdraw_addresses"):
+        parse_policy({"withdraw_addresses": entry})

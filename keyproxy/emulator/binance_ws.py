@@ -1,0 +1,134 @@
+"""Binance's WebSocket API (`/ws-api/v3`) on the emulator: request frames answered as Binance does.
+
+Written from binance-spot-api-docs `web-socket-api.md` ("Request format", "Request security",
+"SIGNED request example", "User Data Stream requests"), independently of keyproxy's adapters:
+a signed request's payload is every param but `signature`, sorted by name, `k=v` joined with `&`;
+the key is `params.apiKey`. Trading and account methods run the REST emulator's own handlers on the
+same account state, so an order placed by REST or over the socket produces the same
+`executionReport` on a `userDataStream.subscribe.signature` subscription.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from keyproxy.emulator.binance_auth import BinanceError, check_timing
+
+# method -> (REST route it runs, security): the WebSocket API's methods mirror the REST endpoints
+METHODS: dict[str, tuple[tuple[str, str] | None, str]] = {
+    "order.place": (("POST", "/api/v3/order"), "SIGNED"),
+    "order.test": (("POST", "/api/v3/order/test"), "SIGNED"),
+    "order.cancel": (("DELETE", "/api/v3/order"), "SIGNED"),
+    "order.status": (("GET", "/api/v3/order"), "SIGNED"),
+    "openOrders.status": (("GET", "/api/v3/openOrders"), "SIGNED"),
+    "openOrders.cancelAll": (("DELETE", "/api/v3/openOrders"), "SIGNED"),
+    "account.status": (("GET", "/api/v3/account"), "SIGNED"),
+    "userDataStream.subscribe.signature": (None, "SIGNED"),
+    "userDataStream.unsubscribe": (None, "NONE"),
+    "ping": (("GET", "/api/v3/ping"), "NONE"),
+    "time": (("GET", "/api/v3/time"), "NONE"),
+    "exchangeInfo": (("GET", "/api/v3/exchangeInfo"), "NONE"),
+}
+WS_PATH = "/ws-api/v3"
+
+
+def signed_payload(params: dict[str, Any]) -> bytes:
+    def text(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+    return "&".join(f"{k}={text(v)}" for k, v in sorted(params.items()) if k != "signature").encode()
+
+
+class WsApi:
+    """The socket side of one Binance emulator: sessions, subscriptions, events."""
+
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+        self.subscriptions: dict[int, tuple[web.WebSocketResponse, Any]] = {}  # id -> (socket, account)
+        self._ids = itertools.count()
+
+    async def serve(self, request: web.Request, record: Callable[[dict[str, Any]], None]) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                answer, entry = self._answer(ws, msg.data)
+                record(entry)
+                await ws.send_str(json.dumps(answer))
+        finally:
+            for sid in [s for s, (sock, _) in self.subscriptions.items() if sock is ws]:
+                self.subscriptions.pop(sid, None)
+        return ws
+
+    def _answer(self, ws: web.WebSocketResponse, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        entry: dict[str, Any] = {"exchange": "binance", "transport": "ws", "path": WS_PATH, "body": text,
+                                 "api_key": None, "signature_verified": None, "error_code": None}
+        frame_id = None
+        try:
+            frame = json.loads(text)
+            frame_id = frame.get("id")
+            method, params = frame["method"], dict(frame.get("params") or {})
+            entry["method"] = method
+            spec = METHODS.get(method)
+            if spec is None:
+                raise BinanceError(400, -1020, "Unsupported operation.")
+            route, security = spec
+            account = key = None
+            if security == "SIGNED":
+                key, account = self._authenticate(params, entry)
+            if method == "userDataStream.subscribe.signature":
+                sid = next(self._ids)
+                self.subscriptions[sid] = (ws, account)
+                result: Any = {"subscriptionId": sid}
+            elif method == "userDataStream.unsubscribe":
+                self.subscriptions.pop(int(params.get("subscriptionId", -1)), None)
+                result = {}
+            else:
+                assert route is not None
+                result = self.emulator.run_route(route, {k: str(v) if not isinstance(v, bool) else
+                                                         ("true" if v else "false") for k, v in params.items()
+                                                         if k not in ("apiKey", "signature")}, account, key)
+            entry["status"] = 200
+            return {"id": frame_id, "status": 200, "result": result, "rateLimits": []}, entry
+        except BinanceError as err:
+            entry["status"], entry["error_code"] = err.status, err.code
+            return {"id": frame_id, "status": err.status, "error": err.body()}, entry
+        except (ValueError, KeyError, TypeError, AttributeError):
+            entry["status"], entry["error_code"] = 400, -1102
+            return {"id": frame_id, "status": 400, "error": {"code": -1102, "msg": "Malformed request."}}, entry
+
+    def _authenticate(self, params: dict[str, Any], entry: dict[str, Any]) -> tuple[Any, Any]:
+        api_key = params.get("apiKey")
+        entry["api_key"] = api_key
+        verifier = self.emulator.verifiers.get(api_key)
+        if verifier is None:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        signature = params.get("signature")
+        if not isinstance(signature, str):
+            raise BinanceError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, "
+                                           "or malformed.")
+        check_timing({k: str(v) for k, v in params.items()}, Decimal(str(self.emulator.clock())) * 1000)
+        entry["signature_verified"] = verifier.verify(signed_payload(params), signature)
+        if not entry["signature_verified"]:
+            raise BinanceError(400, -1022, "Signature for this request is not valid.")
+        return verifier.key, self.emulator.accounts[api_key]
+
+    async def publish(self, account: Any, order_doc: dict[str, Any], now: int) -> None:
+        """An `executionReport` for every subscription of the account the order belongs to."""
+        event = {"e": "executionReport", "E": now, "s": order_doc.get("symbol"),
+                 "c": order_doc.get("clientOrderId"), "S": order_doc.get("side"), "o": order_doc.get("type"),
+                 "f": order_doc.get("timeInForce", "GTC"), "q": order_doc.get("origQty"),
+                 "p": order_doc.get("price"), "x": "CANCELED" if order_doc.get("status") == "CANCELED" else "NEW",
+                 "X": order_doc.get("status"), "i": order_doc.get("orderId"),
+                 "z": order_doc.get("executedQty", "0"), "T": now, "O": now, "Z": "0", "w": True}
+        for sid, (ws, acct) in list(self.subscriptions.items()):
+            if acct is account and not ws.closed:
+                await ws.send_str(json.dumps({"subscriptionId": sid, "event": event}))

@@ -1,0 +1,243 @@
+"""Binance's WebSocket API (`/ws-api/v3`) as a dialect: one request frame is one message for the core.
+
+A dialect speaks the `Adapter` interface for one transport's messages, so the core's identify /
+verify / policy / audit / sign path runs unchanged: the WebSocket edge turns a frame
+`{"id", "method", "params"}` into an `IncomingRequest` (method = the frame's method, path = the
+socket's path, body = the frame), and this module classifies, verifies, values and re-signs it.
+
+Signed frames carry `apiKey`, `timestamp`, `signature` among their params; the payload is every
+other param sorted by name, `k=v` joined with `&`, values as sent (no percent-encoding): HMAC-SHA256
+hex, or base64 Ed25519 / RSA (docs: binance-spot-api-docs web-socket-api "Request security").
+Trading methods are valued with the facts of the REST endpoint they mirror (`order.place` is
+`POST /api/v3/order`), so a limit holds the same on both transports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from keyproxy.exchanges.base import (
+    AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
+    KeyRejection, OrderBookChange, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
+    unique_members,
+)
+from keyproxy.policy.model import RequestFacts
+
+WS_API_PATH = "/ws-api/v3"
+
+T, R, P = EndpointClass.TRADE, EndpointClass.READ, EndpointClass.PUBLIC
+
+
+@dataclass(frozen=True, slots=True)
+class WsMethod:
+    cls: EndpointClass
+    signed: bool
+    twin: tuple[str, str] | None = None  # the REST endpoint whose facts value this method
+
+
+# docs: binance-spot-api-docs, web-socket-api.md (trading, account, user data stream, market data
+# requests). A method not listed is refused (unknown_endpoint) when it carries a key, like REST.
+METHODS: dict[str, WsMethod] = {
+    "order.place": WsMethod(T, True, ("POST", "/api/v3/order")),
+    "order.test": WsMethod(T, True, ("POST", "/api/v3/order/test")),
+    "order.cancel": WsMethod(T, True, ("DELETE", "/api/v3/order")),
+    "order.cancelReplace": WsMethod(T, True, ("POST", "/api/v3/order/cancelReplace")),
+    "order.amend.keepPriority": WsMethod(T, True, ("PUT", "/api/v3/order/amend/keepPriority")),
+    "openOrders.cancelAll": WsMethod(T, True, ("DELETE", "/api/v3/openOrders")),
+    "orderList.place": WsMethod(T, True, ("POST", "/api/v3/order/oco")),
+    "orderList.place.oco": WsMethod(T, True, ("POST", "/api/v3/orderList/oco")),
+    "orderList.place.oto": WsMethod(T, True, ("POST", "/api/v3/orderList/oto")),
+    "orderList.place.otoco": WsMethod(T, True, ("POST", "/api/v3/orderList/otoco")),
+    "orderList.cancel": WsMethod(T, True, ("DELETE", "/api/v3/orderList")),
+    "sor.order.place": WsMethod(T, True, ("POST", "/api/v3/sor/order")),
+    "sor.order.test": WsMethod(T, True, ("POST", "/api/v3/sor/order/test")),
+    "order.status": WsMethod(R, True),
+    "openOrders.status": WsMethod(R, True, ("GET", "/api/v3/openOrders")),
+    "allOrders": WsMethod(R, True),
+    "orderList.status": WsMethod(R, True),
+    "openOrderLists.status": WsMethod(R, True),
+    "allOrderLists": WsMethod(R, True),
+    "myTrades": WsMethod(R, True),
+    "myPreventedMatches": WsMethod(R, True),
+    "myAllocations": WsMethod(R, True),
+    "account.status": WsMethod(R, True),
+    "account.commission": WsMethod(R, True),
+    "account.rateLimits.orders": WsMethod(R, True),
+    "order.amendments": WsMethod(R, True),
+    "userDataStream.subscribe.signature": WsMethod(R, True),
+    # no key: these act on this connection only, or read public data
+    "userDataStream.unsubscribe": WsMethod(P, False),
+    "session.status": WsMethod(P, False),
+    "session.subscriptions": WsMethod(P, False),
+    "ping": WsMethod(P, False),
+    "time": WsMethod(P, False),
+    "exchangeInfo": WsMethod(P, False),
+    "depth": WsMethod(P, False),
+    "trades.recent": WsMethod(P, False),
+    "trades.historical": WsMethod(P, False),
+    "trades.aggregate": WsMethod(P, False),
+    "klines": WsMethod(P, False),
+    "uiKlines": WsMethod(P, False),
+    "avgPrice": WsMethod(P, False),
+    "ticker.24hr": WsMethod(P, False),
+    "ticker.tradingDay": WsMethod(P, False),
+    "ticker": WsMethod(P, False),
+    "ticker.price": WsMethod(P, False),
+    "ticker.book": WsMethod(P, False),
+}
+
+_AUTH_PARAMS = ("apiKey", "signature")
+
+
+def parse_frame(raw: bytes | str) -> dict[str, Any]:
+    """A request frame as Binance reads it, or BadRequest: a JSON object with an id, a method, object params."""
+    try:
+        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
+    except (ValueError, RecursionError):
+        raise BadRequest("frame is not a JSON object") from None
+    if not isinstance(frame, dict):
+        raise BadRequest("frame is not a JSON object")
+    if "id" not in frame or not isinstance(frame["id"], (str, int)) or isinstance(frame["id"], bool):
+        raise BadRequest("frame has no id (a string or an integer)")
+    if not isinstance(frame.get("method"), str) or not frame["method"]:
+        raise BadRequest("frame has no method")
+    params = frame.get("params", {})
+    if not isinstance(params, dict):
+        raise BadRequest("params must be a JSON object")
+    for k, v in params.items():
+        if isinstance(v, (dict, list)) and k not in ("symbols", "orders"):
+            raise BadRequest(f"param {k[:40]!r} is not a string, number or boolean")
+    return frame
+
+
+def _text(value: Any) -> str:
+    """A param value as Binance puts it in the payload (JSON booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def payload(params: dict[str, Any]) -> str:
+    """The signed payload: every param but `signature`, sorted by name, `k=v&...`, values as sent."""
+    return "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+
+
+class BinanceWsApi(AdapterHooks):
+    """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
+
+    needs_nonce = False
+
+    def __init__(self, rest: Any) -> None:
+        self._rest = rest
+        self.name = rest.name
+        self.environments = rest.environments
+        self.relayed_response_headers = ()
+
+    # --- classification and identity ------------------------------------------------------
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        spec = METHODS.get(method) if path == WS_API_PATH else None
+        return Endpoint(spec.cls, f"ws {method}", spec.signed) if spec else None
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        key = parse_frame(req.body).get("params", {}).get("apiKey")
+        return key if isinstance(key, str) and key else None
+
+    # --- the bot's signature ----------------------------------------------------------------
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        frame = parse_frame(req.body)
+        params = dict(frame.get("params", {}))
+        signature = params.get("signature")
+        if not isinstance(signature, str) or not signature:
+            raise AuthFailure("bad_signature", "this method needs a signature")
+        text = payload(params)
+        q = ParamList.parse(urlencode({k: _text(v) for k, v in params.items() if k != "signature"}))
+        ts, window = self._rest._timing(q, ParamList())
+        if not (ts < now_ms + 1000 and now_ms - ts <= window):
+            raise AuthFailure("stale_request", "timestamp is outside the recvWindow (or more than 1 s ahead)")
+        if "%" in signature or not self._rest._check(bot, signature, text.encode()):
+            raise AuthFailure("bad_signature", "signature does not match the virtual credential")
+        # HMAC, RSA PKCS#1 v1.5 and Ed25519 are deterministic: one payload has one signature, so the bytes
+        # verified identify the request (a re-encoded signature cannot pass as a new one)
+        replay_id = f"ws:{bot.key_id}:{hashlib.sha256(text.encode()).hexdigest()}"
+        return Verified(self.strip(req), replay_id=replay_id, expires_ms=int(ts + window) + 1)
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        frame = parse_frame(req.body)
+        params = {k: v for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}
+        return req.replace(body=json.dumps({**frame, "params": params}).encode())
+
+    # --- the real key -------------------------------------------------------------------------
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        frame = parse_frame(req.body)
+        params = {k: v for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}
+        if endpoint.signed:
+            params["apiKey"] = key.api_key.reveal_str()
+            params.setdefault("timestamp", ctx.now_ms)
+            params["signature"] = unquote(self._rest._real_signature(key, payload(params).encode()))
+        body = json.dumps({**frame, "params": params} if params or "params" in frame else frame).encode()
+        return OutboundRequest(req.method, ctx.origin, req.path, "", {}, body)
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]
+
+    # --- facts and answers: those of the REST endpoint each method mirrors ---------------------
+
+    def _twin(self, req: IncomingRequest) -> IncomingRequest | None:
+        spec = METHODS.get(req.method)
+        if spec is None or spec.twin is None:
+            return None
+        params = parse_frame(req.body).get("params", {})
+        query = urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
+        return IncomingRequest(spec.twin[0], spec.twin[1], query, {}, b"")
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        twin = self._twin(req)
+        if twin is None:
+            return RequestFacts(action="other" if endpoint.cls is not EndpointClass.TRADE else None)
+        twin_endpoint = self._rest.classify(twin.method, twin.path) or Endpoint(endpoint.cls, endpoint.name)
+        return self._rest.facts(twin, twin_endpoint)  # type: ignore[no-any-return]
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return {}
+
+    @staticmethod
+    def _answer(body: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+        error = self._answer(body).get("error")
+        if not isinstance(error, dict):
+            return None
+        return self._rest.key_rejected(status, json.dumps(error).encode())  # type: ignore[no-any-return]
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        frame = parse_frame(req.body)
+        spec = METHODS.get(frame["method"])
+        if spec is None or spec.twin is None:
+            return OrderBookChange()
+        result = self._answer(body).get("result")
+        twin = OutboundRequest(spec.twin[0], req.origin, spec.twin[1], urlencode(
+            {k: _text(v) for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}), {})
+        return self._rest.order_book_change(  # type: ignore[no-any-return]
+            twin, status, json.dumps(result).encode() if result is not None else b"", facts)
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        return self._rest.native_error(code, message)  # type: ignore[no-any-return]
+
+    def refusal_status(self, code: str, status: int) -> int:
+        return status

@@ -1,0 +1,356 @@
+"""The transport-free decision core: one bot message in, a refusal or a signed message out.
+
+Every transport (REST today, WebSocket frames next) is a thin edge over this: it turns what arrived
+into an `IncomingRequest`, asks `Core` to route, admit and sign it, sends the `OutboundRequest` its
+own way, and hands the exchange's answer back to `learn`. Identify, verify, replay, standing, source
+address, policy, the audit line before forwarding, signing and the bookkeeping of answers exist once,
+here (like httpx's auth flows and mitmproxy's layers, nothing here touches a socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from keyproxy.exchanges.base import (
+    Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
+    SignContext,
+)
+from keyproxy.policy.decide import Counters, decide, total_notional
+from keyproxy.policy.model import RequestFacts, Usage
+from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
+from keyproxy.proxy.replay import ReplayCache
+from keyproxy.secret import Secret
+from keyproxy.state import NonceSequence, StateStore, UsageBook
+
+TOKEN_HEADER = "x-keyproxy-token"
+
+
+@dataclass
+class Outcome:
+    """What happened to one request, for the log line and (later) the audit trail."""
+
+    request_id: str
+    method: str = ""
+    account: str | None = None
+    bot: str | None = None
+    endpoint_class: str | None = None
+    endpoint: str | None = None
+    decision: str = "deny"
+    code: str | None = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+    adapter: object | None = None  # for the exchange-shaped fields of an error answer
+    source_ip: str | None = None
+    path: str | None = None
+    account_known: bool = False  # only known account names may become metric labels
+    track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
+    authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
+    key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
+    key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
+    facts: RequestFacts | None = None
+    notional: Decimal | None = None
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+class NonceTurn:
+    """An account's nonce order, held from the nonce's issue until the exchange has answered.
+
+    Kraken refuses a nonce below one it has already seen, so a request must not overtake the one
+    issued before it (on another connection, say): requests that carry keyproxy's nonce for one
+    key go to the exchange one at a time, as a single client's would.
+    """
+
+    def __init__(self, lock: asyncio.Lock | None) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> NonceTurn:
+        if self._lock is not None:
+            await self._lock.acquire()
+        return self
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a message goes: its account (real key, host table), adapter, endpoint and upstream origin."""
+
+    snap: Snapshot
+    account: AccountEntry
+    adapter: Adapter
+    endpoint: Endpoint
+    origin: str
+
+
+class Core:
+    """The decision for one message, whatever carried it; its counters, caches and stores live here."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], before_forward: Callable[[Outcome], None] = lambda o: None,
+                 nonces: NonceSequence | None = None, sequences: StateStore | None = None,
+                 usage: UsageBook | None = None,
+                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self._snapshot = snapshot
+        self._before_forward = before_forward
+        self._nonces = nonces
+        self._sequences = sequences
+        self.usage = usage
+        self.clock_ms = clock_ms
+        self.replays = ReplayCache()
+        self.counters = Counters()
+        self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
+        self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
+        self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot()
+
+    def account(self, account_name: str, outcome: Outcome, snap: Snapshot | None = None) -> AccountEntry:
+        """The account a message names, served by this version; refused otherwise."""
+        snap = snap or self._snapshot()
+        outcome.account = account_name
+        account = snap.accounts.get(account_name)
+        if account is None:
+            raise Refused("unknown_account", f"no account named {account_name[:64]!r}")
+        outcome.account_known = True
+        if account.adapter is None or account.upstream is None or account.key is None:
+            raise Refused("unknown_account", f"account {account_name!r}: exchange "
+                          f"{account.info.exchange} is not supported by this version")
+        outcome.adapter = account.adapter
+        return account
+
+    def route(self, account_name: str, method: str, path: str, outcome: Outcome,
+              dialect: Adapter | None = None) -> Route:
+        """Account, endpoint (from the adapter's fixed table) and origin (from its host table), or a refusal.
+
+        `dialect` speaks for another transport's messages (a WebSocket API's frames); default: the REST adapter.
+        """
+        snap = self._snapshot()
+        account = self.account(account_name, outcome, snap)
+        adapter = dialect or account.adapter
+        assert adapter is not None and account.upstream is not None
+        endpoint = adapter.classify(method, path)
+        origin = account.upstream.origin_for(path)
+        if endpoint is None or origin is None:
+            raise Refused("unknown_endpoint", f"{method} {path[:200]} is not an endpoint keyproxy "
+                          f"knows for {adapter.name}" + ("" if origin else " in this account's environment"))
+        outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
+        return Route(snap, account, adapter, endpoint, origin)
+
+    def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome) -> tuple[Route, IncomingRequest]:
+        """Identify, verify, standing, source address and policy; the request with the bot's auth removed."""
+        adapter, account = route.adapter, route.account
+        endpoint = adapter.classify_request(incoming) or route.endpoint  # where the body decides the class
+        route = replace(route, endpoint=endpoint)
+        outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
+        now_ms = self.clock_ms()
+        bot = self._identify(route.snap, account, adapter, incoming, outcome, now_ms)
+        if bot is None:
+            if endpoint.cls is not EndpointClass.PUBLIC:
+                raise Refused("unknown_bot", "no bot credential: send the virtual API key, or X-Keyproxy-Token")
+            return route, _strip_or_refuse(adapter, incoming)
+        # the signature first: until it checks out, the request has not shown it is the bot it names,
+        # so nothing below (and no anomaly finding) may act on that bot
+        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms)
+        outcome.bot, outcome.authenticated = bot.info.name, True
+        self._check_standing(account, bot, now_ms)
+        if not bot.allows_ip(peer):
+            raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
+        facts = self._check_policy(route.snap, account, adapter, bot, endpoint, incoming, now_ms, outcome)
+        if bot.policy.max_open_orders is not None:
+            outcome.track = (bot.info.name, facts)
+        return route, incoming
+
+    def turn(self, route: Route) -> NonceTurn:
+        """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""
+        needs_nonce = route.adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC
+        return NonceTurn(self._nonce_order[route.account.info.name] if needs_nonce else None)
+
+    def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> OutboundRequest:
+        """Signed with the real key, then the audit line: nothing goes upstream unless it was written.
+        Call inside `turn(route)` (a nonce is issued here for adapters that need one)."""
+        adapter, account = route.adapter, route.account
+        assert account.upstream is not None and account.key is not None
+        nonce = None
+        if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
+            if self._nonces is None:
+                raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
+            nonce = self._nonces.next(account.info.name)
+        ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce)
+        try:
+            outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
+        self._before_forward(outcome)  # the audit line is written before anything goes upstream
+        outcome.decision = "allow"
+        return outbound
+
+    def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
+                      endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
+        """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
+        try:
+            facts = adapter.facts(req, endpoint)
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
+        facts = self._with_contract_sizes(account.info.name, facts)
+        outcome.facts = facts
+        now = now_ms / 1000
+        policy, name = bot.policy, bot.info.name
+        usage = Usage()
+        if self.usage is not None:
+            usage = Usage(
+                open_orders=self.usage.open_orders(name) if policy.max_open_orders and facts.action == "order" else 0,
+                daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
+                daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
+                                 if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
+        prices = {}
+        for leg in (facts, *facts.orders):
+            price = self.prices.get((account.info.name, leg.symbol)) if leg.symbol else None
+            if price is not None:
+                prices[leg.symbol or ""] = price
+        throttle = snap.throttles.get(name)
+        decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
+                          account=account.info.name, halted=snap.halt_reason(name, account.info.name),
+                          prices=prices, account_limits=snap.account_limits.get(account.info.name),
+                          usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
+        if facts.placed():
+            outcome.notional = total_notional(facts, prices)
+        if not decision.allow:
+            where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
+            raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
+        self.counters.apply(decision.charges, now)
+        if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
+            if decision.notional is not None and policy.daily_notional_cap:
+                self.usage.add_daily("notional", name, decision.notional, now)
+            if decision.withdrawal is not None and policy.daily_withdrawal_cap:
+                self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
+        return facts
+
+    def _with_contract_sizes(self, account: str, facts: RequestFacts) -> RequestFacts:
+        """Contract orders get the contract size the exchange published (never a size from the request)."""
+        def sized(leg: RequestFacts) -> RequestFacts:
+            if leg.contract is None:
+                return leg
+            return replace(leg, contract_size=self.contract_sizes.get((account, leg.scope)))
+        if facts.orders:
+            return replace(facts, orders=tuple(sized(leg) for leg in facts.orders))
+        return sized(facts)
+
+    def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
+                  outcome: Outcome, now_ms: int) -> BotEntry | None:
+        """The bot the request names, not yet verified: its answers must not tell a stranger anything
+        (which bot a key id belongs to, or whether it is suspended) and it is recorded as a claim only."""
+        token = req.headers.get(TOKEN_HEADER)
+        if token is not None:
+            bot = snap.bots_by_token.get(snap.token_digest(Secret(token)))
+            if bot is None or bot.info.mode != "token":
+                raise Refused("unknown_bot", "unknown keyproxy token")
+        else:
+            key_id = adapter.presented_key(req)
+            if key_id is None:
+                return None
+            bot = snap.bots_by_key.get(key_id)
+            if bot is None:
+                raise Refused("unknown_bot", "unknown API key")
+        # a bot's credential opens its own account only (never another bot's account)
+        if bot.info.account != account.info.name:
+            raise Refused("unknown_bot", "unknown API key")
+        outcome.bot = bot.info.name  # the claim, for the audit record; `authenticated` says if it held
+        return bot
+
+    @staticmethod
+    def _check_standing(account: AccountEntry, bot: BotEntry, now_ms: int) -> None:
+        """An authenticated bot that may not trade now: suspended, revoked, expired, or its key quarantined."""
+        if bot.info.status == "suspended":
+            raise Refused("bot_suspended", f"bot {bot.info.name!r} is suspended (an anomaly rule or an operator); "
+                          "an operator lifts it with `keyproxy bot restore`")
+        if bot.info.status != "active":
+            raise Refused("unknown_bot", f"bot {bot.info.name!r} is {bot.info.status}")
+        if bot.valid_until is not None and now_ms / 1000 >= bot.valid_until:
+            raise Refused("expired_credential", f"this credential of bot {bot.info.name!r} has expired "
+                          "(TTL or a rotation's grace period); renew or use the new credential")
+        if account.info.status != "active":
+            raise Refused("key_quarantined", f"account {account.info.name!r}'s key is {account.info.status}: "
+                          "no request uses it until an operator restores or rotates it")
+
+    def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
+                      now_ms: int) -> IncomingRequest:
+        if bot.info.mode == "token":
+            return _strip_or_refuse(adapter, req)
+        if bot.key is None or bot.info.status not in ("active", "suspended"):
+            raise Refused("unknown_bot", "unknown API key")  # a revoked credential is no credential
+        try:
+            verified = adapter.verify(req, bot.key, endpoint, now_ms)  # type: ignore[attr-defined]
+        except AuthFailure as e:
+            raise Refused(e.code, e.message) from None
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
+        if verified.sequence is not None:
+            # the bot's own nonce must increase (Kraken's rule), durably: a restart does not reopen old ones
+            if self._sequences is None or not self._sequences.advance_bot_sequence(bot.info.name, verified.sequence):
+                raise Refused("replayed_request", "nonce is not above this bot's previous one")
+        if verified.replay_id:
+            seen = self.replays.first_sighting(verified.replay_id, verified.expires_ms, now_ms)
+            if seen is None:
+                raise Refused("unavailable", "too many signed requests in flight; retry shortly")
+            if not seen:
+                raise Refused("replayed_request", "this signed request was already received")
+        return verified.request
+
+    def _track_open_orders(self, adapter: object, track: tuple[str, RequestFacts], out: OutboundRequest,
+                           status: int, body: bytes) -> None:
+        """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`)."""
+        if self.usage is None:
+            return
+        bot, facts = track
+        change = adapter.order_book_change(out, status, body, facts)  # type: ignore[attr-defined]
+        for scope in change.opened:
+            self.usage.change_open_orders(bot, scope, +1)
+        for scope in change.closed:
+            self.usage.change_open_orders(bot, scope, -1)
+        for scope, count in change.counted:
+            self.usage.set_open_orders(bot, scope, count)
+
+    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
+        """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
+        refused the real key, and the bot's open orders. `body` is b"" when the answer was too large to
+        read: adapters then count conservatively (an order counts as resting, no cancel is believed)."""
+        account, endpoint, adapter = route.account, route.endpoint, route.adapter
+        name = account.info.name
+        if endpoint.cls is EndpointClass.PUBLIC:
+            if status == 200 and body:
+                for symbol, price in adapter.prices(out.path, body).items():
+                    self.prices[(name, symbol)] = price
+                for scope, size in adapter.contract_sizes(out.path, body).items():
+                    self.contract_sizes[(name, scope)] = size
+            return
+        rejection = adapter.key_rejected(status, body)
+        outcome.key_rejected = rejection is KeyRejection.INVALID
+        outcome.key_denied = rejection is KeyRejection.DENIED
+        if outcome.track is not None:
+            self._track_open_orders(adapter, outcome.track, out, status, body)
+
+
+def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103
+    try:
+        return adapter.strip(req)  # type: ignore[attr-defined,no-any-return]
+    except BadRequest as e:
+        raise Refused("bad_request", e.message) from None
+
+

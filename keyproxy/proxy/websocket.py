@@ -1,0 +1,282 @@
+"""The WebSocket edge: a bot's socket, each request frame through the core, the exchange's answers back.
+
+`ws://127.0.0.1:8750/<account>/<the exchange's own WebSocket path>`: keyproxy opens one upstream
+socket per bot socket, to the origin the account's host table gives for that path (a loopback
+emulator: `ws://` to it). Every request frame becomes one `Outcome` and one pass through `Core`
+(route, identify, verify, replay, standing, source address, policy, audit line, re-sign), exactly as
+a REST request does; a refusal is answered on the socket in the exchange's error shape with the
+frame's id, and nothing goes upstream. Answers are matched to their request by id for the core's
+bookkeeping and the outcome's record; events (user data streams) are relayed as they come.
+
+Live controls reach open sockets: every frame is decided on the current snapshot, and a watcher
+closes a socket whose bot was revoked or suspended or whose key was quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from keyproxy.exchanges.base import Adapter, BadRequest, IncomingRequest, OutboundRequest
+from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.refusal import STATUS, Refused
+from keyproxy.proxy.upstream import UpstreamClients
+
+log = logging.getLogger("keyproxy.proxy")
+
+CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    max_frame_bytes: int = 64 << 10
+    heartbeat: float = 20.0  # ping the bot this often; a bot that does not answer is closed
+    upstream_timeout: float = 10.0  # opening the exchange's socket
+    watch_interval: float = 1.0  # how soon a revoked bot's socket closes without a frame
+    max_pending: int = 256  # request frames awaiting the exchange's answer, per socket
+
+
+@dataclass
+class _Pending:
+    route: Route
+    out: OutboundRequest
+    outcome: Outcome
+    started: float
+
+
+def ws_origin(http_origin: str) -> str:
+    """The WebSocket origin for a host-table entry: wss:// stays, https:// -> wss://, http:// (loopback) -> ws://."""
+    if http_origin.startswith(("ws://", "wss://")):
+        return http_origin
+    if http_origin.startswith("https://"):
+        return "wss://" + http_origin[len("https://"):]
+    return "ws://" + http_origin[len("http://"):]
+
+
+class WebSocketEdge:
+    def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
+                 record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None) -> None:
+        self._core = core
+        self._clients = clients
+        self._limits = limits
+        self._record = record
+        self._react = react
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    async def handle(self, request: web.BaseRequest, account_name: str, path: str, query: str,
+                     outcome: Outcome) -> web.StreamResponse:
+        """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
+        outcome.method, outcome.path, outcome.endpoint = "GET", path, "ws connect"
+        account = self._core.account(account_name, outcome)
+        adapter = account.adapter
+        assert adapter is not None and account.upstream is not None
+        dialect = adapter.websocket(path)
+        if dialect is None and not adapter.relays_websocket(path):
+            raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
+        origin = account.upstream.origin_for(path)
+        if origin is None:
+            raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
+        session = self._clients.session(account.upstream.insecure_loopback)
+        url = ws_origin(origin) + path + (f"?{query}" if query else "")
+        try:
+            upstream = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                                                max_msg_size=0, autoping=True, heartbeat=self._limits.heartbeat,
+                                                compress=0)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise Refused("upstream_error", f"cannot reach the exchange's WebSocket ({type(e).__name__})") from None
+        bot_ws = web.WebSocketResponse(heartbeat=self._limits.heartbeat, max_msg_size=self._limits.max_frame_bytes,
+                                       compress=False)
+        try:
+            await bot_ws.prepare(request)
+        except Exception:
+            await upstream.close()
+            raise
+        outcome.decision = "allow"
+        conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request)
+        self.sockets.add(bot_ws)
+        try:
+            await conn.run()
+        finally:
+            self.sockets.discard(bot_ws)
+            await upstream.close()
+        return bot_ws
+
+    async def close_all(self, grace: float) -> None:
+        """SIGTERM: every socket gets a going-away close after in-flight answers had `grace` seconds."""
+        await asyncio.sleep(0)
+        for ws in list(self.sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=CLOSE_GOING_AWAY, message=b"keyproxy is shutting down"), grace)
+
+
+class _Connection:
+    """One bot socket and its upstream socket."""
+
+    def __init__(self, edge: WebSocketEdge, bot_ws: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse,
+                 account: str, path: str, dialect: Adapter | None, request: web.BaseRequest) -> None:
+        self.edge, self.bot_ws, self.upstream = edge, bot_ws, upstream
+        self.account, self.path, self.dialect = account, path, dialect
+        self.peer = request.remote or ""
+        self.host = request.headers.get("Host", "")
+        self.pending: dict[Any, _Pending] = {}
+        self.bots: set[str] = set()  # bots that authenticated a frame on this socket
+        self.closing: str | None = None
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._from_bot()), asyncio.create_task(self._from_exchange()),
+                 asyncio.create_task(self._watch())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            for p in self.pending.values():  # the socket went away before the exchange answered
+                p.outcome.code = p.outcome.code or "upstream_error"
+                self.edge._record(p.outcome, 502)
+            self.pending.clear()
+            if not self.bot_ws.closed:
+                await self.bot_ws.close(code=CLOSE_POLICY if self.closing else CLOSE_GOING_AWAY,
+                                        message=(self.closing or "the exchange closed the connection").encode()[:120])
+
+    # --- bot -> exchange ------------------------------------------------------------------------
+
+    async def _from_bot(self) -> None:
+        async for msg in self.bot_ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                if self.dialect is None:
+                    await self.upstream.send_str(msg.data)  # a public stream: no credential, relayed
+                else:
+                    await self._request(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await self._refuse(None, Refused("bad_request", "binary frames are not accepted"), Outcome(
+                    request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer))
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                self.closing = "frame over the size limit or malformed"
+                return
+
+    async def _request(self, text: str) -> None:
+        core = self.edge._core
+        outcome = Outcome(request_id=new_request_id(), method="WS", source_ip=self.peer, path=self.path,
+                          account=self.account, adapter=self.dialect)
+        frame_id: Any = None
+        try:
+            frame = _parse(text)
+            frame_id = frame["id"]
+            outcome.method = str(frame["method"])[:64]
+            if frame_id in self.pending:
+                raise Refused("bad_request", "a frame with this id is still waiting for the exchange's answer")
+            if len(self.pending) >= self.edge._limits.max_pending:
+                raise Refused("unavailable", "too many frames waiting for the exchange; retry shortly")
+            route = core.route(self.account, frame["method"], self.path, outcome, dialect=self.dialect)
+            incoming = IncomingRequest(frame["method"], self.path, "", {}, text.encode(), host=self.host,
+                                       mount=f"/{self.account}")
+            route, incoming = core.admit(route, incoming, self.peer, outcome)
+            if outcome.authenticated and outcome.bot:
+                self.bots.add(outcome.bot)
+            async with core.turn(route):
+                out = core.sign(route, incoming, outcome)
+                self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter())
+                await self.upstream.send_str(out.body.decode())
+        except Refused as e:
+            await self._refuse(frame_id, e, outcome)
+        except BadRequest as e:
+            await self._refuse(frame_id, _bad_request(e), outcome)
+        except Exception as e:  # never a traceback to the bot; the log gets the kind only
+            log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
+            await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome)
+
+    async def _refuse(self, frame_id: Any, e: Refused, outcome: Outcome) -> None:
+        outcome.code = e.code
+        outcome.decision = "deny"
+        adapter = outcome.adapter
+        extra = adapter.native_error(e.code, e.message) if adapter is not None else {}  # type: ignore[attr-defined]
+        status = STATUS.get(e.code, 400)
+        answer: dict[str, Any] = {"id": frame_id, "status": status,
+                                  "error": {**extra, "msg": extra.get("msg", e.message)},
+                                  "keyproxy_error": e.code, "request_id": outcome.request_id}
+        if e.retry_after is not None:
+            answer["retryAfter"] = int(time.time() * 1000 + e.retry_after * 1000)
+        self.edge._react(outcome)
+        self.edge._record(outcome, status)
+        if not self.bot_ws.closed:
+            await self.bot_ws.send_str(json.dumps(answer))
+        if e.code in ("unknown_bot", "bot_suspended", "key_quarantined", "expired_credential") and \
+                outcome.bot in self.bots:
+            self.closing = f"keyproxy: {e.code}"
+            await self.bot_ws.close(code=CLOSE_POLICY, message=self.closing.encode())
+
+    # --- exchange -> bot ------------------------------------------------------------------------
+
+    async def _from_exchange(self) -> None:
+        async for msg in self.upstream:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._answered(msg.data)
+                await self.bot_ws.send_str(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await self.bot_ws.send_bytes(msg.data)
+            else:
+                return
+
+    def _answered(self, text: str) -> None:
+        if not self.pending:
+            return
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or "id" not in doc or doc.get("id") not in self.pending:
+            return
+        p = self.pending.pop(doc["id"])
+        status = doc.get("status") if isinstance(doc.get("status"), int) else 200
+        p.outcome.upstream_status = status
+        p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
+        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
+        self.edge._react(p.outcome)
+        self.edge._record(p.outcome, status)
+
+    # --- live controls ---------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Close the socket once a bot that used it is revoked or suspended, or its key is quarantined."""
+        while True:
+            await asyncio.sleep(self.edge._limits.watch_interval)
+            snap = self.edge._core.snapshot()
+            account = snap.accounts.get(self.account)
+            if account is None or account.info.status != "active":
+                self.closing = "keyproxy: the account's key is not active"
+                return
+            for name in self.bots:
+                bot = next((b for b in snap.bots_by_key.values() if b.info.name == name), None)
+                if bot is None or bot.info.status != "active":
+                    self.closing = f"keyproxy: bot {name} is no longer active"
+                    return
+
+
+def _parse(text: str) -> dict[str, Any]:
+    """The generic request frame shape: a JSON object with an id and a method (the dialect checks the rest)."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Refused("bad_request", "frame is not JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or "id" not in frame:
+        raise Refused("bad_request", "a request frame is a JSON object with an id and a method")
+    if not isinstance(frame["id"], (str, int)) or isinstance(frame["id"], bool):
+        raise Refused("bad_request", "a frame's id is a string or an integer")
+    return frame
+
+
+def _bad_request(e: BadRequest) -> Refused:
+    return Refused("bad_request", e.message)

@@ -1,0 +1,189 @@
+"""Policy holes closed in the shared request path (issue 14 items 10 and 12, issue 17 item 1).
+
+Each test is an attack a compromised bot or a stranger made against the real daemon and emulator;
+each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import ccxt
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+CONFIG = """
+[anomaly.auth_failures]
+threshold = 5
+window_seconds = 60
+actions = ["suspend_bot"]
+
+[proxy]
+max_response_bytes = 1048576
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-core"), extra_config=CONFIG)
+    key = new_real_key()
+    stale = new_real_key()  # a key the exchange does not know: every answer rejects it
+    try:
+        stack.start_emulator([key])
+        stack.init()
+        stack.add_account("main", key)
+        stack.add_account("stale", stale)
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.close()
+
+
+def framing(dev: DevStack, chunked: bool) -> None:
+    req = urllib.request.Request(f"{dev.emulator_url}/_emulator/framing", method="POST",
+                                 data=json.dumps({"chunked": chunked}).encode())
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["chunked"] is chunked
+
+
+def account_call(creds: dict, secret: str | None = None, source: str = "127.0.0.1") -> tuple[int, dict]:  # type: ignore[type-arg]
+    u = urllib.parse.urlsplit(creds["base_url"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
+    conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
+                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    resp = conn.getresponse()
+    body = json.loads(resp.read() or b"{}")
+    conn.close()
+    return resp.status, body
+
+
+def test_chunked_order_answers_still_count_open_orders(dev: DevStack) -> None:
+    """An exchange answering without Content-Length (chunked, as behind a CDN) skipped open-order tracking."""
+    creds = dev.add_bot("chunky", "main", "read,trade", "--set", "max_open_orders=2")
+    ex = point_ccxt_at(ccxt.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                     "options": {"defaultType": "spot"}}), creds["base_url"])
+    ex.load_markets()
+    framing(dev, True)
+    try:
+        first = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+        ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20001)
+        start = len(dev.journal())
+        with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
+            ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20002)
+        assert [e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"] == []
+        ex.cancel_order(first["id"], "BTC/USDT")  # a confirmed cancel frees its place, chunked too
+        ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20003)
+    finally:
+        framing(dev, False)
+
+
+def test_chunked_key_rejection_still_quarantines(dev: DevStack) -> None:
+    creds = dev.add_bot("onstale", "stale", "read")
+    other = dev.add_bot("alsostale", "stale", "read")
+    framing(dev, True)
+    try:
+        status, body = account_call(creds)
+        assert status == 401 and body.get("code") == -2015
+        assert account_call(other)[1]["error"] == "key_quarantined"
+    finally:
+        framing(dev, False)
+        dev.cli("key", "restore", "stale")
+
+
+def test_junk_signatures_with_a_known_key_id_do_not_suspend_the_bot(dev: DevStack) -> None:
+    """A stranger holding only a bot's key id (no secret) could suspend it with ten junk signatures."""
+    creds = dev.add_bot("target", "main", "read")
+    for _ in range(12):
+        status, body = account_call(creds, secret="not-the-secret")
+        assert (status, body["error"]) == (401, "bad_signature")
+        assert "target" not in json.dumps(body)  # nothing says which bot the key id belongs to
+    assert account_call(creds)[0] == 200  # the bot still trades
+    found = json.loads(dev.cli("incidents", "list", "--json").stdout)
+    assert not any(i["subject"] == "bot:target" for i in found)
+    assert any(i["rule"] == "auth_failures" and i["subject"] == "ip:127.0.0.1" for i in found)
+
+
+def test_a_foreign_address_with_a_bad_signature_does_not_suspend_the_bot(dev: DevStack) -> None:
+    creds = dev.add_bot("faraway", "main", "read")
+    status, body = account_call(creds, secret="junk", source="127.0.0.2")
+    assert (status, body["error"]) == (401, "bad_signature") and "faraway" not in json.dumps(body)
+    assert account_call(creds)[0] == 200
+    # with the real signature the credential has leaked: that one suspends (tests/e2e/test_anomaly.py)
+
+
+def test_suspended_bot_is_named_only_to_a_valid_signature(dev: DevStack) -> None:
+    creds = dev.add_bot("quiet", "main", "read")
+    assert account_call(creds, source="127.0.0.2")[1]["error"] == "ip_denied"  # valid signature: it leaked
+    status, body = account_call(creds, secret="junk")
+    assert body["error"] == "bad_signature" and "quiet" not in json.dumps(body)  # not "bot_suspended"
+    assert account_call(creds)[1]["error"] == "bot_suspended"
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack, str]]:
+    upstream = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gzip_upstream.py")), "100"],
+                                stdout=subprocess.PIPE, text=True)
+    stack = DevStack(tmp_path_factory.mktemp("holes-bomb"), extra_config=CONFIG)
+    try:
+        assert upstream.stdout is not None
+        url = upstream.stdout.readline().split()[-1]
+        stack.init()
+        key = new_real_key()
+        stack.cli("key", "add", "bombed", "--exchange", "binance", "--key-type", "hmac", "--base-url", url,
+                  "--insecure-upstream", input=json.dumps(key.credentials))
+        stack.start_daemon()
+        yield stack, url
+    finally:
+        stack.close()
+        upstream.kill()
+        upstream.wait()
+
+
+def daemon_rss_kib(dev: DevStack) -> int:
+    status = Path(f"/proc/{dev.daemon().pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
+
+
+def test_a_gzip_bomb_is_capped_at_its_decoded_size(bomb: tuple[DevStack, str]) -> None:
+    """100 KB of gzip that inflates to 100 MB was relayed whole past a 64 MB cap; the daemon grew 107 MB."""
+    dev, _ = bomb
+    before = daemon_rss_kib(dev)
+    ans = call(dev.proxy_url + "/bombed", "GET", "/api/v3/ticker/price", "symbol=BTCUSDT",  # type: ignore[operator]
+               headers={"Accept-Encoding": "gzip"})
+    assert ans.status == 502 and ans.body["error"] == "upstream_error"
+    assert len(ans.raw) < 4096
+    assert daemon_rss_kib(dev) - before < 32 * 1024  # well under the 100 MB the answer inflates to
+
+
+@pytest.fixture(scope="module")
+def kraken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-kraken"))
+    key = new_real_key(exchange="kraken", permissions={"trades_query_closed": False})
+    try:
+        stack.serve_account("kr", key)
+        yield stack
+    finally:
+        stack.close()
+
+
+def test_a_permission_the_key_lacks_is_the_bots_miss_not_the_keys(kraken: DevStack) -> None:
+    """A read-only bot calling an endpoint the real key may not use (Kraken EGeneral:Permission denied)
+    quarantined the whole account's key, cutting off every other bot (issue 14 item 11)."""
+    krakenex = pytest.importorskip("krakenex")
+    curious, trader = kraken.add_bot("curious", "kr", "read"), kraken.add_bot("steady", "kr", "read,trade")
+    api = krakenex.API(curious["api_key"], curious["secret"])
+    api.uri = curious["base_url"]
+    assert api.query_private("ClosedOrders")["error"] == ["EGeneral:Permission denied"]
+    other = krakenex.API(trader["api_key"], trader["secret"])
+    other.uri = trader["base_url"]
+    assert other.query_private("Balance")["error"] == []  # the key was not quarantined
+    assert "QUARANTINED" not in kraken.cli("status").stdout

@@ -1,0 +1,104 @@
+"""Binance WebSocket API dialect: payload, verification, re-signing, facts of the mirrored REST endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from decimal import Decimal
+
+import pytest
+
+from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext
+from keyproxy.exchanges.binance import Binance
+from keyproxy.exchanges.binance_ws import WS_API_PATH, parse_frame, payload
+from keyproxy.secret import Secret
+
+# Binance's own example: web-socket-api.md, "SIGNED request example (HMAC)"
+DOC_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+DOC_PARAMS = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000000",
+              "price": "52000.00", "newOrderRespType": "ACK", "recvWindow": 100, "timestamp": 1645423376532,
+              "apiKey": DOC_KEY}
+DOC_SIGNATURE = "cc15477742bd704c29492d96c7ead9414dfd8e0ec4a00f947bb5bb454ddbd08a"
+
+dialect = Binance().websocket(WS_API_PATH)
+assert dialect is not None
+
+
+def frame(method: str, params: dict, frame_id: object = "1") -> IncomingRequest:  # type: ignore[type-arg]
+    return IncomingRequest(method, WS_API_PATH, "", {}, json.dumps({"id": frame_id, "method": method,
+                                                                    "params": params}).encode())
+
+
+def signed(params: dict, secret: str, key: str) -> dict:  # type: ignore[type-arg]
+    p = {**params, "apiKey": key}
+    p["signature"] = hmac.new(secret.encode(), payload(p).encode(), hashlib.sha256).hexdigest()
+    return p
+
+
+def test_payload_and_signature_match_binance_docs() -> None:
+    p = signed({k: v for k, v in DOC_PARAMS.items() if k != "apiKey"}, DOC_SECRET, DOC_KEY)
+    assert p["signature"] == DOC_SIGNATURE
+    bot = BotKey(DOC_KEY, "hmac", secret=Secret(DOC_SECRET))
+    req = frame("order.place", p)
+    assert dialect.presented_key(req) == DOC_KEY
+    endpoint = dialect.classify("order.place", WS_API_PATH)
+    assert endpoint is not None and endpoint.cls is EndpointClass.TRADE
+    verified = dialect.verify(req, bot, endpoint, now_ms=1645423376532 + 50)
+    assert "apiKey" not in json.loads(verified.request.body)["params"]
+    with pytest.raises(AuthFailure) as e:
+        dialect.verify(req, bot, endpoint, now_ms=1645423376532 + 101)
+    assert e.value.code == "stale_request"
+    upper = frame("order.place", {**p, "signature": p["signature"].upper()})
+    assert dialect.verify(upper, bot, endpoint, 1645423376540).replay_id == verified.replay_id  # one request
+    with pytest.raises(AuthFailure):
+        dialect.verify(frame("order.place", {**p, "price": "1.00"}), bot, endpoint, 1645423376540)
+
+
+def test_resigned_with_the_real_key_and_valued_like_rest() -> None:
+    bot_secret = "b" * 64
+    p = signed({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.5",
+                "price": "20000", "timestamp": 1_700_000_000_000}, bot_secret, "virtual")
+    req = frame("order.place", p)
+    endpoint = dialect.classify("order.place", WS_API_PATH)
+    assert endpoint is not None
+    facts = dialect.facts(dialect.verify(req, BotKey("virtual", "hmac", secret=Secret(bot_secret)), endpoint,
+                                         1_700_000_000_100).request, endpoint)
+    assert (facts.action, facts.symbol, facts.quantity, facts.price) == ("order", "BTCUSDT", Decimal("0.5"),
+                                                                         Decimal("20000"))
+    real = RealKey("hmac", Secret("REALKEY"), secret=Secret("r" * 64))
+    stripped = dialect.strip(req)
+    out = dialect.sign(stripped, real, endpoint, SignContext("ws://127.0.0.1:1", "loopback", 1_700_000_000_200))
+    sent = json.loads(out.body)
+    assert sent["id"] == "1" and sent["method"] == "order.place" and sent["params"]["apiKey"] == "REALKEY"
+    expected = hmac.new(b"r" * 64, payload(sent["params"]).encode(), hashlib.sha256).hexdigest()
+    assert sent["params"]["signature"] == expected
+    assert bot_secret not in out.body.decode() and "virtual" not in out.body.decode()
+
+
+def test_ed25519_real_key_signs_base64_without_percent_encoding() -> None:
+    private_pem, public_pem = _sign.new_keypair_pem("ed25519")
+    real = RealKey("ed25519", Secret("REAL"), private_key=Secret(private_pem.decode()))
+    endpoint = dialect.classify("account.status", WS_API_PATH)
+    assert endpoint is not None
+    out = dialect.sign(frame("account.status", {"timestamp": 1}), real, endpoint, SignContext("ws://x", "loopback", 5))
+    params = json.loads(out.body)["params"]
+    assert "%" not in params["signature"]
+    assert _sign.verify_b64_signature(public_pem, params["signature"], payload(params).encode())
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"{}", b'{"id": 1}', b'{"method": "ping"}', b'{"id": true, "method": "x"}',
+                                 b'{"id": 1, "method": "x", "params": []}', b"not json",
+                                 b'{"id": 1, "id": 2, "method": "x"}', b'{"id": 1, "method": "x", "params": {"a": NaN}}'])
+def test_malformed_frames_are_bad_requests(raw: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_frame(raw)
+
+
+def test_unknown_methods_and_paths_are_not_classified() -> None:
+    assert dialect.classify("order.teleport", WS_API_PATH) is None
+    assert dialect.classify("order.place", "/ws-api/v4") is None
+    public = dialect.classify("ping", WS_API_PATH)
+    assert public is not None and public.cls is EndpointClass.PUBLIC and not public.signed
