@@ -241,6 +241,9 @@ class Binance(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_prices(path, body)
 
+    def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return binance_contract_sizes(path, body)
+
     def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
         """-2014 (bad key format), -2008 (unknown key id) and -2015 ("Invalid API-key, IP, or permissions for
         action") refuse the key; -1002 ("not authorized to execute this request") refuses one permission.
@@ -311,7 +314,7 @@ class Binance(AdapterHooks):
 
 # --- request facts for policy -------------------------------------------------
 
-_ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/sapi/v1/margin/order",
+_ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/dapi/v1/order", "/sapi/v1/margin/order",
                     "/papi/v1/um/order", "/papi/v1/margin/order"}
 _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
                                     "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
@@ -326,7 +329,8 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
 
 
 _POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
-                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount"})
+                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
+                            "sideEffectType"})
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
@@ -370,16 +374,65 @@ def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
         return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,
-                            amount=amount(params.get("amount")))
+                            amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
     if req.method == "POST" and req.path in _ORDER_PLACEMENT:
-        reduce_only = params.get("reduceOnly", "").lower() == "true" or params.get("closePosition", "").lower() == "true"
-        return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
-                            order_type=(params.get("type") or "").upper() or None,
-                            quantity=amount(params.get("quantity")), price=amount(params.get("price")),
-                            quote_quantity=amount(params.get("quoteOrderQty")), reduce_only=reduce_only)
+        return _order_facts(req.path, params, symbol)
     if req.path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (OCO, batch, COIN-M)
+
+
+_DERIVATIVES = ("/fapi/", "/dapi/", "/papi/v1/um/", "/papi/v1/cm/")
+_BORROWING = ("MARGIN_BUY", "AUTO_BORROW_REPAY")  # AUTO_REPAY only repays
+
+
+def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
+    """One order valued by the fields Binance executes for its type.
+
+    Spot (new order, docs "Trading endpoints"): MARKET takes `quantity` or `quoteOrderQty`, never a
+    price; futures (USD-M/COIN-M "New Order"): MARKET takes `quantity` only and no type takes
+    `quoteOrderQty`. A field the type ignores, or both sizes at once, is a conflict. COIN-M quantities
+    are contracts worth `contractSize` USD each. `reduceOnly`/`closePosition` mean something only on
+    futures; `sideEffectType` MARGIN_BUY / AUTO_BORROW_REPAY borrows (margin "New Order").
+    """
+    order_type = (params.get("type") or "").upper() or None
+    derivatives = path.startswith(_DERIVATIVES)
+    quantity, price = amount(params.get("quantity")), amount(params.get("price"))
+    quote = amount(params.get("quoteOrderQty"))
+    conflict = None
+    if order_type == "MARKET" and price is not None:
+        conflict, price = "a market order's price is ignored by Binance", None
+    if derivatives and quote is not None:
+        conflict, quote = "futures orders have no quoteOrderQty", None
+    if quantity is not None and quote is not None:
+        conflict = "both quantity and quoteOrderQty are given"
+    reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
+                                   or params.get("closePosition", "").lower() == "true")
+    coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
+    return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
+                        order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
+                        reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
+                        borrows=(params.get("sideEffectType") or "").upper() in _BORROWING)
+
+
+def binance_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
+    """COIN-M contract sizes (USD per contract) from `/dapi/v1/exchangeInfo`, by scope `coinm:SYMBOL`."""
+    if path != "/dapi/v1/exchangeInfo":
+        return {}
+    try:
+        symbols = json.loads(body).get("symbols", [])
+    except (ValueError, AttributeError):
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in symbols if isinstance(symbols, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            try:
+                size = Decimal(str(item.get("contractSize")))
+            except (InvalidOperation, ValueError):
+                continue
+            if size.is_finite() and size > 0:
+                out[f"coinm:{normalize_symbol(item['symbol'])}"] = size
+    return out
 
 
 def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:

@@ -1,0 +1,86 @@
+"""Binance policy holes a hostile review found (issue 14), each as the attack it was; each failed before its fix.
+
+Raw signed requests through the real daemon to the emulator; the journal shows nothing arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-binance"))
+    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True,
+                                    "enableFutures": True, "enableWithdrawals": True, "enableMargin": True})
+    try:
+        stack.serve_account("main", key)
+        yield stack
+    finally:
+        stack.close()
+
+
+def send(dev: DevStack, creds: dict, method: str, path: str, params: str) -> tuple[int, dict, list]:  # type: ignore[type-arg]
+    start = len(dev.journal())
+    ans = call(creds["base_url"], method, path, body=hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    arrived = [e for e in dev.journal()[start:] if e["path"] == path]
+    return ans.status, ans.body, arrived
+
+
+def test_a_decoy_price_on_a_futures_market_order_does_not_value_it(dev: DevStack) -> None:
+    """MARKET with price=0.1 was valued 2 x 0.1 = 0.2 under a 1,000 cap; Binance ignores a market order's price."""
+    creds = dev.add_bot("decoy", "main", "read,trade", "--set", "max_order_notional=1000")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order",
+                                 "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=2&price=0.1")
+    assert body.get("error") == "notional_unknown" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order",
+                                 "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=0.1"
+                                 "&quoteOrderQty=1")
+    assert body.get("error") == "notional_unknown" and arrived == [], body
+
+
+def test_coin_m_contracts_count_against_the_daily_cap(dev: DevStack) -> None:
+    """1,000 COIN-M contracts (100 USD each) went through a bot limited only by daily_notional_cap."""
+    creds = dev.add_bot("coinm", "main", "read,trade", "--set", "daily_notional_cap=1000")
+    order = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1000&price=20000"
+    status, body, arrived = send(dev, creds, "POST", "/dapi/v1/order", order)
+    assert body.get("error") == "notional_unknown" and arrived == [], body  # no contract size known yet
+    assert call(creds["base_url"], "GET", "/dapi/v1/exchangeInfo").status == 200  # as ccxt's load_markets
+    status, body, arrived = send(dev, creds, "POST", "/dapi/v1/order", order)
+    assert body.get("error") == "daily_notional_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/dapi/v1/order",
+                                 "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=20000")
+    assert status == 200 and len(arrived) == 1, body  # 1 contract = 100 USD: under the cap
+
+
+def test_an_attackers_memo_on_an_allowlisted_address_is_refused(dev: DevStack) -> None:
+    creds = dev.add_bot("payer", "main", "read,withdraw", "--set", "withdraw_addresses=XRP:XRP:rShared123")
+    status, body, arrived = send(dev, creds, "POST", "/sapi/v1/capital/withdraw/apply",
+                                 "coin=XRP&network=XRP&address=rShared123&addressTag=666&amount=10")
+    assert body.get("error") == "address_denied" and arrived == [], body
+
+
+def test_borrowing_through_a_margin_order_needs_the_transfer_scope(dev: DevStack) -> None:
+    creds = dev.add_bot("borrower", "main", "read,trade")
+    status, body, arrived = send(dev, creds, "POST", "/sapi/v1/margin/order",
+                                 "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+                                 "&sideEffectType=MARGIN_BUY")
+    assert body.get("error") == "scope_denied" and "borrow" in body["message"] and arrived == [], body
+
+
+def test_reduce_only_on_a_spot_order_does_not_pass_a_halt(dev: DevStack) -> None:
+    creds = dev.add_bot("spotreduce", "main", "read,trade")
+    dev.cli("halt", "--bot", "spotreduce", "--reason", "incident")
+    try:
+        status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
+                                     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                                     "&price=20000&reduceOnly=true")
+        assert body.get("error") == "halted" and arrived == [], body
+    finally:
+        dev.cli("resume", "--bot", "spotreduce")
