@@ -68,7 +68,16 @@ def register_secrets(vault: Vault, snapshot: Snapshot) -> None:
 
 
 async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.AppRunner, str]:
+    hosts: frozenset[str] = frozenset()
+
     async def handler(request: web.Request) -> web.Response:
+        # the proxy's guards: a web page reaching 127.0.0.1 by DNS rebinding must not read account and
+        # bot names (the Host names this listener; browser-shaped requests are refused)
+        if hosts and request.headers.get("Host", "").lower() not in hosts:
+            return web.Response(status=403, text="host_denied: the Host header must name this listener\n")
+        if "Origin" in request.headers or any(h.lower().startswith("sec-fetch-") for h in request.headers) \
+                or request.headers.get("X-Forwarded-Host"):
+            return web.Response(status=403, text="browser_denied: requests from web browsers are refused\n")
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -78,6 +87,8 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.Ap
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound = runner.addresses[0][1]
+    # on loopback the Host must name it (DNS rebinding); a scrape from another host names whatever it reached
+    hosts = allowed_hosts(host, bound) if host in ("127.0.0.1", "localhost", "::1") else frozenset()
     return runner, f"http://{host if ':' not in host else f'[{host}]'}:{bound}/metrics"
 
 

@@ -353,13 +353,24 @@ def amount(value: object, name: str = "") -> Decimal | None:
     label = f"{name} " if name else ""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadRequest(f"{label}is not a number".strip())
+    text = str(value)
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadRequest(f"{label}{text[:30]!r}... is longer than {MAX_NUMBER_CHARS} characters")
     try:
-        d = Decimal(str(value))
+        d = Decimal(text)
     except InvalidOperation:
-        raise BadRequest(f"{label}{str(value)[:30]!r} is not a number") from None
+        raise BadRequest(f"{label}{text[:30]!r} is not a number") from None
     if not d.is_finite() or d < 0:
-        raise BadRequest(f"{label}{str(value)[:30]!r} is not a non-negative number")
+        raise BadRequest(f"{label}{text[:30]!r} is not a non-negative number")
+    if d and not -MAX_EXPONENT <= d.adjusted() <= MAX_EXPONENT:
+        # 1e999999999 is a valid Decimal whose products overflow the context: bounded here, at parse time
+        raise BadRequest(f"{label}{text[:30]!r} is out of range")
     return d
+
+
+# No order, price or amount on any exchange needs more: bounds that keep every product finite
+MAX_NUMBER_CHARS = 64
+MAX_EXPONENT = 30
 
 
 def param_text(params: Mapping[str, object], name: str) -> str | None:

@@ -187,3 +187,39 @@ def test_a_permission_the_key_lacks_is_the_bots_miss_not_the_keys(kraken: DevSta
     other.uri = trader["base_url"]
     assert other.query_private("Balance")["error"] == []  # the key was not quarantined
     assert "QUARANTINED" not in kraken.cli("status").stdout
+
+
+def _raw_get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn.putrequest("GET", u.path, skip_host=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body
+
+
+def test_metrics_refuse_a_rebound_host_and_browsers(dev: DevStack) -> None:
+    """A web page could read account and bot names from /metrics by DNS rebinding (issue 14 item 13)."""
+    url = dev.metrics_url  # type: ignore[attr-defined]
+    port = urllib.parse.urlsplit(url).port
+    status, body = _raw_get(url, {"Host": f"evil.example:{port}"})
+    assert status == 403 and b"main" not in body
+    status, body = _raw_get(url, {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example"})
+    assert status == 403 and b"main" not in body
+    status, body = _raw_get(url, {"Host": f"127.0.0.1:{port}"})
+    assert status == 200 and b'account="main"' in body
+
+
+def test_an_out_of_range_quantity_is_a_bad_request(dev: DevStack) -> None:
+    """quantity=1e999999999 overflowed the decimal context: HTTP 500 (issue 14 item 14)."""
+    creds = dev.add_bot("huge", "main", "read,trade", "--set", "max_order_notional=1000")
+    start = len(dev.journal())
+    body = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1e999999999"
+                                      f"&price=20000&timestamp={now_ms()}")
+    ans = call(creds["base_url"], "POST", "/api/v3/order", body=body, headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert (ans.status, ans.body["error"]) == (400, "bad_request"), ans.body
+    assert [e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"] == []
