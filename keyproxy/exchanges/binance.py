@@ -11,6 +11,7 @@ https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-secur
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import replace
@@ -140,12 +141,15 @@ class Binance(AdapterHooks):
         if not (ts < now_ms + MAX_FUTURE_MS and now_ms - ts <= window):
             raise AuthFailure("stale_request", "timestamp is outside the recvWindow (or more than 1 s ahead)")
         wire = (q.render() + b.render()).encode()
+        decoded = (_decoded(q) + _decoded(b)).encode()  # python-binance signs decoded values, sends encoded
         if not self._check(bot, signature, wire):
-            decoded = (_decoded(q) + _decoded(b)).encode()  # python-binance signs decoded values, sends encoded
             if decoded == wire or not self._check(bot, signature, decoded):
                 raise AuthFailure("bad_signature", "signature does not match the virtual credential")
         stripped = self._rebuild(req, q, b)
-        return Verified(stripped, replay_id=f"{bot.key_id}:{signature.lower()}", expires_ms=int(ts + window) + 1)
+        # The request is what Binance executes: its decoded parameters. Identifying it by them (not by the
+        # signature's spelling, which percent-encoding twice or case could vary) refuses every re-encoding.
+        replay_id = f"{bot.key_id}:{hashlib.sha256(decoded).hexdigest()}"
+        return Verified(stripped, replay_id=replay_id, expires_ms=int(ts + window) + 1)
 
     @staticmethod
     def _timing(q: ParamList, b: ParamList) -> tuple[float, float]:

@@ -84,3 +84,31 @@ def test_reduce_only_on_a_spot_order_does_not_pass_a_halt(dev: DevStack) -> None
         assert body.get("error") == "halted" and arrived == [], body
     finally:
         dev.cli("resume", "--bot", "spotreduce")
+
+
+def test_a_signature_percent_encoded_twice_is_the_same_request(dev: DevStack) -> None:
+    """Ed25519/RSA signatures re-sent with the base64 percent-encoded twice (%2F -> %252F) passed the replay
+    cache and the same order executed twice (issue 14 item 9)."""
+    import base64
+    import urllib.parse
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    creds = dev.add_bot("edbot", "main", "read,trade", "--key-type", "ed25519")
+    private = load_pem_private_key(creds["secret"].encode(), None)
+    for _ in range(50):  # a timestamp whose signature has a '/' or '+', so encoding twice changes it
+        query = (f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+                 f"&timestamp={now_ms()}")
+        sig = base64.b64encode(private.sign(query.encode())).decode()  # type: ignore[union-attr]
+        once = urllib.parse.quote(sig, safe="")
+        if "%" in once:
+            break
+    twice = urllib.parse.quote(once, safe="")
+    start = len(dev.journal())
+    first = call(creds["base_url"], "POST", "/api/v3/order", body=f"{query}&signature={once}",
+                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    again = call(creds["base_url"], "POST", "/api/v3/order", body=f"{query}&signature={twice}",
+                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert first.status == 200, first.body
+    assert again.body.get("error") in ("replayed_request", "bad_signature"), again.body
+    assert len([e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"]) == 1
