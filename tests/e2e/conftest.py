@@ -84,3 +84,15 @@ def call(base_url: str, method: str, path: str, query: str = "", body: str = "",
 def all_output(dev: DevStack) -> str:
     """Every log the stack wrote, for secret searches."""
     return "".join(p.read_text(errors="replace") for p in Path(dev.logs).glob("*"))
+
+
+def account_call(creds: dict, secret: str | None = None, source: str = "127.0.0.1") -> tuple[int, dict]:  # type: ignore[type-arg]
+    """A signed Binance account read from `source` (a loopback address), for tests of who may call."""
+    u = urllib.parse.urlsplit(creds["base_url"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
+    conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
+                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    resp = conn.getresponse()
+    body = json.loads(resp.read() or b"{}")
+    conn.close()
+    return resp.status, body

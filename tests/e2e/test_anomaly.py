@@ -3,15 +3,13 @@ audit trail, /metrics and an incident show it -> a restart keeps it -> restore l
 
 from __future__ import annotations
 
-import http.client
 import json
-import urllib.parse
 from collections.abc import Iterator
 
 import pytest
 
 from keyproxy.devstack import DevStack, new_real_key
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 CONFIG = """
 [anomaly.auth_failures]
@@ -40,17 +38,6 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         yield dev
     finally:
         dev.close()
-
-
-def account_call(creds: dict, secret: str | None = None, source: str = "127.0.0.1") -> tuple[int, dict]:  # type: ignore[type-arg]
-    u = urllib.parse.urlsplit(creds["base_url"])
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
-    conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
-                 headers={"X-MBX-APIKEY": creds["api_key"]})
-    resp = conn.getresponse()
-    body = json.loads(resp.read() or b"{}")
-    conn.close()
-    return resp.status, body
 
 
 def incidents(dev: DevStack) -> list[dict]:  # type: ignore[type-arg]

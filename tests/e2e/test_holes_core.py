@@ -19,7 +19,7 @@ import ccxt
 import pytest
 
 from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 CONFIG = """
 [anomaly.auth_failures]
@@ -53,17 +53,6 @@ def framing(dev: DevStack, chunked: bool) -> None:
                                  data=json.dumps({"chunked": chunked}).encode())
     with urllib.request.urlopen(req, timeout=10) as r:
         assert json.loads(r.read())["chunked"] is chunked
-
-
-def account_call(creds: dict, secret: str | None = None, source: str = "127.0.0.1") -> tuple[int, dict]:  # type: ignore[type-arg]
-    u = urllib.parse.urlsplit(creds["base_url"])
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
-    conn.request("GET", u.path + "/api/v3/account?" + hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
-                 headers={"X-MBX-APIKEY": creds["api_key"]})
-    resp = conn.getresponse()
-    body = json.loads(resp.read() or b"{}")
-    conn.close()
-    return resp.status, body
 
 
 def test_chunked_order_answers_still_count_open_orders(dev: DevStack) -> None:
