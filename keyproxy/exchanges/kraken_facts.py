@@ -13,6 +13,7 @@ trading limits.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
@@ -95,7 +96,10 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             order_type=order_type.upper() or None,
             quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
             price=None if order_type == "market" else _price(limit),
-            leverage=_leverage(param_text(params, "leverage")), reduce_only=param_true(params, "reduce_only"))
+            # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
+            # nothing, so it exempts nothing; a margin order (leverage) borrows
+            leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),
+            reduce_only=param_true(params, "reduce_only") and _margin(params))
     if method == "Withdraw":
         # Kraken withdraws only to addresses registered at Kraken, named by `key`; `address`, when
         # given, must match that key's address. keyproxy's allowlist names the address if the bot
@@ -130,3 +134,9 @@ def kraken_prices(path: str, body: bytes) -> dict[str, Decimal]:
             if value.is_finite() and value > 0:
                 out[normalize_symbol(pair)] = value
     return out
+
+
+def _margin(params: Mapping[str, object]) -> bool:
+    """A Kraken margin order: `leverage` given and not "none"."""
+    lev = (param_text(params, "leverage") or "").lower()
+    return lev not in ("", "none", "1", "1:1")

@@ -85,7 +85,10 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             action="order", symbol=symbol, side=side.upper() or None, order_type=order_type.upper() or None,
             quantity=size if base else None, quote_quantity=size if quote else None,
             price=None if order_type in ("market", "optimal_limit_ioc") else amount(param_text(params, "px")),
-            reduce_only=param_true(params, "reduceOnly"))
+            # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash
+            # order's flag means nothing; a spot margin order (cross/isolated) borrows automatically
+            reduce_only=param_true(params, "reduceOnly") and param_text(params, "tdMode") != "cash",
+            borrows=spot and param_text(params, "tdMode") in ("cross", "isolated"))
     if path == "/api/v5/trade/close-position":
         return RequestFacts(action="order", symbol=symbol, reduce_only=True)  # closes a whole position
     if path == "/api/v5/account/set-leverage":

@@ -212,3 +212,21 @@ def test_an_out_of_range_quantity_is_a_bad_request(dev: DevStack) -> None:
     ans = call(creds["base_url"], "POST", "/api/v3/order", body=body, headers={"X-MBX-APIKEY": creds["api_key"]})
     assert (ans.status, ans.body["error"]) == (400, "bad_request"), ans.body
     assert [e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"] == []
+
+
+def test_kraken_reduce_only_on_a_spot_order_does_not_pass_a_halt(kraken: DevStack) -> None:
+    """Kraken spot orders carrying reduce_only passed a halted account and bought (issue 14 item 5):
+    Kraken applies reduce_only to margin orders only."""
+    krakenex = pytest.importorskip("krakenex")
+    creds = kraken.add_bot("krspot", "kr", "read,trade")
+    api = krakenex.API(creds["api_key"], creds["secret"])
+    api.uri = creds["base_url"]
+    kraken.cli("halt", "--bot", "krspot", "--reason", "incident")
+    try:
+        start = len(kraken.journal())
+        ans = api.query_private("AddOrder", {"pair": "XBTUSD", "type": "buy", "ordertype": "limit",
+                                             "price": "50000", "volume": "0.001", "reduce_only": "true"})
+        assert ans.get("keyproxy_error") == "halted" or "halted" in json.dumps(ans), ans
+        assert [e for e in kraken.journal()[start:] if "AddOrder" in e["path"]] == []
+    finally:
+        kraken.cli("resume", "--bot", "krspot")

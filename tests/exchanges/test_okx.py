@@ -591,3 +591,21 @@ def test_prices_from_public_tickers() -> None:
     assert ADAPTER.prices("/api/v5/market/ticker", body) == {"BTCUSDT": Decimal("50000.1")}
     assert ADAPTER.prices("/api/v5/market/books", body) == {}
     assert ADAPTER.prices("/api/v5/market/ticker", b"not json") == {}
+
+
+@pytest.mark.parametrize("td_mode, inst, reduce_only, borrows", [
+    ("cash", "BTC-USDT", False, False),  # a spot cash order's reduceOnly means nothing (issue 14 item 5)
+    ("cross", "BTC-USDT", True, True),  # spot margin: reduce-only enforced, and it borrows (item 7)
+    ("cross", "BTC-USDT-SWAP", True, False),
+])
+def test_reduce_only_and_borrowing_follow_the_trade_mode(td_mode: str, inst: str, reduce_only: bool,
+                                                          borrows: bool) -> None:
+    from keyproxy.exchanges.okx_facts import okx_facts
+
+    body = json.dumps({"instId": inst, "tdMode": td_mode, "side": "buy", "ordType": "limit", "px": "20000",
+                       "sz": "1", "reduceOnly": True}).encode()
+    req = IncomingRequest("POST", "/api/v5/trade/order", "", {"content-type": "application/json"}, body)
+    endpoint = Okx().classify("POST", "/api/v5/trade/order")
+    assert endpoint is not None
+    facts = okx_facts(req, endpoint)
+    assert (facts.reduce_only, facts.borrows) == (reduce_only, borrows)
