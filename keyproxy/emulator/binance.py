@@ -50,7 +50,7 @@ from keyproxy.emulator.binance_auth import (
     parse_request,
 )
 from keyproxy.emulator.binance_data import MARKETS, Market, exchange_info, fmt
-from keyproxy.emulator.binance_orders import futures_order, parse_new_order, spot_order
+from keyproxy.emulator.binance_orders import decimal_param, futures_order, parse_new_order, spot_order
 from keyproxy.emulator.binance_routes import (
     DEFAULT_PERMISSIONS,
     PREFIXES,
@@ -313,6 +313,35 @@ class BinanceEmulator(WalletHandlers):
         assert market is not None
         order = parse_new_order(call.params, market, self._new_order_id(), call.now)
         call.acct.place(order, call.now)
+        return self._order_doc(call, order, "new")
+
+    def batch_orders(self, call: Call) -> list[dict[str, Any]]:
+        """Futures "Place Multiple Orders": `batchOrders` is a JSON list of at most 5 orders, each placed as
+        a single order; one order's error is its entry in the answer, the others still go in."""
+        try:
+            legs = json.loads(call.params.get("batchOrders") or "")
+        except ValueError:
+            raise BinanceError(400, -1130, "Data sent for parameter 'batchOrders' is not valid.") from None
+        if not isinstance(legs, list) or not legs or len(legs) > 5 or not all(isinstance(x, dict) for x in legs):
+            raise BinanceError(400, -1130, "Data sent for parameter 'batchOrders' is not valid.")
+        answers: list[dict[str, Any]] = []
+        for leg in legs:
+            params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in leg.items()}
+            try:
+                answers.append(self.new_order(Call(call.venue, params, call.account, call.now, call.key)))
+            except BinanceError as err:
+                answers.append(err.body())
+        return answers
+
+    def modify_order(self, call: Call) -> dict[str, Any]:
+        """Futures "Modify Order": a resting LIMIT order gets the new `quantity` and `price` (both required)."""
+        order = self._find(call, (400, -2013, "Order does not exist."))
+        if order.type != "LIMIT" or not order.is_open:
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        quantity = decimal_param(call.params, "quantity")
+        price = decimal_param(call.params, "price")
+        assert quantity is not None and price is not None
+        order.orig_qty, order.price, order.update_time = quantity, price, call.now
         return self._order_doc(call, order, "new")
 
     def test_order(self, call: Call) -> dict[str, Any]:

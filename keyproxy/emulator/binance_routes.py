@@ -73,6 +73,8 @@ def _routes() -> dict[tuple[str, str], Route]:
     add("POST", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "new_order")
     add("POST", ("/api/v3/order/test",), "SIGNED", SPOT_TRADE, "test_order")
     add("POST", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "new_order")
+    add("PUT", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "modify_order")
+    add("POST", ("/fapi/v1/batchOrders", "/dapi/v1/batchOrders"), "SIGNED", FUT_TRADE, "batch_orders")
     add("GET", tuple(v + "/order" for v in venues), "SIGNED", READ, "query_order")
     add("DELETE", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "cancel_order")
     add("DELETE", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "cancel_order")

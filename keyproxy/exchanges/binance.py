@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import replace
-from decimal import Decimal, InvalidOperation
-from urllib.parse import parse_qsl, quote, unquote_plus
+from decimal import Decimal
+from urllib.parse import quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
     AdapterHooks,
-    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -40,7 +38,13 @@ from keyproxy.exchanges.base import (
     Verified,
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
-from keyproxy.policy.model import RequestFacts, normalize_symbol
+from keyproxy.exchanges.binance_facts import (
+    binance_contract_sizes,
+    binance_facts,
+    binance_order_book_change,
+    binance_prices,
+)
+from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "x-mbx-apikey"
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -265,31 +269,7 @@ class Binance(AdapterHooks):
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
-        """Only what Binance confirmed: an accepted order left open, a cancel answered with the cancelled
-        order, a cancel-all or open-orders query for one symbol of one market (it sets that scope only)."""
-        if not 200 <= status < 300:
-            return OrderBookChange()
-        try:
-            doc = json.loads(body) if body else None
-        except ValueError:
-            doc = None
-        if facts.action == "order":
-            if isinstance(doc, dict) and doc.get("status") in _CLOSED_STATUSES:
-                return OrderBookChange()  # filled, expired or rejected at once: nothing rests
-            return OrderBookChange(opened=tuple(o.scope for o in facts.placed()))  # unreadable: counted
-        if facts.action == "cancel":
-            if req.path.endswith(("/openOrders", "/allOpenOrders")) and facts.symbol:
-                return OrderBookChange(counted=((facts.scope, 0),))
-            items = doc if isinstance(doc, list) else [doc]
-            done = [i for i in items if isinstance(i, dict) and i.get("status") == "CANCELED"
-                    or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
-            return OrderBookChange(closed=(facts.scope,) * len(done))
-        if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
-            symbol = dict(parse_qsl(req.query)).get("symbol")
-            if symbol:  # a query without a symbol covers every symbol: it sets nothing
-                scope = f"{_market(req.path)}:{normalize_symbol(symbol)}"
-                return OrderBookChange(counted=((scope, len(doc)),))
-        return OrderBookChange()
+        return binance_order_book_change(req, status, body, facts)
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
@@ -314,148 +294,3 @@ class Binance(AdapterHooks):
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
-
-
-# --- request facts for policy -------------------------------------------------
-
-_ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/dapi/v1/order", "/sapi/v1/margin/order",
-                    "/papi/v1/um/order", "/papi/v1/margin/order"}
-_CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
-                                    "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
-                                    "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
-                                    "/sapi/v1/margin/openOrders", "/sapi/v1/margin/orderList", "/papi/v1/um/order",
-                                    "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order")}
-_LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
-# trade-class endpoints that change settings but place no order
-_NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
-             "/fapi/v1/positionMargin", "/dapi/v1/positionMargin", "/fapi/v1/multiAssetsMargin",
-             "/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/fapi/v1/feeBurn", "/sapi/v1/bnbBurn"}
-
-
-_POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
-                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
-                            "sideEffectType"})
-
-
-_CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
-_OPEN_ORDER_QUERIES = ("/api/v3/openOrders", "/fapi/v1/openOrders", "/dapi/v1/openOrders",
-                       "/sapi/v1/margin/openOrders")
-_MARKETS = (("/api/", "spot"), ("/sapi/", "margin"), ("/fapi/", "usdm"), ("/dapi/", "coinm"), ("/eapi/", "option"),
-            ("/papi/v1/um/", "papi-um"), ("/papi/v1/cm/", "papi-cm"), ("/papi/v1/margin/", "papi-margin"))
-
-
-def _market(path: str) -> str:
-    """The market an order endpoint trades in: open orders are counted per market and symbol."""
-    return next((m for prefix, m in _MARKETS if path.startswith(prefix)), "other")
-
-
-def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-    """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
-    facts = _binance_facts(req, endpoint)
-    return replace(facts, market=_market(req.path)) if facts.action in ("order", "cancel", "amend") else facts
-
-
-def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-    if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
-        return RequestFacts(action="other")
-    try:
-        body = req.body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("request body is not UTF-8") from None
-    params: dict[str, str] = {}
-    for part in (body, req.query):
-        for k, v in parse_qsl(part, keep_blank_values=True):
-            if k in params and k in _POLICY_PARAMS:
-                # Binance documents "the query wins" across parts but not repeats within one; either
-                # way keyproxy could value a different order than Binance executes: refuse both.
-                raise BadRequest(f"parameter {k[:40]!r} is given more than once")
-            params[k] = v
-    symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
-    if (req.method, req.path) in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol)
-    if req.method == "POST" and req.path in _LEVERAGE:
-        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
-    if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
-        return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
-                            address=params.get("address"), network=(params.get("network") or "").upper() or None,
-                            amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
-    if req.method == "POST" and req.path in _ORDER_PLACEMENT:
-        return _order_facts(req.path, params, symbol)
-    if req.path in _NO_ORDER:
-        return RequestFacts(action="other", symbol=symbol)
-    return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (OCO, batch, COIN-M)
-
-
-_DERIVATIVES = ("/fapi/", "/dapi/", "/papi/v1/um/", "/papi/v1/cm/")
-_BORROWING = ("MARGIN_BUY", "AUTO_BORROW_REPAY")  # AUTO_REPAY only repays
-
-
-def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
-    """One order valued by the fields Binance executes for its type.
-
-    Spot (new order, docs "Trading endpoints"): MARKET takes `quantity` or `quoteOrderQty`, never a
-    price; futures (USD-M/COIN-M "New Order"): MARKET takes `quantity` only and no type takes
-    `quoteOrderQty`. A field the type ignores, or both sizes at once, is a conflict. COIN-M quantities
-    are contracts worth `contractSize` USD each. `reduceOnly`/`closePosition` mean something only on
-    futures; `sideEffectType` MARGIN_BUY / AUTO_BORROW_REPAY borrows (margin "New Order").
-    """
-    order_type = (params.get("type") or "").upper() or None
-    derivatives = path.startswith(_DERIVATIVES)
-    quantity, price = amount(params.get("quantity")), amount(params.get("price"))
-    quote = amount(params.get("quoteOrderQty"))
-    conflict = None
-    if order_type == "MARKET" and price is not None:
-        conflict, price = "a market order's price is ignored by Binance", None
-    if derivatives and quote is not None:
-        conflict, quote = "futures orders have no quoteOrderQty", None
-    if quantity is not None and quote is not None:
-        conflict = "both quantity and quoteOrderQty are given"
-    reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
-                                   or params.get("closePosition", "").lower() == "true")
-    coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
-    return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
-                        order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
-                        reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
-                        borrows=(params.get("sideEffectType") or "").upper() in _BORROWING)
-
-
-def binance_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
-    """COIN-M contract sizes (USD per contract) from `/dapi/v1/exchangeInfo`, by scope `coinm:SYMBOL`."""
-    if path != "/dapi/v1/exchangeInfo":
-        return {}
-    try:
-        symbols = json.loads(body).get("symbols", [])
-    except (ValueError, AttributeError):
-        return {}
-    out: dict[str, Decimal] = {}
-    for item in symbols if isinstance(symbols, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            try:
-                size = Decimal(str(item.get("contractSize")))
-            except (InvalidOperation, ValueError):
-                continue
-            if size.is_finite() and size > 0:
-                out[f"coinm:{normalize_symbol(item['symbol'])}"] = size
-    return out
-
-
-def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:
-    """Last prices from public ticker answers that pass through (for valuing market orders)."""
-    if path not in ("/api/v3/ticker/price", "/api/v3/ticker/24hr", "/fapi/v1/ticker/price", "/fapi/v2/ticker/price",
-                    "/fapi/v1/ticker/24hr"):
-        return {}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    out: dict[str, Decimal] = {}
-    for item in doc if isinstance(doc, list) else [doc]:
-        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            price = item.get("price", item.get("lastPrice"))
-            try:
-                value = Decimal(str(price))
-            except (InvalidOperation, ValueError):
-                continue
-            if value.is_finite() and value > 0:
-                out[normalize_symbol(item["symbol"])] = value
-    return out

@@ -5,11 +5,14 @@ Raw signed requests through the real daemon to the emulator; the journal shows n
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Iterator
 
+import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.conftest import call, hmac_sign, now_ms
 
 
@@ -112,3 +115,70 @@ def test_a_signature_percent_encoded_twice_is_the_same_request(dev: DevStack) ->
     assert first.status == 200, first.body
     assert again.body.get("error") in ("replayed_request", "bad_signature"), again.body
     assert len([e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"]) == 1
+
+
+def futures_bot(dev: DevStack, name: str, *settings: str) -> ccxt.binance:
+    creds = dev.add_bot(name, "main", "read,trade", *(["--set", *settings] if settings else []))
+    ex = point_ccxt_at(ccxt.binance({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+    ex.load_markets()
+    return ex
+
+
+def batch(*legs: dict) -> str:  # type: ignore[type-arg]
+    return "batchOrders=" + urllib.parse.quote(json.dumps(list(legs), separators=(",", ":")))
+
+
+LEG = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.005", "price": "20000"}
+
+
+def test_ccxt_create_orders_is_read_order_by_order(dev: DevStack) -> None:
+    """ccxt's create_orders sends futures `batchOrders`; it was refused to any bot with a limit (item 8),
+    and is now allowed or refused as a whole from its orders."""
+    ex = futures_bot(dev, "batcher", "max_order_notional=1000")
+    start = len(dev.journal())
+    orders = ex.create_orders([{"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.005, "price": 20000},
+                               {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.01, "price": 20000}])
+    assert len(orders) == 2 and all(o["id"] for o in orders)
+    assert len([e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/batchOrders"]) == 1
+    with pytest.raises(ccxt.InvalidOrder, match="notional_exceeded"):  # the second order is worth 2,000
+        ex.create_orders([{"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.005, "price": 20000},
+                          {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.1, "price": 20000}])
+    assert [e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/batchOrders"][1:] == []
+
+
+def test_every_order_of_a_batch_counts_against_open_orders_and_the_daily_cap(dev: DevStack) -> None:
+    """Four resting orders went through under a cap of two (item 3); a decoy price hid a market leg (item 1)."""
+    creds = dev.add_bot("batchcap", "main", "read,trade", "--set", "max_open_orders=2")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/batchOrders", batch(LEG, LEG, LEG))
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/batchOrders", batch(LEG, LEG))
+    assert status == 200 and [a.get("status") for a in body["list"]] == ["NEW", "NEW"], body
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/batchOrders", batch(LEG))
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body  # the two answered NEW rest
+    capped = dev.add_bot("batchdaily", "main", "read,trade", "--set", "daily_notional_cap=250")
+    status, body, arrived = send(dev, capped, "POST", "/fapi/v1/batchOrders", batch(LEG, LEG, LEG))
+    assert body.get("error") == "daily_notional_exceeded" and arrived == [], body  # 3 x 100 = 300
+    decoy = {**LEG, "type": "MARKET", "quantity": "2", "price": "0.1"}
+    status, body, arrived = send(dev, capped, "POST", "/fapi/v1/batchOrders", batch(LEG, decoy))
+    assert body.get("error") == "notional_unknown" and arrived == [], body
+
+
+def test_amends_and_cancel_replace_are_valued(dev: DevStack) -> None:
+    """Futures PUT order, cancelReplace and SOR orders were unreadable: now valued as the order they leave."""
+    creds = dev.add_bot("amender", "main", "read,trade", "--set", "max_order_notional=1000")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in LEG.items()))
+    assert status == 200, body
+    order_id = body["orderId"]
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order",
+                                 f"symbol=BTCUSDT&orderId={order_id}&side=BUY&quantity=1&price=20000")
+    assert body.get("error") == "notional_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order",
+                                 f"symbol=BTCUSDT&orderId={order_id}&side=BUY&quantity=0.01&price=20000")
+    assert status == 200 and body["origQty"] == "0.010", body
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order/cancelReplace",
+                                 "symbol=BTCUSDT&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId=1&side=BUY"
+                                 "&type=LIMIT&timeInForce=GTC&quantity=1&price=20000")
+    assert body.get("error") == "notional_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/sor/order",
+                                 "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=20000")
+    assert body.get("error") == "notional_exceeded" and arrived == [], body

@@ -302,6 +302,42 @@ def test_other_facts() -> None:
         facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&quantity=-1")
 
 
+
+def test_batches_are_read_order_by_order() -> None:
+    """Futures batchOrders (POST places, PUT amends): every leg valued as the single order it mirrors."""
+    legs = [{"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.5", "price": "20000"},
+            {"symbol": "ETHUSDT", "side": "SELL", "type": "MARKET", "quantity": 2, "reduceOnly": True}]
+    f = facts_of("POST", "/fapi/v1/batchOrders", body="batchOrders=" + quote(json.dumps(legs)) + "&timestamp=1")
+    assert f.action == "order" and [(o.symbol, o.quantity, o.price, o.reduce_only, o.market) for o in f.orders] == [
+        ("BTCUSDT", Decimal("0.5"), Decimal("20000"), False, "usdm"), ("ETHUSDT", Decimal("2"), None, True, "usdm")]
+    amend = facts_of("PUT", "/dapi/v1/batchOrders", body="batchOrders=" + json.dumps(legs[:1]))  # ccxt: raw JSON
+    assert amend.action == "amend" and amend.orders[0].contract == "inverse" and amend.orders[0].market == "coinm"
+    for bad in ("[", "{}", "[]", "[1]", json.dumps(legs * 3), '[{"symbol":"BTCUSDT","quantity":"1","quantity":"9"}]',
+                '[{"symbol":"BTCUSDT","quantity":NaN}]', '[{"symbol":"BTCUSDT","quantity":{"a":1}}]'):
+        with pytest.raises(BadRequest):
+            facts_of("POST", "/fapi/v1/batchOrders", body="batchOrders=" + quote(bad))
+
+
+def test_fields_the_order_type_ignores_are_conflicts() -> None:
+    """A price on a market-executing type, or beside priceMatch / pegPriceType, is not what executes."""
+    stop = facts_of("POST", "/fapi/v1/order", body="symbol=BTCUSDT&type=STOP_MARKET&quantity=2&price=0.1&stopPrice=1")
+    assert stop.conflict and stop.price is None
+    spot_stop = facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&type=STOP_LOSS&quantity=2&price=0.1")
+    assert spot_stop.conflict and spot_stop.price is None
+    take = facts_of("POST", "/fapi/v1/order", body="symbol=BTCUSDT&type=TAKE_PROFIT&quantity=2&price=30000&stopPrice=1")
+    assert take.conflict is None and take.price == Decimal("30000")  # a futures limit order on trigger
+    matched = facts_of("POST", "/fapi/v1/order", body="symbol=BTCUSDT&type=LIMIT&quantity=2&priceMatch=OPPONENT")
+    assert matched.conflict is None and matched.price is None  # valued at the last price
+    both = facts_of("POST", "/fapi/v1/order", body="symbol=BTCUSDT&type=LIMIT&quantity=2&price=1&priceMatch=QUEUE")
+    assert both.conflict and both.price is None
+    sor = facts_of("POST", "/api/v3/sor/order", body="symbol=BTCUSDT&type=MARKET&quantity=1&quoteOrderQty=5")
+    assert sor.conflict and sor.quote_quantity is None
+    replace = facts_of("POST", "/api/v3/order/cancelReplace",
+                       body="symbol=BTCUSDT&cancelOrderId=1&type=LIMIT&quantity=1&price=20000")
+    assert (replace.action, replace.quantity, replace.price) == ("order", Decimal("1"), Decimal("20000"))
+    amend = facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=1&side=BUY&quantity=1&price=20000")
+    assert (amend.action, amend.quantity, amend.market) == ("amend", Decimal("1"), "usdm")
+
 @given(qty=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1000"), places=4),
        price=st.decimals(min_value=Decimal("1"), max_value=Decimal("100000"), places=2),
        qty_in_query=st.booleans(), decoy=st.booleans())
@@ -356,3 +392,27 @@ def _reference_percent_encode(raw: bytes) -> bytes:
 @settings(max_examples=500)
 def test_percent_encoding_matches_its_specification(raw: bytes) -> None:
     assert percent_encode_payload(raw) == _reference_percent_encode(raw)
+
+
+def test_open_orders_counted_only_from_what_binance_confirmed() -> None:
+    """A batch counts the legs answered resting; cancelReplace closes and opens only what its answer says."""
+    import json
+
+    from keyproxy.exchanges.base import OrderBookChange, OutboundRequest
+
+    legs = [{"symbol": "BTCUSDT", "type": "LIMIT", "quantity": "1", "price": "1"}] * 3
+    facts = facts_of("POST", "/fapi/v1/batchOrders", body="batchOrders=" + json.dumps(legs))
+    out = OutboundRequest("POST", "https://fapi.binance.com", "/fapi/v1/batchOrders", "", {}, b"")
+    answer = [{"status": "NEW"}, {"code": -2019, "msg": "Margin is insufficient."}, {"status": "FILLED"}]
+    change = ADAPTER.order_book_change(out, 200, json.dumps(answer).encode(), facts)
+    assert change.opened == ("usdm:BTCUSDT",) and change.closed == ()
+    assert ADAPTER.order_book_change(out, 200, b"", facts).opened == ("usdm:BTCUSDT",) * 3  # unread: all counted
+    facts = facts_of("POST", "/api/v3/order/cancelReplace", body="symbol=BTCUSDT&type=LIMIT&quantity=1&price=1")
+    out = OutboundRequest("POST", "https://api.binance.com", "/api/v3/order/cancelReplace", "", {}, b"")
+    failed = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED", "cancelResponse": {"code": -2011},
+              "newOrderResponse": None}
+    assert ADAPTER.order_book_change(out, 200, json.dumps(failed).encode(), facts) == OrderBookChange()
+    done = {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": {"status": "CANCELED"},
+            "newOrderResponse": {"status": "NEW"}}
+    change = ADAPTER.order_book_change(out, 200, json.dumps(done).encode(), facts)
+    assert change.opened == change.closed == ("spot:BTCUSDT",)

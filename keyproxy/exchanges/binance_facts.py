@@ -1,0 +1,266 @@
+"""Binance request facts for policy: what an order, cancel, leverage or withdrawal request would do, read
+from the fields Binance executes for it, and what Binance's answer confirms about open orders.
+
+Kept apart from binance.py (signing and verification) because both grow: valuation rules per order type,
+batches read leg by leg, and the bookkeeping of answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
+
+from keyproxy.exchanges.base import (
+    BadRequest,
+    DuplicateMember,
+    Endpoint,
+    EndpointClass,
+    IncomingRequest,
+    OrderBookChange,
+    OutboundRequest,
+    amount,
+    no_json_constants,
+    unique_members,
+)
+from keyproxy.policy.model import RequestFacts, normalize_symbol
+
+_ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/dapi/v1/order", "/sapi/v1/margin/order",
+                    "/papi/v1/um/order", "/papi/v1/margin/order", "/api/v3/sor/order", "/api/v3/sor/order/test",
+                    "/api/v3/order/cancelReplace"}
+# futures "Modify Order" (PUT): a resting LIMIT order gets a new quantity and price
+_AMENDS = {"/fapi/v1/order", "/dapi/v1/order"}
+# futures "Place Multiple Orders" (POST) and "Modify Multiple Orders" (PUT): `batchOrders` is a JSON list
+_BATCHES = {"/fapi/v1/batchOrders", "/dapi/v1/batchOrders"}
+MAX_BATCH = 5  # USD-M and COIN-M: "order list, max 5 orders"
+_CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
+                                    "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
+                                    "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
+                                    "/sapi/v1/margin/openOrders", "/sapi/v1/margin/orderList", "/papi/v1/um/order",
+                                    "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order")}
+_LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
+# trade-class endpoints that change settings but place no order
+_NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
+             "/fapi/v1/positionMargin", "/dapi/v1/positionMargin", "/fapi/v1/multiAssetsMargin",
+             "/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/fapi/v1/feeBurn", "/sapi/v1/bnbBurn"}
+
+
+_POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
+                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
+                            "sideEffectType", "batchOrders", "priceMatch", "pegPriceType"})
+
+
+_CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
+_OPEN_ORDER_QUERIES = ("/api/v3/openOrders", "/fapi/v1/openOrders", "/dapi/v1/openOrders",
+                       "/sapi/v1/margin/openOrders")
+_MARKETS = (("/api/", "spot"), ("/sapi/", "margin"), ("/fapi/", "usdm"), ("/dapi/", "coinm"), ("/eapi/", "option"),
+            ("/papi/v1/um/", "papi-um"), ("/papi/v1/cm/", "papi-cm"), ("/papi/v1/margin/", "papi-margin"))
+
+
+def _market(path: str) -> str:
+    """The market an order endpoint trades in: open orders are counted per market and symbol."""
+    return next((m for prefix, m in _MARKETS if path.startswith(prefix)), "other")
+
+
+def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+    """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
+    facts = _binance_facts(req, endpoint)
+    return replace(facts, market=_market(req.path)) if facts.action in ("order", "cancel", "amend") else facts
+
+
+def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+    if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
+        return RequestFacts(action="other")
+    try:
+        body = req.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8") from None
+    params: dict[str, str] = {}
+    for part in (body, req.query):
+        for k, v in parse_qsl(part, keep_blank_values=True):
+            if k in params and k in _POLICY_PARAMS:
+                # Binance documents "the query wins" across parts but not repeats within one; either
+                # way keyproxy could value a different order than Binance executes: refuse both.
+                raise BadRequest(f"parameter {k[:40]!r} is given more than once")
+            params[k] = v
+    symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
+    if (req.method, req.path) in _CANCELS:
+        return RequestFacts(action="cancel", symbol=symbol)
+    if req.method == "POST" and req.path in _LEVERAGE:
+        return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
+    if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
+        return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
+                            address=params.get("address"), network=(params.get("network") or "").upper() or None,
+                            amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
+    if req.method == "POST" and req.path in _ORDER_PLACEMENT:
+        return _order_facts(req.path, params, symbol)
+    if req.method == "PUT" and req.path in _AMENDS:
+        return replace(_order_facts(req.path, params, symbol), action="amend")
+    if req.method in ("POST", "PUT") and req.path in _BATCHES:
+        return _batch_facts(req.method, req.path, params.get("batchOrders"))
+    if req.path in _NO_ORDER:
+        return RequestFacts(action="other", symbol=symbol)
+    return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
+
+
+def _batch_facts(method: str, path: str, text: str | None) -> RequestFacts:
+    """A futures batch, read order by order: each leg is valued as the single order it mirrors, and the
+    batch is allowed or refused as a whole (Binance: "parameter rules are same with New Order")."""
+    try:
+        legs = json.loads(text or "", object_pairs_hook=unique_members, parse_constant=no_json_constants)
+    except DuplicateMember as err:
+        raise BadRequest(f"batchOrders: {err}") from None
+    except ValueError:
+        raise BadRequest("batchOrders must be a JSON list of orders") from None
+    if not isinstance(legs, list) or not legs or not all(isinstance(leg, dict) for leg in legs):
+        raise BadRequest("batchOrders must be a non-empty JSON list of order objects")
+    if len(legs) > MAX_BATCH:
+        raise BadRequest(f"batchOrders holds {len(legs)} orders; Binance takes at most {MAX_BATCH}")
+    action = "amend" if method == "PUT" else "order"
+    single = path.replace("/batchOrders", "/order")
+    orders = []
+    for leg in legs:
+        params = {k: v if isinstance(v, str) else _scalar(k, v) for k, v in leg.items()}
+        symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
+        orders.append(replace(_order_facts(single, params, symbol), action=action, market=_market(path)))
+    symbols = {o.symbol for o in orders}
+    return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, orders=tuple(orders))
+
+
+def _scalar(name: str, value: object) -> str:
+    """A JSON number or boolean in a batch leg as the text Binance reads; objects and lists are bad input."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise BadRequest(f"batchOrders: {name[:40]!r} must be a string or a number")
+
+
+# types that execute at market (at once, or when triggered): a `price` on them is not what executes
+# (spot STOP_LOSS / TAKE_PROFIT; futures *_MARKET; futures TAKE_PROFIT is a limit order and uses its price)
+_SPOT_MARKET_TYPES = ("MARKET", "STOP_LOSS", "TAKE_PROFIT")
+_FUTURES_MARKET_TYPES = ("MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+_DERIVATIVES = ("/fapi/", "/dapi/", "/papi/v1/um/", "/papi/v1/cm/")
+_BORROWING = ("MARGIN_BUY", "AUTO_BORROW_REPAY")  # AUTO_REPAY only repays
+
+
+def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
+    """One order valued by the fields Binance executes for its type.
+
+    Spot (new order, docs "Trading endpoints"): MARKET takes `quantity` or `quoteOrderQty`, never a
+    price (nor do the market-on-trigger types STOP_LOSS, TAKE_PROFIT, futures *_MARKET); `priceMatch`
+    (futures) and `pegPriceType` (spot) let the book set the price, and "cannot be passed with price"; futures (USD-M/COIN-M "New Order"): MARKET takes `quantity` only and no type takes
+    `quoteOrderQty`. A field the type ignores, or both sizes at once, is a conflict. COIN-M quantities
+    are contracts worth `contractSize` USD each. `reduceOnly`/`closePosition` mean something only on
+    futures; `sideEffectType` MARGIN_BUY / AUTO_BORROW_REPAY borrows (margin "New Order").
+    """
+    order_type = (params.get("type") or "").upper() or None
+    derivatives = path.startswith(_DERIVATIVES)
+    quantity, price = amount(params.get("quantity")), amount(params.get("price"))
+    quote = amount(params.get("quoteOrderQty"))
+    conflict = None
+    if order_type in (_FUTURES_MARKET_TYPES if derivatives else _SPOT_MARKET_TYPES) and price is not None:
+        conflict, price = f"a {order_type} order's price is ignored by Binance", None
+    matched = next((params[k] for k in ("priceMatch", "pegPriceType") if params.get(k, "NONE").upper() != "NONE"), None)
+    if matched is not None:  # the book sets the price (futures priceMatch, spot pegged orders): the last price values it
+        if price is not None:
+            conflict = f"a price is given with {matched}, which sets the price itself"
+        price = None
+    if path.startswith("/api/v3/sor/") and quote is not None:
+        conflict, quote = "smart order routing takes no quoteOrderQty", None
+    if derivatives and quote is not None:
+        conflict, quote = "futures orders have no quoteOrderQty", None
+    if quantity is not None and quote is not None:
+        conflict = "both quantity and quoteOrderQty are given"
+    reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
+                                   or params.get("closePosition", "").lower() == "true")
+    coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
+    return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
+                        order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
+                        reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
+                        borrows=(params.get("sideEffectType") or "").upper() in _BORROWING)
+
+
+def binance_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
+    """COIN-M contract sizes (USD per contract) from `/dapi/v1/exchangeInfo`, by scope `coinm:SYMBOL`."""
+    if path != "/dapi/v1/exchangeInfo":
+        return {}
+    try:
+        symbols = json.loads(body).get("symbols", [])
+    except (ValueError, AttributeError):
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in symbols if isinstance(symbols, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            try:
+                size = Decimal(str(item.get("contractSize")))
+            except (InvalidOperation, ValueError):
+                continue
+            if size.is_finite() and size > 0:
+                out[f"coinm:{normalize_symbol(item['symbol'])}"] = size
+    return out
+
+
+def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:
+    """Last prices from public ticker answers that pass through (for valuing market orders)."""
+    if path not in ("/api/v3/ticker/price", "/api/v3/ticker/24hr", "/fapi/v1/ticker/price", "/fapi/v2/ticker/price",
+                    "/fapi/v1/ticker/24hr"):
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in doc if isinstance(doc, list) else [doc]:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            price = item.get("price", item.get("lastPrice"))
+            try:
+                value = Decimal(str(price))
+            except (InvalidOperation, ValueError):
+                continue
+            if value.is_finite() and value > 0:
+                out[normalize_symbol(item["symbol"])] = value
+    return out
+
+
+def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
+                              facts: RequestFacts) -> OrderBookChange:
+    """Only what Binance confirmed: an accepted order left open, a cancel answered with the cancelled
+    order, a cancel-all or open-orders query for one symbol of one market (it sets that scope only)."""
+    if not 200 <= status < 300:
+        return OrderBookChange()
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    if facts.action == "order":
+        if req.path.endswith("/cancelReplace") and isinstance(doc, dict):
+            cancelled = isinstance(doc.get("cancelResponse"), dict) and doc["cancelResponse"].get("status") == "CANCELED"
+            placed = doc.get("newOrderResponse")
+            rests = isinstance(placed, dict) and "code" not in placed and placed.get("status") not in _CLOSED_STATUSES
+            return OrderBookChange(opened=(facts.scope,) if rests else (), closed=(facts.scope,) if cancelled else ())
+        legs = facts.placed()
+        if isinstance(doc, list) and len(doc) == len(legs):  # a batch: one answer per order, in order
+            return OrderBookChange(opened=tuple(leg.scope for leg, answer in zip(legs, doc) if _rests(answer)))
+        if isinstance(doc, dict) and not _rests(doc):
+            return OrderBookChange()  # filled, expired or rejected at once: nothing rests
+        return OrderBookChange(opened=tuple(o.scope for o in legs))  # unreadable: counted
+    if facts.action == "cancel":
+        if req.path.endswith(("/openOrders", "/allOpenOrders")) and facts.symbol:
+            return OrderBookChange(counted=((facts.scope, 0),))
+        items = doc if isinstance(doc, list) else [doc]
+        done = [i for i in items if isinstance(i, dict) and i.get("status") == "CANCELED"
+                or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
+        return OrderBookChange(closed=(facts.scope,) * len(done))
+    if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
+        symbol = dict(parse_qsl(req.query)).get("symbol")
+        if symbol:  # a query without a symbol covers every symbol: it sets nothing
+            scope = f"{_market(req.path)}:{normalize_symbol(symbol)}"
+            return OrderBookChange(counted=((scope, len(doc)),))
+    return OrderBookChange()
+
+
+def _rests(answer: object) -> bool:
+    """Whether one order's answer leaves it resting: not an error entry ({"code", "msg"}), not closed at once."""
+    return not (isinstance(answer, dict) and ("code" in answer or answer.get("status") in _CLOSED_STATUSES))
