@@ -170,6 +170,14 @@ async def _binance_ws_api(request: web.Request) -> web.StreamResponse:
     return await emulator.ws.serve(request, record)
 
 
+async def _binance_user_stream(request: web.Request) -> web.StreamResponse:
+    """Binance USD-M futures' private stream (`/private/ws?listenKey=`, binance_streams.py)."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
+    if emulator is None:
+        return web.Response(status=404, text="emulator: no emulated exchange serves /private/ws")
+    return await emulator.streams.serve(request)
+
+
 async def _health(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "exchanges": [e.name for e in request.app[EMULATORS]]}
@@ -210,6 +218,7 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_get("/ws-api/v3", _binance_ws_api)
+    app.router.add_get("/private/ws", _binance_user_stream)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 

@@ -62,6 +62,7 @@ from keyproxy.emulator.binance_routes import (
     venue_of,
 )
 from keyproxy.emulator.binance_state import ZERO, Account
+from keyproxy.emulator.binance_streams import UserStreams
 from keyproxy.emulator.binance_ws import WsApi
 from keyproxy.emulator.binance_wallet import WalletHandlers
 
@@ -84,6 +85,7 @@ class BinanceEmulator(WalletHandlers):
         self.reset()
 
     def reset(self) -> None:
+        self.streams = UserStreams()  # listenKeys belong to the accounts reset here
         # several keys of one account (a rotation's old and new key) see the same balances and orders
         shared: dict[str, Account] = {}
         for k in self.keys:
@@ -148,6 +150,12 @@ class BinanceEmulator(WalletHandlers):
         if route_key in (("POST", "/api/v3/order"), ("DELETE", "/api/v3/order")) and isinstance(result, dict) \
                 and self.ws.subscriptions:
             asyncio.get_running_loop().create_task(self.ws.publish(account, result, now))
+        if route_key in (("POST", "/fapi/v1/order"), ("DELETE", "/fapi/v1/order"), ("POST", "/fapi/v1/batchOrders")) \
+                and self.streams.keys:
+            balances = [("USDT", fmt(account.free.get("USDT", ZERO)))]
+            for order in result if isinstance(result, list) else [result]:
+                if isinstance(order, dict) and "orderId" in order:
+                    asyncio.get_running_loop().create_task(self.streams.publish(account, order, balances, now))
 
     @staticmethod
     def _permit(route: Route, key: EmulatedKey) -> None:
@@ -343,6 +351,15 @@ class BinanceEmulator(WalletHandlers):
         assert quantity is not None and price is not None
         order.orig_qty, order.price, order.update_time = quantity, price, call.now
         return self._order_doc(call, order, "new")
+
+    def listen_key_start(self, call: Call) -> dict[str, str]:
+        return self.streams.start(call.account)
+
+    def listen_key_keepalive(self, call: Call) -> dict[str, str]:
+        return self.streams.keepalive(call.account)
+
+    def listen_key_close(self, call: Call) -> dict[str, Any]:
+        return self.streams.close(call.account)
 
     def test_order(self, call: Call) -> dict[str, Any]:
         market = self._market(call)

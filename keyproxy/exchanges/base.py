@@ -239,6 +239,12 @@ class Adapter(Protocol):
 
     def relays_websocket(self, path: str) -> bool: ...
 
+    def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]: ...
+
+    def retired(self, method: str, path: str) -> str | None: ...
+
+    def stream_listen_key(self, path: str, query: str) -> str | None: ...
+
 
 class AdapterHooks:
     """Defaults for the optional hooks of `Adapter`: every adapter inherits them, so the pipeline calls each
@@ -273,6 +279,19 @@ class AdapterHooks:
     def relays_websocket(self, path: str) -> bool:
         """Whether this WebSocket path carries no credential and is relayed unchanged (public streams)."""
         return False
+
+    def retired(self, method: str, path: str) -> str | None:
+        """Why the exchange no longer serves this endpoint (said in the refusal), else None."""
+        return None
+
+    def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
+        """Stream tokens an answer hands out (Binance futures listenKeys): keyproxy remembers which bot got
+        each, so a private stream opens only with a token obtained through keyproxy, for that bot."""
+        return ()
+
+    def stream_listen_key(self, path: str, query: str) -> str | None:
+        """The stream token a private event stream's URL carries (None: not such a stream)."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from decimal import Decimal
-from urllib.parse import quote, unquote_plus
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
@@ -66,18 +66,31 @@ ENVIRONMENTS = (
         ("/dapi/", "https://dapi.binance.com"), ("/eapi/", "https://eapi.binance.com"),
         ("/papi/", "https://papi.binance.com"),
         ("/ws-api/", "wss://ws-api.binance.com:443"),  # the WebSocket API (keyproxy/proxy/websocket.py)
+        # USD-M futures streams (ccxt 4.5.90 `get_ws_url`): user data on /private/ws?listenKey=
+        ("/private/ws", "wss://fstream.binance.com"), ("/public/ws", "wss://fstream.binance.com"),
+        ("/market/ws", "wss://fstream.binance.com"),
+        ("/ws", "wss://stream.binance.com:9443"), ("/stream", "wss://stream.binance.com:9443"),  # spot market data
     )),
     Environment("testnet", (
         ("/api/", "https://testnet.binance.vision"),
         ("/fapi/", "https://testnet.binancefuture.com"), ("/dapi/", "https://testnet.binancefuture.com"),
         ("/ws-api/", "wss://ws-api.testnet.binance.vision"),
+        ("/private/ws", "wss://fstream.binancefuture.com"), ("/public/ws", "wss://fstream.binancefuture.com"),
+        ("/market/ws", "wss://fstream.binancefuture.com"),
+        ("/ws", "wss://stream.testnet.binance.vision"), ("/stream", "wss://stream.testnet.binance.vision"),
     )),
     Environment("demo", (
         ("/api/", "https://demo-api.binance.com"),
         ("/fapi/", "https://demo-fapi.binance.com"), ("/dapi/", "https://demo-dapi.binance.com"),
         ("/ws-api/", "wss://demo-ws-api.binance.com"),
+        ("/private/ws", "wss://fstream.binancefuture.com"), ("/public/ws", "wss://fstream.binancefuture.com"),
+        ("/market/ws", "wss://fstream.binancefuture.com"),
+        ("/ws", "wss://demo-stream.binance.com"), ("/stream", "wss://demo-stream.binance.com"),
     )),
 )
+# REST endpoints whose answer hands out a futures listenKey (start and keepalive both answer it)
+_LISTEN_KEY_PATHS = ("/fapi/v1/listenKey", "/dapi/v1/listenKey", "/papi/v1/listenKey", "/eapi/v1/listenKey")
+_PUBLIC_STREAMS = ("/ws", "/stream", "/public/ws", "/market/ws", "/public/stream", "/market/stream")
 
 # Bytes outside [A-Za-z0-9-._~=&+%] are %XX-encoded before the real signature is computed
 # (Binance signs the percent-encoded form).
@@ -291,6 +304,35 @@ class Binance(AdapterHooks):
         from keyproxy.exchanges.binance_ws import WS_API_PATH, BinanceWsApi
 
         return BinanceWsApi(self) if path == WS_API_PATH else None
+
+    def retired(self, method: str, path: str) -> str | None:
+        if path == "/api/v3/userDataStream":
+            return ("Binance retired spot listenKeys on 2026-02-20: subscribe over the WebSocket API "
+                    "(/ws-api/v3, userDataStream.subscribe.signature) through keyproxy instead")
+        return None
+
+    def relays_websocket(self, path: str) -> bool:
+        """Market data streams (`/ws`, `/ws/<streams>`, `/stream`, futures `/public/ws`, `/market/ws`): no
+        credential, relayed unchanged."""
+        return path in _PUBLIC_STREAMS or path.startswith("/ws/")
+
+    def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
+        if path not in _LISTEN_KEY_PATHS:
+            return ()
+        try:
+            key = json.loads(body).get("listenKey")
+        except (ValueError, AttributeError):
+            return ()
+        return (key,) if isinstance(key, str) and key else ()
+
+    def stream_listen_key(self, path: str, query: str) -> str | None:
+        """USD-M futures' user data stream, `/private/ws?listenKey=<key>` (one key, nothing else)."""
+        if path != "/private/ws":
+            return None
+        values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "listenKey"]
+        if len(values) != 1 or not values[0]:
+            raise BadRequest("a user data stream URL names exactly one listenKey")
+        return values[0]
 
     def refusal_status(self, code: str, status: int) -> int:
         return status

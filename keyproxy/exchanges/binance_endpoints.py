@@ -128,7 +128,6 @@ ENDPOINT_GROUPS: dict[tuple[str, bool], tuple[str, ...]] = {
         'GET /sapi/v1/system/status',
     ),
     ('read', False): (
-        'DELETE /api/v3/userDataStream',
         'DELETE /dapi/v1/listenKey',
         'DELETE /eapi/v1/listenKey',
         'DELETE /fapi/v1/listenKey',
@@ -161,7 +160,6 @@ ENDPOINT_GROUPS: dict[tuple[str, bool], tuple[str, ...]] = {
         'GET /sapi/v1/spot/asset/tags',
         'GET /sapi/v1/spot/delist-schedule',
         'GET /sapi/v1/spot/open-symbol-list',
-        'POST /api/v3/userDataStream',
         'POST /dapi/v1/listenKey',
         'POST /eapi/v1/listenKey',
         'POST /fapi/v1/listenKey',
@@ -170,7 +168,6 @@ ENDPOINT_GROUPS: dict[tuple[str, bool], tuple[str, ...]] = {
         'POST /sapi/v1/margin/listen-key',
         'POST /sapi/v1/userDataStream',
         'POST /sapi/v1/userDataStream/isolated',
-        'PUT /api/v3/userDataStream',
         'PUT /dapi/v1/listenKey',
         'PUT /eapi/v1/listenKey',
         'PUT /fapi/v1/listenKey',

@@ -99,6 +99,9 @@ class Route:
     origin: str
 
 
+MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
+
+
 class Core:
     """The decision for one message, whatever carried it; its counters, caches and stores live here."""
 
@@ -116,6 +119,7 @@ class Core:
         self.counters = Counters()
         self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
+        self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def snapshot(self) -> Snapshot:
@@ -148,7 +152,8 @@ class Core:
         endpoint = adapter.classify(method, path)
         origin = account.upstream.origin_for(path)
         if endpoint is None or origin is None:
-            raise Refused("unknown_endpoint", f"{method} {path[:200]} is not an endpoint keyproxy "
+            retired = adapter.retired(method, path)
+            raise Refused("unknown_endpoint", retired or f"{method} {path[:200]} is not an endpoint keyproxy "
                           f"knows for {adapter.name}" + ("" if origin else " in this account's environment"))
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         return Route(snap, account, adapter, endpoint, origin)
@@ -200,6 +205,21 @@ class Core:
         self._before_forward(outcome)  # the audit line is written before anything goes upstream
         outcome.decision = "allow"
         return outbound
+
+    def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> str:
+        """The bot a private event stream belongs to: the one keyproxy handed this stream token to, in good
+        standing and connecting from its own addresses. A token keyproxy never relayed is refused."""
+        name = self.listen_keys.get((account.info.name, token))
+        snap = self._snapshot()
+        bot = snap.bot_named(name) if name else None
+        if bot is None:
+            raise Refused("unknown_bot", "this stream's listenKey was not obtained through keyproxy for this "
+                          "account: request it through keyproxy (e.g. POST /fapi/v1/listenKey)")
+        outcome.bot, outcome.authenticated = bot.info.name, True
+        self._check_standing(account, bot, self.clock_ms())
+        if not bot.allows_ip(peer):
+            raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
+        return bot.info.name
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
@@ -340,6 +360,12 @@ class Core:
                 for scope, size in adapter.contract_sizes(out.path, body).items():
                     self.contract_sizes[(name, scope)] = size
             return
+        if 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
+            for token in adapter.listen_keys(out.path, body):
+                self.listen_keys.pop((name, token), None)  # re-inserted last: the oldest are dropped first
+                self.listen_keys[(name, token)] = outcome.bot
+                if len(self.listen_keys) > MAX_LISTEN_KEYS:
+                    del self.listen_keys[next(iter(self.listen_keys))]
         rejection = adapter.key_rejected(status, body)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED

@@ -55,6 +55,14 @@ class Snapshot:
     account_limits: Mapping[str, AccountLimits] = field(default_factory=dict)
     throttles: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # bot -> (until, requests/s)
 
+    def bot_named(self, name: str) -> BotEntry | None:
+        """A bot by name, whatever its credential (key or token)."""
+        for bots in (self.bots_by_key, self.bots_by_token):
+            for bot in bots.values():
+                if bot.info.name == name:
+                    return bot
+        return None
+
     def halt_reason(self, bot: str, account: str) -> str | None:
         """The kill switch covering this bot, if any (the widest first)."""
         for key in (("all", "*"), ("account", account), ("bot", bot)):

@@ -81,7 +81,12 @@ class WebSocketEdge:
         adapter = account.adapter
         assert adapter is not None and account.upstream is not None
         dialect = adapter.websocket(path)
-        if dialect is None and not adapter.relays_websocket(path):
+        try:
+            token = adapter.stream_listen_key(path, query) if dialect is None else None
+        except BadRequest as e:
+            raise _bad_request(e) from None
+        stream_bot = self._core.stream_bot(account, token, request.remote or "", outcome) if token else None
+        if dialect is None and stream_bot is None and not adapter.relays_websocket(path):
             raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
         origin = account.upstream.origin_for(path)
         if origin is None:
@@ -103,6 +108,9 @@ class WebSocketEdge:
             raise
         outcome.decision = "allow"
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request)
+        if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
+            conn.bots.add(stream_bot)
+            conn.private_stream = True
         self.sockets.add(bot_ws)
         try:
             await conn.run()
@@ -130,6 +138,7 @@ class _Connection:
         self.host = request.headers.get("Host", "")
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
+        self.private_stream = False  # a bot's event stream (listenKey): it takes no requests
         self.closing: str | None = None
 
     async def run(self) -> None:
@@ -156,7 +165,10 @@ class _Connection:
     async def _from_bot(self) -> None:
         async for msg in self.bot_ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                if self.dialect is None:
+                if self.private_stream:
+                    await self._refuse(None, Refused("bad_request", "a user data stream takes no requests"), Outcome(
+                        request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer))
+                elif self.dialect is None:
                     await self.upstream.send_str(msg.data)  # a public stream: no credential, relayed
                 else:
                     await self._request(msg.data)
@@ -259,7 +271,7 @@ class _Connection:
                 self.closing = "keyproxy: the account's key is not active"
                 return
             for name in self.bots:
-                bot = next((b for b in snap.bots_by_key.values() if b.info.name == name), None)
+                bot = snap.bot_named(name)
                 if bot is None or bot.info.status != "active":
                     self.closing = f"keyproxy: bot {name} is no longer active"
                     return

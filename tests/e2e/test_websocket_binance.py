@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +149,62 @@ async def test_ccxt_pro_watch_orders_and_ws_orders_through_keyproxy(dev: DevStac
         assert cancelled["status"] == "canceled"
     finally:
         await ex.close()
+
+
+@pytest.fixture(scope="module")
+def futures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("ws-futures"))
+    key = new_real_key(permissions={"enableReading": True, "enableFutures": True})
+    try:
+        stack.serve_account("fut", key)
+        yield stack
+    finally:
+        stack.close()
+
+
+async def test_ccxt_pro_futures_watch_balance_through_keyproxy(futures: DevStack) -> None:
+    """USD-M: the listenKey comes through keyproxy (REST), the stream `/private/ws?listenKey=` too."""
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = futures.add_bot("futwatch", "fut", "read,trade")
+    ex = point_ccxt_at(ccxtpro.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                        "options": {"defaultType": "swap"}}), creds["base_url"])
+    try:
+        await ex.load_markets()
+        balance = asyncio.create_task(ex.watch_balance())
+        orders = asyncio.create_task(ex.watch_orders("BTC/USDT:USDT"))
+        await asyncio.sleep(1.5)  # the stream is up
+        placed = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.005, 20000)
+        seen = await asyncio.wait_for(orders, 15)
+        assert any(o["id"] == placed["id"] for o in seen)
+        assert "USDT" in (await asyncio.wait_for(balance, 15))
+    finally:
+        await ex.close()
+    handshakes = [e for e in futures.journal() if e["path"] == "/private/ws"]
+    assert handshakes and all(creds["api_key"] not in json.dumps(e) for e in futures.journal())
+    logs = "".join(p.read_text(errors="replace") for d in (futures.logs, futures.audit_dir)  # type: ignore[attr-defined]
+                   for p in d.glob("*") if p.is_file())
+    key = handshakes[0]["query"].partition("listenKey=")[2] if isinstance(handshakes[0].get("query"), str) else ""
+    assert key and key not in logs  # the listenKey is a read credential: never logged
+
+
+async def test_a_private_stream_needs_a_listen_key_obtained_through_keyproxy(futures: DevStack) -> None:
+    """A listenKey keyproxy never relayed opens nothing; a revoked bot's stream closes (its key was its own)."""
+    creds = futures.add_bot("futstranger", "fut", "read")
+    base = creds["base_url"].replace("http://", "ws://")
+    async with aiohttp.ClientSession() as s:
+        for query, code in (("listenKey=" + "A" * 64, "unknown_bot"), ("listenKey=a&listenKey=b", "bad_request"),
+                            ("", "bad_request")):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await s.ws_connect(f"{base}/private/ws?{query}")
+            assert err.value.status in (400, 401, 403), (query, err.value.status)
+    other = futures.add_bot("futrevoked", "fut", "read")
+    req = urllib.request.Request(other["base_url"] + "/fapi/v1/listenKey", method="POST",
+                                 headers={"X-MBX-APIKEY": other["api_key"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        key = json.loads(r.read())["listenKey"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(
+            other["base_url"].replace("http://", "ws://") + f"/private/ws?listenKey={key}") as ws:
+        futures.cli("bot", "revoke", "futrevoked")
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008

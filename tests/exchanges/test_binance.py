@@ -254,9 +254,13 @@ def test_every_endpoint_ccxt_knows_is_classified() -> None:
         prefix = base.split(".com", 1)[1]
         for method, paths in methods.items():
             for path in paths:
-                if ADAPTER.classify(method.upper(), f"{prefix}/{path}") is None:
+                if ADAPTER.classify(method.upper(), f"{prefix}/{path}") is None \
+                        and ADAPTER.retired(method.upper(), f"{prefix}/{path}") is None:
                     unknown.append(f"{method.upper()} {prefix}/{path}")
     assert unknown == []
+    # an endpoint Binance switched off is refused with the reason (spot listenKeys, 2026-02-20)
+    assert ADAPTER.classify("POST", "/api/v3/userDataStream") is None
+    assert "2026-02-20" in (ADAPTER.retired("PUT", "/api/v3/userDataStream") or "")
 
 
 # --- request facts for policy -------------------------------------------------

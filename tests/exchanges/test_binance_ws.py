@@ -102,3 +102,22 @@ def test_unknown_methods_and_paths_are_not_classified() -> None:
     assert dialect.classify("order.place", "/ws-api/v4") is None
     public = dialect.classify("ping", WS_API_PATH)
     assert public is not None and public.cls is EndpointClass.PUBLIC and not public.signed
+
+
+def test_streams_public_relayed_private_by_listen_key() -> None:
+    """Market data streams carry no credential; a futures user stream is opened by a listenKey keyproxy relayed."""
+    rest = Binance()
+    assert all(rest.relays_websocket(p) for p in ("/ws", "/ws/btcusdt@trade", "/stream", "/public/ws", "/market/ws"))
+    assert not any(rest.relays_websocket(p) for p in ("/private/ws", "/ws-api/v3", "/ws-fapi/v1", "/wsx"))
+    assert rest.listen_keys("/fapi/v1/listenKey", b'{"listenKey":"abc"}') == ("abc",)
+    assert rest.listen_keys("/fapi/v1/listenKey", b'{"code":-1}') == ()
+    assert rest.listen_keys("/api/v3/account", b'{"listenKey":"abc"}') == ()  # only the listenKey endpoints
+    assert rest.stream_listen_key("/private/ws", "listenKey=abc") == "abc"
+    assert rest.stream_listen_key("/public/ws", "listenKey=abc") is None
+    for bad in ("", "listenKey=", "listenKey=a&listenKey=b"):
+        with pytest.raises(BadRequest):
+            rest.stream_listen_key("/private/ws", bad)
+    env = rest.environments[0]
+    assert env.origin_for("/ws-api/v3") == "wss://ws-api.binance.com:443"
+    assert env.origin_for("/private/ws") == "wss://fstream.binance.com"
+    assert env.origin_for("/ws/btcusdt@trade") == "wss://stream.binance.com:9443"

@@ -1,0 +1,91 @@
+"""Binance USD-M futures user data streams on the emulator: REST listenKeys and the private stream socket.
+
+Written from Binance's USD-M futures docs ("User Data Streams": "Start User Data Stream" `POST
+/fapi/v1/listenKey` answers `{"listenKey"}` and returns the account's active key if it has one;
+"Keepalive" `PUT` extends it and answers the key; "Close" `DELETE`; the stream is
+`wss://fstream.binance.com/private/ws?listenKey=<key>` (ccxt 4.5.90 `get_private_ws_url`), and its events
+are `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`), independently of keyproxy's adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from keyproxy.emulator.binance_auth import BinanceError
+
+PRIVATE_PATH = "/private/ws"
+UNKNOWN_KEY = (400, -1125, "This listenKey does not exist.")
+
+
+class UserStreams:
+    """listenKeys per account, and the sockets reading each key's events."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Any] = {}  # listenKey -> account
+        self.sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
+
+    def _key_of(self, account: Any) -> str | None:
+        return next((k for k, a in self.keys.items() if a is account), None)
+
+    def start(self, account: Any) -> dict[str, str]:
+        key = self._key_of(account) or secrets.token_urlsafe(48).replace("-", "a").replace("_", "b")[:64]
+        self.keys[key] = account
+        return {"listenKey": key}
+
+    def keepalive(self, account: Any) -> dict[str, str]:
+        key = self._key_of(account)
+        if key is None:
+            raise BinanceError(*UNKNOWN_KEY)
+        return {"listenKey": key}
+
+    def close(self, account: Any) -> dict[str, Any]:
+        key = self._key_of(account)
+        if key is not None:
+            self.keys.pop(key)
+            for ws in self.sockets.pop(key, set()):
+                await_close = ws.close(code=1000, message=b"listenKey closed")
+                asyncio.get_running_loop().create_task(await_close)
+        return {}
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        key = request.query.get("listenKey", "")
+        if key not in self.keys:
+            return web.json_response({"code": UNKNOWN_KEY[1], "msg": UNKNOWN_KEY[2]}, status=400)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets[key].add(ws)
+        try:
+            async for msg in ws:  # the private stream takes no requests; a frame is ignored
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.sockets[key].discard(ws)
+        return ws
+
+    async def publish(self, account: Any, order: dict[str, Any], balances: list[tuple[str, str]], now: int) -> None:
+        """`ORDER_TRADE_UPDATE` for a futures order placed or cancelled, then `ACCOUNT_UPDATE` with its balances."""
+        key = self._key_of(account)
+        if key is None or not self.sockets.get(key):
+            return
+        status = order.get("status", "NEW")
+        update = {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
+            "s": order.get("symbol"), "c": order.get("clientOrderId"), "S": order.get("side"),
+            "o": order.get("type"), "f": order.get("timeInForce", "GTC"), "q": order.get("origQty"),
+            "p": order.get("price"), "ap": order.get("avgPrice", "0"), "sp": "0", "x": status if status in (
+                "NEW", "CANCELED", "EXPIRED") else "TRADE", "X": status, "i": order.get("orderId"),
+            "l": "0", "z": order.get("executedQty", "0"), "L": "0", "N": "USDT", "n": "0", "T": now, "t": 0,
+            "b": "0", "a": "0", "m": False, "R": bool(order.get("reduceOnly")), "wt": "CONTRACT_PRICE",
+            "ot": order.get("type"), "ps": "BOTH", "cp": False, "rp": "0"}}
+        account_update = {"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {
+            "m": "ORDER", "B": [{"a": asset, "wb": amount, "cw": amount, "bc": "0"} for asset, amount in balances],
+            "P": []}}
+        for ws in list(self.sockets.get(key, ())):
+            if not ws.closed:
+                await ws.send_str(json.dumps(update))
+                await ws.send_str(json.dumps(account_update))
