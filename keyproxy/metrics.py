@@ -24,8 +24,11 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # the _created series double the output and carry no signal here
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("keyproxy_requests", "Requests by account, bot, endpoint class and decision",
-                                ["account", "bot", "endpoint_class", "decision"], registry=r)
+        self.requests = Counter("keyproxy_requests", "Requests (REST requests and WebSocket request frames) by "
+                                "account, bot, endpoint class, decision and transport",
+                                ["account", "bot", "endpoint_class", "decision", "transport"], registry=r)
+        self.websockets = Gauge("keyproxy_websocket_connections", "Open bot WebSocket connections by account",
+                                ["account"], registry=r)
         self.denials = Counter("keyproxy_denials", "Refused requests by deny code", ["account", "code"], registry=r)
         self.auth_failures = Counter("keyproxy_auth_failures", "Failed bot authentications by reason",
                                      ["account", "reason"], registry=r)

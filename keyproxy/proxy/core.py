@@ -57,6 +57,7 @@ class Outcome:
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
     facts: RequestFacts | None = None
     notional: Decimal | None = None
+    transport: str = "rest"  # rest | ws (a WebSocket request frame or connection)
 
 
 def new_request_id() -> str:

@@ -66,7 +66,8 @@ class Recorder:
     def _fields(o: Outcome) -> dict[str, Any]:
         who = {"bot": o.bot} if o.authenticated or o.bot is None else {"bot": None, "claimed_bot": o.bot}
         return {"request_id": o.request_id, **who, "account": o.account, "source_ip": o.source_ip,
-                "method": o.method, "path": o.path, "endpoint": o.endpoint, "endpoint_class": o.endpoint_class}
+                "method": o.method, "path": o.path, "endpoint": o.endpoint, "endpoint_class": o.endpoint_class,
+                "transport": o.transport}
 
     def before_forward(self, o: Outcome) -> None:
         try:
@@ -96,7 +97,7 @@ class Recorder:
                   "upstream_ms": round(o.upstream_ms, 3) if o.upstream_ms is not None else None}
         m = self._metrics
         if o.account_known:
-            m.requests.labels(account, bot, o.endpoint_class or "-", o.decision).inc()
+            m.requests.labels(account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()
             if o.code:
                 m.denials.labels(account, o.code).inc()
                 if o.code in AUTH_FAILURE_CODES:
@@ -106,7 +107,7 @@ class Recorder:
                 m.upstream_time.labels(account).observe(upstream)
                 m.upstream_responses.labels(account, f"{o.upstream_status // 100}xx").inc()
         else:  # unknown account names come from requests: never a label
-            m.requests.labels("-", bot, "-", o.decision).inc()
+            m.requests.labels("-", bot, "-", o.decision, o.transport).inc()
             if o.code:
                 m.denials.labels("-", o.code).inc()
         event = "request.done" if o.decision == "allow" else "request.deny"

@@ -44,6 +44,8 @@ class SocketLimits:
     upstream_timeout: float = 10.0  # opening the exchange's socket
     watch_interval: float = 1.0  # how soon a revoked bot's socket closes without a frame
     max_pending: int = 256  # request frames awaiting the exchange's answer, per socket
+    max_sockets: int = 512  # open bot sockets in all (each holds an upstream socket)
+    max_per_bot: int = 16  # sockets one bot may use at once (Binance: 300 new connections per 5 min per IP)
 
 
 @dataclass
@@ -65,18 +67,26 @@ def ws_origin(http_origin: str) -> str:
 
 class WebSocketEdge:
     def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
-                 record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None) -> None:
+                 record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None,
+                 count: Callable[[str, int], None] = lambda account, n: None) -> None:
         self._core = core
         self._clients = clients
         self._limits = limits
         self._record = record
         self._react = react
+        self._count = count  # the open-connections gauge, by account
         self.sockets: set[web.WebSocketResponse] = set()
+        self.connections: set[_Connection] = set()
+
+    def sockets_of(self, bot: str) -> int:
+        return sum(1 for c in self.connections if bot in c.bots)
 
     async def handle(self, request: web.BaseRequest, account_name: str, path: str, query: str,
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
-        outcome.method, outcome.path, outcome.endpoint = "GET", path, "ws connect"
+        outcome.method, outcome.path, outcome.endpoint, outcome.transport = "GET", path, "ws connect", "ws"
+        if len(self.sockets) >= self._limits.max_sockets:
+            raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         account = self._core.account(account_name, outcome)
         adapter = account.adapter
         assert adapter is not None and account.upstream is not None
@@ -86,6 +96,8 @@ class WebSocketEdge:
         except BadRequest as e:
             raise _bad_request(e) from None
         stream_bot = self._core.stream_bot(account, token, request.remote or "", outcome) if token else None
+        if stream_bot is not None and self.sockets_of(stream_bot) >= self._limits.max_per_bot:
+            raise Refused("rate_limited", f"bot {stream_bot!r} already has {self._limits.max_per_bot} open sockets")
         if dialect is None and stream_bot is None and not adapter.relays_websocket(path):
             raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
         origin = account.upstream.origin_for(path)
@@ -94,9 +106,9 @@ class WebSocketEdge:
         session = self._clients.session(account.upstream.insecure_loopback)
         url = ws_origin(origin) + path + (f"?{query}" if query else "")
         try:
-            upstream = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5),
-                                                max_msg_size=0, autoping=True, heartbeat=self._limits.heartbeat,
-                                                compress=0)
+            upstream = await asyncio.wait_for(session.ws_connect(
+                url, timeout=aiohttp.ClientWSTimeout(ws_close=5), max_msg_size=0, autoping=True,
+                heartbeat=self._limits.heartbeat, compress=0), self._limits.upstream_timeout)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise Refused("upstream_error", f"cannot reach the exchange's WebSocket ({type(e).__name__})") from None
         bot_ws = web.WebSocketResponse(heartbeat=self._limits.heartbeat, max_msg_size=self._limits.max_frame_bytes,
@@ -112,9 +124,13 @@ class WebSocketEdge:
             conn.bots.add(stream_bot)
             conn.private_stream = True
         self.sockets.add(bot_ws)
+        self.connections.add(conn)
+        self._count(account_name, 1)
         try:
             await conn.run()
         finally:
+            self._count(account_name, -1)
+            self.connections.discard(conn)
             self.sockets.discard(bot_ws)
             await upstream.close()
         return bot_ws
@@ -167,14 +183,16 @@ class _Connection:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 if self.private_stream:
                     await self._refuse(None, Refused("bad_request", "a user data stream takes no requests"), Outcome(
-                        request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer))
+                        request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,
+                        transport="ws"))
                 elif self.dialect is None:
                     await self.upstream.send_str(msg.data)  # a public stream: no credential, relayed
                 else:
                     await self._request(msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 await self._refuse(None, Refused("bad_request", "binary frames are not accepted"), Outcome(
-                    request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer))
+                    request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,
+                    transport="ws"))
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 self.closing = "frame over the size limit or malformed"
                 return
@@ -182,7 +200,7 @@ class _Connection:
     async def _request(self, text: str) -> None:
         core = self.edge._core
         outcome = Outcome(request_id=new_request_id(), method="WS", source_ip=self.peer, path=self.path,
-                          account=self.account, adapter=self.dialect)
+                          account=self.account, adapter=self.dialect, transport="ws")
         frame_id: Any = None
         try:
             frame = _parse(text)
@@ -196,7 +214,10 @@ class _Connection:
             incoming = IncomingRequest(frame["method"], self.path, "", {}, text.encode(), host=self.host,
                                        mount=f"/{self.account}")
             route, incoming = core.admit(route, incoming, self.peer, outcome)
-            if outcome.authenticated and outcome.bot:
+            if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
+                if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:
+                    raise Refused("rate_limited", f"bot {outcome.bot!r} already uses "
+                                  f"{self.edge._limits.max_per_bot} sockets; close one first")
                 self.bots.add(outcome.bot)
             async with core.turn(route):
                 out = core.sign(route, incoming, outcome)

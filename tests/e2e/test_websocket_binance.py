@@ -208,3 +208,30 @@ async def test_a_private_stream_needs_a_listen_key_obtained_through_keyproxy(fut
         msg = await ws.receive(timeout=10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
         assert ws.close_code == 1008
+
+
+async def test_frames_are_counted_by_transport_and_sockets_per_bot_are_bounded(dev: DevStack) -> None:
+    """keyproxy_requests_total{transport="ws"} per frame, a connection gauge, and at most 16 sockets per bot."""
+    creds = dev.add_bot("wsmany", "main", "read")
+    before = dev.metrics()
+    async with aiohttp.ClientSession() as s:
+        sockets = [await s.ws_connect(ws_url(creds)) for _ in range(17)]
+        try:
+            answers = []
+            for n, ws in enumerate(sockets):
+                await ws.send_str(json.dumps(signed(creds, "account.status", {}, n)))
+                answers.append(json.loads((await ws.receive(timeout=10)).data))
+            assert all(a["status"] == 200 for a in answers[:16]), answers[:16]
+            assert answers[16].get("keyproxy_error") == "rate_limited", answers[16]
+            text = dev.metrics()
+            assert 'keyproxy_websocket_connections{account="main"} 17.0' in text
+        finally:
+            for ws in sockets:
+                await ws.close()
+    after = dev.metrics()
+
+    def count(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("keyproxy_requests_total{") and 'bot="wsmany"' in line
+                   and 'transport="ws"' in line and 'decision="allow"' in line)
+    assert count(after) - count(before) == 16
