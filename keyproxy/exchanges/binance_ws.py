@@ -70,6 +70,12 @@ METHODS: dict[str, WsMethod] = {
     "account.rateLimits.orders": WsMethod(R, True),
     "order.amendments": WsMethod(R, True),
     "userDataStream.subscribe.signature": WsMethod(R, True),
+    # a logon proves the key once for the connection (Binance: Ed25519 keys only); keyproxy answers it and
+    # session.status / session.logout itself, and re-signs each of the session's requests with the real key
+    "session.logon": WsMethod(R, True),
+    # the logged-on form of the user data stream subscription: sent upstream as the signed form
+    "userDataStream.subscribe": WsMethod(R, True),
+    "session.logout": WsMethod(P, False),
     # no key: these act on this connection only, or read public data
     "userDataStream.unsubscribe": WsMethod(P, False),
     "session.status": WsMethod(P, False),
@@ -152,9 +158,17 @@ class BinanceWsApi(AdapterHooks):
 
     # --- the bot's signature ----------------------------------------------------------------
 
+    @staticmethod
+    def session_action(method: str) -> str | None:
+        """`logon`, `logout` or `status` for the session methods keyproxy answers itself, else None."""
+        return {"session.logon": "logon", "session.logout": "logout", "session.status": "status"}.get(method)
+
     def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
         frame = parse_frame(req.body)
         params = dict(frame.get("params", {}))
+        if frame["method"] == "session.logon" and bot.key_type != "ed25519":
+            raise BadRequest("session.logon takes an Ed25519 API key only (Binance: HMAC and RSA keys sign "
+                             "each request instead)")
         signature = params.get("signature")
         if not isinstance(signature, str) or not signature:
             raise AuthFailure("bad_signature", "this method needs a signature")
@@ -184,6 +198,8 @@ class BinanceWsApi(AdapterHooks):
             params["apiKey"] = key.api_key.reveal_str()
             params.setdefault("timestamp", ctx.now_ms)
             params["signature"] = unquote(self._rest._real_signature(key, payload(params).encode()))
+        if frame["method"] == "userDataStream.subscribe":  # keyproxy's upstream connection never logs on
+            frame = {**frame, "method": "userDataStream.subscribe.signature"}
         body = json.dumps({**frame, "params": params} if params or "params" in frame else frame).encode()
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, body)
 

@@ -159,21 +159,31 @@ class Core:
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         return Route(snap, account, adapter, endpoint, origin)
 
-    def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome) -> tuple[Route, IncomingRequest]:
-        """Identify, verify, standing, source address and policy; the request with the bot's auth removed."""
+    def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
+              session: str | None = None) -> tuple[Route, IncomingRequest]:
+        """Identify, verify, standing, source address and policy; the request with the bot's auth removed.
+
+        `session` is the key id a connection logged on with (a WebSocket API `session.logon` whose
+        signature this core verified): a message carrying no credential of its own is that bot's."""
         adapter, account = route.adapter, route.account
         endpoint = adapter.classify_request(incoming) or route.endpoint  # where the body decides the class
         route = replace(route, endpoint=endpoint)
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self.clock_ms()
         bot = self._identify(route.snap, account, adapter, incoming, outcome, now_ms)
+        logged_on = bot is None and session is not None
+        if logged_on:
+            bot = route.snap.bots_by_key.get(session)  # type: ignore[arg-type]
+            if bot is None or bot.info.account != account.info.name:
+                raise Refused("unknown_bot", "the session's API key is no longer known: log on again")
+            outcome.bot = bot.info.name
         if bot is None:
             if endpoint.cls is not EndpointClass.PUBLIC:
                 raise Refused("unknown_bot", "no bot credential: send the virtual API key, or X-Keyproxy-Token")
             return route, _strip_or_refuse(adapter, incoming)
         # the signature first: until it checks out, the request has not shown it is the bot it names,
         # so nothing below (and no anomaly finding) may act on that bot
-        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms)
+        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on)
         outcome.bot, outcome.authenticated = bot.info.name, True
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
@@ -311,11 +321,13 @@ class Core:
                           "no request uses it until an operator restores or rotates it")
 
     def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
-                      now_ms: int) -> IncomingRequest:
+                      now_ms: int, logged_on: bool = False) -> IncomingRequest:
         if bot.info.mode == "token":
             return _strip_or_refuse(adapter, req)
         if bot.key is None or bot.info.status not in ("active", "suspended"):
             raise Refused("unknown_bot", "unknown API key")  # a revoked credential is no credential
+        if logged_on:  # the connection's logon proved the key; the message itself carries none
+            return _strip_or_refuse(adapter, req)
         try:
             verified = adapter.verify(req, bot.key, endpoint, now_ms)  # type: ignore[attr-defined]
         except AuthFailure as e:

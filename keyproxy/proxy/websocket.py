@@ -155,6 +155,9 @@ class _Connection:
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
         self.private_stream = False  # a bot's event stream (listenKey): it takes no requests
+        self.session: str | None = None  # the key id this connection logged on with (session.logon)
+        self.authorized_since: int | None = None
+        self.connected_since = int(time.time() * 1000)
         self.closing: str | None = None
 
     async def run(self) -> None:
@@ -213,12 +216,20 @@ class _Connection:
             route = core.route(self.account, frame["method"], self.path, outcome, dialect=self.dialect)
             incoming = IncomingRequest(frame["method"], self.path, "", {}, text.encode(), host=self.host,
                                        mount=f"/{self.account}")
-            route, incoming = core.admit(route, incoming, self.peer, outcome)
+            action = self.dialect.session_action(frame["method"])  # type: ignore[union-attr]
+            if action in ("logout", "status"):
+                await self._session_answer(frame_id, action, outcome)
+                return
+            claimed = self.dialect.presented_key(incoming)  # type: ignore[union-attr]
+            route, incoming = core.admit(route, incoming, self.peer, outcome, session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:
                     raise Refused("rate_limited", f"bot {outcome.bot!r} already uses "
                                   f"{self.edge._limits.max_per_bot} sockets; close one first")
                 self.bots.add(outcome.bot)
+            if action == "logon":
+                await self._session_answer(frame_id, action, outcome, claimed)
+                return
             async with core.turn(route):
                 out = core.sign(route, incoming, outcome)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter())
@@ -230,6 +241,21 @@ class _Connection:
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
             await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome)
+
+    async def _session_answer(self, frame_id: Any, action: str, outcome: Outcome, key: str | None = None) -> None:
+        """session.logon (its signature verified by the core), .logout and .status, answered by keyproxy: the
+        exchange never sees the virtual key, and keyproxy signs each of the session's requests itself."""
+        now = int(time.time() * 1000)
+        if action == "logon":
+            self.session, self.authorized_since = key, now
+        elif action == "logout":
+            self.session = self.authorized_since = None
+        outcome.decision = "allow"
+        result = {"apiKey": self.session, "authorizedSince": self.authorized_since,
+                  "connectedSince": self.connected_since, "returnRateLimits": False, "serverTime": now,
+                  "userDataStream": False}
+        self.edge._record(outcome, 200)
+        await self.bot_ws.send_str(json.dumps({"id": frame_id, "status": 200, "result": result}))
 
     async def _refuse(self, frame_id: Any, e: Refused, outcome: Outcome) -> None:
         outcome.code = e.code

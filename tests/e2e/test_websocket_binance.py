@@ -235,3 +235,50 @@ async def test_frames_are_counted_by_transport_and_sockets_per_bot_are_bounded(d
                    if line.startswith("keyproxy_requests_total{") and 'bot="wsmany"' in line
                    and 'transport="ws"' in line and 'decision="allow"' in line)
     assert count(after) - count(before) == 16
+
+
+async def test_session_logon_with_an_ed25519_virtual_key(dev: DevStack) -> None:
+    """session.logon proves the virtual Ed25519 key once; keyproxy answers it and signs each of the session's
+    requests with the real key (an HMAC key here: any type), so the exchange never sees a virtual credential."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    creds = dev.add_bot("wslogon", "main", "read,trade", "--key-type", "ed25519")
+    private = load_pem_private_key(creds["secret"].encode(), None)
+
+    def logon(frame_id: int) -> dict[str, Any]:
+        p: dict[str, Any] = {"apiKey": creds["api_key"], "timestamp": int(time.time() * 1000)}
+        p["signature"] = base64.b64encode(private.sign(payload(p).encode())).decode()  # type: ignore[union-attr]
+        return {"id": frame_id, "method": "session.logon", "params": p}
+
+    start = len(dev.journal())
+    async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(creds)) as ws:
+        async def ask(frame: dict[str, Any]) -> dict[str, Any]:
+            await ws.send_str(json.dumps(frame))
+            while True:  # skip user data events
+                doc = json.loads((await ws.receive(timeout=10)).data)
+                if doc.get("id") == frame["id"]:
+                    return doc
+
+        answer = await ask(logon(1))
+        assert answer["status"] == 200 and answer["result"]["apiKey"] == creds["api_key"], answer
+        status = await ask({"id": 2, "method": "session.status"})
+        assert status["result"]["apiKey"] == creds["api_key"] and status["result"]["authorizedSince"]
+        sub = await ask({"id": 3, "method": "userDataStream.subscribe"})
+        assert sub["status"] == 200, sub
+        placed = await ask({"id": 4, "method": "order.place",
+                            "params": {**ORDER, "timestamp": int(time.time() * 1000)}})
+        assert placed["status"] == 200 and placed["result"]["status"] == "NEW", placed
+        event = json.loads((await ws.receive(timeout=10)).data)
+        assert event.get("event", {}).get("e") == "executionReport", event
+        assert (await ask({"id": 5, "method": "session.logout"}))["result"]["apiKey"] is None
+        refused = await ask({"id": 6, "method": "order.place", "params": {**ORDER, "timestamp": int(time.time() * 1000)}})
+        assert refused.get("keyproxy_error") == "unknown_bot", refused
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["userDataStream.subscribe.signature", "order.place"]
+    assert all(e["signature_verified"] for e in seen)
+    assert not any(creds["api_key"] in e["body"] for e in dev.journal())
+    hmac_bot = dev.add_bot("wslogonhmac", "main", "read")
+    [answer] = await exchange(ws_url(hmac_bot), {**signed(hmac_bot, "session.logon", {}), "id": 7})
+    assert answer.get("keyproxy_error") == "bad_request" and "Ed25519" in answer["error"]["msg"], answer
