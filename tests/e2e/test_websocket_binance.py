@@ -282,3 +282,44 @@ async def test_session_logon_with_an_ed25519_virtual_key(dev: DevStack) -> None:
     hmac_bot = dev.add_bot("wslogonhmac", "main", "read")
     [answer] = await exchange(ws_url(hmac_bot), {**signed(hmac_bot, "session.logon", {}), "id": 7})
     assert answer.get("keyproxy_error") == "bad_request" and "Ed25519" in answer["error"]["msg"], answer
+
+
+@pytest.fixture(scope="module")
+def keytypes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """One account per real key type (HMAC, Ed25519, RSA) on one emulator."""
+    stack = DevStack(tmp_path_factory.mktemp("ws-keytypes"))
+    keys = {t: new_real_key(t) for t in ("hmac", "ed25519", "rsa")}
+    try:
+        stack.start_emulator(list(keys.values()))
+        stack.init()
+        for t, key in keys.items():
+            stack.add_account(f"real{t}", key)
+        stack.start_daemon()
+        stack.real_keys = keys  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.mark.parametrize(("real", "virtual"), [("hmac", "ed25519"), ("ed25519", "rsa"), ("rsa", "hmac")])
+async def test_ccxt_pro_with_each_real_and_virtual_key_type(keytypes: DevStack, real: str, virtual: str) -> None:
+    """Unmodified ccxt.pro signs frames with the bot's virtual key of any type; keyproxy re-signs with the real
+    key of any type, and the emulator verified the real signature of every private frame."""
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = keytypes.add_bot(f"kt{real}{virtual}", f"real{real}", "read,trade", "--key-type", virtual)
+    ex = point_ccxt_at(ccxtpro.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                        "options": {"defaultType": "spot"}}), creds["base_url"])
+    start = len(keytypes.journal())
+    try:
+        await ex.load_markets()
+        watcher = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        await asyncio.sleep(1.0)
+        order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
+        assert any(o["id"] == order["id"] for o in await asyncio.wait_for(watcher, 15))
+        assert (await ex.cancel_order_ws(order["id"], "BTC/USDT"))["status"] == "canceled"
+    finally:
+        await ex.close()
+    frames = [e for e in ws_entries(keytypes, start) if e["method"] != "ping"]
+    real_key = keytypes.real_keys[real].credentials["api_key"]  # type: ignore[attr-defined]
+    assert {"userDataStream.subscribe.signature", "order.place", "order.cancel"} <= {e["method"] for e in frames}
+    assert all(e["api_key"] == real_key and e["signature_verified"] for e in frames), frames
