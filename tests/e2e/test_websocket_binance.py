@@ -323,3 +323,60 @@ async def test_ccxt_pro_with_each_real_and_virtual_key_type(keytypes: DevStack, 
     real_key = keytypes.real_keys[real].credentials["api_key"]  # type: ignore[attr-defined]
     assert {"userDataStream.subscribe.signature", "order.place", "order.cancel"} <= {e["method"] for e in frames}
     assert all(e["api_key"] == real_key and e["signature_verified"] for e in frames), frames
+
+
+async def test_binance_sdk_spot_websocket_api_through_keyproxy(dev: DevStack) -> None:
+    """The official binance-sdk-spot WebSocket API client, only its `stream_url` changed."""
+    pytest.importorskip("binance_sdk_spot")
+    from binance_common.configuration import ConfigurationWebSocketAPI
+    from binance_sdk_spot.spot import Spot
+    from binance_sdk_spot.websocket_api.models import (
+        OrderPlaceSideEnum,
+        OrderPlaceTimeInForceEnum,
+        OrderPlaceTypeEnum,
+    )
+
+    creds = dev.add_bot("sdkspot", "main", "read,trade")
+    start = len(dev.journal())
+    client = Spot(config_ws_api=ConfigurationWebSocketAPI(api_key=creds["api_key"], api_secret=creds["secret"],
+                                                          stream_url=ws_url(creds)))
+    conn = await client.websocket_api.create_connection()
+    try:
+        assert (await conn.account_status()).data().result.balances
+        placed = (await conn.order_place(symbol="BTCUSDT", side=OrderPlaceSideEnum["BUY"],
+                                         type=OrderPlaceTypeEnum["LIMIT"],
+                                         time_in_force=OrderPlaceTimeInForceEnum["GTC"], quantity=0.001,
+                                         price=20000)).data().result
+        assert placed.status == "NEW"
+        await conn.user_data_stream_subscribe_signature()
+    finally:
+        await conn.close_connection(close_session=True)
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["account.status", "order.place", "userDataStream.subscribe.signature"]
+    assert all(e["signature_verified"] for e in seen)
+
+
+async def test_python_binance_websocket_api_through_keyproxy(dev: DevStack) -> None:
+    """python-binance's `ws_*` methods, its `WS_API_URL` (and REST URLs) pointed at keyproxy as docs/clients.md shows."""
+    async_client = pytest.importorskip("binance.async_client")
+    creds = dev.add_bot("pbws", "main", "read,trade")
+    base = creds["base_url"]
+
+    class KeyproxyAsyncClient(async_client.AsyncClient):  # type: ignore[misc,name-defined]
+        API_URL = base + "/api"
+        WS_API_URL = ws_url(creds)
+
+    start = len(dev.journal())
+    client = await KeyproxyAsyncClient.create(creds["api_key"], creds["secret"])
+    try:
+        account = await client.ws_get_account()
+        assert any(b["asset"] == "USDT" for b in account["balances"])
+        order = await client.ws_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                             quantity="0.001", price="20000")
+        assert order["status"] == "NEW"
+        assert (await client.ws_cancel_order(symbol="BTCUSDT", orderId=order["orderId"]))["status"] == "CANCELED"
+    finally:
+        await client.close_connection()
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["account.status", "order.place", "order.cancel"]
+    assert all(e["signature_verified"] for e in seen)
