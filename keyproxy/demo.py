@@ -8,6 +8,7 @@ what keyproxy refused. Nothing touches the operator's own vault or keyring.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from pathlib import Path
@@ -62,6 +63,7 @@ def run_demo(out: TextIO) -> int:
         say(f"6. The exchange received {len(journal)} requests; {len(signed)} signed, "
             f"{sum(1 for e in signed if e['signature_verified'])} verified with the REAL key; "
             f"virtual key seen upstream: {said_virtual}")
+        said_virtual = _websocket_step(say, stack, bot) or said_virtual
         _refusal(say, "7. The bot tries to withdraw (it has no withdraw scope):", lambda: ex.withdraw(
             "USDT", 10, "0x0000000000000000000000000000000000000001", params={"network": "BSC"}))
         arrived = [e for e in stack.journal() if "withdraw" in e["path"]]
@@ -84,6 +86,41 @@ def run_demo(out: TextIO) -> int:
             f"{', '.join(secrets_in_log) or 'none'}")
         stack.close()
         return 1 if leaked or said_virtual or arrived or secrets_in_log else 0
+
+
+def _websocket_step(say: Any, stack: DevStack, bot: dict[str, str]) -> bool:
+    """ccxt.pro over Binance's WebSocket API through keyproxy; True if the exchange saw the virtual key."""
+    try:
+        import ccxt.pro as ccxtpro
+    except ImportError:
+        say("6b. (ccxt.pro is not installed: the WebSocket step is skipped)")
+        return False
+
+    async def run() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        ex = point_ccxt_at(ccxtpro.binance({"apiKey": bot["api_key"], "secret": bot["secret"],
+                                            "options": {"defaultType": "spot"}}), bot["base_url"])
+        try:
+            await ex.load_markets()
+            watcher = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+            await asyncio.sleep(1.0)  # the user data stream subscription is up
+            order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
+            seen = await asyncio.wait_for(watcher, 15)
+            await ex.cancel_order_ws(order["id"], "BTC/USDT")
+            return order, seen
+        finally:
+            await ex.close()
+
+    start = len(stack.journal())
+    say("6b. The same bot with ccxt.pro over Binance's WebSocket API (ws://.../main/ws-api/v3):")
+    order, seen = asyncio.run(run())
+    say(f"   create_order_ws: id {order['id']}; watch_orders event: "
+        f"{[o['status'] for o in seen if o['id'] == order['id']]}")
+    frames = [e for e in stack.journal()[start:] if e.get("transport") == "ws"]
+    said_virtual = any(bot["api_key"] in json.dumps(e) for e in frames)
+    say(f"   frames that reached the exchange: {len(frames)}, "
+        f"{sum(1 for e in frames if e.get('signature_verified'))} verified with the REAL key "
+        f"(each checked and re-signed by keyproxy); virtual key seen upstream: {said_virtual}")
+    return said_virtual
 
 
 def _refusal(say: Any, title: str, call: Any) -> None:

@@ -176,6 +176,9 @@ def test_demo_runs(home: Home) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "raw vault files searched for the key and secret: not found" in r.stdout
     assert "8 verified with the REAL key; virtual key seen upstream: False" in r.stdout
+    assert "watch_orders event: ['open']" in r.stdout  # ccxt.pro through the WebSocket API
+    assert "3 verified with the REAL key (each checked and re-signed by keyproxy); virtual key seen upstream: False" \
+        in r.stdout
     assert "withdrawal requests that reached the exchange: 0" in r.stdout
     assert "secrets in it: none" in r.stdout
     assert "anomaly rule forbidden_scope acted: suspend_bot" in r.stdout

@@ -18,8 +18,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges.base import (
     AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
@@ -100,8 +101,12 @@ METHODS: dict[str, WsMethod] = {
 _AUTH_PARAMS = ("apiKey", "signature")
 
 
+@lru_cache(maxsize=64)
 def parse_frame(raw: bytes | str) -> dict[str, Any]:
-    """A request frame as Binance reads it, or BadRequest: a JSON object with an id, a method, object params."""
+    """A request frame as Binance reads it, or BadRequest: a JSON object with an id, a method, object params.
+
+    Every step of one frame's decision reads it (identify, verify, facts, sign, bookkeeping): it is parsed
+    once and shared, so callers treat the result as read-only (they build new dicts to change it)."""
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
     except (ValueError, RecursionError):
@@ -173,7 +178,7 @@ class BinanceWsApi(AdapterHooks):
         if not isinstance(signature, str) or not signature:
             raise AuthFailure("bad_signature", "this method needs a signature")
         text = payload(params)
-        q = ParamList.parse(urlencode({k: _text(v) for k, v in params.items() if k != "signature"}))
+        q = ParamList([f"{k}={quote_plus(_text(params[k]))}" for k in ("timestamp", "recvWindow") if k in params])
         ts, window = self._rest._timing(q, ParamList())
         if not (ts < now_ms + 1000 and now_ms - ts <= window):
             raise AuthFailure("stale_request", "timestamp is outside the recvWindow (or more than 1 s ahead)")

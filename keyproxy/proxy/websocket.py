@@ -136,8 +136,11 @@ class WebSocketEdge:
         return bot_ws
 
     async def close_all(self, grace: float) -> None:
-        """SIGTERM: every socket gets a going-away close after in-flight answers had `grace` seconds."""
-        await asyncio.sleep(0)
+        """SIGTERM: every socket gets a going-away close once its in-flight frames are answered (at most
+        `grace` seconds: a frame the exchange never answers is recorded as upstream_error)."""
+        deadline = time.monotonic() + grace
+        while any(c.pending for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         for ws in list(self.sockets):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(code=CLOSE_GOING_AWAY, message=b"keyproxy is shutting down"), grace)
