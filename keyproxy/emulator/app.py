@@ -178,6 +178,15 @@ async def _binance_user_stream(request: web.Request) -> web.StreamResponse:
     return await emulator.streams.serve(request)
 
 
+async def _binance_coinm_user_stream(request: web.Request) -> web.StreamResponse:
+    """Binance COIN-M's user data stream (`/ws/<listenKey>` on dstream, binance_streams.py)."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
+    key = request.match_info["key"]
+    if emulator is None or key not in emulator.dstreams.keys:
+        return web.Response(status=404, text="emulator: no stream here")
+    return await emulator.dstreams.serve(request, key)
+
+
 async def _health(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "exchanges": [e.name for e in request.app[EMULATORS]]}
@@ -219,6 +228,7 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_get("/ws-api/v3", _binance_ws_api)
     app.router.add_get("/private/ws", _binance_user_stream)
+    app.router.add_get("/ws/{key}", _binance_coinm_user_stream)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 

@@ -86,6 +86,7 @@ class BinanceEmulator(WalletHandlers):
 
     def reset(self) -> None:
         self.streams = UserStreams()  # listenKeys belong to the accounts reset here
+        self.dstreams = UserStreams()  # COIN-M's own listenKeys
         # several keys of one account (a rotation's old and new key) see the same balances and orders
         shared: dict[str, Account] = {}
         for k in self.keys:
@@ -150,12 +151,15 @@ class BinanceEmulator(WalletHandlers):
         if route_key in (("POST", "/api/v3/order"), ("DELETE", "/api/v3/order")) and isinstance(result, dict) \
                 and self.ws.subscriptions:
             asyncio.get_running_loop().create_task(self.ws.publish(account, result, now))
-        if route_key in (("POST", "/fapi/v1/order"), ("DELETE", "/fapi/v1/order"), ("POST", "/fapi/v1/batchOrders")) \
-                and self.streams.keys:
-            balances = [("USDT", fmt(account.free.get("USDT", ZERO)))]
+        venue = route_key[1][:6]  # "/fapi/" or "/dapi/"
+        streams = {"/fapi/": self.streams, "/dapi/": self.dstreams}.get(venue)
+        if streams is not None and streams.keys and route_key[1].endswith(("/order", "/batchOrders")) \
+                and route_key[0] in ("POST", "DELETE"):
+            asset = "USDT" if venue == "/fapi/" else "BTC"
+            balances = [(asset, fmt(account.free.get(asset, ZERO)))]
             for order in result if isinstance(result, list) else [result]:
                 if isinstance(order, dict) and "orderId" in order:
-                    asyncio.get_running_loop().create_task(self.streams.publish(account, order, balances, now))
+                    asyncio.get_running_loop().create_task(streams.publish(account, order, balances, now))
 
     @staticmethod
     def _permit(route: Route, key: EmulatedKey) -> None:
@@ -352,14 +356,20 @@ class BinanceEmulator(WalletHandlers):
         order.orig_qty, order.price, order.update_time = quantity, price, call.now
         return self._order_doc(call, order, "new")
 
+    def _streams(self, call: Call) -> UserStreams:
+        return self.dstreams if call.venue == "dapi" else self.streams
+
     def listen_key_start(self, call: Call) -> dict[str, str]:
-        return self.streams.start(call.account)
+        return self._streams(call).start(call.account)
 
     def listen_key_keepalive(self, call: Call) -> dict[str, str]:
-        return self.streams.keepalive(call.account)
+        return self._streams(call).keepalive(call.account)
 
     def listen_key_close(self, call: Call) -> dict[str, Any]:
-        return self.streams.close(call.account)
+        return self._streams(call).close(call.account)
+
+    def listen_token(self, call: Call) -> dict[str, Any]:
+        return self.streams.new_token(call.account, call.now, call.params.get("validity"))
 
     def test_order(self, call: Call) -> dict[str, Any]:
         market = self._market(call)

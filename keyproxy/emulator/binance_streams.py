@@ -4,7 +4,8 @@ Written from Binance's USD-M futures docs ("User Data Streams": "Start User Data
 /fapi/v1/listenKey` answers `{"listenKey"}` and returns the account's active key if it has one;
 "Keepalive" `PUT` extends it and answers the key; "Close" `DELETE`; the stream is
 `wss://fstream.binance.com/private/ws?listenKey=<key>` (ccxt 4.5.90 `get_private_ws_url`), and its events
-are `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`), independently of keyproxy's adapters.
+are `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`; COIN-M the same with `/dapi/v1/listenKey` and
+`wss://dstream.binance.com/ws/<listenKey>`), independently of keyproxy's adapters.
 """
 
 from __future__ import annotations
@@ -29,6 +30,25 @@ class UserStreams:
     def __init__(self) -> None:
         self.keys: dict[str, Any] = {}  # listenKey -> account
         self.sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.tokens: dict[str, tuple[Any, int]] = {}  # margin listenToken -> (account, expirationTime ms)
+
+    def new_token(self, account: Any, now: int, validity: str | None) -> dict[str, Any]:
+        """Margin "Create listenToken" (`POST /sapi/v1/userListenToken`): validity in ms, default and max 24 h."""
+        day = 24 * 3600 * 1000
+        try:
+            span = min(int(validity), day) if validity else day
+        except ValueError:
+            raise BinanceError(400, -1100, "Illegal characters found in parameter 'validity'.") from None
+        token = secrets.token_urlsafe(51)
+        self.tokens[token] = (account, now + span)
+        return {"token": token, "expirationTime": now + span}
+
+    def token_account(self, token: str) -> tuple[Any, int]:
+        """The account a listenToken reads; -1209 for an unknown or expired one (WebSocket API docs)."""
+        found = self.tokens.get(token)
+        if found is None:
+            raise BinanceError(400, -1209, "Invalid listenToken.")
+        return found
 
     def _key_of(self, account: Any) -> str | None:
         return next((k for k, a in self.keys.items() if a is account), None)
@@ -53,8 +73,9 @@ class UserStreams:
                 asyncio.get_running_loop().create_task(await_close)
         return {}
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
-        key = request.query.get("listenKey", "")
+    async def serve(self, request: web.Request, key: str | None = None) -> web.StreamResponse:
+        """USD-M `/private/ws?listenKey=`; COIN-M `/ws/<listenKey>` (dstream) passes the key from the path."""
+        key = request.query.get("listenKey", "") if key is None else key
         if key not in self.keys:
             return web.json_response({"code": UNKNOWN_KEY[1], "msg": UNKNOWN_KEY[2]}, status=400)
         ws = web.WebSocketResponse()

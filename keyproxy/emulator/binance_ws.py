@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from keyproxy.emulator.binance_auth import BinanceError, check_timing
+from keyproxy.emulator.binance_data import MARKETS, fmt
+from keyproxy.emulator.binance_state import ZERO
 
 # method -> (REST route it runs, security): the WebSocket API's methods mirror the REST endpoints
 METHODS: dict[str, tuple[tuple[str, str] | None, str]] = {
@@ -31,6 +33,7 @@ METHODS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "account.status": (("GET", "/api/v3/account"), "SIGNED"),
     "userDataStream.subscribe.signature": (None, "SIGNED"),
     "userDataStream.unsubscribe": (None, "NONE"),
+    "userDataStream.subscribe.listenToken": (None, "TOKEN"),  # margin: the token from POST /sapi/v1/userListenToken
     "ping": (("GET", "/api/v3/ping"), "NONE"),
     "time": (("GET", "/api/v3/time"), "NONE"),
     "exchangeInfo": (("GET", "/api/v3/exchangeInfo"), "NONE"),
@@ -84,10 +87,15 @@ class WsApi:
             account = key = None
             if security == "SIGNED":
                 key, account = self._authenticate(params, entry)
-            if method == "userDataStream.subscribe.signature":
+            if security == "TOKEN":
+                account, expires = self.emulator.streams.token_account(str(params.get("listenToken", "")))
                 sid = next(self._ids)
                 self.subscriptions[sid] = (ws, account)
-                result: Any = {"subscriptionId": sid}
+                result: Any = {"subscriptionId": sid, "expirationTime": expires}
+            elif method == "userDataStream.subscribe.signature":
+                sid = next(self._ids)
+                self.subscriptions[sid] = (ws, account)
+                result = {"subscriptionId": sid}
             elif method == "userDataStream.unsubscribe":
                 self.subscriptions.pop(int(params.get("subscriptionId", -1)), None)
                 result = {}
@@ -129,6 +137,14 @@ class WsApi:
                  "p": order_doc.get("price"), "x": "CANCELED" if order_doc.get("status") == "CANCELED" else "NEW",
                  "X": order_doc.get("status"), "i": order_doc.get("orderId"),
                  "z": order_doc.get("executedQty", "0"), "T": now, "O": now, "Z": "0", "w": True}
+        market = MARKETS["spot"].get(str(order_doc.get("symbol")))
+        assets = (market.base, market.quote) if market is not None else ()
+        # "outboundAccountPosition": the balances the order changed (docs: user-data-stream.md)
+        position = {"e": "outboundAccountPosition", "E": now, "u": now,
+                    "B": [{"a": a, "f": fmt(account.free.get(a, ZERO)), "l": fmt(account.locked.get(a, ZERO))}
+                          for a in assets]}
         for sid, (ws, acct) in list(self.subscriptions.items()):
             if acct is account and not ws.closed:
                 await ws.send_str(json.dumps({"subscriptionId": sid, "event": event}))
+                if assets:
+                    await ws.send_str(json.dumps({"subscriptionId": sid, "event": position}))

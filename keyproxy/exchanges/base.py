@@ -243,6 +243,10 @@ class Adapter(Protocol):
 
     def retired(self, method: str, path: str) -> str | None: ...
 
+    def presented_stream_token(self, req: IncomingRequest) -> str | None: ...
+
+    def websocket_origin_path(self, path: str) -> str: ...
+
     def stream_listen_key(self, path: str, query: str) -> str | None: ...
 
 
@@ -291,6 +295,15 @@ class AdapterHooks:
 
     def stream_listen_key(self, path: str, query: str) -> str | None:
         """The stream token a private event stream's URL carries (None: not such a stream)."""
+        return None
+
+    def websocket_origin_path(self, path: str) -> str:
+        """The path whose host-table entry serves this WebSocket path (where two hosts use one path)."""
+        return path
+
+    def presented_stream_token(self, req: IncomingRequest) -> str | None:
+        """A stream token a message subscribes with instead of a key (Binance margin's listenToken): the
+        message belongs to the bot keyproxy handed that token to, and to no one else."""
         return None
 
 

@@ -69,6 +69,7 @@ ENVIRONMENTS = (
         # USD-M futures streams (ccxt 4.5.90 `get_ws_url`): user data on /private/ws?listenKey=
         ("/private/ws", "wss://fstream.binance.com"), ("/public/ws", "wss://fstream.binance.com"),
         ("/market/ws", "wss://fstream.binance.com"),
+        ("/dstream/", "wss://dstream.binance.com"),  # COIN-M user data: /ws/<listenKey> (websocket_origin_path)
         ("/ws", "wss://stream.binance.com:9443"), ("/stream", "wss://stream.binance.com:9443"),  # spot market data
     )),
     Environment("testnet", (
@@ -76,7 +77,7 @@ ENVIRONMENTS = (
         ("/fapi/", "https://testnet.binancefuture.com"), ("/dapi/", "https://testnet.binancefuture.com"),
         ("/ws-api/", "wss://ws-api.testnet.binance.vision"),
         ("/private/ws", "wss://fstream.binancefuture.com"), ("/public/ws", "wss://fstream.binancefuture.com"),
-        ("/market/ws", "wss://fstream.binancefuture.com"),
+        ("/market/ws", "wss://fstream.binancefuture.com"), ("/dstream/", "wss://dstream.binancefuture.com"),
         ("/ws", "wss://stream.testnet.binance.vision"), ("/stream", "wss://stream.testnet.binance.vision"),
     )),
     Environment("demo", (
@@ -84,12 +85,13 @@ ENVIRONMENTS = (
         ("/fapi/", "https://demo-fapi.binance.com"), ("/dapi/", "https://demo-dapi.binance.com"),
         ("/ws-api/", "wss://demo-ws-api.binance.com"),
         ("/private/ws", "wss://fstream.binancefuture.com"), ("/public/ws", "wss://fstream.binancefuture.com"),
-        ("/market/ws", "wss://fstream.binancefuture.com"),
+        ("/market/ws", "wss://fstream.binancefuture.com"), ("/dstream/", "wss://dstream.binancefuture.com"),
         ("/ws", "wss://demo-stream.binance.com"), ("/stream", "wss://demo-stream.binance.com"),
     )),
 )
 # REST endpoints whose answer hands out a futures listenKey (start and keepalive both answer it)
 _LISTEN_KEY_PATHS = ("/fapi/v1/listenKey", "/dapi/v1/listenKey", "/papi/v1/listenKey", "/eapi/v1/listenKey")
+_LISTEN_KEY_PATH = re.compile(r"/ws/[A-Za-z0-9]{60,64}")
 _PUBLIC_STREAMS = ("/ws", "/stream", "/public/ws", "/market/ws", "/public/stream", "/market/stream")
 
 # Bytes outside [A-Za-z0-9-._~=&+%] are %XX-encoded before the real signature is computed
@@ -317,16 +319,26 @@ class Binance(AdapterHooks):
         return path in _PUBLIC_STREAMS or path.startswith("/ws/")
 
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
-        if path not in _LISTEN_KEY_PATHS:
+        """Futures listenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:
+        `{"token", "expirationTime"}`)."""
+        field = "listenKey" if path in _LISTEN_KEY_PATHS else "token" if path == "/sapi/v1/userListenToken" else None
+        if field is None:
             return ()
         try:
-            key = json.loads(body).get("listenKey")
+            key = json.loads(body).get(field)
         except (ValueError, AttributeError):
             return ()
         return (key,) if isinstance(key, str) and key else ()
 
+    def websocket_origin_path(self, path: str) -> str:
+        """`/ws/<listenKey>` is COIN-M's user stream at dstream (spot's `/ws/<streams>` names carry `@`)."""
+        return "/dstream" + path if _LISTEN_KEY_PATH.fullmatch(path) else path
+
     def stream_listen_key(self, path: str, query: str) -> str | None:
-        """USD-M futures' user data stream, `/private/ws?listenKey=<key>` (one key, nothing else)."""
+        """USD-M futures' user data stream, `/private/ws?listenKey=<key>` (one key, nothing else); COIN-M's,
+        `/ws/<listenKey>` (a listenKey is 60-64 letters and digits; a market stream name has an `@`)."""
+        if _LISTEN_KEY_PATH.fullmatch(path):
+            return path[len("/ws/"):]
         if path != "/private/ws":
             return None
         values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "listenKey"]

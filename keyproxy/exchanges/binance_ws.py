@@ -76,6 +76,8 @@ METHODS: dict[str, WsMethod] = {
     "session.logon": WsMethod(R, True),
     # the logged-on form of the user data stream subscription: sent upstream as the signed form
     "userDataStream.subscribe": WsMethod(R, True),
+    # margin: a token from POST /sapi/v1/userListenToken instead of a key (keyproxy knows whose it is)
+    "userDataStream.subscribe.listenToken": WsMethod(R, False),
     "session.logout": WsMethod(P, False),
     # no key: these act on this connection only, or read public data
     "userDataStream.unsubscribe": WsMethod(P, False),
@@ -160,6 +162,13 @@ class BinanceWsApi(AdapterHooks):
     def presented_key(self, req: IncomingRequest) -> str | None:
         key = parse_frame(req.body).get("params", {}).get("apiKey")
         return key if isinstance(key, str) and key else None
+
+    def presented_stream_token(self, req: IncomingRequest) -> str | None:
+        frame = parse_frame(req.body)
+        if frame["method"] != "userDataStream.subscribe.listenToken":
+            return None
+        token = frame.get("params", {}).get("listenToken")
+        return token if isinstance(token, str) and token else None
 
     # --- the bot's signature ----------------------------------------------------------------
 

@@ -171,8 +171,15 @@ class Core:
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self.clock_ms()
         bot = self._identify(route.snap, account, adapter, incoming, outcome, now_ms)
-        logged_on = bot is None and session is not None
-        if logged_on:
+        token = adapter.presented_stream_token(incoming) if bot is None else None
+        logged_on = bot is None and (session is not None or token is not None)
+        if token is not None:  # proven by the token keyproxy handed to exactly one bot
+            bot = route.snap.bot_named(self.listen_keys.get((account.info.name, token), ""))
+            if bot is None or bot.info.account != account.info.name:
+                raise Refused("unknown_bot", "this stream token was not obtained through keyproxy for this account: "
+                              "request it through keyproxy")
+            outcome.bot = bot.info.name
+        elif logged_on:
             bot = route.snap.bots_by_key.get(session)  # type: ignore[arg-type]
             if bot is None or bot.info.account != account.info.name:
                 raise Refused("unknown_bot", "the session's API key is no longer known: log on again")
@@ -224,8 +231,8 @@ class Core:
         snap = self._snapshot()
         bot = snap.bot_named(name) if name else None
         if bot is None:
-            raise Refused("unknown_bot", "this stream's listenKey was not obtained through keyproxy for this "
-                          "account: request it through keyproxy (e.g. POST /fapi/v1/listenKey)")
+            raise Refused("unknown_bot", "this stream's token (listenKey) was not obtained through keyproxy for "
+                          "this account: request it through keyproxy")
         outcome.bot, outcome.authenticated = bot.info.name, True
         self._check_standing(account, bot, self.clock_ms())
         if not bot.allows_ip(peer):

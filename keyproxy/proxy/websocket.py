@@ -100,7 +100,7 @@ class WebSocketEdge:
             raise Refused("rate_limited", f"bot {stream_bot!r} already has {self._limits.max_per_bot} open sockets")
         if dialect is None and stream_bot is None and not adapter.relays_websocket(path):
             raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
-        origin = account.upstream.origin_for(path)
+        origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
         session = self._clients.session(account.upstream.insecure_loopback)

@@ -141,10 +141,12 @@ async def test_ccxt_pro_watch_orders_and_ws_orders_through_keyproxy(dev: DevStac
     try:
         await ex.load_markets()
         watcher = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        balance = asyncio.create_task(ex.watch_balance())
         await asyncio.sleep(1.0)  # the user data stream subscription is up
         order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
         seen = await asyncio.wait_for(watcher, 15)
         assert any(o["id"] == order["id"] for o in seen)
+        assert (await asyncio.wait_for(balance, 15))["USDT"]["used"] > 0  # 20 USDT locked by the order
         cancelled = await ex.cancel_order_ws(order["id"], "BTC/USDT")
         assert cancelled["status"] == "canceled"
     finally:
@@ -380,3 +382,61 @@ async def test_python_binance_websocket_api_through_keyproxy(dev: DevStack) -> N
     seen = ws_entries(dev, start)
     assert [e["method"] for e in seen] == ["account.status", "order.place", "order.cancel"]
     assert all(e["signature_verified"] for e in seen)
+
+
+async def test_a_browser_cannot_open_a_socket(dev: DevStack) -> None:
+    """The front door's Host/Origin guards hold for the WebSocket upgrade too (a web page must not trade)."""
+    creds = dev.add_bot("wsbrowser", "main", "read")
+    async with aiohttp.ClientSession() as s:
+        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await s.ws_connect(ws_url(creds), headers=headers)
+            assert err.value.status == 403, headers
+
+
+async def test_margin_listen_token_subscribes_only_for_the_bot_it_was_given_to(dev: DevStack) -> None:
+    """Margin: POST /sapi/v1/userListenToken through keyproxy, then userDataStream.subscribe.listenToken on the
+    WebSocket API; a token keyproxy never relayed is refused, and a revoked bot's token stops working."""
+    creds = dev.add_bot("margintoken", "main", "read")
+    body = f"timestamp={int(time.time() * 1000)}"
+    body += "&signature=" + hmac.new(creds["secret"].encode(), body.encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(creds["base_url"] + "/sapi/v1/userListenToken", data=body.encode(), method="POST",
+                                 headers={"X-MBX-APIKEY": creds["api_key"],
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        token = json.loads(r.read())["token"]
+    subscribe = {"id": 1, "method": "userDataStream.subscribe.listenToken", "params": {"listenToken": token}}
+    start = len(dev.journal())
+    [answer] = await exchange(ws_url(creds), subscribe)
+    assert answer["status"] == 200 and "subscriptionId" in answer["result"], answer
+    assert [e["method"] for e in ws_entries(dev, start)] == ["userDataStream.subscribe.listenToken"]
+    [stranger] = await exchange(ws_url(creds), {**subscribe, "params": {"listenToken": "x" * 70}})
+    assert stranger.get("keyproxy_error") == "unknown_bot", stranger
+    dev.cli("bot", "revoke", "margintoken")
+    [revoked] = await exchange(ws_url(creds), subscribe)
+    assert revoked.get("keyproxy_error") == "unknown_bot", revoked
+    assert len(ws_entries(dev, start)) == 1  # neither refused frame reached the exchange
+    logs = "".join(p.read_text(errors="replace") for d in (dev.logs, dev.audit_dir)  # type: ignore[attr-defined]
+                   for p in d.glob("*") if p.is_file())
+    assert token not in logs
+
+
+async def test_ccxt_pro_coin_m_watch_orders_through_keyproxy(futures: DevStack) -> None:
+    """COIN-M: `/ws/<listenKey>` (dstream) shares spot's `/ws/...` path; keyproxy tells them apart by the
+    listenKey it relayed from `/dapi/v1/listenKey`."""
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = futures.add_bot("coinmwatch", "fut", "read,trade")
+    ex = point_ccxt_at(ccxtpro.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                        "options": {"defaultType": "delivery"}}), creds["base_url"])
+    start = len(futures.journal())
+    try:
+        await ex.load_markets()
+        orders = asyncio.create_task(ex.watch_orders("BTC/USD:BTC"))
+        await asyncio.sleep(1.5)
+        placed = await ex.create_order("BTC/USD:BTC", "limit", "buy", 1, 20000)
+        seen = await asyncio.wait_for(orders, 15)
+        assert any(o["id"] == placed["id"] for o in seen)
+    finally:
+        await ex.close()
+    streams = [e for e in futures.journal()[start:] if e["path"].startswith("/ws/")]
+    assert len(streams) == 1, streams  # the handshake reached the emulator's dstream

@@ -117,7 +117,12 @@ def test_streams_public_relayed_private_by_listen_key() -> None:
     for bad in ("", "listenKey=", "listenKey=a&listenKey=b"):
         with pytest.raises(BadRequest):
             rest.stream_listen_key("/private/ws", bad)
+    key = "A1" * 32  # COIN-M: /ws/<listenKey> at dstream; a market stream name has an '@'
+    assert rest.stream_listen_key(f"/ws/{key}", "") == key and rest.stream_listen_key("/ws/btcusdt@trade", "") is None
+    assert rest.listen_keys("/sapi/v1/userListenToken", b'{"token":"t","expirationTime":1}') == ("t",)
     env = rest.environments[0]
+    assert env.origin_for(rest.websocket_origin_path(f"/ws/{key}")) == "wss://dstream.binance.com"
+    assert env.origin_for(rest.websocket_origin_path("/ws/btcusdt@trade")) == "wss://stream.binance.com:9443"
     assert env.origin_for("/ws-api/v3") == "wss://ws-api.binance.com:443"
     assert env.origin_for("/private/ws") == "wss://fstream.binance.com"
     assert env.origin_for("/ws/btcusdt@trade") == "wss://stream.binance.com:9443"
