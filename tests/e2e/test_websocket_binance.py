@@ -440,3 +440,42 @@ async def test_ccxt_pro_coin_m_watch_orders_through_keyproxy(futures: DevStack) 
         await ex.close()
     streams = [e for e in futures.journal()[start:] if e["path"].startswith("/ws/")]
     assert len(streams) == 1, streams  # the handshake reached the emulator's dstream
+
+
+async def test_bad_input_gets_an_error_frame_or_a_close_with_a_reason(dev: DevStack) -> None:
+    creds = dev.add_bot("wsbadinput", "main", "read")
+    start = len(dev.journal())
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(ws_url(creds)) as ws:
+            for junk in ("not json", "[1, 2]", '{"id": 1}', '{"id": true, "method": "ping"}'):
+                await ws.send_str(junk)
+                answer = json.loads((await ws.receive(timeout=10)).data)
+                assert answer["keyproxy_error"] == "bad_request" and answer["status"] == 400, (junk, answer)
+            await ws.send_bytes(b"\x00\x01")
+            assert json.loads((await ws.receive(timeout=10)).data)["keyproxy_error"] == "bad_request"
+            await ws.send_str("x" * (70 << 10))  # over the 64 KiB frame limit
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            assert ws.close_code in (1008, 1009), ws.close_code
+        base = creds["base_url"].replace("http://", "ws://")
+        for url, status in ((base.rsplit("/", 1)[0] + "/nosuchaccount/ws-api/v3", 404), (base + "/ws-api/v9", 400)):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await s.ws_connect(url)
+            assert err.value.status == status, url
+    assert ws_entries(dev, start) == []
+
+
+async def test_sigterm_closes_sockets_with_going_away(tmp_path: Any) -> None:
+    stack = DevStack(tmp_path)
+    try:
+        stack.serve_account("main", new_real_key())
+        creds = stack.add_bot("wsterm", "main", "read")
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(creds)) as ws:
+            await ws.send_str(json.dumps(signed(creds, "account.status", {}, 1)))
+            assert json.loads((await ws.receive(timeout=10)).data)["status"] == 200
+            assert stack.stop_daemon() == 0
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            assert ws.close_code == 1001
+    finally:
+        stack.close()
