@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey, load_accounts
+from keyproxy.emulator.binance_streams import serve_market
 from keyproxy.emulator.base import Clock, ExchangeEmulator, RequestNote
 from keyproxy.emulator.journal import Journal
 
@@ -178,13 +179,16 @@ async def _binance_user_stream(request: web.Request) -> web.StreamResponse:
     return await emulator.streams.serve(request)
 
 
-async def _binance_coinm_user_stream(request: web.Request) -> web.StreamResponse:
-    """Binance COIN-M's user data stream (`/ws/<listenKey>` on dstream, binance_streams.py)."""
+async def _binance_stream(request: web.Request) -> web.StreamResponse:
+    """Binance's streams: COIN-M's user data `/ws/<listenKey>` (dstream), else spot market data (`/ws`,
+    `/ws/<stream>`, `/stream`), binance_streams.py."""
     emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
-    key = request.match_info["key"]
-    if emulator is None or key not in emulator.dstreams.keys:
+    if emulator is None:
         return web.Response(status=404, text="emulator: no stream here")
-    return await emulator.dstreams.serve(request, key)
+    key = request.match_info.get("stream", "")
+    if key in emulator.dstreams.keys:
+        return await emulator.dstreams.serve(request, key)
+    return await serve_market(request, lambda: request.app[CLOCK]() * 1000)  # type: ignore[operator]
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -228,7 +232,12 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_get("/ws-api/v3", _binance_ws_api)
     app.router.add_get("/private/ws", _binance_user_stream)
-    app.router.add_get("/ws/{key}", _binance_coinm_user_stream)
+    app.router.add_get("/ws/{stream}", _binance_stream)
+    app.router.add_get("/ws", _binance_stream)
+    app.router.add_get("/stream", _binance_stream)
+    for market_path in ("/public/ws", "/market/ws", "/public/stream", "/market/stream", "/public/ws/{stream}",
+                        "/market/ws/{stream}"):
+        app.router.add_get(market_path, _binance_stream)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 

@@ -110,3 +110,46 @@ class UserStreams:
             if not ws.closed:
                 await ws.send_str(json.dumps(update))
                 await ws.send_str(json.dumps(account_update))
+
+
+async def serve_market(request: web.Request, now_ms: Any) -> web.StreamResponse:
+    """Market data streams, spot (`/ws`, `/ws/<stream>`, `/stream?streams=`) and USD-M (`/public/ws`,
+    `/market/ws`): `SUBSCRIBE` frames answered
+    `{"result": null, "id"}`; each `<symbol>@ticker` / `@miniTicker` stream gets one `24hrTicker` /
+    `24hrMiniTicker` event at the emulated last price (docs: web-socket-streams.md "Live Subscribing",
+    "Individual Symbol (Mini) Ticker Streams"; the mini event's extra fields are ignored by clients)."""
+    from keyproxy.emulator.binance_data import MARKETS, fmt
+
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    combined = request.path.endswith("/stream")
+    venue = "fapi" if request.path.startswith(("/public/", "/market/")) else "spot"  # USD-M: fstream
+
+    async def ticker(stream: str) -> None:
+        symbol, _, kind = stream.partition("@")
+        market = MARKETS[venue].get(symbol.upper())
+        if kind not in ("ticker", "miniTicker") or market is None:
+            return
+        event = {"e": "24hrMiniTicker" if kind == "miniTicker" else "24hrTicker", "E": int(now_ms()),
+                 "s": market.symbol, "c": fmt(market.last),
+                 "o": fmt(market.last), "h": fmt(market.last), "l": fmt(market.last), "v": "1000", "q": "0",
+                 "p": "0", "P": "0", "w": fmt(market.last), "b": fmt(market.last - market.tick),
+                 "a": fmt(market.last + market.tick), "B": "1", "A": "1", "O": 0, "C": 0, "F": 0, "L": 0, "n": 0}
+        await ws.send_str(json.dumps({"stream": stream, "data": event} if combined else event))
+
+    for stream in [s for s in request.query.get("streams", "").split("/") if s] + (
+            [request.match_info["stream"]] if "stream" in request.match_info else []):
+        await ticker(stream)
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            continue
+        try:
+            frame = json.loads(msg.data)
+            streams = frame["params"] if frame.get("method") == "SUBSCRIBE" else []
+            await ws.send_str(json.dumps({"result": None, "id": frame.get("id")}))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            await ws.send_str(json.dumps({"error": {"code": 2, "msg": "Invalid request"}}))
+            continue
+        for stream in streams if isinstance(streams, list) else []:
+            await ticker(str(stream))
+    return ws

@@ -316,7 +316,7 @@ class Binance(AdapterHooks):
     def relays_websocket(self, path: str) -> bool:
         """Market data streams (`/ws`, `/ws/<streams>`, `/stream`, futures `/public/ws`, `/market/ws`): no
         credential, relayed unchanged."""
-        return path in _PUBLIC_STREAMS or path.startswith("/ws/")
+        return path in _PUBLIC_STREAMS or path.startswith(("/ws/", "/public/ws/", "/market/ws/"))
 
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
         """Futures listenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:

@@ -160,12 +160,14 @@ def _relayed_headers(upstream: object, allowed: tuple[str, ...]) -> dict[str, st
     return out
 
 
-def split_target(raw: str) -> tuple[str, str, str]:
+def split_target(raw: str, stream_names: bool = False) -> tuple[str, str, str]:
     """`/<account>/<path>?<query>` -> (account, /path, query), refusing anything that could steer it.
 
     The path stays percent-encoded. Refused: absolute-form targets, `..` or
     `.` segments, empty segments (`//host`), backslashes, and encoded `/`,
     `\\` or `.` in the path, since an upstream could decode them differently.
+    `@` is refused too, except in a WebSocket upgrade (`stream_names`): market stream names carry it
+    (`/ws/btcusdt@trade`), and the WebSocket edge relays such a path only to a public stream.
     """
     if not raw.startswith("/"):
         raise Refused("bad_request", "request target must be a path (absolute-form is refused)")
@@ -174,7 +176,7 @@ def split_target(raw: str) -> tuple[str, str, str]:
     if "\\" in path or "%2f" in lowered or "%5c" in lowered or "%2e" in lowered or "%00" in lowered:
         raise Refused("bad_request", "encoded separators or dots are not allowed in the path")
     segments = path.split("/")[1:]
-    if len(segments) < 2 or any(s in ("", ".", "..") for s in segments) or "@" in path:
+    if len(segments) < 2 or any(s in ("", ".", "..") for s in segments) or ("@" in path and not stream_names):
         raise Refused("bad_request", "path must be /<account>/<exchange path> with no empty, . or .. segments")
     if any(ord(c) < 0x21 or ord(c) > 0x7E for c in raw):
         raise Refused("bad_request", "request target has characters outside printable ASCII")

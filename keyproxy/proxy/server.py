@@ -101,7 +101,7 @@ class ProxyFrontDoor:
         try:
             self._guard(request)
             if self._websockets is not None and request.headers.get("Upgrade", "").lower() == "websocket":
-                account, path, query = split_target(request.raw_path)
+                account, path, query = split_target(request.raw_path, stream_names=True)
                 response = await self._websockets.handle(request, account, path, query, outcome)
                 status = 101
                 return response

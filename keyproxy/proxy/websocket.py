@@ -98,8 +98,11 @@ class WebSocketEdge:
         stream_bot = self._core.stream_bot(account, token, request.remote or "", outcome) if token else None
         if stream_bot is not None and self.sockets_of(stream_bot) >= self._limits.max_per_bot:
             raise Refused("rate_limited", f"bot {stream_bot!r} already has {self._limits.max_per_bot} open sockets")
-        if dialect is None and stream_bot is None and not adapter.relays_websocket(path):
+        public = dialect is None and stream_bot is None and adapter.relays_websocket(path)
+        if dialect is None and stream_bot is None and not public:
             raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
+        if "@" in path and not public:
+            raise Refused("bad_request", "only a market data stream's path may name a stream with @")
         origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")

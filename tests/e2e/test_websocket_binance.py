@@ -479,3 +479,23 @@ async def test_sigterm_closes_sockets_with_going_away(tmp_path: Any) -> None:
             assert ws.close_code == 1001
     finally:
         stack.close()
+
+
+async def test_market_data_streams_are_relayed(dev: DevStack) -> None:
+    """Every URL at keyproxy: market data (no credential) is relayed unchanged, spot (`/ws/...`) and USD-M
+    (`/market/ws`, here with unmodified ccxt.pro)."""
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("wsticker", "main", "read")
+    ex = point_ccxt_at(ccxtpro.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                        "options": {"defaultType": "swap"}}), creds["base_url"])
+    try:
+        ticker = await asyncio.wait_for(ex.watch_ticker("BTC/USDT:USDT"), 15)
+        assert ticker["symbol"] == "BTC/USDT:USDT" and ticker["last"] > 0
+    finally:
+        await ex.close()
+    async with aiohttp.ClientSession() as s, s.ws_connect(
+            creds["base_url"].replace("http://", "ws://") + "/ws/btcusdt@ticker") as ws:
+        assert json.loads((await ws.receive(timeout=10)).data)["s"] == "BTCUSDT"
+        await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@ticker"], "id": 3}))
+        assert json.loads((await ws.receive(timeout=10)).data) == {"result": None, "id": 3}
+        assert json.loads((await ws.receive(timeout=10)).data)["s"] == "ETHUSDT"
