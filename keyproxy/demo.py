@@ -96,7 +96,7 @@ def _websocket_step(say: Any, stack: DevStack, bot: dict[str, str]) -> bool:
         say("6b. (ccxt.pro is not installed: the WebSocket step is skipped)")
         return False
 
-    async def run() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def run() -> tuple[dict[str, Any], list[str]]:
         ex = point_ccxt_at(ccxtpro.binance({"apiKey": bot["api_key"], "secret": bot["secret"],
                                             "options": {"defaultType": "spot"}}), bot["base_url"])
         try:
@@ -105,16 +105,16 @@ def _websocket_step(say: Any, stack: DevStack, bot: dict[str, str]) -> bool:
             await asyncio.sleep(1.0)  # the user data stream subscription is up
             order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
             seen = await asyncio.wait_for(watcher, 15)
+            statuses = [o["status"] for o in seen if o["id"] == order["id"]]  # before the cancel updates them
             await ex.cancel_order_ws(order["id"], "BTC/USDT")
-            return order, seen
+            return order, statuses
         finally:
             await ex.close()
 
     start = len(stack.journal())
     say("6b. The same bot with ccxt.pro over Binance's WebSocket API (ws://.../main/ws-api/v3):")
-    order, seen = asyncio.run(run())
-    say(f"   create_order_ws: id {order['id']}; watch_orders event: "
-        f"{[o['status'] for o in seen if o['id'] == order['id']]}")
+    order, statuses = asyncio.run(run())
+    say(f"   create_order_ws: id {order['id']}; watch_orders event: {statuses}")
     frames = [e for e in stack.journal()[start:] if e.get("transport") == "ws"]
     said_virtual = any(bot["api_key"] in json.dumps(e) for e in frames)
     say(f"   frames that reached the exchange: {len(frames)}, "

@@ -37,13 +37,14 @@ from keyproxy.exchanges.base import (
     Environment,
     IncomingRequest,
     IssuedBotKey,
+    OrderBookChange,
     OutboundRequest,
     RealKey,
     SignContext,
     Verified,
 )
 from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
-from keyproxy.exchanges.okx_facts import okx_facts, okx_prices
+from keyproxy.exchanges.okx_facts import okx_contract_sizes, okx_facts, okx_order_book_change, okx_prices
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "ok-access-key"
@@ -186,6 +187,13 @@ class Okx(AdapterHooks):
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return okx_prices(path, body)
+
+    def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return okx_contract_sizes(path, body)
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        return okx_order_book_change(req.method, req.path, req.query, req.body, status, body, facts)
 
     # --- credentials and errors ---------------------------------------------
 

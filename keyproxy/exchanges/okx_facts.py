@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    OrderBookChange,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -45,6 +47,32 @@ _NO_ORDER = frozenset("/api/v5/" + p for p in (
     "rfq/mmp-reset", "rfq/mmp-config",
 ))
 _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"
+_BATCH_PLACE, _BATCH_AMEND = "/api/v5/trade/batch-orders", "/api/v5/trade/amend-batch-orders"
+_AMEND = "/api/v5/trade/amend-order"
+MAX_BATCH = 20  # "Place multiple orders": at most 20 orders per request
+_PRICED = ("limit", "post_only", "fok", "ioc", "mmp", "mmp_and_post_only")  # the ordTypes that execute at `px`
+_AT_MARKET = ("market", "optimal_limit_ioc")  # `px` is ignored
+
+
+def market_of(inst: str | None) -> str | None:
+    """The OKX market an instrument id names: `BTC-USDT` spot (cash or margin: one order book, so one
+    open-order scope), `BTC-USDT-SWAP` swap, `BTC-USD-250328` futures, `BTC-USD-250328-60000-C` option."""
+    if not inst:
+        return None
+    parts = inst.split("-")
+    if len(parts) == 2:
+        return "spot"
+    if len(parts) == 3:
+        return "swap" if parts[2] == "SWAP" else "futures"
+    return "option" if len(parts) == 5 else None
+
+
+def _contract(inst: str, market: str | None) -> str | None:
+    """Swaps and futures count contracts: USDT/USDC-settled ones (`BTC-USDT-SWAP`) hold `ctVal` base coins
+    ("linear"), coin-margined ones (`BTC-USD-SWAP`) are worth `ctVal` USD each ("inverse")."""
+    if market not in ("swap", "futures"):
+        return None
+    return "inverse" if inst.split("-")[1] == "USD" else "linear"
 
 
 def _body(req: IncomingRequest) -> object:
@@ -67,28 +95,16 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     symbol = normalize_symbol(inst) if inst else None
     path = req.path
     if path in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol)
+        first = doc[0] if isinstance(doc, list) and doc and isinstance(doc[0], dict) else params
+        inst = inst or param_text(first, "instId")
+        # a cancel-batch names one instrument per leg: counted in the first leg's scope
+        return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst))
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
-        order_type = (param_text(params, "ordType") or "").lower()
-        side = (param_text(params, "side") or "").lower()
-        size = amount(param_text(params, "sz"))
-        spot = inst is not None and inst.count("-") == 1
-        base = quote = False
-        if spot and order_type != "market":
-            base = True
-        elif spot and param_text(params, "tdMode") == "cash":
-            # tgtCcy: "Only applicable to SPOT Market Orders. Default is quote_ccy for buy, base_ccy for sell"
-            unit = param_text(params, "tgtCcy") or ("quote_ccy" if side == "buy" else "base_ccy")
-            base, quote = unit == "base_ccy", unit == "quote_ccy"
-        # derivatives count contracts, and margin market orders' unit is not documented: unknown
-        return RequestFacts(
-            action="order", symbol=symbol, side=side.upper() or None, order_type=order_type.upper() or None,
-            quantity=size if base else None, quote_quantity=size if quote else None,
-            price=None if order_type in ("market", "optimal_limit_ioc") else amount(param_text(params, "px")),
-            # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash
-            # order's flag means nothing; a spot margin order (cross/isolated) borrows automatically
-            reduce_only=param_true(params, "reduceOnly") and param_text(params, "tdMode") != "cash",
-            borrows=spot and param_text(params, "tdMode") in ("cross", "isolated"))
+        return _order(params)
+    if path in (_BATCH_PLACE, _BATCH_AMEND):
+        return _batch(doc, "order" if path == _BATCH_PLACE else "amend")
+    if path == _AMEND and isinstance(doc, dict):
+        return _amend(params)
     if path == "/api/v5/trade/close-position":
         return RequestFacts(action="order", symbol=symbol, reduce_only=True)  # closes a whole position
     if path == "/api/v5/account/set-leverage":
@@ -134,3 +150,134 @@ def okx_prices(path: str, body: bytes) -> dict[str, Decimal]:
             if value.is_finite() and value > 0:
                 out[normalize_symbol(item["instId"])] = value
     return out
+
+
+def _order(params: dict[str, object]) -> RequestFacts:
+    """One order valued by the fields OKX executes for its `ordType` (docs-v5 Trade "Place order").
+
+    `px` counts for the priced types only; a `px` on `market` / `optimal_limit_ioc` is ignored by OKX, so
+    keyproxy refuses it under a notional limit (conflict), as it does options priced by `pxUsd`/`pxVol`.
+    `sz` is base currency on spot (a SPOT market order in `tgtCcy`: "Default is quote_ccy for buy,
+    base_ccy for sell"), contracts on swaps and futures (valued with `ctVal` from public/instruments).
+    """
+    inst = param_text(params, "instId")
+    symbol = normalize_symbol(inst) if inst else None
+    td_mode = param_text(params, "tdMode")
+    market = market_of(inst)
+    order_type = (param_text(params, "ordType") or "").lower()
+    side = (param_text(params, "side") or "").lower()
+    size = amount(param_text(params, "sz"))
+    price = amount(param_text(params, "px"))
+    conflict = None
+    if order_type in _AT_MARKET and price is not None:
+        conflict, price = f"OKX ignores px on a {order_type} order", None
+    elif order_type not in _PRICED and order_type not in _AT_MARKET:
+        conflict, price = f"ordType {order_type or '(none)'} is not valued by keyproxy", None
+    if param_text(params, "pxUsd") or param_text(params, "pxVol"):
+        conflict, price = "an option priced by pxUsd or pxVol", None
+    spot, cash = market == "spot", td_mode == "cash"
+    base = quote = False
+    if spot and order_type not in _AT_MARKET:
+        base = True
+    elif spot and cash:
+        # tgtCcy: "Only applicable to SPOT Market Orders. Default is quote_ccy for buy, base_ccy for sell"
+        unit = param_text(params, "tgtCcy") or ("quote_ccy" if side == "buy" else "base_ccy")
+        base, quote = unit == "base_ccy", unit == "quote_ccy"
+    contract = _contract(inst or "", market)
+    # margin market orders' unit is not documented, options are not valued: quantity unknown
+    return RequestFacts(
+        action="order", symbol=symbol, market=market, side=side.upper() or None,
+        order_type=order_type.upper() or None, quantity=size if base or contract else None,
+        quote_quantity=size if quote else None, price=price, contract=contract, conflict=conflict,
+        # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash
+        # order's flag means nothing; a spot margin order (cross/isolated) borrows automatically
+        reduce_only=param_true(params, "reduceOnly") and td_mode != "cash",
+        borrows=spot and td_mode in ("cross", "isolated"))
+
+
+def _amend(params: dict[str, object]) -> RequestFacts:
+    """`amend-order`: the order is worth `newSz` x `newPx` afterwards; keyproxy does not know the size or
+    price left unchanged, so an amend without both cannot be valued (refused under a notional limit)."""
+    inst = param_text(params, "instId")
+    market = market_of(inst)
+    return RequestFacts(action="amend", symbol=normalize_symbol(inst) if inst else None, market=market,
+                        quantity=amount(param_text(params, "newSz")), price=amount(param_text(params, "newPx")),
+                        contract=_contract(inst or "", market))
+
+
+def _batch(doc: object, action: str) -> RequestFacts:
+    """`batch-orders` / `amend-batch-orders`: a JSON list of at most 20 orders, read one by one; the batch
+    is allowed or refused as a whole."""
+    if not isinstance(doc, list) or not doc or not all(isinstance(o, dict) for o in doc):
+        raise BadRequest("a batch is a non-empty JSON list of order objects")
+    if len(doc) > MAX_BATCH:
+        raise BadRequest(f"a batch holds at most {MAX_BATCH} orders, not {len(doc)}")
+    legs = tuple(_order(o) if action == "order" else _amend(o) for o in doc)
+    symbols = {leg.symbol for leg in legs}
+    return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, orders=legs)
+
+
+def okx_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
+    """`ctVal` of swaps and futures from `GET /api/v5/public/instruments` answers, by scope `market:SYMBOL`."""
+    if path != "/api/v5/public/instruments":
+        return {}
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError):
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in data if isinstance(data, list) else ():
+        if not isinstance(item, dict) or item.get("instType") not in ("SWAP", "FUTURES"):
+            continue
+        inst = item.get("instId")
+        try:
+            size = Decimal(str(item.get("ctVal"))) * Decimal(str(item.get("ctMult") or 1))
+        except (InvalidOperation, ValueError):
+            continue
+        if isinstance(inst, str) and size.is_finite() and size > 0:
+            out[f"{market_of(inst)}:{normalize_symbol(inst)}"] = size
+    return out
+
+
+def okx_order_book_change(method: str, path: str, query: str, request_body: bytes, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+    """Only what OKX confirmed: each order or cancel whose `sCode` is "0" (a cancel of an unknown order is
+    HTTP 200 with sCode 51400: nothing), and `orders-pending` for exactly one instrument, answered in full,
+    sets its count."""
+    if not 200 <= status < 300:
+        return OrderBookChange()
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if facts.action == "order":
+        legs = facts.placed()
+        if isinstance(data, list) and len(data) == len(legs):
+            return OrderBookChange(opened=tuple(leg.scope for leg, d in zip(legs, data)
+                                                if isinstance(d, dict) and d.get("sCode") == "0"))
+        if isinstance(doc, dict) and doc.get("code") not in (None, "0", "2"):
+            return OrderBookChange()  # refused as a whole
+        return OrderBookChange(opened=tuple(leg.scope for leg in legs))  # unreadable: counted
+    if facts.action == "cancel" and isinstance(data, list) and path in ("/api/v5/trade/cancel-order",
+                                                                        "/api/v5/trade/cancel-batch-orders"):
+        try:
+            sent = json.loads(request_body)
+        except ValueError:
+            sent = None
+        sent = sent if isinstance(sent, list) else [sent]
+        closed = []
+        for n, d in enumerate(data):  # answers come in the order of the request's legs
+            leg = sent[n] if n < len(sent) and isinstance(sent[n], dict) else {}
+            inst = param_text(leg, "instId") if leg else None
+            if isinstance(d, dict) and d.get("sCode") == "0":
+                closed.append(f"{market_of(inst)}:{normalize_symbol(inst)}" if inst else facts.scope)
+        return OrderBookChange(closed=tuple(closed))
+    if method == "GET" and path == "/api/v5/trade/orders-pending" and isinstance(data, list) \
+            and isinstance(doc, dict) and doc.get("code") == "0":
+        params = dict(parse_qsl(query))
+        inst = params.get("instId")
+        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 100  # OKX pages at 100
+        if inst and len(data) < limit:
+            return OrderBookChange(counted=((f"{market_of(inst)}:{normalize_symbol(inst)}", len(data)),))
+    return OrderBookChange()

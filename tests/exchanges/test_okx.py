@@ -540,16 +540,24 @@ def test_order_facts() -> None:
     buy = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market",'
                                           '"sz":"150","px":"1"}')
     assert (buy.quantity, buy.quote_quantity, buy.price) == (None, Decimal("150"), None)
+    assert buy.conflict  # OKX ignores px on a market order: refused under a notional limit
     base = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market",'
                                            '"sz":"1","tgtCcy":"base_ccy"}')
     assert (base.quantity, base.quote_quantity) == (Decimal("1"), None)
     sell = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"market",'
                                            '"sz":"2"}')
     assert (sell.quantity, sell.quote_quantity) == (Decimal("2"), None)
-    # contracts: not valued (no contract size here)
+    # contracts: sz contracts of ctVal (the size comes from public/instruments, never from the request)
     swap = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT-SWAP","tdMode":"cross","side":"sell",'
                                            '"ordType":"limit","px":"30000","sz":"3","reduceOnly":true}')
-    assert (swap.symbol, swap.quantity, swap.price, swap.reduce_only) == ("BTCUSDTSWAP", None, Decimal("30000"), True)
+    assert (swap.symbol, swap.quantity, swap.price, swap.reduce_only, swap.contract, swap.market) == (
+        "BTCUSDTSWAP", Decimal("3"), Decimal("30000"), True, "linear", "swap")
+    inverse = facts_of("/api/v5/trade/order", '{"instId":"BTC-USD-301227","tdMode":"cross","side":"buy",'
+                                              '"ordType":"optimal_limit_ioc","sz":"5"}')
+    assert (inverse.contract, inverse.market, inverse.price, inverse.conflict) == ("inverse", "futures", None, None)
+    for odd in ('"ordType":"limit","px":"1","pxUsd":"5"', '"ordType":"elp","px":"1"'):
+        assert facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","sz":"1",'
+                        + odd + "}").conflict
     close = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}')
     assert (close.action, close.reduce_only) == ("order", True)
 
@@ -576,10 +584,18 @@ def test_other_facts() -> None:
                                                                        Decimal("10"))
     ln = facts_of("/api/v5/asset/withdrawal-lightning", '{"ccy":"BTC","invoice":"lnbc1"}')
     assert (ln.action, ln.network, ln.amount) == ("withdraw", "LIGHTNING", None)
-    for unread in ("trade/batch-orders", "trade/amend-order", "trade/order-algo", "tradingBot/grid/order-algo",
-                   "asset/convert/trade", "copytrading/algo-order"):
+    for unread in ("trade/order-algo", "tradingBot/grid/order-algo", "asset/convert/trade", "copytrading/algo-order"):
         assert facts_of(f"/api/v5/{unread}", "{}").action is None
-    assert facts_of("/api/v5/trade/batch-orders", '[{"instId":"BTC-USDT","sz":"1"}]').action is None
+    batch = facts_of("/api/v5/trade/batch-orders", '[{"instId":"BTC-USDT","tdMode":"cash","side":"buy",'
+                     '"ordType":"limit","px":"20000","sz":"1"},{"instId":"ETH-USDT-SWAP","tdMode":"cross",'
+                     '"side":"sell","ordType":"market","sz":"2"}]')
+    assert batch.action == "order" and [(o.symbol, o.quantity, o.contract) for o in batch.orders] == [
+        ("BTCUSDT", Decimal("1"), None), ("ETHUSDTSWAP", Decimal("2"), "linear")]
+    amend = facts_of("/api/v5/trade/amend-order", '{"instId":"BTC-USDT","ordId":"1","newSz":"2","newPx":"3"}')
+    assert (amend.action, amend.quantity, amend.price) == ("amend", Decimal("2"), Decimal("3"))
+    for bad in ("{}", "[]", "[1]", "[" + ",".join(['{"instId":"BTC-USDT"}'] * 21) + "]"):
+        with pytest.raises(BadRequest):
+            facts_of("/api/v5/trade/batch-orders", bad)
     assert facts_of("/api/v5/account/set-position-mode", '{"posMode":"net_mode"}').action == "other"
     assert facts_of("/api/v5/asset/transfer", '{"ccy":"USDT","amt":"1","from":"6","to":"18"}').action == "other"
     assert ADAPTER.facts(req(), BALANCE).action == "other"
