@@ -85,6 +85,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v5/asset/coin/query-info"): Route(True, None, "coin_info"),
     ("POST", "/v5/order/create"): Route(True, "trade", "create_order"),
     ("POST", "/v5/order/cancel"): Route(True, "trade", "cancel_order"),
+    ("POST", "/v5/order/create-batch"): Route(True, "trade", "create_batch"),
     ("GET", "/v5/order/realtime"): Route(True, None, "open_orders"),
     ("GET", "/v5/order/history"): Route(True, None, "order_history"),
     ("POST", "/v5/position/set-leverage"): Route(True, "position", "set_leverage"),
@@ -153,8 +154,9 @@ class BybitEmulator(BybitHandlers):
                  "time": now},
                 status=err.http_status,
             )
+        ext = result.pop("_retExtInfo", {}) if isinstance(result, dict) else {}  # batch: one entry per order
         return web.json_response(
-            {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now}
+            {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": ext, "time": now}
         )
 
     def _permit(self, route: Route, key: EmulatedKey, remote: str | None,

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
     KeyRejection,
     AdapterHooks,
-    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -31,15 +30,15 @@ from keyproxy.exchanges.base import (
     Environment,
     IncomingRequest,
     IssuedBotKey,
+    OrderBookChange,
     OutboundRequest,
     RealKey,
     SignContext,
     Verified,
-    no_json_constants,
-    unique_members,
 )
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
-from keyproxy.policy.model import RequestFacts, normalize_symbol
+from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
+from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "x-bapi-api-key"
 SIGN_HEADER = "x-bapi-sign"
@@ -244,6 +243,10 @@ class Bybit(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return bybit_prices(path, body)
 
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        return bybit_order_book_change(req.method, req.path, req.query, status, body, facts)
+
 
 def _window(text: str | None) -> int:
     if text is None:
@@ -254,115 +257,3 @@ def _window(text: str | None) -> int:
     if window > MAX_RECV_WINDOW_MS:
         raise BadRequest(f"X-BAPI-RECV-WINDOW must not exceed {MAX_RECV_WINDOW_MS}")
     return window
-
-
-# --- request facts for policy -------------------------------------------------
-
-_ORDER_PLACEMENT = {"/v5/order/create", "/v5/order/pre-check"}
-_CANCELS = {"/v5/order/cancel", "/v5/order/cancel-all", "/v5/order/cancel-batch"}
-_LEVERAGE = {"/v5/position/set-leverage", "/v5/position/switch-isolated", "/v5/spot-margin-trade/set-leverage"}
-# trade-class endpoints that change settings but place no order
-_SETTINGS = {
-    "/v5/position/switch-mode", "/v5/position/set-tpsl-mode", "/v5/position/set-risk-limit",
-    "/v5/position/trading-stop", "/v5/position/set-auto-add-margin", "/v5/position/add-margin",
-    "/v5/position/confirm-pending-mmr", "/v5/order/disconnected-cancel-all", "/v5/account/set-margin-mode",
-    "/v5/account/set-hedging-mode", "/v5/account/set-collateral-switch", "/v5/account/set-collateral-switch-batch",
-    "/v5/account/mmp-modify", "/v5/account/mmp-reset", "/v5/account/set-delta-mode", "/v5/account/set-limit-px-action",
-    "/v5/account/demo-apply-money", "/v5/spot-margin-trade/switch-mode", "/v5/spot-margin-trade/set-auto-repay-mode",
-    "/v5/spot-cross-margin-trade/switch",
-}
-
-
-def _json_body(raw: bytes) -> dict[str, object]:
-    """The POST body as a JSON object with unique member names (parsers disagree on duplicates)."""
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not a JSON object (with unique member names)") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the request body is not a JSON object")
-    return value
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _truthy(value: object) -> bool:
-    return value is True  # a JSON true, as ccxt and pybit send it; a string could mean anything to Bybit
-
-
-def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-    """What a request would do, from its JSON body (docs/v5/order/create-order.mdx and friends).
-
-    `qty` is in the base coin, except for spot market orders whose `marketUnit` is quoteCoin (the
-    default for a spot market Buy) and inverse contracts, whose qty is in USD: those are quote
-    quantities. Batches, conversions, RFQ and spread orders report action None, which policy
-    refuses only for bots with trading limits.
-    """
-    if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
-        return RequestFacts(action="other")
-    body = _json_body(req.body) if req.method == "POST" else {}
-    symbol_text = _text(body.get("symbol"))
-    symbol = normalize_symbol(symbol_text) if symbol_text else None
-    if endpoint.cls is EndpointClass.WITHDRAW:
-        if req.path == "/v5/asset/withdraw/create":
-            return RequestFacts(action="withdraw", asset=(_text(body.get("coin")) or "").upper() or None,
-                                address=_text(body.get("address")),
-                                network=(_text(body.get("chain")) or "").upper() or None,
-                                amount=amount(body.get("amount"), "amount"))
-        if req.path == "/v5/asset/withdraw/cancel":
-            return RequestFacts(action="cancel")
-        return RequestFacts(action="withdraw", address=_text(body.get("accountId")),
-                            amount=amount(body.get("amount"), "amount"))
-    if req.path in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol)
-    if req.path in _LEVERAGE:
-        values = [amount(body.get(k), k) for k in ("buyLeverage", "sellLeverage", "leverage") if k in body]
-        readable = [v for v in values if v is not None]
-        return RequestFacts(action="leverage", symbol=symbol,
-                            leverage=max(readable) if readable and len(readable) == len(values) else None)
-    if req.path in _SETTINGS:
-        return RequestFacts(action="other", symbol=symbol)
-    if req.path == "/v5/order/amend":
-        qty, price = amount(body.get("qty"), "qty"), amount(body.get("price"), "price")
-        if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
-            return RequestFacts(action="other", symbol=symbol)
-        return RequestFacts(action="order", symbol=symbol, quantity=qty, price=price)
-    if req.path in _ORDER_PLACEMENT:
-        category = (_text(body.get("category")) or "").lower()
-        side = (_text(body.get("side")) or "").upper() or None
-        order_type = (_text(body.get("orderType")) or "").upper() or None
-        qty = amount(body.get("qty"), "qty")
-        unit = _text(body.get("marketUnit")) or ("quoteCoin" if side == "BUY" else "baseCoin")
-        in_quote = category == "inverse" or (category == "spot" and order_type == "MARKET" and unit == "quoteCoin")
-        return RequestFacts(action="order", symbol=symbol, side=side, order_type=order_type,
-                            quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
-                            price=amount(body.get("price"), "price"),
-                            # Bybit honours reduceOnly for linear, inverse and option, closeOnTrigger for
-                            # linear and inverse only: a spot order's flags would not reduce anything
-                            reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))
-                            or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))))
-    return RequestFacts(action=None, symbol=symbol)  # batches, conversions, RFQ, spread, leveraged tokens...
-
-
-def bybit_prices(path: str, body: bytes) -> dict[str, Decimal]:
-    """Last prices from the public tickers answer (docs/v5/market/tickers.mdx: result.list[].lastPrice)."""
-    if path != "/v5/market/tickers":
-        return {}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    result = doc.get("result") if isinstance(doc, dict) else None
-    items = result.get("list") if isinstance(result, dict) else None
-    out: dict[str, Decimal] = {}
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            try:
-                value = Decimal(str(item.get("lastPrice")))
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
-                out[normalize_symbol(item["symbol"])] = value
-    return out

@@ -516,13 +516,33 @@ def test_other_facts() -> None:
     assert facts("/v5/spot-margin-trade/set-leverage", {"leverage": "4"}).leverage == Decimal("4")
     assert facts("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT"}).action == "other"
     amend = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "qty": "3"})
-    assert (amend.action, amend.quantity) == ("order", Decimal("3"))
+    assert (amend.action, amend.quantity) == ("amend", Decimal("3"))
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "takeProfit": "1"}).action == "other"
-    assert facts("/v5/order/create-batch", {"category": "linear", "request": []}).action is None
+    batch = facts("/v5/order/create-batch", {"category": "linear", "request": [
+        {"symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.1", "price": "20000"},
+        {"symbol": "ETHUSDT", "side": "Sell", "orderType": "Market", "qty": "1", "reduceOnly": True}]})
+    assert batch.action == "order" and [(o.symbol, o.quantity, o.price, o.reduce_only, o.market)
+                                        for o in batch.orders] == [
+        ("BTCUSDT", Decimal("0.1"), Decimal("20000"), False, "linear"), ("ETHUSDT", Decimal("1"), None, True, "linear")]
+    for bad in ({"category": "linear", "request": []}, {"category": "linear", "request": [1]},
+                {"category": "spot", "request": [{"symbol": "BTCUSDT"}] * 11}):
+        with pytest.raises(BadRequest):
+            facts("/v5/order/create-batch", bad)
+    decoy = facts(CREATE, {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market",
+                           "qty": "2", "price": "0.1"})
+    assert decoy.conflict and decoy.price is None  # the attack: valued 2 x 0.1 under a 1,000 cap
+    iv = facts(CREATE, {"category": "option", "symbol": "BTC-30DEC30-60000-C", "side": "Buy", "orderType": "Limit",
+                        "qty": "1", "price": "1", "orderIv": "0.5"})
+    assert iv.conflict
+    margin = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
+                            "qty": "1", "price": "1", "isLeverage": 1})
+    assert margin.borrows
     assert facts("/v5/asset/exchange/convert-execute", {"quoteTxId": "x"}).action is None
     w = facts("/v5/asset/withdraw/create", {"coin": "usdt", "chain": "eth", "address": "0xabc", "amount": "10",
                                             "timestamp": 1})
     assert (w.action, w.asset, w.network, w.address, w.amount) == ("withdraw", "USDT", "ETH", "0xabc", Decimal("10"))
+    assert facts("/v5/asset/withdraw/create", {"coin": "XRP", "chain": "XRP", "address": "r1", "amount": "10",
+                                               "tag": "666", "timestamp": 1}).memo == "666"
     assert facts("/v5/asset/withdraw/cancel", {"id": "1"}).action == "cancel"
     assert facts("/v5/asset/transfer/inter-transfer", {"amount": "1"}).action == "other"
     assert facts("/v5/account/wallet-balance", b"", "GET").action == "other"

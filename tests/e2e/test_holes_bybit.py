@@ -1,0 +1,104 @@
+"""Bybit policy holes a hostile review found (issue 14), each as the attack it was; each failed before its fix.
+
+Raw signed requests through the real daemon to the emulator (which fills a Market order at its own price,
+as Bybit does, whatever `price` says); the journal shows what arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-bybit"))
+    try:
+        stack.serve_account("bb", new_real_key(exchange="bybit"))
+        yield stack
+    finally:
+        stack.close()
+
+
+def send(dev: DevStack, creds: dict[str, str], method: str, path: str, doc: Any = None,
+         query: str = "") -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+    """One Bybit v5 request signed with the bot's virtual credential: (status, answer, entries that arrived)."""
+    ts = str(int(time.time() * 1000))
+    payload = json.dumps(doc) if doc is not None else query
+    sign = hmac.new(creds["secret"].encode(), (ts + creds["api_key"] + "5000" + payload).encode(),
+                    hashlib.sha256).hexdigest()
+    start = len(dev.journal())
+    ans = call(creds["base_url"], method, path, query=query, body=json.dumps(doc) if doc is not None else "",
+               headers={"X-BAPI-API-KEY": creds["api_key"], "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
+                        "X-BAPI-SIGN": sign, "Content-Type": "application/json"})
+    return ans.status, ans.body, [e for e in dev.journal()[start:] if e["path"] == path]
+
+
+LIMIT = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.001",
+         "price": "20000"}
+
+
+def test_a_decoy_price_on_a_market_order_does_not_value_it(dev: DevStack) -> None:
+    """Market with price 0.1: keyproxy valued 2 BTC at 0.2 under a 1,000 cap; Bybit filled it at 60,000."""
+    creds = dev.add_bot("bbdecoy", "bb", "read,trade", "--set", "max_order_notional=1000")
+    decoy = {**LIMIT, "orderType": "Market", "qty": "2", "price": "0.1"}
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", decoy)
+    assert body.get("error") == "notional_unknown" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", LIMIT)  # 20 USDT
+    assert body.get("retCode") == 0 and len(arrived) == 1, body
+
+
+def test_batches_are_read_order_by_order(dev: DevStack) -> None:
+    """create-batch was refused to any bot with a limit; now each order counts (open orders, notional)."""
+    creds = dev.add_bot("bbbatch", "bb", "read,trade", "--set", "max_open_orders=2", "--set",
+                        "max_order_notional=1000")
+    batch = {"category": "linear", "request": [{k: v for k, v in LIMIT.items() if k != "category"}] * 3}
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", batch)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", {**batch, "request": batch["request"][:2]})
+    assert body.get("retCode") == 0 and [c["code"] for c in body["retExtInfo"]["list"]] == [0, 0], body
+    big = {**batch, "request": [{**batch["request"][0], "qty": "1"}]}
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", big)
+    assert body.get("error") == "notional_exceeded" and arrived == [], body
+
+
+def test_a_failed_cancel_does_not_free_an_open_order_slot(dev: DevStack) -> None:
+    """A cancel of an order that does not exist (retCode 110001, HTTP 200) must not count as -1."""
+    creds = dev.add_bot("bbcount", "bb", "read,trade", "--set", "max_open_orders=1")
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", LIMIT)
+    assert body.get("retCode") == 0, body
+    order_id = body["result"]["orderId"]
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/cancel",
+                                 {"category": "linear", "symbol": "BTCUSDT", "orderId": "nosuchorder"})
+    assert body.get("retCode") == 110001, body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", LIMIT)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/cancel",
+                                 {"category": "linear", "symbol": "BTCUSDT", "orderId": order_id})
+    assert body.get("retCode") == 0, body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", LIMIT)  # the confirmed cancel freed it
+    assert body.get("retCode") == 0 and len(arrived) == 1, body
+
+
+def test_an_attackers_tag_on_an_allowlisted_address_is_refused(dev: DevStack) -> None:
+    creds = dev.add_bot("bbpayer", "bb", "read,withdraw", "--set", "withdraw_addresses=USDT:ETH:0xabc")
+    doc = {"coin": "USDT", "chain": "ETH", "address": "0xabc", "tag": "666", "amount": "10",
+           "timestamp": int(time.time() * 1000), "accountType": "FUND"}
+    status, body, arrived = send(dev, creds, "POST", "/v5/asset/withdraw/create", doc)
+    assert body.get("error") == "address_denied" and arrived == [], body
+
+
+def test_spot_margin_orders_borrow(dev: DevStack) -> None:
+    creds = dev.add_bot("bbborrow", "bb", "read,trade")
+    doc = {**LIMIT, "category": "spot", "isLeverage": 1}
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", doc)
+    assert body.get("error") == "scope_denied" and "borrow" in body["message"] and arrived == [], body
