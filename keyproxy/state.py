@@ -234,8 +234,22 @@ class UsageBook:
         return sum(int(v) for v in items.values())
 
     def change_open_orders(self, bot: str, symbol: str, delta: int) -> None:
+        """`symbol` is a scope (`market:SYMBOL`); `market:*` with a negative delta takes from whichever of
+        the market's scopes still count orders (a cancel answer that names no symbol)."""
+        market, _, name = symbol.partition(":")
+        if name == "*" and delta < 0:
+            for key, value in self._store.usage_items(f"open:{bot}:{market}:").items():
+                while delta < 0 and int(value) > 0:
+                    value, delta = str(int(value) - 1), delta + 1
+                self._set(key, value)
+            return
         key = f"open:{bot}:{symbol}"
         self._set(key, str(max(0, int(self._get(key) or "0") + delta)))
+
+    def reset_open_orders(self, bot: str, market: str) -> None:
+        """Every scope of `market` to 0 (an answer that covered all of them)."""
+        for key in self._store.usage_items(f"open:{bot}:{market}:"):
+            self._set(key, "0")
 
     def set_open_orders(self, bot: str, symbol: str, count: int) -> None:
         self._set(f"open:{bot}:{symbol}", str(max(0, count)))

@@ -148,8 +148,12 @@ class OrderBookChange:
     """
 
     opened: tuple[str, ...] = ()  # one scope per order confirmed resting
-    closed: tuple[str, ...] = ()  # one scope per order confirmed cancelled
+    # one scope per order confirmed cancelled; `market:*` when the answer does not say which symbol
+    closed: tuple[str, ...] = ()
     counted: tuple[tuple[str, int], ...] = ()  # (scope, exact count) from a query of exactly that scope
+    # markets whose every scope the answer covers (a cancel-all, an all-symbols query): set to 0 first,
+    # then `counted` sets what the answer listed
+    reset: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,13 @@ from keyproxy.exchanges.base import (
     Environment,
     IncomingRequest,
     IssuedBotKey,
+    OrderBookChange,
     OutboundRequest,
     RealKey,
     SignContext,
     Verified,
 )
-from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_prices
+from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "api-key"
@@ -325,6 +326,10 @@ class Kraken(AdapterHooks):
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return kraken_facts(req, endpoint)
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        return kraken_order_book_change(req.path, status, body, facts)
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return kraken_prices(path, body)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    OrderBookChange,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -31,6 +33,8 @@ from keyproxy.exchanges.base import (
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset({"CancelOrder", "CancelAll", "CancelAllOrdersAfter", "CancelOrderBatch"})
+MARKET = "spot"  # Kraken spot: one order book per pair whether an order uses margin or not
+MAX_BATCH = 15  # AddOrderBatch: "a collection of orders (minimum of 2 and maximum 15)", one pair
 _POLICY_PARAMS = frozenset({"pair", "type", "ordertype", "volume", "price", "price2", "oflags", "leverage",
                             "reduce_only", "asset", "key", "address", "amount"})
 
@@ -85,21 +89,12 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     pair = param_text(params, "pair")
     symbol = normalize_symbol(pair) if pair else None
     if method in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol)
+        return RequestFacts(action="cancel", symbol=symbol, market=MARKET)
     if method in ("AddOrder", "EditOrder"):
-        order_type = (param_text(params, "ordertype") or "").lower()
-        flags = (param_text(params, "oflags") or "").lower().split(",")
-        volume = amount(param_text(params, "volume"))
-        limit = param_text(params, "price2") if order_type.endswith("-limit") else param_text(params, "price")
-        return RequestFacts(
-            action="order", symbol=symbol, side=(param_text(params, "type") or "").upper() or None,
-            order_type=order_type.upper() or None,
-            quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
-            price=None if order_type == "market" else _price(limit),
-            # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
-            # nothing, so it exempts nothing; a margin order (leverage) borrows
-            leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),
-            reduce_only=param_true(params, "reduce_only") and _margin(params))
+        order = _order(params, symbol)
+        return replace(order, action="amend") if method == "EditOrder" else order
+    if method == "AddOrderBatch" and isinstance(params.get("orders"), list):
+        return _batch(params["orders"], symbol)
     if method == "Withdraw":
         # Kraken withdraws only to addresses registered at Kraken, named by `key`; `address`, when
         # given, must match that key's address. keyproxy's allowlist names the address if the bot
@@ -108,8 +103,8 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             address=param_text(params, "address") or param_text(params, "key"),
                             amount=amount(param_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
-        # AddOrderBatch (several orders), AmendOrder (no pair), GetWebSocketsToken (trades over
-        # Kraken's WebSocket API, past keyproxy): not readable here, so refused to a bot with limits
+        # a form-encoded AddOrderBatch (`orders[0][volume]=...`), AmendOrder (no pair), GetWebSocketsToken
+        # (trades over Kraken's WebSocket API, past keyproxy): not read here, so refused to a bot with limits
         return RequestFacts(action=None, symbol=symbol)
     return RequestFacts(action="other", symbol=symbol)
 
@@ -140,3 +135,71 @@ def _margin(params: Mapping[str, object]) -> bool:
     """A Kraken margin order: `leverage` given and not "none"."""
     lev = (param_text(params, "leverage") or "").lower()
     return lev not in ("", "none", "1", "1:1")
+
+
+def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
+    """One AddOrder (or a batch's leg): `volume` in base currency (quote with `oflags=viqc`), priced by
+    `price` (`price2` for the *-limit trigger types); a market order ignores `price`: a conflict."""
+    order_type = (param_text(params, "ordertype") or "").lower()
+    flags = (param_text(params, "oflags") or "").lower().split(",")
+    volume = amount(param_text(params, "volume"))
+    limit = param_text(params, "price2") if order_type.endswith("-limit") else param_text(params, "price")
+    conflict = None
+    if order_type == "market" and param_text(params, "price") is not None:
+        conflict = "Kraken ignores a market order's price"
+    return RequestFacts(
+        action="order", symbol=symbol, market=MARKET, side=(param_text(params, "type") or "").upper() or None,
+        order_type=order_type.upper() or None, conflict=conflict,
+        quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
+        price=None if order_type == "market" else _price(limit),
+        # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
+        # nothing, so it exempts nothing; a margin order (leverage) borrows
+        leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),
+        reduce_only=param_true(params, "reduce_only") and _margin(params))
+
+
+def _batch(orders: list[object], symbol: str | None) -> RequestFacts:
+    """AddOrderBatch (JSON, as ccxt sends it): 2 to 15 orders on the body's one `pair`, read one by one;
+    the batch passes or is refused as a whole (Kraken also validates it as a whole)."""
+    if not 2 <= len(orders) <= MAX_BATCH or not all(isinstance(o, dict) for o in orders):
+        raise BadRequest(f"orders must list 2 to {MAX_BATCH} order objects")
+    legs = tuple(_order(o, symbol) for o in orders if isinstance(o, dict))
+    return RequestFacts(action="order", symbol=symbol, market=MARKET, orders=legs)
+
+
+def kraken_order_book_change(path: str, status: int, body: bytes, facts: RequestFacts) -> OrderBookChange:
+    """Only what Kraken confirmed (its errors are HTTP 200 with a non-empty `error` list): an AddOrder with a
+    `txid`, each batch order with one, a CancelOrder's `count` (an unknown order is "EOrder:Unknown order":
+    nothing), CancelAll (every order of the key: this bot's count is 0), and OpenOrders (every open order of
+    the key, whoever placed it: this bot's counts become the key's, an overstatement, never less)."""
+    if not 200 <= status < 300:
+        return OrderBookChange()
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    method = path.rsplit("/0/private/", 1)[-1]
+    if not isinstance(doc, dict):
+        return OrderBookChange(opened=tuple(o.scope for o in facts.placed())) if facts.action == "order" \
+            else OrderBookChange()
+    result = doc.get("result")
+    if doc.get("error") or not isinstance(result, dict):
+        return OrderBookChange()
+    if method == "AddOrder" and result.get("txid"):
+        return OrderBookChange(opened=(facts.scope,))
+    if method == "AddOrderBatch" and isinstance(result.get("orders"), list):
+        placed = [o for o in result["orders"] if isinstance(o, dict) and o.get("txid") and not o.get("error")]
+        return OrderBookChange(opened=(facts.scope,) * len(placed))
+    if method == "CancelOrder" and isinstance(result.get("count"), int):
+        return OrderBookChange(closed=(f"{MARKET}:*",) * result["count"])
+    if method == "CancelAll":
+        return OrderBookChange(reset=(MARKET,))
+    if method == "OpenOrders" and isinstance(result.get("open"), dict):
+        pairs: dict[str, int] = {}
+        for order in result["open"].values():
+            descr = order.get("descr") if isinstance(order, dict) else None
+            pair = descr.get("pair") if isinstance(descr, dict) else None
+            scope = f"{MARKET}:{normalize_symbol(pair) if isinstance(pair, str) else '*'}"
+            pairs[scope] = pairs.get(scope, 0) + 1
+        return OrderBookChange(reset=(MARKET,), counted=tuple(pairs.items()))
+    return OrderBookChange()

@@ -360,6 +360,8 @@ class Core:
             return
         bot, facts = track
         change = adapter.order_book_change(out, status, body, facts)  # type: ignore[attr-defined]
+        for market in change.reset:
+            self.usage.reset_open_orders(bot, market)
         for scope in change.opened:
             self.usage.change_open_orders(bot, scope, +1)
         for scope in change.closed:

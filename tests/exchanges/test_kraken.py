@@ -474,7 +474,46 @@ def test_add_order_facts() -> None:
     f = facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=stop-loss-limit&price=30000&price2=29000&volume=1")
     assert f.price == Decimal("29000")
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&volume=1&leverage=3").leverage == Decimal("3")
-    assert facts_of("/0/private/EditOrder", "pair=XBTUSD&txid=O1&volume=3&price=10").quantity == Decimal("3")
+    edit = facts_of("/0/private/EditOrder", "pair=XBTUSD&txid=O1&volume=3&price=10")
+    assert (edit.action, edit.quantity) == ("amend", Decimal("3"))
+    decoy = facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=market&volume=2&price=0.1")
+    assert decoy.conflict and decoy.price is None  # Kraken ignores a market order's price
+
+
+def test_add_order_batch_is_read_order_by_order() -> None:
+    """ccxt's create_orders sends AddOrderBatch as JSON: each order valued; bad shapes are bad requests."""
+    body = json.dumps({"nonce": "1", "pair": "XBTUSD", "orders": [
+        {"ordertype": "limit", "type": "buy", "volume": "1", "price": "20000"},
+        {"ordertype": "market", "type": "sell", "volume": "2", "oflags": "viqc"}]})
+    f = facts_of("/0/private/AddOrderBatch", body, "application/json")
+    assert f.action == "order" and [(o.symbol, o.quantity, o.quote_quantity, o.price) for o in f.orders] == [
+        ("XBTUSD", Decimal("1"), None, Decimal("20000")), ("XBTUSD", None, Decimal("2"), None)]
+    for orders in ([], [{"volume": "1"}], [{"volume": "1"}] * 16, [1, 2]):
+        with pytest.raises(BadRequest):
+            facts_of("/0/private/AddOrderBatch", json.dumps({"pair": "XBTUSD", "orders": orders}), "application/json")
+    assert facts_of("/0/private/AddOrderBatch", "nonce=1&orders[0][volume]=1").action is None  # form: not read
+
+
+def test_open_orders_only_from_what_kraken_confirmed() -> None:
+    from keyproxy.exchanges.kraken_facts import kraken_order_book_change as change
+
+    order = facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=1")
+    cancel = facts_of("/0/private/CancelOrder", "nonce=1&txid=O1")
+
+    def answer(doc: dict) -> bytes:  # type: ignore[type-arg]
+        return json.dumps(doc).encode()
+
+    assert change("/0/private/AddOrder", 200, answer({"error": [], "result": {"txid": ["O1"]}}), order).opened == (
+        "spot:XBTUSD",)
+    assert change("/0/private/AddOrder", 200, answer({"error": ["EOrder:Insufficient funds"]}), order).opened == ()
+    unknown = answer({"error": ["EOrder:Unknown order"]})  # HTTP 200, as Kraken answers it
+    assert change("/0/private/CancelOrder", 200, unknown, cancel).closed == ()
+    assert change("/0/private/CancelOrder", 200, answer({"error": [], "result": {"count": 2}}), cancel).closed == (
+        "spot:*", "spot:*")
+    listed = answer({"error": [], "result": {"open": {"O1": {"descr": {"pair": "XBTUSD"}},
+                                                      "O2": {"descr": {"pair": "ETHUSD"}}}}})
+    opened = change("/0/private/OpenOrders", 200, listed, facts_of("/0/private/OpenOrders", "nonce=1"))
+    assert opened.reset == ("spot",) and dict(opened.counted) == {"spot:XBTUSD": 1, "spot:ETHUSD": 1}
 
 
 @pytest.mark.parametrize("body, ctype", [
@@ -496,7 +535,7 @@ def test_other_facts() -> None:
     assert facts_of("/0/private/CancelAll", "nonce=1").action == "cancel"
     assert facts_of("/0/private/Balance", "nonce=1").action == "other"
     assert facts_of("/0/private/WalletTransfer", "nonce=1&asset=XBT&amount=1").action == "other"
-    for unread in ("AddOrderBatch", "AmendOrder", "GetWebSocketsToken"):
+    for unread in ("AmendOrder", "GetWebSocketsToken"):
         assert facts_of(f"/0/private/{unread}", "nonce=1").action is None
     wd = facts_of("/0/private/Withdraw", "nonce=1&asset=xbt&key=cold+wallet&amount=0.5")
     assert (wd.action, wd.asset, wd.address, wd.network, wd.amount) == ("withdraw", "XBT", "cold wallet", None,

@@ -1,0 +1,81 @@
+"""Kraken policy holes a hostile review found (issue 14), with unmodified ccxt through the real daemon to the
+emulator; each failed before its fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import ccxt
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-kraken"))
+    try:
+        stack.serve_account("kr", new_real_key(exchange="kraken"))
+        yield stack
+    finally:
+        stack.close()
+
+
+def bot(dev: DevStack, name: str, *settings: str) -> ccxt.kraken:
+    creds = dev.add_bot(name, "kr", "read,trade", *(a for s in settings for a in ("--set", s)))
+    ex = point_ccxt_at(ccxt.kraken({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+    ex.load_markets()
+    return ex
+
+
+def placed(dev: DevStack, start: int, method: str) -> int:
+    return len([e for e in dev.journal()[start:] if e["path"] == f"/0/private/{method}"])
+
+
+def test_a_failed_cancel_does_not_free_an_open_order_slot(dev: DevStack) -> None:
+    """CancelOrder for an unknown order answers HTTP 200 `EOrder:Unknown order`: it counted as -1 (item 4);
+    a confirmed cancel frees the slot (before, no Kraken cancel was ever believed)."""
+    ex = bot(dev, "krcount", "max_open_orders=1")
+    order = ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    with pytest.raises(ccxt.OrderNotFound):
+        ex.cancel_order("OAAAAA-BBBBB-CCCCCC", "BTC/USD")
+    start = len(dev.journal())
+    with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
+        ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    assert placed(dev, start, "AddOrder") == 0
+    ex.cancel_order(order["id"], "BTC/USD")
+    assert ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
+
+
+def test_open_orders_query_sets_the_count(dev: DevStack) -> None:
+    """An order that fills or is cancelled elsewhere is forgotten by a fetch_open_orders (OpenOrders)."""
+    ex = bot(dev, "krquery", "max_open_orders=1")
+    ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
+        ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    other = bot(dev, "krother")
+    other.cancel_all_orders()  # every order of the key: keyproxy's count for krquery does not see it...
+    assert other.fetch_open_orders() == []
+    assert ex.fetch_open_orders() == []  # ...until krquery's own OpenOrders answer says so
+    assert ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
+
+
+def test_create_orders_is_read_order_by_order(dev: DevStack) -> None:
+    """AddOrderBatch (ccxt create_orders, JSON) was refused to any bot with a limit (item 8)."""
+    ex = bot(dev, "krbatch", "max_order_notional=100")
+    start = len(dev.journal())
+    orders = ex.create_orders([{"symbol": "BTC/USD", "type": "limit", "side": "buy", "amount": 0.001, "price": 20000},
+                               {"symbol": "BTC/USD", "type": "limit", "side": "buy", "amount": 0.002, "price": 20000}])
+    assert len(orders) == 2 and placed(dev, start, "AddOrderBatch") == 1
+    with pytest.raises(ccxt.InvalidOrder, match="notional_exceeded"):
+        ex.create_orders([{"symbol": "BTC/USD", "type": "limit", "side": "buy", "amount": 0.001, "price": 20000},
+                          {"symbol": "BTC/USD", "type": "limit", "side": "buy", "amount": 0.1, "price": 20000}])
+    assert placed(dev, start, "AddOrderBatch") == 1
+
+
+def test_a_decoy_price_on_a_market_order_is_refused(dev: DevStack) -> None:
+    ex = bot(dev, "krdecoy", "max_order_notional=1000")
+    start = len(dev.journal())
+    with pytest.raises(ccxt.InvalidOrder, match="notional_unknown"):
+        ex.create_order("BTC/USD", "market", "buy", 2, None, {"price": "0.1"})
+    assert placed(dev, start, "AddOrder") == 0
