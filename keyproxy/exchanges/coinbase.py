@@ -36,13 +36,12 @@ import json
 import re
 import secrets
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
     KeyRejection,
     AdapterHooks,
-    amount,
     AuthFailure,
     BadRequest,
     BotKey,
@@ -51,6 +50,7 @@ from keyproxy.exchanges.base import (
     Environment,
     IncomingRequest,
     IssuedBotKey,
+    OrderBookChange,
     OutboundRequest,
     RealKey,
     SignContext,
@@ -59,7 +59,13 @@ from keyproxy.exchanges.base import (
     unique_members,
 )
 from keyproxy.exchanges.coinbase_endpoints import ENDPOINT_GROUPS
-from keyproxy.policy.model import RequestFacts, normalize_symbol
+from keyproxy.exchanges.coinbase_facts import (
+    coinbase_contract_sizes,
+    coinbase_facts,
+    coinbase_order_book_change,
+    coinbase_prices,
+)
+from keyproxy.policy.model import RequestFacts
 
 API_HOST = "api.coinbase.com"
 JWT_LIFETIME_S = 120  # Coinbase: "Your JWT expires after 2 minutes"
@@ -365,90 +371,9 @@ class Coinbase(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return coinbase_prices(path, body)
 
+    def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return coinbase_contract_sizes(path, body)
 
-_ORDERS = {"/api/v3/brokerage/orders", "/api/v3/brokerage/orders/preview"}
-_EDITS = {"/api/v3/brokerage/orders/edit", "/api/v3/brokerage/orders/edit_preview"}
-_SETTINGS = {"/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"}
-_ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), ("market_", "MARKET"),
-                ("limit_", "LIMIT"), ("sor_limit_", "LIMIT"), ("twap_limit_", "TWAP"), ("scaled_limit_", "SCALED"))
-_V2_WITHDRAWAL = re.compile(f"/v2/accounts/{_SEGMENT}/withdrawals")
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-    """What a request would do, from its JSON body (Advanced Trade orders, v2 sends and withdrawals).
-
-    Shapes keyproxy cannot read (conversions, batch edits without a size) report action None,
-    which policy refuses only for bots with trading limits.
-    """
-    if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
-        return RequestFacts(action="other")
-    if endpoint.cls is EndpointClass.TRADE and req.path in _SETTINGS:
-        return RequestFacts(action="other")
-    try:
-        body = _json_object(req.body) if req.body else {}
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not a JSON object (with unique member names)") from None
-    if endpoint.cls is EndpointClass.WITHDRAW:
-        if req.method == "POST" and (_V2_TRANSACTIONS.fullmatch(req.path) or _V2_WITHDRAWAL.fullmatch(req.path)):
-            destination = body.get("to") if _V2_TRANSACTIONS.fullmatch(req.path) else body.get("payment_method")
-            return RequestFacts(action="withdraw", asset=(_text(body.get("currency")) or "").upper() or None,
-                                address=_text(destination), network=(_text(body.get("network")) or "").upper() or None,
-                                amount=amount(body.get("amount"), "amount"))
-        return RequestFacts(action="withdraw")  # sells, commits, request-money flows: nothing to read
-    product = _text(body.get("product_id"))
-    symbol = normalize_symbol(product) if product else None
-    if req.path == "/api/v3/brokerage/orders/batch_cancel":
-        return RequestFacts(action="cancel")
-    if req.path == "/api/v3/brokerage/orders/close_position":
-        return RequestFacts(action="order", symbol=symbol, quantity=amount(body.get("size"), "size"), reduce_only=True)
-    if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
-        return RequestFacts(action="order", quantity=amount(body.get("size"), "size"),
-                            price=amount(body.get("price"), "price"))
-    if req.path in _ORDERS:
-        side = (_text(body.get("side")) or "").upper() or None
-        leverage = amount(body.get("leverage"), "leverage")
-        config = body.get("order_configuration")
-        if not isinstance(config, dict) or len(config) != 1:
-            return RequestFacts(action=None, symbol=symbol, side=side, leverage=leverage)
-        (kind, params), = config.items()
-        if not isinstance(params, dict):
-            raise BadRequest("order_configuration must hold an object")
-        order_type = next((name for prefix, name in _ORDER_TYPES if kind.startswith(prefix)), kind.upper())
-        return RequestFacts(action="order", symbol=symbol, side=side, order_type=order_type,
-                            quantity=amount(params.get("base_size"), "base_size"),
-                            price=amount(params.get("limit_price"), "limit_price"),
-                            quote_quantity=amount(params.get("quote_size"), "quote_size"), leverage=leverage)
-    return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
-
-
-def coinbase_prices(path: str, body: bytes) -> dict[str, Decimal]:
-    """Last prices from public market answers that pass through (for valuing market orders)."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    items: list[object] = []
-    if path == "/api/v3/brokerage/market/products":
-        items = doc.get("products") if isinstance(doc.get("products"), list) else []  # type: ignore[assignment]
-    elif path.startswith("/api/v3/brokerage/market/products/") and path.count("/") == 6:
-        items = [doc]
-    elif path.startswith("/api/v3/brokerage/market/products/") and path.endswith("/ticker"):
-        trades = doc.get("trades")
-        if isinstance(trades, list) and trades and isinstance(trades[0], dict):
-            items = [trades[0]]
-    out: dict[str, Decimal] = {}
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("product_id"), str):
-            try:
-                value = Decimal(str(item.get("price")))
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
-                out[normalize_symbol(item["product_id"])] = value
-    return out
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        return coinbase_order_book_change(req.method, req.path, req.query, status, body, facts)

@@ -8,6 +8,8 @@ after 2 minutes"). Vectors in tests/vectors/coinbase/jwt.json were made by that 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import base64
 import json
 import re
@@ -586,7 +588,18 @@ def test_order_facts() -> None:
     close = facts("/api/v3/brokerage/orders/close_position", {"product_id": "BIT-28JUL23-CDE", "size": "2"})
     assert close.action == "order" and close.reduce_only and close.quantity == Decimal("2")
     edit = facts("/api/v3/brokerage/orders/edit", {"order_id": "x", "price": "10", "size": "5"})
-    assert (edit.action, edit.symbol, edit.quantity, edit.price) == ("order", None, Decimal("5"), Decimal("10"))
+    assert (edit.action, edit.symbol, edit.quantity, edit.price) == ("amend", None, Decimal("5"), Decimal("10"))
+    # the fields each configuration executes: a decoy limit_price on a market order, two sizes: conflicts
+    decoy = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
+        "market_market_ioc": {"base_size": "2", "limit_price": "0.1"}}})
+    assert decoy.conflict and decoy.price is None
+    both = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
+        "limit_limit_gtc": {"base_size": "0.0001", "quote_size": "100000", "limit_price": "60000"}}})
+    assert both.conflict
+    future = facts(ORDERS, {"product_id": "XRP-30DEC30-CDE", "side": "BUY", "order_configuration": {
+        "limit_limit_gtc": {"base_size": "10", "limit_price": "0.5"}}})
+    assert (future.contract, future.market, future.quantity, future.contract_size) == ("linear", "future",
+                                                                                      Decimal("10"), None)
     assert facts("/api/v3/brokerage/convert/trade/abc", {"from_account": "a", "to_account": "b"}).action is None
     assert facts("/api/v3/brokerage/cfm/intraday/margin_setting", {"setting": "x"}).action == "other"
 
@@ -630,3 +643,30 @@ def test_prices_from_public_market_answers() -> None:
         "SOLUSD": Decimal("150.5")}
     assert ADAPTER.prices("/api/v3/brokerage/market/products/SOL-USD/candles", json.dumps(ticker).encode()) == {}
     assert ADAPTER.prices("/api/v3/brokerage/market/products", b"oops") == {}
+
+
+def test_contract_sizes_and_open_orders_from_answers() -> None:
+    import json
+    from decimal import Decimal
+
+    from keyproxy.exchanges.base import OutboundRequest
+
+    products = json.dumps({"products": [
+        {"product_id": "XRP-30DEC30-CDE", "future_product_details": {"contract_size": "10000"}},
+        {"product_id": "BTC-USD", "future_product_details": None}]}).encode()
+    assert ADAPTER.contract_sizes("/api/v3/brokerage/products", products) == {"future:XRP30DEC30CDE": Decimal("10000")}
+    order = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
+        "limit_limit_gtc": {"base_size": "1", "limit_price": "1"}}})
+    out = OutboundRequest("POST", "https://api.coinbase.com", ORDERS, "", {}, b"")
+    refused = json.dumps({"success": False, "error_response": {"error": "INSUFFICIENT_FUND"}}).encode()
+    assert ADAPTER.order_book_change(out, 200, refused, order).opened == ()  # HTTP 200, success false
+    placed = json.dumps({"success": True, "success_response": {"order_id": "x"}}).encode()
+    assert ADAPTER.order_book_change(out, 200, placed, order).opened == ("spot:BTCUSD",)
+    cancel = facts("/api/v3/brokerage/orders/batch_cancel", {"order_ids": ["a", "b"]})
+    results = json.dumps({"results": [{"success": True}, {"success": False}]}).encode()
+    assert ADAPTER.order_book_change(out, 200, results, cancel).closed == ("spot:*",)
+    listing = OutboundRequest("GET", "https://api.coinbase.com", "/api/v3/brokerage/orders/historical/batch",
+                              "order_status=OPEN&product_ids=BTC-USD", {}, b"")
+    other = facts("/api/v3/brokerage/orders/batch_cancel", {"order_ids": ["a"]})
+    doc = json.dumps({"orders": [{}, {}], "has_next": False}).encode()
+    assert ADAPTER.order_book_change(listing, 200, doc, replace(other, action="other")).counted == (("spot:BTCUSD", 2),)

@@ -1,0 +1,213 @@
+"""What a Coinbase request would do, for policy, and what Coinbase's answer confirms about open orders.
+
+Advanced Trade "Create Order" takes one `order_configuration`; each kind executes by its own fields:
+`market_market_ioc` / `_fok` by `quote_size` or `base_size` (no price: a `limit_price` there is
+ignored), the limit kinds (`limit_limit_gtc`, `_gtd`, `_fok`, `sor_limit_ioc`, `stop_limit_*`,
+`trigger_bracket_*`) by `base_size` x `limit_price`. Two sizes, or a field the kind ignores, is a
+conflict (refused under a notional limit). Futures (`BIT-27DEC24-CDE`, perpetuals `BTC-PERP-INTX`)
+count `base_size` in contracts of `future_product_details.contract_size`, read from the product answers
+keyproxy relays. A v2 send's `destination_tag` is its memo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qs
+
+from keyproxy.exchanges.base import (
+    BadRequest,
+    Endpoint,
+    EndpointClass,
+    IncomingRequest,
+    OrderBookChange,
+    amount,
+    no_json_constants,
+    unique_members,
+)
+from keyproxy.policy.model import RequestFacts, normalize_symbol
+
+_SEGMENT = "[A-Za-z0-9_~:%+.-]+"
+_V2_TRANSACTIONS = re.compile(f"/v2/accounts/{_SEGMENT}/transactions")
+_V2_WITHDRAWAL = re.compile(f"/v2/accounts/{_SEGMENT}/withdrawals")
+_ORDERS = {"/api/v3/brokerage/orders", "/api/v3/brokerage/orders/preview"}
+_EDITS = {"/api/v3/brokerage/orders/edit", "/api/v3/brokerage/orders/edit_preview"}
+_SETTINGS = {"/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"}
+_ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), ("market_", "MARKET"),
+                ("limit_", "LIMIT"), ("sor_limit_", "LIMIT"), ("twap_limit_", "TWAP"), ("scaled_limit_", "SCALED"))
+_PRODUCT_ANSWERS = ("/api/v3/brokerage/products", "/api/v3/brokerage/market/products")
+_OPEN_ORDERS = "/api/v3/brokerage/orders/historical/batch"
+
+
+def _json_object(raw: bytes) -> dict[str, object]:
+    value = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def market_of(product: str | None) -> str | None:
+    """`BTC-USD` spot, `BIT-27DEC24-CDE` a dated future, `BTC-PERP-INTX` a perpetual."""
+    if not product:
+        return None
+    if product.endswith("-CDE"):
+        return "future"
+    if product.endswith("-INTX"):
+        return "perp"
+    return "spot" if product.count("-") == 1 else None
+
+
+def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+    """What a request would do, from its JSON body (Advanced Trade orders, v2 sends and withdrawals).
+
+    Shapes keyproxy cannot read (conversions, unknown configurations) report action None, which policy
+    refuses only for bots with trading limits.
+    """
+    if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
+        return RequestFacts(action="other")
+    if endpoint.cls is EndpointClass.TRADE and req.path in _SETTINGS:
+        return RequestFacts(action="other")
+    try:
+        body = _json_object(req.body) if req.body else {}
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not a JSON object (with unique member names)") from None
+    if endpoint.cls is EndpointClass.WITHDRAW:
+        if req.method == "POST" and (_V2_TRANSACTIONS.fullmatch(req.path) or _V2_WITHDRAWAL.fullmatch(req.path)):
+            send = bool(_V2_TRANSACTIONS.fullmatch(req.path))
+            destination = body.get("to") if send else body.get("payment_method")
+            tag = body.get("destination_tag") if send else None
+            return RequestFacts(action="withdraw", asset=(_text(body.get("currency")) or "").upper() or None,
+                                address=_text(destination), network=(_text(body.get("network")) or "").upper() or None,
+                                amount=amount(body.get("amount"), "amount"),
+                                memo=str(tag) if isinstance(tag, str | int) and not isinstance(tag, bool) and tag != ""
+                                else None)
+        return RequestFacts(action="withdraw")  # sells, commits, request-money flows: nothing to read
+    product = _text(body.get("product_id"))
+    symbol = normalize_symbol(product) if product else None
+    market = market_of(product)
+    if req.path == "/api/v3/brokerage/orders/batch_cancel":
+        return RequestFacts(action="cancel", market="spot")
+    if req.path == "/api/v3/brokerage/orders/close_position":
+        return RequestFacts(action="order", symbol=symbol, market=market, quantity=amount(body.get("size"), "size"),
+                            reduce_only=True, contract="linear" if market in ("future", "perp") else None)
+    if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
+        return RequestFacts(action="amend", quantity=amount(body.get("size"), "size"),
+                            price=amount(body.get("price"), "price"))
+    if req.path in _ORDERS:
+        return _order(body, symbol, market)
+    return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
+
+
+def _order(body: dict[str, object], symbol: str | None, market: str | None) -> RequestFacts:
+    side = (_text(body.get("side")) or "").upper() or None
+    leverage = amount(body.get("leverage"), "leverage")
+    config = body.get("order_configuration")
+    if not isinstance(config, dict) or len(config) != 1:
+        return RequestFacts(action=None, symbol=symbol, side=side, leverage=leverage)
+    (kind, params), = config.items()
+    if not isinstance(params, dict):
+        raise BadRequest("order_configuration must hold an object")
+    order_type = next((name for prefix, name in _ORDER_TYPES if kind.startswith(prefix)), kind.upper())
+    base = amount(params.get("base_size"), "base_size")
+    quote = amount(params.get("quote_size"), "quote_size")
+    price = amount(params.get("limit_price"), "limit_price")
+    conflict = None
+    if base is not None and quote is not None:
+        conflict = "both base_size and quote_size are given"
+    if order_type == "MARKET" and price is not None:
+        conflict, price = "a market order's limit_price is ignored by Coinbase", None
+    if order_type not in ("MARKET", "LIMIT", "STOP_LIMIT", "BRACKET"):
+        conflict = f"{kind} is not valued by keyproxy"
+    contract = "linear" if market in ("future", "perp") else None
+    if contract is not None and quote is not None:
+        conflict = "a futures order is sized in contracts (base_size)"
+    return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
+                        quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
+                        conflict=conflict, contract=contract)
+
+
+def coinbase_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
+    """`future_product_details.contract_size` of futures in product answers (list or one product)."""
+    if not path.startswith(_PRODUCT_ANSWERS):
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    items = doc.get("products") if isinstance(doc, dict) and isinstance(doc.get("products"), list) else [doc]
+    out: dict[str, Decimal] = {}
+    for item in items:
+        details = item.get("future_product_details") if isinstance(item, dict) else None
+        product = item.get("product_id") if isinstance(item, dict) else None
+        if not isinstance(details, dict) or not isinstance(product, str) or market_of(product) is None:
+            continue
+        try:
+            size = Decimal(str(details.get("contract_size")))
+        except (InvalidOperation, ValueError):
+            continue
+        if size.is_finite() and size > 0:
+            out[f"{market_of(product)}:{normalize_symbol(product)}"] = size
+    return out
+
+
+def coinbase_order_book_change(method: str, path: str, query: str, status: int, body: bytes,
+                               facts: RequestFacts) -> OrderBookChange:
+    """Only what Coinbase confirmed: a create answered `success: true` (a refusal is HTTP 200 with `success:
+    false`), each `batch_cancel` result with `success: true`, and the open-order list for exactly one
+    product, answered in full (no `has_next`), sets that product's count."""
+    if not 200 <= status < 300:
+        return OrderBookChange()
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    if facts.action == "order":
+        if isinstance(doc, dict) and doc.get("success") is not True:
+            return OrderBookChange()
+        return OrderBookChange(opened=tuple(o.scope for o in facts.placed()))
+    if facts.action == "cancel" and isinstance(doc, dict) and isinstance(doc.get("results"), list):
+        done = [r for r in doc["results"] if isinstance(r, dict) and r.get("success") is True]
+        return OrderBookChange(closed=("spot:*",) * len(done))  # results name orders, not products
+    if method == "GET" and path == _OPEN_ORDERS and isinstance(doc, dict) and isinstance(doc.get("orders"), list):
+        params = parse_qs(query)
+        products = params.get("product_ids", []) + params.get("product_id", [])
+        if params.get("order_status") == ["OPEN"] and len(products) == 1 and not doc.get("has_next") \
+                and not params.get("cursor"):
+            product = products[0]
+            return OrderBookChange(counted=((f"{market_of(product)}:{normalize_symbol(product)}",
+                                             len(doc["orders"])),))
+    return OrderBookChange()
+
+
+def coinbase_prices(path: str, body: bytes) -> dict[str, Decimal]:
+    """Last prices from public market answers that pass through (for valuing market orders)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    items: list[object] = []
+    if path == "/api/v3/brokerage/market/products":
+        items = doc.get("products") if isinstance(doc.get("products"), list) else []  # type: ignore[assignment]
+    elif path.startswith("/api/v3/brokerage/market/products/") and path.count("/") == 6:
+        items = [doc]
+    elif path.startswith("/api/v3/brokerage/market/products/") and path.endswith("/ticker"):
+        trades = doc.get("trades")
+        if isinstance(trades, list) and trades and isinstance(trades[0], dict):
+            items = [trades[0]]
+    out: dict[str, Decimal] = {}
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("product_id"), str):
+            try:
+                value = Decimal(str(item.get("price")))
+            except InvalidOperation:
+                continue
+            if value.is_finite() and value > 0:
+                out[normalize_symbol(item["product_id"])] = value
+    return out

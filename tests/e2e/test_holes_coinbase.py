@@ -1,0 +1,86 @@
+"""Coinbase policy holes a hostile review found (issue 14), through the official coinbase-advanced-py SDK (only
+its base URL changed) and the real daemon to the emulator; each failed before its fix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+
+rest = pytest.importorskip("coinbase.rest")
+requests_adapters = pytest.importorskip("requests.adapters")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("holes-coinbase"))
+    try:
+        stack.serve_account("cb", new_real_key("ec", exchange="coinbase"))
+        yield stack
+    finally:
+        stack.close()
+
+
+class PlainHttp(requests_adapters.HTTPAdapter):  # type: ignore[misc,name-defined]
+    """coinbase-advanced-py always builds https:// URLs; keyproxy listens on plain loopback HTTP."""
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        request.url = "http://" + request.url.removeprefix("https://")
+        return super().send(request, **kwargs)
+
+
+def client(dev: DevStack, name: str, *settings: str) -> Any:
+    creds = dev.add_bot(name, "cb", "read,trade", *(a for s in settings for a in ("--set", s)))
+    c = rest.RESTClient(api_key=creds["api_key"], api_secret=creds["secret"],
+                        base_url=creds["base_url"].removeprefix("http://"))
+    c.session.mount("https://", PlainHttp())
+    return c
+
+
+def orders_sent(dev: DevStack, start: int) -> int:
+    return len([e for e in dev.journal()[start:] if e["path"] == "/api/v3/brokerage/orders"])
+
+
+def refused(call: Any) -> str:
+    with pytest.raises(Exception) as err:  # the SDK raises requests.HTTPError with keyproxy's body
+        call()
+    return str(err.value) + str(getattr(getattr(err.value, "response", None), "text", ""))
+
+
+def test_a_decoy_limit_price_or_two_sizes_do_not_value_an_order(dev: DevStack) -> None:
+    """market_market_ioc with a decoy limit_price, limit_limit_gtc with base_size and quote_size (item 1)."""
+    c = client(dev, "cbdecoy", "max_order_notional=1000")
+    start = len(dev.journal())
+    for config in ({"market_market_ioc": {"base_size": "2", "limit_price": "0.1"}},
+                   {"limit_limit_gtc": {"base_size": "1", "quote_size": "10", "limit_price": "50000"}}):
+        text = refused(lambda: c.create_order(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", side="BUY",
+                                              order_configuration=config))
+        assert "notional_unknown" in text, text
+    assert orders_sent(dev, start) == 0
+    ok = c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                               limit_price="50000")
+    assert ok.success and orders_sent(dev, start) == 1
+
+
+def test_a_refused_order_and_a_failed_cancel_count_nothing(dev: DevStack) -> None:
+    """success false (HTTP 200) opened a slot; only confirmed cancels free one; an OPEN listing sets it."""
+    c = client(dev, "cbcount", "max_open_orders=1")
+    bad = c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                limit_price="50000.001")  # finer than the price increment: success false
+    assert not bad.success
+    placed = c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                   limit_price="50000")
+    assert placed.success, placed  # the refused one did not take the only slot
+    assert not c.cancel_orders(order_ids=["no-such-order"]).results[0].success
+    start = len(dev.journal())
+    text = refused(lambda: c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
+                                                 base_size="0.001", limit_price="50000"))
+    assert "open_orders_exceeded" in text and orders_sent(dev, start) == 0
+    assert c.cancel_orders(order_ids=[placed.success_response["order_id"]]).results[0].success
+    again = c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                  limit_price="50000")
+    assert again.success
