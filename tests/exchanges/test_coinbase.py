@@ -670,3 +670,10 @@ def test_contract_sizes_and_open_orders_from_answers() -> None:
     other = facts("/api/v3/brokerage/orders/batch_cancel", {"order_ids": ["a"]})
     doc = json.dumps({"orders": [{}, {}], "has_next": False}).encode()
     assert ADAPTER.order_book_change(listing, 200, doc, replace(other, action="other")).counted == (("spot:BTCUSD", 2),)
+
+
+def test_a_sends_destination_tag_is_its_memo() -> None:
+    """On a shared deposit address the tag picks who is credited: it is part of the allowlist entry."""
+    f = facts("/v2/accounts/abc/transactions", {"type": "send", "to": "rShared", "amount": "10", "currency": "XRP",
+                                                 "destination_tag": "666"})
+    assert (f.action, f.address, f.memo) == ("withdraw", "rShared", "666")
