@@ -191,6 +191,19 @@ async def _binance_stream(request: web.Request) -> web.StreamResponse:
     return await serve_market(request, lambda: request.app[CLOCK]() * 1000)  # type: ignore[operator]
 
 
+async def _okx_private_ws(request: web.Request) -> web.StreamResponse:
+    """OKX's private WebSocket (`/ws/v5/private`, `/ws/v5/business`, okx_ws.py)."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "okx"), None)
+    if emulator is None:
+        return web.Response(status=404, text="emulator: no emulated exchange serves OKX WebSockets")
+    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
+
+    def record(entry: dict[str, Any]) -> None:
+        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
+
+    return await emulator.ws.serve(request, record)
+
+
 async def _health(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "exchanges": [e.name for e in request.app[EMULATORS]]}
@@ -232,6 +245,8 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_get("/ws-api/v3", _binance_ws_api)
     app.router.add_get("/private/ws", _binance_user_stream)
+    app.router.add_get("/ws/v5/private", _okx_private_ws)
+    app.router.add_get("/ws/v5/business", _okx_private_ws)
     app.router.add_get("/ws/{stream}", _binance_stream)
     app.router.add_get("/ws", _binance_stream)
     app.router.add_get("/stream", _binance_stream)

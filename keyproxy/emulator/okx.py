@@ -30,6 +30,8 @@ trading key, only valid with ``x-simulated-trading: 1``); ``passphrase`` is requ
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import secrets
 import string
@@ -44,6 +46,7 @@ from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
 from keyproxy.emulator.base import Clock, RequestNote
+from keyproxy.emulator.okx_ws import OkxWs
 from keyproxy.emulator.okx_account import (
     DEFAULT_PERMISSIONS,
     READ,
@@ -107,6 +110,7 @@ class OkxEmulator(AccountHandlers):
         self.clock = clock
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
+        self.ws = OkxWs(self)
         self.reset()
 
     def reset(self) -> None:
@@ -221,6 +225,7 @@ class OkxEmulator(AccountHandlers):
                 order = new_order(req, call.acct, ord_id, call.now)
                 call.acct.place(order, call.now)
                 data.append({**entry, "ordId": ord_id, "sCode": "0", "sMsg": "Order placed"})
+                self._changed(call.acct, order)
             except OrderRejected as rej:
                 data.append({**entry, "sCode": rej.code, "sMsg": rej.msg})
         failed = sum(1 for d in data if d["sCode"] != "0")
@@ -229,6 +234,11 @@ class OkxEmulator(AccountHandlers):
         if failed == len(data):
             return {"code": "1", "msg": "All operations failed", "data": data}
         return {"code": "2", "msg": "Bulk operation partially succeeded", "data": data}
+
+    def _changed(self, account: Any, order: Any) -> None:
+        """An order changed (REST or WebSocket): the `orders` channel of the account's sockets hears of it."""
+        if self.ws.sessions:
+            asyncio.get_running_loop().create_task(self.ws.publish(account, order.doc(account.lever(order.inst))))
 
     def place_order(self, call: Call) -> dict[str, Any]:
         return self._place(call, [call.params])
@@ -273,6 +283,7 @@ class OkxEmulator(AccountHandlers):
             return {"code": "1", "msg": "All operations failed",
                     "data": [{**entry, "sCode": rej.code, "sMsg": rej.msg}]}
         call.acct.cancel(order, call.now)
+        self._changed(call.acct, order)
         entry.update(clOrdId=order.cl_ord_id, ordId=order.ord_id)
         return {"code": "0", "msg": "", "data": [{**entry, "sCode": "0", "sMsg": ""}]}
 

@@ -8,6 +8,8 @@ renders; adapters never build HTTP responses.
 
 from __future__ import annotations
 
+import json
+
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -304,6 +306,37 @@ class AdapterHooks:
     def websocket_origin_path(self, path: str) -> str:
         """The path whose host-table entry serves this WebSocket path (where two hosts use one path)."""
         return path
+
+    # --- a WebSocket dialect's framing (defaults: JSON-RPC-like `{"id", "method", "params"}`, Binance's) ---
+
+    def ws_frame(self, text: str) -> tuple[object, str]:
+        """(the key its answer will carry, the method) of one request frame; BadRequest when malformed."""
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            raise BadRequest("frame is not JSON") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or "id" not in frame:
+            raise BadRequest("a request frame is a JSON object with an id and a method")
+        if not isinstance(frame["id"], str | int) or isinstance(frame["id"], bool):
+            raise BadRequest("a frame's id is a string or an integer")
+        return frame["id"], frame["method"]
+
+    def ws_answer(self, doc: dict[str, object]) -> tuple[object, int] | None:
+        """(the key of the request frame an upstream message answers, its status), or None for an event."""
+        if "id" not in doc:
+            return None
+        status = doc.get("status")
+        return doc["id"], status if isinstance(status, int) else 200
+
+    def ws_refusal(self, key: object, method: str, code: str, message: str, status: int) -> dict[str, object]:
+        """A refused frame's answer in the exchange's own shape (keyproxy adds its stable code and request id)."""
+        native = self.native_error(code, message)  # type: ignore[attr-defined]
+        return {"id": key, "status": status, "error": {**native, "msg": native.get("msg", message)}}
+
+    def session_action(self, method: str) -> str | None:
+        """How a session method is handled: "logon" / "logout" / "status" keyproxy answers itself; "login"
+        is verified, makes the connection the bot's, and goes upstream re-signed; None: an ordinary frame."""
+        return None
 
     def presented_stream_token(self, req: IncomingRequest) -> str | None:
         """A stream token a message subscribes with instead of a key (Binance margin's listenToken): the

@@ -172,8 +172,7 @@ class BinanceWsApi(AdapterHooks):
 
     # --- the bot's signature ----------------------------------------------------------------
 
-    @staticmethod
-    def session_action(method: str) -> str | None:
+    def session_action(self, method: str) -> str | None:
         """`logon`, `logout` or `status` for the session methods keyproxy answers itself, else None."""
         return {"session.logon": "logon", "session.logout": "logout", "session.status": "status"}.get(method)
 

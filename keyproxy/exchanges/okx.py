@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
     KeyRejection,
+    Adapter,
     AdapterHooks,
     AuthFailure,
     BadRequest,
@@ -63,8 +64,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 }
 
 ENVIRONMENTS = (
-    Environment("production", (("/api/v5/", "https://www.okx.com"),)),
-    Environment("demo", (("/api/v5/", "https://www.okx.com"),)),  # plus `x-simulated-trading: 1`
+    Environment("production", (("/api/v5/", "https://www.okx.com"), ("/ws/v5/", "wss://ws.okx.com:8443"))),
+    # REST: the same host plus `x-simulated-trading: 1`; WebSockets: OKX's demo host
+    Environment("demo", (("/api/v5/", "https://www.okx.com"), ("/ws/v5/", "wss://wspap.okx.com:8443"))),
 )
 
 _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
@@ -190,6 +192,15 @@ class Okx(AdapterHooks):
 
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         return okx_contract_sizes(path, body)
+
+    def websocket(self, path: str) -> Adapter | None:
+        """`/ws/v5/private` and `/ws/v5/business`: logged in once, each frame decided (okx_ws.py)."""
+        from keyproxy.exchanges.okx_ws import WS_PATHS, OkxWsApi
+
+        return OkxWsApi(self) if path in WS_PATHS else None
+
+    def relays_websocket(self, path: str) -> bool:
+        return path == "/ws/v5/public"  # market data: no credential
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:

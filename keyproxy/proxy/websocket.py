@@ -211,22 +211,23 @@ class _Connection:
         outcome = Outcome(request_id=new_request_id(), method="WS", source_ip=self.peer, path=self.path,
                           account=self.account, adapter=self.dialect, transport="ws")
         frame_id: Any = None
+        method = ""
+        dialect: Any = self.dialect
         try:
-            frame = _parse(text)
-            frame_id = frame["id"]
-            outcome.method = str(frame["method"])[:64]
+            frame_id, method = dialect.ws_frame(text)
+            outcome.method = method[:64]
             if frame_id in self.pending:
                 raise Refused("bad_request", "a frame with this id is still waiting for the exchange's answer")
             if len(self.pending) >= self.edge._limits.max_pending:
                 raise Refused("unavailable", "too many frames waiting for the exchange; retry shortly")
-            route = core.route(self.account, frame["method"], self.path, outcome, dialect=self.dialect)
-            incoming = IncomingRequest(frame["method"], self.path, "", {}, text.encode(), host=self.host,
+            route = core.route(self.account, method, self.path, outcome, dialect=dialect)
+            incoming = IncomingRequest(method, self.path, "", {}, text.encode(), host=self.host,
                                        mount=f"/{self.account}")
-            action = self.dialect.session_action(frame["method"])  # type: ignore[union-attr]
+            action = dialect.session_action(method)
             if action in ("logout", "status"):
                 await self._session_answer(frame_id, action, outcome)
                 return
-            claimed = self.dialect.presented_key(incoming)  # type: ignore[union-attr]
+            claimed = dialect.presented_key(incoming)
             route, incoming = core.admit(route, incoming, self.peer, outcome, session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:
@@ -236,17 +237,19 @@ class _Connection:
             if action == "logon":
                 await self._session_answer(frame_id, action, outcome, claimed)
                 return
+            if action == "login":  # verified above: the connection is this bot's; the login goes upstream re-signed
+                self.session, self.authorized_since = claimed, int(time.time() * 1000)
             async with core.turn(route):
                 out = core.sign(route, incoming, outcome)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter())
                 await self.upstream.send_str(out.body.decode())
         except Refused as e:
-            await self._refuse(frame_id, e, outcome)
+            await self._refuse(frame_id, e, outcome, method)
         except BadRequest as e:
-            await self._refuse(frame_id, _bad_request(e), outcome)
+            await self._refuse(frame_id, _bad_request(e), outcome, method)
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
-            await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome)
+            await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome, method)
 
     async def _session_answer(self, frame_id: Any, action: str, outcome: Outcome, key: str | None = None) -> None:
         """session.logon (its signature verified by the core), .logout and .status, answered by keyproxy: the
@@ -263,15 +266,14 @@ class _Connection:
         self.edge._record(outcome, 200)
         await self.bot_ws.send_str(json.dumps({"id": frame_id, "status": 200, "result": result}))
 
-    async def _refuse(self, frame_id: Any, e: Refused, outcome: Outcome) -> None:
+    async def _refuse(self, frame_id: Any, e: Refused, outcome: Outcome, method: str = "") -> None:
         outcome.code = e.code
         outcome.decision = "deny"
-        adapter = outcome.adapter
-        extra = adapter.native_error(e.code, e.message) if adapter is not None else {}  # type: ignore[attr-defined]
         status = STATUS.get(e.code, 400)
-        answer: dict[str, Any] = {"id": frame_id, "status": status,
-                                  "error": {**extra, "msg": extra.get("msg", e.message)},
-                                  "keyproxy_error": e.code, "request_id": outcome.request_id}
+        dialect: Any = self.dialect
+        shaped = dialect.ws_refusal(frame_id, method, e.code, e.message, status) if dialect is not None else \
+            {"id": frame_id, "status": status, "error": {"msg": e.message}}
+        answer: dict[str, Any] = {**shaped, "keyproxy_error": e.code, "request_id": outcome.request_id}
         if e.retry_after is not None:
             answer["retryAfter"] = int(time.time() * 1000 + e.retry_after * 1000)
         self.edge._react(outcome)
@@ -302,10 +304,11 @@ class _Connection:
             doc = json.loads(text)
         except ValueError:
             return
-        if not isinstance(doc, dict) or "id" not in doc or doc.get("id") not in self.pending:
+        answer = self.dialect.ws_answer(doc) if isinstance(doc, dict) and self.dialect is not None else None
+        if answer is None or answer[0] not in self.pending:
             return
-        p = self.pending.pop(doc["id"])
-        status = doc.get("status") if isinstance(doc.get("status"), int) else 200
+        key, status = answer
+        p = self.pending.pop(key)
         p.outcome.upstream_status = status
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
@@ -328,19 +331,6 @@ class _Connection:
                 if bot is None or bot.info.status != "active":
                     self.closing = f"keyproxy: bot {name} is no longer active"
                     return
-
-
-def _parse(text: str) -> dict[str, Any]:
-    """The generic request frame shape: a JSON object with an id and a method (the dialect checks the rest)."""
-    try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Refused("bad_request", "frame is not JSON") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or "id" not in frame:
-        raise Refused("bad_request", "a request frame is a JSON object with an id and a method")
-    if not isinstance(frame["id"], (str, int)) or isinstance(frame["id"], bool):
-        raise Refused("bad_request", "a frame's id is a string or an integer")
-    return frame
 
 
 def _bad_request(e: BadRequest) -> Refused:

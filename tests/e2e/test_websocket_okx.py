@@ -1,0 +1,122 @@
+"""OKX's private WebSocket through keyproxy (issue 16): the bot's login verified with its virtual credential,
+the upstream logged in with the real key, every later frame decided as that bot's.
+
+Real daemon, real emulator (its `/ws/v5/private` verifies the login apart from keyproxy's adapters), raw
+frames and unmodified ccxt.pro pointed at keyproxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("ws-okx"))
+    key = new_real_key(exchange="okx")
+    try:
+        stack.serve_account("okx", key)
+        stack.real_key = key  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.close()
+
+
+def login(creds: dict[str, str], ts: int | None = None, secret: str | None = None) -> dict[str, Any]:
+    stamp = str(ts if ts is not None else int(time.time()))
+    sign = base64.b64encode(hmac.new((secret or creds["secret"]).encode(), (stamp + "GET/users/self/verify").encode(),
+                                     hashlib.sha256).digest()).decode()
+    return {"op": "login", "args": [{"apiKey": creds["api_key"], "passphrase": creds["passphrase"],
+                                     "timestamp": stamp, "sign": sign}]}
+
+
+def url(creds: dict[str, str]) -> str:
+    return creds["base_url"].replace("http://", "ws://") + "/ws/v5/private"
+
+
+async def talk(creds: dict[str, str], *frames: dict[str, Any]) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+        out = []
+        for f in frames:
+            await ws.send_str(json.dumps(f))
+            out.append(json.loads((await ws.receive(timeout=10)).data))
+        return out
+
+
+def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
+    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
+
+
+ORDER = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "20000", "sz": "0.001"}
+
+
+async def test_login_is_verified_and_replaced_by_the_real_one(dev: DevStack) -> None:
+    creds = dev.add_bot("okxws", "okx", "read,trade", "--set", "max_order_notional=100")
+    start = len(dev.journal())
+    logged, placed, over = await talk(creds, login(creds), {"id": "1", "op": "order", "args": [ORDER]},
+                                      {"id": "2", "op": "order", "args": [{**ORDER, "sz": "1"}]})
+    assert logged["event"] == "login" and logged["code"] == "0", logged
+    assert placed["code"] == "0" and placed["data"][0]["sCode"] == "0", placed
+    assert over["keyproxy_error"] == "notional_exceeded" and over["id"] == "2" and over["code"] == "51005", over
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["login", "order"]
+    real = dev.real_key.credentials  # type: ignore[attr-defined]
+    assert seen[0]["api_key"] == real["api_key"] and seen[0]["signature_verified"]
+    assert not any(creds["api_key"] in e["body"] or creds["passphrase"] in e["body"] for e in dev.journal())
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "stale_request", "not_logged_in"])
+async def test_refused_logins_and_frames_never_go_upstream(dev: DevStack, case: str) -> None:
+    creds = dev.add_bot(f"okxws-{case.replace('_', '-')}", "okx", "read,trade")
+    frame = {"bad_signature": login(creds, secret="junk"), "stale_request": login(creds, int(time.time()) - 120),
+             "not_logged_in": {"id": "9", "op": "order", "args": [ORDER]}}[case]
+    start = len(dev.journal())
+    [answer] = await talk(creds, frame)
+    expected = "unknown_bot" if case == "not_logged_in" else case
+    assert answer["keyproxy_error"] == expected, answer
+    assert ("event" in answer) == (case != "not_logged_in"), answer  # OKX's shapes: login error event, op error
+    assert ws_entries(dev, start) == []
+
+
+async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("okxpro", "okx", "read,trade")
+    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                    "password": creds["passphrase"]}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        await ex.load_markets()
+        watcher = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        await asyncio.sleep(1.5)
+        order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
+        seen = await asyncio.wait_for(watcher, 15)
+        assert any(o["id"] == order["id"] for o in seen)
+    finally:
+        await ex.close()
+    methods = [e["method"] for e in ws_entries(dev, start)]
+    assert {"login", "subscribe", "batch-orders"} <= set(methods), methods  # ccxt.pro orders over the socket
+    logins = [e for e in ws_entries(dev, start) if e["method"] == "login"]
+    assert logins and all(e["signature_verified"] for e in logins)
+
+
+async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
+    creds = dev.add_bot("okxrevoked", "okx", "read")
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+        await ws.send_str(json.dumps(login(creds)))
+        assert json.loads((await ws.receive(timeout=10)).data)["code"] == "0"
+        dev.cli("bot", "revoke", "okxrevoked")
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008
