@@ -204,6 +204,19 @@ async def _okx_private_ws(request: web.Request) -> web.StreamResponse:
     return await emulator.ws.serve(request, record)
 
 
+async def _bybit_private_ws(request: web.Request) -> web.StreamResponse:
+    """Bybit's private WebSockets (`/v5/private`, `/v5/trade`, bybit_ws.py)."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "bybit"), None)
+    if emulator is None:
+        return web.Response(status=404, text="emulator: no emulated exchange serves Bybit WebSockets")
+    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
+
+    def record(entry: dict[str, Any]) -> None:
+        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
+
+    return await emulator.ws.serve(request, record)
+
+
 async def _health(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "exchanges": [e.name for e in request.app[EMULATORS]]}
@@ -247,6 +260,8 @@ def build_app(
     app.router.add_get("/private/ws", _binance_user_stream)
     app.router.add_get("/ws/v5/private", _okx_private_ws)
     app.router.add_get("/ws/v5/business", _okx_private_ws)
+    app.router.add_get("/v5/private", _bybit_private_ws)
+    app.router.add_get("/v5/trade", _bybit_private_ws)
     app.router.add_get("/ws/{stream}", _binance_stream)
     app.router.add_get("/ws", _binance_stream)
     app.router.add_get("/stream", _binance_stream)

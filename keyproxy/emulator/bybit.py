@@ -52,6 +52,7 @@ from keyproxy.emulator.bybit_auth import (
     Verifier,
     authenticate,
 )
+from keyproxy.emulator.bybit_ws import BybitWs
 from keyproxy.emulator.bybit_handlers import (
     DEFAULT_PERMISSIONS,
     BybitHandlers,
@@ -110,6 +111,7 @@ class BybitEmulator(BybitHandlers):
         self.reset()
 
     def reset(self) -> None:
+        self.ws = BybitWs(self)
         self.accounts = {k.api_key: Account.fresh(k) for k in self.keys}
         self.verifiers = {k.api_key: Verifier(k) for k in self.keys}
         self.revoked: set[str] = set()

@@ -9,6 +9,8 @@ bybit-exchange/docs (``docs/v5/order/create-order.mdx``, ``cancel-order``,
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -197,7 +199,15 @@ class BybitHandlers:
         order = Order(new_order_id(category), str(link_id), market, side, order_type, qty,
                       price, tif, call.now, reduce_only=bool(call.params.get("reduceOnly")))
         call.acct.place(order)
+        self._changed(call.acct, order, call.now)
         return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+
+    def _changed(self, account: Any, order: Any, now: int) -> None:
+        """An order changed (REST or WebSocket): the `order` topic of the account's sockets hears of it."""
+        ws = getattr(self, "ws", None)
+        if ws is not None and ws.sessions:
+            asyncio.get_running_loop().create_task(ws.publish(account, {**order.doc(), "category":
+                                                                        order.market.category}, now))
 
     def create_batch(self, call: Call) -> dict[str, Any]:
         """"Batch Place Order": `request` holds at most 20 orders (10 on spot), each placed as a single
@@ -232,6 +242,7 @@ class BybitHandlers:
             raise BybitError(170213, "Order does not exist.") if category == "spot" else \
                 BybitError(110001, "order not exists or too late to cancel")
         call.acct.cancel(order, call.now)
+        self._changed(call.acct, order, call.now)
         return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
 
     def _orders(self, call: Call, open_only: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from decimal import Decimal
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
     KeyRejection,
+    Adapter,
     AdapterHooks,
     AuthFailure,
     BadRequest,
@@ -58,7 +59,10 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 
 
 def _env(name: str, origin: str) -> Environment:
-    return Environment(name, (("/v5/", origin),))
+    """REST at `api*` and WebSockets at the matching `stream*` host (docs/v5/ws/connect.mdx)."""
+    stream = origin.replace("https://api", "wss://stream", 1)
+    return Environment(name, (("/v5/private", stream), ("/v5/trade", stream), ("/v5/public/", stream),
+                              ("/v5/", origin)))
 
 
 # Bybit's REST hosts (docs/v5/guide.mdx, "REST API Base Endpoint"): mainnet api.bybit.com or
@@ -246,6 +250,15 @@ class Bybit(AdapterHooks):
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
         return bybit_order_book_change(req.method, req.path, req.query, status, body, facts)
+
+    def websocket(self, path: str) -> Adapter | None:
+        """`/v5/private` and `/v5/trade`: authenticated once, each frame decided (bybit_ws.py)."""
+        from keyproxy.exchanges.bybit_ws import WS_PATHS, BybitWsApi
+
+        return BybitWsApi(self) if path in WS_PATHS else None
+
+    def relays_websocket(self, path: str) -> bool:
+        return path.startswith("/v5/public/")  # market data: no credential
 
 
 def _window(text: str | None) -> int:

@@ -1,0 +1,170 @@
+"""Bybit's private WebSockets (`/v5/private` topics, `/v5/trade` order entry) as a dialect.
+
+Per Bybit's v5 docs ("WebSocket Connect: Authentication", "WebSocket Trade"): a connection authenticates
+once with `{"op": "auth", "args": [apiKey, expires, signature]}`, where `expires` is a future time in ms
+and signature = hex HMAC-SHA256(secret, "GET/realtime" + expires) (base64 RSA-SHA256 for RSA keys);
+after it, `subscribe` (`order`, `execution`, `position`, `wallet`) and the trade ops (`order.create`,
+`order.amend`, `order.cancel`, and their `-batch` forms) carry no credential. keyproxy verifies the bot's
+auth with its virtual key, authenticates the upstream connection with the real key, and decides every
+later frame as that bot's with the facts of the REST endpoint the op mirrors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges.base import (
+    AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
+    OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
+)
+from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
+from keyproxy.policy.model import RequestFacts
+
+WS_PATHS = ("/v5/private", "/v5/trade")
+MAX_EXPIRES_MS = 300_000  # keyproxy takes an auth valid for at most 5 minutes ahead (replays stay bounded)
+T, R, P = EndpointClass.TRADE, EndpointClass.READ, EndpointClass.PUBLIC
+# op -> (class, the REST endpoint whose facts value it)
+OPS: dict[str, tuple[EndpointClass, str | None]] = {
+    "auth": (R, None), "subscribe": (R, None), "unsubscribe": (R, None), "ping": (P, None),
+    "order.create": (T, "/v5/order/create"), "order.amend": (T, "/v5/order/amend"),
+    "order.cancel": (T, "/v5/order/cancel"), "order.create-batch": (T, "/v5/order/create-batch"),
+    "order.amend-batch": (T, "/v5/order/amend-batch"), "order.cancel-batch": (T, "/v5/order/cancel-batch"),
+}
+
+
+def parse(raw: bytes | str) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
+    except (ValueError, RecursionError):
+        raise BadRequest("frame is not a JSON object") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("op"), str) or not frame["op"]:
+        raise BadRequest("a request frame is a JSON object with an op")
+    if not isinstance(frame.get("args", []), list):
+        raise BadRequest("args must be a list")
+    for name in ("req_id", "reqId"):
+        value = frame.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 64):
+            raise BadRequest(f"{name} must be a string or a number of at most 64 characters")
+    return frame
+
+
+def _key(frame: dict[str, Any]) -> object:
+    op = frame["op"]
+    if op in ("auth", "subscribe", "unsubscribe", "ping"):
+        return op, str(frame.get("req_id", ""))
+    return "req:" + str(frame.get("reqId", ""))
+
+
+class BybitWsApi(AdapterHooks):
+    """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
+
+    needs_nonce = False
+
+    def __init__(self, rest: Any) -> None:
+        self._rest = rest
+        self.name = rest.name
+        self.environments = rest.environments
+        self.relayed_response_headers = ()
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        spec = OPS.get(method) if path in WS_PATHS else None
+        return Endpoint(spec[0], f"ws {method}", method == "auth") if spec else None
+
+    def ws_frame(self, text: str) -> tuple[object, str]:
+        frame = parse(text)
+        return _key(frame), frame["op"]
+
+    def ws_answer(self, doc: dict[str, object]) -> tuple[object, int] | None:
+        op = doc.get("op")
+        if op in ("auth", "subscribe", "unsubscribe", "ping", "pong"):
+            key = ("ping" if op == "pong" else op, str(doc.get("req_id", "")))
+            return key, 200 if doc.get("success", True) else 401 if op == "auth" else 400
+        if "reqId" in doc:
+            return "req:" + str(doc["reqId"]), 200 if doc.get("retCode") == 0 else 400
+        return None
+
+    def ws_refusal(self, key: object, method: str, code: str, message: str, status: int) -> dict[str, object]:
+        native = self._rest.native_error(code, message)
+        if isinstance(key, str) and key.startswith("req:"):
+            return {"reqId": key[4:], "retCode": native["retCode"], "retMsg": message, "op": method, "data": {},
+                    "header": {}}
+        req_id = key[1] if isinstance(key, tuple) else ""
+        return {"success": False, "ret_msg": message, "op": method, "req_id": req_id, "retCode": native["retCode"]}
+
+    def session_action(self, method: str) -> str | None:
+        return "login" if method == "auth" else None
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        frame = parse(req.body)
+        args = frame.get("args") or []
+        if frame["op"] != "auth" or not args or not isinstance(args[0], str) or not args[0]:
+            return None
+        return args[0]
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        args = parse(req.body).get("args") or []
+        if len(args) != 3 or not all(isinstance(a, str | int) and not isinstance(a, bool) for a in args):
+            raise BadRequest("auth takes [apiKey, expires, signature]")
+        expires, signature = str(args[1]), str(args[2])
+        if not expires.isdigit() or len(expires) > 16:
+            raise BadRequest("expires must be a time in milliseconds")
+        if not now_ms < int(expires) <= now_ms + MAX_EXPIRES_MS:
+            raise AuthFailure("stale_request", "expires must lie within the next 5 minutes")
+        if not self._rest._check(bot, signature, f"GET/realtime{expires}".encode()):
+            raise AuthFailure("bad_signature", "auth signature does not match the virtual credential")
+        replay = hashlib.sha256(f"{req.path}:{expires}:{signature}".encode()).hexdigest()
+        return Verified(req, replay_id=f"bybitws:{bot.key_id}:{replay}", expires_ms=int(expires) + 1)
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        return req  # only the auth carries a credential, and sign() replaces it
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        frame = parse(req.body)
+        if frame["op"] == "auth":
+            expires = str(ctx.now_ms + 10_000)
+            signature = self._rest._real_signature(key, f"GET/realtime{expires}".encode())
+            frame = {**frame, "args": [key.api_key.reveal_str(), int(expires), signature]}
+        return OutboundRequest(req.method, ctx.origin, req.path, "", {}, json.dumps(frame).encode())
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]
+
+    def _twin(self, body: bytes) -> tuple[str, bytes] | None:
+        frame = parse(body)
+        path = OPS.get(frame["op"], (R, None))[1]
+        args = frame.get("args") or []
+        if path is None or not args or not isinstance(args[0], dict):
+            return None
+        return path, json.dumps(args[0]).encode()
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        twin = self._twin(req.body)
+        if twin is None:
+            return RequestFacts(action="other" if endpoint.cls is not EndpointClass.TRADE else None)
+        path, body = twin
+        return bybit_facts(IncomingRequest("POST", path, "", {}, body),
+                           self._rest.classify("POST", path) or Endpoint(endpoint.cls, endpoint.name))
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return {}
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        twin = self._twin(req.body)
+        if twin is None:
+            return OrderBookChange()
+        try:  # the socket's answer carries `data` where REST carries `result`
+            doc = json.loads(body)
+            rest = json.dumps({**doc, "result": doc.get("data")}).encode() if isinstance(doc, dict) else body
+        except ValueError:
+            rest = body
+        return bybit_order_book_change("POST", twin[0], "", 200 if status < 400 else status, rest, facts)
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        return self._rest.native_error(code, message)  # type: ignore[no-any-return]
+
+    def refusal_status(self, code: str, status: int) -> int:
+        return status

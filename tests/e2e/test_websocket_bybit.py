@@ -1,0 +1,121 @@
+"""Bybit's private WebSockets through keyproxy (issue 16): the bot's auth verified with its virtual key, the
+upstream authenticated with the real key, every later frame decided as that bot's.
+
+Real daemon, real emulator (its `/v5/private` and `/v5/trade` verify the auth apart from keyproxy's
+adapters), raw frames and unmodified ccxt.pro pointed at keyproxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("ws-bybit"))
+    key = new_real_key(exchange="bybit")
+    try:
+        stack.serve_account("bb", key)
+        stack.real_key = key  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.close()
+
+
+def auth(creds: dict[str, str], expires: int | None = None, secret: str | None = None) -> dict[str, Any]:
+    exp = expires if expires is not None else int(time.time() * 1000) + 10_000
+    sig = hmac.new((secret or creds["secret"]).encode(), f"GET/realtime{exp}".encode(), hashlib.sha256).hexdigest()
+    return {"req_id": "a1", "op": "auth", "args": [creds["api_key"], exp, sig]}
+
+
+def url(creds: dict[str, str], path: str = "/v5/trade") -> str:
+    return creds["base_url"].replace("http://", "ws://") + path
+
+
+async def talk(creds: dict[str, str], *frames: dict[str, Any], path: str = "/v5/trade") -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds, path)) as ws:
+        out = []
+        for f in frames:
+            await ws.send_str(json.dumps(f))
+            out.append(json.loads((await ws.receive(timeout=10)).data))
+        return out
+
+
+def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
+    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
+
+
+ORDER = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.001",
+         "price": "20000"}
+
+
+def trade(req_id: str, order: dict[str, Any]) -> dict[str, Any]:
+    return {"reqId": req_id, "header": {"X-BAPI-TIMESTAMP": str(int(time.time() * 1000))}, "op": "order.create",
+            "args": [order]}
+
+
+async def test_auth_is_verified_and_replaced_by_the_real_one(dev: DevStack) -> None:
+    creds = dev.add_bot("bbws", "bb", "read,trade", "--set", "max_order_notional=100")
+    start = len(dev.journal())
+    authed, placed, over = await talk(creds, auth(creds), trade("1", ORDER), trade("2", {**ORDER, "qty": "1"}))
+    assert authed["success"] is True and authed["op"] == "auth", authed
+    assert placed["retCode"] == 0 and placed["data"]["orderId"], placed
+    assert over["keyproxy_error"] == "notional_exceeded" and over["reqId"] == "2" and over["retCode"], over
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["auth", "order.create"]
+    real = dev.real_key.credentials  # type: ignore[attr-defined]
+    assert seen[0]["api_key"] == real["api_key"] and seen[0]["signature_verified"]
+    assert not any(creds["api_key"] in e["body"] for e in dev.journal())
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "stale_request", "not_authenticated"])
+async def test_refused_auths_and_frames_never_go_upstream(dev: DevStack, case: str) -> None:
+    creds = dev.add_bot(f"bbws-{case.replace('_', '-')}", "bb", "read,trade")
+    frame = {"bad_signature": auth(creds, secret="junk"), "stale_request": auth(creds, int(time.time() * 1000) - 1),
+             "not_authenticated": trade("9", ORDER)}[case]
+    start = len(dev.journal())
+    [answer] = await talk(creds, frame)
+    assert answer["keyproxy_error"] == ("unknown_bot" if case == "not_authenticated" else case), answer
+    assert ws_entries(dev, start) == []
+
+
+async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("bbpro", "bb", "read,trade")
+    ex = point_ccxt_at(ccxtpro.bybit({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                      "options": {"defaultType": "swap"}}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        await ex.load_markets()
+        watcher = asyncio.create_task(ex.watch_orders("BTC/USDT:USDT"))
+        await asyncio.sleep(1.5)
+        order = await ex.create_order_ws("BTC/USDT:USDT", "limit", "buy", 0.001, 20000)
+        seen = await asyncio.wait_for(watcher, 15)
+        assert any(o["id"] == order["id"] for o in seen)
+    finally:
+        await ex.close()
+    methods = [e["method"] for e in ws_entries(dev, start)]
+    assert {"auth", "subscribe", "order.create"} <= set(methods), methods
+    assert all(e["signature_verified"] for e in ws_entries(dev, start) if e["method"] == "auth")
+
+
+async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
+    creds = dev.add_bot("bbrevoked", "bb", "read")
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds, "/v5/private")) as ws:
+        await ws.send_str(json.dumps(auth(creds)))
+        assert json.loads((await ws.receive(timeout=10)).data)["success"] is True
+        dev.cli("bot", "revoke", "bbrevoked")
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008
