@@ -234,7 +234,7 @@ class Adapter(Protocol):
     # optional hooks, with their defaults in AdapterHooks
     def classify_request(self, req: IncomingRequest) -> Endpoint | None: ...
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None: ...
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None: ...
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange: ...
@@ -266,7 +266,7 @@ class AdapterHooks:
         """A class that depends on the body (Coinbase v2 sends); None keeps `classify`'s answer."""
         return None
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """Whether the exchange's answer refuses the real key (INVALID) or one permission of it (DENIED)."""
         return None
 

@@ -267,19 +267,23 @@ class Binance(AdapterHooks):
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_contract_sizes(path, body)
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
-        """-2014 (bad key format), -2008 (unknown key id) and -2015 ("Invalid API-key, IP, or permissions for
-        action") refuse the key; -1002 ("not authorized to execute this request") refuses one permission.
-        -2015 also answers a permission a key lacks (futures on a spot-only key): Binance does not tell the
-        two apart, so keyproxy keeps the safe reading (quarantine) for it."""
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
+        """-2014 (bad key format) and -2008 (unknown key id) refuse the key; -1002 ("not authorized to execute
+        this request") refuses one permission. -2015 ("Invalid API-key, IP, or permissions for action") says
+        either: keyproxy reads it as the key refused only when it answers a spot read (`GET /api/v3/...`),
+        which every valid key may make; on any other request (futures on a spot-only key, a trade on a
+        read-only key) it is a permission this key lacks, and acts on the bot, not the key."""
         if status not in (401, 403):
             return None
         try:
             code = json.loads(body).get("code")
         except (ValueError, AttributeError):
             return None
-        if code in (-2015, -2014, -2008):
+        if code in (-2014, -2008):
             return KeyRejection.INVALID
+        if code == -2015:
+            read = method in ("", "GET") and (path == "" or path.startswith("/api/v3/"))
+            return KeyRejection.INVALID if read else KeyRejection.DENIED
         return KeyRejection.DENIED if code == -1002 else None
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

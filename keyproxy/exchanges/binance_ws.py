@@ -247,11 +247,15 @@ class BinanceWsApi(AdapterHooks):
             return {}
         return doc if isinstance(doc, dict) else {}
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         error = self._answer(body).get("error")
         if not isinstance(error, dict):
             return None
-        return self._rest.key_rejected(status, json.dumps(error).encode())  # type: ignore[no-any-return]
+        # which request it answered, as its REST twin (a read without one is a spot read)
+        spec = METHODS.get(method)
+        twin = spec.twin if spec and spec.twin else ("POST", "/api/v3/order") if spec and spec.cls is T \
+            else ("GET", "/api/v3/account")
+        return self._rest.key_rejected(status, json.dumps(error).encode(), *twin)  # type: ignore[no-any-return]
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:

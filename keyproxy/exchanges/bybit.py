@@ -202,7 +202,7 @@ class Bybit(AdapterHooks):
     # Bybit lets a key delete itself: the `revoke_key` anomaly action sends this, signed with the real key.
     revoke_request = ("POST", "/v5/user/delete-api", b"{}")
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """Bybit: retCode 10003 invalid key and 10010 IP not bound refuse the key; 10005 "permission
         denied" refuses one permission (often HTTP 200)."""
         if b"retCode" not in body[:80]:

@@ -327,7 +327,7 @@ class Coinbase(AdapterHooks):
                                 BotKey(key_id, "ed25519", public_key=public_pem))
         raise ValueError(f"coinbase bot keys are ec or ed25519, not {key_type}")
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """Coinbase: 401 Unauthorized (key unknown or revoked) refuses the key; 403 is a scope it lacks."""
         if status == 401:
             return KeyRejection.INVALID

@@ -346,7 +346,7 @@ class Kraken(AdapterHooks):
         secret = base64.b64encode(secrets.token_bytes(64)).decode()
         return IssuedBotKey({"api_key": key_id, "secret": secret}, BotKey(key_id, "hmac", secret=Secret(secret)))
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """Kraken answers 200: EAPI:Invalid key refuses the key, EGeneral:Permission denied one permission."""
         if b"EAPI:Invalid key" in body:
             return KeyRejection.INVALID

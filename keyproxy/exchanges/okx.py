@@ -222,7 +222,7 @@ class Okx(AdapterHooks):
             BotKey(key_id, "hmac", secret=Secret(secret), passphrase=Secret(passphrase)),
         )
 
-    def key_rejected(self, status: int, body: bytes) -> KeyRejection | None:
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """OKX: 50111 invalid key, 50110 IP not allowed, 50119 key gone refuse the key; 50120 one permission."""
         if status < 400 and b'"code"' not in body[:40]:
             return None

@@ -388,7 +388,7 @@ class Core:
                 self.listen_keys[(name, token)] = outcome.bot
                 if len(self.listen_keys) > MAX_LISTEN_KEYS:
                     del self.listen_keys[next(iter(self.listen_keys))]
-        rejection = adapter.key_rejected(status, body)
+        rejection = adapter.key_rejected(status, body, out.method, out.path)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED
         if outcome.track is not None:

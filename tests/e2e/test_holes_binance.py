@@ -13,7 +13,7 @@ import ccxt
 import pytest
 
 from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,13 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(tmp_path_factory.mktemp("holes-binance"))
     key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True,
                                     "enableFutures": True, "enableWithdrawals": True, "enableMargin": True})
+    spot_only = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True})
     try:
-        stack.serve_account("main", key)
+        stack.start_emulator([key, spot_only])
+        stack.init()
+        stack.add_account("main", key)
+        stack.add_account("spotonly", spot_only)
+        stack.start_daemon()
         yield stack
     finally:
         stack.close()
@@ -182,3 +187,16 @@ def test_amends_and_cancel_replace_are_valued(dev: DevStack) -> None:
     status, body, arrived = send(dev, creds, "POST", "/api/v3/sor/order",
                                  "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=20000")
     assert body.get("error") == "notional_exceeded" and arrived == [], body
+
+
+def test_a_permission_the_key_lacks_does_not_quarantine_it(dev: DevStack) -> None:
+    """-2015 on a futures order from a spot-only key quarantined the account's key for every bot (item 11):
+    Binance's -2015 means a missing permission unless it answers a spot read."""
+    creds = dev.add_bot("futurestry", "spotonly", "read,trade")
+    other = dev.add_bot("spotreader", "spotonly", "read")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order",
+                                 "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.005&price=20000")
+    assert body.get("code") == -2015 and len(arrived) == 1, body  # Binance's answer, relayed
+    status, body = account_call(other)
+    assert status == 200, body  # the key still serves the account's other bots
+    assert "QUARANTINED" not in dev.cli("status").stdout

@@ -420,3 +420,14 @@ def test_open_orders_counted_only_from_what_binance_confirmed() -> None:
             "newOrderResponse": {"status": "NEW"}}
     change = ADAPTER.order_book_change(out, 200, json.dumps(done).encode(), facts)
     assert change.opened == change.closed == ("spot:BTCUSDT",)
+
+
+def test_minus_2015_refuses_the_key_only_on_a_spot_read() -> None:
+    from keyproxy.exchanges.base import KeyRejection
+
+    body = b'{"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}'
+    assert ADAPTER.key_rejected(401, body, "GET", "/api/v3/account") is KeyRejection.INVALID
+    assert ADAPTER.key_rejected(401, body) is KeyRejection.INVALID  # keyproxy's own checks: the safe reading
+    assert ADAPTER.key_rejected(401, body, "POST", "/fapi/v1/order") is KeyRejection.DENIED
+    assert ADAPTER.key_rejected(401, body, "POST", "/api/v3/order") is KeyRejection.DENIED
+    assert ADAPTER.key_rejected(401, b'{"code": -2008}', "POST", "/fapi/v1/order") is KeyRejection.INVALID
