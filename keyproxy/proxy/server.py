@@ -137,7 +137,13 @@ class ProxyFrontDoor:
         host = request.headers.get("Host", "").lower()
         if host not in self._hosts:
             raise Refused("host_denied", "the Host header must name this listener")
-        if "Origin" in request.headers or any(h.lower().startswith("sec-fetch-") for h in request.headers):
+        origin = request.headers.get("Origin")
+        # a page's origin is refused; keyproxy's own (http://127.0.0.1:PORT) is no page's, since keyproxy serves
+        # none: websocket-client (pybit's socket library) sends it with every handshake
+        if origin is not None and origin.lower() not in {f"{scheme}://{h}" for scheme in ("http", "ws")
+                                                         for h in self._hosts}:
+            raise Refused("browser_denied", "requests from web browsers are refused")
+        if any(h.lower().startswith("sec-fetch-") for h in request.headers):
             raise Refused("browser_denied", "requests from web browsers are refused")
         if request.headers.get("X-Forwarded-Host"):
             raise Refused("bad_request", "X-Forwarded-Host is not accepted")

@@ -392,6 +392,10 @@ async def test_a_browser_cannot_open_a_socket(dev: DevStack) -> None:
             with pytest.raises(aiohttp.WSServerHandshakeError) as err:
                 await s.ws_connect(ws_url(creds), headers=headers)
             assert err.value.status == 403, headers
+        own = "http://" + creds["base_url"].split("://", 1)[1].split("/", 1)[0]  # keyproxy's own origin:
+        async with s.ws_connect(ws_url(creds), headers={"Origin": own}) as ws:  # websocket-client sends it
+            await ws.send_str(json.dumps(signed(creds, "account.status", {}, 1)))
+            assert json.loads((await ws.receive(timeout=10)).data)["status"] == 200
 
 
 async def test_margin_listen_token_subscribes_only_for_the_bot_it_was_given_to(dev: DevStack) -> None:

@@ -119,3 +119,26 @@ async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
         msg = await ws.receive(timeout=10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
         assert ws.close_code == 1008
+
+
+def test_pybit_websocket_order_stream_through_keyproxy(dev: DevStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official pybit WebSocket client, its module's PRIVATE_WSS pointed at keyproxy (docs/clients.md):
+    its auth is verified and replaced, and an order placed through keyproxy arrives on its order stream."""
+    unified = pytest.importorskip("pybit.unified_trading")
+    creds = dev.add_bot("bbpybit", "bb", "read,trade")
+    monkeypatch.setattr(unified, "PRIVATE_WSS", url(creds, "/v5/private"))
+    events: list[dict[str, Any]] = []
+    ws = unified.WebSocket(testnet=False, channel_type="private", api_key=creds["api_key"],
+                           api_secret=creds["secret"])
+    try:
+        ws.order_stream(events.append)
+        time.sleep(1.0)
+        session = unified.HTTP(api_key=creds["api_key"], api_secret=creds["secret"])
+        session.endpoint = creds["base_url"]
+        placed = session.place_order(**{k: v for k, v in ORDER.items()})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not events:
+            time.sleep(0.1)
+        assert any(o["orderId"] == placed["result"]["orderId"] for e in events for o in e["data"]), events
+    finally:
+        ws.exit()
