@@ -2,7 +2,7 @@
 
 Request events carry: request_id, bot, account, source_ip, method, path (no
 query: it carries signatures), endpoint, endpoint_class, decision, code,
-status, upstream_status, proxy_ms, upstream_ms. Admin events carry: op,
+status, upstream_status, proxy_ms, upstream_ms, transport (rest | ws). Admin events carry: op,
 peer_uid, and what changed (names, scopes), never a secret.
 """
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keyproxy.audit.events import EVENTS
+
 FILE_RE = re.compile(r"audit-(\d{6})\.jsonl")
 GENESIS = "0" * 64
 
@@ -144,7 +146,10 @@ class AuditTrail:
     # --- writing ----------------------------------------------------------
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write one event; raise AuditUnavailable if it cannot be written whole."""
+        """Write one event; raise AuditUnavailable if it cannot be written whole. `event` must be one of the
+        catalogue's (audit/events.py), so every line a reader meets is documented."""
+        if event not in EVENTS:
+            raise ValueError(f"audit event {event!r} is not in the catalogue (keyproxy/audit/events.py)")
         try:
             if self._fd is None or not self._still_ours():
                 self._close_fd()
