@@ -121,6 +121,34 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _atomic_file(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A file that appears at `dest` whole or not at all (the one way the vault writes a file).
+
+    Yields a private temporary name (mode 0600) in `dest`'s directory to write and close; then it is
+    fsynced and linked into place (never over an existing file; `overwrite`: renamed over it), and the
+    directory fsynced. On any error, or a crash at any instant, `dest` is untouched and the temporary
+    name goes (now, or by `sweep_temp_files` on the next open).
+    """
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, dest)
+        else:
+            try:
+                os.link(tmp, dest)  # fails if `dest` appeared meanwhile: no overwrite race
+            except FileExistsError:
+                raise AlreadyExists(f"{dest} exists; refusing to overwrite it") from None
+        _fsync_dir(dest.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 class Vault(BotsMixin):
     """An unlocked vault. Create with `Vault.create` or `Vault.open`; close when done."""
 
@@ -165,32 +193,22 @@ class Vault(BotsMixin):
             "seal_count": "1",
             "schema": "0",
         }
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
         try:
-            db = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=DELETE")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("BEGIN")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-                db.execute("COMMIT")
-            finally:
-                db.close()
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)  # fails if `path` appeared meanwhile: no overwrite race
-            except FileExistsError:
-                raise AlreadyExists(f"a vault already exists at {path}; refusing to overwrite it") from None
-            _fsync_dir(path.parent)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            with _atomic_file(path) as tmp:
+                db = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    db.execute("PRAGMA journal_mode=DELETE")
+                    db.execute("PRAGMA synchronous=FULL")
+                    db.execute("BEGIN")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                    db.execute("COMMIT")
+                finally:
+                    db.close()
+        except AlreadyExists:
+            raise AlreadyExists(f"a vault already exists at {path}; refusing to overwrite it") from None
         return cls.open(path, lambda kind: source, _known_key=master_key)
 
     @classmethod
@@ -494,35 +512,21 @@ class Vault(BotsMixin):
         dest = Path(dest)
         if dest.exists():
             raise AlreadyExists(f"{dest} exists; refusing to overwrite it")
-        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as e:  # no such directory, not ours to write, disk full...
-            raise VaultError(f"cannot write a backup in {dest.parent}: {e.strerror or type(e).__name__}"
-                             + (" (create the directory first, mode 0700)" if isinstance(e, FileNotFoundError)
-                                else "")) from None
-        os.close(fd)
-        try:
-            target = sqlite3.connect(tmp)
-            try:
-                self._db.backup(target)
-                target.execute("PRAGMA journal_mode=DELETE")
-            finally:
-                target.close()
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                raise AlreadyExists(f"{dest} exists; refusing to overwrite it") from None
-            _fsync_dir(dest.parent)
+            with _atomic_file(dest) as tmp:
+                target = sqlite3.connect(tmp)
+                try:
+                    self._db.backup(target)
+                    target.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    target.close()
         except sqlite3.Error as e:
             raise _sqlite_problem(dest, e) from None
-        except OSError as e:
+        except FileNotFoundError as e:  # no such directory
+            raise VaultError(f"cannot write a backup in {dest.parent}: {e.strerror or 'no such directory'} "
+                             "(create the directory first, mode 0700)") from None
+        except OSError as e:  # not ours to write, disk full...
             raise VaultError(f"cannot write a backup to {dest}: {e.strerror or type(e).__name__}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         return {"backup": str(dest), "changes": self.changes(), "vault_id": self._meta["vault_id"]}
 
     def status(self) -> dict[str, Any]:
@@ -568,20 +572,10 @@ def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: boo
     if backup_changes < live_changes and not force:
         raise VaultError(f"{backup} is older than the live vault ({backup_changes} changes, live {live_changes}); "
                          "pass --force to restore it anyway")
-    tmp = live.parent / f".{live.name}.tmp-{uuid.uuid4().hex[:12]}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out, open(backup, "rb") as src:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        for suffix in ("-wal", "-shm"):  # the live vault was closed cleanly above; nothing of it may be replayed
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(live) + suffix)
-        os.replace(tmp, live)
-        _fsync_dir(live.parent)
-    finally:
+    for suffix in ("-wal", "-shm"):  # the live vault was closed cleanly above; nothing of it may be replayed
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(str(live) + suffix)
+    with _atomic_file(live, overwrite=True) as tmp, open(tmp, "wb") as out, open(backup, "rb") as src:
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
     return {"restored": str(backup), "changes": backup_changes, "live_changes_before": live_changes}
