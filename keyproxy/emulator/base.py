@@ -8,6 +8,8 @@ is exchange-specific (paths, auth, error shapes, state) stays in the module.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,3 +49,26 @@ class ExchangeEmulator(Protocol):
     def state(self) -> dict[str, Any]:
         """JSON-able state for ``GET /_emulator/state``."""
         ...
+
+
+async def serve_frames(request: Any, exchange: str, answer: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+                       record: Callable[[dict[str, Any]], None], closed: Callable[[Any], None]) -> Any:
+    """One private WebSocket: each text frame answered by `answer(socket, text, journal entry)` and journaled
+    (transport "ws"); `closed(socket)` forgets the socket's session when it goes."""
+    from aiohttp import WSMsgType, web
+
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            entry: dict[str, Any] = {"exchange": exchange, "transport": "ws", "path": request.path,
+                                     "body": msg.data, "api_key": None, "signature_verified": None,
+                                     "error_code": None}
+            reply = answer(ws, msg.data, entry)
+            record(entry)
+            await ws.send_str(json.dumps(reply))
+    finally:
+        closed(ws)
+    return ws

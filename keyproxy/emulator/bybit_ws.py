@@ -14,7 +14,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from keyproxy.emulator.base import serve_frames
 
 from keyproxy.emulator.bybit_handlers import Call
 from keyproxy.emulator.bybit_auth import BybitError
@@ -29,23 +31,11 @@ class BybitWs:
         self.topics: dict[web.WebSocketResponse, set[str]] = {}
 
     async def serve(self, request: web.Request, record: Callable[[dict[str, Any]], None]) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self.topics[ws] = set()
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                entry: dict[str, Any] = {"exchange": "bybit", "transport": "ws", "path": request.path,
-                                         "body": msg.data, "api_key": None, "signature_verified": None,
-                                         "error_code": None}
-                answer = self._answer(ws, msg.data, entry)
-                record(entry)
-                await ws.send_str(json.dumps(answer))
-        finally:
+        def closed(ws: web.WebSocketResponse) -> None:
             self.sessions.pop(ws, None)
             self.topics.pop(ws, None)
-        return ws
+
+        return await serve_frames(request, "bybit", self._answer, record, closed)  # type: ignore[no-any-return]
 
     def _answer(self, ws: web.WebSocketResponse, text: str, entry: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -62,7 +52,7 @@ class BybitWs:
         if op == "subscribe":
             if ws not in self.sessions:
                 return {"success": False, "ret_msg": "Request not authorized", "op": op, "req_id": frame.get("req_id", "")}
-            self.topics[ws].update(str(a) for a in args)
+            self.topics.setdefault(ws, set()).update(str(a) for a in args)
             return {"success": True, "ret_msg": "", "op": op, "req_id": frame.get("req_id", ""), "conn_id": "emu"}
         base = {"reqId": frame.get("reqId", ""), "op": op, "header": {"Timenow": str(now)}, "connId": "emu"}
         if ws not in self.sessions:

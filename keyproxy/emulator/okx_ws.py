@@ -16,7 +16,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from keyproxy.emulator.base import serve_frames
 
 from keyproxy.emulator.okx_account import Call
 
@@ -34,23 +36,11 @@ class OkxWs:
         self._conn = itertools.count(1)
 
     async def serve(self, request: web.Request, record: Callable[[dict[str, Any]], None]) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self.channels[ws] = set()
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                entry: dict[str, Any] = {"exchange": "okx", "transport": "ws", "path": request.path,
-                                         "body": msg.data, "api_key": None, "signature_verified": None,
-                                         "error_code": None}
-                answer = self._answer(ws, msg.data, entry)
-                record(entry)
-                await ws.send_str(json.dumps(answer))
-        finally:
+        def closed(ws: web.WebSocketResponse) -> None:
             self.sessions.pop(ws, None)
             self.channels.pop(ws, None)
-        return ws
+
+        return await serve_frames(request, "okx", self._answer, record, closed)  # type: ignore[no-any-return]
 
     def _answer(self, ws: web.WebSocketResponse, text: str, entry: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -65,7 +55,8 @@ class OkxWs:
             if ws not in self.sessions:
                 return {"event": "error", "code": "60011", "msg": "Please log in"}
             arg = args[0] if args and isinstance(args[0], dict) else {}
-            (self.channels[ws].add if op == "subscribe" else self.channels[ws].discard)(str(arg.get("channel")))
+            channels = self.channels.setdefault(ws, set())
+            (channels.add if op == "subscribe" else channels.discard)(str(arg.get("channel")))
             return {"event": op, "arg": arg, "connId": "emu"}
         account = self.sessions.get(ws)
         base = {"id": frame.get("id", ""), "op": op}

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
 
+from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
-    AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
-    KeyRejection, OrderBookChange, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
     unique_members,
 )
 from keyproxy.policy.model import RequestFacts
@@ -142,16 +141,8 @@ def payload(params: dict[str, Any]) -> str:
     return "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
 
 
-class BinanceWsApi(AdapterHooks):
+class BinanceWsApi(WsDialect):
     """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
-
-    needs_nonce = False
-
-    def __init__(self, rest: Any) -> None:
-        self._rest = rest
-        self.name = rest.name
-        self.environments = rest.environments
-        self.relayed_response_headers = ()
 
     # --- classification and identity ------------------------------------------------------
 
@@ -216,8 +207,6 @@ class BinanceWsApi(AdapterHooks):
         body = json.dumps({**frame, "params": params} if params or "params" in frame else frame).encode()
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, body)
 
-    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
-        return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]
 
     # --- facts and answers: those of the REST endpoint each method mirrors ---------------------
 
@@ -236,8 +225,6 @@ class BinanceWsApi(AdapterHooks):
         twin_endpoint = self._rest.classify(twin.method, twin.path) or Endpoint(endpoint.cls, endpoint.name)
         return self._rest.facts(twin, twin_endpoint)  # type: ignore[no-any-return]
 
-    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
-        return {}
 
     @staticmethod
     def _answer(body: bytes) -> dict[str, Any]:
@@ -268,9 +255,3 @@ class BinanceWsApi(AdapterHooks):
             {k: _text(v) for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}), {})
         return self._rest.order_book_change(  # type: ignore[no-any-return]
             twin, status, json.dumps(result).encode() if result is not None else b"", facts)
-
-    def native_error(self, code: str, message: str) -> dict[str, object]:
-        return self._rest.native_error(code, message)  # type: ignore[no-any-return]
-
-    def refusal_status(self, code: str, status: int) -> int:
-        return status

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from typing import Any
 
+from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
-    AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
-    OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
 from keyproxy.policy.model import RequestFacts
@@ -58,16 +57,8 @@ def _key(frame: dict[str, Any]) -> object:
     return "req:" + str(frame.get("reqId", ""))
 
 
-class BybitWsApi(AdapterHooks):
+class BybitWsApi(WsDialect):
     """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
-
-    needs_nonce = False
-
-    def __init__(self, rest: Any) -> None:
-        self._rest = rest
-        self.name = rest.name
-        self.environments = rest.environments
-        self.relayed_response_headers = ()
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None
@@ -129,8 +120,6 @@ class BybitWsApi(AdapterHooks):
             frame = {**frame, "args": [key.api_key.reveal_str(), int(expires), signature]}
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, json.dumps(frame).encode())
 
-    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
-        return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]
 
     def _twin(self, body: bytes) -> tuple[str, bytes] | None:
         frame = parse(body)
@@ -148,8 +137,6 @@ class BybitWsApi(AdapterHooks):
         return bybit_facts(IncomingRequest("POST", path, "", {}, body),
                            self._rest.classify("POST", path) or Endpoint(endpoint.cls, endpoint.name))
 
-    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
-        return {}
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
@@ -162,9 +149,3 @@ class BybitWsApi(AdapterHooks):
         except ValueError:
             rest = body
         return bybit_order_book_change("POST", twin[0], "", 200 if status < 400 else status, rest, facts)
-
-    def native_error(self, code: str, message: str) -> dict[str, object]:
-        return self._rest.native_error(code, message)  # type: ignore[no-any-return]
-
-    def refusal_status(self, code: str, status: int) -> int:
-        return status

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
-    AdapterHooks, AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, IssuedBotKey,
-    OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.okx_facts import okx_facts, okx_order_book_change
 from keyproxy.policy.model import RequestFacts
@@ -68,16 +67,8 @@ def _key(frame: dict[str, Any]) -> object:
     return "id:" + str(frame.get("id", ""))
 
 
-class OkxWsApi(AdapterHooks):
+class OkxWsApi(WsDialect):
     """The private-socket dialect of an OKX account; REST facts, errors and passphrase rules from `rest`."""
-
-    needs_nonce = False
-
-    def __init__(self, rest: Any) -> None:
-        self._rest = rest
-        self.name = rest.name
-        self.environments = rest.environments
-        self.relayed_response_headers = ()
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None
@@ -144,8 +135,6 @@ class OkxWsApi(AdapterHooks):
                 "sign": _sign.hmac_sha256_b64(key.secret.reveal(), (ts + VERIFY).encode())}]}
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, json.dumps(frame).encode())
 
-    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
-        return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]
 
     def _twin(self, req: IncomingRequest) -> tuple[str, bytes] | None:
         frame = parse(req.body)
@@ -164,8 +153,6 @@ class OkxWsApi(AdapterHooks):
         return okx_facts(IncomingRequest("POST", path, "", {}, body), self._rest.classify("POST", path)
                          or Endpoint(endpoint.cls, endpoint.name))
 
-    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
-        return {}
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
@@ -173,9 +160,3 @@ class OkxWsApi(AdapterHooks):
         if twin is None:
             return OrderBookChange()
         return okx_order_book_change("POST", twin[0], "", twin[1], 200 if status < 400 else status, body, facts)
-
-    def native_error(self, code: str, message: str) -> dict[str, object]:
-        return self._rest.native_error(code, message)  # type: ignore[no-any-return]
-
-    def refusal_status(self, code: str, status: int) -> int:
-        return status
