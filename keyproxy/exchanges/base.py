@@ -437,6 +437,18 @@ def amount(value: object, name: str = "") -> Decimal | None:
     return d
 
 
+def published(value: object) -> Decimal | None:
+    """A positive finite number an exchange published (a last price, a contract size), else None. Public
+    answers are read, never judged: nothing here raises."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or len(str(value)) > MAX_NUMBER_CHARS:
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number > 0 else None
+
+
 # No order, price or amount on any exchange needs more: bounds that keep every product finite
 MAX_NUMBER_CHARS = 64
 MAX_EXPONENT = 30

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    published,
     BadRequest,
     DuplicateMember,
     Endpoint,
@@ -193,11 +194,8 @@ def binance_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for item in symbols if isinstance(symbols, list) else []:
         if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            try:
-                size = Decimal(str(item.get("contractSize")))
-            except (InvalidOperation, ValueError):
-                continue
-            if size.is_finite() and size > 0:
+            size = published(item.get("contractSize"))
+            if size is not None:
                 out[f"coinm:{normalize_symbol(item['symbol'])}"] = size
     return out
 
@@ -214,12 +212,8 @@ def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for item in doc if isinstance(doc, list) else [doc]:
         if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            price = item.get("price", item.get("lastPrice"))
-            try:
-                value = Decimal(str(price))
-            except (InvalidOperation, ValueError):
-                continue
-            if value.is_finite() and value > 0:
+            value = published(item.get("price", item.get("lastPrice")))
+            if value is not None:
                 out[normalize_symbol(item["symbol"])] = value
     return out
 

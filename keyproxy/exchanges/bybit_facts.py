@@ -11,10 +11,11 @@ limit. A spot order with `isLeverage: 1` trades on margin and borrows.
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    published,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -224,10 +225,7 @@ def bybit_prices(path: str, body: bytes) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            try:
-                value = Decimal(str(item.get("lastPrice")))
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
+            value = published(item.get("lastPrice"))
+            if value is not None:
                 out[normalize_symbol(item["symbol"])] = value
     return out

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qs
 
 from keyproxy.exchanges.base import (
+    published,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -146,11 +147,8 @@ def coinbase_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
         product = item.get("product_id") if isinstance(item, dict) else None
         if not isinstance(details, dict) or not isinstance(product, str) or market_of(product) is None:
             continue
-        try:
-            size = Decimal(str(details.get("contract_size")))
-        except (InvalidOperation, ValueError):
-            continue
-        if size.is_finite() and size > 0:
+        size = published(details.get("contract_size"))
+        if size is not None:
             out[f"{market_of(product)}:{normalize_symbol(product)}"] = size
     return out
 
@@ -204,10 +202,7 @@ def coinbase_prices(path: str, body: bytes) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("product_id"), str):
-            try:
-                value = Decimal(str(item.get("price")))
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
+            value = published(item.get("price"))
+            if value is not None:
                 out[normalize_symbol(item["product_id"])] = value
     return out

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    published,
     OrderBookChange,
     BadRequest,
     Endpoint,
@@ -121,13 +122,9 @@ def kraken_prices(path: str, body: bytes) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for pair, ticker in (result.items() if isinstance(result, dict) else ()):
         last = ticker.get("c") if isinstance(ticker, dict) else None
-        if isinstance(last, list) and last and isinstance(last[0], str):
-            try:
-                value = Decimal(last[0])
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
-                out[normalize_symbol(pair)] = value
+        value = published(last[0]) if isinstance(last, list) and last else None
+        if value is not None:
+            out[normalize_symbol(pair)] = value
     return out
 
 

@@ -14,10 +14,11 @@ spread and block trades, amendments) is `action=None`, refused when the bot has 
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    published,
     OrderBookChange,
     BadRequest,
     Endpoint,
@@ -142,13 +143,9 @@ def okx_prices(path: str, body: bytes) -> dict[str, Decimal]:
     data = doc.get("data") if isinstance(doc, dict) else None
     out: dict[str, Decimal] = {}
     for item in data if isinstance(data, list) else ():
-        if isinstance(item, dict) and isinstance(item.get("instId"), str) and isinstance(item.get("last"), str):
-            try:
-                value = Decimal(item["last"])
-            except InvalidOperation:
-                continue
-            if value.is_finite() and value > 0:
-                out[normalize_symbol(item["instId"])] = value
+        value = published(item.get("last")) if isinstance(item, dict) and isinstance(item.get("instId"), str) else None
+        if value is not None:
+            out[normalize_symbol(item["instId"])] = value
     return out
 
 
@@ -229,13 +226,9 @@ def okx_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
     for item in data if isinstance(data, list) else ():
         if not isinstance(item, dict) or item.get("instType") not in ("SWAP", "FUTURES"):
             continue
-        inst = item.get("instId")
-        try:
-            size = Decimal(str(item.get("ctVal"))) * Decimal(str(item.get("ctMult") or 1))
-        except (InvalidOperation, ValueError):
-            continue
-        if isinstance(inst, str) and size.is_finite() and size > 0:
-            out[f"{market_of(inst)}:{normalize_symbol(inst)}"] = size
+        inst, value, mult = item.get("instId"), published(item.get("ctVal")), published(item.get("ctMult") or 1)
+        if isinstance(inst, str) and value is not None and mult is not None:
+            out[f"{market_of(inst)}:{normalize_symbol(inst)}"] = value * mult
     return out
 
 
