@@ -49,6 +49,9 @@ class ProxySettings:
     upstream_timeout: float = 10.0
     max_response_bytes: int = 64 << 20
     shutdown_grace: float = 10.0
+    # seconds keyproxy sends an exchange stream token (Kraken's WebSocket token, first use within 15 minutes)
+    # on new connections before fetching a fresh one
+    stream_token_reuse: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +222,7 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
     )
     _check_host(r, listen)
     ps = r.table(doc, "proxy", {"max_body_bytes", "header_timeout", "body_timeout", "upstream_timeout",
-                                "max_response_bytes", "shutdown_grace"})
+                                "max_response_bytes", "shutdown_grace", "stream_token_reuse"})
     d = ProxySettings()
     proxy = ProxySettings(
         max_body_bytes=r.integer(ps, "proxy", "max_body_bytes", d.max_body_bytes),
@@ -228,7 +231,10 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         upstream_timeout=r.number(ps, "proxy", "upstream_timeout", d.upstream_timeout),
         max_response_bytes=r.integer(ps, "proxy", "max_response_bytes", d.max_response_bytes),
         shutdown_grace=r.number(ps, "proxy", "shutdown_grace", d.shutdown_grace),
+        stream_token_reuse=r.number(ps, "proxy", "stream_token_reuse", d.stream_token_reuse),
     )
+    if proxy.stream_token_reuse > 840:
+        raise r.error("proxy.stream_token_reuse", "must be at most 840 s (Kraken's tokens must be used within 900)")
     au = r.table(doc, "audit", {"dir", "fsync", "fsync_interval_ms", "max_bytes", "fail_open"})
     audit = AuditSettings(
         directory=r.path(au, "audit", "dir"),

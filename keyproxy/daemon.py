@@ -180,7 +180,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    websockets = WebSocketEdge(pipeline.core, clients, SocketLimits(), recorder.finish, recorder.react,
+    socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
+    websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,
                                lambda account, n: metrics.websockets.labels(account).inc(n))
     front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
     # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest

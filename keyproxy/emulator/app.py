@@ -21,7 +21,7 @@ import ipaddress
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,19 +158,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return web.Response(status=404, text=f"emulator: no emulated exchange serves {request.path}")
 
 
-async def _binance_ws_api(request: web.Request) -> web.StreamResponse:
-    """Binance's WebSocket API (`/ws-api/v3`, binance_ws.py); each request frame is a journal entry."""
-    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
-    if emulator is None:
-        return web.Response(status=404, text="emulator: no emulated exchange serves /ws-api/v3")
-    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
-
-    def record(entry: dict[str, Any]) -> None:
-        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
-
-    return await emulator.ws.serve(request, record)
-
-
 async def _binance_user_stream(request: web.Request) -> web.StreamResponse:
     """Binance USD-M futures' private stream (`/private/ws?listenKey=`, binance_streams.py)."""
     emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
@@ -191,30 +178,22 @@ async def _binance_stream(request: web.Request) -> web.StreamResponse:
     return await serve_market(request, lambda: request.app[CLOCK]() * 1000)  # type: ignore[operator]
 
 
-async def _okx_private_ws(request: web.Request) -> web.StreamResponse:
-    """OKX's private WebSocket (`/ws/v5/private`, `/ws/v5/business`, okx_ws.py)."""
-    emulator = next((e for e in request.app[EMULATORS] if e.name == "okx"), None)
-    if emulator is None:
-        return web.Response(status=404, text="emulator: no emulated exchange serves OKX WebSockets")
-    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
+def _private_ws(exchange: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler of an exchange module's private WebSocket (its `ws.serve`: binance_ws.py `/ws-api/v3`; okx_ws.py `/ws/v5/private`,
+    `/ws/v5/business`; bybit_ws.py `/v5/private`, `/v5/trade`; kraken_ws.py `/v2`); each frame is journaled."""
 
-    def record(entry: dict[str, Any]) -> None:
-        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
+    async def handle(request: web.Request) -> web.StreamResponse:
+        emulator = next((e for e in request.app[EMULATORS] if e.name == exchange), None)
+        if emulator is None:
+            return web.Response(status=404, text=f"emulator: no emulated exchange serves {exchange} WebSockets")
+        clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
 
-    return await emulator.ws.serve(request, record)
+        def record(entry: dict[str, Any]) -> None:
+            request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
 
+        return await emulator.ws.serve(request, record)  # type: ignore[attr-defined,no-any-return]
 
-async def _bybit_private_ws(request: web.Request) -> web.StreamResponse:
-    """Bybit's private WebSockets (`/v5/private`, `/v5/trade`, bybit_ws.py)."""
-    emulator = next((e for e in request.app[EMULATORS] if e.name == "bybit"), None)
-    if emulator is None:
-        return web.Response(status=404, text="emulator: no emulated exchange serves Bybit WebSockets")
-    clock: Clock = request.app[CLOCK]  # type: ignore[assignment]
-
-    def record(entry: dict[str, Any]) -> None:
-        request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
-
-    return await emulator.ws.serve(request, record)
+    return handle
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -256,12 +235,12 @@ def build_app(
     app.router.add_get(CONTROL_PREFIX + "state", _state)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
-    app.router.add_get("/ws-api/v3", _binance_ws_api)
+    app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)
-    app.router.add_get("/ws/v5/private", _okx_private_ws)
-    app.router.add_get("/ws/v5/business", _okx_private_ws)
-    app.router.add_get("/v5/private", _bybit_private_ws)
-    app.router.add_get("/v5/trade", _bybit_private_ws)
+    for exchange, paths in (("okx", ("/ws/v5/private", "/ws/v5/business")), ("bybit", ("/v5/private", "/v5/trade")),
+                            ("kraken", ("/v2",))):
+        for ws_path in paths:
+            app.router.add_get(ws_path, _private_ws(exchange))
     app.router.add_get("/ws/{stream}", _binance_stream)
     app.router.add_get("/ws", _binance_stream)
     app.router.add_get("/stream", _binance_stream)

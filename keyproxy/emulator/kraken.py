@@ -55,7 +55,8 @@ from keyproxy.emulator.kraken_auth import (
 )
 from keyproxy.emulator.kraken_data import ASSETS, PAIRS, asset_id, find_pair, fmt
 from keyproxy.emulator.kraken_orders import add_order, order_filter, parse_amount, truthy
-from keyproxy.emulator.kraken_state import ZERO, Account
+from keyproxy.emulator.kraken_state import ZERO, Account, Order
+from keyproxy.emulator.kraken_ws import KrakenWs
 
 PUBLIC, PRIVATE = "/0/public/", "/0/private/"
 DEFAULT_PERMISSIONS: dict[str, Any] = {
@@ -69,6 +70,7 @@ DEFAULT_PERMISSIONS: dict[str, Any] = {
     "trades_close": True,
     "ledger_query": True,
     "export_data": False,
+    "websocket": True,  # "Access WebSockets API"
 }
 # GetApiKeyInfo names; the four in the doc's example are exact, the rest by analogy.
 PERMISSION_NAMES = {
@@ -100,7 +102,9 @@ PRIVATE_ROUTES = {
     "AddOrderBatch": Route("add_order_batch", ("trades_modify",)),
     "Withdraw": Route("withdraw", ("funds_withdraw",)),
     "GetApiKeyInfo": Route("api_key_info"),
+    "GetWebSocketsToken": Route("websockets_token", ("websocket",)),
 }
+_CHANGES_ORDERS = frozenset({"add_order", "add_order_batch", "cancel_order", "cancel_all"})
 PUBLIC_ROUTES = {n: n.lower() for n in ("Time", "SystemStatus", "Assets", "AssetPairs",
                                          "Ticker", "Depth")}
 
@@ -131,6 +135,7 @@ class KrakenEmulator:
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
         self.nonces = NonceBook()  # kept across reset(): an exchange never forgets nonces
+        self.ws = KrakenWs(self)
         self.reset()
 
     def reset(self) -> None:
@@ -138,7 +143,8 @@ class KrakenEmulator:
 
     def state(self) -> dict[str, Any]:
         return {
-            key: {**acct.snapshot(), "last_nonce": self.nonces.highest.get(key)}
+            key: {**acct.snapshot(), "last_nonce": self.nonces.highest.get(key),
+                  "ws_tokens": [t for t, (k, _) in self.ws.tokens.items() if k == key]}
             for key, acct in self.accounts.items()
         }
 
@@ -188,7 +194,24 @@ class KrakenEmulator:
         if route.any_of and not any(_perm(key, p) for p in route.any_of):
             raise KrakenError(PERMISSION_DENIED)
         method: Callable[[Call], Any] = getattr(self, route.handler)
-        return method(Call(parsed.params, self.accounts[key.api_key], now))
+        account = self.accounts[key.api_key]
+        before = self.order_states(account)
+        result = method(Call(parsed.params, account, now))
+        if route.handler in _CHANGES_ORDERS:
+            self.orders_changed(account, before)
+        return result
+
+    @staticmethod
+    def order_states(account: Account) -> dict[str, str]:
+        return {txid: o.status for txid, o in account.orders.items()}
+
+    def orders_changed(self, account: Account, before: dict[str, str]) -> None:
+        """Push each order whose state changed to the account's `executions` subscribers."""
+        changed: list[Order] = [o for txid, o in account.orders.items() if before.get(txid) != o.status]
+        self.ws.publish(account, changed)
+
+    def websockets_token(self, call: Call) -> dict[str, Any]:
+        return self.ws.new_token(call.acct.key.api_key, call.now)
 
     # -- public ---------------------------------------------------------------
     def time(self, call: Call) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class WsDialect(AdapterHooks):
         self.name = rest.name
         self.environments = rest.environments
         self.relayed_response_headers = ()
+        self.stream_token_request = rest.stream_token_request
 
     def issue_bot_key(self, key_type: str) -> IssuedBotKey:
         return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -115,6 +115,7 @@ class SignContext:
     environment: str  # production | testnet | demo | loopback
     now_ms: int
     nonce: int | None = None  # keyproxy's own sequence for the real key, when `needs_nonce`
+    stream_token: str | None = None  # the exchange's bearer token for a WebSocket frame (Kraken), never a bot's
 
 
 class AuthFailure(Exception):
@@ -255,6 +256,12 @@ class Adapter(Protocol):
 
     def stream_listen_key(self, path: str, query: str) -> str | None: ...
 
+    def websocket_upstream_path(self, path: str) -> str: ...
+
+    def grants_stream_token(self, path: str) -> bool: ...
+
+    def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
+
 
 class AdapterHooks:
     """Defaults for the optional hooks of `Adapter`: every adapter inherits them, so the pipeline calls each
@@ -306,6 +313,23 @@ class AdapterHooks:
     def websocket_origin_path(self, path: str) -> str:
         """The path whose host-table entry serves this WebSocket path (where two hosts use one path)."""
         return path
+
+    def websocket_upstream_path(self, path: str) -> str:
+        """The exchange's path for this WebSocket path (Kraken's public `/public/v2` is `/v2` on its own host)."""
+        return path
+
+    def grants_stream_token(self, path: str) -> bool:
+        """Whether an answer to this path hands out a bearer token that trades on the exchange's WebSocket
+        (Kraken's GetWebSocketsToken): keyproxy keeps it and gives the bot a virtual one (`swap_stream_token`)."""
+        return False
+
+    def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
+        """The answer with each real stream token replaced by `mint(real)`, a virtual token bound to the bot."""
+        return body
+
+    # keyproxy's own call whose answer carries a stream token (`listen_keys` reads it), for a dialect whose
+    # frames present one: the real token is fetched with it and never leaves keyproxy
+    stream_token_request: tuple[str, str, str, bytes] | None = None
 
     # --- a WebSocket dialect's framing (defaults: JSON-RPC-like `{"id", "method", "params"}`, Binance's) ---
 

@@ -22,12 +22,14 @@ import binascii
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    Adapter,
     KeyRejection,
     AdapterHooks,
     AuthFailure,
@@ -55,8 +57,13 @@ PRIVATE_PREFIX = "/0/private/"
 MAX_NONCE = 2**63 - 1
 
 ENVIRONMENTS = (
-    Environment("production", ((PUBLIC_PREFIX, "https://api.kraken.com"), (PRIVATE_PREFIX, "https://api.kraken.com"))),
+    Environment("production", ((PUBLIC_PREFIX, "https://api.kraken.com"), (PRIVATE_PREFIX, "https://api.kraken.com"),
+                               # WebSocket v2: `/v2` on both hosts, told apart by websocket_origin_path
+                               ("/ws-auth/", "wss://ws-auth.kraken.com"), ("/ws-public/", "wss://ws.kraken.com"))),
 )
+WS_TOKEN_PATH = "/0/private/GetWebSocketsToken"
+WS_PRIVATE_PATH = "/v2"  # wss://ws-auth.kraken.com/v2: private channels and order entry (public channels too)
+WS_PUBLIC_PATH = "/public/v2"  # keyproxy's name for wss://ws.kraken.com/v2 (market data), relayed unchanged
 
 # Market data, GET only: Kraken's spec lists them as GET, and "since 2024-01-31, public endpoints
 # only support GET" (krakenex 2.2.2, api.py `_query`).
@@ -76,6 +83,9 @@ PRIVATE_METHODS: dict[str, EndpointClass] = {
         "TradeVolume", "GetApiKeyInfo", "ListWalletAccounts", "Level3",
         # reports of the account's own trades/ledgers (Export data permission; no funds move)
         "AddExport", "ExportStatus", "RetrieveExport", "RemoveExport",
+        # the token opens Kraken's WebSocket API; keyproxy hands the bot a virtual token, which works only
+        # through keyproxy, where each WebSocket frame is decided like the REST call it mirrors (kraken_ws.py)
+        "GetWebSocketsToken",
         # funding queries: nothing leaves the account (DepositAddresses may mint a new address)
         "DepositMethods", "DepositAddresses", "DepositStatus", "WithdrawMethods", "WithdrawAddresses",
         "WithdrawInfo", "WithdrawStatus",
@@ -86,10 +96,6 @@ PRIVATE_METHODS: dict[str, EndpointClass] = {
     **dict.fromkeys((
         "AddOrder", "AddOrderBatch", "AmendOrder", "EditOrder", "CancelOrder", "CancelAll",
         "CancelAllOrdersAfter", "CancelOrderBatch",
-        # The token authenticates Kraken's WebSocket API, which places and cancels orders
-        # (add_order, amend_order, cancel_order, batch_add) straight at Kraken, past keyproxy:
-        # only a bot that may trade gets one.
-        "GetWebSocketsToken",
     ), EndpointClass.TRADE),
     # funds leave the account; cancelling a withdrawal needs Kraken's Withdraw permission too
     **dict.fromkeys(("Withdraw", "WithdrawCancel"), EndpointClass.WITHDRAW),
@@ -244,6 +250,7 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
 class Kraken(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")
+    stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")
     name = "kraken"
     needs_nonce = True
     environments = ENVIRONMENTS
@@ -333,6 +340,50 @@ class Kraken(AdapterHooks):
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return kraken_prices(path, body)
+
+    # --- WebSocket v2 ----------------------------------------------------------
+
+    def websocket(self, path: str) -> Adapter | None:
+        """`/v2` (ws-auth.kraken.com): each frame decided; its virtual token swapped for the real one (kraken_ws.py)."""
+        from keyproxy.exchanges.kraken_ws import KrakenWsApi
+
+        return KrakenWsApi(self) if path == WS_PRIVATE_PATH else None
+
+    def relays_websocket(self, path: str) -> bool:
+        return path == WS_PUBLIC_PATH
+
+    def websocket_origin_path(self, path: str) -> str:
+        return "/ws-public/v2" if path == WS_PUBLIC_PATH else "/ws-auth" + path
+
+    def websocket_upstream_path(self, path: str) -> str:
+        return WS_PRIVATE_PATH if path == WS_PUBLIC_PATH else path
+
+    def grants_stream_token(self, path: str) -> bool:
+        return path == WS_TOKEN_PATH
+
+    def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
+        """The token in a GetWebSocketsToken answer (`{"error": [], "result": {"token", "expires"}}`)."""
+        if path != WS_TOKEN_PATH:
+            return ()
+        try:
+            result = json.loads(body).get("result")
+        except (ValueError, AttributeError):
+            return ()
+        token = result.get("token") if isinstance(result, dict) else None
+        return (token,) if isinstance(token, str) and token else ()
+
+    def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
+        """The answer re-written with a virtual token; an answer keyproxy cannot read keeps no token at all."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return b'{"error":["EGeneral:Internal error"]}'
+        result = doc.get("result") if isinstance(doc, dict) else None
+        if not isinstance(result, dict) or "token" not in result:
+            return body if isinstance(doc, dict) and "result" not in doc else b'{"error":["EGeneral:Internal error"]}'
+        token = result["token"]
+        return json.dumps({**doc, "result": {**result, "token": mint(token) if isinstance(token, str) else ""}},
+                          separators=(",", ":")).encode()
 
     # --- credentials and errors ---------------------------------------------
 

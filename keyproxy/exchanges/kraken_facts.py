@@ -104,8 +104,8 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             address=param_text(params, "address") or param_text(params, "key"),
                             amount=amount(param_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
-        # a form-encoded AddOrderBatch (`orders[0][volume]=...`), AmendOrder (no pair), GetWebSocketsToken
-        # (trades over Kraken's WebSocket API, past keyproxy): not read here, so refused to a bot with limits
+        # a form-encoded AddOrderBatch (`orders[0][volume]=...`), AmendOrder (no pair): not read here, so
+        # refused to a bot with limits
         return RequestFacts(action=None, symbol=symbol)
     return RequestFacts(action="other", symbol=symbol)
 

@@ -121,6 +121,9 @@ class Core:
         self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
         self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
+        # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
+        # bot never sees (it holds a virtual one, in listen_keys); memory only
+        self.real_stream_tokens: dict[str, tuple[str, int]] = {}
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def snapshot(self) -> Snapshot:
@@ -151,7 +154,7 @@ class Core:
         adapter = dialect or account.adapter
         assert adapter is not None and account.upstream is not None
         endpoint = adapter.classify(method, path)
-        origin = account.upstream.origin_for(path)
+        origin = account.upstream.origin_for(account.adapter.websocket_origin_path(path) if dialect else path)
         if endpoint is None or origin is None:
             retired = adapter.retired(method, path)
             raise Refused("unknown_endpoint", retired or f"{method} {path[:200]} is not an endpoint keyproxy "
@@ -205,9 +208,20 @@ class Core:
         needs_nonce = route.adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC
         return NonceTurn(self._nonce_order[route.account.info.name] if needs_nonce else None)
 
-    def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> OutboundRequest:
+    def account_turn(self, account: str) -> NonceTurn:
+        """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
+        return NonceTurn(self._nonce_order[account])
+
+    def next_nonce(self, account: str) -> int:
+        if self._nonces is None:
+            raise Refused("unavailable", "this exchange needs keyproxy's nonce store")
+        return self._nonces.next(account)
+
+    def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome,
+             stream_token: str | None = None) -> OutboundRequest:
         """Signed with the real key, then the audit line: nothing goes upstream unless it was written.
-        Call inside `turn(route)` (a nonce is issued here for adapters that need one)."""
+        Call inside `turn(route)` (a nonce is issued here for adapters that need one). `stream_token`: the
+        exchange's own token for a frame that presented a virtual one."""
         adapter, account = route.adapter, route.account
         assert account.upstream is not None and account.key is not None
         nonce = None
@@ -215,7 +229,7 @@ class Core:
             if self._nonces is None:
                 raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
             nonce = self._nonces.next(account.info.name)
-        ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce)
+        ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
         try:
             outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
         except BadRequest as e:
@@ -369,10 +383,12 @@ class Core:
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
 
-    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
+    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
         refused the real key, and the bot's open orders. `body` is b"" when the answer was too large to
-        read: adapters then count conservatively (an order counts as resting, no cancel is believed)."""
+        read: adapters then count conservatively (an order counts as resting, no cancel is believed).
+        Returns the answer to relay: the same bytes, but a stream token that trades on the exchange's own
+        WebSocket (Kraken's) replaced by a virtual one bound to the bot."""
         account, endpoint, adapter = route.account, route.endpoint, route.adapter
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
@@ -381,18 +397,36 @@ class Core:
                     self.prices[(name, symbol)] = price
                 for scope, size in adapter.contract_sizes(out.path, body).items():
                     self.contract_sizes[(name, scope)] = size
-            return
-        if 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
+            return body
+        if adapter.grants_stream_token(out.path):
+            body = self._virtual_stream_token(adapter, name, body, outcome)
+        elif 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
             for token in adapter.listen_keys(out.path, body):
-                self.listen_keys.pop((name, token), None)  # re-inserted last: the oldest are dropped first
-                self.listen_keys[(name, token)] = outcome.bot
-                if len(self.listen_keys) > MAX_LISTEN_KEYS:
-                    del self.listen_keys[next(iter(self.listen_keys))]
+                self._remember_stream_token(name, token, outcome.bot)
         rejection = adapter.key_rejected(status, body, out.method, out.path)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED
         if outcome.track is not None:
             self._track_open_orders(adapter, outcome.track, out, status, body)
+        return body
+
+    def _virtual_stream_token(self, adapter: Adapter, account: str, body: bytes, outcome: Outcome) -> bytes:
+        """Keep the real token (fresh: it renews the account's cached one) and answer a virtual one, known only
+        here and bound to this bot; with no authenticated bot, no token at all."""
+        def mint(real: str) -> str:
+            self.real_stream_tokens[account] = (real, self.clock_ms())
+            if not (outcome.authenticated and outcome.bot):
+                return ""
+            virtual = "kpv-" + secrets.token_urlsafe(32)
+            self._remember_stream_token(account, virtual, outcome.bot)
+            return virtual
+        return adapter.swap_stream_token(body, mint)
+
+    def _remember_stream_token(self, account: str, token: str, bot: str) -> None:
+        self.listen_keys.pop((account, token), None)  # re-inserted last: the oldest are dropped first
+        self.listen_keys[(account, token)] = bot
+        if len(self.listen_keys) > MAX_LISTEN_KEYS:
+            del self.listen_keys[next(iter(self.listen_keys))]
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

@@ -117,7 +117,7 @@ class Pipeline:
                                                        out, started)
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
-                self.core.learn(route, out, resp.status, body, outcome)
+                body = self.core.learn(route, out, resp.status, body, outcome)
                 return web.Response(status=resp.status, body=body, headers=headers)
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
@@ -132,7 +132,10 @@ class Pipeline:
                            chunks: list[bytes], size: int, route: Route, outcome: Outcome, out: OutboundRequest,
                            started: float) -> web.StreamResponse:
         """An answer over BUFFERED_RESPONSE: relayed as it comes, up to the size limit. Its bookkeeping
-        runs on no body (order answers and key refusals are small; see `Core.learn`)."""
+        runs on no body (order answers and key refusals are small; see `Core.learn`). An answer that hands out a
+        stream token is never relayed unread: the token would reach the bot."""
+        if route.adapter.grants_stream_token(out.path):
+            raise Refused("upstream_error", "the exchange's token answer is too large to read")
         self.core.learn(route, out, resp.status, b"", outcome)
         stream = web.StreamResponse(status=resp.status, headers=headers)
         await stream.prepare(request)

@@ -26,8 +26,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from keyproxy.exchanges.base import Adapter, BadRequest, IncomingRequest, OutboundRequest
+from keyproxy.exchanges.base import Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.own_calls import signed_call
 from keyproxy.proxy.refusal import STATUS, Refused
 from keyproxy.proxy.upstream import UpstreamClients
 
@@ -46,6 +47,9 @@ class SocketLimits:
     max_pending: int = 256  # request frames awaiting the exchange's answer, per socket
     max_sockets: int = 512  # open bot sockets in all (each holds an upstream socket)
     max_per_bot: int = 16  # sockets one bot may use at once (Binance: 300 new connections per 5 min per IP)
+    # Kraken: a WebSocket token must be first used within 15 minutes; keyproxy sends one on new connections
+    # for at most this long, and for the life of a connection that subscribed to a private channel with it
+    stream_token_reuse_ms: int = 600_000
 
 
 @dataclass
@@ -54,6 +58,7 @@ class _Pending:
     out: OutboundRequest
     outcome: Outcome
     started: float
+    pins_token: bool = False  # a private subscription with the real stream token: it stays valid on this socket
 
 
 def ws_origin(http_origin: str) -> str:
@@ -77,6 +82,7 @@ class WebSocketEdge:
         self._count = count  # the open-connections gauge, by account
         self.sockets: set[web.WebSocketResponse] = set()
         self.connections: set[_Connection] = set()
+        self._token_fetch: dict[str, asyncio.Lock] = {}
 
     def sockets_of(self, bot: str) -> int:
         return sum(1 for c in self.connections if bot in c.bots)
@@ -107,7 +113,7 @@ class WebSocketEdge:
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
         session = self._clients.session(account.upstream.insecure_loopback)
-        url = ws_origin(origin) + path + (f"?{query}" if query else "")
+        url = ws_origin(origin) + adapter.websocket_upstream_path(path) + (f"?{query}" if query else "")
         try:
             upstream = await asyncio.wait_for(session.ws_connect(
                 url, timeout=aiohttp.ClientWSTimeout(ws_close=5), max_msg_size=0, autoping=True,
@@ -138,6 +144,33 @@ class WebSocketEdge:
             await upstream.close()
         return bot_ws
 
+    async def stream_token(self, route: Route, outcome: Outcome) -> tuple[str, int]:
+        """The exchange's own stream token for the account (Kraken's WebSocket token): the cached one while
+        fresh, else fetched with keyproxy's own signed call, in the account's nonce order. Never a bot's."""
+        core, account = self._core, route.account
+        name = account.info.name
+        async with self._token_fetch.setdefault(name, asyncio.Lock()):
+            cached = core.real_stream_tokens.get(name)
+            if cached is not None and core.clock_ms() - cached[1] < self._limits.stream_token_reuse_ms:
+                return cached
+            rest: Any = account.adapter
+            spec = rest.stream_token_request
+            assert spec is not None and account.upstream is not None and account.key is not None
+            try:
+                async with core.account_turn(name):
+                    nonce = core.next_nonce(name) if rest.needs_nonce else None
+                    status, body = await signed_call(rest, account.upstream, account.key, self._clients, spec, nonce)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                raise Refused("upstream_error", "cannot obtain the exchange's WebSocket token "
+                              f"({type(e).__name__})") from None
+            tokens = rest.listen_keys(spec[1], body) if 200 <= status < 300 else ()
+            if not tokens:
+                outcome.key_rejected = rest.key_rejected(status, body, spec[0], spec[1]) is KeyRejection.INVALID
+                said = body[:120].decode("utf-8", "replace")
+                raise Refused("upstream_error", f"the exchange refused keyproxy a WebSocket token: {said}")
+            core.real_stream_tokens[name] = (tokens[0], core.clock_ms())
+            return core.real_stream_tokens[name]
+
     async def close_all(self, grace: float) -> None:
         """SIGTERM: every socket gets a going-away close once its in-flight frames are answered (at most
         `grace` seconds: a frame the exchange never answers is recorded as upstream_error)."""
@@ -164,6 +197,9 @@ class _Connection:
         self.session: str | None = None  # the key id this connection logged on with (session.logon)
         self.authorized_since: int | None = None
         self.connected_since = int(time.time() * 1000)
+        self.stream_token: tuple[str, int] | None = None  # the exchange's token this socket sends (Kraken)
+        self.token_pinned = False  # a private subscription used it: valid for the socket's life
+        self.virtual_token = ""  # the bot's, put back wherever the exchange would echo the real one
         self.closing: str | None = None
 
     async def run(self) -> None:
@@ -239,9 +275,12 @@ class _Connection:
                 return
             if action == "login":  # verified above: the connection is this bot's; the login goes upstream re-signed
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
+            virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
+            real = await self._stream_token(route, outcome, virtual) if virtual else None
             async with core.turn(route):
-                out = core.sign(route, incoming, outcome)
-                self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter())
+                out = core.sign(route, incoming, outcome, stream_token=real)
+                self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
+                                                  pins_token=bool(virtual) and method == "subscribe")
                 await self.upstream.send_str(out.body.decode())
         except Refused as e:
             await self._refuse(frame_id, e, outcome, method)
@@ -250,6 +289,16 @@ class _Connection:
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
             await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome, method)
+
+    async def _stream_token(self, route: Route, outcome: Outcome, virtual: str) -> str:
+        """The real token for a frame that presented a virtual one (already checked by the core as the bot's)."""
+        self.virtual_token = virtual
+        now = self.edge._core.clock_ms()
+        fresh = self.stream_token is not None and now - self.stream_token[1] < self.edge._limits.stream_token_reuse_ms
+        if self.stream_token is None or not (self.token_pinned or fresh):
+            self.stream_token = await self.edge.stream_token(route, outcome)
+            self.token_pinned = False
+        return self.stream_token[0]
 
     async def _session_answer(self, frame_id: Any, action: str, outcome: Outcome, key: str | None = None) -> None:
         """session.logon (its signature verified by the core), .logout and .status, answered by keyproxy: the
@@ -290,8 +339,11 @@ class _Connection:
     async def _from_exchange(self) -> None:
         async for msg in self.upstream:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self._answered(msg.data)
-                await self.bot_ws.send_str(msg.data)
+                text = msg.data
+                if self.stream_token is not None and self.stream_token[0] in text:  # never the real token to a bot
+                    text = text.replace(self.stream_token[0], self.virtual_token)
+                self._answered(text)
+                await self.bot_ws.send_str(text)
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 await self.bot_ws.send_bytes(msg.data)
             else:
@@ -309,6 +361,8 @@ class _Connection:
             return
         key, status = answer
         p = self.pending.pop(key)
+        if p.pins_token and status == 200:
+            self.token_pinned = True
         p.outcome.upstream_status = status
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)

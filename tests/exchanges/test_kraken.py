@@ -329,7 +329,6 @@ def test_krakenex_requests_verify() -> None:
     ("POST", "/0/private/CancelAll", "trade"),
     ("POST", "/0/private/CancelAllOrdersAfter", "trade"),
     ("POST", "/0/private/CancelOrderBatch", "trade"),
-    ("POST", "/0/private/GetWebSocketsToken", "trade"),  # the token trades over Kraken's WebSocket API
     ("POST", "/0/private/Withdraw", "withdraw"),
     ("POST", "/0/private/WithdrawCancel", "withdraw"),
     ("POST", "/0/private/WalletTransfer", "transfer"),
@@ -535,28 +534,16 @@ def test_other_facts() -> None:
     assert facts_of("/0/private/CancelAll", "nonce=1").action == "cancel"
     assert facts_of("/0/private/Balance", "nonce=1").action == "other"
     assert facts_of("/0/private/WalletTransfer", "nonce=1&asset=XBT&amount=1").action == "other"
-    for unread in ("AmendOrder", "GetWebSocketsToken"):
-        assert facts_of(f"/0/private/{unread}", "nonce=1").action is None
+    assert facts_of("/0/private/AmendOrder", "nonce=1").action is None
+    # the bot gets a virtual token, which trades only through keyproxy: a read, like a listenKey
+    assert facts_of("/0/private/GetWebSocketsToken", "nonce=1").action == "other"
+    assert ADAPTER.classify("POST", "/0/private/GetWebSocketsToken").cls.value == "read"
     wd = facts_of("/0/private/Withdraw", "nonce=1&asset=xbt&key=cold+wallet&amount=0.5")
     assert (wd.action, wd.asset, wd.address, wd.network, wd.amount) == ("withdraw", "XBT", "cold wallet", None,
                                                                        Decimal("0.5"))
     assert facts_of("/0/private/Withdraw", "asset=XBT&key=k&address=bc1q&amount=1").address == "bc1q"
     assert ADAPTER.facts(req(path="/0/public/Ticker", method="GET"), ADAPTER.classify("GET", "/0/public/Ticker")
                          ).action == "other"
-
-
-def test_a_limited_bot_gets_no_websocket_token() -> None:
-    """The token would trade past keyproxy's limits: with any trading limit, the policy refuses it."""
-    from keyproxy.policy.decide import Counters, decide
-    from keyproxy.policy.model import parse_policy
-
-    policy = parse_policy({"scopes": "read,trade", "max_order_notional": 1000})
-    token = facts_of("/0/private/GetWebSocketsToken", "nonce=1")
-    assert decide(token, "trade", policy, Counters(), 0, bot="b", account="a").code == "notional_unknown"
-    order = facts_of("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&price=100&volume=5")
-    assert decide(order, "trade", policy, Counters(), 0, bot="b", account="a").allow
-    big = facts_of("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&price=100&volume=50")
-    assert decide(big, "trade", policy, Counters(), 0, bot="b", account="a").code == "notional_exceeded"
 
 
 def test_prices_from_the_public_ticker() -> None:

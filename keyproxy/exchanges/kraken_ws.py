@@ -1,0 +1,196 @@
+"""Kraken's spot WebSocket v2 (`wss://ws-auth.kraken.com/v2`) as a dialect.
+
+Per Kraken's docs ("Spot WebSocket v2", "WebSocket authentication"): a private frame (`subscribe` to
+`executions`, `balances`, `level3`; `add_order`, `amend_order`, `edit_order`, `cancel_order`, `cancel_all`,
+`cancel_all_orders_after`, `batch_add`, `batch_cancel`) carries `params.token`, a bearer token from REST
+`GetWebSocketsToken` ("used within 15 minutes of creation, but it does not expire once a successful
+WebSockets connection and private subscription has been made and is maintained"). Whoever holds that token
+trades the account, so a bot never gets one: its REST `GetWebSocketsToken` through keyproxy answers a
+virtual token bound to the bot (`Kraken.swap_stream_token`), and here each frame presenting it is decided as
+that bot's, with the facts of the REST call it mirrors (AddOrder, EditOrder...), then sent with the real
+token keyproxy fetched itself (`SignContext.stream_token`). Frames are `{"method", "params", "req_id"}`;
+answers `{"method", "req_id", "success", "result" | "error"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges.base import (
+    BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
+    no_json_constants, unique_members,
+)
+from keyproxy.exchanges.kraken_facts import MARKET, kraken_facts
+from keyproxy.policy.model import RequestFacts
+
+T, R, P = EndpointClass.TRADE, EndpointClass.READ, EndpointClass.PUBLIC
+# method -> (class, the REST method whose facts value it)
+OPS: dict[str, tuple[EndpointClass, str | None]] = {
+    "subscribe": (R, None), "unsubscribe": (R, None), "ping": (P, None),
+    "add_order": (T, "AddOrder"), "edit_order": (T, "EditOrder"), "amend_order": (T, "AmendOrder"),
+    "batch_add": (T, "AddOrderBatch"), "cancel_order": (T, "CancelOrder"), "cancel_all": (T, "CancelAll"),
+    "cancel_all_orders_after": (T, "CancelAllOrdersAfter"), "batch_cancel": (T, "CancelOrderBatch"),
+}
+PUBLIC_CHANNELS = frozenset({"ticker", "book", "ohlc", "trade", "instrument", "status", "heartbeat"})
+MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the maximum leverage for the pair (5)"
+_TRIGGERED = ("stop-loss", "take-profit", "trailing-stop")
+
+
+def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants,
+                           **({"parse_float": str, "parse_int": str} if numbers_as_text else {}))
+    except (ValueError, RecursionError):
+        raise BadRequest("frame is not a JSON object") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or not frame["method"]:
+        raise BadRequest("a request frame is a JSON object with a method")
+    if not isinstance(frame.get("params", {}), dict):
+        raise BadRequest("params must be an object")
+    req_id = frame.get("req_id")
+    if req_id is not None and not numbers_as_text and (isinstance(req_id, bool) or not isinstance(req_id, int)):
+        raise BadRequest("req_id must be an integer")
+    return frame
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or isinstance(value, dict | list) else str(value).lower() if \
+        isinstance(value, bool) else str(value)
+
+
+def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
+    """A v2 order's parameters in AddOrder's names, so REST and WebSocket orders are valued alike."""
+    order_type = str(p.get("order_type") or "")
+    triggers = p.get("triggers") if isinstance(p.get("triggers"), dict) else {}
+    trigger = _text(triggers.get("price"))
+    if trigger is not None and triggers.get("price_type", "static") != "static":
+        trigger = "+" + trigger  # an offset (pct, quote): keyproxy values no relative price
+    limit = _text(p.get("limit_price"))
+    if limit is not None and p.get("limit_price_type", "static") != "static":
+        limit = "+" + limit
+    out: dict[str, Any] = {"pair": _text(p.get("symbol")), "type": _text(p.get("side")), "ordertype": order_type}
+    cash = _text(p.get("cash_order_qty"))
+    out["volume"] = cash if cash is not None else _text(p.get("order_qty"))
+    if cash is not None:
+        out["oflags"] = "viqc"
+    if order_type.endswith("-limit"):
+        out["price"], out["price2"] = trigger, limit
+    elif order_type.startswith(_TRIGGERED):
+        out["price"] = trigger
+    else:
+        out["price"] = limit
+    if p.get("margin") is True or p.get("margin") == "true":
+        out["leverage"] = MARGIN_LEVERAGE
+    if p.get("reduce_only") in (True, "true"):
+        out["reduce_only"] = "true"
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class KrakenWsApi(WsDialect):
+    """The WebSocket v2 dialect of a Kraken account; REST facts and errors from `rest`."""
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        spec = OPS.get(method)
+        return Endpoint(spec[0], f"ws {method}", False) if spec else None
+
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None:
+        """Market-data subscriptions (ticker, book...) need no token: public."""
+        frame = parse(req.body)
+        if frame["method"] in ("subscribe", "unsubscribe") and frame.get("params", {}).get("channel") in PUBLIC_CHANNELS:
+            return Endpoint(P, f"ws {frame['method']} {frame['params']['channel']}", False)
+        return None
+
+    def ws_frame(self, text: str) -> tuple[object, str]:
+        frame = parse(text)
+        return (frame["method"], frame.get("req_id")), frame["method"]
+
+    def ws_answer(self, doc: dict[str, object]) -> tuple[object, int] | None:
+        method = doc.get("method")
+        if method == "pong":
+            return ("ping", doc.get("req_id")), 200
+        if not isinstance(method, str) or "success" not in doc:
+            return None
+        return (method, doc.get("req_id")), 200 if doc.get("success") is True else 400
+
+    def ws_refusal(self, key: object, method: str, code: str, message: str, status: int) -> dict[str, object]:
+        native = self._rest.native_error(code, message)["error"][0]
+        stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        req_id = key[1] if isinstance(key, tuple) else None
+        return {"method": method, "req_id": req_id, "success": False, "error": native, "time_in": stamp,
+                "time_out": stamp}
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        return None  # frames carry a token, never a key
+
+    def presented_stream_token(self, req: IncomingRequest) -> str | None:
+        token = parse(req.body).get("params", {}).get("token")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise BadRequest("token must be a string")
+        return token
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        return req  # the token is swapped in sign()
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        """The frame byte for byte, its virtual token replaced by the real one keyproxy fetched."""
+        virtual = self.presented_stream_token(req)
+        text = req.body.decode()
+        if virtual is not None:
+            if ctx.stream_token is None:
+                raise ValueError("no Kraken WebSocket token for this frame")
+            quoted = json.dumps(virtual)
+            if text.count(quoted) != 1:
+                raise BadRequest("the token must appear once in the frame")
+            text = text.replace(quoted, json.dumps(ctx.stream_token))
+        return OutboundRequest(req.method, ctx.origin, req.path, "", {}, text.encode())
+
+    def _twin(self, body: bytes) -> tuple[str, dict[str, Any]] | None:
+        """The REST call a trading frame mirrors: (path, its parameters in REST's names)."""
+        frame = parse(body, numbers_as_text=True)
+        rest = OPS.get(frame["method"], (R, None))[1]
+        if rest is None:
+            return None
+        p = frame.get("params", {})
+        if rest in ("AddOrder", "EditOrder"):
+            params = _rest_order(p)
+        elif rest == "AddOrderBatch":
+            orders = p.get("orders")
+            params = {"pair": _text(p.get("symbol")),
+                      "orders": [_rest_order(o) if isinstance(o, dict) else o for o in orders]
+                      if isinstance(orders, list) else orders}
+        else:
+            params = {}  # cancels and AmendOrder: no pair read (AmendOrder stays unvalued, as on REST)
+        return "/0/private/" + rest, params
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        twin = self._twin(req.body)
+        if twin is None:
+            return RequestFacts(action="other")
+        path, params = twin
+        rest_endpoint = self._rest.classify("POST", path)
+        return kraken_facts(IncomingRequest("POST", path, "", {"content-type": "application/json"},
+                                            json.dumps(params).encode()), rest_endpoint)
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        """Only what Kraken confirmed: an order id answered, a cancel answered (one order: a multi-order cancel
+        is answered order by order, and only the first answer is read), cancel_all (none left)."""
+        if status != 200:
+            return OrderBookChange()
+        try:
+            result = json.loads(body).get("result")
+        except (ValueError, AttributeError):
+            return OrderBookChange()
+        method = parse(req.body).get("method")
+        if method in ("add_order", "batch_add") and facts.action == "order":
+            placed = result if isinstance(result, list) else [result]
+            count = sum(1 for o in placed if isinstance(o, dict) and o.get("order_id"))
+            return OrderBookChange(opened=(facts.orders[0].scope if facts.orders else facts.scope,) * count)
+        if method == "cancel_order" and isinstance(result, dict) and result.get("order_id"):
+            return OrderBookChange(closed=(f"{MARKET}:*",))
+        if method == "cancel_all":
+            return OrderBookChange(reset=(MARKET,))
+        return OrderBookChange()

@@ -1,0 +1,201 @@
+"""Kraken's WebSocket v2 through keyproxy (issue 16): a bot's REST GetWebSocketsToken answers a virtual token
+bound to it; frames presenting it are decided as that bot's and go upstream with a real token keyproxy
+fetched itself. The bearer token that trades the account never reaches the bot.
+
+Real daemon, real emulator (its `/v2` checks tokens apart from keyproxy's adapters), raw frames, ccxt's REST
+client for the token, and unmodified ccxt.pro pointed at keyproxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import ccxt
+import pytest
+
+from keyproxy.devstack import HANDLED_SECRETS, DevStack, new_real_key, point_ccxt_at
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("ws-kraken"))
+    key = new_real_key(exchange="kraken")
+    try:
+        stack.serve_account("kr", key)
+        stack.real_key = key  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.close()
+
+
+def rest(creds: dict[str, str]) -> Any:
+    return point_ccxt_at(ccxt.kraken({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+
+
+def token_of(creds: dict[str, str]) -> str:
+    return rest(creds).privatePostGetWebSocketsToken()["result"]["token"]  # type: ignore[no-any-return]
+
+
+def real_tokens(dev: DevStack) -> list[str]:
+    with urllib.request.urlopen(f"{dev.emulator_url}/_emulator/state", timeout=10) as r:
+        state = json.loads(r.read())["kraken"]
+    tokens = [t for acct in state.values() for t in acct["ws_tokens"]]
+    HANDLED_SECRETS.update(tokens)  # the leak scan: no real token in keyproxy's logs or audit trail
+    return tokens
+
+
+def url(creds: dict[str, str], path: str = "/v2") -> str:
+    return creds["base_url"].replace("http://", "ws://") + path
+
+
+async def talk(creds: dict[str, str], *frames: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send each frame and read its answer (events and the balances snapshot are skipped)."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+        out = []
+        for f in frames:
+            await ws.send_str(json.dumps(f))
+            while True:
+                doc = json.loads((await ws.receive(timeout=10)).data)
+                if "channel" not in doc:
+                    out.append(doc)
+                    break
+        return out
+
+
+def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
+    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
+
+
+def add_order(token: str, qty: str, req_id: int) -> dict[str, Any]:
+    return {"method": "add_order", "req_id": req_id, "params": {
+        "order_type": "limit", "side": "buy", "order_qty": float(qty), "limit_price": 20000.0, "symbol": "BTC/USD",
+        "token": token}}
+
+
+async def test_the_bot_gets_a_virtual_token_and_kraken_sees_only_the_real_one(dev: DevStack) -> None:
+    creds = dev.add_bot("krws", "kr", "read,trade", "--set", "max_order_notional=100")  # limits: a token all the same
+    token = token_of(creds)
+    assert token.startswith("kpv-") and token not in real_tokens(dev) and real_tokens(dev)
+    start = len(dev.journal())
+    subscribed, placed, over = await talk(
+        creds, {"method": "subscribe", "req_id": 1, "params": {"channel": "executions", "token": token}},
+        add_order(token, "0.001", 2), add_order(token, "1", 3))
+    assert subscribed["success"] is True, subscribed
+    assert placed["success"] is True and placed["result"]["order_id"], placed
+    assert over["success"] is False and over["keyproxy_error"] == "notional_exceeded", over
+    assert over["error"] == "EOrder:Invalid order" and over["req_id"] == 3 and over["method"] == "add_order", over
+    seen = ws_entries(dev, start)
+    assert [e["method"] for e in seen] == ["subscribe", "add_order"]  # the refused order never went upstream
+    real = dev.real_key.credentials  # type: ignore[attr-defined]
+    assert all(e["signature_verified"] and e["api_key"] == real["api_key"] for e in seen)
+    assert not any(token in e["body"] for e in dev.journal())
+
+
+async def test_a_virtual_token_is_useless_at_the_exchange(dev: DevStack) -> None:
+    creds = dev.add_bot("krdirect", "kr", "read,trade")
+    token = token_of(creds)
+    async with aiohttp.ClientSession() as s, s.ws_connect(dev.emulator_url.replace("http", "ws") + "/v2") as ws:
+        await ws.send_str(json.dumps({"method": "subscribe", "req_id": 1,
+                                      "params": {"channel": "executions", "token": token}}))
+        answer = json.loads((await ws.receive(timeout=10)).data)
+    assert answer["success"] is False and answer["error"] == "ESession:Invalid session", answer
+
+
+@pytest.mark.parametrize("token", ["kpv-not-issued", "none-of-ours", "other-bot"])
+async def test_a_token_keyproxy_did_not_give_this_bot_is_refused(dev: DevStack, token: str) -> None:
+    creds = dev.add_bot(f"krbad-{token}", "kr", "read,trade")
+    if token == "other-bot":
+        other = dev.add_bot("krother", "kr", "read")
+        token = token_of(other)
+        frame = add_order(token, "0.001", 7)  # the other bot's token: it may only read
+        expected = "scope_denied"
+    else:
+        frame = {"method": "subscribe", "req_id": 7, "params": {"channel": "balances", "token": token}}
+        expected = "unknown_bot"
+    start = len(dev.journal())
+    [answer] = await talk(creds, frame)
+    assert answer["keyproxy_error"] == expected and answer["success"] is False and answer["req_id"] == 7, answer
+    assert ws_entries(dev, start) == []
+
+
+async def test_public_channels_need_no_token_and_private_ones_do(dev: DevStack) -> None:
+    creds = dev.add_bot("krpublic", "kr", "read")
+    ticker, private, ping = await talk(
+        creds, {"method": "subscribe", "req_id": 1, "params": {"channel": "ticker", "symbol": ["BTC/USD"]}},
+        {"method": "subscribe", "req_id": 2, "params": {"channel": "executions"}},
+        {"method": "ping", "req_id": 3})
+    assert ticker["success"] is True, ticker
+    assert private["keyproxy_error"] == "unknown_bot", private
+    assert ping["method"] == "pong" and ping["req_id"] == 3, ping
+    [unknown] = await talk(creds, {"method": "withdraw", "req_id": 4, "params": {}})
+    assert unknown["keyproxy_error"] == "unknown_endpoint" and unknown["error"] == "EGeneral:Unknown method", unknown
+
+
+async def test_ccxt_pro_watch_balance_watch_orders_and_orders_over_the_socket(dev: DevStack) -> None:
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("krpro", "kr", "read,trade")
+    ex = point_ccxt_at(ccxtpro.kraken({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        await ex.load_markets()
+        balance = await asyncio.wait_for(ex.watch_balance(), 15)
+        assert balance["USD"]["total"] > 0, balance
+        watcher = asyncio.create_task(ex.watch_orders())
+        await asyncio.sleep(1.0)
+        placed = await ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)  # REST, through keyproxy
+        seen = await asyncio.wait_for(watcher, 15)
+        assert any(o["id"] == placed["id"] for o in seen), seen
+        by_ws = await ex.create_order_ws("BTC/USD", "limit", "buy", 0.001, 20000)
+        assert by_ws["id"]
+        await ex.cancel_order_ws(by_ws["id"])
+    finally:
+        await ex.close()
+    methods = [e["method"] for e in ws_entries(dev, start)]
+    assert {"subscribe", "add_order", "cancel_order"} <= set(methods), methods
+    private = [e for e in ws_entries(dev, start) if e["method"] != "ping"]
+    assert private and all(e["signature_verified"] for e in private), private
+    fetched = [e for e in dev.journal()[start:] if e.get("path") == "/0/private/GetWebSocketsToken"]
+    assert len(fetched) == 1  # the bot's own REST call; keyproxy reused its fresh real token
+
+
+async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
+    creds = dev.add_bot("krrevoked", "kr", "read")
+    token = token_of(creds)
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+        await ws.send_str(json.dumps({"method": "subscribe", "req_id": 1,
+                                      "params": {"channel": "executions", "token": token}}))
+        assert json.loads((await ws.receive(timeout=10)).data)["success"] is True
+        dev.cli("bot", "revoke", "krrevoked")
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008
+
+
+def test_an_old_real_token_is_renewed_by_keyproxy_itself(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Past `stream_token_reuse` a new connection's frame goes out with a token keyproxy fetched with its own
+    signed GetWebSocketsToken (in the account's nonce order); the bot's virtual token stays the same."""
+    stack = DevStack(tmp_path_factory.mktemp("ws-kraken-renew"), extra_config="[proxy]\nstream_token_reuse = 1\n")
+    try:
+        stack.serve_account("kr", new_real_key(exchange="kraken"))
+        creds = stack.add_bot("krrenew", "kr", "read,trade")
+        token = token_of(creds)
+        first = real_tokens(stack)
+        time.sleep(1.5)
+        start = len(stack.journal())
+        [answer] = asyncio.run(talk(creds, {"method": "subscribe", "req_id": 1,
+                                            "params": {"channel": "executions", "token": token}}))
+        assert answer["success"] is True, answer
+        renewed = [t for t in real_tokens(stack) if t not in first]
+        assert len(renewed) == 1
+        fetched = [e for e in stack.journal()[start:] if e.get("path") == "/0/private/GetWebSocketsToken"]
+        assert len(fetched) == 1 and fetched[0]["signature_verified"]
+        [frame] = ws_entries(stack, start)
+        assert renewed[0] in frame["body"] and token not in frame["body"]
+    finally:
+        stack.close()

@@ -1,0 +1,106 @@
+"""Kraken WebSocket v2 frames are valued like the REST calls they mirror, and a token answer never relays a
+real token (kraken_ws.py, Kraken.swap_stream_token)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from keyproxy.exchanges.base import BadRequest, IncomingRequest, OutboundRequest, RealKey, SignContext
+from keyproxy.exchanges.kraken import Kraken
+from keyproxy.exchanges.kraken_ws import KrakenWsApi
+from keyproxy.policy.model import RequestFacts
+from keyproxy.secret import Secret
+
+REST = Kraken()
+WS = KrakenWsApi(REST)
+
+
+def frame(method: str, **params: Any) -> IncomingRequest:
+    return IncomingRequest(method, "/v2", "", {}, json.dumps({"method": method, "params": params, "req_id": 1}).encode())
+
+
+def facts(method: str, **params: Any) -> RequestFacts:
+    req = frame(method, **params)
+    endpoint = WS.classify_request(req) or WS.classify(method, "/v2")
+    assert endpoint is not None
+    return WS.facts(req, endpoint)
+
+
+def test_add_order_is_valued_by_what_kraken_executes() -> None:
+    limit = facts("add_order", order_type="limit", side="buy", order_qty=0.5, limit_price=30000, symbol="BTC/USD")
+    assert (limit.action, limit.side, limit.quantity, limit.price) == ("order", "BUY", Decimal("0.5"), Decimal("30000"))
+    market = facts("add_order", order_type="market", side="buy", order_qty=1, limit_price=1, symbol="BTC/USD")
+    assert market.price is None and market.conflict  # a decoy price on a market order is not believed
+    cash = facts("add_order", order_type="market", side="buy", cash_order_qty=250, symbol="BTC/USD")
+    assert (cash.quantity, cash.quote_quantity) == (None, Decimal("250"))
+    stop = facts("add_order", order_type="stop-loss-limit", side="sell", order_qty=1, limit_price=90,
+                 triggers={"price": 100}, symbol="BTC/USD")
+    assert stop.price == Decimal("90")
+    trailing = facts("add_order", order_type="trailing-stop", side="sell", order_qty=1, symbol="BTC/USD",
+                     triggers={"price": 2, "price_type": "pct"})
+    assert trailing.price is None  # an offset: unvalued, so refused under a notional cap
+    margin = facts("add_order", order_type="limit", side="buy", order_qty=1, limit_price=5, symbol="BTC/USD",
+                   margin=True, reduce_only=True)
+    assert margin.borrows and margin.leverage == Decimal("5") and margin.reduce_only
+
+
+def test_batches_cancels_and_reads() -> None:
+    batch = facts("batch_add", symbol="BTC/USD", orders=[
+        {"order_type": "limit", "side": "buy", "order_qty": 1, "limit_price": 10},
+        {"order_type": "limit", "side": "sell", "order_qty": 2, "limit_price": 20}])
+    assert [(o.quantity, o.price) for o in batch.orders] == [(Decimal(1), Decimal(10)), (Decimal(2), Decimal(20))]
+    with pytest.raises(BadRequest):
+        facts("batch_add", symbol="BTC/USD", orders=[{"order_type": "limit"}])  # Kraken: 2 to 15 orders
+    assert facts("cancel_order", order_id=["O1"]).action == "cancel"
+    assert facts("cancel_all").action == "cancel"
+    assert facts("amend_order", order_id="O1", order_qty=100).action is None  # unread, as on REST
+    assert facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7,
+                 order_type="limit", side="buy").action == "amend"
+    assert facts("subscribe", channel="executions").action == "other"
+    assert WS.classify_request(frame("subscribe", channel="ticker", symbol=["BTC/USD"])).cls.value == "public"
+    assert WS.classify_request(frame("subscribe", channel="balances")) is None  # read: a bot's token needed
+    assert WS.classify("withdraw", "/v2") is None
+
+
+def test_the_virtual_token_is_swapped_byte_for_byte() -> None:
+    req = frame("add_order", order_type="limit", side="buy", order_qty=0.1, limit_price=10, symbol="BTC/USD",
+                token="kpv-abc")
+    key = RealKey("k", "hmac", secret=Secret("c2VjcmV0"))
+    ctx = SignContext("wss://ws-auth.kraken.com", "production", 0, None, "REAL/token+1")
+    out = WS.sign(req, key, WS.classify("add_order", "/v2"), ctx)  # type: ignore[arg-type]
+    assert out.body == req.body.replace(b'"kpv-abc"', b'"REAL/token+1"')
+    with pytest.raises(BadRequest):  # the token twice (once as a decoy elsewhere): refused
+        WS.sign(frame("add_order", token="kpv-abc", cl_ord_id="kpv-abc"), key, WS.classify("add_order", "/v2"),
+                ctx)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest):
+        WS.presented_stream_token(frame("subscribe", channel="executions", token=5))
+
+
+def test_a_token_answer_relays_only_a_virtual_token() -> None:
+    minted: list[str] = []
+
+    def mint(real: str) -> str:
+        minted.append(real)
+        return "kpv-1"
+    answer = b'{"error":[],"result":{"token":"REAL","expires":900}}'
+    swapped = REST.swap_stream_token(answer, mint)
+    assert json.loads(swapped) == {"error": [], "result": {"token": "kpv-1", "expires": 900}} and minted == ["REAL"]
+    assert REST.swap_stream_token(b'{"error":["EGeneral:Permission denied"]}', mint) == \
+        b'{"error":["EGeneral:Permission denied"]}'
+    for unreadable in (b"REAL", b'{"result":"REAL"}', b'{"result":{"token":"REAL"},"x":'):
+        assert b"REAL" not in REST.swap_stream_token(unreadable, mint)
+    assert REST.grants_stream_token("/0/private/GetWebSocketsToken") and not REST.grants_stream_token("/0/private/Balance")
+
+
+def test_answers_confirm_open_orders() -> None:
+    placed = facts("add_order", order_type="limit", side="buy", order_qty=1, limit_price=10, symbol="BTC/USD")
+    out = OutboundRequest("add_order", "", "/v2", "", {}, json.dumps({"method": "add_order", "params": {}}).encode())
+    ok = json.dumps({"method": "add_order", "success": True, "result": {"order_id": "O1"}}).encode()
+    assert WS.order_book_change(out, 200, ok, placed).opened == (placed.scope,)
+    assert WS.order_book_change(out, 400, b'{"success":false}', placed).opened == ()
+    cancel_all = OutboundRequest("cancel_all", "", "/v2", "", {}, b'{"method":"cancel_all"}')
+    assert WS.order_book_change(cancel_all, 200, b'{"result":{"count":3}}', RequestFacts(action="cancel")).reset
