@@ -238,7 +238,7 @@ def build_app(
     app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)
     for exchange, paths in (("okx", ("/ws/v5/private", "/ws/v5/business")), ("bybit", ("/v5/private", "/v5/trade")),
-                            ("kraken", ("/v2",))):
+                            ("kraken", ("/v2",)), ("coinbase", ("/",))):
         for ws_path in paths:
             app.router.add_get(ws_path, _private_ws(exchange))
     app.router.add_get("/ws/{stream}", _binance_stream)

@@ -72,6 +72,7 @@ from keyproxy.emulator.coinbase_routes import (
     unauthorized,
 )
 from keyproxy.emulator.coinbase_state import Account
+from keyproxy.emulator.coinbase_ws import CoinbaseWs
 
 KEY_TYPES = ("ec", "ed25519")
 DEFAULT_BALANCES = {"USD": "100000", "USDC": "100000", "BTC": "10", "ETH": "100"}
@@ -93,6 +94,7 @@ class CoinbaseEmulator(CoinbaseHandlers):
         self.keys = list(keys)
         self.verifiers = {k.api_key: KeyVerifier(k) for k in keys}
         self.jwt_hosts: set[str] = {REST_HOST}
+        self.ws = CoinbaseWs(self)
         self.reset()
 
     def reset(self) -> None:
@@ -125,7 +127,10 @@ class CoinbaseEmulator(CoinbaseHandlers):
                 extra={"permissions": perms},
             )
             handler: Callable[[Call], Any] = getattr(self, route.handler)
+            before = {o.order_id: o.status for o in account.orders.values()} if account else {}
             result = handler(call)
+            if account is not None:  # the `user` channel hears of every order that changed
+                self.ws.publish(account, [o for o in account.orders.values() if before.get(o.order_id) != o.status])
         except CoinbaseError as err:
             note.error_code = _error_id(err)
             return _error_response(err)

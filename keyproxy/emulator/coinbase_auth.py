@@ -173,6 +173,25 @@ def authenticate(
     ``sub`` = ``kid``, issuer, nonce, lifetime, time window, uri.
     """
     token = decode(authorization)
+    key = _check(token, verifiers, now, result)
+    wanted = {f"{method.upper()} {host}{path}" for host in hosts}
+    if not wanted.intersection(_uris(token.claims)):
+        raise CoinbaseAuthError(
+            f"uri claim does not match this request ({method.upper()} <host>{path})"
+        )
+    return key
+
+
+def verify_token(jwt: object, *, verifiers: dict[str, KeyVerifier], now: float, result: AuthResult) -> EmulatedKey:
+    """A WebSocket subscription's `jwt`: checked as a REST JWT is, but it names no request (no uri claim,
+    docs: "WebSocket Authentication")."""
+    if not isinstance(jwt, str) or not jwt:
+        raise CoinbaseAuthError("no jwt")
+    return _check(decode("Bearer " + jwt), verifiers, now, result)
+
+
+def _check(token: Token, verifiers: dict[str, KeyVerifier], now: float, result: AuthResult) -> EmulatedKey:
+    """Known ``kid``, algorithm, signature, ``sub`` = ``kid``, issuer, nonce, lifetime, time window."""
     kid = token.header.get("kid")
     result.key_name = kid if isinstance(kid, str) else None
     verifier = verifiers.get(kid) if isinstance(kid, str) else None
@@ -199,9 +218,4 @@ def authenticate(
         raise CoinbaseAuthError("JWT not valid yet (nbf is in the future)")
     if now >= exp:
         raise CoinbaseAuthError("JWT expired")
-    wanted = {f"{method.upper()} {host}{path}" for host in hosts}
-    if not wanted.intersection(_uris(token.claims)):
-        raise CoinbaseAuthError(
-            f"uri claim does not match this request ({method.upper()} <host>{path})"
-        )
     return verifier.key

@@ -263,6 +263,10 @@ class Adapter(Protocol):
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
 
 
+# `ws_answer`'s key for an answer that names no frame (Coinbase's): it settles the oldest frame waiting
+OLDEST_PENDING: object = object()
+
+
 class AdapterHooks:
     """Defaults for the optional hooks of `Adapter`: every adapter inherits them, so the pipeline calls each
     hook directly (no `getattr`) and a missing one is the safe default, never a skipped check."""

@@ -40,6 +40,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    Adapter,
     KeyRejection,
     AdapterHooks,
     AuthFailure,
@@ -76,7 +77,10 @@ AUTH_HEADERS = ("authorization", "cb-access-key", "cb-access-sign", "cb-access-t
 PASSED_HEADERS = ("cb-version",)  # v2's API version pin, if the bot sets one
 
 ENVIRONMENTS = (
-    Environment("production", (("/api/v3/", "https://" + API_HOST), ("/v2/", "https://" + API_HOST))),
+    Environment("production", (("/api/v3/", "https://" + API_HOST), ("/v2/", "https://" + API_HOST),
+                               # WebSockets: keyproxy's `/` and `/user` (websocket_origin_path)
+                               ("/ws-market/", "wss://advanced-trade-ws.coinbase.com"),
+                               ("/ws-user/", "wss://advanced-trade-ws-user.coinbase.com"))),
     # Advanced Trade's static sandbox: accounts and orders endpoints only, canned answers
     # (docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/sandbox)
     Environment("sandbox", (("/api/v3/brokerage/", "https://api-sandbox.coinbase.com"),)),
@@ -198,8 +202,11 @@ class Coinbase(AdapterHooks):
     def presented_key(self, req: IncomingRequest) -> str | None:
         """The JWT's `kid` (else `sub`), read without verifying; None when there is no readable JWT."""
         token = _bearer(req)
-        if not token:
-            return None
+        return self.jwt_key(token) if token else None
+
+    @staticmethod
+    def jwt_key(token: str) -> str | None:
+        """The key a JWT names (`kid`, else `sub`), read without verifying."""
         try:
             jwt = _Jwt(token)
         except (ValueError, UnicodeDecodeError):
@@ -219,6 +226,15 @@ class Coinbase(AdapterHooks):
             return Verified(self.strip(req), replay_id="", expires_ms=0)
         if token == "":
             raise BadRequest("Authorization must be 'Bearer <jwt>'")
+        claims = self.verify_jwt(token, bot, now_ms)
+        self._check_uri(claims, req)
+        # the signing input, not the signature: an ECDSA signature has a second valid form (r, n-s)
+        replay_id = f"{bot.key_id}:{_sign.sha256_hex(token.rpartition('.')[0].encode())}"
+        return Verified(self.strip(req), replay_id=replay_id, expires_ms=_int_claim(claims, "exp") * 1000)
+
+    @staticmethod
+    def verify_jwt(token: str, bot: BotKey, now_ms: int) -> dict[str, object]:
+        """A CDP JWT's signature by the bot's virtual key, its key names, issuer and lifetime; its claims."""
         try:
             jwt = _Jwt(token)
         except (ValueError, UnicodeDecodeError):
@@ -239,7 +255,6 @@ class Coinbase(AdapterHooks):
             raise AuthFailure("bad_signature", "JWT signature does not match the virtual key")
         if jwt.claims.get("iss") not in ISSUERS:
             raise AuthFailure("bad_signature", "the JWT issuer must be 'cdp'")
-        self._check_uri(jwt.claims, req)
         nbf, exp = _int_claim(jwt.claims, "nbf"), _int_claim(jwt.claims, "exp")
         if not nbf < exp <= nbf + JWT_LIFETIME_S:
             raise BadRequest(f"JWT lifetime (exp - nbf) must be 1..{JWT_LIFETIME_S} seconds")
@@ -247,9 +262,7 @@ class Coinbase(AdapterHooks):
             raise AuthFailure("stale_request", "JWT is not valid yet (nbf is in the future)")
         if now_ms >= exp * 1000:
             raise AuthFailure("stale_request", "JWT has expired")
-        # the signing input, not the signature: an ECDSA signature has a second valid form (r, n-s)
-        replay_id = f"{bot.key_id}:{_sign.sha256_hex(jwt.signing_input)}"
-        return Verified(self.strip(req), replay_id=replay_id, expires_ms=exp * 1000)
+        return jwt.claims
 
     @staticmethod
     def _check_uri(claims: dict[str, object], req: IncomingRequest) -> None:
@@ -290,8 +303,9 @@ class Coinbase(AdapterHooks):
         return OutboundRequest(req.method, ctx.origin, req.path, req.query, headers, req.body)
 
     @staticmethod
-    def mint_jwt(key: RealKey, uri: str, now_s: int, nonce: str | None = None) -> str:
-        """A Coinbase REST JWT for `uri` ("METHOD host/path"), as coinbase-advanced-py's build_jwt makes it."""
+    def mint_jwt(key: RealKey, uri: str | None, now_s: int, nonce: str | None = None) -> str:
+        """A Coinbase REST JWT for `uri` ("METHOD host/path"), as coinbase-advanced-py's build_jwt makes it;
+        with no `uri`, a WebSocket JWT (its build_ws_jwt)."""
         if key.private_key is None:
             raise ValueError("a Coinbase key needs its private_key (PEM)")
         pem = key.private_key.reveal()
@@ -301,10 +315,27 @@ class Coinbase(AdapterHooks):
         alg = _sign.jws_alg_for_private(pem)
         name = key.api_key.reveal_str()
         header = {"alg": alg, "kid": name, "nonce": nonce or secrets.token_hex(), "typ": "JWT"}
-        claims = {"sub": name, "iss": "cdp", "nbf": now_s, "exp": now_s + JWT_LIFETIME_S, "uri": uri}
+        claims: dict[str, object] = {"sub": name, "iss": "cdp", "nbf": now_s, "exp": now_s + JWT_LIFETIME_S}
+        if uri is not None:
+            claims["uri"] = uri
         signing_input = ".".join(_sign.b64url(json.dumps(part, separators=(",", ":")).encode())
                                  for part in (header, claims))
         return signing_input + "." + _sign.b64url(_sign.jws_sign(pem, signing_input.encode()))
+
+    # --- WebSockets ------------------------------------------------------------
+
+    def websocket(self, path: str) -> Adapter | None:
+        """`/` (advanced-trade-ws) and `/user` (advanced-trade-ws-user): each subscribe's JWT verified and
+        re-minted with the real key (coinbase_ws.py)."""
+        from keyproxy.exchanges.coinbase_ws import WS_PATHS, CoinbaseWsApi
+
+        return CoinbaseWsApi(self) if path in WS_PATHS else None
+
+    def websocket_origin_path(self, path: str) -> str:
+        return "/ws-user/" if path == "/user" else "/ws-market/"
+
+    def websocket_upstream_path(self, path: str) -> str:
+        return "/"
 
     # --- credentials and errors ---------------------------------------------
 

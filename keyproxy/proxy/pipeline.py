@@ -179,7 +179,9 @@ def split_target(raw: str, stream_names: bool = False) -> tuple[str, str, str]:
     if "\\" in path or "%2f" in lowered or "%5c" in lowered or "%2e" in lowered or "%00" in lowered:
         raise Refused("bad_request", "encoded separators or dots are not allowed in the path")
     segments = path.split("/")[1:]
-    if len(segments) < 2 or any(s in ("", ".", "..") for s in segments) or ("@" in path and not stream_names):
+    # a WebSocket at the exchange's root (Coinbase's): `/<account>` alone is its `/`
+    minimum = 1 if stream_names else 2
+    if len(segments) < minimum or any(s in ("", ".", "..") for s in segments) or ("@" in path and not stream_names):
         raise Refused("bad_request", "path must be /<account>/<exchange path> with no empty, . or .. segments")
     if any(ord(c) < 0x21 or ord(c) > 0x7E for c in raw):
         raise Refused("bad_request", "request target has characters outside printable ASCII")

@@ -26,7 +26,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from keyproxy.exchanges.base import Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest
+from keyproxy.exchanges.base import (
+    OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
+)
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.own_calls import signed_call
 from keyproxy.proxy.refusal import STATUS, Refused
@@ -357,6 +359,8 @@ class _Connection:
         except ValueError:
             return
         answer = self.dialect.ws_answer(doc) if isinstance(doc, dict) and self.dialect is not None else None
+        if answer is not None and answer[0] is OLDEST_PENDING:  # an answer without an id (Coinbase's)
+            answer = (next(iter(self.pending)), answer[1])
         if answer is None or answer[0] not in self.pending:
             return
         key, status = answer

@@ -32,6 +32,15 @@ def test_split_target_refuses(target: str) -> None:
     assert e.value.code == "bad_request"
 
 
+def test_a_websocket_may_name_the_exchange_root() -> None:
+    """Coinbase's WebSocket lives at its host's root: `/<account>` alone is `/` on an upgrade only."""
+    assert split_target("/cb", stream_names=True) == ("cb", "/", "")
+    assert split_target("/cb/user", stream_names=True) == ("cb", "/user", "")
+    for target in ("/", "/..", "/.", "/cb/", "/cb//x", "/c\u00e9"):
+        with pytest.raises(Refused):
+            split_target(target, stream_names=True)
+
+
 def test_replay_cache() -> None:
     cache = ReplayCache(max_entries=3)
     assert cache.first_sighting("a", expires_ms=100, now_ms=0) is True
