@@ -1,6 +1,13 @@
-"""What keyproxy adds to a signed Binance WebSocket API order frame: latency at p50/p99 and frames/s.
+"""What keyproxy adds to a WebSocket order frame: latency at p50/p99 and frames/s.
 
-Run: .venv/bin/python bench/ws_overhead.py [--frames N] [--concurrency 1,32] [--rounds 3]
+Run: .venv/bin/python bench/ws_overhead.py [--exchange binance|okx|bybit|kraken] [--frames N]
+     [--concurrency 1,32] [--rounds 3]
+
+Binance (the default): each frame is signed (`order.place`, keyproxy verifies and re-signs it). OKX and
+Bybit: each socket logs in once (`login`, `auth`), then every `order` / `order.create` frame is decided as
+the logged-in bot's. Kraken: every `add_order` frame carries a token (virtual through keyproxy, swapped for
+the real one). Coinbase takes no orders over its socket (its per-subscribe JWT mint is measured by
+bench/signing.py).
 
 Starts a throw-away DevStack (emulator + vault + `keyproxy serve`, real processes on 127.0.0.1) and
 sends the same `order.place` frame (LIMIT SELL GTC above the last price, so it rests) in two modes:
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -26,6 +34,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,32 +50,87 @@ TARGET_P50_MS = 0.3
 _ids = itertools.count(1)
 
 
-def frame(api_key: str, secret: str) -> str:
-    params: dict[str, Any] = {**ORDER, "apiKey": api_key, "timestamp": int(time.time() * 1000),
+Creds = dict[str, str]
+
+
+def binance_frame(c: Creds) -> str:
+    params: dict[str, Any] = {**ORDER, "apiKey": c["api_key"], "timestamp": int(time.time() * 1000),
                               "newClientOrderId": f"b{next(_ids)}"}
     text = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-    params["signature"] = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+    params["signature"] = hmac.new(c["secret"].encode(), text.encode(), hashlib.sha256).hexdigest()
     return json.dumps({"id": next(_ids), "method": "order.place", "params": params})
 
 
-async def run(url: str, creds: list[tuple[str, str]], frames: int, concurrency: int) -> tuple[list[float], float]:
-    """Latencies (ms) of every frame and the wall time, over `concurrency` sockets opened beforehand; socket i
-    signs with credential i % len(creds) (keyproxy lets one bot hold 16 sockets)."""
+def okx_login(c: Creds) -> str:
+    stamp = str(int(time.time()))
+    sign = base64.b64encode(hmac.new(c["secret"].encode(), (stamp + "GET/users/self/verify").encode(),
+                                     hashlib.sha256).digest()).decode()
+    return json.dumps({"op": "login", "args": [{"apiKey": c["api_key"], "passphrase": c["passphrase"],
+                                                "timestamp": stamp, "sign": sign}]})
+
+
+def bybit_auth(c: Creds) -> str:
+    expires = int(time.time() * 1000) + 10_000
+    sign = hmac.new(c["secret"].encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"req_id": "a", "op": "auth", "args": [c["api_key"], expires, sign]})
+
+
+@dataclass(frozen=True)
+class Venue:
+    path: str
+    frame: Callable[[Creds], str]
+    ok: Callable[[dict[str, Any]], bool]
+    login: Callable[[Creds], str] | None = None
+
+
+VENUES = {
+    "binance": Venue("/ws-api/v3", binance_frame, lambda a: a.get("status") == 200),
+    "okx": Venue("/ws/v5/private", lambda c: json.dumps({"id": str(next(_ids)), "op": "order", "args": [{
+        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "20000", "sz": "0.001"}]}),
+        lambda a: a.get("code") == "0", okx_login),
+    "bybit": Venue("/v5/trade", lambda c: json.dumps({
+        "reqId": str(next(_ids)), "header": {"X-BAPI-TIMESTAMP": str(int(time.time() * 1000))},
+        "op": "order.create", "args": [{"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
+                                        "orderType": "Limit", "qty": "0.001", "price": "20000"}]}),
+        lambda a: a.get("retCode") == 0, bybit_auth),
+    "kraken": Venue("/v2", lambda c: json.dumps({"method": "add_order", "req_id": next(_ids), "params": {
+        "order_type": "limit", "side": "buy", "order_qty": 0.001, "limit_price": 20000, "symbol": "BTC/USD",
+        "token": c["token"]}}), lambda a: a.get("success") is True),
+}
+
+
+async def answer(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """The next answer on the socket (order events, which carry a channel or an arg, are skipped)."""
+    while True:
+        doc = json.loads((await ws.receive()).data)
+        if "channel" not in doc and "arg" not in doc and "topic" not in doc:
+            return doc  # type: ignore[no-any-return]
+
+
+async def run(venue: Venue, url: str, creds: list[Creds], frames: int,
+              concurrency: int) -> tuple[list[float], float]:
+    """Latencies (ms) of every frame and the wall time, over `concurrency` sockets opened (and logged in)
+    beforehand; socket i uses credential i % len(creds) (keyproxy lets one bot hold 16 sockets)."""
     latencies: list[float] = []
     async with aiohttp.ClientSession() as session:
         sockets = [await session.ws_connect(url, max_msg_size=0) for _ in range(concurrency)]
+        if venue.login is not None:
+            for n, ws in enumerate(sockets):
+                await ws.send_str(venue.login(creds[n % len(creds)]))
+                logged = await answer(ws)
+                if logged.get("code") not in ("0", None) or logged.get("success") is False:
+                    raise SystemExit(f"login refused: {logged}")
         per_socket = frames // concurrency
 
         async def one(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-            api_key, secret = creds[n % len(creds)]
             for _ in range(per_socket):
-                text = frame(api_key, secret)
+                text = venue.frame(creds[n % len(creds)])
                 start = time.perf_counter()
                 await ws.send_str(text)
-                answer = json.loads((await ws.receive()).data)
+                doc = await answer(ws)
                 latencies.append((time.perf_counter() - start) * 1000)
-                if answer.get("status") != 200:
-                    raise SystemExit(f"frame refused: {answer}")
+                if not venue.ok(doc):
+                    raise SystemExit(f"frame refused: {doc}")
 
         began = time.perf_counter()
         await asyncio.gather(*(one(n, ws) for n, ws in enumerate(sockets)))
@@ -73,6 +138,15 @@ async def run(url: str, creds: list[tuple[str, str]], frames: int, concurrency: 
         for ws in sockets:
             await ws.close()
     return latencies, wall
+
+
+def kraken_token(c: Creds, base_url: str) -> str:
+    import ccxt
+
+    from keyproxy.devstack import point_ccxt_at
+
+    client = point_ccxt_at(ccxt.kraken({"apiKey": c["api_key"], "secret": c["secret"]}), base_url)
+    return client.privatePostGetWebSocketsToken()["result"]["token"]  # type: ignore[no-any-return]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -86,21 +160,28 @@ def reset(emulator_url: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--exchange", choices=sorted(VENUES), default="binance")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     dev = DevStack(Path(tempfile.mkdtemp(prefix="kp-wsbench-")), log_level="info")
-    key = new_real_key(balances=BALANCES)
+    venue = VENUES[args.exchange]
+    key = new_real_key(balances=BALANCES) if args.exchange == "binance" else new_real_key(exchange=args.exchange)
     try:
         dev.serve_account("main", key)
         bots = [dev.add_bot(f"bench{n}", "main", "read,trade") for n in range(-(-max(levels) // 16))]
         assert dev.emulator_url is not None
-        direct_url = dev.emulator_url.replace("http://", "ws://") + "/ws-api/v3"
-        proxied_url = bots[0]["base_url"].replace("http://", "ws://") + "/ws-api/v3"
-        real = [(key.credentials["api_key"], key.credentials["secret"])]
-        virtual = [(b["api_key"], b["secret"]) for b in bots]
+        direct_url = dev.emulator_url.replace("http://", "ws://") + venue.path
+        proxied_url = bots[0]["base_url"].replace("http://", "ws://") + venue.path
+        real: list[Creds] = [dict(key.credentials)]
+        virtual: list[Creds] = [dict(b) for b in bots]
+        if args.exchange == "kraken":  # the real token from Kraken, each bot's virtual one through keyproxy
+            real[0]["token"] = kraken_token(real[0], dev.emulator_url)
+            for c in virtual:
+                c["token"] = kraken_token(c, c["base_url"])
+        print(f"{args.exchange}: {venue.path}")
         print(f"{'concurrency':>11} {'mode':>8} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
         missed = False
         for level in levels:
@@ -110,7 +191,7 @@ def main() -> int:
                 for mode in modes:
                     reset(dev.emulator_url)
                     url, creds = (direct_url, real) if mode == "direct" else (proxied_url, virtual)
-                    lat, wall = asyncio.run(run(url, creds, args.frames, level))
+                    lat, wall = asyncio.run(run(venue, url, creds, args.frames, level))
                     figures[mode].append((pct(lat, 0.5), pct(lat, 0.99), len(lat) / wall))
             med = {m: tuple(statistics.median(f[i] for f in figures[m]) for i in range(3)) for m in figures}
             for mode in ("direct", "proxied"):

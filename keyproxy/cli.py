@@ -89,7 +89,7 @@ class Context:
 
 def listen_base_url(settings: Settings) -> str:
     host = settings.listen.host
-    return f"http://{host if ':' not in host else f'[{host}]'}:{settings.listen.port}"
+    return f"{settings.listen.scheme}://{host if ':' not in host else f'[{host}]'}:{settings.listen.port}"
 
 
 class RemoteControls:
@@ -697,6 +697,19 @@ def _ready(ctx: Context, line: str) -> None:
     notify(f"READY=1\nSTATUS={line}")  # under systemd (Type=notify): `systemctl start` returns now
 
 
+def cmd_tls_init(ctx: Context) -> int:
+    from keyproxy.tls import make_local_ca
+
+    directory = (ctx.args.dir or ctx.settings.state_dir / "tls").resolve()
+    if (directory / "key.pem").exists() and not ctx.args.force:
+        raise UsageError(f"{directory}/key.pem exists; --force replaces the certificate (restart the daemon after)")
+    files = make_local_ca(directory, ctx.args.days)
+    ctx.out(f"wrote {files.ca} (the CA clients trust), {files.cert} and {files.key} (0600)\n"
+            f"config:\n  [listen]\n  tls_cert = \"{files.cert}\"\n  tls_key = \"{files.key}\"\n"
+            f"clients: SSL_CERT_FILE={files.ca} (Python), or add it to the client's CA bundle")
+    return 0
+
+
 def cmd_emulator(ctx: Context) -> int:
     from keyproxy.emulator.app import main as emulator_main
 
@@ -934,6 +947,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(sub, "serve", cmd_serve, "run the signing proxy daemon")
     sp.add_argument("--host", help="listen address (default: listen.host, 127.0.0.1)")
     sp.add_argument("--port", type=int, help="listen port (default: listen.port, 8750; 0 picks a free one)")
+
+    tls = sub.add_parser("tls", help="the optional TLS listener").add_subparsers(dest="tls_command", required=True,
+                                                                              metavar="ACTION")
+    sp = cmd(tls, "init", cmd_tls_init, "make a local CA and a loopback certificate for [listen] tls_cert/tls_key")
+    sp.add_argument("--dir", type=Path, help="where to write ca.pem, cert.pem, key.pem (default: <state>/tls)")
+    sp.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
+    sp.add_argument("--force", action="store_true", help="replace an existing certificate")
 
     sp = cmd(sub, "emulator", cmd_emulator, "run the exchange emulator on loopback (tests, demo, benchmarks)")
     sp.add_argument("--host", default="127.0.0.1")

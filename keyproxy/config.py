@@ -35,6 +35,12 @@ class ListenSettings:
     host: str = "127.0.0.1"
     port: int = 8750
     allow_non_loopback: bool = False
+    tls_cert: Path | None = None  # both set: the listener speaks https:// and wss:// (`keyproxy tls init`)
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def is_loopback(self) -> bool:
@@ -211,7 +217,7 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         key_file=r.path(v, "vault", "key_file"),
         kdf=kdf,
     )
-    ls = r.table(doc, "listen", {"host", "port", "allow_non_loopback"})
+    ls = r.table(doc, "listen", {"host", "port", "allow_non_loopback", "tls_cert", "tls_key"})
     port = ls.get("port", 8750)
     if type(port) is not int or not 0 <= port <= 65535:
         raise r.error("listen.port", f"must be a port number 0-65535, not {port!r}")
@@ -219,7 +225,11 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         host=r.string(ls, "listen", "host") or "127.0.0.1",
         port=port,
         allow_non_loopback=r.boolean(ls, "listen", "allow_non_loopback", False),
+        tls_cert=r.path(ls, "listen", "tls_cert"),
+        tls_key=r.path(ls, "listen", "tls_key"),
     )
+    if (listen.tls_cert is None) != (listen.tls_key is None):
+        raise r.error("listen.tls_cert", "tls_cert and tls_key go together (make both with `keyproxy tls init`)")
     _check_host(r, listen)
     ps = r.table(doc, "proxy", {"max_body_bytes", "header_timeout", "body_timeout", "upstream_timeout",
                                 "max_response_bytes", "shutdown_grace", "stream_token_reuse"})

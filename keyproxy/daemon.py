@@ -34,6 +34,7 @@ from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.websocket import SocketLimits, WebSocketEdge
 from keyproxy.proxy.recorder import Recorder
 from keyproxy.proxy.registry import Snapshot, build_snapshot
+from keyproxy.tls import server_context
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.sdnotify import notify
@@ -191,10 +192,11 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                         lingering_time=1.0, access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
     await runner.setup()
-    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+    tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
+    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=tls).start()
     port = runner.addresses[0][1]
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
-    base_url = f"http://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
+    base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
 
     metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, settings.metrics.port)
                                    if settings.metrics.enabled else (None, "disabled"))

@@ -28,7 +28,7 @@ HANDLED_SECRETS: set[str] = set()
 ROOTS: list[Path] = []
 
 FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
-_URL = re.compile(r"http://127\.0\.0\.1:[0-9]+")
+_URL = re.compile(r"https?://127\.0\.0\.1:[0-9]+")
 DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
 
 

@@ -140,7 +140,7 @@ class ProxyFrontDoor:
         origin = request.headers.get("Origin")
         # a page's origin is refused; keyproxy's own (http://127.0.0.1:PORT) is no page's, since keyproxy serves
         # none: websocket-client (pybit's socket library) sends it with every handshake
-        if origin is not None and origin.lower() not in {f"{scheme}://{h}" for scheme in ("http", "ws")
+        if origin is not None and origin.lower() not in {f"{scheme}://{h}" for scheme in ("http", "ws", "https", "wss")
                                                          for h in self._hosts}:
             raise Refused("browser_denied", "requests from web browsers are refused")
         if any(h.lower().startswith("sec-fetch-") for h in request.headers):

@@ -1,4 +1,5 @@
-"""The vault's only door to `cryptography.hazmat`: AEAD sealing, Argon2id, HKDF.
+"""The vault's only door to `cryptography.hazmat`: AEAD sealing, Argon2id, HKDF (and the TLS listener's
+local CA, `loopback_certificates`: keyproxy's one other use of key material outside the exchange signers).
 
 Sealed blob layout: ``b"\\x01" || nonce(12) || AES-256-GCM(ciphertext || tag)``.
 The version byte lets a later format coexist; the caller always passes the
@@ -136,3 +137,41 @@ def private_key_problem(pem: bytes, key_type: str, raw_ed25519: bool = False) ->
     if not isinstance(key, _KEY_TYPES[key_type]):
         return f"private_key is not a {key_type} key"
     return None
+
+
+def loopback_certificates(names: tuple[str, ...], addresses: tuple[str, ...], days: int) -> tuple[bytes, bytes, bytes]:
+    """(CA certificate, server certificate, server key) as PEM, for a TLS listener on loopback. The CA's
+    private key is dropped here: nothing else can ever be issued under it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyproxy local CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyproxy")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return (ca.public_bytes(pem), cert.public_bytes(pem),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))

@@ -19,18 +19,13 @@ import aiohttp
 import pytest
 
 from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.wsstack import exchange_stack, ws_entries
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("ws-binance"))
-    key = new_real_key()
-    try:
-        stack.serve_account("main", key)
-        stack.real_key = key  # type: ignore[attr-defined]
+    with exchange_stack(tmp_path_factory.mktemp("ws-binance"), "main") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def ws_url(creds: dict[str, str]) -> str:
@@ -59,10 +54,6 @@ async def exchange(url: str, *frames: dict[str, Any]) -> list[dict[str, Any]]:
             await ws.send_str(json.dumps(f))
             answers.append(json.loads((await ws.receive(timeout=10)).data))
         return answers
-
-
-def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
-    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
 
 
 async def test_signed_order_frames_are_resigned_with_the_real_key(dev: DevStack) -> None:

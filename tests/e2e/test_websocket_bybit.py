@@ -18,19 +18,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.devstack import DevStack, point_ccxt_at
+from tests.e2e.wsstack import exchange_stack, ws_entries
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("ws-bybit"))
-    key = new_real_key(exchange="bybit")
-    try:
-        stack.serve_account("bb", key)
-        stack.real_key = key  # type: ignore[attr-defined]
+    with exchange_stack(tmp_path_factory.mktemp("ws-bybit"), "bb", "bybit") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def auth(creds: dict[str, str], expires: int | None = None, secret: str | None = None) -> dict[str, Any]:
@@ -50,10 +45,6 @@ async def talk(creds: dict[str, str], *frames: dict[str, Any], path: str = "/v5/
             await ws.send_str(json.dumps(f))
             out.append(json.loads((await ws.receive(timeout=10)).data))
         return out
-
-
-def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
-    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
 
 
 ORDER = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.001",

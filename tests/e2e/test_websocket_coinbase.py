@@ -23,18 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.wsstack import exchange_stack, ws_entries
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("ws-coinbase"))
-    key = new_real_key("ec", exchange="coinbase")
-    try:
-        stack.serve_account("cb", key)
-        stack.real_key = key  # type: ignore[attr-defined]
+    with exchange_stack(tmp_path_factory.mktemp("ws-coinbase"), "cb", "coinbase", "ec") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def b64url(raw: bytes) -> str:
@@ -68,10 +63,6 @@ async def talk(creds: dict[str, str], *frames: dict[str, Any], path: str = "") -
                     out.append(doc)
                     break
         return out
-
-
-def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
-    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
 
 
 def user(creds: dict[str, str], **jwt: Any) -> dict[str, Any]:

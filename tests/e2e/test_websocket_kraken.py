@@ -19,19 +19,14 @@ import aiohttp
 import ccxt
 import pytest
 
-from keyproxy.devstack import HANDLED_SECRETS, DevStack, new_real_key, point_ccxt_at
+from keyproxy.devstack import HANDLED_SECRETS, DevStack, point_ccxt_at
+from tests.e2e.wsstack import exchange_stack, ws_entries
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("ws-kraken"))
-    key = new_real_key(exchange="kraken")
-    try:
-        stack.serve_account("kr", key)
-        stack.real_key = key  # type: ignore[attr-defined]
+    with exchange_stack(tmp_path_factory.mktemp("ws-kraken"), "kr", "kraken") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def rest(creds: dict[str, str]) -> Any:
@@ -66,10 +61,6 @@ async def talk(creds: dict[str, str], *frames: dict[str, Any]) -> list[dict[str,
                     out.append(doc)
                     break
         return out
-
-
-def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
-    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
 
 
 def add_order(token: str, qty: str, req_id: int) -> dict[str, Any]:
@@ -180,9 +171,8 @@ async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
 def test_an_old_real_token_is_renewed_by_keyproxy_itself(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Past `stream_token_reuse` a new connection's frame goes out with a token keyproxy fetched with its own
     signed GetWebSocketsToken (in the account's nonce order); the bot's virtual token stays the same."""
-    stack = DevStack(tmp_path_factory.mktemp("ws-kraken-renew"), extra_config="[proxy]\nstream_token_reuse = 1\n")
-    try:
-        stack.serve_account("kr", new_real_key(exchange="kraken"))
+    with exchange_stack(tmp_path_factory.mktemp("ws-kraken-renew"), "kr", "kraken",
+                        extra_config="[proxy]\nstream_token_reuse = 1\n") as stack:
         creds = stack.add_bot("krrenew", "kr", "read,trade")
         token = token_of(creds)
         first = real_tokens(stack)
@@ -197,5 +187,3 @@ def test_an_old_real_token_is_renewed_by_keyproxy_itself(tmp_path_factory: pytes
         assert len(fetched) == 1 and fetched[0]["signature_verified"]
         [frame] = ws_entries(stack, start)
         assert renewed[0] in frame["body"] and token not in frame["body"]
-    finally:
-        stack.close()

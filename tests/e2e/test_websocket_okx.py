@@ -19,19 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.devstack import DevStack, point_ccxt_at
+from tests.e2e.wsstack import exchange_stack, ws_entries
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("ws-okx"))
-    key = new_real_key(exchange="okx")
-    try:
-        stack.serve_account("okx", key)
-        stack.real_key = key  # type: ignore[attr-defined]
+    with exchange_stack(tmp_path_factory.mktemp("ws-okx"), "okx", "okx") as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def login(creds: dict[str, str], ts: int | None = None, secret: str | None = None) -> dict[str, Any]:
@@ -53,10 +48,6 @@ async def talk(creds: dict[str, str], *frames: dict[str, Any]) -> list[dict[str,
             await ws.send_str(json.dumps(f))
             out.append(json.loads((await ws.receive(timeout=10)).data))
         return out
-
-
-def ws_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
-    return [e for e in dev.journal()[start:] if e.get("transport") == "ws"]
 
 
 ORDER = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "20000", "sz": "0.001"}
