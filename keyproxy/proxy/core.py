@@ -212,9 +212,10 @@ class Core:
         """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
         return NonceTurn(self._nonce_order[account])
 
-    def next_nonce(self, account: str) -> int:
+    def next_nonce(self, account: str, exchange: str) -> int:
+        """The next nonce of the account's real key, from keyproxy's persistent sequence."""
         if self._nonces is None:
-            raise Refused("unavailable", "this exchange needs keyproxy's nonce store")
+            raise Refused("unavailable", f"{exchange} needs keyproxy's nonce store")
         return self._nonces.next(account)
 
     def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome,
@@ -226,9 +227,7 @@ class Core:
         assert account.upstream is not None and account.key is not None
         nonce = None
         if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
-            if self._nonces is None:
-                raise Refused("unavailable", f"{adapter.name} needs keyproxy's nonce store")
-            nonce = self._nonces.next(account.info.name)
+            nonce = self.next_nonce(account.info.name, adapter.name)
         ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
         try:
             outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)

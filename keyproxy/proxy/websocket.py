@@ -160,7 +160,7 @@ class WebSocketEdge:
             assert spec is not None and account.upstream is not None and account.key is not None
             try:
                 async with core.account_turn(name):
-                    nonce = core.next_nonce(name) if rest.needs_nonce else None
+                    nonce = core.next_nonce(name, rest.name) if rest.needs_nonce else None
                     status, body = await signed_call(rest, account.upstream, account.key, self._clients, spec, nonce)
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 raise Refused("upstream_error", "cannot obtain the exchange's WebSocket token "
@@ -201,7 +201,6 @@ class _Connection:
         self.connected_since = int(time.time() * 1000)
         self.stream_token: tuple[str, int] | None = None  # the exchange's token this socket sends (Kraken)
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
-        self.virtual_token = ""  # the bot's, put back wherever the exchange would echo the real one
         self.closing: str | None = None
 
     async def run(self) -> None:
@@ -278,7 +277,7 @@ class _Connection:
             if action == "login":  # verified above: the connection is this bot's; the login goes upstream re-signed
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
-            real = await self._stream_token(route, outcome, virtual) if virtual else None
+            real = await self._stream_token(route, outcome) if virtual else None
             async with core.turn(route):
                 out = core.sign(route, incoming, outcome, stream_token=real)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
@@ -292,9 +291,8 @@ class _Connection:
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
             await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome, method)
 
-    async def _stream_token(self, route: Route, outcome: Outcome, virtual: str) -> str:
+    async def _stream_token(self, route: Route, outcome: Outcome) -> str:
         """The real token for a frame that presented a virtual one (already checked by the core as the bot's)."""
-        self.virtual_token = virtual
         now = self.edge._core.clock_ms()
         fresh = self.stream_token is not None and now - self.stream_token[1] < self.edge._limits.stream_token_reuse_ms
         if self.stream_token is None or not (self.token_pinned or fresh):
@@ -340,14 +338,14 @@ class _Connection:
 
     async def _from_exchange(self) -> None:
         async for msg in self.upstream:
+            real = self.stream_token[0] if self.stream_token is not None else None  # never sent on to a bot
             if msg.type == aiohttp.WSMsgType.TEXT:
-                text = msg.data
-                if self.stream_token is not None and self.stream_token[0] in text:  # never the real token to a bot
-                    text = text.replace(self.stream_token[0], self.virtual_token)
+                text = msg.data.replace(real, "") if real and real in msg.data else msg.data
                 self._answered(text)
                 await self.bot_ws.send_str(text)
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                await self.bot_ws.send_bytes(msg.data)
+                data = msg.data.replace(real.encode(), b"") if real else msg.data
+                await self.bot_ws.send_bytes(data)
             else:
                 return
 

@@ -43,6 +43,12 @@ def test_add_order_is_valued_by_what_kraken_executes() -> None:
     trailing = facts("add_order", order_type="trailing-stop", side="sell", order_qty=1, symbol="BTC/USD",
                      triggers={"price": 2, "price_type": "pct"})
     assert trailing.price is None  # an offset: unvalued, so refused under a notional cap
+    both = facts("add_order", order_type="market", side="buy", order_qty=100, cash_order_qty=1, symbol="BTC/USD")
+    assert both.conflict  # which size Kraken executes is undocumented: valued by neither
+    legs = facts("batch_add", symbol="BTC/USD", orders=[
+        {"order_type": "limit", "side": "buy", "order_qty": 1, "limit_price": 10},
+        {"order_type": "limit", "side": "buy", "order_qty": 50, "cash_order_qty": 1, "limit_price": 10}]).orders
+    assert legs[0].conflict is None and legs[1].conflict
     margin = facts("add_order", order_type="limit", side="buy", order_qty=1, limit_price=5, symbol="BTC/USD",
                    margin=True, reduce_only=True)
     assert margin.borrows and margin.leverage == Decimal("5") and margin.reduce_only
@@ -78,6 +84,12 @@ def test_the_virtual_token_is_swapped_byte_for_byte() -> None:
                 ctx)  # type: ignore[arg-type]
     with pytest.raises(BadRequest):
         WS.presented_stream_token(frame("subscribe", channel="executions", token=5))
+    # the token escaped in params.token and plain elsewhere: the one plain copy is not the credential's place
+    escaped = IncomingRequest("add_order", "/v2", "", {}, b'{"method":"add_order","req_id":1,"params":'
+                              b'{"token":"kpv\\u002dabc","cl_ord_id":"kpv-abc"}}')
+    assert WS.presented_stream_token(escaped) == "kpv-abc"
+    with pytest.raises(BadRequest):
+        WS.sign(escaped, key, WS.classify("add_order", "/v2"), ctx)  # type: ignore[arg-type]
 
 
 def test_a_token_answer_relays_only_a_virtual_token() -> None:
