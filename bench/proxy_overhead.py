@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import json
 import math
 import re
 import os
@@ -65,7 +66,7 @@ class Target:
     url: URL
     api_key: str
     secret: bytes
-    ccxt: CcxtSigner | None = None  # other exchanges: ccxt builds and signs each request
+    ccxt: CcxtSigner | HyperliquidSigner | None = None  # other exchanges: builds and signs each request
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class OrderSigner:
 
 
 # Kraken, OKX and Bybit answer some errors with HTTP 200: a request only counts when it succeeded.
-ERRORS_WITH_200 = re.compile(rb'"error": ?\["|"keyproxy_error"|"retCode": ?[1-9]|"code": ?"[1-9]')
+ERRORS_WITH_200 = re.compile(rb'"error": ?\["|"keyproxy_error"|"retCode": ?[1-9]|"code": ?"[1-9]|"status": ?"err"'
+                             rb'|"error": ?"')
 
 
 class _Captured(Exception):
@@ -215,6 +217,29 @@ class CcxtSigner:
         body = c["body"]
         return (str(c["method"]), URL(url, encoded=True), dict(c["headers"]),  # type: ignore[arg-type]
                 body.encode() if isinstance(body, str) else body)  # type: ignore[return-value]
+
+
+class HyperliquidSigner:
+    """Hyperliquid orders (a resting BTC limit buy below the emulator's mid), each with its own nonce and
+    EIP-712 signature made before its clock starts, signed as ccxt signs them (mainnet phantom agent)."""
+
+    ACTION = {"type": "order", "orders": [{"a": 0, "b": True, "p": "60000", "s": "0.001", "r": False,
+                                           "t": {"limit": {"tif": "Gtc"}}}], "grouping": "na"}
+
+    def __init__(self, private_key: str, send_base: str) -> None:
+        from keyproxy.exchanges import _eth
+
+        self._eth = _eth
+        self._key = _eth.parse_private_key(private_key.encode())
+        self._url = URL(send_base + "/exchange")
+        self._last = 0
+
+    def request(self) -> tuple[str, URL, dict[str, str], bytes | None]:
+        self._last = nonce = max(int(time.time() * 1000), self._last + 1)
+        eth = self._eth
+        signature = eth.sign_typed(eth.l1_typed_data(eth.action_hash(self.ACTION, None, nonce, None), True), self._key)
+        body = {"action": self.ACTION, "nonce": nonce, "signature": signature, "vaultAddress": None}
+        return "POST", self._url, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
 class Bench:
@@ -363,8 +388,8 @@ def report(results: Results, levels: list[int]) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--exchange", choices=["binance", *CCXT_CALLS], default="binance",
-                    help="binance: signed orders; the others: a signed balance read, signed by ccxt")
+    ap.add_argument("--exchange", choices=["binance", *CCXT_CALLS, "hyperliquid"], default="binance",
+                    help="binance and hyperliquid: signed orders; the others: a signed balance read, signed by ccxt")
     ap.add_argument("--requests", type=int, default=5000, help="timed requests per run")
     ap.add_argument("--warmup", type=int, default=500, help="untimed requests per mode and level")
     ap.add_argument("--rounds", type=int, default=3, help="timed runs per mode and level")
@@ -388,8 +413,18 @@ def main() -> int:
     config = f'[audit]\nfsync = "{args.fsync}"\n'
     with tempfile.TemporaryDirectory(prefix="keyproxy-bench-") as tmp, \
             DevStack(Path(tmp), extra_config=config, log_level=args.log_level) as stack:
+        direct_key = None
         if args.exchange == "binance":
             real = new_real_key("hmac", balances=BALANCES)
+        elif args.exchange == "hyperliquid":
+            from eth_account import Account
+
+            # direct mode signs with a second approved agent: the emulator keeps nonces per signer, so the
+            # direct runs and keyproxy's own nonce sequence never meet in one window
+            real = new_real_key("eth", exchange="hyperliquid")
+            direct = Account.create()
+            real.emulated["permissions"]["agents"].append(str(direct.address).lower())
+            direct_key = "0x" + bytes(direct.key).hex()
         else:
             real = new_real_key(CCXT_CALLS[args.exchange][0], exchange=args.exchange)
         emulator_url = stack.start_emulator([real])
@@ -400,7 +435,7 @@ def main() -> int:
         if args.policy == "realistic":  # generous enough never to refuse the benchmark's orders
             limits = ["--allow-ip", "127.0.0.1/32", "--allow-ip", "::1/128",
                       "--set", "requests_per_second=100000", "--set", "burst=100000",
-                      "--set", "orders_per_minute=10000000", "--set", "symbols=BTCUSDT,ETHUSDT",
+                      "--set", "orders_per_minute=10000000", "--set", "symbols=" + ("BTC,ETH" if args.exchange == "hyperliquid" else "BTCUSDT,ETHUSDT"),
                       "--set", "max_order_notional=100"]
         bot = stack.add_bot("bench-bot", "bench", "read,trade", *limits)
         if args.exchange == "binance":
@@ -410,6 +445,11 @@ def main() -> int:
                 Target("proxied", URL(bot["base_url"] + ORDER_PATH), bot["api_key"],
                        bot["secret"].encode()),
             ]
+        elif args.exchange == "hyperliquid":
+            assert direct_key is not None
+            targets = [Target("direct", URL(emulator_url), "", b"", HyperliquidSigner(direct_key, emulator_url)),
+                       Target("proxied", URL(bot["base_url"]), "", b"",
+                              HyperliquidSigner(bot["private_key"], bot["base_url"]))]
         else:  # direct: signed for the exchange's own host (Coinbase's JWT names it), sent to the emulator
             targets = [
                 Target("direct", URL(emulator_url), "", b"",
@@ -418,6 +458,7 @@ def main() -> int:
                        CcxtSigner(args.exchange, bot, bot["base_url"], bot["base_url"])),
             ]
         what = f"POST {ORDER_PATH} (resting LIMIT order)" if args.exchange == "binance" else \
+            "POST /exchange (resting limit order, EIP-712)" if args.exchange == "hyperliquid" else \
             f"{CCXT_CALLS[args.exchange][1]} (signed read, built by ccxt)"
         print(f"keyproxy proxy overhead, {args.exchange} {what}: "
               f"{args.rounds} x {args.requests} timed requests per mode and level, "

@@ -82,6 +82,39 @@ def main() -> None:
     verify = timed(lambda: cb.verify(signed, BotKey(bot.key_id, "ec", public_key=bot.public_key), endpoint,
                                      int(time.time() * 1000)), n)
     print(f"{'coinbase':<10} {'bot JWT verify (us)':>22}  {verify:.1f}")
+    hyperliquid(adapters["hyperliquid"], n)
+
+
+def hyperliquid(adapter: object, n: int) -> None:
+    """Hyperliquid: recovering the bot's address from its EIP-712 signature (both networks, as keyproxy
+    does for an L1 action), verifying it, and signing the action with the real key (secp256k1)."""
+    import json
+
+    from keyproxy.exchanges import _eth
+
+    bot_issued, real_issued = adapter.issue_bot_key("eth"), adapter.issue_bot_key("eth")  # type: ignore[attr-defined]
+    real = RealKey("eth", Secret(real_issued.kept.key_id), private_key=Secret(real_issued.shown["private_key"]))
+    bot_key = _eth.parse_private_key(bot_issued.shown["private_key"].encode())
+    action = {"type": "order", "orders": [{"a": 0, "b": True, "p": "60000", "s": "0.001", "r": False,
+                                           "t": {"limit": {"tif": "Gtc"}}}], "grouping": "na"}
+    now = int(time.time() * 1000)
+    nonces = iter(range(now, now + 10**9))
+
+    def request() -> IncomingRequest:
+        nonce = next(nonces)
+        sig = _eth.sign_typed(_eth.l1_typed_data(_eth.action_hash(action, None, nonce, None), False), bot_key)
+        body = json.dumps({"action": action, "nonce": nonce, "signature": sig, "vaultAddress": None}).encode()
+        return IncomingRequest("POST", "/exchange", "", {"content-type": "application/json"}, body)
+
+    m = max(n // 10, 50)  # secp256k1 is ~100x HMAC: fewer calls
+    reqs = [request() for _ in range(5 * m + 5)]
+    endpoint = adapter.classify_request(reqs[0])  # type: ignore[attr-defined]
+    it = iter(reqs)
+    verify = timed(lambda: adapter.verify(next(it), bot_issued.kept, endpoint, now), m)  # type: ignore[attr-defined]
+    sign = timed(lambda: adapter.sign(reqs[0], real, endpoint, SignContext(  # type: ignore[attr-defined]
+        "https://api.hyperliquid.xyz", "production", now, next(nonces))), m)
+    print(f"{'hyperliquid':<10} {'bot verify (us)':>22}  {verify:.1f}  (two recoveries: mainnet and testnet source)")
+    print(f"{'hyperliquid':<10} {'real sign (us)':>22}  {sign:.1f}  (EIP-712 + secp256k1)")
 
 
 if __name__ == "__main__":

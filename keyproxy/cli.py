@@ -140,6 +140,9 @@ def read_credentials(ctx: Context, key_type: str) -> Credentials:
 
 
 def _prompt_credentials(key_type: str) -> Credentials:
+    if key_type == "eth":
+        return Credentials(api_key=Secret(input("Master address (0x...): ").strip()),
+                           private_key=Secret(getpass.getpass("Private key (0x..., not echoed): ")))
     fields: dict[str, Secret] = {"api_key": Secret(getpass.getpass("API key: "))}
     if key_type == "hmac":
         fields["secret"] = Secret(getpass.getpass("API secret: "))
@@ -224,6 +227,12 @@ def cmd_key_add(ctx: Context) -> int:
     acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every,
                       a.environment)
     validate_new_account(acct)
+    if key_type == "eth" and creds.private_key is not None:
+        from keyproxy.exchanges import _eth
+
+        if _eth.address_of(_eth.parse_private_key(creds.private_key.reveal())) == creds.api_key.reveal_str().lower():
+            print("warning: this is the account's master key, which can withdraw; an API wallet (agent) key "
+                  "approved for the account is the safer choice (an agent cannot withdraw)", file=sys.stderr)
     with ctx.controls() as controls:
         info = controls.add_account(acct)
     ctx.out(f"added account {info['name']} ({info['exchange']}, {info['key_type']}, "

@@ -158,6 +158,8 @@ class DevStack:
         shown: dict[str, Any] = json.loads(self.cli("bot", "add", name, "--account", account, "--scope", scope,
                                                     *extra).stdout)
         HANDLED_SECRETS.update(shown[k] for k in ("secret", "passphrase", "token") if shown.get(k))
+        if str(shown.get("private_key", "")).startswith("0x"):  # a Hyperliquid bot's virtual agent key
+            HANDLED_SECRETS.add(shown["private_key"])
         return shown
 
     def start_daemon(self, port: int = 0) -> str:

@@ -34,6 +34,15 @@ def test_only_the_two_crypto_modules_touch_hazmat() -> None:
     assert offenders == []
 
 
+def test_only_the_eth_door_touches_ethereum_signing() -> None:
+    """Hyperliquid's secp256k1/EIP-712/msgpack code lives behind exchanges/_eth.py (as hazmat behind _sign.py)."""
+    libraries = ("eth_account", "eth_keys", "eth_utils", "msgpack", "coincurve")
+    offenders = [rel(p) for p in modules() if p != ROOT / "exchanges" / "_eth.py"
+                 and not p.is_relative_to(ROOT / "emulator")
+                 and any(n.split(".")[0] in libraries for n in imports(p))]
+    assert offenders == []
+
+
 def test_pure_packages_do_no_io_and_no_aiohttp() -> None:
     pure = modules("exchanges") + modules("policy") + modules("anomaly", "rules.py") + modules("audit", "redact.py")
     for p in pure:

@@ -35,6 +35,18 @@ def test_never_backwards_after_restart_even_if_the_clock_is_behind(tmp_path: Pat
     assert seq2.next("k") > max(issued)
 
 
+def test_a_millisecond_sequence_counts_ms_and_persists_its_ceiling_in_ms(tmp_path: Path) -> None:
+    """Hyperliquid's nonces are ms timestamps within (now - 2 days, now + 1 day): a µs sequence would be
+    refused, and a burst above 1000 per second runs ahead of the clock, never repeats."""
+    clock = [1_790_000_000_000_000]  # µs
+    seq = NonceSequence(StateStore(tmp_path / "s.db"), clock_us=lambda: clock[0], reserve_us=60_000_000)
+    burst = [seq.next("hl", per_ms=True) for _ in range(5)]
+    assert burst == list(range(1_790_000_000_000, 1_790_000_000_005))
+    clock[0] = 1  # restart with a clock far behind: resumes above the persisted ms ceiling, still in ms
+    again = NonceSequence(StateStore(tmp_path / "s.db"), clock_us=lambda: clock[0]).next("hl", per_ms=True)
+    assert burst[-1] < again <= burst[-1] + 60_000 + 1
+
+
 def test_kill_9_never_repeats_a_nonce(tmp_path: Path) -> None:
     """A child hands out nonces as fast as it can; after each kill the next nonce is above all it printed."""
     db = tmp_path / "s.db"

@@ -99,7 +99,16 @@ class Controls:
         return [a.as_json() for a in self.vault.list_accounts()]
 
     def show_account(self, name: str) -> dict[str, Any]:
-        return self.vault.account(name).as_json()
+        info = self.vault.account(name).as_json()
+        if info["exchange"] == "hyperliquid":  # addresses are public; the key itself is never shown
+            from keyproxy.exchanges import _eth
+
+            creds = self.vault.credentials(name)
+            info["master_address"] = creds.api_key.reveal().decode("ascii", "replace").lower()
+            signer = _eth.address_of(_eth.parse_private_key(creds.private_key.reveal())) if creds.private_key else None
+            info["signer_address"] = signer
+            info["signer_is_master"] = signer == info["master_address"]
+        return info  # type: ignore[no-any-return]
 
     def remove_account(self, name: str) -> dict[str, Any]:
         info = self.vault.account(name)
@@ -128,6 +137,8 @@ class Controls:
         new, creds = self._new_credential(adapter, info.exchange, name, account, mode, key_type, scope_list, networks,
                                           limits.to_json())
         shown.update(creds)
+        if info.exchange == "hyperliquid":  # the SDKs need the account's (public) master address too
+            shown["wallet_address"] = self.vault.credentials(account).api_key.reveal().decode("ascii", "replace")
         details = {"bot": name, "account": account, "mode": mode, "policy": limits.to_json(), "ttl": ttl_seconds}
         expires = None if ttl_seconds is None else time.time() + ttl_seconds
         new = replace(new, expires_at=expires)  # one transaction: never a TTL bot written without its expiry
@@ -165,6 +176,8 @@ class Controls:
                                           info.scopes, info.allow_ips, dict(info.policy or {}))
         self._change("bot.rotate", {"bot": name, "grace_seconds": grace_seconds},
                      lambda: self.vault.rotate_bot(name, new, grace_seconds))
+        if account.exchange == "hyperliquid":
+            creds["wallet_address"] = self.vault.credentials(info.account).api_key.reveal().decode("ascii", "replace")
         return {"bot": name, "account": info.account, "base_url": f"{self.proxy_base_url}/{info.account}", **creds,
                 "previous_valid_until": self.vault.bot(name).previous_valid_until}
 

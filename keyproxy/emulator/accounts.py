@@ -30,7 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-KEY_TYPES = ("hmac", "ed25519", "rsa", "ec")
+KEY_TYPES = ("hmac", "ed25519", "rsa", "ec", "eth")
 
 
 class AccountsError(ValueError):
@@ -111,6 +111,9 @@ def parse_key(index: int, raw: Any) -> EmulatedKey:
             raise _fail(index, "hmac key needs a non-empty 'secret'")
         if public_key is not None:
             raise _fail(index, "hmac key must not have 'public_key'")
+    elif key_type == "eth":  # Hyperliquid: the api_key is the user's address; signers are recovered
+        if secret is not None or public_key is not None:
+            raise _fail(index, "eth key has neither 'secret' nor 'public_key' (its address is the api_key)")
     else:
         if secret is not None:
             raise _fail(

@@ -36,6 +36,7 @@ EXCHANGE_MODULES = {
     "binance": "keyproxy.emulator.binance",
     "bybit": "keyproxy.emulator.bybit",
     "coinbase": "keyproxy.emulator.coinbase",
+    "hyperliquid": "keyproxy.emulator.hyperliquid",
     "kraken": "keyproxy.emulator.kraken",
     "okx": "keyproxy.emulator.okx",
 }

@@ -6,6 +6,7 @@ from keyproxy.exchanges.base import Adapter
 from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.bybit import Bybit
 from keyproxy.exchanges.coinbase import Coinbase
+from keyproxy.exchanges.hyperliquid import Hyperliquid
 from keyproxy.exchanges.kraken import Kraken
 from keyproxy.exchanges.okx import Okx
 
@@ -16,6 +17,7 @@ def default_adapters() -> dict[str, Adapter]:
         "binance": Binance(),
         "bybit": Bybit(),
         "coinbase": Coinbase(),
+        "hyperliquid": Hyperliquid(),
         "kraken": Kraken(),
         "okx": Okx(),
     }

@@ -135,6 +135,10 @@ class BadRequest(Exception):
         self.message = message
 
 
+class UnknownEndpoint(BadRequest):
+    """The body names an operation keyproxy does not know (Hyperliquid's action type): 400 unknown_endpoint."""
+
+
 class KeyRejection(StrEnum):
     """What an exchange's refusal says about the real key."""
 
@@ -272,9 +276,28 @@ class AdapterHooks:
     hook directly (no `getattr`) and a missing one is the safe default, never a skipped check."""
 
     needs_nonce: bool = False
+    nonce_in_ms: bool = False  # keyproxy's nonce sequence for the key counts ms, not µs (Hyperliquid)
+    # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
+    market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
+
+    def presented_keys(self, req: IncomingRequest) -> tuple[str, ...]:
+        """Every virtual key id the request may present, first match wins (Hyperliquid: the address that
+        signed, recovered once per network the bot may have signed for)."""
+        key = self.presented_key(req)  # type: ignore[attr-defined]
+        return (key,) if key is not None else ()
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        """Markets the request names by the exchange's id (`#<asset>`, Hyperliquid): the core maps each to
+        the name the exchange published (`market_names`) before policy; an unmapped one is refused."""
+        return ()
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        """Market id (`#<asset>`) -> name, from a public answer that lists markets, else {}."""
+        return {}
 
     def classify_request(self, req: IncomingRequest) -> Endpoint | None:
-        """A class that depends on the body (Coinbase v2 sends); None keeps `classify`'s answer."""
+        """A class that depends on the body (Coinbase v2 sends, Hyperliquid actions); None keeps `classify`'s
+        answer. Raise UnknownEndpoint for an operation keyproxy does not know, BadRequest when unreadable."""
         return None
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:

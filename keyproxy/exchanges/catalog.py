@@ -19,8 +19,10 @@ EXCHANGES: dict[str, ExchangeKeyRules] = {
     "binance": ExchangeKeyRules(key_types=("hmac", "ed25519", "rsa")),
     "bybit": ExchangeKeyRules(key_types=("hmac", "rsa")),
     "coinbase": ExchangeKeyRules(key_types=("ec", "ed25519")),
+    # an Ethereum key (the master's, or an agent the master approved) and the master's address as api_key
+    "hyperliquid": ExchangeKeyRules(key_types=("eth",)),
     "kraken": ExchangeKeyRules(key_types=("hmac",)),
     "okx": ExchangeKeyRules(key_types=("hmac",), needs_passphrase=True),
 }
 
-KEY_TYPES = ("hmac", "ed25519", "rsa", "ec")
+KEY_TYPES = ("hmac", "ed25519", "rsa", "ec", "eth")

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
-    SignContext,
+    SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.decide import Counters, decide, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
@@ -120,6 +120,7 @@ class Core:
         self.counters = Counters()
         self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
+        self.market_names: dict[tuple[str, str], str] = {}  # (account, market id `#<asset>`) -> name published
         self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
         # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
         # bot never sees (it holds a virtual one, in listen_keys); memory only
@@ -169,7 +170,12 @@ class Core:
         `session` is the key id a connection logged on with (a WebSocket API `session.logon` whose
         signature this core verified): a message carrying no credential of its own is that bot's."""
         adapter, account = route.adapter, route.account
-        endpoint = adapter.classify_request(incoming) or route.endpoint  # where the body decides the class
+        try:
+            endpoint = adapter.classify_request(incoming) or route.endpoint  # where the body decides the class
+        except UnknownEndpoint as e:
+            raise Refused("unknown_endpoint", e.message) from None
+        except BadRequest as e:
+            raise Refused("bad_request", e.message) from None
         route = replace(route, endpoint=endpoint)
         outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self.clock_ms()
@@ -212,11 +218,11 @@ class Core:
         """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
         return NonceTurn(self._nonce_order[account])
 
-    def next_nonce(self, account: str, exchange: str) -> int:
-        """The next nonce of the account's real key, from keyproxy's persistent sequence."""
+    def next_nonce(self, account: str, exchange: str, in_ms: bool = False) -> int:
+        """The next nonce of the account's real key, from keyproxy's persistent sequence (µs, or ms)."""
         if self._nonces is None:
             raise Refused("unavailable", f"{exchange} needs keyproxy's nonce store")
-        return self._nonces.next(account)
+        return self._nonces.next(account, per_ms=in_ms)
 
     def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome,
              stream_token: str | None = None) -> OutboundRequest:
@@ -227,7 +233,7 @@ class Core:
         assert account.upstream is not None and account.key is not None
         nonce = None
         if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
-            nonce = self.next_nonce(account.info.name, adapter.name)
+            nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms)
         ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
         try:
             outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
@@ -259,7 +265,7 @@ class Core:
             facts = adapter.facts(req, endpoint)
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
-        facts = self._with_contract_sizes(account.info.name, facts)
+        facts = self._with_contract_sizes(account.info.name, self._with_market_names(account.info.name, facts))
         outcome.facts = facts
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
@@ -293,6 +299,35 @@ class Core:
                 self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
         return facts
 
+    def _with_market_names(self, account: str, facts: RequestFacts) -> RequestFacts:
+        """Markets named by id (`#<asset>`) get the name the exchange published; an unknown id is refused,
+        since no symbol limit could be checked against it."""
+        def named(leg: RequestFacts) -> RequestFacts:
+            if not (leg.symbol and leg.symbol.startswith("#")):
+                return leg
+            name = self.market_names.get((account, leg.symbol))
+            if name is None:
+                raise Refused("bad_request", f"asset {leg.symbol[1:]} is not in the markets the exchange "
+                              "published (meta, spotMeta)")
+            return replace(leg, symbol=name)
+        if facts.orders:
+            return replace(facts, orders=tuple(named(leg) for leg in facts.orders))
+        return named(facts)
+
+    def missing_markets(self, route: Route, incoming: IncomingRequest) -> bool:
+        """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
+        account = route.account.info.name
+        return any((account, m) not in self.market_names for m in route.adapter.market_ids(incoming))
+
+    def learn_markets(self, account: str, adapter: Adapter, path: str, body: bytes) -> None:
+        """Market names and prices from a public answer (a bot's, or keyproxy's own market-list call)."""
+        for symbol, price in adapter.prices(path, body).items():
+            self.prices[(account, symbol)] = price
+        for scope, size in adapter.contract_sizes(path, body).items():
+            self.contract_sizes[(account, scope)] = size
+        for market, name in adapter.market_names(path, body).items():
+            self.market_names[(account, market)] = name
+
     def _with_contract_sizes(self, account: str, facts: RequestFacts) -> RequestFacts:
         """Contract orders get the contract size the exchange published (never a size from the request)."""
         def sized(leg: RequestFacts) -> RequestFacts:
@@ -313,10 +348,10 @@ class Core:
             if bot is None or bot.info.mode != "token":
                 raise Refused("unknown_bot", "unknown keyproxy token")
         else:
-            key_id = adapter.presented_key(req)
-            if key_id is None:
+            key_ids = adapter.presented_keys(req)
+            if not key_ids:
                 return None
-            bot = snap.bots_by_key.get(key_id)
+            bot = next((b for b in map(snap.bots_by_key.get, key_ids) if b is not None), None)
             if bot is None:
                 raise Refused("unknown_bot", "unknown API key")
         # a bot's credential opens its own account only (never another bot's account)
@@ -392,10 +427,7 @@ class Core:
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
             if status == 200 and body:
-                for symbol, price in adapter.prices(out.path, body).items():
-                    self.prices[(name, symbol)] = price
-                for scope, size in adapter.contract_sizes(out.path, body).items():
-                    self.contract_sizes[(name, scope)] = size
+                self.learn_markets(name, adapter, out.path, body)
             return body
         if adapter.grants_stream_token(out.path):
             body = self._virtual_stream_token(adapter, name, body, outcome)

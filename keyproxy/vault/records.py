@@ -98,7 +98,9 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
             raise UsageError(f"{field} is longer than {MAX_FIELD_BYTES} bytes")
     if not creds.api_key:
         raise UsageError("api_key is empty")
-    if key_type == "hmac":
+    if key_type == "eth":
+        _check_eth_key(creds)
+    elif key_type == "hmac":
         if not creds.secret:
             raise UsageError("secret is empty")
         if creds.private_key:
@@ -111,6 +113,22 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
             raise UsageError(problem)
     if EXCHANGES[exchange].needs_passphrase and not creds.passphrase:
         raise UsageError(f"{exchange} keys need a passphrase")
+
+
+def _check_eth_key(creds: Credentials) -> None:
+    """Hyperliquid: api_key is the account's (master) address, private_key the signing key (0x + 64 hex)."""
+    from keyproxy.exchanges import _eth
+
+    if not _eth.is_address(creds.api_key.reveal().decode("ascii", "replace")):
+        raise UsageError("api_key must be the account's master address (0x followed by 40 hex digits)")
+    if creds.secret:
+        raise UsageError("an eth key has a private_key, not a secret")
+    if not creds.private_key:
+        raise UsageError("an eth key needs private_key (0x followed by 64 hex digits)")
+    try:
+        _eth.parse_private_key(creds.private_key.reveal())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 # --- bots -----------------------------------------------------------------

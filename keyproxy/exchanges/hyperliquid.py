@@ -1,0 +1,294 @@
+"""Hyperliquid (`POST /info`, `POST /exchange`), mainnet and testnet.
+
+Hyperliquid has no API key: a bot signs each action with an Ethereum key, the account's own (master) key
+or an "API wallet" (agent) the master approved. Signing, per Hyperliquid's docs "Signing"
+(https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/signing) and hyperliquid-python-sdk
+0.24 `utils/signing.py` (whose test vectors tests/exchanges/test_hyperliquid.py replays):
+
+* L1 actions (orders, cancels, leverage, sub-account and vault transfers) are signed as a "phantom agent":
+  EIP-712 `Agent{source, connectionId}` in domain `Exchange`/1/chain 1337, where connectionId =
+  keccak256(msgpack(action) || nonce (8 bytes BE) || 0x00 or 0x01 + vaultAddress || [0x00 + expiresAfter])
+  and source is "a" on mainnet, "b" on testnet.
+* user-signed actions (withdraw3, usdSend, spotSend, usdClassTransfer, approveAgent, approveBuilderFee)
+  are EIP-712 `HyperliquidTransaction:<Name>` in domain `HyperliquidSignTransaction`/1/signatureChainId,
+  over the action's own fields, with `hyperliquidChain` "Mainnet"/"Testnet" and the nonce in `time` or
+  `nonce`.
+
+The bot's virtual credential is a secp256k1 key of its own: keyproxy finds the bot by the address that
+signed (`presented_keys`), checks that signature over exactly the bytes Hyperliquid would hash, and
+signs the action again with the real key and keyproxy's own nonce (`needs_nonce`, in milliseconds:
+Hyperliquid keeps each signer's 100 highest nonces and wants each within (now - 2 days, now + 1 day), so
+many bots on one real key need one nonce owner). The bot's SDK, pointed at keyproxy, thinks it is on
+testnet (the SDK's `is_mainnet` is `base_url == MAINNET_API_URL`) while ccxt signs as mainnet: both
+sources are accepted from a bot, and the real signature is always for the account's environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges import _eth
+from keyproxy.exchanges.base import (
+    AdapterHooks,
+    AuthFailure,
+    BadRequest,
+    BotKey,
+    Endpoint,
+    EndpointClass,
+    Environment,
+    IncomingRequest,
+    IssuedBotKey,
+    KeyRejection,
+    OrderBookChange,
+    OutboundRequest,
+    RealKey,
+    SignContext,
+    UnknownEndpoint,
+    Verified,
+)
+from keyproxy.exchanges.hyperliquid_facts import (
+    endpoint_of,
+    hyperliquid_facts,
+    hyperliquid_market_names,
+    hyperliquid_order_book_change,
+    hyperliquid_prices,
+    parse_exchange_body,
+)
+from keyproxy.policy.model import RequestFacts
+
+INFO_PATH = "/info"
+EXCHANGE_PATH = "/exchange"
+DAY_MS = 86_400_000
+PAST_WINDOW_MS = 2 * DAY_MS  # Hyperliquid: a nonce within (T - 2 days, T + 1 day)
+FUTURE_WINDOW_MS = DAY_MS
+
+_CHAIN = {"name": "hyperliquidChain", "type": "string"}
+_TIME = {"name": "time", "type": "uint64"}
+_NONCE = {"name": "nonce", "type": "uint64"}
+_DESTINATION = {"name": "destination", "type": "string"}
+_AMOUNT = {"name": "amount", "type": "string"}
+# user-signed action type -> (EIP-712 primary type, its fields, the field that carries the nonce)
+USER_SIGNED: dict[str, tuple[str, list[dict[str, str]], str]] = {
+    "withdraw3": ("HyperliquidTransaction:Withdraw", [_CHAIN, _DESTINATION, _AMOUNT, _TIME], "time"),
+    "usdSend": ("HyperliquidTransaction:UsdSend", [_CHAIN, _DESTINATION, _AMOUNT, _TIME], "time"),
+    "spotSend": ("HyperliquidTransaction:SpotSend",
+                 [_CHAIN, _DESTINATION, {"name": "token", "type": "string"}, _AMOUNT, _TIME], "time"),
+    "usdClassTransfer": ("HyperliquidTransaction:UsdClassTransfer",
+                         [_CHAIN, _AMOUNT, {"name": "toPerp", "type": "bool"}, _NONCE], "nonce"),
+    "approveAgent": ("HyperliquidTransaction:ApproveAgent",
+                     [_CHAIN, {"name": "agentAddress", "type": "address"},
+                      {"name": "agentName", "type": "string"}, _NONCE], "nonce"),
+    "approveBuilderFee": ("HyperliquidTransaction:ApproveBuilderFee",
+                          [_CHAIN, {"name": "maxFeeRate", "type": "string"},
+                           {"name": "builder", "type": "address"}, _NONCE], "nonce"),
+}
+# the answers Hyperliquid gives a signer it does not know for the user (an agent revoked or never approved)
+_UNKNOWN_SIGNER = (b"does not exist", b"User or API Wallet", b"not an approved agent", b"Must deposit before")
+_RECOVERED_CACHE = 1024
+CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliquid.py `handle_builder_fee_approval`
+
+
+class Hyperliquid(AdapterHooks):
+    name = "hyperliquid"
+    environments = (
+        Environment("production", (("/", "https://api.hyperliquid.xyz"),)),
+        Environment("testnet", (("/", "https://api.hyperliquid-testnet.xyz"),)),
+    )
+    relayed_response_headers = ("content-type",)
+    needs_nonce = True
+    nonce_in_ms = True  # keyproxy's sequence for this key counts milliseconds (Hyperliquid's window is in ms)
+    verify_request = ("POST", INFO_PATH, "", b'{"type":"meta"}')
+    # keyproxy's own public calls that publish the asset indexes orders name (`market_names` reads them)
+    market_list_requests = (("POST", INFO_PATH, "", b'{"type":"meta"}'),
+                            ("POST", INFO_PATH, "", b'{"type":"spotMeta"}'))
+
+    def __init__(self) -> None:
+        # body digest -> the addresses that may have signed it: `presented_keys` and `verify` read one
+        # request's signature once (recovery costs ~0.7 ms per source)
+        self._recovered: dict[bytes, tuple[str, ...]] = {}
+
+    # --- classification -----------------------------------------------------------------------------
+
+    def classify(self, method: str, path: str) -> Endpoint | None:
+        if method != "POST":
+            return None
+        if path == INFO_PATH:
+            # every /info query is public at Hyperliquid (a user's state is queried by address, unsigned)
+            return Endpoint(EndpointClass.PUBLIC, "info", signed=False)
+        if path == EXCHANGE_PATH:
+            return Endpoint(EndpointClass.TRADE, "exchange")  # refined by the action (`classify_request`)
+        return None
+
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None:
+        if req.path != EXCHANGE_PATH:
+            return None
+        doc = parse_exchange_body(req.body)
+        action = doc["action"]
+        if action["type"] == "setReferrer" or (
+                action["type"] == "approveBuilderFee" and str(action.get("builder", "")).lower() == CCXT_BUILDER):
+            # ccxt sends these on its own before a first order (and ignores their failure): account settings
+            # that pay a third party, never forwarded for a bot, and not held against it as an admin attempt
+            raise UnknownEndpoint(f"keyproxy does not forward ccxt's {action['type']} for a bot; ccxt goes on "
+                                  "without it (options approvedBuilderFee: true, builderFee: false skip it)")
+        endpoint = endpoint_of(doc)
+        if endpoint is None:
+            raise UnknownEndpoint(f"action type {doc['action']['type'][:40]!r} is not one keyproxy knows for "
+                                  "hyperliquid")
+        return endpoint
+
+    # --- the bot's signature ------------------------------------------------------------------------
+
+    def presented_key(self, req: IncomingRequest) -> str | None:
+        keys = self.presented_keys(req)
+        return keys[0] if keys else None
+
+    def presented_keys(self, req: IncomingRequest) -> tuple[str, ...]:
+        """The addresses that may have signed: one per source (mainnet, testnet) for an L1 action."""
+        if req.path != EXCHANGE_PATH:
+            return ()
+        try:
+            return self._signers(req.body, parse_exchange_body(req.body))
+        except BadRequest:
+            return ()
+
+    def _signers(self, body: bytes, doc: dict[str, Any]) -> tuple[str, ...]:
+        digest = hashlib.sha256(body).digest()
+        cached = self._recovered.get(digest)
+        if cached is not None:
+            return cached
+        action, signature = doc["action"], doc.get("signature")
+        found: list[str] = []
+        try:
+            if action["type"] in USER_SIGNED:
+                primary, fields, _ = USER_SIGNED[action["type"]]
+                typed = _eth.user_typed_data(primary, fields, action, _chain_id(action))
+                found.append(_eth.recover_typed(typed, signature) or "")
+            else:
+                vault = doc.get("vaultAddress")
+                if vault is not None and not _eth.is_address(vault):
+                    return ()
+                connection = _eth.action_hash(action, vault, doc["nonce"], doc.get("expiresAfter"))
+                found += [_eth.recover_typed(_eth.l1_typed_data(connection, m), signature) or "" for m in (True, False)]
+        except (BadRequest, ValueError, TypeError, OverflowError):
+            return ()
+        signers = tuple(a for a in found if a)
+        if len(self._recovered) >= _RECOVERED_CACHE:
+            del self._recovered[next(iter(self._recovered))]
+        self._recovered[digest] = signers
+        return signers
+
+    def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
+        if req.path != EXCHANGE_PATH:
+            return Verified(req, replay_id="", expires_ms=0)  # /info: public, nothing signed
+        doc = parse_exchange_body(req.body)
+        if doc.get("vaultAddress") is not None:
+            raise BadRequest("vaultAddress: trading for a vault or sub-account through keyproxy is not supported; "
+                             "give that account its own keyproxy account")
+        nonce, expires = doc["nonce"], doc.get("expiresAfter")
+        if not now_ms - PAST_WINDOW_MS < nonce < now_ms + FUTURE_WINDOW_MS:
+            raise AuthFailure("stale_request", "nonce is outside (now - 2 days, now + 1 day) in milliseconds")
+        if expires is not None and expires <= now_ms:
+            raise AuthFailure("stale_request", "expiresAfter has passed")
+        action = doc["action"]
+        if action["type"] in USER_SIGNED:
+            _, _, field = USER_SIGNED[action["type"]]
+            if action.get(field) != nonce:
+                raise BadRequest(f"the action's {field} must equal the request's nonce")
+        signers = self._signers(req.body, doc)
+        if bot.key_type != "eth" or not any(hmac.compare_digest(s, bot.key_id) for s in signers):
+            raise AuthFailure("bad_signature", "the signature is not the virtual agent key's")
+        return Verified(req, replay_id="", expires_ms=nonce + FUTURE_WINDOW_MS, sequence=nonce)
+
+    def strip(self, req: IncomingRequest) -> IncomingRequest:
+        return req  # the signature is replaced whole when keyproxy signs
+
+    # --- real signing -------------------------------------------------------------------------------
+
+    def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
+        headers = {"content-type": "application/json"}
+        if req.path == INFO_PATH:
+            return OutboundRequest("POST", ctx.origin, INFO_PATH, "", headers, req.body)
+        if ctx.nonce is None or key.private_key is None:
+            raise BadRequest("hyperliquid signing needs keyproxy's nonce and the account's private key")
+        doc = parse_exchange_body(req.body)
+        action = dict(doc["action"])  # the bot's key order: msgpack hashes it as sent
+        mainnet = ctx.environment != "testnet"
+        nonce = ctx.nonce
+        if action["type"] in USER_SIGNED:
+            primary, fields, field = USER_SIGNED[action["type"]]
+            action[field] = nonce
+            action["hyperliquidChain"] = "Mainnet" if mainnet else "Testnet"
+            typed = _eth.user_typed_data(primary, fields, action, _chain_id(action))
+        else:
+            typed = _eth.l1_typed_data(_eth.action_hash(action, None, nonce, doc.get("expiresAfter")), mainnet)
+        try:
+            signature = _eth.sign_typed(typed, _eth.parse_private_key(key.private_key.reveal()))
+        except (ValueError, TypeError, OverflowError):
+            raise BadRequest("the action cannot be encoded for signing") from None
+        out: dict[str, Any] = {"action": action, "nonce": nonce, "signature": signature}
+        if "vaultAddress" in doc:
+            out["vaultAddress"] = None
+        if "expiresAfter" in doc:
+            out["expiresAfter"] = doc["expiresAfter"]
+        return OutboundRequest("POST", ctx.origin, EXCHANGE_PATH, "", headers, json.dumps(out).encode())
+
+    def issue_bot_key(self, key_type: str) -> IssuedBotKey:
+        if key_type != "eth":
+            raise ValueError("Hyperliquid keys are Ethereum (eth) keys only")
+        private_key, address = _eth.new_private_key()
+        return IssuedBotKey({"private_key": private_key, "agent_address": address}, BotKey(address, "eth"))
+
+    # --- answers ------------------------------------------------------------------------------------
+
+    def native_error(self, code: str, message: str) -> dict[str, object]:
+        # Hyperliquid's error shape; `code`/`msg` are what hyperliquid-python-sdk's ClientError reads on a 4xx
+        return {"status": "err", "response": message, "code": code, "msg": message}
+
+    def refusal_status(self, code: str, status: int) -> int:
+        return status
+
+    def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
+        """An answer saying the signer is no user or approved agent: the real key no longer trades."""
+        if b'"err"' not in body[:40] or not any(s in body for s in _UNKNOWN_SIGNER):
+            return None
+        return KeyRejection.INVALID
+
+    def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        if req.path != EXCHANGE_PATH:
+            return RequestFacts(action="other")
+        return hyperliquid_facts(parse_exchange_body(req.body))
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        """The `#<asset>` markets an action names (the core maps them to the exchange's names)."""
+        if req.path != EXCHANGE_PATH:
+            return ()
+        try:
+            facts = hyperliquid_facts(parse_exchange_body(req.body))
+        except BadRequest:
+            return ()
+        return tuple(dict.fromkeys(leg.symbol for leg in (facts, *facts.orders) if leg.symbol))
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return hyperliquid_market_names(body) if path == INFO_PATH else {}
+
+    def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
+        return hyperliquid_prices(body) if path == INFO_PATH else {}
+
+    def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
+                          facts: RequestFacts) -> OrderBookChange:
+        return hyperliquid_order_book_change(req.body, status, body, facts)
+
+
+def _chain_id(action: dict[str, Any]) -> int:
+    """The wallet chain a user-signed action names (`signatureChainId`, hex)."""
+    text = action.get("signatureChainId")
+    if not isinstance(text, str) or not text.startswith("0x") or not 2 < len(text) <= 18:
+        raise BadRequest("signatureChainId must be a hex chain id")
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise BadRequest("signatureChainId must be a hex chain id") from None

@@ -1,0 +1,268 @@
+"""What a Hyperliquid action would do (policy facts), and what its answers confirm.
+
+Hyperliquid names a market by its asset index (perps 0.., spot 10000 + spot index), never by name in an
+action: facts carry the index as `#<asset>` and the core maps it to the name the exchange published in a
+`meta`/`spotMeta` answer that passed through (`market_names`). A price is always present on an order
+(a market order is an aggressive IOC limit order), so an order is valued at size x limit price, the worst
+it can execute at; a TWAP order has no price and is valued at the last price keyproxy saw.
+
+Sources: Hyperliquid docs, "Exchange endpoint" (https://hyperliquid.gitbook.io/hyperliquid-docs/
+for-developers/api/exchange-endpoint) and "Asset IDs"; hyperliquid-python-sdk 0.24 `utils/signing.py`
+(the wire shapes `a b p s r t c`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges.base import (
+    BadRequest,
+    Endpoint,
+    EndpointClass,
+    OrderBookChange,
+    amount,
+    no_json_constants,
+    published,
+    unique_members,
+)
+from keyproxy.policy.model import RequestFacts
+
+SPOT_OFFSET = 10_000  # spot asset = 10000 + its index in spotMeta's universe
+MAX_ASSET = 1_000_000  # builder-deployed perp dexs use 100000+; anything larger is no asset
+
+# action type -> endpoint class; anything else is refused as an unknown endpoint (fail closed)
+ACTIONS: dict[str, EndpointClass] = {
+    **dict.fromkeys(("order", "cancel", "cancelByCloid", "modify", "batchModify", "scheduleCancel",
+                     "updateLeverage", "updateIsolatedMargin", "twapOrder", "twapCancel"), EndpointClass.TRADE),
+    **dict.fromkeys(("usdClassTransfer", "subAccountTransfer", "vaultTransfer"), EndpointClass.TRANSFER),
+    **dict.fromkeys(("withdraw3", "usdSend", "spotSend"), EndpointClass.WITHDRAW),
+    **dict.fromkeys(("approveAgent", "approveBuilderFee", "createSubAccount"), EndpointClass.ADMIN),
+}
+
+
+def parse_exchange_body(body: bytes) -> dict[str, Any]:
+    """The `/exchange` document: `{action, nonce, signature, vaultAddress?, expiresAfter?}`; BadRequest else."""
+    try:
+        doc = json.loads(body, object_pairs_hook=unique_members, parse_constant=no_json_constants)
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"the body is not a JSON object ({str(e)[:80]})") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("the body is not a JSON object")
+    action = doc.get("action")
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        raise BadRequest("action must be an object with a type")
+    nonce = doc.get("nonce")
+    if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 1 << 64:
+        raise BadRequest("nonce must be an unsigned 64-bit integer (milliseconds)")
+    expires = doc.get("expiresAfter")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires < 1 << 64):
+        raise BadRequest("expiresAfter must be an unsigned 64-bit integer (milliseconds) or null")
+    extra = set(doc) - {"action", "nonce", "signature", "vaultAddress", "expiresAfter"}
+    if extra:
+        raise BadRequest(f"unknown member {sorted(extra)[0][:40]!r} in the request")
+    return doc
+
+
+def endpoint_of(doc: Mapping[str, Any]) -> Endpoint | None:
+    kind = doc["action"]["type"]
+    cls = ACTIONS.get(kind)
+    return Endpoint(cls, f"exchange:{kind}") if cls is not None else None
+
+
+def _asset(value: object, what: str = "asset") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_ASSET:
+        raise BadRequest(f"{what} must be an asset index (a non-negative integer)")
+    return value
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what} must be true or false")
+    return value
+
+
+def market_of(asset: int) -> tuple[str, str]:
+    """(market type, the symbol placeholder the core maps to a name) of an asset index."""
+    return ("spot" if SPOT_OFFSET <= asset < 2 * SPOT_OFFSET else "perp"), f"#{asset}"
+
+
+def _order_leg(wire: object, action: str) -> RequestFacts:
+    """One order wire `{a, b, p, s, r, t, c?}`."""
+    if not isinstance(wire, dict):
+        raise BadRequest("an order is an object {a, b, p, s, r, t}")
+    unknown = set(wire) - {"a", "b", "p", "s", "r", "t", "c"}
+    if unknown:
+        raise BadRequest(f"unknown order member {sorted(unknown)[0][:20]!r}")
+    asset = _asset(wire.get("a"), "order asset (a)")
+    market, symbol = market_of(asset)
+    if not isinstance(wire.get("p"), str) or not isinstance(wire.get("s"), str):
+        raise BadRequest("an order's price (p) and size (s) are decimal strings")
+    kind = wire.get("t")
+    if not isinstance(kind, dict) or len(kind) != 1 or not ({"limit", "trigger"} & set(kind)):
+        raise BadRequest("an order's type (t) is {limit: {...}} or {trigger: {...}}")
+    order_type = "limit" if "limit" in kind else "trigger"
+    price = amount(wire["p"], "order price (p)")
+    if order_type == "trigger":
+        trigger = kind["trigger"]
+        if not isinstance(trigger, dict):
+            raise BadRequest("a trigger order's t.trigger is an object")
+        trigger_px = amount(trigger.get("triggerPx"), "triggerPx")
+        # a triggered order executes at its limit price p; a stop above it (buy) executes no higher than p,
+        # so p bounds what it costs. Value it at the higher of the two, the worst case either way.
+        if trigger_px is not None and price is not None and trigger_px > price:
+            price = trigger_px
+    return RequestFacts(action=action, symbol=symbol, market=market, side="buy" if _flag(wire.get("b"), "b") else "sell",
+                        order_type=order_type, quantity=amount(wire["s"], "order size (s)"), price=price,
+                        reduce_only=_flag(wire.get("r"), "reduce-only (r)"))
+
+
+def _many(legs: list[RequestFacts], action: str) -> RequestFacts:
+    if not legs:
+        raise BadRequest(f"the {action} list is empty")
+    return legs[0] if len(legs) == 1 else RequestFacts(action=legs[0].action, orders=tuple(legs))
+
+
+def _cancel(symbols: list[int]) -> RequestFacts:
+    if len(set(symbols)) == 1:
+        market, symbol = market_of(symbols[0])
+        return RequestFacts(action="cancel", symbol=symbol, market=market)
+    return RequestFacts(action="cancel")
+
+
+def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - one table of action shapes
+    action = doc["action"]
+    kind = action["type"]
+    if kind == "order":
+        orders = action.get("orders")
+        if not isinstance(orders, list):
+            raise BadRequest("orders must be a list")
+        builder = action.get("builder")
+        if builder is not None and (not isinstance(builder, dict) or builder.get("f") not in (0, None)):
+            # a builder fee pays the builder's address from every fill: a compromised bot's way to move money
+            raise BadRequest("orders that pay a builder fee are not allowed through keyproxy")
+        return _many([_order_leg(o, "order") for o in orders], "order")
+    if kind in ("modify", "batchModify"):
+        modifies = [action] if kind == "modify" else action.get("modifies")
+        if not isinstance(modifies, list):
+            raise BadRequest("modifies must be a list")
+        legs = []
+        for m in modifies:
+            if not isinstance(m, dict):
+                raise BadRequest("a modify is an object {oid, order}")
+            legs.append(_order_leg(m.get("order"), "amend"))
+        return _many(legs, "modify")
+    if kind in ("cancel", "cancelByCloid"):
+        cancels = action.get("cancels")
+        if not isinstance(cancels, list) or not cancels:
+            raise BadRequest("cancels must be a non-empty list")
+        field = "a" if kind == "cancel" else "asset"
+        return _cancel([_asset(c.get(field) if isinstance(c, dict) else None, f"cancel {field}") for c in cancels])
+    if kind in ("scheduleCancel", "twapCancel"):
+        return RequestFacts(action="cancel")
+    if kind == "updateLeverage":
+        market, symbol = market_of(_asset(action.get("asset")))
+        leverage = action.get("leverage")
+        if isinstance(leverage, bool) or not isinstance(leverage, int) or leverage <= 0:
+            raise BadRequest("leverage must be a positive integer")
+        return RequestFacts(action="leverage", symbol=symbol, market=market, leverage=Decimal(leverage))
+    if kind == "twapOrder":
+        twap = action.get("twap")
+        if not isinstance(twap, dict):
+            raise BadRequest("twap must be an object {a, b, s, r, m, t}")
+        market, symbol = market_of(_asset(twap.get("a"), "twap asset (a)"))
+        if not isinstance(twap.get("s"), str):
+            raise BadRequest("a TWAP order's size (s) is a decimal string")
+        return RequestFacts(action="order", symbol=symbol, market=market, order_type="twap",
+                            side="buy" if _flag(twap.get("b"), "b") else "sell",
+                            quantity=amount(twap["s"], "twap size (s)"), reduce_only=_flag(twap.get("r"), "r"))
+    if kind in ("withdraw3", "usdSend", "spotSend"):
+        destination = action.get("destination")
+        if not isinstance(destination, str) or len(destination) > 64:
+            raise BadRequest("destination must be an address")
+        token = action.get("token") if kind == "spotSend" else "USDC"
+        if not isinstance(token, str) or not token:
+            raise BadRequest("token must be a token name")
+        return RequestFacts(action="withdraw", asset=token.split(":")[0].upper(), address=destination.lower(),
+                            network="arbitrum" if kind == "withdraw3" else "hyperliquid",
+                            amount=amount(action.get("amount"), "amount"))
+    return RequestFacts(action="other")
+
+
+def hyperliquid_market_names(body: bytes) -> dict[str, str]:
+    """`#<asset>` -> name, from a `meta`, `spotMeta` or `*AndAssetCtxs` answer (others: {})."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        doc = doc[0]  # [meta, [asset contexts]]
+    if not isinstance(doc, dict) or not isinstance(doc.get("universe"), list):
+        return {}
+    names: dict[str, str] = {}
+    spot = "tokens" in doc
+    for i, entry in enumerate(doc["universe"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        if spot:
+            index = entry.get("index", i)
+            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < SPOT_OFFSET:
+                names[f"#{SPOT_OFFSET + index}"] = entry["name"]
+        else:
+            names[f"#{i}"] = entry["name"]
+    return names
+
+
+def hyperliquid_prices(body: bytes) -> dict[str, Decimal]:
+    """Last prices by market name, from `allMids` ({name: mid}) or a `*AndAssetCtxs` answer."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    out: dict[str, Decimal] = {}
+    if isinstance(doc, dict) and "universe" not in doc:
+        for name, mid in doc.items():
+            price = published(mid)
+            if price is not None and isinstance(name, str) and len(name) <= 40:
+                out[name] = price
+        return out
+    if isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], dict) and isinstance(doc[1], list):
+        names = hyperliquid_market_names(json.dumps(doc[0]).encode())
+        by_index = [names.get(k) for k in sorted(names, key=lambda k: int(k[1:]))]
+        for name, ctx in zip(by_index, doc[1], strict=False):
+            if name and isinstance(ctx, dict):
+                price = published(ctx.get("midPx")) or published(ctx.get("markPx"))
+                if price is not None:
+                    out[name] = price
+    return out
+
+
+def hyperliquid_order_book_change(sent: bytes, status: int, body: bytes, facts: RequestFacts) -> OrderBookChange:
+    """An order opens one scope per status `resting`; a cancel closes one per status `success`, in the
+    market of the asset each cancel named (`sent`: the action as it went upstream)."""
+    if not body:  # no answer read: an order counts as resting (never understate), no cancel is believed
+        return OrderBookChange(opened=tuple(o.scope for o in facts.placed() if o.action == "order"))
+    try:
+        doc = json.loads(body)
+        statuses = doc["response"]["data"]["statuses"] if status == 200 and doc.get("status") == "ok" else []
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return OrderBookChange()
+    if not isinstance(statuses, list):
+        return OrderBookChange()
+    if facts.action == "order":
+        opened = [leg.scope for leg, st in zip(facts.placed(), statuses, strict=False)
+                  if isinstance(st, dict) and "resting" in st]
+        return OrderBookChange(opened=tuple(opened))
+    if facts.action == "cancel":
+        try:
+            action = json.loads(sent)["action"]
+            field = "a" if action["type"] == "cancel" else "asset"
+            markets = [market_of(_asset(c[field]))[0] for c in action["cancels"]]
+        except (ValueError, KeyError, TypeError, BadRequest):
+            return OrderBookChange()
+        closed = [facts.scope if facts.symbol else f"{market}:*"
+                  for market, st in zip(markets, statuses, strict=False) if st == "success"]
+        return OrderBookChange(closed=tuple(closed))
+    return OrderBookChange()

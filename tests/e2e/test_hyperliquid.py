@@ -1,0 +1,178 @@
+"""Hyperliquid through keyproxy: unmodified ccxt and hyperliquid-python-sdk hold only a virtual agent key.
+
+The emulator recovers the signer of every action itself (emulator/hyperliquid_auth.py) and accepts only
+the account's master or an agent it approved: an action that reached it from a bot was re-signed with
+the real key. Three bots on one real key from three processes, across a daemon restart, never meet a
+nonce error; what a bot may not do is refused before anything goes upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from keyproxy.devstack import DevStack, new_real_key
+
+ccxt = pytest.importorskip("ccxt")
+pytest.importorskip("hyperliquid")
+
+
+@pytest.fixture(scope="module")
+def hl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    dev = DevStack(tmp_path_factory.mktemp("hyperliquid"))
+    key = new_real_key("eth", exchange="hyperliquid")
+    try:
+        dev.serve_account("hl", key)
+        dev.real_signer = Account.from_key(key.credentials["private_key"]).address.lower()  # type: ignore[attr-defined]
+        yield dev
+    finally:
+        dev.close()
+
+
+def _exchange_entries(dev: DevStack, start: int) -> list[dict[str, Any]]:
+    return [e for e in dev.journal()[start:] if e.get("path") == "/exchange"]
+
+
+def _ccxt(creds: dict[str, Any]) -> Any:
+    ex = ccxt.hyperliquid({"walletAddress": creds["wallet_address"], "privateKey": creds["private_key"]})
+    for name in ex.urls["api"]:
+        ex.urls["api"][name] = creds["base_url"]
+    return ex
+
+
+def _sdk(creds: dict[str, Any]) -> Any:
+    from hyperliquid.exchange import Exchange
+
+    return Exchange(Account.from_key(creds["private_key"]), creds["base_url"], account_address=creds["wallet_address"])
+
+
+def test_ccxt_trades_with_a_virtual_agent_key(hl: DevStack) -> None:
+    creds = hl.add_bot("ccxt-bot", "hl", "read,trade")
+    start = len(hl.journal())
+    ex = _ccxt(creds)
+    ex.load_markets()
+    assert "BTC/USDC:USDC" in ex.markets
+    assert ex.fetch_balance()["total"]["USDC"] == 100000
+    order = ex.create_order("BTC/USDC:USDC", "limit", "buy", 0.001, 60000)
+    assert [o["id"] for o in ex.fetch_open_orders()] == [order["id"]]
+    assert ex.cancel_order(order["id"], "BTC/USDC:USDC")["info"] == "success"
+    assert ex.fetch_open_orders() == []
+    sent = _exchange_entries(hl, start)
+    assert [json.loads(e["body"])["action"]["type"] for e in sent] == ["order", "cancel"]  # ccxt's fee approval stayed
+    assert all(e["api_key"] == hl.real_signer and e["signature_verified"] for e in sent)  # type: ignore[attr-defined]
+    assert creds["agent_address"] not in json.dumps(hl.journal()[start:]).lower()
+
+
+def test_the_official_sdk_trades_with_a_virtual_agent_key(hl: DevStack) -> None:
+    from hyperliquid.info import Info
+
+    creds = hl.add_bot("sdk-bot", "hl", "read,trade")
+    start = len(hl.journal())
+    exchange = _sdk(creds)
+    placed = exchange.order("ETH", True, 0.01, 3000, {"limit": {"tif": "Gtc"}})
+    oid = placed["response"]["data"]["statuses"][0]["resting"]["oid"]
+    info = Info(creds["base_url"], skip_ws=True)
+    assert [o["oid"] for o in info.open_orders(creds["wallet_address"])] == [oid]
+    assert float(info.user_state(creds["wallet_address"])["marginSummary"]["accountValue"]) == 100000
+    assert exchange.cancel("ETH", oid)["response"]["data"]["statuses"] == ["success"]
+    assert exchange.update_leverage(10, "ETH")["status"] == "ok"
+    sent = _exchange_entries(hl, start)
+    assert len(sent) == 3 and all(e["api_key"] == hl.real_signer for e in sent)  # type: ignore[attr-defined]
+
+
+BOT = """
+import json, sys
+from eth_account import Account
+from hyperliquid.exchange import Exchange
+creds = json.loads(sys.argv[1])
+exchange = Exchange(Account.from_key(creds["private_key"]), creds["base_url"], account_address=creds["wallet_address"])
+errors = []
+for i in range(int(sys.argv[2])):
+    answer = exchange.order("SOL", True, 1, 100 + i, {"limit": {"tif": "Gtc"}})
+    status = answer["response"]["data"]["statuses"][0] if answer["status"] == "ok" else answer
+    if "resting" not in status:
+        errors.append(status)
+        continue
+    answer = exchange.cancel("SOL", status["resting"]["oid"])
+    if answer["status"] != "ok" or answer["response"]["data"]["statuses"] != ["success"]:
+        errors.append(answer)
+print(json.dumps(errors))
+"""
+
+
+def _round(dev: DevStack, bots: list[dict[str, Any]], orders: int) -> list[Any]:
+    procs = [subprocess.Popen([sys.executable, "-c", BOT, json.dumps(b), str(orders)], stdout=subprocess.PIPE,
+                              text=True, env=dev.env) for b in bots]
+    errors: list[Any] = []
+    for p in procs:
+        out, _ = p.communicate(timeout=180)
+        assert p.returncode == 0
+        errors += json.loads(out)
+    return errors
+
+
+def test_three_bots_on_one_real_key_across_a_restart_meet_no_nonce_error(hl: DevStack) -> None:
+    bots = [hl.add_bot(f"proc{i}", "hl", "read,trade") for i in range(3)]
+    start = len(hl.journal())
+    assert _round(hl, bots, 6) == []
+    hl.stop_daemon()
+    hl.start_daemon(int(hl.proxy_url.rsplit(":", 1)[1]))  # type: ignore[union-attr]
+    assert _round(hl, bots, 6) == []
+    sent = _exchange_entries(hl, start)
+    assert len(sent) == 72 and not [e for e in sent if e.get("error_code")]
+    nonces = [json.loads(e["body"])["nonce"] for e in sent]
+    assert len(set(nonces)) == 72  # keyproxy's own sequence: one signer, no nonce twice
+
+
+def _post(dev: DevStack, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"{dev.proxy_url}/hl/exchange", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_what_a_bot_may_not_do_never_goes_upstream(hl: DevStack) -> None:
+    from hyperliquid.utils.error import ClientError
+
+    capped = hl.add_bot("capped", "hl", "read,trade", "--set", "max_order_notional=100")
+    start = len(hl.journal())
+    with pytest.raises(ClientError) as refused:
+        _sdk(capped).order("BTC", True, 0.01, 60000, {"limit": {"tif": "Gtc"}})  # 600 USDC
+    assert refused.value.error_code == "notional_exceeded"
+    with pytest.raises(ClientError) as refused:
+        _sdk(capped).withdraw_from_bridge(5.0, "0x5e9ee1089755c3435139848e47e6635505d5a13a")
+    assert refused.value.error_code == "scope_denied"
+    stranger = {**capped, "private_key": "0x" + bytes(Account.create().key).hex()}
+    with pytest.raises(ClientError) as refused:
+        _sdk(stranger).order("BTC", True, 0.0001, 60000, {"limit": {"tif": "Gtc"}})
+    assert refused.value.error_code == "unknown_bot"
+    for body, code in ((b"{not json", "bad_request"), (b'{"action": {"type": "evmUserModify"}, "nonce": 1}',
+                                                        "unknown_endpoint")):
+        status, answer = _post(hl, body)
+        assert (status, answer["error"], answer["status"]) == (400, code, "err")
+    assert _exchange_entries(hl, start) == []
+
+
+def test_an_sdk_that_loaded_markets_before_a_restart_still_trades(hl: DevStack) -> None:
+    """The SDK reads `meta` once, at start; keyproxy's asset names are in memory. After a restart keyproxy
+    fetches the market lists itself when an order names an asset it has not seen."""
+    creds = hl.add_bot("long-lived", "hl", "read,trade")
+    exchange = _sdk(creds)
+    hl.stop_daemon()
+    hl.start_daemon(int(hl.proxy_url.rsplit(":", 1)[1]))  # type: ignore[union-attr]
+    start = len(hl.journal())
+    placed = exchange.order("BTC", True, 0.001, 60000, {"limit": {"tif": "Gtc"}})
+    oid = placed["response"]["data"]["statuses"][0]["resting"]["oid"]
+    assert exchange.cancel("BTC", oid)["status"] == "ok"
+    info = [json.loads(e["body"])["type"] for e in hl.journal()[start:] if e.get("path") == "/info"]
+    assert info == ["meta", "spotMeta"]  # keyproxy's own calls, once
