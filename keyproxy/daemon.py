@@ -108,6 +108,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits,
                                  store.throttles(time.time())))
     register_secrets(vault, state.snapshot)
+    for exchange in {a.info.exchange for a in state.snapshot.accounts.values()}:
+        if exchange in adapters:
+            adapters[exchange].warm()  # a library's first import, paid now rather than by the first order
 
     au = settings.audit
     trail = AuditTrail(settings.audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -237,6 +237,14 @@ class Adapter(Protocol):
         """The HTTP status to answer a refusal with (Kraken answers errors with 200)."""
 
     # optional hooks, with their defaults in AdapterHooks
+    def warm(self) -> None: ...
+
+    def presented_keys(self, req: IncomingRequest) -> Iterable[str]: ...
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]: ...
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]: ...
+
     def classify_request(self, req: IncomingRequest) -> Endpoint | None: ...
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None: ...
@@ -277,12 +285,19 @@ class AdapterHooks:
 
     needs_nonce: bool = False
     nonce_in_ms: bool = False  # keyproxy's nonce sequence for the key counts ms, not µs (Hyperliquid)
+    # whether requests carrying keyproxy's nonces must reach the exchange in nonce order (Kraken: each must
+    # exceed the last), so they go one at a time per account; Hyperliquid accepts any unseen nonce above
+    # the smallest of the signer's 100 highest, so its requests need no turn
+    ordered_nonces: bool = True
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
 
-    def presented_keys(self, req: IncomingRequest) -> tuple[str, ...]:
-        """Every virtual key id the request may present, first match wins (Hyperliquid: the address that
-        signed, recovered once per network the bot may have signed for)."""
+    def warm(self) -> None:
+        """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""
+
+    def presented_keys(self, req: IncomingRequest) -> Iterable[str]:
+        """Every virtual key id the request may present, in order, first match wins (Hyperliquid: the address
+        that signed, recovered for one network the bot may have signed for, then the other, as asked)."""
         key = self.presented_key(req)  # type: ignore[attr-defined]
         return (key,) if key is not None else ()
 

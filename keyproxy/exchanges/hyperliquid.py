@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -101,6 +102,7 @@ class Hyperliquid(AdapterHooks):
     relayed_response_headers = ("content-type",)
     needs_nonce = True
     nonce_in_ms = True  # keyproxy's sequence for this key counts milliseconds (Hyperliquid's window is in ms)
+    ordered_nonces = False  # any unseen nonce above the smallest of the 100 highest: concurrent requests are fine
     verify_request = ("POST", INFO_PATH, "", b'{"type":"meta"}')
     # keyproxy's own public calls that publish the asset indexes orders name (`market_names` reads them)
     market_list_requests = (("POST", INFO_PATH, "", b'{"type":"meta"}'),
@@ -108,8 +110,13 @@ class Hyperliquid(AdapterHooks):
 
     def __init__(self) -> None:
         # body digest -> the addresses that may have signed it: `presented_keys` and `verify` read one
-        # request's signature once (recovery costs ~0.7 ms per source)
-        self._recovered: dict[bytes, tuple[str, ...]] = {}
+        # request's signature once (recovery costs ~0.5 ms per source)
+        self._recovered: dict[bytes, _Recovery] = {}
+        self._mainnet_first = True  # which phantom-agent source to recover first (the last one that matched)
+        self._last_source: dict[str, bool] = {}
+
+    def warm(self) -> None:
+        _eth.warm()
 
     # --- classification -----------------------------------------------------------------------------
 
@@ -143,11 +150,11 @@ class Hyperliquid(AdapterHooks):
     # --- the bot's signature ------------------------------------------------------------------------
 
     def presented_key(self, req: IncomingRequest) -> str | None:
-        keys = self.presented_keys(req)
-        return keys[0] if keys else None
+        return next(iter(self.presented_keys(req)), None)
 
-    def presented_keys(self, req: IncomingRequest) -> tuple[str, ...]:
-        """The addresses that may have signed: one per source (mainnet, testnet) for an L1 action."""
+    def presented_keys(self, req: IncomingRequest) -> Iterable[str]:
+        """The addresses that may have signed, recovered one at a time as the core asks: one per source
+        (mainnet, testnet) for an L1 action, the source that matched last time first."""
         if req.path != EXCHANGE_PATH:
             return ()
         try:
@@ -155,31 +162,40 @@ class Hyperliquid(AdapterHooks):
         except BadRequest:
             return ()
 
-    def _signers(self, body: bytes, doc: dict[str, Any]) -> tuple[str, ...]:
+    def _signers(self, body: bytes, doc: dict[str, Any]) -> _Recovery:
         digest = hashlib.sha256(body).digest()
         cached = self._recovered.get(digest)
         if cached is not None:
             return cached
         action, signature = doc["action"], doc.get("signature")
-        found: list[str] = []
-        try:
-            if action["type"] in USER_SIGNED:
-                primary, fields, _ = USER_SIGNED[action["type"]]
-                typed = _eth.user_typed_data(primary, fields, action, _chain_id(action))
-                found.append(_eth.recover_typed(typed, signature) or "")
-            else:
-                vault = doc.get("vaultAddress")
-                if vault is not None and not _eth.is_address(vault):
-                    return ()
+        candidates: list[Callable[[], str | None]] = []
+        if action["type"] in USER_SIGNED:
+            primary, fields, _ = USER_SIGNED[action["type"]]
+            typed = _eth.user_typed_data(primary, fields, action, _chain_id(action))
+            candidates.append(lambda: _eth.recover_typed(typed, signature))
+        else:
+            vault = doc.get("vaultAddress")
+            if vault is not None and not _eth.is_address(vault):
+                return _Recovery([])
+            try:
                 connection = _eth.action_hash(action, vault, doc["nonce"], doc.get("expiresAfter"))
-                found += [_eth.recover_typed(_eth.l1_typed_data(connection, m), signature) or "" for m in (True, False)]
-        except (BadRequest, ValueError, TypeError, OverflowError):
-            return ()
-        signers = tuple(a for a in found if a)
+            except (ValueError, TypeError, OverflowError):
+                return _Recovery([])
+            for mainnet in (self._mainnet_first, not self._mainnet_first):
+                candidates.append(lambda m=mainnet: self._recover_l1(connection, m, signature))
+        recovery = _Recovery(candidates)
         if len(self._recovered) >= _RECOVERED_CACHE:
             del self._recovered[next(iter(self._recovered))]
-        self._recovered[digest] = signers
-        return signers
+        self._recovered[digest] = recovery
+        return recovery
+
+    def _recover_l1(self, connection: bytes, mainnet: bool, signature: object) -> str | None:
+        address = _eth.recover_typed(_eth.l1_typed_data(connection, mainnet), signature)
+        if address is not None:
+            if len(self._last_source) > _RECOVERED_CACHE:  # signers no bot claimed
+                self._last_source.clear()
+            self._last_source[address] = mainnet
+        return address
 
     def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
         if req.path != EXCHANGE_PATH:
@@ -201,6 +217,9 @@ class Hyperliquid(AdapterHooks):
         signers = self._signers(req.body, doc)
         if bot.key_type != "eth" or not any(hmac.compare_digest(s, bot.key_id) for s in signers):
             raise AuthFailure("bad_signature", "the signature is not the virtual agent key's")
+        if bot.key_id in self._last_source:  # a bot's SDK keeps its network: try that source first next time
+            self._mainnet_first = self._last_source.pop(bot.key_id)
+        self._last_source.clear()
         return Verified(req, replay_id="", expires_ms=nonce + FUTURE_WINDOW_MS, sequence=nonce)
 
     def strip(self, req: IncomingRequest) -> IncomingRequest:
@@ -235,6 +254,13 @@ class Hyperliquid(AdapterHooks):
         if "expiresAfter" in doc:
             out["expiresAfter"] = doc["expiresAfter"]
         return OutboundRequest("POST", ctx.origin, EXCHANGE_PATH, "", headers, json.dumps(out).encode())
+
+    @staticmethod
+    def signer_address(key: RealKey) -> str:
+        """The address the vault's key signs as (public; `key audit` asks whether the master approved it)."""
+        if key.private_key is None:
+            raise ValueError("the account's key has no private_key")
+        return _eth.address_of(_eth.parse_private_key(key.private_key.reveal()))
 
     def issue_bot_key(self, key_type: str) -> IssuedBotKey:
         if key_type != "eth":
@@ -281,6 +307,22 @@ class Hyperliquid(AdapterHooks):
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
         return hyperliquid_order_book_change(req.body, status, body, facts)
+
+
+class _Recovery:
+    """A request's candidate signers, each recovered only when asked for, and remembered."""
+
+    def __init__(self, candidates: list[Callable[[], str | None]]) -> None:
+        self._pending = candidates
+        self._found: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._found)
+        while self._pending:
+            address = self._pending.pop(0)()
+            if address:
+                self._found.append(address)
+                yield address
 
 
 def _chain_id(action: dict[str, Any]) -> int:

@@ -22,6 +22,29 @@ REQUESTS: dict[str, tuple[str, str, str, bytes]] = {
 }
 
 
+def hyperliquid_request(master: str) -> tuple[str, str, str, bytes]:
+    """Hyperliquid has no key-info endpoint: a signer's standing is the master's `extraAgents` list (public)."""
+    return ("POST", "/info", "", json.dumps({"type": "extraAgents", "user": master.lower()}).encode())
+
+
+def hyperliquid_standing(body: bytes, signer: str, master: str) -> tuple[KeyPermissions | None, str]:
+    """What the vault's Hyperliquid key is: the master's own key (it can withdraw), an agent the master
+    approved (trades only; `expires_at` its validUntil), or neither (None: it cannot act for the account)."""
+    if signer == master.lower():
+        return KeyPermissions(trade=True, withdraw=True, transfer=True, ip_restricted=None, expires_at=None), \
+            "the vault holds the account's master key (it can withdraw); an approved agent key is the safer choice"
+    agents = _json(body)
+    if not isinstance(agents, list):
+        raise ValueError("the extraAgents answer is not a list")
+    for agent in agents:
+        if isinstance(agent, dict) and str(agent.get("address", "")).lower() == signer:
+            until = agent.get("validUntil")
+            expires = until / 1000 if isinstance(until, int | float) and not isinstance(until, bool) else None
+            return KeyPermissions(trade=True, withdraw=False, transfer=False, ip_restricted=None,
+                                  expires_at=expires), f"an agent of {master.lower()} named {agent.get('name')!r}"
+    return None, f"the signer {signer} is not an approved agent of {master.lower()} (never approved, or expired)"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyPermissions:
     """None: the exchange does not say."""

@@ -211,8 +211,9 @@ class Core:
 
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""
-        needs_nonce = route.adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC
-        return NonceTurn(self._nonce_order[route.account.info.name] if needs_nonce else None)
+        adapter = route.adapter
+        in_order = adapter.needs_nonce and adapter.ordered_nonces and route.endpoint.cls is not EndpointClass.PUBLIC
+        return NonceTurn(self._nonce_order[route.account.info.name] if in_order else None)
 
     def account_turn(self, account: str) -> NonceTurn:
         """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
@@ -348,12 +349,16 @@ class Core:
             if bot is None or bot.info.mode != "token":
                 raise Refused("unknown_bot", "unknown keyproxy token")
         else:
-            key_ids = adapter.presented_keys(req)
-            if not key_ids:
+            presented, found = False, None
+            for key_id in adapter.presented_keys(req):
+                presented, found = True, snap.bots_by_key.get(key_id)
+                if found is not None:
+                    break
+            if not presented:
                 return None
-            bot = next((b for b in map(snap.bots_by_key.get, key_ids) if b is not None), None)
-            if bot is None:
+            if found is None:
                 raise Refused("unknown_bot", "unknown API key")
+            bot = found
         # a bot's credential opens its own account only (never another bot's account)
         if bot.info.account != account.info.name:
             raise Refused("unknown_bot", "unknown API key")

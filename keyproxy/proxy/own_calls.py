@@ -34,9 +34,30 @@ async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: U
         return resp.status, await resp.read()
 
 
+async def _hyperliquid_standing(adapter: Any, upstream: Upstream, key: RealKey,
+                                clients: UpstreamClients) -> tuple[Any, str, str]:
+    """(KeyPermissions or None, what it is, the signer's address) of the vault's Hyperliquid key, from the
+    master's public `extraAgents` list."""
+    from keyproxy.exchanges.permissions import hyperliquid_request, hyperliquid_standing
+
+    signer = adapter.signer_address(key)
+    master = key.api_key.reveal().decode("ascii", "replace")
+    status, body = await signed_call(adapter, upstream, key, clients, hyperliquid_request(master))
+    if status != 200:
+        raise ValueError(f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}")
+    perms, what = hyperliquid_standing(body, signer, master)
+    return perms, what, signer
+
+
 async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
                      nonce: int | None = None) -> tuple[bool, str]:
     """(ok, what the exchange answered) for the adapter's read call signed with `key`."""
+    if adapter.name == "hyperliquid":  # no signed read exists: the new key must be the master or an agent of it
+        try:
+            perms, what, _ = await _hyperliquid_standing(adapter, upstream, key, clients)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            return False, f"the exchange could not be asked ({type(e).__name__}: {str(e)[:120]})"
+        return perms is not None, what
     method, path, query, body = adapter.verify_request
     endpoint = adapter.classify(method, path)
     origin = upstream.origin_for(path)
@@ -65,6 +86,19 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
     """Ask the exchange what the real key may do and compare it with what the account's bots need."""
     from keyproxy.exchanges.permissions import REQUESTS, findings, parse
 
+    if exchange == "hyperliquid":
+        try:
+            perms_or_none, what, signer = await _hyperliquid_standing(adapter, upstream, key, clients)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            return {"ok": False, "unreachable": True, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
+        signer_info = {"address": signer, "role": "master" if perms_or_none and perms_or_none.withdraw else "agent",
+                       "approved": perms_or_none is not None, "what": what}
+        if perms_or_none is None:
+            return {"ok": False, "warnings": [what], "signer": signer_info, "bot_scopes": sorted(bot_scopes)}
+        warnings = findings(perms_or_none, bot_scopes)
+        return {"ok": not warnings, "warnings": warnings, "signer": signer_info, "permissions": {
+            "trade": perms_or_none.trade, "withdraw": perms_or_none.withdraw, "transfer": perms_or_none.transfer,
+            "ip_restricted": None, "expires_at": perms_or_none.expires_at}, "bot_scopes": sorted(bot_scopes)}
     spec = REQUESTS.get(exchange)
     if spec is None:
         return {"ok": False, "warnings": [f"{exchange} offers no key-info endpoint keyproxy reads"]}

@@ -30,6 +30,7 @@ def hl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     key = new_real_key("eth", exchange="hyperliquid")
     try:
         dev.serve_account("hl", key)
+        dev.real_key = key  # type: ignore[attr-defined]
         dev.real_signer = Account.from_key(key.credentials["private_key"]).address.lower()  # type: ignore[attr-defined]
         yield dev
     finally:
@@ -176,3 +177,38 @@ def test_an_sdk_that_loaded_markets_before_a_restart_still_trades(hl: DevStack) 
     assert exchange.cancel("BTC", oid)["status"] == "ok"
     info = [json.loads(e["body"])["type"] for e in hl.journal()[start:] if e.get("path") == "/info"]
     assert info == ["meta", "spotMeta"]  # keyproxy's own calls, once
+
+
+def test_eight_bots_at_once_on_one_key_need_no_turns(hl: DevStack) -> None:
+    """Hyperliquid takes any unseen nonce above the smallest of a signer's 100 highest, so keyproxy lets
+    one key's requests overtake each other (no per-account turn, unlike Kraken) and none is refused."""
+    import threading
+
+    bots = [hl.add_bot(f"thread{i}", "hl", "read,trade") for i in range(8)]
+    start = len(hl.journal())
+    errors: list[Any] = []
+
+    def trade(creds: dict[str, Any]) -> None:
+        exchange = _sdk(creds)
+        for i in range(5):
+            answer = exchange.order("SOL", True, 1, 90 + i, {"limit": {"tif": "Gtc"}})
+            if answer["status"] != "ok" or "resting" not in answer["response"]["data"]["statuses"][0]:
+                errors.append(answer)
+
+    threads = [threading.Thread(target=trade, args=(b,)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    sent = _exchange_entries(hl, start)
+    assert len(sent) == 40 and not [e for e in sent if e.get("error_code")]
+
+
+def test_key_rotate_accepts_only_a_signer_the_master_approved(hl: DevStack) -> None:
+    master = hl.real_key.emulated["api_key"]  # type: ignore[attr-defined]
+    stranger = {"api_key": master, "private_key": "0x" + bytes(Account.create().key).hex()}
+    refused = hl.cli("key", "rotate", "hl", input=json.dumps(stranger), check=False)
+    assert refused.returncode != 0 and "is not an approved agent of" in refused.stderr
+    same = hl.cli("key", "rotate", "hl", input=json.dumps(hl.real_key.credentials), check=False)  # type: ignore[attr-defined]
+    assert same.returncode == 0, same.stderr

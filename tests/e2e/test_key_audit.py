@@ -16,6 +16,7 @@ OVER = {  # over-privileged: withdrawals on, no IP restriction
     "okx": {"read_only": True, "trade": True, "withdraw": True},
     "kraken": {"funds_withdraw": True},
     "coinbase": {"can_view": True, "can_trade": True, "can_transfer": True},
+    "hyperliquid": {"master": True},  # the account's own key: it can withdraw
 }
 TIGHT = {  # what a trading bot needs, IP-restricted where the exchange can say so
     "binance": {"enableReading": True, "enableSpotAndMarginTrading": True, "enableWithdrawals": False,
@@ -24,8 +25,9 @@ TIGHT = {  # what a trading bot needs, IP-restricted where the exchange can say 
     "okx": {"read_only": True, "trade": True, "withdraw": False, "ip": "127.0.0.1"},
     "kraken": {"funds_withdraw": False, "ip_allowlist": ["127.0.0.1"]},
     "coinbase": {"can_view": True, "can_trade": True, "can_transfer": False},
+    "hyperliquid": {},  # an agent the master approved: it trades, cannot withdraw
 }
-KEY_TYPE = {"coinbase": "ec"}
+KEY_TYPE = {"coinbase": "ec", "hyperliquid": "eth"}
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +68,7 @@ def test_key_audit_through_the_daemon(audited: DevStack) -> None:
     check(json.loads(out.stdout))
     one = audited.cli("key", "audit", "binance-tight")
     assert one.returncode == 0 and "binance-tight: ok" in one.stdout
+    agent = json.loads(audited.cli("key", "audit", "hyperliquid-tight", "--json").stdout)["hyperliquid-tight"]
+    assert agent["signer"]["role"] == "agent" and agent["signer"]["approved"] and agent["permissions"]["expires_at"]
+    master = json.loads(audited.cli("key", "audit", "hyperliquid-over", "--json", check=False).stdout)
+    assert master["hyperliquid-over"]["signer"]["role"] == "master"

@@ -126,7 +126,7 @@ def test_a_tampered_action_no_longer_recovers_to_the_bot() -> None:
 def test_signatures_that_do_not_recover_present_no_key(signature: object) -> None:
     doc = json.loads(_bot_request(ORDER).body)
     doc["signature"] = signature
-    assert Hyperliquid().presented_keys(IncomingRequest("POST", "/exchange", "", {}, json.dumps(doc).encode())) == ()
+    assert list(Hyperliquid().presented_keys(IncomingRequest("POST", "/exchange", "", {}, json.dumps(doc).encode()))) == []
 
 
 @pytest.mark.parametrize(("nonce", "code"), [(NOW - 3 * 86_400_000, "stale_request"),
@@ -289,3 +289,12 @@ def test_only_confirmed_resting_orders_and_successful_cancels_count() -> None:
     done = {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success", {"error": "x"}]}}}
     assert hyperliquid_order_book_change(sent, 200, json.dumps(done).encode(), c).closed == ("perp:*",)
     assert hyperliquid_order_book_change(sent, 200, b'{"status": "err", "response": "x"}', c).closed == ()
+
+
+def test_bots_on_both_networks_interleaved_are_all_found() -> None:
+    """The adapter recovers the network that matched last time first; a bot on the other one still verifies."""
+    adapter = Hyperliquid()
+    for i, mainnet in enumerate((True, False, False, True, False)):
+        req = _bot_request(ORDER, nonce=NOW + i, mainnet=mainnet)
+        assert str(BOT.address).lower() in adapter.presented_keys(req)
+        assert adapter.verify(req, _bot_key(), adapter.classify_request(req), NOW).sequence == NOW + i  # type: ignore[arg-type]
