@@ -53,7 +53,7 @@ def _slow(dev: DevStack, count: int) -> bool:
 def hostile_parts(args: argparse.Namespace) -> bool:
     ok = True
     with tempfile.TemporaryDirectory(prefix="keyproxy-hostile-") as tmp, \
-            DevStack(Path(tmp), log_level="info", extra_config="[anomaly.auth_failures]\nenabled = false\n") as dev:
+            DevStack(Path(tmp), log_level="info", extra_config="[anomaly.auth_failures]\nenabled = false\n[governor]\nenabled = false\n") as dev:
         key = new_real_key()
         dev.serve_account("main", key)
         if args.malformed:
@@ -81,7 +81,7 @@ def hostile_parts(args: argparse.Namespace) -> bool:
 
 def concurrency_part(args: argparse.Namespace) -> bool:
     with tempfile.TemporaryDirectory(prefix="keyproxy-concurrency-") as tmp, \
-            DevStack(Path(tmp), log_level="info") as dev:
+            DevStack(Path(tmp), log_level="info", extra_config="[governor]\nenabled = false\n") as dev:
         accounts = start_stack(dev, spares=max(3, int(args.seconds / 10)))
         c = concurrency(dev, accounts, bots=args.bots, seconds=args.seconds)
         print(f"concurrency: {args.bots} bots for {args.seconds:.0f} s: {c.requests} requests, {c.reached_exchange} "

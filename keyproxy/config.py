@@ -61,6 +61,15 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GovernorSettings:
+    """[governor]: the exchanges' own rate budgets, shared by every bot (policy/budget.py)."""
+
+    enabled: bool = True
+    reserve: float = 0.1  # the share of each budget kept for cancels and reduce-only orders
+    limits: Mapping[str, int] = field(default_factory=dict)  # "binance.REQUEST_WEIGHT" -> limit per window
+
+
+@dataclass(frozen=True, slots=True)
 class AuditSettings:
     directory: Path | None = None  # default: <state dir>/audit
     fsync: str = "interval"
@@ -91,6 +100,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rotation: RotationSettings = field(default_factory=RotationSettings)
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
     bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
     account_limits: Mapping[str, Any] = field(default_factory=dict)  # [accounts.NAME] -> AccountLimits
     anomaly: Mapping[str, Any] | None = None  # rule name -> RuleConfig ([anomaly.RULE]); None: defaults
@@ -195,7 +205,7 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly", "rotation"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly", "rotation", "governor"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -265,10 +275,34 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
     rotation = RotationSettings(rotate_every=_duration(r, ro, "rotation", "rotate_every"),
                                 warn_before=_duration(r, ro, "rotation", "warn_before") or 7 * 86400)
     return Settings(config_file=file, vault=vault, listen=listen, proxy=proxy, audit=audit, metrics=metrics,
-                    rotation=rotation,
+                    rotation=rotation, governor=_governor(r, doc),
                     bot_policies=_bot_policies(r, doc.get("bots", {})),
                     account_limits=_account_limits(r, doc.get("accounts", {})),
                     anomaly=_anomaly(r, doc.get("anomaly", {})))
+
+
+def _governor(r: _Reader, doc: Any) -> GovernorSettings:
+    """`[governor]` enabled, reserve (0 <= r < 1) and `[governor.limits]` ("exchange.BUDGET" = a positive limit
+    per window, for budgets the exchange adapters model)."""
+    from keyproxy.exchanges import default_adapters
+
+    g = r.table(doc, "governor", {"enabled", "reserve", "limits"})
+    reserve = g.get("reserve", 0.1)
+    if type(reserve) not in (int, float) or not 0 <= reserve < 1:
+        raise r.error("governor.reserve", f"must be at least 0 and below 1 (a share of each budget), not {reserve}")
+    limits_doc = g.get("limits", {})
+    if not isinstance(limits_doc, dict):
+        raise r.error("governor.limits", "must be a table of \"exchange.BUDGET\" = limit")
+    known = {f"{name}.{budget.name}" for name, adapter in default_adapters().items()
+             for budget in getattr(adapter, "budgets", ())}
+    limits: dict[str, int] = {}
+    for key, value in limits_doc.items():
+        if key not in known:
+            raise r.error(f"governor.limits.{key}", f"unknown budget (known: {', '.join(sorted(known))})")
+        if type(value) is not int or value <= 0:
+            raise r.error(f"governor.limits.{key}", f"must be a positive whole number, not {value!r}")
+        limits[key] = value
+    return GovernorSettings(enabled=r.boolean(g, "governor", "enabled", True), reserve=float(reserve), limits=limits)
 
 
 def _anomaly(r: _Reader, doc: Any) -> dict[str, Any]:

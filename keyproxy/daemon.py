@@ -26,10 +26,11 @@ from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings, load_settings
 from keyproxy.errors import ConfigError
 from keyproxy.exchanges import default_adapters
+from keyproxy.policy.budget import Governor
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
 from keyproxy.errors import KeyproxyError
 from keyproxy.proxy.own_calls import audit_key, verify_key
-from keyproxy.metrics import Metrics, key_age_families, rotation_due
+from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.websocket import SocketLimits, WebSocketEdge
 from keyproxy.proxy.recorder import Recorder
@@ -173,8 +174,12 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
     clients = UpstreamClients()
     nonces = NonceSequence(store)
+    gs = settings.governor
     pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
-                        nonces, store, UsageBook(store))
+                        nonces, store, UsageBook(store), governor=Governor(gs.reserve) if gs.enabled else None,
+                        budget_limits=dict(gs.limits))
+    if pipeline.core.governor is not None:
+        metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
     listen = settings.listen
     if not listen.is_loopback:
         log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=listen.host)

@@ -38,6 +38,9 @@ class Metrics:
                                        ["account"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_responses = Counter("keyproxy_upstream_responses", "Exchange answers by status class",
                                           ["account", "status_class"], registry=r)
+        self.rate_limit_answers = Counter("keyproxy_exchange_rate_limit_answers", "The exchange's own 429 and 418 "
+                                          "answers (keyproxy then holds that budget until Retry-After)",
+                                          ["account", "status"], registry=r)
         self.anomalies = Counter("keyproxy_anomalies", "Anomaly rule firings by rule and action",
                                  ["rule", "action"], registry=r)
         self.key_actions = Counter("keyproxy_key_actions", "Quarantines and revocations of real keys",
@@ -85,3 +88,17 @@ def key_age_families(accounts: Iterable[Any], now: float | None = None, default_
         age.add_metric([a.name], now - a.rotated_at)
         due.add_metric([a.name], 1.0 if rotation_due(a, now, default_every, warn_before)[1] else 0.0)
     return [age, due]
+
+
+def budget_families(governor: Any, now: float) -> list[Metric]:
+    """keyproxy_exchange_budget_used_ratio and keyproxy_exchange_budget_closed per budget (scope: the exchange
+    host for per-IP budgets, the account for per-account ones)."""
+    used = GaugeMetricFamily("keyproxy_exchange_budget_used_ratio", "Share of the exchange's own rate budget "
+                             "used in its current window", labels=["scope", "budget"])
+    closed = GaugeMetricFamily("keyproxy_exchange_budget_closed", "1 while the exchange's 429/418 keeps keyproxy "
+                               "from sending on the budget", labels=["scope", "budget"])
+    for key, ratio in governor.usage(now).items():
+        scope, _, name = key.rpartition("|")
+        used.add_metric([scope, name], ratio)
+        closed.add_metric([scope, name], 1.0 if governor.banned_until.get(key, 0) > now else 0.0)
+    return [used, closed]

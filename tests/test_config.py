@@ -97,3 +97,25 @@ def test_account_limit_tables(tmp_path: Path) -> None:
     cfg.write_text("[accounts.main]\nburst = -2\n")
     with pytest.raises(ConfigError, match="accounts.main.burst: must be a positive number"):
         load_settings(cfg, {})
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[governor]\nreserve = 1.5\n", "governor.reserve: must be at least 0 and below 1"),
+    ("[governor]\nreserve = -0.1\n", "governor.reserve: must be at least 0 and below 1"),
+    ('[governor.limits]\n"binance.WEIGHTS" = 10\n', "governor.limits.binance.WEIGHTS: unknown budget"),
+    ('[governor.limits]\n"binance.REQUEST_WEIGHT" = -5\n', "governor.limits.binance.REQUEST_WEIGHT: must be a positive"),
+    ('[governor.limits]\n"binance.REQUEST_WEIGHT" = 1.5\n', "governor.limits.binance.REQUEST_WEIGHT: must be a positive"),
+    ("[governor]\nspeed = 1\n", "governor.speed: unknown key"),
+])
+def test_bad_governor_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(cfg, {})
+
+
+def test_governor_settings_parse(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('[governor]\nreserve = 0.2\n[governor.limits]\n"binance.REQUEST_WEIGHT" = 1200\n')
+    g = load_settings(cfg, {}).governor
+    assert (g.enabled, g.reserve, dict(g.limits)) == (True, 0.2, {"binance.REQUEST_WEIGHT": 1200})

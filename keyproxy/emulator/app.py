@@ -8,6 +8,7 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``GET  /_emulator/journal`` -> list of request records (oldest first)
 * ``GET  /_emulator/state``   -> balances / orders / withdrawals per key
 * ``POST /_emulator/reset``   -> clear journal and state
+* ``GET|POST /_emulator/limits`` -> Binance's request-weight limit per IP (``binance_limits.py``)
 * ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
 """
@@ -141,6 +142,25 @@ async def _framing_middleware(request: web.Request, handler: Any) -> web.StreamR
     return chunked
 
 
+async def _limits(request: web.Request) -> web.Response:
+    """Binance's request-weight limit (binance_limits.py): POST sets `binance_weight_per_minute`, `ban_seconds`
+    and `ban_now` (seconds of a 418 ban starting now); GET reports the limit, the minute's weight and the 429
+    and 418 answers given."""
+    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
+    if emulator is None:
+        return web.Response(status=404, text="emulator: no binance here")
+    limits = emulator.limits
+    if request.method == "POST":
+        doc = await request.json()
+        if "binance_weight_per_minute" in doc:
+            limits.per_minute = doc["binance_weight_per_minute"]
+        limits.ban_seconds = float(doc.get("ban_seconds", limits.ban_seconds))
+        if doc.get("ban_now"):
+            limits.banned_until = request.app[CLOCK]() + float(doc["ban_now"])  # type: ignore[operator]
+    return web.json_response({"per_minute": limits.per_minute, "used": limits.used, "ban_seconds": limits.ban_seconds,
+                              "answered": {str(k): v for k, v in limits.answered.items()}})
+
+
 async def _framing(request: web.Request) -> web.Response:
     doc = await request.json()
     request.app[FRAMING]["chunked"] = bool(doc.get("chunked"))
@@ -236,6 +256,7 @@ def build_app(
     app.router.add_get(CONTROL_PREFIX + "state", _state)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
+    app.router.add_route("*", CONTROL_PREFIX + "limits", _limits)
     app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)
     for exchange, paths in (("okx", ("/ws/v5/private", "/ws/v5/business")), ("bybit", ("/v5/private", "/v5/trade")),

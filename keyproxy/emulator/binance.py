@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,7 @@ from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
 from keyproxy.emulator.base import Clock, RequestNote
+from keyproxy.emulator.binance_limits import WeightLimit, weight
 from keyproxy.emulator.binance_auth import (
     API_KEY_RE,
     REJECTED_KEY,
@@ -82,6 +84,7 @@ class BinanceEmulator(WalletHandlers):
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
         self.ws = WsApi(self)
+        self.limits = WeightLimit()  # the IP's request weight: kept across resets, off until a test sets it
         self.reset()
 
     def reset(self) -> None:
@@ -101,6 +104,27 @@ class BinanceEmulator(WalletHandlers):
         return any(path.startswith(p) for p in PREFIXES)
 
     async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
+        """Spot `/api/` requests are weighed against the IP's limit first (binance_limits.py); every `/api/`
+        answer reports the minute's weight in X-MBX-USED-WEIGHT-1M."""
+        if not request.path.startswith("/api/"):
+            return await self._handle(request, body, note)
+        query = request.raw_path.partition("?")[2]
+        limited = self.limits.charge(weight(request.method, request.path, query), self.clock())
+        used = {"X-MBX-USED-WEIGHT-1M": str(self.limits.used)}
+        if limited is not None:
+            status, retry_after = limited
+            note.exchange, note.error_code = self.name, -1003
+            message = ("Way too much request weight used; IP banned until "
+                       f"{int((self.clock() + retry_after) * 1000)}." if status == 418 else
+                       f"Too much request weight used; current limit is {self.limits.per_minute} request weight "
+                       "per 1 MINUTE.") + " Please use WebSocket Streams for live updates to avoid bans."
+            return web.json_response({"code": -1003, "msg": message}, status=status,
+                                     headers={**used, "Retry-After": str(max(1, math.ceil(retry_after)))})
+        response = await self._handle(request, body, note)
+        response.headers.update(used)
+        return response
+
+    async def _handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
         note.exchange = self.name
         note.api_key = request.headers.get("X-MBX-APIKEY")
         route = ROUTES.get((request.method, request.path))

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Protocol
 
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 from keyproxy.secret import Secret
 
@@ -239,6 +240,8 @@ class Adapter(Protocol):
     # optional hooks, with their defaults in AdapterHooks
     def warm(self) -> None: ...
 
+    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]: ...
+
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]: ...
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]: ...
@@ -289,11 +292,17 @@ class AdapterHooks:
     # exceed the last), so they go one at a time per account; Hyperliquid accepts any unseen nonce above
     # the smallest of the signer's 100 highest, so its requests need no turn
     ordered_nonces: bool = True
+    budgets: tuple[Budget, ...] = ()  # the exchange's own rate budgets keyproxy models (`costs` charges them)
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""
+
+    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
+        """What the request costs against each of the exchange's own rate budgets (policy/budget.py); () for
+        none keyproxy models."""
+        return ()
 
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]:
         """Every virtual key id the request may present, in order, first match wins (Hyperliquid: the address

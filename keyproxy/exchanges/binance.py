@@ -18,6 +18,7 @@ from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.binance_budget import BUDGETS, binance_costs
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -44,6 +45,7 @@ from keyproxy.exchanges.binance_facts import (
     binance_order_book_change,
     binance_prices,
 )
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "x-mbx-apikey"
@@ -310,6 +312,11 @@ class Binance(AdapterHooks):
         from keyproxy.exchanges.binance_ws import WS_API_PATH, BinanceWsApi
 
         return BinanceWsApi(self) if path == WS_API_PATH else None
+
+    budgets = BUDGETS
+
+    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
+        return binance_costs(method, path, query)
 
     def retired(self, method: str, path: str) -> str | None:
         if path == "/api/v3/userDataStream":

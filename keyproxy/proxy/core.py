@@ -10,10 +10,12 @@ here (like httpx's auth flows and mitmproxy's layers, nothing here touches a soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -21,6 +23,7 @@ from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
     SignContext, UnknownEndpoint,
 )
+from keyproxy.policy.budget import Budget, Charge, Governor
 from keyproxy.policy.decide import Counters, decide, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.refusal import Refused
@@ -109,8 +112,13 @@ class Core:
     def __init__(self, snapshot: Callable[[], Snapshot], before_forward: Callable[[Outcome], None] = lambda o: None,
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  usage: UsageBook | None = None,
-                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 governor: Governor | None = None, budget_limits: Mapping[str, int] | None = None) -> None:
         self._snapshot = snapshot
+        # the exchanges' own rate budgets, shared by every bot (None: not governed); `budget_limits`
+        # overrides a budget's published limit ("binance.REQUEST_WEIGHT" -> limit per window)
+        self.governor = governor
+        self._budget_limits = dict(budget_limits or {})
         self._before_forward = before_forward
         self._nonces = nonces
         self._sequences = sequences
@@ -208,6 +216,41 @@ class Core:
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
         return route, incoming
+
+    def spend_budget(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
+        """Charge the exchange's own budgets before the request goes upstream, or refuse it at once with the
+        exchange's rate-limit answer, so no bot's request trips the exchange's limit (and its IP ban) for all.
+        Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
+        if self.governor is None:
+            return ()
+        adapter = route.adapter
+        costs = adapter.costs(incoming.method, incoming.path, incoming.query)
+        if not costs:
+            return ()
+        charges = tuple(Charge(self._budget(adapter.name, budget), route.origin if budget.per == "ip"
+                               else route.account.info.name, cost) for budget, cost in costs)
+        now = self.clock_ms() / 1000
+        wait = self.governor.spend(charges, _way_out(outcome.facts), now)
+        if wait is not None:
+            banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
+            raise Refused("budget_exhausted", f"{adapter.name}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
+                          f"), shared by every bot of this keyproxy, is "
+                          f"{'closed: the exchange answered 429/418' if banned else 'spent'}; retry in "
+                          f"{math.ceil(wait)} s", wait)
+        return charges
+
+    def observe_budget(self, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str]) -> None:
+        """The exchange's own count and any 429/418 from an answer (`headers` lower-case)."""
+        if self.governor is None or not charges:
+            return
+        retry_after = None
+        with contextlib.suppress(ValueError, TypeError):
+            retry_after = float(headers.get("retry-after", ""))
+        self.governor.observe(charges, status, headers, retry_after, self.clock_ms() / 1000)
+
+    def _budget(self, exchange: str, budget: Budget) -> Budget:
+        limit = self._budget_limits.get(f"{exchange}.{budget.name}")
+        return budget if limit is None else replace(budget, limit=limit)
 
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""
@@ -463,6 +506,16 @@ class Core:
         self.listen_keys[(account, token)] = bot
         if len(self.listen_keys) > MAX_LISTEN_KEYS:
             del self.listen_keys[next(iter(self.listen_keys))]
+
+
+def _way_out(facts: RequestFacts | None) -> bool:
+    """A request that only reduces risk (a cancel, reduce-only orders): it may use a budget's reserve."""
+    if facts is None:
+        return False
+    if facts.action == "cancel":
+        return True
+    placed = facts.placed()
+    return bool(placed) and all(leg.reduce_only for leg in placed)
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

@@ -16,6 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
+from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import Core, NonceTurn, Outcome, Route, new_request_id
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
@@ -48,8 +49,9 @@ class Pipeline:
                  before_forward: Callable[[Outcome], None] = lambda o: None,
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  usage: UsageBook | None = None,
-                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
-        self.core = Core(snapshot, before_forward, nonces, sequences, usage, clock_ms)
+                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 governor: Governor | None = None, budget_limits: dict[str, int] | None = None) -> None:
+        self.core = Core(snapshot, before_forward, nonces, sequences, usage, clock_ms, governor, budget_limits)
         self._clients = clients
         self._limits = limits
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
@@ -66,12 +68,13 @@ class Pipeline:
         if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
             await self._fetch_market_lists(route)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
+        charges = self.core.spend_budget(route, incoming, outcome)
         async with self.core.turn(route) as turn:
             outbound = self.core.sign(route, incoming, outcome)
             for name in FORWARDED_REQUEST_HEADERS:
                 if name in headers and name not in {h.lower() for h in outbound.headers}:
                     outbound.headers[name] = headers[name]
-            return await self._forward(request, outbound, route, outcome, turn)
+            return await self._forward(request, outbound, route, outcome, turn, charges)
 
     async def _fetch_market_lists(self, route: Route) -> None:
         """keyproxy's own public calls for the exchange's market list, when a request names a market by an id
@@ -126,7 +129,7 @@ class Pipeline:
         return b"".join(chunks)
 
     async def _forward(self, request: web.BaseRequest, out: OutboundRequest, route: Route, outcome: Outcome,
-                       turn: NonceTurn) -> web.StreamResponse:
+                       turn: NonceTurn, charges: tuple[Charge, ...] = ()) -> web.StreamResponse:
         account, endpoint = route.account, route.endpoint
         assert account.upstream is not None
         session = self._clients.session(account.upstream.insecure_loopback)
@@ -137,6 +140,8 @@ class Pipeline:
                                        data=out.body or None, allow_redirects=False, timeout=timeout) as resp:
                 turn.release()  # the exchange has seen the nonce: the next request may go
                 outcome.upstream_status = resp.status
+                if charges:
+                    self.core.observe_budget(charges, resp.status, {k.lower(): v for k, v in resp.headers.items()})
                 headers = _relayed_headers(resp.headers, route.adapter.relayed_response_headers)
                 limit = self._limits.max_response_bytes
                 if resp.content_length is not None and resp.content_length > limit:

@@ -28,6 +28,7 @@ STATUS: dict[str, int] = {
     "outside_hours": 403,
     "policy_denied": 403,
     "rate_limited": 429,
+    "budget_exhausted": 429,  # the exchange's own budget, shared by every bot, is spent (or it banned us)
     "bot_suspended": 403,
     "key_quarantined": 403,
     "ip_denied": 403,

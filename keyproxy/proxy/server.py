@@ -112,7 +112,8 @@ class ProxyFrontDoor:
             outcome.code = e.code
             status = e.status
             adapter = outcome.adapter
-            extra = adapter.native_error(e.code, e.message) if adapter else None  # type: ignore[attr-defined]
+            native = "rate_limited" if e.code == "budget_exhausted" else e.code  # the SDK's own back-off
+            extra = adapter.native_error(native, e.message) if adapter else None  # type: ignore[attr-defined]
             response = error_response(e.code, e.message, outcome.request_id, extra, e.retry_after)
             if adapter is not None:
                 response.set_status(adapter.refusal_status(e.code, e.status))  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from tests.e2e.conftest import call, hmac_sign
 
 
 def test_backup_under_load_and_restore(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    dev = DevStack(tmp_path / "stack")
+    dev = DevStack(tmp_path / "stack", extra_config="[governor]\nenabled = false\n")  # load above Binance's budgets
     key = new_real_key()
     try:
         dev.serve_account("main", key)

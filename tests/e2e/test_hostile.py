@@ -19,13 +19,15 @@ KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "50"))
 SLOW = int(os.environ.get("KEYPROXY_BATTERY_SLOW", "100"))
 DEADLINES = "[proxy]\nheader_timeout = 2\nbody_timeout = 2\n"  # production's 10 s would only make CI slower
 
+# load far above Binance's published budgets (the emulator does not enforce them): no governor here
+NO_GOVERNOR = "[governor]\nenabled = false\n"
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     # generated requests sign with a real bot's key and fail: keep the bot (auth_failures would suspend it)
     # so that every one of them reaches signature verification
     dev = DevStack(tmp_path_factory.mktemp("hostile"), log_level="info",
-                   extra_config="[anomaly.auth_failures]\nenabled = false\n" + DEADLINES)
+                   extra_config="[anomaly.auth_failures]\nenabled = false\n" + DEADLINES + NO_GOVERNOR)
     key = new_real_key()
     try:
         dev.serve_account("main", key)
@@ -80,7 +82,7 @@ CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "15"))
 
 
 def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info") as dev:
+    with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info", extra_config=NO_GOVERNOR) as dev:
         accounts = start_stack(dev, spares=3)
         result = concurrency(dev, accounts, bots=32, seconds=CONCURRENCY_SECONDS)
         assert result.violations == [], result.violations[:10]

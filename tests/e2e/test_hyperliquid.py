@@ -153,6 +153,11 @@ def test_what_a_bot_may_not_do_never_goes_upstream(hl: DevStack) -> None:
     with pytest.raises(ClientError) as refused:
         _sdk(capped).withdraw_from_bridge(5.0, "0x5e9ee1089755c3435139848e47e6635505d5a13a")
     assert refused.value.error_code == "scope_denied"
+    levered = hl.add_bot("levered", "hl", "read,trade", "--set", "max_leverage=5")
+    with pytest.raises(ClientError) as refused:
+        _sdk(levered).update_leverage(10, "BTC")
+    assert refused.value.error_code == "leverage_exceeded"
+    assert _sdk(levered).update_leverage(5, "BTC")["status"] == "ok"
     stranger = {**capped, "private_key": "0x" + bytes(Account.create().key).hex()}
     with pytest.raises(ClientError) as refused:
         _sdk(stranger).order("BTC", True, 0.0001, 60000, {"limit": {"tif": "Gtc"}})
@@ -161,7 +166,7 @@ def test_what_a_bot_may_not_do_never_goes_upstream(hl: DevStack) -> None:
                                                         "unknown_endpoint")):
         status, answer = _post(hl, body)
         assert (status, answer["error"], answer["status"]) == (400, code, "err")
-    assert _exchange_entries(hl, start) == []
+    assert [json.loads(e["body"])["action"]["type"] for e in _exchange_entries(hl, start)] == ["updateLeverage"]
 
 
 def test_an_sdk_that_loaded_markets_before_a_restart_still_trades(hl: DevStack) -> None:
@@ -212,3 +217,33 @@ def test_key_rotate_accepts_only_a_signer_the_master_approved(hl: DevStack) -> N
     assert refused.returncode != 0 and "is not an approved agent of" in refused.stderr
     same = hl.cli("key", "rotate", "hl", input=json.dumps(hl.real_key.credentials), check=False)  # type: ignore[attr-defined]
     assert same.returncode == 0, same.stderr
+
+
+def _signed_body(private_key: str, nonce: int, vault: str | None = None, corrupt: bool = False) -> bytes:
+    from keyproxy.exchanges import _eth
+
+    action = {"type": "order", "orders": [{"a": 0, "b": True, "p": "60000", "s": "0.001", "r": False,
+                                           "t": {"limit": {"tif": "Gtc"}}}], "grouping": "na"}
+    key = _eth.parse_private_key(private_key.encode())
+    signature = _eth.sign_typed(_eth.l1_typed_data(_eth.action_hash(action, vault, nonce, None), True), key)
+    if corrupt:
+        signature = {"r": "0x0", "s": signature["s"], "v": 27}
+    return json.dumps({"action": action, "nonce": nonce, "signature": signature, "vaultAddress": vault}).encode()
+
+
+def test_bad_signatures_vaults_and_stale_nonces_get_clear_codes_and_nothing_goes_upstream(hl: DevStack) -> None:
+    import time
+
+    creds = hl.add_bot("prober", "hl", "read,trade")
+    now = int(time.time() * 1000)
+    start = len(hl.journal())
+    cases = [
+        (_signed_body(creds["private_key"], now, corrupt=True), 401, "unknown_bot"),  # recovers to no one
+        (_signed_body(creds["private_key"], now + 1, vault="0x1719884eb866cb12b2287399b15f7db5e7d775ea"), 400,
+         "bad_request"),
+        (_signed_body(creds["private_key"], now - 3 * 86_400_000), 401, "stale_request"),
+    ]
+    for body, status, code in cases:
+        got, answer = _post(hl, body)
+        assert (got, answer["error"], answer["status"], answer["code"]) == (status, code, "err", code), answer
+    assert _exchange_entries(hl, start) == []

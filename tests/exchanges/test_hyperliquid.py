@@ -298,3 +298,14 @@ def test_bots_on_both_networks_interleaved_are_all_found() -> None:
         req = _bot_request(ORDER, nonce=NOW + i, mainnet=mainnet)
         assert str(BOT.address).lower() in adapter.presented_keys(req)
         assert adapter.verify(req, _bot_key(), adapter.classify_request(req), NOW).sequence == NOW + i  # type: ignore[arg-type]
+
+
+def test_an_unknown_signer_answer_rejects_the_key_and_an_order_error_does_not() -> None:
+    from keyproxy.exchanges.base import KeyRejection
+
+    adapter = Hyperliquid()
+    gone = b'{"status": "err", "response": "User or API Wallet 0xabc does not exist."}'
+    assert adapter.key_rejected(200, gone) is KeyRejection.INVALID
+    order_error = b'{"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "x"}]}}}'
+    assert adapter.key_rejected(200, order_error) is None
+    assert adapter.key_rejected(200, b'{"status": "err", "response": "Insufficient margin"}') is None

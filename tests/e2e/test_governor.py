@@ -1,0 +1,141 @@
+"""The exchange's own budget, shared by every bot (issue 19): eight bots never trip Binance's IP weight limit.
+
+The emulator enforces Binance's request weight per IP (scaled down to 400 a minute, emulator/binance_limits.py):
+429 -1003 over it, then a 418 ban for a client that does not back off. keyproxy is told the same limit
+(`[governor.limits]`), spends it before forwarding and answers bots locally with Binance's own 429 -1003
+(ccxt's binance raises DDoSProtection for every 429, Binance's own included: its signal to back off); a tenth
+of the budget stays free for cancels.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+
+ccxt = pytest.importorskip("ccxt")
+LIMIT = 400
+CONFIG = f'[governor]\nreserve = 0.1\n[governor.limits]\n"binance.REQUEST_WEIGHT" = {LIMIT}\n'
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("governor"), extra_config=CONFIG)
+    key = new_real_key("hmac", balances={"USDT": "1000000", "BTC": "100"})
+    try:
+        stack.serve_account("main", key)
+        stack.real_key = key  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.close()
+
+
+def limits(dev: DevStack, **change: Any) -> dict[str, Any]:
+    request = urllib.request.Request(f"{dev.emulator_url}/_emulator/limits", data=json.dumps(change).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def _bot(api_key: str, secret: str, base_url: str) -> Any:
+    ex = point_ccxt_at(ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False,
+                                     "options": {"defaultType": "spot", "fetchCurrencies": False}}), base_url)
+    return ex
+
+
+def _hammer(ex: Any, seconds: float, markets: dict[str, Any], tally: dict[str, Any], lock: threading.Lock) -> None:
+    ex.set_markets(markets)
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        i += 1
+        try:
+            if i % 3 == 0:
+                ex.fetch_balance()  # weight 20
+            elif i % 3 == 1:
+                ex.fetch_ticker("BTC/USDT")  # weight 2
+            else:
+                order = ex.create_order("BTC/USDT", "limit", "sell", 0.001, 200000)  # rests
+                try:
+                    ex.cancel_order(order["id"], "BTC/USDT")
+                    with lock:
+                        tally["cancels"] += 1
+                except Exception as e:  # noqa: BLE001 - every failed cancel is the finding
+                    with lock:
+                        tally["cancel_failures"].append(repr(e)[:200])
+        except ccxt.DDoSProtection as e:  # RateLimitExceeded (429) and the 418 ban both derive from it
+            with lock:
+                tally["limited"] += 1
+                tally["kinds"].add(type(e).__name__)
+            time.sleep(0.01)
+
+
+def _run(bots: list[Any], seconds: float, markets: dict[str, Any]) -> dict[str, Any]:
+    tally: dict[str, Any] = {"cancels": 0, "cancel_failures": [], "limited": 0, "kinds": set()}
+    lock = threading.Lock()
+    threads = [threading.Thread(target=_hammer, args=(b, seconds, markets, tally, lock)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    return tally
+
+
+def _markets(dev: DevStack) -> dict[str, Any]:
+    creds = dev.add_bot("loader", "main", "read")
+    ex = _bot(creds["api_key"], creds["secret"], creds["base_url"])
+    ex.load_markets()
+    return ex.markets  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def markets(dev: DevStack) -> dict[str, Any]:
+    return _markets(dev)
+
+
+def test_an_injected_418_stops_all_traffic_on_the_budget_until_retry_after(dev: DevStack,
+                                                                           markets: dict[str, Any]) -> None:
+    creds = dev.add_bot("watcher", "main", "read")
+    ex = _bot(creds["api_key"], creds["secret"], creds["base_url"])
+    ex.set_markets(markets)
+    limits(dev, ban_now=3)
+    start = len(dev.journal())
+    with pytest.raises(ccxt.DDoSProtection):
+        ex.fetch_ticker("BTC/USDT")  # the exchange answers 418 with Retry-After: 3
+    for _ in range(5):
+        with pytest.raises(ccxt.DDoSProtection, match="budget_exhausted"):
+            ex.fetch_ticker("BTC/USDT")  # keyproxy holds the budget: nothing goes upstream
+    assert len([e for e in dev.journal()[start:] if e["path"].startswith("/api/")]) == 1
+    time.sleep(3.2)
+    assert ex.fetch_ticker("BTC/USDT")["symbol"] == "BTC/USDT"  # then traffic resumes
+    assert 'keyproxy_exchange_rate_limit_answers_total{account="main",status="418"} 1.0' in dev.metrics()
+
+
+def test_eight_bots_through_keyproxy_never_trip_the_limit_and_every_cancel_goes_through(
+        dev: DevStack, markets: dict[str, Any]) -> None:
+    limits(dev, binance_weight_per_minute=LIMIT, ban_seconds=30)
+    before = limits(dev)["answered"]
+    bots = []
+    for i in range(8):
+        creds = dev.add_bot(f"hammer{i}", "main", "read,trade")
+        bots.append(_bot(creds["api_key"], creds["secret"], creds["base_url"]))
+    tally = _run(bots, 8.0, markets)
+    after = limits(dev)["answered"]
+    assert (after["429"], after["418"]) == (before["429"], before["418"]), "the exchange had to refuse"
+    assert tally["limited"] > 0 and tally["kinds"] == {"DDoSProtection"}  # each bot was told locally (429 -1003)
+    assert tally["cancel_failures"] == [] and tally["cancels"] > 0
+    text = dev.metrics()
+    assert "keyproxy_exchange_budget_used_ratio{" in text and 'code="budget_exhausted"' in text
+
+    # the same eight bots straight at the exchange: it refuses them, then bans the IP (the limit is real)
+    key = dev.real_key.credentials  # type: ignore[attr-defined]
+    direct = [_bot(key["api_key"], key["secret"], dev.emulator_url) for _ in range(8)]  # type: ignore[arg-type]
+    _run(direct, 3.0, markets)
+    banned = limits(dev, binance_weight_per_minute=None)["answered"]
+    assert banned["429"] > after["429"] and banned["418"] > after["418"]
