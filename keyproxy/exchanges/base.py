@@ -242,6 +242,8 @@ class Adapter(Protocol):
 
     def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]: ...
 
+    def public_ttl(self, method: str, path: str) -> float: ...
+
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]: ...
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]: ...
@@ -298,6 +300,11 @@ class AdapterHooks:
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""
+
+    def public_ttl(self, method: str, path: str) -> float:
+        """Seconds an answer to this public request may be shared with every bot (0: never). Market lists
+        only: an order book or a price must be the exchange's own answer at the time it is asked."""
+        return 0.0
 
     def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
         """What the request costs against each of the exchange's own rate budgets (policy/budget.py); () for

@@ -18,7 +18,7 @@ from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.binance_budget import BUDGETS, binance_costs
+from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -314,6 +314,10 @@ class Binance(AdapterHooks):
         return BinanceWsApi(self) if path == WS_API_PATH else None
 
     budgets = BUDGETS
+
+    def public_ttl(self, method: str, path: str) -> float:
+        """exchangeInfo (spot, USD-M, COIN-M): what every bot loads at start, weight 20 each on spot."""
+        return MARKET_LIST_TTL if method == "GET" and path in MARKET_LISTS else 0.0
 
     def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
         return binance_costs(method, path, query)

@@ -16,6 +16,9 @@ FUTURES_WEIGHT = Budget("FUTURES_REQUEST_WEIGHT", "ip", 2400, 60.0, "x-mbx-used-
 COINM_WEIGHT = Budget("COINM_REQUEST_WEIGHT", "ip", 2400, 60.0, "x-mbx-used-weight-1m")
 SPOT_ORDERS = Budget("ORDERS_10S", "account", 100, 10.0, "x-mbx-order-count-10s")  # exchangeInfo's rateLimits
 BUDGETS = (SPOT_WEIGHT, FUTURES_WEIGHT, COINM_WEIGHT, SPOT_ORDERS)
+# public answers every bot asks for at start, shared for MARKET_LIST_TTL seconds (public_cache.py)
+MARKET_LISTS = frozenset({"/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo"})
+MARKET_LIST_TTL = 30.0
 
 _SPOT_WEIGHTS = {
     ("GET", "/api/v3/account"): 20, ("GET", "/api/v3/exchangeInfo"): 20, ("GET", "/api/v3/allOrders"): 20,

@@ -61,6 +61,8 @@ class Outcome:
     facts: RequestFacts | None = None
     notional: Decimal | None = None
     transport: str = "rest"  # rest | ws (a WebSocket request frame or connection)
+    cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer
+    no_store: bool = False  # the exchange marked its answer no-store/private: never shared
 
 
 def new_request_id() -> str:

@@ -18,6 +18,7 @@ from yarl import URL
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import Core, NonceTurn, Outcome, Route, new_request_id
+from keyproxy.proxy.public_cache import Cached, PublicCache
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
 from keyproxy.proxy.upstream import UpstreamClients
@@ -55,6 +56,7 @@ class Pipeline:
         self._clients = clients
         self._limits = limits
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
+        self._cache = PublicCache()  # identical public GETs shared by every bot (public_cache.py)
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
         outcome.method, outcome.source_ip = request.method, request.remote
@@ -68,6 +70,36 @@ class Pipeline:
         if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
             await self._fetch_market_lists(route)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
+        ttl = route.adapter.public_ttl(request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
+        if not ttl:
+            return await self._send(request, route, incoming, headers, outcome)
+        key = (route.origin, request.method, path, query)
+        cached = self._cache.get(key)
+        if cached is None:
+            own: list[web.StreamResponse] = []
+
+            async def load() -> Cached | None:
+                response = await self._send(request, route, incoming, headers, outcome)
+                own.append(response)
+                if response.status != 200 or outcome.no_store or not isinstance(response, web.Response) \
+                        or not isinstance(response.body, bytes):
+                    return None
+                return Cached(response.status, dict(response.headers), response.body)
+
+            cached, loaded = await self._cache.fetch(key, ttl, load)
+            if loaded:
+                return own[0]
+            if cached is None:  # the answer we waited for was not one to share: ask on our own
+                return await self._send(request, route, incoming, headers, outcome)
+            outcome.cache = "shared"
+        else:
+            outcome.cache = "hit"
+        outcome.decision, outcome.upstream_status = "allow", cached.status
+        return web.Response(status=cached.status, body=cached.body, headers=cached.headers)
+
+    async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: dict[str, str],
+                    outcome: Outcome) -> web.StreamResponse:
+        """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
         charges = self.core.spend_budget(route, incoming, outcome)
         async with self.core.turn(route) as turn:
             outbound = self.core.sign(route, incoming, outcome)
@@ -140,6 +172,8 @@ class Pipeline:
                                        data=out.body or None, allow_redirects=False, timeout=timeout) as resp:
                 turn.release()  # the exchange has seen the nonce: the next request may go
                 outcome.upstream_status = resp.status
+                cache_control = resp.headers.get("Cache-Control", "").lower()
+                outcome.no_store = "no-store" in cache_control or "private" in cache_control
                 if charges:
                     self.core.observe_budget(charges, resp.status, {k.lower(): v for k, v in resp.headers.items()})
                 headers = _relayed_headers(resp.headers, route.adapter.relayed_response_headers)

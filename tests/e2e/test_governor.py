@@ -94,6 +94,33 @@ def _markets(dev: DevStack) -> dict[str, Any]:
     return ex.markets  # type: ignore[no-any-return]
 
 
+def test_ten_bots_loading_markets_at_once_cost_the_exchange_one_request_per_market_list(dev: DevStack) -> None:
+    bots = []
+    for i in range(10):
+        creds = dev.add_bot(f"loader{i}", "main", "read")
+        bots.append(_bot(creds["api_key"], creds["secret"], creds["base_url"]))
+    start = len(dev.journal())
+    loaded: list[int] = []
+    threads = [threading.Thread(target=lambda b=b: loaded.append(len(b.load_markets()))) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(loaded) == 10 and len(set(loaded)) == 1
+    lists = [e["path"] for e in dev.journal()[start:] if e["path"].endswith("/exchangeInfo")]
+    assert sorted(lists) == sorted(set(lists)) and "/api/v3/exchangeInfo" in lists  # each list fetched once
+    # every bot gets the same bytes (cache hits), the exchange's answer of the moment it was asked
+    shared = []
+    for _ in range(2):
+        with urllib.request.urlopen(f"{dev.proxy_url}/main/api/v3/exchangeInfo", timeout=10) as r:
+            shared.append(r.read())
+    with urllib.request.urlopen(f"{dev.emulator_url}/api/v3/exchangeInfo", timeout=10) as r:
+        own = json.loads(r.read())
+    assert shared[0] == shared[1]
+    assert {**json.loads(shared[0]), "serverTime": 0} == {**own, "serverTime": 0}  # only its clock moved on
+    assert len([e for e in dev.journal()[start:] if e["path"] == "/api/v3/exchangeInfo"]) == 2  # ours + direct
+
+
 @pytest.fixture(scope="module")
 def markets(dev: DevStack) -> dict[str, Any]:
     return _markets(dev)
@@ -139,3 +166,4 @@ def test_eight_bots_through_keyproxy_never_trip_the_limit_and_every_cancel_goes_
     _run(direct, 3.0, markets)
     banned = limits(dev, binance_weight_per_minute=None)["answered"]
     assert banned["429"] > after["429"] and banned["418"] > after["418"]
+
