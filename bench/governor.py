@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from keyproxy.exchanges.base import IncomingRequest
 from keyproxy.exchanges.binance import Binance
 from keyproxy.policy.budget import Charge, Governor
 
@@ -21,11 +22,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200_000)
     n = ap.parse_args().n
     adapter, governor = Binance(), Governor(reserve=0.1)
-    origin = "https://api.binance.com"
+    origin = "binance@production"
+    order = IncomingRequest("POST", "/api/v3/order", "symbol=BTCUSDT&side=SELL", {}, b"")
     headers = {"x-mbx-used-weight-1m": "42", "x-mbx-order-count-10s": "3"}
     start = time.perf_counter()
     for i in range(n):
-        costs = adapter.costs("POST", "/api/v3/order", "symbol=BTCUSDT&side=SELL")
+        costs = adapter.costs(order)
         charges = tuple(Charge(b, origin if b.per == "ip" else "main", c) for b, c in costs)
         assert governor.spend(charges, False, i * 0.25) is None  # 4 orders a second (simulated): all paid
     spend = (time.perf_counter() - start) / n * 1e6

@@ -240,7 +240,7 @@ class Adapter(Protocol):
     # optional hooks, with their defaults in AdapterHooks
     def warm(self) -> None: ...
 
-    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]: ...
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]: ...
 
     def public_ttl(self, method: str, path: str) -> float: ...
 
@@ -306,9 +306,9 @@ class AdapterHooks:
         only: an order book or a price must be the exchange's own answer at the time it is asked."""
         return 0.0
 
-    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
-        """What the request costs against each of the exchange's own rate budgets (policy/budget.py); () for
-        none keyproxy models."""
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        """What the request (or WebSocket frame) costs against each of the exchange's own rate budgets
+        (policy/budget.py); () for none keyproxy models."""
         return ()
 
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]:

@@ -319,8 +319,8 @@ class Binance(AdapterHooks):
         """exchangeInfo (spot, USD-M, COIN-M): what every bot loads at start, weight 20 each on spot."""
         return MARKET_LIST_TTL if method == "GET" and path in MARKET_LISTS else 0.0
 
-    def costs(self, method: str, path: str, query: str) -> tuple[tuple[Budget, int], ...]:
-        return binance_costs(method, path, query)
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        return binance_costs(req.method, req.path, req.query)
 
     def retired(self, method: str, path: str) -> str | None:
         if path == "/api/v3/userDataStream":

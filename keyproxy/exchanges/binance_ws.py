@@ -22,10 +22,12 @@ from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
     unique_members,
 )
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 WS_API_PATH = "/ws-api/v3"
@@ -217,6 +219,17 @@ class BinanceWsApi(WsDialect):
         params = parse_frame(req.body).get("params", {})
         query = urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
         return IncomingRequest(spec.twin[0], spec.twin[1], query, {}, b"")
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        """A WebSocket API request spends the IP's request weight as its REST twin does (Binance: "the WebSocket
+        API shares the REST API's IP limits"); a session method without a twin costs 1 (REQUEST_WEIGHT)."""
+        try:
+            twin = self._twin(req)
+        except BadRequest:
+            return ()
+        if twin is None:
+            return ((SPOT_WEIGHT, 1),)
+        return binance_costs(twin.method, twin.path, twin.query)
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         twin = self._twin(req)

@@ -225,17 +225,20 @@ class Core:
         Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
         if self.governor is None:
             return ()
-        adapter = route.adapter
-        costs = adapter.costs(incoming.method, incoming.path, incoming.query)
-        if not costs:
+        account = route.account
+        costs = route.adapter.costs(incoming)
+        if not costs or account.adapter is None or account.upstream is None:
             return ()
-        charges = tuple(Charge(self._budget(adapter.name, budget), route.origin if budget.per == "ip"
-                               else route.account.info.name, cost) for budget, cost in costs)
+        # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
+        # API spends the REST API's weight); a per-account one is the account's
+        exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
+        charges = tuple(Charge(self._budget(exchange, budget), ip_scope if budget.per == "ip"
+                               else account.info.name, cost) for budget, cost in costs)
         now = self.clock_ms() / 1000
         wait = self.governor.spend(charges, _way_out(outcome.facts), now)
         if wait is not None:
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
-            raise Refused("budget_exhausted", f"{adapter.name}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
+            raise Refused("budget_exhausted", f"{exchange}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
                           f"), shared by every bot of this keyproxy, is "
                           f"{'closed: the exchange answered 429/418' if banned else 'spent'}; retry in "
                           f"{math.ceil(wait)} s", wait)

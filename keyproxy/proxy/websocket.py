@@ -278,6 +278,7 @@ class _Connection:
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
             real = await self._stream_token(route, outcome) if virtual else None
+            core.spend_budget(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route):
                 out = core.sign(route, incoming, outcome, stream_token=real)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
@@ -320,7 +321,8 @@ class _Connection:
         outcome.decision = "deny"
         status = STATUS.get(e.code, 400)
         dialect: Any = self.dialect
-        shaped = dialect.ws_refusal(frame_id, method, e.code, e.message, status) if dialect is not None else \
+        native = "rate_limited" if e.code == "budget_exhausted" else e.code  # the SDK's own back-off
+        shaped = dialect.ws_refusal(frame_id, method, native, e.message, status) if dialect is not None else \
             {"id": frame_id, "status": status, "error": {"msg": e.message}}
         answer: dict[str, Any] = {**shaped, "keyproxy_error": e.code, "request_id": outcome.request_id}
         if e.retry_after is not None:

@@ -144,6 +144,25 @@ def test_an_injected_418_stops_all_traffic_on_the_budget_until_retry_after(dev: 
     assert 'keyproxy_exchange_rate_limit_answers_total{account="main",status="418"} 1.0' in dev.metrics()
 
 
+async def test_the_websocket_api_spends_the_same_ip_budget(dev: DevStack) -> None:
+    """Binance's WebSocket API shares the REST API's IP weight: a held budget refuses frames too, locally."""
+    from tests.e2e.test_websocket_binance import exchange, signed, ws_url
+    from tests.e2e.wsstack import ws_entries
+
+    creds = dev.add_bot("ws-spender", "main", "read,trade")
+    [ok] = await exchange(ws_url(creds), signed(creds, "account.status", {}, "a1"))
+    assert ok["status"] == 200
+    limits(dev, ban_now=2)
+    with pytest.raises(ccxt.DDoSProtection):  # a REST request meets the exchange's 418 ...
+        bot = _bot(creds["api_key"], creds["secret"], creds["base_url"])
+        bot.publicGetTime()
+    start = len(dev.journal())
+    [held] = await exchange(ws_url(creds), signed(creds, "account.status", {}, "a2"))  # ... then the socket waits
+    assert held["keyproxy_error"] == "budget_exhausted" and held["status"] == 429 and held["error"]["code"] == -1003
+    assert ws_entries(dev, start) == []
+    time.sleep(2.2)
+
+
 def test_eight_bots_through_keyproxy_never_trip_the_limit_and_every_cancel_goes_through(
         dev: DevStack, markets: dict[str, Any]) -> None:
     limits(dev, binance_weight_per_minute=LIMIT, ban_seconds=30)
