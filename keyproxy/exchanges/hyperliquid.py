@@ -112,6 +112,7 @@ class Hyperliquid(AdapterHooks):
         # body digest -> the addresses that may have signed it: `presented_keys` and `verify` read one
         # request's signature once (recovery costs ~0.5 ms per source)
         self._recovered: dict[bytes, _Recovery] = {}
+        self._parsed: dict[bytes, dict[str, Any]] = {}  # body -> its document: parsed once per request, not six times
         self._mainnet_first = True  # which phantom-agent source to recover first (the last one that matched)
         self._last_source: dict[str, bool] = {}
 
@@ -133,7 +134,7 @@ class Hyperliquid(AdapterHooks):
     def classify_request(self, req: IncomingRequest) -> Endpoint | None:
         if req.path != EXCHANGE_PATH:
             return None
-        doc = parse_exchange_body(req.body)
+        doc = self._doc(req.body)
         action = doc["action"]
         if action["type"] == "setReferrer" or (
                 action["type"] == "approveBuilderFee" and str(action.get("builder", "")).lower() == CCXT_BUILDER):
@@ -158,7 +159,7 @@ class Hyperliquid(AdapterHooks):
         if req.path != EXCHANGE_PATH:
             return ()
         try:
-            return self._signers(req.body, parse_exchange_body(req.body))
+            return self._signers(req.body, self._doc(req.body))
         except BadRequest:
             return ()
 
@@ -189,6 +190,17 @@ class Hyperliquid(AdapterHooks):
         self._recovered[digest] = recovery
         return recovery
 
+    def _doc(self, body: bytes) -> dict[str, Any]:
+        """The `/exchange` document of a body (BadRequest when malformed), remembered for the request's other
+        steps; callers copy before changing it (`sign`)."""
+        doc = self._parsed.get(body)
+        if doc is None:
+            doc = parse_exchange_body(body)
+            if len(self._parsed) >= _RECOVERED_CACHE:
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[body] = doc
+        return doc
+
     def _recover_l1(self, connection: bytes, mainnet: bool, signature: object) -> str | None:
         address = _eth.recover_typed(_eth.l1_typed_data(connection, mainnet), signature)
         if address is not None:
@@ -200,7 +212,7 @@ class Hyperliquid(AdapterHooks):
     def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
         if req.path != EXCHANGE_PATH:
             return Verified(req, replay_id="", expires_ms=0)  # /info: public, nothing signed
-        doc = parse_exchange_body(req.body)
+        doc = self._doc(req.body)
         if doc.get("vaultAddress") is not None:
             raise BadRequest("vaultAddress: trading for a vault or sub-account through keyproxy is not supported; "
                              "give that account its own keyproxy account")
@@ -233,7 +245,7 @@ class Hyperliquid(AdapterHooks):
             return OutboundRequest("POST", ctx.origin, INFO_PATH, "", headers, req.body)
         if ctx.nonce is None or key.private_key is None:
             raise BadRequest("hyperliquid signing needs keyproxy's nonce and the account's private key")
-        doc = parse_exchange_body(req.body)
+        doc = self._doc(req.body)
         action = dict(doc["action"])  # the bot's key order: msgpack hashes it as sent
         mainnet = ctx.environment != "testnet"
         nonce = ctx.nonce
@@ -286,14 +298,14 @@ class Hyperliquid(AdapterHooks):
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         if req.path != EXCHANGE_PATH:
             return RequestFacts(action="other")
-        return hyperliquid_facts(parse_exchange_body(req.body))
+        return hyperliquid_facts(self._doc(req.body))
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
         """The `#<asset>` markets an action names (the core maps them to the exchange's names)."""
         if req.path != EXCHANGE_PATH:
             return ()
         try:
-            facts = hyperliquid_facts(parse_exchange_body(req.body))
+            facts = hyperliquid_facts(self._doc(req.body))
         except BadRequest:
             return ()
         return tuple(dict.fromkeys(leg.symbol for leg in (facts, *facts.orders) if leg.symbol))
