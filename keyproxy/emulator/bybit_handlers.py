@@ -208,6 +208,7 @@ class BybitHandlers:
         if ws is not None and ws.sessions:
             asyncio.get_running_loop().create_task(ws.publish(account, {**order.doc(), "category":
                                                                         order.market.category}, now))
+            asyncio.get_running_loop().create_task(ws.publish_wallet(account, now))
 
     def create_batch(self, call: Call) -> dict[str, Any]:
         """"Batch Place Order": `request` holds at most 20 orders (10 on spot), each placed as a single

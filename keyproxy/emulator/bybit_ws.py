@@ -4,7 +4,7 @@
 `auth`: `{"op": "auth", "args": [apiKey, expires (ms, in the future), signature]}` with signature =
 hex HMAC-SHA256(secret, "GET/realtime" + expires) (base64 RSA for RSA keys). `subscribe` to `order`
 pushes `{"topic": "order", "data": [order]}` whenever one of the account's orders changes (REST or
-WebSocket). On `/v5/trade`, `order.create` / `order.cancel` run the REST handlers and answer
+WebSocket), and `wallet` the unified account (REST wallet-balance's `list`) after each such change. On `/v5/trade`, `order.create` / `order.cancel` run the REST handlers and answer
 `{"reqId", "retCode", "retMsg", "op", "data", "header"}`.
 """
 
@@ -85,6 +85,13 @@ class BybitWs:
             return {**fail, "ret_msg": "Invalid sign"}
         self.sessions[ws] = (verifier.key, self.emulator.accounts[api_key])
         return {"success": True, "ret_msg": "", "op": "auth", "req_id": req_id, "conn_id": "emu"}
+
+    async def publish_wallet(self, account: Any, now: int) -> None:
+        """A `wallet` topic push (the unified account, as REST's wallet-balance lists it) after an order change."""
+        for ws, (_, acct) in list(self.sessions.items()):
+            if acct is account and "wallet" in self.topics.get(ws, ()) and not ws.closed:
+                await ws.send_str(json.dumps({"id": f"emu-w-{now}", "topic": "wallet", "creationTime": now,
+                                              "data": account.wallet_doc(None)["list"]}))
 
     async def publish(self, account: Any, order_doc: dict[str, Any], now: int) -> None:
         """An `order` topic push to every socket of the account subscribed to it."""

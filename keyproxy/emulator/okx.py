@@ -239,6 +239,7 @@ class OkxEmulator(AccountHandlers):
         """An order changed (REST or WebSocket): the `orders` channel of the account's sockets hears of it."""
         if self.ws.sessions:
             asyncio.get_running_loop().create_task(self.ws.publish(account, order.doc(account.lever(order.inst))))
+            asyncio.get_running_loop().create_task(self.ws.publish_account(account))
 
     def place_order(self, call: Call) -> dict[str, Any]:
         return self._place(call, [call.params])

@@ -4,12 +4,14 @@
 `login`: args[0] = {apiKey, passphrase, timestamp (Unix seconds), sign = Base64(HMAC-SHA256(secret,
 timestamp + "GET" + "/users/self/verify"))}, 30 s window; after it the connection's requests are unsigned.
 `subscribe` to `orders` pushes `{"arg", "data": [order]}` whenever one of the account's orders changes (by
-REST or WebSocket). Order ops (`order`, `batch-orders`, `cancel-order`) run the REST handlers and answer
+REST or WebSocket); `subscribe` to `account` ("Account channel") pushes the balance document of REST's
+`/api/v5/account/balance`, a snapshot at once and an update on every order change. Order ops (`order`, `batch-orders`, `cancel-order`) run the REST handlers and answer
 `{"id", "op", "code", "msg", "data"}`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -57,6 +59,8 @@ class OkxWs:
             arg = args[0] if args and isinstance(args[0], dict) else {}
             channels = self.channels.setdefault(ws, set())
             (channels.add if op == "subscribe" else channels.discard)(str(arg.get("channel")))
+            if op == "subscribe" and arg.get("channel") == "account":  # OKX pushes a snapshot first
+                asyncio.get_running_loop().create_task(self.publish_account(self.sessions[ws], "snapshot"))
             return {"event": op, "arg": arg, "connId": "emu"}
         account = self.sessions.get(ws)
         base = {"id": frame.get("id", ""), "op": op}
@@ -90,6 +94,14 @@ class OkxWs:
             return {"event": "error", "code": "60007", "msg": "Invalid sign"}
         self.sessions[ws] = self.emulator.accounts[api_key]
         return {"event": "login", "code": "0", "msg": "", "connId": f"emu{next(self._conn)}"}
+
+    async def publish_account(self, account: Any, event: str = "event_update") -> None:
+        """An `account` channel push (the REST balance's document) to the account's subscribed sockets."""
+        doc = self.emulator.balance(Call({}, account, int(self.emulator.clock() * 1000)))
+        for ws, acct in list(self.sessions.items()):
+            if acct is account and "account" in self.channels.get(ws, ()) and not ws.closed:
+                await ws.send_str(json.dumps({"arg": {"channel": "account", "uid": "1"}, "eventType": event,
+                                              "curPage": 1, "lastPage": True, "data": doc}))
 
     async def publish(self, account: Any, order_doc: dict[str, Any]) -> None:
         """An `orders` channel push to every socket of the account subscribed to it."""

@@ -101,6 +101,23 @@ async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
     assert all(e["signature_verified"] for e in ws_entries(dev, start) if e["method"] == "auth")
 
 
+async def test_ccxt_pro_watch_balance(dev: DevStack) -> None:
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("bbbalance", "bb", "read,trade")
+    ex = point_ccxt_at(ccxtpro.bybit({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        await ex.load_markets()
+        watcher = asyncio.create_task(ex.watch_balance())
+        await asyncio.sleep(1.5)
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)  # an order change: a wallet push
+        balance = await asyncio.wait_for(watcher, 15)
+        assert balance["USDT"]["total"] > 0 and balance["USDT"]["used"] > 0  # the order holds funds
+    finally:
+        await ex.close()
+    subscribes = [e for e in ws_entries(dev, start) if e["method"] == "subscribe"]
+    assert any('"wallet"' in e["body"] for e in subscribes)
+
 async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
     creds = dev.add_bot("bbrevoked", "bb", "read")
     async with aiohttp.ClientSession() as s, s.ws_connect(url(creds, "/v5/private")) as ws:

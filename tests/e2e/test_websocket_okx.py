@@ -102,6 +102,27 @@ async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
     assert logins and all(e["signature_verified"] for e in logins)
 
 
+async def test_ccxt_pro_watch_balance(dev: DevStack) -> None:
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("okxbalance", "okx", "read,trade")
+    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                    "password": creds["passphrase"]}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        await ex.load_markets()
+        first = await asyncio.wait_for(ex.watch_balance(), 15)  # the account channel's snapshot
+        assert first["USDT"]["total"] > 0
+        watcher = asyncio.create_task(ex.watch_balance())
+        await asyncio.sleep(0.5)
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)  # an order change: an update
+        update = await asyncio.wait_for(watcher, 15)
+        assert update["USDT"]["used"] > first["USDT"]["used"]  # the order holds funds now
+    finally:
+        await ex.close()
+    subscribes = [e for e in ws_entries(dev, start) if e["method"] == "subscribe"]
+    assert any('"account"' in e["body"] for e in subscribes)
+
+
 async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
     creds = dev.add_bot("okxrevoked", "okx", "read")
     async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
