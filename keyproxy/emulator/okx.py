@@ -62,7 +62,7 @@ from keyproxy.emulator.okx_auth import (
     authenticate,
     permission_denied,
 )
-from keyproxy.emulator.okx_data import INST_TYPES, INSTRUMENTS, fmt
+from keyproxy.emulator.okx_data import INST_BY_CODE, INST_TYPES, INSTRUMENTS, fmt
 from keyproxy.emulator.okx_orders import empty, instrument, new_order, text
 from keyproxy.emulator.okx_state import Account, OrderRejected
 
@@ -252,7 +252,8 @@ class OkxEmulator(AccountHandlers):
 
     def _find(self, call: Call, missing: tuple[str, str]) -> Any:
         q = call.query
-        inst_id = text(q, "instId")
+        code = q.get("instIdCode")
+        inst_id = text(q, "instId") or (INST_BY_CODE.get(code, "") if isinstance(code, int) else "")
         if not inst_id:
             raise empty("instId")
         ord_id, cl_ord_id = text(q, "ordId"), text(q, "clOrdId")

@@ -132,6 +132,8 @@ def _instruments() -> list[Instrument]:
 
 
 INSTRUMENTS: dict[str, Instrument] = {i.inst_id: i for i in _instruments()}
+INST_ID_CODES: dict[str, int] = {inst_id: 10_000 + n for n, inst_id in enumerate(INSTRUMENTS)}
+INST_BY_CODE: dict[int, str] = {code: inst_id for inst_id, code in INST_ID_CODES.items()}
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 
 

@@ -23,6 +23,8 @@ from aiohttp import web
 from keyproxy.emulator.base import serve_frames
 
 from keyproxy.emulator.okx_account import Call
+from keyproxy.emulator.okx_auth import OkxError
+from keyproxy.emulator.okx_state import OrderRejected
 
 VERIFY_PATH = "/users/self/verify"
 WINDOW_S = 30
@@ -72,7 +74,12 @@ class OkxWs:
                     "cancel-order": lambda: self.emulator.cancel_order(Call(args[0], account, now))}
         if op not in handlers or not args:
             return {**base, "code": "60012", "msg": f"Unsupported operation {op}", "data": []}
-        result = handlers[op]()
+        try:
+            result = handlers[op]()
+        except (OrderRejected, OkxError) as e:  # a parameter error answers the frame, as OKX does
+            code = str(getattr(e, "code", "50014"))
+            entry["error_code"] = int(code) if code.isdigit() else None
+            return {**base, "code": code, "msg": str(getattr(e, "msg", e)), "data": []}
         entry["error_code"] = None if result["code"] == "0" else int(result["data"][0]["sCode"])
         return {**base, **result, "inTime": str(now * 1000), "outTime": str(now * 1000)}
 

@@ -94,10 +94,12 @@ async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
         order = await ex.create_order_ws("BTC/USDT:USDT", "limit", "buy", 0.001, 20000)
         seen = await asyncio.wait_for(watcher, 15)
         assert any(o["id"] == order["id"] for o in seen)
+        await ex.cancel_order_ws(order["id"], "BTC/USDT:USDT")
+        assert order["id"] not in [o["id"] for o in await ex.fetch_open_orders("BTC/USDT:USDT")]
     finally:
         await ex.close()
     methods = [e["method"] for e in ws_entries(dev, start)]
-    assert {"auth", "subscribe", "order.create"} <= set(methods), methods
+    assert {"auth", "subscribe", "order.create", "order.cancel"} <= set(methods), methods
     assert all(e["signature_verified"] for e in ws_entries(dev, start) if e["method"] == "auth")
 
 
