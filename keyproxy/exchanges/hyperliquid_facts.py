@@ -194,9 +194,12 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
 def hyperliquid_market_names(body: bytes) -> dict[str, str]:
     """`#<asset>` -> name, from a `meta`, `spotMeta` or `*AndAssetCtxs` answer (others: {})."""
     try:
-        doc = json.loads(body)
+        return _market_names_of(json.loads(body))
     except (ValueError, RecursionError):
         return {}
+
+
+def _market_names_of(doc: object) -> dict[str, str]:
     if isinstance(doc, list) and doc and isinstance(doc[0], dict):
         doc = doc[0]  # [meta, [asset contexts]]
     if not isinstance(doc, dict) or not isinstance(doc.get("universe"), list):
@@ -229,7 +232,7 @@ def hyperliquid_prices(body: bytes) -> dict[str, Decimal]:
                 out[name] = price
         return out
     if isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], dict) and isinstance(doc[1], list):
-        names = hyperliquid_market_names(json.dumps(doc[0]).encode())
+        names = _market_names_of(doc[0])
         by_index = [names.get(k) for k in sorted(names, key=lambda k: int(k[1:]))]
         for name, ctx in zip(by_index, doc[1], strict=False):
             if name and isinstance(ctx, dict):

@@ -58,3 +58,9 @@ class Refused(Exception):
     @property
     def status(self) -> int:
         return STATUS[self.code]
+
+
+def exchange_code(code: str) -> str:
+    """The code whose exchange-shaped fields a refusal carries: the exchange's own budget being spent is
+    answered as the exchange's rate-limit error, so each SDK backs off as it knows how."""
+    return "rate_limited" if code == "budget_exhausted" else code

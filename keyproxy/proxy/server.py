@@ -21,7 +21,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from keyproxy.errors import where
 from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id, split_target
-from keyproxy.proxy.refusal import STATUS, Refused
+from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 
 log = logging.getLogger("keyproxy.proxy")
 
@@ -112,8 +112,7 @@ class ProxyFrontDoor:
             outcome.code = e.code
             status = e.status
             adapter = outcome.adapter
-            native = "rate_limited" if e.code == "budget_exhausted" else e.code  # the SDK's own back-off
-            extra = adapter.native_error(native, e.message) if adapter else None  # type: ignore[attr-defined]
+            extra = adapter.native_error(exchange_code(e.code), e.message) if adapter else None  # type: ignore[attr-defined]
             response = error_response(e.code, e.message, outcome.request_id, extra, e.retry_after)
             if adapter is not None:
                 response.set_status(adapter.refusal_status(e.code, e.status))  # type: ignore[attr-defined]

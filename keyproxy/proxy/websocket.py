@@ -31,7 +31,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.own_calls import signed_call
-from keyproxy.proxy.refusal import STATUS, Refused
+from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
 
 log = logging.getLogger("keyproxy.proxy")
@@ -321,8 +321,7 @@ class _Connection:
         outcome.decision = "deny"
         status = STATUS.get(e.code, 400)
         dialect: Any = self.dialect
-        native = "rate_limited" if e.code == "budget_exhausted" else e.code  # the SDK's own back-off
-        shaped = dialect.ws_refusal(frame_id, method, native, e.message, status) if dialect is not None else \
+        shaped = dialect.ws_refusal(frame_id, method, exchange_code(e.code), e.message, status) if dialect is not None else \
             {"id": frame_id, "status": status, "error": {"msg": e.message}}
         answer: dict[str, Any] = {**shaped, "keyproxy_error": e.code, "request_id": outcome.request_id}
         if e.retry_after is not None:
