@@ -33,7 +33,7 @@ def main() -> None:
     spend = (time.perf_counter() - start) / n * 1e6
     start = time.perf_counter()
     for i in range(n):
-        governor.observe(charges, 200, headers, None, i * 0.25)
+        governor.observe(charges, headers, i * 0.25)
     observe = (time.perf_counter() - start) / n * 1e6
     print(f"costs + spend: {spend:.2f} us per request; observe: {observe:.2f} us per answer (n={n})")
 

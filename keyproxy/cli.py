@@ -596,6 +596,10 @@ def cmd_status(ctx: Context) -> int:
         ctx.out(f"THROTTLED bot {name} (1 request/s for 5 minutes after a rate spike)")
     for h in st["halts"]:
         ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
+    for b in st.get("budgets", []):
+        closed = f"; CLOSED for {b['closed_s']:g} s (the exchange refused for rate)" if b["closed_s"] else ""
+        ctx.out(f"budget {b['scope']} {b['budget']}: {b['used']:g} of {b['limit']} "
+                f"({100 * b['used'] / b['limit']:.0f}%){closed}; bots: {', '.join(b['bots']) or '-'}")
     return 0
 
 
@@ -950,7 +954,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(sub, "doctor", cmd_doctor, "check the installation and explain each problem with its fix (changes nothing)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--offline", action="store_true", help="skip the exchange checks (key permissions, clock skew)")
-    sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots and halts in force")
+    sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots, halts in force and the exchanges' rate budgets in use")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd(sub, "serve", cmd_serve, "run the signing proxy daemon")

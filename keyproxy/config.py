@@ -67,6 +67,9 @@ class GovernorSettings:
     enabled: bool = True
     reserve: float = 0.1  # the share of each budget kept for cancels and reduce-only orders
     limits: Mapping[str, int] = field(default_factory=dict)  # "binance.REQUEST_WEIGHT" -> limit per window
+    shares: Mapping[str, float] = field(default_factory=dict)  # bot -> weight of its share of each budget
+    tiers: Mapping[str, str] = field(default_factory=dict)  # account -> its tier at the exchange (Kraken)
+    cache: Mapping[str, float] = field(default_factory=dict)  # "exchange:/path" -> seconds a public GET is shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,27 +285,58 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
 
 
 def _governor(r: _Reader, doc: Any) -> GovernorSettings:
-    """`[governor]` enabled, reserve (0 <= r < 1) and `[governor.limits]` ("exchange.BUDGET" = a positive limit
-    per window, for budgets the exchange adapters model)."""
+    """`[governor]` enabled, reserve (0 <= r < 1), `[governor.limits]` ("exchange.BUDGET" = a positive limit
+    per window, for budgets the exchange adapters model), `[governor.shares]` (bot = a positive weight),
+    `[governor.tiers]` (account = a tier the exchange publishes limits for) and `[governor.cache]`
+    ("exchange:/path" = seconds a public GET's answer is shared by every bot, 0 for never)."""
     from keyproxy.exchanges import default_adapters
 
-    g = r.table(doc, "governor", {"enabled", "reserve", "limits"})
+    g = r.table(doc, "governor", {"enabled", "reserve", "limits", "shares", "tiers", "cache"})
     reserve = g.get("reserve", 0.1)
     if type(reserve) not in (int, float) or not 0 <= reserve < 1:
         raise r.error("governor.reserve", f"must be at least 0 and below 1 (a share of each budget), not {reserve}")
-    limits_doc = g.get("limits", {})
-    if not isinstance(limits_doc, dict):
-        raise r.error("governor.limits", "must be a table of \"exchange.BUDGET\" = limit")
-    known = {f"{name}.{budget.name}" for name, adapter in default_adapters().items()
-             for budget in getattr(adapter, "budgets", ())}
+    adapters = default_adapters()
+
+    def entries(name: str, shape: str) -> dict[str, Any]:
+        table = g.get(name, {})
+        if not isinstance(table, dict):
+            raise r.error(f"governor.{name}", f"must be a table of {shape}")
+        return table
+
+    known = {f"{name}.{budget.name}" for name, adapter in adapters.items() for budget in getattr(adapter, "budgets", ())}
     limits: dict[str, int] = {}
-    for key, value in limits_doc.items():
+    for key, value in entries("limits", '"exchange.BUDGET" = limit').items():
         if key not in known:
             raise r.error(f"governor.limits.{key}", f"unknown budget (known: {', '.join(sorted(known))})")
         if type(value) is not int or value <= 0:
             raise r.error(f"governor.limits.{key}", f"must be a positive whole number, not {value!r}")
         limits[key] = value
-    return GovernorSettings(enabled=r.boolean(g, "governor", "enabled", True), reserve=float(reserve), limits=limits)
+    shares: dict[str, float] = {}
+    for key, value in entries("shares", "bot = weight").items():
+        if type(value) not in (int, float) or not 0 < value <= 1000:
+            raise r.error(f"governor.shares.{key}", f"must be a weight above 0 and at most 1000, not {value!r}")
+        shares[key] = float(value)
+    tier_names = {t for adapter in adapters.values() for t in getattr(adapter, "budget_tiers", {})}
+    tiers: dict[str, str] = {}
+    for key, value in entries("tiers", 'account = "tier"').items():
+        if value not in tier_names:
+            raise r.error(f"governor.tiers.{key}", f"unknown tier {value!r} (known: {', '.join(sorted(tier_names))})")
+        tiers[key] = value
+    cache: dict[str, float] = {}
+    for key, value in entries("cache", '"exchange:/path" = seconds').items():
+        exchange, _, path = key.partition(":")
+        adapter = adapters.get(exchange)
+        if adapter is None or not path.startswith("/"):
+            raise r.error(f"governor.cache.{key}", f"must name an exchange and a path, like \"binance:/api/v3/time\" "
+                          f"(exchanges: {', '.join(sorted(adapters))})")
+        endpoint = adapter.classify("GET", path)
+        if endpoint is None or endpoint.cls.value != "public":
+            raise r.error(f"governor.cache.{key}", f"not a public endpoint of {exchange}: only public answers are shared")
+        if type(value) not in (int, float) or not 0 <= value <= 3600:
+            raise r.error(f"governor.cache.{key}", f"must be seconds from 0 to 3600, not {value!r}")
+        cache[f"{exchange}:{path}"] = float(value)
+    return GovernorSettings(enabled=r.boolean(g, "governor", "enabled", True), reserve=float(reserve), limits=limits,
+                            shares=shares, tiers=tiers, cache=cache)
 
 
 def _anomaly(r: _Reader, doc: Any) -> dict[str, Any]:

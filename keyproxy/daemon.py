@@ -175,9 +175,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     clients = UpstreamClients()
     nonces = NonceSequence(store)
     gs = settings.governor
+    governor = Governor(gs.reserve, dict(gs.shares), dict(gs.limits), dict(gs.tiers)) if gs.enabled else None
     pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
-                        nonces, store, UsageBook(store), governor=Governor(gs.reserve) if gs.enabled else None,
-                        budget_limits=dict(gs.limits))
+                        nonces, store, UsageBook(store), governor=governor, public_ttls=gs.cache)
     if pipeline.core.governor is not None:
         metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
     listen = settings.listen
@@ -223,6 +223,12 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             raise
         restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics")
                    if getattr(new, name) != getattr(old, name)]
+        ng = new.governor
+        if ng.enabled != old.governor.enabled or ng.cache != old.governor.cache:
+            restart.append("governor")
+        if pipeline.core.governor is not None:  # budgets, shares and tiers apply at once
+            g = pipeline.core.governor
+            g.reserve, g.shares, g.limits, g.tiers = ng.reserve, dict(ng.shares), dict(ng.limits), dict(ng.tiers)
         config["file"] = new
         config["settings"] = replace(config["settings"], bot_policies=new.bot_policies,
                                      account_limits=new.account_limits)
@@ -249,7 +255,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
     controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store,
                         pinned=lambda: config["settings"].bot_policies, reload_config=reload_config,
-                        source_for_new=source_for_rekey)
+                        source_for_new=source_for_rekey,
+                        budgets=(lambda: governor.report(time.time())) if governor is not None else None)
     async def verify_new_key(account: str, creds: Any) -> tuple[bool, str]:
         entry = state.snapshot.accounts.get(account)
         if entry is None or entry.adapter is None or entry.upstream is None:

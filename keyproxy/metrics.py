@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from keyproxy import __version__
 
@@ -38,9 +38,10 @@ class Metrics:
                                        ["account"], buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_responses = Counter("keyproxy_upstream_responses", "Exchange answers by status class",
                                           ["account", "status_class"], registry=r)
-        self.rate_limit_answers = Counter("keyproxy_exchange_rate_limit_answers", "The exchange's own 429 and 418 "
-                                          "answers (keyproxy then holds that budget until Retry-After)",
-                                          ["account", "status"], registry=r)
+        self.rate_limit_answers = Counter("keyproxy_exchange_rate_limit_answers", "The exchange's own refusals for "
+                                          "rate by HTTP status and kind: limit (429, Bybit 10006, Kraken EAPI) or "
+                                          "ban (418, Bybit 403, Kraken lockout); keyproxy then holds the budget",
+                                          ["account", "status", "kind"], registry=r)
         self.anomalies = Counter("keyproxy_anomalies", "Anomaly rule firings by rule and action",
                                  ["rule", "action"], registry=r)
         self.key_actions = Counter("keyproxy_key_actions", "Quarantines and revocations of real keys",
@@ -101,4 +102,8 @@ def budget_families(governor: Any, now: float) -> list[Metric]:
         scope, _, name = key.rpartition("|")
         used.add_metric([scope, name], ratio)
         closed.add_metric([scope, name], 1.0 if governor.banned_until.get(key, 0) > now else 0.0)
-    return [used, closed]
+    refused = CounterMetricFamily("keyproxy_exchange_budget_refusals", "Requests keyproxy answered itself with the "
+                                  "exchange's rate-limit error, to keep a shared budget, by bot", labels=["bot"])
+    for bot, count in sorted(governor.refused_by_bot.items()):
+        refused.add_metric([bot or "-"], count)
+    return [used, closed, refused]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -106,11 +107,18 @@ def test_account_limit_tables(tmp_path: Path) -> None:
     ('[governor.limits]\n"binance.REQUEST_WEIGHT" = -5\n', "governor.limits.binance.REQUEST_WEIGHT: must be a positive"),
     ('[governor.limits]\n"binance.REQUEST_WEIGHT" = 1.5\n', "governor.limits.binance.REQUEST_WEIGHT: must be a positive"),
     ("[governor]\nspeed = 1\n", "governor.speed: unknown key"),
+    ('[governor.shares]\nbig = 0\n', "governor.shares.big: must be a weight above 0"),
+    ('[governor.shares]\nbig = "lots"\n', "governor.shares.big: must be a weight above 0"),
+    ("[governor]\nshares = 3\n", "governor.shares: must be a table"),
+    ('[governor.tiers]\nmain = "gold"\n', "governor.tiers.main: unknown tier 'gold' (known: intermediate, pro, starter)"),
+    ('[governor.cache]\n"binance:/api/v3/account" = 5\n', "governor.cache.binance:/api/v3/account: not a public endpoint"),
+    ('[governor.cache]\n"nowhere:/x" = 5\n', "governor.cache.nowhere:/x: must name an exchange and a path"),
+    ('[governor.cache]\n"binance:/api/v3/time" = -1\n', "governor.cache.binance:/api/v3/time: must be seconds from 0"),
 ])
 def test_bad_governor_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "k.toml"
     cfg.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(cfg, {})
 
 
@@ -119,3 +127,8 @@ def test_governor_settings_parse(tmp_path: Path) -> None:
     cfg.write_text('[governor]\nreserve = 0.2\n[governor.limits]\n"binance.REQUEST_WEIGHT" = 1200\n')
     g = load_settings(cfg, {}).governor
     assert (g.enabled, g.reserve, dict(g.limits)) == (True, 0.2, {"binance.REQUEST_WEIGHT": 1200})
+    cfg.write_text('[governor.shares]\nbig = 3\n[governor.tiers]\nkr = "pro"\n[governor.cache]\n'
+                   '"binance:/api/v3/ticker/price" = 1.5\n"okx:/api/v5/public/time" = 0\n')
+    g = load_settings(cfg, {}).governor
+    assert (dict(g.shares), dict(g.tiers), dict(g.cache)) == (
+        {"big": 3.0}, {"kr": "pro"}, {"binance:/api/v3/ticker/price": 1.5, "okx:/api/v5/public/time": 0.0})

@@ -52,8 +52,10 @@ class Controls:
                  audit: Callable[..., object] | None = None, state: StateStore | None = None,
                  pinned: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
                  reload_config: Callable[[], dict[str, Any]] | None = None,
-                 source_for_new: Callable[[str, str | None, str | None], Any] | None = None) -> None:
+                 source_for_new: Callable[[str, str | None, str | None], Any] | None = None,
+                 budgets: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.vault = vault
+        self._budgets = budgets  # the exchanges' own rate budgets in use (the daemon's governor)
         self._source_for_new = source_for_new
         self.pinned = pinned
         self._reload_config = reload_config
@@ -313,4 +315,5 @@ class Controls:
         st["quarantined_keys"] = [a.name for a in self.vault.list_accounts() if a.status != "active"]
         st["incidents"] = len(self._need_state().incidents()) if self.state is not None else 0
         st["throttled_bots"] = sorted(self._need_state().throttles(time.time())) if self.state is not None else []
+        st["budgets"] = self._budgets() if self._budgets is not None else []
         return st

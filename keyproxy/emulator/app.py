@@ -8,7 +8,7 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``GET  /_emulator/journal`` -> list of request records (oldest first)
 * ``GET  /_emulator/state``   -> balances / orders / withdrawals per key
 * ``POST /_emulator/reset``   -> clear journal and state
-* ``GET|POST /_emulator/limits`` -> Binance's request-weight limit per IP (``binance_limits.py``)
+* ``GET|POST /_emulator/limits`` -> the exchanges' rate limits (``binance_limits.py``, ``rate_limits.py``)
 * ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
 """
@@ -143,22 +143,49 @@ async def _framing_middleware(request: web.Request, handler: Any) -> web.StreamR
 
 
 async def _limits(request: web.Request) -> web.Response:
-    """Binance's request-weight limit (binance_limits.py): POST sets `binance_weight_per_minute`, `ban_seconds`
-    and `ban_now` (seconds of a 418 ban starting now); GET reports the limit, the minute's weight and the 429
-    and 418 answers given."""
-    emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
-    if emulator is None:
-        return web.Response(status=404, text="emulator: no binance here")
-    limits = emulator.limits
-    if request.method == "POST":
-        doc = await request.json()
+    """The exchanges' rate limits, off until set. POST: Binance's request weight (binance_limits.py):
+    `binance_weight_per_minute`, `ban_seconds`, `ban_now` (seconds of a 418 ban starting now); Bybit's, OKX's
+    and Kraken's (rate_limits.py): `bybit_ip_per_5s`, `bybit_uid_per_s`, `bybit_ban_seconds`, `bybit_reset`, `bybit_ban_now` (seconds),
+    `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}). GET (and POST) report
+    Binance's limit, weight and answers, and every exchange's refusals (`refused`)."""
+    by_name = {e.name: e for e in request.app[EMULATORS]}
+    doc = await request.json() if request.method == "POST" else {}
+    binance, bybit, okx, kraken = (by_name.get(n) for n in ("binance", "bybit", "okx", "kraken"))
+    out: dict[str, Any] = {"refused": {}}
+    if binance is not None:
+        limits = binance.limits
         if "binance_weight_per_minute" in doc:
             limits.per_minute = doc["binance_weight_per_minute"]
         limits.ban_seconds = float(doc.get("ban_seconds", limits.ban_seconds))
         if doc.get("ban_now"):
             limits.banned_until = request.app[CLOCK]() + float(doc["ban_now"])  # type: ignore[operator]
-    return web.json_response({"per_minute": limits.per_minute, "used": limits.used, "ban_seconds": limits.ban_seconds,
-                              "answered": {str(k): v for k, v in limits.answered.items()}})
+        out.update({"per_minute": limits.per_minute, "used": limits.used, "ban_seconds": limits.ban_seconds,
+                    "answered": {str(k): v for k, v in limits.answered.items()}})
+        out["refused"]["binance"] = out["answered"]
+    if bybit is not None:
+        rate = bybit.rate
+        if "bybit_ip_per_5s" in doc:
+            rate.ip.limit = doc["bybit_ip_per_5s"]
+        if "bybit_uid_per_s" in doc:
+            rate.uid_per_s = doc["bybit_uid_per_s"]
+        rate.ban_seconds = float(doc.get("bybit_ban_seconds", rate.ban_seconds))
+        if doc.get("bybit_reset"):
+            rate.banned_until, rate.uid = 0.0, {}
+            rate.ip.log.clear()
+        if doc.get("bybit_ban_now"):
+            rate.banned_until = request.app[CLOCK]() + float(doc["bybit_ban_now"])  # type: ignore[operator]
+        out["refused"]["bybit"] = dict(rate.answered)
+    if okx is not None:
+        if "okx_per_2s" in doc:
+            okx.rate.per_2s = dict(doc["okx_per_2s"] or {})
+        out["refused"]["okx"] = dict(okx.rate.answered)
+    if kraken is not None:
+        if "kraken_counter" in doc:
+            setting = doc["kraken_counter"] or {}
+            kraken.rate.limit = setting.get("limit")
+            kraken.rate.seconds_per_unit = float(setting.get("seconds_per_unit", 3.0))
+        out["refused"]["kraken"] = dict(kraken.rate.answered)
+    return web.json_response(out)
 
 
 async def _framing(request: web.Request) -> web.Response:

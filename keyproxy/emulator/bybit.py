@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
+from keyproxy.emulator.rate_limits import BybitLimits
 from keyproxy.emulator.base import Clock, RequestNote
 from keyproxy.emulator.bybit_auth import (
     PERMISSION_DENIED,
@@ -115,6 +116,7 @@ class BybitEmulator(BybitHandlers):
         self.accounts = {k.api_key: Account.fresh(k) for k in self.keys}
         self.verifiers = {k.api_key: Verifier(k) for k in self.keys}
         self.revoked: set[str] = set()
+        self.rate = BybitLimits()  # off until a test sets it (rate_limits.py)
 
     def state(self) -> dict[str, Any]:
         return {k: {**a.snapshot(), "revoked": k in self.revoked} for k, a in self.accounts.items()}
@@ -123,6 +125,29 @@ class BybitEmulator(BybitHandlers):
         return path.startswith("/v5/")
 
     async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
+        """The IP's requests per 5 s first (403 and a ban over it), then the endpoint's limit per key (retCode
+        10006 over it; the X-Bapi-Limit headers on every answer), when a test set them (rate_limits.py)."""
+        now = self.clock()
+        if self.rate.ip_refused(now):
+            note.exchange, note.error_code = self.name, 403
+            return web.Response(status=403, text="access too frequent")
+        api_key = request.headers.get("X-BAPI-API-KEY")
+        window = self.rate.endpoint(api_key, request.path) if api_key else None
+        if window is None:
+            return await self._handle(request, body, note)
+        refused = window.hit(now)
+        headers = {"X-Bapi-Limit": str(window.limit), "X-Bapi-Limit-Status": str(window.remaining()),
+                   "X-Bapi-Limit-Reset-Timestamp": str(int((window.reset_at(now) if refused else now) * 1000))}
+        if refused:
+            self.rate.answered["10006"] += 1
+            note.exchange, note.error_code = self.name, 10006
+            return web.json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
+                                      "time": int(now * 1000)}, headers=headers)
+        response = await self._handle(request, body, note)
+        response.headers.update(headers)
+        return response
+
+    async def _handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
         note.exchange = self.name
         route = ROUTES.get((request.method, request.path))
         if route is None:

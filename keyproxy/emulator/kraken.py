@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
+from keyproxy.emulator.rate_limits import KrakenLimits
 from keyproxy.emulator.base import Clock, RequestNote
 from keyproxy.emulator.kraken_auth import (
     PERMISSION_DENIED,
@@ -135,6 +136,7 @@ class KrakenEmulator:
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
         self.nonces = NonceBook()  # kept across reset(): an exchange never forgets nonces
+        self.rate = KrakenLimits()  # off until a test sets it (rate_limits.py)
         self.ws = KrakenWs(self)
         self.reset()
 
@@ -154,6 +156,11 @@ class KrakenEmulator:
     async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
         note.exchange = self.name
         now = self.clock()
+        api_key = request.headers.get("API-Key")
+        if request.path.startswith(PRIVATE) and api_key and \
+                self.rate.refused(api_key, request.path[len(PRIVATE):], now):  # the key's call counter
+            note.error_code = "EAPI:Rate limit exceeded"
+            return web.json_response({"error": ["EAPI:Rate limit exceeded"]})
         try:
             if request.path.startswith(PUBLIC):
                 result = self._public(request, now)

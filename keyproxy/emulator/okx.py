@@ -46,6 +46,7 @@ from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
 from keyproxy.emulator.base import Clock, RequestNote
+from keyproxy.emulator.rate_limits import OkxLimits
 from keyproxy.emulator.okx_ws import OkxWs
 from keyproxy.emulator.okx_account import (
     DEFAULT_PERMISSIONS,
@@ -110,6 +111,7 @@ class OkxEmulator(AccountHandlers):
         self.clock = clock
         self.keys = list(keys)
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
+        self.rate = OkxLimits()  # off until a test sets it (rate_limits.py)
         self.ws = OkxWs(self)
         self.reset()
 
@@ -124,6 +126,13 @@ class OkxEmulator(AccountHandlers):
         return path.startswith(PREFIX)
 
     async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
+        """The endpoint's limit per key and 2 s first, when a test set one (HTTP 429 50011 over it)."""
+        api_key = request.headers.get("OK-ACCESS-KEY")
+        if api_key and self.rate.refused(api_key, request.path, self.clock()):
+            return self._error(note, OkxError(429, "50011", "Too Many Requests"))
+        return await self._handle(request, body, note)
+
+    async def _handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
         note.exchange = self.name
         sub = request.path[len(PREFIX):]
         route = ROUTES.get((request.method, sub))

@@ -242,6 +242,9 @@ class Adapter(Protocol):
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]: ...
 
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None: ...
+
     def public_ttl(self, method: str, path: str) -> float: ...
 
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]: ...
@@ -295,6 +298,8 @@ class AdapterHooks:
     # the smallest of the signer's 100 highest, so its requests need no turn
     ordered_nonces: bool = True
     budgets: tuple[Budget, ...] = ()  # the exchange's own rate budgets keyproxy models (`costs` charges them)
+    # account tiers ("[governor.tiers] account = tier") -> the budgets that differ for an account of that tier
+    budget_tiers: Mapping[str, tuple[Budget, ...]] = {}
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
 
@@ -310,6 +315,19 @@ class AdapterHooks:
         """What the request (or WebSocket frame) costs against each of the exchange's own rate budgets
         (policy/budget.py); () for none keyproxy models."""
         return ()
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        """When the answer is the exchange refusing for rate: the seconds to send nothing on the request's
+        budgets, and the one budget it named (None: all of them); else None. `headers` lower-case; `body`
+        None for an answer too large to buffer. HTTP 429 and 418 (Binance's IP ban) hold for their
+        Retry-After, a minute without one."""
+        if status not in (418, 429):
+            return None
+        try:
+            return max(1.0, float(headers.get("retry-after", ""))), None
+        except ValueError:
+            return 60.0, None
 
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]:
         """Every virtual key id the request may present, in order, first match wins (Hyperliquid: the address

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
@@ -37,8 +39,10 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
+from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "x-bapi-api-key"
@@ -94,6 +98,16 @@ class Bybit(AdapterHooks):
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))
+
+    budgets = BUDGETS
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        endpoint = ENDPOINTS.get((req.method, req.path))
+        return bybit_costs(endpoint is not None and endpoint.cls is not EndpointClass.PUBLIC)
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        return bybit_rate_limit_hold(status, headers, body, int(time.time() * 1000))
 
     def presented_key(self, req: IncomingRequest) -> str | None:
         return req.headers.get(KEY_HEADER) or None
@@ -229,7 +243,7 @@ class Bybit(AdapterHooks):
             "unknown_bot": 10003, "unknown_account": 10003, "bad_signature": 10004,
             "replayed_request": 10004, "stale_request": 10002, "bad_request": 10001,
             "body_too_large": 10001, "request_timeout": 10001, "unknown_endpoint": 10017,
-            "ip_denied": 10010, "unavailable": 10006,
+            "ip_denied": 10010, "unavailable": 10006, "rate_limited": 10006,
         }.get(code, 10005 if code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined") else 10016)
         return {"retCode": native, "retMsg": message, "result": {}, "retExtInfo": {}}
 

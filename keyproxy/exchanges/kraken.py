@@ -22,7 +22,7 @@ import binascii
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote_plus
@@ -46,7 +46,9 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
+from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "api-key"
@@ -268,6 +270,17 @@ class Kraken(AdapterHooks):
 
     def presented_key(self, req: IncomingRequest) -> str | None:
         return req.headers.get(KEY_HEADER) or None
+
+    budgets = BUDGETS
+    budget_tiers = TIERS
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        private = req.path.startswith(PRIVATE_PREFIX) and req.method == "POST"
+        return kraken_costs(req.path[len(PRIVATE_PREFIX):] if private else None)
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        return kraken_rate_limit_hold(body)
 
     # --- drop-in verification ---------------------------------------------
 

@@ -21,6 +21,7 @@ import calendar
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from urllib.parse import unquote
@@ -44,8 +45,10 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
+from keyproxy.exchanges.okx_budget import BUDGETS, okx_costs, okx_rate_limit_hold
 from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.okx_facts import okx_contract_sizes, okx_facts, okx_order_book_change, okx_prices
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 KEY_HEADER = "ok-access-key"
@@ -109,6 +112,15 @@ class Okx(AdapterHooks):
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))
+
+    budgets = BUDGETS
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        return okx_costs(req.method, req.path, req.body)
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        return okx_rate_limit_hold(status, headers, body)
 
     def presented_key(self, req: IncomingRequest) -> str | None:
         return req.headers.get(KEY_HEADER) or None

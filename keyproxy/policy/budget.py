@@ -1,11 +1,13 @@
 """The exchanges' own rate budgets, shared by every bot behind keyproxy (issue 19).
 
-An exchange counts requests per egress IP (Binance request weight) or per account, never per bot; bots
-sharing a keyproxy are blind to each other's use, so the exchange answers 429 and then bans the IP
-(418) for everyone. The `Governor` spends each budget before a request goes upstream, corrects its view
-from the exchange's own usage headers after each answer, keeps a reserve for the way out (cancels and
-reduce-only orders), and, once the exchange has answered 429 or 418, sends nothing on that budget
-until the Retry-After it was given.
+An exchange counts requests per egress IP (Binance request weight, Bybit's 600 per 5 s), per account
+(Binance orders, OKX's sub-account order rate), per account and endpoint (Bybit, OKX) or per key with
+decay (Kraken's call counter), never per bot; bots sharing a keyproxy are blind to each other's use, so
+the exchange answers 429 and then bans the IP for everyone. The `Governor` spends each budget before a
+request goes upstream, corrects its view from the exchange's own usage headers after each answer, keeps
+a reserve for the way out (cancels and reduce-only orders), shares each budget fairly between the bots
+using it (a bot over its share waits first; an idle bot's share is lent), and, once the exchange has
+refused for rate, sends nothing on that budget until the Retry-After it was given.
 
 Pure and in memory: the adapter says what a request costs (`Adapter.costs`), the pipeline asks
 `spend` before forwarding and tells `observe` what came back.
@@ -14,18 +16,36 @@ Pure and in memory: the adapter says what a request costs (`Adapter.costs`), the
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["fixed", "rolling", "decay"]
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """One thing an exchange counts, in fixed windows aligned to the epoch (Binance: calendar minutes)."""
+    """One thing an exchange counts.
+
+    `kind`: "fixed" windows aligned to the epoch (Binance: calendar minutes), "rolling" windows (any
+    `window_s` span holds at most `limit`: Bybit, OKX), or "decay" (Kraken's counter: at most `limit`,
+    falling by one every `window_s` seconds). `per`: "ip" (every account of the exchange environment behind
+    this keyproxy shares it), "account", or "endpoint" (the account's, per request path)."""
 
     name: str  # REQUEST_WEIGHT, ORDERS_10S ...
-    per: str  # "ip": every account of the exchange behind this keyproxy shares it; "account"
+    per: str
     limit: int
     window_s: float
     header: str | None = None  # the answer header carrying the exchange's own count (lower-case)
+    kind: Kind = "fixed"
+    header_counts: Literal["used", "remaining"] = "used"
+    limit_header: str | None = None  # the answer header carrying the exchange's current limit (Bybit)
+
+    @property
+    def span(self) -> float:
+        """Seconds one request's cost stays counted (a decaying counter: until it is empty again)."""
+        return self.limit * self.window_s if self.kind == "decay" else self.window_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,69 +61,198 @@ class Charge:
         return f"{self.scope}|{self.budget.name}"
 
 
-@dataclass
-class _Window:
-    index: int
-    used: int
-    limit: int
+class _Meter:
+    """One budget's use in time, of its budget's kind (the governor keeps one per scope and one per bot)."""
+
+    __slots__ = ("budget", "limit", "index", "used_", "log", "at")
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget, self.limit = budget, budget.limit
+        self.index, self.used_, self.at = -1, 0.0, 0.0
+        self.log: deque[tuple[float, int]] = deque()
+
+    def used(self, now: float) -> float:
+        b = self.budget
+        if b.kind == "fixed":
+            return self.used_ if self.index == math.floor(now / b.window_s) else 0.0
+        if b.kind == "rolling":
+            log, edge = self.log, now - b.window_s
+            while log and log[0][0] <= edge:
+                self.used_ -= log.popleft()[1]
+            return self.used_
+        return max(0.0, self.used_ - (now - self.at) / b.window_s)
+
+    def add(self, cost: float, now: float) -> None:
+        b = self.budget
+        if b.kind == "fixed":
+            index = math.floor(now / b.window_s)
+            if index != self.index:
+                self.index, self.used_ = index, 0.0
+            self.used_ += cost
+        elif b.kind == "rolling":
+            self.used(now)
+            self.log.append((now, int(cost)))
+            self.used_ += cost
+        else:
+            self.used_, self.at = self.used(now) + cost, now
+
+    def wait(self, ceiling: float, cost: float, now: float) -> float:
+        """Seconds until `cost` more fits under `ceiling`; 0 when it fits now."""
+        used = self.used(now)
+        if used + cost <= ceiling:
+            return 0.0
+        b = self.budget
+        if b.kind == "fixed":
+            return (math.floor(now / b.window_s) + 1) * b.window_s - now
+        if b.kind == "rolling":
+            freed = 0.0
+            for t, c in self.log:
+                freed += c
+                if used - freed + cost <= ceiling:
+                    return max(0.001, t + b.window_s - now)
+            return b.window_s
+        return (used + cost - ceiling) * b.window_s
+
+    def at_least(self, used: float, now: float) -> None:
+        """The exchange counts more than we do (traffic keyproxy did not send): believe it."""
+        gap = used - self.used(now)
+        if gap > 0:
+            self.add(gap, now)
 
 
 @dataclass
 class Governor:
     """Budgets in use: `spend` before forwarding, `observe` each answer. `reserve` is the share of every
-    budget only the way out may use (cancels, reduce-only orders)."""
+    budget only the way out may use (cancels, reduce-only orders); `shares` weighs bots (default 1)."""
 
     reserve: float = 0.1
-    windows: dict[str, _Window] = field(default_factory=dict)
+    shares: Mapping[str, float] = field(default_factory=dict)  # bot -> weight of its share
+    limits: Mapping[str, int] = field(default_factory=dict)  # "exchange.BUDGET" -> limit (the config's override)
+    tiers: Mapping[str, str] = field(default_factory=dict)  # account -> its tier at the exchange (Kraken)
+    meters: dict[str, _Meter] = field(default_factory=dict)
+    bot_meters: dict[str, dict[str, tuple[_Meter, list[float]]]] = field(default_factory=dict)  # key -> bot -> ...
     banned_until: dict[str, float] = field(default_factory=dict)  # charge key -> until (epoch seconds)
     refused: int = 0
+    refused_by_bot: dict[str, int] = field(default_factory=dict)
+    _spends: int = 0
 
-    def _window(self, charge: Charge, now: float) -> _Window:
-        index = math.floor(now / charge.budget.window_s)
-        window = self.windows.get(charge.key)
-        if window is None or window.index != index:
-            window = self.windows[charge.key] = _Window(index, 0, charge.budget.limit)
-        return window
+    def _meter(self, charge: Charge) -> _Meter:
+        meter = self.meters.get(charge.key)
+        if meter is None:
+            meter = self.meters[charge.key] = _Meter(charge.budget)
+        elif meter.budget is not charge.budget and meter.budget != charge.budget:  # the config changed its limit
+            meter.budget, meter.limit = charge.budget, charge.budget.limit
+        return meter
 
-    def spend(self, charges: tuple[Charge, ...], way_out: bool, now: float) -> float | None:
+    def spend(self, charges: tuple[Charge, ...], way_out: bool, now: float, bot: str = "") -> float | None:
         """Charge every budget, or none: None when the request may go, else the seconds to wait (the
-        window's end, or the exchange's ban)."""
+        window's end, the exchange's ban, or the bot's share coming free)."""
         wait = 0.0
         for c in charges:
             until = self.banned_until.get(c.key, 0.0)
             if until > now:
                 wait = max(wait, until - now)
                 continue
-            window = self._window(c, now)
-            ceiling = c.budget.limit if way_out else math.floor(c.budget.limit * (1 - self.reserve))
-            if window.used + c.cost > ceiling:
-                wait = max(wait, (window.index + 1) * c.budget.window_s - now)
+            meter = self._meter(c)
+            ceiling = meter.limit if way_out else math.floor(meter.limit * (1 - self.reserve))
+            wait = max(wait, meter.wait(ceiling, c.cost, now), self._share_wait(c, meter, ceiling, bot, now))
+        self._spends += 1
+        if self._spends % 4096 == 0:
+            self.sweep(now)
         if wait > 0:
             self.refused += 1
+            self.refused_by_bot[bot] = self.refused_by_bot.get(bot, 0) + 1
             return wait
         for c in charges:
-            self._window(c, now).used += c.cost
+            self._meter(c).add(c.cost, now)
+            if bot:
+                mine = self._bot_meter(c, bot)
+                mine[0].add(c.cost, now)
+                mine[1][0] = now
         return None
 
-    def observe(self, charges: tuple[Charge, ...], status: int, headers: dict[str, str], retry_after: float | None,
-                now: float) -> None:
-        """Learn from an answer: the exchange's own count (it also counts traffic keyproxy did not send), and a
-        429/418, after which nothing goes on that budget until Retry-After (60 s when the exchange gave none)."""
+    def _bot_meter(self, charge: Charge, bot: str) -> tuple[_Meter, list[float]]:
+        bots = self.bot_meters.setdefault(charge.key, {})
+        mine = bots.get(bot)
+        if mine is None:
+            mine = bots[bot] = (_Meter(charge.budget), [0.0])
+        return mine
+
+    def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, now: float) -> float:
+        """Fair share: a bot within its share spends while the budget lasts; a bot over it may only borrow
+        what no other active bot (one that spent within the last window) still has coming of its share."""
+        bots = self.bot_meters.get(c.key)
+        if not bot or not bots or (len(bots) == 1 and bot in bots):
+            return 0.0
+        window = c.budget.span
+        active = {b: m for b, (m, seen) in bots.items() if b == bot or now - seen[0] < window}
+        if bot not in active:
+            active[bot] = _Meter(c.budget)
+        total_weight = sum(self.shares.get(b, 1.0) for b in active)
+        mine = active[bot].used(now)
+        if mine + c.cost <= ceiling * self.shares.get(bot, 1.0) / total_weight:
+            return 0.0
+        owed = sum(max(0.0, ceiling * self.shares.get(b, 1.0) / total_weight - m.used(now))
+                   for b, m in active.items() if b != bot)
+        if meter.used(now) + c.cost + owed <= ceiling:
+            return 0.0
+        return active[bot].wait(ceiling * self.shares.get(bot, 1.0) / total_weight, c.cost, now) or c.budget.window_s
+
+    def observe(self, charges: tuple[Charge, ...], headers: Mapping[str, str], now: float,
+                hold: float | None = None, only: str | None = None) -> None:
+        """Learn from an answer: the exchange's own count and limit (it also counts traffic keyproxy did not
+        send; a malformed header keeps our count), and its refusal for rate: `hold` seconds in which nothing
+        goes on the request's budgets (`only` that budget, by name, when the exchange said which)."""
         for c in charges:
-            if status in (418, 429):
-                self.banned_until[c.key] = max(self.banned_until.get(c.key, 0.0), now + (retry_after or 60.0))
-            header = c.budget.header
-            text = headers.get(header) if header else None
-            if text is None:
+            b = c.budget
+            meter = self._meter(c)
+            if hold is not None and (only is None or only == b.name):
+                self.banned_until[c.key] = max(self.banned_until.get(c.key, 0.0), now + hold)
+            if b.limit_header and (limit := _whole(headers.get(b.limit_header))) is not None and limit > 0:
+                meter.limit = limit
+            count = _whole(headers.get(b.header)) if b.header else None
+            if count is None:
                 continue
-            try:
-                used = int(text)
-            except ValueError:
-                continue  # a malformed count: keep ours
-            window = self._window(c, now)
-            if 0 <= used and used > window.used:
-                window.used = used
+            meter.at_least(count if b.header_counts == "used" else meter.limit - count, now)
 
     def usage(self, now: float) -> dict[str, float]:
-        """Charge key -> share of its budget used in the current window (for metrics and `status`)."""
-        return {key: w.used / w.limit for key, w in self.windows.items() if w.limit}
+        """Charge key -> share of its budget in use now (for metrics and `status`)."""
+        return {key: m.used(now) / m.limit for key, m in self.meters.items() if m.limit}
+
+    def report(self, now: float) -> list[dict[str, object]]:
+        """Each budget in use, for `keyproxy status`: whose, what, used of its limit, and how long it is closed."""
+        out: list[dict[str, object]] = []
+        for key, m in sorted(self.meters.items()):
+            scope, _, name = key.rpartition("|")
+            closed = max(0.0, self.banned_until.get(key, 0.0) - now)
+            used = m.used(now)
+            if used or closed:
+                out.append({"scope": scope, "budget": name, "used": round(used, 2), "limit": m.limit,
+                            "closed_s": round(closed, 1),
+                            "bots": sorted(b for b, (bm, _) in self.bot_meters.get(key, {}).items() if bm.used(now))})
+        return out
+
+    def sweep(self, now: float) -> None:
+        """Forget bots idle for two windows and empty meters (bounded memory under many scopes)."""
+        for key, bots in list(self.bot_meters.items()):
+            for b, (m, seen) in list(bots.items()):
+                if now - seen[0] > 2 * m.budget.span:
+                    del bots[b]
+            if not bots:
+                del self.bot_meters[key]
+        for key, m in list(self.meters.items()):
+            if m.used(now) == 0 and self.banned_until.get(key, 0.0) <= now and key not in self.bot_meters:
+                del self.meters[key]
+        for key, until in list(self.banned_until.items()):
+            if until <= now:
+                del self.banned_until[key]
+
+
+def _whole(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None

@@ -10,7 +10,6 @@ here (like httpx's auth flows and mitmproxy's layers, nothing here touches a soc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import secrets
 import time
@@ -63,6 +62,8 @@ class Outcome:
     transport: str = "rest"  # rest | ws (a WebSocket request frame or connection)
     cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer
     no_store: bool = False  # the exchange marked its answer no-store/private: never shared
+    rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
+    max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
 
 
 def new_request_id() -> str:
@@ -105,6 +106,8 @@ class Route:
     origin: str
 
 
+BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
+UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
 MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
 
 
@@ -115,12 +118,9 @@ class Core:
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  usage: UsageBook | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 governor: Governor | None = None, budget_limits: Mapping[str, int] | None = None) -> None:
+                 governor: Governor | None = None) -> None:
         self._snapshot = snapshot
-        # the exchanges' own rate budgets, shared by every bot (None: not governed); `budget_limits`
-        # overrides a budget's published limit ("binance.REQUEST_WEIGHT" -> limit per window)
-        self.governor = governor
-        self._budget_limits = dict(budget_limits or {})
+        self.governor = governor  # the exchanges' own rate budgets, shared by every bot (None: not governed)
         self._before_forward = before_forward
         self._nonces = nonces
         self._sequences = sequences
@@ -232,29 +232,41 @@ class Core:
         # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
         # API spends the REST API's weight); a per-account one is the account's
         exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
-        charges = tuple(Charge(self._budget(exchange, budget), ip_scope if budget.per == "ip"
-                               else account.info.name, cost) for budget, cost in costs)
+        name = account.info.name
+        charges = tuple(Charge(self._budget(account.adapter, name, budget),
+                               ip_scope if budget.per == "ip" else
+                               f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
+                        for budget, cost in costs)
         now = self.clock_ms() / 1000
-        wait = self.governor.spend(charges, _way_out(outcome.facts), now)
+        # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
+        # gets a share like any bot's, never the whole budget while signed bots are active
+        wait = self.governor.spend(charges, _way_out(outcome.facts), now, outcome.bot or UNSIGNED)
         if wait is not None:
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
             raise Refused("budget_exhausted", f"{exchange}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
                           f"), shared by every bot of this keyproxy, is "
-                          f"{'closed: the exchange answered 429/418' if banned else 'spent'}; retry in "
+                          f"{'closed: the exchange refused for rate' if banned else 'spent'}; retry in "
                           f"{math.ceil(wait)} s", wait)
         return charges
 
-    def observe_budget(self, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str]) -> None:
-        """The exchange's own count and any 429/418 from an answer (`headers` lower-case)."""
+    def observe_budget(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
+                       body: bytes | None, outcome: Outcome) -> None:
+        """The exchange's refusal for rate (for the metrics: a ban, or a limit), and its own count, from an
+        answer (`headers` lower-case; `body` None when too large to buffer)."""
+        hold = route.adapter.rate_limit_hold(status, headers, body)
+        if hold is not None:
+            outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
         if self.governor is None or not charges:
             return
-        retry_after = None
-        with contextlib.suppress(ValueError, TypeError):
-            retry_after = float(headers.get("retry-after", ""))
-        self.governor.observe(charges, status, headers, retry_after, self.clock_ms() / 1000)
+        self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
 
-    def _budget(self, exchange: str, budget: Budget) -> Budget:
-        limit = self._budget_limits.get(f"{exchange}.{budget.name}")
+    def _budget(self, adapter: Adapter, account: str, budget: Budget) -> Budget:
+        """The budget as this account has it: its tier's (Kraken), then the config's limit."""
+        assert self.governor is not None
+        tier = self.governor.tiers.get(account)
+        if tier is not None:
+            budget = next((b for b in adapter.budget_tiers.get(tier, ()) if b.name == budget.name), budget)
+        limit = self.governor.limits.get(f"{adapter.name}.{budget.name}")
         return budget if limit is None else replace(budget, limit=limit)
 
     def turn(self, route: Route) -> NonceTurn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,7 +18,7 @@ from yarl import URL
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import Core, NonceTurn, Outcome, Route, new_request_id
-from keyproxy.proxy.public_cache import Cached, PublicCache
+from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
 from keyproxy.proxy.upstream import UpstreamClients
@@ -51,8 +51,9 @@ class Pipeline:
                  nonces: NonceSequence | None = None, sequences: StateStore | None = None,
                  usage: UsageBook | None = None,
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 governor: Governor | None = None, budget_limits: dict[str, int] | None = None) -> None:
-        self.core = Core(snapshot, before_forward, nonces, sequences, usage, clock_ms, governor, budget_limits)
+                 governor: Governor | None = None, public_ttls: Mapping[str, float] | None = None) -> None:
+        self.core = Core(snapshot, before_forward, nonces, sequences, usage, clock_ms, governor)
+        self._public_ttls = dict(public_ttls or {})  # "exchange:/path" -> seconds ([governor.cache])
         self._clients = clients
         self._limits = limits
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
@@ -70,7 +71,7 @@ class Pipeline:
         if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
             await self._fetch_market_lists(route)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
-        ttl = route.adapter.public_ttl(request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
+        ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
         if not ttl:
             return await self._send(request, route, incoming, headers, outcome)
         key = (route.origin, request.method, path, query)
@@ -84,7 +85,7 @@ class Pipeline:
                 if response.status != 200 or outcome.no_store or not isinstance(response, web.Response) \
                         or not isinstance(response.body, bytes):
                     return None
-                return Cached(response.status, dict(response.headers), response.body)
+                return Cached(response.status, dict(response.headers), response.body, outcome.max_age)
 
             cached, loaded = await self._cache.fetch(key, ttl, load)
             if loaded:
@@ -96,6 +97,11 @@ class Pipeline:
             outcome.cache = "hit"
         outcome.decision, outcome.upstream_status = "allow", cached.status
         return web.Response(status=cached.status, body=cached.body, headers=cached.headers)
+
+    def _public_ttl(self, route: Route, method: str, path: str) -> float:
+        """Seconds a public answer is shared by every bot: the config's `[governor.cache]`, else the adapter's."""
+        configured = self._public_ttls.get(f"{route.adapter.name}:{path}") if method == "GET" else None
+        return configured if configured is not None else route.adapter.public_ttl(method, path)
 
     async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: dict[str, str],
                     outcome: Outcome) -> web.StreamResponse:
@@ -174,8 +180,8 @@ class Pipeline:
                 outcome.upstream_status = resp.status
                 cache_control = resp.headers.get("Cache-Control", "").lower()
                 outcome.no_store = "no-store" in cache_control or "private" in cache_control
-                if charges:
-                    self.core.observe_budget(charges, resp.status, {k.lower(): v for k, v in resp.headers.items()})
+                outcome.max_age = max_age(cache_control)
+                lower = {k.lower(): v for k, v in resp.headers.items()}
                 headers = _relayed_headers(resp.headers, route.adapter.relayed_response_headers)
                 limit = self._limits.max_response_bytes
                 if resp.content_length is not None and resp.content_length > limit:
@@ -189,10 +195,12 @@ class Pipeline:
                         raise Refused("upstream_error", "exchange answer larger than the configured limit")
                     chunks.append(chunk)
                     if size > BUFFERED_RESPONSE:
+                        self.core.observe_budget(route, charges, resp.status, lower, None, outcome)
                         return await self._stream_rest(request, resp, headers, chunks, size, route, outcome,
                                                        out, started)
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
+                self.core.observe_budget(route, charges, resp.status, lower, body, outcome)
                 body = self.core.learn(route, out, resp.status, body, outcome)
                 return web.Response(status=resp.status, body=body, headers=headers)
         except TimeoutError:

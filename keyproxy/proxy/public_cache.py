@@ -3,8 +3,9 @@
 Ten bots loading markets at once would each spend the exchange's weight on the same `exchangeInfo`;
 behind keyproxy the first goes upstream, the others wait for its answer (single flight), and later
 ones within the endpoint's TTL get it from memory. The adapter names what may be cached and for how
-long (`Adapter.public_ttl`; market lists only, never order books or prices by default). Only a 200
-answer the exchange did not mark `no-store`/`private` is kept; the body is byte-identical.
+long (`Adapter.public_ttl`, or `[governor.cache]`; market lists only by default, never order books or
+prices). Only a 200 answer the exchange did not mark `no-store`/`private` is kept, never longer than its
+`max-age` (`no-cache`: only for the callers that waited for it); the body is byte-identical.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ class Cached:
     status: int
     headers: dict[str, str]
     body: bytes
+    max_age: float | None = None  # the exchange's own Cache-Control limit: kept no longer than it says
+
+
+def max_age(cache_control: str) -> float | None:
+    """Seconds from a (lower-case) Cache-Control value: `max-age=N`, `no-cache` 0; None when it says neither."""
+    if "no-cache" in cache_control:
+        return 0.0
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    return None
 
 
 class PublicCache:
@@ -54,7 +67,9 @@ class PublicCache:
         result: Cached | None = None
         try:
             result = await load()
-            if result is not None and len(result.body) <= MAX_ENTRY_BYTES:
+            if result is not None and result.max_age is not None:
+                ttl = min(ttl, result.max_age)
+            if result is not None and len(result.body) <= MAX_ENTRY_BYTES and ttl > 0:
                 if len(self._entries) >= MAX_ENTRIES:
                     del self._entries[next(iter(self._entries))]
                 self._entries[key] = (self._clock() + ttl, result)

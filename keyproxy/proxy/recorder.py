@@ -106,8 +106,8 @@ class Recorder:
             if o.upstream_status is not None:
                 m.upstream_time.labels(account).observe(upstream)
                 m.upstream_responses.labels(account, f"{o.upstream_status // 100}xx").inc()
-                if o.upstream_status in (418, 429):
-                    m.rate_limit_answers.labels(account, str(o.upstream_status)).inc()
+                if o.rate_limit is not None:
+                    m.rate_limit_answers.labels(account, str(o.upstream_status), o.rate_limit).inc()
         else:  # unknown account names come from requests: never a label
             m.requests.labels("-", bot, "-", o.decision, o.transport).inc()
             if o.code:

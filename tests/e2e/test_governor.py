@@ -22,7 +22,8 @@ from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
 
 ccxt = pytest.importorskip("ccxt")
 LIMIT = 400
-CONFIG = f'[governor]\nreserve = 0.1\n[governor.limits]\n"binance.REQUEST_WEIGHT" = {LIMIT}\n'
+CONFIG = (f'[governor]\nreserve = 0.1\n[governor.limits]\n"binance.REQUEST_WEIGHT" = {LIMIT}\n'
+          '[governor.cache]\n"binance:/api/v3/ticker/price" = 5\n')
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,18 @@ def test_ten_bots_loading_markets_at_once_cost_the_exchange_one_request_per_mark
     assert len([e for e in dev.journal()[start:] if e["path"] == "/api/v3/exchangeInfo"]) == 2  # ours + direct
 
 
+def test_a_public_endpoint_the_config_shares_is_asked_once_for_every_bot(dev: DevStack) -> None:
+    start = len(dev.journal())
+    answers = []
+    for _ in range(5):
+        with urllib.request.urlopen(f"{dev.proxy_url}/main/api/v3/ticker/price?symbol=BTCUSDT", timeout=10) as r:
+            answers.append(r.read())
+    with urllib.request.urlopen(f"{dev.proxy_url}/main/api/v3/ticker/price?symbol=ETHUSDT", timeout=10) as r:
+        assert b"ETHUSDT" in r.read()  # another query is another answer
+    asked = [e["query"] for e in dev.journal()[start:] if e["path"] == "/api/v3/ticker/price"]
+    assert asked == ["symbol=BTCUSDT", "symbol=ETHUSDT"] and len(set(answers)) == 1
+
+
 @pytest.fixture(scope="module")
 def markets(dev: DevStack) -> dict[str, Any]:
     return _markets(dev)
@@ -141,7 +154,7 @@ def test_an_injected_418_stops_all_traffic_on_the_budget_until_retry_after(dev: 
     assert len([e for e in dev.journal()[start:] if e["path"].startswith("/api/")]) == 1
     time.sleep(3.2)
     assert ex.fetch_ticker("BTC/USDT")["symbol"] == "BTC/USDT"  # then traffic resumes
-    assert 'keyproxy_exchange_rate_limit_answers_total{account="main",status="418"} 1.0' in dev.metrics()
+    assert 'keyproxy_exchange_rate_limit_answers_total{account="main",kind="ban",status="418"} 1.0' in dev.metrics()
 
 
 async def test_the_websocket_api_spends_the_same_ip_budget(dev: DevStack) -> None:

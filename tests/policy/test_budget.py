@@ -25,25 +25,25 @@ def test_spends_up_to_the_budget_less_the_reserve_then_waits_for_the_next_window
 def test_the_exchanges_count_corrects_ours_upwards_only() -> None:
     g = Governor(reserve=0.0)
     g.spend(_charge(), False, T0)
-    g.observe(_charge(), 200, {"x-mbx-used-weight-1m": "95"}, None, T0 + 1)  # others spent it too
+    g.observe(_charge(), {"x-mbx-used-weight-1m": "95"}, T0 + 1)  # others spent it too
     assert g.spend(_charge(), False, T0 + 2) is not None
-    g.observe(_charge(), 200, {"x-mbx-used-weight-1m": "3"}, None, T0 + 3)  # a lower count: keep ours
+    g.observe(_charge(), {"x-mbx-used-weight-1m": "3"}, T0 + 3)  # a lower count: keep ours
     assert g.usage(T0 + 3)["https://api.binance.com|REQUEST_WEIGHT"] == 0.95
 
 
 def test_a_malformed_usage_header_keeps_our_count() -> None:
     g = Governor(reserve=0.0)
     g.spend(_charge(), False, T0)
-    g.observe(_charge(), 200, {"x-mbx-used-weight-1m": "lots"}, None, T0 + 1)
+    g.observe(_charge(), {"x-mbx-used-weight-1m": "lots"}, T0 + 1)
     assert g.usage(T0 + 1)["https://api.binance.com|REQUEST_WEIGHT"] == 0.1
 
 
 def test_after_a_429_or_418_nothing_goes_until_retry_after_not_even_a_cancel() -> None:
     g = Governor(reserve=0.1)
-    g.observe(_charge(), 418, {}, 120.0, T0)
+    g.observe(_charge(), {}, T0, hold=120.0)
     assert g.spend(_charge(1), True, T0 + 60) == 60.0
     assert g.spend(_charge(1), True, T0 + 121) is None
-    g.observe(_charge(), 429, {}, None, T0 + 200)  # no Retry-After: a minute
+    g.observe(_charge(), {}, T0 + 200, hold=60.0)
     assert g.spend(_charge(1), False, T0 + 230) == 30.0
 
 
@@ -54,3 +54,76 @@ def test_a_request_charges_all_its_budgets_or_none() -> None:
     assert g.spend(both, False, T0) is None and g.spend(both, False, T0) is None
     assert g.spend(both, False, T0) == 10.0  # the order budget is spent ...
     assert g.usage(T0)["https://api.binance.com|REQUEST_WEIGHT"] == 0.02  # ... and no weight was charged for it
+
+
+def test_a_rolling_window_never_holds_more_than_the_limit_in_any_span() -> None:
+    rolling = Budget("IP_REQUESTS", "ip", 10, 5.0, kind="rolling")
+    g, admitted = Governor(reserve=0.0), []
+    for i in range(400):  # a request every 50 ms for 20 s, across window edges
+        t = T0 + i * 0.05
+        if g.spend((Charge(rolling, "bybit@production", 1),), False, t) is None:
+            admitted.append(t)
+    assert max(sum(1 for u in admitted if t <= u < t + 5.0) for t in admitted) == 10
+    assert len(admitted) >= 40  # and the budget is used: 10 per 5 s
+    wait = g.spend((Charge(rolling, "bybit@production", 1),), False, admitted[-1])
+    assert wait is not None and 0 < wait <= 5.0
+
+
+def test_a_decaying_counter_refills_at_its_rate() -> None:
+    counter = Budget("CALL_COUNTER", "account", 15, 3.0, kind="decay")  # Kraken Starter: -1 every 3 s
+    g = Governor(reserve=0.0)
+    assert all(g.spend((Charge(counter, "k", 1),), False, T0) is None for _ in range(15))
+    wait = g.spend((Charge(counter, "k", 1),), False, T0)
+    assert wait is not None and abs(wait - 3.0) < 1e-9  # one call's worth decays in 3 s
+    assert g.spend((Charge(counter, "k", 1),), False, T0 + 3.0) is None
+    assert g.spend((Charge(counter, "k", 2),), False, T0 + 3.0) is not None
+
+
+def test_a_remaining_count_header_and_a_limit_header_correct_the_meter() -> None:
+    endpoint = Budget("UID_ENDPOINT", "endpoint", 10, 1.0, "x-bapi-limit-status", kind="rolling",
+                      header_counts="remaining", limit_header="x-bapi-limit")
+    g, c = Governor(reserve=0.0), (Charge(endpoint, "main /v5/order/create", 1),)
+    assert g.spend(c, False, T0) is None
+    g.observe(c, {"x-bapi-limit-status": "2", "x-bapi-limit": "5"}, T0)  # 3 of 5 used elsewhere too
+    assert g.usage(T0)["main /v5/order/create|UID_ENDPOINT"] == 0.6
+    assert [g.spend(c, False, T0) is None for _ in range(3)] == [True, True, False]
+    g.observe(c, {"x-bapi-limit-status": "-3", "x-bapi-limit": "five"}, T0)  # malformed: ignored
+    assert g.meters["main /v5/order/create|UID_ENDPOINT"].limit == 5
+
+
+def test_a_bot_over_its_share_waits_while_another_active_bot_still_has_share_coming() -> None:
+    g = Governor(reserve=0.0)
+    c = _charge(1)  # 100 a minute
+    assert g.spend(c, False, T0, "quiet") is None  # quiet is active: 1 used
+    flood = [g.spend(c, False, T0 + 1, "flood") is None for _ in range(100)]
+    assert sum(flood) == 50  # flood gets its half; quiet's 49 still to come are kept for it
+    assert all(g.spend(c, False, T0 + 2, "quiet") is None for _ in range(49))
+    assert g.spend(c, False, T0 + 2, "quiet") is not None  # the budget is spent
+
+
+def test_an_idle_bots_share_is_lent_and_weights_divide_the_budget() -> None:
+    g = Governor(reserve=0.0, shares={"big": 3.0})
+    c = _charge(1)
+    assert g.spend(c, False, T0 + 50, "idle") is None  # spent within the last minute ...
+    assert sum(g.spend(c, False, T0 + 61, "flood") is None for _ in range(120)) == 50  # ... so still active
+    assert sum(g.spend(c, False, T0 + 125, "flood") is None for _ in range(120)) == 100  # idle for a window: lent
+    g2 = Governor(reserve=0.0, shares={"big": 3.0})
+    assert g2.spend(c, False, T0, "small") is None
+    assert sum(g2.spend(c, False, T0, "big") is None for _ in range(100)) == 75  # 3 of 4 shares
+
+
+def test_sweep_forgets_idle_bots_and_empty_meters() -> None:
+    g = Governor(reserve=0.0)
+    g.spend(_charge(1), False, T0, "a")
+    g.observe(_charge(1), {}, T0, hold=5.0)
+    g.sweep(T0 + 600)
+    assert not g.meters and not g.bot_meters and not g.banned_until
+
+
+def test_a_hold_for_one_budget_leaves_the_others_open() -> None:
+    endpoint = Budget("UID_ENDPOINT", "endpoint", 10, 1.0, kind="rolling")
+    both = (*_charge(1), Charge(endpoint, "main /v5/order/create", 1))
+    g = Governor(reserve=0.0)
+    g.observe(both, {}, T0, hold=2.0, only="UID_ENDPOINT")
+    assert g.spend(both, False, T0 + 1) == 1.0
+    assert g.spend(_charge(1), False, T0 + 1) is None

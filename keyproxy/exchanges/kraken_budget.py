@@ -1,0 +1,43 @@
+"""Kraken's REST call counter (issue 19): per key, decaying, its size set by the account's tier.
+
+Source: Kraken "Spot REST API rate limits" (https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits).
+Every private call adds 1 to the key's counter, ledger and trade-history queries 2; order placement and
+cancellation do not (they have their own per-pair trading counter, which keyproxy does not model). The
+counter may reach 15 (Starter), 20 (Intermediate, Pro) and falls by 0.33, 0.5 and 1 a second; a call
+above it is answered `EAPI:Rate limit exceeded`, and continuing leads to `EGeneral:Temporary lockout`.
+keyproxy assumes Starter unless `[governor.tiers]` names the account's tier.
+"""
+
+from __future__ import annotations
+
+from keyproxy.policy.budget import Budget
+
+CALL_COUNTER = Budget("CALL_COUNTER", "account", 15, 3.0, kind="decay")  # Starter: -0.33 a second
+TIERS = {
+    "starter": (CALL_COUNTER,),
+    "intermediate": (Budget("CALL_COUNTER", "account", 20, 2.0, kind="decay"),),
+    "pro": (Budget("CALL_COUNTER", "account", 20, 1.0, kind="decay"),),
+}
+BUDGETS = (CALL_COUNTER,)
+_FREE = frozenset({"AddOrder", "AddOrderBatch", "EditOrder", "AmendOrder", "CancelOrder", "CancelAll",
+                   "CancelAllOrdersAfter", "CancelOrderBatch"})
+_TWO = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
+LOCKOUT_S = 900.0  # "a temporary lockout of 15 minutes" (guess: the documented upper range)
+
+
+def kraken_costs(private_method: str | None) -> tuple[tuple[Budget, int], ...]:
+    if private_method is None or private_method in _FREE:
+        return ()
+    return ((CALL_COUNTER, 2 if private_method in _TWO else 1),)
+
+
+def kraken_rate_limit_hold(body: bytes | None) -> tuple[float, str | None] | None:
+    """`EAPI:Rate limit exceeded`: one call's decay (3 s at Starter); a lockout: everything, 15 minutes."""
+    if body is None:
+        return None
+    head = body[:256]
+    if b"EGeneral:Temporary lockout" in head:
+        return LOCKOUT_S, None
+    if b"EAPI:Rate limit exceeded" in head:
+        return 3.0, CALL_COUNTER.name
+    return None

@@ -1,0 +1,195 @@
+"""The exchange's own budget for Bybit, OKX and Kraken (issue 19): bots hammering through keyproxy never make
+the exchange refuse, a quiet bot keeps its fair share next to a flooding one, and the same bots straight at
+the emulator are refused (the limits are real).
+
+The emulator enforces each exchange's rules, scaled down (emulator/rate_limits.py): Bybit's 600 requests per
+5 s per IP (403 and a ban) and its per-UID endpoint limit (retCode 10006), OKX's per-endpoint limit per 2 s
+(429 50011), Kraken's decaying call counter (`EAPI:Rate limit exceeded`). keyproxy is told the same numbers
+(`[governor.limits]`, `[governor.tiers]`) and answers bots itself with the exchange's own rate-limit error,
+which each ccxt raises as RateLimitExceeded (Bybit, OKX) or DDoSProtection (Kraken).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keyproxy.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
+
+ccxt = pytest.importorskip("ccxt")
+
+BYBIT_IP, BYBIT_UID, OKX_BALANCE, KRAKEN_COUNTER = 40, 5, 6, 8
+CONFIG = f"""[governor]
+reserve = 0.1
+[governor.limits]
+"bybit.IP_REQUESTS" = {BYBIT_IP}
+"bybit.UID_ENDPOINT" = {BYBIT_UID}
+"okx.GET /api/v5/account/balance" = {OKX_BALANCE}
+"kraken.CALL_COUNTER" = {KRAKEN_COUNTER}
+[governor.tiers]
+kraken = "pro"
+"""
+KEY_TYPES = {"bybit": "hmac", "okx": "hmac", "kraken": "hmac"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack, dict[str, RealKey]]]:
+    dev = DevStack(tmp_path_factory.mktemp("venues"), extra_config=CONFIG)
+    keys = {ex: new_real_key(kind, exchange=ex) for ex, kind in KEY_TYPES.items()}
+    try:
+        dev.start_emulator(list(keys.values()))
+        dev.init()
+        for ex, key in keys.items():
+            dev.add_account(ex, key)
+        dev.start_daemon()
+        limits(dev, bybit_ip_per_5s=BYBIT_IP, bybit_uid_per_s=BYBIT_UID, bybit_ban_seconds=30,
+               okx_per_2s={"/api/v5/account/balance": OKX_BALANCE},
+               kraken_counter={"limit": KRAKEN_COUNTER, "seconds_per_unit": 1.0})
+        yield dev, keys
+    finally:
+        dev.close()
+
+
+def limits(dev: DevStack, **change: Any) -> dict[str, Any]:
+    request = urllib.request.Request(f"{dev.emulator_url}/_emulator/limits", data=json.dumps(change).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def client(ex: str, credentials: dict[str, Any], base_url: str) -> Any:
+    config = {"apiKey": credentials["api_key"], "secret": credentials["secret"], "enableRateLimit": False}
+    if "passphrase" in credentials:
+        config["password"] = credentials["passphrase"]
+    return point_ccxt_at(getattr(ccxt, ex)(config), base_url)
+
+
+def hammer(bots: list[Any], call: Callable[[Any], Any], seconds: float, pause: float = 0.0) -> dict[str, Any]:
+    """Every bot calls `call` as fast as it can (or every `pause` s) for `seconds`: answers and refusals."""
+    tally: dict[str, Any] = {"ok": 0, "limited": 0, "errors": 0}
+    first_error: list[str] = []
+    first_limited: list[str] = []
+    lock = threading.Lock()
+
+    def run(bot: Any) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                call(bot)
+                kind = "ok"
+            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as e:  # ccxt's two "back off" errors
+                kind = "limited"
+                first_limited.append(str(e)[:400])
+            except ccxt.BaseError as e:  # straight at the exchange, bots sharing a Kraken key collide on nonces
+                kind = "errors"
+                first_error.append(f"{type(e).__name__}: {str(e)[:300]}")
+            with lock:
+                tally[kind] += 1
+            time.sleep(pause or 0.005)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    if first_error:
+        tally["first_error"] = first_error[0]
+    if first_limited:
+        tally["first_limited"] = first_limited[0]
+    return tally
+
+
+def refused_by_exchange(dev: DevStack, ex: str) -> int:
+    return sum(limits(dev)["refused"][ex].values())
+
+
+CASES = {  # exchange -> the call each bot hammers (a private read: the account's budgets and the IP's)
+    "bybit": lambda b: b.fetch_balance(),
+    "okx": lambda b: b.fetch_balance(),
+    "kraken": lambda b: b.fetch_balance(),
+}
+
+
+@pytest.mark.parametrize("ex", list(CASES))
+def test_four_bots_through_keyproxy_never_make_the_exchange_refuse(stack: tuple[DevStack, dict[str, RealKey]],
+                                                                   ex: str) -> None:
+    dev, keys = stack
+    bots = []
+    for i in range(4):
+        creds = dev.add_bot(f"{ex}-hammer{i}", ex, "read")
+        bots.append(client(ex, creds, creds["base_url"]))
+    bots[0].load_markets()  # once: a market list costs several requests, and the bots share it
+    for bot in bots[1:]:
+        bot.set_markets(bots[0].markets, bots[0].currencies)
+    time.sleep(5.0)  # the market lists' requests leave the rolling windows
+    before = refused_by_exchange(dev, ex)
+    tally = hammer(bots, CASES[ex], 5.0)
+    assert refused_by_exchange(dev, ex) == before, f"{ex} had to refuse: {limits(dev)['refused'][ex]}"
+    assert tally["ok"] > 0 and tally["limited"] > 0 and tally["errors"] == 0, tally  # reached, and told locally
+    assert f'keyproxy_exchange_budget_refusals_total{{bot="{ex}-hammer' in dev.metrics()
+
+    # the same four bots straight at the exchange: it refuses them (the limit is real)
+    direct = [client(ex, keys[ex].credentials, dev.emulator_url) for _ in range(4)]
+    hammer(direct, CASES[ex], 2.0)
+    assert refused_by_exchange(dev, ex) > before
+    time.sleep(2.5)  # let the exchange's windows pass before the next case
+
+
+def test_a_bybit_ip_ban_holds_every_bybit_request_locally(stack: tuple[DevStack, dict[str, RealKey]]) -> None:
+    """Bybit bans the IP with HTTP 403 ("at least 10 minutes"): keyproxy sends nothing more on its budgets."""
+    dev, _ = stack
+    creds = dev.add_bot("bybit-banned", "bybit", "read")
+    bot = client("bybit", creds, creds["base_url"])
+    bot.load_markets()
+    limits(dev, bybit_ban_now=600)
+    start = len(dev.journal())
+    with pytest.raises(ccxt.BaseError):
+        bot.fetch_balance()  # the exchange's 403
+    for _ in range(3):
+        with pytest.raises(ccxt.RateLimitExceeded, match="budget_exhausted"):
+            bot.fetch_balance()  # held locally: retCode 10006, nothing upstream
+    assert len([e for e in dev.journal()[start:] if e["path"].startswith("/v5/")]) == 1
+    assert 'keyproxy_exchange_rate_limit_answers_total{account="bybit",kind="ban",status="403"} 1.0' in dev.metrics()
+    status = dev.cli("status").stdout
+    assert any(x.startswith("budget bybit@") and "IP_REQUESTS" in x and "CLOSED for" in x for x in status.splitlines())
+    limits(dev, bybit_reset=True)
+
+
+def test_a_quiet_bot_keeps_its_share_next_to_a_flooding_one(tmp_path: Path) -> None:
+    """Bybit's per-IP budget (36 a 5 s for ordinary requests, two bots: 18 each): a bot reading its balance every
+    0.4 s (about 12 a 5 s) is never refused while another floods; the flooder borrows what the quiet one leaves.
+    The endpoint's own limit is lifted here, so the IP's is the one shared."""
+    config = f'[governor.limits]\n"bybit.IP_REQUESTS" = {BYBIT_IP}\n"bybit.UID_ENDPOINT" = 100000\n'
+    with DevStack(tmp_path, extra_config=config) as dev:
+        dev.serve_account("bybit", new_real_key("hmac", exchange="bybit"))
+        limits(dev, bybit_ip_per_5s=BYBIT_IP, bybit_ban_seconds=30)
+        flood_creds, quiet_creds = dev.add_bot("flood", "bybit", "read"), dev.add_bot("quiet", "bybit", "read")
+        flood = client("bybit", flood_creds, flood_creds["base_url"])
+        quiet = client("bybit", quiet_creds, quiet_creds["base_url"])
+        flood.load_markets()
+        quiet.set_markets(flood.markets, flood.currencies)
+        for bot in (flood, quiet):
+            bot.fetch_balance()  # ccxt asks once which account type the key has
+        time.sleep(5.0)  # the market lists' requests leave the window: the quiet bot starts quiet
+        results: dict[str, dict[str, Any]] = {}
+        quiet_thread = threading.Thread(target=lambda: results.update(quiet=hammer([quiet], lambda b: b.fetch_balance(),
+                                                                                    7.0, pause=0.4)))
+        quiet_thread.start()
+        time.sleep(1.0)  # the quiet bot is running (an idle bot's share is lent: it may wait up to a window)
+        results["flood"] = hammer([flood], lambda b: b.fetch_balance(), 6.0)
+        status = dev.cli("status").stdout  # the budget as the operator sees it, while in use
+        quiet_thread.join(70)
+        assert results["flood"]["limited"] > 0, results  # the flooder reached the budget ...
+        assert results["quiet"]["ok"] > 10 and results["quiet"]["limited"] == results["quiet"]["errors"] == 0, \
+            results  # ... and was the one held
+        assert refused_by_exchange(dev, "bybit") == 0
+        assert 'keyproxy_exchange_budget_refusals_total{bot="flood"}' in dev.metrics()
+        line = next(x for x in status.splitlines() if x.startswith("budget bybit@") and " IP_REQUESTS: " in x)
+        assert f"of {BYBIT_IP} (" in line and "flood" in line, status

@@ -1,0 +1,65 @@
+"""What Bybit, OKX and Kraken requests cost against the exchange's own budgets, and how each says a limit was
+hit (issue 19; the numbers from each exchange's rate-limit documentation, cited in its *_budget.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.exchanges.bybit import Bybit
+from keyproxy.exchanges.kraken import Kraken
+from keyproxy.exchanges.okx import Okx
+
+
+def _req(method: str, path: str, body: bytes = b"", query: str = "") -> IncomingRequest:
+    return IncomingRequest(method, path, query, {}, body)
+
+
+def _names(costs: tuple) -> list[tuple[str, int]]:  # type: ignore[type-arg]
+    return [(b.name, c) for b, c in costs]
+
+
+def test_bybit_charges_the_ip_for_everything_and_the_endpoint_for_private_calls() -> None:
+    a = Bybit()
+    assert _names(a.costs(_req("GET", "/v5/market/tickers", query="category=spot"))) == [("IP_REQUESTS", 1)]
+    assert _names(a.costs(_req("POST", "/v5/order/create", b"{}"))) == [("IP_REQUESTS", 1), ("UID_ENDPOINT", 1)]
+
+
+def test_bybit_refusals_for_rate() -> None:
+    a = Bybit()
+    assert a.rate_limit_hold(403, {}, b"access too frequent") == (600.0, None)  # the IP is banned
+    reset = str(int(time.time() * 1000) + 800)
+    hold = a.rate_limit_hold(200, {"x-bapi-limit-reset-timestamp": reset}, b'{"retCode":10006,"retMsg":"Too many visits!"}')
+    assert hold is not None and hold[1] == "UID_ENDPOINT" and 0.5 < hold[0] <= 0.8
+    assert a.rate_limit_hold(200, {}, b'{"retCode": 10006}') == (1.0, "UID_ENDPOINT")
+    assert a.rate_limit_hold(200, {}, b'{"retCode":0,"result":{"x":10006}}') is None
+    assert a.rate_limit_hold(200, {}, None) is None
+
+
+def test_okx_charges_each_endpoint_and_counts_every_order_of_a_batch() -> None:
+    a = Okx()
+    assert _names(a.costs(_req("GET", "/api/v5/account/balance"))) == [("GET /api/v5/account/balance", 1)]
+    batch = json.dumps([{"instId": "BTC-USDT"}] * 3).encode()
+    assert _names(a.costs(_req("POST", "/api/v5/trade/batch-orders", batch))) == [
+        ("POST /api/v5/trade/batch-orders", 3), ("ORDERS_2S", 3)]
+    assert _names(a.costs(_req("POST", "/api/v5/trade/order", b"{}"))) == [("POST /api/v5/trade/order", 1),
+                                                                          ("ORDERS_2S", 1)]
+    assert _names(a.costs(_req("POST", "/api/v5/trade/batch-orders", b"not json"))) == [
+        ("POST /api/v5/trade/batch-orders", 1), ("ORDERS_2S", 1)]
+    assert a.costs(_req("GET", "/api/v5/asset/deposit-address")) == ()
+    assert a.rate_limit_hold(429, {}, b'{"code":"50011"}') == (2.0, None)
+    assert a.rate_limit_hold(200, {}, b'{"code":"0"}') is None
+
+
+def test_kraken_counts_calls_by_kind_and_orders_not_at_all() -> None:
+    a = Kraken()
+    assert _names(a.costs(_req("POST", "/0/private/Balance"))) == [("CALL_COUNTER", 1)]
+    assert _names(a.costs(_req("POST", "/0/private/TradesHistory"))) == [("CALL_COUNTER", 2)]
+    assert a.costs(_req("POST", "/0/private/AddOrder")) == ()
+    assert a.costs(_req("GET", "/0/public/Ticker", query="pair=XBTUSD")) == ()
+    assert {t: (b.limit, b.window_s) for t, (b,) in a.budget_tiers.items()} == {
+        "starter": (15, 3.0), "intermediate": (20, 2.0), "pro": (20, 1.0)}
+    assert a.rate_limit_hold(200, {}, b'{"error":["EAPI:Rate limit exceeded"]}') == (3.0, "CALL_COUNTER")
+    assert a.rate_limit_hold(200, {}, b'{"error":["EGeneral:Temporary lockout"]}') == (900.0, None)
+    assert a.rate_limit_hold(200, {}, b'{"error":[],"result":{}}') is None
