@@ -48,48 +48,49 @@ class Budget:
         return self.limit * self.window_s if self.kind == "decay" else self.window_s
 
 
-@dataclass(frozen=True, slots=True)
 class Charge:
-    """What one request costs against one budget, and whose budget it is (`scope`: host or account)."""
+    """What one request costs against one budget, and whose budget it is (`scope`: host or account); `key`
+    names the meter. A plain slotted class: one is made per budget per request."""
 
-    budget: Budget
-    scope: str
-    cost: int
+    __slots__ = ("budget", "scope", "cost", "key")
 
-    @property
-    def key(self) -> str:
-        return f"{self.scope}|{self.budget.name}"
+    def __init__(self, budget: Budget, scope: str, cost: int) -> None:
+        self.budget, self.scope, self.cost = budget, scope, cost
+        self.key = f"{scope}|{budget.name}"
+
+    def __repr__(self) -> str:
+        return f"Charge({self.key}, {self.cost})"
 
 
 class _Meter:
     """One budget's use in time, of its budget's kind (the governor keeps one per scope and one per bot)."""
 
-    __slots__ = ("budget", "limit", "index", "used_", "log", "at")
+    __slots__ = ("budget", "limit", "kind", "window", "index", "used_", "log", "at")
 
     def __init__(self, budget: Budget) -> None:
-        self.budget, self.limit = budget, budget.limit
+        self.budget, self.limit, self.kind, self.window = budget, budget.limit, budget.kind, budget.window_s
         self.index, self.used_, self.at = -1, 0.0, 0.0
         self.log: deque[tuple[float, int]] = deque()
 
     def used(self, now: float) -> float:
-        b = self.budget
-        if b.kind == "fixed":
-            return self.used_ if self.index == math.floor(now / b.window_s) else 0.0
-        if b.kind == "rolling":
-            log, edge = self.log, now - b.window_s
+        kind = self.kind
+        if kind == "fixed":
+            return self.used_ if self.index == now // self.window else 0.0
+        if kind == "rolling":
+            log, edge = self.log, now - self.window
             while log and log[0][0] <= edge:
                 self.used_ -= log.popleft()[1]
             return self.used_
-        return max(0.0, self.used_ - (now - self.at) / b.window_s)
+        return max(0.0, self.used_ - (now - self.at) / self.window)
 
     def add(self, cost: float, now: float) -> None:
-        b = self.budget
-        if b.kind == "fixed":
-            index = math.floor(now / b.window_s)
+        kind = self.kind
+        if kind == "fixed":
+            index = now // self.window
             if index != self.index:
                 self.index, self.used_ = index, 0.0
             self.used_ += cost
-        elif b.kind == "rolling":
+        elif kind == "rolling":
             self.used(now)
             self.log.append((now, int(cost)))
             self.used_ += cost
@@ -101,23 +102,35 @@ class _Meter:
         used = self.used(now)
         if used + cost <= ceiling:
             return 0.0
-        b = self.budget
-        if b.kind == "fixed":
-            return (math.floor(now / b.window_s) + 1) * b.window_s - now
-        if b.kind == "rolling":
+        kind, window = self.kind, self.window
+        if kind == "fixed":
+            return (now // window + 1) * window - now
+        if kind == "rolling":
             freed = 0.0
             for t, c in self.log:
                 freed += c
                 if used - freed + cost <= ceiling:
-                    return max(0.001, t + b.window_s - now)
-            return b.window_s
-        return (used + cost - ceiling) * b.window_s
+                    return max(0.001, t + window - now)
+            return window
+        return (used + cost - ceiling) * window
 
     def at_least(self, used: float, now: float) -> None:
         """The exchange counts more than we do (traffic keyproxy did not send): believe it."""
         gap = used - self.used(now)
         if gap > 0:
             self.add(gap, now)
+
+
+class _Pool:
+    """The bots spending one budget: each one's meter and when it last spent, and the active bots' total
+    weight as last counted (recounted when a bot joins or returns, and at least every eighth of the window;
+    between counts a bot gone idle still counts, which only makes shares smaller)."""
+
+    __slots__ = ("bots", "weight", "counted_at", "span")
+
+    def __init__(self, span: float) -> None:
+        self.bots: dict[str, tuple[_Meter, list[float]]] = {}
+        self.weight, self.counted_at, self.span = 0.0, -math.inf, span  # span: when a bot counts as idle
 
 
 @dataclass
@@ -130,10 +143,11 @@ class Governor:
     limits: Mapping[str, int] = field(default_factory=dict)  # "exchange.BUDGET" -> limit (the config's override)
     tiers: Mapping[str, str] = field(default_factory=dict)  # account -> its tier at the exchange (Kraken)
     meters: dict[str, _Meter] = field(default_factory=dict)
-    bot_meters: dict[str, dict[str, tuple[_Meter, list[float]]]] = field(default_factory=dict)  # key -> bot -> ...
+    pools: dict[str, _Pool] = field(default_factory=dict)  # charge key -> the bots spending that budget
     banned_until: dict[str, float] = field(default_factory=dict)  # charge key -> until (epoch seconds)
     refused: int = 0
     refused_by_bot: dict[str, int] = field(default_factory=dict)
+    malformed: set[str] = field(default_factory=set)  # usage headers the exchange sent unreadable (logged once)
     _spends: int = 0
 
     def _meter(self, charge: Charge) -> _Meter:
@@ -141,21 +155,32 @@ class Governor:
         if meter is None:
             meter = self.meters[charge.key] = _Meter(charge.budget)
         elif meter.budget is not charge.budget and meter.budget != charge.budget:  # the config changed its limit
-            meter.budget, meter.limit = charge.budget, charge.budget.limit
+            meter.budget, meter.limit, meter.window = charge.budget, charge.budget.limit, charge.budget.window_s
         return meter
 
     def spend(self, charges: tuple[Charge, ...], way_out: bool, now: float, bot: str = "") -> float | None:
         """Charge every budget, or none: None when the request may go, else the seconds to wait (the
         window's end, the exchange's ban, or the bot's share coming free)."""
-        wait = 0.0
+        wait, banned, spending, pools, keep = 0.0, self.banned_until, [], self.pools, 1 - self.reserve
         for c in charges:
-            until = self.banned_until.get(c.key, 0.0)
-            if until > now:
-                wait = max(wait, until - now)
+            if banned and banned.get(c.key, 0.0) > now:
+                wait = max(wait, banned[c.key] - now)
                 continue
             meter = self._meter(c)
-            ceiling = meter.limit if way_out else math.floor(meter.limit * (1 - self.reserve))
-            wait = max(wait, meter.wait(ceiling, c.cost, now), self._share_wait(c, meter, ceiling, bot, now))
+            ceiling = meter.limit if way_out else math.floor(meter.limit * keep)
+            pool = entry = None
+            if bot:
+                pool = pools.get(c.key)
+                if pool is None:
+                    pool = pools[c.key] = _Pool(c.budget.span)
+                entry = pool.bots.get(bot)
+                if entry is None:
+                    entry = pool.bots[bot] = (_Meter(c.budget), [-math.inf])
+            spending.append((c.cost, meter, entry))
+            if wait == 0:
+                wait = meter.wait(ceiling, c.cost, now)
+                if wait == 0 and pool is not None and entry is not None:
+                    wait = self._share_wait(c, meter, ceiling, bot, pool, entry, now)
         self._spends += 1
         if self._spends % 4096 == 0:
             self.sweep(now)
@@ -163,57 +188,61 @@ class Governor:
             self.refused += 1
             self.refused_by_bot[bot] = self.refused_by_bot.get(bot, 0) + 1
             return wait
-        for c in charges:
-            self._meter(c).add(c.cost, now)
-            if bot:
-                mine = self._bot_meter(c, bot)
-                mine[0].add(c.cost, now)
-                mine[1][0] = now
+        for cost, meter, entry in spending:
+            meter.add(cost, now)
+            if entry is not None:
+                entry[0].add(cost, now)
+                entry[1][0] = now
         return None
 
-    def _bot_meter(self, charge: Charge, bot: str) -> tuple[_Meter, list[float]]:
-        bots = self.bot_meters.setdefault(charge.key, {})
-        mine = bots.get(bot)
-        if mine is None:
-            mine = bots[bot] = (_Meter(charge.budget), [0.0])
-        return mine
-
-    def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, now: float) -> float:
+    def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, pool: _Pool,
+                    entry: tuple[_Meter, list[float]], now: float) -> float:
         """Fair share: a bot within its share spends while the budget lasts; a bot over it may only borrow
         what no other active bot (one that spent within the last window) still has coming of its share."""
-        bots = self.bot_meters.get(c.key)
-        if not bot or not bots or (len(bots) == 1 and bot in bots):
+        span, weight = pool.span, self.shares.get(bot, 1.0) if self.shares else 1.0
+        if now - entry[1][0] >= span or now - pool.counted_at > span / 2:  # (re)joining, or time to recount
+            pool.weight = weight + sum(self.shares.get(b, 1.0) for b, (_, seen) in pool.bots.items()
+                                       if b != bot and now - seen[0] < span)
+            pool.counted_at = now
+        if pool.weight <= weight:  # alone on the budget
             return 0.0
-        window = c.budget.span
-        active = {b: m for b, (m, seen) in bots.items() if b == bot or now - seen[0] < window}
-        if bot not in active:
-            active[bot] = _Meter(c.budget)
-        total_weight = sum(self.shares.get(b, 1.0) for b in active)
-        mine = active[bot].used(now)
-        if mine + c.cost <= ceiling * self.shares.get(bot, 1.0) / total_weight:
+        mine = entry[0].used(now)
+        if mine + c.cost <= ceiling * weight / pool.weight:
             return 0.0
-        owed = sum(max(0.0, ceiling * self.shares.get(b, 1.0) / total_weight - m.used(now))
-                   for b, m in active.items() if b != bot)
+        # over its share (by the last count): count exactly, and lend only what nobody else has coming
+        others = [(self.shares.get(b, 1.0), m) for b, (m, seen) in pool.bots.items()
+                  if b != bot and now - seen[0] < span]
+        total_weight = weight + sum(w for w, _ in others)
+        if mine + c.cost <= ceiling * weight / total_weight:
+            return 0.0
+        owed = sum(max(0.0, ceiling * w / total_weight - m.used(now)) for w, m in others)
         if meter.used(now) + c.cost + owed <= ceiling:
             return 0.0
-        return active[bot].wait(ceiling * self.shares.get(bot, 1.0) / total_weight, c.cost, now) or c.budget.window_s
+        return entry[0].wait(ceiling * weight / total_weight, c.cost, now) or c.budget.window_s
 
     def observe(self, charges: tuple[Charge, ...], headers: Mapping[str, str], now: float,
-                hold: float | None = None, only: str | None = None) -> None:
+                hold: float | None = None, only: str | None = None) -> str | None:
         """Learn from an answer: the exchange's own count and limit (it also counts traffic keyproxy did not
-        send; a malformed header keeps our count), and its refusal for rate: `hold` seconds in which nothing
-        goes on the request's budgets (`only` that budget, by name, when the exchange said which)."""
+        send), and its refusal for rate: `hold` seconds in which nothing goes on the request's budgets (`only`
+        that budget, by name, when the exchange said which). A malformed header keeps our count; the first
+        time a header is malformed its name is returned (for one log line)."""
+        first_malformed = None
         for c in charges:
             b = c.budget
             meter = self._meter(c)
             if hold is not None and (only is None or only == b.name):
                 self.banned_until[c.key] = max(self.banned_until.get(c.key, 0.0), now + hold)
+            for name in (b.limit_header, b.header):
+                if name and name in headers and _whole(headers[name]) is None and name not in self.malformed:
+                    self.malformed.add(name)
+                    first_malformed = first_malformed or name
             if b.limit_header and (limit := _whole(headers.get(b.limit_header))) is not None and limit > 0:
                 meter.limit = limit
             count = _whole(headers.get(b.header)) if b.header else None
             if count is None:
                 continue
             meter.at_least(count if b.header_counts == "used" else meter.limit - count, now)
+        return first_malformed
 
     def usage(self, now: float) -> dict[str, float]:
         """Charge key -> share of its budget in use now (for metrics and `status`)."""
@@ -229,19 +258,20 @@ class Governor:
             if used or closed:
                 out.append({"scope": scope, "budget": name, "used": round(used, 2), "limit": m.limit,
                             "closed_s": round(closed, 1),
-                            "bots": sorted(b for b, (bm, _) in self.bot_meters.get(key, {}).items() if bm.used(now))})
+                            "bots": sorted(b for b, (bm, _) in (self.pools[key].bots.items() if key in self.pools
+                                                                 else ()) if bm.used(now))})
         return out
 
     def sweep(self, now: float) -> None:
         """Forget bots idle for two windows and empty meters (bounded memory under many scopes)."""
-        for key, bots in list(self.bot_meters.items()):
-            for b, (m, seen) in list(bots.items()):
+        for key, pool in list(self.pools.items()):
+            for b, (m, seen) in list(pool.bots.items()):
                 if now - seen[0] > 2 * m.budget.span:
-                    del bots[b]
-            if not bots:
-                del self.bot_meters[key]
+                    del pool.bots[b]
+            if not pool.bots:
+                del self.pools[key]
         for key, m in list(self.meters.items()):
-            if m.used(now) == 0 and self.banned_until.get(key, 0.0) <= now and key not in self.bot_meters:
+            if m.used(now) == 0 and self.banned_until.get(key, 0.0) <= now and key not in self.pools:
                 del self.meters[key]
         for key, until in list(self.banned_until.items()):
             if until <= now:

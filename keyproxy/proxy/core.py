@@ -10,6 +10,7 @@ here (like httpx's auth flows and mitmproxy's layers, nothing here touches a soc
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import secrets
 import time
@@ -32,6 +33,7 @@ from keyproxy.secret import Secret
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 
 TOKEN_HEADER = "x-keyproxy-token"
+log = logging.getLogger("keyproxy.proxy")
 
 
 @dataclass
@@ -233,10 +235,10 @@ class Core:
         # API spends the REST API's weight); a per-account one is the account's
         exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
         name = account.info.name
-        charges = tuple(Charge(self._budget(account.adapter, name, budget),
-                               ip_scope if budget.per == "ip" else
-                               f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
-                        for budget, cost in costs)
+        charges = tuple([Charge(self._budget(account.adapter, name, budget),
+                                ip_scope if budget.per == "ip" else
+                                f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
+                         for budget, cost in costs])
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
@@ -258,7 +260,10 @@ class Core:
             outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
         if self.governor is None or not charges:
             return
-        self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
+        malformed = self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
+        if malformed:
+            log.warning("the exchange sent a usage header keyproxy cannot read; keeping its own count",
+                        extra={"exchange": route.adapter.name, "header": malformed})
 
     def _budget(self, adapter: Adapter, account: str, budget: Budget) -> Budget:
         """The budget as this account has it: its tier's (Kraken), then the config's limit."""

@@ -34,7 +34,8 @@ def test_the_exchanges_count_corrects_ours_upwards_only() -> None:
 def test_a_malformed_usage_header_keeps_our_count() -> None:
     g = Governor(reserve=0.0)
     g.spend(_charge(), False, T0)
-    g.observe(_charge(), {"x-mbx-used-weight-1m": "lots"}, T0 + 1)
+    assert g.observe(_charge(), {"x-mbx-used-weight-1m": "lots"}, T0 + 1) == "x-mbx-used-weight-1m"  # logged ...
+    assert g.observe(_charge(), {"x-mbx-used-weight-1m": "lots"}, T0 + 1) is None  # ... once
     assert g.usage(T0 + 1)["https://api.binance.com|REQUEST_WEIGHT"] == 0.1
 
 
@@ -117,7 +118,7 @@ def test_sweep_forgets_idle_bots_and_empty_meters() -> None:
     g.spend(_charge(1), False, T0, "a")
     g.observe(_charge(1), {}, T0, hold=5.0)
     g.sweep(T0 + 600)
-    assert not g.meters and not g.bot_meters and not g.banned_until
+    assert not g.meters and not g.pools and not g.banned_until
 
 
 def test_a_hold_for_one_budget_leaves_the_others_open() -> None:
