@@ -67,6 +67,7 @@ class Instrument:
             "expTime": EXPIRY_MS if self.inst_type in ("FUTURES", "OPTION") else "",
             "instFamily": "" if spot else self.family,
             "instId": self.inst_id,
+            "instIdCode": INST_ID_CODES[self.inst_id],
             "instType": self.inst_type,
             "lever": self.lever,
             "listTime": LIST_TIME,

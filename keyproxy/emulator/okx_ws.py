@@ -24,6 +24,7 @@ from keyproxy.emulator.base import serve_frames
 
 from keyproxy.emulator.okx_account import Call
 from keyproxy.emulator.okx_auth import OkxError
+from keyproxy.emulator.okx_data import INST_BY_CODE
 from keyproxy.emulator.okx_state import OrderRejected
 
 VERIFY_PATH = "/users/self/verify"
@@ -69,6 +70,10 @@ class OkxWs:
         if account is None:
             return {**base, "code": "60011", "msg": "Please log in", "data": []}
         now = int(self.emulator.clock() * 1000)
+        try:
+            args = [_by_code(a) if isinstance(a, dict) else a for a in args]
+        except OkxError as e:
+            return {**base, "code": e.code, "msg": e.msg, "data": []}
         handlers = {"order": lambda: self.emulator._place(Call(args[0], account, now), [args[0]]),
                     "batch-orders": lambda: self.emulator._place(Call(args, account, now), list(args)),
                     "cancel-order": lambda: self.emulator.cancel_order(Call(args[0], account, now))}
@@ -116,3 +121,15 @@ class OkxWs:
             if acct is account and "orders" in self.channels.get(ws, ()) and not ws.closed:
                 await ws.send_str(json.dumps({"arg": {"channel": "orders", "instType": "ANY", "uid": "1"},
                                               "data": [order_doc]}))
+
+
+def _by_code(arg: dict[str, Any]) -> dict[str, Any]:
+    """An order op naming its instrument by `instIdCode` (OKX's WebSocket order ops take it; it wins over
+    `instId` when both are sent)."""
+    code = arg.get("instIdCode")
+    if code is None:
+        return arg
+    inst_id = INST_BY_CODE.get(int(code)) if isinstance(code, int) or str(code).isdigit() else None
+    if inst_id is None:
+        raise OkxError(200, "51000", "Parameter instIdCode error")
+    return {**arg, "instId": inst_id}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Protocol
 
 from keyproxy.policy.budget import Budget
@@ -38,6 +39,9 @@ class Endpoint:
     signed: bool = True  # does the exchange want a signature (False: public or key-only)
 
 
+NO_MARKETS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingRequest:
     """What the bot sent, below the `/<account>` prefix, exactly as on the wire.
@@ -53,6 +57,9 @@ class IncomingRequest:
     body: bytes = b""
     host: str = ""  # the Host the bot addressed (keyproxy's listener), for signatures that name it
     mount: str = ""  # the "/<account>" prefix the bot's base URL carries, likewise
+    # the account's market ids the exchange published (`#<id>` -> name), for facts of requests that name a
+    # market by id (OKX's instIdCode); the core attaches them before policy
+    markets: Mapping[str, str] = field(default_factory=lambda: NO_MARKETS)
 
     def replace(self, **changes: object) -> IncomingRequest:
         from dataclasses import replace

@@ -47,6 +47,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.okx_budget import BUDGETS, okx_costs, okx_rate_limit_hold
 from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
+from keyproxy.exchanges.okx_facts import okx_market_ids, okx_market_names
 from keyproxy.exchanges.okx_facts import okx_contract_sizes, okx_facts, okx_order_book_change, okx_prices
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -114,6 +115,15 @@ class Okx(AdapterHooks):
         return ENDPOINTS.get((method, path))
 
     budgets = BUDGETS
+    # keyproxy's own calls for the instrument codes a request names (`instIdCode`) when none is known yet
+    market_list_requests = tuple(("GET", "/api/v5/public/instruments", f"instType={kind}", b"")
+                                 for kind in ("SPOT", "SWAP", "FUTURES"))
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        return okx_market_ids(req.body) if req.method == "POST" and req.path.startswith("/api/v5/trade/") else ()
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return okx_market_names(path, body)
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         return okx_costs(req.method, req.path, req.body)

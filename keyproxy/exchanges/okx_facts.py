@@ -14,6 +14,7 @@ spread and block trades, amendments) is `action=None`, refused when the bot has 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
@@ -87,10 +88,63 @@ def _body(req: IncomingRequest) -> object:
         raise BadRequest("malformed JSON body") from None
 
 
+def _named(params: dict[str, object], markets: Mapping[str, str]) -> dict[str, object]:
+    """An order or cancel that names its instrument by `instIdCode` (ccxt.pro over the WebSocket) gets the
+    `instId` the exchange published for that code. OKX executes the code when both are sent, so a code that
+    names another instrument than `instId` is refused, as is one keyproxy has not seen published."""
+    code = params.get("instIdCode")
+    if code is None or code == "":
+        return params
+    if isinstance(code, bool) or not (isinstance(code, int) or (isinstance(code, str) and code.isdigit())):
+        raise BadRequest("instIdCode must be a number")
+    name = markets.get(f"#{int(code)}")
+    if name is None:
+        raise BadRequest(f"instIdCode {code} is not among the instruments the exchange published "
+                         "(public/instruments): load the markets through keyproxy first")
+    given = param_text(params, "instId")
+    if given is not None and given != name:
+        raise BadRequest(f"instIdCode {code} is {name}, not {given}")
+    return {**params, "instId": name}
+
+
+def okx_market_ids(body: bytes) -> tuple[str, ...]:
+    """`#<instIdCode>` of each order or cancel in a trade body that names its instrument by code."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return ()
+    items = doc if isinstance(doc, list) else [doc]
+    return tuple(f"#{int(code)}" for d in items if isinstance(d, dict)
+                 and (isinstance(code := d.get("instIdCode"), int) and not isinstance(code, bool)
+                      or isinstance(code, str) and code.isdigit()))
+
+
+def okx_market_names(path: str, body: bytes) -> dict[str, str]:
+    """`#<instIdCode>` -> instId, from a public/instruments answer."""
+    if path != "/api/v5/public/instruments":
+        return {}
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    data = doc.get("data") if isinstance(doc, dict) else None
+    out = {}
+    for item in data if isinstance(data, list) else ():
+        code = item.get("instIdCode") if isinstance(item, dict) else None
+        if isinstance(item, dict) and isinstance(item.get("instId"), str) and not isinstance(code, bool) and (
+                isinstance(code, int) or isinstance(code, str) and code.isdigit()):
+            out[f"#{int(code)}"] = item["instId"]
+    return out
+
+
 def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     doc = _body(req)
+    if isinstance(doc, dict):
+        doc = _named(doc, req.markets)
+    elif isinstance(doc, list):
+        doc = [_named(d, req.markets) if isinstance(d, dict) else d for d in doc]
     params = doc if isinstance(doc, dict) else {}
     inst = param_text(params, "instId")
     symbol = normalize_symbol(inst) if inst else None

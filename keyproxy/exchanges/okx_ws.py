@@ -20,6 +20,7 @@ from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
+from keyproxy.exchanges.okx_facts import okx_market_ids
 from keyproxy.exchanges.okx_facts import okx_facts, okx_order_book_change
 from keyproxy.policy.model import RequestFacts
 
@@ -150,8 +151,19 @@ class OkxWsApi(WsDialect):
         if twin is None:
             return RequestFacts(action="other")
         path, body = twin
-        return okx_facts(IncomingRequest("POST", path, "", {}, body), self._rest.classify("POST", path)
-                         or Endpoint(endpoint.cls, endpoint.name))
+        return okx_facts(IncomingRequest("POST", path, "", {}, body, markets=req.markets),
+                         self._rest.classify("POST", path) or Endpoint(endpoint.cls, endpoint.name))
+
+    @property
+    def market_list_requests(self) -> tuple[tuple[str, str, str, bytes], ...]:  # type: ignore[override]
+        return self._rest.market_list_requests  # type: ignore[no-any-return]
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        twin = self._twin(req) if req.body else None
+        return okx_market_ids(twin[1]) if twin is not None else ()
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return self._rest.market_names(path, body)  # type: ignore[no-any-return]
 
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

@@ -132,7 +132,7 @@ class Core:
         self.counters = Counters()
         self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
-        self.market_names: dict[tuple[str, str], str] = {}  # (account, market id `#<asset>`) -> name published
+        self.market_names: dict[str, dict[str, str]] = {}  # account -> market id (`#<id>`) -> name published
         self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
         # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
         # bot never sees (it holds a virtual one, in listen_keys); memory only
@@ -327,6 +327,9 @@ class Core:
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
         """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
+        names = self.market_names.get(account.info.name)
+        if names:
+            req = req.replace(markets=names)
         try:
             facts = adapter.facts(req, endpoint)
         except BadRequest as e:
@@ -371,7 +374,7 @@ class Core:
         def named(leg: RequestFacts) -> RequestFacts:
             if not (leg.symbol and leg.symbol.startswith("#")):
                 return leg
-            name = self.market_names.get((account, leg.symbol))
+            name = self.market_names.get(account, {}).get(leg.symbol)
             if name is None:
                 raise Refused("bad_request", f"asset {leg.symbol[1:]} is not in the markets the exchange "
                               "published (meta, spotMeta)")
@@ -383,7 +386,8 @@ class Core:
     def missing_markets(self, route: Route, incoming: IncomingRequest) -> bool:
         """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
         account = route.account.info.name
-        return any((account, m) not in self.market_names for m in route.adapter.market_ids(incoming))
+        known = self.market_names.get(account, {})
+        return any(m not in known for m in route.adapter.market_ids(incoming))
 
     def learn_markets(self, account: str, adapter: Adapter, path: str, body: bytes) -> None:
         """Market names and prices from a public answer (a bot's, or keyproxy's own market-list call)."""
@@ -391,8 +395,9 @@ class Core:
             self.prices[(account, symbol)] = price
         for scope, size in adapter.contract_sizes(path, body).items():
             self.contract_sizes[(account, scope)] = size
-        for market, name in adapter.market_names(path, body).items():
-            self.market_names[(account, market)] = name
+        names = adapter.market_names(path, body)
+        if names:
+            self.market_names.setdefault(account, {}).update(names)
 
     def _with_contract_sizes(self, account: str, facts: RequestFacts) -> RequestFacts:
         """Contract orders get the contract size the exchange published (never a size from the request)."""

@@ -69,7 +69,7 @@ class Pipeline:
         incoming = IncomingRequest(request.method, path, query, headers, body,
                                    host=request.headers.get("Host", ""), mount=f"/{account_name}")
         if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
-            await self._fetch_market_lists(route)
+            await self.fetch_market_lists(route)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
         ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
         if not ttl:
@@ -114,7 +114,7 @@ class Pipeline:
                     outbound.headers[name] = headers[name]
             return await self._forward(request, outbound, route, outcome, turn, charges)
 
-    async def _fetch_market_lists(self, route: Route) -> None:
+    async def fetch_market_lists(self, route: Route) -> None:
         """keyproxy's own public calls for the exchange's market list, when a request names a market by an id
         keyproxy has not seen (Hyperliquid's asset index, after a restart): at most once per account per
         MARKET_LIST_PAUSE seconds, so a bot naming unknown ids cannot make keyproxy call the exchange in a loop.

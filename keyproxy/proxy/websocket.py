@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +75,11 @@ def ws_origin(http_origin: str) -> str:
 class WebSocketEdge:
     def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
                  record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None,
-                 count: Callable[[str, int], None] = lambda account, n: None) -> None:
+                 count: Callable[[str, int], None] = lambda account, n: None,
+                 fetch_markets: Callable[[Route], Awaitable[None]] | None = None) -> None:
         self._core = core
+        # keyproxy's own market-list calls (the pipeline's), for a frame naming a market by an unseen id
+        self._fetch_markets = fetch_markets
         self._clients = clients
         self._limits = limits
         self._record = record
@@ -265,6 +268,9 @@ class _Connection:
                 await self._session_answer(frame_id, action, outcome)
                 return
             claimed = dialect.presented_key(incoming)
+            fetch = self.edge._fetch_markets
+            if fetch is not None and route.adapter.market_list_requests and core.missing_markets(route, incoming):
+                await fetch(route)  # an id named before any bot loaded the markets (after a restart)
             route, incoming = core.admit(route, incoming, self.peer, outcome, session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:

@@ -132,3 +132,54 @@ async def test_a_revoked_bot_socket_closes(dev: DevStack) -> None:
         msg = await ws.receive(timeout=10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
         assert ws.close_code == 1008
+
+
+async def test_orders_by_instidcode_are_decided_as_the_instrument_it_names(dev: DevStack) -> None:
+    """ccxt.pro sends `instIdCode` instead of `instId` once the instruments publish it (OKX executes the code):
+    keyproxy decides the order as the instrument the exchange published for that code, refuses a code that
+    contradicts `instId`, and a bot limited to BTC/USDT cannot reach ETH by its code."""
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    creds = dev.add_bot("okxcodes", "okx", "read,trade", "--set", "symbols=BTC/USDT")
+    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                    "password": creds["passphrase"]}), creds["base_url"])
+    start = len(dev.journal())
+    try:
+        markets = await ex.load_markets()
+        btc, eth = markets["BTC/USDT"]["instIdCode"], markets["ETH/USDT"]["instIdCode"]
+        assert isinstance(btc, int) and isinstance(eth, int)
+        order = await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.001, 20000)
+        await ex.cancel_order_ws(order["id"], "BTC/USDT")
+        with pytest.raises(ccxtpro.BaseError, match="symbol_denied"):
+            await ex.create_order_ws("ETH/USDT", "limit", "buy", 0.01, 1000)
+    finally:
+        await ex.close()
+    sent = [e for e in ws_entries(dev, start) if e["method"] in ("batch-orders", "order", "cancel-order")]
+    assert [e["method"] for e in sent] == ["batch-orders", "cancel-order"], sent
+    assert all('"instIdCode"' in e["body"] and '"instId"' not in e["body"] for e in sent)  # the code alone
+    # a frame whose code names another instrument than its instId, and a code never published
+    mixed = {**ORDER, "instIdCode": eth}
+    unknown = {k: v for k, v in ORDER.items() if k != "instId"} | {"instIdCode": 99999}
+    start = len(dev.journal())
+    _, contradicted, unpublished = await talk(creds, login(creds), {"id": "m", "op": "order", "args": [mixed]},
+                                              {"id": "u", "op": "order", "args": [unknown]})
+    assert contradicted["keyproxy_error"] == "bad_request" and "is ETH-USDT, not BTC-USDT" in contradicted["msg"]
+    assert unpublished["keyproxy_error"] == "bad_request" and "99999" in unpublished["msg"]
+    assert [e["method"] for e in ws_entries(dev, start)] == ["login"]
+
+
+async def test_a_code_named_before_any_bot_loaded_markets_makes_keyproxy_fetch_them(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """After a restart keyproxy knows no codes; a frame naming one makes keyproxy fetch public/instruments
+    itself (once), then decide the order as usual."""
+    from keyproxy.emulator.okx_data import INST_ID_CODES
+
+    with exchange_stack(tmp_path_factory.mktemp("ws-okx-codes"), "okx", "okx") as fresh:
+        creds = fresh.add_bot("okxfresh", "okx", "read,trade", "--set", "max_order_notional=100")
+        by_code = {k: v for k, v in ORDER.items() if k != "instId"} | {"instIdCode": INST_ID_CODES["BTC-USDT"]}
+        start = len(fresh.journal())
+        _, placed, over = await talk(creds, login(creds), {"id": "1", "op": "order", "args": [by_code]},
+                                     {"id": "2", "op": "order", "args": [{**by_code, "sz": "1"}]})
+        assert placed["code"] == "0", placed
+        assert over["keyproxy_error"] == "notional_exceeded", over  # valued as BTC-USDT at its price
+        fetched = [e["query"] for e in fresh.journal()[start:] if e["path"] == "/api/v5/public/instruments"]
+        assert sorted(fetched) == ["instType=FUTURES", "instType=SPOT", "instType=SWAP"]

@@ -625,3 +625,50 @@ def test_reduce_only_and_borrowing_follow_the_trade_mode(td_mode: str, inst: str
     assert endpoint is not None
     facts = okx_facts(req, endpoint)
     assert (facts.reduce_only, facts.borrows) == (reduce_only, borrows)
+
+
+# --- instIdCode: OKX's numeric instrument code, which ccxt.pro sends instead of instId over the WebSocket ---
+
+from keyproxy.policy.model import RequestFacts  # noqa: E402
+
+CODES = {"#10000": "BTC-USDT", "#10005": "ETH-USDT-SWAP"}
+
+
+def coded(path: str, body: object) -> RequestFacts:
+    request = req("POST", path, body=json.dumps(body)).replace(markets=CODES)
+    return ADAPTER.facts(request, ADAPTER.classify("POST", path))
+
+
+def test_an_order_by_instidcode_is_valued_as_the_instrument_the_exchange_published() -> None:
+    f = coded("/api/v5/trade/order", {"instIdCode": 10005, "tdMode": "cross", "side": "buy", "ordType": "limit",
+                                      "px": "3000", "sz": "2"})
+    assert (f.symbol, f.market, f.quantity) == ("ETHUSDTSWAP", "swap", Decimal("2")) and f.contract is not None
+    batch = coded("/api/v5/trade/batch-orders", [{"instIdCode": "10000", "tdMode": "cash", "side": "buy",
+                                                  "ordType": "limit", "px": "20000", "sz": "0.1"}])
+    assert [leg.symbol for leg in batch.orders] == ["BTCUSDT"]
+    cancel = coded("/api/v5/trade/cancel-order", {"instIdCode": 10000, "ordId": "1"})
+    assert (cancel.action, cancel.symbol) == ("cancel", "BTCUSDT")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"instIdCode": 99999, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1", "sz": "1"},
+     "instIdCode 99999 is not among the instruments"),
+    # OKX takes the code when both are sent: one that names another instrument than instId is refused
+    ({"instId": "BTC-USDT", "instIdCode": 10005, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1",
+      "sz": "1"}, "instIdCode 10005 is ETH-USDT-SWAP, not BTC-USDT"),
+    ({"instIdCode": "ten", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1", "sz": "1"},
+     "instIdCode must be a number"),
+])
+def test_an_unknown_or_contradicting_instidcode_is_refused(body: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        coded("/api/v5/trade/order", body)
+
+
+def test_market_names_come_from_public_instruments_answers() -> None:
+    answer = {"code": "0", "data": [{"instId": "BTC-USDT", "instIdCode": 10000}, {"instId": "X-Y", "instIdCode": None},
+                                    {"instId": "ETH-USDT-SWAP", "instIdCode": "10005"}]}
+    names = ADAPTER.market_names("/api/v5/public/instruments", json.dumps(answer).encode())
+    assert names == {"#10000": "BTC-USDT", "#10005": "ETH-USDT-SWAP"}
+    assert ADAPTER.market_names("/api/v5/market/tickers", json.dumps(answer).encode()) == {}
+    order = req("POST", "/api/v5/trade/batch-orders", body=json.dumps([{"instIdCode": 10000}, {"instId": "A-B"}]))
+    assert ADAPTER.market_ids(order) == ("#10000",)
