@@ -20,8 +20,10 @@ from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
+from keyproxy.exchanges.okx_budget import okx_costs
 from keyproxy.exchanges.okx_facts import okx_market_ids
 from keyproxy.exchanges.okx_facts import okx_facts, okx_order_book_change
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/ws/v5/private", "/ws/v5/business")
@@ -157,6 +159,11 @@ class OkxWsApi(WsDialect):
     @property
     def market_list_requests(self) -> tuple[tuple[str, str, str, bytes], ...]:  # type: ignore[override]
         return self._rest.market_list_requests  # type: ignore[no-any-return]
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        """An order op spends its REST twin's budgets: OKX counts WebSocket and REST order entry together."""
+        twin = self._twin(req) if req.body else None
+        return okx_costs("POST", twin[0], twin[1]) if twin is not None else ()
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
         twin = self._twin(req) if req.body else None

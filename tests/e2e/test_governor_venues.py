@@ -32,6 +32,7 @@ reserve = 0.1
 "bybit.IP_REQUESTS" = {BYBIT_IP}
 "bybit.UID_ENDPOINT" = {BYBIT_UID}
 "okx.GET /api/v5/account/balance" = {OKX_BALANCE}
+"okx.POST /api/v5/trade/order" = 4
 "kraken.CALL_COUNTER" = {KRAKEN_COUNTER}
 [governor.tiers]
 kraken = "pro"
@@ -128,23 +129,37 @@ def test_four_bots_through_keyproxy_never_make_the_exchange_refuse(stack: tuple[
     bots[0].load_markets()  # once: a market list costs several requests, and the bots share it
     for bot in bots[1:]:
         bot.set_markets(bots[0].markets, bots[0].currencies)
-    time.sleep(5.0)  # the market lists' requests leave the rolling windows
     before = refused_by_exchange(dev, ex)
-    tally = hammer(bots, CASES[ex], 5.0)
+    tally = hammer(bots, CASES[ex], 3.0)
     assert refused_by_exchange(dev, ex) == before, f"{ex} had to refuse: {limits(dev)['refused'][ex]}"
     assert tally["ok"] > 0 and tally["limited"] > 0 and tally["errors"] == 0, tally  # reached, and told locally
     assert f'keyproxy_exchange_budget_refusals_total{{bot="{ex}-hammer' in dev.metrics()
 
     # the same four bots straight at the exchange: it refuses them (the limit is real)
     direct = [client(ex, keys[ex].credentials, dev.emulator_url) for _ in range(4)]
-    hammer(direct, CASES[ex], 2.0)
+    hammer(direct, CASES[ex], 1.5)
     assert refused_by_exchange(dev, ex) > before
-    time.sleep(2.5)  # let the exchange's windows pass before the next case
+
+
+async def test_okx_websocket_orders_spend_the_rest_order_budget(stack: tuple[DevStack, dict[str, RealKey]]) -> None:
+    """OKX counts WebSocket order ops with REST order entry: the `order` op spends `POST /api/v5/trade/order`
+    (4 per 2 s here, 3 for ordinary orders); the fourth and fifth frames are answered locally, 50011."""
+    from tests.e2e.test_websocket_okx import ORDER, login, talk
+    from tests.e2e.wsstack import ws_entries
+
+    dev, _ = stack
+    creds = dev.add_bot("okx-ws-orders", "okx", "read,trade")
+    start = len(dev.journal())
+    answers = await talk(creds, login(creds), *({"id": str(i), "op": "order", "args": [ORDER]} for i in range(5)))
+    assert [a.get("code") for a in answers[1:]] == ["0", "0", "0", "50011", "50011"], answers
+    assert answers[4]["keyproxy_error"] == "budget_exhausted"
+    assert [e["method"] for e in ws_entries(dev, start)] == ["login", "order", "order", "order"]
 
 
 def test_a_bybit_ip_ban_holds_every_bybit_request_locally(stack: tuple[DevStack, dict[str, RealKey]]) -> None:
     """Bybit bans the IP with HTTP 403 ("at least 10 minutes"): keyproxy sends nothing more on its budgets."""
     dev, _ = stack
+    limits(dev, bybit_reset=True)  # the ban the direct bots earned earlier
     creds = dev.add_bot("bybit-banned", "bybit", "read")
     bot = client("bybit", creds, creds["base_url"])
     bot.load_markets()
