@@ -68,6 +68,10 @@ def parse_exchange_body(body: bytes) -> dict[str, Any]:
 
 def endpoint_of(doc: Mapping[str, Any]) -> Endpoint | None:
     kind = doc["action"]["type"]
+    if kind == "vaultTransfer" and doc["action"].get("isDeposit") is not False:
+        # a deposit hands the money to a vault whose leader trades it: funds leaving the account's control,
+        # decided as a withdrawal to the vault's address (its allowlist and caps); taking it back is a transfer
+        return Endpoint(EndpointClass.WITHDRAW, "exchange:vaultTransfer(deposit)")
     cls = ACTIONS.get(kind)
     return Endpoint(cls, f"exchange:{kind}") if cls is not None else None
 
@@ -178,6 +182,14 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         return RequestFacts(action="order", symbol=symbol, market=market, order_type="twap",
                             side="buy" if _flag(twap.get("b"), "b") else "sell",
                             quantity=amount(twap["s"], "twap size (s)"), reduce_only=_flag(twap.get("r"), "r"))
+    if kind == "vaultTransfer" and action.get("isDeposit") is not False:
+        vault, usd = action.get("vaultAddress"), action.get("usd")
+        if not isinstance(vault, str) or len(vault) > 64:
+            raise BadRequest("vaultAddress must be an address")
+        if isinstance(usd, bool) or not isinstance(usd, int) or usd < 0:
+            raise BadRequest("usd must be a whole number of micro-USDC (6 decimals)")
+        return RequestFacts(action="withdraw", asset="USDC", address=vault.lower(), network="hyperliquid-vault",
+                            amount=Decimal(usd) / 1_000_000)
     if kind in ("withdraw3", "usdSend", "spotSend"):
         destination = action.get("destination")
         if not isinstance(destination, str) or len(destination) > 64:

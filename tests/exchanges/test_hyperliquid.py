@@ -309,3 +309,23 @@ def test_an_unknown_signer_answer_rejects_the_key_and_an_order_error_does_not() 
     order_error = b'{"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "x"}]}}}'
     assert adapter.key_rejected(200, order_error) is None
     assert adapter.key_rejected(200, b'{"status": "err", "response": "Insufficient margin"}') is None
+
+
+def test_a_vault_deposit_is_a_withdrawal_to_the_vault_and_taking_it_back_a_transfer() -> None:
+    """A vault's leader trades what is deposited: funds leaving the account's control, decided against the
+    withdrawal scope, allowlist and caps; a withdrawal from the vault brings money back (transfer)."""
+    adapter = Hyperliquid()
+    vault = "0x1719884eb866cb12b2287399b15f7db5e7d775ea"
+    deposit = {"type": "vaultTransfer", "vaultAddress": vault.upper().replace("0X", "0x"), "isDeposit": True,
+               "usd": 25_500_000}
+    assert adapter.classify_request(_bot_request(deposit)).cls is EndpointClass.WITHDRAW  # type: ignore[union-attr]
+    f = _facts(deposit)
+    assert (f.action, f.asset, f.address, f.network, f.amount) == (
+        "withdraw", "USDC", vault, "hyperliquid-vault", Decimal("25.5"))
+    back = {**deposit, "isDeposit": False}
+    assert adapter.classify_request(_bot_request(back)).cls is EndpointClass.TRANSFER  # type: ignore[union-attr]
+    for odd in ({**deposit, "isDeposit": "no"}, {k: v for k, v in deposit.items() if k != "isDeposit"}):
+        assert adapter.classify_request(_bot_request(odd)).cls is EndpointClass.WITHDRAW  # type: ignore[union-attr]
+    for bad in ({**deposit, "usd": 1.5}, {**deposit, "usd": -1}, {**deposit, "vaultAddress": 7}):
+        with pytest.raises(BadRequest):
+            _facts(bad)
