@@ -149,9 +149,14 @@ class DevStack:
 
     def serve_account(self, name: str, key: RealKey) -> str:
         """Emulator, new vault, one account on `key`, daemon: the usual start of an e2e stack."""
-        self.start_emulator([key])
+        return self.serve_accounts({name: key})
+
+    def serve_accounts(self, keys: dict[str, RealKey]) -> str:
+        """Emulator, new vault, an account per name on its key (any exchanges), daemon."""
+        self.start_emulator(list(keys.values()))
         self.init()
-        self.add_account(name, key)
+        for name, key in keys.items():
+            self.add_account(name, key)
         return self.start_daemon()
 
     def add_bot(self, name: str, account: str, scope: str, *extra: str) -> dict[str, Any]:

@@ -40,11 +40,7 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Multi]:
     dev = DevStack(tmp_path_factory.mktemp("multi"))
     keys = {ex: new_real_key(EXCHANGES[ex][0], exchange=ex) for ex in available}
     try:
-        dev.start_emulator(list(keys.values()))
-        dev.init()
-        for ex, key in keys.items():
-            dev.add_account(ex, key)
-        dev.start_daemon()
+        dev.serve_accounts(keys)
         yield Multi(dev, keys)
     finally:
         dev.close()

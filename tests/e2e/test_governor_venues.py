@@ -11,10 +11,8 @@ which each ccxt raises as RateLimitExceeded (Bybit, OKX) or DDoSProtection (Krak
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 
 from keyproxy.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
+from tests.e2e.test_governor import limits
 
 ccxt = pytest.importorskip("ccxt")
 
@@ -45,24 +44,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevStack, 
     dev = DevStack(tmp_path_factory.mktemp("venues"), extra_config=CONFIG)
     keys = {ex: new_real_key(kind, exchange=ex) for ex, kind in KEY_TYPES.items()}
     try:
-        dev.start_emulator(list(keys.values()))
-        dev.init()
-        for ex, key in keys.items():
-            dev.add_account(ex, key)
-        dev.start_daemon()
+        dev.serve_accounts(keys)
         limits(dev, bybit_ip_per_5s=BYBIT_IP, bybit_uid_per_s=BYBIT_UID, bybit_ban_seconds=30,
                okx_per_2s={"/api/v5/account/balance": OKX_BALANCE},
                kraken_counter={"limit": KRAKEN_COUNTER, "seconds_per_unit": 1.0})
         yield dev, keys
     finally:
         dev.close()
-
-
-def limits(dev: DevStack, **change: Any) -> dict[str, Any]:
-    request = urllib.request.Request(f"{dev.emulator_url}/_emulator/limits", data=json.dumps(change).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
 
 
 def client(ex: str, credentials: dict[str, Any], base_url: str) -> Any:

@@ -23,11 +23,7 @@ def sdk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     dev = DevStack(tmp_path_factory.mktemp("sdks"))
     keys = {ex: new_real_key(kt, exchange=ex) for ex, kt in SDK_EXCHANGES.items() if ex in adapters}
     try:
-        dev.start_emulator(list(keys.values()))
-        dev.init()
-        for ex, key in keys.items():
-            dev.add_account(ex, key)
-        dev.start_daemon()
+        dev.serve_accounts(keys)
         yield dev
     finally:
         dev.close()
