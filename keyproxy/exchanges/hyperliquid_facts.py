@@ -166,6 +166,15 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         return _cancel([_asset(c.get(field) if isinstance(c, dict) else None, f"cancel {field}") for c in cancels])
     if kind in ("scheduleCancel", "twapCancel"):
         return RequestFacts(action="cancel")
+    if kind == "updateIsolatedMargin":
+        market, symbol = market_of(_asset(action.get("asset")))
+        ntli = action.get("ntli")
+        if isinstance(ntli, bool) or not isinstance(ntli, int):
+            raise BadRequest("ntli must be a whole number of micro-USDC")
+        # taking margin out of an isolated position raises its leverage by an amount keyproxy cannot compute
+        # (it depends on the position): a leverage change whose value is unknown, refused under max_leverage;
+        # adding margin lowers it
+        return RequestFacts(action="leverage" if ntli < 0 else "other", symbol=symbol, market=market)
     if kind == "updateLeverage":
         market, symbol = market_of(_asset(action.get("asset")))
         leverage = action.get("leverage")

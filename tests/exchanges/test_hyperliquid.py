@@ -318,7 +318,8 @@ def test_a_vault_deposit_is_a_withdrawal_to_the_vault_and_taking_it_back_a_trans
     vault = "0x1719884eb866cb12b2287399b15f7db5e7d775ea"
     deposit = {"type": "vaultTransfer", "vaultAddress": vault.upper().replace("0X", "0x"), "isDeposit": True,
                "usd": 25_500_000}
-    assert adapter.classify_request(_bot_request(deposit)).cls is EndpointClass.WITHDRAW  # type: ignore[union-attr]
+    endpoint = adapter.classify_request(_bot_request(deposit))
+    assert endpoint is not None and endpoint.cls is EndpointClass.WITHDRAW
     f = _facts(deposit)
     assert (f.action, f.asset, f.address, f.network, f.amount) == (
         "withdraw", "USDC", vault, "hyperliquid-vault", Decimal("25.5"))
@@ -329,3 +330,20 @@ def test_a_vault_deposit_is_a_withdrawal_to_the_vault_and_taking_it_back_a_trans
     for bad in ({**deposit, "usd": 1.5}, {**deposit, "usd": -1}, {**deposit, "vaultAddress": 7}):
         with pytest.raises(BadRequest):
             _facts(bad)
+
+
+def test_taking_isolated_margin_out_is_a_leverage_change_keyproxy_cannot_value() -> None:
+    from keyproxy.policy.decide import Counters, decide
+    from keyproxy.policy.model import BotPolicy
+
+    free = BotPolicy(scopes=("read", "trade"))
+    capped = BotPolicy(scopes=("read", "trade"), max_leverage=Decimal(3))
+    out = _facts({"type": "updateIsolatedMargin", "asset": 1, "isBuy": True, "ntli": -5_000_000})
+    into = _facts({"type": "updateIsolatedMargin", "asset": 1, "isBuy": True, "ntli": 5_000_000})
+    assert (out.action, out.symbol, into.action) == ("leverage", "#1", "other")
+    refused = decide(out, "trade", capped, Counters(), 0.0, bot="b", account="a")
+    assert not refused.allow and refused.code == "leverage_exceeded"
+    assert decide(into, "trade", capped, Counters(), 0.0, bot="b", account="a").allow
+    assert decide(out, "trade", free, Counters(), 0.0, bot="b", account="a").allow  # no cap: allowed
+    with pytest.raises(BadRequest):
+        _facts({"type": "updateIsolatedMargin", "asset": 1, "isBuy": True, "ntli": 1.5})
