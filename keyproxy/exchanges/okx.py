@@ -47,8 +47,9 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.okx_budget import BUDGETS, okx_costs, okx_rate_limit_hold
 from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
-from keyproxy.exchanges.okx_facts import okx_market_ids, okx_market_names
-from keyproxy.exchanges.okx_facts import okx_contract_sizes, okx_facts, okx_order_book_change, okx_prices
+from keyproxy.exchanges.okx_facts import (
+    okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
+)
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 

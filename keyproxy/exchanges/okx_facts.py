@@ -88,6 +88,15 @@ def _body(req: IncomingRequest) -> object:
         raise BadRequest("malformed JSON body") from None
 
 
+def _code(value: object) -> int | None:
+    """An `instIdCode` as OKX writes it (an integer, or ASCII digits); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def _named(params: dict[str, object], markets: Mapping[str, str]) -> dict[str, object]:
     """An order or cancel that names its instrument by `instIdCode` (ccxt.pro over the WebSocket) gets the
     `instId` the exchange published for that code. OKX executes the code when both are sent, so a code that
@@ -95,9 +104,10 @@ def _named(params: dict[str, object], markets: Mapping[str, str]) -> dict[str, o
     code = params.get("instIdCode")
     if code is None or code == "":
         return params
-    if isinstance(code, bool) or not (isinstance(code, int) or (isinstance(code, str) and code.isdigit())):
+    number = _code(code)
+    if number is None:
         raise BadRequest("instIdCode must be a number")
-    name = markets.get(f"#{int(code)}")
+    name = markets.get(f"#{number}")
     if name is None:
         raise BadRequest(f"instIdCode {code} is not among the instruments the exchange published "
                          "(public/instruments): load the markets through keyproxy first")
@@ -114,9 +124,7 @@ def okx_market_ids(body: bytes) -> tuple[str, ...]:
     except (UnicodeDecodeError, ValueError):
         return ()
     items = doc if isinstance(doc, list) else [doc]
-    return tuple(f"#{int(code)}" for d in items if isinstance(d, dict)
-                 and (isinstance(code := d.get("instIdCode"), int) and not isinstance(code, bool)
-                      or isinstance(code, str) and code.isdigit()))
+    return tuple(f"#{code}" for d in items if isinstance(d, dict) and (code := _code(d.get("instIdCode"))) is not None)
 
 
 def okx_market_names(path: str, body: bytes) -> dict[str, str]:
@@ -130,10 +138,9 @@ def okx_market_names(path: str, body: bytes) -> dict[str, str]:
     data = doc.get("data") if isinstance(doc, dict) else None
     out = {}
     for item in data if isinstance(data, list) else ():
-        code = item.get("instIdCode") if isinstance(item, dict) else None
-        if isinstance(item, dict) and isinstance(item.get("instId"), str) and not isinstance(code, bool) and (
-                isinstance(code, int) or isinstance(code, str) and code.isdigit()):
-            out[f"#{int(code)}"] = item["instId"]
+        code = _code(item.get("instIdCode")) if isinstance(item, dict) else None
+        if code is not None and isinstance(item.get("instId"), str):
+            out[f"#{code}"] = item["instId"]
     return out
 
 

@@ -21,8 +21,7 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.okx_budget import okx_costs
-from keyproxy.exchanges.okx_facts import okx_market_ids
-from keyproxy.exchanges.okx_facts import okx_facts, okx_order_book_change
+from keyproxy.exchanges.okx_facts import okx_facts, okx_market_ids, okx_order_book_change
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
