@@ -192,7 +192,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
     websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,
                                lambda account, n: metrics.websockets.labels(account).inc(n),
-                               fetch_markets=pipeline.fetch_market_lists)
+                               ensure_markets=pipeline.ensure_markets)
     front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
     # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
     # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
@@ -228,8 +228,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         if ng.enabled != old.governor.enabled or ng.cache != old.governor.cache:
             restart.append("governor")
         if pipeline.core.governor is not None:  # budgets, shares and tiers apply at once
-            g = pipeline.core.governor
-            g.reserve, g.shares, g.limits, g.tiers = ng.reserve, dict(ng.shares), dict(ng.limits), dict(ng.tiers)
+            pipeline.core.governor.configure(ng.reserve, ng.shares, ng.limits, ng.tiers)
         config["file"] = new
         config["settings"] = replace(config["settings"], bot_policies=new.bot_policies,
                                      account_limits=new.account_limits)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["fixed", "rolling", "decay"]
@@ -148,7 +148,28 @@ class Governor:
     refused: int = 0
     refused_by_bot: dict[str, int] = field(default_factory=dict)
     malformed: set[str] = field(default_factory=set)  # usage headers the exchange sent unreadable (logged once)
+    _resolved: dict[tuple[str, str, str], Budget] = field(default_factory=dict)  # (exchange, account, name)
     _spends: int = 0
+
+    def configure(self, reserve: float, shares: Mapping[str, float], limits: Mapping[str, int],
+                  tiers: Mapping[str, str]) -> None:
+        """A reloaded config, in force from the next request (budgets are resolved again)."""
+        self.reserve, self.shares, self.limits, self.tiers = reserve, dict(shares), dict(limits), dict(tiers)
+        self._resolved.clear()
+
+    def resolve(self, exchange: str, account: str, budget: Budget,
+                tier_budgets: Mapping[str, tuple[Budget, ...]]) -> Budget:
+        """The budget as this account has it: its tier's (`tier_budgets`, the adapter's), then the config's
+        limit. Computed once per account and budget, so every request charges the same Budget object."""
+        key = (exchange, account, budget.name)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            tier = self.tiers.get(account)
+            if tier is not None:
+                budget = next((b for b in tier_budgets.get(tier, ()) if b.name == budget.name), budget)
+            limit = self.limits.get(f"{exchange}.{budget.name}")
+            resolved = self._resolved[key] = budget if limit is None else replace(budget, limit=limit)
+        return resolved
 
     def _meter(self, charge: Charge) -> _Meter:
         meter = self.meters.get(charge.key)

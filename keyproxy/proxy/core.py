@@ -23,7 +23,7 @@ from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
     SignContext, UnknownEndpoint,
 )
-from keyproxy.policy.budget import Budget, Charge, Governor
+from keyproxy.policy.budget import Charge, Governor
 from keyproxy.policy.decide import Counters, decide, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.refusal import Refused
@@ -235,7 +235,8 @@ class Core:
         # API spends the REST API's weight); a per-account one is the account's
         exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
         name = account.info.name
-        charges = tuple([Charge(self._budget(account.adapter, name, budget),
+        resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
+        charges = tuple([Charge(resolve(exchange, name, budget, tiers),
                                 ip_scope if budget.per == "ip" else
                                 f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
                          for budget, cost in costs])
@@ -254,7 +255,8 @@ class Core:
     def observe_budget(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
                        body: bytes | None, outcome: Outcome) -> None:
         """The exchange's refusal for rate (for the metrics: a ban, or a limit), and its own count, from an
-        answer (`headers` lower-case; `body` None when too large to buffer)."""
+        answer (`headers` looked up by lower-case name: aiohttp's are case-insensitive; `body` None when too
+        large to buffer)."""
         hold = route.adapter.rate_limit_hold(status, headers, body)
         if hold is not None:
             outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
@@ -264,15 +266,6 @@ class Core:
         if malformed:
             log.warning("the exchange sent a usage header keyproxy cannot read; keeping its own count",
                         extra={"exchange": route.adapter.name, "header": malformed})
-
-    def _budget(self, adapter: Adapter, account: str, budget: Budget) -> Budget:
-        """The budget as this account has it: its tier's (Kraken), then the config's limit."""
-        assert self.governor is not None
-        tier = self.governor.tiers.get(account)
-        if tier is not None:
-            budget = next((b for b in adapter.budget_tiers.get(tier, ()) if b.name == budget.name), budget)
-        limit = self.governor.limits.get(f"{adapter.name}.{budget.name}")
-        return budget if limit is None else replace(budget, limit=limit)
 
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""

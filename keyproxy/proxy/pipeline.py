@@ -68,8 +68,7 @@ class Pipeline:
         headers = {k.lower(): v for k, v in request.headers.items()}
         incoming = IncomingRequest(request.method, path, query, headers, body,
                                    host=request.headers.get("Host", ""), mount=f"/{account_name}")
-        if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
-            await self.fetch_market_lists(route)
+        await self.ensure_markets(route, incoming)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
         ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
         if not ttl:
@@ -114,7 +113,13 @@ class Pipeline:
                     outbound.headers[name] = headers[name]
             return await self._forward(request, outbound, route, outcome, turn, charges)
 
-    async def fetch_market_lists(self, route: Route) -> None:
+    async def ensure_markets(self, route: Route, incoming: IncomingRequest) -> None:
+        """Before a request (or WebSocket frame) naming a market by an id keyproxy has no name for: fetch the
+        exchange's market lists (both edges call this)."""
+        if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
+            await self._fetch_market_lists(route)
+
+    async def _fetch_market_lists(self, route: Route) -> None:
         """keyproxy's own public calls for the exchange's market list, when a request names a market by an id
         keyproxy has not seen (Hyperliquid's asset index, after a restart): at most once per account per
         MARKET_LIST_PAUSE seconds, so a bot naming unknown ids cannot make keyproxy call the exchange in a loop.
@@ -181,7 +186,6 @@ class Pipeline:
                 cache_control = resp.headers.get("Cache-Control", "").lower()
                 outcome.no_store = "no-store" in cache_control or "private" in cache_control
                 outcome.max_age = max_age(cache_control)
-                lower = {k.lower(): v for k, v in resp.headers.items()}
                 headers = _relayed_headers(resp.headers, route.adapter.relayed_response_headers)
                 limit = self._limits.max_response_bytes
                 if resp.content_length is not None and resp.content_length > limit:
@@ -195,12 +199,12 @@ class Pipeline:
                         raise Refused("upstream_error", "exchange answer larger than the configured limit")
                     chunks.append(chunk)
                     if size > BUFFERED_RESPONSE:
-                        self.core.observe_budget(route, charges, resp.status, lower, None, outcome)
+                        self.core.observe_budget(route, charges, resp.status, resp.headers, None, outcome)
                         return await self._stream_rest(request, resp, headers, chunks, size, route, outcome,
                                                        out, started)
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
-                self.core.observe_budget(route, charges, resp.status, lower, body, outcome)
+                self.core.observe_budget(route, charges, resp.status, resp.headers, body, outcome)
                 body = self.core.learn(route, out, resp.status, body, outcome)
                 return web.Response(status=resp.status, body=body, headers=headers)
         except TimeoutError:

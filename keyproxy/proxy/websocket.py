@@ -76,10 +76,10 @@ class WebSocketEdge:
     def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
                  record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None,
                  count: Callable[[str, int], None] = lambda account, n: None,
-                 fetch_markets: Callable[[Route], Awaitable[None]] | None = None) -> None:
+                 ensure_markets: Callable[[Route, IncomingRequest], Awaitable[None]] | None = None) -> None:
         self._core = core
-        # keyproxy's own market-list calls (the pipeline's), for a frame naming a market by an unseen id
-        self._fetch_markets = fetch_markets
+        # the pipeline's market-list fetch, for a frame naming a market by an id keyproxy has not seen
+        self._ensure_markets = ensure_markets
         self._clients = clients
         self._limits = limits
         self._record = record
@@ -268,9 +268,8 @@ class _Connection:
                 await self._session_answer(frame_id, action, outcome)
                 return
             claimed = dialect.presented_key(incoming)
-            fetch = self.edge._fetch_markets
-            if fetch is not None and route.adapter.market_list_requests and core.missing_markets(route, incoming):
-                await fetch(route)  # an id named before any bot loaded the markets (after a restart)
+            if self.edge._ensure_markets is not None:  # an id named before any bot loaded markets (a restart)
+                await self.edge._ensure_markets(route, incoming)
             route, incoming = core.admit(route, incoming, self.peer, outcome, session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:

@@ -128,3 +128,16 @@ def test_a_hold_for_one_budget_leaves_the_others_open() -> None:
     g.observe(both, {}, T0, hold=2.0, only="UID_ENDPOINT")
     assert g.spend(both, False, T0 + 1) == 1.0
     assert g.spend(_charge(1), False, T0 + 1) is None
+
+
+def test_a_budget_is_resolved_once_per_account_and_again_after_a_reload() -> None:
+    pro = Budget("CALL_COUNTER", "account", 20, 1.0, kind="decay")
+    starter = Budget("CALL_COUNTER", "account", 15, 3.0, kind="decay")
+    g = Governor(tiers={"kr": "pro"}, limits={"kraken.CALL_COUNTER": 8})
+    first = g.resolve("kraken", "kr", starter, {"pro": (pro,)})
+    assert (first.limit, first.window_s) == (8, 1.0)  # the tier's rate, the config's limit
+    assert g.resolve("kraken", "kr", starter, {"pro": (pro,)}) is first  # the same object every request
+    other = g.resolve("kraken", "other", starter, {"pro": (pro,)})
+    assert (other.limit, other.window_s) == (8, 3.0)  # no tier: Starter's rate, the exchange-wide limit
+    g.configure(0.1, {}, {}, {"kr": "pro"})
+    assert g.resolve("kraken", "kr", starter, {"pro": (pro,)}) is pro
