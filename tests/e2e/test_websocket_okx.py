@@ -50,6 +50,12 @@ async def talk(creds: dict[str, str], *frames: dict[str, Any]) -> list[dict[str,
         return out
 
 
+def pro_client(ccxtpro: Any, creds: dict[str, str]) -> Any:
+    """Unmodified ccxt.pro okx with the bot's virtual credential, pointed at keyproxy."""
+    return point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                      "password": creds["passphrase"]}), creds["base_url"])
+
+
 ORDER = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "20000", "sz": "0.001"}
 
 
@@ -84,8 +90,7 @@ async def test_refused_logins_and_frames_never_go_upstream(dev: DevStack, case: 
 async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
     ccxtpro = pytest.importorskip("ccxt.pro")
     creds = dev.add_bot("okxpro", "okx", "read,trade")
-    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
-                                    "password": creds["passphrase"]}), creds["base_url"])
+    ex = pro_client(ccxtpro, creds)
     start = len(dev.journal())
     try:
         await ex.load_markets()
@@ -105,8 +110,7 @@ async def test_ccxt_pro_watch_orders_and_create_order_ws(dev: DevStack) -> None:
 async def test_ccxt_pro_watch_balance(dev: DevStack) -> None:
     ccxtpro = pytest.importorskip("ccxt.pro")
     creds = dev.add_bot("okxbalance", "okx", "read,trade")
-    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
-                                    "password": creds["passphrase"]}), creds["base_url"])
+    ex = pro_client(ccxtpro, creds)
     start = len(dev.journal())
     try:
         await ex.load_markets()
@@ -140,8 +144,7 @@ async def test_orders_by_instidcode_are_decided_as_the_instrument_it_names(dev: 
     contradicts `instId`, and a bot limited to BTC/USDT cannot reach ETH by its code."""
     ccxtpro = pytest.importorskip("ccxt.pro")
     creds = dev.add_bot("okxcodes", "okx", "read,trade", "--set", "symbols=BTC/USDT")
-    ex = point_ccxt_at(ccxtpro.okx({"apiKey": creds["api_key"], "secret": creds["secret"],
-                                    "password": creds["passphrase"]}), creds["base_url"])
+    ex = pro_client(ccxtpro, creds)
     start = len(dev.journal())
     try:
         markets = await ex.load_markets()
@@ -159,8 +162,10 @@ async def test_orders_by_instidcode_are_decided_as_the_instrument_it_names(dev: 
     # a frame whose code names another instrument than its instId, and a code never published
     mixed = {**ORDER, "instIdCode": eth}
     unknown = {k: v for k, v in ORDER.items() if k != "instId"} | {"instIdCode": 99999}
+    # another bot: a second login of the same bot within the same second would be refused as a replay
+    raw = dev.add_bot("okxcodes-raw", "okx", "read,trade", "--set", "symbols=BTC/USDT")
     start = len(dev.journal())
-    _, contradicted, unpublished = await talk(creds, login(creds), {"id": "m", "op": "order", "args": [mixed]},
+    _, contradicted, unpublished = await talk(raw, login(raw), {"id": "m", "op": "order", "args": [mixed]},
                                               {"id": "u", "op": "order", "args": [unknown]})
     assert contradicted["keyproxy_error"] == "bad_request" and "is ETH-USDT, not BTC-USDT" in contradicted["msg"]
     assert unpublished["keyproxy_error"] == "bad_request" and "99999" in unpublished["msg"]
