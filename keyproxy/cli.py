@@ -536,9 +536,40 @@ def _halt_target(args: argparse.Namespace) -> tuple[str, str]:
 def cmd_halt(ctx: Context) -> int:
     scope, target = _halt_target(ctx.args)
     with ctx.controls() as controls:
+        if ctx.args.cancel_orders and not isinstance(controls, RemoteControls):
+            raise UsageError("--cancel-orders needs the running daemon (it holds the keys and the record of who "
+                             "placed which order); start `keyproxy serve`, or cancel on the exchange")
         controls.halt(scope=scope, target=target, reason=ctx.args.reason)
-    ctx.out(f"halted {scope} {target}: only reads and cancels (and reduce-only orders) pass")
-    return 0
+        if not ctx.args.json:
+            ctx.out(f"halted {scope} {target}: only reads and cancels (and reduce-only orders) pass")
+        if not ctx.args.cancel_orders:
+            if ctx.args.json:
+                ctx.out_json({"halted": {"scope": scope, "target": target}})
+            return 0
+        if not ctx.args.json:
+            ctx.out("cancelling open orders at the exchanges ...")
+        controls.client.timeout = CANCEL_TIMEOUT_S
+        summaries = controls.client.call("cancel_orders", scope=scope, target=target, reason=ctx.args.reason)
+    if ctx.args.json:
+        ctx.out_json({"halted": {"scope": scope, "target": target}, "accounts": summaries})
+    else:
+        for s in summaries:
+            _print_cancel_summary(ctx, s)
+    clean = all(not s["failed"] and not s["left"] and not s["error"] for s in summaries)
+    return 0 if clean else 1
+
+
+CANCEL_TIMEOUT_S = 300.0  # the daemon lists and cancels at every exchange of the scope
+
+
+def _print_cancel_summary(ctx: Context, s: dict[str, Any]) -> None:
+    who = f" (bot {s['bot']}'s orders)" if s["bot"] else ""
+    ctx.out(f"{s['account']} [{s['exchange']}]{who}: cancelled {len(s['cancelled'])}, failed {len(s['failed'])}, "
+            f"left {len(s['left'])}" + (f"; ERROR: {s['error']}" if s["error"] else ""))
+    for f in s["failed"]:
+        ctx.out(f"  FAILED {f['symbol']} {f['order_id']}: {f['error']}")
+    for o in s["left"]:
+        ctx.out(f"  STILL OPEN {o['symbol']} {o['order_id']}")
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -561,6 +592,11 @@ def cmd_reload(ctx: Context) -> int:
 
 def cmd_config_check(ctx: Context) -> int:
     settings = load_settings(ctx.args.path) if ctx.args.path else ctx.settings
+    from keyproxy.proxy.dead_man import check_switches
+    from keyproxy.vault.store import account_exchanges
+
+    if settings.vault.path.exists():  # settings that depend on an account's exchange
+        check_switches(settings.account_limits, account_exchanges(settings.vault.path))
     where = settings.config_file or "(no config file: defaults)"
     ctx.out(f"ok: {where} ({len(settings.bot_policies)} bot policies, vault {settings.vault.path})")
     return 0
@@ -596,6 +632,11 @@ def cmd_status(ctx: Context) -> int:
         ctx.out(f"THROTTLED bot {name} (1 request/s for 5 minutes after a rate spike)")
     for h in st["halts"]:
         ctx.out(f"HALT {h['scope']} {h['target']} since {_day(h['since'])}: {h['reason']}")
+    for d in st.get("dead_man", []):
+        when = (f"last armed {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['armed_at']))}"
+                if d["armed_at"] else "never armed")
+        failing = f"; FAILING ({d['failures']} in a row): {d['error']}" if d["error"] else ""
+        ctx.out(f"dead-man's switch {d['account']}: {d['seconds']} s, {when}{failing}")
     for b in st.get("budgets", []):
         closed = f"; CLOSED for {b['closed_s']:g} s (the exchange refused for rate)" if b["closed_s"] else ""
         ctx.out(f"budget {b['scope']} {b['budget']}: {b['used']:g} of {b['limit']} "
@@ -946,6 +987,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bot")
         if name == "halt":
             sp.add_argument("--reason", default="halted by operator")
+            sp.add_argument("--cancel-orders", action="store_true",
+                            help="then cancel the scope's resting orders at the exchange (a bot: only its own)")
+            sp.add_argument("--json", action="store_true")
     cmd(sub, "reload", cmd_reload, "make the running daemon re-read its config file (as SIGHUP does)")
     config = sub.add_parser("config", help="the config file").add_subparsers(dest="config_command", required=True,
                                                                              metavar="ACTION")

@@ -29,6 +29,9 @@ from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
 from keyproxy.errors import KeyproxyError
+from keyproxy.proxy.cancel_orders import Canceller, OwnCalls
+from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
+from keyproxy.proxy.heartbeat import HeartbeatWatch
 from keyproxy.proxy.own_calls import audit_key, verify_key
 from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
@@ -106,6 +109,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     config = {"settings": settings, "file": settings}
     with contextlib.suppress(ConfigError):
         config["file"] = load_settings(settings.config_file)
+    check_switches(settings.account_limits, {a.name: a.exchange for a in vault.list_accounts()})
     state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits,
                                  store.throttles(time.time())))
     register_secrets(vault, state.snapshot)
@@ -222,6 +226,12 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             log.error("config reload refused; keeping the running config", reason=str(e))
             trail.append("config.reload", result=f"refused: {e}"[:300])
             raise
+        try:
+            check_switches(new.account_limits, {a.name: a.exchange for a in vault.list_accounts()})
+        except ConfigError as e:
+            log.error("config reload refused; keeping the running config", reason=str(e))
+            trail.append("config.reload", result=f"refused: {e}"[:300])
+            raise
         restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics")
                    if getattr(new, name) != getattr(old, name)]
         ng = new.governor
@@ -281,7 +291,24 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             raise KeyproxyError(f"no account named {name!r} served by this daemon")
         return results
 
-    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys), handle_signals=False,
+    canceller = Canceller(lambda: state.snapshot, store, OwnCalls(pipeline.core, clients), trail.append)
+    cancelling: set[asyncio.Task[Any]] = set()
+
+    def cancel_later(scope: str, target: str, reason: str) -> None:
+        """An anomaly action's cancels: after the request that completed the finding, never inside it."""
+        async def run() -> None:
+            try:
+                await canceller.cancel(scope, target, reason)
+            except Exception as e:  # a bug or a vanished scope: logged, the halt stays in force
+                log.error("cancelling orders failed", scope=scope, target=target, kind=type(e).__name__)
+        task = loop.create_task(run())
+        cancelling.add(task)
+        task.add_done_callback(cancelling.discard)
+
+    recorder.responder.cancel_orders = cancel_later
+    keeper = DeadManKeeper(lambda: state.snapshot, OwnCalls(pipeline.core, clients), trail.append, metrics)
+    controls.dead_man = keeper.report
+    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys, canceller), handle_signals=False,
                                  access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)
@@ -300,6 +327,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                 await loop.run_in_executor(None, store.record_audit_head, trail.head.seq)
 
     background.append(asyncio.create_task(persist_head()))
+    background.append(asyncio.create_task(keeper.run()))
+    heartbeats = HeartbeatWatch(lambda: state.snapshot, pipeline.core.last_seen, canceller, store, trail.append,
+                                metrics)
+    background.append(asyncio.create_task(heartbeats.run()))
 
     async def rotation_reminders() -> None:
         """Once a day (and at start): a warning for every key that is due or overdue for rotation."""

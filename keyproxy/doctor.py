@@ -93,6 +93,7 @@ def check_listeners(settings: Settings) -> list[Finding]:
 
 def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
     from keyproxy.metrics import rotation_due
+    from keyproxy.proxy.dead_man import switch_problem
     from keyproxy.state import VaultRolledBack
 
     out = []
@@ -111,6 +112,11 @@ def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
             state = "overdue" if now >= due_at else "due " + time.strftime("%Y-%m-%d", time.gmtime(due_at))
             out.append(Finding("warn", "rotation", f"the key of account {a.name} is {state} for rotation",
                                f"keyproxy key rotate {a.name}"))
+        seconds = getattr(settings.account_limits.get(a.name), "dead_man_seconds", None)
+        problem = switch_problem(a.exchange, seconds) if seconds is not None else None
+        if problem:
+            out.append(Finding("fail", "dead-man's switch", f"[accounts.{a.name}] dead_man_seconds: {problem}",
+                               "remove dead_man_seconds for this account (see docs/incident-response.md)"))
         if a.status != "active":
             out.append(Finding("warn", "quarantine", f"the key of account {a.name} is {a.status}",
                                f"keyproxy incidents list; then keyproxy key restore {a.name} or rotate it"))

@@ -46,6 +46,10 @@ class Metrics:
                                  ["rule", "action"], registry=r)
         self.key_actions = Counter("keyproxy_key_actions", "Quarantines and revocations of real keys",
                                    ["account", "action"], registry=r)
+        self.dead_man_armed = Gauge("keyproxy_dead_man_armed_timestamp_seconds", "When the exchange last confirmed "
+                                    "the account's cancel-on-silence timer (dead_man_seconds)", ["account"], registry=r)
+        self.dead_man_failures = Counter("keyproxy_dead_man_arm_failures", "Failed attempts to arm an account's "
+                                         "cancel-on-silence timer at the exchange", ["account"], registry=r)
         self.halts_active = Gauge("keyproxy_halts_active", "Kill-switch halts in force", registry=r)
         self.vault_locked = Gauge("keyproxy_vault_locked", "1 while the vault is locked", registry=r)
         self.audit_write_errors = Counter("keyproxy_audit_write_errors", "Failed audit trail writes", registry=r)

@@ -28,7 +28,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, rule TEXT NOT NULL,"
     " subject TEXT NOT NULL, actions TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, steps TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS vault_seen (vault_id TEXT PRIMARY KEY, changes INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS placed_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
+    " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
 )
+MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped beyond this
 
 
 class VaultRolledBack(VaultError):
@@ -158,6 +161,28 @@ class StateStore:
     def set_usage(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?)", (key, value))
+
+    def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...],
+                             ts: float) -> None:
+        """Which bot placed which order (the exchange's id, from the answer it gave that bot): what lets
+        `halt --bot B --cancel-orders` cancel B's orders and no other bot's."""
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
+                                 [(account, oid, bot, market, ts) for oid in order_ids])
+            (count,) = self._db.execute("SELECT COUNT(*) FROM placed_orders WHERE account = ?", (account,)).fetchone()
+            if count > MAX_PLACED_ORDERS:
+                self._db.execute("DELETE FROM placed_orders WHERE rowid IN (SELECT rowid FROM placed_orders "
+                                 "WHERE account = ? ORDER BY ts LIMIT ?)", (account, count - MAX_PLACED_ORDERS))
+
+    def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
+        """order id -> (bot, market) for the account's orders keyproxy saw placed."""
+        rows = self._db.execute("SELECT order_id, bot, market FROM placed_orders WHERE account = ?", (account,))
+        return {oid: (bot, market) for oid, bot, market in rows.fetchall()}
+
+    def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
+                                 [(account, oid) for oid in order_ids])
 
     def close(self) -> None:
         self._db.close()

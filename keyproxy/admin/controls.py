@@ -56,6 +56,7 @@ class Controls:
                  budgets: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.vault = vault
         self._budgets = budgets  # the exchanges' own rate budgets in use (the daemon's governor)
+        self.dead_man: Callable[[], list[dict[str, Any]]] | None = None  # the daemon's cancel-on-silence timers
         self._source_for_new = source_for_new
         self.pinned = pinned
         self._reload_config = reload_config
@@ -316,4 +317,5 @@ class Controls:
         st["incidents"] = len(self._need_state().incidents()) if self.state is not None else 0
         st["throttled_bots"] = sorted(self._need_state().throttles(time.time())) if self.state is not None else []
         st["budgets"] = self._budgets() if self._budgets is not None else []
+        st["dead_man"] = self.dead_man() if self.dead_man is not None else []
         return st

@@ -20,7 +20,7 @@ from aiohttp import web
 from keyproxy.admin.controls import Controls, credentials_from_json
 from keyproxy.admin.protocol import ERROR_CLASSES, OPS
 from keyproxy.audit.trail import AuditUnavailable
-from keyproxy.errors import KeyproxyError, where
+from keyproxy.errors import KeyproxyError, NotFound, UsageError, where
 from keyproxy.vault import NewAccount
 
 log = logging.getLogger("keyproxy.admin")
@@ -46,7 +46,22 @@ def _call(controls: Controls, op: str, args: dict[str, Any]) -> Any:
     return getattr(controls, op)(**args)
 
 
-def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = None) -> web.Application:
+async def _cancel_orders(controls: Controls, canceller: Any, scope: str, target: str, reason: str) -> Any:
+    """Only under a halt of exactly that scope: cancelling while the scope may still place orders would
+    race the bots that are placing them."""
+    if canceller is None:
+        raise KeyproxyError("this daemon cannot cancel orders")
+    if not any(h["scope"] == scope and h["target"] == target for h in controls.list_halts()):
+        raise UsageError(f"no halt in force for {scope} {target}: halt it first (`keyproxy halt ... --cancel-orders`)")
+    controls._record("cancel_orders", "attempt", scope=scope, target=target)
+    try:
+        return await canceller.cancel(scope, target, reason)
+    except KeyError as e:
+        raise NotFound(str(e.args[0])) from None
+
+
+def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = None,
+                    canceller: Any = None) -> web.Application:
     allowed = {os.geteuid(), 0}
 
     async def call(request: web.Request) -> web.Response:
@@ -75,6 +90,8 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
                 if auditor is None:
                     raise KeyproxyError("this daemon cannot audit keys")
                 result = await auditor(args.get("name"))
+            elif op == "cancel_orders":  # keyproxy's own cancels at the exchanges: async, in the daemon
+                result = await _cancel_orders(controls, canceller, **args)
             else:
                 result = _call(controls, op, args)
         except KeyproxyError as e:

@@ -30,6 +30,10 @@ CHECKLIST = {
     "quarantine_key": "no bot can use account {account}: audit its trading history at the exchange, check the key's "
                       "permissions and IP list, then `keyproxy key restore {account}` or rotate the key",
     "alert": "review the evidence requests in the audit trail",
+    "cancel_orders": "keyproxy halted {scope} {target} and cancelled its resting orders at the exchange (the "
+                     "order.cancel audit events list each); check what happened, then `keyproxy resume --{scope} {target}`",
+    "heartbeat": "bot {bot} went silent past its heartbeat_seconds and keyproxy cancelled its resting orders "
+                 "(listed here); find out why it stopped (its host, its log), then let it resume: it is not halted",
     "revoke_key": "keyproxy asked the exchange to delete account {account}'s key (see the key.revoke audit event); "
                   "create a new key at the exchange and `keyproxy key rotate {account}`",
 }
@@ -47,6 +51,8 @@ class Responder:
         self._metrics = metrics
         self._on_change = on_change
         self._clock = clock
+        # (scope, target, reason) -> cancels that scope's resting orders after this request (the daemon's)
+        self.cancel_orders: Callable[[str, str, str], Any] | None = None
 
     def observe(self, event: Event) -> list[Finding]:
         """Run every rule; a failing rule is logged and counted, and re-raised so the caller fails closed."""
@@ -78,11 +84,21 @@ class Responder:
             elif action == "throttle" and f.bot:
                 self._store.set_throttle(f.bot, self._clock() + THROTTLE_SECONDS, THROTTLE_RATE)
                 done.append(action)
+            elif action == "cancel_orders" and (f.bot or f.account):
+                scope, target = ("bot", f.bot) if f.bot else ("account", f.account)
+                assert target is not None
+                # halted first (in force for the very next request), then the resting orders go
+                self._store.set_halt(scope, target, f"anomaly rule {f.rule}: resting orders cancelled", self._clock())
+                if self.cancel_orders is not None:
+                    self.cancel_orders(scope, target, f"anomaly rule {f.rule}")
+                done.append(action)
             elif action == "alert":
                 done.append(action)
         for action in done or ["alert"]:
             self._metrics.anomalies.labels(f.rule, action).inc()
-        steps = [CHECKLIST[a].format(bot=f.bot, account=f.account) for a in (done or ["alert"])]
+        scope, target = ("bot", f.bot) if f.bot else ("account", f.account)
+        steps = [CHECKLIST[a].format(bot=f.bot, account=f.account, scope=scope, target=target)
+                 for a in (done or ["alert"])]
         incident = self._store.add_incident(self._clock(), f.rule, f.subject, done or ["alert"], f.reason,
                                             list(f.evidence), steps)
         self._audit("anomaly", rule=f.rule, subject=f.subject, actions=done or ["alert"], reason=f.reason,

@@ -18,6 +18,12 @@ EVENTS: dict[str, str] = {
     "anomaly": "an anomaly rule fired: rule, subject, actions taken, incident id, evidence request ids",
     "key.revoke": "the revoke_key action's call to the exchange and its result",
     "config.reload": "the config file was re-read (result ok or refused with the reason)",
+    "orders.cancel_all": "keyproxy's own cancelling of a scope's resting orders began (attempt) or ended (done, "
+                         "with counts cancelled, failed, left and the accounts whose listing failed)",
+    "deadman.arm": "an account's cancel-on-silence timer at the exchange became armed, or stopped being armed "
+                   "(result failed: what the exchange said); logged on each change, not on each re-arm",
+    "order.cancel": "one order keyproxy cancelled with its own signed call (result cancelled or failed: why), "
+                    "or an account whose open orders could not be listed",
 }
 
 AUTH_FAILURE_CODES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})

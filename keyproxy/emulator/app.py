@@ -11,6 +11,8 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``GET|POST /_emulator/limits`` -> the exchanges' rate limits (``binance_limits.py``, ``rate_limits.py``)
 * ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
+* ``POST /_emulator/faults`` -> ``{"fail_containing": ["..."]}``: an exchange request whose query or body
+  contains one of these strings (an order id) is answered HTTP 503 and not carried out (``[]`` clears)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ JOURNAL = web.AppKey("journal", Journal)
 EMULATORS = web.AppKey("emulators", list)
 CLOCK = web.AppKey("clock", object)
 FRAMING = web.AppKey("framing", dict)
+FAULTS = web.AppKey("faults", dict)
 _NOTE: Any = (
     web.RequestKey("note", RequestNote) if hasattr(web, "RequestKey") else "keyproxy.emulator.note"
 )
@@ -140,6 +143,42 @@ async def _framing_middleware(request: web.Request, handler: Any) -> web.StreamR
         await chunked.write(body[i:i + 64])
     await chunked.write_eof()
     return chunked
+
+
+@web.middleware
+async def _fault_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An exchange outage for chosen requests: those naming a string the faults control lists."""
+    needles = request.app[FAULTS].get("fail_containing") or ()
+    if needles and not request.path.startswith(CONTROL_PREFIX):
+        seen = request.query_string + (await request.read()).decode("utf-8", "replace")
+        if any(n in seen for n in needles):
+            return web.json_response({"error": "emulated failure"}, status=503)
+    return await handler(request)
+
+
+TIMERS = web.AppKey("timers", asyncio.Task)
+
+
+async def _start_timers(app: web.Application) -> None:
+    """The exchanges' own timers (dead-man's switches) fire whether or not a request arrives."""
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            for emulator in app[EMULATORS]:
+                fire = getattr(emulator, "fire_timers", None)
+                if fire is not None:
+                    fire()
+    app[TIMERS] = asyncio.get_running_loop().create_task(tick())
+
+
+async def _stop_timers(app: web.Application) -> None:
+    app[TIMERS].cancel()
+
+
+async def _faults(request: web.Request) -> web.Response:
+    doc = await request.json()
+    request.app[FAULTS]["fail_containing"] = [str(n) for n in doc.get("fail_containing") or [] if str(n)]
+    return web.json_response(request.app[FAULTS])
 
 
 async def _limits(request: web.Request) -> web.Response:
@@ -273,16 +312,20 @@ def build_app(
     exchanges: Sequence[str] | None = None,
 ) -> web.Application:
     """Build the emulator app for ``accounts`` (exchanges default to those named there)."""
-    app = web.Application(middlewares=[_journal_middleware, _framing_middleware])
+    app = web.Application(middlewares=[_journal_middleware, _framing_middleware, _fault_middleware])
     app[JOURNAL] = Journal(journal_path)
     app[EMULATORS] = _emulators(accounts, exchanges, clock)
     app[CLOCK] = clock
     app[FRAMING] = {"chunked": False}
+    app[FAULTS] = {"fail_containing": []}
+    app.on_startup.append(_start_timers)
+    app.on_cleanup.append(_stop_timers)
     app.router.add_get(CONTROL_PREFIX + "health", _health)
     app.router.add_get(CONTROL_PREFIX + "journal", _journal)
     app.router.add_get(CONTROL_PREFIX + "state", _state)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
+    app.router.add_post(CONTROL_PREFIX + "faults", _faults)
     app.router.add_route("*", CONTROL_PREFIX + "limits", _limits)
     app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)

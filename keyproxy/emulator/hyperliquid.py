@@ -93,6 +93,7 @@ class User:
     leverage: dict[int, int] = field(default_factory=dict)
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     builder_fees: dict[str, str] = field(default_factory=dict)
+    dead_man_at: int | None = None  # scheduleCancel: when every open order is cancelled (ms)
 
 
 class HyperliquidEmulator:
@@ -120,6 +121,15 @@ class HyperliquidEmulator:
 
     def owns(self, path: str) -> bool:
         return path in ("/info", "/exchange")
+
+    def fire_timers(self) -> None:
+        now = self._now()
+        for user in self.users.values():
+            if user.dead_man_at is not None and user.dead_man_at <= now:
+                user.dead_man_at = None
+                for order in user.orders.values():
+                    if order.status == "open":
+                        order.status = "canceled"
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
@@ -262,7 +272,11 @@ class HyperliquidEmulator:
             _coin(asset)
             user.leverage[asset] = leverage
             return {"type": "default"}
-        if kind == "scheduleCancel":
+        if kind == "scheduleCancel":  # the dead-man's switch: at `time` (>= 5 s ahead) every open order goes
+            at = action.get("time")
+            if at is not None and (not isinstance(at, int) or at < self._now() + 5000):
+                raise HyperliquidError("Scheduled cancel time too early, must be at least 5 seconds from now.")
+            user.dead_man_at = at
             return {"type": "default"}
         if kind == "approveAgent":
             user.agents.add(str(action.get("agentAddress", "")).lower())

@@ -33,6 +33,7 @@ import base64
 import binascii
 import secrets
 import string
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,7 @@ PRIVATE_ROUTES = {
     "AddOrder": Route("add_order", ("trades_modify",)),
     "CancelOrder": Route("cancel_order", ("trades_modify", "trades_close")),
     "CancelAll": Route("cancel_all", ("trades_modify", "trades_close")),
+    "CancelAllOrdersAfter": Route("cancel_all_orders_after", ("trades_modify", "trades_close")),
     "AddOrderBatch": Route("add_order_batch", ("trades_modify",)),
     "Withdraw": Route("withdraw", ("funds_withdraw",)),
     "GetApiKeyInfo": Route("api_key_info"),
@@ -359,6 +361,25 @@ class KrakenEmulator:
         for o in targets:
             call.acct.cancel(o, call.now)
         return {"count": len(targets)}
+
+    def cancel_all_orders_after(self, call: Call) -> dict[str, Any]:
+        """The dead-man's switch: `timeout` seconds arms (re-arms) it, 0 disarms; when it expires every open
+        order is cancelled (`fire_timers`)."""
+        raw = str(call.params.get("timeout", ""))
+        if not raw.isdigit():
+            raise KrakenError("EGeneral:Invalid arguments:timeout")
+        call.acct.dead_man_at = call.now + int(raw) if int(raw) else None
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(call.now))
+        trigger = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(call.acct.dead_man_at)) if int(raw) else "0"
+        return {"currentTime": stamp, "triggerTime": trigger}
+
+    def fire_timers(self) -> None:
+        now = self.clock()
+        for acct in self.accounts.values():
+            if acct.dead_man_at is not None and acct.dead_man_at <= now:
+                acct.dead_man_at = None
+                for order in acct.open_orders():
+                    acct.cancel(order, now)
 
     # -- private: funding -----------------------------------------------------------
     def withdraw(self, call: Call) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class Account:
     hold: dict[str, Decimal] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
+    dead_man_at: float | None = None  # CancelAllOrdersAfter: when every open order is cancelled
 
     @classmethod
     def fresh(cls, key: EmulatedKey) -> Account:

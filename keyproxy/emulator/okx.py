@@ -92,6 +92,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "trade/order"): Route("place_order", TRADE),
     ("POST", "trade/batch-orders"): Route("batch_orders", TRADE),
     ("POST", "trade/cancel-order"): Route("cancel_order", TRADE),
+    ("POST", "trade/cancel-all-after"): Route("cancel_all_after", TRADE),
     ("POST", "account/set-leverage"): Route("set_leverage", TRADE),
     ("POST", "asset/withdrawal"): Route("withdrawal", WITHDRAW),
 }
@@ -272,6 +273,25 @@ class OkxEmulator(AccountHandlers):
         if order is None:
             raise OrderRejected(*missing)
         return order
+
+    def cancel_all_after(self, call: Call) -> list[dict[str, Any]]:
+        """The dead-man's switch: `timeOut` 10-120 s arms (re-arms) it, 0 disarms; when it expires every
+        pending order of the key is cancelled (`fire_timers`)."""
+        raw = text(call.query, "timeOut")
+        if not raw.isdigit() or (int(raw) != 0 and not 10 <= int(raw) <= 120):
+            raise OkxError(200, "51000", "Parameter timeOut error")
+        call.acct.dead_man_at = call.now + int(raw) * 1000 if int(raw) else None
+        return [{"triggerTime": str(call.acct.dead_man_at or 0), "tag": "", "ts": str(call.now)}]
+
+    def fire_timers(self) -> None:
+        now = int(self.clock() * 1000)
+        for acct in self.accounts.values():
+            if acct.dead_man_at is not None and acct.dead_man_at <= now:
+                acct.dead_man_at = None
+                for order in list(acct.orders.values()):
+                    if order.state in ("live", "partially_filled"):
+                        acct.cancel(order, now)
+                        self._changed(acct, order)
 
     def get_order(self, call: Call) -> list[dict[str, Any]]:
         order = self._find(call, ("51603", "Order does not exist"))

@@ -101,6 +101,7 @@ class Account:
     leverage: dict[str, str] = field(default_factory=dict)
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     u_time: int = 0
+    dead_man_at: int | None = None  # cancel-all-after: when every pending order is cancelled (ms)
 
     @classmethod
     def fresh(cls, key: EmulatedKey) -> Account:

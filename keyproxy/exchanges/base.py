@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -267,6 +267,8 @@ class Adapter(Protocol):
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange: ...
 
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]: ...
+
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]: ...
 
     def websocket(self, path: str) -> Adapter | None: ...
@@ -288,6 +290,26 @@ class Adapter(Protocol):
     def grants_stream_token(self, path: str) -> bool: ...
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
+
+
+def order_ids_in(doc: object, keys: tuple[str, ...], depth: int = 6) -> tuple[str, ...]:
+    """Every non-empty string or integer value of a member named in `keys` (or list of them), in document order
+    level by level, at most `depth` levels down and 1000 ids."""
+    found: list[str] = []
+    todo: deque[tuple[object, int]] = deque([(doc, 0)])
+    while todo and len(found) < 1000:
+        node, level = todo.popleft()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name in keys:
+                    for v in value if isinstance(value, list) else [value]:
+                        if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v) not in ("", "0"):
+                            found.append(str(v))
+                elif level < depth and isinstance(value, (dict, list)):
+                    todo.append((value, level + 1))
+        elif isinstance(node, list) and level < depth:
+            todo.extend((item, level + 1) for item in node)
+    return tuple(dict.fromkeys(found))
 
 
 # `ws_answer`'s key for an answer that names no frame (Coinbase's): it settles the oldest frame waiting
@@ -367,6 +389,20 @@ class AdapterHooks:
         if 200 <= status < 300 and facts.action == "order":
             return OrderBookChange(opened=tuple(o.scope for o in facts.placed()))
         return OrderBookChange()
+
+    # the answer's member naming an order's exchange id (orderId, ordId, txid, oid ...)
+    order_id_keys: tuple[str, ...] = ()
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        """The exchange ids of the orders a 2xx answer to an order request names (`order_id_keys`, at any
+        depth): who placed which order, for cancelling one bot's orders. Unreadable: ()."""
+        if not (200 <= status < 300 and body and self.order_id_keys):
+            return ()
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return ()
+        return order_ids_in(doc, self.order_id_keys)
 
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         """Contract sizes by order scope (`market:symbol`) from a public instrument answer, else {}."""

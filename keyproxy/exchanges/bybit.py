@@ -89,6 +89,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 class Bybit(AdapterHooks):
+    order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"

@@ -59,6 +59,7 @@ def _key(frame: dict[str, Any]) -> object:
 
 class BybitWsApi(WsDialect):
     """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
+    order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None

@@ -162,6 +162,7 @@ def _int_claim(claims: dict[str, object], name: str) -> int:
 
 
 class Coinbase(AdapterHooks):
+    order_id_keys = ("order_id",)  # the member of an order answer naming the exchange's order id
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"

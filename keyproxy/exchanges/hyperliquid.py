@@ -94,6 +94,7 @@ CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliq
 
 
 class Hyperliquid(AdapterHooks):
+    order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
     name = "hyperliquid"
     environments = (
         Environment("production", (("/", "https://api.hyperliquid.xyz"),)),

@@ -250,6 +250,7 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
 
 
 class Kraken(AdapterHooks):
+    order_id_keys = ("txid",)  # the member of an order answer naming the exchange's order id
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")
     stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")

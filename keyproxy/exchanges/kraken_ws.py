@@ -103,6 +103,7 @@ def _both_sizes(p: dict[str, Any], facts: RequestFacts) -> RequestFacts:
 
 class KrakenWsApi(WsDialect):
     """The WebSocket v2 dialect of a Kraken account; REST facts and errors from `rest`."""
+    order_id_keys = ("order_id",)  # the member of an order answer naming the exchange's order id
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method)

@@ -105,6 +105,7 @@ def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> 
 
 
 class Okx(AdapterHooks):
+    order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"

@@ -71,6 +71,7 @@ def _key(frame: dict[str, Any]) -> object:
 
 class OkxWsApi(WsDialect):
     """The private-socket dialect of an OKX account; REST facts, errors and passphrase rules from `rest`."""
+    order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None

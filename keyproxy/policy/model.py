@@ -83,6 +83,8 @@ class BotPolicy:
     max_withdrawal: Decimal | None = None
     daily_withdrawal_cap: Decimal | None = None  # per asset, per UTC day
     active_hours: tuple[str, ...] | None = None  # "HH:MM-HH:MM" UTC windows
+    # silent (no authenticated request) this long: keyproxy cancels the bot's resting orders (proxy/heartbeat.py)
+    heartbeat_seconds: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -127,6 +129,7 @@ def _list(key: str, value: Any) -> list[str]:
     raise PolicyError(f"{key}: must be a list of strings")
 
 
+HEARTBEAT_RANGE = (2, 86_400)  # under 2 s a busy event loop or a GC pause would read as a silent bot
 _HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
 
 
@@ -162,6 +165,12 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
             changes[key] = tuple(dict.fromkeys(nets))
         elif key in ("requests_per_second",):
             changes[key] = float(_decimal(key, value))
+        elif key == "heartbeat_seconds":
+            seconds = _int(key, value)
+            if not HEARTBEAT_RANGE[0] <= seconds <= HEARTBEAT_RANGE[1]:
+                raise PolicyError(f"heartbeat_seconds: must be {HEARTBEAT_RANGE[0]} to {HEARTBEAT_RANGE[1]} seconds, "
+                                  f"not {seconds}")
+            changes[key] = seconds
         elif key in ("burst", "orders_per_minute", "cancels_per_minute", "max_open_orders"):
             changes[key] = _int(key, value)
         elif key in ("max_order_notional", "max_leverage", "max_withdrawal", "daily_notional_cap",
@@ -201,9 +210,12 @@ class AccountLimits:
     burst: int | None = None
     orders_per_minute: int | None = None
     cancels_per_minute: int | None = None
+    # the exchange's own cancel-on-silence timer, kept armed by keyproxy (exchanges/open_orders.py SWITCHES)
+    dead_man_seconds: int | None = None
 
 
-ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute")
+ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute", "dead_man_seconds")
+DEAD_MAN_RANGE = (5, 86_400)  # the widest any exchange accepts; each exchange's own bounds are checked per account
 
 
 def parse_account_limits(doc: dict[str, Any]) -> AccountLimits:
@@ -214,7 +226,16 @@ def parse_account_limits(doc: dict[str, Any]) -> AccountLimits:
     return AccountLimits(
         requests_per_second=float(_decimal("requests_per_second", rate)) if rate is not None else None,
         **{k: _int(k, doc[k]) for k in ("burst", "orders_per_minute", "cancels_per_minute") if k in doc},
+        dead_man_seconds=_dead_man(doc["dead_man_seconds"]) if "dead_man_seconds" in doc else None,
     )
+
+
+def _dead_man(value: Any) -> int:
+    seconds = _int("dead_man_seconds", value)
+    low, high = DEAD_MAN_RANGE
+    if not low <= seconds <= high:
+        raise PolicyError(f"dead_man_seconds: must be {low} to {high} seconds, not {seconds}")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

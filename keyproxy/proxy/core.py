@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from keyproxy.exchanges.open_orders import SWITCHES
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
     SignContext, UnknownEndpoint,
@@ -33,6 +34,8 @@ from keyproxy.secret import Secret
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 
 TOKEN_HEADER = "x-keyproxy-token"
+HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
+HEARTBEAT_ENDPOINT = Endpoint(EndpointClass.READ, "keyproxy:heartbeat")
 log = logging.getLogger("keyproxy.proxy")
 
 
@@ -56,6 +59,7 @@ class Outcome:
     path: str | None = None
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
+    placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place orders
     authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
     key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
@@ -138,6 +142,7 @@ class Core:
         # bot never sees (it holds a virtual one, in listen_keys); memory only
         self.real_stream_tokens: dict[str, tuple[str, int]] = {}
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -213,12 +218,15 @@ class Core:
         # so nothing below (and no anomaly finding) may act on that bot
         incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on)
         outcome.bot, outcome.authenticated = bot.info.name, True
+        self.last_seen[bot.info.name] = now_ms / 1000  # the bot is alive (heartbeat_seconds)
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
         facts = self._check_policy(route.snap, account, adapter, bot, endpoint, incoming, now_ms, outcome)
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
+        if facts.action == "order":
+            outcome.placed_by = (bot.info.name, facts)
         return route, incoming
 
     def spend_budget(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
@@ -302,6 +310,27 @@ class Core:
         outcome.decision = "allow"
         return outbound
 
+    def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
+        """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
+        (its token, or its virtual key in the exchange's own scheme over this path). Nothing goes upstream."""
+        snap = self._snapshot()
+        account = self.account(account_name, outcome, snap)
+        if account.adapter is None:
+            raise Refused("unknown_account", f"account {account_name!r} has no adapter in this version")
+        outcome.endpoint_class, outcome.endpoint = HEARTBEAT_ENDPOINT.cls.value, HEARTBEAT_ENDPOINT.name
+        now_ms = self.clock_ms()
+        bot = self._identify(snap, account, account.adapter, incoming, outcome, now_ms)
+        if bot is None:
+            raise Refused("unknown_bot", "a heartbeat must carry the bot's credential")
+        self._authenticate(account.adapter, bot, HEARTBEAT_ENDPOINT, incoming, now_ms)
+        outcome.authenticated = True
+        self._check_standing(account, bot, now_ms)
+        if not bot.allows_ip(peer):
+            raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
+        self.last_seen[bot.info.name] = now_ms / 1000
+        outcome.decision = "allow"
+        return bot
+
     def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> str:
         """The bot a private event stream belongs to: the one keyproxy handed this stream token to, in good
         standing and connecting from its own addresses. A token keyproxy never relayed is refused."""
@@ -320,6 +349,12 @@ class Core:
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
         """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
+        limits = snap.account_limits.get(account.info.name)
+        if limits is not None and limits.dead_man_seconds is not None:
+            switch = SWITCHES.get(adapter.name)
+            if switch is not None and switch.is_switch(req.method, req.path, req.body):
+                raise Refused("policy_denied", f"keyproxy keeps account {account.info.name!r}'s {switch.name} timer "
+                              "armed (dead_man_seconds): a bot may not set or clear it")
         names = self.market_names.get(account.info.name)
         if names:
             req = req.replace(markets=names)
@@ -346,7 +381,7 @@ class Core:
         throttle = snap.throttles.get(name)
         decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),
-                          prices=prices, account_limits=snap.account_limits.get(account.info.name),
+                          prices=prices, account_limits=limits,
                           usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
@@ -485,6 +520,18 @@ class Core:
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
 
+    def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
+                          status: int, body: bytes) -> None:
+        """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
+        halt of one bot cancel that bot's orders and no other bot's on the same account."""
+        bot, facts = placed_by
+        legs = facts.placed()
+        ids = adapter.placed_order_ids(status, body) if self._sequences is not None and legs else ()
+        if ids:
+            assert self._sequences is not None
+            self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], ids,
+                                                 self.clock_ms() / 1000)
+
     def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
         refused the real key, and the bot's open orders. `body` is b"" when the answer was too large to
@@ -507,6 +554,8 @@ class Core:
         outcome.key_denied = rejection is KeyRejection.DENIED
         if outcome.track is not None:
             self._track_open_orders(adapter, outcome.track, out, status, body)
+        if outcome.placed_by is not None:
+            self._attribute_orders(name, adapter, outcome.placed_by, status, body)
         return body
 
     def _virtual_stream_token(self, adapter: Adapter, account: str, body: bytes, outcome: Outcome) -> bytes:

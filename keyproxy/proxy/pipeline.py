@@ -17,7 +17,7 @@ from yarl import URL
 
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.proxy.core import Core, NonceTurn, Outcome, Route, new_request_id
+from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn, Outcome, Route, new_request_id
 from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
@@ -63,6 +63,8 @@ class Pipeline:
         outcome.method, outcome.source_ip = request.method, request.remote
         account_name, path, query = split_target(request.raw_path)
         outcome.path = path
+        if path == HEARTBEAT_PATH:
+            return await self._heartbeat(request, account_name, query, outcome)
         route = self.core.route(account_name, request.method, path, outcome)
         body = await self._read_body(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -96,6 +98,15 @@ class Pipeline:
             outcome.cache = "hit"
         outcome.decision, outcome.upstream_status = "allow", cached.status
         return web.Response(status=cached.status, body=cached.body, headers=cached.headers)
+
+    async def _heartbeat(self, request: web.BaseRequest, account_name: str, query: str,
+                         outcome: Outcome) -> web.StreamResponse:
+        body = await self._read_body(request)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        incoming = IncomingRequest(request.method, HEARTBEAT_PATH, query, headers, body,
+                                   host=request.headers.get("Host", ""), mount=f"/{account_name}")
+        bot = self.core.heartbeat(account_name, incoming, request.remote or "", outcome)
+        return web.json_response({"bot": bot.info.name, "heartbeat_seconds": bot.policy.heartbeat_seconds})
 
     def _public_ttl(self, route: Route, method: str, path: str) -> float:
         """Seconds a public answer is shared by every bot: the config's `[governor.cache]`, else the adapter's."""

@@ -579,3 +579,18 @@ def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: boo
         while chunk := src.read(1 << 20):
             out.write(chunk)
     return {"restored": str(backup), "changes": backup_changes, "live_changes_before": live_changes}
+
+
+def account_exchanges(path: Path) -> dict[str, str]:
+    """Account name -> exchange, read without unlocking (names and exchanges are not secret): what
+    `config check` needs to check per-exchange settings. {} when there is no readable vault."""
+    try:
+        db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        return dict(db.execute("SELECT name, exchange FROM accounts").fetchall())
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()

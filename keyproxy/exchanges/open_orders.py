@@ -1,0 +1,405 @@
+"""How to list every resting order of an account and cancel orders by id, per exchange (sans-I/O).
+
+keyproxy's incident response (`keyproxy halt --cancel-orders`, the `cancel_orders` anomaly action,
+heartbeats) cancels with its own signed calls: it lists what the exchange says is resting, keeps what
+the halted scope placed, and cancels those by id, one answer per order, so each is reported as
+cancelled or failed. It only ever cancels: nothing here places or changes an order.
+
+A `Spec` is (method, path, query, body), signed by the adapter like a bot's request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlencode
+
+from keyproxy.exchanges.base import RealKey
+
+Spec = tuple[str, str, str, bytes]
+MAX_PAGES = 50  # listing pages followed per market: a bound, not a expectation
+
+
+@dataclass(frozen=True, slots=True)
+class Resting:
+    """One order the exchange lists as resting."""
+
+    market: str
+    symbol: str
+    order_id: str
+
+
+class ListingError(ValueError):
+    """The exchange answered a listing with an error or an unreadable document."""
+
+
+class Sweep(Protocol):
+    """Per-exchange knowledge of listing and cancelling: requests to send, answers to read."""
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        """First-page listing requests covering `markets` (the markets the account's bots placed orders on);
+        also any public market list the cancels need (its answer feeds the adapter's `market_names`)."""
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        """The orders one listing answer names, and the request for its next page (None: last page).
+        Raise ListingError when the exchange refused or the answer is unreadable."""
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        """Cancel requests, each with the orders it cancels (`names`: market id `#<n>` -> name, Hyperliquid's)."""
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        """Per order id: None when the exchange confirmed the cancel, else what it said."""
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        raise ListingError("unreadable answer") from None
+
+
+def _said(body: bytes) -> str:
+    return body[:160].decode("utf-8", "replace")
+
+
+def _all(orders: Iterable[Resting], outcome: str | None) -> dict[str, str | None]:
+    return {o.order_id: outcome for o in orders}
+
+
+class BinanceSweep:
+    """GET openOrders without a symbol (every symbol, weight 80/40) per market; DELETE order by id."""
+
+    _PATHS = {"spot": "/api/v3", "usdm": "/fapi/v1", "coinm": "/dapi/v1"}
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        chosen = sorted((markets & set(self._PATHS)) | {"spot"})
+        return [("GET", self._PATHS[m] + "/openOrders", "", b"") for m in chosen]
+
+    def _market(self, path: str) -> str:
+        return next(m for m, prefix in self._PATHS.items() if path.startswith(prefix))
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        if not 200 <= status < 300 or not isinstance(doc, list):
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        market = self._market(spec[1])
+        return [Resting(market, str(o["symbol"]), str(o["orderId"])) for o in doc
+                if isinstance(o, dict) and "symbol" in o and "orderId" in o], None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        return [(("DELETE", self._PATHS[o.market] + "/order", urlencode({"symbol": o.symbol, "orderId": o.order_id}),
+                  b""), [o]) for o in orders]
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "CANCELED"
+        return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
+
+
+class OkxSweep:
+    """GET orders-pending (every instrument type, pages of 100 by `after`); POST cancel-order by ordId."""
+
+    _PATH = "/api/v5/trade/orders-pending"
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        return [("GET", self._PATH, "limit=100", b"")]
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        if not (200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
+                and isinstance(doc.get("data"), list)):
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        found = [Resting(str(o.get("instType", "")).lower(), str(o["instId"]), str(o["ordId"]))
+                 for o in doc["data"] if isinstance(o, dict) and o.get("instId") and o.get("ordId")]
+        more = len(doc["data"]) >= 100 and found
+        return found, ("GET", self._PATH, urlencode({"limit": 100, "after": found[-1].order_id}), b"") if more else None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        return [(("POST", "/api/v5/trade/cancel-order", "",
+                  json.dumps({"instId": o.symbol, "ordId": o.order_id}).encode()), [o]) for o in orders]
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0" and first.get("sCode") == "0"
+        return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
+
+
+class BybitSweep:
+    """GET /v5/order/realtime per category (linear and inverse by settle coin), pages of 50 by cursor;
+    POST /v5/order/cancel by orderId."""
+
+    _LISTS = {"spot": {"category": "spot"}, "linear": {"category": "linear", "settleCoin": "USDT"},
+              "inverse": {"category": "inverse"}, "option": {"category": "option"}}
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        chosen = sorted((markets & set(self._LISTS)) | {"spot"})
+        return [("GET", "/v5/order/realtime", urlencode({**self._LISTS[m], "limit": 50}), b"") for m in chosen]
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        result = doc.get("result") if isinstance(doc, dict) else None
+        if not (200 <= status < 300 and isinstance(doc, dict) and doc.get("retCode") == 0
+                and isinstance(result, dict) and isinstance(result.get("list"), list)):
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        category = str(result.get("category") or dict(_query(spec[2])).get("category", "spot"))
+        found = [Resting(category, str(o["symbol"]), str(o["orderId"])) for o in result["list"]
+                 if isinstance(o, dict) and o.get("symbol") and o.get("orderId")]
+        cursor = result.get("nextPageCursor")
+        if cursor and found:
+            query = dict(_query(spec[2]))
+            query["cursor"] = str(cursor)
+            return found, ("GET", spec[1], urlencode(query), b"")
+        return found, None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        return [(("POST", "/v5/order/cancel", "", json.dumps(
+            {"category": o.market, "symbol": o.symbol, "orderId": o.order_id}).encode()), [o]) for o in orders]
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("retCode") == 0
+        return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
+
+
+class KrakenSweep:
+    """POST OpenOrders (every pair); POST CancelOrder by txid."""
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        return [("POST", "/0/private/OpenOrders", "", b"")]
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        result = doc.get("result") if isinstance(doc, dict) else None
+        if not (200 <= status < 300 and isinstance(doc, dict) and not doc.get("error")
+                and isinstance(result, dict) and isinstance(result.get("open"), dict)):
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        out = []
+        for txid, order in result["open"].items():
+            descr = order.get("descr") if isinstance(order, dict) else None
+            pair = descr.get("pair") if isinstance(descr, dict) else None
+            out.append(Resting("spot", str(pair or "?"), str(txid)))
+        return out, None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        return [(("POST", "/0/private/CancelOrder", "", urlencode({"txid": o.order_id}).encode()), [o])
+                for o in orders]
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        result = doc.get("result") if isinstance(doc, dict) else None
+        ok = (200 <= status < 300 and isinstance(doc, dict) and not doc.get("error") and isinstance(result, dict)
+              and isinstance(result.get("count"), int) and result["count"] >= 1)
+        return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
+
+
+class CoinbaseSweep:
+    """GET orders/historical/batch?order_status=OPEN, pages by cursor; POST batch_cancel, 100 ids a call."""
+
+    _PATH = "/api/v3/brokerage/orders/historical/batch"
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        return [("GET", self._PATH, "order_status=OPEN&limit=250", b"")]
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        if not (200 <= status < 300 and isinstance(doc, dict) and isinstance(doc.get("orders"), list)):
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        found = [Resting("spot", str(o["product_id"]), str(o["order_id"])) for o in doc["orders"]
+                 if isinstance(o, dict) and o.get("order_id") and o.get("product_id")
+                 and o.get("status", "OPEN") == "OPEN"]
+        if doc.get("has_next") and doc.get("cursor") and found:
+            return found, ("GET", self._PATH, urlencode({"order_status": "OPEN", "limit": 250,
+                                                         "cursor": str(doc["cursor"])}), b"")
+        return found, None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        batches = [orders[i:i + 100] for i in range(0, len(orders), 100)]
+        return [(("POST", "/api/v3/brokerage/orders/batch_cancel", "",
+                  json.dumps({"order_ids": [o.order_id for o in b]}).encode()), b) for b in batches]
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not 200 <= status < 300 or not isinstance(results, list):
+            return _all(orders, f"HTTP {status}: {_said(body)}")
+        said = {str(r.get("order_id")): r for r in results if isinstance(r, dict)}
+        out: dict[str, str | None] = {}
+        for o in orders:
+            r = said.get(o.order_id)
+            out[o.order_id] = None if r is not None and r.get("success") is True else \
+                str(r.get("failure_reason") if r else "not in the answer")
+        return out
+
+
+class HyperliquidSweep:
+    """POST /info openOrders for the master address (with meta and spotMeta: a cancel names the asset by
+    number); POST /exchange `cancel` actions, 50 orders an action, signed with the account's key."""
+
+    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+        master = key.api_key.reveal_str().lower()
+        return [("POST", "/info", "", json.dumps({"type": kind}).encode()) for kind in ("meta", "spotMeta")] + \
+            [("POST", "/info", "", json.dumps({"type": "openOrders", "user": master}).encode())]
+
+    def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
+        doc = _json(body)
+        if not 200 <= status < 300:
+            raise ListingError(f"HTTP {status}: {_said(body)}")
+        if b'"openOrders"' not in spec[3]:
+            return [], None  # a market list: read by the adapter's market_names
+        if not isinstance(doc, list):
+            raise ListingError(f"unreadable open orders: {_said(body)}")
+        return [Resting("perp", str(o["coin"]), str(o["oid"])) for o in doc
+                if isinstance(o, dict) and isinstance(o.get("coin"), str) and isinstance(o.get("oid"), int)], None
+
+    def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
+        asset = {name: int(market_id[1:]) for market_id, name in names.items()}
+        known = [o for o in orders if o.symbol in asset]
+        out = []
+        for i in range(0, len(known), 50):
+            batch = known[i:i + 50]
+            action = {"type": "cancel", "cancels": [{"a": asset[o.symbol], "o": int(o.order_id)} for o in batch]}
+            # the nonce is keyproxy's own, set when the adapter signs
+            out.append((("POST", "/exchange", "", json.dumps({"action": action, "nonce": 0}).encode()), batch))
+        return out  # an order of an asset no market list names is never sent: reported "not sent"
+
+    def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        response = doc.get("response") if isinstance(doc, dict) and doc.get("status") == "ok" else None
+        data = response.get("data") if isinstance(response, dict) else None
+        statuses = data.get("statuses") if isinstance(data, dict) else None
+        if not 200 <= status < 300 or not isinstance(statuses, list) or len(statuses) != len(orders):
+            return _all(orders, f"HTTP {status}: {_said(body)}")
+        return {o.order_id: None if s == "success" else str(s.get("error") if isinstance(s, dict) else s)[:160]
+                for o, s in zip(orders, statuses)}
+
+
+def _query(query: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(query, keep_blank_values=True)
+
+
+SWEEPS: dict[str, Sweep] = {"binance": BinanceSweep(), "okx": OkxSweep(), "bybit": BybitSweep(),
+                            "kraken": KrakenSweep(), "coinbase": CoinbaseSweep(), "hyperliquid": HyperliquidSweep()}
+
+
+class DeadManSwitch(Protocol):
+    """An exchange's own cancel-on-silence timer: armed by keyproxy while it is healthy, it cancels every
+    resting order of the key when keyproxy stops re-arming it (host lost, daemon killed, network cut)."""
+
+    name: str  # what the exchange calls it
+    bounds: tuple[int, int]  # seconds the exchange accepts
+
+    def arm(self, seconds: int, now_ms: int) -> Spec: ...
+
+    def armed(self, status: int, body: bytes) -> str | None:
+        """None when the exchange confirmed the timer, else what it said."""
+
+    def is_switch(self, method: str, path: str, body: bytes) -> bool:
+        """Whether a bot's request would set (or clear) this timer: keyproxy's alone while it holds it."""
+
+
+class KrakenSwitch:
+    name, bounds = "CancelAllOrdersAfter", (5, 86_400)
+    _PATH = "/0/private/CancelAllOrdersAfter"
+
+    def arm(self, seconds: int, now_ms: int) -> Spec:
+        return ("POST", self._PATH, "", urlencode({"timeout": seconds}).encode())
+
+    def armed(self, status: int, body: bytes) -> str | None:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        result = doc.get("result") if isinstance(doc, dict) else None
+        ok = 200 <= status < 300 and isinstance(doc, dict) and not doc.get("error") and isinstance(result, dict) \
+            and "triggerTime" in result
+        return None if ok else f"HTTP {status}: {_said(body)}"
+
+    def is_switch(self, method: str, path: str, body: bytes) -> bool:
+        if path == self._PATH:
+            return True
+        if b"cancel_all_orders_after" not in body:  # the WebSocket API's twin of the REST call
+            return False
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and doc.get("method") == "cancel_all_orders_after"
+
+
+class OkxSwitch:
+    name, bounds = "cancel-all-after", (10, 120)
+    _PATH = "/api/v5/trade/cancel-all-after"
+
+    def arm(self, seconds: int, now_ms: int) -> Spec:
+        return ("POST", self._PATH, "", json.dumps({"timeOut": str(seconds)}).encode())
+
+    def armed(self, status: int, body: bytes) -> str | None:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
+        return None if ok else f"HTTP {status}: {_said(body)}"
+
+    def is_switch(self, method: str, path: str, body: bytes) -> bool:
+        return path == self._PATH
+
+
+class HyperliquidSwitch:
+    name, bounds = "scheduleCancel", (5, 86_400)
+
+    def arm(self, seconds: int, now_ms: int) -> Spec:
+        action = {"type": "scheduleCancel", "time": now_ms + seconds * 1000}
+        return ("POST", "/exchange", "", json.dumps({"action": action, "nonce": 0}).encode())
+
+    def armed(self, status: int, body: bytes) -> str | None:
+        try:
+            doc = _json(body)
+        except ListingError:
+            doc = None
+        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "ok"
+        return None if ok else f"HTTP {status}: {_said(body)}"
+
+    def is_switch(self, method: str, path: str, body: bytes) -> bool:
+        if path != "/exchange":
+            return False
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return False
+        action = doc.get("action") if isinstance(doc, dict) else None
+        return isinstance(action, dict) and action.get("type") == "scheduleCancel"
+
+
+SWITCHES: dict[str, DeadManSwitch] = {"kraken": KrakenSwitch(), "okx": OkxSwitch(), "hyperliquid": HyperliquidSwitch()}
+# why an exchange has no switch keyproxy arms (doctor and `config check` say it)
+NO_SWITCH = {
+    "binance": "Binance spot has no cancel-on-silence timer (USD-M futures' countdownCancelAll is per symbol)",
+    "coinbase": "Coinbase Advanced Trade has no cancel-on-silence timer",
+    "bybit": "Bybit's disconnect-cancel-all fires on a private WebSocket keyproxy would have to hold open; "
+             "not armed by this version",
+}

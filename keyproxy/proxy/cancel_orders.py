@@ -1,0 +1,167 @@
+"""Cancel an account's resting orders (or one bot's) with keyproxy's own signed calls.
+
+Used after a halt is in force (`keyproxy halt ... --cancel-orders`, the `cancel_orders` anomaly action,
+a silent bot's heartbeat): the halt stops new orders, this removes the ones already on the book. It
+lists what the exchange says is resting (never what keyproxy believes), keeps the orders of the halted
+scope (a bot's: the ids the exchange gave that bot's orders, `StateStore.placed_orders`), cancels them by
+id and lists again, so the summary says what was cancelled, what failed and what is still resting.
+Every cancel is an audit event; nothing is retried and nothing but a cancel is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from keyproxy.exchanges.base import BadRequest
+from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, ListingError, Resting, Spec
+from keyproxy.proxy.own_calls import signed_call
+from keyproxy.proxy.registry import AccountEntry
+from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.state import StateStore
+
+# an own call that failed: not sent (signing refused), no answer, or a listing the exchange refused
+SEND_ERRORS = (ListingError, aiohttp.ClientError, TimeoutError, ValueError, BadRequest)
+CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
+
+
+class OwnCalls:
+    """Signed calls with an account's real key, in the account's nonce order where the exchange needs one."""
+
+    def __init__(self, core: Any, clients: UpstreamClients) -> None:
+        self._core = core
+        self._clients = clients
+
+    async def send(self, account: AccountEntry, spec: Spec) -> tuple[int, bytes]:
+        adapter: Any = account.adapter
+        assert account.upstream is not None and account.key is not None
+        name = account.info.name
+        if not adapter.needs_nonce:
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec)
+        async with self._core.account_turn(name):
+            nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms)
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
+
+
+async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
+                names: dict[str, str] | None = None) -> list[Resting]:
+    """What the exchange lists as resting; `names` collects the market names any answer publishes."""
+    sweep = SWEEPS[account.info.exchange]
+    adapter: Any = account.adapter
+    assert account.key is not None
+    found: list[Resting] = []
+    for first in sweep.listings(markets, account.key):
+        spec: Spec | None = first
+        for _ in range(MAX_PAGES):
+            if spec is None:
+                break
+            status, body = await calls.send(account, spec)
+            if names is not None and 200 <= status < 300:
+                names.update(adapter.market_names(spec[1], body))
+            page, spec = sweep.resting(spec, status, body)
+            found.extend(page)
+    return list({o.order_id: o for o in found}.values())
+
+
+async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: AccountEntry, bot: str | None,
+                                audit: Callable[..., object], reason: str) -> dict[str, Any]:
+    """Cancel every resting order of `account` (bot None) or those `bot` placed; the summary for the operator."""
+    name, exchange = account.info.name, account.info.exchange
+    summary: dict[str, Any] = {"account": name, "exchange": exchange, "bot": bot, "cancelled": [], "failed": [],
+                               "left": [], "error": None}
+    sweep = SWEEPS.get(exchange)
+    if sweep is None:
+        summary["error"] = f"keyproxy cannot cancel orders on {exchange} yet: cancel them on the exchange"
+        return summary
+    if account.adapter is None or account.upstream is None or account.key is None:
+        summary["error"] = f"account {name!r} is not served by this daemon (its key is not loaded)"
+        return summary
+    placed = store.placed_orders(name)
+    markets = frozenset(m for b, m in placed.values() if bot is None or b == bot)
+    try:
+        names: dict[str, str] = {}
+        resting = await _list(calls, account, markets, names)
+    except SEND_ERRORS as e:
+        summary["error"] = f"the exchange's open orders could not be listed: {what_failed(e)}"
+        audit("order.cancel", account=name, bot=bot, reason=reason, result=f"failed: {summary['error']}"[:300])
+        return summary
+    targets = [o for o in resting if bot is None or placed.get(o.order_id, ("", ""))[0] == bot]
+    gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+    async def cancel(spec: Spec, orders: list[Resting]) -> dict[str, str | None]:
+        async with gate:
+            try:
+                status, body = await calls.send(account, spec)
+            except SEND_ERRORS as e:
+                return {o.order_id: f"not sent or no answer: {what_failed(e)}" for o in orders}
+            return sweep.cancelled(orders, status, body)
+
+    batches = sweep.cancels(targets, names)
+    results: dict[str, str | None] = {}
+    for answer in await asyncio.gather(*(cancel(spec, orders) for spec, orders in batches)):
+        results.update(answer)
+    for o in targets:
+        outcome = results.get(o.order_id, "not sent")
+        owner = placed.get(o.order_id, ("", ""))[0] or None
+        audit("order.cancel", account=name, bot=owner, order_id=o.order_id, symbol=o.symbol, reason=reason,
+              result="cancelled" if outcome is None else f"failed: {outcome}"[:300])
+        if outcome is None:
+            summary["cancelled"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner})
+        else:
+            summary["failed"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner, "error": outcome})
+    try:
+        still = {o.order_id for o in await _list(calls, account, markets)} if targets else set()
+    except SEND_ERRORS as e:
+        summary["error"] = f"cancels sent, but the open orders could not be listed again: {what_failed(e)}"
+        still = {o.order_id for o in targets if results.get(o.order_id) is not None}
+    summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if o.order_id in still]
+    # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
+    store.forget_placed_orders(name, [c["order_id"] for c in summary["cancelled"]])
+    return summary
+
+
+def what_failed(e: BaseException) -> str:
+    if isinstance(e, BadRequest):
+        return e.message[:200]
+    return str(e)[:200] if isinstance(e, ValueError) else type(e).__name__
+
+
+class Canceller:
+    """The daemon's entry point: cancel the orders of a halt's scope (all, an account, a bot)."""
+
+    def __init__(self, snapshot: Callable[[], Any], store: StateStore, calls: OwnCalls,
+                 audit: Callable[..., object]) -> None:
+        self._snapshot = snapshot
+        self._store = store
+        self._calls = calls
+        self._audit = audit
+
+    def accounts_of(self, scope: str, target: str) -> tuple[list[AccountEntry], str | None]:
+        """The accounts a scope covers and the bot whose orders alone are cancelled (None: every order)."""
+        snap = self._snapshot()
+        if scope == "all":
+            return list(snap.accounts.values()), None
+        if scope == "account":
+            entry = snap.accounts.get(target)
+            if entry is None:
+                raise KeyError(f"no account named {target!r} served by this daemon")
+            return [entry], None
+        bot = snap.bot_named(target)
+        if bot is None or bot.info.account not in snap.accounts:
+            raise KeyError(f"no bot named {target!r} served by this daemon")
+        return [snap.accounts[bot.info.account]], target
+
+    async def cancel(self, scope: str, target: str, reason: str) -> list[dict[str, Any]]:
+        accounts, bot = self.accounts_of(scope, target)
+        self._audit("orders.cancel_all", scope=scope, target=target, reason=reason, result="attempt",
+                    accounts=sorted(a.info.name for a in accounts))
+        summaries = await asyncio.gather(*(cancel_account_orders(self._calls, self._store, a, bot, self._audit,
+                                                                 reason) for a in accounts))
+        self._audit("orders.cancel_all", scope=scope, target=target, reason=reason, result="done",
+                    cancelled=sum(len(s["cancelled"]) for s in summaries),
+                    failed=sum(len(s["failed"]) for s in summaries), left=sum(len(s["left"]) for s in summaries),
+                    errors=[s["account"] for s in summaries if s["error"]])
+        return sorted(summaries, key=lambda s: s["account"])

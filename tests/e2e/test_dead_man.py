@@ -1,0 +1,99 @@
+"""Exchange-side dead-man's switches (issue 21): keyproxy keeps Kraken's CancelAllOrdersAfter, OKX's
+cancel-all-after and Hyperliquid's scheduleCancel armed while it runs; killed with -9, nobody re-arms and
+the exchange (the emulator, running each timer as documented) cancels every resting order by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.test_cancel_orders import VENUES, open_at_emulator, rest_order, trader
+
+ccxt = pytest.importorskip("ccxt")
+
+SECONDS = {"kr": 6, "ok": 10, "hl": 6}
+CONFIG = "".join(f"[accounts.{a}]\ndead_man_seconds = {s}\n" for a, s in SECONDS.items())
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("dead-man"), extra_config=CONFIG)
+    accounts = {a: new_real_key(VENUES[a][1], exchange=VENUES[a][0]) for a in (*SECONDS, "bn")}
+    try:
+        stack.serve_accounts(accounts)
+        yield stack
+    finally:
+        stack.close()
+
+
+def arms(dev: DevStack, start: int = 0) -> list[dict[str, Any]]:
+    return [e for e in dev.journal()[start:] if e.get("path") in ("/0/private/CancelAllOrdersAfter",
+                                                                  "/api/v5/trade/cancel-all-after")
+            or '"scheduleCancel"' in str(e.get("body"))]
+
+
+def test_while_keyproxy_runs_the_switches_stay_armed_and_never_fire(dev: DevStack) -> None:
+    placed = {rest_order(trader(dev, f"{a}-rests", a), a) for a in SECONDS}
+    start = len(dev.journal())
+    time.sleep(max(SECONDS.values()) + 3)  # longer than any window: only re-arming keeps the orders
+    assert placed <= open_at_emulator(dev)
+    seen = arms(dev, start)
+    assert {e["path"] for e in seen} == {"/0/private/CancelAllOrdersAfter", "/api/v5/trade/cancel-all-after",
+                                         "/exchange"}, seen
+    assert all(e.get("signature_verified") for e in seen)
+    status = json.loads(dev.cli("status", "--json").stdout)
+    assert sorted((d["account"], d["seconds"], d["error"]) for d in status["dead_man"]) == \
+        sorted((a, s, None) for a, s in SECONDS.items())
+    assert "dead-man's switch kr: 6 s, last armed" in dev.cli("status").stdout
+    assert 'keyproxy_dead_man_armed_timestamp_seconds{account="ok"}' in dev.metrics()
+
+
+def test_a_bot_may_not_set_or_clear_a_switch_keyproxy_holds(dev: DevStack) -> None:
+    ex = trader(dev, "kr-clears", "kr")
+    start = len(dev.journal())
+    with pytest.raises(ccxt.ExchangeError, match="dead_man_seconds"):
+        ex.private_post_cancelallordersafter({"timeout": 0})
+    assert arms(dev, start) == [] or all(e.get("signature_verified") for e in arms(dev, start))  # keyproxy's own only
+    okx = trader(dev, "ok-clears", "ok")
+    with pytest.raises(ccxt.ExchangeError, match="dead_man_seconds"):
+        okx.private_post_trade_cancel_all_after({"timeOut": "0"})
+
+
+def test_a_switch_the_exchange_cannot_honour_is_refused_at_reload(dev: DevStack) -> None:
+    config = dev.root / "keyproxy.toml"
+    good = config.read_text()
+    try:
+        for extra, said in (("[accounts.bn]\ndead_man_seconds = 60\n", "Binance spot has no cancel-on-silence timer"),
+                            ("", "okx's cancel-all-after accepts 10 to 120 seconds, not 5")):
+            config.write_text(good.replace("[accounts.ok]\ndead_man_seconds = 10", "[accounts.ok]\ndead_man_seconds = 5")
+                              if not extra else good + extra)
+            done = dev.cli("reload", check=False)
+            assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+            checked = dev.cli("config", "check", check=False)
+            assert checked.returncode == 1 and said in checked.stderr, checked.stderr
+        config.write_text(good + "[accounts.kr2]\ndead_man_seconds = 3\n")
+        done = dev.cli("reload", check=False)
+        assert done.returncode == 1 and "accounts.kr2.dead_man_seconds: must be 5 to 86400 seconds, not 3" in done.stderr
+    finally:
+        config.write_text(good)
+    dev.cli("reload")
+
+
+def test_killed_with_minus_9_the_exchange_cancels_every_resting_order(dev: DevStack) -> None:
+    placed = {a: rest_order(trader(dev, f"{a}-orphan", a), a) for a in SECONDS}
+    kept = rest_order(trader(dev, "bn-no-switch", "bn"), "bn")  # Binance spot has no switch: its order stays
+    time.sleep(1.5)  # armed since the orders were placed
+    dev.stop_daemon(signal.SIGKILL)
+    killed = time.monotonic()
+    while set(placed.values()) & open_at_emulator(dev) and time.monotonic() - killed < max(SECONDS.values()) + 5:
+        time.sleep(0.25)
+    left = open_at_emulator(dev)
+    assert not set(placed.values()) & left and kept in left
+    assert time.monotonic() - killed > min(SECONDS.values()) - 4  # the exchange waited for its window

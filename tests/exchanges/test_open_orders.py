@@ -1,0 +1,98 @@
+"""Reading exchanges' order answers for incident response: who placed which order, what is resting, which
+cancel the exchange confirmed. Anything unclear counts as not cancelled (reported, never hidden)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from keyproxy.exchanges import default_adapters
+from keyproxy.exchanges.base import order_ids_in
+from keyproxy.exchanges.open_orders import SWEEPS, ListingError, Resting
+from keyproxy.state import MAX_PLACED_ORDERS, StateStore
+
+ADAPTERS = default_adapters()
+
+
+@pytest.mark.parametrize(("exchange", "answer", "ids"), [
+    ("binance", {"symbol": "BTCUSDT", "orderId": 12, "clientOrderId": "orderId"}, ("12",)),
+    ("binance", [{"orderId": 1}, {"code": -2010, "msg": "x"}, {"orderId": 2}], ("1", "2")),
+    ("okx", {"code": "0", "data": [{"ordId": "7", "sCode": "0"}, {"ordId": "", "sCode": "51008"}]}, ("7",)),
+    ("kraken", {"error": [], "result": {"txid": ["OA-1", "OB-2"], "descr": {}}}, ("OA-1", "OB-2")),
+    ("coinbase", {"success": True, "success_response": {"order_id": "abc"}}, ("abc",)),
+    ("hyperliquid", {"status": "ok", "response": {"data": {"statuses": [{"resting": {"oid": 5}},
+                                                                          {"filled": {"oid": 6}}]}}}, ("5", "6")),
+    ("bybit", {"retCode": 0, "result": {"orderId": "b1", "orderLinkId": "mine"}}, ("b1",)),
+])
+def test_the_order_ids_of_an_answer(exchange: str, answer: object, ids: tuple[str, ...]) -> None:
+    assert ADAPTERS[exchange].placed_order_ids(200, json.dumps(answer).encode()) == ids
+
+
+def test_no_ids_from_a_refusal_or_an_unreadable_answer() -> None:
+    binance = ADAPTERS["binance"]
+    assert binance.placed_order_ids(400, b'{"orderId": 1}') == ()
+    assert binance.placed_order_ids(200, b"{not json") == ()
+    assert binance.placed_order_ids(200, b"") == ()
+    assert order_ids_in({"orderId": True, "x": {"orderId": 0}}, ("orderId",)) == ()
+
+
+def test_a_deep_or_huge_answer_is_bounded() -> None:
+    deep: object = {"orderId": "top"}
+    for _ in range(50):
+        deep = {"a": deep}
+    assert order_ids_in(deep, ("orderId",)) == ()
+    assert len(order_ids_in([{"orderId": i} for i in range(1, 5000)], ("orderId",))) == 1000
+
+
+def test_listings_read_what_rests_and_follow_pages() -> None:
+    okx = SWEEPS["okx"]
+    page = {"code": "0", "data": [{"instId": "BTC-USDT", "ordId": str(i), "instType": "SPOT"} for i in range(100)]}
+    found, more = okx.resting(("GET", "/api/v5/trade/orders-pending", "limit=100", b""), 200, json.dumps(page).encode())
+    assert len(found) == 100 and more is not None and "after=99" in more[2]
+    with pytest.raises(ListingError, match="50111"):
+        okx.resting(("GET", "/", "", b""), 401, b'{"code":"50111","msg":"Invalid OK-ACCESS-KEY"}')
+    coinbase = SWEEPS["coinbase"]
+    doc = {"orders": [{"order_id": "x", "product_id": "BTC-USD"}], "has_next": True, "cursor": "c2"}
+    found, more = coinbase.resting(("GET", "/", "", b""), 200, json.dumps(doc).encode())
+    assert found == [Resting("spot", "BTC-USD", "x")] and more is not None and "cursor=c2" in more[2]
+    with pytest.raises(ListingError):
+        SWEEPS["kraken"].resting(("POST", "/", "", b""), 200, b'{"error":["EAPI:Invalid key"]}')
+
+
+def test_a_cancel_counts_only_when_the_exchange_confirms_it() -> None:
+    o = [Resting("spot", "BTC-USD", "a"), Resting("spot", "BTC-USD", "b")]
+    answer = {"results": [{"success": True, "order_id": "a"}, {"success": False, "failure_reason": "UNKNOWN_CANCEL_ORDER",
+                                                               "order_id": "b"}]}
+    assert SWEEPS["coinbase"].cancelled(o, 200, json.dumps(answer).encode()) == {"a": None, "b": "UNKNOWN_CANCEL_ORDER"}
+    assert SWEEPS["coinbase"].cancelled(o, 200, b'{"results": []}') == {"a": "not in the answer", "b": "not in the answer"}
+    hl = SWEEPS["hyperliquid"]
+    ok = {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}}
+    assert hl.cancelled(o, 200, json.dumps(ok).encode())["a"].startswith("HTTP 200")  # one status for two orders
+    binance = SWEEPS["binance"]
+    assert binance.cancelled(o[:1], 200, b'{"status":"CANCELED"}') == {"a": None}
+    assert binance.cancelled(o[:1], 200, b'{"status":"FILLED"}')["a"] is not None
+    assert binance.cancelled(o[:1], 503, b"<html>") == {"a": "HTTP 503: <html>"}
+
+
+def test_hyperliquid_cancels_name_the_asset_by_number_and_skip_unknown_ones() -> None:
+    hl = SWEEPS["hyperliquid"]
+    orders = [Resting("perp", "BTC", "11"), Resting("perp", "DOGE", "12"), Resting("perp", "PURR/USDC", "13")]
+    [(spec, sent)] = hl.cancels(orders, {"#0": "BTC", "#10000": "PURR/USDC"})
+    body = json.loads(spec[3])
+    assert body["action"] == {"type": "cancel", "cancels": [{"a": 0, "o": 11}, {"a": 10000, "o": 13}]}
+    assert [o.order_id for o in sent] == ["11", "13"]
+
+
+def test_the_record_of_who_placed_what_is_bounded_and_forgets_cancelled_orders(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "spot", ("1", "2"), 1.0)
+    store.record_placed_orders("other", "b", "spot", ("1",), 2.0)
+    assert store.placed_orders("acct") == {"1": ("a", "spot"), "2": ("a", "spot")}
+    store.forget_placed_orders("acct", ["1"])
+    assert store.placed_orders("acct") == {"2": ("a", "spot")} and store.placed_orders("other") == {"1": ("b", "spot")}
+    store.record_placed_orders("acct", "a", "spot", tuple(str(i) for i in range(10, 10 + MAX_PLACED_ORDERS)), 3.0)
+    kept = store.placed_orders("acct")
+    assert len(kept) == MAX_PLACED_ORDERS and "2" not in kept  # the oldest went first
+    store.close()
