@@ -112,7 +112,7 @@ class RemoteControls:
 # --- reading secrets ----------------------------------------------------------
 
 
-def read_credentials(ctx: Context, key_type: str) -> Credentials:
+def read_credentials(ctx: Context, key_type: str, exchange: str) -> Credentials:
     """JSON on stdin when it is not a terminal; otherwise prompt without echo."""
     if not ctx.stdin.isatty():
         raw = ctx.stdin.read(MAX_STDIN_BYTES + 1)
@@ -136,10 +136,10 @@ def read_credentials(ctx: Context, key_type: str) -> Credentials:
         if "api_key" not in doc:
             raise UsageError("credential JSON on stdin has no api_key")
         return Credentials(**{k: Secret(v) for k, v in doc.items() if v})  # empty -> missing
-    return _prompt_credentials(key_type)
+    return _prompt_credentials(key_type, exchange)
 
 
-def _prompt_credentials(key_type: str) -> Credentials:
+def _prompt_credentials(key_type: str, exchange: str) -> Credentials:
     if key_type == "eth":
         return Credentials(api_key=Secret(input("Master address (0x...): ").strip()),
                            private_key=Secret(getpass.getpass("Private key (0x..., not echoed): ")))
@@ -152,9 +152,9 @@ def _prompt_credentials(key_type: str) -> Credentials:
             fields["private_key"] = Secret(Path(path).expanduser().read_bytes())
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    passphrase = getpass.getpass("API passphrase (empty if none): ")
-    if passphrase:
-        fields["passphrase"] = Secret(passphrase)
+    rules = EXCHANGES.get(exchange)
+    if rules is not None and rules.needs_passphrase:  # asked only where the exchange issues one (OKX)
+        fields["passphrase"] = Secret(getpass.getpass("API passphrase: "))
     return Credentials(**fields)  # type: ignore[arg-type]
 
 
@@ -223,7 +223,7 @@ def cmd_key_add(ctx: Context) -> int:
         raise UsageError("--insecure-upstream only goes with a loopback --base-url")
     rotate_every = parse_duration(a.rotate_every) if a.rotate_every else None
     check_account_meta(a.account, a.exchange, key_type)  # before reading secrets or unlocking
-    creds = read_credentials(ctx, key_type)
+    creds = read_credentials(ctx, key_type, a.exchange)
     acct = NewAccount(a.account, a.exchange, key_type, creds, base_url, a.insecure_upstream, rotate_every,
                       a.environment)
     validate_new_account(acct)
@@ -234,6 +234,13 @@ def cmd_key_add(ctx: Context) -> int:
             print("warning: this is the account's master key, which can withdraw; an API wallet (agent) key "
                   "approved for the account is the safer choice (an agent cannot withdraw)", file=sys.stderr)
     with ctx.controls() as controls:
+        if a.verify:  # the check `key rotate` makes, before anything is written
+            meta = {"name": acct.name, "exchange": acct.exchange, "key_type": key_type, "base_url": base_url,
+                    "insecure_upstream": a.insecure_upstream, "environment": a.environment}
+            ok, answer = asyncio.run(_verify_direct(ctx, controls if isinstance(controls, Controls) else None,
+                                                    meta, creds))
+            if not ok:
+                raise KeyproxyError(f"the exchange did not accept the key ({answer}); nothing was added")
         info = controls.add_account(acct)
     ctx.out(f"added account {info['name']} ({info['exchange']}, {info['key_type']}, "
             f"fingerprint {info['fingerprint']})")
@@ -244,7 +251,7 @@ def cmd_key_rotate(ctx: Context) -> int:
     """Read the new credential like `key add`, check it at the exchange, then switch."""
     with ctx.controls() as controls:
         info = controls.show_account(name=ctx.args.account)
-        creds = read_credentials(ctx, info["key_type"])
+        creds = read_credentials(ctx, info["key_type"], info["exchange"])
         if isinstance(controls, RemoteControls):
             out = controls.client.call("rotate_key", name=info["name"], credentials={
                 k: v.reveal_str() for k, v in creds.fields().items() if v is not None})
@@ -258,7 +265,7 @@ def cmd_key_rotate(ctx: Context) -> int:
     return 0
 
 
-async def _verify_direct(ctx: Context, controls: Controls, info: dict[str, Any], creds: Credentials
+async def _verify_direct(ctx: Context, controls: Controls | None, info: dict[str, Any], creds: Credentials
                          ) -> tuple[bool, str]:
     from keyproxy.exchanges.base import RealKey, resolve_upstream
     from keyproxy.proxy.upstream import UpstreamClients
@@ -270,7 +277,10 @@ async def _verify_direct(ctx: Context, controls: Controls, info: dict[str, Any],
         raise UsageError(f"exchange {info['exchange']} is not supported by this version")
     upstream = resolve_upstream(adapter, info["base_url"], info["insecure_upstream"], info.get("environment"))
     key = RealKey(info["key_type"], creds.api_key, creds.secret, creds.passphrase, creds.private_key)
-    nonce = NonceSequence(controls.state).next(info["name"]) if adapter.needs_nonce and controls.state else None
+    nonce = None
+    if adapter.needs_nonce:  # the account's own sequence when this process holds the state; else the clock
+        state = controls.state if controls is not None else None
+        nonce = NonceSequence(state).next(info["name"]) if state else time.time_ns() // 1000
     clients = UpstreamClients()
     try:
         return await verify_key(adapter, upstream, key, clients, nonce)
@@ -364,7 +374,10 @@ def _show(ctx: Context, info: dict[str, Any]) -> None:
         ctx.out_json(info)
         return
     for k, v in info.items():
-        if isinstance(v, list):
+        if isinstance(v, dict):  # a policy: the keys set, as `bot set` takes them
+            v = " ".join(f"{pk}={','.join(map(str, pv)) if isinstance(pv, list) else pv}"
+                         for pk, pv in v.items() if pv not in (None, [], False)) or "-"
+        elif isinstance(v, list):
             v = ", ".join(map(str, v)) or "-"
         elif k.endswith("_at") and isinstance(v, float):
             v = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v))
@@ -416,6 +429,8 @@ def cmd_vault_rekey(ctx: Context) -> int:
 
 
 def cmd_vault_backup(ctx: Context) -> int:
+    if str(ctx.args.file) == "-":
+        raise UsageError("the backup must be a file (it is written atomically, mode 0600), not standard output")
     target = ctx.args.file.resolve()
     with ctx.controls() as controls:
         result = controls.backup(path=str(target))
@@ -814,22 +829,28 @@ def _matches(line: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def _parse_time(text: str) -> float:
+    """Unix seconds, ISO 8601, or a duration back from now (`1h`, `30m`, `2d`)."""
     from datetime import datetime, timezone
 
     try:
         return float(text)
     except ValueError:
         pass
+    if text[-1:] in ("s", "m", "h", "d") and text[:-1].isdigit():
+        return time.time() - parse_duration(text)
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"invalid time {text[:40]!r}: use ISO 8601 (2026-11-25T10:00:00Z) or Unix seconds") from None
+        raise UsageError(f"invalid time {text[:40]!r}: use ISO 8601 (2026-11-25T10:00:00Z), Unix seconds "
+                         "or a time back from now (90s, 30m, 1h, 2d)") from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def cmd_audit_tail(ctx: Context) -> int:
+    if ctx.args.lines < 0:
+        raise UsageError(f"-n/--lines must be 0 or more, not {ctx.args.lines}")
     lines = [ln for ln in _audit_lines(ctx) if _matches(ln, ctx.args)]
-    for line in lines[-ctx.args.lines:]:
+    for line in lines[len(lines) - ctx.args.lines:] if ctx.args.lines else []:  # -n 0: only what follows
         ctx.out(json.dumps(line, sort_keys=True))
     if not ctx.args.follow:
         return 0
@@ -877,17 +898,59 @@ def cmd_demo(ctx: Context) -> int:
 # --- parser ---------------------------------------------------------------
 
 
+# help for the arguments many commands share, by "command path:dest" first, then by dest
+_HELP = {
+    "json": "print JSON (for scripts) instead of text",
+    "account": "the account's name (`keyproxy key list`)",
+    "bot": "the bot's name (`keyproxy bot list`)",
+    "id": "the incident's number (`keyproxy incidents list`)",
+    "vault backup:file": "the new backup file (written atomically, mode 0600; never standard output)",
+    "vault restore:file": "the backup file to put in place of the vault",
+    "bot renew:ttl": "how long the credential stays valid from now (e.g. 30d); none: no expiry",
+    "bot set:assignments": "policy changes, KEY=VALUE (docs/policy.md lists the keys; KEY=none clears one)",
+    "halt:all": "every account and bot", "resume:all": "the halt of everything",
+    "halt:account": "one account, all its bots", "resume:account": "the halt of one account",
+    "halt:bot": "one bot", "resume:bot": "the halt of one bot",
+    "halt:reason": "why: recorded in the audit trail, shown by `keyproxy status`",
+    "config check:path": "the config file to check (default: the one keyproxy would use)",
+    "emulator:host": "address to listen on (default loopback)", "emulator:port": "port (0: any free one)",
+    "audit tail:bot": "only this bot's events", "audit tail:account": "only this account's events",
+    "audit export:bot": "only this bot's events", "audit export:account": "only this account's events",
+    "audit tail:lines": "how many of the newest events to print (0: none; with -f, only new ones)",
+    "audit tail:follow": "keep printing new events as they are written (Ctrl-C ends)",
+    "audit export:until": "end of the span (same forms as --since)",
+    "audit export:format": "jsonl (one event per line, default) or csv (the common fields)",
+}
+
+
+def _explain(parser: argparse.ArgumentParser, path: list[str]) -> None:
+    """Fill in the help of arguments declared without one (every option is explained in `--help`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                _explain(child, path + [name])
+        elif action.help is None:
+            action.help = _HELP.get(f"{' '.join(path)}:{action.dest}") or _HELP.get(action.dest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyproxy", description="Keep exchange API keys away from trading bots.")
     p.add_argument("--version", action="version", version=f"keyproxy {__version__}")
-    p.add_argument("--config", type=Path, help="config file (default: $KEYPROXY_CONFIG or XDG config)")
-    p.add_argument("--vault", type=Path, help="vault file (overrides vault.path)")
-    p.add_argument("--passphrase-file", type=Path, help="file whose first line is the vault passphrase")
-    p.add_argument("--key-file", type=Path, help="32-byte master key file (master_key = \"file\")")
+    # the global options, also accepted after the command (`keyproxy init --passphrase-file F`): given
+    # there they win; absent there (SUPPRESS) they leave what was given before the command
+    common = argparse.ArgumentParser(add_help=False)
+    for parser, default in ((p, None), (common, argparse.SUPPRESS)):
+        parser.add_argument("--config", type=Path, default=default,
+                            help="config file (default: $KEYPROXY_CONFIG or XDG config)")
+        parser.add_argument("--vault", type=Path, default=default, help="vault file (overrides vault.path)")
+        parser.add_argument("--passphrase-file", type=Path, default=default,
+                            help="file whose first line is the vault passphrase")
+        parser.add_argument("--key-file", type=Path, default=default,
+                            help="32-byte master key file (master_key = \"file\")")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(parent: Any, name: str, fn: Callable[[Context], int], help: str) -> argparse.ArgumentParser:
-        sp = parent.add_parser(name, help=help, description=help)
+        sp = parent.add_parser(name, help=help, description=help, parents=[common])
         sp.set_defaults(func=fn)
         return sp
 
@@ -904,6 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--insecure-upstream", action="store_true", help="allow a plain-http loopback base URL")
     sp.add_argument("--environment", help="the exchange's environment: production (default), testnet, demo")
     sp.add_argument("--rotate-every", help="rotation schedule, e.g. 30d")
+    sp.add_argument("--verify", action="store_true",
+                    help="first make a signed read at the exchange with the key; add it only if it works")
     sp = cmd(key, "list", cmd_key_list, "list accounts (never secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(key, "show", cmd_key_show, "show one account's metadata and fingerprint")
@@ -953,7 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bot")
     sp.add_argument("--account", required=True)
     sp.add_argument("--scope", required=True, help="comma list of read, trade, withdraw, transfer")
-    sp.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable; default loopback only")
+    sp.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable; replaces the loopback-only default (add 127.0.0.1/32 to keep it)")
     sp.add_argument("--mode", choices=BOT_MODES, default="dropin",
                     help="dropin: the bot's SDK signs with a virtual key; token: X-Keyproxy-Token header")
     sp.add_argument("--key-type", help="virtual key type for drop-in bots (default: the exchange's usual one; "
@@ -1013,9 +1078,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing certificate")
 
     sp = cmd(sub, "emulator", cmd_emulator, "run the exchange emulator on loopback (tests, demo, benchmarks)")
+    sp.epilog = ('accounts file: {"keys": [{"exchange": "binance", "api_key": "...", "key_type": "hmac", '
+                 '"secret": "...", "balances": {"USDT": "10000"}, "permissions": {...}}]} (ed25519/rsa/ec keys: '
+                 '"public_key" PEM instead of "secret"; okx: "passphrase"; hyperliquid: key_type "eth", '
+                 'api_key the master address). Then point `keyproxy key add ... --base-url http://127.0.0.1:PORT '
+                 '--insecure-upstream` at it.')
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=0)
-    sp.add_argument("--accounts", type=Path, required=True, help="JSON file of emulated keys")
+    sp.add_argument("--accounts", type=Path, required=True, help="JSON file of emulated keys (format below)")
     sp.add_argument("--journal", type=Path, help="append every received request as JSON lines")
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True,
@@ -1036,6 +1106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
 
     cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
+    _explain(p, [])
     return p
 
 
@@ -1046,6 +1117,10 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
     args = build_parser().parse_args(argv)
     try:
         return args.func(Context(args, stdin, stdout))
+    except BrokenPipeError:  # `keyproxy audit export | head`: the reader left; stop quietly, as Unix tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())  # no second error flushing at exit
+        return 141
     except (KeyproxyError, AuditUnavailable) as e:
         print(f"keyproxy: {e}", file=stderr)
         return 1

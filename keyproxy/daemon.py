@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -72,6 +73,16 @@ def register_secrets(vault: Vault, snapshot: Snapshot) -> None:
     REDACTOR.register(values)
 
 
+async def _listen(site: web.TCPSite, what: str, host: str, port: int) -> None:
+    """Start a listener; an address in use or not ours is the operator's one-line error, not a crash."""
+    try:
+        await site.start()
+    except OSError as e:
+        hint = " (another keyproxy, or another program, listens there)" if e.errno == errno.EADDRINUSE else ""
+        raise KeyproxyError(f"cannot listen on {host}:{port} for the {what}: {e.strerror or e}{hint}; "
+                            "choose another with --port or the config's [listen]/[metrics] port") from None
+
+
 async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.AppRunner, str]:
     hosts: frozenset[str] = frozenset()
 
@@ -86,11 +97,15 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.Ap
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})  # for a health check or readiness probe: it says nothing
+
     app = web.Application()
     app.router.add_get("/metrics", handler)
+    app.router.add_get("/health", health)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await _listen(web.TCPSite(runner, host, port), "metrics", host, port)
     bound = runner.addresses[0][1]
     # on loopback the Host must name it (DNS rebinding); a scrape from another host names whatever it reached
     hosts = allowed_hosts(host, bound) if host in ("127.0.0.1", "localhost", "::1") else frozenset()
@@ -206,7 +221,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
     await runner.setup()
     tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
-    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=tls).start()
+    await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=tls), "proxy",
+                  listen.host, listen.port)
     port = runner.addresses[0][1]
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
     base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"

@@ -61,7 +61,19 @@ def _open_tty() -> None:
             "no passphrase: there is no terminal to prompt on; set KEYPROXY_PASSPHRASE_FILE "
             "or pass --passphrase-file, or use a key file (master_key = \"file\")"
         ) from None
-    os.close(fd)
+    try:
+        # started in the background (`keyproxy serve &`): turning echo off would stop the process on
+        # SIGTTOU ("suspended (tty output)") with nothing said; say it instead
+        background = os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:
+        background = False
+    finally:
+        os.close(fd)
+    if background:
+        raise MasterKeyUnavailable(
+            "keyproxy needs the vault passphrase but runs in the background, where it cannot ask: start it "
+            "in the foreground (another terminal, or `keyproxy serve` then Ctrl-Z and `bg` after unlocking), "
+            "or give the passphrase in a file (--passphrase-file / KEYPROXY_PASSPHRASE_FILE)")
 
 
 def prompt_passphrase(confirm: bool) -> Secret:

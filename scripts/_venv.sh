@@ -13,7 +13,19 @@ pick_python() {
 if [ ! -x .venv/bin/python ]; then
   "$(pick_python)" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${KEYPROXY_EXTRAS:-test}]" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+# installed once per pyproject.toml and extras: a second run starts at once
+stamp=".venv/.keyproxy-installed"
+want="$(sha256sum pyproject.toml | cut -c1-16) ${KEYPROXY_EXTRAS:-test}"
+if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+  # the build backend's notices (a page about editable installs) go to a log, shown only if the install fails
+  echo "installing keyproxy and its ${KEYPROXY_EXTRAS:-test} extras into .venv (once) ..." >&2
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${KEYPROXY_EXTRAS:-test}]" \
+      > .venv/install.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/install.log >&2
+    echo "keyproxy: installing into .venv failed (log above, and in .venv/install.log)" >&2
+    exit 1
+  fi
+  .venv/bin/python -c 'import keyproxy' && echo "$want" >> "$stamp"
+fi
 .venv/bin/python -c 'import keyproxy' # fail here, not later, if the install did not work

@@ -73,7 +73,7 @@ def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyp
     kf = tmp_path / "k.bin"
     kf.write_bytes(bytes(range(32)))
     assert home.run("--key-file", str(kf), "init", "--master-key", "file").returncode == 0
-    r = home.run("--key-file", str(kf), "key", "add", "a", "--exchange", "kraken", input=creds())
+    r = home.run("--key-file", str(kf), "key", "add", "a", "--exchange", "binance", input=creds())
     assert r.returncode == 0, r.stderr
     r = home.run("vault", "status", "--json", env={"KEYPROXY_KEY_FILE": str(kf)})
     assert json.loads(r.stdout)["master_source"] == "file"

@@ -54,3 +54,14 @@ def test_alert_expressions_use_exported_metric_names() -> None:
     used = set(re.findall(r"\b(keyproxy_[a-z_]+|up)\b", (DEPLOY / "alerts.yml").read_text()))
     base = {u.removesuffix("_total") for u in used}
     assert base <= exported, base - exported
+
+
+def test_every_file_beside_the_rules_is_a_rules_file_and_the_scrape_config_is_valid(promtool: str) -> None:
+    """`promtool check rules deploy/prometheus/*.yml`, as an operator would run it, checks rules only; the
+    scrape config lives apart and loads the rules it names."""
+    files = sorted(str(p) for p in DEPLOY.glob("*.yml"))
+    out = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run([promtool, "check", "config", str(DEPLOY / "config" / "prometheus-scrape.yml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "SUCCESS: 12 rules found" in out.stdout, out.stdout + out.stderr

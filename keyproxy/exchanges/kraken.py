@@ -336,11 +336,12 @@ class Kraken(AdapterHooks):
             raise ValueError("the Kraken account has no secret")
         kind = _body_kind(req)
         body = _with_nonce(req.body, kind, ctx.nonce)
-        headers = {
-            "API-Key": key.api_key.reveal_str(),
-            "API-Sign": api_sign(key.secret.reveal(), req.path, str(ctx.nonce), body),
-            "Content-Type": _content_type(kind),
-        }
+        try:
+            signature = api_sign(key.secret.reveal(), req.path, str(ctx.nonce), body)
+        except ValueError:  # a key stored before `key add` checked the format: say so, never a 500
+            raise BadRequest("this account's stored Kraken secret is not base64, so keyproxy cannot sign: the "
+                             "operator must `keyproxy key rotate` it with the secret as Kraken shows it") from None
+        headers = {"API-Key": key.api_key.reveal_str(), "API-Sign": signature, "Content-Type": _content_type(kind)}
         return OutboundRequest(req.method, ctx.origin, req.path, "", headers, body)
 
     # --- request facts for policy -------------------------------------------

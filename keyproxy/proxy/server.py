@@ -80,6 +80,9 @@ class SafeServer(web.Server):
         return SafeRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+HEALTH_PATH = "/_keyproxy/health"
+
+
 class ProxyFrontDoor:
     """Guards that apply before any routing, then the pipeline, then one log line."""
 
@@ -96,6 +99,10 @@ class ProxyFrontDoor:
         self._hosts = hosts
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.raw_path == HEALTH_PATH and request.method == "GET":
+            # a health check or readiness probe: answered once the listener is up (the daemon is ready),
+            # says nothing about accounts or bots, and is neither audited nor counted
+            return web.json_response({"status": "ok"})
         outcome = Outcome(request_id=new_request_id())
         status = 500
         try:

@@ -105,6 +105,8 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
             raise UsageError("secret is empty")
         if creds.private_key:
             raise UsageError("an hmac key has a secret, not a private_key")
+        if exchange == "kraken":
+            _check_kraken_secret(creds.secret.reveal())
     else:
         if not creds.private_key:
             raise UsageError(f"a {key_type} key needs private_key (PEM)")
@@ -113,6 +115,20 @@ def check_credentials(exchange: str, key_type: str, creds: Credentials) -> None:
             raise UsageError(problem)
     if EXCHANGES[exchange].needs_passphrase and not creds.passphrase:
         raise UsageError(f"{exchange} keys need a passphrase")
+
+
+def _check_kraken_secret(secret: bytes) -> None:
+    """Kraken's private key is base64 (of 64 bytes); anything else could never sign a request."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(secret.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        raise UsageError("secret: a Kraken private key is base64 (as Kraken shows it, about 88 characters); "
+                         "this one is not")
 
 
 def _check_eth_key(creds: Credentials) -> None:

@@ -120,3 +120,11 @@ def test_header_order_of_bot_auth_is_not_forwarded(stack: Stack) -> None:
     sent = {k.lower(): v for k, v in entry["headers"].items()}
     assert "cookie" not in sent and "x-forwarded-for" not in sent
     assert sent["x-mbx-apikey"] == stack.keys["acct-hmac"].credentials["api_key"]
+
+
+def test_health_endpoints_answer_ok_and_say_nothing_else(stack: Stack) -> None:
+    import urllib.request
+
+    for url in (stack.dev.proxy_url + "/_keyproxy/health", stack.dev.metrics_url.replace("/metrics", "/health")):
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert (answer.status, json.loads(answer.read())) == (200, {"status": "ok"})

@@ -37,12 +37,14 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     for ex in OVER:
         keys[f"{ex}-over"] = new_real_key(KEY_TYPE.get(ex, "hmac"), permissions=OVER[ex], exchange=ex)
         keys[f"{ex}-tight"] = new_real_key(KEY_TYPE.get(ex, "hmac"), permissions=TIGHT[ex], exchange=ex)
+    spare = {ex: new_real_key(KEY_TYPE.get(ex, "hmac"), exchange=ex) for ex in ("binance", "kraken", "okx")}
     try:
-        dev.start_emulator(list(keys.values()))
+        dev.start_emulator(list(keys.values()) + list(spare.values()))  # spares: known there, not yet here
         dev.init()
         for name, key in keys.items():
             dev.add_account(name, key)
             dev.add_bot(f"{name}-bot", name, "read,trade")
+        dev.spare_keys = spare  # type: ignore[attr-defined]
         yield dev
     finally:
         dev.close()
@@ -72,3 +74,15 @@ def test_key_audit_through_the_daemon(audited: DevStack) -> None:
     assert agent["signer"]["role"] == "agent" and agent["signer"]["approved"] and agent["permissions"]["expires_at"]
     master = json.loads(audited.cli("key", "audit", "hyperliquid-over", "--json", check=False).stdout)
     assert master["hyperliquid-over"]["signer"]["role"] == "master"
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "okx"])
+def test_key_add_verify_adds_only_a_key_the_exchange_accepts(audited: DevStack, exchange: str) -> None:
+    held = audited.spare_keys[exchange]  # type: ignore[attr-defined]  # a key the emulator knows
+    unknown = new_real_key(KEY_TYPE.get(exchange, "hmac"), exchange=exchange)  # one it was never given
+    args = ("--exchange", exchange, "--base-url", audited.emulator_url, "--insecure-upstream", "--verify")
+    bad = audited.cli("key", "add", f"{exchange}-unknown", *args, input=json.dumps(unknown.credentials), check=False)
+    assert bad.returncode == 1 and "the exchange did not accept the key" in bad.stderr, bad.stderr
+    assert "nothing was added" in bad.stderr and f"{exchange}-unknown" not in audited.cli("key", "list").stdout
+    good = audited.cli("key", "add", f"{exchange}-verified", *args, input=json.dumps(held.credentials), check=False)
+    assert good.returncode == 0, good.stderr
