@@ -112,8 +112,17 @@ class RemoteControls:
 # --- reading secrets ----------------------------------------------------------
 
 
+# Coinbase's CDP key file as downloaded: {"name": "organizations/.../apiKeys/...", "privateKey": "-----BEGIN ..."}
+# (newer Ed25519 keys: {"id": "...", "privateKey": "<base64>"}); read as is
+CDP_KEY_FILE = {"name": "api_key", "id": "api_key", "privateKey": "private_key"}
+ACCEPTED_SHAPES = ('{"api_key", "secret", "passphrase", "private_key"} (keyproxy\'s own), or Coinbase\'s downloaded '
+                   'CDP key file {"name", "privateKey"} / {"id", "privateKey"} as is')
+
+
 def read_credentials(ctx: Context, key_type: str, exchange: str) -> Credentials:
-    """JSON on stdin when it is not a terminal; otherwise prompt without echo."""
+    """JSON on stdin when it is not a terminal; otherwise prompt without echo. `--private-key-file`, where
+    the command has it, supplies the PEM."""
+    pem = _private_key_file(getattr(ctx.args, "private_key_file", None), key_type)
     if not ctx.stdin.isatty():
         raw = ctx.stdin.read(MAX_STDIN_BYTES + 1)
         if len(raw) > MAX_STDIN_BYTES:
@@ -121,37 +130,69 @@ def read_credentials(ctx: Context, key_type: str, exchange: str) -> Credentials:
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise UsageError(
-                'stdin is not valid JSON; expected {"api_key": ..., "secret": ..., '
-                '"passphrase": ..., "private_key": ...}'
-            ) from None
+            raise UsageError(f"stdin is not valid JSON; expected {ACCEPTED_SHAPES}") from None
         if not isinstance(doc, dict):
             raise UsageError("credential JSON on stdin must be an object")
+        if exchange == "coinbase" and "privateKey" in doc:  # the downloaded file's shape
+            extra = sorted(set(doc) - set(CDP_KEY_FILE))
+            if extra:
+                raise UsageError(f"unknown credential field(s) on stdin: {', '.join(u[:40] for u in extra)}; "
+                                 f"accepted: {ACCEPTED_SHAPES}")
+            if "name" in doc and "id" in doc:
+                raise UsageError("the CDP key file has both name and id; keep the one Coinbase gave the key")
+            doc = {CDP_KEY_FILE[k]: v for k, v in doc.items()}
         unknown = sorted(set(doc) - set(CREDENTIAL_FIELDS))
         if unknown:
-            raise UsageError(f"unknown credential field(s) on stdin: {', '.join(u[:40] for u in unknown)}")
+            raise UsageError(f"unknown credential field(s) on stdin: {', '.join(u[:40] for u in unknown)}; "
+                             f"accepted: {ACCEPTED_SHAPES}")
         for name, value in doc.items():
             if value is not None and not isinstance(value, str):
                 raise UsageError(f"credential field {name} must be a string")
         if "api_key" not in doc:
             raise UsageError("credential JSON on stdin has no api_key")
+        if pem is not None:
+            if doc.get("private_key"):
+                raise UsageError("the private key came twice: in the JSON on stdin and --private-key-file; give one")
+            doc["private_key"] = pem.reveal_str()
         return Credentials(**{k: Secret(v) for k, v in doc.items() if v})  # empty -> missing
-    return _prompt_credentials(key_type, exchange)
+    creds = _prompt_credentials(key_type, exchange, pem)
+    return creds
 
 
-def _prompt_credentials(key_type: str, exchange: str) -> Credentials:
+def _private_key_file(path: Path | None, key_type: str) -> Secret | None:
+    """The PEM an operator generated (Binance Ed25519/RSA, Coinbase), read from its file: the path may be on
+    argv, the key never is. A file others can read is refused: the key has already leaked to them."""
+    if path is None:
+        return None
+    if key_type in ("hmac", "eth"):
+        raise UsageError(f"--private-key-file is for ed25519, rsa and ec keys, not {key_type} (use --key-type)")
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise UsageError(f"{path} can be read by other users (mode {oct(mode & 0o777)}): chmod 600 it first")
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read --private-key-file {path}: {e.strerror}") from None
+    if len(data) > MAX_STDIN_BYTES:
+        raise UsageError(f"--private-key-file {path} is larger than {MAX_STDIN_BYTES} bytes: not a key")
+    try:
+        return Secret(data.decode("ascii"))
+    except UnicodeDecodeError:
+        raise UsageError(f"--private-key-file {path} is not a PEM text file") from None
+
+
+def _prompt_credentials(key_type: str, exchange: str, pem: Secret | None = None) -> Credentials:
     if key_type == "eth":
         return Credentials(api_key=Secret(input("Master address (0x...): ").strip()),
                            private_key=Secret(getpass.getpass("Private key (0x..., not echoed): ")))
     fields: dict[str, Secret] = {"api_key": Secret(getpass.getpass("API key: "))}
     if key_type == "hmac":
         fields["secret"] = Secret(getpass.getpass("API secret: "))
+    elif pem is not None:
+        fields["private_key"] = pem
     else:
         path = input("Path of the private key PEM file: ").strip()
-        try:
-            fields["private_key"] = Secret(Path(path).expanduser().read_bytes())
-        except OSError as e:
-            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+        fields["private_key"] = _private_key_file(Path(path).expanduser(), key_type) or Secret("")
     rules = EXCHANGES.get(exchange)
     if rules is not None and rules.needs_passphrase:  # asked only where the exchange issues one (OKX)
         fields["passphrase"] = Secret(getpass.getpass("API passphrase: "))
@@ -969,6 +1010,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rotate-every", help="rotation schedule, e.g. 30d")
     sp.add_argument("--verify", action="store_true",
                     help="first make a signed read at the exchange with the key; add it only if it works")
+    sp.add_argument("--private-key-file", type=Path, metavar="PEM",
+                    help="the ed25519/rsa/ec private key, read from this file (mode 0600); api_key still on stdin")
     sp = cmd(key, "list", cmd_key_list, "list accounts (never secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(key, "show", cmd_key_show, "show one account's metadata and fingerprint")
@@ -980,6 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd(key, "rotate", cmd_key_rotate, "switch to a new key (stdin as for `key add`), checked at the exchange")
     sp.add_argument("account")
+    sp.add_argument("--private-key-file", type=Path, metavar="PEM",
+                    help="the new ed25519/rsa/ec private key, read from this file (mode 0600)")
     sp = cmd(key, "audit", cmd_key_audit, "ask each exchange what the real key may do; warn where it exceeds the bots' needs")
     sp.add_argument("account", nargs="?")
     sp.add_argument("--json", action="store_true")

@@ -215,3 +215,46 @@ def test_serve_in_the_background_that_needs_a_passphrase_says_so_instead_of_stop
     code, _, said = out.stdout.partition("\n")
     assert code == "1", out.stdout + out.stderr
     assert "runs in the background, where it cannot ask" in said and "--passphrase-file" in said
+
+
+def test_coinbase_cdp_key_file_is_accepted_as_downloaded(home: Home) -> None:
+    from keyproxy.devstack import new_real_key
+
+    assert home.run("init").returncode == 0
+    key = new_real_key("ec", exchange="coinbase").credentials
+    cdp = {"name": key["api_key"], "privateKey": key["private_key"]}
+    r = home.run("key", "add", "cb", "--exchange", "coinbase", input=json.dumps(cdp))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(home.run("key", "show", "cb", "--json").stdout)["key_type"] == "ec"
+    bad = home.run("key", "add", "cb2", "--exchange", "coinbase", input=json.dumps({**cdp, "nickname": "x"}))
+    assert bad.returncode == 1 and "unknown credential field(s) on stdin: nickname" in bad.stderr
+    assert "Coinbase's downloaded CDP key file" in bad.stderr and "BEGIN" not in bad.stderr
+
+
+def test_a_private_key_file_is_read_from_its_path_never_from_argv(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from keyproxy.devstack import new_real_key
+
+    assert home.run("init").returncode == 0
+    key = new_real_key("ed25519").credentials
+    pem = tmp_path / "binance-ed25519.pem"
+    pem.write_text(key["private_key"])
+    pem.chmod(0o644)
+    args = ("key", "add", "ed", "--exchange", "binance", "--key-type", "ed25519", "--private-key-file", str(pem))
+    r = home.run(*args, input=json.dumps({"api_key": key["api_key"]}))
+    assert r.returncode == 1 and "can be read by other users (mode 0o644): chmod 600 it first" in r.stderr
+    pem.chmod(0o600)
+    twice = home.run(*args, input=json.dumps(key))
+    assert twice.returncode == 1 and "the private key came twice" in twice.stderr
+    r = home.run(*args, input=json.dumps({"api_key": key["api_key"]}))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(home.run("key", "show", "ed", "--json").stdout)["key_type"] == "ed25519"
+    hmac = home.run("key", "add", "h", "--exchange", "binance", "--private-key-file", str(pem),
+                    input=json.dumps({"api_key": "k", "secret": "s"}))
+    assert hmac.returncode == 1 and "--private-key-file is for ed25519, rsa and ec keys, not hmac" in hmac.stderr
+    not_pem = tmp_path / "junk.pem"
+    not_pem.write_bytes(b"hello")
+    not_pem.chmod(0o600)
+    junk = home.run("key", "add", "j", "--exchange", "binance", "--key-type", "ed25519", "--private-key-file",
+                    str(not_pem), input=json.dumps({"api_key": "k"}))
+    assert junk.returncode == 1 and "Traceback" not in junk.stderr
+    assert [a["name"] for a in json.loads(home.run("key", "list", "--json").stdout)] == ["ed"]
