@@ -930,6 +930,46 @@ def cmd_audit_export(ctx: Context) -> int:
     return 0
 
 
+def cmd_completion(ctx: Context) -> int:
+    """The shell's completion script, generated from this very parser by shtab (never written by hand)."""
+    import shtab
+
+    ctx.out(shtab.complete(build_parser(completion=True), shell=ctx.args.shell, preamble=COMPLETION_PREAMBLE))
+    return 0
+
+
+def cmd_names(ctx: Context) -> int:
+    """`keyproxy _names accounts|bots`: names for completion, read without unlocking; silent when unreadable."""
+    from keyproxy.vault.store import record_names
+
+    for name in record_names(ctx.settings.vault.path, ctx.args.kind):
+        ctx.out(name)
+    return 0
+
+
+# shell functions completing account and bot names from `keyproxy _names` (fast: no unlocking)
+COMPLETION_PREAMBLE = {
+    "bash": "_keyproxy_accounts() { compgen -W \"$(keyproxy _names accounts 2>/dev/null)\" -- \"$1\"; }\n"
+            "_keyproxy_bots() { compgen -W \"$(keyproxy _names bots 2>/dev/null)\" -- \"$1\"; }\n",
+    "zsh": "_keyproxy_accounts() { compadd -- ${(f)\"$(keyproxy _names accounts 2>/dev/null)\"} }\n"
+           "_keyproxy_bots() { compadd -- ${(f)\"$(keyproxy _names bots 2>/dev/null)\"} }\n",
+}
+NAME_COMPLETERS = {
+    "account": {"bash": "_keyproxy_accounts", "zsh": "_keyproxy_accounts", "fish": "(keyproxy _names accounts 2>/dev/null)"},
+    "bot": {"bash": "_keyproxy_bots", "zsh": "_keyproxy_bots", "fish": "(keyproxy _names bots 2>/dev/null)"},
+}
+
+
+def _complete_names(parser: argparse.ArgumentParser) -> None:
+    """Attach the account and bot name completers (shtab reads `action.complete`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _complete_names(child)
+        elif action.dest in NAME_COMPLETERS:
+            action.complete = NAME_COMPLETERS[action.dest]  # type: ignore[attr-defined]
+
+
 def cmd_demo(ctx: Context) -> int:
     from keyproxy.demo import run_demo
 
@@ -974,7 +1014,7 @@ def _explain(parser: argparse.ArgumentParser, path: list[str]) -> None:
             action.help = _HELP.get(f"{' '.join(path)}:{action.dest}") or _HELP.get(action.dest)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(completion: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyproxy", description="Keep exchange API keys away from trading bots.")
     p.add_argument("--version", action="version", version=f"keyproxy {__version__}")
     # the global options, also accepted after the command (`keyproxy init --passphrase-file F`): given
@@ -1151,6 +1191,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
 
     cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
+    sp = cmd(sub, "completion", cmd_completion, "print the shell completion script (bash, zsh, fish, tcsh)")
+    sp.add_argument("shell", choices=("bash", "zsh", "fish", "tcsh"), help="the shell to complete for")
+    sp.epilog = ("install: keyproxy completion bash > ~/.local/share/bash-completion/completions/keyproxy; "
+                 "zsh: keyproxy completion zsh > \"${fpath[1]}/_keyproxy\"; "
+                 "fish: keyproxy completion fish > ~/.config/fish/completions/keyproxy.fish")
+    names = sub.add_parser("_names", help=argparse.SUPPRESS)  # completion's helper, not for people
+    names.set_defaults(func=cmd_names)
+    names.add_argument("kind", choices=("accounts", "bots"), help="which names")
+    if completion:
+        _complete_names(p)
     _explain(p, [])
     return p
 

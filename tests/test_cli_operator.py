@@ -258,3 +258,38 @@ def test_a_private_key_file_is_read_from_its_path_never_from_argv(home: Home, tm
                     str(not_pem), input=json.dumps({"api_key": "k"}))
     assert junk.returncode == 1 and "Traceback" not in junk.stderr
     assert [a["name"] for a in json.loads(home.run("key", "list", "--json").stdout)] == ["ed"]
+
+
+def test_bash_completion_completes_commands_options_and_names(home: Home) -> None:
+    """The script `keyproxy completion bash` prints, sourced into a real bash, completes as a user types."""
+    import shutil
+
+    ready(home)  # account main, bot b1
+    script = home.run("completion", "bash")
+    assert script.returncode == 0 and "complete" in script.stdout
+    for shell in ("zsh", "fish"):
+        other = home.run("completion", shell)
+        assert other.returncode == 0 and "keyproxy _names bots" in other.stdout
+    (home.root / "keyproxy.bash").write_text(script.stdout)
+    bin_dir = home.root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "keyproxy").write_text(f"#!/bin/sh\nexec {sys.executable} -m keyproxy.cli \"$@\"\n")
+    (bin_dir / "keyproxy").chmod(0o755)
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        program = (f"source {home.root / 'keyproxy.bash'}\n"
+                   f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+                   f"COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}\n"
+                   "_shtab_keyproxy keyproxy \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\"\n"
+                   "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+        env = {**home.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        done = subprocess.run([shutil.which("bash") or "bash", "--norc", "-c", program], capture_output=True,
+                              text=True, env=env, timeout=60)
+        return [w for w in done.stdout.split("\n") if w]
+
+    assert "halt" in complete("keyproxy ha") and "status" in complete("keyproxy st")
+    assert complete("keyproxy bot show ") == ["b1"]
+    assert complete("keyproxy key show m") == ["main"]
+    assert "--cancel-orders" in complete("keyproxy halt --c")
+    assert "_names" not in complete("keyproxy _")  # the helper is not offered to people

@@ -581,6 +581,22 @@ def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: boo
     return {"restored": str(backup), "changes": backup_changes, "live_changes_before": live_changes}
 
 
+def record_names(path: Path, table: str) -> list[str]:
+    """Account or bot names, read without unlocking (names are not secret): shell completion. [] without a vault."""
+    if table not in ("accounts", "bots"):
+        raise ValueError(table)
+    try:
+        db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        return [name for (name,) in db.execute(f"SELECT name FROM {table} ORDER BY name")]  # noqa: S608 (fixed names)
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+
+
 def account_exchanges(path: Path) -> dict[str, str]:
     """Account name -> exchange, read without unlocking (names and exchanges are not secret): what
     `config check` needs to check per-exchange settings. {} when there is no readable vault."""
