@@ -65,3 +65,33 @@ def test_every_file_beside_the_rules_is_a_rules_file_and_the_scrape_config_is_va
     out = subprocess.run([promtool, "check", "config", str(DEPLOY / "config" / "prometheus-scrape.yml")],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "SUCCESS: 12 rules found" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_grafana_dashboard_queries_are_valid_promql_on_metrics_keyproxy_exports(promtool: str, tmp_path: Path) -> None:
+    """Every panel's PromQL, wrapped into recording rules, passes `promtool check rules`; every metric it names
+    is one keyproxy defines (a renamed metric cannot leave a panel silently empty)."""
+    import json
+    import re
+
+    dashboard = json.loads((DEPLOY.parent / "grafana" / "keyproxy.json").read_text())
+    assert dashboard["uid"] == "keyproxy" and dashboard["panels"]
+    exprs = []
+    for panel in dashboard["panels"]:
+        assert panel["title"] and panel["targets"], panel
+        exprs += [t["expr"] for t in panel["targets"]]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    rules = "groups:\n  - name: dashboard\n    rules:\n" + "".join(
+        f"      - record: keyproxy:dashboard_{i}\n        expr: {json.dumps(e)}\n" for i, e in enumerate(exprs))
+    (tmp_path / "dashboard.yml").write_text(rules)
+    out = subprocess.run([promtool, "check", "rules", str(tmp_path / "dashboard.yml")], capture_output=True, text=True)
+    assert out.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in out.stdout, out.stdout + out.stderr
+
+    source = "".join(p.read_text() for p in (DEPLOY.parents[1] / "keyproxy").rglob("*.py"))
+    defined = set(re.findall(r'"(keyproxy_[a-z_]+)"', source))
+    exported = {n + suffix for n in defined for suffix in ("", "_total", "_bucket", "_sum", "_count")}
+    used = {m for e in exprs for m in re.findall(r"\b(keyproxy_[a-z_]+)", e)}
+    assert used and used <= exported, sorted(used - exported)
+    for needed in ("keyproxy_requests_total", "keyproxy_denials_total", "keyproxy_anomalies_total",
+                   "keyproxy_halts_active", "keyproxy_key_age_seconds", "keyproxy_key_rotation_due",
+                   "keyproxy_audit_write_errors_total", "keyproxy_upstream_seconds_bucket"):
+        assert needed in used, needed
