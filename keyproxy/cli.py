@@ -535,11 +535,44 @@ def cmd_bot_add(ctx: Context) -> int:
     check_name("account", a.account)
     parse_scopes(a.scope)
     parse_cidrs(a.allow_ip or [])
+    if a.client:
+        _known_client(a.client)
     with ctx.controls() as controls:
         shown = controls.add_bot(name=a.bot, account=a.account, scopes=a.scope, allow_ips=a.allow_ip or None,
                                  mode=a.mode, key_type=a.key_type, policy=_assignments(a.set or []),
                                  ttl_seconds=parse_duration(a.ttl) if a.ttl else None)
-    ctx.out_json(shown)  # the only time the bot's credential is shown
+        exchange = controls.bot_where(name=a.bot)["exchange"] if a.client else ""
+    if not a.client:
+        ctx.out_json(shown)  # the only time the bot's credential is shown
+        return 0
+    from keyproxy.client_configs import ClientConfigError, snippet
+
+    try:
+        ctx.out(snippet(a.client, exchange, shown))  # the only time: the snippet carries the secret
+    except ClientConfigError as e:  # the bot exists now: its credential must not be lost
+        ctx.out_json(shown)
+        raise UsageError(f"bot {a.bot} was added (its credential is above), but no --client snippet: {e}") from None
+    return 0
+
+
+def _known_client(client: str) -> None:
+    from keyproxy.client_configs import CLIENTS
+
+    if client not in CLIENTS:
+        raise UsageError(f"unknown --client {client!r}; known: {', '.join(CLIENTS)}")
+
+
+def cmd_bot_config(ctx: Context) -> int:
+    """A client's configuration for an existing bot, again: everything but the secret."""
+    from keyproxy.client_configs import ClientConfigError, shown_again, snippet
+
+    _known_client(ctx.args.client)
+    with ctx.controls() as controls:
+        where = controls.bot_where(name=ctx.args.bot)
+    try:
+        ctx.out(snippet(ctx.args.client, where["exchange"], shown_again(where)))
+    except ClientConfigError as e:
+        raise UsageError(str(e)) from None
     return 0
 
 
@@ -1110,6 +1143,11 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
                                        "binance: hmac, ed25519, rsa; coinbase: ec, ed25519; bybit: hmac, rsa)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy limit (see docs/policy.md)")
     sp.add_argument("--ttl", help="the credential expires after this long (e.g. 8h); `bot renew` extends it")
+    sp.add_argument("--client", metavar="CLIENT", help="print the credential as CLIENT's configuration instead "
+                    "of JSON: ccxt, freqtrade, python-binance")
+    sp = cmd(bot, "config", cmd_bot_config, "print a client's configuration for a bot again (without its secret)")
+    sp.add_argument("bot")
+    sp.add_argument("--client", required=True, metavar="CLIENT", help="ccxt, freqtrade or python-binance")
     sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "show", cmd_bot_show, "show one bot")

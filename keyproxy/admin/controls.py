@@ -197,6 +197,16 @@ class Controls:
     def show_bot(self, name: str) -> dict[str, Any]:
         return self.vault.bot(name).as_json()
 
+    def bot_where(self, name: str) -> dict[str, Any]:
+        """What a client configuration names for a bot, without its secret: base URL, exchange, key id."""
+        info = self.vault.bot(name)
+        account = self.vault.account(info.account)
+        out = {"bot": info.name, "account": info.account, "exchange": account.exchange, "mode": info.mode,
+               "key_id": info.key_id, "base_url": f"{self.proxy_base_url}/{info.account}"}
+        if account.exchange == "hyperliquid":
+            out["wallet_address"] = self.vault.credentials(info.account).api_key.reveal().decode("ascii", "replace")
+        return out
+
     def set_bot(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a bot's policy (`bot set BOT key=value ...`); validated whole before anything is written."""
         info = self.vault.bot(name)

@@ -13,7 +13,7 @@ OPS = ("add_account", "list_accounts", "show_account", "remove_account",
        "add_bot", "list_bots", "show_bot", "revoke_bot", "set_bot", "halt", "resume", "list_halts", "status",
        "reload", "restore_bot", "restore_key", "list_incidents", "show_incident",
        "rotate_key", "rollback_key", "retire_key", "rotate_bot", "renew_bot", "rekey", "audit_keys", "backup",
-       "cancel_orders")
+       "cancel_orders", "bot_where")
 
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (

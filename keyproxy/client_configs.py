@@ -1,0 +1,119 @@
+"""Ready-made client configurations: the exact snippet a bot's library or framework needs to trade through
+keyproxy (`keyproxy bot add ... --client NAME`, `keyproxy bot config BOT --client NAME`).
+
+ccxt's URL map is generated from the installed ccxt's own `urls['api']` (every entry, REST and WebSocket,
+its scheme and host replaced by the bot's base URL, its path kept), so a URL a new ccxt version adds cannot
+be missed. Nothing here holds a secret: the caller passes what the operator may see (the whole credential
+once, at `bot add`; placeholders afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# client -> the exchanges it serves (None: any exchange ccxt has)
+CLIENTS: dict[str, tuple[str, ...] | None] = {
+    "ccxt": None,
+    "freqtrade": ("binance", "okx", "bybit", "kraken", "hyperliquid"),
+    "python-binance": ("binance",),
+}
+SECRET_PLACEHOLDER = "<shown once by `keyproxy bot add`; rotate with `keyproxy bot rotate` if lost>"
+
+
+class ClientConfigError(ValueError):
+    """A client keyproxy has no snippet for, or one that does not serve this exchange."""
+
+
+def rewrite_urls(urls: Any, base_url: str) -> Any:
+    """Every URL's scheme and host (placeholders such as `{hostname}` too) replaced by the bot's base URL
+    (`ws://` for WebSocket ones), its path kept: the exchange's own path prefixes reach keyproxy as they
+    would reach the exchange."""
+    base = base_url.rstrip("/")
+    ws_base = re.sub(r"^http", "ws", base)
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, str):
+            return re.sub(r"^wss?://[^/]+", ws_base, re.sub(r"^https?://[^/]+", base, value))
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        return value
+    return rewrite(urls)
+
+
+def ccxt_urls(exchange: str, base_url: str) -> dict[str, Any]:
+    """The installed ccxt's `urls['api']` for `exchange`, pointed at keyproxy."""
+    try:
+        import ccxt
+    except ImportError:
+        raise ClientConfigError("the ccxt snippet is generated from the installed ccxt's own URLs: "
+                                "`pip install ccxt` here first") from None
+    cls = getattr(ccxt, exchange, None)
+    if cls is None:
+        raise ClientConfigError(f"the installed ccxt {ccxt.__version__} has no exchange {exchange!r}")
+    return rewrite_urls(cls().urls["api"], base_url)  # type: ignore[no-any-return]
+
+
+def _ccxt_credentials(exchange: str, shown: Mapping[str, Any]) -> dict[str, str]:
+    if exchange == "hyperliquid":
+        return {"walletAddress": shown["wallet_address"], "privateKey": shown["private_key"]}
+    out = {"apiKey": shown["api_key"], "secret": shown.get("secret") or shown.get("private_key")}
+    if shown.get("passphrase"):
+        out["password"] = shown["passphrase"]
+    return out
+
+
+def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
+    """The configuration text for `client`; `shown` is the bot's credential as `bot add` shows it (secrets
+    replaced by placeholders when shown again)."""
+    if client not in CLIENTS:
+        raise ClientConfigError(f"unknown client {client!r}; known: {', '.join(CLIENTS)}")
+    served = CLIENTS[client]
+    if served is not None and exchange not in served:
+        raise ClientConfigError(f"{client} does not trade on {exchange} (it does: {', '.join(served)})")
+    if shown.get("mode") == "token" or "token" in shown:
+        raise ClientConfigError("a token-mode bot sends X-Keyproxy-Token itself: no SDK snippet (docs/clients.md)")
+    base_url = str(shown["base_url"])
+    if client == "ccxt":
+        import ccxt
+
+        config = {**_ccxt_credentials(exchange, shown), "urls": {"api": ccxt_urls(exchange, base_url)}}
+        return (f"# ccxt {ccxt.__version__}: every urls['api'] entry of {exchange} points at keyproxy "
+                f"(ccxt.pro: the same config)\nimport ccxt\n\n"
+                f"exchange = ccxt.{exchange}({json.dumps(config, indent=4)})\n")
+    if client == "freqtrade":
+        urls = {"urls": {"api": ccxt_urls(exchange, base_url)}}
+        block: dict[str, Any] = {"name": exchange}
+        creds = _ccxt_credentials(exchange, shown)
+        block.update({"key": creds["apiKey"], "secret": creds["secret"]} if exchange != "hyperliquid" else creds)
+        if "password" in creds:
+            block["password"] = creds["password"]
+        # enable_ws false: freqtrade's own public candle stream would go straight to the exchange
+        block.update({"ccxt_config": urls, "ccxt_async_config": urls, "enable_ws": False})
+        return json.dumps({"exchange": block}, indent=4) + "\n"
+    # python-binance: its URLs are class attributes, set before the constructor's own ping()
+    base = base_url.rstrip("/")
+    return (
+        "from binance.client import Client\n\n\n"
+        "class KeyproxyClient(Client):\n"
+        + "".join(f'    {name} = "{base}{path}"\n' for name, path in (
+            ("API_URL", "/api"), ("MARGIN_API_URL", "/sapi"), ("FUTURES_URL", "/fapi"),
+            ("FUTURES_DATA_URL", "/futures/data"), ("FUTURES_COIN_URL", "/dapi"),
+            ("FUTURES_COIN_DATA_URL", "/futures/data"), ("OPTIONS_URL", "/eapi"), ("PAPI_URL", "/papi")))
+        + f"\n\nclient = KeyproxyClient({json.dumps(shown['api_key'])}, "
+          f"{json.dumps(shown.get('secret') or shown.get('private_key'))})\n")
+
+
+def shown_again(where: Mapping[str, Any]) -> dict[str, Any]:
+    """A bot's credential as `bot config` may show it (`Controls.bot_where`): its public key id, never its
+    secret or passphrase."""
+    out: dict[str, Any] = {"bot": where["bot"], "account": where["account"], "base_url": where["base_url"],
+                           "mode": where["mode"], "api_key": where["key_id"],
+                           "secret": SECRET_PLACEHOLDER, "private_key": SECRET_PLACEHOLDER}
+    if where["exchange"] == "okx":
+        out["passphrase"] = SECRET_PLACEHOLDER
+    if where.get("wallet_address"):
+        out["wallet_address"] = where["wallet_address"]
+    return out
