@@ -52,6 +52,7 @@ from keyproxy.emulator.binance_auth import (
     parse_request,
 )
 from keyproxy.emulator.binance_data import MARKETS, Market, exchange_info, fmt
+from keyproxy.emulator.binance_history import HistoryError, klines, my_trades
 from keyproxy.emulator.binance_orders import decimal_param, futures_order, parse_new_order, spot_order
 from keyproxy.emulator.binance_routes import (
     DEFAULT_PERMISSIONS,
@@ -325,6 +326,22 @@ class BinanceEmulator(WalletHandlers):
                 "askQty": "1.00000000",
             },
         )
+
+    def klines(self, call: Call) -> list[list[Any]]:
+        market = self._market(call)
+        assert market is not None
+        try:
+            return klines(market, call.params, call.now)
+        except HistoryError as e:
+            raise BinanceError(400, e.code, e.msg) from None
+
+    def my_trades(self, call: Call) -> list[dict[str, Any]]:
+        market = self._market(call)
+        assert market is not None
+        try:
+            return my_trades(call.acct, market, call.params)
+        except HistoryError as e:
+            raise BinanceError(400, e.code, e.msg) from None
 
     def depth(self, call: Call) -> dict[str, Any]:
         m = self._market(call)

@@ -69,6 +69,8 @@ def _routes() -> dict[tuple[str, str], Route]:
     )
     add("GET", tuple(v + "/ticker/bookTicker" for v in venues), "NONE", None, "book_ticker")
     add("GET", tuple(v + "/depth" for v in venues), "NONE", None, "depth")
+    add("GET", tuple(v + "/klines" for v in venues) + ("/api/v3/uiKlines",), "NONE", None, "klines")
+    add("GET", ("/api/v3/myTrades",), "SIGNED", READ, "my_trades")
     add("GET", ("/api/v3/account",), "SIGNED", READ, "spot_account")
     add("POST", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "new_order")
     add("POST", ("/api/v3/order/test",), "SIGNED", SPOT_TRADE, "test_order")

@@ -80,6 +80,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v5/market/time"): Route(False, None, "market_time"),
     ("GET", "/v5/market/instruments-info"): Route(False, None, "instruments_info"),
     ("GET", "/v5/market/tickers"): Route(False, None, "tickers"),
+    ("GET", "/v5/market/kline"): Route(False, None, "kline"),
+    ("GET", "/v5/execution/list"): Route(True, None, "executions"),
     ("GET", "/v5/user/query-api"): Route(True, None, "query_api"),
     ("POST", "/v5/user/delete-api"): Route(True, "wallet_any", "delete_api"),
     ("GET", "/v5/account/info"): Route(True, None, "account_info"),

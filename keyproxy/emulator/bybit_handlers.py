@@ -27,6 +27,7 @@ from keyproxy.emulator.bybit_data import (
     instruments,
     ticker,
 )
+from keyproxy.emulator.candles import candle_opens
 from keyproxy.emulator.bybit_state import Account, Order, new_order_id
 
 # GET /v5/user/query-api fields of a new read-write key without withdrawals.
@@ -63,6 +64,11 @@ class Call:
     def acct(self) -> Account:
         assert self.account is not None
         return self.account
+
+
+_KLINE_MS = {"1": 60_000, "3": 180_000, "5": 300_000, "15": 900_000, "30": 1_800_000, "60": 3_600_000,
+             "120": 7_200_000, "240": 14_400_000, "360": 21_600_000, "720": 43_200_000, "D": 86_400_000,
+             "W": 604_800_000, "M": 2_592_000_000}
 
 
 def params_error(detail: str) -> BybitError:
@@ -126,6 +132,38 @@ class BybitHandlers:
         symbol = call.params.get("symbol")
         items = [ticker(m) for m in MARKETS[category].values() if symbol in (None, m.symbol)]
         return {"category": category, "list": items}
+
+    def kline(self, call: Call) -> dict[str, Any]:
+        """`/v5/market/kline`: flat candles at the last price, newest first (`start`/`end` in ms)."""
+        category = _category(call, ("spot", "linear", "inverse"))
+        market = _market(call, category)
+        interval = _KLINE_MS.get(str(call.params.get("interval", "")))
+        if interval is None:
+            raise params_error("interval invalid")
+        limit = str(call.params.get("limit", "200"))
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise params_error("limit invalid")
+        start, end = call.params.get("start"), call.params.get("end")
+        opens = candle_opens(interval, call.now, int(limit), int(start) if str(start).isdigit() else None,
+                             int(end) if str(end).isdigit() else None)
+        last = str(market.last)
+        return {"category": category, "symbol": market.symbol,
+                "list": [[str(t), last, last, last, last, "10", str(market.last * 10)] for t in reversed(opens)]}
+
+    def executions(self, call: Call) -> dict[str, Any]:
+        """`/v5/execution/list`: one execution per filled order (fee 0), newest first."""
+        category = _category(call, ("spot", "linear", "inverse"))
+        p = call.params
+        found = [o for o in reversed(list(call.acct.orders.values()))
+                 if o.market.category == category and o.cum_qty > 0
+                 and p.get("symbol") in (None, o.market.symbol) and p.get("orderId") in (None, o.order_id)]
+        items = [{"symbol": o.market.symbol, "orderId": o.order_id, "orderLinkId": o.order_link_id, "side": o.side,
+                  "orderPrice": str(o.cum_value / o.cum_qty), "orderQty": str(o.cum_qty), "leavesQty": "0",
+                  "orderType": "Market", "execFee": "0", "feeCurrency": o.market.quote,
+                  "execId": f"e{o.order_id}", "execPrice": str(o.cum_value / o.cum_qty),
+                  "execQty": str(o.cum_qty), "execType": "Trade", "execValue": str(o.cum_value),
+                  "execTime": str(o.updated), "isMaker": False, "feeRate": "0"} for o in found]
+        return {"category": category, "list": items[:100], "nextPageCursor": ""}
 
     # -- user / account ----------------------------------------------------------
     def query_api(self, call: Call) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from keyproxy.emulator.coinbase_data import (
     products_doc,
     public_product,
 )
+from keyproxy.emulator.candles import candle_opens
 from keyproxy.emulator.coinbase_routes import (
     TRADE,
     TRANSFER,
@@ -55,6 +56,10 @@ def _v2_time(ms: int) -> str:
     return iso(ms)[:19] + "Z"
 
 
+_GRANULARITY = {"ONE_MINUTE": 60, "FIVE_MINUTE": 300, "FIFTEEN_MINUTE": 900, "THIRTY_MINUTE": 1800,
+                "ONE_HOUR": 3600, "TWO_HOUR": 7200, "SIX_HOUR": 21600, "ONE_DAY": 86400}
+
+
 class CoinbaseHandlers:
     """Mixin with one method per route handler name (see ``coinbase_routes``)."""
 
@@ -71,6 +76,37 @@ class CoinbaseHandlers:
         if product is None:
             raise not_found(call.api, "product")
         return public_product(product)
+
+    def v3_candles(self, call: Call) -> dict[str, Any]:
+        """`products/{id}/candles`: flat at the last price, newest first (`start`/`end` in seconds, up to 350)."""
+        product = PRODUCTS.get(call.path_id or "")
+        if product is None:
+            raise not_found(call.api, "product")
+        step = _GRANULARITY.get(call.arg("granularity") or "")
+        if step is None:
+            raise bad_request(call.api, "granularity must be one of " + ", ".join(_GRANULARITY))
+        start, end = call.arg("start"), call.arg("end")
+        limit = call.arg("limit")
+        opens = candle_opens(step * 1000, call.now_ms, int(limit) if limit and limit.isdigit() else 350,
+                             int(start) * 1000 if start and start.isdigit() else None,
+                             int(end) * 1000 if end and end.isdigit() else None)
+        last = str(product.last)
+        return {"candles": [{"start": str(t // 1000), "low": last, "high": last, "open": last, "close": last,
+                             "volume": "10"} for t in reversed(opens)]}
+
+    def v3_fills(self, call: Call) -> dict[str, Any]:
+        """`orders/historical/fills`: one fill per filled order (fee 0), newest first."""
+        wanted = set(call.query.get("order_id", []) + call.query.get("order_ids", []))
+        products = set(call.query.get("product_id", []) + call.query.get("product_ids", []))
+        fills = [{"entry_id": f"f-{o.order_id}", "trade_id": f"t-{o.order_id}", "order_id": o.order_id,
+                  "trade_time": iso(o.created), "trade_type": "FILL",
+                  "price": str(o.filled_value / o.filled_size), "size": str(o.filled_size), "commission": "0",
+                  "product_id": o.product.product_id, "sequence_timestamp": iso(o.created),
+                  "liquidity_indicator": "TAKER", "size_in_quote": False, "user_id": call.acct.user_id,
+                  "side": o.side} for o in reversed(list(call.acct.orders.values()))
+                 if o.filled_size > 0 and (not wanted or o.order_id in wanted)
+                 and (not products or o.product.product_id in products)]
+        return {"fills": fills[:100], "cursor": ""}
 
     # -- v3 account ------------------------------------------------------------
     def _v3_account_doc(self, acct: Account, currency: str) -> dict[str, Any]:

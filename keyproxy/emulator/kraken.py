@@ -55,6 +55,7 @@ from keyproxy.emulator.kraken_auth import (
     nonce_window,
     parse_private_body,
 )
+from keyproxy.emulator.candles import candle_opens
 from keyproxy.emulator.kraken_data import ASSETS, PAIRS, asset_id, find_pair, fmt
 from keyproxy.emulator.kraken_orders import add_order, order_filter, parse_amount, truthy
 from keyproxy.emulator.kraken_state import ZERO, Account, Order
@@ -105,11 +106,12 @@ PRIVATE_ROUTES = {
     "AddOrderBatch": Route("add_order_batch", ("trades_modify",)),
     "Withdraw": Route("withdraw", ("funds_withdraw",)),
     "GetApiKeyInfo": Route("api_key_info"),
+    "TradesHistory": Route("trades_history", ("trades_query_closed",)),
     "GetWebSocketsToken": Route("websockets_token", ("websocket",)),
 }
 _CHANGES_ORDERS = frozenset({"add_order", "add_order_batch", "cancel_order", "cancel_all"})
 PUBLIC_ROUTES = {n: n.lower() for n in ("Time", "SystemStatus", "Assets", "AssetPairs",
-                                         "Ticker", "Depth")}
+                                         "Ticker", "Depth", "OHLC")}
 
 
 @dataclass
@@ -253,6 +255,32 @@ class KrakenEmulator:
 
     def assetpairs(self, call: Call) -> dict[str, Any]:
         return {p.id: p.doc() for p in self._pairs(call)}
+
+    def ohlc(self, call: Call) -> dict[str, Any]:
+        """`OHLC`: flat candles at the last price (up to 720, oldest first; `since` in seconds)."""
+        [pair] = self._pairs(call, required=True)
+        minutes = str(call.params.get("interval") or "1")
+        if minutes not in ("1", "5", "15", "30", "60", "240", "1440", "10080", "21600"):
+            raise KrakenError("EGeneral:Invalid arguments:interval")
+        step = int(minutes) * 60_000
+        since = str(call.params.get("since") or "")
+        opens = candle_opens(step, int(call.now * 1000), 720, int(since) * 1000 if since.isdigit() else None)
+        last = pair.price(pair.last)
+        rows = [[t // 1000, last, last, last, last, last, "10.00000000", 10] for t in opens]
+        return {pair.id: rows, "last": opens[-1] // 1000 if opens else 0}
+
+    def trades_history(self, call: Call) -> dict[str, Any]:
+        """`TradesHistory`: one trade per filled order (fee 0), newest first."""
+        trades = {}
+        for o in sorted(call.acct.orders.values(), key=lambda o: o.closetm or 0, reverse=True):
+            if o.vol_exec <= 0:
+                continue
+            trades[f"T{o.txid[1:]}"] = {
+                "ordertxid": o.txid, "postxid": "", "pair": o.pair.id, "time": o.closetm or o.opentm,
+                "type": o.side, "ordertype": o.ordertype, "price": o.pair.price(o.avg_price),
+                "cost": str(o.cost), "fee": "0.00000", "vol": o.pair.volume(o.vol_exec), "margin": "0.00000",
+                "misc": "", "maker": False}
+        return {"trades": trades, "count": len(trades)}
 
     def ticker(self, call: Call) -> dict[str, Any]:
         out = {}

@@ -63,11 +63,15 @@ from keyproxy.emulator.okx_auth import (
     authenticate,
     permission_denied,
 )
+from keyproxy.emulator.candles import candle_opens
 from keyproxy.emulator.okx_data import INST_BY_CODE, INST_TYPES, INSTRUMENTS, fmt
 from keyproxy.emulator.okx_orders import empty, instrument, new_order, text
 from keyproxy.emulator.okx_state import Account, OrderRejected
 
 PREFIX = "/api/v5/"
+_BARS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1H": 3_600_000,
+         "2H": 7_200_000, "4H": 14_400_000, "6H": 21_600_000, "12H": 43_200_000, "1D": 86_400_000,
+         "1W": 604_800_000, "1M": 2_592_000_000}
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "public/instruments"): Route("instruments", None),
     ("GET", "market/ticker"): Route("ticker", None),
     ("GET", "market/tickers"): Route("tickers", None),
+    ("GET", "market/candles"): Route("candles", None),
+    ("GET", "market/history-candles"): Route("candles", None),
+    ("GET", "trade/fills"): Route("fills", READ),
+    ("GET", "trade/fills-history"): Route("fills", READ),
     ("GET", "asset/currencies"): Route("currencies", READ),
     ("GET", "asset/balances"): Route("asset_balances", READ),
     ("GET", "account/balance"): Route("balance", READ),
@@ -222,6 +230,39 @@ class OkxEmulator(AccountHandlers):
             raise OkxError(400, "50014", "Parameter instType can not be empty.")
         return [self._ticker(i.inst_id, call.now) for i in INSTRUMENTS.values()
                 if i.inst_type == inst_type]
+
+    def candles(self, call: Call) -> list[list[str]]:
+        """`market/candles` (and history-candles): newest first; `after`/`before` are open times (ms)."""
+        try:
+            inst = instrument(call.query)
+        except OrderRejected as rej:
+            raise OkxError(400 if rej.code == "50014" else 200, rej.code, rej.msg) from None
+        bar = _BARS.get(text(call.query, "bar") or "1m")
+        if bar is None:
+            raise OkxError(400, "51000", "Parameter bar error")
+        limit = text(call.query, "limit") or "100"
+        if not limit.isdigit() or not 1 <= int(limit) <= 300:
+            raise OkxError(400, "51000", "Parameter limit error")
+        after, before = text(call.query, "after"), text(call.query, "before")
+        end = int(after) - 1 if after.isdigit() else None  # older than `after`
+        opens = candle_opens(bar, call.now, int(limit), int(before) + 1 if before.isdigit() else None, end)
+        last, newest = fmt(inst.last), call.now // bar * bar
+        return [[str(t), last, last, last, last, "10", "10", fmt(inst.last * 10), "0" if t == newest else "1"]
+                for t in reversed(opens)]
+
+    def fills(self, call: Call) -> list[dict[str, Any]]:
+        """`trade/fills`: one fill per filled order (fee 0), newest first; `instId`/`ordId` filter."""
+        inst_id, ord_id = text(call.query, "instId"), text(call.query, "ordId")
+        out = []
+        for o in sorted(call.acct.orders.values(), key=lambda o: int(o.ord_id), reverse=True):
+            if o.acc_fill_sz <= 0 or inst_id and o.inst.inst_id != inst_id or ord_id and o.ord_id != ord_id:
+                continue
+            out.append({"instType": o.inst.inst_type, "instId": o.inst.inst_id, "tradeId": o.trade_id or o.ord_id,
+                        "ordId": o.ord_id, "clOrdId": o.cl_ord_id, "billId": o.ord_id, "tag": "",
+                        "fillPx": fmt(o.avg_px), "fillSz": fmt(o.acc_fill_sz), "side": o.side,
+                        "posSide": o.pos_side or "net", "execType": "T", "feeCcy": o.inst.quote, "fee": "0",
+                        "ts": str(o.u_time), "fillTime": str(o.u_time)})
+        return out[:100]
 
     # -- trading ------------------------------------------------------------------
     def _place(self, call: Call, requests: list[Any]) -> dict[str, Any]:

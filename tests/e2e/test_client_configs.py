@@ -108,3 +108,28 @@ def test_every_ccxt_url_is_rewritten_for_every_exchange_keyproxy_serves() -> Non
     for exchange, _ in ACCOUNTS.values():
         urls = _strings(ccxt_urls(exchange, base))
         assert urls and all(u.startswith((base, "ws://127.0.0.1:8750/acct")) for u in urls), exchange
+
+
+MARKET_BUYS = {"bn": ("BTC/USDT", 0.001), "ok": ("BTC/USDT", 0.001), "by": ("BTC/USDT", 0.001),
+               "kr": ("BTC/USD", 0.001), "cb": ("BTC/USD", 0.001)}
+
+
+@pytest.mark.parametrize("account", list(MARKET_BUYS))
+def test_candles_and_trade_history_a_framework_reads_come_through(dev: DevStack, account: str) -> None:
+    """What freqtrade-like frameworks read besides orders: candles consistent with the price orders fill at,
+    and the bot's own trades (ccxt fetch_ohlcv, fetch_my_trades), unmodified ccxt through keyproxy."""
+    code = dev.cli("bot", "add", f"{account}-history", "--account", account, "--scope", "read,trade",
+                   "--client", "ccxt").stdout
+    ex = run_snippet(code)["exchange"]
+    ex.load_markets()
+    symbol, amount = MARKET_BUYS[account]
+    candles = ex.fetch_ohlcv(symbol, "1m", limit=5)
+    assert 1 <= len(candles) <= 5 and candles == sorted(candles)
+    if account == "cb":  # a Coinbase market buy is sized in quote currency
+        ex.options["createMarketBuyOrderRequiresPrice"] = False
+        order = ex.create_order(symbol, "market", "buy", 50)
+    else:
+        order = ex.create_order(symbol, "market", "buy", amount)
+    trades = ex.fetch_my_trades(symbol)
+    [trade] = [t for t in trades if t["order"] == order["id"]]
+    assert {c[4] for c in candles} == {trade["price"]}, (candles, trade)  # candles where orders fill

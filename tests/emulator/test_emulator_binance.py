@@ -356,3 +356,30 @@ async def test_keys_of_one_account_share_its_orders_not_their_permissions(emulat
     assert (await by_old.call("GET", "/sapi/v1/account/apiRestrictions"))[1]["enableSpotAndMarginTrading"] is True
     assert (await by_new.call("GET", "/sapi/v1/account/apiRestrictions"))[1]["enableSpotAndMarginTrading"] is False
     assert (await by_new.call("POST", "/api/v3/order", {**order, "newClientOrderId": "x"}))[1]["code"] == -2015
+
+
+async def test_klines_are_flat_at_the_last_price_and_my_trades_list_fills(setup):
+    """What a bot framework reads (freqtrade): candles consistent with fill prices, and its own trades."""
+    c = setup
+    status, candles = await c.call("GET", "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 3},
+                                   signed=False)
+    assert status == 200 and len(candles) == 3
+    now_minute = c.clock.ms() // 60_000 * 60_000
+    assert [k[0] for k in candles] == [now_minute - 120_000, now_minute - 60_000, now_minute]
+    _, ticker = await c.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
+    assert {k[4] for k in candles} == {ticker["price"]} and all(k[6] == k[0] + 59_999 for k in candles)
+    status, err = await c.call("GET", "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "7m"}, signed=False)
+    assert (status, err["code"]) == (400, -1120)
+    status, _ = await c.call("GET", "/api/v3/uiKlines", {"symbol": "BTCUSDT", "interval": "1h"}, signed=False)
+    assert status == 200
+
+    _, placed = await c.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                       "quantity": "0.01"})
+    _, resting = await c.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                        "timeInForce": "GTC", "quantity": "0.01", "price": "20000"})
+    status, trades = await c.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
+    assert status == 200 and [t["orderId"] for t in trades] == [placed["orderId"]]  # the resting one has no fill
+    assert trades[0]["qty"] == "0.01000000" and trades[0]["isBuyer"] is True
+    assert resting["status"] == "NEW"
+    status, _ = await c.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"}, api_key="nobody")
+    assert status == 401
