@@ -24,7 +24,7 @@ from keyproxy.admin.controls import Controls
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
 from keyproxy.durations import parse_duration
-from keyproxy.errors import KeyproxyError, MasterKeyUnavailable, UsageError, where
+from keyproxy.errors import AlreadyExists, KeyproxyError, MasterKeyUnavailable, StateError, UsageError, where
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
 from keyproxy.state import StateStore
@@ -227,7 +227,7 @@ def cmd_init(ctx: Context) -> int:
     choice = ctx.args.master_key or ctx.settings.vault.master_key
     path = ctx.settings.vault.path
     if path.exists():
-        raise UsageError(f"a vault already exists at {path}; refusing to overwrite it")
+        raise AlreadyExists(f"a vault already exists at {path}; refusing to overwrite it")
     ensure_private_dir(path.parent)
     source = source_for_new(choice, ctx.settings, ctx.inputs)
     with Vault.create(path, source) as vault:
@@ -431,7 +431,7 @@ def confirm(ctx: Context, question: str) -> None:
     if not ctx.stdin.isatty():
         raise UsageError("no terminal to confirm on; pass --yes to proceed")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise UsageError("cancelled")
+        raise StateError("cancelled")
 
 
 def cmd_key_remove(ctx: Context) -> int:
@@ -484,7 +484,7 @@ def cmd_vault_restore(ctx: Context) -> int:
 
     with direct_access(ctx.settings) as direct:
         if not direct:
-            raise UsageError("stop the daemon before restoring the vault (keyproxy serve holds it)")
+            raise StateError("stop the daemon before restoring the vault (keyproxy serve holds it)")
         live = ctx.settings.vault.path
         result = restore_vault(live, ctx.args.file.resolve(),
                                lambda kind: source_for_kind(kind, ctx.settings, ctx.inputs), force=ctx.args.force)
@@ -551,7 +551,7 @@ def cmd_bot_add(ctx: Context) -> int:
         ctx.out(snippet(a.client, exchange, shown))  # the only time: the snippet carries the secret
     except ClientConfigError as e:  # the bot exists now: its credential must not be lost
         ctx.out_json(shown)
-        raise UsageError(f"bot {a.bot} was added (its credential is above), but no --client snippet: {e}") from None
+        raise StateError(f"bot {a.bot} was added (its credential is above), but no --client snippet: {e}") from None
     return 0
 
 
@@ -626,7 +626,7 @@ def cmd_halt(ctx: Context) -> int:
     scope, target = _halt_target(ctx.args)
     with ctx.controls() as controls:
         if ctx.args.cancel_orders and not isinstance(controls, RemoteControls):
-            raise UsageError("--cancel-orders needs the running daemon (it holds the keys and the record of who "
+            raise StateError("--cancel-orders needs the running daemon (it holds the keys and the record of who "
                              "placed which order); start `keyproxy serve`, or cancel on the exchange")
         controls.halt(scope=scope, target=target, reason=ctx.args.reason)
         if not ctx.args.json:
@@ -672,7 +672,7 @@ def cmd_resume(ctx: Context) -> int:
 def cmd_reload(ctx: Context) -> int:
     with ctx.controls() as controls:
         if not isinstance(controls, RemoteControls):
-            raise UsageError("no daemon is running; the config is read when `keyproxy serve` starts")
+            raise StateError("no daemon is running; the config is read when `keyproxy serve` starts")
         result = controls.reload()
     ctx.out(f"reloaded {result['config_file'] or '(defaults)'}" +
             (f"; restart needed for: {', '.join(result['restart_needed'])}" if result["restart_needed"] else ""))
@@ -845,7 +845,7 @@ def cmd_tls_init(ctx: Context) -> int:
 
     directory = (ctx.args.dir or ctx.settings.state_dir / "tls").resolve()
     if (directory / "key.pem").exists() and not ctx.args.force:
-        raise UsageError(f"{directory}/key.pem exists; --force replaces the certificate (restart the daemon after)")
+        raise StateError(f"{directory}/key.pem exists; --force replaces the certificate (restart the daemon after)")
     files = make_local_ca(directory, ctx.args.days)
     ctx.out(f"wrote {files.ca} (the CA clients trust), {files.cert} and {files.key} (0600)\n"
             f"config:\n  [listen]\n  tls_cert = \"{files.cert}\"\n  tls_key = \"{files.key}\"\n"
@@ -869,7 +869,7 @@ def cmd_audit_verify(ctx: Context) -> int:
     target = ctx.args.path or ctx.settings.audit_dir
     files = trail_files(target) if target.is_dir() else [target]
     if not files or not all(f.exists() for f in files):
-        raise UsageError(f"no audit trail at {target}")
+        raise StateError(f"no audit trail at {target}")
     head = None
     state_db = ctx.settings.state_dir / "state.db"
     if ctx.args.path is None and state_db.exists():
@@ -1254,6 +1254,9 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())  # no second error flushing at exit
         return 141
+    except UsageError as e:  # asked wrongly: a missing or conflicting option, a bad value (README: exit 2)
+        print(f"keyproxy: {e}", file=stderr)
+        return 2
     except (KeyproxyError, AuditUnavailable) as e:
         print(f"keyproxy: {e}", file=stderr)
         return 1

@@ -14,6 +14,11 @@ class UsageError(KeyproxyError):
     """The operator asked for something malformed (bad name, unknown value...)."""
 
 
+class StateError(KeyproxyError):
+    """Asked correctly, but not possible now: a halt not in force, a revoked bot, the daemon running or not.
+    An expected failure (exit 1), unlike a UsageError (exit 2)."""
+
+
 class ConfigError(KeyproxyError):
     """The config file is missing, unreadable or invalid; names file and key."""
 

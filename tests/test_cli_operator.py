@@ -24,7 +24,7 @@ def test_audit_tail_n_0_prints_nothing_and_a_negative_count_is_refused(home: Hom
     r = home.run("audit", "tail", "-n", "0")
     assert (r.returncode, r.stdout) == (0, "")
     r = home.run("audit", "tail", "-n", "-1")
-    assert r.returncode == 1 and "-n/--lines must be 0 or more" in r.stderr
+    assert r.returncode == 2 and "-n/--lines must be 0 or more" in r.stderr
 
 
 def test_audit_export_takes_times_back_from_now(home: Home) -> None:
@@ -33,13 +33,13 @@ def test_audit_export_takes_times_back_from_now(home: Home) -> None:
     assert recent.returncode == 0 and len(recent.stdout.splitlines()) >= 2, recent.stderr
     assert home.run("audit", "export", "--since", "2d").stdout == recent.stdout
     bad = home.run("audit", "export", "--since", "yesterday")
-    assert bad.returncode == 1 and "a time back from now (90s, 30m, 1h, 2d)" in bad.stderr
+    assert bad.returncode == 2 and "a time back from now (90s, 30m, 1h, 2d)" in bad.stderr
 
 
 def test_vault_backup_to_dash_is_refused_not_a_file_named_dash(home: Home) -> None:
     ready(home)
     r = home.run("vault", "backup", "-")
-    assert r.returncode == 1 and "not standard output" in r.stderr
+    assert r.returncode == 2 and "not standard output" in r.stderr
     assert not (home.root / "-").exists() and not os.path.exists("-")
 
 
@@ -139,7 +139,7 @@ def test_the_prompt_asks_for_a_passphrase_only_where_the_exchange_issues_one(hom
 def test_a_kraken_secret_that_is_not_base64_is_refused_at_key_add(home: Home) -> None:
     assert home.run("init").returncode == 0
     r = home.run("key", "add", "kr", "--exchange", "kraken", input=creds(secret="not-base64!secret"))
-    assert r.returncode == 1 and "secret: a Kraken private key is base64" in r.stderr
+    assert r.returncode == 2 and "secret: a Kraken private key is base64" in r.stderr
     assert "not-base64" not in r.stderr and json.loads(home.run("key", "list", "--json").stdout) == []
     ok = home.run("key", "add", "kr", "--exchange", "kraken", input=creds(secret="a3Jha2VuIHNlY3JldA=="))
     assert ok.returncode == 0, ok.stderr
@@ -227,7 +227,7 @@ def test_coinbase_cdp_key_file_is_accepted_as_downloaded(home: Home) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(home.run("key", "show", "cb", "--json").stdout)["key_type"] == "ec"
     bad = home.run("key", "add", "cb2", "--exchange", "coinbase", input=json.dumps({**cdp, "nickname": "x"}))
-    assert bad.returncode == 1 and "unknown credential field(s) on stdin: nickname" in bad.stderr
+    assert bad.returncode == 2 and "unknown credential field(s) on stdin: nickname" in bad.stderr
     assert "Coinbase's downloaded CDP key file" in bad.stderr and "BEGIN" not in bad.stderr
 
 
@@ -241,22 +241,22 @@ def test_a_private_key_file_is_read_from_its_path_never_from_argv(home: Home, tm
     pem.chmod(0o644)
     args = ("key", "add", "ed", "--exchange", "binance", "--key-type", "ed25519", "--private-key-file", str(pem))
     r = home.run(*args, input=json.dumps({"api_key": key["api_key"]}))
-    assert r.returncode == 1 and "can be read by other users (mode 0o644): chmod 600 it first" in r.stderr
+    assert r.returncode == 2 and "can be read by other users (mode 0o644): chmod 600 it first" in r.stderr
     pem.chmod(0o600)
     twice = home.run(*args, input=json.dumps(key))
-    assert twice.returncode == 1 and "the private key came twice" in twice.stderr
+    assert twice.returncode == 2 and "the private key came twice" in twice.stderr
     r = home.run(*args, input=json.dumps({"api_key": key["api_key"]}))
     assert r.returncode == 0, r.stderr
     assert json.loads(home.run("key", "show", "ed", "--json").stdout)["key_type"] == "ed25519"
     hmac = home.run("key", "add", "h", "--exchange", "binance", "--private-key-file", str(pem),
                     input=json.dumps({"api_key": "k", "secret": "s"}))
-    assert hmac.returncode == 1 and "--private-key-file is for ed25519, rsa and ec keys, not hmac" in hmac.stderr
+    assert hmac.returncode == 2 and "--private-key-file is for ed25519, rsa and ec keys, not hmac" in hmac.stderr
     not_pem = tmp_path / "junk.pem"
     not_pem.write_bytes(b"hello")
     not_pem.chmod(0o600)
     junk = home.run("key", "add", "j", "--exchange", "binance", "--key-type", "ed25519", "--private-key-file",
                     str(not_pem), input=json.dumps({"api_key": "k"}))
-    assert junk.returncode == 1 and "Traceback" not in junk.stderr
+    assert junk.returncode == 2 and "Traceback" not in junk.stderr
     assert [a["name"] for a in json.loads(home.run("key", "list", "--json").stdout)] == ["ed"]
 
 

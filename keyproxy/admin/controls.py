@@ -14,7 +14,7 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keyproxy.errors import NotFound, UsageError
+from keyproxy.errors import NotFound, StateError, UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
 from keyproxy.state import StateStore
@@ -212,7 +212,7 @@ class Controls:
         info = self.vault.bot(name)
         pinned = set(self.pinned().get(name, {})) & set(changes)
         if pinned:
-            raise UsageError(f"{', '.join(sorted(pinned))} for bot {name!r} is set in the config file "
+            raise StateError(f"{', '.join(sorted(pinned))} for bot {name!r} is set in the config file "
                              f"([bots.{name}]); change it there and run `keyproxy reload`")
         current = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
         try:
@@ -287,7 +287,7 @@ class Controls:
 
     def _need_state(self) -> StateStore:
         if self.state is None:
-            raise UsageError("no state store available")
+            raise StateError("no state store available")
         return self.state
 
     def halt(self, scope: str, target: str, reason: str) -> dict[str, Any]:
@@ -307,7 +307,7 @@ class Controls:
         state = self._need_state()
         found = self._change("resume", {"scope": scope, "target": target}, lambda: state.clear_halt(scope, target))
         if not found:
-            raise UsageError(f"no halt in force for {scope} {target}")
+            raise StateError(f"no halt in force for {scope} {target}")
         return {"scope": scope, "target": target}
 
     def list_halts(self) -> list[dict[str, Any]]:

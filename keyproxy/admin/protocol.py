@@ -17,7 +17,7 @@ OPS = ("add_account", "list_accounts", "show_account", "remove_account",
 
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (
-        errors.KeyproxyError, errors.UsageError, errors.ConfigError, errors.VaultError, errors.VaultLocked,
+        errors.KeyproxyError, errors.UsageError, errors.StateError, errors.ConfigError, errors.VaultError, errors.VaultLocked,
         errors.IntegrityError, errors.NotFound, errors.AlreadyExists, errors.MasterKeyUnavailable,
     )
 }

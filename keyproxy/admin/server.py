@@ -20,7 +20,7 @@ from aiohttp import web
 from keyproxy.admin.controls import Controls, credentials_from_json
 from keyproxy.admin.protocol import ERROR_CLASSES, OPS
 from keyproxy.audit.trail import AuditUnavailable
-from keyproxy.errors import KeyproxyError, NotFound, UsageError, where
+from keyproxy.errors import KeyproxyError, NotFound, StateError, where
 from keyproxy.vault import NewAccount
 
 log = logging.getLogger("keyproxy.admin")
@@ -52,7 +52,7 @@ async def _cancel_orders(controls: Controls, canceller: Any, scope: str, target:
     if canceller is None:
         raise KeyproxyError("this daemon cannot cancel orders")
     if not any(h["scope"] == scope and h["target"] == target for h in controls.list_halts()):
-        raise UsageError(f"no halt in force for {scope} {target}: halt it first (`keyproxy halt ... --cancel-orders`)")
+        raise StateError(f"no halt in force for {scope} {target}: halt it first (`keyproxy halt ... --cancel-orders`)")
     controls._record("cancel_orders", "attempt", scope=scope, target=target)
     try:
         return await canceller.cancel(scope, target, reason)

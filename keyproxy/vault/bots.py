@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, UsageError
+from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, StateError
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
 from keyproxy.vault.records import BotInfo, check_name
@@ -184,7 +184,7 @@ class BotsMixin:
             if row is None:
                 raise NotFound(f"no bot named {name!r}")
             if row[1] == "revoked":
-                raise UsageError(f"bot {name!r} is revoked; add a new bot instead")
+                raise StateError(f"bot {name!r} is revoked; add a new bot instead")
             bot_id, generation = int(row[0]), int(row[2]) + 1
             # the current fields stay sealed under their generation and become the previous credential
             db.execute("UPDATE bots SET prev_key_id = ?, prev_secret = ?, prev_public_key = ?, prev_token_digest = ?,"
@@ -214,7 +214,7 @@ class BotsMixin:
             if row is None:
                 raise NotFound(f"no bot named {name!r}")
             if row[0] == "revoked":
-                raise UsageError(f"bot {name!r} is revoked; add a new bot instead")
+                raise StateError(f"bot {name!r} is revoked; add a new bot instead")
             if row[0] == status:
                 return False
             db.execute("UPDATE bots SET status = ? WHERE name = ?", (status, name))
@@ -228,7 +228,7 @@ class BotsMixin:
             if row is None:
                 raise NotFound(f"no bot named {name!r}")
             if row[0] == "revoked":
-                raise UsageError(f"bot {name!r} is already revoked")
+                raise StateError(f"bot {name!r} is already revoked")
             db.execute("UPDATE bots SET status = 'revoked', revoked_at = ?, secret = NULL, passphrase = NULL,"
                        " prev_secret = NULL, prev_passphrase = NULL, prev_until = NULL WHERE name = ?",
                        (now, name))

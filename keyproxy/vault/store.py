@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, UsageError, VaultError, VaultLocked
+from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, StateError, VaultError, VaultLocked
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
 from keyproxy.vault.bots import BOTS_SCHEMA, BotsMixin
@@ -422,7 +422,7 @@ class Vault(BotsMixin):
             prev = db.execute("SELECT MAX(version) FROM account_versions WHERE account_id = ? AND version < ?",
                               row).fetchone()[0]
             if prev is None:
-                raise UsageError(f"account {name!r} has no previous key version to roll back to")
+                raise StateError(f"account {name!r} has no previous key version to roll back to")
             db.execute("UPDATE accounts SET active_version = ? WHERE id = ?", (prev, row[0]))
         return self.account(name)
 
@@ -444,7 +444,7 @@ class Vault(BotsMixin):
             if row is None:
                 raise NotFound(f"no account named {name!r}")
             if row[0] == "revoked" and status != "revoked":
-                raise UsageError(f"account {name!r}: its key was revoked at the exchange; rotate it instead "
+                raise StateError(f"account {name!r}: its key was revoked at the exchange; rotate it instead "
                                  "(`keyproxy key rotate`)")
             if row[0] == status:
                 return False

@@ -58,7 +58,7 @@ def test_errors_travel_back_as_one_line(running) -> None:  # type: ignore[no-unt
     out = dev.cli("bot", "add", "x", "--account", "nope", "--scope", "read", check=False)
     assert (out.returncode, out.stderr.strip()) == (1, "keyproxy: no account named 'nope'")
     out = dev.cli("bot", "add", "y", "--account", "live", "--scope", "admin", check=False)
-    assert out.returncode == 1 and "never granted" in out.stderr
+    assert out.returncode == 2 and "never granted" in out.stderr  # a bad --scope value: usage
 
 
 RAW_CLIENT = """

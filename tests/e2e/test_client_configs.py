@@ -96,11 +96,11 @@ def test_bot_config_prints_it_again_without_the_secret(dev: DevStack) -> None:
 
 def test_bad_client_requests_get_one_line(dev: DevStack) -> None:
     bad = dev.cli("bot", "config", "bn-again", "--client", "hummingbot", check=False)
-    assert bad.returncode == 1 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance" in bad.stderr
+    assert bad.returncode == 2 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance" in bad.stderr
     wrong = dev.cli("bot", "config", "ok-again", "--client", "python-binance", check=False)
-    assert wrong.returncode == 1 and "python-binance does not trade on okx" in wrong.stderr
+    assert wrong.returncode == 2 and "python-binance does not trade on okx" in wrong.stderr
     refused = dev.cli("bot", "add", "never", "--account", "bn", "--scope", "read", "--client", "nope", check=False)
-    assert refused.returncode == 1 and "never" not in dev.cli("bot", "list").stdout  # refused before adding
+    assert refused.returncode == 2 and "never" not in dev.cli("bot", "list").stdout  # refused before adding
 
 
 def test_every_ccxt_url_is_rewritten_for_every_exchange_keyproxy_serves() -> None:

@@ -139,4 +139,4 @@ def test_sigterm_lets_the_request_in_flight_finish(slow_stack) -> None:  # type:
 def test_refuses_a_non_loopback_listener(slow_stack) -> None:  # type: ignore[no-untyped-def]
     dev, _, _ = slow_stack
     out = dev.cli("serve", "--host", "0.0.0.0", "--port", "0", check=False)
-    assert out.returncode == 1 and "not a loopback address" in out.stderr
+    assert out.returncode == 2 and "not a loopback address" in out.stderr

@@ -145,7 +145,7 @@ def test_bot_set_changes_limits_live(limited: DevStack) -> None:
     refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.01, 20000), "notional_exceeded",
             ccxt.InvalidOrder)
     bad = limited.cli("bot", "set", "tunable", "max_order_notional=-1", check=False)
-    assert bad.returncode == 1 and "max_order_notional: must be a positive number" in bad.stderr
+    assert bad.returncode == 2 and "max_order_notional: must be a positive number" in bad.stderr
 
 
 def test_open_order_cap_counts_resting_orders_and_cancels(limited: DevStack) -> None:
