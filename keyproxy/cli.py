@@ -1143,11 +1143,13 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
                                        "binance: hmac, ed25519, rsa; coinbase: ec, ed25519; bybit: hmac, rsa)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy limit (see docs/policy.md)")
     sp.add_argument("--ttl", help="the credential expires after this long (e.g. 8h); `bot renew` extends it")
+    from keyproxy.client_configs import CLIENTS
+
     sp.add_argument("--client", metavar="CLIENT", help="print the credential as CLIENT's configuration instead "
-                    "of JSON: ccxt, freqtrade, python-binance")
+                    f"of JSON: {', '.join(CLIENTS)}")
     sp = cmd(bot, "config", cmd_bot_config, "print a client's configuration for a bot again (without its secret)")
     sp.add_argument("bot")
-    sp.add_argument("--client", required=True, metavar="CLIENT", help="ccxt, freqtrade or python-binance")
+    sp.add_argument("--client", required=True, metavar="CLIENT", help=", ".join(CLIENTS))
     sp = cmd(bot, "list", cmd_bot_list, "list bots (never their secrets)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(bot, "show", cmd_bot_show, "show one bot")

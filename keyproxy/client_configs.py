@@ -19,6 +19,10 @@ CLIENTS: dict[str, tuple[str, ...] | None] = {
     "ccxt": None,
     "freqtrade": ("binance", "okx", "bybit", "kraken", "hyperliquid"),
     "python-binance": ("binance",),
+    "krakenex": ("kraken",),
+    "python-okx": ("okx",),
+    "pybit": ("bybit",),
+    "hyperliquid-python-sdk": ("hyperliquid",),
 }
 SECRET_PLACEHOLDER = "<shown once by `keyproxy bot add`; rotate with `keyproxy bot rotate` if lost>"
 
@@ -93,8 +97,25 @@ def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
         # enable_ws false: freqtrade's own public candle stream would go straight to the exchange
         block.update({"ccxt_config": urls, "ccxt_async_config": urls, "enable_ws": False})
         return json.dumps({"exchange": block}, indent=4) + "\n"
-    # python-binance: its URLs are class attributes, set before the constructor's own ping()
     base = base_url.rstrip("/")
+    key, secret = json.dumps(shown.get("api_key")), json.dumps(shown.get("secret") or shown.get("private_key"))
+    if client == "krakenex":  # it signs the path /0/private/..., which keyproxy takes under the account
+        return f"import krakenex\n\napi = krakenex.API({key}, {secret})\napi.uri = {json.dumps(base)}\n"
+    if client == "python-okx":  # flag "0": live (python-okx sends it as x-simulated-trading)
+        args = f"{key}, {secret}, {json.dumps(shown.get('passphrase'))}, flag=\"0\", domain={json.dumps(base)}"
+        return ("from okx.Account import AccountAPI\nfrom okx.Trade import TradeAPI\n\n"
+                f"account = AccountAPI({args})\ntrade = TradeAPI({args})\n")
+    if client == "pybit":  # the constructor builds its endpoint from testnet/demo: set it after
+        rsa = ", rsa_authentication=True" if "BEGIN" in str(shown.get("private_key", "")) else ""
+        return ("from pybit.unified_trading import HTTP\n\n"
+                f"session = HTTP(api_key={key}, api_secret={secret}{rsa})\nsession.endpoint = {json.dumps(base)}\n")
+    if client == "hyperliquid-python-sdk":  # the virtual agent key signs; account_address is the master
+        return ("from eth_account import Account\nfrom hyperliquid.exchange import Exchange\n"
+                "from hyperliquid.info import Info\n\n"
+                f"exchange = Exchange(Account.from_key({json.dumps(shown.get('private_key'))}), {json.dumps(base)}, "
+                f"account_address={json.dumps(shown.get('wallet_address'))})\n"
+                f"info = Info({json.dumps(base)}, skip_ws=True)\n")
+    # python-binance: its URLs are class attributes, set before the constructor's own ping()
     return (
         "from binance.client import Client\n\n\n"
         "class KeyproxyClient(Client):\n"
@@ -102,8 +123,7 @@ def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
             ("API_URL", "/api"), ("MARGIN_API_URL", "/sapi"), ("FUTURES_URL", "/fapi"),
             ("FUTURES_DATA_URL", "/futures/data"), ("FUTURES_COIN_URL", "/dapi"),
             ("FUTURES_COIN_DATA_URL", "/futures/data"), ("OPTIONS_URL", "/eapi"), ("PAPI_URL", "/papi")))
-        + f"\n\nclient = KeyproxyClient({json.dumps(shown['api_key'])}, "
-          f"{json.dumps(shown.get('secret') or shown.get('private_key'))})\n")
+        + f"\n\nclient = KeyproxyClient({key}, {secret})\n")
 
 
 def shown_again(where: Mapping[str, Any]) -> dict[str, Any]:

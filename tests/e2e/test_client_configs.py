@@ -84,6 +84,25 @@ def test_the_python_binance_snippet_trades_through_keyproxy(dev: DevStack) -> No
     assert "balances" in client.get_account()
 
 
+SDK_CALLS = {  # client -> (account, a signed call through the printed objects, what a good answer holds)
+    "krakenex": ("kr", lambda g: g["api"].query_private("Balance"), lambda a: a["error"] == []),
+    "python-okx": ("ok", lambda g: g["account"].get_account_balance(), lambda a: a["code"] == "0"),
+    "pybit": ("by", lambda g: g["session"].get_wallet_balance(accountType="UNIFIED"), lambda a: a["retCode"] == 0),
+    "hyperliquid-python-sdk": ("hl", lambda g: g["exchange"].update_leverage(5, "BTC"), lambda a: a["status"] == "ok"),
+}
+
+
+@pytest.mark.parametrize("client", list(SDK_CALLS))
+def test_each_official_sdks_snippet_makes_a_signed_call_through_keyproxy(dev: DevStack, client: str) -> None:
+    account, call, good = SDK_CALLS[client]
+    code = dev.cli("bot", "add", f"{account}-{client}", "--account", account, "--scope", "read,trade",
+                   "--client", client).stdout
+    start = len(dev.journal())
+    answer = call(run_snippet(code))
+    assert good(answer), answer
+    assert any(e.get("signature_verified") for e in dev.journal()[start:]), "no signed request reached the exchange"
+
+
 def test_bot_config_prints_it_again_without_the_secret(dev: DevStack) -> None:
     shown = dev.add_bot("bn-again", "bn", "read")
     again = dev.cli("bot", "config", "bn-again", "--client", "ccxt").stdout
@@ -96,7 +115,7 @@ def test_bot_config_prints_it_again_without_the_secret(dev: DevStack) -> None:
 
 def test_bad_client_requests_get_one_line(dev: DevStack) -> None:
     bad = dev.cli("bot", "config", "bn-again", "--client", "hummingbot", check=False)
-    assert bad.returncode == 2 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance" in bad.stderr
+    assert bad.returncode == 2 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance, krakenex" in bad.stderr
     wrong = dev.cli("bot", "config", "ok-again", "--client", "python-binance", check=False)
     assert wrong.returncode == 2 and "python-binance does not trade on okx" in wrong.stderr
     refused = dev.cli("bot", "add", "never", "--account", "bn", "--scope", "read", "--client", "nope", check=False)
