@@ -146,6 +146,20 @@ def check_audit(settings: Settings, vault: Any, recorded_head: int | None) -> li
                     "keep the files as evidence; investigate who had write access to the state directory")]
 
 
+def _fix_for(result: dict[str, Any], account: str) -> str:
+    """The fix that matches what went wrong: the network, a key or secret the exchange refuses, a stored
+    secret that cannot sign, or permissions wider than the bots need."""
+    if result.get("unreachable"):
+        return OFFLINE_FIX
+    if result.get("unsigned"):
+        return (f"the stored secret is not in the exchange's format: `keyproxy key rotate {account}` with the key "
+                "as the exchange shows it")
+    if result.get("rejected"):
+        return ("the exchange refused the key or its signature (an invalid-signature code such as Binance -1022 "
+                f"means the wrong secret): check the key at the exchange, then `keyproxy key rotate {account}`")
+    return "narrow the key's permissions and IP list at the exchange"
+
+
 async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> list[Finding]:
     """Exchange-side key permissions against the bots' needs, and clock skew against each exchange."""
     from keyproxy.exchanges import default_adapters
@@ -174,9 +188,7 @@ async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> l
                 nonce = NonceSequence(state_db).next(a.name)
             result = await audit_key(a.exchange, adapter, upstream, key, clients, scopes, nonce)
             for w in result["warnings"]:
-                out.append(Finding("warn", "exchange permissions", f"account {a.name}: {w}",
-                                   OFFLINE_FIX if result.get("unreachable") else
-                                   "narrow the key's permissions and IP list at the exchange"))
+                out.append(Finding("warn", "exchange permissions", f"account {a.name}: {w}", _fix_for(result, a.name)))
             origin = upstream.origin_for(TIME_PATHS.get(a.exchange, "/"))
             if a.exchange in TIME_PATHS and origin and origin not in checked_clock:
                 checked_clock.add(origin)

@@ -51,7 +51,6 @@ class Metrics:
         self.dead_man_failures = Counter("keyproxy_dead_man_arm_failures", "Failed attempts to arm an account's "
                                          "cancel-on-silence timer at the exchange", ["account"], registry=r)
         self.halts_active = Gauge("keyproxy_halts_active", "Kill-switch halts in force", registry=r)
-        self.vault_locked = Gauge("keyproxy_vault_locked", "1 while the vault is locked", registry=r)
         self.audit_write_errors = Counter("keyproxy_audit_write_errors", "Failed audit trail writes", registry=r)
         self.build = Info("keyproxy_build", "keyproxy build information", registry=r)
         self.build.info({"version": __version__})

@@ -95,3 +95,23 @@ def test_the_grafana_dashboard_queries_are_valid_promql_on_metrics_keyproxy_expo
                    "keyproxy_halts_active", "keyproxy_key_age_seconds", "keyproxy_key_rotation_due",
                    "keyproxy_audit_write_errors_total", "keyproxy_upstream_seconds_bucket"):
         assert needed in used, needed
+
+
+def test_the_wheel_carries_docs_deployment_files_and_the_example_config(tmp_path: Path) -> None:
+    """An operator who installs the wheel (not a git clone) gets what the docs tell them to copy."""
+    import sys
+    import zipfile
+
+    root = DEPLOY.parents[1]
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [wheel] = tmp_path.glob("keyproxy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    share = {n.split("/data/share/keyproxy/", 1)[1] for n in names if "/data/share/keyproxy/" in n}
+    for needed in ("README.md", "SECURITY.md", "config/keyproxy.example.toml", "deploy/README.md",
+                   "deploy/prometheus/alerts.yml", "deploy/prometheus/config/prometheus-scrape.yml",
+                   "deploy/grafana/keyproxy.json", "deploy/systemd/keyproxy.service", "docs/incident-response.md"):
+        assert needed in share, (needed, sorted(share))
+    assert {p.name for p in (root / "docs").glob("*.md")} <= {Path(n).name for n in share if n.startswith("docs/")}
+    assert any(n.endswith("licenses/LICENSE") for n in names)

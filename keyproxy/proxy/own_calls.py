@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext, Upstream
+from keyproxy.exchanges.base import BadRequest, IncomingRequest, RealKey, SignContext, Upstream
 from keyproxy.proxy.upstream import UpstreamClients
 
 
@@ -104,10 +104,14 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
         return {"ok": False, "warnings": [f"{exchange} offers no key-info endpoint keyproxy reads"]}
     try:
         status, body = await signed_call(adapter, upstream, key, clients, spec, nonce)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+    except (aiohttp.ClientError, TimeoutError) as e:
         return {"ok": False, "unreachable": True, "warnings": [f"cannot ask the exchange ({type(e).__name__})"]}
+    except (ValueError, BadRequest) as e:  # nothing was sent: the stored key cannot sign
+        said = e.message if isinstance(e, BadRequest) else str(e)
+        return {"ok": False, "unsigned": True, "warnings": [f"the stored key cannot sign a request: {said[:160]}"]}
     if not 200 <= status < 300 or adapter.key_rejected(status, body):
-        return {"ok": False, "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
+        return {"ok": False, "rejected": True,
+                "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
     try:
         perms = parse(exchange, body)
     except (ValueError, AttributeError, TypeError) as e:

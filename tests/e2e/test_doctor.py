@@ -60,3 +60,23 @@ def test_doctor_on_a_healthy_and_a_broken_install(tmp_path: Path) -> None:
         assert not [f for f in offline if f["check"] in ("exchange permissions", "clock")]
     finally:
         dev.close()
+
+
+def test_doctors_fix_matches_a_wrong_secret(tmp_path: Path) -> None:
+    """A key whose secret the exchange does not accept (Binance -1022) is 'wrong secret', not the network and
+    not narrow permissions."""
+    dev = DevStack(tmp_path / "stack")
+    key = new_real_key(permissions=TIGHT)
+    try:
+        dev.start_emulator([key])
+        dev.init()
+        wrong = {**key.credentials, "secret": new_real_key().credentials["secret"]}
+        dev.cli("key", "add", "main", "--exchange", "binance", "--base-url", dev.emulator_url,  # type: ignore[arg-type]
+                "--insecure-upstream", input=json.dumps(wrong))
+        findings = json.loads(dev.cli("doctor", "--json", check=False).stdout)
+        [refused] = [f for f in findings if f["check"] == "exchange permissions"]
+        assert "-1022" in refused["what"] or "Signature" in refused["what"], refused
+        assert "wrong secret" in refused["fix"] and "keyproxy key rotate main" in refused["fix"]
+        assert "narrow" not in refused["fix"] and "network" not in refused["fix"]
+    finally:
+        dev.close()
