@@ -23,6 +23,7 @@ CLIENTS: dict[str, tuple[str, ...] | None] = {
     "python-okx": ("okx",),
     "pybit": ("bybit",),
     "hyperliquid-python-sdk": ("hyperliquid",),
+    "binance-sdk-spot": ("binance",),
 }
 SECRET_PLACEHOLDER = "<shown once by `keyproxy bot add`; rotate with `keyproxy bot rotate` if lost>"
 
@@ -115,6 +116,14 @@ def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
                 f"exchange = Exchange(Account.from_key({json.dumps(shown.get('private_key'))}), {json.dumps(base)}, "
                 f"account_address={json.dumps(shown.get('wallet_address'))})\n"
                 f"info = Info({json.dumps(base)}, skip_ws=True)\n")
+    if client == "binance-sdk-spot":  # REST by base_path, the WebSocket API by stream_url
+        pem = "BEGIN" in str(shown.get("private_key", ""))
+        cred = f"api_key={key}, " + (f"private_key={secret}" if pem else f"api_secret={secret}")
+        ws = re.sub(r"^http", "ws", base) + "/ws-api/v3"
+        return ("from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketAPI\n"
+                "from binance_sdk_spot.spot import Spot\n\n"
+                f"client = Spot(config_rest_api=ConfigurationRestAPI({cred}, base_path={json.dumps(base)}),\n"
+                f"              config_ws_api=ConfigurationWebSocketAPI({cred}, stream_url={json.dumps(ws)}))\n")
     # python-binance: its URLs are class attributes, set before the constructor's own ping()
     return (
         "from binance.client import Client\n\n\n"

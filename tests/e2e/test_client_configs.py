@@ -89,6 +89,7 @@ SDK_CALLS = {  # client -> (account, a signed call through the printed objects, 
     "python-okx": ("ok", lambda g: g["account"].get_account_balance(), lambda a: a["code"] == "0"),
     "pybit": ("by", lambda g: g["session"].get_wallet_balance(accountType="UNIFIED"), lambda a: a["retCode"] == 0),
     "hyperliquid-python-sdk": ("hl", lambda g: g["exchange"].update_leverage(5, "BTC"), lambda a: a["status"] == "ok"),
+    "binance-sdk-spot": ("bn", lambda g: g["client"].rest_api.get_account().data(), lambda a: a.balances is not None),
 }
 
 
