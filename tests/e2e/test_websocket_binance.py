@@ -212,7 +212,9 @@ async def test_frames_are_counted_by_transport_and_sockets_per_bot_are_bounded(d
         try:
             answers = []
             for n, ws in enumerate(sockets):
-                await ws.send_str(json.dumps(signed(creds, "account.status", {}, n)))
+                # a distinct recvWindow per frame: two frames signed in the same millisecond would otherwise be
+                # byte-identical, and keyproxy rightly refuses the second as a replay
+                await ws.send_str(json.dumps(signed(creds, "account.status", {"recvWindow": 5000 + n}, n)))
                 answers.append(json.loads((await ws.receive(timeout=10)).data))
             assert all(a["status"] == 200 for a in answers[:16]), answers[:16]
             assert answers[16].get("keyproxy_error") == "rate_limited", answers[16]
