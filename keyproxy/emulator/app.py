@@ -11,6 +11,8 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``GET|POST /_emulator/limits`` -> the exchanges' rate limits (``binance_limits.py``, ``rate_limits.py``)
 * ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
+* ``POST /_emulator/price`` -> ``{"exchange": "binance", "symbol": "BTCUSDT", "price": "59000"[, "venue":
+  "fapi"]}``: the market's price moves there, and resting limit orders it crosses fill (Binance so far)
 * ``POST /_emulator/faults`` -> ``{"fail_containing": ["..."]}``: an exchange request whose query or body
   contains one of these strings (an order id) is answered HTTP 503 and not carried out (``[]`` clears)
 """
@@ -24,6 +26,7 @@ import ipaddress
 import signal
 import sys
 import time
+from decimal import Decimal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,6 +176,24 @@ async def _start_timers(app: web.Application) -> None:
 
 async def _stop_timers(app: web.Application) -> None:
     app[TIMERS].cancel()
+
+
+async def _price(request: web.Request) -> web.Response:
+    try:
+        doc = await request.json()
+        price = Decimal(str(doc["price"]))
+        if not price.is_finite() or price <= 0:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        return web.json_response({"error": 'expected {"exchange", "symbol", "price" > 0}'}, status=400)
+    owner = next((e for e in request.app[EMULATORS] if e.name == doc.get("exchange")), None)
+    if owner is None or not hasattr(owner, "set_price"):
+        return web.json_response({"error": "price moves are emulated for binance only so far"}, status=400)
+    try:
+        filled = owner.set_price(str(doc.get("symbol")), price, str(doc.get("venue", "spot")))
+    except KeyError:
+        return web.json_response({"error": f"no market {str(doc.get('symbol'))[:40]}"}, status=400)
+    return web.json_response({"filled": filled})
 
 
 async def _faults(request: web.Request) -> web.Response:
@@ -326,6 +347,7 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_post(CONTROL_PREFIX + "faults", _faults)
+    app.router.add_post(CONTROL_PREFIX + "price", _price)
     app.router.add_route("*", CONTROL_PREFIX + "limits", _limits)
     app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)

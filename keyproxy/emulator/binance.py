@@ -70,6 +70,9 @@ from keyproxy.emulator.binance_ws import WsApi
 from keyproxy.emulator.binance_wallet import WalletHandlers
 
 
+_FIRST_PRICES = {(venue, symbol): m.last for venue, markets in MARKETS.items() for symbol, m in markets.items()}
+
+
 class BinanceEmulator(WalletHandlers):
     """Binance, as far as bots and ccxt can tell."""
 
@@ -89,6 +92,9 @@ class BinanceEmulator(WalletHandlers):
         self.reset()
 
     def reset(self) -> None:
+        for venue, markets in MARKETS.items():  # prices a test moved go back (set_price)
+            for symbol, market in markets.items():
+                object.__setattr__(market, "last", _FIRST_PRICES[(venue, symbol)])
         self.streams = UserStreams()  # listenKeys belong to the accounts reset here
         self.dstreams = UserStreams()  # COIN-M's own listenKeys
         # several keys of one account (a rotation's old and new key) see the same balances and orders
@@ -170,6 +176,26 @@ class BinanceEmulator(WalletHandlers):
         result = getattr(self, route.handler)(Call(venue_of(route_key[1]), params, account, now, key))
         self._order_events(route_key, account, result, now)
         return result
+
+    def set_price(self, symbol: str, price: Decimal, venue: str = "spot") -> list[int]:
+        """The test hook that moves a market: its last price (tickers, candles, market orders) becomes `price`,
+        and every resting limit order it crosses (a buy at or above, a sell at or below) fills at its own price,
+        with the same user-stream events as any fill. Returns the ids of the orders filled."""
+        market = MARKETS[venue].get(symbol)
+        if market is None:
+            raise KeyError(symbol)
+        object.__setattr__(market, "last", price)  # in place: orders hold the Market itself
+        now = int(Decimal(str(self.clock())) * 1000)
+        filled = []
+        for account in {id(a): a for a in self.accounts.values()}.values():
+            for order in account.open_orders(venue, symbol):
+                if order.side == "BUY" and order.price >= price or order.side == "SELL" and order.price <= price:
+                    account.fill_resting(order, now)
+                    filled.append(order.order_id)
+                    path = {"spot": "/api/v3/order", "fapi": "/fapi/v1/order", "dapi": "/dapi/v1/order"}[venue]
+                    doc = spot_order(order, "query", None, None) if venue == "spot" else futures_order(order, True)
+                    self._order_events(("POST", path), account, doc, now)
+        return filled
 
     def _order_events(self, route_key: tuple[str, str], account: Any, result: Any, now: int) -> None:
         """Spot orders placed or cancelled, by REST or WebSocket: events for the account's user data streams."""

@@ -172,6 +172,15 @@ class Account:
         order.fill_price = price
         order.status = "FILLED"
 
+    def fill_resting(self, order: Order, now: int) -> None:
+        """A resting limit order the market reached: it fills at its own price (the test hook moving the price)."""
+        if order.locked_asset is not None:
+            self.unlock(order.locked_asset, order.locked_amount)
+            order.locked_amount = ZERO
+        self._fill(order, order.price)
+        order.update_time = now
+        self.update_time = now
+
     def cancel(self, order: Order, now: int) -> Order:
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")

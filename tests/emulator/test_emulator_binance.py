@@ -383,3 +383,33 @@ async def test_klines_are_flat_at_the_last_price_and_my_trades_list_fills(setup)
     assert resting["status"] == "NEW"
     status, _ = await c.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"}, api_key="nobody")
     assert status == 401
+
+
+async def test_a_test_can_move_the_price_and_resting_orders_it_crosses_fill(setup):
+    """`POST /_emulator/price`: the hook a risk test needs (fills at the moved price; candles follow)."""
+    c = setup
+    _, resting = await c.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                        "timeInForce": "GTC", "quantity": "0.01", "price": "50000"})
+    _, far = await c.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                    "timeInForce": "GTC", "quantity": "0.01", "price": "20000"})
+    async with c.http.post(f"{c.emu.url}/_emulator/price",
+                           json={"exchange": "binance", "symbol": "BTCUSDT", "price": "49000"}) as resp:
+        assert resp.status == 200 and (await resp.json()) == {"filled": [resting["orderId"]]}
+    status, orders = await c.call("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert [o["orderId"] for o in orders] == [far["orderId"]]
+    _, trades = await c.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
+    assert [(t["orderId"], t["price"]) for t in trades] == [(resting["orderId"], "50000.00000000")]
+    _, candles = await c.call("GET", "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1},
+                              signed=False)
+    assert candles[0][4] == "49000.00000000"
+    _, account = await c.call("GET", "/api/v3/account")
+    btc = next(b for b in account["balances"] if b["asset"] == "BTC")
+    assert Decimal(btc["free"]) == Decimal("1.01")
+    for bad in ({"exchange": "binance", "symbol": "NOPE", "price": "1"}, {"exchange": "kraken", "symbol": "x", "price": "1"},
+                {"exchange": "binance", "symbol": "BTCUSDT", "price": "-1"}):
+        async with c.http.post(f"{c.emu.url}/_emulator/price", json=bad) as resp:
+            assert resp.status == 400
+    async with c.http.post(f"{c.emu.url}/_emulator/reset") as resp:
+        assert resp.status == 200
+    _, ticker = await c.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
+    assert ticker["price"] != "49000.00000000"  # reset puts the first prices back
