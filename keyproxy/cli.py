@@ -23,7 +23,7 @@ from keyproxy.admin.client import AdminClient
 from keyproxy.admin.controls import Controls
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.config import MASTER_KEY_CHOICES, Settings, load_settings
-from keyproxy.durations import parse_duration
+from keyproxy.durations import format_duration, parse_duration
 from keyproxy.errors import AlreadyExists, KeyproxyError, MasterKeyUnavailable, StateError, UsageError, where
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.catalog import EXCHANGES, KEY_TYPES
@@ -410,6 +410,10 @@ def cmd_key_show(ctx: Context) -> int:
     return 0
 
 
+DURATION_FIELDS = frozenset({"rotate_every", "ttl", "ttl_seconds", "grace", "grace_seconds", "heartbeat_seconds",
+                             "dead_man_seconds", "key_age"})  # shown as 30d, 12h, 90s (JSON keeps seconds)
+
+
 def _show(ctx: Context, info: dict[str, Any]) -> None:
     if ctx.args.json:
         ctx.out_json(info)
@@ -420,6 +424,8 @@ def _show(ctx: Context, info: dict[str, Any]) -> None:
                          for pk, pv in v.items() if pv not in (None, [], False)) or "-"
         elif isinstance(v, list):
             v = ", ".join(map(str, v)) or "-"
+        elif k in DURATION_FIELDS and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = format_duration(int(v))
         elif k.endswith("_at") and isinstance(v, float):
             v = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v))
         ctx.out(f"{k + ':':<19}{v if v is not None else '-'}")

@@ -293,3 +293,12 @@ def test_bash_completion_completes_commands_options_and_names(home: Home) -> Non
     assert complete("keyproxy key show m") == ["main"]
     assert "--cancel-orders" in complete("keyproxy halt --c")
     assert "_names" not in complete("keyproxy _")  # the helper is not offered to people
+
+
+def test_durations_are_shown_as_people_write_them(home: Home) -> None:
+    assert home.run("init").returncode == 0
+    assert home.run("key", "add", "main", "--exchange", "binance", "--rotate-every", "30d", input=creds()).returncode == 0
+    shown = home.run("key", "show", "main").stdout
+    [line] = [x for x in shown.splitlines() if x.startswith("rotate_every:")]
+    assert line.split()[-1] == "30d", shown
+    assert json.loads(home.run("key", "show", "main", "--json").stdout)["rotate_every"] == 30 * 86400
