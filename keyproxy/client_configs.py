@@ -24,6 +24,7 @@ CLIENTS: dict[str, tuple[str, ...] | None] = {
     "pybit": ("bybit",),
     "hyperliquid-python-sdk": ("hyperliquid",),
     "binance-sdk-spot": ("binance",),
+    "coinbase-advanced-py": ("coinbase",),
 }
 SECRET_PLACEHOLDER = "<shown once by `keyproxy bot add`; rotate with `keyproxy bot rotate` if lost>"
 
@@ -116,6 +117,14 @@ def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
                 f"exchange = Exchange(Account.from_key({json.dumps(shown.get('private_key'))}), {json.dumps(base)}, "
                 f"account_address={json.dumps(shown.get('wallet_address'))})\n"
                 f"info = Info({json.dumps(base)}, skip_ws=True)\n")
+    if client == "coinbase-advanced-py":  # it builds https://{base_url}: only keyproxy's TLS listener serves it
+        if not base.startswith("https://"):
+            raise ClientConfigError("coinbase-advanced-py only speaks https: turn on keyproxy's TLS listener "
+                                    "(`keyproxy tls init`, docs/clients.md section 9), then ask again")
+        return ("# trust keyproxy's local CA: REQUESTS_CA_BUNDLE=<state dir>/tls/ca.pem (printed by `keyproxy tls init`)\n"
+                "from coinbase.rest import RESTClient\n\n"
+                f"client = RESTClient(api_key={key}, api_secret={secret}, "
+                f"base_url={json.dumps(base.removeprefix('https://'))})\n")
     if client == "binance-sdk-spot":  # REST by base_path, the WebSocket API by stream_url
         pem = "BEGIN" in str(shown.get("private_key", ""))
         cred = f"api_key={key}, " + (f"private_key={secret}" if pem else f"api_secret={secret}")

@@ -115,10 +115,15 @@ def test_bot_config_prints_it_again_without_the_secret(dev: DevStack) -> None:
 
 
 def test_bad_client_requests_get_one_line(dev: DevStack) -> None:
-    bad = dev.cli("bot", "config", "bn-again", "--client", "hummingbot", check=False)
+    dev.add_bot("bn-bad", "bn", "read")
+    dev.add_bot("ok-bad", "ok", "read")
+    bad = dev.cli("bot", "config", "bn-bad", "--client", "hummingbot", check=False)
     assert bad.returncode == 2 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance, krakenex" in bad.stderr
-    wrong = dev.cli("bot", "config", "ok-again", "--client", "python-binance", check=False)
+    wrong = dev.cli("bot", "config", "ok-bad", "--client", "python-binance", check=False)
     assert wrong.returncode == 2 and "python-binance does not trade on okx" in wrong.stderr
+    dev.add_bot("cb-plain", "cb", "read")
+    plain = dev.cli("bot", "config", "cb-plain", "--client", "coinbase-advanced-py", check=False)
+    assert plain.returncode == 2 and "only speaks https: turn on keyproxy's TLS listener" in plain.stderr
     refused = dev.cli("bot", "add", "never", "--account", "bn", "--scope", "read", "--client", "nope", check=False)
     assert refused.returncode == 2 and "never" not in dev.cli("bot", "list").stdout  # refused before adding
 

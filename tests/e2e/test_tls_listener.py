@@ -27,12 +27,14 @@ TLS_CONFIG = '[listen]\ntls_cert = "state/tls/cert.pem"\ntls_key = "state/tls/ke
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(tmp_path_factory.mktemp("tls"), extra_config=TLS_CONFIG)
     key = new_real_key(exchange="okx")
+    coinbase = new_real_key("ec", exchange="coinbase")
     try:
-        stack.start_emulator([key])
+        stack.start_emulator([key, coinbase])
         stack.init()
         made = stack.cli("tls", "init")
         assert "SSL_CERT_FILE=" in made.stdout
         stack.add_account("okx", key)
+        stack.add_account("cb", coinbase)
         stack.start_daemon()
         yield stack
     finally:
@@ -87,3 +89,19 @@ async def test_python_okx_websocket_through_the_tls_listener(dev: DevStack, monk
 def test_tls_cert_and_key_go_together() -> None:
     with pytest.raises(ConfigError, match="go together"):
         parse_settings({"listen": {"tls_cert": "/x/cert.pem"}}, None, {})
+
+
+def test_the_coinbase_advanced_py_snippet_works_over_the_tls_listener(dev: DevStack,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """coinbase-advanced-py builds https:// URLs only: `bot add --client coinbase-advanced-py` (which needs the
+    TLS listener) prints its RESTClient; with keyproxy's CA trusted it reads accounts through keyproxy."""
+    pytest.importorskip("coinbase.rest")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca(dev)))
+    code = dev.cli("bot", "add", "cb-sdk", "--account", "cb", "--scope", "read", "--client",
+                   "coinbase-advanced-py").stdout
+    scope: dict[str, Any] = {}
+    exec(compile(code, "<snippet>", "exec"), scope)  # noqa: S102 - what the operator would paste
+    start = len(dev.journal())
+    accounts = scope["client"].get_accounts()
+    assert accounts["accounts"] is not None
+    assert any(e.get("signature_verified") for e in dev.journal()[start:])
