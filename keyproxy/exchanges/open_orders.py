@@ -60,6 +60,14 @@ def _json(body: bytes) -> object:
         raise ListingError("unreadable answer") from None
 
 
+def _json_or_none(body: bytes) -> object:
+    """A cancel's or arm's answer, None when unreadable (then not confirmed)."""
+    try:
+        return _json(body)
+    except ListingError:
+        return None
+
+
 def _said(body: bytes) -> str:
     return body[:160].decode("utf-8", "replace")
 
@@ -93,10 +101,7 @@ class BinanceSweep:
                   b""), [o]) for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "CANCELED"
         return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
 
@@ -124,10 +129,7 @@ class OkxSweep:
                   json.dumps({"instId": o.symbol, "ordId": o.order_id}).encode()), [o]) for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         data = doc.get("data") if isinstance(doc, dict) else None
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0" and first.get("sCode") == "0"
@@ -166,10 +168,7 @@ class BybitSweep:
             {"category": o.market, "symbol": o.symbol, "orderId": o.order_id}).encode()), [o]) for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("retCode") == 0
         return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
 
@@ -198,10 +197,7 @@ class KrakenSweep:
                 for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         result = doc.get("result") if isinstance(doc, dict) else None
         ok = (200 <= status < 300 and isinstance(doc, dict) and not doc.get("error") and isinstance(result, dict)
               and isinstance(result.get("count"), int) and result["count"] >= 1)
@@ -234,10 +230,7 @@ class CoinbaseSweep:
                   json.dumps({"order_ids": [o.order_id for o in b]}).encode()), b) for b in batches]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         results = doc.get("results") if isinstance(doc, dict) else None
         if not 200 <= status < 300 or not isinstance(results, list):
             return _all(orders, f"HTTP {status}: {_said(body)}")
@@ -282,10 +275,7 @@ class HyperliquidSweep:
         return out  # an order of an asset no market list names is never sent: reported "not sent"
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         response = doc.get("response") if isinstance(doc, dict) and doc.get("status") == "ok" else None
         data = response.get("data") if isinstance(response, dict) else None
         statuses = data.get("statuses") if isinstance(data, dict) else None
@@ -329,10 +319,7 @@ class KrakenSwitch:
         return ("POST", self._PATH, "", urlencode({"timeout": seconds}).encode())
 
     def armed(self, status: int, body: bytes) -> str | None:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         result = doc.get("result") if isinstance(doc, dict) else None
         ok = 200 <= status < 300 and isinstance(doc, dict) and not doc.get("error") and isinstance(result, dict) \
             and "triggerTime" in result
@@ -358,10 +345,7 @@ class OkxSwitch:
         return ("POST", self._PATH, "", json.dumps({"timeOut": str(seconds)}).encode())
 
     def armed(self, status: int, body: bytes) -> str | None:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
         return None if ok else f"HTTP {status}: {_said(body)}"
 
@@ -377,10 +361,7 @@ class HyperliquidSwitch:
         return ("POST", "/exchange", "", json.dumps({"action": action, "nonce": 0}).encode())
 
     def armed(self, status: int, body: bytes) -> str | None:
-        try:
-            doc = _json(body)
-        except ListingError:
-            doc = None
+        doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "ok"
         return None if ok else f"HTTP {status}: {_said(body)}"
 

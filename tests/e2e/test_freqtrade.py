@@ -105,7 +105,7 @@ def test_freqtrade_trades_live_through_keyproxy_with_configuration_only(dev: Dev
     virtual_key = doc["exchange"]["key"]
     start = len(dev.journal())
     log, elapsed = run_freqtrade(dev, "ft", doc, lambda work, _log: closed_trades(work) >= 1)
-    assert "Exit for BTC/USDT detected. Reason: custom_exit" in log, log[-3000:]
+    assert "Exit for BTC/USDT detected. Reason: roi" in log, log[-3000:]
     assert "MARKET_BUY has been fulfilled" in log and "MARKET_SELL has been fulfilled" in log
     assert closed_trades(dev.root / "ft-ft") >= 1
     assert "Traceback" not in log and " - ERROR - " not in log, log[-3000:]
