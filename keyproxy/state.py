@@ -32,6 +32,7 @@ _SCHEMA = (
     " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
 )
 MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped beyond this
+PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
 
 
 class VaultRolledBack(VaultError):
@@ -60,6 +61,7 @@ class StateStore:
         except sqlite3.Error as e:
             raise VaultError(f"{path}: state database error: {e}") from None
         self._lock = threading.Lock()
+        self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
 
     def nonce_ceiling(self, account: str) -> int:
         row = self._db.execute("SELECT ceiling FROM nonces WHERE account = ?", (account,)).fetchone()
@@ -169,6 +171,11 @@ class StateStore:
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
                                  [(account, oid, bot, market, ts) for oid in order_ids])
+            # the bound is kept every PRUNE_EVERY records, not on each (a count is a scan of the account's rows)
+            self._since_prune[account] = self._since_prune.get(account, PRUNE_EVERY) + len(order_ids)
+            if self._since_prune[account] < PRUNE_EVERY:
+                return
+            self._since_prune[account] = 0
             (count,) = self._db.execute("SELECT COUNT(*) FROM placed_orders WHERE account = ?", (account,)).fetchone()
             if count > MAX_PLACED_ORDERS:
                 self._db.execute("DELETE FROM placed_orders WHERE rowid IN (SELECT rowid FROM placed_orders "

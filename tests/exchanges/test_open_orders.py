@@ -11,7 +11,7 @@ import pytest
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.base import order_ids_in
 from keyproxy.exchanges.open_orders import SWEEPS, ListingError, Resting
-from keyproxy.state import MAX_PLACED_ORDERS, StateStore
+from keyproxy.state import MAX_PLACED_ORDERS, PRUNE_EVERY, StateStore
 
 ADAPTERS = default_adapters()
 
@@ -95,4 +95,9 @@ def test_the_record_of_who_placed_what_is_bounded_and_forgets_cancelled_orders(t
     store.record_placed_orders("acct", "a", "spot", tuple(str(i) for i in range(10, 10 + MAX_PLACED_ORDERS)), 3.0)
     kept = store.placed_orders("acct")
     assert len(kept) == MAX_PLACED_ORDERS and "2" not in kept  # the oldest went first
+    for i in range(PRUNE_EVERY - 1):  # between two checks the bound may be passed by less than PRUNE_EVERY
+        store.record_placed_orders("acct", "a", "spot", (f"n{i}",), 4.0 + i)
+    assert len(store.placed_orders("acct")) == MAX_PLACED_ORDERS + PRUNE_EVERY - 1
+    store.record_placed_orders("acct", "a", "spot", ("last",), 9999.0)
+    assert len(store.placed_orders("acct")) == MAX_PLACED_ORDERS
     store.close()
