@@ -30,10 +30,10 @@ from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
 from keyproxy.errors import KeyproxyError
-from keyproxy.proxy.cancel_orders import Canceller, OwnCalls
+from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
-from keyproxy.proxy.own_calls import audit_key, verify_key
+from keyproxy.proxy.own_calls import OwnCalls, audit_key, verify_key
 from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.websocket import SocketLimits, WebSocketEdge

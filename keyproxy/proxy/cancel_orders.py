@@ -14,36 +14,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
-from keyproxy.exchanges.base import BadRequest
-from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, ListingError, Resting, Spec
-from keyproxy.proxy.own_calls import signed_call
+from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
-from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.state import StateStore
 
-# an own call that failed: not sent (signing refused), no answer, or a listing the exchange refused
-SEND_ERRORS = (ListingError, aiohttp.ClientError, TimeoutError, ValueError, BadRequest)
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
-
-
-class OwnCalls:
-    """Signed calls with an account's real key, in the account's nonce order where the exchange needs one."""
-
-    def __init__(self, core: Any, clients: UpstreamClients) -> None:
-        self._core = core
-        self._clients = clients
-
-    async def send(self, account: AccountEntry, spec: Spec) -> tuple[int, bytes]:
-        adapter: Any = account.adapter
-        assert account.upstream is not None and account.key is not None
-        name = account.info.name
-        if not adapter.needs_nonce:
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec)
-        async with self._core.account_turn(name):
-            nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms)
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
 
 
 async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
@@ -121,12 +97,6 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
     store.forget_placed_orders(name, [c["order_id"] for c in summary["cancelled"]])
     return summary
-
-
-def what_failed(e: BaseException) -> str:
-    if isinstance(e, BadRequest):
-        return e.message[:200]
-    return str(e)[:200] if isinstance(e, ValueError) else type(e).__name__
 
 
 class Canceller:

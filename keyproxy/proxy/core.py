@@ -314,9 +314,8 @@ class Core:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
         (its token, or its virtual key in the exchange's own scheme over this path). Nothing goes upstream."""
         snap = self._snapshot()
-        account = self.account(account_name, outcome, snap)
-        if account.adapter is None:
-            raise Refused("unknown_account", f"account {account_name!r} has no adapter in this version")
+        account = self.account(account_name, outcome, snap)  # refuses an account this version cannot serve
+        assert account.adapter is not None
         outcome.endpoint_class, outcome.endpoint = HEARTBEAT_ENDPOINT.cls.value, HEARTBEAT_ENDPOINT.name
         now_ms = self.clock_ms()
         bot = self._identify(snap, account, account.adapter, incoming, outcome, now_ms)
@@ -526,9 +525,10 @@ class Core:
         halt of one bot cancel that bot's orders and no other bot's on the same account."""
         bot, facts = placed_by
         legs = facts.placed()
-        ids = adapter.placed_order_ids(status, body) if self._sequences is not None and legs else ()
+        if self._sequences is None or not legs:
+            return
+        ids = adapter.placed_order_ids(status, body)
         if ids:
-            assert self._sequences is not None
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], ids,
                                                  self.clock_ms() / 1000)
 

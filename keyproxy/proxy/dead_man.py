@@ -21,7 +21,7 @@ from typing import Any
 from keyproxy.audit.log import get_logger
 from keyproxy.errors import ConfigError
 from keyproxy.exchanges.open_orders import NO_SWITCH, SWITCHES
-from keyproxy.proxy.cancel_orders import SEND_ERRORS, OwnCalls, what_failed
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
 
 log = get_logger("keyproxy.dead_man")

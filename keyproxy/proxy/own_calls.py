@@ -1,6 +1,7 @@
 """keyproxy's own signed calls to an exchange, not a bot's.
 
-`verify_key` checks a new real key with a read call before `key rotate`
+`OwnCalls.send` is the one way the daemon makes them with an account's live key (in the account's nonce
+order: a Kraken WebSocket token, incident-response cancels, dead-man's switches). `verify_key` checks a new real key with a read call before `key rotate`
 switches to it; `audit_key` asks the exchange what a key may do for
 `key audit`. Both go out through the proxy's own upstream sessions, so the
 same host table, resolver filter and no-retry rule apply.
@@ -14,7 +15,38 @@ from typing import Any
 import aiohttp
 
 from keyproxy.exchanges.base import BadRequest, IncomingRequest, RealKey, SignContext, Upstream
+from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
+
+
+# an own call that failed: not sent (the key cannot sign), no answer, or an answer that does not read (a
+# sweep's ListingError is a ValueError)
+SEND_ERRORS = (aiohttp.ClientError, TimeoutError, ValueError, BadRequest)
+
+
+class OwnCalls:
+    """Signed calls with an account's real key, in the account's nonce order where the exchange needs one."""
+
+    def __init__(self, core: Any, clients: UpstreamClients) -> None:
+        self._core = core
+        self._clients = clients
+
+    async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+        adapter: Any = account.adapter
+        assert account.upstream is not None and account.key is not None
+        name = account.info.name
+        if not adapter.needs_nonce:
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec)
+        async with self._core.account_turn(name):
+            nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms)
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
+
+
+def what_failed(e: BaseException) -> str:
+    """One of SEND_ERRORS in a line for the operator: what a refusal said, else only the kind."""
+    if isinstance(e, BadRequest):
+        return e.message[:200]
+    return str(e)[:200] if isinstance(e, ValueError) else type(e).__name__
 
 
 async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
@@ -58,27 +90,17 @@ async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: Up
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             return False, f"the exchange could not be asked ({type(e).__name__}: {str(e)[:120]})"
         return perms is not None, what
-    method, path, query, body = adapter.verify_request
-    endpoint = adapter.classify(method, path)
-    origin = upstream.origin_for(path)
-    if endpoint is None or origin is None:
-        return False, f"{adapter.name} has no verification endpoint in this environment"
-    headers = {"content-type": "application/x-www-form-urlencoded"} if method == "POST" else {}
-    request = IncomingRequest(method, path, query, headers, body)
-    out = adapter.sign(request, key, endpoint, SignContext(origin, upstream.environment.name,
-                                                           int(time.time() * 1000), nonce))
-    session = clients.session(upstream.insecure_loopback)
     try:
-        async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
-                                   allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            answer = await resp.read()
+        status, answer = await signed_call(adapter, upstream, key, clients, adapter.verify_request, nonce)
     except (aiohttp.ClientError, TimeoutError) as e:
         return False, f"the exchange could not be reached ({type(e).__name__})"
-    rejected = adapter.key_rejected(resp.status, answer)  # invalid, or denied this read: either fails
+    except (ValueError, BadRequest) as e:  # nothing was sent: the key cannot sign, or no such endpoint here
+        return False, f"the key cannot sign a request: {what_failed(e)}"
+    rejected = adapter.key_rejected(status, answer)  # invalid, or denied this read: either fails
     text = answer[:200].decode("utf-8", "replace")
-    if 200 <= resp.status < 300 and not rejected and b'"error":["E' not in answer.replace(b" ", b""):
-        return True, f"HTTP {resp.status}"
-    return False, f"HTTP {resp.status}: {text}"
+    if 200 <= status < 300 and not rejected and b'"error":["E' not in answer.replace(b" ", b""):
+        return True, f"HTTP {status}"
+    return False, f"HTTP {status}: {text}"
 
 
 async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,

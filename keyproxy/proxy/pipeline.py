@@ -63,13 +63,13 @@ class Pipeline:
         outcome.method, outcome.source_ip = request.method, request.remote
         account_name, path, query = split_target(request.raw_path)
         outcome.path = path
-        if path == HEARTBEAT_PATH:
-            return await self._heartbeat(request, account_name, query, outcome)
+        if path == HEARTBEAT_PATH:  # answered here: never routed to the exchange
+            incoming = await self._incoming(request, account_name, path, query)
+            bot = self.core.heartbeat(account_name, incoming, request.remote or "", outcome)
+            return web.json_response({"bot": bot.info.name, "heartbeat_seconds": bot.policy.heartbeat_seconds})
         route = self.core.route(account_name, request.method, path, outcome)
-        body = await self._read_body(request)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        incoming = IncomingRequest(request.method, path, query, headers, body,
-                                   host=request.headers.get("Host", ""), mount=f"/{account_name}")
+        incoming = await self._incoming(request, account_name, path, query)
+        headers = incoming.headers
         await self.ensure_markets(route, incoming)
         route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
         ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
@@ -99,21 +99,19 @@ class Pipeline:
         outcome.decision, outcome.upstream_status = "allow", cached.status
         return web.Response(status=cached.status, body=cached.body, headers=cached.headers)
 
-    async def _heartbeat(self, request: web.BaseRequest, account_name: str, query: str,
-                         outcome: Outcome) -> web.StreamResponse:
+    async def _incoming(self, request: web.BaseRequest, account_name: str, path: str, query: str) -> IncomingRequest:
+        """The bot's request as the core reads it: body read within its limits, header names lower-case."""
         body = await self._read_body(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        incoming = IncomingRequest(request.method, HEARTBEAT_PATH, query, headers, body,
-                                   host=request.headers.get("Host", ""), mount=f"/{account_name}")
-        bot = self.core.heartbeat(account_name, incoming, request.remote or "", outcome)
-        return web.json_response({"bot": bot.info.name, "heartbeat_seconds": bot.policy.heartbeat_seconds})
+        return IncomingRequest(request.method, path, query, headers, body, host=request.headers.get("Host", ""),
+                               mount=f"/{account_name}")
 
     def _public_ttl(self, route: Route, method: str, path: str) -> float:
         """Seconds a public answer is shared by every bot: the config's `[governor.cache]`, else the adapter's."""
         configured = self._public_ttls.get(f"{route.adapter.name}:{path}") if method == "GET" else None
         return configured if configured is not None else route.adapter.public_ttl(method, path)
 
-    async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: dict[str, str],
+    async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: Mapping[str, str],
                     outcome: Outcome) -> web.StreamResponse:
         """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
         charges = self.core.spend_budget(route, incoming, outcome)

@@ -30,7 +30,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
-from keyproxy.proxy.own_calls import signed_call
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
 
@@ -81,6 +81,7 @@ class WebSocketEdge:
         # the pipeline's market-list fetch, for a frame naming a market by an id keyproxy has not seen
         self._ensure_markets = ensure_markets
         self._clients = clients
+        self._own = OwnCalls(core, clients)  # keyproxy's own signed calls (a Kraken WebSocket token)
         self._limits = limits
         self._record = record
         self._react = react
@@ -160,12 +161,10 @@ class WebSocketEdge:
                 return cached
             rest: Any = account.adapter
             spec = rest.stream_token_request
-            assert spec is not None and account.upstream is not None and account.key is not None
+            assert spec is not None
             try:
-                async with core.account_turn(name):
-                    nonce = core.next_nonce(name, rest.name) if rest.needs_nonce else None
-                    status, body = await signed_call(rest, account.upstream, account.key, self._clients, spec, nonce)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                status, body = await self._own.send(account, spec)
+            except SEND_ERRORS as e:
                 raise Refused("upstream_error", "cannot obtain the exchange's WebSocket token "
                               f"({type(e).__name__})") from None
             tokens = rest.listen_keys(spec[1], body) if 200 <= status < 300 else ()
