@@ -301,22 +301,23 @@ class DeadManSwitch(Protocol):
 
     name: str  # what the exchange calls it
     bounds: tuple[int, int]  # seconds the exchange accepts
+    # the classified endpoints (`Endpoint.name`, REST and WebSocket) that set or clear this timer: keyproxy's
+    # alone while it holds it. Matched on the adapter's own classification, never on the raw body, so no
+    # encoding of the request (a JSON escape, a duplicate member) reads differently here than upstream
+    endpoints: frozenset[str]
 
     def arm(self, seconds: int, now_ms: int) -> Spec: ...
 
     def armed(self, status: int, body: bytes) -> str | None:
         """None when the exchange confirmed the timer, else what it said."""
 
-    def is_switch(self, method: str, path: str, body: bytes) -> bool:
-        """Whether a bot's request would set (or clear) this timer: keyproxy's alone while it holds it."""
-
 
 class KrakenSwitch:
     name, bounds = "CancelAllOrdersAfter", (5, 86_400)
-    _PATH = "/0/private/CancelAllOrdersAfter"
+    endpoints = frozenset({"POST /0/private/CancelAllOrdersAfter", "ws cancel_all_orders_after"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
-        return ("POST", self._PATH, "", urlencode({"timeout": seconds}).encode())
+        return ("POST", "/0/private/CancelAllOrdersAfter", "", urlencode({"timeout": seconds}).encode())
 
     def armed(self, status: int, body: bytes) -> str | None:
         doc = _json_or_none(body)
@@ -325,36 +326,23 @@ class KrakenSwitch:
             and "triggerTime" in result
         return None if ok else f"HTTP {status}: {_said(body)}"
 
-    def is_switch(self, method: str, path: str, body: bytes) -> bool:
-        if path == self._PATH:
-            return True
-        if b"cancel_all_orders_after" not in body:  # the WebSocket API's twin of the REST call
-            return False
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return False
-        return isinstance(doc, dict) and doc.get("method") == "cancel_all_orders_after"
-
 
 class OkxSwitch:
     name, bounds = "cancel-all-after", (10, 120)
-    _PATH = "/api/v5/trade/cancel-all-after"
+    endpoints = frozenset({"POST /api/v5/trade/cancel-all-after"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
-        return ("POST", self._PATH, "", json.dumps({"timeOut": str(seconds)}).encode())
+        return ("POST", "/api/v5/trade/cancel-all-after", "", json.dumps({"timeOut": str(seconds)}).encode())
 
     def armed(self, status: int, body: bytes) -> str | None:
         doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
         return None if ok else f"HTTP {status}: {_said(body)}"
 
-    def is_switch(self, method: str, path: str, body: bytes) -> bool:
-        return path == self._PATH
-
 
 class HyperliquidSwitch:
     name, bounds = "scheduleCancel", (5, 86_400)
+    endpoints = frozenset({"exchange:scheduleCancel"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
         action = {"type": "scheduleCancel", "time": now_ms + seconds * 1000}
@@ -364,16 +352,6 @@ class HyperliquidSwitch:
         doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "ok"
         return None if ok else f"HTTP {status}: {_said(body)}"
-
-    def is_switch(self, method: str, path: str, body: bytes) -> bool:
-        if path != "/exchange":
-            return False
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return False
-        action = doc.get("action") if isinstance(doc, dict) else None
-        return isinstance(action, dict) and action.get("type") == "scheduleCancel"
 
 
 SWITCHES: dict[str, DeadManSwitch] = {"kraken": KrakenSwitch(), "okx": OkxSwitch(), "hyperliquid": HyperliquidSwitch()}

@@ -351,7 +351,7 @@ class Core:
         limits = snap.account_limits.get(account.info.name)
         if limits is not None and limits.dead_man_seconds is not None:
             switch = SWITCHES.get(adapter.name)
-            if switch is not None and switch.is_switch(req.method, req.path, req.body):
+            if switch is not None and endpoint.name in switch.endpoints:
                 raise Refused("policy_denied", f"keyproxy keeps account {account.info.name!r}'s {switch.name} timer "
                               "armed (dead_man_seconds): a bot may not set or clear it")
         names = self.market_names.get(account.info.name)
