@@ -211,7 +211,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
     websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,
                                lambda account, n: metrics.websockets.labels(account).inc(n),
-                               ensure_markets=pipeline.ensure_markets)
+                               market_data=pipeline.market_data)
     front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
     # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
     # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working

@@ -30,6 +30,8 @@ class Metrics:
         self.websockets = Gauge("keyproxy_websocket_connections", "Open bot WebSocket connections by account",
                                 ["account"], registry=r)
         self.denials = Counter("keyproxy_denials", "Refused requests by deny code", ["account", "code"], registry=r)
+        self.risk_refusals = Counter("keyproxy_risk_refusals", "Orders refused by a pre-trade risk control "
+                                     "(docs/risk.md) by rule", ["rule"], registry=r)
         self.auth_failures = Counter("keyproxy_auth_failures", "Failed bot authentications by reason",
                                      ["account", "reason"], registry=r)
         self.overhead = Histogram("keyproxy_proxy_overhead_seconds", "Time spent in keyproxy itself per request",

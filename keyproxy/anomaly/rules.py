@@ -16,7 +16,8 @@ from typing import Any
 AUTH_FAILURES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})
 POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
                             "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "address_denied",
-                            "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied"})
+                            "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied",
+                            "price_out_of_band", "reference_unavailable", "duplicate_order"})
 ACTIONS = ("alert", "throttle", "suspend_bot", "quarantine_key", "revoke_key", "cancel_orders")
 MAX_KEYS = 10_000  # per rule: subjects tracked at once (oldest forgotten first)
 MAX_EVIDENCE = 20
@@ -72,6 +73,8 @@ DEFAULTS: dict[str, RuleConfig] = {
     "off_hours": RuleConfig(3, 3600, ("alert",)),
     # threshold: how many times the median of the bot's recent orders
     "notional_spike": RuleConfig(10, 86400, ("alert",)),
+    # a bot repeating one order past its duplicate_orders cap (policy refuses each repeat; this acts on the bot)
+    "runaway_orders": RuleConfig(1, 3600, ("alert",)),
 }
 
 
@@ -219,6 +222,19 @@ class OffHours(Rule):
         return f"{count} trading attempts outside the bot's active hours in {self.config.window_seconds:g} s"
 
 
+class RunawayOrders(Rule):
+    """A bot sending the same order again past its `duplicate_orders` cap: a loop, not a strategy (the FIA's
+    repeated-execution throttle). Each repeat is refused by policy; this rule acts on the bot."""
+
+    name = "runaway_orders"
+
+    def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
+        return [(f"bot:{e.bot}", e.bot, e.account)] if e.code == "duplicate_order" and e.bot else []
+
+    def describe(self, count: int) -> str:
+        return f"{count} refused repeats of the same order in {self.config.window_seconds:g} s"
+
+
 class _Baseline:
     """A bot's learned request rate: an EWMA over fixed buckets, silent while it is still learning."""
 
@@ -321,7 +337,7 @@ class NotionalSpike(Rule):
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (AuthFailures, ForeignIp, ForbiddenScope, DenyBurst,
                                                      ExchangeRejectsKey, RateSpike, NewWithdrawalAddress,
-                                                     OffHours, NotionalSpike)}
+                                                     OffHours, NotionalSpike, RunawayOrders)}
 
 
 class RuleError(ValueError):

@@ -254,6 +254,8 @@ class Adapter(Protocol):
 
     def public_ttl(self, method: str, path: str) -> float: ...
 
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None: ...
+
     def presented_keys(self, req: IncomingRequest) -> Iterable[str]: ...
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]: ...
@@ -334,6 +336,11 @@ class AdapterHooks:
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""
+
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """keyproxy's own public call (method, path, query, body) whose answer `prices` reads the order's
+        reference price from (price bands, docs/risk.md); None: this exchange offers keyproxy none."""
+        return None
 
     def public_ttl(self, method: str, path: str) -> float:
         """Seconds an answer to this public request may be shared with every bot (0: never). Market lists

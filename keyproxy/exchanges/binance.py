@@ -44,6 +44,7 @@ from keyproxy.exchanges.binance_facts import (
     binance_facts,
     binance_order_book_change,
     binance_prices,
+    binance_reference_request,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -270,6 +271,9 @@ class Binance(AdapterHooks):
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         return binance_contract_sizes(path, body)
 
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        return binance_reference_request(leg)
+
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """-2014 (bad key format) and -2008 (unknown key id) refuse the key; -1002 ("not authorized to execute
         this request") refuses one permission. -2015 ("Invalid API-key, IP, or permissions for action") says
@@ -304,6 +308,7 @@ class Binance(AdapterHooks):
             "symbol_denied": -2010, "notional_exceeded": -2010, "notional_unknown": -2010,
             "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
             "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,
+            "price_out_of_band": -2010, "reference_unavailable": -2010, "duplicate_order": -2010,
         }.get(code, -1002 if code.endswith("_denied") or code in ("bot_suspended", "key_quarantined",
                                                                    "withdrawal_limit") else -1000)
         return {"code": native, "msg": message}

@@ -180,7 +180,21 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
     return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
                         order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
-                        borrows=(params.get("sideEffectType") or "").upper() in _BORROWING)
+                        borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
+                        trigger_price=amount(params.get("stopPrice")))
+
+
+# where keyproxy asks for a market's last price (the price band's reference): spot and margin share spot's
+_TICKERS = {"spot": "/api/v3/ticker/price", "margin": "/api/v3/ticker/price", "papi-margin": "/api/v3/ticker/price",
+            "usdm": "/fapi/v1/ticker/price", "papi-um": "/fapi/v1/ticker/price"}
+
+
+def binance_reference_request(leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+    """`GET .../ticker/price?symbol=S` (weight 2): the one symbol's last price."""
+    path = _TICKERS.get(leg.market or "")
+    if path is None or not leg.symbol:
+        return None
+    return ("GET", path, f"symbol={leg.symbol}", b"")
 
 
 def binance_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:

@@ -262,6 +262,12 @@ class Bybit(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return bybit_prices(path, body)
 
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """`GET /v5/market/tickers?category=C&symbol=S`: the one market's last price."""
+        if leg.market not in ("spot", "linear", "inverse") or not leg.symbol:
+            return None
+        return ("GET", "/v5/market/tickers", f"category={leg.market}&symbol={leg.symbol}", b"")
+
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
         return bybit_order_book_change(req.method, req.path, req.query, status, body, facts)

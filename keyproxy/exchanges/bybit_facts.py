@@ -130,7 +130,7 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
     in_quote = category == "inverse" or (category == "spot" and order_type == "MARKET" and unit == "quoteCoin")
     return RequestFacts(action="order", symbol=_symbol(body), market=category, side=side, order_type=order_type,
                         quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
-                        price=price, conflict=conflict,
+                        price=price, conflict=conflict, trigger_price=amount(body.get("triggerPrice"), "triggerPrice"),
                         # Bybit honours reduceOnly for linear, inverse and option, closeOnTrigger for
                         # linear and inverse only: a spot order's flags would not reduce anything
                         reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))

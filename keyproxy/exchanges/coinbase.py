@@ -403,6 +403,11 @@ class Coinbase(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return coinbase_prices(path, body)
 
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """`GET /api/v3/brokerage/market/products`: every product's price (the order's product id, with its
+        dashes, is not kept in its facts; one answer serves every later order)."""
+        return ("GET", "/api/v3/brokerage/market/products", "", b"") if leg.symbol else None
+
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         return coinbase_contract_sizes(path, body)
 

@@ -317,6 +317,10 @@ class Hyperliquid(AdapterHooks):
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return hyperliquid_prices(body) if path == INFO_PATH else {}
 
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """`POST /info {"type": "allMids"}`: the mid of every market, by the names the facts carry."""
+        return ("POST", INFO_PATH, "", b'{"type":"allMids"}') if leg.symbol else None
+
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
         return hyperliquid_order_book_change(req.body, status, body, facts)

@@ -109,6 +109,7 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
         raise BadRequest("an order's type (t) is {limit: {...}} or {trigger: {...}}")
     order_type = "limit" if "limit" in kind else "trigger"
     price = amount(wire["p"], "order price (p)")
+    trigger_px = None
     if order_type == "trigger":
         trigger = kind["trigger"]
         if not isinstance(trigger, dict):
@@ -120,7 +121,7 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
             price = trigger_px
     return RequestFacts(action=action, symbol=symbol, market=market, side="buy" if _flag(wire.get("b"), "b") else "sell",
                         order_type=order_type, quantity=amount(wire["s"], "order size (s)"), price=price,
-                        reduce_only=_flag(wire.get("r"), "reduce-only (r)"))
+                        reduce_only=_flag(wire.get("r"), "reduce-only (r)"), trigger_price=trigger_px)
 
 
 def _many(legs: list[RequestFacts], action: str) -> RequestFacts:

@@ -112,7 +112,8 @@ PRIVATE_METHODS: dict[str, EndpointClass] = {
 
 # keyproxy's own trading-limit refusals (policy): answered as a rejected order
 _TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
-                   "daily_notional_exceeded", "leverage_exceeded", "reduce_only")
+                   "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "price_out_of_band",
+                   "reference_unavailable", "duplicate_order")
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _DIGITS_B = re.compile(rb"[0-9]{1,20}")
@@ -355,6 +356,11 @@ class Kraken(AdapterHooks):
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return kraken_prices(path, body)
+
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """`GET /0/public/Ticker?pair=P`: Kraken answers under its own pair name (XBTUSD as XXBTZUSD); the
+        market book files the one answer under the order's spelling."""
+        return ("GET", "/0/public/Ticker", f"pair={leg.symbol}", b"") if leg.symbol else None
 
     # --- WebSocket v2 ----------------------------------------------------------
 

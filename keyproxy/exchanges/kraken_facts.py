@@ -144,11 +144,14 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
     conflict = None
     if order_type == "market" and param_text(params, "price") is not None:
         conflict = "Kraken ignores a market order's price"
+    elif order_type != "market" and limit is not None and _price(limit) is None:
+        conflict = "a relative price (+x, -x, #x, x%) is set by the market when it executes"
     return RequestFacts(
         action="order", symbol=symbol, market=MARKET, side=(param_text(params, "type") or "").upper() or None,
         order_type=order_type.upper() or None, conflict=conflict,
         quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
         price=None if order_type == "market" else _price(limit),
+        trigger_price=_price(param_text(params, "price")) if order_type.endswith("-limit") else None,
         # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
         # nothing, so it exempts nothing; a margin order (leverage) borrows
         leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),

@@ -78,7 +78,7 @@ _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})
 _EXPTIME = re.compile(r"[0-9]{1,20}")
 _EPOCH = datetime(1970, 1, 1)
 _TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "daily_notional_exceeded",
-                   "leverage_exceeded", "reduce_only")
+                   "leverage_exceeded", "reduce_only", "price_out_of_band", "reference_unavailable", "duplicate_order")
 
 
 def parse_timestamp(text: str) -> int:
@@ -213,6 +213,12 @@ class Okx(AdapterHooks):
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return okx_prices(path, body)
+
+    def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
+        """`GET /api/v5/market/tickers?instType=T`: every instrument of the market type at once (the order's
+        instrument id is not kept in its facts, and one answer serves every later order of that type)."""
+        kind = {"spot": "SPOT", "swap": "SWAP", "futures": "FUTURES"}.get(leg.market or "")
+        return ("GET", "/api/v5/market/tickers", f"instType={kind}", b"") if kind else None
 
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]:
         return okx_contract_sizes(path, body)

@@ -8,6 +8,7 @@ arguments denies, so a forgotten branch cannot allow.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -29,7 +30,18 @@ class DenyCode(StrEnum):
     ADDRESS = "address_denied"
     WITHDRAWAL = "withdrawal_limit"
     HOURS = "outside_hours"
+    PRICE_BAND = "price_out_of_band"
+    REFERENCE = "reference_unavailable"
+    DUPLICATE = "duplicate_order"
     UNDECIDED = "policy_denied"
+
+
+# deny codes of the pre-trade risk controls -> the rule named in keyproxy_risk_refusals_total{rule}
+RISK_RULES = {DenyCode.PRICE_BAND.value: "price_band", DenyCode.REFERENCE.value: "price_band",
+              DenyCode.DUPLICATE.value: "duplicate_orders"}
+
+# what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
+OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +53,20 @@ class Decision:
     retry_after: float | None = None
     notional: Decimal | None = None  # to add to the bot's daily traded notional
     withdrawal: Decimal | None = None  # to add to the bot's daily withdrawn amount of the asset
+    orders: tuple[OrderShape, ...] = ()  # to remember for the bot's duplicate_orders window
 
 
-def allowed(charges: tuple[str, ...], notional: Decimal | None = None, withdrawal: Decimal | None = None
-            ) -> Decision:
-    return Decision(True, "", "", charges, None, notional, withdrawal)
+def allowed(charges: tuple[str, ...], notional: Decimal | None = None, withdrawal: Decimal | None = None,
+            orders: tuple[OrderShape, ...] = ()) -> Decision:
+    return Decision(True, "", "", charges, None, notional, withdrawal, orders)
+
+
+MAX_REMEMBERED_ORDERS = 1024  # per bot: distinct orders remembered, and repeats of one (more than any cap)
+
+
+def order_shape(leg: RequestFacts) -> OrderShape:
+    return (leg.scope, (leg.side or "").lower() or None, leg.order_type, leg.quantity, leg.quote_quantity,
+            leg.price, leg.trigger_price)
 
 
 def deny(code: DenyCode, detail: str, retry_after: float | None = None) -> Decision:
@@ -79,6 +100,27 @@ class Counters:
     """Live counters the pipeline owns; `decide` only reads them."""
 
     buckets: dict[str, Bucket] = field(default_factory=dict)
+    # bot -> order shape -> when the bot placed it, oldest first (duplicate_orders); the shapes of one bot
+    # are bounded (the least recently placed forgotten first), and so are the times of one shape
+    recent_orders: dict[str, dict[OrderShape, deque[float]]] = field(default_factory=dict)
+
+    def repeats(self, bot: str, shape: OrderShape, window: float, now: float) -> int:
+        """How many times the bot placed this same order in the last `window` seconds."""
+        times = self.recent_orders.get(bot, {}).get(shape)
+        if not times:
+            return 0
+        while times and times[0] <= now - window:
+            times.popleft()
+        return len(times)
+
+    def remember(self, bot: str, shapes: tuple[OrderShape, ...], now: float) -> None:
+        shapes_of = self.recent_orders.setdefault(bot, {})
+        for shape in shapes:
+            times = shapes_of.pop(shape, None) or deque(maxlen=MAX_REMEMBERED_ORDERS)
+            times.append(now)
+            shapes_of[shape] = times  # re-inserted: the most recently placed last
+            while len(shapes_of) > MAX_REMEMBERED_ORDERS:
+                shapes_of.pop(next(iter(shapes_of)))
 
     def bucket(self, key: str, rate: float, capacity: float, now: float) -> Bucket:
         b = self.buckets.get(key)
@@ -89,6 +131,9 @@ class Counters:
     def apply(self, charges: tuple[str, ...], now: float) -> None:
         for key in charges:
             self.buckets[key].take(now)
+
+    def forget(self, bot: str) -> None:
+        self.recent_orders.pop(bot, None)
 
 
 def _in_hours(windows: tuple[str, ...], now: float) -> bool:
@@ -146,12 +191,14 @@ def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | No
 def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters: Counters, now: float, *,
            bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None,
            account_limits: AccountLimits | None = None, usage: Usage = Usage(),
-           throttle: float | None = None, prices: dict[str, Decimal] | None = None) -> Decision:
+           throttle: float | None = None, prices: dict[str, Decimal] | None = None,
+           references: dict[str, Decimal] | None = None) -> Decision:
     """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any.
 
     A batch (`facts.orders`) is decided as a whole from its legs: every leg must pass, and every
     limit counts every leg (open orders, orders per minute, daily notional). `prices` are the last
-    relayed prices by symbol (a batch may name several); `last_price` is the one of `facts.symbol`.
+    relayed prices by symbol (a batch may name several); `last_price` is the one of `facts.symbol`;
+    `references` the prices by symbol that are young enough to be the price band's reference.
     """
     known = dict(prices or {})
     if last_price is not None and facts.symbol:
@@ -187,6 +234,8 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     value = None
     if endpoint_class == "trade":
         trade = _trade_checks(facts, policy, known, account_limits)
+        if trade is None:
+            trade = _risk_checks(facts, policy, references or {}, account_limits, counters, bot, now)
         if trade is not None:
             return trade
         if facts.action == "order" and policy.max_open_orders is not None:
@@ -206,7 +255,70 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
         withdrawal = _withdraw_checks(facts, policy, usage)
         if withdrawal is not None:
             return withdrawal
-    return allowed(tuple(charges), value, facts.amount if facts.action == "withdraw" else None)
+    shapes = tuple(order_shape(leg) for leg in legs) if policy.duplicate_orders and facts.action == "order" else ()
+    return allowed(tuple(charges), value, facts.amount if facts.action == "withdraw" else None, shapes)
+
+
+def price_band(policy: BotPolicy, account_limits: AccountLimits | None) -> Decimal | None:
+    """The bot's own band, else its account's default."""
+    if policy.price_band_pct is not None:
+        return policy.price_band_pct
+    return account_limits.price_band_pct if account_limits is not None else None
+
+
+def needs_reference(leg: RequestFacts) -> bool:
+    """An order leg the price band checks: it names a limit or trigger price and is not reduce-only."""
+    return (leg.price is not None or leg.trigger_price is not None) and not leg.reduce_only
+
+
+def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, Decimal],
+                 account_limits: AccountLimits | None, counters: Counters, bot: str, now: float) -> Decision | None:
+    """Price bands and repeated orders (docs/risk.md); reduce-only orders and cancels always pass."""
+    band = price_band(policy, account_limits)
+    legs = facts.placed()
+    if band is not None:
+        for leg in legs:
+            refused = _band_check(leg, band, references.get(leg.symbol or ""),
+                                  account_limits.reference_max_age if account_limits is not None else 10)
+            if refused is not None:
+                return refused
+    if policy.duplicate_orders is not None and facts.action == "order":
+        for leg in legs:
+            if leg.reduce_only:
+                continue
+            seen = counters.repeats(bot, order_shape(leg), policy.duplicate_window_seconds, now)
+            if seen >= policy.duplicate_orders:
+                return deny(DenyCode.DUPLICATE, f"the same order ({leg.side or '?'} {leg.symbol or '?'}) was already "
+                            f"placed {seen} times in {policy.duplicate_window_seconds} s: the cap is "
+                            f"{policy.duplicate_orders} (duplicate_orders)")
+    return None
+
+
+def _band_check(leg: RequestFacts, band: Decimal, reference: Decimal | None, max_age: int) -> Decision | None:
+    """A buy's limit price at most `band`% above the reference, a sell's at most `band`% below, a trigger
+    within `band`% either side. An order the exchange prices itself (market, pegged) has no price here."""
+    if leg.reduce_only:
+        return None
+    if leg.conflict is not None:
+        return deny(DenyCode.PRICE_BAND, f"cannot check this order's price against the band: {leg.conflict}")
+    if not needs_reference(leg):
+        return None
+    if reference is None:
+        return deny(DenyCode.REFERENCE, f"no reference price for {leg.symbol or '(no symbol)'} younger than "
+                    f"{max_age} s, and keyproxy could not fetch one from the exchange: the price band "
+                    "cannot be checked")
+    high, low = reference * (100 + band) / 100, reference * (100 - band) / 100
+    side = (leg.side or "").lower()
+    price = leg.price
+    if price is not None and ((side != "sell" and price > high) or (side != "buy" and price < low)):
+        return deny(DenyCode.PRICE_BAND, f"{side or 'order'} price {price.normalize():f} is more than "
+                    f"{band.normalize():f}% {'above' if price > reference else 'below'} the reference price "
+                    f"{reference.normalize():f} of {leg.symbol}")
+    trigger = leg.trigger_price
+    if trigger is not None and not low <= trigger <= high:
+        return deny(DenyCode.PRICE_BAND, f"trigger price {trigger.normalize():f} is more than {band.normalize():f}% "
+                    f"from the reference price {reference.normalize():f} of {leg.symbol}")
+    return None
 
 
 def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Decimal],

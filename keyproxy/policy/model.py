@@ -49,6 +49,7 @@ class RequestFacts:
     # keyproxy cannot be sure which value executes, so a bot with a notional limit is refused.
     conflict: str | None = None
     borrows: bool = False  # the order may borrow funds (margin auto-borrow): needs the transfer scope
+    trigger_price: Decimal | None = None  # a stop / take-profit / trigger order's trigger (checked by price bands)
     orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
 
     def placed(self) -> tuple[RequestFacts, ...]:
@@ -85,6 +86,13 @@ class BotPolicy:
     active_hours: tuple[str, ...] | None = None  # "HH:MM-HH:MM" UTC windows
     # silent (no authenticated request) this long: keyproxy cancels the bot's resting orders (proxy/heartbeat.py)
     heartbeat_seconds: int | None = None
+    # pre-trade risk (docs/risk.md): a buy priced more than this percentage above keyproxy's own reference
+    # price, a sell below it, or a trigger that far either side, is refused (price_out_of_band)
+    price_band_pct: Decimal | None = None
+    # the same order (market, symbol, side, size, price, trigger) more than this many times within
+    # duplicate_window_seconds is refused (duplicate_order): a bot in a loop
+    duplicate_orders: int | None = None
+    duplicate_window_seconds: int = 60
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -129,6 +137,33 @@ def _list(key: str, value: Any) -> list[str]:
     raise PolicyError(f"{key}: must be a list of strings")
 
 
+DUPLICATE_WINDOW_RANGE = (1, 86_400)
+DUPLICATE_ORDERS_MAX = 1000  # below the repeats keyproxy remembers per order (policy/decide.py)
+BAND_MAX = Decimal(100)  # a sell band of 100% or more would never refuse anything
+REFERENCE_AGE_RANGE = (1, 300)  # seconds a reference price may be old; longer is no reference at all
+
+
+def _band(value: Any) -> Decimal:
+    pct = _decimal("price_band_pct", value)
+    if pct >= BAND_MAX:
+        raise PolicyError(f"price_band_pct: must be a percentage above 0 and below 100, not {value!r}")
+    return pct
+
+
+def _count_in(key: str, value: Any, most: int) -> int:
+    count = _int(key, value)
+    if count > most:
+        raise PolicyError(f"{key}: must be 1 to {most}, not {count}")
+    return count
+
+
+def _seconds_in(key: str, value: Any, bounds: tuple[int, int]) -> int:
+    seconds = _int(key, value)
+    if not bounds[0] <= seconds <= bounds[1]:
+        raise PolicyError(f"{key}: must be {bounds[0]} to {bounds[1]} seconds, not {seconds}")
+    return seconds
+
+
 HEARTBEAT_RANGE = (2, 86_400)  # under 2 s a busy event loop or a GC pause would read as a silent bot
 _HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
 
@@ -141,7 +176,7 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
         if key not in known:
             raise PolicyError(f"{key}: unknown policy key (known: {', '.join(sorted(known))})")
         if value is None or value == "none" or value == []:
-            if key in ("scopes", "allow_ips", "reduce_only"):
+            if key in ("scopes", "allow_ips", "reduce_only", "duplicate_window_seconds"):
                 raise PolicyError(f"{key}: cannot be cleared")
             changes[key] = None
             continue
@@ -173,6 +208,12 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
             changes[key] = seconds
         elif key in ("burst", "orders_per_minute", "cancels_per_minute", "max_open_orders"):
             changes[key] = _int(key, value)
+        elif key == "duplicate_orders":
+            changes[key] = _count_in(key, value, DUPLICATE_ORDERS_MAX)
+        elif key == "price_band_pct":
+            changes[key] = _band(value)
+        elif key == "duplicate_window_seconds":
+            changes[key] = _seconds_in(key, value, DUPLICATE_WINDOW_RANGE)
         elif key in ("max_order_notional", "max_leverage", "max_withdrawal", "daily_notional_cap",
                      "daily_withdrawal_cap"):
             changes[key] = _decimal(key, value)
@@ -204,7 +245,7 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
 
 @dataclass(frozen=True, slots=True)
 class AccountLimits:
-    """Rate limits shared by every bot of one account (`[accounts.NAME]` in the config)."""
+    """Limits shared by every bot of one account, and defaults for them (`[accounts.NAME]` in the config)."""
 
     requests_per_second: float | None = None
     burst: int | None = None
@@ -212,9 +253,12 @@ class AccountLimits:
     cancels_per_minute: int | None = None
     # the exchange's own cancel-on-silence timer, kept armed by keyproxy (exchanges/open_orders.py SWITCHES)
     dead_man_seconds: int | None = None
+    price_band_pct: Decimal | None = None  # for the account's bots that set none of their own
+    reference_max_age: int = 10  # seconds: an older reference price is fetched again, or the order refused
 
 
-ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute", "dead_man_seconds")
+ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute", "dead_man_seconds",
+                      "price_band_pct", "reference_max_age")
 DEAD_MAN_RANGE = (5, 86_400)  # the widest any exchange accepts; each exchange's own bounds are checked per account
 
 
@@ -227,6 +271,9 @@ def parse_account_limits(doc: dict[str, Any]) -> AccountLimits:
         requests_per_second=float(_decimal("requests_per_second", rate)) if rate is not None else None,
         **{k: _int(k, doc[k]) for k in ("burst", "orders_per_minute", "cancels_per_minute") if k in doc},
         dead_man_seconds=_dead_man(doc["dead_man_seconds"]) if "dead_man_seconds" in doc else None,
+        price_band_pct=_band(doc["price_band_pct"]) if "price_band_pct" in doc else None,
+        reference_max_age=(_seconds_in("reference_max_age", doc["reference_max_age"], REFERENCE_AGE_RANGE)
+                           if "reference_max_age" in doc else 10),
     )
 
 

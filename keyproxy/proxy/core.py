@@ -25,8 +25,9 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.policy.decide import Counters, decide, total_notional
+from keyproxy.policy.decide import Counters, decide, price_band, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
+from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
@@ -134,9 +135,7 @@ class Core:
         self.clock_ms = clock_ms
         self.replays = ReplayCache()
         self.counters = Counters()
-        self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
-        self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
-        self.market_names: dict[str, dict[str, str]] = {}  # account -> market id (`#<id>`) -> name published
+        self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
         # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
         # bot never sees (it holds a virtual one, in listen_keys); memory only
@@ -222,7 +221,18 @@ class Core:
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
-        facts = self._check_policy(route.snap, account, adapter, bot, endpoint, incoming, now_ms, outcome)
+        return self._decided(route, adapter, bot, incoming, now_ms, outcome)
+
+    def _decided(self, route: Route, adapter: Adapter, bot: BotEntry, incoming: IncomingRequest, now_ms: int,
+                 outcome: Outcome, fetched: bool = False) -> tuple[Route, IncomingRequest]:
+        """The policy decision of an authenticated request. When it needs reference prices keyproxy does
+        not hold fresh, `NeedReference` goes to the edge, which fetches them and resumes here once."""
+        try:
+            facts = self._check_policy(route.snap, route.account, adapter, bot, route.endpoint, incoming, now_ms,
+                                       outcome, fetched)
+        except NeedReference as need:
+            need.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, True)
+            raise
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
         if facts.action == "order":
@@ -346,22 +356,24 @@ class Core:
         return bot.info.name
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
-                      endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome) -> RequestFacts:
-        """Scope, kill switch, hours, rate and trading limits: one pure decision, then its charges."""
+                      endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome,
+                      fetched: bool = False) -> RequestFacts:
+        """Scope, kill switch, hours, rate, trading and risk limits: one pure decision, then its charges.
+        `fetched`: keyproxy has just asked the exchange for the references this order needs."""
         limits = snap.account_limits.get(account.info.name)
         if limits is not None and limits.dead_man_seconds is not None:
             switch = SWITCHES.get(adapter.name)
             if switch is not None and endpoint.name in switch.endpoints:
                 raise Refused("policy_denied", f"keyproxy keeps account {account.info.name!r}'s {switch.name} timer "
                               "armed (dead_man_seconds): a bot may not set or clear it")
-        names = self.market_names.get(account.info.name)
+        names = self.markets.names.get(account.info.name)
         if names:
             req = req.replace(markets=names)
         try:
             facts = adapter.facts(req, endpoint)
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
-        facts = self._with_contract_sizes(account.info.name, self._with_market_names(account.info.name, facts))
+        facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
@@ -372,15 +384,15 @@ class Core:
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
-        prices = {}
-        for leg in (facts, *facts.orders):
-            price = self.prices.get((account.info.name, leg.symbol)) if leg.symbol else None
-            if price is not None:
-                prices[leg.symbol or ""] = price
+        prices = self.markets.last_prices(account.info.name, facts)
+        references = {}
+        if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
+            references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age
+                                                 if limits is not None else REFERENCE_MAX_AGE, fetched)
         throttle = snap.throttles.get(name)
         decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),
-                          prices=prices, account_limits=limits,
+                          prices=prices, account_limits=limits, references=references,
                           usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
@@ -388,53 +400,14 @@ class Core:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         self.counters.apply(decision.charges, now)
+        if decision.orders:
+            self.counters.remember(name, decision.orders, now)
         if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
             if decision.notional is not None and policy.daily_notional_cap:
                 self.usage.add_daily("notional", name, decision.notional, now)
             if decision.withdrawal is not None and policy.daily_withdrawal_cap:
                 self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
         return facts
-
-    def _with_market_names(self, account: str, facts: RequestFacts) -> RequestFacts:
-        """Markets named by id (`#<asset>`) get the name the exchange published; an unknown id is refused,
-        since no symbol limit could be checked against it."""
-        def named(leg: RequestFacts) -> RequestFacts:
-            if not (leg.symbol and leg.symbol.startswith("#")):
-                return leg
-            name = self.market_names.get(account, {}).get(leg.symbol)
-            if name is None:
-                raise Refused("bad_request", f"asset {leg.symbol[1:]} is not in the markets the exchange "
-                              "published (meta, spotMeta)")
-            return replace(leg, symbol=name)
-        if facts.orders:
-            return replace(facts, orders=tuple(named(leg) for leg in facts.orders))
-        return named(facts)
-
-    def missing_markets(self, route: Route, incoming: IncomingRequest) -> bool:
-        """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
-        account = route.account.info.name
-        known = self.market_names.get(account, {})
-        return any(m not in known for m in route.adapter.market_ids(incoming))
-
-    def learn_markets(self, account: str, adapter: Adapter, path: str, body: bytes) -> None:
-        """Market names and prices from a public answer (a bot's, or keyproxy's own market-list call)."""
-        for symbol, price in adapter.prices(path, body).items():
-            self.prices[(account, symbol)] = price
-        for scope, size in adapter.contract_sizes(path, body).items():
-            self.contract_sizes[(account, scope)] = size
-        names = adapter.market_names(path, body)
-        if names:
-            self.market_names.setdefault(account, {}).update(names)
-
-    def _with_contract_sizes(self, account: str, facts: RequestFacts) -> RequestFacts:
-        """Contract orders get the contract size the exchange published (never a size from the request)."""
-        def sized(leg: RequestFacts) -> RequestFacts:
-            if leg.contract is None:
-                return leg
-            return replace(leg, contract_size=self.contract_sizes.get((account, leg.scope)))
-        if facts.orders:
-            return replace(facts, orders=tuple(sized(leg) for leg in facts.orders))
-        return sized(facts)
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
                   outcome: Outcome, now_ms: int) -> BotEntry | None:
@@ -542,7 +515,7 @@ class Core:
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
             if status == 200 and body:
-                self.learn_markets(name, adapter, out.path, body)
+                self.markets.learn(name, adapter, out.path, body)
             return body
         if adapter.grants_stream_token(out.path):
             body = self._virtual_stream_token(adapter, name, body, outcome)

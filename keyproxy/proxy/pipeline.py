@@ -18,6 +18,7 @@ from yarl import URL
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn, Outcome, Route, new_request_id
+from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
@@ -32,7 +33,6 @@ FORWARDED_REQUEST_HEADERS = ("accept", "user-agent")
 # Answers up to this size are buffered whatever their framing (Content-Length or chunked), so every
 # private answer goes through the same bookkeeping; larger ones are streamed (see `_forward`).
 BUFFERED_RESPONSE = 8 << 20
-MARKET_LIST_PAUSE = 10.0  # seconds between keyproxy's own market-list calls for one account
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class Pipeline:
         self._public_ttls = dict(public_ttls or {})  # "exchange:/path" -> seconds ([governor.cache])
         self._clients = clients
         self._limits = limits
-        self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
+        self.market_data = MarketData(self.core, clients, limits.upstream_timeout)  # keyproxy's own public calls
         self._cache = PublicCache()  # identical public GETs shared by every bot (public_cache.py)
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
@@ -70,8 +70,7 @@ class Pipeline:
         route = self.core.route(account_name, request.method, path, outcome)
         incoming = await self._incoming(request, account_name, path, query)
         headers = incoming.headers
-        await self.ensure_markets(route, incoming)
-        route, incoming = self.core.admit(route, incoming, request.remote or "", outcome)
+        route, incoming = await self.market_data.admit(route, incoming, request.remote or "", outcome)
         ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
         if not ttl:
             return await self._send(request, route, incoming, headers, outcome)
@@ -121,45 +120,6 @@ class Pipeline:
                 if name in headers and name not in {h.lower() for h in outbound.headers}:
                     outbound.headers[name] = headers[name]
             return await self._forward(request, outbound, route, outcome, turn, charges)
-
-    async def ensure_markets(self, route: Route, incoming: IncomingRequest) -> None:
-        """Before a request (or WebSocket frame) naming a market by an id keyproxy has no name for: fetch the
-        exchange's market lists (both edges call this)."""
-        if route.adapter.market_list_requests and self.core.missing_markets(route, incoming):
-            await self._fetch_market_lists(route)
-
-    async def _fetch_market_lists(self, route: Route) -> None:
-        """keyproxy's own public calls for the exchange's market list, when a request names a market by an id
-        keyproxy has not seen (Hyperliquid's asset index, after a restart): at most once per account per
-        MARKET_LIST_PAUSE seconds, so a bot naming unknown ids cannot make keyproxy call the exchange in a loop.
-        Failures are not errors here: the request is then refused for its unknown market."""
-        account = route.account
-        assert account.upstream is not None
-        name = account.info.name
-        now = time.monotonic()
-        if now - self._market_lists.get(name, -MARKET_LIST_PAUSE) < MARKET_LIST_PAUSE:
-            return
-        self._market_lists[name] = now
-        session = self._clients.session(account.upstream.insecure_loopback)
-        timeout = aiohttp.ClientTimeout(total=self._limits.upstream_timeout, sock_connect=5)
-        for method, path, query, body in route.adapter.market_list_requests:
-            origin = account.upstream.origin_for(path)
-            if origin is None:
-                continue
-            try:
-                async with session.request(method, origin + path + (f"?{query}" if query else ""), data=body or None,
-                                           headers={"content-type": "application/json"}, allow_redirects=False,
-                                           timeout=timeout) as resp:
-                    chunks, size = [], 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > BUFFERED_RESPONSE:
-                            return
-                        chunks.append(chunk)
-                    if resp.status == 200:
-                        self.core.learn_markets(name, route.adapter, path, b"".join(chunks))
-            except (aiohttp.ClientError, TimeoutError):
-                return
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         limit = self._limits.max_body_bytes

@@ -16,6 +16,7 @@ from keyproxy.audit.events import AUTH_FAILURE_CODES
 from keyproxy.audit.log import get_logger
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.metrics import Metrics
+from keyproxy.policy.decide import RISK_RULES
 from keyproxy.proxy.core import Outcome
 from keyproxy.proxy.refusal import Refused
 
@@ -100,6 +101,8 @@ class Recorder:
             m.requests.labels(account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()
             if o.code:
                 m.denials.labels(account, o.code).inc()
+                if o.code in RISK_RULES:
+                    m.risk_refusals.labels(RISK_RULES[o.code]).inc()
                 if o.code in AUTH_FAILURE_CODES:
                     m.auth_failures.labels(account, o.code).inc()
             m.overhead.labels(account).observe(max(total - upstream, 0.0))

@@ -26,6 +26,9 @@ STATUS: dict[str, int] = {
     "address_denied": 403,
     "withdrawal_limit": 403,
     "outside_hours": 403,
+    "price_out_of_band": 403,
+    "reference_unavailable": 403,
+    "duplicate_order": 403,
     "policy_denied": 403,
     "rate_limited": 429,
     "budget_exhausted": 429,  # the exchange's own budget, shared by every bot, is spent (or it banned us)

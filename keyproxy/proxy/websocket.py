@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
@@ -76,10 +77,10 @@ class WebSocketEdge:
     def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
                  record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None,
                  count: Callable[[str, int], None] = lambda account, n: None,
-                 ensure_markets: Callable[[Route, IncomingRequest], Awaitable[None]] | None = None) -> None:
+                 market_data: MarketData | None = None) -> None:
         self._core = core
-        # the pipeline's market-list fetch, for a frame naming a market by an id keyproxy has not seen
-        self._ensure_markets = ensure_markets
+        # keyproxy's own public calls (market lists, reference prices) around the core's admission
+        self._market_data = market_data or MarketData(core, clients)
         self._clients = clients
         self._own = OwnCalls(core, clients)  # keyproxy's own signed calls (a Kraken WebSocket token)
         self._limits = limits
@@ -267,9 +268,8 @@ class _Connection:
                 await self._session_answer(frame_id, action, outcome)
                 return
             claimed = dialect.presented_key(incoming)
-            if self.edge._ensure_markets is not None:  # an id named before any bot loaded markets (a restart)
-                await self.edge._ensure_markets(route, incoming)
-            route, incoming = core.admit(route, incoming, self.peer, outcome, session=self.session)
+            route, incoming = await self.edge._market_data.admit(route, incoming, self.peer, outcome,
+                                                                 session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:
                     raise Refused("rate_limited", f"bot {outcome.bot!r} already uses "

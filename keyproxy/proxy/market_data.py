@@ -1,0 +1,125 @@
+"""keyproxy's own public calls for market data, made for a decision both edges need.
+
+Market lists: a request or frame naming a market by an id keyproxy has no name for (Hyperliquid's asset
+index after a restart). Reference prices: an order a price band checks whose reference is missing or old
+(`NeedReference`, proxy/markets.py). Both are the exchange's public calls, charged to its rate budget
+like any request, answered only by the hosts in the account's table, never retried, and bounded: at most
+one market-list fetch per account per MARKET_LIST_PAUSE, one fetch of a reference call at a time, and
+none again within REFERENCE_PAUSE, so a bot cannot make keyproxy call the exchange in a loop. A failed
+call is no error here: the decision then refuses for want of the data (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.markets import NeedReference, PublicCall
+from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.upstream import UpstreamClients
+
+BUFFERED_RESPONSE = 8 << 20  # an own call's answer larger than this is dropped unread
+MARKET_LIST_PAUSE = 10.0  # seconds between keyproxy's own market-list calls for one account
+REFERENCE_PAUSE = 1.0  # seconds between two of keyproxy's own calls for the same reference
+OWN_CALL_TIMEOUT = 5.0  # an order waits this long at most for its reference
+
+
+class MarketData:
+    """The public calls keyproxy makes on its own; `admit` is the core's admission with them."""
+
+    def __init__(self, core: Core, clients: UpstreamClients, upstream_timeout: float = 10.0) -> None:
+        self.core = core
+        self._clients = clients
+        self._timeout = min(upstream_timeout, OWN_CALL_TIMEOUT)
+        self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
+        self._references: dict[tuple[str, PublicCall], float] = {}  # -> when keyproxy last asked
+        self._in_flight: dict[tuple[str, PublicCall], asyncio.Future[None]] = {}
+        self.reference_calls = 0  # made since start (tests and `status`)
+
+    async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
+                    session: str | None = None) -> tuple[Route, IncomingRequest]:
+        """`Core.admit`, with the reference prices the decision asks for fetched and the decision resumed once."""
+        await self.ensure_markets(route, incoming)
+        try:
+            return self.core.admit(route, incoming, peer, outcome, session=session)
+        except NeedReference as need:
+            await asyncio.gather(*(self._reference(route, symbol, call) for symbol, call in need.calls))
+            result: tuple[Route, IncomingRequest] = need.resume()
+            return result
+
+    async def ensure_markets(self, route: Route, incoming: IncomingRequest) -> None:
+        """Before a request (or WebSocket frame) naming a market by an id keyproxy has no name for: fetch the
+        exchange's market lists."""
+        adapter, name = route.account.adapter, route.account.info.name
+        if adapter is None or not adapter.market_list_requests \
+                or not self.core.markets.missing(name, route.adapter, incoming):
+            return
+        now = time.monotonic()
+        if now - self._market_lists.get(name, -MARKET_LIST_PAUSE) < MARKET_LIST_PAUSE:
+            return
+        self._market_lists[name] = now
+        for call in adapter.market_list_requests:
+            answer = await self._call(route, call)
+            if answer is None:
+                return
+            self.core.markets.learn(name, adapter, call[1], answer)
+
+    async def _reference(self, route: Route, symbol: str, call: PublicCall) -> None:
+        """One reference call, shared by every order waiting for it."""
+        key = (route.account.info.name, call)
+        waiting = self._in_flight.get(key)
+        if waiting is not None:
+            await asyncio.shield(waiting)
+            return
+        now = time.monotonic()
+        if now - self._references.get(key, -REFERENCE_PAUSE) < REFERENCE_PAUSE:
+            return  # asked a moment ago: what it answered is all there is
+        self._references[key] = now
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = done
+        try:
+            self.reference_calls += 1
+            answer = await self._call(route, call)
+            if answer is not None and route.account.adapter is not None:
+                self.core.markets.learn_reference(route.account.info.name, route.account.adapter, symbol, call[1],
+                                                  answer)
+        finally:
+            del self._in_flight[key]
+            done.set_result(None)
+            if len(self._references) > 10_000:
+                self._references.clear()
+
+    async def _call(self, route: Route, call: PublicCall) -> bytes | None:
+        """A public call of keyproxy's own to the account's exchange, charged to its rate budget: the
+        answer's body when the exchange answered 200, else None."""
+        method, path, query, body = call
+        account = route.account
+        assert account.upstream is not None
+        own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
+        try:
+            own_route = self.core.route(account.info.name, method, path, own)
+            incoming = IncomingRequest(method, path, query, {}, body)
+            charges = self.core.spend_budget(own_route, incoming, own)
+        except Refused:
+            return None  # not an endpoint keyproxy knows here, or the exchange's budget is spent
+        session = self._clients.session(account.upstream.insecure_loopback)
+        timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=min(5.0, self._timeout))
+        try:
+            async with session.request(method, own_route.origin + path + (f"?{query}" if query else ""),
+                                       data=body or None, headers={"content-type": "application/json"},
+                                       allow_redirects=False, timeout=timeout) as resp:
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > BUFFERED_RESPONSE:
+                        return None
+                    chunks.append(chunk)
+                answer = b"".join(chunks)
+                self.core.observe_budget(own_route, charges, resp.status, resp.headers, answer, own)
+                return answer if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None

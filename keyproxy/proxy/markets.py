@@ -1,0 +1,141 @@
+"""What keyproxy knows of an account's markets, only from the exchange's own answers.
+
+Prices (valuing orders that name none, and the price bands' reference with the time each was seen),
+contract sizes and the names of markets an exchange numbers (Hyperliquid's asset index, OKX's
+`instIdCode`) come from public answers: a bot's, relayed, or keyproxy's own calls. Never from a field of
+a bot's request.
+
+Price bands (docs/risk.md): an order whose reference is missing or older than the account's
+`reference_max_age` makes `references` raise `NeedReference` before anything is decided or charged; the
+edge (proxy/market_data.py) fetches it with the public call the adapter names (`Adapter.reference_request`)
+and resumes the same decision once. After that fetch a missing reference is refused, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges.base import Adapter, IncomingRequest
+from keyproxy.policy.decide import needs_reference
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.refusal import Refused
+
+PublicCall = tuple[str, str, str, bytes]  # method, path, query, body
+MAX_REFERENCES = 100_000  # (account, symbol) pairs with a time seen; the least recently seen forgotten first
+REFERENCE_MAX_AGE = 10  # seconds, when the account sets no reference_max_age
+
+
+class NeedReference(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
+    """The decision needs reference prices keyproxy does not hold fresh: fetch `calls`, then `resume()`."""
+
+    def __init__(self, account: str, calls: tuple[tuple[str, PublicCall], ...]) -> None:
+        super().__init__("reference prices needed")
+        self.account = account
+        self.calls = calls  # (symbol, the public call whose answer prices it)
+        self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
+
+
+class MarketBook:
+    """Prices, reference times, contract sizes and market names per account."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock  # seconds, the core's clock
+        self.prices: dict[tuple[str, str], Decimal] = {}  # (account, symbol) -> last price seen
+        self._seen: dict[tuple[str, str], float] = {}  # (account, symbol) -> when its price was seen
+        self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
+        self.names: dict[str, dict[str, str]] = {}  # account -> market id (`#<id>`) -> name published
+
+    # --- learning from answers -------------------------------------------------
+
+    def learn(self, account: str, adapter: Adapter, path: str, body: bytes) -> None:
+        """Market names, prices and contract sizes from a public answer."""
+        self.learn_prices(account, adapter.prices(path, body))
+        for scope, size in adapter.contract_sizes(path, body).items():
+            self.contract_sizes[(account, scope)] = size
+        names = adapter.market_names(path, body)
+        if names:
+            self.names.setdefault(account, {}).update(names)
+
+    def learn_reference(self, account: str, adapter: Adapter, symbol: str, path: str, body: bytes) -> None:
+        """keyproxy's own reference call answered: its prices, the one asked for under the order's own
+        spelling when the answer names a single market otherwise (Kraken answers `XBTUSD` as `XXBTZUSD`)."""
+        prices = adapter.prices(path, body)
+        if symbol not in prices and len(prices) == 1:
+            prices = {symbol: next(iter(prices.values()))}
+        self.learn_prices(account, prices)
+
+    def learn_prices(self, account: str, prices: dict[str, Decimal]) -> None:
+        now = self._clock()
+        for symbol, price in prices.items():
+            key = (account, symbol)
+            self.prices[key] = price
+            self._seen.pop(key, None)
+            self._seen[key] = now  # re-inserted: the least recently seen first
+        while len(self._seen) > MAX_REFERENCES:
+            self.prices.pop(key := next(iter(self._seen)), None)
+            self._seen.pop(key)
+
+    # --- reading ----------------------------------------------------------------
+
+    def last_prices(self, account: str, facts: RequestFacts) -> dict[str, Decimal]:
+        """The last price seen of every symbol the request names (valuation, whatever its age)."""
+        out = {}
+        for leg in (facts, *facts.orders):
+            price = self.prices.get((account, leg.symbol)) if leg.symbol else None
+            if price is not None:
+                out[leg.symbol or ""] = price
+        return out
+
+    def age(self, account: str, symbol: str) -> float | None:
+        """Seconds since the symbol's price was seen (for `status`), None if never."""
+        seen = self._seen.get((account, symbol))
+        return None if seen is None else max(0.0, self._clock() - seen)
+
+    def references(self, account: str, adapter: Adapter | None, facts: RequestFacts, max_age: float,
+                   fetched: bool) -> dict[str, Decimal]:
+        """The prices seen within `max_age` of every order leg a price band checks; `NeedReference` for the
+        missing ones the exchange can be asked for, unless keyproxy has just asked (`fetched`)."""
+        now = self._clock()
+        found: dict[str, Decimal] = {}
+        calls: dict[PublicCall, str] = {}
+        for leg in facts.placed():
+            if not needs_reference(leg) or not leg.symbol:
+                continue
+            key = (account, leg.symbol)
+            if now - self._seen.get(key, float("-inf")) <= max_age:
+                found[leg.symbol] = self.prices[key]
+            elif not fetched and adapter is not None:
+                call = adapter.reference_request(leg)
+                if call is not None:
+                    calls.setdefault(call, leg.symbol)
+        if calls:
+            raise NeedReference(account, tuple((symbol, call) for call, symbol in calls.items()))
+        return found
+
+    # --- markets named by number --------------------------------------------------
+
+    def missing(self, account: str, adapter: Adapter, incoming: IncomingRequest) -> bool:
+        """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
+        known = self.names.get(account, {})
+        return any(m not in known for m in adapter.market_ids(incoming))
+
+    def named(self, account: str, facts: RequestFacts) -> RequestFacts:
+        """Markets named by id (`#<asset>`) get the name the exchange published; an unknown id is refused,
+        since no symbol limit could be checked against it. Contract orders get the contract size the
+        exchange published (never a size from the request)."""
+        def resolved(leg: RequestFacts) -> RequestFacts:
+            if leg.symbol and leg.symbol.startswith("#"):
+                name = self.names.get(account, {}).get(leg.symbol)
+                if name is None:
+                    raise Refused("bad_request", f"asset {leg.symbol[1:]} is not in the markets the exchange "
+                                  "published (meta, spotMeta)")
+                leg = replace(leg, symbol=name)
+            if leg.contract is not None:
+                leg = replace(leg, contract_size=self.contract_sizes.get((account, leg.scope)))
+            return leg
+        if facts.orders:
+            return replace(facts, orders=tuple(resolved(leg) for leg in facts.orders))
+        return resolved(facts)

@@ -1,0 +1,157 @@
+"""Pre-trade risk controls in the pure decision: price bands and repeated orders (docs/risk.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from keyproxy.policy.decide import Counters, Decision, decide
+from keyproxy.policy.model import AccountLimits, BotPolicy, PolicyError, RequestFacts, parse_account_limits, parse_policy
+
+D = Decimal
+NOON = 1_795_608_000.0
+
+
+def policy(**kw) -> BotPolicy:  # type: ignore[no-untyped-def]
+    return parse_policy({"scopes": "read,trade", **kw})
+
+
+def order(**kw) -> RequestFacts:  # type: ignore[no-untyped-def]
+    return RequestFacts(**{"action": "order", "symbol": "BTCUSDT", "market": "spot", "side": "BUY",
+                           "order_type": "LIMIT", "quantity": D("0.01"), "price": D("50000"), **kw})
+
+
+def run(facts: RequestFacts, pol: BotPolicy, refs: dict[str, Decimal] | None = None, **kw) -> Decision:  # type: ignore[no-untyped-def]
+    return decide(facts, "trade", pol, kw.pop("counters", Counters()), kw.pop("now", NOON), bot="b", account="a",
+                  references=refs, **kw)
+
+
+REF = {"BTCUSDT": D("50000")}
+
+
+@pytest.mark.parametrize("facts, allow", [
+    (order(price=D("52500")), True),  # exactly 5% above: the edge of the band
+    (order(price=D("52500.01")), False),
+    (order(price=D("60000")), False),  # the fat finger: 20% above
+    (order(price=D("10000")), True),  # a buy far below the market never fills at a bad price
+    (order(side="SELL", price=D("47500")), True),
+    (order(side="SELL", price=D("47499.99")), False),
+    (order(side="sell", price=D("90000")), True),
+    (order(side=None, price=D("60000")), False),  # side unknown: both edges apply
+    (order(side=None, price=D("40000")), False),
+    (order(price=None, order_type="MARKET"), True),  # the exchange prices it: nothing to band
+    (order(price=None, order_type="STOP_LOSS", trigger_price=D("46000")), False),  # a trigger 8% away
+    (order(price=None, order_type="STOP_LOSS", trigger_price=D("48000")), True),
+    (order(price=D("60000"), reduce_only=True), True),  # getting out always passes
+])
+def test_price_band(facts: RequestFacts, allow: bool) -> None:
+    d = run(facts, policy(price_band_pct="5"), REF)
+    assert d.allow is allow, d.detail
+    if not allow:
+        assert d.code == "price_out_of_band" and "reference price 50000" in d.detail
+
+
+def test_band_without_a_reference_refuses_and_says_why() -> None:
+    d = run(order(), policy(price_band_pct="5"), {})
+    assert (d.allow, d.code) == (False, "reference_unavailable")
+    assert "younger than 10 s" in d.detail
+
+
+def test_account_default_band_and_the_bots_own_wins() -> None:
+    limits = AccountLimits(price_band_pct=D("1"), reference_max_age=30)
+    assert run(order(price=D("50600")), policy(), REF, account_limits=limits).code == "price_out_of_band"
+    assert run(order(price=D("50600")), policy(price_band_pct="2"), REF, account_limits=limits).allow
+    assert "younger than 30 s" in run(order(), policy(), {}, account_limits=limits).detail
+
+
+def test_batch_legs_are_each_banded() -> None:
+    batch = RequestFacts(action="order", orders=(order(), order(symbol="ETHUSDT", price=D("9000"))))
+    d = run(batch, policy(price_band_pct="5"), {**REF, "ETHUSDT": D("3000")})
+    assert d.code == "price_out_of_band" and "ETHUSDT" in d.detail
+
+
+def test_no_band_no_reference_needed() -> None:
+    assert run(order(price=D("1000000")), policy(), {}).allow
+
+
+def test_duplicate_orders_refused_from_the_next_repeat_within_the_window() -> None:
+    pol, counters = policy(duplicate_orders="3", duplicate_window_seconds="60"), Counters()
+    results = []
+    for i in range(5):
+        d = run(order(), pol, counters=counters, now=NOON + i)
+        if d.allow:
+            counters.remember("b", d.orders, NOON + i)
+        results.append(d.code or "ok")
+    assert results == ["ok", "ok", "ok", "duplicate_order", "duplicate_order"]
+    # another price, another order; trailing zeros do not make a new one
+    assert run(order(price=D("50001")), pol, counters=counters, now=NOON + 5).allow
+    assert run(order(quantity=D("0.0100")), pol, counters=counters, now=NOON + 5).code == "duplicate_order"
+    # a reduce-only repeat (getting out) passes; the window passes and the order is allowed again
+    assert run(order(reduce_only=True), pol, counters=counters, now=NOON + 5).allow
+    assert run(order(), pol, counters=counters, now=NOON + 61).allow
+
+
+def test_duplicates_are_per_bot() -> None:
+    pol, counters = policy(duplicate_orders="1"), Counters()
+    d = run(order(), pol, counters=counters)
+    counters.remember("b", d.orders, NOON)
+    assert run(order(), pol, counters=counters).code == "duplicate_order"
+    assert decide(order(), "trade", pol, counters, NOON, bot="other", account="a").allow
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"price_band_pct": "0"}, "price_band_pct: must be a positive number"),
+    ({"price_band_pct": "-3"}, "price_band_pct: must be a positive number"),
+    ({"price_band_pct": "100"}, "price_band_pct: must be a percentage above 0 and below 100"),
+    ({"price_band_pct": "five"}, "price_band_pct: must be a positive number"),
+    ({"duplicate_orders": "0"}, "duplicate_orders: must be a positive number"),
+    ({"duplicate_orders": "2000"}, "duplicate_orders: must be 1 to 1000"),
+    ({"duplicate_window_seconds": "0"}, "duplicate_window_seconds: must be a positive number"),
+    ({"duplicate_window_seconds": "90000"}, "duplicate_window_seconds: must be 1 to 86400 seconds"),
+])
+def test_bad_risk_limits_name_the_key(doc: dict[str, str], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(doc)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"price_band_pct": 0}, "price_band_pct: must be a positive number"),
+    ({"reference_max_age": 0}, "reference_max_age: must be a positive number"),
+    ({"reference_max_age": 301}, "reference_max_age: must be 1 to 300 seconds"),
+])
+def test_bad_account_risk_limits(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_account_limits(doc)
+
+
+def test_policy_round_trips_through_json() -> None:
+    pol = policy(price_band_pct="2.5", duplicate_orders="4", duplicate_window_seconds="30")
+    assert BotPolicy.from_json(pol.to_json()) == pol
+
+
+def test_each_exchange_reads_the_trigger_price_the_band_checks() -> None:
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.exchanges.bybit import Bybit
+    from keyproxy.exchanges.kraken import Kraken
+
+    def facts(adapter, method: str, path: str, query: str = "", body: str = "", ctype: str = "") -> RequestFacts:  # type: ignore[no-untyped-def]
+        from keyproxy.exchanges.base import IncomingRequest
+        req = IncomingRequest(method, path, query, {"content-type": ctype} if ctype else {}, body.encode())
+        return adapter.facts(req, adapter.classify(method, path))  # type: ignore[no-any-return]
+
+    binance = facts(Binance(), "POST", "/api/v3/order", "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&quantity=1"
+                    "&price=40000&stopPrice=41000&timeInForce=GTC")
+    assert (binance.price, binance.trigger_price) == (D("40000"), D("41000"))
+    bybit = facts(Bybit(), "POST", "/v5/order/create", body='{"category":"linear","symbol":"BTCUSDT","side":"Buy",'
+                  '"orderType":"Limit","qty":"1","price":"100","triggerPrice":"99"}', ctype="application/json")
+    assert (bybit.price, bybit.trigger_price) == (D("100"), D("99"))
+    form = "application/x-www-form-urlencoded"
+    kraken = facts(Kraken(), "POST", "/0/private/AddOrder", body="nonce=1&pair=XBTUSD&type=sell&ordertype=stop-loss-limit"
+                   "&volume=1&price=41000&price2=40000", ctype=form)
+    assert (kraken.price, kraken.trigger_price) == (D("40000"), D("41000"))
+    relative = facts(Kraken(), "POST", "/0/private/AddOrder", body="nonce=1&pair=XBTUSD&type=buy&ordertype=limit"
+                     "&volume=1&price=%2B20%25", ctype=form)  # price "+20%": set by the market
+    assert relative.price is None and relative.conflict is not None
+    d = run(relative, policy(price_band_pct="5"), {"XBTUSD": D("50000")})
+    assert d.code == "price_out_of_band" and "relative price" in d.detail
