@@ -732,6 +732,13 @@ def cmd_status(ctx: Context) -> int:
                 if d["armed_at"] else "never armed")
         failing = f"; FAILING ({d['failures']} in a row): {d['error']}" if d["error"] else ""
         ctx.out(f"dead-man's switch {d['account']}: {d['seconds']} s, {when}{failing}")
+    for r in st.get("risk", []):
+        held = "; ".join(f"{x['scope']} {x['position']} (resting buy {x['open_buy']}, sell {x['open_sell']}; price "
+                         f"{x['price'] or '?'}, {'%s s old' % x['price_age_s'] if x['price_age_s'] is not None else 'none'})"
+                         for x in r["positions"]) or "no position"
+        limit = f" of limit -{r['max_daily_loss']}" if r["max_daily_loss"] else ""
+        hit = "; LOSS LIMIT HIT: only reducing orders pass today" if r["loss_limit_hit"] else ""
+        ctx.out(f"risk bot {r['bot']}: {held}; day P&L {r['day_pnl'] or '?'}{limit}{hit}")
     for b in st.get("budgets", []):
         closed = f"; CLOSED for {b['closed_s']:g} s (the exchange refused for rate)" if b["closed_s"] else ""
         ctx.out(f"budget {b['scope']} {b['budget']}: {b['used']:g} of {b['limit']} "

@@ -33,6 +33,7 @@ from keyproxy.errors import KeyproxyError
 from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
+from keyproxy.proxy.risk_watch import RiskWatch
 from keyproxy.proxy.own_calls import OwnCalls, audit_key, verify_key
 from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
@@ -347,6 +348,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     heartbeats = HeartbeatWatch(lambda: state.snapshot, pipeline.core.last_seen, canceller, store, trail.append,
                                 metrics)
     background.append(asyncio.create_task(heartbeats.run()))
+    risk_watch = RiskWatch(pipeline.core, pipeline.market_data, OwnCalls(pipeline.core, clients), canceller, store,
+                           trail.append, metrics)
+    background.append(asyncio.create_task(risk_watch.run()))
+    controls.risk = risk_watch.report
 
     async def rotation_reminders() -> None:
         """Once a day (and at start): a warning for every key that is due or overdue for rotation."""

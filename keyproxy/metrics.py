@@ -32,6 +32,13 @@ class Metrics:
         self.denials = Counter("keyproxy_denials", "Refused requests by deny code", ["account", "code"], registry=r)
         self.risk_refusals = Counter("keyproxy_risk_refusals", "Orders refused by a pre-trade risk control "
                                      "(docs/risk.md) by rule", ["rule"], registry=r)
+        self.reconciled_fills = Counter("keyproxy_reconciled_fills", "Fills keyproxy learned only from its own "
+                                        "reconciliation read (no answer or stream had shown them)", ["account"],
+                                        registry=r)
+        self.bot_position = Gauge("keyproxy_bot_position", "A bot's position per market and symbol, from fills the "
+                                  "exchange confirmed (base units, or contracts)", ["bot", "scope"], registry=r)
+        self.bot_daily_pnl = Gauge("keyproxy_bot_daily_pnl", "A bot's P&L today (UTC), realized and at the last "
+                                   "price, in the quote currency", ["bot"], registry=r)
         self.auth_failures = Counter("keyproxy_auth_failures", "Failed bot authentications by reason",
                                      ["account", "reason"], registry=r)
         self.overhead = Histogram("keyproxy_proxy_overhead_seconds", "Time spent in keyproxy itself per request",

@@ -30,6 +30,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS vault_seen (vault_id TEXT PRIMARY KEY, changes INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS placed_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
     " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    # the positions book (proxy/positions.py): orders with what the exchange confirmed filled, and each bot's
+    # position per scope with today's flows; decimals as text
+    "CREATE TABLE IF NOT EXISTS risk_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
+    " scope TEXT NOT NULL, side TEXT NOT NULL, price TEXT, quantity TEXT, filled TEXT NOT NULL,"
+    " filled_quote TEXT NOT NULL, final INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    "CREATE TABLE IF NOT EXISTS risk_positions (bot TEXT NOT NULL, scope TEXT NOT NULL, account TEXT NOT NULL,"
+    " qty TEXT NOT NULL, day TEXT NOT NULL, day_qty TEXT NOT NULL, day_cash TEXT NOT NULL, day_mark TEXT,"
+    " PRIMARY KEY (bot, scope))",
 )
 MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped beyond this
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
@@ -190,6 +198,21 @@ class StateStore:
         with self._lock:
             self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
                                  [(account, oid) for oid in order_ids])
+
+    def risk_rows(self) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """Every row of the positions book: (orders, positions), in their tables' column order."""
+        orders = self._db.execute("SELECT * FROM risk_orders ORDER BY ts").fetchall()
+        positions = self._db.execute("SELECT * FROM risk_positions").fetchall()
+        return orders, positions
+
+    def save_risk(self, orders: list[tuple[object, ...]], positions: list[tuple[object, ...]],
+                  dropped: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        """Orders and the positions their fills moved, in one transaction: a kill -9 leaves both or neither."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO risk_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
+            self._db.executemany("INSERT OR REPLACE INTO risk_positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", positions)
+            self._db.executemany("DELETE FROM risk_orders WHERE account = ? AND order_id = ?", list(dropped))
 
     def close(self) -> None:
         self._db.close()

@@ -57,6 +57,7 @@ class Controls:
         self.vault = vault
         self._budgets = budgets  # the exchanges' own rate budgets in use (the daemon's governor)
         self.dead_man: Callable[[], list[dict[str, Any]]] | None = None  # the daemon's cancel-on-silence timers
+        self.risk: Callable[[], list[dict[str, Any]]] | None = None  # the daemon's positions and loss limits
         self._source_for_new = source_for_new
         self.pinned = pinned
         self._reload_config = reload_config
@@ -195,7 +196,14 @@ class Controls:
         return [b.as_json() for b in self.vault.list_bots()]
 
     def show_bot(self, name: str) -> dict[str, Any]:
-        return self.vault.bot(name).as_json()
+        out: dict[str, Any] = self.vault.bot(name).as_json()
+        risk = next((r for r in self.risk() if r["bot"] == name), None) if self.risk is not None else None
+        if risk is not None:  # the daemon's positions book (docs/risk.md)
+            out["positions"] = [f"{x['scope']} {x['position']} (resting buy {x['open_buy']}, sell {x['open_sell']})"
+                                for x in risk["positions"]]
+            limit = f" of limit -{risk['max_daily_loss']}" if risk["max_daily_loss"] else ""
+            out["day_pnl"] = f"{risk['day_pnl'] or '?'}{limit}" + (" (LOSS LIMIT HIT)" if risk["loss_limit_hit"] else "")
+        return out
 
     def bot_where(self, name: str) -> dict[str, Any]:
         """What a client configuration names for a bot, without its secret: base URL, exchange, key id."""
@@ -328,4 +336,5 @@ class Controls:
         st["throttled_bots"] = sorted(self._need_state().throttles(time.time())) if self.state is not None else []
         st["budgets"] = self._budgets() if self._budgets is not None else []
         st["dead_man"] = self.dead_man() if self.dead_man is not None else []
+        st["risk"] = self.risk() if self.risk is not None else []
         return st

@@ -32,6 +32,8 @@ CHECKLIST = {
     "alert": "review the evidence requests in the audit trail",
     "cancel_orders": "keyproxy halted {scope} {target} and cancelled its resting orders at the exchange (the "
                      "order.cancel audit events list each); check what happened, then `keyproxy resume --{scope} {target}`",
+    "loss_limit": "{subject} passed its daily loss limit: only orders that reduce a position pass until the UTC day "
+                  "ends; read its trades (`keyproxy audit tail`) and positions (`keyproxy status`) before trading on",
     "heartbeat": "bot {bot} went silent past its heartbeat_seconds and keyproxy cancelled its resting orders "
                  "(listed here); find out why it stopped (its host, its log), then let it resume: it is not halted",
     "revoke_key": "keyproxy asked the exchange to delete account {account}'s key (see the key.revoke audit event); "

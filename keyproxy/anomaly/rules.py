@@ -17,7 +17,8 @@ AUTH_FAILURES = frozenset({"unknown_bot", "bad_signature", "stale_request", "rep
 POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
                             "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "address_denied",
                             "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied",
-                            "price_out_of_band", "reference_unavailable", "duplicate_order"})
+                            "price_out_of_band", "reference_unavailable", "duplicate_order",
+                            "position_exceeded", "loss_limit", "self_cross"})
 ACTIONS = ("alert", "throttle", "suspend_bot", "quarantine_key", "revoke_key", "cancel_orders")
 MAX_KEYS = 10_000  # per rule: subjects tracked at once (oldest forgotten first)
 MAX_EVIDENCE = 20

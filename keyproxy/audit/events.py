@@ -22,6 +22,8 @@ EVENTS: dict[str, str] = {
                          "with counts cancelled, failed, left and the accounts whose listing failed)",
     "deadman.arm": "an account's cancel-on-silence timer at the exchange became armed, or stopped being armed "
                    "(result failed: what the exchange said); logged on each change, not on each re-arm",
+    "risk.reconcile": "keyproxy's own read of an account's orders found fills it had not seen (fills_learned): "
+                      "positions moved by them (docs/risk.md)",
     "order.cancel": "one order keyproxy cancelled with its own signed call (result cancelled or failed: why), "
                     "or an account whose open orders could not be listed",
 }

@@ -155,6 +155,22 @@ class KeyRejection(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One order as the exchange answered it (an order, cancel or query answer, a user-stream event):
+    the positions book (proxy/positions.py) believes fills only from these. `filled` and `filled_quote`
+    are cumulative, so seeing one answer twice, or an older one late, never counts a fill twice."""
+
+    order_id: str
+    scope: str  # `market:symbol`, as RequestFacts.scope
+    side: str  # "buy" | "sell"
+    price: Decimal | None  # the limit price (None: market)
+    quantity: Decimal | None  # what the order asks for
+    filled: Decimal  # executed so far
+    filled_quote: Decimal  # quote currency paid or received so far
+    final: bool  # filled, cancelled, expired or rejected: it rests no longer
+
+
+@dataclass(frozen=True, slots=True)
 class OrderBookChange:
     """What an exchange's answer confirms about the bot's open orders, by scope (`RequestFacts.scope`).
 
@@ -270,6 +286,12 @@ class Adapter(Protocol):
                           facts: RequestFacts) -> OrderBookChange: ...
 
     def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]: ...
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None: ...
 
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]: ...
 
@@ -387,6 +409,20 @@ class AdapterHooks:
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """Whether the exchange's answer refuses the real key (INVALID) or one permission of it (DENIED)."""
+        return None
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        """Every order a 2xx answer reports with its cumulative fill (positions, docs/risk.md); () when the
+        exchange's answers are not read for fills yet."""
+        return ()
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        """Order updates in an event the exchange pushed on a private WebSocket (a fill, a cancel)."""
+        return ()
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        """keyproxy's own signed read (method, path, query, body) whose answer `order_updates` reads: every
+        order of `scope` since `since_ms`, for settling fills keyproxy did not see. None: not offered."""
         return None
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

@@ -32,6 +32,7 @@ from keyproxy.exchanges.base import (
     IncomingRequest,
     IssuedBotKey,
     OrderBookChange,
+    OrderUpdate,
     OutboundRequest,
     ParamList,
     RealKey,
@@ -39,6 +40,11 @@ from keyproxy.exchanges.base import (
     Verified,
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
+from keyproxy.exchanges.binance_fills import (
+    binance_order_updates,
+    binance_reconcile_request,
+    binance_stream_updates,
+)
 from keyproxy.exchanges.binance_facts import (
     binance_contract_sizes,
     binance_facts,
@@ -297,6 +303,15 @@ class Binance(AdapterHooks):
                           facts: RequestFacts) -> OrderBookChange:
         return binance_order_book_change(req, status, body, facts)
 
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return binance_order_updates(req.path, status, body)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return binance_stream_updates(text)
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return binance_reconcile_request(scope, since_ms)
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
         # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.
@@ -309,6 +324,7 @@ class Binance(AdapterHooks):
             "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
             "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,
             "price_out_of_band": -2010, "reference_unavailable": -2010, "duplicate_order": -2010,
+            "position_exceeded": -2010, "loss_limit": -2010, "self_cross": -2010,
         }.get(code, -1002 if code.endswith("_denied") or code in ("bot_suspended", "key_quarantined",
                                                                    "withdrawal_limit") else -1000)
         return {"code": native, "msg": message}

@@ -59,9 +59,12 @@ _MARKETS = (("/api/", "spot"), ("/sapi/", "margin"), ("/fapi/", "usdm"), ("/dapi
             ("/papi/v1/um/", "papi-um"), ("/papi/v1/cm/", "papi-cm"), ("/papi/v1/margin/", "papi-margin"))
 
 
-def _market(path: str) -> str:
+def market_of_path(path: str) -> str:
     """The market an order endpoint trades in: open orders are counted per market and symbol."""
     return next((m for prefix, m in _MARKETS if path.startswith(prefix)), "other")
+
+
+_market = market_of_path
 
 
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:

@@ -23,8 +23,9 @@ from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
+from keyproxy.exchanges.binance_fills import binance_order_updates, binance_stream_updates
 from keyproxy.exchanges.base import (
-    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
     unique_members,
 )
 from keyproxy.policy.budget import Budget
@@ -257,6 +258,20 @@ class BinanceWsApi(WsDialect):
         twin = spec.twin if spec and spec.twin else ("POST", "/api/v3/order") if spec and spec.cls is T \
             else ("GET", "/api/v3/account")
         return self._rest.key_rejected(status, json.dumps(error).encode(), *twin)  # type: ignore[no-any-return]
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        """The result of a frame whose REST twin reports orders, read as that twin's answer."""
+        try:
+            spec = METHODS.get(parse_frame(req.body)["method"])
+        except (BadRequest, KeyError, TypeError):
+            return ()
+        result = self._answer(body).get("result")
+        if spec is None or spec.twin is None or result is None:
+            return ()
+        return binance_order_updates(spec.twin[1], status, json.dumps(result).encode())
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return binance_stream_updates(text)
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:

@@ -113,7 +113,7 @@ PRIVATE_METHODS: dict[str, EndpointClass] = {
 # keyproxy's own trading-limit refusals (policy): answered as a rejected order
 _TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
                    "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "price_out_of_band",
-                   "reference_unavailable", "duplicate_order")
+                   "reference_unavailable", "duplicate_order", "position_exceeded", "loss_limit", "self_cross")
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _DIGITS_B = re.compile(rb"[0-9]{1,20}")

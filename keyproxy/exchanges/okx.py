@@ -78,7 +78,8 @@ _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})
 _EXPTIME = re.compile(r"[0-9]{1,20}")
 _EPOCH = datetime(1970, 1, 1)
 _TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "daily_notional_exceeded",
-                   "leverage_exceeded", "reduce_only", "price_out_of_band", "reference_unavailable", "duplicate_order")
+                   "leverage_exceeded", "reduce_only", "price_out_of_band", "reference_unavailable", "duplicate_order",
+                   "position_exceeded", "loss_limit", "self_cross")
 
 
 def parse_timestamp(text: str) -> int:

@@ -33,12 +33,27 @@ class DenyCode(StrEnum):
     PRICE_BAND = "price_out_of_band"
     REFERENCE = "reference_unavailable"
     DUPLICATE = "duplicate_order"
+    POSITION = "position_exceeded"
+    LOSS = "loss_limit"
+    SELF_CROSS = "self_cross"
     UNDECIDED = "policy_denied"
 
 
 # deny codes of the pre-trade risk controls -> the rule named in keyproxy_risk_refusals_total{rule}
 RISK_RULES = {DenyCode.PRICE_BAND.value: "price_band", DenyCode.REFERENCE.value: "price_band",
-              DenyCode.DUPLICATE.value: "duplicate_orders"}
+              DenyCode.DUPLICATE.value: "duplicate_orders", DenyCode.POSITION.value: "max_position",
+              DenyCode.LOSS.value: "max_daily_loss", DenyCode.SELF_CROSS.value: "self_cross"}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    """What the positions book says for one request's orders (proxy/positions.py), read by the core."""
+
+    positions: dict[str, Decimal] = field(default_factory=dict)  # scope -> the bot's position
+    open_buy: dict[str, Decimal] = field(default_factory=dict)  # scope -> its resting buys' remaining size
+    open_sell: dict[str, Decimal] = field(default_factory=dict)
+    crossing: tuple[str | None, ...] = ()  # per leg: the other bot's resting order it would trade against
+    loss: str | None = None  # why the bot (or its account) is past its daily loss limit, if it is
 
 # what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
 OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
@@ -192,7 +207,7 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
            bot: str, account: str, halted: str | None = None, last_price: Decimal | None = None,
            account_limits: AccountLimits | None = None, usage: Usage = Usage(),
            throttle: float | None = None, prices: dict[str, Decimal] | None = None,
-           references: dict[str, Decimal] | None = None) -> Decision:
+           references: dict[str, Decimal] | None = None, risk: RiskView | None = None) -> Decision:
     """Allow or deny one request. `halted` is the reason of a kill switch covering this bot, if any.
 
     A batch (`facts.orders`) is decided as a whole from its legs: every leg must pass, and every
@@ -236,6 +251,8 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
         trade = _trade_checks(facts, policy, known, account_limits)
         if trade is None:
             trade = _risk_checks(facts, policy, references or {}, account_limits, counters, bot, now)
+        if trade is None and risk is not None:
+            trade = _position_checks(facts, policy, risk, known)
         if trade is not None:
             return trade
         if facts.action == "order" and policy.max_open_orders is not None:
@@ -291,6 +308,46 @@ def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, D
                 return deny(DenyCode.DUPLICATE, f"the same order ({leg.side or '?'} {leg.symbol or '?'}) was already "
                             f"placed {seen} times in {policy.duplicate_window_seconds} s: the cap is "
                             f"{policy.duplicate_orders} (duplicate_orders)")
+    return None
+
+
+def reduces(leg: RequestFacts, position: Decimal) -> bool:
+    """An order that can only bring the position toward zero: reduce-only, or (spot has no such flag) a sell
+    of at most what the bot holds, a buy of at most what it is short."""
+    if leg.reduce_only:
+        return True
+    side, qty = (leg.side or "").lower(), leg.quantity
+    if qty is None or leg.contract is not None and leg.quote_quantity is not None:
+        return False
+    return (side == "sell" and 0 < qty <= position) or (side == "buy" and 0 < qty <= -position)
+
+
+def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, prices: dict[str, Decimal]
+                     ) -> Decision | None:
+    """Daily loss, position limit and crossing another bot's order, leg by leg (docs/risk.md)."""
+    for i, leg in enumerate(facts.placed()):
+        position = risk.positions.get(leg.scope, Decimal(0))
+        if reduces(leg, position):
+            continue
+        if risk.loss is not None:
+            return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")
+        if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
+            return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
+                        "bot on this account (allow_self_cross)")
+        if policy.max_position is not None and facts.action == "order":
+            size = leg.quantity
+            if size is None and leg.quote_quantity is not None and prices.get(leg.symbol or ""):
+                size = leg.quote_quantity / prices[leg.symbol or ""]
+            if size is None:
+                return deny(DenyCode.POSITION, "cannot read the order's size against max_position")
+            buy = (leg.side or "").lower() == "buy"
+            resting = risk.open_buy.get(leg.scope, Decimal(0)) if buy else risk.open_sell.get(leg.scope, Decimal(0))
+            after = (position if buy else -position) + resting + size
+            if after > policy.max_position:
+                return deny(DenyCode.POSITION, f"position {position.normalize():f} plus resting "
+                            f"{'buys' if buy else 'sells'} {resting.normalize():f} plus this order "
+                            f"{size.normalize():f} would reach {after.normalize():f} {leg.symbol}: the cap is "
+                            f"{policy.max_position.normalize():f}")
     return None
 
 

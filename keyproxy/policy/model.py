@@ -93,6 +93,13 @@ class BotPolicy:
     # duplicate_window_seconds is refused (duplicate_order): a bot in a loop
     duplicate_orders: int | None = None
     duplicate_window_seconds: int = 60
+    # the bot's position per symbol (from fills the exchange confirmed, in the exchange's order units: base,
+    # or contracts) plus its resting orders on the same side plus this order may not exceed this
+    max_position: Decimal | None = None
+    # today's (UTC) P&L below minus this, in the quote currency: only orders that reduce a position pass
+    max_daily_loss: Decimal | None = None
+    on_loss_limit: str = "halt"  # "halt": refuse risk-increasing orders; "cancel": also cancel its resting orders
+    allow_self_cross: bool = False  # an order crossing another bot's resting order on the account is refused
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -150,6 +157,17 @@ def _band(value: Any) -> Decimal:
     return pct
 
 
+LOSS_ACTIONS = ("halt", "cancel")
+
+
+def _quote_amount(key: str, value: Any) -> Decimal:
+    """A positive amount; a currency after it is refused (limits are in each market's own units)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9.]+\s*[A-Za-z]{2,10}\s*", value):
+        raise PolicyError(f"{key}: a plain number in the market's own units (quote currency for a loss), "
+                          f"without a currency name, not {value!r}")
+    return _decimal(key, value)
+
+
 def _count_in(key: str, value: Any, most: int) -> int:
     count = _int(key, value)
     if count > most:
@@ -176,7 +194,8 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
         if key not in known:
             raise PolicyError(f"{key}: unknown policy key (known: {', '.join(sorted(known))})")
         if value is None or value == "none" or value == []:
-            if key in ("scopes", "allow_ips", "reduce_only", "duplicate_window_seconds"):
+            if key in ("scopes", "allow_ips", "reduce_only", "duplicate_window_seconds", "on_loss_limit",
+                       "allow_self_cross"):
                 raise PolicyError(f"{key}: cannot be cleared")
             changes[key] = None
             continue
@@ -217,11 +236,17 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
         elif key in ("max_order_notional", "max_leverage", "max_withdrawal", "daily_notional_cap",
                      "daily_withdrawal_cap"):
             changes[key] = _decimal(key, value)
-        elif key == "reduce_only":
+        elif key in ("reduce_only", "allow_self_cross"):
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 value = value.lower() == "true"
             if not isinstance(value, bool):
-                raise PolicyError(f"reduce_only: must be true or false, not {value!r}")
+                raise PolicyError(f"{key}: must be true or false, not {value!r}")
+            changes[key] = value
+        elif key in ("max_position", "max_daily_loss"):
+            changes[key] = _quote_amount(key, value)
+        elif key == "on_loss_limit":
+            if value not in LOSS_ACTIONS:
+                raise PolicyError(f"on_loss_limit: must be one of {', '.join(LOSS_ACTIONS)}, not {value!r}")
             changes[key] = value
         elif key == "symbols":
             changes[key] = tuple(dict.fromkeys(normalize_symbol(s) for s in _list(key, value)))
@@ -255,10 +280,11 @@ class AccountLimits:
     dead_man_seconds: int | None = None
     price_band_pct: Decimal | None = None  # for the account's bots that set none of their own
     reference_max_age: int = 10  # seconds: an older reference price is fetched again, or the order refused
+    max_daily_loss: Decimal | None = None  # the sum of the account's bots' P&L today (quote currency)
 
 
 ACCOUNT_LIMIT_KEYS = ("requests_per_second", "burst", "orders_per_minute", "cancels_per_minute", "dead_man_seconds",
-                      "price_band_pct", "reference_max_age")
+                      "price_band_pct", "reference_max_age", "max_daily_loss")
 DEAD_MAN_RANGE = (5, 86_400)  # the widest any exchange accepts; each exchange's own bounds are checked per account
 
 
@@ -272,6 +298,7 @@ def parse_account_limits(doc: dict[str, Any]) -> AccountLimits:
         **{k: _int(k, doc[k]) for k in ("burst", "orders_per_minute", "cancels_per_minute") if k in doc},
         dead_man_seconds=_dead_man(doc["dead_man_seconds"]) if "dead_man_seconds" in doc else None,
         price_band_pct=_band(doc["price_band_pct"]) if "price_band_pct" in doc else None,
+        max_daily_loss=_quote_amount("max_daily_loss", doc["max_daily_loss"]) if "max_daily_loss" in doc else None,
         reference_max_age=(_seconds_in("reference_max_age", doc["reference_max_age"], REFERENCE_AGE_RANGE)
                            if "reference_max_age" in doc else 10),
     )

@@ -28,6 +28,7 @@ from keyproxy.policy.budget import Charge, Governor
 from keyproxy.policy.decide import Counters, decide, price_band, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
+from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
@@ -136,6 +137,8 @@ class Core:
         self.replays = ReplayCache()
         self.counters = Counters()
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
+        # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
+        self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
         self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
         # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
         # bot never sees (it holds a virtual one, in listen_keys); memory only
@@ -385,6 +388,7 @@ class Core:
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
+        risk = self.risk.view(account.info.name, bot, limits, facts, now) if facts.placed() else None
         references = {}
         if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
             references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age
@@ -392,7 +396,7 @@ class Core:
         throttle = snap.throttles.get(name)
         decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),
-                          prices=prices, account_limits=limits, references=references,
+                          prices=prices, account_limits=limits, references=references, risk=risk,
                           usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
@@ -529,7 +533,16 @@ class Core:
             self._track_open_orders(adapter, outcome.track, out, status, body)
         if outcome.placed_by is not None:
             self._attribute_orders(name, adapter, outcome.placed_by, status, body)
+        if 200 <= status < 300 and body:
+            self.risk.learn(name, adapter, outcome.placed_by, out, status, body)
         return body
+
+    def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
+        """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book."""
+        account = self._snapshot().accounts.get(account_name)
+        adapter = dialect or (account.adapter if account is not None else None)
+        if adapter is not None:
+            self.risk.learn_stream(account_name, adapter, text)
 
     def _virtual_stream_token(self, adapter: Adapter, account: str, body: bytes, outcome: Outcome) -> bytes:
         """Keep the real token (fresh: it renews the account's cached one) and answer a virtual one, known only

@@ -17,9 +17,11 @@ import time
 import aiohttp
 
 from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall
 from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
 
 BUFFERED_RESPONSE = 8 << 20  # an own call's answer larger than this is dropped unread
@@ -47,7 +49,7 @@ class MarketData:
         try:
             return self.core.admit(route, incoming, peer, outcome, session=session)
         except NeedReference as need:
-            await asyncio.gather(*(self._reference(route, symbol, call) for symbol, call in need.calls))
+            await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
             result: tuple[Route, IncomingRequest] = need.resume()
             return result
 
@@ -63,14 +65,22 @@ class MarketData:
             return
         self._market_lists[name] = now
         for call in adapter.market_list_requests:
-            answer = await self._call(route, call)
+            answer = await self._call(route.account, call)
             if answer is None:
                 return
             self.core.markets.learn(name, adapter, call[1], answer)
 
-    async def _reference(self, route: Route, symbol: str, call: PublicCall) -> None:
+    async def refresh_price(self, account: AccountEntry, scope: str) -> None:
+        """The scope's reference price fetched again (the loss watch valuing a position)."""
+        market, _, symbol = scope.partition(":")
+        call = account.adapter.reference_request(RequestFacts(symbol=symbol, market=market)) \
+            if account.adapter is not None and symbol else None
+        if call is not None:
+            await self._reference(account, symbol, call)
+
+    async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall) -> None:
         """One reference call, shared by every order waiting for it."""
-        key = (route.account.info.name, call)
+        key = (account.info.name, call)
         waiting = self._in_flight.get(key)
         if waiting is not None:
             await asyncio.shield(waiting)
@@ -83,22 +93,21 @@ class MarketData:
         self._in_flight[key] = done
         try:
             self.reference_calls += 1
-            answer = await self._call(route, call)
-            if answer is not None and route.account.adapter is not None:
-                self.core.markets.learn_reference(route.account.info.name, route.account.adapter, symbol, call[1],
-                                                  answer)
+            answer = await self._call(account, call)
+            if answer is not None and account.adapter is not None:
+                self.core.markets.learn_reference(account.info.name, account.adapter, symbol, call[1], answer)
         finally:
             del self._in_flight[key]
             done.set_result(None)
             if len(self._references) > 10_000:
                 self._references.clear()
 
-    async def _call(self, route: Route, call: PublicCall) -> bytes | None:
+    async def _call(self, account: AccountEntry, call: PublicCall) -> bytes | None:
         """A public call of keyproxy's own to the account's exchange, charged to its rate budget: the
         answer's body when the exchange answered 200, else None."""
         method, path, query, body = call
-        account = route.account
-        assert account.upstream is not None
+        if account.upstream is None:
+            return None
         own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
         try:
             own_route = self.core.route(account.info.name, method, path, own)

@@ -29,6 +29,9 @@ STATUS: dict[str, int] = {
     "price_out_of_band": 403,
     "reference_unavailable": 403,
     "duplicate_order": 403,
+    "position_exceeded": 403,
+    "loss_limit": 403,
+    "self_cross": 403,
     "policy_denied": 403,
     "rate_limited": 429,
     "budget_exhausted": 429,  # the exchange's own budget, shared by every bot, is spent (or it banned us)

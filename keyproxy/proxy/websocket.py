@@ -347,6 +347,7 @@ class _Connection:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
                 self._answered(text)
+                self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
                 await self.bot_ws.send_str(text)
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data

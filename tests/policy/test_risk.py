@@ -155,3 +155,42 @@ def test_each_exchange_reads_the_trigger_price_the_band_checks() -> None:
     assert relative.price is None and relative.conflict is not None
     d = run(relative, policy(price_band_pct="5"), {"XBTUSD": D("50000")})
     assert d.code == "price_out_of_band" and "relative price" in d.detail
+
+
+def test_position_limit_counts_held_and_resting_and_lets_reductions_pass() -> None:
+    from keyproxy.policy.decide import RiskView
+    pol = policy(max_position="1")
+    view = RiskView(positions={"spot:BTCUSDT": D("0.6")}, open_buy={"spot:BTCUSDT": D("0.3")})
+    assert run(order(quantity=D("0.1")), pol, risk=view).allow  # 0.6 + 0.3 + 0.1 = 1
+    d = run(order(quantity=D("0.2")), pol, risk=view)
+    assert d.code == "position_exceeded" and "would reach 1.1" in d.detail
+    assert run(order(side="SELL", quantity=D("0.6")), pol, risk=view).allow  # selling what it holds
+    assert run(order(side="SELL", quantity=D("1.5")), pol, risk=view).allow  # short 0.9 <= 1
+    assert run(order(side="SELL", quantity=D("1.7")), pol, risk=view).code == "position_exceeded"
+    assert run(order(quantity=None, quote_quantity=D("10")), pol, risk=view).code == "position_exceeded"
+
+
+def test_loss_limit_and_self_cross_refuse_only_what_adds_risk() -> None:
+    from keyproxy.policy.decide import RiskView
+    view = RiskView(positions={"spot:BTCUSDT": D("0.5")}, loss="bot b is down 60 today")
+    d = run(order(), policy(), risk=view)
+    assert d.code == "loss_limit" and "bot b is down 60" in d.detail
+    assert run(order(side="SELL", quantity=D("0.5")), policy(), risk=view).allow
+    assert run(order(side="SELL", quantity=D("0.6")), policy(), risk=view).code == "loss_limit"  # flips short
+    crossing = RiskView(crossing=("123",))
+    assert run(order(), policy(), risk=crossing).code == "self_cross"
+    assert run(order(), policy(allow_self_cross="true"), risk=crossing).allow
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"max_daily_loss": "500 USDT"}, "max_daily_loss: a plain number"),
+    ({"max_daily_loss": "-5"}, "max_daily_loss: must be a positive number"),
+    ({"max_position": "0"}, "max_position: must be a positive number"),
+    ({"on_loss_limit": "liquidate"}, "on_loss_limit: must be one of halt, cancel"),
+    ({"allow_self_cross": "maybe"}, "allow_self_cross: must be true or false"),
+])
+def test_bad_position_and_loss_limits(doc: dict[str, str], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(doc)
+    with pytest.raises(PolicyError, match="max_daily_loss: a plain number"):
+        parse_account_limits({"max_daily_loss": "500 EUR"})

@@ -1,0 +1,126 @@
+"""Binance orders as the exchange reports them: the cumulative fills the positions book believes.
+
+Read from every 2xx answer on an order path (place, query, cancel, open and all orders, batches,
+cancel-replace; spot, margin, USD-M), from WebSocket API results, and from user-data events
+(`executionReport`, USD-M `ORDER_TRADE_UPDATE`). COIN-M (contracts worth USD, fills in base) is not read.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges.binance_facts import market_of_path
+from keyproxy.policy.model import normalize_symbol
+
+def _qty(value: object) -> Decimal | None:
+    """A published number that may be 0 (nothing filled yet); None when it is not a number >= 0."""
+    number = published(value)
+    if number is not None:
+        return number
+    try:
+        return Decimal(0) if isinstance(value, str) and Decimal(value) == 0 else None
+    except ArithmeticError:
+        return None
+
+
+FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
+_WRAPPERS = ("newOrderResponse", "cancelResponse", "orderReports", "orders", "data")
+_READ_MARKETS = frozenset({"spot", "margin", "usdm", "papi-um", "papi-margin"})
+MAX_ORDERS = 1000  # read from one answer at most (allOrders answers up to 1000)
+
+
+def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+    if not 200 <= status < 300 or "rder" not in path or not body:
+        return ()
+    market = market_of_path(path)
+    if market not in _READ_MARKETS:
+        return ()
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return ()
+    out: list[OrderUpdate] = []
+    _walk(doc, market, out, 0)
+    return tuple(out[:MAX_ORDERS])
+
+
+def _walk(doc: Any, market: str, out: list[OrderUpdate], depth: int) -> None:
+    if depth > 3 or len(out) >= MAX_ORDERS:
+        return
+    if isinstance(doc, list):
+        for item in doc[:MAX_ORDERS]:
+            _walk(item, market, out, depth + 1)
+    elif isinstance(doc, dict):
+        update = _order(doc, market)
+        if update is not None:
+            out.append(update)
+            return
+        for key in _WRAPPERS:
+            if key in doc:
+                _walk(doc[key], market, out, depth + 1)
+
+
+def _order(doc: dict[str, Any], market: str) -> OrderUpdate | None:
+    """An order document (REST or WebSocket API result) with its cumulative fill, else None (an ACK)."""
+    order_id, symbol, side = doc.get("orderId"), doc.get("symbol"), doc.get("side")
+    filled = _qty(doc.get("executedQty"))
+    if not isinstance(order_id, int) or isinstance(order_id, bool) or not isinstance(symbol, str) \
+            or side not in ("BUY", "SELL") or filled is None:
+        return None
+    quote = _qty(doc.get("cummulativeQuoteQty", doc.get("cumQuote")))
+    if quote is None:
+        avg = _qty(doc.get("avgPrice"))
+        quote = filled * avg if avg is not None else None
+    if quote is None:
+        return None
+    price = published(doc.get("price"))
+    return OrderUpdate(str(order_id), f"{market}:{normalize_symbol(symbol)}", side.lower(), price or None,
+                       published(doc.get("origQty")), filled, quote, doc.get("status") in FINAL)
+
+
+def binance_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
+    """`executionReport` (spot, margin) and `ORDER_TRADE_UPDATE` (USD-M), bare, as a WebSocket API
+    subscription's `event`, or in a combined stream's `data`."""
+    if "executionReport" not in text and "ORDER_TRADE_UPDATE" not in text:
+        return ()
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return ()
+    if isinstance(doc, dict):
+        doc = doc.get("event", doc.get("data", doc))
+    if not isinstance(doc, dict):
+        return ()
+    if doc.get("e") == "executionReport":
+        return _event(doc, "spot", doc.get("Z"))
+    if doc.get("e") == "ORDER_TRADE_UPDATE" and isinstance(doc.get("o"), dict):
+        o = doc["o"]
+        filled, avg = _qty(o.get("z")), _qty(o.get("ap"))
+        return _event(o, "usdm", str(filled * avg) if filled is not None and avg is not None else None)
+    return ()
+
+
+def _event(e: dict[str, Any], market: str, quote: object) -> tuple[OrderUpdate, ...]:
+    order_id, symbol, side = e.get("i"), e.get("s"), e.get("S")
+    filled, cum_quote = _qty(e.get("z")), _qty(quote)
+    if not isinstance(order_id, int) or isinstance(order_id, bool) or not isinstance(symbol, str) \
+            or side not in ("BUY", "SELL") or filled is None or cum_quote is None:
+        return ()
+    price = published(e.get("p"))
+    return (OrderUpdate(str(order_id), f"{market}:{normalize_symbol(symbol)}", side.lower(), price or None,
+                        published(e.get("q")), filled, cum_quote, e.get("X") in FINAL),)
+
+
+# keyproxy's own reconciliation read: every order of one symbol since a time (weight 20 spot, 5 USD-M)
+_ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders"}
+
+
+def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    market, _, symbol = scope.partition(":")
+    path = _ALL_ORDERS.get(market)
+    if path is None or not symbol or symbol == "*":
+        return None
+    return ("GET", path, f"symbol={symbol}&startTime={max(0, since_ms)}&limit=1000", b"")

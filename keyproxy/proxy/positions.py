@@ -1,0 +1,240 @@
+"""Each bot's positions, from fills the exchange confirmed (docs/risk.md).
+
+An order enters the book when the exchange accepts it from a bot (its id from the answer, its side, price
+and size from the request keyproxy decided); it moves the bot's position only by what the exchange later
+reports filled (`OrderUpdate`: an order, query or cancel answer, a user-stream event, keyproxy's own
+reconciliation read). Fills are cumulative per order, so an answer seen twice or late never counts twice.
+An order keyproxy did not see placed (another tool, another key) is never any bot's.
+
+Per bot and scope (`market:symbol`) the book keeps the position (base units, or contracts where the
+exchange counts contracts) and today's flows (UTC day): the quantity and the quote currency bought minus
+sold. The day's P&L at price `p` is `qty * p - start_qty * mark - cash`, with `start_qty` the position the
+day began with and `mark` the price keyproxy held when the day rolled over (realized and unrealized
+together; fees are not counted). Written through to state.db, orders and positions in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from keyproxy.exchanges.base import OrderUpdate
+from keyproxy.policy.model import RequestFacts
+from keyproxy.state import StateStore
+
+MAX_ORDERS = 20_000  # per account; the oldest finished orders are forgotten first
+ZERO = Decimal(0)
+
+
+def utc_day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+@dataclass(slots=True)
+class TrackedOrder:
+    account: str
+    order_id: str
+    bot: str
+    scope: str
+    side: str  # "buy" | "sell"
+    price: Decimal | None
+    quantity: Decimal | None
+    filled: Decimal
+    filled_quote: Decimal
+    final: bool
+    ts: float
+
+    @property
+    def remaining(self) -> Decimal:
+        return ZERO if self.final or self.quantity is None else max(ZERO, self.quantity - self.filled)
+
+    def row(self) -> tuple[object, ...]:
+        return (self.account, self.order_id, self.bot, self.scope, self.side, _text(self.price), _text(self.quantity),
+                str(self.filled), str(self.filled_quote), int(self.final), self.ts)
+
+
+@dataclass(slots=True)
+class Position:
+    account: str
+    qty: Decimal = ZERO
+    day: str = ""
+    day_qty: Decimal = ZERO  # bought minus sold today
+    day_cash: Decimal = ZERO  # quote paid minus received today
+    day_mark: Decimal | None = None  # the price when the day began (values the position it began with)
+
+    def roll(self, day: str, mark: Decimal | None) -> None:
+        if self.day != day:
+            self.day, self.day_qty, self.day_cash, self.day_mark = day, ZERO, ZERO, mark
+
+    def pnl(self, price: Decimal | None) -> Decimal | None:
+        """Today's P&L at `price`; None when a position is held and no price is known."""
+        if self.qty == 0 and self.day_qty == 0:
+            return -self.day_cash
+        if price is None:
+            return None
+        start = self.qty - self.day_qty
+        mark = self.day_mark if self.day_mark is not None else price
+        return self.qty * price - start * mark - self.day_cash
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+class PositionBook:
+    """Orders keyproxy saw placed, with their confirmed fills; positions per bot and scope."""
+
+    def __init__(self, store: StateStore | None, clock: Callable[[], float],
+                 price: Callable[[str, str], Decimal | None] = lambda account, scope: None) -> None:
+        self._store = store
+        self._clock = clock
+        self._price = price  # the last price keyproxy saw for (account, scope): the day's opening mark
+        self.orders: dict[str, dict[str, TrackedOrder]] = {}  # account -> order id -> order (oldest first)
+        self.positions: dict[tuple[str, str], Position] = {}  # (bot, scope) -> position
+        self._live: dict[tuple[str, str], dict[str, TrackedOrder]] = {}  # (account, scope) -> orders not finished
+        self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
+        if store is not None:
+            orders, positions = store.risk_rows()
+            for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
+                self.orders.setdefault(str(a), {})[str(oid)] = TrackedOrder(
+                    str(a), str(oid), str(bot), str(scope), str(side), _dec(price), _dec(qty), Decimal(str(filled)),
+                    Decimal(str(quote)), bool(final), float(ts))  # type: ignore[arg-type]
+            for book in self.orders.values():
+                for order in book.values():
+                    if not order.final:
+                        self._live.setdefault((order.account, order.scope), {})[order.order_id] = order
+            for bot, scope, a, qty, day, day_qty, day_cash, mark in positions:
+                self.positions[(str(bot), str(scope))] = Position(
+                    str(a), Decimal(str(qty)), str(day), Decimal(str(day_qty)), Decimal(str(day_cash)), _dec(mark))
+
+    # --- what the exchange confirmed ----------------------------------------------------------------
+
+    def placed(self, account: str, bot: str, legs: tuple[RequestFacts, ...], order_ids: tuple[str, ...],
+               updates: tuple[OrderUpdate, ...] = ()) -> None:
+        """Orders the exchange accepted from `bot` (ids in the order of the request's legs), then what the
+        same answer says they filled."""
+        book = self.orders.setdefault(account, {})
+        now, changed = self._clock(), []
+        for leg, oid in zip(legs, order_ids, strict=False):
+            if not oid or oid in book or not leg.side:
+                continue
+            order = TrackedOrder(account, oid, bot, leg.scope, leg.side.lower(), leg.price, leg.quantity,
+                                 ZERO, ZERO, False, now)
+            book[oid] = order
+            self._live.setdefault((account, order.scope), {})[oid] = order
+            changed.append(order)
+        self._save(changed, [], self._bound(account))
+        self.apply(account, updates)
+
+    def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
+        """Fills and ends of orders the book holds; the bots whose position moved."""
+        book = self.orders.get(account)
+        if not book:
+            return set()
+        day = utc_day(self._clock())
+        orders, positions, moved = [], {}, set()
+        for u in updates:
+            order = book.get(u.order_id)
+            if order is None or order.scope != u.scope:
+                continue
+            fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
+            changed = False
+            if fill > 0:
+                sign = 1 if order.side == "buy" else -1
+                key = (order.bot, order.scope)
+                position = self.positions.get(key) or Position(account)
+                position.roll(day, self._price(account, order.scope))
+                position.qty += sign * fill
+                position.day_qty += sign * fill
+                position.day_cash += sign * max(cash, ZERO)
+                self.positions[key] = position
+                positions[key] = position
+                order.filled, order.filled_quote = u.filled, max(u.filled_quote, order.filled_quote)
+                moved.add(order.bot)
+                self.learned_late += int(late)
+                changed = True
+            if u.quantity is not None and order.quantity is None:
+                order.quantity, changed = u.quantity, True
+            if u.final and not order.final:
+                order.final, changed = True, True
+                self._live.get((account, order.scope), {}).pop(order.order_id, None)
+            if changed:
+                orders.append(order)
+        if orders:
+            self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
+        return moved
+
+    def _bound(self, account: str) -> list[tuple[str, str]]:
+        book = self.orders.get(account, {})
+        dropped = []
+        if len(book) > MAX_ORDERS:
+            for oid in [oid for oid, o in book.items() if o.final][:len(book) - MAX_ORDERS]:
+                del book[oid]
+                dropped.append((account, oid))
+        return dropped
+
+    def _save(self, orders: list[TrackedOrder], positions: list[tuple[object, ...]],
+              dropped: list[tuple[str, str]]) -> None:
+        if self._store is not None and (orders or positions or dropped):
+            self._store.save_risk([o.row() for o in orders], positions, dropped)
+
+    @staticmethod
+    def _position_row(key: tuple[str, str], p: Position) -> tuple[object, ...]:
+        return (key[0], key[1], p.account, str(p.qty), p.day, str(p.day_qty), str(p.day_cash), _text(p.day_mark))
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def position(self, bot: str, scope: str) -> Decimal:
+        p = self.positions.get((bot, scope))
+        return p.qty if p is not None else ZERO
+
+    def open_quantity(self, account: str, bot: str, scope: str, side: str) -> Decimal:
+        """What the bot's resting orders on one side of one scope may still fill."""
+        return sum((o.remaining for o in self._live.get((account, scope), {}).values()
+                    if o.bot == bot and o.side == side), ZERO)
+
+    def crossed(self, account: str, bot: str, leg: RequestFacts) -> TrackedOrder | None:
+        """Another bot's resting order on the same account that this order would trade against: a buy at or
+        above its sell's price (a market buy: any sell), a sell at or below its buy's price."""
+        side = (leg.side or "").lower()
+        if side not in ("buy", "sell"):
+            return None
+        for o in self._live.get((account, leg.scope), {}).values():
+            if o.bot == bot or o.side == side or o.price is None:
+                continue
+            if leg.price is None or (side == "buy" and leg.price >= o.price) or (side == "sell" and leg.price <= o.price):
+                return o
+        return None
+
+    def day_pnl(self, bot: str, price: Callable[[str, str], Decimal | None]) -> tuple[Decimal, list[str]]:
+        """The bot's P&L today over every scope it traded, and the scopes it could not value (no price)."""
+        today = utc_day(self._clock())
+        total, unpriced = ZERO, []
+        for (name, scope), p in self.positions.items():
+            if name != bot:
+                continue
+            if p.day != today:
+                p.roll(today, price(p.account, scope))
+            value = p.pnl(price(p.account, scope))
+            if value is None:
+                unpriced.append(scope)
+            else:
+                total += value
+        return total, unpriced
+
+    def bots_of(self, account: str) -> set[str]:
+        return {bot for (bot, _), p in self.positions.items() if p.account == account}
+
+    def live_scopes(self, account: str) -> dict[str, float]:
+        """Scopes with orders not known to be finished, and the oldest such order's time (reconciliation)."""
+        out: dict[str, float] = {}
+        for (name, scope), live in self._live.items():
+            if name == account and live:
+                out[scope] = min(o.ts for o in live.values())
+        return out

@@ -1,0 +1,103 @@
+"""The risk desk: the positions book fed from answers and streams, and what the decision needs from it.
+
+`view` gives the pure decision (`policy.decide`) a request's `RiskView`: the bot's positions and resting
+sizes for the request's scopes, another bot's order each leg would cross, and whether the bot or its
+account is past its daily loss limit. `learn` / `learn_stream` put what the exchange confirmed into the
+book (proxy/positions.py). The loss watch (proxy/loss_watch.py) latches a crossed limit for the day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from keyproxy.exchanges.base import Adapter, OutboundRequest
+from keyproxy.policy.decide import RiskView
+from keyproxy.policy.model import AccountLimits, RequestFacts
+from keyproxy.proxy.markets import MarketBook
+from keyproxy.proxy.positions import PositionBook, utc_day
+from keyproxy.proxy.registry import BotEntry
+from keyproxy.state import StateStore
+
+
+class RiskDesk:
+    def __init__(self, store: StateStore | None, markets: MarketBook, clock: Callable[[], float]) -> None:
+        self.markets = markets
+        self.clock = clock
+        self.book = PositionBook(store, clock, self.scope_price)
+        self.loss_hits: dict[str, str] = {}  # "bot:NAME" / "account:NAME" -> the UTC day its loss limit was hit
+
+    def scope_price(self, account: str, scope: str) -> Decimal | None:
+        """The last price keyproxy saw for a scope's symbol (marks positions)."""
+        return self.markets.prices.get((account, scope.partition(":")[2]))
+
+    # --- the decision's view ---------------------------------------------------------------------------
+
+    def view(self, account: str, bot: BotEntry, limits: AccountLimits | None, facts: RequestFacts,
+             now: float) -> RiskView:
+        name, legs, book, policy = bot.info.name, facts.placed(), self.book, bot.policy
+        scopes = {leg.scope for leg in legs}
+        crossing: tuple[str | None, ...] = ()
+        if facts.action == "order" and not policy.allow_self_cross:
+            crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
+                             for leg in legs)
+        sized = policy.max_position is not None
+        return RiskView(
+            positions={s: book.position(name, s) for s in scopes},
+            open_buy={s: book.open_quantity(account, name, s, "buy") for s in scopes} if sized else {},
+            open_sell={s: book.open_quantity(account, name, s, "sell") for s in scopes} if sized else {},
+            crossing=crossing, loss=self.loss_reason(account, bot, limits, now))
+
+    def loss_reason(self, account: str, bot: BotEntry, limits: AccountLimits | None, now: float) -> str | None:
+        """Why the bot, or its account, is past its daily loss limit today (None: it is not, or has none).
+        Once hit, the limit holds for the rest of the UTC day, whatever the market does next."""
+        day = utc_day(now)
+        for subject, limit in ((f"bot:{bot.info.name}", bot.policy.max_daily_loss),
+                               (f"account:{account}", limits.max_daily_loss if limits else None)):
+            if limit is None:
+                continue
+            if self.loss_hits.get(subject) == day:
+                return f"{subject.replace(':', ' ')} reached its daily loss limit {limit.normalize():f} today"
+            pnl = self.day_pnl(subject, account)
+            if pnl is not None and pnl <= -limit:
+                return (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss "
+                        f"limit {limit.normalize():f}")
+        return None
+
+    def day_pnl(self, subject: str, account: str) -> Decimal | None:
+        """Today's P&L of `bot:NAME` or `account:NAME` (its bots together) at the last prices seen; a position
+        keyproxy cannot price counts as nothing here (the loss watch fetches its price)."""
+        kind, _, name = subject.partition(":")
+        bots = (name,) if kind == "bot" else tuple(self.book.bots_of(account))
+        if not bots:
+            return None
+        return sum((self.book.day_pnl(b, self.scope_price)[0] for b in bots), Decimal(0))
+
+    # --- what the exchange confirmed -------------------------------------------------------------------
+
+    def learn(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts] | None,
+              out: OutboundRequest, status: int, body: bytes) -> None:
+        """Orders a 2xx answer reports: placed by this bot when it placed them (matched leg by leg on scope and
+        side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled)."""
+        updates = adapter.order_updates(out, status, body)
+        if placed_by is None:
+            if updates:
+                self.book.apply(account, updates)
+            return
+        bot, facts = placed_by
+        legs = facts.placed()
+        if not updates:
+            self.book.placed(account, bot, legs, adapter.placed_order_ids(status, body))
+            return
+        unused, ids = list(updates), []
+        for leg in legs:
+            match = next((u for u in unused if u.scope == leg.scope and u.side == (leg.side or "").lower()), None)
+            ids.append(match.order_id if match is not None else "")
+            if match is not None:
+                unused.remove(match)
+        self.book.placed(account, bot, legs, tuple(ids), updates)
+
+    def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:
+        updates = adapter.stream_order_updates(text)
+        if updates:
+            self.book.apply(account, updates)

@@ -1,0 +1,232 @@
+"""The risk watch: daily loss limits acted on, positions reconciled with the exchange, both shown in metrics.
+
+Every TICK_S: each bot (and account) with `max_daily_loss` is valued at the market (keyproxy fetches a
+price older than the account's `reference_max_age` for every position it holds); past its limit, the limit
+is latched for the rest of the UTC day (state.db, so a restart keeps it), an incident and an audit line
+record it, `keyproxy_anomalies_total{rule="loss_limit"}` counts it, and with `on_loss_limit = "cancel"`
+the bot's resting orders are cancelled. The decision refuses the bot's risk-increasing orders from then
+on (proxy/risk.py).
+
+Reconciliation: at start for every scope with orders keyproxy holds as unfinished, then one signed read
+per account every RECONCILE_S (`Adapter.reconcile_request`: Binance's `allOrders` for one symbol since
+the oldest such order), charged to the exchange's rate budget: fills keyproxy missed (a daemon that was
+down, a stream that dropped) move positions then, and count in `keyproxy_reconciled_fills_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.anomaly.respond import CHECKLIST
+from keyproxy.audit.log import get_logger
+from keyproxy.exchanges.base import IncomingRequest, OutboundRequest
+from keyproxy.proxy.core import Core, Outcome, new_request_id
+from keyproxy.proxy.market_data import MarketData
+from keyproxy.proxy.markets import REFERENCE_MAX_AGE
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
+from keyproxy.proxy.positions import utc_day
+from keyproxy.proxy.refusal import Refused
+
+log = get_logger("keyproxy.risk")
+TICK_S = 1.0
+RECONCILE_S = 60.0
+RULE = "loss_limit"
+LATCH_PREFIX = "loss_hit|"  # state.db usage key: subject -> the UTC day its limit was hit
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+class RiskWatch:
+    def __init__(self, core: Core, market_data: MarketData, own: OwnCalls, canceller: Any, store: Any,
+                 audit: Callable[..., object], metrics: Any, clock: Callable[[], float] = time.time) -> None:
+        self._core = core
+        self._market_data = market_data
+        self._own = own
+        self._canceller = canceller
+        self._store = store
+        self._audit = audit
+        self._metrics = metrics
+        self._clock = clock
+        self._desk = core.risk
+        self._reconciled: dict[str, float] = {}  # account -> when it was last reconciled
+        self._turn: dict[str, int] = {}  # account -> round-robin position among its live scopes
+        self._tasks: set[asyncio.Task[None]] = set()
+        if store is not None:
+            for key, day in store.usage_items(LATCH_PREFIX).items():
+                self._desk.loss_hits[key[len(LATCH_PREFIX):]] = day
+
+    # --- daily loss ----------------------------------------------------------------------------------
+
+    def subjects(self) -> list[tuple[str, str, Decimal, str]]:
+        """(subject, account, limit, on_loss_limit) for every active bot and account with a daily loss limit."""
+        snap = self._core.snapshot()
+        out = []
+        for bots in (snap.bots_by_key, snap.bots_by_token):
+            for bot in bots.values():
+                if bot.policy.max_daily_loss is not None and bot.info.status == "active":
+                    out.append((f"bot:{bot.info.name}", bot.info.account, bot.policy.max_daily_loss,
+                                bot.policy.on_loss_limit))
+        for name, limits in snap.account_limits.items():
+            if limits.max_daily_loss is not None:
+                out.append((f"account:{name}", name, limits.max_daily_loss, "halt"))
+        return list(dict.fromkeys(out))
+
+    async def check_losses(self) -> list[str]:
+        """Subjects that crossed their limit on this tick (each once per UTC day)."""
+        now = self._clock()
+        day, crossed = utc_day(now), []
+        for subject, account, limit, action in self.subjects():
+            if self._desk.loss_hits.get(subject) == day:
+                continue
+            await self._fresh_prices(subject, account)
+            pnl = self._desk.day_pnl(subject, account)
+            if pnl is None or pnl > -limit:
+                continue
+            self._desk.loss_hits[subject] = day
+            if self._store is not None:
+                self._store.set_usage(LATCH_PREFIX + subject, day)
+            crossed.append(subject)
+            task = asyncio.get_running_loop().create_task(self._act(subject, account, limit, pnl, action))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return crossed
+
+    async def _fresh_prices(self, subject: str, account_name: str) -> None:
+        """Every scope the subject holds a position in gets a price younger than the account's
+        reference_max_age (fetched by keyproxy when older)."""
+        snap = self._core.snapshot()
+        account = snap.accounts.get(account_name)
+        if account is None:
+            return
+        limits = snap.account_limits.get(account_name)
+        max_age = limits.reference_max_age if limits is not None else REFERENCE_MAX_AGE
+        kind, _, name = subject.partition(":")
+        for (bot, scope), position in list(self._desk.book.positions.items()):
+            if position.account != account_name or (kind == "bot" and bot != name) or position.qty == 0:
+                continue
+            age = self._core.markets.age(account_name, scope.partition(":")[2])
+            if age is None or age > max_age:
+                await self._market_data.refresh_price(account, scope)
+
+    async def _act(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
+        reason = (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss limit "
+                  f"{limit.normalize():f}: risk-increasing orders are refused until the UTC day ends")
+        actions, evidence = ["halt"], [f"day P&L {pnl.normalize():f}"]
+        if action == "cancel" and subject.startswith("bot:"):
+            actions.append("cancel_orders")
+            try:
+                summaries = await self._canceller.cancel("bot", subject[4:], reason)
+                evidence += [f"order {c['order_id']} {c['symbol']}: cancelled" for s in summaries for c in s["cancelled"]]
+                evidence += [f"order {f['order_id']} {f['symbol']}: FAILED {f['error']}" for s in summaries
+                             for f in s["failed"]]
+            except Exception as e:  # a vanished bot or a bug: logged; the latch still refuses new risk
+                log.error("loss limit cancel failed", subject=subject, kind=type(e).__name__)
+                evidence.append(f"cancelling failed: {type(e).__name__}")
+        steps = [CHECKLIST.get(RULE, "review the bot's trades and positions before lifting anything").format(
+            subject=subject)]
+        incident = self._store.add_incident(self._clock(), RULE, subject, actions, reason, evidence, steps) \
+            if self._store is not None else None
+        self._audit("anomaly", rule=RULE, subject=subject, actions=actions, reason=reason, incident=incident,
+                    evidence=evidence[:50])
+        for a in actions:
+            self._metrics.anomalies.labels(RULE, a).inc()
+        log.warning("daily loss limit reached", subject=subject, account=account, incident=incident)
+
+    # --- reconciliation -----------------------------------------------------------------------------
+
+    async def reconcile(self, account_name: str, every_scope: bool = False) -> int:
+        """One signed read per scope (all of them at start, else the next in turn): fills it reports that
+        keyproxy had not seen move positions. Returns the fills learned late."""
+        snap = self._core.snapshot()
+        account = snap.accounts.get(account_name)
+        if account is None or account.adapter is None or account.info.status != "active":
+            return 0
+        live = self._desk.book.live_scopes(account_name)
+        if not live:
+            return 0
+        scopes = sorted(live)
+        if not every_scope:
+            turn = self._turn.get(account_name, 0) % len(scopes)
+            self._turn[account_name] = turn + 1
+            scopes = [scopes[turn]]
+        before = self._desk.book.learned_late
+        for scope in scopes:
+            spec = account.adapter.reconcile_request(scope, int((live[scope] - 60) * 1000))
+            if spec is None:
+                continue
+            method, path, query, body = spec
+            own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
+            try:
+                route = self._core.route(account_name, method, path, own)
+                self._core.spend_budget(route, IncomingRequest(method, path, query, {}, body), own)
+                status, answer = await self._own.send(account, spec)
+            except Refused as e:
+                log.info("reconciliation skipped", account=account_name, scope=scope, code=e.code)
+                continue
+            except SEND_ERRORS as e:
+                log.warning("reconciliation failed", account=account_name, scope=scope, error=what_failed(e))
+                continue
+            updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}),
+                                                    status, answer)
+            self._desk.book.apply(account_name, updates, late=True)
+        learned = self._desk.book.learned_late - before
+        if learned:
+            self._metrics.reconciled_fills.labels(account_name).inc(learned)
+            self._audit("risk.reconcile", account=account_name, scopes=scopes, fills_learned=learned)
+            log.warning("reconciliation found fills keyproxy had not seen", account=account_name, fills=learned)
+        return learned
+
+    def report(self) -> list[dict[str, Any]]:
+        """Per bot with a position or a loss limit: positions, resting sizes, day P&L, limit, price ages."""
+        snap, desk, book = self._core.snapshot(), self._desk, self._desk.book
+        day, out = utc_day(self._clock()), []
+        for bot in sorted({b for b, _ in book.positions} | {s[4:] for s, *_ in self.subjects() if s.startswith("bot:")}):
+            entry = snap.bot_named(bot)
+            account = entry.info.account if entry is not None else next(
+                (p.account for (b, _), p in book.positions.items() if b == bot), "")
+            scopes = []
+            for (name, scope), p in sorted(book.positions.items()):
+                if name != bot:
+                    continue
+                age = self._core.markets.age(p.account, scope.partition(":")[2])
+                scopes.append({"scope": scope, "position": str(p.qty),
+                               "open_buy": str(book.open_quantity(p.account, bot, scope, "buy")),
+                               "open_sell": str(book.open_quantity(p.account, bot, scope, "sell")),
+                               "price": _text(desk.scope_price(p.account, scope)),
+                               "price_age_s": round(age, 1) if age is not None else None})
+            pnl = desk.day_pnl(f"bot:{bot}", account)
+            limit = entry.policy.max_daily_loss if entry is not None else None
+            out.append({"bot": bot, "account": account, "positions": scopes, "day_pnl": _text(pnl),
+                        "max_daily_loss": _text(limit), "loss_limit_hit": desk.loss_hits.get(f"bot:{bot}") == day})
+        return out
+
+    def publish(self) -> None:
+        """Positions and day P&L of every bot the book holds, as gauges."""
+        for (bot, scope), position in list(self._desk.book.positions.items()):
+            self._metrics.bot_position.labels(bot, scope).set(float(position.qty))
+        for bot in {b for b, _ in self._desk.book.positions}:
+            pnl = self._desk.day_pnl(f"bot:{bot}", "")
+            if pnl is not None:
+                self._metrics.bot_daily_pnl.labels(bot).set(float(pnl))
+
+    async def run(self) -> None:
+        started = False
+        while True:
+            try:
+                await self.check_losses()
+                now = self._clock()
+                for name in list(self._core.snapshot().accounts):
+                    if not started or now - self._reconciled.get(name, 0.0) >= RECONCILE_S:
+                        self._reconciled[name] = now
+                        await self.reconcile(name, every_scope=not started)
+                started = True
+                self.publish()
+            except Exception as e:  # never let the watch die: a bug here must not stop the next tick
+                log.error("risk watch tick failed", kind=type(e).__name__)
+            await asyncio.sleep(TICK_S)

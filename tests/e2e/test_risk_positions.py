@@ -1,0 +1,159 @@
+"""Positions from confirmed fills, end to end (docs/risk.md): max_position, the daily loss limit with its
+cancels, no trading against another bot of the same account, and reconciliation after a restart.
+
+Unmodified ccxt bots through a real daemon; the emulator fills orders and a test moves its price."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+
+import ccxt
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key
+from tests.e2e.test_risk_binance import arrived, bot, set_price
+
+CONFIG = """
+[accounts.main]
+reference_max_age = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("positions"), extra_config=CONFIG)
+    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True},
+                       balances={"USDT": "100000", "BTC": "5"})
+    try:
+        stack.serve_account("main", key)
+        set_price(stack, "60000")
+        yield stack
+    finally:
+        stack.close()
+
+
+def series(dev: DevStack, name: str, **labels: str) -> float | None:
+    for line in dev.metrics().splitlines():
+        m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if m and all(f'{k}="{v}"' in m.group(1).split(",") for k, v in labels.items()):
+            return float(m.group(2))
+    return None
+
+
+def eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def position(dev: DevStack, name: str) -> float | None:
+    return series(dev, "keyproxy_bot_position", bot=name, scope="spot:BTCUSDT")
+
+
+def test_max_position_counts_fills_and_resting_orders_and_selling_always_passes(dev: DevStack) -> None:
+    ex = bot(dev, "sized", "max_position=0.01")
+    ex.create_order("BTC/USDT", "market", "buy", 0.006)  # filled at once: the answer says so
+    assert eventually(lambda: position(dev, "sized") == 0.006), position(dev, "sized")
+    resting = ex.create_order("BTC/USDT", "limit", "buy", 0.003, 50000)  # 0.006 + 0.003 <= 0.01
+    start = len(dev.journal())
+    with pytest.raises(ccxt.InvalidOrder) as refused:  # 0.006 held + 0.003 resting + 0.002 > 0.01
+        ex.create_order("BTC/USDT", "limit", "buy", 0.002, 50000)
+    assert '"error": "position_exceeded"' in str(refused.value) and "the cap is 0.01" in str(refused.value)
+    assert ("POST", "/api/v3/order") not in arrived(dev, start)
+    ex.cancel_order(resting["id"], "BTC/USDT")
+    ex.create_order("BTC/USDT", "limit", "buy", 0.004, 50000)  # the cancel freed its room
+    ex.create_order("BTC/USDT", "market", "sell", 0.006)  # reducing always passes
+    assert eventually(lambda: position(dev, "sized") == 0.0)
+    ex.cancel_all_orders("BTC/USDT")
+
+
+def test_the_daily_loss_limit_halts_new_risk_cancels_resting_orders_and_alerts(dev: DevStack) -> None:
+    set_price(dev, "60000")
+    ex = bot(dev, "loser", "max_daily_loss=50", "on_loss_limit=cancel")
+    ex.create_order("BTC/USDT", "market", "buy", 0.01)  # 600 USDT of BTC
+    resting = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000)
+    set_price(dev, "54000")  # down 60 on the position: past 50
+    # keyproxy values the position at the market by itself (no bot asked for a price) and acts
+    assert eventually(lambda: series(dev, "keyproxy_anomalies_total", rule="loss_limit", action="halt") == 1)
+    assert series(dev, "keyproxy_bot_daily_pnl", bot="loser") == pytest.approx(-60)
+    assert eventually(lambda: series(dev, "keyproxy_anomalies_total", rule="loss_limit", action="cancel_orders") == 1)
+    assert eventually(lambda: ex.fetch_order(resting["id"], "BTC/USDT")["status"] == "canceled")
+    with pytest.raises(ccxt.InvalidOrder) as refused:  # new risk: refused
+        ex.create_order("BTC/USDT", "limit", "buy", 0.001, 53000)
+    assert '"error": "loss_limit"' in str(refused.value) and "daily loss limit 50" in str(refused.value)
+    set_price(dev, "60000")  # the market comes back: the limit holds for the rest of the day
+    with pytest.raises(ccxt.InvalidOrder, match="loss_limit"):
+        ex.create_order("BTC/USDT", "limit", "buy", 0.001, 53000)
+    ex.create_order("BTC/USDT", "market", "sell", 0.005)  # getting out passes
+    incidents = dev.cli("incidents", "list").stdout
+    assert "loss_limit" in incidents and "bot:loser" in incidents
+    status = dev.cli("status").stdout
+    assert "risk bot loser: spot:BTCUSDT 0.005" in status and "of limit -50" in status, status
+    assert "LOSS LIMIT HIT" in status
+    shown = dev.cli("bot", "show", "loser").stdout
+    assert "spot:BTCUSDT 0.005" in shown and "(LOSS LIMIT HIT)" in shown, shown
+
+
+def test_a_bot_cannot_trade_against_another_bots_resting_order(dev: DevStack) -> None:
+    set_price(dev, "60000")
+    seller, buyer = bot(dev, "seller"), bot(dev, "buyer")
+    ask = seller.create_order("BTC/USDT", "limit", "sell", 0.001, 62000)  # rests above the market
+    start = len(dev.journal())
+    for call in (lambda: buyer.create_order("BTC/USDT", "limit", "buy", 0.001, 63000),
+                 lambda: buyer.create_order("BTC/USDT", "market", "buy", 0.001)):
+        with pytest.raises(ccxt.InvalidOrder) as refused:
+            call()
+        assert '"error": "self_cross"' in str(refused.value) and ask["id"] in str(refused.value)
+    bid = buyer.create_order("BTC/USDT", "limit", "buy", 0.001, 59000)  # below the ask: no cross; it rests
+    with pytest.raises(ccxt.InvalidOrder, match="self_cross"):  # now the seller would hit the buyer's bid
+        seller.create_order("BTC/USDT", "limit", "sell", 0.001, 58000)
+    assert arrived(dev, start).count(("POST", "/api/v3/order")) == 1
+    seller.cancel_order(ask["id"], "BTC/USDT")
+    buyer.create_order("BTC/USDT", "limit", "buy", 0.001, 63000)  # the ask is gone: it fills at the market
+    buyer.cancel_order(bid["id"], "BTC/USDT")
+
+
+async def test_a_fill_pushed_on_the_user_stream_moves_the_position(dev: DevStack) -> None:
+    """ccxt.pro places over the WebSocket API and watches its orders; the fill reaches keyproxy only as an
+    `executionReport` event on that socket (no answer, no reconciliation within the test)."""
+    import asyncio
+
+    ccxtpro = pytest.importorskip("ccxt.pro")
+    from keyproxy.devstack import point_ccxt_at
+
+    set_price(dev, "60000")
+    creds = dev.add_bot("streamer", "main", "read,trade")
+    ex = point_ccxt_at(ccxtpro.binance({"apiKey": creds["api_key"], "secret": creds["secret"],
+                                        "options": {"defaultType": "spot"}}), creds["base_url"])
+    try:
+        await ex.load_markets()
+        watcher = asyncio.create_task(ex.watch_orders("BTC/USDT"))
+        await asyncio.sleep(1.0)  # the user data stream subscription is up
+        await ex.create_order_ws("BTC/USDT", "limit", "buy", 0.003, 59000)  # rests
+        await asyncio.wait_for(watcher, 15)
+        assert position(dev, "streamer") is None  # nothing filled yet
+        set_price(dev, "58500")  # the exchange fills it and pushes the event
+        assert await asyncio.to_thread(eventually, lambda: position(dev, "streamer") == 0.003)
+    finally:
+        await ex.close()
+    set_price(dev, "60000")
+
+
+def test_positions_agree_with_the_exchange_after_a_restart(dev: DevStack) -> None:
+    set_price(dev, "60000")
+    ex = bot(dev, "sleeper")
+    ex.create_order("BTC/USDT", "limit", "buy", 0.002, 55000)  # rests
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    set_price(dev, "54000")  # the order fills while keyproxy is down
+    dev.start_daemon()
+    # no bot has asked anything since: only keyproxy's own reconciliation can know
+    assert eventually(lambda: position(dev, "sleeper") == 0.002), position(dev, "sleeper")
+    assert series(dev, "keyproxy_reconciled_fills_total", account="main") == 1
+    assert ("GET", "/api/v3/allOrders") in arrived(dev, 0)
+    set_price(dev, "60000")

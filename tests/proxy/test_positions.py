@@ -1,0 +1,102 @@
+"""The positions book: only confirmed fills move a position, each once; state survives a restart."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from keyproxy.exchanges.base import OrderUpdate
+from keyproxy.exchanges.binance_fills import binance_order_updates, binance_reconcile_request, binance_stream_updates
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.positions import PositionBook
+from keyproxy.state import StateStore
+
+D = Decimal
+SCOPE = "spot:BTCUSDT"
+
+
+class Clock:
+    now = 1_796_385_600.0  # 2026-12-04 12:00 UTC
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def leg(side: str = "BUY", qty: str = "1", price: str | None = "100") -> RequestFacts:
+    return RequestFacts(action="order", symbol="BTCUSDT", market="spot", side=side, quantity=D(qty),
+                        price=D(price) if price else None)
+
+
+def update(oid: str, filled: str, quote: str, final: bool = False, side: str = "buy") -> OrderUpdate:
+    return OrderUpdate(oid, SCOPE, side, D("100"), D("1"), D(filled), D(quote), final)
+
+
+def test_cumulative_fills_count_once_whatever_order_they_arrive_in(tmp_path: Path) -> None:
+    book = PositionBook(StateStore(tmp_path / "s.db"), Clock())
+    book.placed("a", "bot", (leg(),), ("1",))
+    assert book.open_quantity("a", "bot", SCOPE, "buy") == 1
+    for u in (update("1", "0.4", "40"), update("1", "0.4", "40"), update("1", "0.2", "20"), update("1", "1", "100")):
+        book.apply("a", [u])
+    assert book.position("bot", SCOPE) == 1 and book.open_quantity("a", "bot", SCOPE, "buy") == 0
+    assert book.day_pnl("bot", lambda a, s: D("90")) == (D("-10"), [])  # bought 1 at 100, now 90
+    book.apply("a", [update("9", "5", "500")])  # an order keyproxy never saw placed is nobody's
+    assert book.position("bot", SCOPE) == 1
+
+
+def test_positions_and_open_orders_survive_a_restart(tmp_path: Path) -> None:
+    store, clock = StateStore(tmp_path / "s.db"), Clock()
+    book = PositionBook(store, clock)
+    book.placed("a", "bot", (leg(), leg("SELL", "2", "120")), ("1", "2"))
+    book.apply("a", [update("1", "1", "100", final=True), update("2", "0.5", "60", side="sell")])
+    store.close()
+    again = PositionBook(StateStore(tmp_path / "s.db"), clock)
+    assert again.position("bot", SCOPE) == D("0.5")
+    assert again.open_quantity("a", "bot", SCOPE, "sell") == D("1.5")
+    assert again.live_scopes("a") == {SCOPE: clock.now}
+    assert again.day_pnl("bot", lambda a, s: D("100")) == (D("10"), [])  # -100 + 60 + 0.5 x 100
+
+
+def test_crossing_another_bots_resting_order(tmp_path: Path) -> None:
+    book = PositionBook(None, Clock())
+    book.placed("a", "maker", (leg("SELL", "1", "110"),), ("1",))
+    assert book.crossed("a", "taker", leg("BUY", "1", "110")).order_id == "1"  # type: ignore[union-attr]
+    assert book.crossed("a", "taker", leg("BUY", "1", None)) is not None  # a market buy takes any ask
+    assert book.crossed("a", "taker", leg("BUY", "1", "109")) is None
+    assert book.crossed("a", "maker", leg("BUY", "1", "120")) is None  # its own order: the exchange's STP
+    assert book.crossed("b", "taker", leg("BUY", "1", "120")) is None  # another account
+    book.apply("a", [update("1", "0", "0", final=True, side="sell")])
+    assert book.crossed("a", "taker", leg("BUY", "1", "120")) is None
+
+
+def test_a_new_day_values_the_position_it_began_with_at_its_opening_mark() -> None:
+    clock = Clock()
+    book = PositionBook(None, clock, lambda a, s: D("100"))
+    book.placed("a", "bot", (leg(),), ("1",))
+    book.apply("a", [update("1", "1", "100", final=True)])
+    clock.now += 86_400  # tomorrow: the day opens at the mark 100
+    assert book.day_pnl("bot", lambda a, s: D("100")) == (D("0"), [])
+    assert book.day_pnl("bot", lambda a, s: D("95")) == (D("-5"), [])
+
+
+def test_binance_answers_and_events_read_as_order_updates() -> None:
+    placed = {"symbol": "BTCUSDT", "orderId": 7, "side": "BUY", "price": "0.00000000", "origQty": "0.01",
+              "executedQty": "0.01", "cummulativeQuoteQty": "600.00", "status": "FILLED"}
+    [u] = binance_order_updates("/api/v3/order", 200, json.dumps(placed).encode())
+    assert (u.order_id, u.scope, u.side, u.price, u.filled, u.filled_quote, u.final) == (
+        "7", SCOPE, "buy", None, D("0.01"), D("600"), True)
+    assert binance_order_updates("/api/v3/order", 200, b'{"symbol":"BTCUSDT","orderId":7}') == ()  # an ACK
+    assert binance_order_updates("/api/v3/order", 400, json.dumps(placed).encode()) == ()
+    futures = {**placed, "cumQuote": "600", "cummulativeQuoteQty": None}
+    futures.pop("cummulativeQuoteQty")
+    assert binance_order_updates("/fapi/v1/order", 200, json.dumps(futures).encode())[0].scope == "usdm:BTCUSDT"
+    replace = {"cancelResponse": {**placed, "orderId": 6, "status": "CANCELED", "executedQty": "0"},
+               "newOrderResponse": {**placed, "status": "NEW", "executedQty": "0", "cummulativeQuoteQty": "0"}}
+    ids = [x.order_id for x in binance_order_updates("/api/v3/order/cancelReplace", 200, json.dumps(replace).encode())]
+    assert ids == ["7", "6"]  # the new order first
+    event = {"subscriptionId": 0, "event": {"e": "executionReport", "s": "BTCUSDT", "S": "SELL", "p": "61000",
+                                            "q": "0.5", "i": 9, "z": "0.2", "Z": "12200", "X": "PARTIALLY_FILLED"}}
+    [e] = binance_stream_updates(json.dumps(event))
+    assert (e.order_id, e.side, e.filled, e.filled_quote, e.final) == ("9", "sell", D("0.2"), D("12200"), False)
+    assert binance_stream_updates('{"e":"outboundAccountPosition"}') == ()
+    assert binance_reconcile_request(SCOPE, 5) == ("GET", "/api/v3/allOrders", "symbol=BTCUSDT&startTime=5&limit=1000", b"")
