@@ -349,7 +349,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                                 metrics)
     background.append(asyncio.create_task(heartbeats.run()))
     risk_watch = RiskWatch(pipeline.core, pipeline.market_data, OwnCalls(pipeline.core, clients), canceller, store,
-                           trail.append, metrics)
+                           trail.append, metrics, responder=recorder.responder)
     background.append(asyncio.create_task(risk_watch.run()))
     controls.risk = risk_watch.report
 

@@ -32,6 +32,8 @@ CHECKLIST = {
     "alert": "review the evidence requests in the audit trail",
     "cancel_orders": "keyproxy halted {scope} {target} and cancelled its resting orders at the exchange (the "
                      "order.cancel audit events list each); check what happened, then `keyproxy resume --{scope} {target}`",
+    "halt": "{scope} {target} is halted (only reads and cancels pass): read its trades and fills "
+            "(`keyproxy audit tail`), then `keyproxy resume --{scope} {target}`",
     "loss_limit": "{subject} passed its daily loss limit: only orders that reduce a position pass until the UTC day "
                   "ends; read its trades (`keyproxy audit tail`) and positions (`keyproxy status`) before trading on",
     "heartbeat": "bot {bot} went silent past its heartbeat_seconds and keyproxy cancelled its resting orders "
@@ -83,6 +85,11 @@ class Responder:
                 if action == "revoke_key" and self._revoke is not None:
                     self._revoke(f.account)  # the exchange call runs after this request; the key is already unused
                     done.append(action)
+            elif action == "halt" and (f.bot or f.account):
+                scope, target = ("bot", f.bot) if f.bot else ("account", f.account)
+                assert target is not None
+                self._store.set_halt(scope, target, f"anomaly rule {f.rule}: {f.reason}"[:200], self._clock())
+                done.append(action)
             elif action == "throttle" and f.bot:
                 self._store.set_throttle(f.bot, self._clock() + THROTTLE_SECONDS, THROTTLE_RATE)
                 done.append(action)

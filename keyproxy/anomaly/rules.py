@@ -19,7 +19,7 @@ POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unkn
                             "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied",
                             "price_out_of_band", "reference_unavailable", "duplicate_order",
                             "position_exceeded", "loss_limit", "self_cross"})
-ACTIONS = ("alert", "throttle", "suspend_bot", "quarantine_key", "revoke_key", "cancel_orders")
+ACTIONS = ("alert", "throttle", "halt", "suspend_bot", "quarantine_key", "revoke_key", "cancel_orders")
 MAX_KEYS = 10_000  # per rule: subjects tracked at once (oldest forgotten first)
 MAX_EVIDENCE = 20
 
@@ -76,6 +76,9 @@ DEFAULTS: dict[str, RuleConfig] = {
     "notional_spike": RuleConfig(10, 86400, ("alert",)),
     # a bot repeating one order past its duplicate_orders cap (policy refuses each repeat; this acts on the bot)
     "runaway_orders": RuleConfig(1, 3600, ("alert",)),
+    # a bot with more fills in 60 s than its max_fills_per_minute (the risk watch counts the fills the exchange
+    # confirmed; threshold and window are the bot's, so only `actions` and `enabled` are configured)
+    "fill_burst": RuleConfig(1, 60, ("halt",)),
 }
 
 
@@ -236,6 +239,15 @@ class RunawayOrders(Rule):
         return f"{count} refused repeats of the same order in {self.config.window_seconds:g} s"
 
 
+class FillBurst(Rule):
+    """Fills, not requests: fed by the risk watch (proxy/risk_watch.py), never by request events."""
+
+    name = "fill_burst"
+
+    def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
+        return []
+
+
 class _Baseline:
     """A bot's learned request rate: an EWMA over fixed buckets, silent while it is still learning."""
 
@@ -338,7 +350,7 @@ class NotionalSpike(Rule):
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (AuthFailures, ForeignIp, ForbiddenScope, DenyBurst,
                                                      ExchangeRejectsKey, RateSpike, NewWithdrawalAddress,
-                                                     OffHours, NotionalSpike, RunawayOrders)}
+                                                     OffHours, NotionalSpike, RunawayOrders, FillBurst)}
 
 
 class RuleError(ValueError):
@@ -353,7 +365,8 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, RuleConfig]:
             raise RuleError(f"{name}: unknown rule (known: {', '.join(sorted(RULES))})")
         if not isinstance(table, dict):
             raise RuleError(f"{name}: must be a table")
-        allowed = {"threshold", "window_seconds", "actions", "enabled"} | ({"learn_seconds"} if name == "rate_spike" else set())
+        allowed = {"actions", "enabled"} if name == "fill_burst" else \
+            {"threshold", "window_seconds", "actions", "enabled"} | ({"learn_seconds"} if name == "rate_spike" else set())
         unknown = set(table) - allowed
         if unknown:
             raise RuleError(f"{name}.{sorted(unknown)[0]}: unknown key ({', '.join(sorted(allowed))})")

@@ -355,6 +355,9 @@ class AdapterHooks:
     budget_tiers: Mapping[str, tuple[Budget, ...]] = {}
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
+    # whether `order_updates` reads this exchange's answers for fills and ends of orders: only then does the
+    # positions book track its orders (an order whose end keyproxy could never learn would rest forever)
+    reports_fills: bool = False
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""

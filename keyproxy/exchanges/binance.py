@@ -129,6 +129,7 @@ def _is_form(req: IncomingRequest) -> bool:
 
 class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    reports_fills = True  # binance_fills.py
     name = "binance"
     verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False

@@ -147,6 +147,7 @@ def payload(params: dict[str, Any]) -> str:
 class BinanceWsApi(WsDialect):
     """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    reports_fills = True  # binance_fills.py
 
     # --- classification and identity ------------------------------------------------------
 

@@ -34,6 +34,7 @@ from keyproxy.exchanges.base import (
     IncomingRequest,
     IssuedBotKey,
     OrderBookChange,
+    OrderUpdate,
     OutboundRequest,
     RealKey,
     SignContext,
@@ -42,6 +43,7 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
+from keyproxy.exchanges.bybit_fills import bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -90,6 +92,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 
 class Bybit(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    reports_fills = True  # bybit_fills.py
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"
@@ -267,6 +270,15 @@ class Bybit(AdapterHooks):
         if leg.market not in ("spot", "linear", "inverse") or not leg.symbol:
             return None
         return ("GET", "/v5/market/tickers", f"category={leg.market}&symbol={leg.symbol}", b"")
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return bybit_order_updates(req.path, req.query, status, body)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return bybit_stream_updates(text)
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return bybit_reconcile_request(scope, since_ms)
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:

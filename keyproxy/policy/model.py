@@ -100,6 +100,8 @@ class BotPolicy:
     max_daily_loss: Decimal | None = None
     on_loss_limit: str = "halt"  # "halt": refuse risk-increasing orders; "cancel": also cancel its resting orders
     allow_self_cross: bool = False  # an order crossing another bot's resting order on the account is refused
+    # more fills than this within 60 s fires the fill_burst anomaly rule (default action: halt the bot)
+    max_fills_per_minute: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -145,6 +147,7 @@ def _list(key: str, value: Any) -> list[str]:
 
 
 DUPLICATE_WINDOW_RANGE = (1, 86_400)
+FILLS_MAX = 10_000  # a minute's fills keyproxy remembers per bot (proxy/positions.py)
 DUPLICATE_ORDERS_MAX = 1000  # below the repeats keyproxy remembers per order (policy/decide.py)
 BAND_MAX = Decimal(100)  # a sell band of 100% or more would never refuse anything
 REFERENCE_AGE_RANGE = (1, 300)  # seconds a reference price may be old; longer is no reference at all
@@ -229,6 +232,8 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
             changes[key] = _int(key, value)
         elif key == "duplicate_orders":
             changes[key] = _count_in(key, value, DUPLICATE_ORDERS_MAX)
+        elif key == "max_fills_per_minute":
+            changes[key] = _count_in(key, value, FILLS_MAX)
         elif key == "price_band_pct":
             changes[key] = _band(value)
         elif key == "duplicate_window_seconds":

@@ -15,7 +15,9 @@ together; fees are not counted). Written through to state.db, orders and positio
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,11 +27,17 @@ from keyproxy.policy.model import RequestFacts
 from keyproxy.state import StateStore
 
 MAX_ORDERS = 20_000  # per account; the oldest finished orders are forgotten first
+MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
 ZERO = Decimal(0)
 
 
+@functools.lru_cache(maxsize=8)
+def _day_name(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+
+
 def utc_day(now: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now))
+    return _day_name(int(now // 86_400))
 
 
 @dataclass(slots=True)
@@ -98,7 +106,12 @@ class PositionBook:
         self.orders: dict[str, dict[str, TrackedOrder]] = {}  # account -> order id -> order (oldest first)
         self.positions: dict[tuple[str, str], Position] = {}  # (bot, scope) -> position
         self._live: dict[tuple[str, str], dict[str, TrackedOrder]] = {}  # (account, scope) -> orders not finished
+        # (account, scope) -> what its live orders add up to, computed when asked, dropped when they change:
+        # (bot, side) -> remaining size, and the lowest sell and highest buy price of any bot
+        self._sums: dict[tuple[str, str], tuple[dict[tuple[str, str], Decimal], Decimal | None, Decimal | None]] = {}
+        self._by_bot: dict[str, set[str]] = {}  # bot -> scopes it holds a position record in
         self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
+        self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -110,6 +123,7 @@ class PositionBook:
                     if not order.final:
                         self._live.setdefault((order.account, order.scope), {})[order.order_id] = order
             for bot, scope, a, qty, day, day_qty, day_cash, mark in positions:
+                self._by_bot.setdefault(str(bot), set()).add(str(scope))
                 self.positions[(str(bot), str(scope))] = Position(
                     str(a), Decimal(str(qty)), str(day), Decimal(str(day_qty)), Decimal(str(day_cash)), _dec(mark))
 
@@ -128,6 +142,7 @@ class PositionBook:
                                  ZERO, ZERO, False, now)
             book[oid] = order
             self._live.setdefault((account, order.scope), {})[oid] = order
+            self._sums.pop((account, order.scope), None)
             changed.append(order)
         self._save(changed, [], self._bound(account))
         self.apply(account, updates)
@@ -154,10 +169,12 @@ class PositionBook:
                 position.day_qty += sign * fill
                 position.day_cash += sign * max(cash, ZERO)
                 self.positions[key] = position
+                self._by_bot.setdefault(order.bot, set()).add(order.scope)
                 positions[key] = position
                 order.filled, order.filled_quote = u.filled, max(u.filled_quote, order.filled_quote)
                 moved.add(order.bot)
                 self.learned_late += int(late)
+                self.fill_times.setdefault(order.bot, deque(maxlen=MAX_FILL_TIMES)).append(self._clock())
                 changed = True
             if u.quantity is not None and order.quantity is None:
                 order.quantity, changed = u.quantity, True
@@ -166,6 +183,7 @@ class PositionBook:
                 self._live.get((account, order.scope), {}).pop(order.order_id, None)
             if changed:
                 orders.append(order)
+                self._sums.pop((account, order.scope), None)
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
         return moved
@@ -194,10 +212,25 @@ class PositionBook:
         p = self.positions.get((bot, scope))
         return p.qty if p is not None else ZERO
 
+    def _summed(self, account: str, scope: str
+                ) -> tuple[dict[tuple[str, str], Decimal], Decimal | None, Decimal | None]:
+        key = (account, scope)
+        sums = self._sums.get(key)
+        if sums is None:
+            resting: dict[tuple[str, str], Decimal] = {}
+            low_sell = high_buy = None
+            for o in self._live.get(key, {}).values():
+                resting[(o.bot, o.side)] = resting.get((o.bot, o.side), ZERO) + o.remaining
+                if o.price is not None and o.side == "sell" and (low_sell is None or o.price < low_sell):
+                    low_sell = o.price
+                if o.price is not None and o.side == "buy" and (high_buy is None or o.price > high_buy):
+                    high_buy = o.price
+            sums = self._sums[key] = (resting, low_sell, high_buy)
+        return sums
+
     def open_quantity(self, account: str, bot: str, scope: str, side: str) -> Decimal:
         """What the bot's resting orders on one side of one scope may still fill."""
-        return sum((o.remaining for o in self._live.get((account, scope), {}).values()
-                    if o.bot == bot and o.side == side), ZERO)
+        return self._summed(account, scope)[0].get((bot, side), ZERO)
 
     def crossed(self, account: str, bot: str, leg: RequestFacts) -> TrackedOrder | None:
         """Another bot's resting order on the same account that this order would trade against: a buy at or
@@ -205,6 +238,10 @@ class PositionBook:
         side = (leg.side or "").lower()
         if side not in ("buy", "sell"):
             return None
+        _, low_sell, high_buy = self._summed(account, leg.scope)
+        if leg.price is not None and ((side == "buy" and (low_sell is None or leg.price < low_sell))
+                                      or (side == "sell" and (high_buy is None or leg.price > high_buy))):
+            return None  # crosses no resting order of any bot
         for o in self._live.get((account, leg.scope), {}).values():
             if o.bot == bot or o.side == side or o.price is None:
                 continue
@@ -216,9 +253,8 @@ class PositionBook:
         """The bot's P&L today over every scope it traded, and the scopes it could not value (no price)."""
         today = utc_day(self._clock())
         total, unpriced = ZERO, []
-        for (name, scope), p in self.positions.items():
-            if name != bot:
-                continue
+        for scope in self._by_bot.get(bot, ()):
+            p = self.positions[(bot, scope)]
             if p.day != today:
                 p.roll(today, price(p.account, scope))
             value = p.pnl(price(p.account, scope))
@@ -227,6 +263,14 @@ class PositionBook:
             else:
                 total += value
         return total, unpriced
+
+    def fills_since(self, bot: str, since: float) -> int:
+        times = self.fill_times.get(bot)
+        if not times:
+            return 0
+        while times and times[0] < since - 3600:
+            times.popleft()
+        return sum(1 for t in times if t >= since)
 
     def bots_of(self, account: str) -> set[str]:
         return {bot for (bot, _), p in self.positions.items() if p.account == account}

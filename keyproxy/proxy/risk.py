@@ -79,6 +79,8 @@ class RiskDesk:
               out: OutboundRequest, status: int, body: bytes) -> None:
         """Orders a 2xx answer reports: placed by this bot when it placed them (matched leg by leg on scope and
         side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled)."""
+        if not adapter.reports_fills:
+            return
         updates = adapter.order_updates(out, status, body)
         if placed_by is None:
             if updates:

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.anomaly.respond import CHECKLIST
+from keyproxy.anomaly.rules import Finding
 from keyproxy.audit.log import get_logger
 from keyproxy.exchanges.base import IncomingRequest, OutboundRequest
 from keyproxy.proxy.core import Core, Outcome, new_request_id
@@ -44,8 +45,11 @@ def _text(value: Decimal | None) -> str | None:
 
 class RiskWatch:
     def __init__(self, core: Core, market_data: MarketData, own: OwnCalls, canceller: Any, store: Any,
-                 audit: Callable[..., object], metrics: Any, clock: Callable[[], float] = time.time) -> None:
+                 audit: Callable[..., object], metrics: Any, clock: Callable[[], float] = time.time,
+                 responder: Any = None) -> None:
         self._core = core
+        self._responder = responder  # acts on the fill_burst rule's findings with its configured actions
+        self._bursts: dict[str, float] = {}  # bot -> when its last fill burst was acted on
         self._market_data = market_data
         self._own = own
         self._canceller = canceller
@@ -138,6 +142,31 @@ class RiskWatch:
             self._metrics.anomalies.labels(RULE, a).inc()
         log.warning("daily loss limit reached", subject=subject, account=account, incident=incident)
 
+    # --- repeated executions ------------------------------------------------------------------------
+
+    def check_fills(self) -> list[str]:
+        """Bots with more fills in the last 60 s than their max_fills_per_minute: the fill_burst anomaly rule's
+        actions (default: halt the bot), once per minute at most."""
+        rule = next((r for r in self._responder.engine.rules if r.name == "fill_burst"), None) \
+            if self._responder is not None else None
+        if rule is None:
+            return []
+        now, snap, fired = self._clock(), self._core.snapshot(), []
+        for bots in (snap.bots_by_key, snap.bots_by_token):
+            for bot in bots.values():
+                limit, name = bot.policy.max_fills_per_minute, bot.info.name
+                if limit is None or bot.info.status != "active" or now - self._bursts.get(name, 0.0) < 60:
+                    continue
+                fills = self._desk.book.fills_since(name, now - 60)
+                if fills <= limit:
+                    continue
+                self._bursts[name] = now
+                fired.append(name)
+                self._responder.act(Finding("fill_burst", f"bot:{name}", rule.config.actions,
+                                            f"{fills} fills in 60 s, more than max_fills_per_minute {limit}", (),
+                                            name, bot.info.account))
+        return fired
+
     # --- reconciliation -----------------------------------------------------------------------------
 
     async def reconcile(self, account_name: str, every_scope: bool = False) -> int:
@@ -220,6 +249,7 @@ class RiskWatch:
         while True:
             try:
                 await self.check_losses()
+                self.check_fills()
                 now = self._clock()
                 for name in list(self._core.snapshot().accounts):
                     if not started or now - self._reconciled.get(name, 0.0) >= RECONCILE_S:

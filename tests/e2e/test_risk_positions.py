@@ -119,6 +119,21 @@ def test_a_bot_cannot_trade_against_another_bots_resting_order(dev: DevStack) ->
     buyer.cancel_order(bid["id"], "BTC/USDT")
 
 
+def test_more_fills_a_minute_than_allowed_halts_the_bot(dev: DevStack) -> None:
+    set_price(dev, "60000")
+    ex = bot(dev, "filler", "max_fills_per_minute=3")
+    resting = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)
+    for _ in range(4):  # four fills the exchange confirmed within the minute
+        ex.create_order("BTC/USDT", "market", "buy", 0.001)
+    assert eventually(lambda: series(dev, "keyproxy_anomalies_total", rule="fill_burst", action="halt") == 1)
+    with pytest.raises(ccxt.InvalidOrder) as refused:
+        ex.create_order("BTC/USDT", "market", "buy", 0.001)
+    assert '"error": "halted"' in str(refused.value) and "4 fills in 60 s" in str(refused.value)
+    ex.cancel_order(resting["id"], "BTC/USDT")  # a halted bot can still get out
+    assert "HALT bot filler" in dev.cli("status").stdout
+    dev.cli("resume", "--bot", "filler")
+
+
 async def test_a_fill_pushed_on_the_user_stream_moves_the_position(dev: DevStack) -> None:
     """ccxt.pro places over the WebSocket API and watches its orders; the fill reaches keyproxy only as an
     `executionReport` event on that socket (no answer, no reconciliation within the test)."""

@@ -1,0 +1,81 @@
+"""Bybit v5 orders as the exchange reports them: the cumulative fills the positions book believes.
+
+Bybit's create answers name the order only (`orderId`); its fills come from order queries
+(`GET /v5/order/realtime`, `/v5/order/history`: `cumExecQty`, `cumExecValue`, `orderStatus`), from the
+private WebSocket's `order` topic, and from keyproxy's own `history` read (reconciliation). Spot and linear
+(quantities in the base coin); inverse (contracts in USD, values in the coin) is not read.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.policy.model import normalize_symbol
+
+FINAL = frozenset({"Filled", "Cancelled", "Rejected", "Deactivated", "PartiallyFilledCanceled"})
+READ = frozenset({"spot", "linear"})
+QUERIES = frozenset({"/v5/order/realtime", "/v5/order/history"})
+
+
+def _qty(value: object) -> Decimal | None:
+    number = published(value)
+    if number is not None:
+        return number
+    try:
+        return Decimal(0) if isinstance(value, str) and Decimal(value) == 0 else None
+    except ArithmeticError:
+        return None
+
+
+def _update(doc: Any, category: str) -> OrderUpdate | None:
+    if not isinstance(doc, dict) or category not in READ:
+        return None
+    oid, symbol, side = doc.get("orderId"), doc.get("symbol"), doc.get("side")
+    filled, value = _qty(doc.get("cumExecQty")), _qty(doc.get("cumExecValue"))
+    if not isinstance(oid, str) or not oid or not isinstance(symbol, str) or side not in ("Buy", "Sell") \
+            or filled is None or value is None:
+        return None
+    return OrderUpdate(oid, f"{category}:{normalize_symbol(symbol)}", side.lower(), published(doc.get("price")),
+                       published(doc.get("qty")), filled, value, doc.get("orderStatus") in FINAL)
+
+
+def bybit_order_updates(path: str, query: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+    if path not in QUERIES or not 200 <= status < 300 or not body:
+        return ()
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return ()
+    result = doc.get("result") if isinstance(doc, dict) and doc.get("retCode") == 0 else None
+    items = result.get("list") if isinstance(result, dict) else None
+    category = result.get("category") if isinstance(result, dict) else None
+    if not isinstance(category, str):
+        category = (parse_qs(query).get("category") or [""])[0]
+    return tuple(u for item in (items if isinstance(items, list) else [])[:1000]
+                 if (u := _update(item, category)) is not None)
+
+
+def bybit_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
+    """The private WebSocket's `order` topic: `{"topic": "order", "data": [order with its category]}`."""
+    if '"order"' not in text:
+        return ()
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return ()
+    if not isinstance(doc, dict) or doc.get("topic") != "order" or not isinstance(doc.get("data"), list):
+        return ()
+    return tuple(u for item in doc["data"][:1000] if isinstance(item, dict)
+                 and (u := _update(item, str(item.get("category", "")))) is not None)
+
+
+def bybit_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    """`GET /v5/order/history?category=C&symbol=S&startTime=T&limit=50` (Bybit keeps 7 days within a query)."""
+    category, _, symbol = scope.partition(":")
+    if category not in READ or not symbol or symbol == "*":
+        return None
+    return ("GET", "/v5/order/history", f"category={category}&symbol={symbol}&startTime={max(0, since_ms)}&limit=50", b"")
