@@ -161,8 +161,8 @@ class OrderUpdate:
     are cumulative, so seeing one answer twice, or an older one late, never counts a fill twice."""
 
     order_id: str
-    scope: str  # `market:symbol`, as RequestFacts.scope
-    side: str  # "buy" | "sell"
+    scope: str  # `market:symbol`, as RequestFacts.scope; "" when the exchange names the market its own way
+    side: str  # "buy" | "sell" ("" unknown: the order keyproxy saw placed says)
     price: Decimal | None  # the limit price (None: market)
     quantity: Decimal | None  # what the order asks for
     filled: Decimal  # executed so far
@@ -355,9 +355,9 @@ class AdapterHooks:
     budget_tiers: Mapping[str, tuple[Budget, ...]] = {}
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
-    # whether `order_updates` reads this exchange's answers for fills and ends of orders: only then does the
-    # positions book track its orders (an order whose end keyproxy could never learn would rest forever)
-    reports_fills: bool = False
+    # the markets (`RequestFacts.market`) whose fills and ends of orders `order_updates` reads: only their
+    # orders enter the positions book (an order whose end keyproxy could never learn would rest forever)
+    fill_markets: frozenset[str] = frozenset()
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""

@@ -41,6 +41,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
 from keyproxy.exchanges.binance_fills import (
+    READ_MARKETS,
     binance_order_updates,
     binance_reconcile_request,
     binance_stream_updates,
@@ -129,7 +130,7 @@ def _is_form(req: IncomingRequest) -> bool:
 
 class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
-    reports_fills = True  # binance_fills.py
+    fill_markets = READ_MARKETS  # binance_fills.py
     name = "binance"
     verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False

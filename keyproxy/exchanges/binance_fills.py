@@ -28,7 +28,7 @@ def _qty(value: object) -> Decimal | None:
 
 FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
 _WRAPPERS = ("newOrderResponse", "cancelResponse", "orderReports", "orders", "data")
-_READ_MARKETS = frozenset({"spot", "margin", "usdm", "papi-um", "papi-margin"})
+READ_MARKETS = frozenset({"spot", "margin", "usdm", "papi-um", "papi-margin"})
 MAX_ORDERS = 1000  # read from one answer at most (allOrders answers up to 1000)
 
 
@@ -36,7 +36,7 @@ def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpd
     if not 200 <= status < 300 or "rder" not in path or not body:
         return ()
     market = market_of_path(path)
-    if market not in _READ_MARKETS:
+    if market not in READ_MARKETS:
         return ()
     try:
         doc = json.loads(body)

@@ -23,7 +23,7 @@ from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
-from keyproxy.exchanges.binance_fills import binance_order_updates, binance_stream_updates
+from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates, binance_stream_updates
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
     unique_members,
@@ -147,7 +147,7 @@ def payload(params: dict[str, Any]) -> str:
 class BinanceWsApi(WsDialect):
     """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
-    reports_fills = True  # binance_fills.py
+    fill_markets = READ_MARKETS  # binance_fills.py
 
     # --- classification and identity ------------------------------------------------------
 

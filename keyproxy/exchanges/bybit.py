@@ -43,7 +43,7 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
-from keyproxy.exchanges.bybit_fills import bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
+from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -92,7 +92,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 
 class Bybit(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
-    reports_fills = True  # bybit_fills.py
+    fill_markets = BYBIT_READ  # bybit_fills.py
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"

@@ -20,7 +20,7 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
-from keyproxy.exchanges.bybit_fills import bybit_stream_updates
+from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_stream_updates
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/v5/private", "/v5/trade")
@@ -61,7 +61,7 @@ def _key(frame: dict[str, Any]) -> object:
 class BybitWsApi(WsDialect):
     """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
-    reports_fills = True  # answers name orders only; fills come from the `order` topic (bybit_fills.py)
+    fill_markets = BYBIT_READ  # answers name orders only; fills come from the `order` topic (bybit_fills.py)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

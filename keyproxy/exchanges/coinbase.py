@@ -40,6 +40,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     Adapter,
     KeyRejection,
     AdapterHooks,
@@ -66,6 +67,7 @@ from keyproxy.exchanges.coinbase_facts import (
     coinbase_order_book_change,
     coinbase_prices,
 )
+from keyproxy.exchanges.coinbase_fills import coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates
 from keyproxy.policy.model import RequestFacts
 
 API_HOST = "api.coinbase.com"
@@ -163,6 +165,16 @@ def _int_claim(claims: dict[str, object], name: str) -> int:
 
 class Coinbase(AdapterHooks):
     order_id_keys = ("order_id",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"spot"})  # coinbase_fills.py
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return coinbase_order_updates(req.method, req.path, status, body)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return coinbase_stream_updates(text)
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return coinbase_reconcile_request(scope, since_ms)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"

@@ -19,9 +19,11 @@ from typing import Any
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
     SignContext, Verified, no_json_constants, unique_members,
 )
+from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/", "/user")
@@ -47,6 +49,11 @@ def parse(raw: bytes | str) -> dict[str, Any]:
 
 class CoinbaseWsApi(WsDialect):
     """The WebSocket dialect of a Coinbase account; JWTs checked and minted by `rest`."""
+
+    fill_markets = frozenset({"spot"})  # fills come from the user channel (coinbase_fills.py)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return coinbase_stream_updates(text)
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return Endpoint(EndpointClass.READ, f"ws {method}") if method in ("subscribe", "unsubscribe") else None

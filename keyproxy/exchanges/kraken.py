@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     Adapter,
     KeyRejection,
     AdapterHooks,
@@ -48,6 +49,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
+from keyproxy.exchanges.kraken_fills import kraken_order_updates, kraken_reconcile_request, kraken_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -252,6 +254,16 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
 
 class Kraken(AdapterHooks):
     order_id_keys = ("txid",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"spot"})  # kraken_fills.py
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return kraken_order_updates(req.path, status, body)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return kraken_stream_updates(text)
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return kraken_reconcile_request(scope, since_ms)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")
     stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")

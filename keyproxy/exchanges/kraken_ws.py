@@ -22,10 +22,12 @@ from typing import Any
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
     no_json_constants, unique_members,
 )
 from keyproxy.exchanges.kraken_facts import MARKET, kraken_facts
+from keyproxy.exchanges.kraken_fills import kraken_stream_updates
 from keyproxy.policy.model import RequestFacts
 
 T, R, P = EndpointClass.TRADE, EndpointClass.READ, EndpointClass.PUBLIC
@@ -104,6 +106,10 @@ def _both_sizes(p: dict[str, Any], facts: RequestFacts) -> RequestFacts:
 class KrakenWsApi(WsDialect):
     """The WebSocket v2 dialect of a Kraken account; REST facts and errors from `rest`."""
     order_id_keys = ("order_id",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"spot"})  # fills come from the executions channel (kraken_fills.py)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return kraken_stream_updates(text)
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method)

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     KeyRejection,
     Adapter,
     AdapterHooks,
@@ -50,6 +51,7 @@ from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
 )
+from keyproxy.exchanges.okx_fills import okx_order_updates, okx_reconcile_request, okx_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -107,6 +109,16 @@ def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> 
 
 class Okx(AdapterHooks):
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"spot"})  # okx_fills.py: swaps and futures count contracts, not read yet
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return okx_order_updates(req.method, req.path, status, body)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return okx_stream_updates(text)
+
+    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return okx_reconcile_request(scope, since_ms)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"

@@ -18,10 +18,12 @@ from typing import Any
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.okx_budget import okx_costs
 from keyproxy.exchanges.okx_facts import okx_facts, okx_market_ids, okx_order_book_change
+from keyproxy.exchanges.okx_fills import okx_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -72,6 +74,10 @@ def _key(frame: dict[str, Any]) -> object:
 class OkxWsApi(WsDialect):
     """The private-socket dialect of an OKX account; REST facts, errors and passphrase rules from `rest`."""
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"spot"})  # fills come from the orders channel (okx_fills.py)
+
+    def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
+        return okx_stream_updates(text)
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None

@@ -156,8 +156,8 @@ class PositionBook:
         orders, positions, moved = [], {}, set()
         for u in updates:
             order = book.get(u.order_id)
-            if order is None or order.scope != u.scope:
-                continue
+            if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
+                continue  # not keyproxy's, or an answer about another market under the same id
             fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
             changed = False
             if fill > 0:

@@ -79,7 +79,7 @@ class RiskDesk:
               out: OutboundRequest, status: int, body: bytes) -> None:
         """Orders a 2xx answer reports: placed by this bot when it placed them (matched leg by leg on scope and
         side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled)."""
-        if not adapter.reports_fills:
+        if not adapter.fill_markets:
             return
         updates = adapter.order_updates(out, status, body)
         if placed_by is None:
@@ -88,15 +88,18 @@ class RiskDesk:
             return
         bot, facts = placed_by
         legs = facts.placed()
-        if not updates:
-            self.book.placed(account, bot, legs, adapter.placed_order_ids(status, body))
-            return
-        unused, ids = list(updates), []
-        for leg in legs:
-            match = next((u for u in unused if u.scope == leg.scope and u.side == (leg.side or "").lower()), None)
-            ids.append(match.order_id if match is not None else "")
-            if match is not None:
-                unused.remove(match)
+        if updates:
+            unused, ids = list(updates), []
+            for leg in legs:
+                side = (leg.side or "").lower()  # an update without scope or side (Kraken names pairs its own way)
+                match = next((u for u in unused if u.scope in ("", leg.scope) and u.side in ("", side)), None)
+                ids.append(match.order_id if match is not None else "")
+                if match is not None:
+                    unused.remove(match)
+        else:
+            ids = list(adapter.placed_order_ids(status, body))
+        # an order in a market whose fills are not read never enters the book: it could never end there
+        ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         self.book.placed(account, bot, legs, tuple(ids), updates)
 
     def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:

@@ -160,3 +160,64 @@ def test_bybit_queries_and_the_order_topic_read_as_order_updates() -> None:
     assert bybit_stream_updates('{"topic": "wallet", "data": []}') == ()
     assert bybit_reconcile_request("linear:BTCUSDT", 7)[1:3] == (
         "/v5/order/history", "category=linear&symbol=BTCUSDT&startTime=7&limit=50")
+
+
+def test_kraken_okx_and_coinbase_answers_and_streams_read_as_order_updates() -> None:
+    from keyproxy.exchanges.coinbase_fills import coinbase_order_updates, coinbase_stream_updates
+    from keyproxy.exchanges.kraken_fills import kraken_order_updates, kraken_stream_updates
+    from keyproxy.exchanges.okx_fills import okx_order_updates, okx_stream_updates
+
+    kraken = {"error": [], "result": {"closed": {"OABC": {"status": "closed", "vol": "1", "vol_exec": "1",
+                                                          "cost": "64000", "descr": {"type": "buy", "price": "0"}}}}}
+    [k] = kraken_order_updates("/0/private/ClosedOrders", 200, json.dumps(kraken).encode())
+    assert (k.order_id, k.scope, k.side, k.filled, k.filled_quote, k.final) == ("OABC", "", "buy", 1, 64000, True)
+    assert kraken_order_updates("/0/private/ClosedOrders", 200, b'{"error": ["EGeneral:x"]}') == ()
+    [ke] = kraken_stream_updates(json.dumps({"channel": "executions", "type": "update", "data": [
+        {"order_id": "OABC", "side": "sell", "cum_qty": "0.5", "cum_cost": "32000", "order_status": "partially_filled"}]}))
+    assert (ke.side, ke.filled, ke.final) == ("sell", D("0.5"), False)
+
+    okx = {"code": "0", "data": [{"ordId": "7", "instId": "BTC-USDT", "side": "buy", "px": "", "sz": "0.1",
+                                  "accFillSz": "0.1", "avgPx": "60000", "state": "filled"}]}
+    [o] = okx_order_updates("GET", "/api/v5/trade/order", 200, json.dumps(okx).encode())
+    assert (o.scope, o.filled_quote, o.final) == ("spot:BTCUSDT", D("6000"), True)
+    swap = {"code": "0", "data": [{**okx["data"][0], "instId": "BTC-USDT-SWAP"}]}
+    assert okx_order_updates("GET", "/api/v5/trade/order", 200, json.dumps(swap).encode()) == ()  # contracts: not yet
+    assert okx_order_updates("POST", "/api/v5/trade/order", 200, json.dumps(okx).encode()) == ()
+    [oe] = okx_stream_updates(json.dumps({"arg": {"channel": "orders", "instType": "SPOT"}, "data": okx["data"]}))
+    assert oe.order_id == "7"
+
+    cb = {"order": {"order_id": "c1", "product_id": "BTC-USD", "side": "SELL", "status": "OPEN",
+                    "filled_size": "0.2", "filled_value": "12000"}}
+    [c] = coinbase_order_updates("GET", "/api/v3/brokerage/orders/historical/c1", 200, json.dumps(cb).encode())
+    assert (c.scope, c.side, c.filled, c.final) == ("spot:BTCUSD", "sell", D("0.2"), False)
+    [ce] = coinbase_stream_updates(json.dumps({"channel": "user", "events": [{"type": "update", "orders": [
+        {"order_id": "c1", "product_id": "BTC-USD", "order_side": "SELL", "status": "FILLED",
+         "cumulative_quantity": "0.5", "filled_value": "30000"}]}]}))
+    assert (ce.filled, ce.final) == (D("0.5"), True)
+
+
+def test_an_update_without_scope_applies_to_the_order_keyproxy_saw_placed() -> None:
+    book = PositionBook(None, Clock())
+    book.placed("a", "bot", (leg(),), ("OABC",))
+    book.apply("a", [OrderUpdate("OABC", "", "", None, None, D("1"), D("100"), True)])
+    assert book.position("bot", SCOPE) == 1
+    book.apply("a", [OrderUpdate("OABC", "spot:ETHUSDT", "buy", None, None, D("2"), D("200"), True)])
+    assert book.position("bot", SCOPE) == 1  # the same id about another market: not this order
+
+
+def test_orders_in_markets_whose_fills_are_not_read_never_enter_the_book() -> None:
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.exchanges.okx import Okx
+    from keyproxy.proxy.markets import MarketBook
+    from keyproxy.proxy.risk import RiskDesk
+
+    desk = RiskDesk(None, MarketBook(Clock()), Clock())
+    okx = Okx()
+    answer = json.dumps({"code": "0", "data": [{"ordId": "1", "sCode": "0"}]}).encode()
+    out = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/order", "", {})
+    swap = RequestFacts(action="order", symbol="BTCUSDTSWAP", market="swap", side="buy", quantity=D(1), price=D(1))
+    spot = RequestFacts(action="order", symbol="BTCUSDT", market="spot", side="buy", quantity=D(1), price=D(1))
+    desk.learn("a", okx, ("bot", swap), out, 200, answer)
+    assert desk.book.orders.get("a", {}) == {}  # its end could never be learned: it would rest forever
+    desk.learn("a", okx, ("bot", spot), out, 200, answer)
+    assert list(desk.book.orders["a"]) == ["1"]

@@ -1,0 +1,30 @@
+"""What every exchange's fill reader shares: numbers that may be zero, cumulative updates."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from keyproxy.exchanges.base import published
+
+MAX_ORDERS = 1000  # read from one answer at most
+
+
+def qty(value: object) -> Decimal | None:
+    """A published number that may be 0 (nothing filled yet); None when it is not a number >= 0."""
+    number = published(value)
+    if number is not None:
+        return number
+    try:
+        return Decimal(0) if isinstance(value, str | int) and not isinstance(value, bool) \
+            and Decimal(str(value)) == 0 else None
+    except ArithmeticError:
+        return None
+
+
+def loads(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None

@@ -1,0 +1,54 @@
+"""OKX spot orders as the exchange reports them (docs/risk.md): order queries (`GET /api/v5/trade/order`,
+`orders-pending`, `orders-history`: `accFillSz`, `avgPx`, `state`) and the private WebSocket's `orders`
+channel. Place answers name the order only. Swaps and futures (sizes in contracts) are not read yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
+from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges.okx_facts import market_of
+from keyproxy.policy.model import normalize_symbol
+
+FINAL = frozenset({"filled", "canceled", "mmp_canceled"})
+QUERIES = frozenset({"/api/v5/trade/order", "/api/v5/trade/orders-pending", "/api/v5/trade/orders-history",
+                     "/api/v5/trade/orders-history-archive"})
+
+
+def _update(o: Any) -> OrderUpdate | None:
+    if not isinstance(o, dict) or not isinstance(o.get("ordId"), str) or not isinstance(o.get("instId"), str):
+        return None
+    if market_of(o["instId"]) != "spot" or o.get("side") not in ("buy", "sell"):
+        return None
+    filled = qty(o.get("accFillSz"))
+    avg = qty(o.get("avgPx")) if o.get("avgPx") not in ("", None) else (qty("0") if filled == 0 else None)
+    if filled is None or avg is None:
+        return None
+    return OrderUpdate(o["ordId"], f"spot:{normalize_symbol(o['instId'])}", o["side"], published(o.get("px")),
+                       published(o.get("sz")), filled, filled * avg, o.get("state") in FINAL)
+
+
+def _updates(data: Any) -> tuple[OrderUpdate, ...]:
+    return tuple(u for o in (data if isinstance(data, list) else [])[:MAX_ORDERS] if (u := _update(o)) is not None)
+
+
+def okx_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+    if method != "GET" or path not in QUERIES or status != 200:
+        return ()
+    doc = loads(body)
+    return _updates(doc.get("data")) if isinstance(doc, dict) and doc.get("code") == "0" else ()
+
+
+def okx_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
+    if '"orders"' not in text:
+        return ()
+    doc = loads(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("arg"), dict) or doc["arg"].get("channel") != "orders":
+        return ()
+    return _updates(doc.get("data"))
+
+
+def okx_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    """The last 100 finished spot orders (the instrument's own id, with its dashes, is not in a scope)."""
+    return ("GET", "/api/v5/trade/orders-history", "instType=SPOT&limit=100", b"") if scope.startswith("spot:") else None

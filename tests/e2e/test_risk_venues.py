@@ -1,0 +1,80 @@
+"""Positions from fills on Kraken, OKX and Coinbase (docs/risk.md): their create answers name the order
+only, so the order counts as resting until the exchange reports its fill; an unmodified ccxt bot's own
+order query is enough, and keyproxy's own reconciliation read settles a fill after a restart."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import ccxt
+import pytest
+
+from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.test_risk_positions import eventually
+
+VENUES = {"kraken": ("hmac", "BTC/USD"), "okx": ("hmac", "BTC/USDT"), "coinbase": ("ec", "BTC/USD")}
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("risk-venues"))
+    try:
+        stack.serve_accounts({ex: new_real_key(kind, exchange=ex) for ex, (kind, _) in VENUES.items()})
+        yield stack
+    finally:
+        stack.close()
+
+
+def bot(dev: DevStack, ex: str, name: str, *settings: str) -> Any:
+    creds = dev.add_bot(name, ex, "read,trade", *[x for s in settings for x in ("--set", s)])
+    config = {"apiKey": creds["api_key"], "secret": creds["secret"], "enableRateLimit": False}
+    if "passphrase" in creds:
+        config["password"] = creds["passphrase"]
+    client = point_ccxt_at(getattr(ccxt, ex)(config), creds["base_url"])
+    client.load_markets()
+    return client
+
+
+def last_price(client: Any, symbol: str) -> float:
+    if client.id == "coinbase":  # the emulator serves Coinbase prices in its product list, not a ticker
+        return float(client.market(symbol)["info"]["price"])
+    return float(client.fetch_ticker(symbol)["last"])
+
+
+def position(dev: DevStack, name: str) -> float | None:
+    for line in dev.metrics().splitlines():
+        m = re.fullmatch(r'keyproxy_bot_position\{(.*)\} (\S+)', line)
+        if m and f'bot="{name}"' in m.group(1).split(","):
+            return float(m.group(2))
+    return None
+
+
+@pytest.mark.parametrize("ex", list(VENUES))
+def test_a_fill_moves_the_position_once_the_exchange_reports_it(dev: DevStack, ex: str) -> None:
+    symbol = VENUES[ex][1]
+    client = bot(dev, ex, f"{ex}-sized", "max_position=0.01")
+    last = last_price(client, symbol)
+    order = client.create_order(symbol, "limit", "buy", 0.006, round(last * 1.02, 1))  # marketable: fills
+    with pytest.raises(ccxt.BaseError) as refused:  # not yet known filled: it rests, and it counts
+        client.create_order(symbol, "limit", "buy", 0.005, round(last * 0.5, 1))
+    assert "position_exceeded" in str(refused.value)
+    assert position(dev, f"{ex}-sized") is None
+    client.fetch_order(order["id"], symbol)  # the exchange reports the fill
+    assert eventually(lambda: position(dev, f"{ex}-sized") == 0.006), position(dev, f"{ex}-sized")
+
+
+def test_reconciliation_settles_fills_on_every_venue_after_a_restart(dev: DevStack) -> None:
+    sleepers = {}
+    for ex, (_, symbol) in VENUES.items():
+        client = bot(dev, ex, f"{ex}-sleeper")
+        last = last_price(client, symbol)
+        client.create_order(symbol, "limit", "buy", 0.002, round(last * 1.02, 1))
+        sleepers[ex] = client
+        assert position(dev, f"{ex}-sleeper") is None
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    dev.start_daemon()
+    for ex in VENUES:
+        assert eventually(lambda ex=ex: position(dev, f"{ex}-sleeper") == 0.002), (ex, position(dev, f"{ex}-sleeper"))
