@@ -94,6 +94,7 @@ class User:
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     builder_fees: dict[str, str] = field(default_factory=dict)
     dead_man_at: int | None = None  # scheduleCancel: when every open order is cancelled (ms)
+    fills: list[dict[str, Any]] = field(default_factory=list)  # userFills, newest first
 
 
 class HyperliquidEmulator:
@@ -111,6 +112,34 @@ class HyperliquidEmulator:
             self.users[key.api_key.lower()] = User(key.api_key.lower(), agents, key.balances.get("USDC", Decimal(0)))
         self.nonces = NonceSet()
         self._next_oid = 1000
+        self._moved: dict[str, str] = {}  # coin -> mid set by the price hook (`set_price`)
+
+    def mids(self) -> dict[str, str]:
+        return {**_mids(), **self._moved}
+
+    def set_price(self, symbol: str, price: Decimal, venue: str = "") -> list[int]:
+        """The test hook that moves a market (`POST /_emulator/price`): its mid becomes `price`, and every
+        resting order it crosses (a buy at or above, a sell at or below) fills at its own price."""
+        if symbol not in _mids():
+            raise KeyError(symbol)
+        self._moved[symbol] = f"{price.normalize():f}"
+        filled = []
+        for user in self.users.values():
+            for order in user.orders.values():
+                buy = order.side == "B"
+                if order.status == "open" and order.coin == symbol and (
+                        Decimal(order.limit_px) >= price if buy else Decimal(order.limit_px) <= price):
+                    order.status = "filled"
+                    self._fill(user, order.oid, order.coin, order.side, order.limit_px, order.sz)
+                    filled.append(order.oid)
+        return filled
+
+    def _fill(self, user: User, oid: int, coin: str, side: str, px: str, sz: str) -> None:
+        now = self._now()
+        user.fills.insert(0, {"coin": coin, "px": px, "sz": sz, "side": side, "time": now, "startPosition": "0.0",
+                              "dir": "Open Long" if side == "B" else "Open Short", "closedPnl": "0.0",
+                              "hash": "0x" + f"{oid:064x}", "oid": oid, "crossed": True, "fee": "0.0",
+                              "tid": oid * 10 + len(user.fills), "feeToken": "USDC"})
 
     def state(self) -> dict[str, Any]:
         return {u.address: {"agents": sorted(u.agents), "usdc": str(u.usdc),
@@ -160,7 +189,7 @@ class HyperliquidEmulator:
 
     def _info(self, doc: dict[str, Any]) -> Any:  # noqa: C901 - one table of query types
         kind, user = doc.get("type"), self.users.get(str(doc.get("user", "")).lower())
-        mids = _mids()
+        mids = self.mids()
         if kind == "meta":
             return _meta()
         if kind == "spotMeta":
@@ -200,7 +229,7 @@ class HyperliquidEmulator:
         if kind == "frontendOpenOrders":
             return [o.frontend() for o in user.orders.values() if o.status == "open"]
         if kind == "userFills":
-            return []
+            return list(user.fills[:2000])
         if kind == "extraAgents":
             return [{"name": "agent", "address": a, "validUntil": self._now() + 180 * 86_400_000} for a in sorted(user.agents)]
         if kind == "orderStatus":
@@ -307,12 +336,13 @@ class HyperliquidEmulator:
         if price <= 0 or size <= 0:
             return {"error": "Order has invalid price or size."}
         self._next_oid += 1
-        mid = Decimal(_mids()[coin])
+        mid = Decimal(self.mids()[coin])
         buy = bool(wire.get("b"))
         crosses = price >= mid if buy else price <= mid
         if tif == "Ioc" and not crosses:
             return {"error": "Order could not immediately match against any resting orders."}
         if crosses:
+            self._fill(user, self._next_oid, coin, "B" if buy else "A", str(mid), wire["s"])
             return {"filled": {"totalSz": wire["s"], "avgPx": str(mid), "oid": self._next_oid}}
         user.orders[self._next_oid] = Order(self._next_oid, coin, "B" if buy else "A", wire["p"], wire["s"], self._now(),
                                             bool(wire.get("r")), tif, wire.get("c"))

@@ -291,7 +291,7 @@ class Adapter(Protocol):
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None: ...
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None: ...
 
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]: ...
 
@@ -358,6 +358,7 @@ class AdapterHooks:
     # the markets (`RequestFacts.market`) whose fills and ends of orders `order_updates` reads: only their
     # orders enter the positions book (an order whose end keyproxy could never learn would rest forever)
     fill_markets: frozenset[str] = frozenset()
+    reconciles_by_owner = False  # the reconciliation read names the account (its key's public id), not a market
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""
@@ -423,9 +424,10 @@ class AdapterHooks:
         """Order updates in an event the exchange pushed on a private WebSocket (a fill, a cancel)."""
         return ()
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         """keyproxy's own signed read (method, path, query, body) whose answer `order_updates` reads: every
-        order of `scope` since `since_ms`, for settling fills keyproxy did not see. None: not offered."""
+        order of `scope` since `since_ms`, for settling fills keyproxy did not see. `owner`: the account's
+        public identity when `reconciles_by_owner` (Hyperliquid's master address). None: not offered."""
         return None
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

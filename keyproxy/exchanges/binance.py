@@ -311,7 +311,7 @@ class Binance(AdapterHooks):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return binance_stream_updates(text)
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return binance_reconcile_request(scope, since_ms)
 
     def native_error(self, code: str, message: str) -> dict[str, object]:

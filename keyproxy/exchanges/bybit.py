@@ -277,7 +277,7 @@ class Bybit(AdapterHooks):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return bybit_reconcile_request(scope, since_ms)
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

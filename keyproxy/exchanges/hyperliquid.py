@@ -34,6 +34,7 @@ from typing import Any
 
 from keyproxy.exchanges import _eth
 from keyproxy.exchanges.base import (
+    OrderUpdate,
     AdapterHooks,
     AuthFailure,
     BadRequest,
@@ -59,6 +60,7 @@ from keyproxy.exchanges.hyperliquid_facts import (
     hyperliquid_prices,
     parse_exchange_body,
 )
+from keyproxy.exchanges.hyperliquid_fills import hyperliquid_order_updates, hyperliquid_reconcile_request
 from keyproxy.policy.model import RequestFacts
 
 INFO_PATH = "/info"
@@ -95,6 +97,14 @@ CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliq
 
 class Hyperliquid(AdapterHooks):
     order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
+    fill_markets = frozenset({"perp", "spot"})  # hyperliquid_fills.py
+    reconciles_by_owner = True  # userFills names the master address
+
+    def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+        return hyperliquid_order_updates(req.path, req.body, status, body)
+
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
+        return hyperliquid_reconcile_request(owner, since_ms) if owner else None
     name = "hyperliquid"
     environments = (
         Environment("production", (("/", "https://api.hyperliquid.xyz"),)),

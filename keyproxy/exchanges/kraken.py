@@ -262,7 +262,7 @@ class Kraken(AdapterHooks):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return kraken_stream_updates(text)
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return kraken_reconcile_request(scope, since_ms)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")

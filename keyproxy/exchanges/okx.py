@@ -117,7 +117,7 @@ class Okx(AdapterHooks):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)
 
-    def reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return okx_reconcile_request(scope, since_ms)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")

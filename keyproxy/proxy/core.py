@@ -520,6 +520,8 @@ class Core:
         if endpoint.cls is EndpointClass.PUBLIC:
             if status == 200 and body:
                 self.markets.learn(name, adapter, out.path, body)
+                if adapter.fill_markets:  # public order answers (Hyperliquid's userFills, orderStatus)
+                    self.risk.learn(name, adapter, None, out, status, body)
             return body
         if adapter.grants_stream_token(out.path):
             body = self._virtual_stream_token(adapter, name, body, outcome)

@@ -144,16 +144,20 @@ class PositionBook:
             self._live.setdefault((account, order.scope), {})[oid] = order
             self._sums.pop((account, order.scope), None)
             changed.append(order)
-        self._save(changed, [], self._bound(account))
-        self.apply(account, updates)
+        self.apply(account, updates, placed=changed)  # one transaction: placement and fills
 
-    def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
-        """Fills and ends of orders the book holds; the bots whose position moved."""
+
+    def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False,
+              placed: list[TrackedOrder] | None = None) -> set[str]:
+        """Fills and ends of orders the book holds (and the orders just `placed`, written with them); the bots
+        whose position moved."""
         book = self.orders.get(account)
+        orders: list[TrackedOrder] = list(placed or [])
+        positions: dict[tuple[str, str], Position] = {}
+        moved: set[str] = set()
         if not book:
-            return set()
+            return moved
         day = utc_day(self._clock())
-        orders, positions, moved = [], {}, set()
         for u in updates:
             order = book.get(u.order_id)
             if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
@@ -178,11 +182,12 @@ class PositionBook:
                 changed = True
             if u.quantity is not None and order.quantity is None:
                 order.quantity, changed = u.quantity, True
-            if u.final and not order.final:
-                order.final, changed = True, True
+            if (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
+                order.final, changed = True, True  # ended, or filled whole (a fills list never says "done")
                 self._live.get((account, order.scope), {}).pop(order.order_id, None)
             if changed:
-                orders.append(order)
+                if order not in orders:
+                    orders.append(order)
                 self._sums.pop((account, order.scope), None)
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))

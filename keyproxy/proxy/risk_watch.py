@@ -185,8 +185,12 @@ class RiskWatch:
             self._turn[account_name] = turn + 1
             scopes = [scopes[turn]]
         before = self._desk.book.learned_late
+        owner = ""
+        if account.adapter.reconciles_by_owner and account.key is not None:  # a public id (an address), no secret
+            owner = account.key.api_key.reveal().decode("ascii", "replace")
+            scopes = scopes[:1]  # one read covers every market
         for scope in scopes:
-            spec = account.adapter.reconcile_request(scope, int((live[scope] - 60) * 1000))
+            spec = account.adapter.reconcile_request(scope, int((live[scope] - 60) * 1000), owner)
             if spec is None:
                 continue
             method, path, query, body = spec
@@ -201,7 +205,7 @@ class RiskWatch:
             except SEND_ERRORS as e:
                 log.warning("reconciliation failed", account=account_name, scope=scope, error=what_failed(e))
                 continue
-            updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}),
+            updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}, body),
                                                     status, answer)
             self._desk.book.apply(account_name, updates, late=True)
         learned = self._desk.book.learned_late - before

@@ -221,3 +221,24 @@ def test_orders_in_markets_whose_fills_are_not_read_never_enter_the_book() -> No
     assert desk.book.orders.get("a", {}) == {}  # its end could never be learned: it would rest forever
     desk.learn("a", okx, ("bot", spot), out, 200, answer)
     assert list(desk.book.orders["a"]) == ["1"]
+
+
+def test_hyperliquid_answers_read_as_order_updates_in_the_orders_place() -> None:
+    from keyproxy.exchanges.hyperliquid_fills import hyperliquid_order_updates
+
+    sent = json.dumps({"action": {"type": "order", "orders": [{}, {}, {}]}}).encode()
+    answer = {"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"filled": {"totalSz": "0.02", "avgPx": "65000", "oid": 7}}, {"error": "Insufficient margin"},
+        {"resting": {"oid": 8}}]}}}
+    done, error, resting = hyperliquid_order_updates("/exchange", sent, 200, json.dumps(answer).encode())
+    assert (done.order_id, done.filled, done.filled_quote, done.final) == ("7", D("0.02"), D("1300"), True)
+    assert error.order_id == ""  # keeps the third order in its place
+    assert (resting.order_id, resting.filled, resting.final) == ("8", 0, False)
+    cancel = json.dumps({"action": {"type": "cancel", "cancels": [{"a": 0, "o": 8}, {"a": 0, "o": 9}]}}).encode()
+    cancelled = {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success", {"error": "x"}]}}}
+    [c] = hyperliquid_order_updates("/exchange", cancel, 200, json.dumps(cancelled).encode())
+    assert (c.order_id, c.final) == ("8", True)
+    fills = [{"coin": "BTC", "px": "65000", "sz": "0.01", "side": "B", "oid": 8},
+             {"coin": "BTC", "px": "64000", "sz": "0.01", "side": "B", "oid": 8}]
+    [f] = hyperliquid_order_updates("/info", b'{"type":"userFills","user":"0x1"}', 200, json.dumps(fills).encode())
+    assert (f.order_id, f.side, f.filled, f.filled_quote) == ("8", "buy", D("0.02"), D("1290"))
