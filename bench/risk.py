@@ -71,7 +71,7 @@ def _run(n: int, resting: int, risk_on: bool) -> float:
         references, risk = {}, None
         if risk_on:
             references = desk.markets.references("main", binance, facts, 10, False)
-            risk = desk.view("main", bot, limits, facts, now)
+            risk = desk.view("main", bot, limits, facts, now, binance)
         d = decide(facts, "trade", policy, counters, now, bot="bot0", account="main", account_limits=limits,
                    references=references, risk=risk)
         assert d.allow, d.detail

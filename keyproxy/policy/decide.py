@@ -54,6 +54,8 @@ class RiskView:
     open_sell: dict[str, Decimal] = field(default_factory=dict)
     crossing: tuple[str | None, ...] = ()  # per leg: the other bot's resting order it would trade against
     loss: str | None = None  # why the bot (or its account) is past its daily loss limit, if it is
+    loss_limited: bool = False  # the bot or its account has a daily loss limit
+    unread: frozenset[str] = frozenset()  # scopes whose fills keyproxy does not read: no position is known there
 
 # what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
 OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
@@ -331,6 +333,11 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")
+        if leg.scope in risk.unread and (policy.max_position is not None or risk.loss_limited):
+            code, key = (DenyCode.POSITION, "max_position") if policy.max_position is not None else \
+                (DenyCode.LOSS, "max_daily_loss")
+            return deny(code, f"keyproxy does not read fills in {leg.market or 'this'} markets of this exchange yet, "
+                        f"so {key} cannot hold there: only reduce-only orders pass")
         if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
             return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
                         "bot on this account (allow_self_cross)")

@@ -388,7 +388,7 @@ class Core:
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
-        risk = self.risk.view(account.info.name, bot, limits, facts, now) if facts.placed() else None
+        risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter) if facts.placed() else None
         references = {}
         if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
             references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age

@@ -34,7 +34,8 @@ class RiskDesk:
     # --- the decision's view ---------------------------------------------------------------------------
 
     def view(self, account: str, bot: BotEntry, limits: AccountLimits | None, facts: RequestFacts,
-             now: float) -> RiskView:
+             now: float, adapter: Adapter | None = None) -> RiskView:
+        """`adapter`: the account's REST adapter (whose `fill_markets` say where positions are known)."""
         name, legs, book, policy = bot.info.name, facts.placed(), self.book, bot.policy
         scopes = {leg.scope for leg in legs}
         crossing: tuple[str | None, ...] = ()
@@ -42,7 +43,11 @@ class RiskDesk:
             crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
                              for leg in legs)
         sized = policy.max_position is not None
+        loss_limited = policy.max_daily_loss is not None or (limits is not None and limits.max_daily_loss is not None)
+        fill_markets = adapter.fill_markets if adapter is not None else frozenset()
         return RiskView(
+            loss_limited=loss_limited,
+            unread=frozenset(leg.scope for leg in legs if leg.market not in fill_markets),
             positions={s: book.position(name, s) for s in scopes},
             open_buy={s: book.open_quantity(account, name, s, "buy") for s in scopes} if sized else {},
             open_sell={s: book.open_quantity(account, name, s, "sell") for s in scopes} if sized else {},

@@ -78,3 +78,12 @@ def test_reconciliation_settles_fills_on_every_venue_after_a_restart(dev: DevSta
     dev.start_daemon()
     for ex in VENUES:
         assert eventually(lambda ex=ex: position(dev, f"{ex}-sleeper") == 0.002), (ex, position(dev, f"{ex}-sleeper"))
+
+
+def test_where_keyproxy_reads_no_fills_a_position_limit_refuses_rather_than_guesses(dev: DevStack) -> None:
+    client = bot(dev, "okx", "okx-swapper", "max_position=5")
+    start = len(dev.journal())
+    with pytest.raises(ccxt.BaseError) as refused:  # OKX swaps count contracts: not read yet, so not allowed
+        client.create_order("BTC/USDT:USDT", "limit", "buy", 1, 20000)
+    assert "position_exceeded" in str(refused.value) and "does not read fills in swap markets" in str(refused.value)
+    assert not [e for e in dev.journal()[start:] if e["path"] == "/api/v5/trade/order"]

@@ -194,3 +194,16 @@ def test_bad_position_and_loss_limits(doc: dict[str, str], message: str) -> None
         parse_policy(doc)
     with pytest.raises(PolicyError, match="max_daily_loss: a plain number"):
         parse_account_limits({"max_daily_loss": "500 EUR"})
+
+
+def test_where_no_position_is_known_the_position_and_loss_limits_refuse_new_risk() -> None:
+    from keyproxy.policy.decide import RiskView
+    swap = order(symbol="BTCUSDTSWAP", market="swap")
+    unread = RiskView(unread=frozenset({"swap:BTCUSDTSWAP"}))
+    d = run(swap, policy(max_position="1"), risk=unread)
+    assert d.code == "position_exceeded" and "does not read fills in swap markets" in d.detail
+    assert run(swap, policy(max_daily_loss="10"), risk=RiskView(unread=unread.unread, loss_limited=True)).code == \
+        "loss_limit"
+    assert run(swap, policy(), risk=unread).allow  # no such limit: nothing to hold
+    assert run(order(symbol="BTCUSDTSWAP", market="swap", reduce_only=True), policy(max_position="1"),
+               risk=unread).allow  # getting out passes
