@@ -333,28 +333,45 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")
-        if leg.scope in risk.unread and (policy.max_position is not None or risk.loss_limited):
-            code, key = (DenyCode.POSITION, "max_position") if policy.max_position is not None else \
-                (DenyCode.LOSS, "max_daily_loss")
+        capped = policy.max_position is not None or policy.max_position_notional is not None
+        if leg.scope in risk.unread and (capped or risk.loss_limited):
+            code, key = (DenyCode.POSITION, "max_position") if capped else (DenyCode.LOSS, "max_daily_loss")
             return deny(code, f"keyproxy does not read fills in {leg.market or 'this'} markets of this exchange yet, "
                         f"so {key} cannot hold there: only reduce-only orders pass")
         if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
             return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
                         "bot on this account (allow_self_cross)")
-        if policy.max_position is not None and facts.action == "order":
-            size = leg.quantity
-            if size is None and leg.quote_quantity is not None and prices.get(leg.symbol or ""):
-                size = leg.quote_quantity / prices[leg.symbol or ""]
-            if size is None:
-                return deny(DenyCode.POSITION, "cannot read the order's size against max_position")
-            buy = (leg.side or "").lower() == "buy"
-            resting = risk.open_buy.get(leg.scope, Decimal(0)) if buy else risk.open_sell.get(leg.scope, Decimal(0))
-            after = (position if buy else -position) + resting + size
-            if after > policy.max_position:
-                return deny(DenyCode.POSITION, f"position {position.normalize():f} plus resting "
-                            f"{'buys' if buy else 'sells'} {resting.normalize():f} plus this order "
-                            f"{size.normalize():f} would reach {after.normalize():f} {leg.symbol}: the cap is "
-                            f"{policy.max_position.normalize():f}")
+        if (policy.max_position is not None or policy.max_position_notional is not None) and facts.action == "order":
+            refused = _position_cap(leg, policy, risk, position, prices.get(leg.symbol or ""))
+            if refused is not None:
+                return refused
+    return None
+
+
+def _position_cap(leg: RequestFacts, policy: BotPolicy, risk: RiskView, position: Decimal,
+                  last: Decimal | None) -> Decision | None:
+    """Position + same-side resting orders + this order, against max_position (units) and
+    max_position_notional (at the order's price, else the last price keyproxy saw)."""
+    size = leg.quantity
+    if size is None and leg.quote_quantity is not None and last:
+        size = leg.quote_quantity / last
+    if size is None:
+        return deny(DenyCode.POSITION, "cannot read the order's size against the bot's position cap")
+    buy = (leg.side or "").lower() == "buy"
+    resting = risk.open_buy.get(leg.scope, Decimal(0)) if buy else risk.open_sell.get(leg.scope, Decimal(0))
+    after = (position if buy else -position) + resting + size
+    said = (f"position {position.normalize():f} plus resting {'buys' if buy else 'sells'} {resting.normalize():f} "
+            f"plus this order {size.normalize():f} would reach {after.normalize():f} {leg.symbol}")
+    if policy.max_position is not None and after > policy.max_position:
+        return deny(DenyCode.POSITION, f"{said}: the cap is {policy.max_position.normalize():f}")
+    if policy.max_position_notional is not None:
+        price = leg.price if leg.price is not None else last
+        if price is None:
+            return deny(DenyCode.POSITION, "no price to value the position against max_position_notional: fetch "
+                        "the symbol's ticker through keyproxy, or give the order a price")
+        if after * price > policy.max_position_notional:
+            return deny(DenyCode.POSITION, f"{said}, worth {(after * price).normalize():f}: the cap is "
+                        f"{policy.max_position_notional.normalize():f}")
     return None
 
 

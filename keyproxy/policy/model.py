@@ -96,6 +96,7 @@ class BotPolicy:
     # the bot's position per symbol (from fills the exchange confirmed, in the exchange's order units: base,
     # or contracts) plus its resting orders on the same side plus this order may not exceed this
     max_position: Decimal | None = None
+    max_position_notional: Decimal | None = None  # the same in quote currency, at the order's (or last) price
     # today's (UTC) P&L below minus this, in the quote currency: only orders that reduce a position pass
     max_daily_loss: Decimal | None = None
     on_loss_limit: str = "halt"  # "halt": refuse risk-increasing orders; "cancel": also cancel its resting orders
@@ -247,7 +248,7 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
             if not isinstance(value, bool):
                 raise PolicyError(f"{key}: must be true or false, not {value!r}")
             changes[key] = value
-        elif key in ("max_position", "max_daily_loss"):
+        elif key in ("max_position", "max_position_notional", "max_daily_loss"):
             changes[key] = _quote_amount(key, value)
         elif key == "on_loss_limit":
             if value not in LOSS_ACTIONS:

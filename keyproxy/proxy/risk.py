@@ -8,6 +8,7 @@ book (proxy/positions.py). The loss watch (proxy/loss_watch.py) latches a crosse
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -19,6 +20,8 @@ from keyproxy.proxy.positions import PositionBook, utc_day
 from keyproxy.proxy.registry import BotEntry
 from keyproxy.state import StateStore
 
+log = logging.getLogger("keyproxy.risk")
+
 
 class RiskDesk:
     def __init__(self, store: StateStore | None, markets: MarketBook, clock: Callable[[], float]) -> None:
@@ -26,6 +29,7 @@ class RiskDesk:
         self.clock = clock
         self.book = PositionBook(store, clock, self.scope_price)
         self.loss_hits: dict[str, str] = {}  # "bot:NAME" / "account:NAME" -> the UTC day its loss limit was hit
+        self._unreadable: set[str] = set()  # accounts whose unreadable order answer was logged
 
     def scope_price(self, account: str, scope: str) -> Decimal | None:
         """The last price keyproxy saw for a scope's symbol (marks positions)."""
@@ -42,7 +46,7 @@ class RiskDesk:
         if facts.action == "order" and not policy.allow_self_cross:
             crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
                              for leg in legs)
-        sized = policy.max_position is not None
+        sized = policy.max_position is not None or policy.max_position_notional is not None
         loss_limited = policy.max_daily_loss is not None or (limits is not None and limits.max_daily_loss is not None)
         fill_markets = adapter.fill_markets if adapter is not None else frozenset()
         return RiskView(
@@ -103,6 +107,11 @@ class RiskDesk:
                     unused.remove(match)
         else:
             ids = list(adapter.placed_order_ids(status, body))
+        if not any(ids) and account not in self._unreadable:  # logged once per account, never a position move
+            self._unreadable.add(account)
+            log.warning("an order answer named no order id keyproxy could read (the exchange refused it, or its "
+                        "answer does not parse): nothing in it moves a position; reconciliation settles what it missed",
+                        extra={"account": account, "exchange": adapter.name, "path": out.path})
         # an order in a market whose fills are not read never enters the book: it could never end there
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         self.book.placed(account, bot, legs, tuple(ids), updates)

@@ -207,3 +207,15 @@ def test_where_no_position_is_known_the_position_and_loss_limits_refuse_new_risk
     assert run(swap, policy(), risk=unread).allow  # no such limit: nothing to hold
     assert run(order(symbol="BTCUSDTSWAP", market="swap", reduce_only=True), policy(max_position="1"),
                risk=unread).allow  # getting out passes
+
+
+def test_position_cap_in_quote_currency() -> None:
+    from keyproxy.policy.decide import RiskView
+    pol = policy(max_position_notional="1000")
+    view = RiskView(positions={"spot:BTCUSDT": D("0.01")})
+    assert run(order(quantity=D("0.01"), price=D("50000")), pol, risk=view).allow  # 0.02 x 50,000 = 1,000
+    d = run(order(quantity=D("0.011"), price=D("50000")), pol, risk=view)
+    assert d.code == "position_exceeded" and "worth 1050" in d.detail
+    market = order(quantity=D("0.001"), price=None, order_type="MARKET")
+    assert run(market, pol, risk=view).code == "position_exceeded"  # no price known: refused
+    assert run(market, pol, prices={"BTCUSDT": D("60000")}, risk=view).allow  # 0.011 x 60,000 = 660
