@@ -5,8 +5,10 @@ Run: .venv/bin/python bench/proxy_overhead.py [--exchange binance] [--requests N
 
 Starts a throw-away DevStack (emulator + vault + `keyproxy serve`, real processes on 127.0.0.1)
 and sends the same signed `POST /api/v3/order` (LIMIT SELL GTC above the last price, so it
-rests on the book) in two modes per concurrency level: `direct` to the emulator signed with the
-real key, and `proxied` through keyproxy signed with a drop-in bot's virtual key. Every request
+rests on the book) in three modes per concurrency level: `direct` to the emulator signed with the
+real key, `bare` through bench/bare_proxy.py (a featureless aiohttp proxy that only re-signs with the
+real key: issue 24's yardstick, Binance only), and `proxied` through keyproxy signed with a drop-in
+bot's virtual key. Every request
 has a fresh timestamp, a unique newClientOrderId and its own HMAC signature, all computed before
 its clock starts. Each mode keeps one aiohttp ClientSession with keep-alive connections. The
 daemon's one JSON log line per request (stderr, to a file) is part of what is measured.
@@ -37,6 +39,7 @@ import re
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +58,7 @@ ORDER_PARAMS = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.0
 BALANCES = {"USDT": "1000000", "BTC": "1000", "ETH": "100"}
 RESET_EVERY = 200
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 0.5, 1.5, 0.5
+BARE_LATENCY_RATIO, BARE_RPS_RATIO = 1.3, 0.8  # issue 24: against bench/bare_proxy.py in the same run
 FOREIGN_LOAD_LIMIT = 0.15  # CPUs other processes may take during a run before figures are suspect
 
 
@@ -352,16 +356,25 @@ def report(results: Results, levels: list[int]) -> bool:
         return r.rps
 
     ok = True
+    modes = [m for m in ("direct", "bare", "proxied") if (m, levels[0]) in results]
     print(f"{'conc':>4}  {'mode':<8} {'p50 ms':<20} {'p99 ms':<20} {'req/s':<16}")
     for level in levels:
         direct, proxied = results[("direct", level)], results[("proxied", level)]
-        for name, runs in (("direct", direct), ("proxied", proxied)):
+        for name in modes:
+            runs = results[(name, level)]
             cells = [_cell(runs, p50, ".3f"), _cell(runs, p99, ".3f"), _cell(runs, rps, ".0f")]
             print(f"{level:>4}  {name:<8} {cells[0]:<20} {cells[1]:<20} {cells[2]:<16}")
         add50 = _median(proxied, p50) - _median(direct, p50)
         add99 = _median(proxied, p99) - _median(direct, p99)
         ratio = _median(proxied, rps) / _median(direct, rps)
         print(f"{level:>4}  {'added':<8} {add50:<+20.3f} {add99:<+20.3f} ratio {ratio:.2f}")
+        if "bare" in modes:  # issue 24's yardstick: keyproxy against a featureless re-signing proxy
+            bare = results[("bare", level)]
+            bare50 = _median(bare, p50) - _median(direct, p50)
+            print(f"{level:>4}  {'vs bare':<8} added p50 {add50:.3f} / {bare50:.3f} ms = "
+                  f"{add50 / bare50 if bare50 > 0 else float('inf'):.2f}x; req/s "
+                  f"{_median(proxied, rps) / _median(bare, rps):.2f}x the bare proxy's "
+                  f"(issue 24 targets: <= {BARE_LATENCY_RATIO}x at concurrency 1, >= {BARE_RPS_RATIO}x above)")
         if level == 1:
             met = add50 <= TARGET_P50_MS and add99 <= TARGET_P99_MS
             goal = f"added p50 <= {TARGET_P50_MS} ms and p99 <= {TARGET_P99_MS} ms"
@@ -371,11 +384,11 @@ def report(results: Results, levels: list[int]) -> bool:
         ok &= met
         print(f"      target at concurrency {level}: {goal}: {'met' if met else 'MISSED'}")
     print(f"CPU per request, us (median over rounds; {os.cpu_count()} CPUs shared by all three):")
-    for level, mode in itertools.product(levels, ("direct", "proxied")):
+    for level, mode in itertools.product(levels, modes):
         runs, cells = results[(mode, level)], []
-        for process in ("client", "emulator", "daemon"):
+        for process in ("client", "emulator", "daemon", "bare"):
             values = [v for r in runs if (v := r.cpu_us(process)) is not None]
-            if values and (mode == "proxied" or process != "daemon"):
+            if values and (process not in ("daemon", "bare") or mode == {"daemon": "proxied", "bare": "bare"}[process]):
                 cells.append(f"{process} {statistics.median(values):4.0f}")
         print(f"{level:>4}  {mode:<8} " + "  ".join(cells))
     loads = [x for runs in results.values() for r in runs if (x := r.foreign_load) is not None]
@@ -384,6 +397,21 @@ def report(results: Results, levels: list[int]) -> bool:
         print(f"other processes during the runs: {statistics.median(loads):.2f} CPUs median, "
               f"{max(loads):.2f} max" + ("  (disturbed: rerun when it is quiet)" if noisy else ""))
     return ok
+
+
+def start_bare_proxy(tmp: Path, upstream: str, credentials: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """bench/bare_proxy.py on a free port, the real key handed over in a 0600 file (never argv)."""
+    key_file = tmp / "bare-key"
+    key_file.write_text(f"{credentials['api_key']}\n{credentials['secret']}\n")
+    key_file.chmod(0o600)
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_proxy.py")), "--upstream", upstream,
+                             "--key-file", str(key_file)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening "):
+        proc.kill()
+        raise RuntimeError(f"bare proxy did not start: {line!r}")
+    return proc, line.split()[1]
 
 
 def main() -> int:
@@ -439,10 +467,13 @@ def main() -> int:
                       "--set", "orders_per_minute=10000000", "--set", "symbols=" + ("BTC,ETH" if args.exchange == "hyperliquid" else "BTCUSDT,ETHUSDT"),
                       "--set", "max_order_notional=100"]
         bot = stack.add_bot("bench-bot", "bench", "read,trade", *limits)
+        bare_proc = None
         if args.exchange == "binance":
+            bare_proc, bare_url = start_bare_proxy(Path(tmp), emulator_url, real.credentials)
             targets = [
                 Target("direct", URL(emulator_url + ORDER_PATH), real.credentials["api_key"],
                        real.credentials["secret"].encode()),
+                Target("bare", URL(bare_url + "/bench" + ORDER_PATH), bot["api_key"], bot["secret"].encode()),
                 Target("proxied", URL(bot["base_url"] + ORDER_PATH), bot["api_key"],
                        bot["secret"].encode()),
             ]
@@ -465,12 +496,17 @@ def main() -> int:
               f"{args.rounds} x {args.requests} timed requests per mode and level, "
               f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}")
         pids = {"daemon": stack.daemon().pid}
+        if bare_proc is not None:
+            pids["bare"] = bare_proc.pid
         if (emulator := emulator_pid(stack)) is not None:
             pids["emulator"] = emulator
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
               f"daemon pid {pids['daemon']}", flush=True)
         results = asyncio.run(measure(emulator_url, targets, pids, args.requests, args.warmup,
                                       levels, args.rounds))
+        if bare_proc is not None:
+            bare_proc.terminate()
+            bare_proc.wait(10)
         ok = report(results, levels)
         audited = sum(f.read_text().count('"event":"request.done"') for f in stack.audit_dir.glob("audit-*.jsonl"))
         expected = len(levels) * (args.warmup + args.rounds * args.requests)

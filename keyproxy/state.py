@@ -8,11 +8,12 @@ stored here.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 from decimal import Decimal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from keyproxy.errors import VaultError
@@ -68,7 +69,8 @@ class StateStore:
                 self._db.execute(statement)
         except sqlite3.Error as e:
             raise VaultError(f"{path}: state database error: {e}") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: writes inside `batch` take it again on the same thread
+        self._batch = False
         self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
 
     def nonce_ceiling(self, account: str) -> int:
@@ -208,11 +210,39 @@ class StateStore:
     def save_risk(self, orders: list[tuple[object, ...]], positions: list[tuple[object, ...]],
                   dropped: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
         """Orders and the positions their fills moved, in one transaction: a kill -9 leaves both or neither."""
-        with self._lock, self._db:
+        with self._lock:
+            if self._batch:  # part of the batch's transaction
+                self._risk_rows(orders, positions, dropped)
+                return
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._risk_rows(orders, positions, dropped)
+
+    def _risk_rows(self, orders: list[tuple[object, ...]], positions: list[tuple[object, ...]],
+                   dropped: list[tuple[str, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO risk_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
+        self._db.executemany("INSERT OR REPLACE INTO risk_positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", positions)
+        self._db.executemany("DELETE FROM risk_orders WHERE account = ? AND order_id = ?", list(dropped))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside is one transaction (one fsync): what one exchange answer changes (open-order
+        counts, who placed which order, fills and positions) lands whole or not at all."""
+        with self._lock:
+            if self._batch:
+                yield
+                return
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO risk_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
-            self._db.executemany("INSERT OR REPLACE INTO risk_positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", positions)
-            self._db.executemany("DELETE FROM risk_orders WHERE account = ? AND order_id = ?", list(dropped))
+            self._batch = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._batch = False
 
     def close(self) -> None:
         self._db.close()

@@ -93,3 +93,19 @@ def test_vault_seen_only_rises_unless_restored_and_an_older_vault_is_refused(tmp
     store.record_vault_seen("v1", 3, restored=True)  # `vault restore --force` of an older copy
     store.close()
     assert StateStore(tmp_path / "s.db").vault_seen("v1") == 3  # durable
+
+
+def test_a_batch_is_one_transaction_and_a_failure_inside_writes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    with store.batch():
+        store.set_usage("a", "1")
+        store.record_placed_orders("acct", "bot", "spot", ("1",), 0.0)
+        store.save_risk([("acct", "1", "bot", "spot:X", "buy", None, None, "0", "0", 0, 0.0)], [])
+    with pytest.raises(RuntimeError), store.batch():
+        store.set_usage("b", "2")
+        store.save_risk([("acct", "2", "bot", "spot:X", "buy", None, None, "0", "0", 0, 0.0)], [])
+        raise RuntimeError("a bug halfway")
+    again = StateStore(tmp_path / "s.db")
+    assert again.usage_items("") == {"a": "1"}
+    assert [row[1] for row in again.risk_rows()[0]] == ["1"]
+    assert again.placed_orders("acct") == {"1": ("bot", "spot")}

@@ -10,6 +10,7 @@ here (like httpx's auth flows and mitmproxy's layers, nothing here touches a soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
@@ -531,12 +532,13 @@ class Core:
         rejection = adapter.key_rejected(status, body, out.method, out.path)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED
-        if outcome.track is not None:
-            self._track_open_orders(adapter, outcome.track, out, status, body)
-        if outcome.placed_by is not None:
-            self._attribute_orders(name, adapter, outcome.placed_by, status, body)
-        if 200 <= status < 300 and body:
-            self.risk.learn(name, adapter, outcome.placed_by, out, status, body)
+        with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
+            if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
+                self._track_open_orders(adapter, outcome.track, out, status, body)
+            if outcome.placed_by is not None:
+                self._attribute_orders(name, adapter, outcome.placed_by, status, body)
+            if 200 <= status < 300 and body:
+                self.risk.learn(name, adapter, outcome.placed_by, out, status, body)
         return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
