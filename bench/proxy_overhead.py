@@ -121,14 +121,14 @@ def machine_busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def emulator_pid(stack: DevStack) -> int | None:
-    """The emulator is the child process of this one that is not the daemon."""
+def emulator_pid(stack: DevStack, besides: tuple[int, ...] = ()) -> int | None:
+    """The emulator is the child process of this one that is not the daemon (nor the bare proxy)."""
     me = os.getpid()
     try:
         children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
     except OSError:
         return None
-    others = [int(c) for c in children if int(c) != stack.daemon().pid]
+    others = [int(c) for c in children if int(c) != stack.daemon().pid and int(c) not in besides]
     return others[0] if len(others) == 1 else None
 
 
@@ -498,7 +498,7 @@ def main() -> int:
         pids = {"daemon": stack.daemon().pid}
         if bare_proc is not None:
             pids["bare"] = bare_proc.pid
-        if (emulator := emulator_pid(stack)) is not None:
+        if (emulator := emulator_pid(stack, (bare_proc.pid,) if bare_proc is not None else ())) is not None:
             pids["emulator"] = emulator
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
               f"daemon pid {pids['daemon']}", flush=True)
