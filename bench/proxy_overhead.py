@@ -426,6 +426,8 @@ def main() -> int:
                     help="the daemon's audit durability ([audit] fsync)")
     ap.add_argument("--policy", choices=["none", "realistic"], default="none",
                     help="realistic: scopes, IP list, rate limits, symbol list and a notional cap on the bot")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop", "auto"], default="asyncio",
+                    help="the daemon's event loop (keyproxy serve --loop)")
     ap.add_argument("--log-level", choices=["info", "debug"], default="info",
                     help="info is production (allowed requests are not logged); debug logs every request")
     args = ap.parse_args()
@@ -459,7 +461,7 @@ def main() -> int:
         emulator_url = stack.start_emulator([real])
         stack.init()
         stack.add_account("bench", real)
-        stack.start_daemon()
+        stack.start_daemon(0, "--loop", args.loop)
         limits = []
         if args.policy == "realistic":  # generous enough never to refuse the benchmark's orders
             limits = ["--allow-ip", "127.0.0.1/32", "--allow-ip", "::1/128",
@@ -494,7 +496,8 @@ def main() -> int:
             f"{CCXT_CALLS[args.exchange][1]} (signed read, built by ccxt)"
         print(f"keyproxy proxy overhead, {args.exchange} {what}: "
               f"{args.rounds} x {args.requests} timed requests per mode and level, "
-              f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}")
+              f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}, "
+              f"loop={args.loop}")
         pids = {"daemon": stack.daemon().pid}
         if bare_proc is not None:
             pids["bare"] = bare_proc.pid

@@ -841,8 +841,12 @@ def cmd_serve(ctx: Context) -> int:
     if os.environ.get("KEYPROXY_PASSPHRASE") is not None:
         log.warning("KEYPROXY_PASSPHRASE was removed from the environment; a passphrase file "
                     "(KEYPROXY_PASSPHRASE_FILE) or a systemd credential is safer")
-    with daemon_lock(settings), ctx.open_vault() as vault:
-        asyncio.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line)))
+    from keyproxy.eventloop import loop_factory
+
+    factory, loop_name = loop_factory(ctx.args.loop)
+    log.info("event loop: %s", loop_name)
+    with daemon_lock(settings), ctx.open_vault() as vault, asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line)))
     return 0
 
 
@@ -1207,6 +1211,8 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
     sp = cmd(sub, "serve", cmd_serve, "run the signing proxy daemon")
     sp.add_argument("--host", help="listen address (default: listen.host, 127.0.0.1)")
     sp.add_argument("--port", type=int, help="listen port (default: listen.port, 8750; 0 picks a free one)")
+    sp.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), default="asyncio",
+                    help="event loop: asyncio's own (default), uvloop, or auto (uvloop where installed)")
 
     tls = sub.add_parser("tls", help="the optional TLS listener").add_subparsers(dest="tls_command", required=True,
                                                                               metavar="ACTION")

@@ -167,8 +167,8 @@ class DevStack:
             HANDLED_SECRETS.add(shown["private_key"])
         return shown
 
-    def start_daemon(self, port: int = 0) -> str:
-        line = _read_ready_line(self._spawn("daemon", "serve", "--port", str(port)), "daemon")
+    def start_daemon(self, port: int = 0, *extra: str) -> str:
+        line = _read_ready_line(self._spawn("daemon", "serve", "--port", str(port), *extra), "daemon")
         urls = _URL.findall(line)
         self.proxy_url = urls[0]
         self.metrics_url = urls[1] + "/metrics" if len(urls) > 1 else None
