@@ -117,7 +117,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
               stop: asyncio.Event | None = None) -> None:
     assert_c_parser()
     adapters = default_adapters()
-    store = StateStore(settings.state_dir / "state.db")
+    # durable as the audit trail is: fsync per commit only when the audit trail fsyncs every line (state.py)
+    store = StateStore(settings.state_dir / "state.db", "FULL" if settings.audit.fsync == "always" else "NORMAL")
     # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
     store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
     store.record_vault_seen(vault.vault_id, vault.changes())

@@ -1,9 +1,11 @@
 """The daemon's small durable state beside the vault: nonce high-water marks, halts, usage, incidents,
 and the newest vault change keyproxy has seen (so an older vault copied into place is noticed).
 
-SQLite in WAL mode with synchronous=FULL, one transaction per change, so a
-`kill -9` at any instant leaves the last committed value. Nothing secret is
-stored here.
+SQLite in WAL mode, one transaction per change, so a `kill -9` at any instant leaves the last committed
+value. `synchronous=FULL` by default; the daemon opens it with NORMAL unless `[audit] fsync = "always"`:
+in WAL mode NORMAL commits survive any crash of the process (kill -9) and may lose only the newest
+transactions to a power loss or an OS crash, the same promise as the audit trail's default interval fsync,
+and it keeps an fsync per order answer off the request path. Nothing secret is stored here.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class VaultRolledBack(VaultError):
 
 
 class StateStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -64,7 +68,7 @@ class StateStore:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as e:
