@@ -8,23 +8,12 @@ cancel-replace; spot, margin, USD-M), from WebSocket API results, and from user-
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
+from keyproxy.exchanges._fills import qty
 from keyproxy.exchanges.base import OrderUpdate, published
 from keyproxy.exchanges.binance_facts import market_of_path
 from keyproxy.policy.model import normalize_symbol
-
-def _qty(value: object) -> Decimal | None:
-    """A published number that may be 0 (nothing filled yet); None when it is not a number >= 0."""
-    number = published(value)
-    if number is not None:
-        return number
-    try:
-        return Decimal(0) if isinstance(value, str) and Decimal(value) == 0 else None
-    except ArithmeticError:
-        return None
-
 
 FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
 _WRAPPERS = ("newOrderResponse", "cancelResponse", "orderReports", "orders", "data")
@@ -66,13 +55,13 @@ def _walk(doc: Any, market: str, out: list[OrderUpdate], depth: int) -> None:
 def _order(doc: dict[str, Any], market: str) -> OrderUpdate | None:
     """An order document (REST or WebSocket API result) with its cumulative fill, else None (an ACK)."""
     order_id, symbol, side = doc.get("orderId"), doc.get("symbol"), doc.get("side")
-    filled = _qty(doc.get("executedQty"))
+    filled = qty(doc.get("executedQty"))
     if not isinstance(order_id, int) or isinstance(order_id, bool) or not isinstance(symbol, str) \
             or side not in ("BUY", "SELL") or filled is None:
         return None
-    quote = _qty(doc.get("cummulativeQuoteQty", doc.get("cumQuote")))
+    quote = qty(doc.get("cummulativeQuoteQty", doc.get("cumQuote")))
     if quote is None:
-        avg = _qty(doc.get("avgPrice"))
+        avg = qty(doc.get("avgPrice"))
         quote = filled * avg if avg is not None else None
     if quote is None:
         return None
@@ -98,14 +87,14 @@ def binance_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
         return _event(doc, "spot", doc.get("Z"))
     if doc.get("e") == "ORDER_TRADE_UPDATE" and isinstance(doc.get("o"), dict):
         o = doc["o"]
-        filled, avg = _qty(o.get("z")), _qty(o.get("ap"))
+        filled, avg = qty(o.get("z")), qty(o.get("ap"))
         return _event(o, "usdm", str(filled * avg) if filled is not None and avg is not None else None)
     return ()
 
 
 def _event(e: dict[str, Any], market: str, quote: object) -> tuple[OrderUpdate, ...]:
     order_id, symbol, side = e.get("i"), e.get("s"), e.get("S")
-    filled, cum_quote = _qty(e.get("z")), _qty(quote)
+    filled, cum_quote = qty(e.get("z")), qty(quote)
     if not isinstance(order_id, int) or isinstance(order_id, bool) or not isinstance(symbol, str) \
             or side not in ("BUY", "SELL") or filled is None or cum_quote is None:
         return ()

@@ -9,10 +9,10 @@ private WebSocket's `order` topic, and from keyproxy's own `history` read (recon
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from keyproxy.exchanges._fills import qty
 from keyproxy.exchanges.base import OrderUpdate, published
 from keyproxy.policy.model import normalize_symbol
 
@@ -21,21 +21,11 @@ READ = frozenset({"spot", "linear"})
 QUERIES = frozenset({"/v5/order/realtime", "/v5/order/history"})
 
 
-def _qty(value: object) -> Decimal | None:
-    number = published(value)
-    if number is not None:
-        return number
-    try:
-        return Decimal(0) if isinstance(value, str) and Decimal(value) == 0 else None
-    except ArithmeticError:
-        return None
-
-
 def _update(doc: Any, category: str) -> OrderUpdate | None:
     if not isinstance(doc, dict) or category not in READ:
         return None
     oid, symbol, side = doc.get("orderId"), doc.get("symbol"), doc.get("side")
-    filled, value = _qty(doc.get("cumExecQty")), _qty(doc.get("cumExecValue"))
+    filled, value = qty(doc.get("cumExecQty")), qty(doc.get("cumExecValue"))
     if not isinstance(oid, str) or not oid or not isinstance(symbol, str) or side not in ("Buy", "Sell") \
             or filled is None or value is None:
         return None
