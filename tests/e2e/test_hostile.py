@@ -13,8 +13,8 @@ from tests.e2e.battery_concurrency import concurrency, start_stack
 from tests.e2e.battery_generated import generated
 from tests.e2e.battery_slow import SlowResult, slow_clients
 
-MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "300"))
-GENERATED = int(os.environ.get("KEYPROXY_BATTERY_GENERATED", "300"))
+MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "200"))
+GENERATED = int(os.environ.get("KEYPROXY_BATTERY_GENERATED", "200"))
 KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "15"))  # bench/hostile.py runs 1,000
 SLOW = int(os.environ.get("KEYPROXY_BATTERY_SLOW", "100"))
 DEADLINES = "[proxy]\nheader_timeout = 2\nbody_timeout = 2\n"  # production's 10 s would only make CI slower
