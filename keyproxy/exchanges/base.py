@@ -113,6 +113,9 @@ class Verified:
     replay_id: str  # unique per signed request: a second arrival is a replay
     expires_ms: int  # after this the exchange itself would refuse it; forget the replay id
     sequence: int | None = None  # exchanges whose freshness is a per-key increasing nonce (Kraken)
+    # remembered as seen without being checked: a read's parameters, so that a signature which does not bind
+    # the path (Binance, Bybit) cannot be replayed as a write with the same parameters
+    also_seen: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,8 +179,8 @@ class Binance(AdapterHooks):
         stripped = self._rebuild(req, q, b)
         # The request is what Binance executes: its decoded parameters. Identifying it by them (not by the
         # signature's spelling, which percent-encoding twice or case could vary) refuses every re-encoding.
-        replay_id = f"{bot.key_id}:{hashlib.sha256(decoded).hexdigest()}"
-        return Verified(stripped, replay_id=replay_id, expires_ms=int(ts + window) + 1)
+        return _replay_ids(stripped, f"{bot.key_id}:{hashlib.sha256(decoded).hexdigest()}", req.method, req.path,
+                           int(ts + window) + 1)
 
     @staticmethod
     def _timing(q: ParamList, b: ParamList) -> tuple[float, float]:
@@ -387,3 +387,13 @@ class Binance(AdapterHooks):
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
+
+
+def _replay_ids(request: IncomingRequest, params_id: str, method: str, path: str, expires_ms: int) -> Verified:
+    """Binance signs the parameters, not the path: two reads of different paths with the same parameters in
+    the same millisecond (ccxt loads margin pairs and isolated pairs at once) are two requests, so a read is
+    identified by its path too; a write by its parameters alone, and a read's parameters count as seen, so a
+    captured read (`GET openOrders`) cannot come back as a write (`DELETE openOrders`) with them."""
+    if method == "GET":
+        return Verified(request, replay_id=f"{params_id}:GET {path}", expires_ms=expires_ms, also_seen=params_id)
+    return Verified(request, replay_id=params_id, expires_ms=expires_ms)

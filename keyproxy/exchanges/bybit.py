@@ -148,8 +148,11 @@ class Bybit(AdapterHooks):
         message = prefix.encode() + payload
         if not self._check(bot, signature, message):
             raise AuthFailure("bad_signature", "signature does not match the virtual credential")
-        replay_id = f"{bot.key_id}:{_sign.sha256_hex(message)}"
-        return Verified(self.strip(req), replay_id=replay_id, expires_ms=ts + window + 1)
+        params_id = f"{bot.key_id}:{_sign.sha256_hex(message)}"
+        if req.method == "GET":  # the signature does not bind the path: as Binance (binance._replay_ids)
+            return Verified(self.strip(req), replay_id=f"{params_id}:GET {req.path}", expires_ms=ts + window + 1,
+                            also_seen=params_id)
+        return Verified(self.strip(req), replay_id=params_id, expires_ms=ts + window + 1)
 
     @staticmethod
     def _check(bot: BotKey, signature: str, message: bytes) -> bool:

@@ -479,6 +479,8 @@ class Core:
                 raise Refused("unavailable", "too many signed requests in flight; retry shortly")
             if not seen:
                 raise Refused("replayed_request", "this signed request was already received")
+            if verified.also_seen:  # remembered, not checked (a read's parameters: see Verified.also_seen)
+                self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
         return verified.request
 
     def _track_open_orders(self, adapter: object, track: tuple[str, RequestFacts], out: OutboundRequest,

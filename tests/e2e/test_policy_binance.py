@@ -172,3 +172,26 @@ def test_daily_notional_cap_survives_restart(limited: DevStack) -> None:
     ex.cancel_order(o["id"], "BTC/USDT")
     refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "daily_notional_exceeded",
             ccxt.InvalidOrder)
+
+
+def test_two_reads_with_the_same_parameters_are_two_requests_but_a_read_never_returns_as_a_write(
+        limited: DevStack) -> None:
+    """Binance signs parameters, not the path: ccxt loads margin pairs and isolated pairs at once, often in the
+    same millisecond with the same `timestamp`: both must pass. The same read again is a replay, and a read's
+    parameters cannot come back as a write (a captured `GET openOrders` replayed as `DELETE openOrders`)."""
+    from tests.e2e.conftest import call
+
+    creds = limited.add_bot("replayer", "main", "read,trade")
+    key = {"X-MBX-APIKEY": creds["api_key"]}
+    same = hmac_sign(creds["secret"], f"timestamp={now_ms()}&recvWindow=5000")
+    first = call(creds["base_url"], "GET", "/sapi/v1/margin/allPairs", same, headers=key)
+    second = call(creds["base_url"], "GET", "/sapi/v1/margin/isolated/allPairs", same, headers=key)
+    assert (first.status, second.status) == (200, 200), (first.body, second.body)
+    again = call(creds["base_url"], "GET", "/sapi/v1/margin/allPairs", same, headers=key)
+    assert again.body.get("error") == "replayed_request"
+    read = hmac_sign(creds["secret"], f"symbol=BTCUSDT&timestamp={now_ms()}")
+    assert call(creds["base_url"], "GET", "/api/v3/openOrders", read, headers=key).status == 200
+    start = len(limited.journal())
+    write = call(creds["base_url"], "DELETE", "/api/v3/openOrders", read, headers=key)
+    assert write.body.get("error") == "replayed_request", write.body
+    assert [e for e in limited.journal()[start:] if e["path"] == "/api/v3/openOrders"] == []

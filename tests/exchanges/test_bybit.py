@@ -566,3 +566,13 @@ def test_prices_from_public_tickers() -> None:
     assert ADAPTER.prices("/v5/market/tickers", json.dumps(answer).encode()) == {"BTCUSDT": Decimal("65000.5")}
     assert ADAPTER.prices("/v5/market/kline", json.dumps(answer).encode()) == {}
     assert ADAPTER.prices("/v5/market/tickers", b"<html>") == {}
+
+
+def test_reads_of_two_paths_with_the_same_query_are_two_requests_and_a_read_is_remembered_for_writes() -> None:
+    history = "/v5/order/history"
+    a = ADAPTER.verify(signed("GET", REALTIME, "category=linear", NOW), bot(), ADAPTER.classify("GET", REALTIME), NOW)
+    b = ADAPTER.verify(signed("GET", history, "category=linear", NOW), bot(), ADAPTER.classify("GET", history), NOW)
+    assert a.replay_id != b.replay_id and a.also_seen == b.also_seen != ""
+    create = ADAPTER.classify("POST", CREATE)
+    w = ADAPTER.verify(signed("POST", CREATE, "category=linear", NOW), bot(), create, NOW)
+    assert w.replay_id == a.also_seen and w.also_seen == ""  # a write with a read's parameters is that read again
