@@ -78,7 +78,7 @@ def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
     assert target.cli("audit", "verify").returncode == 0
 
 
-CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "15"))
+CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "10"))
 
 
 def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
