@@ -499,15 +499,13 @@ class Core:
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
 
-    def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
-                          status: int, body: bytes) -> None:
+    def _attribute_orders(self, account: str, placed_by: tuple[str, RequestFacts], ids: tuple[str, ...]) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
         halt of one bot cancel that bot's orders and no other bot's on the same account."""
         bot, facts = placed_by
         legs = facts.placed()
         if self._sequences is None or not legs:
             return
-        ids = adapter.placed_order_ids(status, body)
         if ids:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], ids,
                                                  self.clock_ms() / 1000)
@@ -537,10 +535,12 @@ class Core:
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 self._track_open_orders(adapter, outcome.track, out, status, body)
+            # the ids the exchange gave the orders this bot placed, read once for both books
+            ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:
-                self._attribute_orders(name, adapter, outcome.placed_by, status, body)
+                self._attribute_orders(name, outcome.placed_by, ids)
             if 200 <= status < 300 and body:
-                self.risk.learn(name, adapter, outcome.placed_by, out, status, body)
+                self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
         return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:

@@ -40,7 +40,6 @@ class MarketData:
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
         self._references: dict[tuple[str, PublicCall], float] = {}  # -> when keyproxy last asked
         self._in_flight: dict[tuple[str, PublicCall], asyncio.Future[None]] = {}
-        self.reference_calls = 0  # made since start (tests and `status`)
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
@@ -92,7 +91,6 @@ class MarketData:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = done
         try:
-            self.reference_calls += 1
             answer = await self._call(account, call)
             if answer is not None and account.adapter is not None:
                 self.core.markets.learn_reference(account.info.name, account.adapter, symbol, call[1], answer)

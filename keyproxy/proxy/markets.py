@@ -31,9 +31,8 @@ REFERENCE_MAX_AGE = 10  # seconds, when the account sets no reference_max_age
 class NeedReference(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
     """The decision needs reference prices keyproxy does not hold fresh: fetch `calls`, then `resume()`."""
 
-    def __init__(self, account: str, calls: tuple[tuple[str, PublicCall], ...]) -> None:
+    def __init__(self, calls: tuple[tuple[str, PublicCall], ...]) -> None:
         super().__init__("reference prices needed")
-        self.account = account
         self.calls = calls  # (symbol, the public call whose answer prices it)
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
@@ -112,7 +111,7 @@ class MarketBook:
                 if call is not None:
                     calls.setdefault(call, leg.symbol)
         if calls:
-            raise NeedReference(account, tuple((symbol, call) for call, symbol in calls.items()))
+            raise NeedReference(tuple((symbol, call) for call, symbol in calls.items()))
         return found
 
     # --- markets named by number --------------------------------------------------

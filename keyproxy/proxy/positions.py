@@ -146,7 +146,6 @@ class PositionBook:
             changed.append(order)
         self.apply(account, updates, placed=changed)  # one transaction: placement and fills
 
-
     def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False,
               placed: list[TrackedOrder] | None = None) -> set[str]:
         """Fills and ends of orders the book holds (and the orders just `placed`, written with them); the bots

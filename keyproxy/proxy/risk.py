@@ -3,7 +3,7 @@
 `view` gives the pure decision (`policy.decide`) a request's `RiskView`: the bot's positions and resting
 sizes for the request's scopes, another bot's order each leg would cross, and whether the bot or its
 account is past its daily loss limit. `learn` / `learn_stream` put what the exchange confirmed into the
-book (proxy/positions.py). The loss watch (proxy/loss_watch.py) latches a crossed limit for the day.
+book (proxy/positions.py). The risk watch (proxy/risk_watch.py) latches a crossed limit for the day.
 """
 
 from __future__ import annotations
@@ -85,9 +85,10 @@ class RiskDesk:
     # --- what the exchange confirmed -------------------------------------------------------------------
 
     def learn(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts] | None,
-              out: OutboundRequest, status: int, body: bytes) -> None:
+              out: OutboundRequest, status: int, body: bytes, placed_ids: tuple[str, ...] = ()) -> None:
         """Orders a 2xx answer reports: placed by this bot when it placed them (matched leg by leg on scope and
-        side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled)."""
+        side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled;
+        else `placed_ids`, the ids `Adapter.placed_order_ids` read from the answer)."""
         if not adapter.fill_markets:
             return
         updates = adapter.order_updates(out, status, body)
@@ -106,7 +107,7 @@ class RiskDesk:
                 if match is not None:
                     unused.remove(match)
         else:
-            ids = list(adapter.placed_order_ids(status, body))
+            ids = list(placed_ids)
         if not any(ids) and account not in self._unreadable:  # logged once per account, never a position move
             self._unreadable.add(account)
             log.warning("an order answer named no order id keyproxy could read (the exchange refused it, or its "
