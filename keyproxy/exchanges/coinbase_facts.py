@@ -117,6 +117,9 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     base = amount(params.get("base_size"), "base_size")
     quote = amount(params.get("quote_size"), "quote_size")
     price = amount(params.get("limit_price"), "limit_price")
+    # stop_limit_*: stop_price; trigger_bracket_*: stop_trigger_price (the stop that closes it)
+    trigger = amount(params.get("stop_price"), "stop_price") or amount(params.get("stop_trigger_price"),
+                                                                         "stop_trigger_price")
     conflict = None
     if base is not None and quote is not None:
         conflict = "both base_size and quote_size are given"
@@ -129,7 +132,7 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
         conflict = "a futures order is sized in contracts (base_size)"
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
-                        conflict=conflict, contract=contract)
+                        conflict=conflict, contract=contract, trigger_price=trigger)
 
 
 def coinbase_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:

@@ -141,6 +141,7 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
     flags = (param_text(params, "oflags") or "").lower().split(",")
     volume = amount(param_text(params, "volume"))
     limit = param_text(params, "price2") if order_type.endswith("-limit") else param_text(params, "price")
+    trigger = param_text(params, "price") if order_type.endswith("-limit") else None  # the *-limit types' trigger
     conflict = None
     if order_type == "market" and param_text(params, "price") is not None:
         conflict = "Kraken ignores a market order's price"
@@ -151,7 +152,8 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         order_type=order_type.upper() or None, conflict=conflict,
         quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
         price=None if order_type == "market" else _price(limit),
-        trigger_price=_price(param_text(params, "price")) if order_type.endswith("-limit") else None,
+        trigger_price=_price(trigger) if trigger is not None else None,
+        trigger_relative=trigger is not None and _price(trigger) is None,
         # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
         # nothing, so it exempts nothing; a margin order (leverage) borrows
         leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),

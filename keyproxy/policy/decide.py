@@ -382,6 +382,9 @@ def _band_check(leg: RequestFacts, band: Decimal, reference: Decimal | None, max
         return None
     if leg.conflict is not None:
         return deny(DenyCode.PRICE_BAND, f"cannot check this order's price against the band: {leg.conflict}")
+    if leg.trigger_relative:
+        return deny(DenyCode.PRICE_BAND, "cannot check this order's trigger against the band: it is given relative "
+                    "to the market (+x, -x, #x, x%)")
     if not needs_reference(leg):
         return None
     if reference is None:
@@ -407,7 +410,8 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     valued = policy.max_order_notional is not None or policy.daily_notional_cap is not None
     limited = policy.symbols is not None or valued or policy.reduce_only or policy.max_leverage is not None \
         or policy.max_open_orders is not None or policy.orders_per_minute is not None \
-        or (account_limits is not None and account_limits.orders_per_minute is not None)
+        or (account_limits is not None and account_limits.orders_per_minute is not None) \
+        or _risk_limited(policy, account_limits)
     if facts.action is None and limited:  # an endpoint that may place orders in a shape keyproxy cannot read
         return deny(DenyCode.SYMBOL if policy.symbols is not None else DenyCode.NOTIONAL_UNKNOWN,
                     "keyproxy cannot read this endpoint's order details, and the bot has trading limits")
@@ -425,6 +429,14 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if facts.action == "leverage" and facts.leverage is None and policy.max_leverage is not None:
         return deny(DenyCode.LEVERAGE, "cannot read the requested leverage")
     return None
+
+
+def _risk_limited(policy: BotPolicy, account_limits: AccountLimits | None) -> bool:
+    """The bot has a pre-trade risk limit that an order keyproxy cannot read would get past (docs/risk.md)."""
+    return price_band(policy, account_limits) is not None or policy.max_position is not None \
+        or policy.max_position_notional is not None or policy.max_daily_loss is not None \
+        or policy.duplicate_orders is not None \
+        or (account_limits is not None and account_limits.max_daily_loss is not None)
 
 
 def _order_checks(leg: RequestFacts, policy: BotPolicy, last_price: Decimal | None, valued: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -219,3 +220,48 @@ def test_position_cap_in_quote_currency() -> None:
     market = order(quantity=D("0.001"), price=None, order_type="MARKET")
     assert run(market, pol, risk=view).code == "position_exceeded"  # no price known: refused
     assert run(market, pol, prices={"BTCUSDT": D("60000")}, risk=view).allow  # 0.011 x 60,000 = 660
+
+
+@pytest.mark.parametrize("keys, account", [
+    ({"price_band_pct": "5"}, None), ({"max_position": "1"}, None), ({"max_position_notional": "100"}, None),
+    ({"max_daily_loss": "50"}, None), ({"duplicate_orders": "3"}, None),
+    ({}, AccountLimits(price_band_pct=D("5"))), ({}, AccountLimits(max_daily_loss=D("50"))),
+])
+def test_an_order_shape_keyproxy_cannot_read_is_refused_to_a_bot_with_a_risk_limit(
+        keys: dict[str, str], account: AccountLimits | None) -> None:
+    """Binance OCO lists, OKX algo orders, Coinbase conversions: action None. A bot whose only limit is a risk
+    control would otherwise place them unchecked."""
+    unreadable = RequestFacts(action=None, symbol="BTCUSDT")
+    d = run(unreadable, policy(**keys), {}, account_limits=account)
+    assert d.code == "notional_unknown" and "cannot read this endpoint's order details" in d.detail
+    assert run(unreadable, policy(), {}).allow  # no limit of any kind: nothing to hold
+
+
+def test_trigger_prices_a_bot_could_slip_past_the_band() -> None:
+    from keyproxy.exchanges.base import BadRequest, IncomingRequest
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.exchanges.coinbase import Coinbase
+    from keyproxy.exchanges.kraken import Kraken
+
+    binance = Binance()
+    twice = IncomingRequest("POST", "/api/v3/order", "stopPrice=41000", {"content-type":
+                            "application/x-www-form-urlencoded"}, b"symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT"
+                            b"&quantity=1&price=40000&stopPrice=1&timeInForce=GTC")
+    with pytest.raises(BadRequest, match="stopPrice"):  # which one would Binance execute? refused
+        binance.facts(twice, binance.classify("POST", "/api/v3/order"))
+    kraken = Kraken()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    relative = kraken.facts(IncomingRequest("POST", "/0/private/AddOrder", "", form,
+                                            b"nonce=1&pair=XBTUSD&type=sell&ordertype=stop-loss-limit&volume=1"
+                                            b"&price=%2B20%25&price2=49000"), kraken.classify("POST", "/0/private/AddOrder"))
+    assert relative.trigger_relative and relative.price == D("49000")
+    d = run(relative, policy(price_band_pct="5"), {"XBTUSD": D("50000")})
+    assert d.code == "price_out_of_band" and "relative to the market" in d.detail
+    coinbase = Coinbase()
+    stop = {"client_order_id": "x", "product_id": "BTC-USD", "side": "SELL", "order_configuration": {
+        "stop_limit_stop_limit_gtc": {"base_size": "0.1", "limit_price": "40000", "stop_price": "41000",
+                                      "stop_direction": "STOP_DIRECTION_STOP_DOWN"}}}
+    facts = coinbase.facts(IncomingRequest("POST", "/api/v3/brokerage/orders", "", {"content-type": "application/json"},
+                                           json.dumps(stop).encode()), coinbase.classify("POST", "/api/v3/brokerage/orders"))
+    assert facts.trigger_price == D("41000")
+    assert run(facts, policy(price_band_pct="5"), {"BTCUSD": D("50000")}).code == "price_out_of_band"
