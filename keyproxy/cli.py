@@ -53,9 +53,19 @@ class Context:
             self.settings, passphrase_file=args.passphrase_file, key_file=args.key_file
         )
 
-    def open_vault(self) -> Vault:
-        return Vault.open(self.settings.vault.path,
-                          lambda kind: source_for_kind(kind, self.settings, self.inputs))
+    def open_vault(self, *, strict: bool = True) -> Vault:
+        """Open and unlock; in a fleet ([shared_state]) on the fleet's newest copy, and every change shared.
+        `strict=False` (the daemon): an unreachable Redis does not stop the start."""
+        vault = Vault.open(self.settings.vault.path, lambda kind: source_for_kind(kind, self.settings, self.inputs))
+        if self.settings.shared_state is not None:
+            from keyproxy.fleet.replica import join
+
+            try:
+                join(self.settings.shared_state, vault, strict=strict)
+            except BaseException:
+                vault.close()
+                raise
+        return vault
 
     @contextlib.contextmanager
     def controls(self) -> Iterator[Any]:
@@ -64,6 +74,8 @@ class Context:
             if direct:
                 with self.open_vault() as vault, \
                         contextlib.closing(StateStore(self.settings.state_dir / "state.db")) as state:
+                    if vault.replica is not None:  # halts and throttles are the fleet's too
+                        state.mirror = vault.replica.fleet
                     # changes made here must not hide an older vault copied into place
                     state.check_vault_current(vault.vault_id, vault.changes(), vault.path)
                     trail = AuditTrail(self.settings.audit_dir, vault.audit_key(), fsync="always")
@@ -845,7 +857,7 @@ def cmd_serve(ctx: Context) -> int:
 
     factory, loop_name = loop_factory(ctx.args.loop)
     log.info("event loop: %s", loop_name)
-    with daemon_lock(settings), ctx.open_vault() as vault, asyncio.Runner(loop_factory=factory) as runner:
+    with daemon_lock(settings), ctx.open_vault(strict=False) as vault, asyncio.Runner(loop_factory=factory) as runner:
         runner.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line)))
     return 0
 

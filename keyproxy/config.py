@@ -9,11 +9,13 @@ the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from keyproxy.errors import ConfigError
 from keyproxy.vault._crypto import KdfParams, check_kdf_params
@@ -95,6 +97,24 @@ class RotationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedStateSettings:
+    """[shared_state]: the Redis a fleet of keyproxy instances shares (keyproxy/fleet/); unset, one daemon keeps
+    everything in its own files, as before."""
+
+    url: str  # redis://host:port/db, rediss:// (TLS, certificate verified) or unix:///path; never a password
+    password_file: Path | None = None  # the password (or a systemd credential's path), never argv or the URL
+    prefix: str = "keyproxy"
+    instance: str | None = None  # this instance's name in `status`; default: host name and listen port
+    timeout: float = 2.0  # seconds for one Redis call
+
+    def password(self) -> str | None:
+        """Read when connecting (OSError to the caller): a rotated password file needs only a restart."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text().strip() or None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     config_file: Path | None
     vault: VaultSettings
@@ -107,6 +127,7 @@ class Settings:
     bot_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [bots.NAME] tables
     account_limits: Mapping[str, Any] = field(default_factory=dict)  # [accounts.NAME] -> AccountLimits
     anomaly: Mapping[str, Any] | None = None  # rule name -> RuleConfig ([anomaly.RULE]); None: defaults
+    shared_state: SharedStateSettings | None = None  # [shared_state]: a fleet sharing state through Redis
 
     @property
     def audit_dir(self) -> Path:
@@ -208,7 +229,8 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
 
 def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Settings:
     r = _Reader(file or Path("<defaults>"), (file.parent if file else Path.cwd()))
-    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly", "rotation", "governor"}
+    sections = {"vault", "listen", "proxy", "audit", "metrics", "bots", "accounts", "anomaly", "rotation", "governor",
+                "shared_state"}
     for name in doc:
         if name not in sections:
             raise r.error(name, f"unknown section (known: {', '.join(sorted(sections))})")
@@ -281,7 +303,34 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
                     rotation=rotation, governor=_governor(r, doc),
                     bot_policies=_bot_policies(r, doc.get("bots", {})),
                     account_limits=_account_limits(r, doc.get("accounts", {})),
-                    anomaly=_anomaly(r, doc.get("anomaly", {})))
+                    anomaly=_anomaly(r, doc.get("anomaly", {})), shared_state=_shared_state(r, doc))
+
+
+def _shared_state(r: _Reader, doc: Any) -> SharedStateSettings | None:
+    """`[shared_state]` url (redis://, rediss:// or unix://; a password in it is refused: the config file is
+    no place for one), password_file, prefix, instance, timeout."""
+    if "shared_state" not in doc:
+        return None
+    t = r.table(doc, "shared_state", {"url", "password_file", "prefix", "instance", "timeout"})
+    url = r.string(t, "shared_state", "url")
+    if not url:
+        raise r.error("shared_state.url", "is required: the Redis the fleet shares, e.g. redis://127.0.0.1:6379/0")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise r.error("shared_state.url", f"must start with redis://, rediss:// or unix://, not {parts.scheme!r}")
+    if parts.password is not None:
+        raise r.error("shared_state.url", "must not carry a password: put it in [shared_state] password_file")
+    prefix = r.string(t, "shared_state", "prefix") or "keyproxy"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", prefix):
+        raise r.error("shared_state.prefix", "must be 1-64 letters, digits, '_', '.' or '-'")
+    instance = r.string(t, "shared_state", "instance")
+    if instance is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", instance):
+        raise r.error("shared_state.instance", "must be 1-64 letters, digits, '_', '.', ':' or '-'")
+    timeout = r.number(t, "shared_state", "timeout", 2.0)
+    if not 0.05 <= timeout <= 30:
+        raise r.error("shared_state.timeout", "must be between 0.05 and 30 seconds")
+    return SharedStateSettings(url=url, password_file=r.path(t, "shared_state", "password_file"), prefix=prefix,
+                               instance=instance, timeout=timeout)
 
 
 def _governor(r: _Reader, doc: Any) -> GovernorSettings:

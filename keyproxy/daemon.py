@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from keyproxy.audit.log import REDACTOR, get_logger
 from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import Settings, load_settings
 from keyproxy.errors import ConfigError
+from keyproxy.fleet.store import SharedStateUnavailable
 from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
 from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
@@ -121,6 +123,13 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     store = StateStore(settings.state_dir / "state.db", "FULL" if settings.audit.fsync == "always" else "NORMAL")
     # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
     store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
+    fleet = vault.replica.fleet if vault.replica is not None else None
+    if fleet is not None:  # a fleet: halts and throttles are shared, and the fleet's are in force here
+        store.mirror = fleet
+        try:
+            store.replace_halts(fleet.halts(), fleet.throttles())
+        except SharedStateUnavailable as e:
+            log.error("starting with the halts this instance last had", reason=str(e))
     store.record_vault_seen(vault.vault_id, vault.changes())
     # replaced whole by a config reload; "file" is the file's own view (without `serve --port` overrides)
     config = {"settings": settings, "file": settings}
@@ -229,6 +238,23 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
     base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
 
+    fleet_sync = None
+    if fleet is not None and vault.replica is not None:
+        from keyproxy.fleet.sync import FleetSync
+
+        shared = settings.shared_state
+        instance = (shared.instance if shared else None) or f"{socket.gethostname()}:{port}"
+        metrics.shared_state_up.set(0)
+
+        def fleet_up(ok: bool) -> None:
+            metrics.shared_state_up.set(1 if ok else 0)
+            metrics.shared_state_version.set(fleet_sync.applied if fleet_sync else 0)
+
+        fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, instance, base_url, fleet_up)
+        with contextlib.suppress(SharedStateUnavailable):
+            await fleet_sync.catch_up()
+            await fleet_sync.heartbeat()
+
     metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, settings.metrics.port)
                                    if settings.metrics.enabled else (None, "disabled"))
 
@@ -326,8 +352,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     recorder.responder.cancel_orders = cancel_later
     keeper = DeadManKeeper(lambda: state.snapshot, OwnCalls(pipeline.core, clients), trail.append, metrics)
     controls.dead_man = keeper.report
-    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys, canceller), handle_signals=False,
-                                 access_log=None)
+    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys, canceller, fleet_sync),
+                                 handle_signals=False, access_log=None)
     await admin_runner.setup()
     old_umask = os.umask(0o177)
     try:
@@ -367,6 +393,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             await asyncio.sleep(86400)
 
     background.append(asyncio.create_task(rotation_reminders()))
+    if fleet_sync is not None:
+        background.append(asyncio.create_task(fleet_sync.run()))
     trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
                  bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token))
     ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
@@ -388,5 +416,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         trail.close()
         store.record_audit_head(trail.head.seq)
         store.close()
+        if fleet is not None:
+            if fleet_sync is not None:
+                with contextlib.suppress(SharedStateUnavailable):
+                    fleet.leave(fleet_sync.instance)
+            fleet.close()
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()

@@ -60,6 +60,10 @@ class Metrics:
         self.dead_man_failures = Counter("keyproxy_dead_man_arm_failures", "Failed attempts to arm an account's "
                                          "cancel-on-silence timer at the exchange", ["account"], registry=r)
         self.halts_active = Gauge("keyproxy_halts_active", "Kill-switch halts in force", registry=r)
+        self.shared_state_up = Gauge("keyproxy_shared_state_up", "1 while the fleet's shared state ([shared_state] "
+                                     "Redis) answers, 0 while it does not; absent without [shared_state]", registry=r)
+        self.shared_state_version = Gauge("keyproxy_shared_state_applied_version", "The fleet version whose changes "
+                                          "this instance serves", registry=r)
         self.audit_write_errors = Counter("keyproxy_audit_write_errors", "Failed audit trail writes", registry=r)
         self.build = Info("keyproxy_build", "keyproxy build information", registry=r)
         self.build.info({"version": __version__})

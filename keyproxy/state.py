@@ -17,6 +17,7 @@ import time
 from decimal import Decimal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from keyproxy.errors import VaultError
 
@@ -76,6 +77,7 @@ class StateStore:
         self._lock = threading.RLock()  # reentrant: writes inside `batch` take it again on the same thread
         self._batch = False
         self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
+        self.mirror: Any = None  # a fleet's halts and throttles (fleet/store.py): changes here are shared there
 
     def nonce_ceiling(self, account: str) -> int:
         row = self._db.execute("SELECT ceiling FROM nonces WHERE account = ?", (account,)).fetchone()
@@ -139,16 +141,38 @@ class StateStore:
         return [tuple(r) for r in self._db.execute("SELECT scope, target, reason, since FROM halts ORDER BY since")]  # type: ignore[misc]
 
     def set_halt(self, scope: str, target: str, reason: str, since: float) -> None:
+        """In force here at once; in a fleet then shared (a failure to share raises, the halt stays here)."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO halts VALUES (?, ?, ?, ?)", (scope, target, reason, since))
+        if self.mirror is not None:
+            self.mirror.set_halt(scope, target, reason, since)
 
     def clear_halt(self, scope: str, target: str) -> bool:
+        """In a fleet the fleet's halt is lifted first: a resume that cannot be shared lifts nothing."""
+        if self.mirror is not None:
+            self.mirror.clear_halt(scope, target)
         with self._lock:
             return self._db.execute("DELETE FROM halts WHERE scope = ? AND target = ?", (scope, target)).rowcount > 0
 
     def set_throttle(self, bot: str, until: float, rate: float) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO throttles VALUES (?, ?, ?)", (bot, until, rate))
+        if self.mirror is not None:
+            self.mirror.set_throttle(bot, until, rate)
+
+    def replace_halts(self, halts: list[tuple[str, str, str, float]],
+                      throttles: dict[str, tuple[float, float]]) -> bool:
+        """A fleet follower: the fleet's halts and throttles become this instance's, in one transaction.
+        True when anything changed."""
+        with self._lock, self.batch():
+            before = (self.halts(), self._db.execute("SELECT bot, until, rate FROM throttles ORDER BY bot").fetchall())
+            self._db.execute("DELETE FROM halts")
+            self._db.executemany("INSERT OR REPLACE INTO halts VALUES (?, ?, ?, ?)", halts)
+            self._db.execute("DELETE FROM throttles")
+            self._db.executemany("INSERT OR REPLACE INTO throttles VALUES (?, ?, ?)",
+                                 [(bot, until, rate) for bot, (until, rate) in throttles.items()])
+            after = (self.halts(), self._db.execute("SELECT bot, until, rate FROM throttles ORDER BY bot").fetchall())
+        return before != after
 
     def throttles(self, now: float) -> dict[str, tuple[float, float]]:
         rows = self._db.execute("SELECT bot, until, rate FROM throttles WHERE until > ?", (now,)).fetchall()

@@ -71,3 +71,10 @@ def test_nothing_imports_the_daemon() -> None:
     offenders = [rel(p) for p in modules() if p.name not in ("daemon.py", "cli.py", "demo.py")
                  and "keyproxy.daemon" in imports(p)]
     assert offenders == []
+
+
+def test_only_the_fleet_package_talks_to_redis() -> None:
+    """Redis sees sealed blobs only: every key it holds is written by keyproxy/fleet/store.py's one class."""
+    offenders = [rel(p) for p in modules() if not p.is_relative_to(ROOT / "fleet")
+                 and any(n.split(".")[0] == "redis" for n in imports(p))]
+    assert offenders == []

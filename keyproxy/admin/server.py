@@ -61,7 +61,9 @@ async def _cancel_orders(controls: Controls, canceller: Any, scope: str, target:
 
 
 def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = None,
-                    canceller: Any = None) -> web.Application:
+                    canceller: Any = None, fleet: Any = None) -> web.Application:
+    """`fleet` (fleet/sync.py's FleetSync, in a fleet): a call that changed shared state returns once every
+    live instance has applied the change (at most a second; a laggard is logged)."""
     allowed = {os.geteuid(), 0}
 
     async def call(request: web.Request) -> web.Response:
@@ -77,6 +79,7 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
         controls.actor_uid = uid if uid is not None else -1
+        before = fleet.fleet.last_version if fleet is not None else 0
         try:
             if op == "rotate_key":  # check the new key at the exchange before switching
                 creds = credentials_from_json(args.get("credentials") or {})
@@ -106,6 +109,10 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             return web.json_response({"error": "KeyproxyError", "message": f"internal error in {op} "
                                       f"({type(e).__name__}); this is a bug, see the daemon's log"}, status=500)
         log.info("admin call", extra={"op": op, "peer_uid": uid})
+        if fleet is not None and fleet.fleet.last_version > before:
+            lagging = await fleet.wait_others(fleet.fleet.last_version)
+            if lagging:
+                log.warning("fleet instances have not applied the change yet", extra={"op": op, "instances": lagging})
         return web.json_response({"result": result})
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)

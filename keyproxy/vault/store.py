@@ -162,6 +162,7 @@ class Vault(BotsMixin):
         self._token_key = _crypto.subkey(data_key, "bot-token")
         self._data_key = data_key
         self._source = source
+        self.replica: Any = None  # a fleet's copy of this vault (fleet/replica.py): every write goes through it
 
     @property
     def vault_id(self) -> str:
@@ -276,7 +277,14 @@ class Vault(BotsMixin):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: concurrent writers queue instead of racing."""
+        """One IMMEDIATE transaction: concurrent writers queue instead of racing. In a fleet the change is
+        made under the fleet's write lease on the newest copy and shared once committed (fleet/replica.py)."""
+        with self.replica.writing(self) if self.replica is not None else contextlib.nullcontext():
+            with self._transaction() as db:
+                yield db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -498,6 +506,31 @@ class Vault(BotsMixin):
         self._meta.update(updates)
         self._source = new_source
         old_source.discard(old_params)
+
+    def image(self) -> bytes:
+        """The whole vault file as bytes (sealed blobs, clear metadata): what a fleet shares."""
+        return self._db.serialize()
+
+    def adopt(self, image: bytes) -> None:
+        """Replace this vault's contents with another instance's newer copy of the same vault, in one
+        transaction (SQLite's backup into this connection): a kill -9 leaves the old or the new whole."""
+        buf = bytearray(image)
+        if len(buf) < 100 or not buf.startswith(b"SQLite format 3\x00"):
+            raise VaultError("the fleet's copy of the vault is not a SQLite file")
+        buf[18] = buf[19] = 1  # a WAL-mode image opens in memory only as rollback-journal
+        src = sqlite3.connect(":memory:")
+        try:
+            src.deserialize(bytes(buf))
+            meta = dict(src.execute("SELECT name, value FROM meta").fetchall())
+            if meta.get("vault_id") != self.vault_id:
+                raise VaultError("the fleet's copy is another vault (a different vault id): every instance of a "
+                                 "fleet must start from a copy of the same vault")
+            src.backup(self._db)
+        except sqlite3.Error as e:
+            raise VaultError(f"the fleet's copy of the vault cannot be read: {e}") from None
+        finally:
+            src.close()
+        self._meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
 
     def changes(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'changes'").fetchone()

@@ -1,0 +1,210 @@
+"""The fleet's shared state in Redis: one key prefix per vault, written only through this class.
+
+Keys (under `<prefix>:<vault id>:`):
+  vault      hash: changes (the vault's change count), image (the vault file: sealed blobs, clear metadata)
+  lease      the fleet's write lease: one vault change at a time across every instance (token, expiry)
+  version    a counter raised by every change; an instance that has applied it has seen every change
+  changes    a Redis Stream of change notices (kind, version): not pub/sub, which drops them on a reconnect
+  halts      hash "scope<US>target" -> [reason, since]
+  throttles  hash bot -> [until, rate]
+  instances  hash instance id -> {version applied, seen, listen, pid}
+
+A change is written, the version raised and the notice appended in one MULTI transaction, so a follower
+that reads the version has everything it names. Every Redis failure is `SharedStateUnavailable`, whose
+message names the server (never its password).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+
+from keyproxy.config import SharedStateSettings
+from keyproxy.errors import KeyproxyError
+
+LEASE_MS = 15_000  # a dead instance's write lease lapses after this
+LEASE_WAIT_S = 10.0  # how long a change waits for another instance's
+STREAM_MAXLEN = 1000  # change notices kept (a follower that missed more resyncs from the version anyway)
+INSTANCE_TTL_S = 10.0  # an instance not heard from for this long is not counted as live
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_SEP = "\x1f"
+
+
+class SharedStateUnavailable(KeyproxyError):
+    """Redis could not be reached, refused our credentials, or answered out of shape."""
+
+
+def display_url(url: str) -> str:
+    """The server's address as it may be shown: no password (a username may stay)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}@" if parts.username else "") + (f"[{host}]" if ":" in host else host) \
+        + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class FleetStore:
+    """The fleet's state for one vault, through a synchronous client (changes are rare: admin commands,
+    anomaly actions) and an asynchronous one for the follower."""
+
+    def __init__(self, settings: SharedStateSettings, vault_id: str) -> None:
+        self.settings = settings
+        self.where = display_url(settings.url)
+        try:
+            self._password = settings.password()
+        except OSError as e:
+            raise SharedStateUnavailable(f"cannot read [shared_state] password_file {settings.password_file}: "
+                                         f"{e.strerror or type(e).__name__}") from None
+        self.last_version = 0  # the fleet version of the newest change made through this store
+        self._prefix = f"{settings.prefix}:{vault_id}:"
+        self._redis = redis.Redis.from_url(settings.url, password=self._password, socket_timeout=settings.timeout,
+                                           socket_connect_timeout=settings.timeout, retry_on_timeout=False)
+
+    def key(self, name: str) -> str:
+        return self._prefix + name
+
+    def aio(self) -> redis.asyncio.Redis:
+        """An asyncio client to the same server (the follower's blocking stream reads)."""
+        s = self.settings
+        return redis.asyncio.Redis.from_url(s.url, password=self._password, socket_timeout=s.timeout + 5,
+                                            socket_connect_timeout=s.timeout)
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[redis.Redis]:
+        try:
+            yield self._redis
+        except redis.AuthenticationError:
+            raise SharedStateUnavailable(f"shared state at {self.where} refused keyproxy's credentials "
+                                         "([shared_state] password_file)") from None
+        except redis.RedisError as e:
+            raise SharedStateUnavailable(f"shared state at {self.where} is unavailable: "
+                                         f"{_reason(e)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._redis.close()
+
+    def ping(self) -> None:
+        with self._calls() as r:
+            r.ping()
+
+    # --- the write lease: one vault change at a time across the fleet --------------------------------
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + LEASE_WAIT_S
+        with self._calls() as r:
+            while not r.set(self.key("lease"), token, nx=True, px=LEASE_MS):
+                if time.monotonic() > deadline:
+                    raise SharedStateUnavailable(f"another keyproxy has held the fleet's write lease at {self.where} "
+                                                 f"for over {LEASE_WAIT_S:.0f} s; try again")
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(SharedStateUnavailable), self._calls() as r:
+                r.eval(_RELEASE, 1, self.key("lease"), token)
+
+    # --- the vault ---------------------------------------------------------------------------------
+
+    def vault_changes(self) -> int:
+        with self._calls() as r:
+            value = r.hget(self.key("vault"), "changes")
+        return int(value) if value is not None else -1
+
+    def vault_image(self) -> tuple[int, bytes] | None:
+        with self._calls() as r:
+            changes, image = r.hmget(self.key("vault"), ["changes", "image"])
+        if changes is None or image is None:
+            return None
+        return int(changes), bytes(image)
+
+    def push_vault(self, changes: int, image: bytes) -> int:
+        """The vault after a change (call under `lease`): stored, the version raised, the notice appended."""
+        return self._change("vault", lambda p: p.hset(self.key("vault"), mapping={"changes": changes, "image": image}))
+
+    # --- halts and throttles -----------------------------------------------------------------------
+
+    def halts(self) -> list[tuple[str, str, str, float]]:
+        with self._calls() as r:
+            rows = r.hgetall(self.key("halts"))
+        out = []
+        for field, value in rows.items():
+            scope, _, target = field.decode().partition(_SEP)
+            reason, since = json.loads(value)
+            out.append((scope, target, str(reason), float(since)))
+        return sorted(out, key=lambda h: h[3])
+
+    def set_halt(self, scope: str, target: str, reason: str, since: float) -> int:
+        return self._change("halt", lambda p: p.hset(self.key("halts"), f"{scope}{_SEP}{target}",
+                                                      json.dumps([reason, since])))
+
+    def clear_halt(self, scope: str, target: str) -> int:
+        return self._change("halt", lambda p: p.hdel(self.key("halts"), f"{scope}{_SEP}{target}"))
+
+    def throttles(self) -> dict[str, tuple[float, float]]:
+        with self._calls() as r:
+            rows = r.hgetall(self.key("throttles"))
+        return {bot.decode(): tuple(json.loads(v)) for bot, v in rows.items()}  # type: ignore[misc]
+
+    def set_throttle(self, bot: str, until: float, rate: float) -> int:
+        return self._change("throttle", lambda p: p.hset(self.key("throttles"), bot, json.dumps([until, rate])))
+
+    # --- versions, notices, instances ---------------------------------------------------------------
+
+    def _change(self, kind: str, write: Any) -> int:
+        with self._calls() as r:
+            pipe = r.pipeline(transaction=True)
+            write(pipe)
+            pipe.incr(self.key("version"))
+            results = pipe.execute()
+            version = int(results[-1])
+            self.last_version = max(self.last_version, version)
+            r.xadd(self.key("changes"), {"kind": kind, "version": version}, maxlen=STREAM_MAXLEN, approximate=True)
+        return version
+
+    def version(self) -> int:
+        with self._calls() as r:
+            value = r.get(self.key("version"))
+        return int(value or 0)
+
+    def heartbeat(self, instance: str, applied: int, listen: str) -> None:
+        record = {"version": applied, "seen": time.time(), "listen": listen, "pid": os.getpid()}
+        with self._calls() as r:
+            r.hset(self.key("instances"), instance, json.dumps(record))
+
+    def leave(self, instance: str) -> None:
+        """A clean stop: no longer counted among the instances a change waits for."""
+        with self._calls() as r:
+            r.hdel(self.key("instances"), instance)
+
+    def instances(self, live_only: bool = True) -> dict[str, dict[str, Any]]:
+        with self._calls() as r:
+            rows = r.hgetall(self.key("instances"))
+        now = time.time()
+        out = {k.decode(): json.loads(v) for k, v in rows.items()}
+        return {k: v for k, v in out.items() if not live_only or now - float(v.get("seen", 0)) < INSTANCE_TTL_S}
+
+    def wait_applied(self, version: int, timeout: float = 1.0) -> list[str]:
+        """Wait until every live instance has applied `version`; the ones that have not, after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lagging = sorted(k for k, v in self.instances().items() if int(v.get("version", 0)) < version)
+            if not lagging or time.monotonic() > deadline:
+                return lagging
+            time.sleep(0.01)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:200]

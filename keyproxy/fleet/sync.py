@@ -1,0 +1,107 @@
+"""An instance's follower: what another keyproxy of the fleet changed takes effect here.
+
+It blocks on the fleet's change stream (a notice arrives within milliseconds of a change) and, after every
+notice and at least once a second, compares the fleet's version with the one it has applied: a notice
+missed across a reconnect is never a missed revocation, because the version says a change exists. Applying
+means adopting the newer vault copy, taking the fleet's halts and throttles, and rebuilding the snapshot
+every request is decided on. Each instance writes a heartbeat with the version it has applied, which is
+how an admin command waits until every live instance has its change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from keyproxy.fleet.replica import VaultReplica
+from keyproxy.fleet.store import FleetStore, SharedStateUnavailable
+from keyproxy.state import StateStore
+
+log = logging.getLogger("keyproxy.fleet")
+POLL_S = 1.0  # the longest a change waits for a follower that missed its notice
+HEARTBEAT_S = 1.0
+
+
+class FleetSync:
+    def __init__(self, fleet: FleetStore, vault: Any, replica: VaultReplica, store: StateStore,
+                 reload: Callable[[], None], instance: str, listen: str,
+                 up: Callable[[bool], None] = lambda ok: None) -> None:
+        self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
+        self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
+        self.applied = 0  # the fleet version whose state this instance serves
+        self.available = False
+        self._beat = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def catch_up(self) -> bool:
+        """Apply the fleet's newer state, if any; True when this instance's snapshot changed."""
+        async with self._lock:
+            version = await self._io(self.fleet.version)
+            if version <= self.applied:
+                return False
+            halts, throttles = await self._io(self.fleet.halts), await self._io(self.fleet.throttles)
+            got = await self._io(self.replica.newer_image, self.vault.changes())
+            changed = got is not None and self.replica.adopt(self.vault, got)
+            changed = self.store.replace_halts(halts, throttles) or changed
+            if changed:
+                self._reload()
+            self.applied = version
+            return changed
+
+    async def heartbeat(self) -> None:
+        await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen)
+        self._beat = time.monotonic()
+
+    def _set_available(self, ok: bool) -> None:
+        if ok != self.available:
+            (log.info if ok else log.error)("shared state " + ("reachable" if ok else "unreachable"),
+                                            extra={"where": self.fleet.where})
+        self.available = ok
+        self._up(ok)
+
+    async def run(self) -> None:
+        """Follow the change stream until cancelled; reconnects by itself."""
+        client = self.fleet.aio()
+        stream, last = self.fleet.key("changes"), "$"
+        try:
+            while True:
+                try:
+                    got = await client.xread({stream: last}, block=int(POLL_S * 1000), count=100)
+                    if got:
+                        last = got[0][1][-1][0]
+                    applied = self.applied
+                    await self.catch_up()
+                    # at once after applying: an admin command elsewhere is waiting to hear it
+                    if self.applied != applied or time.monotonic() - self._beat >= HEARTBEAT_S:
+                        await self.heartbeat()
+                    self._set_available(True)
+                except (redis.RedisError, SharedStateUnavailable, OSError) as e:
+                    if self.available:
+                        log.error("shared state unreachable", extra={"where": self.fleet.where,
+                                                                      "kind": type(e).__name__})
+                    self._set_available(False)
+                    last = "$"  # what was missed meanwhile is found by the version
+                    await asyncio.sleep(0.5)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def wait_others(self, version: int, timeout: float = 1.0) -> list[str]:
+        """Until every other live instance has applied `version`: the ones still behind after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            instances = await self._io(self.fleet.instances)
+            lagging = sorted(k for k, v in instances.items()
+                             if k != self.instance and int(v.get("version", 0)) < version)
+            if not lagging or time.monotonic() > deadline:
+                return lagging
+            await asyncio.sleep(0.01)

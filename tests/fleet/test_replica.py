@@ -1,0 +1,125 @@
+"""The fleet's vault: changes made on any copy, on the newest copy, never lost; adopting one is atomic."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keyproxy.config import SharedStateSettings
+from keyproxy.errors import VaultError
+from keyproxy.fleet.replica import join
+from keyproxy.fleet.store import FleetStore, SharedStateUnavailable
+from keyproxy.vault import Vault
+from tests.redis_server import RedisServer
+from tests.vault.helpers import hmac_account, passphrase_source
+
+KILLS = int(os.environ.get("KEYPROXY_CRASH_KILLS", "30")) // 3
+
+
+def two_copies(tmp_path: Path) -> tuple[Vault, Vault]:
+    a = tmp_path / "a" / "vault.db"
+    Vault.create(a, passphrase_source("fleet")).close()
+    (tmp_path / "b").mkdir(mode=0o700)
+    shutil.copy2(a, tmp_path / "b" / "vault.db")
+    return (Vault.open(a, lambda kind: passphrase_source("fleet")),
+            Vault.open(tmp_path / "b" / "vault.db", lambda kind: passphrase_source("fleet")))
+
+
+def names(vault: Vault) -> set[str]:
+    return {a.name for a in vault.list_accounts()}
+
+
+def test_a_change_on_either_copy_is_made_on_the_newest_and_lost_by_neither(tmp_path: Path,
+                                                                            shared: SharedStateSettings) -> None:
+    a, b = two_copies(tmp_path)
+    with a, b:
+        ra, rb = join(shared, a), join(shared, b)
+        a.add_account(hmac_account("first"))
+        b.add_account(hmac_account("second"))  # B never followed: its write adopts A's change first
+        assert names(b) == {"first", "second"}
+        assert b.credentials("first").secret.reveal() == b"SK-first"  # the adopted copy opens with B's key
+        got = ra.newer_image(a.changes())
+        assert got is not None and ra.adopt(a, got)
+        assert names(a) == {"first", "second"} and a.changes() == b.changes()
+        assert ra.newer_image(a.changes()) is None and rb.newer_image(b.changes()) is None
+
+
+def test_a_joining_copy_adopts_the_fleets_newer_one_and_shares_a_newer_one_of_its_own(
+        tmp_path: Path, shared: SharedStateSettings) -> None:
+    a, b = two_copies(tmp_path)
+    with a, b:
+        a.add_account(hmac_account("offline"))  # made before any fleet existed
+        join(shared, a)  # the fleet had nothing: A's copy is the fleet's
+        join(shared, b)
+        assert names(b) == {"offline"}
+
+
+def test_another_vault_is_refused(tmp_path: Path, shared: SharedStateSettings) -> None:
+    a, b = two_copies(tmp_path)
+    b.close()
+    other = Vault.create(tmp_path / "c" / "vault.db", passphrase_source("fleet"))
+    with a, other:
+        a.add_account(hmac_account("x"))
+        with pytest.raises(VaultError, match="another vault"):
+            other.adopt(a.image())
+        with pytest.raises(VaultError, match="not a SQLite file"):
+            other.adopt(b"garbage" * 20)
+
+
+def test_an_unreachable_redis_refuses_the_change_and_changes_nothing(tmp_path: Path,
+                                                                       shared: SharedStateSettings) -> None:
+    a, b = two_copies(tmp_path)
+    b.close()
+    with a:
+        join(shared, a)
+        dead = SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2)
+        a.replica.fleet = FleetStore(dead, a.vault_id)
+        before = a.changes()
+        with pytest.raises(SharedStateUnavailable, match=r"redis://127.0.0.1:1/0 is unavailable"):
+            a.add_account(hmac_account("nowhere"))
+        assert a.changes() == before and names(a) == set()
+
+
+def test_a_wrong_password_is_one_line_naming_the_file_not_the_password(tmp_path: Path,
+                                                                        redis_server: RedisServer) -> None:
+    (tmp_path / "pw").write_text("not-the-password\n")
+    settings = SharedStateSettings(url=redis_server.url, password_file=tmp_path / "pw", timeout=1.0)
+    with pytest.raises(SharedStateUnavailable) as e:
+        FleetStore(settings, "v").ping()
+    assert "password_file" in str(e.value) and "not-the-password" not in str(e.value)
+
+
+def test_kill_9_while_adopting_leaves_one_whole_copy(tmp_path: Path) -> None:
+    a, b = two_copies(tmp_path)
+    with a:
+        a.add_account(hmac_account("one"))
+        first = a.image()
+        for i in range(20):
+            a.add_account(hmac_account(f"many{i}"))
+        second = a.image()
+        (tmp_path / "first").write_bytes(first)
+        (tmp_path / "second").write_bytes(second)
+        expected = [{"one"}, names(a)]
+    b.close()
+    path = tmp_path / "b" / "vault.db"
+    rng = random.Random(7)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(KILLS):
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fleet.adopt_writer", str(path),
+                                 str(tmp_path / "first"), str(tmp_path / "second")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+        time.sleep(rng.uniform(0.01, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        with Vault.open(path, lambda kind: passphrase_source("fleet")) as vault:
+            assert vault.check_integrity() == []
+            assert names(vault) in expected
