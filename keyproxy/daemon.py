@@ -219,10 +219,31 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    fleet_sync = None
+    if fleet is not None and vault.replica is not None:  # a fleet: the gate charges what holds across instances
+        from keyproxy.fleet.gate import FleetGate
+        from keyproxy.fleet.nonces import FleetNonces
+        from keyproxy.fleet.sync import FleetSync
+
+        metrics.shared_state_up.set(0)
+
+        def fleet_up(ok: bool) -> None:
+            metrics.shared_state_up.set(1 if ok else 0)
+            metrics.shared_state_version.set(fleet_sync.applied if fleet_sync else 0)
+
+        shared = settings.shared_state
+        fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, (shared.instance if shared else None) or "",
+                               "", fleet_up)
+        pipeline.core.fleet = True
+        pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
+        pipeline.core.shared_nonces = FleetNonces(fleet)
+        with contextlib.suppress(SharedStateUnavailable):
+            await fleet_sync.catch_up()
+
     socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
     websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,
                                lambda account, n: metrics.websockets.labels(account).inc(n),
-                               market_data=pipeline.market_data)
+                               admission=pipeline.admission)
     front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
     # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
     # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
@@ -238,21 +259,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
     base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
 
-    fleet_sync = None
-    if fleet is not None and vault.replica is not None:
-        from keyproxy.fleet.sync import FleetSync
-
-        shared = settings.shared_state
-        instance = (shared.instance if shared else None) or f"{socket.gethostname()}:{port}"
-        metrics.shared_state_up.set(0)
-
-        def fleet_up(ok: bool) -> None:
-            metrics.shared_state_up.set(1 if ok else 0)
-            metrics.shared_state_version.set(fleet_sync.applied if fleet_sync else 0)
-
-        fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, instance, base_url, fleet_up)
+    if fleet_sync is not None:  # named once the port is known
+        fleet_sync.instance = fleet_sync.instance or f"{socket.gethostname()}:{port}"
+        fleet_sync.listen = base_url
         with contextlib.suppress(SharedStateUnavailable):
-            await fleet_sync.catch_up()
             await fleet_sync.heartbeat()
 
     metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, settings.metrics.port)
@@ -411,6 +421,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         for task in background:
             task.cancel()
         await clients.close()
+        for fleet_client in (pipeline.admission.gate, pipeline.core.shared_nonces):
+            if fleet_client is not None:
+                with contextlib.suppress(Exception):
+                    await fleet_client.close()
         with contextlib.suppress(Exception):
             trail.append("daemon.stop")
         trail.close()

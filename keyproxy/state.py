@@ -294,14 +294,15 @@ class NonceSequence:
         self._last: dict[str, int] = {}
         self._ceiling: dict[str, int] = {}
 
-    def next(self, account: str, per_ms: bool = False) -> int:
-        """The account's next nonce; `per_ms`: the sequence counts milliseconds (Hyperliquid's nonces are
-        ms timestamps). An account's key belongs to one exchange, so its sequence keeps one unit."""
+    def next(self, account: str, per_ms: bool = False, floor: int = 0) -> int:
+        """The account's next nonce, above `floor` too (the highest another instance of a fleet used); `per_ms`:
+        the sequence counts milliseconds (Hyperliquid's nonces are ms timestamps). An account's key belongs
+        to one exchange, so its sequence keeps one unit."""
         if account not in self._ceiling:
             self._ceiling[account] = self._store.nonce_ceiling(account)
             self._last[account] = self._ceiling[account]  # never reuse anything below a persisted ceiling
         unit = 1000 if per_ms else 1
-        value = max(self._clock_us() // unit, self._last[account] + 1)
+        value = max(self._clock_us() // unit, self._last[account] + 1, floor + 1)
         if value >= self._ceiling[account]:
             ceiling = value + self._reserve // unit
             self._store.raise_nonce_ceiling(account, ceiling)

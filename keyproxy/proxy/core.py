@@ -19,8 +19,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from keyproxy.exchanges.open_orders import SWITCHES
+from keyproxy.errors import KeyproxyError
+from keyproxy.fleet.charges import SharedCharges
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
     SignContext, UnknownEndpoint,
@@ -73,6 +76,7 @@ class Outcome:
     no_store: bool = False  # the exchange marked its answer no-store/private: never shared
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
+    shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)
 
 
 def new_request_id() -> str:
@@ -84,24 +88,51 @@ class NonceTurn:
 
     Kraken refuses a nonce below one it has already seen, so a request must not overtake the one
     issued before it (on another connection, say): requests that carry keyproxy's nonce for one
-    key go to the exchange one at a time, as a single client's would.
+    key go to the exchange one at a time, as a single client's would. In a fleet the turn is also the
+    key's lease across every instance (fleet/nonces.py), which brings the highest nonce any instance used
+    (`floor`); for exchanges that only need unused nonces (Hyperliquid) the fleet hands out the nonce itself.
     """
 
-    def __init__(self, lock: asyncio.Lock | None) -> None:
+    def __init__(self, lock: asyncio.Lock | None, shared: Any = None, account: str = "", ordered: bool = False,
+                 per_ms: bool = False) -> None:
         self._lock = lock
+        self._shared, self._account, self._ordered, self._per_ms = shared, account, ordered, per_ms
+        self._token: str | None = None
+        self.floor = 0  # every nonce issued in this turn is above it
+        self.nonce: int | None = None  # issued by the fleet (unordered exchanges)
+        self.issued: int | None = None  # the nonce used in this turn, recorded for the fleet when it ends
 
     async def __aenter__(self) -> NonceTurn:
         if self._lock is not None:
             await self._lock.acquire()
+        if self._shared is not None:
+            try:
+                if self._ordered:
+                    self._token, self.floor = await self._shared.acquire(self._account)
+                else:
+                    self.nonce = await self._shared.next(self._account, self._per_ms)
+            except KeyproxyError as e:  # Redis out of reach: this instance's own sequence (a rare nonce error)
+                log.warning("nonce from this instance's own sequence: %s", e)
+            except BaseException:
+                self.release()
+                raise
         return self
 
     def release(self) -> None:
+        if self._token is not None:
+            task = asyncio.get_running_loop().create_task(self._shared.release(self._account, self._token, self.issued))
+            _RELEASES.add(task)
+            task.add_done_callback(_RELEASES.discard)
+            self._token = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
+
+
+_RELEASES: set[asyncio.Task[None]] = set()  # fleet lease releases in flight (held: a task is otherwise collectable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +177,10 @@ class Core:
         self.real_stream_tokens: dict[str, tuple[str, int]] = {}
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
+        # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
+        # gate (fleet/gate.py, one Redis round trip), not here: see `SharedCharges`
+        self.fleet = False
+        self.shared_nonces: Any = None  # fleet/nonces.py FleetNonces: a real key's nonces across the fleet
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -219,7 +254,9 @@ class Core:
             return route, _strip_or_refuse(adapter, incoming)
         # the signature first: until it checks out, the request has not shown it is the bot it names,
         # so nothing below (and no anomaly finding) may act on that bot
-        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on)
+        if self.fleet:
+            outcome.shared = SharedCharges(bot.info.name)
+        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared)
         outcome.bot, outcome.authenticated = bot.info.name, True
         self.last_seen[bot.info.name] = now_ms / 1000  # the bot is alive (heartbeat_seconds)
         self._check_standing(account, bot, now_ms)
@@ -242,6 +279,25 @@ class Core:
         if facts.action == "order":
             outcome.placed_by = (bot.info.name, facts)
         return route, incoming
+
+    def redecide(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome
+                 ) -> tuple[Route, IncomingRequest]:
+        """A fleet: the decision taken again on newer shared state (another instance changed something since
+        this one decided). The signature stays verified; standing, source address and policy are decided
+        anew on the new snapshot, with nothing charged twice."""
+        snap = self._snapshot()
+        account = self.account(route.account.info.name, outcome, snap)
+        bot = snap.bot_named(outcome.bot or "")
+        if bot is None or bot.info.account != account.info.name or bot.info.status not in ("active", "suspended"):
+            raise Refused("unknown_bot", "unknown API key")
+        now_ms = self.clock_ms()
+        self._check_standing(account, bot, now_ms)
+        if not bot.allows_ip(peer):
+            raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
+        if outcome.shared is not None:
+            outcome.shared.reset_policy()
+        route = replace(route, snap=snap, account=account)
+        return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
 
     def spend_budget(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
         """Charge the exchange's own budgets before the request goes upstream, or refuse it at once with the
@@ -292,21 +348,34 @@ class Core:
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""
         adapter = route.adapter
-        in_order = adapter.needs_nonce and adapter.ordered_nonces and route.endpoint.cls is not EndpointClass.PUBLIC
-        return NonceTurn(self._nonce_order[route.account.info.name] if in_order else None)
+        needs = adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC
+        in_order = needs and adapter.ordered_nonces
+        name = route.account.info.name
+        return NonceTurn(self._nonce_order[name] if in_order else None, self.shared_nonces if needs else None, name,
+                         in_order, adapter.nonce_in_ms)
 
-    def account_turn(self, account: str) -> NonceTurn:
+    def account_turn(self, account: str, adapter: Any = None) -> NonceTurn:
         """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
-        return NonceTurn(self._nonce_order[account])
+        ordered = adapter is None or adapter.ordered_nonces
+        return NonceTurn(self._nonce_order[account], self.shared_nonces if adapter is not None else None, account,
+                         ordered, adapter.nonce_in_ms if adapter is not None else False)
 
-    def next_nonce(self, account: str, exchange: str, in_ms: bool = False) -> int:
-        """The next nonce of the account's real key, from keyproxy's persistent sequence (µs, or ms)."""
+    def next_nonce(self, account: str, exchange: str, in_ms: bool = False, turn: NonceTurn | None = None) -> int:
+        """The next nonce of the account's real key, from keyproxy's persistent sequence (µs, or ms); in a
+        fleet above every nonce another instance used (`turn`)."""
         if self._nonces is None:
             raise Refused("unavailable", f"{exchange} needs keyproxy's nonce store")
-        return self._nonces.next(account, per_ms=in_ms)
+        if turn is not None and turn.nonce is not None:  # the fleet's, exactly; this instance's sequence follows it
+            self._nonces.next(account, per_ms=in_ms, floor=turn.nonce - 1)
+            nonce = turn.nonce
+        else:
+            nonce = self._nonces.next(account, per_ms=in_ms, floor=turn.floor if turn is not None else 0)
+        if turn is not None:
+            turn.issued = nonce
+        return nonce
 
     def sign(self, route: Route, incoming: IncomingRequest, outcome: Outcome,
-             stream_token: str | None = None) -> OutboundRequest:
+             stream_token: str | None = None, turn: NonceTurn | None = None) -> OutboundRequest:
         """Signed with the real key, then the audit line: nothing goes upstream unless it was written.
         Call inside `turn(route)` (a nonce is issued here for adapters that need one). `stream_token`: the
         exchange's own token for a frame that presented a virtual one."""
@@ -314,7 +383,7 @@ class Core:
         assert account.upstream is not None and account.key is not None
         nonce = None
         if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
-            nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms)
+            nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms, turn)
         ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
         try:
             outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
@@ -404,14 +473,32 @@ class Core:
         if not decision.allow:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
-        self.counters.apply(decision.charges, now)
         if decision.orders:
             self.counters.remember(name, decision.orders, now)
-        if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
-            if decision.notional is not None and policy.daily_notional_cap:
-                self.usage.add_daily("notional", name, decision.notional, now)
-            if decision.withdrawal is not None and policy.daily_withdrawal_cap:
-                self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
+
+        def commit_local() -> None:
+            self.counters.apply(decision.charges, now)
+            if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
+                if decision.notional is not None and policy.daily_notional_cap:
+                    self.usage.add_daily("notional", name, decision.notional, now)
+                if decision.withdrawal is not None and policy.daily_withdrawal_cap:
+                    self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
+
+        shared = outcome.shared
+        if shared is None:
+            commit_local()
+            return facts
+        # a fleet: the gate checks and charges these across every instance (decide saw this instance's
+        # untouched counters, so only the fleet's count can refuse)
+        shared.harmless = endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ) or _way_out(facts)
+        shared.commit_local = commit_local
+        buckets = self.counters.buckets
+        shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
+        if decision.notional is not None and policy.daily_notional_cap:
+            shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
+        if decision.withdrawal is not None and policy.daily_withdrawal_cap:
+            shared.caps.append(("withdraw", facts.asset or "", decision.withdrawal, policy.daily_withdrawal_cap,
+                                "withdrawal_limit"))
         return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
@@ -456,7 +543,9 @@ class Core:
                           "no request uses it until an operator restores or rotates it")
 
     def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
-                      now_ms: int, logged_on: bool = False) -> IncomingRequest:
+                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None) -> IncomingRequest:
+        """The bot's signature, its nonce sequence and the replay check; in a fleet the last two are also
+        the fleet's (`shared`), checked with the request's other shared charges."""
         if bot.info.mode == "token":
             return _strip_or_refuse(adapter, req)
         if bot.key is None or bot.info.status not in ("active", "suspended"):
@@ -473,6 +562,13 @@ class Core:
             # the bot's own nonce must increase (Kraken's rule), durably: a restart does not reopen old ones
             if self._sequences is None or not self._sequences.advance_bot_sequence(bot.info.name, verified.sequence):
                 raise Refused("replayed_request", "nonce is not above this bot's previous one")
+            if shared is not None:
+                shared.sequence = verified.sequence
+        if verified.replay_id and shared is not None:
+            ttl = verified.expires_ms - now_ms
+            shared.replays.append((verified.replay_id, ttl, True))
+            if verified.also_seen:
+                shared.replays.append((verified.also_seen, ttl, False))
         if verified.replay_id:
             seen = self.replays.first_sighting(verified.replay_id, verified.expires_ms, now_ms)
             if seen is None:

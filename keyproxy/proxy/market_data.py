@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -45,8 +46,13 @@ class MarketData:
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
         """`Core.admit`, with the reference prices the decision asks for fetched and the decision resumed once."""
         await self.ensure_markets(route, incoming)
+        return await self.settle(route, lambda: self.core.admit(route, incoming, peer, outcome, session=session))
+
+    async def settle(self, route: Route, decide: Callable[[], tuple[Route, IncomingRequest]]
+                     ) -> tuple[Route, IncomingRequest]:
+        """A decision of the core's, with the reference prices it asks for fetched and it resumed once."""
         try:
-            return self.core.admit(route, incoming, peer, outcome, session=session)
+            return decide()
         except NeedReference as need:
             await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
             result: tuple[Route, IncomingRequest] = need.resume()

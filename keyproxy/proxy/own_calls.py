@@ -37,8 +37,8 @@ class OwnCalls:
         name = account.info.name
         if not adapter.needs_nonce:
             return await signed_call(adapter, account.upstream, account.key, self._clients, spec)
-        async with self._core.account_turn(name):
-            nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms)
+        async with self._core.account_turn(name, adapter) as turn:
+            nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms, turn)
             return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
 
 

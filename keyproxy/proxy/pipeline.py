@@ -18,6 +18,7 @@ from yarl import URL
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn, Outcome, Route, new_request_id
+from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
@@ -57,6 +58,7 @@ class Pipeline:
         self._clients = clients
         self._limits = limits
         self.market_data = MarketData(self.core, clients, limits.upstream_timeout)  # keyproxy's own public calls
+        self.admission = Admission(self.core, self.market_data)  # in a fleet the daemon gives it the fleet's gate
         self._cache = PublicCache()  # identical public GETs shared by every bot (public_cache.py)
 
     async def handle(self, request: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
@@ -70,7 +72,7 @@ class Pipeline:
         route = self.core.route(account_name, request.method, path, outcome)
         incoming = await self._incoming(request, account_name, path, query)
         headers = incoming.headers
-        route, incoming = await self.market_data.admit(route, incoming, request.remote or "", outcome)
+        route, incoming = await self.admission.admit(route, incoming, request.remote or "", outcome)
         ttl = self._public_ttl(route, request.method, path) if route.endpoint.cls is EndpointClass.PUBLIC else 0
         if not ttl:
             return await self._send(request, route, incoming, headers, outcome)
@@ -115,7 +117,7 @@ class Pipeline:
         """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
         charges = self.core.spend_budget(route, incoming, outcome)
         async with self.core.turn(route) as turn:
-            outbound = self.core.sign(route, incoming, outcome)
+            outbound = self.core.sign(route, incoming, outcome, turn=turn)
             for name in FORWARDED_REQUEST_HEADERS:
                 if name in headers and name not in {h.lower() for h in outbound.headers}:
                     outbound.headers[name] = headers[name]

@@ -48,6 +48,7 @@ STATUS: dict[str, int] = {
     "upstream_timeout": 504,
     "unavailable": 503,
     "audit_unavailable": 503,
+    "shared_state_unavailable": 503,  # a fleet's Redis cannot be reached: only reads, cancels, reduce-only pass
 }
 
 
@@ -68,5 +69,8 @@ class Refused(Exception):
 
 def exchange_code(code: str) -> str:
     """The code whose exchange-shaped fields a refusal carries: the exchange's own budget being spent is
-    answered as the exchange's rate-limit error, so each SDK backs off as it knows how."""
-    return "rate_limited" if code == "budget_exhausted" else code
+    answered as the exchange's rate-limit error, so each SDK backs off as it knows how; a fleet's shared state
+    out of reach as the audit trail being out of reach (refused before anything was sent, retry later)."""
+    return {"budget_exhausted": "rate_limited",
+            # transient, nothing was sent: each exchange's shape for "unavailable, retry", as for the audit trail
+            "shared_state_unavailable": "audit_unavailable"}.get(code, code)

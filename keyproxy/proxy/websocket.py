@@ -30,6 +30,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
@@ -77,10 +78,10 @@ class WebSocketEdge:
     def __init__(self, core: Core, clients: UpstreamClients, limits: SocketLimits,
                  record: Callable[[Outcome, int], None], react: Callable[[Outcome], None] = lambda o: None,
                  count: Callable[[str, int], None] = lambda account, n: None,
-                 market_data: MarketData | None = None) -> None:
+                 admission: Admission | None = None) -> None:
         self._core = core
-        # keyproxy's own public calls (market lists, reference prices) around the core's admission
-        self._market_data = market_data or MarketData(core, clients)
+        # the awaited part of the decision, shared with REST: market data the core asks for, a fleet's gate
+        self._admission = admission or Admission(core, MarketData(core, clients))
         self._clients = clients
         self._own = OwnCalls(core, clients)  # keyproxy's own signed calls (a Kraken WebSocket token)
         self._limits = limits
@@ -268,7 +269,7 @@ class _Connection:
                 await self._session_answer(frame_id, action, outcome)
                 return
             claimed = dialect.presented_key(incoming)
-            route, incoming = await self.edge._market_data.admit(route, incoming, self.peer, outcome,
+            route, incoming = await self.edge._admission.admit(route, incoming, self.peer, outcome,
                                                                  session=self.session)
             if outcome.authenticated and outcome.bot and outcome.bot not in self.bots:
                 if self.edge.sockets_of(outcome.bot) >= self.edge._limits.max_per_bot:
@@ -283,8 +284,8 @@ class _Connection:
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
             real = await self._stream_token(route, outcome) if virtual else None
             core.spend_budget(route, incoming, outcome)  # the exchange's own budget, shared with REST
-            async with core.turn(route):
-                out = core.sign(route, incoming, outcome, stream_token=real)
+            async with core.turn(route) as turn:
+                out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
                                                   pins_token=bool(virtual) and method == "subscribe")
                 await self.upstream.send_str(out.body.decode())

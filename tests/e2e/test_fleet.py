@@ -13,6 +13,7 @@ import ccxt
 import pytest
 
 from keyproxy.devstack import HANDLED_SECRETS, DevStack, new_real_key, point_ccxt_at
+from tests.e2e.conftest import call, hmac_sign, now_ms
 from tests.redis_server import RedisServer
 
 
@@ -105,6 +106,59 @@ def test_a_restarted_instance_serves_the_changes_it_missed(fleet: Fleet) -> None
     assert client(creds, on(fleet.b)).fetch_balance()["total"]["USDT"] > 0
 
 
+def test_an_order_rate_holds_across_the_fleet_not_per_instance(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("sixty", "main", "read,trade", "--set", "orders_per_minute=6")
+    both = [client(creds, on(fleet.a)), client(creds, on(fleet.b))]
+    placed, refusals = [], []
+    for i in range(10):
+        try:
+            placed.append(both[i % 2].create_order("BTC/USDT", "limit", "buy", 0.001, 20000))
+        except ccxt.BaseError as e:
+            refusals.append(str(e))
+    assert len(placed) == 6, refusals  # 6 in all, not 6 on each
+    assert all('"error": "rate_limited"' in r and "across the fleet" in r for r in refusals)
+    for o in placed:
+        both[0].cancel_order(o["id"], "BTC/USDT")  # cancels have their own budget
+
+
+def test_a_daily_notional_cap_adds_up_across_the_fleet(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("capped", "main", "read,trade", "--set", "daily_notional_cap=50")
+    on_a, on_b = client(creds, on(fleet.a)), client(creds, on(fleet.b))
+    first = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)  # 20 USDT
+    second = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)  # 40
+    refused(lambda: on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "daily_notional_exceeded")
+    for o in (first, second):
+        on_a.cancel_order(o["id"], "BTC/USDT")
+
+
+def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("replayed", "main", "read,trade")
+    query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                      f"&price=20000&timestamp={now_ms()}")
+    headers = {"X-MBX-APIKEY": creds["api_key"]}
+    first = call(on(fleet.a), "POST", "/api/v3/order", body=query, headers=headers)
+    assert first.status == 200, first.body
+    again = call(on(fleet.b), "POST", "/api/v3/order", body=query, headers=headers)
+    assert (again.status, again.body.get("error")) == (401, "replayed_request"), again.body
+    client(creds, on(fleet.a)).cancel_order(str(first.body["orderId"]), "BTC/USDT")
+
+
+def test_a_change_whose_notice_was_lost_is_still_in_force_on_the_next_request(fleet: Fleet) -> None:
+    """An instance that never got the stream notice is behind the fleet's version: the gate says so, the
+    instance catches up, and the request is decided on the newer state."""
+    creds = fleet.a.add_bot("unnoticed", "main", "read,trade")
+    on_b = client(creds, on(fleet.b))
+    on_b.cancel_order(on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"], "BTC/USDT")
+    r = fleet.redis.client()
+    prefix = next(r.scan_iter(match="keyproxy:*:version")).decode().rsplit(":", 1)[0]
+    with r.pipeline(transaction=True) as p:  # a halt written as an instance would, but no notice on the stream
+        p.hset(prefix + ":halts", "bot\x1funnoticed", json.dumps(["lost notice", time.time()]))
+        p.incr(prefix + ":version")
+        p.execute()
+    refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "halted")
+    fleet.b.cli("resume", "--bot", "unnoticed")
+
+
 def test_redis_holds_no_secret_and_no_virtual_secret(fleet: Fleet) -> None:
     fleet.a.add_bot("scanned", "main", "read,trade")
     dump = fleet.redis.dump()
@@ -119,3 +173,82 @@ def test_a_password_in_the_url_is_refused(fleet: Fleet, tmp_path) -> None:  # ty
     proc = dev.cli("config", "check", check=False)
     assert proc.returncode != 0
     assert "must not carry a password" in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_redis_unreachable_refuses_orders_lets_cancels_and_reads_through_and_recovers(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("outage", "main", "read,trade")
+    on_b = client(creds, on(fleet.b))
+    resting = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    fleet.redis.stop()
+    try:
+        start = len(fleet.a.journal())
+        refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "shared_state_unavailable")
+        assert [e for e in fleet.a.journal()[start:] if e["path"] == "/api/v3/order"] == []
+        assert on_b.fetch_balance()["total"]["USDT"] > 0  # reads pass on the instance's own counters
+        assert on_b.cancel_order(resting["id"], "BTC/USDT")["status"] == "canceled"  # so do cancels
+        time.sleep(1.5)  # the follower notices
+        assert "keyproxy_shared_state_up 0.0" in fleet.b.metrics()
+    finally:
+        fleet.redis.start()
+    deadline = time.monotonic() + 10
+    while True:  # reconnects by itself
+        try:
+            on_b.cancel_order(on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"], "BTC/USDT")
+            break
+        except ccxt.BaseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    while "keyproxy_shared_state_up 1.0" not in fleet.b.metrics():  # the follower is back too
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.2)
+
+
+KRAKEN_BOT = """
+import json, sys, time, krakenex
+creds, base_url, seconds = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+api = krakenex.API(creds["api_key"], creds["secret"])
+api.uri = base_url
+errors, calls, end = [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    errors += api.query_private("Balance" if calls % 2 else "OpenOrders")["error"]
+    calls += 1
+print(json.dumps({"errors": errors, "calls": calls}))
+"""
+
+
+def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Kraken refuses a nonce below one it has seen: instances take the key's turn in Redis, each above the
+    highest nonce any of them used (KEYPROXY_FLEET_SECONDS, default 8; the issue's figure is 30)."""
+    import subprocess
+    import sys
+
+    seconds = float(__import__("os").environ.get("KEYPROXY_FLEET_SECONDS", "8"))
+    server = RedisServer(tmp_path / "redis").start()
+    limits = '\n[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n'  # the emulator does not count calls here
+    a = DevStack(tmp_path / "a", extra_config=limits + server.config())
+    b = DevStack(tmp_path / "b", extra_config=limits + server.config())
+    key = new_real_key(exchange="kraken")
+    try:
+        a.start_emulator([key])
+        a.init()
+        a.add_account("shared", key)
+        (b.root / "state").mkdir(mode=0o700)
+        shutil.copy2(a.root / "state" / "vault.db", b.root / "state" / "vault.db")
+        a.start_daemon()
+        b.start_daemon()
+        bots = [a.add_bot(f"k{i}", "shared", "read") for i in range(3)]
+        start = len(a.journal())
+        procs = [subprocess.Popen([sys.executable, "-c", KRAKEN_BOT, json.dumps(bot),
+                                   f"{(a if i % 2 == 0 else b).proxy_url}/shared", str(seconds)],
+                                  stdout=subprocess.PIPE, text=True, env=a.env) for i, bot in enumerate(bots)]
+        results = [json.loads(p.communicate(timeout=seconds + 60)[0]) for p in procs]
+        assert [r["errors"] for r in results] == [[], [], []]
+        arrived = [e for e in a.journal()[start:] if e.get("api_key")]
+        assert len(arrived) == sum(r["calls"] for r in results) > 30
+        assert not [e for e in arrived if e.get("error_code")], "the exchange refused some requests"
+        assert all(e["signature_verified"] for e in arrived)
+    finally:
+        a.close()
+        b.close()
+        server.stop()

@@ -1,0 +1,40 @@
+"""What one request spends of a fleet's shared state, and the fleet's answer (no Redis here: the core imports it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass
+class SharedCharges:
+    """What one request spends of the fleet's shared state, gathered by the core while it decides."""
+
+    bot: str
+    harmless: bool = False  # a read, a cancel or a reduce-only order: may pass on local counters alone
+    replays: list[tuple[str, int, bool]] = field(default_factory=list)  # (replay id, ttl ms, checked)
+    sequence: int | None = None  # the bot's own nonce (Kraken): must exceed every one the fleet has seen
+    buckets: list[tuple[str, float, float]] = field(default_factory=list)  # (bucket key, rate/s, capacity)
+    caps: list[tuple[str, str, Decimal, Decimal, str]] = field(default_factory=list)  # (kind, asset, amount, cap, code)
+    # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
+    commit_local: Callable[[], None] = lambda: None
+
+    def reset_policy(self) -> None:
+        """Before the decision is taken again on newer state: its charges are the new decision's."""
+        self.buckets.clear()
+        self.caps.clear()
+        self.commit_local = lambda: None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The script's answer: "ok", "stale" (the fleet moved on), "replay", "sequence", "rate", "cap",
+    or "unavailable" (Redis could not be asked)."""
+
+    kind: str
+    bucket: str | None = None
+    retry_after: float | None = None
+    cap: tuple[str, str, Decimal, Decimal, str] | None = None
+    used: Decimal | None = None
+    reason: str = ""

@@ -1,0 +1,77 @@
+"""Admission, the awaited part of a decision both edges share: the core's decision with the market data it
+asks for (market_data.py), then, in a fleet, the fleet's part of it (fleet/gate.py): one atomic Redis check
+of the version, replay ids, nonce sequence, rate buckets and daily caps.
+
+Redis unreachable: reads, cancels and reduce-only orders pass on this instance's own counters (so a bot can
+always get out), everything that trades, withdraws or transfers is refused `shared_state_unavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.fleet.charges import Verdict
+from keyproxy.proxy.core import Core, Outcome, Route
+from keyproxy.proxy.market_data import MarketData
+from keyproxy.proxy.refusal import Refused
+
+log = logging.getLogger("keyproxy.fleet")
+STALE_RETRIES = 3  # decisions taken again on newer fleet state before giving up for this request
+
+
+class Admission:
+    def __init__(self, core: Core, market_data: MarketData, gate: Any = None, sync: Any = None) -> None:
+        self.core, self.market_data = core, market_data
+        self.gate, self.sync = gate, sync  # fleet/gate.py FleetGate, fleet/sync.py FleetSync (None: one daemon)
+
+    async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
+                    session: str | None = None) -> tuple[Route, IncomingRequest]:
+        route, incoming = await self.market_data.admit(route, incoming, peer, outcome, session=session)
+        shared = outcome.shared
+        if self.gate is None or shared is None:
+            return route, incoming
+        for _ in range(STALE_RETRIES):
+            verdict = await self.gate.check(shared, self.sync.applied)
+            if verdict.kind == "ok":
+                return route, incoming
+            if verdict.kind == "stale":  # another instance changed something: decide again on it
+                try:
+                    await self.sync.catch_up()
+                except Exception:  # noqa: BLE001 - Redis went away between the two calls
+                    verdict = Verdict("unavailable", reason="the fleet's newer state could not be read")
+                else:
+                    log.debug("decided again on the fleet's newer state", extra={"bot": shared.bot})
+                    route, incoming = await self.market_data.settle(
+                        route, lambda: self.core.redecide(route, incoming, peer, outcome))
+                    continue
+            if verdict.kind == "unavailable":
+                if shared.harmless:  # a read, a cancel, a reduce-only order: this instance's own counters
+                    shared.commit_local()
+                    return route, incoming
+                raise Refused("shared_state_unavailable", "the fleet's shared state cannot be reached, so limits "
+                              "that hold across instances cannot be checked: only reads, cancels and reduce-only "
+                              "orders pass until it is back", 1.0)
+            raise refusal(verdict, shared.bot)
+        raise Refused("unavailable", "the fleet's shared state kept changing while this request was decided; retry",
+                      1.0)
+
+
+def refusal(verdict: Verdict, bot: str) -> Refused:
+    """The fleet's no, worded as one daemon's own would be."""
+    if verdict.kind == "replay":
+        return Refused("replayed_request", "this signed request was already received")
+    if verdict.kind == "sequence":
+        return Refused("replayed_request", "nonce is not above this bot's previous one")
+    if verdict.kind == "rate":
+        name = (verdict.bucket or "").split(":")[-1]
+        return Refused("rate_limited", f"bot {bot!r}: rate limit {name} reached (counted across the fleet)",
+                       verdict.retry_after)
+    if verdict.kind == "cap" and verdict.cap is not None:
+        kind, asset, amount, cap, code = verdict.cap
+        used = verdict.used or 0
+        what = "traded notional" if kind == "notional" else f"withdrawals of {asset}"
+        return Refused(code, f"bot {bot!r}: today's {what} would reach {(used + amount).normalize():f}, above "
+                       f"the daily cap {cap.normalize():f} (counted across the fleet)")
+    return Refused("internal_error", f"the fleet's gate answered {verdict.kind!r}")

@@ -1,0 +1,73 @@
+"""The fleet's gate against a real Redis: one atomic check, nothing charged unless everything holds."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from keyproxy.config import SharedStateSettings
+from keyproxy.fleet.charges import SharedCharges
+from keyproxy.fleet.gate import FleetGate
+from keyproxy.fleet.store import FleetStore
+
+
+def check(shared: SharedStateSettings, *charges: SharedCharges, applied: int = 0) -> list[str]:
+    async def run() -> list[str]:
+        gate = FleetGate(FleetStore(shared, "vault-1"))
+        try:
+            return [(await gate.check(c, applied)).kind for c in charges]
+        finally:
+            await gate.close()
+    return asyncio.run(run())
+
+
+def order(bot: str = "b1", replay: str | None = None, seq: int | None = None) -> SharedCharges:
+    c = SharedCharges(bot, buckets=[("bot:b1:orders", 1 / 60, 3.0)])
+    if replay:
+        c.replays.append((replay, 60_000, True))
+    c.sequence = seq
+    return c
+
+
+def test_a_bucket_is_spent_once_across_every_caller(shared: SharedStateSettings) -> None:
+    assert check(shared, *[order() for _ in range(5)]) == ["ok", "ok", "ok", "rate", "rate"]
+    assert check(shared, order()) == ["rate"]  # another instance (another client) sees the same bucket
+
+
+def test_a_batch_takes_one_token_per_order_or_none(shared: SharedStateSettings) -> None:
+    batch = SharedCharges("b1", buckets=[("bot:b1:orders", 1 / 60, 3.0)] * 4)
+    assert check(shared, batch, order(), order(), order(), order()) == ["rate", "ok", "ok", "ok", "rate"]
+
+
+def test_replay_ids_and_sequences_hold_across_the_fleet(shared: SharedStateSettings) -> None:
+    assert check(shared, order(replay="sig-1"), order(replay="sig-1")) == ["ok", "replay"]
+    assert check(shared, order(seq=10), order(seq=10), order(seq=9), order(seq=11)) == ["ok", "sequence",
+                                                                                         "sequence", "ok"]
+    dump = b"".join(k for k in FleetStore(shared, "vault-1")._redis.scan_iter())
+    assert b"sig-1" not in dump  # replay ids (signatures, queries) are hashed
+
+
+def test_a_refused_check_charges_nothing(shared: SharedStateSettings) -> None:
+    replayed = order(replay="sig-2")
+    assert check(shared, order(replay="sig-2")) == ["ok"]
+    assert check(shared, replayed) == ["replay"]
+    assert check(shared, order(), order()) == ["ok", "ok"]  # the refused one took no token (3 in all)
+    assert check(shared, order()) == ["rate"]
+
+
+def test_daily_caps_add_up_across_the_fleet(shared: SharedStateSettings) -> None:
+    def spend(amount: str) -> SharedCharges:
+        return SharedCharges("b1", caps=[("notional", "", Decimal(amount), Decimal("50"), "daily_notional_exceeded")])
+    assert check(shared, spend("20"), spend("20"), spend("20"), spend("10")) == ["ok", "ok", "cap", "ok"]
+
+
+def test_an_instance_behind_the_fleets_version_is_told_so_and_charged_nothing(shared: SharedStateSettings) -> None:
+    store = FleetStore(shared, "vault-1")
+    version = store.set_halt("bot", "b1", "drill", 1.0)
+    assert check(shared, order(), applied=version - 1) == ["stale"]
+    assert check(shared, order(), order(), order(), applied=version) == ["ok", "ok", "ok"]
+
+
+def test_an_unreachable_redis_is_a_verdict_not_an_exception() -> None:
+    dead = SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2)
+    assert check(dead, order()) == ["unavailable"]
