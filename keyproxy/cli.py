@@ -755,6 +755,17 @@ def cmd_status(ctx: Context) -> int:
         closed = f"; CLOSED for {b['closed_s']:g} s (the exchange refused for rate)" if b["closed_s"] else ""
         ctx.out(f"budget {b['scope']} {b['budget']}: {b['used']:g} of {b['limit']} "
                 f"({100 * b['used'] / b['limit']:.0f}%){closed}; bots: {', '.join(b['bots']) or '-'}")
+    fleet = st.get("fleet")
+    if fleet:
+        if not fleet["reachable"]:
+            ctx.out(f"fleet {fleet['where']}: UNREACHABLE ({fleet.get('problem', '')}); orders are refused, "
+                    "reads, cancels and reduce-only orders pass")
+        else:
+            ctx.out(f"fleet {fleet['where']}: version {fleet['version']}")
+        for i in fleet["instances"]:
+            state = "this instance" if i["this"] else ("live" if i["live"] else "NOT HEARD FROM")
+            ctx.out(f"instance {i['instance']} ({state}, {i['listen']}): applied {i['applied']}, "
+                    f"{i['lag']} behind, last heartbeat {i['seen_s_ago']:g} s ago")
     return 0
 
 

@@ -389,6 +389,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                            trail.append, metrics, responder=recorder.responder)
     background.append(asyncio.create_task(risk_watch.run()))
     controls.risk = risk_watch.report
+    if fleet_sync is not None:
+        controls.fleet = fleet_sync.report
 
     async def rotation_reminders() -> None:
         """Once a day (and at start): a warning for every key that is due or overdue for rotation."""

@@ -133,6 +133,45 @@ def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
     return out or [Finding("ok", "vault", "every record opens; no key due, quarantined or halted")]
 
 
+def check_shared_state(settings: Settings, vault_id: str) -> list[Finding]:
+    """A fleet's Redis ([shared_state]): reachable with keyproxy's credentials, encrypted when it is not on
+    this host, keeping an append-only file (a Redis restart must not forget halts and revocations)."""
+    shared = settings.shared_state
+    if shared is None:
+        return []
+    from keyproxy.fleet.store import FleetStore, SharedStateUnavailable
+
+    try:
+        fleet = FleetStore(shared, vault_id)
+        try:
+            fleet.ping()
+            aof = fleet.aof_enabled()
+            report = fleet.report()
+        finally:
+            fleet.close()
+    except SharedStateUnavailable as e:
+        return [Finding("fail", "shared state", str(e), "start Redis, or check [shared_state] url and password_file")]
+    out = []
+    host = (shared.url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1].rsplit(":", 1)[0]).strip("[]")
+    local = shared.url.startswith("unix://") or host in ("127.0.0.1", "localhost", "::1")
+    if not shared.url.startswith("rediss://") and not local:
+        out.append(Finding("warn", "shared state", f"{fleet.where} is reached without TLS across the network",
+                           "use rediss:// (Redis with tls-port and a certificate)"))
+    if shared.password_file is None and not local:
+        out.append(Finding("warn", "shared state", f"{fleet.where} is reached without a password",
+                           "set requirepass (or an ACL user) in Redis and [shared_state] password_file"))
+    if not aof:
+        out.append(Finding("warn", "shared state", f"{fleet.where} keeps no append-only file: a Redis restart "
+                           "forgets the fleet's halts and counters", "set `appendonly yes` in /etc/redis/redis.conf"))
+    lagging = [i["instance"] for i in report["instances"] if i["live"] and i["lag"] > 0]
+    if lagging:
+        out.append(Finding("warn", "shared state", f"instances behind the fleet's version: {', '.join(lagging)}",
+                           "check those instances' logs (keyproxy.fleet) and their path to Redis"))
+    live = sum(1 for i in report["instances"] if i["live"])
+    return out or [Finding("ok", "shared state", f"{fleet.where} answers (AOF on; {live} live instances, "
+                           f"version {report['version']})")]
+
+
 def check_audit(settings: Settings, vault: Any, recorded_head: int | None) -> list[Finding]:
     from keyproxy.audit.trail import trail_files, verify
 
@@ -222,6 +261,7 @@ def run_doctor(settings: Settings, open_vault: Any, network: bool = True) -> lis
             state_db = StateStore(state_path)
         findings += check_master_source(settings, vault.status()["master_source"])
         findings += check_vault(settings, vault, state_db)
+        findings += check_shared_state(settings, vault.vault_id)
         findings += check_audit(settings, vault, state_db.audit_head() if state_db else None)
         if network:
             findings += asyncio.run(check_exchanges(vault, state_db))

@@ -23,7 +23,7 @@ def promtool() -> str:
 def test_alert_rules_are_valid(promtool: str) -> None:
     out = subprocess.run([promtool, "check", "rules", str(DEPLOY / "alerts.yml")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 14 rules found" in out.stdout
+    assert "SUCCESS: 15 rules found" in out.stdout
 
 
 def test_alert_rules_unit_tests(promtool: str) -> None:
@@ -37,8 +37,8 @@ def test_every_alert_has_summary_and_description_and_is_tested() -> None:
 
     rules = (DEPLOY / "alerts.yml").read_text()
     names = re.findall(r"- alert: (\w+)", rules)
-    assert len(names) == 14
-    assert rules.count("summary:") == rules.count("description:") == 14
+    assert len(names) == 15
+    assert rules.count("summary:") == rules.count("description:") == 15
     tested = "".join(p.read_text() for p in (DEPLOY / "tests").glob("*.yml"))
     assert [n for n in names if f"alertname: {n}" not in tested] == []
 
@@ -64,7 +64,7 @@ def test_every_file_beside_the_rules_is_a_rules_file_and_the_scrape_config_is_va
     assert out.returncode == 0, out.stdout + out.stderr
     out = subprocess.run([promtool, "check", "config", str(DEPLOY / "config" / "prometheus-scrape.yml")],
                          capture_output=True, text=True)
-    assert out.returncode == 0 and "SUCCESS: 14 rules found" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "SUCCESS: 15 rules found" in out.stdout, out.stdout + out.stderr
 
 
 def test_the_grafana_dashboard_queries_are_valid_promql_on_metrics_keyproxy_exports(promtool: str, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keyproxy.errors import NotFound, StateError, UsageError
+from keyproxy.errors import KeyproxyError, NotFound, StateError, UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
 from keyproxy.state import StateStore
@@ -58,6 +58,7 @@ class Controls:
         self._budgets = budgets  # the exchanges' own rate budgets in use (the daemon's governor)
         self.dead_man: Callable[[], list[dict[str, Any]]] | None = None  # the daemon's cancel-on-silence timers
         self.risk: Callable[[], list[dict[str, Any]]] | None = None  # the daemon's positions and loss limits
+        self.fleet: Callable[[], dict[str, Any]] | None = None  # the daemon's view of its fleet ([shared_state])
         self._source_for_new = source_for_new
         self.pinned = pinned
         self._reload_config = reload_config
@@ -337,4 +338,17 @@ class Controls:
         st["budgets"] = self._budgets() if self._budgets is not None else []
         st["dead_man"] = self.dead_man() if self.dead_man is not None else []
         st["risk"] = self.risk() if self.risk is not None else []
+        st["fleet"] = self._fleet_report()
         return st
+
+    def _fleet_report(self) -> dict[str, Any] | None:
+        """The fleet ([shared_state]) as Redis sees it: its version, the instances and how far behind each is."""
+        if self.fleet is not None:
+            return self.fleet()
+        replica = getattr(self.vault, "replica", None)
+        if replica is None:
+            return None
+        try:
+            return replica.fleet.report()
+        except KeyproxyError as e:
+            return {"where": replica.fleet.where, "reachable": False, "problem": str(e), "instances": []}

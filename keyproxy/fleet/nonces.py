@@ -46,8 +46,8 @@ return string.format('%.0f', v)
 
 
 class FleetNonces:
-    def __init__(self, fleet: FleetStore) -> None:
-        self.fleet = fleet
+    def __init__(self, fleet: FleetStore, lease_ms: int = LEASE_MS) -> None:
+        self.fleet, self.lease_ms = fleet, lease_ms
         self._client: redis.asyncio.Redis | None = None
         self._scripts: dict[str, object] = {}
 
@@ -68,7 +68,7 @@ class FleetNonces:
         pause = 0.001
         while True:
             try:
-                last = int(await script(keys=self._keys(account), args=[token, LEASE_MS]))  # type: ignore[operator]
+                last = int(await script(keys=self._keys(account), args=[token, self.lease_ms]))  # type: ignore[operator]
             except (redis.RedisError, OSError) as e:
                 raise SharedStateUnavailable(f"shared state at {self.fleet.where} is unavailable: "
                                              f"{type(e).__name__}") from None

@@ -97,6 +97,22 @@ class FleetStore:
         with self._calls() as r:
             r.ping()
 
+    def aof_enabled(self) -> bool:
+        """Whether Redis writes its append-only file (a restart of Redis then keeps the fleet's state)."""
+        with self._calls() as r:
+            return str(r.info("persistence").get("aof_enabled", 0)) == "1"
+
+    def report(self, this: str | None = None, applied: int | None = None) -> dict[str, Any]:
+        """`keyproxy status`: the fleet's version and its instances, with how far behind each is."""
+        version = self.version()
+        rows, now = [], time.time()
+        for name, rec in sorted(self.instances(live_only=False).items()):
+            seen = now - float(rec.get("seen", 0))
+            at = applied if name == this and applied is not None else int(rec.get("version", 0))
+            rows.append({"instance": name, "listen": rec.get("listen", ""), "applied": at, "lag": max(0, version - at),
+                         "seen_s_ago": round(seen, 1), "live": seen < INSTANCE_TTL_S, "this": name == this})
+        return {"where": self.where, "reachable": True, "version": version, "instances": rows}
+
     # --- the write lease: one vault change at a time across the fleet --------------------------------
 
     @contextlib.contextmanager

@@ -95,6 +95,14 @@ class FleetSync:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
+    def report(self) -> dict[str, Any]:
+        """`keyproxy status`'s fleet lines, from this instance's point of view."""
+        try:
+            return self.fleet.report(self.instance, self.applied)
+        except SharedStateUnavailable as e:
+            return {"where": self.fleet.where, "reachable": False, "problem": str(e), "applied": self.applied,
+                    "instances": []}
+
     async def wait_others(self, version: int, timeout: float = 1.0) -> list[str]:
         """Until every other live instance has applied `version`: the ones still behind after `timeout`."""
         deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,6 +176,18 @@ def test_a_password_in_the_url_is_refused(fleet: Fleet, tmp_path) -> None:  # ty
     assert "must not carry a password" in proc.stderr and "hunter2" not in proc.stderr
 
 
+def test_status_lists_the_instances_and_doctor_checks_redis(fleet: Fleet) -> None:
+    st = json.loads(fleet.a.cli("status", "--json").stdout)["fleet"]
+    assert st["reachable"] and st["where"] == fleet.redis.url
+    instances = {i["instance"]: i for i in st["instances"]}
+    assert instances["host-a"]["this"] and instances["host-b"]["live"] and instances["host-b"]["lag"] == 0
+    text = fleet.b.cli("status").stdout
+    assert f"fleet {fleet.redis.url}: version " in text and "instance host-b (this instance" in text
+    doctor = json.loads(fleet.a.cli("doctor", "--offline", "--json", check=False).stdout)
+    shared = [f for f in doctor if f["check"] == "shared state"]
+    assert shared and shared[0]["level"] == "ok" and "AOF on; 2 live instances" in shared[0]["what"], shared
+
+
 def test_redis_unreachable_refuses_orders_lets_cancels_and_reads_through_and_recovers(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("outage", "main", "read,trade")
     on_b = client(creds, on(fleet.b))
@@ -202,6 +215,24 @@ def test_redis_unreachable_refuses_orders_lets_cancels_and_reads_through_and_rec
     while "keyproxy_shared_state_up 1.0" not in fleet.b.metrics():  # the follower is back too
         assert time.monotonic() < deadline + 10
         time.sleep(0.2)
+
+
+
+def test_kill_9_of_one_instance_stops_no_bot(fleet: Fleet) -> None:
+    """The failover docs/fleet.md tests: a bot that knows both instances' URLs moves to the other when one
+    stops answering; every bot, the dead instance's too, is served there at once, with its open orders."""
+    creds = fleet.a.add_bot("survivor", "main", "read,trade")
+    on_a = client(creds, on(fleet.a))
+    resting = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    fleet.a.stop_daemon(signal.SIGKILL)
+    with pytest.raises(ccxt.NetworkError):
+        on_a.fetch_balance()
+    on_b = client(creds, on(fleet.b))  # the bot's second base URL
+    assert on_b.fetch_order(resting["id"], "BTC/USDT")["status"] == "open"
+    assert on_b.cancel_order(resting["id"], "BTC/USDT")["status"] == "canceled"
+    on_b.cancel_order(on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"], "BTC/USDT")
+    st = json.loads(fleet.b.cli("status", "--json").stdout)["fleet"]
+    assert {i["instance"] for i in st["instances"]} >= {"host-a", "host-b"}
 
 
 KRAKEN_BOT = """
