@@ -29,6 +29,7 @@ least half of direct at every higher level.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import hashlib
 import hmac
@@ -50,7 +51,7 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.devstack import DevStack, RedisServer, new_real_key
 
 ORDER_PATH = "/api/v3/order"
 # Rests on the book (the emulated BTCUSDT last price is 60000) and locks 0.0001 BTC.
@@ -430,6 +431,9 @@ def main() -> int:
                     help="the daemon's event loop (keyproxy serve --loop)")
     ap.add_argument("--log-level", choices=["info", "debug"], default="info",
                     help="info is production (allowed requests are not logged); debug logs every request")
+    ap.add_argument("--shared-state", choices=["none", "redis"], default="none",
+                    help="redis: the daemon is one instance of a fleet ([shared_state], a local redis-server): "
+                         "every request makes the fleet's one Redis round trip (docs/fleet.md)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.exchange == "kraken" and max(levels) > 1:
@@ -442,8 +446,12 @@ def main() -> int:
 
     # the governor would (rightly) refuse this load above Binance's budgets: bench/governor.py measures it
     config = f'[audit]\nfsync = "{args.fsync}"\n[governor]\nenabled = false\n'
-    with tempfile.TemporaryDirectory(prefix="keyproxy-bench-") as tmp, \
-            DevStack(Path(tmp), extra_config=config, log_level=args.log_level) as stack:
+    with tempfile.TemporaryDirectory(prefix="keyproxy-bench-") as tmp, contextlib.ExitStack() as cleanup:
+        if args.shared_state == "redis":
+            redis_server = RedisServer(Path(tmp) / "redis").start()
+            cleanup.callback(redis_server.stop)
+            config += redis_server.config()
+        stack = cleanup.enter_context(DevStack(Path(tmp), extra_config=config, log_level=args.log_level))
         direct_key = None
         if args.exchange == "binance":
             real = new_real_key("hmac", balances=BALANCES)
@@ -497,7 +505,7 @@ def main() -> int:
         print(f"keyproxy proxy overhead, {args.exchange} {what}: "
               f"{args.rounds} x {args.requests} timed requests per mode and level, "
               f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}, "
-              f"loop={args.loop}")
+              f"loop={args.loop}, shared state={args.shared_state}")
         pids = {"daemon": stack.daemon().pid}
         if bare_proc is not None:
             pids["bare"] = bare_proc.pid

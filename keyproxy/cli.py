@@ -53,11 +53,12 @@ class Context:
             self.settings, passphrase_file=args.passphrase_file, key_file=args.key_file
         )
 
-    def open_vault(self, *, strict: bool = True) -> Vault:
+    def open_vault(self, *, strict: bool = True, join_fleet: bool = True) -> Vault:
         """Open and unlock; in a fleet ([shared_state]) on the fleet's newest copy, and every change shared.
-        `strict=False` (the daemon): an unreachable Redis does not stop the start."""
+        `strict=False` (the daemon): an unreachable Redis does not stop the start. `join_fleet=False`: a
+        reader that changes nothing (audit verify) works without Redis."""
         vault = Vault.open(self.settings.vault.path, lambda kind: source_for_kind(kind, self.settings, self.inputs))
-        if self.settings.shared_state is not None:
+        if self.settings.shared_state is not None and join_fleet:
             from keyproxy.fleet.replica import join
 
             try:
@@ -903,33 +904,88 @@ def cmd_emulator(ctx: Context) -> int:
 
 
 def cmd_audit_verify(ctx: Context) -> int:
+    """Each trail named (default: this host's) on its own: its chain and MACs, and that it was not cut
+    short: against the head this host's state.db recorded, and in a fleet the head its instance last
+    published to Redis."""
     from keyproxy.audit.trail import trail_files, verify
     from keyproxy.state import StateStore
 
-    target = ctx.args.path or ctx.settings.audit_dir
-    files = trail_files(target) if target.is_dir() else [target]
-    if not files or not all(f.exists() for f in files):
-        raise StateError(f"no audit trail at {target}")
+    targets = ctx.args.path or [ctx.settings.audit_dir]
+    trails = []
+    for target in targets:
+        files = trail_files(target) if target.is_dir() else [target]
+        if not files or not all(f.exists() for f in files):
+            raise StateError(f"no audit trail at {target}")
+        trails.append((target, files))
     head = None
     state_db = ctx.settings.state_dir / "state.db"
-    if ctx.args.path is None and state_db.exists():
+    if not ctx.args.path and state_db.exists():
         head = StateStore(state_db).audit_head()
-    with ctx.open_vault() as vault:  # read only: safe while the daemon runs
-        result = verify(files, vault.audit_key(), head)
+    reports, ok = [], True
+    with ctx.open_vault(join_fleet=False) as vault:  # read only: safe while the daemon runs
+        published = _published_audit_heads(ctx, vault.vault_id)
+        for target, files in trails:
+            instance = trail_instance(files)
+            heads = [h for h in (head, published.get(instance or "")) if h]
+            result = verify(files, vault.audit_key(), max(heads) if heads else None)
+            ok = ok and result.ok
+            reports.append({"trail": str(target), "instance": instance, "ok": result.ok, "lines": result.lines,
+                            "last_seq": result.last_seq, "problem": result.problem, "files": [str(f) for f in files]})
     if ctx.args.json:
-        ctx.out_json({"ok": result.ok, "lines": result.lines, "last_seq": result.last_seq,
-                      "problem": result.problem, "files": [str(f) for f in files]})
-    elif result.ok:
-        ctx.out(f"ok: {result.lines} lines in {len(files)} file(s), chain and MACs verify (last seq {result.last_seq})")
-    else:
-        ctx.out(f"FAILED after {result.lines} good lines: {result.problem}")
-    return 0 if result.ok else 1
+        ctx.out_json(reports[0] if len(reports) == 1 else reports)
+        return 0 if ok else 1
+    for r in reports:
+        who = f"{r['trail']}" + (f" (instance {r['instance']})" if r["instance"] else "")
+        if r["ok"]:
+            ctx.out(f"ok: {who}: {r['lines']} lines in {len(r['files'])} file(s), chain and MACs verify "
+                    f"(last seq {r['last_seq']})")
+        else:
+            ctx.out(f"FAILED: {who}: after {r['lines']} good lines: {r['problem']}")
+    return 0 if ok else 1
 
 
-def _audit_lines(ctx: Context) -> Iterator[dict[str, Any]]:
+def _trail_files(directory: Path) -> list[Path]:
+    from keyproxy.audit.trail import trail_files
+
+    files = trail_files(directory)
+    if not files:
+        raise StateError(f"no audit trail at {directory}")
+    return files
+
+
+def trail_instance(files: list[Path]) -> str | None:
+    """The fleet instance that wrote a trail: its newest daemon.start says (None outside a fleet)."""
+    from keyproxy.audit.trail import iter_lines
+
+    instance = None
+    for _, _, raw, torn in iter_lines(files):
+        if not torn and b'"daemon.start"' in raw:
+            with contextlib.suppress(ValueError):
+                instance = json.loads(raw).get("instance") or instance
+    return instance
+
+
+def _published_audit_heads(ctx: Context, vault_id: str) -> dict[str, int]:
+    """In a fleet: instance -> the newest audit seq it published with its heartbeat (unreachable: none)."""
+    shared = ctx.settings.shared_state
+    if shared is None:
+        return {}
+    from keyproxy.fleet.store import FleetStore, SharedStateUnavailable
+
+    try:
+        fleet = FleetStore(shared, vault_id)
+        try:
+            return {name: int(rec.get("audit_seq", 0)) for name, rec in fleet.instances(live_only=False).items()}
+        finally:
+            fleet.close()
+    except SharedStateUnavailable:
+        return {}
+
+
+def _audit_lines(ctx: Context, directory: Path | None = None) -> Iterator[dict[str, Any]]:
     from keyproxy.audit.trail import iter_lines, trail_files
 
-    for _, _, raw, torn in iter_lines(trail_files(ctx.settings.audit_dir)):
+    for _, _, raw, torn in iter_lines(trail_files(directory or ctx.settings.audit_dir)):
         if not torn:
             try:
                 yield json.loads(raw)
@@ -984,7 +1040,7 @@ def cmd_audit_tail(ctx: Context) -> int:
 
 EXPORT_FIELDS = ("seq", "ts", "event", "request_id", "bot", "account", "source_ip", "method", "path", "endpoint",
                  "endpoint_class", "decision", "code", "status", "upstream_status", "proxy_ms", "upstream_ms", "op",
-                 "result", "peer_uid")
+                 "result", "peer_uid", "instance")
 
 
 def cmd_audit_export(ctx: Context) -> int:
@@ -992,7 +1048,15 @@ def cmd_audit_export(ctx: Context) -> int:
 
     since = _parse_time(ctx.args.since)
     until = _parse_time(ctx.args.until) if ctx.args.until else float("inf")
-    rows = [ln for ln in _audit_lines(ctx) if since <= ln.get("ts", 0) <= until and _matches(ln, ctx.args)]
+    rows = []
+    for directory in ctx.args.trail or [None]:  # a fleet's trails, one per instance: merged in time order
+        files = None if directory is None else directory
+        instance = trail_instance(_trail_files(files)) if files is not None else None
+        for ln in _audit_lines(ctx, files):
+            if since <= ln.get("ts", 0) <= until and _matches(ln, ctx.args):
+                rows.append({**ln, "instance": instance} if instance else ln)
+    if ctx.args.trail:
+        rows.sort(key=lambda ln: (ln.get("ts", 0), ln.get("instance") or "", ln.get("seq", 0)))
     if ctx.args.format == "csv":
         writer = csv.DictWriter(ctx.stdout, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
         writer.writeheader()
@@ -1258,7 +1322,8 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True,
                                                                            metavar="ACTION")
     sp = cmd(audit, "verify", cmd_audit_verify, "check the trail's chain and MACs; name the first bad line")
-    sp.add_argument("path", nargs="?", type=Path, help="a trail file or directory (default: the configured one)")
+    sp.add_argument("path", nargs="*", type=Path, help="trail files or directories, e.g. every fleet instance's "
+                    "(default: the configured one)")
     sp.add_argument("--json", action="store_true")
     sp = cmd(audit, "tail", cmd_audit_tail, "print the newest audit events")
     sp.add_argument("--bot")
@@ -1271,6 +1336,8 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("--bot")
     sp.add_argument("--account")
     sp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    sp.add_argument("--trail", action="append", type=Path, metavar="DIR",
+                    help="a trail directory to merge (repeat for each fleet instance's); default: the configured one")
 
     cmd(sub, "demo", cmd_demo, "run the built-in demonstration in a throw-away directory")
     sp = cmd(sub, "completion", cmd_completion, "print the shell completion script (bash, zsh, fish, tcsh)")

@@ -233,7 +233,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
         shared = settings.shared_state
         fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, (shared.instance if shared else None) or "",
-                               "", fleet_up)
+                               "", fleet_up, lambda: trail.head.seq)
         pipeline.core.fleet = True
         pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
         pipeline.core.shared_nonces = FleetNonces(fleet)
@@ -408,7 +408,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     if fleet_sync is not None:
         background.append(asyncio.create_task(fleet_sync.run()))
     trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
-                 bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token))
+                 bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token),
+                 **({"instance": fleet_sync.instance} if fleet_sync is not None else {}))
     ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
     try:
         await stop.wait()

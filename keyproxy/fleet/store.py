@@ -194,8 +194,11 @@ class FleetStore:
             value = r.get(self.key("version"))
         return int(value or 0)
 
-    def heartbeat(self, instance: str, applied: int, listen: str) -> None:
-        record = {"version": applied, "seen": time.time(), "listen": listen, "pid": os.getpid()}
+    def heartbeat(self, instance: str, applied: int, listen: str, audit_seq: int = 0) -> None:
+        """An instance is alive, serves `applied`, and its audit trail reached `audit_seq` (a trail found
+        shorter later was cut: `keyproxy audit verify` says so)."""
+        record = {"version": applied, "seen": time.time(), "listen": listen, "pid": os.getpid(),
+                  "audit_seq": audit_seq}
         with self._calls() as r:
             r.hset(self.key("instances"), instance, json.dumps(record))
 

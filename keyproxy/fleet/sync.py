@@ -31,12 +31,14 @@ HEARTBEAT_S = 1.0
 class FleetSync:
     def __init__(self, fleet: FleetStore, vault: Any, replica: VaultReplica, store: StateStore,
                  reload: Callable[[], None], instance: str, listen: str,
-                 up: Callable[[bool], None] = lambda ok: None) -> None:
+                 up: Callable[[bool], None] = lambda ok: None,
+                 audit_seq: Callable[[], int] = lambda: 0) -> None:
         self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
         self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
         self.applied = 0  # the fleet version whose state this instance serves
         self.available = False
         self._beat = 0.0
+        self._audit_seq = audit_seq  # this instance's newest audit line, published so `audit verify` sees a cut
         self._lock = asyncio.Lock()
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -58,7 +60,7 @@ class FleetSync:
             return changed
 
     async def heartbeat(self) -> None:
-        await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen)
+        await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen, self._audit_seq())
         self._beat = time.monotonic()
 
     def _set_available(self, ok: bool) -> None:

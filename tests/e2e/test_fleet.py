@@ -188,6 +188,29 @@ def test_status_lists_the_instances_and_doctor_checks_redis(fleet: Fleet) -> Non
     assert shared and shared[0]["level"] == "ok" and "AOF on; 2 live instances" in shared[0]["what"], shared
 
 
+def test_audit_verify_checks_every_instances_trail_and_export_merges_them(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("audited", "main", "read")
+    client(creds, on(fleet.a)).fetch_balance()
+    client(creds, on(fleet.b)).fetch_balance()
+    time.sleep(1.5)  # a heartbeat publishes each trail's head
+    trails = [str(fleet.a.audit_dir), str(fleet.b.audit_dir)]
+    reports = json.loads(fleet.a.cli("audit", "verify", *trails, "--json").stdout)
+    assert [(r["instance"], r["ok"]) for r in reports] == [("host-a", True), ("host-b", True)]
+    rows = [json.loads(x) for x in fleet.a.cli("audit", "export", "--since", "0", "--bot", "audited", "--trail",
+                                               trails[0], "--trail", trails[1]).stdout.splitlines()]
+    assert {r["instance"] for r in rows} == {"host-a", "host-b"}
+    assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
+    # a trail cut short on its host (its newest lines removed) is caught against the head its instance published
+    newest = sorted(fleet.b.audit_dir.glob("audit-*.jsonl"))[-1]
+    cut = fleet.a.root / "cut-trail"
+    cut.mkdir()
+    for f in sorted(fleet.b.audit_dir.glob("audit-*.jsonl")):
+        lines = f.read_bytes().splitlines(keepends=True)
+        (cut / f.name).write_bytes(b"".join(lines[:-3] if f == newest else lines))
+    proc = fleet.a.cli("audit", "verify", str(cut), check=False)
+    assert proc.returncode == 1 and "instance host-b" in proc.stdout and "FAILED" in proc.stdout, proc.stdout
+
+
 def test_redis_unreachable_refuses_orders_lets_cancels_and_reads_through_and_recovers(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("outage", "main", "read,trade")
     on_b = client(creds, on(fleet.b))
