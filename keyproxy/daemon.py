@@ -219,9 +219,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    fleet_sync = None
+    fleet_sync = fleet_usage = None
     if fleet is not None and vault.replica is not None:  # a fleet: the gate charges what holds across instances
-        from keyproxy.fleet.gate import FleetGate
+        from keyproxy.fleet.gate import FleetGate, FleetUsage
         from keyproxy.fleet.nonces import FleetNonces
         from keyproxy.fleet.sync import FleetSync
 
@@ -237,6 +237,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         pipeline.core.fleet = True
         pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
         pipeline.core.shared_nonces = FleetNonces(fleet)
+        fleet_usage = FleetUsage(fleet)
+        if pipeline.core.usage is not None:
+            pipeline.core.usage.mirror = fleet_usage
         with contextlib.suppress(SharedStateUnavailable):
             await fleet_sync.catch_up()
 
@@ -407,6 +410,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     background.append(asyncio.create_task(rotation_reminders()))
     if fleet_sync is not None:
         background.append(asyncio.create_task(fleet_sync.run()))
+        if fleet_usage is not None:
+            background.append(asyncio.create_task(fleet_usage.run()))
     trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
                  bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token),
                  **({"instance": fleet_sync.instance} if fleet_sync is not None else {}))

@@ -322,6 +322,7 @@ class UsageBook:
     def __init__(self, store: StateStore) -> None:
         self._store = store
         self._cache: dict[str, str] = {}
+        self.mirror: Any = None  # a fleet's open-order counts (fleet/gate.py FleetUsage): every change there too
 
     def _get(self, key: str) -> str | None:
         if key not in self._cache:
@@ -353,6 +354,8 @@ class UsageBook:
     def change_open_orders(self, bot: str, symbol: str, delta: int) -> None:
         """`symbol` is a scope (`market:SYMBOL`); `market:*` with a negative delta takes from whichever of
         the market's scopes still count orders (a cancel answer that names no symbol)."""
+        if self.mirror is not None:
+            self.mirror.change_open_orders(bot, symbol, delta)
         market, _, name = symbol.partition(":")
         if name == "*" and delta < 0:
             for key, value in self._store.usage_items(f"open:{bot}:{market}:").items():
@@ -365,8 +368,12 @@ class UsageBook:
 
     def reset_open_orders(self, bot: str, market: str) -> None:
         """Every scope of `market` to 0 (an answer that covered all of them)."""
+        if self.mirror is not None:
+            self.mirror.reset_open_orders(bot, market)
         for key in self._store.usage_items(f"open:{bot}:{market}:"):
             self._set(key, "0")
 
     def set_open_orders(self, bot: str, symbol: str, count: int) -> None:
+        if self.mirror is not None:
+            self.mirror.set_open_orders(bot, symbol, count)
         self._set(f"open:{bot}:{symbol}", str(max(0, count)))

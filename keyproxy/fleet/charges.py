@@ -17,6 +17,7 @@ class SharedCharges:
     sequence: int | None = None  # the bot's own nonce (Kraken): must exceed every one the fleet has seen
     buckets: list[tuple[str, float, float]] = field(default_factory=list)  # (bucket key, rate/s, capacity)
     caps: list[tuple[str, str, Decimal, Decimal, str]] = field(default_factory=list)  # (kind, asset, amount, cap, code)
+    open_orders: tuple[int, int] | None = None  # (orders this request places, the bot's max_open_orders)
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
 
@@ -24,6 +25,7 @@ class SharedCharges:
         """Before the decision is taken again on newer state: its charges are the new decision's."""
         self.buckets.clear()
         self.caps.clear()
+        self.open_orders = None
         self.commit_local = lambda: None
 
 

@@ -8,13 +8,15 @@ script, so two instances can never both spend the last token:
   - the signed request's replay id (hashed: no signature reaches Redis), set-if-absent until it expires,
     and the bot's own nonce sequence (Kraken), which must increase across the whole fleet;
   - the bot's and the account's token buckets (rates, orders, the anomaly throttle), on Redis's clock;
-  - daily caps (notional, withdrawals), counted per UTC day.
+  - daily caps (notional, withdrawals), counted per UTC day;
+  - the bot's open orders (max_open_orders), as every instance's answers confirmed them (`FleetUsage`).
 Redis unreachable: the caller refuses what trades, withdraws or transfers, and lets reads, cancels and
 reduce-only orders through on this instance's own counters (`SharedCharges.harmless`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import Counter
@@ -29,8 +31,9 @@ from keyproxy.fleet.store import FleetStore
 _SCRIPT = """
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
-local nr, ns, nb, nc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local k, a = 2, 6
+local nr, ns, nb, nc, no = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6])
+local k, a = 2, 7
 local replays, buckets, caps, seq = {}, {}, {}, nil
 for i = 1, nr do
   local key, ttl, check = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
@@ -66,6 +69,11 @@ for i = 1, nc do
   local used = tonumber(redis.call('GET', key) or '0')
   if used + amount > cap then return {'cap', tostring(i), tostring(used)} end
   caps[i] = {key, ARGV[a - 2]}
+end
+if no == 1 then
+  local n, cap, total = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[k])) do total = total + tonumber(v) end
+  if total + n > cap then return {'open', tostring(total)} end
 end
 for _, r in ipairs(replays) do redis.call('SET', r[1], '1', 'PX', r[2]) end
 if seq then redis.call('SET', seq[1], seq[2]) end
@@ -103,7 +111,7 @@ class FleetGate:
             keys.append(key("replay:" + hashlib.sha256(replay_id.encode()).hexdigest()[:32]))
         counts = Counter(b[0] for b in charges.buckets)
         buckets = list(dict.fromkeys(charges.buckets))
-        args += [len(buckets), len(charges.caps)]
+        args += [len(buckets), len(charges.caps), 1 if charges.open_orders is not None else 0]
         for replay_id, ttl_ms, checked in charges.replays:
             args += [max(1, int(ttl_ms)), "1" if checked else "0"]
         if charges.sequence is not None:
@@ -116,6 +124,9 @@ class FleetGate:
         for kind, asset, amount, cap, _code in charges.caps:
             keys.append(key(f"daily:{kind}:{charges.bot}:{asset}:{day}"))
             args += [f"{amount:f}", f"{cap:f}"]
+        if charges.open_orders is not None:
+            keys.append(key(f"open:{charges.bot}"))
+            args += list(charges.open_orders)
         try:
             answer = await self._script(keys=keys, args=args)
         except (redis.RedisError, OSError) as e:
@@ -123,6 +134,8 @@ class FleetGate:
         kind = answer[0].decode()
         if kind == "rate":
             return Verdict("rate", bucket=buckets[int(answer[1]) - 1][0], retry_after=float(answer[2]))
+        if kind == "open":
+            return Verdict("open", used=Decimal(answer[1].decode()))
         if kind == "cap":
             return Verdict("cap", cap=charges.caps[int(answer[1]) - 1], used=Decimal(answer[2].decode()))
         return Verdict(kind)
@@ -130,3 +143,71 @@ class FleetGate:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+_OPEN_ORDERS = """
+local op, scope, value = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if op == 'set' then
+  redis.call('HSET', KEYS[1], scope, tostring(math.max(0, value)))
+elseif op == 'reset' or (op == 'change' and string.sub(scope, -2) == ':*' and value < 0) then
+  local market = op == 'reset' and scope or string.sub(scope, 1, -3)
+  local prefix = market .. ':'
+  local fields = redis.call('HGETALL', KEYS[1])
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, #prefix) == prefix then
+      local left = tonumber(fields[i + 1])
+      if op == 'reset' then left = 0 else
+        local take = math.min(left, -value)
+        left, value = left - take, value + take
+      end
+      redis.call('HSET', KEYS[1], fields[i], tostring(left))
+    end
+  end
+else
+  local left = math.max(0, tonumber(redis.call('HGET', KEYS[1], scope) or '0') + value)
+  redis.call('HSET', KEYS[1], scope, tostring(left))
+end
+redis.call('EXPIRE', KEYS[1], 2592000)
+return 1
+"""
+
+
+class FleetUsage:
+    """The bots' open orders as every instance's answers confirmed them, in Redis: `UsageBook`'s changes
+    mirrored in the order they were learned (a queue, so the answer's bookkeeping never waits on Redis).
+    The gate checks `max_open_orders` against this count, never an instance's own."""
+
+    def __init__(self, fleet: FleetStore) -> None:
+        self.fleet = fleet
+        self._queue: asyncio.Queue[tuple[str, str, str, int]] = asyncio.Queue(maxsize=100_000)
+
+    def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
+        self._put(("change", bot, scope, delta))
+
+    def set_open_orders(self, bot: str, scope: str, count: int) -> None:
+        self._put(("set", bot, scope, count))
+
+    def reset_open_orders(self, bot: str, market: str) -> None:
+        self._put(("reset", bot, market, 0))
+
+    def _put(self, op: tuple[str, str, str, int]) -> None:
+        try:
+            self._queue.put_nowait(op)
+        except asyncio.QueueFull:  # Redis long gone: the count is rebuilt by the bots' own open-order queries
+            pass
+
+    async def run(self) -> None:
+        """Apply the queued changes in order until cancelled; waits out an unreachable Redis."""
+        client = self.fleet.aio()
+        script = client.register_script(_OPEN_ORDERS)
+        try:
+            while True:
+                op, bot, scope, value = await self._queue.get()
+                while True:
+                    try:
+                        await script(keys=[self.fleet.key(f"open:{bot}")], args=[op, scope, value])
+                        break
+                    except (redis.RedisError, OSError):
+                        await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()

@@ -68,6 +68,9 @@ def refusal(verdict: Verdict, bot: str) -> Refused:
         name = (verdict.bucket or "").split(":")[-1]
         return Refused("rate_limited", f"bot {bot!r}: rate limit {name} reached (counted across the fleet)",
                        verdict.retry_after)
+    if verdict.kind == "open":
+        return Refused("open_orders_exceeded", f"bot {bot!r}: {verdict.used} open orders and more: the cap is "
+                       "reached (counted across the fleet)")
     if verdict.kind == "cap" and verdict.cap is not None:
         kind, asset, amount, cap, code = verdict.cap
         used = verdict.used or 0

@@ -453,7 +453,9 @@ class Core:
         usage = Usage()
         if self.usage is not None:
             usage = Usage(
-                open_orders=self.usage.open_orders(name) if policy.max_open_orders and facts.action == "order" else 0,
+                # in a fleet the gate counts them across every instance (an instance sees only its own answers)
+                open_orders=self.usage.open_orders(name) if policy.max_open_orders and facts.action == "order"
+                and not self.fleet else 0,
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
@@ -496,6 +498,8 @@ class Core:
         shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
         if decision.notional is not None and policy.daily_notional_cap:
             shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
+        if facts.action == "order" and policy.max_open_orders is not None:
+            shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
         if decision.withdrawal is not None and policy.daily_withdrawal_cap:
             shared.caps.append(("withdraw", facts.asset or "", decision.withdrawal, policy.daily_withdrawal_cap,
                                 "withdrawal_limit"))

@@ -132,6 +132,20 @@ def test_a_daily_notional_cap_adds_up_across_the_fleet(fleet: Fleet) -> None:
         on_a.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_an_open_order_cap_counts_the_orders_every_instance_saw_confirmed(fleet: Fleet) -> None:
+    creds = fleet.a.add_bot("two-open", "main", "read,trade", "--set", "max_open_orders=2")
+    on_a, on_b = client(creds, on(fleet.a)), client(creds, on(fleet.b))
+    first = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    second = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    time.sleep(0.3)  # each instance's answer reaches the fleet's count
+    refused(lambda: on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "open_orders_exceeded")
+    on_b.cancel_order(first["id"], "BTC/USDT")  # placed through A, cancelled through B
+    time.sleep(0.3)
+    third = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    for o in (second, third):
+        on_a.cancel_order(o["id"], "BTC/USDT")
+
+
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("replayed", "main", "read,trade")
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"

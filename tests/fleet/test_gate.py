@@ -71,3 +71,31 @@ def test_an_instance_behind_the_fleets_version_is_told_so_and_charged_nothing(sh
 def test_an_unreachable_redis_is_a_verdict_not_an_exception() -> None:
     dead = SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2)
     assert check(dead, order()) == ["unavailable"]
+
+
+def test_open_orders_are_counted_from_every_instances_answers(shared: SharedStateSettings) -> None:
+    from keyproxy.fleet.gate import FleetUsage
+
+    async def run() -> list[str]:
+        store = FleetStore(shared, "vault-1")
+        a, b = FleetUsage(store), FleetUsage(store)  # two instances' answers
+        tasks = [asyncio.create_task(u.run()) for u in (a, b)]
+        a.change_open_orders("b1", "spot:BTCUSDT", +1)
+        b.change_open_orders("b1", "spot:ETHUSDT", +1)
+        await asyncio.sleep(0.3)
+        gate = FleetGate(store)
+        place = SharedCharges("b1", open_orders=(1, 2))
+        kinds = [(await gate.check(place, 0)).kind]  # 2 open: the cap
+        b.change_open_orders("b1", "spot:*", -1)  # a cancel naming no symbol, relayed by B
+        await asyncio.sleep(0.3)
+        kinds.append((await gate.check(place, 0)).kind)
+        a.reset_open_orders("b1", "spot")
+        a.set_open_orders("b1", "spot:BTCUSDT", 2)
+        await asyncio.sleep(0.3)
+        kinds.append((await gate.check(place, 0)).kind)
+        kinds.append((await gate.check(SharedCharges("b1", open_orders=(1, 3)), 0)).kind)
+        for t in tasks:
+            t.cancel()
+        await gate.close()
+        return kinds
+    assert asyncio.run(run()) == ["open", "ok", "open", "ok"]
