@@ -233,7 +233,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
 
         shared = settings.shared_state
         fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, (shared.instance if shared else None) or "",
-                               "", fleet_up, lambda: trail.head.seq)
+                               "", fleet_up, lambda: trail.head.seq,
+                               governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None))
         pipeline.core.fleet = True
         pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
         pipeline.core.shared_nonces = FleetNonces(fleet)

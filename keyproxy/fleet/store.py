@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -198,7 +199,7 @@ class FleetStore:
         """An instance is alive, serves `applied`, and its audit trail reached `audit_seq` (a trail found
         shorter later was cut: `keyproxy audit verify` says so)."""
         record = {"version": applied, "seen": time.time(), "listen": listen, "pid": os.getpid(),
-                  "audit_seq": audit_seq}
+                  "audit_seq": audit_seq, "host": socket.gethostname()}
         with self._calls() as r:
             r.hset(self.key("instances"), instance, json.dumps(record))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,13 +33,15 @@ class FleetSync:
     def __init__(self, fleet: FleetStore, vault: Any, replica: VaultReplica, store: StateStore,
                  reload: Callable[[], None], instance: str, listen: str,
                  up: Callable[[bool], None] = lambda ok: None,
-                 audit_seq: Callable[[], int] = lambda: 0) -> None:
+                 audit_seq: Callable[[], int] = lambda: 0,
+                 instances: Callable[[int, int], None] = lambda fleet, on_this_host: None) -> None:
         self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
         self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
         self.applied = 0  # the fleet version whose state this instance serves
         self.available = False
         self._beat = 0.0
         self._audit_seq = audit_seq  # this instance's newest audit line, published so `audit verify` sees a cut
+        self._instances = instances  # told how many instances are live (all, on this host): budgets are split
         self._lock = asyncio.Lock()
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -62,6 +65,9 @@ class FleetSync:
     async def heartbeat(self) -> None:
         await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen, self._audit_seq())
         self._beat = time.monotonic()
+        live = await self._io(self.fleet.instances)
+        host = socket.gethostname()
+        self._instances(max(1, len(live)), max(1, sum(1 for v in live.values() if v.get("host") == host)))
 
     def _set_available(self, ok: bool) -> None:
         if ok != self.available:

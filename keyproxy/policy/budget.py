@@ -41,6 +41,7 @@ class Budget:
     kind: Kind = "fixed"
     header_counts: Literal["used", "remaining"] = "used"
     limit_header: str | None = None  # the answer header carrying the exchange's current limit (Bybit)
+    share: float = 1.0  # this instance's part of the limit in a fleet (`Governor.set_fleet`); 1 alone
 
     @property
     def span(self) -> float:
@@ -150,6 +151,19 @@ class Governor:
     malformed: set[str] = field(default_factory=set)  # usage headers the exchange sent unreadable (logged once)
     _resolved: dict[tuple[str, str, str], Budget] = field(default_factory=dict)  # (exchange, account, name)
     _spends: int = 0
+    # a fleet ([shared_state]): each instance keeps its part of every budget, 1/N of a key's (account,
+    # endpoint) and 1/M of an IP's (M instances on this host); alone: 1
+    fleet_shares: dict[str, float] = field(default_factory=lambda: {"ip": 1.0, "account": 1.0, "endpoint": 1.0})
+
+    def set_fleet(self, instances: int, on_this_host: int) -> None:
+        """The live instances of a fleet (all, and on this host), from the heartbeats: budgets split evenly,
+        never over the exchange's limit together. An instance that dies gives its part back after its
+        heartbeat lapses."""
+        shares = {"ip": 1 / max(1, on_this_host), "account": 1 / max(1, instances),
+                  "endpoint": 1 / max(1, instances)}
+        if shares != self.fleet_shares:
+            self.fleet_shares = shares
+            self._resolved.clear()
 
     def configure(self, reserve: float, shares: Mapping[str, float], limits: Mapping[str, int],
                   tiers: Mapping[str, str]) -> None:
@@ -168,7 +182,11 @@ class Governor:
             if tier is not None:
                 budget = next((b for b in tier_budgets.get(tier, ()) if b.name == budget.name), budget)
             limit = self.limits.get(f"{exchange}.{budget.name}")
-            resolved = self._resolved[key] = budget if limit is None else replace(budget, limit=limit)
+            resolved = budget if limit is None else replace(budget, limit=limit)
+            share = self.fleet_shares.get(resolved.per, 1.0)
+            if share < 1:
+                resolved = replace(resolved, limit=max(1, math.floor(resolved.limit * share)), share=share)
+            self._resolved[key] = resolved
         return resolved
 
     def _meter(self, charge: Charge) -> _Meter:
@@ -258,11 +276,15 @@ class Governor:
                     self.malformed.add(name)
                     first_malformed = first_malformed or name
             if b.limit_header and (limit := _whole(headers.get(b.limit_header))) is not None and limit > 0:
-                meter.limit = limit
+                meter.limit = max(1, math.floor(limit * b.share))
             count = _whole(headers.get(b.header)) if b.header else None
             if count is None:
                 continue
-            meter.at_least(count if b.header_counts == "used" else meter.limit - count, now)
+            # the exchange counts the whole key's (or IP's) use, every instance's: in a fleet this instance may
+            # use no more than what is left of the whole, so its count is at least its part minus that
+            whole = meter.limit if b.share >= 1 else round(meter.limit / b.share)
+            used = count if b.header_counts == "used" else whole - count
+            meter.at_least(used - (whole - meter.limit), now)
         return first_malformed
 
     def usage(self, now: float) -> dict[str, float]:

@@ -191,7 +191,12 @@ def test_a_password_in_the_url_is_refused(fleet: Fleet, tmp_path) -> None:  # ty
 
 
 def test_status_lists_the_instances_and_doctor_checks_redis(fleet: Fleet) -> None:
-    st = json.loads(fleet.a.cli("status", "--json").stdout)["fleet"]
+    client(fleet.a.add_bot("weighed", "main", "read"), on(fleet.a)).fetch_balance()
+    status = json.loads(fleet.a.cli("status", "--json").stdout)
+    # two live instances on this host: each keeps half of Binance's per-IP weight (6000 a minute)
+    weight = [b for b in status["budgets"] if b["budget"] == "REQUEST_WEIGHT"]
+    assert weight and weight[0]["limit"] == 3000, status["budgets"]
+    st = status["fleet"]
     assert st["reachable"] and st["where"] == fleet.redis.url
     instances = {i["instance"]: i for i in st["instances"]}
     assert instances["host-a"]["this"] and instances["host-b"]["live"] and instances["host-b"]["lag"] == 0

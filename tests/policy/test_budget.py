@@ -141,3 +141,38 @@ def test_a_budget_is_resolved_once_per_account_and_again_after_a_reload() -> Non
     assert (other.limit, other.window_s) == (8, 3.0)  # no tier: Starter's rate, the exchange-wide limit
     g.configure(0.1, {}, {}, {"kr": "pro"})
     assert g.resolve("kraken", "kr", starter, {"pro": (pro,)}) is pro
+
+
+def test_a_fleet_splits_each_budget_between_its_live_instances() -> None:
+    """Two instances on two hosts: a key's budget in halves, each host's IP budget whole; two on one host:
+    the IP's in halves too. Together they never exceed the exchange's limit."""
+    orders = Budget("ORDERS_10S", "account", 100, 10.0, "x-mbx-order-count-10s")
+    g = Governor(reserve=0.0)
+    g.set_fleet(instances=2, on_this_host=1)
+    key = g.resolve("binance", "main", orders, {})
+    ip = g.resolve("binance", "main", WEIGHT, {})
+    assert (key.limit, key.share, ip.limit) == (50, 0.5, 100)
+    c = (Charge(key, "main", 1),)
+    assert [g.spend(c, False, T0) is None for _ in range(51)].count(True) == 50
+    g.set_fleet(instances=2, on_this_host=2)
+    assert g.resolve("binance", "main", WEIGHT, {}).limit == 50
+    g.set_fleet(instances=1, on_this_host=1)  # the other died: its part comes back
+    assert g.resolve("binance", "main", orders, {}).limit == 100
+
+
+def test_in_a_fleet_the_exchanges_whole_count_leaves_this_instance_only_what_is_left() -> None:
+    orders = Budget("ORDERS_10S", "account", 100, 10.0, "x-mbx-order-count-10s")
+    g = Governor(reserve=0.0)
+    g.set_fleet(instances=2, on_this_host=1)
+    c = (Charge(g.resolve("binance", "main", orders, {}), "main", 1),)
+    g.spend(c, False, T0)
+    g.observe(c, {"x-mbx-order-count-10s": "40"}, T0)  # 40 of 100 used by the key: this one may still use 50
+    assert g.usage(T0)["main|ORDERS_10S"] == 0.02
+    g.observe(c, {"x-mbx-order-count-10s": "95"}, T0)  # 95 of 100 used: only 5 left for this instance
+    assert [g.spend(c, False, T0) is None for _ in range(10)].count(True) == 5
+    remaining = Budget("UID_ENDPOINT", "endpoint", 10, 1.0, "x-bapi-limit-status", kind="rolling",
+                       header_counts="remaining", limit_header="x-bapi-limit")
+    r = (Charge(g.resolve("bybit", "main", remaining, {}), "main /v5/order/create", 1),)
+    g.observe(r, {"x-bapi-limit-status": "18", "x-bapi-limit": "20"}, T0)  # the key's limit is 20: 10 here
+    assert g.meters["main /v5/order/create|UID_ENDPOINT"].limit == 10
+    assert [g.spend(r, False, T0) is None for _ in range(12)].count(True) == 10
