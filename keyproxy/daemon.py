@@ -234,13 +234,15 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         shared = settings.shared_state
         fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, (shared.instance if shared else None) or "",
                                "", fleet_up, lambda: trail.head.seq,
-                               governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None))
+                               governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
+                               pipeline.core.last_seen)
         pipeline.core.fleet = True
         pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
         pipeline.core.shared_nonces = FleetNonces(fleet)
         fleet_usage = FleetUsage(fleet)
         if pipeline.core.usage is not None:
             pipeline.core.usage.mirror = fleet_usage
+        store.placed_mirror = fleet_usage
         with contextlib.suppress(SharedStateUnavailable):
             await fleet_sync.catch_up()
 
@@ -387,7 +389,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     background.append(asyncio.create_task(persist_head()))
     background.append(asyncio.create_task(keeper.run()))
     heartbeats = HeartbeatWatch(lambda: state.snapshot, pipeline.core.last_seen, canceller, store, trail.append,
-                                metrics)
+                                metrics, fleet_seen=(lambda: fleet_sync.fleet_last_seen) if fleet_sync else dict)
     background.append(asyncio.create_task(heartbeats.run()))
     risk_watch = RiskWatch(pipeline.core, pipeline.market_data, OwnCalls(pipeline.core, clients), canceller, store,
                            trail.append, metrics, responder=recorder.responder)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from keyproxy.errors import VaultError
+from keyproxy.errors import KeyproxyError, VaultError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nonces (account TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)",
@@ -78,6 +78,7 @@ class StateStore:
         self._batch = False
         self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
         self.mirror: Any = None  # a fleet's halts and throttles (fleet/store.py): changes here are shared there
+        self.placed_mirror: Any = None  # a fleet's order attributions (fleet/gate.py FleetUsage)
 
     def nonce_ceiling(self, account: str) -> int:
         row = self._db.execute("SELECT ceiling FROM nonces WHERE account = ?", (account,)).fetchone()
@@ -205,7 +206,9 @@ class StateStore:
     def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...],
                              ts: float) -> None:
         """Which bot placed which order (the exchange's id, from the answer it gave that bot): what lets
-        `halt --bot B --cancel-orders` cancel B's orders and no other bot's."""
+        `halt --bot B --cancel-orders` cancel B's orders and no other bot's. In a fleet, every instance's."""
+        if self.placed_mirror is not None:
+            self.placed_mirror.record_placed_orders(account, bot, market, order_ids)
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
                                  [(account, oid, bot, market, ts) for oid in order_ids])
@@ -220,11 +223,20 @@ class StateStore:
                                  "WHERE account = ? ORDER BY ts LIMIT ?)", (account, count - MAX_PLACED_ORDERS))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
-        """order id -> (bot, market) for the account's orders keyproxy saw placed."""
+        """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance
+        (the fleet's record first: an instance that cannot reach it still knows its own)."""
         rows = self._db.execute("SELECT order_id, bot, market FROM placed_orders WHERE account = ?", (account,))
-        return {oid: (bot, market) for oid, bot, market in rows.fetchall()}
+        placed = {oid: (bot, market) for oid, bot, market in rows.fetchall()}
+        if self.placed_mirror is not None:
+            try:
+                placed.update(self.placed_mirror.placed_orders(account))
+            except KeyproxyError:
+                pass
+        return placed
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
+        if self.placed_mirror is not None:
+            self.placed_mirror.forget_placed_orders(account, order_ids)
         with self._lock:
             self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
                                  [(account, oid) for oid in order_ids])

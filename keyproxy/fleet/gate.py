@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections import Counter
 from decimal import Decimal
@@ -173,27 +174,46 @@ return 1
 
 
 class FleetUsage:
-    """The bots' open orders as every instance's answers confirmed them, in Redis: `UsageBook`'s changes
-    mirrored in the order they were learned (a queue, so the answer's bookkeeping never waits on Redis).
-    The gate checks `max_open_orders` against this count, never an instance's own."""
+    """What every instance learned from the exchange's answers, in Redis: the bots' open orders (`UsageBook`'s
+    changes, in the order they were learned; the gate checks `max_open_orders` against this count, never an
+    instance's own) and which bot placed which order (`halt --bot B --cancel-orders` on any instance finds
+    B's orders wherever they were placed). Queued, so an answer's bookkeeping never waits on Redis."""
+
+    PLACED_TTL_S = 7 * 86400
 
     def __init__(self, fleet: FleetStore) -> None:
         self.fleet = fleet
-        self._queue: asyncio.Queue[tuple[str, str, str, int]] = asyncio.Queue(maxsize=100_000)
+        self._queue: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue(maxsize=100_000)
 
     def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
-        self._put(("change", bot, scope, delta))
+        self._put("open", ("change", bot, scope, delta))
 
     def set_open_orders(self, bot: str, scope: str, count: int) -> None:
-        self._put(("set", bot, scope, count))
+        self._put("open", ("set", bot, scope, count))
 
     def reset_open_orders(self, bot: str, market: str) -> None:
-        self._put(("reset", bot, market, 0))
+        self._put("open", ("reset", bot, market, 0))
 
-    def _put(self, op: tuple[str, str, str, int]) -> None:
+    def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...]) -> None:
+        self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids}))
+
+    def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
+        self._put("forget", (account, list(order_ids)))
+
+    def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
+        """Order id -> (bot, market) as every instance recorded it (read when cancelling: rare)."""
+        with self.fleet._calls() as r:
+            rows = r.hgetall(self.fleet.key(f"placed:{account}"))
+        out = {}
+        for oid, value in rows.items():
+            bot, market = json.loads(value)
+            out[oid.decode()] = (str(bot), str(market))
+        return out
+
+    def _put(self, kind: str, payload: tuple[object, ...]) -> None:
         try:
-            self._queue.put_nowait(op)
-        except asyncio.QueueFull:  # Redis long gone: the count is rebuilt by the bots' own open-order queries
+            self._queue.put_nowait((kind, payload))
+        except asyncio.QueueFull:  # Redis long gone: counts are rebuilt by the bots' own open-order queries
             pass
 
     async def run(self) -> None:
@@ -202,12 +222,28 @@ class FleetUsage:
         script = client.register_script(_OPEN_ORDERS)
         try:
             while True:
-                op, bot, scope, value = await self._queue.get()
+                kind, payload = await self._queue.get()
                 while True:
                     try:
-                        await script(keys=[self.fleet.key(f"open:{bot}")], args=[op, scope, value])
+                        await self._apply(client, script, kind, payload)
                         break
                     except (redis.RedisError, OSError):
                         await asyncio.sleep(0.5)
         finally:
             await client.aclose()
+
+    async def _apply(self, client: redis.asyncio.Redis, script: object, kind: str,
+                     payload: tuple[object, ...]) -> None:
+        if kind == "open":
+            op, bot, scope, value = payload
+            await script(keys=[self.fleet.key(f"open:{bot}")], args=[op, scope, value])  # type: ignore[operator]
+        elif kind == "placed":
+            account, fields = payload
+            key = self.fleet.key(f"placed:{account}")
+            async with client.pipeline(transaction=True) as p:
+                p.hset(key, mapping=fields)  # type: ignore[arg-type]
+                p.expire(key, self.PLACED_TTL_S)
+                await p.execute()
+        elif kind == "forget" and payload[1]:
+            account, ids = payload
+            await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]

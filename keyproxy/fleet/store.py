@@ -38,6 +38,14 @@ STREAM_MAXLEN = 1000  # change notices kept (a follower that missed more resyncs
 INSTANCE_TTL_S = 10.0  # an instance not heard from for this long is not counted as live
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _SEP = "\x1f"
+_LAST_SEEN = """
+for i = 1, #ARGV, 2 do
+  if tonumber(ARGV[i + 1]) > tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+"""
 
 
 class SharedStateUnavailable(KeyproxyError):
@@ -202,6 +210,14 @@ class FleetStore:
                   "audit_seq": audit_seq, "host": socket.gethostname()}
         with self._calls() as r:
             r.hset(self.key("instances"), instance, json.dumps(record))
+
+    def share_last_seen(self, seen: dict[str, float]) -> dict[str, float]:
+        """A bot's newest authenticated request on any instance (bot heartbeats): ours raised in, the
+        fleet's returned, so a bot talking to another instance is never taken for silent here."""
+        with self._calls() as r:
+            args = [x for bot, ts in seen.items() for x in (bot, repr(ts))]
+            rows = r.eval(_LAST_SEEN, 1, self.key("last_seen"), *args)
+        return {rows[i].decode(): float(rows[i + 1]) for i in range(0, len(rows), 2)}
 
     def leave(self, instance: str) -> None:
         """A clean stop: no longer counted among the instances a change waits for."""

@@ -34,14 +34,19 @@ class FleetSync:
                  reload: Callable[[], None], instance: str, listen: str,
                  up: Callable[[bool], None] = lambda ok: None,
                  audit_seq: Callable[[], int] = lambda: 0,
-                 instances: Callable[[int, int], None] = lambda fleet, on_this_host: None) -> None:
+                 instances: Callable[[int, int], None] = lambda fleet, on_this_host: None,
+                 last_seen: dict[str, float] | None = None) -> None:
         self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
         self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
         self.applied = 0  # the fleet version whose state this instance serves
+        self._built = vault.changes()  # the vault the snapshot was built from (workers share one vault file)
         self.available = False
         self._beat = 0.0
         self._audit_seq = audit_seq  # this instance's newest audit line, published so `audit verify` sees a cut
         self._instances = instances  # told how many instances are live (all, on this host): budgets are split
+        self._last_seen = last_seen if last_seen is not None else {}  # the core's: bot -> last authenticated request
+        self._published: dict[str, float] = {}
+        self.fleet_last_seen: dict[str, float] = {}  # every instance's, as of the last heartbeat (bot heartbeats)
         self._lock = asyncio.Lock()
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -57,14 +62,19 @@ class FleetSync:
             got = await self._io(self.replica.newer_image, self.vault.changes())
             changed = got is not None and self.replica.adopt(self.vault, got)
             changed = self.store.replace_halts(halts, throttles) or changed
+            changed = changed or self.vault.changes() != self._built  # another worker wrote our own file
             if changed:
                 self._reload()
+                self._built = self.vault.changes()
             self.applied = version
             return changed
 
     async def heartbeat(self) -> None:
         await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen, self._audit_seq())
         self._beat = time.monotonic()
+        fresh = {bot: ts for bot, ts in list(self._last_seen.items()) if ts > self._published.get(bot, 0.0)}
+        self.fleet_last_seen = await self._io(self.fleet.share_last_seen, fresh)
+        self._published.update(fresh)
         live = await self._io(self.fleet.instances)
         host = socket.gethostname()
         self._instances(max(1, len(live)), max(1, sum(1 for v in live.values() if v.get("host") == host)))

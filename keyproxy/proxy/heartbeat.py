@@ -24,9 +24,12 @@ RULE = "heartbeat"
 
 class HeartbeatWatch:
     def __init__(self, snapshot: Callable[[], Any], last_seen: dict[str, float], canceller: Any, store: Any,
-                 audit: Callable[..., object], metrics: Any, clock: Callable[[], float] = time.time) -> None:
+                 audit: Callable[..., object], metrics: Any, clock: Callable[[], float] = time.time,
+                 fleet_seen: Callable[[], dict[str, float]] = dict) -> None:
         self._snapshot = snapshot
         self._last_seen = last_seen  # the core's: bot -> its last authenticated request
+        # in a fleet, every instance's (a bot talking to another instance is not silent); a second or two old
+        self._fleet_seen = fleet_seen
         self._canceller = canceller
         self._store = store
         self._audit = audit
@@ -34,6 +37,7 @@ class HeartbeatWatch:
         self._clock = clock
         self._started = clock()  # a bot silent since before a restart counts from the restart
         self._handled: dict[str, float] = {}  # bot -> the silence (its last_seen) already acted on
+        self._watched_since: dict[str, float] = {}  # bot -> when it first had a heartbeat here (added, or set)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def watched(self) -> dict[str, int]:
@@ -51,8 +55,11 @@ class HeartbeatWatch:
         """The bots silent past their heartbeat now, each once per silence; their cancels are started."""
         now = self._clock()
         silent = []
+        fleet = self._fleet_seen()
         for name, seconds in self.watched().items():
-            last = max(self._last_seen.get(name, 0.0), self._started)
+            # a bot added (or given a heartbeat) while keyproxy runs is silent from then on, not from the start
+            since = self._watched_since.setdefault(name, now)
+            last = max(self._last_seen.get(name, 0.0), fleet.get(name, 0.0), self._started, since)
             if now - last >= seconds and self._handled.get(name) != last:
                 self._handled[name] = last
                 silent.append(name)

@@ -174,6 +174,36 @@ def test_a_change_whose_notice_was_lost_is_still_in_force_on_the_next_request(fl
     fleet.b.cli("resume", "--bot", "unnoticed")
 
 
+def test_a_bot_heartbeating_through_one_instance_is_not_silent_to_the_other(fleet: Fleet) -> None:
+    """heartbeat_seconds: the bot sends only to A; B must not take it for silent and cancel its orders."""
+    creds = fleet.a.add_bot("beating", "main", "read,trade", "--set", "heartbeat_seconds=3")
+    on_a = client(creds, on(fleet.a))
+    resting = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    for _ in range(6):
+        time.sleep(1)
+        on_a.fetch_balance()
+    assert on_a.fetch_order(resting["id"], "BTC/USDT")["status"] == "open"
+    on_a.cancel_order(resting["id"], "BTC/USDT")
+    for dev in (fleet.a, fleet.b):  # neither instance took it for silent
+        incidents = json.loads(dev.cli("incidents", "list", "--json").stdout)
+        assert [i for i in incidents if "beating" in json.dumps(i)] == [], incidents
+
+
+def test_halt_cancel_orders_on_one_instance_finds_a_bots_orders_placed_through_the_other(fleet: Fleet) -> None:
+    mine = fleet.a.add_bot("cancelled-everywhere", "main", "read,trade")
+    other = fleet.a.add_bot("kept-everywhere", "main", "read,trade")
+    placed = [client(mine, on(fleet.a)).create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"]
+              for _ in range(2)]
+    kept = client(other, on(fleet.a)).create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"]
+    time.sleep(0.3)  # A's attributions reach the fleet
+    proc = fleet.b.cli("halt", "--bot", "cancelled-everywhere", "--cancel-orders", "--json", check=False)
+    [summary] = json.loads(proc.stdout)["accounts"]
+    assert sorted(c["order_id"] for c in summary["cancelled"]) == sorted(placed), summary
+    assert client(other, on(fleet.b)).fetch_order(kept, "BTC/USDT")["status"] == "open"
+    fleet.b.cli("resume", "--bot", "cancelled-everywhere")
+    client(other, on(fleet.b)).cancel_order(kept, "BTC/USDT")
+
+
 def test_redis_holds_no_secret_and_no_virtual_secret(fleet: Fleet) -> None:
     fleet.a.add_bot("scanned", "main", "read,trade")
     dump = fleet.redis.dump()
@@ -191,11 +221,12 @@ def test_a_password_in_the_url_is_refused(fleet: Fleet, tmp_path) -> None:  # ty
 
 
 def test_status_lists_the_instances_and_doctor_checks_redis(fleet: Fleet) -> None:
-    client(fleet.a.add_bot("weighed", "main", "read"), on(fleet.a)).fetch_balance()
+    weighed = client(fleet.a.add_bot("weighed", "main", "read,trade"), on(fleet.a))
+    weighed.cancel_order(weighed.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"], "BTC/USDT")
     status = json.loads(fleet.a.cli("status", "--json").stdout)
-    # two live instances on this host: each keeps half of Binance's per-IP weight (6000 a minute)
-    weight = [b for b in status["budgets"] if b["budget"] == "REQUEST_WEIGHT"]
-    assert weight and weight[0]["limit"] == 3000, status["budgets"]
+    # two live instances: each keeps half of the key's daily order budget (Binance: 200,000 a day)
+    orders = [b for b in status["budgets"] if b["budget"] == "ORDERS_1D"]
+    assert orders and orders[0]["limit"] == 100_000, status["budgets"]
     st = status["fleet"]
     assert st["reachable"] and st["where"] == fleet.redis.url
     instances = {i["instance"]: i for i in st["instances"]}
