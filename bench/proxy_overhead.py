@@ -112,6 +112,13 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds all CPUs of the machine have been busy (not idle, not waiting on I/O)."""
     try:
@@ -301,7 +308,8 @@ class Bench:
         now = {"client": time.process_time()}
         for name, pid in self._pids.items():
             if (used := cpu_seconds(pid)) is not None:
-                now[name] = used
+                # `serve --workers N`: the daemon is its workers (children of the process DevStack started)
+                now[name] = used + (sum(cpu_seconds(c) or 0.0 for c in child_pids(pid)) if name == "daemon" else 0.0)
         if (busy := machine_busy_seconds()) is not None:
             now["machine"] = busy
         return now
@@ -434,7 +442,11 @@ def main() -> int:
     ap.add_argument("--shared-state", choices=["none", "redis"], default="none",
                     help="redis: the daemon is one instance of a fleet ([shared_state], a local redis-server): "
                          "every request makes the fleet's one Redis round trip (docs/fleet.md)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="keyproxy serve --workers N (needs --shared-state redis): processes sharing the port")
     args = ap.parse_args()
+    if args.workers > 1 and args.shared_state != "redis":
+        ap.error("--workers N needs --shared-state redis")
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.exchange == "kraken" and max(levels) > 1:
         # one key's nonces must arrive in order: concurrent private requests on one Kraken key fail
@@ -469,7 +481,7 @@ def main() -> int:
         emulator_url = stack.start_emulator([real])
         stack.init()
         stack.add_account("bench", real)
-        stack.start_daemon(0, "--loop", args.loop)
+        stack.start_daemon(0, "--loop", args.loop, *(["--workers", str(args.workers)] if args.workers > 1 else []))
         limits = []
         if args.policy == "realistic":  # generous enough never to refuse the benchmark's orders
             limits = ["--allow-ip", "127.0.0.1/32", "--allow-ip", "::1/128",
@@ -505,7 +517,7 @@ def main() -> int:
         print(f"keyproxy proxy overhead, {args.exchange} {what}: "
               f"{args.rounds} x {args.requests} timed requests per mode and level, "
               f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}, "
-              f"loop={args.loop}, shared state={args.shared_state}")
+              f"loop={args.loop}, shared state={args.shared_state}, workers={args.workers}")
         pids = {"daemon": stack.daemon().pid}
         if bare_proc is not None:
             pids["bare"] = bare_proc.pid
@@ -519,7 +531,7 @@ def main() -> int:
             bare_proc.terminate()
             bare_proc.wait(10)
         ok = report(results, levels)
-        audited = sum(f.read_text().count('"event":"request.done"') for f in stack.audit_dir.glob("audit-*.jsonl"))
+        audited = sum(f.read_text().count('"event":"request.done"') for f in stack.audit_dir.rglob("audit-*.jsonl"))
         expected = len(levels) * (args.warmup + args.rounds * args.requests)
         print(f"audit trail: {audited} request.done lines (expected {expected})")
     return 0 if ok else 1

@@ -867,18 +867,53 @@ def cmd_serve(ctx: Context) -> int:
                     "(KEYPROXY_PASSPHRASE_FILE) or a systemd credential is safer")
     from keyproxy.eventloop import loop_factory
 
+    workers = ctx.args.workers
+    if workers < 1 or workers > 64:
+        raise UsageError(f"--workers must be 1-64, not {workers}")
+    if workers > 1:
+        if settings.shared_state is None:
+            raise UsageError("--workers needs [shared_state] (a Redis): the workers share limits, replay ids, "
+                             "nonces and halts through it as a fleet's instances do (docs/fleet.md)")
+        from keyproxy.workers import run_workers
+
+        with daemon_lock(settings):
+            return run_workers(ctx.args.argv, workers, lambda line: _ready(ctx, line))
+    worker = _worker_of(ctx.args.worker, settings) if ctx.args.worker else None
     factory, loop_name = loop_factory(ctx.args.loop)
     log.info("event loop: %s", loop_name)
-    with daemon_lock(settings), ctx.open_vault(strict=False) as vault, asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line)))
+    with daemon_lock(settings) if worker is None else contextlib.nullcontext(), \
+            ctx.open_vault(strict=False) as vault, asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(daemon.run(settings, vault, ready=lambda line: _ready(ctx, line, notify_systemd=worker is None),
+                              worker=worker))
     return 0
 
 
-def _ready(ctx: Context, line: str) -> None:
+def _worker_of(spec: str, settings: Settings) -> tuple[int, int]:
+    """`--worker I/N` (set by `serve --workers N` for its children, never by hand): the parent must hold the
+    daemon lock, so a worker can never be a second daemon beside a running one."""
+    from keyproxy.statedir import lock_path
+
+    try:
+        index, count = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"--worker is I/N, not {spec!r}") from None
+    if not 0 <= index < count or settings.shared_state is None:
+        raise UsageError("--worker is set by `serve --workers N` for its own workers")
+    try:
+        holder = int(lock_path(settings).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        holder = -1
+    if holder != os.getppid():
+        raise UsageError("--worker is set by `serve --workers N` for its own workers (its parent holds the lock)")
+    return index, count
+
+
+def _ready(ctx: Context, line: str, notify_systemd: bool = True) -> None:
     from keyproxy.sdnotify import notify
 
     print(line, file=ctx.stdout, flush=True)
-    notify(f"READY=1\nSTATUS={line}")  # under systemd (Type=notify): `systemctl start` returns now
+    if notify_systemd:
+        notify(f"READY=1\nSTATUS={line}")  # under systemd (Type=notify): `systemctl start` returns now
 
 
 def cmd_tls_init(ctx: Context) -> int:
@@ -1300,6 +1335,9 @@ def build_parser(completion: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, help="listen port (default: listen.port, 8750; 0 picks a free one)")
     sp.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), default="asyncio",
                     help="event loop: asyncio's own (default), uvloop, or auto (uvloop where installed)")
+    sp.add_argument("--workers", type=int, default=1,
+                    help="processes sharing the port (SO_REUSEPORT), one host's cores; needs [shared_state]")
+    sp.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: set by --workers for its own children
 
     tls = sub.add_parser("tls", help="the optional TLS listener").add_subparsers(dest="tls_command", required=True,
                                                                               metavar="ACTION")
@@ -1359,6 +1397,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
     os.umask(0o077)
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = build_parser().parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])  # `serve --workers` starts each worker with it
     try:
         return args.func(Context(args, stdin, stdout))
     except BrokenPipeError:  # `keyproxy audit export | head`: the reader left; stop quietly, as Unix tools do

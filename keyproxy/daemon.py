@@ -116,8 +116,11 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.Ap
 
 
 async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
-              stop: asyncio.Event | None = None) -> None:
+              stop: asyncio.Event | None = None, worker: tuple[int, int] | None = None) -> None:
+    """`worker` (index, count): one of `serve --workers N`'s processes on a shared port (workers.py); worker 0
+    keeps the admin socket and the configured audit directory, the others `audit/worker-I` and no socket."""
     assert_c_parser()
+    index = worker[0] if worker else 0
     adapters = default_adapters()
     # durable as the audit trail is: fsync per commit only when the audit trail fsyncs every line (state.py)
     store = StateStore(settings.state_dir / "state.db", "FULL" if settings.audit.fsync == "always" else "NORMAL")
@@ -144,7 +147,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             adapters[exchange].warm()  # a library's first import, paid now rather than by the first order
 
     au = settings.audit
-    trail = AuditTrail(settings.audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,
+    audit_dir = settings.audit_dir / f"worker-{index}" if index else settings.audit_dir  # one writer per chain
+    trail = AuditTrail(audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,
                        max_bytes=au.max_bytes)
     if trail.recovered_bytes:
         trail.append("trail.recovered", dropped_bytes=trail.recovered_bytes)
@@ -259,23 +263,25 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
     await runner.setup()
     tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
-    await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=tls), "proxy",
-                  listen.host, listen.port)
+    await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True, reuse_port=worker is not None,
+                              ssl_context=tls), "proxy", listen.host, listen.port)
     port = runner.addresses[0][1]
     front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
     base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
 
     if fleet_sync is not None:  # named once the port is known
-        fleet_sync.instance = fleet_sync.instance or f"{socket.gethostname()}:{port}"
+        fleet_sync.instance = (fleet_sync.instance or f"{socket.gethostname()}:{port}") + (f"-w{index}" if worker else "")
         fleet_sync.listen = base_url
         with contextlib.suppress(SharedStateUnavailable):
             await fleet_sync.heartbeat()
 
-    metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, settings.metrics.port)
+    metrics_port = settings.metrics.port + index if settings.metrics.port and index else settings.metrics.port
+    metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, metrics_port)
                                    if settings.metrics.enabled else (None, "disabled"))
 
     sock = socket_path(settings)
-    prepare_socket_path(sock)
+    if not index:
+        prepare_socket_path(sock)
     def reload_config() -> dict[str, Any]:
         """SIGHUP / `keyproxy reload`: a valid file takes effect for bot policies without dropping a
         connection; an invalid one is refused (file, key, reason logged) and the old one stays."""
@@ -371,12 +377,13 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys, canceller, fleet_sync),
                                  handle_signals=False, access_log=None)
     await admin_runner.setup()
-    old_umask = os.umask(0o177)
-    try:
-        await web.UnixSite(admin_runner, str(sock)).start()
-    finally:
-        os.umask(old_umask)
-    os.chmod(sock, 0o600)
+    if not index:  # the other workers take admin changes from the fleet, as other hosts do
+        old_umask = os.umask(0o177)
+        try:
+            await web.UnixSite(admin_runner, str(sock)).start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(sock, 0o600)
 
     background: list[asyncio.Task[Any]] = [asyncio.create_task(trail.run_flusher())]
 
@@ -386,7 +393,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(None, store.record_audit_head, trail.head.seq)
 
-    background.append(asyncio.create_task(persist_head()))
+    if not index:  # state.db's audit head is the configured trail's (a worker's is published to the fleet)
+        background.append(asyncio.create_task(persist_head()))
     background.append(asyncio.create_task(keeper.run()))
     heartbeats = HeartbeatWatch(lambda: state.snapshot, pipeline.core.last_seen, canceller, store, trail.append,
                                 metrics, fleet_seen=(lambda: fleet_sync.fleet_last_seen) if fleet_sync else dict)
@@ -418,7 +426,8 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
                  bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token),
                  **({"instance": fleet_sync.instance} if fleet_sync is not None else {}))
-    ready(f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
+    ready(f"keyproxy worker {index} listening on {base_url} (metrics {metrics_url})" if index else
+          f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
     try:
         await stop.wait()
     finally:
@@ -439,12 +448,14 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         with contextlib.suppress(Exception):
             trail.append("daemon.stop")
         trail.close()
-        store.record_audit_head(trail.head.seq)
+        if not index:
+            store.record_audit_head(trail.head.seq)
         store.close()
         if fleet is not None:
             if fleet_sync is not None:
                 with contextlib.suppress(SharedStateUnavailable):
                     fleet.leave(fleet_sync.instance)
             fleet.close()
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
+        if not index:
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()

@@ -356,3 +356,45 @@ def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors
         a.close()
         b.close()
         server.stop()
+
+
+def test_serve_workers_share_one_port_and_act_as_one_fleet(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`serve --workers 2`: two processes on one port (SO_REUSEPORT); connections land on both, each keeps
+    its own audit trail, a revocation reaches both, SIGTERM stops both."""
+    from tests.e2e.conftest import account_call
+
+    server = RedisServer(tmp_path / "redis").start()
+    dev = DevStack(tmp_path / "w", extra_config=server.config())
+    try:
+        key = new_real_key()
+        dev.start_emulator([key])
+        dev.init()
+        dev.add_account("main", key)
+        dev.start_daemon(0, "--workers", "2")
+        creds = dev.add_bot("spread", "main", "read")
+        assert [account_call(creds)[0] for _ in range(20)] == [200] * 20  # a new connection each
+        served = [sum(f.read_text().count('"request.done"') for f in d.glob("audit-*.jsonl"))
+                  for d in (dev.audit_dir, dev.audit_dir / "worker-1")]
+        assert sum(served) == 20 and min(served) > 0, served  # the kernel spread them over both
+        instances = json.loads(dev.cli("status", "--json").stdout)["fleet"]["instances"]
+        assert sorted(i["instance"][-3:] for i in instances if i["live"]) == ["-w0", "-w1"]
+        dev.cli("bot", "revoke", "spread")
+        assert {account_call(creds)[1].get("error") for _ in range(20)} == {"unknown_bot"}
+        assert dev.stop_daemon() == 0
+        reports = json.loads(dev.cli("audit", "verify", str(dev.audit_dir), str(dev.audit_dir / "worker-1"),
+                                     "--json").stdout)
+        assert all(r["ok"] for r in reports), reports
+    finally:
+        dev.close()
+        server.stop()
+
+
+def test_workers_need_shared_state_and_a_worker_cannot_be_started_by_hand(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dev = DevStack(tmp_path / "alone")
+    dev.init()
+    proc = dev.cli("serve", "--workers", "2", "--port", "0", check=False)
+    assert proc.returncode == 2 and "--workers needs [shared_state]" in proc.stderr
+    shared = DevStack(tmp_path / "shared", extra_config='\n[shared_state]\nurl = "redis://127.0.0.1:1/0"\n')
+    shared.init()
+    proc = shared.cli("serve", "--worker", "1/2", "--port", "0", check=False)
+    assert proc.returncode == 2 and "set by `serve --workers N`" in proc.stderr
