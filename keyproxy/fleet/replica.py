@@ -86,7 +86,7 @@ class VaultReplica:
 def join(shared: Any, vault: Any, *, strict: bool = True) -> VaultReplica:
     """Attach `vault` to the fleet `shared` ([shared_state]) names. `strict=False` (the daemon): an unreachable
     Redis does not stop the start; the follower aligns the copies once it is back."""
-    replica = VaultReplica(FleetStore(shared, vault.vault_id))
+    replica = VaultReplica(FleetStore(shared, vault.vault_id, vault.fleet_key()))
     try:
         replica.attach(vault)
     except SharedStateUnavailable as e:

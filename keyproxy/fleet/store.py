@@ -1,22 +1,30 @@
 """The fleet's shared state in Redis: one key prefix per vault, written only through this class.
 
 Keys (under `<prefix>:<vault id>:`):
-  vault      hash: changes (the vault's change count), image (the vault file: sealed blobs, clear metadata)
+  vault      hash: changes (the vault's change count), image (the vault file: sealed blobs, clear metadata), mac
   lease      the fleet's write lease: one vault change at a time across every instance (token, expiry)
   version    a counter raised by every change; an instance that has applied it has seen every change
   changes    a Redis Stream of change notices (kind, version): not pub/sub, which drops them on a reconnect
-  halts      hash "scope<US>target" -> [reason, since]
-  throttles  hash bot -> [until, rate]
+  control    the halts and throttles in force, one JSON document with a sequence number, and its mac
   instances  hash instance id -> {version applied, seen, listen, pid}
 
 A change is written, the version raised and the notice appended in one MULTI transaction, so a follower
 that reads the version has everything it names. Every Redis failure is `SharedStateUnavailable`, whose
 message names the server (never its password).
+
+The vault image and the control document carry an HMAC under a key derived from the vault's data key
+(`Vault.fleet_key`), checked before anything is adopted: write access to Redis without the master key
+cannot un-revoke a bot, lift a halt or change an account's upstream (`FleetTampered`); an older control
+document than one already seen is refused too (a replayed one would bring a lifted halt back, or drop one).
+Counters (rate buckets, replay ids, caps) are not MACed: Redis is trusted to count, as Envoy's and Kong's
+global limits trust theirs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -37,7 +45,6 @@ LEASE_WAIT_S = 10.0  # how long a change waits for another instance's
 STREAM_MAXLEN = 1000  # change notices kept (a follower that missed more resyncs from the version anyway)
 INSTANCE_TTL_S = 10.0  # an instance not heard from for this long is not counted as live
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_SEP = "\x1f"
 _LAST_SEEN = """
 for i = 1, #ARGV, 2 do
   if tonumber(ARGV[i + 1]) > tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') then
@@ -50,6 +57,10 @@ return redis.call('HGETALL', KEYS[1])
 
 class SharedStateUnavailable(KeyproxyError):
     """Redis could not be reached, refused our credentials, or answered out of shape."""
+
+
+class FleetTampered(SharedStateUnavailable):
+    """What Redis holds fails its MAC, or is older than what this instance has already seen."""
 
 
 def display_url(url: str) -> str:
@@ -65,7 +76,7 @@ class FleetStore:
     """The fleet's state for one vault, through a synchronous client (changes are rare: admin commands,
     anomaly actions) and an asynchronous one for the follower."""
 
-    def __init__(self, settings: SharedStateSettings, vault_id: str) -> None:
+    def __init__(self, settings: SharedStateSettings, vault_id: str, mac_key: bytes | None = None) -> None:
         self.settings = settings
         self.where = display_url(settings.url)
         try:
@@ -74,6 +85,8 @@ class FleetStore:
             raise SharedStateUnavailable(f"cannot read [shared_state] password_file {settings.password_file}: "
                                          f"{e.strerror or type(e).__name__}") from None
         self.last_version = 0  # the fleet version of the newest change made through this store
+        self._mac_key = mac_key  # None: a reader that neither adopts nor writes what is MACed (doctor, status)
+        self._control_seq = 0  # the newest control document seen: an older one is a replay
         self._prefix = f"{settings.prefix}:{vault_id}:"
         self._redis = redis.Redis.from_url(settings.url, password=self._password, socket_timeout=settings.timeout,
                                            socket_connect_timeout=settings.timeout, retry_on_timeout=False)
@@ -147,43 +160,103 @@ class FleetStore:
             value = r.hget(self.key("vault"), "changes")
         return int(value) if value is not None else -1
 
+    def _mac(self, what: bytes) -> str:
+        if self._mac_key is None:
+            raise KeyproxyError("this fleet store was opened without the vault's fleet key")
+        return hmac.new(self._mac_key, what, hashlib.sha256).hexdigest()
+
     def vault_image(self) -> tuple[int, bytes] | None:
+        """The fleet's vault copy, its MAC checked (`FleetTampered` when it fails)."""
         with self._calls() as r:
-            changes, image = r.hmget(self.key("vault"), ["changes", "image"])
+            changes, image, mac = r.hmget(self.key("vault"), ["changes", "image", "mac"])
         if changes is None or image is None:
             return None
+        expected = self._mac(b"vault|%d|" % int(changes) + hashlib.sha256(bytes(image)).digest())
+        if mac is None or not hmac.compare_digest(expected, bytes(mac).decode("ascii", "replace")):
+            raise FleetTampered(f"the vault copy at {self.where} fails its MAC: it was not written by an instance "
+                                "holding this vault's key (Redis tampered with?); refused")
         return int(changes), bytes(image)
 
     def push_vault(self, changes: int, image: bytes) -> int:
         """The vault after a change (call under `lease`): stored, the version raised, the notice appended."""
-        return self._change("vault", lambda p: p.hset(self.key("vault"), mapping={"changes": changes, "image": image}))
+        mac = self._mac(b"vault|%d|" % changes + hashlib.sha256(image).digest())
+        return self._change("vault", lambda p: p.hset(self.key("vault"), mapping={"changes": changes, "image": image,
+                                                                                   "mac": mac}))
 
     # --- halts and throttles -----------------------------------------------------------------------
 
-    def halts(self) -> list[tuple[str, str, str, float]]:
+    def control(self) -> dict[str, Any]:
+        """The halts and throttles in force: {"seq", "halts": [[scope, target, reason, since]], "throttles":
+        {bot: [until, rate]}}, its MAC checked and not older than one seen before (`FleetTampered`)."""
         with self._calls() as r:
-            rows = r.hgetall(self.key("halts"))
-        out = []
-        for field, value in rows.items():
-            scope, _, target = field.decode().partition(_SEP)
-            reason, since = json.loads(value)
-            out.append((scope, target, str(reason), float(since)))
-        return sorted(out, key=lambda h: h[3])
+            raw = r.get(self.key("control"))
+        if raw is None:
+            if self._control_seq:
+                raise FleetTampered(f"the halts at {self.where} are gone (a newer set was seen before); refused")
+            return {"seq": 0, "halts": [], "throttles": {}}
+        try:
+            doc = json.loads(raw)
+            body, mac = doc["body"], doc["mac"]
+        except (ValueError, KeyError, TypeError):
+            raise FleetTampered(f"the halts at {self.where} are not keyproxy's; refused") from None
+        if not isinstance(body, str) or not hmac.compare_digest(self._mac(b"control|" + body.encode()), str(mac)):
+            raise FleetTampered(f"the halts at {self.where} fail their MAC: not written by an instance holding this "
+                                "vault's key (Redis tampered with?); refused")
+        control: dict[str, Any] = json.loads(body)
+        if int(control["seq"]) < self._control_seq:
+            raise FleetTampered(f"the halts at {self.where} are older than ones already seen (replayed?); refused")
+        self._control_seq = int(control["seq"])
+        return control
 
-    def set_halt(self, scope: str, target: str, reason: str, since: float) -> int:
-        return self._change("halt", lambda p: p.hset(self.key("halts"), f"{scope}{_SEP}{target}",
-                                                      json.dumps([reason, since])))
-
-    def clear_halt(self, scope: str, target: str) -> int:
-        return self._change("halt", lambda p: p.hdel(self.key("halts"), f"{scope}{_SEP}{target}"))
+    def halts(self) -> list[tuple[str, str, str, float]]:
+        return sorted(((str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in self.control()["halts"]),
+                      key=lambda h: h[3])
 
     def throttles(self) -> dict[str, tuple[float, float]]:
-        with self._calls() as r:
-            rows = r.hgetall(self.key("throttles"))
-        return {bot.decode(): tuple(json.loads(v)) for bot, v in rows.items()}  # type: ignore[misc]
+        return {bot: (float(v[0]), float(v[1])) for bot, v in self.control()["throttles"].items()}
+
+    def set_halt(self, scope: str, target: str, reason: str, since: float) -> int:
+        def edit(c: dict[str, Any]) -> None:
+            c["halts"] = [h for h in c["halts"] if (h[0], h[1]) != (scope, target)] + [[scope, target, reason, since]]
+        return self._edit_control(edit)
+
+    def clear_halt(self, scope: str, target: str) -> int:
+        def edit(c: dict[str, Any]) -> None:
+            c["halts"] = [h for h in c["halts"] if (h[0], h[1]) != (scope, target)]
+        return self._edit_control(edit)
 
     def set_throttle(self, bot: str, until: float, rate: float) -> int:
-        return self._change("throttle", lambda p: p.hset(self.key("throttles"), bot, json.dumps([until, rate])))
+        def edit(c: dict[str, Any]) -> None:
+            c["throttles"] = {b: v for b, v in c["throttles"].items() if float(v[0]) > time.time()}
+            c["throttles"][bot] = [until, rate]
+        return self._edit_control(edit)
+
+    def _edit_control(self, edit: Any, notify: bool = True) -> int:
+        """Read, change and write the control document as one optimistic transaction (WATCH): two instances
+        halting at once both take effect; the version is raised and the notice appended with it."""
+        key = self.key("control")
+        with self._calls() as r:
+            for _ in range(50):
+                with r.pipeline(transaction=True) as p:
+                    try:
+                        p.watch(key)
+                        control = self.control()
+                        edit(control)
+                        control["seq"] = int(control["seq"]) + 1
+                        body = json.dumps(control, sort_keys=True)
+                        p.multi()
+                        p.set(key, json.dumps({"body": body, "mac": self._mac(b"control|" + body.encode())}))
+                        p.incr(self.key("version"))
+                        version = int(p.execute()[-1])
+                    except redis.WatchError:
+                        continue
+                self._control_seq = int(control["seq"])
+                self.last_version = max(self.last_version, version)
+                if notify:  # False only in the test of a lost notice
+                    r.xadd(self.key("changes"), {"kind": "control", "version": version}, maxlen=STREAM_MAXLEN,
+                           approximate=True)
+                return version
+        raise SharedStateUnavailable(f"the halts at {self.where} kept changing under this change; try again")
 
     # --- versions, notices, instances ---------------------------------------------------------------
 

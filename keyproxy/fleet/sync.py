@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from keyproxy.fleet.replica import VaultReplica
-from keyproxy.fleet.store import FleetStore, SharedStateUnavailable
+from keyproxy.fleet.store import FleetStore, FleetTampered, SharedStateUnavailable
 from keyproxy.state import StateStore
 
 log = logging.getLogger("keyproxy.fleet")
@@ -58,7 +58,9 @@ class FleetSync:
             version = await self._io(self.fleet.version)
             if version <= self.applied:
                 return False
-            halts, throttles = await self._io(self.fleet.halts), await self._io(self.fleet.throttles)
+            control = await self._io(self.fleet.control)
+            halts = [(str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in control["halts"]]
+            throttles = {bot: (float(v[0]), float(v[1])) for bot, v in control["throttles"].items()}
             got = await self._io(self.replica.newer_image, self.vault.changes())
             changed = got is not None and self.replica.adopt(self.vault, got)
             changed = self.store.replace_halts(halts, throttles) or changed
@@ -102,6 +104,10 @@ class FleetSync:
                     if self.applied != applied or time.monotonic() - self._beat >= HEARTBEAT_S:
                         await self.heartbeat()
                     self._set_available(True)
+                except FleetTampered as e:  # never adopted: requests that need the fleet are refused meanwhile
+                    log.error("%s", e)
+                    self._set_available(False)
+                    await asyncio.sleep(1.0)
                 except (redis.RedisError, SharedStateUnavailable, OSError) as e:
                     if self.available:
                         log.error("shared state unreachable", extra={"where": self.fleet.where,

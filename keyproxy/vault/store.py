@@ -316,6 +316,11 @@ class Vault(BotsMixin):
         """The key that MACs audit lines: only a holder of the master key can forge one."""
         return _crypto.subkey(self._data_key, "audit-mac")
 
+    def fleet_key(self) -> bytes:
+        """The key that MACs what a fleet keeps in Redis (the vault image, halts): whoever can write to Redis
+        but holds no master key cannot un-revoke a bot, lift a halt or point an account elsewhere."""
+        return _crypto.subkey(self._data_key, "fleet-mac")
+
     def fingerprint(self, api_key: Secret) -> str:
         return _crypto.mac_hex(self._fingerprint_key, api_key.reveal())[:12]
 

@@ -164,12 +164,16 @@ def test_a_change_whose_notice_was_lost_is_still_in_force_on_the_next_request(fl
     creds = fleet.a.add_bot("unnoticed", "main", "read,trade")
     on_b = client(creds, on(fleet.b))
     on_b.cancel_order(on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)["id"], "BTC/USDT")
-    r = fleet.redis.client()
-    prefix = next(r.scan_iter(match="keyproxy:*:version")).decode().rsplit(":", 1)[0]
-    with r.pipeline(transaction=True) as p:  # a halt written as an instance would, but no notice on the stream
-        p.hset(prefix + ":halts", "bot\x1funnoticed", json.dumps(["lost notice", time.time()]))
-        p.incr(prefix + ":version")
-        p.execute()
+    from keyproxy.config import SharedStateSettings
+    from keyproxy.fleet.store import FleetStore
+    from keyproxy.vault import Vault
+    from tests.vault.helpers import passphrase_source
+
+    with Vault.open(fleet.a.root / "state" / "vault.db", lambda kind: passphrase_source("devstack passphrase")) as v:
+        store = FleetStore(SharedStateSettings(fleet.redis.url, fleet.redis.root / "password"), v.vault_id,
+                           v.fleet_key())
+    # a halt written as an instance writes one, but its notice never reaches the stream
+    store._edit_control(lambda c: c["halts"].append(["bot", "unnoticed", "lost notice", time.time()]), notify=False)
     refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "halted")
     fleet.b.cli("resume", "--bot", "unnoticed")
 

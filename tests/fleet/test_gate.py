@@ -10,10 +10,12 @@ from keyproxy.fleet.charges import SharedCharges
 from keyproxy.fleet.gate import FleetGate
 from keyproxy.fleet.store import FleetStore
 
+KEY = b"k" * 32  # the vault's fleet key, as Vault.fleet_key derives one
+
 
 def check(shared: SharedStateSettings, *charges: SharedCharges, applied: int = 0) -> list[str]:
     async def run() -> list[str]:
-        gate = FleetGate(FleetStore(shared, "vault-1"))
+        gate = FleetGate(FleetStore(shared, "vault-1", KEY))
         try:
             return [(await gate.check(c, applied)).kind for c in charges]
         finally:
@@ -43,7 +45,7 @@ def test_replay_ids_and_sequences_hold_across_the_fleet(shared: SharedStateSetti
     assert check(shared, order(replay="sig-1"), order(replay="sig-1")) == ["ok", "replay"]
     assert check(shared, order(seq=10), order(seq=10), order(seq=9), order(seq=11)) == ["ok", "sequence",
                                                                                          "sequence", "ok"]
-    dump = b"".join(k for k in FleetStore(shared, "vault-1")._redis.scan_iter())
+    dump = b"".join(k for k in FleetStore(shared, "vault-1", KEY)._redis.scan_iter())
     assert b"sig-1" not in dump  # replay ids (signatures, queries) are hashed
 
 
@@ -62,7 +64,7 @@ def test_daily_caps_add_up_across_the_fleet(shared: SharedStateSettings) -> None
 
 
 def test_an_instance_behind_the_fleets_version_is_told_so_and_charged_nothing(shared: SharedStateSettings) -> None:
-    store = FleetStore(shared, "vault-1")
+    store = FleetStore(shared, "vault-1", KEY)
     version = store.set_halt("bot", "b1", "drill", 1.0)
     assert check(shared, order(), applied=version - 1) == ["stale"]
     assert check(shared, order(), order(), order(), applied=version) == ["ok", "ok", "ok"]
@@ -77,7 +79,7 @@ def test_open_orders_are_counted_from_every_instances_answers(shared: SharedStat
     from keyproxy.fleet.gate import FleetUsage
 
     async def run() -> list[str]:
-        store = FleetStore(shared, "vault-1")
+        store = FleetStore(shared, "vault-1", KEY)
         a, b = FleetUsage(store), FleetUsage(store)  # two instances' answers
         tasks = [asyncio.create_task(u.run()) for u in (a, b)]
         a.change_open_orders("b1", "spot:BTCUSDT", +1)

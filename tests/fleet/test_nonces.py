@@ -9,10 +9,12 @@ from keyproxy.config import SharedStateSettings
 from keyproxy.fleet.nonces import FleetNonces
 from keyproxy.fleet.store import FleetStore
 
+KEY = b"k" * 32  # the vault's fleet key, as Vault.fleet_key derives one
+
 
 def test_each_turn_starts_above_every_nonce_used_before(shared: SharedStateSettings) -> None:
     async def run() -> list[int]:
-        a, b = FleetNonces(FleetStore(shared, "v")), FleetNonces(FleetStore(shared, "v"))
+        a, b = FleetNonces(FleetStore(shared, "v", KEY)), FleetNonces(FleetStore(shared, "v", KEY))
         floors = []
         for used, nonces in ((1000, a), (5000, b), (3000, a)):  # a clock behind the fleet's is lifted by the floor
             token, floor = await nonces.acquire("kraken-main")
@@ -26,7 +28,7 @@ def test_each_turn_starts_above_every_nonce_used_before(shared: SharedStateSetti
 
 def test_a_turn_waits_for_the_holder_and_a_dead_holders_turn_lapses(shared: SharedStateSettings) -> None:
     async def run() -> float:
-        dead, live = FleetNonces(FleetStore(shared, "v"), lease_ms=400), FleetNonces(FleetStore(shared, "v"))
+        dead, live = FleetNonces(FleetStore(shared, "v", KEY), lease_ms=400), FleetNonces(FleetStore(shared, "v", KEY))
         await dead.acquire("kraken-main")  # never released: its instance was killed
         started = time.monotonic()
         token, _ = await live.acquire("kraken-main")
@@ -41,7 +43,7 @@ def test_a_turn_waits_for_the_holder_and_a_dead_holders_turn_lapses(shared: Shar
 
 def test_unordered_nonces_are_never_handed_out_twice(shared: SharedStateSettings) -> None:
     async def run() -> list[int]:
-        a, b = FleetNonces(FleetStore(shared, "v")), FleetNonces(FleetStore(shared, "v"))
+        a, b = FleetNonces(FleetStore(shared, "v", KEY)), FleetNonces(FleetStore(shared, "v", KEY))
         got = await asyncio.gather(*[(a if i % 2 else b).next("hl-main", per_ms=True) for i in range(200)])
         await a.close()
         await b.close()

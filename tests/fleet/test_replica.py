@@ -81,7 +81,7 @@ def test_an_unreachable_redis_refuses_the_change_and_changes_nothing(tmp_path: P
     with a:
         join(shared, a)
         dead = SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2)
-        a.replica.fleet = FleetStore(dead, a.vault_id)
+        a.replica.fleet = FleetStore(dead, a.vault_id, a.fleet_key())
         before = a.changes()
         with pytest.raises(SharedStateUnavailable, match=r"redis://127.0.0.1:1/0 is unavailable"):
             a.add_account(hmac_account("nowhere"))
@@ -123,3 +123,38 @@ def test_kill_9_while_adopting_leaves_one_whole_copy(tmp_path: Path) -> None:
         with Vault.open(path, lambda kind: passphrase_source("fleet")) as vault:
             assert vault.check_integrity() == []
             assert names(vault) in expected
+
+
+def test_a_vault_copy_or_halts_written_to_redis_without_the_vaults_key_are_refused(tmp_path: Path,
+                                                                                      shared: SharedStateSettings,
+                                                                                      redis_server: RedisServer) -> None:
+    """Write access to Redis is not the master key: a forged or replayed copy is never adopted."""
+    import json as _json
+
+    from keyproxy.fleet.store import FleetTampered
+
+    a, b = two_copies(tmp_path)
+    with a, b:
+        join(shared, a)
+        rb = join(shared, b)
+        old_image = a.image()
+        a.add_account(hmac_account("revoked-later"))
+        a.set_account_status("revoked-later", "revoked")
+        r, prefix = redis_server.client(), f"keyproxy:{a.vault_id}:"
+        # an older image (the account still active) dressed up as newer: its MAC does not match
+        r.hset(prefix + "vault", mapping={"changes": a.changes() + 5, "image": old_image})
+        with pytest.raises(FleetTampered, match="fails its MAC"):
+            rb.newer_image(b.changes())
+        # halts: forged, then a replay of an older (MACed) document after a newer one was seen
+        fleet = rb.fleet
+        fleet.set_halt("all", "", "drill", 1.0)
+        saved = r.get(prefix + "control")
+        fleet.clear_halt("all", "")
+        assert fleet.halts() == []
+        r.set(prefix + "control", saved)  # the halt comes back? (a replay)
+        with pytest.raises(FleetTampered, match="older"):
+            fleet.halts()
+        r.set(prefix + "control", _json.dumps({"body": _json.dumps({"seq": 99, "halts": [], "throttles": {}}),
+                                               "mac": "0" * 64}))
+        with pytest.raises(FleetTampered, match="fail their MAC"):
+            fleet.halts()
