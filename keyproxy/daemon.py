@@ -298,7 +298,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
             log.error("config reload refused; keeping the running config", reason=str(e))
             trail.append("config.reload", result=f"refused: {e}"[:300])
             raise
-        restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics")
+        restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics", "shared_state")
                    if getattr(new, name) != getattr(old, name)]
         ng = new.governor
         if ng.enabled != old.governor.enabled or ng.cache != old.governor.cache:

@@ -112,7 +112,10 @@ class NonceTurn:
                 else:
                     self.nonce = await self._shared.next(self._account, self._per_ms)
             except KeyproxyError as e:  # Redis out of reach: this instance's own sequence (a rare nonce error)
-                log.warning("nonce from this instance's own sequence: %s", e)
+                global _nonce_warned
+                if time.monotonic() - _nonce_warned > 60:  # once a minute, not once a request
+                    _nonce_warned = time.monotonic()
+                    log.warning("nonces from this instance's own sequence while the fleet's cannot be had: %s", e)
             except BaseException:
                 self.release()
                 raise
@@ -132,6 +135,7 @@ class NonceTurn:
         self.release()
 
 
+_nonce_warned = -math.inf  # when the fleet's nonces last could not be had (logged once a minute)
 _RELEASES: set[asyncio.Task[None]] = set()  # fleet lease releases in flight (held: a task is otherwise collectable)
 
 
