@@ -106,6 +106,7 @@ class SharedStateSettings:
     prefix: str = "keyproxy"
     instance: str | None = None  # this instance's name in `status`; default: host name and listen port
     timeout: float = 2.0  # seconds for one Redis call
+    tls_ca_file: Path | None = None  # rediss://: the CA that signed Redis's certificate (default: the system's)
 
     def password(self) -> str | None:
         """Read when connecting (OSError to the caller): a rotated password file needs only a restart."""
@@ -311,7 +312,7 @@ def _shared_state(r: _Reader, doc: Any) -> SharedStateSettings | None:
     no place for one), password_file, prefix, instance, timeout."""
     if "shared_state" not in doc:
         return None
-    t = r.table(doc, "shared_state", {"url", "password_file", "prefix", "instance", "timeout"})
+    t = r.table(doc, "shared_state", {"url", "password_file", "prefix", "instance", "timeout", "tls_ca_file"})
     url = r.string(t, "shared_state", "url")
     if not url:
         raise r.error("shared_state.url", "is required: the Redis the fleet shares, e.g. redis://127.0.0.1:6379/0")
@@ -329,8 +330,11 @@ def _shared_state(r: _Reader, doc: Any) -> SharedStateSettings | None:
     timeout = r.number(t, "shared_state", "timeout", 2.0)
     if not 0.05 <= timeout <= 30:
         raise r.error("shared_state.timeout", "must be between 0.05 and 30 seconds")
+    ca = r.path(t, "shared_state", "tls_ca_file")
+    if ca is not None and parts.scheme != "rediss":
+        raise r.error("shared_state.tls_ca_file", "is for a rediss:// url (Redis over TLS)")
     return SharedStateSettings(url=url, password_file=r.path(t, "shared_state", "password_file"), prefix=prefix,
-                               instance=instance, timeout=timeout)
+                               instance=instance, timeout=timeout, tls_ca_file=ca)
 
 
 def _governor(r: _Reader, doc: Any) -> GovernorSettings:

@@ -242,29 +242,41 @@ def free_port() -> int:
 class RedisServer:
     """redis-server with its own directory, AOF on (as `doctor` asks), a password from its config file."""
 
-    def __init__(self, root: Path, password: str = "fleet-test-password") -> None:
+    def __init__(self, root: Path, password: str = "fleet-test-password", tls: bool = False) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is missing: scripts/test installs Debian's redis-server package")
         self.root, self.password = root, password
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.tls = tls  # TLS only (port 0), with a local CA made by keyproxy's own `tls init` code
         self.proc: subprocess.Popen[bytes] | None = None
         (root / "password").write_text(password + "\n")
         (root / "password").chmod(0o600)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def config(self) -> str:
         """The [shared_state] section a keyproxy of this fleet uses."""
-        return f'\n[shared_state]\nurl = "{self.url}"\npassword_file = "{self.root / "password"}"\n'
+        ca = f'tls_ca_file = "{self.root / "tls" / "ca.pem"}"\n' if self.tls else ""
+        return f'\n[shared_state]\nurl = "{self.url}"\npassword_file = "{self.root / "password"}"\n' + ca
 
     def start(self) -> RedisServer:
         import redis
 
         conf = self.root / "redis.conf"
-        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.root}\nappendonly yes\nsave \"\"\n"
+        listen = f"port {self.port}\n"
+        if self.tls:
+            from keyproxy.tls import make_local_ca
+
+            tls_dir = self.root / "tls"
+            if not (tls_dir / "ca.pem").exists():  # kept across a restart of the same server
+                make_local_ca(tls_dir)
+            listen = (f"port 0\ntls-port {self.port}\ntls-cert-file {tls_dir / 'cert.pem'}\n"
+                      f"tls-key-file {tls_dir / 'key.pem'}\ntls-ca-cert-file {tls_dir / 'ca.pem'}\n"
+                      "tls-auth-clients no\n")
+        conf.write_text(f"{listen}bind 127.0.0.1\ndir {self.root}\nappendonly yes\nsave \"\"\n"
                         f"requirepass {self.password}\nlogfile {self.root / 'redis.log'}\n")
         self.proc = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
@@ -282,7 +294,8 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.root / "tls" / "ca.pem")} if self.tls else {}
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5, **tls)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

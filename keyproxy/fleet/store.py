@@ -88,8 +88,10 @@ class FleetStore:
         self._mac_key = mac_key  # None: a reader that neither adopts nor writes what is MACed (doctor, status)
         self._control_seq = 0  # the newest control document seen: an older one is a replay
         self._prefix = f"{settings.prefix}:{vault_id}:"
+        # rediss://: the certificate is verified (redis-py's default), against tls_ca_file when one is named
+        self._tls = {"ssl_ca_certs": str(settings.tls_ca_file)} if settings.tls_ca_file is not None else {}
         self._redis = redis.Redis.from_url(settings.url, password=self._password, socket_timeout=settings.timeout,
-                                           socket_connect_timeout=settings.timeout, retry_on_timeout=False)
+                                           socket_connect_timeout=settings.timeout, retry_on_timeout=False, **self._tls)
 
     def key(self, name: str) -> str:
         return self._prefix + name
@@ -98,7 +100,7 @@ class FleetStore:
         """An asyncio client to the same server (the follower's blocking stream reads)."""
         s = self.settings
         return redis.asyncio.Redis.from_url(s.url, password=self._password, socket_timeout=s.timeout + 5,
-                                            socket_connect_timeout=s.timeout)
+                                            socket_connect_timeout=s.timeout, **self._tls)
 
     @contextlib.contextmanager
     def _calls(self) -> Iterator[redis.Redis]:

@@ -158,3 +158,24 @@ def test_a_vault_copy_or_halts_written_to_redis_without_the_vaults_key_are_refus
                                                "mac": "0" * 64}))
         with pytest.raises(FleetTampered, match="fail their MAC"):
             fleet.halts()
+
+
+def test_a_fleet_over_tls_verifies_redis_against_the_named_ca(tmp_path: Path) -> None:
+    """rediss:// with [shared_state] tls_ca_file: the vault is shared over TLS; without the CA (the system's
+    store does not know it) the certificate is refused in one line."""
+    server = RedisServer(tmp_path / "redis", tls=True).start()
+    try:
+        settings = SharedStateSettings(url=server.url, password_file=server.root / "password", timeout=2.0,
+                                       tls_ca_file=server.root / "tls" / "ca.pem")
+        a, b = two_copies(tmp_path)
+        with a, b:
+            join(settings, a)
+            a.add_account(hmac_account("over-tls"))
+            join(settings, b)
+            assert names(b) == {"over-tls"}
+        untrusted = SharedStateSettings(url=server.url, password_file=server.root / "password", timeout=2.0)
+        with pytest.raises(SharedStateUnavailable, match="rediss://127.0.0.1") as e:
+            FleetStore(untrusted, "v").ping()
+        assert "certificate" in str(e.value).lower() and "\n" not in str(e.value)
+    finally:
+        server.stop()
