@@ -327,11 +327,11 @@ print(json.dumps({"errors": errors, "calls": calls}))
 
 def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Kraken refuses a nonce below one it has seen: instances take the key's turn in Redis, each above the
-    highest nonce any of them used (KEYPROXY_FLEET_SECONDS, default 8; the issue's figure is 30)."""
+    highest nonce any of them used (KEYPROXY_FLEET_SECONDS, default 5; the issue's figure is 30)."""
     import subprocess
     import sys
 
-    seconds = float(__import__("os").environ.get("KEYPROXY_FLEET_SECONDS", "8"))
+    seconds = float(__import__("os").environ.get("KEYPROXY_FLEET_SECONDS", "5"))
     server = RedisServer(tmp_path / "redis").start()
     limits = '\n[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n'  # the emulator does not count calls here
     a = DevStack(tmp_path / "a", extra_config=limits + server.config())

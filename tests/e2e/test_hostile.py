@@ -15,7 +15,7 @@ from tests.e2e.battery_slow import SlowResult, slow_clients
 
 MALFORMED = int(os.environ.get("KEYPROXY_BATTERY_MALFORMED", "200"))
 GENERATED = int(os.environ.get("KEYPROXY_BATTERY_GENERATED", "200"))
-KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "15"))  # bench/hostile.py runs 1,000
+KILLS = int(os.environ.get("KEYPROXY_BATTERY_KILLS", "10"))  # bench/hostile.py runs 1,000
 SLOW = int(os.environ.get("KEYPROXY_BATTERY_SLOW", "100"))
 DEADLINES = "[proxy]\nheader_timeout = 2\nbody_timeout = 2\n"  # production's 10 s would only make CI slower
 
@@ -78,7 +78,7 @@ def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
     assert target.cli("audit", "verify").returncode == 0
 
 
-CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "10"))
+CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "7"))
 
 
 def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:

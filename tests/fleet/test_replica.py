@@ -21,7 +21,7 @@ from keyproxy.vault import Vault
 from tests.redis_server import RedisServer
 from tests.vault.helpers import hmac_account, passphrase_source
 
-KILLS = int(os.environ.get("KEYPROXY_CRASH_KILLS", "30")) // 3
+KILLS = int(os.environ.get("KEYPROXY_CRASH_KILLS", "20")) // 2
 
 
 def two_copies(tmp_path: Path) -> tuple[Vault, Vault]:

@@ -15,7 +15,7 @@ from keyproxy.vault import Vault
 from tests.vault.crash_writer import PASSPHRASES, open_either
 from tests.vault.helpers import passphrase_source
 
-KILLS = int(os.environ.get("KEYPROXY_CRASH_KILLS", "30"))
+KILLS = int(os.environ.get("KEYPROXY_CRASH_KILLS", "20"))
 
 
 def test_kill_9_during_add_and_rekey(tmp_path: Path) -> None:
