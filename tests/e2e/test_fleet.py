@@ -4,6 +4,7 @@ on the other before the command returns, and Redis never holds a secret."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -312,6 +313,7 @@ def test_kill_9_of_one_instance_stops_no_bot(fleet: Fleet) -> None:
     assert {i["instance"] for i in st["instances"]} >= {"host-a", "host-b"}
 
 
+FLEET_SECONDS = float(os.environ.get("KEYPROXY_FLEET_SECONDS", "5"))  # read before the fixtures scrub KEYPROXY_*
 KRAKEN_BOT = """
 import json, sys, time, krakenex
 creds, base_url, seconds = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -331,7 +333,7 @@ def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors
     import subprocess
     import sys
 
-    seconds = float(__import__("os").environ.get("KEYPROXY_FLEET_SECONDS", "5"))
+    seconds = FLEET_SECONDS
     server = RedisServer(tmp_path / "redis").start()
     limits = '\n[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n'  # the emulator does not count calls here
     a = DevStack(tmp_path / "a", extra_config=limits + server.config())
@@ -356,6 +358,8 @@ def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors
         assert len(arrived) == sum(r["calls"] for r in results) > 30
         assert not [e for e in arrived if e.get("error_code")], "the exchange refused some requests"
         assert all(e["signature_verified"] for e in arrived)
+        print(f"fleet, one Kraken key on two instances: {len(arrived)} private requests from 3 bots in {seconds:g} s, "
+              "0 nonce errors")  # -s shows it
     finally:
         a.close()
         b.close()
