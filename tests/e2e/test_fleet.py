@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import ccxt
 import pytest
 
-from keyproxy.devstack import HANDLED_SECRETS, DevStack, new_real_key, point_ccxt_at
+from keyproxy.devstack import HANDLED_SECRETS, DevStack, RealKey, new_real_key, point_ccxt_at
 from tests.e2e.conftest import call, hmac_sign, now_ms
 from tests.redis_server import RedisServer
 
@@ -26,23 +26,27 @@ class Fleet:
     b: DevStack
 
 
+def start_two(a: DevStack, b: DevStack, account: str, key: RealKey) -> None:
+    """An emulator, a vault with `account` on `key`, and two daemons on copies of that vault."""
+    a.start_emulator([key])
+    a.init()
+    a.add_account(account, key)
+    # the second host starts from a copy of the same vault (as deploy/README.md says), then follows the fleet
+    (b.root / "state").mkdir(mode=0o700)
+    shutil.copy2(a.root / "state" / "vault.db", b.root / "state" / "vault.db")
+    b.emulator_url = a.emulator_url
+    a.start_daemon()
+    b.start_daemon()
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     server = RedisServer(root / "redis").start()
     a = DevStack(root / "a", extra_config=server.config() + 'instance = "host-a"\n')
     b = DevStack(root / "b", extra_config=server.config() + 'instance = "host-b"\n')
-    key = new_real_key()
     try:
-        a.start_emulator([key])
-        a.init()
-        a.add_account("main", key)
-        # the second host starts from a copy of the same vault (as deploy/README.md says), then follows the fleet
-        (b.root / "state").mkdir(mode=0o700)
-        shutil.copy2(a.root / "state" / "vault.db", b.root / "state" / "vault.db")
-        b.emulator_url = a.emulator_url
-        a.start_daemon()
-        b.start_daemon()
+        start_two(a, b, "main", new_real_key())
         yield Fleet(server, a, b)
     finally:
         a.close()
@@ -338,15 +342,8 @@ def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors
     limits = '\n[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n'  # the emulator does not count calls here
     a = DevStack(tmp_path / "a", extra_config=limits + server.config())
     b = DevStack(tmp_path / "b", extra_config=limits + server.config())
-    key = new_real_key(exchange="kraken")
     try:
-        a.start_emulator([key])
-        a.init()
-        a.add_account("shared", key)
-        (b.root / "state").mkdir(mode=0o700)
-        shutil.copy2(a.root / "state" / "vault.db", b.root / "state" / "vault.db")
-        a.start_daemon()
-        b.start_daemon()
+        start_two(a, b, "shared", new_real_key(exchange="kraken"))
         bots = [a.add_bot(f"k{i}", "shared", "read") for i in range(3)]
         start = len(a.journal())
         procs = [subprocess.Popen([sys.executable, "-c", KRAKEN_BOT, json.dumps(bot),
