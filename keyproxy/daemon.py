@@ -129,6 +129,7 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     fleet = vault.replica.fleet if vault.replica is not None else None
     if fleet is not None:  # a fleet: halts and throttles are shared, and the fleet's are in force here
         store.mirror = fleet
+        fleet.never_before(int(store.usage_items("fleet|control_seq").get("fleet|control_seq", "0")))
         try:
             store.replace_halts(fleet.halts(), fleet.throttles())
         except SharedStateUnavailable as e:

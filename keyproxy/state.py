@@ -79,6 +79,7 @@ class StateStore:
         self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
         self.mirror: Any = None  # a fleet's halts and throttles (fleet/store.py): changes here are shared there
         self.placed_mirror: Any = None  # a fleet's order attributions (fleet/gate.py FleetUsage)
+        self.unshared_halts: list[tuple[str, str, str, float]] = []  # set here while the fleet could not be told
 
     def nonce_ceiling(self, account: str) -> int:
         row = self._db.execute("SELECT ceiling FROM nonces WHERE account = ?", (account,)).fetchone()
@@ -146,7 +147,11 @@ class StateStore:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO halts VALUES (?, ?, ?, ?)", (scope, target, reason, since))
         if self.mirror is not None:
-            self.mirror.set_halt(scope, target, reason, since)
+            try:
+                self.mirror.set_halt(scope, target, reason, since)
+            except KeyproxyError:
+                self.unshared_halts.append((scope, target, reason, since))  # kept, and shared once possible
+                raise
 
     def clear_halt(self, scope: str, target: str) -> bool:
         """In a fleet the fleet's halt is lifted first: a resume that cannot be shared lifts nothing."""
@@ -165,6 +170,8 @@ class StateStore:
                       throttles: dict[str, tuple[float, float]]) -> bool:
         """A fleet follower: the fleet's halts and throttles become this instance's, in one transaction.
         True when anything changed."""
+        held = {(h[0], h[1]) for h in halts}
+        halts = list(halts) + [h for h in self.unshared_halts if (h[0], h[1]) not in held]  # never dropped unshared
         with self._lock, self.batch():
             before = (self.halts(), self._db.execute("SELECT bot, until, rate FROM throttles ORDER BY bot").fetchall())
             self._db.execute("DELETE FROM halts")

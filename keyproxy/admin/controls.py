@@ -80,6 +80,7 @@ class Controls:
             result = apply()
         except Exception as e:
             self._record(op, f"failed: {e}"[:200], **details)
+            self.on_change()  # what did change (a halt in force here that a fleet could not be told of) counts
             raise
         self._record(op, "ok", **details)
         self.on_change()

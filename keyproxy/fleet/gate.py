@@ -32,6 +32,7 @@ from keyproxy.fleet.store import FleetStore
 _SCRIPT = """
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
+if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
 local nr, ns, nb, nc, no = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6])
 local k, a = 2, 7

@@ -26,6 +26,7 @@ class VaultReplica:
         self.pushed = pushed  # told the fleet version of each change this instance made
         self.base = -1  # the fleet's change count this copy was last equal to
         self.version = 0  # the fleet version of this instance's newest change
+        self.dirty = False  # a change committed here whose push failed: not the fleet's yet
 
     def attach(self, vault: Any) -> None:
         """Join: adopt the fleet's copy when newer, share ours when the fleet has none or an older one."""
@@ -37,35 +38,42 @@ class VaultReplica:
         """Under the lease: make the local copy and the fleet's the same; True when the local one changed."""
         theirs = self.fleet.vault_changes()
         ours = vault.changes()
-        if theirs > ours or (theirs > self.base >= 0 and theirs != ours):
-            if ours > self.base >= 0:
+        # another instance pushed since this copy was last the fleet's: theirs wins, even at an equal count
+        # (ours then holds a change the fleet never got: equal counts, different content)
+        conflict = self.base >= 0 and theirs > self.base and (self.dirty or theirs != ours)
+        if theirs > ours or conflict:
+            if ours > self.base >= 0 or self.dirty:
                 log.error("a vault change made here while the shared state was unreachable is dropped: another "
                           "instance changed the vault meanwhile; make it again")
             got = self.fleet.vault_image()
             if got is None:
                 return False
             vault.adopt(got[1])
-            self.base = vault.changes()
+            self.base, self.dirty = vault.changes(), False
             return True
-        if theirs < ours:  # the fleet has no copy, an older one, or missed our last push
+        if theirs < ours or self.dirty:  # the fleet has no copy, an older one, or missed our last push
             self.version = self.fleet.push_vault(ours, vault.image())
             self.pushed(self.version)
-        self.base = ours
+        self.base, self.dirty = ours, False
         return False
 
     def newer_image(self, changes: int) -> tuple[int, bytes] | None:
         """A follower's fetch (any thread): the fleet's copy when it holds more changes than `changes`."""
-        if self.fleet.vault_changes() <= changes:
+        floor = self.base if self.dirty else changes  # dirty: any push since our last sync is newer than ours
+        if self.fleet.vault_changes() <= floor:
             return None
         got = self.fleet.vault_image()
-        return got if got is not None and got[0] > changes else None
+        return got if got is not None and got[0] > floor else None
 
     def adopt(self, vault: Any, got: tuple[int, bytes]) -> bool:
         """A follower's pull (the vault's own thread): adopt the fetched copy if still newer."""
-        if got[0] <= vault.changes():
+        if got[0] <= (self.base if self.dirty else vault.changes()):
             return False
+        if self.dirty:
+            log.error("a vault change made here while the shared state was unreachable is dropped: another "
+                      "instance changed the vault meanwhile; make it again")
         vault.adopt(got[1])
-        self.base = vault.changes()
+        self.base, self.dirty = vault.changes(), False
         return True
 
     @contextlib.contextmanager
@@ -78,8 +86,9 @@ class VaultReplica:
             try:
                 self.version = self.fleet.push_vault(changes, vault.image())
             except SharedStateUnavailable as e:
+                self.dirty = True
                 raise SharedStateUnavailable(f"the change was made on this instance only: {e}") from None
-            self.base = changes
+            self.base, self.dirty = changes, False
             self.pushed(self.version)
 
 

@@ -86,7 +86,7 @@ class FleetStore:
                                          f"{e.strerror or type(e).__name__}") from None
         self.last_version = 0  # the fleet version of the newest change made through this store
         self._mac_key = mac_key  # None: a reader that neither adopts nor writes what is MACed (doctor, status)
-        self._control_seq = 0  # the newest control document seen: an older one is a replay
+        self._control_seq = 0  # the newest control document seen: an older one is a replay (persisted by sync)
         self._prefix = f"{settings.prefix}:{vault_id}:"
         # rediss://: the certificate is verified (redis-py's default), against tls_ca_file when one is named
         self._tls = {"ssl_ca_certs": str(settings.tls_ca_file)} if settings.tls_ca_file is not None else {}
@@ -186,6 +186,14 @@ class FleetStore:
                                                                                    "mac": mac}))
 
     # --- halts and throttles -----------------------------------------------------------------------
+
+    @property
+    def control_seq(self) -> int:
+        return self._control_seq
+
+    def never_before(self, seq: int) -> None:
+        """The newest control document this instance had seen before it restarted: an older one is refused."""
+        self._control_seq = max(self._control_seq, seq)
 
     def control(self) -> dict[str, Any]:
         """The halts and throttles in force: {"seq", "halts": [[scope, target, reason, since]], "throttles":
@@ -292,7 +300,13 @@ class FleetStore:
         with self._calls() as r:
             args = [x for bot, ts in seen.items() for x in (bot, repr(ts))]
             rows = r.eval(_LAST_SEEN, 1, self.key("last_seen"), *args)
-        return {rows[i].decode(): float(rows[i + 1]) for i in range(0, len(rows), 2)}
+        out = {}
+        for i in range(0, len(rows) - 1, 2):
+            try:
+                out[rows[i].decode(errors="replace")] = float(rows[i + 1])
+            except ValueError:
+                continue
+        return out
 
     def leave(self, instance: str) -> None:
         """A clean stop: no longer counted among the instances a change waits for."""
@@ -302,8 +316,14 @@ class FleetStore:
     def instances(self, live_only: bool = True) -> dict[str, dict[str, Any]]:
         with self._calls() as r:
             rows = r.hgetall(self.key("instances"))
-        now = time.time()
-        out = {k.decode(): json.loads(v) for k, v in rows.items()}
+        now, out = time.time(), {}
+        for k, v in rows.items():
+            try:  # a row that is not an instance's heartbeat is skipped, never fatal
+                rec = json.loads(v)
+                float(rec.get("seen", 0)), int(rec.get("version", 0))
+            except (ValueError, TypeError, AttributeError):
+                continue
+            out[k.decode(errors="replace")] = rec
         return {k: v for k, v in out.items() if not live_only or now - float(v.get("seen", 0)) < INSTANCE_TTL_S}
 
     def wait_applied(self, version: int, timeout: float = 1.0) -> list[str]:

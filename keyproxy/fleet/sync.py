@@ -25,6 +25,7 @@ from keyproxy.fleet.store import FleetStore, FleetTampered, SharedStateUnavailab
 from keyproxy.state import StateStore
 
 log = logging.getLogger("keyproxy.fleet")
+CONTROL_SEQ = "fleet|control_seq"  # state.db usage key: the newest halts document seen (never gone back from)
 POLL_S = 1.0  # the longest a change waits for a follower that missed its notice
 HEARTBEAT_S = 1.0
 
@@ -56,7 +57,12 @@ class FleetSync:
         """Apply the fleet's newer state, if any; True when this instance's snapshot changed."""
         async with self._lock:
             version = await self._io(self.fleet.version)
-            if version <= self.applied:
+            if version < self.applied:  # Redis lost writes, or someone reset it: no change may go unseen
+                raise FleetTampered(f"the fleet's version at {self.fleet.where} went back ({version} after "
+                                    f"{self.applied}): Redis lost data or was written by someone else; requests "
+                                    "that need the fleet are refused until the instances restart and re-align")
+            await self._share_unshared()
+            if version == self.applied:
                 return False
             control = await self._io(self.fleet.control)
             halts = [(str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in control["halts"]]
@@ -64,12 +70,20 @@ class FleetSync:
             got = await self._io(self.replica.newer_image, self.vault.changes())
             changed = got is not None and self.replica.adopt(self.vault, got)
             changed = self.store.replace_halts(halts, throttles) or changed
+            self.store.set_usage(CONTROL_SEQ, str(self.fleet.control_seq))  # a restart never goes back
             changed = changed or self.vault.changes() != self._built  # another worker wrote our own file
             if changed:
                 self._reload()
                 self._built = self.vault.changes()
             self.applied = version
             return changed
+
+    async def _share_unshared(self) -> None:
+        """Halts set here while Redis was out of reach: shared now (they stayed in force here meanwhile)."""
+        while self.store.unshared_halts:
+            scope, target, reason, since = self.store.unshared_halts[0]
+            await self._io(self.fleet.set_halt, scope, target, reason, since)
+            self.store.unshared_halts.pop(0)
 
     async def heartbeat(self) -> None:
         await self._io(self.fleet.heartbeat, self.instance, self.applied, self.listen, self._audit_seq())
@@ -115,6 +129,12 @@ class FleetSync:
                     self._set_available(False)
                     last = "$"  # what was missed meanwhile is found by the version
                     await asyncio.sleep(0.5)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - junk in Redis, a vault that cannot adopt: never die
+                    log.error("fleet follower: %s", type(e).__name__, extra={"where": self.fleet.where})
+                    self._set_available(False)
+                    await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()

@@ -46,6 +46,8 @@ class Admission:
                     route, incoming = await self.market_data.settle(
                         route, lambda: self.core.redecide(route, incoming, peer, outcome))
                     continue
+            if verdict.kind == "back":  # the fleet's version went back: Redis lost data or was reset
+                verdict = Verdict("unavailable", reason="the fleet's version went back")
             if verdict.kind == "unavailable":
                 if shared.harmless:  # a read, a cancel, a reduce-only order: this instance's own counters
                     shared.commit_local()

@@ -85,6 +85,10 @@ MIGRATIONS = (
 )
 
 
+# the meta rows that are this host's, never a fleet's: which master key unlocks the vault here
+_HOST_META = ("master_source", "master_params", "master_generation", "wrapped_data_key")
+
+
 def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> bytes:
     return f"keyproxy/v1|{vault_id}|{kind}|{record_id}|{version}|{field}".encode()
 
@@ -513,8 +517,17 @@ class Vault(BotsMixin):
         old_source.discard(old_params)
 
     def image(self) -> bytes:
-        """The whole vault file as bytes (sealed blobs, clear metadata): what a fleet shares."""
-        return self._db.serialize()
+        """The vault file as bytes (sealed blobs, clear metadata): what a fleet shares. Without this host's
+        master-key header (the wrapped data key and its KDF parameters): a copy of Redis or its AOF gives no
+        passphrase to guess offline, and each host keeps its own master-key source."""
+        mem = sqlite3.connect(":memory:")
+        try:
+            self._db.backup(mem)
+            mem.executemany("UPDATE meta SET value = '' WHERE name = ?", [(n,) for n in _HOST_META])
+            mem.commit()
+            return mem.serialize()
+        finally:
+            mem.close()
 
     def adopt(self, image: bytes) -> None:
         """Replace this vault's contents with another instance's newer copy of the same vault, in one
@@ -530,6 +543,9 @@ class Vault(BotsMixin):
             if meta.get("vault_id") != self.vault_id:
                 raise VaultError("the fleet's copy is another vault (a different vault id): every instance of a "
                                  "fleet must start from a copy of the same vault")
+            # this host's master-key header stays (the shared image carries none), in the same transaction
+            src.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(n, self._meta[n]) for n in _HOST_META])
+            src.commit()
             src.backup(self._db)
         except sqlite3.Error as e:
             raise VaultError(f"the fleet's copy of the vault cannot be read: {e}") from None

@@ -101,3 +101,11 @@ def test_open_orders_are_counted_from_every_instances_answers(shared: SharedStat
         await gate.close()
         return kinds
     assert asyncio.run(run()) == ["open", "ok", "open", "ok"]
+
+
+def test_a_fleet_version_that_went_back_is_refused_not_ignored(shared: SharedStateSettings) -> None:
+    """Redis lost writes or was reset: an instance that applied version 5 must not take 2 for current."""
+    store = FleetStore(shared, "vault-1", KEY)
+    for _ in range(2):
+        store.set_halt("bot", "b1", "drill", 1.0)
+    assert check(shared, order(), applied=5) == ["back"]

@@ -179,3 +179,46 @@ def test_a_fleet_over_tls_verifies_redis_against_the_named_ca(tmp_path: Path) ->
         assert "certificate" in str(e.value).lower() and "\n" not in str(e.value)
     finally:
         server.stop()
+
+
+def test_the_shared_image_carries_no_master_key_header_and_each_copy_keeps_its_own(
+        tmp_path: Path, shared: SharedStateSettings, redis_server: RedisServer) -> None:
+    a, b = two_copies(tmp_path)
+    with a, b:
+        join(shared, a)
+        rb = join(shared, b)
+        a.add_account(hmac_account("headerless"))
+        wrapped = a._meta["wrapped_data_key"]
+        dump = b"".join(v for v in redis_server.client().hgetall(f"keyproxy:{a.vault_id}:vault").values())
+        assert wrapped.encode() not in dump and a._meta["master_params"].encode() not in dump
+        got = rb.newer_image(b.changes())
+        assert got is not None and rb.adopt(b, got)
+        assert b._meta["wrapped_data_key"] == wrapped  # its own (a copy of A's here), never the image's blank
+    with Vault.open(tmp_path / "b" / "vault.db", lambda kind: passphrase_source("fleet")) as again:
+        assert names(again) == {"headerless"}  # still opens with its master key after adopting
+
+
+def test_a_change_whose_push_failed_never_hides_another_instances_change(tmp_path: Path,
+                                                                           shared: SharedStateSettings) -> None:
+    """A commits but cannot push; B then makes its own change at the same count: A adopts B's (A's unshared
+    change is dropped and logged), so B's change (a revocation, say) is never lost fleet-wide."""
+    a, b = two_copies(tmp_path)
+    with a, b:
+        ra, rb = join(shared, a), join(shared, b)
+
+        def push_fails(changes: int, image: bytes) -> int:  # Redis went away between the lease and the push
+            raise SharedStateUnavailable("down")
+
+        real_push, ra.fleet.push_vault = ra.fleet.push_vault, push_fails  # type: ignore[method-assign]
+        with pytest.raises(SharedStateUnavailable, match="made on this instance only"):
+            a.add_account(hmac_account("a-local"))
+        ra.fleet.push_vault = real_push  # type: ignore[method-assign]
+        assert ra.dirty and a.changes() == b.changes() + 1
+        b.add_account(hmac_account("b-revocation"))  # the same change count as A's unshared one
+        got = ra.newer_image(a.changes())
+        assert got is not None and ra.adopt(a, got)
+        assert names(a) == {"b-revocation"} and not ra.dirty
+        a.add_account(hmac_account("a-next"))
+        got = rb.newer_image(b.changes())
+        assert got is not None and rb.adopt(b, got)
+        assert names(b) == {"b-revocation", "a-next"}
