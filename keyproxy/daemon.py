@@ -127,13 +127,9 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
     # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
     store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
     fleet = vault.replica.fleet if vault.replica is not None else None
-    if fleet is not None:  # a fleet: halts and throttles are shared, and the fleet's are in force here
+    if fleet is not None:  # a fleet: halts and throttles are shared (the fleet's are taken before serving)
         store.mirror = fleet
         fleet.never_before(int(store.usage_items("fleet|control_seq").get("fleet|control_seq", "0")))
-        try:
-            store.replace_halts(fleet.halts(), fleet.throttles())
-        except SharedStateUnavailable as e:
-            log.error("starting with the halts this instance last had", reason=str(e))
     store.record_vault_seen(vault.vault_id, vault.changes())
     # replaced whole by a config reload; "file" is the file's own view (without `serve --port` overrides)
     config = {"settings": settings, "file": settings}
@@ -248,8 +244,10 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
         if pipeline.core.usage is not None:
             pipeline.core.usage.mirror = fleet_usage
         store.placed_mirror = fleet_usage
-        with contextlib.suppress(SharedStateUnavailable):
+        try:  # the fleet's vault, halts and throttles, before the first request
             await fleet_sync.catch_up()
+        except SharedStateUnavailable as e:
+            log.error("starting with the vault and halts this instance last had", reason=str(e))
 
     socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
     websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,

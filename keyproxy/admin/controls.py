@@ -14,7 +14,7 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keyproxy.errors import KeyproxyError, NotFound, StateError, UsageError
+from keyproxy.errors import NotFound, StateError, UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.policy.model import BotPolicy, PolicyError, parse_policy
 from keyproxy.state import StateStore
@@ -347,9 +347,4 @@ class Controls:
         if self.fleet is not None:
             return self.fleet()
         replica = getattr(self.vault, "replica", None)
-        if replica is None:
-            return None
-        try:
-            return replica.fleet.report()
-        except KeyproxyError as e:
-            return {"where": replica.fleet.where, "reachable": False, "problem": str(e), "instances": []}
+        return replica.fleet.report() if replica is not None else None

@@ -31,12 +31,11 @@ class SharedCharges:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The script's answer: "ok", "stale" (the fleet moved on), "replay", "sequence", "rate", "cap",
-    or "unavailable" (Redis could not be asked)."""
+    """The script's answer: "ok", "stale" (the fleet moved on), "back" (its version went back), "replay",
+    "sequence", "rate", "cap", "open", or "unavailable" (Redis could not be asked)."""
 
     kind: str
     bucket: str | None = None
     retry_after: float | None = None
     cap: tuple[str, str, Decimal, Decimal, str] | None = None
     used: Decimal | None = None
-    reason: str = ""

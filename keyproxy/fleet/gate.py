@@ -131,8 +131,8 @@ class FleetGate:
             args += list(charges.open_orders)
         try:
             answer = await self._script(keys=keys, args=args)
-        except (redis.RedisError, OSError) as e:
-            return Verdict("unavailable", reason=str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        except (redis.RedisError, OSError):
+            return Verdict("unavailable")
         kind = answer[0].decode()
         if kind == "rate":
             return Verdict("rate", bucket=buckets[int(answer[1]) - 1][0], retry_after=float(answer[2]))

@@ -127,10 +127,15 @@ class FleetStore:
             return str(r.info("persistence").get("aof_enabled", 0)) == "1"
 
     def report(self, this: str | None = None, applied: int | None = None) -> dict[str, Any]:
-        """`keyproxy status`: the fleet's version and its instances, with how far behind each is."""
-        version = self.version()
+        """`keyproxy status`: the fleet's version and its instances, with how far behind each is; unreachable:
+        the problem, in the same shape."""
+        try:
+            version = self.version()
+            instances = self.instances(live_only=False)
+        except SharedStateUnavailable as e:
+            return {"where": self.where, "reachable": False, "problem": str(e), "applied": applied, "instances": []}
         rows, now = [], time.time()
-        for name, rec in sorted(self.instances(live_only=False).items()):
+        for name, rec in sorted(instances.items()):
             seen = now - float(rec.get("seen", 0))
             at = applied if name == this and applied is not None else int(rec.get("version", 0))
             rows.append({"instance": name, "listen": rec.get("listen", ""), "applied": at, "lag": max(0, version - at),
@@ -218,12 +223,12 @@ class FleetStore:
         self._control_seq = int(control["seq"])
         return control
 
-    def halts(self) -> list[tuple[str, str, str, float]]:
-        return sorted(((str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in self.control()["halts"]),
-                      key=lambda h: h[3])
-
-    def throttles(self) -> dict[str, tuple[float, float]]:
-        return {bot: (float(v[0]), float(v[1])) for bot, v in self.control()["throttles"].items()}
+    def halts_and_throttles(self) -> tuple[list[tuple[str, str, str, float]], dict[str, tuple[float, float]]]:
+        """The halts (scope, target, reason, since; oldest first) and throttles (bot -> until, rate) in force,
+        from one verified read of the control document."""
+        control = self.control()
+        halts = sorted(((str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in control["halts"]), key=lambda h: h[3])
+        return halts, {bot: (float(v[0]), float(v[1])) for bot, v in control["throttles"].items()}
 
     def set_halt(self, scope: str, target: str, reason: str, since: float) -> int:
         def edit(c: dict[str, Any]) -> None:

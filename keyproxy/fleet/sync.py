@@ -64,9 +64,7 @@ class FleetSync:
             await self._share_unshared()
             if version == self.applied:
                 return False
-            control = await self._io(self.fleet.control)
-            halts = [(str(h[0]), str(h[1]), str(h[2]), float(h[3])) for h in control["halts"]]
-            throttles = {bot: (float(v[0]), float(v[1])) for bot, v in control["throttles"].items()}
+            halts, throttles = await self._io(self.fleet.halts_and_throttles)
             got = await self._io(self.replica.newer_image, self.vault.changes())
             changed = got is not None and self.replica.adopt(self.vault, got)
             changed = self.store.replace_halts(halts, throttles) or changed
@@ -141,11 +139,7 @@ class FleetSync:
 
     def report(self) -> dict[str, Any]:
         """`keyproxy status`'s fleet lines, from this instance's point of view."""
-        try:
-            return self.fleet.report(self.instance, self.applied)
-        except SharedStateUnavailable as e:
-            return {"where": self.fleet.where, "reachable": False, "problem": str(e), "applied": self.applied,
-                    "instances": []}
+        return self.fleet.report(self.instance, self.applied)
 
     async def wait_others(self, version: int, timeout: float = 1.0) -> list[str]:
         """Until every other live instance has applied `version`: the ones still behind after `timeout`."""

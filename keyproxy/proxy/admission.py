@@ -40,14 +40,14 @@ class Admission:
                 try:
                     await self.sync.catch_up()
                 except Exception:  # noqa: BLE001 - Redis went away between the two calls
-                    verdict = Verdict("unavailable", reason="the fleet's newer state could not be read")
+                    verdict = Verdict("unavailable")
                 else:
                     log.debug("decided again on the fleet's newer state", extra={"bot": shared.bot})
                     route, incoming = await self.market_data.settle(
                         route, lambda: self.core.redecide(route, incoming, peer, outcome))
                     continue
             if verdict.kind == "back":  # the fleet's version went back: Redis lost data or was reset
-                verdict = Verdict("unavailable", reason="the fleet's version went back")
+                verdict = Verdict("unavailable")
             if verdict.kind == "unavailable":
                 if shared.harmless:  # a read, a cancel, a reduce-only order: this instance's own counters
                     shared.commit_local()

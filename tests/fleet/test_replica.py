@@ -150,14 +150,14 @@ def test_a_vault_copy_or_halts_written_to_redis_without_the_vaults_key_are_refus
         fleet.set_halt("all", "", "drill", 1.0)
         saved = r.get(prefix + "control")
         fleet.clear_halt("all", "")
-        assert fleet.halts() == []
+        assert fleet.halts_and_throttles()[0] == []
         r.set(prefix + "control", saved)  # the halt comes back? (a replay)
         with pytest.raises(FleetTampered, match="older"):
-            fleet.halts()
+            fleet.halts_and_throttles()
         r.set(prefix + "control", _json.dumps({"body": _json.dumps({"seq": 99, "halts": [], "throttles": {}}),
                                                "mac": "0" * 64}))
         with pytest.raises(FleetTampered, match="fail their MAC"):
-            fleet.halts()
+            fleet.halts_and_throttles()
 
 
 def test_a_fleet_over_tls_verifies_redis_against_the_named_ca(tmp_path: Path) -> None:
