@@ -13,6 +13,9 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
 * ``POST /_emulator/price`` -> ``{"exchange": "binance", "symbol": "BTCUSDT", "price": "59000"[, "venue":
   "fapi"]}``: the market's price moves there, and resting limit orders it crosses fill (Binance so far)
+* ``POST /_emulator/dcp`` -> ``{"api_key": "...", "products": ["SPOT", "DERIVATIVES"]}``: Bybit's account
+  manager switches disconnect-cancel-all on for these products of the key's account (``bybit_dcp.py``);
+  ``{"drop_sockets": true}``: Bybit closes every private socket (a network cut), as it may at any time
 * ``POST /_emulator/faults`` -> ``{"fail_containing": ["..."]}``: an exchange request whose query or body
   contains one of these strings (an order id) is answered HTTP 503 and not carried out (``[]`` clears)
 """
@@ -196,6 +199,20 @@ async def _price(request: web.Request) -> web.Response:
     return web.json_response({"filled": filled})
 
 
+async def _dcp(request: web.Request) -> web.Response:
+    try:
+        doc = await request.json()
+        bybit = next(e for e in request.app[EMULATORS] if e.name == "bybit")
+        if doc.get("drop_sockets") is True:
+            return web.json_response({"dropped": await bybit.ws.drop()})  # type: ignore[attr-defined]
+        products = [str(p) for p in doc["products"]]
+        bybit.enable_dcp(str(doc["api_key"]), products)  # type: ignore[attr-defined]
+    except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return web.json_response({"error": 'expected {"api_key" of an emulated Bybit key, "products": [...]}'},
+                                 status=400)
+    return web.json_response({"products": products})
+
+
 async def _faults(request: web.Request) -> web.Response:
     doc = await request.json()
     request.app[FAULTS]["fail_containing"] = [str(n) for n in doc.get("fail_containing") or [] if str(n)]
@@ -347,6 +364,7 @@ def build_app(
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "framing", _framing)
     app.router.add_post(CONTROL_PREFIX + "faults", _faults)
+    app.router.add_post(CONTROL_PREFIX + "dcp", _dcp)
     app.router.add_post(CONTROL_PREFIX + "price", _price)
     app.router.add_route("*", CONTROL_PREFIX + "limits", _limits)
     app.router.add_get("/ws-api/v3", _private_ws("binance"))

@@ -53,6 +53,7 @@ from keyproxy.emulator.bybit_auth import (
     Verifier,
     authenticate,
 )
+from keyproxy.emulator.bybit_dcp import CATEGORIES as DCP_CATEGORIES, PRODUCTS, watched_products
 from keyproxy.emulator.bybit_ws import BybitWs
 from keyproxy.emulator.bybit_handlers import (
     DEFAULT_PERMISSIONS,
@@ -86,6 +87,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v5/user/delete-api"): Route(True, "wallet_any", "delete_api"),
     ("GET", "/v5/account/info"): Route(True, None, "account_info"),
     ("GET", "/v5/account/wallet-balance"): Route(True, None, "wallet_balance"),
+    ("GET", "/v5/account/query-dcp-info"): Route(True, None, "dcp_info"),
+    ("POST", "/v5/order/disconnected-cancel-all"): Route(True, None, "set_dcp"),
     ("GET", "/v5/asset/coin/query-info"): Route(True, None, "coin_info"),
     ("POST", "/v5/order/create"): Route(True, "trade", "create_order"),
     ("POST", "/v5/order/cancel"): Route(True, "trade", "cancel_order"),
@@ -122,6 +125,25 @@ class BybitEmulator(BybitHandlers):
 
     def state(self) -> dict[str, Any]:
         return {k: {**a.snapshot(), "revoked": k in self.revoked} for k, a in self.accounts.items()}
+
+    def enable_dcp(self, api_key: str, products: list[str]) -> None:
+        """What Bybit's account manager does on request: DCP on for these products (window 10 s)."""
+        dcp = self.accounts[api_key].dcp
+        dcp.windows = {p: dcp.windows.get(p, 10) for p in products if p in PRODUCTS}
+
+    def fire_timers(self) -> None:
+        """DCP: an account's products no open subscribed socket watches, past their window, are cancelled."""
+        now = self.clock()
+        active: dict[int, set[str]] = {}
+        for ws, (_, acct) in self.ws.sessions.items():
+            if not ws.closed:
+                active.setdefault(id(acct), set()).update(watched_products(self.ws.topics.get(ws, set())))
+        for acct in self.accounts.values():
+            for product in acct.dcp.due(active.get(id(acct), set()), now):
+                for order in [o for o in acct.orders.values() if o.is_open
+                              and o.market.category in DCP_CATEGORIES[product]]:
+                    acct.cancel(order, int(now * 1000))
+                    self._changed(acct, order, int(now * 1000))
 
     def owns(self, path: str) -> bool:
         return path.startswith("/v5/")

@@ -189,9 +189,20 @@ class BybitHandlers:
         return {}
 
     def account_info(self, call: Call) -> dict[str, Any]:
-        return {"marginMode": "REGULAR_MARGIN", "updatedTime": "1697078946000",
-                "unifiedMarginStatus": 6, "dcpStatus": "OFF", "timeWindow": 10, "smpGroup": 0,
+        windows = call.acct.dcp.windows
+        return {"marginMode": "REGULAR_MARGIN", "updatedTime": "1697078946000", "unifiedMarginStatus": 6,
+                "dcpStatus": "ON" if windows else "OFF", "timeWindow": max(windows.values(), default=10), "smpGroup": 0,
                 "isMasterTrader": False, "spotHedgingStatus": "OFF"}
+
+    def dcp_info(self, call: Call) -> dict[str, Any]:
+        return {"dcpInfos": call.acct.dcp.infos()}
+
+    def set_dcp(self, call: Call) -> dict[str, Any]:
+        refused = call.acct.dcp.set_window(str(call.params.get("product") or "OPTIONS"),
+                                           call.params.get("timeWindow"))
+        if refused is not None:
+            raise params_error(refused)
+        return {}
 
     def wallet_balance(self, call: Call) -> dict[str, Any]:
         account_type = _text(call, "accountType")

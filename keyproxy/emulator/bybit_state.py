@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from keyproxy.emulator.bybit_dcp import Dcp
 from keyproxy.emulator.accounts import EmulatedKey
 from keyproxy.emulator.bybit_auth import BybitError
 from keyproxy.emulator.bybit_data import Market, fmt
@@ -92,6 +93,7 @@ class Account:
     leverage: dict[str, str] = field(default_factory=dict)
     positions: dict[str, Decimal] = field(default_factory=dict)
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
+    dcp: Dcp = field(default_factory=Dcp)  # disconnect-cancel-all (bybit_dcp.py)
 
     @classmethod
     def fresh(cls, key: EmulatedKey) -> Account:

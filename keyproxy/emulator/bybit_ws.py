@@ -86,6 +86,13 @@ class BybitWs:
         self.sessions[ws] = (verifier.key, self.emulator.accounts[api_key])
         return {"success": True, "ret_msg": "", "op": "auth", "req_id": req_id, "conn_id": "emu"}
 
+    async def drop(self) -> int:
+        """Close every authenticated socket, as a network cut would; how many."""
+        sockets = [ws for ws in self.sessions if not ws.closed]
+        for ws in sockets:
+            await ws.close(code=1001, message=b"emulated network cut")
+        return len(sockets)
+
     async def publish_wallet(self, account: Any, now: int) -> None:
         """A `wallet` topic push (the unified account, as REST's wallet-balance lists it) after an order change."""
         for ws, (_, acct) in list(self.sessions.items()):

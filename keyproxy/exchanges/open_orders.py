@@ -305,21 +305,44 @@ class DeadManSwitch(Protocol):
     # alone while it holds it. Matched on the adapter's own classification, never on the raw body, so no
     # encoding of the request (a JSON escape, a duplicate member) reads differently here than upstream
     endpoints: frozenset[str]
+    # a switch that fires when a private socket drops (Bybit DCP): keyproxy holds one open on this path,
+    # subscribed to these topics, for as long as it runs; None for a timer re-armed by REST calls
+    held_socket: HeldSocketSpec | None
 
     def arm(self, seconds: int, now_ms: int) -> Spec: ...
 
-    def armed(self, status: int, body: bytes) -> str | None:
-        """None when the exchange confirmed the timer, else what it said."""
+    def armed(self, spec: Spec, status: int, body: bytes, seconds: int) -> str | list[Spec] | None:
+        """The answer to `spec` (arm's, or one this returned): None when the exchange confirmed the timer,
+        further calls to make, or what the exchange said when it could not be armed."""
+
+
+@dataclass(frozen=True)
+class HeldSocketSpec:
+    """A private socket keyproxy holds for a switch: logged in (the adapter's dialect signs `login` with the
+    real key, as it does a bot's), subscribed, pinged at least every `ping_seconds`."""
+
+    path: str
+    login: dict[str, object]
+    subscribe: dict[str, object]
+    ping: dict[str, object]
+    ping_seconds: float
+
+    def refused(self, answer: object) -> str | None:
+        """None when the answer to the login or the subscription accepts it, else what the exchange said."""
+        if isinstance(answer, dict) and answer.get("success") is True:
+            return None
+        return str(answer.get("ret_msg") if isinstance(answer, dict) else answer)[:160]
 
 
 class KrakenSwitch:
     name, bounds = "CancelAllOrdersAfter", (5, 86_400)
+    held_socket = None
     endpoints = frozenset({"POST /0/private/CancelAllOrdersAfter", "ws cancel_all_orders_after"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
         return ("POST", "/0/private/CancelAllOrdersAfter", "", urlencode({"timeout": seconds}).encode())
 
-    def armed(self, status: int, body: bytes) -> str | None:
+    def armed(self, spec: Spec, status: int, body: bytes, seconds: int) -> str | list[Spec] | None:
         doc = _json_or_none(body)
         result = doc.get("result") if isinstance(doc, dict) else None
         ok = 200 <= status < 300 and isinstance(doc, dict) and not doc.get("error") and isinstance(result, dict) \
@@ -329,12 +352,13 @@ class KrakenSwitch:
 
 class OkxSwitch:
     name, bounds = "cancel-all-after", (10, 120)
+    held_socket = None
     endpoints = frozenset({"POST /api/v5/trade/cancel-all-after"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
         return ("POST", "/api/v5/trade/cancel-all-after", "", json.dumps({"timeOut": str(seconds)}).encode())
 
-    def armed(self, status: int, body: bytes) -> str | None:
+    def armed(self, spec: Spec, status: int, body: bytes, seconds: int) -> str | list[Spec] | None:
         doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
         return None if ok else f"HTTP {status}: {_said(body)}"
@@ -342,23 +366,58 @@ class OkxSwitch:
 
 class HyperliquidSwitch:
     name, bounds = "scheduleCancel", (5, 86_400)
+    held_socket = None
     endpoints = frozenset({"exchange:scheduleCancel"})
 
     def arm(self, seconds: int, now_ms: int) -> Spec:
         action = {"type": "scheduleCancel", "time": now_ms + seconds * 1000}
         return ("POST", "/exchange", "", json.dumps({"action": action, "nonce": 0}).encode())
 
-    def armed(self, status: int, body: bytes) -> str | None:
+    def armed(self, spec: Spec, status: int, body: bytes, seconds: int) -> str | list[Spec] | None:
         doc = _json_or_none(body)
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "ok"
         return None if ok else f"HTTP {status}: {_said(body)}"
 
 
-SWITCHES: dict[str, DeadManSwitch] = {"kraken": KrakenSwitch(), "okx": OkxSwitch(), "hyperliquid": HyperliquidSwitch()}
+class BybitSwitch:
+    """Bybit's disconnect-cancel-all (DCP, docs v5/order/dcp, v5/account/dcp-info): Bybit cancels the
+    account's orders of a product once every private socket subscribed to `dcp` has been gone for the
+    product's window. Bybit switches it on per product on request (institutional accounts); keyproxy reads
+    which products are on, sets each one's window to `dead_man_seconds` and holds a socket subscribed to
+    `dcp` while it runs. Every instance of a fleet holds its own, so it fires only when all are gone."""
+
+    name, bounds = "disconnect-cancel-all (DCP)", (3, 300)
+    endpoints = frozenset({"POST /v5/order/disconnected-cancel-all"})
+    held_socket = HeldSocketSpec("/v5/private", {"op": "auth", "req_id": "keyproxy-login", "args": []},
+                                 {"op": "subscribe", "req_id": "keyproxy-dcp", "args": ["dcp"]},
+                                 {"op": "ping", "req_id": "keyproxy-ping"}, 20.0)
+    _INFO: Spec = ("GET", "/v5/account/query-dcp-info", "", b"")
+
+    def arm(self, seconds: int, now_ms: int) -> Spec:
+        return self._INFO
+
+    def armed(self, spec: Spec, status: int, body: bytes, seconds: int) -> str | list[Spec] | None:
+        doc = _json_or_none(body)
+        if not 200 <= status < 300 or not isinstance(doc, dict) or doc.get("retCode") != 0:
+            return f"HTTP {status}: {_said(body)}"
+        if spec != self._INFO:
+            return None  # a window set
+        result = doc.get("result")
+        infos = result.get("dcpInfos") if isinstance(result, dict) else None
+        on = [i for i in infos if isinstance(i, dict) and i.get("dcpStatus") == "ON"] \
+            if isinstance(infos, list) else []
+        if not on:
+            return ("Bybit has not switched disconnect-cancel-all (DCP) on for this account: Bybit does so on "
+                    "request (ask the account manager), then keyproxy arms it")
+        return [("POST", "/v5/order/disconnected-cancel-all", "",
+                 json.dumps({"product": str(i.get("product")), "timeWindow": seconds}).encode())
+                for i in on if str(i.get("timeWindow")) != str(seconds)] or None
+
+
+SWITCHES: dict[str, DeadManSwitch] = {"kraken": KrakenSwitch(), "okx": OkxSwitch(), "hyperliquid": HyperliquidSwitch(),
+                                      "bybit": BybitSwitch()}
 # why an exchange has no switch keyproxy arms (doctor and `config check` say it)
 NO_SWITCH = {
     "binance": "Binance spot has no cancel-on-silence timer (USD-M futures' countdownCancelAll is per symbol)",
     "coinbase": "Coinbase Advanced Trade has no cancel-on-silence timer",
-    "bybit": "Bybit's disconnect-cancel-all fires on a private WebSocket keyproxy would have to hold open; "
-             "not armed by this version",
 }

@@ -9,12 +9,14 @@ same host table, resolver filter and no-retry rule apply.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import aiohttp
 
 from keyproxy.exchanges.base import BadRequest, IncomingRequest, RealKey, SignContext, Upstream
+from keyproxy.exchanges.open_orders import HeldSocketSpec
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
 
@@ -40,6 +42,37 @@ class OwnCalls:
         async with self._core.account_turn(name, adapter) as turn:
             nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms, turn)
             return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
+
+
+    async def open_socket(self, account: AccountEntry, spec: HeldSocketSpec) -> aiohttp.ClientWebSocketResponse:
+        """keyproxy's own private socket: opened to the account's host for `spec.path`, logged in with the
+        real key (the adapter's dialect signs the login, as it does a bot's), subscribed. ValueError with what
+        the exchange said when it refused either; the socket is closed then."""
+        from keyproxy.proxy.websocket import ws_origin
+
+        adapter: Any = account.adapter
+        assert account.upstream is not None and account.key is not None
+        dialect = adapter.websocket(spec.path)
+        origin = account.upstream.origin_for(adapter.websocket_origin_path(spec.path))
+        if dialect is None or origin is None:
+            raise ValueError(f"{adapter.name} has no private socket {spec.path} in this environment")
+        method = str(spec.login.get("op", ""))
+        frame = IncomingRequest(method, spec.path, "", {}, json.dumps(spec.login).encode())
+        signed = dialect.sign(frame, account.key, dialect.classify(method, spec.path),
+                              SignContext(origin, account.upstream.environment.name, int(time.time() * 1000)))
+        session = self._clients.session(account.upstream.insecure_loopback)
+        ws = await session.ws_connect(ws_origin(origin) + adapter.websocket_upstream_path(spec.path),
+                                      timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True, compress=0)
+        try:
+            for what, text in (("login", signed.body.decode()), ("subscription", json.dumps(spec.subscribe))):
+                await ws.send_str(text)
+                refused = spec.refused(await ws.receive_json(timeout=10))
+                if refused is not None:
+                    raise ValueError(f"the exchange refused keyproxy's {what}: {refused}")
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
 
 
 def what_failed(e: BaseException) -> str:

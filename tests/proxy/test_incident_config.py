@@ -40,7 +40,9 @@ def test_each_exchange_says_whether_and_how_long_its_switch_can_be_armed() -> No
     assert switch_problem("okx", 120) is None
     assert switch_problem("okx", 121) == "okx's cancel-all-after accepts 10 to 120 seconds, not 121"
     assert "Binance spot has no cancel-on-silence timer" in (switch_problem("binance", 60) or "")
-    assert "Coinbase" in (switch_problem("coinbase", 60) or "") and "Bybit" in (switch_problem("bybit", 60) or "")
+    assert "Coinbase" in (switch_problem("coinbase", 60) or "")
+    assert switch_problem("bybit", 300) is None  # disconnect-cancel-all, on a socket keyproxy holds
+    assert switch_problem("bybit", 301) == "bybit's disconnect-cancel-all (DCP) accepts 3 to 300 seconds, not 301"
     limits = {"a": parse_account_limits({"dead_man_seconds": 60}), "ghost": parse_account_limits({"dead_man_seconds": 60})}
     check_switches(limits, {"a": "kraken"})  # an account the vault does not hold is not this check's business
     with pytest.raises(ConfigError, match=r"\[accounts.a\] dead_man_seconds: Binance spot"):
@@ -74,6 +76,8 @@ def _endpoint(exchange: str, method: str, path: str, body: bytes) -> str:
     ("hyperliquid", "POST", "/exchange", b'{"action":{"type":"scheduleCancel"},"nonce":1}', True),
     ("hyperliquid", "POST", "/exchange", b'{"action":{"type":"\\u0073cheduleCancel"},"nonce":1}', True),
     ("hyperliquid", "POST", "/exchange", b'{"action":{"type":"order","grouping":"scheduleCancel"},"nonce":1}', False),
+    ("bybit", "POST", "/v5/order/disconnected-cancel-all", b'{"product":"SPOT","timeWindow":300}', True),
+    ("bybit", "GET", "/v5/account/query-dcp-info", b"", False),  # reading it is harmless
 ])
 def test_a_bots_call_that_would_set_or_clear_the_switch_is_recognised(exchange: str, method: str, path: str,
                                                                      body: bytes, switch: bool) -> None:
@@ -82,10 +86,37 @@ def test_a_bots_call_that_would_set_or_clear_the_switch_is_recognised(exchange: 
 
 def test_arming_is_believed_only_when_the_exchange_confirms() -> None:
     kraken, okx, hl = SWITCHES["kraken"], SWITCHES["okx"], SWITCHES["hyperliquid"]
-    assert kraken.armed(200, b'{"error":[],"result":{"currentTime":"x","triggerTime":"y"}}') is None
-    assert kraken.armed(200, b'{"error":["EAPI:Invalid nonce"]}') == 'HTTP 200: {"error":["EAPI:Invalid nonce"]}'
-    assert okx.armed(200, b'{"code":"0","data":[{"triggerTime":"1"}]}') is None
-    assert okx.armed(200, b'{"code":"51000","msg":"Parameter timeOut error"}') is not None
-    assert hl.armed(200, b'{"status":"ok","response":{"type":"default"}}') is None
-    assert hl.armed(200, b'{"status":"err","response":"Scheduled cancel time too early"}') is not None
-    assert hl.armed(502, b"") == "HTTP 502: "
+    spec = ("POST", "/", "", b"")
+    assert kraken.armed(spec, 200, b'{"error":[],"result":{"currentTime":"x","triggerTime":"y"}}', 60) is None
+    assert kraken.armed(spec, 200, b'{"error":["EAPI:Invalid nonce"]}', 60) == \
+        'HTTP 200: {"error":["EAPI:Invalid nonce"]}'
+    assert okx.armed(spec, 200, b'{"code":"0","data":[{"triggerTime":"1"}]}', 60) is None
+    assert okx.armed(spec, 200, b'{"code":"51000","msg":"Parameter timeOut error"}', 60) is not None
+    assert hl.armed(spec, 200, b'{"status":"ok","response":{"type":"default"}}', 60) is None
+    assert hl.armed(spec, 200, b'{"status":"err","response":"Scheduled cancel time too early"}', 60) is not None
+    assert hl.armed(spec, 502, b"", 60) == "HTTP 502: "
+
+
+def test_bybit_dcp_sets_the_window_of_each_product_bybit_switched_on_and_nothing_else() -> None:
+    """Bybit's docs (v5/account/dcp-info): only the products switched on are listed; nothing when none is."""
+    import json
+
+    bybit = SWITCHES["bybit"]
+    info = bybit.arm(60, 0)
+    assert info[:2] == ("GET", "/v5/account/query-dcp-info")
+
+    def listed(*products: tuple[str, str]) -> bytes:
+        infos = [{"product": p, "dcpStatus": "ON", "timeWindow": w} for p, w in products]
+        return json.dumps({"retCode": 0, "retMsg": "success", "result": {"dcpInfos": infos}}).encode()
+
+    sets = bybit.armed(info, 200, listed(("SPOT", "10"), ("DERIVATIVES", "60")), 60)
+    assert isinstance(sets, list) and len(sets) == 1  # DERIVATIVES already holds 60 s
+    assert sets[0][:2] == ("POST", "/v5/order/disconnected-cancel-all")
+    assert json.loads(sets[0][3]) == {"product": "SPOT", "timeWindow": 60}
+    assert bybit.armed(sets[0], 200, b'{"retCode":0,"retMsg":"OK","result":{}}', 60) is None
+    assert "10001" in str(bybit.armed(sets[0], 200, b'{"retCode":10001,"retMsg":"params error"}', 60))
+    assert bybit.armed(info, 200, listed(("SPOT", "60")), 60) is None  # nothing to set
+    off = bybit.armed(info, 200, listed(), 60)
+    assert isinstance(off, str) and "has not switched disconnect-cancel-all (DCP) on" in off
+    assert bybit.armed(info, 200, b'{"retCode":0,"result":{"dcpInfos":[{"product":"SPOT","dcpStatus":"OFF"}]}}', 60) == off
+    assert bybit.armed(info, 403, b"forbidden", 60) == "HTTP 403: forbidden"
