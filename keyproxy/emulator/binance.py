@@ -53,6 +53,7 @@ from keyproxy.emulator.binance_auth import (
 )
 from keyproxy.emulator.binance_data import MARKETS, Market, exchange_info, fmt
 from keyproxy.emulator.binance_history import HistoryError, klines, my_trades
+from keyproxy.emulator.binance_margin import MarginHandlers
 from keyproxy.emulator.binance_orders import decimal_param, futures_order, parse_new_order, spot_order
 from keyproxy.emulator.binance_routes import (
     DEFAULT_PERMISSIONS,
@@ -73,7 +74,7 @@ from keyproxy.emulator.binance_wallet import WalletHandlers
 _FIRST_PRICES = {(venue, symbol): m.last for venue, markets in MARKETS.items() for symbol, m in markets.items()}
 
 
-class BinanceEmulator(WalletHandlers):
+class BinanceEmulator(WalletHandlers, MarginHandlers):
     """Binance, as far as bots and ccxt can tell."""
 
     name = "binance"
@@ -249,7 +250,7 @@ class BinanceEmulator(WalletHandlers):
             )
         return futures_order(order, with_time=kind == "query")
 
-    def _find(self, call: Call, missing: tuple[int, int, str]) -> Any:
+    def _find(self, call: Call, missing: tuple[int, int, str], book: str = "spot") -> Any:
         market = self._market(call)
         assert market is not None
         order_id, client_id = call.params.get("orderId"), call.params.get("origClientOrderId")
@@ -260,7 +261,7 @@ class BinanceEmulator(WalletHandlers):
                 "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
             )
         order = call.acct.find(market.symbol, order_id or None, client_id or None)
-        if order is None or order.market.venue != call.venue:
+        if order is None or order.market.venue != call.venue or order.book != book:
             raise BinanceError(*missing)
         return order
 

@@ -84,6 +84,9 @@ def _routes() -> dict[tuple[str, str], Route]:
     add("POST", ("/dapi/v1/listenKey",), "MARKET_DATA", None, "listen_key_start")
     add("PUT", ("/dapi/v1/listenKey",), "MARKET_DATA", None, "listen_key_keepalive")
     add("DELETE", ("/dapi/v1/listenKey",), "MARKET_DATA", None, "listen_key_close")
+    add("POST", ("/sapi/v1/margin/order",), "SIGNED", SPOT_TRADE, "margin_new_order")  # binance_margin.py
+    add("GET", ("/sapi/v1/margin/openOrders",), "SIGNED", READ, "margin_open_orders")
+    add("DELETE", ("/sapi/v1/margin/order",), "SIGNED", SPOT_TRADE, "margin_cancel_order")
     add("POST", ("/sapi/v1/userListenToken",), "MARKET_DATA", None, "listen_token")  # margin (USER_STREAM)
     add("GET", tuple(v + "/order" for v in venues), "SIGNED", READ, "query_order")
     add("DELETE", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "cancel_order")

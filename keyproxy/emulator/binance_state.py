@@ -50,6 +50,7 @@ class Order:
     orig_quote_qty: Decimal = ZERO
     fill_price: Decimal = ZERO
     extra: dict[str, Any] = field(default_factory=dict)
+    book: str = "spot"  # "margin": a cross margin order (binance_margin.py), on the spot markets
 
     @property
     def is_open(self) -> bool:
@@ -111,12 +112,13 @@ class Account:
                 return order
         return None
 
-    def open_orders(self, venue: str, symbol: str | None) -> list[Order]:
+    def open_orders(self, venue: str, symbol: str | None, book: str = "spot") -> list[Order]:
         return [
             o
             for o in self.orders.values()
             if o.is_open
             and o.market.venue == venue
+            and o.book == book
             and (symbol is None or o.market.symbol == symbol)
         ]
 
@@ -208,6 +210,7 @@ class Account:
             "orders": [
                 {
                     "venue": o.market.venue,
+                    "book": o.book,
                     "symbol": o.market.symbol,
                     "orderId": o.order_id,
                     "clientOrderId": o.client_order_id,

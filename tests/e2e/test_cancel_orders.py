@@ -118,6 +118,25 @@ def test_halting_one_bot_cancels_only_its_orders(dev: DevStack, account: str) ->
     dev.cli("resume", "--account", account)
 
 
+def test_a_bots_cross_margin_orders_are_cancelled_with_its_spot_orders(dev: DevStack) -> None:
+    """Binance: a margin order rests on the margin account's own book, which GET /api/v3/openOrders never
+    lists; keyproxy lists /sapi/v1/margin/openOrders too once a bot placed a margin order there."""
+    bot = trader(dev, "bn-margin", "bn")
+    spot = rest_order(bot, "bn")
+    margin = str(bot.create_order("BTC/USDT", "limit", "buy", 0.001, 20000, {"marginMode": "cross"})["id"])
+    journal = dev.journal()
+    assert any(e.get("path") == "/sapi/v1/margin/order" and e.get("method") == "POST" for e in journal)
+    assert {spot, margin} <= open_at_emulator(dev)
+    rc, out = halt(dev, "--bot", "bn-margin")
+    [summary] = out["accounts"]
+    assert rc == 0 and summary["error"] is None and not summary["failed"] and not summary["left"], out
+    assert sorted(c["order_id"] for c in summary["cancelled"]) == sorted([spot, margin]), summary
+    assert not {spot, margin} & open_at_emulator(dev)
+    cancels = [e for e in dev.journal()[len(journal):] if e.get("method") == "DELETE"]
+    assert {e["path"] for e in cancels} == {"/api/v3/order", "/sapi/v1/margin/order"}, cancels
+    dev.cli("resume", "--bot", "bn-margin")
+
+
 def test_halt_all_leaves_no_open_order_anywhere_and_reports_each(dev: DevStack) -> None:
     bots = [("bn", trader(dev, "all-1", "bn")), ("bn", trader(dev, "all-2", "bn")), ("kr", trader(dev, "all-3", "kr"))]
     placed = {rest_order(ex, acct) for acct, ex in bots}
