@@ -30,13 +30,14 @@ from keyproxy.errors import ConfigError
 from keyproxy.fleet.store import SharedStateUnavailable
 from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
-from keyproxy.exchanges.base import IncomingRequest, RealKey, SignContext
+from keyproxy.exchanges.base import IncomingRequest, SignContext
 from keyproxy.errors import KeyproxyError
 from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
 from keyproxy.proxy.risk_watch import RiskWatch
-from keyproxy.proxy.own_calls import OwnCalls, audit_key, verify_key
+from keyproxy.proxy.own_calls import OwnCalls
+from keyproxy.rotation import KeyAtExchange, audit_accounts, bot_scopes, check_new_key, real_key
 from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
 from keyproxy.proxy.websocket import SocketLimits, WebSocketEdge
@@ -332,29 +333,25 @@ async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
                         pinned=lambda: config["settings"].bot_policies, reload_config=reload_config,
                         source_for_new=source_for_rekey,
                         budgets=(lambda: governor.report(time.time())) if governor is not None else None)
+    def at_exchange(entry: Any, key: Any = None) -> KeyAtExchange | None:
+        if entry is None or entry.adapter is None or entry.upstream is None or (key or entry.key) is None:
+            return None
+        return KeyAtExchange(entry.info.name, entry.info.exchange, entry.adapter, entry.upstream, key or entry.key)
+
+    def own_nonce(target: KeyAtExchange) -> int | None:
+        return nonces.next(target.name) if target.adapter.needs_nonce else None
+
     async def verify_new_key(account: str, creds: Any) -> tuple[bool, str]:
         entry = state.snapshot.accounts.get(account)
-        if entry is None or entry.adapter is None or entry.upstream is None:
+        target = at_exchange(entry, real_key(entry.info.key_type, creds)) if entry is not None else None
+        if target is None:
             return False, f"no account {account!r} served by this daemon"
-        key = RealKey(entry.info.key_type, creds.api_key, creds.secret, creds.passphrase, creds.private_key)
-        nonce = nonces.next(account) if entry.adapter.needs_nonce else None
-        return await verify_key(entry.adapter, entry.upstream, key, clients, nonce)
+        return await check_new_key(target, clients, own_nonce(target))
 
     async def audit_keys(name: str | None) -> dict[str, Any]:
-        results = {}
-        for entry in state.snapshot.accounts.values():
-            if name is not None and entry.info.name != name:
-                continue
-            if entry.adapter is None or entry.upstream is None or entry.key is None:
-                continue
-            scopes = {s for rec in vault.list_bots() if rec.account == entry.info.name and rec.status == "active"
-                      for s in rec.scopes}
-            nonce = nonces.next(entry.info.name) if entry.adapter.needs_nonce else None
-            results[entry.info.name] = await audit_key(entry.info.exchange, entry.adapter, entry.upstream, entry.key,
-                                                       clients, scopes, nonce)
-        if name is not None and not results:
-            raise KeyproxyError(f"no account named {name!r} served by this daemon")
-        return results
+        targets = [t for t in map(at_exchange, state.snapshot.accounts.values()) if t is not None]
+        return await audit_accounts(targets, lambda account: bot_scopes(vault.list_bots(), account), clients,
+                                    own_nonce, name)
 
     canceller = Canceller(lambda: state.snapshot, store, OwnCalls(pipeline.core, clients), trail.append)
     cancelling: set[asyncio.Task[Any]] = set()

@@ -34,16 +34,19 @@ TOKEN_PREFIX = "kpt_"
 CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
 
 
-def credentials_from_json(doc: Mapping[str, Any]) -> Credentials:
+def credentials_from_json(doc: Mapping[str, Any], where: str = "", accepted: str = "") -> Credentials:
+    """A real credential from its JSON (`key add`/`key rotate` on stdin, or the admin socket's call): only
+    the known fields, each a string, an api_key. `where`/`accepted` tell the operator where it came from."""
     unknown = sorted(set(doc) - set(CREDENTIAL_FIELDS))
     if unknown:
-        raise UsageError(f"unknown credential field(s): {', '.join(u[:40] for u in unknown)}")
+        raise UsageError(f"unknown credential field(s){' ' + where if where else ''}: "
+                         f"{', '.join(u[:40] for u in unknown)}" + (f"; accepted: {accepted}" if accepted else ""))
     for name, value in doc.items():
         if value is not None and not isinstance(value, str):
             raise UsageError(f"credential field {name} must be a string")
     if not doc.get("api_key"):
-        raise UsageError("api_key is empty")
-    return Credentials(**{k: Secret(v) for k, v in doc.items() if v})
+        raise UsageError(f"credential JSON {where} has no api_key" if where else "api_key is empty")
+    return Credentials(**{k: Secret(v) for k, v in doc.items() if v})  # empty -> missing
 
 
 class Controls:

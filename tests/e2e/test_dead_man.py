@@ -62,8 +62,11 @@ def arms(dev: DevStack, start: int = 0) -> list[dict[str, Any]]:
 
 
 def test_while_keyproxy_runs_the_switches_stay_armed_and_never_fire(dev: DevStack) -> None:
+    """Also when Bybit drops keyproxy's socket (as it may at any time): it is reopened inside the window."""
     placed = {rest_order(trader(dev, f"{a}-rests", a), a) for a in SECONDS}
     start = len(dev.journal())
+    dropped = requests.post(dev.emulator_url + "/_emulator/dcp", json={"drop_sockets": True}, timeout=10).json()
+    assert dropped["dropped"] >= 1
     time.sleep(max(SECONDS.values()) + 3)  # longer than any window: only re-arming keeps the orders
     assert placed <= open_at_emulator(dev)
     seen = arms(dev, start)
@@ -82,19 +85,8 @@ def test_while_keyproxy_runs_the_switches_stay_armed_and_never_fire(dev: DevStac
     assert logins and all(e.get("signature_verified") for e in logins)
     assert any(e.get("method") == "subscribe" and "dcp" in str(e.get("body")) for e in frames), frames[:5]
     assert any(e.get("method") == "ping" for e in dev.journal()[start:] if e.get("path") == "/v5/private")
-
-
-def test_a_held_socket_the_exchange_drops_is_reopened_before_bybit_acts(dev: DevStack) -> None:
-    order = rest_order(trader(dev, "by-cut", "by"), "by")
-    start = len(dev.journal())
-    dropped = requests.post(dev.emulator_url + "/_emulator/dcp", json={"drop_sockets": True}, timeout=10).json()
-    assert dropped["dropped"] >= 1
-    time.sleep(SECONDS["by"] + 3)  # past Bybit's window: only a reopened, subscribed socket keeps the order
-    assert order in open_at_emulator(dev)
     again = [e for e in dev.journal()[start:] if e.get("path") == "/v5/private" and e.get("method") == "auth"]
-    assert again and all(e.get("signature_verified") for e in again)
-    by = next(d for d in json.loads(dev.cli("status", "--json").stdout)["dead_man"] if d["account"] == "by")
-    assert by["error"] is None and by["armed_at"] > time.time() - SECONDS["by"]
+    assert again and all(e.get("signature_verified") for e in again)  # reopened after the drop
 
 
 def test_an_account_bybit_has_not_switched_dcp_on_for_is_reported_failing(dev: DevStack) -> None:
