@@ -1,6 +1,7 @@
-"""The composition root: builds vault access, adapters, proxy, audit, metrics, admin socket; runs until SIGTERM.
+"""The composition root: `Daemon` builds vault access, adapters, proxy, audit, metrics and the admin socket,
+hands every part what it needs, and holds the live configuration; `run` serves until SIGTERM.
 
-Nothing imports this module; it hands every part what it needs.
+Nothing imports this module but `keyproxy serve` (cli/daemon_cmds.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from keyproxy.admin.controls import Controls
@@ -30,7 +30,6 @@ from keyproxy.errors import ConfigError
 from keyproxy.fleet.store import SharedStateUnavailable
 from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
-from keyproxy.exchanges.base import IncomingRequest, SignContext
 from keyproxy.errors import KeyproxyError
 from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
@@ -116,342 +115,384 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[web.Ap
     return runner, f"http://{host if ':' not in host else f'[{host}]'}:{bound}/metrics"
 
 
-async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
-              stop: asyncio.Event | None = None, worker: tuple[int, int] | None = None) -> None:
-    """`worker` (index, count): one of `serve --workers N`'s processes on a shared port (workers.py); worker 0
+class Daemon:
+    """The running daemon, wired in one place: built from the settings and the open vault (`__init__`),
+    started (`start`: the fleet's state, listeners, admin socket, background tasks), changed while it runs
+    (`reload` after an admin change, `reload_config` on SIGHUP or `keyproxy reload`, `revoke` for the
+    anomaly action) and stopped (`stop`). The live configuration is `settings` (the effective one, with
+    `serve --port` overrides; reloads replace its bot policies and account limits) and `file_settings`
+    (the config file's own view, what a reload compares against).
+
+    `worker` (index, count): one of `serve --workers N`'s processes on a shared port (workers.py); worker 0
     keeps the admin socket and the configured audit directory, the others `audit/worker-I` and no socket."""
-    assert_c_parser()
-    index = worker[0] if worker else 0
-    adapters = default_adapters()
-    # durable as the audit trail is: fsync per commit only when the audit trail fsyncs every line (state.py)
-    store = StateStore(settings.state_dir / "state.db", "FULL" if settings.audit.fsync == "always" else "NORMAL")
-    # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
-    store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
-    fleet = vault.replica.fleet if vault.replica is not None else None
-    if fleet is not None:  # a fleet: halts and throttles are shared (the fleet's are taken before serving)
-        store.mirror = fleet
-        fleet.never_before(int(store.usage_items("fleet|control_seq").get("fleet|control_seq", "0")))
-    store.record_vault_seen(vault.vault_id, vault.changes())
-    # replaced whole by a config reload; "file" is the file's own view (without `serve --port` overrides)
-    config = {"settings": settings, "file": settings}
-    with contextlib.suppress(ConfigError):
-        config["file"] = load_settings(settings.config_file)
-    check_switches(settings.account_limits, {a.name: a.exchange for a in vault.list_accounts()})
-    state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies, settings.account_limits,
-                                 store.throttles(time.time())))
-    register_secrets(vault, state.snapshot)
-    for exchange in {a.info.exchange for a in state.snapshot.accounts.values()}:
-        if exchange in adapters:
-            adapters[exchange].warm()  # a library's first import, paid now rather than by the first order
 
-    au = settings.audit
-    audit_dir = settings.audit_dir / f"worker-{index}" if index else settings.audit_dir  # one writer per chain
-    trail = AuditTrail(audit_dir, vault.audit_key(), fsync=au.fsync, interval_ms=au.fsync_interval_ms,
-                       max_bytes=au.max_bytes)
-    if trail.recovered_bytes:
-        trail.append("trail.recovered", dropped_bytes=trail.recovered_bytes)
-    if au.fail_open:
-        log.warning("audit.fail_open = true: requests are forwarded even when the audit trail cannot be written")
-    metrics = Metrics()
-    metrics.add_collector(lambda: key_age_families(
-        (e.info for e in state.snapshot.accounts.values()), None, config["settings"].rotation.rotate_every,
-        config["settings"].rotation.warn_before))
-    recorder = Recorder(trail, metrics, fail_open=au.fail_open)
-
-    def reload() -> None:
-        state.snapshot = build_snapshot(vault, adapters, store.halts(), config["settings"].bot_policies,
-                                        config["settings"].account_limits, store.throttles(time.time()))
-        register_secrets(vault, state.snapshot)
-        metrics.halts_active.set(len(state.snapshot.halts))
+    def __init__(self, settings: Settings, vault: Vault, worker: tuple[int, int] | None = None) -> None:
+        assert_c_parser()
+        self.vault, self.worker = vault, worker
+        self.index = index = worker[0] if worker else 0
+        self.adapters = adapters = default_adapters()
+        # durable as the audit trail is: fsync per commit only when the audit trail fsyncs every line (state.py)
+        self.store = store = StateStore(settings.state_dir / "state.db",
+                                        "FULL" if settings.audit.fsync == "always" else "NORMAL")
+        # an older vault copied into place would bring back revoked bots and keys: refuse to serve it
+        store.check_vault_current(vault.vault_id, vault.changes(), vault.path)
+        self.fleet = fleet = vault.replica.fleet if vault.replica is not None else None
+        if fleet is not None:  # a fleet: halts and throttles are shared (the fleet's are taken before serving)
+            store.mirror = fleet
+            fleet.never_before(int(store.usage_items("fleet|control_seq").get("fleet|control_seq", "0")))
         store.record_vault_seen(vault.vault_id, vault.changes())
+        self.settings = settings
+        self.file_settings = settings
+        with contextlib.suppress(ConfigError):
+            self.file_settings = load_settings(settings.config_file)
+        check_switches(settings.account_limits, {a.name: a.exchange for a in vault.list_accounts()})
+        self.state = State(build_snapshot(vault, adapters, store.halts(), settings.bot_policies,
+                                          settings.account_limits, store.throttles(time.time())))
+        register_secrets(vault, self.state.snapshot)
+        for exchange in {a.info.exchange for a in self.state.snapshot.accounts.values()}:
+            if exchange in adapters:
+                adapters[exchange].warm()  # a library's first import, paid now rather than by the first order
 
-    def revoke(account: str) -> None:
-        asyncio.get_running_loop().create_task(revoke_at_exchange(account))
+        au = settings.audit
+        audit_dir = settings.audit_dir / f"worker-{index}" if index else settings.audit_dir  # one writer per chain
+        self.trail = trail = AuditTrail(audit_dir, vault.audit_key(), fsync=au.fsync,
+                                        interval_ms=au.fsync_interval_ms, max_bytes=au.max_bytes)
+        if trail.recovered_bytes:
+            trail.append("trail.recovered", dropped_bytes=trail.recovered_bytes)
+        if au.fail_open:
+            log.warning("audit.fail_open = true: requests are forwarded even when the audit trail cannot be written")
+        self.metrics = metrics = Metrics()
+        metrics.add_collector(lambda: key_age_families(
+            (e.info for e in self.state.snapshot.accounts.values()), None, self.settings.rotation.rotate_every,
+            self.settings.rotation.warn_before))
+        self.recorder = recorder = Recorder(trail, metrics, fail_open=au.fail_open)
+        recorder.responder = Responder(Engine(dict(settings.anomaly) if settings.anomaly else None), vault, store,
+                                       trail.append, metrics, self.reload, revoke=self.revoke)
+        metrics.halts_active.set(len(self.state.snapshot.halts))
 
-    async def revoke_at_exchange(account: str) -> None:
-        """The revoke_key action: ask the exchange to delete the (already quarantined) real key."""
-        entry = state.snapshot.accounts.get(account)
-        spec = getattr(entry.adapter, "revoke_request", None) if entry else None
-        if entry is None or entry.adapter is None or entry.upstream is None or entry.key is None or spec is None:
-            trail.append("key.revoke", account=account, result="not offered by this exchange: quarantined only")
-            return
-        method, path, body = spec
-        endpoint = entry.adapter.classify(method, path)
-        origin = entry.upstream.origin_for(path)
-        request = IncomingRequest(method, path, "", {"content-type": "application/json"}, body)
-        try:
-            out = entry.adapter.sign(request, entry.key, endpoint, SignContext(  # type: ignore[arg-type]
-                origin or "", entry.upstream.environment.name, int(time.time() * 1000)))
-            session = clients.session(entry.upstream.insecure_loopback)
-            async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
-                                       allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                answer = await resp.read()
-            revoked = resp.status == 200 and not entry.adapter.key_rejected(resp.status, answer)  # type: ignore[attr-defined]
-        except Exception as e:
-            trail.append("key.revoke", account=account, result=f"failed: {type(e).__name__}")
-            return
-        if revoked:
-            vault.set_account_status(account, "revoked")
-            metrics.key_actions.labels(account, "revoke").inc()
-            reload()
-        trail.append("key.revoke", account=account, result="revoked at the exchange" if revoked else
-                     f"the exchange answered {resp.status}: still quarantined")
+        ps = settings.proxy
+        limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
+        self.clients = UpstreamClients()
+        self.nonces = NonceSequence(store)
+        gs = settings.governor
+        self.governor = Governor(gs.reserve, dict(gs.shares), dict(gs.limits), dict(gs.tiers)) if gs.enabled else None
+        self.pipeline = pipeline = Pipeline(lambda: self.state.snapshot, self.clients, limits, recorder.before_forward,
+                                            self.nonces, store, UsageBook(store), governor=self.governor,
+                                            public_ttls=gs.cache)
+        if pipeline.core.governor is not None:
+            metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
+        if not settings.listen.is_loopback:
+            log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=settings.listen.host)
+        self.own_calls = OwnCalls(pipeline.core, self.clients)
+        self.canceller = Canceller(lambda: self.state.snapshot, store, self.own_calls, trail.append)
+        self._cancelling: set[asyncio.Task[Any]] = set()
+        recorder.responder.cancel_orders = self.cancel_later
+        self.fleet_sync: Any = None
+        self.fleet_usage: Any = None
+        self.background: list[asyncio.Task[Any]] = []
+        self.base_url = ""
+        self.socket = socket_path(settings)
+        self._admin_runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self._websockets: WebSocketEdge | None = None
 
-    recorder.responder = Responder(Engine(dict(settings.anomaly) if settings.anomaly else None), vault, store,
-                                   trail.append, metrics, reload, revoke=revoke)
+    # --- changes while running ------------------------------------------------
 
-    metrics.halts_active.set(len(state.snapshot.halts))
+    def reload(self) -> None:
+        """A new snapshot from the vault and the state (after any admin change or anomaly action)."""
+        s = self.settings
+        self.state.snapshot = build_snapshot(self.vault, self.adapters, self.store.halts(), s.bot_policies,
+                                             s.account_limits, self.store.throttles(time.time()))
+        register_secrets(self.vault, self.state.snapshot)
+        self.metrics.halts_active.set(len(self.state.snapshot.halts))
+        self.store.record_vault_seen(self.vault.vault_id, self.vault.changes())
 
-    ps = settings.proxy
-    limits = ProxyLimits(ps.max_body_bytes, ps.body_timeout, ps.upstream_timeout, ps.max_response_bytes)
-    clients = UpstreamClients()
-    nonces = NonceSequence(store)
-    gs = settings.governor
-    governor = Governor(gs.reserve, dict(gs.shares), dict(gs.limits), dict(gs.tiers)) if gs.enabled else None
-    pipeline = Pipeline(lambda: state.snapshot, clients, limits, recorder.before_forward,
-                        nonces, store, UsageBook(store), governor=governor, public_ttls=gs.cache)
-    if pipeline.core.governor is not None:
-        metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
-    listen = settings.listen
-    if not listen.is_loopback:
-        log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=listen.host)
-
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    fleet_sync = fleet_usage = None
-    if fleet is not None and vault.replica is not None:  # a fleet: the gate charges what holds across instances
-        from keyproxy.fleet.gate import FleetGate, FleetUsage
-        from keyproxy.fleet.nonces import FleetNonces
-        from keyproxy.fleet.sync import FleetSync
-
-        metrics.shared_state_up.set(0)
-
-        def fleet_up(ok: bool) -> None:
-            metrics.shared_state_up.set(1 if ok else 0)
-            metrics.shared_state_version.set(fleet_sync.applied if fleet_sync else 0)
-
-        shared = settings.shared_state
-        fleet_sync = FleetSync(fleet, vault, vault.replica, store, reload, (shared.instance if shared else None) or "",
-                               "", fleet_up, lambda: trail.head.seq,
-                               governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
-                               pipeline.core.last_seen)
-        pipeline.core.fleet = True
-        pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), fleet_sync
-        pipeline.core.shared_nonces = FleetNonces(fleet)
-        fleet_usage = FleetUsage(fleet)
-        if pipeline.core.usage is not None:
-            pipeline.core.usage.mirror = fleet_usage
-        store.placed_mirror = fleet_usage
-        try:  # the fleet's vault, halts and throttles, before the first request
-            await fleet_sync.catch_up()
-        except SharedStateUnavailable as e:
-            log.error("starting with the vault and halts this instance last had", reason=str(e))
-
-    socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
-    websockets = WebSocketEdge(pipeline.core, clients, socket_limits, recorder.finish, recorder.react,
-                               lambda account, n: metrics.websockets.labels(account).inc(n),
-                               admission=pipeline.admission)
-    front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, websockets)
-    # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
-    # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
-    # link and keeps a slow one from holding the connection that long past body_timeout
-    server = SafeServer(front, keepalive_timeout=ps.header_timeout, max_line_size=8190, max_field_size=8190,
-                        lingering_time=1.0, access_log=None)
-    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
-    await runner.setup()
-    tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
-    await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True, reuse_port=worker is not None,
-                              ssl_context=tls), "proxy", listen.host, listen.port)
-    port = runner.addresses[0][1]
-    front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
-    base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
-
-    if fleet_sync is not None:  # named once the port is known
-        fleet_sync.instance = (fleet_sync.instance or f"{socket.gethostname()}:{port}") + (f"-w{index}" if worker else "")
-        fleet_sync.listen = base_url
-        with contextlib.suppress(SharedStateUnavailable):
-            await fleet_sync.heartbeat()
-
-    metrics_port = settings.metrics.port + index if settings.metrics.port and index else settings.metrics.port
-    metrics_runner, metrics_url = (await _serve_metrics(metrics, settings.metrics.host, metrics_port)
-                                   if settings.metrics.enabled else (None, "disabled"))
-
-    sock = socket_path(settings)
-    if not index:
-        prepare_socket_path(sock)
-    def reload_config() -> dict[str, Any]:
+    def reload_config(self) -> dict[str, Any]:
         """SIGHUP / `keyproxy reload`: a valid file takes effect for bot policies without dropping a
         connection; an invalid one is refused (file, key, reason logged) and the old one stays."""
-        old = config["file"]
+        old = self.file_settings
         try:
             new = load_settings(old.config_file)
+            check_switches(new.account_limits, {a.name: a.exchange for a in self.vault.list_accounts()})
         except ConfigError as e:
             log.error("config reload refused; keeping the running config", reason=str(e))
-            trail.append("config.reload", result=f"refused: {e}"[:300])
-            raise
-        try:
-            check_switches(new.account_limits, {a.name: a.exchange for a in vault.list_accounts()})
-        except ConfigError as e:
-            log.error("config reload refused; keeping the running config", reason=str(e))
-            trail.append("config.reload", result=f"refused: {e}"[:300])
+            self.trail.append("config.reload", result=f"refused: {e}"[:300])
             raise
         restart = [name for name in ("vault", "listen", "proxy", "audit", "metrics", "shared_state")
                    if getattr(new, name) != getattr(old, name)]
         ng = new.governor
         if ng.enabled != old.governor.enabled or ng.cache != old.governor.cache:
             restart.append("governor")
-        if pipeline.core.governor is not None:  # budgets, shares and tiers apply at once
-            pipeline.core.governor.configure(ng.reserve, ng.shares, ng.limits, ng.tiers)
-        config["file"] = new
-        config["settings"] = replace(config["settings"], bot_policies=new.bot_policies,
-                                     account_limits=new.account_limits)
-        reload()
-        trail.append("config.reload", result="ok", pinned_bots=sorted(new.bot_policies), restart_needed=restart)
+        if self.pipeline.core.governor is not None:  # budgets, shares and tiers apply at once
+            self.pipeline.core.governor.configure(ng.reserve, ng.shares, ng.limits, ng.tiers)
+        self.file_settings = new
+        self.settings = replace(self.settings, bot_policies=new.bot_policies, account_limits=new.account_limits)
+        self.reload()
+        self.trail.append("config.reload", result="ok", pinned_bots=sorted(new.bot_policies), restart_needed=restart)
         log.info("config reloaded", file=str(new.config_file), pinned_bots=sorted(new.bot_policies))
         if restart:
             log.warning("config reloaded; these sections change only on restart", sections=restart)
         return {"config_file": str(new.config_file) if new.config_file else None,
                 "pinned_bots": sorted(new.bot_policies), "restart_needed": restart}
 
-    def on_sighup() -> None:
+    def _on_sighup(self) -> None:
         with contextlib.suppress(ConfigError):
-            reload_config()
+            self.reload_config()
 
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    def source_for_rekey(kind: str, passphrase_file: str | None, key_file: str | None) -> Any:
+    def revoke(self, account: str) -> None:
+        """The revoke_key anomaly action: asked of the exchange after the request that triggered it."""
+        asyncio.get_running_loop().create_task(self._revoke_at_exchange(account))
+
+    async def _revoke_at_exchange(self, account: str) -> None:
+        """Ask the exchange to delete the (already quarantined) real key."""
+        entry = self.state.snapshot.accounts.get(account)
+        spec = getattr(entry.adapter, "revoke_request", None) if entry else None
+        if entry is None or entry.adapter is None or entry.upstream is None or entry.key is None or spec is None:
+            self.trail.append("key.revoke", account=account, result="not offered by this exchange: quarantined only")
+            return
+        method, path, body = spec
+        try:
+            status, answer = await self.own_calls.send(entry, (method, path, "", body))
+            revoked = status == 200 and not entry.adapter.key_rejected(status, answer)  # type: ignore[attr-defined]
+        except Exception as e:
+            self.trail.append("key.revoke", account=account, result=f"failed: {type(e).__name__}")
+            return
+        if revoked:
+            self.vault.set_account_status(account, "revoked")
+            self.metrics.key_actions.labels(account, "revoke").inc()
+            self.reload()
+        self.trail.append("key.revoke", account=account, result="revoked at the exchange" if revoked else
+                          f"the exchange answered {status}: still quarantined")
+
+    def cancel_later(self, scope: str, target: str, reason: str) -> None:
+        """An anomaly action's cancels: after the request that completed the finding, never inside it."""
+        async def cancel() -> None:
+            try:
+                await self.canceller.cancel(scope, target, reason)
+            except Exception as e:  # a bug or a vanished scope: logged, the halt stays in force
+                log.error("cancelling orders failed", scope=scope, target=target, kind=type(e).__name__)
+        task = asyncio.get_running_loop().create_task(cancel())
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)
+
+    def _source_for_rekey(self, kind: str, passphrase_file: str | None, key_file: str | None) -> Any:
         from pathlib import Path
 
         from keyproxy.unlock import UnlockInputs, source_for_new
 
         inputs = UnlockInputs(Path(passphrase_file) if passphrase_file else None, Path(key_file) if key_file else None)
-        return source_for_new(kind, config["settings"], inputs)
+        return source_for_new(kind, self.settings, inputs)
 
-    controls = Controls(vault, adapters, base_url, reload, audit=trail.append, state=store,
-                        pinned=lambda: config["settings"].bot_policies, reload_config=reload_config,
-                        source_for_new=source_for_rekey,
-                        budgets=(lambda: governor.report(time.time())) if governor is not None else None)
-    def at_exchange(entry: Any, key: Any = None) -> KeyAtExchange | None:
+    # --- asking the exchange about keys (admin socket) -----------------------------
+
+    def _at_exchange(self, entry: Any, key: Any = None) -> KeyAtExchange | None:
         if entry is None or entry.adapter is None or entry.upstream is None or (key or entry.key) is None:
             return None
         return KeyAtExchange(entry.info.name, entry.info.exchange, entry.adapter, entry.upstream, key or entry.key)
 
-    def own_nonce(target: KeyAtExchange) -> int | None:
-        return nonces.next(target.name) if target.adapter.needs_nonce else None
+    def _own_nonce(self, target: KeyAtExchange) -> int | None:
+        return self.nonces.next(target.name) if target.adapter.needs_nonce else None
 
-    async def verify_new_key(account: str, creds: Any) -> tuple[bool, str]:
-        entry = state.snapshot.accounts.get(account)
-        target = at_exchange(entry, real_key(entry.info.key_type, creds)) if entry is not None else None
+    async def verify_new_key(self, account: str, creds: Any) -> tuple[bool, str]:
+        entry = self.state.snapshot.accounts.get(account)
+        target = self._at_exchange(entry, real_key(entry.info.key_type, creds)) if entry is not None else None
         if target is None:
             return False, f"no account {account!r} served by this daemon"
-        return await check_new_key(target, clients, own_nonce(target))
+        return await check_new_key(target, self.clients, self._own_nonce(target))
 
-    async def audit_keys(name: str | None) -> dict[str, Any]:
-        targets = [t for t in map(at_exchange, state.snapshot.accounts.values()) if t is not None]
-        return await audit_accounts(targets, lambda account: bot_scopes(vault.list_bots(), account), clients,
-                                    own_nonce, name)
+    async def audit_keys(self, name: str | None) -> dict[str, Any]:
+        targets = [t for t in map(self._at_exchange, self.state.snapshot.accounts.values()) if t is not None]
+        return await audit_accounts(targets, lambda account: bot_scopes(self.vault.list_bots(), account),
+                                    self.clients, self._own_nonce, name)
 
-    canceller = Canceller(lambda: state.snapshot, store, OwnCalls(pipeline.core, clients), trail.append)
-    cancelling: set[asyncio.Task[Any]] = set()
+    # --- start and stop ---------------------------------------------------------
 
-    def cancel_later(scope: str, target: str, reason: str) -> None:
-        """An anomaly action's cancels: after the request that completed the finding, never inside it."""
-        async def run() -> None:
+    async def _join_fleet(self) -> None:
+        """In a fleet, the gate charges what holds across instances; the fleet's state before serving."""
+        from keyproxy.fleet.gate import FleetGate, FleetUsage
+        from keyproxy.fleet.nonces import FleetNonces
+        from keyproxy.fleet.sync import FleetSync
+
+        fleet, vault, pipeline, metrics = self.fleet, self.vault, self.pipeline, self.metrics
+        assert fleet is not None and vault.replica is not None
+        metrics.shared_state_up.set(0)
+
+        def fleet_up(ok: bool) -> None:
+            metrics.shared_state_up.set(1 if ok else 0)
+            metrics.shared_state_version.set(self.fleet_sync.applied if self.fleet_sync else 0)
+
+        shared = self.settings.shared_state
+        governor = self.governor
+        self.fleet_sync = FleetSync(fleet, vault, vault.replica, self.store, self.reload,
+                                    (shared.instance if shared else None) or "", "", fleet_up,
+                                    lambda: self.trail.head.seq,
+                                    governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
+                                    pipeline.core.last_seen)
+        pipeline.core.fleet = True
+        pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), self.fleet_sync
+        pipeline.core.shared_nonces = FleetNonces(fleet)
+        self.fleet_usage = FleetUsage(fleet)
+        if pipeline.core.usage is not None:
+            pipeline.core.usage.mirror = self.fleet_usage
+        self.store.placed_mirror = self.fleet_usage
+        try:  # the fleet's vault, halts and throttles, before the first request
+            await self.fleet_sync.catch_up()
+        except SharedStateUnavailable as e:
+            log.error("starting with the vault and halts this instance last had", reason=str(e))
+
+    async def _listen_for_bots(self) -> None:
+        ps, listen, pipeline, recorder = self.settings.proxy, self.settings.listen, self.pipeline, self.recorder
+        socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
+        self._websockets = WebSocketEdge(pipeline.core, self.clients, socket_limits, recorder.finish, recorder.react,
+                                         lambda account, n: self.metrics.websockets.labels(account).inc(n),
+                                         admission=pipeline.admission)
+        front = ProxyFrontDoor(pipeline, frozenset(), recorder.finish, recorder.react, self._websockets)
+        # lingering: after an answer sent before the whole body was read, aiohttp reads and drops the rest
+        # (so the bot sees the answer, not a reset) for 10 s by default; 1 s covers any bot on a working
+        # link and keeps a slow one from holding the connection that long past body_timeout
+        server = SafeServer(front, keepalive_timeout=ps.header_timeout, max_line_size=8190, max_field_size=8190,
+                            lingering_time=1.0, access_log=None)
+        self._runner = runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
+        await runner.setup()
+        tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
+        await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
+                                  reuse_port=self.worker is not None, ssl_context=tls), "proxy", listen.host, listen.port)
+        port = runner.addresses[0][1]
+        front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
+        self.base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"
+        if self.fleet_sync is not None:  # named once the port is known
+            self.fleet_sync.instance = (self.fleet_sync.instance or f"{socket.gethostname()}:{port}") + \
+                (f"-w{self.index}" if self.worker else "")
+            self.fleet_sync.listen = self.base_url
+            with contextlib.suppress(SharedStateUnavailable):
+                await self.fleet_sync.heartbeat()
+
+    async def _open_admin_socket(self, keeper: DeadManKeeper) -> None:
+        controls = self.controls = Controls(
+            self.vault, self.adapters, self.base_url, self.reload, audit=self.trail.append, state=self.store,
+            pinned=lambda: self.settings.bot_policies, reload_config=self.reload_config,
+            source_for_new=self._source_for_rekey,
+            budgets=(lambda: self.governor.report(time.time())) if self.governor is not None else None)
+        controls.dead_man = keeper.report
+        self._admin_runner = web.AppRunner(build_admin_app(controls, self.verify_new_key, self.audit_keys,
+                                                           self.canceller, self.fleet_sync),
+                                           handle_signals=False, access_log=None)
+        await self._admin_runner.setup()
+        if not self.index:  # the other workers take admin changes from the fleet, as other hosts do
+            old_umask = os.umask(0o177)
             try:
-                await canceller.cancel(scope, target, reason)
-            except Exception as e:  # a bug or a vanished scope: logged, the halt stays in force
-                log.error("cancelling orders failed", scope=scope, target=target, kind=type(e).__name__)
-        task = loop.create_task(run())
-        cancelling.add(task)
-        task.add_done_callback(cancelling.discard)
+                await web.UnixSite(self._admin_runner, str(self.socket)).start()
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.socket, 0o600)
 
-    recorder.responder.cancel_orders = cancel_later
-    keeper = DeadManKeeper(lambda: state.snapshot, OwnCalls(pipeline.core, clients), trail.append, metrics)
-    controls.dead_man = keeper.report
-    admin_runner = web.AppRunner(build_admin_app(controls, verify_new_key, audit_keys, canceller, fleet_sync),
-                                 handle_signals=False, access_log=None)
-    await admin_runner.setup()
-    if not index:  # the other workers take admin changes from the fleet, as other hosts do
-        old_umask = os.umask(0o177)
-        try:
-            await web.UnixSite(admin_runner, str(sock)).start()
-        finally:
-            os.umask(old_umask)
-        os.chmod(sock, 0o600)
+    async def start(self, ready: Callable[[str], None]) -> None:
+        """Serve: the fleet's state first, then the listeners, the admin socket and the background work."""
+        if self.fleet is not None and self.vault.replica is not None:
+            await self._join_fleet()
+        await self._listen_for_bots()
+        s = self.settings
+        metrics_port = s.metrics.port + self.index if s.metrics.port and self.index else s.metrics.port
+        self._metrics_runner, metrics_url = (await _serve_metrics(self.metrics, s.metrics.host, metrics_port)
+                                             if s.metrics.enabled else (None, "disabled"))
+        if not self.index:
+            prepare_socket_path(self.socket)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        keeper = DeadManKeeper(lambda: self.state.snapshot, self.own_calls, self.trail.append, self.metrics)
+        await self._open_admin_socket(keeper)
+        self._start_background(keeper)
+        snap = self.state.snapshot
+        self.trail.append("daemon.start", listen=self.base_url, vault_changes=self.vault.changes(),
+                          accounts=len(snap.accounts), bots=len(snap.bots_by_key) + len(snap.bots_by_token),
+                          **({"instance": self.fleet_sync.instance} if self.fleet_sync is not None else {}))
+        ready(f"keyproxy worker {self.index} listening on {self.base_url} (metrics {metrics_url})" if self.index else
+              f"keyproxy listening on {self.base_url} (admin socket {self.socket}; metrics {metrics_url})")
 
-    background: list[asyncio.Task[Any]] = [asyncio.create_task(trail.run_flusher())]
+    def _start_background(self, keeper: DeadManKeeper) -> None:
+        tasks = [self.trail.run_flusher(), keeper.run()]
+        if not self.index:  # state.db's audit head is the configured trail's (a worker's is published to the fleet)
+            tasks.append(self._persist_head())
+        heartbeats = HeartbeatWatch(lambda: self.state.snapshot, self.pipeline.core.last_seen, self.canceller,
+                                    self.store, self.trail.append, self.metrics,
+                                    fleet_seen=(lambda: self.fleet_sync.fleet_last_seen) if self.fleet_sync else dict)
+        risk_watch = RiskWatch(self.pipeline.core, self.pipeline.market_data, self.own_calls, self.canceller,
+                               self.store, self.trail.append, self.metrics, responder=self.recorder.responder)
+        self.controls.risk = risk_watch.report
+        tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders()]
+        if self.fleet_sync is not None:
+            self.controls.fleet = self.fleet_sync.report
+            tasks.append(self.fleet_sync.run())
+            if self.fleet_usage is not None:
+                tasks.append(self.fleet_usage.run())
+        self.background = [asyncio.create_task(t) for t in tasks]
 
-    async def persist_head() -> None:
+    async def _persist_head(self) -> None:
         while True:  # a synchronous=FULL commit takes ~1-5 ms: off the event loop
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
-                await loop.run_in_executor(None, store.record_audit_head, trail.head.seq)
+                await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
+                                                                 self.trail.head.seq)
 
-    if not index:  # state.db's audit head is the configured trail's (a worker's is published to the fleet)
-        background.append(asyncio.create_task(persist_head()))
-    background.append(asyncio.create_task(keeper.run()))
-    heartbeats = HeartbeatWatch(lambda: state.snapshot, pipeline.core.last_seen, canceller, store, trail.append,
-                                metrics, fleet_seen=(lambda: fleet_sync.fleet_last_seen) if fleet_sync else dict)
-    background.append(asyncio.create_task(heartbeats.run()))
-    risk_watch = RiskWatch(pipeline.core, pipeline.market_data, OwnCalls(pipeline.core, clients), canceller, store,
-                           trail.append, metrics, responder=recorder.responder)
-    background.append(asyncio.create_task(risk_watch.run()))
-    controls.risk = risk_watch.report
-    if fleet_sync is not None:
-        controls.fleet = fleet_sync.report
-
-    async def rotation_reminders() -> None:
+    async def _rotation_reminders(self) -> None:
         """Once a day (and at start): a warning for every key that is due or overdue for rotation."""
         while True:
-            ro = config["settings"].rotation
+            ro = self.settings.rotation
             now = time.time()
-            for entry in state.snapshot.accounts.values():
+            for entry in self.state.snapshot.accounts.values():
                 due_at, due = rotation_due(entry.info, now, ro.rotate_every, ro.warn_before)
                 if due and due_at is not None:
                     log.warning("key due for rotation", account=entry.info.name,
                                 due=time.strftime("%Y-%m-%d", time.gmtime(due_at)), overdue=now >= due_at)
             await asyncio.sleep(86400)
 
-    background.append(asyncio.create_task(rotation_reminders()))
-    if fleet_sync is not None:
-        background.append(asyncio.create_task(fleet_sync.run()))
-        if fleet_usage is not None:
-            background.append(asyncio.create_task(fleet_usage.run()))
-    trail.append("daemon.start", listen=base_url, vault_changes=vault.changes(), accounts=len(state.snapshot.accounts),
-                 bots=len(state.snapshot.bots_by_key) + len(state.snapshot.bots_by_token),
-                 **({"instance": fleet_sync.instance} if fleet_sync is not None else {}))
-    ready(f"keyproxy worker {index} listening on {base_url} (metrics {metrics_url})" if index else
-          f"keyproxy listening on {base_url} (admin socket {sock}; metrics {metrics_url})")
-    try:
-        await stop.wait()
-    finally:
+    async def stop(self) -> None:
+        """Requests in flight finish (bounded by shutdown_grace), sockets get a going-away close, every
+        writer is flushed and closed, the fleet is told this instance left."""
         notify("STOPPING=1")
-        log.info("shutting down: waiting for requests in flight", grace_seconds=ps.shutdown_grace)
-        await admin_runner.cleanup()
-        await websockets.close_all(min(ps.shutdown_grace, 5.0))  # going-away close for every bot socket
-        await runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        for task in background:
+        grace = self.settings.proxy.shutdown_grace
+        log.info("shutting down: waiting for requests in flight", grace_seconds=grace)
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        if self._websockets is not None:
+            await self._websockets.close_all(min(grace, 5.0))  # going-away close for every bot socket
+        if self._runner is not None:
+            await self._runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        for task in self.background:
             task.cancel()
-        await clients.close()
-        for fleet_client in (pipeline.admission.gate, pipeline.core.shared_nonces):
+        await self.clients.close()
+        for fleet_client in (self.pipeline.admission.gate, self.pipeline.core.shared_nonces):
             if fleet_client is not None:
                 with contextlib.suppress(Exception):
                     await fleet_client.close()
         with contextlib.suppress(Exception):
-            trail.append("daemon.stop")
-        trail.close()
-        if not index:
-            store.record_audit_head(trail.head.seq)
-        store.close()
-        if fleet is not None:
-            if fleet_sync is not None:
+            self.trail.append("daemon.stop")
+        self.trail.close()
+        if not self.index:
+            self.store.record_audit_head(self.trail.head.seq)
+        self.store.close()
+        if self.fleet is not None:
+            if self.fleet_sync is not None:
                 with contextlib.suppress(SharedStateUnavailable):
-                    fleet.leave(fleet_sync.instance)
-            fleet.close()
-        if not index:
+                    self.fleet.leave(self.fleet_sync.instance)
+            self.fleet.close()
+        if not self.index:
             with contextlib.suppress(FileNotFoundError):
-                sock.unlink()
+                self.socket.unlink()
+
+
+async def run(settings: Settings, vault: Vault, ready: Callable[[str], None],
+              stop: asyncio.Event | None = None, worker: tuple[int, int] | None = None) -> None:
+    """`keyproxy serve`: build the daemon, serve until SIGTERM/SIGINT (or `stop`), then stop it."""
+    daemon = Daemon(settings, vault, worker)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.start(ready)  # a start that fails (an address in use) ends the process: nothing to undo
+    try:
+        await stop.wait()
+    finally:
+        await daemon.stop()
