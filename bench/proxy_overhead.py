@@ -423,6 +423,26 @@ def start_bare_proxy(tmp: Path, upstream: str, credentials: dict[str, str]) -> t
     return proc, line.split()[1]
 
 
+def loop_lag(metrics: str) -> str:
+    """The daemon's `keyproxy_event_loop_lag_seconds` over the whole run (warm-up and pauses included): how
+    long something held the event loop every request shares. Percentiles are bucket bounds."""
+    import re
+
+    buckets = [(float(le), int(float(n))) for le, n in
+               re.findall(r'keyproxy_event_loop_lag_seconds_bucket\{le="([0-9.e+-]+)"\} ([0-9.e+]+)', metrics)]
+    count = next((int(float(n)) for n in re.findall(r"keyproxy_event_loop_lag_seconds_count ([0-9.e+]+)", metrics)), 0)
+    total = next((float(n) for n in re.findall(r"keyproxy_event_loop_lag_seconds_sum ([0-9.e+-]+)", metrics)), 0.0)
+    if not count:
+        return "event loop lag: no samples (metrics disabled?)"
+
+    def bound(share: float) -> str:
+        le = next((le for le, n in buckets if n >= share * count), None)
+        return f"<= {le * 1000:g} ms" if le is not None else "> 2500 ms"
+
+    return (f"event loop lag (25 ms timer, {count} samples): mean {total / count * 1000:.2f} ms, "
+            f"p50 {bound(0.5)}, p99 {bound(0.99)}, max {bound(1.0)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--exchange", choices=["binance", *CCXT_CALLS, "hyperliquid"], default="binance",
@@ -531,6 +551,7 @@ def main() -> int:
             bare_proc.terminate()
             bare_proc.wait(10)
         ok = report(results, levels)
+        print(loop_lag(stack.metrics()))
         audited = sum(f.read_text().count('"event":"request.done"') for f in stack.audit_dir.rglob("audit-*.jsonl"))
         expected = len(levels) * (args.warmup + args.rounds * args.requests)
         print(f"audit trail: {audited} request.done lines (expected {expected})")

@@ -51,6 +51,7 @@ from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
 log = get_logger("keyproxy.daemon")
+LAG_TICK_S = 0.025
 
 
 @dataclass
@@ -419,7 +420,7 @@ class Daemon:
         risk_watch = RiskWatch(self.pipeline.core, self.pipeline.market_data, self.own_calls, self.canceller,
                                self.store, self.trail.append, self.metrics, responder=self.recorder.responder)
         self.controls.risk = risk_watch.report
-        tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders()]
+        tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders(), self._watch_loop_lag()]
         if self.fleet_sync is not None:
             self.controls.fleet = self.fleet_sync.report
             tasks.append(self.fleet_sync.run())
@@ -433,6 +434,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
                                                                  self.trail.head.seq)
+
+    async def _watch_loop_lag(self) -> None:
+        """`keyproxy_event_loop_lag_seconds`: how late a 25 ms timer fires, 40 times a second. A request's
+        time on the loop is every other request's wait, so this is what a synchronous step costs them all."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LAG_TICK_S)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - LAG_TICK_S))
 
     async def _rotation_reminders(self) -> None:
         """Once a day (and at start): a warning for every key that is due or overdue for rotation."""

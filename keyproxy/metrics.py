@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from keyproxy import __version__
 
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -64,6 +65,9 @@ class Metrics:
                                      "Redis) answers, 0 while it does not; absent without [shared_state]", registry=r)
         self.shared_state_version = Gauge("keyproxy_shared_state_applied_version", "The fleet version whose changes "
                                           "this instance serves", registry=r)
+        self.loop_lag = Histogram("keyproxy_event_loop_lag_seconds", "How late the event loop woke a timer: the "
+                                  "time something held it (a synchronous write, a long callback) or its queue of work",
+                                  buckets=LAG_BUCKETS, registry=r)
         self.audit_write_errors = Counter("keyproxy_audit_write_errors", "Failed audit trail writes", registry=r)
         self.build = Info("keyproxy_build", "keyproxy build information", registry=r)
         self.build.info({"version": __version__})

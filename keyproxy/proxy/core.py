@@ -77,6 +77,9 @@ class Outcome:
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
     shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)
+    # (bot, order shapes, when) this request added to its bot's duplicate_orders window: taken back when the
+    # request is decided again (Core.redecide), so it is never its own duplicate
+    remembered: tuple[str, tuple[Any, ...], float] | None = None
 
 
 def new_request_id() -> str:
@@ -300,6 +303,9 @@ class Core:
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
         if outcome.shared is not None:
             outcome.shared.reset_policy()
+        if outcome.remembered is not None:  # the first decision's orders: not this request's duplicates
+            self.counters.unremember(*outcome.remembered)
+            outcome.remembered = None
         route = replace(route, snap=snap, account=account)
         return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
 
@@ -481,6 +487,7 @@ class Core:
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         if decision.orders:
             self.counters.remember(name, decision.orders, now)
+            outcome.remembered = (name, decision.orders, now)
 
         def commit_local() -> None:
             self.counters.apply(decision.charges, now)

@@ -183,6 +183,30 @@ def test_a_change_whose_notice_was_lost_is_still_in_force_on_the_next_request(fl
     fleet.b.cli("resume", "--bot", "unnoticed")
 
 
+def test_an_order_decided_again_on_newer_state_is_not_its_own_duplicate(fleet: Fleet) -> None:
+    """`duplicate_orders = 1`: the first decision remembers the order's shape; when the gate finds the
+    instance behind and the request is decided again, that shape is taken back first, or the order would
+    be refused as a repeat of itself."""
+    creds = fleet.a.add_bot("decided-twice", "main", "read,trade", "--set", "duplicate_orders=1")
+    on_b = client(creds, on(fleet.b))
+    on_b.fetch_balance()
+    from keyproxy.config import SharedStateSettings
+    from keyproxy.fleet.store import FleetStore
+    from keyproxy.vault import Vault
+    from tests.vault.helpers import passphrase_source
+
+    with Vault.open(fleet.a.root / "state" / "vault.db", lambda kind: passphrase_source("devstack passphrase")) as v:
+        store = FleetStore(SharedStateSettings(fleet.redis.url, fleet.redis.root / "password"), v.vault_id,
+                           v.fleet_key())
+    # a change that does not concern this bot, whose notice never reaches B: B's next request is decided twice
+    store._edit_control(lambda c: c["halts"].append(["bot", "someone-else", "lost notice", time.time()]),
+                        notify=False)
+    placed = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    on_b.cancel_order(placed["id"], "BTC/USDT")
+    refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "duplicate_order")  # a repeat still is
+    fleet.b.cli("resume", "--bot", "someone-else")
+
+
 def test_a_bot_heartbeating_through_one_instance_is_not_silent_to_the_other(fleet: Fleet) -> None:
     """heartbeat_seconds: the bot sends only to A; B must not take it for silent and cancel its orders."""
     creds = fleet.a.add_bot("beating", "main", "read,trade", "--set", "heartbeat_seconds=3")
