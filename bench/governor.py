@@ -123,7 +123,7 @@ def _run(bots: list[Any], seconds: float, markets: dict[str, Any], ccxt: Any) ->
 def fleet(n_bots: int, seconds: float) -> None:
     import ccxt
 
-    from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+    from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 
     def bot(api_key: str, secret: str, base_url: str) -> Any:
         return point_ccxt_at(ccxt.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": False,

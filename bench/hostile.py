@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keyproxy.config import ProxySettings  # noqa: E402
-from keyproxy.devstack import DevStack, new_real_key  # noqa: E402
+from keyproxy.emulator.devstack import DevStack, new_real_key  # noqa: E402
 from tests.e2e.battery import MalformedResult, kill_nine, malformed  # noqa: E402
 from tests.e2e.battery_concurrency import concurrency, start_stack  # noqa: E402
 from tests.e2e.battery_generated import generated  # noqa: E402

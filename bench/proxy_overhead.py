@@ -51,7 +51,7 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from keyproxy.devstack import DevStack, RedisServer, new_real_key
+from keyproxy.emulator.devstack import DevStack, RedisServer, new_real_key
 
 ORDER_PATH = "/api/v3/order"
 # Rests on the book (the emulated BTCUSDT last price is 60000) and locks 0.0001 BTC.
@@ -179,7 +179,7 @@ class CcxtSigner:
     def __init__(self, exchange: str, creds: dict[str, str], sign_base: str, send_base: str) -> None:
         import ccxt
 
-        from keyproxy.devstack import point_ccxt_at
+        from keyproxy.emulator.devstack import point_ccxt_at
 
         config = {"apiKey": creds["api_key"], "secret": creds.get("secret") or creds.get("private_key"),
                   "enableRateLimit": False}

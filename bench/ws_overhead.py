@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 ORDER = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.0001",
          "price": "70000"}
@@ -144,7 +144,7 @@ async def run(venue: Venue, url: str, creds: list[Creds], frames: int,
 def kraken_token(c: Creds, base_url: str) -> str:
     import ccxt
 
-    from keyproxy.devstack import point_ccxt_at
+    from keyproxy.emulator.devstack import point_ccxt_at
 
     client = point_ccxt_at(ccxt.kraken({"apiKey": c["api_key"], "secret": c["secret"]}), base_url)
     return client.privatePostGetWebSocketsToken()["result"]["token"]  # type: ignore[no-any-return]

@@ -86,7 +86,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the whole suite: no secret any DevStack handled appears in any of their logs or audit
     trails, in any encoding (raw, hex, base64, URL-encoded, JSON-escaped), failure paths included."""
     from keyproxy.audit.redact import encodings
-    from keyproxy.devstack import HANDLED_SECRETS, ROOTS
+    from keyproxy.emulator.devstack import HANDLED_SECRETS, ROOTS
 
     texts = []
     for root in ROOTS:

@@ -1,5 +1,5 @@
-"""A real redis-server for the fleet tests (keyproxy.devstack.RedisServer, shared with the benchmarks)."""
+"""A real redis-server for the fleet tests (keyproxy.emulator.devstack.RedisServer, shared with the benchmarks)."""
 
-from keyproxy.devstack import RedisServer, free_port
+from keyproxy.emulator.devstack import RedisServer, free_port
 
 __all__ = ["RedisServer", "free_port"]

@@ -218,7 +218,7 @@ def test_serve_in_the_background_that_needs_a_passphrase_says_so_instead_of_stop
 
 
 def test_coinbase_cdp_key_file_is_accepted_as_downloaded(home: Home) -> None:
-    from keyproxy.devstack import new_real_key
+    from keyproxy.emulator.devstack import new_real_key
 
     assert home.run("init").returncode == 0
     key = new_real_key("ec", exchange="coinbase").credentials
@@ -232,7 +232,7 @@ def test_coinbase_cdp_key_file_is_accepted_as_downloaded(home: Home) -> None:
 
 
 def test_a_private_key_file_is_read_from_its_path_never_from_argv(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from keyproxy.devstack import new_real_key
+    from keyproxy.emulator.devstack import new_real_key
 
     assert home.run("init").returncode == 0
     key = new_real_key("ed25519").credentials

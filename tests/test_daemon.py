@@ -10,7 +10,7 @@ import pytest
 
 from keyproxy.config import load_settings
 from keyproxy.daemon import Daemon
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from keyproxy.errors import ConfigError
 from keyproxy.unlock import UnlockInputs, source_for_kind
 from keyproxy.vault import Vault

@@ -115,3 +115,18 @@ def test_the_wheel_carries_docs_deployment_files_and_the_example_config(tmp_path
         assert needed in share, (needed, sorted(share))
     assert {p.name for p in (root / "docs").glob("*.md")} <= {Path(n).name for n in share if n.startswith("docs/")}
     assert any(n.endswith("licenses/LICENSE") for n in names)
+    # a production install carries no exchange emulator (it accepts whatever it is told), devstack or demo
+    assert "keyproxy/cli/__init__.py" in names and "keyproxy/daemon.py" in names
+    assert not [n for n in names if n.startswith("keyproxy/emulator/")], [n for n in names if "emulator" in n][:5]
+
+
+@pytest.mark.parametrize("command", [["demo"], ["emulator", "--accounts", "a.json"]])
+def test_without_the_emulator_the_demo_and_emulator_commands_say_where_they_live(command: list[str]) -> None:
+    """As in an install from the wheel, which leaves keyproxy/emulator/ out: one line, exit 1, no traceback."""
+    import sys
+
+    code = ("import sys; sys.modules['keyproxy.emulator'] = None; from keyproxy.cli import main; "
+            f"sys.exit(main({command!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "comes with a development checkout of keyproxy" in out.stderr and len(out.stderr.splitlines()) == 1

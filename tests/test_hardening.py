@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")

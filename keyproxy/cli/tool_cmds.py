@@ -7,10 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from keyproxy.cli.context import Commands, Context
+from keyproxy.errors import StateError
+
+
+def _from_a_checkout(what: str) -> StateError:
+    return StateError(f"{what} comes with a development checkout of keyproxy (git clone, then ./scripts/demo), "
+                      "not with the installed package: a production install carries no exchange emulator")
 
 
 def cmd_emulator(ctx: Context) -> int:
-    from keyproxy.emulator.app import main as emulator_main
+    try:
+        from keyproxy.emulator.app import main as emulator_main
+    except ImportError:
+        raise _from_a_checkout("the exchange emulator") from None
 
     argv = ["--host", ctx.args.host, "--port", str(ctx.args.port), "--accounts", str(ctx.args.accounts)]
     if ctx.args.journal:
@@ -19,8 +28,10 @@ def cmd_emulator(ctx: Context) -> int:
 
 
 def cmd_demo(ctx: Context) -> int:
-    from keyproxy.demo import run_demo
-
+    try:
+        from keyproxy.emulator.demo import run_demo
+    except ImportError:
+        raise _from_a_checkout("the demo") from None
     return run_demo(ctx.stdout)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call, hmac_sign, now_ms
 
 

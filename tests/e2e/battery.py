@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproxy.devstack import DevStack
+from keyproxy.emulator.devstack import DevStack
 
 CANARY = "KPCANARYhostile0123456789"
 PUBLIC_PATHS = {"/api/v3/time"}  # the only path of the battery's requests that needs no key

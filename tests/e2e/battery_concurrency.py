@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproxy.devstack import DevStack, RealKey, new_real_key
+from keyproxy.emulator.devstack import DevStack, RealKey, new_real_key
 from tests.e2e.conftest import hmac_sign
 
 PINNED_LIMIT = 100  # max_order_notional a reload sets for the pinned bots; every order is 0.01 x 20000 = 200

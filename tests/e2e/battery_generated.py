@@ -15,7 +15,7 @@ import urllib.parse
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from keyproxy.devstack import DevStack
+from keyproxy.emulator.devstack import DevStack
 from tests.e2e.battery import CANARY, MalformedResult, _finish, exchange_raw, status_of
 
 PRIVATE_PATHS = ["/api/v3/order", "/api/v3/account", "/api/v3/openOrders", "/api/v3/myTrades", "/fapi/v1/order",

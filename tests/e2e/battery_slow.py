@@ -16,7 +16,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproxy.devstack import DevStack
+from keyproxy.emulator.devstack import DevStack
 from tests.e2e.conftest import call, hmac_sign
 
 DRIP_INTERVAL = 0.5  # one byte this often: never idle long enough for a per-read timeout to fire

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keyproxy.devstack import DevStack, RealKey, new_real_key
+from keyproxy.emulator.devstack import DevStack, RealKey, new_real_key
 
 KEY_TYPES = ("hmac", "ed25519", "rsa")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 CONFIG = """

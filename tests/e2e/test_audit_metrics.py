@@ -13,7 +13,7 @@ import pytest
 
 from keyproxy.audit.redact import encodings
 from keyproxy.audit.trail import trail_files
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call, hmac_sign, now_ms
 
 

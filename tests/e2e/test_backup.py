@@ -6,7 +6,7 @@ import json
 import shutil
 import threading
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call, hmac_sign
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from keyproxy.client_configs import SECRET_PLACEHOLDER, ccxt_urls
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 ccxt = pytest.importorskip("ccxt")
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.test_cancel_orders import VENUES, open_at_emulator, rest_order, trader
 
 ccxt = pytest.importorskip("ccxt")

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 TIGHT = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableWithdrawals": False, "ipRestrict": True}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 
 
 @pytest.mark.parametrize("loop", ["uvloop"])  # asyncio, the default, serves every other test

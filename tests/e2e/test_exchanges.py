@@ -15,7 +15,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
 
 EXCHANGES = {
     # exchange: (real key type, symbol, amount, limit price, withdraw args)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import ccxt
 import pytest
 
-from keyproxy.devstack import HANDLED_SECRETS, DevStack, RealKey, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import HANDLED_SECRETS, DevStack, RealKey, new_real_key, point_ccxt_at
 from tests.e2e.conftest import call, hmac_sign, now_ms
 from tests.redis_server import RedisServer
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 ROOT = Path(__file__).resolve().parents[2]
 FREQTRADE = Path(os.environ.get("KEYPROXY_FREQTRADE", ROOT / ".venv-freqtrade" / "bin" / "freqtrade"))

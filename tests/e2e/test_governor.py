@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 
 ccxt = pytest.importorskip("ccxt")
 LIMIT = 400

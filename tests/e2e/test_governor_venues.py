@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
 from tests.e2e.test_governor import limits
 
 ccxt = pytest.importorskip("ccxt")

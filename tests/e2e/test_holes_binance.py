@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call
 
 

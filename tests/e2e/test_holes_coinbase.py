@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 rest = pytest.importorskip("coinbase.rest")
 requests_adapters = pytest.importorskip("requests.adapters")

@@ -18,7 +18,7 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
 
 CONFIG = """

@@ -17,7 +17,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.conftest import call
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.battery import kill_nine, malformed
 from tests.e2e.battery_concurrency import concurrency, start_stack
 from tests.e2e.battery_generated import generated

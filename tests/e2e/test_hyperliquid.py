@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 ccxt = pytest.importorskip("ccxt")
 pytest.importorskip("hyperliquid")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 OVER = {  # over-privileged: withdrawals on, no IP restriction
     "binance": {"enableReading": True, "enableSpotAndMarginTrading": True, "enableWithdrawals": True,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 BOT = """
 import json, sys, krakenex

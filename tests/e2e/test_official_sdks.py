@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 SDK_EXCHANGES = {"binance": "hmac", "kraken": "hmac", "okx": "hmac", "coinbase": "ec", "bybit": "hmac"}
 

@@ -7,7 +7,7 @@ import json
 import ccxt
 import pytest
 
-from keyproxy.devstack import point_ccxt_at
+from keyproxy.emulator.devstack import point_ccxt_at
 from tests.e2e.conftest import KEY_TYPES, Stack, all_output, call, hmac_sign, now_ms
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.test_websocket_binance import ORDER, exchange, signed, ws_url
 from tests.e2e.wsstack import ws_entries
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.test_risk_positions import eventually, series
 
 SYMBOL = "BTC/USDT:USDT"

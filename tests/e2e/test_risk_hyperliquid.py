@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.test_risk_positions import eventually, series
 
 pytest.importorskip("hyperliquid")

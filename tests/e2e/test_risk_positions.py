@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.test_risk_binance import arrived, bot, set_price
 
 CONFIG = """
@@ -140,7 +140,7 @@ async def test_a_fill_pushed_on_the_user_stream_moves_the_position(dev: DevStack
     import asyncio
 
     ccxtpro = pytest.importorskip("ccxt.pro")
-    from keyproxy.devstack import point_ccxt_at
+    from keyproxy.emulator.devstack import point_ccxt_at
 
     set_price(dev, "60000")
     creds = dev.add_bot("streamer", "main", "read,trade")

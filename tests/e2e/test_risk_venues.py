@@ -12,7 +12,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.test_risk_positions import eventually
 
 VENUES = {"kraken": ("hmac", "BTC/USD"), "okx": ("hmac", "BTC/USDT"), "coinbase": ("ec", "BTC/USD")}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from keyproxy.config import ConfigError, parse_settings
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 TLS_CONFIG = '[listen]\ntls_cert = "state/tls/cert.pem"\ntls_key = "state/tls/key.pem"\n'
 

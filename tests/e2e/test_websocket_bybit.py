@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from keyproxy.devstack import DevStack, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, point_ccxt_at
 from tests.e2e.wsstack import exchange_stack, ws_entries
 
 

@@ -19,7 +19,7 @@ import aiohttp
 import ccxt
 import pytest
 
-from keyproxy.devstack import HANDLED_SECRETS, DevStack, point_ccxt_at
+from keyproxy.emulator.devstack import HANDLED_SECRETS, DevStack, point_ccxt_at
 from tests.e2e.wsstack import exchange_stack, ws_entries
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from keyproxy.devstack import DevStack, new_real_key
+from keyproxy.emulator.devstack import DevStack, new_real_key
 
 
 @contextmanager

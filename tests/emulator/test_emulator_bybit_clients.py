@@ -15,7 +15,7 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 
-from keyproxy.devstack import point_ccxt_at
+from keyproxy.emulator.devstack import point_ccxt_at
 from keyproxy.emulator import bybit
 from keyproxy.emulator.accounts import parse_accounts
 

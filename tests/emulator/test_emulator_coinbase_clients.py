@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from keyproxy.devstack import point_ccxt_at
+from keyproxy.emulator.devstack import point_ccxt_at
 from keyproxy.emulator import coinbase
 from keyproxy.emulator.accounts import parse_accounts
 from keyproxy.emulator.app import EMULATORS, JOURNAL, build_app

@@ -14,7 +14,7 @@ import time
 import ccxt.async_support as ccxt
 import pytest
 
-from keyproxy.devstack import point_ccxt_at
+from keyproxy.emulator.devstack import point_ccxt_at
 from keyproxy.emulator.accounts import parse_key
 from keyproxy.emulator.app import EMULATORS
 from keyproxy.emulator.kraken import new_key

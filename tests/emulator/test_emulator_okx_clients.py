@@ -14,7 +14,7 @@ import asyncio
 import ccxt.async_support as ccxt
 import pytest
 
-from keyproxy.devstack import point_ccxt_at
+from keyproxy.emulator.devstack import point_ccxt_at
 from keyproxy.emulator.accounts import parse_key
 from keyproxy.emulator.okx import new_key
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from keyproxy.devstack import DevStack, new_real_key, point_ccxt_at
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 
 
 def _mask(value: str) -> str:
