@@ -200,45 +200,47 @@ def _fix_for(result: dict[str, Any], account: str) -> str:
 
 
 async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> list[Finding]:
-    """Exchange-side key permissions against the bots' needs, and clock skew against each exchange."""
+    """Exchange-side key permissions against the bots' needs (`key audit`'s own check), and clock skew
+    against each exchange (the adapter's public time endpoint)."""
     from keyproxy.exchanges import default_adapters
-    from keyproxy.exchanges.base import RealKey, resolve_upstream
-    from keyproxy.exchanges.clock import TIME_PATHS, server_time
-    from keyproxy.proxy.own_calls import audit_key, exchange_clock
+    from keyproxy.exchanges.base import resolve_upstream
+    from keyproxy.proxy.own_calls import exchange_clock
     from keyproxy.proxy.upstream import UpstreamClients
+    from keyproxy.rotation import KeyAtExchange, audit_accounts, bot_scopes, real_key
+    from keyproxy.state import NonceSequence
 
     out: list[Finding] = []
     adapters = default_adapters()
+    targets = []
+    for a in vault.list_accounts():
+        adapter = adapters.get(a.exchange)
+        if adapter is not None and a.status == "active":
+            upstream = resolve_upstream(adapter, a.base_url, a.insecure_upstream, a.environment)
+            targets.append(KeyAtExchange(a.name, a.exchange, adapter, upstream,
+                                         real_key(a.key_type, vault.credentials(a.name))))
+    bots = vault.list_bots()
     clients = UpstreamClients()
     checked_clock: set[str] = set()
     try:
-        for a in vault.list_accounts():
-            adapter = adapters.get(a.exchange)
-            if adapter is None or a.status != "active":
-                continue
-            upstream = resolve_upstream(adapter, a.base_url, a.insecure_upstream, a.environment)
-            c = vault.credentials(a.name)
-            key = RealKey(a.key_type, c.api_key, c.secret, c.passphrase, c.private_key)
-            scopes = {s for b in vault.list_bots() if b.account == a.name and b.status == "active" for s in b.scopes}
-            nonce = None
-            if adapter.needs_nonce and state_db is not None:
-                from keyproxy.state import NonceSequence
-
-                nonce = NonceSequence(state_db).next(a.name)
-            result = await audit_key(a.exchange, adapter, upstream, key, clients, scopes, nonce)
+        results = await audit_accounts(
+            targets, lambda account: bot_scopes(bots, account), clients,
+            lambda t: NonceSequence(state_db).next(t.name) if t.adapter.needs_nonce and state_db is not None else None)
+        for t in targets:
+            result = results[t.name]
             for w in result["warnings"]:
-                out.append(Finding("warn", "exchange permissions", f"account {a.name}: {w}", _fix_for(result, a.name)))
-            origin = upstream.origin_for(TIME_PATHS.get(a.exchange, "/"))
-            if a.exchange in TIME_PATHS and origin and origin not in checked_clock:
+                out.append(Finding("warn", "exchange permissions", f"account {t.name}: {w}", _fix_for(result, t.name)))
+            path = t.adapter.time_path
+            origin = t.upstream.origin_for(path) if path else None
+            if path and origin and origin not in checked_clock:
                 checked_clock.add(origin)
                 try:
-                    body, local = await exchange_clock(upstream, clients, TIME_PATHS[a.exchange])
-                    skew = server_time(a.exchange, body) - local
+                    body, local = await exchange_clock(t.upstream, clients, path)
+                    skew = t.adapter.server_time(body) - local
                     if abs(skew) > max_skew:
-                        out.append(Finding("warn", "clock", f"{a.exchange}: this host's clock is {skew:+.2f} s off",
+                        out.append(Finding("warn", "clock", f"{t.exchange}: this host's clock is {skew:+.2f} s off",
                                            "enable NTP (systemd-timesyncd or chrony)"))
                 except Exception as e:  # noqa: BLE001 - doctor reports every failure, it never crashes
-                    out.append(Finding("warn", "clock", f"{a.exchange}: cannot read the exchange's time "
+                    out.append(Finding("warn", "clock", f"{t.exchange}: cannot read the exchange's time "
                                        f"({type(e).__name__})", OFFLINE_FIX))
     finally:
         await clients.close()

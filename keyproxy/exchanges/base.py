@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -343,6 +343,13 @@ def order_ids_in(doc: object, keys: tuple[str, ...], depth: int = 6) -> tuple[st
 OLDEST_PENDING: object = object()
 
 
+def json_doc(body: bytes) -> Any:
+    """An exchange's JSON answer (ValueError when it is not JSON)."""
+    import json
+
+    return json.loads(body)
+
+
 class AdapterHooks:
     """Defaults for the optional hooks of `Adapter`: every adapter inherits them, so the pipeline calls each
     hook directly (no `getattr`) and a missing one is the safe default, never a skipped check."""
@@ -362,6 +369,11 @@ class AdapterHooks:
     # orders enter the positions book (an order whose end keyproxy could never learn would rest forever)
     fill_markets: frozenset[str] = frozenset()
     reconciles_by_owner = False  # the reconciliation read names the account (its key's public id), not a market
+    time_path: str | None = None  # the exchange's public time endpoint (`keyproxy doctor`'s clock-skew check)
+
+    def server_time(self, body: bytes) -> float:
+        """The exchange's clock in Unix seconds, from `time_path`'s answer (ValueError when unreadable)."""
+        raise ValueError(f"no clock reader for {getattr(self, 'name', '?')}")
 
     def warm(self) -> None:
         """Load what signing needs before the first request (the daemon calls it for the exchanges it serves)."""

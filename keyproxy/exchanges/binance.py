@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
+from keyproxy.exchanges.base import json_doc as _json_doc
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -132,11 +133,15 @@ class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = READ_MARKETS  # binance_fills.py
     name = "binance"
+    time_path = "/api/v3/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-mbx-used-weight*", "x-mbx-order-count*",
                                 "x-sapi-used-*")
+
+    def server_time(self, body: bytes) -> float:
+        return float(_json_doc(body)["serverTime"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))

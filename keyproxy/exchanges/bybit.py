@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import json_doc as _json_doc
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -96,9 +97,14 @@ class Bybit(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"
+    time_path = "/v5/market/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-bapi-limit*", "traceid")
+
+    def server_time(self, body: bytes) -> float:
+        doc = _json_doc(body)
+        return float(doc["result"]["timeSecond"]) if "result" in doc else float(doc["time"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))

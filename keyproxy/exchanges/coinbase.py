@@ -39,6 +39,7 @@ import uuid
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import json_doc as _json_doc
 from keyproxy.exchanges.base import (
     OrderUpdate,
     Adapter,
@@ -178,9 +179,14 @@ class Coinbase(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"
+    time_path = "/api/v3/brokerage/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-ratelimit-*")
+
+    def server_time(self, body: bytes) -> float:
+        doc = _json_doc(body)
+        return float(doc["epochMillis"]) / 1000 if "epochMillis" in doc else float(doc["epochSeconds"])
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         exact = EXACT.get((method, path))

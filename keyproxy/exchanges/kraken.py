@@ -28,6 +28,7 @@ from decimal import Decimal
 from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import json_doc as _json_doc
 from keyproxy.exchanges.base import (
     OrderUpdate,
     Adapter,
@@ -268,9 +269,13 @@ class Kraken(AdapterHooks):
     verify_request = ("POST", "/0/private/Balance", "", b"")
     stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")
     name = "kraken"
+    time_path = "/0/public/Time"  # public: `keyproxy doctor` reads the exchange's clock from it
     needs_nonce = True
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "content-disposition", "retry-after")
+
+    def server_time(self, body: bytes) -> float:
+        return float(_json_doc(body)["result"]["unixtime"])
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         if path.startswith(PUBLIC_PREFIX):

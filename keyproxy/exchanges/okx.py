@@ -27,6 +27,7 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.base import json_doc as _json_doc
 from keyproxy.exchanges.base import (
     OrderUpdate,
     KeyRejection,
@@ -122,9 +123,13 @@ class Okx(AdapterHooks):
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"
+    time_path = "/api/v5/public/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after")
+
+    def server_time(self, body: bytes) -> float:
+        return float(_json_doc(body)["data"][0]["ts"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))
