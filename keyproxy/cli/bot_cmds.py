@@ -51,8 +51,7 @@ def cmd_bot_config(ctx: Context) -> int:
     from keyproxy.client_configs import ClientConfigError, shown_again, snippet
 
     _known_client(ctx.args.client)
-    with ctx.controls() as controls:
-        where = controls.bot_where(name=ctx.args.bot)
+    where = ctx.call("bot_where", name=ctx.args.bot)
     try:
         ctx.out(snippet(ctx.args.client, where["exchange"], shown_again(where)))
     except ClientConfigError as e:
@@ -61,8 +60,7 @@ def cmd_bot_config(ctx: Context) -> int:
 
 
 def cmd_bot_list(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        bots = controls.list_bots()
+    bots = ctx.call("list_bots")
     if ctx.args.json:
         ctx.out_json(bots)
     elif bots:
@@ -82,38 +80,33 @@ def cmd_bot_show(ctx: Context) -> int:
 
 def cmd_bot_set(ctx: Context) -> int:
     changes = assignments(ctx.args.assignments)
-    with ctx.controls() as controls:
-        info = controls.set_bot(name=ctx.args.bot, changes=changes)
+    info = ctx.call("set_bot", name=ctx.args.bot, changes=changes)
     ctx.out(f"bot {info['name']}: " + ", ".join(f"{k}={info['policy'][k]}" for k in changes))
     return 0
 
 
 def cmd_bot_rotate(ctx: Context) -> int:
     grace = parse_duration(ctx.args.grace) if ctx.args.grace != "0" else 0
-    with ctx.controls() as controls:
-        shown = controls.rotate_bot(name=ctx.args.bot, grace_seconds=grace)
+    shown = ctx.call("rotate_bot", name=ctx.args.bot, grace_seconds=grace)
     ctx.out_json(shown)  # the only time the new credential is shown
     return 0
 
 
 def cmd_bot_renew(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.renew_bot(name=ctx.args.bot, ttl_seconds=parse_duration(ctx.args.ttl) if ctx.args.ttl else None)
+    info = ctx.call("renew_bot", name=ctx.args.bot, ttl_seconds=parse_duration(ctx.args.ttl) if ctx.args.ttl else None)
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["expires_at"])) if info["expires_at"] else "never"
     ctx.out(f"bot {info['name']}: credential expires {until}")
     return 0
 
 
 def cmd_bot_restore(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.restore_bot(name=ctx.args.bot)
+    info = ctx.call("restore_bot", name=ctx.args.bot)
     ctx.out(f"bot {info['name']} is {info['status']}")
     return 0
 
 
 def cmd_bot_revoke(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.revoke_bot(name=ctx.args.bot)
+    info = ctx.call("revoke_bot", name=ctx.args.bot)
     ctx.out(f"revoked bot {info['name']}; its credential is refused from now on")
     return 0
 

@@ -82,6 +82,11 @@ class Context:
                                 f"{client.socket_path} does not answer")
         yield RemoteControls(client)
 
+    def call(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """One operation on the controls (the vault, or the running daemon), its answer."""
+        with self.controls() as controls:
+            return getattr(controls, op)(*args, **kwargs)
+
     def out(self, text: str = "") -> None:
         print(text, file=self.stdout)
 

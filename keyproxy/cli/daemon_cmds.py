@@ -19,8 +19,7 @@ from keyproxy.cli.context import Commands, Context, day
 
 
 def cmd_reload(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        result = controls.reload()
+    result = ctx.call("reload")
     ctx.out(f"reloaded {result['config_file'] or '(defaults)'}" +
             (f"; restart needed for: {', '.join(result['restart_needed'])}" if result["restart_needed"] else ""))
     return 0

@@ -61,8 +61,7 @@ def cmd_resume(ctx: Context) -> int:
 
 
 def cmd_incidents_list(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        incidents = controls.list_incidents()
+    incidents = ctx.call("list_incidents")
     if ctx.args.json:
         ctx.out_json(incidents)
     elif incidents:
@@ -75,8 +74,7 @@ def cmd_incidents_list(ctx: Context) -> int:
 
 
 def cmd_incidents_show(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        incident = controls.show_incident(incident_id=ctx.args.id)
+    incident = ctx.call("show_incident", incident_id=ctx.args.id)
     if ctx.args.json:
         ctx.out_json(incident)
         return 0

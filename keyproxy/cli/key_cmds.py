@@ -90,8 +90,7 @@ def cmd_key_rotate(ctx: Context) -> int:
 
 def cmd_key_audit(ctx: Context) -> int:
     """Ask each exchange what the real key may do; warn where it exceeds what the bots need."""
-    with ctx.controls() as controls:
-        results = controls.audit_keys(ctx.args.account)
+    results = ctx.call("audit_keys", ctx.args.account)
     if ctx.args.json:
         ctx.out_json(results)
     for account, r in sorted(results.items()):
@@ -104,22 +103,19 @@ def cmd_key_audit(ctx: Context) -> int:
 
 
 def cmd_key_rollback(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.rollback_key(name=ctx.args.account)
+    info = ctx.call("rollback_key", name=ctx.args.account)
     ctx.out(f"account {info['name']} uses key version {info['version']} again")
     return 0
 
 
 def cmd_key_retire(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.retire_key(name=ctx.args.account)
+    info = ctx.call("retire_key", name=ctx.args.account)
     ctx.out(f"account {info['name']}: forgot {info['retired_versions']} previous key version(s)")
     return 0
 
 
 def cmd_key_list(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        accounts = controls.list_accounts()
+    accounts = ctx.call("list_accounts")
     if ctx.args.json:
         ctx.out_json(accounts)
     elif accounts:
@@ -131,8 +127,7 @@ def cmd_key_list(ctx: Context) -> int:
 
 
 def cmd_key_show(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.show_account(name=ctx.args.account)
+    info = ctx.call("show_account", name=ctx.args.account)
     show(ctx, info)
     return 0
 
@@ -149,8 +144,7 @@ def cmd_key_remove(ctx: Context) -> int:
 
 
 def cmd_key_restore(ctx: Context) -> int:
-    with ctx.controls() as controls:
-        info = controls.restore_key(name=ctx.args.account)
+    info = ctx.call("restore_key", name=ctx.args.account)
     ctx.out(f"account {info['name']} is {info['status']}")
     return 0
 

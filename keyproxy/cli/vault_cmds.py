@@ -18,8 +18,7 @@ from keyproxy.cli.context import Commands, Context
 
 def cmd_vault_rekey(ctx: Context) -> int:
     a = ctx.args
-    with ctx.controls() as controls:
-        st = controls.rekey_to(a.to, a.new_passphrase_file, a.new_key_file)
+    st = ctx.call("rekey_to", a.to, a.new_passphrase_file, a.new_key_file)
     ctx.out(f"rekeyed vault {st['path']} (master key: {st['master_source']}, generation {st['master_generation']})")
     return 0
 
@@ -28,8 +27,7 @@ def cmd_vault_backup(ctx: Context) -> int:
     if str(ctx.args.file) == "-":
         raise UsageError("the backup must be a file (it is written atomically, mode 0600), not standard output")
     target = ctx.args.file.resolve()
-    with ctx.controls() as controls:
-        result = controls.backup(path=str(target))
+    result = ctx.call("backup", path=str(target))
     ctx.out(f"backed up the vault to {result['backup']} (encrypted as the vault is; mode 0600)")
     return 0
 
