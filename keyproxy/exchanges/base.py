@@ -370,6 +370,12 @@ class AdapterHooks:
     fill_markets: frozenset[str] = frozenset()
     reconciles_by_owner = False  # the reconciliation read names the account (its key's public id), not a market
     time_path: str | None = None  # the exchange's public time endpoint (`keyproxy doctor`'s clock-skew check)
+    # the exchange's key-info endpoint (method, path, query, body), read by `key_permissions` (`key audit`)
+    key_info_request: tuple[str, str, str, bytes] | None = None
+
+    def key_permissions(self, body: bytes) -> Any:
+        """`KeyPermissions` (exchanges/permissions.py) from `key_info_request`'s answer."""
+        raise ValueError(f"no key-info reader for {getattr(self, 'name', '?')}")
 
     def server_time(self, body: bytes) -> float:
         """The exchange's clock in Unix seconds, from `time_path`'s answer (ValueError when unreadable)."""

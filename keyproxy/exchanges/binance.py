@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
 from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -134,11 +135,23 @@ class Binance(AdapterHooks):
     fill_markets = READ_MARKETS  # binance_fills.py
     name = "binance"
     time_path = "/api/v3/time"  # public: `keyproxy doctor` reads the exchange's clock from it
+    key_info_request = ("GET", "/sapi/v1/account/apiRestrictions", "", b"")  # `key audit`: what the key may do
     verify_request = ("GET", "/api/v3/account", "", b"")  # a read call that needs a valid key
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-mbx-used-weight*", "x-mbx-order-count*",
                                 "x-sapi-used-*")
+
+    def key_permissions(self, body: bytes) -> KeyPermissions:
+        """What the key may do, from `key_info_request`'s answer."""
+        doc = json_or_none(body)
+        expiry = doc.get("tradingAuthorityExpirationTime")
+        return KeyPermissions(
+            trade=bool(doc.get("enableSpotAndMarginTrading") or doc.get("enableFutures")),
+            withdraw=bool(doc.get("enableWithdrawals")),
+            transfer=bool(doc.get("enableInternalTransfer") or doc.get("permitsUniversalTransfer")),
+            ip_restricted=bool(doc.get("ipRestrict")),
+            expires_at=expiry / 1000 if isinstance(expiry, (int, float)) and expiry > 0 else None)
 
     def server_time(self, body: bytes) -> float:
         return float(_json_doc(body)["serverTime"]) / 1000

@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.permissions import KeyPermissions, iso_time, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
@@ -98,9 +99,23 @@ class Bybit(AdapterHooks):
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
     name = "bybit"
     time_path = "/v5/market/time"  # public: `keyproxy doctor` reads the exchange's clock from it
+    key_info_request = ("GET", "/v5/user/query-api", "", b"")  # `key audit`: what the key may do
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-bapi-limit*", "traceid")
+
+    def key_permissions(self, body: bytes) -> KeyPermissions:
+        """What the key may do, from `key_info_request`'s answer."""
+        doc = json_or_none(body)
+        r = doc.get("result") or {}
+        perms = r.get("permissions") or {}
+        wallet = perms.get("Wallet") or []
+        return KeyPermissions(
+            trade=not r.get("readOnly", 0) and any(perms.get(k) for k in ("ContractTrade", "Spot", "Options")),
+            withdraw="Withdraw" in wallet or bool(perms.get("Withdraw")),
+            transfer="AccountTransfer" in wallet or "SubMemberTransfer" in wallet,
+            ip_restricted=r.get("ips") not in (None, [], ["*"]),
+            expires_at=iso_time(r.get("expiredAt")))
 
     def server_time(self, body: bytes) -> float:
         doc = _json_doc(body)

@@ -40,6 +40,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
     Adapter,
@@ -180,9 +181,16 @@ class Coinbase(AdapterHooks):
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"
     time_path = "/api/v3/brokerage/time"  # public: `keyproxy doctor` reads the exchange's clock from it
+    key_info_request = ("GET", "/api/v3/brokerage/key_permissions", "", b"")  # `key audit`: what the key may do
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-ratelimit-*")
+
+    def key_permissions(self, body: bytes) -> KeyPermissions:
+        """What the key may do, from `key_info_request`'s answer."""
+        doc = json_or_none(body)
+        return KeyPermissions(trade=bool(doc.get("can_trade")), withdraw=bool(doc.get("can_transfer")),
+                              transfer=bool(doc.get("can_transfer")), ip_restricted=None, expires_at=None)
 
     def server_time(self, body: bytes) -> float:
         doc = _json_doc(body)

@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
     Adapter,
@@ -270,9 +271,20 @@ class Kraken(AdapterHooks):
     stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")
     name = "kraken"
     time_path = "/0/public/Time"  # public: `keyproxy doctor` reads the exchange's clock from it
+    key_info_request = ("POST", "/0/private/GetApiKeyInfo", "", b"")  # `key audit`: what the key may do
     needs_nonce = True
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "content-disposition", "retry-after")
+
+    def key_permissions(self, body: bytes) -> KeyPermissions:
+        """What the key may do, from `key_info_request`'s answer."""
+        doc = json_or_none(body)
+        r = doc.get("result") or {}
+        perms = set(r.get("permissions") or [])
+        valid = r.get("validUntil")
+        return KeyPermissions(trade="modify-trades" in perms, withdraw="withdraw-funds" in perms, transfer=None,
+                              ip_restricted=bool(r.get("ipAllowlist")),
+                              expires_at=float(valid) if str(valid or "0") not in ("0", "") else None)
 
     def server_time(self, body: bytes) -> float:
         return float(_json_doc(body)["result"]["unixtime"])

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
     KeyRejection,
@@ -124,9 +125,18 @@ class Okx(AdapterHooks):
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"
     time_path = "/api/v5/public/time"  # public: `keyproxy doctor` reads the exchange's clock from it
+    key_info_request = ("GET", "/api/v5/account/config", "", b"")  # `key audit`: what the key may do
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after")
+
+    def key_permissions(self, body: bytes) -> KeyPermissions:
+        """What the key may do, from `key_info_request`'s answer."""
+        doc = json_or_none(body)
+        data = (doc.get("data") or [{}])[0]
+        perm = set(str(data.get("perm", "")).split(","))
+        return KeyPermissions(trade="trade" in perm, withdraw="withdraw" in perm, transfer=None,
+                              ip_restricted=bool(data.get("ip")), expires_at=None)
 
     def server_time(self, body: bytes) -> float:
         return float(_json_doc(body)["data"][0]["ts"]) / 1000

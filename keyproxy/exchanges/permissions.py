@@ -1,8 +1,8 @@
 """What a real key may do, as each exchange reports it, and what the account's bots need.
 
-Pure: `parse(exchange, body)` reads the exchange's own key-info answer into
-`KeyPermissions`; `findings` compares it with the least privilege the bots
-need. The request itself is made by `keyproxy key audit` (rotation.py).
+Pure: each adapter names its exchange's key-info endpoint (`key_info_request`) and reads the answer into
+`KeyPermissions` (`key_permissions`); `findings` compares it with the least privilege the bots need. The
+request itself is made by `keyproxy key audit` and `doctor` (rotation.py, proxy/own_calls.py).
 """
 
 from __future__ import annotations
@@ -11,16 +11,6 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-
-# (method, path, query, body) of each exchange's key-info endpoint
-REQUESTS: dict[str, tuple[str, str, str, bytes]] = {
-    "binance": ("GET", "/sapi/v1/account/apiRestrictions", "", b""),
-    "bybit": ("GET", "/v5/user/query-api", "", b""),
-    "okx": ("GET", "/api/v5/account/config", "", b""),
-    "kraken": ("POST", "/0/private/GetApiKeyInfo", "", b""),
-    "coinbase": ("GET", "/api/v3/brokerage/key_permissions", "", b""),
-}
-
 
 def hyperliquid_request(master: str) -> tuple[str, str, str, bytes]:
     """Hyperliquid has no key-info endpoint: a signer's standing is the master's `extraAgents` list (public)."""
@@ -33,7 +23,7 @@ def hyperliquid_standing(body: bytes, signer: str, master: str) -> tuple[KeyPerm
     if signer == master.lower():
         return KeyPermissions(trade=True, withdraw=True, transfer=True, ip_restricted=None, expires_at=None), \
             "the vault holds the account's master key (it can withdraw); an approved agent key is the safer choice"
-    agents = _json(body)
+    agents = json_or_none(body)
     if not isinstance(agents, list):
         raise ValueError("the extraAgents answer is not a list")
     for agent in agents:
@@ -56,14 +46,14 @@ class KeyPermissions:
     expires_at: float | None
 
 
-def _json(body: bytes) -> Any:
+def json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
         raise ValueError("the key-info answer is not JSON") from None
 
 
-def _iso(text: Any) -> float | None:
+def iso_time(text: Any) -> float | None:
     from datetime import datetime
 
     if not isinstance(text, str) or not text:
@@ -72,44 +62,6 @@ def _iso(text: Any) -> float | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def parse(exchange: str, body: bytes) -> KeyPermissions:
-    doc = _json(body)
-    if exchange == "binance":  # GET /sapi/v1/account/apiRestrictions
-        expiry = doc.get("tradingAuthorityExpirationTime")
-        return KeyPermissions(
-            trade=bool(doc.get("enableSpotAndMarginTrading") or doc.get("enableFutures")),
-            withdraw=bool(doc.get("enableWithdrawals")),
-            transfer=bool(doc.get("enableInternalTransfer") or doc.get("permitsUniversalTransfer")),
-            ip_restricted=bool(doc.get("ipRestrict")),
-            expires_at=expiry / 1000 if isinstance(expiry, (int, float)) and expiry > 0 else None)
-    if exchange == "bybit":  # GET /v5/user/query-api
-        r = doc.get("result") or {}
-        perms = r.get("permissions") or {}
-        wallet = perms.get("Wallet") or []
-        return KeyPermissions(
-            trade=not r.get("readOnly", 0) and any(perms.get(k) for k in ("ContractTrade", "Spot", "Options")),
-            withdraw="Withdraw" in wallet or bool(perms.get("Withdraw")),
-            transfer="AccountTransfer" in wallet or "SubMemberTransfer" in wallet,
-            ip_restricted=r.get("ips") not in (None, [], ["*"]),
-            expires_at=_iso(r.get("expiredAt")))
-    if exchange == "okx":  # GET /api/v5/account/config
-        data = (doc.get("data") or [{}])[0]
-        perm = set(str(data.get("perm", "")).split(","))
-        return KeyPermissions(trade="trade" in perm, withdraw="withdraw" in perm, transfer=None,
-                              ip_restricted=bool(data.get("ip")), expires_at=None)
-    if exchange == "kraken":  # POST /0/private/GetApiKeyInfo
-        r = doc.get("result") or {}
-        perms = set(r.get("permissions") or [])
-        valid = r.get("validUntil")
-        return KeyPermissions(trade="modify-trades" in perms, withdraw="withdraw-funds" in perms, transfer=None,
-                              ip_restricted=bool(r.get("ipAllowlist")),
-                              expires_at=float(valid) if str(valid or "0") not in ("0", "") else None)
-    if exchange == "coinbase":  # GET /api/v3/brokerage/key_permissions
-        return KeyPermissions(trade=bool(doc.get("can_trade")), withdraw=bool(doc.get("can_transfer")),
-                              transfer=bool(doc.get("can_transfer")), ip_restricted=None, expires_at=None)
-    raise ValueError(f"no key-info parser for {exchange}")
 
 
 def findings(perms: KeyPermissions, bot_scopes: set[str], now: float | None = None,

@@ -139,7 +139,7 @@ async def verify_key(adapter: Any, upstream: Upstream, key: RealKey, clients: Up
 async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
                     bot_scopes: set[str], nonce: int | None = None) -> dict[str, Any]:
     """Ask the exchange what the real key may do and compare it with what the account's bots need."""
-    from keyproxy.exchanges.permissions import REQUESTS, findings, parse
+    from keyproxy.exchanges.permissions import findings
 
     if exchange == "hyperliquid":
         try:
@@ -154,7 +154,7 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
         return {"ok": not warnings, "warnings": warnings, "signer": signer_info, "permissions": {
             "trade": perms_or_none.trade, "withdraw": perms_or_none.withdraw, "transfer": perms_or_none.transfer,
             "ip_restricted": None, "expires_at": perms_or_none.expires_at}, "bot_scopes": sorted(bot_scopes)}
-    spec = REQUESTS.get(exchange)
+    spec = adapter.key_info_request
     if spec is None:
         return {"ok": False, "warnings": [f"{exchange} offers no key-info endpoint keyproxy reads"]}
     try:
@@ -168,7 +168,7 @@ async def audit_key(exchange: str, adapter: Any, upstream: Upstream, key: RealKe
         return {"ok": False, "rejected": True,
                 "warnings": [f"the exchange answered HTTP {status}: {body[:160].decode('utf-8', 'replace')}"]}
     try:
-        perms = parse(exchange, body)
+        perms = adapter.key_permissions(body)
     except (ValueError, AttributeError, TypeError) as e:
         return {"ok": False, "warnings": [f"unreadable key-info answer ({e})"]}
     warnings = findings(perms, bot_scopes)
