@@ -311,7 +311,8 @@ class Daemon:
 
     async def _join_fleet(self) -> None:
         """In a fleet, the gate charges what holds across instances; the fleet's state before serving."""
-        from keyproxy.fleet.gate import FleetGate, FleetUsage
+        from keyproxy.fleet.gate import FleetGate
+        from keyproxy.fleet.usage import FleetUsage
         from keyproxy.fleet.nonces import FleetNonces
         from keyproxy.fleet.sync import FleetSync
 

@@ -76,7 +76,7 @@ def test_an_unreachable_redis_is_a_verdict_not_an_exception() -> None:
 
 
 def test_open_orders_are_counted_from_every_instances_answers(shared: SharedStateSettings) -> None:
-    from keyproxy.fleet.gate import FleetUsage
+    from keyproxy.fleet.usage import FleetUsage
 
     async def run() -> list[str]:
         store = FleetStore(shared, "vault-1", KEY)

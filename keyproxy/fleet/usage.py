@@ -1,0 +1,117 @@
+"""The bookkeeping every instance learns from the exchange's answers, shared in Redis: the bots' open orders
+(the gate checks `max_open_orders` against this count, never an instance's own) and which bot placed which
+order (`halt --bot B --cancel-orders` on any instance finds B's orders). Queued in the order learned and
+written off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import redis
+import redis.asyncio
+
+from keyproxy.fleet.store import FleetStore
+
+_OPEN_ORDERS = """
+local op, scope, value = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if op == 'set' then
+  redis.call('HSET', KEYS[1], scope, tostring(math.max(0, value)))
+elseif op == 'reset' or (op == 'change' and string.sub(scope, -2) == ':*' and value < 0) then
+  local market = op == 'reset' and scope or string.sub(scope, 1, -3)
+  local prefix = market .. ':'
+  local fields = redis.call('HGETALL', KEYS[1])
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, #prefix) == prefix then
+      local left = tonumber(fields[i + 1])
+      if op == 'reset' then left = 0 else
+        local take = math.min(left, -value)
+        left, value = left - take, value + take
+      end
+      redis.call('HSET', KEYS[1], fields[i], tostring(left))
+    end
+  end
+else
+  local left = math.max(0, tonumber(redis.call('HGET', KEYS[1], scope) or '0') + value)
+  redis.call('HSET', KEYS[1], scope, tostring(left))
+end
+redis.call('EXPIRE', KEYS[1], 2592000)
+return 1
+"""
+
+
+class FleetUsage:
+    """What every instance learned from the exchange's answers, in Redis: the bots' open orders (`UsageBook`'s
+    changes, in the order they were learned; the gate checks `max_open_orders` against this count, never an
+    instance's own) and which bot placed which order (`halt --bot B --cancel-orders` on any instance finds
+    B's orders wherever they were placed). Queued, so an answer's bookkeeping never waits on Redis."""
+
+    PLACED_TTL_S = 7 * 86400
+
+    def __init__(self, fleet: FleetStore) -> None:
+        self.fleet = fleet
+        self._queue: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue(maxsize=100_000)
+
+    def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
+        self._put("open", ("change", bot, scope, delta))
+
+    def set_open_orders(self, bot: str, scope: str, count: int) -> None:
+        self._put("open", ("set", bot, scope, count))
+
+    def reset_open_orders(self, bot: str, market: str) -> None:
+        self._put("open", ("reset", bot, market, 0))
+
+    def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...]) -> None:
+        self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids}))
+
+    def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
+        self._put("forget", (account, list(order_ids)))
+
+    def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
+        """Order id -> (bot, market) as every instance recorded it (read when cancelling: rare)."""
+        with self.fleet._calls() as r:
+            rows = r.hgetall(self.fleet.key(f"placed:{account}"))
+        out = {}
+        for oid, value in rows.items():
+            bot, market = json.loads(value)
+            out[oid.decode()] = (str(bot), str(market))
+        return out
+
+    def _put(self, kind: str, payload: tuple[object, ...]) -> None:
+        try:
+            self._queue.put_nowait((kind, payload))
+        except asyncio.QueueFull:  # Redis long gone: counts are rebuilt by the bots' own open-order queries
+            pass
+
+    async def run(self) -> None:
+        """Apply the queued changes in order until cancelled; waits out an unreachable Redis."""
+        client = self.fleet.aio()
+        script = client.register_script(_OPEN_ORDERS)
+        try:
+            while True:
+                kind, payload = await self._queue.get()
+                while True:
+                    try:
+                        await self._apply(client, script, kind, payload)
+                        break
+                    except (redis.RedisError, OSError):
+                        await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()
+
+    async def _apply(self, client: redis.asyncio.Redis, script: object, kind: str,
+                     payload: tuple[object, ...]) -> None:
+        if kind == "open":
+            op, bot, scope, value = payload
+            await script(keys=[self.fleet.key(f"open:{bot}")], args=[op, scope, value])  # type: ignore[operator]
+        elif kind == "placed":
+            account, fields = payload
+            key = self.fleet.key(f"placed:{account}")
+            async with client.pipeline(transaction=True) as p:
+                p.hset(key, mapping=fields)  # type: ignore[arg-type]
+                p.expire(key, self.PLACED_TTL_S)
+                await p.execute()
+        elif kind == "forget" and payload[1]:
+            account, ids = payload
+            await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]
