@@ -348,7 +348,8 @@ def _governor(r: _Reader, doc: Any) -> GovernorSettings:
     reserve = g.get("reserve", 0.1)
     if type(reserve) not in (int, float) or not 0 <= reserve < 1:
         raise r.error("governor.reserve", f"must be at least 0 and below 1 (a share of each budget), not {reserve}")
-    adapters = default_adapters()
+    # the adapters (their budgets and tiers) only when a table names them: most configs have none
+    adapters = default_adapters() if any(g.get(n) for n in ("limits", "tiers", "cache")) else {}
 
     def entries(name: str, shape: str) -> dict[str, Any]:
         table = g.get(name, {})
