@@ -8,6 +8,8 @@ renders; adapters never build HTTP responses.
 
 from __future__ import annotations
 
+import enum
+
 import json
 
 from collections import Counter, deque
@@ -341,6 +343,54 @@ def order_ids_in(doc: object, keys: tuple[str, ...], depth: int = 6) -> tuple[st
 
 # `ws_answer`'s key for an answer that names no frame (Coinbase's): it settles the oldest frame waiting
 OLDEST_PENDING: object = object()
+
+
+class RefusalKind(enum.Enum):
+    """What a refusal means to the bot's SDK. Each exchange answers each kind in one native shape (its
+    `native_error`), so two refusals of one kind can never drift into different exceptions in the bot."""
+
+    AUTH = "auth"  # the bot's key is unknown or no longer valid: the SDK's authentication error
+    SIGNATURE = "signature"  # the signature does not verify, or the request was seen before
+    STALE = "stale"  # the timestamp or nonce is outside the window (SDKs re-sign and retry some)
+    BAD_REQUEST = "bad_request"  # malformed, too large, too slow to arrive
+    UNKNOWN_ENDPOINT = "unknown_endpoint"
+    NOT_FOUND = "not_found"  # an account keyproxy does not hold
+    DENIED = "denied"  # the bot may not do this (scope, address, source, suspension, quarantine, withdrawal cap)
+    PAUSED = "paused"  # orders are refused for now (a halt, the bot's active hours)
+    ORDER_REJECTED = "order_rejected"  # the order breaks a trading limit or a risk control
+    RATE_LIMITED = "rate_limited"  # the bot's rate, or the exchange's own budget keyproxy keeps
+    UNAVAILABLE = "unavailable"  # nothing was sent and a retry is safe (audit trail, shared state, capacity)
+    UPSTREAM_TIMEOUT = "upstream_timeout"  # sent, no answer in time: the order's fate is unknown
+    UPSTREAM_ERROR = "upstream_error"
+    INTERNAL = "internal"
+
+
+_KINDS: dict[RefusalKind, tuple[str, ...]] = {
+    RefusalKind.AUTH: ("unknown_bot", "expired_credential"),
+    RefusalKind.SIGNATURE: ("bad_signature", "replayed_request"),
+    RefusalKind.STALE: ("stale_request",),
+    RefusalKind.BAD_REQUEST: ("bad_request", "body_too_large", "request_timeout"),
+    RefusalKind.UNKNOWN_ENDPOINT: ("unknown_endpoint",),
+    RefusalKind.NOT_FOUND: ("unknown_account",),
+    RefusalKind.DENIED: ("scope_denied", "address_denied", "withdrawal_limit", "policy_denied", "bot_suspended",
+                         "key_quarantined", "ip_denied", "host_denied", "browser_denied"),
+    RefusalKind.PAUSED: ("halted", "outside_hours"),
+    RefusalKind.ORDER_REJECTED: ("symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
+                                 "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "price_out_of_band",
+                                 "reference_unavailable", "duplicate_order", "position_exceeded", "loss_limit",
+                                 "self_cross"),
+    RefusalKind.RATE_LIMITED: ("rate_limited", "budget_exhausted"),
+    RefusalKind.UNAVAILABLE: ("unavailable", "audit_unavailable", "shared_state_unavailable"),
+    RefusalKind.UPSTREAM_TIMEOUT: ("upstream_timeout",),
+    RefusalKind.UPSTREAM_ERROR: ("upstream_error",),
+    RefusalKind.INTERNAL: ("internal_error",),
+}
+# every refusal code (proxy/refusal.py STATUS; a test keeps the two in step) -> its kind
+REFUSAL_KINDS: Mapping[str, RefusalKind] = {code: kind for kind, codes in _KINDS.items() for code in codes}
+
+
+def refusal_kind(code: str) -> RefusalKind:
+    return REFUSAL_KINDS.get(code, RefusalKind.INTERNAL)
 
 
 def json_doc(body: bytes) -> Any:

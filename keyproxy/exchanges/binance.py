@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
-from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
@@ -128,6 +128,15 @@ def _decoded(params: ParamList) -> str:
 def _is_form(req: IncomingRequest) -> bool:
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     return ctype in ("", "application/x-www-form-urlencoded")
+
+
+# native_error: Binance's code for each kind of refusal, and where one code has a finer one of its own
+_BINANCE_KINDS: dict[K, int] = {
+    K.AUTH: -2014, K.SIGNATURE: -1022, K.STALE: -1021, K.BAD_REQUEST: -1102, K.UNKNOWN_ENDPOINT: -1002,
+    K.NOT_FOUND: -1000, K.DENIED: -1002, K.PAUSED: -2010, K.ORDER_REJECTED: -2010, K.RATE_LIMITED: -1003,
+    K.UNAVAILABLE: -1000, K.UPSTREAM_TIMEOUT: -1000, K.UPSTREAM_ERROR: -1000, K.INTERNAL: -1000,
+}
+_BINANCE_CODES = {"expired_credential": -1002}  # "not authorized": the key exists but is no longer valid
 
 
 class Binance(AdapterHooks):
@@ -335,19 +344,9 @@ class Binance(AdapterHooks):
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
         # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.
-        # Trading-limit refusals use -2010 (NEW_ORDER_REJECTED) so ccxt raises InvalidOrder, and
-        # rate_limited -1003 so it backs off (RateLimitExceeded).
-        native = {
-            "unknown_bot": -2014, "bad_signature": -1022, "stale_request": -1021,
-            "replayed_request": -1022, "expired_credential": -1002, "bad_request": -1102, "unknown_endpoint": -1002, "rate_limited": -1003,
-            "symbol_denied": -2010, "notional_exceeded": -2010, "notional_unknown": -2010,
-            "leverage_exceeded": -2010, "reduce_only": -2010, "open_orders_exceeded": -2010,
-            "daily_notional_exceeded": -2010, "halted": -2010, "outside_hours": -2010,
-            "price_out_of_band": -2010, "reference_unavailable": -2010, "duplicate_order": -2010,
-            "position_exceeded": -2010, "loss_limit": -2010, "self_cross": -2010,
-        }.get(code, -1002 if code.endswith("_denied") or code in ("bot_suspended", "key_quarantined",
-                                                                   "withdrawal_limit") else -1000)
-        return {"code": native, "msg": message}
+        # Trading-limit refusals (and a halt's) use -2010 (NEW_ORDER_REJECTED) so ccxt raises InvalidOrder,
+        # and rate_limited -1003 so it backs off (RateLimitExceeded). One code per kind (base.RefusalKind).
+        return {"code": _BINANCE_CODES.get(code) or _BINANCE_KINDS[refusal_kind(code)], "msg": message}
 
     def websocket(self, path: str) -> Adapter | None:
         """`/ws-api/v3`: the WebSocket API, each request frame read and re-signed (binance_ws.py)."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, iso_time, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
@@ -90,6 +90,15 @@ ENVIRONMENTS = (
 )
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+# native_error: Bybit's retCode for each kind of refusal, and where one code has a finer one of its own
+_BYBIT_KINDS: dict[K, int] = {
+    K.AUTH: 10003, K.SIGNATURE: 10004, K.STALE: 10002, K.BAD_REQUEST: 10001, K.UNKNOWN_ENDPOINT: 10017,
+    K.NOT_FOUND: 10003, K.DENIED: 10005, K.PAUSED: 10005, K.ORDER_REJECTED: 10001, K.RATE_LIMITED: 10006,
+    K.UNAVAILABLE: 10006, K.UPSTREAM_TIMEOUT: 10016, K.UPSTREAM_ERROR: 10016, K.INTERNAL: 10016,
+}
+_BYBIT_CODES = {"ip_denied": 10010}  # "unmatched IP": Bybit's own answer to a source outside the key's list
 
 
 class Bybit(AdapterHooks):
@@ -258,21 +267,18 @@ class Bybit(AdapterHooks):
         return KeyRejection.DENIED if code == 10005 else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
-        """Bybit's envelope with a retCode that ccxt and pybit map to the matching error.
+        """Bybit's envelope with a retCode that ccxt and pybit map to the matching error, one per kind
+        (base.RefusalKind).
 
         ccxt bybit `exceptions.exact`: 10003/10004 AuthenticationError, 10002 InvalidNonce,
         10005/10010 PermissionDenied, 10001/10017 BadRequest, 10006 RateLimitExceeded,
-        10016 ExchangeError. Only `unavailable` (refused before anything went upstream)
-        gets a code that pybit retries (10006); 10016 for upstream failures is never retried.
-        pybit also retries 10002 (stale timestamp), re-signing with a fresh one, as against Bybit.
-        Bybit's `time` field is left out: this method has no clock.
+        10016 ExchangeError. Only refusals made before anything went upstream get a code that pybit
+        retries (10006); 10016 for upstream failures is never retried. pybit also retries 10002 (stale
+        timestamp), re-signing with a fresh one, as against Bybit. An order keyproxy's limits refuse is
+        10001 ("params error": BadRequest, never retried). Bybit's `time` field is left out: this
+        method has no clock.
         """
-        native = {
-            "unknown_bot": 10003, "unknown_account": 10003, "bad_signature": 10004,
-            "replayed_request": 10004, "stale_request": 10002, "bad_request": 10001,
-            "body_too_large": 10001, "request_timeout": 10001, "unknown_endpoint": 10017,
-            "ip_denied": 10010, "unavailable": 10006, "rate_limited": 10006,
-        }.get(code, 10005 if code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined") else 10016)
+        native = _BYBIT_CODES.get(code) or _BYBIT_KINDS[refusal_kind(code)]
         return {"retCode": native, "retMsg": message, "result": {}, "retExtInfo": {}}
 
     def refusal_status(self, code: str, status: int) -> int:

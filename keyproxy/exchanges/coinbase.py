@@ -39,7 +39,7 @@ import uuid
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -125,6 +125,21 @@ for (_cls, _signed), _entries in ENDPOINT_GROUPS.items():
             PATTERNS.append((_method, _pattern, _endpoint))
 
 _V2_TRANSACTIONS = re.compile(f"/v2/accounts/{_SEGMENT}/transactions")
+
+
+# native_error: Advanced Trade's `error` and v2's `errors[].id` for each kind of refusal
+_COINBASE_KINDS: dict[K, tuple[str, str]] = {
+    K.AUTH: ("authentication_error", "authentication_error"),
+    K.SIGNATURE: ("authentication_error", "authentication_error"), K.STALE: ("expired_token", "expired_token"),
+    K.BAD_REQUEST: ("INVALID_ARGUMENT", "invalid_request"), K.UNKNOWN_ENDPOINT: ("PERMISSION_DENIED", "invalid_scope"),
+    K.NOT_FOUND: ("not_found", "not_found"), K.DENIED: ("PERMISSION_DENIED", "invalid_scope"),
+    K.PAUSED: ("PERMISSION_DENIED", "invalid_scope"), K.ORDER_REJECTED: ("INVALID_ARGUMENT", "invalid_request"),
+    K.RATE_LIMITED: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    K.UNAVAILABLE: ("rate_limit_exceeded", "rate_limit_exceeded"),  # nothing was sent: a retry is safe
+    K.UPSTREAM_TIMEOUT: ("internal_server_error", "internal_server_error"),
+    K.UPSTREAM_ERROR: ("internal_server_error", "internal_server_error"),
+    K.INTERNAL: ("internal_server_error", "internal_server_error"),
+}
 
 
 class _Jwt:
@@ -392,28 +407,17 @@ class Coinbase(AdapterHooks):
         return KeyRejection.DENIED if status == 403 else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
-        """Advanced Trade's {error, error_details, message} plus v2's errors list.
+        """Advanced Trade's {error, error_details, message} plus v2's errors list, one pair per kind
+        (base.RefusalKind).
 
         ccxt's coinbase.handle_errors reads `error` first and maps it exactly:
         authentication_error/expired_token -> AuthenticationError, PERMISSION_DENIED ->
-        PermissionDenied, INVALID_ARGUMENT -> BadRequest, rate_limit_exceeded ->
-        RateLimitExceeded, internal_server_error -> ExchangeError (never retried).
+        PermissionDenied, INVALID_ARGUMENT -> BadRequest (also an order keyproxy's limits refuse: never
+        retried), rate_limit_exceeded -> RateLimitExceeded (also "nothing was sent, retry"),
+        internal_server_error -> ExchangeError (never retried).
         coinbase-advanced-py raises HTTPError on any 4xx/5xx with this body in the text.
         """
-        if code in ("unknown_bot", "bad_signature", "replayed_request"):
-            v3, v2 = "authentication_error", "authentication_error"
-        elif code == "stale_request":
-            v3, v2 = "expired_token", "expired_token"
-        elif code == "bad_request" or code in ("body_too_large", "request_timeout"):
-            v3, v2 = "INVALID_ARGUMENT", "invalid_request"
-        elif code == "unknown_endpoint" or code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined"):
-            v3, v2 = "PERMISSION_DENIED", "invalid_scope"
-        elif code == "unavailable":
-            v3, v2 = "rate_limit_exceeded", "rate_limit_exceeded"  # nothing was sent: a retry is safe
-        elif code == "unknown_account":
-            v3, v2 = "not_found", "not_found"
-        else:
-            v3, v2 = "internal_server_error", "internal_server_error"
+        v3, v2 = _COINBASE_KINDS[refusal_kind(code)]
         details = "Missing required scopes" if code == "scope_denied" else message
         return {"error": v3, "error_details": details, "message": message,
                 "errors": [{"id": v2, "message": message}]}

@@ -28,7 +28,7 @@ from decimal import Decimal
 from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -114,14 +114,22 @@ PRIVATE_METHODS: dict[str, EndpointClass] = {
     "CreateSubaccount": EndpointClass.ADMIN,
 }
 
-# keyproxy's own trading-limit refusals (policy): answered as a rejected order
-_TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
-                   "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "price_out_of_band",
-                   "reference_unavailable", "duplicate_order", "position_exceeded", "loss_limit", "self_cross")
-
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _DIGITS_B = re.compile(rb"[0-9]{1,20}")
 _WS = " \t\n\r"
+
+
+# native_error: Kraken's error string for each kind of refusal, and where one code has a finer one
+_KRAKEN_KINDS: dict[K, str] = {
+    K.AUTH: "EAPI:Invalid key", K.SIGNATURE: "EAPI:Invalid signature", K.STALE: "EAPI:Invalid nonce",
+    K.BAD_REQUEST: "EGeneral:Invalid arguments", K.UNKNOWN_ENDPOINT: "EGeneral:Unknown method",
+    K.NOT_FOUND: "EGeneral:Invalid arguments", K.DENIED: "EGeneral:Permission denied",
+    K.PAUSED: "EGeneral:Permission denied", K.ORDER_REJECTED: "EOrder:Invalid order",  # ccxt: InvalidOrder
+    K.RATE_LIMITED: "EAPI:Rate limit exceeded",  # ccxt: DDoSProtection (backs off)
+    K.UNAVAILABLE: "EService:Unavailable", K.UPSTREAM_TIMEOUT: "EService:Deadline elapsed",
+    K.UPSTREAM_ERROR: "EService:Unavailable", K.INTERNAL: "EGeneral:Internal error",
+}
+_KRAKEN_CODES = {"replayed_request": "EAPI:Invalid nonce"}  # Kraken's answer to a nonce it has seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,30 +462,12 @@ class Kraken(AdapterHooks):
         return KeyRejection.DENIED if b"EGeneral:Permission denied" in body else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
-        # Kraken's own strings (docs "Spot Error Messages"), which ccxt maps by exact match:
-        # EAPI:Invalid key -> AuthenticationError, EAPI:Invalid nonce -> InvalidNonce,
+        # Kraken's own strings (docs "Spot Error Messages"), one per kind (base.RefusalKind), which ccxt maps
+        # by exact match: EAPI:Invalid key -> AuthenticationError, EAPI:Invalid nonce -> InvalidNonce,
         # EGeneral:Permission denied -> PermissionDenied, EGeneral:Invalid arguments -> BadRequest.
         # EAPI:Invalid signature / EGeneral:Unknown method / EService:Deadline elapsed are plain
         # ExchangeError in ccxt: not retried (a timed-out order's fate is unknown).
-        native = {
-            "unknown_bot": "EAPI:Invalid key",
-            "bad_signature": "EAPI:Invalid signature",
-            "stale_request": "EAPI:Invalid nonce",
-            "replayed_request": "EAPI:Invalid nonce",
-            "bad_request": "EGeneral:Invalid arguments",
-            "unknown_endpoint": "EGeneral:Unknown method",
-            "upstream_timeout": "EService:Deadline elapsed",
-            "upstream_error": "EService:Unavailable",
-            "unavailable": "EService:Unavailable",
-            "internal_error": "EGeneral:Internal error",
-            "audit_unavailable": "EService:Unavailable",  # refused before anything went upstream
-            "rate_limited": "EAPI:Rate limit exceeded",  # ccxt: DDoSProtection (backs off)
-            **dict.fromkeys(_TRADING_LIMITS, "EOrder:Invalid order"),  # ccxt: InvalidOrder (broad ':Invalid order')
-        }.get(code)
-        if native is None:
-            denied = code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined", "outside_hours", "withdrawal_limit")
-            native = "EGeneral:Permission denied" if denied else "EGeneral:Invalid arguments"
-        return {"error": [native]}
+        return {"error": [_KRAKEN_CODES.get(code) or _KRAKEN_KINDS[refusal_kind(code)]]}
 
     def refusal_status(self, code: str, status: int) -> int:
         # Kraken answers errors with HTTP 200 and the `error` list; its SDKs read the list

@@ -27,7 +27,7 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import json_doc as _json_doc
+from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -81,10 +81,6 @@ ENVIRONMENTS = (
 _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
 _EXPTIME = re.compile(r"[0-9]{1,20}")
 _EPOCH = datetime(1970, 1, 1)
-_TRADING_LIMITS = ("symbol_denied", "notional_exceeded", "notional_unknown", "daily_notional_exceeded",
-                   "leverage_exceeded", "reduce_only", "price_out_of_band", "reference_unavailable", "duplicate_order",
-                   "position_exceeded", "loss_limit", "self_cross")
-
 
 def parse_timestamp(text: str) -> int:
     """`2020-12-08T09:08:57.715Z` -> Unix ms; BadRequest for anything else."""
@@ -107,6 +103,16 @@ def format_timestamp(ms: int) -> str:
 
 def prehash(timestamp: str, method: str, path: str, query: str, body: bytes) -> bytes:
     return (timestamp + method.upper() + path + (f"?{query}" if query else "")).encode() + body
+
+
+# native_error: OKX's code for each kind of refusal, and where one code has a finer one of its own
+_OKX_KINDS: dict[K, str] = {
+    K.AUTH: "50111", K.SIGNATURE: "50113", K.STALE: "50102", K.BAD_REQUEST: "51000", K.UNKNOWN_ENDPOINT: "50062",
+    K.NOT_FOUND: "51000", K.DENIED: "50027", K.PAUSED: "50027", K.ORDER_REJECTED: "51005",
+    K.RATE_LIMITED: "50011", K.UNAVAILABLE: "50026", K.UPSTREAM_TIMEOUT: "50004", K.UPSTREAM_ERROR: "50026",
+    K.INTERNAL: "50026",
+}
+_OKX_CODES = {"ip_denied": "50110", "open_orders_exceeded": "51102"}  # OKX's own IP and open-order answers
 
 
 class Okx(AdapterHooks):
@@ -293,24 +299,13 @@ class Okx(AdapterHooks):
         return KeyRejection.DENIED if code == "50120" else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
-        # OKX's own codes (docs-v5 "Error Code"), picked by how ccxt's okx `exceptions` map raises
-        # them: 50111/50113 AuthenticationError, 50102 InvalidNonce (as Binance's -1021), 50110 and
-        # 50027 PermissionDenied, 51000 BadRequest, 50062 ExchangeError ("This feature is currently
-        # unavailable"), 51005/51102 InvalidOrder, 50011 RateLimitExceeded. Only transient refusals
-        # get codes ccxt may retry (50026 ExchangeNotAvailable, 50011, and 50004 RequestTimeout:
+        # OKX's own codes (docs-v5 "Error Code"), one per kind (base.RefusalKind), picked by how ccxt's okx
+        # `exceptions` map raises them: 50111/50113 AuthenticationError, 50102 InvalidNonce (as Binance's
+        # -1021), 50110 and 50027 PermissionDenied, 51000 BadRequest, 50062 ExchangeError ("This feature is
+        # currently unavailable"), 51005/51102 InvalidOrder, 50011 RateLimitExceeded. Only transient
+        # refusals get codes ccxt may retry (50026 ExchangeNotAvailable, 50011, and 50004 RequestTimeout:
         # "does not mean that the request was successful or failed").
-        native = {
-            "unknown_bot": "50111", "bad_signature": "50113", "stale_request": "50102",
-            "replayed_request": "50113", "bad_request": "51000", "unknown_endpoint": "50062",
-            "ip_denied": "50110", "upstream_timeout": "50004", "upstream_error": "50026",
-            "unavailable": "50026", "internal_error": "50026", "audit_unavailable": "50026",
-            "rate_limited": "50011",  # ccxt: RateLimitExceeded (backs off)
-            # keyproxy's own trading limits, answered as OKX's order-limit rejections (ccxt: InvalidOrder)
-            "open_orders_exceeded": "51102", **dict.fromkeys(_TRADING_LIMITS, "51005"),
-        }.get(code)
-        if native is None:
-            denied = code.endswith("_denied") or code in ("halted", "bot_suspended", "key_quarantined", "outside_hours", "withdrawal_limit")
-            native = "50027" if denied else "51000"
+        native = _OKX_CODES.get(code) or _OKX_KINDS[refusal_kind(code)]
         return {"code": native, "msg": message, "data": []}
 
     def refusal_status(self, code: str, status: int) -> int:
