@@ -18,6 +18,9 @@ class SharedCharges:
     buckets: list[tuple[str, float, float]] = field(default_factory=list)  # (bucket key, rate/s, capacity)
     caps: list[tuple[str, str, Decimal, Decimal, str]] = field(default_factory=list)  # (kind, asset, amount, cap, code)
     open_orders: tuple[int, int] | None = None  # (orders this request places, the bot's max_open_orders)
+    # duplicate_orders: (the order's shape, hashed with the bot; window s; cap; checked: not reduce-only), each
+    # placement counted across the fleet
+    duplicates: list[tuple[str, float, int, bool]] = field(default_factory=list)
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
 
@@ -25,6 +28,7 @@ class SharedCharges:
         """Before the decision is taken again on newer state: its charges are the new decision's."""
         self.buckets.clear()
         self.caps.clear()
+        self.duplicates.clear()
         self.open_orders = None
         self.commit_local = lambda: None
 
@@ -32,10 +36,11 @@ class SharedCharges:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The script's answer: "ok", "stale" (the fleet moved on), "back" (its version went back), "replay",
-    "sequence", "rate", "cap", "open", or "unavailable" (Redis could not be asked)."""
+    "sequence", "rate", "cap", "open", "duplicate", or "unavailable" (Redis could not be asked)."""
 
     kind: str
     bucket: str | None = None
     retry_after: float | None = None
     cap: tuple[str, str, Decimal, Decimal, str] | None = None
     used: Decimal | None = None
+    duplicate: tuple[str, float, int, bool] | None = None

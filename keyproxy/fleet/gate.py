@@ -9,7 +9,8 @@ script, so two instances can never both spend the last token:
     and the bot's own nonce sequence (Kraken), which must increase across the whole fleet;
   - the bot's and the account's token buckets (rates, orders, the anomaly throttle), on Redis's clock;
   - daily caps (notional, withdrawals), counted per UTC day;
-  - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py).
+  - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py);
+  - the bot's repeated orders (duplicate_orders): each placement's shape in a sorted set for its window.
 Redis unreachable: the caller refuses what trades, withdraws or transfers, and lets reads, cancels and
 reduce-only orders through on this instance's own counters (`SharedCharges.harmless`).
 """
@@ -31,9 +32,9 @@ _SCRIPT = """
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
 if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
-local nr, ns, nb, nc, no = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
-  tonumber(ARGV[6])
-local k, a = 2, 7
+local nr, ns, nb, nc, no, nd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6]), tonumber(ARGV[7])
+local k, a = 2, 8
 local replays, buckets, caps, seq = {}, {}, {}, nil
 for i = 1, nr do
   local key, ttl, check = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
@@ -72,8 +73,20 @@ for i = 1, nc do
 end
 if no == 1 then
   local n, cap, total = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), 0
+  a = a + 2
   for _, v in ipairs(redis.call('HVALS', KEYS[k])) do total = total + tonumber(v) end
+  k = k + 1
   if total + n > cap then return {'open', tostring(total)} end
+end
+local dups = {}
+for i = 1, nd do
+  local key, window, cap, check = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  k = k + 1; a = a + 3
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local seen = redis.call('ZCARD', key)
+  for _, d in ipairs(dups) do if d[1] == key then seen = seen + 1 end end
+  if check == '1' and seen >= cap then return {'duplicate', tostring(i), tostring(seen)} end
+  dups[i] = {key, window, seen}
 end
 for _, r in ipairs(replays) do redis.call('SET', r[1], '1', 'PX', r[2]) end
 if seq then redis.call('SET', seq[1], seq[2]) end
@@ -84,6 +97,10 @@ end
 for _, c in ipairs(caps) do
   redis.call('INCRBYFLOAT', c[1], c[2])
   redis.call('EXPIRE', c[1], 172800)
+end
+for i, d in ipairs(dups) do
+  redis.call('ZADD', d[1], now, tostring(now) .. ':' .. tostring(d[3]) .. ':' .. tostring(i))  -- unique per placement
+  redis.call('PEXPIRE', d[1], math.floor(d[2] * 1000) + 1000)
 end
 return {'ok'}
 """
@@ -111,7 +128,8 @@ class FleetGate:
             keys.append(key("replay:" + hashlib.sha256(replay_id.encode()).hexdigest()[:32]))
         counts = Counter(b[0] for b in charges.buckets)
         buckets = list(dict.fromkeys(charges.buckets))
-        args += [len(buckets), len(charges.caps), 1 if charges.open_orders is not None else 0]
+        args += [len(buckets), len(charges.caps), 1 if charges.open_orders is not None else 0,
+                 len(charges.duplicates)]
         for replay_id, ttl_ms, checked in charges.replays:
             args += [max(1, int(ttl_ms)), "1" if checked else "0"]
         if charges.sequence is not None:
@@ -127,6 +145,9 @@ class FleetGate:
         if charges.open_orders is not None:
             keys.append(key(f"open:{charges.bot}"))
             args += list(charges.open_orders)
+        for shape, window, cap, checked in charges.duplicates:
+            keys.append(key(f"orders:{shape}"))
+            args += [repr(float(window)), cap, "1" if checked else "0"]
         try:
             answer = await self._script(keys=keys, args=args)
         except (redis.RedisError, OSError):
@@ -138,6 +159,9 @@ class FleetGate:
             return Verdict("open", used=Decimal(answer[1].decode()))
         if kind == "cap":
             return Verdict("cap", cap=charges.caps[int(answer[1]) - 1], used=Decimal(answer[2].decode()))
+        if kind == "duplicate":
+            return Verdict("duplicate", duplicate=charges.duplicates[int(answer[1]) - 1],
+                           used=Decimal(answer[2].decode()))
         return Verdict(kind)
 
     async def close(self) -> None:

@@ -73,6 +73,10 @@ def refusal(verdict: Verdict, bot: str) -> Refused:
     if verdict.kind == "open":
         return Refused("open_orders_exceeded", f"bot {bot!r}: {verdict.used} open orders and more: the cap is "
                        "reached (counted across the fleet)")
+    if verdict.kind == "duplicate" and verdict.duplicate is not None:
+        _, window, cap, _ = verdict.duplicate
+        return Refused("duplicate_order", f"bot {bot!r}: the same order was already placed {verdict.used} times in "
+                       f"{window:g} s across the fleet: the cap is {cap} (duplicate_orders)")
     if verdict.kind == "cap" and verdict.cap is not None:
         kind, asset, amount, cap, code = verdict.cap
         used = verdict.used or 0

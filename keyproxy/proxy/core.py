@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import secrets
@@ -485,11 +486,14 @@ class Core:
         if not decision.allow:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
-        if decision.orders:
+        shared = outcome.shared
+        if decision.orders and shared is None:
             self.counters.remember(name, decision.orders, now)
             outcome.remembered = (name, decision.orders, now)
 
         def commit_local() -> None:
+            if decision.orders and shared is not None:
+                self.counters.remember(name, decision.orders, now)
             self.counters.apply(decision.charges, now)
             if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
                 if decision.notional is not None and policy.daily_notional_cap:
@@ -497,7 +501,6 @@ class Core:
                 if decision.withdrawal is not None and policy.daily_withdrawal_cap:
                     self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
 
-        shared = outcome.shared
         if shared is None:
             commit_local()
             return facts
@@ -511,6 +514,10 @@ class Core:
             shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
         if facts.action == "order" and policy.max_open_orders is not None:
             shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
+        if decision.orders and policy.duplicate_orders is not None:  # the same shapes decide() looked at
+            shared.duplicates = [(hashlib.sha256(repr((name, shape)).encode()).hexdigest()[:32],
+                                  float(policy.duplicate_window_seconds), policy.duplicate_orders, not leg.reduce_only)
+                                 for shape, leg in zip(decision.orders, facts.placed())]
         if decision.withdrawal is not None and policy.daily_withdrawal_cap:
             shared.caps.append(("withdraw", facts.asset or "", decision.withdrawal, policy.daily_withdrawal_cap,
                                 "withdrawal_limit"))

@@ -207,6 +207,18 @@ def test_an_order_decided_again_on_newer_state_is_not_its_own_duplicate(fleet: F
     fleet.b.cli("resume", "--bot", "someone-else")
 
 
+def test_the_same_order_through_either_instance_is_one_repeat(fleet: Fleet) -> None:
+    """duplicate_orders counts the bot's orders across the fleet: the same order placed through A and then
+    through B is a repeat (before, each instance counted its own)."""
+    creds = fleet.a.add_bot("repeater", "main", "read,trade", "--set", "duplicate_orders=1")
+    on_a, on_b = client(creds, on(fleet.a)), client(creds, on(fleet.b))
+    first = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000), "duplicate_order")
+    other = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20001)  # another order is its own
+    for placed in (first, other):
+        on_a.cancel_order(placed["id"], "BTC/USDT")
+
+
 def test_a_bot_heartbeating_through_one_instance_is_not_silent_to_the_other(fleet: Fleet) -> None:
     """heartbeat_seconds: the bot sends only to A; B must not take it for silent and cancel its orders."""
     creds = fleet.a.add_bot("beating", "main", "read,trade", "--set", "heartbeat_seconds=3")

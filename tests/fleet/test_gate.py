@@ -63,6 +63,22 @@ def test_daily_caps_add_up_across_the_fleet(shared: SharedStateSettings) -> None
     assert check(shared, spend("20"), spend("20"), spend("20"), spend("10")) == ["ok", "ok", "cap", "ok"]
 
 
+def test_repeated_orders_are_counted_across_the_fleet(shared: SharedStateSettings) -> None:
+    """duplicate_orders = 2 in a 60 s window: the third same order is refused, whichever instance it reaches;
+    another order is its own; a reduce-only repeat passes (and still counts); a refused check adds nothing."""
+    def placing(shape: str, checked: bool = True, cap: int = 2) -> SharedCharges:
+        return SharedCharges("b1", duplicates=[(shape, 60.0, cap, checked)])
+    assert check(shared, placing("s1"), placing("s1"), placing("s1"), placing("s2")) == ["ok", "ok", "duplicate", "ok"]
+    assert check(shared, placing("s1", checked=False), placing("s1")) == ["ok", "duplicate"]
+    batch = SharedCharges("b1", duplicates=[("s3", 60.0, 1, True), ("s3", 60.0, 1, True)])
+    assert check(shared, batch, placing("s3", cap=1)) == ["duplicate", "ok"]  # the batch's own repeat; none added
+    short = SharedCharges("b1", duplicates=[("s4", 0.2, 1, True)])
+    assert check(shared, short, SharedCharges("b1", duplicates=[("s4", 0.2, 1, True)])) == ["ok", "duplicate"]
+    import time
+    time.sleep(0.3)  # the window has passed
+    assert check(shared, SharedCharges("b1", duplicates=[("s4", 0.2, 1, True)])) == ["ok"]
+
+
 def test_an_instance_behind_the_fleets_version_is_told_so_and_charged_nothing(shared: SharedStateSettings) -> None:
     store = FleetStore(shared, "vault-1", KEY)
     version = store.set_halt("bot", "b1", "drill", 1.0)
