@@ -156,6 +156,7 @@ class Route:
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
+IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting toward max_open_orders after this
 MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
 
 
@@ -176,6 +177,9 @@ class Core:
         self.clock_ms = clock_ms
         self.replays = ReplayCache()
         self.counters = Counters()
+        # orders on their way to the exchange, per bot (request id -> (orders, counted until)): max_open_orders
+        # counts them as open until their answer is read, so concurrent orders cannot all pass at the cap
+        self._placing: dict[str, dict[str, tuple[int, float]]] = {}
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
@@ -402,7 +406,28 @@ class Core:
             raise Refused("bad_request", e.message) from None
         self._before_forward(outcome)  # the audit line is written before anything goes upstream
         outcome.decision = "allow"
+        if outcome.track is not None and outcome.track[1].action == "order":
+            bot = outcome.track[0]
+            self._placing.setdefault(bot, {})[outcome.request_id] = (
+                max(1, len(outcome.track[1].placed())), self.clock_ms() / 1000 + IN_FLIGHT_S)
         return outbound
+
+    def in_flight(self, bot: str, now: float) -> int:
+        """The bot's orders sent and not yet answered (an answer that never comes stops counting after
+        IN_FLIGHT_S, longer than any upstream timeout)."""
+        mine = self._placing.get(bot)
+        if not mine:
+            return 0
+        for request_id, (_, until) in list(mine.items()):
+            if until <= now:
+                del mine[request_id]
+        return sum(n for n, _ in mine.values())
+
+    def _answered(self, outcome: Outcome) -> None:
+        if outcome.track is not None:
+            mine = self._placing.get(outcome.track[0])
+            if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
+                del self._placing[outcome.track[0]]
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
@@ -465,8 +490,8 @@ class Core:
         if self.usage is not None:
             usage = Usage(
                 # in a fleet the gate counts them across every instance (an instance sees only its own answers)
-                open_orders=self.usage.open_orders(name) if policy.max_open_orders and facts.action == "order"
-                and not self.fleet else 0,
+                open_orders=self.usage.open_orders(name) + self.in_flight(name, now)
+                if policy.max_open_orders and facts.action == "order" and not self.fleet else 0,
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
@@ -512,8 +537,8 @@ class Core:
         shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
         if decision.notional is not None and policy.daily_notional_cap:
             shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
-        if facts.action == "order" and policy.max_open_orders is not None:
-            shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
+        if facts.action == "order" and policy.max_open_orders is not None:  # with this instance's in flight
+            shared.open_orders = (max(1, len(facts.placed())) + self.in_flight(name, now), policy.max_open_orders)
         if decision.orders and policy.duplicate_orders is not None:  # the same shapes decide() looked at
             shared.duplicates = [(hashlib.sha256(repr((name, shape)).encode()).hexdigest()[:32],
                                   float(policy.duplicate_window_seconds), policy.duplicate_orders, not leg.reduce_only)
@@ -653,6 +678,7 @@ class Core:
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 self._track_open_orders(adapter, outcome.track, out, status, body)
+                self._answered(outcome)  # counted from its answer now, no longer as on its way
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:

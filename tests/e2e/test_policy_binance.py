@@ -160,6 +160,31 @@ def test_open_order_cap_counts_resting_orders_and_cancels(limited: DevStack) -> 
         ex.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_concurrent_orders_cannot_all_pass_the_open_order_cap(limited: DevStack) -> None:
+    """A compromised bot firing many orders at once: each counts as open from the moment it is sent until
+    its answer is read, so with max_open_orders = 2 at most two of twelve simultaneous orders go through."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.conftest import call, hmac_sign, now_ms
+
+    creds = limited.add_bot("burst", "main", "read,trade", "--set", "max_open_orders=2")
+    start = len(limited.journal())
+
+    def place(i: int) -> int:
+        query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                          f"&price={20000 + i}&timestamp={now_ms()}")
+        return call(creds["base_url"], "POST", "/api/v3/order", body=query,
+                    headers={"X-MBX-APIKEY": creds["api_key"]}).status
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(place, range(12)))
+    placed = [e for e in limited.journal()[start:] if e.get("path") == "/api/v3/order" and e.get("method") == "POST"]
+    assert statuses.count(200) == len(placed) <= 2 and statuses.count(403) >= 10, statuses
+    ex = bot(limited, "burst-tidy")  # another bot of the account cancels what rests
+    for o in ex.fetch_open_orders("BTC/USDT"):
+        ex.cancel_order(o["id"], "BTC/USDT")
+
+
 def test_daily_notional_cap_survives_restart(limited: DevStack) -> None:
     ex = bot(limited, "daily", "daily_notional_cap=300")
     for _ in range(2):
