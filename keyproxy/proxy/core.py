@@ -30,7 +30,7 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.policy.decide import Counters, decide, price_band, total_notional
+from keyproxy.policy.decide import Counters, RiskView, decide, price_band, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.risk import RiskDesk
@@ -177,9 +177,10 @@ class Core:
         self.clock_ms = clock_ms
         self.replays = ReplayCache()
         self.counters = Counters()
-        # orders on their way to the exchange, per bot (request id -> (orders, counted until)): max_open_orders
-        # counts them as open until their answer is read, so concurrent orders cannot all pass at the cap
-        self._placing: dict[str, dict[str, tuple[int, float]]] = {}
+        # orders on their way to the exchange, per bot (request id -> (their legs, counted until)):
+        # max_open_orders and the position caps count them as resting until their answer is read, so orders
+        # fired at once cannot all pass a cap that each of them alone would meet
+        self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float]]] = {}
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
@@ -406,28 +407,43 @@ class Core:
             raise Refused("bad_request", e.message) from None
         self._before_forward(outcome)  # the audit line is written before anything goes upstream
         outcome.decision = "allow"
-        if outcome.track is not None and outcome.track[1].action == "order":
-            bot = outcome.track[0]
+        if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
+            bot, facts = outcome.placed_by
             self._placing.setdefault(bot, {})[outcome.request_id] = (
-                max(1, len(outcome.track[1].placed())), self.clock_ms() / 1000 + IN_FLIGHT_S)
+                facts.placed() or (facts,), self.clock_ms() / 1000 + IN_FLIGHT_S)
         return outbound
 
-    def in_flight(self, bot: str, now: float) -> int:
-        """The bot's orders sent and not yet answered (an answer that never comes stops counting after
-        IN_FLIGHT_S, longer than any upstream timeout)."""
+    def _sent(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
+        """The legs of the bot's orders sent and not yet answered (an answer that never comes stops counting
+        after IN_FLIGHT_S, longer than any upstream timeout)."""
         mine = self._placing.get(bot)
         if not mine:
-            return 0
+            return []
         for request_id, (_, until) in list(mine.items()):
             if until <= now:
                 del mine[request_id]
-        return sum(n for n, _ in mine.values())
+        return [legs for legs, _ in mine.values()]
+
+    def in_flight(self, bot: str, now: float) -> int:
+        return sum(len(legs) for legs in self._sent(bot, now))
+
+    def _with_sent(self, risk: RiskView, bot: str, now: float) -> RiskView:
+        """The risk view with the sizes of the bot's orders on their way added to its resting ones."""
+        sent = [leg for legs in self._sent(bot, now) for leg in legs if leg.quantity is not None and leg.side]
+        if not sent or not (risk.open_buy or risk.open_sell):
+            return risk
+        buy, sell = dict(risk.open_buy), dict(risk.open_sell)
+        for leg in sent:
+            side = buy if leg.side.lower() == "buy" else sell
+            if leg.scope in side:
+                side[leg.scope] += leg.quantity
+        return replace(risk, open_buy=buy, open_sell=sell)
 
     def _answered(self, outcome: Outcome) -> None:
-        if outcome.track is not None:
-            mine = self._placing.get(outcome.track[0])
+        if outcome.placed_by is not None:
+            mine = self._placing.get(outcome.placed_by[0])
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
-                del self._placing[outcome.track[0]]
+                del self._placing[outcome.placed_by[0]]
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
@@ -497,6 +513,8 @@ class Core:
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
         risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter) if facts.placed() else None
+        if risk is not None:
+            risk = self._with_sent(risk, name, now)
         references = {}
         if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
             references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age
@@ -678,13 +696,13 @@ class Core:
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 self._track_open_orders(adapter, outcome.track, out, status, body)
-                self._answered(outcome)  # counted from its answer now, no longer as on its way
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:
                 self._attribute_orders(name, outcome.placed_by, ids)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
+            self._answered(outcome)  # counted from its answer now, no longer as on its way
         return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:

@@ -73,6 +73,28 @@ def test_max_position_counts_fills_and_resting_orders_and_selling_always_passes(
     ex.cancel_all_orders("BTC/USDT")
 
 
+def test_buys_fired_at_once_cannot_all_pass_the_position_cap(dev: DevStack) -> None:
+    """max_position = 0.01 and ten resting buys of 0.003 sent at once: each counts as resting from the moment
+    keyproxy sends it, so at most three go through (0.009), not all ten (0.03)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.conftest import call, hmac_sign, now_ms
+
+    creds = dev.add_bot("sized-burst", "main", "read,trade", "--set", "max_position=0.01")
+
+    def buy(i: int) -> int:
+        query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.003"
+                          f"&price={50000 + i}&timestamp={now_ms()}")
+        return call(creds["base_url"], "POST", "/api/v3/order", body=query,
+                    headers={"X-MBX-APIKEY": creds["api_key"]}).status
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(buy, range(10)))
+    assert statuses.count(200) <= 3 and statuses.count(200) + statuses.count(403) == 10, statuses
+    tidy = bot(dev, "sized-burst-tidy")
+    tidy.cancel_all_orders("BTC/USDT")
+
+
 def test_the_daily_loss_limit_halts_new_risk_cancels_resting_orders_and_alerts(dev: DevStack) -> None:
     set_price(dev, "60000")
     ex = bot(dev, "loser", "max_daily_loss=50", "on_loss_limit=cancel")
