@@ -409,8 +409,9 @@ class Core:
         outcome.decision = "allow"
         if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
             bot, facts = outcome.placed_by
-            self._placing.setdefault(bot, {})[outcome.request_id] = (
-                facts.placed() or (facts,), self.clock_ms() / 1000 + IN_FLIGHT_S)
+            now = self.clock_ms() / 1000
+            self._sent(bot, now)  # what never got an answer stops counting (and is forgotten)
+            self._placing.setdefault(bot, {})[outcome.request_id] = (facts.placed() or (facts,), now + IN_FLIGHT_S)
         return outbound
 
     def _sent(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
