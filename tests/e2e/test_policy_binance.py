@@ -165,16 +165,13 @@ def test_concurrent_orders_cannot_all_pass_the_open_order_cap(limited: DevStack)
     its answer is read, so with max_open_orders = 2 at most two of twelve simultaneous orders go through."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.e2e.conftest import call, hmac_sign, now_ms
+    from tests.e2e.conftest import binance_limit_buy
 
     creds = limited.add_bot("burst", "main", "read,trade", "--set", "max_open_orders=2")
     start = len(limited.journal())
 
     def place(i: int) -> int:
-        query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
-                          f"&price={20000 + i}&timestamp={now_ms()}")
-        return call(creds["base_url"], "POST", "/api/v3/order", body=query,
-                    headers={"X-MBX-APIKEY": creds["api_key"]}).status
+        return binance_limit_buy(creds, "0.001", 20000 + i)
 
     with ThreadPoolExecutor(12) as pool:
         statuses = list(pool.map(place, range(12)))

@@ -78,15 +78,12 @@ def test_buys_fired_at_once_cannot_all_pass_the_position_cap(dev: DevStack) -> N
     keyproxy sends it, so at most three go through (0.009), not all ten (0.03)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.e2e.conftest import call, hmac_sign, now_ms
+    from tests.e2e.conftest import binance_limit_buy
 
     creds = dev.add_bot("sized-burst", "main", "read,trade", "--set", "max_position=0.01")
 
     def buy(i: int) -> int:
-        query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.003"
-                          f"&price={50000 + i}&timestamp={now_ms()}")
-        return call(creds["base_url"], "POST", "/api/v3/order", body=query,
-                    headers={"X-MBX-APIKEY": creds["api_key"]}).status
+        return binance_limit_buy(creds, "0.003", 50000 + i)
 
     with ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(buy, range(10)))
