@@ -139,16 +139,6 @@ class Counters:
             while len(shapes_of) > MAX_REMEMBERED_ORDERS:
                 shapes_of.pop(next(iter(shapes_of)))
 
-    def unremember(self, bot: str, shapes: tuple[OrderShape, ...], at: float) -> None:
-        """Take back what `remember(bot, shapes, at)` added (a request decided again)."""
-        shapes_of = self.recent_orders.get(bot, {})
-        for shape in shapes:
-            times = shapes_of.get(shape)
-            if times and at in times:
-                times.remove(at)
-                if not times:
-                    del shapes_of[shape]
-
     def bucket(self, key: str, rate: float, capacity: float, now: float) -> Bucket:
         b = self.buckets.get(key)
         if b is None or b.rate != rate or b.capacity != capacity:

@@ -78,9 +78,6 @@ class Outcome:
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
     shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)
-    # (bot, order shapes, when) this request added to its bot's duplicate_orders window: taken back when the
-    # request is decided again (Core.redecide), so it is never its own duplicate
-    remembered: tuple[str, tuple[Any, ...], float] | None = None
 
 
 def new_request_id() -> str:
@@ -156,7 +153,7 @@ class Route:
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
-IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting toward max_open_orders after this
+IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting against the caps after this
 MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
 
 
@@ -309,9 +306,6 @@ class Core:
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
         if outcome.shared is not None:
             outcome.shared.reset_policy()
-        if outcome.remembered is not None:  # the first decision's orders: not this request's duplicates
-            self.counters.unremember(*outcome.remembered)
-            outcome.remembered = None
         route = replace(route, snap=snap, account=account)
         return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
 
@@ -531,12 +525,9 @@ class Core:
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         shared = outcome.shared
-        if decision.orders and shared is None:
-            self.counters.remember(name, decision.orders, now)
-            outcome.remembered = (name, decision.orders, now)
 
-        def commit_local() -> None:
-            if decision.orders and shared is not None:
+        def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)
+            if decision.orders:
                 self.counters.remember(name, decision.orders, now)
             self.counters.apply(decision.charges, now)
             if self.usage is not None:  # committed before the request goes on (a crash overstates, never forgets)
