@@ -202,29 +202,18 @@ def _fix_for(result: dict[str, Any], account: str) -> str:
 async def check_exchanges(vault: Any, state_db: Any, max_skew: float = 1.0) -> list[Finding]:
     """Exchange-side key permissions against the bots' needs (`key audit`'s own check), and clock skew
     against each exchange (the adapter's public time endpoint)."""
-    from keyproxy.exchanges import default_adapters
-    from keyproxy.exchanges.base import resolve_upstream
     from keyproxy.proxy.own_calls import exchange_clock
     from keyproxy.proxy.upstream import UpstreamClients
-    from keyproxy.rotation import KeyAtExchange, audit_accounts, bot_scopes, real_key
-    from keyproxy.state import NonceSequence
+    from keyproxy.rotation import audit_accounts, bot_scopes, stored_nonces, vault_targets
 
     out: list[Finding] = []
-    adapters = default_adapters()
-    targets = []
-    for a in vault.list_accounts():
-        adapter = adapters.get(a.exchange)
-        if adapter is not None and a.status == "active":
-            upstream = resolve_upstream(adapter, a.base_url, a.insecure_upstream, a.environment)
-            targets.append(KeyAtExchange(a.name, a.exchange, adapter, upstream,
-                                         real_key(a.key_type, vault.credentials(a.name))))
+    targets = vault_targets(vault, active_only=True)
     bots = vault.list_bots()
     clients = UpstreamClients()
     checked_clock: set[str] = set()
     try:
-        results = await audit_accounts(
-            targets, lambda account: bot_scopes(bots, account), clients,
-            lambda t: NonceSequence(state_db).next(t.name) if t.adapter.needs_nonce and state_db is not None else None)
+        results = await audit_accounts(targets, lambda account: bot_scopes(bots, account), clients,
+                                       stored_nonces(state_db))
         for t in targets:
             result = results[t.name]
             for w in result["warnings"]:

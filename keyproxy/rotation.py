@@ -45,6 +45,32 @@ def bot_scopes(bots: Iterable[Any], account: str) -> set[str]:
     return out
 
 
+def vault_targets(vault: Any, name: str | None = None, active_only: bool = False) -> list[KeyAtExchange]:
+    """The vault's accounts (or only `name`; only active keys with `active_only`) with what reaching their
+    exchanges takes, for a process that holds the vault itself (the CLI with the daemon stopped, doctor)."""
+    from keyproxy.exchanges import default_adapters
+    from keyproxy.exchanges.base import resolve_upstream
+
+    adapters = default_adapters()
+    out = []
+    for a in vault.list_accounts():
+        adapter = adapters.get(a.exchange)
+        if adapter is None or (name is not None and a.name != name) or (active_only and a.status != "active"):
+            continue
+        upstream = resolve_upstream(adapter, a.base_url, a.insecure_upstream, a.environment)
+        key = real_key(a.key_type, vault.credentials(a.name))
+        out.append(KeyAtExchange(a.name, a.exchange, adapter, upstream, key))
+    return out
+
+
+def stored_nonces(state: Any) -> Callable[[KeyAtExchange], int | None]:
+    """Each account's own nonce sequence in state.db (None: an exchange without nonces, or no state here)."""
+    from keyproxy.state import NonceSequence
+
+    sequence = NonceSequence(state) if state is not None else None
+    return lambda t: sequence.next(t.name) if sequence is not None and t.adapter.needs_nonce else None
+
+
 async def check_new_key(target: KeyAtExchange, clients: UpstreamClients, nonce: int | None) -> tuple[bool, str]:
     """(ok, what the exchange answered) for the adapter's signed read with the new key."""
     return await verify_key(target.adapter, target.upstream, target.key, clients, nonce)

@@ -65,25 +65,14 @@ class DirectControls(Controls):
         return asyncio.run(self._ask_exchanges(name))
 
     async def _ask_exchanges(self, name: str | None) -> dict[str, Any]:
-        from keyproxy.exchanges.base import resolve_upstream
         from keyproxy.proxy.upstream import UpstreamClients
-        from keyproxy.rotation import KeyAtExchange, audit_accounts, bot_scopes, real_key
-        from keyproxy.state import NonceSequence
+        from keyproxy.rotation import audit_accounts, bot_scopes, stored_nonces, vault_targets
 
-        targets = []
-        for a in self.list_accounts():
-            adapter = default_adapters().get(a["exchange"])
-            if adapter is not None and (name is None or a["name"] == name):
-                upstream = resolve_upstream(adapter, a["base_url"], a["insecure_upstream"], a.get("environment"))
-                key = real_key(a["key_type"], self.vault.credentials(a["name"]))
-                targets.append(KeyAtExchange(a["name"], a["exchange"], adapter, upstream, key))
         bots = self.list_bots()
         clients = UpstreamClients()
         try:
-            return await audit_accounts(
-                targets, lambda account: bot_scopes(bots, account), clients,
-                lambda t: NonceSequence(self.state).next(t.name) if t.adapter.needs_nonce and self.state else None,
-                name)
+            return await audit_accounts(vault_targets(self.vault, name), lambda account: bot_scopes(bots, account),
+                                        clients, stored_nonces(self.state), name)
         finally:
             await clients.close()
 
