@@ -8,15 +8,13 @@ renders; adapters never build HTTP responses.
 
 from __future__ import annotations
 
-import enum
-
 import json
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -345,7 +343,7 @@ def order_ids_in(doc: object, keys: tuple[str, ...], depth: int = 6) -> tuple[st
 OLDEST_PENDING: object = object()
 
 
-class RefusalKind(enum.Enum):
+class RefusalKind(Enum):
     """What a refusal means to the bot's SDK. Each exchange answers each kind in one native shape (its
     `native_error`), so two refusals of one kind can never drift into different exceptions in the bot."""
 
@@ -391,13 +389,6 @@ REFUSAL_KINDS: Mapping[str, RefusalKind] = {code: kind for kind, codes in _KINDS
 
 def refusal_kind(code: str) -> RefusalKind:
     return REFUSAL_KINDS.get(code, RefusalKind.INTERNAL)
-
-
-def json_doc(body: bytes) -> Any:
-    """An exchange's JSON answer (ValueError when it is not JSON)."""
-    import json
-
-    return json.loads(body)
 
 
 class AdapterHooks:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
-from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
+from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
@@ -163,7 +163,7 @@ class Binance(AdapterHooks):
             expires_at=expiry / 1000 if isinstance(expiry, (int, float)) and expiry > 0 else None)
 
     def server_time(self, body: bytes) -> float:
-        return float(_json_doc(body)["serverTime"]) / 1000
+        return float(json.loads(body)["serverTime"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
+from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, iso_time, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
@@ -127,7 +127,7 @@ class Bybit(AdapterHooks):
             expires_at=iso_time(r.get("expiredAt")))
 
     def server_time(self, body: bytes) -> float:
-        doc = _json_doc(body)
+        doc = json.loads(body)
         return float(doc["result"]["timeSecond"]) if "result" in doc else float(doc["time"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:

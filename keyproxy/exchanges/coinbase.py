@@ -39,7 +39,7 @@ import uuid
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
+from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -208,7 +208,7 @@ class Coinbase(AdapterHooks):
                               transfer=bool(doc.get("can_transfer")), ip_restricted=None, expires_at=None)
 
     def server_time(self, body: bytes) -> float:
-        doc = _json_doc(body)
+        doc = json.loads(body)
         return float(doc["epochMillis"]) / 1000 if "epochMillis" in doc else float(doc["epochSeconds"])
 
     def classify(self, method: str, path: str) -> Endpoint | None:

@@ -28,7 +28,7 @@ from decimal import Decimal
 from urllib.parse import unquote_plus
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
+from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -295,7 +295,7 @@ class Kraken(AdapterHooks):
                               expires_at=float(valid) if str(valid or "0") not in ("0", "") else None)
 
     def server_time(self, body: bytes) -> float:
-        return float(_json_doc(body)["result"]["unixtime"])
+        return float(json.loads(body)["result"]["unixtime"])
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         if path.startswith(PUBLIC_PREFIX):

@@ -27,7 +27,7 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import RefusalKind as K, json_doc as _json_doc, refusal_kind
+from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
@@ -145,7 +145,7 @@ class Okx(AdapterHooks):
                               ip_restricted=bool(data.get("ip")), expires_at=None)
 
     def server_time(self, body: bytes) -> float:
-        return float(_json_doc(body)["data"][0]["ts"]) / 1000
+        return float(json.loads(body)["data"][0]["ts"]) / 1000
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return ENDPOINTS.get((method, path))

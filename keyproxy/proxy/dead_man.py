@@ -4,9 +4,10 @@
 key unless keyproxy re-arms the timer within 60 s (Kraken CancelAllOrdersAfter, OKX cancel-all-after,
 Hyperliquid scheduleCancel), or once keyproxy's own private socket has been gone for 60 s (Bybit's
 disconnect-cancel-all: a `SocketHolder` keeps it open, logged in and pinged). keyproxy re-arms every third
-of the window, so two arms may fail in a row before the exchange acts. When keyproxy cannot run (host lost, daemon killed, network cut) nobody re-arms
-and the exchange cancels: a bot that can no longer be stopped leaves nothing on the book. A clean stop
-leaves the timer armed too: with keyproxy down no bot can manage its orders.
+of the window, so two arms may fail in a row before the exchange acts. When keyproxy cannot run (host lost,
+daemon killed, network cut) nobody re-arms and the exchange cancels: a bot that can no longer be stopped
+leaves nothing on the book. A clean stop leaves the timer armed too: with keyproxy down no bot can manage
+its orders.
 
 While keyproxy holds an account's timer, a bot may not set or clear it (the core refuses the call).
 """
@@ -21,10 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyproxy.audit.log import get_logger
-from keyproxy.errors import ConfigError
 import aiohttp
 
+from keyproxy.audit.log import get_logger
+from keyproxy.errors import ConfigError
 from keyproxy.exchanges.open_orders import NO_SWITCH, SWITCHES, HeldSocketSpec, Spec
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
