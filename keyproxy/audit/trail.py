@@ -40,12 +40,29 @@ class AuditUnavailable(Exception):
     """The trail cannot be written; requests must be refused (fail closed)."""
 
 
+# one encoder for every line: json.dumps with these options would build a new one per call
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
 def canonical(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _encode(obj).encode()
 
 
 def mac_of(key: bytes, line_without_mac: dict[str, Any]) -> str:
     return hmac.new(key, canonical(line_without_mac), hashlib.sha256).hexdigest()
+
+
+def _sealed(mac: hmac.HMAC, line: dict[str, Any]) -> tuple[str, bytes]:
+    """The line's MAC and its canonical bytes with the MAC in place, encoding its fields once: with sorted keys
+    the canonical text is the fields before "mac", then "mac", then those after, so the text without the MAC
+    (what the MAC covers) and with it share both halves. Equal to canonical() byte for byte (verify checks)."""
+    before = _encode({k: v for k, v in line.items() if k < "mac"})[1:-1]
+    after = _encode({k: v for k, v in line.items() if k > "mac"})[1:-1]
+    fields = ",".join(part for part in (before, after) if part)
+    keyed = mac.copy()
+    keyed.update(("{" + fields + "}").encode())
+    digest = keyed.hexdigest()
+    return digest, ("{" + ",".join(p for p in (before, f'"mac":"{digest}"', after) if p) + "}\n").encode()
 
 
 def trail_files(directory: Path) -> list[Path]:
@@ -69,6 +86,8 @@ class AuditTrail:
             raise ValueError("fsync must be 'always' or 'interval'")
         self.directory = directory
         self._key = key
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)  # keyed once; each line MACs a copy
+        self._identity: tuple[int, int] | None = None  # the open file's (inode, device)
         self._fsync_always = fsync == "always"
         self._interval = interval_ms / 1000
         self._max_bytes = max_bytes
@@ -96,8 +115,7 @@ class AuditTrail:
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self._path = fd, path
-        self._size = os.fstat(fd).st_size
+        self._held(fd, path)
 
     def _resume(self, fd: int, files: list[Path]) -> None:
         """Continue the chain after the last complete line; cut a torn one (never acknowledged)."""
@@ -119,14 +137,20 @@ class AuditTrail:
             if tail:
                 self.head = Head(int(json.loads(tail[-1])["seq"]), hashlib.sha256(tail[-1]).hexdigest())
 
+    def _held(self, fd: int, path: Path) -> None:
+        info = os.fstat(fd)
+        self._fd, self._path, self._size = fd, path, info.st_size
+        self._identity = (info.st_ino, info.st_dev)
+
     def _still_ours(self) -> bool:
-        """The path still names the file we hold open (not moved away or replaced by a directory)."""
-        assert self._fd is not None and self._path is not None
+        """The path still names the file we hold open (not moved away or replaced by a directory): one stat of
+        the path per line, against the open file's identity (which cannot change)."""
+        assert self._path is not None
         try:
-            a, b = os.fstat(self._fd), os.stat(self._path)
+            b = os.stat(self._path)
         except OSError:
             return False
-        return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+        return (b.st_ino, b.st_dev) == self._identity
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -140,8 +164,7 @@ class AuditTrail:
         number = int(FILE_RE.fullmatch(self._path.name).group(1)) + 1  # type: ignore[union-attr]
         self._close_fd()
         path = self.directory / f"audit-{number:06d}.jsonl"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._path, self._size = path, 0
+        self._held(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), path)
 
     # --- writing ----------------------------------------------------------
 
@@ -156,8 +179,7 @@ class AuditTrail:
                 self._open()
             line = {**fields, "seq": self.head.seq + 1, "ts": round(self._clock(), 6), "event": event,
                     "prev": self.head.hash}
-            line["mac"] = mac_of(self._key, line)
-            data = canonical(line) + b"\n"
+            line["mac"], data = _sealed(self._mac, line)
             assert self._fd is not None
             written = os.write(self._fd, data)
             if written != len(data):

@@ -18,11 +18,21 @@ class SharedCharges:
     buckets: list[tuple[str, float, float]] = field(default_factory=list)  # (bucket key, rate/s, capacity)
     caps: list[tuple[str, str, Decimal, Decimal, str]] = field(default_factory=list)  # (kind, asset, amount, cap, code)
     open_orders: tuple[int, int] | None = None  # (orders this request places, the bot's max_open_orders)
+    # the order's place among the bot's orders on their way, fleet-wide: (an id of this request, seconds it
+    # counts unless its answer is read first). Made with the check, so two instances never both fill the last
+    # slot; released when the answer is read (after what it confirmed is counted) or it is never sent
+    in_flight: tuple[str, float] | None = None
     # duplicate_orders: (the order's shape, hashed with the bot; window s; cap; checked: not reduce-only), each
     # placement counted across the fleet
     duplicates: list[tuple[str, float, int, bool]] = field(default_factory=list)
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
+
+    def flight_member(self) -> str | None:
+        """The reservation as the gate stores it (the id and the orders it holds), to release it by."""
+        if self.in_flight is None or self.open_orders is None:
+            return None
+        return f"{self.in_flight[0]}:{self.open_orders[0]}"
 
     def reset_policy(self) -> None:
         """Before the decision is taken again on newer state: its charges are the new decision's."""
@@ -30,6 +40,7 @@ class SharedCharges:
         self.caps.clear()
         self.duplicates.clear()
         self.open_orders = None
+        self.in_flight = None
         self.commit_local = lambda: None
 
 

@@ -9,7 +9,8 @@ script, so two instances can never both spend the last token:
     and the bot's own nonce sequence (Kraken), which must increase across the whole fleet;
   - the bot's and the account's token buckets (rates, orders, the anomaly throttle), on Redis's clock;
   - daily caps (notional, withdrawals), counted per UTC day;
-  - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py);
+  - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py), plus
+    every instance's orders on their way (sent, answer not yet read), reserved here with the check;
   - the bot's repeated orders (duplicate_orders): each placement's shape in a sorted set for its window.
 Redis unreachable: the caller refuses what trades, withdraws or transfers, and lets reads, cancels and
 reduce-only orders through on this instance's own counters (`SharedCharges.harmless`).
@@ -35,7 +36,7 @@ if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
 local nr, ns, nb, nc, no, nd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7])
 local k, a = 2, 8
-local replays, buckets, caps, seq = {}, {}, {}, nil
+local replays, buckets, caps, seq, flight = {}, {}, {}, nil, nil
 for i = 1, nr do
   local key, ttl, check = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
   k = k + 1; a = a + 2
@@ -72,11 +73,14 @@ for i = 1, nc do
   caps[i] = {key, ARGV[a - 2]}
 end
 if no == 1 then
-  local n, cap, total = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), 0
-  a = a + 2
+  local n, cap, total, member, ttl = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), 0, ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
   for _, v in ipairs(redis.call('HVALS', KEYS[k])) do total = total + tonumber(v) end
-  k = k + 1
+  redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', now)  -- answers that never came stop counting
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[k + 1], 0, -1)) do total = total + tonumber(string.match(m, '(%d+)$')) end
   if total + n > cap then return {'open', tostring(total)} end
+  if member ~= '' then flight = {KEYS[k + 1], now + ttl, member .. ':' .. tostring(n), ttl} end
+  k = k + 2
 end
 local dups = {}
 for i = 1, nd do
@@ -97,6 +101,10 @@ end
 for _, c in ipairs(caps) do
   redis.call('INCRBYFLOAT', c[1], c[2])
   redis.call('EXPIRE', c[1], 172800)
+end
+if flight then
+  redis.call('ZADD', flight[1], flight[2], flight[3])
+  redis.call('PEXPIRE', flight[1], math.floor(flight[4] * 1000) + 1000)
 end
 for i, d in ipairs(dups) do
   redis.call('ZADD', d[1], now, tostring(now) .. ':' .. tostring(d[3]) .. ':' .. tostring(i))  -- unique per placement
@@ -143,8 +151,9 @@ class FleetGate:
             keys.append(key(f"daily:{kind}:{charges.bot}:{asset}:{day}"))
             args += [f"{amount:f}", f"{cap:f}"]
         if charges.open_orders is not None:
-            keys.append(key(f"open:{charges.bot}"))
-            args += list(charges.open_orders)
+            flight_id, ttl = charges.in_flight or ("", 0.0)  # no id: checked, nothing reserved
+            keys += [key(f"open:{charges.bot}"), key(f"flight:{charges.bot}")]
+            args += [*charges.open_orders, flight_id, repr(float(ttl))]
         for shape, window, cap, checked in charges.duplicates:
             keys.append(key(f"orders:{shape}"))
             args += [repr(float(window)), cap, "1" if checked else "0"]

@@ -1,6 +1,6 @@
 """The bookkeeping every instance learns from the exchange's answers, shared in Redis: the bots' open orders
-(the gate checks `max_open_orders` against this count, never an instance's own) and which bot placed which
-order (`halt --bot B --cancel-orders` on any instance finds B's orders). Queued in the order learned and
+(the gate checks `max_open_orders` against this count, never an instance's own), the release of each order's
+in-flight reservation once its answer is read, and which bot placed which order (`halt --bot B --cancel-orders` on any instance finds B's orders). Queued in the order learned and
 written off the request path.
 """
 
@@ -62,6 +62,11 @@ class FleetUsage:
     def reset_open_orders(self, bot: str, market: str) -> None:
         self._put("open", ("reset", bot, market, 0))
 
+    def land(self, bot: str, member: str) -> None:
+        """An order reserved by the gate (on its way) has its answer read, or was never sent: its place goes.
+        Queued after the open-order change its answer made, so the count never dips in between."""
+        self._put("landed", (bot, member))
+
     def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...]) -> None:
         self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids}))
 
@@ -112,6 +117,9 @@ class FleetUsage:
                 p.hset(key, mapping=fields)  # type: ignore[arg-type]
                 p.expire(key, self.PLACED_TTL_S)
                 await p.execute()
+        elif kind == "landed":
+            bot, member = payload
+            await client.zrem(self.fleet.key(f"flight:{bot}"), member)  # type: ignore[misc]
         elif kind == "forget" and payload[1]:
             account, ids = payload
             await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]

@@ -191,6 +191,7 @@ class Core:
         # gate (fleet/gate.py, one Redis round trip), not here: see `SharedCharges`
         self.fleet = False
         self.shared_nonces: Any = None  # fleet/nonces.py FleetNonces: a real key's nonces across the fleet
+        self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -333,6 +334,7 @@ class Core:
         # gets a share like any bot's, never the whole budget while signed bots are active
         wait = self.governor.spend(charges, _way_out(outcome.facts), now, outcome.bot or UNSIGNED)
         if wait is not None:
+            self._land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
             raise Refused("budget_exhausted", f"{exchange}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
                           f"), shared by every bot of this keyproxy, is "
@@ -391,15 +393,19 @@ class Core:
         exchange's own token for a frame that presented a virtual one."""
         adapter, account = route.adapter, route.account
         assert account.upstream is not None and account.key is not None
-        nonce = None
-        if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
-            nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms, turn)
-        ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
         try:
-            outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
-        except BadRequest as e:
-            raise Refused("bad_request", e.message) from None
-        self._before_forward(outcome)  # the audit line is written before anything goes upstream
+            nonce = None
+            if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
+                nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms, turn)
+            ctx = SignContext(route.origin, account.upstream.environment.name, self.clock_ms(), nonce, stream_token)
+            try:
+                outbound = adapter.sign(incoming, account.key, route.endpoint, ctx)
+            except BadRequest as e:
+                raise Refused("bad_request", e.message) from None
+            self._before_forward(outcome)  # the audit line is written before anything goes upstream
+        except BaseException:
+            self._land(outcome)  # never sent
+            raise
         outcome.decision = "allow"
         if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
             bot, facts = outcome.placed_by
@@ -435,10 +441,19 @@ class Core:
         return replace(risk, open_buy=buy, open_sell=sell)
 
     def _answered(self, outcome: Outcome) -> None:
+        self._land(outcome)
         if outcome.placed_by is not None:
             mine = self._placing.get(outcome.placed_by[0])
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
                 del self._placing[outcome.placed_by[0]]
+
+    def _land(self, outcome: Outcome) -> None:
+        """A fleet: the order's in-flight reservation (made by the gate) goes, once its answer is read or when
+        it was never sent; an order sent and never answered keeps it until it expires (IN_FLIGHT_S)."""
+        shared = outcome.shared
+        if shared is not None and self.flights is not None and (member := shared.flight_member()) is not None:
+            shared.in_flight = None  # once
+            self.flights.land(shared.bot, member)
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
@@ -547,8 +562,9 @@ class Core:
         shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
         if decision.notional is not None and policy.daily_notional_cap:
             shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
-        if facts.action == "order" and policy.max_open_orders is not None:  # with this instance's in flight
-            shared.open_orders = (max(1, len(facts.placed())) + self.in_flight(name, now), policy.max_open_orders)
+        if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
+            shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
+            shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
         if decision.orders and policy.duplicate_orders is not None:  # the same shapes decide() looked at
             shared.duplicates = [(hashlib.sha256(repr((name, shape)).encode()).hexdigest()[:32],
                                   float(policy.duplicate_window_seconds), policy.duplicate_orders, not leg.reduce_only)

@@ -7,6 +7,7 @@ if the audit line cannot be written the request is refused with 503
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from keyproxy.proxy.core import Outcome
 from keyproxy.proxy.refusal import Refused
 
 log = get_logger("keyproxy.request")
+_debugging = logging.getLogger("keyproxy.request").isEnabledFor  # the stdlib's cached level check
+MAX_BOUND = 10_000  # metric children kept bound; more label sets than this (never in practice) start over
 
 
 class Recorder:
@@ -31,6 +34,18 @@ class Recorder:
         self._fail_open = fail_open
         self._was_failing = False
         self.responder = responder
+        self._bound: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A metric's child for these labels, bound once: prometheus-client's labels() validates and locks
+        on every call."""
+        key = (metric, labels)
+        child = self._bound.get(key)
+        if child is None:
+            if len(self._bound) >= MAX_BOUND:
+                self._bound.clear()
+            child = self._bound[key] = metric.labels(*labels)
+        return child
 
     @staticmethod
     def event(o: Outcome, phase: str = "done", now: float | None = None) -> Event:
@@ -96,29 +111,29 @@ class Recorder:
         fields = {**self._fields(o), "decision": o.decision, "code": o.code, "status": status,
                   "upstream_status": o.upstream_status, "proxy_ms": round((total - upstream) * 1000, 3),
                   "upstream_ms": round(o.upstream_ms, 3) if o.upstream_ms is not None else None}
-        m = self._metrics
+        m, child = self._metrics, self._child
         if o.account_known:
-            m.requests.labels(account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()
+            child(m.requests, account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()
             if o.code:
-                m.denials.labels(account, o.code).inc()
+                child(m.denials, account, o.code).inc()
                 if o.code in RISK_RULES:
-                    m.risk_refusals.labels(RISK_RULES[o.code]).inc()
+                    child(m.risk_refusals, RISK_RULES[o.code]).inc()
                 if o.code in AUTH_FAILURE_CODES:
-                    m.auth_failures.labels(account, o.code).inc()
-            m.overhead.labels(account).observe(max(total - upstream, 0.0))
+                    child(m.auth_failures, account, o.code).inc()
+            child(m.overhead, account).observe(max(total - upstream, 0.0))
             if o.upstream_status is not None:
-                m.upstream_time.labels(account).observe(upstream)
-                m.upstream_responses.labels(account, f"{o.upstream_status // 100}xx").inc()
+                child(m.upstream_time, account).observe(upstream)
+                child(m.upstream_responses, account, f"{o.upstream_status // 100}xx").inc()
                 if o.rate_limit is not None:
-                    m.rate_limit_answers.labels(account, str(o.upstream_status), o.rate_limit).inc()
+                    child(m.rate_limit_answers, account, str(o.upstream_status), o.rate_limit).inc()
         else:  # unknown account names come from requests: never a label
-            m.requests.labels("-", bot, "-", o.decision, o.transport).inc()
+            child(m.requests, "-", bot, "-", o.decision, o.transport).inc()
             if o.code:
-                m.denials.labels("-", o.code).inc()
+                child(m.denials, "-", o.code).inc()
         event = "request.done" if o.decision == "allow" else "request.deny"
         if o.decision == "deny" or status >= 500:
             log.info("request", **fields)
-        else:
+        elif _debugging(logging.DEBUG):  # production runs at info: no call into structlog for an allowed request
             log.debug("request", **fields)
         if o.code != "audit_unavailable":
             try:

@@ -177,3 +177,22 @@ def test_only_catalogued_events_are_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not in the catalogue"):
         t.append("made.up")
     assert all(isinstance(text, str) and text for text in EVENTS.values())
+
+
+@pytest.mark.parametrize("fields", [
+    {},  # nothing but the trail's own fields
+    {"a": 1, "zz": "last", "mac_like": [1, 2], "ma": None},  # keys either side of "mac", and next to it
+    {"bot": "b\u00e9\u4e2d", "path": "/api/v3/order?x=\"q\"\\", "nested": {"z": 1, "a": {"y": 2.5, "b": True}}},
+    {"note": "\n\t\u0000", "amount": 1e16, "tiny": 1.5e-7, "big": 2**70},
+])
+def test_each_line_is_the_canonical_encoding_of_its_fields_and_mac(tmp_path: Path, fields: dict) -> None:
+    """append encodes a line once, splitting it around "mac"; the bytes must be what canonical() gives, the MAC
+    what mac_of() gives, for any field names and values (verify depends on both)."""
+    trail = AuditTrail(tmp_path / "audit", KEY)
+    written = trail.append("request.done", **fields)
+    trail.close()
+    [raw] = lines_of(tmp_path)
+    assert raw == canonical(written) + b"\n"
+    without = {k: v for k, v in written.items() if k != "mac"}
+    assert written["mac"] == mac_of(KEY, without) and json.loads(raw) == written
+    assert check(tmp_path) == (True, None)

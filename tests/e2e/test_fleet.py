@@ -151,6 +151,28 @@ def test_an_open_order_cap_counts_the_orders_every_instance_saw_confirmed(fleet:
         on_a.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_orders_fired_at_both_instances_at_once_cannot_all_pass_the_open_order_cap(fleet: Fleet) -> None:
+    """A compromised bot firing sixteen orders at once, half through each instance: each order holds its place
+    fleet-wide from the gate's check until its answer is read, so at most two of them reach the exchange."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.conftest import binance_limit_buy
+
+    creds = fleet.a.add_bot("burst-two", "main", "read,trade", "--set", "max_open_orders=2")
+    start = len(fleet.a.journal())
+
+    def place(i: int) -> int:
+        return binance_limit_buy({**creds, "base_url": on(fleet.a if i % 2 else fleet.b)}, "0.001", 20000 + i)
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(place, range(16)))
+    placed = [e for e in fleet.a.journal()[start:] if e.get("path") == "/api/v3/order" and e.get("method") == "POST"]
+    assert statuses.count(200) == len(placed) <= 2 and statuses.count(403) >= 14, statuses
+    tidy = client(fleet.a.add_bot("burst-tidy", "main", "read,trade"), on(fleet.a))
+    for o in tidy.fetch_open_orders("BTC/USDT"):
+        tidy.cancel_order(o["id"], "BTC/USDT")
+
+
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("replayed", "main", "read,trade")
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"

@@ -125,3 +125,33 @@ def test_a_fleet_version_that_went_back_is_refused_not_ignored(shared: SharedSta
     for _ in range(2):
         store.set_halt("bot", "b1", "drill", 1.0)
     assert check(shared, order(), applied=5) == ["back"]
+
+
+def test_orders_on_their_way_hold_their_place_on_every_instance_until_answered(shared: SharedStateSettings) -> None:
+    """Two instances' orders fired at once: each reservation is made with the check, so the last slot goes once;
+    a landed order gives its place back, and one never answered stops counting when its reservation expires."""
+    from keyproxy.fleet.usage import FleetUsage
+
+    async def run() -> list[str]:
+        store = FleetStore(shared, "vault-1", KEY)
+        a_usage, gate_a, gate_b = FleetUsage(store), FleetGate(store), FleetGate(store)
+        task = asyncio.create_task(a_usage.run())
+
+        def order_from(instance: str, n: int, ttl: float = 60.0) -> SharedCharges:
+            return SharedCharges("b1", open_orders=(1, 2), in_flight=(f"{instance}-{n}", ttl))
+
+        first = order_from("a", 1)
+        kinds = [(await gate_a.check(first, 0)).kind, (await gate_b.check(order_from("b", 1), 0)).kind]
+        kinds.append((await gate_a.check(order_from("a", 2), 0)).kind)  # 2 on their way: the cap
+        a_usage.land("b1", first.flight_member() or "")  # A read its answer: it did not rest
+        await asyncio.sleep(0.3)
+        short = order_from("a", 3, ttl=0.2)
+        kinds.append((await gate_a.check(short, 0)).kind)  # the freed place
+        kinds.append((await gate_b.check(order_from("b", 2), 0)).kind)  # full again
+        await asyncio.sleep(0.4)  # A's order never got an answer: its place expires
+        kinds.append((await gate_b.check(order_from("b", 3), 0)).kind)
+        task.cancel()
+        for gate in (gate_a, gate_b):
+            await gate.close()
+        return kinds
+    assert asyncio.run(run()) == ["ok", "ok", "open", "ok", "open", "ok"]
