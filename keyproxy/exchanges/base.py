@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
+from urllib.parse import unquote_plus
 
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -646,8 +647,6 @@ class ParamList:
         return [p.split("=", 1)[0] for p in self.pairs]
 
     def get(self, name: str) -> str | None:
-        from urllib.parse import unquote_plus
-
         for p in self.pairs:
             k, _, v = p.partition("=")
             if k == name:

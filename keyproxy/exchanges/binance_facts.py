@@ -70,7 +70,9 @@ _market = market_of_path
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
     facts = _binance_facts(req, endpoint)
-    return replace(facts, market=_market(req.path)) if facts.action in ("order", "cancel", "amend") else facts
+    if facts.action in ("order", "cancel", "amend") and facts.market is None:  # a single order has its own
+        return replace(facts, market=_market(req.path))
+    return facts
 
 
 def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
@@ -180,8 +182,8 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
     reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
                                    or params.get("closePosition", "").lower() == "true")
     coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
-    return RequestFacts(action="order", symbol=symbol, side=(params.get("side") or "").upper() or None,
-                        order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
+    return RequestFacts(action="order", market=_market(path), symbol=symbol,
+                        side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
                         trigger_price=amount(params.get("stopPrice")))

@@ -127,6 +127,11 @@ class Pipeline:
         limit = self._limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise Refused("body_too_large", f"request body over {limit} bytes")
+        if request.content.is_eof():  # all of it arrived with the headers (a bot's usual request): no wait
+            body = request.content.read_nowait()
+            if len(body) > limit:
+                raise Refused("body_too_large", f"request body over {limit} bytes")
+            return body
         chunks, size = [], 0
         try:
             async with asyncio.timeout(self._limits.body_timeout):
