@@ -15,6 +15,11 @@ OPS = ("add_account", "list_accounts", "show_account", "remove_account",
        "rotate_key", "rollback_key", "retire_key", "rotate_bot", "renew_bot", "rekey", "audit_keys", "backup",
        "cancel_orders", "bot_where")
 
+# the calls that change the vault: in a fleet each is made under the fleet's write lease, taken first without
+# blocking the daemon (halts and throttles are not: they never wait for a lease)
+VAULT_OPS = frozenset({"add_account", "remove_account", "add_bot", "revoke_bot", "set_bot", "restore_bot",
+                       "restore_key", "rotate_key", "rollback_key", "retire_key", "rotate_bot", "renew_bot", "rekey"})
+
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (
         errors.KeyproxyError, errors.UsageError, errors.StateError, errors.ConfigError, errors.VaultError, errors.VaultLocked,

@@ -7,6 +7,7 @@ since socket permissions are not honoured everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from keyproxy.admin.controls import Controls, credentials_from_json
-from keyproxy.admin.protocol import ERROR_CLASSES, OPS
+from keyproxy.admin.protocol import ERROR_CLASSES, OPS, VAULT_OPS
 from keyproxy.audit.trail import AuditUnavailable
 from keyproxy.errors import KeyproxyError, NotFound, StateError, where
 from keyproxy.vault import NewAccount
@@ -80,6 +81,8 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
         controls.actor_uid = uid if uid is not None else -1
         before = fleet.fleet.last_version if fleet is not None else 0
+        # a fleet's vault change waits for the write lease here, not on the event loop every bot's request shares
+        lease = fleet.fleet.held_lease() if fleet is not None and op in VAULT_OPS else contextlib.nullcontext()
         try:
             if op == "rotate_key":  # check the new key at the exchange before switching
                 creds = credentials_from_json(args.get("credentials") or {})
@@ -88,7 +91,8 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
                 ok, answer = await verifier(args["name"], creds)
                 if not ok:
                     raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")
-                result = controls.rotate_key(args["name"], creds, verified=answer)
+                async with lease:
+                    result = controls.rotate_key(args["name"], creds, verified=answer)
             elif op == "audit_keys":  # asks each exchange: async, in the daemon
                 if auditor is None:
                     raise KeyproxyError("this daemon cannot audit keys")
@@ -96,7 +100,8 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             elif op == "cancel_orders":  # keyproxy's own cancels at the exchanges: async, in the daemon
                 result = await _cancel_orders(controls, canceller, **args)
             else:
-                result = _call(controls, op, args)
+                async with lease:
+                    result = _call(controls, op, args)
         except KeyproxyError as e:
             name = type(e).__name__ if type(e).__name__ in ERROR_CLASSES else "KeyproxyError"
             return web.json_response({"error": name, "message": str(e)}, status=400)

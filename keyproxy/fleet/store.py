@@ -22,6 +22,7 @@ global limits trust theirs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -30,7 +31,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,6 +89,7 @@ class FleetStore:
         self._mac_key = mac_key  # None: a reader that neither adopts nor writes what is MACed (doctor, status)
         self._control_seq = 0  # the newest control document seen: an older one is a replay (persisted by sync)
         self._prefix = f"{settings.prefix}:{vault_id}:"
+        self._held: str | None = None  # the write lease's token while `held_lease` holds it
         # rediss://: the certificate is verified (redis-py's default), against tls_ca_file when one is named
         self._tls = {"ssl_ca_certs": str(settings.tls_ca_file)} if settings.tls_ca_file is not None else {}
         self._redis = redis.Redis.from_url(settings.url, password=self._password, socket_timeout=settings.timeout,
@@ -146,6 +148,11 @@ class FleetStore:
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
+        """One vault change at a time across the fleet. Blocking: inside the daemon, a change is made under
+        `held_lease` (taken without blocking the event loop), and this then uses it."""
+        if self._held is not None:
+            yield
+            return
         token = secrets.token_hex(16)
         deadline = time.monotonic() + LEASE_WAIT_S
         with self._calls() as r:
@@ -159,6 +166,35 @@ class FleetStore:
         finally:
             with contextlib.suppress(SharedStateUnavailable), self._calls() as r:
                 r.eval(_RELEASE, 1, self.key("lease"), token)
+
+    @contextlib.asynccontextmanager
+    async def held_lease(self) -> AsyncIterator[None]:
+        """The write lease taken on the asyncio client, so that waiting for another instance's (up to
+        LEASE_WAIT_S, a killed one's lapses after LEASE_MS) never stalls the daemon's requests. Vault writes made
+        inside (synchronous, on this thread) find it held and use it."""
+        if self._held is not None:
+            yield
+            return
+        token, client = secrets.token_hex(16), self.aio()
+        try:
+            deadline = time.monotonic() + LEASE_WAIT_S
+            try:
+                while not await client.set(self.key("lease"), token, nx=True, px=LEASE_MS):
+                    if time.monotonic() > deadline:
+                        raise SharedStateUnavailable(f"another keyproxy has held the fleet's write lease at "
+                                                     f"{self.where} for over {LEASE_WAIT_S:.0f} s; try again")
+                    await asyncio.sleep(0.02)
+            except (redis.RedisError, OSError) as e:
+                raise SharedStateUnavailable(f"shared state at {self.where} is unavailable: {_reason(e)}") from None
+            self._held = token
+            try:
+                yield
+            finally:
+                self._held = None
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await client.eval(_RELEASE, 1, self.key("lease"), token)  # type: ignore[misc]
+        finally:
+            await client.aclose()
 
     # --- the vault ---------------------------------------------------------------------------------
 

@@ -358,6 +358,42 @@ def test_redis_unreachable_refuses_orders_lets_cancels_and_reads_through_and_rec
 
 
 
+def test_a_vault_change_waiting_for_a_dead_instances_lease_stalls_no_bot(fleet: Fleet) -> None:
+    """An instance killed while it held the fleet's write lease leaves it for LEASE_MS. A vault change on A
+    waits for it, but on the asyncio client: A keeps answering its bots meanwhile (before, the wait was a
+    blocking loop on A's event loop, and every request on A waited with it)."""
+    import threading
+
+    from keyproxy.config import SharedStateSettings
+    from keyproxy.fleet.store import FleetStore
+    from keyproxy.vault import Vault
+    from tests.vault.helpers import passphrase_source
+
+    with Vault.open(fleet.a.root / "state" / "vault.db", lambda kind: passphrase_source("devstack passphrase")) as v:
+        store = FleetStore(SharedStateSettings(fleet.redis.url, fleet.redis.root / "password"), v.vault_id,
+                           v.fleet_key())
+    reader = client(fleet.a.add_bot("lease-reader", "main", "read"), on(fleet.a))
+    store._redis.set(store.key("lease"), "a-killed-instance", px=2500)  # as the dead instance left it
+    added: list[float] = []
+
+    def add() -> None:
+        started = time.monotonic()
+        fleet.a.add_bot("added-meanwhile", "main", "read")
+        added.append(time.monotonic() - started)
+    change = threading.Thread(target=add)
+    change.start()
+    time.sleep(0.3)  # the change is waiting for the lease now
+    waits = []
+    for _ in range(5):
+        started = time.monotonic()
+        reader.fetch_balance()
+        waits.append(time.monotonic() - started)
+    change.join(20)
+    assert max(waits) < 0.5, waits  # answered while the change waited
+    assert added and added[0] > 1.5, added  # and the change did wait for the lease to lapse
+    assert fleet.b.cli("bot", "show", "added-meanwhile").returncode == 0
+
+
 def test_kill_9_of_one_instance_stops_no_bot(fleet: Fleet) -> None:
     """The failover docs/fleet.md tests: a bot that knows both instances' URLs moves to the other when one
     stops answering; every bot, the dead instance's too, is served there at once, with its open orders."""
@@ -466,3 +502,4 @@ def test_workers_need_shared_state_and_a_worker_cannot_be_started_by_hand(tmp_pa
     shared.init()
     proc = shared.cli("serve", "--worker", "1/2", "--port", "0", check=False)
     assert proc.returncode == 2 and "set by `serve --workers N`" in proc.stderr
+
