@@ -728,12 +728,13 @@ class DuplicateMember(ValueError):
 
 def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """`json.loads` object_pairs_hook shared by every adapter: an object whose member names are unique."""
+    members = dict(pairs)
+    if len(members) == len(pairs):  # the usual case, decided without counting (this runs for every object)
+        return members
     keys = [k for k, _ in pairs]
     counts = Counter(keys)
-    repeated = next((k for k in keys if counts[k] > 1), None)
-    if repeated is not None:
-        raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once")
-    return dict(pairs)
+    repeated = next(k for k in keys if counts[k] > 1)
+    raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once")
 
 
 def no_json_constants(name: str) -> object:

@@ -130,6 +130,18 @@ def parse_frame(raw: bytes | str) -> dict[str, Any]:
     return frame
 
 
+@lru_cache(maxsize=64)
+def _twin_of(method: str, body: bytes) -> IncomingRequest | None:
+    """The REST request a frame stands for (its budget cost and its facts are read from it): built once per
+    frame, as the frame is parsed once (`parse_frame`); immutable, so shared."""
+    spec = METHODS.get(method)
+    if spec is None or spec.twin is None:
+        return None
+    params = parse_frame(body).get("params", {})
+    query = urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
+    return IncomingRequest(spec.twin[0], spec.twin[1], query, {}, b"")
+
+
 def _text(value: Any) -> str:
     """A param value as Binance puts it in the payload (JSON booleans as true/false)."""
     if isinstance(value, bool):
@@ -216,12 +228,7 @@ class BinanceWsApi(WsDialect):
     # --- facts and answers: those of the REST endpoint each method mirrors ---------------------
 
     def _twin(self, req: IncomingRequest) -> IncomingRequest | None:
-        spec = METHODS.get(req.method)
-        if spec is None or spec.twin is None:
-            return None
-        params = parse_frame(req.body).get("params", {})
-        query = urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
-        return IncomingRequest(spec.twin[0], spec.twin[1], query, {}, b"")
+        return _twin_of(req.method, req.body)
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         """A WebSocket API request spends the IP's request weight as its REST twin does (Binance: "the WebSocket

@@ -16,6 +16,7 @@ together; fees are not counted). Written through to state.db, orders and positio
 from __future__ import annotations
 
 import functools
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -106,9 +107,14 @@ class PositionBook:
         self.orders: dict[str, dict[str, TrackedOrder]] = {}  # account -> order id -> order (oldest first)
         self.positions: dict[tuple[str, str], Position] = {}  # (bot, scope) -> position
         self._live: dict[tuple[str, str], dict[str, TrackedOrder]] = {}  # (account, scope) -> orders not finished
-        # (account, scope) -> what its live orders add up to, computed when asked, dropped when they change:
-        # (bot, side) -> remaining size, and the lowest sell and highest buy price of any bot
-        self._sums: dict[tuple[str, str], tuple[dict[tuple[str, str], Decimal], Decimal | None, Decimal | None]] = {}
+        # kept as orders change, never recounted (a bot's every order would cost a walk over all resting ones):
+        # (account, scope) -> (bot, side) -> what its live orders may still fill
+        self._resting: dict[tuple[str, str], dict[tuple[str, str], Decimal]] = {}
+        # (account, scope) -> live sells' (price, id) as a min-heap and live buys' (-price, id): the best of each
+        # side; an entry whose order finished is dropped when it reaches the top
+        self._asks: dict[tuple[str, str], list[tuple[Decimal, str]]] = {}
+        self._bids: dict[tuple[str, str], list[tuple[Decimal, str]]] = {}
+        self._finished: dict[str, dict[str, None]] = {}  # account -> ids of finished orders, oldest first
         self._by_bot: dict[str, set[str]] = {}  # bot -> scopes it holds a position record in
         self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
         self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
@@ -120,8 +126,10 @@ class PositionBook:
                     Decimal(str(quote)), bool(final), float(ts))  # type: ignore[arg-type]
             for book in self.orders.values():
                 for order in book.values():
-                    if not order.final:
-                        self._live.setdefault((order.account, order.scope), {})[order.order_id] = order
+                    if order.final:
+                        self._finished.setdefault(order.account, {})[order.order_id] = None
+                    else:
+                        self._go_live(order)
             for bot, scope, a, qty, day, day_qty, day_cash, mark in positions:
                 self._by_bot.setdefault(str(bot), set()).add(str(scope))
                 self.positions[(str(bot), str(scope))] = Position(
@@ -141,8 +149,7 @@ class PositionBook:
             order = TrackedOrder(account, oid, bot, leg.scope, leg.side.lower(), leg.price, leg.quantity,
                                  ZERO, ZERO, False, now)
             book[oid] = order
-            self._live.setdefault((account, order.scope), {})[oid] = order
-            self._sums.pop((account, order.scope), None)
+            self._go_live(order)
             changed.append(order)
         self.apply(account, updates, placed=changed)  # one transaction: placement and fills
 
@@ -162,7 +169,7 @@ class PositionBook:
             if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
                 continue  # not keyproxy's, or an answer about another market under the same id
             fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
-            changed = False
+            changed, before = False, order.remaining
             if fill > 0:
                 sign = 1 if order.side == "buy" else -1
                 key = (order.bot, order.scope)
@@ -184,22 +191,52 @@ class PositionBook:
             if (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
                 order.final, changed = True, True  # ended, or filled whole (a fills list never says "done")
                 self._live.get((account, order.scope), {}).pop(order.order_id, None)
+                self._finished.setdefault(account, {})[order.order_id] = None
             if changed:
                 if order not in orders:
                     orders.append(order)
-                self._sums.pop((account, order.scope), None)
+                self._add_resting(order, order.remaining - before)
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
         return moved
 
     def _bound(self, account: str) -> list[tuple[str, str]]:
-        book = self.orders.get(account, {})
+        book, finished = self.orders.get(account, {}), self._finished.get(account, {})
         dropped = []
-        if len(book) > MAX_ORDERS:
-            for oid in [oid for oid, o in book.items() if o.final][:len(book) - MAX_ORDERS]:
-                del book[oid]
+        while len(book) > MAX_ORDERS and finished:
+            oid = next(iter(finished))
+            del finished[oid]
+            if book.pop(oid, None) is not None:
                 dropped.append((account, oid))
         return dropped
+
+    def _go_live(self, order: TrackedOrder) -> None:
+        key = (order.account, order.scope)
+        self._live.setdefault(key, {})[order.order_id] = order
+        self._add_resting(order, order.remaining)
+        if order.price is not None:
+            if order.side == "sell":
+                heapq.heappush(self._asks.setdefault(key, []), (order.price, order.order_id))
+            elif order.side == "buy":
+                heapq.heappush(self._bids.setdefault(key, []), (-order.price, order.order_id))
+
+    def _add_resting(self, order: TrackedOrder, delta: Decimal) -> None:
+        if delta:
+            resting = self._resting.setdefault((order.account, order.scope), {})
+            resting[(order.bot, order.side)] = resting.get((order.bot, order.side), ZERO) + delta
+
+    def _best(self, heaps: dict[tuple[str, str], list[tuple[Decimal, str]]], key: tuple[str, str]) -> Decimal | None:
+        """The top of one side's heap among orders still live (finished ones are dropped on the way); the heap
+        is rebuilt from the live orders when finished entries outnumber them."""
+        heap, live = heaps.get(key), self._live.get(key, {})
+        if not heap:
+            return None
+        if len(heap) > 2 * len(live) + 64:
+            heap[:] = [entry for entry in heap if entry[1] in live]
+            heapq.heapify(heap)
+        while heap and heap[0][1] not in live:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def _save(self, orders: list[TrackedOrder], positions: list[tuple[object, ...]],
               dropped: list[tuple[str, str]]) -> None:
@@ -216,25 +253,9 @@ class PositionBook:
         p = self.positions.get((bot, scope))
         return p.qty if p is not None else ZERO
 
-    def _summed(self, account: str, scope: str
-                ) -> tuple[dict[tuple[str, str], Decimal], Decimal | None, Decimal | None]:
-        key = (account, scope)
-        sums = self._sums.get(key)
-        if sums is None:
-            resting: dict[tuple[str, str], Decimal] = {}
-            low_sell = high_buy = None
-            for o in self._live.get(key, {}).values():
-                resting[(o.bot, o.side)] = resting.get((o.bot, o.side), ZERO) + o.remaining
-                if o.price is not None and o.side == "sell" and (low_sell is None or o.price < low_sell):
-                    low_sell = o.price
-                if o.price is not None and o.side == "buy" and (high_buy is None or o.price > high_buy):
-                    high_buy = o.price
-            sums = self._sums[key] = (resting, low_sell, high_buy)
-        return sums
-
     def open_quantity(self, account: str, bot: str, scope: str, side: str) -> Decimal:
         """What the bot's resting orders on one side of one scope may still fill."""
-        return self._summed(account, scope)[0].get((bot, side), ZERO)
+        return self._resting.get((account, scope), {}).get((bot, side), ZERO)
 
     def crossed(self, account: str, bot: str, leg: RequestFacts) -> TrackedOrder | None:
         """Another bot's resting order on the same account that this order would trade against: a buy at or
@@ -242,7 +263,9 @@ class PositionBook:
         side = (leg.side or "").lower()
         if side not in ("buy", "sell"):
             return None
-        _, low_sell, high_buy = self._summed(account, leg.scope)
+        key = (account, leg.scope)
+        low_sell, best_bid = self._best(self._asks, key), self._best(self._bids, key)
+        high_buy = -best_bid if best_bid is not None else None
         if leg.price is not None and ((side == "buy" and (low_sell is None or leg.price < low_sell))
                                       or (side == "sell" and (high_buy is None or leg.price > high_buy))):
             return None  # crosses no resting order of any bot

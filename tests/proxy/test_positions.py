@@ -243,3 +243,34 @@ def test_hyperliquid_answers_read_as_order_updates_in_the_orders_place() -> None
              {"coin": "BTC", "px": "64000", "sz": "0.01", "side": "B", "oid": 8}]
     [f] = hyperliquid_order_updates("/info", b'{"type":"userFills","user":"0x1"}', 200, json.dumps(fills).encode())
     assert (f.order_id, f.side, f.filled, f.filled_quote) == ("8", "buy", D("0.02"), D("1290"))
+
+
+def test_resting_sizes_and_best_prices_kept_as_orders_change_match_a_recount() -> None:
+    """The book keeps each bot's resting size and each side's best price as orders come, fill and end, instead
+    of recounting every resting order for every new one (a grid bot's 500 orders made each order walk 500).
+    Whatever the sequence, what it keeps must equal a recount of the live orders."""
+    import random
+
+    rng, book = random.Random(7), PositionBook(None, Clock())
+    bots, filled = ("b1", "b2", "b3"), {}
+    for step in range(3000):
+        live = [o for o in book.orders.get("a", {}).values() if not o.final]
+        if not live or rng.random() < 0.5:
+            side = rng.choice(("BUY", "SELL"))
+            price = None if rng.random() < 0.1 else str(rng.randint(90, 110))
+            book.placed("a", rng.choice(bots), (leg(side, str(rng.randint(1, 5)), price),), (str(step),))
+        else:
+            o = rng.choice(live)
+            done = min(o.quantity or D(0), filled.get(o.order_id, D(0)) + rng.choice((D(0), D(1), D(2))))
+            filled[o.order_id] = done
+            book.apply("a", [OrderUpdate(o.order_id, SCOPE, o.side, o.price, o.quantity, done, done * 100,
+                                         rng.random() < 0.2)])
+        live = [o for o in book.orders["a"].values() if not o.final]
+        for bot in bots:
+            for side in ("buy", "sell"):
+                recount = sum((o.remaining for o in live if o.bot == bot and o.side == side), D(0))
+                assert book.open_quantity("a", bot, SCOPE, side) == recount, step
+        for side, price in (("BUY", "100"), ("SELL", "100")):
+            crossing = [o for o in live if o.bot != "b1" and o.price is not None and o.side != side.lower()
+                        and (o.price <= 100 if side == "BUY" else o.price >= 100)]
+            assert (book.crossed("a", "b1", leg(side, "1", price)) is not None) == bool(crossing), step
