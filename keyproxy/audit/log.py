@@ -16,8 +16,9 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 from keyproxy.audit.redact import Redactor
+from keyproxy.exchanges.catalog import credential_headers
 
-REDACTOR = Redactor()
+REDACTOR = Redactor(credential_headers())
 _configured = False
 
 

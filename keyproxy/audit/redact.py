@@ -24,9 +24,11 @@ from keyproxy.secret import Secret
 
 MASK = "<redacted>"
 
+# names of no particular exchange; each exchange's own credential headers come from its catalogue entry
+# (exchanges/catalog.py), given to the Redactor by audit/log.py
 SECRET_FIELD = re.compile(
     r"(secret|passphrase|password|private[_-]?key|signature|(^|[_-])sign$|token|authorization|cookie"
-    r"|api[_-]?key$|apikey|x-mbx-apikey|api-sign|ok-access-(sign|passphrase|key)|x-bapi-(sign|api-key)|credential)",
+    r"|api[_-]?key$|apikey|credential)",
     re.IGNORECASE,
 )
 # Field names that look like secrets but are safe metadata.
@@ -49,7 +51,9 @@ def encodings(value: str) -> set[str]:
 class Redactor:
     """A structlog processor plus a registry of known secret values to scrub from any string."""
 
-    def __init__(self) -> None:
+    def __init__(self, field_names: Iterable[str] = ()) -> None:
+        """`field_names`: more names (any case) whose values are masked whole, as SECRET_FIELD's are."""
+        self._fields = frozenset(name.lower() for name in field_names)
         self._needles: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._cached = functools.lru_cache(maxsize=4096)(self._scrub)  # log lines repeat the same strings
@@ -89,7 +93,7 @@ class Redactor:
         if isinstance(value, (bytes, bytearray)):
             return self.scrub(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, dict):
-            return {k: (MASK if _secret_field(k) and value[k] not in (None, "", True, False) else
+            return {k: (MASK if self._secret_field(k) and value[k] not in (None, "", True, False) else
                         self.clean(v, depth + 1)) for k, v in value.items()}
         if isinstance(value, (list, tuple, set)):
             return [self.clean(v, depth + 1) for v in value]
@@ -97,15 +101,15 @@ class Redactor:
             return value
         return self.scrub(str(value))
 
+    def _secret_field(self, name: Any) -> bool:
+        return isinstance(name, str) and (_secret_name(name) or (name.lower() in self._fields
+                                                                  and name not in SAFE_FIELDS))
+
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         cleaned = self.clean(dict(event_dict))
         event_dict.clear()
         event_dict.update(cleaned)
         return event_dict
-
-
-def _secret_field(name: Any) -> bool:
-    return isinstance(name, str) and _secret_name(name)
 
 
 @functools.lru_cache(maxsize=1024)
