@@ -357,7 +357,7 @@ def _governor(r: _Reader, doc: Any) -> GovernorSettings:
             raise r.error(f"governor.{name}", f"must be a table of {shape}")
         return table
 
-    known = {f"{name}.{budget.name}" for name, adapter in adapters.items() for budget in getattr(adapter, "budgets", ())}
+    known = {f"{name}.{budget.name}" for name, adapter in adapters.items() for budget in adapter.budgets}
     limits: dict[str, int] = {}
     for key, value in entries("limits", '"exchange.BUDGET" = limit').items():
         if key not in known:
@@ -370,7 +370,7 @@ def _governor(r: _Reader, doc: Any) -> GovernorSettings:
         if type(value) not in (int, float) or not 0 < value <= 1000:
             raise r.error(f"governor.shares.{key}", f"must be a weight above 0 and at most 1000, not {value!r}")
         shares[key] = float(value)
-    tier_names = {t for adapter in adapters.values() for t in getattr(adapter, "budget_tiers", {})}
+    tier_names = {t for adapter in adapters.values() for t in adapter.budget_tiers}
     tiers: dict[str, str] = {}
     for key, value in entries("tiers", 'account = "tier"').items():
         if value not in tier_names:

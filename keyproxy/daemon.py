@@ -248,7 +248,7 @@ class Daemon:
     async def _revoke_at_exchange(self, account: str) -> None:
         """Ask the exchange to delete the (already quarantined) real key."""
         entry = self.state.snapshot.accounts.get(account)
-        spec = getattr(entry.adapter, "revoke_request", None) if entry else None
+        spec = entry.adapter.revoke_request if entry is not None and entry.adapter is not None else None
         if entry is None or entry.adapter is None or entry.upstream is None or entry.key is None or spec is None:
             self.trail.append("key.revoke", account=account, result="not offered by this exchange: quarantined only")
             return

@@ -403,6 +403,9 @@ class AdapterHooks:
     # the smallest of the signer's 100 highest, so its requests need no turn
     ordered_nonces: bool = True
     budgets: tuple[Budget, ...] = ()  # the exchange's own rate budgets keyproxy models (`costs` charges them)
+    # the revoke_key anomaly action's call: (method, path, body) that deletes the signing key at the exchange;
+    # None: the exchange offers no such call (the key is quarantined only)
+    revoke_request: tuple[str, str, bytes] | None = None
     # account tiers ("[governor.tiers] account = tier") -> the budgets that differ for an account of that tier
     budget_tiers: Mapping[str, tuple[Budget, ...]] = {}
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
