@@ -207,7 +207,8 @@ class Controls:
             out["positions"] = [f"{x['scope']} {x['position']} (resting buy {x['open_buy']}, sell {x['open_sell']})"
                                 for x in risk["positions"]]
             limit = f" of limit -{risk['max_daily_loss']}" if risk["max_daily_loss"] else ""
-            out["day_pnl"] = f"{risk['day_pnl'] or '?'}{limit}" + (" (LOSS LIMIT HIT)" if risk["loss_limit_hit"] else "")
+            out["day_pnl"] = (f"{risk['day_pnl'] or '?'}{limit}"
+                              + (" (LOSS LIMIT HIT)" if risk["loss_limit_hit"] else ""))
         return out
 
     def bot_where(self, name: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ VAULT_OPS = frozenset({"add_account", "remove_account", "add_bot", "revoke_bot",
 
 ERROR_CLASSES: dict[str, type[errors.KeyproxyError]] = {
     cls.__name__: cls for cls in (
-        errors.KeyproxyError, errors.UsageError, errors.StateError, errors.ConfigError, errors.VaultError, errors.VaultLocked,
-        errors.IntegrityError, errors.NotFound, errors.AlreadyExists, errors.MasterKeyUnavailable,
+        errors.KeyproxyError, errors.UsageError, errors.StateError, errors.ConfigError, errors.VaultError,
+        errors.VaultLocked, errors.IntegrityError, errors.NotFound, errors.AlreadyExists, errors.MasterKeyUnavailable,
     )
 }

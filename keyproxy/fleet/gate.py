@@ -77,7 +77,9 @@ if no == 1 then
   a = a + 4
   for _, v in ipairs(redis.call('HVALS', KEYS[k])) do total = total + tonumber(v) end
   redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', now)  -- answers that never came stop counting
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[k + 1], 0, -1)) do total = total + tonumber(string.match(m, '(%d+)$')) end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[k + 1], 0, -1)) do
+    total = total + tonumber(string.match(m, '(%d+)$'))
+  end
   if total + n > cap then return {'open', tostring(total)} end
   if member ~= '' then flight = {KEYS[k + 1], now + ttl, member .. ':' .. tostring(n), ttl} end
   k = k + 2

@@ -1,7 +1,7 @@
 """The bookkeeping every instance learns from the exchange's answers, shared in Redis: the bots' open orders
 (the gate checks `max_open_orders` against this count, never an instance's own), the release of each order's
-in-flight reservation once its answer is read, and which bot placed which order (`halt --bot B --cancel-orders` on any instance finds B's orders). Queued in the order learned and
-written off the request path.
+in-flight reservation once its answer is read, and which bot placed which order (`halt --bot B --cancel-orders`
+on any instance finds B's orders). Queued in the order learned and written off the request path.
 """
 
 from __future__ import annotations

@@ -337,8 +337,8 @@ class Core:
         if wait is not None:
             self._land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
-            raise Refused("budget_exhausted", f"{exchange}'s own rate budget ({', '.join(c.budget.name for c in charges)}"
-                          f"), shared by every bot of this keyproxy, is "
+            raise Refused("budget_exhausted", f"{exchange}'s own rate budget "
+                          f"({', '.join(c.budget.name for c in charges)}), shared by every bot of this keyproxy, is "
                           f"{'closed: the exchange refused for rate' if banned else 'spent'}; retry in "
                           f"{math.ceil(wait)} s", wait)
         return charges
@@ -562,7 +562,8 @@ class Core:
         buckets = self.counters.buckets
         shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
         if decision.notional is not None and policy.daily_notional_cap:
-            shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
+            shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap,
+                                "daily_notional_exceeded"))
         if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
             shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
             shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
