@@ -103,7 +103,14 @@ def test_the_wheel_carries_docs_deployment_files_and_the_example_config(tmp_path
     import zipfile
 
     root = DEPLOY.parents[1]
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+    # built from a clean copy, as a release is: setuptools merges a checkout's existing *.egg-info/SOURCES.txt
+    # (an editable install's, possibly from before a package was excluded) into what the wheel carries
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(".venv*", ".git", "build", "*.egg-info", "__pycache__",
+                                                               ".hypothesis", ".ruff_cache", ".pytest_cache"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     [wheel] = tmp_path.glob("keyproxy-*.whl")
