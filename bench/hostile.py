@@ -53,7 +53,8 @@ def _slow(dev: DevStack, count: int) -> bool:
 def hostile_parts(args: argparse.Namespace) -> bool:
     ok = True
     with tempfile.TemporaryDirectory(prefix="keyproxy-hostile-") as tmp, \
-            DevStack(Path(tmp), log_level="info", extra_config="[anomaly.auth_failures]\nenabled = false\n[governor]\nenabled = false\n") as dev:
+            DevStack(Path(tmp), log_level="info",
+                     extra_config="[anomaly.auth_failures]\nenabled = false\n[governor]\nenabled = false\n") as dev:
         key = new_real_key()
         dev.serve_account("main", key)
         if args.malformed:

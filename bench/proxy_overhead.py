@@ -506,7 +506,8 @@ def main() -> int:
         if args.policy == "realistic":  # generous enough never to refuse the benchmark's orders
             limits = ["--allow-ip", "127.0.0.1/32", "--allow-ip", "::1/128",
                       "--set", "requests_per_second=100000", "--set", "burst=100000",
-                      "--set", "orders_per_minute=10000000", "--set", "symbols=" + ("BTC,ETH" if args.exchange == "hyperliquid" else "BTCUSDT,ETHUSDT"),
+                      "--set", "orders_per_minute=10000000",
+                      "--set", "symbols=" + ("BTC,ETH" if args.exchange == "hyperliquid" else "BTCUSDT,ETHUSDT"),
                       "--set", "max_order_notional=100"]
         bot = stack.add_bot("bench-bot", "bench", "read,trade", *limits)
         bare_proc = None

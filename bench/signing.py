@@ -113,7 +113,8 @@ def hyperliquid(adapter: object, n: int) -> None:
     verify = timed(lambda: adapter.verify(next(it), bot_issued.kept, endpoint, now), m)  # type: ignore[attr-defined]
     sign = timed(lambda: adapter.sign(reqs[0], real, endpoint, SignContext(  # type: ignore[attr-defined]
         "https://api.hyperliquid.xyz", "production", now, next(nonces))), m)
-    print(f"{'hyperliquid':<10} {'bot verify (us)':>22}  {verify:.1f}  (one recovery: the network the bot signs for is learned)")
+    print(f"{'hyperliquid':<10} {'bot verify (us)':>22}  {verify:.1f}  "
+          "(one recovery: the network the bot signs for is learned)")
     print(f"{'hyperliquid':<10} {'real sign (us)':>22}  {sign:.1f}  (EIP-712 + secp256k1)")
 
 

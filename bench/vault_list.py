@@ -51,7 +51,8 @@ def main() -> None:
         print(f"add (1 txn each):    {t_add:.2f} s  ({n / t_add:.0f} adds/s, synchronous=FULL)")
         print(f"unlock (key file):   {t_open * 1000:.1f} ms")
         print(f"list after unlock:   {t_list * 1000:.1f} ms")
-        print(f"CLI key list --json: {t_cli * 1000:.0f} ms wall, {len(out) / 1e6:.1f} MB output (incl. interpreter start)")
+        print(f"CLI key list --json: {t_cli * 1000:.0f} ms wall, {len(out) / 1e6:.1f} MB output "
+              "(incl. interpreter start)")
 
 
 if __name__ == "__main__":

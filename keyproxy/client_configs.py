@@ -121,7 +121,8 @@ def snippet(client: str, exchange: str, shown: Mapping[str, Any]) -> str:
         if not base.startswith("https://"):
             raise ClientConfigError("coinbase-advanced-py only speaks https: turn on keyproxy's TLS listener "
                                     "(`keyproxy tls init`, docs/clients.md section 9), then ask again")
-        return ("# trust keyproxy's local CA: REQUESTS_CA_BUNDLE=<state dir>/tls/ca.pem (printed by `keyproxy tls init`)\n"
+        return ("# trust keyproxy's local CA: REQUESTS_CA_BUNDLE=<state dir>/tls/ca.pem "
+                "(printed by `keyproxy tls init`)\n"
                 "from coinbase.rest import RESTClient\n\n"
                 f"client = RESTClient(api_key={key}, api_secret={secret}, "
                 f"base_url={json.dumps(base.removeprefix('https://'))})\n")

@@ -385,7 +385,8 @@ def _governor(r: _Reader, doc: Any) -> GovernorSettings:
                           f"(exchanges: {', '.join(sorted(adapters))})")
         endpoint = adapter.classify("GET", path)
         if endpoint is None or endpoint.cls.value != "public":
-            raise r.error(f"governor.cache.{key}", f"not a public endpoint of {exchange}: only public answers are shared")
+            raise r.error(f"governor.cache.{key}",
+                          f"not a public endpoint of {exchange}: only public answers are shared")
         if type(value) not in (int, float) or not 0 <= value <= 3600:
             raise r.error(f"governor.cache.{key}", f"must be seconds from 0 to 3600, not {value!r}")
         cache[f"{exchange}:{path}"] = float(value)

@@ -359,8 +359,9 @@ class Daemon:
         self._runner = runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=ps.shutdown_grace)
         await runner.setup()
         tls = server_context(listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
-        await _listen(web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
-                                  reuse_port=self.worker is not None, ssl_context=tls), "proxy", listen.host, listen.port)
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True, reuse_port=self.worker is not None,
+                           ssl_context=tls)
+        await _listen(site, "proxy", listen.host, listen.port)
         port = runner.addresses[0][1]
         front.allow_hosts(allowed_hosts(listen.host, port))  # known only once bound (port 0 in tests)
         self.base_url = f"{listen.scheme}://{listen.host if ':' not in listen.host else f'[{listen.host}]'}:{port}"

@@ -43,7 +43,8 @@ def check_files(settings: Settings) -> list[Finding]:
     out = []
     wanted = [(settings.state_dir, 0o700, "directory"), (settings.vault.path, 0o600, "vault"),
               (settings.state_dir / "state.db", 0o600, "state database"),
-              (settings.audit_dir, 0o700, "audit directory"), (settings.state_dir / "admin.sock", 0o600, "admin socket")]
+              (settings.audit_dir, 0o700, "audit directory"),
+              (settings.state_dir / "admin.sock", 0o600, "admin socket")]
     if settings.config_file is not None:
         wanted.append((settings.config_file, 0o600, "config file"))
     for path, mode, what in wanted:

@@ -192,7 +192,8 @@ class StateStore:
 
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO incidents (ts, rule, subject, actions, reason, evidence, steps) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO incidents (ts, rule, subject, actions, reason, evidence, steps) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (ts, rule, subject, json.dumps(actions), reason, json.dumps(evidence), json.dumps(steps)))
             return int(cur.lastrowid or 0)
 

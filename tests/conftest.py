@@ -97,7 +97,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     blob = "\n".join(texts)
     leaks = []
     for secret in HANDLED_SECRETS:
-        forms = set(encodings(secret)) | {line for line in secret.splitlines() if len(line) >= 16 and "-----" not in line}
+        forms = set(encodings(secret)) | {line for line in secret.splitlines()
+                                          if len(line) >= 16 and "-----" not in line}
         leaks += [form[:8] + "..." for form in forms if form in blob]
     session.config.stash[LEAK_KEY] = (len(HANDLED_SECRETS), len(texts), leaks)
     if leaks and exitstatus == 0:
@@ -113,7 +114,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
         return
     secrets, files, leaks = result
     if leaks:
-        terminalreporter.write_line(f"SECRET LEAK: {len(leaks)} secret forms found in logs/audit: {leaks[:5]}", red=True)
+        terminalreporter.write_line(f"SECRET LEAK: {len(leaks)} secret forms found in logs/audit: {leaks[:5]}",
+                                    red=True)
     else:
         terminalreporter.write_line(f"leak scan: {secrets} secrets handled by the e2e stacks, {files} log and audit "
                                     "files searched in every encoding: 0 found")

@@ -85,13 +85,15 @@ def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyp
     (["key", "add", "a", "--exchange", "binance", "--key-type", "dsa"], creds(), "unknown key type"),
     (["key", "add", "a", "--exchange", "binance"], creds(secret=""), "secret is empty"),
     (["key", "add", "a", "--exchange", "binance"], "not json " + CANARY_SECRET, "stdin is not valid JSON"),
-    (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": "k", "secrett": "s"}), "unknown credential field"),
+    (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": "k", "secrett": "s"}),
+     "unknown credential field"),
     (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": 5}), "must be a string"),
     (["key", "add", "a", "--exchange", "binance"], "", "stdin is not valid JSON"),
     (["key", "add", "a", "--exchange", "okx"], creds(), "okx keys need a passphrase"),
     (["key", "add", "a", "--exchange", "binance", "--base-url", "http://evil.example"], creds(), "--base-url"),
     (["key", "add", "a", "--exchange", "binance", "--base-url", "http://127.0.0.1:9"], creds(), "--insecure-upstream"),
-    (["key", "add", "a", "--exchange", "binance", "--base-url", "https://evil.example"], creds(), "not one of binance's hosts"),
+    (["key", "add", "a", "--exchange", "binance", "--base-url", "https://evil.example"], creds(),
+     "not one of binance's hosts"),
     (["key", "add", "a", "--exchange", "binance", "--rotate-every", "soon"], creds(), "invalid duration"),
     (["key", "show", "nope"], "", "no account named 'nope'"),
     (["key", "remove", "nope", "--yes"], "", "no account named 'nope'"),
@@ -133,7 +135,8 @@ def test_corrupt_vault_file_is_named(home: Home) -> None:
 def test_tampered_record_is_named_and_others_open(home: Home) -> None:
     home.run("init")
     for name in ("alpha", "bravo", "charlie"):
-        assert home.run("key", "add", name, "--exchange", "binance", input=creds(f"AK{name}", f"SK{name}")).returncode == 0
+        added = home.run("key", "add", name, "--exchange", "binance", input=creds(f"AK{name}", f"SK{name}"))
+        assert added.returncode == 0
     db = sqlite3.connect(home.vault)
     db.execute("UPDATE account_versions SET secret = (SELECT secret FROM account_versions WHERE account_id ="
                " (SELECT id FROM accounts WHERE name='charlie')) WHERE account_id ="
@@ -183,7 +186,8 @@ def test_demo_runs(home: Home) -> None:
     assert "withdrawal requests that reached the exchange: 0" in r.stdout
     assert "secrets in it: none" in r.stdout
     assert "anomaly rule forbidden_scope acted: suspend_bot" in r.stdout
-    assert "bad_signature" in r.stdout and "unknown_bot - unknown API key" in r.stdout  # a revoked credential is no credential
+    # a revoked credential is no credential
+    assert "bad_signature" in r.stdout and "unknown_bot - unknown API key" in r.stdout
 
 
 def test_where_an_unexpected_error_arose_names_code_only() -> None:

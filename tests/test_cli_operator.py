@@ -297,7 +297,8 @@ def test_bash_completion_completes_commands_options_and_names(home: Home) -> Non
 
 def test_durations_are_shown_as_people_write_them(home: Home) -> None:
     assert home.run("init").returncode == 0
-    assert home.run("key", "add", "main", "--exchange", "binance", "--rotate-every", "30d", input=creds()).returncode == 0
+    added = home.run("key", "add", "main", "--exchange", "binance", "--rotate-every", "30d", input=creds())
+    assert added.returncode == 0
     shown = home.run("key", "show", "main").stdout
     [line] = [x for x in shown.splitlines() if x.startswith("rotate_every:")]
     assert line.split()[-1] == "30d", shown

@@ -67,7 +67,8 @@ def test_every_file_beside_the_rules_is_a_rules_file_and_the_scrape_config_is_va
     assert out.returncode == 0 and "SUCCESS: 15 rules found" in out.stdout, out.stdout + out.stderr
 
 
-def test_the_grafana_dashboard_queries_are_valid_promql_on_metrics_keyproxy_exports(promtool: str, tmp_path: Path) -> None:
+def test_the_grafana_dashboard_queries_are_valid_promql_on_metrics_keyproxy_exports(promtool: str,
+                                                                                     tmp_path: Path) -> None:
     """Every panel's PromQL, wrapped into recording rules, passes `promtool check rules`; every metric it names
     is one keyproxy defines (a renamed metric cannot leave a panel silently empty)."""
     import json

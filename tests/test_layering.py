@@ -100,6 +100,7 @@ def test_nothing_imports_the_daemon() -> None:
 def test_only_the_fleet_package_talks_to_redis() -> None:
     """Redis sees sealed blobs only: every key it holds is written by keyproxy/fleet/store.py's one class."""
     offenders = [rel(p) for p in modules() if not p.is_relative_to(ROOT / "fleet")
-                 and p != ROOT / "emulator" / "devstack.py"  # the throw-away test server's own client, never the daemon's
+                 # the throw-away test server's own client, never the daemon's
+                 and p != ROOT / "emulator" / "devstack.py"
                  and any(n.split(".")[0] == "redis" for n in imports(p))]
     assert offenders == []

@@ -28,7 +28,8 @@ def acct(name: str, age_days: float, every_days: float | None) -> SimpleNamespac
     (10, None, 30, False),
 ])
 def test_due(age: float, every: float | None, default: float | None, due: bool) -> None:
-    due_at, is_due = rotation_due(acct("a", age, every), 1000 * DAY, int(default * DAY) if default else None, int(7 * DAY))
+    due_at, is_due = rotation_due(acct("a", age, every), 1000 * DAY, int(default * DAY) if default else None,
+                                  int(7 * DAY))
     assert is_due is due
     if every or default:
         assert due_at == 1000 * DAY - age * DAY + (every or default) * DAY  # type: ignore[operator]

@@ -25,13 +25,15 @@ THROTTLE_RATE = 1.0  # requests per second while throttled
 CHECKLIST = {
     "throttle": "the bot is limited to 1 request/s for 5 minutes: check whether its surge was intended "
                 "(`keyproxy audit tail --bot {bot}`)",
-    "suspend_bot": "the bot's credential may have leaked or the bot misbehaves: read `keyproxy audit tail --bot {bot}`, "
-                   "check the bot's host, then `keyproxy bot restore {bot}` or `bot rotate`/`bot revoke`",
+    "suspend_bot": "the bot's credential may have leaked or the bot misbehaves: read "
+                   "`keyproxy audit tail --bot {bot}`, check the bot's host, then `keyproxy bot restore {bot}` or "
+                   "`bot rotate`/`bot revoke`",
     "quarantine_key": "no bot can use account {account}: audit its trading history at the exchange, check the key's "
                       "permissions and IP list, then `keyproxy key restore {account}` or rotate the key",
     "alert": "review the evidence requests in the audit trail",
     "cancel_orders": "keyproxy halted {scope} {target} and cancelled its resting orders at the exchange (the "
-                     "order.cancel audit events list each); check what happened, then `keyproxy resume --{scope} {target}`",
+                     "order.cancel audit events list each); check what happened, then "
+                     "`keyproxy resume --{scope} {target}`",
     "halt": "{scope} {target} is halted (only reads and cancels pass): read its trades and fills "
             "(`keyproxy audit tail`), then `keyproxy resume --{scope} {target}`",
     "loss_limit": "{subject} passed its daily loss limit: only orders that reduce a position pass until the UTC day "

@@ -365,8 +365,9 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, RuleConfig]:
             raise RuleError(f"{name}: unknown rule (known: {', '.join(sorted(RULES))})")
         if not isinstance(table, dict):
             raise RuleError(f"{name}: must be a table")
-        allowed = {"actions", "enabled"} if name == "fill_burst" else \
-            {"threshold", "window_seconds", "actions", "enabled"} | ({"learn_seconds"} if name == "rate_spike" else set())
+        allowed = ({"actions", "enabled"} if name == "fill_burst" else
+                   {"threshold", "window_seconds", "actions", "enabled"}
+                   | ({"learn_seconds"} if name == "rate_spike" else set()))
         unknown = set(table) - allowed
         if unknown:
             raise RuleError(f"{name}.{sorted(unknown)[0]}: unknown key ({', '.join(sorted(allowed))})")

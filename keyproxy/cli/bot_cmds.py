@@ -119,7 +119,8 @@ def register(sub: Any, cmd: Commands) -> None:
     sp.add_argument("bot")
     sp.add_argument("--account", required=True)
     sp.add_argument("--scope", required=True, help="comma list of read, trade, withdraw, transfer")
-    sp.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable; replaces the loopback-only default (add 127.0.0.1/32 to keep it)")
+    sp.add_argument("--allow-ip", action="append", metavar="CIDR",
+                    help="repeatable; replaces the loopback-only default (add 127.0.0.1/32 to keep it)")
     sp.add_argument("--mode", choices=BOT_MODES, default="dropin",
                     help="dropin: the bot's SDK signs with a virtual key; token: X-Keyproxy-Token header")
     sp.add_argument("--key-type", help="virtual key type for drop-in bots (default: the exchange's usual one; "

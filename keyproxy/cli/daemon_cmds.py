@@ -74,7 +74,8 @@ def cmd_status(ctx: Context) -> int:
         ctx.out(f"dead-man's switch {d['account']}: {d['seconds']} s, {when}{failing}")
     for r in st.get("risk", []):
         held = "; ".join(f"{x['scope']} {x['position']} (resting buy {x['open_buy']}, sell {x['open_sell']}; price "
-                         f"{x['price'] or '?'}, {'%s s old' % x['price_age_s'] if x['price_age_s'] is not None else 'none'})"
+                         f"{x['price'] or '?'}, "
+                         f"{'%s s old' % x['price_age_s'] if x['price_age_s'] is not None else 'none'})"
                          for x in r["positions"]) or "no position"
         limit = f" of limit -{r['max_daily_loss']}" if r["max_daily_loss"] else ""
         hit = "; LOSS LIMIT HIT: only reducing orders pass today" if r["loss_limit_hit"] else ""
@@ -194,7 +195,8 @@ def register(sub: Any, cmd: Commands) -> None:
     config = cmd.group(sub, "config", "the config file", "config_command")
     sp = cmd(config, "check", cmd_config_check, "validate a config file without starting anything")
     sp.add_argument("path", nargs="?", type=Path)
-    sp = cmd(sub, "doctor", cmd_doctor, "check the installation and explain each problem with its fix (changes nothing)")
+    sp = cmd(sub, "doctor", cmd_doctor,
+             "check the installation and explain each problem with its fix (changes nothing)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--offline", action="store_true", help="skip the exchange checks (key permissions, clock skew)")
     sp = cmd(sub, "status", cmd_status, "daemon, accounts, bots, halts in force and the exchanges' rate budgets in use")

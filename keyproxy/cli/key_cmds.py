@@ -179,7 +179,8 @@ def register(sub: Any, cmd: Commands) -> None:
     sp.add_argument("account")
     sp.add_argument("--private-key-file", type=Path, metavar="PEM",
                     help="the new ed25519/rsa/ec private key, read from this file (mode 0600)")
-    sp = cmd(key, "audit", cmd_key_audit, "ask each exchange what the real key may do; warn where it exceeds the bots' needs")
+    sp = cmd(key, "audit", cmd_key_audit,
+             "ask each exchange what the real key may do; warn where it exceeds the bots' needs")
     sp.add_argument("account", nargs="?")
     sp.add_argument("--json", action="store_true")
     sp = cmd(key, "rollback", cmd_key_rollback, "go back to the previous key version")

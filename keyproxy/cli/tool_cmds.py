@@ -63,7 +63,8 @@ COMPLETION_PREAMBLE = {
 }
 
 NAME_COMPLETERS = {
-    "account": {"bash": "_keyproxy_accounts", "zsh": "_keyproxy_accounts", "fish": "(keyproxy _names accounts 2>/dev/null)"},
+    "account": {"bash": "_keyproxy_accounts", "zsh": "_keyproxy_accounts",
+                "fish": "(keyproxy _names accounts 2>/dev/null)"},
     "bot": {"bash": "_keyproxy_bots", "zsh": "_keyproxy_bots", "fish": "(keyproxy _names bots 2>/dev/null)"},
 }
 

@@ -222,9 +222,9 @@ async def _faults(request: web.Request) -> web.Response:
 async def _limits(request: web.Request) -> web.Response:
     """The exchanges' rate limits, off until set. POST: Binance's request weight (binance_limits.py):
     `binance_weight_per_minute`, `ban_seconds`, `ban_now` (seconds of a 418 ban starting now); Bybit's, OKX's
-    and Kraken's (rate_limits.py): `bybit_ip_per_5s`, `bybit_uid_per_s`, `bybit_ban_seconds`, `bybit_reset`, `bybit_ban_now` (seconds),
-    `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}). GET (and POST) report
-    Binance's limit, weight and answers, and every exchange's refusals (`refused`)."""
+    and Kraken's (rate_limits.py): `bybit_ip_per_5s`, `bybit_uid_per_s`, `bybit_ban_seconds`, `bybit_reset`,
+    `bybit_ban_now` (seconds), `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}).
+    GET (and POST) report Binance's limit, weight and answers, and every exchange's refusals (`refused`)."""
     by_name = {e.name: e for e in request.app[EMULATORS]}
     doc = await request.json() if request.method == "POST" else {}
     binance, bybit, okx, kraken = (by_name.get(n) for n in ("binance", "bybit", "okx", "kraken"))
@@ -304,8 +304,9 @@ async def _binance_stream(request: web.Request) -> web.StreamResponse:
 
 
 def _private_ws(exchange: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The handler of an exchange module's private WebSocket (its `ws.serve`: binance_ws.py `/ws-api/v3`; okx_ws.py `/ws/v5/private`,
-    `/ws/v5/business`; bybit_ws.py `/v5/private`, `/v5/trade`; kraken_ws.py `/v2`); each frame is journaled."""
+    """The handler of an exchange module's private WebSocket (its `ws.serve`: binance_ws.py `/ws-api/v3`;
+    okx_ws.py `/ws/v5/private`, `/ws/v5/business`; bybit_ws.py `/v5/private`, `/v5/trade`; kraken_ws.py `/v2`);
+    each frame is journaled."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         emulator = next((e for e in request.app[EMULATORS] if e.name == exchange), None)

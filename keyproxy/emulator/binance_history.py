@@ -32,7 +32,8 @@ def _int(params: dict[str, Any], name: str) -> int | None:
     try:
         return int(str(value))
     except ValueError:
-        raise HistoryError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.") from None
+        raise HistoryError(-1100, f"Illegal characters found in parameter '{name}'; "
+                                  "legal range is '^[0-9]{1,20}$'.") from None
 
 
 def klines(market: Market, params: dict[str, Any], now_ms: int) -> list[list[Any]]:

@@ -4,7 +4,8 @@
 `auth`: `{"op": "auth", "args": [apiKey, expires (ms, in the future), signature]}` with signature =
 hex HMAC-SHA256(secret, "GET/realtime" + expires) (base64 RSA for RSA keys). `subscribe` to `order`
 pushes `{"topic": "order", "data": [order]}` whenever one of the account's orders changes (REST or
-WebSocket), and `wallet` the unified account (REST wallet-balance's `list`) after each such change. On `/v5/trade`, `order.create` / `order.cancel` run the REST handlers and answer
+WebSocket), and `wallet` the unified account (REST wallet-balance's `list`) after each such change. On
+`/v5/trade`, `order.create` / `order.cancel` run the REST handlers and answer
 `{"reqId", "retCode", "retMsg", "op", "data", "header"}`.
 """
 
@@ -51,7 +52,8 @@ class BybitWs:
             return self._auth(ws, args, entry, now, frame.get("req_id", ""))
         if op == "subscribe":
             if ws not in self.sessions:
-                return {"success": False, "ret_msg": "Request not authorized", "op": op, "req_id": frame.get("req_id", "")}
+                return {"success": False, "ret_msg": "Request not authorized", "op": op,
+                        "req_id": frame.get("req_id", "")}
             self.topics.setdefault(ws, set()).update(str(a) for a in args)
             return {"success": True, "ret_msg": "", "op": op, "req_id": frame.get("req_id", ""), "conn_id": "emu"}
         base = {"reqId": frame.get("reqId", ""), "op": op, "header": {"Timenow": str(now)}, "connId": "emu"}

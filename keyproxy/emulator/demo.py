@@ -42,8 +42,8 @@ def run_demo(out: TextIO) -> int:
         vault_dir = stack.root / "state"
         leaked = [p.name for p in vault_dir.iterdir() if p.is_file()
                   and any(v.encode() in p.read_bytes() for v in real.credentials.values())]
-        say(f"   raw vault files searched for the key and secret: {'FOUND in ' + str(leaked) if leaked else 'not found'}"
-            " (each field sealed with AES-256-GCM)")
+        say("   raw vault files searched for the key and secret: "
+            f"{'FOUND in ' + str(leaked) if leaked else 'not found'} (each field sealed with AES-256-GCM)")
         say(f"3. `keyproxy serve`: {stack.start_daemon()}")
         bot = stack.add_bot("demo-bot", "main", "read,trade")
         say("4. `keyproxy bot add demo-bot --account main --scope read,trade` prints the bot's credential once:")

@@ -33,10 +33,10 @@ from keyproxy.emulator.hyperliquid_auth import USER_SIGNED, HyperliquidError, No
 PERPS = (("BTC", 5, 50, "65000.0"), ("ETH", 4, 25, "3500.0"), ("SOL", 2, 20, "150.0"))  # name, szDecimals, lev, mid
 SPOT = (("PURR/USDC", 0, "0.2"),)  # name, base token index, mid
 SPOT_OFFSET = 10_000
-TOKENS = ({"name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0, "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054",
-           "isCanonical": True, "evmContract": None, "fullName": None},
-          {"name": "PURR", "szDecimals": 0, "weiDecimals": 5, "index": 1, "tokenId": "0xc1fb593aeffbeb02f85e0308e9956a90",
-           "isCanonical": True, "evmContract": None, "fullName": None})
+TOKENS = ({"name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
+           "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True, "evmContract": None, "fullName": None},
+          {"name": "PURR", "szDecimals": 0, "weiDecimals": 5, "index": 1,
+           "tokenId": "0xc1fb593aeffbeb02f85e0308e9956a90", "isCanonical": True, "evmContract": None, "fullName": None})
 
 
 def _meta() -> dict[str, Any]:
@@ -199,8 +199,8 @@ class HyperliquidEmulator:
         if kind == "perpDexs":
             return [None]
         if kind == "metaAndAssetCtxs":
-            return [_meta(), [{"funding": "0.0000125", "openInterest": "100.0", "prevDayPx": mid, "dayNtlVlm": "1000000.0",
-                               "premium": "0.0", "oraclePx": mid, "markPx": mid, "midPx": mid,
+            return [_meta(), [{"funding": "0.0000125", "openInterest": "100.0", "prevDayPx": mid,
+                               "dayNtlVlm": "1000000.0", "premium": "0.0", "oraclePx": mid, "markPx": mid, "midPx": mid,
                                "impactPxs": [mid, mid], "dayBaseVlm": "10.0"} for _, _, _, mid in PERPS]]
         if kind == "spotMetaAndAssetCtxs":
             return [_spot_meta(), [{"coin": n, "prevDayPx": mid, "dayNtlVlm": "1000.0", "markPx": mid, "midPx": mid,
@@ -223,7 +223,8 @@ class HyperliquidEmulator:
             return {"marginSummary": summary, "crossMarginSummary": summary, "crossMaintenanceMarginUsed": "0.0",
                     "withdrawable": value, "assetPositions": [], "time": self._now()}
         if kind == "spotClearinghouseState":
-            return {"balances": [{"coin": "USDC", "token": 0, "hold": "0.0", "total": str(user.usdc), "entryNtl": "0.0"}]}
+            return {"balances": [{"coin": "USDC", "token": 0, "hold": "0.0", "total": str(user.usdc),
+                                  "entryNtl": "0.0"}]}
         if kind == "openOrders":
             return [o.wire() for o in user.orders.values() if o.status == "open"]
         if kind == "frontendOpenOrders":
@@ -231,7 +232,8 @@ class HyperliquidEmulator:
         if kind == "userFills":
             return list(user.fills[:2000])
         if kind == "extraAgents":
-            return [{"name": "agent", "address": a, "validUntil": self._now() + 180 * 86_400_000} for a in sorted(user.agents)]
+            return [{"name": "agent", "address": a, "validUntil": self._now() + 180 * 86_400_000}
+                    for a in sorted(user.agents)]
         if kind == "orderStatus":
             order = user.orders.get(doc.get("oid")) if isinstance(doc.get("oid"), int) else None
             if order is None:
@@ -344,8 +346,8 @@ class HyperliquidEmulator:
         if crosses:
             self._fill(user, self._next_oid, coin, "B" if buy else "A", str(mid), wire["s"])
             return {"filled": {"totalSz": wire["s"], "avgPx": str(mid), "oid": self._next_oid}}
-        user.orders[self._next_oid] = Order(self._next_oid, coin, "B" if buy else "A", wire["p"], wire["s"], self._now(),
-                                            bool(wire.get("r")), tif, wire.get("c"))
+        user.orders[self._next_oid] = Order(self._next_oid, coin, "B" if buy else "A", wire["p"], wire["s"],
+                                            self._now(), bool(wire.get("r")), tif, wire.get("c"))
         return {"resting": {"oid": self._next_oid}}
 
 

@@ -5,8 +5,8 @@
 timestamp + "GET" + "/users/self/verify"))}, 30 s window; after it the connection's requests are unsigned.
 `subscribe` to `orders` pushes `{"arg", "data": [order]}` whenever one of the account's orders changes (by
 REST or WebSocket); `subscribe` to `account` ("Account channel") pushes the balance document of REST's
-`/api/v5/account/balance`, a snapshot at once and an update on every order change. Order ops (`order`, `batch-orders`, `cancel-order`) run the REST handlers and answer
-`{"id", "op", "code", "msg", "data"}`.
+`/api/v5/account/balance`, a snapshot at once and an update on every order change. Order ops (`order`,
+`batch-orders`, `cancel-order`) run the REST handlers and answer `{"id", "op", "code", "msg", "data"}`.
 """
 
 from __future__ import annotations

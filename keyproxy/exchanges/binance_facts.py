@@ -156,10 +156,11 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
 
     Spot (new order, docs "Trading endpoints"): MARKET takes `quantity` or `quoteOrderQty`, never a
     price (nor do the market-on-trigger types STOP_LOSS, TAKE_PROFIT, futures *_MARKET); `priceMatch`
-    (futures) and `pegPriceType` (spot) let the book set the price, and "cannot be passed with price"; futures (USD-M/COIN-M "New Order"): MARKET takes `quantity` only and no type takes
-    `quoteOrderQty`. A field the type ignores, or both sizes at once, is a conflict. COIN-M quantities
-    are contracts worth `contractSize` USD each. `reduceOnly`/`closePosition` mean something only on
-    futures; `sideEffectType` MARGIN_BUY / AUTO_BORROW_REPAY borrows (margin "New Order").
+    (futures) and `pegPriceType` (spot) let the book set the price, and "cannot be passed with price";
+    futures (USD-M/COIN-M "New Order"): MARKET takes `quantity` only and no type takes `quoteOrderQty`. A
+    field the type ignores, or both sizes at once, is a conflict. COIN-M quantities are contracts worth
+    `contractSize` USD each. `reduceOnly`/`closePosition` mean something only on futures; `sideEffectType`
+    MARGIN_BUY / AUTO_BORROW_REPAY borrows (margin "New Order").
     """
     order_type = (params.get("type") or "").upper() or None
     derivatives = path.startswith(_DERIVATIVES)
@@ -169,7 +170,8 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
     if order_type in (_FUTURES_MARKET_TYPES if derivatives else _SPOT_MARKET_TYPES) and price is not None:
         conflict, price = f"a {order_type} order's price is ignored by Binance", None
     matched = next((params[k] for k in ("priceMatch", "pegPriceType") if params.get(k, "NONE").upper() != "NONE"), None)
-    if matched is not None:  # the book sets the price (futures priceMatch, spot pegged orders): the last price values it
+    # the book sets the price (futures priceMatch, spot pegged orders): the last price values it
+    if matched is not None:
         if price is not None:
             conflict = f"a price is given with {matched}, which sets the price itself"
         price = None
@@ -183,7 +185,8 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                                    or params.get("closePosition", "").lower() == "true")
     coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
     return RequestFacts(action="order", market=_market(path), symbol=symbol,
-                        side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity, price=price, quote_quantity=quote,
+                        side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity,
+                        price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
                         trigger_price=amount(params.get("stopPrice")))
@@ -249,7 +252,8 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
         doc = None
     if facts.action == "order":
         if req.path.endswith("/cancelReplace") and isinstance(doc, dict):
-            cancelled = isinstance(doc.get("cancelResponse"), dict) and doc["cancelResponse"].get("status") == "CANCELED"
+            cancelled = (isinstance(doc.get("cancelResponse"), dict)
+                         and doc["cancelResponse"].get("status") == "CANCELED")
             placed = doc.get("newOrderResponse")
             rests = isinstance(placed, dict) and "code" not in placed and placed.get("status") not in _CLOSED_STATUSES
             return OrderBookChange(opened=(facts.scope,) if rests else (), closed=(facts.scope,) if cancelled else ())

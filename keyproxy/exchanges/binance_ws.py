@@ -25,8 +25,8 @@ from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates, binance_stream_updates
 from keyproxy.exchanges.base import (
-    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange, OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
-    unique_members,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
+    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts

@@ -45,7 +45,8 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
-from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
+from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ
+from keyproxy.exchanges.bybit_fills import bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 

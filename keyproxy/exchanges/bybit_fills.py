@@ -68,4 +68,5 @@ def bybit_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, b
     category, _, symbol = scope.partition(":")
     if category not in READ or not symbol or symbol == "*":
         return None
-    return ("GET", "/v5/order/history", f"category={category}&symbol={symbol}&startTime={max(0, since_ms)}&limit=50", b"")
+    return ("GET", "/v5/order/history", f"category={category}&symbol={symbol}&startTime={max(0, since_ms)}&limit=50",
+            b"")

@@ -17,7 +17,8 @@ from typing import Any
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
-    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
+    OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_stream_updates

@@ -69,7 +69,9 @@ from keyproxy.exchanges.coinbase_facts import (
     coinbase_order_book_change,
     coinbase_prices,
 )
-from keyproxy.exchanges.coinbase_fills import coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates
+from keyproxy.exchanges.coinbase_fills import (
+    coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates,
+)
 from keyproxy.policy.model import RequestFacts
 
 API_HOST = "api.coinbase.com"

@@ -58,7 +58,8 @@ def parse_exchange_body(body: bytes) -> dict[str, Any]:
     if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 1 << 64:
         raise BadRequest("nonce must be an unsigned 64-bit integer (milliseconds)")
     expires = doc.get("expiresAfter")
-    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires < 1 << 64):
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)
+                                or not 0 <= expires < 1 << 64):
         raise BadRequest("expiresAfter must be an unsigned 64-bit integer (milliseconds) or null")
     extra = set(doc) - {"action", "nonce", "signature", "vaultAddress", "expiresAfter"}
     if extra:
@@ -119,8 +120,9 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
         # so p bounds what it costs. Value it at the higher of the two, the worst case either way.
         if trigger_px is not None and price is not None and trigger_px > price:
             price = trigger_px
-    return RequestFacts(action=action, symbol=symbol, market=market, side="buy" if _flag(wire.get("b"), "b") else "sell",
-                        order_type=order_type, quantity=amount(wire["s"], "order size (s)"), price=price,
+    return RequestFacts(action=action, symbol=symbol, market=market,
+                        side="buy" if _flag(wire.get("b"), "b") else "sell", order_type=order_type,
+                        quantity=amount(wire["s"], "order size (s)"), price=price,
                         reduce_only=_flag(wire.get("r"), "reduce-only (r)"), trigger_price=trigger_px)
 
 

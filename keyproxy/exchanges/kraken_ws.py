@@ -118,7 +118,8 @@ class KrakenWsApi(WsDialect):
     def classify_request(self, req: IncomingRequest) -> Endpoint | None:
         """Market-data subscriptions (ticker, book...) need no token: public."""
         frame = parse(req.body)
-        if frame["method"] in ("subscribe", "unsubscribe") and frame.get("params", {}).get("channel") in PUBLIC_CHANNELS:
+        channel = frame.get("params", {}).get("channel")
+        if frame["method"] in ("subscribe", "unsubscribe") and channel in PUBLIC_CHANNELS:
             return Endpoint(P, f"ws {frame['method']} {frame['params']['channel']}", False)
         return None
 

@@ -45,7 +45,8 @@ _NO_ORDER = frozenset("/api/v5/" + p for p in (
     "account/set-riskOffset-type", "account/set-riskOffset-amt", "account/activate-option", "account/set-auto-loan",
     "account/account-level-switch-preset", "account/set-account-level", "account/set-collateral-assets",
     "account/mmp-reset", "account/mmp-config", "account/set-settle-currency", "account/set-trading-config",
-    "account/set-auto-repay", "account/position/margin-balance", "trade/order-precheck", "rfq/maker-instrument-settings",
+    "account/set-auto-repay", "account/position/margin-balance", "trade/order-precheck",
+    "rfq/maker-instrument-settings",
     "rfq/mmp-reset", "rfq/mmp-config",
 ))
 _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"

@@ -51,4 +51,6 @@ def okx_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
 
 def okx_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """The last 100 finished spot orders (the instrument's own id, with its dashes, is not in a scope)."""
-    return ("GET", "/api/v5/trade/orders-history", "instType=SPOT&limit=100", b"") if scope.startswith("spot:") else None
+    if not scope.startswith("spot:"):
+        return None
+    return ("GET", "/api/v5/trade/orders-history", "instType=SPOT&limit=100", b"")

@@ -18,8 +18,8 @@ from typing import Any
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
-    OrderUpdate,
-    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
+    AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
+    OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.okx_budget import okx_costs
 from keyproxy.exchanges.okx_facts import okx_facts, okx_market_ids, okx_order_book_change

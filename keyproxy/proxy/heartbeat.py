@@ -76,7 +76,8 @@ class HeartbeatWatch:
             log.error("heartbeat cancel failed", bot=bot, kind=type(e).__name__)
             return
         evidence = [f"order {c['order_id']} {c['symbol']}: cancelled" for s in summaries for c in s["cancelled"]]
-        evidence += [f"order {f['order_id']} {f['symbol']}: FAILED {f['error']}" for s in summaries for f in s["failed"]]
+        evidence += [f"order {f['order_id']} {f['symbol']}: FAILED {f['error']}"
+                     for s in summaries for f in s["failed"]]
         evidence += [f"account {s['account']}: {s['error']}" for s in summaries if s["error"]]
         steps = [CHECKLIST["heartbeat"].format(bot=bot)]
         incident = self._store.add_incident(self._clock(), RULE, f"bot:{bot}", ["cancel_orders"], reason, evidence,

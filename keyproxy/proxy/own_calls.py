@@ -1,8 +1,8 @@
 """keyproxy's own signed calls to an exchange, not a bot's.
 
 `OwnCalls.send` is the one way the daemon makes them with an account's live key (in the account's nonce
-order: a Kraken WebSocket token, incident-response cancels, dead-man's switches). `verify_key` checks a new real key with a read call before `key rotate`
-switches to it; `audit_key` asks the exchange what a key may do for
+order: a Kraken WebSocket token, incident-response cancels, dead-man's switches). `verify_key` checks a new
+real key with a read call before `key rotate` switches to it; `audit_key` asks the exchange what a key may do for
 `key audit`. Both go out through the proxy's own upstream sessions, so the
 same host table, resolver filter and no-retry rule apply.
 """

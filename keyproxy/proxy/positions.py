@@ -272,7 +272,8 @@ class PositionBook:
         for o in self._live.get((account, leg.scope), {}).values():
             if o.bot == bot or o.side == side or o.price is None:
                 continue
-            if leg.price is None or (side == "buy" and leg.price >= o.price) or (side == "sell" and leg.price <= o.price):
+            if (leg.price is None or (side == "buy" and leg.price >= o.price)
+                    or (side == "sell" and leg.price <= o.price)):
                 return o
         return None
 

@@ -126,7 +126,8 @@ class RiskWatch:
             actions.append("cancel_orders")
             try:
                 summaries = await self._canceller.cancel("bot", subject[4:], reason)
-                evidence += [f"order {c['order_id']} {c['symbol']}: cancelled" for s in summaries for c in s["cancelled"]]
+                evidence += [f"order {c['order_id']} {c['symbol']}: cancelled"
+                             for s in summaries for c in s["cancelled"]]
                 evidence += [f"order {f['order_id']} {f['symbol']}: FAILED {f['error']}" for s in summaries
                              for f in s["failed"]]
             except Exception as e:  # a vanished bot or a bug: logged; the latch still refuses new risk
@@ -219,7 +220,8 @@ class RiskWatch:
         """Per bot with a position or a loss limit: positions, resting sizes, day P&L, limit, price ages."""
         snap, desk, book = self._core.snapshot(), self._desk, self._desk.book
         day, out = utc_day(self._clock()), []
-        for bot in sorted({b for b, _ in book.positions} | {s[4:] for s, *_ in self.subjects() if s.startswith("bot:")}):
+        watched = {s[4:] for s, *_ in self.subjects() if s.startswith("bot:")}
+        for bot in sorted({b for b, _ in book.positions} | watched):
             entry = snap.bot_named(bot)
             account = entry.info.account if entry is not None else next(
                 (p.account for (b, _), p in book.positions.items() if b == bot), "")

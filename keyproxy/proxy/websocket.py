@@ -326,8 +326,8 @@ class _Connection:
         outcome.decision = "deny"
         status = STATUS.get(e.code, 400)
         dialect: Any = self.dialect
-        shaped = dialect.ws_refusal(frame_id, method, exchange_code(e.code), e.message, status) if dialect is not None else \
-            {"id": frame_id, "status": status, "error": {"msg": e.message}}
+        shaped = (dialect.ws_refusal(frame_id, method, exchange_code(e.code), e.message, status)
+                  if dialect is not None else {"id": frame_id, "status": status, "error": {"msg": e.message}})
         answer: dict[str, Any] = {**shaped, "keyproxy_error": e.code, "request_id": outcome.request_id}
         if e.retry_after is not None:
             answer["retryAfter"] = int(time.time() * 1000 + e.retry_after * 1000)

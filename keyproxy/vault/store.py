@@ -426,7 +426,8 @@ class Vault(BotsMixin):
                 " FROM accounts a WHERE a.name = ?", (name,)).fetchone()
             version = int(top) + 1
             self._insert_version(db, account_id, version, creds, now)
-            db.execute("UPDATE accounts SET active_version = ?, rotated_at = ? WHERE id = ?", (version, now, account_id))
+            db.execute("UPDATE accounts SET active_version = ?, rotated_at = ? WHERE id = ?",
+                       (version, now, account_id))
         return self.account(name)
 
     def rollback_account(self, name: str) -> AccountInfo:

@@ -33,7 +33,8 @@ def test_key_add_and_bot_add_take_effect_live(running) -> None:  # type: ignore[
     dev.add_account("live", keys[0])  # through the admin socket: the daemon holds the vault
     creds = dev.add_bot("livebot", "live", "read")
     q = hmac_sign(creds["secret"], f"timestamp={now_ms()}")
-    assert call(creds["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": creds["api_key"]}).status == 200
+    headers = {"X-MBX-APIKEY": creds["api_key"]}
+    assert call(creds["base_url"], "GET", "/api/v3/account", q, headers=headers).status == 200
     listed = json.loads(dev.cli("key", "list", "--json").stdout)
     assert [a["name"] for a in listed] == ["live"]
 

@@ -22,7 +22,8 @@ def fire(engine: Engine, events: list[Event]) -> list[tuple[int, str, str, tuple
 def test_auth_failures_fire_at_the_threshold_per_bot_and_per_ip() -> None:
     engine = Engine({"auth_failures": RuleConfig(3, 60, ("suspend_bot",))})
     got = fire(engine, [ev(i, "bad_signature", rid=f"r{i}") for i in range(3)])
-    assert got == [(2, "auth_failures", "bot:b", ("suspend_bot",)), (2, "auth_failures", "ip:127.0.0.1", ("suspend_bot",))]
+    assert got == [(2, "auth_failures", "bot:b", ("suspend_bot",)),
+                   (2, "auth_failures", "ip:127.0.0.1", ("suspend_bot",))]
 
 
 def test_window_forgets_old_failures() -> None:
@@ -74,7 +75,8 @@ def test_bad_config(doc: dict, message: str) -> None:  # type: ignore[type-arg]
 
 
 def test_config_overrides_and_disables() -> None:
-    configs = parse_rules({"deny_burst": {"threshold": 5, "actions": ["suspend_bot"]}, "foreign_ip": {"enabled": False}})
+    configs = parse_rules({"deny_burst": {"threshold": 5, "actions": ["suspend_bot"]},
+                           "foreign_ip": {"enabled": False}})
     assert configs["deny_burst"] == RuleConfig(5, 60.0, ("suspend_bot",)) and "foreign_ip" not in configs
 
 

@@ -122,7 +122,9 @@ def exchange_raw(host: str, port: int, data: bytes) -> bytes | None:
 
 def status_of(answer: bytes) -> str:
     """The answer's status code; "closed": the connection closed without one."""
-    return answer.split(b" ", 2)[1].decode(errors="replace") if answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) else "closed"
+    if not answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):
+        return "closed"
+    return answer.split(b" ", 2)[1].decode(errors="replace")
 
 
 def _finish(dev: DevStack, out: MalformedResult, start: int) -> MalformedResult:
@@ -180,7 +182,8 @@ def kill_nine(dev: DevStack, kills: int, seed: int = 11) -> KillResult:
         out.vault_opened += 1
         out.lost_bots += len([b for b in acknowledged if b not in bots])
         verify = dev.cli("audit", "verify", "--json", check=False)
-        result: Any = json.loads(verify.stdout) if verify.stdout.startswith("{") else {"ok": False, "problem": verify.stderr}
+        result: Any = (json.loads(verify.stdout) if verify.stdout.startswith("{")
+                       else {"ok": False, "problem": verify.stderr})
         if result["ok"] or "truncated tail" in str(result.get("problem")):
             out.audit_ok += 1  # a torn last line is expected after kill -9; it is cut on the next start
         else:

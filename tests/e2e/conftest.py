@@ -85,7 +85,8 @@ def binance_limit_buy(creds: dict, quantity: str, price: int) -> int:  # type: i
     """One signed Binance resting limit buy of BTCUSDT through keyproxy with a bot's virtual key: the status."""
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity={quantity}"
                       f"&price={price}&timestamp={now_ms()}")
-    return call(creds["base_url"], "POST", "/api/v3/order", body=query, headers={"X-MBX-APIKEY": creds["api_key"]}).status
+    headers = {"X-MBX-APIKEY": creds["api_key"]}
+    return call(creds["base_url"], "POST", "/api/v3/order", body=query, headers=headers).status
 
 
 def all_output(dev: DevStack) -> str:

@@ -107,7 +107,8 @@ def test_halting_one_bot_cancels_only_its_orders(dev: DevStack, account: str) ->
     [summary] = out["accounts"]
     assert rc == 0 and summary["error"] is None, out
     assert sorted(c["order_id"] for c in summary["cancelled"]) == sorted(placed), summary
-    assert all(c["bot"] == f"{account}-a" for c in summary["cancelled"]) and not summary["failed"] and not summary["left"]
+    assert all(c["bot"] == f"{account}-a" for c in summary["cancelled"])
+    assert not summary["failed"] and not summary["left"]
     after = open_at_emulator(dev)
     assert not set(placed) & after and kept in after
     dev.cli("resume", "--bot", f"{account}-a")
@@ -217,7 +218,8 @@ def heartbeat(creds: dict[str, Any], secret: str | None = None) -> tuple[int, di
     from tests.e2e.conftest import call, hmac_sign, now_ms
 
     answer = call(creds["base_url"], "GET", "/_keyproxy/heartbeat",
-                  hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"), headers={"X-MBX-APIKEY": creds["api_key"]})
+                  hmac_sign(secret or creds["secret"], f"timestamp={now_ms()}"),
+                  headers={"X-MBX-APIKEY": creds["api_key"]})
     return answer.status, answer.body
 
 

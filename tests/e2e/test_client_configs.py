@@ -120,7 +120,8 @@ def test_bad_client_requests_get_one_line(dev: DevStack) -> None:
     dev.add_bot("bn-bad", "bn", "read")
     dev.add_bot("ok-bad", "ok", "read")
     bad = dev.cli("bot", "config", "bn-bad", "--client", "hummingbot", check=False)
-    assert bad.returncode == 2 and "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance, krakenex" in bad.stderr
+    assert bad.returncode == 2
+    assert "unknown --client 'hummingbot'; known: ccxt, freqtrade, python-binance, krakenex" in bad.stderr
     wrong = dev.cli("bot", "config", "ok-bad", "--client", "python-binance", check=False)
     assert wrong.returncode == 2 and "python-binance does not trade on okx" in wrong.stderr
     dev.add_bot("cb-plain", "cb", "read")

@@ -33,7 +33,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     try:
         stack.start_emulator(list(accounts.values()))
         enabled = requests.post(stack.emulator_url + "/_emulator/dcp", timeout=10,  # Bybit's account manager
-                                json={"api_key": accounts["by"].credentials["api_key"], "products": ["SPOT", "DERIVATIVES"]})
+                                json={"api_key": accounts["by"].credentials["api_key"],
+                                      "products": ["SPOT", "DERIVATIVES"]})
         assert enabled.status_code == 200, enabled.text
         stack.init()
         for name, key in accounts.items():
@@ -118,15 +119,16 @@ def test_a_switch_the_exchange_cannot_honour_is_refused_at_reload(dev: DevStack)
     try:
         for extra, said in (("[accounts.bn]\ndead_man_seconds = 60\n", "Binance spot has no cancel-on-silence timer"),
                             ("", "okx's cancel-all-after accepts 10 to 120 seconds, not 5")):
-            config.write_text(good.replace("[accounts.ok]\ndead_man_seconds = 10", "[accounts.ok]\ndead_man_seconds = 5")
-                              if not extra else good + extra)
+            shorter = good.replace("[accounts.ok]\ndead_man_seconds = 10", "[accounts.ok]\ndead_man_seconds = 5")
+            config.write_text(shorter if not extra else good + extra)
             done = dev.cli("reload", check=False)
             assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
             checked = dev.cli("config", "check", check=False)
             assert checked.returncode == 1 and said in checked.stderr, checked.stderr
         config.write_text(good + "[accounts.kr2]\ndead_man_seconds = 3\n")
         done = dev.cli("reload", check=False)
-        assert done.returncode == 1 and "accounts.kr2.dead_man_seconds: must be 5 to 86400 seconds, not 3" in done.stderr
+        assert done.returncode == 1
+        assert "accounts.kr2.dead_man_seconds: must be 5 to 86400 seconds, not 3" in done.stderr
     finally:
         config.write_text(good)
     dev.cli("reload")

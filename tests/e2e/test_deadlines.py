@@ -99,7 +99,8 @@ def test_slow_body_is_cut_off_and_others_are_served(slow_stack) -> None:  # type
     dev, bots, _ = slow_stack
     u = urllib.parse.urlsplit(dev.proxy_url)
     with _open(dev) as s:
-        s.sendall((f"POST /fast/api/v3/order HTTP/1.1\r\nHost: {u.netloc}\r\nX-MBX-APIKEY: {bots['fast']['api_key']}\r\n"
+        s.sendall((f"POST /fast/api/v3/order HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                   f"X-MBX-APIKEY: {bots['fast']['api_key']}\r\n"
                    f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nsym").encode())
         started = time.monotonic()
         # meanwhile another bot is served at once

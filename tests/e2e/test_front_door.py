@@ -68,7 +68,8 @@ def test_destination_cannot_be_steered(stack: Stack, target: str, extra: str, co
 
 @pytest.mark.parametrize("host_header", ["evil.example", "evil.example:80", "127.0.0.1", "attacker.127.0.0.1.nip.io"])
 def test_dns_rebinding_host_values_are_refused(stack: Stack, host_header: str) -> None:
-    answer = raw(stack, f"GET /acct-hmac/api/v3/time HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode())
+    answer = raw(stack, f"GET /acct-hmac/api/v3/time HTTP/1.1\r\nHost: {host_header}\r\n"
+                        "Connection: close\r\n\r\n".encode())
     assert status_and_body(answer) == (403, status_and_body(answer)[1]) and b"host_denied" in answer
 
 
@@ -80,8 +81,10 @@ def test_connect_is_refused(stack: Stack) -> None:
 @pytest.mark.parametrize("request_bytes", [
     b"GET /acct-hmac/api/v3/account HTTP/1.1\r\nHost: HOST\r\nX-MBX-APIKEY: " + CANARY.encode() + b"\x01\r\n\r\n",
     b"GET /acct-hmac/api/v3/account?signature=" + CANARY.encode() + b" HTTP/1.1 junk\r\nHost: HOST\r\n\r\n",
-    b"GET /acct-hmac/api/v3/account HTTP/1.1\r\nHost: HOST\r\nAuthorization: Bearer " + CANARY.encode() * 400 + b"\r\n\r\n",
-    b"POST /acct-hmac/api/v3/order HTTP/1.1\r\nHost: HOST\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET /acct-hmac/api/v3/account HTTP/1.1\r\nHost: HOST\r\nAuthorization: Bearer "
+    + CANARY.encode() * 400 + b"\r\n\r\n",
+    b"POST /acct-hmac/api/v3/order HTTP/1.1\r\nHost: HOST\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"GET /acct-hmac/api/v3/time HTTP/1.1\r\nHost: HOST\r\nHost: other\r\n\r\n",
 ])
 def test_malformed_requests_get_our_json_and_echo_nothing(stack: Stack, request_bytes: bytes) -> None:

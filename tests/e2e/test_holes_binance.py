@@ -141,8 +141,9 @@ def test_ccxt_create_orders_is_read_order_by_order(dev: DevStack) -> None:
     and is now allowed or refused as a whole from its orders."""
     ex = futures_bot(dev, "batcher", "max_order_notional=1000")
     start = len(dev.journal())
-    orders = ex.create_orders([{"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.005, "price": 20000},
-                               {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.01, "price": 20000}])
+    orders = ex.create_orders([
+        {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.005, "price": 20000},
+        {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.01, "price": 20000}])
     assert len(orders) == 2 and all(o["id"] for o in orders)
     assert len([e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/batchOrders"]) == 1
     with pytest.raises(ccxt.InvalidOrder, match="notional_exceeded"):  # the second order is worth 2,000

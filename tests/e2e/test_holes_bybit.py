@@ -64,7 +64,8 @@ def test_batches_are_read_order_by_order(dev: DevStack) -> None:
     batch = {"category": "linear", "request": [{k: v for k, v in LIMIT.items() if k != "category"}] * 3}
     status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", batch)
     assert body.get("error") == "open_orders_exceeded" and arrived == [], body
-    status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", {**batch, "request": batch["request"][:2]})
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch",
+                                 {**batch, "request": batch["request"][:2]})
     assert body.get("retCode") == 0 and [c["code"] for c in body["retExtInfo"]["list"]] == [0, 0], body
     big = {**batch, "request": [{**batch["request"][0], "qty": "1"}]}
     status, body, arrived = send(dev, creds, "POST", "/v5/order/create-batch", big)

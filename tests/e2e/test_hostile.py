@@ -81,7 +81,8 @@ def test_kill_nine_under_traffic_and_admin_writes(target: DevStack) -> None:
 CONCURRENCY_SECONDS = float(os.environ.get("KEYPROXY_BATTERY_SECONDS", "7"))
 
 
-def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_concurrency_rotations_revocations_halts_and_reloads_under_32_bots(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     with DevStack(tmp_path_factory.mktemp("concurrency"), log_level="info", extra_config=NO_GOVERNOR) as dev:
         accounts = start_stack(dev, spares=3)
         result = concurrency(dev, accounts, bots=32, seconds=CONCURRENCY_SECONDS)

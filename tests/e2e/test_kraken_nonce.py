@@ -37,7 +37,8 @@ def kraken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]
     pytest.importorskip("krakenex")
     # a load far above Kraken's call counter, which this emulator does not enforce: keyproxy's budget for it is
     # lifted here (test_governor_venues.py tests it)
-    dev = DevStack(tmp_path_factory.mktemp("kraken"), extra_config='[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n')
+    dev = DevStack(tmp_path_factory.mktemp("kraken"),
+                   extra_config='[governor.limits]\n"kraken.CALL_COUNTER" = 1000000\n')
     key = new_real_key(exchange="kraken")
     try:
         dev.serve_account("shared", key)

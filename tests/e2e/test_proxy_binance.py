@@ -92,7 +92,8 @@ def test_revoked_bot_is_refused_while_others_keep_working(stack: Stack) -> None:
     doomed, other = stack.bot("doomed"), stack.bot("survivor")
     for creds in (doomed, other):
         q = hmac_sign(creds["secret"], f"timestamp={now_ms()}")
-        assert call(creds["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": creds["api_key"]}).status == 200
+        headers = {"X-MBX-APIKEY": creds["api_key"]}
+        assert call(creds["base_url"], "GET", "/api/v3/account", q, headers=headers).status == 200
     out = stack.dev.cli("bot", "revoke", "doomed")
     assert "revoked bot doomed" in out.stdout
     start = len(stack.dev.journal())
@@ -101,7 +102,8 @@ def test_revoked_bot_is_refused_while_others_keep_working(stack: Stack) -> None:
     assert (ans.status, ans.body["error"]) == (401, "unknown_bot")
     assert stack.dev.journal()[start:] == []
     q = hmac_sign(other["secret"], f"timestamp={now_ms()}")
-    assert call(other["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": other["api_key"]}).status == 200
+    headers = {"X-MBX-APIKEY": other["api_key"]}
+    assert call(other["base_url"], "GET", "/api/v3/account", q, headers=headers).status == 200
     assert json.loads(stack.dev.cli("bot", "show", "doomed", "--json").stdout)["status"] == "revoked"
 
 

@@ -85,4 +85,5 @@ def test_sighup_reloads_without_dropping_connections(stack: DevStack) -> None:
     assert stack.cli("config", "check").stdout.startswith("ok: ")
     lines = [json.loads(x) for f in sorted(stack.audit_dir.glob("audit-*.jsonl")) for x in f.read_text().splitlines()]
     assert any(ln["event"] == "config.reload" and ln["result"].startswith("refused") for ln in lines)
-    assert all(ln.get("restart_needed") == [] for ln in lines if ln["event"] == "config.reload" and "ok" == ln["result"])
+    assert all(ln.get("restart_needed") == [] for ln in lines
+               if ln["event"] == "config.reload" and "ok" == ln["result"])

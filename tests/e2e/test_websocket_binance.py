@@ -268,7 +268,8 @@ async def test_session_logon_with_an_ed25519_virtual_key(dev: DevStack) -> None:
         event = json.loads((await ws.receive(timeout=10)).data)
         assert event.get("event", {}).get("e") == "executionReport", event
         assert (await ask({"id": 5, "method": "session.logout"}))["result"]["apiKey"] is None
-        refused = await ask({"id": 6, "method": "order.place", "params": {**ORDER, "timestamp": int(time.time() * 1000)}})
+        refused = await ask({"id": 6, "method": "order.place",
+                             "params": {**ORDER, "timestamp": int(time.time() * 1000)}})
         assert refused.get("keyproxy_error") == "unknown_bot", refused
     seen = ws_entries(dev, start)
     assert [e["method"] for e in seen] == ["userDataStream.subscribe.signature", "order.place"]
@@ -352,7 +353,8 @@ async def test_binance_sdk_spot_websocket_api_through_keyproxy(dev: DevStack) ->
 
 
 async def test_python_binance_websocket_api_through_keyproxy(dev: DevStack) -> None:
-    """python-binance's `ws_*` methods, its `WS_API_URL` (and REST URLs) pointed at keyproxy as docs/clients.md shows."""
+    """python-binance's `ws_*` methods, its `WS_API_URL` (and REST URLs) pointed at keyproxy as docs/clients.md
+    shows."""
     async_client = pytest.importorskip("binance.async_client")
     creds = dev.add_bot("pbws", "main", "read,trade")
     base = creds["base_url"]

@@ -405,7 +405,8 @@ async def test_a_test_can_move_the_price_and_resting_orders_it_crosses_fill(setu
     _, account = await c.call("GET", "/api/v3/account")
     btc = next(b for b in account["balances"] if b["asset"] == "BTC")
     assert Decimal(btc["free"]) == Decimal("1.01")
-    for bad in ({"exchange": "binance", "symbol": "NOPE", "price": "1"}, {"exchange": "kraken", "symbol": "x", "price": "1"},
+    for bad in ({"exchange": "binance", "symbol": "NOPE", "price": "1"},
+                {"exchange": "kraken", "symbol": "x", "price": "1"},
                 {"exchange": "binance", "symbol": "BTCUSDT", "price": "-1"}):
         async with c.http.post(f"{c.emu.url}/_emulator/price", json=bad) as resp:
             assert resp.status == 400

@@ -35,7 +35,8 @@ def req(query: str = "", body: str = "", method: str = "POST", headers: dict | N
 
 @pytest.mark.parametrize("case", HMAC["cases"], ids=lambda c: c["name"])
 def test_hmac_published_vectors_sign(case: dict) -> None:  # type: ignore[type-arg]
-    out = ADAPTER.sign(req(case["query"], case["body"]), real_hmac(), ORDER, SignContext("https://api.binance.com", "production", NOW))
+    out = ADAPTER.sign(req(case["query"], case["body"]), real_hmac(), ORDER,
+                       SignContext("https://api.binance.com", "production", NOW))
     sent = out.query + out.body.decode()
     assert sent.endswith(f"signature={case['signature']}")
     assert out.headers["X-MBX-APIKEY"] == HMAC["api_key"]
@@ -68,7 +69,8 @@ def test_ed25519_real_signing_and_bot_verification() -> None:
     case = ed["cases"][0]
     key = RealKey("ed25519", Secret("edkey"), private_key=Secret(ed["private_key"]))
     endpoint = ADAPTER.classify("POST", "/api/v3/order")
-    out = ADAPTER.sign(req(case["query"]), key, endpoint, SignContext("https://api.binance.com", "production", 1668481559918))
+    out = ADAPTER.sign(req(case["query"]), key, endpoint,
+                       SignContext("https://api.binance.com", "production", 1668481559918))
     assert out.query.endswith("signature=" + quote(case["signature"], safe=""))
     # and a bot holding that key pair verifies
     from cryptography.hazmat.primitives import serialization
@@ -177,7 +179,8 @@ def test_token_mode_adds_timestamp() -> None:
 def test_public_endpoints_carry_no_key() -> None:
     endpoint = ADAPTER.classify("GET", "/api/v3/exchangeInfo")
     assert endpoint.cls is EndpointClass.PUBLIC
-    out = ADAPTER.sign(req(method="GET", path="/api/v3/exchangeInfo"), real_hmac(), endpoint, SignContext("https://x", "production", NOW))
+    out = ADAPTER.sign(req(method="GET", path="/api/v3/exchangeInfo"), real_hmac(), endpoint,
+                       SignContext("https://x", "production", NOW))
     assert out.headers == {}
 
 

@@ -10,7 +10,9 @@ from decimal import Decimal
 import pytest
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges.base import AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext
+from keyproxy.exchanges.base import (
+    AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext,
+)
 from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.binance_ws import WS_API_PATH, parse_frame, payload
 from keyproxy.secret import Secret
@@ -91,7 +93,8 @@ def test_ed25519_real_key_signs_base64_without_percent_encoding() -> None:
 
 @pytest.mark.parametrize("raw", [b"[]", b"{}", b'{"id": 1}', b'{"method": "ping"}', b'{"id": true, "method": "x"}',
                                  b'{"id": 1, "method": "x", "params": []}', b"not json",
-                                 b'{"id": 1, "id": 2, "method": "x"}', b'{"id": 1, "method": "x", "params": {"a": NaN}}'])
+                                 b'{"id": 1, "id": 2, "method": "x"}',
+                                 b'{"id": 1, "method": "x", "params": {"a": NaN}}'])
 def test_malformed_frames_are_bad_requests(raw: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_frame(raw)

@@ -30,7 +30,8 @@ def test_bybit_refusals_for_rate() -> None:
     a = Bybit()
     assert a.rate_limit_hold(403, {}, b"access too frequent") == (600.0, None)  # the IP is banned
     reset = str(int(time.time() * 1000) + 800)
-    hold = a.rate_limit_hold(200, {"x-bapi-limit-reset-timestamp": reset}, b'{"retCode":10006,"retMsg":"Too many visits!"}')
+    hold = a.rate_limit_hold(200, {"x-bapi-limit-reset-timestamp": reset},
+                             b'{"retCode":10006,"retMsg":"Too many visits!"}')
     assert hold is not None and hold[1] == "UID_ENDPOINT" and 0.5 < hold[0] <= 0.8
     assert a.rate_limit_hold(200, {}, b'{"retCode": 10006}') == (1.0, "UID_ENDPOINT")
     assert a.rate_limit_hold(200, {}, b'{"retCode":0,"result":{"x":10006}}') is None

@@ -84,7 +84,8 @@ def test_docs_examples_sign(case: dict, kind: str) -> None:  # type: ignore[type
     assert out.headers["X-BAPI-SIGN"] == case["pybit_" + kind]
     assert out.headers["X-BAPI-API-KEY"] == "XXXXXXXXXX" and out.headers["X-BAPI-TIMESTAMP"] == case["timestamp"]
     assert out.headers["X-BAPI-RECV-WINDOW"] == "5000" and out.headers["X-BAPI-SIGN-TYPE"] == "2"
-    assert (out.query, out.body) == ((case["payload"], b"") if case["method"] == "GET" else ("", case["payload"].encode()))
+    expected = (case["payload"], b"") if case["method"] == "GET" else ("", case["payload"].encode())
+    assert (out.query, out.body) == expected
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["name"])
@@ -106,7 +107,8 @@ def test_pybit_signs_the_same_string() -> None:
     """Live: the official SDK's signature function agrees with the stored vectors."""
     http_manager = pytest.importorskip("pybit._http_manager")
     for case in CASES:
-        assert http_manager.generate_signature(False, VECTORS["hmac_secret"], case["string_to_sign"]) == case["pybit_hmac"]
+        signed = http_manager.generate_signature(False, VECTORS["hmac_secret"], case["string_to_sign"])
+        assert signed == case["pybit_hmac"]
 
 
 # --- live clients ------------------------------------------------------------------------------------
@@ -271,10 +273,11 @@ def test_real_signing_recomputes_with_the_real_key() -> None:
     incoming = verified.request.replace(headers={**verified.request.headers, "referer": "CCXT"})
     out = ADAPTER.sign(incoming, real("hmac", "REALKEY123456789AB"), endpoint, SignContext(PROD, "production", NOW + 7))
     assert out.url == "https://api.bybit.com/v5/order/create" and out.body == body.encode()
-    expected = _sign.hmac_sha256_hex(VECTORS["hmac_secret"].encode(), f"{NOW + 7}REALKEY123456789AB10000{body}".encode())
-    assert out.headers == {"Content-Type": "application/json", "Referer": "CCXT", "X-BAPI-API-KEY": "REALKEY123456789AB",
-                           "X-BAPI-TIMESTAMP": str(NOW + 7), "X-BAPI-RECV-WINDOW": "10000", "X-BAPI-SIGN": expected,
-                           "X-BAPI-SIGN-TYPE": "2"}
+    expected = _sign.hmac_sha256_hex(VECTORS["hmac_secret"].encode(),
+                                     f"{NOW + 7}REALKEY123456789AB10000{body}".encode())
+    assert out.headers == {"Content-Type": "application/json", "Referer": "CCXT",
+                           "X-BAPI-API-KEY": "REALKEY123456789AB", "X-BAPI-TIMESTAMP": str(NOW + 7),
+                           "X-BAPI-RECV-WINDOW": "10000", "X-BAPI-SIGN": expected, "X-BAPI-SIGN-TYPE": "2"}
     rsa = ADAPTER.sign(incoming, real("rsa", "REALKEY123456789AB"), endpoint, SignContext(PROD, "production", NOW + 7))
     message = f"{NOW + 7}REALKEY123456789AB10000{body}".encode()
     assert _sign.verify_b64_signature(VECTORS["rsa_public_key"].encode(), rsa.headers["X-BAPI-SIGN"], message)
@@ -485,14 +488,17 @@ def test_order_facts() -> None:
     assert (f.action, f.symbol, f.side, f.order_type, f.quantity, f.price, f.quote_quantity, f.reduce_only) == (
         "order", "BTCUSDT", "BUY", "LIMIT", Decimal("0.01"), Decimal("65000"), None, False)
     # docs/v5/order/create-order.mdx: a spot market Buy is by value unless marketUnit says baseCoin
-    spot_buy = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "100"})
+    spot_buy = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market",
+                              "qty": "100"})
     assert spot_buy.quote_quantity == Decimal("100") and spot_buy.quantity is None
     spot_base = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market",
                                "qty": "0.001", "marketUnit": "baseCoin"})
     assert spot_base.quantity == Decimal("0.001") and spot_base.quote_quantity is None
-    spot_sell = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Sell", "orderType": "Market", "qty": "1"})
+    spot_sell = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Sell", "orderType": "Market",
+                               "qty": "1"})
     assert spot_sell.quantity == Decimal("1")
-    inverse = facts(CREATE, {"category": "inverse", "symbol": "BTCUSD", "side": "Buy", "orderType": "Market", "qty": "500"})
+    inverse = facts(CREATE, {"category": "inverse", "symbol": "BTCUSD", "side": "Buy", "orderType": "Market",
+                             "qty": "500"})
     assert inverse.quote_quantity == Decimal("500")  # inverse contracts are 1 USD each
     assert facts("/v5/order/pre-check", {"category": "linear", "symbol": "ETHUSDT", "qty": 2}).quantity == Decimal("2")
 

@@ -310,7 +310,8 @@ def test_real_signing_mints_a_fresh_verifiable_jwt(kind: str) -> None:
     body = b'{"product_id":"BTC-USD","side":"BUY"}'
     verified = ADAPTER.verify(req(bot_token(method="POST", path=ORDERS), "POST", ORDERS, body=body), bot(),
                               endpoint, NOW)
-    out = ADAPTER.sign(verified.request, real(kind), endpoint, SignContext("https://api.coinbase.com", "production", NOW))
+    out = ADAPTER.sign(verified.request, real(kind), endpoint,
+                       SignContext("https://api.coinbase.com", "production", NOW))
     assert out.url == "https://api.coinbase.com/api/v3/brokerage/orders" and out.body == body
     assert out.headers["Content-Type"] == "application/json" and "accept" not in out.headers
     scheme, token = out.headers["Authorization"].split(" ")
@@ -324,7 +325,8 @@ def test_real_signing_mints_a_fresh_verifiable_jwt(kind: str) -> None:
     assert len(signature) == 64  # ES256 as raw r||s, not DER
     h, c, _ = token.split(".")
     assert _sign.jws_verify(VECTORS[kind]["public_key"].encode(), header["alg"], f"{h}.{c}".encode(), signature)
-    again = ADAPTER.sign(verified.request, real(kind), endpoint, SignContext("https://api.coinbase.com", "production", NOW))
+    again = ADAPTER.sign(verified.request, real(kind), endpoint,
+                         SignContext("https://api.coinbase.com", "production", NOW))
     assert parts(again.headers["Authorization"].split(" ")[1])[0]["nonce"] != header["nonce"]
 
 

@@ -126,7 +126,8 @@ def test_a_tampered_action_no_longer_recovers_to_the_bot() -> None:
 def test_signatures_that_do_not_recover_present_no_key(signature: object) -> None:
     doc = json.loads(_bot_request(ORDER).body)
     doc["signature"] = signature
-    assert list(Hyperliquid().presented_keys(IncomingRequest("POST", "/exchange", "", {}, json.dumps(doc).encode()))) == []
+    presented = Hyperliquid().presented_keys(IncomingRequest("POST", "/exchange", "", {}, json.dumps(doc).encode()))
+    assert list(presented) == []
 
 
 @pytest.mark.parametrize(("nonce", "code"), [(NOW - 3 * 86_400_000, "stale_request"),
@@ -197,7 +198,8 @@ def test_a_user_signed_action_carries_keyproxys_nonce_and_the_accounts_chain() -
     endpoint = adapter.classify_request(req)
     assert endpoint is not None and endpoint.cls is EndpointClass.WITHDRAW
     adapter.verify(req, _bot_key(), endpoint, NOW)
-    out = json.loads(adapter.sign(req, _real_key(), endpoint, SignContext("https://x", "production", NOW, NOW + 9)).body)
+    out = json.loads(adapter.sign(req, _real_key(), endpoint,
+                                  SignContext("https://x", "production", NOW, NOW + 9)).body)
     assert out["action"]["time"] == NOW + 9 == out["nonce"] and out["action"]["hyperliquidChain"] == "Mainnet"
     primary, fields, _ = USER_SIGNED["usdSend"]
     assert _eth.recover_typed(_eth.user_typed_data(primary, fields, out["action"], 0x66EEE),

@@ -98,7 +98,8 @@ def test_published_vector_verifies_as_a_bot() -> None:
     assert v.request.body == VECTOR["encoded_payload"].encode()
     # the same signature over a changed body does not
     with pytest.raises(AuthFailure) as e:
-        ADAPTER.verify(req(VECTOR["encoded_payload"].replace("1.25", "12.5"), sign=VECTOR["api_sign"]), key, ADD_ORDER, 0)
+        ADAPTER.verify(req(VECTOR["encoded_payload"].replace("1.25", "12.5"), sign=VECTOR["api_sign"]), key,
+                       ADD_ORDER, 0)
     assert e.value.code == "bad_signature"
 
 
@@ -180,7 +181,8 @@ def test_public_endpoints_need_no_signature() -> None:
 
 # --- JSON bodies (ccxt's AddOrderBatch/CancelOrderBatch, python-kraken-sdk do_json) ----------------
 
-CCXT_JSON = '{"nonce":"1795621145856","pair":"XBTUSD","orders":[{"ordertype":"limit","price":"1","type":"buy","volume":"1"}]}'
+CCXT_JSON = ('{"nonce":"1795621145856","pair":"XBTUSD",'
+             '"orders":[{"ordertype":"limit","price":"1","type":"buy","volume":"1"}]}')
 SDK_JSON = '{"pair": "XBTUSD", "orders": [{"price": "\u00e9 1"}], "nonce": "179562114585600000"}'
 
 
@@ -194,7 +196,8 @@ def test_json_bodies_verify_and_only_the_nonce_changes(body: str) -> None:
     new = '"2000000000000001"' if isinstance(old, str) else "2000000000000001"
     old_token = f'"{old}"' if isinstance(old, str) else str(old)
     assert out.body == body.encode().replace(old_token.encode(), new.encode())
-    assert json.loads(out.body)["nonce"] == (str(2_000_000_000_000_001) if isinstance(old, str) else 2_000_000_000_000_001)
+    nonce = 2_000_000_000_000_001
+    assert json.loads(out.body)["nonce"] == (str(nonce) if isinstance(old, str) else nonce)
     assert out.headers["Content-Type"] == "application/json"
     assert out.headers["API-Sign"] == reference_sign(VECTOR["private_key"], "/0/private/AddOrderBatch",
                                                      "2000000000000001", out.body)

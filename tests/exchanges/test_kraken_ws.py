@@ -20,7 +20,8 @@ WS = KrakenWsApi(REST)
 
 
 def frame(method: str, **params: Any) -> IncomingRequest:
-    return IncomingRequest(method, "/v2", "", {}, json.dumps({"method": method, "params": params, "req_id": 1}).encode())
+    return IncomingRequest(method, "/v2", "", {},
+                           json.dumps({"method": method, "params": params, "req_id": 1}).encode())
 
 
 def facts(method: str, **params: Any) -> RequestFacts:
@@ -105,7 +106,8 @@ def test_a_token_answer_relays_only_a_virtual_token() -> None:
         b'{"error":["EGeneral:Permission denied"]}'
     for unreadable in (b"REAL", b'{"result":"REAL"}', b'{"result":{"token":"REAL"},"x":'):
         assert b"REAL" not in REST.swap_stream_token(unreadable, mint)
-    assert REST.grants_stream_token("/0/private/GetWebSocketsToken") and not REST.grants_stream_token("/0/private/Balance")
+    assert REST.grants_stream_token("/0/private/GetWebSocketsToken")
+    assert not REST.grants_stream_token("/0/private/Balance")
 
 
 def test_answers_confirm_open_orders() -> None:

@@ -103,7 +103,8 @@ def test_vectors_verify_as_a_bot(case: dict) -> None:  # type: ignore[type-arg]
     endpoint = ADAPTER.classify(case["method"], case["path"])
     v = ADAPTER.verify(req(case["method"], case["path"], case["query"], case["body"], headers), key, endpoint, NOW + 5)
     assert v.replay_id == f"VIRTUAL:{case['sign']}" and v.expires_ms == NOW + WINDOW_MS + 1 and v.sequence is None
-    assert not {"ok-access-key", "ok-access-sign", "ok-access-timestamp", "ok-access-passphrase"} & set(v.request.headers)
+    auth = {"ok-access-key", "ok-access-sign", "ok-access-timestamp", "ok-access-passphrase"}
+    assert not auth & set(v.request.headers)
     assert v.request.body == case["body"].encode() and v.request.query == case["query"]
 
 
@@ -446,8 +447,8 @@ def test_every_endpoint_python_okx_calls_is_classified() -> None:
     consts = dict(re.findall(r"^(\w+)\s*=\s*['\"]([^'\"]+)['\"]", (root / "consts.py").read_text(), re.M))
     calls = set()
     for module in root.rglob("*.py"):
-        for method, name in re.findall(r"_request_(?:with_params|without_params)\(\s*(?:c\.)?(GET|POST)\s*,\s*(?:c\.)?(\w+)",
-                                       module.read_text()):
+        pattern = r"_request_(?:with_params|without_params)\(\s*(?:c\.)?(GET|POST)\s*,\s*(?:c\.)?(\w+)"
+        for method, name in re.findall(pattern, module.read_text()):
             calls.add((method, consts[name].split("?")[0]))
     assert len(calls) > 200
     assert sorted(f"{m} {p}" for m, p in calls if ADAPTER.classify(m, p) is None) == []
@@ -519,7 +520,8 @@ def test_refusals_in_okxs_shape(code: str, native: str, ccxt_error: str) -> None
     with pytest.raises(getattr(ccxt, ccxt_error)) as e:
         ccxt.okx().handle_errors(401, "", "u", "GET", {}, json.dumps(body), body, {}, "")
     assert type(e.value).__name__ == ccxt_error
-    assert not isinstance(e.value, ccxt.OperationFailed) or code in ("stale_request", "upstream_timeout", "unavailable", "audit_unavailable", "rate_limited")
+    assert not isinstance(e.value, ccxt.OperationFailed) or code in (
+        "stale_request", "upstream_timeout", "unavailable", "audit_unavailable", "rate_limited")
 
 
 # --- request facts for policy ----------------------------------------------------------------------

@@ -63,10 +63,11 @@ def test_listings_read_what_rests_and_follow_pages() -> None:
 
 def test_a_cancel_counts_only_when_the_exchange_confirms_it() -> None:
     o = [Resting("spot", "BTC-USD", "a"), Resting("spot", "BTC-USD", "b")]
-    answer = {"results": [{"success": True, "order_id": "a"}, {"success": False, "failure_reason": "UNKNOWN_CANCEL_ORDER",
-                                                               "order_id": "b"}]}
+    answer = {"results": [{"success": True, "order_id": "a"},
+                          {"success": False, "failure_reason": "UNKNOWN_CANCEL_ORDER", "order_id": "b"}]}
     assert SWEEPS["coinbase"].cancelled(o, 200, json.dumps(answer).encode()) == {"a": None, "b": "UNKNOWN_CANCEL_ORDER"}
-    assert SWEEPS["coinbase"].cancelled(o, 200, b'{"results": []}') == {"a": "not in the answer", "b": "not in the answer"}
+    missing = {"a": "not in the answer", "b": "not in the answer"}
+    assert SWEEPS["coinbase"].cancelled(o, 200, b'{"results": []}') == missing
     hl = SWEEPS["hyperliquid"]
     ok = {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}}
     assert hl.cancelled(o, 200, json.dumps(ok).encode())["a"].startswith("HTTP 200")  # one status for two orders

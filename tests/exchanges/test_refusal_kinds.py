@@ -19,7 +19,8 @@ FINER = {  # the codes an exchange answers with a code of their own (the adapter
 
 def test_every_refusal_code_has_a_kind() -> None:
     assert set(REFUSAL_KINDS) == set(STATUS)
-    assert refusal_kind("halted") is RefusalKind.PAUSED and refusal_kind("notional_exceeded") is RefusalKind.ORDER_REJECTED
+    assert refusal_kind("halted") is RefusalKind.PAUSED
+    assert refusal_kind("notional_exceeded") is RefusalKind.ORDER_REJECTED
 
 
 @pytest.mark.parametrize("exchange", sorted(ADAPTERS))

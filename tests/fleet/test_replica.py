@@ -125,9 +125,8 @@ def test_kill_9_while_adopting_leaves_one_whole_copy(tmp_path: Path) -> None:
             assert names(vault) in expected
 
 
-def test_a_vault_copy_or_halts_written_to_redis_without_the_vaults_key_are_refused(tmp_path: Path,
-                                                                                      shared: SharedStateSettings,
-                                                                                      redis_server: RedisServer) -> None:
+def test_a_vault_copy_or_halts_written_to_redis_without_the_vaults_key_are_refused(
+        tmp_path: Path, shared: SharedStateSettings, redis_server: RedisServer) -> None:
     """Write access to Redis is not the master key: a forged or replayed copy is never adopted."""
     import json as _json
 

@@ -293,7 +293,8 @@ def test_policy_holes_closed(facts: RequestFacts, pol: BotPolicy, kw: dict, code
     (batch(order(reduce_only=True), order(reduce_only=True)), policy(), {"halted": "x"}),
     (order(contract="linear", contract_size=D("10"), quantity=D("2"), price=D("40")),
      policy(max_order_notional=1000), {}),
-    (order(contract="inverse", contract_size=D("100"), quantity=D("10"), price=None), policy(max_order_notional=1000), {}),
+    (order(contract="inverse", contract_size=D("100"), quantity=D("10"), price=None),
+     policy(max_order_notional=1000), {}),
     (order(borrows=True), policy(scopes="read,trade,transfer"), {}),
     (order(conflict="price ignored"), policy(), {}),  # no notional limit: nothing to value
     (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="123", amount=D("1")),

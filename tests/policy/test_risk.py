@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 
 from keyproxy.policy.decide import Counters, Decision, decide
-from keyproxy.policy.model import AccountLimits, BotPolicy, PolicyError, RequestFacts, parse_account_limits, parse_policy
+from keyproxy.policy.model import (
+    AccountLimits, BotPolicy, PolicyError, RequestFacts, parse_account_limits, parse_policy,
+)
 
 D = Decimal
 NOON = 1_795_608_000.0
@@ -148,8 +150,9 @@ def test_each_exchange_reads_the_trigger_price_the_band_checks() -> None:
                   '"orderType":"Limit","qty":"1","price":"100","triggerPrice":"99"}', ctype="application/json")
     assert (bybit.price, bybit.trigger_price) == (D("100"), D("99"))
     form = "application/x-www-form-urlencoded"
-    kraken = facts(Kraken(), "POST", "/0/private/AddOrder", body="nonce=1&pair=XBTUSD&type=sell&ordertype=stop-loss-limit"
-                   "&volume=1&price=41000&price2=40000", ctype=form)
+    kraken = facts(Kraken(), "POST", "/0/private/AddOrder",
+                   body="nonce=1&pair=XBTUSD&type=sell&ordertype=stop-loss-limit&volume=1&price=41000&price2=40000",
+                   ctype=form)
     assert (kraken.price, kraken.trigger_price) == (D("40000"), D("41000"))
     relative = facts(Kraken(), "POST", "/0/private/AddOrder", body="nonce=1&pair=XBTUSD&type=buy&ordertype=limit"
                      "&volume=1&price=%2B20%25", ctype=form)  # price "+20%": set by the market
@@ -253,7 +256,8 @@ def test_trigger_prices_a_bot_could_slip_past_the_band() -> None:
     form = {"content-type": "application/x-www-form-urlencoded"}
     relative = kraken.facts(IncomingRequest("POST", "/0/private/AddOrder", "", form,
                                             b"nonce=1&pair=XBTUSD&type=sell&ordertype=stop-loss-limit&volume=1"
-                                            b"&price=%2B20%25&price2=49000"), kraken.classify("POST", "/0/private/AddOrder"))
+                                            b"&price=%2B20%25&price2=49000"),
+                            kraken.classify("POST", "/0/private/AddOrder"))
     assert relative.trigger_relative and relative.price == D("49000")
     d = run(relative, policy(price_band_pct="5"), {"XBTUSD": D("50000")})
     assert d.code == "price_out_of_band" and "relative to the market" in d.detail
@@ -262,6 +266,7 @@ def test_trigger_prices_a_bot_could_slip_past_the_band() -> None:
         "stop_limit_stop_limit_gtc": {"base_size": "0.1", "limit_price": "40000", "stop_price": "41000",
                                       "stop_direction": "STOP_DIRECTION_STOP_DOWN"}}}
     facts = coinbase.facts(IncomingRequest("POST", "/api/v3/brokerage/orders", "", {"content-type": "application/json"},
-                                           json.dumps(stop).encode()), coinbase.classify("POST", "/api/v3/brokerage/orders"))
+                                           json.dumps(stop).encode()),
+                           coinbase.classify("POST", "/api/v3/brokerage/orders"))
     assert facts.trigger_price == D("41000")
     assert run(facts, policy(price_band_pct="5"), {"BTCUSD": D("50000")}).code == "price_out_of_band"

@@ -43,7 +43,8 @@ def test_each_exchange_says_whether_and_how_long_its_switch_can_be_armed() -> No
     assert "Coinbase" in (switch_problem("coinbase", 60) or "")
     assert switch_problem("bybit", 300) is None  # disconnect-cancel-all, on a socket keyproxy holds
     assert switch_problem("bybit", 301) == "bybit's disconnect-cancel-all (DCP) accepts 3 to 300 seconds, not 301"
-    limits = {"a": parse_account_limits({"dead_man_seconds": 60}), "ghost": parse_account_limits({"dead_man_seconds": 60})}
+    limits = {"a": parse_account_limits({"dead_man_seconds": 60}),
+              "ghost": parse_account_limits({"dead_man_seconds": 60})}
     check_switches(limits, {"a": "kraken"})  # an account the vault does not hold is not this check's business
     with pytest.raises(ConfigError, match=r"\[accounts.a\] dead_man_seconds: Binance spot"):
         check_switches(limits, {"a": "binance"})
@@ -118,5 +119,6 @@ def test_bybit_dcp_sets_the_window_of_each_product_bybit_switched_on_and_nothing
     assert bybit.armed(info, 200, listed(("SPOT", "60")), 60) is None  # nothing to set
     off = bybit.armed(info, 200, listed(), 60)
     assert isinstance(off, str) and "has not switched disconnect-cancel-all (DCP) on" in off
-    assert bybit.armed(info, 200, b'{"retCode":0,"result":{"dcpInfos":[{"product":"SPOT","dcpStatus":"OFF"}]}}', 60) == off
+    answer = b'{"retCode":0,"result":{"dcpInfos":[{"product":"SPOT","dcpStatus":"OFF"}]}}'
+    assert bybit.armed(info, 200, answer, 60) == off
     assert bybit.armed(info, 403, b"forbidden", 60) == "HTTP 403: forbidden"

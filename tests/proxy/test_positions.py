@@ -99,7 +99,8 @@ def test_binance_answers_and_events_read_as_order_updates() -> None:
     [e] = binance_stream_updates(json.dumps(event))
     assert (e.order_id, e.side, e.filled, e.filled_quote, e.final) == ("9", "sell", D("0.2"), D("12200"), False)
     assert binance_stream_updates('{"e":"outboundAccountPosition"}') == ()
-    assert binance_reconcile_request(SCOPE, 5) == ("GET", "/api/v3/allOrders", "symbol=BTCUSDT&startTime=5&limit=1000", b"")
+    assert binance_reconcile_request(SCOPE, 5) == ("GET", "/api/v3/allOrders", "symbol=BTCUSDT&startTime=5&limit=1000",
+                                                   b"")
 
 
 def test_kill_9_never_leaves_a_position_its_orders_do_not_explain(tmp_path: Path) -> None:
@@ -118,7 +119,8 @@ def test_kill_9_never_leaves_a_position_its_orders_do_not_explain(tmp_path: Path
             "from keyproxy.exchanges.base import OrderUpdate\nfrom keyproxy.policy.model import RequestFacts\n"
             "from keyproxy.proxy.positions import PositionBook\nfrom keyproxy.state import StateStore\n"
             "book = PositionBook(StateStore(Path(%r)), time.time)\n"
-            "leg = RequestFacts(action='order', symbol='BTCUSDT', market='spot', side='BUY', quantity=D('1'), price=D(1))\n"
+            "leg = RequestFacts(action='order', symbol='BTCUSDT', market='spot', side='BUY', quantity=D('1'), "
+            "price=D(1))\n"
             "for i in itertools.count(len(book.orders.get('a', {}))):\n"
             "    book.placed('a', 'bot', (leg,), (str(i),))\n"
             "    book.apply('a', [OrderUpdate(str(i), 'spot:BTCUSDT', 'buy', D(1), D(1), D('0.5'), D('0.5'), False)])\n"
@@ -173,7 +175,8 @@ def test_kraken_okx_and_coinbase_answers_and_streams_read_as_order_updates() -> 
     assert (k.order_id, k.scope, k.side, k.filled, k.filled_quote, k.final) == ("OABC", "", "buy", 1, 64000, True)
     assert kraken_order_updates("/0/private/ClosedOrders", 200, b'{"error": ["EGeneral:x"]}') == ()
     [ke] = kraken_stream_updates(json.dumps({"channel": "executions", "type": "update", "data": [
-        {"order_id": "OABC", "side": "sell", "cum_qty": "0.5", "cum_cost": "32000", "order_status": "partially_filled"}]}))
+        {"order_id": "OABC", "side": "sell", "cum_qty": "0.5", "cum_cost": "32000",
+         "order_status": "partially_filled"}]}))
     assert (ke.side, ke.filled, ke.final) == ("sell", D("0.5"), False)
 
     okx = {"code": "0", "data": [{"ordId": "7", "instId": "BTC-USDT", "side": "buy", "px": "", "sz": "0.1",

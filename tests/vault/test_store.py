@@ -11,7 +11,9 @@ import keyring
 import keyring.backend
 import pytest
 
-from keyproxy.errors import AlreadyExists, IntegrityError, MasterKeyUnavailable, NotFound, UsageError, VaultError, VaultLocked
+from keyproxy.errors import (
+    AlreadyExists, IntegrityError, MasterKeyUnavailable, NotFound, UsageError, VaultError, VaultLocked,
+)
 from keyproxy.secret import Secret
 from keyproxy.vault import Credentials, FileSource, KeyringSource, NewAccount, Vault
 from keyproxy.vault.master import KEYRING_SERVICE, write_key_file
@@ -236,7 +238,8 @@ def test_create_refuses_to_overwrite(tmp_path: Path, key_file: Path) -> None:
         assert v.account("alpha")
 
 
-@pytest.mark.parametrize("content", [b"", b"hello world, not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])
+@pytest.mark.parametrize("content", [b"", b"hello world, not a database" * 100,
+                                     b"SQLite format 3\x00" + b"\xff" * 5000])
 def test_non_vault_file_gets_a_clear_message(tmp_path: Path, key_file: Path, content: bytes) -> None:
     path = tmp_path / "x.db"
     path.write_bytes(content)
@@ -305,7 +308,8 @@ def test_tampered_salt_length_is_rejected(tmp_path: Path) -> None:
     (NewAccount("a", "binance", "hmac", Credentials(Secret("k"))), "secret is empty"),
     (NewAccount("a", "okx", "hmac", Credentials(Secret("k"), Secret("s"))), "need a passphrase"),
     (NewAccount("a", "binance", "ed25519", Credentials(Secret("k"))), "needs private_key"),
-    (NewAccount("a", "binance", "ed25519", Credentials(Secret("k"), private_key=Secret("junk"))), "not an unencrypted PEM"),
+    (NewAccount("a", "binance", "ed25519", Credentials(Secret("k"), private_key=Secret("junk"))),
+     "not an unencrypted PEM"),
 ])
 def test_bad_input_writes_nothing(vault: Vault, acct: NewAccount, message: str) -> None:
     before = vault.status()
