@@ -335,7 +335,7 @@ class Daemon:
         pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), self.fleet_sync
         pipeline.core.shared_nonces = FleetNonces(fleet)
         self.fleet_usage = FleetUsage(fleet)
-        pipeline.core.flights = self.fleet_usage
+        pipeline.core.in_flight.flights = self.fleet_usage
         if pipeline.core.usage is not None:
             pipeline.core.usage.mirror = self.fleet_usage
         self.store.placed_mirror = self.fleet_usage

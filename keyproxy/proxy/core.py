@@ -31,8 +31,9 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.policy.decide import Counters, RiskView, decide, price_band, total_notional
+from keyproxy.policy.decide import Counters, decide, price_band, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
+from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
@@ -154,7 +155,6 @@ class Route:
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
-IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting against the caps after this
 MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
 
 
@@ -175,10 +175,7 @@ class Core:
         self.clock_ms = clock_ms
         self.replays = ReplayCache()
         self.counters = Counters()
-        # orders on their way to the exchange, per bot (request id -> (their legs, counted until)):
-        # max_open_orders and the position caps count them as resting until their answer is read, so orders
-        # fired at once cannot all pass a cap that each of them alone would meet
-        self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float]]] = {}
+        self.in_flight = InFlight()  # orders sent, answers not yet read: they count against the caps
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
@@ -192,7 +189,6 @@ class Core:
         # gate (fleet/gate.py, one Redis round trip), not here: see `SharedCharges`
         self.fleet = False
         self.shared_nonces: Any = None  # fleet/nonces.py FleetNonces: a real key's nonces across the fleet
-        self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -335,7 +331,7 @@ class Core:
         # gets a share like any bot's, never the whole budget while signed bots are active
         wait = self.governor.spend(charges, _way_out(outcome.facts), now, outcome.bot or UNSIGNED)
         if wait is not None:
-            self._land(outcome)  # never sent
+            self.in_flight.land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
             raise Refused("budget_exhausted", f"{exchange}'s own rate budget "
                           f"({', '.join(c.budget.name for c in charges)}), shared by every bot of this keyproxy, is "
@@ -405,56 +401,12 @@ class Core:
                 raise Refused("bad_request", e.message) from None
             self._before_forward(outcome)  # the audit line is written before anything goes upstream
         except BaseException:
-            self._land(outcome)  # never sent
+            self.in_flight.land(outcome)  # never sent
             raise
         outcome.decision = "allow"
         if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
-            bot, facts = outcome.placed_by
-            now = self.clock_ms() / 1000
-            self._sent(bot, now)  # what never got an answer stops counting (and is forgotten)
-            self._placing.setdefault(bot, {})[outcome.request_id] = (facts.placed() or (facts,), now + IN_FLIGHT_S)
+            self.in_flight.sent(outcome.placed_by[0], outcome.request_id, outcome.placed_by[1], self.clock_ms() / 1000)
         return outbound
-
-    def _sent(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
-        """The legs of the bot's orders sent and not yet answered (an answer that never comes stops counting
-        after IN_FLIGHT_S, longer than any upstream timeout)."""
-        mine = self._placing.get(bot)
-        if not mine:
-            return []
-        for request_id, (_, until) in list(mine.items()):
-            if until <= now:
-                del mine[request_id]
-        return [legs for legs, _ in mine.values()]
-
-    def in_flight(self, bot: str, now: float) -> int:
-        return sum(len(legs) for legs in self._sent(bot, now))
-
-    def _with_sent(self, risk: RiskView, bot: str, now: float) -> RiskView:
-        """The risk view with the sizes of the bot's orders on their way added to its resting ones."""
-        sent = [leg for legs in self._sent(bot, now) for leg in legs if leg.quantity is not None and leg.side]
-        if not sent or not (risk.open_buy or risk.open_sell):
-            return risk
-        buy, sell = dict(risk.open_buy), dict(risk.open_sell)
-        for leg in sent:
-            side = buy if leg.side.lower() == "buy" else sell
-            if leg.scope in side:
-                side[leg.scope] += leg.quantity
-        return replace(risk, open_buy=buy, open_sell=sell)
-
-    def _answered(self, outcome: Outcome) -> None:
-        self._land(outcome)
-        if outcome.placed_by is not None:
-            mine = self._placing.get(outcome.placed_by[0])
-            if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
-                del self._placing[outcome.placed_by[0]]
-
-    def _land(self, outcome: Outcome) -> None:
-        """A fleet: the order's in-flight reservation (made by the gate) goes, once its answer is read or when
-        it was never sent; an order sent and never answered keeps it until it expires (IN_FLIGHT_S)."""
-        shared = outcome.shared
-        if shared is not None and self.flights is not None and (member := shared.flight_member()) is not None:
-            shared.in_flight = None  # once
-            self.flights.land(shared.bot, member)
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
@@ -517,7 +469,7 @@ class Core:
         if self.usage is not None:
             usage = Usage(
                 # in a fleet the gate counts them across every instance (an instance sees only its own answers)
-                open_orders=self.usage.open_orders(name) + self.in_flight(name, now)
+                open_orders=self.usage.open_orders(name) + self.in_flight.count(name, now)
                 if policy.max_open_orders and facts.action == "order" and not self.fleet else 0,
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
@@ -525,7 +477,7 @@ class Core:
         prices = self.markets.last_prices(account.info.name, facts)
         risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter) if facts.placed() else None
         if risk is not None:
-            risk = self._with_sent(risk, name, now)
+            risk = self.in_flight.with_sent(risk, name, now)
         references = {}
         if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
             references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age
@@ -712,7 +664,7 @@ class Core:
                 self._attribute_orders(name, outcome.placed_by, ids)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
-            self._answered(outcome)  # counted from its answer now, no longer as on its way
+            self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
         return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
