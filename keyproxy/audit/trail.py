@@ -85,7 +85,6 @@ class AuditTrail:
         if fsync not in ("always", "interval"):
             raise ValueError("fsync must be 'always' or 'interval'")
         self.directory = directory
-        self._key = key
         self._mac = hmac.new(key, digestmod=hashlib.sha256)  # keyed once; each line MACs a copy
         self._identity: tuple[int, int] | None = None  # the open file's (inode, device)
         self._fsync_always = fsync == "always"

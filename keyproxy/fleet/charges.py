@@ -29,7 +29,8 @@ class SharedCharges:
     commit_local: Callable[[], None] = lambda: None
 
     def flight_member(self) -> str | None:
-        """The reservation as the gate stores it (the id and the orders it holds), to release it by."""
+        """The reservation as the gate stores it and releases it: the id and the orders it holds (the gate sums
+        the number after the last colon)."""
         if self.in_flight is None or self.open_orders is None:
             return None
         return f"{self.in_flight[0]}:{self.open_orders[0]}"

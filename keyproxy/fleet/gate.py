@@ -81,7 +81,7 @@ if no == 1 then
     total = total + tonumber(string.match(m, '(%d+)$'))
   end
   if total + n > cap then return {'open', tostring(total)} end
-  if member ~= '' then flight = {KEYS[k + 1], now + ttl, member .. ':' .. tostring(n), ttl} end
+  if member ~= '' then flight = {KEYS[k + 1], now + ttl, member, ttl} end
   k = k + 2
 end
 local dups = {}
@@ -153,9 +153,10 @@ class FleetGate:
             keys.append(key(f"daily:{kind}:{charges.bot}:{asset}:{day}"))
             args += [f"{amount:f}", f"{cap:f}"]
         if charges.open_orders is not None:
-            flight_id, ttl = charges.in_flight or ("", 0.0)  # no id: checked, nothing reserved
+            member = charges.flight_member() or ""  # none: checked, nothing reserved
+            ttl = charges.in_flight[1] if charges.in_flight is not None else 0.0
             keys += [key(f"open:{charges.bot}"), key(f"flight:{charges.bot}")]
-            args += [*charges.open_orders, flight_id, repr(float(ttl))]
+            args += [*charges.open_orders, member, repr(float(ttl))]
         for shape, window, cap, checked in charges.duplicates:
             keys.append(key(f"orders:{shape}"))
             args += [repr(float(window)), cap, "1" if checked else "0"]

@@ -158,8 +158,7 @@ class FleetStore:
         with self._calls() as r:
             while not r.set(self.key("lease"), token, nx=True, px=LEASE_MS):
                 if time.monotonic() > deadline:
-                    raise SharedStateUnavailable(f"another keyproxy has held the fleet's write lease at {self.where} "
-                                                 f"for over {LEASE_WAIT_S:.0f} s; try again")
+                    raise self._lease_busy()
                 time.sleep(0.02)
         try:
             yield
@@ -171,21 +170,15 @@ class FleetStore:
     async def held_lease(self) -> AsyncIterator[None]:
         """The write lease taken on the asyncio client, so that waiting for another instance's (up to
         LEASE_WAIT_S, a killed one's lapses after LEASE_MS) never stalls the daemon's requests. Vault writes made
-        inside (synchronous, on this thread) find it held and use it."""
-        if self._held is not None:
-            yield
-            return
+        inside (synchronous, on this thread, with no await between) find it held and use it."""
         token, client = secrets.token_hex(16), self.aio()
         try:
             deadline = time.monotonic() + LEASE_WAIT_S
-            try:
+            with self._calls():  # the same errors as the blocking lease's
                 while not await client.set(self.key("lease"), token, nx=True, px=LEASE_MS):
                     if time.monotonic() > deadline:
-                        raise SharedStateUnavailable(f"another keyproxy has held the fleet's write lease at "
-                                                     f"{self.where} for over {LEASE_WAIT_S:.0f} s; try again")
+                        raise self._lease_busy()
                     await asyncio.sleep(0.02)
-            except (redis.RedisError, OSError) as e:
-                raise SharedStateUnavailable(f"shared state at {self.where} is unavailable: {_reason(e)}") from None
             self._held = token
             try:
                 yield
@@ -195,6 +188,10 @@ class FleetStore:
                     await client.eval(_RELEASE, 1, self.key("lease"), token)  # type: ignore[misc]
         finally:
             await client.aclose()
+
+    def _lease_busy(self) -> SharedStateUnavailable:
+        return SharedStateUnavailable(f"another keyproxy has held the fleet's write lease at {self.where} for over "
+                                      f"{LEASE_WAIT_S:.0f} s; try again")
 
     # --- the vault ---------------------------------------------------------------------------------
 
