@@ -53,6 +53,11 @@ async def measure(store: FleetStore, checks: int) -> None:
         cpu_us = (time.process_time() - cpu) / checks * 1e6
         print(f"{what:>11}: p50 {pct(walls, 0.5):.3f} ms  p99 {pct(walls, 0.99):.3f} ms  "
               f"mean {statistics.fmean(walls):.3f} ms  client CPU {cpu_us:.0f} us per call")
+    stats = await client.info("commandstats")
+    for command in ("evalsha", "get"):
+        row = stats.get(f"cmdstat_{command}")
+        if row:
+            print(f"redis-server's own time per {command.upper()}: {row['usec_per_call']:.1f} us")
     await gate.close()
     await client.aclose()
 

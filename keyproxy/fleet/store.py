@@ -98,10 +98,12 @@ class FleetStore:
     def key(self, name: str) -> str:
         return self._prefix + name
 
-    def aio(self) -> redis.asyncio.Redis:
-        """An asyncio client to the same server (the follower's blocking stream reads)."""
+    def aio(self, timed_reads: bool = True) -> redis.asyncio.Redis:
+        """An asyncio client to the same server (the follower's blocking stream reads). `timed_reads=False`:
+        no timer per socket write and read; the caller bounds each whole call itself (the gate)."""
         s = self.settings
-        return redis.asyncio.Redis.from_url(s.url, password=self._password, socket_timeout=s.timeout + 5,
+        return redis.asyncio.Redis.from_url(s.url, password=self._password,
+                                            socket_timeout=s.timeout + 5 if timed_reads else None,
                                             socket_connect_timeout=s.timeout, **self._tls)
 
     @contextlib.contextmanager

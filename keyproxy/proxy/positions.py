@@ -110,10 +110,12 @@ class PositionBook:
         # kept as orders change, never recounted (a bot's every order would cost a walk over all resting ones):
         # (account, scope) -> (bot, side) -> what its live orders may still fill
         self._resting: dict[tuple[str, str], dict[tuple[str, str], Decimal]] = {}
-        # (account, scope) -> live sells' (price, id) as a min-heap and live buys' (-price, id): the best of each
-        # side; an entry whose order finished is dropped when it reaches the top
-        self._asks: dict[tuple[str, str], list[tuple[Decimal, str]]] = {}
-        self._bids: dict[tuple[str, str], list[tuple[Decimal, str]]] = {}
+        # (account, scope) -> bot -> its live sells' (price, id) as a min-heap, and its live buys' (-price, id):
+        # each bot's best on each side, so a crossing check costs one look per bot however many orders rest (a
+        # bot resting thousands of orders at one price must not make every other order walk them); an entry
+        # whose order finished is dropped when it reaches the top, or when a heap outgrows the live orders
+        self._asks: dict[tuple[str, str], dict[str, list[tuple[Decimal, str]]]] = {}
+        self._bids: dict[tuple[str, str], dict[str, list[tuple[Decimal, str]]]] = {}
         self._finished: dict[str, dict[str, None]] = {}  # account -> ids of finished orders, oldest first
         self._by_bot: dict[str, set[str]] = {}  # bot -> scopes it holds a position record in
         self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
@@ -214,29 +216,26 @@ class PositionBook:
         key = (order.account, order.scope)
         self._live.setdefault(key, {})[order.order_id] = order
         self._add_resting(order, order.remaining)
-        if order.price is not None:
-            if order.side == "sell":
-                heapq.heappush(self._asks.setdefault(key, []), (order.price, order.order_id))
-            elif order.side == "buy":
-                heapq.heappush(self._bids.setdefault(key, []), (-order.price, order.order_id))
+        if order.price is not None and order.side in ("buy", "sell"):
+            heaps = self._asks if order.side == "sell" else self._bids
+            heap = heaps.setdefault(key, {}).setdefault(order.bot, [])
+            heapq.heappush(heap, (order.price if order.side == "sell" else -order.price, order.order_id))
+            live = self._live[key]
+            if len(heap) > 2 * len(live) + 64:  # finished orders buried under a live best: keep the heap bounded
+                heap[:] = [entry for entry in heap if entry[1] in live]
+                heapq.heapify(heap)
 
     def _add_resting(self, order: TrackedOrder, delta: Decimal) -> None:
         if delta:
             resting = self._resting.setdefault((order.account, order.scope), {})
             resting[(order.bot, order.side)] = resting.get((order.bot, order.side), ZERO) + delta
 
-    def _best(self, heaps: dict[tuple[str, str], list[tuple[Decimal, str]]], key: tuple[str, str]) -> Decimal | None:
-        """The top of one side's heap among orders still live (finished ones are dropped on the way); the heap
-        is rebuilt from the live orders when finished entries outnumber them."""
-        heap, live = heaps.get(key), self._live.get(key, {})
-        if not heap:
-            return None
-        if len(heap) > 2 * len(live) + 64:
-            heap[:] = [entry for entry in heap if entry[1] in live]
-            heapq.heapify(heap)
+    @staticmethod
+    def _top(heap: list[tuple[Decimal, str]], live: dict[str, TrackedOrder]) -> TrackedOrder | None:
+        """The best live order of one bot's side (finished ones are dropped on the way)."""
         while heap and heap[0][1] not in live:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return live[heap[0][1]] if heap else None
 
     def _save(self, orders: list[TrackedOrder], positions: list[tuple[object, ...]],
               dropped: list[tuple[str, str]]) -> None:
@@ -264,17 +263,15 @@ class PositionBook:
         if side not in ("buy", "sell"):
             return None
         key = (account, leg.scope)
-        low_sell, best_bid = self._best(self._asks, key), self._best(self._bids, key)
-        high_buy = -best_bid if best_bid is not None else None
-        if leg.price is not None and ((side == "buy" and (low_sell is None or leg.price < low_sell))
-                                      or (side == "sell" and (high_buy is None or leg.price > high_buy))):
-            return None  # crosses no resting order of any bot
-        for o in self._live.get((account, leg.scope), {}).values():
-            if o.bot == bot or o.side == side or o.price is None:
-                continue
-            if (leg.price is None or (side == "buy" and leg.price >= o.price)
-                    or (side == "sell" and leg.price <= o.price)):
-                return o
+        live = self._live.get(key, {})
+        opposite = (self._asks if side == "buy" else self._bids).get(key, {})
+        for other in [b for b in opposite if b != bot]:
+            best = self._top(opposite[other], live)
+            if best is None:
+                del opposite[other]
+            elif (leg.price is None or (side == "buy" and leg.price >= best.price)
+                  or (side == "sell" and leg.price <= best.price)):
+                return best
         return None
 
     def day_pnl(self, bot: str, price: Callable[[str, str], Decimal | None]) -> tuple[Decimal, list[str]]:

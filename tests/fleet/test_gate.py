@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 
 from keyproxy.config import SharedStateSettings
@@ -155,3 +156,55 @@ def test_orders_on_their_way_hold_their_place_on_every_instance_until_answered(s
             await gate.close()
         return kinds
     assert asyncio.run(run()) == ["ok", "ok", "open", "ok", "open", "ok"]
+
+
+def test_the_gate_outlives_a_redis_restart(tmp_path) -> None:
+    """The gate's own connections: one Redis closed is replaced (once, as redis-py retries), and a Redis that
+    lost its scripts gets the script again; while Redis is down the verdict is `unavailable`, not an error."""
+    from keyproxy.emulator.devstack import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    settings = SharedStateSettings(url=server.url, password_file=server.root / "password", timeout=1.0)
+
+    def replay_only(replay: str) -> SharedCharges:
+        return SharedCharges("b1", replays=[(replay, 60_000, True)])
+
+    async def run() -> list[str]:
+        gate = FleetGate(FleetStore(settings, "vault-1", KEY))
+        kinds = [(await gate.check(replay_only("r1"), 0)).kind]
+        server.stop()
+        kinds.append((await gate.check(replay_only("r2"), 0)).kind)
+        server.start()
+        kinds.append((await gate.check(replay_only("r3"), 0)).kind)  # a new connection, the script loaded again
+        await gate.check(replay_only("r4"), 0)  # an idle connection again
+        server.stop()
+        server.start()
+        kinds.append((await gate.check(replay_only("r5"), 0)).kind)  # its idle connection is dead: a new one
+        await gate.close()
+        return kinds
+    try:
+        assert asyncio.run(run()) == ["ok", "unavailable", "ok", "ok"]
+    finally:
+        server.stop()
+
+
+def test_a_check_cut_short_never_leaves_its_reply_for_the_next(shared: SharedStateSettings,
+                                                                 redis_server) -> None:
+    """A check that timed out or was cancelled while Redis held it: that connection is closed (Redis drops what
+    it had not run), so the next check reads its own answer, never the late one's "ok"."""
+    async def run() -> list[str]:
+        gate = FleetGate(FleetStore(shared, "vault-1", KEY))
+        assert (await gate.check(order(replay="seen"), 0)).kind == "ok"  # and one idle connection
+        redis_server.client().execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        kinds = [(await gate.check(order(replay="late"), 0)).kind]  # shared.timeout is 1 s
+        await asyncio.sleep(0.7)
+        kinds.append((await gate.check(order(replay="seen"), 0)).kind)  # its own answer: a replay
+        redis_server.client().execute_command("CLIENT", "PAUSE", "600", "WRITE")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(gate.check(order(replay="cancelled"), 0), 0.1)
+        await asyncio.sleep(0.7)
+        kinds.append((await gate.check(order(replay="seen"), 0)).kind)
+        kinds.append((await gate.check(order(replay="late"), 0)).kind)  # never run: Redis dropped it
+        await gate.close()
+        return kinds
+    assert asyncio.run(run()) == ["unavailable", "replay", "replay", "ok"]
