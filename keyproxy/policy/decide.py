@@ -313,15 +313,18 @@ def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, D
     return None
 
 
-def reduces(leg: RequestFacts, position: Decimal) -> bool:
+def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0)) -> bool:
     """An order that can only bring the position toward zero: reduce-only, or (spot has no such flag) a sell
-    of at most what the bot holds, a buy of at most what it is short."""
+    of at most what the bot holds less what its resting sells (`resting`, same side) may already sell, a buy
+    likewise against a short. Without `resting`, a bot holding 1 could rest any number of sells of 1, each
+    "reducing", and go short by all of them but one."""
     if leg.reduce_only:
         return True
     side, qty = (leg.side or "").lower(), leg.quantity
     if qty is None or leg.contract is not None and leg.quote_quantity is not None:
         return False
-    return (side == "sell" and 0 < qty <= position) or (side == "buy" and 0 < qty <= -position)
+    return 0 < qty and ((side == "sell" and qty + resting <= position)
+                        or (side == "buy" and qty + resting <= -position))
 
 
 def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, prices: dict[str, Decimal]
@@ -329,7 +332,8 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
     """Daily loss, position limit and crossing another bot's order, leg by leg (docs/risk.md)."""
     for i, leg in enumerate(facts.placed()):
         position = risk.positions.get(leg.scope, Decimal(0))
-        if reduces(leg, position):
+        same_side = risk.open_sell if (leg.side or "").lower() == "sell" else risk.open_buy
+        if reduces(leg, position, same_side.get(leg.scope, Decimal(0))):
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")

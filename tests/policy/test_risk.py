@@ -174,6 +174,24 @@ def test_position_limit_counts_held_and_resting_and_lets_reductions_pass() -> No
     assert run(order(quantity=None, quote_quantity=D("10")), pol, risk=view).code == "position_exceeded"
 
 
+def test_a_sell_reduces_only_what_the_resting_sells_have_not_already_claimed() -> None:
+    """Holding 1 with a cap of 1: a bot resting sells of 1 one after another. Each sell of at most what it holds
+    used to "reduce" and pass every check; if all fill it is short by all but one. Now a sell reduces only what
+    its resting sells leave, so the second is checked against the cap (short 1 if all fill: allowed) and the
+    third refused; past a loss limit, only the first passes."""
+    from keyproxy.policy.decide import RiskView
+    held = {"spot:BTCUSDT": D("1")}
+    sell = order(side="SELL", quantity=D("1"))
+    for resting, allow in ((D("0"), True), (D("1"), True), (D("2"), False)):
+        view = RiskView(positions=held, open_sell={"spot:BTCUSDT": resting})
+        assert run(sell, policy(max_position="1"), risk=view).allow is allow, resting
+    for resting, code in ((D("0"), ""), (D("1"), "loss_limit")):
+        view = RiskView(positions=held, open_sell={"spot:BTCUSDT": resting}, loss="bot b is down 60 today")
+        assert run(sell, policy(), risk=view).code == code
+    assert run(order(side="BUY", quantity=D("1")), policy(), risk=RiskView(  # a short's buys likewise
+        positions={"spot:BTCUSDT": D("-1")}, open_buy={"spot:BTCUSDT": D("0.5")}, loss="down")).code == "loss_limit"
+
+
 def test_loss_limit_and_self_cross_refuse_only_what_adds_risk() -> None:
     from keyproxy.policy.decide import RiskView
     view = RiskView(positions={"spot:BTCUSDT": D("0.5")}, loss="bot b is down 60 today")
