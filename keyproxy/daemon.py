@@ -190,6 +190,7 @@ class Daemon:
         recorder.responder.cancel_orders = self.cancel_later
         self.fleet_sync: Any = None
         self.fleet_usage: Any = None
+        self.fleet_book: Any = None  # fleet/book.py: every instance's positions book holds every bot's orders
         self.background: list[asyncio.Task[Any]] = []
         self.base_url = ""
         self.socket = socket_path(settings)
@@ -311,6 +312,7 @@ class Daemon:
 
     async def _join_fleet(self) -> None:
         """In a fleet, the gate charges what holds across instances; the fleet's state before serving."""
+        from keyproxy.fleet.book import FleetBook
         from keyproxy.fleet.gate import FleetGate
         from keyproxy.fleet.usage import FleetUsage
         from keyproxy.fleet.nonces import FleetNonces
@@ -339,6 +341,7 @@ class Daemon:
         if pipeline.core.usage is not None:
             pipeline.core.usage.mirror = self.fleet_usage
         self.store.placed_mirror = self.fleet_usage
+        self.fleet_book = FleetBook(fleet, self.fleet_usage, pipeline.core.risk.book, self.store)
         try:  # the fleet's vault, halts and throttles, before the first request
             await self.fleet_sync.catch_up()
         except SharedStateUnavailable as e:
@@ -429,6 +432,8 @@ class Daemon:
             tasks.append(self.fleet_sync.run())
             if self.fleet_usage is not None:
                 tasks.append(self.fleet_usage.run())
+            if self.fleet_book is not None:
+                tasks.append(self.fleet_book.run())
         self.background = [asyncio.create_task(t) for t in tasks]
 
     async def _persist_head(self) -> None:

@@ -73,6 +73,11 @@ class FleetUsage:
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
 
+    def publish(self, stream: str, fields: dict[str, str], maxlen: int) -> None:
+        """An entry for a fleet stream (the positions book, fleet/book.py), in order with the rest: after the
+        answer's open-order change, before its in-flight release."""
+        self._put("xadd", (stream, fields, maxlen))
+
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """Order id -> (bot, market) as every instance recorded it (read when cancelling: rare)."""
         with self.fleet._calls() as r:
@@ -120,6 +125,9 @@ class FleetUsage:
         elif kind == "landed":
             bot, member = payload
             await client.zrem(self.fleet.key(f"flight:{bot}"), member)  # type: ignore[misc]
+        elif kind == "xadd":
+            stream, fields, maxlen = payload
+            await client.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
         elif kind == "forget" and payload[1]:
             account, ids = payload
             await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]

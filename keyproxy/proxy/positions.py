@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from keyproxy.exchanges.base import OrderUpdate
 from keyproxy.policy.model import RequestFacts
@@ -119,6 +120,9 @@ class PositionBook:
         self._finished: dict[str, dict[str, None]] = {}  # account -> ids of finished orders, oldest first
         self._by_bot: dict[str, set[str]] = {}  # bot -> scopes it holds a position record in
         self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
+        # a fleet (fleet/book.py): every change this instance learns is handed on, so every instance's book holds
+        # every bot's orders and positions
+        self.mirror: Callable[[list[Any]], None] | None = None
         self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
         if store is not None:
             orders, positions = store.risk_rows()
@@ -143,29 +147,53 @@ class PositionBook:
                updates: tuple[OrderUpdate, ...] = ()) -> None:
         """Orders the exchange accepted from `bot` (ids in the order of the request's legs), then what the
         same answer says they filled."""
+        rows = [(oid, leg.scope, leg.side.lower(), leg.price, leg.quantity)
+                for leg, oid in zip(legs, order_ids, strict=False) if oid and leg.side]
+        placed, changed = self._place(account, bot, rows, updates, self._clock())
+        if self.mirror is not None and (placed or changed):
+            self.mirror(["p", account, bot, [r for r in rows if r[0] in placed], changed])
+
+    def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
+        """Fills and ends of orders the book holds; the bots whose position moved."""
+        moved, changed = self._apply(account, updates, late, self._clock())
+        if self.mirror is not None and changed:
+            self.mirror(["a", account, changed, late])
+        return moved
+
+    def replay(self, entry: list[Any], at: float) -> None:
+        """What another instance of a fleet learned (fleet/book.py), as it learned it at `at`: the same
+        changes, not published again. Idempotent: an order already held is not placed twice, fills are
+        cumulative."""
+        if entry[0] == "p":
+            self._place(entry[1], entry[2], entry[3], entry[4], at)
+        elif entry[0] == "a":
+            self._apply(entry[1], entry[2], bool(entry[3]), at)
+
+    def _place(self, account: str, bot: str, rows: list[tuple[str, str, str, Decimal | None, Decimal | None]],
+               updates: Iterable[OrderUpdate], at: float) -> tuple[set[str], list[OrderUpdate]]:
         book = self.orders.setdefault(account, {})
-        now, changed = self._clock(), []
-        for leg, oid in zip(legs, order_ids, strict=False):
-            if not oid or oid in book or not leg.side:
+        placed = []
+        for oid, scope, side, price, quantity in rows:
+            if oid in book:
                 continue
-            order = TrackedOrder(account, oid, bot, leg.scope, leg.side.lower(), leg.price, leg.quantity,
-                                 ZERO, ZERO, False, now)
+            order = TrackedOrder(account, oid, bot, scope, side, price, quantity, ZERO, ZERO, False, at)
             book[oid] = order
             self._go_live(order)
-            changed.append(order)
-        self.apply(account, updates, placed=changed)  # one transaction: placement and fills
+            placed.append(order)
+        _, changed = self._apply(account, updates, False, at, placed)  # one transaction: placement and fills
+        return {o.order_id for o in placed}, changed
 
-    def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False,
-              placed: list[TrackedOrder] | None = None) -> set[str]:
-        """Fills and ends of orders the book holds (and the orders just `placed`, written with them); the bots
-        whose position moved."""
+    def _apply(self, account: str, updates: Iterable[OrderUpdate], late: bool, at: float,
+               placed: list[TrackedOrder] | None = None) -> tuple[set[str], list[OrderUpdate]]:
+        """(the bots whose position moved, the updates that changed an order: what a fleet shares)."""
         book = self.orders.get(account)
         orders: list[TrackedOrder] = list(placed or [])
         positions: dict[tuple[str, str], Position] = {}
         moved: set[str] = set()
+        used: list[OrderUpdate] = []
         if not book:
-            return moved
-        day = utc_day(self._clock())
+            return moved, used
+        day = utc_day(at)
         for u in updates:
             order = book.get(u.order_id)
             if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
@@ -176,17 +204,19 @@ class PositionBook:
                 sign = 1 if order.side == "buy" else -1
                 key = (order.bot, order.scope)
                 position = self.positions.get(key) or Position(account)
-                position.roll(day, self._price(account, order.scope))
+                if day >= position.day:
+                    position.roll(day, self._price(account, order.scope))
                 position.qty += sign * fill
-                position.day_qty += sign * fill
-                position.day_cash += sign * max(cash, ZERO)
+                if day == position.day:  # a fill another instance learned before midnight is not today's
+                    position.day_qty += sign * fill
+                    position.day_cash += sign * max(cash, ZERO)
                 self.positions[key] = position
                 self._by_bot.setdefault(order.bot, set()).add(order.scope)
                 positions[key] = position
                 order.filled, order.filled_quote = u.filled, max(u.filled_quote, order.filled_quote)
                 moved.add(order.bot)
                 self.learned_late += int(late)
-                self.fill_times.setdefault(order.bot, deque(maxlen=MAX_FILL_TIMES)).append(self._clock())
+                self.fill_times.setdefault(order.bot, deque(maxlen=MAX_FILL_TIMES)).append(at)
                 changed = True
             if u.quantity is not None and order.quantity is None:
                 order.quantity, changed = u.quantity, True
@@ -195,12 +225,13 @@ class PositionBook:
                 self._live.get((account, order.scope), {}).pop(order.order_id, None)
                 self._finished.setdefault(account, {})[order.order_id] = None
             if changed:
+                used.append(u)
                 if order not in orders:
                     orders.append(order)
                 self._add_resting(order, order.remaining - before)
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
-        return moved
+        return moved, used
 
     def _bound(self, account: str) -> list[tuple[str, str]]:
         book, finished = self.orders.get(account, {}), self._finished.get(account, {})

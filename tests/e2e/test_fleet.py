@@ -173,6 +173,29 @@ def test_orders_fired_at_both_instances_at_once_cannot_all_pass_the_open_order_c
         tidy.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_positions_and_resting_orders_learned_on_one_instance_count_on_the_other(fleet: Fleet) -> None:
+    """The positions book is the fleet's (fleet/book.py): a bot's fill through A counts against its
+    max_position on B, and another bot's resting bid placed through A refuses a crossing sell sent to B."""
+    from tests.e2e.test_risk_positions import eventually, series
+
+    maker_creds = fleet.a.add_bot("maker-a", "main", "read,trade")
+    bid = client(maker_creds, on(fleet.a)).create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+    creds = fleet.a.add_bot("sized-fleet", "main", "read,trade", "--set", "max_position=0.01")
+    on_a, on_b = client(creds, on(fleet.a)), client(creds, on(fleet.b))
+    on_a.create_order("BTC/USDT", "market", "buy", 0.008)  # filled at once, learned by A from its answer
+    assert eventually(lambda: series(fleet.b, "keyproxy_bot_position", bot="sized-fleet",
+                                     scope="spot:BTCUSDT") == 0.008, timeout=5)  # B holds it too
+    start = len(fleet.a.journal())
+    refused(lambda: on_b.create_order("BTC/USDT", "limit", "buy", 0.003, 20000), "position_exceeded")
+    taker = client(fleet.a.add_bot("taker-b", "main", "read,trade"), on(fleet.b))
+    refused(lambda: taker.create_order("BTC/USDT", "limit", "sell", 0.001, 19000), "self_cross")
+    assert [e for e in fleet.a.journal()[start:] if e["path"] == "/api/v3/order"] == []
+    client(maker_creds, on(fleet.b)).cancel_order(bid["id"], "BTC/USDT")  # B learns the cancel itself
+    on_b.create_order("BTC/USDT", "market", "sell", 0.008)  # reducing passes, on either
+    assert eventually(lambda: series(fleet.a, "keyproxy_bot_position", bot="sized-fleet",
+                                     scope="spot:BTCUSDT") == 0.0, timeout=5)  # and A learns it from B
+
+
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("replayed", "main", "read,trade")
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
