@@ -4,7 +4,8 @@ Run: .venv/bin/python bench/fleet_gate.py [--checks 3000]
 
 Starts a throw-away `redis-server` (AOF on, as `doctor` asks) and makes `--checks` sequential gate checks
 shaped like a Binance order's (a replay id, the bot's and the account's rate buckets, an open-order cap with
-its in-flight reservation), then the same number of plain `GET`s on the same asyncio client for scale. Prints
+its in-flight reservation), the same for a position-capped bot (its book's entry number, the leg's size
+reserved), then the same number of plain `GET`s on the same asyncio client for scale. Prints
 p50/p99 wall time per call and the client's CPU per call, and which reply parser redis-py used (hiredis when
 installed). Issue 22's target: the round trip under 0.2 ms at p50 on loopback.
 """
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from keyproxy.config import SharedStateSettings
@@ -34,7 +36,7 @@ def pct(values: list[float], q: float) -> float:
 async def measure(store: FleetStore, checks: int) -> None:
     gate = FleetGate(store)
     client = store.aio()
-    for what in ("gate check", "plain GET"):
+    for what in ("gate check", "capped check", "plain GET"):
         walls, cpu = [], time.process_time()
         for i in range(checks + 200):
             started = time.perf_counter()
@@ -44,6 +46,14 @@ async def measure(store: FleetStore, checks: int) -> None:
                                         open_orders=(1, 10**9), in_flight=(f"req-{i}", 0.001))
                 verdict = await gate.check(charges, 0)
                 assert verdict.kind == "ok", verdict
+            elif what == "capped check":  # the same with a position cap: the book's number and the leg's size
+                charges = SharedCharges("bench-bot", replays=[(f"bench-bot:c{i}", 60_000, True)],
+                                        buckets=[("bot:bench-bot:rps", 1e6, 1e6), ("account:main:orders", 1e6, 1e6)],
+                                        open_orders=(1, 10**9), in_flight=(f"req-c{i}", 0.001), book_seq=0,
+                                        exposure=[("spot:BTCUSDT", "buy", Decimal("0.001"), Decimal(-1), Decimal(0),
+                                                   Decimal(10**9))])
+                verdict = await gate.check(charges, 0)
+                assert verdict.kind == "ok", verdict
             else:
                 await client.get(store.key("version"))
             if i >= 200:  # the first 200 warm the connection and the script cache
@@ -51,7 +61,7 @@ async def measure(store: FleetStore, checks: int) -> None:
             if i == 199:
                 cpu = time.process_time()
         cpu_us = (time.process_time() - cpu) / checks * 1e6
-        print(f"{what:>11}: p50 {pct(walls, 0.5):.3f} ms  p99 {pct(walls, 0.99):.3f} ms  "
+        print(f"{what:>12}: p50 {pct(walls, 0.5):.3f} ms  p99 {pct(walls, 0.99):.3f} ms  "
               f"mean {statistics.fmean(walls):.3f} ms  client CPU {cpu_us:.0f} us per call")
     stats = await client.info("commandstats")
     for command in ("evalsha", "get"):

@@ -74,20 +74,69 @@ def decode(text: str) -> list[Any]:
 
 
 class FleetBook:
+    """Each bot's entries are numbered (`bookseq:BOT`, raised with each entry, atomically), and `seen` says how
+    far this instance's book has taken each bot's: the gate refuses to charge a position-capped bot's order
+    on a book older than the bot's newest entry (fleet/gate.py), and `reach` catches up."""
+
     def __init__(self, fleet: FleetStore, usage: FleetUsage, book: PositionBook, store: StateStore) -> None:
         self.fleet, self.usage, self.book, self.store = fleet, usage, book, store
         self.instance = secrets.token_hex(8)  # this process's entries, skipped when read back
         self.stream = fleet.key("book")
-        self.last_id = store.usage_items(LAST_ID).get(LAST_ID, "0")  # a new instance reads the whole stream
+        saved = json.loads(store.usage_items(LAST_ID).get(LAST_ID, "{}"))
+        self.last_id: str = saved.get("id", "0")  # a new instance reads the whole stream
+        self.seen: dict[str, int] = {str(k): int(v) for k, v in saved.get("seen", {}).items()}
         self.applied = 0  # entries from other instances applied here (status, tests)
+        self._moved = asyncio.Event()  # set after each batch the follower read
         book.mirror = self.publish
 
-    def publish(self, entry: list[Any]) -> None:
-        self.usage.publish(self.stream, {"i": self.instance, "e": encode(entry)}, STREAM_MAXLEN)
+    def publish(self, bot: str, entry: list[Any]) -> None:
+        self.usage.publish(self.stream, self.fleet.key(f"bookseq:{bot}"),
+                           {"i": self.instance, "b": bot, "e": encode(entry)}, STREAM_MAXLEN,
+                           lambda n: self._numbered(bot, n))
+
+    def _numbered(self, bot: str, n: int) -> None:
+        """Our own entry was written as the bot's `n`th: the book holds it already, and holds every earlier one
+        if it held the one before."""
+        if self.seen.get(bot, 0) == n - 1:
+            self.seen[bot] = n
+
+    async def reach(self, bot: str, n: int, timeout: float = 2.0) -> bool:
+        """Until this book holds the bot's entries up to `n` (False: not within `timeout`). Entries the stream
+        no longer keeps (trimmed, older than its newest STREAM_MAXLEN) cannot be waited for: once the follower
+        has read everything written before this call, the book is as current as the stream can make it."""
+        if self.seen.get(bot, 0) >= n:
+            return True
+        client = self.fleet.aio()
+        try:
+            newest = await client.xrevrange(self.stream, count=1)
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        end = newest[0][0].decode() if newest else "0-0"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.seen.get(bot, 0) < n:
+            if _at_or_after(self.last_id, end):
+                self.seen[bot] = n
+                break
+            self._moved.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), max(0.0, deadline - loop.time()))
+            if loop.time() >= deadline and self.seen.get(bot, 0) < n and not _at_or_after(self.last_id, end):
+                return False
+        return True
 
     async def run(self) -> None:
         """Apply the other instances' entries as they come, until cancelled; waits out an unreachable Redis."""
         client = self.fleet.aio()
+        with contextlib.suppress(redis.RedisError, OSError):
+            oldest = await client.xrange(self.stream, count=1)
+            if oldest and not _at_or_after(self.last_id, oldest[0][0].decode()) and self.last_id != "0":
+                log.error("fleet book: the stream no longer keeps the entries after the last one this instance read "
+                          "(it was away for about %d entries or more): orders and fills of that time may be missing "
+                          "from its book until their next answer, stream event or reconciliation", STREAM_MAXLEN)
         try:
             while True:
                 try:
@@ -99,19 +148,30 @@ class FleetBook:
                     for entry_id, fields in entries:
                         self._apply(entry_id.decode(), fields)
                     self.last_id = entries[-1][0].decode()
-                    self.store.set_usage(LAST_ID, self.last_id)
+                    self.store.set_usage(LAST_ID, json.dumps({"id": self.last_id, "seen": self.seen}))
+                self._moved.set()
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
     def _apply(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        if fields.get(b"i", b"").decode() == self.instance:
-            return
-        try:
-            entry = decode(fields[b"e"].decode())
-        except (KeyError, ValueError, TypeError, IndexError, ArithmeticError):
-            log.error("fleet book: an entry that does not parse was skipped", extra={"entry": entry_id})
-            return
-        at = int(entry_id.partition("-")[0]) / 1000  # when the other instance published it (Redis's clock)
-        self.book.replay(entry, at)
-        self.applied += 1
+        bot, n = fields.get(b"b", b"").decode(), int(fields.get(b"n", b"0") or 0)
+        if fields.get(b"i", b"").decode() != self.instance:
+            try:
+                entry = decode(fields[b"e"].decode())
+            except (KeyError, ValueError, TypeError, IndexError, ArithmeticError):
+                log.error("fleet book: an entry that does not parse was skipped", extra={"entry": entry_id})
+            else:
+                at = int(entry_id.partition("-")[0]) / 1000  # when the other instance published it (Redis's clock)
+                self.book.replay(entry, at)
+                self.applied += 1
+        if bot and n > self.seen.get(bot, 0):
+            self.seen[bot] = n
+
+
+def _at_or_after(a: str, b: str) -> bool:
+    """Stream ids ("ms-seq") compared as the numbers they are."""
+    def parts(x: str) -> tuple[int, int]:
+        ms, _, seq = x.partition("-")
+        return int(ms or 0), int(seq or 0)
+    return parts(a) >= parts(b)

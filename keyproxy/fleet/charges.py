@@ -25,6 +25,13 @@ class SharedCharges:
     # duplicate_orders: (the order's shape, hashed with the bot; window s; cap; checked: not reduce-only), each
     # placement counted across the fleet
     duplicates: list[tuple[str, float, int, bool]] = field(default_factory=list)
+    # a position-capped bot's order (max_position, max_position_notional): the bot's book entries this instance has
+    # applied (fleet/book.py; the gate refuses to charge against an older book) and, per leg, (scope, side, size,
+    # room, base, limit): the leg passes if it, with every instance's orders of the bot on their way on that side,
+    # stays within `room` (what the position lets it reduce; -1: nothing) or keeps `base` (position and resting
+    # orders, signed for the side) within `limit`; its size is then reserved until its answer is read
+    book_seq: int | None = None
+    exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]] = field(default_factory=list)
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
 
@@ -35,6 +42,14 @@ class SharedCharges:
             return None
         return f"{self.in_flight[0]}:{self.open_orders[0]}"
 
+    def exposure_members(self) -> list[tuple[str, str]]:
+        """(key name, member) of each leg's size reserved on its way, as the gate stores them and releases them
+        (the gate sums the number after the last colon)."""
+        if self.in_flight is None:
+            return []
+        return [(f"exposure:{self.bot}:{scope}:{side}", f"{self.in_flight[0]}.{i}:{size}")
+                for i, (scope, side, size, *_rest) in enumerate(self.exposure)]
+
     def reset_policy(self) -> None:
         """Before the decision is taken again on newer state: its charges are the new decision's."""
         self.buckets.clear()
@@ -42,13 +57,17 @@ class SharedCharges:
         self.duplicates.clear()
         self.open_orders = None
         self.in_flight = None
+        self.book_seq = None
+        self.exposure.clear()
         self.commit_local = lambda: None
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The script's answer: "ok", "stale" (the fleet moved on), "back" (its version went back), "replay",
-    "sequence", "rate", "cap", "open", "duplicate", or "unavailable" (Redis could not be asked)."""
+    "sequence", "rate", "cap", "open", "duplicate", "book" (the bot's book moved on: `used` is its newest
+    entry), "position" (`used`: base and every instance's orders on their way, of leg `leg`), or "unavailable"
+    (Redis could not be asked)."""
 
     kind: str
     bucket: str | None = None
@@ -56,3 +75,4 @@ class Verdict:
     cap: tuple[str, str, Decimal, Decimal, str] | None = None
     used: Decimal | None = None
     duplicate: tuple[str, float, int, bool] | None = None
+    leg: int | None = None

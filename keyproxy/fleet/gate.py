@@ -11,7 +11,10 @@ script, so two instances can never both spend the last token:
   - daily caps (notional, withdrawals), counted per UTC day;
   - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py), plus
     every instance's orders on their way (sent, answer not yet read), reserved here with the check;
-  - the bot's repeated orders (duplicate_orders): each placement's shape in a sorted set for its window.
+  - the bot's repeated orders (duplicate_orders): each placement's shape in a sorted set for its window;
+  - a position-capped bot's order: the bot's positions book as of its newest entry (fleet/book.py: older, and
+    the instance catches up and decides again), and each leg's size with every instance's orders of the bot on
+    their way on that side, within what it may reduce or within the cap; reserved until its answer is read.
 Redis unreachable: the caller refuses what trades, withdraws or transfers, and lets reads, cancels and
 reduce-only orders through on this instance's own counters (`SharedCharges.harmless`).
 """
@@ -38,7 +41,8 @@ if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
 if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
 local nr, ns, nb, nc, no, nd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7])
-local k, a = 2, 8
+local nk, ne, ttl_legs = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local k, a = 2, 11
 local replays, buckets, caps, seq, flight = {}, {}, {}, nil, nil
 for i = 1, nr do
   local key, ttl, check = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
@@ -99,7 +103,31 @@ for i = 1, nd do
   if check == '1' and seen >= cap then return {'duplicate', tostring(i), tostring(seen)} end
   dups[i] = {key, window, seen}
 end
+if nk == 1 then
+  local newest = tonumber(redis.call('GET', KEYS[k]) or '0')
+  k = k + 1; a = a + 1
+  if newest > tonumber(ARGV[a - 1]) then return {'book', tostring(newest)} end
+end
+local legs = {}
+for i = 1, ne do
+  local key, size, room, base, limit, member = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1]),
+    tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
+  k = k + 1; a = a + 5
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)  -- answers that never came stop counting
+  local flying = 0
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do flying = flying + tonumber(string.match(m, ':([^:]+)$')) end
+  for _, l in ipairs(legs) do if l[1] == key then flying = flying + l[3] end end
+  local slack = 1e-12 * math.max(1, math.abs(limit))  -- decimal sizes summed as doubles
+  if flying + size > room + slack and base + flying + size > limit + slack then
+    return {'position', tostring(i), tostring(base + flying)}
+  end
+  legs[i] = {key, member, size}
+end
 for _, r in ipairs(replays) do redis.call('SET', r[1], '1', 'PX', r[2]) end
+for _, l in ipairs(legs) do
+  redis.call('ZADD', l[1], now + ttl_legs, l[2])
+  redis.call('PEXPIRE', l[1], math.floor(ttl_legs * 1000) + 1000)
+end
 if seq then redis.call('SET', seq[1], seq[2]) end
 for _, b in ipairs(buckets) do redis.call('SET', b[1], b[2], 'PX', b[3]) end
 for _, c in ipairs(caps) do
@@ -202,8 +230,10 @@ class FleetGate:
                 counts[bucket[0]] = 0
                 buckets.append(bucket)
             counts[bucket[0]] += 1
+        legs = charges.exposure if charges.in_flight is not None else []
         args += [len(buckets), len(charges.caps), 1 if charges.open_orders is not None else 0,
-                 len(charges.duplicates)]
+                 len(charges.duplicates), 1 if charges.book_seq is not None else 0, len(legs),
+                 repr(float(charges.in_flight[1])) if charges.in_flight is not None else "0"]
         for replay_id, ttl_ms, checked in charges.replays:
             args += [max(1, int(ttl_ms)), "1" if checked else "0"]
         if charges.sequence is not None:
@@ -225,6 +255,12 @@ class FleetGate:
         for shape, window, cap, checked in charges.duplicates:
             keys.append(key(f"orders:{shape}"))
             args += [repr(float(window)), cap, "1" if checked else "0"]
+        if charges.book_seq is not None:
+            keys.append(key(f"bookseq:{charges.bot}"))
+            args.append(charges.book_seq)
+        for (name, member), (_scope, _side, size, room, base, limit) in zip(charges.exposure_members(), legs):
+            keys.append(key(name))
+            args += [f"{size:f}", f"{room:f}", f"{base:f}", f"{limit:f}", member]
         try:
             answer = await self._evalsha(("EVALSHA", self._sha, len(keys), *keys, *args))
         except (redis.RedisError, OSError):
@@ -236,6 +272,9 @@ class FleetGate:
             return Verdict("open", used=Decimal(answer[1].decode()))
         if kind == "cap":
             return Verdict("cap", cap=charges.caps[int(answer[1]) - 1], used=Decimal(answer[2].decode()))
+        if kind in ("book", "position"):
+            leg = int(answer[1]) - 1 if kind == "position" else None
+            return Verdict(kind, used=Decimal(answer[-1].decode()), leg=leg)
         if kind == "duplicate":
             return Verdict("duplicate", duplicate=charges.duplicates[int(answer[1]) - 1],
                            used=Decimal(answer[2].decode()))

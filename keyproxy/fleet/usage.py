@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import redis
 import redis.asyncio
@@ -38,6 +39,17 @@ else
 end
 redis.call('EXPIRE', KEYS[1], 2592000)
 return 1
+"""
+
+
+_NUMBERED_ENTRY = """
+local n = redis.call('INCR', KEYS[2])
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+fields[#fields + 1] = 'n'
+fields[#fields + 1] = tostring(n)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+return n
 """
 
 
@@ -73,10 +85,16 @@ class FleetUsage:
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
 
-    def publish(self, stream: str, fields: dict[str, str], maxlen: int) -> None:
+    def publish(self, stream: str, counter: str, fields: dict[str, str], maxlen: int,
+                numbered: Callable[[int], None]) -> None:
         """An entry for a fleet stream (the positions book, fleet/book.py), in order with the rest: after the
-        answer's open-order change, before its in-flight release."""
-        self._put("xadd", (stream, fields, maxlen))
+        answer's open-order change, before its in-flight release. `counter` is raised with it, atomically; the
+        entry carries the new value (`n`), and `numbered` hears it once written."""
+        self._put("xadd", (stream, counter, fields, maxlen, numbered))
+
+    def release(self, name: str, member: str) -> None:
+        """A reservation of the gate's (an order's size on its way, `exposure:...`) goes, like `land`."""
+        self._put("zrem", (name, member))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """Order id -> (bot, market) as every instance recorded it (read when cancelling: rare)."""
@@ -126,8 +144,13 @@ class FleetUsage:
             bot, member = payload
             await client.zrem(self.fleet.key(f"flight:{bot}"), member)  # type: ignore[misc]
         elif kind == "xadd":
-            stream, fields, maxlen = payload
-            await client.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            stream, counter, fields, maxlen, numbered = payload
+            n = await client.eval(_NUMBERED_ENTRY, 2, stream, counter, maxlen,  # type: ignore[misc]
+                                  *[x for kv in fields.items() for x in kv])
+            numbered(int(n))
+        elif kind == "zrem":
+            name, member = payload
+            await client.zrem(self.fleet.key(name), member)  # type: ignore[misc]
         elif kind == "forget" and payload[1]:
             account, ids = payload
             await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]

@@ -25,6 +25,7 @@ class Admission:
     def __init__(self, core: Core, market_data: MarketData, gate: Any = None, sync: Any = None) -> None:
         self.core, self.market_data = core, market_data
         self.gate, self.sync = gate, sync  # fleet/gate.py FleetGate, fleet/sync.py FleetSync (None: one daemon)
+        self.book: Any = None  # fleet/book.py FleetBook: the positions book's entries from the other instances
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
@@ -46,6 +47,12 @@ class Admission:
                     route, incoming = await self.market_data.settle(
                         route, lambda: self.core.redecide(route, incoming, peer, outcome))
                     continue
+            if verdict.kind == "book":  # the bot's positions moved on another instance: decide on them
+                if self.book is not None and await self.book.reach(shared.bot, int(verdict.used or 0)):
+                    route, incoming = await self.market_data.settle(
+                        route, lambda: self.core.redecide(route, incoming, peer, outcome))
+                    continue
+                verdict = Verdict("unavailable")
             if verdict.kind == "back":  # the fleet's version went back: Redis lost data or was reset
                 verdict = Verdict("unavailable")
             if verdict.kind == "unavailable":
@@ -73,6 +80,10 @@ def refusal(verdict: Verdict, bot: str) -> Refused:
     if verdict.kind == "open":
         return Refused("open_orders_exceeded", f"bot {bot!r}: {verdict.used} open orders and more: the cap is "
                        "reached (counted across the fleet)")
+    if verdict.kind == "position":
+        return Refused("position_exceeded", f"bot {bot!r}: position and resting orders plus its orders on their way "
+                       f"through every instance ({(verdict.used or 0).normalize():f} on that side) and this order "
+                       "would pass its position cap (counted across the fleet)")
     if verdict.kind == "duplicate" and verdict.duplicate is not None:
         _, window, cap, _ = verdict.duplicate
         return Refused("duplicate_order", f"bot {bot!r}: the same order was already placed {verdict.used} times in "

@@ -189,6 +189,7 @@ class Core:
         # gate (fleet/gate.py, one Redis round trip), not here: see `SharedCharges`
         self.fleet = False
         self.shared_nonces: Any = None  # fleet/nonces.py FleetNonces: a real key's nonces across the fleet
+        self.book_seen: Callable[[str], int] = lambda bot: 0  # fleet/book.py: the bot's book entries applied here
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -518,6 +519,10 @@ class Core:
                                 "daily_notional_exceeded"))
         if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
             shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
+            shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
+        if facts.action == "order" and (policy.max_position is not None or policy.max_position_notional is not None):
+            shared.book_seq = self.book_seen(name)  # and every instance's orders of the bot on their way
+            shared.exposure = self.risk.fleet_exposure(account.info.name, name, policy, facts, prices)
             shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
         if decision.orders and policy.duplicate_orders is not None:  # the same shapes decide() looked at
             shared.duplicates = [(hashlib.sha256(repr((name, shape)).encode()).hexdigest()[:32],

@@ -66,6 +66,10 @@ class InFlight:
         """A fleet: the order's in-flight reservation (made by the gate) goes, once its answer is read or when
         it was never sent; an order sent and never answered keeps it until it expires (IN_FLIGHT_S)."""
         shared = outcome.shared
-        if shared is not None and self.flights is not None and (member := shared.flight_member()) is not None:
-            shared.in_flight = None  # once
+        if shared is None or self.flights is None or shared.in_flight is None:
+            return
+        if (member := shared.flight_member()) is not None:
             self.flights.land(shared.bot, member)
+        for name, sized in shared.exposure_members():  # a position-capped bot's sizes on their way
+            self.flights.release(name, sized)
+        shared.in_flight = None  # once

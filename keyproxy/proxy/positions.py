@@ -122,7 +122,7 @@ class PositionBook:
         self.learned_late = 0  # fills learned from reconciliation that no answer had shown (metrics)
         # a fleet (fleet/book.py): every change this instance learns is handed on, so every instance's book holds
         # every bot's orders and positions
-        self.mirror: Callable[[list[Any]], None] | None = None
+        self.mirror: Callable[[str, list[Any]], None] | None = None  # (the bot whose orders it names, the change)
         self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
         if store is not None:
             orders, positions = store.risk_rows()
@@ -151,14 +151,20 @@ class PositionBook:
                 for leg, oid in zip(legs, order_ids, strict=False) if oid and leg.side]
         placed, changed = self._place(account, bot, rows, updates, self._clock())
         if self.mirror is not None and (placed or changed):
-            self.mirror(["p", account, bot, [r for r in rows if r[0] in placed], changed])
+            self.mirror(bot, ["p", account, bot, [r for r in rows if r[0] in placed],
+                              [u for b, u in changed if b == bot]])
+            self._publish(account, [(b, u) for b, u in changed if b != bot], False)
 
     def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
         """Fills and ends of orders the book holds; the bots whose position moved."""
         moved, changed = self._apply(account, updates, late, self._clock())
-        if self.mirror is not None and changed:
-            self.mirror(["a", account, changed, late])
+        self._publish(account, changed, late)
         return moved
+
+    def _publish(self, account: str, changed: list[tuple[str, OrderUpdate]], late: bool) -> None:
+        if self.mirror is not None and changed:
+            for bot in dict.fromkeys(b for b, _ in changed):  # one entry per bot: each bot's entries are counted
+                self.mirror(bot, ["a", account, [u for b, u in changed if b == bot], late])
 
     def replay(self, entry: list[Any], at: float) -> None:
         """What another instance of a fleet learned (fleet/book.py), as it learned it at `at`: the same
@@ -170,7 +176,7 @@ class PositionBook:
             self._apply(entry[1], entry[2], bool(entry[3]), at)
 
     def _place(self, account: str, bot: str, rows: list[tuple[str, str, str, Decimal | None, Decimal | None]],
-               updates: Iterable[OrderUpdate], at: float) -> tuple[set[str], list[OrderUpdate]]:
+               updates: Iterable[OrderUpdate], at: float) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
         book = self.orders.setdefault(account, {})
         placed = []
         for oid, scope, side, price, quantity in rows:
@@ -184,13 +190,14 @@ class PositionBook:
         return {o.order_id for o in placed}, changed
 
     def _apply(self, account: str, updates: Iterable[OrderUpdate], late: bool, at: float,
-               placed: list[TrackedOrder] | None = None) -> tuple[set[str], list[OrderUpdate]]:
-        """(the bots whose position moved, the updates that changed an order: what a fleet shares)."""
+               placed: list[TrackedOrder] | None = None) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
+        """(the bots whose position moved, (bot, update) for each update that changed an order: what a fleet
+        shares)."""
         book = self.orders.get(account)
         orders: list[TrackedOrder] = list(placed or [])
         positions: dict[tuple[str, str], Position] = {}
         moved: set[str] = set()
-        used: list[OrderUpdate] = []
+        used: list[tuple[str, OrderUpdate]] = []
         if not book:
             return moved, used
         day = utc_day(at)
@@ -225,7 +232,7 @@ class PositionBook:
                 self._live.get((account, order.scope), {}).pop(order.order_id, None)
                 self._finished.setdefault(account, {})[order.order_id] = None
             if changed:
-                used.append(u)
+                used.append((order.bot, u))
                 if order not in orders:
                     orders.append(order)
                 self._add_resting(order, order.remaining - before)

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from keyproxy.exchanges.base import Adapter, OutboundRequest
 from keyproxy.policy.decide import RiskView
-from keyproxy.policy.model import AccountLimits, RequestFacts
+from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import PositionBook, utc_day
 from keyproxy.proxy.registry import BotEntry
@@ -57,6 +57,33 @@ class RiskDesk:
             open_buy={s: book.open_quantity(account, name, s, "buy") for s in scopes} if sized else {},
             open_sell={s: book.open_quantity(account, name, s, "sell") for s in scopes} if sized else {},
             crossing=crossing, loss=self.loss_reason(account, bot, limits, now))
+
+    def fleet_exposure(self, account: str, bot: str, policy: BotPolicy, facts: RequestFacts,
+                       prices: dict[str, Decimal]) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
+        """A fleet: each leg of a position-capped bot's order as the gate checks it against every instance's
+        orders of the bot on their way (fleet/charges.py `SharedCharges.exposure`): (scope, side, size, what
+        the position lets it reduce, position and resting orders signed for the side, the cap in units).
+        The same rule as `policy.decide` (`reduces`, `_position_cap`), on this book without this instance's
+        own orders on their way (the gate counts every instance's)."""
+        out = []
+        for leg in facts.placed():
+            side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
+            size = leg.quantity
+            if size is None and leg.quote_quantity is not None and last:
+                size = leg.quote_quantity / last
+            if leg.reduce_only or side not in ("buy", "sell") or size is None:
+                continue  # reduce-only passes anyway; the rest decide has refused
+            signed = self.book.position(bot, leg.scope) * (1 if side == "buy" else -1)
+            resting = self.book.open_quantity(account, bot, leg.scope, side)
+            readable = leg.quantity is not None and not (leg.contract is not None and leg.quote_quantity is not None)
+            room = -signed - resting if readable else Decimal(-1)
+            caps = [policy.max_position] if policy.max_position is not None else []
+            price = leg.price if leg.price is not None else last
+            if policy.max_position_notional is not None and price:
+                caps.append(policy.max_position_notional / price)
+            if caps:
+                out.append((leg.scope, side, size, room, signed + resting, min(caps)))
+        return out
 
     def loss_reason(self, account: str, bot: BotEntry, limits: AccountLimits | None, now: float) -> str | None:
         """Why the bot, or its account, is past its daily loss limit today (None: it is not, or has none).

@@ -196,6 +196,32 @@ def test_positions_and_resting_orders_learned_on_one_instance_count_on_the_other
                                      scope="spot:BTCUSDT") == 0.0, timeout=5)  # and A learns it from B
 
 
+def test_buys_fired_at_both_instances_at_once_cannot_all_pass_the_position_cap(fleet: Fleet) -> None:
+    """max_position = 0.01 and sixteen resting buys of 0.003 fired at once, half through each instance: each
+    leg's size is reserved by the gate from its check until its answer is read, and counted in every instance's
+    book from then on, so at most three reach the exchange (0.009), not six (three per instance) or sixteen.
+    Repeated: the second round finds the first round's three resting and lets nothing through."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.conftest import binance_limit_buy
+
+    creds = fleet.a.add_bot("sized-burst", "main", "read,trade", "--set", "max_position=0.01")
+    start = len(fleet.a.journal())
+
+    def buy(i: int) -> int:
+        return binance_limit_buy({**creds, "base_url": on(fleet.a if i % 2 else fleet.b)}, "0.003", 20000 + i)
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(buy, range(16)))
+        again = list(pool.map(buy, range(16, 32)))
+    placed = [e for e in fleet.a.journal()[start:] if e.get("path") == "/api/v3/order" and e.get("method") == "POST"]
+    assert statuses.count(200) <= 3 and statuses.count(403) >= 13, statuses
+    assert statuses.count(200) + again.count(200) == len(placed) <= 3, (statuses, again)
+    tidy = client(fleet.a.add_bot("sized-burst-tidy", "main", "read,trade"), on(fleet.a))
+    for o in tidy.fetch_open_orders("BTC/USDT"):
+        tidy.cancel_order(o["id"], "BTC/USDT")
+
+
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("replayed", "main", "read,trade")
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"

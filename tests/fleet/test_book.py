@@ -105,3 +105,32 @@ def test_what_one_instance_learns_every_instances_book_holds(shared: SharedState
         await b2.stop()
         await c.stop()
     asyncio.run(run())
+
+
+def test_each_bots_entries_are_numbered_and_an_instance_catches_up_to_a_number(shared: SharedStateSettings,
+                                                                               tmp_path: Path) -> None:
+    """The gate compares a bot's newest entry number with the one this instance's book holds (`seen`): the
+    writer's own entries count at once, another's once applied; `reach` waits for one, and takes a number
+    whose entries the stream no longer keeps as reached once everything it keeps is read. `seen` survives a
+    restart with the stream position it goes with."""
+    async def run() -> None:
+        a, b = Instance(shared, tmp_path / "a"), Instance(shared, tmp_path / "b")
+        a.start()
+        b.start()
+        for n in range(3):
+            a.book.placed("main", "b1", (leg("BUY", "1", "100"),), (f"o{n}",))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while a.fleet_book.seen.get("b1", 0) < 3 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert a.fleet_book.seen["b1"] == 3  # its own, numbered as written
+        assert await b.fleet_book.reach("b1", 3)
+        assert b.book.open_quantity("main", "b1", SCOPE, "buy") == 3
+        a.fleet_book.fleet._redis.set(a.fleet_book.fleet.key("bookseq:old"), 7)  # entries trimmed long ago
+        assert await b.fleet_book.reach("old", 7, timeout=3) and b.fleet_book.seen["old"] == 7
+        await a.stop()
+        await b.stop()
+        again = Instance(shared, tmp_path / "b")
+        assert again.fleet_book.seen["b1"] == 3 and again.fleet_book.last_id != "0"
+        again.store.close()
+    asyncio.run(run())

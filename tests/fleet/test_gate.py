@@ -208,3 +208,46 @@ def test_a_check_cut_short_never_leaves_its_reply_for_the_next(shared: SharedSta
         await gate.close()
         return kinds
     assert asyncio.run(run()) == ["unavailable", "replay", "replay", "ok"]
+
+
+def test_a_position_capped_bots_orders_on_their_way_count_on_every_instance(shared: SharedStateSettings) -> None:
+    """Each leg's size is reserved with the check, so buys fired through two instances at once cannot together
+    pass the cap; a sell within what the position lets it reduce passes while the reductions on their way
+    leave room; a landed order gives its size back; and a book older than the bot's newest entry is refused."""
+    from keyproxy.fleet.usage import FleetUsage
+
+    D = Decimal
+
+    def buy(request: str, size: str, base: str = "0") -> SharedCharges:
+        return SharedCharges("b1", in_flight=(request, 60.0), book_seq=0,
+                             exposure=[("spot:BTCUSDT", "buy", D(size), D(-1), D(base), D("0.01"))])
+
+    def sell(request: str, size: str) -> SharedCharges:  # holding 0.008: may reduce 0.008, cap 0.01 short
+        return SharedCharges("b1", in_flight=(request, 60.0), book_seq=0,
+                             exposure=[("spot:BTCUSDT", "sell", D(size), D("0.008"), D("-0.008"), D("0.01"))])
+
+    async def run() -> list[str]:
+        store = FleetStore(shared, "vault-1", KEY)
+        usage, gate_a, gate_b = FleetUsage(store), FleetGate(store), FleetGate(store)
+        task = asyncio.create_task(usage.run())
+        first = buy("a1", "0.006")
+        kinds = [(await gate_a.check(first, 0)).kind, (await gate_b.check(buy("b1", "0.005"), 0)).kind]
+        verdict = await gate_b.check(buy("b2", "0.004"), 0)  # 0.006 + 0.004 = 0.01: the edge passes
+        kinds.append(verdict.kind)
+        kinds.append((await gate_a.check(buy("a2", "0.0001"), 0)).kind)
+        for name, member in first.exposure_members():
+            usage.release(name, member)  # A read its answer (the book counts it from its entry now)
+        await asyncio.sleep(0.3)
+        kinds.append((await gate_a.check(buy("a3", "0.006"), 0)).kind)
+        kinds += [(await gate_a.check(sell(f"s{i}", "0.004"), 0)).kind for i in range(2)]  # within the 0.008 held
+        kinds += [(await gate_b.check(sell(f"s{i}", "0.004"), 0)).kind for i in (2, 3)]  # short 0.004, then 0.008
+        kinds.append((await gate_a.check(sell("s4", "0.004"), 0)).kind)  # short 0.012 if all fill: past the cap
+        store._redis.set(store.key("bookseq:b1"), 5)
+        stale = await gate_b.check(buy("b9", "0.0001"), 0)
+        kinds += [stale.kind, str(stale.used)]
+        task.cancel()
+        for gate in (gate_a, gate_b):
+            await gate.close()
+        return kinds
+    assert asyncio.run(run()) == ["ok", "position", "ok", "position", "ok", "ok", "ok", "ok", "ok", "position",
+                                  "book", "5"]
