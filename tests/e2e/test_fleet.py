@@ -222,6 +222,34 @@ def test_buys_fired_at_both_instances_at_once_cannot_all_pass_the_position_cap(f
         tidy.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_a_loss_taken_through_one_instance_stops_new_risk_on_the_other(fleet: Fleet) -> None:
+    """max_daily_loss = 50: the bot buys 0.01 BTC through A at 60000, the market falls to 54000 (down 60). B
+    holds the fill (the shared book) and prices it at the ticker a bot fetched through B: B refuses its next
+    buy (`loss_limit`) and lets the sell that gets it out through."""
+    from tests.e2e.test_risk_binance import set_price
+
+    set_price(fleet.a, "60000")
+    creds = fleet.a.add_bot("loser-fleet", "main", "read,trade", "--set", "max_daily_loss=50")
+    on_a, on_b = client(creds, on(fleet.a)), client(creds, on(fleet.b))
+    try:
+        on_a.create_order("BTC/USDT", "market", "buy", 0.01)
+        set_price(fleet.a, "54000")
+        assert on_b.fetch_ticker("BTC/USDT")["last"] == 54000
+        deadline = time.monotonic() + 5
+        while True:  # until B has read A's entry (milliseconds)
+            try:
+                order = on_b.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
+            except ccxt.InvalidOrder as e:
+                assert '"error": "loss_limit"' in str(e) and "past its daily loss limit 50" in str(e), str(e)
+                break
+            on_b.cancel_order(order["id"], "BTC/USDT")
+            assert time.monotonic() < deadline, "B never counted the loss taken through A"
+            time.sleep(0.05)
+        on_b.create_order("BTC/USDT", "market", "sell", 0.01)  # getting out passes
+    finally:
+        set_price(fleet.a, "60000")
+
+
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
     creds = fleet.a.add_bot("replayed", "main", "read,trade")
     query = hmac_sign(creds["secret"], f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
