@@ -488,7 +488,7 @@ def test_kill_9_of_one_instance_stops_no_bot(fleet: Fleet) -> None:
     assert {i["instance"] for i in st["instances"]} >= {"host-a", "host-b"}
 
 
-FLEET_SECONDS = float(os.environ.get("KEYPROXY_FLEET_SECONDS", "5"))  # read before the fixtures scrub KEYPROXY_*
+FLEET_SECONDS = float(os.environ.get("KEYPROXY_FLEET_SECONDS", "30"))  # read before the fixtures scrub KEYPROXY_*
 KRAKEN_BOT = """
 import json, sys, time, krakenex
 creds, base_url, seconds = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -504,7 +504,7 @@ print(json.dumps({"errors": errors, "calls": calls}))
 
 def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Kraken refuses a nonce below one it has seen: instances take the key's turn in Redis, each above the
-    highest nonce any of them used (KEYPROXY_FLEET_SECONDS, default 5; the issue's figure is 30)."""
+    highest nonce any of them used, for 30 s (KEYPROXY_FLEET_SECONDS to change it)."""
     import subprocess
     import sys
 
