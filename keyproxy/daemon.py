@@ -180,6 +180,7 @@ class Daemon:
         self.pipeline = pipeline = Pipeline(lambda: self.state.snapshot, self.clients, limits, recorder.before_forward,
                                             self.nonces, store, UsageBook(store), governor=self.governor,
                                             public_ttls=gs.cache)
+        recorder.unsent = pipeline.core.in_flight.land  # a refused order gives back what it held on its way
         if pipeline.core.governor is not None:
             metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
         if not settings.listen.is_loopback:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from keyproxy.anomaly.respond import Responder
@@ -35,6 +36,7 @@ class Recorder:
         self._was_failing = False
         self.responder = responder
         self._bound: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self.unsent: Callable[[Outcome], None] = lambda o: None  # the core's InFlight.land (see `react`)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """A metric's child for these labels, bound once: prometheus-client's labels() validates and locks
@@ -97,7 +99,11 @@ class Recorder:
                 raise Refused("internal_error", "the anomaly engine failed; nothing was sent") from None
 
     def react(self, o: Outcome) -> None:
-        """Anomaly rules over a finished request; actions persist before the next request is read."""
+        """Anomaly rules over a finished request; actions persist before the next request is read. A request
+        that ended refused before it was signed gives back the places its order held on its way (`unsent`:
+        the core's InFlight.land; idempotent, so the paths that already did are not counted twice)."""
+        if o.decision != "allow":
+            self.unsent(o)
         if self.responder is not None and (o.decision == "deny" or o.key_rejected or o.key_denied):
             try:
                 self.responder.observe(self.event(o))

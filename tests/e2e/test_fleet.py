@@ -3,6 +3,7 @@ on the other before the command returns, and Redis never holds a secret."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -248,6 +249,37 @@ def test_a_loss_taken_through_one_instance_stops_new_risk_on_the_other(fleet: Fl
         on_b.create_order("BTC/USDT", "market", "sell", 0.01)  # getting out passes
     finally:
         set_price(fleet.a, "60000")
+
+
+async def test_an_order_refused_after_the_gate_gives_its_place_back_at_once(fleet: Fleet) -> None:
+    """An order frame on a bot's 17th socket is refused (16 sockets per bot) after the gate reserved its place
+    among the bot's orders on their way: the place goes back with the refusal, so the bot's next order still
+    fits `max_open_orders = 1` (before, the reservation held the slot for its 60 s)."""
+    import aiohttp
+
+    from tests.e2e.test_websocket_binance import ORDER, signed
+
+    creds = fleet.a.add_bot("ws-one-slot", "main", "read,trade", "--set", "max_open_orders=1")
+    url = on(fleet.a).replace("http://", "ws://") + "/ws-api/v3"
+    async with aiohttp.ClientSession() as s:
+        sockets = [await s.ws_connect(url) for _ in range(17)]
+        try:
+            for n, ws in enumerate(sockets[:16]):
+                await ws.send_str(json.dumps(signed(creds, "account.status", {"recvWindow": 5000 + n}, n)))
+                assert json.loads((await ws.receive(timeout=10)).data)["status"] == 200
+            await sockets[16].send_str(json.dumps(signed(creds, "order.place", ORDER, "over")))
+            over = json.loads((await sockets[16].receive(timeout=10)).data)
+            assert over.get("keyproxy_error") == "rate_limited", over
+            await asyncio.sleep(0.3)  # the release is queued with the instance's other writes to Redis
+            await sockets[0].send_str(json.dumps(signed(creds, "order.place", {**ORDER, "recvWindow": 6000}, "ok")))
+            placed = json.loads((await sockets[0].receive(timeout=10)).data)
+            assert placed["status"] == 200, placed
+            cancel = {"symbol": "BTCUSDT", "orderId": placed["result"]["orderId"]}
+            await sockets[0].send_str(json.dumps(signed(creds, "order.cancel", cancel, "tidy")))
+            assert json.loads((await sockets[0].receive(timeout=10)).data)["status"] == 200
+        finally:
+            for ws in sockets:
+                await ws.close()
 
 
 def test_a_signed_request_sent_to_one_instance_cannot_be_replayed_to_the_other(fleet: Fleet) -> None:
