@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -24,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges.open_orders import SWITCHES
-from keyproxy.errors import KeyproxyError
 from keyproxy.fleet.charges import SharedCharges
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
@@ -33,7 +31,9 @@ from keyproxy.exchanges.base import (
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.policy.decide import Counters, decide, price_band, total_notional
 from keyproxy.policy.model import RequestFacts, Usage
-from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
+from keyproxy.proxy.fleet_share import gather, way_out
+from keyproxy.proxy.in_flight import InFlight
+from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
@@ -84,62 +84,6 @@ class Outcome:
 
 def new_request_id() -> str:
     return os.urandom(8).hex()  # secrets.token_hex(8) without its two wrappers (one per request)
-
-
-class NonceTurn:
-    """An account's nonce order, held from the nonce's issue until the exchange has answered.
-
-    Kraken refuses a nonce below one it has already seen, so a request must not overtake the one
-    issued before it (on another connection, say): requests that carry keyproxy's nonce for one
-    key go to the exchange one at a time, as a single client's would. In a fleet the turn is also the
-    key's lease across every instance (fleet/nonces.py), which brings the highest nonce any instance used
-    (`floor`); for exchanges that only need unused nonces (Hyperliquid) the fleet hands out the nonce itself.
-    """
-
-    def __init__(self, lock: asyncio.Lock | None, shared: Any = None, account: str = "", ordered: bool = False,
-                 per_ms: bool = False) -> None:
-        self._lock = lock
-        self._shared, self._account, self._ordered, self._per_ms = shared, account, ordered, per_ms
-        self._token: str | None = None
-        self.floor = 0  # every nonce issued in this turn is above it
-        self.nonce: int | None = None  # issued by the fleet (unordered exchanges)
-        self.issued: int | None = None  # the nonce used in this turn, recorded for the fleet when it ends
-
-    async def __aenter__(self) -> NonceTurn:
-        if self._lock is not None:
-            await self._lock.acquire()
-        if self._shared is not None:
-            try:
-                if self._ordered:
-                    self._token, self.floor = await self._shared.acquire(self._account)
-                else:
-                    self.nonce = await self._shared.next(self._account, self._per_ms)
-            except KeyproxyError as e:  # Redis out of reach: this instance's own sequence (a rare nonce error)
-                global _nonce_warned
-                if time.monotonic() - _nonce_warned > 60:  # once a minute, not once a request
-                    _nonce_warned = time.monotonic()
-                    log.warning("nonces from this instance's own sequence while the fleet's cannot be had: %s", e)
-            except BaseException:
-                self.release()
-                raise
-        return self
-
-    def release(self) -> None:
-        if self._token is not None:
-            task = asyncio.get_running_loop().create_task(self._shared.release(self._account, self._token, self.issued))
-            _RELEASES.add(task)
-            task.add_done_callback(_RELEASES.discard)
-            self._token = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
-
-
-_nonce_warned = -math.inf  # when the fleet's nonces last could not be had (logged once a minute)
-_RELEASES: set[asyncio.Task[None]] = set()  # fleet lease releases in flight (held: a task is otherwise collectable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +274,7 @@ class Core:
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
-        wait = self.governor.spend(charges, _way_out(outcome.facts), now, outcome.bot or UNSIGNED)
+        wait = self.governor.spend(charges, way_out(outcome.facts), now, outcome.bot or UNSIGNED)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
@@ -510,27 +454,12 @@ class Core:
             return facts
         # a fleet: the gate checks and charges these across every instance (decide saw this instance's
         # untouched counters, so only the fleet's count can refuse)
-        shared.harmless = endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ) or _way_out(facts)
         shared.commit_local = commit_local
-        buckets = self.counters.buckets
-        shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
-        if decision.notional is not None and policy.daily_notional_cap:
-            shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap,
-                                "daily_notional_exceeded"))
-        if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
-            shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
-            shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
-        if facts.action == "order" and (policy.max_position is not None or policy.max_position_notional is not None):
-            shared.book_seq = self.book_seen(name)  # and every instance's orders of the bot on their way
-            shared.exposure = self.risk.fleet_exposure(account.info.name, name, policy, facts, prices)
-            shared.in_flight = (outcome.request_id, IN_FLIGHT_S)
-        if decision.orders and policy.duplicate_orders is not None:  # the same shapes decide() looked at
-            shared.duplicates = [(hashlib.sha256(repr((name, shape)).encode()).hexdigest()[:32],
-                                  float(policy.duplicate_window_seconds), policy.duplicate_orders, not leg.reduce_only)
-                                 for shape, leg in zip(decision.orders, facts.placed())]
-        if decision.withdrawal is not None and policy.daily_withdrawal_cap:
-            shared.caps.append(("withdraw", facts.asset or "", decision.withdrawal, policy.daily_withdrawal_cap,
-                                "withdrawal_limit"))
+        capped = facts.action == "order" and (policy.max_position is not None
+                                              or policy.max_position_notional is not None)
+        gather(shared, decision, policy, facts, endpoint.cls, self.counters.buckets, outcome.request_id,
+               book_seq=self.book_seen(name) if capped else None,
+               exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices) if capped else [])
         return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
@@ -696,16 +625,6 @@ class Core:
         self.listen_keys[(account, token)] = bot
         if len(self.listen_keys) > MAX_LISTEN_KEYS:
             del self.listen_keys[next(iter(self.listen_keys))]
-
-
-def _way_out(facts: RequestFacts | None) -> bool:
-    """A request that only reduces risk (a cancel, reduce-only orders): it may use a budget's reserve."""
-    if facts is None:
-        return False
-    if facts.action == "cancel":
-        return True
-    placed = facts.placed()
-    return bool(placed) and all(leg.reduce_only for leg in placed)
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103
