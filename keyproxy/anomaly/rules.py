@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-AUTH_FAILURES = frozenset({"unknown_bot", "bad_signature", "stale_request", "replayed_request"})
+# a replayed request is refused, never counted here: it is the bot's own request sent twice (two identical reads
+# signed in one millisecond) or a copy whoever sniffed it sends again, and suspending the bot for it would let
+# that one stop a healthy bot; a wrong signature or an unknown key id needs no copy of anything
+AUTH_FAILURES = frozenset({"unknown_bot", "bad_signature", "stale_request"})
 POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unknown", "open_orders_exceeded",
                             "daily_notional_exceeded", "leverage_exceeded", "reduce_only", "address_denied",
                             "withdrawal_limit", "outside_hours", "rate_limited", "halted", "scope_denied",

@@ -26,6 +26,13 @@ def test_auth_failures_fire_at_the_threshold_per_bot_and_per_ip() -> None:
                    (2, "auth_failures", "ip:127.0.0.1", ("suspend_bot",))]
 
 
+def test_replays_are_refused_but_never_suspend_the_bot_whose_request_was_copied() -> None:
+    """Ten copies of one signed request: each is refused (`replayed_request`), none counts toward suspending
+    the bot: whoever holds a copy of its traffic could otherwise stop a healthy bot."""
+    engine = Engine({"auth_failures": RuleConfig(3, 60, ("suspend_bot",))})
+    assert fire(engine, [ev(i, "replayed_request", rid=f"r{i}") for i in range(10)]) == []
+
+
 def test_window_forgets_old_failures() -> None:
     engine = Engine({"auth_failures": RuleConfig(3, 10, ("alert",))})
     assert fire(engine, [ev(0, "bad_signature", bot=None), ev(5, "bad_signature", bot=None),
