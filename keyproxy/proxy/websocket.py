@@ -376,7 +376,9 @@ class _Connection:
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
         self.edge._react(p.outcome)
-        self.edge._record(p.outcome, status)
+        # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
+        # request.forward line, written before the frame went upstream, is what fails closed)
+        asyncio.get_running_loop().call_soon(self.edge._record, p.outcome, status)
 
     # --- live controls ---------------------------------------------------------------------------
 
