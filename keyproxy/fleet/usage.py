@@ -53,6 +53,9 @@ return n
 """
 
 
+BATCH = 64  # queued changes written in one transaction at most (a longer one would hold up every gate check)
+
+
 class FleetUsage:
     """What every instance learned from the exchange's answers, in Redis: the bots' open orders (`UsageBook`'s
     changes, in the order they were learned; the gate checks `max_open_orders` against this count, never an
@@ -113,44 +116,57 @@ class FleetUsage:
             pass
 
     async def run(self) -> None:
-        """Apply the queued changes in order until cancelled; waits out an unreachable Redis."""
+        """Apply the queued changes in order until cancelled; waits out an unreachable Redis. What is queued
+        when the writer comes round goes in one round trip (a MULTI/EXEC transaction: all of it or none), so
+        an order's answer (its open-order change, attribution, book entry, in-flight release) costs one."""
         client = self.fleet.aio()
-        script = client.register_script(_OPEN_ORDERS)
         try:
             while True:
-                kind, payload = await self._queue.get()
+                batch = [await self._queue.get()]
+                while len(batch) < BATCH and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
                 while True:
                     try:
-                        await self._apply(client, script, kind, payload)
+                        await self._write(client, batch)
                         break
                     except (redis.RedisError, OSError):
                         await asyncio.sleep(0.5)
         finally:
             await client.aclose()
 
-    async def _apply(self, client: redis.asyncio.Redis, script: object, kind: str,
-                     payload: tuple[object, ...]) -> None:
-        if kind == "open":
-            op, bot, scope, value = payload
-            await script(keys=[self.fleet.key(f"open:{bot}")], args=[op, scope, value])  # type: ignore[operator]
-        elif kind == "placed":
-            account, fields = payload
-            key = self.fleet.key(f"placed:{account}")
-            async with client.pipeline(transaction=True) as p:
-                p.hset(key, mapping=fields)  # type: ignore[arg-type]
-                p.expire(key, self.PLACED_TTL_S)
-                await p.execute()
-        elif kind == "landed":
-            bot, member = payload
-            await client.zrem(self.fleet.key(f"flight:{bot}"), member)  # type: ignore[misc]
-        elif kind == "xadd":
-            stream, counter, fields, maxlen, numbered = payload
-            n = await client.eval(_NUMBERED_ENTRY, 2, stream, counter, maxlen,  # type: ignore[misc]
-                                  *[x for kv in fields.items() for x in kv])
-            numbered(int(n))
-        elif kind == "zrem":
-            name, member = payload
-            await client.zrem(self.fleet.key(name), member)  # type: ignore[misc]
-        elif kind == "forget" and payload[1]:
-            account, ids = payload
-            await client.hdel(self.fleet.key(f"placed:{account}"), *ids)  # type: ignore[misc]
+    async def _write(self, client: redis.asyncio.Redis, batch: list[tuple[str, tuple[object, ...]]]) -> None:
+        """EVAL, not EVALSHA: a script Redis lost (a restart) cannot fail one command of the transaction while
+        the others run (Redis caches the compiled script by its hash either way)."""
+        key, numbered, n = self.fleet.key, [], 0
+        async with client.pipeline(transaction=True) as p:
+            for kind, payload in batch:
+                if kind == "open":
+                    op, bot, scope, value = payload
+                    p.eval(_OPEN_ORDERS, 1, key(f"open:{bot}"), op, scope, value)  # type: ignore[no-untyped-call]
+                    n += 1
+                elif kind == "placed":
+                    account, fields = payload
+                    p.hset(key(f"placed:{account}"), mapping=fields)  # type: ignore[arg-type]
+                    p.expire(key(f"placed:{account}"), self.PLACED_TTL_S)
+                    n += 2
+                elif kind == "landed":
+                    bot, member = payload
+                    p.zrem(key(f"flight:{bot}"), member)  # type: ignore[arg-type]
+                    n += 1
+                elif kind == "xadd":
+                    stream, counter, fields, maxlen, heard = payload
+                    p.eval(_NUMBERED_ENTRY, 2, stream, counter, maxlen,  # type: ignore[no-untyped-call]
+                           *[x for kv in fields.items() for x in kv])
+                    numbered.append((n, heard))
+                    n += 1
+                elif kind == "zrem":
+                    name, member = payload
+                    p.zrem(key(name), member)  # type: ignore[arg-type]
+                    n += 1
+                elif kind == "forget" and payload[1]:
+                    account, ids = payload
+                    p.hdel(key(f"placed:{account}"), *ids)  # type: ignore[misc]
+                    n += 1
+            results = await p.execute()
+        for i, heard in numbered:
+            heard(int(results[i]))
