@@ -3,8 +3,10 @@
 Never part of the package. Binance's HMAC only: a request to `/<anything>/<path>` has its `signature`
 parameter (query or form body) replaced by the real key's HMAC-SHA256 over the rest, its `X-MBX-APIKEY`
 set to the real key, and goes to `--upstream` over one pooled keep-alive session; the answer is relayed
-as it came. No verification, policy, audit, metrics, logging or limits: what aiohttp itself costs for a
-proxy that re-signs. Same server flavour as keyproxy (aiohttp's low-level server).
+as it came. A WebSocket upgrade is relayed to the same path upstream, each frame's `apiKey` and `signature`
+(Binance's WebSocket API) swapped for the real key's. No verification, policy, audit, metrics, logging or
+limits: what aiohttp itself costs for a proxy that re-signs. Same server flavour as keyproxy (aiohttp's
+low-level server).
 
 Run: python bench/bare_proxy.py --upstream http://127.0.0.1:PORT --key-file FILE
 FILE holds two lines, the real API key and its secret (never argv). Prints `listening http://...` once
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import json
 import signal
 from pathlib import Path
 
@@ -37,8 +40,36 @@ async def serve(upstream: str, api_key: str, secret: bytes) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(),
                                     auto_decompress=False)
 
+    async def relay_ws(request: web.BaseRequest, path: str) -> web.StreamResponse:
+        """Binance's WebSocket API: each frame's `apiKey` and `signature` swapped for the real key's, answers
+        relayed as they come (what aiohttp costs for a WebSocket relay that re-signs)."""
+        bot = web.WebSocketResponse(max_msg_size=0)
+        await bot.prepare(request)
+        async with session.ws_connect(f"{upstream.replace('http', 'ws', 1)}/{path}", max_msg_size=0) as up:
+            async def answers() -> None:
+                async for msg in up:
+                    await bot.send_str(msg.data)
+
+            relay = asyncio.create_task(answers())
+            async for msg in bot:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frame = json.loads(msg.data)
+                params = frame.get("params")
+                if isinstance(params, dict) and "signature" in params:
+                    params = {k: v for k, v in params.items() if k != "signature"}
+                    params["apiKey"] = api_key
+                    text = "&".join(f"{k}={v}" for k, v in sorted(params.items())).encode()
+                    params["signature"] = hmac.new(secret, text, hashlib.sha256).hexdigest()
+                    frame["params"] = params
+                await up.send_str(json.dumps(frame))
+            relay.cancel()
+        return bot
+
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         _, _, rest = request.raw_path.lstrip("/").partition("/")
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await relay_ws(request, rest)
         path, _, query = rest.partition("?")
         body = await request.read()
         query_b = resign(query.encode(), secret) if query else b""

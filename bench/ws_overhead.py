@@ -16,7 +16,9 @@ to keyproxy's `/<account>/ws-api/v3` signed with a bot's virtual key (keyproxy v
 audits and re-signs every frame). Each of `concurrency` sockets sends its frames one at a time and
 waits for the answer; frames are signed before their clock starts. The sockets are opened before
 timing, so no handshake is measured: the WebSocket path should add less than REST does (no HTTP
-parsing per request). The emulator's state is reset between rounds. Medians over rounds are printed;
+parsing per request). Binance also runs `bare`: the same sockets through bench/bare_proxy.py, a relay that
+only swaps the signature (what aiohttp costs), and prints keyproxy's added p50 against it. The emulator's
+state is reset between rounds. Medians over rounds are printed;
 exit status 1 when the added p50 at concurrency 1 is above the 0.3 ms target.
 """
 
@@ -171,6 +173,7 @@ def main() -> int:
     dev = DevStack(Path(tempfile.mkdtemp(prefix="kp-wsbench-")), log_level="info",
                    extra_config="[governor]\nenabled = false\n")
     venue = VENUES[args.exchange]
+    cleanup: list[Any] = []
     key = new_real_key(balances=BALANCES) if args.exchange == "binance" else new_real_key(exchange=args.exchange)
     try:
         dev.serve_account("main", key)
@@ -186,30 +189,45 @@ def main() -> int:
             real[0]["token"] = kraken_token(real[0], dev.emulator_url)
             for c in virtual:
                 c["token"] = kraken_token(c, c["base_url"])
+        urls = {"direct": direct_url, "proxied": proxied_url}
+        if args.exchange == "binance":  # bench/bare_proxy.py relays the same socket with the re-signing alone
+            from proxy_overhead import start_bare_proxy
+
+            bare_proc, bare_url = start_bare_proxy(dev.root, dev.emulator_url, key.credentials)
+            cleanup.append(bare_proc)
+            urls["bare"] = bare_url.replace("http://", "ws://") + "/main" + venue.path
         print(f"{args.exchange}: {venue.path}")
         print(f"{'concurrency':>11} {'mode':>8} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
         missed = False
         for level in levels:
-            figures: dict[str, list[tuple[float, float, float]]] = {"direct": [], "proxied": []}
+            figures: dict[str, list[tuple[float, float, float]]] = {m: [] for m in urls}
             for r in range(args.rounds):
-                modes = ("direct", "proxied") if r % 2 == 0 else ("proxied", "direct")
+                modes = list(urls) if r % 2 == 0 else list(reversed(urls))
                 for mode in modes:
                     reset(dev.emulator_url)
-                    url, creds = (direct_url, real) if mode == "direct" else (proxied_url, virtual)
+                    url, creds = urls[mode], (real if mode == "direct" else virtual)
                     lat, wall = asyncio.run(run(venue, url, creds, args.frames, level))
                     figures[mode].append((pct(lat, 0.5), pct(lat, 0.99), len(lat) / wall))
             med = {m: tuple(statistics.median(f[i] for f in figures[m]) for i in range(3)) for m in figures}
-            for mode in ("direct", "proxied"):
+            for mode in urls:
                 p50, p99, rate = med[mode]
                 print(f"{level:>11} {mode:>8} {p50:>8.3f} {p99:>8.3f} {rate:>9,.0f}")
             added50, added99 = med["proxied"][0] - med["direct"][0], med["proxied"][1] - med["direct"][1]
             ratio = med["proxied"][2] / med["direct"][2]
             print(f"{level:>11} {'added':>8} {added50:>+8.3f} {added99:>+8.3f}   ratio {ratio:.2f}")
+            if "bare" in med:  # the same relay with nothing but the re-signing: what aiohttp itself costs
+                bare50 = med["bare"][0] - med["direct"][0]
+                print(f"{level:>11} {'vs bare':>8} added p50 {added50:.3f} / {bare50:.3f} ms = "
+                      f"{added50 / bare50 if bare50 > 0 else float('inf'):.2f}x; frames/s "
+                      f"{med['proxied'][2] / med['bare'][2]:.2f}x the bare relay's")
             if level == 1 and added50 > TARGET_P50_MS:
                 missed = True
         print(f"target: added p50 <= {TARGET_P50_MS} ms per frame at concurrency 1: {'missed' if missed else 'met'}")
         return 1 if missed else 0
     finally:
+        for proc in cleanup:
+            proc.terminate()
+            proc.wait(timeout=10)
         dev.close()
 
 
