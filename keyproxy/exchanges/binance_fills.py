@@ -22,14 +22,21 @@ MAX_ORDERS = 1000  # read from one answer at most (allOrders answers up to 1000)
 
 
 def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
-    if not 200 <= status < 300 or "rder" not in path or not body:
-        return ()
-    market = market_of_path(path)
-    if market not in READ_MARKETS:
+    if not 200 <= status < 300 or "rder" not in path or not body or market_of_path(path) not in READ_MARKETS:
         return ()
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
+        return ()
+    return binance_order_updates_in(path, status, doc)
+
+
+def binance_order_updates_in(path: str, status: int, doc: Any) -> tuple[OrderUpdate, ...]:
+    """The same, from an answer already parsed (a WebSocket API frame's `result`)."""
+    if not 200 <= status < 300 or "rder" not in path:
+        return ()
+    market = market_of_path(path)
+    if market not in READ_MARKETS:
         return ()
     out: list[OrderUpdate] = []
     _walk(doc, market, out, 0)

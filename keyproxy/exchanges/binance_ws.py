@@ -23,7 +23,7 @@ from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
-from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates, binance_stream_updates
+from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates_in, binance_stream_updates
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
     OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, unique_members,
@@ -276,7 +276,7 @@ class BinanceWsApi(WsDialect):
         result = self._answer(body).get("result")
         if spec is None or spec.twin is None or result is None:
             return ()
-        return binance_order_updates(spec.twin[1], status, json.dumps(result).encode())
+        return binance_order_updates_in(spec.twin[1], status, result)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return binance_stream_updates(text)
