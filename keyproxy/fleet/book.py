@@ -87,6 +87,7 @@ class FleetBook:
         self.seen: dict[str, int] = {str(k): int(v) for k, v in saved.get("seen", {}).items()}
         self.applied = 0  # entries from other instances applied here (status, tests)
         self._moved = asyncio.Event()  # set after each batch the follower read
+        self._client: Any = None  # reach's own (the follower's blocks on its stream read)
         book.mirror = self.publish
 
     def publish(self, bot: str, entry: list[Any]) -> None:
@@ -106,14 +107,12 @@ class FleetBook:
         has read everything written before this call, the book is as current as the stream can make it."""
         if self.seen.get(bot, 0) >= n:
             return True
-        client = self.fleet.aio()
+        if self._client is None:
+            self._client = self.fleet.aio()
         try:
-            newest = await client.xrevrange(self.stream, count=1)
+            newest = await self._client.xrevrange(self.stream, count=1)
         except (redis.RedisError, OSError):
             return False
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
         end = newest[0][0].decode() if newest else "0-0"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -153,6 +152,9 @@ class FleetBook:
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.aclose()
 
     def _apply(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
         bot, n = fields.get(b"b", b"").decode(), int(fields.get(b"n", b"0") or 0)
