@@ -59,6 +59,7 @@ class Outcome:
     endpoint_class: str | None = None
     endpoint: str | None = None
     decision: str = "deny"
+    signed: bool = False  # signed with the real key (and its forward line written): it may have reached the exchange
     code: str | None = None
     upstream_status: int | None = None
     upstream_ms: float | None = None
@@ -348,7 +349,7 @@ class Core:
         except BaseException:
             self.in_flight.land(outcome)  # never sent
             raise
-        outcome.decision = "allow"
+        outcome.decision, outcome.signed = "allow", True
         if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
             self.in_flight.sent(outcome.placed_by[0], outcome.request_id, outcome.placed_by[1], self.clock_ms() / 1000)
         return outbound

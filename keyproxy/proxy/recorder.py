@@ -102,7 +102,7 @@ class Recorder:
         """Anomaly rules over a finished request; actions persist before the next request is read. A request
         that ended refused before it was signed gives back the places its order held on its way (`unsent`:
         the core's InFlight.land; idempotent, so the paths that already did are not counted twice)."""
-        if o.decision != "allow":
+        if o.decision != "allow" and not o.signed:  # signed, then failed on its way: it may be live, keep its places
             self.unsent(o)
         if self.responder is not None and (o.decision == "deny" or o.key_rejected or o.key_denied):
             try:
