@@ -184,11 +184,18 @@ class FleetGate:
                 return await conn.read_response(timeout=math.inf)
 
     async def _evalsha(self, command: tuple[object, ...]) -> list[bytes]:
+        """One limit for all of it: taking a connection (a new one's AUTH and HELLO are read without a socket
+        timer), the call, and its one retry; a Redis that accepts and never answers cannot hold a request."""
+        async with asyncio.timeout(self.fleet.settings.timeout):
+            return await self._evalsha_within(command)
+
+    async def _evalsha_within(self, command: tuple[object, ...]) -> list[bytes]:
         pool = self._redis().connection_pool
         reused = bool(self._idle)
-        conn = self._idle.pop() if reused else await pool.get_connection()
+        conn: redis.asyncio.Connection | None = self._idle.pop() if reused else await pool.get_connection()
         done = False
         try:
+            assert conn is not None
             answer = await self._call(conn, command)
             done = True
             return answer
@@ -196,16 +203,19 @@ class FleetGate:
             if not reused:
                 raise
             # an idle connection Redis closed meanwhile (a restart): once more on a new one, as redis-py retries
+            assert conn is not None
             self._discard(conn)
-            conn, done = await pool.get_connection(), False
+            conn = None  # discarded once: a failure to take a new one must not discard it again
+            conn = await pool.get_connection()
             answer = await self._call(conn, command)
             done = True
             return answer
         finally:
-            if done:
-                self._idle.append(conn)
-            else:
-                self._discard(conn)
+            if conn is not None:
+                if done:
+                    self._idle.append(conn)
+                else:
+                    self._discard(conn)
 
     def _discard(self, conn: redis.asyncio.Connection) -> None:
         async def close() -> None:

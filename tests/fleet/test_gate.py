@@ -251,3 +251,28 @@ def test_a_position_capped_bots_orders_on_their_way_count_on_every_instance(shar
         return kinds
     assert asyncio.run(run()) == ["ok", "position", "ok", "position", "ok", "ok", "ok", "ok", "ok", "position",
                                   "book", "5"]
+
+
+def test_a_redis_that_accepts_and_never_answers_cannot_hold_a_request(tmp_path) -> None:
+    """A server that takes the connection and says nothing (a hung Redis, a TLS proxy in front of a dead one):
+    the check is `unavailable` within [shared_state] timeout, taking the connection (AUTH, HELLO) included."""
+    import time
+
+    async def run() -> tuple[str, float]:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1 << 20)
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        (tmp_path / "password").write_text("fleet-test-password\n")
+        settings = SharedStateSettings(url=f"redis://127.0.0.1:{port}/0", password_file=tmp_path / "password",
+                                       timeout=0.5)
+        gate = FleetGate(FleetStore(settings, "vault-1", KEY))
+        started = time.monotonic()
+        verdict = await asyncio.wait_for(gate.check(order(), 0), 10)
+        elapsed = time.monotonic() - started
+        server.close()
+        return verdict.kind, elapsed
+    kind, elapsed = asyncio.run(run())
+    assert kind == "unavailable" and elapsed < 2.0, (kind, elapsed)
