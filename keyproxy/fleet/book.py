@@ -10,8 +10,8 @@ replaying the stream after a restart, changes nothing. They name orders, bots, s
 never a key, secret or signature.
 
 Entries go through FleetUsage's ordered writer, after the answer's open-order change and before its
-in-flight release, and off the request path. What it does not close yet: orders of one bot sent through two
-instances within the few milliseconds an entry takes to reach the other (docs/fleet.md, "Known limits").
+in-flight release, and off the request path. The few milliseconds an entry takes to reach the other instances
+are closed for position caps by the gate (each bot's entries numbered, orders on their way reserved: fleet/gate.py).
 """
 
 from __future__ import annotations

@@ -172,16 +172,17 @@ class FleetGate:
             self._client = self.fleet.aio(timed_reads=False)
         return self._client
 
-    async def _call(self, conn: redis.asyncio.Connection, command: tuple[object, ...]) -> list[bytes]:
-        async with asyncio.timeout(self.fleet.settings.timeout):  # one timer for the call, not one per write and read
+    @staticmethod
+    async def _call(conn: redis.asyncio.Connection, command: tuple[object, ...]) -> list[bytes]:
+        """Bounded by `_evalsha`'s one timer (none per socket write or read)."""
+        await conn.send_command(*command)
+        try:
+            return await conn.read_response(timeout=math.inf)
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: load it once more
+            await conn.send_command("SCRIPT", "LOAD", _SCRIPT)
+            await conn.read_response(timeout=math.inf)
             await conn.send_command(*command)
-            try:
-                return await conn.read_response(timeout=math.inf)
-            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: load it once more
-                await conn.send_command("SCRIPT", "LOAD", _SCRIPT)
-                await conn.read_response(timeout=math.inf)
-                await conn.send_command(*command)
-                return await conn.read_response(timeout=math.inf)
+            return await conn.read_response(timeout=math.inf)
 
     async def _evalsha(self, command: tuple[object, ...]) -> list[bytes]:
         """One limit for all of it: taking a connection (a new one's AUTH and HELLO are read without a socket
