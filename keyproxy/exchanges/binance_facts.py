@@ -102,7 +102,7 @@ def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.method == "POST" and req.path in _ORDER_PLACEMENT:
         return _order_facts(req.path, params, symbol)
     if req.method == "PUT" and req.path in _AMENDS:
-        return replace(_order_facts(req.path, params, symbol), action="amend")
+        return replace(_order_facts(req.path, params, symbol), action="amend", order_id=params.get("orderId") or None)
     if req.method in ("POST", "PUT") and req.path in _BATCHES:
         return _batch_facts(req.method, req.path, params.get("batchOrders"))
     if req.path in _NO_ORDER:
@@ -129,7 +129,8 @@ def _batch_facts(method: str, path: str, text: str | None) -> RequestFacts:
     for leg in legs:
         params = {k: v if isinstance(v, str) else _scalar(k, v) for k, v in leg.items()}
         symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
-        orders.append(replace(_order_facts(single, params, symbol), action=action, market=_market(path)))
+        orders.append(replace(_order_facts(single, params, symbol), action=action, market=_market(path),
+                              order_id=(params.get("orderId") or None) if action == "amend" else None))
     symbols = {o.symbol for o in orders}
     return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, orders=tuple(orders))
 

@@ -146,8 +146,10 @@ def _amend(body: dict[str, object], category: str | None) -> RequestFacts:
     if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
         return RequestFacts(action="other", symbol=_symbol(body))
     in_quote = category == "inverse"
+    order_id = body.get("orderId")
     return RequestFacts(action="amend", symbol=_symbol(body), market=category,
-                        quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None, price=price)
+                        quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None, price=price,
+                        order_id=order_id if isinstance(order_id, str) and order_id else None)
 
 
 def _batch(body: dict[str, object], category: str | None, action: str) -> RequestFacts:

@@ -98,7 +98,7 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             reduce_only=True, contract="linear" if market in ("future", "perp") else None)
     if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
         return RequestFacts(action="amend", quantity=amount(body.get("size"), "size"),
-                            price=amount(body.get("price"), "price"))
+                            price=amount(body.get("price"), "price"), order_id=_text(body.get("order_id")) or None)
     if req.path in _ORDERS:
         return _order(body, symbol, market)
     return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade

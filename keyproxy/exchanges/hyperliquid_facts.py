@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -159,7 +160,9 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         for m in modifies:
             if not isinstance(m, dict):
                 raise BadRequest("a modify is an object {oid, order}")
-            legs.append(_order_leg(m.get("order"), "amend"))
+            oid = m.get("oid")  # the exchange's id, or a client id (0x + 32 hex digits) the book does not hold
+            legs.append(replace(_order_leg(m.get("order"), "amend"),
+                                order_id=str(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None))
         return _many(legs, "modify")
     if kind in ("cancel", "cancelByCloid"):
         cancels = action.get("cancels")

@@ -93,7 +93,8 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return RequestFacts(action="cancel", symbol=symbol, market=MARKET)
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
-        return replace(order, action="amend") if method == "EditOrder" else order
+        return replace(order, action="amend", order_id=param_text(params, "txid") or None) \
+            if method == "EditOrder" else order
     if method == "AddOrderBatch" and isinstance(params.get("orders"), list):
         return _batch(params["orders"], symbol)
     if method == "Withdraw":

@@ -89,6 +89,8 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["leverage"] = MARGIN_LEVERAGE
     if p.get("reduce_only") in (True, "true"):
         out["reduce_only"] = "true"
+    if _text(p.get("order_id")) is not None:  # edit_order: the order it replaces
+        out["txid"] = _text(p.get("order_id"))
     return {k: v for k, v in out.items() if v is not None}
 
 

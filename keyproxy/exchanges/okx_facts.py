@@ -261,7 +261,7 @@ def _amend(params: dict[str, object]) -> RequestFacts:
     market = market_of(inst)
     return RequestFacts(action="amend", symbol=normalize_symbol(inst) if inst else None, market=market,
                         quantity=amount(param_text(params, "newSz")), price=amount(param_text(params, "newPx")),
-                        contract=_contract(inst or "", market))
+                        contract=_contract(inst or "", market), order_id=param_text(params, "ordId") or None)
 
 
 def _batch(doc: object, action: str) -> RequestFacts:

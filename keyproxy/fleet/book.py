@@ -55,6 +55,10 @@ def encode(entry: list[Any]) -> str:
         return json.dumps([kind, account, bot, [[oid, scope, side, _text(price), _text(qty)]
                                                 for oid, scope, side, price, qty in rows],
                            [update(u) for u in updates]])
+    if entry[0] == "m":
+        kind, account, bot, rows = entry
+        return json.dumps([kind, account, bot, [[oid, new_id, _text(qty), _text(price)]
+                                                for oid, new_id, qty, price in rows]])
     kind, account, updates, late = entry
     return json.dumps([kind, account, [update(u) for u in updates], late])
 
@@ -70,6 +74,9 @@ def decode(text: str) -> list[Any]:
                                                 for r in raw[3]], [update(v) for v in raw[4]]]
     if raw[0] == "a":
         return ["a", str(raw[1]), [update(v) for v in raw[2]], bool(raw[3])]
+    if raw[0] == "m":  # amends: (order id, the id of the order that replaced it, new size, new price)
+        return ["m", str(raw[1]), str(raw[2]), [(str(r[0]), None if r[1] is None else str(r[1]), _dec(r[2]),
+                                                 _dec(r[3])) for r in raw[3]]]
     raise ValueError(f"unknown book entry kind {raw[0]!r}")
 
 
@@ -102,10 +109,13 @@ class FleetBook:
             self.seen[bot] = n
 
     async def reach(self, bot: str, n: int, timeout: float = 2.0) -> bool:
-        """Until this book holds the bot's entries up to `n` (False: not within `timeout`). Entries the stream
-        no longer keeps (trimmed, older than its newest STREAM_MAXLEN) cannot be waited for: once the follower
-        has read everything written before this call, the book is as current as the stream can make it."""
-        if self.seen.get(bot, 0) >= n:
+        """Until this book holds the bot's entries up to `n`, the bot's newest (False: not within `timeout`).
+        Entries the stream no longer keeps (trimmed, older than its newest STREAM_MAXLEN) cannot be waited for:
+        once the follower has read everything written before this call, the book is as current as the stream
+        can make it, and `n` is taken as held. So is a newest number below the one held: a Redis that lost its
+        data numbers each bot's entries anew, and the gate asks for the number exactly (never `held >= n`,
+        which would pass every check until the new numbers climbed past the old ones)."""
+        if self.seen.get(bot, 0) == n:
             return True
         if self._client is None:
             self._client = self.fleet.aio()
@@ -116,14 +126,14 @@ class FleetBook:
         end = newest[0][0].decode() if newest else "0-0"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.seen.get(bot, 0) < n:
+        while self.seen.get(bot, 0) != n:
             if _at_or_after(self.last_id, end):
                 self.seen[bot] = n
                 break
             self._moved.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._moved.wait(), max(0.0, deadline - loop.time()))
-            if loop.time() >= deadline and self.seen.get(bot, 0) < n and not _at_or_after(self.last_id, end):
+            if loop.time() >= deadline and self.seen.get(bot, 0) != n and not _at_or_after(self.last_id, end):
                 return False
         return True
 
@@ -167,7 +177,7 @@ class FleetBook:
                 at = int(entry_id.partition("-")[0]) / 1000  # when the other instance published it (Redis's clock)
                 self.book.replay(entry, at)
                 self.applied += 1
-        if bot and n > self.seen.get(bot, 0):
+        if bot and n:  # the stream holds each bot's entries in their number's order: the last one read is the newest
             self.seen[bot] = n
 
 

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import time
 from decimal import Decimal
 
@@ -36,6 +37,8 @@ from keyproxy.fleet.charges import SharedCharges, Verdict
 from keyproxy.fleet.store import FleetStore
 
 _SCRIPT = """
+local marker = KEYS[#KEYS]  -- this check's own: a call sent again after a lost reply finds it charged
+if redis.call('EXISTS', marker) == 1 then return {'ok'} end
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
 if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
@@ -106,7 +109,7 @@ end
 if nk == 1 then
   local newest = tonumber(redis.call('GET', KEYS[k]) or '0')
   k = k + 1; a = a + 1
-  if newest > tonumber(ARGV[a - 1]) then return {'book', tostring(newest)} end
+  if newest ~= tonumber(ARGV[a - 1]) then return {'book', tostring(newest)} end  -- behind, or numbered anew
 end
 local legs = {}
 for i = 1, ne do
@@ -142,9 +145,14 @@ for i, d in ipairs(dups) do
   redis.call('ZADD', d[1], now, tostring(now) .. ':' .. tostring(d[3]) .. ':' .. tostring(i))  -- unique per placement
   redis.call('PEXPIRE', d[1], math.floor(d[2] * 1000) + 1000)
 end
+redis.call('SET', marker, '1', 'PX', ARGV[#ARGV])
 return {'ok'}
 """
 
+
+# how long a check's marker says "charged": longer than any check may take (FleetSettings.timeout, its retry
+# included), so the retry of a call whose reply was lost finds it and is not charged twice (or refused as a replay)
+MARKER_MS = 30_000
 
 _PLAIN = {kind: Verdict(kind) for kind in ("ok", "stale", "back", "replay", "sequence", "unavailable")}
 
@@ -272,6 +280,8 @@ class FleetGate:
         for (name, member), (_scope, _side, size, room, base, limit) in zip(charges.exposure_members(), legs):
             keys.append(key(name))
             args += [f"{size:f}", f"{room:f}", f"{base:f}", f"{limit:f}", member]
+        keys.append(key("gate:" + os.urandom(8).hex()))  # this call's marker: its retry sends the same one
+        args.append(MARKER_MS)
         try:
             answer = await self._evalsha(("EVALSHA", self._sha, len(keys), *keys, *args))
         except (redis.RedisError, OSError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -56,6 +56,33 @@ class RiskView:
     loss: str | None = None  # why the bot (or its account) is past its daily loss limit, if it is
     loss_limited: bool = False  # the bot or its account has a daily loss limit
     unread: frozenset[str] = frozenset()  # scopes whose fills keyproxy does not read: no position is known there
+    amended: tuple[Amended | None, ...] = ()  # an amend: per leg, the order it changes (None: not in the book)
+
+
+@dataclass(frozen=True, slots=True)
+class Amended:
+    """The order an amend leg changes, as the positions book holds it. The open sizes of the `RiskView` leave
+    this order out: the amend is checked as the order it leaves behind (`amended_leg`)."""
+
+    own: bool  # the bot's own order: a bot may not amend another bot's (it would move that bot's position)
+    scope: str
+    side: str
+    price: Decimal | None
+    remaining: Decimal  # what it may still fill before the amend
+    filled: Decimal
+
+
+def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
+    """The order an amend leaves behind, as a new order of what it may still fill (its side and market from
+    the book, its new size and price from the amend); None when the new size cannot be read. A new size is
+    the order's whole size, what it filled included (as every exchange keyproxy knows reads it)."""
+    if leg.quantity is None and leg.quote_quantity is not None:
+        return None
+    remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
+    market, _, symbol = order.scope.partition(":")
+    return replace(leg, action="order", side=order.side, market=None if market == "*" else market,
+                   symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
+                   price=leg.price if leg.price is not None else order.price, orders=())
 
 # what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
 OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
@@ -329,15 +356,28 @@ def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0))
 
 def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, prices: dict[str, Decimal]
                      ) -> Decision | None:
-    """Daily loss, position limit and crossing another bot's order, leg by leg (docs/risk.md)."""
+    """Daily loss, position limit and crossing another bot's order, leg by leg (docs/risk.md). The legs of
+    one batch add up: each is checked with the earlier ones as if they already rested."""
+    capped = policy.max_position is not None or policy.max_position_notional is not None
+    added: dict[tuple[str, str], Decimal] = {}  # (scope, side) -> the sizes of this batch's earlier legs
     for i, leg in enumerate(facts.placed()):
+        if facts.action == "amend":
+            refused, leg = _amend_leg(leg, risk.amended[i] if i < len(risk.amended) else None, capped, risk)
+            if refused is not None or leg is None:
+                if refused is not None:
+                    return refused
+                continue
         position = risk.positions.get(leg.scope, Decimal(0))
-        same_side = risk.open_sell if (leg.side or "").lower() == "sell" else risk.open_buy
-        if reduces(leg, position, same_side.get(leg.scope, Decimal(0))):
+        side = (leg.side or "").lower()
+        same_side = (risk.open_sell if side == "sell" else risk.open_buy).get(leg.scope, Decimal(0))
+        earlier = added.get((leg.scope, side), Decimal(0))
+        size = _size(leg, prices.get(leg.symbol or ""))
+        if size is not None:
+            added[(leg.scope, side)] = earlier + size
+        if reduces(leg, position, same_side + earlier):
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")
-        capped = policy.max_position is not None or policy.max_position_notional is not None
         if leg.scope in risk.unread and (capped or risk.loss_limited):
             code, key = (DenyCode.POSITION, "max_position") if capped else (DenyCode.LOSS, "max_daily_loss")
             return deny(code, f"keyproxy does not read fills in {leg.market or 'this'} markets of this exchange yet, "
@@ -345,24 +385,57 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
         if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
             return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
                         "bot on this account (allow_self_cross)")
-        if (policy.max_position is not None or policy.max_position_notional is not None) and facts.action == "order":
-            refused = _position_cap(leg, policy, risk, position, prices.get(leg.symbol or ""))
+        if capped:
+            refused = _position_cap(leg, policy, risk, position, prices.get(leg.symbol or ""), earlier)
             if refused is not None:
                 return refused
     return None
 
 
+def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: RiskView
+               ) -> tuple[Decision | None, RequestFacts | None]:
+    """An amend leg: (a refusal, or the order it leaves behind to check as a new one; neither: it cannot add
+    risk). Lowering an order's size at its price always passes; an order keyproxy cannot find passes only
+    for a bot no position or loss limit binds, since nothing shows what it would leave resting."""
+    if order is None:
+        if not (capped or risk.loss is not None) or (leg.quantity is None and leg.quote_quantity is None
+                                                      and risk.loss is None):
+            return None, None  # nothing to hold it to, or a new price of an order whose size stays
+        return deny(DenyCode.POSITION if capped else DenyCode.LOSS,
+                    f"keyproxy does not hold order {leg.order_id or '(named by a client id)'} among the bot's orders "
+                    "(amend it by the exchange's order id), so it cannot tell what the amend would leave resting "
+                    f"against {'max_position' if capped else 'the daily loss limit'}"), None
+    if not order.own:
+        return deny(DenyCode.UNDECIDED, f"order {leg.order_id} was placed by another bot on this account: a bot "
+                    "amends only its own orders"), None
+    after = amended_leg(leg, order)
+    if after is None:
+        return (deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position cap"), None) \
+            if capped or risk.loss is not None else (None, None)
+    if after.quantity is not None and after.quantity <= order.remaining and after.price == order.price:
+        return None, None  # a smaller order at the same price: never more risk
+    return None, after
+
+
+def _size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
+    """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen."""
+    if leg.quantity is not None:
+        return leg.quantity
+    if leg.quote_quantity is not None and last:
+        return leg.quote_quantity / last
+    return None
+
+
 def _position_cap(leg: RequestFacts, policy: BotPolicy, risk: RiskView, position: Decimal,
-                  last: Decimal | None) -> Decision | None:
-    """Position + same-side resting orders + this order, against max_position (units) and
-    max_position_notional (at the order's price, else the last price keyproxy saw)."""
-    size = leg.quantity
-    if size is None and leg.quote_quantity is not None and last:
-        size = leg.quote_quantity / last
+                  last: Decimal | None, earlier: Decimal = Decimal(0)) -> Decision | None:
+    """Position + same-side resting orders (with `earlier`: this batch's earlier legs on the side) + this
+    order, against max_position (units) and max_position_notional (at the order's price, else the last
+    price keyproxy saw)."""
+    size = _size(leg, last)
     if size is None:
         return deny(DenyCode.POSITION, "cannot read the order's size against the bot's position cap")
     buy = (leg.side or "").lower() == "buy"
-    resting = risk.open_buy.get(leg.scope, Decimal(0)) if buy else risk.open_sell.get(leg.scope, Decimal(0))
+    resting = (risk.open_buy.get(leg.scope, Decimal(0)) if buy else risk.open_sell.get(leg.scope, Decimal(0))) + earlier
     after = (position if buy else -position) + resting + size
     said = (f"position {position.normalize():f} plus resting {'buys' if buy else 'sells'} {resting.normalize():f} "
             f"plus this order {size.normalize():f} would reach {after.normalize():f} {leg.symbol}")

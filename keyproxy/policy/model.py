@@ -51,6 +51,7 @@ class RequestFacts:
     borrows: bool = False  # the order may borrow funds (margin auto-borrow): needs the transfer scope
     trigger_price: Decimal | None = None  # a stop / take-profit / trigger order's trigger (checked by price bands)
     trigger_relative: bool = False  # the trigger is an offset from the market (Kraken +x, x%): no band can check it
+    order_id: str | None = None  # an amend: the exchange's id of the order it changes (None: a client id, or none)
     orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
 
     def placed(self) -> tuple[RequestFacts, ...]:

@@ -69,7 +69,8 @@ class Outcome:
     path: str | None = None
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
-    placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place orders
+    placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
+    adds: tuple[RequestFacts, ...] = ()  # an amend: what its legs add to the orders they change (RiskDesk)
     authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
     key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
@@ -230,7 +231,7 @@ class Core:
             raise
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
-        if facts.action == "order":
+        if facts.action in ("order", "amend"):
             outcome.placed_by = (bot.info.name, facts)
         return route, incoming
 
@@ -350,8 +351,14 @@ class Core:
             self.in_flight.land(outcome)  # never sent
             raise
         outcome.decision, outcome.signed = "allow", True
-        if outcome.placed_by is not None and outcome.placed_by[1].action == "order":
-            self.in_flight.sent(outcome.placed_by[0], outcome.request_id, outcome.placed_by[1], self.clock_ms() / 1000)
+        if outcome.placed_by is not None:
+            placed = outcome.placed_by[1]
+            if placed.action == "order":
+                self.in_flight.sent(outcome.placed_by[0], outcome.request_id, placed.placed() or (placed,),
+                                    self.clock_ms() / 1000)
+            elif outcome.adds:  # an amend raising orders' sizes: counted on its way as what it adds
+                self.in_flight.sent(outcome.placed_by[0], outcome.request_id, outcome.adds, self.clock_ms() / 1000,
+                                    places=False)
         return outbound
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
@@ -423,7 +430,9 @@ class Core:
         prices = self.markets.last_prices(account.info.name, facts)
         risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter) if facts.placed() else None
         if risk is not None:
-            risk = self.in_flight.with_sent(risk, name, now)
+            risk = self.in_flight.with_sent(risk, name, now, prices)
+            if facts.action == "amend":
+                outcome.adds = self.risk.in_flight_legs(facts, risk)
         references = {}
         if price_band(policy, limits) is not None and facts.action in ("order", "amend"):
             references = self.markets.references(account.info.name, account.adapter, facts, limits.reference_max_age
@@ -456,11 +465,12 @@ class Core:
         # a fleet: the gate checks and charges these across every instance (decide saw this instance's
         # untouched counters, so only the fleet's count can refuse)
         shared.commit_local = commit_local
-        capped = facts.action == "order" and (policy.max_position is not None
-                                              or policy.max_position_notional is not None)
+        capped = facts.action in ("order", "amend") and (policy.max_position is not None
+                                                         or policy.max_position_notional is not None)
         gather(shared, decision, policy, facts, endpoint.cls, self.counters.buckets, outcome.request_id,
                book_seq=self.book_seen(name) if capped else None,
-               exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices) if capped else [])
+               exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,
+                                                 risk.amended if risk is not None else ()) if capped else [])
         return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
@@ -595,11 +605,15 @@ class Core:
                 self._track_open_orders(adapter, outcome.track, out, status, body)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
-            if outcome.placed_by is not None:
-                self._attribute_orders(name, outcome.placed_by, ids)
+            if outcome.placed_by is not None:  # an amend: only an order it made anew (never one it only named)
+                named = {leg.order_id for leg in outcome.placed_by[1].placed()}
+                self._attribute_orders(name, outcome.placed_by, tuple(i for i in ids if i not in named))
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
-            self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
+            if outcome.placed_by is not None and (status >= 500 or not body):
+                pass  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
+            else:
+                self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
         return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:

@@ -9,6 +9,7 @@ gate also reserves each order's place across every instance (fleet/gate.py); `la
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from keyproxy.policy.decide import RiskView
@@ -18,40 +19,49 @@ IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting again
 
 
 class InFlight:
-    """Per bot: request id -> (the order's legs, counted until)."""
+    """Per bot: request id -> (the legs it may add, counted until, whether it places orders)."""
 
     def __init__(self) -> None:
-        self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float]]] = {}
+        self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float, bool]]] = {}
         self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
 
-    def sent(self, bot: str, request_id: str, facts: RequestFacts, now: float) -> None:
-        """An order of `bot` went upstream."""
+    def sent(self, bot: str, request_id: str, legs: tuple[RequestFacts, ...], now: float, places: bool = True
+             ) -> None:
+        """A request of `bot` that may add to its positions went upstream: an order (`places`: it also holds
+        open-order places), or an amend raising orders' sizes (`legs`: what each adds)."""
         self.legs(bot, now)  # what never got an answer stops counting (and is forgotten)
-        self._placing.setdefault(bot, {})[request_id] = (facts.placed() or (facts,), now + IN_FLIGHT_S)
+        self._placing.setdefault(bot, {})[request_id] = (legs, now + IN_FLIGHT_S, places)
 
-    def legs(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
-        """The legs of the bot's orders sent and not yet answered."""
+    def legs(self, bot: str, now: float, placing: bool = False) -> list[tuple[RequestFacts, ...]]:
+        """The legs of the bot's requests sent and not yet answered (`placing`: of its orders only)."""
         mine = self._placing.get(bot)
         if not mine:
             return []
-        for request_id, (_, until) in list(mine.items()):
+        for request_id, (_, until, _places) in list(mine.items()):
             if until <= now:
                 del mine[request_id]
-        return [legs for legs, _ in mine.values()]
+        return [legs for legs, _, places in mine.values() if places or not placing]
 
     def count(self, bot: str, now: float) -> int:
-        return sum(len(legs) for legs in self.legs(bot, now))
+        """The bot's orders on their way: they hold open-order places."""
+        return sum(len(legs) for legs in self.legs(bot, now, placing=True))
 
-    def with_sent(self, risk: RiskView, bot: str, now: float) -> RiskView:
-        """The risk view with the sizes of the bot's orders on their way added to its resting ones."""
-        sent = [leg for legs in self.legs(bot, now) for leg in legs if leg.quantity is not None and leg.side]
+    def with_sent(self, risk: RiskView, bot: str, now: float, prices: dict[str, Decimal] | None = None
+                  ) -> RiskView:
+        """The risk view with the sizes of the bot's orders on their way added to its resting ones (a quote-sized
+        order's at the last price seen, `prices` by symbol; one keyproxy cannot size adds nothing here, and
+        decide refuses it to a capped bot)."""
+        sent = [leg for legs in self.legs(bot, now) for leg in legs if leg.side]
         if not sent or not (risk.open_buy or risk.open_sell):
             return risk
         buy, sell = dict(risk.open_buy), dict(risk.open_sell)
         for leg in sent:
+            size = leg.quantity
+            if size is None and leg.quote_quantity is not None and prices and (last := prices.get(leg.symbol or "")):
+                size = leg.quote_quantity / last
             side = buy if leg.side.lower() == "buy" else sell
-            if leg.scope in side:
-                side[leg.scope] += leg.quantity
+            if size is not None and leg.scope in side:
+                side[leg.scope] += size
         return replace(risk, open_buy=buy, open_sell=sell)
 
     def answered(self, outcome: Any) -> None:

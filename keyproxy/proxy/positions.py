@@ -161,6 +161,54 @@ class PositionBook:
         self._publish(account, changed, late)
         return moved
 
+    def amend(self, account: str, bot: str, rows: list[tuple[str, str | None, Decimal | None, Decimal | None]]
+              ) -> None:
+        """The bot's amends the exchange accepted: (order id, the id of the order that replaced it or None, the
+        size it now asks for, its new price; None: unchanged). RiskDesk decides what to believe."""
+        if self._amend(account, bot, rows, self._clock()) and self.mirror is not None:
+            self.mirror(bot, ["m", account, bot, rows])
+
+    def _amend(self, account: str, bot: str, rows: list[tuple[str, str | None, Decimal | None, Decimal | None]],
+               at: float) -> bool:
+        book = self.orders.get(account, {})
+        changed: list[TrackedOrder] = []
+        for oid, new_id, quantity, price in rows:
+            order = book.get(oid)
+            if order is None or order.bot != bot:
+                continue
+            if new_id is not None:  # replaced: the old one rests no longer, the new one rests in its place
+                if not order.final:
+                    before = order.remaining
+                    order.final = True
+                    self._live.get((account, order.scope), {}).pop(oid, None)
+                    self._finished.setdefault(account, {})[oid] = None
+                    self._add_resting(order, order.remaining - before)
+                    changed.append(order)
+                if new_id not in book:
+                    new = TrackedOrder(account, new_id, bot, order.scope, order.side,
+                                       price if price is not None else order.price, quantity, ZERO, ZERO, False, at)
+                    book[new_id] = new
+                    self._go_live(new)
+                    changed.append(new)
+                continue
+            if order.final:
+                continue
+            before = order.remaining
+            if quantity is not None and quantity != order.quantity:
+                order.quantity = quantity
+            if price is not None and price != order.price:
+                order.price = price
+                self._push(order)  # at its new price (the entry at the old one is dropped: `_top`)
+            if order.quantity is not None and order.filled >= order.quantity > 0:
+                order.final = True
+                self._live.get((account, order.scope), {}).pop(oid, None)
+                self._finished.setdefault(account, {})[oid] = None
+            self._add_resting(order, order.remaining - before)
+            changed.append(order)
+        if changed:
+            self._save(changed, [], self._bound(account))
+        return bool(changed)
+
     def _publish(self, account: str, changed: list[tuple[str, OrderUpdate]], late: bool) -> None:
         if self.mirror is not None and changed:
             for bot in dict.fromkeys(b for b, _ in changed):  # one entry per bot: each bot's entries are counted
@@ -174,6 +222,8 @@ class PositionBook:
             self._place(entry[1], entry[2], entry[3], entry[4], at)
         elif entry[0] == "a":
             self._apply(entry[1], entry[2], bool(entry[3]), at)
+        elif entry[0] == "m":
+            self._amend(entry[1], entry[2], entry[3], at)
 
     def _place(self, account: str, bot: str, rows: list[tuple[str, str, str, Decimal | None, Decimal | None]],
                updates: Iterable[OrderUpdate], at: float) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
@@ -254,14 +304,25 @@ class PositionBook:
         key = (order.account, order.scope)
         self._live.setdefault(key, {})[order.order_id] = order
         self._add_resting(order, order.remaining)
+        self._push(order)
+
+    def _push(self, order: TrackedOrder) -> None:
+        """The order's price on its bot's side of the scope (the crossing check's heaps)."""
+        key = (order.account, order.scope)
         if order.price is not None and order.side in ("buy", "sell"):
             heaps = self._asks if order.side == "sell" else self._bids
             heap = heaps.setdefault(key, {}).setdefault(order.bot, [])
             heapq.heappush(heap, (order.price if order.side == "sell" else -order.price, order.order_id))
             live = self._live[key]
-            if len(heap) > 2 * len(live) + 64:  # finished orders buried under a live best: keep the heap bounded
-                heap[:] = [entry for entry in heap if entry[1] in live]
+            if len(heap) > 2 * len(live) + 64:  # finished orders (or old prices) buried under a live best
+                heap[:] = [entry for entry in heap if self._current(entry, live)]
                 heapq.heapify(heap)
+
+    @staticmethod
+    def _current(entry: tuple[Decimal, str], live: dict[str, TrackedOrder]) -> bool:
+        """A heap entry that names a live order at the price it rests at now."""
+        o = live.get(entry[1])
+        return o is not None and o.price is not None and entry[0] == (o.price if o.side == "sell" else -o.price)
 
     def _add_resting(self, order: TrackedOrder, delta: Decimal) -> None:
         if delta:
@@ -270,9 +331,9 @@ class PositionBook:
 
     @staticmethod
     def _top(heap: list[tuple[Decimal, str]], live: dict[str, TrackedOrder]) -> TrackedOrder | None:
-        """The best live order of one bot's side (finished ones are dropped on the way)."""
-        while heap and heap[0][1] not in live:
-            heapq.heappop(heap)
+        """The best live order of one bot's side (finished ones, and old prices, are dropped on the way)."""
+        while heap and not PositionBook._current(heap[0], live):
+            heapq.heappop(heap)  # finished, or an entry of a price the order was amended away from
         return live[heap[0][1]] if heap else None
 
     def _save(self, orders: list[TrackedOrder], positions: list[tuple[object, ...]],

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
-from keyproxy.exchanges.base import Adapter, OutboundRequest
-from keyproxy.policy.decide import RiskView
+from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
+from keyproxy.policy.decide import Amended, RiskView, amended_leg
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import PositionBook, utc_day
@@ -39,42 +40,104 @@ class RiskDesk:
 
     def view(self, account: str, bot: BotEntry, limits: AccountLimits | None, facts: RequestFacts,
              now: float, adapter: Adapter | None = None) -> RiskView:
-        """`adapter`: the account's REST adapter (whose `fill_markets` say where positions are known)."""
-        name, legs, book, policy = bot.info.name, facts.placed(), self.book, bot.policy
+        """`adapter`: the account's REST adapter (whose `fill_markets` say where positions are known). An
+        amend is seen as the order it leaves behind (`amended_leg`), its order's own size left out of the
+        resting ones."""
+        name, book, policy = bot.info.name, self.book, bot.policy
+        amended = self.amended(account, name, facts)
+        legs = self.sized_legs(facts, amended)
         scopes = {leg.scope for leg in legs}
         crossing: tuple[str | None, ...] = ()
-        if facts.action == "order" and not policy.allow_self_cross:
+        if facts.action in ("order", "amend") and not policy.allow_self_cross:
             crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
                              for leg in legs)
         loss_limited = policy.max_daily_loss is not None or (limits is not None and limits.max_daily_loss is not None)
         # resting sizes: for the caps, and for what "reduces" means (a sell beyond what resting sells leave)
         sized = policy.max_position is not None or policy.max_position_notional is not None or loss_limited
         fill_markets = adapter.fill_markets if adapter is not None else frozenset()
+        open_buy: dict[str, Decimal] = {}
+        open_sell: dict[str, Decimal] = {}
+        if sized:
+            open_buy = {s: book.open_quantity(account, name, s, "buy") for s in scopes}
+            open_sell = {s: book.open_quantity(account, name, s, "sell") for s in scopes}
+            for order in amended:  # the amended orders count as what they leave behind, not twice
+                if order is not None and order.own:
+                    side = open_buy if order.side == "buy" else open_sell
+                    if order.scope in side:
+                        side[order.scope] -= order.remaining
         return RiskView(
             loss_limited=loss_limited,
             unread=frozenset(leg.scope for leg in legs if leg.market not in fill_markets),
             positions={s: book.position(name, s) for s in scopes},
-            open_buy={s: book.open_quantity(account, name, s, "buy") for s in scopes} if sized else {},
-            open_sell={s: book.open_quantity(account, name, s, "sell") for s in scopes} if sized else {},
-            crossing=crossing, loss=self.loss_reason(account, bot, limits, now))
+            open_buy=open_buy, open_sell=open_sell, crossing=crossing, amended=amended,
+            loss=self.loss_reason(account, bot, limits, now))
+
+    def amended(self, account: str, bot: str, facts: RequestFacts) -> tuple[Amended | None, ...]:
+        """An amend: per leg, the order it names as the book holds it (None: not there, or in another market
+        than the amend names: Binance numbers orders per symbol)."""
+        if facts.action != "amend":
+            return ()
+        orders, out = self.book.orders.get(account, {}), []
+        for leg in facts.placed():
+            order = orders.get(leg.order_id) if leg.order_id else None
+            market, _, symbol = order.scope.partition(":") if order is not None else ("", "", "")
+            if order is None or (leg.symbol and symbol != leg.symbol) or (leg.market and market != leg.market):
+                out.append(None)
+            else:
+                out.append(Amended(order.bot == bot, order.scope, order.side, order.price, order.remaining,
+                                   order.filled))
+        return tuple(out)
+
+    @staticmethod
+    def sized_legs(facts: RequestFacts, amended: tuple[Amended | None, ...]) -> tuple[RequestFacts, ...]:
+        """The request's legs as they add to positions: an amend's as the order it leaves behind."""
+        legs = facts.placed()
+        if not amended:
+            return legs
+        return tuple(after if (order := amended[i]) is not None and order.own
+                     and (after := amended_leg(leg, order)) is not None else leg for i, leg in enumerate(legs))
+
+    def in_flight_legs(self, facts: RequestFacts, risk: RiskView | None) -> tuple[RequestFacts, ...]:
+        """What an amend on its way may add (its legs that raise an order's size), counted like an order's
+        legs until its answer is read; an order's legs as they are."""
+        if facts.action != "amend":
+            return facts.placed()
+        if risk is None:
+            return ()
+        out = []
+        for leg, order in zip(facts.placed(), risk.amended, strict=False):
+            after = amended_leg(leg, order) if order is not None and order.own else None
+            if after is not None and after.quantity is not None and after.quantity > order.remaining:
+                out.append(replace(after, quantity=after.quantity - order.remaining))
+        return tuple(out)
 
     def fleet_exposure(self, account: str, bot: str, policy: BotPolicy, facts: RequestFacts,
-                       prices: dict[str, Decimal]) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
+                       prices: dict[str, Decimal], amended: tuple[Amended | None, ...] = ()
+                       ) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
         """A fleet: each leg of a position-capped bot's order as the gate checks it against every instance's
         orders of the bot on their way (fleet/charges.py `SharedCharges.exposure`): (scope, side, size, what
         the position lets it reduce, position and resting orders signed for the side, the cap in units).
         The same rule as `policy.decide` (`reduces`, `_position_cap`), on this book without this instance's
-        own orders on their way (the gate counts every instance's)."""
+        own orders on their way (the gate counts every instance's). An amend's leg is the order it leaves
+        behind, that order's present size left out of the resting ones; one that only shrinks its order at
+        its price is not checked (decide passes it)."""
         out = []
-        for leg in facts.placed():
+        for i, leg in enumerate(self.sized_legs(facts, amended)):
+            order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
             size = leg.quantity
             if size is None and leg.quote_quantity is not None and last:
                 size = leg.quote_quantity / last
             if leg.reduce_only or side not in ("buy", "sell") or size is None:
                 continue  # reduce-only passes anyway; the rest decide has refused
-            signed = self.book.position(bot, leg.scope) * (1 if side == "buy" else -1)
             resting = self.book.open_quantity(account, bot, leg.scope, side)
+            if facts.action == "amend":
+                if order is None or not order.own or leg.action != "order":
+                    continue  # not in the book: decide refused a capped bot's new size, a new price changes none
+                if size <= order.remaining and leg.price == order.price:
+                    continue
+                resting -= order.remaining
+            signed = self.book.position(bot, leg.scope) * (1 if side == "buy" else -1)
             readable = leg.quantity is not None and not (leg.contract is not None and leg.quote_quantity is not None)
             room = -signed - resting if readable else Decimal(-1)
             caps = [policy.max_position] if policy.max_position is not None else []
@@ -126,6 +189,9 @@ class RiskDesk:
             return
         bot, facts = placed_by
         legs = facts.placed()
+        if facts.action == "amend":
+            self._amended(account, bot, facts, updates, placed_ids)
+            return
         if updates:
             unused, ids = list(updates), []
             for leg in legs:
@@ -144,6 +210,31 @@ class RiskDesk:
         # an order in a market whose fills are not read never enters the book: it could never end there
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         self.book.placed(account, bot, legs, tuple(ids), updates)
+
+    def _amended(self, account: str, bot: str, facts: RequestFacts, updates: tuple[OrderUpdate, ...],
+                 ids: tuple[str, ...]) -> None:
+        """A 2xx answer to the bot's amend. An id it names that is not the amended order's is the order that
+        replaced it (Kraken's EditOrder, a Hyperliquid modify): the old one ended, the new one is the bot's.
+        Else the order asks for the new size once the exchange's own fields say so (an order in the answer);
+        otherwise for the larger of the old and the new, since a 2xx answer may still carry a refusal (Bybit's
+        retCode, OKX's sCode) and keyproxy never believes an order smaller than the exchange confirmed."""
+        rows = []
+        stated = {u.order_id: u for u in updates}
+        for i, (leg, order) in enumerate(zip(facts.placed(), self.amended(account, bot, facts), strict=False)):
+            if order is None or not order.own or leg.order_id is None:
+                continue
+            new_id = ids[i] if i < len(ids) and ids[i] != leg.order_id and len(ids) == len(facts.placed()) else None
+            held = self.book.orders[account][leg.order_id].quantity
+            quantity = leg.quantity
+            if new_id is None and (confirmed := stated.get(leg.order_id)) is not None and confirmed.quantity:
+                quantity = confirmed.quantity
+            elif new_id is None and quantity is not None and held is not None:
+                quantity = max(quantity, held)
+            rows.append((leg.order_id, new_id, quantity, leg.price))
+        if rows:
+            self.book.amend(account, bot, rows)
+        if updates:
+            self.book.apply(account, updates)
 
     def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:
         updates = adapter.stream_order_updates(text)

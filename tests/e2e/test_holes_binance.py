@@ -201,3 +201,27 @@ def test_a_permission_the_key_lacks_does_not_quarantine_it(dev: DevStack) -> Non
     status, body = account_call(other)
     assert status == 200, body  # the key still serves the account's other bots
     assert "QUARANTINED" not in dev.cli("status").stdout
+
+
+def test_an_amend_cannot_grow_an_order_past_the_position_cap_nor_a_batch_add_past_it(dev: DevStack) -> None:
+    """The review's holes (session 13): with max_position = 0.1, a resting buy of 0.005 amended to 1 (ccxt's
+    edit_order: futures "Modify Order") passed, as only new orders met the position check; and a batch of legs
+    that each fit passed together. Refused now, nothing sent; an amend that fits passes and the book holds its
+    new size (a new buy is measured against it)."""
+    ex = futures_bot(dev, "amend-capped", "max_position=0.1")
+    start = len(dev.journal())
+    with pytest.raises(ccxt.InvalidOrder, match="position_exceeded"):  # 3 x 0.04 = 0.12
+        ex.create_orders([{"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.04,
+                           "price": 20000}] * 3)
+    assert [e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/batchOrders"] == []
+    placed = ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.005, 20000)
+    with pytest.raises(ccxt.InvalidOrder, match="position_exceeded"):
+        ex.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 1, 20000)
+    assert [e for e in dev.journal()[start:] if e["method"] == "PUT"] == []
+    edited = ex.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 0.08, 20000)
+    assert edited["amount"] == 0.08
+    with pytest.raises(ccxt.InvalidOrder, match="position_exceeded"):  # 0.08 resting + 0.03 > 0.1
+        ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)
+    ex.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 0.05, 20000)  # smaller: always passes
+    ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)  # 0.05 + 0.03 once the exchange said so
+    ex.cancel_all_orders("BTC/USDT:USDT")

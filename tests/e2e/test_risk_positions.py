@@ -191,3 +191,22 @@ def test_positions_agree_with_the_exchange_after_a_restart(dev: DevStack) -> Non
     assert series(dev, "keyproxy_reconciled_fills_total", account="main") == 1
     assert ("GET", "/api/v3/allOrders") in arrived(dev, 0)
     set_price(dev, "60000")
+
+
+def test_an_order_answered_status_unknown_keeps_counting_against_the_cap(dev: DevStack) -> None:
+    """The review's hole (session 13): a 5xx answer to an order ("execution status unknown": it may rest or
+    fill) released its size at once, so the next buy passed a cap the first may already fill. It now counts as
+    on its way until it lapses (IN_FLIGHT_S)."""
+    import requests
+
+    ex = bot(dev, "sized-unknown", "max_position=0.01")
+    requests.post(dev.emulator_url + "/_emulator/faults", json={"fail_containing": ["quantity=0.007"]}, timeout=5)
+    try:
+        with pytest.raises(ccxt.ExchangeNotAvailable):  # the emulator's 503, as Binance's "status unknown"
+            ex.create_order("BTC/USDT", "limit", "buy", 0.007, 50000)
+    finally:
+        requests.post(dev.emulator_url + "/_emulator/faults", json={"fail_containing": []}, timeout=5)
+    with pytest.raises(ccxt.InvalidOrder, match="position_exceeded"):  # 0.007 may rest + 0.004 > 0.01
+        ex.create_order("BTC/USDT", "limit", "buy", 0.004, 50000)
+    ex.create_order("BTC/USDT", "limit", "buy", 0.003, 50000)
+    ex.cancel_all_orders("BTC/USDT")

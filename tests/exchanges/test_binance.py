@@ -343,7 +343,7 @@ def test_fields_the_order_type_ignores_are_conflicts() -> None:
                        body="symbol=BTCUSDT&cancelOrderId=1&type=LIMIT&quantity=1&price=20000")
     assert (replace.action, replace.quantity, replace.price) == ("order", Decimal("1"), Decimal("20000"))
     amend = facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=1&side=BUY&quantity=1&price=20000")
-    assert (amend.action, amend.quantity, amend.market) == ("amend", Decimal("1"), "usdm")
+    assert (amend.action, amend.quantity, amend.market, amend.order_id) == ("amend", Decimal("1"), "usdm", "1")
 
 @given(qty=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1000"), places=4),
        price=st.decimals(min_value=Decimal("1"), max_value=Decimal("100000"), places=2),

@@ -522,7 +522,7 @@ def test_other_facts() -> None:
     assert facts("/v5/spot-margin-trade/set-leverage", {"leverage": "4"}).leverage == Decimal("4")
     assert facts("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT"}).action == "other"
     amend = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "qty": "3"})
-    assert (amend.action, amend.quantity) == ("amend", Decimal("3"))
+    assert (amend.action, amend.quantity, amend.order_id) == ("amend", Decimal("3"), "x")  # the order it changes
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "takeProfit": "1"}).action == "other"
     batch = facts("/v5/order/create-batch", {"category": "linear", "request": [
         {"symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.1", "price": "20000"},

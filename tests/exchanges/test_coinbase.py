@@ -590,7 +590,8 @@ def test_order_facts() -> None:
     close = facts("/api/v3/brokerage/orders/close_position", {"product_id": "BIT-28JUL23-CDE", "size": "2"})
     assert close.action == "order" and close.reduce_only and close.quantity == Decimal("2")
     edit = facts("/api/v3/brokerage/orders/edit", {"order_id": "x", "price": "10", "size": "5"})
-    assert (edit.action, edit.symbol, edit.quantity, edit.price) == ("amend", None, Decimal("5"), Decimal("10"))
+    assert (edit.action, edit.symbol, edit.quantity, edit.price, edit.order_id) == (
+        "amend", None, Decimal("5"), Decimal("10"), "x")
     # the fields each configuration executes: a decoy limit_price on a market order, two sizes: conflicts
     decoy = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
         "market_market_ioc": {"base_size": "2", "limit_price": "0.1"}}})

@@ -244,6 +244,14 @@ def test_a_batch_is_read_order_by_order_and_a_spot_asset_is_spot() -> None:
         ("#0", "perp", "buy", False), ("#10000", "spot", "sell", True)]
 
 
+def test_a_modify_names_the_order_it_changes_by_the_exchanges_id() -> None:
+    wire = ORDER["orders"][0]
+    f = _facts({"type": "batchModify", "modifies": [{"oid": 77, "order": wire},
+                                                     {"oid": "0x" + "ab" * 16, "order": wire}]})
+    assert [(o.action, o.order_id, o.quantity) for o in f.orders] == [
+        ("amend", "77", Decimal("0.01")), ("amend", None, Decimal("0.01"))]  # a client id: not the book's
+
+
 def test_a_trigger_order_is_valued_at_the_worse_of_trigger_and_limit() -> None:
     wire = {"a": 1, "b": True, "p": "100", "s": "2", "r": False,
             "t": {"trigger": {"triggerPx": "150", "isMarket": True, "tpsl": "sl"}}}

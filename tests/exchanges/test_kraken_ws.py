@@ -65,8 +65,9 @@ def test_batches_cancels_and_reads() -> None:
     assert facts("cancel_order", order_id=["O1"]).action == "cancel"
     assert facts("cancel_all").action == "cancel"
     assert facts("amend_order", order_id="O1", order_qty=100).action is None  # unread, as on REST
-    assert facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7,
-                 order_type="limit", side="buy").action == "amend"
+    edit = facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7, order_type="limit",
+                 side="buy")
+    assert (edit.action, edit.order_id) == ("amend", "O1")
     assert facts("subscribe", channel="executions").action == "other"
     assert WS.classify_request(frame("subscribe", channel="ticker", symbol=["BTC/USD"])).cls.value == "public"
     assert WS.classify_request(frame("subscribe", channel="balances")) is None  # read: a bot's token needed

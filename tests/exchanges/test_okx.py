@@ -594,7 +594,7 @@ def test_other_facts() -> None:
     assert batch.action == "order" and [(o.symbol, o.quantity, o.contract) for o in batch.orders] == [
         ("BTCUSDT", Decimal("1"), None), ("ETHUSDTSWAP", Decimal("2"), "linear")]
     amend = facts_of("/api/v5/trade/amend-order", '{"instId":"BTC-USDT","ordId":"1","newSz":"2","newPx":"3"}')
-    assert (amend.action, amend.quantity, amend.price) == ("amend", Decimal("2"), Decimal("3"))
+    assert (amend.action, amend.quantity, amend.price, amend.order_id) == ("amend", Decimal("2"), Decimal("3"), "1")
     for bad in ("{}", "[]", "[1]", "[" + ",".join(['{"instId":"BTC-USDT"}'] * 21) + "]"):
         with pytest.raises(BadRequest):
             facts_of("/api/v5/trade/batch-orders", bad)

@@ -245,12 +245,15 @@ def test_a_position_capped_bots_orders_on_their_way_count_on_every_instance(shar
         store._redis.set(store.key("bookseq:b1"), 5)
         stale = await gate_b.check(buy("b9", "0.0001"), 0)
         kinds += [stale.kind, str(stale.used)]
+        ahead = buy("b10", "0.0001")
+        ahead.book_seq = 9  # a book past the bot's newest: Redis numbered its entries anew (it lost data)
+        kinds.append((await gate_b.check(ahead, 0)).kind)
         task.cancel()
         for gate in (gate_a, gate_b):
             await gate.close()
         return kinds
     assert asyncio.run(run()) == ["ok", "position", "ok", "position", "ok", "ok", "ok", "ok", "ok", "position",
-                                  "book", "5"]
+                                  "book", "5", "book"]
 
 
 def test_a_redis_that_accepts_and_never_answers_cannot_hold_a_request(tmp_path) -> None:
@@ -276,3 +279,50 @@ def test_a_redis_that_accepts_and_never_answers_cannot_hold_a_request(tmp_path) 
         return verdict.kind, elapsed
     kind, elapsed = asyncio.run(run())
     assert kind == "unavailable" and elapsed < 2.0, (kind, elapsed)
+
+
+def test_a_check_whose_reply_was_lost_is_not_charged_twice(shared: SharedStateSettings, redis_server) -> None:
+    """The review's finding 8: Redis ran the check, the connection broke before its reply came back, and the gate
+    sent it again on a new connection: charged twice, and an order with a replay id refused as its own replay.
+    A proxy between the gate and Redis drops exactly one reply; the check sent again finds its marker."""
+    import urllib.parse
+
+    drop = asyncio.Event()
+
+    async def run() -> list[str]:
+        async def pipe(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            host, port = urllib.parse.urlsplit(redis_server.url).hostname, urllib.parse.urlsplit(redis_server.url).port
+            redis_r, redis_w = await asyncio.open_connection(host, port)
+
+            async def up() -> None:
+                while data := await client_r.read(65536):
+                    redis_w.write(data)
+            task = asyncio.create_task(up())
+            try:
+                while data := await redis_r.read(65536):
+                    if drop.is_set():  # Redis answered: this reply never reaches the gate
+                        drop.clear()
+                        break
+                    client_w.write(data)
+            except asyncio.CancelledError:
+                pass  # the test ended with this connection open
+            finally:
+                task.cancel()
+                client_w.close()
+                redis_w.close()
+        server = await asyncio.start_server(pipe, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        parts = urllib.parse.urlsplit(redis_server.url)
+        via = SharedStateSettings(url=parts._replace(netloc=f"{parts.hostname}:{port}").geturl(),
+                                  password_file=shared.password_file, timeout=1.0)
+        gate = FleetGate(FleetStore(via, "vault-1", KEY))
+        kinds = [(await gate.check(order(replay="first"), 0)).kind]  # and an idle connection
+        drop.set()
+        kinds.append((await gate.check(order(replay="lost"), 0)).kind)  # run, reply lost, sent again
+        kinds.append((await gate.check(order(replay="lost"), 0)).kind)  # now it is a replay
+        await gate.close()
+        server.close()
+        return kinds
+    assert asyncio.run(run()) == ["ok", "ok", "replay"]
+    tokens = redis_server.client().get(FleetStore(shared, "vault-1", KEY).key("tokens:bot:b1:orders")).decode()
+    assert float(tokens.split()[0]) < 1.01  # capacity 3: two checks charged, not three (plus a refill's trickle)

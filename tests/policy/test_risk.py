@@ -288,3 +288,68 @@ def test_trigger_prices_a_bot_could_slip_past_the_band() -> None:
                            coinbase.classify("POST", "/api/v3/brokerage/orders"))
     assert facts.trigger_price == D("41000")
     assert run(facts, policy(price_band_pct="5"), {"BTCUSD": D("50000")}).code == "price_out_of_band"
+
+
+def amend(**kw) -> RequestFacts:  # type: ignore[no-untyped-def]
+    """An amend as most exchanges word it: the order's id, its new whole size and price, no side."""
+    return RequestFacts(**{"action": "amend", "symbol": "BTCUSDT", "market": "spot", "order_id": "7",
+                           "quantity": D("0.5"), "price": D("50000"), **kw})
+
+
+def test_an_amend_is_checked_as_the_order_it_leaves_behind() -> None:
+    """The review's hole: a bot with a cap of 1 placed a buy of 0.1 and amended it to 100, and the amend passed
+    (only new orders met the position check). Now an amend is the order it leaves resting: the book's side,
+    the new size less what already filled, the resting orders without the old size."""
+    from keyproxy.policy.decide import Amended, RiskView
+    pol = policy(max_position="1")
+    mine = Amended(True, "spot:BTCUSDT", "buy", D("50000"), remaining=D("0.1"), filled=D("0"))
+    view = RiskView(positions={"spot:BTCUSDT": D("0.5")}, open_buy={"spot:BTCUSDT": D("0.2")}, amended=(mine,))
+    d = run(amend(quantity=D("100")), pol, risk=view)
+    assert d.code == "position_exceeded" and "would reach 100.7" in d.detail
+    assert run(amend(quantity=D("0.3")), pol, risk=view).allow  # 0.5 held + 0.2 other + 0.3 = 1
+    assert run(amend(quantity=D("0.31")), pol, risk=view).code == "position_exceeded"
+    half_filled = Amended(True, "spot:BTCUSDT", "buy", D("50000"), remaining=D("0.1"), filled=D("0.2"))
+    assert run(amend(quantity=D("0.5")), pol, risk=RiskView(  # 0.5 - 0.2 filled = 0.3 left to fill
+        positions={"spot:BTCUSDT": D("0.5")}, open_buy={"spot:BTCUSDT": D("0.2")}, amended=(half_filled,))).allow
+    over = RiskView(positions={"spot:BTCUSDT": D("2")}, amended=(mine,))  # already past a lowered cap
+    assert run(amend(quantity=D("0.05"), price=None), pol, risk=over).allow  # smaller at its price: always
+    assert run(amend(quantity=D("0.05"), price=D("51000")), pol, risk=over).code == "position_exceeded"
+    sell = Amended(True, "spot:BTCUSDT", "sell", D("50000"), remaining=D("0.1"), filled=D("0"))
+    assert run(amend(quantity=D("0.5")), pol, risk=RiskView(  # a sell of what it holds reduces
+        positions={"spot:BTCUSDT": D("0.5")}, amended=(sell,), loss="down")).allow
+
+
+def test_an_amend_keyproxy_cannot_place_or_of_another_bot_is_refused_where_it_matters() -> None:
+    from keyproxy.policy.decide import Amended, RiskView
+    unknown = RiskView(amended=(None,))
+    d = run(amend(), policy(max_position="1"), risk=unknown)
+    assert d.code == "position_exceeded" and "does not hold order 7" in d.detail
+    assert run(amend(quantity=None), policy(max_position="1"), risk=unknown).allow  # a new price only
+    assert run(amend(), policy(max_daily_loss="10"), risk=RiskView(amended=(None,), loss="down")).code == \
+        "loss_limit"
+    assert run(amend(), policy(), risk=unknown).allow  # no position or loss limit: nothing to hold it to
+    theirs = RiskView(amended=(Amended(False, "spot:BTCUSDT", "buy", D("1"), D("0.1"), D("0")),))
+    d = run(amend(quantity=D("0.01")), policy(), risk=theirs)
+    assert not d.allow and "placed by another bot" in d.detail
+    crossing = RiskView(amended=(Amended(True, "spot:BTCUSDT", "buy", D("1"), D("0.1"), D("0")),),
+                        crossing=("99",))
+    assert run(amend(), policy(), risk=crossing).code == "self_cross"
+
+
+def test_the_legs_of_one_batch_add_up() -> None:
+    """The review's hole: three buys of 0.9 in one batch at a cap of 1 passed (each alone fits), and holding 1,
+    three sells of 1 each "reduced"."""
+    from keyproxy.policy.decide import RiskView
+    batch = RequestFacts(action="order", symbol="BTCUSDT", market="spot", orders=(order(quantity=D("0.9")),) * 3)
+    d = run(batch, policy(max_position="1"), risk=RiskView())
+    assert d.code == "position_exceeded" and "would reach 1.8" in d.detail
+    assert run(RequestFacts(action="order", orders=(order(quantity=D("0.5")),) * 2), policy(max_position="1"),
+               risk=RiskView()).allow
+    sells = RequestFacts(action="order", orders=(order(side="SELL", quantity=D("1")),) * 3)
+    held = {"spot:BTCUSDT": D("1")}
+    assert run(sells, policy(max_position="1"), risk=RiskView(positions=held)).code == "position_exceeded"
+    assert run(RequestFacts(action="order", orders=(order(side="SELL", quantity=D("1")),) * 2), policy(),
+               risk=RiskView(positions=held, loss="down")).code == "loss_limit"  # only the first reduces
+    quoted = RequestFacts(action="order", orders=(order(quantity=None, quote_quantity=D("30000")),) * 2)
+    assert run(quoted, policy(max_position="1"), risk=RiskView(), prices={"BTCUSDT": D("50000")}).code == \
+        "position_exceeded"  # 0.6 + 0.6 at the last price

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from keyproxy.exchanges.base import OrderUpdate
 from keyproxy.exchanges.binance_fills import binance_order_updates, binance_reconcile_request, binance_stream_updates
+from keyproxy.fleet.book import decode, encode
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.state import StateStore
@@ -294,3 +295,35 @@ def test_a_bot_resting_thousands_of_orders_at_the_market_does_not_slow_every_cro
         assert book.crossed("a", "taker", leg("BUY", "1", "100")).bot == "grid"  # type: ignore[union-attr]
     assert time.perf_counter() - started < 0.1  # 2,000 checks: ~8 ms here now; 20 million steps (~0.3 s) before
     assert book.crossed("a", "grid", leg("BUY", "1", "105")).order_id == "x"  # type: ignore[union-attr]
+
+
+def test_an_amend_the_exchange_accepted_changes_what_the_order_rests_and_where(tmp_path: Path) -> None:
+    """In place: the new size and price (the crossing check forgets the old price); replaced under a new id
+    (Kraken's EditOrder): the old order ends, the new one is the bot's; another bot's order is untouched;
+    the change survives a restart and replays on another instance of a fleet the same way."""
+    store, clock = StateStore(tmp_path / "s.db"), Clock()
+    book = PositionBook(store, clock)
+    entries: list[list[object]] = []
+    book.mirror = lambda bot, entry: entries.append(entry)
+    book.placed("a", "mm", (leg("SELL", "1", "100"),), ("1",))
+    book.placed("a", "bot", (leg("BUY", "1", "90"), leg("BUY", "1", "80")), ("2", "3"))
+    book.amend("a", "bot", [("2", None, D("5"), D("95"))])
+    assert book.open_quantity("a", "bot", SCOPE, "buy") == 6
+    assert book.crossed("a", "mm", leg("SELL", "1", "94")).order_id == "2"  # its new price crosses
+    assert book.crossed("a", "mm", leg("SELL", "1", "96")) is None
+    book.amend("a", "bot", [("2", None, None, D("70"))])
+    assert book.crossed("a", "mm", leg("SELL", "1", "79")).order_id == "3"  # 2 no longer hides it at 95
+    book.amend("a", "bot", [("3", "33", D("2"), D("81"))])  # replaced by order 33
+    assert book.open_quantity("a", "bot", SCOPE, "buy") == 7 and book.orders["a"]["3"].final
+    book.apply("a", [update("33", "2", "162")])
+    assert book.position("bot", SCOPE) == 2
+    book.amend("a", "bot", [("1", None, D("50"), None)])  # mm's order: not this bot's to change
+    assert book.open_quantity("a", "mm", SCOPE, "sell") == 1
+    store.close()
+    again = PositionBook(StateStore(tmp_path / "s.db"), clock)
+    assert again.open_quantity("a", "bot", SCOPE, "buy") == 5 and again.position("bot", SCOPE) == 2
+    other = PositionBook(None, clock)
+    for entry in entries:  # as a fleet's stream carries them
+        other.replay(decode(encode(entry)), clock.now)
+    assert other.open_quantity("a", "bot", SCOPE, "buy") == 5 and other.position("bot", SCOPE) == 2
+    assert other.crossed("a", "mm", leg("SELL", "1", "70")).order_id == "2"
