@@ -344,7 +344,7 @@ class Daemon:
         self.store.placed_mirror = self.fleet_usage
         self.fleet_book = book = FleetBook(fleet, self.fleet_usage, pipeline.core.risk.book, self.store)
         pipeline.core.book_seen = lambda bot: book.seen.get(bot, 0)
-        pipeline.admission.book = book
+        pipeline.admission.book, pipeline.admission.usage = book, self.fleet_usage
         try:  # the fleet's vault, halts and throttles, before the first request
             await self.fleet_sync.catch_up()
         except SharedStateUnavailable as e:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import time
 from collections.abc import Callable
 
 import redis
@@ -15,7 +18,14 @@ import redis.asyncio
 
 from keyproxy.fleet.store import FleetStore
 
+log = logging.getLogger("keyproxy.fleet")
+
+
+def _mark() -> str:
+    return os.urandom(8).hex()
+
 _OPEN_ORDERS = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 0 end  -- applied once, however often sent
 local op, scope, value = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if op == 'set' then
   redis.call('HSET', KEYS[1], scope, tostring(math.max(0, value)))
@@ -43,17 +53,24 @@ return 1
 
 
 _NUMBERED_ENTRY = """
+local prior = redis.call('GET', KEYS[3])  -- written once, however often sent: the number it was given
+if prior then return tonumber(prior) end
 local n = redis.call('INCR', KEYS[2])
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 fields[#fields + 1] = 'n'
 fields[#fields + 1] = tostring(n)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+redis.call('SET', KEYS[3], tostring(n), 'PX', ARGV[2])
 return n
 """
 
 
 BATCH = 64  # queued changes written in one transaction at most (a longer one would hold up every gate check)
+# how long a change's marker says "applied": a transaction whose reply was lost is sent again within this, and
+# a change it applied is not applied twice (an open-order decrement, a book entry)
+APPLIED_MS = 600_000
+STUCK_S = 2.0  # the writer failing this long: this instance's capped checks are refused (`stuck`)
 
 
 class FleetUsage:
@@ -67,15 +84,23 @@ class FleetUsage:
     def __init__(self, fleet: FleetStore) -> None:
         self.fleet = fleet
         self._queue: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue(maxsize=100_000)
+        self.failing_since: float | None = None  # when the batch being written first failed (None: it did not)
+        self.dropped = 0  # changes Redis refused (each logged): never retried, since a retry cannot make them pass
+
+    def stuck(self) -> bool:
+        """The writer has failed for STUCK_S: what this instance learned (open orders, book entries, releases)
+        is not reaching the fleet, so a check that counts on it must not pass here (fleet/gate.py callers)."""
+        since = self.failing_since
+        return since is not None and time.monotonic() - since > STUCK_S
 
     def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
-        self._put("open", ("change", bot, scope, delta))
+        self._put("open", ("change", bot, scope, delta, _mark()))
 
     def set_open_orders(self, bot: str, scope: str, count: int) -> None:
-        self._put("open", ("set", bot, scope, count))
+        self._put("open", ("set", bot, scope, count, _mark()))
 
     def reset_open_orders(self, bot: str, market: str) -> None:
-        self._put("open", ("reset", bot, market, 0))
+        self._put("open", ("reset", bot, market, 0, _mark()))
 
     def land(self, bot: str, member: str) -> None:
         """An order reserved by the gate (on its way) has its answer read, or was never sent: its place goes.
@@ -93,7 +118,7 @@ class FleetUsage:
         """An entry for a fleet stream (the positions book, fleet/book.py), in order with the rest: after the
         answer's open-order change, before its in-flight release. `counter` is raised with it, atomically; the
         entry carries the new value (`n`), and `numbered` hears it once written."""
-        self._put("xadd", (stream, counter, fields, maxlen, numbered))
+        self._put("xadd", (stream, counter, fields, maxlen, numbered, _mark()))
 
     def release(self, name: str, member: str) -> None:
         """A reservation of the gate's (an order's size on its way, `exposure:...`) goes, like `land`."""
@@ -117,8 +142,11 @@ class FleetUsage:
 
     async def run(self) -> None:
         """Apply the queued changes in order until cancelled; waits out an unreachable Redis. What is queued
-        when the writer comes round goes in one round trip (a MULTI/EXEC transaction: all of it or none), so
-        an order's answer (its open-order change, attribution, book entry, in-flight release) costs one."""
+        when the writer comes round goes in one round trip (a MULTI/EXEC transaction), so an order's answer
+        (its open-order change, attribution, book entry, in-flight release) costs one. A transaction that
+        failed, or whose reply was lost, is sent again: each change in it is either idempotent or carries a
+        marker that makes a second application a no-op. A change Redis refuses inside it is dropped and
+        logged; the rest stand (Redis does not roll a transaction back)."""
         client = self.fleet.aio()
         try:
             while True:
@@ -128,8 +156,13 @@ class FleetUsage:
                 while True:
                     try:
                         await self._write(client, batch)
+                        self.failing_since = None
                         break
-                    except (redis.RedisError, OSError):
+                    except (redis.RedisError, OSError) as e:
+                        if self.failing_since is None:
+                            self.failing_since = time.monotonic()
+                            log.warning("fleet: cannot write this instance's changes to Redis; retrying",
+                                        extra={"reason": type(e).__name__})
                         await asyncio.sleep(0.5)
         finally:
             await client.aclose()
@@ -141,8 +174,9 @@ class FleetUsage:
         async with client.pipeline(transaction=True) as p:
             for kind, payload in batch:
                 if kind == "open":
-                    op, bot, scope, value = payload
-                    p.eval(_OPEN_ORDERS, 1, key(f"open:{bot}"), op, scope, value)  # type: ignore[no-untyped-call]
+                    op, bot, scope, value, mark = payload
+                    p.eval(_OPEN_ORDERS, 2, key(f"open:{bot}"), key(f"applied:{mark}"),  # type: ignore[no-untyped-call]
+                           op, scope, value, APPLIED_MS)
                     n += 1
                 elif kind == "placed":
                     account, fields = payload
@@ -154,9 +188,9 @@ class FleetUsage:
                     p.zrem(key(f"flight:{bot}"), member)  # type: ignore[arg-type]
                     n += 1
                 elif kind == "xadd":
-                    stream, counter, fields, maxlen, heard = payload
-                    p.eval(_NUMBERED_ENTRY, 2, stream, counter, maxlen,  # type: ignore[no-untyped-call]
-                           *[x for kv in fields.items() for x in kv])
+                    stream, counter, fields, maxlen, heard, mark = payload
+                    p.eval(_NUMBERED_ENTRY, 3, stream, counter, key(f"applied:{mark}"),  # type: ignore[no-untyped-call]
+                           maxlen, APPLIED_MS, *[x for kv in fields.items() for x in kv])
                     numbered.append((n, heard))
                     n += 1
                 elif kind == "zrem":
@@ -167,6 +201,12 @@ class FleetUsage:
                     account, ids = payload
                     p.hdel(key(f"placed:{account}"), *ids)  # type: ignore[misc]
                     n += 1
-            results = await p.execute()
+            results = await p.execute(raise_on_error=False)
+        refused = [r for r in results if isinstance(r, Exception)]
+        if refused:
+            self.dropped += len(refused)
+            log.error("fleet: Redis refused %d of this instance's changes; they are dropped (the rest stand): %s",
+                      len(refused), str(refused[0])[:200])
         for i, heard in numbered:
-            heard(int(results[i]))
+            if not isinstance(results[i], Exception):
+                heard(int(results[i]))

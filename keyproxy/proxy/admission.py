@@ -26,6 +26,7 @@ class Admission:
         self.core, self.market_data = core, market_data
         self.gate, self.sync = gate, sync  # fleet/gate.py FleetGate, fleet/sync.py FleetSync (None: one daemon)
         self.book: Any = None  # fleet/book.py FleetBook: the positions book's entries from the other instances
+        self.usage: Any = None  # fleet/usage.py FleetUsage: what this instance learned, on its way to Redis
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
@@ -34,7 +35,11 @@ class Admission:
         if self.gate is None or shared is None:
             return route, incoming
         for _ in range(STALE_RETRIES):
-            verdict = await self.gate.check(shared, self.sync.applied)
+            if (shared.open_orders is not None or shared.book_seq is not None) and self.usage is not None \
+                    and self.usage.stuck():  # the fleet's counts lack what this instance learned: not to be trusted
+                verdict = Verdict("unavailable")
+            else:
+                verdict = await self.gate.check(shared, self.sync.applied)
             if verdict.kind == "ok":
                 return route, incoming
             if verdict.kind == "stale":  # another instance changed something: decide again on it

@@ -285,43 +285,17 @@ def test_a_check_whose_reply_was_lost_is_not_charged_twice(shared: SharedStateSe
     """The review's finding 8: Redis ran the check, the connection broke before its reply came back, and the gate
     sent it again on a new connection: charged twice, and an order with a replay id refused as its own replay.
     A proxy between the gate and Redis drops exactly one reply; the check sent again finds its marker."""
-    import urllib.parse
-
-    drop = asyncio.Event()
+    from tests.fleet.lossy import LossyProxy
 
     async def run() -> list[str]:
-        async def pipe(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-            host, port = urllib.parse.urlsplit(redis_server.url).hostname, urllib.parse.urlsplit(redis_server.url).port
-            redis_r, redis_w = await asyncio.open_connection(host, port)
-
-            async def up() -> None:
-                while data := await client_r.read(65536):
-                    redis_w.write(data)
-            task = asyncio.create_task(up())
-            try:
-                while data := await redis_r.read(65536):
-                    if drop.is_set():  # Redis answered: this reply never reaches the gate
-                        drop.clear()
-                        break
-                    client_w.write(data)
-            except asyncio.CancelledError:
-                pass  # the test ended with this connection open
-            finally:
-                task.cancel()
-                client_w.close()
-                redis_w.close()
-        server = await asyncio.start_server(pipe, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        parts = urllib.parse.urlsplit(redis_server.url)
-        via = SharedStateSettings(url=parts._replace(netloc=f"{parts.hostname}:{port}").geturl(),
-                                  password_file=shared.password_file, timeout=1.0)
-        gate = FleetGate(FleetStore(via, "vault-1", KEY))
+        proxy = LossyProxy(shared)
+        gate = FleetGate(FleetStore(await proxy.start(), "vault-1", KEY))
         kinds = [(await gate.check(order(replay="first"), 0)).kind]  # and an idle connection
-        drop.set()
+        proxy.drop.set()
         kinds.append((await gate.check(order(replay="lost"), 0)).kind)  # run, reply lost, sent again
         kinds.append((await gate.check(order(replay="lost"), 0)).kind)  # now it is a replay
         await gate.close()
-        server.close()
+        proxy.close()
         return kinds
     assert asyncio.run(run()) == ["ok", "ok", "replay"]
     tokens = redis_server.client().get(FleetStore(shared, "vault-1", KEY).key("tokens:bot:b1:orders")).decode()

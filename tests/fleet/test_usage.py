@@ -1,0 +1,100 @@
+"""The fleet's writer of what an instance learned (fleet/usage.py) against a real Redis: each change applied
+once however often its transaction is sent, a change Redis refuses dropped without taking the others with it,
+and a writer that cannot write makes this instance refuse what counts on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from keyproxy.config import SharedStateSettings
+from keyproxy.fleet.store import FleetStore
+from keyproxy.fleet.usage import FleetUsage
+from tests.fleet.lossy import LossyProxy
+
+KEY = b"k" * 32
+
+
+async def drained(usage: FleetUsage, until: float = 3.0) -> None:
+    deadline = time.monotonic() + until
+    while (not usage._queue.empty() or usage.failing_since is not None) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # the batch taken off the queue is written
+
+
+def test_a_transaction_whose_reply_was_lost_is_applied_once(shared: SharedStateSettings, redis_server) -> None:
+    """The review's finding 5: the writer sent a whole MULTI/EXEC again after its reply was lost, applying an
+    open-order decrement twice and writing a book entry twice. Each carries a marker now."""
+    store = FleetStore(shared, "vault-1", KEY)
+    numbers: list[int] = []
+
+    async def run() -> None:
+        proxy = LossyProxy(shared)
+        usage = FleetUsage(FleetStore(await proxy.start(), "vault-1", KEY))
+        task = asyncio.create_task(usage.run())
+        usage.set_open_orders("b1", "spot:BTCUSDT", 3)
+        await drained(usage)
+        proxy.drop.set()  # the next transaction runs, and its reply is lost
+        usage.change_open_orders("b1", "spot:BTCUSDT", -1)
+        usage.publish(store.key("book"), store.key("bookseq:b1"), {"b": "b1", "e": "[]"}, 1000, numbers.append)
+        deadline = time.monotonic() + 3
+        while not numbers and time.monotonic() < deadline:  # written, once its second sending was answered
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        proxy.close()
+    asyncio.run(run())
+    r = redis_server.client()
+    assert r.hget(store.key("open:b1"), "spot:BTCUSDT") == b"2"  # 3 - 1, not 3 - 2
+    assert r.xlen(store.key("book")) == 1 and numbers == [1]
+
+
+def test_a_change_redis_refuses_is_dropped_and_the_rest_stand(shared: SharedStateSettings, redis_server) -> None:
+    """A change Redis refuses inside the transaction (here a key of the wrong type) used to fail the whole
+    batch, which was sent again forever: nothing after it was ever written. Now it is dropped and logged."""
+    store = FleetStore(shared, "vault-1", KEY)
+    r = redis_server.client()
+    r.set(store.key("open:broken"), "not a hash")
+
+    async def run() -> FleetUsage:
+        usage = FleetUsage(store)
+        task = asyncio.create_task(usage.run())
+        usage.change_open_orders("broken", "spot:BTCUSDT", 1)
+        usage.change_open_orders("b1", "spot:BTCUSDT", 1)
+        await drained(usage)
+        usage.change_open_orders("b1", "spot:BTCUSDT", 1)  # and the writer goes on
+        await drained(usage)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return usage
+    usage = asyncio.run(run())
+    assert r.hget(store.key("open:b1"), "spot:BTCUSDT") == b"2" and usage.dropped == 1
+    assert not usage.stuck()
+
+
+def test_a_writer_that_cannot_write_is_stuck(tmp_path) -> None:
+    """Redis gone: the writer retries, and after STUCK_S says so (the admission then refuses checks that count on
+    what this instance learned); back once it writes again."""
+    from keyproxy.emulator.devstack import RedisServer
+    from keyproxy.fleet import usage as usage_module
+
+    server = RedisServer(tmp_path / "redis").start()
+    settings = SharedStateSettings(url=server.url, password_file=server.root / "password", timeout=0.5)
+
+    async def run() -> list[bool]:
+        usage = FleetUsage(FleetStore(settings, "vault-1", KEY))
+        task = asyncio.create_task(usage.run())
+        server.stop()
+        usage.change_open_orders("b1", "spot:BTCUSDT", 1)
+        await asyncio.sleep(usage_module.STUCK_S + 1.0)
+        seen = [usage.stuck()]
+        server.start()
+        await drained(usage, until=5)
+        seen.append(usage.stuck())
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return seen
+    try:
+        assert asyncio.run(run()) == [True, False]
+    finally:
+        server.stop()
