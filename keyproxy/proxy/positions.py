@@ -30,6 +30,10 @@ from keyproxy.state import StateStore
 
 MAX_ORDERS = 20_000  # per account; the oldest finished orders are forgotten first
 MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
+# an update about an order the book does not hold yet is kept this long, in case the order's placement is still
+# on its way (a user-stream fill often beats the order's own answer; in a fleet, the placing instance's entry)
+HOLD_S = 30.0
+MAX_HELD = 10_000
 ZERO = Decimal(0)
 
 
@@ -124,6 +128,8 @@ class PositionBook:
         # every bot's orders and positions
         self.mirror: Callable[[str, list[Any]], None] | None = None  # (the bot whose orders it names, the change)
         self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
+        # (account, order id) -> (kept until, the update, learned late): about orders not (yet) in the book
+        self._held: dict[tuple[str, str], tuple[float, OrderUpdate, bool]] = {}
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -157,7 +163,7 @@ class PositionBook:
 
     def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
         """Fills and ends of orders the book holds; the bots whose position moved."""
-        moved, changed = self._apply(account, updates, late, self._clock())
+        moved, changed = self._apply(account, updates, late, self._clock(), hold=True)
         self._publish(account, changed, late)
         return moved
 
@@ -219,7 +225,9 @@ class PositionBook:
         changes, not published again. Idempotent: an order already held is not placed twice, fills are
         cumulative."""
         if entry[0] == "p":
-            self._place(entry[1], entry[2], entry[3], entry[4], at)
+            _, changed = self._place(entry[1], entry[2], entry[3], entry[4], at)
+            mine = [(b, u) for b, u in changed if u not in entry[4]]  # what this instance held for these orders
+            self._publish(entry[1], mine, False)
         elif entry[0] == "a":
             self._apply(entry[1], entry[2], bool(entry[3]), at)
         elif entry[0] == "m":
@@ -236,23 +244,27 @@ class PositionBook:
             book[oid] = order
             self._go_live(order)
             placed.append(order)
+        held = [h[1] for o in placed if (h := self._held.pop((account, o.order_id), None)) is not None]
+        updates = [*updates, *held]  # what a stream said of these orders before their placement reached the book
         _, changed = self._apply(account, updates, False, at, placed)  # one transaction: placement and fills
         return {o.order_id for o in placed}, changed
 
     def _apply(self, account: str, updates: Iterable[OrderUpdate], late: bool, at: float,
-               placed: list[TrackedOrder] | None = None) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
+               placed: list[TrackedOrder] | None = None, hold: bool = False
+               ) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
         """(the bots whose position moved, (bot, update) for each update that changed an order: what a fleet
-        shares)."""
+        shares). `hold`: an update about an order not in the book is kept for HOLD_S (`_place` applies it)."""
         book = self.orders.get(account)
         orders: list[TrackedOrder] = list(placed or [])
         positions: dict[tuple[str, str], Position] = {}
         moved: set[str] = set()
         used: list[tuple[str, OrderUpdate]] = []
-        if not book:
-            return moved, used
         day = utc_day(at)
         for u in updates:
-            order = book.get(u.order_id)
+            order = book.get(u.order_id) if book else None
+            if order is None and hold and u.order_id:
+                self._hold(account, u, late, at)
+                continue
             if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
                 continue  # not keyproxy's, or an answer about another market under the same id
             fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
@@ -289,6 +301,18 @@ class PositionBook:
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
         return moved, used
+
+    def _hold(self, account: str, u: OrderUpdate, late: bool, at: float) -> None:
+        """An update about an order not in the book: kept, the newest per order (fills are cumulative), until
+        its placement arrives or HOLD_S passes. An order keyproxy never sees placed stays nobody's."""
+        held = self._held
+        while held and (len(held) >= MAX_HELD or next(iter(held.values()))[0] < at):
+            del held[next(iter(held))]  # the oldest first (dicts keep insertion order)
+        prior = held.pop((account, u.order_id), None)
+        if prior is None or u.final or u.filled >= prior[1].filled:
+            held[(account, u.order_id)] = (at + HOLD_S, u, late)
+        else:
+            held[(account, u.order_id)] = prior
 
     def _bound(self, account: str) -> list[tuple[str, str]]:
         book, finished = self.orders.get(account, {}), self._finished.get(account, {})

@@ -327,3 +327,35 @@ def test_an_amend_the_exchange_accepted_changes_what_the_order_rests_and_where(t
         other.replay(decode(encode(entry)), clock.now)
     assert other.open_quantity("a", "bot", SCOPE, "buy") == 5 and other.position("bot", SCOPE) == 2
     assert other.crossed("a", "mm", leg("SELL", "1", "70")).order_id == "2"
+
+
+def test_a_fill_that_arrives_before_its_orders_placement_is_held_for_it() -> None:
+    """A user-stream fill often beats the order's own answer, and in a fleet the bot's stream may run through
+    another instance than the one that placed the order (the review's finding 9): the update was dropped, so
+    the fill waited for reconciliation. It is held now (HOLD_S) and applied when the placement arrives; in a
+    fleet the instance that held it passes it on, so the placing instance learns it too."""
+    from keyproxy.proxy.positions import HOLD_S
+
+    clock = Clock()
+    book = PositionBook(None, clock)
+    book.apply("a", [update("1", "0.4", "40")])  # the stream's fill, before the answer
+    book.placed("a", "bot", (leg(),), ("1",))
+    assert book.position("bot", SCOPE) == D("0.4") and book.open_quantity("a", "bot", SCOPE, "buy") == D("0.6")
+    book.apply("a", [update("2", "1", "100")])
+    clock.now += HOLD_S + 1  # its placement never came: the order stays nobody's
+    book.apply("a", [update("3", "1", "100")])
+    book.placed("a", "bot", (leg(),), ("2",))
+    assert book.position("bot", SCOPE) == D("0.4")
+
+    placing, streaming = PositionBook(None, clock), PositionBook(None, clock)
+    sent: dict[str, list[list[object]]] = {"placing": [], "streaming": []}
+    placing.mirror = lambda bot, entry: sent["placing"].append(entry)
+    streaming.mirror = lambda bot, entry: sent["streaming"].append(entry)
+    streaming.apply("a", [update("9", "1", "100", final=True)])  # B: the fill, before A's entry
+    placing.placed("a", "bot", (leg(),), ("9",))  # A: the answer said NEW
+    for entry in sent["placing"]:
+        streaming.replay(decode(encode(entry)), clock.now)
+    assert streaming.position("bot", SCOPE) == 1
+    for entry in sent["streaming"]:
+        placing.replay(decode(encode(entry)), clock.now)
+    assert placing.position("bot", SCOPE) == 1 and placing.open_quantity("a", "bot", SCOPE, "buy") == 0
