@@ -250,7 +250,9 @@ class BinanceWsApi(WsDialect):
 
 
     @staticmethod
+    @lru_cache(maxsize=8)
     def _answer(body: bytes) -> dict[str, Any]:
+        """An answer frame, parsed once for all of its bookkeeping (read-only, as `parse_frame`'s)."""
         try:
             doc = json.loads(body)
         except ValueError:

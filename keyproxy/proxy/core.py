@@ -578,12 +578,24 @@ class Core:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], ids,
                                                  self.clock_ms() / 1000)
 
-    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
+    def relayed(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
+        """What must hold before the bot sees a private answer: a stream token in it that trades on the
+        exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
+        hands out (a Binance listenKey) remembered as the bot's. Returns the answer to relay; `learn` follows
+        (once the answer is on its way)."""
+        adapter, name = route.adapter, route.account.info.name
+        if adapter.grants_stream_token(out.path):
+            return self._virtual_stream_token(adapter, name, body, outcome)
+        if 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
+            for token in adapter.listen_keys(out.path, body):
+                self._remember_stream_token(name, token, outcome.bot)
+        return body
+
+    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
-        refused the real key, and the bot's open orders. `body` is b"" when the answer was too large to
-        read: adapters then count conservatively (an order counts as resting, no cancel is believed).
-        Returns the answer to relay: the same bytes, but a stream token that trades on the exchange's own
-        WebSocket (Kraken's) replaced by a virtual one bound to the bot."""
+        refused the real key, and the bot's open orders and positions (after `relayed`, for a private
+        answer). `body` is b"" when the answer was too large to read: adapters then count conservatively
+        (an order counts as resting, no cancel is believed)."""
         account, endpoint, adapter = route.account, route.endpoint, route.adapter
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
@@ -591,12 +603,7 @@ class Core:
                 self.markets.learn(name, adapter, out.path, body)
                 if adapter.fill_markets:  # public order answers (Hyperliquid's userFills, orderStatus)
                     self.risk.learn(name, adapter, None, out, status, body)
-            return body
-        if adapter.grants_stream_token(out.path):
-            body = self._virtual_stream_token(adapter, name, body, outcome)
-        elif 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
-            for token in adapter.listen_keys(out.path, body):
-                self._remember_stream_token(name, token, outcome.bot)
+            return
         rejection = adapter.key_rejected(status, body, out.method, out.path)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED
@@ -614,7 +621,6 @@ class Core:
                 pass  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
             else:
                 self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
-        return body
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book."""

@@ -181,8 +181,19 @@ class Pipeline:
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
                 self.core.observe_budget(route, charges, resp.status, resp.headers, body, outcome)
-                body = self.core.learn(route, out, resp.status, body, outcome)
-                return web.Response(status=resp.status, body=body, headers=headers)
+                if endpoint.cls is EndpointClass.PUBLIC:
+                    self.core.learn(route, out, resp.status, body, outcome)
+                    return web.Response(status=resp.status, body=body, headers=headers)
+                body = self.core.relayed(route, out, resp.status, body, outcome)
+                # sent first, then learned from (the bot's next request overlaps the bookkeeping): its order counts
+                # as on its way until `learn` reads the answer, so a request decided in between meets the caps
+                answer = web.Response(status=resp.status, body=body, headers=headers)
+                try:
+                    await answer.prepare(request)  # type: ignore[arg-type]
+                    await answer.write_eof()
+                finally:  # learned whether or not the bot is still there to hear it
+                    self.core.learn(route, out, resp.status, body, outcome)
+                return answer
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
             if endpoint.cls in (EndpointClass.TRADE, EndpointClass.WITHDRAW, EndpointClass.TRANSFER):

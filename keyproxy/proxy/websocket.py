@@ -347,34 +347,48 @@ class _Connection:
             real = self.stream_token[0] if self.stream_token is not None else None  # never sent on to a bot
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
-                self._answered(text)
-                self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
-                await self.bot_ws.send_str(text)
+                answered = self._answered(text)
+                # sent on first, then learned from: the frame's order counts as on its way until `learn` reads
+                # its answer, so a frame decided in between is held to the caps all the same
+                try:
+                    await self.bot_ws.send_str(text)
+                finally:  # learned whether or not the bot is still there to hear it
+                    if answered is not None:
+                        self._learn(answered, text)
+                    self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
                 await self.bot_ws.send_bytes(data)
             else:
                 return
 
-    def _answered(self, text: str) -> None:
+    def _answered(self, text: str) -> tuple[_Pending, int] | None:
+        """The frame of ours this text answers, if any (taken off the pending ones), and its status."""
         if not self.pending:
-            return
+            return None
         try:
             doc = json.loads(text)
         except ValueError:
-            return
+            return None
         answer = self.dialect.ws_answer(doc) if isinstance(doc, dict) and self.dialect is not None else None
         if answer is not None and answer[0] is OLDEST_PENDING:  # an answer without an id (Coinbase's)
             answer = (next(iter(self.pending)), answer[1])
         if answer is None or answer[0] not in self.pending:
-            return
+            return None
         key, status = answer
         p = self.pending.pop(key)
         if p.pins_token and status == 200:
             self.token_pinned = True
         p.outcome.upstream_status = status
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
-        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
+        return p, status
+
+    def _learn(self, answered: tuple[_Pending, int], text: str) -> None:
+        """What the answer confirms (open orders, positions, the key's standing), then its records."""
+        p, status = answered
+        body = text.encode()
+        self.edge._core.relayed(p.route, p.out, status, body, p.outcome)  # a token it hands out, remembered
+        self.edge._core.learn(p.route, p.out, status, body, p.outcome)
         self.edge._react(p.outcome)
         # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
         # request.forward line, written before the frame went upstream, is what fails closed)
