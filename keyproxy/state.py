@@ -268,9 +268,12 @@ class StateStore:
 
     def _risk_rows(self, orders: list[tuple[object, ...]], positions: list[tuple[object, ...]],
                    dropped: list[tuple[str, str]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO risk_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
-        self._db.executemany("INSERT OR REPLACE INTO risk_positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", positions)
-        self._db.executemany("DELETE FROM risk_orders WHERE account = ? AND order_id = ?", list(dropped))
+        if orders:
+            self._db.executemany("INSERT OR REPLACE INTO risk_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
+        if positions:
+            self._db.executemany("INSERT OR REPLACE INTO risk_positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", positions)
+        if dropped:
+            self._db.executemany("DELETE FROM risk_orders WHERE account = ? AND order_id = ?", list(dropped))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

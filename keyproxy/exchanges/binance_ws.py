@@ -26,7 +26,8 @@ from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates_in, binance_stream_updates
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
-    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, unique_members,
+    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, order_ids_in,
+    unique_members,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -258,6 +259,12 @@ class BinanceWsApi(WsDialect):
         except ValueError:
             return {}
         return doc if isinstance(doc, dict) else {}
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        """As the base's, on the answer parsed once (`_answer`)."""
+        if not (200 <= status < 300 and body):
+            return ()
+        return order_ids_in(self._answer(body), self.order_id_keys)
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         error = self._answer(body).get("error")
