@@ -209,6 +209,40 @@ def test_positions_and_resting_orders_learned_on_one_instance_count_on_the_other
                                      scope="spot:BTCUSDT") == 0.0, timeout=5)  # and A learns it from B
 
 
+def test_an_amend_through_one_instance_of_an_order_placed_through_the_other_meets_the_cap(fleet: Fleet) -> None:
+    """A futures order placed through A and amended (ccxt's edit_order) through B: B holds A's order from the
+    fleet's book, so an amend past max_position is refused there and one that fits passes; A then measures a
+    new buy against the amended size (B's amend reached A's book)."""
+    from tests.e2e.test_risk_positions import eventually
+
+    creds = fleet.a.add_bot("amend-fleet", "main", "read,trade", "--set", "max_position=0.1")
+
+    def futures(base_url: str) -> ccxt.binance:
+        ex = point_ccxt_at(ccxt.binance({"apiKey": creds["api_key"], "secret": creds["secret"]}), base_url)
+        ex.load_markets()
+        return ex
+    on_a, on_b = futures(on(fleet.a)), futures(on(fleet.b))
+    placed = on_a.create_order("BTC/USDT:USDT", "limit", "buy", 0.005, 20000)
+    refused(lambda: on_b.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 1, 20000), "position_exceeded")
+
+    def amend() -> bool:
+        try:  # B may take a moment to apply A's entry: until then it cannot tell what the amend leaves resting
+            return on_b.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 0.08, 20000)["amount"] == 0.08
+        except ccxt.InvalidOrder:
+            return False
+    assert eventually(amend, timeout=5)
+
+    def refused_on_a() -> bool:  # 0.08 resting + 0.03 > 0.1, once A applied B's amend
+        try:
+            probe = on_a.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)
+        except ccxt.InvalidOrder as e:
+            return "position_exceeded" in str(e)
+        on_a.cancel_order(probe["id"], "BTC/USDT:USDT")  # A had not applied it yet: try again
+        return False
+    assert eventually(refused_on_a, timeout=5)
+    on_a.cancel_all_orders("BTC/USDT:USDT")
+
+
 def test_buys_fired_at_both_instances_at_once_cannot_all_pass_the_position_cap(fleet: Fleet) -> None:
     """max_position = 0.01 and sixteen resting buys of 0.003 fired at once, half through each instance: each
     leg's size is reserved by the gate from its check until its answer is read, and counted in every instance's
