@@ -57,8 +57,8 @@ def encode(entry: list[Any]) -> str:
                            [update(u) for u in updates]])
     if entry[0] == "m":
         kind, account, bot, rows = entry
-        return json.dumps([kind, account, bot, [[oid, new_id, _text(qty), _text(price)]
-                                                for oid, new_id, qty, price in rows]])
+        return json.dumps([kind, account, bot, [[oid, new_id, _text(qty), _text(price), side]
+                                                for oid, new_id, qty, price, side in rows]])
     kind, account, updates, late = entry
     return json.dumps([kind, account, [update(u) for u in updates], late])
 
@@ -74,9 +74,9 @@ def decode(text: str) -> list[Any]:
                                                 for r in raw[3]], [update(v) for v in raw[4]]]
     if raw[0] == "a":
         return ["a", str(raw[1]), [update(v) for v in raw[2]], bool(raw[3])]
-    if raw[0] == "m":  # amends: (order id, the id of the order that replaced it, new size, new price)
+    if raw[0] == "m":  # amends: (order id, the id of the order that replaced it, new size, new price, side)
         return ["m", str(raw[1]), str(raw[2]), [(str(r[0]), None if r[1] is None else str(r[1]), _dec(r[2]),
-                                                 _dec(r[3])) for r in raw[3]]]
+                                                 _dec(r[3]), None if r[4] is None else str(r[4])) for r in raw[3]]]
     raise ValueError(f"unknown book entry kind {raw[0]!r}")
 
 

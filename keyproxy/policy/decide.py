@@ -73,14 +73,16 @@ class Amended:
 
 
 def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
-    """The order an amend leaves behind, as a new order of what it may still fill (its side and market from
-    the book, its new size and price from the amend); None when the new size cannot be read. A new size is
+    """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
+    its side from the amend where it names one, else the book's; its new size and price from the amend); None
+    when the new size cannot be read. A new size is
     the order's whole size, what it filled included (as every exchange keyproxy knows reads it)."""
     if leg.quantity is None and leg.quote_quantity is not None:
         return None
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
     market, _, symbol = order.scope.partition(":")
-    return replace(leg, action="order", side=order.side, market=None if market == "*" else market,
+    side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
+    return replace(leg, action="order", side=side, market=None if market == "*" else market,
                    symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
                    price=leg.price if leg.price is not None else order.price, orders=())
 
@@ -412,7 +414,8 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
     if after is None:
         return (deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position cap"), None) \
             if capped or risk.loss is not None else (None, None)
-    if after.quantity is not None and after.quantity <= order.remaining and after.price == order.price:
+    if after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
+            and after.side == order.side:
         return None, None  # a smaller order at the same price: never more risk
     return None, after
 

@@ -33,6 +33,8 @@ MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
 # an update about an order the book does not hold yet is kept this long, in case the order's placement is still
 # on its way (a user-stream fill often beats the order's own answer; in a fleet, the placing instance's entry)
 HOLD_S = 30.0
+# an amend the exchange accepted: (order id, the id of the order that replaced it, new size, new price, side)
+AmendRow = tuple[str, str | None, Decimal | None, Decimal | None, str | None]
 MAX_HELD = 10_000
 ZERO = Decimal(0)
 
@@ -167,18 +169,19 @@ class PositionBook:
         self._publish(account, changed, late)
         return moved
 
-    def amend(self, account: str, bot: str, rows: list[tuple[str, str | None, Decimal | None, Decimal | None]]
+    def amend(self, account: str, bot: str, rows: list[AmendRow]
               ) -> None:
         """The bot's amends the exchange accepted: (order id, the id of the order that replaced it or None, the
-        size it now asks for, its new price; None: unchanged). RiskDesk decides what to believe."""
+        size it now asks for, its new price, its side; None: unchanged). RiskDesk decides what to believe. A
+        side that changed (a Hyperliquid modify may turn an order) ends the order and places one anew."""
         if self._amend(account, bot, rows, self._clock()) and self.mirror is not None:
             self.mirror(bot, ["m", account, bot, rows])
 
-    def _amend(self, account: str, bot: str, rows: list[tuple[str, str | None, Decimal | None, Decimal | None]],
+    def _amend(self, account: str, bot: str, rows: list[AmendRow],
                at: float) -> bool:
         book = self.orders.get(account, {})
         changed: list[TrackedOrder] = []
-        for oid, new_id, quantity, price in rows:
+        for oid, new_id, quantity, price, side in rows:
             order = book.get(oid)
             if order is None or order.bot != bot:
                 continue
@@ -191,7 +194,7 @@ class PositionBook:
                     self._add_resting(order, order.remaining - before)
                     changed.append(order)
                 if new_id not in book:
-                    new = TrackedOrder(account, new_id, bot, order.scope, order.side,
+                    new = TrackedOrder(account, new_id, bot, order.scope, side or order.side,
                                        price if price is not None else order.price, quantity, ZERO, ZERO, False, at)
                     book[new_id] = new
                     self._go_live(new)
@@ -200,6 +203,10 @@ class PositionBook:
             if order.final:
                 continue
             before = order.remaining
+            if side is not None and side != order.side:  # turned in place: off one side, onto the other
+                self._add_resting(order, -before)
+                order.side, before = side, ZERO
+                self._push(order)
             if quantity is not None and quantity != order.quantity:
                 order.quantity = quantity
             if price is not None and price != order.price:

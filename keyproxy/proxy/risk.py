@@ -107,7 +107,11 @@ class RiskDesk:
         out = []
         for leg, order in zip(facts.placed(), risk.amended, strict=False):
             after = amended_leg(leg, order) if order is not None and order.own else None
-            if after is not None and after.quantity is not None and after.quantity > order.remaining:
+            if after is None or after.quantity is None:
+                continue
+            if after.side != order.side:  # turned: all of it is new on that side
+                out.append(after)
+            elif after.quantity > order.remaining:
                 out.append(replace(after, quantity=after.quantity - order.remaining))
         return tuple(out)
 
@@ -134,9 +138,10 @@ class RiskDesk:
             if facts.action == "amend":
                 if order is None or not order.own or leg.action != "order":
                     continue  # not in the book: decide refused a capped bot's new size, a new price changes none
-                if size <= order.remaining and leg.price == order.price:
-                    continue
-                resting -= order.remaining
+                if order.side == side:
+                    if size <= order.remaining and leg.price == order.price:
+                        continue
+                    resting -= order.remaining
             signed = self.book.position(bot, leg.scope) * (1 if side == "buy" else -1)
             readable = leg.quantity is not None and not (leg.contract is not None and leg.quote_quantity is not None)
             room = -signed - resting if readable else Decimal(-1)
@@ -230,7 +235,7 @@ class RiskDesk:
                 quantity = confirmed.quantity
             elif new_id is None and quantity is not None and held is not None:
                 quantity = max(quantity, held)
-            rows.append((leg.order_id, new_id, quantity, leg.price))
+            rows.append((leg.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
         if rows:
             self.book.amend(account, bot, rows)
         if updates:

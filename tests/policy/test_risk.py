@@ -314,6 +314,10 @@ def test_an_amend_is_checked_as_the_order_it_leaves_behind() -> None:
     over = RiskView(positions={"spot:BTCUSDT": D("2")}, amended=(mine,))  # already past a lowered cap
     assert run(amend(quantity=D("0.05"), price=None), pol, risk=over).allow  # smaller at its price: always
     assert run(amend(quantity=D("0.05"), price=D("51000")), pol, risk=over).code == "position_exceeded"
+    turned = amend(side="SELL", quantity=D("1.6"))  # a modify may name a side (Hyperliquid's): short 1.1 > 1
+    assert run(turned, pol, risk=RiskView(positions={"spot:BTCUSDT": D("0.5")}, amended=(mine,))).code == \
+        "position_exceeded"
+    assert run(amend(side="SELL", quantity=D("0.05"), price=None), pol, risk=over).allow  # sells what it holds
     sell = Amended(True, "spot:BTCUSDT", "sell", D("50000"), remaining=D("0.1"), filled=D("0"))
     assert run(amend(quantity=D("0.5")), pol, risk=RiskView(  # a sell of what it holds reduces
         positions={"spot:BTCUSDT": D("0.5")}, amended=(sell,), loss="down")).allow

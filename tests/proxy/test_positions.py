@@ -307,21 +307,27 @@ def test_an_amend_the_exchange_accepted_changes_what_the_order_rests_and_where(t
     book.mirror = lambda bot, entry: entries.append(entry)
     book.placed("a", "mm", (leg("SELL", "1", "100"),), ("1",))
     book.placed("a", "bot", (leg("BUY", "1", "90"), leg("BUY", "1", "80")), ("2", "3"))
-    book.amend("a", "bot", [("2", None, D("5"), D("95"))])
+    book.amend("a", "bot", [("2", None, D("5"), D("95"), None)])
     assert book.open_quantity("a", "bot", SCOPE, "buy") == 6
     assert book.crossed("a", "mm", leg("SELL", "1", "94")).order_id == "2"  # its new price crosses
     assert book.crossed("a", "mm", leg("SELL", "1", "96")) is None
-    book.amend("a", "bot", [("2", None, None, D("70"))])
+    book.amend("a", "bot", [("2", None, None, D("70"), "buy")])
     assert book.crossed("a", "mm", leg("SELL", "1", "79")).order_id == "3"  # 2 no longer hides it at 95
-    book.amend("a", "bot", [("3", "33", D("2"), D("81"))])  # replaced by order 33
+    book.amend("a", "bot", [("3", "33", D("2"), D("81"), None)])  # replaced by order 33
     assert book.open_quantity("a", "bot", SCOPE, "buy") == 7 and book.orders["a"]["3"].final
     book.apply("a", [update("33", "2", "162")])
     assert book.position("bot", SCOPE) == 2
-    book.amend("a", "bot", [("1", None, D("50"), None)])  # mm's order: not this bot's to change
+    book.amend("a", "bot", [("1", None, D("50"), None, None)])  # mm's order: not this bot's to change
     assert book.open_quantity("a", "mm", SCOPE, "sell") == 1
+    book.placed("a", "bot", (leg("BUY", "1", "60"),), ("4",))
+    book.amend("a", "bot", [("4", None, D("3"), D("120"), "sell")])  # a modify that turned it (Hyperliquid)
+    assert book.open_quantity("a", "bot", SCOPE, "buy") == 5 and book.open_quantity("a", "bot", SCOPE, "sell") == 3
+    assert book.crossed("a", "mm", leg("BUY", "1", "121")).order_id == "4"
+    book.amend("a", "bot", [("4", None, D("1"), D("120"), "sell")])
     store.close()
     again = PositionBook(StateStore(tmp_path / "s.db"), clock)
     assert again.open_quantity("a", "bot", SCOPE, "buy") == 5 and again.position("bot", SCOPE) == 2
+    assert again.open_quantity("a", "bot", SCOPE, "sell") == 1
     other = PositionBook(None, clock)
     for entry in entries:  # as a fleet's stream carries them
         other.replay(decode(encode(entry)), clock.now)
