@@ -51,8 +51,16 @@ def hmac_sign(secret: str, query: str) -> str:
     return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
 
 
+_LAST_MS = [0]
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    """The time in ms, a new value on each call: two requests signed in one millisecond would be the same
+    signed request, which keyproxy refuses the second time as a replay, and an answer can come back faster."""
+    while (now := int(time.time() * 1000)) <= _LAST_MS[0]:
+        time.sleep(0.0002)
+    _LAST_MS[0] = now
+    return now
 
 
 @dataclass
