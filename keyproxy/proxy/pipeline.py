@@ -181,12 +181,15 @@ class Pipeline:
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
                 self.core.observe_budget(route, charges, resp.status, resp.headers, body, outcome)
-                if endpoint.cls is EndpointClass.PUBLIC:
+                if endpoint.cls is not EndpointClass.PUBLIC:
+                    body = self.core.relayed(route, out, resp.status, body, outcome)
+                if endpoint.cls is EndpointClass.PUBLIC or outcome.placed_by is not None:
+                    # an order's answer is learned (in state.db) before the bot sees it: a kill -9 just after the
+                    # bot read it must not leave an order the bot knows of and keyproxy does not
                     self.core.learn(route, out, resp.status, body, outcome)
                     return web.Response(status=resp.status, body=body, headers=headers)
-                body = self.core.relayed(route, out, resp.status, body, outcome)
-                # sent first, then learned from (the bot's next request overlaps the bookkeeping): its order counts
-                # as on its way until `learn` reads the answer, so a request decided in between meets the caps
+                # anything else is sent first, then learned from (the bot's next request overlaps the
+                # bookkeeping); what it would teach errs safe if lost (a cancel unseen keeps an order counted)
                 answer = web.Response(status=resp.status, body=body, headers=headers)
                 try:
                     await answer.prepare(request)  # type: ignore[arg-type]

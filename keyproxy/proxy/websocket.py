@@ -348,8 +348,12 @@ class _Connection:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
                 answered = self._answered(text)
-                # sent on first, then learned from: the frame's order counts as on its way until `learn` reads
-                # its answer, so a frame decided in between is held to the caps all the same
+                if answered is not None and answered[0].outcome.placed_by is not None:
+                    self._learn(answered, text)  # an order's answer: in state.db before the bot sees it
+                    answered = None
+                # anything else is sent on first, then learned from (the bot's next frame overlaps the bookkeeping;
+                # what it would teach errs safe if a crash lost it: a cancel unseen keeps an order counted, a fill
+                # of an order the book holds is found by reconciliation)
                 try:
                     await self.bot_ws.send_str(text)
                 finally:  # learned whether or not the bot is still there to hear it
