@@ -75,8 +75,8 @@ class Amended:
 def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
     its side from the amend where it names one, else the book's; its new size and price from the amend); None
-    when the new size cannot be read. A new size is
-    the order's whole size, what it filled included (as every exchange keyproxy knows reads it)."""
+    when the new size cannot be read. A new size is the order's whole size, what it filled included (as every
+    exchange keyproxy knows reads it)."""
     if leg.quantity is None and leg.quote_quantity is not None:
         return None
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
@@ -373,7 +373,7 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
         side = (leg.side or "").lower()
         same_side = (risk.open_sell if side == "sell" else risk.open_buy).get(leg.scope, Decimal(0))
         earlier = added.get((leg.scope, side), Decimal(0))
-        size = _size(leg, prices.get(leg.symbol or ""))
+        size = order_size(leg, prices.get(leg.symbol or ""))
         if size is not None:
             added[(leg.scope, side)] = earlier + size
         if reduces(leg, position, same_side + earlier):
@@ -420,7 +420,7 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
     return None, after
 
 
-def _size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
+def order_size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
     """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen."""
     if leg.quantity is not None:
         return leg.quantity
@@ -434,7 +434,7 @@ def _position_cap(leg: RequestFacts, policy: BotPolicy, risk: RiskView, position
     """Position + same-side resting orders (with `earlier`: this batch's earlier legs on the side) + this
     order, against max_position (units) and max_position_notional (at the order's price, else the last
     price keyproxy saw)."""
-    size = _size(leg, last)
+    size = order_size(leg, last)
     if size is None:
         return deny(DenyCode.POSITION, "cannot read the order's size against the bot's position cap")
     buy = (leg.side or "").lower() == "buy"

@@ -582,7 +582,7 @@ class Core:
         """What must hold before the bot sees a private answer: a stream token in it that trades on the
         exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
         hands out (a Binance listenKey) remembered as the bot's. Returns the answer to relay; `learn` follows
-        (once the answer is on its way)."""
+        (before the answer is sent for an order or an amend, just after for the rest: the edges say why)."""
         adapter, name = route.adapter, route.account.info.name
         if adapter.grants_stream_token(out.path):
             return self._virtual_stream_token(adapter, name, body, outcome)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from keyproxy.policy.decide import RiskView
+from keyproxy.policy.decide import RiskView, order_size
 from keyproxy.policy.model import RequestFacts
 
 IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting against the caps after this
@@ -56,9 +56,7 @@ class InFlight:
             return risk
         buy, sell = dict(risk.open_buy), dict(risk.open_sell)
         for leg in sent:
-            size = leg.quantity
-            if size is None and leg.quote_quantity is not None and prices and (last := prices.get(leg.symbol or "")):
-                size = leg.quote_quantity / last
+            size = order_size(leg, prices.get(leg.symbol or "") if prices else None)
             side = buy if leg.side.lower() == "buy" else sell
             if size is not None and leg.scope in side:
                 side[leg.scope] += size

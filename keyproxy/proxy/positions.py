@@ -33,9 +33,9 @@ MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
 # an update about an order the book does not hold yet is kept this long, in case the order's placement is still
 # on its way (a user-stream fill often beats the order's own answer; in a fleet, the placing instance's entry)
 HOLD_S = 30.0
+MAX_HELD = 10_000
 # an amend the exchange accepted: (order id, the id of the order that replaced it, new size, new price, side)
 AmendRow = tuple[str, str | None, Decimal | None, Decimal | None, str | None]
-MAX_HELD = 10_000
 ZERO = Decimal(0)
 
 
@@ -169,16 +169,14 @@ class PositionBook:
         self._publish(account, changed, late)
         return moved
 
-    def amend(self, account: str, bot: str, rows: list[AmendRow]
-              ) -> None:
+    def amend(self, account: str, bot: str, rows: list[AmendRow]) -> None:
         """The bot's amends the exchange accepted: (order id, the id of the order that replaced it or None, the
-        size it now asks for, its new price, its side; None: unchanged). RiskDesk decides what to believe. A
-        side that changed (a Hyperliquid modify may turn an order) ends the order and places one anew."""
+        size it now asks for, its new price, its side; None: unchanged). RiskDesk decides what to believe. An
+        order whose side changed (a Hyperliquid modify may turn one) moves from one side to the other."""
         if self._amend(account, bot, rows, self._clock()) and self.mirror is not None:
             self.mirror(bot, ["m", account, bot, rows])
 
-    def _amend(self, account: str, bot: str, rows: list[AmendRow],
-               at: float) -> bool:
+    def _amend(self, account: str, bot: str, rows: list[AmendRow], at: float) -> bool:
         book = self.orders.get(account, {})
         changed: list[TrackedOrder] = []
         for oid, new_id, quantity, price, side in rows:
@@ -188,9 +186,7 @@ class PositionBook:
             if new_id is not None:  # replaced: the old one rests no longer, the new one rests in its place
                 if not order.final:
                     before = order.remaining
-                    order.final = True
-                    self._live.get((account, order.scope), {}).pop(oid, None)
-                    self._finished.setdefault(account, {})[oid] = None
+                    self._end(order)
                     self._add_resting(order, order.remaining - before)
                     changed.append(order)
                 if new_id not in book:
@@ -213,9 +209,7 @@ class PositionBook:
                 order.price = price
                 self._push(order)  # at its new price (the entry at the old one is dropped: `_top`)
             if order.quantity is not None and order.filled >= order.quantity > 0:
-                order.final = True
-                self._live.get((account, order.scope), {}).pop(oid, None)
-                self._finished.setdefault(account, {})[oid] = None
+                self._end(order)
             self._add_resting(order, order.remaining - before)
             changed.append(order)
         if changed:
@@ -297,9 +291,8 @@ class PositionBook:
             if u.quantity is not None and order.quantity is None:
                 order.quantity, changed = u.quantity, True
             if (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
-                order.final, changed = True, True  # ended, or filled whole (a fills list never says "done")
-                self._live.get((account, order.scope), {}).pop(order.order_id, None)
-                self._finished.setdefault(account, {})[order.order_id] = None
+                self._end(order)  # ended, or filled whole (a fills list never says "done")
+                changed = True
             if changed:
                 used.append((order.bot, u))
                 if order not in orders:
@@ -308,6 +301,12 @@ class PositionBook:
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
         return moved, used
+
+    def _end(self, order: TrackedOrder) -> None:
+        """The order rests no longer (the caller adjusts the resting size it had)."""
+        order.final = True
+        self._live.get((order.account, order.scope), {}).pop(order.order_id, None)
+        self._finished.setdefault(order.account, {})[order.order_id] = None
 
     def _hold(self, account: str, u: OrderUpdate, late: bool, at: float) -> None:
         """An update about an order not in the book: kept, the newest per order (fills are cumulative), until

@@ -14,7 +14,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
-from keyproxy.policy.decide import Amended, RiskView, amended_leg
+from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import PositionBook, utc_day
@@ -129,9 +129,7 @@ class RiskDesk:
         for i, leg in enumerate(self.sized_legs(facts, amended)):
             order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
-            size = leg.quantity
-            if size is None and leg.quote_quantity is not None and last:
-                size = leg.quote_quantity / last
+            size = order_size(leg, last)
             if leg.reduce_only or side not in ("buy", "sell") or size is None:
                 continue  # reduce-only passes anyway; the rest decide has refused
             resting = self.book.open_quantity(account, bot, leg.scope, side)

@@ -348,6 +348,9 @@ class _Connection:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
                 answered = self._answered(text)
+                if answered is not None:  # a token it hands out remembered before the bot sees it, as on REST
+                    p, status = answered
+                    self.edge._core.relayed(p.route, p.out, status, text.encode(), p.outcome)
                 if answered is not None and answered[0].outcome.placed_by is not None:
                     self._learn(answered, text)  # an order's answer: in state.db before the bot sees it
                     answered = None
@@ -390,9 +393,7 @@ class _Connection:
     def _learn(self, answered: tuple[_Pending, int], text: str) -> None:
         """What the answer confirms (open orders, positions, the key's standing), then its records."""
         p, status = answered
-        body = text.encode()
-        self.edge._core.relayed(p.route, p.out, status, body, p.outcome)  # a token it hands out, remembered
-        self.edge._core.learn(p.route, p.out, status, body, p.outcome)
+        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
         self.edge._react(p.outcome)
         # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
         # request.forward line, written before the frame went upstream, is what fails closed)
