@@ -364,11 +364,19 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
     added: dict[tuple[str, str], Decimal] = {}  # (scope, side) -> the sizes of this batch's earlier legs
     for i, leg in enumerate(facts.placed()):
         if facts.action == "amend":
-            refused, leg = _amend_leg(leg, risk.amended[i] if i < len(risk.amended) else None, capped, risk)
-            if refused is not None or leg is None:
-                if refused is not None:
-                    return refused
+            order = risk.amended[i] if i < len(risk.amended) else None
+            refused, after, shrinks = _amend_leg(leg, order, capped, risk)
+            if refused is None and after is None and order is None:  # not in the book: its own leg may cross
+                refused = _crossing(i, risk, policy)
+            if refused is not None:
+                return refused
+            if after is None:
                 continue
+            if shrinks:  # passes, and what it leaves resting counts for the batch's later legs
+                key = (after.scope, (after.side or "").lower())
+                added[key] = added.get(key, Decimal(0)) + (after.quantity or Decimal(0))
+                continue
+            leg = after
         position = risk.positions.get(leg.scope, Decimal(0))
         side = (leg.side or "").lower()
         same_side = (risk.open_sell if side == "sell" else risk.open_buy).get(leg.scope, Decimal(0))
@@ -384,9 +392,9 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
             code, key = (DenyCode.POSITION, "max_position") if capped else (DenyCode.LOSS, "max_daily_loss")
             return deny(code, f"keyproxy does not read fills in {leg.market or 'this'} markets of this exchange yet, "
                         f"so {key} cannot hold there: only reduce-only orders pass")
-        if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
-            return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
-                        "bot on this account (allow_self_cross)")
+        refused = _crossing(i, risk, policy)
+        if refused is not None:
+            return refused
         if capped:
             refused = _position_cap(leg, policy, risk, position, prices.get(leg.symbol or ""), earlier)
             if refused is not None:
@@ -394,30 +402,39 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
     return None
 
 
+def _crossing(i: int, risk: RiskView, policy: BotPolicy) -> Decision | None:
+    """Leg `i` would trade against another bot's resting order (the view found it) and the bot may not."""
+    if i < len(risk.crossing) and risk.crossing[i] is not None and not policy.allow_self_cross:
+        return deny(DenyCode.SELF_CROSS, f"the order would trade against order {risk.crossing[i]} of another "
+                    "bot on this account (allow_self_cross)")
+    return None
+
+
 def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: RiskView
-               ) -> tuple[Decision | None, RequestFacts | None]:
-    """An amend leg: (a refusal, or the order it leaves behind to check as a new one; neither: it cannot add
-    risk). Lowering an order's size at its price always passes; an order keyproxy cannot find passes only
-    for a bot no position or loss limit binds, since nothing shows what it would leave resting."""
+               ) -> tuple[Decision | None, RequestFacts | None, bool]:
+    """An amend leg: (a refusal; the order it leaves behind, checked as a new one unless it only shrinks at
+    its price and side (never more risk, so it passes: the third value); None: nothing binds it). An order
+    keyproxy cannot find passes only for a bot no position or loss limit binds, since nothing shows what it
+    would leave resting."""
     if order is None:
         if not (capped or risk.loss is not None) or (leg.quantity is None and leg.quote_quantity is None
                                                       and risk.loss is None):
-            return None, None  # nothing to hold it to, or a new price of an order whose size stays
+            return None, None, False  # nothing to hold it to, or a new price of an order whose size stays
         return deny(DenyCode.POSITION if capped else DenyCode.LOSS,
                     f"keyproxy does not hold order {leg.order_id or '(named by a client id)'} among the bot's orders "
                     "(amend it by the exchange's order id), so it cannot tell what the amend would leave resting "
-                    f"against {'max_position' if capped else 'the daily loss limit'}"), None
+                    f"against {'max_position' if capped else 'the daily loss limit'}"), None, False
     if not order.own:
         return deny(DenyCode.UNDECIDED, f"order {leg.order_id} was placed by another bot on this account: a bot "
-                    "amends only its own orders"), None
+                    "amends only its own orders"), None, False
     after = amended_leg(leg, order)
     if after is None:
-        return (deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position cap"), None) \
-            if capped or risk.loss is not None else (None, None)
-    if after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
-            and after.side == order.side:
-        return None, None  # a smaller order at the same price: never more risk
-    return None, after
+        refused = capped or risk.loss is not None
+        return deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position cap") \
+            if refused else None, None, False
+    shrinks = after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
+        and after.side == order.side
+    return None, after, shrinks
 
 
 def order_size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:

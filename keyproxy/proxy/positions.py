@@ -20,7 +20,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -173,12 +173,18 @@ class PositionBook:
         """The bot's amends the exchange accepted: (order id, the id of the order that replaced it or None, the
         size it now asks for, its new price, its side; None: unchanged). RiskDesk decides what to believe. An
         order whose side changed (a Hyperliquid modify may turn one) moves from one side to the other."""
-        if self._amend(account, bot, rows, self._clock()) and self.mirror is not None:
+        changed, held = self._amend(account, bot, rows, self._clock())
+        if changed and self.mirror is not None:
             self.mirror(bot, ["m", account, bot, rows])
+        self._publish(account, held, False)
 
-    def _amend(self, account: str, bot: str, rows: list[AmendRow], at: float) -> bool:
+    def _amend(self, account: str, bot: str, rows: list[AmendRow], at: float
+               ) -> tuple[bool, list[tuple[str, OrderUpdate]]]:
+        """(whether an order changed, (bot, update) for each update held for a replacing order and now applied:
+        what a fleet shares)."""
         book = self.orders.get(account, {})
         changed: list[TrackedOrder] = []
+        replacing: list[str] = []
         for oid, new_id, quantity, price, side in rows:
             order = book.get(oid)
             if order is None or order.bot != bot:
@@ -189,12 +195,14 @@ class PositionBook:
                     self._end(order)
                     self._add_resting(order, order.remaining - before)
                     changed.append(order)
-                if new_id not in book:
+                if new_id not in book:  # an amend that gave no size (a Kraken EditOrder of the price) keeps the old
                     new = TrackedOrder(account, new_id, bot, order.scope, side or order.side,
-                                       price if price is not None else order.price, quantity, ZERO, ZERO, False, at)
+                                       price if price is not None else order.price,
+                                       quantity if quantity is not None else order.quantity, ZERO, ZERO, False, at)
                     book[new_id] = new
                     self._go_live(new)
                     changed.append(new)
+                    replacing.append(new_id)
                 continue
             if order.final:
                 continue
@@ -214,7 +222,8 @@ class PositionBook:
             changed.append(order)
         if changed:
             self._save(changed, [], self._bound(account))
-        return bool(changed)
+        held = [h[1] for oid in replacing if (h := self._held.pop((account, oid), None)) is not None]
+        return bool(changed), self._apply(account, held, False, at)[1] if held else []
 
     def _publish(self, account: str, changed: list[tuple[str, OrderUpdate]], late: bool) -> None:
         if self.mirror is not None and changed:
@@ -232,7 +241,7 @@ class PositionBook:
         elif entry[0] == "a":
             self._apply(entry[1], entry[2], bool(entry[3]), at)
         elif entry[0] == "m":
-            self._amend(entry[1], entry[2], entry[3], at)
+            self._publish(entry[1], self._amend(entry[1], entry[2], entry[3], at)[1], False)
 
     def _place(self, account: str, bot: str, rows: list[tuple[str, str, str, Decimal | None, Decimal | None]],
                updates: Iterable[OrderUpdate], at: float) -> tuple[set[str], list[tuple[str, OrderUpdate]]]:
@@ -309,16 +318,16 @@ class PositionBook:
         self._finished.setdefault(order.account, {})[order.order_id] = None
 
     def _hold(self, account: str, u: OrderUpdate, late: bool, at: float) -> None:
-        """An update about an order not in the book: kept, the newest per order (fills are cumulative), until
-        its placement arrives or HOLD_S passes. An order keyproxy never sees placed stays nobody's."""
+        """An update about an order not in the book: kept, merged per order (the larger fill, ended if any said
+        so), until its placement arrives or HOLD_S passes. An order keyproxy never sees placed stays nobody's."""
         held = self._held
         while held and (len(held) >= MAX_HELD or next(iter(held.values()))[0] < at):
             del held[next(iter(held))]  # the oldest first (dicts keep insertion order)
         prior = held.pop((account, u.order_id), None)
-        if prior is None or u.final or u.filled >= prior[1].filled:
-            held[(account, u.order_id)] = (at + HOLD_S, u, late)
-        else:
-            held[(account, u.order_id)] = prior
+        if prior is not None:  # the larger fill (cumulative), and ended if either said so (they come in any order)
+            larger = u if u.filled >= prior[1].filled else prior[1]
+            u = replace(larger, final=u.final or prior[1].final)
+        held[(account, u.order_id)] = (at + HOLD_S, u, late or (prior is not None and prior[2]))
 
     def _bound(self, account: str) -> list[tuple[str, str]]:
         book, finished = self.orders.get(account, {}), self._finished.get(account, {})

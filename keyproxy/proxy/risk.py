@@ -60,8 +60,10 @@ class RiskDesk:
         if sized:
             open_buy = {s: book.open_quantity(account, name, s, "buy") for s in scopes}
             open_sell = {s: book.open_quantity(account, name, s, "sell") for s in scopes}
-            for order in amended:  # the amended orders count as what they leave behind, not twice
-                if order is not None and order.own:
+            named: set[str | None] = set()
+            for leg, order in zip(facts.placed(), amended, strict=False):  # each amended order counts as what
+                if order is not None and order.own and leg.order_id not in named:  # it leaves behind, once
+                    named.add(leg.order_id)
                     side = open_buy if order.side == "buy" else open_sell
                     if order.scope in side:
                         side[order.scope] -= order.remaining

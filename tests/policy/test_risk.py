@@ -357,3 +357,21 @@ def test_the_legs_of_one_batch_add_up() -> None:
     quoted = RequestFacts(action="order", orders=(order(quantity=None, quote_quantity=D("30000")),) * 2)
     assert run(quoted, policy(max_position="1"), risk=RiskView(), prices={"BTCUSDT": D("50000")}).code == \
         "position_exceeded"  # 0.6 + 0.6 at the last price
+
+
+def test_an_amend_that_only_shrinks_still_counts_in_its_batch_and_one_keyproxy_cannot_place_may_not_cross() -> None:
+    """Review of session 14: in a batch, a leg that keeps (or shrinks) its order at its price passed unchecked and
+    left its size out of the batch's count, so the next leg was measured as if it did not rest; and an amend of
+    an order keyproxy does not hold skipped the self-cross check the view had found."""
+    from keyproxy.policy.decide import Amended, RiskView
+    first = Amended(True, "spot:BTCUSDT", "buy", D("100"), remaining=D("1"), filled=D("0"))
+    second = Amended(True, "spot:BTCUSDT", "buy", D("99"), remaining=D("1"), filled=D("0"))
+    batch = RequestFacts(action="amend", symbol="BTCUSDT", market="spot", orders=(
+        amend(order_id="1", quantity=D("1"), price=D("100")), amend(order_id="2", quantity=D("2"), price=D("99"))))
+    view = RiskView(open_buy={"spot:BTCUSDT": D("0")}, amended=(first, second))  # both left out of the resting
+    d = run(batch, policy(max_position="2"), risk=view)  # 1 keeps resting + 2 = 3 > 2
+    assert d.code == "position_exceeded" and "would reach 3" in d.detail
+    assert run(RequestFacts(action="amend", orders=batch.orders[:1]), policy(max_position="2"), risk=view).allow
+    unknown = amend(order_id=None, side="BUY", price=D("101"))
+    assert run(unknown, policy(), risk=RiskView(amended=(None,), crossing=("Y1",))).code == "self_cross"
+    assert run(unknown, policy(allow_self_cross="true"), risk=RiskView(amended=(None,), crossing=("Y1",))).allow

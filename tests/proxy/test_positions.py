@@ -365,3 +365,36 @@ def test_a_fill_that_arrives_before_its_orders_placement_is_held_for_it() -> Non
     for entry in sent["streaming"]:
         placing.replay(decode(encode(entry)), clock.now)
     assert placing.position("bot", SCOPE) == 1 and placing.open_quantity("a", "bot", SCOPE, "buy") == 0
+
+
+def test_a_replacing_amend_keeps_a_size_and_takes_what_was_held_for_it() -> None:
+    """Review of session 14: a Kraken EditOrder of the price alone, answered with a new id, booked the new order
+    with no size (resting 0); a stream fill of the new order that came before the answer was held and never
+    applied; and a held cancel could be replaced by an older partial fill, losing its end."""
+    book = PositionBook(None, Clock())
+    book.placed("a", "bot", (leg("BUY", "1", "100"),), ("OLD",))
+    book.apply("a", [update("NEW", "0.4", "40")])  # the stream: the replacing order filled 0.4, before the answer
+    book.amend("a", "bot", [("OLD", "NEW", None, D("101"), None)])
+    assert book.position("bot", SCOPE) == D("0.4") and book.open_quantity("a", "bot", SCOPE, "buy") == D("0.6")
+    book.placed("a", "bot", (leg("BUY", "1", "100"),), ("X",))
+    book.apply("a", [update("Y", "0.3", "30", final=True), update("Y", "0.3", "30")])  # a cancel, then older news
+    book.placed("a", "bot", (leg("BUY", "1", "100"),), ("Y",))
+    assert book.orders["a"]["Y"].final and book.open_quantity("a", "bot", SCOPE, "buy") == D("1.6")
+
+
+def test_two_amend_legs_naming_one_order_take_its_size_out_of_the_resting_once() -> None:
+    from keyproxy.policy.model import BotPolicy
+    from keyproxy.proxy.markets import MarketBook
+    from keyproxy.proxy.registry import BotEntry
+    from keyproxy.proxy.risk import RiskDesk
+    from keyproxy.vault.records import BotInfo
+
+    desk = RiskDesk(None, MarketBook(Clock()), Clock())
+    desk.book.placed("a", "bot", (leg("BUY", "1", "100"), leg("BUY", "1", "99")), ("A", "B"))
+    entry = BotEntry(BotInfo("bot", "a", "hmac", "hmac", "k", ("read", "trade"), (), "active", 0.0, None), None, None,
+                     (), BotPolicy(scopes=("read", "trade"), max_position=D("3")))
+    twice = RequestFacts(action="amend", orders=(
+        RequestFacts(action="amend", symbol="BTCUSDT", market="spot", order_id="A", quantity=D("1"), price=D("100")),
+        RequestFacts(action="amend", symbol="BTCUSDT", market="spot", order_id="A", quantity=D("3"), price=D("100"))))
+    view = desk.view("a", entry, None, twice, Clock.now)
+    assert view.open_buy == {SCOPE: D("1")}  # B still rests; A counts as what each leg leaves behind
