@@ -1,8 +1,9 @@
-"""What every exchange's fill reader shares: numbers that may be zero, cumulative updates."""
+"""What every exchange's fill reader shares: numbers that may be zero, cumulative updates, per-leg verdicts."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -28,3 +29,9 @@ def loads(body: bytes | str) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def listed_verdicts(items: object, legs: int, took: Callable[[Any], bool]) -> tuple[bool, ...]:
+    """Per leg, `took(item)` of the answer's item in the leg's place (a missing item: refused)."""
+    items = items if isinstance(items, list) else []
+    return tuple(i < len(items) and took(items[i]) for i in range(legs))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from keyproxy.exchanges.base import AdapterHooks, IssuedBotKey
+from keyproxy.exchanges.base import AdapterHooks, IssuedBotKey, OutboundRequest
 
 
 class WsDialect(AdapterHooks):
@@ -33,3 +33,8 @@ class WsDialect(AdapterHooks):
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        """The REST reader's: an amend's answer frame carries what the REST answer does (OKX's `sCode`, Bybit's
+        `retCode`, Kraken's `success`)."""
+        return self._rest.amend_verdicts(req, status, body, legs)  # type: ignore[no-any-return]

@@ -291,6 +291,10 @@ class Adapter(Protocol):
 
     def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]: ...
 
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]: ...
+
+    amend_size_is_remaining: bool
+
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
@@ -506,6 +510,14 @@ class AdapterHooks:
 
     # the answer's member naming an order's exchange id (orderId, ordId, txid, oid ...)
     order_id_keys: tuple[str, ...] = ()
+    # an amend's size is what the order rests after it, its fills not counted (else: its whole size, fills in)
+    amend_size_is_remaining = False
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        """Per leg of an amend, what a 2xx answer says of it: True the exchange took it, False it refused it
+        (Bybit's retCode, OKX's sCode, Hyperliquid's "err" come in 2xx answers), None it cannot tell. The book
+        takes an amend's side and price only when True (docs/risk.md, Amends)."""
+        return (None,) * legs
 
     def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
         """The exchange ids of the orders a 2xx answer to an order request names (`order_id_keys`, at any

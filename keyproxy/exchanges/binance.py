@@ -45,6 +45,7 @@ from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GRO
 from keyproxy.exchanges.binance_fills import (
     READ_MARKETS,
     binance_order_updates,
+    binance_rest_amend_verdicts,
     binance_reconcile_request,
     binance_stream_updates,
 )
@@ -334,6 +335,9 @@ class Binance(AdapterHooks):
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return binance_order_updates(req.path, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return binance_rest_amend_verdicts(status, body, legs)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return binance_stream_updates(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keyproxy.exchanges._fills import qty
+from keyproxy.exchanges._fills import listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate, published
 from keyproxy.exchanges.binance_facts import market_of_path
 from keyproxy.policy.model import normalize_symbol
@@ -120,3 +120,15 @@ def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str,
     if path is None or not symbol or symbol == "*":
         return None
     return ("GET", path, f"symbol={symbol}&startTime={max(0, since_ms)}&limit=1000", b"")
+
+
+def binance_amend_verdicts(doc: Any, legs: int) -> tuple[bool, ...]:
+    """An amend answer (parsed): an order per leg (`PUT` order, `batchOrders` where a refused leg is its
+    `{"code", "msg"}`), or spot's `amendedOrder` (`order/amend/keepPriority`, REST and WebSocket)."""
+    def took(item: Any) -> bool:
+        return isinstance(item, dict) and ("orderId" in item or isinstance(item.get("amendedOrder"), dict))
+    return listed_verdicts(doc if isinstance(doc, list) else [doc], legs, took)
+
+
+def binance_rest_amend_verdicts(status: int, body: bytes, legs: int) -> tuple[bool, ...]:
+    return binance_amend_verdicts(loads(body) if 200 <= status < 300 else None, legs)

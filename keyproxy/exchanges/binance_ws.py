@@ -23,7 +23,9 @@ from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
-from keyproxy.exchanges.binance_fills import READ_MARKETS, binance_order_updates_in, binance_stream_updates
+from keyproxy.exchanges.binance_fills import (
+    READ_MARKETS, binance_amend_verdicts, binance_order_updates_in, binance_stream_updates,
+)
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
     OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, order_ids_in,
@@ -265,6 +267,9 @@ class BinanceWsApi(WsDialect):
         if not (200 <= status < 300 and body):
             return ()
         return order_ids_in(self._answer(body), self.order_id_keys)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return binance_amend_verdicts(self._answer(body).get("result") if 200 <= status < 300 else None, legs)
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         error = self._answer(body).get("error")

@@ -46,7 +46,9 @@ from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_lim
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ
-from keyproxy.exchanges.bybit_fills import bybit_order_updates, bybit_reconcile_request, bybit_stream_updates
+from keyproxy.exchanges.bybit_fills import (
+    bybit_amend_verdicts, bybit_order_updates, bybit_reconcile_request, bybit_stream_updates,
+)
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -304,6 +306,9 @@ class Bybit(AdapterHooks):
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return bybit_order_updates(req.path, req.query, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return bybit_amend_verdicts(body, legs)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

@@ -12,7 +12,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-from keyproxy.exchanges._fills import qty
+from keyproxy.exchanges._fills import listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate, published
 from keyproxy.policy.model import normalize_symbol
 
@@ -70,3 +70,19 @@ def bybit_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, b
         return None
     return ("GET", "/v5/order/history", f"category={category}&symbol={symbol}&startTime={max(0, since_ms)}&limit=50",
             b"")
+
+
+def bybit_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
+    """A v5 amend answer, REST (`result`) or WebSocket (`data`): `retCode` 0 for the request, and a batch's
+    `retExtInfo.list` code 0 per leg in its place (Bybit answers a refused batch leg inside a 2xx answer)."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("retCode") != 0:
+        return (False,) * legs
+    info = doc.get("retExtInfo")
+    codes = info.get("list") if isinstance(info, dict) else None
+    if isinstance(codes, list) and codes:
+        return listed_verdicts(codes, legs, lambda c: isinstance(c, dict) and c.get("code") == 0)
+    result = doc.get("result", doc.get("data"))
+    if isinstance(result, dict) and isinstance(result.get("list"), list):  # a batch that listed no codes
+        return listed_verdicts(result["list"], legs, lambda o: isinstance(o, dict) and bool(o.get("orderId")))
+    return (True,) * legs

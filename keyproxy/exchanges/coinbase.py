@@ -70,7 +70,7 @@ from keyproxy.exchanges.coinbase_facts import (
     coinbase_prices,
 )
 from keyproxy.exchanges.coinbase_fills import (
-    coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates,
+    coinbase_amend_verdicts, coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates,
 )
 from keyproxy.policy.model import RequestFacts
 
@@ -188,6 +188,9 @@ class Coinbase(AdapterHooks):
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return coinbase_order_updates(req.method, req.path, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return coinbase_amend_verdicts(body, legs)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return coinbase_stream_updates(text)

@@ -52,3 +52,9 @@ def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
 
 def coinbase_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     return ("GET", PREFIX + "batch", "limit=100", b"") if scope.startswith("spot:") else None
+
+
+def coinbase_amend_verdicts(body: bytes, legs: int) -> tuple[bool, ...]:
+    """`POST /api/v3/brokerage/orders/edit`: `{"success": true}`, else `success` false with `errors`."""
+    doc = loads(body)
+    return (isinstance(doc, dict) and doc.get("success") is True,) * legs

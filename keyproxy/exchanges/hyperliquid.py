@@ -60,7 +60,9 @@ from keyproxy.exchanges.hyperliquid_facts import (
     hyperliquid_prices,
     parse_exchange_body,
 )
-from keyproxy.exchanges.hyperliquid_fills import hyperliquid_order_updates, hyperliquid_reconcile_request
+from keyproxy.exchanges.hyperliquid_fills import (
+    hyperliquid_amend_verdicts, hyperliquid_order_updates, hyperliquid_reconcile_request,
+)
 from keyproxy.policy.model import RequestFacts
 
 INFO_PATH = "/info"
@@ -97,11 +99,17 @@ CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliq
 
 class Hyperliquid(AdapterHooks):
     order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
+    # a modify places the order anew under its oid: its size is read as what rests after it, fills not counted
+    # (if Hyperliquid counts them, keyproxy overstates what rests by the fills: never less than the truth)
+    amend_size_is_remaining = True
     fill_markets = frozenset({"perp", "spot"})  # hyperliquid_fills.py
     reconciles_by_owner = True  # userFills names the master address
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return hyperliquid_order_updates(req.path, req.body, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return hyperliquid_amend_verdicts(body, legs)
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return hyperliquid_reconcile_request(owner, since_ms) if owner else None

@@ -15,7 +15,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
+from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate
 
 ENDED = frozenset({"canceled", "rejected", "marginCanceled", "vaultWithdrawalCanceled", "openInterestCapCanceled",
@@ -101,3 +101,17 @@ def hyperliquid_order_updates(path: str, sent: bytes, status: int, body: bytes) 
 def hyperliquid_reconcile_request(owner: str, since_ms: int) -> tuple[str, str, str, bytes]:
     """The account's recent fills (`userFills`, public: the master address is not a secret)."""
     return ("POST", "/info", "", json.dumps({"type": "userFills", "user": owner}).encode())
+
+
+def hyperliquid_amend_verdicts(body: bytes, legs: int) -> tuple[bool, ...]:
+    """`modify` / `batchModify`: `status` "ok" (a modify answers `{"type": "default"}`; a batch may list a
+    status per leg, an `error` one refused), else "err" with the reason: all refused."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("status") != "ok":
+        return (False,) * legs
+    response = doc.get("response")
+    data = response.get("data") if isinstance(response, dict) else None
+    statuses = data.get("statuses") if isinstance(data, dict) else None
+    if not isinstance(statuses, list):
+        return (True,) * legs
+    return listed_verdicts(statuses, legs, lambda s: s == "success" or isinstance(s, dict) and "error" not in s)

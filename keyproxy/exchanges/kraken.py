@@ -51,7 +51,9 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
-from keyproxy.exchanges.kraken_fills import kraken_order_updates, kraken_reconcile_request, kraken_stream_updates
+from keyproxy.exchanges.kraken_fills import (
+    kraken_amend_verdicts, kraken_order_updates, kraken_reconcile_request, kraken_stream_updates,
+)
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -268,6 +270,9 @@ class Kraken(AdapterHooks):
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return kraken_order_updates(req.path, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return kraken_amend_verdicts(body, legs)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return kraken_stream_updates(text)

@@ -59,3 +59,14 @@ def kraken_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
 def kraken_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """`ClosedOrders` since a time (every pair: the answer's ids find keyproxy's orders)."""
     return ("POST", "/0/private/ClosedOrders", "", f"start={max(0, since_ms // 1000)}".encode())
+
+
+def kraken_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
+    """`EditOrder` (REST: no `error`, the new `txid`) or `edit_order` (WebSocket v2: `success`)."""
+    doc = loads(body)
+    if not isinstance(doc, dict):
+        return (False,) * legs
+    if "success" in doc:
+        return (doc["success"] is True,) * legs
+    result = doc.get("result")
+    return (not doc.get("error") and isinstance(result, dict) and bool(result.get("txid")),) * legs

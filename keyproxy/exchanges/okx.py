@@ -53,7 +53,9 @@ from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
 )
-from keyproxy.exchanges.okx_fills import okx_order_updates, okx_reconcile_request, okx_stream_updates
+from keyproxy.exchanges.okx_fills import (
+    okx_amend_verdicts, okx_order_updates, okx_reconcile_request, okx_stream_updates,
+)
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -121,6 +123,9 @@ class Okx(AdapterHooks):
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return okx_order_updates(req.method, req.path, status, body)
+
+    def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
+        return okx_amend_verdicts(body, legs)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
+from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate, published
 from keyproxy.exchanges.okx_facts import market_of
 from keyproxy.policy.model import normalize_symbol
@@ -54,3 +54,12 @@ def okx_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, byt
     if not scope.startswith("spot:"):
         return None
     return ("GET", "/api/v5/trade/orders-history", "instType=SPOT&limit=100", b"")
+
+
+def okx_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
+    """An amend answer, REST or WebSocket: `sCode` "0" per leg in `data`, in the leg's place (OKX answers
+    `code` "1" or "2", all or some refused, inside a 2xx answer)."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("code") not in ("0", "2"):
+        return (False,) * legs
+    return listed_verdicts(doc.get("data"), legs, lambda d: isinstance(d, dict) and d.get("sCode") == "0")

@@ -94,7 +94,8 @@ class OkxWsApi(WsDialect):
         if event in ("subscribe", "unsubscribe"):
             return (event, json.dumps(doc.get("arg") or {}, sort_keys=True)), 200
         if "op" in doc and "id" in doc:
-            return "id:" + str(doc.get("id", "")), 200 if doc.get("code") == "0" else 400
+            # "2": some legs of a batch placed, as a REST 200 says it (the placed legs must reach the books)
+            return "id:" + str(doc.get("id", "")), 200 if doc.get("code") in ("0", "2") else 400
         return None
 
     def ws_refusal(self, key: object, method: str, code: str, message: str, status: int) -> dict[str, object]:

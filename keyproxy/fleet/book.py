@@ -115,7 +115,8 @@ class FleetBook:
         can make it, and `n` is taken as held. So is a newest number below the one held: a Redis that lost its
         data numbers each bot's entries anew, and the gate asks for the number exactly (never `held >= n`,
         which would pass every check until the new numbers climbed past the old ones)."""
-        if self.seen.get(bot, 0) == n:
+        before = self.seen.get(bot, 0)
+        if before == n:
             return True
         if self._client is None:
             self._client = self.fleet.aio()
@@ -128,7 +129,9 @@ class FleetBook:
         deadline = loop.time() + timeout
         while self.seen.get(bot, 0) != n:
             if _at_or_after(self.last_id, end):
-                self.seen[bot] = n
+                held = self.seen.get(bot, 0)
+                if held == before or held < n:  # never back below what the follower took meanwhile
+                    self.seen[bot] = n
                 break
             self._moved.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -136,6 +139,18 @@ class FleetBook:
             if loop.time() >= deadline and self.seen.get(bot, 0) != n and not _at_or_after(self.last_id, end):
                 return False
         return True
+
+    async def catch_up(self, bot: str, timeout: float = 2.0) -> bool:
+        """Until this book holds the bot's newest entry, whatever the gate last said (an amend of an order placed
+        through another instance moments ago: its entry may not be here yet). False: Redis unreachable, or not
+        within `timeout`."""
+        if self._client is None:
+            self._client = self.fleet.aio()
+        try:
+            newest = await self._client.get(self.fleet.key(f"bookseq:{bot}"))
+        except (redis.RedisError, OSError):
+            return False
+        return await self.reach(bot, int(newest or 0), timeout)
 
     async def run(self) -> None:
         """Apply the other instances' entries as they come, until cancelled; waits out an unreachable Redis."""

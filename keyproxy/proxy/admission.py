@@ -30,7 +30,15 @@ class Admission:
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
-        route, incoming = await self.market_data.admit(route, incoming, peer, outcome, session=session)
+        try:
+            route, incoming = await self.market_data.admit(route, incoming, peer, outcome, session=session)
+        except Refused:
+            # an amend of an order placed through another instance moments ago, whose entry is not here yet
+            if not (outcome.unheld and self.book is not None and await self.book.catch_up(outcome.bot or "")):
+                raise
+            outcome.unheld = False
+            route, incoming = await self.market_data.settle(
+                route, lambda: self.core.redecide(route, incoming, peer, outcome))
         shared = outcome.shared
         if self.gate is None or shared is None:
             return route, incoming

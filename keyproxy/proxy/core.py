@@ -71,6 +71,8 @@ class Outcome:
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
     placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
     adds: tuple[RequestFacts, ...] = ()  # an amend: what its legs add to the orders they change (RiskDesk)
+    # a refused amend named an order this instance's book does not hold: a fleet catches its book up, decides again
+    unheld: bool = False
     authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
     key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
@@ -445,6 +447,7 @@ class Core:
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
         if not decision.allow:
+            outcome.unheld = self.fleet and risk is not None and None in risk.amended
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         shared = outcome.shared

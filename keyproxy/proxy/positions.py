@@ -61,6 +61,9 @@ class TrackedOrder:
     filled_quote: Decimal
     final: bool
     ts: float
+    # ended because its fills reached its size, not because the exchange said so: an amend the exchange took
+    # (a fill of the larger size can arrive before the amend's answer) may reopen it; stored as final = 2
+    filled_out: bool = False
 
     @property
     def remaining(self) -> Decimal:
@@ -68,7 +71,8 @@ class TrackedOrder:
 
     def row(self) -> tuple[object, ...]:
         return (self.account, self.order_id, self.bot, self.scope, self.side, _text(self.price), _text(self.quantity),
-                str(self.filled), str(self.filled_quote), int(self.final), self.ts)
+                str(self.filled), str(self.filled_quote), 2 if self.final and self.filled_out else int(self.final),
+                self.ts)
 
 
 @dataclass(slots=True)
@@ -137,7 +141,7 @@ class PositionBook:
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
                 self.orders.setdefault(str(a), {})[str(oid)] = TrackedOrder(
                     str(a), str(oid), str(bot), str(scope), str(side), _dec(price), _dec(qty), Decimal(str(filled)),
-                    Decimal(str(quote)), bool(final), float(ts))  # type: ignore[arg-type]
+                    Decimal(str(quote)), bool(final), float(ts), final == 2)  # type: ignore[arg-type]
             for book in self.orders.values():
                 for order in book.values():
                     if order.final:
@@ -204,8 +208,10 @@ class PositionBook:
                     changed.append(new)
                     replacing.append(new_id)
                 continue
-            if order.final:
+            if order.final and not (order.filled_out and quantity is not None and quantity > order.filled):
                 continue
+            if order.final:  # it filled the size keyproxy held, and the exchange took a larger one: it rests again
+                self._reopen(order)
             before = order.remaining
             if side is not None and side != order.side:  # turned in place: off one side, onto the other
                 self._add_resting(order, -before)
@@ -217,7 +223,7 @@ class PositionBook:
                 order.price = price
                 self._push(order)  # at its new price (the entry at the old one is dropped: `_top`)
             if order.quantity is not None and order.filled >= order.quantity > 0:
-                self._end(order)
+                self._end(order, filled_out=True)
             self._add_resting(order, order.remaining - before)
             changed.append(order)
         if changed:
@@ -275,10 +281,15 @@ class PositionBook:
             if order is None and hold and u.order_id:
                 self._hold(account, u, late, at)
                 continue
-            if order is None or (u.scope and order.scope != u.scope) or (u.side and order.side != u.side):
+            if order is None or (u.scope and order.scope != u.scope):
                 continue  # not keyproxy's, or an answer about another market under the same id
             fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
             changed, before = False, order.remaining
+            if u.side and u.side != order.side:  # the exchange's word on which side it rests (a modify turned it)
+                self._add_resting(order, -before)
+                order.side, before, changed = u.side, ZERO, True
+                if not order.final:
+                    self._push(order)
             if fill > 0:
                 sign = 1 if order.side == "buy" else -1
                 key = (order.bot, order.scope)
@@ -297,10 +308,15 @@ class PositionBook:
                 self.learned_late += int(late)
                 self.fill_times.setdefault(order.bot, deque(maxlen=MAX_FILL_TIMES)).append(at)
                 changed = True
-            if u.quantity is not None and order.quantity is None:
-                order.quantity, changed = u.quantity, True
-            if (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
-                self._end(order)  # ended, or filled whole (a fills list never says "done")
+            if u.quantity is not None and (order.quantity is None or u.quantity > order.quantity):
+                order.quantity, changed = u.quantity, True  # the size the exchange states, never less than held
+                if order.final and order.filled_out and not u.final and order.filled < order.quantity:
+                    self._reopen(order)
+                    before = ZERO
+            if u.final and order.final and order.filled_out:
+                order.filled_out, changed = False, True  # the exchange said so now
+            elif (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
+                self._end(order, filled_out=not u.final)  # ended, or filled whole (a fills list never says "done")
                 changed = True
             if changed:
                 used.append((order.bot, u))
@@ -311,11 +327,19 @@ class PositionBook:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
         return moved, used
 
-    def _end(self, order: TrackedOrder) -> None:
+    def _end(self, order: TrackedOrder, filled_out: bool = False) -> None:
         """The order rests no longer (the caller adjusts the resting size it had)."""
-        order.final = True
+        order.final, order.filled_out = True, filled_out
         self._live.get((order.account, order.scope), {}).pop(order.order_id, None)
         self._finished.setdefault(order.account, {})[order.order_id] = None
+
+    def _reopen(self, order: TrackedOrder) -> None:
+        """An order ended only by keyproxy's reckoning rests again (its remaining size is 0 until the caller
+        gives it more, and the caller adds what it rests)."""
+        order.final, order.filled_out = False, False
+        self._finished.get(order.account, {}).pop(order.order_id, None)
+        self._live.setdefault((order.account, order.scope), {})[order.order_id] = order
+        self._push(order)
 
     def _hold(self, account: str, u: OrderUpdate, late: bool, at: float) -> None:
         """An update about an order not in the book: kept, merged per order (the larger fill, ended if any said

@@ -17,7 +17,7 @@ from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
 from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
-from keyproxy.proxy.positions import PositionBook, utc_day
+from keyproxy.proxy.positions import ZERO, PositionBook, utc_day
 from keyproxy.proxy.registry import BotEntry
 from keyproxy.state import StateStore
 
@@ -44,7 +44,7 @@ class RiskDesk:
         amend is seen as the order it leaves behind (`amended_leg`), its order's own size left out of the
         resting ones."""
         name, book, policy = bot.info.name, self.book, bot.policy
-        amended = self.amended(account, name, facts)
+        amended = self.amended(account, name, facts, adapter)
         legs = self.sized_legs(facts, amended)
         scopes = {leg.scope for leg in legs}
         crossing: tuple[str | None, ...] = ()
@@ -74,11 +74,14 @@ class RiskDesk:
             open_buy=open_buy, open_sell=open_sell, crossing=crossing, amended=amended,
             loss=self.loss_reason(account, bot, limits, now))
 
-    def amended(self, account: str, bot: str, facts: RequestFacts) -> tuple[Amended | None, ...]:
+    def amended(self, account: str, bot: str, facts: RequestFacts, adapter: Adapter | None = None
+                ) -> tuple[Amended | None, ...]:
         """An amend: per leg, the order it names as the book holds it (None: not there, or in another market
-        than the amend names: Binance numbers orders per symbol)."""
+        than the amend names: Binance numbers orders per symbol). Where the adapter reads an amend's size as
+        what rests after it (Hyperliquid), the order counts nothing filled: the new size is all still to fill."""
         if facts.action != "amend":
             return ()
+        fresh = adapter is not None and adapter.amend_size_is_remaining
         orders, out = self.book.orders.get(account, {}), []
         for leg in facts.placed():
             order = orders.get(leg.order_id) if leg.order_id else None
@@ -87,7 +90,7 @@ class RiskDesk:
                 out.append(None)
             else:
                 out.append(Amended(order.bot == bot, order.scope, order.side, order.price, order.remaining,
-                                   order.filled))
+                                   ZERO if fresh else order.filled))
         return tuple(out)
 
     @staticmethod
@@ -195,7 +198,8 @@ class RiskDesk:
         bot, facts = placed_by
         legs = facts.placed()
         if facts.action == "amend":
-            self._amended(account, bot, facts, updates, placed_ids)
+            verdicts = adapter.amend_verdicts(out, status, body, len(legs))
+            self._amended(account, bot, facts, updates, placed_ids, verdicts, adapter.amend_size_is_remaining)
             return
         if updates:
             unused, ids = list(updates), []
@@ -217,25 +221,34 @@ class RiskDesk:
         self.book.placed(account, bot, legs, tuple(ids), updates)
 
     def _amended(self, account: str, bot: str, facts: RequestFacts, updates: tuple[OrderUpdate, ...],
-                 ids: tuple[str, ...]) -> None:
-        """A 2xx answer to the bot's amend. An id it names that is not the amended order's is the order that
-        replaced it (Kraken's EditOrder, a Hyperliquid modify): the old one ended, the new one is the bot's.
-        Else the order asks for the new size once the exchange's own fields say so (an order in the answer);
-        otherwise for the larger of the old and the new, since a 2xx answer may still carry a refusal (Bybit's
-        retCode, OKX's sCode) and keyproxy never believes an order smaller than the exchange confirmed."""
+                 ids: tuple[str, ...], verdicts: tuple[bool | None, ...], fresh: bool) -> None:
+        """A 2xx answer to the bot's amend, believed leg by leg as far as the exchange said (`verdicts`): a leg
+        it refused changes nothing. A leg it took moves the order to the amend's side and price and asks for
+        the new size (`fresh`: the size is what rests, fills not counted), or for the size the answer's own
+        order states; an id the answer names that is not the amended order's is the order that replaced it
+        (Kraken's EditOrder): the old one ended, the new one is the bot's. A leg the answer does not settle
+        (unreadable) keeps its side and price and asks for the larger of the old and the new size: keyproxy
+        never believes an order smaller, or elsewhere, than the exchange confirmed."""
         rows = []
         stated = {u.order_id: u for u in updates}
-        for i, (leg, order) in enumerate(zip(facts.placed(), self.amended(account, bot, facts), strict=False)):
-            if order is None or not order.own or leg.order_id is None:
+        legs = facts.placed()
+        for i, (leg, order) in enumerate(zip(legs, self.amended(account, bot, facts), strict=False)):
+            took = verdicts[i] if i < len(verdicts) else None
+            if order is None or not order.own or leg.order_id is None or took is False:
                 continue
-            new_id = ids[i] if i < len(ids) and ids[i] != leg.order_id and len(ids) == len(facts.placed()) else None
-            held = self.book.orders[account][leg.order_id].quantity
+            new_id = ids[i] if i < len(ids) and ids[i] != leg.order_id and len(ids) == len(legs) else None
+            held = self.book.orders[account][leg.order_id]
             quantity = leg.quantity
             if new_id is None and (confirmed := stated.get(leg.order_id)) is not None and confirmed.quantity:
                 quantity = confirmed.quantity
-            elif new_id is None and quantity is not None and held is not None:
-                quantity = max(quantity, held)
-            rows.append((leg.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
+            elif took and quantity is not None:
+                quantity = quantity + held.filled if fresh and new_id is None else quantity
+            elif new_id is None and quantity is not None and held.quantity is not None:
+                quantity = max(quantity, held.quantity)
+            if took:
+                rows.append((leg.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
+            else:
+                rows.append((leg.order_id, new_id, quantity, None, None))
         if rows:
             self.book.amend(account, bot, rows)
         if updates:

@@ -188,3 +188,15 @@ async def test_a_code_named_before_any_bot_loaded_markets_makes_keyproxy_fetch_t
         assert over["keyproxy_error"] == "notional_exceeded", over  # valued as BTC-USDT at its price
         fetched = [e["query"] for e in fresh.journal()[start:] if e["path"] == "/api/v5/public/instruments"]
         assert sorted(fetched) == ["instType=FUTURES", "instType=SPOT", "instType=SWAP"]
+
+
+async def test_a_batch_okx_placed_in_part_counts_its_placed_legs_against_the_cap(dev: DevStack) -> None:
+    """OKX answers a batch it placed in part with code "2"; the socket read it as a refusal, so the placed legs
+    never entered the book and a capped bot could rest past its cap by adding a leg OKX refuses to each batch.
+    Here the second leg reuses the first's client id: the emulator places the first and refuses the second."""
+    creds = dev.add_bot("okxws-partial", "okx", "read,trade", "--set", "max_position=0.003")
+    legs = [{**ORDER, "sz": "0.002", "clOrdId": "partial1"}, {**ORDER, "sz": "0.0005", "clOrdId": "partial1"}]
+    logged, partial, more = await talk(creds, login(creds), {"id": "1", "op": "batch-orders", "args": legs},
+                                       {"id": "2", "op": "order", "args": [{**ORDER, "sz": "0.002"}]})
+    assert partial["code"] == "2" and [d["sCode"] for d in partial["data"]] == ["0", "51016"], partial
+    assert more.get("keyproxy_error") == "position_exceeded", more  # 0.002 rests: another 0.002 passes 0.003

@@ -143,3 +143,25 @@ def test_each_bots_entries_are_numbered_and_an_instance_catches_up_to_a_number(s
         assert again.fleet_book.seen["b1"] == 2 and again.fleet_book.last_id != "0"
         again.store.close()
     asyncio.run(run())
+
+
+def test_an_instance_catches_its_book_up_to_a_bots_newest_entry_on_demand(shared: SharedStateSettings,
+                                                                          tmp_path: Path) -> None:
+    """An amend of an order placed through A, arriving at B before A's entry: B reads the bot's newest number
+    itself (`catch_up`) and waits for its follower, rather than refusing an order it does not hold yet."""
+    async def run() -> None:
+        a, b = Instance(shared, tmp_path / "a"), Instance(shared, tmp_path / "b")
+        a.start()
+        a.book.placed("main", "late", (leg("BUY", "1", "100"),), ("L1",))
+        a.book.placed("main", "late", (leg("BUY", "2", "100"),), ("L2",))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while a.fleet_book.seen.get("late", 0) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert "L2" not in b.book.orders.get("main", {})  # B's follower has not run
+        b.start()
+        assert await b.fleet_book.catch_up("late")
+        assert b.fleet_book.seen["late"] == 2 and b.book.open_quantity("main", "late", SCOPE, "buy") == 3
+        await a.stop()
+        await b.stop()
+    asyncio.run(run())
