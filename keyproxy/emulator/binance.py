@@ -395,6 +395,37 @@ class BinanceEmulator(WalletHandlers, MarginHandlers):
         call.acct.place(order, call.now)
         return self._order_doc(call, order, "new")
 
+    def cancel_replace(self, call: Call) -> dict[str, Any]:
+        """Spot "Cancel an Existing Order and Send a New Order": the cancel first; STOP_ON_FAILURE places nothing
+        after a failed cancel, ALLOW_FAILURE places the new order anyway. One half failing answers 409 (-2021),
+        both 400 (-2022), each with `data`: both halves' results and answers."""
+        mode = call.params.get("cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise mandatory_missing("cancelReplaceMode")
+        cancel = {"symbol": call.params.get("symbol", ""), "orderId": call.params.get("cancelOrderId", ""),
+                  "origClientOrderId": call.params.get("cancelOrigClientOrderId", "")}
+        try:
+            cancelled: dict[str, Any] = self.cancel_order(Call(call.venue, cancel, call.account, call.now, call.key))
+            cancel_result = "SUCCESS"
+        except BinanceError as err:
+            cancelled, cancel_result = err.body(), "FAILURE"
+        new = {k: v for k, v in call.params.items() if not k.startswith("cancel")}
+        if cancel_result == "FAILURE" and mode == "STOP_ON_FAILURE":
+            placed: dict[str, Any] = {"code": -2021, "msg": "Order cancel-replace partially failed."}
+            new_result = "NOT_ATTEMPTED"
+        else:
+            try:
+                placed, new_result = self.new_order(Call(call.venue, new, call.account, call.now, call.key)), "SUCCESS"
+            except BinanceError as err:
+                placed, new_result = err.body(), "FAILURE"
+        data = {"cancelResult": cancel_result, "newOrderResult": new_result, "cancelResponse": cancelled,
+                "newOrderResponse": placed}
+        if cancel_result == new_result == "SUCCESS":
+            return data
+        if cancel_result == "SUCCESS" or new_result == "SUCCESS":
+            raise BinanceError(409, -2021, "Order cancel-replace partially failed.", data)
+        raise BinanceError(400, -2022, "Order cancel-replace failed.", data)
+
     def batch_orders(self, call: Call) -> list[dict[str, Any]]:
         """Futures "Place Multiple Orders": `batchOrders` is a JSON list of at most 5 orders, each placed as
         a single order; one order's error is its entry in the answer, the others still go in."""

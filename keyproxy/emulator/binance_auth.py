@@ -54,14 +54,16 @@ _MICROSECONDS_ABOVE = 10**14  # 13-digit values are ms, 16-digit values are µs
 class BinanceError(Exception):
     """An error answer in Binance's shape: HTTP status + ``{"code", "msg"}``."""
 
-    def __init__(self, status: int, code: int, msg: str) -> None:
+    def __init__(self, status: int, code: int, msg: str, data: dict[str, object] | None = None) -> None:
         super().__init__(f"{code}: {msg}")
         self.status = status
         self.code = code
         self.msg = msg
+        self.data = data  # what a partly failed call did anyway (cancel-replace's halves)
 
     def body(self) -> dict[str, object]:
-        return {"code": self.code, "msg": self.msg}
+        return {"code": self.code, "msg": self.msg} if self.data is None \
+            else {"code": self.code, "msg": self.msg, "data": self.data}
 
 
 def mandatory_missing(name: str) -> BinanceError:

@@ -74,6 +74,7 @@ def _routes() -> dict[tuple[str, str], Route]:
     add("GET", ("/api/v3/account",), "SIGNED", READ, "spot_account")
     add("POST", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "new_order")
     add("POST", ("/api/v3/order/test",), "SIGNED", SPOT_TRADE, "test_order")
+    add("POST", ("/api/v3/order/cancelReplace",), "SIGNED", SPOT_TRADE, "cancel_replace")
     add("POST", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "new_order")
     add("PUT", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "modify_order")
     add("POST", ("/fapi/v1/batchOrders", "/dapi/v1/batchOrders"), "SIGNED", FUT_TRADE, "batch_orders")

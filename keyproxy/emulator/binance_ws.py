@@ -27,6 +27,7 @@ METHODS: dict[str, tuple[tuple[str, str] | None, str]] = {
     "order.place": (("POST", "/api/v3/order"), "SIGNED"),
     "order.test": (("POST", "/api/v3/order/test"), "SIGNED"),
     "order.cancel": (("DELETE", "/api/v3/order"), "SIGNED"),
+    "order.cancelReplace": (("POST", "/api/v3/order/cancelReplace"), "SIGNED"),
     "order.status": (("GET", "/api/v3/order"), "SIGNED"),
     "openOrders.status": (("GET", "/api/v3/openOrders"), "SIGNED"),
     "openOrders.cancelAll": (("DELETE", "/api/v3/openOrders"), "SIGNED"),

@@ -294,6 +294,9 @@ class Adapter(Protocol):
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]: ...
 
     amend_size_is_remaining: bool
+    amend_replaces: bool
+
+    def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
 
@@ -342,6 +345,18 @@ def order_ids_in(doc: object, keys: tuple[str, ...], depth: int = 6) -> tuple[st
         elif isinstance(node, list) and level < depth:
             todo.extend((item, level + 1) for item in node)
     return tuple(dict.fromkeys(found))
+
+
+def leg_order_ids(items: object, key: str, took: Callable[[dict[str, Any]], bool] = lambda item: True
+                  ) -> tuple[str, ...]:
+    """One id per item of an answer that lists a batch's legs in the request's order: "" where the exchange
+    refused the leg (or named no id), so no id slides onto another leg's order."""
+    out = []
+    for item in items[:1000] if isinstance(items, list) else []:
+        value = item.get(key) if isinstance(item, dict) else None
+        ok = isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in ("", "0")
+        out.append(str(value) if ok and took(item) else "")  # type: ignore[arg-type]
+    return tuple(out)
 
 
 # `ws_answer`'s key for an answer that names no frame (Coinbase's): it settles the oldest frame waiting
@@ -512,6 +527,14 @@ class AdapterHooks:
     order_id_keys: tuple[str, ...] = ()
     # an amend's size is what the order rests after it, its fills not counted (else: its whole size, fills in)
     amend_size_is_remaining = False
+    # an amend cancels the order and places a new one under a new id (Kraken's EditOrder); else the id stays
+    amend_replaces = False
+
+    def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
+        """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an
+        error status whose body reports an order placed or cancelled anyway (Binance's cancel-replace 409)
+        becomes the 2xx answer of what was done. Default: the answer itself."""
+        return status, body
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         """Per leg of an amend, what a 2xx answer says of it: True the exchange took it, False it refused it
@@ -521,7 +544,8 @@ class AdapterHooks:
 
     def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
         """The exchange ids of the orders a 2xx answer to an order request names (`order_id_keys`, at any
-        depth): who placed which order, for cancelling one bot's orders. Unreadable: ()."""
+        depth): who placed which order, for cancelling one bot's orders. Unreadable: (). An adapter whose answer
+        lists a batch's legs gives one id per leg, "" for a refused one (`leg_order_ids`)."""
         if not (200 <= status < 300 and body and self.order_id_keys):
             return ()
         try:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
@@ -44,8 +45,10 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
 from keyproxy.exchanges.binance_fills import (
     READ_MARKETS,
+    binance_amend_verdicts,
+    binance_cancel_replace_done,
     binance_order_updates,
-    binance_rest_amend_verdicts,
+    binance_placed_ids,
     binance_reconcile_request,
     binance_stream_updates,
 )
@@ -337,7 +340,18 @@ class Binance(AdapterHooks):
         return binance_order_updates(req.path, status, body)
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
-        return binance_rest_amend_verdicts(status, body, legs)
+        return binance_amend_verdicts(loads(body) if 200 <= status < 300 else None, legs)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return binance_placed_ids(loads(body)) if 200 <= status < 300 and body else ()
+
+    def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
+        """A cancel-replace refused in part (409, or 400 with both halves failed) as the answer of what it did."""
+        if status in (400, 409) and req.path.endswith("/cancelReplace"):
+            done = binance_cancel_replace_done(loads(body))
+            if done is not None:
+                return 200, json.dumps(done).encode()
+        return status, body
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return binance_stream_updates(text)

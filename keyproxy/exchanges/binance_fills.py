@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keyproxy.exchanges._fills import listed_verdicts, loads, qty
-from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges._fills import listed_verdicts, qty
+from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, order_ids_in, published
 from keyproxy.exchanges.binance_facts import market_of_path
 from keyproxy.policy.model import normalize_symbol
 
@@ -130,5 +130,27 @@ def binance_amend_verdicts(doc: Any, legs: int) -> tuple[bool, ...]:
     return listed_verdicts(doc if isinstance(doc, list) else [doc], legs, took)
 
 
-def binance_rest_amend_verdicts(status: int, body: bytes, legs: int) -> tuple[bool, ...]:
-    return binance_amend_verdicts(loads(body) if 200 <= status < 300 else None, legs)
+def binance_placed_ids(doc: Any) -> tuple[str, ...]:
+    """The ids of the orders an order answer (parsed) placed: one per leg of a batch ("" for a leg refused with
+    its `{"code", "msg"}`), the new order's alone in a cancel-replace (its `cancelResponse` names the order it
+    cancelled, never one placed), else every `orderId`."""
+    if isinstance(doc, list):
+        return leg_order_ids(doc, "orderId")
+    if isinstance(doc, dict) and "newOrderResponse" in doc:
+        return leg_order_ids([doc["newOrderResponse"]], "orderId")
+    return order_ids_in(doc, ("orderId",))
+
+
+CANCEL_REPLACE_ERRORS = (-2021, -2022)  # "partially failed", "failed": `data` holds what each half did
+
+
+def binance_cancel_replace_done(error: Any) -> dict[str, Any] | None:
+    """What a cancel-replace refused in part (409 -2021; 400 -2022) did anyway, as the answer of a call that
+    did only that: the halves whose result is SUCCESS (ALLOW_FAILURE may place the new order though the
+    cancel failed, STOP_ON_FAILURE may cancel and then fail to place). None: it did nothing."""
+    data = error.get("data") if isinstance(error, dict) and error.get("code") in CANCEL_REPLACE_ERRORS else None
+    if not isinstance(data, dict):
+        return None
+    done = {f"{half}Response": data.get(f"{half}Response") for half in ("cancel", "newOrder")
+            if data.get(f"{half}Result") == "SUCCESS" and isinstance(data.get(f"{half}Response"), dict)}
+    return done or None

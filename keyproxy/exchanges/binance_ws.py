@@ -24,11 +24,12 @@ from urllib.parse import quote_plus, unquote, urlencode
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import (
-    READ_MARKETS, binance_amend_verdicts, binance_order_updates_in, binance_stream_updates,
+    READ_MARKETS, binance_amend_verdicts, binance_cancel_replace_done, binance_order_updates_in, binance_placed_ids,
+    binance_stream_updates,
 )
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
-    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants, order_ids_in,
+    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
     unique_members,
 )
 from keyproxy.policy.budget import Budget
@@ -266,7 +267,16 @@ class BinanceWsApi(WsDialect):
         """As the base's, on the answer parsed once (`_answer`)."""
         if not (200 <= status < 300 and body):
             return ()
-        return order_ids_in(self._answer(body), self.order_id_keys)
+        return binance_placed_ids(self._answer(body).get("result"))
+
+    def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
+        """As REST's: an `order.cancelReplace` refused in part, as the answer of what it did."""
+        if status in (400, 409) and parse_frame(req.body).get("method") == "order.cancelReplace":
+            answer = self._answer(body)
+            done = binance_cancel_replace_done(answer.get("error"))
+            if done is not None:
+                return 200, json.dumps({"id": answer.get("id"), "status": 200, "result": done}).encode()
+        return status, body
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return binance_amend_verdicts(self._answer(body).get("result") if 200 <= status < 300 else None, legs)

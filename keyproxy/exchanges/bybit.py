@@ -44,10 +44,10 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
-from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change, bybit_prices
+from keyproxy.exchanges.bybit_facts import amend_legs_sent, bybit_facts, bybit_order_book_change, bybit_prices
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ
 from keyproxy.exchanges.bybit_fills import (
-    bybit_amend_verdicts, bybit_order_updates, bybit_reconcile_request, bybit_stream_updates,
+    bybit_amend_verdicts, bybit_order_updates, bybit_placed_ids, bybit_reconcile_request, bybit_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -308,7 +308,14 @@ class Bybit(AdapterHooks):
         return bybit_order_updates(req.path, req.query, status, body)
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
-        return bybit_amend_verdicts(body, legs)
+        kept = amend_legs_sent(req.body)
+        if kept is None or len(kept) != legs:
+            return bybit_amend_verdicts(body, legs)
+        said = bybit_amend_verdicts(body, max(kept, default=-1) + 1)
+        return tuple(said[i] for i in kept)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body) if 200 <= status < 300 and body else ()
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

@@ -41,6 +41,9 @@ _SETTINGS = {
     "/v5/account/demo-apply-money", "/v5/spot-margin-trade/switch-mode", "/v5/spot-margin-trade/set-auto-repay-mode",
     "/v5/spot-cross-margin-trade/switch",
 }
+# take-profit / stop-loss Bybit attaches to an order or a position: it places them as orders of its own, whose
+# ids no answer to the bot names (their fills would move the position unseen)
+_CHILD_ORDERS = "Bybit places a take-profit or stop-loss as orders of its own"
 MAX_BATCH = {"spot": 10}  # "Batch Place Order": 20 orders per request (option, inverse, linear), 10 on spot
 _CATEGORIES = ("spot", "linear", "inverse", "option")
 
@@ -102,6 +105,8 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         readable = [v for v in values if v is not None]
         return RequestFacts(action="leverage", symbol=symbol,
                             leverage=max(readable) if readable and len(readable) == len(values) else None)
+    if req.path == "/v5/position/trading-stop":  # Bybit closes the position by orders of its own
+        return RequestFacts(action="other", symbol=symbol, untracked=_CHILD_ORDERS)
     if req.path in _SETTINGS:
         return RequestFacts(action="other", symbol=symbol)
     if req.path == "/v5/order/amend":
@@ -136,7 +141,9 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))
                         or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))),
                         # spot isLeverage=1: a margin trade that borrows (needs the transfer scope)
-                        borrows=category == "spot" and body.get("isLeverage") in (1, "1"))
+                        borrows=category == "spot" and body.get("isLeverage") in (1, "1"),
+                        untracked=_CHILD_ORDERS if any(body.get(k) not in (None, "", "0", 0)
+                                                       for k in ("takeProfit", "stopLoss")) else None)
 
 
 def _amend(body: dict[str, object], category: str | None) -> RequestFacts:
@@ -163,10 +170,31 @@ def _batch(body: dict[str, object], category: str | None, action: str) -> Reques
         raise BadRequest(f"a {category} batch holds at most {limit} orders, not {len(legs)}")
     orders = tuple(_order(leg, category) if action == "order" else _amend(leg, category) for leg in legs)
     if action == "amend" and any(o.action != "amend" for o in orders):
-        orders = tuple(o for o in orders if o.action == "amend")  # tp/sl-only legs change no size or price
+        orders = tuple(o for o in orders if o.action == "amend")  # tp/sl-only legs change no size or price:
+        # the answer still has their place (`amend_legs_sent` maps the legs kept to it)
     symbols = {o.symbol for o in orders}
     return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, market=category,
                         orders=orders)
+
+
+def amend_legs_sent(sent: bytes) -> tuple[int, ...] | None:
+    """Where each leg keyproxy reads of an `amend-batch` (REST body, or a `/v5/trade` frame's `args[0]`) stands in
+    the batch Bybit answers item by item: the tp/sl-only items `_batch` leaves out keep their places there.
+    None: not a batch."""
+    try:
+        doc = json.loads(sent)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("args"), list) and doc["args"]:
+        doc = doc["args"][0]
+    items = doc.get("request") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        return None
+    try:
+        return tuple(i for i, item in enumerate(items)
+                     if isinstance(item, dict) and _amend(item, None).action == "amend")
+    except BadRequest:
+        return None
 
 
 def bybit_order_book_change(method: str, path: str, query: str, status: int, body: bytes,

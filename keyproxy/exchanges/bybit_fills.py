@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from keyproxy.exchanges._fills import listed_verdicts, loads, qty
-from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, published
 from keyproxy.policy.model import normalize_symbol
 
 FINAL = frozenset({"Filled", "Cancelled", "Rejected", "Deactivated", "PartiallyFilledCanceled"})
@@ -86,3 +86,23 @@ def bybit_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
     if isinstance(result, dict) and isinstance(result.get("list"), list):  # a batch that listed no codes
         return listed_verdicts(result["list"], legs, lambda o: isinstance(o, dict) and bool(o.get("orderId")))
     return (True,) * legs
+
+
+def bybit_placed_ids(body: bytes | str) -> tuple[str, ...]:
+    """The orders an order answer (REST `result`, WebSocket `data`) placed: a single order's `orderId`, or one
+    id per leg of a batch's `result.list` in the leg's place, "" where `retExtInfo.list` refused it."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("retCode") != 0:
+        return ()
+    result = doc.get("result", doc.get("data"))
+    if not isinstance(result, dict):
+        return ()
+    if not isinstance(result.get("list"), list):
+        return leg_order_ids([result], "orderId")
+    info = doc.get("retExtInfo")
+    codes = info.get("list") if isinstance(info, dict) else None
+    ids = leg_order_ids(result["list"], "orderId")
+    if isinstance(codes, list):
+        ids = tuple(oid if i < len(codes) and isinstance(codes[i], dict) and codes[i].get("code") == 0 else ""
+                    for i, oid in enumerate(ids))
+    return ids

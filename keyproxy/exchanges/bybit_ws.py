@@ -21,7 +21,7 @@ from keyproxy.exchanges.base import (
     OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
-from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_stream_updates
+from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_placed_ids, bybit_stream_updates
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/v5/private", "/v5/trade")
@@ -49,6 +49,10 @@ def parse(raw: bytes | str) -> dict[str, Any]:
         value = frame.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 64):
             raise BadRequest(f"{name} must be a string or a number of at most 64 characters")
+    if OPS.get(frame["op"], (R, None))[1] is not None and str(frame.get("reqId", "")) == "":
+        # Bybit names a trade op's answer by the reqId it was sent with, and by nothing else: without one,
+        # keyproxy could never tie the answer to the order, so the order would never reach the books
+        raise BadRequest(f"{frame['op']} needs a reqId (Bybit answers a trade op under its reqId)")
     return frame
 
 
@@ -63,6 +67,9 @@ class BybitWsApi(WsDialect):
     """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = BYBIT_READ  # answers name orders only; fills come from the `order` topic (bybit_fills.py)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body) if 200 <= status < 300 and body else ()
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)
@@ -79,7 +86,11 @@ class BybitWsApi(WsDialect):
         op = doc.get("op")
         if op in ("auth", "subscribe", "unsubscribe", "ping", "pong"):
             key = ("ping" if op == "pong" else op, str(doc.get("req_id", "")))
-            return key, 200 if doc.get("success", True) else 401 if op == "auth" else 400
+            # `/v5/private` answers with `success`, `/v5/trade` with `retCode` (a failed trade auth says no
+            # `success` at all): either one that is not a plain yes is a no
+            ok = doc["success"] is True if "success" in doc else doc["retCode"] == 0 if "retCode" in doc \
+                else op != "auth"
+            return key, 200 if ok else 401 if op == "auth" else 400
         if "reqId" in doc:
             return "req:" + str(doc["reqId"]), 200 if doc.get("retCode") == 0 else 400
         return None

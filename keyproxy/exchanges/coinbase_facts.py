@@ -130,9 +130,16 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     contract = "linear" if market in ("future", "perp") else None
     if contract is not None and quote is not None:
         conflict = "a futures order is sized in contracts (base_size)"
+    elif quote is not None and base is None and price:
+        # a limit order sized in quote (limit_limit_gtc takes quote_size) buys or sells quote / limit_price:
+        # sized by its own price, never by the last one, it rests in the book at what it asks for
+        base, quote = quote / price, None
+    attached = body.get("attached_order_configuration")  # a take-profit / stop-loss for when this one fills
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
-                        conflict=conflict, contract=contract, trigger_price=trigger)
+                        conflict=conflict, contract=contract, trigger_price=trigger,
+                        untracked="Coinbase places an attached take-profit or stop-loss as an order of its own"
+                        if attached else None)
 
 
 def coinbase_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:

@@ -196,7 +196,8 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             raise BadRequest("a TWAP order's size (s) is a decimal string")
         return RequestFacts(action="order", symbol=symbol, market=market, order_type="twap",
                             side="buy" if _flag(twap.get("b"), "b") else "sell",
-                            quantity=amount(twap["s"], "twap size (s)"), reduce_only=_flag(twap.get("r"), "r"))
+                            quantity=amount(twap["s"], "twap size (s)"), reduce_only=_flag(twap.get("r"), "r"),
+                            untracked="a TWAP order fills as child orders its answer never names")
     if kind == "vaultTransfer" and action.get("isDeposit") is not False:
         vault, usd = action.get("vaultAddress"), action.get("usd")
         if not isinstance(vault, str) or len(vault) > 64:

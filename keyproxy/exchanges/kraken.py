@@ -52,7 +52,7 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
 from keyproxy.exchanges.kraken_fills import (
-    kraken_amend_verdicts, kraken_order_updates, kraken_reconcile_request, kraken_stream_updates,
+    kraken_amend_verdicts, kraken_order_updates, kraken_placed_ids, kraken_reconcile_request, kraken_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -266,6 +266,7 @@ def api_sign(secret_b64: bytes, path: str, nonce: str, body: bytes) -> str:
 
 class Kraken(AdapterHooks):
     order_id_keys = ("txid",)  # the member of an order answer naming the exchange's order id
+    amend_replaces = True  # EditOrder / edit_order cancel the order and place a new one under a new id
     fill_markets = frozenset({"spot"})  # kraken_fills.py
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
@@ -273,6 +274,9 @@ class Kraken(AdapterHooks):
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return kraken_amend_verdicts(body, legs)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return kraken_placed_ids(body) if 200 <= status < 300 and body else ()
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return kraken_stream_updates(text)

@@ -158,7 +158,10 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         # reduce_only: "Only applicable to margin orders" (Kraken AddOrder): without leverage it means
         # nothing, so it exempts nothing; a margin order (leverage) borrows
         leverage=_leverage(param_text(params, "leverage")), borrows=_margin(params),
-        reduce_only=param_true(params, "reduce_only") and _margin(params))
+        reduce_only=param_true(params, "reduce_only") and _margin(params),
+        # a conditional close (`close[ordertype]`; JSON `close`): Kraken places it as a new order once this fills
+        untracked="Kraken places a conditional close as an order of its own" if params.get("close")
+        or any(k.startswith("close[") for k in params) else None)
 
 
 def _batch(orders: list[object], symbol: str | None) -> RequestFacts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
-from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, order_ids_in, published
 
 FINAL = frozenset({"closed", "canceled", "expired", "filled"})
 QUERIES = {"/0/private/QueryOrders": None, "/0/private/OpenOrders": "open", "/0/private/ClosedOrders": "closed"}
@@ -70,3 +70,15 @@ def kraken_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
         return (doc["success"] is True,) * legs
     result = doc.get("result")
     return (not doc.get("error") and isinstance(result, dict) and bool(result.get("txid")),) * legs
+
+
+def kraken_placed_ids(body: bytes | str) -> tuple[str, ...]:
+    """The orders an order answer placed: `AddOrderBatch`'s `result.orders` one per leg in its place ("" for an
+    order its own `error` refused), else every `txid`."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("error"):
+        return ()
+    result = doc.get("result")
+    if isinstance(result, dict) and isinstance(result.get("orders"), list):
+        return leg_order_ids(result["orders"], "txid", lambda o: not o.get("error"))
+    return order_ids_in(doc, ("txid",))

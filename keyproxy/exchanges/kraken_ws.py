@@ -89,6 +89,8 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["leverage"] = MARGIN_LEVERAGE
     if p.get("reduce_only") in (True, "true"):
         out["reduce_only"] = "true"
+    if p.get("conditional"):  # a v2 order's conditional close: AddOrder's close[...]
+        out["close"] = p["conditional"]
     if _text(p.get("order_id")) is not None:  # edit_order: the order it replaces
         out["txid"] = _text(p.get("order_id"))
     return {k: v for k, v in out.items() if v is not None}
@@ -108,6 +110,7 @@ def _both_sizes(p: dict[str, Any], facts: RequestFacts) -> RequestFacts:
 class KrakenWsApi(WsDialect):
     """The WebSocket v2 dialect of a Kraken account; REST facts and errors from `rest`."""
     order_id_keys = ("order_id",)  # the member of an order answer naming the exchange's order id
+    amend_replaces = True  # EditOrder / edit_order cancel the order and place a new one under a new id
     fill_markets = frozenset({"spot"})  # fills come from the executions channel (kraken_fills.py)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:

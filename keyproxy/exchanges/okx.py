@@ -54,7 +54,7 @@ from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
 )
 from keyproxy.exchanges.okx_fills import (
-    okx_amend_verdicts, okx_order_updates, okx_reconcile_request, okx_stream_updates,
+    okx_amend_verdicts, okx_order_updates, okx_placed_ids, okx_reconcile_request, okx_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -126,6 +126,9 @@ class Okx(AdapterHooks):
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return okx_amend_verdicts(body, legs)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body) if 200 <= status < 300 and body else ()
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -251,7 +251,16 @@ def _order(params: dict[str, object]) -> RequestFacts:
         # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash
         # order's flag means nothing; a spot margin order (cross/isolated) borrows automatically
         reduce_only=param_true(params, "reduceOnly") and td_mode != "cash",
-        borrows=spot and td_mode in ("cross", "isolated"))
+        borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params))
+
+
+def _attached(params: dict[str, object]) -> str | None:
+    """Take-profit / stop-loss attached to an order (`attachAlgoOrds`, or the older `tpTriggerPx`/`slTriggerPx`):
+    OKX places them as algo orders of its own, whose fills no answer to the bot names."""
+    algos = params.get("attachAlgoOrds")
+    if (isinstance(algos, list) and algos) or param_text(params, "tpTriggerPx") or param_text(params, "slTriggerPx"):
+        return "OKX places an attached take-profit or stop-loss as orders of its own"
+    return None
 
 
 def _amend(params: dict[str, object]) -> RequestFacts:
@@ -261,7 +270,8 @@ def _amend(params: dict[str, object]) -> RequestFacts:
     market = market_of(inst)
     return RequestFacts(action="amend", symbol=normalize_symbol(inst) if inst else None, market=market,
                         quantity=amount(param_text(params, "newSz")), price=amount(param_text(params, "newPx")),
-                        contract=_contract(inst or "", market), order_id=param_text(params, "ordId") or None)
+                        contract=_contract(inst or "", market), order_id=param_text(params, "ordId") or None,
+                        untracked=_attached(params))
 
 
 def _batch(doc: object, action: str) -> RequestFacts:

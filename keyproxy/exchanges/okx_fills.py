@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
-from keyproxy.exchanges.base import OrderUpdate, published
+from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, published
 from keyproxy.exchanges.okx_facts import market_of
 from keyproxy.policy.model import normalize_symbol
 
@@ -63,3 +63,12 @@ def okx_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
     if not isinstance(doc, dict) or doc.get("code") not in ("0", "2"):
         return (False,) * legs
     return listed_verdicts(doc.get("data"), legs, lambda d: isinstance(d, dict) and d.get("sCode") == "0")
+
+
+def okx_placed_ids(body: bytes | str) -> tuple[str, ...]:
+    """The orders an order answer (REST or WebSocket) placed, one per leg of `data` in the leg's place: "" for a
+    leg refused (`sCode` not "0": OKX answers a batch refused in part with `code` "2" inside a 2xx answer)."""
+    doc = loads(body)
+    if not isinstance(doc, dict) or doc.get("code") not in ("0", "1", "2"):
+        return ()
+    return leg_order_ids(doc.get("data"), "ordId", lambda d: d.get("sCode") == "0")

@@ -23,7 +23,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.okx_budget import okx_costs
 from keyproxy.exchanges.okx_facts import okx_facts, okx_market_ids, okx_order_book_change
-from keyproxy.exchanges.okx_fills import okx_stream_updates
+from keyproxy.exchanges.okx_fills import okx_placed_ids, okx_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -75,6 +75,9 @@ class OkxWsApi(WsDialect):
     """The private-socket dialect of an OKX account; REST facts, errors and passphrase rules from `rest`."""
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
     fill_markets = frozenset({"spot"})  # fills come from the orders channel (okx_fills.py)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body) if 200 <= status < 300 and body else ()
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -512,6 +512,10 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if facts.action is None and limited:  # an endpoint that may place orders in a shape keyproxy cannot read
         return deny(DenyCode.SYMBOL if policy.symbols is not None else DenyCode.NOTIONAL_UNKNOWN,
                     "keyproxy cannot read this endpoint's order details, and the bot has trading limits")
+    untracked = facts.untracked or next((leg.untracked for leg in facts.placed() if leg.untracked), None)
+    if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
+        return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
+                    f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
     if policy.symbols is not None and facts.action in ("leverage", "other"):
         if (facts.symbol is None and facts.action == "leverage") or (
                 facts.symbol is not None and facts.symbol not in policy.symbols):
@@ -526,6 +530,14 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if facts.action == "leverage" and facts.leverage is None and policy.max_leverage is not None:
         return deny(DenyCode.LEVERAGE, "cannot read the requested leverage")
     return None
+
+
+def _positioned(policy: BotPolicy, limits: AccountLimits | None) -> str | None:
+    """The limit that needs the bot's position (max_position, max_daily_loss), if it has one."""
+    if policy.max_position is not None or policy.max_position_notional is not None:
+        return "max_position"
+    loss = policy.max_daily_loss if policy.max_daily_loss is not None else getattr(limits, "max_daily_loss", None)
+    return "max_daily_loss" if loss is not None else None
 
 
 def _risk_limited(policy: BotPolicy, account_limits: AccountLimits | None) -> bool:

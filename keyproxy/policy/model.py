@@ -52,6 +52,9 @@ class RequestFacts:
     trigger_price: Decimal | None = None  # a stop / take-profit / trigger order's trigger (checked by price bands)
     trigger_relative: bool = False  # the trigger is an offset from the market (Kraken +x, x%): no band can check it
     order_id: str | None = None  # an amend: the exchange's id of the order it changes (None: a client id, or none)
+    # why keyproxy cannot follow this order's fills (a Hyperliquid TWAP fills as child orders no answer names):
+    # no position or loss limit could hold it, so a bot bound by one is refused it
+    untracked: str | None = None
     orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
 
     def placed(self) -> tuple[RequestFacts, ...]:

@@ -74,6 +74,7 @@ class Outcome:
     # a refused amend named an order this instance's book does not hold: a fleet catches its book up, decides again
     unheld: bool = False
     authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
+    credential: str | None = None  # which of the bot's credentials checked out (`BotEntry.credential`)
     key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
     facts: RequestFacts | None = None
@@ -127,10 +128,13 @@ class Core:
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
-        self.listen_keys: dict[tuple[str, str], str] = {}  # (account, stream token) -> the bot it was given to
-        # account -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket token, which a
-        # bot never sees (it holds a virtual one, in listen_keys); memory only
-        self.real_stream_tokens: dict[str, tuple[str, int]] = {}
+        # (account, stream token) -> (the bot it was given to, the credential that bot asked with): the token dies
+        # with that credential (rotated out, revoked), as a request signed with it would
+        self.listen_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        # (account, its key's version) -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket
+        # token, which a bot never sees (it holds a virtual one, in listen_keys); memory only. Per key version: a
+        # token the rotated-out key obtained is never sent again
+        self.real_stream_tokens: dict[tuple[str, int], tuple[str, int]] = {}
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
         # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
@@ -195,7 +199,7 @@ class Core:
         token = adapter.presented_stream_token(incoming) if bot is None else None
         logged_on = bot is None and (session is not None or token is not None)
         if token is not None:  # proven by the token keyproxy handed to exactly one bot
-            bot = route.snap.bot_named(self.listen_keys.get((account.info.name, token), ""))
+            bot = self._token_bot(route.snap, account.info.name, token)
             if bot is None or bot.info.account != account.info.name:
                 raise Refused("unknown_bot", "this stream token was not obtained through keyproxy for this account: "
                               "request it through keyproxy")
@@ -214,7 +218,7 @@ class Core:
         if self.fleet:
             outcome.shared = SharedCharges(bot.info.name)
         incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared)
-        outcome.bot, outcome.authenticated = bot.info.name, True
+        outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
         self.last_seen[bot.info.name] = now_ms / 1000  # the bot is alive (heartbeat_seconds)
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
@@ -386,13 +390,11 @@ class Core:
     def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> str:
         """The bot a private event stream belongs to: the one keyproxy handed this stream token to, in good
         standing and connecting from its own addresses. A token keyproxy never relayed is refused."""
-        name = self.listen_keys.get((account.info.name, token))
-        snap = self._snapshot()
-        bot = snap.bot_named(name) if name else None
+        bot = self._token_bot(self._snapshot(), account.info.name, token)
         if bot is None:
             raise Refused("unknown_bot", "this stream's token (listenKey) was not obtained through keyproxy for "
                           "this account: request it through keyproxy")
-        outcome.bot, outcome.authenticated = bot.info.name, True
+        outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
         self._check_standing(account, bot, self.clock_ms())
         if not bot.allows_ip(peer):
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
@@ -588,10 +590,10 @@ class Core:
         (before the answer is sent for an order or an amend, just after for the rest: the edges say why)."""
         adapter, name = route.adapter, route.account.info.name
         if adapter.grants_stream_token(out.path):
-            return self._virtual_stream_token(adapter, name, body, outcome)
-        if 200 <= status < 300 and outcome.authenticated and outcome.bot and body:
+            return self._virtual_stream_token(adapter, (name, route.account.info.version), body, outcome)
+        if 200 <= status < 300 and outcome.authenticated and outcome.bot and outcome.credential and body:
             for token in adapter.listen_keys(out.path, body):
-                self._remember_stream_token(name, token, outcome.bot)
+                self._remember_stream_token(name, token, outcome.bot, outcome.credential)
         return body
 
     def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
@@ -610,6 +612,8 @@ class Core:
         rejection = adapter.key_rejected(status, body, out.method, out.path)
         outcome.key_rejected = rejection is KeyRejection.INVALID
         outcome.key_denied = rejection is KeyRejection.DENIED
+        if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
+            status, body = adapter.settled_answer(out, status, body)
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 self._track_open_orders(adapter, outcome.track, out, status, body)
@@ -617,7 +621,7 @@ class Core:
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:  # an amend: only an order it made anew (never one it only named)
                 named = {leg.order_id for leg in outcome.placed_by[1].placed()}
-                self._attribute_orders(name, outcome.placed_by, tuple(i for i in ids if i not in named))
+                self._attribute_orders(name, outcome.placed_by, tuple(i for i in ids if i and i not in named))
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.placed_by is not None and (status >= 500 or not body):
@@ -632,21 +636,27 @@ class Core:
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
 
-    def _virtual_stream_token(self, adapter: Adapter, account: str, body: bytes, outcome: Outcome) -> bytes:
+    def _virtual_stream_token(self, adapter: Adapter, key: tuple[str, int], body: bytes, outcome: Outcome) -> bytes:
         """Keep the real token (fresh: it renews the account's cached one) and answer a virtual one, known only
         here and bound to this bot; with no authenticated bot, no token at all."""
         def mint(real: str) -> str:
-            self.real_stream_tokens[account] = (real, self.clock_ms())
-            if not (outcome.authenticated and outcome.bot):
+            self.real_stream_tokens[key] = (real, self.clock_ms())
+            if not (outcome.authenticated and outcome.bot and outcome.credential):
                 return ""
             virtual = "kpv-" + secrets.token_urlsafe(32)
-            self._remember_stream_token(account, virtual, outcome.bot)
+            self._remember_stream_token(key[0], virtual, outcome.bot, outcome.credential)
             return virtual
         return adapter.swap_stream_token(body, mint)
 
-    def _remember_stream_token(self, account: str, token: str, bot: str) -> None:
+    def _token_bot(self, snap: Snapshot, account: str, token: str) -> BotEntry | None:
+        """The bot a stream token was handed to, while the credential it asked with is still that bot's."""
+        held = self.listen_keys.get((account, token))
+        bot = snap.bot_by_credential(held[1]) if held is not None else None
+        return bot if bot is not None and held is not None and bot.info.name == held[0] else None
+
+    def _remember_stream_token(self, account: str, token: str, bot: str, credential: str) -> None:
         self.listen_keys.pop((account, token), None)  # re-inserted last: the oldest are dropped first
-        self.listen_keys[(account, token)] = bot
+        self.listen_keys[(account, token)] = (bot, credential)
         if len(self.listen_keys) > MAX_LISTEN_KEYS:
             del self.listen_keys[next(iter(self.listen_keys))]
 

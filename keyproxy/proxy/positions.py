@@ -208,9 +208,9 @@ class PositionBook:
                     changed.append(new)
                     replacing.append(new_id)
                 continue
-            if order.final and not (order.filled_out and quantity is not None and quantity > order.filled):
+            if order.final and not self._reopens(order, quantity):
                 continue
-            if order.final:  # it filled the size keyproxy held, and the exchange took a larger one: it rests again
+            if order.final:
                 self._reopen(order)
             before = order.remaining
             if side is not None and side != order.side:  # turned in place: off one side, onto the other
@@ -310,9 +310,8 @@ class PositionBook:
                 changed = True
             if u.quantity is not None and (order.quantity is None or u.quantity > order.quantity):
                 order.quantity, changed = u.quantity, True  # the size the exchange states, never less than held
-                if order.final and order.filled_out and not u.final and order.filled < order.quantity:
-                    self._reopen(order)
-                    before = ZERO
+                if not u.final and self._reopens(order, order.quantity):
+                    self._reopen(order)  # it rested at 0 (`before`), and rests its remaining size now
             if u.final and order.final and order.filled_out:
                 order.filled_out, changed = False, True  # the exchange said so now
             elif (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
@@ -332,6 +331,12 @@ class PositionBook:
         order.final, order.filled_out = True, filled_out
         self._live.get((order.account, order.scope), {}).pop(order.order_id, None)
         self._finished.setdefault(order.account, {})[order.order_id] = None
+
+    @staticmethod
+    def _reopens(order: TrackedOrder, size: Decimal | None) -> bool:
+        """An order ended only by keyproxy's reckoning (it filled the size keyproxy held) that the exchange now
+        states, or took an amend to, at a larger size: it rests again."""
+        return order.final and order.filled_out and size is not None and size > order.filled
 
     def _reopen(self, order: TrackedOrder) -> None:
         """An order ended only by keyproxy's reckoning rests again (its remaining size is 0 until the caller

@@ -35,6 +35,11 @@ class BotEntry:
     policy: BotPolicy
     valid_until: float | None = None  # TTL, or a rotated-out credential's grace end: refused from then on
 
+    @property
+    def credential(self) -> str:
+        """Which of the bot's credentials this entry is (`Snapshot.bot_by_credential` finds it again)."""
+        return f"k:{self.key.key_id}" if self.key is not None else f"t:{self.token_digest}"
+
     def allows_ip(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -62,6 +67,11 @@ class Snapshot:
                 if bot.info.name == name:
                     return bot
         return None
+
+    def bot_by_credential(self, credential: str) -> BotEntry | None:
+        """The bot entry of one credential (`credential_of`): gone once that credential is rotated out or revoked."""
+        kind, _, ident = credential.partition(":")
+        return (self.bots_by_key if kind == "k" else self.bots_by_token if kind == "t" else {}).get(ident)
 
     def halt_reason(self, bot: str, account: str) -> str | None:
         """The kill switch covering this bot, if any (the widest first)."""

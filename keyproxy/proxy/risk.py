@@ -185,9 +185,9 @@ class RiskDesk:
 
     def learn(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts] | None,
               out: OutboundRequest, status: int, body: bytes, placed_ids: tuple[str, ...] = ()) -> None:
-        """Orders a 2xx answer reports: placed by this bot when it placed them (matched leg by leg on scope and
-        side, the exchange's own fields winning: a cancel-replace answer also names the order it cancelled;
-        else `placed_ids`, the ids `Adapter.placed_order_ids` read from the answer)."""
+        """Orders a 2xx answer reports: placed by this bot when it placed them. `placed_ids` (the adapter's
+        `placed_order_ids`) name them leg by leg where the answer lists one per leg; else the answer's order
+        reports are matched to the legs on scope and side."""
         if not adapter.fill_markets:
             return
         updates = adapter.order_updates(out, status, body)
@@ -199,18 +199,23 @@ class RiskDesk:
         legs = facts.placed()
         if facts.action == "amend":
             verdicts = adapter.amend_verdicts(out, status, body, len(legs))
-            self._amended(account, bot, facts, updates, placed_ids, verdicts, adapter.amend_size_is_remaining)
+            self._amended(account, bot, facts, updates, placed_ids if adapter.amend_replaces else (), verdicts,
+                          adapter.amend_size_is_remaining)
             return
-        if updates:
-            unused, ids = list(updates), []
+        if len(placed_ids) == len(legs) or not updates:  # one id per leg, in its place ("": refused)
+            ids = list(placed_ids)
+        else:
+            # matched on scope and side, among the orders the answer placed only: a cancel-replace's also reports
+            # the order it cancelled (an update naming no id keeps a refused leg's place: Hyperliquid's statuses)
+            named = {i for i in placed_ids if i}
+            unused = [u for u in updates if not named or not u.order_id or u.order_id in named]
+            ids = []
             for leg in legs:
                 side = (leg.side or "").lower()  # an update without scope or side (Kraken names pairs its own way)
                 match = next((u for u in unused if u.scope in ("", leg.scope) and u.side in ("", side)), None)
                 ids.append(match.order_id if match is not None else "")
                 if match is not None:
                     unused.remove(match)
-        else:
-            ids = list(placed_ids)
         if not any(ids) and account not in self._unreadable:  # logged once per account, never a position move
             self._unreadable.add(account)
             log.warning("an order answer named no order id keyproxy could read (the exchange refused it, or its "
@@ -225,8 +230,8 @@ class RiskDesk:
         """A 2xx answer to the bot's amend, believed leg by leg as far as the exchange said (`verdicts`): a leg
         it refused changes nothing. A leg it took moves the order to the amend's side and price and asks for
         the new size (`fresh`: the size is what rests, fills not counted), or for the size the answer's own
-        order states; an id the answer names that is not the amended order's is the order that replaced it
-        (Kraken's EditOrder): the old one ended, the new one is the bot's. A leg the answer does not settle
+        order states; `ids` (given only where an amend replaces the order: Kraken's EditOrder) name the order
+        that replaced it: the old one ended, the new one is the bot's. A leg the answer does not settle
         (unreadable) keeps its side and price and asks for the larger of the old and the new size: keyproxy
         never believes an order smaller, or elsewhere, than the exchange confirmed."""
         rows = []

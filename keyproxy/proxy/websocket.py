@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
@@ -91,15 +93,18 @@ class WebSocketEdge:
         self.sockets: set[web.WebSocketResponse] = set()
         self.connections: set[_Connection] = set()
         self._token_fetch: dict[str, asyncio.Lock] = {}
+        # handshakes past the caps' checks and not yet open, counted against the caps: a burst of them cannot
+        # pass the check together while each awaits the exchange's socket
+        self._opening: Counter[str] = Counter()
 
     def sockets_of(self, bot: str) -> int:
-        return sum(1 for c in self.connections if bot in c.bots)
+        return sum(1 for c in self.connections if bot in c.bots) + self._opening[bot]
 
     async def handle(self, request: web.BaseRequest, account_name: str, path: str, query: str,
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
         outcome.method, outcome.path, outcome.endpoint, outcome.transport = "GET", path, "ws connect", "ws"
-        if len(self.sockets) >= self._limits.max_sockets:
+        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets:
             raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         account = self._core.account(account_name, outcome)
         adapter = account.adapter
@@ -120,6 +125,20 @@ class WebSocketEdge:
         origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
+        held = ["", stream_bot] if stream_bot is not None else [""]
+        self._opening.update(held)
+        try:
+            return await self._open(request, account_name, account, adapter, dialect, path, query, origin, stream_bot,
+                                    outcome, held)
+        finally:
+            self._opening.subtract(held)
+
+    async def _open(self, request: web.BaseRequest, account_name: str, account: AccountEntry, adapter: Adapter,
+                    dialect: Adapter | None, path: str, query: str, origin: str, stream_bot: str | None,
+                    outcome: Outcome, held: list[str]) -> web.StreamResponse:
+        """The exchange's socket, the bot's upgrade, then the two relays; `held`: this handshake's reservations
+        against the caps, released once the socket counts among the open ones."""
+        assert account.upstream is not None
         session = self._clients.session(account.upstream.insecure_loopback)
         url = ws_origin(origin) + adapter.websocket_upstream_path(path) + (f"?{query}" if query else "")
         try:
@@ -139,9 +158,13 @@ class WebSocketEdge:
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request)
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
+            if outcome.credential:
+                conn.credentials.add(outcome.credential)
             conn.private_stream = True
         self.sockets.add(bot_ws)
         self.connections.add(conn)
+        self._opening.subtract(held)  # counted as open now
+        held.clear()
         self._count(account_name, 1)
         try:
             await conn.run()
@@ -158,7 +181,7 @@ class WebSocketEdge:
         core, account = self._core, route.account
         name = account.info.name
         async with self._token_fetch.setdefault(name, asyncio.Lock()):
-            cached = core.real_stream_tokens.get(name)
+            cached = core.real_stream_tokens.get((name, account.info.version))
             if cached is not None and core.clock_ms() - cached[1] < self._limits.stream_token_reuse_ms:
                 return cached
             rest: Any = account.adapter
@@ -174,8 +197,8 @@ class WebSocketEdge:
                 outcome.key_rejected = rest.key_rejected(status, body, spec[0], spec[1]) is KeyRejection.INVALID
                 said = body[:120].decode("utf-8", "replace")
                 raise Refused("upstream_error", f"the exchange refused keyproxy a WebSocket token: {said}")
-            core.real_stream_tokens[name] = (tokens[0], core.clock_ms())
-            return core.real_stream_tokens[name]
+            fetched = core.real_stream_tokens[(name, account.info.version)] = (tokens[0], core.clock_ms())
+            return fetched
 
     async def close_all(self, grace: float) -> None:
         """SIGTERM: every socket gets a going-away close once its in-flight frames are answered (at most
@@ -199,6 +222,9 @@ class _Connection:
         self.host = request.headers.get("Host", "")
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
+        self.credentials: set[str] = set()  # and the credentials they did it with (`BotEntry.credential`)
+        account_entry = edge._core.snapshot().accounts.get(account)
+        self.key_version = account_entry.info.version if account_entry is not None else -1  # the real key's
         self.private_stream = False  # a bot's event stream (listenKey): it takes no requests
         self.session: str | None = None  # the key id this connection logged on with (session.logon)
         self.authorized_since: int | None = None
@@ -276,6 +302,8 @@ class _Connection:
                     raise Refused("rate_limited", f"bot {outcome.bot!r} already uses "
                                   f"{self.edge._limits.max_per_bot} sockets; close one first")
                 self.bots.add(outcome.bot)
+            if outcome.authenticated and outcome.credential:
+                self.credentials.add(outcome.credential)
             if action == "logon":
                 await self._session_answer(frame_id, action, outcome, claimed)
                 return
@@ -402,7 +430,9 @@ class _Connection:
     # --- live controls ---------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Close the socket once a bot that used it is revoked or suspended, or its key is quarantined."""
+        """Close the socket once a bot that used it is revoked or suspended, a credential it authenticated with
+        is rotated out or expires, or the account's key is quarantined or rotated (the exchange's socket was
+        opened, and its session logged in, with the old key: the bot reconnects onto the new one)."""
         while True:
             await asyncio.sleep(self.edge._limits.watch_interval)
             snap = self.edge._core.snapshot()
@@ -410,10 +440,19 @@ class _Connection:
             if account is None or account.info.status != "active":
                 self.closing = "keyproxy: the account's key is not active"
                 return
+            if account.info.version != self.key_version:
+                self.closing = "keyproxy: the account's key was rotated; reconnect"
+                return
             for name in self.bots:
                 bot = snap.bot_named(name)
                 if bot is None or bot.info.status != "active":
                     self.closing = f"keyproxy: bot {name} is no longer active"
+                    return
+            now = self.edge._core.clock_ms() / 1000
+            for credential in self.credentials:
+                entry = snap.bot_by_credential(credential)
+                if entry is None or entry.valid_until is not None and now >= entry.valid_until:
+                    self.closing = "keyproxy: a credential used on this socket was rotated out or expired"
                     return
 
 

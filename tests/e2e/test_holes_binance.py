@@ -225,3 +225,32 @@ def test_an_amend_cannot_grow_an_order_past_the_position_cap_nor_a_batch_add_pas
     ex.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 0.05, 20000)  # smaller: always passes
     ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)  # 0.05 + 0.03 once the exchange said so
     ex.cancel_all_orders("BTC/USDT:USDT")
+
+
+def test_a_cancel_replace_books_the_order_it_placed_not_the_one_it_cancelled(dev: DevStack) -> None:
+    """Session 15's review: a cancel-replace answered ACK (no fill fields on the new order) had its new leg
+    matched to the cancelled order's report, so the new order never entered the book; one refused in part (409:
+    ALLOW_FAILURE placed the new order though the cancel failed) was not read at all. With max_position = 0.015,
+    a buy that fits only if the new order were not resting is refused, nothing sent."""
+    creds = dev.add_bot("replacer", "main", "read,trade", "--set", "max_position=0.015")
+    limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&price=20000"
+    status, body, _ = send(dev, creds, "POST", "/api/v3/order", f"{limit}&quantity=0.006")
+    assert status == 200, body
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order/cancelReplace",
+                                 f"{limit}&quantity=0.006&cancelReplaceMode=STOP_ON_FAILURE"
+                                 f"&cancelOrderId={body['orderId']}&newOrderRespType=ACK")
+    assert status == 200 and body["cancelResult"] == "SUCCESS" and len(arrived) == 1, body
+    replaced = body["newOrderResponse"]["orderId"]
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", f"{limit}&quantity=0.01")
+    assert body.get("error") == "position_exceeded" and arrived == [], body  # 0.006 resting + 0.01 > 0.015
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order/cancelReplace",
+                                 f"{limit}&quantity=0.003&cancelReplaceMode=ALLOW_FAILURE&cancelOrderId=999999")
+    assert status == 409 and body["data"]["newOrderResult"] == "SUCCESS" and len(arrived) == 1, body
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", f"{limit}&quantity=0.007")
+    assert body.get("error") == "position_exceeded" and arrived == [], body  # 0.006 + 0.003 + 0.007 > 0.015
+    status, body, _ = send(dev, creds, "POST", "/api/v3/order/cancelReplace",
+                           f"{limit}&quantity=0.001&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={replaced}")
+    assert status == 200, body  # the 0.006 cancelled: 0.003 + 0.001 rest, so 0.01 more fits
+    status, body, _ = send(dev, creds, "POST", "/api/v3/order", f"{limit}&quantity=0.01")
+    assert status == 200, body
+    send(dev, creds, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")

@@ -203,6 +203,25 @@ async def test_a_private_stream_needs_a_listen_key_obtained_through_keyproxy(fut
         assert ws.close_code == 1008
 
 
+async def test_a_burst_of_stream_handshakes_cannot_pass_the_per_bot_cap_together(futures: DevStack) -> None:
+    """Session 15's review: the socket caps were checked before the handshake awaited the exchange's socket and
+    counted only after it, so 20 handshakes at once all passed a cap of 16. Each now holds its place meanwhile."""
+    creds = futures.add_bot("futburst", "fut", "read")
+    req = urllib.request.Request(creds["base_url"] + "/fapi/v1/listenKey", method="POST",
+                                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        key = json.loads(r.read())["listenKey"]
+    url = creds["base_url"].replace("http://", "ws://") + f"/private/ws?listenKey={key}"
+    async with aiohttp.ClientSession() as s:
+        tried = await asyncio.gather(*(s.ws_connect(url) for _ in range(20)), return_exceptions=True)
+        opened = [ws for ws in tried if isinstance(ws, aiohttp.ClientWebSocketResponse)]
+        refused = [e for e in tried if isinstance(e, aiohttp.WSServerHandshakeError)]
+        try:
+            assert len(opened) == 16 and len(refused) == 4 and all(e.status == 429 for e in refused), tried
+        finally:
+            await asyncio.gather(*(ws.close() for ws in opened))
+
+
 async def test_frames_are_counted_by_transport_and_sockets_per_bot_are_bounded(dev: DevStack) -> None:
     """keyproxy_requests_total{transport="ws"} per frame, a connection gauge, and at most 16 sockets per bot."""
     creds = dev.add_bot("wsmany", "main", "read")

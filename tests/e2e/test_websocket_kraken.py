@@ -187,3 +187,24 @@ def test_an_old_real_token_is_renewed_by_keyproxy_itself(tmp_path_factory: pytes
         assert len(fetched) == 1 and fetched[0]["signature_verified"]
         [frame] = ws_entries(stack, start)
         assert renewed[0] in frame["body"] and token not in frame["body"]
+
+
+async def test_a_virtual_token_dies_with_the_credential_that_asked_for_it(dev: DevStack) -> None:
+    """Session 15's review: a virtual token outlived a rotation of the bot's credential (a stolen one kept
+    trading through its token). Now the socket that used it closes once the credential is rotated out, and the
+    token opens nothing more; the new credential's own token works."""
+    creds = dev.add_bot("krrotated", "kr", "read")
+    token = token_of(creds)
+    subscribe = {"method": "subscribe", "req_id": 1, "params": {"channel": "executions", "token": token}}
+    async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+        await ws.send_str(json.dumps(subscribe))
+        assert json.loads((await ws.receive(timeout=10)).data)["success"] is True
+        new = json.loads(dev.cli("bot", "rotate", "krrotated", "--grace", "0").stdout)
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008
+    [answer] = await talk(creds, subscribe)
+    assert answer["success"] is False and answer["keyproxy_error"] == "expired_credential", answer
+    fresh = {**creds, "api_key": new["api_key"], "secret": new["secret"]}
+    [answer] = await talk(fresh, {**subscribe, "params": {"channel": "executions", "token": token_of(fresh)}})
+    assert answer["success"] is True, answer

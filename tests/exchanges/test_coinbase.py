@@ -599,6 +599,11 @@ def test_order_facts() -> None:
     both = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
         "limit_limit_gtc": {"base_size": "0.0001", "quote_size": "100000", "limit_price": "60000"}}})
     assert both.conflict
+    # a limit order sized in quote is quote / limit_price in base: it rests at that size (not valued by the
+    # last price, which a bot could push the order's size past its cap with)
+    in_quote = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
+        "limit_limit_gtc": {"quote_size": "600", "limit_price": "20000"}}})
+    assert (in_quote.quantity, in_quote.quote_quantity, in_quote.price) == (Decimal("0.03"), None, Decimal("20000"))
     future = facts(ORDERS, {"product_id": "XRP-30DEC30-CDE", "side": "BUY", "order_configuration": {
         "limit_limit_gtc": {"base_size": "10", "limit_price": "0.5"}}})
     assert (future.contract, future.market, future.quantity, future.contract_size) == ("linear", "future",

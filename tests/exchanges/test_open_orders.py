@@ -18,8 +18,9 @@ ADAPTERS = default_adapters()
 
 @pytest.mark.parametrize(("exchange", "answer", "ids"), [
     ("binance", {"symbol": "BTCUSDT", "orderId": 12, "clientOrderId": "orderId"}, ("12",)),
-    ("binance", [{"orderId": 1}, {"code": -2010, "msg": "x"}, {"orderId": 2}], ("1", "2")),
-    ("okx", {"code": "0", "data": [{"ordId": "7", "sCode": "0"}, {"ordId": "", "sCode": "51008"}]}, ("7",)),
+    # a batch: one id per leg in its place, "" for a leg refused (keyproxy's own cancels skip those)
+    ("binance", [{"orderId": 1}, {"code": -2010, "msg": "x"}, {"orderId": 2}], ("1", "", "2")),
+    ("okx", {"code": "0", "data": [{"ordId": "7", "sCode": "0"}, {"ordId": "", "sCode": "51008"}]}, ("7", "")),
     ("kraken", {"error": [], "result": {"txid": ["OA-1", "OB-2"], "descr": {}}}, ("OA-1", "OB-2")),
     ("coinbase", {"success": True, "success_response": {"order_id": "abc"}}, ("abc",)),
     ("hyperliquid", {"status": "ok", "response": {"data": {"statuses": [{"resting": {"oid": 5}},

@@ -1,0 +1,175 @@
+"""Which order each leg of a request became, as the exchange said it (session 15's review): an id never slides
+onto another leg's order, a cancel-replace books the order it placed and not the one it cancelled (also when
+refused in part), an amend is read as replacing its order only where the exchange replaces, and every leg of a
+Bybit amend-batch meets its own verdict."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from keyproxy.exchanges.base import BadRequest, OutboundRequest
+from keyproxy.exchanges.binance import Binance
+from keyproxy.exchanges.binance_ws import BinanceWsApi
+from keyproxy.exchanges.bybit import Bybit
+from keyproxy.exchanges.bybit_ws import BybitWsApi
+from keyproxy.exchanges.kraken import Kraken
+from keyproxy.exchanges.okx import Okx
+from keyproxy.exchanges.okx_ws import OkxWsApi
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.markets import MarketBook
+from keyproxy.proxy.risk import RiskDesk
+
+D = Decimal
+
+
+class Clock:
+    def __call__(self) -> float:
+        return 1_796_385_600.0
+
+
+def doc(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def leg(symbol: str, market: str, side: str = "BUY", quantity: str = "1", price: str = "100") -> RequestFacts:
+    return RequestFacts(action="order", symbol=symbol, market=market, side=side, quantity=D(quantity), price=D(price))
+
+
+def desk() -> RiskDesk:
+    return RiskDesk(None, MarketBook(Clock()), Clock())
+
+
+def test_a_refused_batch_leg_keeps_its_place_so_no_id_lands_on_another_legs_order() -> None:
+    """OKX answers a batch refused in part with `code` "2" and the refused leg's empty `ordId`; Bybit with a
+    `retExtInfo.list` code per leg. Read as found, leg 3's id became leg 2's: order 3 was booked as a 5 BTC sell."""
+    okx = {"code": "2", "data": [{"ordId": "1", "sCode": "0"}, {"ordId": "", "sCode": "51008"},
+                                 {"ordId": "3", "sCode": "0"}]}
+    assert Okx().placed_order_ids(200, doc(okx)) == ("1", "", "3")
+    assert OkxWsApi(Okx()).placed_order_ids(200, doc({"id": "9", "op": "batch-orders", **okx})) == ("1", "", "3")
+    bybit = {"retCode": 0, "result": {"list": [{"orderId": "1"}, {"orderId": "2"}, {"orderId": "3"}]},
+             "retExtInfo": {"list": [{"code": 0}, {"code": 170131}, {"code": 0}]}}
+    assert Bybit().placed_order_ids(200, doc(bybit)) == ("1", "", "3")
+    ws = {"reqId": "9", "retCode": 0, "op": "order.create-batch", "data": bybit["result"],
+          "retExtInfo": bybit["retExtInfo"]}
+    assert BybitWsApi(Bybit()).placed_order_ids(200, doc(ws)) == ("1", "", "3")
+    assert Bybit().placed_order_ids(200, doc({"retCode": 0, "result": {"orderId": "7"}})) == ("7",)
+    kraken = {"error": [], "result": {"orders": [{"txid": "A", "descr": {}}, {"error": "EOrder:Insufficient funds"},
+                                                 {"txid": "C", "descr": {}}]}}
+    assert Kraken().placed_order_ids(200, doc(kraken)) == ("A", "", "C")
+    assert Kraken().placed_order_ids(200, doc({"error": [], "result": {"txid": ["A"], "descr": {}}})) == ("A",)
+    assert Binance().placed_order_ids(200, doc([{"orderId": 1}, {"code": -2019, "msg": "Margin is insufficient."},
+                                                {"orderId": 3}])) == ("1", "", "3")
+    binance = desk()  # every leg answered with its order: matched on scope and side, order 3 fell on leg 2
+    futures = [leg("BTCUSDT", "usdm", quantity="1"), leg("BTCUSDT", "usdm", quantity="5"),
+               leg("BTCUSDT", "usdm", quantity="2")]
+    answer = [{"orderId": 1, "symbol": "BTCUSDT", "side": "BUY", "executedQty": "0", "cumQuote": "0", "origQty": "1",
+               "price": "100", "status": "NEW"}, {"code": -2019, "msg": "Margin is insufficient."},
+              {"orderId": 3, "symbol": "BTCUSDT", "side": "BUY", "executedQty": "0", "cumQuote": "0", "origQty": "2",
+               "price": "100", "status": "NEW"}]
+    binance.learn("a", Binance(), ("bot", RequestFacts(action="order", orders=tuple(futures))),
+                  OutboundRequest("POST", "https://f", "/fapi/v1/batchOrders", "", {}), 200, doc(answer),
+                  Binance().placed_order_ids(200, doc(answer)))
+    assert binance.book.open_quantity("a", "bot", "usdm:BTCUSDT", "buy") == 3
+    book = desk()
+    legs = (leg("BTC-USDT", "spot"), leg("BTC-USDT", "spot", "SELL", "5"), leg("BTC-USDT", "spot", "BUY", "2"))
+    batch = RequestFacts(action="order", orders=legs)
+    book.learn("a", Okx(), ("bot", batch), OutboundRequest("POST", "https://o", "/api/v5/trade/batch-orders", "", {}),
+               200, doc(okx), Okx().placed_order_ids(200, doc(okx)))
+    orders = book.book.orders["a"]
+    assert set(orders) == {"1", "3"} and (orders["3"].side, orders["3"].quantity) == ("buy", 2)
+
+
+def test_a_cancel_replace_answered_ack_books_the_new_order_not_the_cancelled_one() -> None:
+    """ACK: the new order's answer has no side or fill, so the one order report in the answer (the cancelled
+    one) was taken for it: the new order never entered the book and the old one ended."""
+    answer = {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
+              "cancelResponse": {"symbol": "BTCUSDT", "orderId": 5, "side": "BUY", "status": "CANCELED",
+                                 "executedQty": "0", "cummulativeQuoteQty": "0", "origQty": "1", "price": "100"},
+              "newOrderResponse": {"symbol": "BTCUSDT", "orderId": 6, "transactTime": 1}}
+    assert Binance().placed_order_ids(200, doc(answer)) == ("6",)
+    book = desk()
+    old = leg("BTCUSDT", "spot")
+    book.book.placed("a", "bot", (old,), ("5",))
+    out = OutboundRequest("POST", "https://b", "/api/v3/order/cancelReplace", "", {})
+    book.learn("a", Binance(), ("bot", leg("BTCUSDT", "spot", quantity="2")), out, 200, doc(answer),
+               Binance().placed_order_ids(200, doc(answer)))
+    orders = book.book.orders["a"]
+    assert orders["5"].final and not orders["6"].final and orders["6"].quantity == 2
+
+
+@pytest.mark.parametrize("status, data, settled", [
+    (409, {"cancelResult": "FAILURE", "newOrderResult": "SUCCESS",  # ALLOW_FAILURE: placed though not cancelled
+           "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+           "newOrderResponse": {"symbol": "BTCUSDT", "orderId": 6, "side": "BUY", "status": "NEW"}},
+     {"newOrderResponse": {"symbol": "BTCUSDT", "orderId": 6, "side": "BUY", "status": "NEW"}}),
+    (409, {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE",  # cancelled, the new order refused
+           "cancelResponse": {"symbol": "BTCUSDT", "orderId": 5, "status": "CANCELED"},
+           "newOrderResponse": {"code": -2010, "msg": "Account has insufficient balance."}},
+     {"cancelResponse": {"symbol": "BTCUSDT", "orderId": 5, "status": "CANCELED"}}),
+    (400, {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+           "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+           "newOrderResponse": {"code": -2021, "msg": "Order cancel-replace partially failed."}}, None),
+])
+def test_a_cancel_replace_refused_in_part_is_read_as_what_it_did(status: int, data: dict, settled: object) -> None:  # type: ignore[type-arg]
+    """409 (-2021) and 400 (-2022) carry `data`: the halves that succeeded are what keyproxy books, REST and
+    WebSocket API alike; anything else refused stays as it came."""
+    code = -2021 if status == 409 else -2022
+    rest, out = Binance(), OutboundRequest("POST", "https://b", "/api/v3/order/cancelReplace", "", {})
+    body = doc({"code": code, "msg": "Order cancel-replace partially failed.", "data": data})
+    assert rest.settled_answer(out, status, body) == ((200, doc(settled)) if settled else (status, body))
+    ws = BinanceWsApi(rest)
+    frame = OutboundRequest("POST", "wss://b", "/ws-api/v3", "", {}, doc(
+        {"id": "r1", "method": "order.cancelReplace", "params": {"symbol": "BTCUSDT"}}))
+    answer = doc({"id": "r1", "status": status, "error": {"code": code, "msg": "failed", "data": data}})
+    got = ws.settled_answer(frame, status, answer)
+    assert got == ((200, doc({"id": "r1", "status": 200, "result": settled})) if settled else (status, answer))
+    other = OutboundRequest("POST", "https://b", "/api/v3/order", "", {})
+    assert rest.settled_answer(other, 409, body) == (409, body)
+
+
+def test_only_an_exchange_that_replaces_on_amend_has_its_answers_id_read_as_a_new_order() -> None:
+    """A Bybit amend answers the amended order's id; an answer naming another id (a client that amends by
+    orderLinkId, a malformed answer) ended the held order and booked an order that does not exist."""
+    assert Kraken().amend_replaces and not Bybit().amend_replaces and not Okx().amend_replaces
+    book = desk()
+    book.book.placed("a", "bot", (leg("BTCUSDT", "linear"),), ("7",))
+    amend = RequestFacts(action="amend", symbol="BTCUSDT", market="linear", quantity=D("2"), price=D("100"),
+                         order_id="7")
+    answer = doc({"retCode": 0, "result": {"orderId": "8", "orderLinkId": ""}})
+    book.learn("a", Bybit(), ("bot", amend), OutboundRequest("POST", "https://y", "/v5/order/amend", "", {}), 200,
+               answer, Bybit().placed_order_ids(200, answer))
+    assert set(book.book.orders["a"]) == {"7"} and book.book.orders["a"]["7"].quantity == 2
+
+
+def test_each_leg_of_a_bybit_amend_batch_meets_its_own_verdict() -> None:
+    """A take-profit-only item changes no size and is no leg keyproxy checks, but Bybit answers it in its place:
+    read by position, the verdict of item 2 fell on leg 1 (item 3)."""
+    sent = doc({"category": "linear", "request": [
+        {"symbol": "BTCUSDT", "orderId": "1", "takeProfit": "70000"},
+        {"symbol": "BTCUSDT", "orderId": "2", "qty": "1"},
+        {"symbol": "BTCUSDT", "orderId": "3", "price": "100"}]})
+    answer = doc({"retCode": 0, "result": {"list": [{"orderId": "1"}, {"orderId": "2"}, {"orderId": "3"}]},
+                  "retExtInfo": {"list": [{"code": 0}, {"code": 110001}, {"code": 0}]}})
+    out = OutboundRequest("POST", "https://y", "/v5/order/amend-batch", "", {}, sent)
+    assert Bybit().amend_verdicts(out, 200, answer, 2) == (False, True)
+    frame = OutboundRequest("POST", "wss://y", "/v5/trade", "", {}, doc(
+        {"reqId": "1", "op": "order.amend-batch", "args": [json.loads(sent)]}))
+    assert BybitWsApi(Bybit()).amend_verdicts(frame, 200, answer, 2) == (False, True)
+
+
+def test_a_bybit_trade_op_needs_a_req_id_and_a_failed_trade_auth_is_a_refusal() -> None:
+    """Bybit names a trade op's answer only by the reqId it came with: without one the order never reached the
+    books. And `/v5/trade` answers auth with `retCode`, no `success`: a failed one was read as a success."""
+    ws = BybitWsApi(Bybit())
+    with pytest.raises(BadRequest, match="reqId"):
+        ws.ws_frame(json.dumps({"op": "order.create", "args": [{"symbol": "BTCUSDT"}]}))
+    assert ws.ws_frame(json.dumps({"op": "order.create", "reqId": "a1", "args": [{}]}))[1] == "order.create"
+    assert ws.ws_frame(json.dumps({"op": "ping"}))[1] == "ping"  # no trade op: no reqId needed
+    failed = {"op": "auth", "retCode": 10004, "retMsg": "Invalid sign", "connId": "c"}
+    assert ws.ws_answer(failed) == (("auth", ""), 401)
+    assert ws.ws_answer({"op": "auth", "retCode": 0, "retMsg": "OK", "connId": "c"}) == (("auth", ""), 200)
+    assert ws.ws_answer({"op": "auth", "success": True, "ret_msg": "", "req_id": "x"}) == (("auth", "x"), 200)
+    assert ws.ws_answer({"op": "auth", "success": False, "ret_msg": "bad", "req_id": "x"}) == (("auth", "x"), 401)
