@@ -136,8 +136,8 @@ def binance_placed_ids(doc: Any) -> tuple[str, ...]:
     cancelled, never one placed), else every `orderId`."""
     if isinstance(doc, list):
         return leg_order_ids(doc, "orderId")
-    if isinstance(doc, dict) and "newOrderResponse" in doc:
-        return leg_order_ids([doc["newOrderResponse"]], "orderId")
+    if isinstance(doc, dict) and ("newOrderResponse" in doc or "cancelResponse" in doc):  # "": nothing placed
+        return leg_order_ids([doc.get("newOrderResponse")], "orderId")
     return order_ids_in(doc, ("orderId",))
 
 

@@ -142,21 +142,26 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))),
                         # spot isLeverage=1: a margin trade that borrows (needs the transfer scope)
                         borrows=category == "spot" and body.get("isLeverage") in (1, "1"),
-                        untracked=_CHILD_ORDERS if any(body.get(k) not in (None, "", "0", 0)
-                                                       for k in ("takeProfit", "stopLoss")) else None)
+                        untracked=_attached(body))
+
+
+def _attached(body: dict[str, object]) -> str | None:
+    """A take-profit or stop-loss set on an order (create or amend; "0" or "" sets none)."""
+    return _CHILD_ORDERS if any(body.get(k) not in (None, "", "0", 0) for k in ("takeProfit", "stopLoss")) else None
 
 
 def _amend(body: dict[str, object], category: str | None) -> RequestFacts:
     """"Amend Order": the order is worth the new `qty` x `price`; one left unchanged is unknown here, so
     such an amend cannot be valued (refused under a notional limit). Only tp/sl/trigger changes: other."""
     qty, price = amount(body.get("qty"), "qty"), amount(body.get("price"), "price")
+    untracked = _attached(body)
     if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
-        return RequestFacts(action="other", symbol=_symbol(body))
+        return RequestFacts(action="other", symbol=_symbol(body), untracked=untracked)
     in_quote = category == "inverse"
     order_id = body.get("orderId")
     return RequestFacts(action="amend", symbol=_symbol(body), market=category,
                         quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None, price=price,
-                        order_id=order_id if isinstance(order_id, str) and order_id else None)
+                        order_id=order_id if isinstance(order_id, str) and order_id else None, untracked=untracked)
 
 
 def _batch(body: dict[str, object], category: str | None, action: str) -> RequestFacts:
@@ -169,12 +174,13 @@ def _batch(body: dict[str, object], category: str | None, action: str) -> Reques
     if len(legs) > limit:
         raise BadRequest(f"a {category} batch holds at most {limit} orders, not {len(legs)}")
     orders = tuple(_order(leg, category) if action == "order" else _amend(leg, category) for leg in legs)
+    untracked = next((o.untracked for o in orders if o.untracked), None)  # a tp/sl-only leg's too
     if action == "amend" and any(o.action != "amend" for o in orders):
         orders = tuple(o for o in orders if o.action == "amend")  # tp/sl-only legs change no size or price:
         # the answer still has their place (`amend_legs_sent` maps the legs kept to it)
     symbols = {o.symbol for o in orders}
     return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, market=category,
-                        orders=orders)
+                        orders=orders, untracked=untracked)
 
 
 def amend_legs_sent(sent: bytes) -> tuple[int, ...] | None:

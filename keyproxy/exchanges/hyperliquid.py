@@ -61,7 +61,8 @@ from keyproxy.exchanges.hyperliquid_facts import (
     parse_exchange_body,
 )
 from keyproxy.exchanges.hyperliquid_fills import (
-    hyperliquid_amend_verdicts, hyperliquid_order_updates, hyperliquid_reconcile_request,
+    hyperliquid_amend_verdicts, hyperliquid_order_updates, hyperliquid_placed_ids,
+    hyperliquid_reconcile_request,
 )
 from keyproxy.policy.model import RequestFacts
 
@@ -102,11 +103,16 @@ class Hyperliquid(AdapterHooks):
     # a modify places the order anew under its oid: its size is read as what rests after it, fills not counted
     # (if Hyperliquid counts them, keyproxy overstates what rests by the fills: never less than the truth)
     amend_size_is_remaining = True
+    # and a modified order may rest under a new oid (batchModify's statuses name it): read as replacing
+    amend_replaces = True
     fill_markets = frozenset({"perp", "spot"})  # hyperliquid_fills.py
     reconciles_by_owner = True  # userFills names the master address
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return hyperliquid_order_updates(req.path, req.body, status, body)
+
+    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        return hyperliquid_placed_ids(body) if status == 200 and body else ()
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return hyperliquid_amend_verdicts(body, legs)

@@ -151,7 +151,11 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         if builder is not None and (not isinstance(builder, dict) or builder.get("f") not in (0, None)):
             # a builder fee pays the builder's address from every fill: a compromised bot's way to move money
             raise BadRequest("orders that pay a builder fee are not allowed through keyproxy")
-        return _many([_order_leg(o, "order") for o in orders], "order")
+        facts = _many([_order_leg(o, "order") for o in orders], "order")
+        if action.get("grouping", "na") != "na":  # normalTpsl / positionTpsl: the children get oids only later
+            return replace(facts, untracked="take-profit and stop-loss orders grouped with an order are answered "
+                           "without the ids their fills come under")
+        return facts
     if kind in ("modify", "batchModify"):
         modifies = [action] if kind == "modify" else action.get("modifies")
         if not isinstance(modifies, list):
@@ -163,7 +167,11 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             oid = m.get("oid")  # the exchange's id, or a client id (0x + 32 hex digits) the book does not hold
             legs.append(replace(_order_leg(m.get("order"), "amend"),
                                 order_id=str(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None))
-        return _many(legs, "modify")
+        facts = _many(legs, "modify")
+        if kind == "modify":  # answered {"type": "default"}: no word of the oid the modified order rests under
+            return replace(facts, untracked="a single modify is answered without the order id it leaves resting "
+                           "(batchModify names it)")
+        return facts
     if kind in ("cancel", "cancelByCloid"):
         cancels = action.get("cancels")
         if not isinstance(cancels, list) or not cancels:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
-from keyproxy.exchanges.base import OrderUpdate
+from keyproxy.exchanges.base import OrderUpdate, leg_order_ids
 
 ENDED = frozenset({"canceled", "rejected", "marginCanceled", "vaultWithdrawalCanceled", "openInterestCapCanceled",
                    "selfTradeCanceled", "reduceOnlyCanceled", "siblingFilledCanceled", "delistedCanceled",
@@ -115,3 +115,10 @@ def hyperliquid_amend_verdicts(body: bytes, legs: int) -> tuple[bool, ...]:
     if not isinstance(statuses, list):
         return (True,) * legs
     return listed_verdicts(statuses, legs, lambda s: s == "success" or isinstance(s, dict) and "error" not in s)
+
+
+def hyperliquid_placed_ids(body: bytes) -> tuple[str, ...]:
+    """One oid per leg of an `order` or `batchModify` answer's statuses, in the leg's place: a `resting` or
+    `filled` one's oid, "" for an error (a modify's oid may be new: the order it leaves resting)."""
+    return leg_order_ids([(st.get("resting") or st.get("filled")) if isinstance(st, dict) else None
+                          for st in _statuses(body)], "oid")

@@ -258,7 +258,8 @@ def _attached(params: dict[str, object]) -> str | None:
     """Take-profit / stop-loss attached to an order (`attachAlgoOrds`, or the older `tpTriggerPx`/`slTriggerPx`):
     OKX places them as algo orders of its own, whose fills no answer to the bot names."""
     algos = params.get("attachAlgoOrds")
-    if (isinstance(algos, list) and algos) or param_text(params, "tpTriggerPx") or param_text(params, "slTriggerPx"):
+    keys = ("tpTriggerPx", "slTriggerPx", "newTpTriggerPx", "newSlTriggerPx")  # new*: an amend's (ccxt edit_order)
+    if (isinstance(algos, list) and algos) or any(param_text(params, k) for k in keys):
         return "OKX places an attached take-profit or stop-loss as orders of its own"
     return None
 

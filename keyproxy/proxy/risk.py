@@ -241,7 +241,7 @@ class RiskDesk:
             took = verdicts[i] if i < len(verdicts) else None
             if order is None or not order.own or leg.order_id is None or took is False:
                 continue
-            new_id = ids[i] if i < len(ids) and ids[i] != leg.order_id and len(ids) == len(legs) else None
+            new_id = ids[i] if len(ids) == len(legs) and ids[i] and ids[i] != leg.order_id else None
             held = self.book.orders[account][leg.order_id]
             quantity = leg.quantity
             if new_id is None and (confirmed := stated.get(leg.order_id)) is not None and confirmed.quantity:

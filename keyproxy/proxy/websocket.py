@@ -132,6 +132,8 @@ class WebSocketEdge:
                                     outcome, held)
         finally:
             self._opening.subtract(held)
+            for name in [n for n, count in self._opening.items() if count <= 0]:
+                del self._opening[name]
 
     async def _open(self, request: web.BaseRequest, account_name: str, account: AccountEntry, adapter: Adapter,
                     dialect: Adapter | None, path: str, query: str, origin: str, stream_bot: str | None,
@@ -155,7 +157,7 @@ class WebSocketEdge:
             await upstream.close()
             raise
         outcome.decision = "allow"
-        conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request)
+        conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request, account.info.version)
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
             if outcome.credential:
@@ -215,7 +217,7 @@ class _Connection:
     """One bot socket and its upstream socket."""
 
     def __init__(self, edge: WebSocketEdge, bot_ws: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse,
-                 account: str, path: str, dialect: Adapter | None, request: web.BaseRequest) -> None:
+                 account: str, path: str, dialect: Adapter | None, request: web.BaseRequest, key_version: int) -> None:
         self.edge, self.bot_ws, self.upstream = edge, bot_ws, upstream
         self.account, self.path, self.dialect = account, path, dialect
         self.peer = request.remote or ""
@@ -223,8 +225,7 @@ class _Connection:
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
         self.credentials: set[str] = set()  # and the credentials they did it with (`BotEntry.credential`)
-        account_entry = edge._core.snapshot().accounts.get(account)
-        self.key_version = account_entry.info.version if account_entry is not None else -1  # the real key's
+        self.key_version = key_version  # the real key's the handshake used: a rotation closes the socket
         self.private_stream = False  # a bot's event stream (listenKey): it takes no requests
         self.session: str | None = None  # the key id this connection logged on with (session.logon)
         self.authorized_since: int | None = None

@@ -12,7 +12,7 @@ import pytest
 
 from keyproxy.policy.decide import Counters, decide
 from keyproxy.policy.model import RequestFacts, parse_account_limits, parse_policy
-from tests.exchanges import test_bybit, test_coinbase, test_kraken, test_okx
+from tests.exchanges import test_bybit, test_coinbase, test_hyperliquid, test_kraken, test_okx
 
 
 def bybit(path: str, body: dict) -> RequestFacts:  # type: ignore[type-arg]
@@ -24,6 +24,7 @@ BYBIT_ORDER = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderT
 OKX_ORDER = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "20000", "sz": "0.5"}
 COINBASE_ORDER = {"client_order_id": "1", "product_id": "BTC-USD", "side": "BUY", "order_configuration": {
     "limit_limit_gtc": {"base_size": "0.01", "limit_price": "20000"}}}
+HL_ORDER = {"a": 0, "b": True, "p": "20000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Gtc"}}}
 KRAKEN_ORDER = "nonce=1&ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=20000"
 
 
@@ -32,6 +33,25 @@ KRAKEN_ORDER = "nonce=1&ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=2
     (lambda: bybit("/v5/order/create", {**BYBIT_ORDER, "takeProfit": "25000"}), True),
     (lambda: bybit("/v5/order/create", {**BYBIT_ORDER, "stopLoss": "18000", "takeProfit": ""}), True),
     (lambda: bybit("/v5/order/create", {**BYBIT_ORDER, "takeProfit": "0"}), False),  # "0": none
+    # an amend may set them too (ccxt edit_order with params stopLoss), alone or in a batch's item
+    (lambda: bybit("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "1", "stopLoss": "1"}),
+     True),
+    (lambda: bybit("/v5/order/amend-batch", {"category": "linear", "request": [
+        {"symbol": "BTCUSDT", "orderId": "1", "qty": "0.01"},
+        {"symbol": "BTCUSDT", "orderId": "2", "takeProfit": "9"}]}),
+     True),
+    (lambda: bybit("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "1", "qty": "0.02"}),
+     False),
+    (lambda: test_okx.facts_of("/api/v5/trade/amend-order", json.dumps(
+        {"instId": "BTC-USDT", "ordId": "1", "newSz": "0.5", "newSlTriggerPx": "18000"})), True),
+    # Hyperliquid: a TWAP, children grouped with an order (ccxt's stopLoss/takeProfit: normalTpsl), a single
+    # modify (answered without the oid it leaves); batchModify names it
+    (lambda: test_hyperliquid._facts({"type": "twapOrder", "twap": {"a": 0, "b": True, "s": "0.01", "r": False,
+                                                                    "m": 5, "t": False}}), True),
+    (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "normalTpsl"}), True),
+    (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "na"}), False),
+    (lambda: test_hyperliquid._facts({"type": "modify", "oid": 7, "order": HL_ORDER}), True),
+    (lambda: test_hyperliquid._facts({"type": "batchModify", "modifies": [{"oid": 7, "order": HL_ORDER}]}), False),
     (lambda: bybit("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "stopLoss": "1"}), True),
     (lambda: test_okx.facts_of("/api/v5/trade/order", json.dumps(OKX_ORDER)), False),
     (lambda: test_okx.facts_of("/api/v5/trade/order", json.dumps(

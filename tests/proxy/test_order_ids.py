@@ -15,6 +15,7 @@ from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.binance_ws import BinanceWsApi
 from keyproxy.exchanges.bybit import Bybit
 from keyproxy.exchanges.bybit_ws import BybitWsApi
+from keyproxy.exchanges.hyperliquid import Hyperliquid
 from keyproxy.exchanges.kraken import Kraken
 from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.okx_ws import OkxWsApi
@@ -126,6 +127,9 @@ def test_a_cancel_replace_refused_in_part_is_read_as_what_it_did(status: int, da
     answer = doc({"id": "r1", "status": status, "error": {"code": code, "msg": "failed", "data": data}})
     got = ws.settled_answer(frame, status, answer)
     assert got == ((200, doc({"id": "r1", "status": 200, "result": settled})) if settled else (status, answer))
+    if settled is not None:  # what keyproxy books: the new order's id, or none ("") when only the cancel went in
+        placed = data["newOrderResponse"].get("orderId")
+        assert rest.placed_order_ids(200, doc(settled)) == (str(placed) if placed else "",)
     other = OutboundRequest("POST", "https://b", "/api/v3/order", "", {})
     assert rest.settled_answer(other, 409, body) == (409, body)
 
@@ -173,3 +177,21 @@ def test_a_bybit_trade_op_needs_a_req_id_and_a_failed_trade_auth_is_a_refusal() 
     assert ws.ws_answer({"op": "auth", "retCode": 0, "retMsg": "OK", "connId": "c"}) == (("auth", ""), 200)
     assert ws.ws_answer({"op": "auth", "success": True, "ret_msg": "", "req_id": "x"}) == (("auth", "x"), 200)
     assert ws.ws_answer({"op": "auth", "success": False, "ret_msg": "bad", "req_id": "x"}) == (("auth", "x"), 401)
+
+
+def test_a_hyperliquid_batch_modify_that_rests_under_a_new_oid_books_that_oid() -> None:
+    """The review of this change: a modified Hyperliquid order may rest under a new oid (batchModify's statuses
+    name it); with replacement read on Kraken only, its fills came under an oid the book did not hold."""
+    hl, book = Hyperliquid(), desk()
+    book.book.placed("a", "bot", (RequestFacts(action="order", symbol="BTC", market="perp", side="buy",
+                                               quantity=D("0.5"), price=D("60")),), ("1",))
+    answer = doc({"status": "ok", "response": {"type": "order", "data": {"statuses": [{"resting": {"oid": 2}}]}}})
+    assert hl.placed_order_ids(200, answer) == ("2",)
+    modify = RequestFacts(action="amend", symbol="BTC", market="perp", side="buy", quantity=D("0.5"),
+                          price=D("70"), order_id="1")
+    book.learn("a", hl, ("bot", RequestFacts(action="amend", orders=(modify,))),
+               OutboundRequest("POST", "https://h", "/exchange", "", {}), 200, answer, hl.placed_order_ids(200, answer))
+    orders = book.book.orders["a"]
+    assert orders["1"].final and not orders["2"].final and orders["2"].quantity == D("0.5")
+    assert hl.placed_order_ids(200, doc({"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"error": "Order has invalid price."}, {"filled": {"oid": 9, "totalSz": "1", "avgPx": "2"}}]}}})) == ("", "9")
