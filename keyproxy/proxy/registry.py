@@ -69,7 +69,8 @@ class Snapshot:
         return None
 
     def bot_by_credential(self, credential: str) -> BotEntry | None:
-        """The bot entry of one credential (`BotEntry.credential`): gone once that credential is rotated out or revoked."""
+        """The bot entry of one credential (`BotEntry.credential`): gone once that credential is rotated out or
+        revoked."""
         kind, _, ident = credential.partition(":")
         return (self.bots_by_key if kind == "k" else self.bots_by_token if kind == "t" else {}).get(ident)
 
