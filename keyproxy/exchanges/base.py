@@ -295,6 +295,7 @@ class Adapter(Protocol):
 
     amend_size_is_remaining: bool
     amend_replaces: bool
+    amend_sets_reduce_only: bool
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
@@ -529,6 +530,9 @@ class AdapterHooks:
     amend_size_is_remaining = False
     # an amend cancels the order and places a new one under a new id (Kraken's EditOrder); else the id stays
     amend_replaces = False
+    # an amend restates the whole order, its reduce-only flag included (Hyperliquid's modify); else an amend's
+    # reduce-only parameter is never believed (the order keeps the flags it was placed with)
+    amend_sets_reduce_only = False
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an

@@ -105,6 +105,7 @@ class Hyperliquid(AdapterHooks):
     amend_size_is_remaining = True
     # and a modified order may rest under a new oid (batchModify's statuses name it): read as replacing
     amend_replaces = True
+    amend_sets_reduce_only = True  # a modify restates the whole order, `r` included
     fill_markets = frozenset({"perp", "spot"})  # hyperliquid_fills.py
     reconciles_by_owner = True  # userFills names the master address
 

@@ -82,7 +82,7 @@ def hyperliquid_order_updates(path: str, sent: bytes, status: int, body: bytes) 
     if path == "/exchange":
         action = request.get("action")
         kind = action.get("type") if isinstance(action, dict) else None
-        if kind == "order":
+        if kind in ("order", "batchModify"):  # a modify may fill at once, under the oid its status names
             return _placed(body)
         return _cancelled(action, body) if kind == "cancel" else ()  # type: ignore[arg-type]
     if path != "/info":

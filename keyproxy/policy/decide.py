@@ -416,10 +416,12 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
     its price and side (never more risk, so it passes: the third value); None: nothing binds it). An order
     keyproxy cannot find passes only for a bot no position or loss limit binds, since nothing shows what it
     would leave resting."""
+    lossy = risk.loss_limited or risk.loss is not None
     if order is None:
-        if not (capped or risk.loss is not None) or (leg.quantity is None and leg.quote_quantity is None
-                                                      and risk.loss is None):
-            return None, None, False  # nothing to hold it to, or a new price of an order whose size stays
+        # nothing to hold it to; or, for a bot only a position cap binds, a new price of an order whose size stays
+        # (a loss limit is bound by the price too: an order keyproxy does not hold fills as nobody's loss)
+        if not (capped or lossy) or (leg.quantity is None and leg.quote_quantity is None and not lossy):
+            return None, None, False
         return deny(DenyCode.POSITION if capped else DenyCode.LOSS,
                     f"keyproxy does not hold order {leg.order_id or '(named by a client id)'} among the bot's orders "
                     "(amend it by the exchange's order id), so it cannot tell what the amend would leave resting "
@@ -429,8 +431,8 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
                     "amends only its own orders"), None, False
     after = amended_leg(leg, order)
     if after is None:
-        refused = capped or risk.loss is not None
-        return deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position cap") \
+        refused = capped or lossy
+        return deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position or loss limit") \
             if refused else None, None, False
     shrinks = after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
         and after.side == order.side

@@ -63,6 +63,11 @@ class RequestFacts:
             return self.orders
         return (self,) if self.action in ("order", "amend") else ()
 
+    def not_reduce_only(self) -> RequestFacts:
+        """These facts with no leg taken as reduce-only: an amend's own flag, where the exchange's amend keeps
+        the flags the order was placed with (or ignores the parameter), says nothing of the order it leaves."""
+        return replace(self, reduce_only=False, orders=tuple(replace(o, reduce_only=False) for o in self.orders))
+
     @property
     def scope(self) -> str:
         """Where the exchange keeps this order: `market:symbol`, the key of open-order counts."""

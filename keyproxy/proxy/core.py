@@ -418,6 +418,8 @@ class Core:
             facts = adapter.facts(req, endpoint)
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
+        if facts.action == "amend" and not adapter.amend_sets_reduce_only:
+            facts = facts.not_reduce_only()  # a halt, reduce_only or position cap is never passed on its word
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
         now = now_ms / 1000

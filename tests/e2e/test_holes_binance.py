@@ -254,3 +254,21 @@ def test_a_cancel_replace_books_the_order_it_placed_not_the_one_it_cancelled(dev
     status, body, _ = send(dev, creds, "POST", "/api/v3/order", f"{limit}&quantity=0.01")
     assert status == 200, body
     send(dev, creds, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")
+
+
+def test_an_amend_saying_reduce_only_is_checked_as_the_order_it_leaves(dev: DevStack) -> None:
+    """Session 17's review: Binance's Modify Order takes no `reduceOnly` (the order keeps the flags it was placed
+    with), yet an amend carrying `reduceOnly=true` was believed, and a resting buy of 0.005 grew to 1 past a
+    position cap of 0.1 (single and batch). Refused now, nothing sent; the same amend that fits still passes."""
+    creds = dev.add_bot("amend-reduce", "main", "read,trade", "--set", "max_position=0.1")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in LEG.items()))
+    assert status == 200, body
+    grow = {"symbol": "BTCUSDT", "orderId": str(body["orderId"]), "side": "BUY", "quantity": "1", "price": "20000",
+            "reduceOnly": "true"}
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in grow.items()))
+    assert body.get("error") == "position_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/batchOrders", batch(grow))
+    assert body.get("error") == "position_exceeded" and arrived == [], body
+    fits = {k: v for k, v in grow.items() if k != "reduceOnly"} | {"quantity": "0.01"}
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in fits.items()))
+    assert status == 200 and len(arrived) == 1, body

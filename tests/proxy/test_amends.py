@@ -5,7 +5,9 @@ larger size (the session-14 review's open findings 1-3)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,11 +18,13 @@ from keyproxy.exchanges.bybit import Bybit
 from keyproxy.exchanges.bybit_ws import BybitWsApi
 from keyproxy.exchanges.coinbase import Coinbase
 from keyproxy.exchanges.hyperliquid import Hyperliquid
+from keyproxy.exchanges.hyperliquid_facts import hyperliquid_facts
 from keyproxy.exchanges.kraken import Kraken
 from keyproxy.exchanges.kraken_ws import KrakenWsApi
 from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.okx_ws import OkxWsApi
-from keyproxy.policy.model import RequestFacts
+from keyproxy.policy.decide import Counters, decide
+from keyproxy.policy.model import RequestFacts, parse_policy
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.risk import RiskDesk
@@ -177,3 +181,65 @@ def test_a_fill_of_the_larger_size_before_the_amends_answer_leaves_the_rest_rest
     desk.learn("a", okx, ("bot", grow), OUT, 200, took, ())  # the exchange said it ended: it stays ended
     assert desk.book.orders["a"]["1"].final and desk.book.position("bot", "spot:BTCUSDT") == 3
     store.close()
+
+
+# session 17's review: what an amend may not claim, and what a modify's answer says at once
+NOW = 1_796_385_600.0
+
+
+def _policy_bot(name: str, **policy: str):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(info=SimpleNamespace(name=name), policy=parse_policy({"scopes": "read,trade", **policy}))
+
+
+def _decided(desk: RiskDesk, bot, facts: RequestFacts, adapter: object):  # type: ignore[no-untyped-def]
+    risk = desk.view("a", bot, None, facts, NOW, adapter)
+    return decide(facts, "trade", bot.policy, Counters(), NOW, bot=bot.info.name, account="a", risk=risk, prices={})
+
+
+def _hl_modify(oid: int, size: str) -> dict[str, object]:
+    return {"type": "batchModify", "modifies": [{"oid": oid, "order": {
+        "a": 0, "b": True, "p": "70000", "s": size, "r": False, "t": {"limit": {"tif": "Gtc"}}}}]}
+
+
+def test_an_order_keyproxy_does_not_hold_is_not_amended_by_a_bot_with_a_loss_limit() -> None:
+    """Its fills would be nobody's, so the loss limit would never see them: refused as to a capped bot (a loss
+    limit not yet reached used to let it pass), a new price alone too (a price moves a loss, not a size)."""
+    clock = Clock()
+    desk, bot = RiskDesk(None, MarketBook(clock), clock), _policy_bot("lossy", max_daily_loss="10")
+    resize = hyperliquid_facts({"action": _hl_modify(9999, "50"), "nonce": 1})
+    decision = _decided(desk, bot, resize, Hyperliquid())
+    assert not decision.allow and decision.code == "loss_limit" and "does not hold order 9999" in decision.detail
+    assert not _decided(desk, bot, _price_only(resize), Hyperliquid()).allow
+    free = _policy_bot("free")
+    assert _decided(desk, free, resize, Hyperliquid()).allow  # nothing binds a bot without limits
+
+
+def _price_only(facts: RequestFacts) -> RequestFacts:
+    return replace(facts, orders=tuple(replace(o, quantity=None) for o in facts.placed()))
+
+
+def test_a_batch_modify_that_filled_under_a_new_oid_books_the_fill() -> None:
+    """A Hyperliquid modify answered `filled` under a new oid: the fill moves the position at once (it used to
+    be booked as resting, its fill waiting for a stream event or a reconciliation)."""
+    clock = Clock()
+    desk, hl = RiskDesk(None, MarketBook(clock), clock), Hyperliquid()
+    leg = RequestFacts(action="order", symbol="#0", market="perp", side="buy", quantity=D("0.5"), price=D("60"))
+    desk.book.placed("a", "capped", (leg,), ("1",))
+    action = _hl_modify(1, "0.5")
+    facts = hyperliquid_facts({"action": action, "nonce": 1})
+    answer = doc({"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"filled": {"oid": 2, "totalSz": "0.5", "avgPx": "80"}}]}}})
+    out = OutboundRequest("POST", "https://h", "/exchange", "", {}, doc({"action": action}))
+    desk.learn("a", hl, ("capped", facts), out, 200, answer, hl.placed_order_ids(200, answer))
+    assert desk.book.orders["a"]["1"].final
+    new = desk.book.orders["a"]["2"]
+    assert new.final and new.filled == D("0.5")
+    assert desk.book.position("capped", "perp:#0") == D("0.5")
+
+
+@pytest.mark.parametrize("adapter, sets", [(Binance(), False), (BinanceWsApi(Binance()), False), (Bybit(), False),
+                                           (Okx(), False), (Kraken(), False), (Hyperliquid(), True)])
+def test_only_an_amend_that_restates_the_whole_order_may_make_it_reduce_only(adapter: object, sets: bool) -> None:
+    assert adapter.amend_sets_reduce_only is sets  # type: ignore[attr-defined]
+    facts = RequestFacts(action="amend", orders=(RequestFacts(action="amend", reduce_only=True),), reduce_only=True)
+    assert not any(f.reduce_only for f in (facts.not_reduce_only(), *facts.not_reduce_only().orders))
