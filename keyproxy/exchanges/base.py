@@ -296,6 +296,7 @@ class Adapter(Protocol):
     amend_size_is_remaining: bool
     amend_replaces: bool
     amend_sets_reduce_only: bool
+    order_ids_per_market: bool
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
@@ -533,6 +534,9 @@ class AdapterHooks:
     # an amend restates the whole order, its reduce-only flag included (Hyperliquid's modify); else an amend's
     # reduce-only parameter is never believed (the order keeps the flags it was placed with)
     amend_sets_reduce_only = False
+    # an order id is unique only within its market and symbol (Binance numbers each symbol's orders apart):
+    # the positions book keys such orders by id and scope (`positions.book_id`)
+    order_ids_per_market = False
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an

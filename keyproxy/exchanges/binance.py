@@ -146,6 +146,7 @@ _BINANCE_CODES = {"expired_credential": -1002}  # "not authorized": the key exis
 class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = READ_MARKETS  # binance_fills.py
+    order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
     name = "binance"
     time_path = "/api/v3/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     key_info_request = ("GET", "/sapi/v1/account/apiRestrictions", "", b"")  # `key audit`: what the key may do

@@ -164,6 +164,7 @@ class BinanceWsApi(WsDialect):
     """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = READ_MARKETS  # binance_fills.py
+    order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
 
     # --- classification and identity ------------------------------------------------------
 

@@ -99,6 +99,12 @@ class Position:
         return self.qty * price - start * mark - self.day_cash
 
 
+def book_id(order_id: str, scope: str) -> str:
+    """The book's key of an order whose exchange numbers orders per market and symbol (Binance): its id and
+    scope, so order 500 on ETHUSDT is never taken for order 500 on BTCUSDT. "" stays "" (no order)."""
+    return f"{order_id}@{scope}" if order_id else ""
+
+
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -166,6 +172,17 @@ class PositionBook:
             self.mirror(bot, ["p", account, bot, [r for r in rows if r[0] in placed],
                               [u for b, u in changed if b == bot]])
             self._publish(account, [(b, u) for b, u in changed if b != bot], False)
+
+    def find(self, account: str, order_id: str, scope: str, keyed: bool) -> TrackedOrder | None:
+        """The order the book holds under an exchange's id; `keyed`: ids are per market (`book_id`), and an order
+        booked before its key carried the scope is found by its bare id, in that scope only."""
+        book = self.orders.get(account, {})
+        if not keyed:
+            return book.get(order_id)
+        order = book.get(book_id(order_id, scope))
+        if order is None and (order := book.get(order_id)) is not None and order.scope != scope:
+            return None
+        return order
 
     def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
         """Fills and ends of orders the book holds; the bots whose position moved."""
@@ -278,6 +295,8 @@ class PositionBook:
         day = utc_day(at)
         for u in updates:
             order = book.get(u.order_id) if book else None
+            if order is None and book and "@" in u.order_id:  # booked under its bare id (before `book_id`)
+                order = book.get(u.order_id.partition("@")[0])
             if order is None and hold and u.order_id:
                 self._hold(account, u, late, at)
                 continue

@@ -17,7 +17,7 @@ from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
 from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
-from keyproxy.proxy.positions import ZERO, PositionBook, utc_day
+from keyproxy.proxy.positions import ZERO, PositionBook, book_id, utc_day
 from keyproxy.proxy.registry import BotEntry
 from keyproxy.state import StateStore
 
@@ -82,9 +82,10 @@ class RiskDesk:
         if facts.action != "amend":
             return ()
         fresh = adapter is not None and adapter.amend_size_is_remaining
-        orders, out = self.book.orders.get(account, {}), []
+        keyed = adapter is not None and adapter.order_ids_per_market
+        out = []
         for leg in facts.placed():
-            order = orders.get(leg.order_id) if leg.order_id else None
+            order = self.book.find(account, leg.order_id, leg.scope, keyed) if leg.order_id else None
             market, _, symbol = order.scope.partition(":") if order is not None else ("", "", "")
             if order is None or (leg.symbol and symbol != leg.symbol) or (leg.market and market != leg.market):
                 out.append(None)
@@ -191,16 +192,17 @@ class RiskDesk:
         if not adapter.fill_markets:
             return
         updates = adapter.order_updates(out, status, body)
+        keyed = self._keyed(adapter, updates)  # as the book keys them
         if placed_by is None:
-            if updates:
-                self.book.apply(account, updates)
+            if keyed:
+                self.book.apply(account, keyed)
             return
         bot, facts = placed_by
         legs = facts.placed()
         if facts.action == "amend":
             verdicts = adapter.amend_verdicts(out, status, body, len(legs))
-            self._amended(account, bot, facts, updates, placed_ids if adapter.amend_replaces else (), verdicts,
-                          adapter.amend_size_is_remaining)
+            self._amended(account, adapter, bot, facts, updates, placed_ids if adapter.amend_replaces else (),
+                          verdicts)
             return
         if len(placed_ids) == len(legs) or not updates:  # one id per leg, in its place ("": refused)
             ids = list(placed_ids)
@@ -223,10 +225,12 @@ class RiskDesk:
                         extra={"account": account, "exchange": adapter.name, "path": out.path})
         # an order in a market whose fills are not read never enters the book: it could never end there
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
-        self.book.placed(account, bot, legs, tuple(ids), updates)
+        if adapter.order_ids_per_market:
+            ids = [book_id(oid, legs[i].scope) for i, oid in enumerate(ids)]
+        self.book.placed(account, bot, legs, tuple(ids), keyed)
 
-    def _amended(self, account: str, bot: str, facts: RequestFacts, updates: tuple[OrderUpdate, ...],
-                 ids: tuple[str, ...], verdicts: tuple[bool | None, ...], fresh: bool) -> None:
+    def _amended(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts,
+                 updates: tuple[OrderUpdate, ...], ids: tuple[str, ...], verdicts: tuple[bool | None, ...]) -> None:
         """A 2xx answer to the bot's amend, believed leg by leg as far as the exchange said (`verdicts`): a leg
         it refused changes nothing. A leg it took moves the order to the amend's side and price and asks for
         the new size (`fresh`: the size is what rests, fills not counted), or for the size the answer's own
@@ -235,14 +239,18 @@ class RiskDesk:
         (unreadable) keeps its side and price and asks for the larger of the old and the new size: keyproxy
         never believes an order smaller, or elsewhere, than the exchange confirmed."""
         rows = []
+        fresh, keyed = adapter.amend_size_is_remaining, adapter.order_ids_per_market
         stated = {u.order_id: u for u in updates}
         legs = facts.placed()
-        for i, (leg, order) in enumerate(zip(legs, self.amended(account, bot, facts), strict=False)):
+        for i, (leg, order) in enumerate(zip(legs, self.amended(account, bot, facts, adapter), strict=False)):
             took = verdicts[i] if i < len(verdicts) else None
             if order is None or not order.own or leg.order_id is None or took is False:
                 continue
             new_id = ids[i] if len(ids) == len(legs) and ids[i] and ids[i] != leg.order_id else None
-            held = self.book.orders[account][leg.order_id]
+            if new_id is not None and keyed:
+                new_id = book_id(new_id, leg.scope)
+            held = self.book.find(account, leg.order_id, leg.scope, keyed)
+            assert held is not None  # `amended` found it
             quantity = leg.quantity
             if new_id is None and (confirmed := stated.get(leg.order_id)) is not None and confirmed.quantity:
                 quantity = confirmed.quantity
@@ -251,15 +259,26 @@ class RiskDesk:
             elif new_id is None and quantity is not None and held.quantity is not None:
                 quantity = max(quantity, held.quantity)
             if took:
-                rows.append((leg.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
+                rows.append((held.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
             else:
-                rows.append((leg.order_id, new_id, quantity, None, None))
+                rows.append((held.order_id, new_id, quantity, None, None))
         if rows:
             self.book.amend(account, bot, rows)
         if updates:
-            self.book.apply(account, updates)
+            self.book.apply(account, self._keyed(adapter, updates))
 
     def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:
-        updates = adapter.stream_order_updates(text)
+        updates = self._keyed(adapter, adapter.stream_order_updates(text))
         if updates:
             self.book.apply(account, updates)
+
+    def learn_late(self, account: str, adapter: Adapter, updates: tuple[OrderUpdate, ...]) -> None:
+        """Orders keyproxy asked the exchange about itself (the risk watch's reconciliation)."""
+        self.book.apply(account, self._keyed(adapter, updates), late=True)
+
+    @staticmethod
+    def _keyed(adapter: Adapter, updates: tuple[OrderUpdate, ...]) -> tuple[OrderUpdate, ...]:
+        """Updates with their ids as the book keys them (`book_id`, where the exchange numbers orders per market)."""
+        if not adapter.order_ids_per_market:
+            return updates
+        return tuple(replace(u, order_id=book_id(u.order_id, u.scope)) if u.scope else u for u in updates)

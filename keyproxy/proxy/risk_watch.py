@@ -208,7 +208,7 @@ class RiskWatch:
                 continue
             updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}, body),
                                                     status, answer)
-            self._desk.book.apply(account_name, updates, late=True)
+            self._desk.learn_late(account_name, account.adapter, updates)
         learned = self._desk.book.learned_late - before
         if learned:
             self._metrics.reconciled_fills.labels(account_name).inc(learned)

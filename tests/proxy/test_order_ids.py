@@ -97,8 +97,9 @@ def test_a_cancel_replace_answered_ack_books_the_new_order_not_the_cancelled_one
     out = OutboundRequest("POST", "https://b", "/api/v3/order/cancelReplace", "", {})
     book.learn("a", Binance(), ("bot", leg("BTCUSDT", "spot", quantity="2")), out, 200, doc(answer),
                Binance().placed_order_ids(200, doc(answer)))
-    orders = book.book.orders["a"]
-    assert orders["5"].final and not orders["6"].final and orders["6"].quantity == 2
+    old_order, new_order = (book.book.find("a", i, "spot:BTCUSDT", True) for i in ("5", "6"))
+    assert old_order is not None and old_order.final  # booked by its bare id (before `book_id`): still found
+    assert new_order is not None and not new_order.final and new_order.quantity == 2
 
 
 @pytest.mark.parametrize("status, data, settled", [
@@ -195,3 +196,28 @@ def test_a_hyperliquid_batch_modify_that_rests_under_a_new_oid_books_that_oid() 
     assert orders["1"].final and not orders["2"].final and orders["2"].quantity == D("0.5")
     assert hl.placed_order_ids(200, doc({"status": "ok", "response": {"type": "order", "data": {"statuses": [
         {"error": "Order has invalid price."}, {"filled": {"oid": 9, "totalSz": "1", "avgPx": "2"}}]}}})) == ("", "9")
+
+
+def test_binance_order_ids_are_per_symbol_so_the_book_keys_them_with_their_market() -> None:
+    """Session 17's review: Binance numbers each symbol's orders apart, and the book keyed orders by id alone, so
+    an ETHUSDT order answered with the id of a BTCUSDT order the book held never entered it: its fills were
+    dropped and the position cap never bound on ETHUSDT."""
+    book, ad = desk(), Binance()
+    out = OutboundRequest("POST", "https://f", "/fapi/v1/order", "", {})
+    for symbol, size in (("BTCUSDT", "0.1"), ("ETHUSDT", "1")):
+        answer = doc({"orderId": 500, "symbol": symbol, "side": "BUY", "status": "NEW", "executedQty": "0",
+                      "cumQuote": "0", "origQty": size, "price": "100"})
+        book.learn("a", ad, ("bot", leg(symbol, "usdm", quantity=size)), out, 200, answer,
+                   ad.placed_order_ids(200, answer))
+    assert book.book.open_quantity("a", "bot", "usdm:ETHUSDT", "buy") == 1
+    assert book.book.open_quantity("a", "bot", "usdm:BTCUSDT", "buy") == D("0.1")
+    fill = ('{"e":"ORDER_TRADE_UPDATE","o":{"s":"ETHUSDT","i":500,"S":"BUY","X":"FILLED","p":"100","q":"1",'
+            '"z":"1","ap":"100"}}')
+    book.learn_stream("a", ad, fill)
+    assert book.book.position("bot", "usdm:ETHUSDT") == 1 and book.book.position("bot", "usdm:BTCUSDT") == 0
+    amend = RequestFacts(action="amend", symbol="BTCUSDT", market="usdm", side="BUY", quantity=D("0.2"),
+                         price=D("100"), order_id="500")
+    found = book.amended("a", "bot", amend, ad)
+    assert found[0] is not None and found[0].scope == "usdm:BTCUSDT" and found[0].remaining == D("0.1")
+    assert book.amended("a", "bot", RequestFacts(action="amend", symbol="SOLUSDT", market="usdm", order_id="500"),
+                        ad) == (None,)
