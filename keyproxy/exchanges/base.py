@@ -554,7 +554,11 @@ class AdapterHooks:
         """The exchange ids of the orders a 2xx answer to an order request names (`order_id_keys`, at any
         depth): who placed which order, for cancelling one bot's orders. Unreadable: (). An adapter whose answer
         lists a batch's legs gives one id per leg, "" for a refused one (`leg_order_ids`)."""
-        if not (200 <= status < 300 and body and self.order_id_keys):
+        return self.read_placed_ids(body) if 200 <= status < 300 and body else ()
+
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        """`placed_order_ids` of a 2xx answer with a body: the exchange's own reader where it lists legs."""
+        if not self.order_id_keys:
             return ()
         try:
             doc = json.loads(body)

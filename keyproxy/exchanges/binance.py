@@ -343,8 +343,8 @@ class Binance(AdapterHooks):
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return binance_amend_verdicts(loads(body) if 200 <= status < 300 else None, legs)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return binance_placed_ids(loads(body)) if 200 <= status < 300 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return binance_placed_ids(loads(body))
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """A cancel-replace refused in part (409, or 400 with both halves failed) as the answer of what it did."""

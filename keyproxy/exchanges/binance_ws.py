@@ -264,11 +264,8 @@ class BinanceWsApi(WsDialect):
             return {}
         return doc if isinstance(doc, dict) else {}
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        """As the base's, on the answer parsed once (`_answer`)."""
-        if not (200 <= status < 300 and body):
-            return ()
-        return binance_placed_ids(self._answer(body).get("result"))
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return binance_placed_ids(self._answer(body).get("result"))  # the answer parsed once (`_answer`)
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """As REST's: an `order.cancelReplace` refused in part, as the answer of what it did."""

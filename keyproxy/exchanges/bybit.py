@@ -314,8 +314,8 @@ class Bybit(AdapterHooks):
         said = bybit_amend_verdicts(body, max(kept, default=-1) + 1)
         return tuple(said[i] for i in kept)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return bybit_placed_ids(body) if 200 <= status < 300 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

@@ -68,8 +68,8 @@ class BybitWsApi(WsDialect):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = BYBIT_READ  # answers name orders only; fills come from the `order` topic (bybit_fills.py)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return bybit_placed_ids(body) if 200 <= status < 300 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

@@ -112,8 +112,8 @@ class Hyperliquid(AdapterHooks):
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return hyperliquid_order_updates(req.path, req.body, status, body)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return hyperliquid_placed_ids(body) if status == 200 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return hyperliquid_placed_ids(body)
 
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return hyperliquid_amend_verdicts(body, legs)

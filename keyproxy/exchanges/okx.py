@@ -127,8 +127,8 @@ class Okx(AdapterHooks):
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]:
         return okx_amend_verdicts(body, legs)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return okx_placed_ids(body) if 200 <= status < 300 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -76,8 +76,8 @@ class OkxWsApi(WsDialect):
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
     fill_markets = frozenset({"spot"})  # fills come from the orders channel (okx_fills.py)
 
-    def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]:
-        return okx_placed_ids(body) if 200 <= status < 300 and body else ()
+    def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -360,7 +360,7 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
                      ) -> Decision | None:
     """Daily loss, position limit and crossing another bot's order, leg by leg (docs/risk.md). The legs of
     one batch add up: each is checked with the earlier ones as if they already rested."""
-    capped = policy.max_position is not None or policy.max_position_notional is not None
+    capped = policy.position_capped
     added: dict[tuple[str, str], Decimal] = {}  # (scope, side) -> the sizes of this batch's earlier legs
     for i, leg in enumerate(facts.placed()):
         if facts.action == "amend":
@@ -536,18 +536,15 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
 
 def _positioned(policy: BotPolicy, limits: AccountLimits | None) -> str | None:
     """The limit that needs the bot's position (max_position, max_daily_loss), if it has one."""
-    if policy.max_position is not None or policy.max_position_notional is not None:
+    if policy.position_capped:
         return "max_position"
-    loss = policy.max_daily_loss if policy.max_daily_loss is not None else getattr(limits, "max_daily_loss", None)
-    return "max_daily_loss" if loss is not None else None
+    return "max_daily_loss" if policy.loss_limited(limits) else None
 
 
 def _risk_limited(policy: BotPolicy, account_limits: AccountLimits | None) -> bool:
     """The bot has a pre-trade risk limit that an order keyproxy cannot read would get past (docs/risk.md)."""
-    return price_band(policy, account_limits) is not None or policy.max_position is not None \
-        or policy.max_position_notional is not None or policy.max_daily_loss is not None \
-        or policy.duplicate_orders is not None \
-        or (account_limits is not None and account_limits.max_daily_loss is not None)
+    return price_band(policy, account_limits) is not None or policy.position_capped \
+        or policy.loss_limited(account_limits) or policy.duplicate_orders is not None
 
 
 def _order_checks(leg: RequestFacts, policy: BotPolicy, last_price: Decimal | None, valued: bool

@@ -114,6 +114,15 @@ class BotPolicy:
     # more fills than this within 60 s fires the fill_burst anomaly rule (default action: halt the bot)
     max_fills_per_minute: int | None = None
 
+    @property
+    def position_capped(self) -> bool:
+        """A cap on the bot's position (in units or in value): it needs the positions book."""
+        return self.max_position is not None or self.max_position_notional is not None
+
+    def loss_limited(self, limits: AccountLimits | None) -> bool:
+        """A daily loss limit binds the bot: its own, or its account's."""
+        return self.max_daily_loss is not None or (limits is not None and limits.max_daily_loss is not None)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in asdict(self).items():

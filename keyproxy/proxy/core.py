@@ -472,8 +472,7 @@ class Core:
         # a fleet: the gate checks and charges these across every instance (decide saw this instance's
         # untouched counters, so only the fleet's count can refuse)
         shared.commit_local = commit_local
-        capped = facts.action in ("order", "amend") and (policy.max_position is not None
-                                                         or policy.max_position_notional is not None)
+        capped = facts.action in ("order", "amend") and policy.position_capped
         gather(shared, decision, policy, facts, endpoint.cls, self.counters.buckets, outcome.request_id,
                book_seq=self.book_seen(name) if capped else None,
                exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,

@@ -51,9 +51,9 @@ class RiskDesk:
         if facts.action in ("order", "amend") and not policy.allow_self_cross:
             crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
                              for leg in legs)
-        loss_limited = policy.max_daily_loss is not None or (limits is not None and limits.max_daily_loss is not None)
+        loss_limited = policy.loss_limited(limits)
         # resting sizes: for the caps, and for what "reduces" means (a sell beyond what resting sells leave)
-        sized = policy.max_position is not None or policy.max_position_notional is not None or loss_limited
+        sized = policy.position_capped or loss_limited
         fill_markets = adapter.fill_markets if adapter is not None else frozenset()
         open_buy: dict[str, Decimal] = {}
         open_sell: dict[str, Decimal] = {}
