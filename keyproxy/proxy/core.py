@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import os
-import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
+from keyproxy.proxy.stream_tokens import StreamTokens
 from keyproxy.secret import Secret
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 
@@ -104,7 +104,6 @@ class Route:
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
-MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
 
 
 class Core:
@@ -128,13 +127,7 @@ class Core:
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
-        # (account, stream token) -> (the bot it was given to, the credential that bot asked with): the token dies
-        # with that credential (rotated out, revoked), as a request signed with it would
-        self.listen_keys: dict[tuple[str, str], tuple[str, str]] = {}
-        # (account, its key's version) -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket
-        # token, which a bot never sees (it holds a virtual one, in listen_keys); memory only. Per key version: a
-        # token the rotated-out key obtained is never sent again
-        self.real_stream_tokens: dict[tuple[str, int], tuple[str, int]] = {}
+        self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
         # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
@@ -199,7 +192,7 @@ class Core:
         token = adapter.presented_stream_token(incoming) if bot is None else None
         logged_on = bot is None and (session is not None or token is not None)
         if token is not None:  # proven by the token keyproxy handed to exactly one bot
-            bot = self._token_bot(route.snap, account.info.name, token)
+            bot = self.tokens.bot(route.snap, account.info.name, token)
             if bot is None or bot.info.account != account.info.name:
                 raise Refused("unknown_bot", "this stream token was not obtained through keyproxy for this account: "
                               "request it through keyproxy")
@@ -390,7 +383,7 @@ class Core:
     def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> str:
         """The bot a private event stream belongs to: the one keyproxy handed this stream token to, in good
         standing and connecting from its own addresses. A token keyproxy never relayed is refused."""
-        bot = self._token_bot(self._snapshot(), account.info.name, token)
+        bot = self.tokens.bot(self._snapshot(), account.info.name, token)
         if bot is None:
             raise Refused("unknown_bot", "this stream's token (listenKey) was not obtained through keyproxy for "
                           "this account: request it through keyproxy")
@@ -589,13 +582,10 @@ class Core:
         exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
         hands out (a Binance listenKey) remembered as the bot's. Returns the answer to relay; `learn` follows
         (before the answer is sent for an order or an amend, just after for the rest: the edges say why)."""
-        adapter, name = route.adapter, route.account.info.name
-        if adapter.grants_stream_token(out.path):
-            return self._virtual_stream_token(adapter, (name, route.account.info.version), body, outcome)
-        if 200 <= status < 300 and outcome.authenticated and outcome.bot and outcome.credential and body:
-            for token in adapter.listen_keys(out.path, body):
-                self._remember_stream_token(name, token, outcome.bot, outcome.credential)
-        return body
+        holder = (outcome.bot, outcome.credential) if outcome.authenticated and outcome.bot and outcome.credential \
+            else None
+        return self.tokens.relayed(route.adapter, (route.account.info.name, route.account.info.version), out.path,
+                                   status, body, holder)
 
     def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
@@ -636,30 +626,6 @@ class Core:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
-
-    def _virtual_stream_token(self, adapter: Adapter, key: tuple[str, int], body: bytes, outcome: Outcome) -> bytes:
-        """Keep the real token (fresh: it renews the account's cached one) and answer a virtual one, known only
-        here and bound to this bot; with no authenticated bot, no token at all."""
-        def mint(real: str) -> str:
-            self.real_stream_tokens[key] = (real, self.clock_ms())
-            if not (outcome.authenticated and outcome.bot and outcome.credential):
-                return ""
-            virtual = "kpv-" + secrets.token_urlsafe(32)
-            self._remember_stream_token(key[0], virtual, outcome.bot, outcome.credential)
-            return virtual
-        return adapter.swap_stream_token(body, mint)
-
-    def _token_bot(self, snap: Snapshot, account: str, token: str) -> BotEntry | None:
-        """The bot a stream token was handed to, while the credential it asked with is still that bot's."""
-        held = self.listen_keys.get((account, token))
-        bot = snap.bot_by_credential(held[1]) if held is not None else None
-        return bot if bot is not None and held is not None and bot.info.name == held[0] else None
-
-    def _remember_stream_token(self, account: str, token: str, bot: str, credential: str) -> None:
-        self.listen_keys.pop((account, token), None)  # re-inserted last: the oldest are dropped first
-        self.listen_keys[(account, token)] = (bot, credential)
-        if len(self.listen_keys) > MAX_LISTEN_KEYS:
-            del self.listen_keys[next(iter(self.listen_keys))]
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

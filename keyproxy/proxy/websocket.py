@@ -183,7 +183,7 @@ class WebSocketEdge:
         core, account = self._core, route.account
         name = account.info.name
         async with self._token_fetch.setdefault(name, asyncio.Lock()):
-            cached = core.real_stream_tokens.get((name, account.info.version))
+            cached = core.tokens.real.get((name, account.info.version))
             if cached is not None and core.clock_ms() - cached[1] < self._limits.stream_token_reuse_ms:
                 return cached
             rest: Any = account.adapter
@@ -199,7 +199,7 @@ class WebSocketEdge:
                 outcome.key_rejected = rest.key_rejected(status, body, spec[0], spec[1]) is KeyRejection.INVALID
                 said = body[:120].decode("utf-8", "replace")
                 raise Refused("upstream_error", f"the exchange refused keyproxy a WebSocket token: {said}")
-            fetched = core.real_stream_tokens[(name, account.info.version)] = (tokens[0], core.clock_ms())
+            fetched = core.tokens.real[(name, account.info.version)] = (tokens[0], core.clock_ms())
             return fetched
 
     async def close_all(self, grace: float) -> None:
