@@ -47,6 +47,12 @@ MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped b
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
 
 
+def placed_key(order_id: str, symbol: str | None) -> str:
+    """An order's key in `placed_orders`: its id, and its symbol where the exchange numbers each symbol's orders
+    apart (Binance: order 500 on ETHUSDT is not order 500 on BTCUSDT)."""
+    return f"{order_id}@{symbol}" if symbol else order_id
+
+
 class VaultRolledBack(VaultError):
     """The vault file holds fewer changes than keyproxy has already seen in it: an older copy was put
     in place outside `keyproxy vault restore`, bringing back revoked bots and retired keys."""

@@ -17,7 +17,8 @@ from typing import Any
 from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
-from keyproxy.state import StateStore
+from keyproxy.policy.model import normalize_symbol
+from keyproxy.state import StateStore, placed_key
 
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
 
@@ -39,7 +40,12 @@ async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
                 names.update(adapter.market_names(spec[1], body))
             page, spec = sweep.resting(spec, status, body)
             found.extend(page)
-    return list({o.order_id: o for o in found}.values())
+    return list({_where(o): o for o in found}.values())
+
+
+def _where(o: Resting) -> tuple[str, str, str]:
+    """An order as the exchange lists it: ids may be per symbol (Binance's), so never the id alone."""
+    return o.market, o.symbol, o.order_id
 
 
 async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: AccountEntry, bot: str | None,
@@ -64,7 +70,13 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         summary["error"] = f"the exchange's open orders could not be listed: {what_failed(e)}"
         audit("order.cancel", account=name, bot=bot, reason=reason, result=f"failed: {summary['error']}"[:300])
         return summary
-    targets = [o for o in resting if bot is None or placed.get(o.order_id, ("", ""))[0] == bot]
+    per_symbol = bool(getattr(account.adapter, "order_ids_per_market", False))
+
+    def key(o: Resting) -> str:  # its `placed_orders` key (one recorded before keys carried symbols: its id)
+        keyed = placed_key(o.order_id, normalize_symbol(o.symbol)) if per_symbol else o.order_id
+        return keyed if keyed in placed else o.order_id
+
+    targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]
     gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
 
     async def cancel(spec: Spec, orders: list[Resting]) -> dict[str, str | None]:
@@ -75,27 +87,29 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
                 return {o.order_id: f"not sent or no answer: {what_failed(e)}" for o in orders}
             return sweep.cancelled(orders, status, body)
 
+    forget: list[str] = []
     batches = sweep.cancels(targets, names)
     results: dict[str, str | None] = {}
     for answer in await asyncio.gather(*(cancel(spec, orders) for spec, orders in batches)):
         results.update(answer)
     for o in targets:
         outcome = results.get(o.order_id, "not sent")
-        owner = placed.get(o.order_id, ("", ""))[0] or None
+        owner = placed.get(key(o), ("", ""))[0] or None
         audit("order.cancel", account=name, bot=owner, order_id=o.order_id, symbol=o.symbol, reason=reason,
               result="cancelled" if outcome is None else f"failed: {outcome}"[:300])
         if outcome is None:
             summary["cancelled"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner})
+            forget.append(key(o))
         else:
             summary["failed"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner, "error": outcome})
     try:
-        still = {o.order_id for o in await _list(calls, account, markets)} if targets else set()
+        still = {_where(o) for o in await _list(calls, account, markets)} if targets else set()
     except SEND_ERRORS as e:
         summary["error"] = f"cancels sent, but the open orders could not be listed again: {what_failed(e)}"
-        still = {o.order_id for o in targets if results.get(o.order_id) is not None}
-    summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if o.order_id in still]
+        still = {_where(o) for o in targets if results.get(o.order_id) is not None}
+    summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if _where(o) in still]
     # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
-    store.forget_placed_orders(name, [c["order_id"] for c in summary["cancelled"]])
+    store.forget_placed_orders(name, forget)
     return summary
 
 

@@ -40,7 +40,7 @@ from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.stream_tokens import StreamTokens
 from keyproxy.secret import Secret
-from keyproxy.state import NonceSequence, StateStore, UsageBook
+from keyproxy.state import NonceSequence, StateStore, UsageBook, placed_key
 
 TOKEN_HEADER = "x-keyproxy-token"
 HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
@@ -566,15 +566,21 @@ class Core:
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
 
-    def _attribute_orders(self, account: str, placed_by: tuple[str, RequestFacts], ids: tuple[str, ...]) -> None:
+    def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
+                          ids: tuple[str, ...]) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
-        halt of one bot cancel that bot's orders and no other bot's on the same account."""
+        halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
+        order it made anew (never one it only named). Where ids are per symbol (Binance), keyed with it."""
         bot, facts = placed_by
         legs = facts.placed()
         if self._sequences is None or not legs:
             return
-        if ids:
-            self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], ids,
+        named = {leg.order_id for leg in legs}
+        per_leg = len(ids) == len(legs)
+        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).symbol if adapter.order_ids_per_market
+                                else None) for i, oid in enumerate(ids) if oid and oid not in named)
+        if keys:
+            self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
 
     def relayed(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
@@ -610,9 +616,8 @@ class Core:
                 self._track_open_orders(adapter, outcome.track, out, status, body)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
-            if outcome.placed_by is not None:  # an amend: only an order it made anew (never one it only named)
-                named = {leg.order_id for leg in outcome.placed_by[1].placed()}
-                self._attribute_orders(name, outcome.placed_by, tuple(i for i in ids if i and i not in named))
+            if outcome.placed_by is not None:
+                self._attribute_orders(name, adapter, outcome.placed_by, ids)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.placed_by is not None and (status >= 500 or not body):

@@ -11,7 +11,7 @@ import pytest
 from keyproxy.exchanges import default_adapters
 from keyproxy.exchanges.base import order_ids_in
 from keyproxy.exchanges.open_orders import SWEEPS, ListingError, Resting
-from keyproxy.state import MAX_PLACED_ORDERS, PRUNE_EVERY, StateStore
+from keyproxy.state import MAX_PLACED_ORDERS, PRUNE_EVERY, StateStore, placed_key
 
 ADAPTERS = default_adapters()
 
@@ -102,4 +102,41 @@ def test_the_record_of_who_placed_what_is_bounded_and_forgets_cancelled_orders(t
     assert len(store.placed_orders("acct")) == MAX_PLACED_ORDERS + PRUNE_EVERY - 1
     store.record_placed_orders("acct", "a", "spot", ("last",), 9999.0)
     assert len(store.placed_orders("acct")) == MAX_PLACED_ORDERS
+    store.close()
+
+
+def test_binance_orders_sharing_an_id_on_two_symbols_are_two_orders_of_their_own_bots(tmp_path: Path) -> None:
+    """Binance numbers each symbol's orders apart: order 500 on BTCUSDT (bot a's) and 500 on ETHUSDT (bot b's)
+    were one record (the later overwrote the earlier) and one listed order (the listing kept one of the two), so
+    halting bot a could cancel bot b's order and leave its own resting."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.proxy.cancel_orders import cancel_account_orders
+
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "spot", (placed_key("500", "BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "b", "spot", (placed_key("500", "ETHUSDT"),), 2.0)
+    resting = [{"symbol": s, "orderId": 500, "side": "BUY"} for s in ("BTCUSDT", "ETHUSDT")]
+    sent: list[tuple[str, str, str]] = []
+
+    class Exchange:  # the exchange's side of keyproxy's own calls: lists, then cancels what it is told
+        async def send(self, account: object, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+            method, path, query, _ = spec
+            if method == "GET":
+                return 200, json.dumps(resting).encode()
+            sent.append((method, path, query))
+            symbol = dict(p.split("=") for p in query.split("&"))["symbol"]
+            resting[:] = [o for o in resting if o["symbol"] != symbol]
+            return 200, json.dumps({"symbol": symbol, "orderId": 500, "status": "CANCELED"}).encode()
+
+    account = SimpleNamespace(info=SimpleNamespace(name="acct", exchange="binance"), adapter=Binance(),
+                              upstream=object(), key=object())
+    summary = asyncio.run(cancel_account_orders(Exchange(), store, account, "a", lambda *a, **k: None,  # type: ignore[arg-type]
+                                                "test"))
+    assert sent == [("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=500")]
+    assert summary["cancelled"] == [{"order_id": "500", "symbol": "BTCUSDT", "bot": "a"}] and summary["left"] == []
+    assert resting == [{"symbol": "ETHUSDT", "orderId": 500, "side": "BUY"}]
+    assert store.placed_orders("acct") == {placed_key("500", "ETHUSDT"): ("b", "spot")}  # a's record forgotten
     store.close()
