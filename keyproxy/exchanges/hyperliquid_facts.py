@@ -124,7 +124,9 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
     return RequestFacts(action=action, symbol=symbol, market=market,
                         side="buy" if _flag(wire.get("b"), "b") else "sell", order_type=order_type,
                         quantity=amount(wire["s"], "order size (s)"), price=price,
-                        reduce_only=_flag(wire.get("r"), "reduce-only (r)"), trigger_price=trigger_px)
+                        # spot holds no position to reduce: its `r` is never believed (as Binance's, OKX's, Bybit's)
+                        reduce_only=_flag(wire.get("r"), "reduce-only (r)") and market == "perp",
+                        trigger_price=trigger_px)
 
 
 def _many(legs: list[RequestFacts], action: str) -> RequestFacts:
@@ -204,7 +206,8 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             raise BadRequest("a TWAP order's size (s) is a decimal string")
         return RequestFacts(action="order", symbol=symbol, market=market, order_type="twap",
                             side="buy" if _flag(twap.get("b"), "b") else "sell",
-                            quantity=amount(twap["s"], "twap size (s)"), reduce_only=_flag(twap.get("r"), "r"),
+                            quantity=amount(twap["s"], "twap size (s)"),
+                            reduce_only=_flag(twap.get("r"), "r") and market == "perp",
                             untracked="a TWAP order fills as child orders its answer never names")
     if kind == "vaultTransfer" and action.get("isDeposit") is not False:
         vault, usd = action.get("vaultAddress"), action.get("usd")

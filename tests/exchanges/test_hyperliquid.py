@@ -238,10 +238,13 @@ def test_an_order_is_valued_at_its_limit_price_by_asset_index() -> None:
 
 
 def test_a_batch_is_read_order_by_order_and_a_spot_asset_is_spot() -> None:
+    """A spot order's `r` is not believed: spot holds no position to reduce, so a reduce-only spot buy would
+    pass halts and position caps on a flag nothing enforces (session 17's review)."""
     second = {"a": 10000, "b": False, "p": "0.2", "s": "100", "r": True, "t": {"limit": {"tif": "Ioc"}}}
-    f = _facts({**ORDER, "orders": [*ORDER["orders"], second]})
+    perp = {**second, "a": 1}
+    f = _facts({**ORDER, "orders": [*ORDER["orders"], second, perp]})
     assert [(o.symbol, o.market, o.side, o.reduce_only) for o in f.orders] == [
-        ("#0", "perp", "buy", False), ("#10000", "spot", "sell", True)]
+        ("#0", "perp", "buy", False), ("#10000", "spot", "sell", False), ("#1", "perp", "sell", True)]
 
 
 def test_a_modify_names_the_order_it_changes_by_the_exchanges_id() -> None:
