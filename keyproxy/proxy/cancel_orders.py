@@ -79,21 +79,22 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]
     gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
 
-    async def cancel(spec: Spec, orders: list[Resting]) -> dict[str, str | None]:
+    async def cancel(spec: Spec, orders: list[Resting]) -> dict[tuple[str, str, str], str | None]:
         async with gate:
             try:
                 status, body = await calls.send(account, spec)
             except SEND_ERRORS as e:
-                return {o.order_id: f"not sent or no answer: {what_failed(e)}" for o in orders}
-            return sweep.cancelled(orders, status, body)
+                return {_where(o): f"not sent or no answer: {what_failed(e)}" for o in orders}
+            said = sweep.cancelled(orders, status, body)  # by id: unique within one cancel call
+            return {_where(o): said.get(o.order_id, "not sent") for o in orders}
 
     forget: list[str] = []
     batches = sweep.cancels(targets, names)
-    results: dict[str, str | None] = {}
+    results: dict[tuple[str, str, str], str | None] = {}
     for answer in await asyncio.gather(*(cancel(spec, orders) for spec, orders in batches)):
         results.update(answer)
     for o in targets:
-        outcome = results.get(o.order_id, "not sent")
+        outcome = results.get(_where(o), "not sent")
         owner = placed.get(key(o), ("", ""))[0] or None
         audit("order.cancel", account=name, bot=owner, order_id=o.order_id, symbol=o.symbol, reason=reason,
               result="cancelled" if outcome is None else f"failed: {outcome}"[:300])
@@ -106,7 +107,7 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         still = {_where(o) for o in await _list(calls, account, markets)} if targets else set()
     except SEND_ERRORS as e:
         summary["error"] = f"cancels sent, but the open orders could not be listed again: {what_failed(e)}"
-        still = {_where(o) for o in targets if results.get(o.order_id) is not None}
+        still = {_where(o) for o in targets if results.get(_where(o)) is not None}
     summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if _where(o) in still]
     # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
     store.forget_placed_orders(name, forget)

@@ -139,4 +139,19 @@ def test_binance_orders_sharing_an_id_on_two_symbols_are_two_orders_of_their_own
     assert summary["cancelled"] == [{"order_id": "500", "symbol": "BTCUSDT", "bot": "a"}] and summary["left"] == []
     assert resting == [{"symbol": "ETHUSDT", "orderId": 500, "side": "BUY"}]
     assert store.placed_orders("acct") == {placed_key("500", "ETHUSDT"): ("b", "spot")}  # a's record forgotten
+    # both listed, both tried: each is reported as its own cancel went (one failed), never under the other's id
+    resting[:] = [{"symbol": s, "orderId": 500, "side": "BUY"} for s in ("BTCUSDT", "ETHUSDT")]
+    answer_as_before = Exchange.send
+
+    async def send(self: Exchange, account: object, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+        if "ETHUSDT" in spec[2] and spec[0] == "DELETE":
+            return 400, b'{"code":-2011,"msg":"Unknown order sent."}'
+        return await answer_as_before(self, account, spec)
+
+    Exchange.send = send  # type: ignore[method-assign]
+    summary = asyncio.run(cancel_account_orders(Exchange(), store, account, None, lambda *a, **k: None,  # type: ignore[arg-type]
+                                                "test"))
+    assert [c["symbol"] for c in summary["cancelled"]] == ["BTCUSDT"]
+    assert [(f["symbol"], f["error"][:8]) for f in summary["failed"]] == [("ETHUSDT", "HTTP 400")]
+    assert summary["left"] == [{"order_id": "500", "symbol": "ETHUSDT"}]
     store.close()
