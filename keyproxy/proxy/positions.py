@@ -105,6 +105,13 @@ def book_id(order_id: str, scope: str) -> str:
     return f"{order_id}@{scope}" if order_id else ""
 
 
+def _bare(book: dict[str, TrackedOrder], key: str) -> TrackedOrder | None:
+    """The order a `book_id` key names, booked under its bare id before keys carried the scope: same scope only."""
+    order_id, keyed, scope = key.partition("@")
+    order = book.get(order_id) if keyed else None
+    return order if order is not None and order.scope == scope else None
+
+
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -179,10 +186,9 @@ class PositionBook:
         book = self.orders.get(account, {})
         if not keyed:
             return book.get(order_id)
-        order = book.get(book_id(order_id, scope))
-        if order is None and (order := book.get(order_id)) is not None and order.scope != scope:
-            return None
-        return order
+        key = book_id(order_id, scope)
+        order = book.get(key)
+        return order if order is not None else _bare(book, key)
 
     def apply(self, account: str, updates: Iterable[OrderUpdate], late: bool = False) -> set[str]:
         """Fills and ends of orders the book holds; the bots whose position moved."""
@@ -295,8 +301,8 @@ class PositionBook:
         day = utc_day(at)
         for u in updates:
             order = book.get(u.order_id) if book else None
-            if order is None and book and "@" in u.order_id:  # booked under its bare id (before `book_id`)
-                order = book.get(u.order_id.partition("@")[0])
+            if order is None and book:  # booked under its bare id (before `book_id`), in the update's scope
+                order = _bare(book, u.order_id)
             if order is None and hold and u.order_id:
                 self._hold(account, u, late, at)
                 continue

@@ -192,10 +192,9 @@ class RiskDesk:
         if not adapter.fill_markets:
             return
         updates = adapter.order_updates(out, status, body)
-        keyed = self._keyed(adapter, updates)  # as the book keys them
         if placed_by is None:
-            if keyed:
-                self.book.apply(account, keyed)
+            if updates:
+                self.book.apply(account, self._keyed(adapter, updates))
             return
         bot, facts = placed_by
         legs = facts.placed()
@@ -227,7 +226,7 @@ class RiskDesk:
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         if adapter.order_ids_per_market:
             ids = [book_id(oid, legs[i].scope) for i, oid in enumerate(ids)]
-        self.book.placed(account, bot, legs, tuple(ids), keyed)
+        self.book.placed(account, bot, legs, tuple(ids), self._keyed(adapter, updates))
 
     def _amended(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts,
                  updates: tuple[OrderUpdate, ...], ids: tuple[str, ...], verdicts: tuple[bool | None, ...]) -> None:

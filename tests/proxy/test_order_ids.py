@@ -221,3 +221,20 @@ def test_binance_order_ids_are_per_symbol_so_the_book_keys_them_with_their_marke
     assert found[0] is not None and found[0].scope == "usdm:BTCUSDT" and found[0].remaining == D("0.1")
     assert book.amended("a", "bot", RequestFacts(action="amend", symbol="SOLUSDT", market="usdm", order_id="500"),
                         ad) == (None,)
+
+
+def test_a_fill_before_its_placement_is_held_though_an_older_bare_id_order_shares_its_id() -> None:
+    """An order booked by its bare id before keys carried the scope (500 on BTCUSDT) is found in its own scope
+    only: a stream fill of the new ETHUSDT order 500 that beats the order's answer is held for it, not dropped."""
+    book, ad = desk(), Binance()
+    book.book.placed("a", "bot", (leg("BTCUSDT", "usdm", quantity="0.1"),), ("500",))  # booked before `book_id`
+    fill = ('{"e":"ORDER_TRADE_UPDATE","o":{"s":"ETHUSDT","i":500,"S":"BUY","X":"FILLED","p":"100","q":"1",'
+            '"z":"1","ap":"100"}}')
+    book.learn_stream("a", ad, fill)
+    answer = doc({"orderId": 500, "symbol": "ETHUSDT", "side": "BUY", "status": "NEW", "executedQty": "0",
+                  "cumQuote": "0", "origQty": "1", "price": "100"})
+    out = OutboundRequest("POST", "https://f", "/fapi/v1/order", "", {})
+    book.learn("a", ad, ("bot", leg("ETHUSDT", "usdm")), out, 200, answer, ad.placed_order_ids(200, answer))
+    assert book.book.position("bot", "usdm:ETHUSDT") == 1 and book.book.position("bot", "usdm:BTCUSDT") == 0
+    btc = book.book.find("a", "500", "usdm:BTCUSDT", True)
+    assert btc is not None and not btc.final and btc.filled == 0
