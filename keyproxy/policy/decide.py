@@ -191,11 +191,32 @@ def _in_hours(windows: tuple[str, ...], now: float) -> bool:
     return False
 
 
+def needs_market_price(leg: RequestFacts) -> bool:
+    """Valuing the order needs the market's price: a sell (a limit under the market sells at the market), or a
+    buy without a limit price (a market or market-on-trigger buy pays what the market asks)."""
+    if leg.contract == "inverse" or (leg.contract is None and leg.quote_quantity is not None):
+        return False  # valued in quote units whatever the price
+    return not ((leg.side or "").lower() == "buy" and leg.price is not None)
+
+
+def worst_price(leg: RequestFacts, market: Decimal | None) -> Decimal | None:
+    """The most one unit of the order can execute at, what caps value it by. A buy never pays above its limit
+    price; a sell fills at its limit or better, so one priced under the market sells at the market, and a stop
+    sells at about its trigger. A buy without a limit pays the market, or its trigger once triggered. None:
+    the market's price is needed and keyproxy has seen none (a sell valued at its own price could pass a
+    notional cap by any factor: a sell of 10 BTC at 0.01 executes at the market)."""
+    if not needs_market_price(leg):
+        return leg.price
+    if market is None:
+        return None
+    return max(p for p in (leg.price, leg.trigger_price, market) if p is not None)
+
+
 def notional(facts: RequestFacts, last_price: Decimal | None) -> Decimal | None:
     """Quote-currency value of one order, from the fields the exchange executes (the adapter leaves out
-    the ones it ignores): quote quantity, else quantity x price (x contract size for contracts), else
-    x the last price keyproxy relayed. None when it cannot be valued."""
-    price = facts.price if facts.price is not None else last_price
+    the ones it ignores): quote quantity, else quantity x the most it can execute at (`worst_price`; x
+    contract size for contracts). None when it cannot be valued."""
+    price = worst_price(facts, last_price)
     if facts.contract is not None:
         if facts.quantity is None or facts.contract_size is None:
             return None
@@ -464,10 +485,10 @@ def _position_cap(leg: RequestFacts, policy: BotPolicy, risk: RiskView, position
     if policy.max_position is not None and after > policy.max_position:
         return deny(DenyCode.POSITION, f"{said}: the cap is {policy.max_position.normalize():f}")
     if policy.max_position_notional is not None:
-        price = leg.price if leg.price is not None else last
+        price = worst_price(leg, last)
         if price is None:
-            return deny(DenyCode.POSITION, "no price to value the position against max_position_notional: fetch "
-                        "the symbol's ticker through keyproxy, or give the order a price")
+            return deny(DenyCode.POSITION, "no market price to value the position against max_position_notional "
+                        "(keyproxy could not fetch the symbol's ticker)")
         if after * price > policy.max_position_notional:
             return deny(DenyCode.POSITION, f"{said}, worth {(after * price).normalize():f}: the cap is "
                         f"{policy.max_position_notional.normalize():f}")

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges.base import Adapter, IncomingRequest
-from keyproxy.policy.decide import needs_reference
+from keyproxy.policy.decide import needs_market_price, needs_reference
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.refusal import Refused
 
@@ -93,20 +93,25 @@ class MarketBook:
         seen = self._seen.get((account, symbol))
         return None if seen is None else max(0.0, self._clock() - seen)
 
-    def references(self, account: str, adapter: Adapter | None, facts: RequestFacts, max_age: float,
-                   fetched: bool) -> dict[str, Decimal]:
-        """The prices seen within `max_age` of every order leg a price band checks; `NeedReference` for the
-        missing ones the exchange can be asked for, unless keyproxy has just asked (`fetched`)."""
+    def references(self, account: str, adapter: Adapter | None, facts: RequestFacts, max_age: float | None,
+                   fetched: bool, valued: bool = False) -> dict[str, Decimal]:
+        """The prices seen within `max_age` of every order leg a price band checks (`max_age` None: no band);
+        `NeedReference` for the missing ones the exchange can be asked for, unless keyproxy has just asked
+        (`fetched`). `valued`: the bot has a notional limit, so a leg valued at the market's price
+        (`needs_market_price`: a sell, a buy without a limit) whose symbol has no price seen at all is asked
+        for too (with none, such an order cannot be valued and is refused)."""
         now = self._clock()
         found: dict[str, Decimal] = {}
         calls: dict[PublicCall, str] = {}
         for leg in facts.placed():
-            if not needs_reference(leg) or not leg.symbol:
+            if not leg.symbol:
                 continue
             key = (account, leg.symbol)
-            if now - self._seen.get(key, float("-inf")) <= max_age:
+            banded = max_age is not None and needs_reference(leg)
+            if banded and now - self._seen.get(key, float("-inf")) <= max_age:  # type: ignore[operator]
                 found[leg.symbol] = self.prices[key]
-            elif not fetched and adapter is not None:
+            elif (banded or valued and key not in self.prices and needs_market_price(leg)) \
+                    and not fetched and adapter is not None:
                 call = adapter.reference_request(leg)
                 if call is not None:
                     calls.setdefault(call, leg.symbol)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
-from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size
+from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size, worst_price
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import ZERO, PositionBook, book_id, utc_day
@@ -150,7 +150,7 @@ class RiskDesk:
             readable = leg.quantity is not None and not (leg.contract is not None and leg.quote_quantity is not None)
             room = -signed - resting if readable else Decimal(-1)
             caps = [policy.max_position] if policy.max_position is not None else []
-            price = leg.price if leg.price is not None else last
+            price = worst_price(leg, last)
             if policy.max_position_notional is not None and price:
                 caps.append(policy.max_position_notional / price)
             if caps:

@@ -272,3 +272,24 @@ def test_an_amend_saying_reduce_only_is_checked_as_the_order_it_leaves(dev: DevS
     fits = {k: v for k, v in grow.items() if k != "reduceOnly"} | {"quantity": "0.01"}
     status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in fits.items()))
     assert status == 200 and len(arrived) == 1, body
+
+
+def test_a_sell_priced_under_the_market_is_valued_at_the_market(dev: DevStack) -> None:
+    """SELL 1 BTC at 0.01 was valued at 0.01 under a 1,000 cap, and sold at the market: an order is valued at the
+    most it can execute at. The bot fetched no ticker: keyproxy asked the exchange for the price itself."""
+    creds = dev.add_bot("dumper", "main", "read,trade", "--set", "max_order_notional=1000")
+    start = len(dev.journal())
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
+                                 "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=0.01")
+    assert body.get("error") == "notional_exceeded" and arrived == [], body
+    assert [e["path"] for e in dev.journal()[start:]] == ["/api/v3/ticker/price"]  # keyproxy's own call
+    last = float(call(creds["base_url"], "GET", "/api/v3/ticker/price", "symbol=BTCUSDT").body["price"])
+    # a stop buy (market once triggered) pays about its trigger, not today's price
+    qty = f"{800 / last:.5f}"
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
+                                 f"symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity={qty}&stopPrice={last * 2:.2f}")
+    assert body.get("error") == "notional_exceeded" and arrived == [], body
+    # under the cap at the market (a sell just under it, valued at it): it goes
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", "symbol=BTCUSDT&side=SELL&type=LIMIT"
+                                 f"&timeInForce=GTC&quantity={qty}&price={last * 0.99:.2f}")
+    assert status == 200 and len(arrived) == 1, body

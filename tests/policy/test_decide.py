@@ -170,6 +170,50 @@ def test_no_order_above_the_notional_cap_is_ever_allowed(qty: Decimal, price: De
     assert d.allow == (value <= cap)
 
 
+@given(qty=amounts, price=st.none() | amounts, trigger=st.none() | amounts, market=st.none() | amounts, cap=amounts,
+       side=st.sampled_from(["BUY", "SELL", "buy", "sell", None]))
+@settings(max_examples=400)
+def test_no_order_is_allowed_that_can_execute_above_the_cap(qty: Decimal, price: Decimal | None,
+                                                           trigger: Decimal | None, market: Decimal | None,
+                                                           cap: Decimal, side: str | None) -> None:
+    """What executes bounds the value: a buy at most its limit (with none, the market or its trigger), a sell at
+    least its limit, and the market when that is higher (a sell priced under the market sells at the market)."""
+    facts = order(side=side, quantity=qty, price=price, trigger_price=trigger)
+    d = run(facts, policy(max_order_notional=cap), last_price=market)
+    if (side or "").lower() == "buy" and price is not None:
+        worst = price
+    else:
+        known = [p for p in (price, trigger, market) if p is not None]
+        worst = max(known) if market is not None else None
+    if worst is None:
+        assert (d.allow, d.code) == (False, "notional_unknown")
+    else:
+        assert d.allow == (qty * worst <= cap)
+
+
+@pytest.mark.parametrize("facts, market, code", [
+    # 10 BTC offered at 0.01 sells at the market: a million, not ten cents
+    (order(side="SELL", quantity=D("10"), price=D("0.01")), D("100000"), "notional_exceeded"),
+    (order(side="SELL", quantity=D("10"), price=D("0.01")), None, "notional_unknown"),
+    (order(side="SELL", quantity=D("0.001"), price=D("0.01")), D("100000"), None),  # 100: under the cap
+    # a stop buy triggered at 200 pays about 200, not the 100 the market is at now
+    (order(side="BUY", quantity=D("6"), price=None, trigger_price=D("200"), order_type="STOP_LOSS"), D("100"),
+     "notional_exceeded"),
+    (order(side="BUY", quantity=D("6"), price=None, trigger_price=D("150")), D("100"), None),
+    (order(side="BUY", quantity=D("0.01"), price=D("50000")), None, None),  # a buy's limit bounds it: no market
+    (order(side="SELL", quantity=D("0.01"), price=D("50000")), D("40000"), None),  # over the market: at its price
+])
+def test_an_order_is_valued_at_the_most_it_can_execute_at(facts: RequestFacts, market: Decimal | None,
+                                                         code: str | None) -> None:
+    d = run(facts, policy(max_order_notional=1000), last_price=market)
+    assert (d.allow, d.code or None) == (code is None, code)
+    if code is None:
+        assert run(facts, policy(daily_notional_cap=1000), last_price=market).allow
+    else:
+        assert run(facts, policy(daily_notional_cap=1000), last_price=market).code == \
+            ("daily_notional_exceeded" if code == "notional_exceeded" else code)
+
+
 @given(facts=st.builds(RequestFacts, action=actions, reduce_only=st.booleans()), cls=classes)
 def test_a_halted_bot_never_places_an_order(facts: RequestFacts, cls: str) -> None:
     d = run(facts, policy(scopes="read,trade,withdraw,transfer"), cls, halted="kill switch")
