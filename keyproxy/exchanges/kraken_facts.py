@@ -93,7 +93,9 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return RequestFacts(action="cancel", symbol=symbol, market=MARKET)
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
-        return replace(order, action="amend", order_id=param_text(params, "txid") or None) \
+        # EditOrder's `txid` is the order's id or a `userref` (digits: a client reference several orders may share)
+        txid = param_text(params, "txid") or ""
+        return replace(order, action="amend", order_id=txid if txid and not txid.isdigit() else None) \
             if method == "EditOrder" else order
     if method == "AddOrderBatch" and isinstance(params.get("orders"), list):
         return _batch(params["orders"], symbol)

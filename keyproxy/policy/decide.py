@@ -434,9 +434,13 @@ def _crossing(i: int, risk: RiskView, policy: BotPolicy) -> Decision | None:
 def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: RiskView
                ) -> tuple[Decision | None, RequestFacts | None, bool]:
     """An amend leg: (a refusal; the order it leaves behind, checked as a new one unless it only shrinks at
-    its price and side (never more risk, so it passes: the third value); None: nothing binds it). An order
-    keyproxy cannot find passes only for a bot no position or loss limit binds, since nothing shows what it
-    would leave resting."""
+    its price and side (never more risk, so it passes: the third value); None: nothing binds it). An amend
+    naming its order by a client id only is refused: another bot's client ids are in every account-wide
+    open-orders answer, so it could grow another bot's order. An order keyproxy cannot find passes only for a
+    bot no position or loss limit binds, since nothing shows what it would leave resting."""
+    if leg.order_id is None:
+        return deny(DenyCode.UNDECIDED, "name the order to amend by the exchange's order id: keyproxy cannot tell "
+                    "whose order a client id names, and a bot amends only its own orders"), None, False
     lossy = risk.loss_limited or risk.loss is not None
     if order is None:
         # nothing to hold it to; or, for a bot only a position cap binds, a new price of an order whose size stays

@@ -275,21 +275,42 @@ def test_an_amend_saying_reduce_only_is_checked_as_the_order_it_leaves(dev: DevS
 
 
 def test_a_sell_priced_under_the_market_is_valued_at_the_market(dev: DevStack) -> None:
-    """SELL 1 BTC at 0.01 was valued at 0.01 under a 1,000 cap, and sold at the market: an order is valued at the
-    most it can execute at. The bot fetched no ticker: keyproxy asked the exchange for the price itself."""
+    """SELL 1 ETH at 0.01 was valued at 0.01 under a 1,000 cap, and sold at the market: an order is valued at the
+    most it can execute at. No ETHUSDT price had passed through keyproxy: it asked the exchange itself."""
     creds = dev.add_bot("dumper", "main", "read,trade", "--set", "max_order_notional=1000")
     start = len(dev.journal())
     status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
-                                 "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=0.01")
+                                 "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=0.01")
     assert body.get("error") == "notional_exceeded" and arrived == [], body
     assert [e["path"] for e in dev.journal()[start:]] == ["/api/v3/ticker/price"]  # keyproxy's own call
-    last = float(call(creds["base_url"], "GET", "/api/v3/ticker/price", "symbol=BTCUSDT").body["price"])
+    last = float(call(creds["base_url"], "GET", "/api/v3/ticker/price", "symbol=ETHUSDT").body["price"])
     # a stop buy (market once triggered) pays about its trigger, not today's price
-    qty = f"{800 / last:.5f}"
+    qty = f"{800 / last:.4f}"
     status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
-                                 f"symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity={qty}&stopPrice={last * 2:.2f}")
+                                 f"symbol=ETHUSDT&side=BUY&type=STOP_LOSS&quantity={qty}&stopPrice={last * 2:.2f}")
     assert body.get("error") == "notional_exceeded" and arrived == [], body
     # under the cap at the market (a sell just under it, valued at it): it goes
-    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", "symbol=BTCUSDT&side=SELL&type=LIMIT"
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", "symbol=ETHUSDT&side=SELL&type=LIMIT"
                                  f"&timeInForce=GTC&quantity={qty}&price={last * 0.99:.2f}")
+    assert status == 200 and len(arrived) == 1, body
+
+
+def test_a_bot_cannot_amend_another_bots_order_by_its_client_id(dev: DevStack) -> None:
+    """Session 18's review: an amend naming its order by `origClientOrderId` (every bot's client ids are in the
+    account-wide open-orders answer) found no order in the book, so a bot without limits grew another bot's
+    resting buy 200x past that bot's max_position, and the order became the attacker's in `placed_orders`.
+    Refused now, nothing sent; the attacker still amends its own orders by the exchange's id."""
+    victim = dev.add_bot("cid-victim", "main", "read,trade", "--set", "max_position=0.01")
+    attacker = dev.add_bot("cid-attacker", "main", "read,trade")
+    status, body, _ = send(dev, victim, "POST", "/fapi/v1/order", "symbol=BTCUSDT&side=BUY&type=LIMIT"
+                           "&timeInForce=GTC&quantity=0.005&price=20000&newClientOrderId=victim-1")
+    assert status == 200, body
+    status, body, arrived = send(dev, attacker, "PUT", "/fapi/v1/order",
+                                 "symbol=BTCUSDT&origClientOrderId=victim-1&side=BUY&quantity=1&price=20000")
+    assert body.get("error") == "policy_denied" and "client id" in body["message"] and arrived == [], body
+    status, body, _ = send(dev, attacker, "POST", "/fapi/v1/order", "symbol=BTCUSDT&side=BUY&type=LIMIT"
+                           "&timeInForce=GTC&quantity=0.005&price=20000")
+    assert status == 200, body
+    status, body, arrived = send(dev, attacker, "PUT", "/fapi/v1/order",
+                                 f"symbol=BTCUSDT&orderId={body['orderId']}&side=BUY&quantity=0.006&price=20000")
     assert status == 200 and len(arrived) == 1, body

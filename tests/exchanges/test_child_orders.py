@@ -85,5 +85,6 @@ def test_a_bot_whose_position_keyproxy_follows_is_refused_them(settings: dict, l
                                quantity=Decimal("0.01"), price=Decimal("20000"), reduce_only=True,
                                untracked="Bybit places a take-profit or stop-loss as orders of its own"),
                   RequestFacts(action="other", symbol="BTCUSDT", untracked="a take-profit on the position")):
-        d = decide(facts, "trade", pol, Counters(), 1_795_608_000.0, bot="b", account="a", account_limits=account)
+        d = decide(facts, "trade", pol, Counters(), 1_795_608_000.0, bot="b", account="a", account_limits=account,
+                   prices={"BTCUSDT": Decimal("20000")})
         assert (d.allow, d.code if not d.allow else None) == (code is None, code), d.detail

@@ -478,6 +478,8 @@ def test_add_order_facts() -> None:
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&volume=1&leverage=3").leverage == Decimal("3")
     edit = facts_of("/0/private/EditOrder", "pair=XBTUSD&txid=O1&volume=3&price=10")
     assert (edit.action, edit.quantity, edit.order_id) == ("amend", Decimal("3"), "O1")
+    # a userref (digits) is a client reference several orders may share: no order id keyproxy could check
+    assert facts_of("/0/private/EditOrder", "pair=XBTUSD&txid=12345&volume=3&price=10").order_id is None
     decoy = facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=market&volume=2&price=0.1")
     assert decoy.conflict and decoy.price is None  # Kraken ignores a market order's price
 

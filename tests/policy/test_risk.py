@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -372,6 +373,8 @@ def test_an_amend_that_only_shrinks_still_counts_in_its_batch_and_one_keyproxy_c
     d = run(batch, policy(max_position="2"), risk=view)  # 1 keeps resting + 2 = 3 > 2
     assert d.code == "position_exceeded" and "would reach 3" in d.detail
     assert run(RequestFacts(action="amend", orders=batch.orders[:1]), policy(max_position="2"), risk=view).allow
-    unknown = amend(order_id=None, side="BUY", price=D("101"))
+    unknown = amend(order_id="X9", side="BUY", price=D("101"))
     assert run(unknown, policy(), risk=RiskView(amended=(None,), crossing=("Y1",))).code == "self_cross"
+    by_client_id = run(replace(unknown, order_id=None), policy(), risk=RiskView(amended=(None,)))
+    assert by_client_id.code == "policy_denied" and "client id" in by_client_id.detail  # whose order it is, unknown
     assert run(unknown, policy(allow_self_cross="true"), risk=RiskView(amended=(None,), crossing=("Y1",))).allow
