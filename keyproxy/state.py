@@ -47,10 +47,11 @@ MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped b
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
 
 
-def placed_key(order_id: str, symbol: str | None) -> str:
-    """An order's key in `placed_orders`: its id, and its symbol where the exchange numbers each symbol's orders
-    apart (Binance: order 500 on ETHUSDT is not order 500 on BTCUSDT)."""
-    return f"{order_id}@{symbol}" if symbol else order_id
+def placed_key(order_id: str, scope: str | None) -> str:
+    """An order's key in `placed_orders`: its id, and its `market:symbol` scope where the exchange numbers each
+    market's and symbol's orders apart (Binance: order 500 on ETHUSDT is not order 500 on BTCUSDT, nor spot
+    BTCUSDT's order 500 USD-M BTCUSDT's). Keys written before carried `id@symbol` or the id alone."""
+    return f"{order_id}@{scope}" if scope else order_id
 
 
 class VaultRolledBack(VaultError):

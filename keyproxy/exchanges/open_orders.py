@@ -78,10 +78,11 @@ def _all(orders: Iterable[Resting], outcome: str | None) -> dict[str, str | None
 
 class BinanceSweep:
     """GET openOrders without a symbol (every symbol, weight 80/40) per market; DELETE order by id. Cross
-    margin (`/sapi/v1/margin/openOrders`, `/sapi/v1/margin/order`) is listed when a bot placed a margin order,
-    like the futures markets."""
+    margin (`/sapi/v1/margin/openOrders`, `/sapi/v1/margin/order`) and the portfolio-margin markets
+    (`/papi/v1/um`, `/cm`, `/margin`) are listed when a bot placed an order there, like the futures markets."""
 
-    _PATHS = {"spot": "/api/v3", "usdm": "/fapi/v1", "coinm": "/dapi/v1", "margin": "/sapi/v1/margin"}
+    _PATHS = {"spot": "/api/v3", "usdm": "/fapi/v1", "coinm": "/dapi/v1", "margin": "/sapi/v1/margin",
+              "papi-um": "/papi/v1/um", "papi-cm": "/papi/v1/cm", "papi-margin": "/papi/v1/margin"}
 
     def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
         chosen = sorted((markets & set(self._PATHS)) | {"spot"})

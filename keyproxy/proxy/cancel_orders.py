@@ -72,9 +72,12 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         return summary
     per_symbol = bool(getattr(account.adapter, "order_ids_per_market", False))
 
-    def key(o: Resting) -> str:  # its `placed_orders` key (one recorded before keys carried symbols: its id)
-        keyed = placed_key(o.order_id, normalize_symbol(o.symbol)) if per_symbol else o.order_id
-        return keyed if keyed in placed else o.order_id
+    def key(o: Resting) -> str:  # its `placed_orders` key (recorded by an older version: `id@symbol`, or the id)
+        if not per_symbol:
+            return o.order_id
+        symbol = normalize_symbol(o.symbol)
+        return next((k for k in (placed_key(o.order_id, f"{o.market}:{symbol}"), f"{o.order_id}@{symbol}")
+                     if k in placed), o.order_id)
 
     targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]
     gate = asyncio.Semaphore(CANCEL_CONCURRENCY)

@@ -573,14 +573,14 @@ class Core:
                           ids: tuple[str, ...]) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
         halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
-        order it made anew (never one it only named). Where ids are per symbol (Binance), keyed with it."""
+        order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them."""
         bot, facts = placed_by
         legs = facts.placed()
         if self._sequences is None or not legs:
             return
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
-        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).symbol if adapter.order_ids_per_market
+        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
                                 else None) for i, oid in enumerate(ids) if oid and oid not in named)
         if keys:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,

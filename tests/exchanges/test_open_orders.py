@@ -116,8 +116,8 @@ def test_binance_orders_sharing_an_id_on_two_symbols_are_two_orders_of_their_own
     from keyproxy.proxy.cancel_orders import cancel_account_orders
 
     store = StateStore(tmp_path / "state.db")
-    store.record_placed_orders("acct", "a", "spot", (placed_key("500", "BTCUSDT"),), 1.0)
-    store.record_placed_orders("acct", "b", "spot", (placed_key("500", "ETHUSDT"),), 2.0)
+    store.record_placed_orders("acct", "a", "spot", (placed_key("500", "spot:BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "b", "spot", (placed_key("500", "spot:ETHUSDT"),), 2.0)
     resting = [{"symbol": s, "orderId": 500, "side": "BUY"} for s in ("BTCUSDT", "ETHUSDT")]
     sent: list[tuple[str, str, str]] = []
 
@@ -138,7 +138,7 @@ def test_binance_orders_sharing_an_id_on_two_symbols_are_two_orders_of_their_own
     assert sent == [("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=500")]
     assert summary["cancelled"] == [{"order_id": "500", "symbol": "BTCUSDT", "bot": "a"}] and summary["left"] == []
     assert resting == [{"symbol": "ETHUSDT", "orderId": 500, "side": "BUY"}]
-    assert store.placed_orders("acct") == {placed_key("500", "ETHUSDT"): ("b", "spot")}  # a's record forgotten
+    assert store.placed_orders("acct") == {placed_key("500", "spot:ETHUSDT"): ("b", "spot")}  # a's record forgotten
     # both listed, both tried: each is reported as its own cancel went (one failed), never under the other's id
     resting[:] = [{"symbol": s, "orderId": 500, "side": "BUY"} for s in ("BTCUSDT", "ETHUSDT")]
     answer_as_before = Exchange.send
@@ -154,4 +154,68 @@ def test_binance_orders_sharing_an_id_on_two_symbols_are_two_orders_of_their_own
     assert [c["symbol"] for c in summary["cancelled"]] == ["BTCUSDT"]
     assert [(f["symbol"], f["error"][:8]) for f in summary["failed"]] == [("ETHUSDT", "HTTP 400")]
     assert summary["left"] == [{"order_id": "500", "symbol": "ETHUSDT"}]
+    store.close()
+
+
+def _sweep(store: StateStore, resting: dict[str, list[dict[str, object]]], bot: str | None
+           ) -> tuple[dict[str, object], list[tuple[str, str, str]]]:
+    """A Binance halt's cancel sweep against an exchange that lists `resting` per path prefix and cancels."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.proxy.cancel_orders import cancel_account_orders
+
+    sent: list[tuple[str, str, str]] = []
+
+    class Exchange:
+        async def send(self, account: object, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+            method, path, query, _ = spec
+            prefix = path.rsplit("/", 1)[0]
+            if method == "GET":
+                return 200, json.dumps(resting.get(prefix, [])).encode()
+            sent.append((method, path, query))
+            q = dict(p.split("=") for p in query.split("&"))
+            resting[prefix] = [o for o in resting.get(prefix, []) if (o["symbol"], str(o["orderId"])) !=
+                               (q["symbol"], q["orderId"])]
+            return 200, json.dumps({"symbol": q["symbol"], "orderId": int(q["orderId"]), "status": "CANCELED"}).encode()
+
+    account = SimpleNamespace(info=SimpleNamespace(name="acct", exchange="binance"), adapter=Binance(),
+                              upstream=object(), key=object())
+    summary = asyncio.run(cancel_account_orders(Exchange(), store, account, bot, lambda *a, **k: None,  # type: ignore[arg-type]
+                                                "test"))
+    return summary, sent
+
+
+def test_spot_and_futures_orders_sharing_an_id_keep_their_own_bots(tmp_path: Path) -> None:
+    """Session 18's review: spot BTCUSDT order 500 (bot a's) and USD-M BTCUSDT order 500 (bot b's) were one
+    `placed_orders` record (keyed by id and symbol): halting a cancelled nothing, halting b cancelled a's too.
+    Keyed by id, market and symbol now; a record an older version wrote (`id@symbol`) is still found."""
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "spot", (placed_key("500", "spot:BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "b", "usdm", (placed_key("500", "usdm:BTCUSDT"),), 2.0)
+    resting = {"/api/v3": [{"symbol": "BTCUSDT", "orderId": 500}], "/fapi/v1": [{"symbol": "BTCUSDT", "orderId": 500}]}
+    summary, sent = _sweep(store, resting, "a")
+    assert sent == [("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=500")] and summary["left"] == []
+    assert resting["/fapi/v1"] == [{"symbol": "BTCUSDT", "orderId": 500}]  # b's order rests
+    store.record_placed_orders("acct", "c", "spot", ("600@BTCUSDT",), 3.0)  # as session 17 recorded it
+    resting["/api/v3"] = [{"symbol": "BTCUSDT", "orderId": 600}]
+    summary, sent = _sweep(store, resting, "c")
+    assert sent == [("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=600")]
+    store.close()
+
+
+def test_a_halt_cancels_portfolio_margin_orders(tmp_path: Path) -> None:
+    """Session 18's review: the sweep listed spot, USD-M, COIN-M and cross margin only, so a bot's
+    portfolio-margin orders (`/papi/v1/um/order`, forwarded and booked) rested through its halt and the summary
+    said nothing was left."""
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "papi-um", (placed_key("77", "papi-um:BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "a", "papi-margin", (placed_key("78", "papi-margin:ETHUSDT"),), 1.0)
+    resting = {"/papi/v1/um": [{"symbol": "BTCUSDT", "orderId": 77}],
+               "/papi/v1/margin": [{"symbol": "ETHUSDT", "orderId": 78}]}
+    summary, sent = _sweep(store, resting, "a")
+    assert sorted(sent) == [("DELETE", "/papi/v1/margin/order", "symbol=ETHUSDT&orderId=78"),
+                            ("DELETE", "/papi/v1/um/order", "symbol=BTCUSDT&orderId=77")]
+    assert resting == {"/papi/v1/um": [], "/papi/v1/margin": []} and summary["left"] == []
     store.close()
