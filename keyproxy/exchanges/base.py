@@ -297,6 +297,7 @@ class Adapter(Protocol):
     amend_replaces: bool
     amend_sets_reduce_only: bool
     order_ids_per_market: bool
+    stream_markets: Mapping[str, tuple[str, ...]]
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
@@ -537,6 +538,9 @@ class AdapterHooks:
     # an order id is unique only within its market and symbol (Binance numbers each symbol's orders apart):
     # the positions book keys such orders by id and scope (`positions.book_id`)
     order_ids_per_market = False
+    # a stream event names the matching engine, not the market the order was placed in (Binance's
+    # `executionReport` is a spot, margin or portfolio-margin order's): event market -> the markets it may be
+    stream_markets: Mapping[str, tuple[str, ...]] = {}
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an

@@ -45,6 +45,7 @@ from keyproxy.exchanges.base import (
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
 from keyproxy.exchanges.binance_fills import (
     READ_MARKETS,
+    STREAM_MARKETS,
     binance_amend_verdicts,
     binance_cancel_replace_done,
     binance_order_updates,
@@ -147,6 +148,7 @@ class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = READ_MARKETS  # binance_fills.py
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
+    stream_markets = STREAM_MARKETS
     name = "binance"
     time_path = "/api/v3/time"  # public: `keyproxy doctor` reads the exchange's clock from it
     key_info_request = ("GET", "/sapi/v1/account/apiRestrictions", "", b"")  # `key audit`: what the key may do

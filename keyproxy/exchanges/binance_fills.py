@@ -110,8 +110,13 @@ def _event(e: dict[str, Any], market: str, quote: object) -> tuple[OrderUpdate, 
                         published(e.get("q")), filled, cum_quote, e.get("X") in FINAL),)
 
 
-# keyproxy's own reconciliation read: every order of one symbol since a time (weight 20 spot, 5 USD-M)
-_ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders"}
+# keyproxy's own reconciliation read: every order of one symbol since a time (weight 20 spot, 5 USD-M, 200 cross
+# margin, 5 and 100 portfolio margin; one read per account a minute at most, proxy/risk_watch.py)
+_ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders", "margin": "/sapi/v1/margin/allOrders",
+               "papi-um": "/papi/v1/um/allOrders", "papi-margin": "/papi/v1/margin/allOrders"}
+# a user-data event names the engine: `executionReport` is a spot, cross margin or portfolio-margin margin order's
+# (one id sequence per symbol), `ORDER_TRADE_UPDATE` a USD-M or portfolio-margin UM order's
+STREAM_MARKETS = {"spot": ("spot", "margin", "papi-margin"), "usdm": ("usdm", "papi-um")}
 
 
 def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:

@@ -24,8 +24,8 @@ from urllib.parse import quote_plus, unquote, urlencode
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import (
-    READ_MARKETS, binance_amend_verdicts, binance_cancel_replace_done, binance_order_updates_in, binance_placed_ids,
-    binance_stream_updates,
+    READ_MARKETS, STREAM_MARKETS, binance_amend_verdicts, binance_cancel_replace_done, binance_order_updates_in,
+    binance_placed_ids, binance_stream_updates,
 )
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
@@ -165,6 +165,7 @@ class BinanceWsApi(WsDialect):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     fill_markets = READ_MARKETS  # binance_fills.py
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
+    stream_markets = STREAM_MARKETS
 
     # --- classification and identity ------------------------------------------------------
 

@@ -267,9 +267,22 @@ class RiskDesk:
             self.book.apply(account, self._keyed(adapter, updates))
 
     def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:
-        updates = self._keyed(adapter, adapter.stream_order_updates(text))
+        updates = adapter.stream_order_updates(text)
+        if adapter.stream_markets:
+            updates = tuple(self._placed_market(account, adapter, u) for u in updates)
+        updates = self._keyed(adapter, updates)
         if updates:
             self.book.apply(account, updates)
+
+    def _placed_market(self, account: str, adapter: Adapter, update: OrderUpdate) -> OrderUpdate:
+        """A stream update in the scope of the order the book holds under its id, where the event names only the
+        engine (`stream_markets`: a Binance margin order's fills come as a spot `executionReport`)."""
+        market, _, symbol = update.scope.partition(":")
+        for other in adapter.stream_markets.get(market, ()):  # the event's own market first
+            scope = f"{other}:{symbol}"
+            if self.book.find(account, update.order_id, scope, adapter.order_ids_per_market) is not None:
+                return update if other == market else replace(update, scope=scope)
+        return update
 
     def learn_late(self, account: str, adapter: Adapter, updates: tuple[OrderUpdate, ...]) -> None:
         """Orders keyproxy asked the exchange about itself (the risk watch's reconciliation)."""

@@ -238,3 +238,40 @@ def test_a_fill_before_its_placement_is_held_though_an_older_bare_id_order_share
     assert book.book.position("bot", "usdm:ETHUSDT") == 1 and book.book.position("bot", "usdm:BTCUSDT") == 0
     btc = book.book.find("a", "500", "usdm:BTCUSDT", True)
     assert btc is not None and not btc.final and btc.filled == 0
+
+
+@pytest.mark.parametrize("path, market, event", [
+    ("/sapi/v1/margin/order", "margin", {"subscriptionId": 0, "event": {
+        "e": "executionReport", "s": "BTCUSDT", "i": 7, "S": "BUY", "X": "FILLED", "p": "0", "q": "1", "z": "1",
+        "Z": "60000"}}),
+    ("/papi/v1/margin/order", "papi-margin", {"e": "executionReport", "s": "BTCUSDT", "i": 7, "S": "BUY",
+                                              "X": "FILLED", "p": "0", "q": "1", "z": "1", "Z": "60000"}),
+    ("/papi/v1/um/order", "papi-um", {"e": "ORDER_TRADE_UPDATE", "o": {
+        "s": "BTCUSDT", "i": 7, "S": "BUY", "X": "FILLED", "p": "0", "q": "1", "z": "1", "ap": "60000"}}),
+])
+def test_a_margin_or_portfolio_margin_fill_on_the_user_stream_reaches_its_order(path: str, market: str,
+                                                                                event: dict) -> None:  # type: ignore[type-arg]
+    """Session 18's review: a user-data event names the engine, not the market (a cross margin order's fills come as
+    a spot `executionReport`), so fills of margin and portfolio-margin orders were dropped and the day's P&L of a
+    loss-limited bot stayed 0; nor did reconciliation read those markets. A spot order keeps its own fills."""
+    book, rest = desk(), Binance()
+    ack = doc({"symbol": "BTCUSDT", "orderId": 7, "clientOrderId": "x", "transactTime": 1})
+    out = OutboundRequest("POST", "https://api.binance.com", path, "", {})
+    book.learn("acct", rest, ("bot", leg("BTCUSDT", market)), out, 200, ack, rest.placed_order_ids(200, ack))
+    assert book.book.open_quantity("acct", "bot", f"{market}:BTCUSDT", "buy") == 1
+    book.learn_stream("acct", BinanceWsApi(rest), json.dumps(event))
+    assert book.book.position("bot", f"{market}:BTCUSDT") == 1
+    method, reconcile, query, _ = rest.reconcile_request(f"{market}:BTCUSDT", 0) or ("", "", "", b"")
+    assert method == "GET" and reconcile.startswith(path.rsplit("/", 1)[0]) and reconcile.endswith("/allOrders")
+    assert rest.classify("GET", reconcile) is not None  # in the endpoint table keyproxy's own calls go through
+
+
+def test_a_spot_fill_stays_with_the_spot_order() -> None:
+    book, rest = desk(), Binance()
+    for path, market, oid in (("/api/v3/order", "spot", 8), ("/sapi/v1/margin/order", "margin", 9)):
+        ack = doc({"symbol": "BTCUSDT", "orderId": oid, "clientOrderId": "x", "transactTime": 1})
+        out = OutboundRequest("POST", "https://api.binance.com", path, "", {})
+        book.learn("acct", rest, ("bot", leg("BTCUSDT", market)), out, 200, ack, rest.placed_order_ids(200, ack))
+    book.learn_stream("acct", rest, json.dumps({"e": "executionReport", "s": "BTCUSDT", "i": 8, "S": "BUY",
+                                                "X": "FILLED", "p": "0", "q": "1", "z": "1", "Z": "100"}))
+    assert book.book.position("bot", "spot:BTCUSDT") == 1 and book.book.position("bot", "margin:BTCUSDT") == 0
