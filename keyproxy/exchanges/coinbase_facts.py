@@ -39,6 +39,7 @@ _ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), 
                 ("limit_", "LIMIT"), ("sor_limit_", "LIMIT"), ("twap_limit_", "TWAP"), ("scaled_limit_", "SCALED"))
 _PRODUCT_ANSWERS = ("/api/v3/brokerage/products", "/api/v3/brokerage/market/products")
 _OPEN_ORDERS = "/api/v3/brokerage/orders/historical/batch"
+BRACKET_STOP_SLACK = Decimal("1.05")  # a buy bracket's stop limit: its trigger + 5%
 
 
 def _json_object(raw: bytes) -> dict[str, object]:
@@ -135,9 +136,12 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
         # sized by its own price, never by the last one, it rests in the book at what it asks for
         base, quote = quote / price, None
     attached = body.get("attached_order_configuration")  # a take-profit / stop-loss for when this one fills
+    # a bracket's stop, once triggered, is "a stop limit order ... with a limit price 5% higher for BUYS" (Create
+    # Order, trigger_bracket_*.stop_trigger_price): a buy bracket may pay that, above its own limit_price
+    stop_limit = trigger * BRACKET_STOP_SLACK if order_type == "BRACKET" and side == "BUY" and trigger else None
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
-                        conflict=conflict, contract=contract, trigger_price=trigger,
+                        conflict=conflict, contract=contract, trigger_price=trigger, stop_limit=stop_limit,
                         untracked="Coinbase places an attached take-profit or stop-loss as an order of its own"
                         if attached else None)
 

@@ -204,9 +204,10 @@ def worst_price(leg: RequestFacts, market: Decimal | None) -> Decimal | None:
     price; a sell fills at its limit or better, so one priced under the market sells at the market, and a stop
     sells at about its trigger. A buy without a limit pays the market, or its trigger once triggered. None:
     the market's price is needed and keyproxy has seen none (a sell valued at its own price could pass a
-    notional cap by any factor: a sell of 10 BTC at 0.01 executes at the market)."""
+    notional cap by any factor: a sell of 10 BTC at 0.01 executes at the market). A buy whose trigger makes the
+    exchange place a limit of its own above the buy's (`stop_limit`) may pay that."""
     if not needs_market_price(leg):
-        return leg.price
+        return leg.price if leg.stop_limit is None or leg.price is None else max(leg.price, leg.stop_limit)
     if market is None:
         return None
     return max(p for p in (leg.price, leg.trigger_price, market) if p is not None)

@@ -51,6 +51,9 @@ class RequestFacts:
     borrows: bool = False  # the order may borrow funds (margin auto-borrow): needs the transfer scope
     trigger_price: Decimal | None = None  # a stop / take-profit / trigger order's trigger (checked by price bands)
     trigger_relative: bool = False  # the trigger is an offset from the market (Kraken +x, x%): no band can check it
+    # a limit the exchange sets itself when the trigger fires, above a buy's own limit (a Coinbase bracket's stop is
+    # placed at its trigger + 5% for a buy): what a buy may pay at most, for valuation only
+    stop_limit: Decimal | None = None
     order_id: str | None = None  # an amend: the exchange's id of the order it changes (None: a client id, or none)
     # why keyproxy cannot follow this order's fills (a Hyperliquid TWAP fills as child orders no answer names):
     # no position or loss limit could hold it, so a bot bound by one is refused it

@@ -583,6 +583,15 @@ def test_order_facts() -> None:
     stop = facts("/api/v3/brokerage/orders/preview", {"product_id": "BTC-USD", "side": "SELL", "order_configuration": {
         "stop_limit_stop_limit_gtc": {"base_size": "1", "limit_price": "50000", "stop_price": "51000"}}})
     assert stop.order_type == "STOP_LIMIT" and stop.quantity == Decimal("1")
+    # a buy bracket's stop, once triggered, is placed at its trigger + 5% (Coinbase places it): it may pay that
+    from keyproxy.policy.decide import notional
+    bracket = facts(ORDERS, {"product_id": "BTC-PERP-INTX", "side": "BUY", "order_configuration": {
+        "trigger_bracket_gtc": {"base_size": "1", "limit_price": "90", "stop_trigger_price": "10000"}}})
+    assert (bracket.price, bracket.stop_limit) == (Decimal("90"), Decimal("10500"))
+    assert notional(replace(bracket, contract=None), None) == Decimal("10500")
+    sell = facts(ORDERS, {"product_id": "BTC-USD", "side": "SELL", "order_configuration": {
+        "trigger_bracket_gtc": {"base_size": "1", "limit_price": "110", "stop_trigger_price": "90"}}})
+    assert sell.stop_limit is None and notional(sell, Decimal("100")) == Decimal("110")
     two = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
         "market_market_ioc": {"quote_size": "1"}, "limit_limit_gtc": {"base_size": "9", "limit_price": "1"}}})
     assert two.action is None  # ambiguous: keyproxy cannot say which one Coinbase would take
