@@ -7,6 +7,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from keyproxy.exchanges.base import published
 
 MAX_ORDERS = 1000  # read from one answer at most
@@ -25,6 +27,13 @@ def qty(value: object) -> Decimal | None:
 
 
 def loads(body: bytes | str) -> Any:
+    """An exchange's JSON answer parsed, or None when it is none. orjson reads it (three times json's speed, on
+    every order answer and stream event); json where orjson refuses what json reads (integers past 64 bits,
+    NaN, UTF-16), so what is read never depends on which parser read it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, RecursionError):

@@ -7,10 +7,9 @@ cancel-replace; spot, margin, USD-M), from WebSocket API results, and from user-
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from keyproxy.exchanges._fills import listed_verdicts, qty
+from keyproxy.exchanges._fills import listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, order_ids_in, published
 from keyproxy.exchanges.binance_facts import market_of_path
 from keyproxy.policy.model import normalize_symbol
@@ -24,11 +23,8 @@ MAX_ORDERS = 1000  # read from one answer at most (allOrders answers up to 1000)
 def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
     if not 200 <= status < 300 or "rder" not in path or not body or market_of_path(path) not in READ_MARKETS:
         return ()
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return ()
-    return binance_order_updates_in(path, status, doc)
+    doc = loads(body)
+    return binance_order_updates_in(path, status, doc) if doc is not None else ()
 
 
 def binance_order_updates_in(path: str, status: int, doc: Any) -> tuple[OrderUpdate, ...]:
@@ -82,10 +78,7 @@ def binance_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     subscription's `event`, or in a combined stream's `data`."""
     if "executionReport" not in text and "ORDER_TRADE_UPDATE" not in text:
         return ()
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        return ()
+    doc = loads(text)
     if isinstance(doc, dict):
         doc = doc.get("event", doc.get("data", doc))
     if not isinstance(doc, dict):

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
 
+from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import (
@@ -259,10 +260,7 @@ class BinanceWsApi(WsDialect):
     @lru_cache(maxsize=8)
     def _answer(body: bytes) -> dict[str, Any]:
         """An answer frame, parsed once for all of its bookkeeping (read-only, as `parse_frame`'s)."""
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return {}
+        doc = loads(body)
         return doc if isinstance(doc, dict) else {}
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
@@ -402,10 +403,7 @@ class _Connection:
         """The frame of ours this text answers, if any (taken off the pending ones), and its status."""
         if not self.pending:
             return None
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
+        doc = loads(text)
         answer = self.dialect.ws_answer(doc) if isinstance(doc, dict) and self.dialect is not None else None
         if answer is not None and answer[0] is OLDEST_PENDING:  # an answer without an id (Coinbase's)
             answer = (next(iter(self.pending)), answer[1])
