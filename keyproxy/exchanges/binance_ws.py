@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
@@ -110,12 +111,38 @@ METHODS: dict[str, WsMethod] = {
 _AUTH_PARAMS = ("apiKey", "signature")
 
 
-@lru_cache(maxsize=64)
+_FRAMES: OrderedDict[bytes | str, dict[str, Any]] = OrderedDict()  # parse_frame's: raw -> frame, newest last
+_FRAMES_KEPT = 64
+
+
+def _frame_body(frame: dict[str, Any]) -> bytes:
+    """A frame keyproxy built (the bot's, stripped or re-signed) serialized, and remembered as `parse_frame`'s
+    answer for those bytes: the next step reads it without parsing what was just written."""
+    body = json.dumps(frame).encode()
+    _kept(body, frame)
+    return body
+
+
+def _kept(raw: bytes | str, frame: dict[str, Any]) -> dict[str, Any]:
+    _FRAMES[raw] = frame
+    if len(_FRAMES) > _FRAMES_KEPT:
+        _FRAMES.popitem(last=False)
+    return frame
+
+
 def parse_frame(raw: bytes | str) -> dict[str, Any]:
     """A request frame as Binance reads it, or BadRequest: a JSON object with an id, a method, object params.
 
     Every step of one frame's decision reads it (identify, verify, facts, sign, bookkeeping): it is parsed
-    once and shared, so callers treat the result as read-only (they build new dicts to change it)."""
+    once and shared (the frames keyproxy builds from it are remembered as built, `_frame_body`), so callers
+    treat the result as read-only (they build new dicts to change it)."""
+    kept = _FRAMES.get(raw)
+    if kept is not None:
+        return kept
+    return _kept(raw, _parsed(raw))
+
+
+def _parsed(raw: bytes | str) -> dict[str, Any]:
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
     except (ValueError, RecursionError):
@@ -215,7 +242,7 @@ class BinanceWsApi(WsDialect):
     def strip(self, req: IncomingRequest) -> IncomingRequest:
         frame = parse_frame(req.body)
         params = {k: v for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}
-        return req.replace(body=json.dumps({**frame, "params": params}).encode())
+        return req.replace(body=_frame_body({**frame, "params": params}))
 
     # --- the real key -------------------------------------------------------------------------
 
@@ -228,7 +255,7 @@ class BinanceWsApi(WsDialect):
             params["signature"] = unquote(self._rest._real_signature(key, payload(params).encode()))
         if frame["method"] == "userDataStream.subscribe":  # keyproxy's upstream connection never logs on
             frame = {**frame, "method": "userDataStream.subscribe.signature"}
-        body = json.dumps({**frame, "params": params} if params or "params" in frame else frame).encode()
+        body = _frame_body({**frame, "params": params} if params or "params" in frame else frame)
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, body)
 
 
