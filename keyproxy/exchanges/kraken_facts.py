@@ -131,6 +131,9 @@ def kraken_prices(path: str, body: bytes) -> dict[str, Decimal]:
     return out
 
 
+TRIGGERED = ("stop-loss", "take-profit", "trailing-stop")  # `price` is their trigger (and each one's -limit form)
+
+
 def _margin(params: Mapping[str, object]) -> bool:
     """A Kraken margin order: `leverage` given and not "none"."""
     lev = (param_text(params, "leverage") or "").lower()
@@ -143,12 +146,17 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
     order_type = (param_text(params, "ordertype") or "").lower()
     flags = (param_text(params, "oflags") or "").lower().split(",")
     volume = amount(param_text(params, "volume"))
-    limit = param_text(params, "price2") if order_type.endswith("-limit") else param_text(params, "price")
-    trigger = param_text(params, "price") if order_type.endswith("-limit") else None  # the *-limit types' trigger
+    # `price` is the trigger of the triggered types (stop-loss, take-profit, trailing-stop and their -limit forms),
+    # the limit of the others; a -limit type's limit is `price2`; a triggered type without one executes at market
+    triggered = order_type.startswith(TRIGGERED)
+    limit = param_text(params, "price2") if order_type.endswith("-limit") else \
+        None if triggered else param_text(params, "price")
+    trigger = param_text(params, "price") if triggered else None
     conflict = None
     if order_type == "market" and param_text(params, "price") is not None:
         conflict = "Kraken ignores a market order's price"
-    elif order_type != "market" and limit is not None and _price(limit) is None:
+    elif order_type != "market" and any(p is not None and _price(p) is None
+                                        for p in (limit, None if order_type.endswith("-limit") else trigger)):
         conflict = "a relative price (+x, -x, #x, x%) is set by the market when it executes"
     return RequestFacts(
         action="order", symbol=symbol, market=MARKET, side=(param_text(params, "type") or "").upper() or None,

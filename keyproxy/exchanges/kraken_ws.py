@@ -26,7 +26,7 @@ from keyproxy.exchanges.base import (
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
     no_json_constants, unique_members,
 )
-from keyproxy.exchanges.kraken_facts import MARKET, kraken_facts
+from keyproxy.exchanges.kraken_facts import MARKET, TRIGGERED, kraken_facts
 from keyproxy.exchanges.kraken_fills import kraken_stream_updates
 from keyproxy.policy.model import RequestFacts
 
@@ -40,7 +40,6 @@ OPS: dict[str, tuple[EndpointClass, str | None]] = {
 }
 PUBLIC_CHANNELS = frozenset({"ticker", "book", "ohlc", "trade", "instrument", "status", "heartbeat"})
 MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the maximum leverage for the pair (5)"
-_TRIGGERED = ("stop-loss", "take-profit", "trailing-stop")
 
 
 def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["oflags"] = "viqc"
     if order_type.endswith("-limit"):
         out["price"], out["price2"] = trigger, limit
-    elif order_type.startswith(_TRIGGERED):
+    elif order_type.startswith(TRIGGERED):
         out["price"] = trigger
     else:
         out["price"] = limit

@@ -474,7 +474,15 @@ def test_add_order_facts() -> None:
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=limit&price=%2B1.5%25&volume=1").price is None
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=trailing-stop&price=-5&volume=1").price is None
     f = facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=stop-loss-limit&price=30000&price2=29000&volume=1")
-    assert f.price == Decimal("29000")
+    assert (f.price, f.trigger_price) == (Decimal("29000"), Decimal("30000"))
+    # a stop-loss (no -limit) executes at market once triggered: `price` is its trigger, never a limit (session 18's
+    # review: a buy stop at price=1 was valued 10 x 1 and bought 10 XBT at the market)
+    stop = facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=stop-loss&price=1&volume=10")
+    assert (stop.price, stop.trigger_price, stop.conflict) == (None, Decimal("1"), None)
+    from keyproxy.policy.decide import notional
+    assert notional(stop, Decimal("50000")) == Decimal("500000") and notional(stop, None) is None
+    assert facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=take-profit&price=%2B5%25&volume=1"
+                    ).conflict  # a relative trigger: what it executes at is set by the market
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&volume=1&leverage=3").leverage == Decimal("3")
     edit = facts_of("/0/private/EditOrder", "pair=XBTUSD&txid=O1&volume=3&price=10")
     assert (edit.action, edit.quantity, edit.order_id) == ("amend", Decimal("3"), "O1")

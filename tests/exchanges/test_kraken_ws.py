@@ -43,7 +43,10 @@ def test_add_order_is_valued_by_what_kraken_executes() -> None:
     assert stop.price == Decimal("90")
     trailing = facts("add_order", order_type="trailing-stop", side="sell", order_qty=1, symbol="BTC/USD",
                      triggers={"price": 2, "price_type": "pct"})
-    assert trailing.price is None  # an offset: unvalued, so refused under a notional cap
+    assert trailing.price is None and trailing.conflict  # an offset: unvalued, so refused under a notional cap
+    buy_stop = facts("add_order", order_type="stop-loss", side="buy", order_qty=10, triggers={"price": 1},
+                     symbol="BTC/USD")
+    assert (buy_stop.price, buy_stop.trigger_price) == (None, Decimal("1"))  # market once triggered: no limit
     both = facts("add_order", order_type="market", side="buy", order_qty=100, cash_order_qty=1, symbol="BTC/USD")
     assert both.conflict  # which size Kraken executes is undocumented: valued by neither
     legs = facts("batch_add", symbol="BTC/USD", orders=[
