@@ -31,7 +31,7 @@ _ORDER_PLACEMENT = {"/api/v3/order", "/api/v3/order/test", "/fapi/v1/order", "/d
                     "/papi/v1/um/order", "/papi/v1/margin/order", "/api/v3/sor/order", "/api/v3/sor/order/test",
                     "/api/v3/order/cancelReplace"}
 # futures "Modify Order" (PUT): a resting LIMIT order gets a new quantity and price
-_AMENDS = {"/fapi/v1/order", "/dapi/v1/order"}
+_AMENDS = {"/fapi/v1/order", "/dapi/v1/order", "/papi/v1/um/order", "/papi/v1/cm/order"}  # Modify Order (PUT)
 # futures "Place Multiple Orders" (POST) and "Modify Multiple Orders" (PUT): `batchOrders` is a JSON list
 _BATCHES = {"/fapi/v1/batchOrders", "/dapi/v1/batchOrders"}
 MAX_BATCH = 5  # USD-M and COIN-M: "order list, max 5 orders"

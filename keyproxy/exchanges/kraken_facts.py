@@ -97,6 +97,8 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         txid = param_text(params, "txid") or ""
         return replace(order, action="amend", order_id=txid if txid and not txid.isdigit() else None) \
             if method == "EditOrder" else order
+    if method == "AmendOrder":
+        return _amend(params)
     if method == "AddOrderBatch" and isinstance(params.get("orders"), list):
         return _batch(params["orders"], symbol)
     if method == "Withdraw":
@@ -107,8 +109,7 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             address=param_text(params, "address") or param_text(params, "key"),
                             amount=amount(param_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
-        # a form-encoded AddOrderBatch (`orders[0][volume]=...`), AmendOrder (no pair): not read here, so
-        # refused to a bot with limits
+        # a form-encoded AddOrderBatch (`orders[0][volume]=...`): not read here, so refused to a bot with limits
         return RequestFacts(action=None, symbol=symbol)
     return RequestFacts(action="other", symbol=symbol)
 
@@ -172,6 +173,20 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         # a conditional close (`close[ordertype]`; JSON `close`): Kraken places it as a new order once this fills
         untracked="Kraken places a conditional close as an order of its own" if params.get("close")
         or any(k.startswith("close[") for k in params) else None)
+
+
+def _amend(params: Mapping[str, object]) -> RequestFacts:
+    """AmendOrder: the order (by `txid`; a `cl_ord_id` names none keyproxy can check) changed in place, its id
+    kept: a new `order_qty`, `limit_price`, `trigger_price`; its pair and side stay the book's. A relative price
+    (`+x`, `x%`) is a conflict, as on AddOrder."""
+    txid = param_text(params, "txid") or ""
+    limit, trigger = param_text(params, "limit_price"), param_text(params, "trigger_price")
+    relative = any(p is not None and _price(p) is None for p in (limit, trigger))
+    return RequestFacts(action="amend", market=MARKET, order_id=txid if txid and not txid.isdigit() else None,
+                        quantity=amount(param_text(params, "order_qty")), price=_price(limit),
+                        trigger_price=_price(trigger) if trigger is not None else None,
+                        conflict="a relative price (+x, -x, #x, x%) is set by the market when it executes"
+                        if relative else None)
 
 
 def _batch(orders: list[object], symbol: str | None) -> RequestFacts:

@@ -62,14 +62,16 @@ def kraken_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, 
 
 
 def kraken_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
-    """`EditOrder` (REST: no `error`, the new `txid`) or `edit_order` (WebSocket v2: `success`)."""
+    """`EditOrder` (REST: no `error`, the new `txid`), `AmendOrder` (its `amend_id`), or `edit_order` /
+    `amend_order` (WebSocket v2: `success`)."""
     doc = loads(body)
     if not isinstance(doc, dict):
         return (False,) * legs
     if "success" in doc:
         return (doc["success"] is True,) * legs
     result = doc.get("result")
-    return (not doc.get("error") and isinstance(result, dict) and bool(result.get("txid")),) * legs
+    return (not doc.get("error") and isinstance(result, dict) and bool(result.get("txid") or result.get("amend_id")),
+            ) * legs
 
 
 def kraken_placed_ids(body: bytes | str) -> tuple[str, ...]:

@@ -95,6 +95,17 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _rest_amend(p: dict[str, Any]) -> dict[str, Any]:
+    """A v2 `amend_order`'s parameters in AmendOrder's names (`order_id` is REST's `txid`; an offset price type
+    marks the price relative, which keyproxy does not value)."""
+    out: dict[str, Any] = {"txid": _text(p.get("order_id")), "cl_ord_id": _text(p.get("cl_ord_id")),
+                           "order_qty": _text(p.get("order_qty"))}
+    for name in ("limit_price", "trigger_price"):
+        value = _text(p.get(name))
+        out[name] = "+" + value if value is not None and p.get(f"{name}_type", "static") != "static" else value
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _both_sizes(p: dict[str, Any], facts: RequestFacts) -> RequestFacts:
     """An order giving both `order_qty` and `cash_order_qty`: which one Kraken executes is not documented,
     so it is valued by neither (a conflict, refused under a notional limit). Batch legs one by one."""
@@ -187,8 +198,10 @@ class KrakenWsApi(WsDialect):
             params = {"pair": _text(p.get("symbol")),
                       "orders": [_rest_order(o) if isinstance(o, dict) else o for o in orders]
                       if isinstance(orders, list) else orders}
+        elif rest == "AmendOrder":
+            params = _rest_amend(p)
         else:
-            params = {}  # cancels and AmendOrder: no pair read (AmendOrder stays unvalued, as on REST)
+            params = {}  # cancels: no pair read
         return "/0/private/" + rest, params
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:

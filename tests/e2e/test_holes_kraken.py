@@ -79,3 +79,20 @@ def test_a_decoy_price_on_a_market_order_is_refused(dev: DevStack) -> None:
     with pytest.raises(ccxt.InvalidOrder, match="notional_unknown"):
         ex.create_order("BTC/USD", "market", "buy", 2, None, {"price": "0.1"})
     assert placed(dev, start, "AddOrder") == 0
+
+
+def test_a_bot_cannot_amend_another_bots_order_through_amend_order(dev: DevStack) -> None:
+    """Session 18's second review: AmendOrder (an order changed in place) was not read, and an unread request
+    passes for a bot without limits, so a bot grew another bot's resting buy 1,000x past that bot's max_position
+    by its txid or cl_ord_id. Read as an amend now: the order is another bot's, or a client id names none
+    keyproxy can check: refused, nothing sent."""
+    victim = bot(dev, "kr-victim", "max_position=0.01")
+    attacker = bot(dev, "kr-attacker")
+    order = victim.create_order("BTC/USD", "limit", "buy", 0.005, 20000)
+    start = len(dev.journal())
+    with pytest.raises(ccxt.ExchangeError, match="another bot"):
+        attacker.privatePostAmendOrder({"txid": order["id"], "order_qty": "5"})
+    with pytest.raises(ccxt.ExchangeError, match="client id"):
+        attacker.privatePostAmendOrder({"cl_ord_id": "victim-1", "order_qty": "5"})
+    assert placed(dev, start, "AmendOrder") == 0
+    victim.cancel_order(order["id"])

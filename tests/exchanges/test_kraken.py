@@ -547,7 +547,13 @@ def test_other_facts() -> None:
     assert facts_of("/0/private/CancelAll", "nonce=1").action == "cancel"
     assert facts_of("/0/private/Balance", "nonce=1").action == "other"
     assert facts_of("/0/private/WalletTransfer", "nonce=1&asset=XBT&amount=1").action == "other"
-    assert facts_of("/0/private/AmendOrder", "nonce=1").action is None
+    # AmendOrder changes an order in place (its id kept): read as an amend of the order its txid names; a
+    # cl_ord_id or a userref names none keyproxy can check (refused), a relative price is a conflict
+    amend = facts_of("/0/private/AmendOrder", "nonce=1&txid=OABCDE-FGHIJ-KLMNOP&order_qty=5&limit_price=100")
+    assert (amend.action, amend.order_id, amend.quantity, amend.price) == ("amend", "OABCDE-FGHIJ-KLMNOP",
+                                                                          Decimal("5"), Decimal("100"))
+    assert facts_of("/0/private/AmendOrder", "nonce=1&cl_ord_id=victim-1&order_qty=5").order_id is None
+    assert facts_of("/0/private/AmendOrder", "nonce=1&txid=O1&limit_price=%2B1%25").conflict
     # the bot gets a virtual token, which trades only through keyproxy: a read, like a listenKey
     assert facts_of("/0/private/GetWebSocketsToken", "nonce=1").action == "other"
     assert ADAPTER.classify("POST", "/0/private/GetWebSocketsToken").cls.value == "read"

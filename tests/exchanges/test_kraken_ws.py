@@ -67,7 +67,7 @@ def test_batches_cancels_and_reads() -> None:
         facts("batch_add", symbol="BTC/USD", orders=[{"order_type": "limit"}])  # Kraken: 2 to 15 orders
     assert facts("cancel_order", order_id=["O1"]).action == "cancel"
     assert facts("cancel_all").action == "cancel"
-    assert facts("amend_order", order_id="O1", order_qty=100).action is None  # unread, as on REST
+    assert facts("amend_order", order_id="O1", order_qty=100).order_id == "O1"  # AmendOrder's, as on REST
     edit = facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7, order_type="limit",
                  side="buy")
     assert (edit.action, edit.order_id) == ("amend", "O1")
