@@ -245,6 +245,10 @@ def _market_names_of(doc: object) -> dict[str, str]:
         return {}
     names: dict[str, str] = {}
     spot = "tokens" in doc
+    if not spot and any(isinstance(e, dict) and ":" in str(e.get("name", "")) for e in doc["universe"]):
+        # a HIP-3 dex's perps (`meta` with `dex`: names `dex:COIN`, listed from 0 but numbered 100000 + 10000 x the
+        # dex's place + i): never the main perps' numbers (asset 0 is BTC), so not mapped; its orders are refused
+        return {}
     for i, entry in enumerate(doc["universe"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue

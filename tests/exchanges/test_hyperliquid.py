@@ -288,6 +288,12 @@ def test_market_names_come_from_meta_and_spot_meta_answers() -> None:
     assert hyperliquid_market_names(json.dumps(meta).encode()) == {"#0": "BTC", "#1": "ETH"}
     assert hyperliquid_market_names(json.dumps([spot, []]).encode()) == {"#10000": "PURR/USDC"}
     assert hyperliquid_market_names(b'{"BTC": "1"}') == {}
+    # a HIP-3 dex's perps (`metaAndAssetCtxs` with `dex`, ccxt's load_markets asks): listed from 0, numbered from
+    # 100000: they never rename the main perps (session 18's review: asset 0 became `xyz:XYZ100`, priced at its mid)
+    dex = [{"universe": [{"name": "xyz:XYZ100", "szDecimals": 4}]}, [{"midPx": "25000.0"}]]
+    assert hyperliquid_market_names(json.dumps(dex).encode()) == {}
+    from keyproxy.exchanges.hyperliquid_facts import hyperliquid_prices
+    assert hyperliquid_prices(json.dumps(dex).encode()) == {}
 
 
 def test_only_confirmed_resting_orders_and_successful_cancels_count() -> None:
