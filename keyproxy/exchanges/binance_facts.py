@@ -67,11 +67,22 @@ def market_of_path(path: str) -> str:
 _market = market_of_path
 
 
+def binance_market(path: str, is_isolated: str | None = None) -> str:
+    """The market of an order call: isolated margin (`isIsolated=TRUE` on a `/sapi/v1/margin/` call) is one of its
+    own, as Binance lists, reconciles and streams its orders apart from cross margin's."""
+    market = market_of_path(path)
+    return "isolated" if market == "margin" and (is_isolated or "").upper() == "TRUE" else market
+
+
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
     facts = _binance_facts(req, endpoint)
     if facts.action in ("order", "cancel", "amend") and facts.market is None:  # a single order has its own
-        return replace(facts, market=_market(req.path))
+        market = _market(req.path)
+        if market == "margin":
+            body = req.body.decode("utf-8", "replace")
+            market = binance_market(req.path, dict(parse_qsl(f"{body}&{req.query}")).get("isIsolated"))
+        return replace(facts, market=market)
     return facts
 
 
@@ -185,7 +196,7 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
     reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
                                    or params.get("closePosition", "").lower() == "true")
     coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
-    return RequestFacts(action="order", market=_market(path), symbol=symbol,
+    return RequestFacts(action="order", market=binance_market(path, params.get("isIsolated")), symbol=symbol,
                         side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity,
                         price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
@@ -194,7 +205,8 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
 
 
 # where keyproxy asks for a market's last price (the price band's reference): spot and margin share spot's
-_TICKERS = {"spot": "/api/v3/ticker/price", "margin": "/api/v3/ticker/price", "papi-margin": "/api/v3/ticker/price",
+_TICKERS = {"spot": "/api/v3/ticker/price", "margin": "/api/v3/ticker/price", "isolated": "/api/v3/ticker/price",
+            "papi-margin": "/api/v3/ticker/price",
             "usdm": "/fapi/v1/ticker/price", "papi-um": "/fapi/v1/ticker/price"}
 
 
@@ -272,9 +284,10 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
                 or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
         return OrderBookChange(closed=(facts.scope,) * len(done))
     if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
-        symbol = dict(parse_qsl(req.query)).get("symbol")
+        query = dict(parse_qsl(req.query))
+        symbol = query.get("symbol")
         if symbol:  # a query without a symbol covers every symbol: it sets nothing
-            scope = f"{_market(req.path)}:{normalize_symbol(symbol)}"
+            scope = f"{binance_market(req.path, query.get('isIsolated'))}:{normalize_symbol(symbol)}"
             return OrderBookChange(counted=((scope, len(doc)),))
     return OrderBookChange()
 

@@ -16,7 +16,7 @@ from keyproxy.policy.model import normalize_symbol
 
 FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
 _WRAPPERS = ("newOrderResponse", "cancelResponse", "orderReports", "orders", "data")
-READ_MARKETS = frozenset({"spot", "margin", "usdm", "papi-um", "papi-margin"})
+READ_MARKETS = frozenset({"spot", "margin", "isolated", "usdm", "papi-um", "papi-margin"})
 MAX_ORDERS = 1000  # read from one answer at most (allOrders answers up to 1000)
 
 
@@ -69,6 +69,8 @@ def _order(doc: dict[str, Any], market: str) -> OrderUpdate | None:
     if quote is None:
         return None
     price = published(doc.get("price"))
+    if market == "margin" and doc.get("isIsolated") is True:  # an isolated margin order's (`binance_market`)
+        market = "isolated"
     return OrderUpdate(str(order_id), f"{market}:{normalize_symbol(symbol)}", side.lower(), price or None,
                        published(doc.get("origQty")), filled, quote, doc.get("status") in FINAL)
 
@@ -106,10 +108,11 @@ def _event(e: dict[str, Any], market: str, quote: object) -> tuple[OrderUpdate, 
 # keyproxy's own reconciliation read: every order of one symbol since a time (weight 20 spot, 5 USD-M, 200 cross
 # margin, 5 and 100 portfolio margin; one read per account a minute at most, proxy/risk_watch.py)
 _ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders", "margin": "/sapi/v1/margin/allOrders",
-               "papi-um": "/papi/v1/um/allOrders", "papi-margin": "/papi/v1/margin/allOrders"}
-# a user-data event names the engine: `executionReport` is a spot, cross margin or portfolio-margin margin order's
-# (one id sequence per symbol), `ORDER_TRADE_UPDATE` a USD-M or portfolio-margin UM order's
-STREAM_MARKETS = {"spot": ("spot", "margin", "papi-margin"), "usdm": ("usdm", "papi-um")}
+               "isolated": "/sapi/v1/margin/allOrders", "papi-um": "/papi/v1/um/allOrders",
+               "papi-margin": "/papi/v1/margin/allOrders"}
+# a user-data event names the engine: `executionReport` is a spot, cross or isolated margin, or portfolio-margin
+# margin order's (one id sequence per symbol), `ORDER_TRADE_UPDATE` a USD-M or portfolio-margin UM order's
+STREAM_MARKETS = {"spot": ("spot", "margin", "isolated", "papi-margin"), "usdm": ("usdm", "papi-um")}
 
 
 def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
@@ -117,7 +120,8 @@ def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str,
     path = _ALL_ORDERS.get(market)
     if path is None or not symbol or symbol == "*":
         return None
-    return ("GET", path, f"symbol={symbol}&startTime={max(0, since_ms)}&limit=1000", b"")
+    isolated = "&isIsolated=TRUE" if market == "isolated" else ""
+    return ("GET", path, f"symbol={symbol}{isolated}&startTime={max(0, since_ms)}&limit=1000", b"")
 
 
 def binance_amend_verdicts(doc: Any, legs: int) -> tuple[bool, ...]:

@@ -38,9 +38,10 @@ class ListingError(ValueError):
 class Sweep(Protocol):
     """Per-exchange knowledge of listing and cancelling: requests to send, answers to read."""
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
-        """First-page listing requests covering `markets` (the markets the account's bots placed orders on);
-        also any public market list the cancels need (its answer feeds the adapter's `market_names`)."""
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
+        """First-page listing requests covering `markets` (the markets the account's bots placed orders on; their
+        symbols in `symbols`, for a market listed symbol by symbol); also any public market list the cancels need
+        (its answer feeds the adapter's `market_names`)."""
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
         """The orders one listing answer names, and the request for its next page (None: last page).
@@ -79,29 +80,36 @@ def _all(orders: Iterable[Resting], outcome: str | None) -> dict[str, str | None
 class BinanceSweep:
     """GET openOrders without a symbol (every symbol, weight 80/40) per market; DELETE order by id. Cross
     margin (`/sapi/v1/margin/openOrders`, `/sapi/v1/margin/order`) and the portfolio-margin markets
-    (`/papi/v1/um`, `/cm`, `/margin`) are listed when a bot placed an order there, like the futures markets."""
+    (`/papi/v1/um`, `/cm`, `/margin`) are listed when a bot placed an order there, like the futures markets;
+    isolated margin (`isIsolated=TRUE`) only symbol by symbol, so for each symbol a bot placed one in."""
 
     _PATHS = {"spot": "/api/v3", "usdm": "/fapi/v1", "coinm": "/dapi/v1", "margin": "/sapi/v1/margin",
-              "papi-um": "/papi/v1/um", "papi-cm": "/papi/v1/cm", "papi-margin": "/papi/v1/margin"}
+              "isolated": "/sapi/v1/margin", "papi-um": "/papi/v1/um", "papi-cm": "/papi/v1/cm",
+              "papi-margin": "/papi/v1/margin"}
+    _ISOLATED = "isIsolated=TRUE"
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
-        chosen = sorted((markets & set(self._PATHS)) | {"spot"})
-        return [("GET", self._PATHS[m] + "/openOrders", "", b"") for m in chosen]
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
+        chosen = sorted((markets & set(self._PATHS)) - {"isolated"} | {"spot"})
+        isolated = sorted(symbols.get("isolated", frozenset())) if "isolated" in markets else []
+        return [("GET", self._PATHS[m] + "/openOrders", "", b"") for m in chosen] + \
+            [("GET", "/sapi/v1/margin/openOrders", f"symbol={s}&{self._ISOLATED}", b"") for s in isolated]
 
-    def _market(self, path: str) -> str:
-        return next(m for m, prefix in self._PATHS.items() if path.startswith(prefix))
+    def _market(self, spec: Spec) -> str:
+        if self._ISOLATED in spec[2]:
+            return "isolated"
+        return next(m for m, prefix in self._PATHS.items() if spec[1].startswith(prefix))
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
         doc = _json(body)
         if not 200 <= status < 300 or not isinstance(doc, list):
             raise ListingError(f"HTTP {status}: {_said(body)}")
-        market = self._market(spec[1])
+        market = self._market(spec)
         return [Resting(market, str(o["symbol"]), str(o["orderId"])) for o in doc
                 if isinstance(o, dict) and "symbol" in o and "orderId" in o], None
 
     def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
-        return [(("DELETE", self._PATHS[o.market] + "/order", urlencode({"symbol": o.symbol, "orderId": o.order_id}),
-                  b""), [o]) for o in orders]
+        return [(("DELETE", self._PATHS[o.market] + "/order", urlencode({"symbol": o.symbol, "orderId": o.order_id})
+                  + (f"&{self._ISOLATED}" if o.market == "isolated" else ""), b""), [o]) for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
         doc = _json_or_none(body)
@@ -114,7 +122,7 @@ class OkxSweep:
 
     _PATH = "/api/v5/trade/orders-pending"
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         return [("GET", self._PATH, "limit=100", b"")]
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
@@ -146,7 +154,7 @@ class BybitSweep:
     _LISTS = {"spot": {"category": "spot"}, "linear": {"category": "linear", "settleCoin": "USDT"},
               "inverse": {"category": "inverse"}, "option": {"category": "option"}}
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         chosen = sorted((markets & set(self._LISTS)) | {"spot"})
         return [("GET", "/v5/order/realtime", urlencode({**self._LISTS[m], "limit": 50}), b"") for m in chosen]
 
@@ -179,7 +187,7 @@ class BybitSweep:
 class KrakenSweep:
     """POST OpenOrders (every pair); POST CancelOrder by txid."""
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         return [("POST", "/0/private/OpenOrders", "", b"")]
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
@@ -212,7 +220,7 @@ class CoinbaseSweep:
 
     _PATH = "/api/v3/brokerage/orders/historical/batch"
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         return [("GET", self._PATH, "order_status=OPEN&limit=250", b"")]
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
@@ -250,7 +258,7 @@ class HyperliquidSweep:
     """POST /info openOrders for the master address (with meta and spotMeta: a cancel names the asset by
     number); POST /exchange `cancel` actions, 50 orders an action, signed with the account's key."""
 
-    def listings(self, markets: frozenset[str], key: RealKey) -> list[Spec]:
+    def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         master = key.api_key.reveal_str().lower()
         return [("POST", "/info", "", json.dumps({"type": kind}).encode()) for kind in ("meta", "spotMeta")] + \
             [("POST", "/info", "", json.dumps({"type": "openOrders", "user": master}).encode())]

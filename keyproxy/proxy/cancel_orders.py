@@ -11,7 +11,7 @@ Every cancel is an audit event; nothing is retried and nothing but a cancel is s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
@@ -24,13 +24,13 @@ CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every
 
 
 async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
-                names: dict[str, str] | None = None) -> list[Resting]:
+                symbols: Mapping[str, frozenset[str]], names: dict[str, str] | None = None) -> list[Resting]:
     """What the exchange lists as resting; `names` collects the market names any answer publishes."""
     sweep = SWEEPS[account.info.exchange]
     adapter: Any = account.adapter
     assert account.key is not None
     found: list[Resting] = []
-    for first in sweep.listings(markets, account.key):
+    for first in sweep.listings(markets, account.key, symbols):
         spec: Spec | None = first
         for _ in range(MAX_PAGES):
             if spec is None:
@@ -41,6 +41,16 @@ async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
             page, spec = sweep.resting(spec, status, body)
             found.extend(page)
     return list({_where(o): o for o in found}.values())
+
+
+def _symbols(keys: Iterable[str]) -> dict[str, frozenset[str]]:
+    """market -> the symbols of the `placed_orders` keys that name their scope (`id@market:symbol`)."""
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        market, colon, symbol = key.partition("@")[2].partition(":")
+        if colon and symbol:
+            found.setdefault(market, set()).add(symbol)
+    return {m: frozenset(s) for m, s in found.items()}
 
 
 def _where(o: Resting) -> tuple[str, str, str]:
@@ -63,9 +73,10 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         return summary
     placed = store.placed_orders(name)
     markets = frozenset(m for b, m in placed.values() if bot is None or b == bot)
+    symbols = _symbols(k for k, (b, _) in placed.items() if bot is None or b == bot)
     try:
         names: dict[str, str] = {}
-        resting = await _list(calls, account, markets, names)
+        resting = await _list(calls, account, markets, symbols, names)
     except SEND_ERRORS as e:
         summary["error"] = f"the exchange's open orders could not be listed: {what_failed(e)}"
         audit("order.cancel", account=name, bot=bot, reason=reason, result=f"failed: {summary['error']}"[:300])
@@ -107,7 +118,7 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         else:
             summary["failed"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner, "error": outcome})
     try:
-        still = {_where(o) for o in await _list(calls, account, markets)} if targets else set()
+        still = {_where(o) for o in await _list(calls, account, markets, symbols)} if targets else set()
     except SEND_ERRORS as e:
         summary["error"] = f"cancels sent, but the open orders could not be listed again: {what_failed(e)}"
         still = {_where(o) for o in targets if results.get(_where(o)) is not None}

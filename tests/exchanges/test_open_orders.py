@@ -219,3 +219,44 @@ def test_a_halt_cancels_portfolio_margin_orders(tmp_path: Path) -> None:
                             ("DELETE", "/papi/v1/um/order", "symbol=BTCUSDT&orderId=77")]
     assert resting == {"/papi/v1/um": [], "/papi/v1/margin": []} and summary["left"] == []
     store.close()
+
+
+def test_a_halt_cancels_isolated_margin_orders_symbol_by_symbol(tmp_path: Path) -> None:
+    """Session 18's second review: Binance lists isolated margin orders only with `isIsolated=TRUE` and a symbol,
+    so a bot's isolated orders rested through its halt and the summary said nothing was left."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.proxy.cancel_orders import cancel_account_orders
+
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "isolated", (placed_key("41", "isolated:BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "a", "margin", (placed_key("42", "margin:ETHUSDT"),), 1.0)
+    isolated = {"BTCUSDT": [{"symbol": "BTCUSDT", "orderId": 41}]}
+    cross = [{"symbol": "ETHUSDT", "orderId": 42}]
+    sent: list[tuple[str, str, str]] = []
+
+    class Exchange:
+        async def send(self, account: object, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+            method, path, query, _ = spec
+            q = dict(p.split("=") for p in query.split("&")) if query else {}
+            if method == "GET":
+                if path != "/sapi/v1/margin/openOrders":
+                    return 200, b"[]"
+                return 200, json.dumps(isolated.get(q["symbol"], []) if "isIsolated" in q else cross).encode()
+            sent.append((method, path, query))
+            if "isIsolated" in q:
+                isolated[q["symbol"]] = []
+            else:
+                cross.clear()
+            return 200, json.dumps({"symbol": q["symbol"], "orderId": int(q["orderId"]), "status": "CANCELED"}).encode()
+
+    account = SimpleNamespace(info=SimpleNamespace(name="acct", exchange="binance"), adapter=Binance(),
+                              upstream=object(), key=object())
+    summary = asyncio.run(cancel_account_orders(Exchange(), store, account, "a", lambda *a, **k: None,  # type: ignore[arg-type]
+                                                "test"))
+    assert sorted(sent) == [("DELETE", "/sapi/v1/margin/order", "symbol=BTCUSDT&orderId=41&isIsolated=TRUE"),
+                            ("DELETE", "/sapi/v1/margin/order", "symbol=ETHUSDT&orderId=42")]
+    assert isolated == {"BTCUSDT": []} and cross == [] and summary["left"] == [] and len(summary["cancelled"]) == 2
+    store.close()

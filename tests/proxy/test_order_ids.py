@@ -275,3 +275,33 @@ def test_a_spot_fill_stays_with_the_spot_order() -> None:
     book.learn_stream("acct", rest, json.dumps({"e": "executionReport", "s": "BTCUSDT", "i": 8, "S": "BUY",
                                                 "X": "FILLED", "p": "0", "q": "1", "z": "1", "Z": "100"}))
     assert book.book.position("bot", "spot:BTCUSDT") == 1 and book.book.position("bot", "margin:BTCUSDT") == 0
+
+
+def test_an_isolated_margin_order_is_a_market_of_its_own() -> None:
+    """Session 18's second review: an isolated margin order (`isIsolated=TRUE`) was booked as cross margin, and
+    Binance lists and reconciles isolated orders only with that flag and a symbol: its fills were never read."""
+    from keyproxy.exchanges.base import IncomingRequest
+    rest = Binance()
+    body = b"symbol=BTCUSDT&isIsolated=TRUE&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=100"
+    req = IncomingRequest("POST", "/sapi/v1/margin/order", "", {"content-type": "application/x-www-form-urlencoded"},
+                          body)
+    facts = rest.facts(req, rest.classify("POST", "/sapi/v1/margin/order"))
+    assert facts.scope == "isolated:BTCUSDT"
+    cancel = rest.facts(IncomingRequest("DELETE", "/sapi/v1/margin/order", "symbol=BTCUSDT&orderId=41&isIsolated=TRUE",
+                                        {}, b""), rest.classify("DELETE", "/sapi/v1/margin/order"))
+    assert cancel.scope == "isolated:BTCUSDT"
+    book = desk()
+    ack = doc({"symbol": "BTCUSDT", "orderId": 41, "clientOrderId": "x", "transactTime": 1, "isIsolated": True})
+    out = OutboundRequest("POST", "https://api.binance.com", "/sapi/v1/margin/order", "", {})
+    book.learn("acct", rest, ("bot", facts), out, 200, ack, rest.placed_order_ids(200, ack))
+    assert book.book.open_quantity("acct", "bot", "isolated:BTCUSDT", "buy") == 1
+    book.learn_stream("acct", rest, json.dumps({"e": "executionReport", "s": "BTCUSDT", "i": 41, "S": "BUY",
+                                                "X": "FILLED", "p": "100", "q": "1", "z": "1", "Z": "100"}))
+    assert book.book.position("bot", "isolated:BTCUSDT") == 1
+    assert rest.reconcile_request("isolated:BTCUSDT", 0) == (
+        "GET", "/sapi/v1/margin/allOrders", "symbol=BTCUSDT&isIsolated=TRUE&startTime=0&limit=1000", b"")
+    listed = rest.order_updates(OutboundRequest("GET", "https://api.binance.com", "/sapi/v1/margin/allOrders",
+                                                "symbol=BTCUSDT&isIsolated=TRUE", {}), 200, doc([{
+        "symbol": "BTCUSDT", "orderId": 41, "side": "BUY", "status": "FILLED", "executedQty": "1",
+        "cummulativeQuoteQty": "100", "origQty": "1", "price": "100", "isIsolated": True}]))
+    assert [u.scope for u in listed] == ["isolated:BTCUSDT"]
