@@ -26,6 +26,9 @@ from keyproxy.proxy.refusal import Refused
 PublicCall = tuple[str, str, str, bytes]  # method, path, query, body
 MAX_REFERENCES = 100_000  # (account, symbol) pairs with a time seen; the least recently seen forgotten first
 REFERENCE_MAX_AGE = 10  # seconds, when the account sets no reference_max_age
+# a price older than this values an order at the market only after keyproxy asked again (if that fails, the
+# older price is what there is): a sell valued at an hour-old price undervalues it by the hour's rise
+VALUATION_MAX_AGE = 60.0
 
 
 class NeedReference(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
@@ -98,8 +101,8 @@ class MarketBook:
         """The prices seen within `max_age` of every order leg a price band checks (`max_age` None: no band);
         `NeedReference` for the missing ones the exchange can be asked for, unless keyproxy has just asked
         (`fetched`). `valued`: the bot has a notional limit, so a leg valued at the market's price
-        (`needs_market_price`: a sell, a buy without a limit) whose symbol has no price seen at all is asked
-        for too (with none, such an order cannot be valued and is refused)."""
+        (`needs_market_price`: a sell, a buy without a limit) whose symbol has no price seen within
+        VALUATION_MAX_AGE is asked for too (with none at all, such an order cannot be valued and is refused)."""
         now = self._clock()
         found: dict[str, Decimal] = {}
         calls: dict[PublicCall, str] = {}
@@ -110,8 +113,8 @@ class MarketBook:
             banded = max_age is not None and needs_reference(leg)
             if banded and now - self._seen.get(key, float("-inf")) <= max_age:  # type: ignore[operator]
                 found[leg.symbol] = self.prices[key]
-            elif (banded or valued and key not in self.prices and needs_market_price(leg)) \
-                    and not fetched and adapter is not None:
+            elif (banded or valued and needs_market_price(leg) and now - self._seen.get(key, float("-inf")) >
+                  VALUATION_MAX_AGE) and not fetched and adapter is not None:
                 call = adapter.reference_request(leg)
                 if call is not None:
                     calls.setdefault(call, leg.symbol)

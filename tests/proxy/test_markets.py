@@ -51,6 +51,25 @@ def test_a_reference_is_fresh_for_max_age_then_asked_for_again() -> None:
     assert book.references("b", binance, order(), 10, fetched=True) == {}  # per account
 
 
+def test_an_order_valued_at_the_market_needs_a_price_seen_within_a_minute() -> None:
+    """A bot with a notional limit: a sell (or a buy without a limit) is valued at the market, so keyproxy asks for a
+    price it has never seen, or saw more than VALUATION_MAX_AGE ago; a buy's limit needs none."""
+    from keyproxy.proxy.markets import VALUATION_MAX_AGE
+    clock, binance = Clock(), Binance()
+    book = MarketBook(clock)
+    sell = order(side="SELL", price=D("0.01"))
+    assert book.references("a", binance, order(), None, fetched=False, valued=True) == {}  # a buy's limit bounds it
+    with pytest.raises(NeedReference):
+        book.references("a", binance, sell, None, fetched=False, valued=True)
+    assert book.references("a", binance, sell, None, fetched=False) == {}  # no notional limit: nothing asked
+    book.learn_prices("a", {"BTCUSDT": D("100")})
+    assert book.references("a", binance, sell, None, fetched=False, valued=True) == {}
+    clock.now += VALUATION_MAX_AGE + 1
+    with pytest.raises(NeedReference):
+        book.references("a", binance, sell, None, fetched=False, valued=True)
+    assert book.references("a", binance, sell, None, fetched=True, valued=True) == {}  # asked: the old one serves
+
+
 def test_orders_the_band_does_not_check_need_no_reference() -> None:
     book = MarketBook(Clock())
     for leg in (order(price=None), order(reduce_only=True), RequestFacts(action="cancel", symbol="BTCUSDT")):
