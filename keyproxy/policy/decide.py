@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts, Usage, minutes_of_day
+from keyproxy.policy.valuation import notional, order_size, total_notional, worst_price
 
 
 class DenyCode(StrEnum):
@@ -189,57 +190,6 @@ def _in_hours(windows: tuple[str, ...], now: float) -> bool:
         if (start <= minute < end) if start <= end else (minute >= start or minute < end):
             return True
     return False
-
-
-def needs_market_price(leg: RequestFacts) -> bool:
-    """Valuing the order needs the market's price: a sell (a limit under the market sells at the market), or a
-    buy without a limit price (a market or market-on-trigger buy pays what the market asks)."""
-    if leg.contract == "inverse" or (leg.contract is None and leg.quote_quantity is not None):
-        return False  # valued in quote units whatever the price
-    return not ((leg.side or "").lower() == "buy" and leg.price is not None)
-
-
-def worst_price(leg: RequestFacts, market: Decimal | None) -> Decimal | None:
-    """The most one unit of the order can execute at, what caps value it by. A buy never pays above its limit
-    price; a sell fills at its limit or better, so one priced under the market sells at the market, and a stop
-    sells at about its trigger. A buy without a limit pays the market, or its trigger once triggered. None:
-    the market's price is needed and keyproxy has seen none (a sell valued at its own price could pass a
-    notional cap by any factor: a sell of 10 BTC at 0.01 executes at the market). A buy whose trigger makes the
-    exchange place a limit of its own above the buy's (`stop_limit`) may pay that."""
-    if not needs_market_price(leg):
-        return leg.price if leg.stop_limit is None or leg.price is None else max(leg.price, leg.stop_limit)
-    if market is None:
-        return None
-    return max(p for p in (leg.price, leg.trigger_price, market) if p is not None)
-
-
-def notional(facts: RequestFacts, last_price: Decimal | None) -> Decimal | None:
-    """Quote-currency value of one order, from the fields the exchange executes (the adapter leaves out
-    the ones it ignores): quote quantity, else quantity x the most it can execute at (`worst_price`; x
-    contract size for contracts). None when it cannot be valued."""
-    price = worst_price(facts, last_price)
-    if facts.contract is not None:
-        if facts.quantity is None or facts.contract_size is None:
-            return None
-        if facts.contract == "inverse":  # each contract is worth contract_size in quote currency
-            return facts.quantity * facts.contract_size
-        return facts.quantity * facts.contract_size * price if price is not None else None
-    if facts.quote_quantity is not None:
-        return facts.quote_quantity
-    if facts.quantity is not None and price is not None:
-        return facts.quantity * price
-    return None
-
-
-def total_notional(facts: RequestFacts, prices: dict[str, Decimal]) -> Decimal | None:
-    """The value of every order a request places (a batch: the sum of its legs); None if any leg cannot be valued."""
-    total = Decimal(0)
-    for leg in facts.placed():
-        value = notional(leg, prices.get(leg.symbol or ""))
-        if value is None:
-            return None
-        total += value
-    return total
 
 
 def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | None
@@ -463,15 +413,6 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
     shrinks = after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
         and after.side == order.side
     return None, after, shrinks
-
-
-def order_size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
-    """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen."""
-    if leg.quantity is not None:
-        return leg.quantity
-    if leg.quote_quantity is not None and last:
-        return leg.quote_quantity / last
-    return None
 
 
 def _position_cap(leg: RequestFacts, policy: BotPolicy, risk: RiskView, position: Decimal,

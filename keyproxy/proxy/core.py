@@ -28,7 +28,8 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.policy.decide import Counters, decide, price_band, total_notional
+from keyproxy.policy.decide import Counters, decide, price_band
+from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.fleet_share import gather, way_out
 from keyproxy.proxy.in_flight import InFlight

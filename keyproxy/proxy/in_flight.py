@@ -12,7 +12,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from keyproxy.policy.decide import RiskView, order_size
+from keyproxy.policy.decide import RiskView
+from keyproxy.policy.valuation import order_size
 from keyproxy.policy.model import RequestFacts
 
 IN_FLIGHT_S = 60.0  # an order sent whose answer never came stops counting against the caps after this

@@ -19,7 +19,8 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges.base import Adapter, IncomingRequest
-from keyproxy.policy.decide import needs_market_price, needs_reference
+from keyproxy.policy.decide import needs_reference
+from keyproxy.policy.valuation import needs_market_price
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.refusal import Refused
 

@@ -14,7 +14,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
-from keyproxy.policy.decide import Amended, RiskView, amended_leg, order_size, worst_price
+from keyproxy.policy.decide import Amended, RiskView, amended_leg
+from keyproxy.policy.valuation import order_size, worst_price
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
 from keyproxy.proxy.positions import ZERO, PositionBook, book_id, utc_day

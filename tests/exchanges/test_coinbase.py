@@ -584,7 +584,7 @@ def test_order_facts() -> None:
         "stop_limit_stop_limit_gtc": {"base_size": "1", "limit_price": "50000", "stop_price": "51000"}}})
     assert stop.order_type == "STOP_LIMIT" and stop.quantity == Decimal("1")
     # a buy bracket's stop, once triggered, is placed at its trigger + 5% (Coinbase places it): it may pay that
-    from keyproxy.policy.decide import notional
+    from keyproxy.policy.valuation import notional
     bracket = facts(ORDERS, {"product_id": "BTC-PERP-INTX", "side": "BUY", "order_configuration": {
         "trigger_bracket_gtc": {"base_size": "1", "limit_price": "90", "stop_trigger_price": "10000"}}})
     assert (bracket.price, bracket.stop_limit) == (Decimal("90"), Decimal("10500"))

@@ -479,7 +479,7 @@ def test_add_order_facts() -> None:
     # review: a buy stop at price=1 was valued 10 x 1 and bought 10 XBT at the market)
     stop = facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=stop-loss&price=1&volume=10")
     assert (stop.price, stop.trigger_price, stop.conflict) == (None, Decimal("1"), None)
-    from keyproxy.policy.decide import notional
+    from keyproxy.policy.valuation import notional
     assert notional(stop, Decimal("50000")) == Decimal("500000") and notional(stop, None) is None
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=take-profit&price=%2B5%25&volume=1"
                     ).conflict  # a relative trigger: what it executes at is set by the market
