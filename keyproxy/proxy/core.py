@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -27,11 +26,12 @@ from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
     SignContext, UnknownEndpoint,
 )
-from keyproxy.policy.budget import Charge, Governor
+from keyproxy.policy.budget import Governor
 from keyproxy.policy.decide import Counters, decide, price_band
 from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
-from keyproxy.proxy.fleet_share import gather, way_out
+from keyproxy.proxy.exchange_budget import ExchangeBudget
+from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
@@ -103,8 +103,6 @@ class Route:
     origin: str
 
 
-BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
-UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
 
 
 class Core:
@@ -116,7 +114,6 @@ class Core:
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  governor: Governor | None = None) -> None:
         self._snapshot = snapshot
-        self.governor = governor  # the exchanges' own rate budgets, shared by every bot (None: not governed)
         self._before_forward = before_forward
         self._nonces = nonces
         self._sequences = sequences
@@ -125,6 +122,8 @@ class Core:
         self.replays = ReplayCache()
         self.counters = Counters()
         self.in_flight = InFlight()  # orders sent, answers not yet read: they count against the caps
+        # the exchanges' own rate budgets, shared by every bot (its governor None: not governed)
+        self.budget = ExchangeBudget(governor, self.in_flight, clock_ms)
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
@@ -136,6 +135,10 @@ class Core:
         self.fleet = False
         self.shared_nonces: Any = None  # fleet/nonces.py FleetNonces: a real key's nonces across the fleet
         self.book_seen: Callable[[str], int] = lambda bot: 0  # fleet/book.py: the bot's book entries applied here
+
+    @property
+    def governor(self) -> Governor | None:
+        return self.budget.governor
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
@@ -253,53 +256,6 @@ class Core:
             outcome.shared.reset_policy()
         route = replace(route, snap=snap, account=account)
         return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
-
-    def spend_budget(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
-        """Charge the exchange's own budgets before the request goes upstream, or refuse it at once with the
-        exchange's rate-limit answer, so no bot's request trips the exchange's limit (and its IP ban) for all.
-        Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
-        if self.governor is None:
-            return ()
-        account = route.account
-        costs = route.adapter.costs(incoming)
-        if not costs or account.adapter is None or account.upstream is None:
-            return ()
-        # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
-        # API spends the REST API's weight); a per-account one is the account's
-        exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
-        name = account.info.name
-        resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
-        charges = tuple([Charge(resolve(exchange, name, budget, tiers),
-                                ip_scope if budget.per == "ip" else
-                                f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
-                         for budget, cost in costs])
-        now = self.clock_ms() / 1000
-        # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
-        # gets a share like any bot's, never the whole budget while signed bots are active
-        wait = self.governor.spend(charges, way_out(outcome.facts), now, outcome.bot or UNSIGNED)
-        if wait is not None:
-            self.in_flight.land(outcome)  # never sent
-            banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
-            raise Refused("budget_exhausted", f"{exchange}'s own rate budget "
-                          f"({', '.join(c.budget.name for c in charges)}), shared by every bot of this keyproxy, is "
-                          f"{'closed: the exchange refused for rate' if banned else 'spent'}; retry in "
-                          f"{math.ceil(wait)} s", wait)
-        return charges
-
-    def observe_budget(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
-                       body: bytes | None, outcome: Outcome) -> None:
-        """The exchange's refusal for rate (for the metrics: a ban, or a limit), and its own count, from an
-        answer (`headers` looked up by lower-case name: aiohttp's are case-insensitive; `body` None when too
-        large to buffer)."""
-        hold = route.adapter.rate_limit_hold(status, headers, body)
-        if hold is not None:
-            outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
-        if self.governor is None or not charges:
-            return
-        malformed = self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
-        if malformed:
-            log.warning("the exchange sent a usage header keyproxy cannot read; keeping its own count",
-                        extra={"exchange": route.adapter.name, "header": malformed})
 
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""

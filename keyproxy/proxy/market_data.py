@@ -116,7 +116,7 @@ class MarketData:
         try:
             own_route = self.core.route(account.info.name, method, path, own)
             incoming = IncomingRequest(method, path, query, {}, body)
-            charges = self.core.spend_budget(own_route, incoming, own)
+            charges = self.core.budget.spend(own_route, incoming, own)
         except Refused:
             return None  # not an endpoint keyproxy knows here, or the exchange's budget is spent
         session = self._clients.session(account.upstream.insecure_loopback)
@@ -132,7 +132,7 @@ class MarketData:
                         return None
                     chunks.append(chunk)
                 answer = b"".join(chunks)
-                self.core.observe_budget(own_route, charges, resp.status, resp.headers, answer, own)
+                self.core.budget.observe(own_route, charges, resp.status, resp.headers, answer, own)
                 return answer if resp.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
             return None

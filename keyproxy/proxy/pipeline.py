@@ -115,7 +115,7 @@ class Pipeline:
     async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: Mapping[str, str],
                     outcome: Outcome) -> web.StreamResponse:
         """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
-        charges = self.core.spend_budget(route, incoming, outcome)
+        charges = self.core.budget.spend(route, incoming, outcome)
         async with self.core.turn(route) as turn:
             outbound = self.core.sign(route, incoming, outcome, turn=turn)
             for name in FORWARDED_REQUEST_HEADERS:
@@ -175,12 +175,12 @@ class Pipeline:
                         raise Refused("upstream_error", "exchange answer larger than the configured limit")
                     chunks.append(chunk)
                     if size > BUFFERED_RESPONSE:
-                        self.core.observe_budget(route, charges, resp.status, resp.headers, None, outcome)
+                        self.core.budget.observe(route, charges, resp.status, resp.headers, None, outcome)
                         return await self._stream_rest(request, resp, headers, chunks, size, route, outcome,
                                                        out, started)
                 body = b"".join(chunks)
                 outcome.upstream_ms = (time.perf_counter() - started) * 1000
-                self.core.observe_budget(route, charges, resp.status, resp.headers, body, outcome)
+                self.core.budget.observe(route, charges, resp.status, resp.headers, body, outcome)
                 if endpoint.cls is not EndpointClass.PUBLIC:
                     body = self.core.relayed(route, out, resp.status, body, outcome)
                 if endpoint.cls is EndpointClass.PUBLIC or outcome.placed_by is not None:

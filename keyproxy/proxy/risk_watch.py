@@ -198,7 +198,7 @@ class RiskWatch:
             own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
             try:
                 route = self._core.route(account_name, method, path, own)
-                self._core.spend_budget(route, IncomingRequest(method, path, query, {}, body), own)
+                self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), own)
                 status, answer = await self._own.send(account, spec)
             except Refused as e:
                 log.info("reconciliation skipped", account=account_name, scope=scope, code=e.code)

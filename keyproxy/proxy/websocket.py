@@ -313,7 +313,7 @@ class _Connection:
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
             real = await self._stream_token(route, outcome) if virtual else None
-            core.spend_budget(route, incoming, outcome)  # the exchange's own budget, shared with REST
+            core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),

@@ -1,0 +1,78 @@
+"""The exchanges' own rate budgets on the request path: charged before a request goes upstream (or refused at
+once with the exchange's own rate-limit answer), corrected from each answer (policy/budget.py keeps them)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.policy.budget import Charge, Governor
+from keyproxy.proxy.fleet_share import way_out
+from keyproxy.proxy.in_flight import InFlight
+from keyproxy.proxy.refusal import Refused
+
+if TYPE_CHECKING:
+    from keyproxy.proxy.core import Outcome, Route
+
+BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
+UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
+log = logging.getLogger("keyproxy.proxy")
+
+
+class ExchangeBudget:
+    """Every bot's requests (and keyproxy's own calls) against the exchange's budgets, through one governor."""
+
+    def __init__(self, governor: Governor | None, in_flight: InFlight, clock_ms: Callable[[], int]) -> None:
+        self.governor = governor
+        self.in_flight = in_flight
+        self.clock_ms = clock_ms
+
+    def spend(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
+        """Charge the exchange's own budgets before the request goes upstream, or refuse it at once with the
+        exchange's rate-limit answer, so no bot's request trips the exchange's limit (and its IP ban) for all.
+        Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
+        if self.governor is None:
+            return ()
+        account = route.account
+        costs = route.adapter.costs(incoming)
+        if not costs or account.adapter is None or account.upstream is None:
+            return ()
+        # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
+        # API spends the REST API's weight); a per-account one is the account's
+        exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
+        name = account.info.name
+        resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
+        charges = tuple([Charge(resolve(exchange, name, budget, tiers),
+                                ip_scope if budget.per == "ip" else
+                                f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
+                         for budget, cost in costs])
+        now = self.clock_ms() / 1000
+        # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
+        # gets a share like any bot's, never the whole budget while signed bots are active
+        wait = self.governor.spend(charges, way_out(outcome.facts), now, outcome.bot or UNSIGNED)
+        if wait is not None:
+            self.in_flight.land(outcome)  # never sent
+            banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)
+            raise Refused("budget_exhausted", f"{exchange}'s own rate budget "
+                          f"({', '.join(c.budget.name for c in charges)}), shared by every bot of this keyproxy, is "
+                          f"{'closed: the exchange refused for rate' if banned else 'spent'}; retry in "
+                          f"{math.ceil(wait)} s", wait)
+        return charges
+
+    def observe(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
+                       body: bytes | None, outcome: Outcome) -> None:
+        """The exchange's refusal for rate (for the metrics: a ban, or a limit), and its own count, from an
+        answer (`headers` looked up by lower-case name: aiohttp's are case-insensitive; `body` None when too
+        large to buffer)."""
+        hold = route.adapter.rate_limit_hold(status, headers, body)
+        if hold is not None:
+            outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
+        if self.governor is None or not charges:
+            return
+        malformed = self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
+        if malformed:
+            log.warning("the exchange sent a usage header keyproxy cannot read; keeping its own count",
+                        extra={"exchange": route.adapter.name, "header": malformed})
