@@ -113,12 +113,23 @@ def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.method == "POST" and req.path in _ORDER_PLACEMENT:
         return _order_facts(req.path, params, symbol)
     if req.method == "PUT" and req.path in _AMENDS:
-        return replace(_order_facts(req.path, params, symbol), action="amend", order_id=params.get("orderId") or None)
+        return replace(_order_facts(req.path, params, symbol), action="amend", order_id=_order_id(params))
     if req.method in ("POST", "PUT") and req.path in _BATCHES:
         return _batch_facts(req.method, req.path, params.get("batchOrders"))
     if req.path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
+
+
+def _order_id(params: dict[str, str]) -> str | None:
+    """An amend's `orderId` as Binance reads it, a number: `007` is order 7 (the book keys orders by the id the
+    exchange answered, so a padded id would name no order keyproxy holds). Not a number: refused."""
+    text = params.get("orderId")
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise BadRequest("orderId must be a number")
+    return str(int(text))
 
 
 def _batch_facts(method: str, path: str, text: str | None) -> RequestFacts:
@@ -141,7 +152,7 @@ def _batch_facts(method: str, path: str, text: str | None) -> RequestFacts:
         params = {k: v if isinstance(v, str) else _scalar(k, v) for k, v in leg.items()}
         symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
         orders.append(replace(_order_facts(single, params, symbol), action=action, market=_market(path),
-                              order_id=(params.get("orderId") or None) if action == "amend" else None))
+                              order_id=_order_id(params) if action == "amend" else None))
     symbols = {o.symbol for o in orders}
     return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, orders=tuple(orders))
 

@@ -533,8 +533,8 @@ class Core:
         order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them."""
         bot, facts = placed_by
         legs = facts.placed()
-        if self._sequences is None or not legs:
-            return
+        if self._sequences is None or not legs or facts.action == "amend" and not adapter.amend_replaces:
+            return  # an amend that keeps the order's id places no order: what it names is never the amender's
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
         keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market

@@ -314,3 +314,26 @@ def test_a_bot_cannot_amend_another_bots_order_by_its_client_id(dev: DevStack) -
     status, body, arrived = send(dev, attacker, "PUT", "/fapi/v1/order",
                                  f"symbol=BTCUSDT&orderId={body['orderId']}&side=BUY&quantity=0.006&price=20000")
     assert status == 200 and len(arrived) == 1, body
+
+
+def test_a_padded_order_id_names_the_order_binance_reads(dev: DevStack) -> None:
+    """Session 18's third review: `orderId=0N` (Binance reads the number N) named no order in the book, so a bot
+    without limits grew another bot's order 200x past its max_position, and its answer made the order the
+    attacker's in `placed_orders` (a halt of the victim then cancelled nothing). The id is read as Binance reads
+    it now, and an amend that keeps the order's id never changes who placed it."""
+    victim = dev.add_bot("pad-victim", "main", "read,trade", "--set", "max_position=0.01")
+    attacker = dev.add_bot("pad-attacker", "main", "read,trade")
+    status, body, _ = send(dev, victim, "POST", "/fapi/v1/order",
+                           "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.005&price=20001")
+    assert status == 200, body
+    oid = str(body["orderId"])
+    status, body, arrived = send(dev, attacker, "PUT", "/fapi/v1/order",
+                                 f"symbol=BTCUSDT&orderId=00{oid}&side=BUY&quantity=1&price=20001")
+    assert body.get("error") == "policy_denied" and "another bot" in body["message"] and arrived == [], body
+    status, body, arrived = send(dev, attacker, "PUT", "/fapi/v1/order",
+                                 f"symbol=BTCUSDT&orderId={oid}x&side=BUY&quantity=1&price=20001")
+    assert body.get("error") == "bad_request" and arrived == [], body
+    done = dev.cli("halt", "--bot", "pad-victim", "--cancel-orders", "--json", "--reason", "test")
+    cancelled = [c["order_id"] for a in json.loads(done.stdout)["accounts"] for c in a["cancelled"]]
+    assert cancelled == [oid]
+    dev.cli("resume", "--bot", "pad-victim")

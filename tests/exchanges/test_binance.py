@@ -344,6 +344,10 @@ def test_fields_the_order_type_ignores_are_conflicts() -> None:
     assert (replace.action, replace.quantity, replace.price) == ("order", Decimal("1"), Decimal("20000"))
     amend = facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=1&side=BUY&quantity=1&price=20000")
     assert (amend.action, amend.quantity, amend.market, amend.order_id) == ("amend", Decimal("1"), "usdm", "1")
+    assert facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=007&side=BUY&quantity=1&price=1").order_id \
+        == "7"  # as Binance reads it (a padded id named no order in the book)
+    with pytest.raises(BadRequest):
+        facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=7e1&side=BUY&quantity=1&price=1")
     # portfolio margin's Modify Order (session 18's second review: unread, so an unlimited bot grew another bot's)
     for path, market in (("/papi/v1/um/order", "papi-um"), ("/papi/v1/cm/order", "papi-cm")):
         pm = facts_of("PUT", path, body="symbol=BTCUSDT&orderId=7&side=BUY&quantity=50&price=20000")
