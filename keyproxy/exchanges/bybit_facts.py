@@ -152,15 +152,22 @@ def _attached(body: dict[str, object]) -> str | None:
 
 def _amend(body: dict[str, object], category: str | None) -> RequestFacts:
     """"Amend Order": the order is worth the new `qty` x `price`; one left unchanged is unknown here, so
-    such an amend cannot be valued (refused under a notional limit). Only tp/sl/trigger changes: other."""
+    such an amend cannot be valued (refused under a notional limit). A new `triggerPrice` (a conditional order's)
+    is an amend too, checked against the band and valuing a stop buy; an option's `orderIv` sets the price
+    ("orderIv has a higher priority when price is passed as well"): a conflict. Take-profit / stop-loss
+    changes only: other."""
     qty, price = amount(body.get("qty"), "qty"), amount(body.get("price"), "price")
+    trigger = amount(body.get("triggerPrice"), "triggerPrice")
+    implied = body.get("orderIv") not in (None, "")
     untracked = _attached(body)
-    if qty is None and price is None:  # take-profit, stop-loss or trigger changes only
+    if qty is None and price is None and trigger is None and not implied:  # take-profit / stop-loss changes only
         return RequestFacts(action="other", symbol=_symbol(body), untracked=untracked)
     in_quote = category == "inverse"
     order_id = body.get("orderId")
     return RequestFacts(action="amend", symbol=_symbol(body), market=category,
-                        quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None, price=price,
+                        quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
+                        price=None if implied else price, trigger_price=trigger,
+                        conflict="Bybit prices this option amend by its orderIv, not its price" if implied else None,
                         order_id=order_id if isinstance(order_id, str) and order_id else None, untracked=untracked)
 
 

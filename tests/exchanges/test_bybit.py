@@ -524,6 +524,14 @@ def test_other_facts() -> None:
     amend = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "qty": "3"})
     assert (amend.action, amend.quantity, amend.order_id) == ("amend", Decimal("3"), "x")  # the order it changes
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "takeProfit": "1"}).action == "other"
+    # session 18's third review: a new trigger alone was "other" (no band, no own-order check), and an option's
+    # orderIv (which Bybit prices the order by, over price) was not read
+    trigger = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x",
+                                        "triggerPrice": "600000"})
+    assert (trigger.action, trigger.trigger_price, trigger.order_id) == ("amend", Decimal("600000"), "x")
+    implied = facts("/v5/order/amend", {"category": "option", "symbol": "BTC-27DEC25-80000-C", "orderId": "y",
+                                        "qty": "10", "price": "1", "orderIv": "9"})
+    assert implied.action == "amend" and implied.price is None and implied.conflict
     batch = facts("/v5/order/create-batch", {"category": "linear", "request": [
         {"symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.1", "price": "20000"},
         {"symbol": "ETHUSDT", "side": "Sell", "orderType": "Market", "qty": "1", "reduceOnly": True}]})
