@@ -212,6 +212,7 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
+                        book_priced=matched is not None,
                         trigger_price=amount(params.get("stopPrice")))
 
 

@@ -75,7 +75,8 @@ class Amended:
 
 def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
-    its side from the amend where it names one, else the book's; its new size and price from the amend); None
+    its side from the amend where it names one, else the book's; its new size and price from the amend, a price
+    the exchange sets from the book (`book_priced`) as a market order's); None
     when the new size cannot be read. A new size is the order's whole size, what it filled included (as every
     exchange keyproxy knows reads it)."""
     if leg.quantity is None and leg.quote_quantity is not None:
@@ -85,7 +86,7 @@ def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
     return replace(leg, action="order", side=side, market=None if market == "*" else market,
                    symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
-                   price=leg.price if leg.price is not None else order.price, orders=())
+                   price=leg.price if leg.price is not None or leg.book_priced else order.price, orders=())
 
 # what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
 OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]

@@ -54,6 +54,9 @@ class RequestFacts:
     # a limit the exchange sets itself when the trigger fires, above a buy's own limit (a Coinbase bracket's stop is
     # placed at its trigger + 5% for a buy): what a buy may pay at most, for valuation only
     stop_limit: Decimal | None = None
+    # the exchange sets the price from the book (Binance priceMatch, pegged orders): valued and checked for crossing
+    # as a market order; an amend saying so moves the order off the price the book holds
+    book_priced: bool = False
     order_id: str | None = None  # an amend: the exchange's id of the order it changes (None: a client id, or none)
     # why keyproxy cannot follow this order's fills (a Hyperliquid TWAP fills as child orders no answer names):
     # no position or loss limit could hold it, so a bot bound by one is refused it

@@ -243,3 +243,27 @@ def test_only_an_amend_that_restates_the_whole_order_may_make_it_reduce_only(ada
     assert adapter.amend_sets_reduce_only is sets  # type: ignore[attr-defined]
     facts = RequestFacts(action="amend", orders=(RequestFacts(action="amend", reduce_only=True),), reduce_only=True)
     assert not any(f.reduce_only for f in (facts.not_reduce_only(), *facts.not_reduce_only().orders))
+
+
+@pytest.mark.parametrize("move, code", [("price=20100", "self_cross"), ("priceMatch=OPPONENT", "self_cross"),
+                                        ("price=20000", None)])
+def test_an_amend_the_book_prices_is_checked_as_a_market_order(move: str, code: str | None) -> None:
+    """Session 18's third review: a Binance Modify Order with `priceMatch` names no price, so it was checked at the
+    price the book held: the same size passed as a shrink and skipped the crossing check, and Binance moved the
+    bid onto another bot's ask. A price the book sets is a market order's: it may cross anything."""
+    from keyproxy.exchanges.base import IncomingRequest
+    from keyproxy.proxy.positions import book_id
+    now, scope, rest = 1_796_385_600.0, "usdm:BTCUSDT", Binance()
+    desk = RiskDesk(None, MarketBook(lambda: now), lambda: now)
+    def leg(side: str, price: str) -> RequestFacts:
+        return RequestFacts(action="order", symbol="BTCUSDT", market="usdm", side=side, quantity=Decimal("0.01"),
+                            price=Decimal(price))
+    desk.book.placed("a", "maker", (leg("sell", "20100"),), (book_id("1", scope),))  # another bot's ask
+    desk.book.placed("a", "taker", (leg("buy", "20000"),), (book_id("9", scope),))
+    facts = rest.facts(IncomingRequest("PUT", "/fapi/v1/order", f"symbol=BTCUSDT&orderId=9&side=BUY&quantity=0.01"
+                                       f"&{move}", {}), rest.classify("PUT", "/fapi/v1/order"))
+    taker = SimpleNamespace(info=SimpleNamespace(name="taker"), policy=parse_policy({"scopes": "read,trade"}))
+    risk = desk.view("a", taker, None, facts, now, rest)  # type: ignore[arg-type]
+    d = decide(facts, "trade", taker.policy, Counters(), now, bot="taker", account="a", risk=risk,
+               prices={"BTCUSDT": Decimal("20050")})
+    assert (d.allow, d.code or None) == (code is None, code)
