@@ -148,15 +148,17 @@ class OkxSweep:
 
 
 class BybitSweep:
-    """GET /v5/order/realtime per category (linear and inverse by settle coin), pages of 50 by cursor;
-    POST /v5/order/cancel by orderId."""
+    """GET /v5/order/realtime per category (linear by settle coin: USDT and USDC contracts), pages of 50 by
+    cursor; POST /v5/order/cancel by orderId."""
 
-    _LISTS = {"spot": {"category": "spot"}, "linear": {"category": "linear", "settleCoin": "USDT"},
-              "inverse": {"category": "inverse"}, "option": {"category": "option"}}
+    _LISTS: dict[str, tuple[dict[str, str], ...]] = {
+        "spot": ({"category": "spot"},), "inverse": ({"category": "inverse"},), "option": ({"category": "option"},),
+        "linear": ({"category": "linear", "settleCoin": "USDT"}, {"category": "linear", "settleCoin": "USDC"})}
 
     def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         chosen = sorted((markets & set(self._LISTS)) | {"spot"})
-        return [("GET", "/v5/order/realtime", urlencode({**self._LISTS[m], "limit": 50}), b"") for m in chosen]
+        return [("GET", "/v5/order/realtime", urlencode({**params, "limit": 50}), b"")
+                for m in chosen for params in self._LISTS[m]]
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
         doc = _json(body)

@@ -260,3 +260,14 @@ def test_a_halt_cancels_isolated_margin_orders_symbol_by_symbol(tmp_path: Path) 
                             ("DELETE", "/sapi/v1/margin/order", "symbol=ETHUSDT&orderId=42")]
     assert isolated == {"BTCUSDT": []} and cross == [] and summary["left"] == [] and len(summary["cancelled"]) == 2
     store.close()
+
+
+def test_bybit_linear_orders_are_listed_for_both_settle_coins() -> None:
+    """Session 18's third review: Bybit lists linear orders per settle coin, and the sweep asked for USDT only, so a
+    bot's USDC perpetual (BTCPERP) or future orders rested through its halt, reported as nothing left."""
+    from urllib.parse import parse_qsl
+
+    from keyproxy.exchanges.open_orders import SWEEPS
+    specs = SWEEPS["bybit"].listings(frozenset({"linear"}), None, {})  # type: ignore[arg-type]
+    coins = sorted(dict(parse_qsl(s[2])).get("settleCoin", "") for s in specs if "category=linear" in s[2])
+    assert coins == ["USDC", "USDT"]
