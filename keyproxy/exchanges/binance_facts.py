@@ -49,7 +49,8 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
 
 _POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
                             "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
-                            "sideEffectType", "batchOrders", "priceMatch", "pegPriceType", "stopPrice"})
+                            "sideEffectType", "batchOrders", "priceMatch", "pegPriceType", "stopPrice", "orderId",
+                            "origClientOrderId", "isIsolated"})
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")

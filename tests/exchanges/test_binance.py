@@ -348,6 +348,8 @@ def test_fields_the_order_type_ignores_are_conflicts() -> None:
         == "7"  # as Binance reads it (a padded id named no order in the book)
     with pytest.raises(BadRequest):
         facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=7e1&side=BUY&quantity=1&price=1")
+    with pytest.raises(BadRequest):  # which one Binance reads is not documented: neither is believed
+        facts_of("PUT", "/fapi/v1/order", body="symbol=BTCUSDT&orderId=7&orderId=8&side=BUY&quantity=1&price=1")
     # portfolio margin's Modify Order (session 18's second review: unread, so an unlimited bot grew another bot's)
     for path, market in (("/papi/v1/um/order", "papi-um"), ("/papi/v1/cm/order", "papi-cm")):
         pm = facts_of("PUT", path, body="symbol=BTCUSDT&orderId=7&side=BUY&quantity=50&price=20000")
