@@ -145,6 +145,8 @@ class BybitWsApi(WsDialect):
         args = frame.get("args") or []
         if path is None or not args or not isinstance(args[0], dict):
             return None
+        if len(args) > 1:  # keyproxy would read the first only: a batch goes as one arg of a batch op
+            raise BadRequest(f"{frame['op']} takes one request in args")
         return path, json.dumps(args[0]).encode()
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:

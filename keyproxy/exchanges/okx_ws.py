@@ -156,6 +156,8 @@ class OkxWsApi(WsDialect):
             return None
         args = frame.get("args") or []
         single = frame["op"] in ("order", "cancel-order", "amend-order", "mass-cancel")
+        if single and len(args) > 1:  # keyproxy would read the first only: more goes by the batch ops
+            raise BadRequest(f"{frame['op']} takes one order in args (batch-orders and its kin take more)")
         return path, json.dumps(args[0] if single and args else args).encode()
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:

@@ -64,6 +64,9 @@ def test_trade_ops_have_the_facts_of_their_rest_twins() -> None:
     req = frame({"reqId": "1", "op": "order.create", "args": [order]})
     f = WS.facts(req, WS.classify("order.create", "/v5/trade"))  # type: ignore[union-attr]
     assert (f.action, f.quantity, f.conflict is not None) == ("order", Decimal("2"), True)  # the decoy price
+    with pytest.raises(BadRequest):  # two requests in one op: keyproxy would read the first only
+        WS.facts(frame({"reqId": "2", "op": "order.create", "args": [order, {**order, "qty": "200"}]}),
+                 WS.classify("order.create", "/v5/trade"))  # type: ignore[union-attr]
     assert WS.ws_answer({"reqId": "1", "retCode": 0, "op": "order.create"}) == ("req:1", 200)  # type: ignore[union-attr]
     assert WS.ws_answer({"topic": "order", "data": []}) is None  # type: ignore[union-attr]
     refusal = WS.ws_refusal("req:1", "order.create", "notional_exceeded", "too big", 403)  # type: ignore[union-attr]

@@ -66,6 +66,9 @@ def test_order_ops_have_the_facts_of_their_rest_twins() -> None:
     req = frame({"id": "1", "op": "order", "args": [order]})
     f = WS.facts(req, WS.classify("order", "/ws/v5/private"))  # type: ignore[union-attr]
     assert (f.action, f.quantity, f.price) == ("order", Decimal("2"), Decimal("20000"))
+    with pytest.raises(BadRequest):  # a single op with two orders: keyproxy would read the first only
+        WS.facts(frame({"id": "9", "op": "order", "args": [order, {**order, "sz": "300"}]}),
+                 WS.classify("order", "/ws/v5/private"))  # type: ignore[union-attr]
     batch = frame({"id": "2", "op": "batch-orders", "args": [order, {**order, "sz": "3"}]})
     assert len(WS.facts(batch, WS.classify("batch-orders", "/ws/v5/private")).orders) == 2  # type: ignore[union-attr]
     cancel = frame({"id": "3", "op": "cancel-order", "args": [{"instId": "BTC-USDT", "ordId": "1"}]})
