@@ -386,13 +386,9 @@ def _crossing(i: int, risk: RiskView, policy: BotPolicy) -> Decision | None:
 def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: RiskView
                ) -> tuple[Decision | None, RequestFacts | None, bool]:
     """An amend leg: (a refusal; the order it leaves behind, checked as a new one unless it only shrinks at
-    its price and side (never more risk, so it passes: the third value); None: nothing binds it). An amend
-    naming its order by a client id only is refused: another bot's client ids are in every account-wide
-    open-orders answer, so it could grow another bot's order. An order keyproxy cannot find passes only for a
-    bot no position or loss limit binds, since nothing shows what it would leave resting."""
-    if leg.order_id is None:
-        return deny(DenyCode.UNDECIDED, "name the order to amend by the exchange's order id: keyproxy cannot tell "
-                    "whose order a client id names, and a bot amends only its own orders"), None, False
+    its price and side (never more risk, so it passes: the third value); None: nothing binds it). An order
+    keyproxy cannot find passes only for a bot no position or loss limit binds, since nothing shows what it
+    would leave resting (an amend naming no order id never gets here: `_trade_checks`)."""
     lossy = risk.loss_limited or risk.loss is not None
     if order is None:
         # nothing to hold it to; or, for a bot only a position cap binds, a new price of an order whose size stays
@@ -491,6 +487,9 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
                 facts.symbol is not None and facts.symbol not in policy.symbols):
             return deny(DenyCode.SYMBOL, f"symbol {facts.symbol or '(none)'} is not in the bot's allowlist")
     for leg in facts.placed():
+        if facts.action == "amend" and leg.order_id is None:  # every bot's client ids are in the open-orders answer
+            return deny(DenyCode.UNDECIDED, "name the order to amend by the exchange's order id: keyproxy cannot "
+                        "tell whose order a client id names, and a bot amends only its own orders")
         refused = _order_checks(leg, policy, prices.get(leg.symbol or ""), valued)
         if refused is not None:
             return refused

@@ -317,7 +317,7 @@ def batch(*legs: RequestFacts) -> RequestFacts:
     # borrowing through a trade needs the transfer scope
     (order(borrows=True), policy(), {}, "scope_denied"),
     # an amend is valued like an order
-    (order(action="amend", quantity=D("1")), policy(max_order_notional=1000), {}, "notional_exceeded"),
+    (order(action="amend", quantity=D("1"), order_id="7"), policy(max_order_notional=1000), {}, "notional_exceeded"),
     # a memo the allowlist entry does not name is someone else's account
     (RequestFacts(action="withdraw", asset="XRP", network="XRP", address="rShared", memo="666", amount=D("1")),
      policy(withdraw_addresses="XRP:XRP:rShared"), {}, "address_denied"),
