@@ -49,7 +49,7 @@ HEARTBEAT_ENDPOINT = Endpoint(EndpointClass.READ, "keyproxy:heartbeat")
 log = logging.getLogger("keyproxy.proxy")
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What happened to one request, for the log line and (later) the audit trail."""
 
@@ -189,8 +189,9 @@ class Core:
             raise Refused("unknown_endpoint", e.message) from None
         except BadRequest as e:
             raise Refused("bad_request", e.message) from None
-        route = replace(route, endpoint=endpoint)
-        outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
+        if endpoint is not route.endpoint:
+            route = Route(route.snap, account, adapter, endpoint, route.origin)
+            outcome.endpoint_class, outcome.endpoint = endpoint.cls.value, endpoint.name
         now_ms = self.clock_ms()
         bot = self._identify(route.snap, account, adapter, incoming, outcome, now_ms)
         token = adapter.presented_stream_token(incoming) if bot is None else None

@@ -6,6 +6,7 @@ keeps the snapshot it started with and a reload never shows half a state.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,13 +42,19 @@ class BotEntry:
         return f"k:{self.key.key_id}" if self.key is not None else f"t:{self.token_digest}"
 
     def allows_ip(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
+        return _allowed(address, self.networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """The peer address within one of the networks: parsed once per (address, allowlist), not per request."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
 
 
 @dataclass(frozen=True, slots=True)
