@@ -394,9 +394,11 @@ class Core:
         banded = price_band(policy, limits) is not None
         valued = policy.max_order_notional is not None or policy.daily_notional_cap is not None \
             or policy.max_position_notional is not None
-        if (banded or valued) and facts.action in ("order", "amend"):
+        sized = policy.position_capped  # a quote-sized order's size (quote / price) counts against the position
+        if (banded or valued or sized) and facts.action in ("order", "amend"):
             max_age = (limits.reference_max_age if limits is not None else REFERENCE_MAX_AGE) if banded else None
-            references = self.markets.references(account.info.name, account.adapter, facts, max_age, fetched, valued)
+            references = self.markets.references(account.info.name, account.adapter, facts, max_age, fetched, valued,
+                                                 sized)
         throttle = snap.throttles.get(name)
         decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),

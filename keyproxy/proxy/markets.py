@@ -98,12 +98,13 @@ class MarketBook:
         return None if seen is None else max(0.0, self._clock() - seen)
 
     def references(self, account: str, adapter: Adapter | None, facts: RequestFacts, max_age: float | None,
-                   fetched: bool, valued: bool = False) -> dict[str, Decimal]:
+                   fetched: bool, valued: bool = False, sized: bool = False) -> dict[str, Decimal]:
         """The prices seen within `max_age` of every order leg a price band checks (`max_age` None: no band);
         `NeedReference` for the missing ones the exchange can be asked for, unless keyproxy has just asked
         (`fetched`). `valued`: the bot has a notional limit, so a leg valued at the market's price
         (`needs_market_price`: a sell, a buy without a limit) whose symbol has no price seen within
-        VALUATION_MAX_AGE is asked for too (with none at all, such an order cannot be valued and is refused)."""
+        VALUATION_MAX_AGE is asked for too (with none at all, such an order cannot be valued and is refused);
+        `sized`: the bot has a position cap, so a quote-sized leg (its size is quote / price) is asked for alike."""
         now = self._clock()
         found: dict[str, Decimal] = {}
         calls: dict[PublicCall, str] = {}
@@ -114,8 +115,9 @@ class MarketBook:
             banded = max_age is not None and needs_reference(leg)
             if banded and now - self._seen.get(key, float("-inf")) <= max_age:  # type: ignore[operator]
                 found[leg.symbol] = self.prices[key]
-            elif (banded or valued and needs_market_price(leg) and now - self._seen.get(key, float("-inf")) >
-                  VALUATION_MAX_AGE) and not fetched and adapter is not None:
+            elif (banded or (valued and needs_market_price(leg) or sized and leg.quote_quantity is not None)
+                  and now - self._seen.get(key, float("-inf")) > VALUATION_MAX_AGE) \
+                    and not fetched and adapter is not None:
                 call = adapter.reference_request(leg)
                 if call is not None:
                     calls.setdefault(call, leg.symbol)

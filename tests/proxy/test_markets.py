@@ -68,6 +68,12 @@ def test_an_order_valued_at_the_market_needs_a_price_seen_within_a_minute() -> N
     with pytest.raises(NeedReference):
         book.references("a", binance, sell, None, fetched=False, valued=True)
     assert book.references("a", binance, sell, None, fetched=True, valued=True) == {}  # asked: the old one serves
+    # session 18's fourth review: a quote-sized market buy is sized quote / price against max_position: sized at an
+    # hour-old price it bought twice the cap (the bot chose when keyproxy's price went stale)
+    quoted = order(price=None, quantity=None, quote_quantity=D("100000"))
+    assert book.references("a", binance, quoted, None, fetched=False, valued=True) == {}  # its value is the quote
+    with pytest.raises(NeedReference):
+        book.references("a", binance, quoted, None, fetched=False, sized=True)
 
 
 def test_orders_the_band_does_not_check_need_no_reference() -> None:
