@@ -158,8 +158,11 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             return replace(facts, untracked="take-profit and stop-loss orders grouped with an order are answered "
                            "without the ids their fills come under")
         return facts
-    if kind in ("modify", "batchModify"):
-        modifies = [action] if kind == "modify" else action.get("modifies")
+    if kind == "modify":  # answered {"type": "default"}: no word of the oid the modified order rests under
+        raise BadRequest("send batchModify (as ccxt and the SDK do): a single modify is answered without the id of "
+                         "the order it leaves resting, so keyproxy could not tell whose order that is")
+    if kind == "batchModify":
+        modifies = action.get("modifies")
         if not isinstance(modifies, list):
             raise BadRequest("modifies must be a list")
         legs = []
@@ -169,11 +172,7 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             oid = m.get("oid")  # the exchange's id, or a client id (0x + 32 hex digits) the book does not hold
             legs.append(replace(_order_leg(m.get("order"), "amend"),
                                 order_id=str(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None))
-        facts = _many(legs, "modify")
-        if kind == "modify":  # answered {"type": "default"}: no word of the oid the modified order rests under
-            return replace(facts, untracked="a single modify is answered without the order id it leaves resting "
-                           "(batchModify names it)")
-        return facts
+        return _many(legs, "modify")
     if kind in ("cancel", "cancelByCloid"):
         cancels = action.get("cancels")
         if not isinstance(cancels, list) or not cancels:

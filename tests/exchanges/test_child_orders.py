@@ -50,7 +50,6 @@ KRAKEN_ORDER = "nonce=1&ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=2
                                                                     "m": 5, "t": False}}), True),
     (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "normalTpsl"}), True),
     (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "na"}), False),
-    (lambda: test_hyperliquid._facts({"type": "modify", "oid": 7, "order": HL_ORDER}), True),
     (lambda: test_hyperliquid._facts({"type": "batchModify", "modifies": [{"oid": 7, "order": HL_ORDER}]}), False),
     (lambda: bybit("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "stopLoss": "1"}), True),
     (lambda: test_okx.facts_of("/api/v5/trade/order", json.dumps(OKX_ORDER)), False),

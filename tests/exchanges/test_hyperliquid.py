@@ -253,6 +253,9 @@ def test_a_modify_names_the_order_it_changes_by_the_exchanges_id() -> None:
                                                      {"oid": "0x" + "ab" * 16, "order": wire}]})
     assert [(o.action, o.order_id, o.quantity) for o in f.orders] == [
         ("amend", "77", Decimal("0.01")), ("amend", None, Decimal("0.01"))]  # a client id: not the book's
+    # a single modify is answered without the oid it leaves resting: no halt could find whose order that is
+    with pytest.raises(BadRequest, match="batchModify"):
+        _facts({"type": "modify", "oid": 77, "order": wire})
 
 
 def test_a_trigger_order_is_valued_at_the_worse_of_trigger_and_limit() -> None:
