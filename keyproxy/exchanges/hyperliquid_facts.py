@@ -197,17 +197,9 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             raise BadRequest("leverage must be a positive integer")
         return RequestFacts(action="leverage", symbol=symbol, market=market, leverage=Decimal(leverage))
     if kind == "twapOrder":
-        twap = action.get("twap")
-        if not isinstance(twap, dict):
-            raise BadRequest("twap must be an object {a, b, s, r, m, t}")
-        market, symbol = market_of(_asset(twap.get("a"), "twap asset (a)"))
-        if not isinstance(twap.get("s"), str):
-            raise BadRequest("a TWAP order's size (s) is a decimal string")
-        return RequestFacts(action="order", symbol=symbol, market=market, order_type="twap",
-                            side="buy" if _flag(twap.get("b"), "b") else "sell",
-                            quantity=amount(twap["s"], "twap size (s)"),
-                            reduce_only=_flag(twap.get("r"), "r") and market == "perp",
-                            untracked="a TWAP order fills as child orders its answer never names")
+        # its child orders' fills come under ids no answer names, and no info request lists running TWAPs, so a
+        # halt's sweep could not stop one (it kept trading for up to its m minutes): refused to every bot
+        raise BadRequest("TWAP orders are not allowed through keyproxy: a halt could not cancel one")
     if kind == "vaultTransfer" and action.get("isDeposit") is not False:
         vault, usd = action.get("vaultAddress"), action.get("usd")
         if not isinstance(vault, str) or len(vault) > 64:

@@ -46,8 +46,6 @@ KRAKEN_ORDER = "nonce=1&ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=2
         {"instId": "BTC-USDT", "ordId": "1", "newSz": "0.5", "newSlTriggerPx": "18000"})), True),
     # Hyperliquid: a TWAP, children grouped with an order (ccxt's stopLoss/takeProfit: normalTpsl), a single
     # modify (answered without the oid it leaves); batchModify names it
-    (lambda: test_hyperliquid._facts({"type": "twapOrder", "twap": {"a": 0, "b": True, "s": "0.01", "r": False,
-                                                                    "m": 5, "t": False}}), True),
     (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "normalTpsl"}), True),
     (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "na"}), False),
     (lambda: test_hyperliquid._facts({"type": "batchModify", "modifies": [{"oid": 7, "order": HL_ORDER}]}), False),

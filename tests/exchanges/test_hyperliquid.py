@@ -256,6 +256,8 @@ def test_a_modify_names_the_order_it_changes_by_the_exchanges_id() -> None:
     # a single modify is answered without the oid it leaves resting: no halt could find whose order that is
     with pytest.raises(BadRequest, match="batchModify"):
         _facts({"type": "modify", "oid": 77, "order": wire})
+    with pytest.raises(BadRequest, match="TWAP"):  # a halt could not cancel one: no request lists running TWAPs
+        _facts({"type": "twapOrder", "twap": {"a": 0, "b": True, "s": "0.01", "r": False, "m": 5, "t": False}})
 
 
 def test_a_trigger_order_is_valued_at_the_worse_of_trigger_and_limit() -> None:
