@@ -77,19 +77,20 @@ def binance_market(path: str, is_isolated: str | None = None) -> str:
 
 def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What the request would do, from its parameters (the query wins over the body, as at Binance)."""
-    facts = _binance_facts(req, endpoint)
+    if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
+        return RequestFacts(action="other")
+    return binance_facts_of(req.method, req.path, _params(req))
+
+
+def binance_facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
+    """The same from parameters already read (a WebSocket API frame's, under its REST twin's method and path)."""
+    facts = _facts_of(method, path, params)
     if facts.action in ("order", "cancel", "amend") and facts.market is None:  # a single order has its own
-        market = _market(req.path)
-        if market == "margin":
-            body = req.body.decode("utf-8", "replace")
-            market = binance_market(req.path, dict(parse_qsl(f"{body}&{req.query}")).get("isIsolated"))
-        return replace(facts, market=market)
+        return replace(facts, market=binance_market(path, params.get("isIsolated")))
     return facts
 
 
-def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-    if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
-        return RequestFacts(action="other")
+def _params(req: IncomingRequest) -> dict[str, str]:
     try:
         body = req.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -102,22 +103,26 @@ def _binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                 # way keyproxy could value a different order than Binance executes: refuse both.
                 raise BadRequest(f"parameter {k[:40]!r} is given more than once")
             params[k] = v
+    return params
+
+
+def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
-    if (req.method, req.path) in _CANCELS:
+    if (method, path) in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol)
-    if req.method == "POST" and req.path in _LEVERAGE:
+    if method == "POST" and path in _LEVERAGE:
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
-    if req.method == "POST" and req.path == "/sapi/v1/capital/withdraw/apply":
+    if method == "POST" and path == "/sapi/v1/capital/withdraw/apply":
         return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,
                             amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
-    if req.method == "POST" and req.path in _ORDER_PLACEMENT:
-        return _order_facts(req.path, params, symbol)
-    if req.method == "PUT" and req.path in _AMENDS:
-        return replace(_order_facts(req.path, params, symbol), action="amend", order_id=_order_id(params))
-    if req.method in ("POST", "PUT") and req.path in _BATCHES:
-        return _batch_facts(req.method, req.path, params.get("batchOrders"))
-    if req.path in _NO_ORDER:
+    if method == "POST" and path in _ORDER_PLACEMENT:
+        return _order_facts(path, params, symbol)
+    if method == "PUT" and path in _AMENDS:
+        return replace(_order_facts(path, params, symbol), action="amend", order_id=_order_id(params))
+    if method in ("POST", "PUT") and path in _BATCHES:
+        return _batch_facts(method, path, params.get("batchOrders"))
+    if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
 

@@ -24,6 +24,7 @@ from urllib.parse import quote_plus, unquote, urlencode
 
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges.binance_facts import binance_facts_of
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import (
     READ_MARKETS, STREAM_MARKETS, binance_amend_verdicts, binance_cancel_replace_done, binance_order_updates_in,
@@ -276,11 +277,17 @@ class BinanceWsApi(WsDialect):
         return binance_costs(twin.method, twin.path, twin.query)
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
-        twin = self._twin(req)
-        if twin is None:
+        """The REST twin's facts, read from the frame's params as they are (no query string between)."""
+        frame = parse_frame(req.body)
+        spec = METHODS.get(frame["method"])
+        if spec is None or spec.twin is None:
             return RequestFacts(action="other" if endpoint.cls is not EndpointClass.TRADE else None)
-        twin_endpoint = self._rest.classify(twin.method, twin.path) or Endpoint(endpoint.cls, endpoint.name)
-        return self._rest.facts(twin, twin_endpoint)  # type: ignore[no-any-return]
+        method, path = spec.twin
+        twin_endpoint = self._rest.classify(method, path) or Endpoint(endpoint.cls, endpoint.name)
+        if twin_endpoint.cls is EndpointClass.PUBLIC or twin_endpoint.cls is EndpointClass.READ:
+            return RequestFacts(action="other")
+        params = {k: _text(v) for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}
+        return binance_facts_of(method, path, params)
 
 
     @staticmethod
