@@ -249,6 +249,16 @@ class StateStore:
                 pass
         return placed
 
+    def placed_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
+        """The bot recorded as placing the order any of `keys` names (this instance's record; in a fleet the
+        positions book, shared, answers first)."""
+        for key in keys:
+            row = self._db.execute("SELECT bot FROM placed_orders WHERE account = ? AND order_id = ?",
+                                   (account, key)).fetchone()
+            if row is not None:
+                return str(row[0])
+        return None
+
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         if self.placed_mirror is not None:
             self.placed_mirror.forget_placed_orders(account, order_ids)

@@ -22,9 +22,10 @@ from typing import Any
 
 from keyproxy.exchanges.open_orders import SWITCHES
 from keyproxy.fleet.charges import SharedCharges
+from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
-    SignContext, UnknownEndpoint,
+    SignContext, UnknownEndpoint, order_ids_in,
 )
 from keyproxy.policy.budget import Governor
 from keyproxy.policy.decide import Counters, decide, price_band
@@ -513,21 +514,36 @@ class Core:
                 self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
         return verified.request
 
-    def _track_open_orders(self, adapter: object, track: tuple[str, RequestFacts], out: OutboundRequest,
-                           status: int, body: bytes) -> None:
+    def _track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
+                           out: OutboundRequest, status: int, body: bytes) -> None:
         """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`)."""
         if self.usage is None:
             return
         bot, facts = track
-        change = adapter.order_book_change(out, status, body, facts)  # type: ignore[attr-defined]
+        change = adapter.order_book_change(out, status, body, facts)
         for market in change.reset:
             self.usage.reset_open_orders(bot, market)
         for scope in change.opened:
             self.usage.change_open_orders(bot, scope, +1)
-        for scope in change.closed:
+        others = self._others_orders(account, adapter, bot, facts, body) if change.closed else 0
+        for scope in change.closed[others:]:
             self.usage.change_open_orders(bot, scope, -1)
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
+
+    def _others_orders(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, body: bytes) -> int:
+        """How many of the orders a cancel's answer names were another bot's (the book's, else `placed_orders`): a
+        cancel of another bot's order frees no place under this bot's `max_open_orders`."""
+        ids = order_ids_in(loads(body), adapter.order_id_keys) if adapter.order_id_keys else ()
+        keyed, scope = adapter.order_ids_per_market, facts.scope
+        others = 0
+        for oid in ids:
+            held = self.risk.book.find(account, oid, scope, keyed)
+            owner = held.bot if held is not None else self._sequences.placed_owner(
+                account, (placed_key(oid, scope), f"{oid}@{facts.symbol}", oid) if keyed else (oid,)) \
+                if self._sequences is not None else None
+            others += owner is not None and owner != bot
+        return others
 
     def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                           ids: tuple[str, ...]) -> None:
@@ -576,7 +592,7 @@ class Core:
             status, body = adapter.settled_answer(out, status, body)
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
-                self._track_open_orders(adapter, outcome.track, out, status, body)
+                self._track_open_orders(name, adapter, outcome.track, out, status, body)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:

@@ -337,3 +337,22 @@ def test_a_padded_order_id_names_the_order_binance_reads(dev: DevStack) -> None:
     cancelled = [c["order_id"] for a in json.loads(done.stdout)["accounts"] for c in a["cancelled"]]
     assert cancelled == [oid]
     dev.cli("resume", "--bot", "pad-victim")
+
+
+def test_cancelling_another_bots_order_frees_no_place_under_my_cap(dev: DevStack) -> None:
+    """Session 18's fifth review: a cancel was counted as one of the canceller's own orders closed, so a bot capped
+    by max_open_orders=1 cancelled another bot's orders (a plain cancel, a cancel-replace) and rested 3 of its own.
+    A cancel of an order the book or `placed_orders` holds as another bot's frees no place now."""
+    limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+    victim = dev.add_bot("slot-victim", "main", "read,trade")
+    greedy = dev.add_bot("slot-greedy", "main", "read,trade", "--set", "max_open_orders=1")
+    victim_ids = [send(dev, victim, "POST", "/api/v3/order", limit)[1]["orderId"] for _ in range(2)]
+    status, body, _ = send(dev, greedy, "POST", "/api/v3/order", limit)
+    assert status == 200, body
+    status, body, _ = send(dev, greedy, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={victim_ids[0]}")
+    assert status == 200 and body.get("status") == "CANCELED", body
+    status, body, arrived = send(dev, greedy, "POST", "/api/v3/order", limit)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, greedy, "POST", "/api/v3/order/cancelReplace",
+                                 f"{limit}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={victim_ids[1]}")
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body  # one rests already: no room
