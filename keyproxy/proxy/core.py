@@ -238,6 +238,14 @@ class Core:
             outcome.track = (bot.info.name, facts)
         if facts.action in ("order", "amend"):
             outcome.placed_by = (bot.info.name, facts)
+            # on its way from this decision on: a request waiting for the account's nonce turn (Kraken) counts
+            # against the caps of every decision after it; a refusal or a failure before sending gives it back
+            # (`InFlight.land`)
+            now = now_ms / 1000
+            if facts.action == "order":
+                self.in_flight.sent(bot.info.name, outcome.request_id, facts.placed() or (facts,), now)
+            elif outcome.adds:  # an amend raising orders' sizes: counted on its way as what it adds
+                self.in_flight.sent(bot.info.name, outcome.request_id, outcome.adds, now, places=False)
         return route, incoming
 
     def redecide(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome
@@ -309,14 +317,6 @@ class Core:
             self.in_flight.land(outcome)  # never sent
             raise
         outcome.decision, outcome.signed = "allow", True
-        if outcome.placed_by is not None:
-            placed = outcome.placed_by[1]
-            if placed.action == "order":
-                self.in_flight.sent(outcome.placed_by[0], outcome.request_id, placed.placed() or (placed,),
-                                    self.clock_ms() / 1000)
-            elif outcome.adds:  # an amend raising orders' sizes: counted on its way as what it adds
-                self.in_flight.sent(outcome.placed_by[0], outcome.request_id, outcome.adds, self.clock_ms() / 1000,
-                                    places=False)
         return outbound
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:

@@ -66,14 +66,15 @@ class InFlight:
     def answered(self, outcome: Any) -> None:
         """The request's answer was read: its order counts from that answer now, no longer as on its way."""
         self.land(outcome)
+
+    def land(self, outcome: Any) -> None:
+        """The order's places on its way go, once its answer is read or when it was never sent (refused after its
+        decision, or failed before it went); an order sent and never answered keeps them until it expires
+        (IN_FLIGHT_S). In a fleet, the gate's reservation goes with them."""
         if outcome.placed_by is not None:
             mine = self._placing.get(outcome.placed_by[0])
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
                 del self._placing[outcome.placed_by[0]]
-
-    def land(self, outcome: Any) -> None:
-        """A fleet: the order's in-flight reservation (made by the gate) goes, once its answer is read or when
-        it was never sent; an order sent and never answered keeps it until it expires (IN_FLIGHT_S)."""
         shared = outcome.shared
         if shared is None or self.flights is None or shared.in_flight is None:
             return
