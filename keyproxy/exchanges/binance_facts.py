@@ -85,7 +85,7 @@ def binance_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
 def binance_facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     """The same from parameters already read (a WebSocket API frame's, under its REST twin's method and path)."""
     facts = _facts_of(method, path, params)
-    if facts.action in ("order", "cancel", "amend") and facts.market is None:  # a single order has its own
+    if facts.action in ("order", "cancel", "amend", None) and facts.market is None:  # a single order has its own
         return replace(facts, market=binance_market(path, params.get("isIsolated")))
     return facts
 

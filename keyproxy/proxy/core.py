@@ -72,6 +72,9 @@ class Outcome:
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
     placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
+    # (bot, facts) of a trade request keyproxy cannot read (an order list, a form-encoded batch), sent for a bot no
+    # trading limit binds: the orders its answer names are still that bot's, for `halt --bot B --cancel-orders`
+    unread_by: tuple[str, RequestFacts] | None = None
     adds: tuple[RequestFacts, ...] = ()  # an amend: what its legs add to the orders they change (RiskDesk)
     # a refused amend named an order this instance's book does not hold: a fleet catches its book up, decides again
     unheld: bool = False
@@ -236,6 +239,8 @@ class Core:
             raise
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
+        if facts.action is None and route.endpoint.cls is EndpointClass.TRADE:
+            outcome.unread_by = (bot.info.name, facts)
         if facts.action in ("order", "amend"):
             outcome.placed_by = (bot.info.name, facts)
             # on its way from this decision on: a request waiting for the account's nonce turn (Kraken) counts
@@ -546,18 +551,22 @@ class Core:
         return others
 
     def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
-                          ids: tuple[str, ...]) -> None:
+                          ids: tuple[str, ...], new_only: bool = False) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
         halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
-        order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them."""
+        order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them.
+        `new_only` (an answer keyproxy cannot read as placements): ids already someone's keep their owner."""
         bot, facts = placed_by
-        legs = facts.placed()
+        legs = facts.placed() or ((facts,) if facts.action is None else ())  # an unread shape: its one scope
         if self._sequences is None or not legs or facts.action == "amend" and not adapter.amend_replaces:
             return  # an amend that keeps the order's id places no order: what it names is never the amender's
+        ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
         keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
                                 else None) for i, oid in enumerate(ids) if oid and oid not in named)
+        if new_only:
+            keys = tuple(k for k in keys if self._sequences.placed_owner(account, (k,)) is None)
         if keys:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
@@ -597,6 +606,9 @@ class Core:
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:
                 self._attribute_orders(name, adapter, outcome.placed_by, ids)
+            elif outcome.unread_by is not None and 200 <= status < 300 and body:
+                self._attribute_orders(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
+                                       new_only=True)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.placed_by is not None and (status >= 500 or not body):

@@ -6,6 +6,7 @@ Bybit amend-batch meets its own verdict."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from decimal import Decimal
 
 import pytest
@@ -305,3 +306,36 @@ def test_an_isolated_margin_order_is_a_market_of_its_own() -> None:
         "symbol": "BTCUSDT", "orderId": 41, "side": "BUY", "status": "FILLED", "executedQty": "1",
         "cummulativeQuoteQty": "100", "origQty": "1", "price": "100", "isIsolated": True}]))
     assert [u.scope for u in listed] == ["isolated:BTCUSDT"]
+
+
+def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Session 18's fifth review: an order list (OCO/OTO/OTOCO: a shape keyproxy does not read, allowed to a bot
+    without trading limits) was never attributed, so `halt --bot B --cancel-orders` left its legs resting. The orders
+    any 2xx answer to such a trade request names are the sending bot's now."""
+    from keyproxy.exchanges.base import IncomingRequest
+    from keyproxy.proxy.core import Core, Outcome
+    from keyproxy.state import StateStore, placed_key
+    store, rest = StateStore(tmp_path / "state.db"), Binance()
+    core = Core(lambda: None, sequences=store)  # type: ignore[arg-type,return-value]
+    path = "/api/v3/orderList/oco"
+    body = b"symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER&abovePrice=90000&belowType=STOP_LOSS" \
+           b"&belowStopPrice=50000"
+    facts = rest.facts(IncomingRequest("POST", path, "", {"content-type": "application/x-www-form-urlencoded"}, body),
+                       rest.classify("POST", path))
+    assert facts.action is None and facts.scope == "spot:BTCUSDT"
+    legs = [{"symbol": "BTCUSDT", "orderId": 11, "clientOrderId": "a"}, {"symbol": "BTCUSDT", "orderId": 12,
+                                                                          "clientOrderId": "b"}]
+    answer = doc({"orderListId": 1, "symbol": "BTCUSDT", "orders": legs, "orderReports": [
+        {**leg, "status": "NEW", "side": "SELL", "executedQty": "0", "cummulativeQuoteQty": "0"} for leg in legs]})
+    outcome = Outcome(request_id="r1", unread_by=("lister", facts))
+    route = SimpleNamespace(account=SimpleNamespace(info=SimpleNamespace(name="acct")),
+                            endpoint=rest.classify("POST", path), adapter=rest)
+    core.learn(route, OutboundRequest("POST", "https://api.binance.com", path, "", {}), 200, answer, outcome)  # type: ignore[arg-type]
+    assert store.placed_orders("acct") == {placed_key("11", "spot:BTCUSDT"): ("lister", "spot"),
+                                           placed_key("12", "spot:BTCUSDT"): ("lister", "spot")}
+    # an unread answer naming another bot's order (a keepPriority amend's) never makes it the sender's
+    amended = doc({"amendedOrder": {"symbol": "BTCUSDT", "orderId": 11, "origQty": "0.5"}})
+    outcome = Outcome(request_id="r2", unread_by=("other", facts))
+    core.learn(route, OutboundRequest("PUT", "https://api.binance.com", path, "", {}), 200, amended, outcome)  # type: ignore[arg-type]
+    assert store.placed_orders("acct")[placed_key("11", "spot:BTCUSDT")] == ("lister", "spot")
+    store.close()
