@@ -245,13 +245,19 @@ class Core:
             outcome.placed_by = (bot.info.name, facts)
             # on its way from this decision on: a request waiting for the account's nonce turn (Kraken) counts
             # against the caps of every decision after it; a refusal or a failure before sending gives it back
-            # (`InFlight.land`)
-            now = now_ms / 1000
-            if facts.action == "order":
-                self.in_flight.sent(bot.info.name, outcome.request_id, facts.placed() or (facts,), now)
-            elif outcome.adds:  # an amend raising orders' sizes: counted on its way as what it adds
-                self.in_flight.sent(bot.info.name, outcome.request_id, outcome.adds, now, places=False)
+            # (`InFlight.land`); `sign` counts it again from its sending (a long wait must not expire it)
+            self._on_its_way(outcome, now_ms / 1000)
         return route, incoming
+
+    def _on_its_way(self, outcome: Outcome, now: float) -> None:
+        """An order (or an amend raising sizes) counted on its way until its answer is read (IN_FLIGHT_S at most)."""
+        if outcome.placed_by is None:
+            return
+        bot, facts = outcome.placed_by
+        if facts.action == "order":
+            self.in_flight.sent(bot, outcome.request_id, facts.placed() or (facts,), now)
+        elif outcome.adds:  # an amend raising orders' sizes: counted on its way as what it adds
+            self.in_flight.sent(bot, outcome.request_id, outcome.adds, now, places=False)
 
     def redecide(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome
                  ) -> tuple[Route, IncomingRequest]:
@@ -322,6 +328,7 @@ class Core:
             self.in_flight.land(outcome)  # never sent
             raise
         outcome.decision, outcome.signed = "allow", True
+        self._on_its_way(outcome, self.clock_ms() / 1000)  # counted since its decision: its 60 s run from now
         return outbound
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
@@ -565,8 +572,9 @@ class Core:
         per_leg = len(ids) == len(legs)
         keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
                                 else None) for i, oid in enumerate(ids) if oid and oid not in named)
-        if new_only:
-            keys = tuple(k for k in keys if self._sequences.placed_owner(account, (k,)) is None)
+        if new_only:  # every owner any instance recorded, under every key form a version wrote
+            owned = self._sequences.placed_orders(account)
+            keys = tuple(k for k in keys if not {k, k.split("@")[0], _legacy_key(k)} & owned.keys())
         if keys:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
@@ -622,6 +630,12 @@ class Core:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
+
+
+def _legacy_key(key: str) -> str:
+    """`id@market:symbol` as an older version keyed it, `id@symbol`."""
+    order_id, at, scope = key.partition("@")
+    return f"{order_id}@{scope.partition(':')[2]}" if at and ":" in scope else key
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

@@ -338,4 +338,9 @@ def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:
     outcome = Outcome(request_id="r2", unread_by=("other", facts))
     core.learn(route, OutboundRequest("PUT", "https://api.binance.com", path, "", {}), 200, amended, outcome)  # type: ignore[arg-type]
     assert store.placed_orders("acct")[placed_key("11", "spot:BTCUSDT")] == ("lister", "spot")
+    store.record_placed_orders("acct", "older", "spot", ("21@BTCUSDT",), 1.0)  # as session 17 keyed it
+    outcome = Outcome(request_id="r3", unread_by=("other", facts))
+    core.learn(route, OutboundRequest("PUT", "https://api.binance.com", path, "", {}), 200,  # type: ignore[arg-type]
+               doc({"amendedOrder": {"symbol": "BTCUSDT", "orderId": 21}}), outcome)
+    assert placed_key("21", "spot:BTCUSDT") not in store.placed_orders("acct")  # an older key's owner keeps it
     store.close()
