@@ -301,6 +301,8 @@ class Adapter(Protocol):
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]: ...
+
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
@@ -541,6 +543,12 @@ class AdapterHooks:
     # a stream event names the matching engine, not the market the order was placed in (Binance's
     # `executionReport` is a spot, margin or portfolio-margin order's): event market -> the markets it may be
     stream_markets: Mapping[str, tuple[str, ...]] = {}
+
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
+        """For an exchange whose cancel answers name no order (Kraken's `count`, Hyperliquid's statuses): the
+        exchange ids the cancel request names, and whether it names orders by a client id instead (then whose
+        orders it cancelled is unknown). Default: ((), False), the answer names them."""
+        return (), False
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an

@@ -100,6 +100,20 @@ CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliq
 
 class Hyperliquid(AdapterHooks):
     order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
+
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
+        """`cancel`'s oids (its answer's statuses name none); `cancelByCloid` names client ids."""
+        try:
+            action = json.loads(req.body)["action"]
+            kind, cancels = action["type"], action["cancels"]
+        except (ValueError, KeyError, TypeError):
+            return (), False
+        if kind == "cancelByCloid":
+            return (), True
+        if kind != "cancel" or not isinstance(cancels, list):
+            return (), False
+        return tuple(str(c["o"]) for c in cancels if isinstance(c, dict) and isinstance(c.get("o"), int)
+                     and not isinstance(c.get("o"), bool)), False
     # a modify places the order anew under its oid: its size is read as what rests after it, fills not counted
     # (if Hyperliquid counts them, keyproxy overstates what rests by the fills: never less than the truth)
     amend_size_is_remaining = True

@@ -50,7 +50,7 @@ from keyproxy.exchanges.base import (
     Verified,
 )
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
-from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_prices
+from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_params, kraken_prices
 from keyproxy.exchanges.kraken_fills import (
     kraken_amend_verdicts, kraken_order_updates, kraken_placed_ids, kraken_reconcile_request, kraken_stream_updates,
 )
@@ -277,6 +277,18 @@ class Kraken(AdapterHooks):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return kraken_placed_ids(body)
+
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
+        """CancelOrder's `txid` (ids, comma-separated; digits: a userref, a client reference) or `cl_ord_id`."""
+        if not req.path.endswith("/CancelOrder"):
+            return (), False
+        try:
+            params = kraken_params(IncomingRequest("POST", req.path, "", {k.lower(): v for k, v in req.headers.items()},
+                                                  req.body))
+        except BadRequest:
+            return (), True
+        ids = [t.strip() for t in str(params.get("txid") or "").split(",") if t.strip()]
+        return tuple(i for i in ids if not i.isdigit()), bool(params.get("cl_ord_id")) or any(i.isdigit() for i in ids)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return kraken_stream_updates(text)

@@ -40,6 +40,11 @@ _POLICY_PARAMS = frozenset({"pair", "type", "ordertype", "volume", "price", "pri
                             "reduce_only", "asset", "key", "address", "amount"})
 
 
+def kraken_params(req: IncomingRequest) -> dict[str, object]:
+    """A private call's parameters, form-encoded or JSON (unique member names)."""
+    return _params(req)
+
+
 def _params(req: IncomingRequest) -> dict[str, object]:
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     try:

@@ -537,16 +537,23 @@ class Core:
             self.usage.reset_open_orders(bot, market)
         for scope in change.opened:
             self.usage.change_open_orders(bot, scope, +1)
-        others = self._others_orders(account, adapter, bot, facts, body) if change.closed else 0
+        others = self._others_orders(account, adapter, bot, facts, out, body, len(change.closed)) \
+            if change.closed else 0
         for scope in change.closed[others:]:
             self.usage.change_open_orders(bot, scope, -1)
         for scope, count in change.counted:
             self.usage.set_open_orders(bot, scope, count)
 
-    def _others_orders(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, body: bytes) -> int:
-        """How many of the orders a cancel's answer names were another bot's (the book's, else `placed_orders`): a
-        cancel of another bot's order frees no place under this bot's `max_open_orders`."""
+    def _others_orders(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, out: OutboundRequest,
+                       body: bytes, closed: int) -> int:
+        """How many of the orders a cancel closed were another bot's (the book's, else `placed_orders`): a cancel of
+        another bot's order frees no place under this bot's `max_open_orders`. The ids come from the answer, else
+        from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown)."""
         ids = order_ids_in(loads(body), adapter.order_id_keys) if adapter.order_id_keys else ()
+        if not ids:
+            ids, by_client = adapter.cancelled_ids(out)
+            if by_client:
+                return closed
         keyed, scope = adapter.order_ids_per_market, facts.scope
         others = 0
         for oid in ids:

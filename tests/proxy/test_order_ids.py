@@ -344,3 +344,38 @@ def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:
                doc({"amendedOrder": {"symbol": "BTCUSDT", "orderId": 21}}), outcome)
     assert placed_key("21", "spot:BTCUSDT") not in store.placed_orders("acct")  # an older key's owner keeps it
     store.close()
+
+
+KRAKEN_CANCELLED = b'{"error":[],"result":{"count":1}}'
+
+
+@pytest.mark.parametrize("adapter, path, sent, answer, freed", [
+    (Kraken(), "/0/private/CancelOrder", b"nonce=1&txid=OYYYYY-AAAAA-BBBBBB", KRAKEN_CANCELLED, 0),
+    (Kraken(), "/0/private/CancelOrder", b"nonce=1&txid=OXXXXX-AAAAA-BBBBBB", KRAKEN_CANCELLED, 1),
+    (Kraken(), "/0/private/CancelOrder", b"nonce=1&cl_ord_id=y-1", KRAKEN_CANCELLED, 0),
+    (Hyperliquid(), "/exchange", json.dumps({"action": {"type": "cancel", "cancels": [{"a": 0, "o": 77}]}}).encode(),
+     b'{"status":"ok","response":{"type":"cancel","data":{"statuses":["success"]}}}', 0),
+])
+def test_a_cancel_whose_answer_names_no_order_is_checked_by_the_ids_it_sent(  # type: ignore[no-untyped-def]
+        tmp_path, adapter, path: str, sent: bytes, answer: bytes, freed: int) -> None:
+    """Session 18's sixth review: Kraken's and Hyperliquid's cancel answers name no order, so a cancel of another
+    bot's order still freed a place under the canceller's max_open_orders. Read from the ids the cancel sent; a cancel
+    by client id frees none (whose orders it cancelled is unknown)."""
+    from keyproxy.proxy.core import Core
+    from keyproxy.state import StateStore, UsageBook
+    store = StateStore(tmp_path / "state.db")
+    usage = UsageBook(store)
+    core = Core(lambda: None, sequences=store, usage=usage)  # type: ignore[arg-type,return-value]
+    store.record_placed_orders("acct", "Y", "spot", ("OYYYYY-AAAAA-BBBBBB", "77"), 0.0)
+    store.record_placed_orders("acct", "X", "spot", ("OXXXXX-AAAAA-BBBBBB",), 0.0)
+    from keyproxy.exchanges.base import IncomingRequest
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    facts = adapter.facts(IncomingRequest("POST", path, "", form, sent), adapter.classify("POST", path)) \
+        if path.startswith("/0/") else RequestFacts(action="cancel", market="perp", symbol="BTC")
+    before = usage.open_orders("X")
+    usage.change_open_orders("X", facts.scope, +1)
+    out = OutboundRequest("POST", "https://x", path, "", {"Content-Type": "application/x-www-form-urlencoded"
+                                                          if path.startswith("/0/") else "application/json"}, sent)
+    core._track_open_orders("acct", adapter, ("X", facts), out, 200, answer)
+    assert usage.open_orders("X") - before == 1 - freed
+    store.close()
