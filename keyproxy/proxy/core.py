@@ -22,10 +22,9 @@ from typing import Any
 
 from keyproxy.exchanges.open_orders import SWITCHES
 from keyproxy.fleet.charges import SharedCharges
-from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import (
     Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
-    SignContext, UnknownEndpoint, order_ids_in,
+    SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Governor
 from keyproxy.policy.decide import Counters, decide, price_band
@@ -36,13 +35,14 @@ from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
+from keyproxy.proxy.order_owners import OrderOwners
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.stream_tokens import StreamTokens
 from keyproxy.secret import Secret
-from keyproxy.state import NonceSequence, StateStore, UsageBook, placed_key
+from keyproxy.state import NonceSequence, StateStore, UsageBook
 
 TOKEN_HEADER = "x-keyproxy-token"
 HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
@@ -131,6 +131,7 @@ class Core:
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
+        self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
@@ -526,66 +527,6 @@ class Core:
                 self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
         return verified.request
 
-    def _track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
-                           out: OutboundRequest, status: int, body: bytes) -> None:
-        """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`)."""
-        if self.usage is None:
-            return
-        bot, facts = track
-        change = adapter.order_book_change(out, status, body, facts)
-        for market in change.reset:
-            self.usage.reset_open_orders(bot, market)
-        for scope in change.opened:
-            self.usage.change_open_orders(bot, scope, +1)
-        others = self._others_orders(account, adapter, bot, facts, out, body, len(change.closed)) \
-            if change.closed else 0
-        for scope in change.closed[others:]:
-            self.usage.change_open_orders(bot, scope, -1)
-        for scope, count in change.counted:
-            self.usage.set_open_orders(bot, scope, count)
-
-    def _others_orders(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, out: OutboundRequest,
-                       body: bytes, closed: int) -> int:
-        """How many of the orders a cancel closed were another bot's (the book's, else `placed_orders`): a cancel of
-        another bot's order frees no place under this bot's `max_open_orders`. The ids come from the answer, else
-        from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown)."""
-        ids = order_ids_in(loads(body), adapter.order_id_keys) if adapter.order_id_keys else ()
-        if not ids:
-            ids, by_client = adapter.cancelled_ids(out)
-            if by_client:
-                return closed
-        keyed, scope = adapter.order_ids_per_market, facts.scope
-        others = 0
-        for oid in ids:
-            held = self.risk.book.find(account, oid, scope, keyed)
-            owner = held.bot if held is not None else self._sequences.placed_owner(
-                account, (placed_key(oid, scope), f"{oid}@{facts.symbol}", oid) if keyed else (oid,)) \
-                if self._sequences is not None else None
-            others += owner is not None and owner != bot
-        return others
-
-    def _attribute_orders(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
-                          ids: tuple[str, ...], new_only: bool = False) -> None:
-        """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
-        halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
-        order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them.
-        `new_only` (an answer keyproxy cannot read as placements): ids already someone's keep their owner."""
-        bot, facts = placed_by
-        legs = facts.placed() or ((facts,) if facts.action is None else ())  # an unread shape: its one scope
-        if self._sequences is None or not legs or facts.action == "amend" and not adapter.amend_replaces:
-            return  # an amend that keeps the order's id places no order: what it names is never the amender's
-        ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
-        named = {leg.order_id for leg in legs}
-        per_leg = len(ids) == len(legs)
-        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
-                                else None) for i, oid in enumerate(ids) if oid and oid not in named)
-        if new_only:  # every owner any instance recorded, under every key form a version wrote
-            owned = self._sequences.placed_orders(account)
-            keys = tuple(k for k in keys if not {k, k.split("@")[0], _legacy_key(k)} & owned.keys())
-        if keys:
-            self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
-                                                 self.clock_ms() / 1000)
-
     def relayed(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
         """What must hold before the bot sees a private answer: a stream token in it that trades on the
         exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
@@ -616,14 +557,14 @@ class Core:
             status, body = adapter.settled_answer(out, status, body)
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
-                self._track_open_orders(name, adapter, outcome.track, out, status, body)
+                self.owners.track_open_orders(name, adapter, outcome.track, out, status, body)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:
-                self._attribute_orders(name, adapter, outcome.placed_by, ids)
+                self.owners.attribute(name, adapter, outcome.placed_by, ids)
             elif outcome.unread_by is not None and 200 <= status < 300 and body:
-                self._attribute_orders(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
-                                       new_only=True)
+                self.owners.attribute(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
+                                      new_only=True)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.placed_by is not None and (status >= 500 or not body):
@@ -637,12 +578,6 @@ class Core:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
-
-
-def _legacy_key(key: str) -> str:
-    """`id@market:symbol` as an older version keyed it, `id@symbol`."""
-    order_id, at, scope = key.partition("@")
-    return f"{order_id}@{scope.partition(':')[2]}" if at and ":" in scope else key
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

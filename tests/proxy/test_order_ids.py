@@ -376,6 +376,6 @@ def test_a_cancel_whose_answer_names_no_order_is_checked_by_the_ids_it_sent(  # 
     usage.change_open_orders("X", facts.scope, +1)
     out = OutboundRequest("POST", "https://x", path, "", {"Content-Type": "application/x-www-form-urlencoded"
                                                           if path.startswith("/0/") else "application/json"}, sent)
-    core._track_open_orders("acct", adapter, ("X", facts), out, 200, answer)
+    core.owners.track_open_orders("acct", adapter, ("X", facts), out, 200, answer)
     assert usage.open_orders("X") - before == 1 - freed
     store.close()

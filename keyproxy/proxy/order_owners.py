@@ -1,0 +1,93 @@
+"""Who placed which order (`StateStore.placed_orders`), and the open-order counts only a bot's own orders move.
+
+A halt of one bot cancels the orders recorded as that bot's and no other bot's; a bot's `max_open_orders` count
+moves by what the exchange confirmed of its own orders: a cancel of another bot's order frees no place (the
+cancelled orders' owners from the positions book, else the record). Fed by `Core.learn` from every answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from keyproxy.exchanges._fills import loads
+from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.positions import PositionBook
+from keyproxy.state import StateStore, UsageBook, placed_key
+
+
+class OrderOwners:
+    """The attribution record and the open-order counts, kept from answers."""
+
+    def __init__(self, usage: UsageBook | None, store: StateStore | None, book: PositionBook,
+                 clock_ms: Callable[[], int]) -> None:
+        self._usage = usage
+        self._sequences = store
+        self._book = book
+        self.clock_ms = clock_ms
+
+    def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
+                           out: OutboundRequest, status: int, body: bytes) -> None:
+        """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`)."""
+        if self._usage is None:
+            return
+        bot, facts = track
+        change = adapter.order_book_change(out, status, body, facts)
+        for market in change.reset:
+            self._usage.reset_open_orders(bot, market)
+        for scope in change.opened:
+            self._usage.change_open_orders(bot, scope, +1)
+        others = self._others(account, adapter, bot, facts, out, body, len(change.closed)) \
+            if change.closed else 0
+        for scope in change.closed[others:]:
+            self._usage.change_open_orders(bot, scope, -1)
+        for scope, count in change.counted:
+            self._usage.set_open_orders(bot, scope, count)
+
+    def _others(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, out: OutboundRequest,
+                       body: bytes, closed: int) -> int:
+        """How many of the orders a cancel closed were another bot's (the book's, else `placed_orders`): a cancel of
+        another bot's order frees no place under this bot's `max_open_orders`. The ids come from the answer, else
+        from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown)."""
+        ids = order_ids_in(loads(body), adapter.order_id_keys) if adapter.order_id_keys else ()
+        if not ids:
+            ids, by_client = adapter.cancelled_ids(out)
+            if by_client:
+                return closed
+        keyed, scope = adapter.order_ids_per_market, facts.scope
+        others = 0
+        for oid in ids:
+            held = self._book.find(account, oid, scope, keyed)
+            owner = held.bot if held is not None else self._sequences.placed_owner(
+                account, (placed_key(oid, scope), f"{oid}@{facts.symbol}", oid) if keyed else (oid,)) \
+                if self._sequences is not None else None
+            others += owner is not None and owner != bot
+        return others
+
+    def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
+                          ids: tuple[str, ...], new_only: bool = False) -> None:
+        """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
+        halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
+        order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them.
+        `new_only` (an answer keyproxy cannot read as placements): ids already someone's keep their owner."""
+        bot, facts = placed_by
+        legs = facts.placed() or ((facts,) if facts.action is None else ())  # an unread shape: its one scope
+        if self._sequences is None or not legs or facts.action == "amend" and not adapter.amend_replaces:
+            return  # an amend that keeps the order's id places no order: what it names is never the amender's
+        ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
+        named = {leg.order_id for leg in legs}
+        per_leg = len(ids) == len(legs)
+        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
+                                else None) for i, oid in enumerate(ids) if oid and oid not in named)
+        if new_only:  # every owner any instance recorded, under every key form a version wrote
+            owned = self._sequences.placed_orders(account)
+            keys = tuple(k for k in keys if not {k, k.split("@")[0], _legacy_key(k)} & owned.keys())
+        if keys:
+            self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
+                                                 self.clock_ms() / 1000)
+
+
+def _legacy_key(key: str) -> str:
+    """`id@market:symbol` as an older version keyed it, `id@symbol`."""
+    order_id, at, scope = key.partition("@")
+    return f"{order_id}@{scope.partition(':')[2]}" if at and ":" in scope else key
