@@ -54,6 +54,14 @@ def placed_key(order_id: str, scope: str | None) -> str:
     return f"{order_id}@{scope}" if scope else order_id
 
 
+def placed_keys(order_id: str, scope: str | None) -> tuple[str, ...]:
+    """Every key a version of keyproxy recorded the order under, newest first: `id@market:symbol`, then
+    `id@symbol` (session 17), then the id alone."""
+    if not scope:
+        return (order_id,)
+    return placed_key(order_id, scope), f"{order_id}@{scope.partition(':')[2]}", order_id
+
+
 class VaultRolledBack(VaultError):
     """The vault file holds fewer changes than keyproxy has already seen in it: an older copy was put
     in place outside `keyproxy vault restore`, bringing back revoked bots and retired keys."""

@@ -18,7 +18,7 @@ from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.policy.model import normalize_symbol
-from keyproxy.state import StateStore, placed_key
+from keyproxy.state import StateStore, placed_keys
 
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
 
@@ -84,11 +84,8 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     per_symbol = bool(getattr(account.adapter, "order_ids_per_market", False))
 
     def key(o: Resting) -> str:  # its `placed_orders` key (recorded by an older version: `id@symbol`, or the id)
-        if not per_symbol:
-            return o.order_id
-        symbol = normalize_symbol(o.symbol)
-        return next((k for k in (placed_key(o.order_id, f"{o.market}:{symbol}"), f"{o.order_id}@{symbol}")
-                     if k in placed), o.order_id)
+        forms = placed_keys(o.order_id, f"{o.market}:{normalize_symbol(o.symbol)}" if per_symbol else None)
+        return next((k for k in forms if k in placed), o.order_id)
 
     targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]
     gate = asyncio.Semaphore(CANCEL_CONCURRENCY)

@@ -107,8 +107,6 @@ class Route:
     origin: str
 
 
-
-
 class Core:
     """The decision for one message, whatever carried it; its counters, caches and stores live here."""
 

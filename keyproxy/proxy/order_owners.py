@@ -13,7 +13,7 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.positions import PositionBook
-from keyproxy.state import StateStore, UsageBook, placed_key
+from keyproxy.state import StateStore, UsageBook, placed_key, placed_keys
 
 
 class OrderOwners:
@@ -45,7 +45,7 @@ class OrderOwners:
             self._usage.set_open_orders(bot, scope, count)
 
     def _others(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, out: OutboundRequest,
-                       body: bytes, closed: int) -> int:
+                body: bytes, closed: int) -> int:
         """How many of the orders a cancel closed were another bot's (the book's, else `placed_orders`): a cancel of
         another bot's order frees no place under this bot's `max_open_orders`. The ids come from the answer, else
         from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown)."""
@@ -58,14 +58,17 @@ class OrderOwners:
         others = 0
         for oid in ids:
             held = self._book.find(account, oid, scope, keyed)
-            owner = held.bot if held is not None else self._sequences.placed_owner(
-                account, (placed_key(oid, scope), f"{oid}@{facts.symbol}", oid) if keyed else (oid,)) \
-                if self._sequences is not None else None
+            if held is not None:
+                owner: str | None = held.bot
+            elif self._sequences is not None:
+                owner = self._sequences.placed_owner(account, placed_keys(oid, scope if keyed else None))
+            else:
+                owner = None
             others += owner is not None and owner != bot
         return others
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
-                          ids: tuple[str, ...], new_only: bool = False) -> None:
+                  ids: tuple[str, ...], new_only: bool = False) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
         halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
         order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them.
@@ -77,17 +80,14 @@ class OrderOwners:
         ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
-        keys = tuple(placed_key(oid, (legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market
-                                else None) for i, oid in enumerate(ids) if oid and oid not in named)
+        scopes = [(legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market else None
+                  for i in range(len(ids))]
+        found = [(oid, scope) for oid, scope in zip(ids, scopes, strict=True) if oid and oid not in named]
         if new_only:  # every owner any instance recorded, under every key form a version wrote
             owned = self._sequences.placed_orders(account)
-            keys = tuple(k for k in keys if not {k, k.split("@")[0], _legacy_key(k)} & owned.keys())
+            found = [(oid, scope) for oid, scope in found if not owned.keys() & set(placed_keys(oid, scope))]
+        keys = tuple(placed_key(oid, scope) for oid, scope in found)
         if keys:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
 
-
-def _legacy_key(key: str) -> str:
-    """`id@market:symbol` as an older version keyed it, `id@symbol`."""
-    order_id, at, scope = key.partition("@")
-    return f"{order_id}@{scope.partition(':')[2]}" if at and ":" in scope else key
