@@ -50,7 +50,9 @@ from keyproxy.exchanges.base import (
     Verified,
 )
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
-from keyproxy.exchanges.kraken_facts import kraken_facts, kraken_order_book_change, kraken_params, kraken_prices
+from keyproxy.exchanges.kraken_facts import (
+    kraken_facts, kraken_order_book_change, kraken_params, kraken_prices, order_txid,
+)
 from keyproxy.exchanges.kraken_fills import (
     kraken_amend_verdicts, kraken_order_updates, kraken_placed_ids, kraken_reconcile_request, kraken_stream_updates,
 )
@@ -287,8 +289,12 @@ class Kraken(AdapterHooks):
                                                   req.body))
         except BadRequest:
             return (), True
-        ids = [t.strip() for t in str(params.get("txid") or "").split(",") if t.strip()]
-        return tuple(i for i in ids if not i.isdigit()), bool(params.get("cl_ord_id")) or any(i.isdigit() for i in ids)
+        txid = params.get("txid")
+        if txid is not None and not isinstance(txid, str | int):
+            return (), True  # a shape keyproxy does not read: whose orders, unknown
+        named = [t.strip() for t in str(txid or "").split(",") if t.strip()]
+        ids = tuple(i for t in named if (i := order_txid(t)) is not None)
+        return ids, bool(params.get("cl_ord_id")) or len(ids) < len(named)
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return kraken_stream_updates(text)

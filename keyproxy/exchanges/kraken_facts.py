@@ -42,10 +42,6 @@ _POLICY_PARAMS = frozenset({"pair", "type", "ordertype", "volume", "price", "pri
 
 def kraken_params(req: IncomingRequest) -> dict[str, object]:
     """A private call's parameters, form-encoded or JSON (unique member names)."""
-    return _params(req)
-
-
-def _params(req: IncomingRequest) -> dict[str, object]:
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = req.body.decode("utf-8")
@@ -91,16 +87,14 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     method = req.path.rsplit("/0/private/", 1)[-1]
-    params = _params(req)
+    params = kraken_params(req)
     pair = param_text(params, "pair")
     symbol = normalize_symbol(pair) if pair else None
     if method in _CANCELS:
         return RequestFacts(action="cancel", symbol=symbol, market=MARKET)
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
-        # EditOrder's `txid` is the order's id or a `userref` (digits: a client reference several orders may share)
-        txid = param_text(params, "txid") or ""
-        return replace(order, action="amend", order_id=txid if txid and not txid.isdigit() else None) \
+        return replace(order, action="amend", order_id=order_txid(param_text(params, "txid"))) \
             if method == "EditOrder" else order
     if method == "AmendOrder":
         return _amend(params)
@@ -180,14 +174,19 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         or any(k.startswith("close[") for k in params) else None)
 
 
+def order_txid(text: str | None) -> str | None:
+    """A `txid` as an order id keyproxy can check, else None: digits are a `userref`, a client reference several
+    orders may share (EditOrder, AmendOrder and CancelOrder take either)."""
+    return text if text and not text.isdigit() else None
+
+
 def _amend(params: Mapping[str, object]) -> RequestFacts:
     """AmendOrder: the order (by `txid`; a `cl_ord_id` names none keyproxy can check) changed in place, its id
     kept: a new `order_qty`, `limit_price`, `trigger_price`; its pair and side stay the book's. A relative price
     (`+x`, `x%`) is a conflict, as on AddOrder."""
-    txid = param_text(params, "txid") or ""
     limit, trigger = param_text(params, "limit_price"), param_text(params, "trigger_price")
     relative = any(p is not None and _price(p) is None for p in (limit, trigger))
-    return RequestFacts(action="amend", market=MARKET, order_id=txid if txid and not txid.isdigit() else None,
+    return RequestFacts(action="amend", market=MARKET, order_id=order_txid(param_text(params, "txid")),
                         quantity=amount(param_text(params, "order_qty")), price=_price(limit),
                         trigger_price=_price(trigger) if trigger is not None else None,
                         conflict="a relative price (+x, -x, #x, x%) is set by the market when it executes"

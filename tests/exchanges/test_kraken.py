@@ -570,3 +570,16 @@ def test_prices_from_the_public_ticker() -> None:
     assert ADAPTER.prices("/0/public/Ticker", body) == {"XXBTZUSD": Decimal("30000.1")}
     assert ADAPTER.prices("/0/public/Depth", body) == {}
     assert ADAPTER.prices("/0/public/Ticker", b"<html>") == {}
+
+
+def test_a_cancel_names_its_orders_by_txid_and_a_userref_or_client_id_names_none() -> None:
+    """Kraken's CancelOrder answer (`count`) names no order: whose orders it closed comes from the txids it sent."""
+    from keyproxy.exchanges.base import OutboundRequest
+
+    def sent(body: str, ctype: str = "application/x-www-form-urlencoded") -> tuple[tuple[str, ...], bool]:
+        return ADAPTER.cancelled_ids(OutboundRequest("POST", "https://api.kraken.com", "/0/private/CancelOrder", "",
+                                                     {"Content-Type": ctype}, body.encode()))
+    assert sent("nonce=1&txid=OAAAAA-BBBBB-CCCCCC") == (("OAAAAA-BBBBB-CCCCCC",), False)
+    assert sent("nonce=1&txid=OAAAAA-BBBBB-CCCCCC,12345") == (("OAAAAA-BBBBB-CCCCCC",), True)  # a userref too
+    assert sent("nonce=1&cl_ord_id=c-1") == ((), True)
+    assert sent('{"nonce": 1, "txid": ["OAAAAA-BBBBB-CCCCCC"]}', "application/json") == ((), True)  # not read
