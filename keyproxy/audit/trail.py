@@ -1,6 +1,6 @@
 """The audit trail: append-only JSON lines, hash-chained and MACed, in size-rotated files.
 
-Each line is canonical JSON with `seq`, `ts`, `event`, the event's fields,
+Each line is canonical JSON (orjson, sorted keys) with `seq`, `ts`, `event`, the event's fields,
 `prev` (SHA-256 of the previous line's bytes, across file boundaries) and
 `mac` = HMAC-SHA256(audit key, the line without `mac`). The audit key is
 derived from the vault's data key, so only someone holding the master key can
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from keyproxy.audit.events import EVENTS
 
 FILE_RE = re.compile(r"audit-(\d{6})\.jsonl")
@@ -40,29 +42,47 @@ class AuditUnavailable(Exception):
     """The trail cannot be written; requests must be refused (fail closed)."""
 
 
-# one encoder for every line: json.dumps with these options would build a new one per call
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+# the legacy encoder (lines written before orjson, and any line orjson cannot encode): json.dumps with these
+# options would build a new encoder per call
+_legacy = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def legacy_canonical(obj: dict[str, Any]) -> bytes:
+    """The canonical form of lines written before the trail moved to orjson (json, ASCII-escaped); verify still
+    accepts it."""
+    return _legacy(obj).encode()
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
-    return _encode(obj).encode()
+    """A line's canonical bytes: orjson with sorted keys (a tenth of json's cost on every audited request), or
+    the legacy json form for what orjson refuses (integers past 64 bits, lone surrogates, non-str keys)."""
+    try:
+        return orjson.dumps(obj, option=_SORTED)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return legacy_canonical(obj)
 
 
 def mac_of(key: bytes, line_without_mac: dict[str, Any]) -> str:
     return hmac.new(key, canonical(line_without_mac), hashlib.sha256).hexdigest()
 
 
+def _mac_matches(key: bytes, mac: str, line_without_mac: dict[str, Any]) -> bool:
+    """The MAC over the line's canonical form, or over its legacy form (a trail spans versions). Either is a
+    keyed function of the parsed fields, so accepting both lets no one without the key forge a line."""
+    if hmac.compare_digest(mac, mac_of(key, line_without_mac)):
+        return True
+    legacy = hmac.new(key, legacy_canonical(line_without_mac), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, legacy)
+
+
 def _sealed(mac: hmac.HMAC, line: dict[str, Any]) -> tuple[str, bytes]:
-    """The line's MAC and its canonical bytes with the MAC in place, encoding its fields once: with sorted keys
-    the canonical text is the fields before "mac", then "mac", then those after, so the text without the MAC
-    (what the MAC covers) and with it share both halves. Equal to canonical() byte for byte (verify checks)."""
-    before = _encode({k: v for k, v in line.items() if k < "mac"})[1:-1]
-    after = _encode({k: v for k, v in line.items() if k > "mac"})[1:-1]
-    fields = ",".join(part for part in (before, after) if part)
+    """The line's MAC and its canonical bytes with the MAC in place. Equal to canonical() byte for byte (verify
+    checks)."""
     keyed = mac.copy()
-    keyed.update(("{" + fields + "}").encode())
+    keyed.update(canonical(line))
     digest = keyed.hexdigest()
-    return digest, ("{" + ",".join(p for p in (before, f'"mac":"{digest}"', after) if p) + "}\n").encode()
+    return digest, canonical({**line, "mac": digest}) + b"\n"
 
 
 def trail_files(directory: Path) -> list[Path]:
@@ -273,7 +293,7 @@ def verify(files: list[Path], key: bytes, recorded_head: int | None = None) -> V
             seq = int(line["seq"])
         except (ValueError, KeyError, TypeError, AttributeError):
             return VerifyResult(False, count, f"{where}: not a valid audit line (edited or corrupt)", expected or 0)
-        if not hmac.compare_digest(str(mac), mac_of(key, line)):
+        if not _mac_matches(key, str(mac), line):
             return VerifyResult(False, count, f"{where} (seq {seq}): MAC mismatch: the line was edited or forged",
                                 expected or 0)
         if expected is not None and seq != expected:

@@ -196,3 +196,50 @@ def test_each_line_is_the_canonical_encoding_of_its_fields_and_mac(tmp_path: Pat
     without = {k: v for k, v in written.items() if k != "mac"}
     assert written["mac"] == mac_of(KEY, without) and json.loads(raw) == written
     assert check(tmp_path) == (True, None)
+
+
+def _legacy_line(seq: int, prev: str, **fields: object) -> bytes:
+    """A line as keyproxy wrote it before the trail moved to orjson: json, sorted keys, ASCII-escaped."""
+    import hashlib
+    import hmac as hmac_mod
+
+    line = {**fields, "seq": seq, "ts": 1.0, "event": "request.done", "prev": prev}
+    legacy = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+    line["mac"] = hmac_mod.new(KEY, legacy(line).encode(), hashlib.sha256).hexdigest()
+    return legacy(line).encode()
+
+
+def test_a_trail_begun_by_an_older_version_verifies_across_the_change_of_encoder(tmp_path: Path) -> None:
+    """Lines in the legacy json form (ASCII-escaped) then lines in orjson's (UTF-8): one chain, both MACs
+    accepted; an edit of either kind of line is still named."""
+    import hashlib
+
+    first = _legacy_line(1, "0" * 64, bot="b\u00e9", status=200)
+    second = _legacy_line(2, hashlib.sha256(first).hexdigest(), bot="b", status=200)
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "audit-000001.jsonl").write_bytes(first + b"\n" + second + b"\n")
+    trail = AuditTrail(tmp_path / "audit", KEY)
+    trail.append("request.done", bot="b\u00e9\u4e2d", status=201)
+    trail.close()
+    lines = lines_of(tmp_path)
+    assert b"\\u00e9" in lines[0] and "b\u00e9\u4e2d".encode() in lines[2]  # each in its own encoder's form
+    assert check(tmp_path) == (True, None)
+    for i in (0, 2):
+        edited = list(lines)
+        edited[i] = edited[i].replace(b'"status":20', b'"status":50')
+        rewrite(tmp_path, edited)
+        ok, problem = check(tmp_path)
+        assert not ok and f"line {i + 1}" in problem and "MAC mismatch" in problem  # type: ignore[operator]
+
+
+def test_a_line_reencoded_in_the_other_form_keeps_its_mac_but_breaks_the_chain(tmp_path: Path) -> None:
+    """Rewriting a line's bytes in the legacy form keeps its MAC valid (same fields) but the next line's `prev`
+    names the bytes as written: the substitution is still found."""
+    make_trail(tmp_path, n=3).close()
+    lines = lines_of(tmp_path)
+    parsed = json.loads(lines[1])
+    lines[1] = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=True, indent=None).encode()
+    lines[1] = lines[1].replace(b'"status":200', b'"status": 200') + b"\n"
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 3" in problem and "does not chain" in problem  # type: ignore[operator]
