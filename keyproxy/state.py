@@ -33,16 +33,20 @@ _SCHEMA = (
     " subject TEXT NOT NULL, actions TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, steps TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS vault_seen (vault_id TEXT PRIMARY KEY, changes INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS placed_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
-    " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id)) WITHOUT ROWID",
     # the positions book (proxy/positions.py): orders with what the exchange confirmed filled, and each bot's
     # position per scope with today's flows; decimals as text
     "CREATE TABLE IF NOT EXISTS risk_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
     " scope TEXT NOT NULL, side TEXT NOT NULL, price TEXT, quantity TEXT, filled TEXT NOT NULL,"
-    " filled_quote TEXT NOT NULL, final INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    " filled_quote TEXT NOT NULL, final INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))"
+    " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS risk_positions (bot TEXT NOT NULL, scope TEXT NOT NULL, account TEXT NOT NULL,"
     " qty TEXT NOT NULL, day TEXT NOT NULL, day_qty TEXT NOT NULL, day_cash TEXT NOT NULL, day_mark TEXT,"
-    " PRIMARY KEY (bot, scope))",
+    " PRIMARY KEY (bot, scope)) WITHOUT ROWID",
 )
+# tables written on every order answer, kept as one b-tree each (WITHOUT ROWID: the primary key is the table, no
+# second index to update): a state.db file made before has them with rowids, rebuilt once (_without_rowids)
+_KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
 MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped beyond this
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
 
@@ -73,6 +77,29 @@ class VaultRolledBack(VaultError):
         super().__init__(f"{what}; {self.fix}")
 
 
+def _without_rowids(db: sqlite3.Connection) -> None:
+    """Rebuild the order tables of a state.db made by an older version as WITHOUT ROWID tables (each order
+    answer then writes one b-tree per table, not two), in one transaction: a kill -9 leaves the old tables or
+    the new ones, never neither."""
+    schema = {table: statement for statement in _SCHEMA
+              if (table := statement.split()[5]) in _KEYED_BY_PRIMARY_KEY}
+    old = [table for table, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+           if table in schema and "WITHOUT ROWID" not in sql.upper()]
+    if not old:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table in old:
+            db.execute(schema[table].replace(f"IF NOT EXISTS {table} ", f"{table}_rebuilt ", 1))
+            db.execute(f"INSERT INTO {table}_rebuilt SELECT * FROM {table}")  # noqa: S608 (names from _SCHEMA)
+            db.execute(f"DROP TABLE {table}")
+            db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class StateStore:
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -85,6 +112,7 @@ class StateStore:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            _without_rowids(self._db)
             for statement in _SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as e:
@@ -242,8 +270,9 @@ class StateStore:
             self._since_prune[account] = 0
             (count,) = self._db.execute("SELECT COUNT(*) FROM placed_orders WHERE account = ?", (account,)).fetchone()
             if count > MAX_PLACED_ORDERS:
-                self._db.execute("DELETE FROM placed_orders WHERE rowid IN (SELECT rowid FROM placed_orders "
-                                 "WHERE account = ? ORDER BY ts LIMIT ?)", (account, count - MAX_PLACED_ORDERS))
+                self._db.execute("DELETE FROM placed_orders WHERE account = ? AND order_id IN (SELECT order_id FROM "
+                                 "placed_orders WHERE account = ? ORDER BY ts LIMIT ?)",
+                                 (account, account, count - MAX_PLACED_ORDERS))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

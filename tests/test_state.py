@@ -109,3 +109,79 @@ def test_a_batch_is_one_transaction_and_a_failure_inside_writes_nothing(tmp_path
     assert again.usage_items("") == {"a": "1"}
     assert [row[1] for row in again.risk_rows()[0]] == ["1"]
     assert again.placed_orders("acct") == {"1": ("bot", "spot")}
+
+
+_OLD_ORDER_TABLES = (  # the order tables as versions before WITHOUT ROWID made them
+    "CREATE TABLE placed_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
+    " market TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    "CREATE TABLE risk_orders (account TEXT NOT NULL, order_id TEXT NOT NULL, bot TEXT NOT NULL,"
+    " scope TEXT NOT NULL, side TEXT NOT NULL, price TEXT, quantity TEXT, filled TEXT NOT NULL,"
+    " filled_quote TEXT NOT NULL, final INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (account, order_id))",
+    "CREATE TABLE risk_positions (bot TEXT NOT NULL, scope TEXT NOT NULL, account TEXT NOT NULL,"
+    " qty TEXT NOT NULL, day TEXT NOT NULL, day_qty TEXT NOT NULL, day_cash TEXT NOT NULL, day_mark TEXT,"
+    " PRIMARY KEY (bot, scope))",
+)
+
+
+def _old_state_db(path: Path, orders: int) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    for statement in _OLD_ORDER_TABLES:
+        db.execute(statement)
+    db.executemany("INSERT INTO placed_orders VALUES ('main', ?, 'alpha', 'spot', ?)",
+                   [(f"{i}@spot:BTCUSDT", float(i)) for i in range(orders)])
+    db.executemany("INSERT INTO risk_orders VALUES ('main', ?, 'alpha', 'spot:BTCUSDT', 'BUY', '1', '2', '0', '0', 0,"
+                   " ?)", [(str(i), float(i)) for i in range(orders)])
+    db.execute("INSERT INTO risk_positions VALUES ('alpha', 'spot:BTCUSDT', 'main', '3', 'd', '0', '0', NULL)")
+    db.commit()
+    db.close()
+
+
+def _tables(path: Path) -> dict[str, str]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return {name: sql for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
+def test_an_older_state_db_gets_its_order_tables_without_rowids_and_keeps_every_row(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _old_state_db(db, 1200)
+    store = StateStore(db)
+    tables = _tables(db)
+    assert all("WITHOUT ROWID" in tables[t] for t in ("placed_orders", "risk_orders", "risk_positions"))
+    assert not any(name.endswith("_rebuilt") for name in tables)
+    assert len(store.placed_orders("main")) == 1200
+    assert store.placed_owner("main", ("7@spot:BTCUSDT",)) == "alpha"
+    orders, positions = store.risk_rows()
+    assert len(orders) == 1200 and positions == [("alpha", "spot:BTCUSDT", "main", "3", "d", "0", "0", None)]
+    store.record_placed_orders("main", "beta", "spot", ("9999@spot:BTCUSDT",), 1.0)  # and it takes new rows
+    store.close()
+    assert StateStore(db).placed_owner("main", ("9999@spot:BTCUSDT",)) == "beta"
+
+
+def test_a_kill_9_while_the_order_tables_are_rebuilt_leaves_the_old_tables_or_the_new_ones(tmp_path: Path) -> None:
+    """The rebuild is one transaction: killed at any instant, the next start finds every row, in the old tables
+    (and rebuilds them) or in the new ones."""
+    code = ("import sys; sys.path.insert(0, %r)\nfrom pathlib import Path\nfrom keyproxy.state import StateStore\n"
+            "print('go', flush=True)\nStateStore(Path(sys.argv[1]))\nprint('done', flush=True)\n"
+            ) % str(Path(__file__).resolve().parents[1])
+    outcomes = set()
+    for attempt in range(8):
+        db = tmp_path / f"state-{attempt}.db"
+        _old_state_db(db, 30_000)
+        proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "go\n"
+        time.sleep(0.01 * attempt)
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        outcomes.add("rebuilt" if "WITHOUT ROWID" in _tables(db)["placed_orders"] else "old")
+        store = StateStore(db)
+        assert len(store.placed_orders("main")) == 30_000 and len(store.risk_rows()[0]) == 30_000
+        assert "WITHOUT ROWID" in _tables(db)["risk_orders"]
+        store.close()
+    assert "old" in outcomes  # at least one kill landed before the commit (the check above then rebuilt it)
