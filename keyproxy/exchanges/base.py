@@ -12,7 +12,7 @@ import json
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 from types import MappingProxyType
@@ -62,10 +62,18 @@ class IncomingRequest:
     # market by id (OKX's instIdCode); the core attaches them before policy
     markets: Mapping[str, str] = field(default_factory=lambda: NO_MARKETS)
 
-    def replace(self, **changes: object) -> IncomingRequest:
-        from dataclasses import replace
+    def replace(self, **changes: Any) -> IncomingRequest:
+        """A copy with `changes` (dataclasses.replace's meaning at a third of its cost: every signed request
+        is rebuilt once or twice)."""
+        if not changes.keys() <= _REQUEST_FIELDS:
+            raise TypeError(f"IncomingRequest has no field {sorted(changes.keys() - _REQUEST_FIELDS)[0]!r}")
+        get = changes.get
+        return IncomingRequest(get("method", self.method), get("path", self.path), get("query", self.query),
+                               get("headers", self.headers), get("body", self.body), get("host", self.host),
+                               get("mount", self.mount), get("markets", self.markets))
 
-        return replace(self, **changes)  # type: ignore[arg-type]
+
+_REQUEST_FIELDS = frozenset(f.name for f in fields(IncomingRequest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +180,11 @@ class OrderUpdate:
     filled: Decimal  # executed so far
     filled_quote: Decimal  # quote currency paid or received so far
     final: bool  # filled, cancelled, expired or rejected: it rests no longer
+
+    def with_order_id(self, order_id: str) -> OrderUpdate:
+        """The same update under another id (the book's key for it), without dataclasses.replace's cost."""
+        return OrderUpdate(order_id, self.scope, self.side, self.price, self.quantity, self.filled,
+                           self.filled_quote, self.final)
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,4 +294,4 @@ class RiskDesk:
         """Updates with their ids as the book keys them (`book_id`, where the exchange numbers orders per market)."""
         if not adapter.order_ids_per_market:
             return updates
-        return tuple(replace(u, order_id=book_id(u.order_id, u.scope)) if u.scope else u for u in updates)
+        return tuple(u.with_order_id(book_id(u.order_id, u.scope)) if u.scope else u for u in updates)

@@ -51,6 +51,30 @@ def test_replay_cache() -> None:
     assert cache.first_sighting("d", 900, 600) is True  # after expiry there is room again
 
 
+def test_replay_cache_agrees_with_a_plain_model_over_random_sightings() -> None:
+    """Expired ids leave by a heap, a few per sighting: the answers and the size must be what remembering every
+    id until its expiry gives, including ids seen again after they expired."""
+    import random
+
+    rng = random.Random(7)
+    cache, model = ReplayCache(max_entries=50), {}  # type: ignore[var-annotated]
+    now = 0
+    for _ in range(20_000):
+        now += rng.randint(0, 3)
+        rid, expires = f"r{rng.randint(0, 80)}", now + rng.choice((5, 50, 200))
+        live = {k: v for k, v in model.items() if v >= now}
+        if rid in live:
+            want: bool | None = False
+        elif len({k for k, v in live.items() if v >= now}) >= 50:
+            want = None
+        else:
+            want = True
+            live[rid] = expires
+        model = live
+        assert cache.first_sighting(rid, expires, now) is want
+        assert len(cache) == len(model)
+
+
 # smokescreen's corpus (stripe/smokescreen pkg/smokescreen/smokescreen_test.go) plus our own
 @pytest.mark.parametrize("address, public", [
     ("169.254.169.254", False), ("127.255.255.255", False), ("::1", False), ("ff02::2", False),
