@@ -160,10 +160,11 @@ def _amend(body: dict[str, object], category: str | None) -> RequestFacts:
     trigger = amount(body.get("triggerPrice"), "triggerPrice")
     implied = body.get("orderIv") not in (None, "")
     untracked = _attached(body)
-    if qty is None and price is None and trigger is None and not implied:  # take-profit / stop-loss changes only
-        return RequestFacts(action="other", symbol=_symbol(body), untracked=untracked)
-    in_quote = category == "inverse"
     order_id = body.get("orderId")
+    if qty is None and price is None and trigger is None and not implied:  # take-profit / stop-loss changes only
+        return RequestFacts(action="other", symbol=_symbol(body), market=category, untracked=untracked,
+                            touches=(order_id if isinstance(order_id, str) and order_id else None,))
+    in_quote = category == "inverse"
     return RequestFacts(action="amend", symbol=_symbol(body), market=category,
                         quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
                         price=None if implied else price, trigger_price=trigger,
@@ -182,12 +183,13 @@ def _batch(body: dict[str, object], category: str | None, action: str) -> Reques
         raise BadRequest(f"a {category} batch holds at most {limit} orders, not {len(legs)}")
     orders = tuple(_order(leg, category) if action == "order" else _amend(leg, category) for leg in legs)
     untracked = next((o.untracked for o in orders if o.untracked), None)  # a tp/sl-only leg's too
+    touches = tuple(t for o in orders for t in o.touches)  # tp/sl-only legs: still only the bot's own orders
     if action == "amend" and any(o.action != "amend" for o in orders):
         orders = tuple(o for o in orders if o.action == "amend")  # tp/sl-only legs change no size or price:
         # the answer still has their place (`amend_legs_sent` maps the legs kept to it)
     symbols = {o.symbol for o in orders}
     return RequestFacts(action=action, symbol=symbols.pop() if len(symbols) == 1 else None, market=category,
-                        orders=orders, untracked=untracked)
+                        orders=orders, untracked=untracked, touches=touches)
 
 
 def amend_legs_sent(sent: bytes) -> tuple[int, ...] | None:

@@ -62,6 +62,9 @@ class RequestFacts:
     # no position or loss limit could hold it, so a bot bound by one is refused it
     untracked: str | None = None
     orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
+    # resting orders whose take-profit / stop-loss this request changes without changing their size or price (a
+    # Bybit tp/sl-only amend), by the exchange's id (None: named by a client id): only the bot's own, by their id
+    touches: tuple[str | None, ...] = ()
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

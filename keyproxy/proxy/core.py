@@ -385,6 +385,8 @@ class Core:
             facts = facts.not_reduce_only()  # a halt, reduce_only or position cap is never passed on its word
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
+        if facts.touches:
+            self._own_orders_only(account, adapter, bot.info.name, facts)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
         usage = Usage()
@@ -446,6 +448,20 @@ class Core:
                exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,
                                                  risk.amended if risk is not None else ()) if capped else [])
         return facts
+
+    def _own_orders_only(self, account: AccountEntry, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
+        """A request that changes resting orders without placing or amending their size or price (a take-profit /
+        stop-loss change) may change only the bot's own, named by the exchange's id: another bot's stop moved
+        or removed is that bot's risk changed."""
+        for order_id in facts.touches:
+            if order_id is None:
+                raise Refused("policy_denied", f"bot {bot!r}: name the order by the exchange's order id, not a client "
+                              "id: keyproxy cannot tell whose order a client id names, and a bot changes only its "
+                              "own orders")
+            owner = self.owners.owner(account.info.name, adapter, order_id, facts.scope)
+            if owner is not None and owner != bot:
+                raise Refused("policy_denied", f"bot {bot!r}: order {order_id} was placed by another bot on this "
+                              "account: a bot changes only its own orders")
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
                   outcome: Outcome, now_ms: int) -> BotEntry | None:

@@ -54,18 +54,22 @@ class OrderOwners:
             ids, by_client = adapter.cancelled_ids(out)
             if by_client:
                 return closed
-        keyed, scope = adapter.order_ids_per_market, facts.scope
         others = 0
         for oid in ids:
-            held = self._book.find(account, oid, scope, keyed)
-            if held is not None:
-                owner: str | None = held.bot
-            elif self._sequences is not None:
-                owner = self._sequences.placed_owner(account, placed_keys(oid, scope if keyed else None))
-            else:
-                owner = None
+            owner = self.owner(account, adapter, oid, facts.scope)
             others += owner is not None and owner != bot
         return others
+
+    def owner(self, account: str, adapter: Adapter, order_id: str, scope: str) -> str | None:
+        """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution
+        record's (any key form a version wrote); None for an order keyproxy never saw placed."""
+        keyed = adapter.order_ids_per_market
+        held = self._book.find(account, order_id, scope, keyed)
+        if held is not None:
+            return held.bot
+        if self._sequences is None:
+            return None
+        return self._sequences.placed_owner(account, placed_keys(order_id, scope if keyed else None))
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False) -> None:

@@ -103,3 +103,24 @@ def test_spot_margin_orders_borrow(dev: DevStack) -> None:
     doc = {**LIMIT, "category": "spot", "isLeverage": 1}
     status, body, arrived = send(dev, creds, "POST", "/v5/order/create", doc)
     assert body.get("error") == "scope_denied" and "borrow" in body["message"] and arrived == [], body
+
+
+def test_a_bot_cannot_move_another_bots_take_profit_or_stop_loss(dev: DevStack) -> None:
+    """A take-profit / stop-loss-only amend changes no size or price, so it skipped the amend's owner check: a
+    bot could remove another bot's stop on the same account (session 18's review left it open)."""
+    owner = dev.add_bot("bbtpowner", "bb", "read,trade")
+    other = dev.add_bot("bbtpother", "bb", "read,trade", "--set", "max_order_notional=1000")
+    status, body, arrived = send(dev, owner, "POST", "/v5/order/create", {**LIMIT, "orderLinkId": "own-tp-1"})
+    order_id = body["result"]["orderId"]
+    tp = {"category": "linear", "symbol": "BTCUSDT", "orderId": order_id, "stopLoss": "15000"}
+    status, body, arrived = send(dev, other, "POST", "/v5/order/amend", tp)
+    assert body.get("error") == "policy_denied" and "another bot" in body.get("retMsg", json.dumps(body)) \
+        and arrived == [], body
+    by_link = {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "own-tp-1", "stopLoss": "15000"}
+    status, body, arrived = send(dev, other, "POST", "/v5/order/amend", by_link)
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    batch = {"category": "linear", "request": [{"symbol": "BTCUSDT", "orderId": order_id, "takeProfit": "90000"}]}
+    status, body, arrived = send(dev, other, "POST", "/v5/order/amend-batch", batch)
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    status, body, arrived = send(dev, owner, "POST", "/v5/order/amend", tp)  # its own order: goes to Bybit
+    assert len(arrived) == 1 and body.get("error") is None, body

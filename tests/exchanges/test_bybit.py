@@ -524,6 +524,14 @@ def test_other_facts() -> None:
     amend = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "qty": "3"})
     assert (amend.action, amend.quantity, amend.order_id) == ("amend", Decimal("3"), "x")  # the order it changes
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "takeProfit": "1"}).action == "other"
+    # a tp/sl-only amend names the order it touches (only the bot's own: Core._own_orders_only), None by a client id
+    assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "stopLoss": "1"}
+                 ).touches == ("x",)
+    assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "c", "stopLoss": "1"}
+                 ).touches == (None,)
+    mixed = facts("/v5/order/amend-batch", {"category": "linear", "request": [
+        {"symbol": "BTCUSDT", "orderId": "a", "qty": "1"}, {"symbol": "BTCUSDT", "orderId": "b", "takeProfit": "9"}]})
+    assert [o.order_id for o in mixed.orders] == ["a"] and mixed.touches == ("b",)
     # session 18's third review: a new trigger alone was "other" (no band, no own-order check), and an option's
     # orderIv (which Bybit prices the order by, over price) was not read
     trigger = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x",
