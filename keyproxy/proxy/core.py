@@ -385,7 +385,7 @@ class Core:
             facts = facts.not_reduce_only()  # a halt, reduce_only or position cap is never passed on its word
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
-        if facts.touches:
+        if facts.touches or facts.action == "amend":
             self._own_orders_only(account, adapter, bot.info.name, facts)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
@@ -450,9 +450,16 @@ class Core:
         return facts
 
     def _own_orders_only(self, account: AccountEntry, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
-        """A request that changes resting orders without placing or amending their size or price (a take-profit /
-        stop-loss change) may change only the bot's own, named by the exchange's id: another bot's stop moved
-        or removed is that bot's risk changed."""
+        """A request that changes resting orders may change only the bot's own: an amend's legs by their order's
+        owner on record (the positions book holds only orders in markets whose fills keyproxy reads; the
+        attribution record, every order it saw placed), and a take-profit / stop-loss change (which moves no
+        size or price) named by the exchange's id: another bot's stop moved or removed is that bot's risk
+        changed. An amend by a client id is refused by `decide` where it matters."""
+        for leg in facts.placed() if facts.action == "amend" else ():
+            owner = self.owners.owner(account.info.name, adapter, leg.order_id, leg.scope) if leg.order_id else None
+            if owner is not None and owner != bot:
+                raise Refused("policy_denied", f"bot {bot!r}: order {leg.order_id} was placed by another bot on this "
+                              "account: a bot amends only its own orders")
         for order_id in facts.touches:
             if order_id is None:
                 raise Refused("policy_denied", f"bot {bot!r}: name the order by the exchange's order id, not a client "

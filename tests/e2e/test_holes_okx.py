@@ -113,3 +113,20 @@ def test_an_attackers_tag_on_an_allowlisted_address_is_refused(dev: DevStack) ->
     doc = {"ccy": "USDT", "amt": "10", "dest": "4", "toAddr": "TShared123:666", "chain": "USDT-TRC20"}
     status, body, arrived = send(dev, creds, "POST", "/api/v5/asset/withdrawal", doc)
     assert body.get("error") == "address_denied" and arrived == [], body
+
+
+def test_a_bot_cannot_amend_another_bots_swap_order(dev: DevStack) -> None:
+    """The amend's owner check asked the positions book only, which holds no OKX swap order (their fills are
+    not read yet): a bot could move or resize another bot's swap order. The attribution record now answers."""
+    owner = dev.add_bot("okxswapowner", "okx", "read,trade")
+    other = dev.add_bot("okxswapother", "okx", "read,trade", "--set", "max_order_notional=100000")
+    order = {"instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "buy", "ordType": "limit", "px": "20000",
+             "sz": "1"}
+    assert call(other["base_url"], "GET", "/api/v5/public/instruments", "instType=SWAP").status == 200
+    status, body, arrived = send(dev, owner, "POST", "/api/v5/trade/order", order)
+    order_id = body["data"][0]["ordId"]
+    amend = {"instId": "BTC-USDT-SWAP", "ordId": order_id, "newSz": "2", "newPx": "20000"}
+    status, body, arrived = send(dev, other, "POST", "/api/v5/trade/amend-order", amend)
+    assert body.get("error") == "policy_denied" and "another bot" in json.dumps(body) and arrived == [], body
+    status, body, arrived = send(dev, owner, "POST", "/api/v5/trade/amend-order", amend)  # its own: goes to OKX
+    assert len(arrived) == 1 and body.get("error") is None, body
