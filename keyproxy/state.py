@@ -47,7 +47,7 @@ _SCHEMA = (
 # tables written on every order answer, kept as one b-tree each (WITHOUT ROWID: the primary key is the table, no
 # second index to update): a state.db file made before has them with rowids, rebuilt once (_without_rowids)
 _KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
-MAX_PLACED_ORDERS = 20_000  # per account: the oldest attributions are dropped beyond this
+MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): the oldest dropped beyond
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
 
 
@@ -56,6 +56,11 @@ def placed_key(order_id: str, scope: str | None) -> str:
     market's and symbol's orders apart (Binance: order 500 on ETHUSDT is not order 500 on BTCUSDT, nor spot
     BTCUSDT's order 500 USD-M BTCUSDT's). Keys written before carried `id@symbol` or the id alone."""
     return f"{order_id}@{scope}" if scope else order_id
+
+
+def client_key(client_id: str) -> str:
+    """A client id's key in `placed_orders` (beside the exchange ids): which bot last placed an order under it."""
+    return f"cid:{client_id}"
 
 
 def placed_keys(order_id: str, scope: str | None) -> tuple[str, ...]:

@@ -304,6 +304,8 @@ class Adapter(Protocol):
 
     def placed_order_ids(self, status: int, body: bytes) -> tuple[str, ...]: ...
 
+    def placed_client_ids(self, status: int, body: bytes) -> tuple[str, ...]: ...
+
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]: ...
 
     amend_size_is_remaining: bool
@@ -543,6 +545,9 @@ class AdapterHooks:
 
     # the answer's member naming an order's exchange id (orderId, ordId, txid, oid ...)
     order_id_keys: tuple[str, ...] = ()
+    # the answer's member naming an order's client id (Binance's clientOrderId): recorded as the placing bot's, so
+    # a cancel by client id can be checked as one by the exchange's id is (empty: client ids are not read)
+    client_id_keys: tuple[str, ...] = ()
     # an amend's size is what the order rests after it, its fills not counted (else: its whole size, fills in)
     amend_size_is_remaining = False
     # an amend cancels the order and places a new one under a new id (Kraken's EditOrder); else the id stays
@@ -580,6 +585,18 @@ class AdapterHooks:
         depth): who placed which order, for cancelling one bot's orders. Unreadable: (). An adapter whose answer
         lists a batch's legs gives one id per leg, "" for a refused one (`leg_order_ids`)."""
         return self.read_placed_ids(body) if 200 <= status < 300 and body else ()
+
+    def placed_client_ids(self, status: int, body: bytes) -> tuple[str, ...]:
+        """The client ids of the orders a 2xx answer to an order request placed (`client_id_keys`), one per leg
+        where the answer lists legs; () where client ids are not read."""
+        return self.read_placed_client_ids(body) if self.client_id_keys and 200 <= status < 300 and body else ()
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return ()
+        return order_ids_in(doc, self.client_id_keys)
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         """`placed_order_ids` of a 2xx answer with a body: the exchange's own reader where it lists legs."""

@@ -146,6 +146,7 @@ _BINANCE_CODES = {"expired_credential": -1002}  # "not authorized": the key exis
 
 class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("clientOrderId",)
     fill_markets = READ_MARKETS  # binance_fills.py
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
     stream_markets = STREAM_MARKETS
@@ -347,6 +348,9 @@ class Binance(AdapterHooks):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return binance_placed_ids(loads(body))
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return binance_placed_ids(loads(body), "clientOrderId")
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """A cancel-replace refused in part (409, or 400 with both halves failed) as the answer of what it did."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
@@ -50,7 +51,8 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
 _POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
                             "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
                             "sideEffectType", "batchOrders", "priceMatch", "pegPriceType", "stopPrice", "orderId",
-                            "origClientOrderId", "isIsolated"})
+                            "origClientOrderId", "isIsolated", "cancelOrderId", "cancelOrigClientOrderId",
+                            "orderIdList", "origClientOrderIdList"})
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
@@ -109,7 +111,9 @@ def _params(req: IncomingRequest) -> dict[str, str]:
 def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     symbol = normalize_symbol(params["symbol"]) if params.get("symbol") else None
     if (method, path) in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol)
+        return _cancel_facts(path, params, symbol)
+    if path in _COUNTDOWNS:  # every order of the symbol cancelled when the countdown runs out
+        return RequestFacts(action="other", symbol=symbol, market=_market(path), cancels_all=True)
     if method == "POST" and path in _LEVERAGE:
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
     if method == "POST" and path == "/sapi/v1/capital/withdraw/apply":
@@ -117,7 +121,12 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,
                             amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
     if method == "POST" and path in _ORDER_PLACEMENT:
-        return _order_facts(path, params, symbol)
+        facts = _order_facts(path, params, symbol)
+        if path.endswith("/cancelReplace"):  # its cancel half names an order too
+            cancel = _cancel_facts(path, {"orderId": params.get("cancelOrderId", ""),
+                                          "origClientOrderId": params.get("cancelOrigClientOrderId", "")}, symbol)
+            facts = replace(facts, cancels=cancel.cancels, cancels_by_client=cancel.cancels_by_client)
+        return facts
     if method == "PUT" and path in _AMENDS:
         return replace(_order_facts(path, params, symbol), action="amend", order_id=_order_id(params))
     if method in ("POST", "PUT") and path in _BATCHES:
@@ -125,6 +134,43 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
+
+
+_CANCEL_ALL = {"/api/v3/openOrders", "/fapi/v1/allOpenOrders", "/dapi/v1/allOpenOrders", "/sapi/v1/margin/openOrders"}
+_COUNTDOWNS = {"/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll"}
+_ORDER_LISTS = {"/api/v3/orderList", "/sapi/v1/margin/orderList"}
+
+
+def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
+    """The orders a cancel names (only the bot's own may be: Core._own_orders_only): `orderId` /
+    `origClientOrderId` (Binance checks both where both are given), a futures batch's `orderIdList` /
+    `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or an order list's orders
+    (not read here: named by a list id keyproxy does not record)."""
+    if path in _CANCEL_ALL:
+        return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
+    if path in _ORDER_LISTS:
+        return RequestFacts(action="cancel", symbol=symbol)
+    if path.endswith("/batchOrders"):
+        ids = tuple(_order_id({"orderId": str(i)}) or "" for i in _json_list(params, "orderIdList", int))
+        return RequestFacts(action="cancel", symbol=symbol, cancels=ids,
+                            cancels_by_client=tuple(_json_list(params, "origClientOrderIdList", str)))
+    order_id, client_id = _order_id(params), params.get("origClientOrderId") or None
+    return RequestFacts(action="cancel", symbol=symbol, cancels=(order_id,) if order_id else (),
+                        cancels_by_client=(client_id,) if client_id else ())
+
+
+def _json_list(params: dict[str, str], name: str, kind: type) -> list[Any]:
+    """A batch cancel's JSON list of ids (numbers or client-id strings); absent: []."""
+    text = params.get(name)
+    if not text:
+        return []
+    try:
+        items = json.loads(text, parse_constant=no_json_constants)
+    except ValueError:
+        raise BadRequest(f"{name} must be a JSON list") from None
+    if not isinstance(items, list) or not all(isinstance(i, kind) and not isinstance(i, bool) for i in items):
+        raise BadRequest(f"{name} must be a JSON list of {'numbers' if kind is int else 'strings'}")
+    return items
 
 
 def _order_id(params: dict[str, str]) -> str | None:

@@ -132,15 +132,15 @@ def binance_amend_verdicts(doc: Any, legs: int) -> tuple[bool, ...]:
     return listed_verdicts(doc if isinstance(doc, list) else [doc], legs, took)
 
 
-def binance_placed_ids(doc: Any) -> tuple[str, ...]:
+def binance_placed_ids(doc: Any, key: str = "orderId") -> tuple[str, ...]:
     """The ids of the orders an order answer (parsed) placed: one per leg of a batch ("" for a leg refused with
     its `{"code", "msg"}`), the new order's alone in a cancel-replace (its `cancelResponse` names the order it
-    cancelled, never one placed), else every `orderId`."""
+    cancelled, never one placed), else every `orderId`. `key="clientOrderId"`: their client ids, the same way."""
     if isinstance(doc, list):
-        return leg_order_ids(doc, "orderId")
+        return leg_order_ids(doc, key)
     if isinstance(doc, dict) and ("newOrderResponse" in doc or "cancelResponse" in doc):  # "": nothing placed
-        return leg_order_ids([doc.get("newOrderResponse")], "orderId")
-    return order_ids_in(doc, ("orderId",))
+        return leg_order_ids([doc.get("newOrderResponse")], key)
+    return order_ids_in(doc, (key,))
 
 
 CANCEL_REPLACE_ERRORS = (-2021, -2022)  # "partially failed", "failed": `data` holds what each half did

@@ -192,6 +192,7 @@ def payload(params: dict[str, Any]) -> str:
 class BinanceWsApi(WsDialect):
     """The `/ws-api/v3` dialect of a Binance account; REST facts, errors and key rules come from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("clientOrderId",)
     fill_markets = READ_MARKETS  # binance_fills.py
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
     stream_markets = STREAM_MARKETS
@@ -299,6 +300,9 @@ class BinanceWsApi(WsDialect):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return binance_placed_ids(self._answer(body).get("result"))  # the answer parsed once (`_answer`)
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return binance_placed_ids(self._answer(body).get("result"), "clientOrderId")
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """As REST's: an `order.cancelReplace` refused in part, as the answer of what it did."""

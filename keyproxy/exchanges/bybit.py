@@ -106,6 +106,7 @@ _BYBIT_CODES = {"ip_denied": 10010}  # "unmatched IP": Bybit's own answer to a s
 
 class Bybit(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("orderLinkId",)
     fill_markets = BYBIT_READ  # bybit_fills.py
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/v5/account/wallet-balance", "accountType=UNIFIED", b"")
@@ -316,6 +317,9 @@ class Bybit(AdapterHooks):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return bybit_placed_ids(body)
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body, "orderLinkId")
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

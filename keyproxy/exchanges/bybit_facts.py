@@ -99,7 +99,13 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.path in _CANCELS:
         legs = body.get("request") if req.path == _BATCH_CANCEL else None
         first = legs[0] if isinstance(legs, list) and legs and isinstance(legs[0], dict) else body
-        return RequestFacts(action="cancel", symbol=_symbol(first), market=category)
+        named = [leg for leg in legs if isinstance(leg, dict)] if isinstance(legs, list) else [body]
+        # the orders it names, by id or orderLinkId (only the bot's own: Core._own_orders_only); cancel-all: every
+        # order of its category and symbol (no symbol: of the category)
+        return RequestFacts(action="cancel", symbol=_symbol(first), market=category,
+                            cancels=tuple(i for leg in named if (i := _text(leg.get("orderId")))),
+                            cancels_by_client=tuple(i for leg in named if (i := _text(leg.get("orderLinkId")))),
+                            cancels_all=req.path == "/v5/order/cancel-all")
     if req.path in _LEVERAGE:
         values = [amount(body.get(k), k) for k in ("buyLeverage", "sellLeverage", "leverage") if k in body]
         readable = [v for v in values if v is not None]

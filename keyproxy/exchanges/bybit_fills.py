@@ -88,9 +88,10 @@ def bybit_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
     return (True,) * legs
 
 
-def bybit_placed_ids(body: bytes | str) -> tuple[str, ...]:
+def bybit_placed_ids(body: bytes | str, key: str = "orderId") -> tuple[str, ...]:
     """The orders an order answer (REST `result`, WebSocket `data`) placed: a single order's `orderId`, or one
-    id per leg of a batch's `result.list` in the leg's place, "" where `retExtInfo.list` refused it."""
+    id per leg of a batch's `result.list` in the leg's place, "" where `retExtInfo.list` refused it. `key=
+    "orderLinkId"`: their client ids, the same way."""
     doc = loads(body)
     if not isinstance(doc, dict) or doc.get("retCode") != 0:
         return ()
@@ -98,10 +99,10 @@ def bybit_placed_ids(body: bytes | str) -> tuple[str, ...]:
     if not isinstance(result, dict):
         return ()
     if not isinstance(result.get("list"), list):
-        return leg_order_ids([result], "orderId")
+        return leg_order_ids([result], key)
     info = doc.get("retExtInfo")
     codes = info.get("list") if isinstance(info, dict) else None
-    ids = leg_order_ids(result["list"], "orderId")
+    ids = leg_order_ids(result["list"], key)
     if isinstance(codes, list):
         ids = tuple(oid if i < len(codes) and isinstance(codes[i], dict) and codes[i].get("code") == 0 else ""
                     for i, oid in enumerate(ids))

@@ -66,10 +66,14 @@ def _key(frame: dict[str, Any]) -> object:
 class BybitWsApi(WsDialect):
     """The private-socket dialect of a Bybit account; REST facts, errors and signatures from `rest`."""
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("orderLinkId",)
     fill_markets = BYBIT_READ  # answers name orders only; fills come from the `order` topic (bybit_fills.py)
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return bybit_placed_ids(body)
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return bybit_placed_ids(body, "orderLinkId")
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return bybit_stream_updates(text)

@@ -119,6 +119,7 @@ _OKX_CODES = {"ip_denied": "50110", "open_orders_exceeded": "51102"}  # OKX's ow
 
 class Okx(AdapterHooks):
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("clOrdId",)
     fill_markets = frozenset({"spot"})  # okx_fills.py: swaps and futures count contracts, not read yet
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
@@ -129,6 +130,9 @@ class Okx(AdapterHooks):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return okx_placed_ids(body)
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body, "clOrdId")
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

@@ -52,6 +52,9 @@ _NO_ORDER = frozenset("/api/v5/" + p for p in (
 _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"
 _BATCH_PLACE, _BATCH_AMEND = "/api/v5/trade/batch-orders", "/api/v5/trade/amend-batch-orders"
 _AMEND = "/api/v5/trade/amend-order"
+_CANCEL_ONE, _CANCEL_BATCH = "/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders"
+# every order of an instrument type and family, or of the account once the timer runs out
+_EVERY_ORDER = frozenset({"/api/v5/trade/mass-cancel", "/api/v5/trade/cancel-all-after"})
 MAX_BATCH = 20  # "Place multiple orders": at most 20 orders per request
 _PRICED = ("limit", "post_only", "fok", "ioc", "mmp", "mmp_and_post_only")  # the ordTypes that execute at `px`
 _AT_MARKET = ("market", "optimal_limit_ioc")  # `px` is ignored
@@ -161,7 +164,13 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         first = doc[0] if isinstance(doc, list) and doc and isinstance(doc[0], dict) else params
         inst = inst or param_text(first, "instId")
         # a cancel-batch names one instrument per leg: counted in the first leg's scope
-        return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst))
+        named = [d for d in doc if isinstance(d, dict)] if isinstance(doc, list) else [params]
+        orders = path in (_CANCEL_ONE, _CANCEL_BATCH)  # the orders it names (only the bot's own: Core._own_orders_only)
+        return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst),
+                            cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
+                            cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))
+                            if orders else (),
+                            cancels_all=path in _EVERY_ORDER)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
     if path in (_BATCH_PLACE, _BATCH_AMEND):

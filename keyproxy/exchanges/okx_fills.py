@@ -65,10 +65,11 @@ def okx_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
     return listed_verdicts(doc.get("data"), legs, lambda d: isinstance(d, dict) and d.get("sCode") == "0")
 
 
-def okx_placed_ids(body: bytes | str) -> tuple[str, ...]:
+def okx_placed_ids(body: bytes | str, key: str = "ordId") -> tuple[str, ...]:
     """The orders an order answer (REST or WebSocket) placed, one per leg of `data` in the leg's place: "" for a
-    leg refused (`sCode` not "0": OKX answers a batch refused in part with `code` "2" inside a 2xx answer)."""
+    leg refused (`sCode` not "0": OKX answers a batch refused in part with `code` "2" inside a 2xx answer).
+    `key="clOrdId"`: their client ids, the same way ("" where the order has none)."""
     doc = loads(body)
     if not isinstance(doc, dict) or doc.get("code") not in ("0", "1", "2"):
         return ()
-    return leg_order_ids(doc.get("data"), "ordId", lambda d: d.get("sCode") == "0")
+    return leg_order_ids(doc.get("data"), key, lambda d: d.get("sCode") == "0")

@@ -74,10 +74,14 @@ def _key(frame: dict[str, Any]) -> object:
 class OkxWsApi(WsDialect):
     """The private-socket dialect of an OKX account; REST facts, errors and passphrase rules from `rest`."""
     order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
+    client_id_keys = ("clOrdId",)
     fill_markets = frozenset({"spot"})  # fills come from the orders channel (okx_fills.py)
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return okx_placed_ids(body)
+
+    def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
+        return okx_placed_ids(body, "clOrdId")
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return okx_stream_updates(text)

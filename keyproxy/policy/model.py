@@ -65,6 +65,11 @@ class RequestFacts:
     # resting orders whose take-profit / stop-loss this request changes without changing their size or price (a
     # Bybit tp/sl-only amend), by the exchange's id (None: named by a client id): only the bot's own, by their id
     touches: tuple[str | None, ...] = ()
+    # the resting orders a cancel (or a cancel-replace's cancel) names: by the exchange's ids, by client ids, or
+    # every order of its scope (a cancel-all; a countdown that will cancel them): only the bot's own
+    cancels: tuple[str, ...] = ()
+    cancels_by_client: tuple[str, ...] = ()
+    cancels_all: bool = False
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

@@ -385,7 +385,7 @@ class Core:
             facts = facts.not_reduce_only()  # a halt, reduce_only or position cap is never passed on its word
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
-        if facts.touches or facts.action == "amend":
+        if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
             self._own_orders_only(account, adapter, bot.info.name, facts)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
@@ -460,6 +460,20 @@ class Core:
             if owner is not None and owner != bot:
                 raise Refused("policy_denied", f"bot {bot!r}: order {leg.order_id} was placed by another bot on this "
                               "account: a bot amends only its own orders")
+        name = account.info.name
+        for order_id in facts.cancels:
+            owner = self.owners.owner(name, adapter, order_id, facts.scope)
+            if owner is not None and owner != bot:
+                raise Refused("policy_denied", f"bot {bot!r}: order {order_id} was placed by another bot on this "
+                              "account: a bot cancels only its own orders")
+        for client_id in facts.cancels_by_client:
+            owner = self.owners.client_owner(name, adapter, client_id, facts.scope)
+            if owner is not None and owner != bot:
+                raise Refused("policy_denied", f"bot {bot!r}: the order with client id {client_id[:64]!r} was "
+                              "placed by another bot on this account: a bot cancels only its own orders")
+        if facts.cancels_all and (owner := self.owners.book_owner_resting(name, facts.scope, bot)) is not None:
+            raise Refused("policy_denied", f"bot {bot!r}: this would cancel every order of {facts.scope}, and bot "
+                          f"{owner!r} has orders resting there: cancel this bot's own orders by their ids")
         for order_id in facts.touches:
             if order_id is None:
                 raise Refused("policy_denied", f"bot {bot!r}: name the order by the exchange's order id, not a client "
@@ -582,7 +596,8 @@ class Core:
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:
-                self.owners.attribute(name, adapter, outcome.placed_by, ids)
+                self.owners.attribute(name, adapter, outcome.placed_by, ids,
+                                      client_ids=adapter.placed_client_ids(status, body))
             elif outcome.unread_by is not None and 200 <= status < 300 and body:
                 self.owners.attribute(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
                                       new_only=True)

@@ -13,7 +13,7 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.positions import PositionBook
-from keyproxy.state import StateStore, UsageBook, placed_key, placed_keys
+from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
 class OrderOwners:
@@ -60,6 +60,18 @@ class OrderOwners:
             others += owner is not None and owner != bot
         return others
 
+    def book_owner_resting(self, account: str, scope: str, bot: str) -> str | None:
+        """Another bot with an order resting in `scope` (`*` matches any market or symbol), as the positions
+        book holds them (orders in markets whose fills keyproxy reads)."""
+        return self._book.others_live(account, scope, bot)
+
+    def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str) -> str | None:
+        """The bot that last placed an order under this client id through keyproxy (None: none did)."""
+        if self._sequences is None:
+            return None
+        return self._sequences.placed_owner(account, (placed_key(client_key(client_id),
+                                                                 scope if adapter.order_ids_per_market else None),))
+
     def owner(self, account: str, adapter: Adapter, order_id: str, scope: str) -> str | None:
         """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution
         record's (any key form a version wrote); None for an order keyproxy never saw placed."""
@@ -72,7 +84,7 @@ class OrderOwners:
         return self._sequences.placed_owner(account, placed_keys(order_id, scope if keyed else None))
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
-                  ids: tuple[str, ...], new_only: bool = False) -> None:
+                  ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
         halt of one bot cancel that bot's orders and no other bot's on the same account. An amend's: only an
         order it made anew (never one it only named). Where ids are per market and symbol (Binance), keyed with them.
@@ -91,6 +103,11 @@ class OrderOwners:
             owned = self._sequences.placed_orders(account)
             found = [(oid, scope) for oid, scope in found if not owned.keys() & set(placed_keys(oid, scope))]
         keys = tuple(placed_key(oid, scope) for oid, scope in found)
+        if client_ids and not new_only:  # the latest order placed under a client id is the one it names now
+            cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
+                          if adapter.order_ids_per_market else None for i in range(len(client_ids))]
+            keys += tuple(placed_key(client_key(cid), scope) for cid, scope in zip(client_ids, cid_scopes, strict=True)
+                          if cid)
         if keys:
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)

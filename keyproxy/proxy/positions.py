@@ -492,6 +492,21 @@ class PositionBook:
     def bots_of(self, account: str) -> set[str]:
         return {bot for (bot, _), p in self.positions.items() if p.account == account}
 
+    def others_live(self, account: str, scope: str, bot: str) -> str | None:
+        """Another bot's order resting in `scope` (`market:symbol`; `*` matches any), if the book holds one: a
+        cancel-all there would cancel it. Its owner's name, else None."""
+        market, _, symbol = scope.partition(":")
+        for (name, where), live in self._live.items():
+            if name != account or not live:
+                continue
+            m, _, s = where.partition(":")
+            if market not in ("*", m) or symbol not in ("*", s):
+                continue
+            other = next((o.bot for o in live.values() if o.bot != bot), None)
+            if other is not None:
+                return other
+        return None
+
     def live_scopes(self, account: str) -> dict[str, float]:
         """Scopes with orders not known to be finished, and the oldest such order's time (reconciliation)."""
         out: dict[str, float] = {}

@@ -16,7 +16,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import HANDLED_SECRETS, DevStack, RealKey, new_real_key, point_ccxt_at
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.conftest import call, cancel_orders_of, hmac_sign, now_ms
 from tests.redis_server import RedisServer
 
 
@@ -171,9 +171,8 @@ def orders_since(fleet: Fleet, start: int) -> int:
 
 
 def cancel_open_orders(fleet: Fleet, name: str) -> None:
-    tidy = client(fleet.a.add_bot(name, "main", "read,trade"), on(fleet.a))
-    for o in tidy.fetch_open_orders("BTC/USDT"):
-        tidy.cancel_order(o["id"], "BTC/USDT")
+    """The bot's resting orders cancelled by the operator's sweep (no other bot may cancel them)."""
+    cancel_orders_of(fleet.a, name)
 
 
 def test_orders_fired_at_both_instances_at_once_cannot_all_pass_the_open_order_cap(fleet: Fleet) -> None:
@@ -183,7 +182,7 @@ def test_orders_fired_at_both_instances_at_once_cannot_all_pass_the_open_order_c
     start = len(fleet.a.journal())
     statuses = fire_at_both(fleet, creds, "0.001", 0)
     assert statuses.count(200) == orders_since(fleet, start) <= 2 and statuses.count(403) >= 14, statuses
-    cancel_open_orders(fleet, "burst-tidy")
+    cancel_open_orders(fleet, "burst-two")
 
 
 def test_positions_and_resting_orders_learned_on_one_instance_count_on_the_other(fleet: Fleet) -> None:
@@ -251,7 +250,7 @@ def test_buys_fired_at_both_instances_at_once_cannot_all_pass_the_position_cap(f
     again = fire_at_both(fleet, creds, "0.003", 16)
     assert statuses.count(200) <= 3 and statuses.count(403) >= 13, statuses
     assert statuses.count(200) + again.count(200) == orders_since(fleet, start) <= 3, (statuses, again)
-    cancel_open_orders(fleet, "sized-burst-tidy")
+    cancel_open_orders(fleet, "sized-burst")
 
 
 async def test_an_order_refused_after_the_gate_gives_its_place_back_at_once(fleet: Fleet) -> None:

@@ -13,7 +13,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
+from tests.e2e.conftest import account_call, call, cancel_own_orders, hmac_sign, now_ms
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_an_amend_cannot_grow_an_order_past_the_position_cap_nor_a_batch_add_pas
         ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)
     ex.edit_order(placed["id"], "BTC/USDT:USDT", "limit", "buy", 0.05, 20000)  # smaller: always passes
     ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.03, 20000)  # 0.05 + 0.03 once the exchange said so
-    ex.cancel_all_orders("BTC/USDT:USDT")
+    cancel_own_orders(ex, "BTC/USDT:USDT")
 
 
 def test_a_cancel_replace_books_the_order_it_placed_not_the_one_it_cancelled(dev: DevStack) -> None:
@@ -339,20 +339,54 @@ def test_a_padded_order_id_names_the_order_binance_reads(dev: DevStack) -> None:
     dev.cli("resume", "--bot", "pad-victim")
 
 
-def test_cancelling_another_bots_order_frees_no_place_under_my_cap(dev: DevStack) -> None:
-    """Session 18's fifth review: a cancel was counted as one of the canceller's own orders closed, so a bot capped
-    by max_open_orders=1 cancelled another bot's orders (a plain cancel, a cancel-replace) and rested 3 of its own.
-    A cancel of an order the book or `placed_orders` holds as another bot's frees no place now."""
+def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
+    """Session 18's fifth review: a bot cancelled another bot's orders on the same account (by the exchange's id,
+    by client id, all of a symbol's, through a cancel-replace, a futures batch or a countdown), and counted them
+    as its own closed, resting more than its max_open_orders. Each is refused now, nothing sent; a bot's own
+    orders it still cancels every way."""
     limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
     victim = dev.add_bot("slot-victim", "main", "read,trade")
     greedy = dev.add_bot("slot-greedy", "main", "read,trade", "--set", "max_open_orders=1")
-    victim_ids = [send(dev, victim, "POST", "/api/v3/order", limit)[1]["orderId"] for _ in range(2)]
+    answers = [send(dev, victim, "POST", "/api/v3/order", f"{limit}&newClientOrderId=slotv-{i}") for i in range(2)]
+    assert all(a[0] == 200 for a in answers), answers
+    victim_ids = [a[1]["orderId"] for a in answers]
+    status, body, _ = send(dev, greedy, "POST", "/api/v3/order", f"{limit}&newClientOrderId=slotg-0")
+    assert status == 200, body
+    own = body["orderId"]
+    for method, path, params in [
+            ("DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={victim_ids[0]}"),
+            ("DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId=00{victim_ids[0]}"),  # Binance reads the number
+            ("DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=slotv-1"),
+            ("DELETE", "/api/v3/openOrders", "symbol=BTCUSDT"),  # the victim's rest there
+            ("POST", "/api/v3/order/cancelReplace", f"{limit}&cancelReplaceMode=STOP_ON_FAILURE"
+                                                   f"&cancelOrderId={victim_ids[1]}"),
+            ("POST", "/api/v3/order/cancelReplace", f"{limit}&cancelReplaceMode=STOP_ON_FAILURE"
+                                                   "&cancelOrigClientOrderId=slotv-0")]:
+        status, body, arrived = send(dev, greedy, method, path, params)
+        assert body.get("error") == "policy_denied" and "cancel" in body["message"] and arrived == [], (path, body)
+    status, body, _ = send(dev, victim, "POST", "/fapi/v1/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+                           "&quantity=0.005&price=20000&newClientOrderId=slotv-f")
+    assert status == 200, body
+    futures_id = body["orderId"]
+    for method, path, params in [
+            ("DELETE", "/fapi/v1/batchOrders", f"symbol=BTCUSDT&orderIdList=[{futures_id}]"),
+            ("DELETE", "/fapi/v1/batchOrders", 'symbol=BTCUSDT&origClientOrderIdList=["slotv-f"]'),
+            ("DELETE", "/fapi/v1/allOpenOrders", "symbol=BTCUSDT"),
+            ("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=1000")]:
+        status, body, arrived = send(dev, greedy, method, path, params)
+        assert body.get("error") == "policy_denied" and arrived == [], (path, body)
+    status, body, arrived = send(dev, greedy, "POST", "/api/v3/order", limit)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body  # nothing of its own freed
+    status, body, arrived = send(dev, greedy, "DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=slotg-0")
+    assert status == 200 and body.get("orderId") == own and len(arrived) == 1, body  # its own, by client id
     status, body, _ = send(dev, greedy, "POST", "/api/v3/order", limit)
     assert status == 200, body
-    status, body, _ = send(dev, greedy, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={victim_ids[0]}")
-    assert status == 200 and body.get("status") == "CANCELED", body
-    status, body, arrived = send(dev, greedy, "POST", "/api/v3/order", limit)
-    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
-    status, body, arrived = send(dev, greedy, "POST", "/api/v3/order/cancelReplace",
-                                 f"{limit}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={victim_ids[1]}")
-    assert body.get("error") == "open_orders_exceeded" and arrived == [], body  # one rests already: no room
+    status, body, arrived = send(dev, greedy, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
+    assert status == 200 and len(arrived) == 1, body  # and by the exchange's id
+    for oid in victim_ids:
+        assert send(dev, victim, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={oid}")[0] == 200
+    status, body, _ = send(dev, victim, "POST", "/api/v3/order", "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"
+                           "&quantity=1&price=0.001")
+    assert status == 200, body
+    status, body, arrived = send(dev, victim, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")
+    assert status == 200 and len(arrived) == 1, body  # only its own rest there: a cancel-all passes

@@ -124,3 +124,29 @@ def test_a_bot_cannot_move_another_bots_take_profit_or_stop_loss(dev: DevStack) 
     assert body.get("error") == "policy_denied" and arrived == [], body
     status, body, arrived = send(dev, owner, "POST", "/v5/order/amend", tp)  # its own order: goes to Bybit
     assert len(arrived) == 1 and body.get("error") is None, body
+
+
+def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
+    """As on Binance: a cancel of another bot's order by `orderId` or `orderLinkId`, in a batch, or a cancel-all of
+    a symbol where another bot's orders rest is refused, nothing sent; the bot's own it cancels."""
+    victim = dev.add_bot("bbcxvictim", "bb", "read,trade")
+    attacker = dev.add_bot("bbcxattacker", "bb", "read,trade")
+    eth = {**LIMIT, "symbol": "ETHUSDT", "price": "1000", "qty": "0.01"}
+    status, body, _ = send(dev, victim, "POST", "/v5/order/create", {**eth, "orderLinkId": "bbcx-v1"})
+    assert body.get("retCode") == 0, body
+    oid = body["result"]["orderId"]
+    for path, doc in [
+            ("/v5/order/cancel", {"category": "linear", "symbol": "ETHUSDT", "orderId": oid}),
+            ("/v5/order/cancel", {"category": "linear", "symbol": "ETHUSDT", "orderLinkId": "bbcx-v1"}),
+            ("/v5/order/cancel-batch", {"category": "linear", "request": [{"symbol": "ETHUSDT", "orderId": oid}]}),
+            ("/v5/order/cancel-all", {"category": "linear", "symbol": "ETHUSDT"}),
+            ("/v5/order/cancel-all", {"category": "linear", "settleCoin": "USDT"})]:
+        status, body, arrived = send(dev, attacker, "POST", path, doc)
+        assert body.get("error") == "policy_denied" and arrived == [], (path, body)
+    status, body, arrived = send(dev, attacker, "POST", "/v5/order/create", {**eth, "orderLinkId": "bbcx-a1"})
+    status, body, arrived = send(dev, attacker, "POST", "/v5/order/cancel",
+                                 {"category": "linear", "symbol": "ETHUSDT", "orderLinkId": "bbcx-a1"})
+    assert body.get("retCode") == 0 and len(arrived) == 1, body  # its own, by its orderLinkId
+    status, body, arrived = send(dev, victim, "POST", "/v5/order/cancel",
+                                 {"category": "linear", "symbol": "ETHUSDT", "orderId": oid})
+    assert body.get("retCode") == 0 and len(arrived) == 1, body

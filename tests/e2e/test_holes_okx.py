@@ -130,3 +130,25 @@ def test_a_bot_cannot_amend_another_bots_swap_order(dev: DevStack) -> None:
     assert body.get("error") == "policy_denied" and "another bot" in json.dumps(body) and arrived == [], body
     status, body, arrived = send(dev, owner, "POST", "/api/v5/trade/amend-order", amend)  # its own: goes to OKX
     assert len(arrived) == 1 and body.get("error") is None, body
+
+
+def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
+    """As on Binance: a cancel of another bot's order by `ordId` or `clOrdId`, alone or in a batch, is refused,
+    nothing sent; the bot's own it cancels, by either id."""
+    victim = dev.add_bot("okxcxvictim", "okx", "read,trade")
+    attacker = dev.add_bot("okxcxattacker", "okx", "read,trade")
+    status, body, _ = send(dev, victim, "POST", "/api/v5/trade/order", {**LIMIT, "clOrdId": "okxcxv1"})
+    oid = body["data"][0]["ordId"]
+    for path, doc in [
+            ("/api/v5/trade/cancel-order", {"instId": "BTC-USDT", "ordId": oid}),
+            ("/api/v5/trade/cancel-order", {"instId": "BTC-USDT", "clOrdId": "okxcxv1"}),
+            ("/api/v5/trade/cancel-batch-orders", [{"instId": "BTC-USDT", "ordId": oid}])]:
+        status, body, arrived = send(dev, attacker, "POST", path, doc)
+        assert body.get("error") == "policy_denied" and arrived == [], (path, body)
+    send(dev, attacker, "POST", "/api/v5/trade/order", {**LIMIT, "clOrdId": "okxcxa1"})
+    status, body, arrived = send(dev, attacker, "POST", "/api/v5/trade/cancel-order",
+                                 {"instId": "BTC-USDT", "clOrdId": "okxcxa1"})
+    assert body.get("code") == "0" and len(arrived) == 1, body  # its own, by its clOrdId
+    status, body, arrived = send(dev, victim, "POST", "/api/v5/trade/cancel-order",
+                                 {"instId": "BTC-USDT", "ordId": oid})
+    assert body.get("code") == "0" and len(arrived) == 1, body

@@ -11,7 +11,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import hmac_sign, now_ms
+from tests.e2e.conftest import cancel_orders_of, hmac_sign, now_ms
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +177,7 @@ def test_concurrent_orders_cannot_all_pass_the_open_order_cap(limited: DevStack)
         statuses = list(pool.map(place, range(12)))
     placed = [e for e in limited.journal()[start:] if e.get("path") == "/api/v3/order" and e.get("method") == "POST"]
     assert statuses.count(200) == len(placed) <= 2 and statuses.count(403) >= 10, statuses
-    ex = bot(limited, "burst-tidy")  # another bot of the account cancels what rests
-    for o in ex.fetch_open_orders("BTC/USDT"):
-        ex.cancel_order(o["id"], "BTC/USDT")
+    cancel_orders_of(limited, "burst")  # what rests, cancelled by the operator (no other bot may)
 
 
 def test_daily_notional_cap_survives_restart(limited: DevStack) -> None:

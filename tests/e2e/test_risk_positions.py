@@ -14,6 +14,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
+from tests.e2e.conftest import cancel_orders_of, cancel_own_orders
 from tests.e2e.test_risk_binance import arrived, bot, set_price
 
 CONFIG = """
@@ -70,7 +71,7 @@ def test_max_position_counts_fills_and_resting_orders_and_selling_always_passes(
     ex.create_order("BTC/USDT", "limit", "buy", 0.004, 50000)  # the cancel freed its room
     ex.create_order("BTC/USDT", "market", "sell", 0.006)  # reducing always passes
     assert eventually(lambda: position(dev, "sized") == 0.0)
-    ex.cancel_all_orders("BTC/USDT")
+    cancel_own_orders(ex, "BTC/USDT")
 
 
 def test_buys_fired_at_once_cannot_all_pass_the_position_cap(dev: DevStack) -> None:
@@ -88,8 +89,7 @@ def test_buys_fired_at_once_cannot_all_pass_the_position_cap(dev: DevStack) -> N
     with ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(buy, range(10)))
     assert statuses.count(200) <= 3 and statuses.count(200) + statuses.count(403) == 10, statuses
-    tidy = bot(dev, "sized-burst-tidy")
-    tidy.cancel_all_orders("BTC/USDT")
+    cancel_orders_of(dev, "sized-burst")  # by the operator: no other bot may cancel them
 
 
 def test_the_daily_loss_limit_halts_new_risk_cancels_resting_orders_and_alerts(dev: DevStack) -> None:
@@ -209,4 +209,4 @@ def test_an_order_answered_status_unknown_keeps_counting_against_the_cap(dev: De
     with pytest.raises(ccxt.InvalidOrder, match="position_exceeded"):  # 0.007 may rest + 0.004 > 0.01
         ex.create_order("BTC/USDT", "limit", "buy", 0.004, 50000)
     ex.create_order("BTC/USDT", "limit", "buy", 0.003, 50000)
-    ex.cancel_all_orders("BTC/USDT")
+    cancel_own_orders(ex, "BTC/USDT")

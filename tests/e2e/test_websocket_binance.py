@@ -517,3 +517,22 @@ async def test_market_data_streams_are_relayed(dev: DevStack) -> None:
         await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@ticker"], "id": 3}))
         assert json.loads((await ws.receive(timeout=10)).data) == {"result": None, "id": 3}
         assert json.loads((await ws.receive(timeout=10)).data)["s"] == "ETHUSDT"
+
+
+async def test_a_bot_cancels_only_its_own_orders_over_the_websocket_api(dev: DevStack) -> None:
+    """`order.cancel` (by id or client id), `openOrders.cancelAll` and `order.cancelReplace` of another bot's order
+    are decided as their REST twins are: refused, nothing upstream; the bot's own order it cancels."""
+    victim, attacker = dev.add_bot("ws-victim", "main", "read,trade"), dev.add_bot("ws-attacker", "main", "read,trade")
+    [placed] = await exchange(ws_url(victim), signed(victim, "order.place", {**ORDER, "newClientOrderId": "wsv-1"}))
+    oid = placed["result"]["orderId"]
+    start = len(dev.journal())
+    answers = await exchange(
+        ws_url(attacker), signed(attacker, "order.cancel", {"symbol": "BTCUSDT", "orderId": oid}, 1),
+        signed(attacker, "order.cancel", {"symbol": "BTCUSDT", "origClientOrderId": "wsv-1"}, 2),
+        signed(attacker, "openOrders.cancelAll", {"symbol": "BTCUSDT"}, 3),
+        signed(attacker, "order.cancelReplace", {**ORDER, "cancelReplaceMode": "STOP_ON_FAILURE",
+                                                 "cancelOrderId": oid}, 4))
+    assert [a.get("keyproxy_error") for a in answers] == ["policy_denied"] * 4, answers
+    assert ws_entries(dev, start) == []
+    [own] = await exchange(ws_url(victim), signed(victim, "order.cancel", {"symbol": "BTCUSDT", "orderId": oid}))
+    assert own["status"] == 200 and own["result"]["status"] == "CANCELED", own

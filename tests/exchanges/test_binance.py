@@ -446,3 +446,24 @@ def test_minus_2015_refuses_the_key_only_on_a_spot_read() -> None:
     assert ADAPTER.key_rejected(401, body, "POST", "/fapi/v1/order") is KeyRejection.DENIED
     assert ADAPTER.key_rejected(401, body, "POST", "/api/v3/order") is KeyRejection.DENIED
     assert ADAPTER.key_rejected(401, b'{"code": -2008}', "POST", "/fapi/v1/order") is KeyRejection.INVALID
+
+
+def test_cancels_name_the_orders_they_cancel() -> None:
+    """What Core._own_orders_only checks: a cancel's exchange ids (as Binance reads them), client ids, or every
+    order of its symbol; a batch cancel's JSON lists, refused when not lists of ids."""
+    one = facts_of("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=007&origClientOrderId=c1")
+    assert (one.action, one.cancels, one.cancels_by_client, one.scope) == ("cancel", ("7",), ("c1",), "spot:BTCUSDT")
+    batch = facts_of("DELETE", "/fapi/v1/batchOrders", 'symbol=BTCUSDT&orderIdList=[1,2]&origClientOrderIdList=["a"]')
+    assert (batch.cancels, batch.cancels_by_client) == (("1", "2"), ("a",))
+    for bad in ("orderIdList=[true]", "orderIdList=1", 'orderIdList=["1"]', "origClientOrderIdList=[1]",
+                "orderIdList=[NaN]"):
+        with pytest.raises(BadRequest):
+            facts_of("DELETE", "/fapi/v1/batchOrders", f"symbol=BTCUSDT&{bad}")
+    assert facts_of("DELETE", "/api/v3/openOrders", "symbol=BTCUSDT").cancels_all
+    countdown = facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=1000")
+    assert countdown.cancels_all and countdown.scope == "usdm:BTCUSDT"
+    replace = facts_of("POST", "/api/v3/order/cancelReplace", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+                       "&quantity=1&price=1&cancelReplaceMode=STOP_ON_FAILURE&cancelOrigClientOrderId=c2")
+    assert (replace.action, replace.cancels, replace.cancels_by_client) == ("order", (), ("c2",))
+    with pytest.raises(BadRequest):  # keyproxy reads it for its owner check: given twice, refused
+        facts_of("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=1&orderId=2")

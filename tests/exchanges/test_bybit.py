@@ -516,6 +516,15 @@ def test_other_facts() -> None:
     from decimal import Decimal
 
     assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x"}).action == "cancel"
+    # the orders a cancel names (only the bot's own: Core._own_orders_only)
+    assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x"}).cancels == ("x",)
+    assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "c"}
+                 ).cancels_by_client == ("c",)
+    batch_cancel = facts("/v5/order/cancel-batch", {"category": "linear", "request": [
+        {"symbol": "BTCUSDT", "orderId": "a"}, {"symbol": "BTCUSDT", "orderLinkId": "b"}]})
+    assert (batch_cancel.cancels, batch_cancel.cancels_by_client) == (("a",), ("b",))
+    every = facts("/v5/order/cancel-all", {"category": "linear", "settleCoin": "USDT"})
+    assert every.cancels_all and every.scope == "linear:*"
     lev = facts("/v5/position/set-leverage", {"category": "linear", "symbol": "BTCUSDT", "buyLeverage": "5",
                                               "sellLeverage": "10"})
     assert (lev.action, lev.symbol, lev.leverage) == ("leverage", "BTCUSDT", Decimal("10"))

@@ -674,3 +674,16 @@ def test_market_names_come_from_public_instruments_answers() -> None:
     assert ADAPTER.market_names("/api/v5/market/tickers", json.dumps(answer).encode()) == {}
     order = req("POST", "/api/v5/trade/batch-orders", body=json.dumps([{"instIdCode": 10000}, {"instId": "A-B"}]))
     assert ADAPTER.market_ids(order) == ("#10000",)
+
+
+def test_cancels_name_the_orders_they_cancel() -> None:
+    """What Core._own_orders_only checks: a cancel's ordIds and clOrdIds (alone or in a batch), or every order
+    (mass-cancel, and cancel-all-after's timer)."""
+    one = facts_of("/api/v5/trade/cancel-order", json.dumps({"instId": "BTC-USDT", "ordId": "1", "clOrdId": "c"}))
+    assert (one.cancels, one.cancels_by_client, one.cancels_all) == (("1",), ("c",), False)
+    batch = facts_of("/api/v5/trade/cancel-batch-orders", json.dumps([{"instId": "BTC-USDT", "ordId": "1"},
+                                                                      {"instId": "BTC-USDT", "clOrdId": "d"}]))
+    assert (batch.cancels, batch.cancels_by_client) == (("1",), ("d",))
+    assert facts_of("/api/v5/trade/mass-cancel", json.dumps({"instType": "OPTION", "instFamily": "BTC-USD"})
+                    ).cancels_all
+    assert facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "60"})).cancels_all
