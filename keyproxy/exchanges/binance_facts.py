@@ -142,7 +142,7 @@ _ORDER_LISTS = {"/api/v3/orderList", "/sapi/v1/margin/orderList"}
 
 
 def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
-    """The orders a cancel names (only the bot's own may be: Core._own_orders_only): `orderId` /
+    """The orders a cancel names (only the bot's own may be: OrderOwners.only_own): `orderId` /
     `origClientOrderId` (Binance checks both where both are given), a futures batch's `orderIdList` /
     `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or an order list's orders
     (not read here: named by a list id keyproxy does not record)."""

@@ -100,7 +100,7 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         legs = body.get("request") if req.path == _BATCH_CANCEL else None
         first = legs[0] if isinstance(legs, list) and legs and isinstance(legs[0], dict) else body
         named = [leg for leg in legs if isinstance(leg, dict)] if isinstance(legs, list) else [body]
-        # the orders it names, by id or orderLinkId (only the bot's own: Core._own_orders_only); cancel-all: every
+        # the orders it names, by id or orderLinkId (only the bot's own: OrderOwners.only_own); cancel-all: every
         # order of its category and symbol (no symbol: of the category)
         return RequestFacts(action="cancel", symbol=_symbol(first), market=category,
                             cancels=tuple(i for leg in named if (i := _text(leg.get("orderId")))),

@@ -165,7 +165,7 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         inst = inst or param_text(first, "instId")
         # a cancel-batch names one instrument per leg: counted in the first leg's scope
         named = [d for d in doc if isinstance(d, dict)] if isinstance(doc, list) else [params]
-        orders = path in (_CANCEL_ONE, _CANCEL_BATCH)  # the orders it names (only the bot's own: Core._own_orders_only)
+        orders = path in (_CANCEL_ONE, _CANCEL_BATCH)  # the orders it names (only the bot's own: OrderOwners.only_own)
         return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst),
                             cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
                             cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))

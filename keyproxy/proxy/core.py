@@ -386,7 +386,7 @@ class Core:
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            self._own_orders_only(account, adapter, bot.info.name, facts)
+            self.owners.only_own(account.info.name, adapter, bot.info.name, facts)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
         usage = Usage()
@@ -448,41 +448,6 @@ class Core:
                exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,
                                                  risk.amended if risk is not None else ()) if capped else [])
         return facts
-
-    def _own_orders_only(self, account: AccountEntry, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
-        """A request that changes resting orders may change only the bot's own: an amend's legs by their order's
-        owner on record (the positions book holds only orders in markets whose fills keyproxy reads; the
-        attribution record, every order it saw placed), and a take-profit / stop-loss change (which moves no
-        size or price) named by the exchange's id: another bot's stop moved or removed is that bot's risk
-        changed. An amend by a client id is refused by `decide` where it matters."""
-        for leg in facts.placed() if facts.action == "amend" else ():
-            owner = self.owners.owner(account.info.name, adapter, leg.order_id, leg.scope) if leg.order_id else None
-            if owner is not None and owner != bot:
-                raise Refused("policy_denied", f"bot {bot!r}: order {leg.order_id} was placed by another bot on this "
-                              "account: a bot amends only its own orders")
-        name = account.info.name
-        for order_id in facts.cancels:
-            owner = self.owners.owner(name, adapter, order_id, facts.scope)
-            if owner is not None and owner != bot:
-                raise Refused("policy_denied", f"bot {bot!r}: order {order_id} was placed by another bot on this "
-                              "account: a bot cancels only its own orders")
-        for client_id in facts.cancels_by_client:
-            owner = self.owners.client_owner(name, adapter, client_id, facts.scope)
-            if owner is not None and owner != bot:
-                raise Refused("policy_denied", f"bot {bot!r}: the order with client id {client_id[:64]!r} was "
-                              "placed by another bot on this account: a bot cancels only its own orders")
-        if facts.cancels_all and (owner := self.owners.book_owner_resting(name, facts.scope, bot)) is not None:
-            raise Refused("policy_denied", f"bot {bot!r}: this would cancel every order of {facts.scope}, and bot "
-                          f"{owner!r} has orders resting there: cancel this bot's own orders by their ids")
-        for order_id in facts.touches:
-            if order_id is None:
-                raise Refused("policy_denied", f"bot {bot!r}: name the order by the exchange's order id, not a client "
-                              "id: keyproxy cannot tell whose order a client id names, and a bot changes only its "
-                              "own orders")
-            owner = self.owners.owner(account.info.name, adapter, order_id, facts.scope)
-            if owner is not None and owner != bot:
-                raise Refused("policy_denied", f"bot {bot!r}: order {order_id} was placed by another bot on this "
-                              "account: a bot changes only its own orders")
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
                   outcome: Outcome, now_ms: int) -> BotEntry | None:

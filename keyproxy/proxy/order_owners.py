@@ -1,4 +1,5 @@
-"""Who placed which order (`StateStore.placed_orders`), and the open-order counts only a bot's own orders move.
+"""Who placed which order (`StateStore.placed_orders`), that a bot changes and cancels only its own orders, and the
+open-order counts only a bot's own orders move.
 
 A halt of one bot cancels the orders recorded as that bot's and no other bot's; a bot's `max_open_orders` count
 moves by what the exchange confirmed of its own orders: a cancel of another bot's order frees no place (the
@@ -13,6 +14,7 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.positions import PositionBook
+from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
@@ -60,10 +62,38 @@ class OrderOwners:
             others += owner is not None and owner != bot
         return others
 
-    def book_owner_resting(self, account: str, scope: str, bot: str) -> str | None:
-        """Another bot with an order resting in `scope` (`*` matches any market or symbol), as the positions
-        book holds them (orders in markets whose fills keyproxy reads)."""
-        return self._book.others_live(account, scope, bot)
+    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
+        """Refuse a request that would change or cancel another bot's resting orders (docs/policy.md, "Only its own
+        orders"): an amend's legs, by their order's owner on record (the positions book holds only orders in
+        markets whose fills keyproxy reads; the attribution record, every order it saw placed); a cancel's orders,
+        by the exchange's id or by client id; a cancel-all where another bot's orders rest; a take-profit /
+        stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
+        removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters."""
+        def deny(detail: str) -> Refused:
+            return Refused("policy_denied", f"bot {bot!r}: {detail}")
+
+        for leg in facts.placed() if facts.action == "amend" else ():
+            if leg.order_id and self.owner(account, adapter, leg.order_id, leg.scope) not in (None, bot):
+                raise deny(f"order {leg.order_id} was placed by another bot on this account: a bot amends only its "
+                           "own orders")
+        for order_id in facts.cancels:
+            if self.owner(account, adapter, order_id, facts.scope) not in (None, bot):
+                raise deny(f"order {order_id} was placed by another bot on this account: a bot cancels only its "
+                           "own orders")
+        for client_id in facts.cancels_by_client:
+            if self.client_owner(account, adapter, client_id, facts.scope) not in (None, bot):
+                raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
+                           "account: a bot cancels only its own orders")
+        if facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)) is not None:
+            raise deny(f"this would cancel every order of {facts.scope}, and bot {other!r} has orders resting "
+                       "there: cancel this bot's own orders by their ids")
+        for order_id in facts.touches:
+            if order_id is None:
+                raise deny("name the order by the exchange's order id, not a client id: keyproxy cannot tell whose "
+                           "order a client id names, and a bot changes only its own orders")
+            if self.owner(account, adapter, order_id, facts.scope) not in (None, bot):
+                raise deny(f"order {order_id} was placed by another bot on this account: a bot changes only its "
+                           "own orders")
 
     def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str) -> str | None:
         """The bot that last placed an order under this client id through keyproxy (None: none did)."""

@@ -449,7 +449,7 @@ def test_minus_2015_refuses_the_key_only_on_a_spot_read() -> None:
 
 
 def test_cancels_name_the_orders_they_cancel() -> None:
-    """What Core._own_orders_only checks: a cancel's exchange ids (as Binance reads them), client ids, or every
+    """What OrderOwners.only_own checks: a cancel's exchange ids (as Binance reads them), client ids, or every
     order of its symbol; a batch cancel's JSON lists, refused when not lists of ids."""
     one = facts_of("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=007&origClientOrderId=c1")
     assert (one.action, one.cancels, one.cancels_by_client, one.scope) == ("cancel", ("7",), ("c1",), "spot:BTCUSDT")

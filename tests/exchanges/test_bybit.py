@@ -516,7 +516,7 @@ def test_other_facts() -> None:
     from decimal import Decimal
 
     assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x"}).action == "cancel"
-    # the orders a cancel names (only the bot's own: Core._own_orders_only)
+    # the orders a cancel names (only the bot's own: OrderOwners.only_own)
     assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x"}).cancels == ("x",)
     assert facts("/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "c"}
                  ).cancels_by_client == ("c",)
@@ -533,7 +533,7 @@ def test_other_facts() -> None:
     amend = facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "qty": "3"})
     assert (amend.action, amend.quantity, amend.order_id) == ("amend", Decimal("3"), "x")  # the order it changes
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "takeProfit": "1"}).action == "other"
-    # a tp/sl-only amend names the order it touches (only the bot's own: Core._own_orders_only), None by a client id
+    # a tp/sl-only amend names the order it touches (only the bot's own: OrderOwners.only_own), None by a client id
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderId": "x", "stopLoss": "1"}
                  ).touches == ("x",)
     assert facts("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "c", "stopLoss": "1"}

@@ -677,7 +677,7 @@ def test_market_names_come_from_public_instruments_answers() -> None:
 
 
 def test_cancels_name_the_orders_they_cancel() -> None:
-    """What Core._own_orders_only checks: a cancel's ordIds and clOrdIds (alone or in a batch), or every order
+    """What OrderOwners.only_own checks: a cancel's ordIds and clOrdIds (alone or in a batch), or every order
     (mass-cancel, and cancel-all-after's timer)."""
     one = facts_of("/api/v5/trade/cancel-order", json.dumps({"instId": "BTC-USDT", "ordId": "1", "clOrdId": "c"}))
     assert (one.cancels, one.cancels_by_client, one.cancels_all) == (("1",), ("c",), False)
