@@ -110,7 +110,11 @@ class DevStack:
                           + ("" if "[metrics]" in self.extra_config else "\n[metrics]\nport = 0\n") + self.extra_config)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPROXY_", "XDG_"))}
         self.env = {**base, "KEYPROXY_CONFIG": str(config), "KEYPROXY_PASSPHRASE_FILE": str(self.root / "passphrase"),
-                    "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(self.root),
+                    # the checkout first; a bench's own path after it (bench/step_timing.py times steps in situ)
+                    "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                   *([os.environ["KEYPROXY_BENCH_PATH"]]
+                                                     if os.environ.get("KEYPROXY_BENCH_PATH") else [])]),
+                    "HOME": str(self.root),
                     "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "KEYPROXY_LOG_LEVEL": self.log_level}
 
     @property
