@@ -134,6 +134,16 @@ class FleetUsage:
             out[oid.decode()] = (str(bot), str(market))
         return out
 
+    def placed_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
+        """The bot any instance recorded under the first of `keys` found (an order placed through another
+        instance: its owner for the own-orders check)."""
+        with self.fleet._calls() as r:
+            values = r.hmget(self.fleet.key(f"placed:{account}"), list(keys))
+        for value in values:
+            if value is not None:
+                return str(json.loads(value)[0])
+        return None
+
     def _put(self, kind: str, payload: tuple[object, ...]) -> None:
         try:
             self._queue.put_nowait((kind, payload))
