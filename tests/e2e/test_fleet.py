@@ -185,6 +185,20 @@ def test_orders_fired_at_both_instances_at_once_cannot_all_pass_the_open_order_c
     cancel_open_orders(fleet, "burst-two")
 
 
+def test_a_bot_cannot_cancel_another_bots_order_placed_through_the_other_instance(fleet: Fleet) -> None:
+    """The own-orders check reads the fleet's attribution record where this instance's has no entry: an order
+    placed through A by one bot cannot be cancelled through B by another, by client id (which only the record
+    knows) or by the exchange's id; its owner cancels it through B."""
+    owner_creds = fleet.a.add_bot("fleet-cx-owner", "main", "read,trade")
+    other = client(fleet.a.add_bot("fleet-cx-other", "main", "read,trade"), on(fleet.b))
+    owner = client(owner_creds, on(fleet.a))
+    placed = owner.create_order("BTC/USDT", "limit", "buy", 0.001, 20000, {"newClientOrderId": "fleet-cx-1"})
+    time.sleep(1.0)  # A's record reaches Redis from its write-behind queue within milliseconds
+    refused(lambda: other.cancel_order(None, "BTC/USDT", {"origClientOrderId": "fleet-cx-1"}), "policy_denied")
+    refused(lambda: other.cancel_order(placed["id"], "BTC/USDT"), "policy_denied")
+    client(owner_creds, on(fleet.b)).cancel_order(placed["id"], "BTC/USDT")
+
+
 def test_positions_and_resting_orders_learned_on_one_instance_count_on_the_other(fleet: Fleet) -> None:
     """The positions book is the fleet's (fleet/book.py): a bot's fill through A counts against its
     max_position on B, and another bot's resting bid placed through A refuses a crossing sell sent to B."""
@@ -615,16 +629,3 @@ def test_workers_need_shared_state_and_a_worker_cannot_be_started_by_hand(tmp_pa
     assert proc.returncode == 2 and "set by `serve --workers N`" in proc.stderr
 
 
-
-def test_a_bot_cannot_cancel_another_bots_order_placed_through_the_other_instance(fleet: Fleet) -> None:
-    """The own-orders check reads the fleet's attribution record where this instance's has no entry: an order
-    placed through A by one bot cannot be cancelled through B by another, by client id (which only the record
-    knows) or by the exchange's id; its owner cancels it through B."""
-    owner_creds = fleet.a.add_bot("fleet-cx-owner", "main", "read,trade")
-    other = client(fleet.a.add_bot("fleet-cx-other", "main", "read,trade"), on(fleet.b))
-    owner = client(owner_creds, on(fleet.a))
-    placed = owner.create_order("BTC/USDT", "limit", "buy", 0.001, 20000, {"newClientOrderId": "fleet-cx-1"})
-    time.sleep(1.0)  # A's record reaches Redis from its write-behind queue within milliseconds
-    refused(lambda: other.cancel_order(None, "BTC/USDT", {"origClientOrderId": "fleet-cx-1"}), "policy_denied")
-    refused(lambda: other.cancel_order(placed["id"], "BTC/USDT"), "policy_denied")
-    client(owner_creds, on(fleet.b)).cancel_order(placed["id"], "BTC/USDT")
