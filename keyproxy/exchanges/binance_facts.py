@@ -40,7 +40,10 @@ _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api
                                     "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
                                     "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
                                     "/sapi/v1/margin/openOrders", "/sapi/v1/margin/orderList", "/papi/v1/um/order",
-                                    "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order")}
+                                    "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order",
+                                    "/papi/v1/um/allOpenOrders", "/papi/v1/cm/allOpenOrders",
+                                    "/papi/v1/margin/allOpenOrders", "/eapi/v1/allOpenOrders",
+                                    "/eapi/v1/allOpenOrdersByUnderlying")}
 _LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
 # trade-class endpoints that change settings but place no order
 _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
@@ -136,8 +139,10 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
 
 
-_CANCEL_ALL = {"/api/v3/openOrders", "/fapi/v1/allOpenOrders", "/dapi/v1/allOpenOrders", "/sapi/v1/margin/openOrders"}
-_COUNTDOWNS = {"/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll"}
+_CANCEL_ALL = {"/api/v3/openOrders", "/fapi/v1/allOpenOrders", "/dapi/v1/allOpenOrders", "/sapi/v1/margin/openOrders",
+               "/papi/v1/um/allOpenOrders", "/papi/v1/cm/allOpenOrders", "/papi/v1/margin/allOpenOrders",
+               "/eapi/v1/allOpenOrders", "/eapi/v1/allOpenOrdersByUnderlying"}
+_COUNTDOWNS = {"/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/eapi/v1/countdownCancelAll"}
 _ORDER_LISTS = {"/api/v3/orderList", "/sapi/v1/margin/orderList"}
 
 

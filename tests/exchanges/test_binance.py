@@ -460,6 +460,9 @@ def test_cancels_name_the_orders_they_cancel() -> None:
         with pytest.raises(BadRequest):
             facts_of("DELETE", "/fapi/v1/batchOrders", f"symbol=BTCUSDT&{bad}")
     assert facts_of("DELETE", "/api/v3/openOrders", "symbol=BTCUSDT").cancels_all
+    for path in ("/papi/v1/um/allOpenOrders", "/papi/v1/margin/allOpenOrders", "/eapi/v1/allOpenOrders"):
+        every = facts_of("DELETE", path, "symbol=BTCUSDT")  # were unread (refused to bots with limits, and
+        assert every.action == "cancel" and every.cancels_all, path  # unchecked for a bot without)
     countdown = facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=1000")
     assert countdown.cancels_all and countdown.scope == "usdm:BTCUSDT"
     replace = facts_of("POST", "/api/v3/order/cancelReplace", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
