@@ -429,6 +429,8 @@ class Daemon:
         risk_watch = RiskWatch(self.pipeline.core, self.pipeline.market_data, self.own_calls, self.canceller,
                                self.store, self.trail.append, self.metrics, responder=self.recorder.responder)
         self.controls.risk = risk_watch.report
+        # after a sweep, the book reads what the exchange says of the swept scopes at once (not a scope a minute)
+        self.canceller.after = lambda account: risk_watch.reconcile(account, every_scope=True)
         tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders(), self._watch_loop_lag()]
         if self.fleet_sync is not None:
             self.controls.fleet = self.fleet_sync.report

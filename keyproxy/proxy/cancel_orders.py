@@ -11,14 +11,17 @@ Every cancel is an audit event; nothing is retried and nothing but a cancel is s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from keyproxy.audit.log import get_logger
 from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.policy.model import normalize_symbol
 from keyproxy.state import StateStore, placed_keys
+
+log = get_logger("keyproxy.orders")
 
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
 
@@ -134,6 +137,9 @@ class Canceller:
         self._store = store
         self._calls = calls
         self._audit = audit
+        # run for each account whose orders a sweep cancelled (the daemon: the risk watch's reconciliation, so the
+        # positions book stops holding them as resting: a cancel-all there is judged by it)
+        self.after: Callable[[str], Awaitable[object]] | None = None
 
     def accounts_of(self, scope: str, target: str) -> tuple[list[AccountEntry], str | None]:
         """The accounts a scope covers and the bot whose orders alone are cancelled (None: every order)."""
@@ -156,6 +162,14 @@ class Canceller:
                     accounts=sorted(a.info.name for a in accounts))
         summaries = await asyncio.gather(*(cancel_account_orders(self._calls, self._store, a, bot, self._audit,
                                                                  reason) for a in accounts))
+        if self.after is not None:
+            for summary in summaries:
+                if summary["cancelled"]:
+                    try:
+                        await self.after(summary["account"])
+                    except Exception as e:  # noqa: BLE001 - the orders are cancelled; the book catches up later
+                        log.warning("positions book not reconciled after a sweep", account=summary["account"],
+                                    kind=type(e).__name__)
         self._audit("orders.cancel_all", scope=scope, target=target, reason=reason, result="done",
                     cancelled=sum(len(s["cancelled"]) for s in summaries),
                     failed=sum(len(s["failed"]) for s in summaries), left=sum(len(s["left"]) for s in summaries),

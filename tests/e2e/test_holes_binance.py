@@ -390,3 +390,20 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
     assert status == 200, body
     status, body, arrived = send(dev, victim, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")
     assert status == 200 and len(arrived) == 1, body  # only its own rest there: a cancel-all passes
+
+
+def test_after_a_halts_sweep_the_book_no_longer_holds_the_swept_orders(dev: DevStack) -> None:
+    """A halt's sweep cancelled a bot's orders at the exchange but left them resting in the positions book until
+    reconciliation reached their scope (one a minute), so another bot's cancel-all there was refused as if they
+    still rested. The sweep now reconciles the account's scopes before the halt command returns."""
+    swept = dev.add_bot("sweep-owner", "main", "read,trade")
+    other = dev.add_bot("sweep-other", "main", "read,trade")
+    status, body, _ = send(dev, swept, "POST", "/api/v3/order", "symbol=ETHBTC&side=BUY&type=LIMIT&timeInForce=GTC"
+                           "&quantity=1&price=0.01")
+    assert status == 200, body
+    status, body, arrived = send(dev, other, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
+    assert body.get("error") == "policy_denied" and arrived == [], body  # the owner's order rests there
+    dev.cli("halt", "--bot", "sweep-owner", "--cancel-orders", "--reason", "test")
+    dev.cli("resume", "--bot", "sweep-owner")
+    status, body, arrived = send(dev, other, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
+    assert body.get("error") != "policy_denied" and len(arrived) == 1, body  # nothing of another bot's rests now
