@@ -92,8 +92,10 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     product = _text(body.get("product_id"))
     symbol = normalize_symbol(product) if product else None
     market = market_of(product)
-    if req.path == "/api/v3/brokerage/orders/batch_cancel":
-        return RequestFacts(action="cancel", market="spot")
+    if req.path == "/api/v3/brokerage/orders/batch_cancel":  # the orders it names: only the bot's own
+        ids = body.get("order_ids")
+        return RequestFacts(action="cancel", market="spot",
+                            cancels=tuple(i for i in ids if isinstance(i, str) and i) if isinstance(ids, list) else ())
     if req.path == "/api/v3/brokerage/orders/close_position":
         return RequestFacts(action="order", symbol=symbol, market=market, quantity=amount(body.get("size"), "size"),
                             reduce_only=True, contract="linear" if market in ("future", "perp") else None)

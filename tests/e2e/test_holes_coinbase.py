@@ -84,3 +84,21 @@ def test_a_refused_order_and_a_failed_cancel_count_nothing(dev: DevStack) -> Non
     again = c.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
                                   limit_price="50000")
     assert again.success
+
+
+def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
+    """`batch_cancel` naming another bot's order (alone or beside the bot's own) is refused, nothing sent; the
+    bot's own orders it cancels (coinbase-advanced-py's cancel_orders)."""
+    victim, attacker = client(dev, "cbcxvictim"), client(dev, "cbcxattacker")
+    theirs = victim.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                        limit_price="50000")
+    mine = attacker.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                        limit_price="50000")
+    theirs_id, mine_id = theirs.success_response["order_id"], mine.success_response["order_id"]
+    start = len(dev.journal())
+    for ids in ([theirs_id], [mine_id, theirs_id]):
+        text = refused(lambda ids=ids: attacker.cancel_orders(order_ids=ids))
+        assert "policy_denied" in text and "another bot" in text, text
+    assert [e for e in dev.journal()[start:] if e["path"].endswith("/batch_cancel")] == []
+    assert attacker.cancel_orders(order_ids=[mine_id]).results[0].success
+    assert victim.cancel_orders(order_ids=[theirs_id]).results[0].success
