@@ -126,7 +126,12 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
                         quantity=amount(wire["s"], "order size (s)"), price=price,
                         # spot holds no position to reduce: its `r` is never believed (as Binance's, OKX's, Bybit's)
                         reduce_only=_flag(wire.get("r"), "reduce-only (r)") and market == "perp",
-                        trigger_price=trigger_px)
+                        trigger_price=trigger_px,
+                        client_id=wire["c"].lower() if isinstance(wire.get("c"), str) and wire["c"] else None)
+
+
+def _oid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _many(legs: list[RequestFacts], action: str) -> RequestFacts:
@@ -135,11 +140,12 @@ def _many(legs: list[RequestFacts], action: str) -> RequestFacts:
     return legs[0] if len(legs) == 1 else RequestFacts(action=legs[0].action, orders=tuple(legs))
 
 
-def _cancel(symbols: list[int]) -> RequestFacts:
+def _cancel(symbols: list[int], ids: tuple[str, ...] = (), cloids: tuple[str, ...] = ()) -> RequestFacts:
+    """A cancel of the orders it names (only the bot's own: OrderOwners.only_own), by oid or by cloid."""
     if len(set(symbols)) == 1:
         market, symbol = market_of(symbols[0])
-        return RequestFacts(action="cancel", symbol=symbol, market=market)
-    return RequestFacts(action="cancel")
+        return RequestFacts(action="cancel", symbol=symbol, market=market, cancels=ids, cancels_by_client=cloids)
+    return RequestFacts(action="cancel", cancels=ids, cancels_by_client=cloids)
 
 
 def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - one table of action shapes
@@ -178,8 +184,14 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         if not isinstance(cancels, list) or not cancels:
             raise BadRequest("cancels must be a non-empty list")
         field = "a" if kind == "cancel" else "asset"
-        return _cancel([_asset(c.get(field) if isinstance(c, dict) else None, f"cancel {field}") for c in cancels])
-    if kind in ("scheduleCancel", "twapCancel"):
+        symbols = [_asset(c.get(field) if isinstance(c, dict) else None, f"cancel {field}") for c in cancels]
+        if kind == "cancel":
+            return _cancel(symbols, ids=tuple(str(c["o"]) for c in cancels if _oid(c.get("o"))))
+        return _cancel(symbols, cloids=tuple(c["cloid"].lower() for c in cancels
+                                             if isinstance(c.get("cloid"), str) and c["cloid"]))
+    if kind == "scheduleCancel":  # with a time: every order of the account cancelled then
+        return RequestFacts(action="cancel", cancels_all=action.get("time") is not None)
+    if kind == "twapCancel":
         return RequestFacts(action="cancel")
     if kind == "updateIsolatedMargin":
         market, symbol = market_of(_asset(action.get("asset")))

@@ -68,6 +68,7 @@ class RequestFacts:
     # the resting orders a cancel (or a cancel-replace's cancel) names: by the exchange's ids, by client ids, or
     # every order of its scope (a cancel-all; a countdown that will cancel them): only the bot's own
     cancels: tuple[str, ...] = ()
+    client_id: str | None = None  # an order's client id as the request names it (where the answer does not echo it)
     cancels_by_client: tuple[str, ...] = ()
     cancels_all: bool = False
 

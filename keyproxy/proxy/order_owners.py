@@ -133,6 +133,9 @@ class OrderOwners:
             owned = self._sequences.placed_orders(account)
             found = [(oid, scope) for oid, scope in found if not owned.keys() & set(placed_keys(oid, scope))]
         keys = tuple(placed_key(oid, scope) for oid, scope in found)
+        if not client_ids and len(ids) == len(legs) and any(leg.client_id for leg in legs):
+            # the answer does not echo client ids (Hyperliquid's cloid): the request's, for the legs it placed
+            client_ids = tuple(leg.client_id or "" if oid else "" for leg, oid in zip(legs, ids, strict=True))
         if client_ids and not new_only:  # the latest order placed under a client id is the one it names now
             cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
                           if adapter.order_ids_per_market else None for i in range(len(client_ids))]

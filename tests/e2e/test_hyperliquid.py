@@ -9,6 +9,7 @@ nonce error; what a bot may not do is refused before anything goes upstream.
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 import urllib.request
@@ -87,6 +88,32 @@ def test_the_official_sdk_trades_with_a_virtual_agent_key(hl: DevStack) -> None:
     sent = _exchange_entries(hl, start)
     assert len(sent) == 3 and all(e["api_key"] == hl.real_signer for e in sent)  # type: ignore[attr-defined]
 
+
+
+def test_a_bot_cancels_only_its_own_orders(hl: DevStack) -> None:
+    """Bots behind one Hyperliquid key share one account: a `cancel` naming another bot's oid, a `cancelByCloid`
+    naming its cloid (recorded from the order's request: the answer does not echo it) and a `scheduleCancel` (every
+    order, at a time) while another bot's order rests are refused, nothing sent; the bot's own it cancels."""
+    from hyperliquid.utils.error import ClientError
+    from hyperliquid.utils.types import Cloid
+
+    victim, attacker = _sdk(hl.add_bot("hl-cx-victim", "hl", "read,trade")), \
+        _sdk(hl.add_bot("hl-cx-attacker", "hl", "read,trade"))
+    cloid = Cloid.from_str("0x" + "ab" * 16)
+    placed = victim.order("ETH", True, 0.01, 3000, {"limit": {"tif": "Gtc"}}, cloid=cloid)
+    assert placed["status"] == "ok", placed
+    oid = placed["response"]["data"]["statuses"][0]["resting"]["oid"]
+    start = len(hl.journal())
+    for attack in (lambda: attacker.cancel("ETH", oid), lambda: attacker.cancel_by_cloid("ETH", cloid),
+                   lambda: attacker.schedule_cancel(int(time.time() * 1000) + 60_000)):
+        with pytest.raises(ClientError) as refused:
+            attack()
+        assert refused.value.error_code == "policy_denied", refused.value
+    assert _exchange_entries(hl, start) == []
+    own = attacker.order("ETH", True, 0.01, 2999, {"limit": {"tif": "Gtc"}})
+    own_oid = own["response"]["data"]["statuses"][0]["resting"]["oid"]
+    assert attacker.cancel("ETH", own_oid)["response"]["data"]["statuses"] == ["success"]
+    assert victim.cancel("ETH", oid)["response"]["data"]["statuses"] == ["success"]  # by oid: the book learns it
 
 BOT = """
 import json, sys
@@ -247,3 +274,4 @@ def test_bad_signatures_vaults_and_stale_nonces_get_clear_codes_and_nothing_goes
         got, answer = _post(hl, body)
         assert (got, answer["error"], answer["status"], answer["code"]) == (status, code, "err", code), answer
     assert _exchange_entries(hl, start) == []
+
