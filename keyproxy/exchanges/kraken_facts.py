@@ -91,7 +91,7 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     pair = param_text(params, "pair")
     symbol = normalize_symbol(pair) if pair else None
     if method in _CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol, market=MARKET)
+        return _cancel(method, params, symbol)
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
         return replace(order, action="amend", order_id=order_txid(param_text(params, "txid"))) \
@@ -171,7 +171,40 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         reduce_only=param_true(params, "reduce_only") and _margin(params),
         # a conditional close (`close[ordertype]`; JSON `close`): Kraken places it as a new order once this fills
         untracked="Kraken places a conditional close as an order of its own" if params.get("close")
-        or any(k.startswith("close[") for k in params) else None)
+        or any(k.startswith("close[") for k in params) else None,
+        # its cl_ord_id, recorded as the placing bot's (AddOrder's answer does not echo it)
+        client_id=param_text(params, "cl_ord_id") or None)
+
+
+def _names(value: object) -> list[str]:
+    """A cancel's order names: a comma-separated string, a number, or a list of them (JSON, the WebSocket's)."""
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    out = []
+    for item in items:
+        if isinstance(item, dict):  # CancelOrderBatch's orders as objects: every name in them
+            out += _names([v for v in item.values() if isinstance(v, str | int) and not isinstance(v, bool)])
+            continue
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise BadRequest("an order to cancel is named by a txid, a userref or a cl_ord_id")
+        out += [t.strip() for t in str(item).split(",") if t.strip()]
+    return out
+
+
+def _cancel(method: str, params: Mapping[str, object], symbol: str | None) -> RequestFacts:
+    """The orders a cancel names (only the bot's own: OrderOwners.only_own): txids, cl_ord_ids, and userrefs.
+    A userref is a reference several orders, of several bots, may share: a cancel by one is judged as a
+    cancel of every order (refused while another bot's orders rest), as CancelAll and a CancelAllOrdersAfter
+    timer are."""
+    if method == "CancelAll":
+        return RequestFacts(action="cancel", market=MARKET, cancels_all=True)
+    if method == "CancelAllOrdersAfter":
+        timeout = param_text(params, "timeout")
+        return RequestFacts(action="cancel", market=MARKET, cancels_all=timeout not in (None, "0"))
+    named = _names(params.get("orders" if method == "CancelOrderBatch" else "txid"))
+    txids = tuple(t for t in named if order_txid(t) is not None)
+    clients = tuple(_names(params.get("cl_ord_ids" if method == "CancelOrderBatch" else "cl_ord_id")))
+    return RequestFacts(action="cancel", symbol=symbol, market=MARKET, cancels=txids, cancels_by_client=clients,
+                        cancels_all=len(txids) < len(named))  # a userref among them
 
 
 def order_txid(text: str | None) -> str | None:

@@ -63,6 +63,11 @@ def _text(value: object) -> str | None:
         isinstance(value, bool) else str(value)
 
 
+def _list(value: object) -> list[Any]:
+    """A v2 list parameter (one value is read as a list of one)."""
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
 def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     """A v2 order's parameters in AddOrder's names, so REST and WebSocket orders are valued alike."""
     order_type = str(p.get("order_type") or "")
@@ -92,6 +97,8 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["close"] = p["conditional"]
     if _text(p.get("order_id")) is not None:  # edit_order: the order it replaces
         out["txid"] = _text(p.get("order_id"))
+    if _text(p.get("cl_ord_id")) is not None:  # recorded as the placing bot's
+        out["cl_ord_id"] = _text(p.get("cl_ord_id"))
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -200,8 +207,15 @@ class KrakenWsApi(WsDialect):
                       if isinstance(orders, list) else orders}
         elif rest == "AmendOrder":
             params = _rest_amend(p)
+        elif rest == "CancelOrder":  # the orders it names, in CancelOrder's names (userrefs beside txids)
+            params = {"txid": _list(p.get("order_id")) + [str(u) for u in _list(p.get("order_userref"))],
+                      "cl_ord_id": _list(p.get("cl_ord_id"))}
+        elif rest == "CancelOrderBatch":
+            params = {"orders": _list(p.get("orders")), "cl_ord_ids": _list(p.get("cl_ord_id"))}
+        elif rest == "CancelAllOrdersAfter":
+            params = {"timeout": _text(p.get("timeout"))}
         else:
-            params = {}  # cancels: no pair read
+            params = {}  # CancelAll: every order
         return "/0/private/" + rest, params
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:

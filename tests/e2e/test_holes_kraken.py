@@ -53,8 +53,9 @@ def test_open_orders_query_sets_the_count(dev: DevStack) -> None:
     ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
     with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
         ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    dev.cli("halt", "--account", "kr", "--cancel-orders", "--reason", "test")  # every order of the key, by the
+    dev.cli("resume", "--account", "kr")  # operator's sweep (no bot may cancel another's): krquery's count...
     other = bot(dev, "krother")
-    other.cancel_all_orders()  # every order of the key: keyproxy's count for krquery does not see it...
     assert other.fetch_open_orders() == []
     assert ex.fetch_open_orders() == []  # ...until krquery's own OpenOrders answer says so
     assert ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
@@ -96,3 +97,24 @@ def test_a_bot_cannot_amend_another_bots_order_through_amend_order(dev: DevStack
         attacker.privatePostAmendOrder({"cl_ord_id": "victim-1", "order_qty": "5"})
     assert placed(dev, start, "AmendOrder") == 0
     victim.cancel_order(order["id"])
+
+
+def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
+    """A cancel of another bot's order by txid or cl_ord_id (recorded from the order's request), a cancel by a
+    userref (which may name any bot's orders), CancelAll and a CancelAllOrdersAfter timer while another bot's
+    orders rest are refused, nothing sent; the bot's own it cancels."""
+    victim, attacker = bot(dev, "krcxvictim"), bot(dev, "krcxattacker")
+    theirs = victim.create_order("BTC/USD", "limit", "buy", 0.001, 20000, {"cl_ord_id": "krcx-victim-1"})
+    start = len(dev.journal())
+    for attack in (lambda: attacker.cancel_order(theirs["id"], "BTC/USD"),
+                   lambda: attacker.privatePostCancelOrder({"cl_ord_id": "krcx-victim-1"}),
+                   lambda: attacker.privatePostCancelOrder({"txid": "12345"}),
+                   lambda: attacker.cancel_all_orders(),
+                   lambda: attacker.privatePostCancelAllOrdersAfter({"timeout": 60})):
+        with pytest.raises(ccxt.BaseError, match="policy_denied"):
+            attack()
+    assert [e for e in dev.journal()[start:] if "Cancel" in e["path"]] == []
+    mine = attacker.create_order("BTC/USD", "limit", "buy", 0.001, 20000, {"cl_ord_id": "krcx-attacker-1"})
+    attacker.privatePostCancelOrder({"cl_ord_id": "krcx-attacker-1"})  # its own, by its cl_ord_id
+    victim.cancel_order(theirs["id"], "BTC/USD")
+    assert mine["id"]

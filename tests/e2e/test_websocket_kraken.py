@@ -208,3 +208,22 @@ async def test_a_virtual_token_dies_with_the_credential_that_asked_for_it(dev: D
     fresh = {**creds, "api_key": new["api_key"], "secret": new["secret"]}
     [answer] = await talk(fresh, {**subscribe, "params": {"channel": "executions", "token": token_of(fresh)}})
     assert answer["success"] is True, answer
+
+
+async def test_a_bot_cancels_only_its_own_orders_over_the_websocket(dev: DevStack) -> None:
+    """`cancel_order` by another bot's order_id or cl_ord_id, and `cancel_all` while its orders rest, are refused
+    as their REST twins are, nothing upstream; the bot's own order it cancels."""
+    victim, attacker = dev.add_bot("krwscxv", "kr", "read,trade"), dev.add_bot("krwscxa", "kr", "read,trade")
+    vtoken, atoken = token_of(victim), token_of(attacker)
+    [placed] = await talk(victim, {**add_order(vtoken, "0.001", 1),
+                                   "params": {**add_order(vtoken, "0.001", 1)["params"], "cl_ord_id": "krwscx-v"}})
+    oid = placed["result"]["order_id"]
+    start = len(dev.journal())
+    answers = await talk(
+        attacker, {"method": "cancel_order", "req_id": 2, "params": {"order_id": [oid], "token": atoken}},
+        {"method": "cancel_order", "req_id": 3, "params": {"cl_ord_id": ["krwscx-v"], "token": atoken}},
+        {"method": "cancel_all", "req_id": 4, "params": {"token": atoken}})
+    assert [a.get("keyproxy_error") for a in answers] == ["policy_denied"] * 3, answers
+    assert ws_entries(dev, start) == []
+    [own] = await talk(victim, {"method": "cancel_order", "req_id": 5, "params": {"order_id": [oid], "token": vtoken}})
+    assert own["success"] is True, own
