@@ -36,6 +36,13 @@ _AMENDS = {"/fapi/v1/order", "/dapi/v1/order", "/papi/v1/um/order", "/papi/v1/cm
 # futures "Place Multiple Orders" (POST) and "Modify Multiple Orders" (PUT): `batchOrders` is a JSON list
 _BATCHES = {"/fapi/v1/batchOrders", "/dapi/v1/batchOrders"}
 MAX_BATCH = 5  # USD-M and COIN-M: "order list, max 5 orders"
+# cancels whose orders keyproxy cannot attribute (algo, conditional and order-list ids are not recorded, nor an
+# options batch's): judged as a cancel of every order of their symbol (refused while another bot's orders rest)
+_UNNAMED_CANCELS = ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/margin/orderList",
+                    "/fapi/v1/algoOrder", "/fapi/v1/algoOpenOrders", "/papi/v1/um/conditional/order",
+                    "/papi/v1/um/conditional/allOpenOrders", "/papi/v1/cm/conditional/order",
+                    "/papi/v1/cm/conditional/allOpenOrders", "/papi/v1/um/algo/order", "/papi/v1/um/algo/allOpenOrders",
+                    "/eapi/v1/batchOrders")
 _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
                                     "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
                                     "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
@@ -43,7 +50,7 @@ _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api
                                     "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order",
                                     "/papi/v1/um/allOpenOrders", "/papi/v1/cm/allOpenOrders",
                                     "/papi/v1/margin/allOpenOrders", "/eapi/v1/allOpenOrders",
-                                    "/eapi/v1/allOpenOrdersByUnderlying")}
+                                    "/eapi/v1/allOpenOrdersByUnderlying", *_UNNAMED_CANCELS)}
 _LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
 # trade-class endpoints that change settings but place no order
 _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
@@ -130,6 +137,9 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
                                           "origClientOrderId": params.get("cancelOrigClientOrderId", "")}, symbol)
             facts = replace(facts, cancels=cancel.cancels, cancels_by_client=cancel.cancels_by_client)
         return facts
+    if method == "PUT" and path == "/api/v3/order/amend/keepPriority":  # a smaller size, the price kept
+        return RequestFacts(action="amend", symbol=symbol, quantity=amount(params.get("newQty")),
+                            order_id=_order_id(params))
     if method == "PUT" and path in _AMENDS:
         return replace(_order_facts(path, params, symbol), action="amend", order_id=_order_id(params))
     if method in ("POST", "PUT") and path in _BATCHES:
@@ -143,18 +153,17 @@ _CANCEL_ALL = {"/api/v3/openOrders", "/fapi/v1/allOpenOrders", "/dapi/v1/allOpen
                "/papi/v1/um/allOpenOrders", "/papi/v1/cm/allOpenOrders", "/papi/v1/margin/allOpenOrders",
                "/eapi/v1/allOpenOrders", "/eapi/v1/allOpenOrdersByUnderlying"}
 _COUNTDOWNS = {"/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/eapi/v1/countdownCancelAll"}
-_ORDER_LISTS = {"/api/v3/orderList", "/sapi/v1/margin/orderList"}
 
 
 def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
     """The orders a cancel names (only the bot's own may be: OrderOwners.only_own): `orderId` /
     `origClientOrderId` (Binance checks both where both are given), a futures batch's `orderIdList` /
-    `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or an order list's orders
-    (not read here: named by a list id keyproxy does not record)."""
+    `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or orders keyproxy cannot
+    attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
     if path in _CANCEL_ALL:
         return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
-    if path in _ORDER_LISTS:
-        return RequestFacts(action="cancel", symbol=symbol)
+    if path in _UNNAMED_CANCELS:
+        return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
     if path.endswith("/batchOrders"):
         ids = tuple(_order_id({"orderId": str(i)}) or "" for i in _json_list(params, "orderIdList", int))
         return RequestFacts(action="cancel", symbol=symbol, cancels=ids,

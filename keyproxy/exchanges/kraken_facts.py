@@ -201,7 +201,7 @@ def _cancel(method: str, params: Mapping[str, object], symbol: str | None) -> Re
         timeout = param_text(params, "timeout")
         return RequestFacts(action="cancel", market=MARKET, cancels_all=timeout not in (None, "0"))
     named = _names(params.get("orders" if method == "CancelOrderBatch" else "txid"))
-    txids = tuple(t for t in named if order_txid(t) is not None)
+    txids = tuple(t for t in named if order_txid(t) is not None and not t.lstrip("+-").isdigit())  # -5: a userref
     clients = tuple(_names(params.get("cl_ord_ids" if method == "CancelOrderBatch" else "cl_ord_id")))
     return RequestFacts(action="cancel", symbol=symbol, market=MARKET, cancels=txids, cancels_by_client=clients,
                         cancels_all=len(txids) < len(named))  # a userref among them

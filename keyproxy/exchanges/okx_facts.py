@@ -170,7 +170,9 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
                             cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))
                             if orders else (),
-                            cancels_all=path in _EVERY_ORDER)
+                            # every order, or orders keyproxy cannot attribute (algo, spread, rfq ids): judged
+                            # as a cancel of every order (refused while another bot's orders rest)
+                            cancels_all=path in _EVERY_ORDER or not orders)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
     if path in (_BATCH_PLACE, _BATCH_AMEND):

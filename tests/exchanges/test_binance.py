@@ -470,3 +470,16 @@ def test_cancels_name_the_orders_they_cancel() -> None:
     assert (replace.action, replace.cancels, replace.cancels_by_client) == ("order", (), ("c2",))
     with pytest.raises(BadRequest):  # keyproxy reads it for its owner check: given twice, refused
         facts_of("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=1&orderId=2")
+
+
+def test_cancels_of_orders_keyproxy_cannot_attribute_are_judged_as_cancel_alls() -> None:
+    """Session 19's review: an order list's cancel (by `orderListId`), algo and conditional cancels and an options
+    batch cancel named no order keyproxy records, so any bot could cancel another's; a keepPriority amend was
+    unread (action None: unchecked for a bot without limits). Now cancel-alls of their symbol, and an amend."""
+    for path in ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/margin/orderList", "/fapi/v1/algoOrder",
+                 "/fapi/v1/algoOpenOrders", "/papi/v1/um/conditional/order", "/papi/v1/um/algo/order",
+                 "/eapi/v1/batchOrders"):
+        f = facts_of("DELETE", path, "symbol=BTCUSDT&orderListId=5&algoId=9")
+        assert f.action == "cancel" and f.cancels_all, path
+    keep = facts_of("PUT", "/api/v3/order/amend/keepPriority", "symbol=BTCUSDT&orderId=0123&newQty=0.5")
+    assert (keep.action, keep.order_id, keep.quantity, keep.scope) == ("amend", "123", Decimal("0.5"), "spot:BTCUSDT")

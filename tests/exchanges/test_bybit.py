@@ -607,3 +607,9 @@ def test_reads_of_two_paths_with_the_same_query_are_two_requests_and_a_read_is_r
     create = ADAPTER.classify("POST", CREATE)
     w = ADAPTER.verify(signed("POST", CREATE, "category=linear", NOW), bot(), create, NOW)
     assert w.replay_id == a.also_seen and w.also_seen == ""  # a write with a read's parameters is that read again
+
+
+def test_disconnect_cancel_all_is_judged_as_a_cancel_all() -> None:
+    """Session 19's review: Bybit's DCP window cancels every order of the account when a socket drops (Binance's
+    countdownCancelAll's counterpart): a cancel-all now."""
+    assert facts("/v5/order/disconnected-cancel-all", {"product": "DERIVATIVES", "timeWindow": 3}).cancels_all

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -583,3 +583,13 @@ def test_a_cancel_names_its_orders_by_txid_and_a_userref_or_client_id_names_none
     assert sent("nonce=1&txid=OAAAAA-BBBBB-CCCCCC,12345") == (("OAAAAA-BBBBB-CCCCCC",), True)  # a userref too
     assert sent("nonce=1&cl_ord_id=c-1") == ((), True)
     assert sent('{"nonce": 1, "txid": ["OAAAAA-BBBBB-CCCCCC"]}', "application/json") == ((), True)  # not read
+
+
+def test_a_cancel_by_any_userref_is_judged_as_a_cancel_all() -> None:
+    """A userref (an int32, negative ones too) may name any bot's orders: a cancel naming one, alone or beside a
+    txid, is judged as a cancel of every order (session 19's review: `-5` was read as a txid nobody owned)."""
+    for txid in ("5", "-5", "+5", "OAAAAA-BBBBB-CCCCCC,7"):
+        f = facts_of("/0/private/CancelOrder", f"nonce=1&txid={quote(txid)}")
+        assert f.cancels_all, txid
+    one = facts_of("/0/private/CancelOrder", "nonce=1&txid=OAAAAA-BBBBB-CCCCCC&cl_ord_id=c1")
+    assert (one.cancels, one.cancels_by_client, one.cancels_all) == (("OAAAAA-BBBBB-CCCCCC",), ("c1",), False)

@@ -687,3 +687,12 @@ def test_cancels_name_the_orders_they_cancel() -> None:
     assert facts_of("/api/v5/trade/mass-cancel", json.dumps({"instType": "OPTION", "instFamily": "BTC-USD"})
                     ).cancels_all
     assert facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "60"})).cancels_all
+
+
+def test_algo_spread_and_rfq_cancels_are_judged_as_cancel_alls() -> None:
+    """Session 19's review: `cancel-algos` named no order keyproxy records (algo ids are not attributed), so any
+    bot could remove another bot's stop; judged as a cancel of every order now, as spread and rfq cancels."""
+    for path in ("/api/v5/trade/cancel-algos", "/api/v5/trade/cancel-advance-algos", "/api/v5/sprd/cancel-order"):
+        f = facts_of(path, json.dumps([{"instId": "BTC-USDT-SWAP", "algoId": "1"}]) if "algo" in path
+                     else json.dumps({"ordId": "1"}))
+        assert f.action == "cancel" and f.cancels_all, path
