@@ -160,9 +160,7 @@ def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> Requ
     `origClientOrderId` (Binance checks both where both are given), a futures batch's `orderIdList` /
     `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or orders keyproxy cannot
     attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
-    if path in _CANCEL_ALL:
-        return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
-    if path in _UNNAMED_CANCELS:
+    if path in _CANCEL_ALL or path in _UNNAMED_CANCELS:
         return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
     if path.endswith("/batchOrders"):
         ids = tuple(_order_id({"orderId": str(i)}) or "" for i in _json_list(params, "orderIdList", int))
