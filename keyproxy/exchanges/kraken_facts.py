@@ -201,16 +201,16 @@ def _cancel(method: str, params: Mapping[str, object], symbol: str | None) -> Re
         timeout = param_text(params, "timeout")
         return RequestFacts(action="cancel", market=MARKET, cancels_all=timeout not in (None, "0"))
     named = _names(params.get("orders" if method == "CancelOrderBatch" else "txid"))
-    txids = tuple(t for t in named if order_txid(t) is not None and not t.lstrip("+-").isdigit())  # -5: a userref
+    txids = tuple(t for t in named if order_txid(t) is not None)
     clients = tuple(_names(params.get("cl_ord_ids" if method == "CancelOrderBatch" else "cl_ord_id")))
     return RequestFacts(action="cancel", symbol=symbol, market=MARKET, cancels=txids, cancels_by_client=clients,
                         cancels_all=len(txids) < len(named))  # a userref among them
 
 
 def order_txid(text: str | None) -> str | None:
-    """A `txid` as an order id keyproxy can check, else None: digits are a `userref`, a client reference several
-    orders may share (EditOrder, AmendOrder and CancelOrder take either)."""
-    return text if text and not text.isdigit() else None
+    """A `txid` as an order id keyproxy can check, else None: an integer (`5`, `-5`: an int32) is a `userref`, a
+    client reference several orders may share (EditOrder, AmendOrder and CancelOrder take either)."""
+    return text if text and not text.lstrip("+-").isdigit() else None
 
 
 def _amend(params: Mapping[str, object]) -> RequestFacts:

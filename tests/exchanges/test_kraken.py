@@ -593,3 +593,13 @@ def test_a_cancel_by_any_userref_is_judged_as_a_cancel_all() -> None:
         assert f.cancels_all, txid
     one = facts_of("/0/private/CancelOrder", "nonce=1&txid=OAAAAA-BBBBB-CCCCCC&cl_ord_id=c1")
     assert (one.cancels, one.cancels_by_client, one.cancels_all) == (("OAAAAA-BBBBB-CCCCCC",), ("c1",), False)
+
+
+def test_a_negative_userref_is_a_userref_wherever_a_txid_is_read() -> None:
+    """`order_txid` reads every integer as a userref (an int32), so an EditOrder or AmendOrder naming `-5` names no
+    order keyproxy can check (an amend by a client reference: refused where it matters), as a cancel's does."""
+    from keyproxy.exchanges.kraken_facts import order_txid
+
+    assert [order_txid(t) for t in ("OAAAAA-BBBBB-CCCCCC", "5", "-5", "+5", "")] == \
+        ["OAAAAA-BBBBB-CCCCCC", None, None, None, None]
+    assert facts_of("/0/private/AmendOrder", "nonce=1&txid=-5&order_qty=1").order_id is None
