@@ -117,6 +117,9 @@ class BinanceSweep:
         return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
 
 
+_OKX_MARKETS = {"MARGIN": "spot"}
+
+
 class OkxSweep:
     """GET orders-pending (every instrument type, pages of 100 by `after`); POST cancel-order by ordId."""
 
@@ -130,7 +133,9 @@ class OkxSweep:
         if not (200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
                 and isinstance(doc.get("data"), list)):
             raise ListingError(f"HTTP {status}: {_said(body)}")
-        found = [Resting(str(o.get("instType", "")).lower(), str(o["instId"]), str(o["ordId"]))
+        # a margin order rests in its spot pair's one order book: keyproxy's scope for both is spot (okx_facts)
+        found = [Resting(_OKX_MARKETS.get(str(o.get("instType", "")), str(o.get("instType", "")).lower()),
+                         str(o["instId"]), str(o["ordId"]))
                  for o in doc["data"] if isinstance(o, dict) and o.get("instId") and o.get("ordId")]
         more = len(doc["data"]) >= 100 and found
         return found, ("GET", self._PATH, urlencode({"limit": 100, "after": found[-1].order_id}), b"") if more else None
@@ -306,6 +311,10 @@ def _query(query: str) -> list[tuple[str, str]]:
 
 SWEEPS: dict[str, Sweep] = {"binance": BinanceSweep(), "okx": OkxSweep(), "bybit": BybitSweep(),
                             "kraken": KrakenSweep(), "coinbase": CoinbaseSweep(), "hyperliquid": HyperliquidSweep()}
+# the markets each sweep lists resting orders of (None: every market of the exchange, in one listing)
+LISTED_MARKETS: dict[str, frozenset[str] | None] = {
+    "binance": frozenset(BinanceSweep._PATHS), "bybit": frozenset(BybitSweep._LISTS), "okx": None, "kraken": None,
+    "coinbase": None, "hyperliquid": None}
 
 
 class DeadManSwitch(Protocol):

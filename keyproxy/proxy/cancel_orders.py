@@ -46,6 +46,12 @@ async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
     return list({_where(o): o for o in found}.values())
 
 
+async def list_resting(calls: OwnCalls, account: AccountEntry, markets: frozenset[str]) -> list[Resting]:
+    """What the exchange lists as resting in `markets` (and whatever else its listing covers): what a cancel-all
+    is judged by where the positions book does not hold the orders (proxy/order_owners.py)."""
+    return await _list(calls, account, markets, {})
+
+
 def _symbols(keys: Iterable[str]) -> dict[str, frozenset[str]]:
     """market -> the symbols of the `placed_orders` keys that name their scope (`id@market:symbol`)."""
     found: dict[str, set[str]] = {}

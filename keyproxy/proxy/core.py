@@ -35,7 +35,7 @@ from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
-from keyproxy.proxy.order_owners import OrderOwners
+from keyproxy.proxy.order_owners import NeedResting, OrderOwners
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
@@ -229,11 +229,12 @@ class Core:
     def _decided(self, route: Route, adapter: Adapter, bot: BotEntry, incoming: IncomingRequest, now_ms: int,
                  outcome: Outcome, fetched: bool = False) -> tuple[Route, IncomingRequest]:
         """The policy decision of an authenticated request. When it needs reference prices keyproxy does
-        not hold fresh, `NeedReference` goes to the edge, which fetches them and resumes here once."""
+        not hold fresh (`NeedReference`) or the orders resting where a cancel-all would cancel (`NeedResting`), the
+        edge fetches them and resumes here once."""
         try:
             facts = self._check_policy(route.snap, route.account, adapter, bot, route.endpoint, incoming, now_ms,
                                        outcome, fetched)
-        except NeedReference as need:
+        except (NeedReference, NeedResting) as need:
             need.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, True)
             raise
         if bot.policy.max_open_orders is not None:
@@ -367,7 +368,8 @@ class Core:
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome,
                       fetched: bool = False) -> RequestFacts:
         """Scope, kill switch, hours, rate, trading and risk limits: one pure decision, then its charges.
-        `fetched`: keyproxy has just asked the exchange for the references this order needs."""
+        `fetched`: keyproxy has just asked the exchange for the references this order needs (or, for a cancel-all,
+        the orders resting where it cancels)."""
         limits = snap.account_limits.get(account.info.name)
         if limits is not None and limits.dead_man_seconds is not None:
             switch = SWITCHES.get(adapter.name)
@@ -386,7 +388,7 @@ class Core:
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            self.owners.only_own(account.info.name, adapter, bot.info.name, facts)
+            self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
         usage = Usage()

@@ -1,4 +1,4 @@
-"""keyproxy's own public calls for market data, made for a decision both edges need.
+"""keyproxy's own calls for data a decision both edges share needs: public market data, and an account's resting orders.
 
 Market lists: a request or frame naming a market by an id keyproxy has no name for (Hyperliquid's asset
 index after a restart). Reference prices: an order a price band checks whose reference is missing or old
@@ -7,6 +7,11 @@ like any request, answered only by the hosts in the account's table, never retri
 one market-list fetch per account per MARKET_LIST_PAUSE, one fetch of a reference call at a time, and
 none again within REFERENCE_PAUSE, so a bot cannot make keyproxy call the exchange in a loop. A failed
 call is no error here: the decision then refuses for want of the data (fail closed).
+
+Resting orders: a cancel-all where the positions book does not hold the orders (`NeedResting`,
+proxy/order_owners.py) is decided on what the exchange lists as resting there, listed with the account's real key as
+a halt's sweep lists them (proxy/cancel_orders.py), anew for each cancel-all (those arriving while a listing is on
+its way share it).
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
 from keyproxy.exchanges.base import IncomingRequest
 from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall
+from keyproxy.proxy.order_owners import NeedResting
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
@@ -41,6 +50,8 @@ class MarketData:
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
         self._references: dict[tuple[str, PublicCall], float] = {}  # -> when keyproxy last asked
         self._in_flight: dict[tuple[str, PublicCall], asyncio.Future[None]] = {}
+        self._listings: dict[tuple[str, str], asyncio.Future[None]] = {}  # (account, market) -> its listing
+        self._own = OwnCalls(core, clients)  # the listings' signed calls
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
                     session: str | None = None) -> tuple[Route, IncomingRequest]:
@@ -53,6 +64,10 @@ class MarketData:
         """A decision of the core's, with the reference prices it asks for fetched and it resumed once."""
         try:
             return decide()
+        except NeedResting as need:
+            await self._resting(route.account, need)
+            listed: tuple[Route, IncomingRequest] = need.resume()
+            return listed
         except NeedReference as need:
             await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
             result: tuple[Route, IncomingRequest] = need.resume()
@@ -105,6 +120,27 @@ class MarketData:
             done.set_result(None)
             if len(self._references) > 10_000:
                 self._references.clear()
+
+    async def _resting(self, account: AccountEntry, need: NeedResting) -> None:
+        """The account's resting orders where a cancel-all asks (one listing shared by every cancel-all waiting),
+        handed to the owners' record; a failed listing too (the cancel-all is then refused)."""
+        key = (need.account, need.market)
+        waiting = self._listings.get(key)
+        if waiting is not None:
+            await asyncio.shield(waiting)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._listings[key] = done
+        orders: tuple[Any, ...] | None = None
+        try:
+            if account.upstream is not None and account.key is not None and account.adapter is not None:
+                orders = tuple(await asyncio.wait_for(list_resting(self._own, account, need.markets), self._timeout))
+        except (*SEND_ERRORS, KeyError):
+            orders = None
+        finally:
+            self.core.owners.learn_resting(need, orders)
+            del self._listings[key]
+            done.set_result(None)
 
     async def _call(self, account: AccountEntry, call: PublicCall) -> bytes | None:
         """A public call of keyproxy's own to the account's exchange, charged to its rate budget: the

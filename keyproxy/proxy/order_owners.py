@@ -4,18 +4,34 @@ open-order counts only a bot's own orders move.
 A halt of one bot cancels the orders recorded as that bot's and no other bot's; a bot's `max_open_orders` count
 moves by what the exchange confirmed of its own orders: a cancel of another bot's order frees no place (the
 cancelled orders' owners from the positions book, else the record). Fed by `Core.learn` from every answer.
+
+A cancel-all is judged by the positions book where it holds the market's orders (`Adapter.fill_markets`); elsewhere
+(OKX swaps, Binance COIN-M, any cancel of every market) by what the exchange lists as resting there, each listed
+order's owner from the record: `NeedResting` sends the edge to list them (market_data.py), then the decision resumes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
-from keyproxy.policy.model import RequestFacts
+from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
+from keyproxy.policy.model import RequestFacts, normalize_symbol
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
+
+
+class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
+    """A cancel-all where the positions book does not hold the orders: list what rests in `markets` of `account`
+    (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
+
+    def __init__(self, account: str, market: str, markets: frozenset[str]) -> None:
+        super().__init__("resting orders needed")
+        self.account, self.market, self.markets = account, market, markets
+        self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
 
 class OrderOwners:
@@ -27,6 +43,9 @@ class OrderOwners:
         self._sequences = store
         self._book = book
         self.clock_ms = clock_ms
+        # (account, market) -> what the latest listing found resting (None: it failed); read only by the decisions
+        # resumed after it, so every cancel-all is judged on a listing asked for after it arrived
+        self._listed: dict[tuple[str, str], tuple[Resting, ...] | None] = {}
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes) -> None:
@@ -62,13 +81,14 @@ class OrderOwners:
             others += owner is not None and owner != bot
         return others
 
-    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
+    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False) -> None:
         """Refuse a request that would change or cancel another bot's resting orders (docs/policy.md, "Only its own
         orders"): an amend's legs, by their order's owner on record (the positions book holds only orders in
         markets whose fills keyproxy reads; the attribution record, every order it saw placed); a cancel's orders,
         by the exchange's id or by client id; a cancel-all where another bot's orders rest; a take-profit /
         stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
-        removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters."""
+        removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters.
+        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`)."""
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
@@ -84,7 +104,8 @@ class OrderOwners:
             if self.client_owner(account, adapter, client_id, facts.scope) not in (None, bot):
                 raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
                            "account: a bot cancels only its own orders")
-        if facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)) is not None:
+        if facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)
+                                  or self._other_resting(account, adapter, bot, facts.scope, listed)) is not None:
             raise deny(f"this would cancel every order of {facts.scope}, and bot {other!r} has orders resting "
                        "there: cancel this bot's own orders by their ids")
         for order_id in facts.touches:
@@ -94,6 +115,49 @@ class OrderOwners:
             if self.owner(account, adapter, order_id, facts.scope) not in (None, bot):
                 raise deny(f"order {order_id} was placed by another bot on this account: a bot changes only its "
                            "own orders")
+
+    def _other_resting(self, account: str, adapter: Adapter, bot: str, scope: str, listed: bool) -> str | None:
+        """Another bot's order resting in `scope` where the positions book does not hold the market's orders: from
+        the exchange's listing (`NeedResting` when there is none fresh), each order's owner from the record; a
+        market keyproxy cannot list (Binance options): any order another bot placed there, finished or not."""
+        market, _, symbol = scope.partition(":")
+        if market != "*" and market in adapter.fill_markets:
+            return None  # the book holds them, and said none is another's
+        listable = LISTED_MARKETS.get(adapter.name, frozenset())
+        if adapter.name not in LISTED_MARKETS or market != "*" and listable is not None and market not in listable:
+            return self._other_placed(account, bot, market, symbol)
+        if not listed:
+            markets = frozenset({market}) if market != "*" else frozenset(
+                m for _, m in (self._sequences.placed_orders(account) if self._sequences is not None else {}).values())
+            raise NeedResting(account, market, markets)
+        resting = self._listed.get((account, market))
+        if resting is None:
+            raise Refused("unavailable", "keyproxy could not list the exchange's open orders to see whose orders "
+                          "this cancel-all would cancel: retry, or cancel this bot's orders by their ids", 1.0)
+        for order in resting:
+            where = f"{order.market}:{normalize_symbol(order.symbol)}"
+            if market not in ("*", order.market) or symbol not in ("*", where.partition(":")[2]):
+                continue
+            owner = self.owner(account, adapter, order.order_id, where)
+            if owner not in (None, bot):
+                return owner
+        return None
+
+    def _other_placed(self, account: str, bot: str, market: str, symbol: str) -> str | None:
+        """Another bot that placed an order in `market` (and `symbol`, where its key names one) through keyproxy."""
+        placed = self._sequences.placed_orders(account) if self._sequences is not None else {}
+        for key, (owner, where) in placed.items():
+            named = key.partition("@")[2].partition(":")[2]
+            if owner != bot and where == market and (symbol == "*" or not named or named == symbol):
+                return owner
+        return None
+
+    def learn_resting(self, need: NeedResting, orders: tuple[Resting, ...] | None) -> None:
+        """What the exchange listed as resting where `need` asked (None: the listing failed), for the cancel-alls
+        waiting for it."""
+        if len(self._listed) > 1_000:
+            self._listed.clear()
+        self._listed[(need.account, need.market)] = orders
 
     def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str) -> str | None:
         """The bot that last placed an order under this client id through keyproxy (None: none did)."""

@@ -407,3 +407,28 @@ def test_after_a_halts_sweep_the_book_no_longer_holds_the_swept_orders(dev: DevS
     dev.cli("resume", "--bot", "sweep-owner")
     status, body, arrived = send(dev, other, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
     assert body.get("error") != "policy_denied" and len(arrived) == 1, body  # nothing of another bot's rests now
+
+
+def test_a_coin_m_cancel_all_is_refused_while_another_bots_order_rests(dev: DevStack) -> None:
+    """Session 19's review: the positions book holds no COIN-M order (their fills are not read), so a cancel-all
+    there (`/dapi/v1/allOpenOrders`, a countdown) was judged as if nothing of another bot's rested. keyproxy now
+    lists COIN-M's open orders and refuses while another bot's is among them; a failed listing refuses too."""
+    dev.cli("halt", "--account", "main", "--cancel-orders", "--reason", "test tidy-up")  # earlier tests' orders
+    dev.cli("resume", "--account", "main")
+    owner = dev.add_bot("dall-owner", "main", "read,trade")
+    other = dev.add_bot("dall-other", "main", "read,trade")
+    assert call(owner["base_url"], "GET", "/dapi/v1/exchangeInfo").status == 200
+    status, body, _ = send(dev, owner, "POST", "/dapi/v1/order", "symbol=BTCUSD_PERP&side=BUY&type=LIMIT"
+                           "&timeInForce=GTC&quantity=1&price=20000&newClientOrderId=dall-o1")
+    assert status == 200, body
+    for method, path, params in [("DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP"),
+                                 ("POST", "/dapi/v1/countdownCancelAll", "symbol=BTCUSD_PERP&countdownTime=1000")]:
+        start = len(dev.journal())
+        status, body, arrived = send(dev, other, method, path, params)
+        assert body.get("error") == "policy_denied" and "dall-owner" in body["message"] and arrived == [], body
+        assert "/dapi/v1/openOrders" in [e["path"] for e in dev.journal()[start:]]  # what decided it: the listing
+    status, body, arrived = send(dev, owner, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")
+    assert status == 200 and len(arrived) == 1, body  # its own order: the owner's cancel-all passes
+    status, body, arrived = send(dev, other, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")
+    assert status == 200 and len(arrived) == 1, body  # nothing of another bot's rests now
+

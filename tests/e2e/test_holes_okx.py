@@ -152,3 +152,31 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
     status, body, arrived = send(dev, victim, "POST", "/api/v5/trade/cancel-order",
                                  {"instId": "BTC-USDT", "ordId": oid})
     assert body.get("code") == "0" and len(arrived) == 1, body
+
+
+def test_a_cancel_all_is_refused_while_another_bots_swap_order_rests(dev: DevStack) -> None:
+    """Session 19's review: a cancel-all was judged by the positions book alone, which holds no OKX swap order
+    (their fills are not read yet), so a bot's `cancel-all-after` or `mass-cancel` cancelled another bot's swap
+    orders. keyproxy now lists what OKX says is resting and refuses while another bot's order is among them,
+    nothing of the cancel sent; once that order is gone, the same cancel-all goes to OKX."""
+    dev.cli("halt", "--account", "okx", "--cancel-orders", "--reason", "test tidy-up")  # earlier tests' orders
+    dev.cli("resume", "--account", "okx")
+    owner = dev.add_bot("okxallowner", "okx", "read,trade")
+    other = dev.add_bot("okxallother", "okx", "read,trade")
+    order = {"instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "buy", "ordType": "limit", "px": "20000",
+             "sz": "1"}
+    status, body, _ = send(dev, owner, "POST", "/api/v5/trade/order", order)
+    assert body.get("code") == "0", body
+    order_id = body["data"][0]["ordId"]
+    start = len(dev.journal())
+    for path, doc in [("/api/v5/trade/cancel-all-after", {"timeOut": "10"}),
+                      ("/api/v5/trade/mass-cancel", {"instType": "SWAP", "instFamily": "BTC-USDT"})]:
+        status, body, arrived = send(dev, other, "POST", path, doc)
+        assert body.get("error") == "policy_denied" and "okxallowner" in body["message"] and arrived == [], body
+    listed = [e["path"] for e in dev.journal()[start:]]
+    assert listed == ["/api/v5/trade/orders-pending"] * 2, listed  # keyproxy's own listing, once per cancel-all
+    status, body, _ = send(dev, owner, "POST", "/api/v5/trade/cancel-order",
+                           {"instId": "BTC-USDT-SWAP", "ordId": order_id})
+    assert body.get("code") == "0", body
+    status, body, arrived = send(dev, other, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "0"})
+    assert body.get("code") == "0" and len(arrived) == 1, body  # none of another bot's rests: it goes to OKX
