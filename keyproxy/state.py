@@ -47,8 +47,27 @@ _SCHEMA = (
 # tables written on every order answer, kept as one b-tree each (WITHOUT ROWID: the primary key is the table, no
 # second index to update): a state.db file made before has them with rowids, rebuilt once (_without_rowids)
 _KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
-MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): the oldest dropped beyond
+MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): beyond, the oldest of the
+# bots holding the most are dropped (`_prune_shares`)
 PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
+
+
+def _prune_shares(counts: dict[str, int], excess: int) -> dict[str, int]:
+    """How many of each bot's oldest records go to bring the account's `placed_orders` `excess` rows down: taken
+    from the bots holding the most, levelled, never from a bot holding fewer. A bot flooding the record with
+    orders pushes out only its own records, never another bot's (whose orders it could then cancel)."""
+    shares: dict[str, int] = {}
+    left = dict(counts)
+    while excess > 0 and left and (top := max(left.values())) > 0:
+        at_top = sorted(b for b, n in left.items() if n == top)
+        below = max((n for n in left.values() if n < top), default=0)
+        step = min(top - below, -(-excess // len(at_top)))  # each bot at the top gives this many at most
+        for owner in at_top:
+            take = min(step, excess)
+            shares[owner] = shares.get(owner, 0) + take
+            left[owner] -= take
+            excess -= take
+    return {b: n for b, n in shares.items() if n > 0}
 
 
 def placed_key(order_id: str, scope: str | None) -> str:
@@ -273,11 +292,12 @@ class StateStore:
             if self._since_prune[account] < PRUNE_EVERY:
                 return
             self._since_prune[account] = 0
-            (count,) = self._db.execute("SELECT COUNT(*) FROM placed_orders WHERE account = ?", (account,)).fetchone()
-            if count > MAX_PLACED_ORDERS:
+            counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
+                                           (account,)).fetchall())
+            for owner, excess in _prune_shares(counts, sum(counts.values()) - MAX_PLACED_ORDERS).items():
                 self._db.execute("DELETE FROM placed_orders WHERE account = ? AND order_id IN (SELECT order_id FROM "
-                                 "placed_orders WHERE account = ? ORDER BY ts LIMIT ?)",
-                                 (account, account, count - MAX_PLACED_ORDERS))
+                                 "placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?)",
+                                 (account, account, owner, excess))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

@@ -271,3 +271,20 @@ def test_bybit_linear_orders_are_listed_for_both_settle_coins() -> None:
     specs = SWEEPS["bybit"].listings(frozenset({"linear"}), None, {})  # type: ignore[arg-type]
     coins = sorted(dict(parse_qsl(s[2])).get("settleCoin", "") for s in specs if "category=linear" in s[2])
     assert coins == ["USDC", "USDT"]
+
+
+def test_a_bot_flooding_the_record_pushes_out_only_its_own_records(tmp_path: Path) -> None:
+    """Session 19's review: about 20,000 orders from one bot pushed a victim's oldest records out of
+    `placed_orders`, after which the flooder could cancel the victim's orders by client id. The bound now takes
+    the oldest records of the bots holding the most, levelled; a bot holding fewer keeps every record."""
+    store = StateStore(tmp_path / "state.db")
+    victim = tuple(placed_key(f"v{i}", "spot:BTCUSDT") for i in range(50))
+    store.record_placed_orders("acct", "victim", "spot", victim, 1.0)
+    store.record_placed_orders("acct", "flood", "spot", tuple(f"f{i}" for i in range(MAX_PLACED_ORDERS)), 2.0)
+    store.record_placed_orders("acct", "flood", "spot", tuple(f"g{i}" for i in range(PRUNE_EVERY)), 3.0)
+    kept = store.placed_orders("acct")
+    assert len(kept) == MAX_PLACED_ORDERS and set(victim) <= kept.keys()  # every one of the victim's
+    flood = [k for k, (bot, _) in kept.items() if bot == "flood"]
+    assert len(flood) == MAX_PLACED_ORDERS - 50 and all(f"g{i}" in kept for i in range(PRUNE_EVERY))  # its oldest
+    assert store.placed_owner("acct", (victim[0],)) == "victim"
+    store.close()
