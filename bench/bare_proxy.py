@@ -8,9 +8,17 @@ as it came. A WebSocket upgrade is relayed to the same path upstream, each frame
 limits: what aiohttp itself costs for a proxy that re-signs. Same server flavour as keyproxy (aiohttp's
 low-level server).
 
-Run: python bench/bare_proxy.py --upstream http://127.0.0.1:PORT --key-file FILE
-FILE holds two lines, the real API key and its secret (never argv). Prints `listening http://...` once
-it serves; stops on SIGTERM.
+With `--floor DIR` it is the *floor proxy*: the bare proxy plus the least work keyproxy's guarantees need,
+each done the cheapest way (for REST orders): the bot's HMAC and timestamp checked (constant time), one
+token bucket, one audit line (orjson, HMAC-chained, `os.write` to an append-only file) before the request is
+forwarded, the answer parsed and its order id committed to SQLite (WAL, synchronous=NORMAL, one transaction)
+before it is relayed, and one audit line for the answer after. No adapters, no policy model, no metrics, no
+anomaly rules, no positions book: what the guarantees themselves cost in one Python process. keyproxy's
+cost above the floor is its own; the floor's above the bare proxy, the price of the guarantees on this machine.
+
+Run: python bench/bare_proxy.py --upstream http://127.0.0.1:PORT --key-file FILE [--floor DIR]
+FILE holds the real API key and its secret, then (for --floor) the bot's virtual key and secret, a line each
+(never argv). Prints `listening http://...` once it serves; stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +28,11 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import signal
+import sqlite3
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -36,7 +48,64 @@ def resign(payload: bytes, secret: bytes) -> bytes:
     return head + b"&signature=" + hmac.new(secret, head, hashlib.sha256).hexdigest().encode()
 
 
-async def serve(upstream: str, api_key: str, secret: bytes) -> None:
+class Floor:
+    """The guarantees' least work: verify, one bucket, an audit line before forwarding, the order id committed
+    before relaying, an audit line after."""
+
+    def __init__(self, directory: Path, bot_key: str, bot_secret: bytes) -> None:
+        import orjson
+
+        self._dumps = lambda doc: orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        self._loads = orjson.loads
+        self.bot_key, self._bot_secret = bot_key, bot_secret
+        directory.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(directory / "audit.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._mac = hmac.new(os.urandom(32), digestmod=hashlib.sha256)
+        self._seq, self._prev = 0, "0" * 64
+        self._db = sqlite3.connect(directory / "state.db", isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS placed (order_id TEXT PRIMARY KEY, bot TEXT NOT NULL, "
+                         "ts REAL NOT NULL) WITHOUT ROWID")
+        self._tokens, self._filled = 1e9, time.monotonic()
+
+    def verify(self, payload: bytes) -> bool:
+        """The bot's HMAC over the request without its signature, compared in constant time; a fresh timestamp;
+        one token taken."""
+        head, sep, signature = payload.partition(b"&signature=")
+        if not sep or not hmac.compare_digest(hmac.new(self._bot_secret, head, hashlib.sha256).hexdigest().encode(),
+                                              signature):
+            return False
+        stamp = head.partition(b"timestamp=")[2].partition(b"&")[0]
+        if not stamp.isdigit() or abs(time.time() * 1000 - int(stamp)) > 5000:
+            return False
+        now = time.monotonic()
+        self._tokens = min(1e9, self._tokens + (now - self._filled) * 1e6) - 1
+        self._filled = now
+        return self._tokens >= 0
+
+    def audit(self, event: str, **fields: object) -> None:
+        """One HMAC-chained line, written to the OS (what keyproxy's default `fsync = "interval"` does per line)."""
+        self._seq += 1
+        line = {**fields, "event": event, "seq": self._seq, "ts": round(time.time(), 6), "prev": self._prev}
+        keyed = self._mac.copy()
+        keyed.update(self._dumps(line))
+        line["mac"] = keyed.hexdigest()
+        data = self._dumps(line) + b"\n"
+        if os.write(self._fd, data) != len(data):
+            raise OSError("short write")
+        self._prev = hashlib.sha256(data[:-1]).hexdigest()
+
+    def record(self, answer: bytes) -> None:
+        """The order id the exchange gave, committed before the bot hears of it."""
+        doc = self._loads(answer) if answer else None
+        if isinstance(doc, dict) and "orderId" in doc:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO placed VALUES (?, ?, ?)",
+                                 (str(doc["orderId"]), self.bot_key[:8], time.time()))
+
+
+async def serve(upstream: str, api_key: str, secret: bytes, floor: Floor | None = None) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(),
                                     auto_decompress=False)
 
@@ -72,6 +141,13 @@ async def serve(upstream: str, api_key: str, secret: bytes) -> None:
             return await relay_ws(request, rest)
         path, _, query = rest.partition("?")
         body = await request.read()
+        request_id = ""
+        if floor is not None:
+            if request.headers.get("X-MBX-APIKEY") != floor.bot_key or not floor.verify(body or query.encode()):
+                return web.Response(status=401, body=b'{"code":-1022,"msg":"bad signature"}')
+            request_id = uuid.uuid4().hex[:16]
+            floor.audit("request.sent", request_id=request_id, bot=floor.bot_key[:8], method=request.method,
+                        path=path)
         query_b = resign(query.encode(), secret) if query else b""
         headers = {"X-MBX-APIKEY": api_key}
         if body:
@@ -80,8 +156,15 @@ async def serve(upstream: str, api_key: str, secret: bytes) -> None:
         async with session.request(request.method, url, data=resign(body, secret) if body else None,
                                    headers=headers, allow_redirects=False) as resp:
             answer = await resp.read()
-            return web.Response(status=resp.status, body=answer,
-                                headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+            if floor is not None:
+                floor.record(answer)
+            relayed = web.Response(status=resp.status, body=answer,
+                                   headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
+        if floor is not None:  # after the answer is on its way, as keyproxy's request.done line
+            await relayed.prepare(request)
+            await relayed.write_eof()
+            floor.audit("request.done", request_id=request_id, status=resp.status)
+        return relayed
 
     server = web.Server(handle, access_log=None)
     runner = web.ServerRunner(server, handle_signals=False)
@@ -101,9 +184,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--key-file", required=True, type=Path)
+    ap.add_argument("--floor", type=Path, help="be the floor proxy, its audit file and state.db in this directory")
     args = ap.parse_args()
-    api_key, secret = args.key_file.read_text().split("\n")[:2]
-    asyncio.run(serve(args.upstream.rstrip("/"), api_key.strip(), secret.strip().encode()))
+    lines = [line.strip() for line in args.key_file.read_text().split("\n")]
+    floor = Floor(args.floor, lines[2], lines[3].encode()) if args.floor else None
+    asyncio.run(serve(args.upstream.rstrip("/"), lines[0], lines[1].encode(), floor))
 
 
 if __name__ == "__main__":

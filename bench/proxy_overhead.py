@@ -7,8 +7,10 @@ Starts a throw-away DevStack (emulator + vault + `keyproxy serve`, real processe
 and sends the same signed `POST /api/v3/order` (LIMIT SELL GTC above the last price, so it
 rests on the book) in three modes per concurrency level: `direct` to the emulator signed with the
 real key, `bare` through bench/bare_proxy.py (a featureless aiohttp proxy that only re-signs with the
-real key: issue 24's yardstick, Binance only), and `proxied` through keyproxy signed with a drop-in
-bot's virtual key. Every request
+real key: issue 24's yardstick, Binance only), `floor` through the same proxy doing the least work
+keyproxy's guarantees need (bench/bare_proxy.py --floor: verify, an audit line before forwarding, the
+order id committed before relaying; what no keyproxy can go under on this machine, Binance only), and
+`proxied` through keyproxy signed with a drop-in bot's virtual key. Every request
 has a fresh timestamp, a unique newClientOrderId and its own HMAC signature, all computed before
 its clock starts. Each mode keeps one aiohttp ClientSession with keep-alive connections. The
 daemon's one JSON log line per request (stderr, to a file) is part of what is measured.
@@ -365,7 +367,7 @@ def report(results: Results, levels: list[int]) -> bool:
         return r.rps
 
     ok = True
-    modes = [m for m in ("direct", "bare", "proxied") if (m, levels[0]) in results]
+    modes = [m for m in ("direct", "bare", "floor", "proxied") if (m, levels[0]) in results]
     print(f"{'conc':>4}  {'mode':<8} {'p50 ms':<20} {'p99 ms':<20} {'req/s':<16}")
     for level in levels:
         direct, proxied = results[("direct", level)], results[("proxied", level)]
@@ -384,6 +386,13 @@ def report(results: Results, levels: list[int]) -> bool:
                   f"{add50 / bare50 if bare50 > 0 else float('inf'):.2f}x; req/s "
                   f"{_median(proxied, rps) / _median(bare, rps):.2f}x the bare proxy's "
                   f"(issue 24 targets: <= {BARE_LATENCY_RATIO}x at concurrency 1, >= {BARE_RPS_RATIO}x above)")
+            if "floor" in modes:  # the guarantees' least work: what no keyproxy on this machine can go under
+                floor = results[("floor", level)]
+                floor50 = _median(floor, p50) - _median(direct, p50)
+                print(f"{level:>4}  {'floor':<8} added p50 {floor50:.3f} ms = "
+                      f"{floor50 / bare50 if bare50 > 0 else float('inf'):.2f}x the bare proxy's, req/s "
+                      f"{_median(floor, rps) / _median(bare, rps):.2f}x; keyproxy above the floor: "
+                      f"{add50 - floor50:+.3f} ms at p50, req/s {_median(proxied, rps) / _median(floor, rps):.2f}x")
         if level == 1:
             met = add50 <= TARGET_P50_MS and add99 <= TARGET_P99_MS
             goal = f"added p50 <= {TARGET_P50_MS} ms and p99 <= {TARGET_P99_MS} ms"
@@ -395,9 +404,10 @@ def report(results: Results, levels: list[int]) -> bool:
     print(f"CPU per request, us (median over rounds; {os.cpu_count()} CPUs shared by all three):")
     for level, mode in itertools.product(levels, modes):
         runs, cells = results[(mode, level)], []
-        for process in ("client", "emulator", "daemon", "bare"):
+        for process in ("client", "emulator", "daemon", "bare", "floor"):
             values = [v for r in runs if (v := r.cpu_us(process)) is not None]
-            if values and (process not in ("daemon", "bare") or mode == {"daemon": "proxied", "bare": "bare"}[process]):
+            if values and (process not in ("daemon", "bare", "floor")
+                           or mode == {"daemon": "proxied", "bare": "bare", "floor": "floor"}[process]):
                 cells.append(f"{process} {statistics.median(values):4.0f}")
         print(f"{level:>4}  {mode:<8} " + "  ".join(cells))
     loads = [x for runs in results.values() for r in runs if (x := r.foreign_load) is not None]
@@ -408,13 +418,19 @@ def report(results: Results, levels: list[int]) -> bool:
     return ok
 
 
-def start_bare_proxy(tmp: Path, upstream: str, credentials: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """bench/bare_proxy.py on a free port, the real key handed over in a 0600 file (never argv)."""
-    key_file = tmp / "bare-key"
-    key_file.write_text(f"{credentials['api_key']}\n{credentials['secret']}\n")
-    key_file.chmod(0o600)
+def start_bare_proxy(tmp: Path, upstream: str, credentials: dict[str, str],
+                     floor_bot: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """bench/bare_proxy.py on a free port, the real key (and for the floor proxy the bot's virtual one) handed
+    over in a 0600 file (never argv)."""
+    name = "floor" if floor_bot else "bare"
+    key_file = tmp / f"{name}-key"
+    lines = [credentials["api_key"], credentials["secret"]] + ([floor_bot["api_key"], floor_bot["secret"]]
+                                                               if floor_bot else [])
+    key_file.touch(0o600)
+    key_file.write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_proxy.py")), "--upstream", upstream,
-                             "--key-file", str(key_file)], stdout=subprocess.PIPE, text=True)
+                             "--key-file", str(key_file), *(["--floor", str(tmp / name)] if floor_bot else [])],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("listening "):
@@ -510,13 +526,15 @@ def main() -> int:
                       "--set", "symbols=" + ("BTC,ETH" if args.exchange == "hyperliquid" else "BTCUSDT,ETHUSDT"),
                       "--set", "max_order_notional=100"]
         bot = stack.add_bot("bench-bot", "bench", "read,trade", *limits)
-        bare_proc = None
+        bare_proc = floor_proc = None
         if args.exchange == "binance":
             bare_proc, bare_url = start_bare_proxy(Path(tmp), emulator_url, real.credentials)
+            floor_proc, floor_url = start_bare_proxy(Path(tmp), emulator_url, real.credentials, bot)
             targets = [
                 Target("direct", URL(emulator_url + ORDER_PATH), real.credentials["api_key"],
                        real.credentials["secret"].encode()),
                 Target("bare", URL(bare_url + "/bench" + ORDER_PATH), bot["api_key"], bot["secret"].encode()),
+                Target("floor", URL(floor_url + "/bench" + ORDER_PATH), bot["api_key"], bot["secret"].encode()),
                 Target("proxied", URL(bot["base_url"] + ORDER_PATH), bot["api_key"],
                        bot["secret"].encode()),
             ]
@@ -540,17 +558,19 @@ def main() -> int:
               f"{args.warmup} warm-up; audit fsync={args.fsync}, policy={args.policy}, log={args.log_level}, "
               f"loop={args.loop}, shared state={args.shared_state}, workers={args.workers}")
         pids = {"daemon": stack.daemon().pid}
-        if bare_proc is not None:
-            pids["bare"] = bare_proc.pid
-        if (emulator := emulator_pid(stack, (bare_proc.pid,) if bare_proc is not None else ())) is not None:
+        if bare_proc is not None and floor_proc is not None:
+            pids["bare"], pids["floor"] = bare_proc.pid, floor_proc.pid
+        if (emulator := emulator_pid(stack, (bare_proc.pid, floor_proc.pid) if bare_proc and floor_proc else ())) \
+                is not None:
             pids["emulator"] = emulator
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
               f"daemon pid {pids['daemon']}", flush=True)
         results = asyncio.run(measure(emulator_url, targets, pids, args.requests, args.warmup,
                                       levels, args.rounds))
-        if bare_proc is not None:
-            bare_proc.terminate()
-            bare_proc.wait(10)
+        for proc in (bare_proc, floor_proc):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
         ok = report(results, levels)
         print(loop_lag(stack.metrics()))
         audited = sum(f.read_text().count('"event":"request.done"') for f in stack.audit_dir.rglob("audit-*.jsonl"))
