@@ -31,6 +31,7 @@ from keyproxy.fleet.store import SharedStateUnavailable
 from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
 from keyproxy.errors import KeyproxyError
+from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
@@ -181,6 +182,8 @@ class Daemon:
                                             self.nonces, store, UsageBook(store), governor=self.governor,
                                             public_ttls=gs.cache)
         recorder.unsent = pipeline.core.in_flight.land  # a refused order gives back what it held on its way
+        # an order's answer written down before it is relayed, learned just after (replayed at start: `start`)
+        pipeline.core.journal = AnswerJournal(settings.state_dir, store, index)
         if pipeline.core.governor is not None:
             metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
         if not settings.listen.is_loopback:
@@ -401,6 +404,9 @@ class Daemon:
         """Serve: the fleet's state first, then the listeners, the admin socket and the background work."""
         if self.fleet is not None and self.vault.replica is not None:
             await self._join_fleet()
+        # answers relayed but not yet learned when the last run was killed, learned before any bot is served
+        if replayed := self.pipeline.core.replay_journal():
+            self.trail.append("journal.replayed", answers=replayed)
         await self._listen_for_bots()
         s = self.settings
         metrics_port = s.metrics.port + self.index if s.metrics.port and self.index else s.metrics.port

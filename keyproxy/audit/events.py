@@ -14,6 +14,8 @@ EVENTS: dict[str, str] = {
     "daemon.start": "the daemon started serving",
     "daemon.stop": "the daemon stopped",
     "trail.recovered": "an incomplete last line from a crash was removed on start",
+    "journal.replayed": "order answers relayed to a bot but not yet learned when the last run was killed were "
+                        "learned on start, before serving (answers: how many)",
     "trail.resumed": "writing resumed after the trail was unavailable",
     "anomaly": "an anomaly rule fired: rule, subject, actions taken, incident id, evidence request ids",
     "key.revoke": "the revoke_key action's call to the exchange and its result",

@@ -35,6 +35,7 @@ from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
+from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.order_owners import NeedResting, OrderOwners
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
@@ -131,6 +132,7 @@ class Core:
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
+        self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
         # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
@@ -539,11 +541,56 @@ class Core:
         return self.tokens.relayed(route.adapter, (route.account.info.name, route.account.info.version), out.path,
                                    status, body, holder)
 
-    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> None:
+    def journaled(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> int | None:
+        """An order's (or amend's) answer written to the answers journal before it is relayed, so it may be learned
+        just after (`learn(..., journaled=n)`); None: it must be learned first (not an order, no journal, or the
+        journal cannot be written)."""
+        if self.journal is None or outcome.placed_by is None or not body:
+            return None
+        bot, facts = outcome.placed_by
+        roles = "p" + ("t" if outcome.track is not None else "")
+        key = route.account.key
+        return self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter else "ws",
+                                  out, status, body, outcome.request_id, bot, facts, roles,
+                                  key.api_key.reveal_str() if key is not None else "")
+
+    def replay_journal(self) -> int:
+        """At start, before serving: the answers the journal holds and state.db does not, learned in order (a kill
+        -9 came between an answer's relay and its bookkeeping). How many."""
+        if self.journal is None:
+            return 0
+        learned = 0
+        for entry in self.journal.unlearned():
+            outcome = Outcome(request_id=entry.request_id, method=entry.out.method, path=entry.out.path,
+                              bot=entry.bot, transport=entry.transport)
+            try:
+                account = self.account(entry.account, outcome)
+                dialect = account.adapter.websocket(entry.out.path) if entry.transport == "ws" and account.adapter \
+                    else None
+                route = self.route(entry.account, entry.out.method, entry.out.path, outcome, dialect=dialect)
+            except Refused as e:  # the account (or its key) is gone: nothing of it to keep
+                log.warning("a journalled answer's account is no longer served", extra={"error": str(e)})
+                self.journal.mark(entry.number)
+                continue
+            outcome.placed_by = (entry.bot, entry.facts)
+            outcome.track = (entry.bot, entry.facts) if "t" in entry.roles else None
+            try:
+                self.learn(route, entry.out, entry.status, entry.body, outcome, journaled=entry.number)
+            except Exception:  # a line this version cannot learn must not keep the daemon from starting
+                log.exception("a journalled answer could not be learned again: reconciliation will find its order")
+                self.journal.mark(entry.number)
+                continue
+            learned += 1
+        self.journal.emptied()
+        return learned
+
+    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome,
+              journaled: int | None = None) -> None:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
         refused the real key, and the bot's open orders and positions (after `relayed`, for a private
         answer). `body` is b"" when the answer was too large to read: adapters then count conservatively
-        (an order counts as resting, no cancel is believed)."""
+        (an order counts as resting, no cancel is believed). `journaled`: the answers journal's line of this
+        answer, marked learned in the same state.db transaction."""
         account, endpoint, adapter = route.account, route.endpoint, route.adapter
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
@@ -574,6 +621,10 @@ class Core:
                 pass  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
             else:
                 self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
+            if journaled is not None and self.journal is not None:
+                self.journal.mark(journaled)
+        if journaled is not None and self.journal is not None:
+            self.journal.done(journaled)
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book."""

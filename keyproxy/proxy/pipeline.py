@@ -183,9 +183,12 @@ class Pipeline:
                 self.core.budget.observe(route, charges, resp.status, resp.headers, body, outcome)
                 if endpoint.cls is not EndpointClass.PUBLIC:
                     body = self.core.relayed(route, out, resp.status, body, outcome)
-                if endpoint.cls is EndpointClass.PUBLIC or outcome.placed_by is not None:
-                    # an order's answer is learned (in state.db) before the bot sees it: a kill -9 just after the
-                    # bot read it must not leave an order the bot knows of and keyproxy does not
+                # an order's answer is in the answers journal before the bot sees it (a kill -9 just after the bot
+                # read it must not leave an order the bot knows of and keyproxy does not: a restart learns it again),
+                # else learned (in state.db) before it is relayed
+                journaled = self.core.journaled(route, out, resp.status, body, outcome) \
+                    if outcome.placed_by is not None else None
+                if endpoint.cls is EndpointClass.PUBLIC or outcome.placed_by is not None and journaled is None:
                     self.core.learn(route, out, resp.status, body, outcome)
                     return web.Response(status=resp.status, body=body, headers=headers)
                 # anything else is sent first, then learned from (the bot's next request overlaps the
@@ -195,7 +198,7 @@ class Pipeline:
                     await answer.prepare(request)  # type: ignore[arg-type]
                     await answer.write_eof()
                 finally:  # learned whether or not the bot is still there to hear it
-                    self.core.learn(route, out, resp.status, body, outcome)
+                    self.core.learn(route, out, resp.status, body, outcome, journaled)
                 return answer
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000

@@ -381,9 +381,14 @@ class _Connection:
                 if answered is not None:  # a token it hands out remembered before the bot sees it, as on REST
                     p, status = answered
                     self.edge._core.relayed(p.route, p.out, status, text.encode(), p.outcome)
+                journaled = None
                 if answered is not None and answered[0].outcome.placed_by is not None:
-                    self._learn(answered, text)  # an order's answer: in state.db before the bot sees it
-                    answered = None
+                    # an order's answer: in the answers journal before the bot sees it, else in state.db
+                    p, status = answered
+                    journaled = self.edge._core.journaled(p.route, p.out, status, text.encode(), p.outcome)
+                    if journaled is None:
+                        self._learn(answered, text)
+                        answered = None
                 # anything else is sent on first, then learned from (the bot's next frame overlaps the bookkeeping;
                 # what it would teach errs safe if a crash lost it: a cancel unseen keeps an order counted, a fill
                 # of an order the book holds is found by reconciliation)
@@ -391,7 +396,7 @@ class _Connection:
                     await self.bot_ws.send_str(text)
                 finally:  # learned whether or not the bot is still there to hear it
                     if answered is not None:
-                        self._learn(answered, text)
+                        self._learn(answered, text, journaled)
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
@@ -417,10 +422,10 @@ class _Connection:
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         return p, status
 
-    def _learn(self, answered: tuple[_Pending, int], text: str) -> None:
+    def _learn(self, answered: tuple[_Pending, int], text: str, journaled: int | None = None) -> None:
         """What the answer confirms (open orders, positions, the key's standing), then its records."""
         p, status = answered
-        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
+        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled)
         self.edge._react(p.outcome)
         # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
         # request.forward line, written before the frame went upstream, is what fails closed)

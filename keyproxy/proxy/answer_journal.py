@@ -1,0 +1,177 @@
+"""The answers journal: an order's answer written to the OS before the bot sees it, its bookkeeping just after.
+
+What `Core.learn` does with an order's answer (the positions book, who placed which order, the open-order
+counts: one state.db transaction) costs about 130 µs. Done before the answer was relayed, so that a kill -9 just
+after the bot read it could not leave an order the bot knows of and keyproxy does not, it sat on every order's
+critical path. Now the answer, with what `learn` reads of its request, is appended to the journal as one line
+(`os.write`: on the OS's side once the call returns, so a kill -9 cannot lose it, as an audit line) before the
+answer is relayed, and learned right after. The state.db transaction holding what `learn` wrote also holds the
+line's number (`journal|<worker>` in `usage`), so at start the lines past it are learned again, once each, before
+the daemon serves (`replay`). A journal that cannot be written costs nothing but the speed: the answer is then
+learned before it is relayed, as before.
+
+A line holds no credential: the outbound request's query and body with the account's real API key blanked (the
+Binance WebSocket API carries it in each frame), no headers; a signature is a MAC, which proves nothing without
+its key. The file is the state directory's, 0600, emptied whenever every line in it is learned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from keyproxy.exchanges.base import OutboundRequest
+from keyproxy.policy.model import RequestFacts
+from keyproxy.state import StateStore
+
+log = logging.getLogger("keyproxy.journal")
+
+MAX_JOURNAL_BYTES = 4 << 20  # emptied once every line is learned and it is past this (else at each start)
+_DECIMALS = frozenset(f.name for f in dataclasses.fields(RequestFacts) if "Decimal" in str(f.type))
+_TUPLES = frozenset(f.name for f in dataclasses.fields(RequestFacts) if str(f.type).startswith("tuple"))
+
+
+def facts_doc(facts: RequestFacts) -> dict[str, Any]:
+    """The facts' fields that differ from their defaults, as JSON values (decimals as text, legs nested)."""
+    doc: dict[str, Any] = {}
+    for f in dataclasses.fields(RequestFacts):
+        value = getattr(facts, f.name)
+        if value == f.default:
+            continue
+        if f.name == "orders":
+            doc[f.name] = [facts_doc(o) for o in value]
+        elif isinstance(value, Decimal):
+            doc[f.name] = str(value)
+        elif isinstance(value, tuple):
+            doc[f.name] = list(value)
+        else:
+            doc[f.name] = value
+    return doc
+
+
+def facts_of(doc: dict[str, Any]) -> RequestFacts:
+    """`facts_doc`'s inverse."""
+    values: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name == "orders":
+            values[name] = tuple(facts_of(o) for o in value)
+        elif name in _DECIMALS and value is not None:
+            values[name] = Decimal(value)
+        elif name in _TUPLES:
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return RequestFacts(**values)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal line, read back: what `Core.learn` needs to learn the answer again."""
+
+    number: int
+    account: str
+    transport: str  # "rest", or "ws" (the WebSocket path is `out.path`, its dialect the account adapter's)
+    out: OutboundRequest
+    status: int
+    body: bytes
+    request_id: str
+    bot: str
+    facts: RequestFacts
+    roles: str  # which of the outcome's records the facts were: p(laced_by), t(rack), u(nread_by)
+
+
+class AnswerJournal:
+    """This worker's journal file and the number of its last line state.db holds learned."""
+
+    def __init__(self, directory: Path, store: StateStore, worker: int = 0) -> None:
+        self.path = directory / (f"answers-{worker}.journal" if worker else "answers.journal")
+        self._store = store
+        self.key = f"journal|{worker}"
+        self._fd: int | None = None
+        # numbering goes on past every line the file holds (one a replay has not yet learned among them)
+        self._number = max([self.learned(), *(e.number for e in self._lines())])
+        self._pending: set[int] = set()  # written, not yet learned
+        self._size = 0
+
+    def learned(self) -> int:
+        return int(self._store.usage_items(self.key).get(self.key, "0"))
+
+    def write(self, account: str, transport: str, out: OutboundRequest, status: int, body: bytes, request_id: str,
+              bot: str, facts: RequestFacts, roles: str, blank: str = "") -> int | None:
+        """The answer's line, on the OS's side when this returns: its number; None when it cannot be written
+        (the caller then learns the answer before relaying it)."""
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._size = os.fstat(self._fd).st_size
+            number = self._number + 1
+            query, sent = out.query, out.body.decode("latin-1")
+            if blank:  # the real API key, where a request carries it in its parameters
+                query, sent = query.replace(blank, ""), sent.replace(blank, "")
+            data = orjson.dumps({"n": number, "a": account, "x": transport, "m": out.method, "p": out.path,
+                                 "q": query, "b": sent, "s": status, "r": body.decode("latin-1"),
+                                 "i": request_id, "bot": bot, "f": facts_doc(facts), "k": roles}) + b"\n"
+            if os.write(self._fd, data) != len(data):
+                raise OSError("short write")
+        except (OSError, TypeError, orjson.JSONEncodeError) as e:
+            log.warning("answers journal not writable: the answer is learned before it is relayed",
+                         extra={"error": type(e).__name__})
+            self._close()
+            return None
+        self._number = number
+        self._size += len(data)
+        self._pending.add(number)
+        return number
+
+    def mark(self, number: int) -> None:
+        """Inside `learn`'s state.db transaction: the line `number` is learned (a restart skips it)."""
+        self._store.set_usage(self.key, str(number))
+
+    def done(self, number: int) -> None:
+        """After that transaction: the file is emptied once every line in it is learned and it is large."""
+        self._pending.discard(number)
+        if not self._pending and self._size > MAX_JOURNAL_BYTES and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                self._size = 0
+
+    def unlearned(self) -> Iterator[Entry]:
+        """The lines past the one state.db holds learned, in order; a torn last line (a kill -9 mid-write) is
+        skipped: its answer never reached the bot."""
+        learned = self.learned()
+        return (e for e in self._lines() if e.number > learned)
+
+    def _lines(self) -> Iterator[Entry]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        for line in raw.split(b"\n"):
+            try:
+                doc = orjson.loads(line)
+                out = OutboundRequest(doc["m"], "", doc["p"], doc["q"], {}, doc["b"].encode("latin-1"))
+                entry = Entry(int(doc["n"]), doc["a"], doc["x"], out, int(doc["s"]), doc["r"].encode("latin-1"),
+                              doc["i"], doc["bot"], facts_of(doc["f"]), doc["k"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
+                continue
+            yield entry
+
+    def emptied(self) -> None:
+        """At start, once every line is learned again: the file is emptied, the numbering goes on."""
+        self._number = max(self._number, self.learned())
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.path, 0)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,97 @@
+"""An order's answer is written to the answers journal before the bot sees it and learned just after: a kill -9
+between the two loses nothing, the restart learns it again before serving (proxy/answer_journal.py).
+
+The daemon is killed at that exact point by a sitecustomize on its path (only for that run): `Core.learn` of a
+journalled answer sends the daemon SIGKILL before it does anything. Nothing of keyproxy's is replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keyproxy.emulator.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+KILL_IN_LEARN = '''
+import os, signal
+from keyproxy.proxy import core
+
+_learn = core.Core.learn
+
+
+def learn(self, route, out, status, body, outcome, journaled=None):
+    if journaled is not None:  # the answer is journalled and already relayed: die before learning it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _learn(self, route, out, status, body, outcome, journaled)
+
+
+core.Core.learn = learn
+'''
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("journal"))
+    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True})
+    try:
+        stack.start_emulator([key])
+        stack.init()
+        stack.add_account("main", key)
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.close()
+
+
+def send(creds: dict[str, str], method: str, path: str, params: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    ans = call(creds["base_url"], method, path, body=hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    return ans.status, ans.body
+
+
+def audit_events(dev: DevStack, event: str) -> list[dict]:  # type: ignore[type-arg]
+    return [doc for f in sorted(dev.audit_dir.rglob("audit-*.jsonl")) for line in f.read_text().splitlines()
+            if (doc := json.loads(line)).get("event") == event]
+
+
+def test_a_kill_between_an_orders_relay_and_its_bookkeeping_loses_nothing(dev: DevStack, tmp_path: Path) -> None:
+    owner = dev.add_bot("journal-owner", "main", "read,trade", "--set", "max_open_orders=1")
+    other = dev.add_bot("journal-other", "main", "read,trade")
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    dev.stop_daemon()
+    (tmp_path / "sitecustomize.py").write_text(KILL_IN_LEARN)
+    plain = dev.env["PYTHONPATH"]
+    dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path)])
+    try:
+        dev.start_daemon(port)
+    finally:
+        dev.env["PYTHONPATH"] = plain
+    status, body = send(owner, "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+                        "&quantity=0.001&price=20000&newClientOrderId=journal-1")
+    assert status == 200 and body.get("orderId"), body  # the bot has its answer; the daemon died just after
+    order_id = body["orderId"]
+    assert dev.stop_daemon(timeout=10) == -signal.SIGKILL
+    journal = next(dev.root.rglob("answers.journal"))
+    assert b'"journal-owner"' in journal.read_bytes()
+    dev.start_daemon(port)
+    assert [e["answers"] for e in audit_events(dev, "journal.replayed")] == [1]
+    # what the answer taught is all there: the order is the owner's, it rests, it counts against the owner's cap
+    status, body = send(other, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={order_id}")
+    assert body.get("error") == "policy_denied" and "another bot" in body["message"], body
+    status, body = send(other, "DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=journal-1")
+    assert body.get("error") == "policy_denied", body
+    status, body = send(owner, "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+                        "&quantity=0.001&price=20000")
+    assert body.get("error") == "open_orders_exceeded", body
+    assert journal.read_bytes() == b""  # emptied once learned
+    dev.stop_daemon()  # a clean restart learns nothing twice
+    dev.start_daemon(port)
+    assert [e["answers"] for e in audit_events(dev, "journal.replayed")] == [1]
+    status, body = send(owner, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={order_id}")
+    assert status == 200, body
