@@ -617,6 +617,8 @@ class Core:
                                       new_only=True)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
+            if outcome.facts is not None and outcome.facts.action == "cancel":
+                self.owners.changed(name)  # a listing of resting orders from before it is stale
             if outcome.placed_by is not None and (status >= 500 or not body):
                 pass  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
             else:

@@ -10,8 +10,9 @@ call is no error here: the decision then refuses for want of the data (fail clos
 
 Resting orders: a cancel-all where the positions book does not hold the orders (`NeedResting`,
 proxy/order_owners.py) is decided on what the exchange lists as resting there, listed with the account's real key as
-a halt's sweep lists them (proxy/cancel_orders.py), anew for each cancel-all (those arriving while a listing is on
-its way share it).
+a halt's sweep lists them (proxy/cancel_orders.py): anew once an order was placed or cancelled on the account
+through keyproxy since the last listing, or after LISTING_REUSE_MS (cancel-alls arriving while a listing is on its
+way share it), so a bot cannot make keyproxy spend the account's rate limit in a loop.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class MarketData:
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
         self._references: dict[tuple[str, PublicCall], float] = {}  # -> when keyproxy last asked
         self._in_flight: dict[tuple[str, PublicCall], asyncio.Future[None]] = {}
-        self._listings: dict[tuple[str, str], asyncio.Future[None]] = {}  # (account, market) -> its listing
+        self._listings: dict[tuple[str, str, int], asyncio.Future[None]] = {}  # (account, market, changes)
         self._own = OwnCalls(core, clients)  # the listings' signed calls
 
     async def admit(self, route: Route, incoming: IncomingRequest, peer: str, outcome: Outcome,
@@ -124,13 +125,14 @@ class MarketData:
     async def _resting(self, account: AccountEntry, need: NeedResting) -> None:
         """The account's resting orders where a cancel-all asks (one listing shared by every cancel-all waiting),
         handed to the owners' record; a failed listing too (the cancel-all is then refused)."""
-        key = (need.account, need.market)
+        key = (need.account, need.market, need.changes)  # joined only while no order changed since it began
         waiting = self._listings.get(key)
         if waiting is not None:
             await asyncio.shield(waiting)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._listings[key] = done
+        asked = self.core.clock_ms()
         orders: tuple[Any, ...] | None = None
         try:
             if account.upstream is not None and account.key is not None and account.adapter is not None:
@@ -138,7 +140,7 @@ class MarketData:
         except (*SEND_ERRORS, KeyError):
             orders = None
         finally:
-            self.core.owners.learn_resting(need, orders)
+            self.core.owners.learn_resting(need, orders, asked)
             del self._listings[key]
             done.set_result(None)
 

@@ -24,13 +24,17 @@ from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
+LISTING_REUSE_MS = 2_000  # a listing decides the cancel-alls of this long after it, while no order changes
+
+
 class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
     """A cancel-all where the positions book does not hold the orders: list what rests in `markets` of `account`
     (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
 
-    def __init__(self, account: str, market: str, markets: frozenset[str]) -> None:
+    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int) -> None:
         super().__init__("resting orders needed")
         self.account, self.market, self.markets = account, market, markets
+        self.changes = changes  # the account's order changes through keyproxy when it was asked for
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
 
@@ -43,9 +47,11 @@ class OrderOwners:
         self._sequences = store
         self._book = book
         self.clock_ms = clock_ms
-        # (account, market) -> what the latest listing found resting (None: it failed); read only by the decisions
-        # resumed after it, so every cancel-all is judged on a listing asked for after it arrived
-        self._listed: dict[tuple[str, str], tuple[Resting, ...] | None] = {}
+        # (account, market) -> (when asked for, the account's order changes then, what rested; None: the listing
+        # failed): a cancel-all is judged on a listing asked for since an order was last placed or cancelled on the
+        # account through keyproxy (and within LISTING_REUSE_MS), so a bot cannot make keyproxy list in a loop
+        self._listed: dict[tuple[str, str], tuple[int, int, tuple[Resting, ...] | None]] = {}
+        self.changes: dict[str, int] = {}  # account -> answers to orders and cancels learned so far
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes) -> None:
@@ -126,11 +132,14 @@ class OrderOwners:
         listable = LISTED_MARKETS.get(adapter.name, frozenset())
         if adapter.name not in LISTED_MARKETS or market != "*" and listable is not None and market not in listable:
             return self._other_placed(account, bot, market, symbol)
-        if not listed:
+        entry = self._listed.get((account, market))
+        fresh = entry is not None and entry[1] == self.changes.get(account, 0) \
+            and self.clock_ms() - entry[0] < LISTING_REUSE_MS
+        if entry is None or not listed and not fresh:
             markets = frozenset({market}) if market != "*" else frozenset(
                 m for _, m in (self._sequences.placed_orders(account) if self._sequences is not None else {}).values())
-            raise NeedResting(account, market, markets)
-        resting = self._listed.get((account, market))
+            raise NeedResting(account, market, markets, self.changes.get(account, 0))
+        resting = entry[2]
         if resting is None:
             raise Refused("unavailable", "keyproxy could not list the exchange's open orders to see whose orders "
                           "this cancel-all would cancel: retry, or cancel this bot's orders by their ids", 1.0)
@@ -152,12 +161,18 @@ class OrderOwners:
                 return owner
         return None
 
-    def learn_resting(self, need: NeedResting, orders: tuple[Resting, ...] | None) -> None:
-        """What the exchange listed as resting where `need` asked (None: the listing failed), for the cancel-alls
-        waiting for it."""
+    def learn_resting(self, need: NeedResting, orders: tuple[Resting, ...] | None, asked_ms: int) -> None:
+        """What the exchange listed as resting where `need` asked at `asked_ms` (None: the listing failed), for the
+        cancel-alls waiting for it and those after it while no order is placed on the account."""
         if len(self._listed) > 1_000:
             self._listed.clear()
-        self._listed[(need.account, need.market)] = orders
+        held = self._listed.get((need.account, need.market))
+        if held is None or held[1] <= need.changes:  # never one asked for before a change the held one knew of
+            self._listed[(need.account, need.market)] = (asked_ms, need.changes, orders)
+
+    def changed(self, account: str) -> None:
+        """An order was placed or cancelled on the account through keyproxy: a listing asked for before is stale."""
+        self.changes[account] = self.changes.get(account, 0) + 1
 
     def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str) -> str | None:
         """The bot that last placed an order under this client id through keyproxy (None: none did)."""
@@ -196,16 +211,25 @@ class OrderOwners:
         if new_only:  # every owner any instance recorded, under every key form a version wrote
             owned = self._sequences.placed_orders(account)
             found = [(oid, scope) for oid, scope in found if not owned.keys() & set(placed_keys(oid, scope))]
+        # an answer naming an order another bot placed (Coinbase answers a reused client_order_id with the order
+        # that holds it) places nothing: that order, and its client id, stay its placer's
+        foreign = {oid for oid, scope in found
+                   if self._sequences.placed_owner(account, placed_keys(oid, scope), shared=False) not in (None, bot)}
+        found = [(oid, scope) for oid, scope in found if oid not in foreign]
         keys = tuple(placed_key(oid, scope) for oid, scope in found)
         if not client_ids and len(ids) == len(legs) and any(leg.client_id for leg in legs):
             # the answer does not echo client ids (Hyperliquid's cloid): the request's, for the legs it placed
             client_ids = tuple(leg.client_id or "" if oid else "" for leg, oid in zip(legs, ids, strict=True))
+        if foreign and client_ids:
+            client_ids = tuple(cid if len(client_ids) == len(ids) and ids[i] not in foreign else ""
+                               for i, cid in enumerate(client_ids))
         if client_ids and not new_only:  # the latest order placed under a client id is the one it names now
             cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
                           if adapter.order_ids_per_market else None for i in range(len(client_ids))]
             keys += tuple(placed_key(client_key(cid), scope) for cid, scope in zip(client_ids, cid_scopes, strict=True)
                           if cid)
         if keys:
+            self.changed(account)
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
 

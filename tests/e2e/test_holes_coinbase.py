@@ -102,3 +102,21 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
     assert [e for e in dev.journal()[start:] if e["path"].endswith("/batch_cancel")] == []
     assert attacker.cancel_orders(order_ids=[mine_id]).results[0].success
     assert victim.cancel_orders(order_ids=[theirs_id]).results[0].success
+
+
+def test_reusing_another_bots_client_order_id_does_not_take_its_order(dev: DevStack) -> None:
+    """Session 20's review: Coinbase answers a create that reuses a `client_order_id` with the order already
+    holding it, and keyproxy recorded that order as the second bot's, so halting that (compromised) bot with
+    `--cancel-orders` cancelled the victim's order. An answer naming an order another bot placed now places
+    nothing: the order stays its placer's."""
+    victim, attacker = client(dev, "cbcidvictim"), client(dev, "cbcidattacker")
+    cid = str(uuid.uuid4())
+    placed = victim.limit_order_gtc_buy(client_order_id=cid, product_id="BTC-USD", base_size="0.001",
+                                        limit_price="50000")
+    order_id = placed.success_response["order_id"]
+    again = attacker.limit_order_gtc_buy(client_order_id=cid, product_id="BTC-USD", base_size="5", limit_price="1")
+    assert again.success and again.success_response["order_id"] == order_id  # Coinbase's idempotent answer
+    out = dev.cli("halt", "--bot", "cbcidattacker", "--cancel-orders", "--reason", "compromised").stdout
+    dev.cli("resume", "--bot", "cbcidattacker")
+    assert "cancelled 0," in out, out  # the attacker's halt cancelled nothing of the victim's
+    assert victim.cancel_orders(order_ids=[order_id]).results[0].success  # still resting, still the victim's

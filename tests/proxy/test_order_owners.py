@@ -10,7 +10,7 @@ from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.open_orders import Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
-from keyproxy.proxy.order_owners import NeedResting, OrderOwners
+from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedResting, OrderOwners
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, placed_key
@@ -37,9 +37,12 @@ def test_an_options_cancel_all_is_refused_once_another_bot_placed_an_options_ord
 
 
 def test_a_cancel_all_outside_the_book_asks_for_a_listing_and_is_judged_on_it(tmp_path: Path) -> None:
-    """Each cancel-all asks for a listing of its own; the decision resumed after it reads what rests in its scope
-    (its market and symbol) and who placed each; a failed listing refuses."""
-    owners, store = owners_on(tmp_path)
+    """A cancel-all asks for a listing unless one was asked for since the account's last order change and within
+    LISTING_REUSE_MS; the decision reads what rests in its scope (market and symbol) and who placed each; a failed
+    listing refuses."""
+    now = [0]
+    store = StateStore(tmp_path / "state.db")
+    owners = OrderOwners(None, store, PositionBook(None, lambda: 0.0), lambda: now[0])
     okx = Okx()
     cancel_all = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap",
                               cancels_all=True)
@@ -47,23 +50,31 @@ def test_a_cancel_all_outside_the_book_asks_for_a_listing_and_is_judged_on_it(tm
         owners.only_own("acct", okx, "b", cancel_all)
     assert need.value.market == "swap" and need.value.markets == frozenset({"swap"})
     store.record_placed_orders("acct", "a", "swap", ("11", "12"), 1.0)
-    owners.learn_resting(need.value, (Resting("spot", "BTC-USDT", "11"), Resting("swap", "ETH-USDT-SWAP", "12")))
+    owners.learn_resting(need.value, (Resting("spot", "BTC-USDT", "11"), Resting("swap", "ETH-USDT-SWAP", "12")), 0)
     owners.only_own("acct", okx, "b", cancel_all, listed=True)  # another market's, another symbol's: not in scope
-    owners.learn_resting(need.value, (Resting("swap", "BTC-USDT-SWAP", "12"),))
+    owners.learn_resting(need.value, (Resting("swap", "BTC-USDT-SWAP", "12"),), 0)
     with pytest.raises(Refused, match="bot 'a' has orders resting there"):
         owners.only_own("acct", okx, "b", cancel_all, listed=True)
     owners.only_own("acct", okx, "a", cancel_all, listed=True)  # the placer's own
-    with pytest.raises(NeedResting):
-        owners.only_own("acct", okx, "b", cancel_all)  # a new decision lists anew
-    owners.learn_resting(need.value, None)
+    now[0] = LISTING_REUSE_MS - 1
+    with pytest.raises(Refused, match="bot 'a'"):
+        owners.only_own("acct", okx, "b", cancel_all)  # reused: no order placed since, and recent
+    owners.changed("acct")  # an order placed or cancelled through keyproxy since: listed anew
+    with pytest.raises(NeedResting) as later:
+        owners.only_own("acct", okx, "b", cancel_all)
+    owners.learn_resting(need.value, (), now[0])  # a listing asked for before that change never replaces it...
+    owners.learn_resting(later.value, None, now[0])  # ...a failed one asked for after it does, and refuses
     with pytest.raises(Refused, match="could not list") as refused:
         owners.only_own("acct", okx, "b", cancel_all, listed=True)
     assert refused.value.code == "unavailable"
+    now[0] += LISTING_REUSE_MS  # too old to reuse
+    with pytest.raises(NeedResting):
+        owners.only_own("acct", okx, "b", cancel_all)
     every = RequestFacts(action="cancel", cancels_all=True)  # cancel-all-after: every market of the account
     with pytest.raises(NeedResting) as need:
         owners.only_own("acct", okx, "b", every)
     assert need.value.market == "*" and need.value.markets == frozenset({"swap"})
-    owners.learn_resting(need.value, (Resting("swap", "ETH-USDT-SWAP", "12"),))
+    owners.learn_resting(need.value, (Resting("swap", "ETH-USDT-SWAP", "12"),), now[0])
     with pytest.raises(Refused, match="bot 'a'"):
         owners.only_own("acct", okx, "b", every, listed=True)
     spot = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="spot", cancels_all=True)
