@@ -118,7 +118,9 @@ _OKX_CODES = {"ip_denied": "50110", "open_orders_exceeded": "51102"}  # OKX's ow
 
 
 class Okx(AdapterHooks):
-    order_id_keys = ("ordId",)  # the member of an order answer naming the exchange's order id
+    # the members of an order answer naming the exchange's order id (an algo order's: its algoId, which a cancel
+    # of it names, so a bot cancels only its own algo orders)
+    order_id_keys = ("ordId", "algoId")
     client_id_keys = ("clOrdId",)
     fill_markets = frozenset({"spot"})  # okx_fills.py: swaps and futures count contracts, not read yet
 

@@ -55,6 +55,7 @@ _AMEND = "/api/v5/trade/amend-order"
 _CANCEL_ONE, _CANCEL_BATCH = "/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders"
 # every order of an instrument type and family, or of the account once the timer runs out
 _EVERY_ORDER = frozenset({"/api/v5/trade/mass-cancel", "/api/v5/trade/cancel-all-after"})
+_ALGO_CANCELS = frozenset({"/api/v5/trade/cancel-algos", "/api/v5/trade/cancel-advance-algos"})
 MAX_BATCH = 20  # "Place multiple orders": at most 20 orders per request
 _PRICED = ("limit", "post_only", "fok", "ioc", "mmp", "mmp_and_post_only")  # the ordTypes that execute at `px`
 _AT_MARKET = ("market", "optimal_limit_ioc")  # `px` is ignored
@@ -166,13 +167,22 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # a cancel-batch names one instrument per leg: counted in the first leg's scope
         named = [d for d in doc if isinstance(d, dict)] if isinstance(doc, list) else [params]
         orders = path in (_CANCEL_ONE, _CANCEL_BATCH)  # the orders it names (only the bot's own: OrderOwners.only_own)
+        if path in _ALGO_CANCELS:  # algo orders by their algoId, recorded as their placer's like order ids
+            algos = tuple(param_text(d, "algoId") for d in named)
+            if named and all(algos):
+                return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None,
+                                    market=market_of(inst), cancels=tuple(a for a in algos if a))
+        # every order, or orders keyproxy cannot attribute (spread, rfq ids; an algo order without its algoId):
+        # judged as a cancel of every order (refused while another bot's orders rest), over every instrument its
+        # legs name (one scope: where they name more than one, every market's)
+        every = path in _EVERY_ORDER or not orders
+        if every and len({param_text(d, "instId") for d in named}) > 1:
+            inst = None
         return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst),
                             cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
                             cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))
                             if orders else (),
-                            # every order, or orders keyproxy cannot attribute (algo, spread, rfq ids): judged
-                            # as a cancel of every order (refused while another bot's orders rest)
-                            cancels_all=path in _EVERY_ORDER or not orders)
+                            cancels_all=every)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
     if path in (_BATCH_PLACE, _BATCH_AMEND):
@@ -198,6 +208,9 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return RequestFacts(action="withdraw", asset=(param_text(params, "ccy") or "").upper() or None,
                             address=param_text(params, "paymentAcctId"), network=method.upper() if method else None,
                             amount=amount(param_text(params, "amt")))
+    if path == "/api/v5/trade/amend-algos" and isinstance(doc, dict):  # unread (refused under trading limits),
+        # and another bot's algo order is never this bot's to change: named by its algoId (an algoClOrdId: refused)
+        return RequestFacts(action=None, symbol=symbol, touches=(param_text(params, "algoId"),))
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     if endpoint.cls is EndpointClass.TRADE:

@@ -68,8 +68,13 @@ def okx_amend_verdicts(body: bytes | str, legs: int) -> tuple[bool, ...]:
 def okx_placed_ids(body: bytes | str, key: str = "ordId") -> tuple[str, ...]:
     """The orders an order answer (REST or WebSocket) placed, one per leg of `data` in the leg's place: "" for a
     leg refused (`sCode` not "0": OKX answers a batch refused in part with `code` "2" inside a 2xx answer).
-    `key="clOrdId"`: their client ids, the same way ("" where the order has none)."""
+    `key="clOrdId"`: their client ids, the same way ("" where the order has none). An algo order's answer
+    (`order-algo`) names its `algoId`, which a cancel of it names: read as its id."""
     doc = loads(body)
     if not isinstance(doc, dict) or doc.get("code") not in ("0", "1", "2"):
         return ()
-    return leg_order_ids(doc.get("data"), key, lambda d: d.get("sCode") == "0")
+    ids = leg_order_ids(doc.get("data"), key, lambda d: d.get("sCode") == "0")
+    if key != "ordId" or all(ids):
+        return ids
+    algos = leg_order_ids(doc.get("data"), "algoId", lambda d: d.get("sCode") == "0")
+    return tuple(i or a for i, a in zip(ids, algos, strict=True))

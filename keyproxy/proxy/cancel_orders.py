@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from keyproxy.audit.log import get_logger
-from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, Resting, Spec
+from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, ListingError, Resting, Spec
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.policy.model import normalize_symbol
@@ -27,8 +27,10 @@ CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every
 
 
 async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
-                symbols: Mapping[str, frozenset[str]], names: dict[str, str] | None = None) -> list[Resting]:
-    """What the exchange lists as resting; `names` collects the market names any answer publishes."""
+                symbols: Mapping[str, frozenset[str]], names: dict[str, str] | None = None,
+                whole: bool = False) -> list[Resting]:
+    """What the exchange lists as resting; `names` collects the market names any answer publishes. `whole`: a
+    listing with pages left after MAX_PAGES is a ListingError (what it left out could be another bot's)."""
     sweep = SWEEPS[account.info.exchange]
     adapter: Any = account.adapter
     assert account.key is not None
@@ -43,13 +45,15 @@ async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
                 names.update(adapter.market_names(spec[1], body))
             page, spec = sweep.resting(spec, status, body)
             found.extend(page)
+        if whole and spec is not None:
+            raise ListingError(f"more than {MAX_PAGES} pages of open orders")
     return list({_where(o): o for o in found}.values())
 
 
 async def list_resting(calls: OwnCalls, account: AccountEntry, markets: frozenset[str]) -> list[Resting]:
     """What the exchange lists as resting in `markets` (and whatever else its listing covers): what a cancel-all
     is judged by where the positions book does not hold the orders (proxy/order_owners.py)."""
-    return await _list(calls, account, markets, {})
+    return await _list(calls, account, markets, {}, whole=True)
 
 
 def _symbols(keys: Iterable[str]) -> dict[str, frozenset[str]]:

@@ -79,3 +79,21 @@ def test_a_cancel_all_outside_the_book_asks_for_a_listing_and_is_judged_on_it(tm
         owners.only_own("acct", okx, "b", every, listed=True)
     spot = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="spot", cancels_all=True)
     owners.only_own("acct", okx, "b", spot)  # spot: the positions book holds OKX spot orders, and none rests
+
+
+def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -> None:
+    """An algo order's algoId is recorded as its placer's from the `order-algo` answer (an unread trade request,
+    attributed for a bot no trading limit binds), so another bot's `cancel-algos` or `amend-algos` naming it is
+    refused; the placer's own passes."""
+    owners, _ = owners_on(tmp_path)
+    okx = Okx()
+    placed = RequestFacts(action=None, symbol=normalize_symbol("BTC-USDT-SWAP"))
+    answer = b'{"code":"0","data":[{"algoId":"881","algoClOrdId":"","sCode":"0","sMsg":""}]}'
+    owners.attribute("acct", okx, ("a", placed), okx.placed_order_ids(200, answer), new_only=True)
+    cancel = RequestFacts(action="cancel", symbol=placed.symbol, market="swap", cancels=("881",))
+    with pytest.raises(Refused, match="order 881 was placed by another bot"):
+        owners.only_own("acct", okx, "b", cancel)
+    with pytest.raises(Refused, match="order 881 was placed by another bot"):
+        owners.only_own("acct", okx, "b", RequestFacts(action=None, touches=("881",)))
+    owners.only_own("acct", okx, "a", cancel)
+    owners.only_own("acct", okx, "a", RequestFacts(action=None, touches=("881",)))
