@@ -43,6 +43,8 @@ _UNNAMED_CANCELS = ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/
                     "/papi/v1/um/conditional/allOpenOrders", "/papi/v1/cm/conditional/order",
                     "/papi/v1/cm/conditional/allOpenOrders", "/papi/v1/um/algo/order", "/papi/v1/um/algo/allOpenOrders",
                     "/eapi/v1/batchOrders")
+# conditional and algo orders: no open-orders listing keyproxy reads shows them, nor does the positions book
+_UNLISTED_CANCELS = frozenset(p for p in _UNNAMED_CANCELS if "algo" in p.lower() or "conditional" in p)
 _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
                                     "/fapi/v1/allOpenOrders", "/fapi/v1/batchOrders", "/dapi/v1/order",
                                     "/dapi/v1/allOpenOrders", "/dapi/v1/batchOrders", "/sapi/v1/margin/order",
@@ -161,7 +163,8 @@ def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> Requ
     `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or orders keyproxy cannot
     attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
     if path in _CANCEL_ALL or path in _UNNAMED_CANCELS:
-        return RequestFacts(action="cancel", symbol=symbol, cancels_all=True)
+        return RequestFacts(action="cancel", symbol=symbol, cancels_all=True,
+                            cancels_unlisted=path in _UNLISTED_CANCELS)
     if path.endswith("/batchOrders"):
         ids = tuple(_order_id({"orderId": str(i)}) or "" for i in _json_list(params, "orderIdList", int))
         return RequestFacts(action="cancel", symbol=symbol, cancels=ids,

@@ -71,6 +71,9 @@ class RequestFacts:
     client_id: str | None = None  # an order's client id as the request names it (where the answer does not echo it)
     cancels_by_client: tuple[str, ...] = ()
     cancels_all: bool = False
+    # a cancel-all of orders no open-orders listing shows (Binance conditional and algo orders, OKX spread and rfq
+    # orders), which keyproxy does not attribute: refused once another bot placed anything in its scope
+    cancels_unlisted: bool = False
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

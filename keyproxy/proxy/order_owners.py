@@ -110,8 +110,13 @@ class OrderOwners:
             if self.client_owner(account, adapter, client_id, facts.scope) not in (None, bot):
                 raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
                            "account: a bot cancels only its own orders")
-        if facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)
-                                  or self._other_resting(account, adapter, bot, facts.scope, listed)) is not None:
+        if facts.cancels_all and facts.cancels_unlisted:  # orders no listing shows: any of another bot's there
+            if (other := self._other_placed(account, bot, *facts.scope.split(":", 1))) is not None:
+                raise deny(f"this would cancel orders of {facts.scope} keyproxy cannot attribute (conditional, algo, "
+                           f"spread or rfq orders), and bot {other!r} places orders there: cancel this bot's own "
+                           "orders by their ids")
+        elif facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)
+                                    or self._other_resting(account, adapter, bot, facts.scope, listed)) is not None:
             raise deny(f"this would cancel every order of {facts.scope}, and bot {other!r} has orders resting "
                        "there: cancel this bot's own orders by their ids")
         for order_id in facts.touches:
@@ -157,7 +162,7 @@ class OrderOwners:
         placed = self._sequences.placed_orders(account) if self._sequences is not None else {}
         for key, (owner, where) in placed.items():
             named = key.partition("@")[2].partition(":")[2]
-            if owner != bot and where == market and (symbol == "*" or not named or named == symbol):
+            if owner != bot and market in ("*", where) and (symbol == "*" or not named or named == symbol):
                 return owner
         return None
 

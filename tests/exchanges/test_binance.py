@@ -481,5 +481,7 @@ def test_cancels_of_orders_keyproxy_cannot_attribute_are_judged_as_cancel_alls()
                  "/eapi/v1/batchOrders"):
         f = facts_of("DELETE", path, "symbol=BTCUSDT&orderListId=5&algoId=9")
         assert f.action == "cancel" and f.cancels_all, path
+        # conditional and algo orders show in no listing: refused once another bot placed there (session 20)
+        assert f.cancels_unlisted == ("algo" in path.lower() or "conditional" in path), path
     keep = facts_of("PUT", "/api/v3/order/amend/keepPriority", "symbol=BTCUSDT&orderId=0123&newQty=0.5")
     assert (keep.action, keep.order_id, keep.quantity, keep.scope) == ("amend", "123", Decimal("0.5"), "spot:BTCUSDT")

@@ -703,7 +703,8 @@ def test_algo_cancels_name_their_algo_ids_and_spread_and_rfq_cancels_are_judged_
                                        {"instId": "BTC-USDT-SWAP", "algoClOrdId": "x"}]))
         assert f.cancels_all and f.scope == "*:*", path  # unattributable, two instruments: every market's
     f = facts_of("/api/v5/sprd/cancel-order", json.dumps({"ordId": "1"}))
-    assert f.action == "cancel" and f.cancels_all
+    assert f.action == "cancel" and f.cancels_all and f.cancels_unlisted  # no listing shows spread orders
+    assert not facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "60"})).cancels_unlisted
     f = facts_of("/api/v5/trade/amend-algos", json.dumps({"instId": "BTC-USDT-SWAP", "algoId": "5", "newSz": "2"}))
     assert f.action is None and f.touches == ("5",)  # only the bot's own algo order; unread under trading limits
     f = facts_of("/api/v5/trade/amend-algos", json.dumps({"instId": "BTC-USDT-SWAP", "algoClOrdId": "c"}))

@@ -97,3 +97,23 @@ def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -
         owners.only_own("acct", okx, "b", RequestFacts(action=None, touches=("881",)))
     owners.only_own("acct", okx, "a", cancel)
     owners.only_own("acct", okx, "a", RequestFacts(action=None, touches=("881",)))
+
+
+def test_a_cancel_of_orders_no_listing_shows_is_refused_once_another_bot_placed_in_its_scope(tmp_path: Path) -> None:
+    """Session 20's review: a Binance conditional or algo cancel-all was judged by the positions book and the
+    listing, which never hold conditional orders, so it removed another bot's stops. Now refused once another bot
+    placed anything in its scope through keyproxy (finished or not)."""
+    owners, store = owners_on(tmp_path)
+    conditional = RequestFacts(action="cancel", symbol="BTCUSDT", market="usdm", cancels_all=True,
+                               cancels_unlisted=True)
+    owners.only_own("acct", Binance(), "b", conditional)  # nobody else placed there
+    store.record_placed_orders("acct", "a", "usdm", (placed_key("5", "usdm:ETHUSDT"),), 1.0)
+    owners.only_own("acct", Binance(), "b", conditional)  # another symbol's
+    store.record_placed_orders("acct", "a", "usdm", (placed_key("6", "usdm:BTCUSDT"),), 1.0)
+    with pytest.raises(Refused, match="bot 'a' places orders there"):
+        owners.only_own("acct", Binance(), "b", conditional)
+    owners.only_own("acct", Binance(), "a", conditional)  # the placer's own scope: its own to clear
+    spread = RequestFacts(action="cancel", cancels_all=True, cancels_unlisted=True)  # OKX sprd, every market
+    store.record_placed_orders("acct2", "a", "swap", ("9",), 1.0)
+    with pytest.raises(Refused, match="bot 'a'"):
+        owners.only_own("acct2", Okx(), "b", spread)
