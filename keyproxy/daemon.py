@@ -31,7 +31,7 @@ from keyproxy.fleet.store import SharedStateUnavailable
 from keyproxy.exchanges import default_adapters
 from keyproxy.policy.budget import Governor
 from keyproxy.errors import KeyproxyError
-from keyproxy.proxy.answer_journal import AnswerJournal
+from keyproxy.proxy.answer_journal import AnswerJournal, orphans
 from keyproxy.proxy.cancel_orders import Canceller
 from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
@@ -404,8 +404,14 @@ class Daemon:
         """Serve: the fleet's state first, then the listeners, the admin socket and the background work."""
         if self.fleet is not None and self.vault.replica is not None:
             await self._join_fleet()
-        # answers relayed but not yet learned when the last run was killed, learned before any bot is served
-        if replayed := self.pipeline.core.replay_journal():
+        # answers relayed but not yet learned when the last run was killed, learned before any bot is served (worker
+        # 0 also learns those of workers a run with more of them left)
+        core = self.pipeline.core
+        replayed = core.replay_journal()
+        if not self.index:
+            for index in orphans(self.settings.state_dir, self.worker[1] if self.worker else 1):
+                replayed += core.replay_journal(AnswerJournal(self.settings.state_dir, self.store, index))
+        if replayed:
             self.trail.append("journal.replayed", answers=replayed)
         await self._listen_for_bots()
         s = self.settings

@@ -274,6 +274,11 @@ class StateStore:
         rows = self._db.execute("SELECT key, value FROM usage WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
         return dict(rows.fetchall())
 
+    def forget_usage(self, low: str, high: str) -> None:
+        """The usage rows with keys in [low, high) removed."""
+        with self._lock:
+            self._db.execute("DELETE FROM usage WHERE key >= ? AND key < ?", (low, high))
+
     def set_usage(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?)", (key, value))
@@ -324,6 +329,28 @@ class StateStore:
                 return self.placed_mirror.placed_owner(account, keys)  # type: ignore[no-any-return]
             except KeyproxyError:
                 return None
+        return None
+
+    def other_placer(self, account: str, bot: str, market: str, symbol: str) -> str | None:
+        """A bot other than `bot` recorded as placing an order in `market` (`*`: any) and `symbol` (`*`: any; a key
+        naming no symbol matches every one): this instance's record, then (in a fleet) every instance's."""
+        def matches(key: str, where: str) -> bool:
+            named = key.partition("@")[2].partition(":")[2]
+            return market in ("*", where) and (symbol == "*" or not named or named == symbol)
+
+        rows = self._db.execute("SELECT order_id, bot, market FROM placed_orders WHERE account = ? AND bot != ?"
+                                + (" AND market = ?" if market != "*" else ""),
+                                (account, bot, market) if market != "*" else (account, bot))
+        for key, owner, where in rows:
+            if matches(key, where):
+                return str(owner)
+        if self.placed_mirror is not None:
+            try:
+                shared = self.placed_mirror.placed_orders(account)
+            except KeyproxyError:
+                return None
+            return next((owner for key, (owner, where) in shared.items() if owner != bot and matches(key, where)),
+                        None)
         return None
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:

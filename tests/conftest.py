@@ -83,8 +83,8 @@ def home(tmp_path: Path) -> Iterator[Home]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After the whole suite: no secret any DevStack handled appears in any of their logs or audit
-    trails, in any encoding (raw, hex, base64, URL-encoded, JSON-escaped), failure paths included."""
+    """After the whole suite: no secret any DevStack handled appears in any of their logs, audit trails or
+    answers journals, in any encoding (raw, hex, base64, URL-encoded, JSON-escaped), failure paths included."""
     from keyproxy.audit.redact import encodings
     from keyproxy.emulator.devstack import HANDLED_SECRETS, ROOTS
 
@@ -94,6 +94,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             folder = root / sub
             if folder.is_dir():
                 texts += [p.read_text(errors="replace") for p in folder.iterdir() if p.is_file()]
+        # the answers journal's lines (order answers and their requests, credentials blanked)
+        texts += [p.read_text(errors="replace") for p in (root / "state").glob("answers*.journal")]
     blob = "\n".join(texts)
     leaks = []
     for secret in HANDLED_SECRETS:

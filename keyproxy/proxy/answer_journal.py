@@ -35,6 +35,7 @@ from keyproxy.state import StateStore
 log = logging.getLogger("keyproxy.journal")
 
 MAX_JOURNAL_BYTES = 4 << 20  # emptied once every line is learned and it is past this (else at each start)
+_FIELDS = tuple((f.name, f.default) for f in dataclasses.fields(RequestFacts))
 _DECIMALS = frozenset(f.name for f in dataclasses.fields(RequestFacts) if "Decimal" in str(f.type))
 _TUPLES = frozenset(f.name for f in dataclasses.fields(RequestFacts) if str(f.type).startswith("tuple"))
 
@@ -42,18 +43,18 @@ _TUPLES = frozenset(f.name for f in dataclasses.fields(RequestFacts) if str(f.ty
 def facts_doc(facts: RequestFacts) -> dict[str, Any]:
     """The facts' fields that differ from their defaults, as JSON values (decimals as text, legs nested)."""
     doc: dict[str, Any] = {}
-    for f in dataclasses.fields(RequestFacts):
-        value = getattr(facts, f.name)
-        if value == f.default:
+    for name, default in _FIELDS:
+        value = getattr(facts, name)
+        if value is default or value == default:
             continue
-        if f.name == "orders":
-            doc[f.name] = [facts_doc(o) for o in value]
+        if name == "orders":
+            doc[name] = [facts_doc(o) for o in value]
         elif isinstance(value, Decimal):
-            doc[f.name] = str(value)
+            doc[name] = str(value)
         elif isinstance(value, tuple):
-            doc[f.name] = list(value)
+            doc[name] = list(value)
         else:
-            doc[f.name] = value
+            doc[name] = value
     return doc
 
 
@@ -89,65 +90,104 @@ class Entry:
 
 
 class AnswerJournal:
-    """This worker's journal file and the number of its last line state.db holds learned."""
+    """This worker's journal file, and which of its lines state.db holds learned.
+
+    Lines are learned in the order their answers reach the bots, not always in number order (a slow bot's answer
+    is still being relayed while a later one is learned), so each learned line has a row of its own in state.db's
+    `usage` (`journal|<worker>|<n>`, in `learn`'s transaction); `journal|<worker>` is a base below which every
+    line is learned, raised when the file is emptied (then the rows below it go)."""
 
     def __init__(self, directory: Path, store: StateStore, worker: int = 0) -> None:
         self.path = directory / (f"answers-{worker}.journal" if worker else "answers.journal")
         self._store = store
         self.key = f"journal|{worker}"
         self._fd: int | None = None
-        # numbering goes on past every line the file holds (one a replay has not yet learned among them)
-        self._number = max([self.learned(), *(e.number for e in self._lines())])
+        self._broken = False  # a write failed and could not be undone: no more lines until the next start
         self._pending: set[int] = set()  # written, not yet learned
+        self._failed: set[int] = set()  # written, their learning raised: the file is kept for the next start
         self._size = 0
+        # numbering goes on past every line the file holds and every number state.db recorded
+        base, rows = self._learned()
+        self._number = max([base, *rows, *(e.number for e in self._lines())])
 
-    def learned(self) -> int:
-        return int(self._store.usage_items(self.key).get(self.key, "0"))
+    def _learned(self) -> tuple[int, set[int]]:
+        """(every line up to this number is learned, the learned lines above it)."""
+        items = self._store.usage_items(self.key)
+        rows = {int(k.rpartition("|")[2]) for k in items if k.startswith(self.key + "|")}
+        return int(items.get(self.key, "0")), rows
 
     def write(self, account: str, transport: str, out: OutboundRequest, status: int, body: bytes, request_id: str,
-              bot: str, facts: RequestFacts, roles: str, blank: str = "") -> int | None:
+              bot: str, facts: RequestFacts, roles: str, blank: tuple[str, ...] = ()) -> int | None:
         """The answer's line, on the OS's side when this returns: its number; None when it cannot be written
-        (the caller then learns the answer before relaying it)."""
+        (the caller then learns the answer before relaying it). `blank`: credentials the request carries in its
+        parameters (the real API key, a stream token), removed from the line."""
+        if self._broken:
+            return None
         try:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.fchmod(self._fd, 0o600)
                 self._size = os.fstat(self._fd).st_size
             number = self._number + 1
             query, sent = out.query, out.body.decode("latin-1")
-            if blank:  # the real API key, where a request carries it in its parameters
-                query, sent = query.replace(blank, ""), sent.replace(blank, "")
+            for secret in blank:
+                if secret:
+                    query, sent = query.replace(secret, ""), sent.replace(secret, "")
             data = orjson.dumps({"n": number, "a": account, "x": transport, "m": out.method, "p": out.path,
                                  "q": query, "b": sent, "s": status, "r": body.decode("latin-1"),
                                  "i": request_id, "bot": bot, "f": facts_doc(facts), "k": roles}) + b"\n"
-            if os.write(self._fd, data) != len(data):
+            written = os.write(self._fd, data)
+            if written != len(data):
                 raise OSError("short write")
         except (OSError, TypeError, orjson.JSONEncodeError) as e:
             log.warning("answers journal not writable: the answer is learned before it is relayed",
-                         extra={"error": type(e).__name__})
-            self._close()
+                        extra={"error": type(e).__name__})
+            self._undo()
             return None
         self._number = number
         self._size += len(data)
         self._pending.add(number)
         return number
 
+    def _undo(self) -> None:
+        """A failed write's bytes cut off (the next line must not be glued to half a line); if they cannot be,
+        no more lines until the next start."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._broken = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
     def mark(self, number: int) -> None:
         """Inside `learn`'s state.db transaction: the line `number` is learned (a restart skips it)."""
-        self._store.set_usage(self.key, str(number))
+        self._store.set_usage(f"{self.key}|{number:012d}", "1")
 
     def done(self, number: int) -> None:
-        """After that transaction: the file is emptied once every line in it is learned and it is large."""
+        """After that transaction committed: once every line in the file is learned and it is large, the base is
+        raised past them, the file emptied and the rows below the base removed, in that order (a kill -9 between
+        two steps leaves every line learned still recorded learned)."""
         self._pending.discard(number)
-        if not self._pending and self._size > MAX_JOURNAL_BYTES and self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-                self._size = 0
+        if not self._pending and not self._failed and self._size > MAX_JOURNAL_BYTES and self._fd is not None:
+            self._settle()
+
+    def failed(self, number: int) -> None:
+        """Its learning raised (rolled back): the line stays for the next start, which learns it again."""
+        self._pending.discard(number)
+        self._failed.add(number)
+
+    def give_up(self, number: int) -> None:
+        """A line the start could not learn again (logged): recorded learned, so it is not tried at every start."""
+        self._failed.discard(number)
+        self.mark(number)
 
     def unlearned(self) -> Iterator[Entry]:
-        """The lines past the one state.db holds learned, in order; a torn last line (a kill -9 mid-write) is
-        skipped: its answer never reached the bot."""
-        learned = self.learned()
-        return (e for e in self._lines() if e.number > learned)
+        """The lines state.db does not hold learned, in order; a torn last line (a kill -9 mid-write) is skipped:
+        its answer never reached the bot."""
+        base, rows = self._learned()
+        return (e for e in self._lines() if e.number > base and e.number not in rows)
 
     def _lines(self) -> Iterator[Entry]:
         try:
@@ -166,12 +206,35 @@ class AnswerJournal:
 
     def emptied(self) -> None:
         """At start, once every line is learned again: the file is emptied, the numbering goes on."""
-        self._number = max(self._number, self.learned())
-        with contextlib.suppress(FileNotFoundError):
-            os.truncate(self.path, 0)
+        self._settle()
+
+    def _settle(self) -> None:
+        base = self._number
+        self._store.set_usage(self.key, str(base))
+        try:
+            if self._fd is not None:
+                os.ftruncate(self._fd, 0)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.truncate(self.path, 0)
+        except OSError:
+            return
+        self._size = 0
+        self._store.forget_usage(self.key + "|", self.key + "|~")
 
     def _close(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+def orphans(directory: Path, workers: int) -> list[int]:
+    """Worker indexes of journals a run with more workers left (`answers-<i>.journal`, i >= workers): worker 0
+    learns them at start."""
+    found = []
+    for path in directory.glob("answers-*.journal"):
+        index = path.stem.partition("-")[2]
+        if index.isdigit() and int(index) >= max(workers, 1):
+            found.append(int(index))
+    return sorted(found)

@@ -91,6 +91,7 @@ class Outcome:
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
     shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)
+    sent_token: str | None = None  # the real stream token the request went upstream with (never in a record)
 
 
 def new_request_id() -> str:
@@ -329,7 +330,7 @@ class Core:
         except BaseException:
             self.in_flight.land(outcome)  # never sent
             raise
-        outcome.decision, outcome.signed = "allow", True
+        outcome.decision, outcome.signed, outcome.sent_token = "allow", True, stream_token
         self._on_its_way(outcome, self.clock_ms() / 1000)  # counted since its decision: its 60 s run from now
         return outbound
 
@@ -389,8 +390,6 @@ class Core:
             facts = facts.not_reduce_only()  # a halt, reduce_only or position cap is never passed on its word
         facts = self.markets.named(account.info.name, facts)
         outcome.facts = facts
-        if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched)
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
         usage = Usage()
@@ -428,6 +427,10 @@ class Core:
             outcome.unheld = self.fleet and risk is not None and None in risk.amended
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
+        # only the bot's own orders: after its scope, rate and halt are checked (owner lookups and a cancel-all's
+        # listing of resting orders cost far more, and a bot refused anyway must not make keyproxy do them)
+        if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
+            self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched)
         shared = outcome.shared
 
         def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)
@@ -550,35 +553,46 @@ class Core:
         bot, facts = outcome.placed_by
         roles = "p" + ("t" if outcome.track is not None else "")
         key = route.account.key
+        # credentials a request carries in its parameters: the real API key (Binance's WebSocket API frames), the
+        # stream token the frame went upstream with (Kraken's WebSocket v2 token, which trades the account)
+        blank = (key.api_key.reveal_str() if key is not None else "", outcome.sent_token or "")
         return self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter else "ws",
-                                  out, status, body, outcome.request_id, bot, facts, roles,
-                                  key.api_key.reveal_str() if key is not None else "")
+                                  out, status, body, outcome.request_id, bot, facts, roles, blank)
 
-    def replay_journal(self) -> int:
+    def replay_journal(self, journal: AnswerJournal | None = None) -> int:
         """At start, before serving: the answers the journal holds and state.db does not, learned in order (a kill
-        -9 came between an answer's relay and its bookkeeping). How many."""
+        -9 came between an answer's relay and its bookkeeping). How many. `journal`: another worker's (one a run
+        with more workers left), learned through it."""
+        own = self.journal
+        if journal is not None:
+            self.journal = journal
+        try:
+            return self._replay()
+        finally:
+            self.journal = own
+
+    def _replay(self) -> int:
         if self.journal is None:
             return 0
         learned = 0
-        for entry in self.journal.unlearned():
+        for entry in tuple(self.journal.unlearned()):
             outcome = Outcome(request_id=entry.request_id, method=entry.out.method, path=entry.out.path,
                               bot=entry.bot, transport=entry.transport)
             try:
                 account = self.account(entry.account, outcome)
                 dialect = account.adapter.websocket(entry.out.path) if entry.transport == "ws" and account.adapter \
                     else None
+                if entry.transport == "ws" and dialect is None:
+                    raise Refused("unknown_endpoint", f"no WebSocket dialect for {entry.out.path[:80]}")
                 route = self.route(entry.account, entry.out.method, entry.out.path, outcome, dialect=dialect)
-            except Refused as e:  # the account (or its key) is gone: nothing of it to keep
-                log.warning("a journalled answer's account is no longer served", extra={"error": str(e)})
-                self.journal.mark(entry.number)
-                continue
-            outcome.placed_by = (entry.bot, entry.facts)
-            outcome.track = (entry.bot, entry.facts) if "t" in entry.roles else None
-            try:
+                outcome.placed_by = (entry.bot, entry.facts)
+                outcome.track = (entry.bot, entry.facts) if "t" in entry.roles else None
                 self.learn(route, entry.out, entry.status, entry.body, outcome, journaled=entry.number)
-            except Exception:  # a line this version cannot learn must not keep the daemon from starting
-                log.exception("a journalled answer could not be learned again: reconciliation will find its order")
-                self.journal.mark(entry.number)
+            except Exception as e:  # a line that cannot be learned must not keep the daemon from starting
+                log.error("a journalled order answer could not be learned again: the positions book finds the "
+                          "order at reconciliation; its open-order count and owner record are not kept",
+                          extra={"error": str(e)[:200], "kind": type(e).__name__, "request_id": entry.request_id})
+                self.journal.give_up(entry.number)
                 continue
             learned += 1
         self.journal.emptied()
@@ -604,6 +618,18 @@ class Core:
         outcome.key_denied = rejection is KeyRejection.DENIED
         if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
             status, body = adapter.settled_answer(out, status, body)
+        try:
+            self._learn_private(name, adapter, out, status, body, outcome, journaled)
+        except BaseException:
+            if journaled is not None and self.journal is not None:
+                self.journal.failed(journaled)  # rolled back: learned again at the next start
+            raise
+        if journaled is not None and self.journal is not None:
+            self.journal.done(journaled)
+
+    def _learn_private(self, name: str, adapter: Adapter, out: OutboundRequest, status: int, body: bytes,
+                       outcome: Outcome, journaled: int | None) -> None:
+        """A private answer's bookkeeping, one state.db transaction (with its journal line's mark)."""
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 self.owners.track_open_orders(name, adapter, outcome.track, out, status, body)
@@ -625,8 +651,6 @@ class Core:
                 self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
             if journaled is not None and self.journal is not None:
                 self.journal.mark(journaled)
-        if journaled is not None and self.journal is not None:
-            self.journal.done(journaled)
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book."""

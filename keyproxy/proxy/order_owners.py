@@ -138,8 +138,10 @@ class OrderOwners:
         if adapter.name not in LISTED_MARKETS or market != "*" and listable is not None and market not in listable:
             return self._other_placed(account, bot, market, symbol)
         entry = self._listed.get((account, market))
+        # reused only by one daemon: orders placed through another worker or instance do not count as changes here
         fresh = entry is not None and entry[1] == self.changes.get(account, 0) \
-            and self.clock_ms() - entry[0] < LISTING_REUSE_MS
+            and self.clock_ms() - entry[0] < LISTING_REUSE_MS \
+            and (self._sequences is None or self._sequences.placed_mirror is None)
         if entry is None or not listed and not fresh:
             markets = frozenset({market}) if market != "*" else frozenset(
                 m for _, m in (self._sequences.placed_orders(account) if self._sequences is not None else {}).values())
@@ -159,12 +161,7 @@ class OrderOwners:
 
     def _other_placed(self, account: str, bot: str, market: str, symbol: str) -> str | None:
         """Another bot that placed an order in `market` (and `symbol`, where its key names one) through keyproxy."""
-        placed = self._sequences.placed_orders(account) if self._sequences is not None else {}
-        for key, (owner, where) in placed.items():
-            named = key.partition("@")[2].partition(":")[2]
-            if owner != bot and market in ("*", where) and (symbol == "*" or not named or named == symbol):
-                return owner
-        return None
+        return self._sequences.other_placer(account, bot, market, symbol) if self._sequences is not None else None
 
     def learn_resting(self, need: NeedResting, orders: tuple[Resting, ...] | None, asked_ms: int) -> None:
         """What the exchange listed as resting where `need` asked at `asked_ms` (None: the listing failed), for the

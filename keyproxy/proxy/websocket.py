@@ -326,6 +326,10 @@ class _Connection:
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             log.error("internal error", extra={"kind": type(e).__name__, "request_id": outcome.request_id})
             await self._refuse(frame_id, Refused("internal_error", "internal error"), outcome, method)
+        except asyncio.CancelledError:  # the socket closed while the frame waited (a token fetch, a listing)
+            if not outcome.signed:  # never went upstream: what it held on its way goes now, not in IN_FLIGHT_S
+                core.in_flight.land(outcome)
+            raise
 
     async def _stream_token(self, route: Route, outcome: Outcome) -> str:
         """The real token for a frame that presented a virtual one (already checked by the core as the bot's)."""
