@@ -32,7 +32,7 @@ from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
 from keyproxy.proxy.fleet_share import gather
-from keyproxy.proxy.in_flight import InFlight
+from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.answer_journal import AnswerJournal
@@ -556,8 +556,11 @@ class Core:
         # credentials a request carries in its parameters: the real API key (Binance's WebSocket API frames), the
         # stream token the frame went upstream with (Kraken's WebSocket v2 token, which trades the account)
         blank = (key.api_key.reveal_str() if key is not None else "", outcome.sent_token or "")
-        return self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter else "ws",
-                                  out, status, body, outcome.request_id, bot, facts, roles, blank)
+        number = self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter
+                                    else "ws", out, status, body, outcome.request_id, bot, facts, roles, blank)
+        if number is not None:
+            self.in_flight.hold(outcome)  # counted until learned, however long the bot takes to read its answer
+        return number
 
     def replay_journal(self, journal: AnswerJournal | None = None) -> int:
         """At start, before serving: the answers the journal holds and state.db does not, learned in order (a kill
@@ -623,6 +626,7 @@ class Core:
         except BaseException:
             if journaled is not None and self.journal is not None:
                 self.journal.failed(journaled)  # rolled back: learned again at the next start
+                self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)  # counted as unanswered
             raise
         if journaled is not None and self.journal is not None:
             self.journal.done(journaled)

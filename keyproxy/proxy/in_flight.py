@@ -33,6 +33,14 @@ class InFlight:
         self.legs(bot, now)  # what never got an answer stops counting (and is forgotten)
         self._placing.setdefault(bot, {})[request_id] = (legs, now + IN_FLIGHT_S, places)
 
+    def hold(self, outcome: Any, until: float = float("inf")) -> None:
+        """The request's answer is read and written to the answers journal, its learning still to come (after the
+        answer is relayed, which waits on a bot slow to read): it counts until learned, not only IN_FLIGHT_S."""
+        if outcome.placed_by is not None:
+            mine = self._placing.get(outcome.placed_by[0], {})
+            if (held := mine.get(outcome.request_id)) is not None:
+                mine[outcome.request_id] = (held[0], until, held[2])
+
     def legs(self, bot: str, now: float, placing: bool = False) -> list[tuple[RequestFacts, ...]]:
         """The legs of the bot's requests sent and not yet answered (`placing`: of its orders only)."""
         mine = self._placing.get(bot)
