@@ -559,7 +559,7 @@ class Core:
         number = self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter
                                     else "ws", out, status, body, outcome.request_id, bot, facts, roles, blank)
         if number is not None:
-            self.in_flight.hold(outcome)  # counted until learned, however long the bot takes to read its answer
+            self.in_flight.held_for_learning(outcome, status)
         return number
 
     def replay_journal(self, journal: AnswerJournal | None = None) -> int:

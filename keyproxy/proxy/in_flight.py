@@ -41,6 +41,13 @@ class InFlight:
             if (held := mine.get(outcome.request_id)) is not None:
                 mine[outcome.request_id] = (held[0], until, held[2])
 
+    def held_for_learning(self, outcome: Any, status: int) -> None:
+        """An answer journalled, to be learned once relayed: counted until learned, however long the bot takes to
+        read it; a "status unknown" answer (5xx: it may rest or fill) keeps counting only until it lapses, as
+        `Core.learn` leaves it on its way."""
+        if status < 500:
+            self.hold(outcome)
+
     def legs(self, bot: str, now: float, placing: bool = False) -> list[tuple[RequestFacts, ...]]:
         """The legs of the bot's requests sent and not yet answered (`placing`: of its orders only)."""
         mine = self._placing.get(bot)

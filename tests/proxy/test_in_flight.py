@@ -18,8 +18,9 @@ def test_an_answer_held_for_learning_counts_until_learned_however_long_the_relay
     unanswered = SimpleNamespace(placed_by=("bot", LEG), request_id="r2", shared=None)
     flights.sent("bot", "r1", (LEG,), 0.0)
     flights.sent("bot", "r2", (LEG,), 0.0)
-    flights.hold(outcome)
-    assert flights.count("bot", IN_FLIGHT_S + 1) == 1  # r2 (never answered) lapsed; r1 is held
+    flights.held_for_learning(outcome, 200)
+    flights.held_for_learning(unanswered, 503)  # "status unknown": it lapses as if unanswered, never held for ever
+    assert flights.count("bot", IN_FLIGHT_S + 1) == 1  # r2 lapsed; r1 is held
     flights.land(outcome)
     assert flights.count("bot", IN_FLIGHT_S + 1) == 0
     flights.sent("bot", "r3", (LEG,), 100.0)
