@@ -318,6 +318,8 @@ class Adapter(Protocol):
 
     def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]: ...
 
+    def cancelled_client_ids(self, req: OutboundRequest, status: int, body: bytes) -> tuple[str, ...]: ...
+
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
@@ -567,6 +569,12 @@ class AdapterHooks:
         exchange ids the cancel request names, and whether it names orders by a client id instead (then whose
         orders it cancelled is unknown). Default: ((), False), the answer names them."""
         return (), False
+
+    def cancelled_client_ids(self, req: OutboundRequest, status: int, body: bytes) -> tuple[str, ...]:
+        """The client ids of the orders a cancel by client id cancelled, as the answer confirms (Hyperliquid's
+        `cancelByCloid`, whose answer names no oid): the positions book frees the orders it saw placed under
+        them. Default: none (the answer names the orders)."""
+        return ()
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """The answer as far as it settled orders, for keyproxy's books (the bot gets the answer as it came): an

@@ -61,7 +61,7 @@ from keyproxy.exchanges.hyperliquid_facts import (
     parse_exchange_body,
 )
 from keyproxy.exchanges.hyperliquid_fills import (
-    hyperliquid_amend_verdicts, hyperliquid_order_updates, hyperliquid_placed_ids,
+    hyperliquid_amend_verdicts, hyperliquid_cancelled_cloids, hyperliquid_order_updates, hyperliquid_placed_ids,
     hyperliquid_reconcile_request,
 )
 from keyproxy.policy.model import RequestFacts
@@ -114,6 +114,10 @@ class Hyperliquid(AdapterHooks):
             return (), False
         return tuple(str(c["o"]) for c in cancels if isinstance(c, dict) and isinstance(c.get("o"), int)
                      and not isinstance(c.get("o"), bool)), False
+    def cancelled_client_ids(self, req: OutboundRequest, status: int, body: bytes) -> tuple[str, ...]:
+        """`cancelByCloid`'s cloids (lowercased, as recorded when placed) whose status is "success"."""
+        return hyperliquid_cancelled_cloids(req.body, status, body)
+
     # a modify places the order anew under its oid: its size is read as what rests after it, fills not counted
     # (if Hyperliquid counts them, keyproxy overstates what rests by the fills: never less than the truth)
     amend_size_is_remaining = True

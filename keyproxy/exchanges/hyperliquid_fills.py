@@ -56,6 +56,21 @@ def _cancelled(action: dict[str, Any], body: bytes) -> tuple[OrderUpdate, ...]:
                  if st == "success" and isinstance(c, dict) and isinstance(c.get("o"), int))
 
 
+def hyperliquid_cancelled_cloids(sent: bytes, status: int, body: bytes) -> tuple[str, ...]:
+    """The cloids a `cancelByCloid` cancelled: each leg whose status is "success", lowercased."""
+    if status != 200 or not body:
+        return ()
+    try:
+        action = json.loads(sent)["action"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return ()
+    if not isinstance(action, dict) or action.get("type") != "cancelByCloid" \
+            or not isinstance(action.get("cancels"), list):
+        return ()
+    return tuple(c["cloid"].lower() for c, st in zip(action["cancels"], _statuses(body), strict=False)
+                 if st == "success" and isinstance(c, dict) and isinstance(c.get("cloid"), str))
+
+
 def _fills(answer: Any) -> tuple[OrderUpdate, ...]:
     sums: dict[int, tuple[Decimal, Decimal, str]] = {}
     for fill in (answer if isinstance(answer, list) else [])[:2000]:

@@ -23,6 +23,7 @@ from keyproxy.proxy.registry import BotEntry
 from keyproxy.state import StateStore
 
 log = logging.getLogger("keyproxy.risk")
+MAX_CLIENT_IDS = 50_000  # client ids remembered for cancels by client id (beyond: the oldest forgotten)
 
 
 class RiskDesk:
@@ -32,6 +33,9 @@ class RiskDesk:
         self.book = PositionBook(store, clock, self.scope_price)
         self.loss_hits: dict[str, str] = {}  # "bot:NAME" / "account:NAME" -> the UTC day its loss limit was hit
         self._unreadable: set[str] = set()  # accounts whose unreadable order answer was logged
+        # (account, client id) -> the book's id of the order placed under it (a cancel by client id, whose answer
+        # names no order, frees it: `Adapter.cancelled_client_ids`); this run's orders, the latest MAX_CLIENT_IDS
+        self._by_client: dict[tuple[str, str], str] = {}
 
     def scope_price(self, account: str, scope: str) -> Decimal | None:
         """The last price keyproxy saw for a scope's symbol (marks positions)."""
@@ -194,6 +198,9 @@ class RiskDesk:
             return
         updates = adapter.order_updates(out, status, body)
         if placed_by is None:
+            updates += tuple(OrderUpdate(oid, "", "", None, None, Decimal(0), Decimal(0), True)
+                             for cid in adapter.cancelled_client_ids(out, status, body)
+                             if (oid := self._by_client.pop((account, cid), None)))
             if updates:
                 self.book.apply(account, self._keyed(adapter, updates))
             return
@@ -227,6 +234,11 @@ class RiskDesk:
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         if adapter.order_ids_per_market:
             ids = [book_id(oid, legs[i].scope) for i, oid in enumerate(ids)]
+        for leg, oid in zip(legs, ids, strict=False):
+            if leg.client_id and oid:
+                self._by_client[(account, leg.client_id)] = oid
+                if len(self._by_client) > MAX_CLIENT_IDS:
+                    del self._by_client[next(iter(self._by_client))]
         self.book.placed(account, bot, legs, tuple(ids), self._keyed(adapter, updates))
 
     def _amended(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts,

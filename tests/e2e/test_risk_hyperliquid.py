@@ -118,3 +118,24 @@ def test_a_twap_order_is_refused_to_every_bot(dev: DevStack) -> None:
                 twap(ex, reduce_only)
             assert "bad_request" in str(refused.value.args) and "TWAP" in str(refused.value.args)
             assert [e for e in dev.journal()[start:] if e["path"] == "/exchange"] == []
+
+
+def test_a_cancel_by_cloid_frees_the_orders_room_at_once(dev: DevStack) -> None:
+    """A `cancelByCloid` answer names no oid, so the book kept the order resting until reconciliation reached
+    its scope (a minute), and its size blocked the bot's next order under its position cap. The book now knows
+    which oid each client id it saw placed names, and frees the order when the cancel is confirmed."""
+    from hyperliquid.utils.error import ClientError
+    from hyperliquid.utils.types import Cloid
+
+    set_mid(dev, MID)
+    ex = sdk(dev, "hlcloid", "max_position=0.01")
+    cloid = Cloid.from_str("0x" + "cd" * 16)
+    rest = ex.order("BTC", True, 0.009, MID * 0.9, {"limit": {"tif": "Gtc"}}, cloid=cloid)
+    assert "resting" in rest["response"]["data"]["statuses"][0], rest
+    with pytest.raises(ClientError) as refused:  # 0.009 resting + 0.002 > 0.01
+        ex.order("BTC", True, 0.002, MID * 0.9, {"limit": {"tif": "Gtc"}})
+    assert "position_exceeded" in str(refused.value.args)
+    done = ex.cancel_by_cloid("BTC", cloid)
+    assert done["response"]["data"]["statuses"] == ["success"], done
+    placed = ex.order("BTC", True, 0.002, MID * 0.9, {"limit": {"tif": "Gtc"}})  # its room is free
+    ex.cancel("BTC", placed["response"]["data"]["statuses"][0]["resting"]["oid"])
