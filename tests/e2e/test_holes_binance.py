@@ -357,13 +357,15 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
             ("DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={victim_ids[0]}"),
             ("DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId=00{victim_ids[0]}"),  # Binance reads the number
             ("DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=slotv-1"),
-            ("DELETE", "/api/v3/openOrders", "symbol=BTCUSDT"),  # the victim's rest there
-            ("POST", "/api/v3/order/cancelReplace", f"{limit}&cancelReplaceMode=STOP_ON_FAILURE"
-                                                   f"&cancelOrderId={victim_ids[1]}"),
-            ("POST", "/api/v3/order/cancelReplace", f"{limit}&cancelReplaceMode=STOP_ON_FAILURE"
-                                                   "&cancelOrigClientOrderId=slotv-0")]:
+            ("DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")]:  # the victim's rest there
         status, body, arrived = send(dev, greedy, method, path, params)
         assert body.get("error") == "policy_denied" and "cancel" in body["message"] and arrived == [], (path, body)
+    # a cancel-replace's cancel half (by a bot under no open-order cap: the greedy one's cap would refuse first)
+    replacer = dev.add_bot("slot-replacer", "main", "read,trade")
+    for params in (f"{limit}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId={victim_ids[1]}",
+                   f"{limit}&cancelReplaceMode=STOP_ON_FAILURE&cancelOrigClientOrderId=slotv-0"):
+        status, body, arrived = send(dev, replacer, "POST", "/api/v3/order/cancelReplace", params)
+        assert body.get("error") == "policy_denied" and "cancel" in body["message"] and arrived == [], body
     status, body, _ = send(dev, victim, "POST", "/fapi/v1/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
                            "&quantity=0.005&price=20000&newClientOrderId=slotv-f")
     assert status == 200, body
