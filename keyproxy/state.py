@@ -331,6 +331,14 @@ class StateStore:
                 return None
         return None
 
+    def local_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
+        """The bot this instance recorded under any of `keys` (one query: a new order's id is under none)."""
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT order_id, bot FROM placed_orders WHERE account = ? AND order_id IN ({marks})",
+                                (account, *keys)).fetchall()
+        found = dict(rows)
+        return next((str(found[k]) for k in keys if k in found), None)
+
     def other_placer(self, account: str, bot: str, market: str, symbol: str) -> str | None:
         """A bot other than `bot` recorded as placing an order in `market` (`*`: any) and `symbol` (`*`: any; a key
         naming no symbol matches every one): this instance's record, then (in a fleet) every instance's."""

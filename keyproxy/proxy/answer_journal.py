@@ -109,6 +109,8 @@ class AnswerJournal:
         # numbering goes on past every line the file holds and every number state.db recorded
         base, rows = self._learned()
         self._number = max([base, *rows, *(e.number for e in self._lines())])
+        self._base, self._above = base, {n for n in rows if n > base}  # as state.db holds them, once committed
+        self._marking: tuple[int, int] | None = None  # (line, the base it raises to) inside the open transaction
 
     def _learned(self) -> tuple[int, set[int]]:
         """(every line up to this number is learned, the learned lines above it)."""
@@ -162,19 +164,37 @@ class AnswerJournal:
             self._fd = None
 
     def mark(self, number: int) -> None:
-        """Inside `learn`'s state.db transaction: the line `number` is learned (a restart skips it)."""
-        self._store.set_usage(f"{self.key}|{number:012d}", "1")
+        """Inside `learn`'s state.db transaction: the line `number` is learned (a restart skips it). The next line
+        after the base raises the base (one row rewritten, the usual case); a line learned ahead of an earlier
+        one gets a row of its own until the base passes it."""
+        if number == self._base + 1:
+            base = number
+            while base + 1 in self._above:
+                base += 1
+            self._store.set_usage(self.key, str(base))
+            self._marking = (number, base)
+        else:
+            self._store.set_usage(f"{self.key}|{number:012d}", "1")
+            self._marking = (number, -1)
 
     def done(self, number: int) -> None:
         """After that transaction committed: once every line in the file is learned and it is large, the base is
         raised past them, the file emptied and the rows below the base removed, in that order (a kill -9 between
         two steps leaves every line learned still recorded learned)."""
+        if self._marking is not None and self._marking[0] == number:
+            if self._marking[1] < 0:
+                self._above.add(number)
+            else:
+                self._base = self._marking[1]
+                self._above = {n for n in self._above if n > self._base}
+        self._marking = None
         self._pending.discard(number)
         if not self._pending and not self._failed and self._size > MAX_JOURNAL_BYTES and self._fd is not None:
             self._settle()
 
     def failed(self, number: int) -> None:
         """Its learning raised (rolled back): the line stays for the next start, which learns it again."""
+        self._marking = None
         self._pending.discard(number)
         self._failed.add(number)
 
@@ -182,6 +202,7 @@ class AnswerJournal:
         """A line the start could not learn again (logged): recorded learned, so it is not tried at every start."""
         self._failed.discard(number)
         self.mark(number)
+        self.done(number)
 
     def unlearned(self) -> Iterator[Entry]:
         """The lines state.db does not hold learned, in order; a torn last line (a kill -9 mid-write) is skipped:
@@ -211,6 +232,7 @@ class AnswerJournal:
     def _settle(self) -> None:
         base = self._number
         self._store.set_usage(self.key, str(base))
+        self._base, self._above = base, set()
         try:
             if self._fd is not None:
                 os.ftruncate(self._fd, 0)
