@@ -316,15 +316,12 @@ class StateStore:
                 pass
         return placed
 
-    def placed_owner(self, account: str, keys: tuple[str, ...], shared: bool = True) -> str | None:
-        """The bot recorded as placing the order any of `keys` names: this instance's record, else (in a fleet,
-        `shared`) any instance's; the fleet's record unreachable, this instance's answer stands (None: not known)."""
-        for key in keys:
-            row = self._db.execute("SELECT bot FROM placed_orders WHERE account = ? AND order_id = ?",
-                                   (account, key)).fetchone()
-            if row is not None:
-                return str(row[0])
-        if self.placed_mirror is not None and shared:
+    def placed_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
+        """The bot recorded as placing the order any of `keys` names: this instance's record, else (in a fleet)
+        any instance's; the fleet's record unreachable, this instance's answer stands (None: not known)."""
+        if (owner := self.local_owner(account, keys)) is not None:
+            return owner
+        if self.placed_mirror is not None:
             try:
                 return self.placed_mirror.placed_owner(account, keys)  # type: ignore[no-any-return]
             except KeyproxyError:

@@ -214,9 +214,11 @@ class OrderOwners:
             owned = self._sequences.placed_orders(account)
             found = [(oid, scope) for oid, scope in found if not owned.keys() & set(placed_keys(oid, scope))]
         # an answer naming an order another bot placed (Coinbase answers a reused client_order_id with the order
-        # that holds it) places nothing: that order, and its client id, stay its placer's
-        foreign = {oid for oid, scope in found
-                   if self._sequences.local_owner(account, placed_keys(oid, scope)) not in (None, bot)}
+        # that holds it) places nothing: that order, and its client id, stay its placer's (`new_only` kept only
+        # ids nobody owns already)
+        foreign = set() if new_only else {oid for oid, scope in found
+                                          if self._sequences.local_owner(account, placed_keys(oid, scope))
+                                          not in (None, bot)}
         found = [(oid, scope) for oid, scope in found if oid not in foreign]
         keys = tuple(placed_key(oid, scope) for oid, scope in found)
         if not client_ids and len(ids) == len(legs) and any(leg.client_id for leg in legs):
