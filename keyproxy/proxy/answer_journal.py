@@ -5,14 +5,15 @@ counts: one state.db transaction) costs about 130 µs. Done before the answer wa
 after the bot read it could not leave an order the bot knows of and keyproxy does not, it sat on every order's
 critical path. Now the answer, with what `learn` reads of its request, is appended to the journal as one line
 (`os.write`: on the OS's side once the call returns, so a kill -9 cannot lose it, as an audit line) before the
-answer is relayed, and learned right after. The state.db transaction holding what `learn` wrote also holds the
-line's number (`journal|<worker>` in `usage`), so at start the lines past it are learned again, once each, before
-the daemon serves (`replay`). A journal that cannot be written costs nothing but the speed: the answer is then
+answer is relayed, and learned right after. The state.db transaction holding what `learn` wrote also records the
+line learned (`AnswerJournal`), so at start the lines not recorded are learned again, once each, before the daemon
+serves (`Core.replay_journal`). A journal that cannot be written costs nothing but the speed: the answer is then
 learned before it is relayed, as before.
 
-A line holds no credential: the outbound request's query and body with the account's real API key blanked (the
-Binance WebSocket API carries it in each frame), no headers; a signature is a MAC, which proves nothing without
-its key. The file is the state directory's, 0600, emptied whenever every line in it is learned.
+A line holds no credential: the outbound request's query and body with the account's real API key (the Binance
+WebSocket API carries it in each frame) and the stream token it went with (Kraken's WebSocket v2) blanked, no
+headers; a signature is a MAC, which proves nothing without its key. The file is the state directory's, 0600,
+emptied at start and whenever every line in it is learned and it is past MAX_JOURNAL_BYTES.
 """
 
 from __future__ import annotations
@@ -243,12 +244,6 @@ class AnswerJournal:
             return
         self._size = 0
         self._store.forget_usage(self.key + "|", self.key + "|~")
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
 
 
 def orphans(directory: Path, workers: int) -> list[int]:
