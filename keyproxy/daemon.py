@@ -507,6 +507,7 @@ class Daemon:
         self.trail.close()
         if not self.index:
             self.store.record_audit_head(self.trail.head.seq)
+        self.pipeline.core.flush_learning()  # the last answers' bookkeeping, before state.db closes
         self.store.close()
         if self.fleet is not None:
             if self.fleet_sync is not None:

@@ -411,6 +411,20 @@ class StateStore:
             finally:
                 self._batch = False
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside `batch`: what the block writes is undone alone if it raises, the rest of the transaction kept
+        (answers learned together, one of which fails: proxy/learn_queue.py)."""
+        with self._lock:
+            self._db.execute("SAVEPOINT one")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO one")
+                self._db.execute("RELEASE one")
+                raise
+            self._db.execute("RELEASE one")
+
     def close(self) -> None:
         self._db.close()
 

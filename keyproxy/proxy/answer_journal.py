@@ -111,7 +111,9 @@ class AnswerJournal:
         base, rows = self._learned()
         self._number = max([base, *rows, *(e.number for e in self._lines())])
         self._base, self._above = base, {n for n in rows if n > base}  # as state.db holds them, once committed
-        self._marking: tuple[int, int] | None = None  # (line, the base it raises to) inside the open transaction
+        # (line, the base it raises to, or -1: a row of its own), marked inside the open transaction (answers learned
+        # together share one: learn_queue.py), in order
+        self._marking: list[tuple[int, int]] = []
 
     def _learned(self) -> tuple[int, set[int]]:
         """(every line up to this number is learned, the learned lines above it)."""
@@ -167,35 +169,39 @@ class AnswerJournal:
     def mark(self, number: int) -> None:
         """Inside `learn`'s state.db transaction: the line `number` is learned (a restart skips it). The next line
         after the base raises the base (one row rewritten, the usual case); a line learned ahead of an earlier
-        one gets a row of its own until the base passes it."""
-        if number == self._base + 1:
-            base = number
-            while base + 1 in self._above:
+        one gets a row of its own until the base passes it. The base and rows are as this transaction leaves them
+        (the lines marked before in it count)."""
+        base = max([self._base, *(b for _, b in self._marking)])
+        if number == base + 1:
+            above, base = self._above.union(n for n, b in self._marking if b < 0), number
+            while base + 1 in above:
                 base += 1
             self._store.set_usage(self.key, str(base))
-            self._marking = (number, base)
+            self._marking.append((number, base))
         else:
             self._store.set_usage(f"{self.key}|{number:012d}", "1")
-            self._marking = (number, -1)
+            self._marking.append((number, -1))
 
     def done(self, number: int) -> None:
         """After that transaction committed: once every line in the file is learned and it is large, the base is
         raised past them, the file emptied and the rows below the base removed, in that order (a kill -9 between
         two steps leaves every line learned still recorded learned)."""
-        if self._marking is not None and self._marking[0] == number:
-            if self._marking[1] < 0:
-                self._above.add(number)
-            else:
-                self._base = self._marking[1]
-                self._above = {n for n in self._above if n > self._base}
-        self._marking = None
+        for i, (n, base) in enumerate(self._marking):
+            if n == number:
+                del self._marking[i]
+                if base < 0:
+                    self._above.add(number)
+                elif base > self._base:
+                    self._base = base
+                    self._above = {n for n in self._above if n > self._base}
+                break
         self._pending.discard(number)
         if not self._pending and not self._failed and self._size > MAX_JOURNAL_BYTES and self._fd is not None:
             self._settle()
 
     def failed(self, number: int) -> None:
         """Its learning raised (rolled back): the line stays for the next start, which learns it again."""
-        self._marking = None
+        self._marking = [(n, b) for n, b in self._marking if n != number]
         self._pending.discard(number)
         self._failed.add(number)
 

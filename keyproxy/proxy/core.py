@@ -36,6 +36,7 @@ from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.answer_journal import AnswerJournal
+from keyproxy.proxy.learn_queue import Learning, LearnQueue
 from keyproxy.proxy.order_owners import NeedResting, OrderOwners
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
@@ -134,6 +135,9 @@ class Core:
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
+        # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)
+        self.learning = LearnQueue(sequences, self._learn_private, self._unlearned, self._learned) \
+            if sequences is not None else None
         self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
         # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
@@ -602,12 +606,14 @@ class Core:
         return learned
 
     def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome,
-              journaled: int | None = None) -> None:
+              journaled: int | None = None, later: bool = False) -> None:
         """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
         refused the real key, and the bot's open orders and positions (after `relayed`, for a private
         answer). `body` is b"" when the answer was too large to read: adapters then count conservatively
         (an order counts as resting, no cancel is believed). `journaled`: the answers journal's line of this
-        answer, marked learned in the same state.db transaction."""
+        answer, marked learned in the same state.db transaction. `later`: an answer already sent on, whose
+        open orders and positions are learned with the others of this loop turn (`LearnQueue`); whether the key was
+        refused is known when this returns."""
         account, endpoint, adapter = route.account, route.endpoint, route.adapter
         name = account.info.name
         if endpoint.cls is EndpointClass.PUBLIC:
@@ -621,13 +627,35 @@ class Core:
         outcome.key_denied = rejection is KeyRejection.DENIED
         if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
             status, body = adapter.settled_answer(out, status, body)
+        learning = (name, adapter, out, status, body, outcome, journaled)
+        if self.learning is not None:
+            if later:
+                self.learning.add(learning)
+                return
+            if len(self.learning):  # the answers that arrived before this one are learned before it
+                self.learning.flush()
         try:
-            self._learn_private(name, adapter, out, status, body, outcome, journaled)
+            self._learn_private(*learning)
         except BaseException:
-            if journaled is not None and self.journal is not None:
-                self.journal.failed(journaled)  # rolled back: learned again at the next start
-                self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)  # counted as unanswered
+            self._unlearned(learning)
             raise
+        self._learned(learning)
+
+    def flush_learning(self) -> None:
+        """The answers waiting for their bookkeeping learned now (at shutdown, before state.db closes)."""
+        if self.learning is not None:
+            self.learning.flush()
+
+    def _unlearned(self, learning: Learning) -> None:
+        """An answer's bookkeeping rolled back: its journal line is learned again at the next start, its order
+        counted as unanswered meanwhile."""
+        outcome, journaled = learning[5], learning[6]
+        if journaled is not None and self.journal is not None:
+            self.journal.failed(journaled)
+            self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)
+
+    def _learned(self, learning: Learning) -> None:
+        journaled = learning[6]
         if journaled is not None and self.journal is not None:
             self.journal.done(journaled)
 

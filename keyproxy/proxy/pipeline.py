@@ -197,8 +197,8 @@ class Pipeline:
                 try:
                     await answer.prepare(request)  # type: ignore[arg-type]
                     await answer.write_eof()
-                finally:  # learned whether or not the bot is still there to hear it
-                    self.core.learn(route, out, resp.status, body, outcome, journaled)
+                finally:  # learned whether or not the bot is still there to hear it, with this turn's others
+                    self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
                 return answer
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000

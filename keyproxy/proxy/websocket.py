@@ -400,7 +400,7 @@ class _Connection:
                     await self.bot_ws.send_str(text)
                 finally:  # learned whether or not the bot is still there to hear it
                     if answered is not None:
-                        self._learn(answered, text, journaled)
+                        self._learn(answered, text, journaled, later=True)
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
@@ -426,10 +426,12 @@ class _Connection:
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         return p, status
 
-    def _learn(self, answered: tuple[_Pending, int], text: str, journaled: int | None = None) -> None:
-        """What the answer confirms (open orders, positions, the key's standing), then its records."""
+    def _learn(self, answered: tuple[_Pending, int], text: str, journaled: int | None = None,
+               later: bool = False) -> None:
+        """What the answer confirms (open orders, positions, the key's standing), then its records. `later`: sent
+        on already, its bookkeeping learned with this loop turn's other answers (`Core.learn`)."""
         p, status = answered
-        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled)
+        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later)
         self.edge._react(p.outcome)
         # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
         # request.forward line, written before the frame went upstream, is what fails closed)

@@ -1,8 +1,9 @@
 """An order's answer is written to the answers journal before the bot sees it and learned just after: a kill -9
 between the two loses nothing, the restart learns it again before serving (proxy/answer_journal.py).
 
-The daemon is killed at that exact point by a sitecustomize on its path (only for that run): `Core.learn` of a
-journalled answer sends the daemon SIGKILL before it does anything. Nothing of keyproxy's is replaced."""
+The daemon is killed at that exact point by a sitecustomize on its path (only for that run): the learn queue's flush
+(proxy/learn_queue.py), holding a journalled answer already relayed, sends the daemon SIGKILL before it learns
+anything. Nothing of keyproxy's is replaced."""
 
 from __future__ import annotations
 
@@ -20,18 +21,18 @@ from tests.e2e.conftest import call, hmac_sign, now_ms
 
 KILL_IN_LEARN = '''
 import os, signal
-from keyproxy.proxy import core
+from keyproxy.proxy import learn_queue
 
-_learn = core.Core.learn
+_flush = learn_queue.LearnQueue.flush
 
 
-def learn(self, route, out, status, body, outcome, journaled=None):
-    if journaled is not None:  # the answer is journalled and already relayed: die before learning it
+def flush(self):
+    if any(learning[6] is not None for learning in self._waiting):  # journalled answers, relayed: die before learning
         os.kill(os.getpid(), signal.SIGKILL)
-    return _learn(self, route, out, status, body, outcome, journaled)
+    return _flush(self)
 
 
-core.Core.learn = learn
+learn_queue.LearnQueue.flush = flush
 '''
 
 

@@ -1,0 +1,115 @@
+"""The answers of one loop turn learned in one state.db transaction, one that raises undone alone
+(proxy/learn_queue.py), and the journal lines they mark recorded as that one transaction leaves them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from keyproxy.exchanges.base import OutboundRequest
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy.answer_journal import AnswerJournal
+from keyproxy.proxy.learn_queue import LearnQueue
+from keyproxy.state import StateStore
+
+OUT = OutboundRequest("POST", "", "/api/v3/order", "", {}, b"")
+LEG = RequestFacts(action="order", symbol="BTCUSDT", market="spot")
+
+
+class Books:
+    """What the queue reports back, and a bookkeeping step that writes state.db rows (and raises when told)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.failed: list[str] = []
+        self.learned: list[str] = []
+        self.transactions = 0
+
+    def learn(self, name: str, fail: bool = False) -> None:
+        self.transactions += not self.store._db.in_transaction  # counted outside a transaction only
+        self.store.set_usage(f"learned|{name}", "1")
+        if fail:
+            raise ValueError("disk said no")
+
+    def queue(self) -> LearnQueue:
+        return LearnQueue(self.store, self.learn, lambda item: self.failed.append(item[0]),
+                          lambda item: self.learned.append(item[0]))
+
+
+def test_the_answers_of_one_turn_share_one_transaction_and_one_that_raises_is_undone_alone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = StateStore(tmp_path / "state.db")
+    books = Books(store)
+    queue = books.queue()
+
+    async def turn() -> None:
+        for name, fail in (("a", False), ("b", True), ("c", False)):
+            queue.add((name, fail))
+        assert len(queue) == 3 and store.usage_items("learned") == {}  # nothing learned inside the turn
+        await asyncio.sleep(0)  # the turn ends: the flush runs
+
+    asyncio.run(turn())
+    assert books.transactions == 0  # every step ran inside the one transaction the flush opened
+    assert set(store.usage_items("learned")) == {"learned|a", "learned|c"}  # b's row rolled back alone
+    assert books.learned == ["a", "c"] and books.failed == ["b"] and len(queue) == 0
+    assert "disk said no" not in caplog.text  # logged by its kind only
+    assert [getattr(r, "kind", None) for r in caplog.records] == ["ValueError"]
+    store.close()
+
+
+def test_a_commit_that_fails_counts_every_answer_as_rolled_back(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    books = Books(store)
+    queue = books.queue()
+    blocker = sqlite3.connect(tmp_path / "state.db", timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the flush cannot begin its transaction
+    store._db.execute("PRAGMA busy_timeout = 0")
+
+    async def turn() -> None:
+        queue.add(("a", False))
+        queue.add(("b", False))
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())  # never raises: the answers were sent already
+    assert books.failed == ["a", "b"] and books.learned == []
+    blocker.rollback()
+    blocker.close()
+    assert store.usage_items("learned") == {}
+    store.close()
+
+
+def test_lines_marked_in_one_transaction_raise_the_base_together(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    journal = AnswerJournal(tmp_path, store)
+    for i in range(4):
+        journal.write("main", "rest", OUT, 200, b"{}", f"r{i}", "bot", LEG, "p")
+    with store.batch():  # learned in the order the bots read them: 2, 1, 4 (3 is still on its way)
+        for number in (2, 1, 4):
+            journal.mark(number)
+    for number in (2, 1, 4):
+        journal.done(number)
+    assert [e.number for e in journal.unlearned()] == [3]
+    assert store.usage_items(journal.key)[journal.key] == "2"  # 1 raised the base past 2, marked before it
+    store.close()
+
+
+def test_a_line_rolled_back_inside_the_transaction_is_not_counted_by_the_lines_after_it(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    journal = AnswerJournal(tmp_path, store)
+    for i in range(4):
+        journal.write("main", "rest", OUT, 200, b"{}", f"r{i}", "bot", LEG, "p")
+    with store.batch():
+        journal.mark(1)
+        with pytest.raises(ValueError), store.savepoint():
+            journal.mark(2)
+            raise ValueError("its bookkeeping failed after the mark")
+        journal.failed(2)
+        journal.mark(3)  # 2 is not learned: 3 is a row of its own, the base stays at 1
+    journal.done(1)
+    journal.done(3)
+    assert [e.number for e in journal.unlearned()] == [2, 4]
+    assert [e.number for e in AnswerJournal(tmp_path, store).unlearned()] == [2, 4]  # as a restart reads it
+    store.close()
