@@ -300,9 +300,13 @@ class StateStore:
             counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
                                            (account,)).fetchall())
             for owner, excess in _prune_shares(counts, sum(counts.values()) - MAX_PLACED_ORDERS).items():
-                self._db.execute("DELETE FROM placed_orders WHERE account = ? AND order_id IN (SELECT order_id FROM "
-                                 "placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?)",
-                                 (account, account, owner, excess))
+                dropped = [oid for (oid,) in self._db.execute(
+                    "SELECT order_id FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
+                    (account, owner, excess))]
+                self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
+                                     [(account, oid) for oid in dropped])
+                if self.placed_mirror is not None:  # the fleet's record holds no more than its instances do
+                    self.placed_mirror.forget_placed_orders(account, dropped)
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

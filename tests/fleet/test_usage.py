@@ -98,3 +98,31 @@ def test_a_writer_that_cannot_write_is_stuck(tmp_path) -> None:
         assert asyncio.run(run()) == [True, False]
     finally:
         server.stop()
+
+
+def test_the_fleets_record_of_who_placed_what_is_pruned_with_the_instances(shared: SharedStateSettings, redis_server,
+                                                                            tmp_path) -> None:
+    """Session 20's review (low): the fleet's `placed:{account}` hash only grew (a week's expiry, renewed at every
+    order), so a bot flooding orders through a fleet grew Redis without bound while each instance's state.db kept
+    MAX_PLACED_ORDERS. What an instance prunes from its own record now goes from the fleet's too."""
+    from keyproxy.state import MAX_PLACED_ORDERS, PRUNE_EVERY, StateStore
+
+    fleet = FleetStore(shared, "vault-1", KEY)
+    state = StateStore(tmp_path / "state.db")
+
+    async def run() -> None:
+        usage = FleetUsage(fleet)
+        state.placed_mirror = usage
+        task = asyncio.create_task(usage.run())
+        state.record_placed_orders("acct", "victim", "spot", ("v1", "v2"), 1.0)
+        state.record_placed_orders("acct", "flood", "spot", tuple(f"f{i}" for i in range(MAX_PLACED_ORDERS)), 2.0)
+        state.record_placed_orders("acct", "flood", "spot", tuple(f"g{i}" for i in range(PRUNE_EVERY)), 3.0)
+        await drained(usage, 10.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(run())
+    held = {k.decode() for k in redis_server.client().hkeys(fleet.key("placed:acct"))}
+    local = {oid for oid, _ in state._db.execute("SELECT order_id, bot FROM placed_orders WHERE account = 'acct'")}
+    assert len(local) == MAX_PLACED_ORDERS and held == local  # the fleet holds what the instance holds
+    assert {"v1", "v2", "g0"} <= held and "f0" not in held  # the flooder's oldest went, never the victim's
+    state.close()
