@@ -185,14 +185,17 @@ class OrderOwners:
 
     def owner(self, account: str, adapter: Adapter, order_id: str, scope: str) -> str | None:
         """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution
-        record's (any key form a version wrote); None for an order keyproxy never saw placed."""
+        record's (any key form a version wrote); None for an order keyproxy never saw placed. The id as the bot
+        wrote it first, then the forms an exchange may read as the same order (`id_forms`)."""
         keyed = adapter.order_ids_per_market
-        held = self._book.find(account, order_id, scope, keyed)
-        if held is not None:
-            return held.bot
-        if self._sequences is None:
-            return None
-        return self._sequences.placed_owner(account, placed_keys(order_id, scope if keyed else None))
+        for form in id_forms(order_id):
+            held = self._book.find(account, form, scope, keyed)
+            if held is not None:
+                return held.bot
+            if self._sequences is not None and (found := self._sequences.placed_owner(
+                    account, placed_keys(form, scope if keyed else None))) is not None:
+                return found
+        return None
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
@@ -236,4 +239,20 @@ class OrderOwners:
             self.changed(account)
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
+
+
+def id_forms(order_id: str) -> tuple[str, ...]:
+    """An exchange order id as named, then the forms an exchange that reads ids as numbers or without regard to
+    case would take for the same order: `0881` for 881 (an id sent as text, read as a number), `ABC-1` for
+    `abc-1` (a UUID or txid). Not every exchange does (OKX documents `ordId` as a string, and whether it reads
+    `0881` as 881 is not confirmed): looking the other forms up too only ever finds an owner the exchange might
+    act on, so a bot cannot slip past the own-orders check by writing another bot's id differently. Exchange
+    ids only: client ids are the bots' own text, where `a1` and `A1` are two bots' ids."""
+    forms = [order_id]
+    text = order_id.strip()
+    if text.isdigit() and text.isascii():
+        forms.append(text.lstrip("0") or "0")
+    elif text.isascii():
+        forms += [text.lower(), text.upper()]
+    return tuple(dict.fromkeys(forms))
 

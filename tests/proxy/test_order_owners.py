@@ -10,10 +10,10 @@ from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.open_orders import Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
-from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedResting, OrderOwners
+from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedResting, OrderOwners, id_forms
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
-from keyproxy.state import StateStore, placed_key
+from keyproxy.state import StateStore, client_key, placed_key
 
 
 def owners_on(tmp_path: Path) -> tuple[OrderOwners, StateStore]:
@@ -117,3 +117,28 @@ def test_a_cancel_of_orders_no_listing_shows_is_refused_once_another_bot_placed_
     store.record_placed_orders("acct2", "a", "swap", ("9",), 1.0)
     with pytest.raises(Refused, match="bot 'a'"):
         owners.only_own("acct2", Okx(), "b", spread)
+
+
+def test_another_bots_order_named_in_a_form_the_exchange_may_read_as_the_same_is_refused(tmp_path: Path) -> None:
+    """Session 20's review left it unconfirmed whether OKX reads a padded `ordId` / `algoId` (`0881`) as 881, or
+    an exchange a UUID or txid without regard to case. keyproxy compared exact strings, so if one does, a bot
+    cancelled or amended another bot's order by writing its id so. The owner is now looked up under those forms
+    too (exchange ids; never client ids, which are the bots' own text)."""
+    owners, store = owners_on(tmp_path)
+    okx = Okx()
+    store.record_placed_orders("acct", "a", "swap", ("881", "7d4c2a1e-90ab-4cde-8f00-123456789abc"), 1.0)
+    for named in ("0881", "00881", " 881", "7D4C2A1E-90AB-4CDE-8F00-123456789ABC"):
+        cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap",
+                              cancels=(named,))
+        with pytest.raises(Refused, match="placed by another bot"):
+            owners.only_own("acct", okx, "b", cancel)
+        owners.only_own("acct", okx, "a", cancel)  # the placer's own, however written
+        amend = RequestFacts(action=None, symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", touches=(named,))
+        with pytest.raises(Refused, match="placed by another bot"):
+            owners.only_own("acct", okx, "b", amend)
+    owners.only_own("acct", okx, "b", RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"),
+                                                   market="swap", cancels=("8810",)))  # another order: nobody's
+    assert id_forms("0") == ("0",) and id_forms("000") == ("000", "0") and id_forms("abc") == ("abc", "ABC")
+    store.record_placed_orders("acct", "a", "swap", (placed_key(client_key("AbC"), None),), 1.0)
+    assert owners.client_owner("acct", okx, "AbC", "swap:BTC-USDT-SWAP") == "a"
+    assert owners.client_owner("acct", okx, "abc", "swap:BTC-USDT-SWAP") is None  # client ids: exact text
