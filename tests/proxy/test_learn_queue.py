@@ -81,11 +81,17 @@ def test_a_commit_that_fails_counts_every_answer_as_rolled_back(tmp_path: Path) 
     store.close()
 
 
-def test_lines_marked_in_one_transaction_raise_the_base_together(tmp_path: Path) -> None:
+def four_lines(tmp_path: Path) -> tuple[StateStore, AnswerJournal]:
+    """A journal holding four answers' lines, none learned."""
     store = StateStore(tmp_path / "state.db")
     journal = AnswerJournal(tmp_path, store)
     for i in range(4):
         journal.write("main", "rest", OUT, 200, b"{}", f"r{i}", "bot", LEG, "p")
+    return store, journal
+
+
+def test_lines_marked_in_one_transaction_raise_the_base_together(tmp_path: Path) -> None:
+    store, journal = four_lines(tmp_path)
     with store.batch():  # learned in the order the bots read them: 2, 1, 4 (3 is still on its way)
         for number in (2, 1, 4):
             journal.mark(number)
@@ -97,10 +103,7 @@ def test_lines_marked_in_one_transaction_raise_the_base_together(tmp_path: Path)
 
 
 def test_a_line_rolled_back_inside_the_transaction_is_not_counted_by_the_lines_after_it(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "state.db")
-    journal = AnswerJournal(tmp_path, store)
-    for i in range(4):
-        journal.write("main", "rest", OUT, 200, b"{}", f"r{i}", "bot", LEG, "p")
+    store, journal = four_lines(tmp_path)
     with store.batch():
         journal.mark(1)
         with pytest.raises(ValueError), store.savepoint():
