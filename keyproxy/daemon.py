@@ -493,6 +493,7 @@ class Daemon:
             await self._websockets.close_all(min(grace, 5.0))  # going-away close for every bot socket
         if self._runner is not None:
             await self._runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
+        self.pipeline.core.flush_learning()  # the last answers' bookkeeping, while the fleet's writer still runs
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         for task in self.background:
@@ -507,7 +508,7 @@ class Daemon:
         self.trail.close()
         if not self.index:
             self.store.record_audit_head(self.trail.head.seq)
-        self.pipeline.core.flush_learning()  # the last answers' bookkeeping, before state.db closes
+        self.pipeline.core.flush_learning()  # anything learned since (nothing, normally), before state.db closes
         self.store.close()
         if self.fleet is not None:
             if self.fleet_sync is not None:

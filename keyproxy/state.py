@@ -300,13 +300,13 @@ class StateStore:
             counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
                                            (account,)).fetchall())
             for owner, excess in _prune_shares(counts, sum(counts.values()) - MAX_PLACED_ORDERS).items():
-                dropped = [oid for (oid,) in self._db.execute(
-                    "SELECT order_id FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
-                    (account, owner, excess))]
+                dropped = self._db.execute(
+                    "SELECT order_id, market FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
+                    (account, owner, excess)).fetchall()
                 self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
-                                     [(account, oid) for oid in dropped])
+                                     [(account, oid) for oid, _ in dropped])
                 if self.placed_mirror is not None:  # the fleet's record holds no more than its instances do
-                    self.placed_mirror.forget_placed_orders(account, dropped)
+                    self.placed_mirror.forget_pruned(account, owner, dropped)
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance
@@ -331,6 +331,20 @@ class StateStore:
             except KeyproxyError:
                 return None
         return None
+
+    def placed_owners(self, account: str, keys: tuple[str, ...]) -> list[str]:
+        """Every bot a record names under `keys`: this instance's, then (in a fleet) the fleet's, which may differ
+        for a client id another bot used since through another instance (neither record is known to be the newer);
+        the fleet's unreachable, this instance's alone."""
+        found = [owner] if (owner := self.local_owner(account, keys)) is not None else []
+        if self.placed_mirror is not None:
+            try:
+                shared = self.placed_mirror.placed_owner(account, keys)
+            except KeyproxyError:
+                shared = None
+            if shared is not None and shared not in found:
+                found.append(str(shared))
+        return found
 
     def local_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
         """The bot this instance recorded under any of `keys` (one query: a new order's id is under none)."""

@@ -66,6 +66,14 @@ return n
 """
 
 
+_FORGET_IF_STILL = """
+for i = 1, #ARGV, 2 do  -- a record goes only while it still names the bot (and market) that was pruned
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
+
 BATCH = 64  # queued changes written in one transaction at most (a longer one would hold up every gate check)
 # how long a change's marker says "applied": a transaction whose reply was lost is sent again within this, and
 # a change it applied is not applied twice (an open-order decrement, a book entry)
@@ -112,6 +120,12 @@ class FleetUsage:
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
+
+    def forget_pruned(self, account: str, bot: str, records: list[tuple[str, str]]) -> None:
+        """Records an instance pruned from its own (`(key, market)`, all `bot`'s): each goes from the fleet's only
+        while it still names that bot there (another instance may have recorded a newer owner since: a client id
+        reused by another bot, whose record a flood must not wipe)."""
+        self._put("prune", (account, {key: json.dumps([bot, market]) for key, market in records}))
 
     def publish(self, stream: str, counter: str, fields: dict[str, str], maxlen: int,
                 numbered: Callable[[int], None]) -> None:
@@ -206,6 +220,11 @@ class FleetUsage:
                 elif kind == "zrem":
                     name, member = payload
                     p.zrem(key(name), member)  # type: ignore[arg-type]
+                    n += 1
+                elif kind == "prune" and payload[1]:
+                    account, records = payload
+                    p.eval(_FORGET_IF_STILL, 1, key(f"placed:{account}"),  # type: ignore[no-untyped-call]
+                           *[x for kv in records.items() for x in kv])
                     n += 1
                 elif kind == "forget" and payload[1]:
                     account, ids = payload

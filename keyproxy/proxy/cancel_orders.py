@@ -95,6 +95,9 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         audit("order.cancel", account=name, bot=bot, reason=reason, result=f"failed: {summary['error']}"[:300])
         return summary
     per_symbol = bool(getattr(account.adapter, "order_ids_per_market", False))
+    # read again: an order whose answer was learned while the exchange listed (the halt was in force, but an order
+    # on its way then could still be placed) is the bot's too
+    placed = store.placed_orders(name)
 
     def key(o: Resting) -> str:  # its `placed_orders` key (recorded by an older version: `id@symbol`, or the id)
         forms = placed_keys(o.order_id, f"{o.market}:{normalize_symbol(o.symbol)}" if per_symbol else None)

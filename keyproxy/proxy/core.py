@@ -377,6 +377,8 @@ class Core:
         """Scope, kill switch, hours, rate, trading and risk limits: one pure decision, then its charges.
         `fetched`: keyproxy has just asked the exchange for the references this order needs (or, for a cancel-all,
         the orders resting where it cancels)."""
+        if self.learning is not None and len(self.learning):  # a decision resumed in the turn an answer was sent:
+            self.learning.flush()  # it sees that answer learned, as one read from a socket after it does
         limits = snap.account_limits.get(account.info.name)
         if limits is not None and limits.dead_man_seconds is not None:
             switch = SWITCHES.get(adapter.name)
@@ -655,7 +657,12 @@ class Core:
             self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)
 
     def _learned(self, learning: Learning) -> None:
-        journaled = learning[6]
+        """An answer's bookkeeping committed: its order counts from the answer now, no longer as on its way (not
+        before the commit: a transaction that fails leaves it counted on its way, `_unlearned`)."""
+        status, body, outcome, journaled = learning[3:7]
+        if outcome.placed_by is None or (status < 500 and body):
+            self.in_flight.answered(outcome)
+        # else "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
         if journaled is not None and self.journal is not None:
             self.journal.done(journaled)
 
@@ -677,10 +684,6 @@ class Core:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
-            if outcome.placed_by is not None and (status >= 500 or not body):
-                pass  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
-            else:
-                self.in_flight.answered(outcome)  # counted from its answer now, no longer as on its way
             if journaled is not None and self.journal is not None:
                 self.journal.mark(journaled)
 

@@ -107,7 +107,7 @@ class OrderOwners:
                 raise deny(f"order {order_id} was placed by another bot on this account: a bot cancels only its "
                            "own orders")
         for client_id in facts.cancels_by_client:
-            if self.client_owner(account, adapter, client_id, facts.scope) not in (None, bot):
+            if self.client_owner(account, adapter, client_id, facts.scope, bot) not in (None, bot):
                 raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
                            "account: a bot cancels only its own orders")
         if facts.cancels_all and facts.cancels_unlisted:  # orders no listing shows: any of another bot's there
@@ -176,12 +176,17 @@ class OrderOwners:
         """An order was placed or cancelled on the account through keyproxy: a listing asked for before is stale."""
         self.changes[account] = self.changes.get(account, 0) + 1
 
-    def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str) -> str | None:
-        """The bot that last placed an order under this client id through keyproxy (None: none did)."""
+    def client_owner(self, account: str, adapter: Adapter, client_id: str, scope: str, bot: str | None = None
+                     ) -> str | None:
+        """The bot that last placed an order under this client id through keyproxy (None: none did). In a fleet,
+        this instance's record and the fleet's may name different bots (the id reused since through another
+        instance, and neither record says which is newer): a bot other than `bot` named by either is the answer."""
         if self._sequences is None:
             return None
-        return self._sequences.placed_owner(account, (placed_key(client_key(client_id),
-                                                                 scope if adapter.order_ids_per_market else None),))
+        owners = self._sequences.placed_owners(account, (placed_key(client_key(client_id),
+                                                                    scope if adapter.order_ids_per_market else None),))
+        others = [o for o in owners if o != bot]
+        return others[0] if others else (bot if bot in owners else None)
 
     def owner(self, account: str, adapter: Adapter, order_id: str, scope: str) -> str | None:
         """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution

@@ -126,3 +126,51 @@ def test_the_fleets_record_of_who_placed_what_is_pruned_with_the_instances(share
     assert len(local) == MAX_PLACED_ORDERS and held == local  # the fleet holds what the instance holds
     assert {"v1", "v2", "g0"} <= held and "f0" not in held  # the flooder's oldest went, never the victim's
     state.close()
+
+
+def test_a_client_id_another_bot_reused_through_another_instance_stays_that_bots(shared: SharedStateSettings,
+                                                                                 redis_server, tmp_path) -> None:
+    """Session 21's review (high): a bot whose client id a victim reused through instance B still owned it on
+    instance A (A's own record was read first), so it cancelled the victim's order by client id through A; and
+    flooding A pruned that record from the fleet's too (an unconditional HDEL), so no instance but B knew the
+    victim's. Now a cancel by client id is refused when either record names another bot, and a pruned record
+    leaves the fleet's only while the fleet's still names the pruned bot."""
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.policy.model import RequestFacts
+    from keyproxy.proxy.order_owners import OrderOwners
+    from keyproxy.proxy.positions import PositionBook
+    from keyproxy.proxy.refusal import Refused
+    from keyproxy.state import MAX_PLACED_ORDERS, PRUNE_EVERY, StateStore, client_key, placed_key
+
+    cid = placed_key(client_key("c1"), "spot:BTCUSDT")
+    a, b, c = (StateStore(tmp_path / f"{n}.db") for n in "abc")  # c: an instance that recorded nothing itself
+    cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels_by_client=("c1",))
+
+    def refused_on(state: StateStore, bot: str) -> bool:
+        try:
+            OrderOwners(None, state, PositionBook(None, lambda: 0.0), lambda: 0).only_own("acct", Binance(), bot,
+                                                                                          cancel)
+        except Refused:
+            return True
+        return False
+
+    async def run() -> None:
+        ua, ub = FleetUsage(FleetStore(shared, "vault-1", KEY)), FleetUsage(FleetStore(shared, "vault-1", KEY))
+        a.placed_mirror, b.placed_mirror, c.placed_mirror = ua, ub, ua
+        tasks = [asyncio.create_task(ua.run()), asyncio.create_task(ub.run())]
+        a.record_placed_orders("acct", "mallory", "spot", (cid,), 1.0)  # mallory's order under c1, through A
+        await drained(ua)
+        b.record_placed_orders("acct", "victim", "spot", ("555@spot:BTCUSDT", cid), 2.0)  # c1 reused, through B
+        await drained(ub)
+        assert refused_on(a, "mallory") and refused_on(c, "mallory")  # A's own record no longer wins
+        a.record_placed_orders("acct", "mallory", "spot", tuple(f"f{i}" for i in range(MAX_PLACED_ORDERS)), 3.0)
+        a.record_placed_orders("acct", "mallory", "spot", tuple(f"g{i}" for i in range(PRUNE_EVERY)), 4.0)
+        await drained(ua, 10.0)  # A pruned mallory's c1 record: the fleet's names the victim, and stays
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(run())
+    assert a.local_owner("acct", (cid,)) is None and c.placed_owner("acct", (cid,)) == "victim"
+    assert refused_on(a, "mallory") and refused_on(c, "mallory") and not refused_on(b, "victim")
+    for state in (a, b, c):
+        state.close()

@@ -116,3 +116,57 @@ def test_a_line_rolled_back_inside_the_transaction_is_not_counted_by_the_lines_a
     assert [e.number for e in journal.unlearned()] == [2, 4]
     assert [e.number for e in AnswerJournal(tmp_path, store).unlearned()] == [2, 4]  # as a restart reads it
     store.close()
+
+
+def test_orders_whose_bookkeeping_failed_to_commit_still_count_on_their_way(tmp_path: Path) -> None:
+    """Session 21's review: an answer's order left the in-flight count inside the transaction (`answered`), so a
+    commit that failed (disk full, I/O error) rolled its open-order count back and left it counted nowhere, every
+    answer of the turn at once. It leaves only once the commit holds (`Core._learned`)."""
+    import contextlib
+    import time
+    from collections.abc import Iterator
+    from decimal import Decimal
+
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.proxy.core import Core, Outcome
+    from keyproxy.state import UsageBook
+
+    store = StateStore(tmp_path / "state.db")
+    core = Core(lambda: None, sequences=store, usage=UsageBook(store))  # type: ignore[arg-type,return-value]
+    leg = RequestFacts(action="order", symbol="BTCUSDT", market="spot", side="BUY", quantity=Decimal(1),
+                       price=Decimal(10))
+    order = OutboundRequest("POST", "", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=10",
+                            {}, b"")
+    outcomes = [Outcome(request_id=f"r{i}", placed_by=("bot", leg), track=("bot", leg)) for i in range(2)]
+    for o in outcomes:
+        core.in_flight.sent("bot", o.request_id, (leg,), time.time())
+    real_batch, depth = store.batch, [0]
+
+    @contextlib.contextmanager
+    def commit_fails() -> Iterator[None]:
+        """The flush's transaction: its bookkeeping runs, then its COMMIT fails and it is rolled back."""
+        depth[0] += 1
+        try:
+            with real_batch():
+                yield
+                if depth[0] == 1:
+                    raise sqlite3.OperationalError("database or disk is full")
+        finally:
+            depth[0] -= 1
+
+    async def turn() -> None:
+        for i, o in enumerate(outcomes):
+            body = b'{"symbol":"BTCUSDT","orderId":%d,"status":"NEW","side":"BUY","price":"10","origQty":"1",' \
+                   b'"executedQty":"0","cummulativeQuoteQty":"0","type":"LIMIT","fills":[]}' % (i + 5)
+            core.learning.add(("acct", Binance(), order, 200, body, o, None))  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+
+    store.batch = commit_fails  # type: ignore[method-assign]
+    asyncio.run(turn())
+    assert store.placed_orders("acct") == {}  # rolled back
+    assert core.in_flight.count("bot", time.time()) == 2  # still counted on their way
+    store.batch = real_batch  # type: ignore[method-assign]
+    asyncio.run(turn())
+    assert set(store.placed_orders("acct")) == {"5@spot:BTCUSDT", "6@spot:BTCUSDT"}
+    assert core.in_flight.count("bot", time.time()) == 0  # learned: counted from their answers now
+    store.close()
