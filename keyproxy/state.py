@@ -507,6 +507,11 @@ class UsageBook:
         self._store.set_usage(key, value)
         self._cache[key] = value
 
+    def forget_cached(self) -> None:
+        """A transaction that wrote through this book was rolled back: what it cached is read from state.db again
+        (a cancel's decrement kept here while state.db lost it would undercount the bot's open orders)."""
+        self._cache.clear()
+
     @staticmethod
     def day(now: float) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(now))

@@ -652,6 +652,8 @@ class Core:
         """An answer's bookkeeping rolled back: its journal line is learned again at the next start, its order
         counted as unanswered meanwhile."""
         outcome, journaled = learning[5], learning[6]
+        if self.usage is not None:
+            self.usage.forget_cached()  # its open-order changes were rolled back with it
         if journaled is not None and self.journal is not None:
             self.journal.failed(journaled)
             self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)

@@ -165,6 +165,9 @@ def test_orders_whose_bookkeeping_failed_to_commit_still_count_on_their_way(tmp_
     asyncio.run(turn())
     assert store.placed_orders("acct") == {}  # rolled back
     assert core.in_flight.count("bot", time.time()) == 2  # still counted on their way
+    usage = core.usage
+    assert usage is not None and all(store.usage_items(k).get(k) == v for k, v in usage._cache.items())  # no
+    # open-order count kept in memory that state.db rolled back
     store.batch = real_batch  # type: ignore[method-assign]
     asyncio.run(turn())
     assert set(store.placed_orders("acct")) == {"5@spot:BTCUSDT", "6@spot:BTCUSDT"}
