@@ -7,6 +7,7 @@ its limits, forwarding with the shared session, and relaying the answer with its
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -233,9 +234,14 @@ class Pipeline:
         return stream
 
 
+@functools.lru_cache(maxsize=64)
+def _header_rules(allowed: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """An adapter's relayed header names: (exact names, prefixes of `name*`), read once per adapter."""
+    return frozenset(a for a in allowed if not a.endswith("*")), tuple(a[:-1] for a in allowed if a.endswith("*"))
+
+
 def _relayed_headers(upstream: object, allowed: tuple[str, ...]) -> dict[str, str]:
-    exact = {a for a in allowed if not a.endswith("*")}
-    prefixes = tuple(a[:-1] for a in allowed if a.endswith("*"))
+    exact, prefixes = _header_rules(allowed)
     out = {}
     for name, value in upstream.items():  # type: ignore[attr-defined]
         low = name.lower()
@@ -264,6 +270,6 @@ def split_target(raw: str, stream_names: bool = False) -> tuple[str, str, str]:
     minimum = 1 if stream_names else 2
     if len(segments) < minimum or any(s in ("", ".", "..") for s in segments) or ("@" in path and not stream_names):
         raise Refused("bad_request", "path must be /<account>/<exchange path> with no empty, . or .. segments")
-    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in raw):
+    if not (raw.isascii() and raw.isprintable()) or " " in raw:  # only 0x21-0x7E
         raise Refused("bad_request", "request target has characters outside printable ASCII")
     return segments[0], "/" + "/".join(segments[1:]), query
