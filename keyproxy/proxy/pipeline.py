@@ -58,6 +58,7 @@ class Pipeline:
         self._public_ttls = dict(public_ttls or {})  # "exchange:/path" -> seconds ([governor.cache])
         self._clients = clients
         self._limits = limits
+        self._timeout = aiohttp.ClientTimeout(total=limits.upstream_timeout, sock_connect=5)  # one for every request
         self.market_data = MarketData(self.core, clients, limits.upstream_timeout)  # keyproxy's own public calls
         self.admission = Admission(self.core, self.market_data)  # in a fleet the daemon gives it the fleet's gate
         self._cache = PublicCache()  # identical public GETs shared by every bot (public_cache.py)
@@ -153,7 +154,7 @@ class Pipeline:
         account, endpoint = route.account, route.endpoint
         assert account.upstream is not None
         session = self._clients.session(account.upstream.insecure_loopback)
-        timeout = aiohttp.ClientTimeout(total=self._limits.upstream_timeout, sock_connect=5)
+        timeout = self._timeout
         started = time.perf_counter()
         try:
             async with session.request(out.method, URL(out.url, encoded=True), headers=out.headers,
