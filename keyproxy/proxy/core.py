@@ -133,7 +133,6 @@ class Core:
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
-        self.owners.flying = self._flying_other
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
         # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)
@@ -285,23 +284,6 @@ class Core:
             outcome.shared.reset_policy()
         route = replace(route, snap=snap, account=account)
         return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
-
-    def _flying_other(self, account: str, bot: str, scope: str) -> str | None:
-        """Another bot of `account` with an order on its way in `scope` (`market:symbol`, `*` for any; sent, its
-        answer not yet learned): a cancel-all there could cancel it before keyproxy knows whose it is. This
-        daemon's own orders on their way only (in a fleet, another instance's are not seen here)."""
-        market, _, symbol = scope.partition(":")
-        now, snap = self.clock_ms() / 1000, self._snapshot()
-        for other in self.in_flight.placing_bots():
-            if other == bot or (entry := snap.bot_named(other)) is None or entry.info.account != account:
-                continue
-            for legs in self.in_flight.legs(other, now, placing=True):
-                for leg in legs:
-                    m, _, s = leg.scope.partition(":")
-                    if market in ("*", m) or m == "*":
-                        if symbol in ("*", s) or s == "*":
-                            return other
-        return None
 
     def turn(self, route: Route) -> NonceTurn:
         """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""

@@ -58,10 +58,6 @@ class InFlight:
                 del mine[request_id]
         return [legs for legs, _, places in mine.values() if places or not placing]
 
-    def placing_bots(self) -> list[str]:
-        """The bots with requests on their way (some may have lapsed: `legs` drops those)."""
-        return list(self._placing)
-
     def count(self, bot: str, now: float) -> int:
         """The bot's orders on their way: they hold open-order places."""
         return sum(len(legs) for legs in self.legs(bot, now, placing=True))

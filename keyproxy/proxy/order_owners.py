@@ -52,8 +52,6 @@ class OrderOwners:
         # account through keyproxy (and within LISTING_REUSE_MS), so a bot cannot make keyproxy list in a loop
         self._listed: dict[tuple[str, str], tuple[int, int, tuple[Resting, ...] | None]] = {}
         self.changes: dict[str, int] = {}  # account -> answers to orders and cancels learned so far
-        # (account, bot, scope) -> another bot of the account with an order on its way in scope (set by the core)
-        self.flying: Callable[[str, str, str], str | None] = lambda account, bot, scope: None
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes) -> None:
@@ -112,11 +110,6 @@ class OrderOwners:
             if self.client_owner(account, adapter, client_id, facts.scope, bot) not in (None, bot):
                 raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
                            "account: a bot cancels only its own orders")
-        if facts.cancels_all and (other := self.flying(account, bot, facts.scope)) is not None:
-            # its order may rest already, and no record says whose it is until its answer is learned
-            raise Refused("unavailable", f"bot {other!r} has an order on its way in {facts.scope}: keyproxy cannot "
-                          "tell whose the orders resting there are until it is answered; retry, or cancel this "
-                          "bot's own orders by their ids", 1.0)
         if facts.cancels_all and facts.cancels_unlisted:  # orders no listing shows: any of another bot's there
             if (other := self._other_placed(account, bot, *facts.scope.split(":", 1))) is not None:
                 raise deny(f"this would cancel orders of {facts.scope} keyproxy cannot attribute (conditional, algo, "
