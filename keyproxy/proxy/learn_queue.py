@@ -59,17 +59,26 @@ class LearnQueue:
                             self._learn(*learning)
                     except Exception as e:
                         undone.add(i)
-                        self._failed(learning)
+                        self._report(self._failed, learning)
                         _logged(e, 1)
         except Exception as e:  # no transaction, or it could not be committed: none of it is in state.db
             for i, learning in enumerate(waiting):
                 if i not in undone:
-                    self._failed(learning)
+                    self._report(self._failed, learning)
             _logged(e, len(waiting) - len(undone))
             return
         for i, learning in enumerate(waiting):
             if i not in undone:
-                self._learned(learning)
+                self._report(self._learned, learning)
+
+    @staticmethod
+    def _report(hear: Callable[[Learning], None], learning: Learning) -> None:
+        """One answer's outcome told (its in-flight place, its journal line): what raises there is logged, and the
+        other answers are still told theirs (a flush runs inside some bot's decision, which it must not fail)."""
+        try:
+            hear(learning)
+        except Exception as e:
+            _logged(e, 1)
 
 
 def _logged(e: Exception, answers: int) -> None:

@@ -173,3 +173,28 @@ def test_orders_whose_bookkeeping_failed_to_commit_still_count_on_their_way(tmp_
     assert set(store.placed_orders("acct")) == {"5@spot:BTCUSDT", "6@spot:BTCUSDT"}
     assert core.in_flight.count("bot", time.time()) == 0  # learned: counted from their answers now
     store.close()
+
+
+def test_a_flush_never_raises_into_the_decision_that_ran_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Session 21's second review: telling an answer it was learned (its journal line done, which may write
+    state.db) raised out of the flush into whichever bot's decision had run it, and the answers after it were never
+    told (their orders stayed counted on their way for good). Each is told alone now; a failure is logged."""
+    store = StateStore(tmp_path / "state.db")
+    told: list[int] = []
+
+    def learned(item: tuple[object, ...]) -> None:
+        if item[0] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        told.append(int(item[0]))  # type: ignore[call-overload]
+
+    queue = LearnQueue(store, lambda *item: None, lambda item: None, learned)
+
+    async def turn() -> None:
+        for n in (1, 2, 3):
+            queue.add((n,))
+        queue.flush()  # as a decision does: nothing escapes
+
+    asyncio.run(turn())
+    assert told == [2, 3] and len(queue) == 0
+    assert [getattr(r, "kind", None) for r in caplog.records] == ["OperationalError"]
+    store.close()
