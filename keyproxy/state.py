@@ -288,7 +288,7 @@ class StateStore:
         """Which bot placed which order (the exchange's id, from the answer it gave that bot): what lets
         `halt --bot B --cancel-orders` cancel B's orders and no other bot's. In a fleet, every instance's."""
         if self.placed_mirror is not None:
-            self.placed_mirror.record_placed_orders(account, bot, market, order_ids)
+            self.placed_mirror.record_placed_orders(account, bot, market, order_ids, ts)
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
                                  [(account, oid, bot, market, ts) for oid in order_ids])
@@ -301,10 +301,10 @@ class StateStore:
                                            (account,)).fetchall())
             for owner, excess in _prune_shares(counts, sum(counts.values()) - MAX_PLACED_ORDERS).items():
                 dropped = self._db.execute(
-                    "SELECT order_id, market FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
+                    "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
                     (account, owner, excess)).fetchall()
                 self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
-                                     [(account, oid) for oid, _ in dropped])
+                                     [(account, oid) for oid, _, _ in dropped])
                 if self.placed_mirror is not None:  # the fleet's record holds no more than its instances do
                     self.placed_mirror.forget_pruned(account, owner, dropped)
 

@@ -67,8 +67,14 @@ return n
 
 
 _FORGET_IF_STILL = """
-for i = 1, #ARGV, 2 do  -- a record goes only while it still names the bot (and market) that was pruned
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+-- a record goes only while it is still the one pruned: it names the same bot (and market), and was not written
+-- since (its time in KEYS[2] no later than the pruned row's; a record an older version wrote has none)
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] and
+      tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0') <= tonumber(ARGV[i + 2]) then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  end
 end
 return 1
 """
@@ -115,17 +121,21 @@ class FleetUsage:
         Queued after the open-order change its answer made, so the count never dips in between."""
         self._put("landed", (bot, member))
 
-    def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...]) -> None:
-        self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids}))
+    def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...],
+                             ts: float = 0.0) -> None:
+        """Who placed them (`placed:{account}`, `[bot, market]` as every version reads it) and when
+        (`placedts:{account}`, beside it: a prune on another instance removes only a record not written since)."""
+        self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids},
+                             {oid: repr(ts) for oid in order_ids}))
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
 
-    def forget_pruned(self, account: str, bot: str, records: list[tuple[str, str]]) -> None:
-        """Records an instance pruned from its own (`(key, market)`, all `bot`'s): each goes from the fleet's only
-        while it still names that bot there (another instance may have recorded a newer owner since: a client id
-        reused by another bot, whose record a flood must not wipe)."""
-        self._put("prune", (account, {key: json.dumps([bot, market]) for key, market in records}))
+    def forget_pruned(self, account: str, bot: str, records: list[tuple[str, str, float]]) -> None:
+        """Records an instance pruned from its own (`(key, market, ts)`, all `bot`'s): each goes from the fleet's only
+        while it is still that record there (another instance may have recorded it since: a client id reused, by
+        another bot or the same one, for an order that may be live, whose record a flood must not wipe)."""
+        self._put("prune", (account, [(key, json.dumps([bot, market]), repr(ts)) for key, market, ts in records]))
 
     def publish(self, stream: str, counter: str, fields: dict[str, str], maxlen: int,
                 numbered: Callable[[int], None]) -> None:
@@ -203,10 +213,12 @@ class FleetUsage:
                            op, scope, value, APPLIED_MS)
                     n += 1
                 elif kind == "placed":
-                    account, fields = payload
+                    account, fields, times = payload
                     p.hset(key(f"placed:{account}"), mapping=fields)  # type: ignore[arg-type]
                     p.expire(key(f"placed:{account}"), self.PLACED_TTL_S)
-                    n += 2
+                    p.hset(key(f"placedts:{account}"), mapping=times)  # type: ignore[arg-type]
+                    p.expire(key(f"placedts:{account}"), self.PLACED_TTL_S)
+                    n += 4
                 elif kind == "landed":
                     bot, member = payload
                     p.zrem(key(f"flight:{bot}"), member)  # type: ignore[arg-type]
@@ -223,13 +235,14 @@ class FleetUsage:
                     n += 1
                 elif kind == "prune" and payload[1]:
                     account, records = payload
-                    p.eval(_FORGET_IF_STILL, 1, key(f"placed:{account}"),  # type: ignore[no-untyped-call]
-                           *[x for kv in records.items() for x in kv])
+                    p.eval(_FORGET_IF_STILL, 2, key(f"placed:{account}"),  # type: ignore[no-untyped-call]
+                           key(f"placedts:{account}"), *[x for record in records for x in record])
                     n += 1
                 elif kind == "forget" and payload[1]:
                     account, ids = payload
                     p.hdel(key(f"placed:{account}"), *ids)  # type: ignore[misc]
-                    n += 1
+                    p.hdel(key(f"placedts:{account}"), *ids)  # type: ignore[misc]
+                    n += 2
             results = await p.execute(raise_on_error=False)
         refused = [r for r in results if isinstance(r, Exception)]
         if refused:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from keyproxy.config import SharedStateSettings
 from keyproxy.fleet.store import FleetStore
 from keyproxy.fleet.usage import FleetUsage
@@ -173,4 +175,46 @@ def test_a_client_id_another_bot_reused_through_another_instance_stays_that_bots
     assert a.local_owner("acct", (cid,)) is None and c.placed_owner("acct", (cid,)) == "victim"
     assert refused_on(a, "mallory") and refused_on(c, "mallory") and not refused_on(b, "victim")
     for state in (a, b, c):
+        state.close()
+
+
+def test_a_pruned_record_leaves_the_fleets_only_if_not_written_since(shared: SharedStateSettings, redis_server,
+                                                                     tmp_path) -> None:
+    """Session 21's second review: the prune's compare-and-delete compared only `[bot, market]`, so instance A
+    pruning a victim's old record of client id c1 wiped the fleet's record of the victim's newer, live order under
+    c1 (placed through B): on A, and any instance without its own record, c1 was nobody's, and another bot cancelled
+    it. Each record's time is kept beside it (`placedts:`): one written since is not removed."""
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.policy.model import RequestFacts
+    from keyproxy.proxy.order_owners import OrderOwners
+    from keyproxy.proxy.positions import PositionBook
+    from keyproxy.proxy.refusal import Refused
+    from keyproxy.state import StateStore, client_key, placed_key
+
+    cid = placed_key(client_key("c1"), "spot:BTCUSDT")
+    a, b = StateStore(tmp_path / "a.db"), StateStore(tmp_path / "b.db")
+
+    async def run() -> None:
+        ua, ub = FleetUsage(FleetStore(shared, "vault-1", KEY)), FleetUsage(FleetStore(shared, "vault-1", KEY))
+        a.placed_mirror, b.placed_mirror = ua, ub
+        tasks = [asyncio.create_task(ua.run()), asyncio.create_task(ub.run())]
+        a.record_placed_orders("acct", "victim", "spot", (cid,), 0.5)  # an old order under c1, through A
+        a.record_placed_orders("acct", "victim", "spot", tuple(f"v{i}" for i in range(20_000)), 1.0)
+        await drained(ua, 10.0)
+        b.record_placed_orders("acct", "victim", "spot", ("555@spot:BTCUSDT", cid), 2.0)  # c1 again, live, via B
+        await drained(ub)
+        # mallory floods A past the bound, levelling down to the victim's count: the victim's oldest (c1) goes
+        a.record_placed_orders("acct", "mallory", "spot", tuple(f"m{i}" for i in range(20_499)), 3.0)
+        await drained(ua, 10.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(run())
+    assert a.local_owner("acct", (cid,)) is None  # pruned on A
+    assert a.placed_owners("acct", (cid,)) == ["victim"]  # the fleet's record of the live order stands
+    with pytest.raises(Refused, match="placed by another bot"):
+        OrderOwners(None, a, PositionBook(None, lambda: 0.0), lambda: 0).only_own(
+            "acct", Binance(), "mallory", RequestFacts(action="cancel", symbol="BTCUSDT", market="spot",
+                                                       cancels_by_client=("c1",)))
+    for state in (a, b):
         state.close()
