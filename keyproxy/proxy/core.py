@@ -690,7 +690,10 @@ class Core:
                 self.journal.mark(journaled)
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
-        """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book."""
+        """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book, after
+        the answers relayed before them (an order's fill after its placement)."""
+        if self.learning is not None and len(self.learning):
+            self.learning.flush()
         account = self._snapshot().accounts.get(account_name)
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:

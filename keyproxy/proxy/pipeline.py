@@ -194,13 +194,13 @@ class Pipeline:
                     self.core.learn(route, out, resp.status, body, outcome)
                     return web.Response(status=resp.status, body=body, headers=headers)
                 # anything else is sent first, then learned from (the bot's next request overlaps the
-                # bookkeeping); what it would teach errs safe if lost (a cancel unseen keeps an order counted)
+                # bookkeeping); what it would teach errs safe if lost (a cancel unseen keeps an order counted):
+                # queued now, learned with this loop turn's others once the answer is written, and whether or not
+                # the bot is still there to read it
+                self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
                 answer = web.Response(status=resp.status, body=body, headers=headers)
-                try:
-                    await answer.prepare(request)  # type: ignore[arg-type]
-                    await answer.write_eof()
-                finally:  # learned whether or not the bot is still there to hear it, with this turn's others
-                    self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
+                await answer.prepare(request)  # type: ignore[arg-type]
+                await answer.write_eof()
                 return answer
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000

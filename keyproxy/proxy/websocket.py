@@ -395,12 +395,16 @@ class _Connection:
                         answered = None
                 # anything else is sent on first, then learned from (the bot's next frame overlaps the bookkeeping;
                 # what it would teach errs safe if a crash lost it: a cancel unseen keeps an order counted, a fill
-                # of an order the book holds is found by reconciliation)
+                # of an order the book holds is found by reconciliation): queued now, learned at the end of this
+                # loop turn, after the frame is written, and whether or not the bot ever reads it
+                if answered is not None:
+                    p, status = answered
+                    self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later=True)
                 try:
                     await self.bot_ws.send_str(text)
-                finally:  # learned whether or not the bot is still there to hear it
+                finally:
                     if answered is not None:
-                        self._learn(answered, text, journaled, later=True)
+                        self._recorded(answered[0], answered[1])
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
@@ -426,12 +430,14 @@ class _Connection:
         p.outcome.upstream_ms = (time.perf_counter() - p.started) * 1000
         return p, status
 
-    def _learn(self, answered: tuple[_Pending, int], text: str, journaled: int | None = None,
-               later: bool = False) -> None:
-        """What the answer confirms (open orders, positions, the key's standing), then its records. `later`: sent
-        on already, its bookkeeping learned with this loop turn's other answers (`Core.learn`)."""
+    def _learn(self, answered: tuple[_Pending, int], text: str) -> None:
+        """What the answer confirms (open orders, positions, the key's standing), then its records."""
         p, status = answered
-        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later)
+        self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome)
+        self._recorded(p, status)
+
+    def _recorded(self, p: _Pending, status: int) -> None:
+        """The answered frame's anomaly rules now, its audit line, metrics and log line just after."""
         self.edge._react(p.outcome)
         # the outcome's audit line, metrics and log line just after the answer is sent on, as REST's (the
         # request.forward line, written before the frame went upstream, is what fails closed)
