@@ -624,11 +624,19 @@ class Core:
                 if adapter.fill_markets:  # public order answers (Hyperliquid's userFills, orderStatus)
                     self.risk.learn(name, adapter, None, out, status, body)
             return
-        rejection = adapter.key_rejected(status, body, out.method, out.path)
-        outcome.key_rejected = rejection is KeyRejection.INVALID
-        outcome.key_denied = rejection is KeyRejection.DENIED
-        if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
-            status, body = adapter.settled_answer(out, status, body)
+        try:
+            rejection = adapter.key_rejected(status, body, out.method, out.path)
+            outcome.key_rejected = rejection is KeyRejection.INVALID
+            outcome.key_denied = rejection is KeyRejection.DENIED
+            if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
+                status, body = adapter.settled_answer(out, status, body)
+        except Exception as e:
+            if not later:
+                raise
+            # the answer is about to reach the bot whatever this reading says: it goes, and its bookkeeping is
+            # still queued on what was read (an answer sent before this raised used to be sent all the same)
+            log.error("an exchange answer could not be read for the key's standing", extra={
+                "kind": type(e).__name__, "request_id": outcome.request_id})
         learning = (name, adapter, out, status, body, outcome, journaled)
         if self.learning is not None:
             if later:

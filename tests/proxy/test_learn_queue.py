@@ -198,3 +198,33 @@ def test_a_flush_never_raises_into_the_decision_that_ran_it(tmp_path: Path, capl
     assert told == [2, 3] and len(queue) == 0
     assert [getattr(r, "kind", None) for r in caplog.records] == ["OperationalError"]
     store.close()
+
+
+def test_an_answer_whose_reading_raises_still_reaches_the_bot_and_is_queued(tmp_path: Path) -> None:
+    """Queued before it is written (so a bot that stops reading cannot keep it unlearned), an answer's first
+    reading (the key's standing, a partly refused call's settlement) now runs before the write: one that raises
+    must not keep the answer from the bot, as it did not when it ran after the write. Logged; still queued."""
+    from types import SimpleNamespace
+
+    from keyproxy.exchanges.base import EndpointClass
+    from keyproxy.proxy.core import Core, Outcome
+
+    def unreadable(*args: object) -> None:
+        raise ValueError("odd answer")
+
+    store = StateStore(tmp_path / "state.db")
+    core = Core(lambda: None, sequences=store)  # type: ignore[arg-type,return-value]
+    adapter = SimpleNamespace(key_rejected=unreadable, settled_answer=unreadable)
+    route = SimpleNamespace(account=SimpleNamespace(info=SimpleNamespace(name="acct")),
+                            endpoint=SimpleNamespace(cls=EndpointClass.TRADE), adapter=adapter)
+    outcome = Outcome(request_id="r1", placed_by=("bot", LEG))
+
+    async def turn() -> None:
+        core.learn(route, OUT, 200, b"{}", outcome, None, later=True)  # type: ignore[arg-type]
+        assert len(core.learning) == 1  # type: ignore[arg-type]
+        core.learning._waiting.clear()  # type: ignore[union-attr]  # (its bookkeeping is not what this tests)
+
+    asyncio.run(turn())
+    with pytest.raises(ValueError):  # learned at once (before the answer is relayed): it raises, as before
+        core.learn(route, OUT, 200, b"{}", outcome)  # type: ignore[arg-type]
+    store.close()
