@@ -377,8 +377,7 @@ class Core:
         """Scope, kill switch, hours, rate, trading and risk limits: one pure decision, then its charges.
         `fetched`: keyproxy has just asked the exchange for the references this order needs (or, for a cancel-all,
         the orders resting where it cancels)."""
-        if self.learning is not None and len(self.learning):  # a decision resumed in the turn an answer was sent:
-            self.learning.flush()  # it sees that answer learned, as one read from a socket after it does
+        self.flush_learning()  # a decision resumed in the turn an answer was sent sees it learned, as a later one does
         limits = snap.account_limits.get(account.info.name)
         if limits is not None and limits.dead_man_seconds is not None:
             switch = SWITCHES.get(adapter.name)
@@ -638,12 +637,10 @@ class Core:
             log.error("an exchange answer could not be read for the key's standing", extra={
                 "kind": type(e).__name__, "request_id": outcome.request_id})
         learning = (name, adapter, out, status, body, outcome, journaled)
-        if self.learning is not None:
-            if later:
-                self.learning.add(learning)
-                return
-            if len(self.learning):  # the answers that arrived before this one are learned before it
-                self.learning.flush()
+        if later and self.learning is not None:
+            self.learning.add(learning)
+            return
+        self.flush_learning()  # the answers that arrived before this one are learned before it
         try:
             self._learn_private(*learning)
         except BaseException:
@@ -652,8 +649,9 @@ class Core:
         self._learned(learning)
 
     def flush_learning(self) -> None:
-        """The answers waiting for their bookkeeping learned now (at shutdown, before state.db closes)."""
-        if self.learning is not None:
+        """The answers waiting for their bookkeeping learned now: before a decision, an answer learned at once, a
+        pushed order update, and at shutdown."""
+        if self.learning is not None and len(self.learning):
             self.learning.flush()
 
     def _unlearned(self, learning: Learning) -> None:
@@ -700,8 +698,7 @@ class Core:
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book, after
         the answers relayed before them (an order's fill after its placement)."""
-        if self.learning is not None and len(self.learning):
-            self.learning.flush()
+        self.flush_learning()
         account = self._snapshot().accounts.get(account_name)
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:

@@ -154,11 +154,10 @@ class Pipeline:
         account, endpoint = route.account, route.endpoint
         assert account.upstream is not None
         session = self._clients.session(account.upstream.insecure_loopback)
-        timeout = self._timeout
         started = time.perf_counter()
         try:
             async with session.request(out.method, URL(out.url, encoded=True), headers=out.headers,
-                                       data=out.body or None, allow_redirects=False, timeout=timeout) as resp:
+                                       data=out.body or None, allow_redirects=False, timeout=self._timeout) as resp:
                 turn.release()  # the exchange has seen the nonce: the next request may go
                 outcome.upstream_status = resp.status
                 cache_control = resp.headers.get("Cache-Control", "").lower()
