@@ -192,15 +192,16 @@ class OrderOwners:
         """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution
         record's (any key form a version wrote); None for an order keyproxy never saw placed. The id as the bot
         wrote it first, then the forms an exchange may read as the same order (`id_forms`)."""
-        keyed = adapter.order_ids_per_market
-        for form in id_forms(order_id):
-            held = self._book.find(account, form, scope, keyed)
-            if held is not None:
+        keyed, forms = adapter.order_ids_per_market, id_forms(order_id)
+        for form in forms:
+            if (held := self._book.find(account, form, scope, keyed)) is not None:
                 return held.bot
-            if self._sequences is not None and (found := self._sequences.placed_owner(
-                    account, placed_keys(form, scope if keyed else None))) is not None:
-                return found
-        return None
+        if self._sequences is None:
+            return None
+        # every form's keys in one lookup (in a fleet, one Redis round trip for an order nobody recorded, not one
+        # per form), the id as written first
+        return self._sequences.placed_owner(account, tuple(key for form in forms
+                                                           for key in placed_keys(form, scope if keyed else None)))
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
