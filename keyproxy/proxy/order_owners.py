@@ -249,16 +249,17 @@ class OrderOwners:
 
 def id_forms(order_id: str) -> tuple[str, ...]:
     """An exchange order id as named, then the forms an exchange that reads ids as numbers or without regard to
-    case would take for the same order: `0881` for 881 (an id sent as text, read as a number), `ABC-1` for
+    case would take for the same order: `0881` or `+881` for 881 (an id sent as text, read as a number), `ABC-1` for
     `abc-1` (a UUID or txid). Not every exchange does (OKX documents `ordId` as a string, and whether it reads
     `0881` as 881 is not confirmed): looking the other forms up too only ever finds an owner the exchange might
     act on, so a bot cannot slip past the own-orders check by writing another bot's id differently. Exchange
     ids only: client ids are the bots' own text, where `a1` and `A1` are two bots' ids."""
     forms = [order_id]
     text = order_id.strip()
-    if text.isdigit() and text.isascii():
-        forms.append(text.lstrip("0") or "0")
-    elif text.isascii():
-        forms += [text.lower(), text.upper()]
+    try:  # what a number parser reads: leading zeros, a sign, non-ASCII digits (Java's Long.parseLong takes `８８１`)
+        forms.append(str(int(text)))
+    except ValueError:
+        if text.isascii():
+            forms += [text.lower(), text.upper()]
     return tuple(dict.fromkeys(forms))
 

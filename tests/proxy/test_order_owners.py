@@ -127,7 +127,7 @@ def test_another_bots_order_named_in_a_form_the_exchange_may_read_as_the_same_is
     owners, store = owners_on(tmp_path)
     okx = Okx()
     store.record_placed_orders("acct", "a", "swap", ("881", "7d4c2a1e-90ab-4cde-8f00-123456789abc"), 1.0)
-    for named in ("0881", "00881", " 881", "7D4C2A1E-90AB-4CDE-8F00-123456789ABC"):
+    for named in ("0881", "00881", " 881", "+881", "\uff18\uff18\uff11", "7D4C2A1E-90AB-4CDE-8F00-123456789ABC"):
         cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap",
                               cancels=(named,))
         with pytest.raises(Refused, match="placed by another bot"):
