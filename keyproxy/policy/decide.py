@@ -482,6 +482,10 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
         return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
                     f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
+    if untracked is not None and policy.max_open_orders is not None and facts.placed():
+        # the children rest under ids no answer names: uncounted, a bot could keep any number of them resting
+        return deny(DenyCode.OPEN_ORDERS, f"{untracked}: keyproxy cannot count those orders, so max_open_orders "
+                    "could not hold")
     if policy.symbols is not None and facts.action in ("leverage", "other"):
         if (facts.symbol is None and facts.action == "leverage") or (
                 facts.symbol is not None and facts.symbol not in policy.symbols):

@@ -75,7 +75,9 @@ class OrderOwners:
                 body: bytes, closed: int) -> int:
         """How many of the orders a cancel closed were another bot's (the book's, else `placed_orders`): a cancel of
         another bot's order frees no place under this bot's `max_open_orders`. The ids come from the answer, else
-        from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown)."""
+        from the request (Kraken, Hyperliquid); a cancel by client id frees none (whose orders, unknown), nor does a
+        cancel of an order with no owner on record (placed outside keyproxy, or its answer never read): the bot's
+        count never held it, so freeing a place for it would let the bot rest one order more than its cap."""
         ids = order_ids_in(loads(body), adapter.order_id_keys) if adapter.order_id_keys else ()
         if not ids:
             ids, by_client = adapter.cancelled_ids(out)
@@ -84,7 +86,7 @@ class OrderOwners:
         others = 0
         for oid in ids:
             owner = self.owner(account, adapter, oid, facts.scope)
-            others += owner is not None and owner != bot
+            others += owner != bot
         return others
 
     def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False) -> None:

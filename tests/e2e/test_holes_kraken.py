@@ -3,6 +3,7 @@ emulator; each failed before its fix."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import ccxt
@@ -15,7 +16,8 @@ from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(tmp_path_factory.mktemp("holes-kraken"))
     try:
-        stack.serve_account("kr", new_real_key(exchange="kraken"))
+        stack.real = new_real_key(exchange="kraken")  # type: ignore[attr-defined]
+        stack.serve_account("kr", stack.real)  # type: ignore[attr-defined]
         yield stack
     finally:
         stack.close()
@@ -118,3 +120,22 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
     attacker.privatePostCancelOrder({"cl_ord_id": "krcx-attacker-1"})  # its own, by its cl_ord_id
     victim.cancel_order(theirs["id"], "BTC/USD")
     assert mine["id"]
+
+
+def test_a_cancel_of_an_order_placed_outside_keyproxy_frees_no_place(dev: DevStack) -> None:
+    """Session 22's review: an order with no owner on record (the operator's own, placed on the exchange's site or by
+    another tool on the key) was counted as the canceller's, so cancelling it freed a place the bot's count never
+    held: each such cancel let the bot rest one order more than its `max_open_orders`."""
+    real = ccxt.kraken({"apiKey": dev.real.credentials["api_key"],  # type: ignore[attr-defined]
+                        "secret": dev.real.credentials["secret"]})  # type: ignore[attr-defined]
+    real.nonce = lambda: time.time_ns() // 1000  # above keyproxy's own nonces on the key (µs)
+    real.urls["api"] = {k: dev.emulator_url if isinstance(v, str) else v for k, v in real.urls["api"].items()}
+    outside = real.privatePostAddOrder({"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.001",
+                                        "price": "19000"})["result"]["txid"][0]
+    ex = bot(dev, "kroutside", "max_open_orders=1")
+    ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    ex.cancel_order(outside, "BTC/USD")  # allowed (nobody's order here), and confirmed by the exchange
+    start = len(dev.journal())
+    with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
+        ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    assert placed(dev, start, "AddOrder") == 0
