@@ -527,6 +527,9 @@ class UsageBook:
         items = self._store.usage_items(f"open:{bot}:")
         return sum(int(v) for v in items.values())
 
+    def scope_open_orders(self, bot: str, scope: str) -> int:
+        return int(self._get(f"open:{bot}:{scope}") or "0")
+
     def change_open_orders(self, bot: str, symbol: str, delta: int) -> None:
         """`symbol` is a scope (`market:SYMBOL`); `market:*` with a negative delta takes from whichever of
         the market's scopes still count orders (a cancel answer that names no symbol)."""

@@ -12,6 +12,7 @@ order's owner from the record: `NeedResting` sends the edge to list them (market
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
+OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)
 LISTING_REUSE_MS = 2_000  # a listing decides the cancel-alls of this long after it, while no order changes
 
 
@@ -52,24 +54,68 @@ class OrderOwners:
         # account through keyproxy (and within LISTING_REUSE_MS), so a bot cannot make keyproxy list in a loop
         self._listed: dict[tuple[str, str], tuple[int, int, tuple[Resting, ...] | None]] = {}
         self.changes: dict[str, int] = {}  # account -> answers to orders and cancels learned so far
+        # per bot: how many of its orders were learned open, and the latest of them (number, scope): what a listing
+        # sent before they were learned may not show (`track_open_orders`)
+        self._opens_seen: dict[str, int] = {}
+        self._opens: dict[str, collections.deque[tuple[int, str]]] = {}
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
-                           out: OutboundRequest, status: int, body: bytes) -> None:
-        """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`)."""
+                           out: OutboundRequest, status: int, body: bytes, mark: int | None = None) -> None:
+        """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`). `mark`: the
+        bot's `opens_mark` when the request was decided; a listing (or cancel-all) sets a count as the exchange saw
+        it then, so the bot's orders learned open since are added to it (the exchange may have listed them or not:
+        counted either way, never forgotten)."""
         if self._usage is None:
             return
         bot, facts = track
         change = adapter.order_book_change(out, status, body, facts)
+        late = self._opened_since(bot, mark) if change.reset or change.counted else []
         for market in change.reset:
             self._usage.reset_open_orders(bot, market)
         for scope in change.opened:
             self._usage.change_open_orders(bot, scope, +1)
+        if change.opened:
+            self._opens_learned(bot, change.opened)
         others = self._others(account, adapter, bot, facts, out, body, len(change.closed)) \
             if change.closed else 0
         for scope in change.closed[others:]:
             self._usage.change_open_orders(bot, scope, -1)
         for scope, count in change.counted:
+            if late is None:  # more opens since than are remembered: the listing may only raise the count
+                count = max(count, self._usage.scope_open_orders(bot, scope))
+            else:
+                count += sum(1 for opened in late if _overlaps(opened, scope))
             self._usage.set_open_orders(bot, scope, count)
+        counted = {scope for scope, _ in change.counted}
+        for opened in late or ():  # reset with its market, listed under no scope of the answer
+            if opened not in counted and opened.partition(":")[0] in change.reset:
+                self._usage.change_open_orders(bot, opened, +1)
+
+    def opens_mark(self, bot: str) -> int:
+        """How many of the bot's orders were learned open so far (`track_open_orders`'s `mark`)."""
+        return self._opens_seen.get(bot, 0)
+
+    def _opens_learned(self, bot: str, scopes: tuple[str, ...]) -> None:
+        recent = self._opens.get(bot)
+        if recent is None:
+            if len(self._opens) > 10_000:  # bots come and go: start over rather than grow (marks then only raise)
+                self._opens.clear()
+            recent = self._opens[bot] = collections.deque(maxlen=OPENS_REMEMBERED)
+        for scope in scopes:
+            self._opens_seen[bot] = self._opens_seen.get(bot, 0) + 1
+            recent.append((self._opens_seen[bot], scope))
+
+    def _opened_since(self, bot: str, mark: int | None) -> list[str] | None:
+        """The scopes of the bot's orders learned open after `mark` (None: not all of them are remembered)."""
+        if mark is None:
+            return []
+        seen = self._opens_seen.get(bot, 0)
+        if seen == mark:
+            return []
+        recent = self._opens.get(bot)
+        if recent is None or not recent or recent[0][0] > mark + 1:
+            return None
+        return [scope for number, scope in recent if number > mark]
 
     def _others(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, out: OutboundRequest,
                 body: bytes, closed: int) -> int:
@@ -265,3 +311,9 @@ def id_forms(order_id: str) -> tuple[str, ...]:
             forms += [text.lower(), text.upper()]
     return tuple(dict.fromkeys(forms))
 
+
+def _overlaps(scope: str, other: str) -> bool:
+    """Two `market:symbol` scopes that may name the same orders (`*` stands for any)."""
+    market, _, symbol = scope.partition(":")
+    m, _, s = other.partition(":")
+    return (market == m or "*" in (market, m)) and (symbol == s or "*" in (symbol, s))

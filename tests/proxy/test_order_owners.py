@@ -142,3 +142,34 @@ def test_another_bots_order_named_in_a_form_the_exchange_may_read_as_the_same_is
     store.record_placed_orders("acct", "a", "swap", (placed_key(client_key("AbC"), None),), 1.0)
     assert owners.client_owner("acct", okx, "AbC", "swap:BTC-USDT-SWAP") == "a"
     assert owners.client_owner("acct", okx, "abc", "swap:BTC-USDT-SWAP") is None  # client ids: exact text
+
+
+def test_a_listing_sent_before_an_order_was_learned_keeps_counting_that_order(tmp_path: Path) -> None:
+    """Session 22's review: an open-orders listing sets the bot's count as the exchange saw it when it answered; an
+    order learned open after the listing was decided (the exchange may not list it: the bot held the listing's answer
+    back, or the two crossed) used to be forgotten, freeing a place under `max_open_orders` while the order rested."""
+    from decimal import Decimal
+
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.state import UsageBook
+
+    store = StateStore(tmp_path / "state.db")
+    usage = UsageBook(store)
+    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: 0)
+    binance, symbol = Binance(), normalize_symbol("BTCUSDT")
+    order = RequestFacts(action="order", symbol=symbol, market="spot", side="BUY", order_type="LIMIT",
+                         quantity=Decimal("0.01"), price=Decimal("20000"))
+    place = OutboundRequest("POST", "https://api.binance.com", "/api/v3/order", "", {}, b"symbol=BTCUSDT")
+    listing = OutboundRequest("GET", "https://api.binance.com", "/api/v3/openOrders", "symbol=BTCUSDT", {})
+    placed = b'{"symbol":"BTCUSDT","orderId":5,"status":"NEW"}'
+    mark = owners.opens_mark("b")  # the listing decided: then the order's answer is learned, then the listing's
+    owners.track_open_orders("acct", binance, ("b", order), place, 200, placed, owners.opens_mark("b"))
+    assert usage.open_orders("b") == 1
+    owners.track_open_orders("acct", binance, ("b", RequestFacts()), listing, 200, b"[]", mark)
+    assert usage.open_orders("b") == 1  # the listing could not show it: still counted
+    owners.track_open_orders("acct", binance, ("b", RequestFacts()), listing, 200, b"[]", owners.opens_mark("b"))
+    assert usage.open_orders("b") == 0  # a listing decided after it: believed
+    for _ in range(600):  # more opens since the listing than are remembered: it may only raise the count
+        owners.track_open_orders("acct", binance, ("b", order), place, 200, placed, None)
+    owners.track_open_orders("acct", binance, ("b", RequestFacts()), listing, 200, b"[]", mark)
+    assert usage.open_orders("b") == 600
