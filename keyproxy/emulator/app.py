@@ -153,13 +153,25 @@ async def _framing_middleware(request: web.Request, handler: Any) -> web.StreamR
 
 @web.middleware
 async def _fault_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """An exchange outage for chosen requests: those naming a string the faults control lists."""
-    needles = request.app[FAULTS].get("fail_containing") or ()
-    if needles and not request.path.startswith(CONTROL_PREFIX):
-        seen = request.query_string + (await request.read()).decode("utf-8", "replace")
-        if any(n in seen for n in needles):
-            return web.json_response({"error": "emulated failure"}, status=503)
-    return await handler(request)
+    """An exchange outage for chosen requests (those naming a string the faults control lists), or a slow one: held
+    `hold_seconds` before it is executed (`hold_before_containing`) or before its answer leaves (`hold_after_...`)."""
+    faults = request.app[FAULTS]
+    kinds = ("fail_containing", "hold_before_containing", "hold_after_containing")
+    if request.path.startswith(CONTROL_PREFIX) or not any(faults.get(kind) for kind in kinds):
+        return await handler(request)
+    seen = request.query_string + (await request.read()).decode("utf-8", "replace")
+
+    def named(kind: str) -> bool:
+        return any(n in seen for n in faults.get(kind) or ())
+
+    if named("fail_containing"):
+        return web.json_response({"error": "emulated failure"}, status=503)
+    if named("hold_before_containing"):
+        await asyncio.sleep(faults.get("hold_seconds", 1.0))
+    response = await handler(request)
+    if named("hold_after_containing"):
+        await asyncio.sleep(faults.get("hold_seconds", 1.0))
+    return response
 
 
 TIMERS = web.AppKey("timers", asyncio.Task)
@@ -215,8 +227,11 @@ async def _dcp(request: web.Request) -> web.Response:
 
 async def _faults(request: web.Request) -> web.Response:
     doc = await request.json()
-    request.app[FAULTS]["fail_containing"] = [str(n) for n in doc.get("fail_containing") or [] if str(n)]
-    return web.json_response(request.app[FAULTS])
+    faults = request.app[FAULTS]
+    for kind in ("fail_containing", "hold_before_containing", "hold_after_containing"):
+        faults[kind] = [str(n) for n in doc.get(kind) or [] if str(n)]
+    faults["hold_seconds"] = float(doc.get("hold_seconds", 1.0))
+    return web.json_response(faults)
 
 
 async def _limits(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.learn_queue import Learning, LearnQueue
 from keyproxy.proxy.order_owners import NeedResting, OrderOwners
+from keyproxy.proxy.sweeps import NeedQuiet, Sweeps
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
@@ -128,6 +129,7 @@ class Core:
         self.replays = ReplayCache()
         self.counters = Counters()
         self.in_flight = InFlight()  # orders sent, answers not yet read: they count against the caps
+        self.sweeps = Sweeps(self.in_flight, self._account_of, lambda: self.clock_ms() / 1000)
         # the exchanges' own rate budgets, shared by every bot (its governor None: not governed)
         self.budget = ExchangeBudget(governor, self.in_flight, clock_ms)
         self.markets = MarketBook(lambda: self.clock_ms() / 1000)  # prices, contract sizes, market names
@@ -153,6 +155,10 @@ class Core:
 
     def snapshot(self) -> Snapshot:
         return self._snapshot()
+
+    def _account_of(self, bot: str) -> str | None:
+        entry = self._snapshot().bot_named(bot)
+        return entry.info.account if entry is not None else None
 
     def account(self, account_name: str, outcome: Outcome, snap: Snapshot | None = None) -> AccountEntry:
         """The account a message names, served by this version; refused otherwise."""
@@ -244,6 +250,9 @@ class Core:
                                        outcome, fetched)
         except (NeedReference, NeedResting) as need:
             need.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, True)
+            raise
+        except NeedQuiet as wait:  # decided again once the other bots' requests before it went (sweeps.py)
+            wait.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, fetched)
             raise
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
@@ -436,6 +445,8 @@ class Core:
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         # only the bot's own orders: after its scope, rate and halt are checked (owner lookups and a cancel-all's
         # listing of resting orders cost far more, and a bot refused anyway must not make keyproxy do them)
+        if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
+            self.sweeps.check(account.info.name, name, outcome.request_id, facts)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
             self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched)
         shared = outcome.shared
@@ -660,6 +671,7 @@ class Core:
         """An answer's bookkeeping rolled back: its journal line is learned again at the next start, its order
         counted as unanswered meanwhile."""
         outcome, journaled = learning[5], learning[6]
+        self.sweeps.release(outcome.request_id)  # its answer was read: a cancel-all holds other bots' orders no more
         if self.usage is not None:
             self.usage.forget_cached()  # its open-order changes were rolled back with it
         if journaled is not None and self.journal is not None:

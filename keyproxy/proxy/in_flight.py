@@ -9,6 +9,7 @@ gate also reserves each order's place across every instance (fleet/gate.py); `la
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,11 @@ class InFlight:
     def __init__(self) -> None:
         self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float, bool]]] = {}
         self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
+        self.landed: Callable[[str], None] = lambda request_id: None  # sweeps.py: a request's answer read, or unsent
+
+    def bots(self) -> list[str]:
+        """The bots with requests on their way."""
+        return list(self._placing)
 
     def sent(self, bot: str, request_id: str, legs: tuple[RequestFacts, ...], now: float, places: bool = True
              ) -> None:
@@ -90,6 +96,7 @@ class InFlight:
             mine = self._placing.get(outcome.placed_by[0])
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
                 del self._placing[outcome.placed_by[0]]
+        self.landed(outcome.request_id)
         shared = outcome.shared
         if shared is None or self.flights is None or shared.in_flight is None:
             return

@@ -30,6 +30,7 @@ from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall
 from keyproxy.proxy.order_owners import NeedResting
+from keyproxy.proxy.sweeps import NeedQuiet
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry
@@ -38,6 +39,7 @@ from keyproxy.proxy.upstream import UpstreamClients
 BUFFERED_RESPONSE = 8 << 20  # an own call's answer larger than this is dropped unread
 MARKET_LIST_PAUSE = 10.0  # seconds between keyproxy's own market-list calls for one account
 REFERENCE_PAUSE = 1.0  # seconds between two of keyproxy's own calls for the same reference
+NEEDS = 4  # a decision resumed at most this often (a wait, then a listing or references: two in practice)
 OWN_CALL_TIMEOUT = 5.0  # an order waits this long at most for its reference
 
 
@@ -62,17 +64,21 @@ class MarketData:
 
     async def settle(self, route: Route, decide: Callable[[], tuple[Route, IncomingRequest]]
                      ) -> tuple[Route, IncomingRequest]:
-        """A decision of the core's, with the reference prices it asks for fetched and it resumed once."""
-        try:
-            return decide()
-        except NeedResting as need:
-            await self._resting(route.account, need)
-            listed: tuple[Route, IncomingRequest] = need.resume()
-            return listed
-        except NeedReference as need:
-            await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
-            result: tuple[Route, IncomingRequest] = need.resume()
-            return result
+        """A decision of the core's, resumed once what it asks for is here: the reference prices it needs, the
+        orders resting where a cancel-all would cancel, the other bots' requests before it (sweeps.py)."""
+        for _ in range(NEEDS):
+            try:
+                return decide()
+            except NeedQuiet as wait:
+                await self.core.sweeps.quiet(wait)
+                decide = wait.resume  # type: ignore[assignment]
+            except NeedResting as need:
+                await self._resting(route.account, need)
+                decide = need.resume
+            except NeedReference as need:
+                await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
+                decide = need.resume
+        return decide()
 
     async def ensure_markets(self, route: Route, incoming: IncomingRequest) -> None:
         """Before a request (or WebSocket frame) naming a market by an id keyproxy has no name for: fetch the

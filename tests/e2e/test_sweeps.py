@@ -1,0 +1,110 @@
+"""A cancel-all and another bot's orders around it, through the real daemon to the emulator (proxy/sweeps.py).
+
+The emulator holds chosen requests (`hold_before_containing`: before executing them, `hold_after_containing`: before
+answering) so each race is won by the attacker every time without keyproxy's ordering; each test failed before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from keyproxy.emulator.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+LIMIT = "side=BUY&type=LIMIT&timeInForce=GTC"
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("sweeps"))
+    try:
+        stack.serve_account("main", new_real_key())
+        yield stack
+    finally:
+        stack.close()
+
+
+def send(creds: dict, method: str, path: str, params: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    ans = call(creds["base_url"], method, path, body=hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    return ans.status, ans.body
+
+
+def hold(dev: DevStack, **faults: object) -> None:
+    requests.post(dev.emulator_url + "/_emulator/faults", json=faults, timeout=5).raise_for_status()
+
+
+def resting(creds: dict, symbol: str) -> list[int]:  # type: ignore[type-arg]
+    ans = call(creds["base_url"], "GET", "/api/v3/openOrders",
+               query=hmac_sign(creds["secret"], f"symbol={symbol}&timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert ans.status == 200, ans.body
+    return [o["orderId"] for o in ans.body["list"]]
+
+
+def test_a_cancel_all_waits_for_another_bots_order_on_its_way_and_is_refused_once_it_rests(dev: DevStack) -> None:
+    """The victim's order is executed at once but answered 1.5 s later; the attacker's cancel-all sent meanwhile
+    used to pass (nothing of the victim's rested yet, as far as keyproxy knew) and cancel it."""
+    victim = dev.add_bot("sw-victim", "main", "read,trade")
+    attacker = dev.add_bot("sw-attacker", "main", "read,trade")
+    hold(dev, hold_after_containing=["newClientOrderId=sw-slow"], hold_seconds=1.5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(send, victim, "POST", "/api/v3/order",
+                                  f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.001"
+                                  "&newClientOrderId=sw-slow")
+            time.sleep(0.5)  # executed at the exchange, its answer held
+            started = time.monotonic()
+            status, body = send(attacker, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")
+            waited = time.monotonic() - started
+            placed = placing.result(timeout=30)
+    finally:
+        hold(dev)
+    assert placed[0] == 200, placed
+    assert body.get("error") == "policy_denied" and "sw-victim" in body["message"], body
+    assert waited >= 0.7  # it waited for the victim's answer
+    assert resting(victim, "LTCBTC") == [placed[1]["orderId"]]  # the victim's order still rests
+
+
+def test_another_bots_order_waits_while_a_cancel_all_is_on_its_way(dev: DevStack) -> None:
+    """The attacker's cancel-all reaches the exchange 1.5 s after it is sent; the victim's order sent meanwhile used
+    to go at once, rest, and be cancelled by it. It now goes once the cancel-all's answer is read."""
+    victim = dev.add_bot("sw-victim2", "main", "read,trade")
+    attacker = dev.add_bot("sw-attacker2", "main", "read,trade")
+    hold(dev, hold_before_containing=["symbol=ETHBTC&timestamp"], hold_seconds=1.5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sweeping = pool.submit(send, attacker, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
+            time.sleep(0.5)
+            status, body = send(victim, "POST", "/api/v3/order",
+                                f"symbol=ETHBTC&{LIMIT}&quantity=1&price=0.01")
+            swept = sweeping.result(timeout=30)
+    finally:
+        hold(dev)
+    assert status == 200, body
+    assert swept[1].get("code") == -2011, swept  # passed (nothing of another bot's rested), found nothing to cancel
+    assert resting(victim, "ETHBTC") == [body["orderId"]]  # the order went after the cancel-all: it rests
+
+
+def test_orders_of_the_same_bot_and_of_other_symbols_do_not_wait(dev: DevStack) -> None:
+    """Only another bot's order in the cancel-all's scope waits: the sweeper's own, and orders elsewhere, go."""
+    sweeper = dev.add_bot("sw-own", "main", "read,trade")
+    other = dev.add_bot("sw-elsewhere", "main", "read,trade")
+    hold(dev, hold_before_containing=["symbol=BTCUSDT&timestamp"], hold_seconds=1.5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sweeping = pool.submit(send, sweeper, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")
+            time.sleep(0.5)
+            started = time.monotonic()
+            status, body = send(other, "POST", "/api/v3/order", f"symbol=ETHUSDT&{LIMIT}&quantity=0.01&price=1000")
+            elsewhere = time.monotonic() - started
+            swept = sweeping.result(timeout=30)  # Binance: -2011 when nothing rested; never keyproxy's refusal
+    finally:
+        hold(dev)
+    assert status == 200 and elsewhere < 0.5, (body, elsewhere)
+    assert "error" not in swept[1] or swept[1].get("code") == -2011, swept

@@ -1,0 +1,100 @@
+"""Sweeps: a cancel-all and another bot's orders in its scope, first come first served, waits bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from keyproxy.policy.model import RequestFacts
+from keyproxy.proxy import sweeps as sweeps_module
+from keyproxy.proxy.in_flight import InFlight
+from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.sweeps import NeedQuiet, Sweeps
+
+ORDER = RequestFacts(action="order", symbol="BTCUSDT", market="spot", side="BUY", order_type="LIMIT",
+                     quantity=Decimal(1), price=Decimal(1))
+ELSEWHERE = RequestFacts(action="order", symbol="ETHUSDT", market="spot", side="BUY", order_type="LIMIT",
+                         quantity=Decimal(1), price=Decimal(1))
+SWEEP = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels_all=True)
+
+
+def desk() -> tuple[Sweeps, InFlight]:
+    flights = InFlight()
+    return Sweeps(flights, lambda bot: "acct" if bot != "stranger" else "other", lambda: 100.0), flights
+
+
+def sent(flights: InFlight, bot: str, request_id: str, facts: RequestFacts = ORDER) -> SimpleNamespace:
+    flights.sent(bot, request_id, (facts,), 100.0)
+    return SimpleNamespace(placed_by=(bot, facts), request_id=request_id, shared=None)
+
+
+def test_a_cancel_all_waits_for_another_bots_order_on_its_way_then_goes() -> None:
+    sweeps, flights = desk()
+    order = sent(flights, "b", "o1")
+    sent(flights, "a", "mine")  # the sweeper's own order: never waited for
+    sent(flights, "stranger", "s1")  # a bot of another account
+    sent(flights, "b", "e1", ELSEWHERE)  # another symbol
+    with pytest.raises(NeedQuiet) as wait:
+        sweeps.check("acct", "a", "c1", SWEEP)
+    assert not wait.value.ready()
+    flights.land(order)  # its answer read
+    assert wait.value.ready()
+    sweeps.check("acct", "a", "c1", SWEEP)  # decided again: goes, and now holds b's next order
+    with pytest.raises(NeedQuiet) as held:
+        sweeps.check("acct", "b", "o2", ORDER)
+    sweeps.check("acct", "b", "o3", ELSEWHERE)  # not in its scope
+    sweeps.check("acct", "a", "o4", ORDER)  # the sweeper's own
+    flights.land(SimpleNamespace(placed_by=None, request_id="c1", shared=None))  # the cancel-all answered
+    assert held.value.ready()
+    sweeps.check("acct", "b", "o2", ORDER)
+
+
+def test_an_order_that_waited_goes_before_a_cancel_all_decided_after_it() -> None:
+    """A bot sending cancel-alls in a loop delays another's order by one of them, never starves it."""
+    sweeps, flights = desk()
+    sweeps.check("acct", "a", "c1", SWEEP)
+    with pytest.raises(NeedQuiet) as order_waits:
+        sweeps.check("acct", "b", "o1", ORDER)
+    with pytest.raises(NeedQuiet) as second_waits:  # decided after the order began waiting: it waits for the order
+        sweeps.check("acct", "a", "c2", SWEEP)
+    sweeps.release("c1")
+    assert order_waits.value.ready() and not second_waits.value.ready()
+    sweeps.check("acct", "b", "o1", ORDER)
+    sent(flights, "b", "o1")  # on its way from its decision: the second cancel-all waits for its answer
+    assert not second_waits.value.ready()
+
+
+def test_a_wait_is_bounded_and_then_refused_with_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweeps_module, "QUIET_WAIT_S", 0.05)
+    sweeps, flights = desk()
+    sent(flights, "b", "o1")  # never answered
+
+    async def run() -> None:
+        with pytest.raises(NeedQuiet) as wait:
+            sweeps.check("acct", "a", "c1", SWEEP)
+        await asyncio.wait_for(sweeps.quiet(wait.value), 2)
+        with pytest.raises(Refused) as refused:
+            sweeps.check("acct", "a", "c1", SWEEP)
+        assert refused.value.code == "unavailable" and refused.value.retry_after == 1.0
+        sweeps.check("acct", "b", "o9", ORDER)  # the refused cancel-all holds nothing
+
+    asyncio.run(run())
+
+
+def test_a_waiter_wakes_when_what_it_waits_for_goes() -> None:
+    sweeps, flights = desk()
+    sweeps.check("acct", "a", "c1", SWEEP)
+
+    async def run() -> float:
+        with pytest.raises(NeedQuiet) as wait:
+            sweeps.check("acct", "b", "o1", ORDER)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, sweeps.release, "c1")
+        started = loop.time()
+        await sweeps.quiet(wait.value)
+        return loop.time() - started
+
+    assert asyncio.run(run()) < 0.5  # woken by the release, not by the once-a-second look
