@@ -124,6 +124,10 @@ def _without_rowids(db: sqlite3.Connection) -> None:
         raise
 
 
+class OwnersUnknown(KeyproxyError):
+    """In a fleet whose shared record cannot be read: who placed an order this instance has no record of."""
+
+
 class StateStore:
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -320,27 +324,32 @@ class StateStore:
                 pass
         return placed
 
-    def placed_owner(self, account: str, keys: tuple[str, ...]) -> str | None:
+    def placed_owner(self, account: str, keys: tuple[str, ...], strict: bool = False) -> str | None:
         """The bot recorded as placing the order any of `keys` names: this instance's record, else (in a fleet)
-        any instance's; the fleet's record unreachable, this instance's answer stands (None: not known)."""
+        any instance's; the fleet's record unreachable, this instance's answer stands (None: not known), or with
+        `strict` an order this instance has no record of raises `OwnersUnknown` (it may be another bot's)."""
         if (owner := self.local_owner(account, keys)) is not None:
             return owner
         if self.placed_mirror is not None:
             try:
                 return self.placed_mirror.placed_owner(account, keys)  # type: ignore[no-any-return]
             except KeyproxyError:
+                if strict:
+                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
                 return None
         return None
 
-    def placed_owners(self, account: str, keys: tuple[str, ...]) -> list[str]:
+    def placed_owners(self, account: str, keys: tuple[str, ...], strict: bool = False) -> list[str]:
         """Every bot a record names under `keys`: this instance's, then (in a fleet) the fleet's, which may differ
         for a client id another bot used since through another instance (neither record is known to be the newer);
-        the fleet's unreachable, this instance's alone."""
+        the fleet's unreachable, this instance's alone (`strict`: `OwnersUnknown` where this instance has none)."""
         found = [owner] if (owner := self.local_owner(account, keys)) is not None else []
         if self.placed_mirror is not None:
             try:
                 shared = self.placed_mirror.placed_owner(account, keys)
             except KeyproxyError:
+                if strict and not found:
+                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
                 shared = None
             if shared is not None and shared not in found:
                 found.append(str(shared))
@@ -354,9 +363,10 @@ class StateStore:
         found = dict(rows)
         return next((str(found[k]) for k in keys if k in found), None)
 
-    def other_placer(self, account: str, bot: str, market: str, symbol: str) -> str | None:
+    def other_placer(self, account: str, bot: str, market: str, symbol: str, strict: bool = False) -> str | None:
         """A bot other than `bot` recorded as placing an order in `market` (`*`: any) and `symbol` (`*`: any; a key
-        naming no symbol matches every one): this instance's record, then (in a fleet) every instance's."""
+        naming no symbol matches every one): this instance's record, then (in a fleet) every instance's (unreachable:
+        None, or with `strict` `OwnersUnknown`)."""
         def matches(key: str, where: str) -> bool:
             named = key.partition("@")[2].partition(":")[2]
             return market in ("*", where) and (symbol == "*" or not named or named == symbol)
@@ -371,6 +381,8 @@ class StateStore:
             try:
                 shared = self.placed_mirror.placed_orders(account)
             except KeyproxyError:
+                if strict:
+                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
                 return None
             return next((owner for key, (owner, where) in shared.items() if owner != bot and matches(key, where)),
                         None)

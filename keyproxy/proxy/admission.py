@@ -43,6 +43,14 @@ class Admission:
         if self.gate is None or shared is None:
             return route, incoming
         for _ in range(STALE_RETRIES):
+            if route.snap is not self.core.snapshot():
+                # this instance caught up while the request waited (a reference price, a listing, an earlier stale
+                # verdict): its decision was on an older snapshot than the version the gate is about to be shown,
+                # so the gate would not call it stale. Decided again on this one (a rotated-out credential too).
+                route, incoming = await self.market_data.settle(
+                    route, lambda: self.core.redecide(route, incoming, peer, outcome))
+                if route.snap is not self.core.snapshot():
+                    continue
             if (shared.open_orders is not None or shared.book_seq is not None) and self.usage is not None \
                     and self.usage.stuck():  # the fleet's counts lack what this instance learned: not to be trusted
                 verdict = Verdict("unavailable")

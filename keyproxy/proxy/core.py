@@ -284,8 +284,11 @@ class Core:
         anew on the new snapshot, with nothing charged twice."""
         snap = self._snapshot()
         account = self.account(route.account.info.name, outcome, snap)
-        bot = snap.bot_named(outcome.bot or "")
-        if bot is None or bot.info.account != account.info.name or bot.info.status not in ("active", "suspended"):
+        # the credential the signature was checked with, not the bot's name: one rotated out since (`bot rotate
+        # --grace 0` after a leak) is gone from the new snapshot, or carries its grace's end
+        bot = snap.bot_by_credential(outcome.credential) if outcome.credential else None
+        if bot is None or bot.info.name != outcome.bot or bot.info.account != account.info.name \
+                or bot.info.status not in ("active", "suspended"):
             raise Refused("unknown_bot", "unknown API key")
         now_ms = self.clock_ms()
         self._check_standing(account, bot, now_ms)

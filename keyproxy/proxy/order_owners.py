@@ -22,7 +22,7 @@ from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
-from keyproxy.state import StateStore, UsageBook, client_key, placed_key, placed_keys
+from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
 OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)
@@ -130,8 +130,8 @@ class OrderOwners:
             if by_client:
                 return closed
         others = 0
-        for oid in ids:
-            owner = self.owner(account, adapter, oid, facts.scope)
+        for oid in ids:  # a fleet's record out of reach: an order of no known owner frees nothing either
+            owner = self.owner(account, adapter, oid, facts.scope, strict=False)
             others += owner != bot
         return others
 
@@ -142,7 +142,16 @@ class OrderOwners:
         by the exchange's id or by client id; a cancel-all where another bot's orders rest; a take-profit /
         stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
         removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters.
-        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`)."""
+        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`). In a fleet whose
+        shared record cannot be read, an order this instance has no record of may be another bot's: refused."""
+        try:
+            self._only_own(account, adapter, bot, facts, listed)
+        except OwnersUnknown:
+            raise Refused("shared_state_unavailable", "the fleet's record of who placed which order cannot be read, "
+                          "and this instance has none of an order this request would change or cancel: it may be "
+                          "another bot's. Retry, or go through the instance that placed it", 1.0) from None
+
+    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> None:
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
@@ -209,7 +218,8 @@ class OrderOwners:
 
     def _other_placed(self, account: str, bot: str, market: str, symbol: str) -> str | None:
         """Another bot that placed an order in `market` (and `symbol`, where its key names one) through keyproxy."""
-        return self._sequences.other_placer(account, bot, market, symbol) if self._sequences is not None else None
+        return self._sequences.other_placer(account, bot, market, symbol, strict=True) \
+            if self._sequences is not None else None
 
     def learn_resting(self, need: NeedResting, orders: tuple[Resting, ...] | None, asked_ms: int) -> None:
         """What the exchange listed as resting where `need` asked at `asked_ms` (None: the listing failed), for the
@@ -232,14 +242,16 @@ class OrderOwners:
         if self._sequences is None:
             return None
         owners = self._sequences.placed_owners(account, (placed_key(client_key(client_id),
-                                                                    scope if adapter.order_ids_per_market else None),))
+                                                                    scope if adapter.order_ids_per_market else None),),
+                                               strict=True)
         others = [o for o in owners if o != bot]
         return others[0] if others else (bot if bot in owners else None)
 
-    def owner(self, account: str, adapter: Adapter, order_id: str, scope: str) -> str | None:
+    def owner(self, account: str, adapter: Adapter, order_id: str, scope: str, strict: bool = True) -> str | None:
         """The bot that placed the order, as far as keyproxy knows: the positions book's, else the attribution
         record's (any key form a version wrote); None for an order keyproxy never saw placed. The id as the bot
-        wrote it first, then the forms an exchange may read as the same order (`id_forms`)."""
+        wrote it first, then the forms an exchange may read as the same order (`id_forms`). `strict`: a fleet's
+        record out of reach raises `OwnersUnknown` for an order this instance has no record of."""
         keyed, forms = adapter.order_ids_per_market, id_forms(order_id)
         for form in forms:
             if (held := self._book.find(account, form, scope, keyed)) is not None:
@@ -249,7 +261,8 @@ class OrderOwners:
         # every form's keys in one lookup (in a fleet, one Redis round trip for an order nobody recorded, not one
         # per form), the id as written first
         return self._sequences.placed_owner(account, tuple(key for form in forms
-                                                           for key in placed_keys(form, scope if keyed else None)))
+                                                           for key in placed_keys(form, scope if keyed else None)),
+                                            strict=strict)
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:

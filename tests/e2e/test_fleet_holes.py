@@ -1,0 +1,146 @@
+"""Fleet holes session 22's review found, each as the attack it was, through two real daemons sharing a real
+redis-server; each failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.emulator.devstack import DevStack, new_real_key
+from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.test_fleet import Fleet, start_two
+from tests.redis_server import RedisServer
+
+
+class LateStream:
+    """A TCP relay to Redis that, while `late` is set, holds the replies of the connection that reads the fleet's
+    change stream (XREAD): an instance whose notices come late (or are lost), and nothing else of it is slowed."""
+
+    def __init__(self, port: int) -> None:
+        self.late = False
+        self._upstream = port
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            server = self._loop.run_until_complete(asyncio.start_server(self._pipe, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(5)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        streams = [False]
+
+        async def forward() -> None:
+            while data := await reader.read(65536):
+                streams[0] = streams[0] or b"XREAD" in data.upper()
+                up_writer.write(data)
+
+        task = asyncio.create_task(forward())
+        try:
+            while data := await up_reader.read(65536):
+                while streams[0] and self.late:
+                    await asyncio.sleep(0.05)
+                writer.write(data)
+        finally:
+            task.cancel()
+            writer.close()
+            up_writer.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, LateStream]]:
+    """Two instances; B reaches Redis through a relay that can make its change notices late."""
+    root = tmp_path_factory.mktemp("fleet-holes")
+    server = RedisServer(root / "redis").start()
+    relay = LateStream(server.port)
+    a = DevStack(root / "a", extra_config=server.config() + 'instance = "host-a"\n')
+    b = DevStack(root / "b", extra_config=server.config().replace(f":{server.port}/", f":{relay.port}/")
+                 + 'instance = "host-b"\n')
+    try:
+        start_two(a, b, "main", new_real_key())
+        yield Fleet(server, a, b), relay
+    finally:
+        a.close()
+        b.close()
+        relay.close()
+        server.stop()
+
+
+def signed(creds: dict[str, Any], dev: DevStack, method: str, path: str, params: str) -> tuple[int, dict[str, Any]]:
+    query = hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}")
+    ans = call(f"{dev.proxy_url}/main", method, path, **({"body": query} if method == "POST" else {"query": query}),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    return ans.status, ans.body
+
+
+def test_a_credential_rotated_out_on_one_instance_is_dead_on_an_instance_whose_notice_is_late(
+        late: tuple[Fleet, LateStream]) -> None:
+    """`bot rotate --grace 0` on A (a leaked credential): B, its notice late, verified the old credential on its old
+    snapshot; the gate found B behind and the request was decided again on the new one, by the bot's name, without
+    the credential's check: an order signed with the dead credential was placed after the command returned."""
+    fleet, relay = late
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+    old = fleet.a.add_bot("leaky", "main", "read,trade")
+    assert signed(old, fleet.b, "POST", "/api/v3/order", order)[0] == 200
+    time.sleep(1.5)  # B has applied everything so far
+    relay.late = True
+    try:
+        new = json.loads(fleet.a.cli("bot", "rotate", "leaky", "--grace", "0").stdout)
+        start = len(fleet.a.journal())
+        status, body = signed(old, fleet.b, "POST", "/api/v3/order", order)
+        assert status == 401 and body.get("error") in ("expired_credential", "unknown_bot"), body
+        assert [e for e in fleet.a.journal()[start:] if e["path"] == "/api/v3/order"] == []
+    finally:
+        relay.late = False
+    assert signed(new, fleet.b, "POST", "/api/v3/order", order)[0] == 200
+
+
+def test_while_redis_is_unreachable_a_bot_cannot_cancel_another_bots_order_placed_through_the_other_instance(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Cancels pass on an instance's own counters while Redis is out of reach, and the own-orders check read "no
+    owner" from the fleet's unreachable record: a COIN-M order (which the positions book does not hold) placed through
+    A was cancelled by another bot through B. Refused now (`shared_state_unavailable`); the bot's own orders placed
+    through B still cancel."""
+    fleet, _ = late
+    victim = fleet.a.add_bot("outage-victim", "main", "read,trade")
+    attacker = fleet.a.add_bot("outage-attacker", "main", "read,trade")
+    coin_m = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
+    status, body = signed(victim, fleet.a, "POST", "/dapi/v1/order", f"{coin_m}&price=20000")
+    assert status == 200, body
+    theirs = body["orderId"]
+    status, body = signed(attacker, fleet.b, "POST", "/dapi/v1/order", f"{coin_m}&price=20001")
+    assert status == 200, body
+    mine = body["orderId"]
+    time.sleep(1.0)
+    fleet.redis.stop()
+    try:
+        start = len(fleet.a.journal())
+        status, body = signed(attacker, fleet.b, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={theirs}")
+        assert (status, body.get("error")) == (503, "shared_state_unavailable"), body
+        assert [e for e in fleet.a.journal()[start:] if e["path"] == "/dapi/v1/order"] == []
+        status, body = signed(attacker, fleet.b, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={mine}")
+        assert status == 200 and body["status"] == "CANCELED", body  # its own, on B's record: a bot gets out
+    finally:
+        fleet.redis.start()
+    deadline = time.monotonic() + 15
+    while (answer := signed(victim, fleet.a, "GET", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={theirs}"))[0] \
+            != 200:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.3)
+    assert answer[1]["status"] == "NEW"
