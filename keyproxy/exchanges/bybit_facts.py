@@ -114,7 +114,7 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.path == "/v5/position/trading-stop":  # Bybit closes the position by orders of its own
         return RequestFacts(action="other", symbol=symbol, untracked=_CHILD_ORDERS)
     if req.path == "/v5/order/disconnected-cancel-all":  # every order of the account once a socket drops
-        return RequestFacts(action="other", cancels_all=True)
+        return RequestFacts(action="other", cancels_all=True, cancels_later=True)
     if req.path in _SETTINGS:
         return RequestFacts(action="other", symbol=symbol)
     if req.path == "/v5/order/amend":

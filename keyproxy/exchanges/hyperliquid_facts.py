@@ -190,7 +190,8 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
         return _cancel(symbols, cloids=tuple(c["cloid"].lower() for c in cancels
                                              if isinstance(c.get("cloid"), str) and c["cloid"]))
     if kind == "scheduleCancel":  # with a time: every order of the account cancelled then
-        return RequestFacts(action="cancel", cancels_all=action.get("time") is not None)
+        return RequestFacts(action="cancel", cancels_all=action.get("time") is not None,
+                            cancels_later=action.get("time") is not None)
     if kind == "twapCancel":
         return RequestFacts(action="cancel")
     if kind == "updateIsolatedMargin":

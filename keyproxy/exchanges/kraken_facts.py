@@ -199,7 +199,8 @@ def _cancel(method: str, params: Mapping[str, object], symbol: str | None) -> Re
         return RequestFacts(action="cancel", market=MARKET, cancels_all=True)
     if method == "CancelAllOrdersAfter":
         timeout = param_text(params, "timeout")
-        return RequestFacts(action="cancel", market=MARKET, cancels_all=timeout not in (None, "0"))
+        return RequestFacts(action="cancel", market=MARKET, cancels_all=timeout not in (None, "0"),
+                            cancels_later=timeout not in (None, "0"))
     named = _names(params.get("orders" if method == "CancelOrderBatch" else "txid"))
     txids = tuple(t for t in named if order_txid(t) is not None)
     clients = tuple(_names(params.get("cl_ord_ids" if method == "CancelOrderBatch" else "cl_ord_id")))

@@ -182,7 +182,8 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
                             cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))
                             if orders else (),
-                            cancels_all=every, cancels_unlisted=every and path not in _EVERY_ORDER)
+                            cancels_all=every, cancels_unlisted=every and path not in _EVERY_ORDER,
+                            cancels_later=path.endswith("/cancel-all-after") and param_text(params, "timeOut") != "0")
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
     if path in (_BATCH_PLACE, _BATCH_AMEND):

@@ -74,6 +74,9 @@ class RequestFacts:
     # a cancel-all of orders no open-orders listing shows (Binance conditional and algo orders, OKX spread and rfq
     # orders), which keyproxy does not attribute: refused once another bot placed anything in its scope
     cancels_unlisted: bool = False
+    # a timer the exchange will run down and then cancel every order of the scope (a countdown, a cancel-all-after, a
+    # disconnect-cancel-all): whose orders rest when it fires, no check made now can tell
+    cancels_later: bool = False
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

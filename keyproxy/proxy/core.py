@@ -251,8 +251,9 @@ class Core:
         except (NeedReference, NeedResting) as need:
             need.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, True)
             raise
-        except NeedQuiet as wait:  # decided again once the other bots' requests before it went (sweeps.py)
-            wait.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, fetched)
+        except NeedQuiet as wait:  # decided again once the other bots' requests before it went (sweeps.py), on
+            # references fetched anew if the wait made them old
+            wait.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome)
             raise
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
@@ -448,10 +449,16 @@ class Core:
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
         # only the bot's own orders: after its scope, rate and halt are checked (owner lookups and a cancel-all's
         # listing of resting orders cost far more, and a bot refused anyway must not make keyproxy do them)
+        if facts.cancels_later and (other := _other_trader(snap, account.info.name, name)) is not None:
+            raise Refused("policy_denied", f"bot {name!r}: this sets a timer that cancels every order of "
+                          f"{facts.scope} when it runs out, whoever placed them, and bot {other!r} trades on this "
+                          "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
             self.sweeps.check(account.info.name, name, outcome.request_id, facts)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched)
+            if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched):
+                # an order of no known owner may be another bot's on its way: its answer names the owner
+                self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
         shared = outcome.shared
 
         def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)
@@ -687,7 +694,8 @@ class Core:
         status, body, outcome, journaled = learning[3:7]
         if outcome.placed_by is None or (status < 500 and body):
             self.in_flight.answered(outcome)
-        # else "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
+        else:  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
+            self.in_flight.unanswered(outcome)
         if journaled is not None and self.journal is not None:
             self.journal.done(journaled)
 
@@ -720,6 +728,17 @@ class Core:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
+
+
+def _other_trader(snap: Snapshot, account: str, bot: str) -> str | None:
+    """Another bot of the account that may place orders (active or suspended, with the trade scope)."""
+    for entries in (snap.bots_by_key, snap.bots_by_token):
+        for entry in entries.values():
+            info = entry.info
+            if info.account == account and info.name != bot and info.status in ("active", "suspended") \
+                    and "trade" in entry.policy.scopes:
+                return str(info.name)
+    return None
 
 
 def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103

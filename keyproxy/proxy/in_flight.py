@@ -27,6 +27,8 @@ class InFlight:
         self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float, bool]]] = {}
         self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
         self.landed: Callable[[str], None] = lambda request_id: None  # sweeps.py: a request's answer read, or unsent
+        self.unheard: Callable[[str], None] = lambda request_id: None  # sweeps.py: its answer will never be read
+        self._unheard: set[str] = set()  # orders whose answer will never be read (still counted till they lapse)
 
     def bots(self) -> list[str]:
         """The bots with requests on their way."""
@@ -62,7 +64,22 @@ class InFlight:
         for request_id, (_, until, _places) in list(mine.items()):
             if until <= now:
                 del mine[request_id]
+                self._unheard.discard(request_id)
         return [legs for legs, _, places in mine.values() if places or not placing]
+
+    def awaited(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
+        """The legs of the bot's orders on their way whose answer may still be read (what a cancel-all can wait
+        for: not one whose socket closed, whose upstream call failed, or whose answer said nothing of its fate)."""
+        self.legs(bot, now)
+        return [legs for request_id, (legs, _, places) in self._placing.get(bot, {}).items()
+                if places and request_id not in self._unheard]
+
+    def unanswered(self, outcome: Any) -> None:
+        """The request went upstream and its answer will never be read (the bot's socket closed, the upstream call
+        timed out or failed, a 5xx said nothing): its order keeps counting until it lapses; nothing waits for it."""
+        if outcome.placed_by is not None and outcome.request_id in self._placing.get(outcome.placed_by[0], {}):
+            self._unheard.add(outcome.request_id)
+        self.unheard(outcome.request_id)
 
     def count(self, bot: str, now: float) -> int:
         """The bot's orders on their way: they hold open-order places."""
@@ -96,6 +113,7 @@ class InFlight:
             mine = self._placing.get(outcome.placed_by[0])
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
                 del self._placing[outcome.placed_by[0]]
+            self._unheard.discard(outcome.request_id)
         self.landed(outcome.request_id)
         shared = outcome.shared
         if shared is None or self.flights is None or shared.in_flight is None:

@@ -78,7 +78,11 @@ class MarketData:
             except NeedReference as need:
                 await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
                 decide = need.resume
-        return decide()
+        try:
+            return decide()
+        except (NeedQuiet, NeedResting, NeedReference):  # asked for more than NEEDS times: never a 500
+            raise Refused("unavailable", "this request's decision kept waiting for other requests; retry", 1.0) \
+                from None
 
     async def ensure_markets(self, route: Route, incoming: IncomingRequest) -> None:
         """Before a request (or WebSocket frame) naming a market by an id keyproxy has no name for: fetch the

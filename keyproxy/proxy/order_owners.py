@@ -135,7 +135,7 @@ class OrderOwners:
             others += owner != bot
         return others
 
-    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False) -> None:
+    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False) -> bool:
         """Refuse a request that would change or cancel another bot's resting orders (docs/policy.md, "Only its own
         orders"): an amend's legs, by their order's owner on record (the positions book holds only orders in
         markets whose fills keyproxy reads; the attribution record, every order it saw placed); a cancel's orders,
@@ -143,30 +143,36 @@ class OrderOwners:
         stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
         removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters.
         `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`). In a fleet whose
-        shared record cannot be read, an order this instance has no record of may be another bot's: refused."""
+        shared record cannot be read, an order this instance has no record of may be another bot's: refused.
+        True when an order it names has no owner on record (placed outside keyproxy, or another bot's still on its
+        way: the core lets the other bots' orders on their way land first, sweeps.py)."""
         try:
-            self._only_own(account, adapter, bot, facts, listed)
+            return self._only_own(account, adapter, bot, facts, listed)
         except OwnersUnknown:
             raise Refused("shared_state_unavailable", "the fleet's record of who placed which order cannot be read, "
                           "and this instance has none of an order this request would change or cancel: it may be "
                           "another bot's. Retry, or go through the instance that placed it", 1.0) from None
 
-    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> None:
+    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> bool:
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
+        unowned = False
         for leg in facts.placed() if facts.action == "amend" else ():
-            if leg.order_id and self.owner(account, adapter, leg.order_id, leg.scope) not in (None, bot):
+            if leg.order_id and (owner := self.owner(account, adapter, leg.order_id, leg.scope)) not in (None, bot):
                 raise deny(f"order {leg.order_id} was placed by another bot on this account: a bot amends only its "
                            "own orders")
+            unowned = unowned or bool(leg.order_id) and owner is None
         for order_id in facts.cancels:
-            if self.owner(account, adapter, order_id, facts.scope) not in (None, bot):
+            if (owner := self.owner(account, adapter, order_id, facts.scope)) not in (None, bot):
                 raise deny(f"order {order_id} was placed by another bot on this account: a bot cancels only its "
                            "own orders")
+            unowned = unowned or owner is None
         for client_id in facts.cancels_by_client:
-            if self.client_owner(account, adapter, client_id, facts.scope, bot) not in (None, bot):
+            if (owner := self.client_owner(account, adapter, client_id, facts.scope, bot)) not in (None, bot):
                 raise deny(f"the order with client id {client_id[:64]!r} was placed by another bot on this "
                            "account: a bot cancels only its own orders")
+            unowned = unowned or owner is None
         if facts.cancels_all and facts.cancels_unlisted:  # orders no listing shows: any of another bot's there
             if (other := self._other_placed(account, bot, *facts.scope.split(":", 1))) is not None:
                 raise deny(f"this would cancel orders of {facts.scope} keyproxy cannot attribute (conditional, algo, "
@@ -180,9 +186,11 @@ class OrderOwners:
             if order_id is None:
                 raise deny("name the order by the exchange's order id, not a client id: keyproxy cannot tell whose "
                            "order a client id names, and a bot changes only its own orders")
-            if self.owner(account, adapter, order_id, facts.scope) not in (None, bot):
+            if (owner := self.owner(account, adapter, order_id, facts.scope)) not in (None, bot):
                 raise deny(f"order {order_id} was placed by another bot on this account: a bot changes only its "
                            "own orders")
+            unowned = unowned or owner is None
+        return unowned
 
     def _other_resting(self, account: str, adapter: Adapter, bot: str, scope: str, listed: bool) -> str | None:
         """Another bot's order resting in `scope` where the positions book does not hold the market's orders: from

@@ -203,11 +203,13 @@ class Pipeline:
                 return answer
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
+            self.core.in_flight.unanswered(outcome)  # its fate unknown: counted till it lapses, nothing waits for it
             if endpoint.cls in (EndpointClass.TRADE, EndpointClass.WITHDRAW, EndpointClass.TRANSFER):
                 raise Refused("upstream_timeout", "the exchange did not answer in time; the request's fate is "
                               "unknown: query its status before resubmitting (keyproxy never retries it)") from None
             raise Refused("upstream_timeout", "the exchange did not answer in time") from None
         except aiohttp.ClientError as e:
+            self.core.in_flight.unanswered(outcome)
             raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__})") from None
 
     async def _stream_rest(self, request: web.BaseRequest, resp: aiohttp.ClientResponse, headers: dict[str, str],

@@ -425,11 +425,15 @@ def test_a_coin_m_cancel_all_is_refused_while_another_bots_order_rests(dev: DevS
     assert status == 200, body
     start = len(dev.journal())
     for method, path, params in [("DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP"),
-                                 ("POST", "/dapi/v1/countdownCancelAll", "symbol=BTCUSD_PERP&countdownTime=1000")]:
+                                 ("DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")]:
         status, body, arrived = send(dev, other, method, path, params)
         assert body.get("error") == "policy_denied" and "dall-owner" in body["message"] and arrived == [], body
     # what decided them: one listing (the second cancel-all reuses it: no order changed since, and it is recent)
     assert [e["path"] for e in dev.journal()[start:]].count("/dapi/v1/openOrders") == 1
+    # a countdown fires later, on whatever rests then: refused on an account other bots trade on (session 22)
+    status, body, arrived = send(dev, other, "POST", "/dapi/v1/countdownCancelAll",
+                                 "symbol=BTCUSD_PERP&countdownTime=1000")
+    assert body.get("error") == "policy_denied" and "trades on this account" in body["message"] and arrived == [], body
     status, body, arrived = send(dev, owner, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")
     assert status == 200 and len(arrived) == 1, body  # its own order: the owner's cancel-all passes
     status, body, arrived = send(dev, other, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")

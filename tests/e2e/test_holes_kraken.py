@@ -139,3 +139,16 @@ def test_a_cancel_of_an_order_placed_outside_keyproxy_frees_no_place(dev: DevSta
     with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
         ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
     assert placed(dev, start, "AddOrder") == 0
+
+
+def test_a_timer_that_cancels_every_order_later_is_refused_on_a_shared_account(dev: DevStack) -> None:
+    """Session 22's review: CancelAllOrdersAfter armed while no other bot's order rested passed the own-orders check,
+    then fired and cancelled the orders another bot placed meanwhile. A timer's cancel is judged when it fires, which
+    no check made now can see: refused while another bot trades on the account (keyproxy's own dead-man's switch
+    covers a shared account); disarming it (timeout 0) passes."""
+    timer = bot(dev, "krtimer")  # the module's other bots trade on this account
+    start = len(dev.journal())
+    with pytest.raises(ccxt.BaseError, match="trades on this account"):
+        timer.privatePostCancelAllOrdersAfter({"timeout": 60})
+    assert [e for e in dev.journal()[start:] if e["path"] == "/0/private/CancelAllOrdersAfter"] == []
+    timer.privatePostCancelAllOrdersAfter({"timeout": 0})

@@ -108,3 +108,64 @@ def test_orders_of_the_same_bot_and_of_other_symbols_do_not_wait(dev: DevStack) 
         hold(dev)
     assert status == 200 and elsewhere < 0.5, (body, elsewhere)
     assert "error" not in swept[1] or swept[1].get("code") == -2011, swept
+
+
+def test_a_cancel_by_client_id_of_another_bots_order_on_its_way_waits_for_its_answer(dev: DevStack) -> None:
+    """Session 22's second review: client ids are recorded from answers, so a cancel by the client id of another bot's
+    order the exchange had executed but whose answer was not read yet passed (no owner on record) and cancelled it.
+    A cancel naming an order of no known owner now waits for the other bots' orders on their way in its scope."""
+    victim = dev.add_bot("sw-cid-victim", "main", "read,trade")
+    attacker = dev.add_bot("sw-cid-attacker", "main", "read,trade")
+    hold(dev, hold_after_containing=["newClientOrderId=sw-cid-1"], hold_seconds=1.5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(send, victim, "POST", "/api/v3/order",
+                                  f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.0011&newClientOrderId=sw-cid-1")
+            time.sleep(0.5)
+            status, body = send(attacker, "DELETE", "/api/v3/order", "symbol=LTCBTC&origClientOrderId=sw-cid-1")
+            placed = placing.result(timeout=30)
+    finally:
+        hold(dev)
+    assert placed[0] == 200, placed
+    assert body.get("error") == "policy_denied" and "another bot" in body["message"], body
+    assert placed[1]["orderId"] in resting(victim, "LTCBTC")
+    assert send(victim, "DELETE", "/api/v3/order", "symbol=LTCBTC&origClientOrderId=sw-cid-1")[0] == 200
+
+
+def test_an_order_whose_socket_closed_holds_no_cancel_all_back(dev: DevStack) -> None:
+    """Session 22's second review: an order frame sent on the WebSocket API with the socket closed right behind it
+    stayed "on its way" for 60 s (its answer never read); a neighbour's cancel-all waited for it, expired its own
+    wait entry, and ended after 48 s in internal_error. Such an order still counts against its bot's caps, but
+    nothing waits for an answer that cannot come."""
+    import asyncio
+    import hashlib
+    import hmac
+    import json
+
+    import aiohttp
+
+    victim = dev.add_bot("sw-close-victim", "main", "read,trade")
+    attacker = dev.add_bot("sw-close-attacker", "main", "read,trade")
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC", "quantity": "0.001",
+              "price": "20000", "apiKey": attacker["api_key"], "timestamp": now_ms()}
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params["signature"] = hmac.new(attacker["secret"].encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+    async def send_then_close() -> None:
+        url = attacker["base_url"].replace("http://", "ws://") + "/ws-api/v3"
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url)
+            await ws.send_str(json.dumps({"id": "a1", "method": "order.place", "params": params}))
+            await ws.close()
+
+    hold(dev, hold_after_containing=['"id":"a1"', "IOC"], hold_seconds=2.0)  # its answer comes after the close
+    try:
+        asyncio.run(send_then_close())
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, body = send(victim, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")
+        took = time.monotonic() - started
+    finally:
+        hold(dev)
+    assert status != 500 and body.get("error") != "internal_error", body
+    assert took < 3.0, took  # at most until the attacker's socket closed, never its order's 60 s

@@ -98,3 +98,67 @@ def test_a_waiter_wakes_when_what_it_waits_for_goes() -> None:
         return loop.time() - started
 
     assert asyncio.run(run()) < 0.5  # woken by the release, not by the once-a-second look
+
+
+def test_an_order_waits_for_a_cancel_all_once_and_then_goes_never_refused() -> None:
+    """Session 22's second review: colluding bots chained cancel-alls so a neighbour's order waited its longest and
+    was refused. An order that waited goes, whatever is still pending."""
+    sweeps, _ = desk()
+    sweeps.check("acct", "a", "c1", SWEEP)
+    with pytest.raises(NeedQuiet):
+        sweeps.check("acct", "b", "o1", ORDER)
+    sweeps.check("acct", "b", "o1", ORDER)  # still pending: it goes all the same
+
+
+def test_a_cancel_all_whose_answer_cannot_come_holds_others_a_moment_only() -> None:
+    now = [100.0]
+    flights = InFlight()
+    sweeps = Sweeps(flights, lambda bot: "acct", lambda: now[0])
+    sweeps.check("acct", "a", "c1", SWEEP)
+    flights.unanswered(SimpleNamespace(placed_by=None, request_id="c1", shared=None))  # its socket closed
+    now[0] += sweeps_module.ORPHAN_HOLD_S
+    sweeps.check("acct", "b", "o1", ORDER)  # no wait
+
+
+def test_an_order_whose_answer_cannot_come_holds_no_cancel_all_back_but_still_counts() -> None:
+    sweeps, flights = desk()
+    order = sent(flights, "b", "o1")
+    flights.unanswered(order)
+    sweeps.check("acct", "a", "c1", SWEEP)
+    assert flights.count("b", 100.0) == 1
+
+
+def test_a_cancel_of_an_order_of_no_known_owner_waits_for_other_bots_orders_on_their_way() -> None:
+    sweeps, flights = desk()
+    order = sent(flights, "b", "o1")
+    cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels=("1000001",))
+    with pytest.raises(NeedQuiet) as wait:
+        sweeps.check_unowned("acct", "a", "x1", cancel)
+    assert not wait.value.ready()
+    flights.land(order)
+    assert wait.value.ready()
+    sweeps.check_unowned("acct", "a", "x1", cancel)  # decided again: goes (its owner is on record by now)
+    sent(flights, "b", "o2")
+    with pytest.raises(NeedQuiet):
+        sweeps.check_unowned("acct", "a", "x2", cancel)
+    with pytest.raises(Refused, match="unavailable|still waiting"):  # waited its longest: the canceller retries
+        sweeps.check_unowned("acct", "a", "x2", cancel)
+    sweeps.check("acct", "b", "o3", ORDER)  # an unowned cancel holds no order back
+
+
+def test_a_decision_that_keeps_asking_to_wait_is_refused_never_a_500() -> None:
+    from keyproxy.proxy.market_data import MarketData
+
+    sweeps, _ = desk()
+    data = MarketData.__new__(MarketData)
+    data.core = SimpleNamespace(sweeps=sweeps)  # type: ignore[assignment]
+
+    def decide() -> tuple[object, object]:
+        wait = NeedQuiet(lambda: True)
+        wait.resume = decide
+        raise wait
+
+    route = SimpleNamespace(account=None)
+    with pytest.raises(Refused) as refused:
+        asyncio.run(data.settle(route, decide))  # type: ignore[arg-type]
+    assert refused.value.code == "unavailable"
