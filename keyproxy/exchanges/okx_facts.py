@@ -273,9 +273,12 @@ def _order(params: dict[str, object]) -> RequestFacts:
         action="order", symbol=symbol, market=market, side=side.upper() or None,
         order_type=order_type.upper() or None, quantity=size if base or contract else None,
         quote_quantity=size if quote else None, price=price, contract=contract, conflict=conflict,
-        # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash
-        # order's flag means nothing; a spot margin order (cross/isolated) borrows automatically
-        reduce_only=param_true(params, "reduceOnly") and td_mode != "cash",
+        # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash order's flag
+        # means nothing, nor one in long/short mode (a `posSide` of long or short: buy+long opens a long whatever the
+        # flag says; the bot can switch the account's mode itself) or an option's; a spot margin order (cross,
+        # isolated) borrows automatically
+        reduce_only=param_true(params, "reduceOnly") and td_mode != "cash" and market != "option"
+        and (param_text(params, "posSide") or "net").lower() == "net",
         borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params))
 
 

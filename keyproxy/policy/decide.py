@@ -251,8 +251,11 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
         charges.extend([key] * tokens)
 
     value = None
+    valued = facts  # what the notional limits read: an amend keeping its order's price is worth that price
+    if facts.action == "amend" and (policy.max_order_notional is not None or policy.daily_notional_cap is not None):
+        valued = _amends_priced(facts, risk)
     if endpoint_class == "trade":
-        trade = _trade_checks(facts, policy, known, account_limits)
+        trade = _trade_checks(valued, policy, known, account_limits)
         if trade is None:
             trade = _risk_checks(facts, policy, references or {}, account_limits, counters, bot, now)
         if trade is None and risk is not None:
@@ -264,7 +267,7 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
                 return deny(DenyCode.OPEN_ORDERS, f"{usage.open_orders} open orders and {len(legs)} more: "
                             f"the cap is {policy.max_open_orders}")
         if legs:
-            value = total_notional(facts, known)
+            value = total_notional(valued, known)
             if policy.daily_notional_cap is not None:
                 if value is None:
                     return deny(DenyCode.NOTIONAL_UNKNOWN, "cannot value this order against the daily cap")
@@ -278,6 +281,26 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
             return withdrawal
     shapes = tuple(order_shape(leg) for leg in legs) if policy.duplicate_orders and facts.action == "order" else ()
     return allowed(tuple(charges), value, facts.amount if facts.action == "withdraw" else None, shapes)
+
+
+def _amends_priced(facts: RequestFacts, risk: RiskView | None) -> RequestFacts:
+    """An amend's legs as the notional limits value them: a leg that names no new price keeps its order's, which
+    the exchange goes on executing at (a size-only amend of a sell resting far above the market is worth that
+    price, not the market's): the positions book's price and side, else refused as unvalued (session 22's review)."""
+    legs = facts.placed()
+    out = []
+    for i, leg in enumerate(legs):
+        if leg.price is None and not leg.book_priced and leg.quote_quantity is None:
+            order = risk.amended[i] if risk is not None and i < len(risk.amended) else None
+            if order is not None and order.price is not None:
+                leg = replace(leg, price=order.price, side=leg.side or order.side)
+            else:
+                leg = replace(leg, conflict=leg.conflict or "an amend that keeps its order's price, of an order "
+                              "keyproxy does not hold: name the new price too")
+        out.append(leg)
+    if facts.orders:
+        return replace(facts, orders=tuple(out))
+    return out[0] if out else facts
 
 
 def price_band(policy: BotPolicy, account_limits: AccountLimits | None) -> Decimal | None:

@@ -26,8 +26,10 @@ class InFlight:
     def __init__(self) -> None:
         self._placing: dict[str, dict[str, tuple[tuple[RequestFacts, ...], float, bool]]] = {}
         self.flights: Any = None  # fleet/usage.py FleetUsage: releases the gate's in-flight reservations
-        self.landed: Callable[[str], None] = lambda request_id: None  # sweeps.py: a request's answer read, or unsent
-        self.unheard: Callable[[str], None] = lambda request_id: None  # sweeps.py: its answer will never be read
+        # sweeps.py, told (request id, account): a request's answer was read or it ended unsent; its answer will never
+        # be read
+        self.landed: Callable[[str, str | None], None] = lambda request_id, account: None
+        self.unheard: Callable[[str, str | None], None] = lambda request_id, account: None
         self._unheard: set[str] = set()  # orders whose answer will never be read (still counted till they lapse)
 
     def bots(self) -> list[str]:
@@ -79,7 +81,7 @@ class InFlight:
         timed out or failed, a 5xx said nothing): its order keeps counting until it lapses; nothing waits for it."""
         if outcome.placed_by is not None and outcome.request_id in self._placing.get(outcome.placed_by[0], {}):
             self._unheard.add(outcome.request_id)
-        self.unheard(outcome.request_id)
+        self.unheard(outcome.request_id, getattr(outcome, "account", None))
 
     def count(self, bot: str, now: float) -> int:
         """The bot's orders on their way: they hold open-order places."""
@@ -114,7 +116,7 @@ class InFlight:
             if mine is not None and mine.pop(outcome.request_id, None) is not None and not mine:
                 del self._placing[outcome.placed_by[0]]
             self._unheard.discard(outcome.request_id)
-        self.landed(outcome.request_id)
+        self.landed(outcome.request_id, getattr(outcome, "account", None))
         shared = outcome.shared
         if shared is None or self.flights is None or shared.in_flight is None:
             return

@@ -9,8 +9,10 @@ the exchange's listing):
 So, first come first served per account: a cancel-all waits until the other bots' orders on their way in its scope
 are answered (then `only_own` sees them resting, and refuses), and another bot's order in its scope waits while the
 cancel-all is pending (decided, or on its way: its answer not read). A cancel naming an order keyproxy has no owner
-for (by id or client id: the order may be another bot's still on its way, an id guessed from the sequence) waits for
-the other bots' orders on their way in its scope the same way, then is decided on their owners.
+for (by id or client id: the order may be another bot's still on its way, an id guessed from the sequence) is kept in
+order the same way as a cancel-all: it waits for the other bots' orders on their way in its scope, then is decided on
+their owners, and the other bots' orders in its scope wait while it is pending (an order sent after a guessed cancel
+could otherwise be executed first and cancelled by it). A cancel naming several orders is scoped to every market.
 
 The waits are bounded and never refuse the neighbour: an order waits for a cancel-all at most once (then goes); a
 cancel-all holds others at most SWEEP_HOLD_S from its decision, ORPHAN_HOLD_S once its answer can no longer come (its
@@ -36,13 +38,15 @@ QUIET_WAIT_S = 12.0  # a request waits this long at most for the other bots' req
 SWEEP_HOLD_S = 10.0  # a cancel-all holds other bots' orders this long at most after its decision
 ORPHAN_HOLD_S = 1.0  # ... and this long once its answer can no longer be read (the frame's socket closed)
 MAX_PENDING = 10_000  # entries per account: more is a flood, refused (each entry is a request still waiting)
+MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the other bots nothing
 
 
 class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches a bot
     """The decision must wait for other bots' requests before it (`Sweeps.quiet`), then `resume()`."""
 
-    def __init__(self, ready: Callable[[], bool]) -> None:
+    def __init__(self, account: str, ready: Callable[[], bool]) -> None:
         super().__init__("waiting for other bots' requests")
+        self.account = account
         self.ready = ready
         self.deadline = time.monotonic() + QUIET_WAIT_S
         self.resume: Callable[[], object] = lambda: None  # set by the core: the same decision, once more
@@ -53,14 +57,14 @@ class _Entry:
     number: int  # arrival order on the account
     bot: str
     scopes: tuple[str, ...]
-    kind: str  # "sweep" (a cancel-all: holds others' orders), "order" (waiting for one), "wait" (an unowned cancel)
+    kind: str  # "sweep" (a cancel-all or an unowned cancel: holds others' orders), "order" (waiting for one)
     until: float  # the core's clock (s): forgotten then, whatever happened
     waited: bool = False
     passed: bool = False
 
 
 class Sweeps:
-    """The cancel-alls pending per account, and the requests waiting for them or for orders on their way."""
+    """The cancel-alls (and cancels of unowned orders) pending per account, and the orders waiting for them."""
 
     def __init__(self, in_flight: InFlight, account_of: Callable[[str], str | None],
                  clock: Callable[[], float]) -> None:
@@ -69,8 +73,9 @@ class Sweeps:
         self._clock = clock  # seconds
         self._pending: dict[str, dict[str, _Entry]] = {}  # account -> request id -> entry
         self._where: dict[str, str] = {}  # request id -> account
+        self._per_bot: dict[tuple[str, str], int] = {}  # (account, bot) -> its entries
         self._count = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
@@ -83,56 +88,55 @@ class Sweeps:
         legs = facts.placed()
         if not sweep and not legs:
             return
-        scopes = (facts.scope,) if sweep else tuple({leg.scope for leg in legs})
-        entry = self._entry(account, bot, request_id, scopes, "sweep" if sweep else "order")
+        self._gate(account, bot, request_id, (facts.scope,) if sweep else tuple({leg.scope for leg in legs}),
+                   "sweep" if sweep else "order")
+
+    def check_unowned(self, account: str, bot: str, request_id: str, facts: RequestFacts) -> None:
+        """A cancel (or amend) naming an order keyproxy has no owner for, kept in order as a cancel-all: it waits for
+        the other bots' orders on their way in its scope (their answers name their owners: decided again on them),
+        and holds their orders sent after it until its answer is read."""
+        named = len(facts.cancels) + len(facts.cancels_by_client) + len(facts.touches) \
+            + (len(facts.placed()) if facts.action == "amend" else 0)
+        self._gate(account, bot, request_id, (facts.scope if named <= 1 else "*:*",), "sweep")
+
+    def _gate(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> None:
+        entry = self._entry(account, bot, request_id, scopes, kind)
         now = self._clock()
         blocker = self._blocker(account, entry, now)
-        if blocker is None or entry.waited and not sweep:  # an order waits once, never to be refused
-            if sweep:
+        if blocker is None or entry.waited and kind == "order":  # an order waits once, never to be refused
+            if kind == "sweep":
                 if not entry.passed:  # held from now until its answer is read, SWEEP_HOLD_S at most
                     entry.passed, entry.until = True, now + SWEEP_HOLD_S
             else:
-                self.release(request_id)  # it goes: from here its in-flight record stands for it
+                self.release(request_id, account)  # it goes: from here its in-flight record stands for it
             return
-        self._wait(entry, account, bot, request_id, blocker)
-
-    def check_unowned(self, account: str, bot: str, request_id: str, facts: RequestFacts) -> None:
-        """A cancel naming an order keyproxy has no owner for: `NeedQuiet` while another bot's order is on its way in
-        its scope (its answer names its owner), `Refused` if one still is after the wait."""
-        entry = self._entry(account, bot, request_id, (facts.scope,), "wait")
-        blocker = self._blocker(account, entry, self._clock())
-        if blocker is None:
-            self.release(request_id)
-            return
-        self._wait(entry, account, bot, request_id, blocker)
+        if entry.waited:
+            self.release(request_id, account)
+            raise Refused("unavailable", f"bot {bot!r}: another bot's request in this scope is still waiting for the "
+                          f"exchange's answer after {QUIET_WAIT_S:g} s; retry once it has one", 1.0)
+        entry.waited = True
+        raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 
     def _entry(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> _Entry:
         entries = self._pending.setdefault(account, {})
         entry = entries.get(request_id)
         if entry is None:
-            if len(entries) >= MAX_PENDING:
+            if len(entries) >= MAX_PENDING or self._per_bot.get((account, bot), 0) >= MAX_PER_BOT:
                 self._expire(account, self._clock())
-                if len(entries) >= MAX_PENDING:
-                    raise Refused("unavailable", "too many requests waiting on this account's cancel-alls; retry", 1.0)
+                if len(entries) >= MAX_PENDING or self._per_bot.get((account, bot), 0) >= MAX_PER_BOT:
+                    raise Refused("unavailable", f"bot {bot!r}: too many of its requests wait on this account's "
+                                  "cancels; retry", 1.0)
             self._count += 1
             entry = entries[request_id] = _Entry(self._count, bot, scopes, kind,
                                                  self._clock() + QUIET_WAIT_S + SWEEP_HOLD_S)
             self._where[request_id] = account
+            self._per_bot[(account, bot)] = self._per_bot.get((account, bot), 0) + 1
         return entry
-
-    def _wait(self, entry: _Entry, account: str, bot: str, request_id: str, blocker: _Entry) -> None:
-        if entry.waited:
-            self.release(request_id)
-            what = "a cancel-all" if blocker.kind == "sweep" else "an order"
-            raise Refused("unavailable", f"bot {bot!r}: {what} of bot {blocker.bot!r} in this scope is still waiting "
-                          f"for the exchange's answer after {QUIET_WAIT_S:g} s; retry once it has one", 1.0)
-        entry.waited = True
-        raise NeedQuiet(lambda: self._blocker(account, entry, self._clock()) is None)
 
     def _expire(self, account: str, now: float) -> None:
         for request_id, other in list(self._pending.get(account, {}).items()):
             if other.until <= now:
-                self.release(request_id)
+                self.release(request_id, account)
 
     def _blocker(self, account: str, entry: _Entry, now: float) -> _Entry | None:
         """Another bot's request before `entry` that must reach the exchange first (None: none)."""
@@ -140,11 +144,10 @@ class Sweeps:
             if other is entry:
                 continue
             if other.until <= now:
-                self.release(request_id)
+                self.release(request_id, account)
                 continue
-            # an order waits for the cancel-alls before it; a cancel-all, for the orders waiting before it
-            before = entry.kind == "order" and other.kind == "sweep" or entry.kind == "sweep" and other.kind == "order"
-            if before and other.number < entry.number and other.bot != entry.bot \
+            # an order waits for the cancels before it; a cancel, for the orders waiting before it
+            if other.kind != entry.kind and other.number < entry.number and other.bot != entry.bot \
                     and _any_overlap(other.scopes, entry.scopes):
                 return other
         if entry.kind == "order":
@@ -158,35 +161,41 @@ class Sweeps:
                     return _Entry(0, bot, scopes, "order", now)
         return None
 
-    def release(self, request_id: str) -> None:
-        """The request's answer was read, or it ended unsent: the requests waiting for it may go."""
-        account = self._where.pop(request_id, None)
-        if account is None:  # an order (on its way since its check): a cancel-all may be waiting for it
-            self.changed()
-            return
-        entries = self._pending.get(account)
-        if entries is not None:
-            entries.pop(request_id, None)
-            if not entries:
-                del self._pending[account]
-        self.changed()
+    def release(self, request_id: str, account: str | None = None) -> None:
+        """The request's answer was read, or it ended unsent: the requests waiting for it may go. `account`: where
+        (an order's, whose request id has no entry: a cancel may be waiting for its answer)."""
+        where = self._where.pop(request_id, None)
+        if where is not None:
+            entries = self._pending.get(where)
+            entry = entries.pop(request_id, None) if entries is not None else None
+            if entries is not None and not entries:
+                del self._pending[where]
+            if entry is not None:
+                key = (where, entry.bot)
+                if self._per_bot.get(key, 0) <= 1:
+                    self._per_bot.pop(key, None)
+                else:
+                    self._per_bot[key] -= 1
+        self.changed(where or account)
 
-    def unheard(self, request_id: str) -> None:
+    def unheard(self, request_id: str, account: str | None = None) -> None:
         """The request's answer will never be read (its socket closed, its upstream call failed): a cancel-all holds
         others ORPHAN_HOLD_S more at most (sent: the exchange may still be executing it), an order none."""
-        account = self._where.get(request_id)
-        entry = self._pending.get(account, {}).get(request_id) if account is not None else None
+        where = self._where.get(request_id)
+        entry = self._pending.get(where, {}).get(request_id) if where is not None else None
         if entry is not None:
             entry.until = min(entry.until, self._clock() + ORPHAN_HOLD_S)
-        self.changed()
+        self.changed(where or account)
 
-    def changed(self) -> None:
+    def changed(self, account: str | None = None) -> None:
+        """Wake the requests waiting on `account` (None: on every account) to look again."""
         if not self._waiters:
             return
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        for name in (account,) if account is not None else tuple(self._waiters):
+            waiters = self._waiters.pop(name, None) or []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def quiet(self, need: NeedQuiet) -> None:
         """Until what `need` waits for went, or its deadline."""
@@ -196,7 +205,7 @@ class Sweeps:
             if left <= 0:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
+            self._waiters.setdefault(need.account, []).append(waiter)
             try:
                 async with asyncio.timeout(min(left, 1.0)):  # and a look each second (an entry's hold running out)
                     await waiter
@@ -205,8 +214,11 @@ class Sweeps:
             finally:
                 if not waiter.done():
                     waiter.cancel()
+                    waiting = self._waiters.get(need.account, [])
                     with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
+                        waiting.remove(waiter)
+                    if not waiting:
+                        self._waiters.pop(need.account, None)
 
 
 def _any_overlap(scopes: tuple[str, ...], others: tuple[str, ...]) -> bool:

@@ -169,3 +169,29 @@ def test_an_order_whose_socket_closed_holds_no_cancel_all_back(dev: DevStack) ->
         hold(dev)
     assert status != 500 and body.get("error") != "internal_error", body
     assert took < 3.0, took  # at most until the attacker's socket closed, never its order's 60 s
+
+
+def test_a_cancel_of_a_guessed_order_id_sent_before_the_order_cannot_cancel_it(dev: DevStack) -> None:
+    """Session 22's third review: a cancel naming the next order id (Binance's ids are sequential) or a client id
+    another bot will use, decided before that bot's order existed, held nothing back: the order, sent after it, could
+    be executed first and cancelled by it. Such a cancel now holds the other bots' orders in its scope until its
+    answer is read, as a cancel-all does."""
+    victim = dev.add_bot("sw-guess-victim", "main", "read,trade")
+    attacker = dev.add_bot("sw-guess-attacker", "main", "read,trade")
+    status, own = send(attacker, "POST", "/api/v3/order", f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.001")
+    assert status == 200, own
+    guess = own["orderId"] + 1
+    for cancel, client_id in ((f"orderId={guess}", "sw-guess-1"), ("origClientOrderId=sw-guess-2", "sw-guess-2")):
+        hold(dev, hold_before_containing=[f"{cancel}&"], hold_seconds=1.0)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                cancelling = pool.submit(send, attacker, "DELETE", "/api/v3/order", f"symbol=LTCBTC&{cancel}")
+                time.sleep(0.3)
+                status, placed = send(victim, "POST", "/api/v3/order",
+                                      f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.0012&newClientOrderId={client_id}")
+                cancelled = cancelling.result(timeout=30)
+        finally:
+            hold(dev)
+        assert status == 200, placed
+        assert cancelled[1].get("code") == -2011, cancelled  # reached the exchange first: found nothing
+        assert placed["orderId"] in resting(victim, "LTCBTC")

@@ -611,17 +611,22 @@ def test_prices_from_public_tickers() -> None:
     assert ADAPTER.prices("/api/v5/market/ticker", b"not json") == {}
 
 
-@pytest.mark.parametrize("td_mode, inst, reduce_only, borrows", [
-    ("cash", "BTC-USDT", False, False),  # a spot cash order's reduceOnly means nothing (issue 14 item 5)
-    ("cross", "BTC-USDT", True, True),  # spot margin: reduce-only enforced, and it borrows (item 7)
-    ("cross", "BTC-USDT-SWAP", True, False),
+@pytest.mark.parametrize("td_mode, inst, reduce_only, borrows, extra", [
+    ("cash", "BTC-USDT", False, False, {}),  # a spot cash order's reduceOnly means nothing (issue 14 item 5)
+    ("cross", "BTC-USDT", True, True, {}),  # spot margin: reduce-only enforced, and it borrows (item 7)
+    ("cross", "BTC-USDT-SWAP", True, False, {}),
+    ("cross", "BTC-USDT-SWAP", True, False, {"posSide": "net"}),
+    # session 22's review: "FUTURES/SWAP orders in net mode" only; in long/short mode buy+long opens a long
+    ("cross", "BTC-USDT-SWAP", False, False, {"posSide": "long"}),
+    ("isolated", "BTC-USD-261225", False, False, {"posSide": "short"}),
+    ("cross", "BTC-USD-261225-60000-C", False, False, {}),  # options: not among the documented
 ])
 def test_reduce_only_and_borrowing_follow_the_trade_mode(td_mode: str, inst: str, reduce_only: bool,
-                                                          borrows: bool) -> None:
+                                                          borrows: bool, extra: dict[str, str]) -> None:
     from keyproxy.exchanges.okx_facts import okx_facts
 
     body = json.dumps({"instId": inst, "tdMode": td_mode, "side": "buy", "ordType": "limit", "px": "20000",
-                       "sz": "1", "reduceOnly": True}).encode()
+                       "sz": "1", "reduceOnly": True, **extra}).encode()
     req = IncomingRequest("POST", "/api/v5/trade/order", "", {"content-type": "application/json"}, body)
     endpoint = Okx().classify("POST", "/api/v5/trade/order")
     assert endpoint is not None

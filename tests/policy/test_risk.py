@@ -378,3 +378,20 @@ def test_an_amend_that_only_shrinks_still_counts_in_its_batch_and_one_keyproxy_c
     by_client_id = run(replace(unknown, order_id=None), policy(), risk=RiskView(amended=(None,)))
     assert by_client_id.code == "policy_denied" and "client id" in by_client_id.detail  # whose order it is, unknown
     assert run(unknown, policy(allow_self_cross="true"), risk=RiskView(amended=(None,), crossing=("Y1",))).allow
+
+
+def test_a_size_only_amend_is_valued_at_its_orders_own_price() -> None:
+    """Session 22's review: an amend naming a new size and no price (OKX `newSz` alone, Bybit `qty` alone) was valued
+    at the market, though the order goes on resting at its own price: a sell resting at 5x the market, grown by such
+    an amend, passed a notional cap a fresh order of the same size and price is refused by."""
+    from keyproxy.policy.decide import Amended, RiskView
+    pol = policy(max_order_notional="1000")
+    far = Amended(True, "spot:BTCUSDT", "sell", D("300000"), remaining=D("0.0027"), filled=D("0"))
+    grown = amend(quantity=D("0.015"), price=None)
+    last = {"BTCUSDT": D("60000")}
+    d = run(grown, pol, prices=last, risk=RiskView(amended=(far,)))
+    assert d.code == "notional_exceeded" and "4500" in d.detail, d.detail  # 0.015 x 300,000
+    assert run(amend(quantity=D("0.003"), price=None), pol, prices=last, risk=RiskView(amended=(far,))).allow
+    d = run(grown, pol, prices=last, risk=RiskView(amended=(None,)))  # the book does not hold it: not valued
+    assert d.code == "notional_unknown" and "new price" in d.detail
+    assert run(grown, policy(), prices=last, risk=RiskView(amended=(None,))).allow  # no notional limit: no matter

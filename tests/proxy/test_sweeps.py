@@ -138,12 +138,39 @@ def test_a_cancel_of_an_order_of_no_known_owner_waits_for_other_bots_orders_on_t
     flights.land(order)
     assert wait.value.ready()
     sweeps.check_unowned("acct", "a", "x1", cancel)  # decided again: goes (its owner is on record by now)
+    with pytest.raises(NeedQuiet):  # and holds another bot's order sent after it (the id may be that order's)
+        sweeps.check("acct", "b", "o3", ORDER)
+    sweeps.release("x1")
+    sweeps.check("acct", "b", "o3", ORDER)
     sent(flights, "b", "o2")
     with pytest.raises(NeedQuiet):
         sweeps.check_unowned("acct", "a", "x2", cancel)
-    with pytest.raises(Refused, match="unavailable|still waiting"):  # waited its longest: the canceller retries
+    with pytest.raises(Refused, match="still waiting") as refused:  # waited its longest: the canceller retries
         sweeps.check_unowned("acct", "a", "x2", cancel)
-    sweeps.check("acct", "b", "o3", ORDER)  # an unowned cancel holds no order back
+    assert "'b'" not in str(refused.value)  # names no other bot
+
+
+def test_a_cancel_naming_several_orders_waits_for_every_market() -> None:
+    """Session 22's third review: a batch cancel was scoped by its first leg's symbol, so a later leg naming another
+    bot's order on its way in another symbol passed at once."""
+    sweeps, flights = desk()
+    sent(flights, "b", "o1", ELSEWHERE)
+    batch = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels_by_client=("mine", "theirs"))
+    with pytest.raises(NeedQuiet):
+        sweeps.check_unowned("acct", "a", "x1", batch)
+
+
+def test_one_bot_cannot_fill_the_account_with_waiting_requests() -> None:
+    sweeps, flights = desk()
+    sent(flights, "b", "o1")
+    cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels=("1",))
+    for i in range(sweeps_module.MAX_PER_BOT):
+        with pytest.raises(NeedQuiet):
+            sweeps.check_unowned("acct", "a", f"x{i}", cancel)
+    with pytest.raises(Refused, match="too many"):
+        sweeps.check_unowned("acct", "a", "x-more", cancel)
+    with pytest.raises(NeedQuiet):  # another bot is not held by a's flood
+        sweeps.check_unowned("acct", "c", "c1", cancel)
 
 
 def test_a_decision_that_keeps_asking_to_wait_is_refused_never_a_500() -> None:
@@ -154,7 +181,7 @@ def test_a_decision_that_keeps_asking_to_wait_is_refused_never_a_500() -> None:
     data.core = SimpleNamespace(sweeps=sweeps)  # type: ignore[assignment]
 
     def decide() -> tuple[object, object]:
-        wait = NeedQuiet(lambda: True)
+        wait = NeedQuiet("acct", lambda: True)
         wait.resume = decide
         raise wait
 
