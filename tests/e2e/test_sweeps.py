@@ -47,28 +47,50 @@ def resting(creds: dict, symbol: str) -> list[int]:  # type: ignore[type-arg]
     return [o["orderId"] for o in ans.body["list"]]
 
 
-def test_a_cancel_all_waits_for_another_bots_order_on_its_way_and_is_refused_once_it_rests(dev: DevStack) -> None:
-    """The victim's order is executed at once but answered 1.5 s later; the attacker's cancel-all sent meanwhile
-    used to pass (nothing of the victim's rested yet, as far as keyproxy knew) and cancel it."""
-    victim = dev.add_bot("sw-victim", "main", "read,trade")
-    attacker = dev.add_bot("sw-attacker", "main", "read,trade")
-    hold(dev, hold_after_containing=["newClientOrderId=sw-slow"], hold_seconds=1.5)
+Call = tuple[dict, str, str, str]  # type: ignore[type-arg]  # (bot, method, path, params)
+
+
+Answer = tuple[int, dict]  # type: ignore[type-arg]
+
+
+def race(dev: DevStack, first: Call, second: Call, **faults: object) -> tuple[Answer, Answer, float]:
+    """`first` sent, then `second` 0.5 s later while the emulator holds what `faults` name: both answers, and how
+    long `second` took."""
+    hold(dev, **faults)
     try:
         with ThreadPoolExecutor(1) as pool:
-            placing = pool.submit(send, victim, "POST", "/api/v3/order",
-                                  f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.001"
-                                  "&newClientOrderId=sw-slow")
-            time.sleep(0.5)  # executed at the exchange, its answer held
+            earlier = pool.submit(send, *first)
+            time.sleep(0.5)
             started = time.monotonic()
-            status, body = send(attacker, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")
-            waited = time.monotonic() - started
-            placed = placing.result(timeout=30)
+            later = send(*second)
+            took = time.monotonic() - started
+            return earlier.result(timeout=30), later, took
     finally:
         hold(dev)
+
+
+@pytest.mark.parametrize("name, cancel", [
+    ("all", ("/api/v3/openOrders", "symbol=LTCBTC")),
+    # session 22's second review: client ids are recorded from answers, so this cancel found no owner on record
+    ("cid", ("/api/v3/order", "symbol=LTCBTC&origClientOrderId=sw-on-its-way-cid")),
+])
+def test_a_cancel_waits_for_another_bots_order_on_its_way_and_is_refused_once_it_rests(
+        dev: DevStack, name: str, cancel: tuple[str, str]) -> None:
+    """The victim's order is executed at once but answered 1.5 s later; the attacker's cancel-all (or cancel by the
+    order's client id) sent meanwhile used to pass (nothing of the victim's rested yet, as far as keyproxy knew) and
+    cancel it. It now waits for the victim's answer, and is refused."""
+    victim = dev.add_bot(f"sw-victim-{name}", "main", "read,trade")
+    attacker = dev.add_bot(f"sw-attacker-{name}", "main", "read,trade")
+    placed, (status, body), waited = race(  # the victim's order executed at the exchange, its answer held
+        dev, (victim, "POST", "/api/v3/order",
+              f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.001&newClientOrderId=sw-on-its-way-{name}"),
+        (attacker, "DELETE", *cancel), hold_after_containing=[f"newClientOrderId=sw-on-its-way-{name}"],
+        hold_seconds=1.5)
     assert placed[0] == 200, placed
-    assert body.get("error") == "policy_denied" and "sw-victim" in body["message"], body
+    assert body.get("error") == "policy_denied" and "cancel" in body["message"], body
     assert waited >= 0.7  # it waited for the victim's answer
     assert resting(victim, "LTCBTC") == [placed[1]["orderId"]]  # the victim's order still rests
+    assert send(victim, "DELETE", "/api/v3/order", f"symbol=LTCBTC&orderId={placed[1]['orderId']}")[0] == 200
 
 
 def test_another_bots_order_waits_while_a_cancel_all_is_on_its_way(dev: DevStack) -> None:
@@ -76,16 +98,9 @@ def test_another_bots_order_waits_while_a_cancel_all_is_on_its_way(dev: DevStack
     to go at once, rest, and be cancelled by it. It now goes once the cancel-all's answer is read."""
     victim = dev.add_bot("sw-victim2", "main", "read,trade")
     attacker = dev.add_bot("sw-attacker2", "main", "read,trade")
-    hold(dev, hold_before_containing=["symbol=ETHBTC&timestamp"], hold_seconds=1.5)
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            sweeping = pool.submit(send, attacker, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
-            time.sleep(0.5)
-            status, body = send(victim, "POST", "/api/v3/order",
-                                f"symbol=ETHBTC&{LIMIT}&quantity=1&price=0.01")
-            swept = sweeping.result(timeout=30)
-    finally:
-        hold(dev)
+    swept, (status, body), _ = race(dev, (attacker, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC"),
+                                    (victim, "POST", "/api/v3/order", f"symbol=ETHBTC&{LIMIT}&quantity=1&price=0.01"),
+                                    hold_before_containing=["symbol=ETHBTC&timestamp"], hold_seconds=1.5)
     assert status == 200, body
     assert swept[1].get("code") == -2011, swept  # passed (nothing of another bot's rested), found nothing to cancel
     assert resting(victim, "ETHBTC") == [body["orderId"]]  # the order went after the cancel-all: it rests
@@ -95,41 +110,12 @@ def test_orders_of_the_same_bot_and_of_other_symbols_do_not_wait(dev: DevStack) 
     """Only another bot's order in the cancel-all's scope waits: the sweeper's own, and orders elsewhere, go."""
     sweeper = dev.add_bot("sw-own", "main", "read,trade")
     other = dev.add_bot("sw-elsewhere", "main", "read,trade")
-    hold(dev, hold_before_containing=["symbol=BTCUSDT&timestamp"], hold_seconds=1.5)
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            sweeping = pool.submit(send, sweeper, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT")
-            time.sleep(0.5)
-            started = time.monotonic()
-            status, body = send(other, "POST", "/api/v3/order", f"symbol=ETHUSDT&{LIMIT}&quantity=0.01&price=1000")
-            elsewhere = time.monotonic() - started
-            swept = sweeping.result(timeout=30)  # Binance: -2011 when nothing rested; never keyproxy's refusal
-    finally:
-        hold(dev)
+    swept, (status, body), elsewhere = race(  # the cancel-all: Binance's -2011 when nothing rested, never a refusal
+        dev, (sweeper, "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT"),
+        (other, "POST", "/api/v3/order", f"symbol=ETHUSDT&{LIMIT}&quantity=0.01&price=1000"),
+        hold_before_containing=["symbol=BTCUSDT&timestamp"], hold_seconds=1.5)
     assert status == 200 and elsewhere < 0.5, (body, elsewhere)
     assert "error" not in swept[1] or swept[1].get("code") == -2011, swept
-
-
-def test_a_cancel_by_client_id_of_another_bots_order_on_its_way_waits_for_its_answer(dev: DevStack) -> None:
-    """Session 22's second review: client ids are recorded from answers, so a cancel by the client id of another bot's
-    order the exchange had executed but whose answer was not read yet passed (no owner on record) and cancelled it.
-    A cancel naming an order of no known owner now waits for the other bots' orders on their way in its scope."""
-    victim = dev.add_bot("sw-cid-victim", "main", "read,trade")
-    attacker = dev.add_bot("sw-cid-attacker", "main", "read,trade")
-    hold(dev, hold_after_containing=["newClientOrderId=sw-cid-1"], hold_seconds=1.5)
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            placing = pool.submit(send, victim, "POST", "/api/v3/order",
-                                  f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.0011&newClientOrderId=sw-cid-1")
-            time.sleep(0.5)
-            status, body = send(attacker, "DELETE", "/api/v3/order", "symbol=LTCBTC&origClientOrderId=sw-cid-1")
-            placed = placing.result(timeout=30)
-    finally:
-        hold(dev)
-    assert placed[0] == 200, placed
-    assert body.get("error") == "policy_denied" and "another bot" in body["message"], body
-    assert placed[1]["orderId"] in resting(victim, "LTCBTC")
-    assert send(victim, "DELETE", "/api/v3/order", "symbol=LTCBTC&origClientOrderId=sw-cid-1")[0] == 200
 
 
 def test_an_order_whose_socket_closed_holds_no_cancel_all_back(dev: DevStack) -> None:
@@ -182,16 +168,11 @@ def test_a_cancel_of_a_guessed_order_id_sent_before_the_order_cannot_cancel_it(d
     assert status == 200, own
     guess = own["orderId"] + 1
     for cancel, client_id in ((f"orderId={guess}", "sw-guess-1"), ("origClientOrderId=sw-guess-2", "sw-guess-2")):
-        hold(dev, hold_before_containing=[f"{cancel}&"], hold_seconds=1.0)
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                cancelling = pool.submit(send, attacker, "DELETE", "/api/v3/order", f"symbol=LTCBTC&{cancel}")
-                time.sleep(0.3)
-                status, placed = send(victim, "POST", "/api/v3/order",
-                                      f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.0012&newClientOrderId={client_id}")
-                cancelled = cancelling.result(timeout=30)
-        finally:
-            hold(dev)
+        cancelled, (status, placed), _ = race(
+            dev, (attacker, "DELETE", "/api/v3/order", f"symbol=LTCBTC&{cancel}"),
+            (victim, "POST", "/api/v3/order",
+             f"symbol=LTCBTC&{LIMIT}&quantity=1&price=0.0012&newClientOrderId={client_id}"),
+            hold_before_containing=[f"{cancel}&"], hold_seconds=1.0)
         assert status == 200, placed
         assert cancelled[1].get("code") == -2011, cancelled  # reached the exchange first: found nothing
         assert placed["orderId"] in resting(victim, "LTCBTC")
