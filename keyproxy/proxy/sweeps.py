@@ -35,7 +35,9 @@ from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.refusal import Refused
 
 QUIET_WAIT_S = 12.0  # a request waits this long at most for the other bots' requests before it
-SWEEP_HOLD_S = 10.0  # a cancel-all holds other bots' orders this long at most after its decision
+# a cancel-all holds other bots' orders this long at most after its decision: its answer normally releases them within
+# one round trip; the cap bounds what a bot whose answers keyproxy cannot read (its socket not reading) delays others
+SWEEP_HOLD_S = 3.0
 ORPHAN_HOLD_S = 1.0  # ... and this long once its answer can no longer be read (the frame's socket closed)
 MAX_PENDING = 10_000  # entries per account: more is a flood, refused (each entry is a request still waiting)
 MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the other bots nothing
