@@ -14,10 +14,11 @@ order the same way as a cancel-all: it waits for the other bots' orders on their
 their owners, and the other bots' orders in its scope wait while it is pending (an order sent after a guessed cancel
 could otherwise be executed first and cancelled by it). A cancel naming several orders is scoped to every market.
 
-The waits are bounded and never refuse the neighbour: an order waits for a cancel-all at most once (then goes); a
-cancel-all holds others at most SWEEP_HOLD_S from its decision, ORPHAN_HOLD_S once its answer can no longer come (its
-socket closed); an order whose answer can no longer come holds no cancel-all back (it still counts against its bot's
-caps). A request that waits for itself is refused only where it is the requester's own cancel: `unavailable`, retry.
+The waits are bounded and refuse nothing: a request waits once, QUIET_WAIT_S at most, then is decided on what keyproxy
+knows then (an order of another bot whose answer has not come in that time may be cancelled by a cancel-all: only an
+exchange that slow, or a bot that stopped reading its own socket, leaves one so); a cancel holds others at most
+SWEEP_HOLD_S from its decision, ORPHAN_HOLD_S once its answer can no longer come (its socket closed); an order whose
+answer can no longer come holds nothing back (it still counts against its bot's caps).
 
 One instance's requests only: in a fleet, a cancel-all and an order through two instances are not ordered.
 """
@@ -34,7 +35,11 @@ from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.refusal import Refused
 
-QUIET_WAIT_S = 12.0  # a request waits this long at most for the other bots' requests before it
+# a request waits this long at most for the other bots' requests before it, then goes on what keyproxy knows: well
+# inside the exchanges' default receive windows (5 s), and no bot can make another's request wait longer (session 22's
+# fourth review: a bot whose socket stopped reading kept its order "on its way", and neighbours' cancels waited 12 s
+# and were refused)
+QUIET_WAIT_S = 2.0
 # a cancel-all holds other bots' orders this long at most after its decision: its answer normally releases them within
 # one round trip; the cap bounds what a bot whose answers keyproxy cannot read (its socket not reading) delays others
 SWEEP_HOLD_S = 3.0
@@ -105,17 +110,13 @@ class Sweeps:
         entry = self._entry(account, bot, request_id, scopes, kind)
         now = self._clock()
         blocker = self._blocker(account, entry, now)
-        if blocker is None or entry.waited and kind == "order":  # an order waits once, never to be refused
+        if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
             if kind == "sweep":
                 if not entry.passed:  # held from now until its answer is read, SWEEP_HOLD_S at most
                     entry.passed, entry.until = True, now + SWEEP_HOLD_S
             else:
                 self.release(request_id, account)  # it goes: from here its in-flight record stands for it
             return
-        if entry.waited:
-            self.release(request_id, account)
-            raise Refused("unavailable", f"bot {bot!r}: another bot's request in this scope is still waiting for the "
-                          f"exchange's answer after {QUIET_WAIT_S:g} s; retry once it has one", 1.0)
         entry.waited = True
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 

@@ -67,21 +67,23 @@ def test_an_order_that_waited_goes_before_a_cancel_all_decided_after_it() -> Non
     assert not second_waits.value.ready()
 
 
-def test_a_wait_is_bounded_and_then_refused_with_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wait_is_bounded_and_then_the_request_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 22's fourth review: a bot that stopped reading its socket kept its order "on its way" (its answer never
+    read), and a neighbour's cancel-all waited 12 s and was refused. A request waits QUIET_WAIT_S (2 s) at most, then
+    goes on what keyproxy knows; no wait refuses anything."""
     monkeypatch.setattr(sweeps_module, "QUIET_WAIT_S", 0.05)
     sweeps, flights = desk()
     sent(flights, "b", "o1")  # never answered
 
-    async def run() -> None:
+    async def run() -> float:
         with pytest.raises(NeedQuiet) as wait:
             sweeps.check("acct", "a", "c1", SWEEP)
+        started = asyncio.get_running_loop().time()
         await asyncio.wait_for(sweeps.quiet(wait.value), 2)
-        with pytest.raises(Refused) as refused:
-            sweeps.check("acct", "a", "c1", SWEEP)
-        assert refused.value.code == "unavailable" and refused.value.retry_after == 1.0
-        sweeps.check("acct", "b", "o9", ORDER)  # the refused cancel-all holds nothing
+        sweeps.check("acct", "a", "c1", SWEEP)  # decided again: goes
+        return asyncio.get_running_loop().time() - started
 
-    asyncio.run(run())
+    assert asyncio.run(run()) < 0.5
 
 
 def test_a_waiter_wakes_when_what_it_waits_for_goes() -> None:
@@ -145,9 +147,7 @@ def test_a_cancel_of_an_order_of_no_known_owner_waits_for_other_bots_orders_on_t
     sent(flights, "b", "o2")
     with pytest.raises(NeedQuiet):
         sweeps.check_unowned("acct", "a", "x2", cancel)
-    with pytest.raises(Refused, match="still waiting") as refused:  # waited its longest: the canceller retries
-        sweeps.check_unowned("acct", "a", "x2", cancel)
-    assert "'b'" not in str(refused.value)  # names no other bot
+    sweeps.check_unowned("acct", "a", "x2", cancel)  # waited its longest: goes on what keyproxy knows then
 
 
 def test_a_cancel_naming_several_orders_waits_for_every_market() -> None:
