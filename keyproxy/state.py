@@ -127,6 +127,9 @@ def _without_rowids(db: sqlite3.Connection) -> None:
 class OwnersUnknown(KeyproxyError):
     """In a fleet whose shared record cannot be read: who placed an order this instance has no record of."""
 
+    def __init__(self) -> None:
+        super().__init__("the fleet's record of who placed which order cannot be read")
+
 
 class StateStore:
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
@@ -335,7 +338,7 @@ class StateStore:
                 return self.placed_mirror.placed_owner(account, keys)  # type: ignore[no-any-return]
             except KeyproxyError:
                 if strict:
-                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
+                    raise OwnersUnknown() from None
                 return None
         return None
 
@@ -349,7 +352,7 @@ class StateStore:
                 shared = self.placed_mirror.placed_owner(account, keys)
             except KeyproxyError:
                 if strict and not found:
-                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
+                    raise OwnersUnknown() from None
                 shared = None
             if shared is not None and shared not in found:
                 found.append(str(shared))
@@ -382,7 +385,7 @@ class StateStore:
                 shared = self.placed_mirror.placed_orders(account)
             except KeyproxyError:
                 if strict:
-                    raise OwnersUnknown("the fleet's record of who placed which order cannot be read") from None
+                    raise OwnersUnknown() from None
                 return None
             return next((owner for key, (owner, where) in shared.items() if owner != bot and matches(key, where)),
                         None)

@@ -95,6 +95,17 @@ class RequestFacts:
         return f"{self.market or '*'}:{self.symbol or '*'}"
 
 
+def scopes_overlap(scopes: tuple[str, ...], others: tuple[str, ...]) -> bool:
+    """Whether any of two sets of `market:symbol` scopes may name the same orders (`*` stands for any)."""
+    for scope in scopes:
+        market, _, symbol = scope.partition(":")
+        for other in others:
+            m, _, s = other.partition(":")
+            if (market == m or "*" in (market, m)) and (symbol == s or "*" in (symbol, s)):
+                return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class BotPolicy:
     scopes: tuple[str, ...] = ("read",)

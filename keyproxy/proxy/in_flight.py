@@ -60,20 +60,22 @@ class InFlight:
 
     def legs(self, bot: str, now: float, placing: bool = False) -> list[tuple[RequestFacts, ...]]:
         """The legs of the bot's requests sent and not yet answered (`placing`: of its orders only)."""
-        mine = self._placing.get(bot)
-        if not mine:
-            return []
+        mine = self._lapsed(bot, now)
+        return [legs for legs, _, places in mine.values() if places or not placing]
+
+    def _lapsed(self, bot: str, now: float) -> dict[str, tuple[tuple[RequestFacts, ...], float, bool]]:
+        """The bot's requests on their way, those whose answer never came within IN_FLIGHT_S forgotten."""
+        mine = self._placing.get(bot, {})
         for request_id, (_, until, _places) in list(mine.items()):
             if until <= now:
                 del mine[request_id]
                 self._unheard.discard(request_id)
-        return [legs for legs, _, places in mine.values() if places or not placing]
+        return mine
 
     def awaited(self, bot: str, now: float) -> list[tuple[RequestFacts, ...]]:
         """The legs of the bot's orders on their way whose answer may still be read (what a cancel-all can wait
         for: not one whose socket closed, whose upstream call failed, or whose answer said nothing of its fate)."""
-        self.legs(bot, now)
-        return [legs for request_id, (legs, _, places) in self._placing.get(bot, {}).items()
+        return [legs for request_id, (legs, _, places) in self._lapsed(bot, now).items()
                 if places and request_id not in self._unheard]
 
     def unanswered(self, outcome: Any) -> None:

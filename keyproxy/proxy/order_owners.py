@@ -19,7 +19,7 @@ from typing import Any
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
 from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
-from keyproxy.policy.model import RequestFacts, normalize_symbol
+from keyproxy.policy.model import RequestFacts, normalize_symbol, scopes_overlap
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
 from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
@@ -84,7 +84,7 @@ class OrderOwners:
             if late is None:  # more opens since than are remembered: the listing may only raise the count
                 count = max(count, self._usage.scope_open_orders(bot, scope))
             else:
-                count += sum(1 for opened in late if _overlaps(opened, scope))
+                count += sum(1 for opened in late if scopes_overlap((opened,), (scope,)))
             self._usage.set_open_orders(bot, scope, count)
         counted = {scope for scope, _ in change.counted}
         for opened in late or ():  # reset with its market, listed under no scope of the answer
@@ -332,9 +332,3 @@ def id_forms(order_id: str) -> tuple[str, ...]:
             forms += [text.lower(), text.upper()]
     return tuple(dict.fromkeys(forms))
 
-
-def _overlaps(scope: str, other: str) -> bool:
-    """Two `market:symbol` scopes that may name the same orders (`*` stands for any)."""
-    market, _, symbol = scope.partition(":")
-    m, _, s = other.partition(":")
-    return (market == m or "*" in (market, m)) and (symbol == s or "*" in (symbol, s))

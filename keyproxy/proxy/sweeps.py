@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from keyproxy.policy.model import RequestFacts
+from keyproxy.policy.model import RequestFacts, scopes_overlap
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.refusal import Refused
 
@@ -88,7 +88,7 @@ class Sweeps:
 
     def check(self, account: str, bot: str, request_id: str, facts: RequestFacts) -> None:
         """Before a cancel-all's or an order's own-orders check: raise `NeedQuiet` while a request of another bot
-        before it must go first. A cancel-all that waited its longest is refused (`unavailable`); an order goes."""
+        before it must go first (once: then it goes, whatever still waits)."""
         sweep = facts.cancels_all
         if not sweep and not self._pending.get(account):
             return  # no cancel-all pending on the account: an order goes (the usual case: one dict lookup)
@@ -151,7 +151,7 @@ class Sweeps:
                 continue
             # an order waits for the cancels before it; a cancel, for the orders waiting before it
             if other.kind != entry.kind and other.number < entry.number and other.bot != entry.bot \
-                    and _any_overlap(other.scopes, entry.scopes):
+                    and scopes_overlap(other.scopes, entry.scopes):
                 return other
         if entry.kind == "order":
             return None
@@ -160,7 +160,7 @@ class Sweeps:
                 continue
             for legs in self._in_flight.awaited(bot, now):
                 scopes = tuple(leg.scope for leg in legs)
-                if _any_overlap(scopes, entry.scopes):
+                if scopes_overlap(scopes, entry.scopes):
                     return _Entry(0, bot, scopes, "order", now)
         return None
 
@@ -222,13 +222,3 @@ class Sweeps:
                         waiting.remove(waiter)
                     if not waiting:
                         self._waiters.pop(need.account, None)
-
-
-def _any_overlap(scopes: tuple[str, ...], others: tuple[str, ...]) -> bool:
-    for scope in scopes:
-        market, _, symbol = scope.partition(":")
-        for other in others:
-            m, _, s = other.partition(":")
-            if (market == m or "*" in (market, m)) and (symbol == s or "*" in (symbol, s)):
-                return True
-    return False
