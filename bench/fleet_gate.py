@@ -5,7 +5,8 @@ Run: .venv/bin/python bench/fleet_gate.py [--checks 3000]
 Starts a throw-away `redis-server` (AOF on, as `doctor` asks) and makes `--checks` sequential gate checks
 shaped like a Binance order's (a replay id, the bot's and the account's rate buckets, an open-order cap with
 its in-flight reservation), the same for a position-capped bot (its book's entry number, the leg's size
-reserved), then the same number of plain `GET`s on the same asyncio client for scale. Prints
+reserved), one resting order's answer as the instance writes it (its open order, owner and in-flight release,
+`FleetUsage`), then the same number of plain `GET`s on the same asyncio client for scale. Prints
 p50/p99 wall time per call and the client's CPU per call, and which reply parser redis-py used (hiredis when
 installed). Issue 22's target: the round trip under 0.2 ms at p50 on loopback.
 """
@@ -26,6 +27,7 @@ from keyproxy.emulator.devstack import RedisServer
 from keyproxy.fleet.charges import SharedCharges
 from keyproxy.fleet.gate import FleetGate
 from keyproxy.fleet.store import FleetStore
+from keyproxy.fleet.usage import FleetUsage
 
 
 def pct(values: list[float], q: float) -> float:
@@ -36,7 +38,8 @@ def pct(values: list[float], q: float) -> float:
 async def measure(store: FleetStore, checks: int) -> None:
     gate = FleetGate(store)
     client = store.aio()
-    for what in ("gate check", "capped check", "plain GET"):
+    usage = FleetUsage(store)
+    for what in ("gate check", "capped check", "answer write", "plain GET"):
         walls, cpu = [], time.process_time()
         for i in range(checks + 200):
             started = time.perf_counter()
@@ -54,6 +57,12 @@ async def measure(store: FleetStore, checks: int) -> None:
                                                    Decimal(10**9))])
                 verdict = await gate.check(charges, 0)
                 assert verdict.kind == "ok", verdict
+            elif what == "answer write":  # what a resting order's answer queues: its open order, owner, release
+                usage.change_open_orders("bench-bot", "spot:BTCUSDT", +1)
+                usage.record_placed_orders("main", "bench-bot", "spot:BTCUSDT", (str(10**9 + i),), time.time())
+                usage.land("bench-bot", f"req-{i}")
+                batch = [usage._queue.get_nowait() for _ in range(usage._queue.qsize())]
+                await usage._write(client, batch)
             else:
                 await client.get(store.key("version"))
             if i >= 200:  # the first 200 warm the connection and the script cache
@@ -64,7 +73,7 @@ async def measure(store: FleetStore, checks: int) -> None:
         print(f"{what:>12}: p50 {pct(walls, 0.5):.3f} ms  p99 {pct(walls, 0.99):.3f} ms  "
               f"mean {statistics.fmean(walls):.3f} ms  client CPU {cpu_us:.0f} us per call")
     stats = await client.info("commandstats")
-    for command in ("evalsha", "get"):
+    for command in ("evalsha", "eval", "exec", "get"):
         row = stats.get(f"cmdstat_{command}")
         if row:
             print(f"redis-server's own time per {command.upper()}: {row['usec_per_call']:.1f} us")

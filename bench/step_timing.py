@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=8000, help="requests or frames to send (at least 4,000)")
     ap.add_argument("--steps", help="comma-separated module:Qual.name to time instead of the defaults "
                                     "(the first must run once per request)")
+    ap.add_argument("--shared-state", choices=["none", "redis"], default="none",
+                    help="rest only: the daemon as one instance of a fleet (proxy_overhead.py's --shared-state)")
     args = ap.parse_args()
     steps = args.steps.split(",") if args.steps else [COMMON[0], *STEPS[args.transport], *COMMON[1:]]
     with tempfile.TemporaryDirectory(prefix="kp-steps-") as tmp:
@@ -51,7 +53,7 @@ def main() -> int:
         bench = ([sys.executable, str(HERE / "ws_overhead.py"), "--frames", str(args.frames), "--rounds", "1",
                   "--concurrency", "1"] if args.transport == "ws" else
                  [sys.executable, str(HERE / "proxy_overhead.py"), "--requests", str(args.frames), "--warmup", "200",
-                  "--rounds", "1", "--concurrency", "1"])
+                  "--rounds", "1", "--concurrency", "1", "--shared-state", args.shared_state])
         run = subprocess.run(bench, env=env, capture_output=True, text=True, check=False)  # exits 1: target missed
         summary = [line for line in run.stdout.splitlines() if "vs bare" in line]
         if not out.exists():

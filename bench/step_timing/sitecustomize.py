@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import functools
 import importlib
+import inspect
 import os
 import statistics
 import sys
@@ -32,18 +33,30 @@ def _install() -> None:
         samples[qualname] = []
         order.append(qualname)
 
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter_ns()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                mine = samples[qualname]
-                mine.append(time.perf_counter_ns() - start)
-                if qualname == order[0] and len(mine) % 4000 == 0:
-                    with open(_OUT, "a") as f:
-                        f.write("\t".join(f"{q}={statistics.median(samples[q][-4000:]) / 1000:.1f}"
-                                          for q in order if samples[q]) + "\n")
+        def note(start: int) -> None:
+            mine = samples[qualname]
+            mine.append(time.perf_counter_ns() - start)
+            if qualname == order[0] and len(mine) % 4000 == 0:
+                with open(_OUT, "a") as f:
+                    f.write("\t".join(f"{q}={statistics.median(samples[q][-4000:]) / 1000:.1f}"
+                                      for q in order if samples[q]) + "\n")
+
+        if inspect.iscoroutinefunction(fn):  # a coroutine's wall time, its awaits included
+            @functools.wraps(fn)
+            async def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    note(start)
+        else:
+            @functools.wraps(fn)
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    note(start)
 
         setattr(owner, name, staticmethod(timed) if static else timed)
 

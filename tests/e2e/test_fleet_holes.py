@@ -35,6 +35,8 @@ class LateStream:
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
+            server.close()
+            self._loop.close()
 
         threading.Thread(target=run, daemon=True).start()
         ready.wait(5)
@@ -60,6 +62,14 @@ class LateStream:
             up_writer.close()
 
     def close(self) -> None:
+        """Its relays cancelled on its own loop, then the loop stopped and closed: none is left to be collected
+        later, on a closed loop, in another test (pytest's unraisable-exception warning)."""
+        async def cancel_relays() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(cancel_relays(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
