@@ -275,13 +275,20 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
     reduce_only = derivatives and (params.get("reduceOnly", "").lower() == "true"
                                    or params.get("closePosition", "").lower() == "true")
     coinm = path.startswith(("/dapi/", "/papi/v1/cm/"))
+    trailing = order_type == "TRAILING_STOP_MARKET" or params.get("trailingDelta") not in (None, "")
     return RequestFacts(action="order", market=binance_market(path, params.get("isIsolated")), symbol=symbol,
                         side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity,
                         price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
+                        # hedge mode: positionSide LONG or SHORT names a leg (BOTH, or none: one-way mode)
+                        hedged=derivatives and (params.get("positionSide") or "").upper() in ("LONG", "SHORT"),
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
                         book_priced=matched is not None,
-                        trigger_price=amount(params.get("stopPrice")))
+                        # a trailing stop (futures TRAILING_STOP_MARKET: activationPrice, then callbackRate from the
+                        # best price since; spot: trailingDelta, from stopPrice or at once) triggers where the market
+                        # takes it: valued at its activation at least, and no price band can check it
+                        trigger_price=amount(params.get("activationPrice" if trailing else "stopPrice")),
+                        trigger_relative=trailing)
 
 
 # where keyproxy asks for a market's last price (the price band's reference): spot and margin share spot's

@@ -191,7 +191,9 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if path == _AMEND and isinstance(doc, dict):
         return _amend(params)
     if path == "/api/v5/trade/close-position":
-        return RequestFacts(action="order", symbol=symbol, reduce_only=True)  # closes a whole position
+        # closes a whole position; in long/short mode (posSide long or short) one leg of it
+        return RequestFacts(action="order", symbol=symbol, reduce_only=True,
+                            hedged=(param_text(params, "posSide") or "net").lower() != "net")
     if path == "/api/v5/account/set-leverage":
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":

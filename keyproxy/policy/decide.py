@@ -342,8 +342,9 @@ def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0))
     """An order that can only bring the position toward zero: reduce-only, or (spot has no such flag) a sell
     of at most what the bot holds less what its resting sells (`resting`, same side) may already sell, a buy
     likewise against a short. Without `resting`, a bot holding 1 could rest any number of sells of 1, each
-    "reducing", and go short by all of them but one."""
-    if leg.reduce_only:
+    "reducing", and go short by all of them but one. A hedge leg's reduce-only flag is judged by the net
+    position like any other order (RequestFacts.hedged)."""
+    if leg.reduce_only and not leg.hedged:
         return True
     side, qty = (leg.side or "").lower(), leg.quantity
     if qty is None or leg.contract is not None and leg.quote_quantity is not None:

@@ -35,6 +35,11 @@ class RequestFacts:
     quote_quantity: Decimal | None = None
     leverage: Decimal | None = None
     reduce_only: bool = False
+    # the order names one leg of a hedge-mode position (Bybit positionIdx 1/2, Binance positionSide LONG/SHORT, OKX
+    # posSide long/short): its reduce-only flag shrinks that leg, which can grow the net position keyproxy caps (a
+    # long and a short held together: closing the long leaves the short). Believed for a reduce-only bot and a halt
+    # (the exchange lets it only close), never for a position cap or a loss limit (`decide.reduces`).
+    hedged: bool = False
     asset: str | None = None
     address: str | None = None
     network: str | None = None

@@ -141,7 +141,7 @@ class RiskDesk:
             order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
             size = order_size(leg, last)
-            if leg.reduce_only or side not in ("buy", "sell") or size is None:
+            if leg.reduce_only and not leg.hedged or side not in ("buy", "sell") or size is None:
                 continue  # reduce-only passes anyway; the rest decide has refused
             resting = self.book.open_quantity(account, bot, leg.scope, side)
             if facts.action == "amend":

@@ -65,3 +65,30 @@ def test_a_fill_keyproxy_never_saw_is_settled_by_its_own_history_read(dev: DevSt
     assert position(dev, "bbsized") == 0.0
     assert series(dev, "keyproxy_reconciled_fills_total", account="bb") == 2
     assert any(e["path"] == "/v5/order/history" for e in dev.journal())
+
+
+def test_a_hedge_legs_reduce_only_flag_never_passes_the_net_position_cap(dev: DevStack) -> None:
+    """Session 23's review (high): in hedge mode (positionIdx 1 = the long leg, 2 = the short) reduceOnly closes one
+    leg, which can grow the net position: long 0.01 and short 0.02 held together (net -0.01, within the cap), the
+    long closed reduce-only left the bot net short 0.02 on max_position=0.01. A hedge leg's flag is now judged by
+    the net position; a reduce-only order that shrinks the net position still passes."""
+    ex = bot(dev, "bbhedger", "max_position=0.01")
+
+    def place(side: str, qty: str, **extra: object) -> dict[str, object]:
+        return ex.privatePostV5OrderCreate({"category": "linear", "symbol": "BTCUSDT", "side": side,
+                                            "orderType": "Market", "qty": qty, **extra})
+
+    def settled(want: float) -> None:
+        ex.fetch_closed_orders(SYMBOL)
+        assert eventually(lambda: position(dev, "bbhedger") == want), position(dev, "bbhedger")
+
+    place("Buy", "0.01", positionIdx=1)  # the long leg: net +0.01, the cap
+    settled(0.01)
+    place("Sell", "0.01", positionIdx=2)  # the short leg opened: net 0
+    settled(0.0)
+    place("Sell", "0.01", positionIdx=2)  # net -0.01, still within the cap
+    settled(-0.01)
+    with pytest.raises(ccxt.ExchangeError, match="position_exceeded"):  # the long leg closed: net -0.02
+        place("Sell", "0.01", positionIdx=1, reduceOnly=True)
+    place("Buy", "0.01", positionIdx=2, reduceOnly=True)  # closing the short leg shrinks the net: it passes
+    settled(0.0)

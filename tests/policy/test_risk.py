@@ -395,3 +395,61 @@ def test_a_size_only_amend_is_valued_at_its_orders_own_price() -> None:
     d = run(grown, pol, prices=last, risk=RiskView(amended=(None,)))  # the book does not hold it: not valued
     assert d.code == "notional_unknown" and "new price" in d.detail
     assert run(grown, policy(), prices=last, risk=RiskView(amended=(None,))).allow  # no notional limit: no matter
+
+
+def test_a_hedge_legs_reduce_only_flag_is_judged_by_the_net_position() -> None:
+    """Session 23's review (high): in hedge mode a reduce-only order closes one leg (Bybit positionIdx 1/2, Binance
+    positionSide LONG/SHORT with closePosition, OKX close-position with posSide long/short), which can grow the net
+    position keyproxy caps. Each adapter marks such a leg; its flag still satisfies a reduce-only bot and a halt
+    (the exchange lets it only close), never a position cap or a loss limit."""
+    from keyproxy.exchanges.base import IncomingRequest
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.exchanges.bybit import Bybit
+    from keyproxy.exchanges.okx import Okx
+    from keyproxy.policy.decide import RiskView
+
+    def facts(adapter, path: str, query: str = "", body: str = "") -> RequestFacts:  # type: ignore[no-untyped-def]
+        req = IncomingRequest("POST", path, query, {"content-type": "application/json"} if body else {}, body.encode())
+        return adapter.facts(req, adapter.classify("POST", path))  # type: ignore[no-any-return]
+
+    bybit = '{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"1","reduceOnly":true'
+    assert facts(Bybit(), "/v5/order/create", body=bybit + ',"positionIdx":1}').hedged
+    assert not facts(Bybit(), "/v5/order/create", body=bybit + ',"positionIdx":0}').hedged
+    binance = "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=50000&closePosition=true"
+    assert facts(Binance(), "/fapi/v1/order", binance + "&positionSide=LONG").hedged
+    assert not facts(Binance(), "/fapi/v1/order", binance).hedged
+    okx = '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"'
+    assert facts(Okx(), "/api/v5/trade/close-position", body=okx + ',"posSide":"long"}').hedged
+    assert not facts(Okx(), "/api/v5/trade/close-position", body=okx + "}").hedged
+
+    leg = order(side="SELL", quantity=D("0.01"), reduce_only=True, hedged=True)
+    short = RiskView(positions={"spot:BTCUSDT": D("-0.01")})
+    assert run(leg, policy(max_position="0.01"), risk=short).code == "position_exceeded"  # net -0.02
+    assert run(leg, policy(), risk=RiskView(positions={"spot:BTCUSDT": D("-0.01")}, loss="down")).code == "loss_limit"
+    assert run(leg, policy(max_position="0.01"), risk=RiskView(positions={"spot:BTCUSDT": D("0.01")})).allow
+    assert run(leg, policy(reduce_only="true")).allow  # the exchange lets it only close a leg
+
+
+def test_a_binance_trailing_stop_is_valued_at_its_activation_and_never_passes_a_band() -> None:
+    """Session 23's review (medium): TRAILING_STOP_MARKET's activationPrice was not read, so a sell activating at
+    three times the market was valued at the market and passed max_order_notional; and a trailing stop (futures
+    callbackRate, spot trailingDelta) has no trigger a band can check, so one trailing 10% passed a 5% band."""
+    from keyproxy.exchanges.base import IncomingRequest
+    from keyproxy.exchanges.binance import Binance
+
+    def facts(path: str, query: str) -> RequestFacts:
+        adapter = Binance()
+        return adapter.facts(IncomingRequest("POST", path, query, {}, b""), adapter.classify("POST", path))
+
+    far = facts("/fapi/v1/order", "symbol=BTCUSDT&side=SELL&type=TRAILING_STOP_MARKET&quantity=0.015"
+                "&activationPrice=180000&callbackRate=0.1")
+    assert (far.trigger_price, far.trigger_relative) == (D("180000"), True)
+    market = {"BTCUSDT": D("60000")}
+    assert run(far, policy(max_order_notional="1000"), prices=market).code == "notional_exceeded"  # 2,700
+    trailing = facts("/fapi/v1/order", "symbol=BTCUSDT&side=SELL&type=TRAILING_STOP_MARKET&quantity=0.01"
+                     "&callbackRate=10")
+    assert run(trailing, policy(price_band_pct="5"), market).code == "price_out_of_band"
+    spot = facts("/api/v3/order", "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.01&trailingDelta=1000")
+    assert spot.trigger_relative and run(spot, policy(price_band_pct="5"), market).code == "price_out_of_band"
+    plain = facts("/fapi/v1/order", "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01&stopPrice=59000")
+    assert not plain.trigger_relative and run(plain, policy(price_band_pct="5"), market).allow
