@@ -158,10 +158,16 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
     elif order_type != "market" and any(p is not None and _price(p) is None
                                         for p in (limit, None if order_type.endswith("-limit") else trigger)):
         conflict = "a relative price (+x, -x, #x, x%) is set by the market when it executes"
+    in_quote = "viqc" in flags
+    if in_quote and (order_type != "market" or (param_text(params, "type") or "").lower() != "buy"
+                     or _margin(params)):
+        # Kraken: viqc "is supported only for buy market orders. Also not available on margin orders": elsewhere
+        # which unit `volume` is read in is not known, so the order has no size keyproxy can value
+        conflict, volume = "oflags=viqc (volume in quote currency) is taken only on a market buy without leverage", None
     return RequestFacts(
         action="order", symbol=symbol, market=MARKET, side=(param_text(params, "type") or "").upper() or None,
         order_type=order_type.upper() or None, conflict=conflict,
-        quantity=None if "viqc" in flags else volume, quote_quantity=volume if "viqc" in flags else None,
+        quantity=None if in_quote else volume, quote_quantity=volume if in_quote else None,
         price=None if order_type == "market" else _price(limit),
         trigger_price=_price(trigger) if trigger is not None else None,
         trigger_relative=trigger is not None and _price(trigger) is None,

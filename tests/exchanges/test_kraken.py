@@ -470,6 +470,12 @@ def test_add_order_facts() -> None:
     # volume in quote currency
     f = facts_of("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=150&oflags=post,viqc")
     assert (f.quantity, f.quote_quantity) == (None, Decimal("150"))
+    # session 23's review: viqc elsewhere (a limit, a sell, a leveraged order) is not what Kraken documents: which
+    # unit it reads `volume` in is unknown, so the order has no size (refused under a notional or position limit)
+    for odd in ("type=buy&ordertype=limit&price=100", "type=sell&ordertype=market", "type=buy&ordertype=market"
+                "&leverage=2"):
+        f = facts_of("/0/private/AddOrder", f"nonce=1&pair=XBTUSD&{odd}&volume=150&oflags=viqc")
+        assert (f.quantity, f.quote_quantity) == (None, None) and "viqc" in (f.conflict or ""), odd
     # relative prices are not valued; a *-limit order is valued at its limit price (price2)
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=limit&price=%2B1.5%25&volume=1").price is None
     assert facts_of("/0/private/AddOrder", "pair=XBTUSD&ordertype=trailing-stop&price=-5&volume=1").price is None
@@ -499,7 +505,7 @@ def test_add_order_batch_is_read_order_by_order() -> None:
         {"ordertype": "market", "type": "sell", "volume": "2", "oflags": "viqc"}]})
     f = facts_of("/0/private/AddOrderBatch", body, "application/json")
     assert f.action == "order" and [(o.symbol, o.quantity, o.quote_quantity, o.price) for o in f.orders] == [
-        ("XBTUSD", Decimal("1"), None, Decimal("20000")), ("XBTUSD", None, Decimal("2"), None)]
+        ("XBTUSD", Decimal("1"), None, Decimal("20000")), ("XBTUSD", None, None, None)]  # viqc on a sell: no size
     for orders in ([], [{"volume": "1"}], [{"volume": "1"}] * 16, [1, 2]):
         with pytest.raises(BadRequest):
             facts_of("/0/private/AddOrderBatch", json.dumps({"pair": "XBTUSD", "orders": orders}), "application/json")
