@@ -139,6 +139,10 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
         conflict, price = "an option's orderIv takes priority over its price", None
     if order_type not in ("MARKET", "LIMIT"):
         conflict = f"orderType {order_type or '(none)'} is not valued by keyproxy"
+    if category == "option" and side == "SELL" and not _truthy(body.get("reduceOnly")):
+        # a written option's exposure is its underlying (qty of it, at the underlying's price), not the premium
+        # it is sold for: valued by price it would pass a notional cap by any factor (OKX's options are not valued)
+        conflict = "a sold option is worth its underlying, not its premium: keyproxy does not value it"
     unit = _text(body.get("marketUnit")) or ("quoteCoin" if side == "BUY" else "baseCoin")
     in_quote = category == "inverse" or (category == "spot" and order_type == "MARKET" and unit == "quoteCoin")
     return RequestFacts(action="order", symbol=_symbol(body), market=category, side=side, order_type=order_type,
