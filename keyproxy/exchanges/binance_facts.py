@@ -125,8 +125,10 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
     if (method, path) in _CANCELS:
         return _cancel_facts(path, params, symbol)
     if path in _COUNTDOWNS:  # every order of the symbol cancelled when the countdown runs out
-        return RequestFacts(action="other", symbol=symbol, market=_market(path), cancels_all=True,
-                            cancels_later=params.get("countdownTime") not in (None, "0"))
+        given = params.get("countdownTime")
+        disarms = given is not None and given.isdigit() and int(given) == 0  # 0 turns the countdown off
+        return RequestFacts(action="other", symbol=symbol, market=_market(path), cancels_all=not disarms,
+                            cancels_later=not disarms)
     if method == "POST" and path in _LEVERAGE:
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
     if method == "POST" and path == "/sapi/v1/capital/withdraw/apply":

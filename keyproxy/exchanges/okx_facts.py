@@ -176,14 +176,15 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # judged as a cancel of every order (refused while another bot's orders rest), over every instrument its
         # legs name (one scope: where they name more than one, every market's)
         every = path in _EVERY_ORDER or not orders
+        disarms = path.endswith("/cancel-all-after") and param_text(params, "timeOut") == "0"  # 0: the timer off
         if every and len({param_text(d, "instId") for d in named}) > 1:
             inst = None
         return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None, market=market_of(inst),
                             cancels=tuple(i for d in named if (i := param_text(d, "ordId"))) if orders else (),
                             cancels_by_client=tuple(i for d in named if (i := param_text(d, "clOrdId")))
                             if orders else (),
-                            cancels_all=every, cancels_unlisted=every and path not in _EVERY_ORDER,
-                            cancels_later=path.endswith("/cancel-all-after") and param_text(params, "timeOut") != "0")
+                            cancels_all=every and not disarms, cancels_unlisted=every and path not in _EVERY_ORDER,
+                            cancels_later=path.endswith("/cancel-all-after") and not disarms)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
     if path in (_BATCH_PLACE, _BATCH_AMEND):

@@ -434,6 +434,11 @@ def test_a_coin_m_cancel_all_is_refused_while_another_bots_order_rests(dev: DevS
     status, body, arrived = send(dev, other, "POST", "/dapi/v1/countdownCancelAll",
                                  "symbol=BTCUSD_PERP&countdownTime=1000")
     assert body.get("error") == "policy_denied" and "trades on this account" in body["message"] and arrived == [], body
+    # turning one off (countdownTime=0) cancels nothing: it passes while the owner's order still rests (it was
+    # judged a cancel-all, so a bot that armed one before others came could never disarm it)
+    status, body, arrived = send(dev, other, "POST", "/dapi/v1/countdownCancelAll",
+                                 "symbol=BTCUSD_PERP&countdownTime=0")
+    assert "error" not in body and len(arrived) == 1, body  # forwarded (the emulator has no countdown: 404)
     status, body, arrived = send(dev, owner, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")
     assert status == 200 and len(arrived) == 1, body  # its own order: the owner's cancel-all passes
     status, body, arrived = send(dev, other, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")

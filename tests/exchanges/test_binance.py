@@ -464,7 +464,9 @@ def test_cancels_name_the_orders_they_cancel() -> None:
         every = facts_of("DELETE", path, "symbol=BTCUSDT")  # were unread (refused to bots with limits, and
         assert every.action == "cancel" and every.cancels_all, path  # unchecked for a bot without)
     countdown = facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=1000")
-    assert countdown.cancels_all and countdown.scope == "usdm:BTCUSDT"
+    assert countdown.cancels_all and countdown.cancels_later and countdown.scope == "usdm:BTCUSDT"
+    disarm = facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=0")
+    assert not disarm.cancels_all and not disarm.cancels_later  # 0 turns it off: it cancels nothing
     replace = facts_of("POST", "/api/v3/order/cancelReplace", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
                        "&quantity=1&price=1&cancelReplaceMode=STOP_ON_FAILURE&cancelOrigClientOrderId=c2")
     assert (replace.action, replace.cancels, replace.cancels_by_client) == ("order", (), ("c2",))

@@ -692,6 +692,8 @@ def test_cancels_name_the_orders_they_cancel() -> None:
     assert facts_of("/api/v5/trade/mass-cancel", json.dumps({"instType": "OPTION", "instFamily": "BTC-USD"})
                     ).cancels_all
     assert facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "60"})).cancels_all
+    off = facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "0"}))  # turns the timer off
+    assert not off.cancels_all and not off.cancels_later
 
 
 def test_algo_cancels_name_their_algo_ids_and_spread_and_rfq_cancels_are_judged_as_cancel_alls() -> None:
