@@ -29,8 +29,10 @@ def _mark() -> str:
 # several commands each (bench/fleet_gate.py's "answer write": ~380 -> ~180 µs of the instance's CPU per order).
 # ARGV holds each change as (kind, its key count, its argument count, its arguments...); KEYS its keys in
 # the same order. A change Redis refuses (a key of the wrong type) is caught by pcall: that change is dropped,
-# the rest stand, and its reply says why. Every change is idempotent or carries a marker (`applied:<mark>`),
-# so a batch sent again after its reply was lost applies nothing twice.
+# the rest stand, and its reply says why; a refusal that passes (OOM, READONLY after a failover, MISCONF, LOADING)
+# fails the whole batch, which is sent again (the instance `stuck` meanwhile), never dropped. Every change is
+# idempotent or carries a marker (`applied:<mark>`), so a batch sent again after its reply was lost applies nothing
+# twice.
 _APPLY = """
 local function in_chunks(command, key, items, width)  -- unpack() has a limit of a few thousand values
   for i = 1, #items, 2000 * width do
@@ -115,6 +117,8 @@ local function forget(keys, args)
   return 1
 end
 
+-- errors that pass (out of memory, a replica, a failed save, a load, a busy script): never a change's own fault
+local TRANSIENT = {'OOM', 'READONLY', 'MISCONF', 'LOADING', 'BUSY', 'NOREPLICAS', 'MASTERDOWN', 'TRYAGAIN'}
 local apply = {open = open_orders, placed = placed, xadd = numbered_entry, zrem = zrem, prune = forget_if_still,
                forget = forget}
 local out, k, a = {}, 1, 1
@@ -125,8 +129,13 @@ while a <= #ARGV do
   for i = 1, na do args[i] = ARGV[a + 2 + i] end
   k, a = k + nk, a + 3 + na
   local ok, result = pcall(apply[kind], keys, args)
-  if ok then out[#out + 1] = result
-  else out[#out + 1] = 'refused: ' .. (type(result) == 'table' and tostring(result.err) or tostring(result)) end
+  if ok then out[#out + 1] = result else
+    local why = type(result) == 'table' and tostring(result.err) or tostring(result)
+    for _, passing in ipairs(TRANSIENT) do  -- Redis refuses writes for now: the whole batch fails, and is sent again
+      if string.find(why, passing, 1, true) then return redis.error_reply(why) end
+    end
+    out[#out + 1] = 'refused: ' .. why
+  end
 end
 return out
 """

@@ -218,3 +218,35 @@ def test_a_pruned_record_leaves_the_fleets_only_if_not_written_since(shared: Sha
                                                        cancels_by_client=("c1",)))
     for state in (a, b):
         state.close()
+
+
+def test_a_refusal_that_passes_fails_the_batch_which_is_written_once_redis_takes_writes(
+        shared: SharedStateSettings, redis_server) -> None:
+    """Session 23's review (medium): the batch script caught every refusal per change, so Redis refusing writes for
+    a while (out of memory here; READONLY after a failover, MISCONF) dropped an order's open-order count, owner
+    record and book entry for good, and the instance never said it was stuck. Such a refusal fails the whole batch
+    now: the writer is stuck meanwhile, and writes it all once Redis takes writes again."""
+    store = FleetStore(shared, "vault-1", KEY)
+    r = redis_server.client()
+    numbers: list[int] = []
+
+    async def run() -> tuple[FleetUsage, bool]:
+        usage = FleetUsage(store)
+        task = asyncio.create_task(usage.run())
+        r.config_set("maxmemory", "1")
+        try:
+            usage.change_open_orders("b1", "spot:BTCUSDT", 1)
+            usage.record_placed_orders("acct", "b1", "spot", ("12345",), ts=time.time())
+            usage.publish(store.key("book"), store.key("bookseq:b1"), {"b": "b1", "e": "[]"}, 1000, numbers.append)
+            await drained(usage)
+            stuck = usage.stuck()
+        finally:
+            r.config_set("maxmemory", "0")
+        await drained(usage, until=5.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return usage, stuck
+    usage, stuck = asyncio.run(run())
+    assert stuck and not usage.stuck() and usage.dropped == 0
+    assert r.hget(store.key("open:b1"), "spot:BTCUSDT") == b"1" and r.hget(store.key("placed:acct"), "12345")
+    assert r.xlen(store.key("book")) == 1 and numbers == [1]
