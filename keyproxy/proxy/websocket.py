@@ -43,6 +43,9 @@ log = logging.getLogger("keyproxy.proxy")
 
 CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
 CLOSE_GOING_AWAY = 1001
+# how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
+# in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
+DRAIN_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +237,17 @@ class _Connection:
         self.stream_token: tuple[str, int] | None = None  # the exchange's token this socket sends (Kraken)
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
         self.closing: str | None = None
+        self.bot_gone = False  # answers still read and learned, no longer relayed (`_drain`)
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._from_bot()), asyncio.create_task(self._from_exchange()),
                  asyncio.create_task(self._watch())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self.pending and not tasks[1].done():
+                tasks[0].cancel()
+                tasks[2].cancel()
+                await self._drain(tasks[1])
         finally:
             for t in tasks:
                 t.cancel()
@@ -254,6 +262,17 @@ class _Connection:
             if not self.bot_ws.closed:
                 await self.bot_ws.close(code=CLOSE_POLICY if self.closing else CLOSE_GOING_AWAY,
                                         message=(self.closing or "the exchange closed the connection").encode()[:120])
+
+    async def _drain(self, from_exchange: asyncio.Task[None]) -> None:
+        """The bot went (closed its socket, sent a frame over the limit, was revoked) with frames still on their
+        way: the exchange's answers are read and learned, never relayed, for DRAIN_S at most. An order placed
+        there rests or fills whether the bot reads its answer or not; left unlearned it counted for IN_FLIGHT_S
+        and then belonged to no one: a bot closing each socket at once placed past max_open_orders and
+        max_position, a cap's worth every minute (session 23's review)."""
+        self.bot_gone = True
+        deadline = time.monotonic() + DRAIN_S
+        while self.pending and not from_exchange.done() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait({from_exchange}, timeout=min(left, 0.05))
 
     # --- bot -> exchange ------------------------------------------------------------------------
 
@@ -402,14 +421,19 @@ class _Connection:
                     p, status = answered
                     self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later=True)
                 try:
-                    await self.bot_ws.send_str(text)
+                    if not self.bot_gone:
+                        await self.bot_ws.send_str(text)
+                except ConnectionError:  # the bot's socket closed under it: what is on its way is still learned
+                    self.bot_gone = True
                 finally:
                     if answered is not None:
                         self._recorded(answered[0], answered[1])
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
-                await self.bot_ws.send_bytes(data)
+                if not self.bot_gone:
+                    with contextlib.suppress(ConnectionError):
+                        await self.bot_ws.send_bytes(data)
             else:
                 return
 

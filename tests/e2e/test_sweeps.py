@@ -176,3 +176,44 @@ def test_a_cancel_of_a_guessed_order_id_sent_before_the_order_cannot_cancel_it(d
         assert status == 200, placed
         assert cancelled[1].get("code") == -2011, cancelled  # reached the exchange first: found nothing
         assert placed["orderId"] in resting(victim, "LTCBTC")
+
+
+def test_an_order_whose_bot_closed_its_socket_at_once_is_still_learned(dev: DevStack) -> None:
+    """Session 23's review (high): a bot that closed its WebSocket right after an order frame had the exchange's
+    socket closed with it, the answer thrown away: the order rested unlearned, counted on its way for 60 s, then
+    belonged to no one (past max_open_orders and max_position, a cap's worth a minute; and any bot could cancel
+    it). The answers to a gone bot's frames are now still read and learned (websocket.py `_drain`)."""
+    import asyncio
+    import hashlib
+    import hmac
+    import json
+
+    import aiohttp
+
+    closer = dev.add_bot("sw-closer", "main", "read,trade")
+    neighbour = dev.add_bot("sw-closer-neighbour", "main", "read,trade")
+    params = {"symbol": "LTCBTC", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1",
+              "price": "0.0011", "newClientOrderId": "sw-closed-1", "apiKey": closer["api_key"], "timestamp": now_ms()}
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params["signature"] = hmac.new(closer["secret"].encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+    async def send_then_close() -> None:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(closer["base_url"].replace("http://", "ws://") + "/ws-api/v3")
+            await ws.send_str(json.dumps({"id": "c1", "method": "order.place", "params": params}))
+            await ws.close()  # never reads the answer
+
+    hold(dev, hold_after_containing=["sw-closed-1"], hold_seconds=1.0)  # the order rests; its answer comes late
+    try:
+        asyncio.run(send_then_close())
+        time.sleep(1.8)
+    finally:
+        hold(dev)
+    listed = call(neighbour["base_url"], "GET", "/api/v3/openOrders",
+                  query=hmac_sign(neighbour["secret"], f"symbol=LTCBTC&timestamp={now_ms()}"),
+                  headers={"X-MBX-APIKEY": neighbour["api_key"]}).body
+    [oid] = [o["orderId"] for o in listed["list"] if o.get("clientOrderId") == "sw-closed-1"]
+    status, body = send(neighbour, "DELETE", "/api/v3/order", f"symbol=LTCBTC&orderId={oid}")
+    assert body.get("error") == "policy_denied", body  # its owner is known: learned from the answer
+    status, body = send(closer, "DELETE", "/api/v3/order", f"symbol=LTCBTC&orderId={oid}")
+    assert status == 200 and body["status"] == "CANCELED", body
