@@ -338,7 +338,9 @@ class Daemon:
                                     governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
                                     pipeline.core.last_seen)
         pipeline.core.fleet = True
-        pipeline.admission.gate, pipeline.admission.sync = FleetGate(fleet), self.fleet_sync
+        gate = FleetGate(fleet)
+        pipeline.admission.gate, pipeline.admission.sync = gate, self.fleet_sync
+        pipeline.core.sweeps.fleet_pending = gate.others_pending  # cancels wait for the other instances' orders too
         pipeline.core.shared_nonces = FleetNonces(fleet)
         self.fleet_usage = FleetUsage(fleet)
         pipeline.core.in_flight.flights = self.fleet_usage

@@ -32,6 +32,10 @@ class SharedCharges:
     # orders, signed for the side) within `limit`; its size is then reserved until its answer is read
     book_seq: int | None = None
     exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]] = field(default_factory=list)
+    # an order of any bot: (its account, "bot|request id|scope,scope") in the account's orders on their way
+    # (`pending:{account}`, PENDING_S at most) until its answer is read and its owner recorded: a cancel naming an
+    # order of no known owner, or a cancel-all, on another instance waits for it (proxy/sweeps.py)
+    pending: tuple[str, str] | None = None
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
 
@@ -59,6 +63,7 @@ class SharedCharges:
         self.in_flight = None
         self.book_seq = None
         self.exposure.clear()
+        self.pending = None
         self.commit_local = lambda: None
 
 

@@ -35,6 +35,7 @@ import redis.asyncio
 
 from keyproxy.fleet.charges import SharedCharges, Verdict
 from keyproxy.fleet.store import FleetStore
+from keyproxy.policy.model import scopes_overlap
 
 _SCRIPT = """
 local marker = KEYS[#KEYS]  -- this check's own: a call sent again after a lost reply finds it charged
@@ -44,8 +45,8 @@ if v > tonumber(ARGV[1]) then return {'stale', tostring(v)} end
 if v < tonumber(ARGV[1]) then return {'back', tostring(v)} end
 local nr, ns, nb, nc, no, nd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7])
-local nk, ne, ttl_legs = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local k, a = 2, 11
+local nk, ne, ttl_legs, np = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local k, a = 2, 12
 local replays, buckets, caps, seq, flight = {}, {}, {}, nil, nil
 for i = 1, nr do
   local key, ttl, check = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
@@ -126,6 +127,11 @@ for i = 1, ne do
   end
   legs[i] = {key, member, size}
 end
+local pending = nil  -- the order among the account's orders on their way (every bot's), until its answer is read
+if np == 1 then
+  pending = {KEYS[k], ARGV[a], tonumber(ARGV[a + 1])}
+  k = k + 1; a = a + 2
+end
 for _, r in ipairs(replays) do redis.call('SET', r[1], '1', 'PX', r[2]) end
 for _, l in ipairs(legs) do
   redis.call('ZADD', l[1], now + ttl_legs, l[2])
@@ -141,6 +147,11 @@ if flight then
   redis.call('ZADD', flight[1], flight[2], flight[3])
   redis.call('PEXPIRE', flight[1], math.floor(flight[4] * 1000) + 1000)
 end
+if pending then
+  redis.call('ZREMRANGEBYSCORE', pending[1], '-inf', now)
+  redis.call('ZADD', pending[1], now + pending[3], pending[2])
+  redis.call('PEXPIRE', pending[1], math.floor(pending[3] * 1000) + 1000)
+end
 for i, d in ipairs(dups) do
   redis.call('ZADD', d[1], now, tostring(now) .. ':' .. tostring(d[3]) .. ':' .. tostring(i))  -- unique per placement
   redis.call('PEXPIRE', d[1], math.floor(d[2] * 1000) + 1000)
@@ -149,6 +160,15 @@ redis.call('SET', marker, '1', 'PX', ARGV[#ARGV])
 return {'ok'}
 """
 
+
+# the account's orders on their way (every bot's: `pending:{account}`), what a cancel of an order of no known owner
+# or a cancel-all on any instance waits for (proxy/sweeps.py): the ones still there when this one is read
+_PENDING = """
+local t = redis.call('TIME')
+return redis.call('ZRANGEBYSCORE', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, '+inf')
+"""
+_PENDING_SHA = hashlib.sha1(_PENDING.encode()).hexdigest()
+PENDING_S = 10.0  # an order on its way whose answer never came stops holding cancels back after this
 
 # how long a check's marker says "charged": longer than any check may take (FleetSettings.timeout, its retry
 # included), so the retry of a call whose reply was lost finds it and is not charged twice (or refused as a replay)
@@ -172,6 +192,7 @@ class FleetGate:
         self.fleet = fleet
         self._client: redis.asyncio.Redis | None = None
         self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+        self._scripts = {self._sha: _SCRIPT, _PENDING_SHA: _PENDING}
         self._idle: list[redis.asyncio.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -180,14 +201,13 @@ class FleetGate:
             self._client = self.fleet.aio(timed_reads=False)
         return self._client
 
-    @staticmethod
-    async def _call(conn: redis.asyncio.Connection, command: tuple[object, ...]) -> list[bytes]:
+    async def _call(self, conn: redis.asyncio.Connection, command: tuple[object, ...]) -> list[bytes]:
         """Bounded by `_evalsha`'s one timer (none per socket write or read)."""
         await conn.send_command(*command)
         try:
             return await conn.read_response(timeout=math.inf)
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: load it once more
-            await conn.send_command("SCRIPT", "LOAD", _SCRIPT)
+            await conn.send_command("SCRIPT", "LOAD", self._scripts[str(command[1])])
             await conn.read_response(timeout=math.inf)
             await conn.send_command(*command)
             return await conn.read_response(timeout=math.inf)
@@ -252,7 +272,8 @@ class FleetGate:
         legs = charges.exposure if charges.in_flight is not None else []
         args += [len(buckets), len(charges.caps), 1 if charges.open_orders is not None else 0,
                  len(charges.duplicates), 1 if charges.book_seq is not None else 0, len(legs),
-                 repr(float(charges.in_flight[1])) if charges.in_flight is not None else "0"]
+                 repr(float(charges.in_flight[1])) if charges.in_flight is not None else "0",
+                 1 if charges.pending is not None else 0]
         for replay_id, ttl_ms, checked in charges.replays:
             args += [max(1, int(ttl_ms)), "1" if checked else "0"]
         if charges.sequence is not None:
@@ -280,6 +301,9 @@ class FleetGate:
         for (name, member), (_scope, _side, size, room, base, limit) in zip(charges.exposure_members(), legs):
             keys.append(key(name))
             args += [f"{size:f}", f"{room:f}", f"{base:f}", f"{limit:f}", member]
+        if charges.pending is not None:
+            keys.append(key(f"pending:{charges.pending[0]}"))
+            args += [charges.pending[1], repr(PENDING_S)]
         keys.append(key("gate:" + os.urandom(8).hex()))  # this call's marker: its retry sends the same one
         args.append(MARKER_MS)
         try:
@@ -300,6 +324,20 @@ class FleetGate:
             return Verdict("duplicate", duplicate=charges.duplicates[int(answer[1]) - 1],
                            used=Decimal(answer[2].decode()))
         return _PLAIN.get(kind) or Verdict(kind)
+
+    async def others_pending(self, account: str, bot: str, scopes: tuple[str, ...]) -> bool:
+        """Whether another bot's order is on its way in `scopes` of `account` through any instance (its answer not
+        read yet, so its owner not on record). Redis unreachable: False (the decision's own owner lookups refuse
+        what they cannot tell, `OwnersUnknown`)."""
+        try:
+            members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}")))
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
+        for member in members:
+            other, _, rest = member.decode(errors="replace").partition("|")
+            if other != bot and scopes_overlap(tuple(rest.partition("|")[2].split(",")), scopes):
+                return True
+        return False
 
     async def close(self) -> None:
         if self._closing:

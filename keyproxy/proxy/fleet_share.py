@@ -18,7 +18,7 @@ from keyproxy.proxy.in_flight import IN_FLIGHT_S
 
 def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: RequestFacts, cls: EndpointClass,
            buckets: Mapping[str, Any], request_id: str, book_seq: int | None,
-           exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]) -> None:
+           exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]], account: str = "") -> None:
     """Fill `shared` with the decision's charges: buckets, daily caps, open orders and the order's place on
     its way, a position-capped bot's book number and legs (`book_seq`, `exposure`: RiskDesk.fleet_exposure),
     repeated orders."""
@@ -29,6 +29,9 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
     if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
         shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
         shared.in_flight = (request_id, IN_FLIGHT_S)
+    if facts.action == "order" and facts.placed() and account:  # the account's orders on their way, every bot's
+        scopes = ",".join(sorted({leg.scope for leg in facts.placed()}))
+        shared.pending = (account, f"{shared.bot}|{request_id}|{scopes}")
     if book_seq is not None:  # and every instance's orders of the bot on their way
         shared.book_seq, shared.exposure = book_seq, exposure
         shared.in_flight = (request_id, IN_FLIGHT_S)

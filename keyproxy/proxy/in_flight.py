@@ -120,7 +120,12 @@ class InFlight:
             self._unheard.discard(outcome.request_id)
         self.landed(outcome.request_id, getattr(outcome, "account", None))
         shared = outcome.shared
-        if shared is None or self.flights is None or shared.in_flight is None:
+        if shared is None or self.flights is None:
+            return
+        if shared.pending is not None:  # after its owner record in the writer's queue
+            self.flights.release(f"pending:{shared.pending[0]}", shared.pending[1])
+            shared.pending = None  # once
+        if shared.in_flight is None:
             return
         if (member := shared.flight_member()) is not None:
             self.flights.land(shared.bot, member)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from keyproxy.policy.model import RequestFacts, scopes_overlap
@@ -51,10 +51,12 @@ MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the oth
 class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches a bot
     """The decision must wait for other bots' requests before it (`Sweeps.quiet`), then `resume()`."""
 
-    def __init__(self, account: str, ready: Callable[[], bool]) -> None:
+    def __init__(self, account: str, ready: Callable[[], bool],
+                 elsewhere: Callable[[], Awaitable[bool]] | None = None) -> None:
         super().__init__("waiting for other bots' requests")
         self.account = account
         self.ready = ready
+        self.elsewhere = elsewhere  # in a fleet: whether another instance's request still goes first
         self.deadline = time.monotonic() + QUIET_WAIT_S
         self.resume: Callable[[], object] = lambda: None  # set by the core: the same decision, once more
 
@@ -83,6 +85,9 @@ class Sweeps:
         self._per_bot: dict[tuple[str, str], int] = {}  # (account, bot) -> its entries
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
+        # in a fleet (fleet/gate.py `FleetGate.others_pending`): whether another bot's order is on its way in these
+        # scopes through any instance; a cancel-all or an unowned cancel waits for those too
+        self.fleet_pending: Callable[[str, str, tuple[str, ...]], Awaitable[bool]] | None = None
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
@@ -110,6 +115,11 @@ class Sweeps:
         entry = self._entry(account, bot, request_id, scopes, kind)
         now = self._clock()
         blocker = self._blocker(account, entry, now)
+        if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
+            entry.waited = True
+            fleet = self.fleet_pending
+            raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
+                            lambda: fleet(account, bot, scopes))
         if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
             if kind == "sweep":
                 if not entry.passed:  # held from now until its answer is read, SWEEP_HOLD_S at most
@@ -203,14 +213,14 @@ class Sweeps:
     async def quiet(self, need: NeedQuiet) -> None:
         """Until what `need` waits for went, or its deadline."""
         loop = asyncio.get_running_loop()
-        while not need.ready():
+        while not need.ready() or (need.elsewhere is not None and await need.elsewhere()):
             left = need.deadline - time.monotonic()
             if left <= 0:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(need.account, []).append(waiter)
-            try:
-                async with asyncio.timeout(min(left, 1.0)):  # and a look each second (an entry's hold running out)
+            try:  # and a look each second (an entry's hold running out), each 50 ms at the other instances
+                async with asyncio.timeout(min(left, 1.0 if need.elsewhere is None else 0.05)):
                     await waiter
             except TimeoutError:
                 pass

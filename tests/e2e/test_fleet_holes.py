@@ -8,9 +8,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call, hmac_sign, now_ms
@@ -154,3 +156,35 @@ def test_while_redis_is_unreachable_a_bot_cannot_cancel_another_bots_order_place
         assert time.monotonic() < deadline, answer
         time.sleep(0.3)
     assert answer[1]["status"] == "NEW"
+
+
+def test_a_cancel_through_one_instance_waits_for_another_bots_order_on_its_way_through_the_other(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 23's review (high): an order placed through A, resting at the exchange but its answer not yet read (so
+    its owner not yet in Redis), was cancelled by another bot through B, by its sequential id: B's own-orders check
+    found no owner and B's sweeps knew only B's own orders on their way. Every order on its way is now in the account's
+    `pending` set in Redis (with the gate's check); a cancel of an order of no known owner, or a cancel-all, on any
+    instance waits for the other bots' orders there, then is decided on their owners."""
+    fleet, _ = late
+    victim = fleet.a.add_bot("x-victim", "main", "read,trade")
+    mallory = fleet.a.add_bot("x-mallory", "main", "read,trade")
+    coin_m = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
+    status, body = signed(mallory, fleet.b, "POST", "/dapi/v1/order", f"{coin_m}&price=19000")
+    assert status == 200, body
+    guess = int(body["orderId"]) + 1  # the exchange's next id
+    time.sleep(1.5)  # B has the fleet's state so far
+    requests.post(fleet.a.emulator_url + "/_emulator/faults", json={
+        "hold_after_containing": ["price=20000"], "hold_seconds": 1.2}, timeout=5).raise_for_status()
+    placed: dict[str, Any] = {}
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(signed, victim, fleet.a, "POST", "/dapi/v1/order", f"{coin_m}&price=20000")
+            time.sleep(0.5)  # it rests at the exchange; A has not read its answer
+            status, body = signed(mallory, fleet.b, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={guess}")
+            placed["status"], placed["body"] = placing.result(timeout=30)
+    finally:
+        requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+    assert placed["status"] == 200 and int(placed["body"]["orderId"]) == guess, placed
+    assert body.get("error") == "policy_denied", body  # decided once the victim's owner record was in Redis
+    status, body = signed(victim, fleet.a, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={guess}")
+    assert status == 200 and body["status"] == "CANCELED", body
