@@ -46,13 +46,15 @@ async def measure(store: FleetStore, checks: int) -> None:
             if what == "gate check":
                 charges = SharedCharges("bench-bot", replays=[(f"bench-bot:{i}", 60_000, True)],
                                         buckets=[("bot:bench-bot:rps", 1e6, 1e6), ("account:main:orders", 1e6, 1e6)],
-                                        open_orders=(1, 10**9), in_flight=(f"req-{i}", 0.001))
+                                        open_orders=(1, 10**9), in_flight=(f"req-{i}", 0.001),
+                                        pending=("main", f"bench-bot|req-{i}|spot:BTCUSDT"))
                 verdict = await gate.check(charges, 0)
                 assert verdict.kind == "ok", verdict
             elif what == "capped check":  # the same with a position cap: the book's number and the leg's size
                 charges = SharedCharges("bench-bot", replays=[(f"bench-bot:c{i}", 60_000, True)],
                                         buckets=[("bot:bench-bot:rps", 1e6, 1e6), ("account:main:orders", 1e6, 1e6)],
                                         open_orders=(1, 10**9), in_flight=(f"req-c{i}", 0.001), book_seq=0,
+                                        pending=("main", f"bench-bot|req-c{i}|spot:BTCUSDT"),
                                         exposure=[("spot:BTCUSDT", "buy", Decimal("0.001"), Decimal(-1), Decimal(0),
                                                    Decimal(10**9))])
                 verdict = await gate.check(charges, 0)
@@ -61,6 +63,7 @@ async def measure(store: FleetStore, checks: int) -> None:
                 usage.change_open_orders("bench-bot", "spot:BTCUSDT", +1)
                 usage.record_placed_orders("main", "bench-bot", "spot:BTCUSDT", (str(10**9 + i),), time.time())
                 usage.land("bench-bot", f"req-{i}")
+                usage.release("pending:main", f"bench-bot|req-{i}|spot:BTCUSDT")
                 batch = [usage._queue.get_nowait() for _ in range(usage._queue.qsize())]
                 await usage._write(client, batch)
             else:
