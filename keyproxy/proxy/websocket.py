@@ -100,6 +100,7 @@ class WebSocketEdge:
         # handshakes past the caps' checks and not yet open, counted against the caps: a burst of them cannot
         # pass the check together while each awaits the exchange's socket
         self._opening: Counter[str] = Counter()
+        self.stopping = False  # SIGTERM: `close_all` waited for the answers; no socket drains past it
 
     def sockets_of(self, bot: str) -> int:
         return sum(1 for c in self.connections if bot in c.bots) + self._opening[bot]
@@ -209,6 +210,7 @@ class WebSocketEdge:
     async def close_all(self, grace: float) -> None:
         """SIGTERM: every socket gets a going-away close once its in-flight frames are answered (at most
         `grace` seconds: a frame the exchange never answers is recorded as upstream_error)."""
+        self.stopping = True
         deadline = time.monotonic() + grace
         while any(c.pending for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -244,7 +246,7 @@ class _Connection:
                  asyncio.create_task(self._watch())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if self.pending and not tasks[1].done():
+            if self.pending and not tasks[1].done() and not self.edge.stopping:
                 tasks[0].cancel()
                 tasks[2].cancel()
                 await self._drain(tasks[1])
