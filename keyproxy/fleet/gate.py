@@ -12,6 +12,8 @@ script, so two instances can never both spend the last token:
   - the bot's open orders (max_open_orders), as every instance's answers confirmed them (usage.py), plus
     every instance's orders on their way (sent, answer not yet read), reserved here with the check;
   - the bot's repeated orders (duplicate_orders): each placement's shape in a sorted set for its window;
+  - every order, in its account's orders on their way (`pending:{account}`, every bot's) until its answer is read:
+    what a cancel-all or a cancel of an order of no known owner on any instance waits for (`others_pending`);
   - a position-capped bot's order: the bot's positions book as of its newest entry (fleet/book.py: older, and
     the instance catches up and decides again), and each leg's size with every instance's orders of the bot on
     their way on that side, within what it may reduce or within the cap; reserved until its answer is read.

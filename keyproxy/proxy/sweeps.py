@@ -20,7 +20,9 @@ exchange that slow, or a bot that stopped reading its own socket, leaves one so)
 SWEEP_HOLD_S from its decision, ORPHAN_HOLD_S once its answer can no longer come (its socket closed); an order whose
 answer can no longer come holds nothing back (it still counts against its bot's caps).
 
-One instance's requests only: in a fleet, a cancel-all and an order through two instances are not ordered.
+In a fleet a cancel-all (or an unowned cancel) also waits, the same once and QUIET_WAIT_S at most, for the other bots'
+orders on their way through the other instances (`fleet_pending`: the gate's `pending:{account}` in Redis); an order
+through one instance does not wait for a cancel-all pending on another.
 """
 
 from __future__ import annotations
