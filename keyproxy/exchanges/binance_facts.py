@@ -126,7 +126,7 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
         return _cancel_facts(path, params, symbol)
     if path in _COUNTDOWNS:  # every order of the symbol cancelled when the countdown runs out
         given = params.get("countdownTime")
-        disarms = given is not None and given.isdigit() and int(given) == 0  # 0 turns the countdown off
+        disarms = given is not None and given.isascii() and given.isdigit() and int(given) == 0  # 0: turned off
         return RequestFacts(action="other", symbol=symbol, market=_market(path), cancels_all=not disarms,
                             cancels_later=not disarms)
     if method == "POST" and path in _LEVERAGE:

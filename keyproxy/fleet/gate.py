@@ -167,7 +167,13 @@ return {'ok'}
 # or a cancel-all on any instance waits for (proxy/sweeps.py): the ones still there when this one is read
 _PENDING = """
 local t = redis.call('TIME')
-return redis.call('ZRANGEBYSCORE', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, '+inf')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if #ARGV == 0 then return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf') end
+local still = {}  -- of the members named, those still on their way
+for i, score in ipairs(redis.call('ZMSCORE', KEYS[1], unpack(ARGV))) do
+  if score and tonumber(score) >= now then still[#still + 1] = ARGV[i] end
+end
+return still
 """
 _PENDING_SHA = hashlib.sha1(_PENDING.encode()).hexdigest()
 PENDING_S = 10.0  # an order on its way whose answer never came stops holding cancels back after this
@@ -327,19 +333,27 @@ class FleetGate:
                            used=Decimal(answer[2].decode()))
         return _PLAIN.get(kind) or Verdict(kind)
 
-    async def others_pending(self, account: str, bot: str, scopes: tuple[str, ...]) -> bool:
-        """Whether another bot's order is on its way in `scopes` of `account` through any instance (its answer not
-        read yet, so its owner not on record). Redis unreachable: False (the decision's own owner lookups refuse
-        what they cannot tell, `OwnersUnknown`)."""
+    async def others_pending(self, account: str, bot: str, scopes: tuple[str, ...],
+                             among: list[bytes] | None = None) -> list[bytes]:
+        """The other bots' orders on their way in `scopes` of `account` through any instance (answers not read
+        yet, so owners not on record); `among`: of those named only (a wait's first look fixes what it waits for,
+        so orders placed after it cannot keep it waiting, and each later look costs one ZMSCORE). Redis
+        unreachable: none (the decision's own owner lookups refuse what they cannot tell, `OwnersUnknown`)."""
+        if among is not None and not among:
+            return []
         try:
-            members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}")))
+            members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}"),
+                                           *(among or ())))
         except (redis.RedisError, OSError, TimeoutError):
-            return False
+            return []
+        if among is not None:
+            return list(members)
+        out = []
         for member in members:
             other, _, rest = member.decode(errors="replace").partition("|")
             if other != bot and scopes_overlap(tuple(rest.partition("|")[2].split(",")), scopes):
-                return True
-        return False
+                out.append(member)
+        return out[:1000]  # what one later look names (a flood beyond it is waited for no longer than the rest)
 
     async def close(self) -> None:
         if self._closing:

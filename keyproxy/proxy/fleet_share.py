@@ -30,7 +30,9 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
         shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
         shared.in_flight = (request_id, IN_FLIGHT_S)
     if facts.action == "order" and facts.placed() and account:  # the account's orders on their way, every bot's
-        scopes = ",".join(sorted({leg.scope for leg in facts.placed()}))
+        # a scope of the bot's own making with the member's separators in it waits for everything
+        scopes = ",".join(sorted({"*:*" if "," in leg.scope or "|" in leg.scope else leg.scope
+                                  for leg in facts.placed()}))
         shared.pending = (account, f"{shared.bot}|{request_id}|{scopes}")
     if book_seq is not None:  # and every instance's orders of the bot on their way
         shared.book_seq, shared.exposure = book_seq, exposure

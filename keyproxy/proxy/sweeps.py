@@ -48,6 +48,7 @@ SWEEP_HOLD_S = 3.0
 ORPHAN_HOLD_S = 1.0  # ... and this long once its answer can no longer be read (the frame's socket closed)
 MAX_PENDING = 10_000  # entries per account: more is a flood, refused (each entry is a request still waiting)
 MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the other bots nothing
+FLEET_LOOK_S = 0.05  # a wait on the other instances' orders asks Redis this often at most
 
 
 class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches a bot
@@ -87,9 +88,10 @@ class Sweeps:
         self._per_bot: dict[tuple[str, str], int] = {}  # (account, bot) -> its entries
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
-        # in a fleet (fleet/gate.py `FleetGate.others_pending`): whether another bot's order is on its way in these
-        # scopes through any instance; a cancel-all or an unowned cancel waits for those too
-        self.fleet_pending: Callable[[str, str, tuple[str, ...]], Awaitable[bool]] | None = None
+        # in a fleet (fleet/gate.py `FleetGate.others_pending`): the other bots' orders on their way in these scopes
+        # through any instance (of those named, if any); a cancel-all or an unowned cancel waits for those too
+        self.fleet_pending: Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]] | None \
+            = None
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
@@ -119,9 +121,8 @@ class Sweeps:
         blocker = self._blocker(account, entry, now)
         if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
             entry.waited = True
-            fleet = self.fleet_pending
             raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
-                            lambda: fleet(account, bot, scopes))
+                            self._elsewhere(self.fleet_pending, account, bot, scopes))
         if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
             if kind == "sweep":
                 if not entry.passed:  # held from now until its answer is read, SWEEP_HOLD_S at most
@@ -131,6 +132,25 @@ class Sweeps:
             return
         entry.waited = True
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
+
+    @staticmethod
+    def _elsewhere(fleet: Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]],
+                   account: str, bot: str, scopes: tuple[str, ...]) -> Callable[[], Awaitable[bool]]:
+        """A wait on the other instances: its first look fixes which orders it waits for (those placed after it
+        cannot keep it waiting: session 23's review, a stream of orders through one instance held every cancel-all
+        through another its full 2 s), later looks ask only whether those are still on their way, FLEET_LOOK_S apart
+        at most."""
+        waiting: list[bytes] | None = None
+        looked = 0.0
+
+        async def elsewhere() -> bool:
+            nonlocal waiting, looked
+            if waiting is not None and (not waiting or time.monotonic() - looked < FLEET_LOOK_S):
+                return bool(waiting)
+            looked = time.monotonic()
+            waiting = await fleet(account, bot, scopes, waiting)
+            return bool(waiting)
+        return elsewhere
 
     def _entry(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> _Entry:
         entries = self._pending.setdefault(account, {})
@@ -222,7 +242,7 @@ class Sweeps:
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(need.account, []).append(waiter)
             try:  # and a look each second (an entry's hold running out), each 50 ms at the other instances
-                async with asyncio.timeout(min(left, 1.0 if need.elsewhere is None else 0.05)):
+                async with asyncio.timeout(min(left, 1.0 if need.elsewhere is None else FLEET_LOOK_S)):
                     await waiter
             except TimeoutError:
                 pass

@@ -188,3 +188,44 @@ def test_a_cancel_through_one_instance_waits_for_another_bots_order_on_its_way_t
     assert body.get("error") == "policy_denied", body  # decided once the victim's owner record was in Redis
     status, body = signed(victim, fleet.a, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={guess}")
     assert status == 200 and body["status"] == "CANCELED", body
+
+
+def test_a_stream_of_orders_through_one_instance_cannot_hold_cancel_alls_through_the_other(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 23's second review: a cancel-all waited while any other bot's order was on its way in its scope,
+    including orders sent after it began, so a bot streaming short-lived orders through A (a new one every 0.1 s,
+    each answered in 0.3 s) held every cancel-all through B its full 2 s, asking Redis every 50 ms. A wait's first
+    look now fixes the orders it waits for."""
+    fleet, _ = late
+    victim = fleet.a.add_bot("s-victim", "main", "read,trade")
+    streamer = fleet.a.add_bot("s-streamer", "main", "read,trade")
+    time.sleep(1.5)  # B has the bots
+    signed(victim, fleet.b, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")  # warm: the listing, the markets
+    requests.post(fleet.a.emulator_url + "/_emulator/faults", json={
+        "hold_after_containing": ["stream-"], "hold_seconds": 0.3}, timeout=5).raise_for_status()
+    stop = threading.Event()
+
+    def stream() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            for i in range(1, 1000):
+                if stop.is_set():
+                    return
+                pool.submit(signed, streamer, fleet.a, "POST", "/api/v3/order", "symbol=LTCBTC&side=BUY&type=LIMIT"
+                            f"&timeInForce=IOC&quantity=1&price=0.0001&newClientOrderId=stream-{i}")
+                time.sleep(0.1)
+
+    streaming = threading.Thread(target=stream, daemon=True)
+    streaming.start()
+    took = []
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            started = time.monotonic()
+            status, body = signed(victim, fleet.b, "DELETE", "/api/v3/openOrders", "symbol=LTCBTC")
+            took.append(round(time.monotonic() - started, 3))
+            assert body.get("error") in (None, "policy_denied"), body
+    finally:
+        stop.set()
+        streaming.join()
+        requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+    assert max(took) < 1.2, took  # the orders on their way when it began (0.3 s each), not the ones after

@@ -467,6 +467,8 @@ def test_cancels_name_the_orders_they_cancel() -> None:
     assert countdown.cancels_all and countdown.cancels_later and countdown.scope == "usdm:BTCUSDT"
     disarm = facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=0")
     assert not disarm.cancels_all and not disarm.cancels_later  # 0 turns it off: it cancels nothing
+    # a superscript zero is a digit to str.isdigit but not to int(): it was a 500 (session 23's second review)
+    assert facts_of("POST", "/fapi/v1/countdownCancelAll", "symbol=BTCUSDT&countdownTime=%E2%81%B0").cancels_later
     replace = facts_of("POST", "/api/v3/order/cancelReplace", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
                        "&quantity=1&price=1&cancelReplaceMode=STOP_ON_FAILURE&cancelOrigClientOrderId=c2")
     assert (replace.action, replace.cancels, replace.cancels_by_client) == ("order", (), ("c2",))
