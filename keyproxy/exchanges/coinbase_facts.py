@@ -64,6 +64,21 @@ def market_of(product: str | None) -> str | None:
     return "spot" if product.count("-") == 1 else None
 
 
+def _camel_case_member(doc: object) -> str | None:
+    """The first member name with a capital letter, at any depth (Coinbase's own names are all snake_case)."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key != key.lower():
+                return key
+            if (found := _camel_case_member(value)) is not None:
+                return found
+    elif isinstance(doc, list):
+        for item in doc:
+            if (found := _camel_case_member(item)) is not None:
+                return found
+    return None
+
+
 def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     """What a request would do, from its JSON body (Advanced Trade orders, v2 sends and withdrawals).
 
@@ -78,6 +93,11 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         body = _json_object(req.body) if req.body else {}
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the request body is not a JSON object (with unique member names)") from None
+    if req.path.startswith("/api/v3/") and (odd := _camel_case_member(body)) is not None:
+        # Advanced Trade reads bodies as protobuf JSON, which takes a field's lowerCamelCase name as well as its
+        # snake_case one: `attachedOrderConfiguration` would place the attached orders keyproxy reads (and
+        # refuses to capped bots) under `attached_order_configuration` unseen (session 23's review)
+        raise BadRequest(f"member {odd[:64]!r}: keyproxy reads Advanced Trade's snake_case member names only")
     if endpoint.cls is EndpointClass.WITHDRAW:
         if req.method == "POST" and (_V2_TRANSACTIONS.fullmatch(req.path) or _V2_WITHDRAWAL.fullmatch(req.path)):
             send = bool(_V2_TRANSACTIONS.fullmatch(req.path))

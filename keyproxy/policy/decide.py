@@ -338,13 +338,16 @@ def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, D
     return None
 
 
-def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0)) -> bool:
-    """An order that can only bring the position toward zero: reduce-only, or (spot has no such flag) a sell
-    of at most what the bot holds less what its resting sells (`resting`, same side) may already sell, a buy
-    likewise against a short. Without `resting`, a bot holding 1 could rest any number of sells of 1, each
-    "reducing", and go short by all of them but one. A hedge leg's reduce-only flag is judged by the net
-    position like any other order (RequestFacts.hedged)."""
-    if leg.reduce_only and not leg.hedged:
+def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0), unread: bool = False) -> bool:
+    """An order that can only bring the bot's position toward zero: a sell of at most what the bot holds less
+    what its resting sells (`resting`, same side) may already sell, a buy likewise against a short. Without
+    `resting`, a bot holding 1 could rest any number of sells of 1, each "reducing", and go short by all of them
+    but one. A reduce-only flag is judged the same way: the exchange measures it against the account's position,
+    every bot's on a shared account, so a bot holding nothing closed another bot's long with a reduce-only sell and
+    was short by all of it, past its cap (session 23's review). It is believed alone only where keyproxy reads no
+    fills (`unread`: the bot's position is not known there, and a reduce-only order is its only way out), and never
+    for a hedge leg (RequestFacts.hedged)."""
+    if leg.reduce_only and not leg.hedged and unread:
         return True
     side, qty = (leg.side or "").lower(), leg.quantity
     if qty is None or leg.contract is not None and leg.quote_quantity is not None:
@@ -381,7 +384,7 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
         size = order_size(leg, prices.get(leg.symbol or ""))
         if size is not None:
             added[(leg.scope, side)] = earlier + size
-        if reduces(leg, position, same_side + earlier):
+        if reduces(leg, position, same_side + earlier, unread=leg.scope in risk.unread):
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")

@@ -127,7 +127,8 @@ class RiskDesk:
         return tuple(out)
 
     def fleet_exposure(self, account: str, bot: str, policy: BotPolicy, facts: RequestFacts,
-                       prices: dict[str, Decimal], amended: tuple[Amended | None, ...] = ()
+                       prices: dict[str, Decimal], amended: tuple[Amended | None, ...] = (),
+                       unread: frozenset[str] = frozenset()
                        ) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
         """A fleet: each leg of a position-capped bot's order as the gate checks it against every instance's
         orders of the bot on their way (fleet/charges.py `SharedCharges.exposure`): (scope, side, size, what
@@ -141,8 +142,9 @@ class RiskDesk:
             order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
             size = order_size(leg, last)
-            if leg.reduce_only and not leg.hedged or side not in ("buy", "sell") or size is None:
-                continue  # reduce-only passes anyway; the rest decide has refused
+            if leg.reduce_only and not leg.hedged and leg.scope in unread or side not in ("buy", "sell") \
+                    or size is None:
+                continue  # reduce-only where no fills are read passes anyway; the rest decide has refused
             resting = self.book.open_quantity(account, bot, leg.scope, side)
             if facts.action == "amend":
                 if order is None or not order.own or leg.action != "order":

@@ -139,3 +139,28 @@ def test_a_cancel_by_cloid_frees_the_orders_room_at_once(dev: DevStack) -> None:
     assert done["response"]["data"]["statuses"] == ["success"], done
     placed = ex.order("BTC", True, 0.002, MID * 0.9, {"limit": {"tif": "Gtc"}})  # its room is free
     ex.cancel("BTC", placed["response"]["data"]["statuses"][0]["resting"]["oid"])
+
+
+def test_a_reduce_only_order_reduces_only_the_bots_own_position(dev: DevStack) -> None:
+    """Session 23's review (high): the exchange measures reduce-only against the account's position, every bot's on a
+    shared account: a bot capped at 0.001 and holding nothing sold another bot's 0.05 long with a reduce-only order,
+    which passed as "reducing", and was booked short 0.05, 50 times its cap. A reduce-only order now reduces only
+    up to the bot's own position; its own way out still passes."""
+    from hyperliquid.utils.error import ClientError
+
+    set_mid(dev, MID)
+    owner = sdk(dev, "hlro-owner")
+    done = owner.order("BTC", True, 0.05, MID * 1.01, {"limit": {"tif": "Gtc"}})
+    assert "filled" in done["response"]["data"]["statuses"][0]
+    assert eventually(lambda: position(dev, "hlro-owner") == 0.05)
+    capped = sdk(dev, "hlro-capped", "max_position=0.001")
+    start = len(dev.journal())
+    with pytest.raises(ClientError) as refused:
+        capped.order("BTC", False, 0.05, MID * 0.99, {"limit": {"tif": "Ioc"}}, reduce_only=True)
+    assert "position_exceeded" in str(refused.value.args)
+    assert [e for e in dev.journal()[start:] if e["path"] == "/exchange"] == []
+    done = capped.order("BTC", True, 0.001, MID * 1.01, {"limit": {"tif": "Gtc"}})
+    assert "filled" in done["response"]["data"]["statuses"][0]
+    assert eventually(lambda: position(dev, "hlro-capped") == 0.001)
+    out = capped.order("BTC", False, 0.001, MID * 0.99, {"limit": {"tif": "Ioc"}}, reduce_only=True)  # its own
+    assert "filled" in out["response"]["data"]["statuses"][0], out

@@ -694,3 +694,17 @@ def test_a_sends_destination_tag_is_its_memo() -> None:
     f = facts("/v2/accounts/abc/transactions", {"type": "send", "to": "rShared", "amount": "10", "currency": "XRP",
                                                  "destination_tag": "666"})
     assert (f.action, f.address, f.memo) == ("withdraw", "rShared", "666")
+
+
+def test_a_member_spelled_in_camel_case_is_refused() -> None:
+    """Session 23's review: Advanced Trade reads bodies as protobuf JSON, which takes `attachedOrderConfiguration` as
+    well as `attached_order_configuration`; keyproxy read only the latter, so attached take-profit / stop-loss orders
+    spelled the other way went unseen past max_position and max_open_orders. Any capital letter in a member name,
+    at any depth, is refused now (Coinbase's own names are all snake_case)."""
+    order = {"client_order_id": "x", "product_id": "BTC-USD", "side": "BUY",
+             "order_configuration": {"limit_limit_gtc": {"base_size": "0.001", "limit_price": "50000"}}}
+    for odd in ({**order, "attachedOrderConfiguration": {}}, {**order, "order_configuration": {
+            "limit_limit_gtc": {"baseSize": "0.001", "limit_price": "50000"}}}):
+        with pytest.raises(BadRequest, match="snake_case"):
+            facts(ORDERS, odd)
+    assert facts(ORDERS, order).action == "order"
