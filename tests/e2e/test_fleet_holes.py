@@ -94,6 +94,15 @@ def late(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Late
         server.stop()
 
 
+COIN_M = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"  # not in the positions book
+
+
+def pair(fleet: Fleet, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two trading bots on the account: a victim and an attacker."""
+    return (fleet.a.add_bot(f"{prefix}-victim", "main", "read,trade"),
+            fleet.a.add_bot(f"{prefix}-attacker", "main", "read,trade"))
+
+
 def signed(creds: dict[str, Any], dev: DevStack, method: str, path: str, params: str) -> tuple[int, dict[str, Any]]:
     query = hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}")
     ans = call(f"{dev.proxy_url}/main", method, path, **({"body": query} if method == "POST" else {"query": query}),
@@ -130,13 +139,11 @@ def test_while_redis_is_unreachable_a_bot_cannot_cancel_another_bots_order_place
     A was cancelled by another bot through B. Refused now (`shared_state_unavailable`); the bot's own orders placed
     through B still cancel."""
     fleet, _ = late
-    victim = fleet.a.add_bot("outage-victim", "main", "read,trade")
-    attacker = fleet.a.add_bot("outage-attacker", "main", "read,trade")
-    coin_m = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
-    status, body = signed(victim, fleet.a, "POST", "/dapi/v1/order", f"{coin_m}&price=20000")
+    victim, attacker = pair(fleet, "outage")
+    status, body = signed(victim, fleet.a, "POST", "/dapi/v1/order", f"{COIN_M}&price=20000")
     assert status == 200, body
     theirs = body["orderId"]
-    status, body = signed(attacker, fleet.b, "POST", "/dapi/v1/order", f"{coin_m}&price=20001")
+    status, body = signed(attacker, fleet.b, "POST", "/dapi/v1/order", f"{COIN_M}&price=20001")
     assert status == 200, body
     mine = body["orderId"]
     time.sleep(1.0)
@@ -166,10 +173,8 @@ def test_a_cancel_through_one_instance_waits_for_another_bots_order_on_its_way_t
     `pending` set in Redis (with the gate's check); a cancel of an order of no known owner, or a cancel-all, on any
     instance waits for the other bots' orders there, then is decided on their owners."""
     fleet, _ = late
-    victim = fleet.a.add_bot("x-victim", "main", "read,trade")
-    mallory = fleet.a.add_bot("x-mallory", "main", "read,trade")
-    coin_m = "symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1"
-    status, body = signed(mallory, fleet.b, "POST", "/dapi/v1/order", f"{coin_m}&price=19000")
+    victim, mallory = pair(fleet, "x")
+    status, body = signed(mallory, fleet.b, "POST", "/dapi/v1/order", f"{COIN_M}&price=19000")
     assert status == 200, body
     guess = int(body["orderId"]) + 1  # the exchange's next id
     time.sleep(1.5)  # B has the fleet's state so far
@@ -178,7 +183,7 @@ def test_a_cancel_through_one_instance_waits_for_another_bots_order_on_its_way_t
     placed: dict[str, Any] = {}
     try:
         with ThreadPoolExecutor(1) as pool:
-            placing = pool.submit(signed, victim, fleet.a, "POST", "/dapi/v1/order", f"{coin_m}&price=20000")
+            placing = pool.submit(signed, victim, fleet.a, "POST", "/dapi/v1/order", f"{COIN_M}&price=20000")
             time.sleep(0.5)  # it rests at the exchange; A has not read its answer
             status, body = signed(mallory, fleet.b, "DELETE", "/dapi/v1/order", f"symbol=BTCUSD_PERP&orderId={guess}")
             placed["status"], placed["body"] = placing.result(timeout=30)
