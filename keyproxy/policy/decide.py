@@ -58,6 +58,13 @@ class RiskView:
     loss_limited: bool = False  # the bot or its account has a daily loss limit
     unread: frozenset[str] = frozenset()  # scopes whose fills keyproxy does not read: no position is known there
     amended: tuple[Amended | None, ...] = ()  # an amend: per leg, the order it changes (None: not in the book)
+    shared: frozenset[str] = frozenset()  # scopes where another bot of the account holds a position
+
+    def believes_reduce_only(self, scope: str) -> bool:
+        """Whether a reduce-only flag alone makes an order reducing here: the exchange measures it against the
+        account's position, which is the bot's own unless another bot holds one in the scope; where no fills are
+        read it is the bot's only way out."""
+        return scope in self.unread or scope not in self.shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,16 +345,16 @@ def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, D
     return None
 
 
-def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0), unread: bool = False) -> bool:
+def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0), believed: bool = True) -> bool:
     """An order that can only bring the bot's position toward zero: a sell of at most what the bot holds less
     what its resting sells (`resting`, same side) may already sell, a buy likewise against a short. Without
     `resting`, a bot holding 1 could rest any number of sells of 1, each "reducing", and go short by all of them
-    but one. A reduce-only flag is judged the same way: the exchange measures it against the account's position,
-    every bot's on a shared account, so a bot holding nothing closed another bot's long with a reduce-only sell and
-    was short by all of it, past its cap (session 23's review). It is believed alone only where keyproxy reads no
-    fills (`unread`: the bot's position is not known there, and a reduce-only order is its only way out), and never
-    for a hedge leg (RequestFacts.hedged)."""
-    if leg.reduce_only and not leg.hedged and unread:
+    but one. A reduce-only flag is believed alone where it can only close the bot's own position (`believed`:
+    RiskView.believes_reduce_only); where another bot holds a position in the scope it is judged like a spot sell,
+    since the exchange measures it against the account's position, every bot's: a bot holding nothing closed
+    another bot's long with a reduce-only sell and was short by all of it, past its cap (session 23's review). Never
+    believed for a hedge leg (RequestFacts.hedged)."""
+    if leg.reduce_only and not leg.hedged and believed:
         return True
     side, qty = (leg.side or "").lower(), leg.quantity
     if qty is None or leg.contract is not None and leg.quote_quantity is not None:
@@ -384,7 +391,7 @@ def _position_checks(facts: RequestFacts, policy: BotPolicy, risk: RiskView, pri
         size = order_size(leg, prices.get(leg.symbol or ""))
         if size is not None:
             added[(leg.scope, side)] = earlier + size
-        if reduces(leg, position, same_side + earlier, unread=leg.scope in risk.unread):
+        if reduces(leg, position, same_side + earlier, believed=risk.believes_reduce_only(leg.scope)):
             continue
         if risk.loss is not None:
             return deny(DenyCode.LOSS, f"{risk.loss}: only orders that reduce a position pass")

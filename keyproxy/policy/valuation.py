@@ -35,6 +35,8 @@ def notional(facts: RequestFacts, last_price: Decimal | None) -> Decimal | None:
     the ones it ignores): quote quantity, else quantity x the most it can execute at (`worst_price`; x
     contract size for contracts). None when it cannot be valued."""
     price = worst_price(facts, last_price)
+    if facts.quantity == 0 or facts.quote_quantity == 0:  # Bybit's qty 0, Kraken's margin volume 0: "the whole
+        return None  # position", whatever it is: not a size
     if facts.contract is not None:
         if facts.quantity is None or facts.contract_size is None:
             return None
@@ -60,7 +62,10 @@ def total_notional(facts: RequestFacts, prices: dict[str, Decimal]) -> Decimal |
 
 
 def order_size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
-    """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen."""
+    """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen. A size of 0
+    is an exchange's "the whole position" (Bybit qty 0 with closeOnTrigger, Kraken margin volume 0): not known."""
+    if leg.quantity == 0 or leg.quote_quantity == 0:
+        return None
     if leg.quantity is not None:
         return leg.quantity
     if leg.quote_quantity is not None and last:

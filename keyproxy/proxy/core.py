@@ -481,8 +481,8 @@ class Core:
         gather(shared, decision, policy, facts, endpoint.cls, self.counters.buckets, outcome.request_id,
                book_seq=self.book_seen(name) if capped else None,
                exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,
-                                                 risk.amended if risk is not None else (),
-                                                 risk.unread if risk is not None else frozenset()) if capped else [],
+                                                 *((risk.amended, risk.believes_reduce_only) if risk is not None
+                                                   else ())) if capped else [],
                account=account.info.name)
         return facts
 

@@ -489,6 +489,12 @@ class PositionBook:
             times.popleft()
         return sum(1 for t in times if t >= since)
 
+    def others_hold(self, account: str, bot: str, scope: str) -> bool:
+        """Another bot's position in `scope` of `account`: a reduce-only order there, which the exchange measures
+        against the account's position, could close it (`RiskView.shared`; read only for reduce-only legs)."""
+        return any(p.qty and p.account == account and name != bot and where == scope
+                   for (name, where), p in self.positions.items())
+
     def bots_of(self, account: str) -> set[str]:
         return {bot for (bot, _), p in self.positions.items() if p.account == account}
 

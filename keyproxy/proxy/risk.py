@@ -75,6 +75,8 @@ class RiskDesk:
         return RiskView(
             loss_limited=loss_limited,
             unread=frozenset(leg.scope for leg in legs if leg.market not in fill_markets),
+            shared=frozenset(leg.scope for leg in legs
+                             if leg.reduce_only and book.others_hold(account, name, leg.scope)),
             positions={s: book.position(name, s) for s in scopes},
             open_buy=open_buy, open_sell=open_sell, crossing=crossing, amended=amended,
             loss=self.loss_reason(account, bot, limits, now))
@@ -128,7 +130,7 @@ class RiskDesk:
 
     def fleet_exposure(self, account: str, bot: str, policy: BotPolicy, facts: RequestFacts,
                        prices: dict[str, Decimal], amended: tuple[Amended | None, ...] = (),
-                       unread: frozenset[str] = frozenset()
+                       believed: Callable[[str], bool] = lambda scope: True
                        ) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
         """A fleet: each leg of a position-capped bot's order as the gate checks it against every instance's
         orders of the bot on their way (fleet/charges.py `SharedCharges.exposure`): (scope, side, size, what
@@ -142,9 +144,9 @@ class RiskDesk:
             order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
             size = order_size(leg, last)
-            if leg.reduce_only and not leg.hedged and leg.scope in unread or side not in ("buy", "sell") \
+            if leg.reduce_only and not leg.hedged and believed(leg.scope) or side not in ("buy", "sell") \
                     or size is None:
-                continue  # reduce-only where no fills are read passes anyway; the rest decide has refused
+                continue  # a reduce-only flag believed passes anyway (decide.reduces); the rest decide has refused
             resting = self.book.open_quantity(account, bot, leg.scope, side)
             if facts.action == "amend":
                 if order is None or not order.own or leg.action != "order":

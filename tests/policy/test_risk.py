@@ -453,3 +453,29 @@ def test_a_binance_trailing_stop_is_valued_at_its_activation_and_never_passes_a_
     assert spot.trigger_relative and run(spot, policy(price_band_pct="5"), market).code == "price_out_of_band"
     plain = facts("/fapi/v1/order", "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01&stopPrice=59000")
     assert not plain.trigger_relative and run(plain, policy(price_band_pct="5"), market).allow
+
+
+def test_a_reduce_only_flag_is_believed_only_where_no_other_bot_holds_a_position() -> None:
+    """Session 23's reviews: believed everywhere, a reduce-only sell closed another bot's long on a shared account
+    (the exchange measures the flag against the account's position) and booked the bot short by all of it; judged
+    everywhere like a spot sell, a close at the cap was refused while the bot's take-profit and stop-loss rested, and
+    Binance's closePosition stop always. The flag alone passes where the position in the scope is the bot's own;
+    where another bot holds one, it reduces only the bot's own position. A size of 0 (Bybit's qty 0, Kraken's margin
+    volume 0: "the whole position") is no size."""
+    from keyproxy.policy.decide import RiskView
+    from keyproxy.policy.valuation import notional, order_size
+    scope, cap = "usdm:BTCUSDT", policy(max_position="1")
+    close = order(market="usdm", side="SELL", quantity=D("1"), price=None, order_type="MARKET", reduce_only=True)
+    protected = {"positions": {scope: D("1")}, "open_sell": {scope: D("2")}}  # its take-profit and stop-loss rest
+    assert run(close, cap, prices=REF, risk=RiskView(**protected)).allow
+    assert run(close, cap, prices=REF, risk=RiskView(**protected, shared=frozenset({scope}))).code == \
+        "position_exceeded"
+    everything = order(market="usdm", side="SELL", quantity=None, price=None, order_type="STOP_MARKET",
+                       trigger_price=D("49000"), reduce_only=True)  # closePosition=true
+    assert run(everything, cap, prices=REF, risk=RiskView(positions={scope: D("1")})).allow
+    assert run(everything, cap, prices=REF, risk=RiskView(positions={scope: D("1")}, shared=frozenset({scope}))
+               ).code == "position_exceeded"
+    whole = replace(close, quantity=D("0"))
+    assert order_size(whole, D("50000")) is None and notional(whole, D("50000")) is None
+    assert run(whole, cap, prices=REF, risk=RiskView(shared=frozenset({scope}))).code == "position_exceeded"
+    assert run(close, cap, prices=REF, risk=RiskView(unread=frozenset({scope}), shared=frozenset({scope}))).allow
