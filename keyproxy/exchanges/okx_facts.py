@@ -193,8 +193,8 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return _amend(params)
     if path == "/api/v5/trade/close-position":
         # closes a whole position; in long/short mode (posSide long or short) one leg of it
-        return RequestFacts(action="order", symbol=symbol, reduce_only=True,
-                            hedged=(param_text(params, "posSide") or "net").lower() != "net")
+        return RequestFacts(action="order", symbol=symbol, market=market_of(param_text(params, "instId")),
+                            reduce_only=True, hedged=(param_text(params, "posSide") or "net").lower() != "net")
     if path == "/api/v5/account/set-leverage":
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":

@@ -561,7 +561,9 @@ def test_order_facts() -> None:
         assert facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","sz":"1",'
                         + odd + "}").conflict
     close = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}')
-    assert (close.action, close.reduce_only) == ("order", True)
+    assert (close.action, close.reduce_only, close.market) == ("order", True, "swap")
+    # its market (session 23's review: none, so a spot margin close counted as a market whose fills are unread)
+    assert facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT","mgnMode":"cross"}').market == "spot"
 
 
 @pytest.mark.parametrize("body", [
