@@ -22,7 +22,9 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
     """Fill `shared` with the decision's charges: buckets, daily caps, open orders and the order's place on
     its way, a position-capped bot's book number and legs (`book_seq`, `exposure`: RiskDesk.fleet_exposure),
     repeated orders."""
-    shared.harmless = cls in (EndpointClass.PUBLIC, EndpointClass.READ) or way_out(facts)
+    # a reduce-only leg whose flag is not believed (another bot holds a position in its scope) is sized in
+    # `exposure` and needs the fleet's count of the bot's orders on their way: never harmless
+    shared.harmless = cls in (EndpointClass.PUBLIC, EndpointClass.READ) or (way_out(facts) and not exposure)
     shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
     if decision.notional is not None and policy.daily_notional_cap:
         shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))
