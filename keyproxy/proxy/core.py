@@ -480,10 +480,8 @@ class Core:
         capped = facts.action in ("order", "amend") and policy.position_capped
         gather(shared, decision, policy, facts, endpoint.cls, self.counters.buckets, outcome.request_id,
                book_seq=self.book_seen(name) if capped else None,
-               exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices,
-                                                 *((risk.amended, risk.believes_reduce_only) if risk is not None
-                                                   else ())) if capped else [],
-               account=account.info.name)
+               exposure=self.risk.fleet_exposure(account.info.name, name, policy, facts, prices, risk)
+               if capped else [], account=account.info.name)
         return facts
 
     def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,

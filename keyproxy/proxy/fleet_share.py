@@ -18,7 +18,7 @@ from keyproxy.proxy.in_flight import IN_FLIGHT_S
 
 def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: RequestFacts, cls: EndpointClass,
            buckets: Mapping[str, Any], request_id: str, book_seq: int | None,
-           exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]], account: str = "") -> None:
+           exposure: list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]], account: str) -> None:
     """Fill `shared` with the decision's charges: buckets, daily caps, open orders and the order's place on
     its way, a position-capped bot's book number and legs (`book_seq`, `exposure`: RiskDesk.fleet_exposure),
     repeated orders."""
@@ -31,7 +31,7 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
     if facts.action == "order" and policy.max_open_orders is not None:  # with every instance's in flight
         shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
         shared.in_flight = (request_id, IN_FLIGHT_S)
-    if facts.action == "order" and facts.placed() and account:  # the account's orders on their way, every bot's
+    if facts.action == "order" and facts.placed():  # the account's orders on their way, every bot's
         # a scope of the bot's own making with the member's separators in it waits for everything
         scopes = ",".join(sorted({"*:*" if "," in leg.scope or "|" in leg.scope else leg.scope
                                   for leg in facts.placed()}))

@@ -129,8 +129,7 @@ class RiskDesk:
         return tuple(out)
 
     def fleet_exposure(self, account: str, bot: str, policy: BotPolicy, facts: RequestFacts,
-                       prices: dict[str, Decimal], amended: tuple[Amended | None, ...] = (),
-                       believed: Callable[[str], bool] = lambda scope: True
+                       prices: dict[str, Decimal], risk: RiskView | None
                        ) -> list[tuple[str, str, Decimal, Decimal, Decimal, Decimal]]:
         """A fleet: each leg of a position-capped bot's order as the gate checks it against every instance's
         orders of the bot on their way (fleet/charges.py `SharedCharges.exposure`): (scope, side, size, what
@@ -138,14 +137,16 @@ class RiskDesk:
         The same rule as `policy.decide` (`reduces`, `_position_cap`), on this book without this instance's
         own orders on their way (the gate counts every instance's). An amend's leg is the order it leaves
         behind, that order's present size left out of the resting ones; one that only shrinks its order at
-        its price is not checked (decide passes it)."""
+        its price is not checked (decide passes it). `risk`: the decision's view (the amended orders, and where a
+        reduce-only flag is believed)."""
         out = []
+        amended = risk.amended if risk is not None else ()
         for i, leg in enumerate(self.sized_legs(facts, amended)):
             order = amended[i] if i < len(amended) else None
             side, last = (leg.side or "").lower(), prices.get(leg.symbol or "")
             size = order_size(leg, last)
-            if leg.reduce_only and not leg.hedged and believed(leg.scope) or side not in ("buy", "sell") \
-                    or size is None:
+            if leg.reduce_only and not leg.hedged and (risk is None or risk.believes_reduce_only(leg.scope)) \
+                    or side not in ("buy", "sell") or size is None:
                 continue  # a reduce-only flag believed passes anyway (decide.reduces); the rest decide has refused
             resting = self.book.open_quantity(account, bot, leg.scope, side)
             if facts.action == "amend":

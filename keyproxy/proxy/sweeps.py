@@ -50,6 +50,10 @@ MAX_PENDING = 10_000  # entries per account: more is a flood, refused (each entr
 MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the other bots nothing
 FLEET_LOOK_S = 0.05  # a wait on the other instances' orders asks Redis this often at most
 
+# fleet/gate.py `FleetGate.others_pending(account, bot, scopes, among)`: the other bots' orders on their way in
+# these scopes through any instance (of those named, if any)
+FleetPending = Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]]
+
 
 class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches a bot
     """The decision must wait for other bots' requests before it (`Sweeps.quiet`), then `resume()`."""
@@ -88,10 +92,7 @@ class Sweeps:
         self._per_bot: dict[tuple[str, str], int] = {}  # (account, bot) -> its entries
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
-        # in a fleet (fleet/gate.py `FleetGate.others_pending`): the other bots' orders on their way in these scopes
-        # through any instance (of those named, if any); a cancel-all or an unowned cancel waits for those too
-        self.fleet_pending: Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]] | None \
-            = None
+        self.fleet_pending: FleetPending | None = None  # in a fleet: cancel-alls and unowned cancels wait for those
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
@@ -117,12 +118,12 @@ class Sweeps:
 
     def _gate(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> None:
         entry = self._entry(account, bot, request_id, scopes, kind)
-        now = self._clock()
-        blocker = self._blocker(account, entry, now)
         if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
             entry.waited = True
             raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
                             self._elsewhere(self.fleet_pending, account, bot, scopes))
+        now = self._clock()
+        blocker = self._blocker(account, entry, now)
         if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
             if kind == "sweep":
                 if not entry.passed:  # held from now until its answer is read, SWEEP_HOLD_S at most
@@ -134,8 +135,8 @@ class Sweeps:
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 
     @staticmethod
-    def _elsewhere(fleet: Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]],
-                   account: str, bot: str, scopes: tuple[str, ...]) -> Callable[[], Awaitable[bool]]:
+    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...]
+                   ) -> Callable[[], Awaitable[bool]]:
         """A wait on the other instances: its first look fixes which orders it waits for (those placed after it
         cannot keep it waiting: session 23's review, a stream of orders through one instance held every cancel-all
         through another its full 2 s), later looks ask only whether those are still on their way, FLEET_LOOK_S apart
