@@ -282,8 +282,9 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity,
                         price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
-                        # hedge mode: positionSide LONG or SHORT names a leg (BOTH, or none: one-way mode)
-                        hedged=derivatives and (params.get("positionSide") or "").upper() in ("LONG", "SHORT"),
+                        # hedge mode: positionSide LONG or SHORT names a leg (BOTH, or none: one-way mode); any
+                        # other spelling counts as a leg
+                        hedged=derivatives and (params.get("positionSide") or "BOTH").upper() != "BOTH",
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
                         book_priced=matched is not None,
                         # a trailing stop (futures TRAILING_STOP_MARKET: activationPrice, then callbackRate from the

@@ -152,8 +152,9 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         # linear and inverse only: a spot order's flags would not reduce anything
                         reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))
                         or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))),
-                        # hedge mode: positionIdx 1 is the long leg, 2 the short (0, or none: one-way mode)
-                        hedged=category in ("linear", "inverse") and str(body.get("positionIdx")) in ("1", "2"),
+                        # hedge mode: positionIdx 1 is the long leg, 2 the short (0, or none: one-way mode); any
+                        # other spelling ("01", 1.0) counts as a leg
+                        hedged=category in ("linear", "inverse") and body.get("positionIdx") not in (None, "", 0, "0"),
                         # spot isLeverage=1: a margin trade that borrows (needs the transfer scope)
                         borrows=category == "spot" and body.get("isLeverage") in (1, "1"),
                         untracked=_attached(body))

@@ -194,7 +194,7 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if path == "/api/v5/trade/close-position":
         # closes a whole position; in long/short mode (posSide long or short) one leg of it
         return RequestFacts(action="order", symbol=symbol, market=market_of(param_text(params, "instId")),
-                            reduce_only=True, hedged=(param_text(params, "posSide") or "net").lower() != "net")
+                            reduce_only=True, hedged=_hedge_leg(params))
     if path == "/api/v5/account/set-leverage":
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":
@@ -281,8 +281,13 @@ def _order(params: dict[str, object]) -> RequestFacts:
         # flag says; the bot can switch the account's mode itself) or an option's; a spot margin order (cross,
         # isolated) borrows automatically
         reduce_only=param_true(params, "reduceOnly") and td_mode != "cash" and market != "option"
-        and (param_text(params, "posSide") or "net").lower() == "net",
+        and not _hedge_leg(params),
         borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params))
+
+
+def _hedge_leg(params: Mapping[str, object]) -> bool:
+    """A `posSide` other than net names one leg of a long/short-mode position."""
+    return (param_text(params, "posSide") or "net").lower() != "net"
 
 
 def _attached(params: dict[str, object]) -> str | None:

@@ -181,14 +181,14 @@ class FleetUsage:
     def land(self, bot: str, member: str) -> None:
         """An order reserved by the gate (on its way) has its answer read, or was never sent: its place goes.
         Queued after the open-order change its answer made, so the count never dips in between."""
-        self._put("landed", (bot, member))
+        self.release(f"flight:{bot}", member)
 
     def record_placed_orders(self, account: str, bot: str, market: str, order_ids: tuple[str, ...],
                              ts: float = 0.0) -> None:
         """Who placed them (`placed:{account}`, `[bot, market]` as every version reads it) and when
         (`placedts:{account}`, beside it: a prune on another instance removes only a record not written since)."""
-        self._put("placed", (account, {oid: json.dumps([bot, market]) for oid in order_ids},
-                             {oid: repr(ts) for oid in order_ids}))
+        owner, when = json.dumps([bot, market]), repr(ts)
+        self._put("placed", (account, [(oid, owner, when) for oid in order_ids]))
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
@@ -241,8 +241,8 @@ class FleetUsage:
         when the writer comes round goes in one round trip (one call of the `_APPLY` script), so an order's answer
         (its open-order change, attribution, book entry, in-flight release) costs one. A batch that
         failed, or whose reply was lost, is sent again: each change in it is either idempotent or carries a
-        marker that makes a second application a no-op. A change Redis refuses inside it is dropped and
-        logged; the rest stand."""
+        marker that makes a second application a no-op. A change Redis refuses inside it (a key of the wrong type)
+        is dropped and logged, the rest stand; a refusal that passes (OOM, READONLY, ...) fails the whole batch."""
         client = self.fleet.aio()
         try:
             while True:
@@ -281,13 +281,13 @@ class FleetUsage:
                 op, bot, scope, value, mark = payload
                 change("open", [key(f"open:{bot}"), key(f"applied:{mark}")], [op, scope, value, APPLIED_MS])
             elif kind == "placed":
-                account, fields, times = payload
-                assert isinstance(fields, dict) and isinstance(times, dict)
+                account, records = payload
+                assert isinstance(records, list)
                 change("placed", [key(f"placed:{account}"), key(f"placedts:{account}")],
-                       [self.PLACED_TTL_S, *[x for oid, owner in fields.items() for x in (oid, owner, times[oid])]])
-            elif kind in ("landed", "zrem"):
+                       [self.PLACED_TTL_S, *[x for record in records for x in record]])
+            elif kind == "zrem":
                 name, member = payload
-                change("zrem", [key(f"flight:{name}") if kind == "landed" else key(str(name))], [member])
+                change("zrem", [key(str(name))], [member])
             elif kind == "xadd":
                 stream, counter, fields, maxlen, heard, mark = payload
                 assert isinstance(fields, dict)

@@ -433,9 +433,11 @@ class _Connection:
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
-                if not self.bot_gone:
-                    with contextlib.suppress(ConnectionError):
+                try:
+                    if not self.bot_gone:
                         await self.bot_ws.send_bytes(data)
+                except ConnectionError:  # as for text: what is on its way is still learned
+                    self.bot_gone = True
             else:
                 return
 

@@ -415,9 +415,12 @@ def test_a_hedge_legs_reduce_only_flag_is_judged_by_the_net_position() -> None:
     bybit = '{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"1","reduceOnly":true'
     assert facts(Bybit(), "/v5/order/create", body=bybit + ',"positionIdx":1}').hedged
     assert not facts(Bybit(), "/v5/order/create", body=bybit + ',"positionIdx":0}').hedged
+    assert facts(Bybit(), "/v5/order/create", body=bybit + ',"positionIdx":"01"}').hedged  # a spelling Bybit may read
     binance = "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=50000&closePosition=true"
     assert facts(Binance(), "/fapi/v1/order", binance + "&positionSide=LONG").hedged
     assert not facts(Binance(), "/fapi/v1/order", binance).hedged
+    assert not facts(Binance(), "/fapi/v1/order", binance + "&positionSide=BOTH").hedged
+    assert facts(Binance(), "/fapi/v1/order", binance + "&positionSide=long").hedged
     okx = '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"'
     assert facts(Okx(), "/api/v5/trade/close-position", body=okx + ',"posSide":"long"}').hedged
     assert not facts(Okx(), "/api/v5/trade/close-position", body=okx + "}").hedged
