@@ -58,6 +58,10 @@ def parse(raw: bytes | str) -> dict[str, Any]:
         raise BadRequest("args must be a list of objects")
     if "id" in frame and (not isinstance(frame["id"], str) or len(frame["id"]) > 32):
         raise BadRequest("id must be a string of at most 32 characters")
+    if OPS.get(frame["op"], (R, None))[1] is not None and not frame.get("id"):
+        # OKX names an op's answer by the id it was sent with (documented as required): without one, keyproxy
+        # could not tie the answer to the order, which would then never reach the books
+        raise BadRequest(f"{frame['op']} needs an id (OKX answers an op under its id)")
     return frame
 
 

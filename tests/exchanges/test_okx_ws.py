@@ -37,7 +37,8 @@ def test_the_dialect_serves_the_private_paths_only() -> None:
     assert isinstance(WS, OkxWsApi) and isinstance(REST.websocket("/ws/v5/business"), OkxWsApi)
     assert REST.websocket("/ws/v5/public") is None and REST.relays_websocket("/ws/v5/public")
     for bad in ("[]", '{"args": []}', '{"op": "order", "args": {}}', '{"op": "order", "args": [1]}',
-                '{"op": "order", "id": 5}', '{"op":"x","op":"y"}'):
+                '{"op": "order", "id": 5}', '{"op":"x","op":"y"}', '{"op": "order", "args": []}',
+                '{"op": "cancel-order", "id": "", "args": []}'):  # an op without an id: its answer names none
         with pytest.raises(BadRequest):
             WS.ws_frame(bad)  # type: ignore[union-attr]
     assert WS.classify("teleport", "/ws/v5/private") is None  # type: ignore[union-attr]
