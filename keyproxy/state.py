@@ -49,7 +49,7 @@ _SCHEMA = (
 _KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
 MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): beyond, the oldest of the
 # bots holding the most are dropped (`_prune_shares`)
-PRUNE_EVERY = 500  # records between two checks of that bound (so at most this many over it)
+PRUNE_EVERY = 500  # records between two checks of that bound at the least (so at most this many over it)
 
 
 def _prune_shares(counts: dict[str, int], excess: int) -> dict[str, int]:
@@ -150,7 +150,7 @@ class StateStore:
             raise VaultError(f"{path}: state database error: {e}") from None
         self._lock = threading.RLock()  # reentrant: writes inside `batch` take it again on the same thread
         self._batch = False
-        self._since_prune: dict[str, int] = {}  # account -> attributions recorded since its bound was kept
+        self._prune_due: dict[str, int] = {}  # account -> attributions recorded before its bound is checked again
         self.mirror: Any = None  # a fleet's halts and throttles (fleet/store.py): changes here are shared there
         self.placed_mirror: Any = None  # a fleet's order attributions (fleet/gate.py FleetUsage)
         self.unshared_halts: list[tuple[str, str, str, float]] = []  # set here while the fleet could not be told
@@ -299,14 +299,18 @@ class StateStore:
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
                                  [(account, oid, bot, market, ts) for oid in order_ids])
-            # the bound is kept every PRUNE_EVERY records, not on each (a count is a scan of the account's rows)
-            self._since_prune[account] = self._since_prune.get(account, PRUNE_EVERY) + len(order_ids)
-            if self._since_prune[account] < PRUNE_EVERY:
+            # the bound is checked when it may be passed, not on each record (a count is a scan of the account's
+            # rows): a record adds a row at most, so a check that counted N rows is next due MAX - N records on
+            # (PRUNE_EVERY at the least: at the bound, by at most that many over it)
+            due = self._prune_due.get(account, 0) - len(order_ids)
+            self._prune_due[account] = due
+            if due > 0:
                 return
-            self._since_prune[account] = 0
             counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
                                            (account,)).fetchall())
-            for owner, excess in _prune_shares(counts, sum(counts.values()) - MAX_PLACED_ORDERS).items():
+            total = sum(counts.values())
+            self._prune_due[account] = max(PRUNE_EVERY, MAX_PLACED_ORDERS - total)
+            for owner, excess in _prune_shares(counts, total - MAX_PLACED_ORDERS).items():
                 dropped = self._db.execute(
                     "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
                     (account, owner, excess)).fetchall()
