@@ -157,8 +157,14 @@ class Daemon:
 
         au = settings.audit
         audit_dir = settings.audit_dir / f"worker-{index}" if index else settings.audit_dir  # one writer per chain
+        # the chain goes on from the newest line state.db recorded, never from a trail cut short while stopped
         self.trail = trail = AuditTrail(audit_dir, vault.audit_key(), fsync=au.fsync,
-                                        interval_ms=au.fsync_interval_ms, max_bytes=au.max_bytes)
+                                        interval_ms=au.fsync_interval_ms, max_bytes=au.max_bytes,
+                                        recorded_seq=None if index else store.audit_head())
+        if trail.cut is not None:
+            log.error("audit trail ends before the line keyproxy recorded writing: lines were cut from its end; "
+                      "the chain goes on from the recorded line (audit verify names the gap)",
+                      found_seq=trail.cut[0], recorded_seq=trail.cut[1])
         if trail.recovered_bytes:
             trail.append("trail.recovered", dropped_bytes=trail.recovered_bytes)
         if au.fail_open:
@@ -460,7 +466,7 @@ class Daemon:
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
-                                                                 self.trail.head.seq)
+                                                                 self.trail.synced.seq)  # fsynced lines only
 
     async def _watch_loop_lag(self) -> None:
         """`keyproxy_event_loop_lag_seconds`: how late a 25 ms timer fires, 40 times a second. A request's

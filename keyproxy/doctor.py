@@ -47,6 +47,14 @@ def check_files(settings: Settings) -> list[Finding]:
               (settings.state_dir / "admin.sock", 0o600, "admin socket")]
     if settings.config_file is not None:
         wanted.append((settings.config_file, 0o600, "config file"))
+    # the master key's files, as unlocking finds them (refused there when others can read them: said here first)
+    from keyproxy.unlock import UnlockInputs
+    from keyproxy.vault.master import is_systemd_credential
+
+    inputs = UnlockInputs.gather(settings)
+    for path, what in ((inputs.passphrase_file, "passphrase file"), (inputs.key_file, "master key file")):
+        if path is not None and not is_systemd_credential(path):
+            wanted.append((path, 0o600, what))
     for path, mode, what in wanted:
         actual = _mode(path)
         if actual is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,31 @@ def lock_path(settings: Settings) -> Path:
 def _open_lock(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+AUDIT_WRITER_WAIT_S = 30.0  # a command waits this long for another command writing the audit trail
+
+
+@contextlib.contextmanager
+def audit_writer(settings: Settings) -> Iterator[None]:
+    """Held by a command writing the audit trail itself (no daemon running): one such writer at a time. Each one
+    continues the chain from the head it read on opening; two at once would write the same seq twice and fork it
+    for good. A command that waits longer than AUDIT_WRITER_WAIT_S for another is refused."""
+    fd = _open_lock(settings.state_dir / "audit.lock")
+    try:
+        deadline = time.monotonic() + AUDIT_WRITER_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise KeyproxyError("another keyproxy command has been writing the audit trail for "
+                                        f"{AUDIT_WRITER_WAIT_S:.0f} s; retry when it is done") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -54,6 +54,7 @@ def test_wrong_passphrase(home: Home, tmp_path) -> None:  # type: ignore[no-unty
     assert home.run("init").returncode == 0
     wrong = tmp_path / "wrong"
     wrong.write_text("nope\n")
+    wrong.chmod(0o600)
     r = home.run("key", "list", env={"KEYPROXY_PASSPHRASE_FILE": str(wrong)})
     assert (r.returncode, r.stderr.strip()) == (1, "keyproxy: vault locked: wrong master key")
 
@@ -72,6 +73,7 @@ def test_headless_init_without_passphrase_names_the_sources(home: Home) -> None:
 def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
     kf = tmp_path / "k.bin"
     kf.write_bytes(bytes(range(32)))
+    kf.chmod(0o600)
     assert home.run("--key-file", str(kf), "init", "--master-key", "file").returncode == 0
     r = home.run("--key-file", str(kf), "key", "add", "a", "--exchange", "binance", input=creds())
     assert r.returncode == 0, r.stderr
@@ -88,6 +90,8 @@ def test_key_file_source(home: Home, tmp_path) -> None:  # type: ignore[no-untyp
     (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": "k", "secrett": "s"}),
      "unknown credential field"),
     (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": 5}), "must be a string"),
+    (["key", "add", "a", "--exchange", "binance"], json.dumps({"api_key": CANARY_KEY + "\r\nX-Injected: 1",
+                                                                "secret": CANARY_SECRET}), "control character"),
     (["key", "add", "a", "--exchange", "binance"], "", "stdin is not valid JSON"),
     (["key", "add", "a", "--exchange", "okx"], creds(), "okx keys need a passphrase"),
     (["key", "add", "a", "--exchange", "binance", "--base-url", "http://evil.example"], creds(), "--base-url"),
@@ -155,6 +159,7 @@ def test_rekey_changes_the_passphrase(home: Home, tmp_path) -> None:  # type: ig
     assert home.run("key", "add", "a", "--exchange", "binance", input=creds()).returncode == 0
     new = tmp_path / "new-pass"
     new.write_text("a brand new passphrase\n")
+    new.chmod(0o600)
     r = home.run("vault", "rekey", "--new-passphrase-file", str(new))
     assert r.returncode == 0, r.stderr and "generation 2" in r.stdout
     assert home.run("key", "list").returncode == 1  # old passphrase no longer opens it
@@ -205,3 +210,30 @@ def test_where_an_unexpected_error_arose_names_code_only() -> None:
     assert located.startswith("test_cli.py:") and located.endswith(" in reconcile"), located
     assert "KPCANARY" not in located
     assert where(RuntimeError("never raised")) == "unknown location"
+
+
+def test_a_passphrase_file_others_can_read_is_refused(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The passphrase has leaked to every user of the host already: refused, as the private key file is."""
+    assert home.run("init").returncode == 0
+    home.passphrase_file.chmod(0o644)
+    r = home.run("key", "list")
+    assert r.returncode == 1 and "can be read by other users (mode 0o644)" in r.stderr and "chmod 600" in r.stderr
+    assert r.stderr.count("\n") == 1 and "correct horse" not in r.stderr
+    home.passphrase_file.chmod(0o600)
+    assert home.run("key", "list").returncode == 0
+
+
+def test_a_systemd_credential_is_read_whatever_its_group_bits(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """systemd writes a credential 0400 and grants the service user by ACL, whose mask shows as 0440: the unit's
+    credentials directory is private to it, so its files are read; the same mode elsewhere is refused."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    kf = creds / "keyproxy-master"
+    kf.write_bytes(bytes(range(32)))
+    kf.chmod(0o440)
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    r = home.run("--key-file", str(kf), "init", "--master-key", "file", env=env)
+    assert r.returncode == 0, r.stderr
+    assert home.run("--key-file", str(kf), "key", "list", env=env).returncode == 0
+    r = home.run("--key-file", str(kf), "key", "list")
+    assert r.returncode == 1 and "can be read by other users (mode 0o440)" in r.stderr

@@ -34,6 +34,9 @@ def test_audit_export_takes_times_back_from_now(home: Home) -> None:
     assert home.run("audit", "export", "--since", "2d").stdout == recent.stdout
     bad = home.run("audit", "export", "--since", "yesterday")
     assert bad.returncode == 2 and "a time back from now (90s, 30m, 1h, 2d)" in bad.stderr
+    for nonsense in ("nan", "inf", "Infinity"):  # nan matched no line and exited 0 with an empty export
+        bad = home.run("audit", "export", "--since", nonsense)
+        assert bad.returncode == 2 and "not a number of seconds" in bad.stderr, bad.stderr
 
 
 def test_vault_backup_to_dash_is_refused_not_a_file_named_dash(home: Home) -> None:

@@ -136,3 +136,20 @@ def test_governor_settings_parse(tmp_path: Path) -> None:
     g = load_settings(cfg, {}).governor
     assert (dict(g.shares), dict(g.tiers), dict(g.cache)) == (
         {"big": 3.0}, {"kr": "pro"}, {"binance:/api/v3/ticker/price": 1.5, "okx:/api/v5/public/time": 0.0})
+
+
+def test_doctor_names_a_master_key_file_others_can_read(tmp_path: Path) -> None:
+    """A passphrase file others can read is refused at unlock; `doctor` names it (and its fix) beforehand."""
+    from keyproxy.doctor import check_files
+
+    pw = tmp_path / "pw"
+    pw.write_text("correct horse\n")
+    pw.chmod(0o644)
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(f'[vault]\npath = "{tmp_path}/vault.db"\npassphrase_file = "{pw}"\n')
+    cfg.chmod(0o600)
+    findings = [f.as_json() for f in check_files(load_settings(cfg))]
+    assert {"level": "fail", "check": "files", "what": f"passphrase file {pw} is mode 0o644, readable by others",
+            "fix": f"chmod 600 {pw}"} in findings
+    pw.chmod(0o600)
+    assert not any("passphrase" in f.as_json()["what"] for f in check_files(load_settings(cfg)))

@@ -46,6 +46,10 @@ def credentials_from_json(doc: Mapping[str, Any], where: str = "", accepted: str
             raise UsageError(f"credential field {name} must be a string")
     if not doc.get("api_key"):
         raise UsageError(f"credential JSON {where} has no api_key" if where else "api_key is empty")
+    for name in ("api_key", "passphrase"):  # sent in a header as they are: a CR/LF there is a paste error
+        value = doc.get(name)
+        if value and any(c < " " or c == "\x7f" for c in value):
+            raise UsageError(f"credential field {name} holds a control character (a line break?): paste it again")
     return Credentials(**{k: Secret(v) for k, v in doc.items() if v})  # empty -> missing
 
 

@@ -92,6 +92,7 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
                 if not ok:
                     raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")
                 async with lease:
+                    controls.actor_uid = uid if uid is not None else -1  # another call may have set it meanwhile
                     result = controls.rotate_key(args["name"], creds, verified=answer)
             elif op == "audit_keys":  # asks each exchange: async, in the daemon
                 if auditor is None:
@@ -101,6 +102,7 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
                 result = await _cancel_orders(controls, canceller, **args)
             else:
                 async with lease:
+                    controls.actor_uid = uid if uid is not None else -1  # set again after any wait for the lease
                     result = _call(controls, op, args)
         except KeyproxyError as e:
             name = type(e).__name__ if type(e).__name__ in ERROR_CLASSES else "KeyproxyError"

@@ -17,6 +17,9 @@ EVENTS: dict[str, str] = {
     "journal.replayed": "order answers relayed to a bot but not yet learned when the last run was killed were "
                         "learned on start, before serving (answers: how many)",
     "trail.resumed": "writing resumed after the trail was unavailable",
+    "trail.cut": "the trail on disk ended before the line keyproxy last wrote (found_seq, recorded_seq): lines "
+                 "were cut from its end or its newest file went away; the chain goes on from the recorded line, "
+                 "so `audit verify` names the gap for good",
     "anomaly": "an anomaly rule fired: rule, subject, actions taken, incident id, evidence request ids",
     "key.revoke": "the revoke_key action's call to the exchange and its result",
     "config.reload": "the config file was re-read (result ok or refused with the reason)",

@@ -101,7 +101,10 @@ class Head:
 class AuditTrail:
     def __init__(self, directory: Path, key: bytes, *, fsync: str = "interval", interval_ms: int = 200,
                  max_bytes: int = 64 << 20, clock: Callable[[], float] = time.time,
-                 on_head: Callable[[Head], None] | None = None) -> None:
+                 on_head: Callable[[Head], None] | None = None, recorded_seq: int | None = None) -> None:
+        """`recorded_seq`: the newest seq keyproxy recorded writing (state.db's audit head). A trail on disk that
+        ends before it was cut: the chain goes on from it, never from the cut end (`cut`), so the lines written
+        next cannot hide the gap from `verify`."""
         if fsync not in ("always", "interval"):
             raise ValueError("fsync must be 'always' or 'interval'")
         self.directory = directory
@@ -119,7 +122,14 @@ class AuditTrail:
         self.head = Head()
         self.recovered_bytes = 0
         self.failures = 0
+        self.cut: tuple[int, int] | None = None  # (seq the disk ended at, seq keyproxy had written): see `_open`
         self._open(initial=True)
+        if recorded_seq is not None and recorded_seq > self.head.seq:
+            self.cut = (self.head.seq, recorded_seq)
+            self.head = Head(recorded_seq, self.head.hash)
+        # the newest line known on disk (fsynced): what state.db may record as written, so that a power loss, which
+        # can take lines written but not yet fsynced, is never mistaken for lines cut from the end
+        self.synced = self.head
 
     # --- files ------------------------------------------------------------
 
@@ -128,12 +138,18 @@ class AuditTrail:
         files = trail_files(self.directory)
         path = files[-1] if files else self.directory / "audit-000001.jsonl"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        written, self.head = self.head, Head()  # the head as the disk has it, compared below
         try:
-            if initial or self._fd is None:
-                self._resume(fd, files)
+            self._resume(fd, files)
         except BaseException:
             os.close(fd)
+            self.head = written
             raise
+        if not initial and self.head != written:
+            # reopened (the file under the path moved, was deleted or cut) and the disk no longer ends at the line
+            # this trail last wrote: the chain goes on from that line, so `verify` names the gap
+            self.cut = (self.head.seq, written.seq)
+            self.head = written
         self._held(fd, path)
 
     def _resume(self, fd: int, files: list[Path]) -> None:
@@ -192,10 +208,20 @@ class AuditTrail:
         catalogue's (audit/events.py), so every line a reader meets is documented."""
         if event not in EVENTS:
             raise ValueError(f"audit event {event!r} is not in the catalogue (keyproxy/audit/events.py)")
-        try:
-            if self._fd is None or not self._still_ours():
+        if self._fd is None or not self._still_ours():
+            try:
                 self._close_fd()
                 self._open()
+            except OSError as e:
+                raise self._failed(e) from None
+        if self.cut is not None:  # said in the chain before anything else is written
+            cut, self.cut = self.cut, None
+            try:
+                self.append("trail.cut", found_seq=cut[0], recorded_seq=cut[1])
+            except AuditUnavailable:
+                self.cut = cut  # said by the next append that can write
+                raise
+        try:
             line = {**fields, "seq": self.head.seq + 1, "ts": round(self._clock(), 6), "event": event,
                     "prev": self.head.hash}
             line["mac"], data = _sealed(self._mac, line)
@@ -208,14 +234,11 @@ class AuditTrail:
             else:
                 self._dirty = True
         except OSError as e:
-            self.failures += 1
-            if self._fd is not None:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._size)  # drop a partial line
-            self._close_fd()
-            raise AuditUnavailable(f"audit trail not writable ({type(e).__name__}: {e.strerror or e})") from None
+            raise self._failed(e) from None
         self._size += len(data)
         self.head = Head(line["seq"], hashlib.sha256(data[:-1]).hexdigest())
+        if self._fsync_always:
+            self.synced = self.head
         if self._on_head is not None:
             self._on_head(self.head)
         if self._size >= self._max_bytes:
@@ -223,10 +246,20 @@ class AuditTrail:
                 self._rotate()
         return line
 
+    def _failed(self, e: OSError) -> AuditUnavailable:
+        """A write that failed: its partial line dropped, the file closed (reopened by the next append)."""
+        self.failures += 1
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)  # drop a partial line
+        self._close_fd()
+        return AuditUnavailable(f"audit trail not writable ({type(e).__name__}: {e.strerror or e})")
+
     def _sync(self) -> None:
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
+            self.synced = self.head
 
     async def run_flusher(self) -> None:
         """Group commit for `fsync = "interval"`: one fsync per interval, off the request path."""
@@ -234,10 +267,12 @@ class AuditTrail:
         while True:
             await asyncio.sleep(self._interval)
             if self._dirty and self._fd is not None:
-                fd = self._fd
+                fd, head = self._fd, self.head
                 self._dirty = False
                 with contextlib.suppress(OSError):
                     await loop.run_in_executor(None, os.fsync, fd)
+                    if head.seq > self.synced.seq:
+                        self.synced = head
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -296,6 +331,12 @@ def verify(files: list[Path], key: bytes, recorded_head: int | None = None) -> V
         if not _mac_matches(key, str(mac), line):
             return VerifyResult(False, count, f"{where} (seq {seq}): MAC mismatch: the line was edited or forged",
                                 expected or 0)
+        whole = {**line, "mac": mac}
+        if raw != canonical(whole) and raw != legacy_canonical(whole):
+            # the MAC covers the parsed fields; bytes that parse to them but are not what keyproxy writes (a member
+            # named twice, where parsers differ on which one counts; spacing) were edited after the line was written
+            return VerifyResult(False, count, f"{where} (seq {seq}): not in keyproxy's canonical form: the line was "
+                                "edited after it was written", expected or 0)
         if expected is not None and seq != expected:
             return VerifyResult(False, count, f"{where}: seq {seq} where {expected} was expected: lines were "
                                 "deleted, inserted or reordered before it", expected - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,9 +116,13 @@ def _parse_time(text: str) -> float:
     from datetime import datetime, timezone
 
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(value):
+            return value
+        raise UsageError(f"invalid time {text[:40]!r}: not a number of seconds")  # nan would match no line
     if text[-1:] in ("s", "m", "h", "d") and text[:-1].isdigit():
         return time.time() - parse_duration(text)
     try:

@@ -18,7 +18,7 @@ from keyproxy.durations import format_duration
 from keyproxy.errors import KeyproxyError, StateError, UsageError
 from keyproxy.exchanges import default_adapters
 from keyproxy.state import StateStore
-from keyproxy.statedir import direct_access, socket_path
+from keyproxy.statedir import audit_writer, direct_access, socket_path
 from keyproxy.unlock import UnlockInputs, source_for_kind
 from keyproxy.vault import Vault
 
@@ -67,13 +67,12 @@ class Context:
                         state.mirror = vault.replica.fleet
                     # changes made here must not hide an older vault copied into place
                     state.check_vault_current(vault.vault_id, vault.changes(), vault.path)
-                    trail = AuditTrail(self.settings.audit_dir, vault.audit_key(), fsync="always")
                     try:
-                        yield DirectControls(vault, default_adapters(), listen_base_url(self.settings),
-                                             audit=trail.append, state=state, pinned=lambda: self.settings.bot_policies,
-                                             settings=self.settings)
+                        with admin_trail(self.settings, vault, state) as trail:
+                            yield DirectControls(vault, default_adapters(), listen_base_url(self.settings),
+                                                 audit=trail.append, state=state,
+                                                 pinned=lambda: self.settings.bot_policies, settings=self.settings)
                     finally:
-                        trail.close()
                         state.record_vault_seen(vault.vault_id, vault.changes())
                 return
         client = AdminClient(socket_path(self.settings))
@@ -92,6 +91,20 @@ class Context:
 
     def out_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, sort_keys=True), file=self.stdout)
+
+
+@contextlib.contextmanager
+def admin_trail(settings: Settings, vault: Vault, state: StateStore) -> Iterator[AuditTrail]:
+    """The audit trail as a command writes it with no daemon running: one such command at a time (`audit_writer`),
+    the chain on from the newest line state.db recorded, and each line's seq recorded there as the daemon's are (so
+    lines cut from the end are found whoever wrote them)."""
+    with audit_writer(settings):
+        trail = AuditTrail(settings.audit_dir, vault.audit_key(), fsync="always", recorded_seq=state.audit_head(),
+                           on_head=lambda head: state.record_audit_head(head.seq))
+        try:
+            yield trail
+        finally:
+            trail.close()
 
 
 def listen_base_url(settings: Settings) -> str:

@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from keyproxy.audit.trail import AuditTrail
 from keyproxy.config import MASTER_KEY_CHOICES
 from keyproxy.errors import StateError, UsageError
 from keyproxy.state import StateStore
 from keyproxy.statedir import direct_access
 from keyproxy.unlock import source_for_kind
-from keyproxy.cli.context import Commands, Context
+from keyproxy.cli.context import Commands, Context, admin_trail
 
 
 def cmd_vault_rekey(ctx: Context) -> int:
@@ -45,13 +44,10 @@ def cmd_vault_restore(ctx: Context) -> int:
             with contextlib.closing(StateStore(ctx.settings.state_dir / "state.db")) as state:
                 # the copy put in place on purpose is the one keyproxy now holds to
                 state.record_vault_seen(vault.vault_id, vault.changes(), restored=True)
-            trail = AuditTrail(ctx.settings.audit_dir, vault.audit_key(), fsync="always")
-            try:
-                trail.append("admin", op="vault.restore", result="ok", peer_uid=os.getuid(),
-                             file=str(ctx.args.file), forced=ctx.args.force, **{k: v for k, v in result.items()
-                                                                               if k != "restored"})
-            finally:
-                trail.close()
+                with admin_trail(ctx.settings, vault, state) as trail:
+                    trail.append("admin", op="vault.restore", result="ok", peer_uid=os.getuid(),
+                                 file=str(ctx.args.file), forced=ctx.args.force, **{k: v for k, v in result.items()
+                                                                                   if k != "restored"})
     ctx.out(f"restored the vault from {result['restored']}")
     return 0
 

@@ -88,13 +88,30 @@ def kdf_from_header(params: dict[str, Any]) -> tuple[_crypto.KdfParams, bytes]:
     return kdf, salt
 
 
-def passphrase_from_file(path: Path) -> Secret:
-    """First line of `path`, without its line ending."""
+def is_systemd_credential(path: Path) -> bool:
+    """A file systemd handed this unit as a credential ($CREDENTIALS_DIRECTORY): private to the unit whatever its
+    mode says (systemd grants the service user with an ACL, whose mask shows in the group bits: 0440)."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    return bool(directory) and Path(os.path.realpath(path)).parent == Path(os.path.realpath(directory))
+
+
+def _read_private(path: Path, size: int, what: str) -> bytes:
+    """Up to `size` bytes of a file only its owner may read: one others can read is refused, as the private key
+    file is (what it holds has leaked to them already); a systemd credential is the unit's alone."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_PASSPHRASE_BYTES + 2)
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077 and not is_systemd_credential(path):
+                raise MasterKeyUnavailable(f"{what} {path} can be read by other users (mode {oct(mode & 0o777)}): "
+                                           "chmod 600 it first")
+            return f.read(size)
     except OSError as e:
-        raise MasterKeyUnavailable(f"cannot read passphrase file {path}: {e.strerror}") from None
+        raise MasterKeyUnavailable(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def passphrase_from_file(path: Path) -> Secret:
+    """First line of `path`, without its line ending."""
+    data = _read_private(path, MAX_PASSPHRASE_BYTES + 2, "passphrase file")
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
     if not line:
         raise MasterKeyUnavailable(f"passphrase file {path} is empty")
@@ -128,11 +145,7 @@ class FileSource:
         pass
 
     def _read(self) -> bytes:
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read(200)
-        except OSError as e:
-            raise MasterKeyUnavailable(f"cannot read key file {self.path}: {e.strerror}") from None
+        data = _read_private(self.path, 200, "key file")
         if len(data) == _crypto.KEY_BYTES:
             return data
         text = data.strip()

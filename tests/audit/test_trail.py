@@ -235,11 +235,107 @@ def test_a_trail_begun_by_an_older_version_verifies_across_the_change_of_encoder
 def test_a_line_reencoded_in_the_other_form_keeps_its_mac_but_breaks_the_chain(tmp_path: Path) -> None:
     """Rewriting a line's bytes in the legacy form keeps its MAC valid (same fields) but the next line's `prev`
     names the bytes as written: the substitution is still found."""
-    make_trail(tmp_path, n=3).close()
+    trail = AuditTrail(tmp_path / "audit", KEY)
+    for _ in range(3):
+        trail.append("request.done", bot="b\u00e9", account="main", status=200)  # orjson writes it as UTF-8
+    trail.close()
     lines = lines_of(tmp_path)
     parsed = json.loads(lines[1])
-    lines[1] = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=True, indent=None).encode()
-    lines[1] = lines[1].replace(b'"status":200', b'"status": 200') + b"\n"
-    rewrite(tmp_path, lines)
+    legacy = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=True, indent=None).encode()
+    assert legacy + b"\n" != lines[1]  # the same fields, \u-escaped
+    rewrite(tmp_path, [*lines[:1], legacy + b"\n", *lines[2:]])
     ok, problem = check(tmp_path)
     assert not ok and "line 3" in problem and "does not chain" in problem  # type: ignore[operator]
+    # bytes that parse to the same fields but are in neither form keyproxy writes: named at the line itself
+    rewrite(tmp_path, [*lines[:1], legacy.replace(b'"status":200', b'"status": 200') + b"\n", *lines[2:]])
+    ok, problem = check(tmp_path)
+    assert not ok and "line 2" in problem and "canonical form" in problem  # type: ignore[operator]
+
+
+def test_a_member_named_twice_in_a_line_is_found(tmp_path: Path) -> None:
+    """The MAC covers the parsed fields, and a parser keeps one of a member named twice (json the last, others
+    the first): a member put in front of the last line (whose bytes no next line's `prev` covers yet) is found."""
+    make_trail(tmp_path, n=3).close()
+    lines = lines_of(tmp_path)
+    lines[2] = lines[2].replace(b"{", b'{"bot":"innocent",', 1)
+    rewrite(tmp_path, lines)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 3" in problem and "canonical form" in problem  # type: ignore[operator]
+
+
+def test_a_trail_cut_before_a_restart_goes_on_from_the_recorded_line(tmp_path: Path) -> None:
+    """Lines cut from the end while keyproxy was stopped (state.db recorded seq 10): the chain goes on from seq 10,
+    not from the cut end, so the lines written after the restart cannot hide the cut from verify."""
+    make_trail(tmp_path, n=10).close()
+    rewrite(tmp_path, lines_of(tmp_path)[:6])
+    trail = AuditTrail(tmp_path / "audit", KEY, recorded_seq=10)
+    for _ in range(5):
+        trail.append("request.done", bot="b", account="main", status=200)
+    trail.close()
+    added = [json.loads(x) for x in lines_of(tmp_path)[6:]]
+    assert [(x["event"], x["seq"]) for x in added[:2]] == [("trail.cut", 11), ("request.done", 12)]
+    assert (added[0]["found_seq"], added[0]["recorded_seq"]) == (6, 10)
+    ok, problem = check(tmp_path)
+    assert not ok and "line 7" in problem and "seq 11 where 7 was expected" in problem  # type: ignore[operator]
+    # a trail that ends where keyproxy recorded, or past it (state.db's head is written each second), goes on as ever
+    fresh = tmp_path / "fresh"
+    make_trail(fresh, n=4).close()
+    AuditTrail(fresh / "audit", KEY, recorded_seq=3).close()
+    trail = AuditTrail(fresh / "audit", KEY, recorded_seq=4)
+    trail.append("daemon.start")
+    trail.close()
+    assert check(fresh) == (True, None)
+
+
+def test_the_newest_file_deleted_while_the_trail_writes_is_found(tmp_path: Path) -> None:
+    """The file under the path went away while open (the newest of several removed): the trail reopens the newest
+    left, and goes on from the line it last wrote, so the gap stays in the chain."""
+    trail = make_trail(tmp_path, n=30, max_bytes=2000)
+    while trail_files(tmp_path / "audit")[-1].stat().st_size == 0:  # the newest file holds lines
+        trail.append("request.done", bot="b", account="main", status=200)
+    files = trail_files(tmp_path / "audit")
+    assert len(files) >= 3
+    written = trail.head.seq
+    files[-1].unlink()
+    trail.append("request.done", bot="b", account="main", status=200)
+    trail.close()
+    last = [json.loads(x) for f in trail_files(tmp_path / "audit") for x in f.read_bytes().splitlines()][-2:]
+    assert [(x["event"], x["seq"]) for x in last] == [("trail.cut", written + 1), ("request.done", written + 2)]
+    result = verify(trail_files(tmp_path / "audit"), KEY)
+    assert not result.ok and f"seq {written + 1} where" in result.problem  # type: ignore[operator]
+
+
+def test_the_only_file_deleted_while_the_trail_writes_is_said_in_the_chain(tmp_path: Path) -> None:
+    trail = make_trail(tmp_path, n=5)
+    trail_files(tmp_path / "audit")[0].unlink()
+    trail.append("request.done", bot="b", account="main", status=200)
+    trail.close()
+    lines = [json.loads(x) for x in lines_of(tmp_path)]
+    assert [(x["event"], x["seq"]) for x in lines] == [("trail.cut", 6), ("request.done", 7)]
+    assert (lines[0]["found_seq"], lines[0]["recorded_seq"]) == (0, 5)
+    assert not verify(trail_files(tmp_path / "audit"), KEY).ok
+
+
+def test_the_head_state_db_may_record_is_the_fsynced_one(tmp_path: Path) -> None:
+    """A power loss can take lines written but not fsynced (`fsync = "interval"`): state.db records only what was
+    fsynced, so a restart after one never reads the lost lines as cut."""
+    import asyncio
+
+    trail = make_trail(tmp_path, n=3)
+    assert (trail.head.seq, trail.synced.seq) == (3, 0)
+
+    async def one_interval() -> None:
+        task = asyncio.create_task(trail.run_flusher())
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(one_interval())
+    assert trail.synced.seq == 3
+    trail.append("request.done", bot="b", account="main", status=200)
+    assert trail.synced.seq == 3
+    trail.close()
+    assert trail.synced.seq == 4
+    always = AuditTrail(tmp_path / "audit", KEY, fsync="always")
+    always.append("request.done", bot="b", account="main", status=200)
+    assert always.synced.seq == always.head.seq == 5
+    always.close()

@@ -153,3 +153,29 @@ def test_no_secret_in_logs_or_trail_in_any_encoding(audited) -> None:  # type: i
         for form in encodings(secret):
             assert form not in blob, "a secret leaked"
     assert not re.search(r"signature=[0-9a-f]{64}", blob)
+
+
+def test_lines_cut_while_the_daemon_was_stopped_stay_found_after_a_restart(tmp_path: Path) -> None:
+    """The trail's last lines cut while keyproxy was stopped, then the daemon started and used: the chain goes on
+    from the line state.db recorded, so verify names the gap for good (the review's PoC: a restart and ten more
+    lines made the cut trail verify)."""
+    dev = DevStack(tmp_path / "stack")
+    try:
+        dev.serve_account("main", new_real_key())
+        reader = dev.add_bot("reader", "main", "read")
+        for _ in range(4):
+            account_call(reader)
+        assert dev.stop_daemon() == 0
+        [f] = trail_files(dev.audit_dir)
+        lines = f.read_bytes().splitlines(keepends=True)
+        f.write_bytes(b"".join(lines[:-6]))
+        dev.start_daemon(int(dev.proxy_url.rsplit(":", 1)[1].split("/")[0]))  # the bot's URL names the port
+        for _ in range(10):
+            account_call(reader)
+        out = dev.cli("audit", "verify", check=False)
+        assert out.returncode == 1 and "lines were deleted, inserted or reordered" in out.stdout, out.stdout
+        cut = [json.loads(x) for x in f.read_bytes().splitlines() if b'"trail.cut"' in x]
+        assert [(c["found_seq"], c["recorded_seq"]) for c in cut] == [(len(lines) - 6, len(lines))]
+        assert "audit trail ends before the line keyproxy recorded writing" in dev.daemon_log()
+    finally:
+        dev.close()

@@ -154,6 +154,7 @@ def test_master_key_rekey_while_running_fails_no_request(rot, tmp_path) -> None:
     creds = dev.add_bot("duringrekey", "main", "read")
     new_pass = tmp_path / "new-passphrase"
     new_pass.write_text("a new master passphrase\n")
+    new_pass.chmod(0o600)
     results: list[int] = []
     stop = threading.Event()
 

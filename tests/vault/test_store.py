@@ -111,6 +111,7 @@ def test_wrong_key_file_is_refused(tmp_path: Path, key_file: Path) -> None:
 def test_malformed_key_file_is_refused(tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.key"
     bad.write_bytes(content)
+    bad.chmod(0o600)
     with pytest.raises(MasterKeyUnavailable, match="32 random bytes or 64 hex digits"):
         Vault.create(tmp_path / "v.db", FileSource(bad))
     assert not (tmp_path / "v.db").exists()
@@ -119,6 +120,7 @@ def test_malformed_key_file_is_refused(tmp_path: Path, content: bytes) -> None:
 def test_hex_key_file_is_accepted(tmp_path: Path) -> None:
     kf = tmp_path / "hex.key"
     kf.write_text("ab" * 32 + "\n")
+    kf.chmod(0o600)
     Vault.create(tmp_path / "v.db", FileSource(kf)).close()
     Vault.open(tmp_path / "v.db", lambda kind: FileSource(kf)).close()
 
