@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from keyproxy.emulator.binance_auth import BinanceError, check_timing
 from keyproxy.emulator.binance_data import MARKETS, fmt
+from keyproxy.emulator.binance_limits import weight
 from keyproxy.emulator.binance_state import ZERO
 
 # method -> (REST route it runs, security): the WebSocket API's methods mirror the REST endpoints
@@ -85,6 +86,22 @@ class WsApi:
             if spec is None:
                 raise BinanceError(400, -1020, "Unsupported operation.")
             route, security = spec
+            # the WebSocket API shares the REST API's IP weight (web-socket-api.md "Rate limits"): weighed as the
+            # REST route it runs, 2 for a user data stream method
+            query = "&".join(f"{k}={v}" for k, v in params.items() if k not in ("apiKey", "signature"))
+            limits = self.emulator.limits
+            limited = limits.charge(weight(*route, query) if route else 2, self.emulator.clock())
+            if limited is not None:
+                status, retry_after = limited
+                now_ms = int(self.emulator.clock() * 1000)
+                until = now_ms + int(retry_after * 1000)
+                message = (f"Way too much request weight used; IP banned until {until}." if status == 418 else
+                           f"Too much request weight used; current limit is {limits.per_minute} request weight "
+                           "per 1 MINUTE.") + " Please use WebSocket Streams for live updates to avoid bans."
+                entry["status"], entry["error_code"] = status, -1003
+                return {"id": frame_id, "status": status, "error": {
+                    "code": -1003, "msg": message, "data": {"serverTime": now_ms, "retryAfter": until}},
+                    "rateLimits": self._rate_limits()}, entry
             account = key = None
             if security == "SIGNED":
                 key, account = self._authenticate(params, entry)
@@ -106,13 +123,19 @@ class WsApi:
                                                          ("true" if v else "false") for k, v in params.items()
                                                          if k not in ("apiKey", "signature")}, account, key)
             entry["status"] = 200
-            return {"id": frame_id, "status": 200, "result": result, "rateLimits": []}, entry
+            return {"id": frame_id, "status": 200, "result": result, "rateLimits": self._rate_limits()}, entry
         except BinanceError as err:
             entry["status"], entry["error_code"] = err.status, err.code
             return {"id": frame_id, "status": err.status, "error": err.body()}, entry
         except (ValueError, KeyError, TypeError, AttributeError):
             entry["status"], entry["error_code"] = 400, -1102
             return {"id": frame_id, "status": 400, "error": {"code": -1102, "msg": "Malformed request."}}, entry
+
+    def _rate_limits(self) -> list[dict[str, Any]]:
+        """An answer's `rateLimits`: the IP's request weight used this minute (web-socket-api.md)."""
+        limits = self.emulator.limits
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": limits.per_minute or 6000, "count": limits.used}]
 
     def _authenticate(self, params: dict[str, Any], entry: dict[str, Any]) -> tuple[Any, Any]:
         api_key = params.get("apiKey")

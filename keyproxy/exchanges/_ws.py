@@ -6,6 +6,7 @@ the host table stay the REST adapter's, so a bot's credential and refusals mean 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -38,3 +39,21 @@ class WsDialect(AdapterHooks):
         """The REST reader's: an amend's answer frame carries what the REST answer does (OKX's `sCode`, Bybit's
         `retCode`, Kraken's `success`)."""
         return self._rest.amend_verdicts(req, status, body, legs)  # type: ignore[no-any-return]
+
+    def upstream_query(self, query: str) -> str:
+        """The bot's socket query as it goes upstream (default: as it came)."""
+        return query
+
+    def answer_usage(self, status: int, body: bytes) -> tuple[Mapping[str, str], tuple[float, str | None] | None]:
+        """What an answer frame says of the exchange's own budgets, as a REST answer would say it: its counts as
+        the usage headers (lower-case names, as the budgets' `header`), and its refusal for rate as
+        `rate_limit_hold`'s (seconds to send nothing, and the one budget named or None). The WebSocket edge hands
+        both to the same `ExchangeBudget.observe` as REST. Default: nothing said (a dialect that knows its
+        exchange's answers says; Binance's first)."""
+        return {}, None
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        """An answer frame's refusal for rate (`answer_usage`): the answer path asks the dialect as it asks a
+        REST adapter."""
+        return self.answer_usage(status, body)[1] if body is not None else None

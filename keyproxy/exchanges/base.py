@@ -282,6 +282,8 @@ class Adapter(Protocol):
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]: ...
 
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]: ...
+
     def rate_limit_hold(self, status: int, headers: Mapping[str, str],
                         body: bytes | None) -> tuple[float, str | None] | None: ...
 
@@ -483,6 +485,11 @@ class AdapterHooks:
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         """What the request (or WebSocket frame) costs against each of the exchange's own rate budgets
         (policy/budget.py); () for none keyproxy models."""
+        return ()
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        """What opening a WebSocket to this path costs against the exchange's budgets (connections per IP);
+        () for none keyproxy models."""
         return ()
 
     def rate_limit_hold(self, status: int, headers: Mapping[str, str],

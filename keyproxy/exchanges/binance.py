@@ -19,7 +19,9 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges._fills import loads
-from keyproxy.exchanges.binance_budget import BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_costs
+from keyproxy.exchanges.binance_budget import (
+    BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_connection_costs, binance_costs,
+)
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
@@ -386,7 +388,10 @@ class Binance(AdapterHooks):
         return MARKET_LIST_TTL if method == "GET" and path in MARKET_LISTS else 0.0
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
-        return binance_costs(req.method, req.path, req.query)
+        return binance_costs(req.method, req.path, req.query, req.body)
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        return binance_connection_costs(path)
 
     def retired(self, method: str, path: str) -> str | None:
         if path == "/api/v3/userDataStream":

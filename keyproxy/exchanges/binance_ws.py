@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote_plus, unquote, urlencode
+from urllib.parse import quote_plus, unquote, unquote_plus, urlencode
 
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges._ws import WsDialect
@@ -48,6 +50,9 @@ class WsMethod:
     cls: EndpointClass
     signed: bool
     twin: tuple[str, str] | None = None  # the REST endpoint whose facts value this method
+    # the REST endpoint whose weight this method spends, where it has no twin above (its facts are no order's)
+    weighed_as: tuple[str, str] | None = None
+    weight: int = 0  # a method no REST endpoint mirrors: its own weight (web-socket-api.md)
 
 
 # docs: binance-spot-api-docs, web-socket-api.md (trading, account, user data stream, market data
@@ -66,50 +71,52 @@ METHODS: dict[str, WsMethod] = {
     "orderList.cancel": WsMethod(T, True, ("DELETE", "/api/v3/orderList")),
     "sor.order.place": WsMethod(T, True, ("POST", "/api/v3/sor/order")),
     "sor.order.test": WsMethod(T, True, ("POST", "/api/v3/sor/order/test")),
-    "order.status": WsMethod(R, True),
+    "order.status": WsMethod(R, True, weighed_as=("GET", "/api/v3/order")),
     "openOrders.status": WsMethod(R, True, ("GET", "/api/v3/openOrders")),
-    "allOrders": WsMethod(R, True),
-    "orderList.status": WsMethod(R, True),
-    "openOrderLists.status": WsMethod(R, True),
-    "allOrderLists": WsMethod(R, True),
-    "myTrades": WsMethod(R, True),
-    "myPreventedMatches": WsMethod(R, True),
-    "myAllocations": WsMethod(R, True),
-    "account.status": WsMethod(R, True),
-    "account.commission": WsMethod(R, True),
-    "account.rateLimits.orders": WsMethod(R, True),
-    "order.amendments": WsMethod(R, True),
-    "userDataStream.subscribe.signature": WsMethod(R, True),
+    "allOrders": WsMethod(R, True, weighed_as=("GET", "/api/v3/allOrders")),
+    "orderList.status": WsMethod(R, True, weighed_as=("GET", "/api/v3/orderList")),
+    "openOrderLists.status": WsMethod(R, True, weighed_as=("GET", "/api/v3/openOrderList")),
+    "allOrderLists": WsMethod(R, True, weighed_as=("GET", "/api/v3/allOrderList")),
+    "myTrades": WsMethod(R, True, weighed_as=("GET", "/api/v3/myTrades")),
+    "myPreventedMatches": WsMethod(R, True, weighed_as=("GET", "/api/v3/myPreventedMatches")),
+    "myAllocations": WsMethod(R, True, weighed_as=("GET", "/api/v3/myAllocations")),
+    "account.status": WsMethod(R, True, weighed_as=("GET", "/api/v3/account")),
+    "account.commission": WsMethod(R, True, weighed_as=("GET", "/api/v3/account/commission")),
+    "account.rateLimits.orders": WsMethod(R, True, weighed_as=("GET", "/api/v3/rateLimit/order")),
+    "order.amendments": WsMethod(R, True, weighed_as=("GET", "/api/v3/order/amendments")),
+    "userDataStream.subscribe.signature": WsMethod(R, True, weight=2),
     # a logon proves the key once for the connection (Binance: Ed25519 keys only); keyproxy answers it and
     # session.status / session.logout itself, and re-signs each of the session's requests with the real key
-    "session.logon": WsMethod(R, True),
+    "session.logon": WsMethod(R, True, weight=2),
     # the logged-on form of the user data stream subscription: sent upstream as the signed form
-    "userDataStream.subscribe": WsMethod(R, True),
+    "userDataStream.subscribe": WsMethod(R, True, weight=2),
     # margin: a token from POST /sapi/v1/userListenToken instead of a key (keyproxy knows whose it is)
-    "userDataStream.subscribe.listenToken": WsMethod(R, False),
-    "session.logout": WsMethod(P, False),
+    "userDataStream.subscribe.listenToken": WsMethod(R, False, weight=2),
+    "session.logout": WsMethod(P, False, weight=2),
     # no key: these act on this connection only, or read public data
-    "userDataStream.unsubscribe": WsMethod(P, False),
-    "session.status": WsMethod(P, False),
-    "session.subscriptions": WsMethod(P, False),
-    "ping": WsMethod(P, False),
-    "time": WsMethod(P, False),
-    "exchangeInfo": WsMethod(P, False),
-    "depth": WsMethod(P, False),
-    "trades.recent": WsMethod(P, False),
-    "trades.historical": WsMethod(P, False),
-    "trades.aggregate": WsMethod(P, False),
-    "klines": WsMethod(P, False),
-    "uiKlines": WsMethod(P, False),
-    "avgPrice": WsMethod(P, False),
-    "ticker.24hr": WsMethod(P, False),
-    "ticker.tradingDay": WsMethod(P, False),
-    "ticker": WsMethod(P, False),
-    "ticker.price": WsMethod(P, False),
-    "ticker.book": WsMethod(P, False),
+    "userDataStream.unsubscribe": WsMethod(P, False, weight=2),
+    "session.status": WsMethod(P, False, weight=2),
+    "session.subscriptions": WsMethod(P, False, weight=2),
+    "ping": WsMethod(P, False, weighed_as=("GET", "/api/v3/ping")),
+    "time": WsMethod(P, False, weighed_as=("GET", "/api/v3/time")),
+    "exchangeInfo": WsMethod(P, False, weighed_as=("GET", "/api/v3/exchangeInfo")),
+    "depth": WsMethod(P, False, weighed_as=("GET", "/api/v3/depth")),
+    "trades.recent": WsMethod(P, False, weighed_as=("GET", "/api/v3/trades")),
+    "trades.historical": WsMethod(P, False, weighed_as=("GET", "/api/v3/historicalTrades")),
+    "trades.aggregate": WsMethod(P, False, weighed_as=("GET", "/api/v3/aggTrades")),
+    "klines": WsMethod(P, False, weighed_as=("GET", "/api/v3/klines")),
+    "uiKlines": WsMethod(P, False, weighed_as=("GET", "/api/v3/uiKlines")),
+    "avgPrice": WsMethod(P, False, weighed_as=("GET", "/api/v3/avgPrice")),
+    "ticker.24hr": WsMethod(P, False, weighed_as=("GET", "/api/v3/ticker/24hr")),
+    "ticker.tradingDay": WsMethod(P, False, weighed_as=("GET", "/api/v3/ticker/tradingDay")),
+    "ticker": WsMethod(P, False, weighed_as=("GET", "/api/v3/ticker")),
+    "ticker.price": WsMethod(P, False, weighed_as=("GET", "/api/v3/ticker/price")),
+    "ticker.book": WsMethod(P, False, weighed_as=("GET", "/api/v3/ticker/bookTicker")),
 }
 
 _AUTH_PARAMS = ("apiKey", "signature")
+NO_LIMITS = "returnRateLimits"  # false: Binance leaves `rateLimits` out of the answers
+_HEAVIEST = 250  # the most one request weighs (depth past 1000 levels): a frame whose weight is not known
 
 
 _FRAMES: OrderedDict[bytes | str, dict[str, Any]] = OrderedDict()  # parse_frame's: raw -> frame, newest last
@@ -170,9 +177,26 @@ def _twin_of(method: str, body: bytes) -> IncomingRequest | None:
     spec = METHODS.get(method)
     if spec is None or spec.twin is None:
         return None
+    return IncomingRequest(spec.twin[0], spec.twin[1], _query(body), {}, b"")
+
+
+@lru_cache(maxsize=64)
+def _weighed(method: str, body: bytes) -> tuple[tuple[Budget, int], ...]:
+    """What a frame spends (`BinanceWsApi.costs`), once per frame: its REST twin's costs, read by the REST
+    function from the frame's params as that request's query (one weight table for both transports)."""
+    spec = METHODS.get(method)
+    if spec is None:  # refused before it could spend; were it sent, the heaviest request's weight
+        return ((SPOT_WEIGHT, _HEAVIEST),)
+    rest = spec.twin or spec.weighed_as
+    if rest is None:
+        return ((SPOT_WEIGHT, spec.weight or _HEAVIEST),)
+    return binance_costs(rest[0], rest[1], _query(body), b"")  # the frame's params are all there
+
+
+def _query(body: bytes) -> str:
+    """A frame's params (but its key and signature) as the REST twin's query string (lists as JSON, as REST)."""
     params = parse_frame(body).get("params", {})
-    query = urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
-    return IncomingRequest(spec.twin[0], spec.twin[1], query, {}, b"")
+    return urlencode({k: _text(v) for k, v in params.items() if k not in _AUTH_PARAMS})
 
 
 def _text(value: Any) -> str:
@@ -187,6 +211,47 @@ def _text(value: Any) -> str:
 def payload(params: dict[str, Any]) -> str:
     """The signed payload: every param but `signature`, sorted by name, `k=v&...`, values as sent."""
     return "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+
+
+_INTERVALS = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
+_COUNTED = {"REQUEST_WEIGHT": "used-weight", "ORDERS": "order-count"}  # RAW_REQUESTS: not modelled
+_ORDER_BUDGETS = {"x-mbx-order-count-10s": "ORDERS_10S", "x-mbx-order-count-1d": "ORDERS_1D"}
+
+
+def binance_ws_usage(answer: dict[str, Any], status: int,
+                     now_ms: int) -> tuple[dict[str, str], tuple[float, str | None] | None]:
+    """An answer frame's `rateLimits` as the REST answer's usage headers (`X-MBX-USED-WEIGHT-1M`,
+    `X-MBX-ORDER-COUNT-10S`, ...: Binance names them by type, interval number and interval letter), and its
+    refusal for rate: status 429 (or 418, the IP banned) holds until the error's `data.retryAfter` (epoch ms; a
+    minute without one); -1015 (too many orders) holds the account's order count it names, not the IP's weight
+    (docs: web-socket-api.md "Rate limits", "Error codes")."""
+    headers: dict[str, str] = {}
+    limits = answer.get("rateLimits")
+    over = None
+    for entry in limits if isinstance(limits, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        kind_name, interval = entry.get("rateLimitType"), entry.get("interval")
+        if not isinstance(kind_name, str) or not isinstance(interval, str):  # what a dict key may be, read
+            continue
+        kind, letter = _COUNTED.get(kind_name), _INTERVALS.get(interval)
+        num, count, limit = entry.get("intervalNum"), entry.get("count"), entry.get("limit")
+        if kind is None or letter is None or type(num) is not int or type(count) is not int or count < 0:
+            continue
+        name = f"x-mbx-{kind}-{num}{letter}"
+        headers[name] = str(count)
+        if type(limit) is int and count >= limit and name in _ORDER_BUDGETS:
+            over = over or _ORDER_BUDGETS[name]
+    if status not in (418, 429):
+        return headers, None
+    error = answer.get("error")
+    error = error if isinstance(error, dict) else {}
+    data = error.get("data")
+    retry = data.get("retryAfter") if isinstance(data, dict) else None
+    server = data.get("serverTime") if isinstance(data, dict) else None
+    # retryAfter is Binance's clock: against its serverTime when given (this host's clock may be off by minutes)
+    hold = max(1.0, (retry - (server if type(server) is int else now_ms)) / 1000) if type(retry) is int else 60.0
+    return headers, (hold, (over or "ORDERS_10S") if error.get("code") == -1015 and status == 429 else None)
 
 
 class BinanceWsApi(WsDialect):
@@ -250,7 +315,9 @@ class BinanceWsApi(WsDialect):
 
     def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
         frame = parse_frame(req.body)
-        params = {k: v for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}
+        # the answer's `rateLimits` are what keeps the governor's count true (`answer_usage`): a bot may not turn
+        # them off for the connection keyproxy shares with its count
+        params = {k: v for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS and k != NO_LIMITS}
         if endpoint.signed:
             params["apiKey"] = key.api_key.reveal_str()
             params.setdefault("timestamp", ctx.now_ms)
@@ -268,14 +335,12 @@ class BinanceWsApi(WsDialect):
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         """A WebSocket API request spends the IP's request weight as its REST twin does (Binance: "the WebSocket
-        API shares the REST API's IP limits"); a session method without a twin costs 1 (REQUEST_WEIGHT)."""
+        API shares the REST API's IP limits"), and an order the account's order count; a method no REST endpoint
+        mirrors (a session's, a user data stream's) spends its own weight (web-socket-api.md)."""
         try:
-            twin = self._twin(req)
+            return _weighed(req.method, req.body)
         except BadRequest:
             return ()
-        if twin is None:
-            return ((SPOT_WEIGHT, 1),)
-        return binance_costs(twin.method, twin.path, twin.query)
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         """The REST twin's facts, read from the frame's params as they are (no query string between)."""
@@ -297,6 +362,13 @@ class BinanceWsApi(WsDialect):
         """An answer frame, parsed once for all of its bookkeeping (read-only, as `parse_frame`'s)."""
         doc = loads(body)
         return doc if isinstance(doc, dict) else {}
+
+    def upstream_query(self, query: str) -> str:
+        """The socket's query upstream without `returnRateLimits` (`sign`: the answers' counts are the governor's)."""
+        return "&".join(p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) != NO_LIMITS)
+
+    def answer_usage(self, status: int, body: bytes) -> tuple[Mapping[str, str], tuple[float, str | None] | None]:
+        return binance_ws_usage(self._answer(body), status, int(time.time() * 1000))
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return binance_placed_ids(self._answer(body).get("result"))  # the answer parsed once (`_answer`)

@@ -49,7 +49,7 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
-from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_rate_limit_hold
+from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_errors, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import (
     kraken_facts, kraken_order_book_change, kraken_params, kraken_prices, order_txid,
 )
@@ -483,10 +483,13 @@ class Kraken(AdapterHooks):
         return IssuedBotKey({"api_key": key_id, "secret": secret}, BotKey(key_id, "hmac", secret=Secret(secret)))
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
-        """Kraken answers 200: EAPI:Invalid key refuses the key, EGeneral:Permission denied one permission."""
-        if b"EAPI:Invalid key" in body:
+        """Kraken answers 200: EAPI:Invalid key refuses the key, EGeneral:Permission denied one permission. Read
+        in the answer's `error` list only: an answer echoes text a bot chose (an order's `cl_ord_id`), and a bot
+        naming an order "EAPI:Invalid key" got the shared key quarantined (session 24's review)."""
+        errors = kraken_errors(body)
+        if any(e.startswith("EAPI:Invalid key") for e in errors):
             return KeyRejection.INVALID
-        return KeyRejection.DENIED if b"EGeneral:Permission denied" in body else None
+        return KeyRejection.DENIED if any(e.startswith("EGeneral:Permission denied") for e in errors) else None
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Kraken's own strings (docs "Spot Error Messages"), one per kind (base.RefusalKind), which ccxt maps

@@ -10,6 +10,8 @@ keyproxy assumes Starter unless `[governor.tiers]` names the account's tier.
 
 from __future__ import annotations
 
+import json
+
 from keyproxy.policy.budget import Budget
 
 CALL_COUNTER = Budget("CALL_COUNTER", "account", 15, 3.0, kind="decay")  # Starter: -0.33 a second
@@ -31,13 +33,23 @@ def kraken_costs(private_method: str | None) -> tuple[tuple[Budget, int], ...]:
     return ((CALL_COUNTER, 2 if private_method in _TWO else 1),)
 
 
+def kraken_errors(body: bytes | None) -> list[str]:
+    """The `error` list of a Kraken answer (`{"error": [...], "result": ...}`), never any other text in it: an
+    answer echoes what a bot wrote (an order's `cl_ord_id`), which must not read as Kraken's own error."""
+    if not body or body.startswith(b'{"error":[]'):
+        return []
+    try:
+        errors = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    return [e for e in errors if isinstance(e, str)] if isinstance(errors, list) else []
+
+
 def kraken_rate_limit_hold(body: bytes | None) -> tuple[float, str | None] | None:
     """`EAPI:Rate limit exceeded`: one call's decay (3 s at Starter); a lockout: everything, 15 minutes."""
-    if body is None:
-        return None
-    head = body[:256]
-    if b"EGeneral:Temporary lockout" in head:
+    errors = kraken_errors(body)
+    if any(e.startswith("EGeneral:Temporary lockout") for e in errors):
         return LOCKOUT_S, None
-    if b"EAPI:Rate limit exceeded" in head:
+    if any(e.startswith("EAPI:Rate limit exceeded") for e in errors):
         return 3.0, CALL_COUNTER.name
     return None

@@ -44,34 +44,51 @@ ENDPOINT_BUDGETS: dict[str, Budget] = {
               GET_market__candles=40, GET_public__time=10, GET_public__funding_rate=20),
 }
 BUDGETS = (ORDERS_2S, *ENDPOINT_BUDGETS.values())
-_ORDER_PATHS = {"/api/v5/trade/order": False, "/api/v5/trade/amend-order": False,
-                "/api/v5/trade/batch-orders": True, "/api/v5/trade/amend-batch-orders": True}
+# new and amended orders: they spend the sub-account order rate too (cancels do not)
+_ORDER_RATE_PATHS = frozenset({"/api/v5/trade/order", "/api/v5/trade/amend-order", "/api/v5/trade/batch-orders",
+                               "/api/v5/trade/amend-batch-orders"})
+# batches: OKX counts their orders ("the rate limit of this endpoint is determined by the number of orders"), and a
+# batch of one order against its single twin's limit ("it will consume the rate limit of Place order")
+_BATCH_TWINS = {"/api/v5/trade/batch-orders": "POST /api/v5/trade/order",
+                "/api/v5/trade/amend-batch-orders": "POST /api/v5/trade/amend-order",
+                "/api/v5/trade/cancel-batch-orders": "POST /api/v5/trade/cancel-order"}
+_BATCH_MAX = 20  # OKX takes at most 20 orders a batch: one it cannot read costs that many
 HOLD_S = 2.0  # OKX's windows are 2 s and it gives no Retry-After
 
 
 def okx_costs(method: str, path: str, body: bytes) -> tuple[tuple[Budget, int], ...]:
-    """The endpoint's own budget (a batch costs one per order) and, for new and amended orders, the
-    sub-account order rate."""
-    endpoint = ENDPOINT_BUDGETS.get(f"{method} {path}")
-    batch = _ORDER_PATHS.get(path) if method == "POST" else None
-    if batch is None:
-        return ((endpoint, 1),) if endpoint is not None else ()
+    """The endpoint's own budget (a batch costs one per order, a batch of one its single twin's) and, for new and
+    amended orders, the sub-account order rate."""
+    key = f"{method} {path}"
     orders = 1
-    if batch:
+    if method == "POST" and path in _BATCH_TWINS:
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
-        orders = max(1, len(doc)) if isinstance(doc, list) else 1
-    costs = ((ORDERS_2S, orders),)
-    return ((endpoint, orders), *costs) if endpoint is not None else costs
+        orders = min(len(doc), _BATCH_MAX) if isinstance(doc, list) and doc else _BATCH_MAX
+        if orders == 1:
+            key = _BATCH_TWINS[path]
+    endpoint = ENDPOINT_BUDGETS.get(key)
+    costs = ((endpoint, orders),) if endpoint is not None else ()
+    if method == "POST" and path in _ORDER_RATE_PATHS:
+        costs = (*costs, (ORDERS_2S, orders))
+    return costs
 
 
 def okx_rate_limit_hold(status: int, headers: Mapping[str, str], body: bytes | None) -> tuple[float, str | None] | None:
-    """HTTP 429 (50011, 50061): nothing on the request's budgets for one window (OKX gives no Retry-After)."""
+    """HTTP 429: nothing on the refused budget for one window (OKX gives no Retry-After). 50061 names the
+    sub-account order rate; any other (50011: the endpoint's own limit, which OKX counts per instrument) holds the
+    request's endpoint budget, never the account's order rate: one bot's 429 on its instrument must not stop every
+    bot's orders on every instrument (session 24's review)."""
     if status != 429:
         return None
     try:
-        return max(1.0, float(headers.get("retry-after", ""))), None
+        code = json.loads(body).get("code") if body else None
+    except (ValueError, AttributeError, RecursionError):
+        code = None
+    only = ORDERS_2S.name if code == "50061" else "!" + ORDERS_2S.name
+    try:
+        return max(1.0, float(headers.get("retry-after", ""))), only
     except ValueError:
-        return HOLD_S, None
+        return HOLD_S, only

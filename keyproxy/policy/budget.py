@@ -263,13 +263,22 @@ class Governor:
                 hold: float | None = None, only: str | None = None) -> str | None:
         """Learn from an answer: the exchange's own count and limit (it also counts traffic keyproxy did not
         send), and its refusal for rate: `hold` seconds in which nothing goes on the request's budgets (`only`
-        that budget, by name, when the exchange said which). A malformed header keeps our count; the first
-        time a header is malformed its name is returned (for one log line)."""
+        that budget, by name, when the exchange said which; `!NAME`: every one of them but that one). A
+        malformed header keeps our count; the first time a header is malformed its name is returned (for one
+        log line).
+
+        The correction goes to the shared meter only, never to a bot's share: when the exchange counts more
+        than keyproxy did, the gap is traffic of the whole IP or account (a neighbour's heavy request answered
+        a moment earlier, another program on the host, a weight keyproxy's table has too low), and nothing in
+        this answer says whose. Charging it to the bot whose answer happened to carry the header would let one
+        bot's heavy requests starve another's share. Each bot's share stays what its own requests cost by the
+        adapter's tables (`Adapter.costs`), which is why those tables must cover every endpoint keyproxy
+        forwards; the shared meter, corrected here, still stops everyone before the exchange would."""
         first_malformed = None
         for c in charges:
             b = c.budget
             meter = self._meter(c)
-            if hold is not None and (only is None or only == b.name):
+            if hold is not None and (only is None or only == b.name or only[:1] == "!" and only[1:] != b.name):
                 self.banned_until[c.key] = max(self.banned_until.get(c.key, 0.0), now + hold)
             for name in (b.limit_header, b.header):
                 if name and name in headers and _whole(headers[name]) is None and name not in self.malformed:

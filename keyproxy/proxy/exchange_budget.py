@@ -15,7 +15,9 @@ from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.refusal import Refused
 
 if TYPE_CHECKING:
+    from keyproxy.policy.budget import Budget
     from keyproxy.proxy.core import Outcome, Route
+    from keyproxy.proxy.registry import AccountEntry
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
@@ -36,8 +38,23 @@ class ExchangeBudget:
         Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
         if self.governor is None:
             return ()
-        account = route.account
-        costs = route.adapter.costs(incoming)
+        return self._spend(route.account, route.adapter.costs(incoming), incoming.path, outcome)
+
+    def spend_connection(self, account: AccountEntry, path: str, bot: str | None,
+                         outcome: Outcome) -> tuple[Charge, ...]:
+        """A WebSocket handshake, before it goes upstream: what the exchange counts for opening one (Binance: 300
+        a service per 5 minutes per IP), so a local process opening sockets in a loop is refused here, never
+        gets the shared IP refused there. No bot is known at a WebSocket API handshake (a stream's is): one that
+        names none spends the budgets alone, in no bot's share (the connection budget bounds a flood of them; the
+        `(unsigned)` share is the public requests', which a handshake's weight must not crowd out)."""
+        if self.governor is None or account.adapter is None:
+            return ()
+        return self._spend(account, account.adapter.connection_costs(path), path, outcome, bot or "")
+
+    def _spend(self, account: AccountEntry, costs: tuple[tuple[Budget, int], ...], path: str,
+               outcome: Outcome, bot: str | None = None) -> tuple[Charge, ...]:
+        """`bot`: whose share it spends (None: the outcome's bot, or `(unsigned)`; "": no bot's, the budgets only)."""
+        assert self.governor is not None
         if not costs or account.adapter is None or account.upstream is None:
             return ()
         # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
@@ -47,12 +64,13 @@ class ExchangeBudget:
         resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
         charges = tuple([Charge(resolve(exchange, name, budget, tiers),
                                 ip_scope if budget.per == "ip" else
-                                f"{name} {incoming.path}" if budget.per == "endpoint" else name, cost)
+                                f"{name} {path}" if budget.per == "endpoint" else name, cost)
                          for budget, cost in costs])
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
-        wait = self.governor.spend(charges, way_out(outcome.facts), now, outcome.bot or UNSIGNED)
+        wait = self.governor.spend(charges, way_out(outcome.facts), now,
+                                   bot if bot is not None else outcome.bot or UNSIGNED)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)

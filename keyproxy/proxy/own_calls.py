@@ -60,7 +60,7 @@ class OwnCalls:
         frame = IncomingRequest(method, spec.path, "", {}, json.dumps(spec.login).encode())
         signed = dialect.sign(frame, account.key, dialect.classify(method, spec.path),
                               SignContext(origin, account.upstream.environment.name, int(time.time() * 1000)))
-        session = self._clients.session(account.upstream.insecure_loopback)
+        session = self._clients.ws_session(account.upstream.insecure_loopback)  # held open: never REST's pool
         ws = await session.ws_connect(ws_origin(origin) + adapter.websocket_upstream_path(spec.path),
                                       timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True, compress=0)
         try:

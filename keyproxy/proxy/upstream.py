@@ -82,9 +82,22 @@ class UpstreamClients:
             auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
         ))
 
+        # WebSockets hold their connection for their life: a pool of their own, bounded by the edge's socket caps
+        # (SocketLimits), never REST's, so sockets held open cannot leave REST requests waiting for a connection
+        # (session 24's review: 100 silent sockets took the shared pool, and REST timed out for every bot)
+        self.ws_public = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=0, resolver=FilteringResolver(is_public_address)),
+            trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
+        self.ws_loopback = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, resolver=FilteringResolver(is_loopback_address)),
+            trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
+
     def session(self, insecure_loopback: bool) -> aiohttp.ClientSession:
         return self.loopback if insecure_loopback else self.public
 
+    def ws_session(self, insecure_loopback: bool) -> aiohttp.ClientSession:
+        return self.ws_loopback if insecure_loopback else self.ws_public
+
     async def close(self) -> None:
-        await self.public.close()
-        await self.loopback.close()
+        for session in (self.public, self.loopback, self.ws_public, self.ws_loopback):
+            await session.close()

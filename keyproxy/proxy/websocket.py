@@ -31,6 +31,7 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
 )
+from keyproxy.policy.budget import Charge
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.admission import Admission
@@ -69,6 +70,7 @@ class _Pending:
     outcome: Outcome
     started: float
     pins_token: bool = False  # a private subscription with the real stream token: it stays valid on this socket
+    charges: tuple[Charge, ...] = ()  # what it spent of the exchange's budgets: its answer corrects them
 
 
 def ws_origin(http_origin: str) -> str:
@@ -130,6 +132,7 @@ class WebSocketEdge:
         origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
+        self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP
         held = ["", stream_bot] if stream_bot is not None else [""]
         self._opening.update(held)
         try:
@@ -146,7 +149,8 @@ class WebSocketEdge:
         """The exchange's socket, the bot's upgrade, then the two relays; `held`: this handshake's reservations
         against the caps, released once the socket counts among the open ones."""
         assert account.upstream is not None
-        session = self._clients.session(account.upstream.insecure_loopback)
+        session = self._clients.ws_session(account.upstream.insecure_loopback)
+        query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
         url = ws_origin(origin) + adapter.websocket_upstream_path(path) + (f"?{query}" if query else "")
         try:
             upstream = await asyncio.wait_for(session.ws_connect(
@@ -335,11 +339,11 @@ class _Connection:
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
             real = await self._stream_token(route, outcome) if virtual else None
-            core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
+            charges = core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
-                                                  pins_token=bool(virtual) and method == "subscribe")
+                                                  pins_token=bool(virtual) and method == "subscribe", charges=charges)
                 await self.upstream.send_str(out.body.decode())
         except Refused as e:
             await self._refuse(frame_id, e, outcome, method)
@@ -406,7 +410,10 @@ class _Connection:
                 answered = self._answered(text)
                 if answered is not None:  # a token it hands out remembered before the bot sees it, as on REST
                     p, status = answered
-                    self.edge._core.relayed(p.route, p.out, status, text.encode(), p.outcome)
+                    # the exchange's own count and refusal for rate, learned as from a REST answer's headers
+                    body = text.encode()
+                    self._observe_budget(p, status, body)
+                    self.edge._core.relayed(p.route, p.out, status, body, p.outcome)
                 journaled = None
                 if answered is not None and answered[0].outcome.placed_by is not None:
                     # an order's answer: in the answers journal before the bot sees it, else in state.db
@@ -440,6 +447,18 @@ class _Connection:
                     self.bot_gone = True
             else:
                 return
+
+    def _observe_budget(self, p: _Pending, status: int, body: bytes) -> None:
+        """The exchange's own count and refusal for rate in an answer frame, learned as from a REST answer's
+        headers. An answer keyproxy cannot read for them keeps its own count: the answer is still learned and
+        relayed (an error here must not stop the relay, nor leave an order unlearned)."""
+        dialect: Any = self.dialect
+        try:
+            usage, _ = dialect.answer_usage(status, body)
+            self.edge._core.budget.observe(p.route, p.charges, status, usage, body, p.outcome)
+        except Exception as e:  # noqa: BLE001 - an exchange's odd frame: the kind is logged, the relay goes on
+            log.warning("an answer frame's rate limits could not be read; keeping keyproxy's count",
+                        extra={"account": self.account, "kind": type(e).__name__})
 
     def _answered(self, text: str) -> tuple[_Pending, int] | None:
         """The frame of ours this text answers, if any (taken off the pending ones), and its status."""

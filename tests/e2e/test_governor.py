@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
@@ -163,16 +164,23 @@ async def test_the_websocket_api_spends_the_same_ip_budget(dev: DevStack) -> Non
     from tests.e2e.wsstack import ws_entries
 
     creds = dev.add_bot("ws-spender", "main", "read,trade")
-    [ok] = await exchange(ws_url(creds), signed(creds, "account.status", {}, "a1"))
-    assert ok["status"] == 200
-    limits(dev, ban_now=2)
-    with pytest.raises(ccxt.DDoSProtection):  # a REST request meets the exchange's 418 ...
-        bot = _bot(creds["api_key"], creds["secret"], creds["base_url"])
-        bot.publicGetTime()
-    start = len(dev.journal())
-    [held] = await exchange(ws_url(creds), signed(creds, "account.status", {}, "a2"))  # ... then the socket waits
-    assert held["keyproxy_error"] == "budget_exhausted" and held["status"] == 429 and held["error"]["code"] == -1003
-    assert ws_entries(dev, start) == []
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(creds)) as ws:
+        await ws.send_str(json.dumps(signed(creds, "account.status", {}, "a1")))
+        assert json.loads((await ws.receive(timeout=10)).data)["status"] == 200
+        limits(dev, ban_now=2)
+        with pytest.raises(ccxt.DDoSProtection):  # a REST request meets the exchange's 418 ...
+            bot = _bot(creds["api_key"], creds["secret"], creds["base_url"])
+            bot.publicGetTime()
+        start = len(dev.journal())
+        await ws.send_str(json.dumps(signed(creds, "account.status", {}, "a2")))  # ... then the socket waits
+        held = json.loads((await ws.receive(timeout=10)).data)
+        assert held["keyproxy_error"] == "budget_exhausted" and held["status"] == 429
+        assert held["error"]["code"] == -1003
+        # a new socket costs weight too (Binance: 2 a WebSocket API connection): refused before the upgrade
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await exchange(ws_url(creds), signed(creds, "account.status", {}, "a3"))
+        assert refused.value.status == 429
+        assert ws_entries(dev, start) == []
     time.sleep(2.2)
 
 

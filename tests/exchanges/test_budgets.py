@@ -46,11 +46,45 @@ def test_okx_charges_each_endpoint_and_counts_every_order_of_a_batch() -> None:
         ("POST /api/v5/trade/batch-orders", 3), ("ORDERS_2S", 3)]
     assert _names(a.costs(_req("POST", "/api/v5/trade/order", b"{}"))) == [("POST /api/v5/trade/order", 1),
                                                                           ("ORDERS_2S", 1)]
+    # a batch keyproxy cannot read costs the most OKX takes (20), never one (session 24's review)
     assert _names(a.costs(_req("POST", "/api/v5/trade/batch-orders", b"not json"))) == [
-        ("POST /api/v5/trade/batch-orders", 1), ("ORDERS_2S", 1)]
+        ("POST /api/v5/trade/batch-orders", 20), ("ORDERS_2S", 20)]
     assert a.costs(_req("GET", "/api/v5/asset/deposit-address")) == ()
-    assert a.rate_limit_hold(429, {}, b'{"code":"50011"}') == (2.0, None)
     assert a.rate_limit_hold(200, {}, b'{"code":"0"}') is None
+
+
+def test_okx_counts_a_batch_cancels_orders_and_a_batch_of_one_as_its_single_twin() -> None:
+    """OKX counts a batch endpoint's orders, and a batch of one against the single endpoint's (smaller) limit: a
+    20-order cancel batch cost 1, and one-order batches spent the 300 of batches where OKX counts the 60 of
+    place-order (session 24's review). Cancels spend no order rate."""
+    a = Okx()
+    cancels = json.dumps([{"instId": "BTC-USDT", "ordId": str(i)} for i in range(20)]).encode()
+    assert _names(a.costs(_req("POST", "/api/v5/trade/cancel-batch-orders", cancels))) == [
+        ("POST /api/v5/trade/cancel-batch-orders", 20)]
+    one = json.dumps([{"instId": "BTC-USDT"}]).encode()
+    assert _names(a.costs(_req("POST", "/api/v5/trade/batch-orders", one))) == [
+        ("POST /api/v5/trade/order", 1), ("ORDERS_2S", 1)]
+    assert _names(a.costs(_req("POST", "/api/v5/trade/amend-batch-orders", one))) == [
+        ("POST /api/v5/trade/amend-order", 1), ("ORDERS_2S", 1)]
+    assert _names(a.costs(_req("POST", "/api/v5/trade/cancel-batch-orders", one))) == [
+        ("POST /api/v5/trade/cancel-order", 1)]
+
+
+def test_okx_holds_only_the_budget_its_429_names() -> None:
+    """50011 is an endpoint's own limit (per instrument at OKX): it holds that endpoint's budget, never the account's
+    order rate, so one bot's 429 on its instrument does not stop every bot's orders; 50061 is the order rate."""
+    from keyproxy.policy.budget import Charge, Governor
+    from keyproxy.exchanges.okx_budget import ENDPOINT_BUDGETS, ORDERS_2S
+
+    a = Okx()
+    assert a.rate_limit_hold(429, {}, b'{"code":"50011"}') == (2.0, "!ORDERS_2S")
+    assert a.rate_limit_hold(429, {}, b'{"code":"50061"}') == (2.0, "ORDERS_2S")
+    gov = Governor()
+    place, amend = ENDPOINT_BUDGETS["POST /api/v5/trade/order"], ENDPOINT_BUDGETS["POST /api/v5/trade/amend-order"]
+    sent = (Charge(place, "acct", 1), Charge(ORDERS_2S, "acct", 1))
+    gov.observe(sent, {}, 100.0, *a.rate_limit_hold(429, {}, b'{"code":"50011"}'))  # type: ignore[misc]
+    assert gov.spend(sent, False, 100.5, "other") is not None  # the same endpoint waits ...
+    assert gov.spend((Charge(amend, "acct", 1), Charge(ORDERS_2S, "acct", 1)), False, 100.5, "other") is None
 
 
 def test_kraken_counts_calls_by_kind_and_orders_not_at_all() -> None:

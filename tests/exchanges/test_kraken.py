@@ -609,3 +609,21 @@ def test_a_negative_userref_is_a_userref_wherever_a_txid_is_read() -> None:
     assert [order_txid(t) for t in ("OAAAAA-BBBBB-CCCCCC", "5", "-5", "+5", "")] == \
         ["OAAAAA-BBBBB-CCCCCC", None, None, None, None]
     assert facts_of("/0/private/AmendOrder", "nonce=1&txid=-5&order_qty=1").order_id is None
+
+
+def test_only_krakens_error_list_says_the_key_or_the_rate_is_refused() -> None:
+    """An answer echoes what a bot wrote (an order's cl_ord_id): read as Kraken's own error, a bot naming its order
+    "EAPI:Invalid key" had the shared key quarantined (session 24's review). Only the `error` list counts."""
+    from keyproxy.exchanges.base import KeyRejection
+
+    for text in ("EAPI:Invalid key", "EGeneral:Permission denied", "EGeneral:Temporary lockout",
+                 "EAPI:Rate limit exceeded"):
+        echo = json.dumps({"error": [], "result": {"open": {"OABC-1": {"cl_ord_id": text, "status": "open"}}}})
+        assert ADAPTER.key_rejected(200, echo.encode()) is None
+        assert ADAPTER.rate_limit_hold(200, {}, echo.encode()) is None
+        assert ADAPTER.key_rejected(200, json.dumps({"error": ["EService:Unavailable"], "result": {"x": text}})
+                                    .encode()) is None
+    assert ADAPTER.key_rejected(200, b'{"error":["EAPI:Invalid key"]}') is KeyRejection.INVALID
+    assert ADAPTER.key_rejected(200, b'{"error":["EGeneral:Permission denied"]}') is KeyRejection.DENIED
+    assert ADAPTER.rate_limit_hold(200, {}, b'{"error":["EAPI:Rate limit exceeded"]}') == (3.0, "CALL_COUNTER")
+    assert ADAPTER.key_rejected(200, b"not json EAPI:Invalid key") is None

@@ -1,0 +1,50 @@
+"""Sockets held open take nothing from REST (session 24's review): a handshake to a private WebSocket path carries
+no credential and opens the exchange's socket, and 100 of them held silent used to take every upstream connection
+REST shares, so every bot's REST request waited 10 s for a 504. WebSockets have an upstream pool of their own.
+Real daemon and emulator (Binance's /ws-api/v3)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from keyproxy.emulator.devstack import DevStack
+from keyproxy.proxy.upstream import UpstreamClients
+from tests.e2e.test_websocket_binance import ws_url
+from tests.e2e.wsstack import exchange_stack
+
+HELD = 110  # more than REST's pool holds (100)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with exchange_stack(tmp_path_factory.mktemp("ws-limits"), "main") as stack:
+        yield stack
+
+
+async def test_silent_sockets_leave_rest_its_connections(dev: DevStack) -> None:
+    creds = dev.add_bot("ws-silent", "main", "read")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        held = [await session.ws_connect(ws_url(creds)) for _ in range(HELD)]
+        try:
+            started = time.monotonic()
+            async with session.get(f"{creds['base_url']}/api/v3/time") as r:
+                assert r.status == 200
+            assert time.monotonic() - started < 2
+        finally:
+            await asyncio.gather(*(ws.close() for ws in held))
+
+
+async def test_websockets_have_an_upstream_pool_of_their_own() -> None:
+    clients = UpstreamClients()
+    try:
+        for loopback in (False, True):
+            ws, rest = clients.ws_session(loopback), clients.session(loopback)
+            assert ws is not rest and ws.connector is not rest.connector
+            assert ws.connector.limit == 0 and rest.connector.limit == 100  # type: ignore[union-attr]
+    finally:
+        await clients.close()
