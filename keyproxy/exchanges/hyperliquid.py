@@ -93,7 +93,9 @@ USER_SIGNED: dict[str, tuple[str, list[dict[str, str]], str]] = {
                            {"name": "builder", "type": "address"}, _NONCE], "nonce"),
 }
 # the answers Hyperliquid gives a signer it does not know for the user (an agent revoked or never approved)
-_UNKNOWN_SIGNER = (b"does not exist", b"User or API Wallet", b"not an approved agent", b"Must deposit before")
+# a top-level error naming the signer: not a user or approved agent (the emulator's and Hyperliquid's wording); never
+# a phrase alone ("does not exist"), which errors about what a bot named (a vault, an order) may carry too
+_UNKNOWN_SIGNER = ("User or API Wallet ", "Must deposit before performing actions")
 _RECOVERED_CACHE = 1024
 CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliquid.py `handle_builder_fee_approval`
 
@@ -335,7 +337,14 @@ class Hyperliquid(AdapterHooks):
 
     def key_rejected(self, status: int, body: bytes, method: str = "", path: str = "") -> KeyRejection | None:
         """An answer saying the signer is no user or approved agent: the real key no longer trades."""
-        if b'"err"' not in body[:40] or not any(s in body for s in _UNKNOWN_SIGNER):
+        if b'"err"' not in body[:40]:
+            return None
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        said = doc.get("response") if isinstance(doc, dict) and doc.get("status") == "err" else None
+        if not isinstance(said, str) or not said.startswith(_UNKNOWN_SIGNER) and "is not an approved agent" not in said:
             return None
         return KeyRejection.INVALID
 

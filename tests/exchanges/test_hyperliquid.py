@@ -333,6 +333,13 @@ def test_an_unknown_signer_answer_rejects_the_key_and_an_order_error_does_not() 
     order_error = b'{"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "x"}]}}}'
     assert adapter.key_rejected(200, order_error) is None
     assert adapter.key_rejected(200, b'{"status": "err", "response": "Insufficient margin"}') is None
+    # an error about what a bot named carries no verdict on the key (session 24: Kraken's error text, echoed from
+    # a bot's cl_ord_id, quarantined the shared key; "does not exist" alone was read the same way here)
+    for said in ("Vault 0x1111111111111111111111111111111111111111 does not exist.", "Order does not exist",
+                 "Invalid cloid User or API Wallet 0xabc does not exist."):
+        assert adapter.key_rejected(200, json.dumps({"status": "err", "response": said}).encode()) is None
+    assert adapter.key_rejected(200, b'{"status":"err","response":"Must deposit before performing actions. User: 0x1"}'
+                                ) is KeyRejection.INVALID
 
 
 def test_a_vault_deposit_is_a_withdrawal_to_the_vault_and_taking_it_back_a_transfer() -> None:
