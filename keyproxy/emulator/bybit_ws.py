@@ -6,7 +6,9 @@ hex HMAC-SHA256(secret, "GET/realtime" + expires) (base64 RSA for RSA keys). `su
 pushes `{"topic": "order", "data": [order]}` whenever one of the account's orders changes (REST or
 WebSocket), and `wallet` the unified account (REST wallet-balance's `list`) after each such change. On
 `/v5/trade`, `order.create` / `order.cancel` run the REST handlers and answer
-`{"reqId", "retCode", "retMsg", "op", "data", "header"}`.
+`{"reqId", "retCode", "retMsg", "op", "data", "header"}`; with rate limits set (rate_limits.py) each op counts in
+its REST endpoint's per-UID window, reported in `header` as X-Bapi-Limit / -Status / -Reset-Timestamp, and is
+answered retCode 10006 over it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from keyproxy.emulator.bybit_handlers import Call
 from keyproxy.emulator.bybit_auth import BybitError
 
 
+TRADE_PATHS = {"order.create": "/v5/order/create", "order.cancel": "/v5/order/cancel"}
+
+
 class BybitWs:
     """Sockets of one Bybit emulator: who authenticated, who subscribed to orders."""
 
@@ -30,11 +35,13 @@ class BybitWs:
         self.emulator = emulator
         self.sessions: dict[web.WebSocketResponse, Any] = {}  # socket -> (key, account)
         self.topics: dict[web.WebSocketResponse, set[str]] = {}
+        self.api_keys: dict[web.WebSocketResponse, str] = {}  # the key each socket authenticated with
 
     async def serve(self, request: web.Request, record: Callable[[dict[str, Any]], None]) -> web.WebSocketResponse:
         def closed(ws: web.WebSocketResponse) -> None:
             self.sessions.pop(ws, None)
             self.topics.pop(ws, None)
+            self.api_keys.pop(ws, None)
 
         return await serve_frames(request, "bybit", self._answer, record, closed)  # type: ignore[no-any-return]
 
@@ -63,6 +70,18 @@ class BybitWs:
         handlers = {"order.create": self.emulator.create_order, "order.cancel": self.emulator.cancel_order}
         if op not in handlers or not args or not isinstance(args[0], dict):
             return {**base, "retCode": 10404, "retMsg": f"unsupported op {op}", "data": {}}
+        # the account's limit "for this op type", the REST endpoint's window (rate_limits.py), in the answer's header
+        window = self.emulator.rate.endpoint(self.api_keys[ws], TRADE_PATHS[op])
+        if window is not None:
+            seconds = self.emulator.clock()
+            refused = window.hit(seconds)
+            base["header"].update({"X-Bapi-Limit": str(window.limit), "X-Bapi-Limit-Status": str(window.remaining()),
+                                   "X-Bapi-Limit-Reset-Timestamp":
+                                       str(int((window.reset_at(seconds) if refused else seconds) * 1000))})
+            if refused:
+                self.emulator.rate.answered["10006"] += 1
+                entry["error_code"] = 10006
+                return {**base, "retCode": 10006, "retMsg": "Too many visits!", "data": {}}
         try:
             data = handlers[op](Call(args[0], key, account, now))
         except BybitError as err:
@@ -86,6 +105,7 @@ class BybitWs:
         if not entry["signature_verified"]:
             return {**fail, "ret_msg": "Invalid sign"}
         self.sessions[ws] = (verifier.key, self.emulator.accounts[api_key])
+        self.api_keys[ws] = api_key
         return {"success": True, "ret_msg": "", "op": "auth", "req_id": req_id, "conn_id": "emu"}
 
     async def drop(self) -> int:

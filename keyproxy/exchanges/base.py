@@ -282,6 +282,8 @@ class Adapter(Protocol):
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]: ...
 
+    def budget_path(self, req: IncomingRequest) -> str: ...
+
     def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]: ...
 
     def rate_limit_hold(self, status: int, headers: Mapping[str, str],
@@ -486,6 +488,11 @@ class AdapterHooks:
         """What the request (or WebSocket frame) costs against each of the exchange's own rate budgets
         (policy/budget.py); () for none keyproxy models."""
         return ()
+
+    def budget_path(self, req: IncomingRequest) -> str:
+        """The path whose per-endpoint budgets the request spends (default its own): a batch may spend its single
+        twin's, a WebSocket op the REST endpoint it mirrors, when the exchange counts them together."""
+        return req.path
 
     def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
         """What opening a WebSocket to this path costs against the exchange's budgets (connections per IP);

@@ -42,7 +42,9 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
-from keyproxy.exchanges.bybit_budget import BUDGETS, bybit_costs, bybit_rate_limit_hold
+from keyproxy.exchanges.bybit_budget import (
+    BUDGETS, SINGLE_TWINS, WS_CONNECTIONS, bybit_costs, bybit_rate_limit_hold,
+)
 from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import amend_legs_sent, bybit_facts, bybit_order_book_change, bybit_prices
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ
@@ -141,7 +143,13 @@ class Bybit(AdapterHooks):
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         endpoint = ENDPOINTS.get((req.method, req.path))
-        return bybit_costs(endpoint is not None and endpoint.cls is not EndpointClass.PUBLIC)
+        return bybit_costs(endpoint is not None and endpoint.cls is not EndpointClass.PUBLIC, req.path, req.body)
+
+    def budget_path(self, req: IncomingRequest) -> str:
+        return SINGLE_TWINS.get(req.path, req.path)  # a batch spends its single twin's per-UID limit
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        return ((WS_CONNECTIONS, 1),)  # every socket to stream.bybit.com counts, whatever its path
 
     def rate_limit_hold(self, status: int, headers: Mapping[str, str],
                         body: bytes | None) -> tuple[float, str | None] | None:

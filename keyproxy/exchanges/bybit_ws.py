@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from keyproxy.exchanges._ws import WsDialect
@@ -20,8 +22,10 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
     OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
+from keyproxy.exchanges.bybit_budget import SINGLE_TWINS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ, bybit_placed_ids, bybit_stream_updates
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/v5/private", "/v5/trade")
@@ -152,6 +156,32 @@ class BybitWsApi(WsDialect):
         if len(args) > 1:  # keyproxy would read the first only: a batch goes as one arg of a batch op
             raise BadRequest(f"{frame['op']} takes one request in args")
         return path, json.dumps(args[0]).encode()
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        """A trade op spends its REST twin's per-UID limit (one per order of a batch); auth and subscriptions none."""
+        twin = self._budget_twin(req)
+        return bybit_costs(True, twin[0], twin[1], http=False) if twin is not None else ()
+
+    def budget_path(self, req: IncomingRequest) -> str:
+        twin = self._budget_twin(req)
+        return SINGLE_TWINS.get(twin[0], twin[0]) if twin is not None else req.path
+
+    def _budget_twin(self, req: IncomingRequest) -> tuple[str, bytes] | None:
+        try:  # a frame keyproxy cannot read is refused by its facts, before any budget is spent
+            return self._twin(req.body) if req.body else None
+        except BadRequest:
+            return None
+
+    def answer_usage(self, status: int, body: bytes) -> tuple[Mapping[str, str], tuple[float, str | None] | None]:
+        """A trade op's answer carries Bybit's `header` (X-Bapi-Limit, -Status, -Reset-Timestamp, as REST's HTTP
+        headers) and retCode 10006 over the limit: read as REST's are."""
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}, None
+        header = doc.get("header") if isinstance(doc, dict) else None
+        usage = {str(k).lower(): str(v) for k, v in header.items()} if isinstance(header, dict) else {}
+        return usage, bybit_rate_limit_hold(status, usage, body, int(time.time() * 1000))
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         twin = self._twin(req.body)

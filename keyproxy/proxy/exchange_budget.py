@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from keyproxy.exchanges.base import IncomingRequest
 from keyproxy.policy.budget import Charge, Governor
@@ -38,7 +38,8 @@ class ExchangeBudget:
         Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
         if self.governor is None:
             return ()
-        return self._spend(route.account, route.adapter.costs(incoming), incoming.path, outcome)
+        adapter = route.adapter
+        return self._spend(route.account, adapter.costs(incoming), adapter.budget_path(incoming), outcome)
 
     def spend_connection(self, account: AccountEntry, path: str, bot: str | None,
                          outcome: Outcome) -> tuple[Charge, ...]:
@@ -81,11 +82,14 @@ class ExchangeBudget:
         return charges
 
     def observe(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
-                       body: bytes | None, outcome: Outcome) -> None:
+                body: bytes | None, outcome: Outcome,
+                hold: tuple[float, str | None] | None | Literal[False] = False) -> None:
         """The exchange's refusal for rate (for the metrics: a ban, or a limit), and its own count, from an
         answer (`headers` looked up by lower-case name: aiohttp's are case-insensitive; `body` None when too
-        large to buffer)."""
-        hold = route.adapter.rate_limit_hold(status, headers, body)
+        large to buffer). `hold`: the refusal for rate when the caller read it already (a socket's answer frame,
+        `WsDialect.answer_usage`), else read here."""
+        if hold is False:
+            hold = route.adapter.rate_limit_hold(status, headers, body)
         if hold is not None:
             outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
         if self.governor is None or not charges:

@@ -454,8 +454,8 @@ class _Connection:
         relayed (an error here must not stop the relay, nor leave an order unlearned)."""
         dialect: Any = self.dialect
         try:
-            usage, _ = dialect.answer_usage(status, body)
-            self.edge._core.budget.observe(p.route, p.charges, status, usage, body, p.outcome)
+            usage, hold = dialect.answer_usage(status, body)
+            self.edge._core.budget.observe(p.route, p.charges, status, usage, body, p.outcome, hold)
         except Exception as e:  # noqa: BLE001 - an exchange's odd frame: the kind is logged, the relay goes on
             log.warning("an answer frame's rate limits could not be read; keeping keyproxy's count",
                         extra={"account": self.account, "kind": type(e).__name__})

@@ -11,12 +11,16 @@ which each ccxt raises as RateLimitExceeded (Bybit, OKX) or DDoSProtection (Krak
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, RealKey, new_real_key, point_ccxt_at
@@ -104,6 +108,35 @@ CASES = {  # exchange -> the call each bot hammers (a private read: the account'
     "okx": lambda b: b.fetch_balance(),
     "kraken": lambda b: b.fetch_balance(),
 }
+
+
+async def test_bybit_websocket_orders_spend_the_rest_order_budget(stack: tuple[DevStack, dict[str, RealKey]]) -> None:
+    """Bybit answers a trade op with its X-Bapi-Limit "for this op type": `order.create` on the socket spends the
+    per-UID limit of `POST /v5/order/create` (5 a second here, the emulator counting both in one window) with the
+    bot's REST orders. Frames over it are answered locally, retCode 10006 and never upstream; Bybit never refuses
+    (without the shared count, three REST orders and five frames in a second were eight against a limit of five)."""
+    from tests.e2e.test_websocket_bybit import ORDER, auth, talk, trade
+    from tests.e2e.wsstack import ws_entries
+
+    dev, _ = stack
+    creds = dev.add_bot("bybit-ws-orders", "bybit", "read,trade")
+    before, start = refused_by_exchange(dev, "bybit"), len(dev.journal())
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):  # signed as pybit signs (the module's other tests share the IP budget: no market list)
+            body, stamp = json.dumps(ORDER), str(int(time.time() * 1000))
+            sign = hmac.new(creds["secret"].encode(), f"{stamp}{creds['api_key']}5000{body}".encode(),
+                            hashlib.sha256).hexdigest()
+            headers = {"X-BAPI-API-KEY": creds["api_key"], "X-BAPI-TIMESTAMP": stamp, "X-BAPI-RECV-WINDOW": "5000",
+                       "X-BAPI-SIGN": sign, "Content-Type": "application/json"}
+            async with session.post(creds["base_url"] + "/v5/order/create", data=body, headers=headers) as r:
+                assert (await r.json())["retCode"] == 0
+    answers = (await talk(creds, auth(creds), *(trade(str(i), ORDER) for i in range(5))))[1:]
+    placed = [a for a in answers if a["retCode"] == 0]
+    local = [a for a in answers if a.get("keyproxy_error") == "budget_exhausted"]
+    assert local and len(placed) + len(local) == 5 and 3 + len(placed) <= BYBIT_UID, answers
+    assert local[0]["retCode"] == 10006 and local[0]["reqId"] == str(len(placed)), local
+    assert [e["method"] for e in ws_entries(dev, start)] == ["auth"] + ["order.create"] * len(placed)
+    assert refused_by_exchange(dev, "bybit") == before
 
 
 @pytest.mark.parametrize("ex", list(CASES))

@@ -26,6 +26,44 @@ def test_bybit_charges_the_ip_for_everything_and_the_endpoint_for_private_calls(
     assert _names(a.costs(_req("POST", "/v5/order/create", b"{}"))) == [("IP_REQUESTS", 1), ("UID_ENDPOINT", 1)]
 
 
+def test_bybit_batches_count_their_orders_on_the_single_twins_limit() -> None:
+    a = Bybit()
+    batch = _req("POST", "/v5/order/create-batch", json.dumps({"category": "linear", "request": [{}] * 3}).encode())
+    assert _names(a.costs(batch)) == [("IP_REQUESTS", 1), ("UID_ENDPOINT", 3)]
+    assert a.budget_path(batch) == "/v5/order/create"
+    assert a.budget_path(_req("POST", "/v5/order/cancel-batch")) == "/v5/order/cancel"
+    assert a.budget_path(_req("POST", "/v5/order/create")) == "/v5/order/create"
+    for unreadable in (b"", b"[", b'{"request": "x"}', b'{"request": []}'):  # counted at its worst, never a 500
+        assert _names(a.costs(_req("POST", "/v5/order/amend-batch", unreadable)))[1] == ("UID_ENDPOINT", 20)
+    assert _names(a.connection_costs("/v5/trade")) == [("WS_CONNECTIONS", 1)]
+
+
+def test_bybit_websocket_trade_ops_spend_their_rest_twins_limit_and_read_its_answer_header() -> None:
+    from keyproxy.exchanges.bybit_ws import BybitWsApi
+
+    ws = BybitWsApi(Bybit())
+
+    def frame(op: str, args: list[object]) -> IncomingRequest:
+        return IncomingRequest(op, "/v5/trade", "", {}, json.dumps({"reqId": "1", "op": op, "args": args}).encode())
+
+    create = frame("order.create", [{"category": "linear", "symbol": "BTCUSDT"}])
+    assert _names(ws.costs(create)) == [("UID_ENDPOINT", 1)]  # no IP budget: Bybit's counts HTTP requests
+    assert ws.budget_path(create) == "/v5/order/create"
+    batch = frame("order.create-batch", [{"category": "linear", "request": [{}, {}]}])
+    assert _names(ws.costs(batch)) == [("UID_ENDPOINT", 2)] and ws.budget_path(batch) == "/v5/order/create"
+    auth = frame("auth", ["k", 1, "s"])
+    assert ws.costs(auth) == () and ws.budget_path(auth) == "/v5/trade"
+    assert ws.costs(frame("order.create", [{}, {}])) == ()  # refused by its facts, never charged
+    reset = int(time.time() * 1000) + 700
+    usage, hold = ws.answer_usage(400, json.dumps({
+        "reqId": "1", "retCode": 10006, "retMsg": "Too many visits!", "op": "order.create", "data": {},
+        "header": {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}}).encode())
+    assert usage["x-bapi-limit"] == "10" and usage["x-bapi-limit-status"] == "0"
+    assert hold is not None and hold[1] == "UID_ENDPOINT" and 0.4 < hold[0] <= 0.7
+    assert ws.answer_usage(200, b'{"reqId":"1","retCode":0,"header":{"X-Bapi-Limit-Status":"9"}}')[1] is None
+    assert ws.answer_usage(200, b"[") == ({}, None) and ws.answer_usage(200, b'{"header": 5}') == ({}, None)
+
+
 def test_bybit_refusals_for_rate() -> None:
     a = Bybit()
     assert a.rate_limit_hold(403, {}, b"access too frequent") == (600.0, None)  # the IP is banned
