@@ -144,7 +144,8 @@ def check_vault(settings: Settings, vault: Any, state_db: Any) -> list[Finding]:
 
 def check_shared_state(settings: Settings, vault_id: str) -> list[Finding]:
     """A fleet's Redis ([shared_state]): reachable with keyproxy's credentials, encrypted when it is not on
-    this host, keeping an append-only file (a Redis restart must not forget halts and revocations)."""
+    this host, keeping an append-only file (a Redis restart must not forget halts and revocations) and evicting
+    nothing (a counter dropped is a limit forgotten)."""
     shared = settings.shared_state
     if shared is None:
         return []
@@ -155,6 +156,7 @@ def check_shared_state(settings: Settings, vault_id: str) -> list[Finding]:
         try:
             fleet.ping()
             aof = fleet.aof_enabled()
+            eviction = fleet.eviction_policy()
             report = fleet.report()
         finally:
             fleet.close()
@@ -172,6 +174,10 @@ def check_shared_state(settings: Settings, vault_id: str) -> list[Finding]:
     if not aof:
         out.append(Finding("warn", "shared state", f"{fleet.where} keeps no append-only file: a Redis restart "
                            "forgets the fleet's halts and counters", "set `appendonly yes` in /etc/redis/redis.conf"))
+    if eviction != "noeviction":
+        out.append(Finding("warn", "shared state", f"{fleet.where} evicts keys under memory pressure "
+                           f"(maxmemory-policy {eviction}): a daily cap, a replay id or an order's reservation "
+                           "dropped is a limit forgotten", "set `maxmemory-policy noeviction` in redis.conf"))
     lagging = [i["instance"] for i in report["instances"] if i["live"] and i["lag"] > 0]
     if lagging:
         out.append(Finding("warn", "shared state", f"instances behind the fleet's version: {', '.join(lagging)}",

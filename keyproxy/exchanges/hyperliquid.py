@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -96,6 +97,7 @@ USER_SIGNED: dict[str, tuple[str, list[dict[str, str]], str]] = {
 # a top-level error naming the signer: not a user or approved agent (the emulator's and Hyperliquid's wording); never
 # a phrase alone ("does not exist"), which errors about what a bot named (a vault, an order) may carry too
 _UNKNOWN_SIGNER = ("User or API Wallet ", "Must deposit before performing actions")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _RECOVERED_CACHE = 1024
 CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliquid.py `handle_builder_fee_approval`
 
@@ -161,6 +163,9 @@ class Hyperliquid(AdapterHooks):
         self._parsed: dict[bytes, dict[str, Any]] = {}  # body -> its document: parsed once per request, not six times
         self._mainnet_first = True  # which phantom-agent source to recover first (the last one that matched)
         self._last_source: dict[str, bool] = {}
+        # the addresses keyproxy's real keys sign as: an answer calls the key refused only when it names one of them
+        # (an action Hyperliquid hashes otherwise than keyproxy did recovers to a random address, named the same way)
+        self._signed_as: set[str] = set()
 
     def warm(self) -> None:
         _eth.warm()
@@ -303,9 +308,11 @@ class Hyperliquid(AdapterHooks):
         else:
             typed = _eth.l1_typed_data(_eth.action_hash(action, None, nonce, doc.get("expiresAfter")), mainnet)
         try:
-            signature = _eth.sign_typed(typed, _eth.parse_private_key(key.private_key.reveal()))
+            private_key = _eth.parse_private_key(key.private_key.reveal())
+            signature = _eth.sign_typed(typed, private_key)
         except (ValueError, TypeError, OverflowError):
             raise BadRequest("the action cannot be encoded for signing") from None
+        self._signed_as.add(_eth.address_of(private_key))  # cached: derived once per key
         out: dict[str, Any] = {"action": action, "nonce": nonce, "signature": signature}
         if "vaultAddress" in doc:
             out["vaultAddress"] = None
@@ -346,7 +353,11 @@ class Hyperliquid(AdapterHooks):
         said = doc.get("response") if isinstance(doc, dict) and doc.get("status") == "err" else None
         if not isinstance(said, str) or not said.startswith(_UNKNOWN_SIGNER) and "is not an approved agent" not in said:
             return None
-        return KeyRejection.INVALID
+        # the signer it names must be keyproxy's: an action whose bytes Hyperliquid hashes otherwise (members in
+        # another order, a cloid without 0x) recovers to a random address, and one bot's odd order must not
+        # quarantine the key every bot of the account trades with
+        named = {a.lower() for a in _ADDRESS.findall(said)}
+        return KeyRejection.INVALID if named & self._signed_as else None
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         if req.path != EXCHANGE_PATH:

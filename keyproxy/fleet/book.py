@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -151,6 +152,26 @@ class FleetBook:
         except (redis.RedisError, OSError):
             return False
         return await self.reach(bot, int(newest or 0), timeout)
+
+    def current_check(self) -> Callable[[], Awaitable[bool]]:
+        """For one wait (a cancel-all's, sweeps.py): whether this book holds every entry the stream held at the
+        check's first call (an order another instance placed moments ago, its pending entry already released:
+        its book entry is in the stream before that release, FleetUsage's order). False: not yet, or Redis
+        unreachable. Later calls compare ids only; entries written after the first call cannot keep it waiting."""
+        target: str | None = None
+
+        async def check() -> bool:
+            nonlocal target
+            if target is None:
+                if self._client is None:
+                    self._client = self.fleet.aio()
+                try:
+                    newest = await self._client.xrevrange(self.stream, count=1)
+                except (redis.RedisError, OSError):
+                    return False
+                target = newest[0][0].decode() if newest else "0-0"
+            return _at_or_after(self.last_id, target)
+        return check
 
     async def run(self) -> None:
         """Apply the other instances' entries as they come, until cancelled; waits out an unreachable Redis."""

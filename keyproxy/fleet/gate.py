@@ -68,11 +68,10 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 for i = 1, nb do
   local key, rate, cap, n = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local level, s = cap, redis.call('GET', key)  -- "tokens updated rate capacity"
-  if s then
-    local tokens, updated, r, c = string.match(s, '^(%S+) (%S+) (%S+) (%S+)$')
-    if r == ARGV[a] and c == ARGV[a + 1] then  -- a changed rate or capacity starts the bucket full
-      level = math.min(cap, tonumber(tokens) + math.max(0, now - tonumber(updated)) * rate)
-    end
+  if s then  -- a changed rate or capacity carries the level over, never refills it: two instances whose pinned
+    -- limits differ (a rolling config change) would each find it full, and a bot alternating between them none
+    local tokens, updated = string.match(s, '^(%S+) (%S+)')
+    level = math.min(cap, tonumber(tokens) + math.max(0, now - tonumber(updated)) * rate)
   end
   if level < n then return {'rate', tostring(i), tostring((n - level) / rate)} end
   buckets[i] = {key, tostring(level - n) .. ' ' .. tostring(now) .. ' ' .. ARGV[a] .. ' ' .. ARGV[a + 1],

@@ -78,6 +78,7 @@ class Admission:
                 verdict = Verdict("unavailable")
             if verdict.kind == "unavailable":
                 if shared.harmless:  # a read, a cancel, a reduce-only order: this instance's own counters
+                    self.core.check_local_open_orders(shared)
                     shared.commit_local()
                     return route, incoming
                 raise Refused("shared_state_unavailable", "the fleet's shared state cannot be reached, so limits "

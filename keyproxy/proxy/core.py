@@ -337,6 +337,8 @@ class Core:
         adapter, account = route.adapter, route.account
         assert account.upstream is not None and account.key is not None
         try:
+            if route.snap is not self._snapshot() and outcome.credential is not None:
+                self._still_standing(route, outcome)
             nonce = None
             if adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC:
                 nonce = self.next_nonce(account.info.name, adapter.name, adapter.nonce_in_ms, turn)
@@ -352,6 +354,39 @@ class Core:
         outcome.decision, outcome.signed, outcome.sent_token = "allow", True, stream_token
         self._on_its_way(outcome, self.clock_ms() / 1000)  # counted since its decision: its 60 s run from now
         return outbound
+
+    def check_local_open_orders(self, shared: SharedCharges) -> None:
+        """A fleet's order passing on this instance's own counters (Redis out of reach: a reduce-only order): the
+        bot's open-order cap counted by this instance alone, as docs/fleet.md says, not left uncounted (the decision
+        leaves it to the gate; session 25's review: ten reduce-only orders rested past a cap of two). The bot's
+        orders on their way include this one (`_on_its_way`)."""
+        if shared.open_orders is None or self.usage is None:
+            return
+        cap = shared.open_orders[1]
+        held = self.usage.open_orders(shared.bot) + self.in_flight.count(shared.bot, self.clock_ms() / 1000)
+        if held > cap:
+            raise Refused("open_orders_exceeded", f"bot {shared.bot!r}: {held - shared.open_orders[0]} open orders "
+                          f"through this instance (the fleet's count cannot be reached): the cap is {cap}")
+
+    def _still_standing(self, route: Route, outcome: Outcome) -> None:
+        """The configuration changed between the decision and the signing (the request waited for a Kraken key's
+        nonce turn, a fleet's lease held by a frozen instance, a slow gate): a bot revoked, suspended or halted
+        meanwhile, or its account's key quarantined, sends nothing (session 25's review: an order queued behind
+        another instance's lease went out 6.5 s after `bot revoke` had returned)."""
+        snap = self._snapshot()
+        account = snap.accounts.get(route.account.info.name)
+        bot = snap.bot_by_credential(outcome.credential) if outcome.credential else None
+        if account is None or bot is None or bot.info.name != outcome.bot \
+                or bot.info.status not in ("active", "suspended"):
+            raise Refused("unknown_bot", "unknown API key")
+        self._check_standing(account, bot, self.clock_ms())
+        facts = outcome.facts
+        harmless = route.endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ) \
+            or facts is not None and facts.action == "cancel"
+        reduces = facts is not None and facts.action in ("order", "amend") and bool(facts.placed()) \
+            and all(leg.reduce_only for leg in facts.placed())
+        if (halted := snap.halt_reason(bot.info.name, account.info.name)) is not None and not harmless and not reduces:
+            raise Refused("halted", f"bot {bot.info.name!r}: trading is halted: {halted}; only reads and cancels pass")
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
         """`GET /<account>/_keyproxy/heartbeat`: a bot saying it is alive, signed like any of its requests
@@ -422,7 +457,9 @@ class Core:
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
-        risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter) if facts.placed() else None
+        risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter,
+                              any(leg.reduce_only for leg in facts.placed())
+                              and _other_trader(snap, account.info.name, name) is not None) if facts.placed() else None
         if risk is not None:
             risk = self.in_flight.with_sent(risk, name, now, prices)
             if facts.action == "amend":
@@ -455,6 +492,12 @@ class Core:
                           "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
             self.sweeps.check(account.info.name, name, outcome.request_id, facts)
+            if facts.cancels_all and self.fleet and self.sweeps.book_behind(account.info.name, outcome.request_id) \
+                    and (other := _other_trader(snap, account.info.name, name)) is not None:
+                raise Refused("shared_state_unavailable", f"bot {name!r}: this would cancel every order of "
+                              f"{facts.scope}, and this instance's book may not yet hold the orders bot {other!r} "
+                              "placed through another instance (the fleet's shared state is out of reach or behind): "
+                              "retry, or cancel this bot's own orders by their ids", 1.0)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
             if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched):
                 # an order of no known owner may be another bot's on its way: its answer names the owner

@@ -44,10 +44,11 @@ class RiskDesk:
     # --- the decision's view ---------------------------------------------------------------------------
 
     def view(self, account: str, bot: BotEntry, limits: AccountLimits | None, facts: RequestFacts,
-             now: float, adapter: Adapter | None = None) -> RiskView:
+             now: float, adapter: Adapter | None = None, others_trade: bool = False) -> RiskView:
         """`adapter`: the account's REST adapter (whose `fill_markets` say where positions are known). An
         amend is seen as the order it leaves behind (`amended_leg`), its order's own size left out of the
-        resting ones."""
+        resting ones. `others_trade`: another bot of the account may place orders, so a position may be built
+        in any scope while this request's reduce-only orders rest (`RiskView.shared`)."""
         name, book, policy = bot.info.name, self.book, bot.policy
         amended = self.amended(account, name, facts, adapter)
         legs = self.sized_legs(facts, amended)
@@ -75,8 +76,12 @@ class RiskDesk:
         return RiskView(
             loss_limited=loss_limited,
             unread=frozenset(leg.scope for leg in legs if leg.market not in fill_markets),
+            # a resting reduce-only order is measured by the exchange against the account's position when it fills,
+            # not when it is placed: where another bot may build one meanwhile, the flag is no proof (session 25's
+            # review: a capped bot holding nothing rested a reduce-only sell, another bot bought after, and the
+            # sell closed that long and booked the capped bot short 99 times its cap)
             shared=frozenset(leg.scope for leg in legs
-                             if leg.reduce_only and book.others_hold(account, name, leg.scope)),
+                             if leg.reduce_only and (others_trade or book.others_hold(account, name, leg.scope))),
             positions={s: book.position(name, s) for s in scopes},
             open_buy=open_buy, open_sell=open_sell, crossing=crossing, amended=amended,
             loss=self.loss_reason(account, bot, limits, now))

@@ -77,6 +77,7 @@ class _Entry:
     until: float  # the core's clock (s): forgotten then, whatever happened
     waited: bool = False
     passed: bool = False
+    behind: bool = False  # in a fleet: the book did not take in the stream's entries within the wait
 
 
 class Sweeps:
@@ -93,6 +94,9 @@ class Sweeps:
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
         self.fleet_pending: FleetPending | None = None  # in a fleet: cancel-alls and unowned cancels wait for those
+        # in a fleet: a check, made per wait, that the positions book holds the stream's entries as of its first call
+        # (fleet/book.py `FleetBook.current_check`): a cancel-all is judged by the book after the wait
+        self.fleet_book: Callable[[], Callable[[], Awaitable[bool]]] | None = None
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
@@ -120,8 +124,10 @@ class Sweeps:
         entry = self._entry(account, bot, request_id, scopes, kind)
         if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
             entry.waited = True
+            book = self.fleet_book() if self.fleet_book is not None and kind == "sweep" else None
+            entry.behind = book is not None  # until the book is seen to hold the stream's entries
             raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
-                            self._elsewhere(self.fleet_pending, account, bot, scopes))
+                            self._elsewhere(self.fleet_pending, account, bot, scopes, book, entry))
         now = self._clock()
         blocker = self._blocker(account, entry, now)
         if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
@@ -135,23 +141,36 @@ class Sweeps:
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 
     @staticmethod
-    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...]
-                   ) -> Callable[[], Awaitable[bool]]:
+    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...],
+                   book: Callable[[], Awaitable[bool]] | None, entry: _Entry) -> Callable[[], Awaitable[bool]]:
         """A wait on the other instances: its first look fixes which orders it waits for (those placed after it
         cannot keep it waiting: session 23's review, a stream of orders through one instance held every cancel-all
         through another its full 2 s), later looks ask only whether those are still on their way, FLEET_LOOK_S apart
-        at most."""
+        at most. Then, for a cancel-all (`book`), until this instance's positions book holds what the other
+        instances wrote to the stream before: an order answered there a moment ago is no longer on its way, and is
+        in this book only once its entry is read (session 25's review: 3 in 30 such orders were cancelled by another
+        bot's cancel-all through this instance). `entry.behind` says whether it got there."""
         waiting: list[bytes] | None = None
         looked = 0.0
 
         async def elsewhere() -> bool:
             nonlocal waiting, looked
-            if waiting is not None and (not waiting or time.monotonic() - looked < FLEET_LOOK_S):
-                return bool(waiting)
-            looked = time.monotonic()
-            waiting = await fleet(account, bot, scopes, waiting)
-            return bool(waiting)
+            if waiting is None or waiting and time.monotonic() - looked >= FLEET_LOOK_S:
+                looked = time.monotonic()
+                waiting = await fleet(account, bot, scopes, waiting)
+            if waiting:
+                return True
+            if book is not None:
+                entry.behind = not await book()
+                return entry.behind
+            return False
         return elsewhere
+
+    def book_behind(self, account: str, request_id: str) -> bool:
+        """A cancel-all whose wait ended before this instance's book held the fleet's newest entries (Redis
+        unreachable, or a follower that fell behind): its own-orders check cannot trust the book."""
+        entry = self._pending.get(account, {}).get(request_id)
+        return entry is not None and entry.behind
 
     def _entry(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> _Entry:
         entries = self._pending.setdefault(account, {})

@@ -234,3 +234,67 @@ def test_a_stream_of_orders_through_one_instance_cannot_hold_cancel_alls_through
         streaming.join()
         requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
     assert max(took) < 1.2, took  # the orders on their way when it began (0.3 s each), not the ones after
+
+
+def test_a_cancel_all_is_judged_on_a_book_holding_the_other_instances_newest_orders(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 25's review (high): an order answered through A leaves the fleet's `pending` set once its book entry is
+    in the stream, and B's positions book takes the entry in a moment later. A cancel-all through B in between passed
+    its own-orders check on B's book and cancelled the other bot's order (3 in 30 with nothing slowed; every time
+    while B's stream reads lagged). A cancel-all now waits until B's book holds what the stream held when it began,
+    and is refused (`shared_state_unavailable`, nothing upstream) when the book cannot get there within the wait."""
+    fleet, relay = late
+    victim, attacker = pair(fleet, "book")
+    usdm = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01"  # in the positions book
+    time.sleep(1.5)  # B has the bots
+    relay.late = True  # B's stream reads (its book's follower) held; its gate still answers
+    try:
+        status, body = signed(victim, fleet.a, "POST", "/fapi/v1/order", f"{usdm}&price=20000")
+        assert status == 200, body
+        theirs = body["orderId"]
+        time.sleep(0.3)  # answered through A: no longer on its way
+        start = len(fleet.a.journal())
+        status, body = signed(attacker, fleet.b, "DELETE", "/fapi/v1/allOpenOrders", "symbol=BTCUSDT")
+        assert (status, body.get("error")) == (503, "shared_state_unavailable"), body
+        assert [e for e in fleet.a.journal()[start:] if "allOpenOrders" in e["path"]] == []
+    finally:
+        relay.late = False
+    for i in range(5):  # a healthy fleet: an order through A, at once a cancel-all through B
+        status, body = signed(victim, fleet.a, "POST", "/fapi/v1/order", f"{usdm}&price={20001 + i}")
+        assert status == 200, body
+        status, body = signed(attacker, fleet.b, "DELETE", "/fapi/v1/allOpenOrders", "symbol=BTCUSDT")
+        assert body.get("error") == "policy_denied", body
+    status, body = signed(victim, fleet.a, "GET", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={theirs}")
+    assert body["status"] == "NEW", body
+
+
+def test_while_redis_is_unreachable_reduce_only_orders_keep_to_the_open_order_cap(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 25's review: with Redis out of reach, reduce-only orders pass on the instance's own counters, but a
+    fleet's decision leaves the open-order count to the gate, so nothing counted them: ten rested past a cap of two.
+    The cap is now counted by the instance alone there, as docs/fleet.md says."""
+    fleet, _ = late
+    capped = fleet.a.add_bot("ro-open", "main", "read,trade", "--set", "max_open_orders=2")
+    time.sleep(1.5)  # B has the bot
+    sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01"
+    ids = []
+    for price in (80000, 80001):
+        status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order", f"{sell}&price={price}")
+        assert status == 200, body
+        ids.append(body["orderId"])
+    fleet.redis.stop()
+    try:
+        start = len(fleet.a.journal())
+        status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order", f"{sell}&price=80002&reduceOnly=true")
+        assert (status, body.get("error")) == (403, "open_orders_exceeded"), body
+        assert [e for e in fleet.a.journal()[start:] if e["path"] == "/fapi/v1/order"] == []
+        status, body = signed(capped, fleet.b, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={ids[0]}")
+        assert status == 200, body
+        status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order", f"{sell}&price=80003&reduceOnly=true")
+        assert status == 200, body  # a place freed: its way out still goes
+        ids[0] = body["orderId"]
+    finally:
+        fleet.redis.start()
+    time.sleep(1.0)
+    for order_id in ids:
+        signed(capped, fleet.b, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={order_id}")

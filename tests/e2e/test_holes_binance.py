@@ -444,3 +444,21 @@ def test_a_coin_m_cancel_all_is_refused_while_another_bots_order_rests(dev: DevS
     status, body, arrived = send(dev, other, "DELETE", "/dapi/v1/allOpenOrders", "symbol=BTCUSD_PERP")
     assert status == 200 and len(arrived) == 1, body  # nothing of another bot's rests now
 
+
+
+def test_a_resting_reduce_only_order_is_sized_by_the_bots_own_position_where_another_bot_trades(
+        dev: DevStack) -> None:
+    """Session 25's review (high): a reduce-only flag was believed when no other bot held a position in the scope at
+    that moment, and the order skipped the position cap whatever its size. It rested, another bot bought after, and
+    the exchange (which measures reduce-only against the account's position when the order fills) let it close that
+    long: the capped bot, holding nothing, was booked short 99 times its cap. Where another bot of the account may
+    trade, the flag is judged by the bot's own position and its resting orders."""
+    dev.add_bot("ro-neighbour", "main", "read,trade")  # holds nothing yet: it may buy once the sell rests
+    capped = dev.add_bot("ro-later", "main", "read,trade", "--set", "max_position=0.01")
+    sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&price=61000&reduceOnly=true"
+    status, body, arrived = send(dev, capped, "POST", "/fapi/v1/order", f"{sell}&quantity=1")
+    assert body.get("error") == "position_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, capped, "POST", "/fapi/v1/order", f"{sell}&quantity=0.01")  # within its cap
+    assert status == 200 and len(arrived) == 1, body
+    status, body, _ = send(dev, capped, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
+    assert status == 200, body

@@ -4,6 +4,7 @@ emulator; each failed before its fix."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 
 import ccxt
@@ -152,3 +153,29 @@ def test_a_timer_that_cancels_every_order_later_is_refused_on_a_shared_account(d
         timer.privatePostCancelAllOrdersAfter({"timeout": 60})
     assert [e for e in dev.journal()[start:] if e["path"] == "/0/private/CancelAllOrdersAfter"] == []
     timer.privatePostCancelAllOrdersAfter({"timeout": 0})
+
+
+def test_an_order_waiting_for_the_keys_turn_is_not_sent_after_its_bot_is_revoked(dev: DevStack) -> None:
+    """Session 25's review (high): requests carrying keyproxy's nonce for one Kraken key go one at a time, the turn
+    held until the exchange answers (in a fleet, a lease another instance may hold for 10 s). An order decided
+    before `bot revoke` and waiting for the turn was signed and sent after the revoke had returned, on the old
+    decision. The bot's standing is checked again when the configuration changed while it waited."""
+    import requests
+
+    slow, queued = bot(dev, "krslow"), bot(dev, "krqueued")
+    faults = dev.emulator_url + "/_emulator/faults"
+    requests.post(faults, json={"hold_after_containing": ["price=19000"], "hold_seconds": 2.0},
+                  timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(slow.create_order, "BTC/USD", "limit", "buy", 0.001, 19000)
+            time.sleep(0.5)  # at the exchange, its answer held: the key's turn with it
+            second = pool.submit(queued.create_order, "BTC/USD", "limit", "buy", 0.001, 20500)
+            time.sleep(0.5)  # decided, waiting for the turn
+            dev.cli("bot", "revoke", "krqueued")
+            assert first.result(30)["id"]
+            with pytest.raises(ccxt.BaseError, match="unknown_bot"):
+                second.result(30)
+    finally:
+        requests.post(faults, json={}, timeout=5).raise_for_status()
+    assert [e for e in dev.journal() if e["path"] == "/0/private/AddOrder" and "20500" in e.get("body", "")] == []

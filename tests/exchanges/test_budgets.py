@@ -55,9 +55,10 @@ def test_bybit_websocket_trade_ops_spend_their_rest_twins_limit_and_read_its_ans
     assert ws.costs(auth) == () and ws.budget_path(auth) == "/v5/trade"
     assert ws.costs(frame("order.create", [{}, {}])) == ()  # refused by its facts, never charged
     reset = int(time.time() * 1000) + 700
+    header = {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
     usage, hold = ws.answer_usage(400, json.dumps({
         "reqId": "1", "retCode": 10006, "retMsg": "Too many visits!", "op": "order.create", "data": {},
-        "header": {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}}).encode())
+        "header": header}).encode())
     assert usage["x-bapi-limit"] == "10" and usage["x-bapi-limit-status"] == "0"
     assert hold is not None and hold[1] == "UID_ENDPOINT" and 0.4 < hold[0] <= 0.7
     assert ws.answer_usage(200, b'{"reqId":"1","retCode":0,"header":{"X-Bapi-Limit-Status":"9"}}')[1] is None

@@ -328,8 +328,17 @@ def test_an_unknown_signer_answer_rejects_the_key_and_an_order_error_does_not() 
     from keyproxy.exchanges.base import KeyRejection
 
     adapter = Hyperliquid()
-    gone = b'{"status": "err", "response": "User or API Wallet 0xabc does not exist."}'
+    req = _bot_request(ORDER)
+    adapter.sign(req, _real_key(), adapter.classify_request(req),  # type: ignore[arg-type]
+                 SignContext("https://api.hyperliquid.xyz", "production", NOW, nonce=NOW + 5))
+    ours, other = str(REAL.address), "0x67cca3cc1ed80e5bb4ca43ac8b4e4c7e8e1c2d3f"
+    gone = json.dumps({"status": "err", "response": f"User or API Wallet {ours} does not exist."}).encode()
     assert adapter.key_rejected(200, gone) is KeyRejection.INVALID
+    # an action Hyperliquid hashes otherwise than keyproxy did (members reordered, a cloid without 0x) recovers to a
+    # random signer, named the same way: one bot's odd order is no verdict on the account's key (session 25 review)
+    stranger = json.dumps({"status": "err", "response": f"User or API Wallet {other} does not exist."}).encode()
+    assert adapter.key_rejected(200, stranger) is None
+    assert adapter.key_rejected(200, b'{"status": "err", "response": "User or API Wallet does not exist."}') is None
     order_error = b'{"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "x"}]}}}'
     assert adapter.key_rejected(200, order_error) is None
     assert adapter.key_rejected(200, b'{"status": "err", "response": "Insufficient margin"}') is None
@@ -338,8 +347,9 @@ def test_an_unknown_signer_answer_rejects_the_key_and_an_order_error_does_not() 
     for said in ("Vault 0x1111111111111111111111111111111111111111 does not exist.", "Order does not exist",
                  "Invalid cloid User or API Wallet 0xabc does not exist."):
         assert adapter.key_rejected(200, json.dumps({"status": "err", "response": said}).encode()) is None
-    assert adapter.key_rejected(200, b'{"status":"err","response":"Must deposit before performing actions. User: 0x1"}'
-                                ) is KeyRejection.INVALID
+    deposit = f"Must deposit before performing actions. User: {ours.lower()}"
+    assert adapter.key_rejected(200, json.dumps({"status": "err", "response": deposit}).encode()) \
+        is KeyRejection.INVALID
 
 
 def test_a_vault_deposit_is_a_withdrawal_to_the_vault_and_taking_it_back_a_transfer() -> None:

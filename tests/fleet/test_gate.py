@@ -37,6 +37,17 @@ def test_a_bucket_is_spent_once_across_every_caller(shared: SharedStateSettings)
     assert check(shared, order()) == ["rate"]  # another instance (another client) sees the same bucket
 
 
+def test_a_bucket_whose_limit_differs_between_instances_carries_its_level_over(shared: SharedStateSettings) -> None:
+    """Session 25's review: a changed rate or capacity started the bucket full, so a bot alternating between two
+    instances whose pinned limits differed (a rolling config change) found it full on every request: 60 of 60 passed
+    a limit of 6 a minute. The level carries over now, capped by the new capacity."""
+    def other(capacity: float) -> SharedCharges:
+        return SharedCharges("b1", buckets=[("bot:b1:orders", capacity / 60, capacity)])
+    assert check(shared, order(), order(), order()) == ["ok", "ok", "ok"]
+    assert check(shared, other(2.0), order(), other(2.0), order()) == ["rate", "rate", "rate", "rate"]
+    assert check(shared, other(4.0)) == ["rate"]  # a raised capacity refills at its rate, not at once
+
+
 def test_a_batch_takes_one_token_per_order_or_none(shared: SharedStateSettings) -> None:
     batch = SharedCharges("b1", buckets=[("bot:b1:orders", 1 / 60, 3.0)] * 4)
     assert check(shared, batch, order(), order(), order(), order()) == ["rate", "ok", "ok", "ok", "rate"]
