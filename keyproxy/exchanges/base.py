@@ -330,6 +330,8 @@ class Adapter(Protocol):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None: ...
 
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None: ...
+
     def contract_sizes(self, path: str, body: bytes) -> dict[str, Decimal]: ...
 
     def websocket(self, path: str) -> Adapter | None: ...
@@ -549,6 +551,12 @@ class AdapterHooks:
         """keyproxy's own signed read (method, path, query, body) whose answer `order_updates` reads: every
         order of `scope` since `since_ms`, for settling fills keyproxy did not see. `owner`: the account's
         public identity when `reconciles_by_owner` (Hyperliquid's master address). None: not offered."""
+        return None
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        """A signed read of one order by the exchange's id (its answer read by `order_updates`): the risk watch
+        asks it of an order its reconciliation page did not show, since a page of the newest finished orders can
+        be pushed past by a bot finishing orders of its own. None: not asked (the adapter has no such read)."""
         return None
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

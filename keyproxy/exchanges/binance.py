@@ -52,7 +52,7 @@ from keyproxy.exchanges.binance_fills import (
     binance_cancel_replace_done,
     binance_order_updates,
     binance_placed_ids,
-    binance_reconcile_request,
+    binance_order_query_request, binance_reconcile_request,
     binance_stream_updates,
 )
 from keyproxy.exchanges.binance_facts import (
@@ -367,6 +367,9 @@ class Binance(AdapterHooks):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return binance_reconcile_request(scope, since_ms)
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return binance_order_query_request(scope, order_id)
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not

@@ -115,6 +115,22 @@ _ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders", "margi
 STREAM_MARKETS = {"spot": ("spot", "margin", "isolated", "papi-margin"), "usdm": ("usdm", "papi-um")}
 
 
+_ONE_ORDER = {"spot": "/api/v3/order", "usdm": "/fapi/v1/order", "margin": "/sapi/v1/margin/order",
+              "isolated": "/sapi/v1/margin/order", "papi-um": "/papi/v1/um/order",
+              "papi-margin": "/papi/v1/margin/order"}
+
+
+def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`GET .../order?symbol=S&orderId=ID` of the order's market (the book keys it `ID@scope`)."""
+    market, _, symbol = scope.partition(":")
+    oid = order_id.partition("@")[0]
+    path = _ONE_ORDER.get(market)
+    if path is None or not symbol or symbol == "*" or not oid.isdigit():
+        return None
+    isolated = "&isIsolated=TRUE" if market == "isolated" else ""
+    return ("GET", path, f"symbol={symbol}{isolated}&orderId={oid}", b"")
+
+
 def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     market, _, symbol = scope.partition(":")
     path = _ALL_ORDERS.get(market)

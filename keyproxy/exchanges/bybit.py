@@ -49,7 +49,8 @@ from keyproxy.exchanges.bybit_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.bybit_facts import amend_legs_sent, bybit_facts, bybit_order_book_change, bybit_prices
 from keyproxy.exchanges.bybit_fills import READ as BYBIT_READ
 from keyproxy.exchanges.bybit_fills import (
-    bybit_amend_verdicts, bybit_order_updates, bybit_placed_ids, bybit_reconcile_request, bybit_stream_updates,
+    bybit_amend_verdicts, bybit_order_query_request, bybit_order_updates, bybit_placed_ids, bybit_reconcile_request,
+    bybit_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -334,6 +335,9 @@ class Bybit(AdapterHooks):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return bybit_reconcile_request(scope, since_ms)
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return bybit_order_query_request(scope, order_id)
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:

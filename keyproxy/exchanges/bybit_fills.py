@@ -63,6 +63,15 @@ def bybit_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
                  and (u := _update(item, str(item.get("category", "")))) is not None)
 
 
+def bybit_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`GET /v5/order/history?category=C&symbol=S&orderId=ID` (a finished order; one still open is not listed
+    there, and stays live in the book)."""
+    category, _, symbol = scope.partition(":")
+    if category not in READ or not symbol or symbol == "*" or not order_id or "&" in order_id or "=" in order_id:
+        return None
+    return ("GET", "/v5/order/history", f"category={category}&symbol={symbol}&orderId={order_id}", b"")
+
+
 def bybit_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """`GET /v5/order/history?category=C&symbol=S&startTime=T&limit=50` (Bybit keeps 7 days within a query)."""
     category, _, symbol = scope.partition(":")

@@ -70,7 +70,8 @@ from keyproxy.exchanges.coinbase_facts import (
     coinbase_prices,
 )
 from keyproxy.exchanges.coinbase_fills import (
-    coinbase_amend_verdicts, coinbase_order_updates, coinbase_reconcile_request, coinbase_stream_updates,
+    coinbase_amend_verdicts, coinbase_order_query_request, coinbase_order_updates, coinbase_reconcile_request,
+    coinbase_stream_updates,
 )
 from keyproxy.policy.model import RequestFacts
 
@@ -197,6 +198,9 @@ class Coinbase(AdapterHooks):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return coinbase_reconcile_request(scope, since_ms)
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return coinbase_order_query_request(scope, order_id)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v3/brokerage/accounts", "", b"")
     name = "coinbase"

@@ -50,6 +50,13 @@ def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     return tuple(out[:MAX_ORDERS])
 
 
+def coinbase_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`GET /api/v3/brokerage/orders/historical/{order_id}` (a UUID)."""
+    if not scope.startswith("spot:") or not order_id or not all(c.isalnum() or c == "-" for c in order_id):
+        return None
+    return ("GET", PREFIX + order_id, "", b"")
+
+
 def coinbase_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     return ("GET", PREFIX + "batch", "limit=100", b"") if scope.startswith("spot:") else None
 

@@ -54,7 +54,8 @@ from keyproxy.exchanges.kraken_facts import (
     kraken_facts, kraken_order_book_change, kraken_params, kraken_prices, order_txid,
 )
 from keyproxy.exchanges.kraken_fills import (
-    kraken_amend_verdicts, kraken_order_updates, kraken_placed_ids, kraken_reconcile_request, kraken_stream_updates,
+    kraken_amend_verdicts, kraken_order_query_request, kraken_order_updates, kraken_placed_ids,
+    kraken_reconcile_request, kraken_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -301,6 +302,9 @@ class Kraken(AdapterHooks):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return kraken_reconcile_request(scope, since_ms)
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return kraken_order_query_request(scope, order_id)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("POST", "/0/private/Balance", "", b"")
     stream_token_request = ("POST", WS_TOKEN_PATH, "", b"")

@@ -56,6 +56,13 @@ def kraken_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     return tuple(out)
 
 
+def kraken_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`QueryOrders` of one txid (O...-.....-......)."""
+    if not order_id or not all(c.isalnum() or c == "-" for c in order_id):
+        return None
+    return ("POST", "/0/private/QueryOrders", "", f"txid={order_id}".encode())
+
+
 def kraken_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """`ClosedOrders` since a time (every pair: the answer's ids find keyproxy's orders)."""
     return ("POST", "/0/private/ClosedOrders", "", f"start={max(0, since_ms // 1000)}".encode())

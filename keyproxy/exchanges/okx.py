@@ -54,7 +54,8 @@ from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
 )
 from keyproxy.exchanges.okx_fills import (
-    okx_amend_verdicts, okx_order_updates, okx_placed_ids, okx_reconcile_request, okx_stream_updates,
+    okx_amend_verdicts, okx_order_query_request, okx_order_updates, okx_placed_ids, okx_reconcile_request,
+    okx_stream_updates,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -141,6 +142,9 @@ class Okx(AdapterHooks):
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return okx_reconcile_request(scope, since_ms)
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return okx_order_query_request(scope, order_id)
     # a read call that needs a valid key: `key rotate` checks a new key with it
     verify_request = ("GET", "/api/v5/account/balance", "", b"")
     name = "okx"

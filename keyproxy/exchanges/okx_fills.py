@@ -49,6 +49,19 @@ def okx_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     return _updates(doc.get("data"))
 
 
+_QUOTES = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH", "DAI", "OKB", "TRY", "BRL", "AUD", "SGD")
+
+
+def okx_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`GET /api/v5/trade/order?instId=B-Q&ordId=ID` of a spot order (a scope spells the instrument without its
+    dash: its quote is read from the end; a wrong split is an error answer, which teaches nothing)."""
+    market, _, symbol = scope.partition(":")
+    quote = next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), None)
+    if market != "spot" or quote is None or not order_id.isdigit():
+        return None
+    return ("GET", "/api/v5/trade/order", f"instId={symbol[:-len(quote)]}-{quote}&ordId={order_id}", b"")
+
+
 def okx_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """The last 100 finished spot orders (the instrument's own id, with its dashes, is not in a scope)."""
     if not scope.startswith("spot:"):

@@ -448,22 +448,26 @@ class PositionBook:
         """What the bot's resting orders on one side of one scope may still fill."""
         return self._resting.get((account, scope), {}).get((bot, side), ZERO)
 
-    def crossed(self, account: str, bot: str, leg: RequestFacts) -> TrackedOrder | None:
+    def crossed(self, account: str, bot: str, leg: RequestFacts, markets: tuple[str, ...] = ()) -> TrackedOrder | None:
         """Another bot's resting order on the same account that this order would trade against: a buy at or
-        above its sell's price (a market buy: any sell), a sell at or below its buy's price."""
+        above its sell's price (a market buy: any sell), a sell at or below its buy's price. `markets`: every
+        market whose orders meet in one order book with the leg's (Binance's spot, cross, isolated and
+        portfolio-margin margin orders trade on the spot book: `Adapter.stream_markets`); none: the leg's own."""
         side = (leg.side or "").lower()
         if side not in ("buy", "sell"):
             return None
-        key = (account, leg.scope)
-        live = self._live.get(key, {})
-        opposite = (self._asks if side == "buy" else self._bids).get(key, {})
-        for other in [b for b in opposite if b != bot]:
-            best = self._top(opposite[other], live)
-            if best is None:
-                del opposite[other]
-            elif (leg.price is None or (side == "buy" and leg.price >= best.price)
-                  or (side == "sell" and leg.price <= best.price)):
-                return best
+        symbol = leg.scope.partition(":")[2]
+        for scope in (f"{m}:{symbol}" for m in markets) if markets else (leg.scope,):
+            key = (account, scope)
+            live = self._live.get(key, {})
+            opposite = (self._asks if side == "buy" else self._bids).get(key, {})
+            for other in [b for b in opposite if b != bot]:
+                best = self._top(opposite[other], live)
+                if best is None:
+                    del opposite[other]
+                elif (leg.price is None or (side == "buy" and leg.price >= best.price)
+                      or (side == "sell" and leg.price <= best.price)):
+                    return best
         return None
 
     def day_pnl(self, bot: str, price: Callable[[str, str], Decimal | None]) -> tuple[Decimal, list[str]]:
@@ -512,6 +516,10 @@ class PositionBook:
             if other is not None:
                 return other
         return None
+
+    def live_orders(self, account: str, scope: str) -> list[tuple[str, float]]:
+        """The orders of `scope` not known to be finished: (the book's id, when placed), oldest first."""
+        return sorted(((o.order_id, o.ts) for o in self._live.get((account, scope), {}).values()), key=lambda x: x[1])
 
     def live_scopes(self, account: str) -> dict[str, float]:
         """Scopes with orders not known to be finished, and the oldest such order's time (reconciliation)."""

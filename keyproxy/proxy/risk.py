@@ -9,7 +9,7 @@ book (proxy/positions.py). The risk watch (proxy/risk_watch.py) latches a crosse
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
@@ -55,7 +55,9 @@ class RiskDesk:
         scopes = {leg.scope for leg in legs}
         crossing: tuple[str | None, ...] = ()
         if facts.action in ("order", "amend") and not policy.allow_self_cross:
-            crossing = tuple(o.order_id if (o := book.crossed(account, name, leg)) is not None else None
+            books = adapter.stream_markets if adapter is not None else {}
+            crossing = tuple(o.order_id if (o := book.crossed(account, name, leg, _one_book(books, leg.market)))
+                             is not None else None
                              for leg in legs)
         loss_limited = policy.loss_limited(limits)
         # resting sizes: for the caps, and for what "reduces" means (a sell beyond what resting sells leave)
@@ -317,3 +319,8 @@ class RiskDesk:
         if not adapter.order_ids_per_market:
             return updates
         return tuple(u.with_order_id(book_id(u.order_id, u.scope)) if u.scope else u for u in updates)
+
+
+def _one_book(books: Mapping[str, tuple[str, ...]], market: str | None) -> tuple[str, ...]:
+    """The markets whose orders trade in one order book with `market`'s (its own alone where none is named)."""
+    return next((group for group in books.values() if market in group), ())

@@ -462,3 +462,23 @@ def test_a_resting_reduce_only_order_is_sized_by_the_bots_own_position_where_ano
     assert status == 200 and len(arrived) == 1, body
     status, body, _ = send(dev, capped, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
     assert status == 200, body
+
+
+def test_a_margin_order_crossing_another_bots_spot_order_is_a_self_cross(dev: DevStack) -> None:
+    """Session 25's review: Binance's spot, cross margin, isolated margin and portfolio-margin margin orders all trade
+    on the spot order book, but the self-cross check looked in the order's own market only: a margin buy crossed
+    another bot's resting spot sell (the wash trade the check exists to stop)."""
+    seller = dev.add_bot("book-seller", "main", "read,trade")
+    buyer = dev.add_bot("book-buyer", "main", "read,trade")
+    status, ask, _ = send(dev, seller, "POST", "/api/v3/order",
+                          "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.001&price=900000")
+    assert status == 200, ask
+    cross = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=900001"
+    for path in ("/api/v3/order", "/sapi/v1/margin/order"):
+        status, body, arrived = send(dev, buyer, "POST", path, cross)
+        assert body.get("error") == "self_cross" and arrived == [], (path, body)
+    status, body, arrived = send(dev, buyer, "POST", "/fapi/v1/order", cross)  # USD-M: another order book
+    assert body.get("error") != "self_cross", body
+    if status == 200:
+        send(dev, buyer, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
+    send(dev, seller, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={ask['orderId']}")

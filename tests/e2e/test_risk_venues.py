@@ -5,6 +5,7 @@ order query is enough, and keyproxy's own reconciliation read settles a fill aft
 from __future__ import annotations
 
 import re
+import time
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -87,3 +88,25 @@ def test_where_keyproxy_reads_no_fills_a_position_limit_refuses_rather_than_gues
         client.create_order("BTC/USDT:USDT", "limit", "buy", 1, 20000)
     assert "position_exceeded" in str(refused.value) and "does not read fills in swap markets" in str(refused.value)
     assert not [e for e in dev.journal()[start:] if e["path"] == "/api/v5/trade/order"]
+
+
+def test_a_fill_pushed_off_the_reconciliation_page_is_still_found(dev: DevStack) -> None:
+    """Session 25's review (high): reconciliation read one page of the newest finished orders (OKX's 100). A bot that
+    never asked about its filled order, then finished a page of throwaway orders (IOC far under the market, cancelled
+    at once), kept the fill out of the book for good, so its loss limit never saw it. The orders the book still holds
+    live are asked for by id."""
+    client = bot(dev, "okx", "okx-drowner", "max_daily_loss=50")
+    last = last_price(client, "BTC/USDT")
+    client.create_order("BTC/USDT", "limit", "buy", 0.002, round(last * 1.02, 1))  # fills; never asked about
+    finished = 0
+    while finished < 101:  # the page's 100 and one
+        try:
+            client.create_order("BTC/USDT", "limit", "buy", 0.0001, round(last * 0.5, 1), {"timeInForce": "IOC"})
+            finished += 1
+        except ccxt.RateLimitExceeded:  # keyproxy's governor: OKX's 60 orders per 2 s
+            time.sleep(1)
+    time.sleep(2.5)  # older than an order whose own answer may still be read (BY_ID_AFTER_S)
+    assert position(dev, "okx-drowner") is None
+    dev.stop_daemon(signal.SIGTERM)
+    dev.start_daemon()  # a start reconciles every scope with live orders at once
+    assert eventually(lambda: position(dev, "okx-drowner") == 0.002), position(dev, "okx-drowner")
