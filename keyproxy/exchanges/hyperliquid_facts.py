@@ -185,10 +185,15 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             raise BadRequest("cancels must be a non-empty list")
         field = "a" if kind == "cancel" else "asset"
         symbols = [_asset(c.get(field) if isinstance(c, dict) else None, f"cancel {field}") for c in cancels]
+        # every leg names its order in the one shape keyproxy reads, or the request is refused: a leg left out of
+        # the owner check (`o` 1001.0, a cloid as a number) would cancel an order whoever placed it
         if kind == "cancel":
-            return _cancel(symbols, ids=tuple(str(c["o"]) for c in cancels if _oid(c.get("o"))))
-        return _cancel(symbols, cloids=tuple(c["cloid"].lower() for c in cancels
-                                             if isinstance(c.get("cloid"), str) and c["cloid"]))
+            if not all(_oid(c.get("o")) for c in cancels):
+                raise BadRequest("each cancel names its order by `o`, the exchange's order id (a whole number)")
+            return _cancel(symbols, ids=tuple(str(c["o"]) for c in cancels))
+        if not all(isinstance(c.get("cloid"), str) and c["cloid"] for c in cancels):
+            raise BadRequest("each cancel names its order by `cloid`, the client order id (0x + 32 hex digits)")
+        return _cancel(symbols, cloids=tuple(c["cloid"].lower() for c in cancels))
     if kind == "scheduleCancel":  # with a time: every order of the account cancelled then
         return RequestFacts(action="cancel", cancels_all=action.get("time") is not None,
                             cancels_later=action.get("time") is not None)

@@ -388,3 +388,16 @@ def test_taking_isolated_margin_out_is_a_leverage_change_keyproxy_cannot_value()
     assert decide(out, "trade", free, Counters(), 0.0, bot="b", account="a").allow  # no cap: allowed
     with pytest.raises(BadRequest):
         _facts({"type": "updateIsolatedMargin", "asset": 1, "isBuy": True, "ntli": 1.5})
+
+
+def test_a_cancel_leg_in_a_shape_keyproxy_does_not_read_is_refused() -> None:
+    """Session 25's review: a leg whose order keyproxy could not read (`o` 1001.0, a cloid as a number) was left out
+    of the owner check, which then passed the request: the leg could cancel another bot's order. Refused now."""
+    from keyproxy.exchanges.base import BadRequest
+
+    for cancels in ([{"a": 0, "o": 1001}, {"a": 0, "o": 1001.0}], [{"a": 0, "o": "1001"}]):
+        with pytest.raises(BadRequest, match="names its order by `o`"):
+            _facts({"type": "cancel", "cancels": cancels})
+    with pytest.raises(BadRequest, match="names its order by `cloid`"):
+        _facts({"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": 5}]})
+    assert _facts({"type": "cancel", "cancels": [{"a": 0, "o": 1001}]}).cancels == ("1001",)
