@@ -78,13 +78,15 @@ for i = 1, nb do
                 math.floor(cap / rate * 1000) + 60000}
   k = k + 1; a = a + 3
 end
-for i = 1, nc do
-  local key, amount, cap = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+for i = 1, nc do  -- three keys a cap: the instance's day before, its day, its day after; Redis's clock picks one
+  local amount, cap, day = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local pick = math.floor(now / 86400) - day  -- -1, 0 or 1 unless the instance's clock is a day out
+  local key = KEYS[k + math.max(-1, math.min(1, pick)) + 1]
   local was = redis.call('GET', key)
   local used = tonumber(was or '0')
   if used + amount > cap then return {'cap', tostring(i), tostring(used)} end
   caps[i] = {key, ARGV[a], not was}
-  k = k + 1; a = a + 2
+  k = k + 3; a = a + 3
 end
 if no == 1 then
   local n, cap, total, member, ttl = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), 0, ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -289,11 +291,11 @@ class FleetGate:
         for name, rate, capacity in buckets:
             keys.append(key("tokens:" + name))
             args += [repr(float(rate)), repr(float(capacity)), counts[name]]
-        if charges.caps:
-            day = _day(int((now if now is not None else time.time()) // 86_400))
+        if charges.caps:  # the UTC day by Redis's clock (the script picks): instances' clocks may differ
+            day = int((now if now is not None else time.time()) // 86_400)
             for kind, asset, amount, cap, _code in charges.caps:
-                keys.append(key(f"daily:{kind}:{charges.bot}:{asset}:{day}"))
-                args += [f"{amount:f}", f"{cap:f}"]
+                keys += [key(f"daily:{kind}:{charges.bot}:{asset}:{_day(d)}") for d in (day - 1, day, day + 1)]
+                args += [f"{amount:f}", f"{cap:f}", str(day)]
         if charges.open_orders is not None:
             member = charges.flight_member() or ""  # none: checked, nothing reserved
             ttl = charges.in_flight[1] if charges.in_flight is not None else 0.0

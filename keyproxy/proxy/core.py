@@ -50,6 +50,7 @@ from keyproxy.state import NonceSequence, StateStore, UsageBook
 TOKEN_HEADER = "x-keyproxy-token"
 HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
 HEARTBEAT_ENDPOINT = Endpoint(EndpointClass.READ, "keyproxy:heartbeat")
+FLEET_CLOCK_SKEW_MS = 30_000  # a fleet: how far another instance's clock may lag this one's (replay ids outlive it)
 log = logging.getLogger("keyproxy.proxy")
 
 
@@ -591,7 +592,9 @@ class Core:
             if shared is not None:
                 shared.sequence = verified.sequence
         if verified.replay_id and shared is not None:
-            ttl = verified.expires_ms - now_ms
+            # kept past the request's expiry by this instance's clock, by what another instance's may lag behind it
+            # (one whose clock is behind still takes the request as fresh: session 25's review)
+            ttl = verified.expires_ms - now_ms + FLEET_CLOCK_SKEW_MS
             shared.replays.append((verified.replay_id, ttl, True))
             if verified.also_seen:
                 shared.replays.append((verified.also_seen, ttl, False))

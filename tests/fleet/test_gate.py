@@ -75,6 +75,25 @@ def test_daily_caps_add_up_across_the_fleet(shared: SharedStateSettings) -> None
     assert check(shared, spend("20"), spend("20"), spend("20"), spend("10")) == ["ok", "ok", "cap", "ok"]
 
 
+def test_a_daily_cap_counts_the_day_by_redis_clock_not_the_instances(shared: SharedStateSettings) -> None:
+    """Session 25's review: each instance named the day's key by its own clock, so with one instance's clock ahead a
+    bot spent its cap through one at 23:58 and again through the other in the same UTC day. Redis's clock picks."""
+    import time
+
+    def spend(now: float) -> str:
+        async def run() -> str:
+            gate = FleetGate(FleetStore(shared, "vault-1", KEY))
+            try:
+                c = SharedCharges("clock", caps=[("notional", "", Decimal("600"), Decimal("1000"), "x")])
+                return (await gate.check(c, 0, now=now)).kind
+            finally:
+                await gate.close()
+        return asyncio.run(run())
+    assert spend(time.time()) == "ok"
+    assert spend(time.time() + 86_400 - 1) == "cap"  # an instance whose clock runs (almost) a day ahead
+    assert spend(time.time() - 86_400 + 1) == "cap"  # ... or behind: the same day at Redis
+
+
 def test_repeated_orders_are_counted_across_the_fleet(shared: SharedStateSettings) -> None:
     """duplicate_orders = 2 in a 60 s window: the third same order is refused, whichever instance it reaches;
     another order is its own; a reduce-only repeat passes (and still counts); a refused check adds nothing."""
