@@ -60,11 +60,6 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
              "/fapi/v1/countdownCancelAll", "/dapi/v1/countdownCancelAll", "/fapi/v1/feeBurn", "/sapi/v1/bnbBurn"}
 
 
-_POLICY_PARAMS = frozenset({"symbol", "side", "type", "quantity", "price", "quoteOrderQty", "reduceOnly",
-                            "closePosition", "leverage", "coin", "address", "addressTag", "network", "amount",
-                            "sideEffectType", "batchOrders", "priceMatch", "pegPriceType", "stopPrice", "orderId",
-                            "origClientOrderId", "isIsolated", "cancelOrderId", "cancelOrigClientOrderId",
-                            "orderIdList", "origClientOrderIdList"})
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
@@ -112,9 +107,9 @@ def _params(req: IncomingRequest) -> dict[str, str]:
     params: dict[str, str] = {}
     for part in (body, req.query):
         for k, v in parse_qsl(part, keep_blank_values=True):
-            if k in params and k in _POLICY_PARAMS:
-                # Binance documents "the query wins" across parts but not repeats within one; either
-                # way keyproxy could value a different order than Binance executes: refuse both.
+            if k in params:
+                # Binance documents "the query wins" across parts but not repeats within one; either way keyproxy
+                # could read another value than Binance uses, of any parameter (an id, a timer): refuse both
                 raise BadRequest(f"parameter {k[:40]!r} is given more than once")
             params[k] = v
     return params

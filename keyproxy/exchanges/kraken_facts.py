@@ -36,8 +36,6 @@ from keyproxy.policy.model import RequestFacts, normalize_symbol
 _CANCELS = frozenset({"CancelOrder", "CancelAll", "CancelAllOrdersAfter", "CancelOrderBatch"})
 MARKET = "spot"  # Kraken spot: one order book per pair whether an order uses margin or not
 MAX_BATCH = 15  # AddOrderBatch: "a collection of orders (minimum of 2 and maximum 15)", one pair
-_POLICY_PARAMS = frozenset({"pair", "type", "ordertype", "volume", "price", "price2", "oflags", "leverage",
-                            "reduce_only", "asset", "key", "address", "amount"})
 
 
 def kraken_params(req: IncomingRequest) -> dict[str, object]:
@@ -61,7 +59,10 @@ def kraken_params(req: IncomingRequest) -> dict[str, object]:
         return doc
     params: dict[str, object] = {}
     for k, v in parse_qsl(text, keep_blank_values=True):
-        if k in params and k in _POLICY_PARAMS:
+        # any name, not only the ones keyproxy values: keyproxy reads one of two, the exchange may take the other
+        # (session 25's review: `txid=<another bot's>&txid=<mine>` cancelled the other bot's order, `timeout=2&
+        # timeout=0` armed a cancel-all timer on a shared account); Kraken documents no repeated field
+        if k in params:
             raise BadRequest(f"parameter {k[:40]!r} is given more than once")
         params[k] = v
     return params
@@ -152,6 +153,11 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
     limit = param_text(params, "price2") if order_type.endswith("-limit") else \
         None if triggered else param_text(params, "price")
     trigger = param_text(params, "price") if triggered else None
+    if order_type == "trailing-stop-limit" and limit is not None and _price(limit) is not None:
+        # a trailing stop's limit is an offset from the price it triggers at, whatever its spelling (REST: "must
+        # be relative"; WebSocket v2: `limit_price` 0 "sets a limit price the same as the trigger price"): a
+        # limit of 0 valued the order at nothing (session 25's review)
+        limit = "+" + limit
     conflict = None
     if order_type == "market" and param_text(params, "price") is not None:
         conflict = "Kraken ignores a market order's price"

@@ -179,3 +179,40 @@ def test_an_order_waiting_for_the_keys_turn_is_not_sent_after_its_bot_is_revoked
     finally:
         requests.post(faults, json={}, timeout=5).raise_for_status()
     assert [e for e in dev.journal() if e["path"] == "/0/private/AddOrder" and "20500" in e.get("body", "")] == []
+
+
+def _raw(creds: dict[str, str], method: str, form: str) -> dict[str, object]:
+    """A form-encoded private call signed with the bot's virtual key, its body exactly as given."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import urllib.request
+
+    path, nonce = f"/0/private/{method}", str(time.time_ns() // 1000)
+    body = f"nonce={nonce}&{form}".encode()
+    digest = hashlib.sha256(nonce.encode() + body).digest()
+    sign = base64.b64encode(hmac.new(base64.b64decode(creds["secret"]), path.encode() + digest, hashlib.sha512)
+                            .digest()).decode()
+    req = urllib.request.Request(creds["base_url"] + path, data=body, method="POST", headers={
+        "API-Key": creds["api_key"], "API-Sign": sign, "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        return json.loads(answer.read())  # type: ignore[no-any-return]
+
+
+def test_a_field_given_twice_is_refused_whatever_its_name(dev: DevStack) -> None:
+    """Session 25's review (high): only the fields keyproxy values were refused when repeated; keyproxy read the last
+    `txid` of `txid=<another bot's>&txid=<mine>` (its own: allowed) and the emulator, like any parser taking the
+    first, cancelled the other bot's order; `timeout=2&timeout=0` armed a cancel-all timer on a shared account."""
+    victim = bot(dev, "krdup-victim")
+    theirs = victim.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
+    creds = dev.add_bot("krdup", "kr", "read,trade")
+    mine = _raw(creds, "AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&price=20000&volume=0.001")
+    start = len(dev.journal())
+    for form in (f"txid={theirs}&txid={mine['result']['txid'][0]}", "timeout=2&timeout=0"):  # type: ignore[index]
+        method = "CancelOrder" if form.startswith("txid") else "CancelAllOrdersAfter"
+        answer = _raw(creds, method, form)
+        assert answer.get("keyproxy_error") == "bad_request" and "more than once" in str(answer), answer
+    assert placed(dev, start, "CancelOrder") == placed(dev, start, "CancelAllOrdersAfter") == 0
+    assert theirs in [o["id"] for o in victim.fetch_open_orders("BTC/USD")]  # the account's: every bot's
+

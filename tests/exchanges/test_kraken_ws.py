@@ -44,6 +44,10 @@ def test_add_order_is_valued_by_what_kraken_executes() -> None:
     trailing = facts("add_order", order_type="trailing-stop", side="sell", order_qty=1, symbol="BTC/USD",
                      triggers={"price": 2, "price_type": "pct"})
     assert trailing.price is None and trailing.conflict  # an offset: unvalued, so refused under a notional cap
+    for limit_type in ({}, {"limit_price_type": "static"}):  # a trailing stop's limit is an offset however typed
+        zero = facts("add_order", order_type="trailing-stop-limit", side="buy", order_qty=50, limit_price=0,
+                     triggers={"price": 100, "price_type": "quote"}, symbol="BTC/USD", **limit_type)
+        assert zero.price is None and zero.conflict, zero  # session 25's review: valued at 0 under a cap of 100
     buy_stop = facts("add_order", order_type="stop-loss", side="buy", order_qty=10, triggers={"price": 1},
                      symbol="BTC/USD")
     assert (buy_stop.price, buy_stop.trigger_price) == (None, Decimal("1"))  # market once triggered: no limit
