@@ -354,7 +354,7 @@ class Daemon:
             pipeline.core.usage.mirror = self.fleet_usage
         self.store.placed_mirror = self.fleet_usage
         self.fleet_book = book = FleetBook(fleet, self.fleet_usage, pipeline.core.risk.book, self.store)
-        pipeline.core.sweeps.fleet_book = book.current_check  # a cancel-all is judged on the fleet's newest book
+        pipeline.core.sweeps.fleet_book = book.holds_newest  # a cancel-all is judged on the fleet's newest book
         pipeline.core.book_seen = lambda bot: book.seen.get(bot, 0)
         pipeline.admission.book, pipeline.admission.usage = book, self.fleet_usage
         try:  # the fleet's vault, halts and throttles, before the first request

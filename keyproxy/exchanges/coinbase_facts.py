@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qs
 
@@ -120,8 +121,14 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return RequestFacts(action="order", symbol=symbol, market=market, quantity=amount(body.get("size"), "size"),
                             reduce_only=True, contract="linear" if market in ("future", "perp") else None)
     if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
-        return RequestFacts(action="amend", quantity=amount(body.get("size"), "size"),
-                            price=amount(body.get("price"), "price"), order_id=_text(body.get("order_id")) or None)
+        edit = RequestFacts(action="amend", quantity=amount(body.get("size"), "size"),
+                            price=amount(body.get("price"), "price"), order_id=_text(body.get("order_id")) or None,
+                            trigger_price=amount(body.get("stop_price"), "stop_price"))
+        if "attached_order_configuration" in body or "cancel_attached_order" in body:
+            # an edit may attach a take-profit / stop-loss order (placed as an order of its own, under an id no
+            # answer names) or cancel one: as on a create, no cap could count it (session 25's review)
+            edit = replace(edit, untracked="an edit that attaches or cancels an attached order")
+        return edit
     if req.path in _ORDERS:
         return _order(body, symbol, market)
     return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
@@ -242,3 +249,4 @@ def coinbase_prices(path: str, body: bytes) -> dict[str, Decimal]:
             if value is not None:
                 out[normalize_symbol(item["product_id"])] = value
     return out
+

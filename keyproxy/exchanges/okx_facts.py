@@ -192,9 +192,11 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if path == _AMEND and isinstance(doc, dict):
         return _amend(params)
     if path == "/api/v5/trade/close-position":
-        # closes a whole position; in long/short mode (posSide long or short) one leg of it
+        # closes a whole position; in long/short mode (posSide long or short) one leg of it; with `autoCxl` it also
+        # cancels the position's pending close orders, whoever placed them: judged as a cancel-all of the instrument
+        # (session 25's review)
         return RequestFacts(action="order", symbol=symbol, market=market_of(param_text(params, "instId")),
-                            reduce_only=True, hedged=_hedge_leg(params))
+                            reduce_only=True, hedged=_hedge_leg(params), cancels_all=param_true(params, "autoCxl"))
     if path == "/api/v5/account/set-leverage":
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
     if path == "/api/v5/asset/withdrawal":

@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +35,7 @@ from keyproxy.state import StateStore
 log = logging.getLogger("keyproxy.fleet")
 LAST_ID = "fleet|book_id"  # state.db usage key: the newest stream entry this instance's book has applied
 STREAM_MAXLEN = 200_000  # entries kept (Redis trims the oldest, approximately)
+SETTLE_S = 0.5  # a cancel-all waits this long at most for the book to read the stream's newest entries
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -153,25 +153,28 @@ class FleetBook:
             return False
         return await self.reach(bot, int(newest or 0), timeout)
 
-    def current_check(self) -> Callable[[], Awaitable[bool]]:
-        """For one wait (a cancel-all's, sweeps.py): whether this book holds every entry the stream held at the
-        check's first call (an order another instance placed moments ago, its pending entry already released:
-        its book entry is in the stream before that release, FleetUsage's order). False: not yet, or Redis
-        unreachable. Later calls compare ids only; entries written after the first call cannot keep it waiting."""
-        target: str | None = None
-
-        async def check() -> bool:
-            nonlocal target
-            if target is None:
-                if self._client is None:
-                    self._client = self.fleet.aio()
-                try:
-                    newest = await self._client.xrevrange(self.stream, count=1)
-                except (redis.RedisError, OSError):
-                    return False
-                target = newest[0][0].decode() if newest else "0-0"
-            return _at_or_after(self.last_id, target)
-        return check
+    async def holds_newest(self, timeout: float = SETTLE_S) -> bool:
+        """Whether this book holds every entry the stream holds now, waiting up to `timeout` for the follower to
+        read them (a cancel-all's wait ends with it: sweeps.py `_settle`). False: not within `timeout`, or Redis
+        out of reach (the call itself bounded by `timeout`: a hung Redis cannot hold the cancel-all)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._client is None:
+            self._client = self.fleet.aio()
+        try:
+            async with asyncio.timeout(timeout):
+                newest = await self._client.xrevrange(self.stream, count=1)
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
+        target = newest[0][0].decode() if newest else "0-0"
+        while not _at_or_after(self.last_id, target):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), left)
+        return True
 
     async def run(self) -> None:
         """Apply the other instances' entries as they come, until cancelled; waits out an unreachable Redis."""
@@ -191,7 +194,12 @@ class FleetBook:
                     continue
                 for _, entries in got or ():
                     for entry_id, fields in entries:
-                        self._apply(entry_id.decode(), fields)
+                        try:
+                            self._apply(entry_id.decode(), fields)
+                        except Exception as e:  # noqa: BLE001 - one entry the book cannot take must not end the
+                            # follower (a book that stops reading refuses every cancel-all on a shared account)
+                            log.error("fleet book: an entry could not be applied; skipped",
+                                      extra={"entry": entry_id.decode(errors="replace"), "kind": type(e).__name__})
                     self.last_id = entries[-1][0].decode()
                     self.store.set_usage(LAST_ID, json.dumps({"id": self.last_id, "seen": self.seen}))
                 self._moved.set()

@@ -131,10 +131,14 @@ class FleetStore:
             return str(r.info("persistence").get("aof_enabled", 0)) == "1"
 
     def eviction_policy(self) -> str:
-        """Redis's `maxmemory-policy`: anything but `noeviction` may drop keyproxy's counters, replay ids and
-        reservations under memory pressure (every one carries a TTL, so `volatile-*` takes them first)."""
+        """Redis's `maxmemory-policy` when it may evict (a `maxmemory` set): anything but `noeviction` may drop
+        keyproxy's counters, replay ids and reservations under memory pressure (every one carries a TTL, so
+        `volatile-*` takes them first). Without a `maxmemory` Redis never evicts: "noeviction"."""
         with self._calls() as r:
-            return str(r.info("memory").get("maxmemory_policy", "noeviction"))
+            memory = r.info("memory")
+        if not int(memory.get("maxmemory", 0) or 0):
+            return "noeviction"
+        return str(memory.get("maxmemory_policy", "noeviction"))
 
     def report(self, this: str | None = None, applied: int | None = None) -> dict[str, Any]:
         """`keyproxy status`: the fleet's version and its instances, with how far behind each is; unreachable:

@@ -458,9 +458,12 @@ class Core:
                 daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
+        legs = facts.placed()
+        # a reduce-only flag proves nothing where another bot may build a position while the order rests
         risk = self.risk.view(account.info.name, bot, limits, facts, now, account.adapter,
-                              any(leg.reduce_only for leg in facts.placed())
-                              and _other_trader(snap, account.info.name, name) is not None) if facts.placed() else None
+                              any(leg.reduce_only for leg in legs)
+                              and _other_trader(snap, account.info.name, name, opening=True) is not None) \
+            if legs else None
         if risk is not None:
             risk = self.in_flight.with_sent(risk, name, now, prices)
             if facts.action == "amend":
@@ -492,9 +495,14 @@ class Core:
                           f"{facts.scope} when it runs out, whoever placed them, and bot {other!r} trades on this "
                           "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
-            self.sweeps.check(account.info.name, name, outcome.request_id, facts)
-            if facts.cancels_all and self.fleet and self.sweeps.book_behind(account.info.name, outcome.request_id) \
-                    and (other := _other_trader(snap, account.info.name, name)) is not None:
+            # in a fleet, a cancel-all the positions book judges on an account other bots trade waits for the book to
+            # hold the other instances' newest orders (sweeps.py `_settle`); one judged by the exchange's listing
+            # (markets the book does not hold) needs no book
+            market = facts.scope.partition(":")[0]
+            other = _other_trader(snap, account.info.name, name) if facts.cancels_all and self.fleet \
+                and account.adapter is not None and (market == "*" or market in account.adapter.fill_markets) else None
+            self.sweeps.check(account.info.name, name, outcome.request_id, facts, other is not None)
+            if other is not None and self.sweeps.book_behind(account.info.name, outcome.request_id):
                 raise Refused("shared_state_unavailable", f"bot {name!r}: this would cancel every order of "
                               f"{facts.scope}, and this instance's book may not yet hold the orders bot {other!r} "
                               "placed through another instance (the fleet's shared state is out of reach or behind): "
@@ -776,13 +784,14 @@ class Core:
             self.risk.learn_stream(account_name, adapter, text)
 
 
-def _other_trader(snap: Snapshot, account: str, bot: str) -> str | None:
-    """Another bot of the account that may place orders (active or suspended, with the trade scope)."""
+def _other_trader(snap: Snapshot, account: str, bot: str, opening: bool = False) -> str | None:
+    """Another bot of the account that may place orders (active or suspended, with the trade scope); `opening`:
+    one that may open a position (not held to reduce-only orders by its policy)."""
     for entries in (snap.bots_by_key, snap.bots_by_token):
         for entry in entries.values():
             info = entry.info
             if info.account == account and info.name != bot and info.status in ("active", "suspended") \
-                    and "trade" in entry.policy.scopes:
+                    and "trade" in entry.policy.scopes and not (opening and entry.policy.reduce_only):
                 return str(info.name)
     return None
 

@@ -22,9 +22,12 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
     """Fill `shared` with the decision's charges: buckets, daily caps, open orders and the order's place on
     its way, a position-capped bot's book number and legs (`book_seq`, `exposure`: RiskDesk.fleet_exposure),
     repeated orders."""
-    # a reduce-only leg whose flag is not believed (another bot holds a position in its scope) is sized in
-    # `exposure` and needs the fleet's count of the bot's orders on their way: never harmless
-    shared.harmless = cls in (EndpointClass.PUBLIC, EndpointClass.READ) or (way_out(facts) and not exposure)
+    # a reduce-only leg whose flag is not believed (another bot of the account may trade) is sized in `exposure`:
+    # harmless when Redis cannot be asked only if it reduces the bot's own position on this instance's book (its
+    # size within what the position leaves it: decide counted this instance's orders on their way), so a capped bot
+    # still gets out during an outage (session 25's diff review)
+    shared.harmless = cls in (EndpointClass.PUBLIC, EndpointClass.READ) or (
+        way_out(facts) and all(size <= room for _, _, size, room, _, _ in exposure))
     shared.buckets = [(key, buckets[key].rate, buckets[key].capacity) for key in decision.charges]
     if decision.notional is not None and policy.daily_notional_cap:
         shared.caps.append(("notional", "", decision.notional, policy.daily_notional_cap, "daily_notional_exceeded"))

@@ -66,6 +66,7 @@ class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches 
         self.elsewhere = elsewhere  # in a fleet: whether another instance's request still goes first
         self.deadline = time.monotonic() + QUIET_WAIT_S
         self.resume: Callable[[], object] = lambda: None  # set by the core: the same decision, once more
+        self.settle: Callable[[], Awaitable[None]] | None = None  # run when the wait ends, however it ends
 
 
 @dataclass(slots=True)
@@ -94,15 +95,17 @@ class Sweeps:
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
         self.fleet_pending: FleetPending | None = None  # in a fleet: cancel-alls and unowned cancels wait for those
-        # in a fleet: a check, made per wait, that the positions book holds the stream's entries as of its first call
-        # (fleet/book.py `FleetBook.current_check`): a cancel-all is judged by the book after the wait
-        self.fleet_book: Callable[[], Callable[[], Awaitable[bool]]] | None = None
+        # in a fleet: whether the positions book holds the stream's entries as of the call, waiting a moment for its
+        # follower (fleet/book.py `FleetBook.holds_newest`): a cancel-all is judged by the book after its wait
+        self.fleet_book: Callable[[], Awaitable[bool]] | None = None
         in_flight.landed = self.release  # a request answered or ended unsent: what waits for it may go
         in_flight.unheard = self.unheard
 
-    def check(self, account: str, bot: str, request_id: str, facts: RequestFacts) -> None:
+    def check(self, account: str, bot: str, request_id: str, facts: RequestFacts, shared_book: bool = False) -> None:
         """Before a cancel-all's or an order's own-orders check: raise `NeedQuiet` while a request of another bot
-        before it must go first (once: then it goes, whatever still waits)."""
+        before it must go first (once: then it goes, whatever still waits). `shared_book`: a cancel-all judged by
+        the positions book on an account other bots trade: in a fleet its wait ends with the book brought up to
+        the fleet's newest entries (`book_behind` says if it could not be)."""
         sweep = facts.cancels_all
         if not sweep and not self._pending.get(account):
             return  # no cancel-all pending on the account: an order goes (the usual case: one dict lookup)
@@ -110,7 +113,7 @@ class Sweeps:
         if not sweep and not legs:
             return
         self._gate(account, bot, request_id, (facts.scope,) if sweep else tuple({leg.scope for leg in legs}),
-                   "sweep" if sweep else "order")
+                   "sweep" if sweep else "order", sweep and shared_book)
 
     def check_unowned(self, account: str, bot: str, request_id: str, facts: RequestFacts) -> None:
         """A cancel (or amend) naming an order keyproxy has no owner for, kept in order as a cancel-all: it waits for
@@ -120,14 +123,16 @@ class Sweeps:
             + (len(facts.placed()) if facts.action == "amend" else 0)
         self._gate(account, bot, request_id, (facts.scope if named <= 1 else "*:*",), "sweep")
 
-    def _gate(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str) -> None:
+    def _gate(self, account: str, bot: str, request_id: str, scopes: tuple[str, ...], kind: str,
+              shared_book: bool = False) -> None:
         entry = self._entry(account, bot, request_id, scopes, kind)
         if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
             entry.waited = True
-            book = self.fleet_book() if self.fleet_book is not None and kind == "sweep" else None
-            entry.behind = book is not None  # until the book is seen to hold the stream's entries
-            raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
-                            self._elsewhere(self.fleet_pending, account, bot, scopes, book, entry))
+            wait = NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
+                             self._elsewhere(self.fleet_pending, account, bot, scopes))
+            if shared_book and self.fleet_book is not None:
+                wait.settle = self._settle(self.fleet_book, entry)
+            raise wait
         now = self._clock()
         blocker = self._blocker(account, entry, now)
         if blocker is None or entry.waited:  # a request waits once, at most QUIET_WAIT_S, never to be refused
@@ -141,30 +146,34 @@ class Sweeps:
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 
     @staticmethod
-    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...],
-                   book: Callable[[], Awaitable[bool]] | None, entry: _Entry) -> Callable[[], Awaitable[bool]]:
+    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...]
+                   ) -> Callable[[], Awaitable[bool]]:
         """A wait on the other instances: its first look fixes which orders it waits for (those placed after it
         cannot keep it waiting: session 23's review, a stream of orders through one instance held every cancel-all
         through another its full 2 s), later looks ask only whether those are still on their way, FLEET_LOOK_S apart
-        at most. Then, for a cancel-all (`book`), until this instance's positions book holds what the other
-        instances wrote to the stream before: an order answered there a moment ago is no longer on its way, and is
-        in this book only once its entry is read (session 25's review: 3 in 30 such orders were cancelled by another
-        bot's cancel-all through this instance). `entry.behind` says whether it got there."""
+        at most."""
         waiting: list[bytes] | None = None
         looked = 0.0
 
         async def elsewhere() -> bool:
             nonlocal waiting, looked
-            if waiting is None or waiting and time.monotonic() - looked >= FLEET_LOOK_S:
-                looked = time.monotonic()
-                waiting = await fleet(account, bot, scopes, waiting)
-            if waiting:
-                return True
-            if book is not None:
-                entry.behind = not await book()
-                return entry.behind
-            return False
+            if waiting is not None and (not waiting or time.monotonic() - looked < FLEET_LOOK_S):
+                return bool(waiting)
+            looked = time.monotonic()
+            waiting = await fleet(account, bot, scopes, waiting)
+            return bool(waiting)
         return elsewhere
+
+    @staticmethod
+    def _settle(book: Callable[[], Awaitable[bool]], entry: _Entry) -> Callable[[], Awaitable[None]]:
+        """The end of a cancel-all's wait, however it ended: the positions book brought up to what the other
+        instances wrote to the stream by now (an order answered there a moment ago is no longer on its way, and
+        is in this book only once its entry is read: session 25's review saw 3 in 30 such orders cancelled by
+        another bot's cancel-all through this instance). `entry.behind` when it could not be (Redis out of reach,
+        a follower behind): the decision then refuses rather than trust the book."""
+        async def settle() -> None:
+            entry.behind = not await book()
+        return settle
 
     def book_behind(self, account: str, request_id: str) -> bool:
         """A cancel-all whose wait ended before this instance's book held the fleet's newest entries (Redis
@@ -253,7 +262,12 @@ class Sweeps:
                     waiter.set_result(None)
 
     async def quiet(self, need: NeedQuiet) -> None:
-        """Until what `need` waits for went, or its deadline."""
+        """Until what `need` waits for went, or its deadline; then its `settle`."""
+        await self._quiet(need)
+        if need.settle is not None:
+            await need.settle()
+
+    async def _quiet(self, need: NeedQuiet) -> None:
         loop = asyncio.get_running_loop()
         while not need.ready() or (need.elsewhere is not None and await need.elsewhere()):
             left = need.deadline - time.monotonic()

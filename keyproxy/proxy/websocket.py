@@ -47,6 +47,9 @@ CLOSE_GOING_AWAY = 1001
 # how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
 # in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
 DRAIN_S = 10.0
+# a frame to a bot not written within this (its socket's buffers full: the bot stopped reading) ends the bot's socket:
+# the exchange's socket must go on being read, or the answers to the bot's orders are never learned
+BOT_SEND_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,7 @@ class _Connection:
         self.edge, self.bot_ws, self.upstream = edge, bot_ws, upstream
         self.account, self.path, self.dialect = account, path, dialect
         self.peer = request.remote or ""
+        self.transport = request.transport  # aborted when the bot stops reading (`_to_bot`)
         self.host = request.headers.get("Host", "")
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
@@ -430,23 +434,38 @@ class _Connection:
                     p, status = answered
                     self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later=True)
                 try:
-                    if not self.bot_gone:
-                        await self.bot_ws.send_str(text)
-                except ConnectionError:  # the bot's socket closed under it: what is on its way is still learned
-                    self.bot_gone = True
+                    await self._to_bot(text)
                 finally:
                     if answered is not None:
                         self._recorded(answered[0], answered[1])
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                data = msg.data.replace(real.encode(), b"") if real else msg.data
-                try:
-                    if not self.bot_gone:
-                        await self.bot_ws.send_bytes(data)
-                except ConnectionError:  # as for text: what is on its way is still learned
-                    self.bot_gone = True
+                await self._to_bot(msg.data.replace(real.encode(), b"") if real else msg.data)
             else:
                 return
+
+    async def _to_bot(self, data: str | bytes) -> None:
+        """A frame from the exchange sent on to the bot, unless its socket is gone. One the bot does not take
+        within BOT_SEND_S ends its socket: a bot that stopped reading (its buffers full) held this loop, so the
+        exchange's answers to its orders went unread and unlearned, and once they lapsed from the orders on their
+        way it placed past its caps (session 25's review). What is on its way is still read and learned (`_drain`)."""
+        if self.bot_gone:
+            return
+        try:
+            async with asyncio.timeout(BOT_SEND_S):
+                if isinstance(data, str):
+                    await self.bot_ws.send_str(data)
+                else:
+                    await self.bot_ws.send_bytes(data)
+        except ConnectionError:  # the bot's socket closed under it
+            self.bot_gone = True
+        except TimeoutError:
+            self.bot_gone = True
+            self.closing = "keyproxy: the bot stopped reading its socket"
+            log.warning("a bot's socket stopped reading for %.0f s: closed", BOT_SEND_S,
+                        extra={"account": self.account, "bots": sorted(self.bots)})
+            if self.transport is not None:
+                self.transport.abort()
 
     def _observe_budget(self, p: _Pending, status: int, body: bytes) -> None:
         """The exchange's own count and refusal for rate in an answer frame, learned as from a REST answer's

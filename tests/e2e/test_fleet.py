@@ -429,10 +429,14 @@ def test_status_lists_the_instances_and_doctor_checks_redis(fleet: Fleet) -> Non
     doctor = json.loads(fleet.a.cli("doctor", "--offline", "--json", check=False).stdout)
     shared = [f for f in doctor if f["check"] == "shared state"]
     assert shared and shared[0]["level"] == "ok" and "AOF on; 2 live instances" in shared[0]["what"], shared
-    fleet.redis.client().config_set("maxmemory-policy", "volatile-lru")  # TTL'd counters would go first
+    fleet.redis.client().config_set("maxmemory-policy", "volatile-lru")  # without maxmemory: never evicts
+    doctor = json.loads(fleet.a.cli("doctor", "--offline", "--json", check=False).stdout)
+    assert [f["level"] for f in doctor if f["check"] == "shared state"] == ["ok"], doctor
+    fleet.redis.client().config_set("maxmemory", "1gb")  # TTL'd counters would go first
     try:
         doctor = json.loads(fleet.a.cli("doctor", "--offline", "--json", check=False).stdout)
     finally:
+        fleet.redis.client().config_set("maxmemory", "0")
         fleet.redis.client().config_set("maxmemory-policy", "noeviction")
     assert any(f["check"] == "shared state" and f["level"] == "warn" and "volatile-lru" in f["what"]
                for f in doctor), doctor

@@ -298,3 +298,29 @@ def test_while_redis_is_unreachable_reduce_only_orders_keep_to_the_open_order_ca
     time.sleep(1.0)
     for order_id in ids:
         signed(capped, fleet.b, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={order_id}")
+
+
+def test_while_redis_is_unreachable_a_capped_bot_on_a_shared_account_still_gets_out(
+        late: tuple[Fleet, LateStream]) -> None:
+    """A reduce-only flag is believed alone only where no other bot of the account may trade, so on a shared account
+    a capped bot's reduce-only order is sized and checked by the gate; with Redis out of reach it still passes on
+    the instance's own counters when it reduces the bot's own position (session 25's diff review: every such exit
+    was refused), and a reduce-only order larger than the position is not an exit."""
+    fleet, _ = late
+    capped = fleet.a.add_bot("ro-out", "main", "read,trade", "--set", "max_position=0.05")
+    fleet.a.add_bot("ro-out-neighbour", "main", "read,trade")
+    time.sleep(1.5)  # B has the bots
+    status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order",
+                          "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.02&price=70000")
+    assert status == 200 and body["status"] == "FILLED", body
+    sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&price=90000&reduceOnly=true"
+    fleet.redis.stop()
+    try:
+        status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order", f"{sell}&quantity=1")
+        assert (status, body.get("error")) == (403, "position_exceeded"), body  # sized: past the cap, as one daemon
+        status, body = signed(capped, fleet.b, "POST", "/fapi/v1/order", f"{sell}&quantity=0.02")
+        assert status == 200, body
+    finally:
+        fleet.redis.start()
+    time.sleep(1.0)
+    signed(capped, fleet.b, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")

@@ -180,3 +180,20 @@ def test_a_cancel_all_is_refused_while_another_bots_swap_order_rests(dev: DevSta
     assert body.get("code") == "0", body
     status, body, arrived = send(dev, other, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "0"})
     assert body.get("code") == "0" and len(arrived) == 1, body  # none of another bot's rests: it goes to OKX
+
+
+def test_a_close_position_cancelling_pending_close_orders_is_judged_as_a_cancel_all(dev: DevStack) -> None:
+    """Session 25's review: `close-position` with `autoCxl` also cancels the position's pending close orders, whoever
+    placed them, and passed as a reduce-only order while another bot's reduce-only order rested there."""
+    victim = dev.add_bot("autocxl-victim", "okx", "read,trade")
+    attacker = dev.add_bot("autocxl-attacker", "okx", "read,trade")
+    assert call(victim["base_url"], "GET", "/api/v5/public/instruments", "instType=SWAP").status == 200
+    status, body, _ = send(dev, victim, "POST", "/api/v5/trade/order", {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "ordType": "limit", "px": "90000", "sz": "1",
+        "reduceOnly": True})
+    assert status == 200 and body["code"] == "0", body
+    theirs = body["data"][0]["ordId"]
+    status, body, arrived = send(dev, attacker, "POST", "/api/v5/trade/close-position",
+                                 {"instId": "BTC-USDT-SWAP", "mgnMode": "cross", "autoCxl": True})
+    assert body.get("error") == "policy_denied" and "cancel every order" in body["message"] and arrived == [], body
+    send(dev, victim, "POST", "/api/v5/trade/cancel-order", {"instId": "BTC-USDT-SWAP", "ordId": theirs})

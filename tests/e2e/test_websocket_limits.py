@@ -48,3 +48,32 @@ async def test_websockets_have_an_upstream_pool_of_their_own() -> None:
             assert ws.connector.limit == 0 and rest.connector.limit == 100  # type: ignore[union-attr]
     finally:
         await clients.close()
+
+
+
+async def test_a_bot_that_stops_reading_its_socket_loses_it_and_the_exchange_is_read_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 25's review (high): the loop that reads the exchange's socket also writes each frame to the bot, so a
+    bot that stopped reading (its buffers full of answers it asked for) held that loop: the answers to its orders
+    went unread and unlearned, and once their 60 s on their way ran out it placed past max_open_orders (6 resting
+    at a cap of 3; /tmp/review25f/poc_stall.py). A frame the bot does not take within BOT_SEND_S ends its socket
+    (the transport aborted: a close frame would wait on the same full buffer) and the loop reads on."""
+    from types import SimpleNamespace
+
+    from keyproxy.proxy import websocket
+
+    monkeypatch.setattr(websocket, "BOT_SEND_S", 0.2)
+
+    class Stalled:  # a bot socket whose buffers are full: a write never completes
+        async def send_str(self, text: str) -> None:
+            await asyncio.sleep(3600)
+
+    aborted: list[bool] = []
+    conn = SimpleNamespace(bot_gone=False, closing=None, bot_ws=Stalled(), account="main", bots={"staller"},
+                           transport=SimpleNamespace(abort=lambda: aborted.append(True)))
+    started = time.monotonic()
+    await websocket._Connection._to_bot(conn, '{"id": 1}')  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2 and conn.bot_gone and aborted == [True]
+    assert conn.closing == "keyproxy: the bot stopped reading its socket"
+    await websocket._Connection._to_bot(conn, '{"id": 2}')  # type: ignore[arg-type]  # gone: nothing more is sent
+    assert aborted == [True]

@@ -601,6 +601,12 @@ def test_order_facts() -> None:
     edit = facts("/api/v3/brokerage/orders/edit", {"order_id": "x", "price": "10", "size": "5"})
     assert (edit.action, edit.symbol, edit.quantity, edit.price, edit.order_id) == (
         "amend", None, Decimal("5"), Decimal("10"), "x")
+    assert edit.untracked is None and edit.trigger_price is None
+    # an edit that attaches (or cancels) a take-profit / stop-loss order: an order no cap could count, as on a create
+    # (session 25's review); a new stop price is a trigger the price band checks
+    attach = facts("/api/v3/brokerage/orders/edit", {"order_id": "x", "price": "10", "size": "5", "stop_price": "9",
+                                                     "attached_order_configuration": {"trigger_bracket_gtc": {}}})
+    assert attach.untracked and attach.trigger_price == Decimal("9")
     # the fields each configuration executes: a decoy limit_price on a market order, two sizes: conflicts
     decoy = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
         "market_market_ioc": {"base_size": "2", "limit_price": "0.1"}}})

@@ -564,6 +564,11 @@ def test_order_facts() -> None:
     assert (close.action, close.reduce_only, close.market) == ("order", True, "swap")
     # its market (session 23's review: none, so a spot margin close counted as a market whose fills are unread)
     assert facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT","mgnMode":"cross"}').market == "spot"
+    # `autoCxl` also cancels the position's pending close orders, whoever placed them: a cancel-all of the instrument
+    # (session 25's review: another bot's resting reduce-only order went with it)
+    assert not close.cancels_all
+    auto = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross","autoCxl":true}')
+    assert auto.cancels_all and auto.scope == "swap:BTCUSDTSWAP"
 
 
 @pytest.mark.parametrize("body", [

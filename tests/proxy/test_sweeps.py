@@ -189,3 +189,37 @@ def test_a_decision_that_keeps_asking_to_wait_is_refused_never_a_500() -> None:
     with pytest.raises(Refused) as refused:
         asyncio.run(data.settle(route, decide))  # type: ignore[arg-type]
     assert refused.value.code == "unavailable"
+
+
+@pytest.mark.parametrize("case", ["local order held", "another instance's order held", "nothing on its way"])
+def test_a_fleet_cancel_all_is_behind_only_when_the_book_is(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """In a fleet a cancel-all the positions book judges ends its wait by bringing the book up to the stream's newest
+    entries; it is `behind` (and refused on a shared account) only when the book cannot get there, never because
+    another bot's order kept it waiting its full time (the first version of session 25's fix refused then)."""
+    monkeypatch.setattr(sweeps_module, "QUIET_WAIT_S", 0.2)
+    sweeps, flights = desk()
+    current = {"book": True}
+
+    async def pending(account: str, bot: str, scopes: tuple[str, ...], among: list[bytes] | None) -> list[bytes]:
+        return [b"b|x|spot:BTCUSDT"] if case == "another instance's order held" else []
+
+    async def holds_newest() -> bool:
+        return current["book"]
+
+    sweeps.fleet_pending, sweeps.fleet_book = pending, holds_newest
+    if case == "local order held":
+        sent(flights, "b", "o1")  # another bot's order through this instance, its answer never read
+
+    def decide(request_id: str) -> bool:
+        async def run() -> None:
+            try:
+                sweeps.check("acct", "a", request_id, SWEEP, shared_book=True)
+            except NeedQuiet as wait:
+                await sweeps.quiet(wait)
+            sweeps.check("acct", "a", request_id, SWEEP, shared_book=True)
+        asyncio.run(run())
+        return sweeps.book_behind("acct", request_id)
+
+    assert not decide("c1")
+    current["book"] = False  # Redis out of reach, or the follower behind: the book cannot be trusted
+    assert decide("c2")
