@@ -28,7 +28,7 @@ import redis
 
 from keyproxy.exchanges.base import OrderUpdate
 from keyproxy.fleet.store import FleetStore
-from keyproxy.fleet.usage import FleetUsage
+from keyproxy.fleet.usage import FleetUsage, _cancelled_meanwhile
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.state import StateStore
 
@@ -187,9 +187,11 @@ class FleetBook:
                           "from its book until their next answer, stream event or reconciliation", STREAM_MAXLEN)
         try:
             while True:
+                _cancelled_meanwhile()  # a cancel redis-py swallowed during the last read
                 try:
                     got = await client.xread({self.stream: self.last_id}, block=1000, count=500)
                 except (redis.RedisError, OSError):
+                    _cancelled_meanwhile()
                     await asyncio.sleep(0.5)
                     continue
                 for _, entries in got or ():

@@ -246,6 +246,7 @@ class FleetUsage:
         client = self.fleet.aio()
         try:
             while True:
+                _cancelled_meanwhile()  # a cancel redis-py swallowed during the last write
                 batch = [await self._queue.get()]
                 while len(batch) < BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
@@ -255,6 +256,7 @@ class FleetUsage:
                         self.failing_since = None
                         break
                     except (redis.RedisError, OSError) as e:
+                        _cancelled_meanwhile()
                         if self.failing_since is None:
                             self.failing_since = time.monotonic()
                             log.warning("fleet: cannot write this instance's changes to Redis; retrying",
@@ -320,3 +322,10 @@ class FleetUsage:
             self._apply = client.register_script(_APPLY)
         return self._apply
 
+
+def _cancelled_meanwhile() -> None:
+    """Re-raise a cancellation an error swallowed: redis-py can turn a cancel that lands mid-call into a connection
+    error, and a writer that then retried waited on its queue for ever (a stop, or a test, hung on it)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
