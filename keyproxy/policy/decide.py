@@ -234,9 +234,8 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
         return deny(DenyCode.SCOPE, f"the bot lacks the {endpoint_class} scope")
     if endpoint_class == "trade" and any(leg.borrows for leg in legs) and "transfer" not in policy.scopes:
         return deny(DenyCode.SCOPE, "the order borrows funds (margin auto-borrow), which needs the transfer scope")
-    harmless = endpoint_class in ("public", "read") or facts.action == "cancel"
-    reduces = facts.action in ("order", "amend") and bool(legs) and all(leg.reduce_only for leg in legs)
-    if halted is not None and not harmless and not reduces:
+    harmless = _harmless(endpoint_class, facts)
+    if halted is not None and not passes_halt(endpoint_class, facts):
         return deny(DenyCode.HALTED, f"trading is halted: {halted}; only reads and cancels pass")
     if policy.active_hours and not harmless and not _in_hours(policy.active_hours, now):
         return deny(DenyCode.HOURS, f"outside the bot's active hours ({', '.join(policy.active_hours)} UTC)")
@@ -343,6 +342,19 @@ def _risk_checks(facts: RequestFacts, policy: BotPolicy, references: dict[str, D
                             f"placed {seen} times in {policy.duplicate_window_seconds} s: the cap is "
                             f"{policy.duplicate_orders} (duplicate_orders)")
     return None
+
+
+def _harmless(endpoint_class: str, facts: RequestFacts) -> bool:
+    """A request that takes on no risk: a read, a public call, a cancel."""
+    return endpoint_class in ("public", "read") or facts.action == "cancel"
+
+
+def passes_halt(endpoint_class: str, facts: RequestFacts) -> bool:
+    """What a kill switch lets through: reads, cancels and orders whose every leg is reduce-only (the exchange lets
+    them only close). The decision's rule, and the one `Core.sign` applies again to a request that waited."""
+    legs = facts.placed()
+    return _harmless(endpoint_class, facts) or (
+        facts.action in ("order", "amend") and bool(legs) and all(leg.reduce_only for leg in legs))
 
 
 def reduces(leg: RequestFacts, position: Decimal, resting: Decimal = Decimal(0), believed: bool = True) -> bool:

@@ -27,7 +27,7 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Governor
-from keyproxy.policy.decide import Counters, decide, price_band
+from keyproxy.policy.decide import Counters, decide, passes_halt, price_band
 from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
@@ -381,12 +381,8 @@ class Core:
                 or bot.info.status not in ("active", "suspended"):
             raise Refused("unknown_bot", "unknown API key")
         self._check_standing(account, bot, self.clock_ms())
-        facts = outcome.facts
-        harmless = route.endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ) \
-            or facts is not None and facts.action == "cancel"
-        reduces = facts is not None and facts.action in ("order", "amend") and bool(facts.placed()) \
-            and all(leg.reduce_only for leg in facts.placed())
-        if (halted := snap.halt_reason(bot.info.name, account.info.name)) is not None and not harmless and not reduces:
+        halted = snap.halt_reason(bot.info.name, account.info.name)
+        if halted is not None and not passes_halt(route.endpoint.cls.value, outcome.facts or RequestFacts()):
             raise Refused("halted", f"bot {bot.info.name!r}: trading is halted: {halted}; only reads and cancels pass")
 
     def heartbeat(self, account_name: str, incoming: IncomingRequest, peer: str, outcome: Outcome) -> BotEntry:
