@@ -350,6 +350,7 @@ class Daemon:
         pipeline.core.shared_nonces = FleetNonces(fleet)
         self.fleet_usage = FleetUsage(fleet)
         pipeline.core.in_flight.flights = self.fleet_usage
+        pipeline.core.sweeps.fleet_release = self.fleet_usage.release  # a cancel-all's turn in Redis ends
         if pipeline.core.usage is not None:
             pipeline.core.usage.mirror = self.fleet_usage
         self.store.placed_mirror = self.fleet_usage

@@ -36,6 +36,9 @@ class SharedCharges:
     # (`pending:{account}`, PENDING_S at most) until its answer is read and its owner recorded: a cancel naming an
     # order of no known owner, or a cancel-all, on another instance waits for it (proxy/sweeps.py)
     pending: tuple[str, str] | None = None
+    # whether the order still waits for the other bots' cancel-alls pending on the account (`sweeping:{account}`,
+    # begun through any instance before it): once, then it goes (proxy/admission.py)
+    sweeps_first: bool = True
     # the same charges on this instance's own counters: what a harmless request spends when Redis cannot be asked
     commit_local: Callable[[], None] = lambda: None
 
@@ -71,8 +74,9 @@ class SharedCharges:
 class Verdict:
     """The script's answer: "ok", "stale" (the fleet moved on), "back" (its version went back), "replay",
     "sequence", "rate", "cap", "open", "duplicate", "book" (the bot's book moved on: `used` is its newest
-    entry), "position" (`used`: base and every instance's orders on their way, of leg `leg`), or "unavailable"
-    (Redis could not be asked)."""
+    entry), "position" (`used`: base and every instance's orders on their way, of leg `leg`), "sweeping" (another bot's
+    cancel-all is pending on the account: `members`; nothing was charged), or "unavailable" (Redis could not be
+    asked)."""
 
     kind: str
     bucket: str | None = None
@@ -81,3 +85,4 @@ class Verdict:
     used: Decimal | None = None
     duplicate: tuple[str, float, int, bool] | None = None
     leg: int | None = None
+    members: tuple[bytes, ...] = ()  # "sweeping": the other bots' cancel-alls pending on the account

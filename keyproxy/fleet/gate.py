@@ -133,7 +133,14 @@ end
 local pending = nil  -- the order among the account's orders on their way (every bot's), until its answer is read
 if np == 1 then
   pending = {KEYS[k], ARGV[a], tonumber(ARGV[a + 1])}
-  k = k + 1; a = a + 2
+  if ARGV[a + 2] == '1' then  -- first come first served: another bot's cancel-all pending on the account goes first
+    local mine, others = string.match(ARGV[a], '^[^|]*|'), {}
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[k + 1], now, '+inf')) do
+      if string.sub(m, 1, #mine) ~= mine then others[#others + 1] = m end
+    end
+    if #others > 0 then return {'sweeping', unpack(others)} end
+  end
+  k = k + 2; a = a + 3
 end
 for _, r in ipairs(replays) do redis.call('SET', r[1], '1', 'PX', r[2]) end
 for _, l in ipairs(legs) do
@@ -179,6 +186,19 @@ return still
 _PENDING_SHA = hashlib.sha1(_PENDING.encode()).hexdigest()
 PENDING_S = 10.0  # an order on its way whose answer never came stops holding cancels back after this
 
+# a cancel-all (or a cancel of an order of no known owner) begins its turn on the account: in `sweeping:{account}`
+# until its answer is read (or its hold runs out), where every instance's orders after it find it (the gate's
+# script), atomically with reading the orders on their way before it, which it waits for (proxy/sweeps.py)
+_SWEEP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[2]) * 1000) + 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')
+"""
+_SWEEP_SHA = hashlib.sha1(_SWEEP.encode()).hexdigest()
+
 # how long a check's marker says "charged": longer than any check may take (FleetSettings.timeout, its retry
 # included), so the retry of a call whose reply was lost finds it and is not charged twice (or refused as a replay)
 MARKER_MS = 30_000
@@ -201,7 +221,7 @@ class FleetGate:
         self.fleet = fleet
         self._client: redis.asyncio.Redis | None = None
         self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
-        self._scripts = {self._sha: _SCRIPT, _PENDING_SHA: _PENDING}
+        self._scripts = {self._sha: _SCRIPT, _PENDING_SHA: _PENDING, _SWEEP_SHA: _SWEEP}
         self._idle: list[redis.asyncio.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -311,8 +331,8 @@ class FleetGate:
             keys.append(key(name))
             args += [f"{size:f}", f"{room:f}", f"{base:f}", f"{limit:f}", member]
         if charges.pending is not None:
-            keys.append(key(f"pending:{charges.pending[0]}"))
-            args += [charges.pending[1], repr(PENDING_S)]
+            keys += [key(f"pending:{charges.pending[0]}"), key(f"sweeping:{charges.pending[0]}")]
+            args += [charges.pending[1], repr(PENDING_S), "1" if charges.sweeps_first else "0"]
         keys.append(key("gate:" + os.urandom(8).hex()))  # this call's marker: its retry sends the same one
         args.append(MARKER_MS)
         try:
@@ -329,22 +349,30 @@ class FleetGate:
         if kind in ("book", "position"):
             leg = int(answer[1]) - 1 if kind == "position" else None
             return Verdict(kind, used=Decimal(answer[-1].decode()), leg=leg)
+        if kind == "sweeping":
+            return Verdict("sweeping", members=tuple(answer[1:]))
         if kind == "duplicate":
             return Verdict("duplicate", duplicate=charges.duplicates[int(answer[1]) - 1],
                            used=Decimal(answer[2].decode()))
         return _PLAIN.get(kind) or Verdict(kind)
 
     async def others_pending(self, account: str, bot: str, scopes: tuple[str, ...],
-                             among: list[bytes] | None = None) -> list[bytes]:
+                             among: list[bytes] | None = None, sweep: tuple[str, float] | None = None) -> list[bytes]:
         """The other bots' orders on their way in `scopes` of `account` through any instance (answers not read
         yet, so owners not on record); `among`: of those named only (a wait's first look fixes what it waits for,
-        so orders placed after it cannot keep it waiting, and each later look costs one ZMSCORE). Redis
-        unreachable: none (the decision's own owner lookups refuse what they cannot tell, `OwnersUnknown`)."""
+        so orders placed after it cannot keep it waiting, and each later look costs one ZMSCORE). `sweep`: the first
+        look of a cancel-all, (its member, seconds it holds): it takes its turn in `sweeping:{account}` in the same
+        call, so every order after it, through any instance, waits for it (`check`). Redis unreachable: none (the
+        decision's own owner lookups refuse what they cannot tell, `OwnersUnknown`)."""
         if among is not None and not among:
             return []
         try:
-            members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}"),
-                                           *(among or ())))
+            if sweep is not None and among is None:
+                members = await self._evalsha(("EVALSHA", _SWEEP_SHA, 2, self.fleet.key(f"sweeping:{account}"),
+                                               self.fleet.key(f"pending:{account}"), sweep[0], repr(float(sweep[1]))))
+            else:
+                members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}"),
+                                               *(among or ())))
         except (redis.RedisError, OSError, TimeoutError):
             return []
         if among is not None:
@@ -355,6 +383,15 @@ class FleetGate:
             if other != bot and scopes_overlap(tuple(rest.partition("|")[2].split(",")), scopes):
                 out.append(member)
         return out[:1000]  # what one later look names (a flood beyond it is waited for no longer than the rest)
+
+    async def still_sweeping(self, account: str, among: tuple[bytes, ...]) -> bool:
+        """Whether any of `among` (cancel-alls pending on `account`, `sweeping:{account}`) is still pending: an
+        order waits while one is. Redis unreachable: no (the order's gate call that follows says so)."""
+        try:
+            return bool(await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"sweeping:{account}"),
+                                             *among)))
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
 
     async def close(self) -> None:
         if self._closing:

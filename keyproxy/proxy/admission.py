@@ -1,6 +1,7 @@
 """Admission, the awaited part of a decision both edges share: the core's decision with the market data it
 asks for (market_data.py), then, in a fleet, the fleet's part of it (fleet/gate.py): one atomic Redis check
-of the version, replay ids, nonce sequence, rate buckets and daily caps.
+of the version, replay ids, nonce sequence, rate buckets and daily caps; an order that finds another bot's cancel-all
+pending on its account through another instance waits for it first (sweeps.py's order, across the fleet).
 
 Redis unreachable: reads, cancels and reduce-only orders pass on this instance's own counters (so a bot can
 always get out), everything that trades, withdraws or transfers is refused `shared_state_unavailable`.
@@ -8,14 +9,18 @@ always get out), everything that trades, withdraws or transfers is refused `shar
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from keyproxy.exchanges.base import IncomingRequest
-from keyproxy.fleet.charges import Verdict
+from keyproxy.fleet.charges import SharedCharges, Verdict
+from keyproxy.policy.model import scopes_overlap
 from keyproxy.proxy.core import Core, Outcome, Route
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.sweeps import FLEET_LOOK_S, QUIET_WAIT_S
 
 log = logging.getLogger("keyproxy.fleet")
 STALE_RETRIES = 3  # decisions taken again on newer fleet state before giving up for this request
@@ -58,6 +63,9 @@ class Admission:
                 verdict = await self.gate.check(shared, self.sync.applied)
             if verdict.kind == "ok":
                 return route, incoming
+            if verdict.kind == "sweeping":  # another bot's cancel-all on the account, begun before this order
+                await self._after_sweeps(shared, verdict.members)
+                continue
             if verdict.kind == "stale":  # another instance changed something: decide again on it
                 try:
                     await self.sync.catch_up()
@@ -87,6 +95,20 @@ class Admission:
             raise refusal(verdict, shared.bot)
         raise Refused("unavailable", "the fleet's shared state kept changing while this request was decided; retry",
                       1.0)
+
+    async def _after_sweeps(self, shared: SharedCharges, members: tuple[bytes, ...]) -> None:
+        """An order waits for the other bots' cancel-alls pending on its account in its scopes, begun through any
+        instance before it (sweeps.py: first come first served), until their answers are read or QUIET_WAIT_S; then
+        it goes, whatever still waits. Its gate check is made again, now without this wait (nothing was charged)."""
+        shared.sweeps_first = False
+        assert shared.pending is not None
+        account, scopes = shared.pending[0], tuple(shared.pending[1].split("|", 2)[2].split(","))
+        before = tuple(m for m in members if not self.core.sweeps.gone(m)
+                       and scopes_overlap(tuple(m.decode(errors="replace").split("|", 2)[-1].split(",")), scopes))
+        deadline = time.monotonic() + QUIET_WAIT_S
+        while before and time.monotonic() < deadline and await self.gate.still_sweeping(account, before):
+            await asyncio.sleep(FLEET_LOOK_S)
+            before = tuple(m for m in before if not self.core.sweeps.gone(m))
 
 
 def refusal(verdict: Verdict, bot: str) -> Refused:

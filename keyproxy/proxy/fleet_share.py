@@ -14,6 +14,7 @@ from keyproxy.fleet.charges import SharedCharges
 from keyproxy.policy.decide import Decision
 from keyproxy.policy.model import BotPolicy, RequestFacts
 from keyproxy.proxy.in_flight import IN_FLIGHT_S
+from keyproxy.proxy.sweeps import fleet_member
 
 
 def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: RequestFacts, cls: EndpointClass,
@@ -35,10 +36,7 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
         shared.open_orders = (max(1, len(facts.placed())), policy.max_open_orders)
         shared.in_flight = (request_id, IN_FLIGHT_S)
     if facts.action == "order" and facts.placed():  # the account's orders on their way, every bot's
-        # a scope of the bot's own making with the member's separators in it waits for everything
-        scopes = ",".join(sorted({"*:*" if "," in leg.scope or "|" in leg.scope else leg.scope
-                                  for leg in facts.placed()}))
-        shared.pending = (account, f"{shared.bot}|{request_id}|{scopes}")
+        shared.pending = (account, fleet_member(shared.bot, request_id, tuple(leg.scope for leg in facts.placed())))
     if book_seq is not None:  # and every instance's orders of the bot on their way
         shared.book_seq, shared.exposure = book_seq, exposure
         shared.in_flight = (request_id, IN_FLIGHT_S)

@@ -20,9 +20,11 @@ exchange that slow, or a bot that stopped reading its own socket, leaves one so)
 SWEEP_HOLD_S from its decision, ORPHAN_HOLD_S once its answer can no longer come (its socket closed); an order whose
 answer can no longer come holds nothing back (it still counts against its bot's caps).
 
-In a fleet a cancel-all (or an unowned cancel) also waits, the same once and QUIET_WAIT_S at most, for the other bots'
-orders on their way through the other instances (`fleet_pending`: the gate's `pending:{account}` in Redis); an order
-through one instance does not wait for a cancel-all pending on another.
+In a fleet the same order holds across instances. A cancel-all (or an unowned cancel) takes its turn in Redis
+(`sweeping:{account}`) with its first look at the other bots' orders on their way through any instance (the gate's
+`pending:{account}`), in one atomic call, and waits for those, the same once and QUIET_WAIT_S at most; an order whose
+gate check finds another bot's cancel-all pending on the account, begun through any instance before it, waits for it
+(proxy/admission.py), once and QUIET_WAIT_S at most, as it would on one instance.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ MAX_PENDING = 10_000  # entries per account: more is a flood, refused (each entr
 MAX_PER_BOT = 64  # entries of one bot: a flood of waiting cancels costs the other bots nothing
 FLEET_LOOK_S = 0.05  # a wait on the other instances' orders asks Redis this often at most
 
-# fleet/gate.py `FleetGate.others_pending(account, bot, scopes, among)`: the other bots' orders on their way in
-# these scopes through any instance (of those named, if any)
-FleetPending = Callable[[str, str, tuple[str, ...], list[bytes] | None], Awaitable[list[bytes]]]
+# fleet/gate.py `FleetGate.others_pending(account, bot, scopes, among, sweep)`: the other bots' orders on their way
+# in these scopes through any instance (of those named, if any); `sweep` (member, seconds): the cancel-all's turn taken
+FleetPending = Callable[[str, str, tuple[str, ...], list[bytes] | None, tuple[str, float] | None],
+                        Awaitable[list[bytes]]]
+SWEPT_MEMORY = 1024  # cancel-alls of this instance's whose turn in Redis ended, remembered (`gone`)
+
+
+def fleet_member(bot: str, request_id: str, scopes: tuple[str, ...]) -> str:
+    """A request as the fleet's `pending` and `sweeping` sets name it: "bot|request id|scope,scope" (a scope of the
+    bot's own making with the separators in it stands for every market)."""
+    return f"{bot}|{request_id}|" + ",".join(sorted({"*:*" if "," in s or "|" in s else s for s in scopes}))
 
 
 class NeedQuiet(Exception):  # noqa: N818 - a wait, not an error; never reaches a bot
@@ -95,6 +105,10 @@ class Sweeps:
         self._count = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # account -> requests waiting there
         self.fleet_pending: FleetPending | None = None  # in a fleet: cancel-alls and unowned cancels wait for those
+        # in a fleet (fleet/usage.py `FleetUsage.release`): a cancel-all's turn in `sweeping:{account}` ends
+        self.fleet_release: Callable[[str, str], None] = lambda name, member: None
+        self._turns: dict[str, tuple[str, str]] = {}  # request id -> (account, member): turns taken in Redis
+        self._ended: dict[str, None] = {}  # members whose turn ended here, newest last (SWEPT_MEMORY at most)
         # in a fleet: whether the positions book holds the stream's entries as of the call, waiting a moment for its
         # follower (fleet/book.py `FleetBook.holds_newest`): a cancel-all is judged by the book after its wait
         self.fleet_book: Callable[[], Awaitable[bool]] | None = None
@@ -128,8 +142,10 @@ class Sweeps:
         entry = self._entry(account, bot, request_id, scopes, kind)
         if kind == "sweep" and not entry.waited and self.fleet_pending is not None:  # the other instances' too
             entry.waited = True
+            member = fleet_member(bot, request_id, scopes)
+            self._turns[request_id] = (account, member)
             wait = NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None,
-                             self._elsewhere(self.fleet_pending, account, bot, scopes))
+                             self._elsewhere(self.fleet_pending, account, bot, scopes, member))
             if shared_book and self.fleet_book is not None:
                 wait.settle = self._settle(self.fleet_book, entry)
             raise wait
@@ -146,12 +162,13 @@ class Sweeps:
         raise NeedQuiet(account, lambda: self._blocker(account, entry, self._clock()) is None)
 
     @staticmethod
-    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...]
+    def _elsewhere(fleet: FleetPending, account: str, bot: str, scopes: tuple[str, ...], member: str
                    ) -> Callable[[], Awaitable[bool]]:
-        """A wait on the other instances: its first look fixes which orders it waits for (those placed after it
-        cannot keep it waiting: session 23's review, a stream of orders through one instance held every cancel-all
-        through another its full 2 s), later looks ask only whether those are still on their way, FLEET_LOOK_S apart
-        at most."""
+        """A wait on the other instances: its first look takes the cancel-all's turn in Redis (`member`: the orders
+        after it, through any instance, wait for it) and fixes which orders on their way it waits for (those placed
+        after it cannot keep it waiting: session 23's review, a stream of orders through one instance held every
+        cancel-all through another its full 2 s), later looks ask only whether those are still on their way,
+        FLEET_LOOK_S apart at most."""
         waiting: list[bytes] | None = None
         looked = 0.0
 
@@ -160,7 +177,9 @@ class Sweeps:
             if waiting is not None and (not waiting or time.monotonic() - looked < FLEET_LOOK_S):
                 return bool(waiting)
             looked = time.monotonic()
-            waiting = await fleet(account, bot, scopes, waiting)
+            first = waiting is None
+            waiting = await fleet(account, bot, scopes, waiting, (member, QUIET_WAIT_S + SWEEP_HOLD_S) if first
+                                  else None)
             return bool(waiting)
         return elsewhere
 
@@ -229,6 +248,11 @@ class Sweeps:
         """The request's answer was read, or it ended unsent: the requests waiting for it may go. `account`: where
         (an order's, whose request id has no entry: a cancel may be waiting for its answer)."""
         where = self._where.pop(request_id, None)
+        if (turn := self._turns.pop(request_id, None)) is not None:  # its turn in Redis ends too
+            self.fleet_release(f"sweeping:{turn[0]}", turn[1])
+            self._ended[turn[1]] = None
+            if len(self._ended) > SWEPT_MEMORY:
+                del self._ended[next(iter(self._ended))]
         if where is not None:
             entries = self._pending.get(where)
             entry = entries.pop(request_id, None) if entries is not None else None
@@ -241,6 +265,11 @@ class Sweeps:
                 else:
                     self._per_bot[key] -= 1
         self.changed(where or account)
+
+    def gone(self, member: bytes) -> bool:
+        """Whether a cancel-all the fleet's `sweeping` set still names is one of this instance's whose turn ended
+        here (its removal from Redis is queued): an order need not wait for it."""
+        return member.decode(errors="replace") in self._ended
 
     def unheard(self, request_id: str, account: str | None = None) -> None:
         """The request's answer will never be read (its socket closed, its upstream call failed): a cancel-all holds

@@ -324,3 +324,34 @@ def test_while_redis_is_unreachable_a_capped_bot_on_a_shared_account_still_gets_
         fleet.redis.start()
     time.sleep(1.0)
     signed(capped, fleet.b, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
+
+
+def test_an_order_through_one_instance_waits_for_a_cancel_all_pending_through_the_other(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Carried from session 22: an order through B did not wait for a cancel-all pending on A (decided, on its way,
+    its answer not read), so it could reach the exchange first and be cancelled by another bot's cancel-all: one
+    daemon keeps them in turn (sweeps.py), a fleet did not. A cancel-all now takes its turn in Redis
+    (`sweeping:{account}`) with its first look at the orders on their way, and an order through any instance whose
+    gate check finds another bot's cancel-all pending in its scope waits for its answer (2 s at most), then goes."""
+    fleet, _ = late
+    victim, attacker = pair(fleet, "turn")
+    time.sleep(1.5)  # B has the bots
+    requests.post(fleet.a.emulator_url + "/_emulator/faults", json={
+        "hold_before_containing": ["symbol=ETHBTC&timestamp"], "hold_seconds": 1.0}, timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sweeping = pool.submit(signed, attacker, fleet.a, "DELETE", "/api/v3/openOrders", "symbol=ETHBTC")
+            time.sleep(0.4)  # decided through A and held at the exchange before it executes
+            started = time.monotonic()
+            status, body = signed(victim, fleet.b, "POST", "/api/v3/order",
+                                  "symbol=ETHBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=0.04")
+            waited = time.monotonic() - started
+            swept = sweeping.result(timeout=30)
+    finally:
+        requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+    assert status == 200, body
+    assert swept[0] == 200 or swept[1].get("code") == -2011, swept  # executed: nothing of its own to cancel
+    status, after = signed(victim, fleet.b, "GET", "/api/v3/order", f"symbol=ETHBTC&orderId={body['orderId']}")
+    assert after["status"] == "NEW", after  # not cancelled by the other bot's cancel-all
+    assert 0.3 < waited < 2.5, waited  # the order went once the cancel-all's answer was read
+    signed(victim, fleet.b, "DELETE", "/api/v3/order", f"symbol=ETHBTC&orderId={body['orderId']}")

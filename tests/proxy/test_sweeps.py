@@ -200,7 +200,8 @@ def test_a_fleet_cancel_all_is_behind_only_when_the_book_is(monkeypatch: pytest.
     sweeps, flights = desk()
     current = {"book": True}
 
-    async def pending(account: str, bot: str, scopes: tuple[str, ...], among: list[bytes] | None) -> list[bytes]:
+    async def pending(account: str, bot: str, scopes: tuple[str, ...], among: list[bytes] | None,
+                      sweep: tuple[str, float] | None = None) -> list[bytes]:
         return [b"b|x|spot:BTCUSDT"] if case == "another instance's order held" else []
 
     async def holds_newest() -> bool:
