@@ -50,6 +50,9 @@ _KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
 MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): beyond, the oldest of the
 # bots holding the most are dropped (`_prune_shares`)
 PRUNE_EVERY = 500  # records between two checks of that bound at the least (so at most this many over it)
+MAX_INCIDENTS = 10_000  # incident records kept: older alerts are pruned past it, records of actions never
+PRUNE_INCIDENTS = 1_000  # alerts pruned by one write at the most
+ALERT_ONLY = '["alert"]'  # an incident's `actions` when it changed nothing (json.dumps(["alert"]))
 
 
 def _prune_shares(counts: dict[str, int], excess: int) -> dict[str, int]:
@@ -262,20 +265,56 @@ class StateStore:
 
     def add_incident(self, ts: float, rule: str, subject: str, actions: list[str], reason: str,
                      evidence: list[str], steps: list[str]) -> int:
+        """The record and the pruning it makes due in one transaction: a crash keeps both or neither."""
         import json
 
-        with self._lock:
+        with self.batch():
             cur = self._db.execute(
                 "INSERT INTO incidents (ts, rule, subject, actions, reason, evidence, steps) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (ts, rule, subject, json.dumps(actions), reason, json.dumps(evidence), json.dumps(steps)))
+            self._prune_incidents()
             return int(cur.lastrowid or 0)
 
-    def incidents(self, incident_id: int | None = None) -> list[tuple[object, ...]]:
+    def _prune_incidents(self) -> None:
+        """Alerts older than the newest MAX_INCIDENTS records go, at most PRUNE_INCIDENTS a write (a table an
+        older version let grow shrinks a step per incident, no write stalls on it); a record of an action
+        (a suspension, quarantine, throttle, halt, cancel) is never pruned: it may still be in force."""
+        row = self._db.execute("SELECT id FROM incidents ORDER BY id DESC LIMIT 1 OFFSET ?",
+                               (MAX_INCIDENTS - 1,)).fetchone()
+        if row is not None:
+            self._db.execute("DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE id < ? AND "
+                             "actions = ? ORDER BY id LIMIT ?)", (row[0], ALERT_ONLY, PRUNE_INCIDENTS))
+
+    def incidents(self, incident_id: int | None = None, *, limit: int | None = None, before: int | None = None,
+                  since: int | None = None) -> list[tuple[object, ...]]:
+        """Oldest first: one incident; or a page of `limit`, the newest (below `before`), or the oldest above
+        `since` (to follow new ones); no limit: all. Read on a connection of its own, so a caller in another
+        thread (the admin socket reads off the event loop) never shares the daemon's."""
         q = "SELECT id, ts, rule, subject, actions, reason, evidence, steps FROM incidents"
-        if incident_id is not None:
-            return self._db.execute(q + " WHERE id = ?", (incident_id,)).fetchall()
-        return self._db.execute(q + " ORDER BY id").fetchall()
+        with self._reader() as db:
+            if incident_id is not None:
+                return db.execute(q + " WHERE id = ?", (incident_id,)).fetchall()
+            q += " WHERE id < ? AND id > ? ORDER BY id " + ("ASC" if since is not None else "DESC") + " LIMIT ?"
+            rows = db.execute(q, (before if before is not None else 2**63 - 1, since if since is not None else -1,
+                                  limit if limit is not None else -1)).fetchall()
+        return rows if since is not None else rows[::-1]
+
+    def incident_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0])
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.path, timeout=30)  # WAL: reads what is committed, blocks no writer
+        except sqlite3.Error as e:
+            raise VaultError(f"{self.path}: state database error: {e}") from None
+        try:
+            yield db
+        except sqlite3.Error as e:
+            raise VaultError(f"{self.path}: state database error: {e}") from None
+        finally:
+            db.close()
 
     def usage_items(self, prefix: str) -> dict[str, str]:
         rows = self._db.execute("SELECT key, value FROM usage WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))

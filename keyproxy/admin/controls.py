@@ -31,6 +31,8 @@ from keyproxy.vault.records import (
 )
 
 TOKEN_PREFIX = "kpt_"
+INCIDENTS_PAGE = 200  # `incidents list` without --limit: the newest 200
+MAX_INCIDENTS_PAGE = 1_000
 CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
 
 
@@ -290,10 +292,20 @@ class Controls:
         self._change("key.restore", {"account": name}, lambda: self.vault.set_account_status(name, "active"))
         return self.vault.account(name).as_json()
 
-    def list_incidents(self) -> list[dict[str, Any]]:
+    def list_incidents(self, limit: int | None = None, before: int | None = None,
+                       since: int | None = None) -> list[dict[str, Any]]:
+        """A page, oldest first: the newest `limit` (below id `before`), or the oldest above id `since`. Paged
+        because the table holds thousands: one answer of them all was megabytes built on the daemon's loop."""
         from keyproxy.anomaly.respond import incident_json
 
-        return [incident_json(row) for row in self._need_state().incidents()]
+        for name, value, low in (("limit", limit, 1), ("before", before, 0), ("since", since, 0)):
+            if value is not None and (type(value) is not int or value < low or value > 2**62):
+                raise UsageError(f"{name} must be a whole number of at least {low}, not {str(value)[:20]!r}")
+        limit = INCIDENTS_PAGE if limit is None else limit
+        if limit > MAX_INCIDENTS_PAGE:
+            raise UsageError(f"limit must be at most {MAX_INCIDENTS_PAGE} (page on with --before ID)")
+        rows = self._need_state().incidents(limit=limit, before=before, since=since)
+        return [incident_json(row) for row in rows]
 
     def show_incident(self, incident_id: int) -> dict[str, Any]:
         from keyproxy.anomaly.respond import incident_json
@@ -342,7 +354,7 @@ class Controls:
         st["halts"] = self.list_halts() if self.state is not None else []
         st["suspended_bots"] = [b.name for b in self.vault.list_bots() if b.status == "suspended"]
         st["quarantined_keys"] = [a.name for a in self.vault.list_accounts() if a.status != "active"]
-        st["incidents"] = len(self._need_state().incidents()) if self.state is not None else 0
+        st["incidents"] = self._need_state().incident_count() if self.state is not None else 0
         st["throttled_bots"] = sorted(self._need_state().throttles(time.time())) if self.state is not None else []
         st["budgets"] = self._budgets() if self._budgets is not None else []
         st["dead_man"] = self.dead_man() if self.dead_man is not None else []

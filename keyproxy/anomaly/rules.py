@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from keyproxy.anomaly.bounds import AlertBudget, source_subject
+
 # a replayed request is refused, never counted here: it is the bot's own request sent twice (two identical reads
 # signed in one millisecond) or a copy whoever sniffed it sends again, and suspending the bot for it would let
 # that one stop a healthy bot; a wrong signature or an unknown key id needs no copy of anything
@@ -25,6 +27,10 @@ POLICY_DENIALS = frozenset({"symbol_denied", "notional_exceeded", "notional_unkn
 ACTIONS = ("alert", "throttle", "halt", "suspend_bot", "quarantine_key", "revoke_key", "cancel_orders")
 MAX_KEYS = 10_000  # per rule: subjects tracked at once (oldest forgotten first)
 MAX_EVIDENCE = 20
+# what each action needs to change anything (anomaly/respond.py acts only then): a finding whose configured
+# actions find neither changes nothing, and is an alert
+BOT_ACTIONS = frozenset({"suspend_bot", "throttle", "halt", "cancel_orders"})
+ACCOUNT_ACTIONS = frozenset({"quarantine_key", "revoke_key", "halt", "cancel_orders"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,8 @@ class Event:
 @dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
-    subject: str  # "bot:NAME", "account:NAME" or "ip:ADDRESS"
+    subject: str  # "bot:NAME", "account:NAME", "ip:loopback" / "ip:NETWORK" (bounds.source_subject), or a
+    # summary's "ip:*" / "*" (bounds.Suppressed)
     actions: tuple[str, ...]
     reason: str
     evidence: tuple[str, ...]
@@ -113,6 +120,7 @@ class Rule:
         self.config = config
         self._windows = _Windows(config.window_seconds)
         self._quiet_until: dict[str, float] = {}  # subject -> end of its alert's quiet window
+        self._alerts = AlertBudget()  # alerts about all subjects together, a minute at a time
 
     def matches(self, e: Event) -> list[tuple[str, str | None, str | None]]:
         """(subject, bot, account) this event counts against; empty when it does not count."""
@@ -122,17 +130,32 @@ class Rule:
         return f"{count} events in {self.config.window_seconds:g} s"
 
     def observe(self, e: Event) -> list[Finding]:
-        findings = []
+        findings = self._summary(e.ts)
         for subject, bot, account in self.matches(e):
             q = self._windows.add(subject, e.ts, e.request_id, self.config.threshold)
             if len(q) >= self.config.threshold and e.ts >= self._quiet_until.get(subject, 0.0):
                 evidence = tuple(rid for _, rid in list(q)[-MAX_EVIDENCE:])
-                findings.append(Finding(self.name, subject, self.config.actions, self.describe(len(q)), evidence,
-                                        bot, account))
                 self._windows.clear(subject)  # fire once per threshold crossing
                 if self._alert_only(subject):
                     self._quiet(subject, e.ts + self.config.window_seconds)
+                if self._changes_nothing(bot, account) and not self._alerts.admit(e.ts, subject, evidence):
+                    continue  # counted for the summary: a flood of subjects makes no flood of incidents
+                findings.append(Finding(self.name, subject, self.config.actions, self.describe(len(q)), evidence,
+                                        bot, account))
         return findings
+
+    def _summary(self, ts: float) -> list[Finding]:
+        """The alerts the budget held back in its window that ended, as one finding (an alert)."""
+        held = self._alerts.flush(ts)
+        if held is None:
+            return []
+        return [Finding(self.name, held.subject, ("alert",), held.reason(self._alerts.limit), held.evidence)]
+
+    def _changes_nothing(self, bot: str | None, account: str | None) -> bool:
+        """No configured action applies to this finding (an alert; an address alone with bot actions): only
+        such findings are capped overall, so a suspension, a quarantine, a throttle or a halt is never held."""
+        actions = set(self.config.actions)
+        return not ((bot and actions & BOT_ACTIONS) or (account and actions & ACCOUNT_ACTIONS))
 
     def _alert_only(self, subject: str) -> bool:
         """A finding that changes nothing (an alert; anything about a source address) is repeated at most
@@ -148,7 +171,7 @@ class Rule:
 
 
 class AuthFailures(Rule):
-    """Failed authentications for one bot key or from one source address (brute force, leaked key id)."""
+    """Failed authentications for one bot key or from one source network (brute force, leaked key id)."""
 
     name = "auth_failures"
 
@@ -158,8 +181,8 @@ class AuthFailures(Rule):
         out: list[tuple[str, str | None, str | None]] = []
         if e.bot:
             out.append((f"bot:{e.bot}", e.bot, e.account))
-        if e.source_ip:
-            out.append((f"ip:{e.source_ip}", None, e.account if e.account_known else None))
+        if e.source_ip:  # per network, loopback as one: a sender choosing its address is still one subject
+            out.append((source_subject(e.source_ip), None, e.account if e.account_known else None))
         return out
 
     def describe(self, count: int) -> str:

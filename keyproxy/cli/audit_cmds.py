@@ -47,13 +47,13 @@ def cmd_audit_verify(ctx: Context) -> int:
     if ctx.args.json:
         ctx.out_json(reports[0] if len(reports) == 1 else reports)
         return 0 if ok else 1
-    for r in reports:
-        who = f"{r['trail']}" + (f" (instance {r['instance']})" if r["instance"] else "")
+    for r in reports:  # the instance is read from the trail before it is verified: shown, never sent raw
+        who = printable(f"{r['trail']}" + (f" (instance {r['instance']})" if r["instance"] else ""))
         if r["ok"]:
             ctx.out(f"ok: {who}: {r['lines']} lines in {len(r['files'])} file(s), chain and MACs verify "
                     f"(last seq {r['last_seq']})")
         else:
-            ctx.out(f"FAILED: {who}: after {r['lines']} good lines: {r['problem']}")
+            ctx.out(f"FAILED: {who}: after {r['lines']} good lines: {printable(str(r['problem']))}")
     return 0 if ok else 1
 
 
@@ -155,6 +155,34 @@ def cmd_audit_tail(ctx: Context) -> int:
         return 0
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may take for a formula (OWASP CSV injection)
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal or a spreadsheet could act on shown as an escape (`\\x1b`,
+    `\\u202e`): C0 and C1 controls, DEL, line and paragraph separators, bidi and other format characters.
+    Trail fields can carry what a bot or a stranger sent, and an operator reads them in a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def csv_cell(value: Any) -> str:
+    """One export cell: `printable`, and a text that a spreadsheet would run as a formula (`=HYPERLINK(...)`)
+    kept as text by a leading `'`. Numbers keep their sign (a spreadsheet reads -5 as a number)."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    text = value if isinstance(value, str) else str(value)
+    return printable("'" + text if text.startswith(FORMULA_STARTS) else text)
+
+
 EXPORT_FIELDS = ("seq", "ts", "event", "request_id", "bot", "account", "source_ip", "method", "path", "endpoint",
                  "endpoint_class", "decision", "code", "status", "upstream_status", "proxy_ms", "upstream_ms", "op",
                  "result", "peer_uid", "instance")
@@ -175,9 +203,9 @@ def cmd_audit_export(ctx: Context) -> int:
     if ctx.args.trail:
         rows.sort(key=lambda ln: (ln.get("ts", 0), ln.get("instance") or "", ln.get("seq", 0)))
     if ctx.args.format == "csv":
-        writer = csv.DictWriter(ctx.stdout, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(ctx.stdout)
+        writer.writerow(EXPORT_FIELDS)
+        writer.writerows([csv_cell(row.get(name)) for name in EXPORT_FIELDS] for row in rows)
     else:
         for row in rows:
             ctx.out(json.dumps(row, sort_keys=True))

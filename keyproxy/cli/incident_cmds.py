@@ -6,7 +6,9 @@ import argparse
 import time
 from typing import Any
 
+from keyproxy.admin.controls import INCIDENTS_PAGE, MAX_INCIDENTS_PAGE
 from keyproxy.errors import UsageError
+from keyproxy.cli.audit_cmds import printable
 from keyproxy.cli.context import Commands, Context, table
 
 
@@ -61,13 +63,19 @@ def cmd_resume(ctx: Context) -> int:
 
 
 def cmd_incidents_list(ctx: Context) -> int:
-    incidents = ctx.call("list_incidents")
-    if ctx.args.json:
+    """One page, oldest first (the newest --limit by default); the line after a full page says how to go on."""
+    a = ctx.args
+    incidents = ctx.call("list_incidents", limit=a.limit, before=a.before, since=a.since)
+    if a.json:
         ctx.out_json(incidents)
     elif incidents:
-        rows = [[str(i["id"]), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(i["ts"])), i["rule"], i["subject"],
-                 ",".join(i["actions"])] for i in incidents]
+        rows = [[str(i["id"]), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(i["ts"])), printable(i["rule"]),
+                 printable(i["subject"]), printable(",".join(i["actions"]))] for i in incidents]
         ctx.out(table(rows, ["ID", "TIME (UTC)", "RULE", "SUBJECT", "ACTIONS"]))
+        if len(incidents) == a.limit:
+            on = f"newer ones: --since {incidents[-1]['id']}" if a.since is not None else \
+                f"older ones: --before {incidents[0]['id']}"
+            ctx.out(f"(a page of {a.limit}; {on})")
     else:
         ctx.out("no incidents")
     return 0
@@ -78,19 +86,26 @@ def cmd_incidents_show(ctx: Context) -> int:
     if ctx.args.json:
         ctx.out_json(incident)
         return 0
+    # a reason or an evidence line can carry what a bot sent (a withdrawal address): control characters shown, not
+    # sent to the terminal
     ctx.out(f"incident {incident['id']} at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(incident['ts']))}")
-    ctx.out(f"rule:     {incident['rule']} ({incident['reason']})")
-    ctx.out(f"subject:  {incident['subject']}")
-    ctx.out(f"actions:  {', '.join(incident['actions'])}")
-    ctx.out(f"evidence: request ids {', '.join(incident['evidence'])} (keyproxy audit tail / export)")
+    ctx.out(printable(f"rule:     {incident['rule']} ({incident['reason']})"))
+    ctx.out(printable(f"subject:  {incident['subject']}"))
+    ctx.out(printable(f"actions:  {', '.join(incident['actions'])}"))
+    ctx.out(printable(f"evidence: request ids {', '.join(incident['evidence'])} (keyproxy audit tail / export)"))
     for step in incident["next_steps"]:
-        ctx.out(f"next:     {step}")
+        ctx.out(printable(f"next:     {step}"))
     return 0
 
 
 def register_incidents(sub: Any, cmd: Commands) -> None:
     incidents = cmd.group(sub, "incidents", "anomaly incidents", "incidents_command")
-    sp = cmd(incidents, "list", cmd_incidents_list, "list incident records")
+    sp = cmd(incidents, "list", cmd_incidents_list, "list incident records, a page at a time (oldest first)")
+    sp.add_argument("--limit", type=int, default=INCIDENTS_PAGE, metavar="N",
+                    help=f"at most N incidents (default {INCIDENTS_PAGE}, at most {MAX_INCIDENTS_PAGE})")
+    page = sp.add_mutually_exclusive_group()
+    page.add_argument("--before", type=int, metavar="ID", help="the newest N older than incident ID")
+    page.add_argument("--since", type=int, metavar="ID", help="the oldest N newer than incident ID")
     sp.add_argument("--json", action="store_true")
     sp = cmd(incidents, "show", cmd_incidents_show, "show one incident: rule, evidence, actions, next steps")
     sp.add_argument("id", type=int)

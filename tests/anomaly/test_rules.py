@@ -23,7 +23,7 @@ def test_auth_failures_fire_at_the_threshold_per_bot_and_per_ip() -> None:
     engine = Engine({"auth_failures": RuleConfig(3, 60, ("suspend_bot",))})
     got = fire(engine, [ev(i, "bad_signature", rid=f"r{i}") for i in range(3)])
     assert got == [(2, "auth_failures", "bot:b", ("suspend_bot",)),
-                   (2, "auth_failures", "ip:127.0.0.1", ("suspend_bot",))]
+                   (2, "auth_failures", "ip:loopback", ("suspend_bot",))]
 
 
 def test_replays_are_refused_but_never_suspend_the_bot_whose_request_was_copied() -> None:
@@ -41,8 +41,9 @@ def test_window_forgets_old_failures() -> None:
 
 def test_unknown_bot_failures_count_by_source_address() -> None:
     engine = Engine({"auth_failures": RuleConfig(2, 60, ("alert",))})
-    got = fire(engine, [ev(0, "unknown_bot", bot=None, ip="127.0.0.9"), ev(1, "unknown_bot", bot=None, ip="127.0.0.9")])
-    assert got == [(1, "auth_failures", "ip:127.0.0.9", ("alert",))]
+    got = fire(engine, [ev(0, "unknown_bot", bot=None, ip="203.0.113.9"),
+                        ev(1, "unknown_bot", bot=None, ip="203.0.113.9")])
+    assert got == [(1, "auth_failures", "ip:203.0.113.0/24", ("alert",))]
 
 
 @pytest.mark.parametrize("rule, events, fires_at", [
@@ -64,7 +65,7 @@ def test_allowed_traffic_never_fires() -> None:
 def test_state_stays_bounded() -> None:
     engine = Engine({"auth_failures": RuleConfig(5, 3600, ("alert",))})
     for i in range(MAX_KEYS + 500):
-        engine.observe(ev(i, "bad_signature", bot=None, ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"))
+        engine.observe(ev(i, "bad_signature", bot=None, ip=f"10.{i // 256}.{i % 256}.1"))  # a /24 each
     assert len(engine.rules[0]._windows.hits) <= MAX_KEYS
 
 

@@ -61,7 +61,7 @@ def test_auth_failures_count_against_the_source_address_never_the_named_bot(watc
     codes = [account_call(creds, secret="guess")[1]["error"] for _ in range(5)]
     assert codes == ["bad_signature"] * 5  # the 5th completes the finding
     assert account_call(creds)[0] == 200
-    [incident] = [i for i in incidents(watched) if i["subject"] == "ip:127.0.0.1" and i["rule"] == "auth_failures"]
+    [incident] = [i for i in incidents(watched) if i["subject"] == "ip:loopback" and i["rule"] == "auth_failures"]
     assert len(incident["evidence"]) == 5
     assert not any(i["subject"] == "bot:guessed" for i in incidents(watched))
     assert metric(watched, 'keyproxy_anomalies_total{action="suspend_bot",rule="auth_failures"}') == 0

@@ -98,7 +98,7 @@ def test_junk_signatures_with_a_known_key_id_do_not_suspend_the_bot(dev: DevStac
     assert account_call(creds)[0] == 200  # the bot still trades
     found = json.loads(dev.cli("incidents", "list", "--json").stdout)
     assert not any(i["subject"] == "bot:target" for i in found)
-    assert any(i["rule"] == "auth_failures" and i["subject"] == "ip:127.0.0.1" for i in found)
+    assert any(i["rule"] == "auth_failures" and i["subject"] == "ip:loopback" for i in found)
 
 
 def test_a_foreign_address_with_a_bad_signature_does_not_suspend_the_bot(dev: DevStack) -> None:
