@@ -9,6 +9,7 @@ renders; adapters never build HTTP responses.
 from __future__ import annotations
 
 import json
+import secrets
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -338,6 +339,8 @@ class Adapter(Protocol):
 
     def relays_websocket(self, path: str) -> bool: ...
 
+    def names_private_stream(self, text: str) -> bool: ...
+
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]: ...
 
     def retired(self, method: str, path: str) -> str | None: ...
@@ -351,6 +354,8 @@ class Adapter(Protocol):
     def websocket_upstream_path(self, path: str) -> str: ...
 
     def grants_stream_token(self, path: str) -> bool: ...
+
+    def virtual_stream_token(self) -> str: ...
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
 
@@ -654,6 +659,11 @@ class AdapterHooks:
         """Why the exchange no longer serves this endpoint (said in the refusal), else None."""
         return None
 
+    def names_private_stream(self, text: str) -> bool:
+        """Whether a public stream's URL (`path?query`) or a frame sent on it names what could be a private
+        stream (a listenKey): refused, since a public relay checks no credential."""
+        return False
+
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
         """Stream tokens an answer hands out (Binance futures listenKeys): keyproxy remembers which bot got
         each, so a private stream opens only with a token obtained through keyproxy, for that bot."""
@@ -672,13 +682,19 @@ class AdapterHooks:
         return path
 
     def grants_stream_token(self, path: str) -> bool:
-        """Whether an answer to this path hands out a bearer token that trades on the exchange's WebSocket
-        (Kraken's GetWebSocketsToken): keyproxy keeps it and gives the bot a virtual one (`swap_stream_token`)."""
+        """Whether an answer to this path hands out a bearer token for the exchange's WebSocket (Kraken's
+        GetWebSocketsToken, Binance's listenKeys and listenTokens): keyproxy keeps it and gives the bot a virtual one
+        (`swap_stream_token`)."""
         return False
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
         """The answer with each real stream token replaced by `mint(real)`, a virtual token bound to the bot."""
         return body
+
+    @staticmethod
+    def virtual_stream_token() -> str:
+        """A new virtual stream token, of the form the exchange's own has where keyproxy tells streams apart by it."""
+        return "kpv-" + secrets.token_urlsafe(32)
 
     # keyproxy's own call whose answer carries a stream token (`listen_keys` reads it), for a dialect whose
     # frames present one: the real token is fetched with it and never leaves keyproxy

@@ -14,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import string
+from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote_plus
 
@@ -108,8 +111,15 @@ ENVIRONMENTS = (
         ("/ws", "wss://demo-stream.binance.com"), ("/stream", "wss://demo-stream.binance.com"),
     )),
 )
-# REST endpoints whose answer hands out a futures listenKey (start and keepalive both answer it)
+# REST endpoints whose answer hands out a stream token (a listenKey: start and keepalive both answer it; margin's
+# listenToken), and the field it is in: a bearer credential for the account's private stream, never given to a bot
 _LISTEN_KEY_PATHS = ("/fapi/v1/listenKey", "/dapi/v1/listenKey", "/papi/v1/listenKey", "/eapi/v1/listenKey")
+_TOKEN_FIELDS = {**dict.fromkeys(_LISTEN_KEY_PATHS, "listenKey"),
+                 **dict.fromkeys(("/sapi/v1/userDataStream", "/sapi/v1/userDataStream/isolated",
+                                  "/sapi/v1/equity/listenKey"), "listenKey"),
+                 "/sapi/v1/userListenToken": "token"}
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+_PRIVATE_NAME = re.compile(r"[A-Za-z0-9]{60,}")  # a listenKey (60-64), or one inside a longer name
 _LISTEN_KEY_PATH = re.compile(r"/ws/[A-Za-z0-9]{60,64}")
 _PUBLIC_STREAMS = ("/ws", "/stream", "/public/ws", "/market/ws", "/public/stream", "/market/stream")
 
@@ -268,6 +278,8 @@ class Binance(AdapterHooks):
         if req.body:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         has_timestamp = bool(qp.count("timestamp") or bp.count("timestamp"))
+        if ctx.stream_token is not None:  # the real listenKey where the bot named its virtual one
+            qp, bp = _with_listen_key(qp, ctx.stream_token), _with_listen_key(bp, ctx.stream_token)
         if not endpoint.signed and not has_timestamp:
             # key-only endpoint (market data, listenKey): the key header is all Binance wants
             return OutboundRequest(req.method, origin, req.path, qp.render(), headers, bp.render().encode())
@@ -407,10 +419,16 @@ class Binance(AdapterHooks):
         credential, relayed unchanged."""
         return path in _PUBLIC_STREAMS or path.startswith(("/ws/", "/public/ws/", "/market/ws/"))
 
+    def names_private_stream(self, text: str) -> bool:
+        """A name shaped as a listenKey (60-64 letters and digits: a market stream's name has an `@`), percent-encoded
+        or not, in a market data stream's URL or in a frame sent on it (`SUBSCRIBE`): a user data stream opened past
+        keyproxy's checks (session 26's review: `/ws/%72dk...` and `/public/ws/<key>` reached one)."""
+        return _PRIVATE_NAME.search(unquote_plus(text)) is not None
+
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
-        """Futures listenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:
+        """ListenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:
         `{"token", "expirationTime"}`)."""
-        field = "listenKey" if path in _LISTEN_KEY_PATHS else "token" if path == "/sapi/v1/userListenToken" else None
+        field = _TOKEN_FIELDS.get(path)
         if field is None:
             return ()
         try:
@@ -418,6 +436,40 @@ class Binance(AdapterHooks):
         except (ValueError, AttributeError):
             return ()
         return (key,) if isinstance(key, str) and key else ()
+
+    def grants_stream_token(self, path: str) -> bool:
+        return path in _TOKEN_FIELDS
+
+    def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
+        """The answer with its listenKey (or listenToken) replaced by the bot's virtual one; an answer keyproxy
+        cannot read is not relayed (it could carry the real one)."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return b'{"code":-1000,"msg":"keyproxy could not read the exchange\'s answer"}'
+        if not isinstance(doc, dict):
+            return b'{"code":-1000,"msg":"keyproxy could not read the exchange\'s answer"}'
+        for field in ("listenKey", "token"):
+            if field in doc:
+                real = doc[field]
+                doc[field] = mint(real) if isinstance(real, str) and real else ""
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @staticmethod
+    def virtual_stream_token() -> str:
+        """Shaped as Binance's own (64 letters and digits): `/ws/<listenKey>` is told from a market stream by it."""
+        return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(64))
+
+    def presented_stream_token(self, req: IncomingRequest) -> str | None:
+        """The listenKey a keepalive or close names (`PUT`/`DELETE /sapi/v1/userDataStream?listenKey=`): the
+        virtual one keyproxy handed out, swapped for the real one when signed (`SignContext.stream_token`)."""
+        if req.method not in ("PUT", "DELETE") or req.path not in _TOKEN_FIELDS:
+            return None
+        query, body = self._parts(req)
+        if query.count("listenKey") + body.count("listenKey") != 1:
+            return None
+        value = query.get("listenKey") if query.count("listenKey") else body.get("listenKey")
+        return value or None
 
     def websocket_origin_path(self, path: str) -> str:
         """`/ws/<listenKey>` is COIN-M's user stream at dstream (spot's `/ws/<streams>` names carry `@`)."""
@@ -437,6 +489,11 @@ class Binance(AdapterHooks):
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
+
+
+def _with_listen_key(params: ParamList, real: str) -> ParamList:
+    return ParamList([f"listenKey={quote(real, safe='')}" if p.partition("=")[0] == "listenKey" else p
+                      for p in params.pairs])
 
 
 def _replay_ids(request: IncomingRequest, params_id: str, method: str, path: str, expires_ms: int) -> Verified:

@@ -324,6 +324,8 @@ class BinanceWsApi(WsDialect):
             params["signature"] = unquote(self._rest._real_signature(key, payload(params).encode()))
         if frame["method"] == "userDataStream.subscribe":  # keyproxy's upstream connection never logs on
             frame = {**frame, "method": "userDataStream.subscribe.signature"}
+        if ctx.stream_token is not None and "listenToken" in params:  # the real token for the bot's virtual one
+            params["listenToken"] = ctx.stream_token
         body = _frame_body({**frame, "params": params} if params or "params" in frame else frame)
         return OutboundRequest(req.method, ctx.origin, req.path, "", {}, body)
 

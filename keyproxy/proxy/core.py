@@ -405,18 +405,38 @@ class Core:
         outcome.decision = "allow"
         return bot
 
-    def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> str:
-        """The bot a private event stream belongs to: the one keyproxy handed this stream token to, in good
-        standing and connecting from its own addresses. A token keyproxy never relayed is refused."""
+    def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> tuple[str, str]:
+        """The bot a private event stream belongs to: the one keyproxy handed this virtual stream token to, in
+        good standing, allowed to read and connecting from its own addresses; and the exchange's token to open the
+        stream with. A token keyproxy never handed out is refused."""
         bot = self.tokens.bot(self._snapshot(), account.info.name, token)
-        if bot is None:
+        real = self.tokens.real_of(account.info.name, token)
+        if bot is None or real is None:
             raise Refused("unknown_bot", "this stream's token (listenKey) was not obtained through keyproxy for "
                           "this account: request it through keyproxy")
         outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
         self._check_standing(account, bot, self.clock_ms())
         if not bot.allows_ip(peer):
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
-        return bot.info.name
+        if not may_read(bot):
+            raise Refused("scope_denied", f"bot {bot.info.name!r} may not read this account (its scopes: "
+                          f"{','.join(bot.policy.scopes) or 'none'})")
+        return bot.info.name, real
+
+    def real_stream_token(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> str | None:
+        """The exchange's stream token to send where a request presents the virtual one keyproxy handed its bot (a
+        listenKey's keepalive or close, a listenToken's subscribe frame); None when it presents none. A token
+        handed to another bot, or never handed out, is refused: nothing goes upstream."""
+        virtual = route.adapter.presented_stream_token(incoming)
+        if virtual is None:
+            return None
+        name = route.account.info.name
+        holder = self.tokens.bot(route.snap, name, virtual)
+        real = self.tokens.real_of(name, virtual)
+        if holder is None or real is None or holder.info.name != outcome.bot:
+            raise Refused("unknown_bot", "this stream token (listenKey) was not obtained through keyproxy by this "
+                          "bot: request it through keyproxy")
+        return real
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome,
@@ -778,6 +798,11 @@ class Core:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
+
+
+def may_read(bot: BotEntry) -> bool:
+    """Whether the bot may read the account's private data (its `read` scope): a private stream is a read."""
+    return "read" in bot.policy.scopes
 
 
 def _other_trader(snap: Snapshot, account: str, bot: str, opening: bool = False) -> str | None:

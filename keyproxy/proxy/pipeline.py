@@ -117,9 +117,10 @@ class Pipeline:
     async def _send(self, request: web.BaseRequest, route: Route, incoming: IncomingRequest, headers: Mapping[str, str],
                     outcome: Outcome) -> web.StreamResponse:
         """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
+        real = self.core.real_stream_token(route, incoming, outcome) if outcome.bot else None  # a keepalive's
         charges = self.core.budget.spend(route, incoming, outcome)
         async with self.core.turn(route) as turn:
-            outbound = self.core.sign(route, incoming, outcome, turn=turn)
+            outbound = self.core.sign(route, incoming, outcome, stream_token=real, turn=turn)
             for name in FORWARDED_REQUEST_HEADERS:
                 if name in headers and name not in {h.lower() for h in outbound.headers}:
                     outbound.headers[name] = headers[name]

@@ -1,14 +1,18 @@
-"""Stream tokens a bot holds, each bound to the bot and the credential it asked with.
+"""Stream tokens a bot holds: virtual ones, each bound to the bot and the credential it asked with.
 
-A Binance listenKey, or the virtual stand-in for Kraken's WebSocket token (a bot never sees the real one), opens
-a private stream or signs a frame without the bot's own signature: it must die with the credential that obtained
-it (rotated out, revoked, expired), as a request signed with that credential would. Memory only: after a restart
-a bot asks again, through keyproxy.
+An exchange's stream token (a Binance listenKey or margin listenToken, Kraken's WebSocket token) is a bearer
+credential: whoever holds it reads the account's private stream, or signs a frame, with no signature of its own.
+A bot never sees one. The answer that hands one out is re-written with a virtual token of keyproxy's making, one
+per bot, credential and real token, and keyproxy puts the real one back where the virtual one is presented (the
+stream's URL, a frame, a keepalive). So the token dies with the credential that obtained it (rotated out, revoked,
+expired), as a request signed with that credential would, and a bot that has lost its access cannot take the real
+token to the exchange itself (session 26's review: Binance hands every bot of an account the same listenKey, so a
+revoked bot that kept it read the account's orders and balances again as soon as another bot renewed it). Memory
+only: after a restart a bot asks again, through keyproxy.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 from keyproxy.exchanges.base import Adapter
@@ -20,45 +24,53 @@ MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market
 class StreamTokens:
     def __init__(self, clock_ms: Callable[[], int]) -> None:
         self._clock_ms = clock_ms
-        # (account, stream token) -> (the bot it was given to, the credential that bot asked with)
-        self.bound: dict[tuple[str, str], tuple[str, str]] = {}
+        # (account, virtual token) -> (the bot it was given to, the credential that bot asked with, the exchange's
+        # token it stands for)
+        self.bound: dict[tuple[str, str], tuple[str, str, str]] = {}
+        # (account, bot, credential, the exchange's token) -> the virtual token that holder was given for it: a
+        # keepalive answering the same real token answers the same virtual one
+        self._minted: dict[tuple[str, str, str, str], str] = {}
         # (account, its key's version) -> (the exchange's own stream token, when fetched in ms): Kraken's WebSocket
-        # token, which a bot never sees (it holds a virtual one, in `bound`). Per key version: a token the
+        # token, which keyproxy fetches itself for frames (`stream_token_request`). Per key version: a token the
         # rotated-out key obtained is never sent again
         self.real: dict[tuple[str, int], tuple[str, int]] = {}
 
     def relayed(self, adapter: Adapter, account: tuple[str, int], path: str, status: int, body: bytes,
                 holder: tuple[str, str] | None) -> bytes:
-        """A private answer as the bot may see it: a token that trades on the exchange's own WebSocket (Kraken's)
-        swapped for a virtual one bound to `holder` (bot, credential: the authenticated sender, or None), a token
-        the exchange hands out (a Binance listenKey) remembered as the holder's. `account`: (name, key version)."""
-        if adapter.grants_stream_token(path):
-            return self._virtual(adapter, account, body, holder)
-        if 200 <= status < 300 and holder is not None and body:
-            for token in adapter.listen_keys(path, body):
-                self.remember(account[0], token, *holder)
-        return body
+        """A private answer as the bot may see it: a stream token the exchange hands out swapped for a virtual one
+        bound to `holder` (bot, credential: the authenticated sender; None: no token at all). `account`: (name, key
+        version)."""
+        if not adapter.grants_stream_token(path):
+            return body
+
+        def mint(real: str) -> str:
+            if adapter.stream_token_request is not None:  # the account's own, for the frames keyproxy signs (Kraken)
+                self.real[account] = (real, self._clock_ms())
+            return self.mint(adapter, account[0], real, holder) if holder is not None else ""
+        return adapter.swap_stream_token(body, mint)
+
+    def mint(self, adapter: Adapter, account: str, real: str, holder: tuple[str, str]) -> str:
+        """The holder's virtual token for the exchange's `real` one: the same each time it is handed out anew."""
+        bot, credential = holder
+        virtual = self._minted.get((account, bot, credential, real))
+        if virtual is None or (account, virtual) not in self.bound:
+            virtual = adapter.virtual_stream_token()
+            self._minted[(account, bot, credential, real)] = virtual
+        self.bound.pop((account, virtual), None)  # re-inserted last: the oldest are dropped first
+        self.bound[(account, virtual)] = (bot, credential, real)
+        while len(self.bound) > MAX_LISTEN_KEYS:
+            (gone_account, _), (gone_bot, gone_credential, gone_real) = next(iter(self.bound.items()))
+            del self.bound[next(iter(self.bound))]
+            self._minted.pop((gone_account, gone_bot, gone_credential, gone_real), None)
+        return virtual
 
     def bot(self, snap: Snapshot, account: str, token: str) -> BotEntry | None:
-        """The bot a stream token was handed to, while the credential it asked with is still that bot's."""
+        """The bot a virtual stream token was handed to, while the credential it asked with is still that bot's."""
         held = self.bound.get((account, token))
         bot = snap.bot_by_credential(held[1]) if held is not None else None
         return bot if bot is not None and held is not None and bot.info.name == held[0] else None
 
-    def remember(self, account: str, token: str, bot: str, credential: str) -> None:
-        self.bound.pop((account, token), None)  # re-inserted last: the oldest are dropped first
-        self.bound[(account, token)] = (bot, credential)
-        if len(self.bound) > MAX_LISTEN_KEYS:
-            del self.bound[next(iter(self.bound))]
-
-    def _virtual(self, adapter: Adapter, key: tuple[str, int], body: bytes, holder: tuple[str, str] | None) -> bytes:
-        """Keep the real token (fresh: it renews the account's cached one) and answer a virtual one, known only
-        here and bound to the holder; with no authenticated bot, no token at all."""
-        def mint(real: str) -> str:
-            self.real[key] = (real, self._clock_ms())
-            if holder is None:
-                return ""
-            virtual = "kpv-" + secrets.token_urlsafe(32)
-            self.remember(key[0], virtual, *holder)
-            return virtual
-        return adapter.swap_stream_token(body, mint)
+    def real_of(self, account: str, token: str) -> str | None:
+        """The exchange's stream token a virtual one stands for (None: not one keyproxy handed out)."""
+        held = self.bound.get((account, token))
+        return held[2] if held is not None else None

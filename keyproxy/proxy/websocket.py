@@ -29,10 +29,10 @@ from aiohttp import web
 
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import (
-    OLDEST_PENDING, Adapter, BadRequest, IncomingRequest, KeyRejection, OutboundRequest,
+    OLDEST_PENDING, Adapter, BadRequest, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.policy.budget import Charge
-from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.core import Core, Outcome, Route, may_read, new_request_id
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
@@ -46,6 +46,8 @@ CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
 CLOSE_GOING_AWAY = 1001
 # how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
 # in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
+PRIVATE_NAME = ("a market data stream names no user data stream (a listenKey opens one only as "
+                "/private/ws?listenKey= or /ws/<listenKey>, obtained through keyproxy)")
 DRAIN_S = 10.0
 # a frame to a bot not written within this (its socket's buffers full: the bot stopped reading) ends the bot's socket:
 # the exchange's socket must go on being read, or the answers to the bot's orders are never learned
@@ -124,12 +126,15 @@ class WebSocketEdge:
             token = adapter.stream_listen_key(path, query) if dialect is None else None
         except BadRequest as e:
             raise _bad_request(e) from None
-        stream_bot = self._core.stream_bot(account, token, request.remote or "", outcome) if token else None
+        stream_bot, real = self._core.stream_bot(account, token, request.remote or "", outcome) if token \
+            else (None, None)
         if stream_bot is not None and self.sockets_of(stream_bot) >= self._limits.max_per_bot:
             raise Refused("rate_limited", f"bot {stream_bot!r} already has {self._limits.max_per_bot} open sockets")
         public = dialect is None and stream_bot is None and adapter.relays_websocket(path)
         if dialect is None and stream_bot is None and not public:
             raise Refused("unknown_endpoint", f"{path[:200]} is not a WebSocket path keyproxy knows for {adapter.name}")
+        if public and adapter.names_private_stream(f"{path}?{query}"):
+            raise Refused("bad_request", PRIVATE_NAME)
         if "@" in path and not public:
             raise Refused("bad_request", "only a market data stream's path may name a stream with @")
         origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
@@ -139,8 +144,9 @@ class WebSocketEdge:
         held = ["", stream_bot] if stream_bot is not None else [""]
         self._opening.update(held)
         try:
+            alias = (real, token) if real is not None and token is not None else None
             return await self._open(request, account_name, account, adapter, dialect, path, query, origin, stream_bot,
-                                    outcome, held)
+                                    outcome, held, alias)
         finally:
             self._opening.subtract(held)
             for name in [n for n, count in self._opening.items() if count <= 0]:
@@ -148,13 +154,18 @@ class WebSocketEdge:
 
     async def _open(self, request: web.BaseRequest, account_name: str, account: AccountEntry, adapter: Adapter,
                     dialect: Adapter | None, path: str, query: str, origin: str, stream_bot: str | None,
-                    outcome: Outcome, held: list[str]) -> web.StreamResponse:
+                    outcome: Outcome, held: list[str], alias: tuple[str, str] | None = None) -> web.StreamResponse:
         """The exchange's socket, the bot's upgrade, then the two relays; `held`: this handshake's reservations
-        against the caps, released once the socket counts among the open ones."""
+        against the caps, released once the socket counts among the open ones. `alias`: (the exchange's stream
+        token, the bot's virtual one) of a private event stream: the real one in the URL, the virtual one in what
+        the bot is sent."""
         assert account.upstream is not None
         session = self._clients.ws_session(account.upstream.insecure_loopback)
         query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
-        url = ws_origin(origin) + adapter.websocket_upstream_path(path) + (f"?{query}" if query else "")
+        upstream_path = adapter.websocket_upstream_path(path)
+        if alias is not None:
+            upstream_path, query = upstream_path.replace(alias[1], alias[0]), query.replace(alias[1], alias[0])
+        url = ws_origin(origin) + upstream_path + (f"?{query}" if query else "")
         try:
             upstream = await asyncio.wait_for(session.ws_connect(
                 url, timeout=aiohttp.ClientWSTimeout(ws_close=5), max_msg_size=0, autoping=True,
@@ -170,11 +181,13 @@ class WebSocketEdge:
             raise
         outcome.decision = "allow"
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request, account.info.version)
+        conn.public_names_private = adapter.names_private_stream
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
             if outcome.credential:
                 conn.credentials.add(outcome.credential)
             conn.private_stream = True
+            conn.alias = alias
         self.sockets.add(bot_ws)
         self.connections.add(conn)
         self._opening.subtract(held)  # counted as open now
@@ -245,6 +258,9 @@ class _Connection:
         self.authorized_since: int | None = None
         self.connected_since = int(time.time() * 1000)
         self.stream_token: tuple[str, int] | None = None  # the exchange's token this socket sends (Kraken)
+        self.alias: tuple[str, str] | None = None  # a private stream's (real listenKey, the bot's virtual one)
+        self.readers: set[str] = set()  # bots that read on this socket (a private subscription): closed without read
+        self.public_names_private: Callable[[str], bool] = lambda text: False  # a public relay's frame check
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
         self.closing: str | None = None
         self.bot_gone = False  # answers still read and learned, no longer relayed (`_drain`)
@@ -293,8 +309,13 @@ class _Connection:
                     await self._refuse(None, Refused("bad_request", "a user data stream takes no requests"), Outcome(
                         request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,
                         transport="ws"))
-                elif self.dialect is None:
-                    await self.upstream.send_str(msg.data)  # a public stream: no credential, relayed
+                elif self.dialect is None:  # a public stream: no credential, relayed; never a private stream's name
+                    if self.public_names_private(msg.data):
+                        await self._refuse(None, Refused("bad_request", PRIVATE_NAME), Outcome(
+                            request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,
+                            transport="ws"))
+                    else:
+                        await self.upstream.send_str(msg.data)
                 else:
                     await self._request(msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
@@ -314,7 +335,8 @@ class _Connection:
         dialect: Any = self.dialect
         try:
             frame_id, method = dialect.ws_frame(text)
-            outcome.method = method[:64]
+            # what the bot named, as visible text: no terminal escape reaches an audit line or a log (session 26)
+            outcome.method = method[:64] if method[:64].isprintable() else method[:64].encode("unicode_escape").decode()
             if frame_id in self.pending:
                 raise Refused("bad_request", "a frame with this id is still waiting for the exchange's answer")
             if len(self.pending) >= self.edge._limits.max_pending:
@@ -336,13 +358,17 @@ class _Connection:
                 self.bots.add(outcome.bot)
             if outcome.authenticated and outcome.credential:
                 self.credentials.add(outcome.credential)
+            if outcome.bot and route.endpoint.cls is EndpointClass.READ:  # a subscription reads on: scope watched
+                self.readers.add(outcome.bot)
             if action == "logon":
                 await self._session_answer(frame_id, action, outcome, claimed)
                 return
             if action == "login":  # verified above: the connection is this bot's; the login goes upstream re-signed
                 self.session, self.authorized_since = claimed, int(time.time() * 1000)
             virtual = dialect.presented_stream_token(incoming) if dialect.stream_token_request else None
-            real = await self._stream_token(route, outcome) if virtual else None
+            # Kraken: the account's own token, fetched by keyproxy; Binance: the one the bot's virtual one stands for
+            real = await self._stream_token(route, outcome) if virtual else core.real_stream_token(route, incoming,
+                                                                                                   outcome)
             charges = core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
@@ -411,6 +437,8 @@ class _Connection:
             real = self.stream_token[0] if self.stream_token is not None else None  # never sent on to a bot
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
+                if self.alias is not None and self.alias[0] in text:  # a stream's event naming its listenKey
+                    text = text.replace(*self.alias)
                 answered = self._answered(text)
                 if answered is not None:  # a token it hands out remembered before the bot sees it, as on REST
                     p, status = answered
@@ -440,7 +468,8 @@ class _Connection:
                         self._recorded(answered[0], answered[1])
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                await self._to_bot(msg.data.replace(real.encode(), b"") if real else msg.data)
+                data = msg.data.replace(real.encode(), b"") if real else msg.data
+                await self._to_bot(data.replace(self.alias[0].encode(), self.alias[1].encode()) if self.alias else data)
             else:
                 return
 
@@ -530,6 +559,9 @@ class _Connection:
                 bot = snap.bot_named(name)
                 if bot is None or bot.info.status != "active":
                     self.closing = f"keyproxy: bot {name} is no longer active"
+                    return
+                if (self.private_stream or name in self.readers) and not may_read(bot):  # what it reads goes on
+                    self.closing = f"keyproxy: bot {name} may no longer read this account"
                     return
             now = self.edge._core.clock_ms() / 1000
             for credential in self.credentials:

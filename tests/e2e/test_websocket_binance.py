@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
 from tests.e2e.wsstack import exchange_stack, ws_entries
@@ -201,6 +202,56 @@ async def test_a_private_stream_needs_a_listen_key_obtained_through_keyproxy(fut
         msg = await ws.receive(timeout=10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
         assert ws.close_code == 1008
+
+
+def listen_key(creds: dict[str, str], method: str = "POST", path: str = "/fapi/v1/listenKey") -> str:
+    req = urllib.request.Request(creds["base_url"] + path, method=method, headers={"X-MBX-APIKEY": creds["api_key"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(json.loads(r.read())["listenKey"])
+
+
+async def test_a_revoked_bot_cannot_read_the_stream_again_once_another_bot_renews_the_listen_key(
+        futures: DevStack) -> None:
+    """Session 26's review (high): Binance hands every bot of an account the same listenKey, and keyproxy relayed it,
+    bound to whichever bot asked last. A revoked bot that kept it opened `/private/ws` again (as the other bot's)
+    once the other bot renewed it, and read the account's orders and balances. Each bot now gets a virtual
+    listenKey of its own, bound to its credential: the real one never reaches a bot (nor the exchange's
+    keepalive answer, nor an event naming it), and a revoked bot's token opens nothing whoever renews."""
+    evil = futures.add_bot("lkevil", "fut", "read")
+    victim = futures.add_bot("lkvictim", "fut", "read,trade")
+    mine = listen_key(evil)
+    futures.cli("bot", "revoke", "lkevil")
+    theirs = listen_key(victim)
+    assert listen_key(victim, "PUT") == theirs  # a keepalive answers the bot's own virtual key again
+    assert theirs != mine and len(theirs) == 64 and theirs.isalnum()
+    base = futures.proxy_url.replace("http://", "ws://") + "/fut/private/ws?listenKey="
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await s.ws_connect(base + mine)
+        assert err.value.status == 401
+        async with s.ws_connect(base + theirs) as ws:  # the victim's own stream works
+            await asyncio.sleep(0.3)
+            assert not ws.closed
+    handshakes = [e for e in futures.journal() if e["path"] == "/private/ws"]
+    real = handshakes[-1]["query"].partition("listenKey=")[2]
+    assert real and real not in (mine, theirs)  # the exchange saw its own key; the bots never did
+
+
+async def test_a_bot_that_may_not_read_opens_no_private_stream_and_loses_an_open_one(futures: DevStack) -> None:
+    """Session 26's review: a private stream checked the bot's standing and address, never its `read` scope, so a
+    bot whose reads were taken away (`bot set scopes=trade`) still opened one and read on."""
+    creds = futures.add_bot("lkscope", "fut", "read,trade")
+    key = listen_key(creds)
+    url = futures.proxy_url.replace("http://", "ws://") + f"/fut/private/ws?listenKey={key}"
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        futures.cli("bot", "set", "lkscope", "scopes=trade")
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == 1008
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await s.ws_connect(url)
+        assert err.value.status == 403
 
 
 async def test_a_burst_of_stream_handshakes_cannot_pass_the_per_bot_cap_together(futures: DevStack) -> None:
@@ -517,6 +568,15 @@ async def test_market_data_streams_are_relayed(dev: DevStack) -> None:
         await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@ticker"], "id": 3}))
         assert json.loads((await ws.receive(timeout=10)).data) == {"result": None, "id": 3}
         assert json.loads((await ws.receive(timeout=10)).data)["s"] == "ETHUSDT"
+        await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["rdkKG5" + "a1" * 29], "id": 4}))
+        refused = json.loads((await ws.receive(timeout=10)).data)  # a listenKey's name: not relayed
+        assert refused["keyproxy_error"] == "bad_request", refused
+    base = creds["base_url"].replace("http://", "ws://")
+    async with aiohttp.ClientSession() as s:  # a market data stream's URL naming a listenKey opens nothing
+        for path in ("/public/ws/" + "rdkKG5" + "a1" * 29, "/ws/%72dkKG5" + "a1" * 29):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await s.ws_connect(URL(base + path, encoded=True))  # sent as written
+            assert err.value.status == 400, path
 
 
 async def test_a_bot_cancels_only_its_own_orders_over_the_websocket_api(dev: DevStack) -> None:
@@ -536,3 +596,15 @@ async def test_a_bot_cancels_only_its_own_orders_over_the_websocket_api(dev: Dev
     assert ws_entries(dev, start) == []
     [own] = await exchange(ws_url(victim), signed(victim, "order.cancel", {"symbol": "BTCUSDT", "orderId": oid}))
     assert own["status"] == 200 and own["result"]["status"] == "CANCELED", own
+
+
+async def test_a_frames_method_reaches_the_audit_trail_as_visible_text(dev: DevStack) -> None:
+    """Session 26's review: a frame's `method` went into the audit line as sent, before any credential was checked,
+    so anyone reaching the listener wrote terminal escapes into the trail (`audit export --format csv` replayed
+    them on the operator's terminal). It is recorded as visible text."""
+    url = dev.proxy_url.replace("http://", "ws://") + "/main/ws-api/v3"
+    [answer] = await exchange(url, {"id": 1, "method": "\x1b[1A\x1b[2K\x1b[31mALL CLEAR\x1b[0m", "params": {}})
+    assert answer["keyproxy_error"] == "unknown_endpoint"
+    await asyncio.sleep(0.5)
+    trail = "".join(p.read_text() for p in dev.audit_dir.glob("audit-*.jsonl"))
+    assert "\\u001b" not in trail and "\x1b" not in trail and "\\\\x1b[31mALL CLEAR" in trail

@@ -129,3 +129,53 @@ def test_streams_public_relayed_private_by_listen_key() -> None:
     assert env.origin_for("/ws-api/v3") == "wss://ws-api.binance.com:443"
     assert env.origin_for("/private/ws") == "wss://fstream.binance.com"
     assert env.origin_for("/ws/btcusdt@trade") == "wss://stream.binance.com:9443"
+
+
+def test_a_stream_token_reaches_a_bot_only_as_its_virtual_one_and_goes_upstream_real() -> None:
+    """Session 26's review: a listenKey (or margin listenToken) is a bearer credential for the account's private
+    stream: the answers that hand one out are re-written with a virtual one, and the real one is put back where the
+    virtual one is presented (a keepalive's `listenKey`, a subscribe frame's `listenToken`)."""
+    rest = Binance()
+    minted: list[str] = []
+
+    def mint(real: str) -> str:
+        minted.append(real)
+        return "V" * 64
+
+    for path, answer in (("/fapi/v1/listenKey", b'{"listenKey":"REAL"}'),
+                         ("/sapi/v1/userDataStream", b'{"listenKey":"REAL"}'),
+                         ("/sapi/v1/userListenToken", b'{"token":"REAL","expirationTime":1}')):
+        assert rest.grants_stream_token(path)
+        assert b"REAL" not in rest.swap_stream_token(answer, mint) and b"V" * 64 in rest.swap_stream_token(answer, mint)
+    assert b"REAL" not in rest.swap_stream_token(b'not json REAL', mint)  # unreadable: not relayed
+    assert not rest.grants_stream_token("/api/v3/account")
+    token = Binance.virtual_stream_token()
+    assert len(token) == 64 and token.isalnum() and token != Binance.virtual_stream_token()
+    keepalive = IncomingRequest("PUT", "/sapi/v1/userDataStream", f"listenKey={'V' * 64}", {}, b"")
+    assert rest.presented_stream_token(keepalive) == "V" * 64
+    assert rest.presented_stream_token(IncomingRequest("PUT", "/sapi/v1/userDataStream", "listenKey=a&listenKey=b",
+                                                       {}, b"")) is None
+    assert rest.presented_stream_token(IncomingRequest("GET", "/api/v3/account", "listenKey=a", {}, b"")) is None
+    real = RealKey("hmac", Secret("realkey"), secret=Secret("r" * 64))
+    endpoint = rest.classify("PUT", "/sapi/v1/userDataStream")
+    assert endpoint is not None
+    out = rest.sign(keepalive, real, endpoint, SignContext("https://api.binance.com", "production", 1, None, "R" * 60))
+    assert out.query == "listenKey=" + "R" * 60
+    subscribe = frame("userDataStream.subscribe.listenToken", {"listenToken": "V" * 64})
+    ws_endpoint = dialect.classify("userDataStream.subscribe.listenToken", WS_API_PATH)
+    assert ws_endpoint is not None
+    out = dialect.sign(subscribe, real, ws_endpoint, SignContext("ws://x", "loopback", 5, None, "R" * 60))
+    assert json.loads(out.body)["params"]["listenToken"] == "R" * 60
+
+
+def test_a_public_stream_names_no_user_data_stream() -> None:
+    """Session 26's review: `/public/ws/<listenKey>`, `/ws/%72dk...` (decoded upstream) and a SUBSCRIBE naming a
+    listenKey reached a user data stream through the public relay, which checks no credential."""
+    rest = Binance()
+    key = "rdkKG5" + "a1" * 29
+    for text in (f"/public/ws/{key}?", f"/market/ws/f{key}?", f"/ws/%72{key[1:]}?", f"/stream?streams={key}",
+                 f"/stream?streams=btcusdt@trade/{key}", json.dumps({"method": "SUBSCRIBE", "params": [key], "id": 1})):
+        assert rest.names_private_stream(text), text
+    for text in ("/ws/btcusdt@trade?", "/stream?streams=btcusdt@trade/ethusdt@depth20@100ms",
+                 json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade", "!miniTicker@arr"], "id": 1})):
+        assert not rest.names_private_stream(text), text
