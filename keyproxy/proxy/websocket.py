@@ -187,7 +187,7 @@ class WebSocketEdge:
             if outcome.credential:
                 conn.credentials.add(outcome.credential)
             conn.private_stream = True
-            conn.alias = alias
+            conn.aliases[alias[0]] = alias[1]
         self.sockets.add(bot_ws)
         self.connections.add(conn)
         self._opening.subtract(held)  # counted as open now
@@ -258,7 +258,9 @@ class _Connection:
         self.authorized_since: int | None = None
         self.connected_since = int(time.time() * 1000)
         self.stream_token: tuple[str, int] | None = None  # the exchange's token this socket sends (Kraken)
-        self.alias: tuple[str, str] | None = None  # a private stream's (real listenKey, the bot's virtual one)
+        # the exchange's stream tokens this socket used -> the bot's virtual ones: a private stream's listenKey, a
+        # subscribe frame's listenToken (Binance); what the exchange sends names only the virtual one
+        self.aliases: dict[str, str] = {}
         self.readers: set[str] = set()  # bots that read on this socket (a private subscription): closed without read
         self.public_names_private: Callable[[str], bool] = lambda text: False  # a public relay's frame check
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
@@ -369,6 +371,8 @@ class _Connection:
             # Kraken: the account's own token, fetched by keyproxy; Binance: the one the bot's virtual one stands for
             real = await self._stream_token(route, outcome) if virtual else core.real_stream_token(route, incoming,
                                                                                                    outcome)
+            if real is not None and not virtual:
+                self.aliases[real] = dialect.presented_stream_token(incoming)
             charges = core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
@@ -437,8 +441,8 @@ class _Connection:
             real = self.stream_token[0] if self.stream_token is not None else None  # never sent on to a bot
             if msg.type == aiohttp.WSMsgType.TEXT:
                 text = msg.data.replace(real, "") if real and real in msg.data else msg.data
-                if self.alias is not None and self.alias[0] in text:  # a stream's event naming its listenKey
-                    text = text.replace(*self.alias)
+                for used, virtual in self.aliases.items():  # an event naming its listenKey, say
+                    text = text.replace(used, virtual)
                 answered = self._answered(text)
                 if answered is not None:  # a token it hands out remembered before the bot sees it, as on REST
                     p, status = answered
@@ -469,7 +473,9 @@ class _Connection:
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
-                await self._to_bot(data.replace(self.alias[0].encode(), self.alias[1].encode()) if self.alias else data)
+                for used, virtual in self.aliases.items():
+                    data = data.replace(used.encode(), virtual.encode())
+                await self._to_bot(data)
             else:
                 return
 
