@@ -51,7 +51,8 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_errors, kraken_rate_limit_hold
 from keyproxy.exchanges.kraken_facts import (
-    kraken_facts, kraken_order_book_change, kraken_params, kraken_prices, order_txid,
+    ASSET_PAIRS, kraken_facts, kraken_market_ids, kraken_market_names, kraken_order_book_change, kraken_params,
+    kraken_prices, order_txid,
 )
 from keyproxy.exchanges.kraken_fills import (
     kraken_amend_verdicts, kraken_order_query_request, kraken_order_updates, kraken_placed_ids,
@@ -424,6 +425,14 @@ class Kraken(AdapterHooks):
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return kraken_prices(path, body)
+
+    market_list_requests = (ASSET_PAIRS,)  # the pairs' names: every spelling of a pair is one order book
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        return kraken_market_ids(req)
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return kraken_market_names(path, body)
 
     def reference_request(self, leg: RequestFacts) -> tuple[str, str, str, bytes] | None:
         """`GET /0/public/Ticker?pair=P`: Kraken answers under its own pair name (XBTUSD as XXBTZUSD); the

@@ -84,13 +84,68 @@ def _leverage(value: str | None) -> Decimal | None:
     return amount(ratio)
 
 
+# Kraken's WebSocket v2 names two assets otherwise than its REST API (`BTC/USD` is REST's `XBT/USD`)
+_V2_ASSETS = {"XBT": "BTC", "XDG": "DOGE"}
+ASSET_PAIRS = ("GET", "/0/public/AssetPairs", "", b"")  # keyproxy's own call for the pairs' names
+
+
+def pair_id(pair: str) -> str:
+    """A pair as a request spells it, as the key of the names the exchange published (`kraken_market_names`)."""
+    return "#" + normalize_symbol(pair)
+
+
+def kraken_market_names(path: str, body: bytes) -> dict[str, str]:
+    """Every spelling Kraken takes for a pair -> the pair's `altname` (normalized), from `GET /0/public/AssetPairs`:
+    its key (`XXBTZUSD`), `altname` (`XBTUSD`), `wsname` (`XBT/USD`) and WebSocket v2's (`BTC/USD`). One order book,
+    one name: the per-symbol limits (positions, repeated orders, self-cross) cannot be split by respelling the pair
+    (session 26's review). A spelling two pairs would share is left out (refused as unknown)."""
+    if path != ASSET_PAIRS[1]:
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    result = doc.get("result") if isinstance(doc, dict) else None
+    out: dict[str, str] = {}
+    shared: set[str] = set()
+    for key, pair in (result.items() if isinstance(result, dict) else ()):
+        alt = pair.get("altname") if isinstance(pair, dict) else None
+        if not isinstance(alt, str) or not alt:
+            continue
+        spellings = {key, alt}
+        ws = pair.get("wsname")
+        if isinstance(ws, str) and ws:
+            base, _, quote = ws.partition("/")
+            spellings |= {ws, "/".join(_V2_ASSETS.get(a, a) for a in (base, quote))}
+        name = normalize_symbol(alt)
+        for spelling in spellings:
+            k = pair_id(spelling)
+            if out.setdefault(k, name) != name:
+                shared.add(k)
+    for k in shared:
+        del out[k]
+    return out
+
+
+def kraken_market_ids(req: IncomingRequest) -> tuple[str, ...]:
+    """The pair a private request names, as `#<spelling>`: the core maps it to the pair's one name."""
+    if not req.path.startswith("/0/private/"):
+        return ()
+    try:
+        pair = param_text(kraken_params(req), "pair")
+    except BadRequest:
+        return ()
+    return (pair_id(pair),) if pair else ()
+
+
 def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls is EndpointClass.PUBLIC or endpoint.cls is EndpointClass.READ:
         return RequestFacts(action="other")
     method = req.path.rsplit("/0/private/", 1)[-1]
     params = kraken_params(req)
     pair = param_text(params, "pair")
-    symbol = normalize_symbol(pair) if pair else None
+    # the pair's one name (an unknown spelling stays `#...`, and the core refuses it): every spelling one order book
+    symbol = req.markets.get(pair_id(pair), pair_id(pair)) if pair else None
     if method in _CANCELS:
         return _cancel(method, params, symbol)
     if method in ("AddOrder", "EditOrder"):

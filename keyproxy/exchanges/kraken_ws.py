@@ -26,7 +26,7 @@ from keyproxy.exchanges.base import (
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
     no_json_constants, unique_members,
 )
-from keyproxy.exchanges.kraken_facts import MARKET, TRIGGERED, kraken_facts
+from keyproxy.exchanges.kraken_facts import MARKET, TRIGGERED, kraken_facts, pair_id
 from keyproxy.exchanges.kraken_fills import kraken_stream_updates
 from keyproxy.policy.model import RequestFacts
 
@@ -218,6 +218,22 @@ class KrakenWsApi(WsDialect):
             params = {}  # CancelAll: every order
         return "/0/private/" + rest, params
 
+    @property
+    def market_list_requests(self) -> tuple[tuple[str, str, str, bytes], ...]:  # type: ignore[override]
+        return self._rest.market_list_requests  # type: ignore[no-any-return]
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        """The pair a frame names (its REST twin's), as `#<spelling>` (kraken_facts.kraken_market_ids)."""
+        try:
+            twin = self._twin(req.body)
+        except BadRequest:
+            return ()
+        pair = twin[1].get("pair") if twin is not None else None
+        return (pair_id(pair),) if isinstance(pair, str) and pair else ()
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return self._rest.market_names(path, body)  # type: ignore[no-any-return]
+
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         twin = self._twin(req.body)
         if twin is None:
@@ -225,7 +241,7 @@ class KrakenWsApi(WsDialect):
         path, params = twin
         rest_endpoint = self._rest.classify("POST", path)
         facts = kraken_facts(IncomingRequest("POST", path, "", {"content-type": "application/json"},
-                                             json.dumps(params).encode()), rest_endpoint)
+                                             json.dumps(params).encode(), markets=req.markets), rest_endpoint)
         return _both_sizes(parse(req.body).get("params", {}), facts)
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,

@@ -72,8 +72,9 @@ class MarketBook:
 
     def learn_prices(self, account: str, prices: dict[str, Decimal]) -> None:
         now = self._clock()
+        names = self.names.get(account, {})
         for symbol, price in prices.items():
-            key = (account, symbol)
+            key = (account, names.get("#" + symbol, symbol))  # a market's one name (Kraken's XXBTZUSD is XBTUSD)
             self.prices[key] = price
             self._seen.pop(key, None)
             self._seen[key] = now  # re-inserted: the least recently seen first
@@ -140,8 +141,8 @@ class MarketBook:
             if leg.symbol and leg.symbol.startswith("#"):
                 name = self.names.get(account, {}).get(leg.symbol)
                 if name is None:
-                    raise Refused("bad_request", f"asset {leg.symbol[1:]} is not in the markets the exchange "
-                                  "published (meta, spotMeta)")
+                    raise Refused("bad_request", f"market {leg.symbol[1:]} is not among the markets the exchange "
+                                  "published (keyproxy asks for its market list when it meets a name it does not know)")
                 leg = replace(leg, symbol=name)
             if leg.contract is not None:
                 leg = replace(leg, contract_size=self.contract_sizes.get((account, leg.scope)))

@@ -227,3 +227,35 @@ async def test_a_bot_cancels_only_its_own_orders_over_the_websocket(dev: DevStac
     assert ws_entries(dev, start) == []
     [own] = await talk(victim, {"method": "cancel_order", "req_id": 5, "params": {"order_id": [oid], "token": vtoken}})
     assert own["success"] is True, own
+
+
+def order_frame(token: str, symbol: str, qty: float, price: float, side: str, req_id: int) -> dict[str, Any]:
+    return {"method": "add_order", "req_id": req_id, "params": {
+        "order_type": "limit", "side": side, "order_qty": qty, "limit_price": price, "symbol": symbol, "token": token}}
+
+
+async def test_every_spelling_of_a_pair_is_one_order_book_for_the_limits(dev: DevStack) -> None:
+    """Session 26's review (high): Kraken executes `XBTUSD`, `XXBTZUSD`, `XBT/USD` and WebSocket v2's `BTC/USD` on one
+    order book, and keyproxy kept each spelling as a symbol of its own: a bot capped at 0.001 BTC rested three times
+    that, a repeated order passed `duplicate_orders=1` three times, and a sell respelled past the self-cross check
+    traded against another bot's resting buy. Every spelling is the pair's one name (Kraken's AssetPairs)."""
+    capped = dev.add_bot("spell-capped", "kr", "read,trade", "--set", "max_position=0.001")
+    first = rest(capped).privatePostAddOrder({"pair": "XBTUSD", "type": "buy", "ordertype": "limit",
+                                              "volume": "0.001", "price": "20000"})
+    assert first["result"]["txid"]
+    token = token_of(capped)
+    answers = await talk(capped, *(order_frame(token, symbol, 0.001, 20000.0, "buy", i)
+                                   for i, symbol in enumerate(("XBT/USD", "BTC/USD", "XXBTZUSD"), 1)))
+    assert [a.get("keyproxy_error") for a in answers] == ["position_exceeded"] * 3, answers
+    dup = dev.add_bot("spell-dup", "kr", "read,trade", "--set", "duplicate_orders=1")
+    token = token_of(dup)
+    answers = await talk(dup, *(order_frame(token, symbol, 0.0002, 21000.0, "buy", i)
+                                for i, symbol in enumerate(("BTC/USD", "XBT/USD", "XXBTZUSD"), 1)))
+    assert answers[0]["success"] and [a.get("keyproxy_error") for a in answers[1:]] == ["duplicate_order"] * 2
+    maker, taker = dev.add_bot("spell-maker", "kr", "read,trade"), dev.add_bot("spell-taker", "kr", "read,trade")
+    [made] = await talk(maker, order_frame(token_of(maker), "BTC/USD", 0.0002, 25000.0, "buy", 1))
+    assert made["success"], made
+    token = token_of(taker)
+    answers = await talk(taker, *(order_frame(token, symbol, 0.0002, 24000.0, "sell", i)
+                                  for i, symbol in enumerate(("XBT/USD", "XBTUSD"), 1)))
+    assert [a.get("keyproxy_error") for a in answers] == ["self_cross"] * 2, answers

@@ -21,6 +21,7 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext, resolve_upstream,
 )
 from keyproxy.exchanges.kraken import MAX_NONCE, Kraken, api_sign
+from keyproxy.exchanges.kraken_facts import kraken_market_names
 from keyproxy.secret import Secret
 
 VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "kraken" / "signing.json").read_text())
@@ -455,8 +456,33 @@ def test_refusals_in_krakens_shape(code: str, native: str, ccxt_error: str) -> N
 from decimal import Decimal  # noqa: E402
 
 
+# the pairs' names as keyproxy learns them from `GET /0/public/AssetPairs` (every spelling -> the altname)
+PAIRS = kraken_market_names("/0/public/AssetPairs", json.dumps({"error": [], "result": {
+    "XXBTZUSD": {"altname": "XBTUSD", "wsname": "XBT/USD"}, "XETHZUSD": {"altname": "ETHUSD", "wsname": "ETH/USD"},
+    "XDGUSD": {"altname": "XDGUSD", "wsname": "XDG/USD"}}}).encode())
+
+
 def facts_of(path: str, body: str, ctype: str = FORM):  # type: ignore[no-untyped-def]
-    return ADAPTER.facts(req(body, path=path, ctype=ctype), ADAPTER.classify("POST", path))
+    return ADAPTER.facts(req(body, path=path, ctype=ctype).replace(markets=PAIRS), ADAPTER.classify("POST", path))
+
+
+def test_every_spelling_of_a_pair_is_one_symbol() -> None:
+    """Session 26's review (high): `XBTUSD`, `XXBTZUSD`, `XBT/USD` and WebSocket v2's `BTC/USD` are one order book,
+    but were three symbols, each with its own position cap, repeated-order count and self-cross book. Every spelling
+    is the pair's altname once keyproxy has Kraken's AssetPairs; a spelling it has not learned stays `#...` (the
+    core fetches the pairs, then refuses what is still unknown)."""
+    for pair in ("XBTUSD", "XXBTZUSD", "XBT/USD", "BTC/USD", "xbt-usd"):
+        f = facts_of("/0/private/AddOrder", f"nonce=1&pair={pair}&type=buy&ordertype=limit&volume=1&price=10")
+        assert f.symbol == "XBTUSD", pair
+    assert facts_of("/0/private/AddOrder", "nonce=1&pair=DOGE/USD&type=buy&ordertype=limit&volume=1&price=1"
+                    ).symbol == "XDGUSD"
+    unknown = ADAPTER.facts(req("nonce=1&pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=10"),
+                            ADAPTER.classify("POST", "/0/private/AddOrder"))
+    assert unknown.symbol == "#XBTUSD"
+    assert ADAPTER.market_ids(req("nonce=1&pair=XBT/USD&type=buy")) == ("#XBTUSD",)
+    clash = kraken_market_names("/0/public/AssetPairs", json.dumps({"result": {
+        "A": {"altname": "ABUSD", "wsname": "AB/USD"}, "B": {"altname": "XYUSD", "wsname": "AB/USD"}}}).encode())
+    assert "#ABUSD" not in clash  # a spelling two pairs share names neither
 
 
 def test_add_order_facts() -> None:

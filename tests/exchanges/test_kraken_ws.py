@@ -11,6 +11,7 @@ import pytest
 
 from keyproxy.exchanges.base import BadRequest, IncomingRequest, OutboundRequest, RealKey, SignContext
 from keyproxy.exchanges.kraken import Kraken
+from keyproxy.exchanges.kraken_facts import kraken_market_names
 from keyproxy.exchanges.kraken_ws import KrakenWsApi
 from keyproxy.policy.model import RequestFacts
 from keyproxy.secret import Secret
@@ -24,8 +25,12 @@ def frame(method: str, **params: Any) -> IncomingRequest:
                            json.dumps({"method": method, "params": params, "req_id": 1}).encode())
 
 
+PAIRS = kraken_market_names("/0/public/AssetPairs", json.dumps({"result": {
+    "XXBTZUSD": {"altname": "XBTUSD", "wsname": "XBT/USD"}}}).encode())
+
+
 def facts(method: str, **params: Any) -> RequestFacts:
-    req = frame(method, **params)
+    req = frame(method, **params).replace(markets=PAIRS)
     endpoint = WS.classify_request(req) or WS.classify(method, "/v2")
     assert endpoint is not None
     return WS.facts(req, endpoint)
