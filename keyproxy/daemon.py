@@ -53,6 +53,7 @@ from keyproxy.vault import Vault
 
 log = get_logger("keyproxy.daemon")
 LAG_TICK_S = 0.025
+ANOMALY_TICK_S = 10.0  # held-back anomaly findings are said at most this long after their window ends
 
 
 @dataclass
@@ -453,7 +454,8 @@ class Daemon:
         self.controls.risk = risk_watch.report
         # after a sweep, the book reads what the exchange says of the swept scopes at once (not a scope a minute)
         self.canceller.after = lambda account: risk_watch.reconcile(account, every_scope=True)
-        tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders(), self._watch_loop_lag()]
+        tasks += [heartbeats.run(), risk_watch.run(), self._rotation_reminders(), self._watch_loop_lag(),
+                  self._anomaly_ticks()]
         if self.fleet_sync is not None:
             self.controls.fleet = self.fleet_sync.report
             tasks.append(self.fleet_sync.run())
@@ -469,6 +471,14 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
                                                                  self.trail.synced.seq)  # fsynced lines only
+
+    async def _anomaly_ticks(self) -> None:
+        """The findings anomaly rules held back (their alert budget), said when their window ends."""
+        while True:
+            await asyncio.sleep(ANOMALY_TICK_S)
+            if self.recorder.responder is not None:
+                with contextlib.suppress(Exception):  # logged and counted by the responder
+                    self.recorder.responder.tick(time.time())
 
     async def _watch_loop_lag(self) -> None:
         """`keyproxy_event_loop_lag_seconds`: how late a 25 ms timer fires, 40 times a second. A request's

@@ -144,6 +144,11 @@ class Rule:
                                         bot, account))
         return findings
 
+    def held(self, ts: float) -> list[Finding]:
+        """The summary of the findings held back in a budget window that has ended, if any: asked on a timer too,
+        so a held finding is said within a minute or so whether or not another event of the rule comes."""
+        return self._summary(ts) if hasattr(self, "_alerts") else []
+
     def _summary(self, ts: float) -> list[Finding]:
         """The alerts the budget held back in its window that ended, as one finding (an alert)."""
         held = self._alerts.flush(ts)

@@ -347,6 +347,8 @@ class Adapter(Protocol):
 
     def presented_stream_token(self, req: IncomingRequest) -> str | None: ...
 
+    def named_stream_token(self, req: IncomingRequest) -> str | None: ...
+
     def websocket_origin_path(self, path: str) -> str: ...
 
     def stream_listen_key(self, path: str, query: str) -> str | None: ...
@@ -735,6 +737,11 @@ class AdapterHooks:
         """A stream token a message subscribes with instead of a key (Binance margin's listenToken): the
         message belongs to the bot keyproxy handed that token to, and to no one else."""
         return None
+
+    def named_stream_token(self, req: IncomingRequest) -> str | None:
+        """The virtual stream token a request names, to be swapped for the real one when it is signed (a
+        keepalive's listenKey, a subscribe frame's listenToken): by default the token it presents."""
+        return self.presented_stream_token(req)
 
 
 @dataclass(frozen=True, slots=True)

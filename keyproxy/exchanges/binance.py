@@ -119,6 +119,7 @@ _TOKEN_FIELDS = {**dict.fromkeys(_LISTEN_KEY_PATHS, "listenKey"),
                                   "/sapi/v1/equity/listenKey"), "listenKey"),
                  "/sapi/v1/userListenToken": "token"}
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
+_TOKEN_PATH = re.compile(r"listen-?key|listen-?token|userdatastream", re.IGNORECASE)
 _PRIVATE_NAME = re.compile(r"[A-Za-z0-9]{60,}")  # a listenKey (60-64), or one inside a longer name
 _LISTEN_KEY_PATH = re.compile(r"/ws/[A-Za-z0-9]{60,64}")
 _PUBLIC_STREAMS = ("/ws", "/stream", "/public/ws", "/market/ws", "/public/stream", "/market/stream")
@@ -423,7 +424,14 @@ class Binance(AdapterHooks):
         """A name shaped as a listenKey (60-64 letters and digits: a market stream's name has an `@`), percent-encoded
         or not, in a market data stream's URL or in a frame sent on it (`SUBSCRIBE`): a user data stream opened past
         keyproxy's checks (session 26's review: `/ws/%72dk...` and `/public/ws/<key>` reached one)."""
-        return _PRIVATE_NAME.search(unquote_plus(text)) is not None
+        if _PRIVATE_NAME.search(unquote_plus(text)) is not None:
+            return True
+        if "\\" not in text:  # no JSON escape: the text is what the exchange reads
+            return False
+        try:  # a frame as the exchange reads it (`\u0061` is an `a`)
+            return any(_PRIVATE_NAME.search(unquote_plus(v)) is not None for v in _strings(json.loads(text)))
+        except (ValueError, RecursionError):
+            return True  # unreadable: not relayed
 
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
         """ListenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:
@@ -438,7 +446,9 @@ class Binance(AdapterHooks):
         return (key,) if isinstance(key, str) and key else ()
 
     def grants_stream_token(self, path: str) -> bool:
-        return path in _TOKEN_FIELDS
+        """The listenKey and listenToken endpoints, and any path named like one (fail closed: a stream token an
+        endpoint keyproxy did not list hands out never reaches a bot either: `/sapi/v1/margin/listen-key`)."""
+        return path in _TOKEN_FIELDS or _TOKEN_PATH.search(path) is not None
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
         """The answer with its listenKey (or listenToken) replaced by the bot's virtual one; an answer keyproxy
@@ -460,12 +470,16 @@ class Binance(AdapterHooks):
         """Shaped as Binance's own (64 letters and digits): `/ws/<listenKey>` is told from a market stream by it."""
         return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(64))
 
-    def presented_stream_token(self, req: IncomingRequest) -> str | None:
+    def named_stream_token(self, req: IncomingRequest) -> str | None:
         """The listenKey a keepalive or close names (`PUT`/`DELETE /sapi/v1/userDataStream?listenKey=`): the
-        virtual one keyproxy handed out, swapped for the real one when signed (`SignContext.stream_token`)."""
-        if req.method not in ("PUT", "DELETE") or req.path not in _TOKEN_FIELDS:
+        virtual one keyproxy handed out, swapped for the real one when signed (`SignContext.stream_token`). It
+        proves nothing on REST: the request is the bot's by its API key (`presented_stream_token` stays None)."""
+        if req.method not in ("PUT", "DELETE") or not self.grants_stream_token(req.path):
             return None
-        query, body = self._parts(req)
+        try:
+            query, body = self._parts(req)
+        except BadRequest:
+            return None
         if query.count("listenKey") + body.count("listenKey") != 1:
             return None
         value = query.get("listenKey") if query.count("listenKey") else body.get("listenKey")
@@ -489,6 +503,17 @@ class Binance(AdapterHooks):
 
     def refusal_status(self, code: str, status: int) -> int:
         return status
+
+
+def _strings(doc: object) -> list[str]:
+    """Every string in a JSON document (keys too)."""
+    if isinstance(doc, str):
+        return [doc]
+    if isinstance(doc, dict):
+        return [s for k, v in doc.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(doc, list):
+        return [s for v in doc for s in _strings(v)]
+    return []
 
 
 def _with_listen_key(params: ParamList, real: str) -> ParamList:

@@ -103,12 +103,12 @@ class Admission:
         shared.sweeps_first = False
         assert shared.pending is not None
         account, scopes = shared.pending[0], tuple(shared.pending[1].split("|", 2)[2].split(","))
-        before = tuple(m for m in members if not self.core.sweeps.gone(m)
+        before = tuple(m for m in members if not self.core.sweeps.ours(m)
                        and scopes_overlap(tuple(m.decode(errors="replace").split("|", 2)[-1].split(",")), scopes))
         deadline = time.monotonic() + QUIET_WAIT_S
         while before and time.monotonic() < deadline and await self.gate.still_sweeping(account, before):
             await asyncio.sleep(FLEET_LOOK_S)
-            before = tuple(m for m in before if not self.core.sweeps.gone(m))
+            before = tuple(m for m in before if not self.core.sweeps.ours(m))
 
 
 def refusal(verdict: Verdict, bot: str) -> Refused:

@@ -427,7 +427,7 @@ class Core:
         """The exchange's stream token to send where a request presents the virtual one keyproxy handed its bot (a
         listenKey's keepalive or close, a listenToken's subscribe frame); None when it presents none. A token
         handed to another bot, or never handed out, is refused: nothing goes upstream."""
-        virtual = route.adapter.presented_stream_token(incoming)
+        virtual = route.adapter.named_stream_token(incoming)
         if virtual is None:
             return None
         name = route.account.info.name

@@ -266,10 +266,12 @@ class Sweeps:
                     self._per_bot[key] -= 1
         self.changed(where or account)
 
-    def gone(self, member: bytes) -> bool:
-        """Whether a cancel-all the fleet's `sweeping` set still names is one of this instance's whose turn ended
-        here (its removal from Redis is queued): an order need not wait for it."""
-        return member.decode(errors="replace") in self._ended
+    def ours(self, member: bytes) -> bool:
+        """Whether a cancel-all the fleet's `sweeping` set names is one of this instance's: its turn ended here (its
+        removal from Redis is queued), or it is still pending here, where an order was kept in turn with it already
+        (`check`): the order does not wait for it a second time."""
+        text = member.decode(errors="replace")
+        return text in self._ended or any(turn[1] == text for turn in self._turns.values())
 
     def unheard(self, request_id: str, account: str | None = None) -> None:
         """The request's answer will never be read (its socket closed, its upstream call failed): a cancel-all holds
@@ -298,6 +300,8 @@ class Sweeps:
 
     async def _quiet(self, need: NeedQuiet) -> None:
         loop = asyncio.get_running_loop()
+        if need.elsewhere is not None:  # the first look takes the cancel-all's turn in the fleet at once, not only
+            await need.elsewhere()  # once this instance's own orders before it are answered (session 26's diff review)
         while not need.ready() or (need.elsewhere is not None and await need.elsewhere()):
             left = need.deadline - time.monotonic()
             if left <= 0:

@@ -372,7 +372,7 @@ class _Connection:
             real = await self._stream_token(route, outcome) if virtual else core.real_stream_token(route, incoming,
                                                                                                    outcome)
             if real is not None and not virtual:
-                self.aliases[real] = dialect.presented_stream_token(incoming)
+                self.aliases[real] = dialect.named_stream_token(incoming)
             charges = core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
             async with core.turn(route) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)

@@ -92,3 +92,17 @@ def test_alerts_about_bots_still_come_one_by_one_below_the_budget() -> None:
     events = [Event(b + i * 0.01, f"r{b}-{i}", f"bot{b}", "acct", True, "127.0.0.1", "trade", "deny",
                     "notional_exceeded") for b in range(ALERTS_PER_WINDOW) for i in range(20)]
     assert [f.subject for f in run(engine, events)] == [f"bot:bot{b}" for b in range(ALERTS_PER_WINDOW)]
+
+
+def test_a_held_back_finding_is_said_once_its_window_ends_without_another_event() -> None:
+    """Session 26's diff review: a finding over the budget was said only at the rule's next event, however late
+    (six hours in the review's run). The daemon asks each rule on a timer (`Responder.tick` -> `Rule.held`)."""
+    engine = Engine({"auth_failures": DEFAULTS["auth_failures"]})
+    events = [failed(n * 0.1 + k * 0.001, f"10.0.{n}.1", rid=f"n{n}k{k}") for n in range(ALERTS_PER_WINDOW + 3)
+              for k in range(10)]
+    assert len(run(engine, events)) == ALERTS_PER_WINDOW
+    [rule] = engine.rules
+    assert rule.held(30.0) == []  # its window still lasts
+    [summary] = rule.held(61.0)
+    assert summary.subject == "ip:*" and summary.reason.startswith("3 more finding")
+    assert rule.held(200.0) == []  # said once

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -235,6 +236,11 @@ async def test_a_revoked_bot_cannot_read_the_stream_again_once_another_bot_renew
     handshakes = [e for e in futures.journal() if e["path"] == "/private/ws"]
     real = handshakes[-1]["query"].partition("listenKey=")[2]
     assert real and real not in (mine, theirs)  # the exchange saw its own key; the bots never did
+    for body in (f"listenKey={theirs}".encode(), b'{"a":1}'):  # a virtual key is no credential on REST
+        req = urllib.request.Request(victim["base_url"] + "/fapi/v1/listenKey", method="DELETE", data=body)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 401
 
 
 async def test_a_bot_that_may_not_read_opens_no_private_stream_and_loses_an_open_one(futures: DevStack) -> None:

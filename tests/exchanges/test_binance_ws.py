@@ -152,10 +152,13 @@ def test_a_stream_token_reaches_a_bot_only_as_its_virtual_one_and_goes_upstream_
     token = Binance.virtual_stream_token()
     assert len(token) == 64 and token.isalnum() and token != Binance.virtual_stream_token()
     keepalive = IncomingRequest("PUT", "/sapi/v1/userDataStream", f"listenKey={'V' * 64}", {}, b"")
-    assert rest.presented_stream_token(keepalive) == "V" * 64
-    assert rest.presented_stream_token(IncomingRequest("PUT", "/sapi/v1/userDataStream", "listenKey=a&listenKey=b",
-                                                       {}, b"")) is None
-    assert rest.presented_stream_token(IncomingRequest("GET", "/api/v3/account", "listenKey=a", {}, b"")) is None
+    assert rest.named_stream_token(keepalive) == "V" * 64
+    assert rest.presented_stream_token(keepalive) is None  # on REST the API key says whose it is, never the token
+    assert rest.named_stream_token(IncomingRequest("PUT", "/sapi/v1/userDataStream", "listenKey=a&listenKey=b",
+                                                   {}, b"")) is None
+    assert rest.named_stream_token(IncomingRequest("GET", "/api/v3/account", "listenKey=a", {}, b"")) is None
+    assert rest.named_stream_token(IncomingRequest("PUT", "/sapi/v1/userDataStream", "", {}, b"{}")) is None
+    assert rest.grants_stream_token("/sapi/v1/margin/listen-key")  # any listenKey endpoint, listed or not
     real = RealKey("hmac", Secret("realkey"), secret=Secret("r" * 64))
     endpoint = rest.classify("PUT", "/sapi/v1/userDataStream")
     assert endpoint is not None
@@ -174,7 +177,8 @@ def test_a_public_stream_names_no_user_data_stream() -> None:
     rest = Binance()
     key = "rdkKG5" + "a1" * 29
     for text in (f"/public/ws/{key}?", f"/market/ws/f{key}?", f"/ws/%72{key[1:]}?", f"/stream?streams={key}",
-                 f"/stream?streams=btcusdt@trade/{key}", json.dumps({"method": "SUBSCRIBE", "params": [key], "id": 1})):
+                 f"/stream?streams=btcusdt@trade/{key}", json.dumps({"method": "SUBSCRIBE", "params": [key], "id": 1}),
+                 '{"method":"SUBSCRIBE","params":["' + key[:10] + "\\u0061" + key[11:] + '"],"id":1}'):
         assert rest.names_private_stream(text), text
     for text in ("/ws/btcusdt@trade?", "/stream?streams=btcusdt@trade/ethusdt@depth20@100ms",
                  json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade", "!miniTicker@arr"], "id": 1})):

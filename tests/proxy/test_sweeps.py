@@ -224,3 +224,36 @@ def test_a_fleet_cancel_all_is_behind_only_when_the_book_is(monkeypatch: pytest.
     assert not decide("c1")
     current["book"] = False  # Redis out of reach, or the follower behind: the book cannot be trusted
     assert decide("c2")
+
+
+def test_a_fleet_cancel_all_takes_its_turn_at_once_even_while_a_local_order_holds_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 26's diff review: the turn in Redis was taken by the first look at the other instances, which came only
+    once this instance's own orders before the cancel-all were answered: held by a slow local order its full wait,
+    the cancel-all went without a turn, and orders through other instances did not wait for it. The turn is taken
+    when the wait begins; an order through this instance does not wait for it a second time (`ours`)."""
+    monkeypatch.setattr(sweeps_module, "QUIET_WAIT_S", 0.2)
+    sweeps, flights = desk()
+    turns: list[tuple[str, float] | None] = []
+
+    async def pending(account: str, bot: str, scopes: tuple[str, ...], among: list[bytes] | None,
+                      sweep: tuple[str, float] | None = None) -> list[bytes]:
+        turns.append(sweep)
+        return []
+
+    sweeps.fleet_pending = pending
+    sent(flights, "b", "o1")  # another bot's order through this instance, its answer not read
+
+    async def run() -> None:
+        try:
+            sweeps.check("acct", "a", "c1", SWEEP)
+        except NeedQuiet as wait:
+            waiting = asyncio.ensure_future(sweeps.quiet(wait))
+            await asyncio.sleep(0.05)
+            assert turns and turns[0] is not None  # taken while the local order still holds it
+            assert sweeps.ours(turns[0][0].encode())
+            await waiting
+    asyncio.run(run())
+    sweeps.release("c1", "acct")
+    assert sweeps.ours(turns[0][0].encode())  # ended here: its removal from Redis is queued
+    assert not sweeps.ours(b"b|x|spot:BTCUSDT")
