@@ -299,11 +299,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def _binance_user_stream(request: web.Request) -> web.StreamResponse:
-    """Binance USD-M futures' private stream (`/private/ws?listenKey=`, binance_streams.py)."""
+    """Binance USD-M futures' private stream (`/private/ws?listenKey=`, `/private/ws/<listenKey>`;
+    binance_streams.py)."""
     emulator = next((e for e in request.app[EMULATORS] if e.name == "binance"), None)
     if emulator is None:
         return web.Response(status=404, text="emulator: no emulated exchange serves /private/ws")
-    return await emulator.streams.serve(request)
+    return await emulator.streams.serve(request, request.match_info.get("key"))  # `/private/ws/<listenKey>` too
 
 
 async def _binance_stream(request: web.Request) -> web.StreamResponse:
@@ -315,6 +316,8 @@ async def _binance_stream(request: web.Request) -> web.StreamResponse:
     key = request.match_info.get("stream", "")
     if key in emulator.dstreams.keys:
         return await emulator.dstreams.serve(request, key)
+    if key in emulator.streams.keys:  # USD-M's classic `wss://fstream.binance.com/ws/<listenKey>`
+        return await emulator.streams.serve(request, key)
     return await serve_market(request, lambda: request.app[CLOCK]() * 1000)  # type: ignore[operator]
 
 
@@ -385,6 +388,7 @@ def build_app(
     app.router.add_route("*", CONTROL_PREFIX + "limits", _limits)
     app.router.add_get("/ws-api/v3", _private_ws("binance"))
     app.router.add_get("/private/ws", _binance_user_stream)
+    app.router.add_get("/private/ws/{key}", _binance_user_stream)
     for exchange, paths in (("okx", ("/ws/v5/private", "/ws/v5/business")), ("bybit", ("/v5/private", "/v5/trade")),
                             ("kraken", ("/v2",)), ("coinbase", ("/",))):
         for ws_path in paths:

@@ -339,6 +339,8 @@ class Adapter(Protocol):
 
     def relays_websocket(self, path: str) -> bool: ...
 
+    def private_stream_origin_path(self, path: str, issued_by: str) -> str: ...
+
     def names_private_stream(self, text: str) -> bool: ...
 
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]: ...
@@ -678,6 +680,11 @@ class AdapterHooks:
     def websocket_origin_path(self, path: str) -> str:
         """The path whose host-table entry serves this WebSocket path (where two hosts use one path)."""
         return path
+
+    def private_stream_origin_path(self, path: str, issued_by: str) -> str:
+        """The host-table path of a private event stream opened with a token `issued_by` that endpoint (Binance:
+        `/ws/<listenKey>` is a margin, USD-M or COIN-M stream by the endpoint that handed the key out)."""
+        return self.websocket_origin_path(path)
 
     def websocket_upstream_path(self, path: str) -> str:
         """The exchange's path for this WebSocket path (Kraken's public `/public/v2` is `/v2` on its own host)."""

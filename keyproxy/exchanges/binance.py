@@ -90,7 +90,8 @@ ENVIRONMENTS = (
         ("/ws-api/", "wss://ws-api.binance.com:443"),  # the WebSocket API (keyproxy/proxy/websocket.py)
         # USD-M futures streams (ccxt 4.5.90 `get_ws_url`): user data on /private/ws?listenKey=
         ("/private/ws", "wss://fstream.binance.com"), ("/public/ws", "wss://fstream.binance.com"),
-        ("/market/ws", "wss://fstream.binance.com"),
+        ("/market/ws", "wss://fstream.binance.com"), ("/public/stream", "wss://fstream.binance.com"),
+        ("/market/stream", "wss://fstream.binance.com"),
         ("/dstream/", "wss://dstream.binance.com"),  # COIN-M user data: /ws/<listenKey> (websocket_origin_path)
         ("/ws", "wss://stream.binance.com:9443"), ("/stream", "wss://stream.binance.com:9443"),  # spot market data
     )),
@@ -489,11 +490,29 @@ class Binance(AdapterHooks):
         """`/ws/<listenKey>` is COIN-M's user stream at dstream (spot's `/ws/<streams>` names carry `@`)."""
         return "/dstream" + path if _LISTEN_KEY_PATH.fullmatch(path) else path
 
+    def private_stream_origin_path(self, path: str, issued_by: str) -> str:
+        """`/ws/<listenKey>` is a user data stream at the host of the market that handed the key out: USD-M's
+        (fstream), margin's (the spot stream host), else COIN-M's (dstream); `/private/ws/<listenKey>` is USD-M's
+        (python-binance's `futures_user_socket`)."""
+        if path.startswith("/private/ws"):
+            return "/private/ws"
+        if _LISTEN_KEY_PATH.fullmatch(path):
+            if issued_by.startswith("/fapi/"):
+                return "/private/ws"
+            if issued_by.startswith("/sapi/"):
+                return "/ws"
+        return self.websocket_origin_path(path)
+
     def stream_listen_key(self, path: str, query: str) -> str | None:
-        """USD-M futures' user data stream, `/private/ws?listenKey=<key>` (one key, nothing else); COIN-M's,
-        `/ws/<listenKey>` (a listenKey is 60-64 letters and digits; a market stream name has an `@`)."""
+        """USD-M futures' user data stream, `/private/ws?listenKey=<key>` (one key, nothing else) or
+        `/private/ws/<listenKey>`; `/ws/<listenKey>` (a listenKey is 60-64 letters and digits; a market stream name
+        has an `@`), whose host is the market's that handed the key out (`private_stream_origin_path`)."""
         if _LISTEN_KEY_PATH.fullmatch(path):
             return path[len("/ws/"):]
+        if path.startswith("/private/ws/") and _LISTEN_KEY_PATH.fullmatch(path[len("/private"):]):
+            if query:
+                raise BadRequest("a user data stream URL names exactly one listenKey")
+            return path[len("/private/ws/"):]
         if path != "/private/ws":
             return None
         values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "listenKey"]

@@ -25,8 +25,8 @@ class StreamTokens:
     def __init__(self, clock_ms: Callable[[], int]) -> None:
         self._clock_ms = clock_ms
         # (account, virtual token) -> (the bot it was given to, the credential that bot asked with, the exchange's
-        # token it stands for)
-        self.bound: dict[tuple[str, str], tuple[str, str, str]] = {}
+        # token it stands for, the endpoint that handed it out: which stream it opens)
+        self.bound: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         # (account, bot, credential, the exchange's token) -> the virtual token that holder was given for it: a
         # keepalive answering the same real token answers the same virtual one
         self._minted: dict[tuple[str, str, str, str], str] = {}
@@ -46,10 +46,10 @@ class StreamTokens:
         def mint(real: str) -> str:
             if adapter.stream_token_request is not None:  # the account's own, for the frames keyproxy signs (Kraken)
                 self.real[account] = (real, self._clock_ms())
-            return self.mint(adapter, account[0], real, holder) if holder is not None else ""
+            return self.mint(adapter, account[0], real, holder, path) if holder is not None else ""
         return adapter.swap_stream_token(body, mint)
 
-    def mint(self, adapter: Adapter, account: str, real: str, holder: tuple[str, str]) -> str:
+    def mint(self, adapter: Adapter, account: str, real: str, holder: tuple[str, str], issued_by: str = "") -> str:
         """The holder's virtual token for the exchange's `real` one: the same each time it is handed out anew."""
         bot, credential = holder
         virtual = self._minted.get((account, bot, credential, real))
@@ -57,9 +57,9 @@ class StreamTokens:
             virtual = adapter.virtual_stream_token()
             self._minted[(account, bot, credential, real)] = virtual
         self.bound.pop((account, virtual), None)  # re-inserted last: the oldest are dropped first
-        self.bound[(account, virtual)] = (bot, credential, real)
+        self.bound[(account, virtual)] = (bot, credential, real, issued_by)
         while len(self.bound) > MAX_LISTEN_KEYS:
-            (gone_account, _), (gone_bot, gone_credential, gone_real) = next(iter(self.bound.items()))
+            (gone_account, _), (gone_bot, gone_credential, gone_real, _) = next(iter(self.bound.items()))
             del self.bound[next(iter(self.bound))]
             self._minted.pop((gone_account, gone_bot, gone_credential, gone_real), None)
         return virtual
@@ -74,3 +74,8 @@ class StreamTokens:
         """The exchange's stream token a virtual one stands for (None: not one keyproxy handed out)."""
         held = self.bound.get((account, token))
         return held[2] if held is not None else None
+
+    def issued_by(self, account: str, token: str) -> str:
+        """The endpoint that handed out the token a virtual one stands for (`/fapi/v1/listenKey`), else ""."""
+        held = self.bound.get((account, token))
+        return held[3] if held is not None else ""

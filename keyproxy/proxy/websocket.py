@@ -137,7 +137,10 @@ class WebSocketEdge:
             raise Refused("bad_request", PRIVATE_NAME)
         if "@" in path and not public:
             raise Refused("bad_request", "only a market data stream's path may name a stream with @")
-        origin = account.upstream.origin_for(adapter.websocket_origin_path(path))
+        # a user data stream goes to the host of the market whose endpoint handed out its listenKey
+        origin = account.upstream.origin_for(adapter.private_stream_origin_path(
+            path, self._core.tokens.issued_by(account_name, token)) if stream_bot is not None and token
+            else adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP

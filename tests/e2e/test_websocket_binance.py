@@ -260,6 +260,33 @@ async def test_a_bot_that_may_not_read_opens_no_private_stream_and_loses_an_open
         assert err.value.status == 403
 
 
+async def test_python_binance_futures_user_socket_through_keyproxy(futures: DevStack) -> None:
+    """python-binance's `futures_user_socket` (`<FSTREAM_URL>private/ws/<listenKey>`) with its futures URLs pointed at
+    keyproxy: the bot holds a virtual listenKey, so its user stream must come through keyproxy (it could not open
+    one at Binance), and an order's update arrives."""
+    async_client = pytest.importorskip("binance.async_client")
+    streams = pytest.importorskip("binance.ws.streams")
+    creds = futures.add_bot("pbfut", "fut", "read,trade")
+    base = creds["base_url"]
+
+    class KeyproxyAsyncClient(async_client.AsyncClient):  # type: ignore[misc,name-defined]
+        API_URL, FUTURES_URL = base + "/api", base + "/fapi"
+
+    class KeyproxySockets(streams.BinanceSocketManager):  # type: ignore[misc,name-defined]
+        FSTREAM_URL = base.replace("http://", "ws://") + "/"
+
+    client = await KeyproxyAsyncClient.create(creds["api_key"], creds["secret"])
+    try:
+        async with KeyproxySockets(client).futures_user_socket() as socket:
+            await asyncio.sleep(0.5)
+            placed = await client.futures_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                                       quantity="0.005", price="20000")
+            event = await asyncio.wait_for(socket.recv(), 15)
+            assert event["e"] == "ORDER_TRADE_UPDATE" and event["o"]["i"] == placed["orderId"], event
+    finally:
+        await client.close_connection()
+
+
 async def test_a_burst_of_stream_handshakes_cannot_pass_the_per_bot_cap_together(futures: DevStack) -> None:
     """Session 15's review: the socket caps were checked before the handshake awaited the exchange's socket and
     counted only after it, so 20 handshakes at once all passed a cap of 16. Each now holds its place meanwhile."""

@@ -183,3 +183,18 @@ def test_a_public_stream_names_no_user_data_stream() -> None:
     for text in ("/ws/btcusdt@trade?", "/stream?streams=btcusdt@trade/ethusdt@depth20@100ms",
                  json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade", "!miniTicker@arr"], "id": 1})):
         assert not rest.names_private_stream(text), text
+
+
+def test_a_user_data_stream_goes_to_the_host_of_the_market_that_handed_out_its_key() -> None:
+    """`/ws/<listenKey>` is USD-M's, margin's or COIN-M's stream by the endpoint that gave the key (session 26's diff
+    review: a margin key's stream went to COIN-M's host); `/private/ws/<listenKey>` is python-binance's USD-M URL."""
+    rest = Binance()
+    env = rest.environments[0]
+    key = "A1" * 32
+    for issued_by, origin in (("/fapi/v1/listenKey", "wss://fstream.binance.com"),
+                              ("/sapi/v1/userDataStream", "wss://stream.binance.com:9443"),
+                              ("/dapi/v1/listenKey", "wss://dstream.binance.com"), ("", "wss://dstream.binance.com")):
+        assert env.origin_for(rest.private_stream_origin_path(f"/ws/{key}", issued_by)) == origin, issued_by
+    assert env.origin_for(rest.private_stream_origin_path(f"/private/ws/{key}", "")) == "wss://fstream.binance.com"
+    assert rest.stream_listen_key(f"/private/ws/{key}", "") == key
+    assert env.origin_for("/market/stream") == env.origin_for("/public/stream") == "wss://fstream.binance.com"
