@@ -126,6 +126,10 @@ class Verified:
     # remembered as seen without being checked: a read's parameters, so that a signature which does not bind
     # the path (Binance, Bybit) cannot be replayed as a write with the same parameters
     also_seen: str = ""
+    # False when nothing was signed (a key-only endpoint: the key id alone, which is no secret): the request is
+    # served as the bot's, as the exchange would, but proves nothing of the bot (no heartbeat, no anomaly finding
+    # acts on it: session 26's review)
+    proven: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,7 +211,7 @@ class Binance(AdapterHooks):
             if endpoint.signed:
                 raise AuthFailure("bad_signature", "this endpoint needs a signature")
             # key-only endpoint (market data, listenKey): the key header is the whole credential
-            return Verified(self.strip(req), replay_id="", expires_ms=0)
+            return Verified(self.strip(req), replay_id="", expires_ms=0, proven=False)
         if n_sig > 1:
             raise BadRequest("more than one signature parameter")
         signature = query.get("signature") if query.count("signature") else body.get("signature")

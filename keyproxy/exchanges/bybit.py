@@ -178,7 +178,7 @@ class Bybit(AdapterHooks):
         if not signature:
             if endpoint.signed:
                 raise AuthFailure("bad_signature", "this endpoint needs X-BAPI-SIGN")
-            return Verified(self.strip(req), replay_id="", expires_ms=0)
+            return Verified(self.strip(req), replay_id="", expires_ms=0, proven=False)
         ts_text, window_text = req.headers.get(TIMESTAMP_HEADER), req.headers.get(WINDOW_HEADER)
         if ts_text is None or not _DIGITS.fullmatch(ts_text):
             raise BadRequest("X-BAPI-TIMESTAMP is missing or not a number of milliseconds")

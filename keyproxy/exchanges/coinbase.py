@@ -274,7 +274,7 @@ class Coinbase(AdapterHooks):
         if token is None:
             if endpoint.signed:
                 raise AuthFailure("bad_signature", "this endpoint needs an Authorization: Bearer JWT")
-            return Verified(self.strip(req), replay_id="", expires_ms=0)
+            return Verified(self.strip(req), replay_id="", expires_ms=0, proven=False)
         if token == "":
             raise BadRequest("Authorization must be 'Bearer <jwt>'")
         claims = self.verify_jwt(token, bot, now_ms)

@@ -262,7 +262,7 @@ class Hyperliquid(AdapterHooks):
 
     def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
         if req.path != EXCHANGE_PATH:
-            return Verified(req, replay_id="", expires_ms=0)  # /info: public, nothing signed
+            return Verified(req, replay_id="", expires_ms=0, proven=False)  # /info: public, nothing signed
         doc = self._doc(req.body)
         if doc.get("vaultAddress") is not None:
             raise BadRequest("vaultAddress: trading for a vault or sub-account through keyproxy is not supported; "

@@ -357,7 +357,7 @@ class Kraken(AdapterHooks):
 
     def verify(self, req: IncomingRequest, bot: BotKey, endpoint: Endpoint, now_ms: int) -> Verified:
         if not endpoint.signed:
-            return Verified(self.strip(req), replay_id="", expires_ms=0)
+            return Verified(self.strip(req), replay_id="", expires_ms=0, proven=False)
         self._no_query(req)
         signature = req.headers.get(SIGN_HEADER)
         if not signature:

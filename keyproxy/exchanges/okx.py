@@ -196,7 +196,7 @@ class Okx(AdapterHooks):
         if not signature:
             if endpoint.signed:
                 raise AuthFailure("bad_signature", "OK-ACCESS-SIGN header is missing")
-            return Verified(self.strip(req), replay_id="", expires_ms=0)  # public data: nothing to check
+            return Verified(self.strip(req), replay_id="", expires_ms=0, proven=False)  # public: nothing to check
         ts_text = req.headers.get(TIMESTAMP_HEADER)
         if not ts_text:
             raise BadRequest("OK-ACCESS-TIMESTAMP header is missing")

@@ -84,6 +84,7 @@ class Outcome:
     # a refused amend named an order this instance's book does not hold: a fleet catches its book up, decides again
     unheld: bool = False
     authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
+    proven: bool = True  # False: authenticated by a key id alone (a key-only endpoint): findings never act on it
     credential: str | None = None  # which of the bot's credentials checked out (`BotEntry.credential`)
     key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
     key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
@@ -233,11 +234,15 @@ class Core:
         # so nothing below (and no anomaly finding) may act on that bot
         if self.fleet:
             outcome.shared = SharedCharges(bot.info.name)
-        incoming = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared)
+        incoming, proven = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared)
         outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
-        self.last_seen[bot.info.name] = now_ms / 1000  # the bot is alive (heartbeat_seconds)
+        outcome.proven = proven
+        if proven:  # the bot is alive (heartbeat_seconds): a key id alone, which is no secret, says nothing of it
+            self.last_seen[bot.info.name] = now_ms / 1000
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
+            if not proven:  # whoever sent a key id from elsewhere learns nothing of the bot
+                raise Refused("unknown_bot", "unknown API key")
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
         return self._decided(route, adapter, bot, incoming, now_ms, outcome)
 
@@ -396,7 +401,8 @@ class Core:
         bot = self._identify(snap, account, account.adapter, incoming, outcome, now_ms)
         if bot is None:
             raise Refused("unknown_bot", "a heartbeat must carry the bot's credential")
-        self._authenticate(account.adapter, bot, HEARTBEAT_ENDPOINT, incoming, now_ms)
+        if not self._authenticate(account.adapter, bot, HEARTBEAT_ENDPOINT, incoming, now_ms)[1]:
+            raise Refused("bad_signature", "a heartbeat must be signed")  # a key id alone says nothing of the bot
         outcome.authenticated = True
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
@@ -594,15 +600,17 @@ class Core:
                           "no request uses it until an operator restores or rotates it")
 
     def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
-                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None) -> IncomingRequest:
+                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None
+                      ) -> tuple[IncomingRequest, bool]:
         """The bot's signature, its nonce sequence and the replay check; in a fleet the last two are also
-        the fleet's (`shared`), checked with the request's other shared charges."""
+        the fleet's (`shared`), checked with the request's other shared charges. With whether anything proved the
+        bot (False: a key-only endpoint's request, its key id alone)."""
         if bot.info.mode == "token":
-            return _strip_or_refuse(adapter, req)
+            return _strip_or_refuse(adapter, req), True
         if bot.key is None or bot.info.status not in ("active", "suspended"):
             raise Refused("unknown_bot", "unknown API key")  # a revoked credential is no credential
         if logged_on:  # the connection's logon proved the key; the message itself carries none
-            return _strip_or_refuse(adapter, req)
+            return _strip_or_refuse(adapter, req), True
         try:
             verified = adapter.verify(req, bot.key, endpoint, now_ms)  # type: ignore[attr-defined]
         except AuthFailure as e:
@@ -630,7 +638,7 @@ class Core:
                 raise Refused("replayed_request", "this signed request was already received")
             if verified.also_seen:  # remembered, not checked (a read's parameters: see Verified.also_seen)
                 self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
-        return verified.request
+        return verified.request, verified.proven
 
     def relayed(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
         """What must hold before the bot sees a private answer: a stream token in it that trades on the

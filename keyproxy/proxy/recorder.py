@@ -55,7 +55,7 @@ class Recorder:
         withdraw_to = (f"{f.asset}:{f.network or '*'}:{f.address}" if f is not None and f.action == "withdraw"
                        and f.address else None)
         # a bot named by a request whose signature did not check out is a claim: findings never act on it
-        bot = o.bot if o.authenticated else None
+        bot = o.bot if o.authenticated and o.proven else None  # a key id alone proves nothing of the bot
         return Event(ts=time.time() if now is None else now, request_id=o.request_id, bot=bot, account=o.account,
                      account_known=o.account_known, source_ip=o.source_ip, endpoint_class=o.endpoint_class,
                      decision=o.decision, code=o.code, key_rejected=o.key_rejected, key_denied=o.key_denied,

@@ -230,3 +230,21 @@ def test_kraken_reduce_only_on_a_spot_order_does_not_pass_a_halt(kraken: DevStac
         assert [e for e in kraken.journal()[start:] if "AddOrder" in e["path"]] == []
     finally:
         kraken.cli("resume", "--bot", "krspot")
+
+
+def test_a_key_id_alone_from_another_address_neither_names_nor_suspends_the_bot(dev: DevStack) -> None:
+    """Session 26's review: a public read carrying only a bot's key id (no secret) from an address outside the bot's
+    allow list was refused `ip_denied` naming the bot, as the bot's authenticated request, and the `foreign_ip` rule
+    suspended the bot: anyone who knew the key id stopped it. A key id alone proves nothing of the bot now."""
+    creds = dev.add_bot("keyid-victim", "main", "read,trade", "--allow-ip", "127.0.0.1/32")
+    conn = http.client.HTTPConnection("127.0.0.1", int(urllib.parse.urlsplit(creds["base_url"]).port or 0),
+                                      timeout=10, source_address=("127.0.0.9", 0))
+    conn.request("GET", urllib.parse.urlsplit(creds["base_url"]).path + "/api/v3/ticker/price?symbol=BTCUSDT",
+                 headers={"X-MBX-APIKEY": creds["api_key"], "Host": urllib.parse.urlsplit(creds["base_url"]).netloc})
+    answer = conn.getresponse()
+    body = json.loads(answer.read())
+    assert (answer.status, body["error"]) == (401, "unknown_bot") and "keyid-victim" not in body["message"], body
+    bots = json.loads(dev.cli("bot", "list", "--json").stdout)
+    assert [b["status"] for b in (bots if isinstance(bots, list) else bots["bots"]) if b["name"] == "keyid-victim"] \
+        == ["active"]
+    assert account_call(creds)[0] == 200  # it still trades
