@@ -197,6 +197,7 @@ class Daemon:
             log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=settings.listen.host)
         self.own_calls = OwnCalls(pipeline.core, self.clients)
         self.canceller = Canceller(lambda: self.state.snapshot, store, self.own_calls, trail.append)
+        self.canceller.on_their_way = self._orders_on_their_way
         self._cancelling: set[asyncio.Task[Any]] = set()
         recorder.responder.cancel_orders = self.cancel_later
         self.fleet_sync: Any = None
@@ -471,6 +472,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
                                                                  self.trail.synced.seq)  # fsynced lines only
+
+    def _orders_on_their_way(self, account: str, bot: str | None) -> int:
+        """The orders of `bot` (None: of every bot of `account`) sent and not yet answered: a sweep waits for them."""
+        core = self.pipeline.core
+        now, snap = core.clock_ms() / 1000, self.state.snapshot
+        bots = [bot] if bot is not None else [b for b in core.in_flight.bots()
+                                               if (entry := snap.bot_named(b)) is not None
+                                               and entry.info.account == account]
+        return sum(len(core.in_flight.awaited(b, now)) for b in bots)
 
     async def _anomaly_ticks(self) -> None:
         """The findings anomaly rules held back (their alert budget), said when their window ends."""

@@ -2,6 +2,7 @@
 
 Used after a halt is in force (`keyproxy halt ... --cancel-orders`, the `cancel_orders` anomaly action,
 a silent bot's heartbeat): the halt stops new orders, this removes the ones already on the book. It
+waits for the scope's orders on their way when the halt came (sent, answer not read: SETTLE_S at most), then
 lists what the exchange says is resting (never what keyproxy believes), keeps the orders of the halted
 scope (a bot's: the ids the exchange gave that bot's orders, `StateStore.placed_orders`), cancels them by
 id and lists again, so the summary says what was cancelled, what failed and what is still resting.
@@ -11,6 +12,7 @@ Every cancel is an audit event; nothing is retried and nothing but a cancel is s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -24,6 +26,10 @@ from keyproxy.state import StateStore, placed_keys
 log = get_logger("keyproxy.orders")
 
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
+# a sweep waits this long at most for the scope's orders already on their way (sent before the halt, answer not read)
+# to be answered and learned before it lists: longer than REST's upstream timeout (10 s), so every answer that can
+# come has come (session 26's review: an order sent 0.3 s before `halt --cancel-orders` rested after a clean sweep)
+SETTLE_S = 12.0
 
 
 async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
@@ -71,12 +77,24 @@ def _where(o: Resting) -> tuple[str, str, str]:
     return o.market, o.symbol, o.order_id
 
 
+async def _settled(on_their_way: Callable[[str, str | None], int], account: str, bot: str | None) -> int:
+    """Until the scope's orders on their way (sent, answer not read) are answered and learned, SETTLE_S at most:
+    the halt stops new ones, these may still rest. How many are still on their way then."""
+    deadline = time.monotonic() + SETTLE_S
+    while (left := on_their_way(account, bot)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
 async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: AccountEntry, bot: str | None,
-                                audit: Callable[..., object], reason: str) -> dict[str, Any]:
-    """Cancel every resting order of `account` (bot None) or those `bot` placed; the summary for the operator."""
+                                audit: Callable[..., object], reason: str,
+                                on_their_way: Callable[[str, str | None], int] = lambda account, bot: 0
+                                ) -> dict[str, Any]:
+    """Cancel every resting order of `account` (bot None) or those `bot` placed, once the scope's orders on their
+    way are answered (`on_their_way`: how many there are); the summary for the operator."""
     name, exchange = account.info.name, account.info.exchange
     summary: dict[str, Any] = {"account": name, "exchange": exchange, "bot": bot, "cancelled": [], "failed": [],
-                               "left": [], "error": None}
+                               "left": [], "error": None, "unanswered": 0}
     sweep = SWEEPS.get(exchange)
     if sweep is None:
         summary["error"] = f"keyproxy cannot cancel orders on {exchange} yet: cancel them on the exchange"
@@ -84,6 +102,7 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     if account.adapter is None or account.upstream is None or account.key is None:
         summary["error"] = f"account {name!r} is not served by this daemon (its key is not loaded)"
         return summary
+    unanswered = await _settled(on_their_way, name, bot)
     placed = store.placed_orders(name)
     markets = frozenset(m for b, m in placed.values() if bot is None or b == bot)
     symbols = _symbols(k for k, (b, _) in placed.items() if bot is None or b == bot)
@@ -136,6 +155,11 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         summary["error"] = f"cancels sent, but the open orders could not be listed again: {what_failed(e)}"
         still = {_where(o) for o in targets if results.get(_where(o)) is not None}
     summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if _where(o) in still]
+    if unanswered:  # sent before the halt, no answer read within SETTLE_S: they may rest, unseen by this sweep
+        summary["unanswered"] = unanswered
+        summary["error"] = summary["error"] or (f"{unanswered} order(s) sent before the halt had no answer within "
+                                                f"{SETTLE_S:g} s: they may rest; list the account's open orders "
+                                                "on the exchange (or run the sweep again)")
     # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
     store.forget_placed_orders(name, forget)
     return summary
@@ -153,6 +177,8 @@ class Canceller:
         # run for each account whose orders a sweep cancelled (the daemon: the risk watch's reconciliation, so the
         # positions book stops holding them as resting: a cancel-all there is judged by it)
         self.after: Callable[[str], Awaitable[object]] | None = None
+        # the daemon's: (account, bot or None) -> the scope's orders on their way, which a sweep waits for
+        self.on_their_way: Callable[[str, str | None], int] = lambda account, bot: 0
 
     def accounts_of(self, scope: str, target: str) -> tuple[list[AccountEntry], str | None]:
         """The accounts a scope covers and the bot whose orders alone are cancelled (None: every order)."""
@@ -174,7 +200,7 @@ class Canceller:
         self._audit("orders.cancel_all", scope=scope, target=target, reason=reason, result="attempt",
                     accounts=sorted(a.info.name for a in accounts))
         summaries = await asyncio.gather(*(cancel_account_orders(self._calls, self._store, a, bot, self._audit,
-                                                                 reason) for a in accounts))
+                                                                 reason, self.on_their_way) for a in accounts))
         if self.after is not None:
             for summary in summaries:
                 if summary["cancelled"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -253,3 +254,24 @@ def test_a_silent_bot_has_its_orders_cancelled_and_an_incident_lists_them(dev: D
     dev.cli("halt", "--account", "bn", "--cancel-orders")
     dev.cli("resume", "--account", "bn")
     assert again not in open_at_emulator(dev)
+
+
+def test_a_halts_sweep_waits_for_the_bots_orders_on_their_way(dev: DevStack) -> None:
+    """Session 26's review (high): `halt --cancel-orders` listed the exchange's open orders at once, so an order the
+    bot had sent a moment before (the exchange still executing it) rested after a sweep that reported nothing left.
+    The sweep waits for the scope's orders on their way to be answered (SETTLE_S at most), then lists."""
+    ex = trader(dev, "racer", "bn")
+    requests.post(dev.emulator_url + "/_emulator/faults", json={"hold_before_containing": ["side=BUY"],
+                                                               "hold_seconds": 1.0}, timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(rest_order, ex, "bn")
+            time.sleep(0.3)  # sent: the exchange has not executed it yet
+            halted = dev.cli("halt", "--bot", "racer", "--cancel-orders", "--json", check=False)
+            order_id = placing.result(timeout=30)
+    finally:
+        requests.post(dev.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+        dev.cli("resume", "--bot", "racer")
+    [summary] = json.loads(halted.stdout)["accounts"]
+    assert order_id not in open_at_emulator(dev)
+    assert [c["order_id"] for c in summary["cancelled"]] == [order_id] and not summary["left"], summary
