@@ -93,6 +93,7 @@ ENVIRONMENTS = (
         ("/market/ws", "wss://fstream.binance.com"), ("/public/stream", "wss://fstream.binance.com"),
         ("/market/stream", "wss://fstream.binance.com"),
         ("/dstream/", "wss://dstream.binance.com"),  # COIN-M user data: /ws/<listenKey> (websocket_origin_path)
+        ("/margin-stream/", "wss://margin-stream.binance.com"),  # margin risk data: /ws/<listenKey>
         ("/ws", "wss://stream.binance.com:9443"), ("/stream", "wss://stream.binance.com:9443"),  # spot market data
     )),
     Environment("testnet", (
@@ -499,6 +500,10 @@ class Binance(AdapterHooks):
         if _LISTEN_KEY_PATH.fullmatch(path):
             if issued_by.startswith("/fapi/"):
                 return "/private/ws"
+            if issued_by == "/sapi/v1/margin/listen-key":  # the margin risk data stream
+                return "/margin-stream/"
+            if issued_by.startswith(("/papi/", "/eapi/", "/sapi/v1/equity/")):
+                return "/unrouted/"  # portfolio margin, options, equity: no host here (refused, not misrouted)
             if issued_by.startswith("/sapi/"):
                 return "/ws"
         return self.websocket_origin_path(path)

@@ -127,9 +127,12 @@ def kraken_market_names(path: str, body: bytes) -> dict[str, str]:
     return out
 
 
+PLACING = frozenset({"AddOrder", "AddOrderBatch", "EditOrder"})  # the orders whose pair the limits are kept by
+
+
 def kraken_market_ids(req: IncomingRequest) -> tuple[str, ...]:
-    """The pair a private request names, as `#<spelling>`: the core maps it to the pair's one name."""
-    if not req.path.startswith("/0/private/"):
+    """The pair an order names, as `#<spelling>`: the core maps it to the pair's one name."""
+    if req.path.rsplit("/0/private/", 1)[-1] not in PLACING:
         return ()
     try:
         pair = param_text(kraken_params(req), "pair")
@@ -144,8 +147,11 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     method = req.path.rsplit("/0/private/", 1)[-1]
     params = kraken_params(req)
     pair = param_text(params, "pair")
-    # the pair's one name (an unknown spelling stays `#...`, and the core refuses it): every spelling one order book
-    symbol = req.markets.get(pair_id(pair), pair_id(pair)) if pair else None
+    # the pair's one name: every spelling one order book. An order's unknown spelling stays `#...` (the core fetches
+    # the pairs first, `kraken_market_ids`, and refuses what stays unknown); anything else keeps its own spelling
+    # (a cancel must pass whether or not keyproxy holds the pairs)
+    named = req.markets.get(pair_id(pair)) if pair else None
+    symbol = named or (pair_id(pair) if method in PLACING else normalize_symbol(pair)) if pair else None
     if method in _CANCELS:
         return _cancel(method, params, symbol)
     if method in ("AddOrder", "EditOrder"):

@@ -26,7 +26,7 @@ from keyproxy.exchanges.base import (
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
     no_json_constants, unique_members,
 )
-from keyproxy.exchanges.kraken_facts import MARKET, TRIGGERED, kraken_facts, pair_id
+from keyproxy.exchanges.kraken_facts import MARKET, PLACING, TRIGGERED, kraken_facts, pair_id
 from keyproxy.exchanges.kraken_fills import kraken_stream_updates
 from keyproxy.policy.model import RequestFacts
 
@@ -228,7 +228,9 @@ class KrakenWsApi(WsDialect):
             twin = self._twin(req.body)
         except BadRequest:
             return ()
-        pair = twin[1].get("pair") if twin is not None else None
+        if twin is None or twin[0].rsplit("/", 1)[-1] not in PLACING:
+            return ()
+        pair = twin[1].get("pair")
         return (pair_id(pair),) if isinstance(pair, str) and pair else ()
 
     def market_names(self, path: str, body: bytes) -> dict[str, str]:

@@ -470,6 +470,8 @@ class Core:
         outcome.facts = facts
         now = now_ms / 1000
         policy, name = bot.policy, bot.info.name
+        if names and policy.symbols:  # an allowlist names markets as the operator wrote them: Kraken's XXBTZUSD is
+            policy = self.markets.named_policy(account.info.name, policy)  # XBTUSD, as the facts name it
         usage = Usage()
         if self.usage is not None:
             usage = Usage(

@@ -51,6 +51,7 @@ class MarketData:
         self._clients = clients
         self._timeout = min(upstream_timeout, OWN_CALL_TIMEOUT)
         self._market_lists: dict[str, float] = {}  # account -> when keyproxy last fetched its market lists
+        self._fetching_lists: dict[str, asyncio.Future[None]] = {}  # account -> its market lists' fetch on its way
         self._references: dict[tuple[str, PublicCall], float] = {}  # -> when keyproxy last asked
         self._in_flight: dict[tuple[str, PublicCall], asyncio.Future[None]] = {}
         self._listings: dict[tuple[str, str, int], asyncio.Future[None]] = {}  # (account, market, changes)
@@ -91,15 +92,25 @@ class MarketData:
         if adapter is None or not adapter.market_list_requests \
                 or not self.core.markets.missing(name, route.adapter, incoming):
             return
+        fetching = self._fetching_lists.get(name)
+        if fetching is not None:  # one fetch at a time per account: the others wait for its answer
+            await asyncio.shield(fetching)
+            return
         now = time.monotonic()
         if now - self._market_lists.get(name, -MARKET_LIST_PAUSE) < MARKET_LIST_PAUSE:
             return
         self._market_lists[name] = now
-        for call in adapter.market_list_requests:
-            answer = await self._call(route.account, call)
-            if answer is None:
-                return
-            self.core.markets.learn(name, adapter, call[1], answer)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fetching_lists[name] = done
+        try:
+            for call in adapter.market_list_requests:
+                answer = await self._call(route.account, call)
+                if answer is None:
+                    return
+                self.core.markets.learn(name, adapter, call[1], answer)
+        finally:
+            del self._fetching_lists[name]
+            done.set_result(None)
 
     async def refresh_price(self, account: AccountEntry, scope: str) -> None:
         """The scope's reference price fetched again (the loss watch valuing a position)."""

@@ -21,7 +21,7 @@ from typing import Any
 from keyproxy.exchanges.base import Adapter, IncomingRequest
 from keyproxy.policy.decide import needs_reference
 from keyproxy.policy.valuation import needs_market_price
-from keyproxy.policy.model import RequestFacts
+from keyproxy.policy.model import BotPolicy, RequestFacts
 from keyproxy.proxy.refusal import Refused
 
 PublicCall = tuple[str, str, str, bytes]  # method, path, query, body
@@ -50,6 +50,8 @@ class MarketBook:
         self._seen: dict[tuple[str, str], float] = {}  # (account, symbol) -> when its price was seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
         self.names: dict[str, dict[str, str]] = {}  # account -> market id (`#<id>`) -> name published
+        # (account, id(policy)) -> (the policy, how many names it was named with, its allowlist named as facts are)
+        self._named_policies: dict[tuple[str, int], tuple[BotPolicy, int, BotPolicy]] = {}
 
     # --- learning from answers -------------------------------------------------
 
@@ -128,6 +130,23 @@ class MarketBook:
 
     # --- markets named by number --------------------------------------------------
 
+    def named_policy(self, account: str, policy: BotPolicy) -> BotPolicy:
+        """The policy with its `symbols` allowlist named as the facts are (`#<spelling>` -> the market's one name,
+        where the exchange publishes several spellings: Kraken), so an operator's `XXBTZUSD` or `BTC/USD` allows
+        what the facts call `XBTUSD`. Cached per policy until more names are learned."""
+        names = self.names.get(account, {})
+        cached = self._named_policies.get((account, id(policy)))
+        if cached is not None and cached[0] is policy and cached[1] == len(names):
+            return cached[2]
+        assert policy.symbols is not None
+        symbols = tuple(dict.fromkeys((*policy.symbols, *(names[k] for s in policy.symbols
+                                                          if (k := "#" + s) in names))))
+        named = policy if symbols == policy.symbols else replace(policy, symbols=symbols)
+        if len(self._named_policies) > 1024:
+            self._named_policies.clear()
+        self._named_policies[(account, id(policy))] = (policy, len(names), named)
+        return named
+
     def missing(self, account: str, adapter: Adapter, incoming: IncomingRequest) -> bool:
         """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
         known = self.names.get(account, {})
@@ -139,7 +158,10 @@ class MarketBook:
         exchange published (never a size from the request)."""
         def resolved(leg: RequestFacts) -> RequestFacts:
             if leg.symbol and leg.symbol.startswith("#"):
-                name = self.names.get(account, {}).get(leg.symbol)
+                known = self.names.get(account)
+                name = known.get(leg.symbol) if known else None
+                if not known:  # the market list could not be had yet (the exchange's answer failed or is on its way)
+                    raise Refused("unavailable", "keyproxy does not hold the exchange's market list yet; retry", 1.0)
                 if name is None:
                     raise Refused("bad_request", f"market {leg.symbol[1:]} is not among the markets the exchange "
                                   "published (keyproxy asks for its market list when it meets a name it does not know)")

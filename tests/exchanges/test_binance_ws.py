@@ -193,7 +193,9 @@ def test_a_user_data_stream_goes_to_the_host_of_the_market_that_handed_out_its_k
     key = "A1" * 32
     for issued_by, origin in (("/fapi/v1/listenKey", "wss://fstream.binance.com"),
                               ("/sapi/v1/userDataStream", "wss://stream.binance.com:9443"),
-                              ("/dapi/v1/listenKey", "wss://dstream.binance.com"), ("", "wss://dstream.binance.com")):
+                              ("/dapi/v1/listenKey", "wss://dstream.binance.com"), ("", "wss://dstream.binance.com"),
+                              ("/sapi/v1/margin/listen-key", "wss://margin-stream.binance.com"),
+                              ("/papi/v1/listenKey", None), ("/sapi/v1/equity/listenKey", None)):
         assert env.origin_for(rest.private_stream_origin_path(f"/ws/{key}", issued_by)) == origin, issued_by
     assert env.origin_for(rest.private_stream_origin_path(f"/private/ws/{key}", "")) == "wss://fstream.binance.com"
     assert rest.stream_listen_key(f"/private/ws/{key}", "") == key

@@ -653,3 +653,21 @@ def test_only_krakens_error_list_says_the_key_or_the_rate_is_refused() -> None:
     assert ADAPTER.key_rejected(200, b'{"error":["EGeneral:Permission denied"]}') is KeyRejection.DENIED
     assert ADAPTER.rate_limit_hold(200, {}, b'{"error":["EAPI:Rate limit exceeded"]}') == (3.0, "CALL_COUNTER")
     assert ADAPTER.key_rejected(200, b"not json EAPI:Invalid key") is None
+
+
+def test_an_allowlist_written_in_any_spelling_allows_the_pair_and_a_cancel_needs_no_pair_list() -> None:
+    """Session 26's diff review: with every spelling named `XBTUSD`, an operator's `symbols=XXBTZUSD` (what ccxt
+    sends) or `BTC/USD` refused every order; the allowlist is named as the facts are. A cancel naming a pair is
+    never held up for the pair list (only orders ask for it: `market_ids`)."""
+    from keyproxy.policy.model import BotPolicy
+    from keyproxy.proxy.markets import MarketBook
+    book = MarketBook(lambda: 0.0)
+    book.names["kr"] = dict(PAIRS)
+    for written in ("XXBTZUSD", "BTCUSD", "XBTUSD"):
+        named = book.named_policy("kr", BotPolicy(symbols=(written, "ETHUSD")))
+        assert named.symbols is not None and "XBTUSD" in named.symbols and written in named.symbols
+    cancel = ADAPTER.facts(req("nonce=1&pair=XBT/USD&txid=O1", path="/0/private/CancelOrder"),
+                           ADAPTER.classify("POST", "/0/private/CancelOrder"))
+    assert not (cancel.symbol or "").startswith("#")
+    assert ADAPTER.market_ids(req("nonce=1&pair=XBTUSD&txid=O1", path="/0/private/CancelOrder")) == ()
+    assert ADAPTER.market_ids(req("nonce=1&pair=XBTUSD,ETHUSD", path="/0/private/TradeVolume")) == ()
