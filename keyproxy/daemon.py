@@ -473,14 +473,16 @@ class Daemon:
                 await asyncio.get_running_loop().run_in_executor(None, self.store.record_audit_head,
                                                                  self.trail.synced.seq)  # fsynced lines only
 
-    def _orders_on_their_way(self, account: str, bot: str | None) -> int:
-        """The orders of `bot` (None: of every bot of `account`) sent and not yet answered: a sweep waits for them."""
+    def _orders_on_their_way(self, account: str, bot: str | None) -> tuple[int, int]:
+        """The orders of `bot` (None: of every bot of `account`) sent whose answer may still be read (a sweep waits
+        for them), and those whose answer never will be (timed out, a 5xx, their socket closed: fate unknown)."""
         core = self.pipeline.core
         now, snap = core.clock_ms() / 1000, self.state.snapshot
         bots = [bot] if bot is not None else [b for b in core.in_flight.bots()
                                                if (entry := snap.bot_named(b)) is not None
                                                and entry.info.account == account]
-        return sum(len(core.in_flight.awaited(b, now)) for b in bots)
+        awaited = sum(len(legs) for b in bots for legs in core.in_flight.awaited(b, now))  # legs, as `count`
+        return awaited, sum(core.in_flight.count(b, now) for b in bots) - awaited
 
     async def _anomaly_ticks(self) -> None:
         """The findings anomaly rules held back (their alert budget), said when their window ends."""

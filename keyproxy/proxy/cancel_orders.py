@@ -77,18 +77,19 @@ def _where(o: Resting) -> tuple[str, str, str]:
     return o.market, o.symbol, o.order_id
 
 
-async def _settled(on_their_way: Callable[[str, str | None], int], account: str, bot: str | None) -> int:
+async def _settled(on_their_way: Callable[[str, str | None], tuple[int, int]], account: str, bot: str | None) -> int:
     """Until the scope's orders on their way (sent, answer not read) are answered and learned, SETTLE_S at most:
-    the halt stops new ones, these may still rest. How many are still on their way then."""
+    the halt stops new ones, these may still rest. How many are of unknown fate then: still on their way, or whose
+    answer will never be read (timed out, a 5xx, their socket closed: they may rest all the same)."""
     deadline = time.monotonic() + SETTLE_S
-    while (left := on_their_way(account, bot)) and time.monotonic() < deadline:
+    while (left := on_their_way(account, bot))[0] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    return left
+    return sum(left)
 
 
 async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: AccountEntry, bot: str | None,
                                 audit: Callable[..., object], reason: str,
-                                on_their_way: Callable[[str, str | None], int] = lambda account, bot: 0
+                                on_their_way: Callable[[str, str | None], tuple[int, int]] = lambda account, bot: (0, 0)
                                 ) -> dict[str, Any]:
     """Cancel every resting order of `account` (bot None) or those `bot` placed, once the scope's orders on their
     way are answered (`on_their_way`: how many there are); the summary for the operator."""
@@ -157,9 +158,9 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     summary["left"] = [{"order_id": o.order_id, "symbol": o.symbol} for o in targets if _where(o) in still]
     if unanswered:  # sent before the halt, no answer read within SETTLE_S: they may rest, unseen by this sweep
         summary["unanswered"] = unanswered
-        summary["error"] = summary["error"] or (f"{unanswered} order(s) sent before the halt had no answer within "
-                                                f"{SETTLE_S:g} s: they may rest; list the account's open orders "
-                                                "on the exchange (or run the sweep again)")
+        summary["error"] = summary["error"] or (f"{unanswered} order(s) sent before the halt had no answer read "
+                                                f"(within {SETTLE_S:g} s, or none will come): they may rest; list "
+                                                "the account's open orders on the exchange (or run the sweep again)")
     # an attribution is dropped once its order is cancelled; the rest age out (`MAX_PLACED_ORDERS`)
     store.forget_placed_orders(name, forget)
     return summary
@@ -177,8 +178,9 @@ class Canceller:
         # run for each account whose orders a sweep cancelled (the daemon: the risk watch's reconciliation, so the
         # positions book stops holding them as resting: a cancel-all there is judged by it)
         self.after: Callable[[str], Awaitable[object]] | None = None
-        # the daemon's: (account, bot or None) -> the scope's orders on their way, which a sweep waits for
-        self.on_their_way: Callable[[str, str | None], int] = lambda account, bot: 0
+        # the daemon's: (account, bot or None) -> the scope's orders on their way (which a sweep waits for), and those
+        # whose answer will never be read (reported: their fate is unknown)
+        self.on_their_way: Callable[[str, str | None], tuple[int, int]] = lambda account, bot: (0, 0)
 
     def accounts_of(self, scope: str, target: str) -> tuple[list[AccountEntry], str | None]:
         """The accounts a scope covers and the bot whose orders alone are cancelled (None: every order)."""

@@ -239,10 +239,10 @@ class Core:
         outcome.proven = proven
         if proven:  # the bot is alive (heartbeat_seconds): a key id alone, which is no secret, says nothing of it
             self.last_seen[bot.info.name] = now_ms / 1000
+        elif not bot.allows_ip(peer):  # whoever sent a key id from elsewhere learns nothing of the bot, not even
+            raise Refused("unknown_bot", "unknown API key")  # whether its credential is still valid
         self._check_standing(account, bot, now_ms)
         if not bot.allows_ip(peer):
-            if not proven:  # whoever sent a key id from elsewhere learns nothing of the bot
-                raise Refused("unknown_bot", "unknown API key")
             raise Refused("ip_denied", f"bot {bot.info.name!r} may not connect from {peer}")
         return self._decided(route, adapter, bot, incoming, now_ms, outcome)
 

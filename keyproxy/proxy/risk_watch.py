@@ -133,6 +133,7 @@ class RiskWatch:
                              for s in summaries for c in s["cancelled"]]
                 evidence += [f"order {f['order_id']} {f['symbol']}: FAILED {f['error']}" for s in summaries
                              for f in s["failed"]]
+                evidence += [f"account {s['account']}: {s['error']}" for s in summaries if s["error"]]
             except Exception as e:  # a vanished bot or a bug: logged; the latch still refuses new risk
                 log.error("loss limit cancel failed", subject=subject, kind=type(e).__name__)
                 evidence.append(f"cancelling failed: {type(e).__name__}")
