@@ -349,6 +349,7 @@ class Daemon:
         gate = FleetGate(fleet)
         pipeline.admission.gate, pipeline.admission.sync = gate, self.fleet_sync
         pipeline.core.sweeps.fleet_pending = gate.others_pending  # cancels wait for the other instances' orders too
+        self.canceller.fleet_pending = gate.pending_of  # and a halt's sweep for the scope's orders through any of them
         pipeline.core.shared_nonces = FleetNonces(fleet)
         self.fleet_usage = FleetUsage(fleet)
         pipeline.core.in_flight.flights = self.fleet_usage

@@ -384,6 +384,16 @@ class FleetGate:
                 out.append(member)
         return out[:1000]  # what one later look names (a flood beyond it is waited for no longer than the rest)
 
+    async def pending_of(self, account: str, bot: str | None) -> int | None:
+        """How many orders of `bot` (None: of every bot) are on their way to `account` through any instance (their
+        answers not read: `pending:{account}`), what a halt's sweep waits for; None when Redis cannot be asked."""
+        try:
+            members = await self._evalsha(("EVALSHA", _PENDING_SHA, 1, self.fleet.key(f"pending:{account}")))
+        except (redis.RedisError, OSError, TimeoutError):
+            return None
+        prefix = f"{bot}|".encode() if bot is not None else b""
+        return sum(1 for m in members if m.startswith(prefix))
+
     async def still_sweeping(self, account: str, among: tuple[bytes, ...]) -> bool:
         """Whether any of `among` (cancel-alls pending on `account`, `sweeping:{account}`) is still pending: an
         order waits while one is. Redis unreachable: no (the order's gate call that follows says so)."""

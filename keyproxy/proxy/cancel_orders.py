@@ -25,6 +25,11 @@ from keyproxy.state import StateStore, placed_keys
 
 log = get_logger("keyproxy.orders")
 
+# a fleet's (fleet/gate.py `FleetGate.pending_of`): (account, bot or None) -> orders on their way through any
+# instance, None when Redis cannot be asked
+FleetPending = Callable[[str, str | None], Awaitable[int | None]]
+# the daemon's: (account, bot or None) -> (orders on their way whose answer may come, those whose answer never will)
+OnTheirWay = Callable[[str, str | None], tuple[int, int]]
 CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every exchange's order-rate limit
 # a sweep waits this long at most for the scope's orders already on their way (sent before the halt, answer not read)
 # to be answered and learned before it lists: longer than REST's upstream timeout (10 s), so every answer that can
@@ -77,20 +82,27 @@ def _where(o: Resting) -> tuple[str, str, str]:
     return o.market, o.symbol, o.order_id
 
 
-async def _settled(on_their_way: Callable[[str, str | None], tuple[int, int]], account: str, bot: str | None) -> int:
+async def _settled(on_their_way: OnTheirWay, account: str, bot: str | None,
+                   fleet: FleetPending | None = None) -> int:
     """Until the scope's orders on their way (sent, answer not read) are answered and learned, SETTLE_S at most:
     the halt stops new ones, these may still rest. How many are of unknown fate then: still on their way, or whose
-    answer will never be read (timed out, a 5xx, their socket closed: they may rest all the same)."""
+    answer will never be read (timed out, a 5xx, their socket closed: they may rest all the same). In a fleet also
+    those on their way through the other instances (`fleet`; Redis out of reach: one of unknown fate)."""
     deadline = time.monotonic() + SETTLE_S
     while (left := on_their_way(account, bot))[0] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    return sum(left)
+    unknown = sum(left)
+    if fleet is not None:
+        while (elsewhere := await fleet(account, bot)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        unknown = max(unknown, 1 if elsewhere is None else elsewhere)  # this instance's are among the fleet's
+    return unknown
 
 
 async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: AccountEntry, bot: str | None,
                                 audit: Callable[..., object], reason: str,
-                                on_their_way: Callable[[str, str | None], tuple[int, int]] = lambda account, bot: (0, 0)
-                                ) -> dict[str, Any]:
+                                on_their_way: OnTheirWay = lambda account, bot: (0, 0),
+                                fleet: FleetPending | None = None) -> dict[str, Any]:
     """Cancel every resting order of `account` (bot None) or those `bot` placed, once the scope's orders on their
     way are answered (`on_their_way`: how many there are); the summary for the operator."""
     name, exchange = account.info.name, account.info.exchange
@@ -103,7 +115,7 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     if account.adapter is None or account.upstream is None or account.key is None:
         summary["error"] = f"account {name!r} is not served by this daemon (its key is not loaded)"
         return summary
-    unanswered = await _settled(on_their_way, name, bot)
+    unanswered = await _settled(on_their_way, name, bot, fleet)
     placed = store.placed_orders(name)
     markets = frozenset(m for b, m in placed.values() if bot is None or b == bot)
     symbols = _symbols(k for k, (b, _) in placed.items() if bot is None or b == bot)
@@ -180,7 +192,8 @@ class Canceller:
         self.after: Callable[[str], Awaitable[object]] | None = None
         # the daemon's: (account, bot or None) -> the scope's orders on their way (which a sweep waits for), and those
         # whose answer will never be read (reported: their fate is unknown)
-        self.on_their_way: Callable[[str, str | None], tuple[int, int]] = lambda account, bot: (0, 0)
+        self.on_their_way: OnTheirWay = lambda account, bot: (0, 0)
+        self.fleet_pending: FleetPending | None = None  # in a fleet: the orders on their way through any instance
 
     def accounts_of(self, scope: str, target: str) -> tuple[list[AccountEntry], str | None]:
         """The accounts a scope covers and the bot whose orders alone are cancelled (None: every order)."""
@@ -202,7 +215,8 @@ class Canceller:
         self._audit("orders.cancel_all", scope=scope, target=target, reason=reason, result="attempt",
                     accounts=sorted(a.info.name for a in accounts))
         summaries = await asyncio.gather(*(cancel_account_orders(self._calls, self._store, a, bot, self._audit,
-                                                                 reason, self.on_their_way) for a in accounts))
+                                                                 reason, self.on_their_way, self.fleet_pending)
+                                           for a in accounts))
         if self.after is not None:
             for summary in summaries:
                 if summary["cancelled"]:

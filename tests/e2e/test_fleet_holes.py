@@ -355,3 +355,30 @@ def test_an_order_through_one_instance_waits_for_a_cancel_all_pending_through_th
     assert after["status"] == "NEW", after  # not cancelled by the other bot's cancel-all
     assert 0.3 < waited < 2.5, waited  # the order went once the cancel-all's answer was read
     signed(victim, fleet.b, "DELETE", "/api/v3/order", f"symbol=ETHBTC&orderId={body['orderId']}")
+
+
+def test_a_halts_sweep_waits_for_the_bots_orders_on_their_way_through_the_other_instance(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 26's diff review: `halt --cancel-orders` through A waited only for the orders on their way through A, so
+    an order the bot had sent through B a moment before rested after A's clean sweep. The sweep waits for the scope's
+    orders in the fleet's `pending:{account}` too."""
+    fleet, _ = late
+    racer = fleet.a.add_bot("fleet-racer", "main", "read,trade")
+    time.sleep(1.5)  # B has the bot
+    requests.post(fleet.a.emulator_url + "/_emulator/faults", json={
+        "hold_before_containing": ["symbol=ETHUSDT&side=BUY"], "hold_seconds": 1.0}, timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(signed, racer, fleet.b, "POST", "/api/v3/order",
+                                  "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000")
+            time.sleep(0.3)  # sent through B: the exchange has not executed it yet
+            halted = fleet.a.cli("halt", "--bot", "fleet-racer", "--cancel-orders", "--json", check=False)
+            status, body = placing.result(timeout=30)
+    finally:
+        requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+        fleet.a.cli("resume", "--bot", "fleet-racer")
+    assert status == 200, body
+    [summary] = json.loads(halted.stdout)["accounts"]
+    assert [c["order_id"] for c in summary["cancelled"]] == [str(body["orderId"])], summary
+    status, after = signed(racer, fleet.a, "GET", "/api/v3/order", f"symbol=ETHUSDT&orderId={body['orderId']}")
+    assert after["status"] == "CANCELED", after
