@@ -44,10 +44,10 @@ log = logging.getLogger("keyproxy.proxy")
 
 CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
 CLOSE_GOING_AWAY = 1001
-# how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
-# in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
 PRIVATE_NAME = ("a market data stream names no user data stream (a listenKey opens one only as "
                 "/private/ws?listenKey= or /ws/<listenKey>, obtained through keyproxy)")
+# how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
+# in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
 DRAIN_S = 10.0
 # a frame to a bot not written within this (its socket's buffers full: the bot stopped reading) ends the bot's socket:
 # the exchange's socket must go on being read, or the answers to the bot's orders are never learned
