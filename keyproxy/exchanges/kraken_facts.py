@@ -94,6 +94,16 @@ def pair_id(pair: str) -> str:
     return "#" + normalize_symbol(pair)
 
 
+def _result(body: bytes) -> dict[str, object]:
+    """A public answer's `result` object ({} when the answer is not JSON or has none)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    result = doc.get("result") if isinstance(doc, dict) else None
+    return result if isinstance(result, dict) else {}
+
+
 def kraken_market_names(path: str, body: bytes) -> dict[str, str]:
     """Every spelling Kraken takes for a pair -> the pair's `altname` (normalized), from `GET /0/public/AssetPairs`:
     its key (`XXBTZUSD`), `altname` (`XBTUSD`), `wsname` (`XBT/USD`) and WebSocket v2's (`BTC/USD`). One order book,
@@ -101,14 +111,9 @@ def kraken_market_names(path: str, body: bytes) -> dict[str, str]:
     (session 26's review). A spelling two pairs would share is left out (refused as unknown)."""
     if path != ASSET_PAIRS[1]:
         return {}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    result = doc.get("result") if isinstance(doc, dict) else None
     out: dict[str, str] = {}
     shared: set[str] = set()
-    for key, pair in (result.items() if isinstance(result, dict) else ()):
+    for key, pair in _result(body).items():
         alt = pair.get("altname") if isinstance(pair, dict) else None
         if not isinstance(alt, str) or not alt:
             continue
@@ -179,13 +184,8 @@ def kraken_prices(path: str, body: bytes) -> dict[str, Decimal]:
     """Last trade prices (`c[0]`) from `GET /0/public/Ticker`, keyed by Kraken's pair name as answered."""
     if path != "/0/public/Ticker":
         return {}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    result = doc.get("result") if isinstance(doc, dict) else None
     out: dict[str, Decimal] = {}
-    for pair, ticker in (result.items() if isinstance(result, dict) else ()):
+    for pair, ticker in _result(body).items():
         last = ticker.get("c") if isinstance(ticker, dict) else None
         value = published(last[0]) if isinstance(last, list) and last else None
         if value is not None:
