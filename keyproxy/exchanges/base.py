@@ -673,8 +673,8 @@ class AdapterHooks:
         return False
 
     def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
-        """Stream tokens an answer hands out (Binance futures listenKeys): keyproxy remembers which bot got
-        each, so a private stream opens only with a token obtained through keyproxy, for that bot."""
+        """The stream tokens in the answer to keyproxy's own `stream_token_request` (Kraken's GetWebSocketsToken):
+        the real token keyproxy signs frames with, never handed to a bot."""
         return ()
 
     def stream_listen_key(self, path: str, query: str) -> str | None:

@@ -435,18 +435,6 @@ class Binance(AdapterHooks):
         except (ValueError, RecursionError):
             return True  # unreadable: not relayed
 
-    def listen_keys(self, path: str, body: bytes) -> tuple[str, ...]:
-        """ListenKeys (`{"listenKey"}`) and margin listenTokens (`POST /sapi/v1/userListenToken`:
-        `{"token", "expirationTime"}`)."""
-        field = _TOKEN_FIELDS.get(path)
-        if field is None:
-            return ()
-        try:
-            key = json.loads(body).get(field)
-        except (ValueError, AttributeError):
-            return ()
-        return (key,) if isinstance(key, str) and key else ()
-
     def grants_stream_token(self, path: str) -> bool:
         """The listenKey and listenToken endpoints, and any path named like one (fail closed: a stream token an
         endpoint keyproxy did not list hands out never reaches a bot either: `/sapi/v1/margin/listen-key`)."""

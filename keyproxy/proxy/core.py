@@ -43,7 +43,7 @@ from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
-from keyproxy.proxy.stream_tokens import StreamTokens
+from keyproxy.proxy.stream_tokens import Held, StreamTokens
 from keyproxy.secret import Secret
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 
@@ -216,7 +216,8 @@ class Core:
         token = adapter.presented_stream_token(incoming) if bot is None else None
         logged_on = bot is None and (session is not None or token is not None)
         if token is not None:  # proven by the token keyproxy handed to exactly one bot
-            bot = self.tokens.bot(route.snap, account.info.name, token)
+            held = self.tokens.held(route.snap, account.info.name, token)
+            bot = held.bot if held is not None else None
             if bot is None or bot.info.account != account.info.name:
                 raise Refused("unknown_bot", "this stream token was not obtained through keyproxy for this account: "
                               "request it through keyproxy")
@@ -411,15 +412,15 @@ class Core:
         outcome.decision = "allow"
         return bot
 
-    def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> tuple[str, str]:
-        """The bot a private event stream belongs to: the one keyproxy handed this virtual stream token to, in
-        good standing, allowed to read and connecting from its own addresses; and the exchange's token to open the
-        stream with. A token keyproxy never handed out is refused."""
-        bot = self.tokens.bot(self._snapshot(), account.info.name, token)
-        real = self.tokens.real_of(account.info.name, token)
-        if bot is None or real is None:
+    def stream_bot(self, account: AccountEntry, token: str, peer: str, outcome: Outcome) -> Held:
+        """Who a private event stream belongs to: the bot keyproxy handed this virtual stream token to, in good
+        standing, allowed to read and connecting from its own addresses; with the exchange's token to open the
+        stream with and the endpoint that handed it out. A token keyproxy never handed out is refused."""
+        held = self.tokens.held(self._snapshot(), account.info.name, token)
+        if held is None:
             raise Refused("unknown_bot", "this stream's token (listenKey) was not obtained through keyproxy for "
                           "this account: request it through keyproxy")
+        bot = held.bot
         outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
         self._check_standing(account, bot, self.clock_ms())
         if not bot.allows_ip(peer):
@@ -427,7 +428,7 @@ class Core:
         if not may_read(bot):
             raise Refused("scope_denied", f"bot {bot.info.name!r} may not read this account (its scopes: "
                           f"{','.join(bot.policy.scopes) or 'none'})")
-        return bot.info.name, real
+        return held
 
     def real_stream_token(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> str | None:
         """The exchange's stream token to send where a request presents the virtual one keyproxy handed its bot (a
@@ -437,12 +438,11 @@ class Core:
         if virtual is None:
             return None
         name = route.account.info.name
-        holder = self.tokens.bot(route.snap, name, virtual)
-        real = self.tokens.real_of(name, virtual)
-        if holder is None or real is None or holder.info.name != outcome.bot:
+        held = self.tokens.held(route.snap, name, virtual)
+        if held is None or held.bot.info.name != outcome.bot:
             raise Refused("unknown_bot", "this stream token (listenKey) was not obtained through keyproxy by this "
                           "bot: request it through keyproxy")
-        return real
+        return held.real
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome,

@@ -14,11 +14,20 @@ only: after a restart a bot asks again, through keyproxy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from keyproxy.exchanges.base import Adapter
 from keyproxy.proxy.registry import BotEntry, Snapshot
 
 MAX_LISTEN_KEYS = 10_000  # stream tokens remembered (one per account and market type in normal use)
+
+
+class Held(NamedTuple):
+    """A virtual stream token's holder, the exchange's token it stands for and the endpoint that handed it out."""
+
+    bot: BotEntry
+    real: str
+    issued_by: str
 
 
 class StreamTokens:
@@ -59,23 +68,16 @@ class StreamTokens:
         self.bound.pop((account, virtual), None)  # re-inserted last: the oldest are dropped first
         self.bound[(account, virtual)] = (bot, credential, real, issued_by)
         while len(self.bound) > MAX_LISTEN_KEYS:
-            (gone_account, _), (gone_bot, gone_credential, gone_real, _) = next(iter(self.bound.items()))
-            del self.bound[next(iter(self.bound))]
+            (gone_account, gone_virtual), (gone_bot, gone_credential, gone_real, _) = next(iter(self.bound.items()))
+            del self.bound[(gone_account, gone_virtual)]
             self._minted.pop((gone_account, gone_bot, gone_credential, gone_real), None)
         return virtual
 
-    def bot(self, snap: Snapshot, account: str, token: str) -> BotEntry | None:
-        """The bot a virtual stream token was handed to, while the credential it asked with is still that bot's."""
-        held = self.bound.get((account, token))
-        bot = snap.bot_by_credential(held[1]) if held is not None else None
-        return bot if bot is not None and held is not None and bot.info.name == held[0] else None
-
-    def real_of(self, account: str, token: str) -> str | None:
-        """The exchange's stream token a virtual one stands for (None: not one keyproxy handed out)."""
-        held = self.bound.get((account, token))
-        return held[2] if held is not None else None
-
-    def issued_by(self, account: str, token: str) -> str:
-        """The endpoint that handed out the token a virtual one stands for (`/fapi/v1/listenKey`), else ""."""
-        held = self.bound.get((account, token))
-        return held[3] if held is not None else ""
+    def held(self, snap: Snapshot, account: str, token: str) -> Held | None:
+        """Who holds a virtual stream token and what it stands for, while the credential its bot asked with is
+        still that bot's (None: not one keyproxy handed out, or its bot has lost that credential)."""
+        bound = self.bound.get((account, token))
+        if bound is None:
+            return None
+        bot = snap.bot_by_credential(bound[1])
+        return Held(bot, bound[2], bound[3]) if bot is not None and bot.info.name == bound[0] else None

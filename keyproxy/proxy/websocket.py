@@ -126,8 +126,8 @@ class WebSocketEdge:
             token = adapter.stream_listen_key(path, query) if dialect is None else None
         except BadRequest as e:
             raise _bad_request(e) from None
-        stream_bot, real = self._core.stream_bot(account, token, request.remote or "", outcome) if token \
-            else (None, None)
+        holding = self._core.stream_bot(account, token, request.remote or "", outcome) if token else None
+        stream_bot, real = (holding.bot.info.name, holding.real) if holding is not None else (None, None)
         if stream_bot is not None and self.sockets_of(stream_bot) >= self._limits.max_per_bot:
             raise Refused("rate_limited", f"bot {stream_bot!r} already has {self._limits.max_per_bot} open sockets")
         public = dialect is None and stream_bot is None and adapter.relays_websocket(path)
@@ -138,9 +138,8 @@ class WebSocketEdge:
         if "@" in path and not public:
             raise Refused("bad_request", "only a market data stream's path may name a stream with @")
         # a user data stream goes to the host of the market whose endpoint handed out its listenKey
-        origin = account.upstream.origin_for(adapter.private_stream_origin_path(
-            path, self._core.tokens.issued_by(account_name, token)) if stream_bot is not None and token
-            else adapter.websocket_origin_path(path))
+        origin = account.upstream.origin_for(adapter.private_stream_origin_path(path, holding.issued_by)
+                                             if holding is not None else adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP

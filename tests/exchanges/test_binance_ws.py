@@ -112,9 +112,6 @@ def test_streams_public_relayed_private_by_listen_key() -> None:
     rest = Binance()
     assert all(rest.relays_websocket(p) for p in ("/ws", "/ws/btcusdt@trade", "/stream", "/public/ws", "/market/ws"))
     assert not any(rest.relays_websocket(p) for p in ("/private/ws", "/ws-api/v3", "/ws-fapi/v1", "/wsx"))
-    assert rest.listen_keys("/fapi/v1/listenKey", b'{"listenKey":"abc"}') == ("abc",)
-    assert rest.listen_keys("/fapi/v1/listenKey", b'{"code":-1}') == ()
-    assert rest.listen_keys("/api/v3/account", b'{"listenKey":"abc"}') == ()  # only the listenKey endpoints
     assert rest.stream_listen_key("/private/ws", "listenKey=abc") == "abc"
     assert rest.stream_listen_key("/public/ws", "listenKey=abc") is None
     for bad in ("", "listenKey=", "listenKey=a&listenKey=b"):
@@ -122,7 +119,6 @@ def test_streams_public_relayed_private_by_listen_key() -> None:
             rest.stream_listen_key("/private/ws", bad)
     key = "A1" * 32  # COIN-M: /ws/<listenKey> at dstream; a market stream name has an '@'
     assert rest.stream_listen_key(f"/ws/{key}", "") == key and rest.stream_listen_key("/ws/btcusdt@trade", "") is None
-    assert rest.listen_keys("/sapi/v1/userListenToken", b'{"token":"t","expirationTime":1}') == ("t",)
     env = rest.environments[0]
     assert env.origin_for(rest.websocket_origin_path(f"/ws/{key}")) == "wss://dstream.binance.com"
     assert env.origin_for(rest.websocket_origin_path("/ws/btcusdt@trade")) == "wss://stream.binance.com:9443"
