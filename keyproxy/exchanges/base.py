@@ -363,6 +363,8 @@ class Adapter(Protocol):
 
     def grants_stream_token(self, path: str) -> bool: ...
 
+    def stream_close_answer(self, method: str, path: str) -> bytes | None: ...
+
     def virtual_stream_token(self) -> str: ...
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
@@ -703,6 +705,11 @@ class AdapterHooks:
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
         """The answer with each real stream token replaced by `mint(real)`, a virtual token bound to the bot."""
         return body
+
+    def stream_close_answer(self, method: str, path: str) -> bytes | None:
+        """What the exchange answers a close of a stream token (`DELETE` of a listenKey), for keyproxy to give
+        where the token must stay open for other bots (`Core.keeps_stream_open`); None: not a close."""
+        return None
 
     @staticmethod
     def virtual_stream_token() -> str:

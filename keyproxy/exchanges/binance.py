@@ -440,6 +440,10 @@ class Binance(AdapterHooks):
         endpoint keyproxy did not list hands out never reaches a bot either: `/sapi/v1/margin/listen-key`)."""
         return path in _TOKEN_FIELDS or _TOKEN_PATH.search(path) is not None
 
+    def stream_close_answer(self, method: str, path: str) -> bytes | None:
+        """`DELETE` of a listenKey answers `{}`."""
+        return b"{}" if method == "DELETE" and self.grants_stream_token(path) else None
+
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
         """The answer with its listenKey (or listenToken) replaced by the bot's virtual one; an answer keyproxy
         cannot read is not relayed (it could carry the real one)."""

@@ -91,7 +91,8 @@ class Outcome:
     facts: RequestFacts | None = None
     notional: Decimal | None = None
     transport: str = "rest"  # rest | ws (a WebSocket request frame or connection)
-    cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer
+    cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer;
+    # "local": answered by keyproxy as the exchange would, nothing sent (a listenKey close other bots still need)
     no_store: bool = False  # the exchange marked its answer no-store/private: never shared
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
@@ -443,6 +444,18 @@ class Core:
             raise Refused("unknown_bot", "this stream token (listenKey) was not obtained through keyproxy by this "
                           "bot: request it through keyproxy")
         return held.real
+
+    def keeps_stream_open(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> bool:
+        """A bot's close of a stream token (Binance's `DELETE .../listenKey`) that must not reach the exchange:
+        another bot still reads the account's stream with the same token (Binance hands every bot of an account
+        the same listenKey; a close by one ended every bot's stream). The bot's own hold is released either way.
+        In a fleet, holders through other instances are unknown here: a close is never forwarded (the exchange's
+        token lapses an hour after the last keepalive)."""
+        if outcome.bot is None or outcome.credential is None:
+            return False
+        shared = self.tokens.release(route.snap, route.account.info.name, outcome.bot, outcome.credential,
+                                     incoming.path, route.adapter.named_stream_token(incoming))
+        return shared or self.fleet
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,
                       endpoint: Endpoint, req: IncomingRequest, now_ms: int, outcome: Outcome,

@@ -118,6 +118,10 @@ class Pipeline:
                     outcome: Outcome) -> web.StreamResponse:
         """The exchange's budget charged, signed (the audit line written), forwarded, answered."""
         real = self.core.real_stream_token(route, incoming, outcome) if outcome.bot else None  # a keepalive's
+        closed = route.adapter.stream_close_answer(incoming.method, incoming.path)
+        if closed is not None and self.core.keeps_stream_open(route, incoming, outcome):
+            outcome.decision, outcome.cache = "allow", "local"  # answered as the exchange would: nothing sent
+            return web.Response(status=200, body=closed, content_type="application/json")
         charges = self.core.budget.spend(route, incoming, outcome)
         async with self.core.turn(route) as turn:
             outbound = self.core.sign(route, incoming, outcome, stream_token=real, turn=turn)

@@ -117,6 +117,8 @@ class Recorder:
         fields = {**self._fields(o), "decision": o.decision, "code": o.code, "status": status,
                   "upstream_status": o.upstream_status, "proxy_ms": round((total - upstream) * 1000, 3),
                   "upstream_ms": round(o.upstream_ms, 3) if o.upstream_ms is not None else None}
+        if o.cache is not None:  # answered from the shared cache, or by keyproxy itself ("local")
+            fields["cache"] = o.cache
         m, child = self._metrics, self._child
         if o.account_known:
             child(m.requests, account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()

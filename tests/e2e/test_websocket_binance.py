@@ -243,6 +243,54 @@ async def test_a_revoked_bot_cannot_read_the_stream_again_once_another_bot_renew
         assert err.value.code == 401
 
 
+@pytest.fixture
+def futures_alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """A futures account no other test's bot holds a listenKey of."""
+    stack = DevStack(tmp_path_factory.mktemp("ws-futures-alone"))
+    try:
+        stack.serve_account("fut", new_real_key(permissions={"enableReading": True, "enableFutures": True}))
+        yield stack
+    finally:
+        stack.close()
+
+
+async def test_one_bots_listen_key_close_leaves_the_other_bots_stream_open(futures_alone: DevStack) -> None:
+    """Session 26's review: Binance hands every bot of an account the same listenKey, so one bot's `DELETE
+    /fapi/v1/listenKey` closed every bot's user stream. While another bot holds the key keyproxy answers the close
+    itself (`{}`, as Binance does), nothing sent, and releases only the closing bot's virtual key; the last
+    holder's close reaches the exchange."""
+    futures = futures_alone
+    closer = futures.add_bot("lkcloser", "fut", "read")
+    reader = futures.add_bot("lkreader", "fut", "read")
+    mine, theirs = listen_key(closer), listen_key(reader)
+    sent = len([e for e in futures.journal() if e["method"] == "DELETE"])
+    url = futures.proxy_url.replace("http://", "ws://") + "/fut/private/ws?listenKey="
+    async with aiohttp.ClientSession() as s, s.ws_connect(url + theirs) as ws:
+        assert listen_key_closed(closer) == {}
+        assert len([e for e in futures.journal() if e["method"] == "DELETE"]) == sent  # nothing reached Binance
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=1.0)  # the reader's stream stays open: no close, no frame
+        assert not ws.closed
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:  # the closer's virtual key opens nothing now
+            await s.ws_connect(url + mine)
+        assert err.value.status == 401
+        assert listen_key_closed(reader) == {}  # the last holder: its close goes to the exchange
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert len([e for e in futures.journal() if e["method"] == "DELETE"]) == sent + 1
+    done = [doc for f in sorted(futures.audit_dir.rglob("audit-*.jsonl")) for line in f.read_text().splitlines()
+            if (doc := json.loads(line)).get("event") == "request.done" and doc.get("bot") == "lkcloser"
+            and doc.get("method") == "DELETE"]
+    assert done and done[-1]["cache"] == "local" and done[-1]["upstream_status"] is None
+
+
+def listen_key_closed(creds: dict[str, str]) -> Any:
+    req = urllib.request.Request(creds["base_url"] + "/fapi/v1/listenKey", method="DELETE",
+                                 headers={"X-MBX-APIKEY": creds["api_key"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
 async def test_a_bot_that_may_not_read_opens_no_private_stream_and_loses_an_open_one(futures: DevStack) -> None:
     """Session 26's review: a private stream checked the bot's standing and address, never its `read` scope, so a
     bot whose reads were taken away (`bot set scopes=trade`) still opened one and read on."""
