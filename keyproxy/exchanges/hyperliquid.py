@@ -300,7 +300,18 @@ class Hyperliquid(AdapterHooks):
         action = dict(doc["action"])  # the bot's key order: msgpack hashes it as sent
         mainnet = ctx.environment != "testnet"
         nonce = ctx.nonce
+        try:
+            private_key = _eth.parse_private_key(key.private_key.reveal())
+            signer = _eth.address_of(private_key)  # cached: derived once per key
+        except (ValueError, TypeError):
+            raise BadRequest("the account's private key cannot sign") from None
         if action["type"] in USER_SIGNED:
+            if signer.lower() != key.api_key.reveal().decode("ascii", "replace").strip().lower():
+                # Hyperliquid answers an API wallet's transfer "Must deposit before performing actions. User:
+                # <the agent>", which reads as a key it no longer knows: one bot's transfer quarantined the key
+                # every bot of the account trades with (session 27's review)
+                raise BadRequest(f"{action['type']} must be signed by the account's master wallet, and the account's "
+                                 "key is an API wallet (agent): Hyperliquid lets only the master move funds")
             primary, fields, field = USER_SIGNED[action["type"]]
             action[field] = nonce
             action["hyperliquidChain"] = "Mainnet" if mainnet else "Testnet"
@@ -308,11 +319,10 @@ class Hyperliquid(AdapterHooks):
         else:
             typed = _eth.l1_typed_data(_eth.action_hash(action, None, nonce, doc.get("expiresAfter")), mainnet)
         try:
-            private_key = _eth.parse_private_key(key.private_key.reveal())
             signature = _eth.sign_typed(typed, private_key)
         except (ValueError, TypeError, OverflowError):
             raise BadRequest("the action cannot be encoded for signing") from None
-        self._signed_as.add(_eth.address_of(private_key))  # cached: derived once per key
+        self._signed_as.add(signer)
         out: dict[str, Any] = {"action": action, "nonce": nonce, "signature": signature}
         if "vaultAddress" in doc:
             out["vaultAddress"] = None

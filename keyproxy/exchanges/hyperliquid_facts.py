@@ -197,8 +197,9 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
     if kind == "scheduleCancel":  # with a time: every order of the account cancelled then
         return RequestFacts(action="cancel", cancels_all=action.get("time") is not None,
                             cancels_later=action.get("time") is not None)
-    if kind == "twapCancel":
-        return RequestFacts(action="cancel")
+    if kind == "twapCancel":  # no TWAP is a bot's (twapOrder is refused): one would cancel the owner's own
+        raise BadRequest("twapCancel is not allowed through keyproxy: bots place no TWAPs here, so the TWAP it names "
+                         "is not the bot's")
     if kind == "updateIsolatedMargin":
         market, symbol = market_of(_asset(action.get("asset")))
         ntli = action.get("ntli")

@@ -196,6 +196,26 @@ def test_what_a_bot_may_not_do_never_goes_upstream(hl: DevStack) -> None:
     assert [json.loads(e["body"])["action"]["type"] for e in _exchange_entries(hl, start)] == ["updateLeverage"]
 
 
+def test_a_transfer_through_an_agent_key_is_refused_and_quarantines_nothing(hl: DevStack) -> None:
+    """Session 27's review: the account's key is an API wallet (agent), which Hyperliquid lets trade but not move
+    funds. A bot allowed to transfer sent `usdClassTransfer`; keyproxy signed it with the agent, Hyperliquid answered
+    that the agent is no user ("Must deposit before performing actions. User: <agent>"), keyproxy read that as its
+    key rejected and quarantined it: every bot of the account stopped trading. Now refused before signing."""
+    from hyperliquid.utils.error import ClientError
+
+    mover = hl.add_bot("mover", "hl", "read,trade,transfer")
+    trader = hl.add_bot("trader-after", "hl", "read,trade")
+    start = len(hl.journal())
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            _sdk(mover).usd_class_transfer(1.0, True)
+        assert refused.value.error_code == "bad_request" and "master wallet" in str(refused.value.error_message)
+    assert _exchange_entries(hl, start) == []  # nothing went upstream
+    time.sleep(1.0)  # what a finding would have done has been done
+    placed = _sdk(trader).order("BTC", True, 0.0001, 60000, {"limit": {"tif": "Gtc"}})
+    assert placed["status"] == "ok", placed  # the key trades on
+
+
 def test_an_sdk_that_loaded_markets_before_a_restart_still_trades(hl: DevStack) -> None:
     """The SDK reads `meta` once, at start; keyproxy's asset names are in memory. After a restart keyproxy
     fetches the market lists itself when an order names an asset it has not seen."""
