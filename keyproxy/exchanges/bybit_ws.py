@@ -39,6 +39,14 @@ OPS: dict[str, tuple[EndpointClass, str | None]] = {
     "order.amend-batch": (T, "/v5/order/amend-batch"), "order.cancel-batch": (T, "/v5/order/cancel-batch"),
 }
 
+DCP_SUBSCRIBE = Endpoint(T, "ws subscribe dcp", False)
+
+
+def _subscribes_dcp(frame: dict[str, Any]) -> bool:
+    """A subscription naming the `dcp` topic (`dcp`, `dcp.future`...; any spelling that starts so: fail closed)."""
+    return frame["op"] == "subscribe" and any(not isinstance(a, str) or a.strip().lower().startswith("dcp")
+                                              for a in frame.get("args") or [])
+
 
 def parse(raw: bytes | str) -> dict[str, Any]:
     try:
@@ -85,6 +93,13 @@ class BybitWsApi(WsDialect):
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None
         return Endpoint(spec[0], f"ws {method}", method == "auth") if spec else None
+
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None:
+        """A subscription to `dcp` arms Bybit's disconnect-cancel-all: once every socket subscribed to it has
+        been gone for the window, Bybit cancels every order of the account, whoever placed it (session 27's
+        review: a read-only bot subscribed, closed its socket, and another bot's orders were cancelled). It is the
+        REST `disconnected-cancel-all`'s twin: a trade request, decided as that one is."""
+        return DCP_SUBSCRIBE if req.body and _subscribes_dcp(parse(req.body)) else None
 
     def ws_frame(self, text: str) -> tuple[object, str]:
         frame = parse(text)
@@ -184,6 +199,8 @@ class BybitWsApi(WsDialect):
         return usage, bybit_rate_limit_hold(status, usage, body, int(time.time() * 1000))
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
+        if endpoint.name == DCP_SUBSCRIBE.name:  # every order of the account cancelled once the socket drops
+            return RequestFacts(action="other", cancels_all=True, cancels_later=True)
         twin = self._twin(req.body)
         if twin is None:
             return RequestFacts(action="other" if endpoint.cls is not EndpointClass.TRADE else None)

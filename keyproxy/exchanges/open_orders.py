@@ -409,7 +409,7 @@ class BybitSwitch:
     `dcp` while it runs. Every instance of a fleet holds its own, so it fires only when all are gone."""
 
     name, bounds = "disconnect-cancel-all (DCP)", (3, 300)
-    endpoints = frozenset({"POST /v5/order/disconnected-cancel-all"})
+    endpoints = frozenset({"POST /v5/order/disconnected-cancel-all", "ws subscribe dcp"})
     held_socket = HeldSocketSpec("/v5/private", {"op": "auth", "req_id": "keyproxy-login", "args": []},
                                  {"op": "subscribe", "req_id": "keyproxy-dcp", "args": ["dcp"]},
                                  {"op": "ping", "req_id": "keyproxy-ping"}, 20.0)

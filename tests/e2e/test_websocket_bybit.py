@@ -164,3 +164,23 @@ def test_pybit_websocket_order_stream_through_keyproxy(dev: DevStack, monkeypatc
         assert any(o["orderId"] == placed["result"]["orderId"] for e in events for o in e["data"]), events
     finally:
         ws.exit()
+
+
+async def test_a_dcp_subscription_is_decided_as_the_rest_disconnect_cancel_all(dev: DevStack) -> None:
+    """Session 27's review: subscribing to `dcp` on `/v5/private` arms Bybit's disconnect-cancel-all, which cancels
+    every order of the account once the socket is gone; it passed as a read, so a read-only bot subscribed, closed
+    its socket and another bot's orders were cancelled. It is now a trade request decided as its REST twin: no
+    `trade` scope, refused; on an account other bots trade, refused as a timer that cancels their orders."""
+    dev.add_bot("dcp-other", "bb", "read,trade")  # another bot trades on this account
+    reader = dev.add_bot("dcp-reader", "bb", "read")
+    trader = dev.add_bot("dcp-trader", "bb", "read,trade")
+    for creds, code in ((reader, "scope_denied"), (trader, "policy_denied")):
+        for topic in ("dcp", " DCP.future"):
+            authed, sub = await talk(creds, auth(creds), {"op": "subscribe", "req_id": "d", "args": [topic]},
+                                     path="/v5/private")
+            assert authed["success"] is True, authed
+            assert sub["success"] is False and sub["keyproxy_error"] == code, sub
+    assert not [e for e in dev.journal() if "dcp" in str(e.get("body", "")).lower()]  # never subscribed upstream
+    authed, sub = await talk(reader, auth(reader), {"op": "subscribe", "req_id": "o", "args": ["order"]},
+                             path="/v5/private")
+    assert sub["success"] is True, sub  # other topics stay a read
