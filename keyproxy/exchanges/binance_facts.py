@@ -54,6 +54,7 @@ _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api
                                     "/papi/v1/margin/allOpenOrders", "/eapi/v1/allOpenOrders",
                                     "/eapi/v1/allOpenOrdersByUnderlying", *_UNNAMED_CANCELS)}
 _LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
+_POSITION_MARGIN = {"/fapi/v1/positionMargin", "/dapi/v1/positionMargin"}  # type 1 adds margin, 2 takes it out
 # trade-class endpoints that change settings but place no order
 _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSide/dual", "/dapi/v1/positionSide/dual",
              "/fapi/v1/positionMargin", "/dapi/v1/positionMargin", "/fapi/v1/multiAssetsMargin",
@@ -126,6 +127,11 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
                             cancels_later=not disarms)
     if method == "POST" and path in _LEVERAGE:
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(params.get("leverage")))
+    if method == "POST" and path in _POSITION_MARGIN and params.get("type") != "1":
+        # margin taken out of an isolated position (type 2) raises its leverage by an amount keyproxy cannot compute
+        # (it depends on the position): a leverage change of unknown value, refused under max_leverage (session
+        # 27's review); adding margin (type 1) lowers it
+        return RequestFacts(action="leverage", symbol=symbol, market=_market(path))
     if method == "POST" and path == "/sapi/v1/capital/withdraw/apply":
         return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,

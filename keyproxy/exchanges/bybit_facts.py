@@ -111,6 +111,14 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         readable = [v for v in values if v is not None]
         return RequestFacts(action="leverage", symbol=symbol,
                             leverage=max(readable) if readable and len(readable) == len(values) else None)
+    if req.path == "/v5/position/add-margin":  # a negative `margin` takes margin out of an isolated position
+        raw = body.get("margin")
+        # which raises its leverage by an amount keyproxy cannot compute (it depends on the position): a leverage
+        # change of unknown value, refused under max_leverage (session 27's review)
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float) or str(raw).lstrip().startswith("-") \
+                or amount(raw, "margin") is None:
+            return RequestFacts(action="leverage", symbol=symbol, market=_category(body))
+        return RequestFacts(action="other", symbol=symbol)
     if req.path == "/v5/position/trading-stop":  # Bybit closes the position by orders of its own
         return RequestFacts(action="other", symbol=symbol, untracked=_CHILD_ORDERS)
     if req.path == "/v5/order/disconnected-cancel-all":  # every order of the account once a socket drops

@@ -50,6 +50,7 @@ _NO_ORDER = frozenset("/api/v5/" + p for p in (
     "rfq/mmp-reset", "rfq/mmp-config",
 ))
 _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"
+_MARGIN_BALANCE = "/api/v5/account/position/margin-balance"  # type "add" or "reduce"
 _BATCH_PLACE, _BATCH_AMEND = "/api/v5/trade/batch-orders", "/api/v5/trade/amend-batch-orders"
 _AMEND = "/api/v5/trade/amend-order"
 _CANCEL_ONE, _CANCEL_BATCH = "/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders"
@@ -217,6 +218,11 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if path == "/api/v5/trade/amend-algos" and isinstance(doc, dict):  # unread (refused under trading limits),
         # and another bot's algo order is never this bot's to change: named by its algoId (an algoClOrdId: refused)
         return RequestFacts(action=None, symbol=symbol, touches=(param_text(params, "algoId"),))
+    if path == _MARGIN_BALANCE and param_text(params, "type") != "add":
+        # margin taken out of an isolated position raises its leverage by an amount keyproxy cannot compute (it
+        # depends on the position): a leverage change of unknown value, refused under max_leverage (session 27's
+        # review); adding margin lowers it
+        return RequestFacts(action="leverage", symbol=symbol, market=market_of(inst) if inst else None)
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
     if endpoint.cls is EndpointClass.TRADE:
