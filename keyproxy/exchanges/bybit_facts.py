@@ -120,7 +120,9 @@ def bybit_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             return RequestFacts(action="leverage", symbol=symbol, market=_category(body))
         return RequestFacts(action="other", symbol=symbol)
     if req.path == "/v5/position/trading-stop":  # Bybit closes the position by orders of its own
-        return RequestFacts(action="other", symbol=symbol, untracked=_CHILD_ORDERS)
+        # (one that clears them, every level "0", places none)
+        sets = _attached(body) or (_CHILD_ORDERS if body.get("trailingStop") not in (None, "", "0", 0) else None)
+        return RequestFacts(action="other", symbol=symbol, untracked=sets)
     if req.path == "/v5/order/disconnected-cancel-all":  # every order of the account once a socket drops
         return RequestFacts(action="other", cancels_all=True, cancels_later=True)
     if req.path in _SETTINGS:

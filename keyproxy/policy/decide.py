@@ -528,6 +528,11 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
         return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
                     f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
+    if untracked is not None and valued:
+        # what they trade (a position-wide stop closes the account's whole position, every bot's share) is valued
+        # nowhere and counted against no daily cap (session 27's review)
+        return deny(DenyCode.NOTIONAL_UNKNOWN, f"{untracked}: keyproxy cannot value or count what those orders "
+                    "trade, so the bot's notional limits could not hold")
     if untracked is not None and policy.max_open_orders is not None and facts.placed():
         # the children rest under ids no answer names: uncounted, a bot could keep any number of them resting
         return deny(DenyCode.OPEN_ORDERS, f"{untracked}: keyproxy cannot count those orders, so max_open_orders "

@@ -109,7 +109,7 @@ def test_a_bot_cannot_move_another_bots_take_profit_or_stop_loss(dev: DevStack) 
     """A take-profit / stop-loss-only amend changes no size or price, so it skipped the amend's owner check: a
     bot could remove another bot's stop on the same account (session 18's review left it open)."""
     owner = dev.add_bot("bbtpowner", "bb", "read,trade")
-    other = dev.add_bot("bbtpother", "bb", "read,trade", "--set", "max_order_notional=1000")
+    other = dev.add_bot("bbtpother", "bb", "read,trade", "--set", "orders_per_minute=100")
     status, body, arrived = send(dev, owner, "POST", "/v5/order/create", {**LIMIT, "orderLinkId": "own-tp-1"})
     order_id = body["result"]["orderId"]
     tp = {"category": "linear", "symbol": "BTCUSDT", "orderId": order_id, "stopLoss": "15000"}
@@ -150,3 +150,20 @@ def test_a_bot_cancels_only_its_own_orders(dev: DevStack) -> None:
     status, body, arrived = send(dev, victim, "POST", "/v5/order/cancel",
                                  {"category": "linear", "symbol": "ETHUSDT", "orderId": oid})
     assert body.get("retCode") == 0 and len(arrived) == 1, body
+
+
+def test_a_notional_capped_bot_sets_no_stop_keyproxy_cannot_value(dev: DevStack) -> None:
+    """Session 27's review: a bot capped by `max_order_notional` and `daily_notional_cap` was refused a 1 BTC order
+    but set a position-wide stop (`trading-stop`, `tpslMode` Full), which Bybit executes as a market close of the
+    account's whole position, every bot's share: valued nowhere, counted against no cap. So was a stop attached to
+    a small order. Refused (`notional_unknown`), nothing sent; clearing a stop passes."""
+    capped = dev.add_bot("bbstopcap", "bb", "read,trade", "--set", "max_order_notional=100000",
+                         "--set", "daily_notional_cap=200000")
+    stop = {"category": "linear", "symbol": "BTCUSDT", "tpslMode": "Full", "stopLoss": "19000", "positionIdx": 0}
+    for path, doc in (("/v5/position/trading-stop", stop),
+                      ("/v5/order/create", {**LIMIT, "tpslMode": "Full", "stopLoss": "19000"})):
+        status, body, arrived = send(dev, capped, "POST", path, doc)
+        assert body.get("error") == "notional_unknown" and arrived == [], body
+    status, body, arrived = send(dev, capped, "POST", "/v5/position/trading-stop",
+                                 {**stop, "stopLoss": "0"})
+    assert body.get("error") is None and len(arrived) == 1, body

@@ -1,7 +1,8 @@
 """Orders the exchange places on a bot's behalf under ids no answer names (take-profit / stop-loss attached to an
 order or a position, Kraken's conditional close, Hyperliquid's TWAP slices): their fills would move the bot's
 position unseen, so a bot with a position or loss limit is refused the request that sets them up, reduce-only
-too (docs/risk.md); a bot with neither sends it."""
+too (docs/risk.md), and so is one whose notional is capped (what they trade is valued nowhere); a bot with none of
+those sends it."""
 
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ KRAKEN_ORDER = "nonce=1&ordertype=limit&type=buy&volume=0.01&pair=XBTUSD&price=2
     (lambda: test_hyperliquid._facts({"type": "order", "orders": [HL_ORDER], "grouping": "na"}), False),
     (lambda: test_hyperliquid._facts({"type": "batchModify", "modifies": [{"oid": 7, "order": HL_ORDER}]}), False),
     (lambda: bybit("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "stopLoss": "1"}), True),
+    (lambda: bybit("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "stopLoss": "0",
+                                                  "takeProfit": "0"}), False),  # clears them: places none
+    (lambda: bybit("/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "trailingStop": "50"}),
+     True),
     (lambda: test_okx.facts_of("/api/v5/trade/order", json.dumps(OKX_ORDER)), False),
     (lambda: test_okx.facts_of("/api/v5/trade/order", json.dumps(
         {**OKX_ORDER, "attachAlgoOrds": [{"tpTriggerPx": "25000", "tpOrdPx": "-1"}]})), True),
@@ -72,7 +77,10 @@ def test_each_exchange_marks_the_orders_it_places_itself(facts, untracked: bool)
     ({"max_position_notional": "1000"}, None, "position_exceeded"),
     ({"max_daily_loss": "50"}, None, "loss_limit"),
     ({}, {"max_daily_loss": "50"}, "loss_limit"),
-    ({"max_order_notional": "100000"}, None, None),  # no limit that needs the position
+    # what they trade is valued nowhere (a position-wide stop closes every bot's share): session 27's review
+    ({"max_order_notional": "100000"}, None, "notional_unknown"),
+    ({"daily_notional_cap": "100000"}, None, "notional_unknown"),
+    ({"orders_per_minute": "100"}, None, None),  # no limit that needs the position or a value
     ({"max_open_orders": "3"}, None, "open_orders_exceeded"),  # the children rest uncounted (session 22's review)
 ])
 def test_a_bot_whose_position_keyproxy_follows_is_refused_them(settings: dict, limits: dict | None,  # type: ignore[type-arg]
