@@ -51,6 +51,7 @@ _NO_ORDER = frozenset("/api/v5/" + p for p in (
 ))
 _FIAT_WITHDRAWAL = "/api/v5/fiat/create-withdrawal"
 _MARGIN_BALANCE = "/api/v5/account/position/margin-balance"  # type "add" or "reduce"
+UNKNOWN_FATE = "50004"  # "API endpoint request timeout (does not mean that the request was successful or failed)"
 _BATCH_PLACE, _BATCH_AMEND = "/api/v5/trade/batch-orders", "/api/v5/trade/amend-batch-orders"
 _AMEND = "/api/v5/trade/amend-order"
 _CANCEL_ONE, _CANCEL_BATCH = "/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders"
@@ -354,12 +355,16 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
     """Only what OKX confirmed: each order or cancel whose `sCode` is "0" (a cancel of an unknown order is
     HTTP 200 with sCode 51400: nothing), and `orders-pending` for exactly one instrument, answered in full,
     sets its count."""
-    if not 200 <= status < 300:
-        return OrderBookChange()
     try:
         doc = json.loads(body) if body else None
     except ValueError:
         doc = None
+    if facts.action == "order" and isinstance(doc, dict) and doc.get("code") == UNKNOWN_FATE:
+        # "does not mean that the request was successful or failed": the orders may rest, so they are counted (a
+        # listing of the bot's open orders sets the count right); freed, a bot could rest any number this way
+        return OrderBookChange(opened=tuple(leg.scope for leg in facts.placed()))
+    if not 200 <= status < 300:
+        return OrderBookChange()
     data = doc.get("data") if isinstance(doc, dict) else None
     if facts.action == "order":
         legs = facts.placed()

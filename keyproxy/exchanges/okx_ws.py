@@ -22,7 +22,7 @@ from keyproxy.exchanges.base import (
     OutboundRequest, RealKey, SignContext, Verified, no_json_constants, unique_members,
 )
 from keyproxy.exchanges.okx_budget import okx_costs
-from keyproxy.exchanges.okx_facts import okx_facts, okx_market_ids, okx_order_book_change
+from keyproxy.exchanges.okx_facts import UNKNOWN_FATE, okx_facts, okx_market_ids, okx_order_book_change
 from keyproxy.exchanges.okx_fills import okx_placed_ids, okx_stream_updates
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -106,7 +106,9 @@ class OkxWsApi(WsDialect):
             return (event, json.dumps(doc.get("arg") or {}, sort_keys=True)), 200
         if "op" in doc and "id" in doc:
             # "2": some legs of a batch placed, as a REST 200 says it (the placed legs must reach the books)
-            return "id:" + str(doc.get("id", "")), 200 if doc.get("code") in ("0", "2") else 400
+            # 50004: OKX cannot say whether it was done (its answer to a timeout): as REST's gateway timeout
+            code = doc.get("code")
+            return "id:" + str(doc.get("id", "")), 200 if code in ("0", "2") else 504 if code == UNKNOWN_FATE else 400
         return None
 
     def ws_refusal(self, key: object, method: str, code: str, message: str, status: int) -> dict[str, object]:

@@ -724,3 +724,23 @@ def test_algo_cancels_name_their_algo_ids_and_spread_and_rfq_cancels_are_judged_
     f = facts_of("/api/v5/trade/amend-algos", json.dumps({"instId": "BTC-USDT-SWAP", "algoClOrdId": "c"}))
     assert f.touches == (None,)  # named by a client id: refused (OrderOwners.only_own)
     assert ADAPTER.placed_order_ids(200, b'{"code":"0","data":[{"algoId":"77","sCode":"0"}]}') == ("77",)
+
+
+def test_an_order_okx_cannot_say_was_done_is_counted() -> None:
+    """50004 "does not mean that the request was successful or failed" (session 27's review): the order may rest,
+    so it holds its open-order place (a listing sets the count right), over REST and the WebSocket alike."""
+    from keyproxy.exchanges.okx_facts import okx_order_book_change
+    from keyproxy.exchanges.okx_ws import OkxWsApi
+
+    order = json.dumps({"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1",
+                        "sz": "1"})
+    facts = facts_of("/api/v5/trade/order", order)
+    timeout = json.dumps({"code": "50004", "msg": "API endpoint request timeout", "data": []}).encode()
+    for status in (200, 504):
+        assert okx_order_book_change("POST", "/api/v5/trade/order", "", order.encode(), status, timeout,
+                                     facts).opened == (facts.scope,)
+    refused = json.dumps({"code": "1", "msg": "", "data": [{"sCode": "51008", "sMsg": "no balance"}]}).encode()
+    assert okx_order_book_change("POST", "/api/v5/trade/order", "", order.encode(), 200, refused, facts).opened == ()
+    ws = OkxWsApi(Okx())
+    assert ws.ws_answer({"id": "7", "op": "order", "code": "50004", "msg": "", "data": []}) == ("id:7", 504)
+    assert ws.ws_answer({"id": "7", "op": "order", "code": "1", "msg": "", "data": []}) == ("id:7", 400)
