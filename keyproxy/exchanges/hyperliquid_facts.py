@@ -14,6 +14,7 @@ for-developers/api/exchange-endpoint) and "Asset IDs"; hyperliquid-python-sdk 0.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -271,6 +272,10 @@ def _market_names_of(doc: object) -> dict[str, str]:
     return names
 
 
+_MID = re.compile(r"\d{1,20}(\.\d{1,20})?")
+_MID_NAME = re.compile(r"@\d{1,6}|[A-Za-z][A-Za-z0-9]{0,19}(/[A-Za-z0-9]{1,20})?")  # BTC, kPEPE, PURR/USDC, @107
+
+
 def hyperliquid_prices(body: bytes) -> dict[str, Decimal]:
     """Last prices by market name, from `allMids` ({name: mid}) or a `*AndAssetCtxs` answer."""
     try:
@@ -279,9 +284,15 @@ def hyperliquid_prices(body: bytes) -> dict[str, Decimal]:
         return {}
     out: dict[str, Decimal] = {}
     if isinstance(doc, dict) and "universe" not in doc:
+        # allMids' shape only: every member a market's name and a price as a string. Other `/info` answers a bot
+        # may ask for are objects too (a user's state, a token's details, `{"0": ...}`): read as mids, a member
+        # named like a market (`"0"` is asset #0) would set its price (session 27's review)
         for name, mid in doc.items():
-            price = published(mid)
-            if price is not None and isinstance(name, str) and len(name) <= 40:
+            if not (isinstance(name, str) and _MID_NAME.fullmatch(name) and isinstance(mid, str)
+                    and _MID.fullmatch(mid)):
+                return {}
+            price = published(mid)  # a mid of 0 (a market without a book) is no price, and no reason to doubt
+            if price is not None:
                 out[name] = price
         return out
     if isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], dict) and isinstance(doc[1], list):

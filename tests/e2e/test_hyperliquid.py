@@ -214,6 +214,7 @@ def test_a_transfer_through_an_agent_key_is_refused_and_quarantines_nothing(hl: 
     time.sleep(1.0)  # what a finding would have done has been done
     placed = _sdk(trader).order("BTC", True, 0.0001, 60000, {"limit": {"tif": "Gtc"}})
     assert placed["status"] == "ok", placed  # the key trades on
+    assert _sdk(trader).cancel("BTC", placed["response"]["data"]["statuses"][0]["resting"]["oid"])["status"] == "ok"
 
 
 def test_an_sdk_that_loaded_markets_before_a_restart_still_trades(hl: DevStack) -> None:

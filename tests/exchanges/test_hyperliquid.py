@@ -408,3 +408,16 @@ def test_a_cancel_leg_in_a_shape_keyproxy_does_not_read_is_refused() -> None:
     with pytest.raises(BadRequest, match="names its order by `cloid`"):
         _facts({"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": 5}]})
     assert _facts({"type": "cancel", "cancels": [{"a": 0, "o": 1001}]}).cancels == ("1001",)
+
+
+def test_prices_come_from_allmids_shaped_answers_only() -> None:
+    """Session 27's review: any `/info` object was read as mids, and `"0"` names asset #0 (BTC): an answer of
+    another shape a bot asks for must set no price."""
+    from keyproxy.exchanges.hyperliquid_facts import hyperliquid_prices
+
+    mids = {"BTC": "60000.5", "kPEPE": "0.01", "PURR/USDC": "0.2", "@107": "31.5"}
+    assert hyperliquid_prices(json.dumps(mids).encode()) == {k: Decimal(v) for k, v in mids.items()}
+    assert hyperliquid_prices(json.dumps({**mids, "@9": "0.0"}).encode()) == {k: Decimal(v) for k, v in mids.items()}
+    for other in ({"0": "1"}, {"BTC": "60000", "0": "1"}, {"coin": "BTC", "time": 1, "levels": []},
+                  {"name": "HYPE", "midPx": "30", "markPx": "30"}, {"BTC": 1}, {}, {"xyz:XYZ100": "5"}):
+        assert hyperliquid_prices(json.dumps(other).encode()) == {}, other
