@@ -64,6 +64,7 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
+_WHOLE_LISTING = frozenset({"symbol", "isIsolated", "recvWindow", "timestamp", "signature"})
 _OPEN_ORDER_QUERIES = ("/api/v3/openOrders", "/fapi/v1/openOrders", "/dapi/v1/openOrders",
                        "/sapi/v1/margin/openOrders")
 _MARKETS = (("/api/", "spot"), ("/sapi/", "margin"), ("/fapi/", "usdm"), ("/dapi/", "coinm"), ("/eapi/", "option"),
@@ -375,9 +376,12 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
                 or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
         return OrderBookChange(closed=(facts.scope,) * len(done))
     if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
-        query = dict(parse_qsl(req.query))
+        listed = parse_qsl(req.query, keep_blank_values=True)
+        query = dict(listed)
         symbol = query.get("symbol")
-        if symbol:  # a query without a symbol covers every symbol: it sets nothing
+        # a listing filtered by anything but its symbol shows part of the symbol's orders: it sets nothing (session
+        # 27's review: a filtered listing answered empty set a bot's count to 0 and let it rest past its cap)
+        if symbol and all(k in _WHOLE_LISTING for k, _ in listed):  # without a symbol: every symbol, it sets nothing
             scope = f"{binance_market(req.path, query.get('isIsolated'))}:{normalize_symbol(symbol)}"
             return OrderBookChange(counted=((scope, len(doc)),))
     return OrderBookChange()

@@ -421,7 +421,7 @@ class Kraken(AdapterHooks):
 
     def order_book_change(self, req: OutboundRequest, status: int, body: bytes,
                           facts: RequestFacts) -> OrderBookChange:
-        return kraken_order_book_change(req.path, status, body, facts)
+        return kraken_order_book_change(req.path, status, body, facts, req.body)
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return kraken_prices(path, body)

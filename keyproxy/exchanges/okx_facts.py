@@ -390,9 +390,12 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
         return OrderBookChange(closed=tuple(closed))
     if method == "GET" and path == "/api/v5/trade/orders-pending" and isinstance(data, list) \
             and isinstance(doc, dict) and doc.get("code") == "0":
-        params = dict(parse_qsl(query))
+        listed = parse_qsl(query, keep_blank_values=True)
+        params = dict(listed)
         inst = params.get("instId")
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else 100  # OKX pages at 100
-        if inst and len(data) < limit:
+        # filtered (`ordType`, `state`, a page `after`/`before`) it shows part of the instrument's orders: it sets
+        # nothing (session 27's review: an empty filtered page set a bot's count to 0, past its cap)
+        if inst and len(data) < limit and all(k in ("instId", "instType", "limit") for k, _ in listed):
             return OrderBookChange(counted=((f"{market_of(inst)}:{normalize_symbol(inst)}", len(data)),))
     return OrderBookChange()
