@@ -64,6 +64,19 @@ def test_open_orders_query_sets_the_count(dev: DevStack) -> None:
     assert ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
 
 
+def test_a_filtered_listing_sets_no_count(dev: DevStack) -> None:
+    """Session 27's review: `OpenOrders` filtered by `userref` shows only the orders carrying it; read as the key's
+    whole book it set the bot's count to 0, and a bot capped at two rested eight. It sets nothing now."""
+    ex = bot(dev, "krfilter", "max_open_orders=2")
+    ids = [ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"] for _ in range(2)]
+    for _ in range(2):
+        assert ex.fetch_open_orders(params={"userref": 424242}) == []  # no order carries this userref
+        with pytest.raises(ccxt.InvalidOrder, match="open_orders_exceeded"):
+            ex.create_order("BTC/USD", "limit", "buy", 0.001, 20000)
+    for order_id in ids:
+        ex.cancel_order(order_id, "BTC/USD")
+
+
 def test_create_orders_is_read_order_by_order(dev: DevStack) -> None:
     """AddOrderBatch (ccxt create_orders, JSON) was refused to any bot with a limit (item 8)."""
     ex = bot(dev, "krbatch", "max_order_notional=100")
