@@ -240,10 +240,8 @@ def coinbase_prices(path: str, body: bytes) -> dict[str, Decimal]:
         items = doc.get("products") if isinstance(doc.get("products"), list) else []  # type: ignore[assignment]
     elif path.startswith("/api/v3/brokerage/market/products/") and path.count("/") == 6:
         items = [doc]
-    elif path.startswith("/api/v3/brokerage/market/products/") and path.endswith("/ticker"):
-        trades = doc.get("trades")
-        if isinstance(trades, list) and trades and isinstance(trades[0], dict):
-            items = [trades[0]]
+    # not `.../ticker`: its trades are those before the `end` a bot names, a price of any past moment (session 27's
+    # review: a 2020 trade valued a sell at a tenth of the market and latched another bot's loss limit)
     out: dict[str, Decimal] = {}
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("product_id"), str):
