@@ -451,10 +451,10 @@ class Core:
         the same listenKey; a close by one ended every bot's stream). The bot's own hold is released either way.
         In a fleet, holders through other instances are unknown here: a close is never forwarded (the exchange's
         token lapses an hour after the last keepalive)."""
-        if outcome.bot is None or outcome.credential is None:
+        if outcome.bot is None:
             return False
-        shared = self.tokens.release(route.snap, route.account.info.name, outcome.bot, outcome.credential,
-                                     incoming.path, route.adapter.named_stream_token(incoming))
+        shared = self.tokens.release(route.snap, route.account.info.name, outcome.bot, incoming.path,
+                                     route.adapter.named_stream_token(incoming))
         return shared or self.fleet
 
     def _check_policy(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, bot: BotEntry,

@@ -82,18 +82,19 @@ class StreamTokens:
         bot = snap.bot_by_credential(bound[1])
         return Held(bot, bound[2], bound[3]) if bot is not None and bot.info.name == bound[0] else None
 
-    def release(self, snap: Snapshot, account: str, bot: str, credential: str, issued_by: str,
-                virtual: str | None) -> bool:
+    def release(self, snap: Snapshot, account: str, bot: str, issued_by: str, virtual: str | None) -> bool:
         """A bot closes a stream token: its hold on it (the virtual one it names; naming none, as Binance futures'
-        close does, every one it holds from `issued_by`) is dropped. True when another bot that may still use it
-        holds the real token, which must then stay open at the exchange (Binance hands every bot of an account the
-        same one)."""
-        mine = [(k, v) for k, v in self.bound.items() if k[0] == account and v[0] == bot and v[1] == credential
+        close does, every one it holds from `issued_by`), under any of its credentials (a rotated-out one's too), is
+        dropped. True when another bot that may still use it holds the real token, which must then stay open at the
+        exchange (Binance hands every bot of an account the same one)."""
+        mine = [(k, v) for k, v in self.bound.items() if k[0] == account and v[0] == bot
                 and (k[1] == virtual if virtual is not None else v[3] == issued_by)]
-        for key, (_, _, real, _) in mine:
-            del self.bound[key]
-            self._minted.pop((account, bot, credential, real), None)
         reals = {v[2] for _, v in mine}
+        if virtual is not None:  # every virtual token this bot holds for the same real one goes with it
+            mine = [(k, v) for k, v in self.bound.items() if k[0] == account and v[0] == bot and v[2] in reals]
+        for key, (_, credential, real, _) in mine:
+            self.bound.pop(key, None)
+            self._minted.pop((account, bot, credential, real), None)
         # naming nothing of its own, the close would end the stream of whoever holds a token from that endpoint
-        return any(k[0] == account and (v[2] in reals if mine else v[3] == issued_by)
+        return any(k[0] == account and v[0] != bot and (v[2] in reals if mine else v[3] == issued_by)
                    and self.held(snap, account, k[1]) is not None for k, v in self.bound.items())
