@@ -365,6 +365,8 @@ class Adapter(Protocol):
 
     def stream_close_answer(self, method: str, path: str) -> bytes | None: ...
 
+    def unsignable(self, req: IncomingRequest, key: RealKey) -> str | None: ...
+
     def virtual_stream_token(self) -> str: ...
 
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes: ...
@@ -705,6 +707,11 @@ class AdapterHooks:
     def swap_stream_token(self, body: bytes, mint: Callable[[str], str]) -> bytes:
         """The answer with each real stream token replaced by `mint(real)`, a virtual token bound to the bot."""
         return body
+
+    def unsignable(self, req: IncomingRequest, key: RealKey) -> str | None:
+        """Why this request cannot go with the account's real key (Hyperliquid: a transfer needs the master wallet's
+        key, the vault holds an agent's), refused before it is decided; None: it can."""
+        return None
 
     def stream_close_answer(self, method: str, path: str) -> bytes | None:
         """What the exchange answers a close of a stream token (`DELETE` of a listenKey), for keyproxy to give

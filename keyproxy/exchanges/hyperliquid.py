@@ -102,6 +102,16 @@ _RECOVERED_CACHE = 1024
 CCXT_BUILDER = "0x6530512a6c89c7cfcebc3ba7fcd9ada5f30827a6"  # ccxt 4.5 hyperliquid.py `handle_builder_fee_approval`
 
 
+def _only_the_master(kind: str, signer: str, key: RealKey) -> str | None:
+    """Why a user-signed action cannot go with this key: Hyperliquid answers an API wallet's transfer "Must deposit
+    before performing actions. User: <the agent>", which reads as a key it no longer knows, so one bot's transfer
+    quarantined the key every bot of the account trades with (session 27's review)."""
+    if signer.lower() == key.api_key.reveal().decode("ascii", "replace").strip().lower():
+        return None
+    return (f"{kind} must be signed by the account's master wallet, and the account's key is an API wallet (agent): "
+            "Hyperliquid lets only the master move funds")
+
+
 class Hyperliquid(AdapterHooks):
     order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
 
@@ -306,12 +316,8 @@ class Hyperliquid(AdapterHooks):
         except (ValueError, TypeError):
             raise BadRequest("the account's private key cannot sign") from None
         if action["type"] in USER_SIGNED:
-            if signer.lower() != key.api_key.reveal().decode("ascii", "replace").strip().lower():
-                # Hyperliquid answers an API wallet's transfer "Must deposit before performing actions. User:
-                # <the agent>", which reads as a key it no longer knows: one bot's transfer quarantined the key
-                # every bot of the account trades with (session 27's review)
-                raise BadRequest(f"{action['type']} must be signed by the account's master wallet, and the account's "
-                                 "key is an API wallet (agent): Hyperliquid lets only the master move funds")
+            if (why := _only_the_master(action["type"], signer, key)) is not None:
+                raise BadRequest(why)
             primary, fields, field = USER_SIGNED[action["type"]]
             action[field] = nonce
             action["hyperliquidChain"] = "Mainnet" if mainnet else "Testnet"
@@ -329,6 +335,23 @@ class Hyperliquid(AdapterHooks):
         if "expiresAfter" in doc:
             out["expiresAfter"] = doc["expiresAfter"]
         return OutboundRequest("POST", ctx.origin, EXCHANGE_PATH, "", headers, json.dumps(out).encode())
+
+    def unsignable(self, req: IncomingRequest, key: RealKey) -> str | None:
+        """A user-signed action (a transfer, a withdrawal) with an API wallet in the vault: refused before the
+        decision, so a refusal charges no daily withdrawal cap (session 27's diff review)."""
+        if req.path != EXCHANGE_PATH or key.private_key is None:
+            return None
+        try:
+            kind = self._doc(req.body)["action"]["type"]
+        except (BadRequest, KeyError, TypeError):
+            return None  # the decision refuses what it cannot read
+        if kind not in USER_SIGNED:
+            return None
+        try:
+            signer = _eth.address_of(_eth.parse_private_key(key.private_key.reveal()))
+        except (ValueError, TypeError):
+            return "the account's private key cannot sign"
+        return _only_the_master(kind, signer, key)
 
     @staticmethod
     def signer_address(key: RealKey) -> str:

@@ -525,6 +525,8 @@ class Core:
             outcome.unheld = self.fleet and risk is not None and None in risk.amended
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
+        if account.key is not None and (why := adapter.unsignable(req, account.key)) is not None:
+            raise Refused("bad_request", why)  # allowed, but not with this key: nothing charged
         # only the bot's own orders: after its scope, rate and halt are checked (owner lookups and a cancel-all's
         # listing of resting orders cost far more, and a bot refused anyway must not make keyproxy do them)
         if facts.cancels_later and (other := _other_trader(snap, account.info.name, name)) is not None:

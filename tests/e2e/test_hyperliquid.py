@@ -203,13 +203,18 @@ def test_a_transfer_through_an_agent_key_is_refused_and_quarantines_nothing(hl: 
     key rejected and quarantined it: every bot of the account stopped trading. Now refused before signing."""
     from hyperliquid.utils.error import ClientError
 
-    mover = hl.add_bot("mover", "hl", "read,trade,transfer")
+    mover = hl.add_bot("mover", "hl", "read,trade,transfer,withdraw", "--set", "daily_withdrawal_cap=10",
+                       "--set", "withdraw_addresses=USDC:arbitrum:0x5e9ee1089755c3435139848e47e6635505d5a13a")
     trader = hl.add_bot("trader-after", "hl", "read,trade")
     start = len(hl.journal())
     for _ in range(2):
         with pytest.raises(ClientError) as refused:
             _sdk(mover).usd_class_transfer(1.0, True)
         assert refused.value.error_code == "bad_request" and "master wallet" in str(refused.value.error_message)
+    for _ in range(3):  # a refused withdrawal charges no daily cap (session 27's diff review): a fourth of 5 would
+        with pytest.raises(ClientError) as refused:  # be refused `withdrawal_cap_exceeded` if each had
+            _sdk(mover).withdraw_from_bridge(5.0, "0x5e9ee1089755c3435139848e47e6635505d5a13a")
+        assert refused.value.error_code == "bad_request", refused.value.error_message
     assert _exchange_entries(hl, start) == []  # nothing went upstream
     time.sleep(1.0)  # what a finding would have done has been done
     placed = _sdk(trader).order("BTC", True, 0.0001, 60000, {"limit": {"tif": "Gtc"}})
