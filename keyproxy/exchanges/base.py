@@ -737,8 +737,12 @@ class AdapterHooks:
             raise BadRequest("frame is not JSON") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or "id" not in frame:
             raise BadRequest("a request frame is a JSON object with an id and a method")
-        if not isinstance(frame["id"], str | int) or isinstance(frame["id"], bool):
-            raise BadRequest("a frame's id is a string or an integer")
+        ident = frame["id"]
+        if not isinstance(ident, str | int) or isinstance(ident, bool) or isinstance(ident, int) \
+                and not -2 ** 53 <= ident <= 2 ** 53 or isinstance(ident, str) and len(ident) > 64:
+            # an id the exchange could echo otherwise (rounded, cut) would never find its answer: the order's count
+            # and owner would lapse (session 27's review)
+            raise BadRequest("a frame's id is a string of at most 64 characters or an integer of at most 2^53")
         return frame["id"], frame["method"]
 
     def ws_answer(self, doc: dict[str, object]) -> tuple[object, int] | None:

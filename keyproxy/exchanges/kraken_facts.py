@@ -159,6 +159,10 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     symbol = named or (pair_id(pair) if method in PLACING else normalize_symbol(pair)) if pair else None
     if method in _CANCELS:
         return _cancel(method, params, symbol)
+    if method == "EditOrder" and params.get("ordertype") is None and params.get("price2") is not None:
+        # EditOrder names no order type: a `price2` is a -limit trigger type's limit, `price` its trigger (read as a
+        # limit, the limit went unchecked against the band: session 27's review)
+        params = {**params, "ordertype": "stop-loss-limit"}
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
         return replace(order, action="amend", order_id=order_txid(param_text(params, "txid"))) \
@@ -291,6 +295,9 @@ def _amend(params: Mapping[str, object]) -> RequestFacts:
     """AmendOrder: the order (by `txid`; a `cl_ord_id` names none keyproxy can check) changed in place, its id
     kept: a new `order_qty`, `limit_price`, `trigger_price`; its pair and side stay the book's. A relative price
     (`+x`, `x%`) is a conflict, as on AddOrder."""
+    if param_text(params, "txid") is not None and param_text(params, "cl_ord_id") is not None:
+        raise BadRequest("name the order by txid or by cl_ord_id, not both: keyproxy checks the one it reads, Kraken "
+                         "may act on the other")
     limit, trigger = param_text(params, "limit_price"), param_text(params, "trigger_price")
     relative = any(p is not None and _price(p) is None for p in (limit, trigger))
     return RequestFacts(action="amend", market=MARKET, order_id=order_txid(param_text(params, "txid")),

@@ -42,6 +42,9 @@ PUBLIC_CHANNELS = frozenset({"ticker", "book", "ohlc", "trade", "instrument", "s
 MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the maximum leverage for the pair (5)"
 
 
+MAX_FRAME_ID = 2 ** 53  # an id a JSON reader anywhere on the way reads back exactly
+
+
 def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants,
@@ -53,8 +56,9 @@ def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
     if not isinstance(frame.get("params", {}), dict):
         raise BadRequest("params must be an object")
     req_id = frame.get("req_id")
-    if req_id is not None and not numbers_as_text and (isinstance(req_id, bool) or not isinstance(req_id, int)):
-        raise BadRequest("req_id must be an integer")
+    if req_id is not None and not numbers_as_text and (isinstance(req_id, bool) or not isinstance(req_id, int)
+                                                       or not -MAX_FRAME_ID <= req_id <= MAX_FRAME_ID):
+        raise BadRequest("req_id must be an integer of at most 2^53")
     return frame
 
 
@@ -68,10 +72,19 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
 
+_BOTH_IDS = ("name the order by order_id or by cl_ord_id, not both: keyproxy checks the one it reads, Kraken may "
+             "act on the other")
+
+
 def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     """A v2 order's parameters in AddOrder's names, so REST and WebSocket orders are valued alike."""
-    order_type = str(p.get("order_type") or "")
+    # read as Kraken's lower-case names (a spelling with capitals kept its trigger unread: session 27's review)
+    order_type = str(p.get("order_type") or "").lower()
     triggers = p.get("triggers") if isinstance(p.get("triggers"), dict) else {}
+    if not order_type and "order_id" in p and triggers:
+        # edit_order names no order type: a new trigger is the edited order's trigger, its limit a -limit type's
+        # (left unread, a trigger edited far from the market passed the price band: session 27's review)
+        order_type = "stop-loss-limit" if p.get("limit_price") is not None else "stop-loss"
     trigger = _text(triggers.get("price"))
     if trigger is not None and triggers.get("price_type", "static") != "static":
         trigger = "+" + trigger  # an offset (pct, quote): keyproxy values no relative price
@@ -89,6 +102,9 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["price"] = trigger
     else:
         out["price"] = limit
+    for flag in ("margin", "reduce_only", "post_only"):  # `1` read as false here could be true at Kraken
+        if p.get(flag) not in (None, True, False, "true", "false"):
+            raise BadRequest(f"{flag} must be true or false")
     if p.get("margin") is True or p.get("margin") == "true":
         out["leverage"] = MARGIN_LEVERAGE
     if p.get("reduce_only") in (True, "true"):
@@ -105,6 +121,8 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
 def _rest_amend(p: dict[str, Any]) -> dict[str, Any]:
     """A v2 `amend_order`'s parameters in AmendOrder's names (`order_id` is REST's `txid`; an offset price type
     marks the price relative, which keyproxy does not value)."""
+    if p.get("order_id") is not None and p.get("cl_ord_id") is not None:
+        raise BadRequest(_BOTH_IDS)
     out: dict[str, Any] = {"txid": _text(p.get("order_id")), "cl_ord_id": _text(p.get("cl_ord_id")),
                            "order_qty": _text(p.get("order_qty"))}
     for name in ("limit_price", "trigger_price"):

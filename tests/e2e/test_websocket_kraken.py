@@ -259,3 +259,27 @@ async def test_every_spelling_of_a_pair_is_one_order_book_for_the_limits(dev: De
     answers = await talk(taker, *(order_frame(token, symbol, 0.0002, 24000.0, "sell", i)
                                   for i, symbol in enumerate(("XBT/USD", "XBTUSD"), 1)))
     assert [a.get("keyproxy_error") for a in answers] == ["self_cross"] * 2, answers
+
+
+async def test_a_trigger_is_checked_against_the_band_whatever_carries_it(dev: DevStack) -> None:
+    """Session 27's review: `edit_order` names no order type, so its new trigger went unread and a stop edited to
+    ten times the market went to Kraken past `price_band_pct=5`; so did an `add_order` whose type had capitals.
+    Both are refused now, as `add_order` and `amend_order` with that trigger were; nothing goes upstream."""
+    creds = dev.add_bot("kr-band", "kr", "read,trade", "--set", "price_band_pct=5")
+    ex = rest(creds)
+    last = float(ex.fetch_ticker("BTC/USD")["last"])
+    token = ex.privatePostGetWebSocketsToken()["result"]["token"]
+    far = round(last * 10, 1)
+    [placed] = await talk(creds, {"method": "add_order", "req_id": 1, "params": {
+        "order_type": "limit", "side": "buy", "order_qty": 0.001, "limit_price": round(last * 0.99, 1),
+        "symbol": "BTC/USD", "token": token}})
+    assert placed["success"] is True, placed
+    start = len(dev.journal())
+    stop = {"side": "buy", "order_qty": 0.001, "symbol": "BTC/USD", "triggers": {"price": far}, "token": token}
+    answers = await talk(
+        creds,
+        {"method": "add_order", "req_id": 2, "params": {**stop, "order_type": "stop-loss"}},
+        {"method": "edit_order", "req_id": 4, "params": {**stop, "order_id": placed["result"]["order_id"]}},
+        {"method": "add_order", "req_id": 5, "params": {**stop, "order_type": "Stop-Loss"}})
+    assert [a.get("keyproxy_error") for a in answers] == ["price_out_of_band"] * 3, answers
+    assert ws_entries(dev, start) == []

@@ -671,3 +671,14 @@ def test_an_allowlist_written_in_any_spelling_allows_the_pair_and_a_cancel_needs
     assert not (cancel.symbol or "").startswith("#")
     assert ADAPTER.market_ids(req("nonce=1&pair=XBTUSD&txid=O1", path="/0/private/CancelOrder")) == ()
     assert ADAPTER.market_ids(req("nonce=1&pair=XBTUSD,ETHUSD", path="/0/private/TradeVolume")) == ()
+
+
+def test_an_edits_limit_and_an_amend_naming_two_orders() -> None:
+    """Session 27's review: EditOrder names no order type, so a `price2` (a stop-limit's limit) went unread and
+    unchecked against the band; an AmendOrder naming the bot's own txid and another bot's cl_ord_id was checked
+    by the txid alone."""
+    edited = facts_of("/0/private/EditOrder", "nonce=1&txid=OAAAAA-BBBBB-CCCCCC&pair=XBTUSD&volume=1&price=30000"
+                      "&price2=1")
+    assert edited.action == "amend" and edited.trigger_price == Decimal("30000") and edited.price == Decimal("1")
+    with pytest.raises(BadRequest, match="not both"):
+        facts_of("/0/private/AmendOrder", "nonce=1&txid=OMINE1-AAAAA-BBBBBB&cl_ord_id=theirs&order_qty=5")

@@ -131,3 +131,30 @@ def test_answers_confirm_open_orders() -> None:
     assert WS.order_book_change(out, 400, b'{"success":false}', placed).opened == ()
     cancel_all = OutboundRequest("cancel_all", "", "/v2", "", {}, b'{"method":"cancel_all"}')
     assert WS.order_book_change(cancel_all, 200, b'{"result":{"count":3}}', RequestFacts(action="cancel")).reset
+
+
+def _frame_facts(method: str, params: dict):  # type: ignore[no-untyped-def,type-arg]
+    from keyproxy.exchanges.base import Endpoint, EndpointClass, IncomingRequest
+    from keyproxy.exchanges.kraken import Kraken
+    from keyproxy.exchanges.kraken_ws import KrakenWsApi
+
+    body = json.dumps({"method": method, "req_id": 1, "params": {**params, "token": "kpv-x"}}).encode()
+    return KrakenWsApi(Kraken()).facts(IncomingRequest(method, "/v2", "", {}, body),
+                                       Endpoint(EndpointClass.TRADE, f"ws {method}"))
+
+
+def test_what_session_27s_review_found_unread_in_a_frame_is_read_or_refused() -> None:
+    """An edit_order's new trigger (it names no order type) went unread and passed the band; an order type with
+    capitals dropped its trigger; an amend naming its own order_id and another bot's cl_ord_id was checked by the
+    first; `margin: 1` read as false."""
+    edited = _frame_facts("edit_order", {"order_id": "OAAAAA-BBBBB-CCCCCC", "symbol": "BTC/USD", "order_qty": 1,
+                                         "triggers": {"price": 600000}})
+    assert edited.action == "amend" and edited.trigger_price == 600000
+    stop = {"order_type": "Stop-Loss", "side": "buy", "order_qty": 1, "symbol": "BTC/USD", "triggers": {"price": 1}}
+    assert _frame_facts("add_order", stop).trigger_price == 1
+    with pytest.raises(BadRequest, match="not both"):
+        _frame_facts("amend_order", {"order_id": "OMINE1-AAAAA-BBBBBB", "cl_ord_id": "theirs", "order_qty": 50})
+    for flag in ("margin", "reduce_only", "post_only"):
+        with pytest.raises(BadRequest, match=flag):
+            _frame_facts("add_order", {"order_type": "limit", "side": "buy", "order_qty": 1, "limit_price": 100,
+                                       "symbol": "BTC/USD", flag: 1})
