@@ -381,7 +381,8 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
         symbol = query.get("symbol")
         # a listing filtered by anything but its symbol shows part of the symbol's orders: it sets nothing (session
         # 27's review: a filtered listing answered empty set a bot's count to 0 and let it rest past its cap)
-        if symbol and all(k in _WHOLE_LISTING for k, _ in listed):  # without a symbol: every symbol, it sets nothing
+        # without a symbol: every symbol, it sets nothing
+        if symbol and all(k in _WHOLE_LISTING for k, _ in listed) and len(query) == len(listed):
             scope = f"{binance_market(req.path, query.get('isIsolated'))}:{normalize_symbol(symbol)}"
             return OrderBookChange(counted=((scope, len(doc)),))
     return OrderBookChange()

@@ -279,7 +279,7 @@ def bybit_order_book_change(method: str, path: str, query: str, status: int, bod
         only_open = params.get("openOnly", "0") == "0"
         # filtered (`orderFilter`, an order's id, a page `cursor`) it shows part of the symbol's orders: it sets
         # nothing (session 27's review: a filtered listing answered empty set a bot's count to 0, past its cap)
-        whole = all(k in ("category", "symbol", "openOnly", "limit") for k, _ in pairs)
+        whole = all(k in ("category", "symbol", "openOnly", "limit") for k, _ in pairs) and len(params) == len(pairs)
         if params.get("symbol") and params.get("category") and isinstance(listed, list) and complete and only_open \
                 and whole:
             return OrderBookChange(counted=((f"{params['category']}:{normalize_symbol(params['symbol'])}",

@@ -159,7 +159,9 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     symbol = named or (pair_id(pair) if method in PLACING else normalize_symbol(pair)) if pair else None
     if method in _CANCELS:
         return _cancel(method, params, symbol)
-    if method == "EditOrder" and params.get("ordertype") is None and params.get("price2") is not None:
+    if method == "EditOrder" and params.get("ordertype") not in (None, ""):  # EditOrder takes none: which would Kraken
+        raise BadRequest("EditOrder takes no ordertype: the edited order keeps its own")  # read `price` as?
+    if method == "EditOrder" and params.get("price2") is not None:
         # EditOrder names no order type: a `price2` is a -limit trigger type's limit, `price` its trigger (read as a
         # limit, the limit went unchecked against the band: session 27's review)
         params = {**params, "ordertype": "stop-loss-limit"}

@@ -81,22 +81,26 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     # read as Kraken's lower-case names (a spelling with capitals kept its trigger unread: session 27's review)
     order_type = str(p.get("order_type") or "").lower()
     triggers = p.get("triggers") if isinstance(p.get("triggers"), dict) else {}
-    if not order_type and "order_id" in p and triggers:
-        # edit_order names no order type: a new trigger is the edited order's trigger, its limit a -limit type's
-        # (left unread, a trigger edited far from the market passed the price band: session 27's review)
-        order_type = "stop-loss-limit" if p.get("limit_price") is not None else "stop-loss"
+    if "order_id" in p and "order_type" in p:  # edit_order takes none: the edited order keeps its own
+        raise BadRequest("edit_order takes no order_type: the edited order keeps its own")
+    edited_trigger = "order_id" in p and bool(triggers)  # edit_order names no order type: a new trigger is the
+    # edited order's, read as EditOrder's `price` with its limit (the trigger itself without one) as `price2` (left
+    # unread, a trigger edited far from the market passed the price band: session 27's review)
     trigger = _text(triggers.get("price"))
     if trigger is not None and triggers.get("price_type", "static") != "static":
         trigger = "+" + trigger  # an offset (pct, quote): keyproxy values no relative price
     limit = _text(p.get("limit_price"))
     if limit is not None and p.get("limit_price_type", "static") != "static":
         limit = "+" + limit
-    out: dict[str, Any] = {"pair": _text(p.get("symbol")), "type": _text(p.get("side")), "ordertype": order_type}
+    out: dict[str, Any] = {"pair": _text(p.get("symbol")), "type": _text(p.get("side")),
+                           "ordertype": order_type or None}
     cash = _text(p.get("cash_order_qty"))
     out["volume"] = cash if cash is not None else _text(p.get("order_qty"))
     if cash is not None:
         out["oflags"] = "viqc"
-    if order_type.endswith("-limit"):
+    if edited_trigger:
+        out["price"], out["price2"] = trigger, limit if limit is not None else trigger
+    elif order_type.endswith("-limit"):
         out["price"], out["price2"] = trigger, limit
     elif order_type.startswith(TRIGGERED):
         out["price"] = trigger

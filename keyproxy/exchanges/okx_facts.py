@@ -396,6 +396,8 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else 100  # OKX pages at 100
         # filtered (`ordType`, `state`, a page `after`/`before`) it shows part of the instrument's orders: it sets
         # nothing (session 27's review: an empty filtered page set a bot's count to 0, past its cap)
-        if inst and len(data) < limit and all(k in ("instId", "instType", "limit") for k, _ in listed):
+        # (`instType` too: cash and margin orders share a scope; a name given twice may be read either way)
+        if inst and len(data) < limit and all(k in ("instId", "limit") for k, _ in listed) \
+                and len(params) == len(listed):
             return OrderBookChange(counted=((f"{market_of(inst)}:{normalize_symbol(inst)}", len(data)),))
     return OrderBookChange()

@@ -1,6 +1,6 @@
 """An open-orders listing sets a bot's open-order count only when it shows every open order of its scope.
 
-Session 27's review: a listing filtered by something the exchange honours (Kraken `userref`, OKX `ordType`/`state`/
+Session 27's reviews: a listing filtered by something the exchange honours (Kraken `userref`, OKX `ordType`/`state`/
 `after`, Bybit `orderFilter`/`cursor`, Coinbase `order_side`/dates, Binance anything but the symbol) answered
 empty and set the bot's count to 0, so a bot capped at two open orders rested eight. Each adapter's reader counts
 only a whole listing; a filtered one sets nothing.
@@ -31,8 +31,17 @@ CASES = [  # (exchange, method, path, whole query or body, the same filtered)
     ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT", "instId=BTC-USDT&ordType=post_only"),
     ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT", "instId=BTC-USDT&state=partially_filled"),
     ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT&limit=100", "instId=BTC-USDT&after=123"),
+    ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT", "instId=BTC-USDT&instType=SWAP"),
+    ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT", "instId=ETH-USDT&instId=BTC-USDT"),
+    ("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT&limit=100", "instId=BTC-USDT&limit=100&limit=1"),
     ("bybit", "GET", "/v5/order/realtime", "category=linear&symbol=BTCUSDT",
      "category=linear&symbol=BTCUSDT&orderFilter=StopOrder"),
+    ("bybit", "GET", "/v5/order/realtime", "category=linear&symbol=BTCUSDT&openOnly=0",
+     "category=linear&symbol=BTCUSDT&openOnly=1&openOnly=0"),
+    ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=BTC-USD",
+     "order_status=OPEN&product_ids=BTC-USD&order_side="),
+    ("binance", "GET", "/api/v3/openOrders", "symbol=BTCUSDT&timestamp=1&signature=x",
+     "symbol=ETHUSDT&symbol=BTCUSDT&timestamp=1&signature=x"),
     ("bybit", "GET", "/v5/order/realtime", "category=linear&symbol=BTCUSDT&limit=50",
      "category=linear&symbol=BTCUSDT&cursor=abc"),
     ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=BTC-USD",

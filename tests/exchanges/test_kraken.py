@@ -682,3 +682,6 @@ def test_an_edits_limit_and_an_amend_naming_two_orders() -> None:
     assert edited.action == "amend" and edited.trigger_price == Decimal("30000") and edited.price == Decimal("1")
     with pytest.raises(BadRequest, match="not both"):
         facts_of("/0/private/AmendOrder", "nonce=1&txid=OMINE1-AAAAA-BBBBBB&cl_ord_id=theirs&order_qty=5")
+    with pytest.raises(BadRequest, match="no ordertype"):  # naming one, which would Kraken read `price` as?
+        facts_of("/0/private/EditOrder", "nonce=1&txid=OAAAAA-BBBBB-CCCCCC&pair=XBTUSD&price=30000&price2=1"
+                 "&ordertype=limit")

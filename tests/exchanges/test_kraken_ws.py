@@ -77,7 +77,7 @@ def test_batches_cancels_and_reads() -> None:
     assert facts("cancel_order", order_id=["O1"]).action == "cancel"
     assert facts("cancel_all").action == "cancel"
     assert facts("amend_order", order_id="O1", order_qty=100).order_id == "O1"  # AmendOrder's, as on REST
-    edit = facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7, order_type="limit",
+    edit = facts("edit_order", order_id="O1", symbol="BTC/USD", order_qty=1, limit_price=7,
                  side="buy")
     assert (edit.action, edit.order_id) == ("amend", "O1")
     assert facts("subscribe", channel="executions").action == "other"
@@ -154,7 +154,29 @@ def test_what_session_27s_review_found_unread_in_a_frame_is_read_or_refused() ->
     assert _frame_facts("add_order", stop).trigger_price == 1
     with pytest.raises(BadRequest, match="not both"):
         _frame_facts("amend_order", {"order_id": "OMINE1-AAAAA-BBBBBB", "cl_ord_id": "theirs", "order_qty": 50})
+    with pytest.raises(BadRequest, match="no order_type"):
+        _frame_facts("edit_order", {"order_id": "OAAAAA-BBBBB-CCCCCC", "order_type": "limit", "symbol": "BTC/USD",
+                                    "order_qty": 1, "triggers": {"price": 600000}})
     for flag in ("margin", "reduce_only", "post_only"):
         with pytest.raises(BadRequest, match=flag):
             _frame_facts("add_order", {"order_type": "limit", "side": "buy", "order_qty": 1, "limit_price": 100,
                                        "symbol": "BTC/USD", flag: 1})
+
+
+def test_frame_ids_are_bounded() -> None:
+    """An id the exchange could echo otherwise (rounded, cut) would never find its answer, and the order's count and
+    owner would lapse (session 27's review): integers to 2^53, strings to 64 characters; larger is refused."""
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.exchanges.binance_ws import BinanceWsApi
+    from keyproxy.exchanges.kraken_ws import parse
+
+    assert parse(json.dumps({"method": "ping", "req_id": 2 ** 53}))["req_id"] == 2 ** 53
+    huge = "9" * 5000  # past Python's own limit on reading an integer: a clear refusal, not a 500
+    for bad in (str(2 ** 53 + 1), str(-(2 ** 53) - 1), huge):
+        with pytest.raises(BadRequest):
+            parse('{"method": "ping", "req_id": %s}' % bad)
+    ws = BinanceWsApi(Binance())
+    assert ws.ws_frame(json.dumps({"id": "x" * 64, "method": "ping"})) == ("x" * 64, "ping")
+    for bad_id in (json.dumps("x" * 65), str(2 ** 53 + 1), huge):
+        with pytest.raises(BadRequest):
+            ws.ws_frame('{"id": %s, "method": "ping"}' % bad_id)
