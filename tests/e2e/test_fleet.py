@@ -368,11 +368,13 @@ def test_the_same_order_through_either_instance_is_one_repeat(fleet: Fleet) -> N
 
 
 def test_a_bot_heartbeating_through_one_instance_is_not_silent_to_the_other(fleet: Fleet) -> None:
-    """heartbeat_seconds: the bot sends only to A; B must not take it for silent and cancel its orders."""
-    creds = fleet.a.add_bot("beating", "main", "read,trade", "--set", "heartbeat_seconds=3")
+    """heartbeat_seconds: the bot sends only to A; B must not take it for silent and cancel its orders. B hears of
+    A's requests through the instances' heartbeats (each second, so a second or two late: 5 s leaves room on a
+    loaded machine, where 3 s once did not); 8 s of requests, so a B that never heard would have acted."""
+    creds = fleet.a.add_bot("beating", "main", "read,trade", "--set", "heartbeat_seconds=5")
     on_a = client(creds, on(fleet.a))
     resting = on_a.create_order("BTC/USDT", "limit", "buy", 0.001, 20000)
-    for _ in range(6):
+    for _ in range(8):
         time.sleep(1)
         on_a.fetch_balance()
     assert on_a.fetch_order(resting["id"], "BTC/USDT")["status"] == "open"
