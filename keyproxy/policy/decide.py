@@ -40,6 +40,10 @@ class DenyCode(StrEnum):
     UNDECIDED = "policy_denied"
 
 
+# deny codes a price keyproxy does not hold yet could change (any other refusal stands whatever the price)
+PRICED_CODES = frozenset({DenyCode.NOTIONAL, DenyCode.NOTIONAL_UNKNOWN, DenyCode.DAILY_NOTIONAL, DenyCode.PRICE_BAND,
+                          DenyCode.REFERENCE, DenyCode.POSITION, DenyCode.LOSS})
+
 # deny codes of the pre-trade risk controls -> the rule named in keyproxy_risk_refusals_total{rule}
 RISK_RULES = {DenyCode.PRICE_BAND.value: "price_band", DenyCode.REFERENCE.value: "price_band",
               DenyCode.DUPLICATE.value: "duplicate_orders", DenyCode.POSITION.value: "max_position",

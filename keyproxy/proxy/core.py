@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from keyproxy.exchanges.open_orders import SWITCHES
 from keyproxy.fleet.charges import SharedCharges
@@ -27,7 +27,7 @@ from keyproxy.exchanges.base import (
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Governor
-from keyproxy.policy.decide import Counters, decide, passes_halt, price_band
+from keyproxy.policy.decide import PRICED_CODES, Counters, Decision, decide, passes_halt, price_band
 from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
@@ -510,21 +510,38 @@ class Core:
         valued = policy.max_order_notional is not None or policy.daily_notional_cap is not None \
             or policy.max_position_notional is not None
         sized = policy.position_capped  # a quote-sized order's size (quote / price) counts against the position
-        if (banded or valued or sized) and facts.action in ("order", "amend"):
-            max_age = (limits.reference_max_age if limits is not None else REFERENCE_MAX_AGE) if banded else None
-            references = self.markets.references(account.info.name, account.adapter, facts, max_age, fetched, valued,
-                                                 sized)
         throttle = snap.throttles.get(name)
-        decision = decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
+
+        def refuse(decision: Decision) -> NoReturn:
+            where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
+            raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
+
+        def decided(references: dict[str, Decimal]) -> Decision:
+            return decide(facts, endpoint.cls.value, policy, self.counters, now, bot=name,
                           account=account.info.name, halted=snap.halt_reason(name, account.info.name),
                           prices=prices, account_limits=limits, references=references, risk=risk,
                           usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
+
+        if (banded or valued or sized) and facts.action in ("order", "amend"):
+            max_age = (limits.reference_max_age if limits is not None else REFERENCE_MAX_AGE) if banded else None
+            try:
+                references = self.markets.references(account.info.name, account.adapter, facts, max_age, fetched,
+                                                     valued, sized)
+            except NeedReference as need:
+                # decided first on what keyproxy holds: a request refused whatever the price (its scope, symbols,
+                # rate, halt) makes keyproxy ask the exchange nothing, and what it asks is the bot's to pay (session
+                # 27's review: a read-only bot's made-up symbols spent the account's weight on keyproxy's calls)
+                early = decided({})
+                if not early.allow and early.code not in PRICED_CODES:
+                    refuse(early)
+                need.bot = name
+                raise
+        decision = decided(references)
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
         if not decision.allow:
             outcome.unheld = self.fleet and risk is not None and None in risk.amended
-            where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
-            raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
+            refuse(decision)
         if account.key is not None and (why := adapter.unsignable(req, account.key)) is not None:
             raise Refused("bad_request", why)  # allowed, but not with this key: nothing charged
         # only the bot's own orders: after its scope, rate and halt are checked (owner lookups and a cancel-all's

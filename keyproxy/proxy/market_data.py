@@ -77,7 +77,8 @@ class MarketData:
                 await self._resting(route.account, need)
                 decide = need.resume
             except NeedReference as need:
-                await asyncio.gather(*(self._reference(route.account, symbol, call) for symbol, call in need.calls))
+                await asyncio.gather(*(self._reference(route.account, symbol, call, need.bot)
+                                       for symbol, call in need.calls))
                 decide = need.resume
         try:
             return decide()
@@ -120,8 +121,9 @@ class MarketData:
         if call is not None:
             await self._reference(account, symbol, call)
 
-    async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall) -> None:
-        """One reference call, shared by every order waiting for it."""
+    async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall, bot: str = "") -> None:
+        """One reference call, shared by every order waiting for it; `bot`: the one whose order asked, whose share
+        of the exchange's budget it spends (none: keyproxy's own, the loss watch's)."""
         key = (account.info.name, call)
         waiting = self._in_flight.get(key)
         if waiting is not None:
@@ -134,7 +136,7 @@ class MarketData:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = done
         try:
-            answer = await self._call(account, call)
+            answer = await self._call(account, call, bot)
             if answer is not None and account.adapter is not None:
                 self.core.markets.learn_reference(account.info.name, account.adapter, symbol, call[1], answer)
         finally:
@@ -165,13 +167,13 @@ class MarketData:
             del self._listings[key]
             done.set_result(None)
 
-    async def _call(self, account: AccountEntry, call: PublicCall) -> bytes | None:
-        """A public call of keyproxy's own to the account's exchange, charged to its rate budget: the
-        answer's body when the exchange answered 200, else None."""
+    async def _call(self, account: AccountEntry, call: PublicCall, bot: str = "") -> bytes | None:
+        """A public call of keyproxy's own to the account's exchange, charged to its rate budget (in `bot`'s share
+        when a bot's request asked for it): the answer's body when the exchange answered 200, else None."""
         method, path, query, body = call
         if account.upstream is None:
             return None
-        own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
+        own = Outcome(request_id=new_request_id(), method=method, path=path, bot=bot or "(keyproxy)")
         try:
             own_route = self.core.route(account.info.name, method, path, own)
             incoming = IncomingRequest(method, path, query, {}, body)

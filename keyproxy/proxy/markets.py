@@ -39,6 +39,7 @@ class NeedReference(Exception):  # noqa: N818 - a request for data, not an error
         super().__init__("reference prices needed")
         self.calls = calls  # (symbol, the public call whose answer prices it)
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
+        self.bot = ""  # set by the core: whose share of the exchange's budget the calls spend
 
 
 class MarketBook:

@@ -155,3 +155,21 @@ def test_bad_risk_limits_are_refused_with_the_field_and_the_reason(dev: DevStack
             assert checked.returncode != 0 and said in checked.stderr, checked.stderr
     finally:
         config.write_text(good)
+
+
+def test_a_request_refused_whatever_the_price_makes_keyproxy_ask_the_exchange_nothing(dev: DevStack) -> None:
+    """Session 27's review: the reference prices a banded or capped order needs were fetched before its scope,
+    symbols and rate were checked, in keyproxy's own share of the exchange's budget: a read-only bot's orders for
+    made-up symbols spent the account's weight and starved another bot's banded order. Refused whatever the price,
+    a request now makes keyproxy fetch nothing; one that needs a price pays for it from its bot's share."""
+    reader = bot(dev, "refs-reader", "price_band_pct=5", "symbols=ETHUSDT")
+    dev.cli("bot", "set", "refs-reader", "scopes=read")
+    start = len(dev.journal())
+    for i in range(5):
+        with pytest.raises(ccxt.BaseError, match="scope_denied"):
+            reader.create_order("ETH/USDT", "limit", "buy", 0.01, 1000 + i)
+    capped = bot(dev, "refs-capped", "price_band_pct=5", "symbols=ETHUSDT")
+    for symbol in ("BTC/USDT",):  # not in its allowlist: refused before any price is asked for
+        with pytest.raises(ccxt.BaseError, match="symbol_denied"):
+            capped.create_order(symbol, "limit", "buy", 0.01, 1000)
+    assert not [p for _, p in arrived(dev, start) if "ticker" in p], arrived(dev, start)
