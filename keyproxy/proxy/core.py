@@ -522,11 +522,25 @@ class Core:
                           prices=prices, account_limits=limits, references=references, risk=risk,
                           usage=usage, throttle=throttle[1] if throttle and now < throttle[0] else None)
 
-        if (banded or valued or sized) and facts.action in ("order", "amend"):
+        # a loss-limited bot's positions keyproxy holds no price for: asked for before it may add to them (valued at
+        # nothing, they hid any loss; session 27's review); still unpriced after, its risk-adding orders are refused
+        unpriced = self.risk.unpriced_of(account.info.name, bot, limits) \
+            if risk is not None and risk.loss_limited and not fetched and account.adapter is not None else []
+        if ((banded or valued or sized) and facts.action in ("order", "amend")) or unpriced:
             max_age = (limits.reference_max_age if limits is not None else REFERENCE_MAX_AGE) if banded else None
             try:
-                references = self.markets.references(account.info.name, account.adapter, facts, max_age, fetched,
-                                                     valued, sized)
+                calls: tuple[tuple[str, Any], ...] = ()
+                try:
+                    references = self.markets.references(account.info.name, account.adapter, facts, max_age,
+                                                         fetched, valued, sized) \
+                        if facts.action in ("order", "amend") else {}
+                except NeedReference as asked:
+                    calls = asked.calls
+                calls += tuple((scope.partition(":")[2], call) for scope in unpriced if account.adapter is not None
+                               and (call := account.adapter.reference_request(RequestFacts(
+                                   symbol=scope.partition(":")[2], market=scope.partition(":")[0]))) is not None)
+                if calls:
+                    raise NeedReference(calls)
             except NeedReference as need:
                 # decided first on what keyproxy holds: a request refused whatever the price (its scope, symbols,
                 # rate, halt) makes keyproxy ask the exchange nothing, and what it asks is the bot's to pay (session

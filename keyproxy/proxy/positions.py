@@ -440,6 +440,10 @@ class PositionBook:
 
     # --- reading -----------------------------------------------------------------------------------
 
+    def scopes_of(self, bot: str) -> tuple[str, ...]:
+        """The scopes the bot holds a position record in."""
+        return tuple(self._by_bot.get(bot, ()))
+
     def position(self, bot: str, scope: str) -> Decimal:
         p = self.positions.get((bot, scope))
         return p.qty if p is not None else ZERO

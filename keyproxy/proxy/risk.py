@@ -184,11 +184,31 @@ class RiskDesk:
                 continue
             if self.loss_hits.get(subject) == day:
                 return f"{subject.replace(':', ' ')} reached its daily loss limit {limit.normalize():f} today"
+            unpriced = self.unpriced(subject, account)
+            if unpriced:  # counted as nothing, a position keyproxy cannot price hid any loss (session 27's review)
+                return (f"{subject.replace(':', ' ')} holds a position in {unpriced[0]} keyproxy has no price for, so "
+                        f"its daily loss limit {limit.normalize():f} cannot be checked")
             pnl = self.day_pnl(subject, account)
             if pnl is not None and pnl <= -limit:
                 return (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss "
                         f"limit {limit.normalize():f}")
         return None
+
+    def unpriced(self, subject: str, account: str) -> list[str]:
+        """The scopes `bot:NAME` or `account:NAME` holds a position in that keyproxy has no price for."""
+        kind, _, name = subject.partition(":")
+        bots = (name,) if kind == "bot" else tuple(self.book.bots_of(account))
+        return [scope for b in bots for scope in self.book.scopes_of(b)
+                if self.book.position(b, scope) and self.scope_price(account, scope) is None]
+
+    def unpriced_of(self, account: str, bot: BotEntry, limits: AccountLimits | None) -> list[str]:
+        """The scopes whose missing price keeps the bot's (or its account's) daily loss limit from being checked."""
+        out: list[str] = []
+        for subject, limit in ((f"bot:{bot.info.name}", bot.policy.max_daily_loss),
+                               (f"account:{account}", limits.max_daily_loss if limits else None)):
+            if limit is not None and self.loss_hits.get(subject) != utc_day(self.clock()):
+                out += [s for s in self.unpriced(subject, account) if s not in out]
+        return out
 
     def day_pnl(self, subject: str, account: str) -> Decimal | None:
         """Today's P&L of `bot:NAME` or `account:NAME` (its bots together) at the last prices seen; a position

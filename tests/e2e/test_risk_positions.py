@@ -210,3 +210,27 @@ def test_an_order_answered_status_unknown_keeps_counting_against_the_cap(dev: De
         ex.create_order("BTC/USDT", "limit", "buy", 0.004, 50000)
     ex.create_order("BTC/USDT", "limit", "buy", 0.003, 50000)
     cancel_own_orders(ex, "BTC/USDT")
+
+
+def test_a_position_keyproxy_cannot_price_holds_back_new_risk_under_a_loss_limit(dev: DevStack) -> None:
+    """Session 27's review: a position keyproxy held no price for counted as nothing towards the daily loss limit,
+    so a bot that kept keyproxy's price calls from getting through (it spent the account's weight) traded on past
+    its loss. keyproxy now asks for the price of such a position before the bot may add risk; if it still has none,
+    new risk is refused (`loss_limit`), getting out passes."""
+    import requests
+
+    ex = bot(dev, "unpriced", "max_daily_loss=50")
+    start = len(dev.journal())
+    ex.create_order("ETH/USDT", "market", "buy", 0.01)  # a position in ETH; no ETH price asked for (no band, no cap)
+    requests.post(dev.emulator_url + "/_emulator/faults", json={"fail_containing": ["symbol=ETHUSDT"]}, timeout=5)
+    try:
+        with pytest.raises(ccxt.InvalidOrder) as refused:  # ETH's price cannot be had: BTC risk is refused
+            ex.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)
+        assert '"error": "loss_limit"' in str(refused.value) and "no price" in str(refused.value)
+    finally:
+        requests.post(dev.emulator_url + "/_emulator/faults", json={"fail_containing": []}, timeout=5)
+    time.sleep(1.5)  # keyproxy asks the same call again after a second (REFERENCE_PAUSE)
+    placed = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)  # the price fetched now: it passes
+    assert ("GET", "/api/v3/ticker/price") in arrived(dev, start)
+    ex.cancel_order(placed["id"], "BTC/USDT")
+    ex.create_order("ETH/USDT", "market", "sell", 0.01)
