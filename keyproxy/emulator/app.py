@@ -335,6 +335,13 @@ def _private_ws(exchange: str) -> Callable[[web.Request], Awaitable[web.StreamRe
         def record(entry: dict[str, Any]) -> None:
             request.app[JOURNAL].record({"time": int(clock() * 1000), "query": "", "headers": {}, **entry})
 
+        faults = request.app[FAULTS]
+
+        def hold_after(text: str) -> float:  # a slow answer to a frame naming a listed string (Binance's socket)
+            named = any(n in text for n in faults.get("hold_after_containing") or ())
+            return float(faults.get("hold_seconds", 1.0)) if named else 0.0
+
+        request["hold_after"] = hold_after
         return await emulator.ws.serve(request, record)  # type: ignore[attr-defined,no-any-return]
 
     return handle

@@ -10,6 +10,7 @@ same account state, so an order placed by REST or over the socket produces the s
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Callable
@@ -67,6 +68,9 @@ class WsApi:
                     continue
                 answer, entry = self._answer(ws, msg.data)
                 record(entry)
+                hold = request.get("hold_after")
+                if hold is not None and (seconds := hold(msg.data)):
+                    await asyncio.sleep(seconds)
                 await ws.send_str(json.dumps(answer))
         finally:
             for sid in [s for s, (sock, _) in self.subscriptions.items() if sock is ws]:

@@ -345,6 +345,9 @@ class _Connection:
                 raise Refused("bad_request", "a frame with this id is still waiting for the exchange's answer")
             if len(self.pending) >= self.edge._limits.max_pending:
                 raise Refused("unavailable", "too many frames waiting for the exchange; retry shortly")
+            if self.edge.stopping:  # a frame sent now might not be answered before the socket closes, and an order's
+                # answer never read is an order with no owner after the restart (session 27's review)
+                raise Refused("unavailable", "keyproxy is shutting down; retry on a new connection", 1.0)
             route = core.route(self.account, method, self.path, outcome, dialect=dialect)
             incoming = IncomingRequest(method, self.path, "", {}, text.encode(), host=self.host,
                                        mount=f"/{self.account}")

@@ -631,6 +631,41 @@ async def test_sigterm_closes_sockets_with_going_away(tmp_path: Any) -> None:
         stack.close()
 
 
+async def test_a_frame_sent_while_keyproxy_stops_is_refused_and_the_one_before_answered(tmp_path: Any) -> None:
+    """SIGTERM waits for the frames in flight to be answered; one sent during that wait went upstream too and its
+    answer could come after the socket closed: an order with no owner after the restart (session 27's review). It
+    is refused (`unavailable`, nothing sent); the frame already in flight is answered."""
+    import signal
+
+    import requests
+
+    stack = DevStack(tmp_path)
+    try:
+        stack.serve_account("main", new_real_key())
+        creds = stack.add_bot("wsstop", "main", "read,trade")
+        requests.post(stack.emulator_url + "/_emulator/faults", json={
+            "hold_after_containing": ['"quantity": "0.002"', '"quantity":"0.002"'], "hold_seconds": 2.0},
+            timeout=5).raise_for_status()
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(creds)) as ws:
+            await ws.send_str(json.dumps(signed(creds, "order.place", {**ORDER, "quantity": "0.002"}, 1)))
+            await asyncio.sleep(0.5)
+            stack.daemon().send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            await ws.send_str(json.dumps(signed(creds, "order.place", {**ORDER, "quantity": "0.001"}, 2)))
+            answers = {}
+            while len(answers) < 2:
+                doc = json.loads((await ws.receive(timeout=10)).data)
+                answers[doc["id"]] = doc
+        assert answers[1]["status"] == 200, answers[1]
+        assert answers[2]["keyproxy_error"] == "unavailable", answers[2]
+        sent = [json.loads(e["body"]) for e in stack.journal() if e.get("transport") == "ws"
+                and "order.place" in str(e.get("body"))]
+        assert [f["params"]["quantity"] for f in sent] == ["0.002"]
+        assert stack.daemon().wait(20) == 0
+    finally:
+        stack.close()
+
+
 async def test_market_data_streams_are_relayed(dev: DevStack) -> None:
     """Every URL at keyproxy: market data (no credential) is relayed unchanged, spot (`/ws/...`) and USD-M
     (`/market/ws`, here with unmodified ccxt.pro)."""
