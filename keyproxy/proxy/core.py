@@ -513,6 +513,7 @@ class Core:
         throttle = snap.throttles.get(name)
 
         def refuse(decision: Decision) -> NoReturn:
+            outcome.unheld = self.fleet and risk is not None and None in risk.amended
             where = f" for {endpoint.name}" if decision.code == "scope_denied" else ""
             raise Refused(decision.code, f"bot {name!r}: {decision.detail}{where}", decision.retry_after)
 
@@ -554,7 +555,6 @@ class Core:
         if facts.placed():
             outcome.notional = total_notional(facts, prices)
         if not decision.allow:
-            outcome.unheld = self.fleet and risk is not None and None in risk.amended
             refuse(decision)
         if account.key is not None and (why := adapter.unsignable(req, account.key)) is not None:
             raise Refused("bad_request", why)  # allowed, but not with this key: nothing charged
