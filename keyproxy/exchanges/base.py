@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -862,6 +862,14 @@ def amount(value: object, name: str = "") -> Decimal | None:
         # 1e999999999 is a valid Decimal whose products overflow the context: bounded here, at parse time
         raise BadRequest(f"{label}{text[:30]!r} is out of range")
     return d
+
+
+def whole_listing(query: str, names: Iterable[str]) -> bool:
+    """Whether an open-orders listing's query names only `names`, each once: a filter (or a name given twice, which
+    the exchange may read either way) makes the answer a part of the scope's orders, which sets no count (session
+    27's review: an empty filtered listing set a bot's count to 0 and let it rest past its cap)."""
+    given = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
+    return set(given) <= set(names) and len(given) == len(set(given))
 
 
 def published(value: object) -> Decimal | None:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
     published,
+    whole_listing,
     BadRequest,
     DuplicateMember,
     Endpoint,
@@ -376,13 +377,10 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
                 or isinstance(i, dict) and i.get("listOrderStatus") == "ALL_DONE"]
         return OrderBookChange(closed=(facts.scope,) * len(done))
     if req.method == "GET" and req.path in _OPEN_ORDER_QUERIES and isinstance(doc, list):
-        listed = parse_qsl(req.query, keep_blank_values=True)
-        query = dict(listed)
+        query = dict(parse_qsl(req.query, keep_blank_values=True))
         symbol = query.get("symbol")
-        # a listing filtered by anything but its symbol shows part of the symbol's orders: it sets nothing (session
-        # 27's review: a filtered listing answered empty set a bot's count to 0 and let it rest past its cap)
-        # without a symbol: every symbol, it sets nothing
-        if symbol and all(k in _WHOLE_LISTING for k, _ in listed) and len(query) == len(listed):
+        # without a symbol: every symbol, it sets nothing; filtered by anything but its symbol, part of the symbol's
+        if symbol and whole_listing(req.query, _WHOLE_LISTING):
             scope = f"{binance_market(req.path, query.get('isIsolated'))}:{normalize_symbol(symbol)}"
             return OrderBookChange(counted=((scope, len(doc)),))
     return OrderBookChange()

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
     published,
+    whole_listing,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -271,15 +272,13 @@ def bybit_order_book_change(method: str, path: str, query: str, status: int, bod
             return OrderBookChange(closed=(facts.scope,) * (len(listed) if isinstance(listed, list) else 0))
         return OrderBookChange(closed=(facts.scope,))
     if method == "GET" and path == "/v5/order/realtime":
-        pairs = parse_qsl(query, keep_blank_values=True)
-        params = dict(pairs)
+        params = dict(parse_qsl(query, keep_blank_values=True))
         result = doc.get("result")
         listed = result.get("list") if isinstance(result, dict) else None
         complete = isinstance(result, dict) and not result.get("nextPageCursor")
         only_open = params.get("openOnly", "0") == "0"
-        # filtered (`orderFilter`, an order's id, a page `cursor`) it shows part of the symbol's orders: it sets
-        # nothing (session 27's review: a filtered listing answered empty set a bot's count to 0, past its cap)
-        whole = all(k in ("category", "symbol", "openOnly", "limit") for k, _ in pairs) and len(params) == len(pairs)
+        # filtered by `orderFilter`, an order's id or a page `cursor`, it shows part of the symbol's orders
+        whole = whole_listing(query, ("category", "symbol", "openOnly", "limit"))
         if params.get("symbol") and params.get("category") and isinstance(listed, list) and complete and only_open \
                 and whole:
             return OrderBookChange(counted=((f"{params['category']}:{normalize_symbol(params['symbol'])}",

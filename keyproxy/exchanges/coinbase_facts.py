@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from keyproxy.exchanges.base import (
     published,
+    whole_listing,
     BadRequest,
     Endpoint,
     EndpointClass,
@@ -215,12 +216,10 @@ def coinbase_order_book_change(method: str, path: str, query: str, status: int, 
         done = [r for r in doc["results"] if isinstance(r, dict) and r.get("success") is True]
         return OrderBookChange(closed=("spot:*",) * len(done))  # results name orders, not products
     if method == "GET" and path == _OPEN_ORDERS and isinstance(doc, dict) and isinstance(doc.get("orders"), list):
-        params = parse_qs(query, keep_blank_values=True)  # a blank filter is a filter the exchange may read
+        params = parse_qs(query, keep_blank_values=True)
         products = params.get("product_ids", []) + params.get("product_id", [])
-        # filtered (side, type, dates, ids, a page `cursor`) it shows part of the product's orders: it sets nothing
-        # (session 27's review: a filtered listing answered empty set a bot's count to 0, past its cap)
-        whole = set(params) <= {"order_status", "product_ids", "product_id", "limit"} \
-            and all(len(v) == 1 for v in params.values())
+        # filtered by side, type, dates, ids or a page `cursor` (blank too), it shows part of the product's orders
+        whole = whole_listing(query, ("order_status", "product_ids", "product_id", "limit"))
         if params.get("order_status") == ["OPEN"] and len(products) == 1 and not doc.get("has_next") and whole:
             product = products[0]
             return OrderBookChange(counted=((f"{market_of(product)}:{normalize_symbol(product)}",

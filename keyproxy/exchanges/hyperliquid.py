@@ -348,7 +348,7 @@ class Hyperliquid(AdapterHooks):
         if kind not in USER_SIGNED:
             return None
         try:
-            signer = _eth.address_of(_eth.parse_private_key(key.private_key.reveal()))
+            signer = self.signer_address(key)
         except (ValueError, TypeError):
             return "the account's private key cannot sign"
         return _only_the_master(kind, signer, key)

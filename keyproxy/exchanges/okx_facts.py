@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
     published,
+    whole_listing,
     OrderBookChange,
     BadRequest,
     Endpoint,
@@ -390,14 +391,11 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
         return OrderBookChange(closed=tuple(closed))
     if method == "GET" and path == "/api/v5/trade/orders-pending" and isinstance(data, list) \
             and isinstance(doc, dict) and doc.get("code") == "0":
-        listed = parse_qsl(query, keep_blank_values=True)
-        params = dict(listed)
+        params = dict(parse_qsl(query, keep_blank_values=True))
         inst = params.get("instId")
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else 100  # OKX pages at 100
-        # filtered (`ordType`, `state`, a page `after`/`before`) it shows part of the instrument's orders: it sets
-        # nothing (session 27's review: an empty filtered page set a bot's count to 0, past its cap)
-        # (`instType` too: cash and margin orders share a scope; a name given twice may be read either way)
-        if inst and len(data) < limit and all(k in ("instId", "limit") for k, _ in listed) \
-                and len(params) == len(listed):
+        # filtered by `ordType`, `state`, a page (`after`/`before`) or `instType` (cash and margin orders share a
+        # scope), it shows part of the instrument's orders
+        if inst and len(data) < limit and whole_listing(query, ("instId", "limit")):
             return OrderBookChange(counted=((f"{market_of(inst)}:{normalize_symbol(inst)}", len(data)),))
     return OrderBookChange()

@@ -34,7 +34,7 @@ from keyproxy.proxy.exchange_budget import ExchangeBudget
 from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
-from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference
+from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference, scope_reference
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.learn_queue import Learning, LearnQueue
 from keyproxy.proxy.order_owners import NeedResting, OrderOwners
@@ -537,9 +537,8 @@ class Core:
                         if facts.action in ("order", "amend") else {}
                 except NeedReference as asked:
                     calls = asked.calls
-                calls += tuple((scope.partition(":")[2], call) for scope in unpriced if account.adapter is not None
-                               and (call := account.adapter.reference_request(RequestFacts(
-                                   symbol=scope.partition(":")[2], market=scope.partition(":")[0]))) is not None)
+                calls += tuple((scope.partition(":")[2], call) for scope in unpriced
+                               if (call := scope_reference(account.adapter, scope)) is not None)
                 if calls:
                     raise NeedReference(calls)
             except NeedReference as need:

@@ -25,10 +25,9 @@ from typing import Any
 import aiohttp
 
 from keyproxy.exchanges.base import IncomingRequest
-from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
-from keyproxy.proxy.markets import NeedReference, PublicCall
+from keyproxy.proxy.markets import NeedReference, PublicCall, scope_reference
 from keyproxy.proxy.order_owners import NeedResting
 from keyproxy.proxy.sweeps import NeedQuiet
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
@@ -115,11 +114,9 @@ class MarketData:
 
     async def refresh_price(self, account: AccountEntry, scope: str) -> None:
         """The scope's reference price fetched again (the loss watch valuing a position)."""
-        market, _, symbol = scope.partition(":")
-        call = account.adapter.reference_request(RequestFacts(symbol=symbol, market=market)) \
-            if account.adapter is not None and symbol else None
+        call = scope_reference(account.adapter, scope)
         if call is not None:
-            await self._reference(account, symbol, call)
+            await self._reference(account, scope.partition(":")[2], call)
 
     async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall, bot: str = "") -> None:
         """One reference call, shared by every order waiting for it; `bot`: the one whose order asked, whose share

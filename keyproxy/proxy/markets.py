@@ -42,6 +42,13 @@ class NeedReference(Exception):  # noqa: N818 - a request for data, not an error
         self.bot = ""  # set by the core: whose share of the exchange's budget the calls spend
 
 
+def scope_reference(adapter: Adapter | None, scope: str) -> PublicCall | None:
+    """The public call whose answer prices a scope (`market:symbol`: a position's), None where there is none."""
+    market, _, symbol = scope.partition(":")
+    return adapter.reference_request(RequestFacts(symbol=symbol, market=market)) \
+        if adapter is not None and symbol else None
+
+
 class MarketBook:
     """Prices, reference times, contract sizes and market names per account."""
 
