@@ -18,7 +18,7 @@ from typing import Any
 
 from keyproxy.audit.log import get_logger
 from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, ListingError, Resting, Spec
-from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed
+from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, Sender, what_failed
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.policy.model import normalize_symbol
 from keyproxy.state import StateStore, placed_keys
@@ -37,7 +37,7 @@ CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every
 SETTLE_S = 12.0
 
 
-async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
+async def _list(calls: Sender, account: AccountEntry, markets: frozenset[str],
                 symbols: Mapping[str, frozenset[str]], names: dict[str, str] | None = None,
                 whole: bool = False) -> list[Resting]:
     """What the exchange lists as resting; `names` collects the market names any answer publishes. `whole`: a
@@ -61,7 +61,7 @@ async def _list(calls: OwnCalls, account: AccountEntry, markets: frozenset[str],
     return list({_where(o): o for o in found}.values())
 
 
-async def list_resting(calls: OwnCalls, account: AccountEntry, markets: frozenset[str]) -> list[Resting]:
+async def list_resting(calls: Sender, account: AccountEntry, markets: frozenset[str]) -> list[Resting]:
     """What the exchange lists as resting in `markets` (and whatever else its listing covers): what a cancel-all
     is judged by where the positions book does not hold the orders (proxy/order_owners.py)."""
     return await _list(calls, account, markets, {}, whole=True)

@@ -154,13 +154,19 @@ class MarketData:
         self._listings[key] = done
         asked = self.core.clock_ms()
         orders: tuple[Any, ...] | None = None
+        spent = False
         try:
             if account.upstream is not None and account.key is not None and account.adapter is not None:
-                orders = tuple(await asyncio.wait_for(list_resting(self._own, account, need.markets), self._timeout))
+                calls = _Charged(self.core, self._own, need.bot)
+                orders = tuple(await asyncio.wait_for(list_resting(calls, account, need.markets), self._timeout))
+        except Refused:  # the exchange's budget is spent: this bot is refused for it, the others list in their turn
+            spent = True
+            raise
         except (*SEND_ERRORS, KeyError):
             orders = None
         finally:
-            self.core.owners.learn_resting(need, orders, asked)
+            if not spent:
+                self.core.owners.learn_resting(need, orders, asked)
             del self._listings[key]
             done.set_result(None)
 
@@ -194,3 +200,21 @@ class MarketData:
                 return answer if resp.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+
+class _Charged:
+    """`OwnCalls` for a listing a bot's cancel-all asked for: every page charged to the exchange's budget in that
+    bot's share before it goes (spent: `Refused`, nothing sent) and its answer counted, like the bot's own calls
+    (session 28: in a fleet every cancel-all listed anew, unbudgeted). A halt's sweep lists with `OwnCalls` as it is:
+    removing orders never waits for the budget."""
+
+    def __init__(self, core: Any, own: OwnCalls, bot: str) -> None:
+        self._core, self._own, self._bot = core, own, bot
+
+    async def send(self, account: AccountEntry, spec: PublicCall) -> tuple[int, bytes]:
+        method, path, query, body = spec
+        outcome = Outcome(request_id=new_request_id(), method=method, path=path, bot=self._bot or "(keyproxy)")
+        route = self._core.route(account.info.name, method, path, outcome)
+        charges = self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), outcome)
+        return await self._own.send(account, spec, lambda status, headers, answer: self._core.budget.observe(
+            route, charges, status, headers, answer, outcome))

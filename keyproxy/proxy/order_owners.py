@@ -33,10 +33,11 @@ class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; 
     """A cancel-all where the positions book does not hold the orders: list what rests in `markets` of `account`
     (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
 
-    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int) -> None:
+    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int, bot: str) -> None:
         super().__init__("resting orders needed")
         self.account, self.market, self.markets = account, market, markets
         self.changes = changes  # the account's order changes through keyproxy when it was asked for
+        self.bot = bot  # whose cancel-all asked: the listing's calls spend its share of the exchange's budget
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
 
@@ -210,7 +211,7 @@ class OrderOwners:
         if entry is None or not listed and not fresh:
             markets = frozenset({market}) if market != "*" else frozenset(
                 m for _, m in (self._sequences.placed_orders(account) if self._sequences is not None else {}).values())
-            raise NeedResting(account, market, markets, self.changes.get(account, 0))
+            raise NeedResting(account, market, markets, self.changes.get(account, 0), bot)
         resting = entry[2]
         if resting is None:
             raise Refused("unavailable", "keyproxy could not list the exchange's open orders to see whose orders "

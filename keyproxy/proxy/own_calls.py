@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -19,6 +20,15 @@ from keyproxy.exchanges.base import BadRequest, IncomingRequest, RealKey, SignCo
 from keyproxy.exchanges.open_orders import HeldSocketSpec
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
+
+
+Seen = Callable[[int, Mapping[str, str], bytes], None]  # an answer's status, headers (case-insensitive) and body
+
+
+class Sender(Protocol):
+    """What sends a listing's calls: `OwnCalls`, or market_data's budget-charged `_Charged`."""
+
+    async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]: ...
 
 
 # an own call that failed: not sent (the key cannot sign), no answer, or an answer that does not read (a
@@ -33,15 +43,17 @@ class OwnCalls:
         self._core = core
         self._clients = clients
 
-    async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+    async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes],
+                   seen: Seen | None = None) -> tuple[int, bytes]:
+        """(status, body); `seen` is handed the answer's status, headers and body first (the budget's count)."""
         adapter: Any = account.adapter
         assert account.upstream is not None and account.key is not None
         name = account.info.name
         if not adapter.needs_nonce:
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec)
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, seen=seen)
         async with self._core.account_turn(name, adapter) as turn:
             nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms, turn)
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce)
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce, seen)
 
 
     async def open_socket(self, account: AccountEntry, spec: HeldSocketSpec) -> aiohttp.ClientWebSocketResponse:
@@ -83,7 +95,8 @@ def what_failed(e: BaseException) -> str:
 
 
 async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
-                      spec: tuple[str, str, str, bytes], nonce: int | None = None) -> tuple[int, bytes]:
+                      spec: tuple[str, str, str, bytes], nonce: int | None = None,
+                      seen: Seen | None = None) -> tuple[int, bytes]:
     """Send one request of keyproxy's own (not a bot's), signed with `key`; (status, body)."""
     method, path, query, body = spec
     endpoint = adapter.classify(method, path)
@@ -96,7 +109,10 @@ async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: U
     session = clients.session(upstream.insecure_loopback)
     async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
                                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-        return resp.status, await resp.read()
+        answer = await resp.read()
+        if seen is not None:
+            seen(resp.status, resp.headers, answer)
+        return resp.status, answer
 
 
 async def _hyperliquid_standing(adapter: Any, upstream: Upstream, key: RealKey,
