@@ -102,12 +102,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         forms = set(encodings(secret)) | {line for line in secret.splitlines()
                                           if len(line) >= 16 and "-----" not in line}
         leaks += [form[:8] + "..." for form in forms if form in blob]
-    session.config.stash[LEAK_KEY] = (len(HANDLED_SECRETS), len(texts), leaks)
-    if leaks and exitstatus == 0:
+    result = (len(HANDLED_SECRETS), len(texts), leaks)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up every worker's scan
+        workeroutput["leak_scan"] = result
+        return
+    workers = session.config.stash.get(WORKER_SCANS_KEY, [])
+    if workers:  # the controller of a parallel run scanned nothing of its own
+        result = (sum(w[0] for w in workers), sum(w[1] for w in workers), [x for w in workers for x in w[2]])
+    session.config.stash[LEAK_KEY] = result
+    if result[2] and session.exitstatus == 0:
         session.exitstatus = 1
 
 
 LEAK_KEY = pytest.StashKey[tuple]()  # type: ignore[type-arg]
+WORKER_SCANS_KEY = pytest.StashKey[list]()  # type: ignore[type-arg]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[WORKER_SCANS_KEY] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
+    """A pytest-xdist worker finished: keep its leak scan for the controller's total."""
+    scan = getattr(node, "workeroutput", {}).get("leak_scan")
+    if scan is not None:
+        node.config.stash[WORKER_SCANS_KEY].append(scan)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -64,6 +64,7 @@ def run_freqtrade(dev: DevStack, bot: str, doc: dict[str, Any], done: Any, limit
     (work / "config.json").write_text(json.dumps(doc))
     log = work / "freqtrade.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPROXY")}
+    env["COLUMNS"] = "2000"  # its rich log handler wraps lines at the width it is given (pytest-xdist's workers: 80)
     with log.open("w") as out:
         proc = subprocess.Popen([str(FREQTRADE), "trade", "--config", str(work / "config.json"),
                                  "--strategy", "KeyproxyProbe", "--strategy-path", str(STRATEGIES),
