@@ -171,14 +171,14 @@ class Pipeline:
                 headers = _relayed_headers(resp.headers, route.adapter.relayed_response_headers)
                 limit = self._limits.max_response_bytes
                 if resp.content_length is not None and resp.content_length > limit:
-                    raise Refused("upstream_error", "exchange answer larger than the configured limit")
+                    raise self._too_large(route, out, resp.status, outcome)
                 # Sizes count the decoded bytes (aiohttp inflates gzip/deflate), so a small compressed
                 # answer cannot relay more than the limit or buffer more than BUFFERED_RESPONSE.
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     size += len(chunk)
                     if size > limit:
-                        raise Refused("upstream_error", "exchange answer larger than the configured limit")
+                        raise self._too_large(route, out, resp.status, outcome)
                     chunks.append(chunk)
                     if size > BUFFERED_RESPONSE:
                         self.core.budget.observe(route, charges, resp.status, resp.headers, None, outcome)
@@ -216,6 +216,13 @@ class Pipeline:
         except aiohttp.ClientError as e:
             self.core.in_flight.unanswered(outcome)
             raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__})") from None
+
+    def _too_large(self, route: Route, out: OutboundRequest, status: int, outcome: Outcome) -> Refused:
+        """An answer over `max_response_bytes`, never relayed: learned as one too large to read (an order counts as
+        resting, no cancel is believed), so an order the exchange may have placed is never forgotten (session 28)."""
+        if route.endpoint.cls is not EndpointClass.PUBLIC:
+            self.core.learn(route, out, status, b"", outcome)
+        return Refused("upstream_error", "exchange answer larger than the configured limit")
 
     async def _stream_rest(self, request: web.BaseRequest, resp: aiohttp.ClientResponse, headers: dict[str, str],
                            chunks: list[bytes], size: int, route: Route, outcome: Outcome, out: OutboundRequest,

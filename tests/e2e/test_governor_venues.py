@@ -186,6 +186,8 @@ def test_a_cancel_alls_listing_spends_the_bots_share_of_the_budget(stack: tuple[
     from tests.e2e.test_holes_okx import send
 
     dev, _ = stack
+    dev.cli("halt", "--account", "okx", "--cancel-orders", "--reason", "test tidy-up")  # earlier tests' orders
+    dev.cli("resume", "--account", "okx")
     owner = dev.add_bot("okx-list-owner", "okx", "read,trade")
     lister = dev.add_bot("okx-list-loop", "okx", "read,trade")
     order = {"instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "buy", "ordType": "limit", "px": "20000", "sz": "1"}

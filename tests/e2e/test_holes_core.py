@@ -19,7 +19,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import account_call, call, hmac_sign, now_ms
+from tests.e2e.conftest import account_call, binance_limit_buy, call, hmac_sign, now_ms
 
 CONFIG = """
 [anomaly.auth_failures]
@@ -151,6 +151,23 @@ def test_a_gzip_bomb_is_capped_at_its_decoded_size(bomb: tuple[DevStack, str]) -
     assert ans.status == 502 and ans.body["error"] == "upstream_error"
     assert len(ans.raw) < 4096
     assert daemon_rss_kib(dev) - before < 32 * 1024  # well under the 100 MB the answer inflates to
+
+
+def test_an_order_whose_answer_is_over_the_size_limit_still_counts_open(bomb: tuple[DevStack, str]) -> None:
+    """Session 28: an answer over `max_response_bytes` was refused to the bot unread, and so unlearned: an order the
+    exchange placed was only held on its way (a minute, in memory), and a bot capped at one open order could place
+    another once that lapsed or after a restart. It is learned resting now (as an answer too large to buffer always
+    was), so after a restart the second order is refused, never sent."""
+    dev, _ = bomb
+    creds = dev.add_bot("bombcap", "bombed", "read,trade", "--set", "max_open_orders=1")
+    assert binance_limit_buy(creds, "0.001", 20000) == 502  # the answer: 100 MB of zeros, over the 1 MiB limit
+    dev.stop_daemon()
+    dev.start_daemon()  # what is only on its way is forgotten; what was learned is in state.db
+    query = hmac_sign(creds["secret"], "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                      f"&price=20000&timestamp={now_ms()}")
+    ans = call(f"{dev.proxy_url}/bombed", "POST", "/api/v3/order", body=query,
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert ans.body.get("error") == "open_orders_exceeded", ans.body
 
 
 @pytest.fixture(scope="module")
