@@ -116,6 +116,8 @@ METHODS: dict[str, WsMethod] = {
 
 _AUTH_PARAMS = ("apiKey", "signature")
 NO_LIMITS = "returnRateLimits"  # false: Binance leaves `rateLimits` out of the answers
+# the WebSocket API's connection parameters that leave its answers as keyproxy reads them (the defaults, spelled out)
+_PLAIN_ANSWERS = frozenset({("responseFormat", "json"), ("timeUnit", "millisecond")})
 _HEAVIEST = 250  # the most one request weighs (depth past 1000 levels): a frame whose weight is not known
 
 
@@ -366,8 +368,20 @@ class BinanceWsApi(WsDialect):
         return doc if isinstance(doc, dict) else {}
 
     def upstream_query(self, query: str) -> str:
-        """The socket's query upstream without `returnRateLimits` (`sign`: the answers' counts are the governor's)."""
-        return "&".join(p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) != NO_LIMITS)
+        """The socket's query upstream without `returnRateLimits` (`sign`: the answers' counts are the governor's).
+        Only what keeps the answers JSON keyproxy reads passes (session 28's review: `responseFormat=sbe` made every
+        answer a binary frame keyproxy could not read, so orders placed on it were never learned): anything else,
+        SBE or another time unit, is refused before the socket opens (BadRequest)."""
+        kept = []
+        for part in (p for p in query.split("&") if p):
+            name, _, value = (unquote_plus(x) for x in part.partition("="))
+            if name == NO_LIMITS:
+                continue
+            if (name, value.lower()) not in _PLAIN_ANSWERS:
+                raise BadRequest(f"{name[:40]}={value[:40]} is not passed on: keyproxy reads this socket's answers "
+                                 "only as JSON with millisecond times (responseFormat=json, timeUnit=MILLISECOND)")
+            kept.append(part)
+        return "&".join(kept)
 
     def answer_usage(self, status: int, body: bytes) -> tuple[Mapping[str, str], tuple[float, str | None] | None]:
         return binance_ws_usage(self._answer(body), status, int(time.time() * 1000))

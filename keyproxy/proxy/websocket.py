@@ -142,6 +142,10 @@ class WebSocketEdge:
                                              if holding is not None else adapter.websocket_origin_path(path))
         if origin is None:
             raise Refused("unknown_endpoint", f"{path[:200]} has no host in this account's environment")
+        try:  # what of the bot's socket query goes upstream: refused here, before anything is spent or opened
+            query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
+        except BadRequest as e:
+            raise _bad_request(e) from None
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP
         held = ["", stream_bot] if stream_bot is not None else [""]
         self._opening.update(held)
@@ -163,7 +167,6 @@ class WebSocketEdge:
         the bot is sent."""
         assert account.upstream is not None
         session = self._clients.ws_session(account.upstream.insecure_loopback)
-        query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
         upstream_path = adapter.websocket_upstream_path(path)
         if alias is not None:
             upstream_path, query = upstream_path.replace(alias[1], alias[0]), query.replace(alias[1], alias[0])
@@ -477,6 +480,10 @@ class _Connection:
                         self._recorded(answered[0], answered[1])
                     self.edge._core.learn_stream(self.account, self.dialect, text)  # fills pushed by the exchange
             elif msg.type == aiohttp.WSMsgType.BINARY:
+                if self.dialect is not None:  # a signed socket's answers are JSON text: one keyproxy cannot read
+                    # would leave an order unlearned, so the socket ends (its frames on their way stay counted)
+                    self.closing = "the exchange sent a binary frame keyproxy cannot read on this socket"
+                    return
                 data = msg.data.replace(real.encode(), b"") if real else msg.data
                 for used, virtual in self.aliases.items():
                     data = data.replace(used.encode(), virtual.encode())

@@ -592,6 +592,26 @@ async def test_ccxt_pro_coin_m_watch_orders_through_keyproxy(futures: DevStack) 
     assert len(streams) == 1, streams  # the handshake reached the emulator's dstream
 
 
+async def test_a_socket_asking_for_answers_keyproxy_cannot_read_is_refused(dev: DevStack) -> None:
+    """Session 28's review: `?responseFormat=sbe` made Binance answer every frame in binary SBE, which keyproxy relayed
+    unread, so an order placed on that socket was never learned (a bot capped at one open order rested one more every
+    minute). Such a handshake is refused before anything opens upstream; the defaults spelled out still open."""
+    creds = dev.add_bot("wssbe", "main", "read,trade")
+    start = len(dev.journal())
+    async with aiohttp.ClientSession() as s:
+        for query in ("responseFormat=sbe&sbeSchemaId=3&sbeSchemaVersion=5", "sbeSchemaId=3", "timeUnit=MICROSECOND",
+                      "responseformat=sbe", "nosuch=1"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await s.ws_connect(f"{ws_url(creds)}?{query}")
+            assert err.value.status == 400, query
+        async with s.ws_connect(f"{ws_url(creds)}?responseFormat=json&timeUnit=MILLISECOND&returnRateLimits=false") \
+                as ws:
+            await ws.send_str(json.dumps(signed(creds, "order.place", ORDER)))
+            answer = json.loads((await ws.receive(timeout=10)).data)
+            assert answer["status"] == 200, answer
+    assert [e["method"] for e in ws_entries(dev, start)] == ["order.place"]
+
+
 async def test_bad_input_gets_an_error_frame_or_a_close_with_a_reason(dev: DevStack) -> None:
     creds = dev.add_bot("wsbadinput", "main", "read")
     start = len(dev.journal())

@@ -248,7 +248,7 @@ def test_a_bot_cannot_turn_the_rate_limits_in_answers_off() -> None:
     from keyproxy.exchanges.base import Endpoint, RealKey, SignContext
     from keyproxy.secret import Secret
 
-    assert dialect.upstream_query("returnRateLimits=false&timeUnit=MICROSECOND") == "timeUnit=MICROSECOND"
+    assert dialect.upstream_query("returnRateLimits=false&timeUnit=MILLISECOND") == "timeUnit=MILLISECOND"
     assert dialect.upstream_query("returnRateLimits=false") == ""
     frame = {"id": 1, "method": "account.status", "params": {"returnRateLimits": False, "timestamp": 5,
                                                              "apiKey": "virtual", "signature": "x"}}
@@ -288,7 +288,7 @@ def test_opening_a_spot_socket_spends_its_services_connections() -> None:
 
 
 def test_the_rate_limits_switch_is_dropped_however_its_name_is_written() -> None:
-    assert dialect.upstream_query("returnRateLimit%73=false&x=1") == "x=1"
+    assert dialect.upstream_query("returnRateLimit%73=false&responseFormat=json") == "responseFormat=json"
     assert dialect.upstream_query("returnRateLimits=false&returnRateLimits=true") == ""
 
 
