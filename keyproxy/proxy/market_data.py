@@ -136,6 +136,9 @@ class MarketData:
             answer = await self._call(account, call, bot)
             if answer is not None and account.adapter is not None:
                 self.core.markets.learn_reference(account.info.name, account.adapter, symbol, call[1], answer)
+        except Refused:
+            self._references.pop(key, None)  # not asked: the next order asks again, in its own bot's share
+            raise
         finally:
             del self._in_flight[key]
             done.set_result(None)
@@ -181,7 +184,11 @@ class MarketData:
             own_route = self.core.route(account.info.name, method, path, own)
             incoming = IncomingRequest(method, path, query, {}, body)
             charges = self.core.budget.spend(own_route, incoming, own)
-        except Refused:
+        except Refused as refused:
+            if bot and refused.code == "budget_exhausted":
+                # the asking bot's share is spent: its order is refused for it, never valued on an older price it
+                # made keyproxy unable to renew (session 28's review)
+                raise
             return None  # not an endpoint keyproxy knows here, or the exchange's budget is spent
         session = self._clients.session(account.upstream.insecure_loopback)
         timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=min(5.0, self._timeout))

@@ -207,3 +207,31 @@ def test_eight_bots_through_keyproxy_never_trip_the_limit_and_every_cancel_goes_
     banned = limits(dev, binance_weight_per_minute=None)["answered"]
     assert banned["429"] > after["429"] and banned["418"] > after["418"]
 
+
+
+def test_an_order_whose_reference_fetch_the_bots_share_cannot_pay_is_refused_for_it(tmp_path: Any) -> None:
+    """Session 28's review: a price fetch for a bot's order is charged to that bot's share of the exchange's budget,
+    and when the share was spent the fetch was dropped and the order decided on the older price keyproxy held (a
+    notional cap valued a sell at a price the bot kept keyproxy from renewing). The order is refused for the budget
+    now, nothing sent, and the next one asks again."""
+    config = '[governor]\nreserve = 0.1\n[governor.limits]\n"binance.REQUEST_WEIGHT" = 200\n'
+    with DevStack(tmp_path, extra_config=config) as dev:
+        dev.serve_account("main", new_real_key("hmac"))
+        creds = dev.add_bot("spender", "main", "read,trade", "--set", "price_band_pct=5")
+        ex = _bot(creds["api_key"], creds["secret"], creds["base_url"])
+        for weight, spend in ((20, ex.fetch_balance), (2, lambda: ex.private_get_mypreventedmatches(
+                {"symbol": "BTCUSDT", "preventedMatchId": 1}))):  # its own share spent, to less than a price call
+            for _ in range(200 // weight):
+                try:
+                    spend()
+                except ccxt.DDoSProtection:
+                    break
+                except ccxt.BaseError:  # what the exchange answered does not matter, only what it cost
+                    pass
+            else:
+                pytest.fail(f"the bot's share was never spent by calls of weight {weight}")
+        start = len(dev.journal())
+        for _ in range(2):
+            with pytest.raises(ccxt.DDoSProtection, match="budget_exhausted"):  # not reference_unavailable
+                ex.create_order("BTC/USDT", "limit", "sell", 0.001, 60000)
+        assert dev.journal()[start:] == []  # neither a price call nor the order went
