@@ -25,6 +25,17 @@ log = logging.getLogger("keyproxy.fleet")
 def _mark() -> str:
     return os.urandom(8).hex()
 
+
+# the times a listing is decided and an order learned open are read from two clocks (the deciding instance's,
+# Redis's): an open learned up to this long before the listing was decided is still added to it (counted twice at
+# worst, until the next listing: never left out)
+CLOCKS_MARGIN_MS = 500
+OPENS_KEPT_MS = 120_000  # how long each open stays in `opens:{bot}`: longer than any listing's round trip
+
+
+def _since(since_ms: int | None) -> str:
+    return "" if since_ms is None else str(since_ms - CLOCKS_MARGIN_MS)
+
 # One script applies a whole batch of changes, in order, atomically: one EVALSHA instead of a MULTI/EXEC of
 # several commands each (bench/fleet_gate.py's "answer write": ~380 -> ~180 µs of the instance's CPU per order).
 # ARGV holds each change as (kind, its key count, its argument count, its arguments...); KEYS its keys in
@@ -40,10 +51,42 @@ local function in_chunks(command, key, items, width)  -- unpack() has a limit of
   end
 end
 
-local function open_orders(keys, args)  -- a bot's open-order count per scope (the gate's max_open_orders)
+local function scope_parts(scope)
+  local colon = string.find(scope, ':', 1, true)
+  if not colon then return scope, '' end
+  return string.sub(scope, 1, colon - 1), string.sub(scope, colon + 1)
+end
+
+local function overlap(a, b)  -- scopes_overlap (policy/model.py): `*` stands for any market or symbol
+  local am, as = scope_parts(a)
+  local bm, bs = scope_parts(b)
+  return (am == bm or am == '*' or bm == '*') and (as == bs or as == '*' or bs == '*')
+end
+
+-- a bot's open-order count per scope (the gate's max_open_orders). keys[3] holds the bot's orders learned open
+-- (by any instance) for args[6] ms, scored by Redis's clock: a listing (`set`) or a cancel-all (`reset`) decided at
+-- args[5] counts what it saw, plus those learned open since (the exchange may have shown them or not)
+local function open_orders(keys, args)
   if not redis.call('SET', keys[2], '1', 'NX', 'PX', args[4]) then return 0 end  -- applied once
   local op, scope, value = args[1], args[2], tonumber(args[3])
+  local since = tonumber(args[5] or '')
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if keys[3] and op == 'change' and value > 0 then
+    for i = 1, value do redis.call('ZADD', keys[3], now, scope .. '|' .. keys[2] .. '|' .. i) end
+    redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now - tonumber(args[6]))
+    redis.call('PEXPIRE', keys[3], args[6])
+  end
+  local late = {}  -- the scopes of the orders learned open since the listing was decided
+  if keys[3] and since and (op == 'set' or op == 'reset') then
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', keys[3], since, '+inf')) do
+      late[#late + 1] = string.sub(member, 1, (string.find(member, '|', 1, true) or 0) - 1)
+    end
+  end
   if op == 'set' then
+    for _, opened in ipairs(late) do
+      if overlap(opened, scope) then value = value + 1 end
+    end
     redis.call('HSET', keys[1], scope, tostring(math.max(0, value)))
   elseif op == 'reset' or (op == 'change' and string.sub(scope, -2) == ':*' and value < 0) then
     local market = op == 'reset' and scope or string.sub(scope, 1, -3)
@@ -58,6 +101,9 @@ local function open_orders(keys, args)  -- a bot's open-order count per scope (t
         end
         redis.call('HSET', keys[1], fields[i], tostring(left))
       end
+    end
+    for _, opened in ipairs(late) do  -- a cancel-all's: those learned open since it was decided may have rested on
+      if scope_parts(opened) == market then redis.call('HINCRBY', keys[1], opened, 1) end
     end
   else
     local left = math.max(0, tonumber(redis.call('HGET', keys[1], scope) or '0') + value)
@@ -170,13 +216,15 @@ class FleetUsage:
         return since is not None and time.monotonic() - since > STUCK_S
 
     def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
-        self._put("open", ("change", bot, scope, delta, _mark()))
+        self._put("open", ("change", bot, scope, delta, _mark(), ""))
 
-    def set_open_orders(self, bot: str, scope: str, count: int) -> None:
-        self._put("open", ("set", bot, scope, count, _mark()))
+    def set_open_orders(self, bot: str, scope: str, count: int, since_ms: int | None = None) -> None:
+        """The scope's count as a listing gave it; with `since_ms` (when the listing was decided), plus the bot's
+        orders any instance learned open in the scope since, which it may not have listed (counted either way)."""
+        self._put("open", ("set", bot, scope, count, _mark(), _since(since_ms)))
 
-    def reset_open_orders(self, bot: str, market: str) -> None:
-        self._put("open", ("reset", bot, market, 0, _mark()))
+    def reset_open_orders(self, bot: str, market: str, since_ms: int | None = None) -> None:
+        self._put("open", ("reset", bot, market, 0, _mark(), _since(since_ms)))
 
     def land(self, bot: str, member: str) -> None:
         """An order reserved by the gate (on its way) has its answer read, or was never sent: its place goes.
@@ -280,8 +328,9 @@ class FleetUsage:
 
         for kind, payload in batch:
             if kind == "open":
-                op, bot, scope, value, mark = payload
-                change("open", [key(f"open:{bot}"), key(f"applied:{mark}")], [op, scope, value, APPLIED_MS])
+                op, bot, scope, value, mark, since = payload
+                change("open", [key(f"open:{bot}"), key(f"applied:{mark}"), key(f"opens:{bot}")],
+                       [op, scope, value, APPLIED_MS, since, OPENS_KEPT_MS])
             elif kind == "placed":
                 account, records = payload
                 assert isinstance(records, list)

@@ -76,6 +76,7 @@ class Outcome:
     account_known: bool = False  # only known account names may become metric labels
     track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
     opens_mark: int | None = None  # with `track`: the bot's orders learned open at its decision (a listing's base)
+    opens_since: int | None = None  # with `track`: when it was decided (ms): in a fleet, a listing's base in Redis
     placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
     # (bot, facts) of a trade request keyproxy cannot read (an order list, a form-encoded batch), sent for a bot no
     # trading limit binds: the orders its answer names are still that bot's, for `halt --bot B --cancel-orders`
@@ -266,6 +267,7 @@ class Core:
         if bot.policy.max_open_orders is not None:
             outcome.track = (bot.info.name, facts)
             outcome.opens_mark = self.owners.opens_mark(bot.info.name)
+            outcome.opens_since = now_ms
         if facts.action is None and route.endpoint.cls is EndpointClass.TRADE:
             outcome.unread_by = (bot.info.name, facts)
         if facts.action in ("order", "amend"):
@@ -829,7 +831,8 @@ class Core:
         """A private answer's bookkeeping, one state.db transaction (with its journal line's mark)."""
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
-                self.owners.track_open_orders(name, adapter, outcome.track, out, status, body, outcome.opens_mark)
+                self.owners.track_open_orders(name, adapter, outcome.track, out, status, body, outcome.opens_mark,
+                                              outcome.opens_since)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:

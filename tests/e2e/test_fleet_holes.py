@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.conftest import call, cancel_orders_of, hmac_sign, now_ms
 from tests.e2e.test_fleet import Fleet, start_two
 from tests.redis_server import RedisServer
 
@@ -382,3 +382,37 @@ def test_a_halts_sweep_waits_for_the_bots_orders_on_their_way_through_the_other_
     assert [c["order_id"] for c in summary["cancelled"]] == [str(body["orderId"])], summary
     status, after = signed(racer, fleet.a, "GET", "/api/v3/order", f"symbol=ETHUSDT&orderId={body['orderId']}")
     assert after["status"] == "CANCELED", after
+
+
+def test_a_listing_through_one_instance_keeps_the_orders_placed_meanwhile_through_the_other(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 28's review: a bot's open-orders listing through A set the fleet's count to what the exchange listed,
+    adding back only the orders A itself had learned open since: two orders placed through B while the listing's
+    answer was on its way were wiped from the count, and a bot capped at two open orders rested four, then six. A
+    listing now adds what any instance learned open since it was decided (in Redis), so the third order is refused."""
+    fleet, _ = late
+    capped = fleet.a.add_bot("fleet-lister", "main", "read,trade", "--set", "max_open_orders=2")
+    time.sleep(1.5)  # B has the bot
+
+    def buy(price: int) -> tuple[int, dict[str, Any]]:
+        return signed(capped, fleet.b, "POST", "/api/v3/order",
+                      f"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price={price}")
+
+    requests.post(fleet.a.emulator_url + "/_emulator/faults", json={  # the answer's way back from the exchange
+        "hold_after_containing": ["recvWindow=5001"], "hold_seconds": 0.5}, timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            listing = pool.submit(signed, capped, fleet.a, "GET", "/api/v3/openOrders",
+                                  "symbol=BTCUSDT&recvWindow=5001")
+            time.sleep(0.15)  # listed at the exchange (none yet); its answer is on its way to A
+            placed = [buy(20000 + i) for i in range(2)]
+            status, listed = listing.result(timeout=30)
+    finally:
+        requests.post(fleet.a.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+    assert [s for s, _ in placed] == [200, 200], placed
+    mine = {body["orderId"] for _, body in placed}
+    assert status == 200 and not mine & {o["orderId"] for o in listed["list"]}, listed  # listed before they came
+    time.sleep(1.0)  # the listing's count in Redis
+    status, body = buy(20002)
+    assert body.get("error") == "open_orders_exceeded", body
+    cancel_orders_of(fleet.a, "fleet-lister")
