@@ -344,7 +344,7 @@ class Daemon:
                                     (shared.instance if shared else None) or "", "", fleet_up,
                                     lambda: self.trail.head.seq,
                                     governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
-                                    pipeline.core.last_seen)
+                                    pipeline.core.last_seen, pipeline.core.risk.latch)
         pipeline.core.fleet = True
         gate = FleetGate(fleet)
         pipeline.admission.gate, pipeline.admission.sync = gate, self.fleet_sync

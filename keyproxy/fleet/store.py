@@ -285,6 +285,18 @@ class FleetStore:
             c["halts"] = [h for h in c["halts"] if (h[0], h[1]) != (scope, target)]
         return self._edit_control(edit)
 
+    def latches(self) -> dict[str, str]:
+        """The daily loss limits an instance found crossed (`bot:NAME`/`account:NAME` -> the UTC day), from the
+        verified control document: each holds on every instance for the rest of that day."""
+        latches = self.control().get("latches", {})
+        return {str(k): str(v) for k, v in latches.items()} if isinstance(latches, dict) else {}
+
+    def set_latch(self, subject: str, day: str) -> int:
+        def edit(c: dict[str, Any]) -> None:
+            kept = {s: d for s, d in c.get("latches", {}).items() if str(d) >= day}  # older days' are over
+            c["latches"] = {**kept, subject: max(day, str(kept.get(subject, day)))}
+        return self._edit_control(edit)
+
     def set_throttle(self, bot: str, until: float, rate: float) -> int:
         def edit(c: dict[str, Any]) -> None:
             c["throttles"] = {b: v for b, v in c["throttles"].items() if float(v[0]) > time.time()}

@@ -36,7 +36,8 @@ class FleetSync:
                  up: Callable[[bool], None] = lambda ok: None,
                  audit_seq: Callable[[], int] = lambda: 0,
                  instances: Callable[[int, int], None] = lambda fleet, on_this_host: None,
-                 last_seen: dict[str, float] | None = None) -> None:
+                 last_seen: dict[str, float] | None = None,
+                 latched: Callable[[dict[str, str]], None] = lambda latches: None) -> None:
         self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
         self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
         self.applied = 0  # the fleet version whose state this instance serves
@@ -49,6 +50,7 @@ class FleetSync:
         self._published: dict[str, float] = {}
         self.fleet_last_seen: dict[str, float] = {}  # every instance's, as of the last heartbeat (bot heartbeats)
         self._lock = asyncio.Lock()
+        self._latched = latched  # the risk desk's: daily loss limits another instance found crossed
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -65,6 +67,7 @@ class FleetSync:
             if version == self.applied:
                 return False
             halts, throttles = await self._io(self.fleet.halts_and_throttles)
+            self._latched(await self._io(self.fleet.latches))
             got = await self._io(self.replica.newer_image, self.vault.changes())
             changed = got is not None and self.replica.adopt(self.vault, got)
             changed = self.store.replace_halts(halts, throttles) or changed

@@ -174,6 +174,14 @@ class RiskDesk:
                 out.append((leg.scope, side, size, room, signed + resting, min(caps)))
         return out
 
+    def latch(self, latches: Mapping[str, str]) -> None:
+        """Daily loss limits found crossed (subject -> UTC day), by this instance or, in a fleet, another: each holds
+        here too for the rest of its day (session 28's review: a bot latched on one instance traded on through the
+        other once the market came back)."""
+        for subject, day in latches.items():
+            if day > self.loss_hits.get(subject, ""):
+                self.loss_hits[subject] = day
+
     def loss_reason(self, account: str, bot: BotEntry, limits: AccountLimits | None, now: float) -> str | None:
         """Why the bot, or its account, is past its daily loss limit today (None: it is not, or has none).
         Once hit, the limit holds for the rest of the UTC day, whatever the market does next."""

@@ -24,6 +24,7 @@ from typing import Any
 from keyproxy.anomaly.respond import CHECKLIST
 from keyproxy.anomaly.rules import Finding
 from keyproxy.audit.log import get_logger
+from keyproxy.errors import KeyproxyError
 from keyproxy.exchanges.base import IncomingRequest, OutboundRequest
 from keyproxy.proxy.core import Core, Outcome, new_request_id
 from keyproxy.proxy.market_data import MarketData
@@ -64,6 +65,7 @@ class RiskWatch:
         self._turn: dict[str, int] = {}  # account -> round-robin position among its live scopes
         self._asked: dict[tuple[str, str], float] = {}  # (account, order id) -> when it was last asked for by id
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unshared: dict[str, str] = {}  # latches found here, not yet in the fleet's control document
         if store is not None:
             for key, day in store.usage_items(LATCH_PREFIX).items():
                 self._desk.loss_hits[key[len(LATCH_PREFIX):]] = day
@@ -88,6 +90,7 @@ class RiskWatch:
         """Subjects that crossed their limit on this tick (each once per UTC day)."""
         now = self._clock()
         day, crossed = utc_day(now), []
+        await self._share_latches()
         for subject, account, limit, action in self.subjects():
             if self._desk.loss_hits.get(subject) == day:
                 continue
@@ -98,11 +101,29 @@ class RiskWatch:
             self._desk.loss_hits[subject] = day
             if self._store is not None:
                 self._store.set_usage(LATCH_PREFIX + subject, day)
+                if self._store.mirror is not None:  # a fleet: in force on every instance (`FleetSync` reads it)
+                    self._unshared[subject] = day
             crossed.append(subject)
             task = asyncio.get_running_loop().create_task(self._act(subject, account, limit, pnl, action))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if crossed:
+            await self._share_latches()
         return crossed
+
+    async def _share_latches(self) -> None:
+        """The latches this instance found, written to the fleet's control document; what Redis refused is tried
+        again on the next tick (meanwhile every instance refuses trades that need Redis anyway)."""
+        mirror = self._store.mirror if self._store is not None else None
+        while self._unshared and mirror is not None:
+            subject, day = next(iter(self._unshared.items()))
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, mirror.set_latch, subject, day)
+            except (KeyproxyError, OSError) as e:
+                log.warning("fleet: a loss limit's latch could not be shared yet", extra={
+                    "subject": subject, "reason": type(e).__name__})
+                return
+            del self._unshared[subject]
 
     async def _fresh_prices(self, subject: str, account_name: str) -> None:
         """Every scope the subject holds a position in gets a price younger than the account's

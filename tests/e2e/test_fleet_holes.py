@@ -416,3 +416,35 @@ def test_a_listing_through_one_instance_keeps_the_orders_placed_meanwhile_throug
     status, body = buy(20002)
     assert body.get("error") == "open_orders_exceeded", body
     cancel_orders_of(fleet.a, "fleet-lister")
+
+
+def test_a_daily_loss_limit_crossed_on_one_instance_holds_on_the_other(late: tuple[Fleet, LateStream]) -> None:
+    """Session 28's review: a bot's daily loss limit latched on A (its risk watch found the day's loss past the limit)
+    was held in A's memory and state.db only: once the market came back, B found the day's P&L inside the limit and
+    let the bot add risk for the rest of the day. The latch is in the fleet's control document now, in force on B."""
+    fleet, _ = late
+    lossy = fleet.a.add_bot("fleet-lossy", "main", "read,trade", "--set", "max_daily_loss=50")
+    time.sleep(1.5)  # B has the bot
+
+    def buy(dev: DevStack, qty: str) -> dict[str, Any]:
+        return signed(lossy, dev, "POST", "/api/v3/order", f"symbol=BTCUSDT&side=BUY&type=MARKET&quantity={qty}")[1]
+
+    def price(value: str) -> None:
+        requests.post(fleet.a.emulator_url + "/_emulator/price", json={
+            "exchange": "binance", "symbol": "BTCUSDT", "price": value}, timeout=5).raise_for_status()
+
+    before = call(f"{fleet.a.proxy_url}/main", "GET", "/api/v3/ticker/price", "symbol=BTCUSDT").body["price"]
+    try:
+        assert buy(fleet.a, "0.1").get("status") == "FILLED"
+        price(str(float(before) * 0.9))  # down ~600 on 0.1 BTC: far past 50
+        call(f"{fleet.a.proxy_url}/main", "GET", "/api/v3/ticker/price", "symbol=BTCUSDT")
+        deadline = time.monotonic() + 10
+        while buy(fleet.a, "0.001").get("error") != "loss_limit" and time.monotonic() < deadline:
+            time.sleep(0.5)  # A's risk watch latches within a tick or two
+        assert buy(fleet.a, "0.001").get("error") == "loss_limit"
+    finally:
+        price(before)  # the market comes back: today's P&L is inside the limit again
+    call(f"{fleet.b.proxy_url}/main", "GET", "/api/v3/ticker/price", "symbol=BTCUSDT")
+    time.sleep(1.0)
+    refused = buy(fleet.b, "0.001")
+    assert refused.get("error") == "loss_limit" and "daily loss limit" in refused["message"], refused
