@@ -65,6 +65,7 @@ _NO_ORDER = {"/fapi/v1/marginType", "/dapi/v1/marginType", "/fapi/v1/positionSid
 
 
 _CLOSED_STATUSES = ("FILLED", "EXPIRED", "CANCELED", "REJECTED", "EXPIRED_IN_MATCH")
+_UNKNOWN_FATE = (-1006, -1007)  # "unexpected response" / "timeout waiting for the backend": execution status unknown
 _WHOLE_LISTING = frozenset({"symbol", "isIsolated", "recvWindow", "timestamp", "signature"})
 _OPEN_ORDER_QUERIES = ("/api/v3/openOrders", "/fapi/v1/openOrders", "/dapi/v1/openOrders",
                        "/sapi/v1/margin/openOrders")
@@ -349,13 +350,17 @@ def binance_prices(path: str, body: bytes) -> dict[str, Decimal]:
 def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
                               facts: RequestFacts) -> OrderBookChange:
     """Only what Binance confirmed: an accepted order left open, a cancel answered with the cancelled
-    order, a cancel-all or open-orders query for one symbol of one market (it sets that scope only)."""
-    if not 200 <= status < 300:
-        return OrderBookChange()
+    order, a cancel-all or open-orders query for one symbol of one market (it sets that scope only). An order whose
+    execution status Binance says is unknown (-1006/-1007, HTTP 408: "could have been a success") counts as open
+    (a whole listing sets the count right), never as refused."""
     try:
         doc = json.loads(body) if body else None
     except ValueError:
         doc = None
+    if facts.action == "order" and (status == 408 or isinstance(doc, dict) and doc.get("code") in _UNKNOWN_FATE):
+        return OrderBookChange(opened=tuple(leg.scope for leg in facts.placed()))
+    if not 200 <= status < 300:
+        return OrderBookChange()
     if facts.action == "order":
         if req.path.endswith("/cancelReplace") and isinstance(doc, dict):
             cancelled = (isinstance(doc.get("cancelResponse"), dict)
@@ -388,4 +393,5 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
 
 def _rests(answer: object) -> bool:
     """Whether one order's answer leaves it resting: not an error entry ({"code", "msg"}), not closed at once."""
-    return not (isinstance(answer, dict) and ("code" in answer or answer.get("status") in _CLOSED_STATUSES))
+    return not (isinstance(answer, dict) and ("code" in answer and answer["code"] not in _UNKNOWN_FATE
+                                              or answer.get("status") in _CLOSED_STATUSES))

@@ -434,7 +434,8 @@ class BinanceWsApi(WsDialect):
         spec = METHODS.get(frame["method"])
         if spec is None or spec.twin is None:
             return OrderBookChange()
-        result = self._answer(body).get("result")
+        answer = self._answer(body)
+        result = answer.get("result", answer.get("error"))  # an error's {"code", "msg"}, as REST answers it
         twin = OutboundRequest(spec.twin[0], req.origin, spec.twin[1], urlencode(
             {k: _text(v) for k, v in frame.get("params", {}).items() if k not in _AUTH_PARAMS}), {})
         return self._rest.order_book_change(  # type: ignore[no-any-return]

@@ -437,6 +437,39 @@ def test_open_orders_counted_only_from_what_binance_confirmed() -> None:
     assert change.opened == change.closed == ("spot:BTCUSDT",)
 
 
+def test_an_order_of_unknown_fate_counts_open() -> None:
+    """Session 28's review: Binance's -1007 ("execution status unknown", HTTP 408 on futures) or -1006 "does not
+    always mean the request failed": such an order counts as open until a whole listing says otherwise, on REST, in
+    a batch's entry and on the WebSocket API; a plain refusal counts nothing."""
+    import json
+
+    from keyproxy.exchanges.base import OrderBookChange, OutboundRequest, IncomingRequest
+
+    facts = facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1")
+    out = OutboundRequest("POST", "https://api.binance.com", "/api/v3/order", "", {}, b"")
+    for status, code in ((408, -1007), (503, -1007), (500, -1006), (408, 0)):
+        answer = json.dumps({"code": code, "msg": "Timeout waiting for response from backend server."}).encode()
+        assert ADAPTER.order_book_change(out, status, answer, facts).opened == ("spot:BTCUSDT",), (status, code)
+    assert ADAPTER.order_book_change(out, 400, b'{"code": -2010, "msg": "insufficient"}', facts) == OrderBookChange()
+    legs = [{"symbol": "BTCUSDT", "type": "LIMIT", "quantity": "1", "price": "1"}] * 2
+    batch = facts_of("POST", "/fapi/v1/batchOrders", body="batchOrders=" + json.dumps(legs))
+    out = OutboundRequest("POST", "https://fapi.binance.com", "/fapi/v1/batchOrders", "", {}, b"")
+    answer = json.dumps([{"code": -1007, "msg": "unknown"}, {"code": -2019, "msg": "Margin is insufficient."}])
+    assert ADAPTER.order_book_change(out, 200, answer.encode(), batch).opened == ("usdm:BTCUSDT",)
+    dialect = ADAPTER.websocket("/ws-api/v3")
+    assert dialect is not None
+    frame = {"id": 1, "method": "order.place", "params": {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                          "quantity": "1", "price": "1", "timestamp": 1}}
+    req = IncomingRequest("order.place", "/ws-api/v3", "", {}, json.dumps(frame).encode())
+    ws_facts = dialect.facts(req, dialect.classify("order.place", "/ws-api/v3"))
+    ws_out = OutboundRequest("order.place", "wss://ws-api.binance.com", "/ws-api/v3", "", {},
+                             json.dumps(frame).encode())
+    unknown = {"id": 1, "status": 408, "error": {"code": -1007, "msg": "Timeout waiting for response"}}
+    assert dialect.order_book_change(ws_out, 408, json.dumps(unknown).encode(), ws_facts).opened == ("spot:BTCUSDT",)
+    refused = {"id": 1, "status": 400, "error": {"code": -2010, "msg": "insufficient"}}
+    assert dialect.order_book_change(ws_out, 400, json.dumps(refused).encode(), ws_facts) == OrderBookChange()
+
+
 def test_minus_2015_refuses_the_key_only_on_a_spot_read() -> None:
     from keyproxy.exchanges.base import KeyRejection
 
