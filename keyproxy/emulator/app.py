@@ -17,7 +17,9 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
   manager switches disconnect-cancel-all on for these products of the key's account (``bybit_dcp.py``);
   ``{"drop_sockets": true}``: Bybit closes every private socket (a network cut), as it may at any time
 * ``POST /_emulator/faults`` -> ``{"fail_containing": ["..."]}``: an exchange request whose query or body
-  contains one of these strings (an order id) is answered HTTP 503 and not carried out (``[]`` clears)
+  contains one of these strings (an order id) is answered HTTP 503 and not carried out (``[]`` clears);
+  ``hold_before_containing`` / ``hold_after_containing`` with ``hold_seconds`` slow them instead, and
+  ``binary_containing`` has Binance's WebSocket API answer such a frame in a binary frame (as SBE answers come)
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ async def _dcp(request: web.Request) -> web.Response:
 async def _faults(request: web.Request) -> web.Response:
     doc = await request.json()
     faults = request.app[FAULTS]
-    for kind in ("fail_containing", "hold_before_containing", "hold_after_containing"):
+    for kind in ("fail_containing", "hold_before_containing", "hold_after_containing", "binary_containing"):
         faults[kind] = [str(n) for n in doc.get(kind) or [] if str(n)]
     faults["hold_seconds"] = float(doc.get("hold_seconds", 1.0))
     return web.json_response(faults)
@@ -342,6 +344,8 @@ def _private_ws(exchange: str) -> Callable[[web.Request], Awaitable[web.StreamRe
             return float(faults.get("hold_seconds", 1.0)) if named else 0.0
 
         request["hold_after"] = hold_after
+        # an answer in a binary frame to a frame naming a listed string (Binance's socket), as SBE answers come
+        request["binary"] = lambda text: any(n in text for n in faults.get("binary_containing") or ())
         return await emulator.ws.serve(request, record)  # type: ignore[attr-defined,no-any-return]
 
     return handle

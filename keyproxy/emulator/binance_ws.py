@@ -71,7 +71,11 @@ class WsApi:
                 hold = request.get("hold_after")
                 if hold is not None and (seconds := hold(msg.data)):
                     await asyncio.sleep(seconds)
-                await ws.send_str(json.dumps(answer))
+                binary = request.get("binary")
+                if binary is not None and binary(msg.data):
+                    await ws.send_bytes(json.dumps(answer).encode())
+                else:
+                    await ws.send_str(json.dumps(answer))
         finally:
             for sid in [s for s, (sock, _) in self.subscriptions.items() if sock is ws]:
                 self.subscriptions.pop(sid, None)

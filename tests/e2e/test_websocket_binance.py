@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import requests
 from yarl import URL
 
 from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
@@ -610,6 +611,27 @@ async def test_a_socket_asking_for_answers_keyproxy_cannot_read_is_refused(dev: 
             answer = json.loads((await ws.receive(timeout=10)).data)
             assert answer["status"] == 200, answer
     assert [e["method"] for e in ws_entries(dev, start)] == ["order.place"]
+
+
+async def test_a_binary_answer_ends_the_socket_and_its_order_still_counts(dev: DevStack) -> None:
+    """A binary frame from the exchange on a signed socket (what an SBE answer would be) is never relayed unread:
+    keyproxy cannot learn the order it answers, so the socket ends, and the order still holds the bot's one place."""
+    creds = dev.add_bot("wsbinary", "main", "read,trade", "--set", "max_open_orders=1")
+    requests.post(dev.emulator_url + "/_emulator/faults", json={"binary_containing": ["wsbinmark"]},
+                  timeout=5).raise_for_status()
+    try:
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(creds)) as ws:
+            await ws.send_str(json.dumps(signed(creds, "order.place", {**ORDER, "newClientOrderId": "wsbinmark"})))
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg  # never the binary frame
+            assert ws.close_code == 1008, ws.close_code
+    finally:
+        requests.post(dev.emulator_url + "/_emulator/faults", json={}, timeout=5).raise_for_status()
+    [answer] = await exchange(ws_url(creds), signed(creds, "order.place", ORDER, frame_id=2))
+    assert answer.get("keyproxy_error") == "open_orders_exceeded", answer
+    # tidy up: the sweep cancels it, and reports (non-zero) the order whose answer it never read
+    dev.cli("halt", "--bot", "wsbinary", "--cancel-orders", "--reason", "test tidy-up", check=False)
+    dev.cli("resume", "--bot", "wsbinary")
 
 
 async def test_bad_input_gets_an_error_frame_or_a_close_with_a_reason(dev: DevStack) -> None:
