@@ -588,11 +588,10 @@ class UsageBook:
     def scope_open_orders(self, bot: str, scope: str) -> int:
         return int(self._get(f"open:{bot}:{scope}") or "0")
 
-    def change_open_orders(self, bot: str, symbol: str, delta: int, shared: bool = True) -> None:
+    def change_open_orders(self, bot: str, symbol: str, delta: int) -> None:
         """`symbol` is a scope (`market:SYMBOL`); `market:*` with a negative delta takes from whichever of
-        the market's scopes still count orders (a cancel answer that names no symbol). `shared` False: this
-        instance's count only (the fleet's adds the same order itself: `set_open_orders`'s `since_ms`)."""
-        if self.mirror is not None and shared:
+        the market's scopes still count orders (a cancel answer that names no symbol)."""
+        if self.mirror is not None:
             self.mirror.change_open_orders(bot, symbol, delta)
         market, _, name = symbol.partition(":")
         if name == "*" and delta < 0:
@@ -606,19 +605,15 @@ class UsageBook:
 
     def reset_open_orders(self, bot: str, market: str, since_ms: int | None = None) -> None:
         """Every scope of `market` to 0 (an answer that covered all of them); in a fleet, plus the bot's orders
-        any instance learned open since `since_ms` (when it was decided)."""
+        other instances learned open since `since_ms` (when it was decided: this one adds its own)."""
         if self.mirror is not None:
             self.mirror.reset_open_orders(bot, market, since_ms)
         for key in self._store.usage_items(f"open:{bot}:{market}:"):
             self._set(key, "0")
 
-    def set_open_orders(self, bot: str, symbol: str, count: int, listed: int | None = None,
-                        since_ms: int | None = None) -> None:
-        """`count`: this instance's (the listing's, plus its own orders learned open since it was decided); in a
-        fleet `listed` (what the exchange listed) plus what any instance learned open since `since_ms`."""
+    def set_open_orders(self, bot: str, symbol: str, count: int, since_ms: int | None = None) -> None:
+        """`count`: the listing's, plus this instance's own orders learned open since it was decided; in a fleet
+        plus what other instances learned open since `since_ms` (added in Redis)."""
         if self.mirror is not None:
-            if since_ms is None or listed is None:
-                self.mirror.set_open_orders(bot, symbol, count)
-            else:
-                self.mirror.set_open_orders(bot, symbol, listed, since_ms)
+            self.mirror.set_open_orders(bot, symbol, count, since_ms)
         self._set(f"open:{bot}:{symbol}", str(max(0, count)))

@@ -26,15 +26,12 @@ def _mark() -> str:
     return os.urandom(8).hex()
 
 
-# the times a listing is decided and an order learned open are read from two clocks (the deciding instance's,
-# Redis's): an open learned up to this long before the listing was decided is still added to it (counted twice at
-# worst, until the next listing: never left out)
-CLOCKS_MARGIN_MS = 500
+# a listing's decision time is read on this host's clock and turned into Redis's by the offset measured at the
+# writer's calls (`FleetUsage._calibrate`, good to a round trip): an open another process learned up to this long
+# before the decision is still added (counted twice at worst, until the next listing: never left out)
+CLOCKS_MARGIN_MS = 50
+CALIBRATE_S = 60.0  # the offset to Redis's clock measured again this often
 OPENS_KEPT_MS = 120_000  # how long each open stays in `opens:{bot}`: longer than any listing's round trip
-
-
-def _since(since_ms: int | None) -> str:
-    return "" if since_ms is None else str(since_ms - CLOCKS_MARGIN_MS)
 
 # One script applies a whole batch of changes, in order, atomically: one EVALSHA instead of a MULTI/EXEC of
 # several commands each (bench/fleet_gate.py's "answer write": ~380 -> ~180 µs of the instance's CPU per order).
@@ -64,23 +61,28 @@ local function overlap(a, b)  -- scopes_overlap (policy/model.py): `*` stands fo
 end
 
 -- a bot's open-order count per scope (the gate's max_open_orders). keys[3] holds the bot's orders learned open
--- (by any instance) for args[6] ms, scored by Redis's clock: a listing (`set`) or a cancel-all (`reset`) decided at
--- args[5] counts what it saw, plus those learned open since (the exchange may have shown them or not)
+-- for args[6] ms, each as `writer|mark|scope` (args[7]: the writing process), scored by Redis's clock: a listing
+-- (`set`) or a cancel-all (`reset`) decided at args[5] (Redis's clock) counts what it saw plus the orders other
+-- processes learned open since (the exchange may have shown them or not); the writer adds its own itself, exactly
 local function open_orders(keys, args)
   if not redis.call('SET', keys[2], '1', 'NX', 'PX', args[4]) then return 0 end  -- applied once
   local op, scope, value = args[1], args[2], tonumber(args[3])
-  local since = tonumber(args[5] or '')
+  local since, writer = tonumber(args[5] or ''), args[7] or ''
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   if keys[3] and op == 'change' and value > 0 then
-    for i = 1, value do redis.call('ZADD', keys[3], now, scope .. '|' .. keys[2] .. '|' .. i) end
+    for i = 1, value do redis.call('ZADD', keys[3], now, writer .. '|' .. keys[2] .. '#' .. i .. '|' .. scope) end
     redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now - tonumber(args[6]))
     redis.call('PEXPIRE', keys[3], args[6])
   end
-  local late = {}  -- the scopes of the orders learned open since the listing was decided
+  local late = {}  -- the scopes of the orders other processes learned open since the listing was decided
   if keys[3] and since and (op == 'set' or op == 'reset') then
     for _, member in ipairs(redis.call('ZRANGEBYSCORE', keys[3], since, '+inf')) do
-      late[#late + 1] = string.sub(member, 1, (string.find(member, '|', 1, true) or 0) - 1)
+      local first = string.find(member, '|', 1, true)
+      local second = first and string.find(member, '|', first + 1, true)
+      if second and string.sub(member, 1, first - 1) ~= writer then
+        late[#late + 1] = string.sub(member, second + 1)
+      end
     end
   end
   if op == 'set' then
@@ -208,6 +210,9 @@ class FleetUsage:
         self.failing_since: float | None = None  # when the batch being written first failed (None: it did not)
         self.dropped = 0  # changes Redis refused (each logged): never retried, since a retry cannot make them pass
         self._apply: Any = None  # redis-py's Script for `_APPLY`, bound to the writer's client
+        self._writer = os.urandom(6).hex()  # this process's opens in `opens:{bot}` (its own it counts exactly)
+        self._offset_ms: float | None = None  # Redis's clock minus this host's
+        self._calibrated = 0.0
 
     def stuck(self) -> bool:
         """The writer has failed for STUCK_S: what this instance learned (open orders, book entries, releases)
@@ -216,15 +221,16 @@ class FleetUsage:
         return since is not None and time.monotonic() - since > STUCK_S
 
     def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
-        self._put("open", ("change", bot, scope, delta, _mark(), ""))
+        self._put("open", ("change", bot, scope, delta, _mark(), None))
 
     def set_open_orders(self, bot: str, scope: str, count: int, since_ms: int | None = None) -> None:
-        """The scope's count as a listing gave it; with `since_ms` (when the listing was decided), plus the bot's
-        orders any instance learned open in the scope since, which it may not have listed (counted either way)."""
-        self._put("open", ("set", bot, scope, count, _mark(), _since(since_ms)))
+        """The scope's count as a listing gave it (with this process's own orders learned open since); with
+        `since_ms` (when the listing was decided, this host's clock), plus the bot's orders other processes learned
+        open in the scope since, which it may not have listed (counted either way)."""
+        self._put("open", ("set", bot, scope, count, _mark(), since_ms))
 
     def reset_open_orders(self, bot: str, market: str, since_ms: int | None = None) -> None:
-        self._put("open", ("reset", bot, market, 0, _mark(), _since(since_ms)))
+        self._put("open", ("reset", bot, market, 0, _mark(), since_ms))
 
     def land(self, bot: str, member: str) -> None:
         """An order reserved by the gate (on its way) has its answer read, or was never sent: its place goes.
@@ -326,11 +332,15 @@ class FleetUsage:
             args.extend((kind, len(its_keys), len(its_args), *its_args))
             changes += 1
 
+        if self._offset_ms is None or time.monotonic() - self._calibrated > CALIBRATE_S:
+            await self._calibrate(client)
+        offset = self._offset_ms or 0.0
         for kind, payload in batch:
             if kind == "open":
                 op, bot, scope, value, mark, since = payload
+                redis_since = "" if since is None else str(int(float(since) + offset) - CLOCKS_MARGIN_MS)  # type: ignore[arg-type]
                 change("open", [key(f"open:{bot}"), key(f"applied:{mark}"), key(f"opens:{bot}")],
-                       [op, scope, value, APPLIED_MS, since, OPENS_KEPT_MS])
+                       [op, scope, value, APPLIED_MS, redis_since, OPENS_KEPT_MS, self._writer])
             elif kind == "placed":
                 account, records = payload
                 assert isinstance(records, list)
@@ -365,6 +375,15 @@ class FleetUsage:
         for at, heard in numbered:
             if isinstance(results[at], int):
                 heard(results[at])
+
+    async def _calibrate(self, client: redis.asyncio.Redis) -> None:
+        """Redis's clock against this host's, read midway through one TIME call (a listing's decision time is
+        this host's; the opens it is compared with are stamped by Redis)."""
+        before = time.time()
+        seconds, micros = await client.time()
+        after = time.time()
+        self._offset_ms = (seconds * 1000 + micros / 1000) - (before + after) * 500
+        self._calibrated = time.monotonic()
 
     def _script(self, client: redis.asyncio.Redis) -> Any:
         if self._apply is None or self._apply.registered_client is not client:

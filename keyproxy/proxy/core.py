@@ -550,7 +550,7 @@ class Core:
                 early = decided({})
                 if not early.allow and early.code not in PRICED_CODES:
                     refuse(early)
-                need.bot = name
+                need.bot, need.facts = name, facts
                 raise
         decision = decided(references)
         if facts.placed():

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall, scope_reference
@@ -76,8 +77,11 @@ class MarketData:
                 await self._resting(route.account, need)
                 decide = need.resume
             except NeedReference as need:
-                await asyncio.gather(*(self._reference(route.account, symbol, call, need.bot)
-                                       for symbol, call in need.calls))
+                got = await asyncio.gather(*(self._reference(route.account, symbol, call, need.bot, need.facts)
+                                             for symbol, call in need.calls), return_exceptions=True)
+                failed = next((e for e in got if isinstance(e, BaseException)), None)
+                if failed is not None:
+                    raise failed
                 decide = need.resume
         try:
             return decide()
@@ -104,7 +108,10 @@ class MarketData:
         self._fetching_lists[name] = done
         try:
             for call in adapter.market_list_requests:
-                answer = await self._call(route.account, call)
+                try:
+                    answer = await self._call(route.account, call)
+                except Refused:  # the exchange's budget is spent: the request goes on without the list
+                    return
                 if answer is None:
                     return
                 self.core.markets.learn(name, adapter, call[1], answer)
@@ -118,30 +125,35 @@ class MarketData:
         if call is not None:
             await self._reference(account, scope.partition(":")[2], call)
 
-    async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall, bot: str = "") -> None:
+    async def _reference(self, account: AccountEntry, symbol: str, call: PublicCall, bot: str = "",
+                         facts: Any = None) -> None:
         """One reference call, shared by every order waiting for it; `bot`: the one whose order asked, whose share
-        of the exchange's budget it spends (none: keyproxy's own, the loss watch's)."""
+        of the exchange's budget it spends (none: keyproxy's own, the loss watch's), Refused when that share is
+        spent; `facts`: its request's (a way out may spend the budget's reserve). A call refused for the budget
+        was not made: an order that waited for it asks in its own share, the next one asks again."""
         key = (account.info.name, call)
-        waiting = self._in_flight.get(key)
-        if waiting is not None:
-            await asyncio.shield(waiting)
-            return
+        while (waiting := self._in_flight.get(key)) is not None:
+            if await asyncio.shield(waiting):
+                return
         now = time.monotonic()
         if now - self._references.get(key, -REFERENCE_PAUSE) < REFERENCE_PAUSE:
             return  # asked a moment ago: what it answered is all there is
         self._references[key] = now
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = done
+        asked = False
         try:
-            answer = await self._call(account, call, bot)
+            answer = await self._call(account, call, bot, facts)
+            asked = True
             if answer is not None and account.adapter is not None:
                 self.core.markets.learn_reference(account.info.name, account.adapter, symbol, call[1], answer)
         except Refused:
-            self._references.pop(key, None)  # not asked: the next order asks again, in its own bot's share
-            raise
+            self._references.pop(key, None)
+            if bot:  # the asking bot's share is spent: its order is refused for it (session 28's review)
+                raise
         finally:
             del self._in_flight[key]
-            done.set_result(None)
+            done.set_result(asked)
             if len(self._references) > 10_000:
                 self._references.clear()
 
@@ -173,23 +185,22 @@ class MarketData:
             del self._listings[key]
             done.set_result(None)
 
-    async def _call(self, account: AccountEntry, call: PublicCall, bot: str = "") -> bytes | None:
+    async def _call(self, account: AccountEntry, call: PublicCall, bot: str = "", facts: Any = None) -> bytes | None:
         """A public call of keyproxy's own to the account's exchange, charged to its rate budget (in `bot`'s share
-        when a bot's request asked for it): the answer's body when the exchange answered 200, else None."""
+        when a bot's request asked for it; with its request's `facts`, so a way out may use the reserve): the
+        answer's body when the exchange answered 200, else None; Refused when the budget is spent."""
         method, path, query, body = call
         if account.upstream is None:
             return None
-        own = Outcome(request_id=new_request_id(), method=method, path=path, bot=bot or "(keyproxy)")
+        own = Outcome(request_id=new_request_id(), method=method, path=path, bot=bot or "(keyproxy)", facts=facts)
         try:
             own_route = self.core.route(account.info.name, method, path, own)
             incoming = IncomingRequest(method, path, query, {}, body)
             charges = self.core.budget.spend(own_route, incoming, own)
         except Refused as refused:
-            if bot and refused.code == "budget_exhausted":
-                # the asking bot's share is spent: its order is refused for it, never valued on an older price it
-                # made keyproxy unable to renew (session 28's review)
+            if refused.code == "budget_exhausted":  # never asked: the callers say what follows
                 raise
-            return None  # not an endpoint keyproxy knows here, or the exchange's budget is spent
+            return None  # not an endpoint keyproxy knows here
         session = self._clients.session(account.upstream.insecure_loopback)
         timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=min(5.0, self._timeout))
         try:
@@ -220,8 +231,13 @@ class _Charged:
 
     async def send(self, account: AccountEntry, spec: PublicCall) -> tuple[int, bytes]:
         method, path, query, body = spec
-        outcome = Outcome(request_id=new_request_id(), method=method, path=path, bot=self._bot or "(keyproxy)")
+        # a cancel-all's listing: a way out, which may use the budget's reserve as the cancel-all itself may
+        outcome = Outcome(request_id=new_request_id(), method=method, path=path, bot=self._bot or "(keyproxy)",
+                          facts=_LISTING)
         route = self._core.route(account.info.name, method, path, outcome)
         charges = self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), outcome)
         return await self._own.send(account, spec, lambda status, headers, answer: self._core.budget.observe(
             route, charges, status, headers, answer, outcome))
+
+
+_LISTING = RequestFacts(action="cancel")  # what a cancel-all's listing serves, for the budget's reserve

@@ -40,6 +40,7 @@ class NeedReference(Exception):  # noqa: N818 - a request for data, not an error
         self.calls = calls  # (symbol, the public call whose answer prices it)
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
         self.bot = ""  # set by the core: whose share of the exchange's budget the calls spend
+        self.facts: RequestFacts | None = None  # set by the core: the request's (a way out may use the reserve)
 
 
 def scope_reference(adapter: Adapter | None, scope: str) -> PublicCall | None:

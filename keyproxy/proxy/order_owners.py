@@ -66,9 +66,9 @@ class OrderOwners:
         """Keep the bot's open-order count from what the exchange confirmed (see `OrderBookChange`). `mark`: the
         bot's `opens_mark` when the request was decided; a listing (or cancel-all) sets a count as the exchange saw
         it then, so the bot's orders learned open since are added to it (the exchange may have listed them or not:
-        counted either way, never forgotten). In a fleet, orders learned open since `since_ms` (the decision's
-        time) through any instance are added in Redis (fleet/usage.py): this instance knows only its own (session
-        28's review: a listing through one instance wiped the orders placed meanwhile through another)."""
+        counted either way, never forgotten). In a fleet, the orders other instances learned open since `since_ms`
+        (the decision's time) are added in Redis (fleet/usage.py): this instance knows only its own (session 28's
+        review: a listing through one instance wiped the orders placed meanwhile through another)."""
         if self._usage is None:
             return
         bot, facts = track
@@ -84,17 +84,16 @@ class OrderOwners:
             if change.closed else 0
         for scope in change.closed[others:]:
             self._usage.change_open_orders(bot, scope, -1)
-        for scope, listed in change.counted:
-            count = listed
+        for scope, count in change.counted:
             if late is None:  # more opens since than are remembered: the listing may only raise the count
                 count = max(count, self._usage.scope_open_orders(bot, scope))
             else:
                 count += sum(1 for opened in late if scopes_overlap((opened,), (scope,)))
-            self._usage.set_open_orders(bot, scope, count, listed, since_ms)
+            self._usage.set_open_orders(bot, scope, count, since_ms)
         counted = {scope for scope, _ in change.counted}
         for opened in late or ():  # reset with its market, listed under no scope of the answer
             if opened not in counted and opened.partition(":")[0] in change.reset:
-                self._usage.change_open_orders(bot, opened, +1, shared=since_ms is None)
+                self._usage.change_open_orders(bot, opened, +1)
 
     def opens_mark(self, bot: str) -> int:
         """How many of the bot's orders were learned open so far (`track_open_orders`'s `mark`)."""

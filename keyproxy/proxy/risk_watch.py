@@ -67,8 +67,11 @@ class RiskWatch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unshared: dict[str, str] = {}  # latches found here, not yet in the fleet's control document
         if store is not None:
+            today = utc_day(clock())
             for key, day in store.usage_items(LATCH_PREFIX).items():
                 self._desk.loss_hits[key[len(LATCH_PREFIX):]] = day
+                if day == today:  # shared again (idempotent) in case Redis refused it before a restart
+                    self._unshared[key[len(LATCH_PREFIX):]] = day
 
     # --- daily loss ----------------------------------------------------------------------------------
 

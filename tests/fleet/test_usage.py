@@ -250,3 +250,37 @@ def test_a_refusal_that_passes_fails_the_batch_which_is_written_once_redis_takes
     assert stuck and not usage.stuck() and usage.dropped == 0
     assert r.hget(store.key("open:b1"), "spot:BTCUSDT") == b"1" and r.hget(store.key("placed:acct"), "12345")
     assert r.xlen(store.key("book")) == 1 and numbers == [1]
+
+
+def test_a_listing_adds_the_opens_other_instances_learned_since_it_was_decided(shared: SharedStateSettings,
+                                                                               redis_server) -> None:
+    """Session 28: a listing (or cancel-all) through one instance sets the fleet's count to what it saw plus the orders
+    other instances learned open since it was decided (they may not have been listed); its own instance's it adds
+    itself, exactly. The diff review's cases: an instance's own opens learned just before its cancel-all are not
+    added back (the cancel-all took them), nor another's learned well before its listing (the listing showed them)."""
+    store = FleetStore(shared, "vault-1", KEY)
+
+    async def run() -> None:
+        a, b = FleetUsage(FleetStore(shared, "vault-1", KEY)), FleetUsage(FleetStore(shared, "vault-1", KEY))
+        tasks = [asyncio.create_task(a.run()), asyncio.create_task(b.run())]
+        for _ in range(3):  # A's own orders, learned open
+            a.change_open_orders("b1", "spot:BTCUSDT", +1)
+        b.change_open_orders("b1", "spot:ETHUSDT", +1)  # one through B, well before the listings below
+        await drained(a)
+        await drained(b)
+        await asyncio.sleep(0.3)
+        a.reset_open_orders("b1", "spot", int(time.time() * 1000))  # A's cancel-all, decided now: took all four
+        await drained(a)
+        assert {k: int(v) for k, v in redis_server.client().hgetall(store.key("open:b1")).items()} == {
+            b"spot:BTCUSDT": 0, b"spot:ETHUSDT": 0}
+        decided = int(time.time() * 1000)  # A lists BTCUSDT (sees none); meanwhile B learns one open there
+        await asyncio.sleep(0.1)
+        b.change_open_orders("b1", "spot:BTCUSDT", +1)
+        await drained(b)
+        a.set_open_orders("b1", "spot:BTCUSDT", 0, decided)
+        await drained(a)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(run())
+    assert redis_server.client().hget(store.key("open:b1"), "spot:BTCUSDT") == b"1"  # B's, kept
