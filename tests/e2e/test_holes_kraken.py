@@ -177,7 +177,9 @@ def test_an_order_waiting_for_the_keys_turn_is_not_sent_after_its_bot_is_revoked
 
     slow, queued = bot(dev, "krslow"), bot(dev, "krqueued")
     faults = dev.emulator_url + "/_emulator/faults"
-    requests.post(faults, json={"hold_after_containing": ["price=19000"], "hold_seconds": 2.0},
+    # the first order's answer held long enough for `bot revoke` (a CLI process, slow beside the other test workers)
+    # to return while the second waits for the key's turn
+    requests.post(faults, json={"hold_after_containing": ["price=19000"], "hold_seconds": 6.0},
                   timeout=5).raise_for_status()
     try:
         with ThreadPoolExecutor(2) as pool:
