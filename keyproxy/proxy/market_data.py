@@ -192,11 +192,8 @@ class MarketData:
         method, path, query, body = call
         if account.upstream is None:
             return None
-        own = Outcome(request_id=new_request_id(), method=method, path=path, bot=bot or "(keyproxy)", facts=facts)
         try:
-            own_route = self.core.route(account.info.name, method, path, own)
-            incoming = IncomingRequest(method, path, query, {}, body)
-            charges = self.core.budget.spend(own_route, incoming, own)
+            own_route, charges, own = charged(self.core, account, call, bot, facts)
         except Refused as refused:
             if refused.code == "budget_exhausted":  # never asked: the callers say what follows
                 raise
@@ -230,14 +227,20 @@ class _Charged:
         self._core, self._own, self._bot = core, own, bot
 
     async def send(self, account: AccountEntry, spec: PublicCall) -> tuple[int, bytes]:
-        method, path, query, body = spec
         # a cancel-all's listing: a way out, which may use the budget's reserve as the cancel-all itself may
-        outcome = Outcome(request_id=new_request_id(), method=method, path=path, bot=self._bot or "(keyproxy)",
-                          facts=_LISTING)
-        route = self._core.route(account.info.name, method, path, outcome)
-        charges = self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), outcome)
+        route, charges, outcome = charged(self._core, account, spec, self._bot, _LISTING)
         return await self._own.send(account, spec, lambda status, headers, answer: self._core.budget.observe(
             route, charges, status, headers, answer, outcome))
+
+
+def charged(core: Any, account: AccountEntry, call: PublicCall, bot: str, facts: Any
+            ) -> tuple[Route, tuple[Any, ...], Outcome]:
+    """A call of keyproxy's own routed and charged to the exchange's budget in `bot`'s share (none: keyproxy's),
+    before it goes: (its route, the charges its answer is observed against, its outcome). Refused if it cannot."""
+    method, path, query, body = call
+    outcome = Outcome(request_id=new_request_id(), method=method, path=path, bot=bot or "(keyproxy)", facts=facts)
+    route = core.route(account.info.name, method, path, outcome)
+    return route, core.budget.spend(route, IncomingRequest(method, path, query, {}, body), outcome), outcome
 
 
 _LISTING = RequestFacts(action="cancel")  # what a cancel-all's listing serves, for the budget's reserve
