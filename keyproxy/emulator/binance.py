@@ -41,6 +41,7 @@ from aiohttp import web
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
 from keyproxy.emulator.base import Clock, RequestNote
 from keyproxy.emulator.binance_limits import WeightLimit, weight
+from keyproxy.emulator.binance_algo import AlgoOrders
 from keyproxy.emulator.binance_auth import (
     API_KEY_RE,
     REJECTED_KEY,
@@ -74,7 +75,7 @@ from keyproxy.emulator.binance_wallet import WalletHandlers
 _FIRST_PRICES = {(venue, symbol): m.last for venue, markets in MARKETS.items() for symbol, m in markets.items()}
 
 
-class BinanceEmulator(WalletHandlers, MarginHandlers):
+class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
     """Binance, as far as bots and ccxt can tell."""
 
     name = "binance"

@@ -65,6 +65,7 @@ class Account:
     free: dict[str, Decimal] = field(default_factory=dict)
     locked: dict[str, Decimal] = field(default_factory=dict)
     orders: dict[int, Order] = field(default_factory=dict)
+    algo_orders: dict[int, Any] = field(default_factory=dict)  # conditional orders by algoId (binance_algo.py)
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     leverage: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Decimal] = field(default_factory=dict)
@@ -222,6 +223,8 @@ class Account:
                 }
                 for o in self.orders.values()
             ],
+            "algo_orders": [{"algoId": o.algo_id, "symbol": o.symbol, "algoStatus": o.status}
+                            for o in self.algo_orders.values()],
             "withdrawals": list(self.withdrawals),
             "leverage": dict(self.leverage),
             "positions": {s: str(q) for s, q in self.positions.items()},

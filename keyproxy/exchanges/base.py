@@ -327,6 +327,8 @@ class Adapter(Protocol):
 
     def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]: ...
 
+    def id_per_market(self, order_id: str) -> bool: ...
+
     def cancelled_client_ids(self, req: OutboundRequest, status: int, body: bytes) -> tuple[str, ...]: ...
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
@@ -602,6 +604,11 @@ class AdapterHooks:
     # a stream event names the matching engine, not the market the order was placed in (Binance's
     # `executionReport` is a spot, margin or portfolio-margin order's): event market -> the markets it may be
     stream_markets: Mapping[str, tuple[str, ...]] = {}
+
+    def id_per_market(self, order_id: str) -> bool:
+        """Whether this order id (or client id) is recorded with its market and symbol (`order_ids_per_market`), or
+        for the account (Binance's algo orders: their ids are the account's, and a cancel names no symbol)."""
+        return self.order_ids_per_market
 
     def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
         """For an exchange whose cancel answers name no order (Kraken's `count`, Hyperliquid's statuses): the

@@ -59,6 +59,8 @@ from keyproxy.exchanges.binance_fills import (
     binance_stream_updates,
 )
 from keyproxy.exchanges.binance_facts import (
+    ALGO,
+    ALGO_ORDERS,
     binance_contract_sizes,
     binance_facts,
     binance_order_book_change,
@@ -368,6 +370,20 @@ class Binance(AdapterHooks):
 
     def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
         return binance_placed_ids(loads(body), "clientOrderId")
+
+    def id_per_market(self, order_id: str) -> bool:
+        return not order_id.startswith(ALGO)  # an algo order's ids are the account's (binance_facts.ALGO)
+
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
+        """An algo order's cancel answer names it by `algoId` (no `orderId`): the request's, or its client id."""
+        if req.path not in ALGO_ORDERS:
+            return (), False
+        params = dict(parse_qsl(req.query, keep_blank_values=True))
+        params.update(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
+        algo_id = params.get("algoId", "")
+        if algo_id.isascii() and algo_id.isdigit():
+            return (f"{ALGO}{int(algo_id)}",), False
+        return (), bool(params.get("clientAlgoId"))
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]:
         """A cancel-replace refused in part (409, or 400 with both halves failed) as the answer of what it did."""

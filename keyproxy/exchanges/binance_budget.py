@@ -69,6 +69,7 @@ _USDM_WEIGHTS = {
     "/fapi/v3/account": 5, "/fapi/v1/balance": 5, "/fapi/v2/balance": 5, "/fapi/v3/balance": 5,
     "/fapi/v1/positionRisk": 5, "/fapi/v2/positionRisk": 5, "/fapi/v3/positionRisk": 5, "/fapi/v1/trades": 5,
     "/fapi/v1/historicalTrades": 20, "/fapi/v1/aggTrades": 20, "/fapi/v1/income": 30, "/fapi/v1/batchOrders": 5,
+    "/fapi/v1/allAlgoOrders": 5,
 }
 # COIN-M futures (developers.binance.com/docs/derivatives/coin-margined-futures, each endpoint's "Request
 # Weight", as mirrored in github.com/rosssaunders/coincise docs/binance/coinm/endpoints/): allOrders and
@@ -78,7 +79,7 @@ _COINM_WEIGHTS = {
     "/dapi/v1/historicalTrades": 20, "/dapi/v1/aggTrades": 20, "/dapi/v1/income": 20, "/dapi/v1/batchOrders": 5,
 }
 # per endpoint (after its /fapi/ or /dapi/ and version): (weight with one symbol, without); both markets alike
-_FUTURES_BY_SYMBOL = {"openOrders": (1, 40), "ticker/24hr": (1, 40), "ticker/price": (1, 2),
+_FUTURES_BY_SYMBOL = {"openOrders": (1, 40), "openAlgoOrders": (1, 40), "ticker/24hr": (1, 40), "ticker/price": (1, 2),
                       "ticker/bookTicker": (2, 5)}
 _FUTURES_KLINES = frozenset({"klines", "continuousKlines", "indexPriceKlines", "markPriceKlines",
                              "premiumIndexKlines"})
@@ -222,6 +223,8 @@ def binance_costs(method: str, path: str, query: str, body: bytes | None = None)
     if path.startswith("/dapi/"):
         return ((COINM_WEIGHT, _futures_weight(method, path, p, _COINM_WEIGHTS)),)
     weight = ((FUTURES_WEIGHT, _futures_weight(method, path, p, _USDM_WEIGHTS)),)
+    if method == "POST" and path == "/fapi/v1/algoOrder":  # "0 on IP rate limit", 1 on each order count
+        return ((FUTURES_WEIGHT, 0), (FUTURES_ORDERS, 1), (FUTURES_ORDERS_MINUTE, 1))
     if method in ("POST", "PUT") and path in ("/fapi/v1/order", "/fapi/v1/batchOrders"):
         if path == "/fapi/v1/order":
             return (*weight, (FUTURES_ORDERS, 1), (FUTURES_ORDERS_MINUTE, 1))

@@ -37,13 +37,26 @@ _AMENDS = {"/fapi/v1/order", "/dapi/v1/order", "/papi/v1/um/order", "/papi/v1/cm
 # futures "Place Multiple Orders" (POST) and "Modify Multiple Orders" (PUT): `batchOrders` is a JSON list
 _BATCHES = {"/fapi/v1/batchOrders", "/dapi/v1/batchOrders"}
 MAX_BATCH = 5  # USD-M and COIN-M: "order list, max 5 orders"
-# cancels whose orders keyproxy cannot attribute (algo, conditional and order-list ids are not recorded, nor an
-# options batch's): judged as a cancel of every order of their symbol (refused while another bot's orders rest)
+# futures conditional orders (STOP, STOP_MARKET, TAKE_PROFIT(_MARKET), TRAILING_STOP_MARKET) since December 2025:
+# Binance's "Algo Service" ("New Algo Order"), answered with an `algoId` from an id space of its own, cancelled by
+# `algoId` or `clientAlgoId` (no symbol: the ids are the account's) and listed apart from other orders
+ALGO_ORDERS = frozenset({"/fapi/v1/algoOrder", "/dapi/v1/algoOrder", "/papi/v1/um/algo/order"})
+ALGO_LISTINGS = frozenset({"/fapi/v1/openAlgoOrders", "/dapi/v1/openAlgoOrders", "/papi/v1/um/algo/openAlgoOrders"})
+ALGO_CANCEL_ALL = frozenset({"/fapi/v1/algoOpenOrders", "/dapi/v1/algoOpenOrders", "/papi/v1/um/algo/allOpenOrders"})
+# how keyproxy writes an algo order's ids (`algo#<algoId>`, `algo#<clientAlgoId>`): never an order id or a client id
+# of the matching engine (`#` is in neither's alphabet), and recorded for the account, not per symbol
+ALGO = "algo#"
+# why keyproxy cannot follow an algo order's fills: the matching-engine order it becomes when triggered is named
+# by no answer to the bot's request (only later, as `actualOrderId`)
+ALGO_FILLS = ("a conditional order (Binance's Algo Service) executes as an order of its own when triggered, under an "
+              "id no answer to it names")
+# cancels whose orders keyproxy cannot attribute (conditional and order-list ids are not recorded, nor an options
+# batch's; algo orders cancelled all at once are not listed where the cancel-all check looks): judged as a cancel of
+# every order of their symbol (refused while another bot's orders rest)
 _UNNAMED_CANCELS = ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/margin/orderList",
-                    "/fapi/v1/algoOrder", "/fapi/v1/algoOpenOrders", "/papi/v1/um/conditional/order",
+                    *sorted(ALGO_CANCEL_ALL), "/papi/v1/um/conditional/order",
                     "/papi/v1/um/conditional/allOpenOrders", "/papi/v1/cm/conditional/order",
-                    "/papi/v1/cm/conditional/allOpenOrders", "/papi/v1/um/algo/order", "/papi/v1/um/algo/allOpenOrders",
-                    "/eapi/v1/batchOrders")
+                    "/papi/v1/cm/conditional/allOpenOrders", "/eapi/v1/batchOrders")
 # conditional and algo orders: no open-orders listing keyproxy reads shows them, nor does the positions book
 _UNLISTED_CANCELS = frozenset(p for p in _UNNAMED_CANCELS if "algo" in p.lower() or "conditional" in p)
 _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api/v3/orderList", "/fapi/v1/order",
@@ -53,7 +66,7 @@ _CANCELS = {("DELETE", p) for p in ("/api/v3/order", "/api/v3/openOrders", "/api
                                     "/papi/v1/cm/order", "/papi/v1/margin/order", "/eapi/v1/order",
                                     "/papi/v1/um/allOpenOrders", "/papi/v1/cm/allOpenOrders",
                                     "/papi/v1/margin/allOpenOrders", "/eapi/v1/allOpenOrders",
-                                    "/eapi/v1/allOpenOrdersByUnderlying", *_UNNAMED_CANCELS)}
+                                    "/eapi/v1/allOpenOrdersByUnderlying", *_UNNAMED_CANCELS, *ALGO_ORDERS)}
 _LEVERAGE = {"/fapi/v1/leverage", "/dapi/v1/leverage", "/papi/v1/um/leverage", "/papi/v1/cm/leverage"}
 _POSITION_MARGIN = {"/fapi/v1/positionMargin", "/dapi/v1/positionMargin"}  # type 1 adds margin, 2 takes it out
 # trade-class endpoints that change settings but place no order
@@ -139,6 +152,8 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
         return RequestFacts(action="withdraw", asset=(params.get("coin") or "").upper() or None,
                             address=params.get("address"), network=(params.get("network") or "").upper() or None,
                             amount=amount(params.get("amount")), memo=params.get("addressTag") or None)
+    if method == "POST" and path in ALGO_ORDERS:
+        return _algo_facts(path, params, symbol)
     if method == "POST" and path in _ORDER_PLACEMENT:
         facts = _order_facts(path, params, symbol)
         if path.endswith("/cancelReplace"):  # its cancel half names an order too
@@ -169,6 +184,12 @@ def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> Requ
     `origClientOrderId` (Binance checks both where both are given), a futures batch's `orderIdList` /
     `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or orders keyproxy cannot
     attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
+    if path in ALGO_ORDERS:  # one algo order, by its algoId or clientAlgoId (the account's ids: any symbol)
+        algo_id, client_id = params.get("algoId"), params.get("clientAlgoId")
+        if algo_id and (not algo_id.isascii() or not algo_id.isdigit() or len(algo_id) > 20):
+            raise BadRequest("algoId must be a number")
+        return RequestFacts(action="cancel", symbol=symbol, cancels=(f"{ALGO}{int(algo_id)}",) if algo_id else (),
+                            cancels_by_client=(f"{ALGO}{client_id}",) if client_id else ())  # both: checked both
     if path in _CANCEL_ALL or path in _UNNAMED_CANCELS:
         return RequestFacts(action="cancel", symbol=symbol, cancels_all=True,
                             cancels_unlisted=path in _UNLISTED_CANCELS)
@@ -298,6 +319,20 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         trigger_relative=trailing)
 
 
+def _algo_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
+    """A conditional order of the Algo Service, valued as the single order it becomes: its `triggerPrice` and
+    `activatePrice` are what `/fapi/v1/order` called `stopPrice` and `activationPrice` (those names mean nothing
+    here and are not read). An `algoType` other than CONDITIONAL (the only one documented) is not read. Its fills
+    are not followed (`fills_unfollowed`), so a bot whose limits need its position may not place one."""
+    if params.get("algoType") != "CONDITIONAL":
+        return RequestFacts(action=None, symbol=symbol)
+    named = {k: v for k, v in params.items() if k not in ("stopPrice", "activationPrice")}
+    for algo_name, order_name in (("triggerPrice", "stopPrice"), ("activatePrice", "activationPrice")):
+        if algo_name in params:
+            named[order_name] = params[algo_name]
+    return replace(_order_facts(path, named, symbol), fills_unfollowed=ALGO_FILLS)
+
+
 # where keyproxy asks for a market's last price (the price band's reference): spot and margin share spot's
 _TICKERS = {"spot": "/api/v3/ticker/price", "margin": "/api/v3/ticker/price", "isolated": "/api/v3/ticker/price",
             "papi-margin": "/api/v3/ticker/price",
@@ -358,9 +393,12 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
     except ValueError:
         doc = None
     if facts.action == "order" and (status == 408 or isinstance(doc, dict) and doc.get("code") in _UNKNOWN_FATE):
-        return OrderBookChange(opened=tuple(leg.scope for leg in facts.placed()))
+        algo = req.path in ALGO_ORDERS
+        return OrderBookChange(opened=tuple(algo_scope(leg.scope) if algo else leg.scope for leg in facts.placed()))
     if not 200 <= status < 300:
         return OrderBookChange()
+    if req.path in ALGO_ORDERS or req.path in ALGO_CANCEL_ALL or req.path in ALGO_LISTINGS:
+        return _algo_book_change(req, doc, facts)
     if facts.action == "order":
         if req.path.endswith("/cancelReplace") and isinstance(doc, dict):
             cancelled = (isinstance(doc.get("cancelResponse"), dict)
@@ -388,6 +426,38 @@ def binance_order_book_change(req: OutboundRequest, status: int, body: bytes,
         if symbol and whole_listing(req.query, _WHOLE_LISTING):
             scope = f"{binance_market(req.path, query.get('isIsolated'))}:{normalize_symbol(symbol)}"
             return OrderBookChange(counted=((scope, len(doc)),))
+    return OrderBookChange()
+
+
+_ALGO_CLOSED = ("CANCELED", "TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED", "EXPIRED")
+
+
+def algo_scope(scope: str) -> str:
+    """Where a bot's open algo orders are counted (`usdm-algo:BTCUSDT`): apart from its other orders of the
+    symbol, so a listing of those (which never shows an algo order) sets their count alone, and the reverse."""
+    market, _, symbol = scope.partition(":")
+    return f"{market}-algo:{symbol}"
+
+
+def _algo_book_change(req: OutboundRequest, doc: object, facts: RequestFacts) -> OrderBookChange:
+    """An algo order placed and left `NEW` (or unreadable: counted), one cancelled (`code` "200"), a symbol's
+    cancelled all at once, or the symbol's whole listing (`openAlgoOrders?symbol=`). Triggered, it is counted till
+    a listing or a cancel-all of its symbol says otherwise (the order it became is not followed)."""
+    scope = algo_scope(facts.scope if facts.action in ("order", "cancel") else "")
+    if facts.action == "order":
+        closed = isinstance(doc, dict) and ("code" in doc and "algoId" not in doc
+                                            or doc.get("algoStatus") in _ALGO_CLOSED)
+        return OrderBookChange() if closed else OrderBookChange(opened=(scope,))
+    confirmed = isinstance(doc, dict) and str(doc.get("code")) == "200"
+    if facts.action == "cancel" and req.path in ALGO_ORDERS:
+        return OrderBookChange(closed=(scope,) if confirmed else ())
+    if facts.action == "cancel" and facts.symbol:
+        return OrderBookChange(counted=((scope, 0),) if confirmed else ())
+    if req.method == "GET" and req.path in ALGO_LISTINGS and isinstance(doc, list):
+        query = dict(parse_qsl(req.query, keep_blank_values=True))
+        if query.get("symbol") and whole_listing(req.query, _WHOLE_LISTING):
+            market = market_of_path(req.path)
+            return OrderBookChange(counted=((f"{market}-algo:{normalize_symbol(query['symbol'])}", len(doc)),))
     return OrderBookChange()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from keyproxy.exchanges._fills import listed_verdicts, loads, qty
 from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, order_ids_in, published
-from keyproxy.exchanges.binance_facts import market_of_path
+from keyproxy.exchanges.binance_facts import ALGO, market_of_path
 from keyproxy.policy.model import normalize_symbol
 
 FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
@@ -156,6 +156,9 @@ def binance_placed_ids(doc: Any, key: str = "orderId") -> tuple[str, ...]:
         return leg_order_ids(doc, key)
     if isinstance(doc, dict) and ("newOrderResponse" in doc or "cancelResponse" in doc):  # "": nothing placed
         return leg_order_ids([doc.get("newOrderResponse")], key)
+    if isinstance(doc, dict) and "algoId" in doc and "orderId" not in doc:  # an algo order's (`ALGO` ids)
+        algo = order_ids_in({"id": doc.get("algoId" if key == "orderId" else "clientAlgoId")}, ("id",))
+        return tuple(ALGO + i for i in algo)
     return order_ids_in(doc, (key,))
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 from keyproxy.exchanges.base import RealKey
+from keyproxy.exchanges.binance_facts import ALGO, ALGO_LISTINGS
 
 Spec = tuple[str, str, str, bytes]
 MAX_PAGES = 50  # listing pages followed per market: a bound, not a expectation
@@ -87,11 +88,17 @@ class BinanceSweep:
               "isolated": "/sapi/v1/margin", "papi-um": "/papi/v1/um", "papi-cm": "/papi/v1/cm",
               "papi-margin": "/papi/v1/margin"}
     _ISOLATED = "isIsolated=TRUE"
+    # the futures markets' conditional orders (the Algo Service, binance_facts.ALGO_ORDERS): listed and cancelled
+    # apart, by algoId (weight 40 without a symbol)
+    _ALGO_LISTS = {"usdm": "/fapi/v1/openAlgoOrders", "coinm": "/dapi/v1/openAlgoOrders",
+                   "papi-um": "/papi/v1/um/algo/openAlgoOrders"}
+    _ALGO_CANCELS = {"usdm": "/fapi/v1/algoOrder", "coinm": "/dapi/v1/algoOrder", "papi-um": "/papi/v1/um/algo/order"}
 
     def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
         chosen = sorted((markets & set(self._PATHS)) - {"isolated"} | {"spot"})
         isolated = sorted(symbols.get("isolated", frozenset())) if "isolated" in markets else []
         return [("GET", self._PATHS[m] + "/openOrders", "", b"") for m in chosen] + \
+            [("GET", self._ALGO_LISTS[m], "", b"") for m in chosen if m in self._ALGO_LISTS] + \
             [("GET", "/sapi/v1/margin/openOrders", f"symbol={s}&{self._ISOLATED}", b"") for s in isolated]
 
     def _market(self, spec: Spec) -> str:
@@ -104,16 +111,22 @@ class BinanceSweep:
         if not 200 <= status < 300 or not isinstance(doc, list):
             raise ListingError(f"HTTP {status}: {_said(body)}")
         market = self._market(spec)
+        if spec[1] in ALGO_LISTINGS:
+            return [Resting(market, str(o["symbol"]), f"{ALGO}{o['algoId']}") for o in doc
+                    if isinstance(o, dict) and "symbol" in o and "algoId" in o], None
         return [Resting(market, str(o["symbol"]), str(o["orderId"])) for o in doc
                 if isinstance(o, dict) and "symbol" in o and "orderId" in o], None
 
     def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
-        return [(("DELETE", self._PATHS[o.market] + "/order", urlencode({"symbol": o.symbol, "orderId": o.order_id})
+        return [(("DELETE", self._ALGO_CANCELS[o.market], urlencode({"algoId": o.order_id.removeprefix(ALGO)}), b"")
+                 if o.order_id.startswith(ALGO) and o.market in self._ALGO_CANCELS else
+                 ("DELETE", self._PATHS[o.market] + "/order", urlencode({"symbol": o.symbol, "orderId": o.order_id})
                   + (f"&{self._ISOLATED}" if o.market == "isolated" else ""), b""), [o]) for o in orders]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
-        doc = _json_or_none(body)
-        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("status") == "CANCELED"
+        doc = _json_or_none(body)  # an algo order's cancel answers `"code": "200"`
+        ok = 200 <= status < 300 and isinstance(doc, dict) and (doc.get("status") == "CANCELED"
+                                                                or "algoId" in doc and str(doc.get("code")) == "200")
         return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
 
 

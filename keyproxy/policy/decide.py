@@ -532,6 +532,12 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
         return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
                     f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
+    unfollowed = next((leg.fills_unfollowed for leg in facts.placed() if leg.fills_unfollowed), None)
+    if unfollowed is not None and (positioned := _positioned(policy, account_limits)
+                                   or ("max_fills_per_minute" if policy.max_fills_per_minute is not None else None)):
+        return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS
+                    if positioned == "max_daily_loss" else DenyCode.UNDECIDED,  # reducing too
+                    f"{unfollowed}: keyproxy cannot follow its fills, so {positioned} could not hold")
     if untracked is not None and valued:
         # what they trade (a position-wide stop closes the account's whole position, every bot's share) is valued
         # nowhere and counted against no daily cap (session 27's review)

@@ -253,8 +253,8 @@ class OrderOwners:
         instance, and neither record says which is newer): a bot other than `bot` named by either is the answer."""
         if self._sequences is None:
             return None
-        owners = self._sequences.placed_owners(account, (placed_key(client_key(client_id),
-                                                                    scope if adapter.order_ids_per_market else None),),
+        keyed = adapter.id_per_market(client_id)
+        owners = self._sequences.placed_owners(account, (placed_key(client_key(client_id), scope if keyed else None),),
                                                strict=True)
         others = [o for o in owners if o != bot]
         return others[0] if others else (bot if bot in owners else None)
@@ -264,7 +264,7 @@ class OrderOwners:
         record's (any key form a version wrote); None for an order keyproxy never saw placed. The id as the bot
         wrote it first, then the forms an exchange may read as the same order (`id_forms`). `strict`: a fleet's
         record out of reach raises `OwnersUnknown` for an order this instance has no record of."""
-        keyed, forms = adapter.order_ids_per_market, id_forms(order_id)
+        keyed, forms = adapter.id_per_market(order_id), id_forms(order_id)
         for form in forms:
             if (held := self._book.find(account, form, scope, keyed)) is not None:
                 return held.bot
@@ -289,7 +289,7 @@ class OrderOwners:
         ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
-        scopes = [(legs[i] if per_leg else legs[0]).scope if adapter.order_ids_per_market else None
+        scopes = [(legs[i] if per_leg else legs[0]).scope if adapter.id_per_market(ids[i]) else None
                   for i in range(len(ids))]
         found = [(oid, scope) for oid, scope in zip(ids, scopes, strict=True) if oid and oid not in named]
         if new_only:  # every owner any instance recorded, under every key form a version wrote
@@ -311,7 +311,7 @@ class OrderOwners:
                                for i, cid in enumerate(client_ids))
         if client_ids and not new_only:  # the latest order placed under a client id is the one it names now
             cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
-                          if adapter.order_ids_per_market else None for i in range(len(client_ids))]
+                          if adapter.id_per_market(client_ids[i]) else None for i in range(len(client_ids))]
             keys += tuple(placed_key(client_key(cid), scope) for cid, scope in zip(client_ids, cid_scopes, strict=True)
                           if cid)
         if keys:

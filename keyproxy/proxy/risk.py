@@ -270,8 +270,10 @@ class RiskDesk:
             log.warning("an order answer named no order id keyproxy could read (the exchange refused it, or its "
                         "answer does not parse): nothing in it moves a position; reconciliation settles what it missed",
                         extra={"account": account, "exchange": adapter.name, "path": out.path})
-        # an order in a market whose fills are not read never enters the book: it could never end there
-        ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
+        # an order in a market whose fills are not read never enters the book: it could never end there (nor one
+        # whose fills come under another order's id: a Binance algo order's)
+        ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets and not legs[i].fills_unfollowed
+               else "" for i, oid in enumerate(ids)]
         if adapter.order_ids_per_market:
             ids = [book_id(oid, legs[i].scope) for i, oid in enumerate(ids)]
         for leg, oid in zip(legs, ids, strict=False):

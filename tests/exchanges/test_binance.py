@@ -513,8 +513,9 @@ def test_cancels_of_orders_keyproxy_cannot_attribute_are_judged_as_cancel_alls()
     """Session 19's review: an order list's cancel (by `orderListId`), algo and conditional cancels and an options
     batch cancel named no order keyproxy records, so any bot could cancel another's; a keepPriority amend was
     unread (action None: unchecked for a bot without limits). Now cancel-alls of their symbol, and an amend."""
-    for path in ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/margin/orderList", "/fapi/v1/algoOrder",
-                 "/fapi/v1/algoOpenOrders", "/papi/v1/um/conditional/order", "/papi/v1/um/algo/order",
+    # (one algo order's cancel names it by its algoId since session 29: test_an_algo_orders_ids_are_the_accounts...)
+    for path in ("/api/v3/orderList", "/sapi/v1/margin/orderList", "/papi/v1/margin/orderList",
+                 "/fapi/v1/algoOpenOrders", "/papi/v1/um/conditional/order", "/papi/v1/um/algo/allOpenOrders",
                  "/eapi/v1/batchOrders"):
         f = facts_of("DELETE", path, "symbol=BTCUSDT&orderListId=5&algoId=9")
         assert f.action == "cancel" and f.cancels_all, path
@@ -522,3 +523,67 @@ def test_cancels_of_orders_keyproxy_cannot_attribute_are_judged_as_cancel_alls()
         assert f.cancels_unlisted == ("algo" in path.lower() or "conditional" in path), path
     keep = facts_of("PUT", "/api/v3/order/amend/keepPriority", "symbol=BTCUSDT&orderId=0123&newQty=0.5")
     assert (keep.action, keep.order_id, keep.quantity, keep.scope) == ("amend", "123", Decimal("0.5"), "spot:BTCUSDT")
+
+
+def test_an_algo_order_is_read_as_the_order_it_becomes_under_the_algo_services_names() -> None:
+    """`POST /fapi/v1/algoOrder` (futures conditional orders since December 2025): `triggerPrice` and
+    `activatePrice` are its stop and activation prices (a `stopPrice` there means nothing to Binance and is not
+    read); closePosition is reduce-only; an algoType other than CONDITIONAL is not read."""
+    f = facts_of("POST", "/fapi/v1/algoOrder", body="algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP"
+                 "&quantity=0.5&price=18900&triggerPrice=19000&stopPrice=1&reduceOnly=true&clientAlgoId=a1")
+    assert (f.action, f.market, f.side, f.order_type, f.quantity, f.price, f.trigger_price, f.reduce_only) == (
+        "order", "usdm", "SELL", "STOP", Decimal("0.5"), Decimal("18900"), Decimal("19000"), True)
+    assert f.fills_unfollowed and f.scope == "usdm:BTCUSDT"
+    trailing = facts_of("POST", "/fapi/v1/algoOrder", body="algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY"
+                        "&type=TRAILING_STOP_MARKET&quantity=1&activatePrice=21000&callbackRate=1")
+    assert (trailing.trigger_price, trailing.trigger_relative, trailing.price) == (Decimal("21000"), True, None)
+    closes = facts_of("POST", "/fapi/v1/algoOrder", body="algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL"
+                      "&type=STOP_MARKET&closePosition=true&triggerPrice=19000")
+    assert closes.reduce_only and closes.quantity is None
+    assert facts_of("POST", "/fapi/v1/algoOrder", body="algoType=VP&symbol=BTCUSDT&side=SELL&quantity=1"
+                    ).action is None
+    assert facts_of("POST", "/papi/v1/um/algo/order", body="algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL"
+                    "&type=STOP_MARKET&quantity=1&triggerPrice=1").market == "papi-um"
+
+
+def test_an_algo_orders_ids_are_the_accounts_and_its_cancel_names_them() -> None:
+    from keyproxy.exchanges.base import OutboundRequest
+
+    answer = {"algoId": 1000000033225453, "clientAlgoId": "x-1", "algoStatus": "NEW", "orderType": "STOP_MARKET"}
+    body = json.dumps(answer).encode()
+    assert ADAPTER.placed_order_ids(200, body) == ("algo#1000000033225453",)
+    assert ADAPTER.placed_client_ids(200, body) == ("algo#x-1",)
+    assert not ADAPTER.id_per_market("algo#1000000033225453") and ADAPTER.id_per_market("88937381063")
+    cancel = facts_of("DELETE", "/fapi/v1/algoOrder", query="algoId=0001000000033225453&clientAlgoId=x-1")
+    assert (cancel.action, cancel.cancels, cancel.cancels_by_client, cancel.cancels_all) == (
+        "cancel", ("algo#1000000033225453",), ("algo#x-1",), False)
+    with pytest.raises(BadRequest, match="algoId"):
+        facts_of("DELETE", "/fapi/v1/algoOrder", query="algoId=1e3")
+    out = OutboundRequest("DELETE", "https://fapi.binance.com", "/fapi/v1/algoOrder", "algoId=0042", {}, b"")
+    assert ADAPTER.cancelled_ids(out) == (("algo#42",), False)
+    assert facts_of("DELETE", "/fapi/v1/algoOpenOrders", query="symbol=BTCUSDT").cancels_unlisted
+
+
+def test_open_algo_orders_are_counted_apart_from_the_symbols_other_orders() -> None:
+    """A listing of a symbol's orders never shows its algo orders (and the reverse): each sets its own count."""
+    from keyproxy.exchanges.base import OrderBookChange, OutboundRequest
+
+    def change(method: str, path: str, query: str, body: str, answer: object, status: int = 200) -> OrderBookChange:
+        facts = facts_of(method, path, query=query, body=body)
+        out = OutboundRequest(method, "https://fapi.binance.com", path, query, {}, body.encode())
+        return ADAPTER.order_book_change(out, status, json.dumps(answer).encode(), facts)
+
+    place = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=1&triggerPrice=1"
+    assert change("POST", "/fapi/v1/algoOrder", "", place, {"algoId": 1, "algoStatus": "NEW"}).opened == (
+        "usdm-algo:BTCUSDT",)
+    assert change("POST", "/fapi/v1/algoOrder", "", place, {"algoId": 1, "algoStatus": "REJECTED"}).opened == ()
+    assert change("POST", "/fapi/v1/algoOrder", "", place, {"code": -1006, "msg": "?"}, 500).opened == (
+        "usdm-algo:BTCUSDT",)  # its fate unknown: counted
+    assert change("DELETE", "/fapi/v1/algoOrder", "algoId=1", "", {"algoId": 1, "code": "200", "msg": "success"}
+                  ).closed == ("usdm-algo:*",)
+    assert change("DELETE", "/fapi/v1/algoOrder", "algoId=1", "", {"code": -2011, "msg": "Unknown"}).closed == ()
+    assert change("DELETE", "/fapi/v1/algoOpenOrders", "symbol=BTCUSDT", "", {"code": 200, "msg": "done"}
+                  ).counted == (("usdm-algo:BTCUSDT", 0),)
+    assert change("GET", "/fapi/v1/openAlgoOrders", "symbol=BTCUSDT", "", [{"algoId": 1}, {"algoId": 2}]
+                  ).counted == (("usdm-algo:BTCUSDT", 2),)
+    assert change("GET", "/fapi/v1/openAlgoOrders", "symbol=BTCUSDT&algoId=1", "", []).counted == ()  # filtered

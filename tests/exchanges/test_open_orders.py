@@ -288,3 +288,18 @@ def test_a_bot_flooding_the_record_pushes_out_only_its_own_records(tmp_path: Pat
     assert len(flood) == MAX_PLACED_ORDERS - 50 and all(f"g{i}" in kept for i in range(PRUNE_EVERY))  # its oldest
     assert store.placed_owner("acct", (victim[0],)) == "victim"
     store.close()
+
+
+def test_binance_lists_and_cancels_a_futures_markets_algo_orders_by_their_algo_id() -> None:
+    sweep = SWEEPS["binance"]
+    specs = sweep.listings(frozenset({"usdm", "spot"}), None, {})  # type: ignore[arg-type]
+    assert ("GET", "/fapi/v1/openAlgoOrders", "", b"") in specs and ("GET", "/fapi/v1/openOrders", "", b"") in specs
+    assert not any("Algo" in s[1] for s in sweep.listings(frozenset({"spot"}), None, {}))  # type: ignore[arg-type]
+    answer = json.dumps([{"algoId": 7, "symbol": "BTCUSDT", "algoStatus": "NEW"}]).encode()
+    found, more = sweep.resting(("GET", "/fapi/v1/openAlgoOrders", "", b""), 200, answer)
+    assert (found, more) == ([Resting("usdm", "BTCUSDT", "algo#7")], None)
+    [(spec, orders)] = sweep.cancels(found, {})
+    assert spec == ("DELETE", "/fapi/v1/algoOrder", "algoId=7", b"") and orders == found
+    ok = json.dumps({"algoId": 7, "clientAlgoId": "c", "code": "200", "msg": "success"}).encode()
+    assert sweep.cancelled(found, 200, ok) == {"algo#7": None}
+    assert sweep.cancelled(found, 400, b'{"code": -2011, "msg": "Unknown order sent."}')["algo#7"]

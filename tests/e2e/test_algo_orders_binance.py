@@ -1,0 +1,137 @@
+"""Binance futures conditional orders (the Algo Service, `POST /fapi/v1/algoOrder`) through keyproxy.
+
+Since December 2025 ccxt sends every futures stop, take-profit and trailing order there (and freqtrade's stoploss on
+exchange with it). keyproxy reads them as the orders they become: valued by their trigger, counted under
+max_open_orders, attributed to the bot by their algoId and client id (the account's ids: a cancel names no symbol),
+cancelled only by their owner and swept by a halt; refused to a bot whose position or loss limits would need their
+fills, which keyproxy does not follow yet. Unmodified ccxt against the emulator, and raw signed requests for what
+ccxt would not send.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import ccxt
+import pytest
+
+from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
+from tests.e2e.conftest import call, hmac_sign, now_ms
+
+SYMBOL = "BTC/USDT:USDT"
+STOP = {"stopLossPrice": 19000, "reduceOnly": True}  # what freqtrade's stoploss sends, in ccxt's words
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("algo-binance"))
+    key = new_real_key(permissions={"enableReading": True, "enableFutures": True})
+    try:
+        stack.start_emulator([key])
+        stack.init()
+        stack.add_account("main", key)
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.close()
+
+
+def futures(creds: dict) -> ccxt.binance:  # type: ignore[type-arg]
+    ex = point_ccxt_at(ccxt.binance({"apiKey": creds["api_key"], "secret": creds["secret"]}), creds["base_url"])
+    ex.load_markets()
+    return ex
+
+
+def send(dev: DevStack, creds: dict, method: str, path: str, params: str) -> tuple[int, dict, list]:  # type: ignore[type-arg]
+    start = len(dev.journal())
+    ans = call(creds["base_url"], method, path, body=hmac_sign(creds["secret"], f"{params}&timestamp={now_ms()}"),
+               headers={"X-MBX-APIKEY": creds["api_key"]})
+    return ans.status, ans.body, [e for e in dev.journal()[start:] if e["path"] == path]
+
+
+def algo_status(dev: DevStack, algo_id: str) -> str:
+    with urllib.request.urlopen(f"{dev.emulator_url}/_emulator/state", timeout=10) as r:
+        state = json.loads(r.read())  # the emulator's own view
+    for account in state["binance"].values():
+        for order in account.get("algo_orders", []):
+            if str(order["algoId"]) == algo_id:
+                return str(order["algoStatus"])
+    raise AssertionError(f"no algo order {algo_id}")
+
+
+def refused(action: object, code: str) -> None:
+    with pytest.raises(ccxt.BaseError) as err:
+        action()  # type: ignore[operator]
+    assert code in str(err.value), err.value
+
+
+def test_ccxts_stop_orders_are_valued_counted_and_cancelled_by_their_owner(dev: DevStack) -> None:
+    creds = dev.add_bot("stops", "main", "read,trade", "--set", "symbols=BTC/USDT", "--set",
+                        "max_order_notional=5000", "--set", "max_open_orders=2")
+    ex = futures(creds)
+    start = len(dev.journal())
+    first = ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP)
+    sent = [e for e in dev.journal()[start:] if e["method"] == "POST"]
+    assert [(e["path"], e["signature_verified"], e["status"]) for e in sent] == [("/fapi/v1/algoOrder", True, 200)]
+    assert "triggerPrice=19000" in sent[0]["body"] and "clientAlgoId=" in sent[0]["body"]
+    # valued at its trigger: 1 BTC stopped at 19,000 is over the 5,000 cap, and nothing is sent
+    start = len(dev.journal())
+    refused(lambda: ex.create_order(SYMBOL, "market", "sell", 1, None, STOP), "notional_exceeded")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/algoOrder", "algoType=CONDITIONAL&symbol=ETHUSDT"
+                                 "&side=SELL&type=STOP_MARKET&quantity=0.01&triggerPrice=1000&reduceOnly=true")
+    assert (status, body.get("error"), arrived) == (403, "symbol_denied", []), body
+    second = ex.create_order(SYMBOL, "limit", "sell", 0.01, 18900, {"stopLossPrice": 19000, "reduceOnly": True})
+    refused(lambda: ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP), "open_orders_exceeded")
+    assert [e["path"] for e in dev.journal()[start:] if e["method"] == "POST"] == ["/fapi/v1/algoOrder"]
+    ex.cancel_order(first["id"], SYMBOL, {"trigger": True})  # the owner's cancel passes and frees its place
+    assert algo_status(dev, first["id"]) == "CANCELED"
+    third = ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP)
+    for placed in (second, third):
+        ex.cancel_order(placed["id"], SYMBOL, {"trigger": True})
+
+
+def test_another_bot_cannot_cancel_a_stop_by_its_algo_id_or_client_id_whatever_symbol_it_names(
+        dev: DevStack) -> None:
+    """An algo order's ids are the account's and Binance's cancel reads no symbol: naming another symbol than the
+    stop's must not make it look like nobody's."""
+    owner = futures(dev.add_bot("stop-owner", "main", "read,trade"))
+    placed = owner.create_order(SYMBOL, "market", "sell", 0.01, None, {**STOP, "clientOrderId": "owner-stop-1"})
+    other = dev.add_bot("stop-thief", "main", "read,trade")
+    for params in (f"algoId={placed['id']}&symbol=ETHUSDT", f"algoId={placed['id']}", f"algoId=000{placed['id']}",
+                   "clientAlgoId=owner-stop-1&symbol=ETHUSDT", "clientAlgoId=owner-stop-1"):
+        status, body, arrived = send(dev, other, "DELETE", "/fapi/v1/algoOrder", params)
+        assert (status, body.get("error"), arrived) == (403, "policy_denied", []), (params, body)
+    assert algo_status(dev, placed["id"]) == "NEW"
+    owner.cancel_order(placed["id"], SYMBOL, {"trigger": True})
+
+
+def test_a_bot_whose_limits_need_its_position_may_not_place_one(dev: DevStack) -> None:
+    """Triggered, an algo order becomes an order under an id no answer to the bot names: its fills would pass
+    max_position and max_daily_loss unseen, so a bot bound by them is refused (reduce-only ones too)."""
+    for name, limit in (("stop-capped", "max_position=0.1"), ("stop-loss-limited", "max_daily_loss=100")):
+        ex = futures(dev.add_bot(name, "main", "read,trade", "--set", limit))
+        start = len(dev.journal())
+        refused(lambda ex=ex: ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP), "cannot follow its fills")
+        assert [e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/algoOrder"] == []
+
+
+def test_an_algo_type_keyproxy_does_not_read_is_refused_to_a_bounded_bot(dev: DevStack) -> None:
+    creds = dev.add_bot("stop-odd", "main", "read,trade", "--set", "max_order_notional=5000")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/algoOrder",
+                                 "algoType=VP&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=1&triggerPrice=19000")
+    assert (status, body.get("error"), arrived) == (403, "notional_unknown", []), body
+
+
+def test_a_halt_sweeps_the_bots_stops_and_leaves_the_other_bots(dev: DevStack) -> None:
+    halted = futures(dev.add_bot("stop-halted", "main", "read,trade"))
+    kept = futures(dev.add_bot("stop-kept", "main", "read,trade"))
+    mine = [halted.create_order(SYMBOL, "market", "sell", 0.01, None, STOP)["id"] for _ in range(2)]
+    theirs = kept.create_order(SYMBOL, "market", "sell", 0.01, None, STOP)["id"]
+    done = json.loads(dev.cli("halt", "--bot", "stop-halted", "--cancel-orders", "--json", "--reason", "test").stdout)
+    swept = {o["order_id"] for entry in done["accounts"] for o in entry["cancelled"]}
+    assert swept == {f"algo#{i}" for i in mine}, done
+    assert [algo_status(dev, i) for i in mine] == ["CANCELED", "CANCELED"]
+    assert algo_status(dev, theirs) == "NEW"
+    kept.cancel_order(theirs, SYMBOL, {"trigger": True})
