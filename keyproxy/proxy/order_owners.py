@@ -13,6 +13,7 @@ order's owner from the record: `NeedResting` sends the edge to list them (market
 from __future__ import annotations
 
 import collections
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, pla
 
 OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)
 LISTING_REUSE_MS = 2_000  # a listing decides the cancel-alls of this long after it, while no order changes
+MAX_LISTED = 1000  # orders of one listing looked up for their owner (order_ids_in reads 1000 at most)
 
 
 class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
@@ -84,6 +86,10 @@ class OrderOwners:
             if change.closed else 0
         for scope in change.closed[others:]:
             self._usage.change_open_orders(bot, scope, -1)
+        if len(change.counted) == 1:  # one scope's listing: the account's orders there, other bots' too
+            scope, count = change.counted[0]
+            change = replace(change, counted=((scope, max(0, count - self._listed_others(account, adapter, bot,
+                                                                                          scope, body))),))
         for scope, count in change.counted:
             if late is None:  # more opens since than are remembered: the listing may only raise the count
                 count = max(count, self._usage.scope_open_orders(bot, scope))
@@ -94,6 +100,21 @@ class OrderOwners:
         for opened in late or ():  # reset with its market, listed under no scope of the answer
             if opened not in counted and opened.partition(":")[0] in change.reset:
                 self._usage.change_open_orders(bot, opened, +1)
+
+    def _listed_others(self, account: str, adapter: Adapter, bot: str, scope: str, body: bytes) -> int:
+        """How many of the orders a listing of `scope` shows this instance knows to be another bot's (the book's,
+        else its attribution record): a listing is the account's, and another bot's orders there take no place
+        under this bot's `max_open_orders`. An order of no known owner stays counted (it may be the bot's)."""
+        if not adapter.order_id_keys or self._sequences is None:
+            return 0
+        others = 0
+        for oid in order_ids_in(loads(body), adapter.order_id_keys)[:MAX_LISTED]:
+            keyed = adapter.id_per_market(oid)
+            held = self._book.find(account, oid, scope, keyed)
+            owner = held.bot if held is not None else self._sequences.local_owner(
+                account, placed_keys(oid, scope if keyed else None))
+            others += owner is not None and owner != bot
+        return others
 
     def opens_mark(self, bot: str) -> int:
         """How many of the bot's orders were learned open so far (`track_open_orders`'s `mark`)."""

@@ -160,6 +160,23 @@ def test_open_order_cap_counts_resting_orders_and_cancels(limited: DevStack) -> 
         ex.cancel_order(o["id"], "BTC/USDT")
 
 
+def test_a_listing_of_the_accounts_orders_counts_only_the_bots_own_and_the_unknown(limited: DevStack) -> None:
+    """A bot's open-orders listing shows the whole account's orders of the symbol: another bot's two resting orders
+    set this bot's count to two (it was then refused with nothing open); an order of no known owner still counts."""
+    other = bot(limited, "lister-neighbour")
+    theirs = [other.create_order("BTC/USDT", "limit", "buy", 0.001, 20000 + i)["id"] for i in range(2)]
+    ex = bot(limited, "lister", "max_open_orders=2")
+    mine = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20010)
+    assert len(ex.fetch_open_orders("BTC/USDT")) >= 3  # sets its count: its own one, not the neighbour's two
+    second = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20011)
+    refused(limited, lambda: ex.create_order("BTC/USDT", "limit", "buy", 0.001, 20012), "open_orders_exceeded",
+            ccxt.InvalidOrder)
+    for o in (mine, second):
+        ex.cancel_order(o["id"], "BTC/USDT")
+    for oid in theirs:
+        other.cancel_order(oid, "BTC/USDT")
+
+
 def test_concurrent_orders_cannot_all_pass_the_open_order_cap(limited: DevStack) -> None:
     """A compromised bot firing many orders at once: each counts as open from the moment it is sent until
     its answer is read, so with max_open_orders = 2 at most two of twelve simultaneous orders go through."""
