@@ -433,17 +433,18 @@ _ALGO_CLOSED = ("CANCELED", "TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED", "
 
 
 def algo_scope(scope: str) -> str:
-    """Where a bot's open algo orders are counted (`usdm-algo:BTCUSDT`): apart from its other orders of the
-    symbol, so a listing of those (which never shows an algo order) sets their count alone, and the reverse."""
-    market, _, symbol = scope.partition(":")
-    return f"{market}-algo:{symbol}"
+    """Where a bot's open algo orders are counted (`usdm-algo:*`): apart from its other orders, so a listing of those
+    (which never shows an algo order) sets their count alone, and per market, not per symbol: a cancel names an algo
+    order by id alone, so the symbol it was placed in is not known there (session 29's review: freed in the symbol
+    a cancel named, a bot's count fell while its orders rested elsewhere)."""
+    return f"{scope.partition(':')[0]}-algo:*"
 
 
 def _algo_book_change(req: OutboundRequest, doc: object, facts: RequestFacts) -> OrderBookChange:
-    """An algo order placed and left `NEW` (or unreadable: counted), one cancelled (`code` "200"), a symbol's
-    cancelled all at once, or the symbol's whole listing (`openAlgoOrders?symbol=`). Triggered, it is counted till
-    a listing or a cancel-all of its symbol says otherwise (the order it became is not followed)."""
-    scope = algo_scope(facts.scope if facts.action in ("order", "cancel") else "")
+    """An algo order placed and left `NEW` (or unreadable: counted), one cancelled (`code` "200"), or the market's
+    whole listing (`openAlgoOrders` with no symbol: one symbol's listing, or a symbol's cancel-all, sets nothing, as
+    the count is the market's). Triggered, an order is counted till such a listing says otherwise."""
+    scope = algo_scope(f"{market_of_path(req.path)}:")
     if facts.action == "order":
         closed = isinstance(doc, dict) and ("code" in doc and "algoId" not in doc
                                             or doc.get("algoStatus") in _ALGO_CLOSED)
@@ -451,13 +452,9 @@ def _algo_book_change(req: OutboundRequest, doc: object, facts: RequestFacts) ->
     confirmed = isinstance(doc, dict) and str(doc.get("code")) == "200"
     if facts.action == "cancel" and req.path in ALGO_ORDERS:
         return OrderBookChange(closed=(scope,) if confirmed else ())
-    if facts.action == "cancel" and facts.symbol:
-        return OrderBookChange(counted=((scope, 0),) if confirmed else ())
-    if req.method == "GET" and req.path in ALGO_LISTINGS and isinstance(doc, list):
-        query = dict(parse_qsl(req.query, keep_blank_values=True))
-        if query.get("symbol") and whole_listing(req.query, _WHOLE_LISTING):
-            market = market_of_path(req.path)
-            return OrderBookChange(counted=((f"{market}-algo:{normalize_symbol(query['symbol'])}", len(doc)),))
+    if req.method == "GET" and req.path in ALGO_LISTINGS and isinstance(doc, list) \
+            and whole_listing(req.query, _WHOLE_LISTING - {"symbol", "isIsolated"}):
+        return OrderBookChange(counted=((scope, len(doc)),))
     return OrderBookChange()
 
 

@@ -90,8 +90,7 @@ class BinanceSweep:
     _ISOLATED = "isIsolated=TRUE"
     # the futures markets' conditional orders (the Algo Service, binance_facts.ALGO_ORDERS): listed and cancelled
     # apart, by algoId (weight 40 without a symbol)
-    _ALGO_LISTS = {"usdm": "/fapi/v1/openAlgoOrders", "coinm": "/dapi/v1/openAlgoOrders",
-                   "papi-um": "/papi/v1/um/algo/openAlgoOrders"}
+    _ALGO_LISTS = {"usdm": "/fapi/v1/openAlgoOrders", "papi-um": "/papi/v1/um/algo/openAlgoOrders"}  # documented
     _ALGO_CANCELS = {"usdm": "/fapi/v1/algoOrder", "coinm": "/dapi/v1/algoOrder", "papi-um": "/papi/v1/um/algo/order"}
 
     def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:

@@ -565,7 +565,9 @@ def test_an_algo_orders_ids_are_the_accounts_and_its_cancel_names_them() -> None
 
 
 def test_open_algo_orders_are_counted_apart_from_the_symbols_other_orders() -> None:
-    """A listing of a symbol's orders never shows its algo orders (and the reverse): each sets its own count."""
+    """A listing of a symbol's orders never shows its algo orders (and the reverse): each sets its own count. Algo
+    orders are counted per market (`usdm-algo:*`): a cancel names one by id alone, so only the market's whole listing
+    sets their count (a symbol's listing or cancel-all sets nothing)."""
     from keyproxy.exchanges.base import OrderBookChange, OutboundRequest
 
     def change(method: str, path: str, query: str, body: str, answer: object, status: int = 200) -> OrderBookChange:
@@ -575,15 +577,17 @@ def test_open_algo_orders_are_counted_apart_from_the_symbols_other_orders() -> N
 
     place = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=1&triggerPrice=1"
     assert change("POST", "/fapi/v1/algoOrder", "", place, {"algoId": 1, "algoStatus": "NEW"}).opened == (
-        "usdm-algo:BTCUSDT",)
+        "usdm-algo:*",)
     assert change("POST", "/fapi/v1/algoOrder", "", place, {"algoId": 1, "algoStatus": "REJECTED"}).opened == ()
     assert change("POST", "/fapi/v1/algoOrder", "", place, {"code": -1006, "msg": "?"}, 500).opened == (
-        "usdm-algo:BTCUSDT",)  # its fate unknown: counted
-    assert change("DELETE", "/fapi/v1/algoOrder", "algoId=1", "", {"algoId": 1, "code": "200", "msg": "success"}
-                  ).closed == ("usdm-algo:*",)
+        "usdm-algo:*",)  # its fate unknown: counted
+    for named in ("algoId=1", "algoId=1&symbol=ETHUSDT"):  # the symbol a cancel names is not where it frees
+        assert change("DELETE", "/fapi/v1/algoOrder", named, "", {"algoId": 1, "code": "200", "msg": "success"}
+                      ).closed == ("usdm-algo:*",)
     assert change("DELETE", "/fapi/v1/algoOrder", "algoId=1", "", {"code": -2011, "msg": "Unknown"}).closed == ()
     assert change("DELETE", "/fapi/v1/algoOpenOrders", "symbol=BTCUSDT", "", {"code": 200, "msg": "done"}
-                  ).counted == (("usdm-algo:BTCUSDT", 0),)
-    assert change("GET", "/fapi/v1/openAlgoOrders", "symbol=BTCUSDT", "", [{"algoId": 1}, {"algoId": 2}]
-                  ).counted == (("usdm-algo:BTCUSDT", 2),)
-    assert change("GET", "/fapi/v1/openAlgoOrders", "symbol=BTCUSDT&algoId=1", "", []).counted == ()  # filtered
+                  ) == OrderBookChange()
+    assert change("GET", "/fapi/v1/openAlgoOrders", "", "", [{"algoId": 1}, {"algoId": 2}]).counted == (
+        ("usdm-algo:*", 2),)
+    for query in ("symbol=BTCUSDT", "symbol=btc-usdt", "algoId=1", "algoType=X"):  # part of the market's: nothing
+        assert change("GET", "/fapi/v1/openAlgoOrders", query, "", []).counted == (), query
