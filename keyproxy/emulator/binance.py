@@ -197,6 +197,10 @@ class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
                     path = {"spot": "/api/v3/order", "fapi": "/fapi/v1/order", "dapi": "/dapi/v1/order"}[venue]
                     doc = spot_order(order, "query", None, None) if venue == "spot" else futures_order(order, True)
                     self._order_events(("POST", path), account, doc, now)
+        if venue != "spot":  # conditional orders the new price triggers (binance_algo.py)
+            accounts = list({id(a): a for a in self.accounts.values()}.values())
+            for account, order in self.trigger_algo_orders(accounts, venue, symbol, price, now):
+                self._order_events(("POST", f"/{venue}/v1/order"), account, futures_order(order, True), now)
         return filled
 
     def _order_events(self, route_key: tuple[str, str], account: Any, result: Any, now: int) -> None:

@@ -19,7 +19,7 @@ from keyproxy.emulator.binance_auth import BinanceError, mandatory_missing
 from keyproxy.emulator.binance_data import MARKETS, fmt
 from keyproxy.emulator.binance_orders import decimal_param
 from keyproxy.emulator.binance_routes import Call
-from keyproxy.emulator.binance_state import new_client_order_id
+from keyproxy.emulator.binance_state import Order, new_client_order_id
 
 TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET")
 _LIMIT_TYPES = ("STOP", "TAKE_PROFIT")
@@ -41,6 +41,15 @@ class AlgoOrder:
     time: int
     status: str = "NEW"
     update_time: int = 0
+    actual_order_id: int | None = None  # the order it became when triggered
+
+    def triggers_at(self, price: Decimal) -> bool:
+        """STOP / STOP_MARKET: a buy when the price reaches the trigger or above, a sell at or below;
+        TAKE_PROFIT(_MARKET) the other way round ("New Algo Order": trigger rules). Trailing stops never do here."""
+        if self.status != "NEW" or self.trigger_price is None or self.order_type == "TRAILING_STOP_MARKET":
+            return False
+        rising = (self.side == "BUY") == self.order_type.startswith("STOP")
+        return price >= self.trigger_price if rising else price <= self.trigger_price
 
     def doc(self, query: bool = False) -> dict[str, Any]:
         """The answer's shape: `orderType` (not `type`), `quantity` (not `origQty`), no fills; a query's adds the
@@ -62,7 +71,7 @@ class AlgoOrder:
             "createTime": self.time, "updateTime": self.update_time or self.time, "triggerTime": 0, "goodTillDate": 0,
         }
         if query:
-            doc.update({"actualOrderId": "", "actualPrice": "0.00000"})
+            doc.update({"actualOrderId": str(self.actual_order_id or ""), "actualPrice": "0.00000"})
         return doc
 
 
@@ -112,6 +121,36 @@ class AlgoOrders:
         book[algo_id] = order
         return order.doc()
 
+    def trigger_algo_orders(self, accounts: list[Any], venue: str, symbol: str, price: Decimal, now: int
+                            ) -> list[Any]:
+        """The algo orders a new last price triggers, each placed as the order it becomes (a market order, or a
+        GTC limit at its price for STOP / TAKE_PROFIT): `TRIGGERED` while that order rests, `FINISHED` once it is
+        done, naming it in `actualOrderId`. Returns (account, order) of the orders placed."""
+        placed = []
+        for account in accounts:
+            for algo in list(account.algo_orders.values()):
+                if algo.venue != venue or algo.symbol != symbol or not algo.triggers_at(price):
+                    continue
+                if algo.quantity is None:  # closePosition: the position's size (none: nothing to close)
+                    size = abs(account.positions.get(symbol, Decimal(0)))
+                    if not size:
+                        algo.status, algo.update_time = "EXPIRED", now
+                        continue
+                else:
+                    size = algo.quantity
+                limit = algo.order_type in _LIMIT_TYPES and algo.price is not None
+                order = Order(market=MARKETS[venue][symbol], order_id=self._new_order_id(),  # type: ignore[attr-defined]
+                              client_order_id=algo.client_algo_id, side=algo.side, type="LIMIT" if limit else "MARKET",
+                              time_in_force="GTC", price=algo.price if limit and algo.price else Decimal(0),
+                              orig_qty=size, time=now)
+                order.extra = {"reduceOnly": algo.params.get("reduceOnly", "false").lower() == "true",
+                               "positionSide": algo.params.get("positionSide", "BOTH")}
+                account.place(order, now)
+                algo.actual_order_id, algo.update_time = order.order_id, now
+                algo.status = "TRIGGERED" if order.is_open else "FINISHED"
+                placed.append((account, order))
+        return placed
+
     def _algo_find(self, call: Call) -> AlgoOrder:
         algo_id, client_id = call.params.get("algoId"), call.params.get("clientAlgoId")
         if not algo_id and not client_id:
@@ -139,6 +178,15 @@ class AlgoOrders:
         symbol = call.params.get("symbol")
         return [o.doc(query=True) for o in self._algo_book(call).values()
                 if o.status == "NEW" and o.venue == call.venue and (not symbol or o.symbol == symbol)]
+
+    def algo_all(self, call: Call) -> list[dict[str, Any]]:
+        """"Query All Algo Orders": a symbol's (required), any status, from `startTime` (7 days at most)."""
+        symbol = call.params.get("symbol")
+        if not symbol:
+            raise mandatory_missing("symbol")
+        since = int(call.params.get("startTime") or call.now - 7 * 86_400_000)
+        return [o.doc(query=True) for o in self._algo_book(call).values()
+                if o.venue == call.venue and o.symbol == symbol and o.time >= since][:1000]
 
     def algo_cancel_all(self, call: Call) -> dict[str, Any]:
         symbol = call.params.get("symbol")

@@ -83,6 +83,7 @@ def _routes() -> dict[tuple[str, str], Route]:
     add("DELETE", algo, "SIGNED", FUT_TRADE, "algo_cancel")
     add("GET", algo, "SIGNED", READ, "algo_query")
     add("GET", ("/fapi/v1/openAlgoOrders", "/dapi/v1/openAlgoOrders"), "SIGNED", READ, "algo_open")
+    add("GET", ("/fapi/v1/allAlgoOrders", "/dapi/v1/allAlgoOrders"), "SIGNED", READ, "algo_all")
     add("DELETE", ("/fapi/v1/algoOpenOrders", "/dapi/v1/algoOpenOrders"), "SIGNED", FUT_TRADE, "algo_cancel_all")
     # USD-M user data stream: USER_STREAM security (API key only; ccxt signs it anyway)
     add("POST", ("/fapi/v1/listenKey",), "MARKET_DATA", None, "listen_key_start")

@@ -185,11 +185,14 @@ class OrderUpdate:
     filled: Decimal  # executed so far
     filled_quote: Decimal  # quote currency paid or received so far
     final: bool  # filled, cancelled, expired or rejected: it rests no longer
+    # the exchange id of the order this one became when triggered (a Binance algo order's `actualOrderId`): the
+    # placing bot's, followed in the book from then on
+    spawned: str = ""
 
     def with_order_id(self, order_id: str) -> OrderUpdate:
         """The same update under another id (the book's key for it), without dataclasses.replace's cost."""
         return OrderUpdate(order_id, self.scope, self.side, self.price, self.quantity, self.filled,
-                           self.filled_quote, self.final)
+                           self.filled_quote, self.final, self.spawned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +332,8 @@ class Adapter(Protocol):
 
     def id_per_market(self, order_id: str) -> bool: ...
 
+    def client_id_forms(self, client_id: str) -> tuple[str, ...]: ...
+
     def cancelled_client_ids(self, req: OutboundRequest, status: int, body: bytes) -> tuple[str, ...]: ...
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]: ...
@@ -336,6 +341,8 @@ class Adapter(Protocol):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None: ...
+
+    def conditional_reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None: ...
 
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None: ...
 
@@ -572,6 +579,11 @@ class AdapterHooks:
         public identity when `reconciles_by_owner` (Hyperliquid's master address). None: not offered."""
         return None
 
+    def conditional_reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        """The same for the scope's conditional orders where the exchange lists them apart (Binance's algo orders:
+        `allAlgoOrders`, whose answer names the order each became once triggered). None: not offered."""
+        return None
+
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
         """A signed read of one order by the exchange's id (its answer read by `order_updates`): the risk watch
         asks it of an order its reconciliation page did not show, since a page of the newest finished orders can
@@ -604,6 +616,11 @@ class AdapterHooks:
     # a stream event names the matching engine, not the market the order was placed in (Binance's
     # `executionReport` is a spot, margin or portfolio-margin order's): event market -> the markets it may be
     stream_markets: Mapping[str, tuple[str, ...]] = {}
+
+    def client_id_forms(self, client_id: str) -> tuple[str, ...]:
+        """The client ids that name the same order at the exchange as `client_id` (Binance: an algo order's
+        `clientAlgoId` is also the client id of the order it becomes): a bot may use none another bot holds."""
+        return (client_id,)
 
     def id_per_market(self, order_id: str) -> bool:
         """Whether this order id (or client id) is recorded with its market and symbol (`order_ids_per_market`), or

@@ -49,6 +49,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GROUPS
 from keyproxy.exchanges.binance_fills import (
+    binance_algo_reconcile_request,
     READ_MARKETS,
     STREAM_MARKETS,
     binance_amend_verdicts,
@@ -371,6 +372,10 @@ class Binance(AdapterHooks):
     def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
         return binance_placed_ids(loads(body), "clientOrderId")
 
+    def client_id_forms(self, client_id: str) -> tuple[str, ...]:
+        plain = client_id.removeprefix(ALGO)  # an algo order's client id is its triggered order's too
+        return (client_id, plain) if client_id.startswith(ALGO) else (client_id, ALGO + client_id)
+
     def id_per_market(self, order_id: str) -> bool:
         return not order_id.startswith(ALGO)  # an algo order's ids are the account's (binance_facts.ALGO)
 
@@ -401,6 +406,9 @@ class Binance(AdapterHooks):
 
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
         return binance_order_query_request(scope, order_id)
+
+    def conditional_reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+        return binance_algo_reconcile_request(scope, since_ms)
 
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not

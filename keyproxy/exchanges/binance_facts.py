@@ -46,10 +46,6 @@ ALGO_CANCEL_ALL = frozenset({"/fapi/v1/algoOpenOrders", "/dapi/v1/algoOpenOrders
 # how keyproxy writes an algo order's ids (`algo#<algoId>`, `algo#<clientAlgoId>`): never an order id or a client id
 # of the matching engine (`#` is in neither's alphabet), and recorded for the account, not per symbol
 ALGO = "algo#"
-# why keyproxy cannot follow an algo order's fills: the matching-engine order it becomes when triggered is named
-# by no answer to the bot's request (only later, as `actualOrderId`)
-ALGO_FILLS = ("a conditional order (Binance's Algo Service) executes as an order of its own when triggered, under an "
-              "id no answer to it names")
 # cancels whose orders keyproxy cannot attribute (conditional and order-list ids are not recorded, nor an options
 # batch's; algo orders cancelled all at once are not listed where the cancel-all check looks): judged as a cancel of
 # every order of their symbol (refused while another bot's orders rest)
@@ -316,21 +312,22 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         # best price since; spot: trailingDelta, from stopPrice or at once) triggers where the market
                         # takes it: valued at its activation at least, and no price band can check it
                         trigger_price=amount(params.get("activationPrice" if trailing else "stopPrice")),
-                        trigger_relative=trailing)
+                        trigger_relative=trailing, client_id=params.get("newClientOrderId") or None)
 
 
 def _algo_facts(path: str, params: dict[str, str], symbol: str | None) -> RequestFacts:
     """A conditional order of the Algo Service, valued as the single order it becomes: its `triggerPrice` and
     `activatePrice` are what `/fapi/v1/order` called `stopPrice` and `activationPrice` (those names mean nothing
-    here and are not read). An `algoType` other than CONDITIONAL (the only one documented) is not read. Its fills
-    are not followed (`fills_unfollowed`), so a bot whose limits need its position may not place one."""
+    here and are not read). An `algoType` other than CONDITIONAL (the only one documented) is not read. Triggered,
+    it becomes an order of its own (`actualOrderId`), which the positions book follows (`OrderUpdate.spawned`)."""
     if params.get("algoType") != "CONDITIONAL":
         return RequestFacts(action=None, symbol=symbol)
     named = {k: v for k, v in params.items() if k not in ("stopPrice", "activationPrice")}
     for algo_name, order_name in (("triggerPrice", "stopPrice"), ("activatePrice", "activationPrice")):
         if algo_name in params:
             named[order_name] = params[algo_name]
-    return replace(_order_facts(path, named, symbol), fills_unfollowed=ALGO_FILLS)
+    client = params.get("clientAlgoId")
+    return replace(_order_facts(path, named, symbol), conditional=True, client_id=ALGO + client if client else None)
 
 
 # where keyproxy asks for a market's last price (the price band's reference): spot and margin share spot's

@@ -7,6 +7,7 @@ cancel-replace; spot, margin, USD-M), from WebSocket API results, and from user-
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges._fills import listed_verdicts, loads, qty
@@ -14,6 +15,7 @@ from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, order_ids_in, pu
 from keyproxy.exchanges.binance_facts import ALGO, market_of_path
 from keyproxy.policy.model import normalize_symbol
 
+ZERO = Decimal(0)
 FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
 _WRAPPERS = ("newOrderResponse", "cancelResponse", "orderReports", "orders", "data")
 READ_MARKETS = frozenset({"spot", "margin", "isolated", "usdm", "papi-um", "papi-margin"})
@@ -55,8 +57,39 @@ def _walk(doc: Any, market: str, out: list[OrderUpdate], depth: int) -> None:
                 _walk(doc[key], market, out, depth + 1)
 
 
+# an algo order rests (off the book) while NEW, and TRIGGERING (sent to the matching engine, no order yet); from
+# TRIGGERED on, the order it became (`actualOrderId`) is what rests and fills
+_ALGO_ENDED = ("CANCELED", "EXPIRED", "REJECTED")
+_ALGO_TRIGGERED = ("TRIGGERED", "FINISHED")
+
+
+def _algo(doc: dict[str, Any], market: str) -> OrderUpdate | None:
+    """An algo order (`algoId`: a place, query or listing answer; `quantity` not `origQty`, no fills of its own), or
+    its cancel's answer (`code` "200", no symbol), under its `ALGO` id; what it became, `actualOrderId`, spawned."""
+    algo_id, symbol, side = doc.get("algoId"), doc.get("symbol"), doc.get("side")
+    if not isinstance(algo_id, int) or isinstance(algo_id, bool):
+        return None
+    if "algoStatus" not in doc:  # a cancel's answer: ended, wherever it rested
+        return OrderUpdate(f"{ALGO}{algo_id}", "", "", None, None, ZERO, ZERO, True) \
+            if str(doc.get("code")) == "200" else None
+    if not isinstance(symbol, str) or side not in ("BUY", "SELL"):
+        return None
+    actual = doc.get("actualOrderId")
+    spawned = str(actual) if isinstance(actual, int | str) and not isinstance(actual, bool) \
+        and str(actual).isascii() and str(actual).isdigit() and int(actual) > 0 else ""
+    status = doc.get("algoStatus")
+    # it rests no longer once cancelled, expired or rejected, or once the order it became is named (triggered
+    # without that name, or in a state not documented: its size still counts, keyproxy learns no less than it knows)
+    final = status in _ALGO_ENDED or status in _ALGO_TRIGGERED and bool(spawned)
+    return OrderUpdate(f"{ALGO}{algo_id}", f"{market}:{normalize_symbol(symbol)}", side.lower(),
+                       published(doc.get("price")) or None, published(doc.get("quantity")) or None, ZERO, ZERO,
+                       final, str(int(spawned)) if spawned else "")
+
+
 def _order(doc: dict[str, Any], market: str) -> OrderUpdate | None:
     """An order document (REST or WebSocket API result) with its cumulative fill, else None (an ACK)."""
+    if "algoId" in doc and "orderId" not in doc:
+        return _algo(doc, market)
     order_id, symbol, side = doc.get("orderId"), doc.get("symbol"), doc.get("side")
     filled = qty(doc.get("executedQty"))
     if not isinstance(order_id, int) or isinstance(order_id, bool) or not isinstance(symbol, str) \
@@ -78,7 +111,7 @@ def _order(doc: dict[str, Any], market: str) -> OrderUpdate | None:
 def binance_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     """`executionReport` (spot, margin) and `ORDER_TRADE_UPDATE` (USD-M), bare, as a WebSocket API
     subscription's `event`, or in a combined stream's `data`."""
-    if "executionReport" not in text and "ORDER_TRADE_UPDATE" not in text:
+    if "executionReport" not in text and "ORDER_TRADE_UPDATE" not in text and "ALGO_UPDATE" not in text:
         return ()
     doc = loads(text)
     if isinstance(doc, dict):
@@ -91,6 +124,11 @@ def binance_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
         o = doc["o"]
         filled, avg = qty(o.get("z")), qty(o.get("ap"))
         return _event(o, "usdm", str(filled * avg) if filled is not None and avg is not None else None)
+    if doc.get("e") == "ALGO_UPDATE" and isinstance(doc.get("o"), dict):  # a USD-M algo order's ("Algo Order Update")
+        o = doc["o"]
+        algo = _algo({"algoId": o.get("aid"), "symbol": o.get("s"), "side": o.get("S"), "price": o.get("p"),
+                      "quantity": o.get("q"), "algoStatus": o.get("X"), "actualOrderId": o.get("ai")}, "usdm")
+        return (algo,) if algo is not None else ()
     return ()
 
 
@@ -120,9 +158,27 @@ _ONE_ORDER = {"spot": "/api/v3/order", "usdm": "/fapi/v1/order", "margin": "/sap
               "papi-margin": "/papi/v1/margin/order"}
 
 
-def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
-    """`GET .../order?symbol=S&orderId=ID` of the order's market (the book keys it `ID@scope`)."""
+_ONE_ALGO_ORDER = {"usdm": "/fapi/v1/algoOrder", "papi-um": "/papi/v1/um/algo/algoOrder"}
+_ALL_ALGO_ORDERS = {"usdm": "/fapi/v1/allAlgoOrders", "papi-um": "/papi/v1/um/algo/allAlgoOrders"}
+
+
+def binance_algo_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
+    """`GET .../allAlgoOrders?symbol=S&startTime=T` (weight 5): every algo order of the symbol since T, with the
+    order each became (`actualOrderId`). The caller keeps T within the last 7 days (proxy/risk_watch.py)."""
     market, _, symbol = scope.partition(":")
+    path = _ALL_ALGO_ORDERS.get(market)
+    if path is None or not symbol or symbol == "*":
+        return None
+    return ("GET", path, f"symbol={symbol}&startTime={max(0, since_ms)}&limit=1000", b"")
+
+
+def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+    """`GET .../order?symbol=S&orderId=ID` of the order's market (the book keys it `ID@scope`); an algo order's
+    `GET .../algoOrder?algoId=ID` (its answer names the order it became once triggered)."""
+    market, _, symbol = scope.partition(":")
+    if order_id.startswith(ALGO):
+        algo_id, path = order_id.removeprefix(ALGO), _ONE_ALGO_ORDER.get(market)
+        return ("GET", path, f"algoId={algo_id}", b"") if path and algo_id.isascii() and algo_id.isdigit() else None
     oid = order_id.partition("@")[0]
     path = _ONE_ORDER.get(market)
     if path is None or not symbol or symbol == "*" or not oid.isdigit():
@@ -158,7 +214,9 @@ def binance_placed_ids(doc: Any, key: str = "orderId") -> tuple[str, ...]:
         return leg_order_ids([doc.get("newOrderResponse")], key)
     if isinstance(doc, dict) and "algoId" in doc and "orderId" not in doc:  # an algo order's (`ALGO` ids)
         algo = order_ids_in({"id": doc.get("algoId" if key == "orderId" else "clientAlgoId")}, ("id",))
-        return tuple(ALGO + i for i in algo)
+        # its client id also as the matching engine's, of the symbol: the order it becomes carries it (a cancel of
+        # that order by `origClientOrderId` is another bot's refused; session 29's review)
+        return tuple(ALGO + i for i in algo) + (algo if key != "orderId" else ())
     return order_ids_in(doc, (key,))
 
 

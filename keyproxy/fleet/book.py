@@ -50,7 +50,7 @@ def encode(entry: list[Any]) -> str:
     """A book change as JSON: decimals as text, updates as lists."""
     def update(u: OrderUpdate) -> list[Any]:
         return [u.order_id, u.scope, u.side, _text(u.price), _text(u.quantity), str(u.filled), str(u.filled_quote),
-                u.final]
+                u.final, *([u.spawned] if u.spawned else [])]  # what a triggered conditional order became
     if entry[0] == "p":
         kind, account, bot, rows, updates = entry
         return json.dumps([kind, account, bot, [[oid, scope, side, _text(price), _text(qty)]
@@ -69,7 +69,7 @@ def decode(text: str) -> list[Any]:
 
     def update(v: list[Any]) -> OrderUpdate:
         return OrderUpdate(str(v[0]), str(v[1]), str(v[2]), _dec(v[3]), _dec(v[4]), Decimal(v[5]), Decimal(v[6]),
-                           bool(v[7]))
+                           bool(v[7]), str(v[8]) if len(v) > 8 else "")
     if raw[0] == "p":
         return ["p", str(raw[1]), str(raw[2]), [(str(r[0]), str(r[1]), str(r[2]), _dec(r[3]), _dec(r[4]))
                                                 for r in raw[3]], [update(v) for v in raw[4]]]

@@ -532,18 +532,13 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
     if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
         return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
                     f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
-    unfollowed = next((leg.fills_unfollowed for leg in facts.placed() if leg.fills_unfollowed), None)
-    if unfollowed is not None and (positioned := _positioned(policy, account_limits)
-                                   or ("max_fills_per_minute" if policy.max_fills_per_minute is not None else None)):
-        return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS
-                    if positioned == "max_daily_loss" else DenyCode.UNDECIDED,  # reducing too
-                    f"{unfollowed}: keyproxy cannot follow its fills, so {positioned} could not hold")
-    if unfollowed is not None and policy.max_open_orders is not None and any(
-            leg.fills_unfollowed and (leg.price is not None or leg.book_priced) for leg in facts.placed()):
-        # a limit order once triggered (Binance STOP, TAKE_PROFIT) rests under an id keyproxy does not follow:
-        # uncounted, and no record says whose it is (session 29's review)
-        return deny(DenyCode.OPEN_ORDERS, f"{unfollowed}, and a limit one rests there: keyproxy cannot count it, "
-                    "so max_open_orders could not hold (a market stop or take-profit passes)")
+    if policy.max_open_orders is not None and any(
+            leg.conditional and (leg.price is not None or leg.book_priced) for leg in facts.placed()):
+        # a limit order once triggered (Binance STOP, TAKE_PROFIT) rests as an order of its own, which no answer
+        # counts open (session 29's review)
+        return deny(DenyCode.OPEN_ORDERS, "a conditional limit order rests as an order of its own once triggered, "
+                    "which keyproxy cannot count open, so max_open_orders could not hold (a market stop or "
+                    "take-profit passes)")
     if untracked is not None and valued:
         # what they trade (a position-wide stop closes the account's whole position, every bot's share) is valued
         # nowhere and counted against no daily cap (session 27's review)

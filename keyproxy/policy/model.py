@@ -66,9 +66,9 @@ class RequestFacts:
     # why keyproxy cannot follow this order's fills (a Hyperliquid TWAP fills as child orders no answer names):
     # no position or loss limit could hold it, so a bot bound by one is refused it
     untracked: str | None = None
-    # why keyproxy cannot follow the fills of this order, which it does value and count (a Binance algo order:
-    # triggered, it becomes an order no answer names): refused to a bot whose position, loss or fill limits need them
-    fills_unfollowed: str | None = None
+    # a conditional order held off the order book till its trigger, when it becomes an order of its own (Binance's
+    # Algo Service): it rests with no price to cross, and what it becomes is followed from the answers that name it
+    conditional: bool = False
     orders: tuple[RequestFacts, ...] = ()  # a batch: every order it places or changes, read one by one
     # resting orders whose take-profit / stop-loss this request changes without changing their size or price (a
     # Bybit tp/sl-only amend), by the exchange's id (None: named by a client id): only the bot's own, by their id

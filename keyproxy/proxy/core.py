@@ -140,6 +140,7 @@ class Core:
         # each bot's orders and positions from confirmed fills, its loss limits (docs/risk.md)
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
+        self.risk.book.on_spawn = self.owners.spawned  # what a triggered conditional order became is its bot's
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
         # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)
@@ -582,6 +583,8 @@ class Core:
             if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched):
                 # an order of no known owner may be another bot's on its way: its answer names the owner
                 self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
+        if facts.action == "order" and adapter is not None:
+            self.owners.own_client_ids(account.info.name, adapter, name, facts)
         shared = outcome.shared
 
         def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)

@@ -297,6 +297,35 @@ class OrderOwners:
                                                            for key in placed_keys(form, scope if keyed else None)),
                                             strict=strict)
 
+    def own_client_ids(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
+        """Refuse an order under a client id this instance has on record as another bot's (in any form the exchange
+        reads as the same order's, `client_id_forms`): the record names the latest placer, so the order would make
+        the other bot's order this bot's to cancel (session 29's review: a bot placed and cancelled an order under
+        another bot's stop's client id, then cancelled the order the stop became)."""
+        if self._sequences is None:
+            return
+        for leg in facts.placed():
+            if not leg.client_id:
+                continue
+            keys = tuple(placed_key(client_key(form), leg.scope if adapter.id_per_market(form) else None)
+                         for form in adapter.client_id_forms(leg.client_id))
+            owner = self._sequences.local_owner(account, keys)
+            if owner is not None and owner != bot:
+                raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order bot "
+                              f"{owner!r} placed on this account: a bot's client ids are its own")
+
+    def spawned(self, account: str, bot: str, scope: str, book_key: str) -> None:
+        """An order a bot's triggered conditional order became (the positions book's `on_spawn`, under the book's
+        key: `id@scope` where ids are per market): recorded as the bot's, as if it placed it, so a halt sweeps it and
+        only the bot may cancel or amend it."""
+        if self._sequences is None:
+            return
+        order_id, keyed, _ = book_key.partition("@")
+        key = placed_key(order_id, scope if keyed else None)
+        if self._sequences.local_owner(account, (key,)) is None:
+            self.changed(account)
+            self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,), self.clock_ms() / 1000)
+
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a

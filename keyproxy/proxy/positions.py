@@ -149,6 +149,9 @@ class PositionBook:
         self.fill_times: dict[str, deque[float]] = {}  # bot -> when keyproxy learned each of its fills (newest last)
         # (account, order id) -> (kept until, the update, learned late): about orders not (yet) in the book
         self._held: dict[tuple[str, str], tuple[float, OrderUpdate, bool]] = {}
+        # (account, bot, scope, the book's id): an order a triggered conditional order became (`OrderUpdate.spawned`),
+        # booked here as its bot's; the hook puts it on record as the bot's (proxy/risk.py)
+        self.on_spawn: Callable[[str, str, str, str], None] | None = None
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -298,6 +301,7 @@ class PositionBook:
         positions: dict[tuple[str, str], Position] = {}
         moved: set[str] = set()
         used: list[tuple[str, OrderUpdate]] = []
+        spawned: list[TrackedOrder] = []
         day = utc_day(at)
         for u in updates:
             order = book.get(u.order_id) if book else None
@@ -342,13 +346,30 @@ class PositionBook:
             elif (u.final or (order.quantity is not None and order.filled >= order.quantity > 0)) and not order.final:
                 self._end(order, filled_out=not u.final)  # ended, or filled whole (a fills list never says "done")
                 changed = True
+            if u.spawned and book is not None and u.spawned not in book:
+                # what a triggered conditional order became: its bot's, at its side and size (its fills from now on)
+                child = TrackedOrder(account, u.spawned, order.bot, order.scope, order.side, u.price, order.quantity,
+                                     ZERO, ZERO, False, order.ts)  # as old as its parent: asked about in its turn
+                book[u.spawned] = child
+                self._go_live(child)
+                spawned.append(child)
+                changed = True
             if changed:
                 used.append((order.bot, u))
                 if order not in orders:
                     orders.append(order)
                 self._add_resting(order, order.remaining - before)
+        orders += spawned
         if orders:
             self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
+        for child in spawned:
+            if self.on_spawn is not None:
+                self.on_spawn(account, child.bot, child.scope, child.order_id)
+            held = self._held.pop((account, child.order_id), None)  # what was said of it before it was known
+            if held is not None:
+                more, also = self._apply(account, [held[1]], late or held[2], at)
+                moved |= more
+                used += also
         return moved, used
 
     def _end(self, order: TrackedOrder, filled_out: bool = False) -> None:
@@ -380,7 +401,9 @@ class PositionBook:
         prior = held.pop((account, u.order_id), None)
         if prior is not None:  # the larger fill (cumulative), and ended if either said so (they come in any order)
             larger = u if u.filled >= prior[1].filled else prior[1]
-            u = replace(larger, final=u.final or prior[1].final)
+            # and what a conditional order became, whichever said it (session 29's review: a later, staler update
+            # merged over a TRIGGERED one ended the order with no child)
+            u = replace(larger, final=u.final or prior[1].final, spawned=u.spawned or prior[1].spawned)
         held[(account, u.order_id)] = (at + HOLD_S, u, late or (prior is not None and prior[2]))
 
     def _bound(self, account: str) -> list[tuple[str, str]]:

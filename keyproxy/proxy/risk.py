@@ -270,12 +270,12 @@ class RiskDesk:
             log.warning("an order answer named no order id keyproxy could read (the exchange refused it, or its "
                         "answer does not parse): nothing in it moves a position; reconciliation settles what it missed",
                         extra={"account": account, "exchange": adapter.name, "path": out.path})
-        # an order in a market whose fills are not read never enters the book: it could never end there (nor one
-        # whose fills come under another order's id: a Binance algo order's)
-        ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets and not legs[i].fills_unfollowed
-               else "" for i, oid in enumerate(ids)]
+        # an order in a market whose fills are not read never enters the book: it could never end there
+        ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         if adapter.order_ids_per_market:
-            ids = [book_id(oid, legs[i].scope) for i, oid in enumerate(ids)]
+            ids = [book_id(oid, legs[i].scope) if adapter.id_per_market(oid) else oid for i, oid in enumerate(ids)]
+        # a conditional order rests off the order book till its trigger: its size counts, its price crosses nothing
+        legs = tuple(replace(leg, price=None) if leg.conditional else leg for leg in legs)
         for leg, oid in zip(legs, ids, strict=False):
             if leg.client_id and oid:
                 self._by_client[(account, leg.client_id)] = oid
@@ -348,7 +348,15 @@ class RiskDesk:
         """Updates with their ids as the book keys them (`book_id`, where the exchange numbers orders per market)."""
         if not adapter.order_ids_per_market:
             return updates
-        return tuple(u.with_order_id(book_id(u.order_id, u.scope)) if u.scope else u for u in updates)
+
+        def keyed(u: OrderUpdate) -> OrderUpdate:
+            if not u.scope:
+                return u
+            oid = book_id(u.order_id, u.scope) if adapter.id_per_market(u.order_id) else u.order_id
+            if u.spawned and adapter.id_per_market(u.spawned):  # the order a conditional one became, keyed alike
+                return replace(u, order_id=oid, spawned=book_id(u.spawned, u.scope))
+            return u.with_order_id(oid) if oid != u.order_id else u
+        return tuple(keyed(u) for u in updates)
 
 
 def _one_book(books: Mapping[str, tuple[str, ...]], market: str | None) -> tuple[str, ...]:

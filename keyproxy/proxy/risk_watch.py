@@ -37,6 +37,8 @@ log = get_logger("keyproxy.risk")
 TICK_S = 1.0
 RECONCILE_S = 60.0
 BY_ID_PER_SCOPE = 2  # live orders of a scope asked for by id at each reconciliation (least recently asked first)
+# conditional orders listed at most this far back (Binance's allAlgoOrders: 7 days), an hour spare
+ALGO_WINDOW_MS = 7 * 86_400_000 - 3_600_000
 BY_ID_AFTER_S = 2.0  # an order placed this recently is not asked about: its own answer is still being read
 RULE = "loss_limit"
 LATCH_PREFIX = "loss_hit|"  # state.db usage key: subject -> the UTC day its limit was hit
@@ -223,6 +225,17 @@ class RiskWatch:
             if spec is not None:
                 await self._read(account, scope, spec)
             await self._ask_by_id(account, scope)
+        # every scope where conditional orders rest (Binance algo orders), each time, not in turn: their own listing
+        # names what each became once triggered, all at once (asked by id two a minute, or a scope's turn every K
+        # minutes, a bot resting orders in many symbols kept a triggered stop's fills from the loss limit: session
+        # 29's reviews)
+        for scope in sorted(live):
+            if any(not account.adapter.id_per_market(oid) for oid, _ in self._desk.book.live_orders(account_name,
+                                                                                                  scope)):
+                since = max(int((live[scope] - 60) * 1000), int(self._clock() * 1000) - ALGO_WINDOW_MS)
+                spec = account.adapter.conditional_reconcile_request(scope, since)
+                if spec is not None:
+                    await self._read(account, scope, spec)
         learned = self._desk.book.learned_late - before
         if learned:
             self._metrics.reconciled_fills.labels(account_name).inc(learned)
@@ -256,7 +269,9 @@ class RiskWatch:
         the loss limit never saw it). A resting order is asked about in turn, BY_ID_PER_SCOPE a minute."""
         name, now = account.info.name, self._clock()
         live = [(oid, ts) for oid, ts in self._desk.book.live_orders(name, scope) if now - ts >= BY_ID_AFTER_S]
-        live.sort(key=lambda order: (self._asked.get((name, order[0]), 0.0), order[1]))
+        # by when each was last asked about, or placed: an order asked once is not starved by a stream of newer ones
+        # never asked (session 29's review: two fresh orders a visit kept a triggered stop from being asked again)
+        live.sort(key=lambda order: (self._asked.get((name, order[0]), order[1]), order[1]))
         for order_id, _ in live[:BY_ID_PER_SCOPE]:
             spec = account.adapter.order_query_request(scope, order_id)
             if spec is None:

@@ -3,14 +3,15 @@
 Since December 2025 ccxt sends every futures stop, take-profit and trailing order there (and freqtrade's stoploss on
 exchange with it). keyproxy reads them as the orders they become: valued by their trigger, counted under
 max_open_orders, attributed to the bot by their algoId and client id (the account's ids: a cancel names no symbol),
-cancelled only by their owner and swept by a halt; refused to a bot whose position or loss limits would need their
-fills, which keyproxy does not follow yet. Unmodified ccxt against the emulator, and raw signed requests for what
-ccxt would not send.
+cancelled only by their owner and swept by a halt, counted as resting orders against a position cap; the order a
+triggered one becomes is the bot's, followed in the positions book. Unmodified ccxt against the emulator,
+and raw signed requests for what ccxt would not send.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -83,7 +84,7 @@ def test_ccxts_stop_orders_are_valued_counted_and_cancelled_by_their_owner(dev: 
                                  "&side=SELL&type=STOP_MARKET&quantity=0.01&triggerPrice=1000&reduceOnly=true")
     assert (status, body.get("error"), arrived) == (403, "symbol_denied", []), body
     # a limit stop, once triggered, rests as an order keyproxy does not follow: uncountable under max_open_orders
-    refused(lambda: ex.create_order(SYMBOL, "limit", "sell", 0.01, 18900, STOP), "a limit one rests there")
+    refused(lambda: ex.create_order(SYMBOL, "limit", "sell", 0.01, 18900, STOP), "a conditional limit order rests")
     second = ex.create_order(SYMBOL, "market", "sell", 0.01, None, {"takeProfitPrice": 21000, "reduceOnly": True})
     refused(lambda: ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP), "open_orders_exceeded")
     assert [e["path"] for e in dev.journal()[start:] if e["method"] == "POST"] == ["/fapi/v1/algoOrder"]
@@ -112,14 +113,42 @@ def test_another_bot_cannot_cancel_a_stop_by_its_algo_id_or_client_id_whatever_s
     owner.cancel_order(placed["id"], SYMBOL, {"trigger": True})
 
 
-def test_a_bot_whose_limits_need_its_position_may_not_place_one(dev: DevStack) -> None:
-    """Triggered, an algo order becomes an order under an id no answer to the bot names: its fills would pass
-    max_position and max_daily_loss unseen, so a bot bound by them is refused (reduce-only ones too)."""
-    for name, limit in (("stop-capped", "max_position=0.1"), ("stop-loss-limited", "max_daily_loss=100")):
-        ex = futures(dev.add_bot(name, "main", "read,trade", "--set", limit))
-        start = len(dev.journal())
-        refused(lambda ex=ex: ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP), "cannot follow its fills")
-        assert [e for e in dev.journal()[start:] if e["path"] == "/fapi/v1/algoOrder"] == []
+def set_futures_price(dev: DevStack, price: str) -> None:
+    req = urllib.request.Request(f"{dev.emulator_url}/_emulator/price", method="POST", data=json.dumps(
+        {"exchange": "binance", "symbol": "BTCUSDT", "price": price, "venue": "fapi"}).encode(),
+        headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def test_a_stop_counts_against_the_position_cap_and_what_it_becomes_is_the_bots(dev: DevStack) -> None:
+    """An untriggered stop that would open a position counts as a resting order of its size; triggered, the order
+    it became (`actualOrderId`, read from the stop's own query) is the bot's: its fill moves the bot's position, a
+    halt would sweep it and another bot cannot cancel it."""
+    from tests.e2e.test_risk_positions import eventually, series
+
+    creds = dev.add_bot("stop-capped", "main", "read,trade", "--set", "max_position=0.02", "--set",
+                        "max_daily_loss=1000")
+    ex = futures(creds)
+    set_futures_price(dev, "20000")
+    stop = ex.create_order(SYMBOL, "market", "buy", 0.015, None, {"stopPrice": 21000})  # a breakout buy
+    start = len(dev.journal())
+    refused(lambda: ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopPrice": 21500}), "position_exceeded")
+    refused(lambda: ex.create_order(SYMBOL, "limit", "buy", 0.01, 19000), "position_exceeded")
+    assert [e for e in dev.journal()[start:] if e["method"] == "POST"] == []
+    set_futures_price(dev, "21000")  # triggers it: a market buy of 0.015, filled at once
+    seen = ex.fetch_order(stop["id"], SYMBOL, {"trigger": True})  # GET algoOrder names the order it became
+    actual = seen["info"]["actualOrderId"]
+    assert actual and seen["info"]["algoStatus"] == "FINISHED", seen["info"]
+    ex.fetch_order(actual, SYMBOL)  # its fill, as freqtrade reads it next
+    assert eventually(lambda: series(dev, "keyproxy_bot_position", bot="stop-capped", scope="usdm:BTCUSDT")
+                      == 0.015, timeout=5)
+    refused(lambda: ex.create_order(SYMBOL, "limit", "buy", 0.01, 19000), "position_exceeded")
+    other = dev.add_bot("stop-bystander", "main", "read,trade")
+    status, body, arrived = send(dev, other, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={actual}")
+    assert (status, body.get("error"), arrived) == (403, "policy_denied", []), body
+    ex.create_order(SYMBOL, "market", "sell", 0.015, None, {"reduceOnly": True})  # flat again
+    set_futures_price(dev, "20000")
 
 
 def test_an_algo_type_keyproxy_does_not_read_is_refused_to_a_bounded_bot(dev: DevStack) -> None:
@@ -140,3 +169,44 @@ def test_a_halt_sweeps_the_bots_stops_and_leaves_the_other_bots(dev: DevStack) -
     assert [algo_status(dev, i) for i in mine] == ["CANCELED", "CANCELED"]
     assert algo_status(dev, theirs) == "NEW"
     kept.cancel_order(theirs, SYMBOL, {"trigger": True})
+
+
+def test_keyproxys_own_reconciliation_learns_what_a_stop_became(dev: DevStack) -> None:
+    """The stop triggers while keyproxy is down and no bot asks about it: at start keyproxy asks for the stop by its
+    algoId, or lists the symbol's algo orders (`allAlgoOrders`; each names the order it became), books that order
+    as the bot's, and learns its fill from the symbol's order listing it read the same minute."""
+    import signal
+
+    from tests.e2e.test_risk_positions import eventually, series
+
+    ex = futures(dev.add_bot("stop-sleeper", "main", "read,trade", "--set", "max_position=0.05"))
+    set_futures_price(dev, "20000")
+    ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopPrice": 21000})
+    time.sleep(2.5)  # older than BY_ID_AFTER_S: its own answer has long been read
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    start = len(dev.journal())
+    set_futures_price(dev, "21000")  # it triggers and fills while keyproxy is down
+    dev.start_daemon()
+    assert eventually(lambda: series(dev, "keyproxy_bot_position", bot="stop-sleeper", scope="usdm:BTCUSDT")
+                      == 0.01, timeout=15)
+    asked = {e["path"] for e in dev.journal()[start:] if e["method"] == "GET"}
+    assert asked & {"/fapi/v1/allAlgoOrders", "/fapi/v1/algoOrder"}, asked  # the listing, or the stop by its id
+    futures(dev.add_bot("stop-sleeper-tidy", "main", "read,trade")).create_order(
+        SYMBOL, "market", "sell", 0.01, None, {"reduceOnly": True})
+    set_futures_price(dev, "20000")
+
+
+def test_a_bot_cannot_take_another_bots_client_id_to_reach_the_order_its_stop_becomes(dev: DevStack) -> None:
+    """A stop-limit's clientAlgoId is the client id of the order it becomes. Another bot placing (then cancelling) an
+    order under that client id made keyproxy's record name it, and its cancel by `origClientOrderId` then reached the
+    triggered order. A bot's client ids are its own, in either form."""
+    owner = futures(dev.add_bot("cid-owner", "main", "read,trade"))
+    stop = owner.create_order(SYMBOL, "market", "sell", 0.01, None, {**STOP, "clientOrderId": "cid-owner-stop"})
+    thief = dev.add_bot("cid-thief", "main", "read,trade")
+    for path, params in (("/fapi/v1/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01"
+                                            "&price=15000&newClientOrderId=cid-owner-stop"),
+                         ("/fapi/v1/algoOrder", "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET"
+                                                "&quantity=0.01&triggerPrice=18000&clientAlgoId=cid-owner-stop")):
+        status, body, arrived = send(dev, thief, "POST", path, params)
+        assert (status, body.get("error"), arrived) == (403, "policy_denied", []), body
+    owner.cancel_order(stop["id"], SYMBOL, {"trigger": True})

@@ -533,7 +533,7 @@ def test_an_algo_order_is_read_as_the_order_it_becomes_under_the_algo_services_n
                  "&quantity=0.5&price=18900&triggerPrice=19000&stopPrice=1&reduceOnly=true&clientAlgoId=a1")
     assert (f.action, f.market, f.side, f.order_type, f.quantity, f.price, f.trigger_price, f.reduce_only) == (
         "order", "usdm", "SELL", "STOP", Decimal("0.5"), Decimal("18900"), Decimal("19000"), True)
-    assert f.fills_unfollowed and f.scope == "usdm:BTCUSDT"
+    assert f.conditional and f.scope == "usdm:BTCUSDT"
     trailing = facts_of("POST", "/fapi/v1/algoOrder", body="algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY"
                         "&type=TRAILING_STOP_MARKET&quantity=1&activatePrice=21000&callbackRate=1")
     assert (trailing.trigger_price, trailing.trigger_relative, trailing.price) == (Decimal("21000"), True, None)
@@ -552,7 +552,8 @@ def test_an_algo_orders_ids_are_the_accounts_and_its_cancel_names_them() -> None
     answer = {"algoId": 1000000033225453, "clientAlgoId": "x-1", "algoStatus": "NEW", "orderType": "STOP_MARKET"}
     body = json.dumps(answer).encode()
     assert ADAPTER.placed_order_ids(200, body) == ("algo#1000000033225453",)
-    assert ADAPTER.placed_client_ids(200, body) == ("algo#x-1",)
+    # the client id also as the matching engine's: the order a trigger creates carries it (a cancel by it is checked)
+    assert ADAPTER.placed_client_ids(200, body) == ("algo#x-1", "x-1")
     assert not ADAPTER.id_per_market("algo#1000000033225453") and ADAPTER.id_per_market("88937381063")
     cancel = facts_of("DELETE", "/fapi/v1/algoOrder", query="algoId=0001000000033225453&clientAlgoId=x-1")
     assert (cancel.action, cancel.cancels, cancel.cancels_by_client, cancel.cancels_all) == (
@@ -591,3 +592,36 @@ def test_open_algo_orders_are_counted_apart_from_the_symbols_other_orders() -> N
         ("usdm-algo:*", 2),)
     for query in ("symbol=BTCUSDT", "symbol=btc-usdt", "algoId=1", "algoType=X"):  # part of the market's: nothing
         assert change("GET", "/fapi/v1/openAlgoOrders", query, "", []).counted == (), query
+
+
+def test_what_an_algo_order_became_is_read_from_its_answers_events_and_keyproxys_own_query() -> None:
+    """A triggered algo order names the order it became (`actualOrderId`, the event's `ai`): the book follows that
+    one as the bot's (proxy/risk.py `_spawn`); keyproxy's own reconciliation asks for an algo order by its algoId."""
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.exchanges.binance_fills import binance_stream_updates
+
+    def updates(path: str, answer: object) -> tuple:  # type: ignore[type-arg]
+        out = OutboundRequest("GET", "https://fapi.binance.com", path, "", {}, b"")
+        return ADAPTER.order_updates(out, 200, json.dumps(answer).encode())
+
+    doc = {"algoId": 7, "clientAlgoId": "c", "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.015", "price": "0",
+           "algoStatus": "FINISHED", "actualOrderId": "88937381063", "orderType": "STOP_MARKET"}
+    [u] = updates("/fapi/v1/algoOrder", doc)
+    assert (u.order_id, u.scope, u.side, u.quantity, u.price, u.final, u.spawned) == (
+        "algo#7", "usdm:BTCUSDT", "buy", Decimal("0.015"), None, True, "88937381063")
+    [new] = updates("/fapi/v1/openAlgoOrders", [{**doc, "algoStatus": "NEW", "actualOrderId": ""}])
+    assert (new.final, new.spawned) == (False, "")
+    for status in ("TRIGGERING", "TRIGGERED", "FINISHED", "SOMETHING_NEW"):  # no order named: its size still counts
+        assert updates("/fapi/v1/algoOrder", {**doc, "algoStatus": status, "actualOrderId": ""})[0].final is False
+    assert updates("/fapi/v1/algoOrder", {**doc, "algoStatus": "EXPIRED", "actualOrderId": ""})[0].final is True
+    [gone] = updates("/fapi/v1/algoOrder", {"algoId": 7, "clientAlgoId": "c", "code": "200", "msg": "success"})
+    assert (gone.order_id, gone.scope, gone.final) == ("algo#7", "", True)
+    event = {"e": "ALGO_UPDATE", "T": 1, "E": 1, "o": {"caid": "c", "aid": 7, "at": "CONDITIONAL", "o": "STOP_MARKET",
+                                                      "s": "BTCUSDT", "S": "SELL", "q": "0.01", "X": "TRIGGERED",
+                                                      "ai": "881", "p": "0"}}
+    [streamed] = binance_stream_updates(json.dumps(event))
+    assert (streamed.order_id, streamed.side, streamed.final, streamed.spawned) == ("algo#7", "sell", True, "881")
+    assert ADAPTER.order_query_request("usdm:BTCUSDT", "algo#7") == ("GET", "/fapi/v1/algoOrder", "algoId=7", b"")
+    assert ADAPTER.conditional_reconcile_request("usdm:BTCUSDT", 5) == (
+        "GET", "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT&startTime=5&limit=1000", b"")
+    assert ADAPTER.conditional_reconcile_request("spot:BTCUSDT", 5) is None

@@ -131,10 +131,12 @@ def test_kill_9_never_leaves_a_position_its_orders_do_not_explain(tmp_path: Path
     committed = D(0)
     for _ in range(5):
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.35 + random.random() * 0.3)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # started (on a loaded machine an interpreter takes a while)
+        time.sleep(0.1 + random.random() * 0.3)
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        printed = [D(v) for v in out.split()[:-1]]  # the last line may be torn
+        printed = [D(v) for v in (first + out).split()[:-1]]  # the last line may be torn
         if printed:
             committed = max(committed, printed[-1])
         book = PositionBook(StateStore(db), Clock())
@@ -285,16 +287,25 @@ def test_a_bot_resting_thousands_of_orders_at_the_market_does_not_slow_every_cro
     sells at 100 made each buy at 100 (its own, or any bot's against them) walk all 20,000 before."""
     import time
 
-    book = PositionBook(None, Clock())
-    for n in range(20_000):
-        book.placed("a", "grid", (leg("SELL", "1", "100"),), (str(n),))
-    book.placed("a", "other", (leg("SELL", "1", "105"),), ("x",))
-    started = time.perf_counter()
-    for _ in range(1000):
-        assert book.crossed("a", "grid", leg("BUY", "1", "100")) is None  # its own sells: the exchange's STP
-        assert book.crossed("a", "taker", leg("BUY", "1", "100")).bot == "grid"  # type: ignore[union-attr]
-    assert time.perf_counter() - started < 0.1  # 2,000 checks: ~8 ms here now; 20 million steps (~0.3 s) before
-    assert book.crossed("a", "grid", leg("BUY", "1", "105")).order_id == "x"  # type: ignore[union-attr]
+    def checks(resting: int) -> float:
+        """2,000 crossing checks against `resting` sells of one bot at 100: seconds, the best of three."""
+        book = PositionBook(None, Clock())
+        for n in range(resting):
+            book.placed("a", "grid", (leg("SELL", "1", "100"),), (str(n),))
+        book.placed("a", "other", (leg("SELL", "1", "105"),), ("x",))
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(1000):
+                assert book.crossed("a", "grid", leg("BUY", "1", "100")) is None  # its own sells: the exchange's STP
+                assert book.crossed("a", "taker", leg("BUY", "1", "100")).bot == "grid"  # type: ignore[union-attr]
+            best = min(best, time.perf_counter() - started)
+        assert book.crossed("a", "grid", leg("BUY", "1", "105")).order_id == "x"  # type: ignore[union-attr]
+        return best
+
+    # as fast with 20,000 resting as with one (a walk over them took 20 million steps, ~0.3 s, ~40x): measured
+    # against itself, so a loaded machine slows both
+    assert checks(20_000) < 3 * checks(1) + 0.02
 
 
 def test_an_amend_the_exchange_accepted_changes_what_the_order_rests_and_where(tmp_path: Path) -> None:
@@ -398,3 +409,37 @@ def test_two_amend_legs_naming_one_order_take_its_size_out_of_the_resting_once()
         RequestFacts(action="amend", symbol="BTCUSDT", market="spot", order_id="A", quantity=D("3"), price=D("100"))))
     view = desk.view("a", entry, None, twice, Clock.now)
     assert view.open_buy == {SCOPE: D("1")}  # B still rests; A counts as what each leg leaves behind
+
+
+def test_what_a_triggered_conditional_order_became_is_its_bots_whatever_arrives_first() -> None:
+    """A Binance algo order rests in the book at its size with no price; the update naming the order it became
+    (`spawned`) books that order as the same bot's, its fills moving the position, whether that update comes
+    before the algo order's own placement is learned (a stream is quicker than the answer: session 29's review) and
+    whether the child's fill came before it was known. Replayed through a fleet entry, the same."""
+    usdm = "usdm:BTCUSDT"
+    algo = RequestFacts(action="order", market="usdm", symbol="BTCUSDT", side="BUY", quantity=D("0.015"))
+    fill = OrderUpdate("881@" + usdm, usdm, "buy", None, D("0.015"), D("0.015"), D("315"), True)
+    triggered = OrderUpdate("algo#7", usdm, "buy", None, D("0.015"), D(0), D(0), True, "881@" + usdm)
+    for order in ([fill, triggered], [triggered, fill]):
+        book, spawned = PositionBook(None, Clock()), []
+        book.on_spawn = lambda *args: spawned.append(args)  # type: ignore[misc]
+        for update in order:
+            book.apply("a", [update])  # held: neither order is in the book yet
+        assert book.open_quantity("a", "bot", usdm, "buy") == 0 and book.position("bot", usdm) == 0
+        book.placed("a", "bot", (algo,), ("algo#7",))
+        assert spawned == [("a", "bot", usdm, "881@" + usdm)]
+        assert book.position("bot", usdm) == D("0.015") and book.open_quantity("a", "bot", usdm, "buy") == 0
+    book, spawned = PositionBook(None, Clock()), []
+    book.on_spawn = lambda *args: spawned.append(args)  # type: ignore[misc]
+    stale = OrderUpdate("algo#7", usdm, "buy", None, D("0.015"), D(0), D(0), False)  # a NEW, after the TRIGGERED
+    book.apply("a", [triggered])
+    book.apply("a", [stale])  # merged while held: what it became is kept
+    book.placed("a", "bot", (algo,), ("algo#7",))
+    assert spawned == [("a", "bot", usdm, "881@" + usdm)]
+    book = PositionBook(None, Clock())
+    book.placed("a", "bot", (algo,), ("algo#7",))
+    assert book.open_quantity("a", "bot", usdm, "buy") == D("0.015")  # untriggered: its size rests
+    book.replay(decode(encode(["a", "a", [triggered], False])), 0.0)  # as another instance of a fleet learned it
+    assert book.find("a", "881", usdm, True) is not None and book.find("a", "881", usdm, True).bot == "bot"
+    book.apply("a", [OrderUpdate("algo#7", "usdm:ETHUSDT", "buy", None, None, D(0), D(0), True, "99@usdm:ETHUSDT")])
+    assert book.find("a", "99", "usdm:ETHUSDT", True) is None  # another symbol's algo order 7: not this one

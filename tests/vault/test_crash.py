@@ -30,9 +30,14 @@ def test_kill_9_during_add_and_rekey(tmp_path: Path) -> None:
             [sys.executable, "-m", "tests.vault.crash_writer", str(path), str(len(acknowledged))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()  # started (on a loaded machine an interpreter takes a while)
         time.sleep(rng.uniform(0.25, 0.9))
         proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        # read through the same buffered file the first line came from (communicate() would read the descriptor
+        # beneath it and miss what that file had buffered past the first line)
+        out, err = first + proc.stdout.read(), proc.stderr.read()
         assert proc.returncode == -signal.SIGKILL, err
         rotated = 0
         for line in out.splitlines():
