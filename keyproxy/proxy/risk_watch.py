@@ -243,8 +243,9 @@ class RiskWatch:
             log.warning("reconciliation found fills keyproxy had not seen", account=account_name, fills=learned)
         return learned
 
-    async def _read(self, account: Any, scope: str, spec: tuple[str, str, str, bytes]) -> None:
-        """One signed read of keyproxy's own, charged to the exchange's budget; what it says of orders learned."""
+    async def _read(self, account: Any, scope: str, spec: tuple[str, str, str, bytes]) -> bool:
+        """One signed read of keyproxy's own, charged to the exchange's budget; what it says of orders learned.
+        False: not read (refused for the budget, or no answer)."""
         method, path, query, body = spec
         name = account.info.name
         own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
@@ -254,13 +255,14 @@ class RiskWatch:
             status, answer = await self._own.send(account, spec)
         except Refused as e:
             log.info("reconciliation skipped", account=name, scope=scope, code=e.code)
-            return
+            return False
         except SEND_ERRORS as e:
             log.warning("reconciliation failed", account=name, scope=scope, error=what_failed(e))
-            return
+            return False
         updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}, body),
                                                 status, answer)
         self._desk.learn_late(name, account.adapter, updates)
+        return True
 
     async def _ask_by_id(self, account: Any, scope: str) -> None:
         """The scope's orders the book still holds live, asked for one by one, those asked least recently first:
@@ -276,8 +278,8 @@ class RiskWatch:
             spec = account.adapter.order_query_request(scope, order_id)
             if spec is None:
                 return
-            self._asked[(name, order_id)] = now
-            await self._read(account, scope, spec)
+            if await self._read(account, scope, spec):  # a read refused for the budget keeps its place in line
+                self._asked[(name, order_id)] = now
         if len(self._asked) > 100_000:  # orders finished since: forgotten
             book = self._desk.book
             still = {(held, oid) for held in {a for a, _ in self._asked}

@@ -47,6 +47,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         dev.close()
 
 
+def one_account_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **permissions: bool) -> Iterator[DevStack]:
+    """A module's stack: the emulator with one Binance key of these permissions, its account `main`, the daemon."""
+    stack = DevStack(tmp_path_factory.mktemp(name))
+    key = new_real_key(permissions=permissions)
+    try:
+        stack.start_emulator([key])
+        stack.init()
+        stack.add_account("main", key)
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.close()
+
+
 def hmac_sign(secret: str, query: str) -> str:
     return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from keyproxy.emulator.devstack import DevStack, point_ccxt_at
+from tests.e2e.conftest import call, hmac_sign, now_ms, one_account_stack
 
 SYMBOL = "BTC/USDT:USDT"
 STOP = {"stopLossPrice": 19000, "reduceOnly": True}  # what freqtrade's stoploss sends, in ccxt's words
@@ -27,16 +27,7 @@ STOP = {"stopLossPrice": 19000, "reduceOnly": True}  # what freqtrade's stoploss
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("algo-binance"))
-    key = new_real_key(permissions={"enableReading": True, "enableFutures": True})
-    try:
-        stack.start_emulator([key])
-        stack.init()
-        stack.add_account("main", key)
-        stack.start_daemon()
-        yield stack
-    finally:
-        stack.close()
+    yield from one_account_stack(tmp_path_factory, "algo-binance", enableReading=True, enableFutures=True)
 
 
 def futures(creds: dict) -> ccxt.binance:  # type: ignore[type-arg]

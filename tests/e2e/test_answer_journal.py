@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from keyproxy.emulator.devstack import DevStack, new_real_key
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from keyproxy.emulator.devstack import DevStack
+from tests.e2e.conftest import call, hmac_sign, now_ms, one_account_stack
 
 KILL_IN_LEARN = '''
 import os, signal
@@ -38,16 +38,7 @@ learn_queue.LearnQueue.flush = flush
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("journal"))
-    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True})
-    try:
-        stack.start_emulator([key])
-        stack.init()
-        stack.add_account("main", key)
-        stack.start_daemon()
-        yield stack
-    finally:
-        stack.close()
+    yield from one_account_stack(tmp_path_factory, "journal", enableReading=True, enableSpotAndMarginTrading=True)
 
 
 def send(creds: dict[str, str], method: str, path: str, params: str) -> tuple[int, dict]:  # type: ignore[type-arg]
