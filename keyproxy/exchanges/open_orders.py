@@ -30,6 +30,8 @@ class Resting:
     market: str
     symbol: str
     order_id: str
+    client_id: str = ""  # where the listing names it (Binance): the order a bot's conditional order became carries
+    # that order's client id, on record as the bot's before keyproxy has read what it became
 
 
 class ListingError(ValueError):
@@ -113,7 +115,7 @@ class BinanceSweep:
         if spec[1] in ALGO_LISTINGS:
             return [Resting(market, str(o["symbol"]), f"{ALGO}{o['algoId']}") for o in doc
                     if isinstance(o, dict) and "symbol" in o and "algoId" in o], None
-        return [Resting(market, str(o["symbol"]), str(o["orderId"])) for o in doc
+        return [Resting(market, str(o["symbol"]), str(o["orderId"]), str(o.get("clientOrderId") or "")) for o in doc
                 if isinstance(o, dict) and "symbol" in o and "orderId" in o], None
 
     def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:

@@ -21,7 +21,7 @@ from keyproxy.exchanges.open_orders import SWEEPS, MAX_PAGES, ListingError, Rest
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, Sender, what_failed
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.policy.model import normalize_symbol
-from keyproxy.state import StateStore, placed_keys
+from keyproxy.state import StateStore, client_key, placed_key, placed_keys
 
 log = get_logger("keyproxy.orders")
 
@@ -132,7 +132,10 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
     placed = store.placed_orders(name)
 
     def key(o: Resting) -> str:  # its `placed_orders` key (recorded by an older version: `id@symbol`, or the id)
-        forms = placed_keys(o.order_id, f"{o.market}:{normalize_symbol(o.symbol)}" if per_symbol else None)
+        scope = f"{o.market}:{normalize_symbol(o.symbol)}" if per_symbol else None
+        forms = placed_keys(o.order_id, scope)
+        if o.client_id:  # else its client id's: the order a bot's Binance stop became, before keyproxy read which
+            forms += (placed_key(client_key(o.client_id), scope),)
         return next((k for k in forms if k in placed), o.order_id)
 
     targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]

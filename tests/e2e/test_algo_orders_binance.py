@@ -201,3 +201,24 @@ def test_a_bot_cannot_take_another_bots_client_id_to_reach_the_order_its_stop_be
         status, body, arrived = send(dev, thief, "POST", path, params)
         assert (status, body.get("error"), arrived) == (403, "policy_denied", []), body
     owner.cancel_order(stop["id"], SYMBOL, {"trigger": True})
+
+
+def test_a_halt_sweeps_the_order_a_stop_became_before_keyproxy_read_which(dev: DevStack) -> None:
+    """A stop-limit buy triggers (its limit below the market, so the order it becomes rests) and the bot is halted
+    before keyproxy has read what it became: the sweep knows that order by its client id, the stop's, on record as
+    the bot's, and cancels it."""
+    creds = dev.add_bot("stop-swept", "main", "read,trade")
+    ex = futures(creds)
+    set_futures_price(dev, "20000")
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, 20500, {"stopPrice": 21000, "clientOrderId": "swept-stop-1"})
+    set_futures_price(dev, "21000")  # triggered: a limit buy at 20,500 rests
+    with urllib.request.urlopen(f"{dev.emulator_url}/_emulator/state", timeout=10) as r:
+        state = json.loads(r.read())
+    resting = [o for a in state["binance"].values() for o in a["orders"]
+               if o["clientOrderId"] == "swept-stop-1" and o["status"] == "NEW"]
+    assert len(resting) == 1, resting
+    done = json.loads(dev.cli("halt", "--bot", "stop-swept", "--cancel-orders", "--json", "--reason", "test").stdout)
+    swept = {o["order_id"] for entry in done["accounts"] for o in entry["cancelled"]}
+    assert str(resting[0]["orderId"]) in swept, done
+    dev.cli("resume", "--bot", "stop-swept")
+    set_futures_price(dev, "20000")
