@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 from keyproxy.exchanges import _sign
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.binance_budget import (
-    BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_connection_costs, binance_costs,
+    BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_connection_costs, binance_costs, params_of,
 )
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
@@ -383,9 +383,8 @@ class Binance(AdapterHooks):
         """An algo order's cancel answer names it by `algoId` (no `orderId`): the request's, or its client id."""
         if req.path not in ALGO_ORDERS:
             return (), False
-        params = dict(parse_qsl(req.query, keep_blank_values=True))
-        params.update(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
-        algo_id = params.get("algoId", "")
+        params = params_of(req.query, req.body)
+        algo_id = params.get("algoId") or ""
         if algo_id.isascii() and algo_id.isdigit():
             return (f"{ALGO}{int(algo_id)}",), False
         return (), bool(params.get("clientAlgoId"))

@@ -181,10 +181,8 @@ def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> Requ
     `origClientOrderIdList` (JSON lists), every order of the symbol (a cancel-all), or orders keyproxy cannot
     attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
     if path in ALGO_ORDERS:  # one algo order, by its algoId or clientAlgoId (the account's ids: any symbol)
-        algo_id, client_id = params.get("algoId"), params.get("clientAlgoId")
-        if algo_id and (not algo_id.isascii() or not algo_id.isdigit() or len(algo_id) > 20):
-            raise BadRequest("algoId must be a number")
-        return RequestFacts(action="cancel", symbol=symbol, cancels=(f"{ALGO}{int(algo_id)}",) if algo_id else (),
+        algo_id, client_id = _order_id(params, "algoId"), params.get("clientAlgoId")
+        return RequestFacts(action="cancel", symbol=symbol, cancels=(f"{ALGO}{algo_id}",) if algo_id else (),
                             cancels_by_client=(f"{ALGO}{client_id}",) if client_id else ())  # both: checked both
     if path in _CANCEL_ALL or path in _UNNAMED_CANCELS:
         return RequestFacts(action="cancel", symbol=symbol, cancels_all=True,
@@ -212,14 +210,15 @@ def _json_list(params: dict[str, str], name: str, kind: type) -> list[Any]:
     return items
 
 
-def _order_id(params: dict[str, str]) -> str | None:
-    """An amend's `orderId` as Binance reads it, a number: `007` is order 7 (the book keys orders by the id the
-    exchange answered, so a padded id would name no order keyproxy holds). Not a number: refused."""
-    text = params.get("orderId")
+def _order_id(params: dict[str, str], name: str = "orderId") -> str | None:
+    """An amend's `orderId` (or `name`: a cancel's `algoId`) as Binance reads it, a number: `007` is order 7 (the
+    book keys orders by the id the exchange answered, so a padded id would name no order keyproxy holds). Not a
+    number: refused."""
+    text = params.get(name)
     if not text:
         return None
     if not text.isascii() or not text.isdigit() or len(text) > 20:
-        raise BadRequest("orderId must be a number")
+        raise BadRequest(f"{name} must be a number")
     return str(int(text))
 
 

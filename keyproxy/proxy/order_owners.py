@@ -28,7 +28,6 @@ from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, pla
 
 OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)
 LISTING_REUSE_MS = 2_000  # a listing decides the cancel-alls of this long after it, while no order changes
-MAX_LISTED = 1000  # orders of one listing looked up for their owner (order_ids_in reads 1000 at most)
 
 
 class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
@@ -108,7 +107,7 @@ class OrderOwners:
         if not adapter.order_id_keys or self._sequences is None:
             return 0
         others = 0
-        for oid in order_ids_in(loads(body), adapter.order_id_keys)[:MAX_LISTED]:
+        for oid in order_ids_in(loads(body), adapter.order_id_keys):  # 1000 at most
             keyed = adapter.id_per_market(oid)
             held = self._book.find(account, oid, scope, keyed)
             owner = held.bot if held is not None else self._sequences.local_owner(
