@@ -12,7 +12,8 @@ Control endpoints live under ``/_emulator/`` (no exchange uses that prefix):
 * ``POST /_emulator/framing`` -> ``{"chunked": true}``: answer with chunked transfer encoding and no
   Content-Length, as exchanges behind a CDN do (``false`` restores Content-Length)
 * ``POST /_emulator/price`` -> ``{"exchange": "binance", "symbol": "BTCUSDT", "price": "59000"[, "venue":
-  "fapi"]}``: the market's price moves there, and resting limit orders it crosses fill (Binance so far)
+  "fapi"]}``: the market's price moves there, and resting limit orders it crosses fill (Binance, Hyperliquid) and
+  the conditional orders it passes fire (Binance's algo orders; OKX's, symbol an instId: ``BTC-USDT``)
 * ``POST /_emulator/dcp`` -> ``{"api_key": "...", "products": ["SPOT", "DERIVATIVES"]}``: Bybit's account
   manager switches disconnect-cancel-all on for these products of the key's account (``bybit_dcp.py``);
   ``{"drop_sockets": true}``: Bybit closes every private socket (a network cut), as it may at any time
@@ -205,7 +206,8 @@ async def _price(request: web.Request) -> web.Response:
         return web.json_response({"error": 'expected {"exchange", "symbol", "price" > 0}'}, status=400)
     owner = next((e for e in request.app[EMULATORS] if e.name == doc.get("exchange")), None)
     if owner is None or not hasattr(owner, "set_price"):
-        return web.json_response({"error": "price moves are emulated for binance only so far"}, status=400)
+        return web.json_response({"error": "price moves are emulated for binance, okx and hyperliquid only"},
+                                 status=400)
     try:
         filled = owner.set_price(str(doc.get("symbol")), price, str(doc.get("venue", "spot")))
     except KeyError:

@@ -17,6 +17,9 @@ Endpoints an unmodified ccxt 4.5.90 ``okx()`` (apiKey, secret, password; every
   ``cancel_order()``: ``POST /api/v5/trade/cancel-order``; ``set_leverage()``:
   ``POST /api/v5/account/set-leverage``; ``withdraw()``: ``POST /api/v5/asset/withdrawal``.
 
+Algo orders (``create_order`` with ``stopLossPrice``, ``takeProfitPrice`` or ``triggerPrice``; ``fetch_order``,
+``cancel_order`` and ``fetch_open_orders`` with ``{"stop": True}``): ``okx_algo.py``.
+
 python-okx 0.4.4 (OKX's official SDK) uses ``GET /api/v5/account/balance``,
 ``POST /api/v5/trade/order``, ``GET /api/v5/trade/orders-pending``,
 ``GET /api/v5/trade/order`` and ``POST /api/v5/trade/cancel-order``; it sends
@@ -64,6 +67,7 @@ from keyproxy.emulator.okx_auth import (
     permission_denied,
 )
 from keyproxy.emulator.candles import candle_opens
+from keyproxy.emulator.okx_algo import AlgoOrders
 from keyproxy.emulator.okx_data import INST_BY_CODE, INST_TYPES, INSTRUMENTS, fmt
 from keyproxy.emulator.okx_orders import empty, instrument, new_order, text
 from keyproxy.emulator.okx_state import Account, OrderRejected
@@ -101,12 +105,17 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "trade/batch-orders"): Route("batch_orders", TRADE),
     ("POST", "trade/cancel-order"): Route("cancel_order", TRADE),
     ("POST", "trade/cancel-all-after"): Route("cancel_all_after", TRADE),
+    ("POST", "trade/order-algo"): Route("place_algo", TRADE),
+    ("POST", "trade/cancel-algos"): Route("cancel_algos", TRADE),
+    ("GET", "trade/order-algo"): Route("get_algo", READ),
+    ("GET", "trade/orders-algo-pending"): Route("algo_pending", READ),
+    ("GET", "trade/orders-algo-history"): Route("algo_history", READ),
     ("POST", "account/set-leverage"): Route("set_leverage", TRADE),
     ("POST", "asset/withdrawal"): Route("withdrawal", WITHDRAW),
 }
 
 
-class OkxEmulator(AccountHandlers):
+class OkxEmulator(AccountHandlers, AlgoOrders):
     """OKX v5, as far as ccxt and python-okx can tell."""
 
     name = "okx"
@@ -127,6 +136,7 @@ class OkxEmulator(AccountHandlers):
     def reset(self) -> None:
         self.accounts = {k.api_key: Account.fresh(k) for k in self.keys}
         self._ids = count(700_000_000_000_000_001)
+        self.reset_algo()
 
     def state(self) -> dict[str, Any]:
         return {key: acct.snapshot() for key, acct in self.accounts.items()}

@@ -57,6 +57,8 @@ class Order:
     hold_ccy: str | None = None
     hold_amt: Decimal = ZERO
     trade_id: str = ""
+    algo_id: str = ""  # the algo order that placed it when triggered (okx_algo.py)
+    algo_cl_ord_id: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -67,7 +69,7 @@ class Order:
         filled = self.acc_fill_sz > 0
         fee_ccy = (i.base if self.side == "buy" else i.quote) if i.spot else i.settle
         return {
-            "accFillSz": fmt(self.acc_fill_sz), "algoClOrdId": "", "algoId": "",
+            "accFillSz": fmt(self.acc_fill_sz), "algoClOrdId": self.algo_cl_ord_id, "algoId": self.algo_id,
             "attachAlgoClOrdId": "", "attachAlgoOrds": [],
             "avgPx": fmt(self.avg_px) if filled else "",
             "cTime": str(self.c_time), "cancelSource": "", "cancelSourceReason": "",
@@ -102,6 +104,7 @@ class Account:
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     u_time: int = 0
     dead_man_at: int | None = None  # cancel-all-after: when every pending order is cancelled (ms)
+    algo_orders: dict[str, Any] = field(default_factory=dict)  # algoId -> okx_algo.AlgoOrder
 
     @classmethod
     def fresh(cls, key: EmulatedKey) -> Account:
@@ -227,6 +230,9 @@ class Account:
                  "sz": str(o.sz), "state": o.state}
                 for o in self.orders.values()
             ],
+            "algo_orders": [{"algoId": o.algo_id, "algoClOrdId": o.algo_cl_ord_id, "instId": o.inst.inst_id,
+                             "ordType": o.kind, "side": o.side, "state": o.state, "ordIdList": list(o.ord_ids)}
+                            for o in self.algo_orders.values()],
             "positions": {k: str(v) for k, v in self.positions.items()},
             "leverage": dict(self.leverage),
             "withdrawals": list(self.withdrawals),

@@ -171,6 +171,12 @@ class KeyRejection(StrEnum):
     DENIED = "denied"  # the key may not do this one thing (a permission it lacks): the bot's miss, not the key's
 
 
+# how keyproxy writes a conditional (algo) order's id (`algo#<algoId>`; Binance's `algo#<clientAlgoId>` too): never an
+# order id or a client id of the matching engine (`#` is in neither's alphabet), so no book or record takes one for
+# the other (Binance's and OKX's algo orders are numbered apart from their orders)
+ALGO = "algo#"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """One order as the exchange answered it (an order, cancel or query answer, a user-stream event):
@@ -343,6 +349,10 @@ class Adapter(Protocol):
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None: ...
 
     def conditional_reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None: ...
+
+    conditional_count_scopes: tuple[str, ...]
+
+    def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]: ...
 
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None: ...
 
@@ -583,6 +593,15 @@ class AdapterHooks:
         """The same for the scope's conditional orders where the exchange lists them apart (Binance's algo orders:
         `allAlgoOrders`, whose answer names the order each became once triggered). None: not offered."""
         return None
+
+    # where bots' open conditional orders are counted apart (`usdm-algo:*`, OKX's `algo:*`): a triggered one ends
+    # in no answer to its bot, so the risk watch lists them itself (`conditional_count_listings`) and sets the counts
+    conditional_count_scopes: tuple[str, ...] = ()
+
+    def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]:
+        """keyproxy's own first-page listings (read by the exchange's `open_orders.SWEEPS` entry) that show together
+        every conditional order of `scope` a bot may rest. Empty: none."""
+        return []
 
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
         """A signed read of one order by the exchange's id (its answer read by `order_updates`): the risk watch

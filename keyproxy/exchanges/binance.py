@@ -409,6 +409,16 @@ class Binance(AdapterHooks):
     def conditional_reconcile_request(self, scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
         return binance_algo_reconcile_request(scope, since_ms)
 
+    # the markets whose algo orders are listed whole (`openAlgoOrders` with no symbol; COIN-M's listing is not
+    # documented, so its count falls only by cancels)
+    _ALGO_COUNT_LISTINGS = {"usdm-algo:*": "/fapi/v1/openAlgoOrders",
+                            "papi-um-algo:*": "/papi/v1/um/algo/openAlgoOrders"}
+    conditional_count_scopes = tuple(_ALGO_COUNT_LISTINGS)
+
+    def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]:
+        path = self._ALGO_COUNT_LISTINGS.get(scope)
+        return [("GET", path, "", b"")] if path else []
+
     def native_error(self, code: str, message: str) -> dict[str, object]:
         # Binance's own codes, chosen so ccxt raises the matching exception and does not
         # retry: -2015 is retried by ccxt as DDoSProtection, so policy refusals use -1002.

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    ALGO,
     published,
     whole_listing,
     BadRequest,
@@ -43,9 +44,6 @@ MAX_BATCH = 5  # USD-M and COIN-M: "order list, max 5 orders"
 ALGO_ORDERS = frozenset({"/fapi/v1/algoOrder", "/dapi/v1/algoOrder", "/papi/v1/um/algo/order"})
 ALGO_LISTINGS = frozenset({"/fapi/v1/openAlgoOrders", "/dapi/v1/openAlgoOrders", "/papi/v1/um/algo/openAlgoOrders"})
 ALGO_CANCEL_ALL = frozenset({"/fapi/v1/algoOpenOrders", "/dapi/v1/algoOpenOrders", "/papi/v1/um/algo/allOpenOrders"})
-# how keyproxy writes an algo order's ids (`algo#<algoId>`, `algo#<clientAlgoId>`): never an order id or a client id
-# of the matching engine (`#` is in neither's alphabet), and recorded for the account, not per symbol
-ALGO = "algo#"
 # cancels whose orders keyproxy cannot attribute (conditional and order-list ids are not recorded, nor an options
 # batch's; algo orders cancelled all at once are not listed where the cancel-all check looks): judged as a cancel of
 # every order of their symbol (refused while another bot's orders rest)

@@ -53,6 +53,7 @@ from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
 )
+from keyproxy.exchanges.okx_algo import CANCEL_ALGOS, SCOPE as ALGO_SCOPE, algo_cancels, count_listings
 from keyproxy.exchanges.okx_fills import (
     okx_amend_verdicts, okx_order_query_request, okx_order_updates, okx_placed_ids, okx_reconcile_request,
     okx_stream_updates,
@@ -119,9 +120,9 @@ _OKX_CODES = {"ip_denied": "50110", "open_orders_exceeded": "51102"}  # OKX's ow
 
 
 class Okx(AdapterHooks):
-    # the members of an order answer naming the exchange's order id (an algo order's: its algoId, which a cancel
-    # of it names, so a bot cancels only its own algo orders)
-    order_id_keys = ("ordId", "algoId")
+    # the member of an order answer naming the exchange's order id (an algo order's `algoId` is read apart, as
+    # `algo#<algoId>`: `read_placed_ids`, `cancelled_ids`)
+    order_id_keys = ("ordId",)
     client_id_keys = ("clOrdId",)
     fill_markets = frozenset({"spot"})  # okx_fills.py: swaps and futures count contracts, not read yet
 
@@ -133,6 +134,21 @@ class Okx(AdapterHooks):
 
     def read_placed_ids(self, body: bytes) -> tuple[str, ...]:
         return okx_placed_ids(body)
+
+    conditional_count_scopes = (ALGO_SCOPE,)
+
+    def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]:
+        return count_listings() if scope == ALGO_SCOPE else []
+
+    def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
+        """A `cancel-algos` answer names its algoIds only as they were asked: the request's, `algo#<algoId>`;
+        named by `algoClOrdId` instead, whose orders is not known."""
+        if req.path != CANCEL_ALGOS:
+            return (), False
+        doc = json_or_none(req.body)
+        named = [d for d in doc if isinstance(d, dict)] if isinstance(doc, list) else []
+        ids = algo_cancels(named)
+        return (ids, False) if ids is not None else ((), True)
 
     def read_placed_client_ids(self, body: bytes) -> tuple[str, ...]:
         return okx_placed_ids(body, "clOrdId")

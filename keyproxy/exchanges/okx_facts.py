@@ -7,8 +7,8 @@ except that a SPOT market order counts in `tgtCcy` ("Default is quote_ccy for bu
 sell"), and in contracts for SWAP/FUTURES/OPTION (`BTC-USDT-SWAP`, `BTC-USD-250328`, ...), which
 keyproxy cannot value without the contract size: quantity unknown. `account/set-leverage`
 takes `lever` and `instId` (or `ccy`); `asset/withdrawal` `ccy`, `amt`, `toAddr`, `chain`
-(`USDT-TRC20`). Anything keyproxy cannot read fully (batch and algo orders, bots, copy trading,
-spread and block trades, amendments) is `action=None`, refused when the bot has trading limits.
+(`USDT-TRC20`). Algo orders: okx_algo.py. Anything keyproxy cannot read fully (algo orders of other shapes, bots,
+copy trading, spread and block trades) is `action=None`, refused when the bot has trading limits.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from keyproxy.exchanges.base import (
+    ALGO,
     published,
     whole_listing,
     OrderBookChange,
@@ -32,6 +33,7 @@ from keyproxy.exchanges.base import (
     DuplicateMember,
     unique_members,
 )
+from keyproxy.exchanges.okx_algo import CANCEL_ALGOS, ORDER_ALGO, algo_book_change, algo_cancels, algo_facts
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
 _CANCELS = frozenset("/api/v5/" + p for p in (
@@ -125,6 +127,20 @@ def _named(params: dict[str, object], markets: Mapping[str, str]) -> dict[str, o
     return {**params, "instId": name}
 
 
+def _once(ids: object) -> None:
+    """A cancel naming one order twice (`881` and `0881` are one order to a reader of numbers) is refused: each
+    confirmed leg of it would free a place under the bot's max_open_orders (session 30's review)."""
+    seen: set[str] = set()
+    for i in ids:  # type: ignore[attr-defined]
+        if not i:
+            continue
+        text = str(i).strip()
+        key = str(int(text)) if text.lstrip("+-").isdigit() else text
+        if key in seen:
+            raise BadRequest(f"a cancel names the order {str(i)[:40]!r} twice")
+        seen.add(key)
+
+
 def okx_market_ids(body: bytes) -> tuple[str, ...]:
     """`#<instIdCode>` of each order or cancel in a trade body that names its instrument by code."""
     try:
@@ -170,11 +186,11 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # a cancel-batch names one instrument per leg: counted in the first leg's scope
         named = [d for d in doc if isinstance(d, dict)] if isinstance(doc, list) else [params]
         orders = path in (_CANCEL_ONE, _CANCEL_BATCH)  # the orders it names (only the bot's own: OrderOwners.only_own)
-        if path in _ALGO_CANCELS:  # algo orders by their algoId, recorded as their placer's like order ids
-            algos = tuple(param_text(d, "algoId") for d in named)
-            if named and all(algos):
-                return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None,
-                                    market=market_of(inst), cancels=tuple(a for a in algos if a))
+        for name in ("ordId", "clOrdId", "algoId", "algoClOrdId"):
+            _once(param_text(d, name) for d in named)
+        if path in _ALGO_CANCELS and (algos := algo_cancels(named)) is not None:  # by algoId, each its placer's
+            return RequestFacts(action="cancel", symbol=normalize_symbol(inst) if inst else None,
+                                market=market_of(inst), cancels=algos)
         # every order, or orders keyproxy cannot attribute (spread, rfq ids; an algo order without its algoId):
         # judged as a cancel of every order (refused while another bot's orders rest), over every instrument its
         # legs name (one scope: where they name more than one, every market's)
@@ -190,6 +206,8 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             cancels_later=path.endswith("/cancel-all-after") and not disarms)
     if path == "/api/v5/trade/order" and isinstance(doc, dict):
         return _order(params)
+    if path == ORDER_ALGO and isinstance(doc, dict):
+        return algo_facts(params, _order)
     if path in (_BATCH_PLACE, _BATCH_AMEND):
         return _batch(doc, "order" if path == _BATCH_PLACE else "amend")
     if path == _AMEND and isinstance(doc, dict):
@@ -219,7 +237,8 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             amount=amount(param_text(params, "amt")))
     if path == "/api/v5/trade/amend-algos" and isinstance(doc, dict):  # unread (refused under trading limits),
         # and another bot's algo order is never this bot's to change: named by its algoId (an algoClOrdId: refused)
-        return RequestFacts(action=None, symbol=symbol, touches=(param_text(params, "algoId"),))
+        algo = param_text(params, "algoId")
+        return RequestFacts(action=None, symbol=symbol, touches=(ALGO + algo if algo else None,))
     if path == _MARGIN_BALANCE and param_text(params, "type") != "add":
         # margin taken out of an isolated position raises its leverage by an amount keyproxy cannot compute (it
         # depends on the position): a leverage change of unknown value, refused under max_leverage (session 27's
@@ -360,6 +379,8 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
         doc = json.loads(body) if body else None
     except ValueError:
         doc = None
+    if path in (ORDER_ALGO, CANCEL_ALGOS) and facts.action in ("order", "cancel"):
+        return algo_book_change(path, status, body, UNKNOWN_FATE)
     if facts.action == "order" and isinstance(doc, dict) and doc.get("code") == UNKNOWN_FATE:
         # "does not mean that the request was successful or failed": the orders may rest, so they are counted (a
         # listing of the bot's open orders sets the count right); freed, a bot could rest any number this way

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
-from keyproxy.exchanges.base import OrderUpdate, leg_order_ids, published
+from keyproxy.exchanges.base import ALGO, OrderUpdate, leg_order_ids, published
+from keyproxy.exchanges.okx_algo import CANCEL_ALGOS, QUERIES as ALGO_QUERIES, algo_placed_ids, algo_query_request, \
+    algo_updates
 from keyproxy.exchanges.okx_facts import market_of
 from keyproxy.policy.model import normalize_symbol
 
@@ -34,6 +36,8 @@ def _updates(data: Any) -> tuple[OrderUpdate, ...]:
 
 
 def okx_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+    if path in ALGO_QUERIES or path == CANCEL_ALGOS:
+        return algo_updates(method, path, status, body)
     if method != "GET" or path not in QUERIES or status != 200:
         return ()
     doc = loads(body)
@@ -55,6 +59,8 @@ _QUOTES = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH", "DAI", "OKB", "TRY", "BRL
 def okx_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
     """`GET /api/v5/trade/order?instId=B-Q&ordId=ID` of a spot order (a scope spells the instrument without its
     dash: its quote is read from the end; a wrong split is an error answer, which teaches nothing)."""
+    if order_id.startswith(ALGO):
+        return algo_query_request(order_id)
     market, _, symbol = scope.partition(":")
     quote = next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), None)
     if market != "spot" or quote is None or not order_id.isdigit():
@@ -82,12 +88,12 @@ def okx_placed_ids(body: bytes | str, key: str = "ordId") -> tuple[str, ...]:
     """The orders an order answer (REST or WebSocket) placed, one per leg of `data` in the leg's place: "" for a
     leg refused (`sCode` not "0": OKX answers a batch refused in part with `code` "2" inside a 2xx answer).
     `key="clOrdId"`: their client ids, the same way ("" where the order has none). An algo order's answer
-    (`order-algo`) names its `algoId`, which a cancel of it names: read as its id."""
+    (`order-algo`) names its `algoId`, which a cancel of it names: read as its id, `algo#<algoId>`."""
     doc = loads(body)
     if not isinstance(doc, dict) or doc.get("code") not in ("0", "1", "2"):
         return ()
     ids = leg_order_ids(doc.get("data"), key, lambda d: d.get("sCode") == "0")
     if key != "ordId" or all(ids):
         return ids
-    algos = leg_order_ids(doc.get("data"), "algoId", lambda d: d.get("sCode") == "0")
+    algos = algo_placed_ids(doc.get("data"))
     return tuple(i or a for i, a in zip(ids, algos, strict=True))

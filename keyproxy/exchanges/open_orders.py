@@ -14,10 +14,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from keyproxy.exchanges.base import RealKey
-from keyproxy.exchanges.binance_facts import ALGO, ALGO_LISTINGS
+from keyproxy.exchanges import okx_algo
+from keyproxy.exchanges.base import ALGO, RealKey
+from keyproxy.exchanges.binance_facts import ALGO_LISTINGS
 
 Spec = tuple[str, str, str, bytes]
 MAX_PAGES = 50  # listing pages followed per market: a bound, not a expectation
@@ -32,6 +33,7 @@ class Resting:
     order_id: str
     client_id: str = ""  # where the listing names it (Binance): the order a bot's conditional order became carries
     # that order's client id, on record as the bot's before keyproxy has read what it became
+    parent: str = ""  # where the listing names it (OKX `algoId`): the conditional order this one became, `algo#<id>`
 
 
 class ListingError(ValueError):
@@ -135,33 +137,57 @@ _OKX_MARKETS = {"MARGIN": "spot"}
 
 
 class OkxSweep:
-    """GET orders-pending (every instrument type, pages of 100 by `after`); POST cancel-order by ordId."""
+    """GET orders-pending (every instrument type, pages of 100 by `after`); POST cancel-order by ordId. Algo orders
+    (okx_algo.py): GET orders-algo-pending per kind (`SWEPT_KINDS`), POST cancel-algos by algoId, ten a call."""
 
     _PATH = "/api/v5/trade/orders-pending"
 
     def listings(self, markets: frozenset[str], key: RealKey, symbols: Mapping[str, frozenset[str]]) -> list[Spec]:
-        return [("GET", self._PATH, "limit=100", b"")]
+        return [("GET", self._PATH, "limit=100", b""),
+                *(okx_algo.pending_listing(kind) for kind in okx_algo.SWEPT_KINDS)]
 
     def resting(self, spec: Spec, status: int, body: bytes) -> tuple[list[Resting], Spec | None]:
         doc = _json(body)
         if not (200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0"
                 and isinstance(doc.get("data"), list)):
             raise ListingError(f"HTTP {status}: {_said(body)}")
+        algo = spec[1] == okx_algo.PENDING
+        name = "algoId" if algo else "ordId"
         # a margin order rests in its spot pair's one order book: keyproxy's scope for both is spot (okx_facts)
         found = [Resting(_OKX_MARKETS.get(str(o.get("instType", "")), str(o.get("instType", "")).lower()),
-                         str(o["instId"]), str(o["ordId"]))
-                 for o in doc["data"] if isinstance(o, dict) and o.get("instId") and o.get("ordId")]
-        more = len(doc["data"]) >= 100 and found
-        return found, ("GET", self._PATH, urlencode({"limit": 100, "after": found[-1].order_id}), b"") if more else None
+                         str(o["instId"]), (ALGO if algo else "") + str(o[name]),
+                         parent=ALGO + str(o["algoId"]) if not algo and o.get("algoId") else "")
+                 for o in doc["data"] if isinstance(o, dict) and o.get("instId") and o.get(name)]
+        if not (len(doc["data"]) >= 100 and found):
+            return found, None
+        after = found[-1].order_id.removeprefix(ALGO)
+        return found, ("GET", spec[1], f"{spec[2].split('&after=')[0]}&after={quote(after, safe='')}", b"")
 
     def cancels(self, orders: list[Resting], names: Mapping[str, str]) -> list[tuple[Spec, list[Resting]]]:
-        return [(("POST", "/api/v5/trade/cancel-order", "",
-                  json.dumps({"instId": o.symbol, "ordId": o.order_id}).encode()), [o]) for o in orders]
+        plain = [o for o in orders if not o.order_id.startswith(ALGO)]
+        algos = [o for o in orders if o.order_id.startswith(ALGO)]
+        return [*((("POST", "/api/v5/trade/cancel-order", "",
+                    json.dumps({"instId": o.symbol, "ordId": o.order_id}).encode()), [o]) for o in plain),
+                *((("POST", okx_algo.CANCEL_ALGOS, "", json.dumps(
+                    [{"algoId": o.order_id.removeprefix(ALGO), "instId": o.symbol} for o in batch]).encode()), batch)
+                  for batch in (algos[i:i + okx_algo.MAX_CANCELS]
+                                for i in range(0, len(algos), okx_algo.MAX_CANCELS)))]
 
     def cancelled(self, orders: list[Resting], status: int, body: bytes) -> dict[str, str | None]:
         doc = _json_or_none(body)
         data = doc.get("data") if isinstance(doc, dict) else None
-        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        entries = [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+        if orders and orders[0].order_id.startswith(ALGO):  # each algo order's own `sCode` (code "2": some failed)
+            said = {ALGO + str(d.get("algoId")): d for d in entries}
+            answered = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") in ("0", "1", "2")
+            out: dict[str, str | None] = {}
+            for o in orders:
+                entry = said.get(o.order_id) if answered else None
+                out[o.order_id] = None if entry is not None and entry.get("sCode") == "0" else \
+                    f"sCode {entry.get('sCode')}: {str(entry.get('sMsg'))[:200]}" if entry is not None else \
+                    f"HTTP {status}: {_said(body)}"
+            return out
+        first = entries[0] if entries else {}
         ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("code") == "0" and first.get("sCode") == "0"
         return _all(orders, None if ok else f"HTTP {status}: {_said(body)}")
 

@@ -136,7 +136,12 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
         forms = placed_keys(o.order_id, scope)
         if o.client_id:  # else its client id's: the order a bot's Binance stop became, before keyproxy read which
             forms += (placed_key(client_key(o.client_id), scope),)
+        if o.parent:  # else the conditional order's it became (OKX names it), before keyproxy read which
+            forms += placed_keys(o.parent, None)
         return next((k for k in forms if k in placed), o.order_id)
+
+    def own_key(o: Resting) -> str:  # what to forget once it is cancelled: never the conditional order's record
+        return o.order_id if o.parent and key(o) in placed_keys(o.parent, None) else key(o)
 
     targets = [o for o in resting if bot is None or placed.get(key(o), ("", ""))[0] == bot]
     gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
@@ -162,7 +167,7 @@ async def cancel_account_orders(calls: OwnCalls, store: StateStore, account: Acc
               result="cancelled" if outcome is None else f"failed: {outcome}"[:300])
         if outcome is None:
             summary["cancelled"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner})
-            forget.append(key(o))
+            forget.append(own_key(o))
         else:
             summary["failed"].append({"order_id": o.order_id, "symbol": o.symbol, "bot": owner, "error": outcome})
     try:

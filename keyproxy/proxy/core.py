@@ -141,6 +141,7 @@ class Core:
         self.risk = RiskDesk(sequences, self.markets, lambda: self.clock_ms() / 1000)
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
         self.risk.book.on_spawn = self.owners.spawned  # what a triggered conditional order became is its bot's
+        self.risk.book.on_spawn_unbooked = self.owners.spawned_unbooked
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
         # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keyproxy.exchanges._fills import loads
-from keyproxy.exchanges.base import Adapter, OutboundRequest, order_ids_in
+from keyproxy.exchanges.base import ALGO, Adapter, OutboundRequest, order_ids_in
 from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol, scopes_overlap
 from keyproxy.proxy.positions import PositionBook
@@ -42,6 +42,9 @@ class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; 
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
 
+UNCERTAIN = "uncertain|"  # state.db usage key prefix: `uncertain|<bot>|<scope>` (OrderOwners._uncertain)
+
+
 class OrderOwners:
     """The attribution record and the open-order counts, kept from answers."""
 
@@ -60,6 +63,9 @@ class OrderOwners:
         # sent before they were learned may not show (`track_open_orders`)
         self._opens_seen: dict[str, int] = {}
         self._opens: dict[str, collections.deque[tuple[int, str]]] = {}
+        # (bot, conditional scope) -> (when keyproxy's last whole listing was asked for, the forms of every id it
+        # showed): a cancel decided before it, of an order it no longer showed, frees no place again (`recount`)
+        self._recounted: dict[tuple[str, str], tuple[int, frozenset[str]]] = {}
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes, mark: int | None = None,
@@ -81,24 +87,75 @@ class OrderOwners:
             self._usage.change_open_orders(bot, scope, +1)
         if change.opened:
             self._opens_learned(bot, change.opened)
+            self._uncertain(bot, adapter, change.opened, status, body)
         others = self._others(account, adapter, bot, facts, out, body, len(change.closed)) \
             if change.closed else 0
-        for scope in change.closed[others:]:
+        closed = self._not_recounted(bot, adapter, change.closed[others:], out, since_ms)
+        for scope in closed:
             self._usage.change_open_orders(bot, scope, -1)
         if len(change.counted) == 1:  # one scope's listing: the account's orders there, other bots' too
             scope, count = change.counted[0]
             change = replace(change, counted=((scope, max(0, count - self._listed_others(account, adapter, bot,
                                                                                           scope, body))),))
         for scope, count in change.counted:
-            if late is None:  # more opens since than are remembered: the listing may only raise the count
-                count = max(count, self._usage.scope_open_orders(bot, scope))
-            else:
-                count += sum(1 for opened in late if scopes_overlap((opened,), (scope,)))
-            self._usage.set_open_orders(bot, scope, count, since_ms)
+            self._set_count(bot, scope, count, late, since_ms)
         counted = {scope for scope, _ in change.counted}
         for opened in late or ():  # reset with its market, listed under no scope of the answer
             if opened not in counted and opened.partition(":")[0] in change.reset:
                 self._usage.change_open_orders(bot, opened, +1)
+
+    def _set_count(self, bot: str, scope: str, count: int, late: list[str] | None, since_ms: int | None) -> None:
+        """A listing's count of the bot's orders in `scope`, plus those learned open since it was asked for."""
+        assert self._usage is not None
+        if late is None:  # more opens since than are remembered: the listing may only raise the count
+            count = max(count, self._usage.scope_open_orders(bot, scope))
+        else:
+            count += sum(1 for opened in late if scopes_overlap((opened,), (scope,)))
+        self._usage.set_open_orders(bot, scope, count, since_ms)
+
+    def recount(self, account: str, adapter: Adapter, bot: str, scope: str, listed: list[str], mark: int,
+                since_ms: int) -> None:
+        """keyproxy's own whole listing of `scope`'s resting orders (the risk watch's, for conditional orders, whose
+        end no answer to the bot need show: a stop that triggered): the bot's count becomes what it lists on record
+        as the bot's, plus the bot's orders learned open since `mark`. An order of no known owner counts only as far
+        as the bot placed orders whose answer named none (`_uncertain`): a stop placed on the exchange's site, or by
+        an unbounded bot as an attached order, takes no bounded bot's place (session 30's review)."""
+        if self._usage is None or self._sequences is None:
+            return
+        owners = [self.owner(account, adapter, oid, scope, strict=False) for oid in listed]
+        unknown, key = owners.count(None), f"{UNCERTAIN}{bot}|{scope}"
+        uncertain = min(int(self._sequences.usage_items(key).get(key, "0")), unknown)
+        self._sequences.set_usage(key, str(uncertain))
+        self._recounted[(bot, scope)] = (since_ms, frozenset(f for oid in listed for f in id_forms(oid)))
+        self._set_count(bot, scope, owners.count(bot) + uncertain, self._opened_since(bot, mark), since_ms)
+
+    def _uncertain(self, bot: str, adapter: Adapter, opened: tuple[str, ...], status: int, body: bytes) -> None:
+        """Conditional orders counted open whose answer named no id (a fate the exchange did not know, an unreadable
+        answer): they may rest under no owner on record, so `recount` counts that many of no known owner as the
+        bot's until a listing shows fewer."""
+        scopes = [s for s in opened if s in adapter.conditional_count_scopes]
+        if not scopes or self._sequences is None or any(adapter.placed_order_ids(status, body)):
+            return
+        for scope in scopes:
+            key = f"{UNCERTAIN}{bot}|{scope}"
+            self._sequences.set_usage(key, str(int(self._sequences.usage_items(key).get(key, "0")) + 1))
+
+    def _not_recounted(self, bot: str, adapter: Adapter, closed: tuple[str, ...], out: OutboundRequest,
+                       since_ms: int | None) -> tuple[str, ...]:
+        """The places a cancel frees, less those of orders keyproxy's whole listing, asked for after the cancel was
+        decided, no longer showed: that count already left them out (session 30's review: a cancel answered after
+        the recount freed its place twice)."""
+        if since_ms is None or not closed:
+            return closed
+        kept = [s for s in closed if not ((rec := self._recounted.get((bot, s))) is not None and since_ms < rec[0])]
+        if len(kept) == len(closed):
+            return closed
+        named, _ = adapter.cancelled_ids(out)
+        for scope in {s for s in closed if s not in kept}:
+            shown = self._recounted[(bot, scope)][1]
+            still = sum(1 for oid in named if any(f in shown for f in id_forms(oid)))
+            kept += [scope] * min(still, sum(1 for s in closed if s == scope))
+        return tuple(kept)
 
     def _listed_others(self, account: str, adapter: Adapter, bot: str, scope: str, body: bytes) -> int:
         """How many of the orders a listing of `scope` shows this instance knows to be another bot's (the book's,
@@ -325,6 +382,17 @@ class OrderOwners:
             self.changed(account)
             self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,), self.clock_ms() / 1000)
 
+    def spawned_unbooked(self, account: str, parent: str, book_key: str, scope: str) -> None:
+        """What a conditional order the positions book does not hold became (its `on_spawn_unbooked`): its placer's
+        on record, as the order a booked one became is (`spawned`), so only that bot may cancel or amend it and a
+        halt of it sweeps it (session 30's review: an OKX swap stop's order was nobody's)."""
+        if self._sequences is None:
+            return
+        keys = tuple(k for form in id_forms(parent) for k in placed_keys(form, None))
+        bot = self._sequences.local_owner(account, keys)
+        if bot is not None:
+            self.spawned(account, bot, scope, book_key)
+
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
         """Remember which bot placed the orders an answer names (`StateStore.placed_orders`): what lets a
@@ -375,7 +443,12 @@ def id_forms(order_id: str) -> tuple[str, ...]:
     `abc-1` (a UUID or txid). Not every exchange does (OKX documents `ordId` as a string, and whether it reads
     `0881` as 881 is not confirmed): looking the other forms up too only ever finds an owner the exchange might
     act on, so a bot cannot slip past the own-orders check by writing another bot's id differently. Exchange
-    ids only: client ids are the bots' own text, where `a1` and `A1` are two bots' ids."""
+    ids only: client ids are the bots' own text, where `a1` and `A1` are two bots' ids. An algo order's id
+    (`algo#<algoId>`) takes the same forms after its prefix, then the bare id's (how a version before session 30
+    recorded OKX's)."""
+    if order_id.startswith(ALGO):
+        bare = id_forms(order_id.removeprefix(ALGO))
+        return tuple(dict.fromkeys((*(ALGO + f for f in bare), *bare)))
     forms = [order_id]
     text = order_id.strip()
     try:  # what a number parser reads: leading zeros, a sign, non-ASCII digits (Java's Long.parseLong takes `８８１`)

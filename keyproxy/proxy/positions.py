@@ -152,6 +152,9 @@ class PositionBook:
         # (account, bot, scope, the book's id): an order a triggered conditional order became (`OrderUpdate.spawned`),
         # booked here as its bot's; the hook puts it on record as the bot's (proxy/risk.py)
         self.on_spawn: Callable[[str, str, str, str], None] | None = None
+        # (account, the conditional order's id, what it became, scope): the same of an order the book does not hold
+        # (a market whose fills keyproxy does not read: OKX swaps): the record still makes it its placer's
+        self.on_spawn_unbooked: Callable[[str, str, str, str], None] | None = None
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -307,6 +310,8 @@ class PositionBook:
             order = book.get(u.order_id) if book else None
             if order is None and book:  # booked under its bare id (before `book_id`), in the update's scope
                 order = _bare(book, u.order_id)
+            if order is None and u.spawned and self.on_spawn_unbooked is not None:
+                self.on_spawn_unbooked(account, u.order_id, u.spawned, u.scope)
             if order is None and hold and u.order_id:
                 self._hold(account, u, late, at)
                 continue

@@ -26,6 +26,7 @@ from keyproxy.anomaly.rules import Finding
 from keyproxy.audit.log import get_logger
 from keyproxy.errors import KeyproxyError
 from keyproxy.exchanges.base import IncomingRequest, OutboundRequest
+from keyproxy.exchanges.open_orders import MAX_PAGES, SWEEPS, ListingError
 from keyproxy.proxy.core import Core, Outcome, new_request_id
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE
@@ -243,9 +244,10 @@ class RiskWatch:
             log.warning("reconciliation found fills keyproxy had not seen", account=account_name, fills=learned)
         return learned
 
-    async def _read(self, account: Any, scope: str, spec: tuple[str, str, str, bytes]) -> bool:
-        """One signed read of keyproxy's own, charged to the exchange's budget; what it says of orders learned.
-        False: not read (refused for the budget, or no answer)."""
+    async def _send(self, account: Any, scope: str, spec: tuple[str, str, str, bytes]
+                    ) -> tuple[OutboundRequest, int, bytes] | None:
+        """One signed read of keyproxy's own, charged to the exchange's budget. None: not read (refused for the
+        budget, or no answer)."""
         method, path, query, body = spec
         name = account.info.name
         own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
@@ -255,14 +257,71 @@ class RiskWatch:
             status, answer = await self._own.send(account, spec)
         except Refused as e:
             log.info("reconciliation skipped", account=name, scope=scope, code=e.code)
-            return False
+            return None
         except SEND_ERRORS as e:
             log.warning("reconciliation failed", account=name, scope=scope, error=what_failed(e))
+            return None
+        return OutboundRequest(method, route.origin, path, query, {}, body), status, answer
+
+    async def _read(self, account: Any, scope: str, spec: tuple[str, str, str, bytes]) -> bool:
+        """One signed read of keyproxy's own; what it says of orders learned. False: not read."""
+        sent = await self._send(account, scope, spec)
+        if sent is None:
             return False
-        updates = account.adapter.order_updates(OutboundRequest(method, route.origin, path, query, {}, body),
-                                                status, answer)
-        self._desk.learn_late(name, account.adapter, updates)
+        self._desk.learn_late(account.info.name, account.adapter, account.adapter.order_updates(*sent))
         return True
+
+    # --- conditional orders' counts ------------------------------------------------------------------
+
+    async def recount(self, account_name: str) -> None:
+        """Each scope where bots' open conditional orders are counted apart (`Adapter.conditional_count_scopes`),
+        listed whole by keyproxy while a bot with `max_open_orders` holds a count there: a stop that triggered ends
+        in no answer to its bot (freqtrade reads it by id, never lists every algo order), so without this its
+        place stayed taken and the bot ran out of places (session 30). The count becomes what the exchange lists
+        as the bot's (or of no known owner), plus what the bot placed since the listing was asked for."""
+        snap, owners, usage = self._core.snapshot(), self._core.owners, self._core.usage
+        account = snap.accounts.get(account_name)
+        if usage is None or account is None or account.adapter is None or account.info.status != "active":
+            return
+        bots = sorted({b.info.name for table in (snap.bots_by_key, snap.bots_by_token) for b in table.values()
+                       if b.info.account == account_name and b.policy.max_open_orders is not None})
+        for scope in account.adapter.conditional_count_scopes:
+            held = [bot for bot in bots if usage.scope_open_orders(bot, scope) > 0]
+            if not held:
+                continue
+            marks, since = {bot: owners.opens_mark(bot) for bot in held}, self._core.clock_ms()
+            listed = await self._list_whole(account, scope, account.adapter.conditional_count_listings(scope))
+            if listed is None:
+                continue
+            for bot in held:
+                owners.recount(account_name, account.adapter, bot, scope, listed, marks[bot], since)
+
+    async def _list_whole(self, account: Any, scope: str, specs: list[tuple[str, str, str, bytes]]
+                          ) -> list[str] | None:
+        """The ids of every order these listings show, their pages followed; None when one was not read whole."""
+        sweep, ids = SWEEPS.get(account.info.exchange), []
+        if sweep is None or not specs:
+            return None
+        for first in specs:
+            spec: tuple[str, str, str, bytes] | None = first
+            for _ in range(MAX_PAGES):
+                if spec is None:
+                    break
+                sent = await self._send(account, scope, spec)
+                if sent is None:
+                    return None
+                try:
+                    page, spec = sweep.resting(spec, sent[1], sent[2])
+                except ListingError as e:
+                    log.warning("conditional orders not listed", account=account.info.name, scope=scope,
+                                error=str(e)[:200])
+                    return None
+                ids += [o.order_id for o in page]
+            if spec is not None:
+                log.warning("conditional orders not listed whole: more pages than keyproxy reads; a triggered one "
+                            "keeps its place under max_open_orders", account=account.info.name, scope=scope)
+                return None
+        return ids
 
     async def _ask_by_id(self, account: Any, scope: str) -> None:
         """The scope's orders the book still holds live, asked for one by one, those asked least recently first:
@@ -331,6 +390,7 @@ class RiskWatch:
                     if not started or now - self._reconciled.get(name, 0.0) >= RECONCILE_S:
                         self._reconciled[name] = now
                         await self.reconcile(name, every_scope=not started)
+                        await self.recount(name)
                 started = True
                 self.publish()
             except Exception as e:  # never let the watch die: a bug here must not stop the next tick

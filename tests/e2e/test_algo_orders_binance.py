@@ -222,3 +222,25 @@ def test_a_halt_sweeps_the_order_a_stop_became_before_keyproxy_read_which(dev: D
     assert str(resting[0]["orderId"]) in swept, done
     dev.cli("resume", "--bot", "stop-swept")
     set_futures_price(dev, "20000")
+
+
+def test_a_triggered_stop_frees_its_place_under_max_open_orders(dev: DevStack) -> None:
+    """A stop that triggered ends in no answer to its bot (freqtrade reads its stop by id, never lists every algo
+    order), so its place under max_open_orders stayed taken: after max_open_orders stop-outs the bot could place
+    nothing (session 30). keyproxy's own listing of the market's algo orders (each minute, and at start) frees it."""
+    old = dev.proxy_url
+    creds = dev.add_bot("stop-freed", "main", "read,trade", "--set", "max_open_orders=1")
+    ex = futures(creds)
+    set_futures_price(dev, "20000")
+    ex.create_order(SYMBOL, "market", "sell", 0.01, None, {"stopLossPrice": 19900})
+    try:
+        set_futures_price(dev, "19800")  # it triggers: a market sell
+        refused(lambda: ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP), "open_orders_exceeded")
+        dev.stop_daemon()
+        dev.start_daemon()  # the risk watch's first pass lists the algo orders: the triggered one is not among them
+        ex = futures({**creds, "base_url": creds["base_url"].replace(old, dev.proxy_url)})
+        again = ex.create_order(SYMBOL, "market", "sell", 0.01, None, STOP)
+        ex.cancel_order(again["id"], SYMBOL, {"trigger": True})
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"reduceOnly": True})  # the short it opened, closed
+    finally:
+        set_futures_price(dev, "20000")

@@ -297,3 +297,50 @@ async def test_shares_a_port_with_binance_and_kraken(emulator_factory, http):
         async with http.get(emu.url + path) as resp:
             assert resp.status == 200, path
     assert [e["exchange"] for e in emu.journal.entries()] == ["okx", "binance", "kraken"]
+
+
+async def test_algo_orders_rest_list_fire_and_cancel(okx):
+    """OKX docs-v5 "Algo Trading": a stop rests `live`, is listed by its kind (`ordType` mandatory, `conditional,oco`
+    the one pair), fires when the price passes its trigger (the order it places names the algo order, and the algo
+    order names it in `ordIdList`), and the history is asked by `state` or `algoId`, exactly one."""
+    emu, c = await okx()
+    stop = {"instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "ordType": "conditional", "sz": "0.1",
+            "slTriggerPx": "59000", "slOrdPx": "-1", "algoClOrdId": "mystop"}
+    _, placed = await c.call("POST", "/api/v5/trade/order-algo", stop)
+    assert placed["code"] == "0" and placed["data"][0]["sCode"] == "0"
+    algo_id = placed["data"][0]["algoId"]
+    _, twice = await c.call("POST", "/api/v5/trade/order-algo", stop)
+    assert twice["code"] == "1" and twice["data"][0]["sCode"] == "51065"
+    _, bad = await c.call("POST", "/api/v5/trade/order-algo", {**stop, "algoClOrdId": "", "slTriggerPx": ""})
+    assert bad["data"][0]["sCode"] == "50014"
+    _, trigger = await c.call("POST", "/api/v5/trade/order-algo", {
+        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "trigger", "sz": "0.1",
+        "triggerPx": "70000", "orderPx": "-1", "tgtCcy": "base_ccy"})
+    for query, ids in (("ordType=conditional,oco", [algo_id]), ("ordType=trigger", [trigger["data"][0]["algoId"]]),
+                       ("ordType=oco", [])):
+        status, listed = await c.call("GET", f"/api/v5/trade/orders-algo-pending?{query}")
+        assert status == 200 and [o["algoId"] for o in listed["data"]] == ids, query
+    for query in ("instId=BTC-USDT", "ordType=trigger,oco", "ordType=stop"):
+        status, refused = await c.call("GET", f"/api/v5/trade/orders-algo-pending?{query}")
+        assert refused["code"] in ("50014", "51000"), query
+    async with c.http.post(emu.url + "/_emulator/price", json={"exchange": "okx", "symbol": "BTC-USDT",
+                                                               "price": "58000"}) as moved:
+        assert (await moved.json())["filled"] == [algo_id]
+    _, fired = await c.call("GET", f"/api/v5/trade/order-algo?algoId={algo_id}")
+    [row] = fired["data"]
+    assert (row["state"], row["actualSide"], len(row["ordIdList"])) == ("effective", "sl", 1)
+    _, child = await c.call("GET", f"/api/v5/trade/order?instId=BTC-USDT&ordId={row['ordIdList'][0]}")
+    assert (child["data"][0]["algoId"], child["data"][0]["algoClOrdId"], child["data"][0]["state"]) == (
+        algo_id, "mystop", "filled")
+    _, history = await c.call("GET", "/api/v5/trade/orders-algo-history?ordType=conditional&state=effective")
+    assert [o["algoId"] for o in history["data"]] == [algo_id]
+    _, both = await c.call("GET", f"/api/v5/trade/orders-algo-history?ordType=conditional&state=effective"
+                                  f"&algoId={algo_id}")
+    assert both["code"] == "51000"
+    other = trigger["data"][0]["algoId"]
+    _, cancelled = await c.call("POST", "/api/v5/trade/cancel-algos", [
+        {"algoId": other, "instId": "BTC-USDT"}, {"algoId": algo_id, "instId": "BTC-USDT"}])
+    assert cancelled["code"] == "2" and [d["sCode"] for d in cancelled["data"]] == ["0", "51400"]
+    async with c.http.post(emu.url + "/_emulator/price", json={"exchange": "okx", "symbol": "BTC-USDT",
+                                                               "price": "60000"}):
+        pass

@@ -708,11 +708,11 @@ def test_algo_cancels_name_their_algo_ids_and_spread_and_rfq_cancels_are_judged_
     stop. Session 20: algo orders are attributed by their algoId (an `order-algo` answer names it), so an algo
     cancel names its algo ids like a cancel its order ids; legs without one, and spread and rfq cancels, are
     judged as a cancel of every order, over every instrument their legs name (one leg on another instrument does
-    not narrow it to that one)."""
+    not narrow it to that one). Session 30: written `algo#<algoId>`, an id space apart from `ordId`'s."""
     for path in ("/api/v5/trade/cancel-algos", "/api/v5/trade/cancel-advance-algos"):
         f = facts_of(path, json.dumps([{"instId": "ETH-USDT-SWAP", "algoId": "1"},
                                        {"instId": "BTC-USDT-SWAP", "algoId": "2"}]))
-        assert f.action == "cancel" and f.cancels == ("1", "2") and not f.cancels_all, path
+        assert f.action == "cancel" and f.cancels == ("algo#1", "algo#2") and not f.cancels_all, path
         f = facts_of(path, json.dumps([{"instId": "ETH-USDT-SWAP", "algoId": "1"},
                                        {"instId": "BTC-USDT-SWAP", "algoClOrdId": "x"}]))
         assert f.cancels_all and f.scope == "*:*", path  # unattributable, two instruments: every market's
@@ -720,10 +720,10 @@ def test_algo_cancels_name_their_algo_ids_and_spread_and_rfq_cancels_are_judged_
     assert f.action == "cancel" and f.cancels_all and f.cancels_unlisted  # no listing shows spread orders
     assert not facts_of("/api/v5/trade/cancel-all-after", json.dumps({"timeOut": "60"})).cancels_unlisted
     f = facts_of("/api/v5/trade/amend-algos", json.dumps({"instId": "BTC-USDT-SWAP", "algoId": "5", "newSz": "2"}))
-    assert f.action is None and f.touches == ("5",)  # only the bot's own algo order; unread under trading limits
+    assert f.action is None and f.touches == ("algo#5",)  # only the bot's own algo order; unread under trading limits
     f = facts_of("/api/v5/trade/amend-algos", json.dumps({"instId": "BTC-USDT-SWAP", "algoClOrdId": "c"}))
     assert f.touches == (None,)  # named by a client id: refused (OrderOwners.only_own)
-    assert ADAPTER.placed_order_ids(200, b'{"code":"0","data":[{"algoId":"77","sCode":"0"}]}') == ("77",)
+    assert ADAPTER.placed_order_ids(200, b'{"code":"0","data":[{"algoId":"77","sCode":"0"}]}') == ("algo#77",)
 
 
 def test_an_order_okx_cannot_say_was_done_is_counted() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,14 +90,23 @@ def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -
     okx = Okx()
     placed = RequestFacts(action=None, symbol=normalize_symbol("BTC-USDT-SWAP"))
     answer = b'{"code":"0","data":[{"algoId":"881","algoClOrdId":"","sCode":"0","sMsg":""}]}'
+    assert okx.placed_order_ids(200, answer) == ("algo#881",)  # an id space of its own (session 30)
     owners.attribute("acct", okx, ("a", placed), okx.placed_order_ids(200, answer), new_only=True)
-    cancel = RequestFacts(action="cancel", symbol=placed.symbol, market="swap", cancels=("881",))
-    with pytest.raises(Refused, match="order 881 was placed by another bot"):
+    cancel = RequestFacts(action="cancel", symbol=placed.symbol, market="swap", cancels=("algo#881",))
+    with pytest.raises(Refused, match="order algo#881 was placed by another bot"):
         owners.only_own("acct", okx, "b", cancel)
-    with pytest.raises(Refused, match="order 881 was placed by another bot"):
-        owners.only_own("acct", okx, "b", RequestFacts(action=None, touches=("881",)))
+    with pytest.raises(Refused, match="order algo#881 was placed by another bot"):
+        owners.only_own("acct", okx, "b", RequestFacts(action=None, touches=("algo#881",)))
     owners.only_own("acct", okx, "a", cancel)
-    owners.only_own("acct", okx, "a", RequestFacts(action=None, touches=("881",)))
+    owners.only_own("acct", okx, "a", RequestFacts(action=None, touches=("algo#881",)))
+    # an order 881 (ordId) is another order: nobody's
+    owners.only_own("acct", okx, "b", RequestFacts(action="cancel", symbol=placed.symbol, market="swap",
+                                                   cancels=("881",)))
+    # recorded bare by a version before session 30: still its placer's, in any form the exchange may read
+    owners.attribute("acct", okx, ("a", placed), ("882",), new_only=True)
+    for named in ("algo#882", "algo#0882"):
+        with pytest.raises(Refused, match="placed by another bot"):
+            owners.only_own("acct", okx, "b", RequestFacts(action="cancel", market="swap", cancels=(named,)))
 
 
 def test_a_cancel_of_orders_no_listing_shows_is_refused_once_another_bot_placed_in_its_scope(tmp_path: Path) -> None:
@@ -173,3 +183,50 @@ def test_a_listing_sent_before_an_order_was_learned_keeps_counting_that_order(tm
         owners.track_open_orders("acct", binance, ("b", order), place, 200, placed, None)
     owners.track_open_orders("acct", binance, ("b", RequestFacts()), listing, 200, b"[]", mark)
     assert usage.open_orders("b") == 600
+
+
+def test_keyproxys_own_listing_sets_a_bots_conditional_count(tmp_path: Path) -> None:
+    """The risk watch's whole listing of an account's algo orders (session 30: a triggered stop ends in no answer to
+    its bot): the bot's count becomes the listed orders on record as its own, plus the bot's orders learned open
+    since the listing was asked for. Orders of no known owner (a stop placed on the exchange's site) count only as
+    far as the bot placed orders whose answer named none; a cancel decided before the listing, of an order the
+    listing no longer showed, frees no place again."""
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.state import UsageBook
+
+    store = StateStore(tmp_path / "state.db")
+    usage = UsageBook(store)
+    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: 0)
+    okx = Okx()
+    owners.attribute("acct", okx, ("a", RequestFacts(action="order")), ("algo#1", "algo#2", "algo#5"), new_only=True)
+    owners.attribute("acct", okx, ("b", RequestFacts(action="order")), ("algo#3",), new_only=True)
+    usage.change_open_orders("a", "algo:*", 5)  # some of them triggered since
+    order = RequestFacts(action="order", symbol="BTCUSDT", market="spot")
+    placed = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/order-algo", "", {}, b"{}")
+    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#3", "algo#9", "algo#5"], owners.opens_mark("a"), 10)
+    assert usage.scope_open_orders("a", "algo:*") == 2  # its own two: not another bot's, nor one nobody placed
+    # an order whose answer named no id (OKX 50004: its fate unknown) may be among those of no known owner
+    owners.track_open_orders("acct", okx, ("a", order), placed, 200, b'{"code":"50004","msg":"timeout","data":[]}')
+    assert usage.scope_open_orders("a", "algo:*") == 3
+    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#9", "algo#5"], owners.opens_mark("a"), 20)
+    assert usage.scope_open_orders("a", "algo:*") == 3  # its two, and the one of no known owner
+    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#5"], owners.opens_mark("a"), 30)
+    assert usage.scope_open_orders("a", "algo:*") == 2  # none of no known owner rests: it was not placed
+    mark = owners.opens_mark("a")
+    owners.track_open_orders("acct", okx, ("a", order), placed, 200,
+                             b'{"code":"0","data":[{"algoId":"4","sCode":"0"}]}', mark)  # learned after it was asked
+    owners.attribute("acct", okx, ("a", order), ("algo#4",))
+    assert usage.scope_open_orders("a", "algo:*") == 3
+    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#5"], mark, 40)
+    assert usage.scope_open_orders("a", "algo:*") == 3  # the listing may not have shown the new one: counted
+    # cancels decided at 35 (before the listing asked at 40) and answered after it: the listing showed #1 (its
+    # place is freed now), not #2 (already left out: not freed twice)
+    cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels=("algo#2",))
+    for named, freed in (("2", 0), ("1", 1)):
+        body = json.dumps([{"algoId": named, "instId": "BTC-USDT"}]).encode()
+        out = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/cancel-algos", "", {}, body)
+        before = usage.scope_open_orders("a", "algo:*")
+        owners.track_open_orders("acct", okx, ("a", cancel), out, 200,
+                                 json.dumps({"code": "0", "data": [{"algoId": named, "sCode": "0"}]}).encode(),
+                                 owners.opens_mark("a"), 35)
+        assert before - usage.scope_open_orders("a", "algo:*") == freed, named

@@ -1,0 +1,68 @@
+"""freqtrade (unmodified) trading live on OKX spot through keyproxy with its stoploss on the exchange (session 30).
+
+freqtrade places its stop with OKX's algo orders (`POST /api/v5/trade/order-algo`, a conditional stop-loss),
+reads it by its algoId each loop and cancels it (`cancel-algos`) before it sells. A bot bounded by a symbol list, a
+notional cap and `max_open_orders` does all of it through keyproxy, configured only by the block `keyproxy bot add
+... --client freqtrade` prints; the emulator never sees the virtual key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keyproxy.emulator.devstack import DevStack, new_real_key
+from tests.e2e.test_freqtrade import FREQTRADE, audit_of, closed_trades, run_freqtrade
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    if not FREQTRADE.exists():
+        pytest.fail(f"freqtrade not found at {FREQTRADE}: ./scripts/test installs it (scripts/_freqtrade.sh)")
+    stack = DevStack(tmp_path_factory.mktemp("freqtrade-okx"))
+    try:
+        stack.serve_accounts({"ok": new_real_key(exchange="okx")})
+        yield stack
+    finally:
+        stack.close()
+
+
+def config(dev: DevStack, bot: str, *settings: str) -> dict[str, Any]:
+    extra = [x for s in settings for x in ("--set", s)]
+    block = json.loads(dev.cli("bot", "add", bot, "--account", "ok", "--scope", "read,trade", *extra,
+                               "--client", "freqtrade").stdout)["exchange"]
+    block.update({"pair_whitelist": ["BTC/USDT"], "pair_blacklist": []})
+    return {"max_open_trades": 1, "stake_currency": "USDT", "stake_amount": 100, "dry_run": False,
+            "trading_mode": "spot", "timeframe": "1m", "exchange": block,
+            "pairlists": [{"method": "StaticPairList"}],
+            "entry_pricing": {"price_side": "other", "use_order_book": False, "price_last_balance": 0.0},
+            "exit_pricing": {"price_side": "other", "use_order_book": False},
+            "order_types": {"entry": "market", "exit": "market", "stoploss": "market", "stoploss_on_exchange": True,
+                            "stoploss_on_exchange_interval": 1},
+            "internals": {"process_throttle_secs": 1, "heartbeat_interval": 0},
+            "bot_name": bot, "initial_state": "running",
+            "telegram": {"enabled": False, "token": "", "chat_id": ""}}
+
+
+def test_a_bounded_freqtrade_bot_keeps_its_stop_on_okx_through_keyproxy(dev: DevStack) -> None:
+    doc = config(dev, "ftokx", "symbols=BTC/USDT", "max_order_notional=500", "max_open_orders=2")
+    start = len(dev.journal())
+    log, _ = run_freqtrade(dev, "ftokx", doc, lambda work, _log: closed_trades(work) >= 1)
+    trading = log.split("SIGINT received", 1)[0]
+    assert closed_trades(dev.root / "ft-ftokx") >= 1, log[-4000:]
+    assert "Traceback" not in trading and " - ERROR - " not in trading, trading[-4000:]
+    seen = dev.journal()[start:]
+    stops = [e for e in seen if e["method"] == "POST" and e["path"] == "/api/v5/trade/order-algo"]
+    assert stops and all(e["signature_verified"] and e["status"] == 200 for e in stops), stops
+    sent = json.loads(stops[0]["body"])
+    assert (sent["ordType"], sent["tdMode"], sent["slOrdPx"]) == ("conditional", "cash", "-1"), sent
+    assert "stoploss market order added for BTC/USDT" in trading
+    cancelled = [e for e in seen if e["path"] == "/api/v5/trade/cancel-algos"]
+    assert cancelled and all(e["status"] == 200 for e in cancelled)
+    assert doc["exchange"]["key"] not in json.dumps(seen)  # the exchange only ever saw the real key
+    decided = [e for e in audit_of(dev, "ftokx") if e["event"] in ("request.done", "request.deny")]
+    assert decided and all(e.get("decision") == "allow" for e in decided), [e for e in decided
+                                                                           if e.get("decision") != "allow"][:3]
