@@ -351,7 +351,10 @@ class StateStore:
             self._prune_due[account] = max(PRUNE_EVERY, MAX_PLACED_ORDERS - total)
             for owner, excess in _prune_shares(counts, total - MAX_PLACED_ORDERS).items():
                 dropped = self._db.execute(
-                    "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? ORDER BY ts LIMIT ?",
+                    # a conditional order's last (`algo#`): the record is all that names its owner where the
+                    # positions book holds none, and the order may rest for weeks (session 30's review)
+                    "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? "
+                    "ORDER BY order_id LIKE 'algo#%', ts LIMIT ?",
                     (account, owner, excess)).fetchall()
                 self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
                                      [(account, oid) for oid, _, _ in dropped])

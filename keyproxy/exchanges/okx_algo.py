@@ -160,7 +160,12 @@ def algo_updates(method: str, path: str, status: int, body: bytes) -> tuple[Orde
                      for i in leg_order_ids(data, "algoId", lambda d: d.get("sCode") == "0") if i)
     if method != "GET" or path not in QUERIES or doc.get("code") != "0":
         return ()
-    return tuple(u for o in data[:1000] for u in _updates(o))
+    return rows_updates(data)
+
+
+def rows_updates(data: object) -> tuple[OrderUpdate, ...]:
+    """Algo order rows (a read's `data`, or the private WebSocket's `orders-algo` channel's) as updates."""
+    return tuple(u for o in (data[:1000] if isinstance(data, list) else []) for u in _updates(o))
 
 
 def algo_query_request(order_id: str) -> tuple[str, str, str, bytes] | None:

@@ -135,7 +135,10 @@ def _once(ids: object) -> None:
         if not i:
             continue
         text = str(i).strip()
-        key = str(int(text)) if text.lstrip("+-").isdigit() else text
+        try:
+            key = str(int(text))
+        except ValueError:  # not a number (or one no reader takes: `-+5`, `²`, 5,000 digits)
+            key = text
         if key in seen:
             raise BadRequest(f"a cancel names the order {str(i)[:40]!r} twice")
         seen.add(key)
@@ -195,6 +198,8 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # judged as a cancel of every order (refused while another bot's orders rest), over every instrument its
         # legs name (one scope: where they name more than one, every market's)
         every = path in _EVERY_ORDER or not orders
+        if path in _ALGO_CANCELS:  # by algoClOrdId (the account's ids): whether OKX reads its instId is not
+            inst = None  # documented, so judged over every market (session 30's review)
         disarms = path.endswith("/cancel-all-after") and param_text(params, "timeOut") == "0"  # 0: the timer off
         if every and len({param_text(d, "instId") for d in named}) > 1:
             inst = None

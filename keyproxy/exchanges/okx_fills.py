@@ -4,16 +4,18 @@ channel. Place answers name the order only. Swaps and futures (sizes in contract
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, listed_verdicts, loads, qty
 from keyproxy.exchanges.base import ALGO, OrderUpdate, leg_order_ids, published
 from keyproxy.exchanges.okx_algo import CANCEL_ALGOS, QUERIES as ALGO_QUERIES, algo_placed_ids, algo_query_request, \
-    algo_updates
+    algo_updates, rows_updates
 from keyproxy.exchanges.okx_facts import market_of
 from keyproxy.policy.model import normalize_symbol
 
 FINAL = frozenset({"filled", "canceled", "mmp_canceled"})
+_ZERO = qty("0") or Decimal(0)
 QUERIES = frozenset({"/api/v5/trade/order", "/api/v5/trade/orders-pending", "/api/v5/trade/orders-history",
                      "/api/v5/trade/orders-history-archive"})
 
@@ -31,8 +33,26 @@ def _update(o: Any) -> OrderUpdate | None:
                        published(o.get("sz")), filled, filled * avg, o.get("state") in FINAL)
 
 
+def _parent(o: Any) -> OrderUpdate | None:
+    """An order an algo order placed when triggered names it (`algoId`): that algo order, ended, became this one.
+    Read before the order's own update, so the book (or, where it holds none, the record) makes it the stop's
+    placer's at once: a bot listing the account's orders to cancel another bot's stop's order meets its owner
+    (session 30's review)."""
+    if not isinstance(o, dict) or not o.get("algoId") or not isinstance(o.get("algoId"), str):
+        return None
+    inst, oid = o.get("instId"), o.get("ordId")
+    market = market_of(inst) if isinstance(inst, str) else None
+    if market is None or not isinstance(oid, str) or not oid:
+        return None
+    return OrderUpdate(ALGO + o["algoId"], f"{market}:{normalize_symbol(inst)}", "", None, None, _ZERO, _ZERO,
+                       True, oid)
+
+
 def _updates(data: Any) -> tuple[OrderUpdate, ...]:
-    return tuple(u for o in (data if isinstance(data, list) else [])[:MAX_ORDERS] if (u := _update(o)) is not None)
+    out: list[OrderUpdate] = []
+    for o in (data if isinstance(data, list) else [])[:MAX_ORDERS]:
+        out += [u for u in (_parent(o), _update(o)) if u is not None]
+    return tuple(out)
 
 
 def okx_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
@@ -45,12 +65,16 @@ def okx_order_updates(method: str, path: str, status: int, body: bytes) -> tuple
 
 
 def okx_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
-    if '"orders"' not in text:
+    """The `orders` channel's orders, and the `orders-algo` channel's algo orders (what a stop became)."""
+    if '"orders' not in text:
         return ()
     doc = loads(text)
-    if not isinstance(doc, dict) or not isinstance(doc.get("arg"), dict) or doc["arg"].get("channel") != "orders":
+    if not isinstance(doc, dict) or not isinstance(doc.get("arg"), dict):
         return ()
-    return _updates(doc.get("data"))
+    channel = doc["arg"].get("channel")
+    if channel == "orders-algo":
+        return rows_updates(doc.get("data"))
+    return _updates(doc.get("data")) if channel == "orders" else ()
 
 
 _QUOTES = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH", "DAI", "OKB", "TRY", "BRL", "AUD", "SGD")

@@ -849,6 +849,7 @@ class Core:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
+                self.owners.forget_cancelled(name, adapter, out, status, body)
             if journaled is not None and self.journal is not None:
                 self.journal.mark(journaled)
 

@@ -32,14 +32,17 @@ class ExchangeBudget:
         self.in_flight = in_flight
         self.clock_ms = clock_ms
 
-    def spend(self, route: Route, incoming: IncomingRequest, outcome: Outcome) -> tuple[Charge, ...]:
+    def spend(self, route: Route, incoming: IncomingRequest, outcome: Outcome, reserve: bool = False
+              ) -> tuple[Charge, ...]:
         """Charge the exchange's own budgets before the request goes upstream, or refuse it at once with the
         exchange's rate-limit answer, so no bot's request trips the exchange's limit (and its IP ban) for all.
-        Cancels and reduce-only orders may use the budget's reserve; after a 429/418 nothing goes."""
+        Cancels and reduce-only orders may use the budget's reserve, as may keyproxy's own reads that keep the
+        limits true (`reserve`: the risk watch's); after a 429/418 nothing goes."""
         if self.governor is None:
             return ()
         adapter = route.adapter
-        return self._spend(route.account, adapter.costs(incoming), adapter.budget_path(incoming), outcome)
+        return self._spend(route.account, adapter.costs(incoming), adapter.budget_path(incoming), outcome,
+                           reserve=reserve)
 
     def spend_connection(self, account: AccountEntry, path: str, bot: str | None,
                          outcome: Outcome) -> tuple[Charge, ...]:
@@ -53,7 +56,7 @@ class ExchangeBudget:
         return self._spend(account, account.adapter.connection_costs(path), path, outcome, bot or "")
 
     def _spend(self, account: AccountEntry, costs: tuple[tuple[Budget, int], ...], path: str,
-               outcome: Outcome, bot: str | None = None) -> tuple[Charge, ...]:
+               outcome: Outcome, bot: str | None = None, reserve: bool = False) -> tuple[Charge, ...]:
         """`bot`: whose share it spends (None: the outcome's bot, or `(unsigned)`; "": no bot's, the budgets only)."""
         assert self.governor is not None
         if not costs or account.adapter is None or account.upstream is None:
@@ -70,7 +73,7 @@ class ExchangeBudget:
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
-        wait = self.governor.spend(charges, way_out(outcome.facts), now,
+        wait = self.governor.spend(charges, reserve or way_out(outcome.facts), now,
                                    bot if bot is not None else outcome.bot or UNSIGNED)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent

@@ -90,7 +90,7 @@ class OrderOwners:
             self._uncertain(bot, adapter, change.opened, status, body)
         others = self._others(account, adapter, bot, facts, out, body, len(change.closed)) \
             if change.closed else 0
-        closed = self._not_recounted(bot, adapter, change.closed[others:], out, since_ms)
+        closed = self._not_recounted(bot, adapter, change.closed[others:], out, body, since_ms)[:_named_orders(facts)]
         for scope in closed:
             self._usage.change_open_orders(bot, scope, -1)
         if len(change.counted) == 1:  # one scope's listing: the account's orders there, other bots' too
@@ -114,20 +114,43 @@ class OrderOwners:
         self._usage.set_open_orders(bot, scope, count, since_ms)
 
     def recount(self, account: str, adapter: Adapter, bot: str, scope: str, listed: list[str], mark: int,
-                since_ms: int) -> None:
+                since_ms: int) -> bool:
         """keyproxy's own whole listing of `scope`'s resting orders (the risk watch's, for conditional orders, whose
         end no answer to the bot need show: a stop that triggered): the bot's count becomes what it lists on record
         as the bot's, plus the bot's orders learned open since `mark`. An order of no known owner counts only as far
         as the bot placed orders whose answer named none (`_uncertain`): a stop placed on the exchange's site, or by
         an unbounded bot as an attached order, takes no bounded bot's place (session 30's review)."""
         if self._usage is None or self._sequences is None:
-            return
-        owners = [self.owner(account, adapter, oid, scope, strict=False) for oid in listed]
+            return False
+        try:  # a fleet's record out of reach: an order placed through another instance would read as nobody's
+            owners = [self.owner(account, adapter, oid, scope) for oid in listed]
+        except OwnersUnknown:
+            return False
         unknown, key = owners.count(None), f"{UNCERTAIN}{bot}|{scope}"
         uncertain = min(int(self._sequences.usage_items(key).get(key, "0")), unknown)
         self._sequences.set_usage(key, str(uncertain))
-        self._recounted[(bot, scope)] = (since_ms, frozenset(f for oid in listed for f in id_forms(oid)))
+        # a cancel decided before now, answered later, of an order this listing did not show: its place is not
+        # freed again (decided after the listing was asked for, its order may have gone before the exchange listed)
+        self._recounted[(bot, scope)] = (self.clock_ms(), frozenset(f for oid in listed for f in id_forms(oid)))
         self._set_count(bot, scope, owners.count(bot) + uncertain, self._opened_since(bot, mark), since_ms)
+        return True
+
+    def opened_in(self, bot: str, mark: int, scope: str) -> bool:
+        """Whether the bot had an order learned open in `scope` since `mark` (or more than are remembered)."""
+        since = self._opened_since(bot, mark)
+        return since is not None and scope in since
+
+    def forget_cancelled(self, account: str, adapter: Adapter, out: OutboundRequest, status: int,
+                         body: bytes) -> None:
+        """Conditional orders a cancel's answer confirmed gone (`algo#` ids): their record goes, so a bot placing
+        and cancelling stops in a loop does not fill the account's record until its resting stops' entries are
+        pruned (session 30's review: then they counted for no one, and no halt found them)."""
+        if self._sequences is None or not 200 <= status < 300:
+            return
+        ended = [u.order_id for u in adapter.order_updates(out, status, body)
+                 if u.final and not u.spawned and u.order_id.startswith(ALGO)]
+        if ended:
+            self._sequences.forget_placed_orders(account, [k for oid in ended for k in placed_keys(oid, None)])
 
     def _uncertain(self, bot: str, adapter: Adapter, opened: tuple[str, ...], status: int, body: bytes) -> None:
         """Conditional orders counted open whose answer named no id (a fate the exchange did not know, an unreadable
@@ -141,7 +164,7 @@ class OrderOwners:
             self._sequences.set_usage(key, str(int(self._sequences.usage_items(key).get(key, "0")) + 1))
 
     def _not_recounted(self, bot: str, adapter: Adapter, closed: tuple[str, ...], out: OutboundRequest,
-                       since_ms: int | None) -> tuple[str, ...]:
+                       body: bytes, since_ms: int | None) -> tuple[str, ...]:
         """The places a cancel frees, less those of orders keyproxy's whole listing, asked for after the cancel was
         decided, no longer showed: that count already left them out (session 30's review: a cancel answered after
         the recount freed its place twice)."""
@@ -150,7 +173,9 @@ class OrderOwners:
         kept = [s for s in closed if not ((rec := self._recounted.get((bot, s))) is not None and since_ms < rec[0])]
         if len(kept) == len(closed):
             return closed
-        named, _ = adapter.cancelled_ids(out)
+        # the orders the answer confirmed cancelled (never those the request named: one it refused, padded in,
+        # freed nothing; session 30's review)
+        named = [u.order_id for u in adapter.order_updates(out, 200, body) if u.final and not u.spawned]
         for scope in {s for s in closed if s not in kept}:
             shown = self._recounted[(bot, scope)][1]
             still = sum(1 for oid in named if any(f in shown for f in id_forms(oid)))
@@ -389,7 +414,7 @@ class OrderOwners:
         if self._sequences is None:
             return
         keys = tuple(k for form in id_forms(parent) for k in placed_keys(form, None))
-        bot = self._sequences.local_owner(account, keys)
+        bot = self._sequences.placed_owner(account, keys)  # in a fleet, whichever instance recorded it
         if bot is not None:
             self.spawned(account, bot, scope, book_key)
 
@@ -435,6 +460,23 @@ class OrderOwners:
             self.changed(account)
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
+
+
+def _named_orders(facts: RequestFacts) -> int | None:
+    """How many orders a cancel naming its orders can free places for at most: each it names once, however often
+    or in whatever form (`881`, `0881`; a batch naming one order twice, each leg confirmed, freed two places:
+    session 30's review). None: no bound (a cancel-all, or one naming none)."""
+    if facts.cancels_all or not (facts.cancels or facts.cancels_by_client):
+        return None
+    return len({_canonical(i) for i in facts.cancels}) + len(set(facts.cancels_by_client))
+
+
+def _canonical(order_id: str) -> str:
+    bare = order_id.removeprefix(ALGO).strip()
+    try:
+        return order_id[:len(order_id) - len(order_id.removeprefix(ALGO))] + str(int(bare))
+    except ValueError:
+        return order_id[:len(order_id) - len(order_id.removeprefix(ALGO))] + bare.lower()
 
 
 def id_forms(order_id: str) -> tuple[str, ...]:

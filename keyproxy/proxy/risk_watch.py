@@ -41,6 +41,7 @@ BY_ID_PER_SCOPE = 2  # live orders of a scope asked for by id at each reconcilia
 # conditional orders listed at most this far back (Binance's allAlgoOrders: 7 days), an hour spare
 ALGO_WINDOW_MS = 7 * 86_400_000 - 3_600_000
 BY_ID_AFTER_S = 2.0  # an order placed this recently is not asked about: its own answer is still being read
+RECOUNT_RETRY_S = 10.0  # a conditional-order listing refused (the budget) or failed: tried again this soon
 RULE = "loss_limit"
 LATCH_PREFIX = "loss_hit|"  # state.db usage key: subject -> the UTC day its limit was hit
 
@@ -65,6 +66,8 @@ class RiskWatch:
         self._clock = clock
         self._desk = core.risk
         self._reconciled: dict[str, float] = {}  # account -> when it was last reconciled
+        self._recount_due: dict[str, float] = {}  # account -> when its conditional-order counts are listed next
+        self._recount_marks: dict[tuple[str, str], int] = {}  # (bot, scope) -> its opens_mark at the last recount
         self._turn: dict[str, int] = {}  # account -> round-robin position among its live scopes
         self._asked: dict[tuple[str, str], float] = {}  # (account, order id) -> when it was last asked for by id
         self._tasks: set[asyncio.Task[None]] = set()
@@ -253,7 +256,8 @@ class RiskWatch:
         own = Outcome(request_id=new_request_id(), method=method, path=path, bot="(keyproxy)")
         try:
             route = self._core.route(name, method, path, own)
-            self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), own)
+            # the reserve: a bot reading in a loop must not keep the limits' own reads out (session 30's review)
+            self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), own, reserve=True)
             status, answer = await self._own.send(account, spec)
         except Refused as e:
             log.info("reconciliation skipped", account=name, scope=scope, code=e.code)
@@ -273,7 +277,7 @@ class RiskWatch:
 
     # --- conditional orders' counts ------------------------------------------------------------------
 
-    async def recount(self, account_name: str) -> None:
+    async def recount(self, account_name: str) -> bool:
         """Each scope where bots' open conditional orders are counted apart (`Adapter.conditional_count_scopes`),
         listed whole by keyproxy while a bot with `max_open_orders` holds a count there: a stop that triggered ends
         in no answer to its bot (freqtrade reads it by id, never lists every algo order), so without this its
@@ -282,19 +286,26 @@ class RiskWatch:
         snap, owners, usage = self._core.snapshot(), self._core.owners, self._core.usage
         account = snap.accounts.get(account_name)
         if usage is None or account is None or account.adapter is None or account.info.status != "active":
-            return
+            return True
         bots = sorted({b.info.name for table in (snap.bots_by_key, snap.bots_by_token) for b in table.values()
                        if b.info.account == account_name and b.policy.max_open_orders is not None})
+        done = True
         for scope in account.adapter.conditional_count_scopes:
-            held = [bot for bot in bots if usage.scope_open_orders(bot, scope) > 0]
-            if not held:
+            # listed while a bounded bot holds a count there, or placed anything since its last recount; then every
+            # bounded bot's count is set (one whose count fell to 0 with orders resting is set right too)
+            marks = {bot: owners.opens_mark(bot) for bot in bots}
+            if not any(usage.scope_open_orders(bot, scope) > 0
+                       or owners.opened_in(bot, self._recount_marks.get((bot, scope), 0), scope) for bot in bots):
                 continue
-            marks, since = {bot: owners.opens_mark(bot) for bot in held}, self._core.clock_ms()
+            since = self._core.clock_ms()
             listed = await self._list_whole(account, scope, account.adapter.conditional_count_listings(scope))
             if listed is None:
+                done = False
                 continue
-            for bot in held:
-                owners.recount(account_name, account.adapter, bot, scope, listed, marks[bot], since)
+            for bot in bots:
+                if owners.recount(account_name, account.adapter, bot, scope, listed, marks[bot], since):
+                    self._recount_marks[(bot, scope)] = marks[bot]
+        return done
 
     async def _list_whole(self, account: Any, scope: str, specs: list[tuple[str, str, str, bytes]]
                           ) -> list[str] | None:
@@ -379,6 +390,15 @@ class RiskWatch:
             if pnl is not None:
                 self._metrics.bot_daily_pnl.labels(bot).set(float(pnl))
 
+    @staticmethod
+    async def _guarded(step: Any, account: str) -> Any:
+        """One account's step: its failure is logged and stops no other account's (session 30's review)."""
+        try:
+            return await step
+        except Exception as e:  # a bug here must not starve the accounts after it
+            log.error("risk watch step failed", account=account, kind=type(e).__name__)
+            return False
+
     async def run(self) -> None:
         started = False
         while True:
@@ -389,8 +409,10 @@ class RiskWatch:
                 for name in list(self._core.snapshot().accounts):
                     if not started or now - self._reconciled.get(name, 0.0) >= RECONCILE_S:
                         self._reconciled[name] = now
-                        await self.reconcile(name, every_scope=not started)
-                        await self.recount(name)
+                        await self._guarded(self.reconcile(name, every_scope=not started), name)
+                    if now >= self._recount_due.get(name, 0.0):  # at start, each minute, sooner after a failure
+                        listed = await self._guarded(self.recount(name), name)
+                        self._recount_due[name] = now + (RECONCILE_S if listed is not False else RECOUNT_RETRY_S)
                 started = True
                 self.publish()
             except Exception as e:  # never let the watch die: a bug here must not stop the next tick

@@ -150,17 +150,20 @@ def test_what_a_swap_stop_became_is_its_bots_whether_keyproxy_read_it_or_not(dev
     swap = "BTC/USDT:USDT"
     owner = okx(dev.add_bot("swap-stop", "okx", "read,trade"))
     other = okx(dev.add_bot("swap-other", "okx", "read,trade"))
-    stops = [owner.create_order(swap, "limit", "sell", 1, 59500, {"stopLossPrice": 59000})["id"] for _ in range(2)]
+    stops = [owner.create_order(swap, "limit", "sell", 1, 59500, {"stopLossPrice": 59000})["id"] for _ in range(3)]
     try:
-        assert len(set_price(dev, "58000", "BTC-USDT-SWAP")) == 2  # both fire: each a limit sell at 59,500 rests
+        assert len(set_price(dev, "58000", "BTC-USDT-SWAP")) == 3  # all fire: each a limit sell at 59,500 rests
         children = [next(o["ordIdList"][0] for o in emulated(dev)["algo_orders"] if o["algoId"] == i) for i in stops]
         assert owner.fetch_order(stops[0], swap, {"stop": True})["status"] == "closed"
         refused(lambda: other.cancel_order(children[0], swap), "placed by another bot")
+        # the other bot lists the account's orders to find one nobody read yet: the listing names its stop
+        assert children[1] in {o["info"]["ordId"] for o in other.fetch_open_orders(swap)}
+        refused(lambda: other.cancel_order(children[1], swap), "placed by another bot")
         proc = dev.cli("halt", "--bot", "swap-stop", "--cancel-orders", "--json", "--reason", "test", check=False)
         swept = {o["order_id"] for entry in json.loads(proc.stdout)["accounts"] for o in entry["cancelled"]}
-        assert set(children) <= swept, proc.stdout  # the one read, and the one keyproxy had not read
+        assert set(children) <= swept, proc.stdout  # those read, and the one keyproxy had not read
         states = {o["ordId"]: o["state"] for o in emulated(dev)["orders"]}
-        assert [states[c] for c in children] == ["canceled", "canceled"]
+        assert [states[c] for c in children] == ["canceled"] * 3
     finally:
         dev.cli("resume", "--bot", "swap-stop", check=False)
         set_price(dev, "60000", "BTC-USDT-SWAP")

@@ -90,7 +90,10 @@ def test_cancels_and_amends_name_algo_orders_by_their_own_ids() -> None:
                    "/api/v5/trade/cancel-algos")
     assert (cancel.action, cancel.cancels, cancel.cancels_all) == ("cancel", ("algo#881", "algo#882"), False)
     by_client = facts([{"algoClOrdId": "mine", "instId": "BTC-USDT"}], "/api/v5/trade/cancel-algos")
-    assert by_client.cancels_all and by_client.cancels_unlisted
+    # whether OKX reads the instId of a cancel by algoClOrdId is not documented: every market's
+    assert by_client.cancels_all and by_client.cancels_unlisted and by_client.scope == "*:*"
+    for odd in ("-+5", "\u00b2", "9" * 5000):  # no number a reader takes: names, compared as written
+        assert facts([{"algoId": odd, "instId": "BTC-USDT"}], "/api/v5/trade/cancel-algos").action == "cancel"
     amend = facts({"algoId": "881", "instId": "BTC-USDT", "newSz": "2"}, "/api/v5/trade/amend-algos")
     assert (amend.action, amend.touches) == (None, ("algo#881",))
     assert facts({"algoClOrdId": "x", "instId": "BTC-USDT"}, "/api/v5/trade/amend-algos").touches == (None,)
@@ -178,3 +181,28 @@ def test_keyproxys_own_count_listings_show_every_kind_a_bounded_bot_may_place() 
     assert [s[2] for s in ADAPTER.conditional_count_listings("algo:*")] == [
         "ordType=conditional,oco&limit=100", "ordType=trigger&limit=100"]
     assert ADAPTER.conditional_count_listings("spot:*") == []
+
+
+def test_the_orders_algo_channel_names_what_a_stop_became() -> None:
+    event = {"arg": {"channel": "orders-algo", "instType": "ANY", "uid": "1"},
+             "data": [{"algoId": "881", "instId": "BTC-USDT", "side": "sell", "sz": "0.5", "state": "effective",
+                       "ordIdList": ["700"], "ordId": "700", "ordType": "conditional"}]}
+    [fired] = ADAPTER.stream_order_updates(json.dumps(event))
+    assert (fired.order_id, fired.spawned, fired.final) == ("algo#881", "700", True)
+    assert ADAPTER.stream_order_updates(json.dumps({**event, "arg": {"channel": "algo-advance"}})) == ()
+
+
+def test_an_order_a_stop_placed_names_it() -> None:
+    """Session 30's review: another bot listing the account's orders could cancel the order a stop became before
+    anyone read the stop. The order's own row names its algo order (`algoId`): read first, so it is the stop's
+    placer's before the listing is relayed."""
+    row = {"ordId": "700", "algoId": "881", "instId": "BTC-USDT-SWAP", "side": "sell", "sz": "1", "px": "59500",
+           "accFillSz": "0", "avgPx": "", "state": "live"}
+    doc = {"code": "0", "data": [row, {**row, "ordId": "701", "algoId": ""}]}
+    updates = ADAPTER.order_updates(out("/api/v5/trade/orders-pending", method="GET"), 200, json.dumps(doc).encode())
+    assert [(u.order_id, u.spawned, u.final, u.scope) for u in updates] == [
+        ("algo#881", "700", True, "swap:BTCUSDTSWAP")]  # swap orders' own fills are not read
+    spot = {**row, "instId": "BTC-USDT"}
+    updates = ADAPTER.order_updates(out("/api/v5/trade/order", method="GET"), 200,
+                                    json.dumps({"code": "0", "data": [spot]}).encode())
+    assert [(u.order_id, u.spawned) for u in updates] == [("algo#881", "700"), ("700", "")]

@@ -290,6 +290,19 @@ def test_a_bot_flooding_the_record_pushes_out_only_its_own_records(tmp_path: Pat
     store.close()
 
 
+def test_a_bots_own_flood_prunes_its_stops_records_last(tmp_path: Path) -> None:
+    """Session 30's review: a bot flooding the record pushed out its own resting stops' entries (the only owner of an
+    OKX swap stop: the positions book holds none), after which keyproxy's recount counted them for no one and a halt
+    missed them. A conditional order's record (`algo#`) goes last."""
+    store = StateStore(tmp_path / "state.db")
+    stops = tuple(f"algo#{i}" for i in range(20))
+    store.record_placed_orders("acct", "flood", "swap", stops, 1.0)
+    store.record_placed_orders("acct", "flood", "spot", tuple(f"f{i}" for i in range(MAX_PLACED_ORDERS)), 2.0)
+    kept = store.placed_orders("acct")
+    assert len(kept) == MAX_PLACED_ORDERS and set(stops) <= kept.keys()
+    store.close()
+
+
 def test_binance_lists_and_cancels_a_futures_markets_algo_orders_by_their_algo_id() -> None:
     sweep = SWEEPS["binance"]
     specs = sweep.listings(frozenset({"usdm", "spot"}), None, {})  # type: ignore[arg-type]

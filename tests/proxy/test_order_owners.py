@@ -196,7 +196,8 @@ def test_keyproxys_own_listing_sets_a_bots_conditional_count(tmp_path: Path) -> 
 
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
-    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: 0)
+    now = [0]
+    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: now[0])
     okx = Okx()
     owners.attribute("acct", okx, ("a", RequestFacts(action="order")), ("algo#1", "algo#2", "algo#5"), new_only=True)
     owners.attribute("acct", okx, ("b", RequestFacts(action="order")), ("algo#3",), new_only=True)
@@ -217,10 +218,11 @@ def test_keyproxys_own_listing_sets_a_bots_conditional_count(tmp_path: Path) -> 
                              b'{"code":"0","data":[{"algoId":"4","sCode":"0"}]}', mark)  # learned after it was asked
     owners.attribute("acct", okx, ("a", order), ("algo#4",))
     assert usage.scope_open_orders("a", "algo:*") == 3
-    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#5"], mark, 40)
+    now[0] = 40  # the listing answered and the count set at 40
+    owners.recount("acct", okx, "a", "algo:*", ["algo#1", "algo#5"], mark, 38)
     assert usage.scope_open_orders("a", "algo:*") == 3  # the listing may not have shown the new one: counted
-    # cancels decided at 35 (before the listing asked at 40) and answered after it: the listing showed #1 (its
-    # place is freed now), not #2 (already left out: not freed twice)
+    # cancels decided at 35 (before the count was set) and answered after it: the listing showed #1 (its place is
+    # freed now), not #2 (already left out: not freed twice); a cancel OKX refused (sCode 51400) frees nothing
     cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="spot", cancels=("algo#2",))
     for named, freed in (("2", 0), ("1", 1)):
         body = json.dumps([{"algoId": named, "instId": "BTC-USDT"}]).encode()
@@ -230,3 +232,46 @@ def test_keyproxys_own_listing_sets_a_bots_conditional_count(tmp_path: Path) -> 
                                  json.dumps({"code": "0", "data": [{"algoId": named, "sCode": "0"}]}).encode(),
                                  owners.opens_mark("a"), 35)
         assert before - usage.scope_open_orders("a", "algo:*") == freed, named
+    # padded with the bot's own resting #5, which OKX refused (a wrong instId): #2's place is not freed by it
+    body = json.dumps([{"algoId": "2", "instId": "BTC-USDT"}, {"algoId": "5", "instId": "ETH-USDT"}]).encode()
+    out = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/cancel-algos", "", {}, body)
+    before = usage.scope_open_orders("a", "algo:*")
+    owners.track_open_orders("acct", okx, ("a", cancel), out, 200, json.dumps(
+        {"code": "2", "data": [{"algoId": "2", "sCode": "0"}, {"algoId": "5", "sCode": "51400"}]}).encode(),
+        owners.opens_mark("a"), 35)
+    assert usage.scope_open_orders("a", "algo:*") == before
+
+
+def test_a_cancel_naming_one_order_twice_frees_one_place(tmp_path: Path) -> None:
+    """Session 30's review: a batch cancel naming one order twice (`5` and `05`), each leg answered as cancelled,
+    freed two places under the bot's max_open_orders while its other order rested. A cancel frees at most one place
+    per order it names."""
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.state import UsageBook
+
+    store = StateStore(tmp_path / "state.db")
+    usage = UsageBook(store)
+    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: 0)
+    store.record_placed_orders("acct", "a", "usdm", (placed_key("5", "usdm:BTCUSDT"),), 1.0)
+    usage.change_open_orders("a", "usdm:BTCUSDT", 2)
+    cancel = RequestFacts(action="cancel", symbol="BTCUSDT", market="usdm", cancels=("5", "05"))
+    out = OutboundRequest("DELETE", "https://fapi.binance.com", "/fapi/v1/batchOrders",
+                          "symbol=BTCUSDT&orderIdList=%5B5%2C05%5D", {}, b"")
+    answer = json.dumps([{"symbol": "BTCUSDT", "orderId": 5, "status": "CANCELED"}] * 2).encode()
+    owners.track_open_orders("acct", Binance(), ("a", cancel), out, 200, answer)
+    assert usage.scope_open_orders("a", "usdm:BTCUSDT") == 1
+
+
+def test_a_confirmed_cancel_of_a_stop_forgets_its_record(tmp_path: Path) -> None:
+    """Session 30's review: stops placed and cancelled in a loop filled the account's record until the bot's resting
+    stops' entries were pruned. A stop's record goes once a cancel's answer confirms it gone (not one OKX refused)."""
+    from keyproxy.exchanges.base import OutboundRequest
+
+    owners, store = owners_on(tmp_path)
+    okx = Okx()
+    owners.attribute("acct", okx, ("a", RequestFacts(action="order")), ("algo#1", "algo#2"), new_only=True)
+    body = json.dumps([{"algoId": "1", "instId": "BTC-USDT"}, {"algoId": "2", "instId": "BTC-USDT"}]).encode()
+    out = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/cancel-algos", "", {}, body)
+    owners.forget_cancelled("acct", okx, out, 200, json.dumps(
+        {"code": "2", "data": [{"algoId": "1", "sCode": "0"}, {"algoId": "2", "sCode": "51400"}]}).encode())
+    assert store.placed_owner("acct", ("algo#1",)) is None and store.placed_owner("acct", ("algo#2",)) == "a"
