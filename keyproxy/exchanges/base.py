@@ -352,6 +352,9 @@ class Adapter(Protocol):
 
     conditional_count_scopes: tuple[str, ...]
 
+    def resting_client_ids(self, out: OutboundRequest, status: int, body: bytes
+                           ) -> tuple[tuple[str, str, str], ...]: ...
+
     def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]: ...
 
     def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None: ...
@@ -597,6 +600,11 @@ class AdapterHooks:
     # where bots' open conditional orders are counted apart (`usdm-algo:*`, OKX's `algo:*`): a triggered one ends
     # in no answer to its bot, so the risk watch lists them itself (`conditional_count_listings`) and sets the counts
     conditional_count_scopes: tuple[str, ...] = ()
+
+    def resting_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+        """(order id, scope, client id) of the resting orders a read's answer lists, where a client id can name the
+        order a bot's conditional order became before keyproxy has read which (Binance). Default: none."""
+        return ()
 
     def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]:
         """keyproxy's own first-page listings (read by the exchange's `open_orders.SWEEPS` entry) that show together

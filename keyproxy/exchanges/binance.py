@@ -56,7 +56,7 @@ from keyproxy.exchanges.binance_fills import (
     binance_cancel_replace_done,
     binance_order_updates,
     binance_placed_ids,
-    binance_order_query_request, binance_reconcile_request,
+    binance_order_query_request, binance_reconcile_request, binance_resting_client_ids,
     binance_stream_updates,
 )
 from keyproxy.exchanges.binance_facts import (
@@ -414,6 +414,9 @@ class Binance(AdapterHooks):
     _ALGO_COUNT_LISTINGS = {"usdm-algo:*": "/fapi/v1/openAlgoOrders",
                             "papi-um-algo:*": "/papi/v1/um/algo/openAlgoOrders"}
     conditional_count_scopes = tuple(_ALGO_COUNT_LISTINGS)
+
+    def resting_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+        return binance_resting_client_ids(out.method, out.path, status, body)
 
     def conditional_count_listings(self, scope: str) -> list[tuple[str, str, str, bytes]]:
         path = self._ALGO_COUNT_LISTINGS.get(scope)

@@ -29,6 +29,32 @@ def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpd
     return binance_order_updates_in(path, status, doc) if doc is not None else ()
 
 
+_RESTING = ("NEW", "PARTIALLY_FILLED")
+MAX_CLIENT_ROWS = 200  # resting orders of one answer whose client id is looked up at most
+
+
+def binance_resting_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+    """(order id, scope, client id) of each resting order a read answer lists with a client id: the order a bot's
+    stop became carries the stop's `clientAlgoId` as its client id, on record as the bot's before keyproxy has read
+    what the stop became (proxy/order_owners.py `learn_resting_clients`)."""
+    if method != "GET" or not 200 <= status < 300 or "rder" not in path or not body:
+        return ()
+    market = market_of_path(path)
+    if market not in READ_MARKETS:
+        return ()
+    doc = loads(body)
+    rows = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else []
+    out = []
+    for o in rows[:MAX_ORDERS]:
+        if isinstance(o, dict) and o.get("status") in _RESTING and isinstance(o.get("symbol"), str) \
+                and isinstance(o.get("clientOrderId"), str) and o["clientOrderId"] \
+                and isinstance(o.get("orderId"), int) and not isinstance(o.get("orderId"), bool):
+            out.append((str(o["orderId"]), f"{market}:{normalize_symbol(o['symbol'])}", o["clientOrderId"]))
+            if len(out) >= MAX_CLIENT_ROWS:
+                break
+    return tuple(out)
+
+
 def binance_order_updates_in(path: str, status: int, doc: Any) -> tuple[OrderUpdate, ...]:
     """The same, from an answer already parsed (a WebSocket API frame's `result`)."""
     if not 200 <= status < 300 or "rder" not in path:

@@ -35,6 +35,7 @@ CANCEL_CONCURRENCY = 4  # cancels in flight per account: fast, well inside every
 # to be answered and learned before it lists: longer than REST's upstream timeout (10 s), so every answer that can
 # come has come (session 26's review: an order sent 0.3 s before `halt --cancel-orders` rested after a clean sweep)
 SETTLE_S = 12.0
+LIST_RETRIES, LIST_RETRY_S = 2, 1.0  # a listing page refused for rate: asked again 1 s, then 2 s later
 
 
 async def _list(calls: Sender, account: AccountEntry, markets: frozenset[str],
@@ -51,7 +52,7 @@ async def _list(calls: Sender, account: AccountEntry, markets: frozenset[str],
         for _ in range(MAX_PAGES):
             if spec is None:
                 break
-            status, body = await calls.send(account, spec)
+            status, body = await _listed(calls, account, spec)
             if names is not None and 200 <= status < 300:
                 names.update(adapter.market_names(spec[1], body))
             page, spec = sweep.resting(spec, status, body)
@@ -59,6 +60,17 @@ async def _list(calls: Sender, account: AccountEntry, markets: frozenset[str],
         if whole and spec is not None:
             raise ListingError(f"more than {MAX_PAGES} pages of open orders")
     return list({_where(o): o for o in found}.values())
+
+
+async def _listed(calls: Sender, account: AccountEntry, spec: Spec) -> tuple[int, bytes]:
+    """One listing page; asked again (LIST_RETRIES times, a window apart) while the exchange refuses it for rate or
+    fails (HTTP 429, 5xx): a bot reading the same endpoint in a loop must not make a halt's sweep give up."""
+    for attempt in range(LIST_RETRIES + 1):
+        status, body = await calls.send(account, spec)
+        if (status != 429 and status < 500) or attempt == LIST_RETRIES:
+            break
+        await asyncio.sleep(LIST_RETRY_S * (attempt + 1))
+    return status, body
 
 
 async def list_resting(calls: Sender, account: AccountEntry, markets: frozenset[str]) -> list[Resting]:

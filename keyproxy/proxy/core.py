@@ -847,6 +847,8 @@ class Core:
                                       new_only=True)
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
+                if out.method == "GET":
+                    self.owners.learn_resting_clients(name, adapter, out, status, body)
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
                 self.owners.forget_cancelled(name, adapter, out, status, body)

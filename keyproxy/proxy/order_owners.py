@@ -140,6 +140,24 @@ class OrderOwners:
         since = self._opened_since(bot, mark)
         return since is not None and scope in since
 
+    def learn_resting_clients(self, account: str, adapter: Adapter, out: OutboundRequest, status: int,
+                              body: bytes) -> None:
+        """A resting order a read's answer lists with no owner on record, under a client id on record as a bot's
+        (Binance: the order a bot's stop became carries the stop's client id): recorded as that bot's, before any
+        bot can act on the listing (session 30: a bot polling the open orders could cancel it until keyproxy had
+        read what the stop became). No bot places under another bot's client id (`own_client_ids`)."""
+        if self._sequences is None:
+            return
+        for order_id, scope, client_id in adapter.resting_client_ids(out, status, body):
+            key = placed_key(order_id, scope if adapter.id_per_market(order_id) else None)
+            if self._sequences.local_owner(account, (key,)) is not None:
+                continue
+            client = placed_key(client_key(client_id), scope if adapter.id_per_market(client_id) else None)
+            if (bot := self._sequences.local_owner(account, (client,))) is not None:
+                self.changed(account)
+                self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,),
+                                                     self.clock_ms() / 1000)
+
     def forget_cancelled(self, account: str, adapter: Adapter, out: OutboundRequest, status: int,
                          body: bytes) -> None:
         """Conditional orders a cancel's answer confirmed gone (`algo#` ids): their record goes, so a bot placing

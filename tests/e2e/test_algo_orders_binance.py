@@ -244,3 +244,20 @@ def test_a_triggered_stop_frees_its_place_under_max_open_orders(dev: DevStack) -
         ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"reduceOnly": True})  # the short it opened, closed
     finally:
         set_futures_price(dev, "20000")
+
+
+def test_another_bot_listing_the_open_orders_cannot_cancel_what_a_stop_became(dev: DevStack) -> None:
+    """The order a stop-limit became rests under the stop's client id. A bot polling the account's open orders found
+    it before keyproxy had read what the stop became (no owner on record), and could cancel it. The listing names
+    its client id, on record as the stop's bot's: read before it reaches the bot, so the order is that bot's."""
+    owner = futures(dev.add_bot("became-owner", "main", "read,trade"))
+    other = futures(dev.add_bot("became-other", "main", "read,trade"))
+    set_futures_price(dev, "20000")
+    owner.create_order(SYMBOL, "limit", "buy", 0.01, 20500, {"stopPrice": 21000, "clientOrderId": "became-1"})
+    try:
+        set_futures_price(dev, "21000")  # triggered: a limit buy at 20,500 rests
+        [child] = [o for o in other.fetch_open_orders(SYMBOL) if o["clientOrderId"] == "became-1"]
+        refused(lambda: other.cancel_order(child["id"], SYMBOL), "placed by another bot")
+        owner.cancel_order(child["id"], SYMBOL)
+    finally:
+        set_futures_price(dev, "20000")

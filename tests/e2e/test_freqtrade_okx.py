@@ -51,8 +51,10 @@ def test_a_bounded_freqtrade_bot_keeps_its_stop_on_okx_through_keyproxy(dev: Dev
     doc = config(dev, "ftokx", "symbols=BTC/USDT", "max_order_notional=500", "max_open_orders=2")
     start = len(dev.journal())
     log, _ = run_freqtrade(dev, "ftokx", doc, lambda work, _log: closed_trades(work) >= 1)
-    trading = log.split("SIGINT received", 1)[0]
     assert closed_trades(dev.root / "ft-ftokx") >= 1, log[-4000:]
+    # up to the closed trade: what the test's SIGINT interrupts after it (a sqlalchemy transaction in the loop, its
+    # cleanup's PendingRollbackError, logged before "SIGINT received") is freqtrade's own shutdown
+    trading = log.split("as closed as the trade is fulfilled", 1)[0]
     assert "Traceback" not in trading and " - ERROR - " not in trading, trading[-4000:]
     seen = dev.journal()[start:]
     stops = [e for e in seen if e["method"] == "POST" and e["path"] == "/api/v5/trade/order-algo"]

@@ -316,3 +316,46 @@ def test_binance_lists_and_cancels_a_futures_markets_algo_orders_by_their_algo_i
     ok = json.dumps({"algoId": 7, "clientAlgoId": "c", "code": "200", "msg": "success"}).encode()
     assert sweep.cancelled(found, 200, ok) == {"algo#7": None}
     assert sweep.cancelled(found, 400, b'{"code": -2011, "msg": "Unknown order sent."}')["algo#7"]
+
+
+def test_a_sweep_asks_a_listing_again_the_exchange_refused_for_rate(tmp_path: Path) -> None:
+    """Session 30's review: a halt's sweep now makes four OKX listings, and a bot reading the same endpoint in a loop
+    could make one of them come back 429, which ended the whole sweep with nothing cancelled. A page refused for
+    rate (or failing, 5xx) is asked again, a window apart."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from keyproxy.exchanges.okx import Okx
+    from keyproxy.proxy import cancel_orders
+
+    store = StateStore(tmp_path / "state.db")
+    store.record_placed_orders("acct", "a", "swap", ("algo#9",), 1.0)
+    refusals = {"/api/v5/trade/orders-algo-pending": 2}
+    sent: list[str] = []
+
+    class Exchange:
+        async def send(self, account: object, spec: tuple[str, str, str, bytes]) -> tuple[int, bytes]:
+            method, path, query, body = spec
+            sent.append(f"{method} {path}")
+            if method == "GET" and refusals.get(path, 0) > 0:
+                refusals[path] -= 1
+                return 429, b'{"code":"50011","msg":"Too Many Requests","data":[]}'
+            if method == "GET" and path.endswith("algo-pending") and "conditional" in query:
+                rows = [{"algoId": "9", "instId": "BTC-USDT-SWAP", "instType": "SWAP"}]
+                return 200, json.dumps({"code": "0", "data": rows}).encode()
+            if method == "GET":
+                return 200, b'{"code":"0","data":[]}'
+            return 200, json.dumps({"code": "0", "data": [{"algoId": "9", "sCode": "0"}]}).encode()
+
+    account = SimpleNamespace(info=SimpleNamespace(name="acct", exchange="okx"), adapter=Okx(),
+                              upstream=object(), key=object())
+    old = cancel_orders.LIST_RETRY_S
+    cancel_orders.LIST_RETRY_S = 0.01
+    try:
+        summary = asyncio.run(cancel_orders.cancel_account_orders(
+            Exchange(), store, account, "a", lambda *a, **k: None, "test"))  # type: ignore[arg-type]
+    finally:
+        cancel_orders.LIST_RETRY_S = old
+    assert summary["error"] is None and [o["order_id"] for o in summary["cancelled"]] == ["algo#9"], summary
+    assert sent.count("POST /api/v5/trade/cancel-algos") == 1
+    store.close()
