@@ -61,9 +61,12 @@ def _prune_shares(counts: dict[str, int], excess: int) -> dict[str, int]:
     orders pushes out only its own records, never another bot's (whose orders it could then cancel)."""
     shares: dict[str, int] = {}
     left = dict(counts)
-    while excess > 0 and left and (top := max(left.values())) > 0:
+    # never below an equal share of the bound: a bot flooding the record to the level of another's (a market maker
+    # resting many orders) levels both down otherwise (session 30's review)
+    floor = MAX_PLACED_ORDERS // max(1, len(counts))
+    while excess > 0 and left and (top := max(left.values())) > floor:
         at_top = sorted(b for b, n in left.items() if n == top)
-        below = max((n for n in left.values() if n < top), default=0)
+        below = max(max((n for n in left.values() if n < top), default=0), floor)
         step = min(top - below, -(-excess // len(at_top)))  # each bot at the top gives this many at most
         for owner in at_top:
             take = min(step, excess)
@@ -354,7 +357,7 @@ class StateStore:
                     # a conditional order's last (`algo#`): the record is all that names its owner where the
                     # positions book holds none, and the order may rest for weeks (session 30's review)
                     "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? "
-                    "ORDER BY order_id LIKE 'algo#%', ts LIMIT ?",
+                    "ORDER BY order_id LIKE 'algo#%' OR order_id LIKE 'cid:algo#%', ts LIMIT ?",
                     (account, owner, excess)).fetchall()
                 self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
                                      [(account, oid) for oid, _, _ in dropped])

@@ -180,7 +180,10 @@ def _cancel_facts(path: str, params: dict[str, str], symbol: str | None) -> Requ
     attribute (an order list's, an algo or conditional order's: `_UNNAMED_CANCELS`), judged as a cancel-all."""
     if path in ALGO_ORDERS:  # one algo order, by its algoId or clientAlgoId (the account's ids: any symbol)
         algo_id, client_id = _order_id(params, "algoId"), params.get("clientAlgoId")
-        return RequestFacts(action="cancel", symbol=symbol, cancels=(f"{ALGO}{algo_id}",) if algo_id else (),
+        if not algo_id:  # by its client id alone: a record pruned (session 30's review) would make another bot's
+            # stop ownerless, so judged as OKX's `algoClOrdId` cancel is: refused once another bot placed anything
+            return RequestFacts(action="cancel", cancels_all=True, cancels_unlisted=True)
+        return RequestFacts(action="cancel", symbol=symbol, cancels=(f"{ALGO}{algo_id}",),
                             cancels_by_client=(f"{ALGO}{client_id}",) if client_id else ())  # both: checked both
     if path in _CANCEL_ALL or path in _UNNAMED_CANCELS:
         return RequestFacts(action="cancel", symbol=symbol, cancels_all=True,

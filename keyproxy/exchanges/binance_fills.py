@@ -30,7 +30,7 @@ def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpd
 
 
 _RESTING = ("NEW", "PARTIALLY_FILLED")
-MAX_CLIENT_ROWS = 200  # resting orders of one answer whose client id is looked up at most
+_STOP_MARKETS = ("usdm", "papi-um")  # where an algo order becomes an order of its own
 
 
 def binance_resting_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
@@ -40,19 +40,15 @@ def binance_resting_client_ids(method: str, path: str, status: int, body: bytes)
     if method != "GET" or not 200 <= status < 300 or "rder" not in path or not body:
         return ()
     market = market_of_path(path)
-    if market not in READ_MARKETS:
+    if market not in _STOP_MARKETS:
         return ()
     doc = loads(body)
     rows = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else []
-    out = []
-    for o in rows[:MAX_ORDERS]:
-        if isinstance(o, dict) and o.get("status") in _RESTING and isinstance(o.get("symbol"), str) \
-                and isinstance(o.get("clientOrderId"), str) and o["clientOrderId"] \
-                and isinstance(o.get("orderId"), int) and not isinstance(o.get("orderId"), bool):
-            out.append((str(o["orderId"]), f"{market}:{normalize_symbol(o['symbol'])}", o["clientOrderId"]))
-            if len(out) >= MAX_CLIENT_ROWS:
-                break
-    return tuple(out)
+    return tuple((str(o["orderId"]), f"{market}:{normalize_symbol(o['symbol'])}", o["clientOrderId"])
+                 for o in rows[:MAX_ORDERS]
+                 if isinstance(o, dict) and o.get("status") in _RESTING and isinstance(o.get("symbol"), str)
+                 and isinstance(o.get("clientOrderId"), str) and o["clientOrderId"]
+                 and isinstance(o.get("orderId"), int) and not isinstance(o.get("orderId"), bool))
 
 
 def binance_order_updates_in(path: str, status: int, doc: Any) -> tuple[OrderUpdate, ...]:

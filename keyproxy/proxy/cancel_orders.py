@@ -6,7 +6,8 @@ waits for the scope's orders on their way when the halt came (sent, answer not r
 lists what the exchange says is resting (never what keyproxy believes), keeps the orders of the halted
 scope (a bot's: the ids the exchange gave that bot's orders, `StateStore.placed_orders`), cancels them by
 id and lists again, so the summary says what was cancelled, what failed and what is still resting.
-Every cancel is an audit event; nothing is retried and nothing but a cancel is sent.
+Every cancel is an audit event; no cancel is retried (a listing page refused for rate or failing is asked again,
+`_listed`) and nothing but a cancel is sent.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ async def _list(calls: Sender, account: AccountEntry, markets: frozenset[str],
 
 async def _listed(calls: Sender, account: AccountEntry, spec: Spec) -> tuple[int, bytes]:
     """One listing page; asked again (LIST_RETRIES times, a window apart) while the exchange refuses it for rate or
-    fails (HTTP 429, 5xx): a bot reading the same endpoint in a loop must not make a halt's sweep give up."""
+    fails (HTTP 429, 5xx): a bot reading the same endpoint in a loop must not make a halt's sweep give up. Not a
+    Binance 429: Binance bans the IP (every bot's) for requests that do not back off after one."""
     for attempt in range(LIST_RETRIES + 1):
         status, body = await calls.send(account, spec)
-        if (status != 429 and status < 500) or attempt == LIST_RETRIES:
+        backs_off = status == 429 and account.info.exchange == "binance"
+        if (status != 429 and status < 500) or backs_off or attempt == LIST_RETRIES:
             break
         await asyncio.sleep(LIST_RETRY_S * (attempt + 1))
     return status, body

@@ -150,15 +150,19 @@ class OrderOwners:
             return
         for order_id, scope, client_id in adapter.resting_client_ids(out, status, body):
             key = placed_key(order_id, scope if adapter.id_per_market(order_id) else None)
-            if self._sequences.local_owner(account, (key,)) is not None:
+            if self._sequences.placed_owner(account, (key,)) is not None:  # any instance's: never taken over
                 continue
-            client = placed_key(client_key(client_id), scope if adapter.id_per_market(client_id) else None)
-            if (bot := self._sequences.local_owner(account, (client,))) is not None:
+            # a stop's own client id (`cid:algo#X`, written by an algo placement alone), and the matching engine's
+            # form, if on record, naming the same bot: a bot that guessed another's plain client id and placed under
+            # it first is no stop's placer (session 30's review)
+            stop = self._sequences.placed_owners(account, (client_key(ALGO + client_id),))
+            plain = self._sequences.placed_owners(account, (placed_key(client_key(client_id), scope),))
+            if len(stop) == 1 and set(plain) <= set(stop):
                 self.changed(account)
-                self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,),
+                self._sequences.record_placed_orders(account, stop[0], scope.partition(":")[0], (key,),
                                                      self.clock_ms() / 1000)
 
-    def forget_cancelled(self, account: str, adapter: Adapter, out: OutboundRequest, status: int,
+    def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, out: OutboundRequest, status: int,
                          body: bytes) -> None:
         """Conditional orders a cancel's answer confirmed gone (`algo#` ids): their record goes, so a bot placing
         and cancelling stops in a loop does not fill the account's record until its resting stops' entries are
@@ -167,8 +171,11 @@ class OrderOwners:
             return
         ended = [u.order_id for u in adapter.order_updates(out, status, body)
                  if u.final and not u.spawned and u.order_id.startswith(ALGO)]
-        if ended:
-            self._sequences.forget_placed_orders(account, [k for oid in ended for k in placed_keys(oid, None)])
+        # the cancelling bot's own records only (one of no owner, or another bot's, is never its to remove)
+        keys = [k for oid in ended for k in placed_keys(oid, None)
+                if self._sequences.local_owner(account, (k,)) == bot]
+        if keys:
+            self._sequences.forget_placed_orders(account, keys)
 
     def _uncertain(self, bot: str, adapter: Adapter, opened: tuple[str, ...], status: int, body: bytes) -> None:
         """Conditional orders counted open whose answer named no id (a fate the exchange did not know, an unreadable
@@ -421,7 +428,7 @@ class OrderOwners:
             return
         order_id, keyed, _ = book_key.partition("@")
         key = placed_key(order_id, scope if keyed else None)
-        if self._sequences.local_owner(account, (key,)) is None:
+        if self._sequences.placed_owner(account, (key,)) is None:  # any instance's record: never taken over
             self.changed(account)
             self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,), self.clock_ms() / 1000)
 

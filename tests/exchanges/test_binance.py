@@ -625,3 +625,11 @@ def test_what_an_algo_order_became_is_read_from_its_answers_events_and_keyproxys
     assert ADAPTER.conditional_reconcile_request("usdm:BTCUSDT", 5) == (
         "GET", "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT&startTime=5&limit=1000", b"")
     assert ADAPTER.conditional_reconcile_request("spot:BTCUSDT", 5) is None
+
+
+def test_a_stop_cancelled_by_its_client_id_alone_is_judged_as_a_cancel_all() -> None:
+    """Session 30's third review: a stop's client-id records pruned, a cancel by `clientAlgoId` alone named an order of
+    no owner and passed. Judged as OKX's `algoClOrdId` cancel is: refused once another bot placed anything."""
+    f = facts_of("DELETE", "/fapi/v1/algoOrder", query="clientAlgoId=x-1")
+    assert (f.action, f.cancels_all, f.cancels_unlisted, f.cancels, f.cancels_by_client) == (
+        "cancel", True, True, (), ())

@@ -290,6 +290,19 @@ def test_a_bot_flooding_the_record_pushes_out_only_its_own_records(tmp_path: Pat
     store.close()
 
 
+def test_a_flood_levels_no_bot_below_an_equal_share(tmp_path: Path) -> None:
+    """Session 30's third review: a flooder levelled down to another bot holding many records (a market maker)
+    pruned both. No bot is pruned below an equal share of the bound."""
+    store = StateStore(tmp_path / "state.db")
+    share = MAX_PLACED_ORDERS // 2
+    maker = tuple(f"m{i}" for i in range(share))
+    store.record_placed_orders("acct", "maker", "spot", maker, 1.0)
+    store.record_placed_orders("acct", "flood", "spot", tuple(f"f{i}" for i in range(share + 2 * PRUNE_EVERY)), 2.0)
+    kept = store.placed_orders("acct")
+    assert set(maker) <= kept.keys() and len(kept) <= MAX_PLACED_ORDERS + PRUNE_EVERY
+    store.close()
+
+
 def test_a_bots_own_flood_prunes_its_stops_records_last(tmp_path: Path) -> None:
     """Session 30's review: a bot flooding the record pushed out its own resting stops' entries (the only owner of an
     OKX swap stop: the positions book holds none), after which keyproxy's recount counted them for no one and a halt

@@ -272,6 +272,31 @@ def test_a_confirmed_cancel_of_a_stop_forgets_its_record(tmp_path: Path) -> None
     owners.attribute("acct", okx, ("a", RequestFacts(action="order")), ("algo#1", "algo#2"), new_only=True)
     body = json.dumps([{"algoId": "1", "instId": "BTC-USDT"}, {"algoId": "2", "instId": "BTC-USDT"}]).encode()
     out = OutboundRequest("POST", "https://www.okx.com", "/api/v5/trade/cancel-algos", "", {}, body)
-    owners.forget_cancelled("acct", okx, out, 200, json.dumps(
-        {"code": "2", "data": [{"algoId": "1", "sCode": "0"}, {"algoId": "2", "sCode": "51400"}]}).encode())
+    answer = json.dumps({"code": "2", "data": [{"algoId": "1", "sCode": "0"}, {"algoId": "2", "sCode": "51400"}]})
+    owners.forget_cancelled("acct", okx, "b", out, 200, answer.encode())  # not b's to remove
+    assert store.placed_owner("acct", ("algo#1",)) == "a"
+    owners.forget_cancelled("acct", okx, "a", out, 200, answer.encode())
     assert store.placed_owner("acct", ("algo#1",)) is None and store.placed_owner("acct", ("algo#2",)) == "a"
+
+
+def test_a_resting_order_is_a_stops_bots_only_under_the_stops_own_client_id(tmp_path: Path) -> None:
+    """Session 30's third review: a bot guessing another bot's plain client id and placing under it first was
+    recorded as the owner of the order the other bot's stop became. The stop's own form (`cid:algo#X`, which only
+    an algo placement writes) names the owner, and the plain form, if on record, must name the same bot."""
+    from keyproxy.exchanges.base import OutboundRequest
+
+    owners, store = owners_on(tmp_path)
+    binance = Binance()
+    listing = OutboundRequest("GET", "https://fapi.binance.com", "/fapi/v1/openOrders", "symbol=BTCUSDT", {}, b"")
+    rows = [{"symbol": "BTCUSDT", "orderId": 7, "clientOrderId": "x1", "status": "NEW"},
+            {"symbol": "BTCUSDT", "orderId": 8, "clientOrderId": "x2", "status": "NEW"},
+            {"symbol": "BTCUSDT", "orderId": 9, "clientOrderId": "x3", "status": "NEW"}]
+    store.record_placed_orders("acct", "a", "usdm", (client_key("algo#x1"), placed_key(client_key("x1"),
+                                                                                       "usdm:BTCUSDT")), 1.0)
+    store.record_placed_orders("acct", "b", "usdm", (placed_key(client_key("x2"), "usdm:BTCUSDT"),), 1.0)
+    store.record_placed_orders("acct", "a", "usdm", (client_key("algo#x3"),), 1.0)
+    store.record_placed_orders("acct", "b", "usdm", (placed_key(client_key("x3"), "usdm:BTCUSDT"),), 2.0)
+    owners.learn_resting_clients("acct", binance, listing, 200, json.dumps(rows).encode())
+    assert store.placed_owner("acct", (placed_key("7", "usdm:BTCUSDT"),)) == "a"  # the stop's
+    assert store.placed_owner("acct", (placed_key("8", "usdm:BTCUSDT"),)) is None  # no stop's client id
+    assert store.placed_owner("acct", (placed_key("9", "usdm:BTCUSDT"),)) is None  # two bots: nobody's
