@@ -32,7 +32,7 @@ from typing import Any
 from keyproxy.emulator.base import Clock
 from keyproxy.emulator.okx_account import Call
 from keyproxy.emulator.okx_data import INSTRUMENTS, Instrument, fmt
-from keyproxy.emulator.okx_orders import bad, decimal, empty, instrument, new_order, text
+from keyproxy.emulator.okx_orders import bad, decimal, empty, new_order, order_basics, text
 from keyproxy.emulator.okx_state import Account, OrderRejected
 
 KINDS = ("conditional", "oco", "trigger", "move_order_stop", "twap", "iceberg", "chase")
@@ -108,17 +108,7 @@ class AlgoOrder:
 
 def _algo(params: Any, algo_id: str, now: int) -> AlgoOrder:
     """Validate one place-algo-order request (OKX's sCodes: 50014 missing, 51000 malformed, 51001 instrument)."""
-    if not isinstance(params, dict):
-        raise OrderRejected("50002", "Json data format error")
-    inst = instrument(params)
-    td_mode = text(params, "tdMode")
-    if not td_mode:
-        raise empty("tdMode")
-    if td_mode not in (("cash", "cross", "isolated", "spot_isolated") if inst.spot else ("cross", "isolated")):
-        raise bad("tdMode")
-    side = text(params, "side")
-    if side not in ("buy", "sell"):
-        raise empty("side") if not side else bad("side")
+    inst, td_mode, side = order_basics(params)
     kind = text(params, "ordType")
     if kind not in KINDS:
         raise empty("ordType") if not kind else bad("ordType")

@@ -73,23 +73,27 @@ def instrument(params: dict[str, Any]) -> Instrument:
     return inst
 
 
-def new_order(params: Any, acct: Account, ord_id: str, now: int) -> Order:
-    """Validate one place-order request for ``acct``; raise OrderRejected on failure."""
+def order_basics(params: Any) -> tuple[Instrument, str, str]:
+    """What every order request names (a regular order's and an algo order's): instrument, trade mode, side."""
     if not isinstance(params, dict):
         raise OrderRejected("50002", "Json data format error")
     inst = instrument(params)
     td_mode = text(params, "tdMode")
     if not td_mode:
         raise empty("tdMode")
-    allowed_modes = ("cash", "cross", "isolated", "spot_isolated") if inst.spot else (
-        "cross", "isolated")
-    if td_mode not in allowed_modes:
+    if td_mode not in (("cash", "cross", "isolated", "spot_isolated") if inst.spot else ("cross", "isolated")):
         raise bad("tdMode")
     side = text(params, "side")
     if not side:
         raise empty("side")
     if side not in ("buy", "sell"):
         raise bad("side")
+    return inst, td_mode, side
+
+
+def new_order(params: Any, acct: Account, ord_id: str, now: int) -> Order:
+    """Validate one place-order request for ``acct``; raise OrderRejected on failure."""
+    inst, td_mode, side = order_basics(params)
     ord_type = text(params, "ordType")
     if not ord_type:
         raise empty("ordType")

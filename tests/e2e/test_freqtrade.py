@@ -41,9 +41,11 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         stack.close()
 
 
-def config(dev: DevStack, bot: str, *settings: str) -> dict[str, Any]:
+def config(dev: DevStack, bot: str, *settings: str, account: str = "bn", **overrides: Any) -> dict[str, Any]:
+    """A freqtrade configuration for a bot added with `settings` (`key=value` policy), from the exchange block
+    `keyproxy bot add --client freqtrade` prints; `overrides` replace top-level keys."""
     extra = [x for s in settings for x in ("--set", s)]
-    block = json.loads(dev.cli("bot", "add", bot, "--account", "bn", "--scope", "read,trade", *extra,
+    block = json.loads(dev.cli("bot", "add", bot, "--account", account, "--scope", "read,trade", *extra,
                                "--client", "freqtrade").stdout)["exchange"]
     block.update({"pair_whitelist": ["BTC/USDT"], "pair_blacklist": []})
     return {"max_open_trades": 1, "stake_currency": "USDT", "stake_amount": 100, "dry_run": False,
@@ -54,7 +56,7 @@ def config(dev: DevStack, bot: str, *settings: str) -> dict[str, Any]:
             "order_types": {"entry": "market", "exit": "market", "stoploss": "market", "stoploss_on_exchange": False},
             "internals": {"process_throttle_secs": 1, "heartbeat_interval": 0},
             "bot_name": bot, "initial_state": "running",
-            "telegram": {"enabled": False, "token": "", "chat_id": ""}}
+            "telegram": {"enabled": False, "token": "", "chat_id": ""}, **overrides}
 
 
 def run_freqtrade(dev: DevStack, bot: str, doc: dict[str, Any], done: Any, limit: float = 90) -> tuple[str, float]:

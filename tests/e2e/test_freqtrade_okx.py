@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
-from tests.e2e.test_freqtrade import FREQTRADE, audit_of, closed_trades, run_freqtrade
+from tests.e2e.test_freqtrade import FREQTRADE, audit_of, closed_trades, config, run_freqtrade
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +29,10 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         stack.close()
 
 
-def config(dev: DevStack, bot: str, *settings: str) -> dict[str, Any]:
-    extra = [x for s in settings for x in ("--set", s)]
-    block = json.loads(dev.cli("bot", "add", bot, "--account", "ok", "--scope", "read,trade", *extra,
-                               "--client", "freqtrade").stdout)["exchange"]
-    block.update({"pair_whitelist": ["BTC/USDT"], "pair_blacklist": []})
-    return {"max_open_trades": 1, "stake_currency": "USDT", "stake_amount": 100, "dry_run": False,
-            "trading_mode": "spot", "timeframe": "1m", "exchange": block,
-            "pairlists": [{"method": "StaticPairList"}],
-            "entry_pricing": {"price_side": "other", "use_order_book": False, "price_last_balance": 0.0},
-            "exit_pricing": {"price_side": "other", "use_order_book": False},
-            "order_types": {"entry": "market", "exit": "market", "stoploss": "market", "stoploss_on_exchange": True,
-                            "stoploss_on_exchange_interval": 1},
-            "internals": {"process_throttle_secs": 1, "heartbeat_interval": 0},
-            "bot_name": bot, "initial_state": "running",
-            "telegram": {"enabled": False, "token": "", "chat_id": ""}}
-
-
 def test_a_bounded_freqtrade_bot_keeps_its_stop_on_okx_through_keyproxy(dev: DevStack) -> None:
-    doc = config(dev, "ftokx", "symbols=BTC/USDT", "max_order_notional=500", "max_open_orders=2")
+    doc = config(dev, "ftokx", "symbols=BTC/USDT", "max_order_notional=500", "max_open_orders=2", account="ok",
+                 order_types={"entry": "market", "exit": "market", "stoploss": "market", "stoploss_on_exchange": True,
+                              "stoploss_on_exchange_interval": 1})
     start = len(dev.journal())
     log, _ = run_freqtrade(dev, "ftokx", doc, lambda work, _log: closed_trades(work) >= 1)
     assert closed_trades(dev.root / "ft-ftokx") >= 1, log[-4000:]
