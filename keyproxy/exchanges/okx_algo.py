@@ -101,9 +101,9 @@ def algo_cancels(named: list[dict[str, object]]) -> tuple[str, ...] | None:
     return tuple(ALGO + i for i in ids if i) if named and all(ids) else None
 
 
-def algo_book_change(path: str, status: int, body: bytes, unknown_fate: str) -> OrderBookChange:
-    """An algo order accepted (`sCode` "0", or a fate unknown: counted), algo orders cancelled (each `sCode` "0")."""
-    doc = loads(body)
+def algo_book_change(path: str, status: int, doc: object, unknown_fate: str) -> OrderBookChange:
+    """An algo order accepted (`sCode` "0", or a fate unknown: counted), algo orders cancelled (each `sCode` "0"),
+    from the answer's parsed document (None: unreadable)."""
     if path == ORDER_ALGO:
         if isinstance(doc, dict) and doc.get("code") == unknown_fate:
             return OrderBookChange(opened=(SCOPE,))

@@ -385,7 +385,7 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
     except ValueError:
         doc = None
     if path in (ORDER_ALGO, CANCEL_ALGOS) and facts.action in ("order", "cancel"):
-        return algo_book_change(path, status, body, UNKNOWN_FATE)
+        return algo_book_change(path, status, doc, UNKNOWN_FATE)
     if facts.action == "order" and isinstance(doc, dict) and doc.get("code") == UNKNOWN_FATE:
         # "does not mean that the request was successful or failed": the orders may rest, so they are counted (a
         # listing of the bot's open orders sets the count right); freed, a bot could rest any number this way

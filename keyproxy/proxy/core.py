@@ -851,7 +851,7 @@ class Core:
                     self.owners.learn_resting_clients(name, adapter, out, status, body)
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
-                self.owners.forget_cancelled(name, adapter, outcome.bot, out, status, body)
+                self.owners.forget_cancelled(name, adapter, outcome.bot, outcome.facts, out, status, body)
             if journaled is not None and self.journal is not None:
                 self.journal.mark(journaled)
 

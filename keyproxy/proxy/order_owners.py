@@ -162,12 +162,14 @@ class OrderOwners:
                 self._sequences.record_placed_orders(account, stop[0], scope.partition(":")[0], (key,),
                                                      self.clock_ms() / 1000)
 
-    def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, out: OutboundRequest, status: int,
-                         body: bytes) -> None:
+    def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, facts: RequestFacts,
+                         out: OutboundRequest, status: int, body: bytes) -> None:
         """Conditional orders a cancel's answer confirmed gone (`algo#` ids): their record goes, so a bot placing
         and cancelling stops in a loop does not fill the account's record until its resting stops' entries are
-        pruned (session 30's review: then they counted for no one, and no halt found them)."""
-        if self._sequences is None or not 200 <= status < 300:
+        pruned (session 30's review: then they counted for no one, and no halt found them). Only a cancel that
+        names algo orders, or every order, can answer for one: no other cancel's answer is read again."""
+        if self._sequences is None or not 200 <= status < 300 \
+                or not (facts.cancels_all or any(c.startswith(ALGO) for c in facts.cancels)):
             return
         ended = [u.order_id for u in adapter.order_updates(out, status, body)
                  if u.final and not u.spawned and u.order_id.startswith(ALGO)]
@@ -497,11 +499,13 @@ def _named_orders(facts: RequestFacts) -> int | None:
 
 
 def _canonical(order_id: str) -> str:
+    """One spelling per order for `_named_orders`: a number as a reader of numbers takes it, else in lower case."""
+    prefix = ALGO if order_id.startswith(ALGO) else ""
     bare = order_id.removeprefix(ALGO).strip()
     try:
-        return order_id[:len(order_id) - len(order_id.removeprefix(ALGO))] + str(int(bare))
+        return prefix + str(int(bare))
     except ValueError:
-        return order_id[:len(order_id) - len(order_id.removeprefix(ALGO))] + bare.lower()
+        return prefix + bare.lower()
 
 
 def id_forms(order_id: str) -> tuple[str, ...]:

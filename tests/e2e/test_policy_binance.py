@@ -10,23 +10,14 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from keyproxy.emulator.devstack import DevStack, new_real_key, point_ccxt_at
-from tests.e2e.conftest import cancel_orders_of, hmac_sign, now_ms
+from keyproxy.emulator.devstack import DevStack, point_ccxt_at
+from tests.e2e.conftest import cancel_orders_of, hmac_sign, now_ms, one_account_stack
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    dev = DevStack(tmp_path_factory.mktemp("policy"))
-    key = new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True,
-                                    "enableFutures": True, "enableWithdrawals": True})
-    try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
-        yield dev
-    finally:
-        dev.close()
+    yield from one_account_stack(tmp_path_factory, "policy", enableReading=True, enableSpotAndMarginTrading=True,
+                                 enableFutures=True, enableWithdrawals=True)
 
 
 def bot(dev: DevStack, name: str, *settings: str, scope: str = "read,trade") -> ccxt.binance:

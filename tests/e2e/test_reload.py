@@ -9,22 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyproxy.emulator.devstack import DevStack, new_real_key
-from tests.e2e.conftest import call, hmac_sign, now_ms
+from keyproxy.emulator.devstack import DevStack
+from tests.e2e.conftest import call, hmac_sign, now_ms, one_account_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    dev = DevStack(tmp_path_factory.mktemp("reload"))
-    key = new_real_key()
-    try:
-        dev.start_emulator([key])
-        dev.init()
-        dev.add_account("main", key)
-        dev.start_daemon()
-        yield dev
-    finally:
-        dev.close()
+    yield from one_account_stack(tmp_path_factory, "reload")
 
 
 def place(creds: dict, qty: str = "0.01") -> tuple[int, dict]:  # type: ignore[type-arg]
