@@ -331,6 +331,7 @@ class Adapter(Protocol):
     amend_sets_reduce_only: bool
     order_ids_per_market: bool
     stream_markets: Mapping[str, tuple[str, ...]]
+    spawning_markets: frozenset[str]
 
     def settled_answer(self, req: OutboundRequest, status: int, body: bytes) -> tuple[int, bytes]: ...
 
@@ -499,6 +500,9 @@ class AdapterHooks:
     # the markets (`RequestFacts.market`) whose fills and ends of orders `order_updates` reads: only their
     # orders enter the positions book (an order whose end keyproxy could never learn would rest forever)
     fill_markets: frozenset[str] = frozenset()
+    # the markets where a triggered conditional order becomes an order of its own, under a new id, that only a read
+    # shows keyproxy (Binance futures, OKX): an order named by an id of no owner there may be another bot's stop's
+    spawning_markets: frozenset[str] = frozenset()
     reconciles_by_owner = False  # the reconciliation read names the account (its key's public id), not a market
     time_path: str | None = None  # the exchange's public time endpoint (`keyproxy doctor`'s clock-skew check)
     # the exchange's key-info endpoint (method, path, query, body), read by `key_permissions` (`key audit`)

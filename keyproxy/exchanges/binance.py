@@ -51,6 +51,7 @@ from keyproxy.exchanges.binance_endpoints import CCXT_EXTRA_GROUPS, ENDPOINT_GRO
 from keyproxy.exchanges.binance_fills import (
     binance_algo_reconcile_request,
     READ_MARKETS,
+    STOP_MARKETS,
     STREAM_MARKETS,
     binance_amend_verdicts,
     binance_cancel_replace_done,
@@ -166,6 +167,7 @@ class Binance(AdapterHooks):
     order_id_keys = ("orderId",)  # the member of an order answer naming the exchange's order id
     client_id_keys = ("clientOrderId",)
     fill_markets = READ_MARKETS  # binance_fills.py
+    spawning_markets = STOP_MARKETS
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
     stream_markets = STREAM_MARKETS
     name = "binance"

@@ -30,7 +30,7 @@ def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpd
 
 
 _RESTING = ("NEW", "PARTIALLY_FILLED")
-_STOP_MARKETS = ("usdm", "papi-um")  # where an algo order becomes an order of its own
+STOP_MARKETS = frozenset({"usdm", "papi-um"})  # where an algo order becomes an order of its own
 
 
 def binance_resting_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
@@ -40,7 +40,7 @@ def binance_resting_client_ids(method: str, path: str, status: int, body: bytes)
     if method != "GET" or not 200 <= status < 300 or "rder" not in path or not body:
         return ()
     market = market_of_path(path)
-    if market not in _STOP_MARKETS:
+    if market not in STOP_MARKETS:
         return ()
     doc = loads(body)
     rows = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else []

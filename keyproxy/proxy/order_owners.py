@@ -34,9 +34,11 @@ class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; 
     """A cancel-all where the positions book does not hold the orders: list what rests in `markets` of `account`
     (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
 
-    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int, bot: str) -> None:
+    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int, bot: str,
+                 adapter: Adapter | None = None) -> None:
         super().__init__("resting orders needed")
         self.account, self.market, self.markets = account, market, markets
+        self.adapter = adapter  # reads what each listed order came from (`OrderOwners.learn_children`)
         self.changes = changes  # the account's order changes through keyproxy when it was asked for
         self.bot = bot  # whose cancel-all asked: the listing's calls spend its share of the exchange's budget
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
@@ -146,21 +148,44 @@ class OrderOwners:
         (Binance: the order a bot's stop became carries the stop's client id): recorded as that bot's, before any
         bot can act on the listing (session 30: a bot polling the open orders could cancel it until keyproxy had
         read what the stop became). No bot places under another bot's client id (`own_client_ids`)."""
+        for order_id, scope, client_id in adapter.resting_client_ids(out, status, body):
+            self._learn_child(account, adapter, order_id, scope, client_id, "")
+
+    def learn_children(self, account: str, adapter: Adapter, orders: tuple[Resting, ...]) -> None:
+        """What each order of a listing of resting orders came from, where the listing names it (a stop's client id,
+        Binance; its algo order, OKX): the order a bot's triggered stop became is that bot's before anything else
+        has shown keyproxy which it became (session 31: another bot cancelled it by a guessed id)."""
+        try:
+            for o in orders:
+                if (o.client_id or o.parent) and o.market in adapter.spawning_markets:
+                    self._learn_child(account, adapter, o.order_id, f"{o.market}:{normalize_symbol(o.symbol)}",
+                                      o.client_id, o.parent)
+        except OwnersUnknown:
+            return  # a fleet's record out of reach: the decision after it refuses what it cannot attribute
+
+    def _learn_child(self, account: str, adapter: Adapter, order_id: str, scope: str, client_id: str,
+                     parent: str) -> None:
+        """A resting order of no owner on record: its conditional order's placer's, where the exchange names that
+        order (`parent`, `algo#<id>`) or carries its client id (`client_id`). Never taken over from any owner."""
         if self._sequences is None:
             return
-        for order_id, scope, client_id in adapter.resting_client_ids(out, status, body):
-            key = placed_key(order_id, scope if adapter.id_per_market(order_id) else None)
-            if self._sequences.placed_owner(account, (key,)) is not None:  # any instance's: never taken over
-                continue
+        key = placed_key(order_id, scope if adapter.id_per_market(order_id) else None)
+        if self._sequences.placed_owner(account, (key,)) is not None:  # any instance's: never taken over
+            return
+        owner = None
+        if parent:
+            owner = self._sequences.placed_owner(account, placed_keys(parent, None))
+        elif client_id:
             # a stop's own client id (`cid:algo#X`, written by an algo placement alone), and the matching engine's
             # form, if on record, naming the same bot: a bot that guessed another's plain client id and placed under
             # it first is no stop's placer (session 30's review)
             stop = self._sequences.placed_owners(account, (client_key(ALGO + client_id),))
             plain = self._sequences.placed_owners(account, (placed_key(client_key(client_id), scope),))
-            if len(stop) == 1 and set(plain) <= set(stop):
-                self.changed(account)
-                self._sequences.record_placed_orders(account, stop[0], scope.partition(":")[0], (key,),
-                                                     self.clock_ms() / 1000)
+            owner = stop[0] if len(stop) == 1 and set(plain) <= set(stop) else None
+        if owner is not None:
+            self.changed(account)
+            self._sequences.record_placed_orders(account, owner, scope.partition(":")[0], (key,),
+                                                 self.clock_ms() / 1000)
 
     def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, facts: RequestFacts,
                          out: OutboundRequest, status: int, body: bytes) -> None:
@@ -290,6 +315,7 @@ class OrderOwners:
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
+        self._learn_unowned(account, adapter, bot, facts, listed)
         unowned = False
         for leg in facts.placed() if facts.action == "amend" else ():
             if leg.order_id and (owner := self.owner(account, adapter, leg.order_id, leg.scope)) not in (None, bot):
@@ -335,19 +361,9 @@ class OrderOwners:
         listable = LISTED_MARKETS.get(adapter.name, frozenset())
         if adapter.name not in LISTED_MARKETS or market != "*" and listable is not None and market not in listable:
             return self._other_placed(account, bot, market, symbol)
-        entry = self._listed.get((account, market))
-        # reused only by one daemon: orders placed through another worker or instance do not count as changes here
-        fresh = entry is not None and entry[1] == self.changes.get(account, 0) \
-            and self.clock_ms() - entry[0] < LISTING_REUSE_MS \
-            and (self._sequences is None or self._sequences.placed_mirror is None)
-        if entry is None or not listed and not fresh:
-            markets = frozenset({market}) if market != "*" else frozenset(
-                m for _, m in (self._sequences.placed_orders(account) if self._sequences is not None else {}).values())
-            raise NeedResting(account, market, markets, self.changes.get(account, 0), bot)
-        resting = entry[2]
-        if resting is None:
-            raise Refused("unavailable", "keyproxy could not list the exchange's open orders to see whose orders "
-                          "this cancel-all would cancel: retry, or cancel this bot's orders by their ids", 1.0)
+        markets = frozenset({market}) if market != "*" else None
+        resting = self._listing(account, adapter, bot, market, markets, listed, "whose orders this cancel-all would "
+                                "cancel: retry, or cancel this bot's orders by their ids")
         for order in resting:
             where = f"{order.market}:{normalize_symbol(order.symbol)}"
             if market not in ("*", order.market) or symbol not in ("*", where.partition(":")[2]):
@@ -356,6 +372,39 @@ class OrderOwners:
             if owner not in (None, bot):
                 return owner
         return None
+
+    def _learn_unowned(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> None:
+        """An order named by the exchange's id with no owner on record, where a triggered conditional order becomes an
+        order of its own (`Adapter.spawning_markets`): it may be what another bot's stop became, which no read has
+        shown keyproxy yet (session 31: a guessed Binance id cancelled it). The market's resting orders are listed
+        first (`NeedResting`), what each came from learned (`learn_children`), then the owners are looked up again."""
+        market = facts.scope.partition(":")[0]
+        markets = adapter.spawning_markets if market == "*" else adapter.spawning_markets & {market}
+        if not markets or self._sequences is None:
+            return
+        named = [*facts.cancels, *(t for t in facts.touches if t),
+                 *(leg.order_id for leg in facts.placed() if facts.action == "amend" and leg.order_id)]
+        if any(not oid.startswith(ALGO) and self.owner(account, adapter, oid, facts.scope) is None for oid in named):
+            self._listing(account, adapter, bot, market, frozenset(markets), listed,
+                          "whose order this names (an order a stop became may be another bot's): retry")
+
+    def _listing(self, account: str, adapter: Adapter, bot: str, market: str, markets: frozenset[str] | None,
+                 listed: bool, what: str) -> tuple[Resting, ...]:
+        """The exchange's listing of what rests in `market` (`*`: everywhere, `markets` None: the markets the account's
+        bots placed orders on), fresh: else `NeedResting`; Refused when it failed."""
+        entry = self._listed.get((account, market))
+        # reused only by one daemon: orders placed through another worker or instance do not count as changes here
+        fresh = entry is not None and entry[1] == self.changes.get(account, 0) \
+            and self.clock_ms() - entry[0] < LISTING_REUSE_MS \
+            and (self._sequences is None or self._sequences.placed_mirror is None)
+        if entry is None or not listed and not fresh:
+            if markets is None:
+                markets = frozenset(m for _, m in (self._sequences.placed_orders(account)
+                                                   if self._sequences is not None else {}).values())
+            raise NeedResting(account, market, markets, self.changes.get(account, 0), bot, adapter)
+        if entry[2] is None:
+            raise Refused("unavailable", f"keyproxy could not list the exchange's open orders to see {what}", 1.0)
+        return entry[2]
 
     def _other_placed(self, account: str, bot: str, market: str, symbol: str) -> str | None:
         """Another bot that placed an order in `market` (and `symbol`, where its key names one) through keyproxy."""
@@ -370,6 +419,8 @@ class OrderOwners:
         held = self._listed.get((need.account, need.market))
         if held is None or held[1] <= need.changes:  # never one asked for before a change the held one knew of
             self._listed[(need.account, need.market)] = (asked_ms, need.changes, orders)
+        if orders and need.adapter is not None:
+            self.learn_children(need.account, need.adapter, orders)
 
     def changed(self, account: str) -> None:
         """An order was placed or cancelled on the account through keyproxy: a listing asked for before is stale."""

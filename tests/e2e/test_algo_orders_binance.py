@@ -261,3 +261,51 @@ def test_another_bot_listing_the_open_orders_cannot_cancel_what_a_stop_became(de
         owner.cancel_order(child["id"], SYMBOL)
     finally:
         set_futures_price(dev, "20000")
+
+
+def resting_child(dev: DevStack, client_id: str) -> str:
+    """The order id of the order a stop became, from the emulator's own view (what a bot could guess: Binance's ids
+    are sequential)."""
+    with urllib.request.urlopen(f"{dev.emulator_url}/_emulator/state", timeout=10) as r:
+        state = json.loads(r.read())
+    [child] = [o for a in state["binance"].values() for o in a["orders"]
+               if o["clientOrderId"] == client_id and o["status"] == "NEW"]
+    return str(child["orderId"])
+
+
+def test_another_bot_cannot_cancel_what_a_stop_became_by_its_client_id(dev: DevStack) -> None:
+    """The order a stop-limit became carries the stop's clientAlgoId as its clientOrderId, on record as the stop's
+    bot's when the stop was placed: another bot's cancel by `origClientOrderId` is refused before any read of it."""
+    owner = futures(dev.add_bot("cid-became-owner", "main", "read,trade"))
+    other = dev.add_bot("cid-became-other", "main", "read,trade")
+    set_futures_price(dev, "20000")
+    owner.create_order(SYMBOL, "limit", "buy", 0.01, 20500, {"stopPrice": 21000, "clientOrderId": "cid-became-1"})
+    try:
+        set_futures_price(dev, "21000")  # triggered: a limit buy at 20,500 rests
+        resting_child(dev, "cid-became-1")
+        status, body, arrived = send(dev, other, "DELETE", "/fapi/v1/order",
+                                     "symbol=BTCUSDT&origClientOrderId=cid-became-1")
+        assert (status, body.get("error"), arrived) == (403, "policy_denied", []), body
+        owner.cancel_order(None, SYMBOL, {"clientOrderId": "cid-became-1"})
+    finally:
+        set_futures_price(dev, "20000")
+
+
+def test_another_bot_cannot_cancel_what_a_stop_became_by_a_guessed_id(dev: DevStack) -> None:
+    """No bot has read what the stop became, so no owner is on record for its order id: a cancel by that id (guessed,
+    Binance's ids are sequential) went through as a cancel of an order placed outside keyproxy (session 31). keyproxy
+    lists the market's resting orders first: the order carries the stop's client id, the stop's bot's."""
+    owner = futures(dev.add_bot("id-became-owner", "main", "read,trade"))
+    other = dev.add_bot("id-became-other", "main", "read,trade")
+    set_futures_price(dev, "20000")
+    owner.create_order(SYMBOL, "limit", "buy", 0.01, 20500, {"stopPrice": 21000, "clientOrderId": "id-became-1"})
+    try:
+        set_futures_price(dev, "21000")  # triggered: a limit buy at 20,500 rests
+        child = resting_child(dev, "id-became-1")
+        start = len(dev.journal())
+        status, body, arrived = send(dev, other, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={child}")
+        assert (status, body.get("error"), arrived) == (403, "policy_denied", []), body
+        assert any(e["path"] == "/fapi/v1/openOrders" for e in dev.journal()[start:])  # keyproxy's own listing
+        owner.cancel_order(child, SYMBOL)
+    finally:
+        set_futures_price(dev, "20000")

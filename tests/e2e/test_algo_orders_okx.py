@@ -167,3 +167,25 @@ def test_what_a_swap_stop_became_is_its_bots_whether_keyproxy_read_it_or_not(dev
     finally:
         dev.cli("resume", "--bot", "swap-stop", check=False)
         set_price(dev, "60000", "BTC-USDT-SWAP")
+
+
+@pytest.mark.parametrize(("symbol", "inst"), [(SYMBOL, "BTC-USDT"), ("BTC/USDT:USDT", "BTC-USDT-SWAP")])
+def test_what_a_stop_became_is_its_bots_before_anything_read_it(dev: DevStack, symbol: str, inst: str) -> None:
+    """Nothing has read what the stop became, so no owner is on record for its ordId: another bot's cancel by that
+    id (guessed) went through as a cancel of an order placed outside keyproxy (session 31). keyproxy lists the
+    account's pending orders first: OKX names the algo order each came from, the stop's bot's."""
+    owner = okx(dev.add_bot(f"unread-{inst.lower()}", "okx", "read,trade"))
+    other = okx(dev.add_bot(f"unread-other-{inst.lower()}", "okx", "read,trade"))
+    spot = symbol == SYMBOL
+    stop = owner.create_order(symbol, "limit", "sell", 0.01 if spot else 1, 59500,
+                              {**(STOP if spot else {}), "stopLossPrice": 59000})
+    try:
+        assert len(set_price(dev, "58000", inst)) == 1  # fired: a limit sell at 59,500 rests
+        [child] = next(o["ordIdList"] for o in emulated(dev)["algo_orders"] if o["algoId"] == stop["id"])
+        start = len(dev.journal())
+        refused(lambda: other.cancel_order(child, symbol), "placed by another bot")
+        listed = [e["path"] for e in dev.journal()[start:]]
+        assert "/api/v5/trade/orders-pending" in listed and "/api/v5/trade/cancel-order" not in listed, listed
+        owner.cancel_order(child, symbol)
+    finally:
+        set_price(dev, "60000", inst)

@@ -99,9 +99,12 @@ def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -
         owners.only_own("acct", okx, "b", RequestFacts(action=None, touches=("algo#881",)))
     owners.only_own("acct", okx, "a", cancel)
     owners.only_own("acct", okx, "a", RequestFacts(action=None, touches=("algo#881",)))
-    # an order 881 (ordId) is another order: nobody's
-    owners.only_own("acct", okx, "b", RequestFacts(action="cancel", symbol=placed.symbol, market="swap",
-                                                   cancels=("881",)))
+    # an order 881 (ordId) is another order: nobody's (once a listing showed no stop of another bot's made it)
+    plain = RequestFacts(action="cancel", symbol=placed.symbol, market="swap", cancels=("881",))
+    with pytest.raises(NeedResting) as need:
+        owners.only_own("acct", okx, "b", plain)
+    owners.learn_resting(need.value, (), 0)
+    owners.only_own("acct", okx, "b", plain, listed=True)
     # recorded bare by a version before session 30: still its placer's, in any form the exchange may read
     owners.attribute("acct", okx, ("a", placed), ("882",), new_only=True)
     for named in ("algo#882", "algo#0882"):
@@ -146,8 +149,11 @@ def test_another_bots_order_named_in_a_form_the_exchange_may_read_as_the_same_is
         amend = RequestFacts(action=None, symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", touches=(named,))
         with pytest.raises(Refused, match="placed by another bot"):
             owners.only_own("acct", okx, "b", amend)
-    owners.only_own("acct", okx, "b", RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"),
-                                                   market="swap", cancels=("8810",)))  # another order: nobody's
+    other = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", cancels=("8810",))
+    with pytest.raises(NeedResting) as need:  # another order: nobody's, once a listing showed no stop made it
+        owners.only_own("acct", okx, "b", other)
+    owners.learn_resting(need.value, (), 0)
+    owners.only_own("acct", okx, "b", other, listed=True)
     assert id_forms("0") == ("0",) and id_forms("000") == ("000", "0") and id_forms("abc") == ("abc", "ABC")
     store.record_placed_orders("acct", "a", "swap", (placed_key(client_key("AbC"), None),), 1.0)
     assert owners.client_owner("acct", okx, "AbC", "swap:BTC-USDT-SWAP") == "a"
@@ -304,3 +310,46 @@ def test_a_resting_order_is_a_stops_bots_only_under_the_stops_own_client_id(tmp_
     assert store.placed_owner("acct", (placed_key("7", "usdm:BTCUSDT"),)) == "a"  # the stop's
     assert store.placed_owner("acct", (placed_key("8", "usdm:BTCUSDT"),)) is None  # no stop's client id
     assert store.placed_owner("acct", (placed_key("9", "usdm:BTCUSDT"),)) is None  # two bots: nobody's
+
+
+def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_for_a_listing(tmp_path: Path) -> None:
+    """Where a triggered stop becomes an order of its own (OKX, Binance futures), an order named by an id keyproxy
+    has no owner for may be what another bot's stop became: the market is listed first, each listed order's stop
+    (OKX's algoId, Binance's client id) names its owner; a failed listing refuses; an order no stop made passes as
+    one placed outside keyproxy. Orders with an owner, and markets where no order is spawned, need no listing."""
+    now = [0]
+    store = StateStore(tmp_path / "state.db")
+    owners = OrderOwners(None, store, PositionBook(None, lambda: 0.0), lambda: now[0])
+    okx = Okx()
+    store.record_placed_orders("acct", "a", "swap", ("algo#881",), 1.0)
+    cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", cancels=("77",))
+    with pytest.raises(NeedResting) as need:
+        owners.only_own("acct", okx, "b", cancel)
+    assert need.value.market == "swap" and need.value.markets == frozenset({"swap"})
+    owners.learn_resting(need.value, (Resting("swap", "BTC-USDT-SWAP", "77", parent="algo#881"),
+                                      Resting("swap", "BTC-USDT-SWAP", "78")), now[0])
+    with pytest.raises(Refused, match="order 77 was placed by another bot"):
+        owners.only_own("acct", okx, "b", cancel, listed=True)
+    assert owners.only_own("acct", okx, "a", cancel) is False  # the stop's bot's own now, no listing asked
+    other = RequestFacts(action="cancel", symbol=cancel.symbol, market="swap", cancels=("78",))
+    assert owners.only_own("acct", okx, "b", other, listed=True) is True  # no stop made it: placed outside keyproxy
+    now[0] += LISTING_REUSE_MS
+    with pytest.raises(NeedResting) as need:
+        owners.only_own("acct", okx, "b", other)
+    owners.learn_resting(need.value, None, now[0])
+    with pytest.raises(Refused, match="could not list") as failed:
+        owners.only_own("acct", okx, "b", other, listed=True)
+    assert failed.value.code == "unavailable"
+    kraken_like = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="option", cancels=("9",))
+    assert owners.only_own("acct", okx, "b", kraken_like) is True  # options: no stop becomes an order there
+
+    binance = Binance()
+    scope = f"usdm:{normalize_symbol('BTCUSDT')}"
+    store.record_placed_orders("acct", "a", "usdm", (client_key("algo#stop-1"),
+                                                     placed_key(client_key("stop-1"), scope)), 1.0)
+    by_id = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="usdm", cancels=("500",))
+    with pytest.raises(NeedResting) as need:
+        owners.only_own("acct", binance, "b", by_id)
+    owners.learn_resting(need.value, (Resting("usdm", "BTCUSDT", "500", "stop-1"),), now[0])
+    with pytest.raises(Refused, match="order 500 was placed by another bot"):
+        owners.only_own("acct", binance, "b", by_id, listed=True)
