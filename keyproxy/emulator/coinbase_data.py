@@ -1,7 +1,9 @@
 """Static market data for the Coinbase emulator.
 
 A small market: spot BTC-USD, ETH-USD, BTC-USDC and ETH-BTC at fixed prices,
-no futures. Shapes follow Coinbase's documented responses (Advanced Trade
+no futures. BTC-USDC is an alias of BTC-USD (Coinbase's USD and USDC books are one: the
+product list says so in `alias` / `alias_to`, and the user channel names an order placed on
+the alias by the product it trades as). Shapes follow Coinbase's documented responses (Advanced Trade
 "List Public Products", Coinbase App "Get Currencies" / "Get Exchange
 Rates") and carry every field ccxt's ``parse_spot_market`` /
 ``fetch_currencies`` reads (ccxt names each field in its comments).
@@ -28,6 +30,10 @@ class Product:
     base_max: Decimal
     quote_min: Decimal
     last: Decimal
+    alias: str = ""  # the product whose order book this one trades on (Coinbase's USD/USDC books are one)
+
+
+ALIASES = {"BTC-USDC": "BTC-USD"}  # alias -> the product it trades as ("alias" / "alias_to" in product answers)
 
 
 def _p(pid: str, base_inc: str, quote_inc: str, base_min: str, quote_min: str,
@@ -35,7 +41,7 @@ def _p(pid: str, base_inc: str, quote_inc: str, base_min: str, quote_min: str,
     base, quote = pid.split("-")
     return Product(
         pid, base, quote, Decimal(base_inc), Decimal(quote_inc), Decimal(base_min),
-        Decimal(10000), Decimal(quote_min), Decimal(last),
+        Decimal(10000), Decimal(quote_min), Decimal(last), ALIASES.get(pid, ""),
     )
 
 
@@ -104,8 +110,8 @@ def public_product(p: Product) -> dict[str, Any]:
         "base_currency_id": p.base,
         "fcm_trading_session_details": None,
         "mid_market_price": "",
-        "alias": "",
-        "alias_to": [],
+        "alias": p.alias,
+        "alias_to": sorted(a for a, to in ALIASES.items() if to == p.product_id),
         "base_display_symbol": p.base,
         "quote_display_symbol": p.quote,
         "view_only": False,

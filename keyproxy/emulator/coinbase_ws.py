@@ -33,7 +33,7 @@ def _ws_order(order: Order) -> dict[str, Any]:
     """An order as the `user` channel shows it."""
     left = order.base_size - order.filled_size if order.status == "OPEN" else 0
     return {"order_id": order.order_id, "client_order_id": order.client_order_id, "product_id":
-            order.product.product_id, "order_side": order.side, "order_type": "Market" if
+            order.product.alias or order.product.product_id, "order_side": order.side, "order_type": "Market" if
             order.kind == "market_market_ioc" else "Limit", "status": order.status,
             "limit_price": str(order.price or ""), "cumulative_quantity": str(order.filled_size),
             "leaves_quantity": str(left), "avg_price": str(order.filled_value / order.filled_size if

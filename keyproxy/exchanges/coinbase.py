@@ -66,6 +66,8 @@ from keyproxy.exchanges.coinbase_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.coinbase_facts import (
     coinbase_contract_sizes,
     coinbase_facts,
+    coinbase_market_ids,
+    coinbase_market_names,
     coinbase_order_book_change,
     coinbase_prices,
 )
@@ -438,6 +440,15 @@ class Coinbase(AdapterHooks):
 
     def facts(self, req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         return coinbase_facts(req, endpoint)
+
+    # every spot product's order book (BTC-USDC trades on BTC-USD's): fetched before an order naming one it lacks
+    market_list_requests = (("GET", "/api/v3/brokerage/market/products", "product_type=SPOT", b""),)
+
+    def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
+        return coinbase_market_ids(req)
+
+    def market_names(self, path: str, body: bytes) -> dict[str, str]:
+        return coinbase_market_names(path, body)
 
     def prices(self, path: str, body: bytes) -> dict[str, Decimal]:
         return coinbase_prices(path, body)

@@ -7,6 +7,11 @@ ignored), the limit kinds (`limit_limit_gtc`, `_gtd`, `_fok`, `sor_limit_ioc`, `
 conflict (refused under a notional limit). Futures (`BIT-27DEC24-CDE`, perpetuals `BTC-PERP-INTX`)
 count `base_size` in contracts of `future_product_details.contract_size`, read from the product answers
 keyproxy relays. A v2 send's `destination_tag` is its memo.
+
+One order book, several products: Coinbase trades BTC-USDC on BTC-USD's book (a product's `alias` names the
+product it trades as, `alias_to` the products trading as it). A spot order is named by its book (`#<product>`, mapped
+by the core from `coinbase_market_names`; an unknown one makes keyproxy fetch the product list), so positions,
+price bands, duplicates and self-crossing see one market; the user channel names such an order by its book too.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     Shapes keyproxy cannot read (conversions, unknown configurations) report action None, which policy
     refuses only for bots with trading limits.
     """
+    if endpoint.cls is EndpointClass.READ and req.method == "GET" and req.path == _OPEN_ORDERS:
+        return _listing(req)
     if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
         return RequestFacts(action="other")
     if endpoint.cls is EndpointClass.TRADE and req.path in _SETTINGS:
@@ -114,6 +121,9 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     product = _text(body.get("product_id"))
     symbol = normalize_symbol(product) if product else None
     market = market_of(product)
+    if symbol and market == "spot":  # its order book's name; an order's unknown product stays `#...` (the core
+        # fetches the product list first, `coinbase_market_ids`, and refuses what stays unknown)
+        symbol = req.markets.get("#" + symbol) or ("#" + symbol if req.path in _ORDERS else symbol)
     if req.path == "/api/v3/brokerage/orders/batch_cancel":  # the orders it names: only the bot's own
         ids = body.get("order_ids")
         return RequestFacts(action="cancel", market="spot",
@@ -176,6 +186,64 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
                         if attached else None)
 
 
+def _listing(req: IncomingRequest) -> RequestFacts:
+    """The open-order list's one product, by its book's name (`symbol`), where its listing is that book's whole:
+    None where several products trade on the book (a listing by one product may not show the other's orders) or
+    keyproxy does not hold the product list, and then the listing sets no count (`coinbase_order_book_change`)."""
+    params = parse_qs(req.query, keep_blank_values=True)
+    products = params.get("product_ids", []) + params.get("product_id", [])
+    if len(products) != 1:
+        return RequestFacts(action="other")
+    symbol, market = normalize_symbol(products[0]), market_of(products[0])
+    if market == "spot":
+        named = req.markets.get("#" + symbol)
+        symbol = named if named is not None and SHARED + named not in req.markets else ""
+    return RequestFacts(action="other", symbol=symbol or None, market=market)
+
+
+SHARED = "*"  # `coinbase_market_names`: `*<name>` marks a book several products trade on
+
+
+def coinbase_market_ids(req: IncomingRequest) -> tuple[str, ...]:
+    """The spot product an order names, as `#<product>`: the core maps it to its order book's name."""
+    if req.method != "POST" or req.path not in _ORDERS or not req.body:
+        return ()
+    try:
+        body = json.loads(req.body)
+    except (ValueError, UnicodeDecodeError):
+        return ()
+    product = body.get("product_id") if isinstance(body, dict) else None
+    return ("#" + normalize_symbol(product),) if isinstance(product, str) and market_of(product) == "spot" else ()
+
+
+def coinbase_market_names(path: str, body: bytes) -> dict[str, str]:
+    """`#<product>` -> the name of the order book it trades on, for every spot product of a product answer (list or
+    one product): its own, or for an alias (`alias`: BTC-USDC trades as BTC-USD) the product it trades as; and
+    `*<name>` for a book several products trade on (`alias`, `alias_to`)."""
+    if not path.startswith(_PRODUCT_ANSWERS):
+        return {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    items = doc.get("products") if isinstance(doc, dict) and isinstance(doc.get("products"), list) else [doc]
+    out: dict[str, str] = {}
+    shared: set[str] = set()
+    for item in items:
+        product = item.get("product_id") if isinstance(item, dict) else None
+        if not isinstance(product, str) or market_of(product) != "spot":
+            continue
+        name, alias, alias_to = normalize_symbol(product), item.get("alias"), item.get("alias_to")
+        if isinstance(alias, str) and alias and market_of(alias) == "spot" and normalize_symbol(alias) != name:
+            out["#" + name] = normalize_symbol(alias)
+            shared.update((name, normalize_symbol(alias)))
+        else:
+            out["#" + name] = name
+        if isinstance(alias_to, list) and any(isinstance(a, str) and a for a in alias_to):
+            shared.add(name)
+    return {**out, **{SHARED + name: name for name in shared}}
+
+
 def coinbase_contract_sizes(path: str, body: bytes) -> dict[str, Decimal]:
     """`future_product_details.contract_size` of futures in product answers (list or one product)."""
     if not path.startswith(_PRODUCT_ANSWERS):
@@ -217,13 +285,11 @@ def coinbase_order_book_change(method: str, path: str, query: str, status: int, 
         return OrderBookChange(closed=("spot:*",) * len(done))  # results name orders, not products
     if method == "GET" and path == _OPEN_ORDERS and isinstance(doc, dict) and isinstance(doc.get("orders"), list):
         params = parse_qs(query, keep_blank_values=True)
-        products = params.get("product_ids", []) + params.get("product_id", [])
-        # filtered by side, type, dates, ids or a page `cursor` (blank too), it shows part of the product's orders
+        # filtered by side, type, dates, ids or a page `cursor` (blank too), it shows part of the product's orders;
+        # one product's listing counts its book only where no other product trades on it (`_listing`)
         whole = whole_listing(query, ("order_status", "product_ids", "product_id", "limit"))
-        if params.get("order_status") == ["OPEN"] and len(products) == 1 and not doc.get("has_next") and whole:
-            product = products[0]
-            return OrderBookChange(counted=((f"{market_of(product)}:{normalize_symbol(product)}",
-                                             len(doc["orders"])),))
+        if params.get("order_status") == ["OPEN"] and facts.symbol and not doc.get("has_next") and whole:
+            return OrderBookChange(counted=((f"{facts.market}:{facts.symbol}", len(doc["orders"])),))
     return OrderBookChange()
 
 

@@ -156,6 +156,16 @@ class MarketBook:
         self._named_policies[(account, id(policy))] = (policy, len(names), named)
         return named
 
+    def book_scope(self, account: str, scope: str) -> str:
+        """The scope of the order book a product trades on, where several products trade on one (`*<name>` among
+        the names: Coinbase's BTC-USDC on BTC-USD's book), for what the exchange reports under either product."""
+        names = self.names.get(account)
+        market, _, symbol = scope.partition(":")
+        if not names or not symbol or (name := names.get("#" + symbol)) is None or name == symbol \
+                or "*" + name not in names:
+            return scope
+        return f"{market}:{name}"
+
     def missing(self, account: str, adapter: Adapter, incoming: IncomingRequest) -> bool:
         """Whether the request names a market id keyproxy has no name for yet (`fetch it first`)."""
         known = self.names.get(account, {})

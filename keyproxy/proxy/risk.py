@@ -236,7 +236,7 @@ class RiskDesk:
         reports are matched to the legs on scope and side."""
         if not adapter.fill_markets:
             return
-        updates = adapter.order_updates(out, status, body)
+        updates = self._on_books(account, adapter.order_updates(out, status, body))
         if placed_by is None:
             updates += tuple(OrderUpdate(oid, "", "", None, None, Decimal(0), Decimal(0), True)
                              for cid in adapter.cancelled_client_ids(out, status, body)
@@ -322,7 +322,7 @@ class RiskDesk:
             self.book.apply(account, self._keyed(adapter, updates))
 
     def learn_stream(self, account: str, adapter: Adapter, text: str) -> None:
-        updates = adapter.stream_order_updates(text)
+        updates = self._on_books(account, adapter.stream_order_updates(text))
         if adapter.stream_markets:
             updates = tuple(self._placed_market(account, adapter, u) for u in updates)
         updates = self._keyed(adapter, updates)
@@ -341,7 +341,18 @@ class RiskDesk:
 
     def learn_late(self, account: str, adapter: Adapter, updates: tuple[OrderUpdate, ...]) -> None:
         """Orders keyproxy asked the exchange about itself (the risk watch's reconciliation)."""
-        self.book.apply(account, self._keyed(adapter, updates), late=True)
+        self.book.apply(account, self._keyed(adapter, self._on_books(account, updates)), late=True)
+
+    def _on_books(self, account: str, updates: tuple[OrderUpdate, ...]) -> tuple[OrderUpdate, ...]:
+        """Updates in the scope of the book their product trades on (`MarketBook.book_scope`): the order was booked
+        there, and Coinbase's user channel names an order placed on BTC-USDC by BTC-USD."""
+        if not updates or not self.markets.names.get(account):
+            return updates
+        out = []
+        for u in updates:
+            scope = self.markets.book_scope(account, u.scope) if u.scope else u.scope
+            out.append(u if scope == u.scope else replace(u, scope=scope))
+        return tuple(out)
 
     @staticmethod
     def _keyed(adapter: Adapter, updates: tuple[OrderUpdate, ...]) -> tuple[OrderUpdate, ...]:

@@ -120,3 +120,30 @@ def test_reusing_another_bots_client_order_id_does_not_take_its_order(dev: DevSt
     dev.cli("resume", "--bot", "cbcidattacker")
     assert "cancelled 0," in out, out  # the attacker's halt cancelled nothing of the victim's
     assert victim.cancel_orders(order_ids=[order_id]).results[0].success  # still resting, still the victim's
+
+
+def test_btc_usd_and_btc_usdc_are_one_order_book(dev: DevStack) -> None:
+    """Coinbase trades BTC-USDC on BTC-USD's book (the product list names it an `alias` of BTC-USD). keyproxy kept
+    the two apart, so a bot held its position cap twice over, one half on each, and crossed another bot's resting
+    order through the other product unseen (session 31). One book, one position, one crossing check."""
+    capped = client(dev, "cbalias", "max_position=0.01")
+    first = capped.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.01",
+                                       limit_price="50000")  # rests: 0.01 BTC bid, the whole cap
+    assert first.success, first
+    start = len(dev.journal())
+    text = refused(lambda: capped.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USDC",
+                                                      base_size="0.01", limit_price="50000"))
+    assert "position" in text, text
+    assert orders_sent(dev, start) == 0
+    assert capped.cancel_orders(order_ids=[first.success_response["order_id"]]).results[0].success
+
+    maker, taker = client(dev, "cbaliasmaker"), client(dev, "cbaliastaker")
+    ask = maker.limit_order_gtc_sell(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
+                                     limit_price="70000")
+    assert ask.success, ask
+    start = len(dev.journal())
+    text = refused(lambda: taker.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USDC",
+                                                     base_size="0.001", limit_price="71000"))
+    assert "self_cross" in text, text
+    assert orders_sent(dev, start) == 0
+    assert maker.cancel_orders(order_ids=[ask.success_response["order_id"]]).results[0].success

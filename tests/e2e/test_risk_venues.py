@@ -67,6 +67,19 @@ def test_a_fill_moves_the_position_once_the_exchange_reports_it(dev: DevStack, e
     assert eventually(lambda: position(dev, f"{ex}-sized") == 0.006), position(dev, f"{ex}-sized")
 
 
+def test_a_fill_on_a_product_trading_on_anothers_book_moves_that_books_position(dev: DevStack) -> None:
+    """Coinbase trades BTC-USDC on BTC-USD's book: an order on it is booked as BTC-USD's, and the exchange's report
+    of it (a REST read names it BTC-USDC, the user channel BTC-USD) moves that one position (session 31)."""
+    client = bot(dev, "coinbase", "coinbase-usdc", "max_position=0.01")
+    last = last_price(client, "BTC/USDC")
+    order = client.create_order("BTC/USDC", "limit", "buy", 0.006, round(last * 1.02, 1))  # marketable: fills
+    assert client.fetch_order(order["id"], "BTC/USDC")["filled"] == 0.006
+    assert eventually(lambda: position(dev, "coinbase-usdc") == 0.006), position(dev, "coinbase-usdc")
+    with pytest.raises(ccxt.BaseError) as refused:  # the same book's position, whichever product
+        client.create_order("BTC/USD", "limit", "buy", 0.005, round(last * 0.5, 1))
+    assert "position_exceeded" in str(refused.value)
+
+
 def test_reconciliation_settles_fills_on_every_venue_after_a_restart(dev: DevStack) -> None:
     sleepers = {}
     for ex, (_, symbol) in VENUES.items():

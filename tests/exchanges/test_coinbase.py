@@ -22,6 +22,7 @@ from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, EndpointClass, IncomingRequest, RealKey, SignContext, resolve_upstream,
 )
 from keyproxy.exchanges.coinbase import Coinbase
+from keyproxy.emulator.coinbase_data import products_doc
 from keyproxy.secret import Secret
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "coinbase" / "jwt.json").read_text())
@@ -31,6 +32,7 @@ NOW = NOW_S * 1000 + 1500
 HOST, MOUNT = "127.0.0.1:8750", "/main"
 ACCOUNTS = "/api/v3/brokerage/accounts"
 ORDERS = "/api/v3/brokerage/orders"
+HISTORICAL = "/api/v3/brokerage/orders/historical/batch"
 
 
 def bot(kind: str = "ec") -> BotKey:
@@ -564,9 +566,15 @@ def test_native_errors_raise_what_ccxt_knows(code: str, expected: str) -> None:
 # --- request facts for policy --------------------------------------------------------------------------
 
 
-def facts(path: str, body: object, method: str = "POST"):  # type: ignore[no-untyped-def]
+# the emulator's product list, as keyproxy learns it (BTC-USDC trades on BTC-USD's book)
+MARKETS = ADAPTER.market_names("/api/v3/brokerage/market/products", json.dumps(products_doc(None)).encode())
+
+
+def facts(path: str, body: object, method: str = "POST", query: str = "",  # type: ignore[no-untyped-def]
+          markets: dict[str, str] | None = None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return ADAPTER.facts(req(None, method, path, body=raw), ADAPTER.classify(method, path))
+    incoming = req(None, method, path, query=query, body=raw).replace(markets=MARKETS if markets is None else markets)
+    return ADAPTER.facts(incoming, ADAPTER.classify(method, path))
 
 
 def test_order_facts() -> None:
@@ -690,9 +698,36 @@ def test_contract_sizes_and_open_orders_from_answers() -> None:
     assert ADAPTER.order_book_change(out, 200, results, cancel).closed == ("spot:*",)
     listing = OutboundRequest("GET", "https://api.coinbase.com", "/api/v3/brokerage/orders/historical/batch",
                               "order_status=OPEN&product_ids=BTC-USD", {}, b"")
-    other = facts("/api/v3/brokerage/orders/batch_cancel", {"order_ids": ["a"]})
     doc = json.dumps({"orders": [{}, {}], "has_next": False}).encode()
-    assert ADAPTER.order_book_change(listing, 200, doc, replace(other, action="other")).counted == (("spot:BTCUSD", 2),)
+    eth = replace(listing, query="order_status=OPEN&product_ids=ETH-USD")
+    assert ADAPTER.order_book_change(eth, 200, doc, facts(HISTORICAL, b"", "GET", eth.query)).counted == (
+        ("spot:ETHUSD", 2),)
+    # a book several products trade on: one product's listing may not show the other's orders; unknown: neither
+    for shown, markets in (("BTC-USD", None), ("BTC-USDC", None), ("ETH-USD", {})):
+        one = replace(listing, query=f"order_status=OPEN&product_ids={shown}")
+        assert ADAPTER.order_book_change(one, 200, doc, facts(HISTORICAL, b"", "GET", one.query, markets)).counted == ()
+
+
+def test_usd_and_usdc_products_trading_on_one_book_are_one_market() -> None:
+    """Coinbase trades BTC-USDC on BTC-USD's book (`alias` / `alias_to` in its product list): an order on either is
+    named by the book (positions, bands, duplicates, crossing); a product keyproxy has no name for stays `#...`
+    (the core fetches the list first, `market_ids`, then refuses what stays unknown); futures keep their own."""
+    assert MARKETS["#BTCUSDC"] == MARKETS["#BTCUSD"] == "BTCUSD" and MARKETS["#ETHUSD"] == "ETHUSD"
+    assert "*BTCUSD" in MARKETS and "*ETHUSD" not in MARKETS
+    buy = {"product_id": "BTC-USDC", "side": "BUY", "order_configuration": {
+        "limit_limit_gtc": {"base_size": "0.01", "limit_price": "60000"}}}
+    assert facts(ORDERS, buy).symbol == "BTCUSD"
+    assert facts(ORDERS, {**buy, "product_id": "DOGE-USD"}).symbol == "#DOGEUSD"
+    assert facts(ORDERS, buy, markets={}).symbol == "#BTCUSDC"
+    raw = json.dumps(buy).encode()
+    assert ADAPTER.market_ids(req(None, "POST", ORDERS, body=raw)) == ("#BTCUSDC",)
+    assert ADAPTER.market_ids(req(None, "POST", ORDERS, body=json.dumps(
+        {**buy, "product_id": "BIT-28JUL23-CDE"}).encode())) == ()
+    assert ADAPTER.market_ids(req(None, "GET", ORDERS)) == ()
+    assert facts(ORDERS, {**buy, "product_id": "BIT-28JUL23-CDE"}).symbol == "BIT28JUL23CDE"
+    odd = json.dumps({"products": [{"product_id": "X-USD", "alias": "BIT-28JUL23-CDE"},
+                                   {"product_id": "Y-USD", "alias": "Y-USD"}, {"product_id": 5}]}).encode()
+    assert ADAPTER.market_names("/api/v3/brokerage/market/products", odd) == {"#XUSD": "XUSD", "#YUSD": "YUSD"}
 
 
 def test_a_sends_destination_tag_is_its_memo() -> None:

@@ -38,14 +38,14 @@ CASES = [  # (exchange, method, path, whole query or body, the same filtered)
      "category=linear&symbol=BTCUSDT&orderFilter=StopOrder"),
     ("bybit", "GET", "/v5/order/realtime", "category=linear&symbol=BTCUSDT&openOnly=0",
      "category=linear&symbol=BTCUSDT&openOnly=1&openOnly=0"),
-    ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=BTC-USD",
-     "order_status=OPEN&product_ids=BTC-USD&order_side="),
+    ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=ETH-USD",
+     "order_status=OPEN&product_ids=ETH-USD&order_side="),
     ("binance", "GET", "/api/v3/openOrders", "symbol=BTCUSDT&timestamp=1&signature=x",
      "symbol=ETHUSDT&symbol=BTCUSDT&timestamp=1&signature=x"),
     ("bybit", "GET", "/v5/order/realtime", "category=linear&symbol=BTCUSDT&limit=50",
      "category=linear&symbol=BTCUSDT&cursor=abc"),
-    ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=BTC-USD",
-     "order_status=OPEN&product_ids=BTC-USD&order_side=SELL"),
+    ("coinbase", "GET", "/api/v3/brokerage/orders/historical/batch", "order_status=OPEN&product_ids=ETH-USD",
+     "order_status=OPEN&product_ids=ETH-USD&order_side=SELL"),
     ("kraken", "POST", "/0/private/OpenOrders", "nonce=1&trades=false", "nonce=1&userref=424242"),
     ("kraken", "POST", "/0/private/OpenOrders", '{"nonce": 1}', '{"nonce": 1, "cl_ord_id": "x"}'),
 ]
@@ -56,8 +56,9 @@ def _change(exchange: str, method: str, path: str, params: str):  # type: ignore
     query, body = (params, b"") if method == "GET" else ("", params.encode())
     out = OutboundRequest(method, "https://x", path, query, {}, body)
     endpoint = adapter.classify(method, path) or Endpoint(EndpointClass.READ, path)
-    facts = adapter.facts(IncomingRequest(method, path, query, {}, body), endpoint) if exchange == "binance" \
-        else LISTING
+    markets = {"#ETHUSD": "ETHUSD"}  # Coinbase: a product listed by its order book's name (ETH-USD has one)
+    facts = adapter.facts(IncomingRequest(method, path, query, {}, body, markets=markets), endpoint) \
+        if exchange in ("binance", "coinbase") else LISTING
     return adapter.order_book_change(out, 200, EMPTY[exchange], facts)
 
 

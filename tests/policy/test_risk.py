@@ -285,7 +285,7 @@ def test_trigger_prices_a_bot_could_slip_past_the_band() -> None:
         "stop_limit_stop_limit_gtc": {"base_size": "0.1", "limit_price": "40000", "stop_price": "41000",
                                       "stop_direction": "STOP_DIRECTION_STOP_DOWN"}}}
     facts = coinbase.facts(IncomingRequest("POST", "/api/v3/brokerage/orders", "", {"content-type": "application/json"},
-                                           json.dumps(stop).encode()),
+                                           json.dumps(stop).encode(), markets={"#BTCUSD": "BTCUSD"}),
                            coinbase.classify("POST", "/api/v3/brokerage/orders"))
     assert facts.trigger_price == D("41000")
     assert run(facts, policy(price_band_pct="5"), {"BTCUSD": D("50000")}).code == "price_out_of_band"
