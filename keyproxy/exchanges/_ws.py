@@ -22,6 +22,16 @@ class WsDialect(AdapterHooks):
         self.environments = rest.environments
         self.relayed_response_headers = ()
         self.stream_token_request = rest.stream_token_request
+        self.spawning_markets = rest.spawning_markets  # whose orders are whose: the REST adapter's, one account
+
+    def id_per_market(self, order_id: str) -> bool:
+        return self._rest.id_per_market(order_id)  # type: ignore[no-any-return]
+
+    def client_id_forms(self, client_id: str) -> tuple[str, ...]:
+        return self._rest.client_id_forms(client_id)  # type: ignore[no-any-return]
+
+    def order_query_request(self, scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
+        return self._rest.order_query_request(scope, order_id)  # type: ignore[no-any-return]
 
     def issue_bot_key(self, key_type: str) -> IssuedBotKey:
         return self._rest.issue_bot_key(key_type)  # type: ignore[no-any-return]

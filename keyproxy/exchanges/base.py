@@ -497,6 +497,9 @@ class AdapterHooks:
     budget_tiers: Mapping[str, tuple[Budget, ...]] = {}
     # keyproxy's own public calls whose answers name the markets a request refers to by id (`market_ids`)
     market_list_requests: tuple[tuple[str, str, str, bytes], ...] = ()
+    # its reports name an order's market in a way only those lists map to the book it was booked on (Coinbase's
+    # BTC-USDC order reported under BTC-USDC or BTC-USD): the lists are fetched before reconciliation reads one
+    reports_need_market_lists = False
     # the markets (`RequestFacts.market`) whose fills and ends of orders `order_updates` reads: only their
     # orders enter the positions book (an order whose end keyproxy could never learn would rest forever)
     fill_markets: frozenset[str] = frozenset()

@@ -443,6 +443,7 @@ class Coinbase(AdapterHooks):
 
     # every spot product's order book (BTC-USDC trades on BTC-USD's): fetched before an order naming one it lacks
     market_list_requests = (("GET", "/api/v3/brokerage/market/products", "product_type=SPOT", b""),)
+    reports_need_market_lists = True  # an order on BTC-USDC is reported under either product
 
     def market_ids(self, req: IncomingRequest) -> tuple[str, ...]:
         return coinbase_market_ids(req)

@@ -37,7 +37,7 @@ from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference, scope_reference
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.learn_queue import Learning, LearnQueue
-from keyproxy.proxy.order_owners import NeedResting, OrderOwners
+from keyproxy.proxy.order_owners import NeedOrders, NeedResting, OrderOwners
 from keyproxy.proxy.sweeps import NeedQuiet, Sweeps
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
@@ -259,7 +259,7 @@ class Core:
         try:
             facts = self._check_policy(route.snap, route.account, adapter, bot, route.endpoint, incoming, now_ms,
                                        outcome, fetched)
-        except (NeedReference, NeedResting) as need:
+        except (NeedReference, NeedResting, NeedOrders) as need:
             need.resume = lambda: self._decided(route, adapter, bot, incoming, self.clock_ms(), outcome, True)
             raise
         except NeedQuiet as wait:  # decided again once the other bots' requests before it went (sweeps.py), on
@@ -581,7 +581,8 @@ class Core:
                               "placed through another instance (the fleet's shared state is out of reach or behind): "
                               "retry, or cancel this bot's own orders by their ids", 1.0)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched):
+            if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched,
+                                    request_id=outcome.request_id):
                 # an order of no known owner may be another bot's on its way: its answer names the owner
                 self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
         if facts.action == "order" and adapter is not None:
@@ -854,6 +855,19 @@ class Core:
                 self.owners.forget_cancelled(name, adapter, outcome.bot, outcome.facts, out, status, body)
             if journaled is not None and self.journal is not None:
                 self.journal.mark(journaled)
+
+    def learn_read(self, account_name: str, adapter: Adapter, call: tuple[str, str, str, bytes], status: int,
+                   body: bytes) -> None:
+        """The answer to a read of keyproxy's own about one order (`NeedOrders`), learned as a bot's read of it is:
+        what the stop it came from names (its owner), after the answers relayed before it."""
+        if not 200 <= status < 300 or not body:
+            return
+        self.flush_learning()
+        method, path, query, sent = call
+        out = OutboundRequest(method, "", path, query, {}, sent)
+        with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
+            self.risk.learn(account_name, adapter, None, out, status, body)
+            self.owners.learn_resting_clients(account_name, adapter, out, status, body)
 
     def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book, after

@@ -29,7 +29,7 @@ from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall, scope_reference
-from keyproxy.proxy.order_owners import NeedResting
+from keyproxy.proxy.order_owners import NeedOrders, NeedResting
 from keyproxy.proxy.sweeps import NeedQuiet
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import Refused
@@ -76,6 +76,9 @@ class MarketData:
             except NeedResting as need:
                 await self._resting(route.account, need)
                 decide = need.resume
+            except NeedOrders as need:
+                await self._orders(route.account, need)
+                decide = need.resume
             except NeedReference as need:
                 got = await asyncio.gather(*(self._reference(route.account, symbol, call, need.bot, need.facts)
                                              for symbol, call in need.calls), return_exceptions=True)
@@ -85,7 +88,7 @@ class MarketData:
                 decide = need.resume
         try:
             return decide()
-        except (NeedQuiet, NeedResting, NeedReference):  # asked for more than NEEDS times: never a 500
+        except (NeedQuiet, NeedResting, NeedOrders, NeedReference):  # asked for more than NEEDS times: never a 500
             raise Refused("unavailable", "this request's decision kept waiting for other requests; retry", 1.0) \
                 from None
 
@@ -95,6 +98,14 @@ class MarketData:
         adapter, name = route.account.adapter, route.account.info.name
         if adapter is None or not adapter.market_list_requests \
                 or not self.core.markets.missing(name, route.adapter, incoming):
+            return
+        await self.fetch_market_lists(route.account)
+
+    async def fetch_market_lists(self, account: AccountEntry) -> None:
+        """The exchange's market lists for the account (`Adapter.market_list_requests`): one fetch at a time, at most
+        one per MARKET_LIST_PAUSE; a failure leaves what was held."""
+        adapter, name = account.adapter, account.info.name
+        if adapter is None or not adapter.market_list_requests:
             return
         fetching = self._fetching_lists.get(name)
         if fetching is not None:  # one fetch at a time per account: the others wait for its answer
@@ -109,7 +120,7 @@ class MarketData:
         try:
             for call in adapter.market_list_requests:
                 try:
-                    answer = await self._call(route.account, call)
+                    answer = await self._call(account, call)
                 except Refused:  # the exchange's budget is spent: the request goes on without the list
                     return
                 if answer is None:
@@ -184,6 +195,28 @@ class MarketData:
                 self.core.owners.learn_resting(need, orders, asked)
             del self._listings[key]
             done.set_result(None)
+
+    async def _orders(self, account: AccountEntry, need: NeedOrders) -> None:
+        """Each order a decision names with no owner on record, asked about with the account's key in the asking
+        bot's share of the budget (spent: that bot is refused for it) and learned as a read; an exchange that did not
+        answer (a send error, a 5xx or 429) leaves the decision refused. An error answer (no such order) teaches
+        nothing, and needs nothing: no order of anyone's rests under that id."""
+        answered = account.upstream is not None and account.key is not None and account.adapter is not None
+        calls = _Charged(self.core, self._own, need.bot)
+        try:
+            for call in need.calls if answered else ():
+                try:
+                    status, body = await asyncio.wait_for(calls.send(account, call), self._timeout)
+                except (*SEND_ERRORS, KeyError):
+                    answered = False
+                    break
+                if status >= 500 or status == 429:
+                    answered = False
+                    break
+                assert account.adapter is not None
+                self.core.learn_read(account.info.name, account.adapter, call, status, body)
+        finally:
+            self.core.owners.asked(need.request_id, answered)
 
     async def _call(self, account: AccountEntry, call: PublicCall, bot: str = "", facts: Any = None) -> bytes | None:
         """A public call of keyproxy's own to the account's exchange, charged to its rate budget (in `bot`'s share

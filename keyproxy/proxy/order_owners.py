@@ -35,16 +35,32 @@ class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; 
     (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
 
     def __init__(self, account: str, market: str, markets: frozenset[str], changes: int, bot: str,
-                 adapter: Adapter | None = None) -> None:
+                 adapter: Adapter | None = None, request_id: str = "") -> None:
         super().__init__("resting orders needed")
         self.account, self.market, self.markets = account, market, markets
         self.adapter = adapter  # reads what each listed order came from (`OrderOwners.learn_children`)
+        self.request_id = request_id  # the decision that asked for it, for an order of no owner (`_learn_unowned`)
         self.changes = changes  # the account's order changes through keyproxy when it was asked for
         self.bot = bot  # whose cancel-all asked: the listing's calls spend its share of the exchange's budget
         self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
 
 
+class NeedOrders(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
+    """Orders a request names with no owner on record, where a stop may have become them: keyproxy asks the exchange
+    about each (`calls`, with the account's key, in `bot`'s share of its budget), learns the answers as a bot's read
+    (`Core.learn_read`: the stop each came from names its owner), reports with `OrderOwners.asked`, then
+    `resume()`s the same decision once."""
+
+    def __init__(self, account: str, calls: tuple[tuple[str, str, str, bytes], ...], bot: str, request_id: str
+                 ) -> None:
+        super().__init__("orders needed")
+        self.account, self.calls, self.bot, self.request_id = account, calls, bot, request_id
+        self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
+
+
 UNCERTAIN = "uncertain|"  # state.db usage key prefix: `uncertain|<bot>|<scope>` (OrderOwners._uncertain)
+SPAWNED = "spawn:"  # `placed_orders` key prefix: an order a bot's stop became, which its count never held
+ASKS_REMEMBERED = 1_000  # decisions whose asks about orders of no owner are remembered (`OrderOwners.asked`)
 
 
 class OrderOwners:
@@ -68,6 +84,8 @@ class OrderOwners:
         # (bot, conditional scope) -> (when keyproxy's last whole listing was asked for, the forms of every id it
         # showed): a cancel decided before it, of an order it no longer showed, frees no place again (`recount`)
         self._recounted: dict[tuple[str, str], tuple[int, frozenset[str]]] = {}
+        # request id -> whether keyproxy's own ask about the orders of no owner it names was answered
+        self._asked: dict[str, bool] = {}
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes, mark: int | None = None,
@@ -173,8 +191,9 @@ class OrderOwners:
         if self._sequences.placed_owner(account, (key,)) is not None:  # any instance's: never taken over
             return
         owner = None
-        if parent:
-            owner = self._sequences.placed_owner(account, placed_keys(parent, None))
+        if parent:  # under any form a version recorded it (`spawned_unbooked`)
+            owner = self._sequences.placed_owner(account, tuple(k for form in id_forms(parent)
+                                                                for k in placed_keys(form, None)))
         elif client_id:
             # a stop's own client id (`cid:algo#X`, written by an algo placement alone), and the matching engine's
             # form, if on record, naming the same bot: a bot that guessed another's plain client id and placed under
@@ -184,7 +203,7 @@ class OrderOwners:
             owner = stop[0] if len(stop) == 1 and set(plain) <= set(stop) else None
         if owner is not None:
             self.changed(account)
-            self._sequences.record_placed_orders(account, owner, scope.partition(":")[0], (key,),
+            self._sequences.record_placed_orders(account, owner, scope.partition(":")[0], (key, SPAWNED + key),
                                                  self.clock_ms() / 1000)
 
     def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, facts: RequestFacts,
@@ -290,32 +309,45 @@ class OrderOwners:
         others = 0
         for oid in ids:  # a fleet's record out of reach: an order of no known owner frees nothing either
             owner = self.owner(account, adapter, oid, facts.scope, strict=False)
-            others += owner != bot
+            others += owner != bot or bool(adapter.spawning_markets) and self._spawned(account, adapter, oid,
+                                                                                        facts.scope)
         return others
 
-    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False) -> bool:
+    def _spawned(self, account: str, adapter: Adapter, order_id: str, scope: str) -> bool:
+        """Whether the order is one a bot's stop became (`SPAWNED`): its bot's count never held it (the stop's place
+        is freed once it triggered), so cancelling it frees no place (session 31's review: a bot cancelling what its
+        stops became, in a loop, rested more orders than its cap)."""
+        assert self._sequences is not None
+        keyed = adapter.id_per_market(order_id)
+        keys = tuple(SPAWNED + k for form in id_forms(order_id) for k in placed_keys(form, scope if keyed else None))
+        return self._sequences.placed_owner(account, keys) is not None
+
+    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False,
+                 request_id: str = "") -> bool:
         """Refuse a request that would change or cancel another bot's resting orders (docs/policy.md, "Only its own
         orders"): an amend's legs, by their order's owner on record (the positions book holds only orders in
         markets whose fills keyproxy reads; the attribution record, every order it saw placed); a cancel's orders,
         by the exchange's id or by client id; a cancel-all where another bot's orders rest; a take-profit /
         stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
         removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters.
-        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`). In a fleet whose
+        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`); `request_id`:
+        the decision's, whose asks about orders of no owner are remembered (`_learn_unowned`). In a fleet whose
         shared record cannot be read, an order this instance has no record of may be another bot's: refused.
         True when an order it names has no owner on record (placed outside keyproxy, or another bot's still on its
         way: the core lets the other bots' orders on their way land first, sweeps.py)."""
         try:
-            return self._only_own(account, adapter, bot, facts, listed)
+            return self._only_own(account, adapter, bot, facts, listed, request_id)
         except OwnersUnknown:
             raise Refused("shared_state_unavailable", "the fleet's record of who placed which order cannot be read, "
                           "and this instance has none of an order this request would change or cancel: it may be "
                           "another bot's. Retry, or go through the instance that placed it", 1.0) from None
 
-    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> bool:
+    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool,
+                  request_id: str) -> bool:
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
-        self._learn_unowned(account, adapter, bot, facts, listed)
+        self._learn_unowned(account, adapter, bot, facts, request_id)
         unowned = False
         for leg in facts.placed() if facts.action == "amend" else ():
             if leg.order_id and (owner := self.owner(account, adapter, leg.order_id, leg.scope)) not in (None, bot):
@@ -373,20 +405,44 @@ class OrderOwners:
                 return owner
         return None
 
-    def _learn_unowned(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool) -> None:
-        """An order named by the exchange's id with no owner on record, where a triggered conditional order becomes an
-        order of its own (`Adapter.spawning_markets`): it may be what another bot's stop became, which no read has
-        shown keyproxy yet (session 31: a guessed Binance id cancelled it). The market's resting orders are listed
-        first (`NeedResting`), what each came from learned (`learn_children`), then the owners are looked up again."""
-        market = facts.scope.partition(":")[0]
-        markets = adapter.spawning_markets if market == "*" else adapter.spawning_markets & {market}
-        if not markets or self._sequences is None:
+    def _learn_unowned(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, request_id: str) -> None:
+        """Orders named by the exchange's id with no owner on record, where a triggered conditional order becomes an
+        order of its own (`Adapter.spawning_markets`): each may be what another bot's stop became, which no read has
+        shown keyproxy yet (session 31: a guessed Binance id cancelled it). Before the owners are looked up again,
+        keyproxy asks about this decision's orders itself, after it began (a listing from before may predate the
+        trigger): each order by its id where the adapter can ask for one (`NeedOrders`: Binance futures, OKX spot),
+        else the account's resting orders (`NeedResting`: OKX swaps, or a batch across markets, whose ids are the
+        account's, so its scope may not say where they rest). An ask that failed refuses."""
+        spawning = adapter.spawning_markets
+        if not spawning or self._sequences is None:
             return
-        named = [*facts.cancels, *(t for t in facts.touches if t),
-                 *(leg.order_id for leg in facts.placed() if facts.action == "amend" and leg.order_id)]
-        if any(not oid.startswith(ALGO) and self.owner(account, adapter, oid, facts.scope) is None for oid in named):
-            self._listing(account, adapter, bot, market, frozenset(markets), listed,
-                          "whose order this names (an order a stop became may be another bot's): retry")
+        named = [*((oid, facts.scope) for oid in facts.cancels), *((t, facts.scope) for t in facts.touches if t),
+                 *((leg.order_id, leg.scope) for leg in facts.placed() if facts.action == "amend" and leg.order_id)]
+        unknown = [(oid, scope) for oid, scope in named if not oid.startswith(ALGO)
+                   and (not adapter.id_per_market(oid) or scope.partition(":")[0] in spawning)
+                   and self.owner(account, adapter, oid, scope) is None]
+        if not unknown:
+            return
+        asked = self._asked.get(request_id) if request_id else None
+        if asked is not None:
+            if not asked:
+                raise Refused("unavailable", "keyproxy could not ask the exchange whose order this names (an order a "
+                              "stop became may be another bot's): retry", 1.0)
+            return
+        calls = [adapter.order_query_request(scope, oid) if scope.partition(":")[0] in spawning else None
+                 for oid, scope in unknown]
+        if all(call is not None for call in calls):
+            raise NeedOrders(account, tuple(dict.fromkeys(c for c in calls if c is not None)), bot, request_id)
+        raise NeedResting(account, "*", frozenset(spawning), self.changes.get(account, 0), bot, adapter, request_id)
+
+    def asked(self, request_id: str, answered: bool) -> None:
+        """keyproxy's own ask about the orders of no owner a decision names is done (`answered`: it taught what there
+        was to learn; False: it failed, and the decision refuses)."""
+        if not request_id:
+            return
+        if len(self._asked) >= ASKS_REMEMBERED:
+            del self._asked[next(iter(self._asked))]
+        self._asked[request_id] = answered
 
     def _listing(self, account: str, adapter: Adapter, bot: str, market: str, markets: frozenset[str] | None,
                  listed: bool, what: str) -> tuple[Resting, ...]:
@@ -421,6 +477,7 @@ class OrderOwners:
             self._listed[(need.account, need.market)] = (asked_ms, need.changes, orders)
         if orders and need.adapter is not None:
             self.learn_children(need.account, need.adapter, orders)
+        self.asked(need.request_id, orders is not None)
 
     def changed(self, account: str) -> None:
         """An order was placed or cancelled on the account through keyproxy: a listing asked for before is stale."""
@@ -483,7 +540,8 @@ class OrderOwners:
         key = placed_key(order_id, scope if keyed else None)
         if self._sequences.placed_owner(account, (key,)) is None:  # any instance's record: never taken over
             self.changed(account)
-            self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key,), self.clock_ms() / 1000)
+            self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key, SPAWNED + key),
+                                                 self.clock_ms() / 1000)
 
     def spawned_unbooked(self, account: str, parent: str, book_key: str, scope: str) -> None:
         """What a conditional order the positions book does not hold became (its `on_spawn_unbooked`): its placer's

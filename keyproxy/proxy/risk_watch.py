@@ -214,6 +214,10 @@ class RiskWatch:
         live = self._desk.book.live_scopes(account_name)
         if not live:
             return 0
+        if account.adapter.reports_need_market_lists and not self._core.markets.names.get(account_name):
+            # the names reports are filed under (Coinbase names an order placed on BTC-USDC by either product): held
+            # before any report is read, after a restart too (session 31's review)
+            await self._market_data.fetch_market_lists(account)
         scopes = sorted(live)
         if not every_scope:
             turn = self._turn.get(account_name, 0) % len(scopes)

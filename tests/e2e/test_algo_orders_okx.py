@@ -172,8 +172,8 @@ def test_what_a_swap_stop_became_is_its_bots_whether_keyproxy_read_it_or_not(dev
 @pytest.mark.parametrize(("symbol", "inst"), [(SYMBOL, "BTC-USDT"), ("BTC/USDT:USDT", "BTC-USDT-SWAP")])
 def test_what_a_stop_became_is_its_bots_before_anything_read_it(dev: DevStack, symbol: str, inst: str) -> None:
     """Nothing has read what the stop became, so no owner is on record for its ordId: another bot's cancel by that
-    id (guessed) went through as a cancel of an order placed outside keyproxy (session 31). keyproxy lists the
-    account's pending orders first: OKX names the algo order each came from, the stop's bot's."""
+    id (guessed) went through as a cancel of an order placed outside keyproxy (session 31). keyproxy asks OKX first
+    (the order, or the account's pending orders): OKX names the algo order it came from, the stop's bot's."""
     owner = okx(dev.add_bot(f"unread-{inst.lower()}", "okx", "read,trade"))
     other = okx(dev.add_bot(f"unread-other-{inst.lower()}", "okx", "read,trade"))
     spot = symbol == SYMBOL
@@ -184,8 +184,43 @@ def test_what_a_stop_became_is_its_bots_before_anything_read_it(dev: DevStack, s
         [child] = next(o["ordIdList"] for o in emulated(dev)["algo_orders"] if o["algoId"] == stop["id"])
         start = len(dev.journal())
         refused(lambda: other.cancel_order(child, symbol), "placed by another bot")
-        listed = [e["path"] for e in dev.journal()[start:]]
-        assert "/api/v5/trade/orders-pending" in listed and "/api/v5/trade/cancel-order" not in listed, listed
+        asked = [e["path"] for e in dev.journal()[start:]]
+        # a spot order asked about by its id; a swap's, by the account's pending orders (no query by id for swaps)
+        assert ("/api/v5/trade/order" if spot else "/api/v5/trade/orders-pending") in asked, asked
+        assert "/api/v5/trade/cancel-order" not in asked, asked
         owner.cancel_order(child, symbol)
     finally:
         set_price(dev, "60000", inst)
+
+
+async def test_a_socket_cancel_or_a_batch_across_markets_reaches_no_unread_stop_order(dev: DevStack) -> None:
+    """The same guessed ordId, sent as a `cancel-order` frame on the private socket (the socket's dialect said no
+    stop becomes an order there) or as the second leg of a REST `cancel-batch-orders` whose first leg names an
+    option (the batch's scope): keyproxy asks OKX first either way, and the stop's bot's order stays."""
+    import aiohttp
+
+    from tests.e2e.test_websocket_okx import login, url
+
+    owner = okx(dev.add_bot("unread-socket-owner", "okx", "read,trade"))
+    creds = dev.add_bot("unread-socket-other", "okx", "read,trade")
+    stop = owner.create_order(SYMBOL, "limit", "sell", 0.01, 59500, {**STOP, "stopLossPrice": 59000})
+    try:
+        assert len(set_price(dev, "58000")) == 1  # fired: a limit sell at 59,500 rests
+        [child] = next(o["ordIdList"] for o in emulated(dev)["algo_orders"] if o["algoId"] == stop["id"])
+        async with aiohttp.ClientSession() as s, s.ws_connect(url(creds)) as ws:
+            await ws.send_str(json.dumps(login(creds)))
+            assert json.loads((await ws.receive(timeout=10)).data)["code"] == "0"
+            await ws.send_str(json.dumps({"id": "1", "op": "cancel-order",
+                                          "args": [{"instId": "BTC-USDT", "ordId": child}]}))
+            answer = json.loads((await ws.receive(timeout=10)).data)
+        assert answer.get("keyproxy_error") == "policy_denied" and "another bot" in json.dumps(answer), answer
+        other = okx(creds)
+        batch = [{"instId": "BTC-USD-250328-60000-C", "ordId": "1"}, {"instId": "BTC-USDT-SWAP", "ordId": child}]
+        with pytest.raises(ccxt.BaseError) as err:
+            other.privatePostTradeCancelBatchOrders(batch)  # type: ignore[attr-defined]
+        assert "placed by another bot" in str(err.value), err.value
+        states = {o["ordId"]: o["state"] for o in emulated(dev)["orders"]}
+        assert states[child] == "live"
+        owner.cancel_order(child, SYMBOL)
+    finally:
+        set_price(dev, "60000")

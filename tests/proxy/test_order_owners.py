@@ -11,7 +11,8 @@ from keyproxy.exchanges.binance import Binance
 from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.open_orders import Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
-from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedResting, OrderOwners, id_forms
+from keyproxy.exchanges.base import OutboundRequest
+from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedOrders, NeedResting, OrderOwners, id_forms
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
 from keyproxy.state import StateStore, client_key, placed_key
@@ -102,9 +103,9 @@ def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -
     # an order 881 (ordId) is another order: nobody's (once a listing showed no stop of another bot's made it)
     plain = RequestFacts(action="cancel", symbol=placed.symbol, market="swap", cancels=("881",))
     with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", okx, "b", plain)
+        owners.only_own("acct", okx, "b", plain, request_id="r1")
     owners.learn_resting(need.value, (), 0)
-    owners.only_own("acct", okx, "b", plain, listed=True)
+    owners.only_own("acct", okx, "b", plain, request_id="r1")
     # recorded bare by a version before session 30: still its placer's, in any form the exchange may read
     owners.attribute("acct", okx, ("a", placed), ("882",), new_only=True)
     for named in ("algo#882", "algo#0882"):
@@ -151,9 +152,9 @@ def test_another_bots_order_named_in_a_form_the_exchange_may_read_as_the_same_is
             owners.only_own("acct", okx, "b", amend)
     other = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", cancels=("8810",))
     with pytest.raises(NeedResting) as need:  # another order: nobody's, once a listing showed no stop made it
-        owners.only_own("acct", okx, "b", other)
+        owners.only_own("acct", okx, "b", other, request_id="r1")
     owners.learn_resting(need.value, (), 0)
-    owners.only_own("acct", okx, "b", other, listed=True)
+    owners.only_own("acct", okx, "b", other, request_id="r1")
     assert id_forms("0") == ("0",) and id_forms("000") == ("000", "0") and id_forms("abc") == ("abc", "ABC")
     store.record_placed_orders("acct", "a", "swap", (placed_key(client_key("AbC"), None),), 1.0)
     assert owners.client_owner("acct", okx, "AbC", "swap:BTC-USDT-SWAP") == "a"
@@ -312,11 +313,13 @@ def test_a_resting_order_is_a_stops_bots_only_under_the_stops_own_client_id(tmp_
     assert store.placed_owner("acct", (placed_key("9", "usdm:BTCUSDT"),)) is None  # two bots: nobody's
 
 
-def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_for_a_listing(tmp_path: Path) -> None:
+def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exchange_first(tmp_path: Path) -> None:
     """Where a triggered stop becomes an order of its own (OKX, Binance futures), an order named by an id keyproxy
-    has no owner for may be what another bot's stop became: the market is listed first, each listed order's stop
-    (OKX's algoId, Binance's client id) names its owner; a failed listing refuses; an order no stop made passes as
-    one placed outside keyproxy. Orders with an owner, and markets where no order is spawned, need no listing."""
+    has no owner for may be what another bot's stop became: keyproxy asks about it itself first, once per decision
+    (Binance futures and OKX spot: the one order; OKX swaps: the account's resting orders), and the stop it came from
+    (Binance's client id, OKX's algoId) names its owner; a failed ask refuses; an order no stop made passes as one
+    placed outside keyproxy. Orders with an owner, and markets where no order is spawned, need no ask. Cancelling
+    what a stop became frees no place: the bot's count never held it."""
     now = [0]
     store = StateStore(tmp_path / "state.db")
     owners = OrderOwners(None, store, PositionBook(None, lambda: 0.0), lambda: now[0])
@@ -324,32 +327,48 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_for_a_l
     store.record_placed_orders("acct", "a", "swap", ("algo#881",), 1.0)
     cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap", cancels=("77",))
     with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", okx, "b", cancel)
-    assert need.value.market == "swap" and need.value.markets == frozenset({"swap"})
+        owners.only_own("acct", okx, "b", cancel, request_id="r1")
+    assert need.value.market == "*" and need.value.request_id == "r1"
     owners.learn_resting(need.value, (Resting("swap", "BTC-USDT-SWAP", "77", parent="algo#881"),
                                       Resting("swap", "BTC-USDT-SWAP", "78")), now[0])
     with pytest.raises(Refused, match="order 77 was placed by another bot"):
-        owners.only_own("acct", okx, "b", cancel, listed=True)
-    assert owners.only_own("acct", okx, "a", cancel) is False  # the stop's bot's own now, no listing asked
+        owners.only_own("acct", okx, "b", cancel, request_id="r1")
+    assert owners.only_own("acct", okx, "a", cancel, request_id="r2") is False  # the stop's bot's now: no ask
     other = RequestFacts(action="cancel", symbol=cancel.symbol, market="swap", cancels=("78",))
-    assert owners.only_own("acct", okx, "b", other, listed=True) is True  # no stop made it: placed outside keyproxy
-    now[0] += LISTING_REUSE_MS
+    with pytest.raises(NeedResting):  # a listing another decision asked for is not this one's
+        owners.only_own("acct", okx, "b", other, request_id="r3")
+    owners.asked("r3", True)
+    assert owners.only_own("acct", okx, "b", other, request_id="r3") is True  # no stop made it: placed outside
     with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", okx, "b", other)
+        owners.only_own("acct", okx, "b", other, request_id="r4")
     owners.learn_resting(need.value, None, now[0])
-    with pytest.raises(Refused, match="could not list") as failed:
-        owners.only_own("acct", okx, "b", other, listed=True)
+    with pytest.raises(Refused, match="could not ask") as failed:
+        owners.only_own("acct", okx, "b", other, request_id="r4")
     assert failed.value.code == "unavailable"
-    kraken_like = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="option", cancels=("9",))
-    assert owners.only_own("acct", okx, "b", kraken_like) is True  # options: no stop becomes an order there
+    # a batch across markets names its first leg's scope: the ids are the account's, so any market is asked about
+    batch = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USD-250328-60000-C"), market="option",
+                         cancels=("79",))
+    with pytest.raises(NeedResting):
+        owners.only_own("acct", okx, "b", batch, request_id="r5")
+    spot = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="spot", cancels=("80",))
+    with pytest.raises(NeedOrders) as query:  # OKX spot: the one order, by its instrument and id
+        owners.only_own("acct", okx, "b", spot, request_id="r6")
+    assert query.value.calls == (("GET", "/api/v5/trade/order", "instId=BTC-USDT&ordId=80", b""),)
 
     binance = Binance()
     scope = f"usdm:{normalize_symbol('BTCUSDT')}"
     store.record_placed_orders("acct", "a", "usdm", (client_key("algo#stop-1"),
                                                      placed_key(client_key("stop-1"), scope)), 1.0)
     by_id = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="usdm", cancels=("500",))
-    with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", binance, "b", by_id)
-    owners.learn_resting(need.value, (Resting("usdm", "BTCUSDT", "500", "stop-1"),), now[0])
+    with pytest.raises(NeedOrders) as query:
+        owners.only_own("acct", binance, "b", by_id, request_id="r7")
+    assert query.value.calls == (("GET", "/fapi/v1/order", "symbol=BTCUSDT&orderId=500", b""),)
+    [(method, path, params, _)] = query.value.calls
+    answer = json.dumps({"orderId": 500, "symbol": "BTCUSDT", "status": "NEW", "clientOrderId": "stop-1"}).encode()
+    owners.learn_resting_clients("acct", binance, OutboundRequest(method, "", path, params, {}, b""), 200, answer)
+    owners.asked("r7", True)
     with pytest.raises(Refused, match="order 500 was placed by another bot"):
-        owners.only_own("acct", binance, "b", by_id, listed=True)
+        owners.only_own("acct", binance, "b", by_id, request_id="r7")
+    spot_cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="spot", cancels=("501",))
+    assert owners.only_own("acct", binance, "b", spot_cancel, request_id="r8") is True  # spot: no stop spawns
+    assert owners._spawned("acct", binance, "500", scope) and not owners._spawned("acct", binance, "501", scope)
