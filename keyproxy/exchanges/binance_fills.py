@@ -7,6 +7,7 @@ cancel-replace; spot, margin, USD-M), from WebSocket API results, and from user-
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,9 @@ def binance_order_updates(path: str, status: int, body: bytes) -> tuple[OrderUpd
 
 
 _RESTING = ("NEW", "PARTIALLY_FILLED")
-STOP_MARKETS = frozenset({"usdm", "papi-um"})  # where an algo order becomes an order of its own
+# where an algo order becomes an order of its own (COIN-M's Algo Service is not documented as USD-M's is: read alike,
+# so an id guessed there is asked about first, never taken as an order of no owner)
+STOP_MARKETS = frozenset({"usdm", "papi-um", "coinm"})
 
 
 def binance_resting_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
@@ -175,9 +178,11 @@ _ALL_ORDERS = {"spot": "/api/v3/allOrders", "usdm": "/fapi/v1/allOrders", "margi
 STREAM_MARKETS = {"spot": ("spot", "margin", "isolated", "papi-margin"), "usdm": ("usdm", "papi-um")}
 
 
-_ONE_ORDER = {"spot": "/api/v3/order", "usdm": "/fapi/v1/order", "margin": "/sapi/v1/margin/order",
-              "isolated": "/sapi/v1/margin/order", "papi-um": "/papi/v1/um/order",
+_ONE_ORDER = {"spot": "/api/v3/order", "usdm": "/fapi/v1/order", "coinm": "/dapi/v1/order",
+              "margin": "/sapi/v1/margin/order", "isolated": "/sapi/v1/margin/order", "papi-um": "/papi/v1/um/order",
               "papi-margin": "/papi/v1/margin/order"}
+_FUTURES = frozenset({"usdm", "coinm", "papi-um"})
+_CONTRACT_TAIL = re.compile(r"(?<=[A-Z])(PERP|\d{6})$")  # BTCUSD_PERP, BTCUSDT_250328: a scope spells them bare
 
 
 _ONE_ALGO_ORDER = {"usdm": "/fapi/v1/algoOrder", "papi-um": "/papi/v1/um/algo/algoOrder"}
@@ -206,6 +211,8 @@ def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, st
     if path is None or not symbol or symbol == "*" or not oid.isdigit():
         return None
     isolated = "&isIsolated=TRUE" if market == "isolated" else ""
+    if market in _FUTURES:
+        symbol = _CONTRACT_TAIL.sub(r"_\1", symbol)
     return ("GET", path, f"symbol={symbol}{isolated}&orderId={oid}", b"")
 
 

@@ -581,8 +581,7 @@ class Core:
                               "placed through another instance (the fleet's shared state is out of reach or behind): "
                               "retry, or cancel this bot's own orders by their ids", 1.0)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
-            if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, listed=fetched,
-                                    request_id=outcome.request_id):
+            if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, request_id=outcome.request_id):
                 # an order of no known owner may be another bot's on its way: its answer names the owner
                 self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
         if facts.action == "order" and adapter is not None:

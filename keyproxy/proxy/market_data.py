@@ -24,12 +24,13 @@ from typing import Any
 
 import aiohttp
 
-from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.exchanges._fills import loads
+from keyproxy.exchanges.base import IncomingRequest, order_ids_in
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.cancel_orders import list_resting
 from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall, scope_reference
-from keyproxy.proxy.order_owners import NeedOrders, NeedResting
+from keyproxy.proxy.order_owners import FAILED, MISSING, SHOWN, NeedOrders, NeedResting
 from keyproxy.proxy.sweeps import NeedQuiet
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import Refused
@@ -126,6 +127,7 @@ class MarketData:
                 if answer is None:
                     return
                 self.core.markets.learn(name, adapter, call[1], answer)
+            self.core.markets.listed.add(name)
         finally:
             del self._fetching_lists[name]
             done.set_result(None)
@@ -171,13 +173,17 @@ class MarketData:
     async def _resting(self, account: AccountEntry, need: NeedResting) -> None:
         """The account's resting orders where a cancel-all asks (one listing shared by every cancel-all waiting),
         handed to the owners' record; a failed listing too (the cancel-all is then refused)."""
-        key = (need.account, need.market, need.changes)  # joined only while no order changed since it began
-        waiting = self._listings.get(key)
+        # joined only while no order changed since it began, and never by a decision that needs one asked for after
+        # it arrived (`NeedResting.own`)
+        key = (need.account, need.market, need.changes)
+        waiting = None if need.own else self._listings.get(key)
         if waiting is not None:
             await asyncio.shield(waiting)
+            self.core.owners.joined(need)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._listings[key] = done
+        if not need.own:
+            self._listings[key] = done
         asked = self.core.clock_ms()
         orders: tuple[Any, ...] | None = None
         spent = False
@@ -193,7 +199,8 @@ class MarketData:
         finally:
             if not spent:
                 self.core.owners.learn_resting(need, orders, asked)
-            del self._listings[key]
+            if self._listings.get(key) is done:
+                del self._listings[key]
             done.set_result(None)
 
     async def _orders(self, account: AccountEntry, need: NeedOrders) -> None:
@@ -201,22 +208,23 @@ class MarketData:
         bot's share of the budget (spent: that bot is refused for it) and learned as a read; an exchange that did not
         answer (a send error, a 5xx or 429) leaves the decision refused. An error answer (no such order) teaches
         nothing, and needs nothing: no order of anyone's rests under that id."""
-        answered = account.upstream is not None and account.key is not None and account.adapter is not None
+        ended = SHOWN if account.upstream is not None and account.key is not None and account.adapter is not None \
+            else FAILED
         calls = _Charged(self.core, self._own, need.bot)
         try:
-            for call in need.calls if answered else ():
+            for call, order_id in zip(need.calls, need.order_ids, strict=True) if ended == SHOWN else ():
                 try:
                     status, body = await asyncio.wait_for(calls.send(account, call), self._timeout)
                 except (*SEND_ERRORS, KeyError):
-                    answered = False
-                    break
-                if status >= 500 or status == 429:
-                    answered = False
+                    ended = FAILED
                     break
                 assert account.adapter is not None
+                if not shows(account.adapter, status, body, order_id):
+                    ended = FAILED if status >= 500 or status == 429 or not body else MISSING
+                    break
                 self.core.learn_read(account.info.name, account.adapter, call, status, body)
         finally:
-            self.core.owners.asked(need.request_id, answered)
+            self.core.owners.asked(need.request_id, "orders", ended)
 
     async def _call(self, account: AccountEntry, call: PublicCall, bot: str = "", facts: Any = None) -> bytes | None:
         """A public call of keyproxy's own to the account's exchange, charged to its rate budget (in `bot`'s share
@@ -264,6 +272,15 @@ class _Charged:
         route, charges, outcome = charged(self._core, account, spec, self._bot, _LISTING)
         return await self._own.send(account, spec, lambda status, headers, answer: self._core.budget.observe(
             route, charges, status, headers, answer, outcome))
+
+
+def shows(adapter: Any, status: int, body: bytes, order_id: str) -> bool:
+    """Whether an answer about one order is the exchange's account of that order (a 2xx naming its id under the
+    adapter's `order_id_keys`): an error, a busy exchange, an unreadable answer or a wrong symbol teaches nothing
+    (session 31's review: any answer under 500 counted as an account of the order)."""
+    if not 200 <= status < 300 or not body:
+        return False
+    return order_id.partition("@")[0] in order_ids_in(loads(body), adapter.order_id_keys)
 
 
 def charged(core: Any, account: AccountEntry, call: PublicCall, bot: str, facts: Any

@@ -59,6 +59,7 @@ class MarketBook:
         self._seen: dict[tuple[str, str], float] = {}  # (account, symbol) -> when its price was seen
         self.contract_sizes: dict[tuple[str, str], Decimal] = {}  # (account, market:symbol) -> size published
         self.names: dict[str, dict[str, str]] = {}  # account -> market id (`#<id>`) -> name published
+        self.listed: set[str] = set()  # accounts whose whole market lists keyproxy fetched itself
         # (account, id(policy)) -> (the policy, how many names it was named with, its allowlist named as facts are)
         self._named_policies: dict[tuple[str, int], tuple[BotPolicy, int, BotPolicy]] = {}
 

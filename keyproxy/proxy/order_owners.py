@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 from dataclasses import replace
 from collections.abc import Callable
-from typing import Any
 
 from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import ALGO, Adapter, OutboundRequest, order_ids_in
@@ -23,6 +22,9 @@ from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol, scopes_overlap
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
+from keyproxy.proxy.stop_children import (  # noqa: F401 - NeedOrders, NeedResting, the ask states, id_forms: theirs
+    FAILED, MISSING, SHOWN, SPAWNED, NeedOrders, NeedResting, StopChildren, _canonical, id_forms,
+)
 from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
@@ -30,40 +32,10 @@ OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing
 LISTING_REUSE_MS = 2_000  # a listing decides the cancel-alls of this long after it, while no order changes
 
 
-class NeedResting(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
-    """A cancel-all where the positions book does not hold the orders: list what rests in `markets` of `account`
-    (`OrderOwners.learn_resting` under `market`), then `resume()` the same decision once."""
-
-    def __init__(self, account: str, market: str, markets: frozenset[str], changes: int, bot: str,
-                 adapter: Adapter | None = None, request_id: str = "") -> None:
-        super().__init__("resting orders needed")
-        self.account, self.market, self.markets = account, market, markets
-        self.adapter = adapter  # reads what each listed order came from (`OrderOwners.learn_children`)
-        self.request_id = request_id  # the decision that asked for it, for an order of no owner (`_learn_unowned`)
-        self.changes = changes  # the account's order changes through keyproxy when it was asked for
-        self.bot = bot  # whose cancel-all asked: the listing's calls spend its share of the exchange's budget
-        self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
-
-
-class NeedOrders(Exception):  # noqa: N818 - a request for data, not an error; never reaches a bot
-    """Orders a request names with no owner on record, where a stop may have become them: keyproxy asks the exchange
-    about each (`calls`, with the account's key, in `bot`'s share of its budget), learns the answers as a bot's read
-    (`Core.learn_read`: the stop each came from names its owner), reports with `OrderOwners.asked`, then
-    `resume()`s the same decision once."""
-
-    def __init__(self, account: str, calls: tuple[tuple[str, str, str, bytes], ...], bot: str, request_id: str
-                 ) -> None:
-        super().__init__("orders needed")
-        self.account, self.calls, self.bot, self.request_id = account, calls, bot, request_id
-        self.resume: Callable[[], Any] = lambda: None  # set by the core: the same decision, once more
-
-
 UNCERTAIN = "uncertain|"  # state.db usage key prefix: `uncertain|<bot>|<scope>` (OrderOwners._uncertain)
-SPAWNED = "spawn:"  # `placed_orders` key prefix: an order a bot's stop became, which its count never held
-ASKS_REMEMBERED = 1_000  # decisions whose asks about orders of no owner are remembered (`OrderOwners.asked`)
 
 
-class OrderOwners:
+class OrderOwners(StopChildren):
     """The attribution record and the open-order counts, kept from answers."""
 
     def __init__(self, usage: UsageBook | None, store: StateStore | None, book: PositionBook,
@@ -84,8 +56,9 @@ class OrderOwners:
         # (bot, conditional scope) -> (when keyproxy's last whole listing was asked for, the forms of every id it
         # showed): a cancel decided before it, of an order it no longer showed, frees no place again (`recount`)
         self._recounted: dict[tuple[str, str], tuple[int, frozenset[str]]] = {}
-        # request id -> whether keyproxy's own ask about the orders of no owner it names was answered
-        self._asked: dict[str, bool] = {}
+        # (request id, what was asked: "orders", or a listing's market) -> how keyproxy's own ask for that decision
+        # ended (`SHOWN`, `MISSING`, `FAILED`): the decision resumes on it, never on a listing from before it
+        self._asked: dict[tuple[str, str], str] = {}
 
     def track_open_orders(self, account: str, adapter: Adapter, track: tuple[str, RequestFacts],
                            out: OutboundRequest, status: int, body: bytes, mark: int | None = None,
@@ -159,52 +132,6 @@ class OrderOwners:
         """Whether the bot had an order learned open in `scope` since `mark` (or more than are remembered)."""
         since = self._opened_since(bot, mark)
         return since is not None and scope in since
-
-    def learn_resting_clients(self, account: str, adapter: Adapter, out: OutboundRequest, status: int,
-                              body: bytes) -> None:
-        """A resting order a read's answer lists with no owner on record, under a client id on record as a bot's
-        (Binance: the order a bot's stop became carries the stop's client id): recorded as that bot's, before any
-        bot can act on the listing (session 30: a bot polling the open orders could cancel it until keyproxy had
-        read what the stop became). No bot places under another bot's client id (`own_client_ids`)."""
-        for order_id, scope, client_id in adapter.resting_client_ids(out, status, body):
-            self._learn_child(account, adapter, order_id, scope, client_id, "")
-
-    def learn_children(self, account: str, adapter: Adapter, orders: tuple[Resting, ...]) -> None:
-        """What each order of a listing of resting orders came from, where the listing names it (a stop's client id,
-        Binance; its algo order, OKX): the order a bot's triggered stop became is that bot's before anything else
-        has shown keyproxy which it became (session 31: another bot cancelled it by a guessed id)."""
-        try:
-            for o in orders:
-                if (o.client_id or o.parent) and o.market in adapter.spawning_markets:
-                    self._learn_child(account, adapter, o.order_id, f"{o.market}:{normalize_symbol(o.symbol)}",
-                                      o.client_id, o.parent)
-        except OwnersUnknown:
-            return  # a fleet's record out of reach: the decision after it refuses what it cannot attribute
-
-    def _learn_child(self, account: str, adapter: Adapter, order_id: str, scope: str, client_id: str,
-                     parent: str) -> None:
-        """A resting order of no owner on record: its conditional order's placer's, where the exchange names that
-        order (`parent`, `algo#<id>`) or carries its client id (`client_id`). Never taken over from any owner."""
-        if self._sequences is None:
-            return
-        key = placed_key(order_id, scope if adapter.id_per_market(order_id) else None)
-        if self._sequences.placed_owner(account, (key,)) is not None:  # any instance's: never taken over
-            return
-        owner = None
-        if parent:  # under any form a version recorded it (`spawned_unbooked`)
-            owner = self._sequences.placed_owner(account, tuple(k for form in id_forms(parent)
-                                                                for k in placed_keys(form, None)))
-        elif client_id:
-            # a stop's own client id (`cid:algo#X`, written by an algo placement alone), and the matching engine's
-            # form, if on record, naming the same bot: a bot that guessed another's plain client id and placed under
-            # it first is no stop's placer (session 30's review)
-            stop = self._sequences.placed_owners(account, (client_key(ALGO + client_id),))
-            plain = self._sequences.placed_owners(account, (placed_key(client_key(client_id), scope),))
-            owner = stop[0] if len(stop) == 1 and set(plain) <= set(stop) else None
-        if owner is not None:
-            self.changed(account)
-            self._sequences.record_placed_orders(account, owner, scope.partition(":")[0], (key, SPAWNED + key),
-                                                 self.clock_ms() / 1000)
 
     def forget_cancelled(self, account: str, adapter: Adapter, bot: str | None, facts: RequestFacts,
                          out: OutboundRequest, status: int, body: bytes) -> None:
@@ -313,37 +240,26 @@ class OrderOwners:
                                                                                         facts.scope)
         return others
 
-    def _spawned(self, account: str, adapter: Adapter, order_id: str, scope: str) -> bool:
-        """Whether the order is one a bot's stop became (`SPAWNED`): its bot's count never held it (the stop's place
-        is freed once it triggered), so cancelling it frees no place (session 31's review: a bot cancelling what its
-        stops became, in a loop, rested more orders than its cap)."""
-        assert self._sequences is not None
-        keyed = adapter.id_per_market(order_id)
-        keys = tuple(SPAWNED + k for form in id_forms(order_id) for k in placed_keys(form, scope if keyed else None))
-        return self._sequences.placed_owner(account, keys) is not None
-
-    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool = False,
-                 request_id: str = "") -> bool:
+    def only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, request_id: str = "") -> bool:
         """Refuse a request that would change or cancel another bot's resting orders (docs/policy.md, "Only its own
         orders"): an amend's legs, by their order's owner on record (the positions book holds only orders in
         markets whose fills keyproxy reads; the attribution record, every order it saw placed); a cancel's orders,
         by the exchange's id or by client id; a cancel-all where another bot's orders rest; a take-profit /
         stop-loss change (which moves no size or price), named by the exchange's id: another bot's stop moved or
         removed is that bot's risk changed. An amend by a client id is refused by `decide` where it matters.
-        `listed`: the edge has just listed the resting orders a cancel-all asked for (`NeedResting`); `request_id`:
-        the decision's, whose asks about orders of no owner are remembered (`_learn_unowned`). In a fleet whose
+        `request_id`: the decision's, whose own asks (a cancel-all's listing, `NeedResting`; the orders of no owner it
+        names, `_learn_unowned`) it resumes on. In a fleet whose
         shared record cannot be read, an order this instance has no record of may be another bot's: refused.
         True when an order it names has no owner on record (placed outside keyproxy, or another bot's still on its
         way: the core lets the other bots' orders on their way land first, sweeps.py)."""
         try:
-            return self._only_own(account, adapter, bot, facts, listed, request_id)
+            return self._only_own(account, adapter, bot, facts, request_id)
         except OwnersUnknown:
             raise Refused("shared_state_unavailable", "the fleet's record of who placed which order cannot be read, "
                           "and this instance has none of an order this request would change or cancel: it may be "
                           "another bot's. Retry, or go through the instance that placed it", 1.0) from None
 
-    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, listed: bool,
-                  request_id: str) -> bool:
+    def _only_own(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, request_id: str) -> bool:
         def deny(detail: str) -> Refused:
             return Refused("policy_denied", f"bot {bot!r}: {detail}")
 
@@ -370,7 +286,7 @@ class OrderOwners:
                            f"spread or rfq orders), and bot {other!r} places orders there: cancel this bot's own "
                            "orders by their ids")
         elif facts.cancels_all and (other := self._book.others_live(account, facts.scope, bot)
-                                    or self._other_resting(account, adapter, bot, facts.scope, listed)) is not None:
+                                    or self._other_resting(account, adapter, bot, facts.scope, request_id)) is not None:
             raise deny(f"this would cancel every order of {facts.scope}, and bot {other!r} has orders resting "
                        "there: cancel this bot's own orders by their ids")
         for order_id in facts.touches:
@@ -383,7 +299,7 @@ class OrderOwners:
             unowned = unowned or owner is None
         return unowned
 
-    def _other_resting(self, account: str, adapter: Adapter, bot: str, scope: str, listed: bool) -> str | None:
+    def _other_resting(self, account: str, adapter: Adapter, bot: str, scope: str, request_id: str) -> str | None:
         """Another bot's order resting in `scope` where the positions book does not hold the market's orders: from
         the exchange's listing (`NeedResting` when there is none fresh), each order's owner from the record; a
         market keyproxy cannot list (Binance options): any order another bot placed there, finished or not."""
@@ -394,8 +310,8 @@ class OrderOwners:
         if adapter.name not in LISTED_MARKETS or market != "*" and listable is not None and market not in listable:
             return self._other_placed(account, bot, market, symbol)
         markets = frozenset({market}) if market != "*" else None
-        resting = self._listing(account, adapter, bot, market, markets, listed, "whose orders this cancel-all would "
-                                "cancel: retry, or cancel this bot's orders by their ids")
+        resting = self._listing(account, adapter, bot, market, markets, request_id, "whose orders this cancel-all "
+                                "would cancel: retry, or cancel this bot's orders by their ids")
         for order in resting:
             where = f"{order.market}:{normalize_symbol(order.symbol)}"
             if market not in ("*", order.market) or symbol not in ("*", where.partition(":")[2]):
@@ -405,60 +321,24 @@ class OrderOwners:
                 return owner
         return None
 
-    def _learn_unowned(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts, request_id: str) -> None:
-        """Orders named by the exchange's id with no owner on record, where a triggered conditional order becomes an
-        order of its own (`Adapter.spawning_markets`): each may be what another bot's stop became, which no read has
-        shown keyproxy yet (session 31: a guessed Binance id cancelled it). Before the owners are looked up again,
-        keyproxy asks about this decision's orders itself, after it began (a listing from before may predate the
-        trigger): each order by its id where the adapter can ask for one (`NeedOrders`: Binance futures, OKX spot),
-        else the account's resting orders (`NeedResting`: OKX swaps, or a batch across markets, whose ids are the
-        account's, so its scope may not say where they rest). An ask that failed refuses."""
-        spawning = adapter.spawning_markets
-        if not spawning or self._sequences is None:
-            return
-        named = [*((oid, facts.scope) for oid in facts.cancels), *((t, facts.scope) for t in facts.touches if t),
-                 *((leg.order_id, leg.scope) for leg in facts.placed() if facts.action == "amend" and leg.order_id)]
-        unknown = [(oid, scope) for oid, scope in named if not oid.startswith(ALGO)
-                   and (not adapter.id_per_market(oid) or scope.partition(":")[0] in spawning)
-                   and self.owner(account, adapter, oid, scope) is None]
-        if not unknown:
-            return
-        asked = self._asked.get(request_id) if request_id else None
-        if asked is not None:
-            if not asked:
-                raise Refused("unavailable", "keyproxy could not ask the exchange whose order this names (an order a "
-                              "stop became may be another bot's): retry", 1.0)
-            return
-        calls = [adapter.order_query_request(scope, oid) if scope.partition(":")[0] in spawning else None
-                 for oid, scope in unknown]
-        if all(call is not None for call in calls):
-            raise NeedOrders(account, tuple(dict.fromkeys(c for c in calls if c is not None)), bot, request_id)
-        raise NeedResting(account, "*", frozenset(spawning), self.changes.get(account, 0), bot, adapter, request_id)
-
-    def asked(self, request_id: str, answered: bool) -> None:
-        """keyproxy's own ask about the orders of no owner a decision names is done (`answered`: it taught what there
-        was to learn; False: it failed, and the decision refuses)."""
-        if not request_id:
-            return
-        if len(self._asked) >= ASKS_REMEMBERED:
-            del self._asked[next(iter(self._asked))]
-        self._asked[request_id] = answered
-
     def _listing(self, account: str, adapter: Adapter, bot: str, market: str, markets: frozenset[str] | None,
-                 listed: bool, what: str) -> tuple[Resting, ...]:
+                 request_id: str, what: str) -> tuple[Resting, ...]:
         """The exchange's listing of what rests in `market` (`*`: everywhere, `markets` None: the markets the account's
-        bots placed orders on), fresh: else `NeedResting`; Refused when it failed."""
+        bots placed orders on): the one this decision asked for, or a fresh one, else `NeedResting`; Refused when the
+        decision's own failed (session 31's review: a decision resumed for a reference price took any listing held,
+        however old)."""
         entry = self._listed.get((account, market))
+        own = self._asked.get((request_id, market)) if request_id else None
         # reused only by one daemon: orders placed through another worker or instance do not count as changes here
         fresh = entry is not None and entry[1] == self.changes.get(account, 0) \
             and self.clock_ms() - entry[0] < LISTING_REUSE_MS \
             and (self._sequences is None or self._sequences.placed_mirror is None)
-        if entry is None or not listed and not fresh:
+        if entry is None and own is None or own is None and not fresh:
             if markets is None:
                 markets = frozenset(m for _, m in (self._sequences.placed_orders(account)
                                                    if self._sequences is not None else {}).values())
-            raise NeedResting(account, market, markets, self.changes.get(account, 0), bot, adapter)
-        if entry[2] is None:
+            raise NeedResting(account, market, markets, self.changes.get(account, 0), bot, adapter, request_id)
+        if own == FAILED or entry is None or entry[2] is None:
             raise Refused("unavailable", f"keyproxy could not list the exchange's open orders to see {what}", 1.0)
         return entry[2]
 
@@ -477,7 +357,7 @@ class OrderOwners:
             self._listed[(need.account, need.market)] = (asked_ms, need.changes, orders)
         if orders and need.adapter is not None:
             self.learn_children(need.account, need.adapter, orders)
-        self.asked(need.request_id, orders is not None)
+        self.asked(need.request_id, need.market, SHOWN if orders is not None else FAILED)
 
     def changed(self, account: str) -> None:
         """An order was placed or cancelled on the account through keyproxy: a listing asked for before is stale."""
@@ -490,9 +370,11 @@ class OrderOwners:
         instance, and neither record says which is newer): a bot other than `bot` named by either is the answer."""
         if self._sequences is None:
             return None
-        keyed = adapter.id_per_market(client_id)
-        owners = self._sequences.placed_owners(account, (placed_key(client_key(client_id), scope if keyed else None),),
-                                               strict=True)
+        # in every form the exchange reads as the same order's (`client_id_forms`: a Binance stop's clientAlgoId is
+        # the client id of the order it became, whose own record may have been pruned first: session 31's review)
+        owners = [owner for form in adapter.client_id_forms(client_id)
+                  for owner in self._sequences.placed_owners(account, (placed_key(
+                      client_key(form), scope if adapter.id_per_market(form) else None),), strict=True)]
         others = [o for o in owners if o != bot]
         return others[0] if others else (bot if bot in owners else None)
 
@@ -514,10 +396,11 @@ class OrderOwners:
                                             strict=strict)
 
     def own_client_ids(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
-        """Refuse an order under a client id this instance has on record as another bot's (in any form the exchange
-        reads as the same order's, `client_id_forms`): the record names the latest placer, so the order would make
-        the other bot's order this bot's to cancel (session 29's review: a bot placed and cancelled an order under
-        another bot's stop's client id, then cancelled the order the stop became)."""
+        """Refuse an order under a client id on record as another bot's (in any form the exchange reads as the same
+        order's, `client_id_forms`; in a fleet, any instance's record): the record names the latest placer, so the
+        order would make the other bot's order this bot's to cancel (session 29's review: a bot placed and cancelled
+        an order under another bot's stop's client id, then cancelled the order the stop became; session 31's: through
+        an instance that had not seen the stop)."""
         if self._sequences is None:
             return
         for leg in facts.placed():
@@ -525,34 +408,16 @@ class OrderOwners:
                 continue
             keys = tuple(placed_key(client_key(form), leg.scope if adapter.id_per_market(form) else None)
                          for form in adapter.client_id_forms(leg.client_id))
-            owner = self._sequences.local_owner(account, keys)
+            try:
+                owner = self._sequences.local_owner(account, keys) if self._sequences.placed_mirror is None else next(
+                    (o for key in keys for o in self._sequences.placed_owners(account, (key,), strict=True)
+                     if o != bot), None)
+            except OwnersUnknown:
+                raise Refused("shared_state_unavailable", "the fleet's record of which bot holds which client id "
+                              "cannot be read: retry", 1.0) from None
             if owner is not None and owner != bot:
                 raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order bot "
                               f"{owner!r} placed on this account: a bot's client ids are its own")
-
-    def spawned(self, account: str, bot: str, scope: str, book_key: str) -> None:
-        """An order a bot's triggered conditional order became (the positions book's `on_spawn`, under the book's
-        key: `id@scope` where ids are per market): recorded as the bot's, as if it placed it, so a halt sweeps it and
-        only the bot may cancel or amend it."""
-        if self._sequences is None:
-            return
-        order_id, keyed, _ = book_key.partition("@")
-        key = placed_key(order_id, scope if keyed else None)
-        if self._sequences.placed_owner(account, (key,)) is None:  # any instance's record: never taken over
-            self.changed(account)
-            self._sequences.record_placed_orders(account, bot, scope.partition(":")[0], (key, SPAWNED + key),
-                                                 self.clock_ms() / 1000)
-
-    def spawned_unbooked(self, account: str, parent: str, book_key: str, scope: str) -> None:
-        """What a conditional order the positions book does not hold became (its `on_spawn_unbooked`): its placer's
-        on record, as the order a booked one became is (`spawned`), so only that bot may cancel or amend it and a
-        halt of it sweeps it (session 30's review: an OKX swap stop's order was nobody's)."""
-        if self._sequences is None:
-            return
-        keys = tuple(k for form in id_forms(parent) for k in placed_keys(form, None))
-        bot = self._sequences.placed_owner(account, keys)  # in a fleet, whichever instance recorded it
-        if bot is not None:
-            self.spawned(account, bot, scope, book_key)
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
@@ -606,35 +471,4 @@ def _named_orders(facts: RequestFacts) -> int | None:
         return None
     return len({_canonical(i) for i in facts.cancels}) + len(set(facts.cancels_by_client))
 
-
-def _canonical(order_id: str) -> str:
-    """One spelling per order for `_named_orders`: a number as a reader of numbers takes it, else in lower case."""
-    prefix = ALGO if order_id.startswith(ALGO) else ""
-    bare = order_id.removeprefix(ALGO).strip()
-    try:
-        return prefix + str(int(bare))
-    except ValueError:
-        return prefix + bare.lower()
-
-
-def id_forms(order_id: str) -> tuple[str, ...]:
-    """An exchange order id as named, then the forms an exchange that reads ids as numbers or without regard to
-    case would take for the same order: `0881` or `+881` for 881 (an id sent as text, read as a number), `ABC-1` for
-    `abc-1` (a UUID or txid). Not every exchange does (OKX documents `ordId` as a string, and whether it reads
-    `0881` as 881 is not confirmed): looking the other forms up too only ever finds an owner the exchange might
-    act on, so a bot cannot slip past the own-orders check by writing another bot's id differently. Exchange
-    ids only: client ids are the bots' own text, where `a1` and `A1` are two bots' ids. An algo order's id
-    (`algo#<algoId>`) takes the same forms after its prefix, then the bare id's (how a version before session 30
-    recorded OKX's)."""
-    if order_id.startswith(ALGO):
-        bare = id_forms(order_id.removeprefix(ALGO))
-        return tuple(dict.fromkeys((*(ALGO + f for f in bare), *bare)))
-    forms = [order_id]
-    text = order_id.strip()
-    try:  # what a number parser reads: leading zeros, a sign, non-ASCII digits (Java's Long.parseLong takes `８８１`)
-        forms.append(str(int(text)))
-    except ValueError:
-        if text.isascii():
-            forms += [text.lower(), text.upper()]
-    return tuple(dict.fromkeys(forms))
 

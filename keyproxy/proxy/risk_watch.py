@@ -214,10 +214,12 @@ class RiskWatch:
         live = self._desk.book.live_scopes(account_name)
         if not live:
             return 0
-        if account.adapter.reports_need_market_lists and not self._core.markets.names.get(account_name):
-            # the names reports are filed under (Coinbase names an order placed on BTC-USDC by either product): held
-            # before any report is read, after a restart too (session 31's review)
+        if account.adapter.reports_need_market_lists and account_name not in self._core.markets.listed:
+            # the names reports are filed under (Coinbase names an order placed on BTC-USDC by either product): the
+            # whole lists held before any report is read, after a restart too; none, no report is read (session 31)
             await self._market_data.fetch_market_lists(account)
+            if account_name not in self._core.markets.listed:
+                return 0
         scopes = sorted(live)
         if not every_scope:
             turn = self._turn.get(account_name, 0) % len(scopes)

@@ -88,16 +88,27 @@ def test_swap_contracts_are_valued_with_the_published_contract_size(dev: DevStac
 
 
 def test_a_failed_cancel_does_not_free_an_open_order_slot(dev: DevStack) -> None:
-    """A cancel of an order that does not exist (HTTP 200, sCode 51400) counted as -1 (item 4)."""
-    creds = dev.add_bot("okxcount", "okx", "read,trade", "--set", "max_open_orders=1")
-    status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/order", LIMIT)
-    assert status == 200 and body["data"][0]["sCode"] == "0", body
-    own = body["data"][0]["ordId"]
+    """A cancel of an order that does not exist (HTTP 200, sCode 51400) counted as -1 (item 4). The bot's own
+    order cancelled twice: the second answer is a refusal, and frees nothing. An id of no owner keyproxy asks OKX
+    about first (session 31): OKX shows no such order, so nothing is sent."""
+    creds = dev.add_bot("okxcount", "okx", "read,trade", "--set", "max_open_orders=2")
+    placed = []
+    for _ in range(2):
+        status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/order", LIMIT)
+        assert status == 200 and body["data"][0]["sCode"] == "0", body
+        placed.append(body["data"][0]["ordId"])
+    for done in (True, False):  # confirmed, then the same order again: OKX refuses it (51401, already cancelled)
+        status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/cancel-order",
+                                     {"instId": "BTC-USDT", "ordId": placed[0]})
+        assert status == 200 and (body["data"][0]["sCode"] == "0") is done, body
     status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/cancel-order",
                                  {"instId": "BTC-USDT", "ordId": "999999999"})
-    assert status == 200 and body["data"][0]["sCode"] == "51400", body
+    assert body.get("error") == "bad_request" and "shows no order" in body.get("message", "") and arrived == [], body
     status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/order", LIMIT)
-    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    assert status == 200 and body["data"][0]["sCode"] == "0", body  # the place the confirmed cancel freed
+    own = body["data"][0]["ordId"]
+    status, body, arrived = send(dev, creds, "POST", "/api/v5/trade/order", LIMIT)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body  # the refused cancel freed none
     # a cancel OKX confirmed (sCode 0) of the bot's own order frees the slot: before, no OKX cancel was ever believed
     # (a cancel of another bot's order frees none: test_holes_binance's `..._frees_no_place_under_my_cap`)
     status, answer, arrived = send(dev, creds, "POST", "/api/v5/trade/cancel-order",

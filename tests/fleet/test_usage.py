@@ -284,3 +284,36 @@ def test_a_listing_adds_the_opens_other_instances_learned_since_it_was_decided(s
         await asyncio.gather(*tasks, return_exceptions=True)
     asyncio.run(run())
     assert redis_server.client().hget(store.key("open:b1"), "spot:BTCUSDT") == b"1"  # B's, kept
+
+
+def test_a_stops_client_id_is_held_across_instances(shared: SharedStateSettings, redis_server, tmp_path) -> None:
+    """Session 31's review: the placement check read this instance's record only, so a bot placed an order under
+    another bot's stop's clientAlgoId through an instance that never saw the stop, and the order the stop became
+    (carrying that client id) was then nobody's. Every instance's record is read now, in every form."""
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.policy.model import RequestFacts
+    from keyproxy.proxy.order_owners import OrderOwners
+    from keyproxy.proxy.positions import PositionBook
+    from keyproxy.proxy.refusal import Refused
+    from keyproxy.state import StateStore, client_key
+
+    a, b = StateStore(tmp_path / "a.db"), StateStore(tmp_path / "b.db")
+    order = RequestFacts(action="order", symbol="BTCUSDT", market="usdm", side="BUY", order_type="LIMIT",
+                         client_id="stop-x")
+
+    async def run() -> None:
+        ua, ub = FleetUsage(FleetStore(shared, "vault-1", KEY)), FleetUsage(FleetStore(shared, "vault-1", KEY))
+        a.placed_mirror, b.placed_mirror = ua, ub
+        tasks = [asyncio.create_task(ua.run()), asyncio.create_task(ub.run())]
+        a.record_placed_orders("acct", "victim", "usdm", (client_key("algo#stop-x"),), 1.0)  # the stop, through A
+        await drained(ua)
+        owners = OrderOwners(None, b, PositionBook(None, lambda: 0.0), lambda: 0)
+        with pytest.raises(Refused, match="names an order bot 'victim' placed"):
+            owners.own_client_ids("acct", Binance(), "mallory", order)  # through B, which never saw the stop
+        owners.own_client_ids("acct", Binance(), "victim", order)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(run())
+    for state in (a, b):
+        state.close()

@@ -12,6 +12,7 @@ from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.open_orders import Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 from keyproxy.exchanges.base import OutboundRequest
+from keyproxy.proxy.market_data import shows
 from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedOrders, NeedResting, OrderOwners, id_forms
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
@@ -40,8 +41,8 @@ def test_an_options_cancel_all_is_refused_once_another_bot_placed_an_options_ord
 
 def test_a_cancel_all_outside_the_book_asks_for_a_listing_and_is_judged_on_it(tmp_path: Path) -> None:
     """A cancel-all asks for a listing unless one was asked for since the account's last order change and within
-    LISTING_REUSE_MS; the decision reads what rests in its scope (market and symbol) and who placed each; a failed
-    listing refuses."""
+    LISTING_REUSE_MS; the decision reads what rests in its scope (market and symbol) and who placed each, resumed on
+    the listing it asked for (never another one held, however old: session 31's review); a failed listing refuses."""
     now = [0]
     store = StateStore(tmp_path / "state.db")
     owners = OrderOwners(None, store, PositionBook(None, lambda: 0.0), lambda: now[0])
@@ -49,38 +50,48 @@ def test_a_cancel_all_outside_the_book_asks_for_a_listing_and_is_judged_on_it(tm
     cancel_all = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT-SWAP"), market="swap",
                               cancels_all=True)
     with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", okx, "b", cancel_all)
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c1")
     assert need.value.market == "swap" and need.value.markets == frozenset({"swap"})
+    assert need.value.request_id == "c1" and not need.value.own
     store.record_placed_orders("acct", "a", "swap", ("11", "12"), 1.0)
     owners.learn_resting(need.value, (Resting("spot", "BTC-USDT", "11"), Resting("swap", "ETH-USDT-SWAP", "12")), 0)
-    owners.only_own("acct", okx, "b", cancel_all, listed=True)  # another market's, another symbol's: not in scope
+    owners.only_own("acct", okx, "b", cancel_all, request_id="c1")  # another market's, another symbol's: not in scope
     owners.learn_resting(need.value, (Resting("swap", "BTC-USDT-SWAP", "12"),), 0)
     with pytest.raises(Refused, match="bot 'a' has orders resting there"):
-        owners.only_own("acct", okx, "b", cancel_all, listed=True)
-    owners.only_own("acct", okx, "a", cancel_all, listed=True)  # the placer's own
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c1")
+    owners.only_own("acct", okx, "a", cancel_all, request_id="c2")  # the placer's own (a fresh listing, reused)
     now[0] = LISTING_REUSE_MS - 1
     with pytest.raises(Refused, match="bot 'a'"):
-        owners.only_own("acct", okx, "b", cancel_all)  # reused: no order placed since, and recent
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c3")  # reused: no order placed since, and recent
     owners.changed("acct")  # an order placed or cancelled through keyproxy since: listed anew
     with pytest.raises(NeedResting) as later:
-        owners.only_own("acct", okx, "b", cancel_all)
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c4")
     owners.learn_resting(need.value, (), now[0])  # a listing asked for before that change never replaces it...
     owners.learn_resting(later.value, None, now[0])  # ...a failed one asked for after it does, and refuses
     with pytest.raises(Refused, match="could not list") as refused:
-        owners.only_own("acct", okx, "b", cancel_all, listed=True)
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c4")
     assert refused.value.code == "unavailable"
-    now[0] += LISTING_REUSE_MS  # too old to reuse
+    now[0] += LISTING_REUSE_MS  # too old to reuse, even by a decision resumed for another reason
     with pytest.raises(NeedResting):
-        owners.only_own("acct", okx, "b", cancel_all)
+        owners.only_own("acct", okx, "b", cancel_all, request_id="c5")
     every = RequestFacts(action="cancel", cancels_all=True)  # cancel-all-after: every market of the account
     with pytest.raises(NeedResting) as need:
-        owners.only_own("acct", okx, "b", every)
+        owners.only_own("acct", okx, "b", every, request_id="c6")
     assert need.value.market == "*" and need.value.markets == frozenset({"swap"})
     owners.learn_resting(need.value, (Resting("swap", "ETH-USDT-SWAP", "12"),), now[0])
     with pytest.raises(Refused, match="bot 'a'"):
-        owners.only_own("acct", okx, "b", every, listed=True)
+        owners.only_own("acct", okx, "b", every, request_id="c6")
     spot = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USDT"), market="spot", cancels_all=True)
     owners.only_own("acct", okx, "b", spot)  # spot: the positions book holds OKX spot orders, and none rests
+    # a decision that joined a listing on its way: decided on what it listed
+    owners.changed("acct")
+    with pytest.raises(NeedResting) as joiner:
+        owners.only_own("acct", okx, "b", every, request_id="c7")
+    owners.learn_resting(joiner.value, (Resting("swap", "ETH-USDT-SWAP", "12"),), now[0])
+    joiner.value.request_id = "c8"
+    owners.joined(joiner.value)
+    with pytest.raises(Refused, match="bot 'a'"):
+        owners.only_own("acct", okx, "b", every, request_id="c8")
 
 
 def test_a_bot_cancels_and_amends_only_its_own_okx_algo_orders(tmp_path: Path) -> None:
@@ -337,7 +348,7 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exc
     other = RequestFacts(action="cancel", symbol=cancel.symbol, market="swap", cancels=("78",))
     with pytest.raises(NeedResting):  # a listing another decision asked for is not this one's
         owners.only_own("acct", okx, "b", other, request_id="r3")
-    owners.asked("r3", True)
+    owners.asked("r3", "*", "shown")
     assert owners.only_own("acct", okx, "b", other, request_id="r3") is True  # no stop made it: placed outside
     with pytest.raises(NeedResting) as need:
         owners.only_own("acct", okx, "b", other, request_id="r4")
@@ -345,6 +356,10 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exc
     with pytest.raises(Refused, match="could not ask") as failed:
         owners.only_own("acct", okx, "b", other, request_id="r4")
     assert failed.value.code == "unavailable"
+    owners.asked("r4b", "orders", "missing")  # the exchange answered, and showed no such order: nothing is sent
+    with pytest.raises(Refused, match="shows no order 78") as missing:
+        owners.only_own("acct", okx, "b", other, request_id="r4b")
+    assert missing.value.code == "bad_request"
     # a batch across markets names its first leg's scope: the ids are the account's, so any market is asked about
     batch = RequestFacts(action="cancel", symbol=normalize_symbol("BTC-USD-250328-60000-C"), market="option",
                          cancels=("79",))
@@ -363,12 +378,29 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exc
     with pytest.raises(NeedOrders) as query:
         owners.only_own("acct", binance, "b", by_id, request_id="r7")
     assert query.value.calls == (("GET", "/fapi/v1/order", "symbol=BTCUSDT&orderId=500", b""),)
+    assert query.value.order_ids == ("500",)
     [(method, path, params, _)] = query.value.calls
     answer = json.dumps({"orderId": 500, "symbol": "BTCUSDT", "status": "NEW", "clientOrderId": "stop-1"}).encode()
+    assert shows(binance, 200, answer, "500") and not shows(binance, 200, answer, "501")
+    assert not shows(binance, 400, b'{"code":-2013,"msg":"Order does not exist."}', "500")
+    assert not shows(okx, 200, b'{"code":"51603","msg":"","data":[]}', "500")
     owners.learn_resting_clients("acct", binance, OutboundRequest(method, "", path, params, {}, b""), 200, answer)
-    owners.asked("r7", True)
+    owners.asked("r7", "orders", "shown")
     with pytest.raises(Refused, match="order 500 was placed by another bot"):
         owners.only_own("acct", binance, "b", by_id, request_id="r7")
+    coinm = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSD_PERP"), market="coinm", cancels=("9",))
+    with pytest.raises(NeedOrders) as query:
+        owners.only_own("acct", binance, "b", coinm, request_id="r9")
+    assert query.value.calls == (("GET", "/dapi/v1/order", "symbol=BTCUSD_PERP&orderId=9", b""),)  # as Binance
+    # spells it (a scope spells contracts bare)
+    assert binance.order_query_request("usdm:BTCUSDT250328", "3")[2] == "symbol=BTCUSDT_250328&orderId=3"
+    assert binance.order_query_request("spot:BTCUSDT", "3")[2] == "symbol=BTCUSDT&orderId=3"
+    # by client id: the stop's form names it even once the plain form's record was pruned (session 31's review)
+    store.forget_placed_orders("acct", [placed_key(client_key("stop-1"), scope)])
+    by_client = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="usdm",
+                             cancels_by_client=("stop-1",))
+    with pytest.raises(Refused, match="client id 'stop-1' was placed by another bot"):
+        owners.only_own("acct", binance, "b", by_client, request_id="r10")
     spot_cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="spot", cancels=("501",))
     assert owners.only_own("acct", binance, "b", spot_cancel, request_id="r8") is True  # spot: no stop spawns
     assert owners._spawned("acct", binance, "500", scope) and not owners._spawned("acct", binance, "501", scope)
