@@ -506,6 +506,8 @@ class AdapterHooks:
     # the markets where a triggered conditional order becomes an order of its own, under a new id, that only a read
     # shows keyproxy (Binance futures, OKX): an order named by an id of no owner there may be another bot's stop's
     spawning_markets: frozenset[str] = frozenset()
+    # the `code` an answer about one order carries when the exchange holds no such order (`order_query_request`)
+    order_not_found_codes: frozenset[str] = frozenset()
     reconciles_by_owner = False  # the reconciliation read names the account (its key's public id), not a market
     time_path: str | None = None  # the exchange's public time endpoint (`keyproxy doctor`'s clock-skew check)
     # the exchange's key-info endpoint (method, path, query, body), read by `key_permissions` (`key audit`)

@@ -168,6 +168,7 @@ class Binance(AdapterHooks):
     client_id_keys = ("clientOrderId",)
     fill_markets = READ_MARKETS  # binance_fills.py
     spawning_markets = STOP_MARKETS
+    order_not_found_codes = frozenset({"-2013"})  # "Order does not exist."
     order_ids_per_market = True  # each symbol numbers its orders: 500 on BTCUSDT is not 500 on ETHUSDT
     stream_markets = STREAM_MARKETS
     name = "binance"

@@ -187,18 +187,26 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
 
 
 def _listing(req: IncomingRequest) -> RequestFacts:
-    """The open-order list's one product, by its book's name (`symbol`), where its listing is that book's whole:
-    None where several products trade on the book (a listing by one product may not show the other's orders) or
-    keyproxy does not hold the product list, and then the listing sets no count (`coinbase_order_book_change`)."""
+    """The open-order list's products, by their book's name (`symbol`), where the listing is that book's whole: one
+    product trading on a book of its own, or every product of a shared one (a listing of one of them may not show
+    the other's orders); else no symbol, and the listing sets no count (`coinbase_order_book_change`), as where
+    keyproxy does not hold the product list."""
     params = parse_qs(req.query, keep_blank_values=True)
     products = params.get("product_ids", []) + params.get("product_id", [])
-    if len(products) != 1:
+    markets = {market_of(p) for p in products}
+    if not products or len(markets) != 1:
         return RequestFacts(action="other")
-    symbol, market = normalize_symbol(products[0]), market_of(products[0])
-    if market == "spot":
-        named = req.markets.get("#" + symbol)
-        symbol = named if named is not None and SHARED + named not in req.markets else ""
-    return RequestFacts(action="other", symbol=symbol or None, market=market)
+    market, symbols = markets.pop(), {normalize_symbol(p) for p in products}
+    if market != "spot":
+        return RequestFacts(action="other", symbol=symbols.pop() if len(symbols) == 1 else None, market=market)
+    names = {req.markets.get("#" + s) for s in symbols}
+    name = names.pop() if len(names) == 1 else None
+    if name is None:
+        return RequestFacts(action="other", market=market)
+    if SHARED + name in req.markets and not {k for k, v in req.markets.items() if k.startswith("#") and v == name} \
+            <= {"#" + s for s in symbols}:
+        return RequestFacts(action="other", market=market)
+    return RequestFacts(action="other", symbol=name, market=market)
 
 
 SHARED = "*"  # `coinbase_market_names`: `*<name>` marks a book several products trade on
@@ -287,7 +295,9 @@ def coinbase_order_book_change(method: str, path: str, query: str, status: int, 
         params = parse_qs(query, keep_blank_values=True)
         # filtered by side, type, dates, ids or a page `cursor` (blank too), it shows part of the product's orders;
         # one product's listing counts its book only where no other product trades on it (`_listing`)
-        whole = whole_listing(query, ("order_status", "product_ids", "product_id", "limit"))
+        # `product_ids` is a list: named once per product
+        whole = whole_listing("&".join(p for p in query.split("&") if not p.startswith("product_ids=")),
+                              ("order_status", "product_id", "limit"))
         if params.get("order_status") == ["OPEN"] and facts.symbol and not doc.get("has_next") and whole:
             return OrderBookChange(counted=((f"{facts.market}:{facts.symbol}", len(doc["orders"])),))
     return OrderBookChange()

@@ -126,6 +126,7 @@ class Okx(AdapterHooks):
     client_id_keys = ("clOrdId",)
     fill_markets = frozenset({"spot"})  # okx_fills.py: swaps and futures count contracts, not read yet
     spawning_markets = frozenset({"spot", "swap", "futures"})  # a triggered algo order places an order (okx_algo.py)
+    order_not_found_codes = frozenset({"51603"})  # "Order does not exist"
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
         return okx_order_updates(req.method, req.path, status, body)

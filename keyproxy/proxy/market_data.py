@@ -220,7 +220,7 @@ class MarketData:
                     break
                 assert account.adapter is not None
                 if not shows(account.adapter, status, body, order_id):
-                    ended = FAILED if status >= 500 or status == 429 or not body else MISSING
+                    ended = MISSING if not_found(account.adapter, status, body) else FAILED
                     break
                 self.core.learn_read(account.info.name, account.adapter, call, status, body)
         finally:
@@ -281,6 +281,13 @@ def shows(adapter: Any, status: int, body: bytes, order_id: str) -> bool:
     if not 200 <= status < 300 or not body:
         return False
     return order_id.partition("@")[0] in order_ids_in(loads(body), adapter.order_id_keys)
+
+
+def not_found(adapter: Any, status: int, body: bytes) -> bool:
+    """Whether an answer about one order is the exchange saying it holds no such order (its own code for that,
+    `Adapter.order_not_found_codes`), not a refusal for another reason (a clock, a weight, a busy exchange)."""
+    doc = loads(body) if 400 <= status < 500 or 200 <= status < 300 else None
+    return isinstance(doc, dict) and str(doc.get("code")) in adapter.order_not_found_codes
 
 
 def charged(core: Any, account: AccountEntry, call: PublicCall, bot: str, facts: Any

@@ -408,14 +408,10 @@ class OrderOwners(StopChildren):
                 continue
             keys = tuple(placed_key(client_key(form), leg.scope if adapter.id_per_market(form) else None)
                          for form in adapter.client_id_forms(leg.client_id))
-            try:
-                owner = self._sequences.local_owner(account, keys) if self._sequences.placed_mirror is None else next(
-                    (o for key in keys for o in self._sequences.placed_owners(account, (key,), strict=True)
-                     if o != bot), None)
-            except OwnersUnknown:
-                raise Refused("shared_state_unavailable", "the fleet's record of which bot holds which client id "
-                              "cannot be read: retry", 1.0) from None
-            if owner is not None and owner != bot:
+            # this instance's record, and the fleet's in one read (out of reach: this instance's, as an order that
+            # only reduces a position still goes while Redis is down)
+            owner = next((o for o in self._sequences.placed_owners(account, keys) if o != bot), None)
+            if owner is not None:
                 raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order bot "
                               f"{owner!r} placed on this account: a bot's client ids are its own")
 

@@ -348,9 +348,12 @@ class RiskDesk:
         there, and Coinbase's user channel names an order placed on BTC-USDC by BTC-USD."""
         if not updates or not self.markets.names.get(account):
             return updates
+        held = self.book.orders.get(account, {})
         out = []
         for u in updates:
             scope = self.markets.book_scope(account, u.scope) if u.scope else u.scope
+            if scope != u.scope and (order := held.get(u.order_id)) is not None and order.scope == u.scope:
+                scope = u.scope  # booked under the product's own name (before session 31): its reports stay there
             out.append(u if scope == u.scope else replace(u, scope=scope))
         return tuple(out)
 

@@ -703,9 +703,15 @@ def test_contract_sizes_and_open_orders_from_answers() -> None:
     assert ADAPTER.order_book_change(eth, 200, doc, facts(HISTORICAL, b"", "GET", eth.query)).counted == (
         ("spot:ETHUSD", 2),)
     # a book several products trade on: one product's listing may not show the other's orders; unknown: neither
-    for shown, markets in (("BTC-USD", None), ("BTC-USDC", None), ("ETH-USD", {})):
+    for shown, markets in (("BTC-USD", None), ("BTC-USDC", None), ("ETH-USD", {}), ("ETH-USD&product_ids=BTC-USD",
+                                                                                   None)):
         one = replace(listing, query=f"order_status=OPEN&product_ids={shown}")
         assert ADAPTER.order_book_change(one, 200, doc, facts(HISTORICAL, b"", "GET", one.query, markets)).counted == ()
+    both = replace(listing, query="order_status=OPEN&product_ids=BTC-USDC&product_ids=BTC-USD")  # the whole book
+    assert ADAPTER.order_book_change(both, 200, doc, facts(HISTORICAL, b"", "GET", both.query)).counted == (
+        ("spot:BTCUSD", 2),)
+    twice = replace(listing, query="order_status=OPEN&product_ids=BTC-USD&product_ids=BTC-USDC&order_status=OPEN")
+    assert ADAPTER.order_book_change(twice, 200, doc, facts(HISTORICAL, b"", "GET", twice.query)).counted == ()
 
 
 def test_usd_and_usdc_products_trading_on_one_book_are_one_market() -> None:

@@ -12,7 +12,7 @@ from keyproxy.exchanges.okx import Okx
 from keyproxy.exchanges.open_orders import Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 from keyproxy.exchanges.base import OutboundRequest
-from keyproxy.proxy.market_data import shows
+from keyproxy.proxy.market_data import not_found, shows
 from keyproxy.proxy.order_owners import LISTING_REUSE_MS, NeedOrders, NeedResting, OrderOwners, id_forms
 from keyproxy.proxy.positions import PositionBook
 from keyproxy.proxy.refusal import Refused
@@ -384,6 +384,12 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exc
     assert shows(binance, 200, answer, "500") and not shows(binance, 200, answer, "501")
     assert not shows(binance, 400, b'{"code":-2013,"msg":"Order does not exist."}', "500")
     assert not shows(okx, 200, b'{"code":"51603","msg":"","data":[]}', "500")
+    # "no such order" only in the exchange's own words: a clock, a weight or a busy exchange is no answer
+    assert not_found(binance, 400, b'{"code":-2013,"msg":"Order does not exist."}')
+    assert not not_found(binance, 400, b'{"code":-1021,"msg":"Timestamp outside recvWindow."}')
+    assert not_found(okx, 200, b'{"code":"51603","msg":"Order does not exist","data":[]}')
+    assert not not_found(okx, 200, b'{"code":"50013","msg":"Systems are busy","data":[]}')
+    assert not not_found(binance, 503, b'{"code":-2013}')
     owners.learn_resting_clients("acct", binance, OutboundRequest(method, "", path, params, {}, b""), 200, answer)
     owners.asked("r7", "orders", "shown")
     with pytest.raises(Refused, match="order 500 was placed by another bot"):

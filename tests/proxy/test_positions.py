@@ -443,3 +443,26 @@ def test_what_a_triggered_conditional_order_became_is_its_bots_whatever_arrives_
     assert book.find("a", "881", usdm, True) is not None and book.find("a", "881", usdm, True).bot == "bot"
     book.apply("a", [OrderUpdate("algo#7", "usdm:ETHUSDT", "buy", None, None, D(0), D(0), True, "99@usdm:ETHUSDT")])
     assert book.find("a", "99", "usdm:ETHUSDT", True) is None  # another symbol's algo order 7: not this one
+
+
+def test_reports_of_a_coinbase_alias_order_reach_the_book_it_was_booked_on() -> None:
+    """Coinbase trades BTC-USDC on BTC-USD's book: an order booked under the book's name takes a report under either
+    product; one booked under its own product's name (before session 31) keeps taking reports under that name."""
+    from dataclasses import replace
+
+    from keyproxy.emulator.coinbase_data import products_doc
+    from keyproxy.exchanges.coinbase import Coinbase
+    from keyproxy.proxy.markets import MarketBook
+    from keyproxy.proxy.risk import RiskDesk
+
+    markets = MarketBook(Clock())
+    markets.learn("cb", Coinbase(), "/api/v3/brokerage/market/products", json.dumps(products_doc(None)).encode())
+    desk = RiskDesk(None, markets, Clock())
+    leg = RequestFacts(action="order", symbol="BTCUSD", market="spot", side="BUY", quantity=Decimal("1"),
+                       price=Decimal("1"))
+    old = replace(leg, symbol="BTCUSDC")
+    desk.book.placed("cb", "bot", (leg, old), ("new-1", "old-1"))
+    fills = (OrderUpdate("new-1", "spot:BTCUSDC", "buy", None, None, Decimal("1"), Decimal("1"), True),
+             OrderUpdate("old-1", "spot:BTCUSDC", "buy", None, None, Decimal("1"), Decimal("1"), True))
+    desk.book.apply("cb", desk._on_books("cb", fills))
+    assert desk.book.orders["cb"]["new-1"].final and desk.book.orders["cb"]["old-1"].final
