@@ -185,6 +185,13 @@ _FUTURES = frozenset({"usdm", "coinm", "papi-um"})
 _CONTRACT_TAIL = re.compile(r"(?<=[A-Z])(PERP|\d{6})$")  # BTCUSD_PERP, BTCUSDT_250328: a scope spells them bare
 
 
+def _market_symbol(scope: str) -> tuple[str, str]:
+    """(market, symbol as Binance spells it) of a scope, for keyproxy's own reads: a futures contract's underscore,
+    which a scope leaves out, put back."""
+    market, _, symbol = scope.partition(":")
+    return market, _CONTRACT_TAIL.sub(r"_\1", symbol) if market in _FUTURES else symbol
+
+
 _ONE_ALGO_ORDER = {"usdm": "/fapi/v1/algoOrder", "papi-um": "/papi/v1/um/algo/algoOrder"}
 _ALL_ALGO_ORDERS = {"usdm": "/fapi/v1/allAlgoOrders", "papi-um": "/papi/v1/um/algo/allAlgoOrders"}
 
@@ -192,7 +199,7 @@ _ALL_ALGO_ORDERS = {"usdm": "/fapi/v1/allAlgoOrders", "papi-um": "/papi/v1/um/al
 def binance_algo_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
     """`GET .../allAlgoOrders?symbol=S&startTime=T` (weight 5): every algo order of the symbol since T, with the
     order each became (`actualOrderId`). The caller keeps T within the last 7 days (proxy/risk_watch.py)."""
-    market, _, symbol = scope.partition(":")
+    market, symbol = _market_symbol(scope)
     path = _ALL_ALGO_ORDERS.get(market)
     if path is None or not symbol or symbol == "*":
         return None
@@ -202,7 +209,7 @@ def binance_algo_reconcile_request(scope: str, since_ms: int) -> tuple[str, str,
 def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:
     """`GET .../order?symbol=S&orderId=ID` of the order's market (the book keys it `ID@scope`); an algo order's
     `GET .../algoOrder?algoId=ID` (its answer names the order it became once triggered)."""
-    market, _, symbol = scope.partition(":")
+    market, symbol = _market_symbol(scope)
     if order_id.startswith(ALGO):
         algo_id, path = order_id.removeprefix(ALGO), _ONE_ALGO_ORDER.get(market)
         return ("GET", path, f"algoId={algo_id}", b"") if path and algo_id.isascii() and algo_id.isdigit() else None
@@ -211,13 +218,11 @@ def binance_order_query_request(scope: str, order_id: str) -> tuple[str, str, st
     if path is None or not symbol or symbol == "*" or not oid.isdigit():
         return None
     isolated = "&isIsolated=TRUE" if market == "isolated" else ""
-    if market in _FUTURES:
-        symbol = _CONTRACT_TAIL.sub(r"_\1", symbol)
     return ("GET", path, f"symbol={symbol}{isolated}&orderId={oid}", b"")
 
 
 def binance_reconcile_request(scope: str, since_ms: int) -> tuple[str, str, str, bytes] | None:
-    market, _, symbol = scope.partition(":")
+    market, symbol = _market_symbol(scope)
     path = _ALL_ORDERS.get(market)
     if path is None or not symbol or symbol == "*":
         return None

@@ -51,6 +51,14 @@ def refused(call: Any) -> str:
     return str(err.value) + str(getattr(getattr(err.value, "response", None), "text", ""))
 
 
+def refused_unsent(dev: DevStack, call: Any) -> str:
+    """The refusal `call` met, once it is certain no order reached the exchange."""
+    start = len(dev.journal())
+    text = refused(call)
+    assert orders_sent(dev, start) == 0, text
+    return text
+
+
 def test_a_decoy_limit_price_or_two_sizes_do_not_value_an_order(dev: DevStack) -> None:
     """market_market_ioc with a decoy limit_price, limit_limit_gtc with base_size and quote_size (item 1)."""
     c = client(dev, "cbdecoy", "max_order_notional=1000")
@@ -130,20 +138,14 @@ def test_btc_usd_and_btc_usdc_are_one_order_book(dev: DevStack) -> None:
     first = capped.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.01",
                                        limit_price="50000")  # rests: 0.01 BTC bid, the whole cap
     assert first.success, first
-    start = len(dev.journal())
-    text = refused(lambda: capped.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USDC",
-                                                      base_size="0.01", limit_price="50000"))
-    assert "position" in text, text
-    assert orders_sent(dev, start) == 0
+    assert "position" in refused_unsent(dev, lambda: capped.limit_order_gtc_buy(
+        client_order_id=str(uuid.uuid4()), product_id="BTC-USDC", base_size="0.01", limit_price="50000"))
     assert capped.cancel_orders(order_ids=[first.success_response["order_id"]]).results[0].success
 
     maker, taker = client(dev, "cbaliasmaker"), client(dev, "cbaliastaker")
     ask = maker.limit_order_gtc_sell(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.001",
                                      limit_price="70000")
     assert ask.success, ask
-    start = len(dev.journal())
-    text = refused(lambda: taker.limit_order_gtc_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USDC",
-                                                     base_size="0.001", limit_price="71000"))
-    assert "self_cross" in text, text
-    assert orders_sent(dev, start) == 0
+    assert "self_cross" in refused_unsent(dev, lambda: taker.limit_order_gtc_buy(
+        client_order_id=str(uuid.uuid4()), product_id="BTC-USDC", base_size="0.001", limit_price="71000"))
     assert maker.cancel_orders(order_ids=[ask.success_response["order_id"]]).results[0].success

@@ -49,3 +49,12 @@ def test_one_order_is_asked_for_by_its_id(adapter: object, scope: str, order_id:
 ])
 def test_an_id_that_could_carry_other_parameters_is_never_asked(adapter: object, scope: str, order_id: str) -> None:
     assert adapter.order_query_request(scope, order_id) is None  # type: ignore[attr-defined]
+
+
+def test_keyproxys_own_binance_reads_spell_a_contract_as_binance_does() -> None:
+    """A scope spells a futures contract bare (`BTCUSDT250328`); every read keyproxy sends for it names the symbol with
+    its underscore, as Binance lists it (the order query did, the reconciliation reads did not)."""
+    binance = Binance()
+    assert binance.reconcile_request("usdm:BTCUSDT250328", 5)[2].startswith("symbol=BTCUSDT_250328&")
+    assert binance.conditional_reconcile_request("usdm:BTCUSDT250328", 5)[2].startswith("symbol=BTCUSDT_250328&")
+    assert binance.reconcile_request("spot:BTCUSDT", 5)[2].startswith("symbol=BTCUSDT&")
