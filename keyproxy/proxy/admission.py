@@ -17,7 +17,8 @@ from typing import Any
 from keyproxy.exchanges.base import IncomingRequest
 from keyproxy.fleet.charges import SharedCharges, Verdict
 from keyproxy.policy.model import scopes_overlap
-from keyproxy.proxy.core import Core, Outcome, Route
+from keyproxy.proxy.core import Core
+from keyproxy.proxy.outcome import Outcome, Route
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.sweeps import FLEET_LOOK_S, QUIET_WAIT_S

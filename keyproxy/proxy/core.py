@@ -4,26 +4,26 @@ Every transport (REST today, WebSocket frames next) is a thin edge over this: it
 into an `IncomingRequest`, asks `Core` to route, admit and sign it, sends the `OutboundRequest` its
 own way, and hands the exchange's answer back to `learn`. Identify, verify, replay, standing, source
 address, policy, the audit line before forwarding, signing and the bookkeeping of answers exist once,
-here (like httpx's auth flows and mitmproxy's layers, nothing here touches a socket).
+here (like httpx's auth flows and mitmproxy's layers, nothing here touches a socket). Two parts of `Core` live
+beside it: who sent a message (core_identity.py) and what an answer teaches (core_answers.py); `Route` and
+`Outcome` are in outcome.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from keyproxy.exchanges.open_orders import SWITCHES
 from keyproxy.fleet.charges import SharedCharges
 from keyproxy.exchanges.base import (
-    Adapter, AuthFailure, BadRequest, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
+    Adapter, BadRequest, Endpoint, EndpointClass, IncomingRequest, OutboundRequest,
     SignContext, UnknownEndpoint,
 )
 from keyproxy.policy.budget import Governor
@@ -32,91 +32,29 @@ from keyproxy.policy.valuation import total_notional
 from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
 from keyproxy.proxy.fleet_share import gather
-from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
+from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.nonce_turn import NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference, scope_reference
 from keyproxy.proxy.answer_journal import AnswerJournal
-from keyproxy.proxy.learn_queue import Learning, LearnQueue
+from keyproxy.proxy.core_answers import CoreAnswers
+from keyproxy.proxy.core_identity import CoreIdentity, strip_or_refuse
+from keyproxy.proxy.learn_queue import LearnQueue
 from keyproxy.proxy.order_owners import NeedOrders, NeedResting, OrderOwners
+from keyproxy.proxy.outcome import Outcome, Route
 from keyproxy.proxy.sweeps import NeedQuiet, Sweeps
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.stream_tokens import Held, StreamTokens
-from keyproxy.secret import Secret
 from keyproxy.state import NonceSequence, StateStore, UsageBook
 
-TOKEN_HEADER = "x-keyproxy-token"
 HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
 HEARTBEAT_ENDPOINT = Endpoint(EndpointClass.READ, "keyproxy:heartbeat")
-FLEET_CLOCK_SKEW_MS = 30_000  # a fleet: how far another instance's clock may lag this one's (replay ids outlive it)
 log = logging.getLogger("keyproxy.proxy")
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one request, for the log line and (later) the audit trail."""
-
-    request_id: str
-    method: str = ""
-    account: str | None = None
-    bot: str | None = None
-    endpoint_class: str | None = None
-    endpoint: str | None = None
-    decision: str = "deny"
-    signed: bool = False  # signed with the real key (and its forward line written): it may have reached the exchange
-    code: str | None = None
-    upstream_status: int | None = None
-    upstream_ms: float | None = None
-    started: float = field(default_factory=time.perf_counter)
-    adapter: object | None = None  # for the exchange-shaped fields of an error answer
-    source_ip: str | None = None
-    path: str | None = None
-    account_known: bool = False  # only known account names may become metric labels
-    track: tuple[str, RequestFacts] | None = None  # (bot, facts) when the bot has an open-order cap
-    opens_mark: int | None = None  # with `track`: the bot's orders learned open at its decision (a listing's base)
-    opens_since: int | None = None  # with `track`: when it was decided (ms): in a fleet, a listing's base in Redis
-    placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
-    # (bot, facts) of a trade request keyproxy cannot read (an order list, a form-encoded batch), sent for a bot no
-    # trading limit binds: the orders its answer names are still that bot's, for `halt --bot B --cancel-orders`
-    unread_by: tuple[str, RequestFacts] | None = None
-    adds: tuple[RequestFacts, ...] = ()  # an amend: what its legs add to the orders they change (RiskDesk)
-    # a refused amend named an order this instance's book does not hold: a fleet catches its book up, decides again
-    unheld: bool = False
-    authenticated: bool = False  # the bot's signature (or token) checked out: only then may findings act on it
-    proven: bool = True  # False: authenticated by a key id alone (a key-only endpoint): findings never act on it
-    credential: str | None = None  # which of the bot's credentials checked out (`BotEntry.credential`)
-    key_rejected: bool = False  # the exchange said the real key is invalid, expired, revoked or IP-restricted
-    key_denied: bool = False  # the exchange said the real key lacks a permission this request needs
-    facts: RequestFacts | None = None
-    notional: Decimal | None = None
-    transport: str = "rest"  # rest | ws (a WebSocket request frame or connection)
-    cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer;
-    # "local": answered by keyproxy as the exchange would, nothing sent (a listenKey close other bots still need)
-    no_store: bool = False  # the exchange marked its answer no-store/private: never shared
-    rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
-    max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
-    shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)
-    sent_token: str | None = None  # the real stream token the request went upstream with (never in a record)
-
-
-def new_request_id() -> str:
-    return os.urandom(8).hex()  # secrets.token_hex(8) without its two wrappers (one per request)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a message goes: its account (real key, host table), adapter, endpoint and upstream origin."""
-
-    snap: Snapshot
-    account: AccountEntry
-    adapter: Adapter
-    endpoint: Endpoint
-    origin: str
-
-
-class Core:
+class Core(CoreIdentity, CoreAnswers):
     """The decision for one message, whatever carried it; its counters, caches and stores live here."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], before_forward: Callable[[Outcome], None] = lambda o: None,
@@ -234,7 +172,7 @@ class Core:
         if bot is None:
             if endpoint.cls is not EndpointClass.PUBLIC:
                 raise Refused("unknown_bot", "no bot credential: send the virtual API key, or X-Keyproxy-Token")
-            return route, _strip_or_refuse(adapter, incoming)
+            return route, strip_or_refuse(adapter, incoming)
         # the signature first: until it checks out, the request has not shown it is the bot it names,
         # so nothing below (and no anomaly finding) may act on that bot
         if self.fleet:
@@ -611,273 +549,6 @@ class Core:
                if capped else [], account=account.info.name)
         return facts
 
-    def _identify(self, snap: Snapshot, account: AccountEntry, adapter: Adapter, req: IncomingRequest,
-                  outcome: Outcome, now_ms: int) -> BotEntry | None:
-        """The bot the request names, not yet verified: its answers must not tell a stranger anything
-        (which bot a key id belongs to, or whether it is suspended) and it is recorded as a claim only."""
-        token = req.headers.get(TOKEN_HEADER)
-        if token is not None:
-            bot = snap.bots_by_token.get(snap.token_digest(Secret(token)))
-            if bot is None or bot.info.mode != "token":
-                raise Refused("unknown_bot", "unknown keyproxy token")
-        else:
-            presented, found = False, None
-            for key_id in adapter.presented_keys(req):
-                presented, found = True, snap.bots_by_key.get(key_id)
-                if found is not None:
-                    break
-            if not presented:
-                return None
-            if found is None:
-                raise Refused("unknown_bot", "unknown API key")
-            bot = found
-        # a bot's credential opens its own account only (never another bot's account)
-        if bot.info.account != account.info.name:
-            raise Refused("unknown_bot", "unknown API key")
-        outcome.bot = bot.info.name  # the claim, for the audit record; `authenticated` says if it held
-        return bot
-
-    @staticmethod
-    def _check_standing(account: AccountEntry, bot: BotEntry, now_ms: int) -> None:
-        """An authenticated bot that may not trade now: suspended, revoked, expired, or its key quarantined."""
-        if bot.info.status == "suspended":
-            raise Refused("bot_suspended", f"bot {bot.info.name!r} is suspended (an anomaly rule or an operator); "
-                          "an operator lifts it with `keyproxy bot restore`")
-        if bot.info.status != "active":
-            raise Refused("unknown_bot", f"bot {bot.info.name!r} is {bot.info.status}")
-        if bot.valid_until is not None and now_ms / 1000 >= bot.valid_until:
-            raise Refused("expired_credential", f"this credential of bot {bot.info.name!r} has expired "
-                          "(TTL or a rotation's grace period); renew or use the new credential")
-        if account.info.status != "active":
-            raise Refused("key_quarantined", f"account {account.info.name!r}'s key is {account.info.status}: "
-                          "no request uses it until an operator restores or rotates it")
-
-    def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
-                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None
-                      ) -> tuple[IncomingRequest, bool]:
-        """The bot's signature, its nonce sequence and the replay check; in a fleet the last two are also
-        the fleet's (`shared`), checked with the request's other shared charges. With whether anything proved the
-        bot (False: a key-only endpoint's request, its key id alone)."""
-        if bot.info.mode == "token":
-            return _strip_or_refuse(adapter, req), True
-        if bot.key is None or bot.info.status not in ("active", "suspended"):
-            raise Refused("unknown_bot", "unknown API key")  # a revoked credential is no credential
-        if logged_on:  # the connection's logon proved the key; the message itself carries none
-            return _strip_or_refuse(adapter, req), True
-        try:
-            verified = adapter.verify(req, bot.key, endpoint, now_ms)  # type: ignore[attr-defined]
-        except AuthFailure as e:
-            raise Refused(e.code, e.message) from None
-        except BadRequest as e:
-            raise Refused("bad_request", e.message) from None
-        if verified.sequence is not None:
-            # the bot's own nonce must increase (Kraken's rule), durably: a restart does not reopen old ones
-            if self._sequences is None or not self._sequences.advance_bot_sequence(bot.info.name, verified.sequence):
-                raise Refused("replayed_request", "nonce is not above this bot's previous one")
-            if shared is not None:
-                shared.sequence = verified.sequence
-        if verified.replay_id and shared is not None:
-            # kept past the request's expiry by this instance's clock, by what another instance's may lag behind it
-            # (one whose clock is behind still takes the request as fresh: session 25's review)
-            ttl = verified.expires_ms - now_ms + FLEET_CLOCK_SKEW_MS
-            shared.replays.append((verified.replay_id, ttl, True))
-            if verified.also_seen:
-                shared.replays.append((verified.also_seen, ttl, False))
-        if verified.replay_id:
-            seen = self.replays.first_sighting(verified.replay_id, verified.expires_ms, now_ms)
-            if seen is None:
-                raise Refused("unavailable", "too many signed requests in flight; retry shortly")
-            if not seen:
-                raise Refused("replayed_request", "this signed request was already received")
-            if verified.also_seen:  # remembered, not checked (a read's parameters: see Verified.also_seen)
-                self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
-        return verified.request, verified.proven
-
-    def relayed(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> bytes:
-        """What must hold before the bot sees a private answer: a stream token in it that trades on the
-        exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
-        hands out (a Binance listenKey) remembered as the bot's. Returns the answer to relay; `learn` follows
-        (before the answer is sent for an order or an amend, just after for the rest: the edges say why)."""
-        holder = (outcome.bot, outcome.credential) if outcome.authenticated and outcome.bot and outcome.credential \
-            else None
-        return self.tokens.relayed(route.adapter, (route.account.info.name, route.account.info.version), out.path,
-                                   status, body, holder)
-
-    def journaled(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome) -> int | None:
-        """An order's (or amend's) answer written to the answers journal before it is relayed, so it may be learned
-        just after (`learn(..., journaled=n)`); None: it must be learned first (not an order, no journal, or the
-        journal cannot be written)."""
-        if self.journal is None or outcome.placed_by is None or not body:
-            return None
-        bot, facts = outcome.placed_by
-        roles = "p" + ("t" if outcome.track is not None else "")
-        key = route.account.key
-        # credentials a request carries in its parameters: the real API key (Binance's WebSocket API frames), the
-        # stream token the frame went upstream with (Kraken's WebSocket v2 token, which trades the account)
-        blank = (key.api_key.reveal_str() if key is not None else "", outcome.sent_token or "")
-        number = self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter
-                                    else "ws", out, status, body, outcome.request_id, bot, facts, roles, blank)
-        if number is not None:
-            self.in_flight.held_for_learning(outcome, status)
-        return number
-
-    def replay_journal(self, journal: AnswerJournal | None = None) -> int:
-        """At start, before serving: the answers the journal holds and state.db does not, learned in order (a kill
-        -9 came between an answer's relay and its bookkeeping). How many. `journal`: another worker's (one a run
-        with more workers left), learned through it."""
-        own = self.journal
-        if journal is not None:
-            self.journal = journal
-        try:
-            return self._replay()
-        finally:
-            self.journal = own
-
-    def _replay(self) -> int:
-        if self.journal is None:
-            return 0
-        learned = 0
-        for entry in tuple(self.journal.unlearned()):
-            outcome = Outcome(request_id=entry.request_id, method=entry.out.method, path=entry.out.path,
-                              bot=entry.bot, transport=entry.transport)
-            try:
-                account = self.account(entry.account, outcome)
-                dialect = account.adapter.websocket(entry.out.path) if entry.transport == "ws" and account.adapter \
-                    else None
-                if entry.transport == "ws" and dialect is None:
-                    raise Refused("unknown_endpoint", f"no WebSocket dialect for {entry.out.path[:80]}")
-                route = self.route(entry.account, entry.out.method, entry.out.path, outcome, dialect=dialect)
-                outcome.placed_by = (entry.bot, entry.facts)
-                outcome.track = (entry.bot, entry.facts) if "t" in entry.roles else None
-                self.learn(route, entry.out, entry.status, entry.body, outcome, journaled=entry.number)
-            except Exception as e:  # a line that cannot be learned must not keep the daemon from starting
-                log.error("a journalled order answer could not be learned again: the positions book finds the "
-                          "order at reconciliation; its open-order count and owner record are not kept",
-                          extra={"error": str(e)[:200], "kind": type(e).__name__, "request_id": entry.request_id})
-                self.journal.give_up(entry.number)
-                continue
-            learned += 1
-        self.journal.emptied()
-        return learned
-
-    def learn(self, route: Route, out: OutboundRequest, status: int, body: bytes, outcome: Outcome,
-              journaled: int | None = None, later: bool = False) -> None:
-        """What keyproxy learns from an answer: prices and contract sizes (public), whether the exchange
-        refused the real key, and the bot's open orders and positions (after `relayed`, for a private
-        answer). `body` is b"" when the answer was too large to read: adapters then count conservatively
-        (an order counts as resting, no cancel is believed). `journaled`: the answers journal's line of this
-        answer, marked learned in the same state.db transaction. `later`: an answer already sent on, whose
-        open orders and positions are learned with the others of this loop turn (`LearnQueue`); whether the key was
-        refused is known when this returns."""
-        account, endpoint, adapter = route.account, route.endpoint, route.adapter
-        name = account.info.name
-        if endpoint.cls is EndpointClass.PUBLIC:
-            if status == 200 and body:
-                self.markets.learn(name, adapter, out.path, body)
-                if adapter.fill_markets:  # public order answers (Hyperliquid's userFills, orderStatus)
-                    self.risk.learn(name, adapter, None, out, status, body)
-            return
-        try:
-            rejection = adapter.key_rejected(status, body, out.method, out.path)
-            outcome.key_rejected = rejection is KeyRejection.INVALID
-            outcome.key_denied = rejection is KeyRejection.DENIED
-            if outcome.placed_by is not None:  # a call refused in part that placed or cancelled orders anyway
-                status, body = adapter.settled_answer(out, status, body)
-        except Exception as e:
-            if not later:
-                raise
-            # the answer is about to reach the bot whatever this reading says: it goes, and its bookkeeping is
-            # still queued on what was read (an answer sent before this raised used to be sent all the same)
-            log.error("an exchange answer could not be read for the key's standing", extra={
-                "kind": type(e).__name__, "request_id": outcome.request_id})
-        learning = (name, adapter, out, status, body, outcome, journaled)
-        if later and self.learning is not None:
-            self.learning.add(learning)
-            return
-        self.flush_learning()  # the answers that arrived before this one are learned before it
-        try:
-            self._learn_private(*learning)
-        except BaseException:
-            self._unlearned(learning)
-            raise
-        self._learned(learning)
-
-    def flush_learning(self) -> None:
-        """The answers waiting for their bookkeeping learned now: before a decision, an answer learned at once, a
-        pushed order update, and at shutdown."""
-        if self.learning is not None and len(self.learning):
-            self.learning.flush()
-
-    def _unlearned(self, learning: Learning) -> None:
-        """An answer's bookkeeping rolled back: its journal line is learned again at the next start, its order
-        counted as unanswered meanwhile."""
-        outcome, journaled = learning[5], learning[6]
-        self.sweeps.release(outcome.request_id)  # its answer was read: a cancel-all holds other bots' orders no more
-        if self.usage is not None:
-            self.usage.forget_cached()  # its open-order changes were rolled back with it
-        if journaled is not None and self.journal is not None:
-            self.journal.failed(journaled)
-            self.in_flight.hold(outcome, self.clock_ms() / 1000 + IN_FLIGHT_S)
-
-    def _learned(self, learning: Learning) -> None:
-        """An answer's bookkeeping committed: its order counts from the answer now, no longer as on its way (not
-        before the commit: a transaction that fails leaves it counted on its way, `_unlearned`)."""
-        status, body, outcome, journaled = learning[3:7]
-        if outcome.placed_by is None or (status < 500 and body):
-            self.in_flight.answered(outcome)
-        else:  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
-            self.in_flight.unanswered(outcome)
-        if journaled is not None and self.journal is not None:
-            self.journal.done(journaled)
-
-    def _learn_private(self, name: str, adapter: Adapter, out: OutboundRequest, status: int, body: bytes,
-                       outcome: Outcome, journaled: int | None) -> None:
-        """A private answer's bookkeeping, one state.db transaction (with its journal line's mark)."""
-        with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
-            if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
-                self.owners.track_open_orders(name, adapter, outcome.track, out, status, body, outcome.opens_mark,
-                                              outcome.opens_since)
-            # the ids the exchange gave the orders this bot placed, read once for both books
-            ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
-            if outcome.placed_by is not None:
-                self.owners.attribute(name, adapter, outcome.placed_by, ids,
-                                      client_ids=adapter.placed_client_ids(status, body))
-            elif outcome.unread_by is not None and 200 <= status < 300 and body:
-                self.owners.attribute(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
-                                      new_only=True)
-            if 200 <= status < 300 and body:
-                self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
-                if out.method == "GET":
-                    self.owners.learn_resting_clients(name, adapter, out, status, body)
-            if outcome.facts is not None and outcome.facts.action == "cancel":
-                self.owners.changed(name)  # a listing of resting orders from before it is stale
-                self.owners.forget_cancelled(name, adapter, outcome.bot, outcome.facts, out, status, body)
-            if journaled is not None and self.journal is not None:
-                self.journal.mark(journaled)
-
-    def learn_read(self, account_name: str, adapter: Adapter, call: tuple[str, str, str, bytes], status: int,
-                   body: bytes) -> None:
-        """The answer to a read of keyproxy's own about one order (`NeedOrders`), learned as a bot's read of it is:
-        what the stop it came from names (its owner), after the answers relayed before it."""
-        if not 200 <= status < 300 or not body:
-            return
-        self.flush_learning()
-        method, path, query, sent = call
-        out = OutboundRequest(method, "", path, query, {}, sent)
-        with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
-            self.risk.learn(account_name, adapter, None, out, status, body)
-            self.owners.learn_resting_clients(account_name, adapter, out, status, body)
-
-    def learn_stream(self, account_name: str, dialect: Adapter | None, text: str) -> None:
-        """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book, after
-        the answers relayed before them (an order's fill after its placement)."""
-        self.flush_learning()
-        account = self._snapshot().accounts.get(account_name)
-        adapter = dialect or (account.adapter if account is not None else None)
-        if adapter is not None:
-            self.risk.learn_stream(account_name, adapter, text)
-
-
 def may_read(bot: BotEntry) -> bool:
     """Whether the bot may read the account's private data (its `read` scope): a private stream is a read."""
     return "read" in bot.policy.scopes
@@ -893,12 +564,3 @@ def _other_trader(snap: Snapshot, account: str, bot: str, opening: bool = False)
                     and "trade" in entry.policy.scopes and not (opening and entry.policy.reduce_only):
                 return str(info.name)
     return None
-
-
-def _strip_or_refuse(adapter: object, req: IncomingRequest) -> IncomingRequest:  # noqa: D103
-    try:
-        return adapter.strip(req)  # type: ignore[attr-defined,no-any-return]
-    except BadRequest as e:
-        raise Refused("bad_request", e.message) from None
-
-

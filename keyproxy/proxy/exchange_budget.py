@@ -16,7 +16,7 @@ from keyproxy.proxy.refusal import Refused
 
 if TYPE_CHECKING:
     from keyproxy.policy.budget import Budget
-    from keyproxy.proxy.core import Outcome, Route
+    from keyproxy.proxy.outcome import Outcome, Route
     from keyproxy.proxy.registry import AccountEntry
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)

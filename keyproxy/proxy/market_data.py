@@ -28,7 +28,8 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.base import IncomingRequest, order_ids_in
 from keyproxy.policy.model import RequestFacts
 from keyproxy.proxy.cancel_orders import list_resting
-from keyproxy.proxy.core import Core, Outcome, Route, new_request_id
+from keyproxy.proxy.core import Core
+from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.markets import NeedReference, PublicCall, scope_reference
 from keyproxy.proxy.order_owners import FAILED, MISSING, SHOWN, NeedOrders, NeedResting
 from keyproxy.proxy.sweeps import NeedQuiet

@@ -18,7 +18,8 @@ from yarl import URL
 
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
-from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn, Outcome, Route, new_request_id
+from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn
+from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.public_cache import Cached, PublicCache, max_age

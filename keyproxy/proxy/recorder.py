@@ -19,7 +19,7 @@ from keyproxy.audit.log import get_logger
 from keyproxy.audit.trail import AuditTrail, AuditUnavailable
 from keyproxy.metrics import Metrics
 from keyproxy.policy.decide import RISK_RULES
-from keyproxy.proxy.core import Outcome
+from keyproxy.proxy.outcome import Outcome
 from keyproxy.proxy.refusal import Refused
 
 log = get_logger("keyproxy.request")

@@ -27,7 +27,8 @@ from keyproxy.audit.log import get_logger
 from keyproxy.errors import KeyproxyError
 from keyproxy.exchanges.base import IncomingRequest, OutboundRequest
 from keyproxy.exchanges.open_orders import MAX_PAGES, SWEEPS, ListingError
-from keyproxy.proxy.core import Core, Outcome, new_request_id
+from keyproxy.proxy.core import Core
+from keyproxy.proxy.outcome import Outcome, new_request_id
 from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls, what_failed

@@ -32,7 +32,8 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, Adapter, BadRequest, EndpointClass, IncomingRequest, KeyRejection, OutboundRequest,
 )
 from keyproxy.policy.budget import Charge
-from keyproxy.proxy.core import Core, Outcome, Route, may_read, new_request_id
+from keyproxy.proxy.core import Core, may_read
+from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData

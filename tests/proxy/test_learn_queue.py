@@ -128,7 +128,8 @@ def test_orders_whose_bookkeeping_failed_to_commit_still_count_on_their_way(tmp_
     from decimal import Decimal
 
     from keyproxy.exchanges.binance import Binance
-    from keyproxy.proxy.core import Core, Outcome
+    from keyproxy.proxy.core import Core
+    from keyproxy.proxy.outcome import Outcome
     from keyproxy.state import UsageBook
 
     store = StateStore(tmp_path / "state.db")
@@ -207,7 +208,8 @@ def test_an_answer_whose_reading_raises_still_reaches_the_bot_and_is_queued(tmp_
     from types import SimpleNamespace
 
     from keyproxy.exchanges.base import EndpointClass
-    from keyproxy.proxy.core import Core, Outcome
+    from keyproxy.proxy.core import Core
+    from keyproxy.proxy.outcome import Outcome
 
     def unreadable(*args: object) -> None:
         raise ValueError("odd answer")

@@ -313,7 +313,8 @@ def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:
     without trading limits) was never attributed, so `halt --bot B --cancel-orders` left its legs resting. The orders
     any 2xx answer to such a trade request names are the sending bot's now."""
     from keyproxy.exchanges.base import IncomingRequest
-    from keyproxy.proxy.core import Core, Outcome
+    from keyproxy.proxy.core import Core
+    from keyproxy.proxy.outcome import Outcome
     from keyproxy.state import StateStore, placed_key
     store, rest = StateStore(tmp_path / "state.db"), Binance()
     core = Core(lambda: None, sequences=store)  # type: ignore[arg-type,return-value]
