@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from keyproxy.exchanges.base import AdapterHooks, IssuedBotKey, OutboundRequest
+from keyproxy.exchanges.hooks import AdapterHooks
+from keyproxy.exchanges.base import IssuedBotKey, OutboundRequest
 
 
 class WsDialect(AdapterHooks):

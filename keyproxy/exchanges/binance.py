@@ -25,12 +25,12 @@ from keyproxy.exchanges._fills import loads
 from keyproxy.exchanges.binance_budget import (
     BUDGETS, MARKET_LIST_TTL, MARKET_LISTS, binance_connection_costs, binance_costs, params_of,
 )
+from keyproxy.exchanges.hooks import AdapterHooks
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
-    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,

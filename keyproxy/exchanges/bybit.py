@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.hooks import AdapterHooks
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, iso_time, json_or_none
 from keyproxy.exchanges.base import (
     KeyRejection,
     Adapter,
-    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,

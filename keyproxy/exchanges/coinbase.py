@@ -39,13 +39,13 @@ import uuid
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
+from keyproxy.exchanges.hooks import AdapterHooks
 from keyproxy.exchanges.base import RefusalKind as K, refusal_kind
 from keyproxy.exchanges.permissions import KeyPermissions, json_or_none
 from keyproxy.exchanges.base import (
     OrderUpdate,
     Adapter,
     KeyRejection,
-    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,

@@ -34,9 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges import _eth
+from keyproxy.exchanges.hooks import AdapterHooks
 from keyproxy.exchanges.base import (
     OrderUpdate,
-    AdapterHooks,
     AuthFailure,
     BadRequest,
     BotKey,
