@@ -306,7 +306,7 @@ class Daemon:
         return KeyAtExchange(entry.info.name, entry.info.exchange, entry.adapter, entry.upstream, key or entry.key)
 
     def _own_nonce(self, target: KeyAtExchange) -> int | None:
-        return self.nonces.next(target.name) if target.adapter.needs_nonce else None
+        return self.nonces.for_adapter(target.name, target.adapter)
 
     async def verify_new_key(self, account: str, creds: Any) -> tuple[bool, str]:
         entry = self.state.snapshot.accounts.get(account)

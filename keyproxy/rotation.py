@@ -68,7 +68,7 @@ def stored_nonces(state: Any) -> Callable[[KeyAtExchange], int | None]:
     from keyproxy.state import NonceSequence
 
     sequence = NonceSequence(state) if state is not None else None
-    return lambda t: sequence.next(t.name) if sequence is not None and t.adapter.needs_nonce else None
+    return lambda t: sequence.for_adapter(t.name, t.adapter) if sequence is not None else None
 
 
 async def check_new_key(target: KeyAtExchange, clients: UpstreamClients, nonce: int | None) -> tuple[bool, str]:

@@ -172,6 +172,12 @@ class StateStore:
                 (account, ceiling, ceiling),
             )
 
+    def set_nonce_ceiling(self, account: str, ceiling: int) -> None:
+        """The ceiling set as it is, lower too: only to repair one counted in the wrong unit (`NonceSequence.next`)."""
+        with self._lock:
+            self._db.execute("INSERT INTO nonces VALUES (?, ?) ON CONFLICT(account) DO UPDATE SET ceiling = ?",
+                             (account, ceiling, ceiling))
+
     def advance_bot_sequence(self, bot: str, value: int) -> bool:
         """Record `value` as the bot's newest nonce; False if it is not above the last one (a replay)."""
         with self._lock:
@@ -511,6 +517,9 @@ class StateStore:
         self._db.close()
 
 
+US_SCALE = 10**14  # a nonce this large counts µs (as ms it would be the year 5138; µs now are ~1.8e15)
+
+
 class NonceSequence:
     """One strictly increasing nonce sequence per account's real key.
 
@@ -529,14 +538,25 @@ class NonceSequence:
         self._last: dict[str, int] = {}
         self._ceiling: dict[str, int] = {}
 
+    def for_adapter(self, account: str, adapter: Any) -> int | None:
+        """keyproxy's own call's nonce for the account, in its exchange's unit (None: the exchange takes none)."""
+        return self.next(account, per_ms=adapter.nonce_in_ms) if adapter.needs_nonce else None
+
     def next(self, account: str, per_ms: bool = False, floor: int = 0) -> int:
         """The account's next nonce, above `floor` too (the highest another instance of a fleet used); `per_ms`:
         the sequence counts milliseconds (Hyperliquid's nonces are ms timestamps). An account's key belongs
         to one exchange, so its sequence keeps one unit."""
-        if account not in self._ceiling:
-            self._ceiling[account] = self._store.nonce_ceiling(account)
-            self._last[account] = self._ceiling[account]  # never reuse anything below a persisted ceiling
         unit = 1000 if per_ms else 1
+        if account not in self._ceiling:
+            ceiling = self._store.nonce_ceiling(account)
+            if per_ms and ceiling >= US_SCALE:
+                # counted in µs by a version that drew keyproxy's own nonces (rotation, `key audit`, `doctor`) in µs
+                # for a ms exchange: Hyperliquid refused each one (outside its window of a few days), and every nonce
+                # after it, so none was used; the sequence goes on in ms from there (session 32)
+                ceiling //= 1000
+                self._store.set_nonce_ceiling(account, ceiling)
+            self._ceiling[account] = ceiling
+            self._last[account] = ceiling  # never reuse anything below a persisted ceiling
         value = max(self._clock_us() // unit, self._last[account] + 1, floor + 1)
         if value >= self._ceiling[account]:
             ceiling = value + self._reserve // unit

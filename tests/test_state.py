@@ -47,6 +47,25 @@ def test_a_millisecond_sequence_counts_ms_and_persists_its_ceiling_in_ms(tmp_pat
     assert burst[-1] < again <= burst[-1] + 60_000 + 1
 
 
+def test_keyproxys_own_nonces_are_in_the_exchanges_unit_and_a_us_ceiling_is_repaired(tmp_path: Path) -> None:
+    """Session 32: a rotation's (and `key audit`'s, `doctor`'s) own nonce was drawn in µs for Hyperliquid, whose
+    nonces are ms: the sequence's ceiling went to µs and every later nonce was outside Hyperliquid's window, so no
+    order went again. Drawn in the adapter's unit now; a ceiling left in µs goes back to ms (none above it was used)."""
+    from keyproxy.exchanges import default_adapters
+
+    adapters = default_adapters()
+    clock = [1_790_000_000_000_000]  # µs
+    store = StateStore(tmp_path / "s.db")
+    seq = NonceSequence(store, clock_us=lambda: clock[0])
+    assert seq.for_adapter("hl", adapters["hyperliquid"]) == 1_790_000_000_000
+    assert seq.for_adapter("kr", adapters["kraken"]) == 1_790_000_000_000_000
+    assert seq.for_adapter("bn", adapters["binance"]) is None
+    store.raise_nonce_ceiling("broken", 1_790_000_060_000_000)  # what a µs draw left
+    repaired = NonceSequence(store, clock_us=lambda: clock[0]).next("broken", per_ms=True)
+    assert 1_790_000_000_000 <= repaired <= 1_790_000_060_000 + 1
+    assert store.nonce_ceiling("broken") < 10**14
+
+
 def test_kill_9_never_repeats_a_nonce(tmp_path: Path) -> None:
     """A child hands out nonces as fast as it can; after each kill the next nonce is above all it printed."""
     db = tmp_path / "s.db"

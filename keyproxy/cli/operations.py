@@ -36,8 +36,9 @@ async def check_key(info: dict[str, Any], creds: Credentials, state: Any = None)
     upstream = resolve_upstream(adapter, info["base_url"], info["insecure_upstream"], info.get("environment"))
     target = KeyAtExchange(info["name"], info["exchange"], adapter, upstream, real_key(info["key_type"], creds))
     nonce = None
-    if adapter.needs_nonce:
-        nonce = NonceSequence(state).next(info["name"]) if state else time.time_ns() // 1000
+    if adapter.needs_nonce:  # in the exchange's unit (Hyperliquid's ms: a µs nonce broke the account's sequence)
+        nonce = NonceSequence(state).for_adapter(info["name"], adapter) if state else \
+            time.time_ns() // (1_000_000 if adapter.nonce_in_ms else 1000)
     clients = UpstreamClients()
     try:
         return await check_new_key(target, clients, nonce)

@@ -91,6 +91,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v5/order/disconnected-cancel-all"): Route(True, None, "set_dcp"),
     ("GET", "/v5/asset/coin/query-info"): Route(True, None, "coin_info"),
     ("POST", "/v5/order/create"): Route(True, "trade", "create_order"),
+    ("POST", "/v5/order/pre-check"): Route(True, "trade", "pre_check"),
     ("POST", "/v5/order/cancel"): Route(True, "trade", "cancel_order"),
     ("POST", "/v5/order/create-batch"): Route(True, "trade", "create_batch"),
     ("GET", "/v5/order/realtime"): Route(True, None, "open_orders"),

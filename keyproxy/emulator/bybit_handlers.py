@@ -216,7 +216,21 @@ class BybitHandlers:
 
     # -- orders --------------------------------------------------------------------
     def create_order(self, call: Call) -> dict[str, Any]:
-        category = _category(call, ("spot", "linear", "inverse"))
+        order = self._new_order(call, ("spot", "linear", "inverse"))
+        call.acct.place(order)
+        self._changed(call.acct, order, call.now)
+        return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+
+    def pre_check(self, call: Call) -> dict[str, Any]:
+        """"Pre Check Order": the initial and maintenance margin rates before and after the order, which is checked as a
+        create is and never placed (inverse, linear, option; the rates here are the emulator's own)."""
+        order = self._new_order(call, ("linear", "inverse"))
+        return {"orderId": order.order_id, "orderLinkId": order.order_link_id, "preImrE4": 0, "preMmrE4": 0,
+                "postImrE4": 100, "postMmrE4": 50}
+
+    def _new_order(self, call: Call, categories: tuple[str, ...]) -> Any:
+        """The order a create's parameters describe, checked as Bybit checks them (not placed)."""
+        category = _category(call, categories)
         market = _market(call, category)
         side = _text(call, "side")
         if side not in ("Buy", "Sell"):
@@ -245,11 +259,8 @@ class BybitHandlers:
         if tif not in ("GTC", "IOC", "FOK", "PostOnly"):
             raise params_error("timeInForce invalid")
         link_id = call.params.get("orderLinkId") or ""
-        order = Order(new_order_id(category), str(link_id), market, side, order_type, qty,
-                      price, tif, call.now, reduce_only=bool(call.params.get("reduceOnly")))
-        call.acct.place(order)
-        self._changed(call.acct, order, call.now)
-        return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+        return Order(new_order_id(category), str(link_id), market, side, order_type, qty,
+                     price, tif, call.now, reduce_only=bool(call.params.get("reduceOnly")))
 
     def _changed(self, account: Any, order: Any, now: int) -> None:
         """An order changed (REST or WebSocket): the `order` topic of the account's sockets hears of it."""

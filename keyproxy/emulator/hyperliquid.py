@@ -14,7 +14,7 @@ Served for unmodified ccxt 4.5.90 ``hyperliquid()`` and hyperliquid-python-sdk 0
 ``clearinghouseState``, ``spotClearinghouseState``, ``openOrders``, ``frontendOpenOrders``,
 ``orderStatus``, ``userFills``, ``userAbstraction``, ``userRole``, ``extraAgents``; actions ``order``,
 ``cancel``, ``cancelByCloid``, ``updateLeverage``, ``scheduleCancel``, ``approveAgent``,
-``approveBuilderFee``, ``withdraw3``, ``usdSend``, ``spotSend``, ``usdClassTransfer``.
+``approveBuilderFee``, ``batchModify``, ``withdraw3``, ``usdSend``, ``spotSend``, ``usdClassTransfer``.
 """
 
 from __future__ import annotations
@@ -31,12 +31,17 @@ from keyproxy.emulator.base import Clock, RequestNote
 from keyproxy.emulator.hyperliquid_auth import USER_SIGNED, HyperliquidError, NonceSet, l1_signer, user_signer
 
 PERPS = (("BTC", 5, 50, "65000.0"), ("ETH", 4, 25, "3500.0"), ("SOL", 2, 20, "150.0"))  # name, szDecimals, lev, mid
-SPOT = (("PURR/USDC", 0, "0.2"),)  # name, base token index, mid
+# name, base token index, mid: Hyperliquid names every pair but the first few by its index (`@1`), in spotMeta and
+# allMids alike
+SPOT = (("PURR/USDC", 0, "0.2"), ("@1", 2, "1.5"))
 SPOT_OFFSET = 10_000
 TOKENS = ({"name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
            "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True, "evmContract": None, "fullName": None},
           {"name": "PURR", "szDecimals": 0, "weiDecimals": 5, "index": 1,
-           "tokenId": "0xc1fb593aeffbeb02f85e0308e9956a90", "isCanonical": True, "evmContract": None, "fullName": None})
+           "tokenId": "0xc1fb593aeffbeb02f85e0308e9956a90", "isCanonical": True, "evmContract": None, "fullName": None},
+          {"name": "HFUN", "szDecimals": 2, "weiDecimals": 8, "index": 2,
+           "tokenId": "0xbaf265ef389da684513d98d68edf4eae", "isCanonical": False, "evmContract": None,
+           "fullName": None})
 
 
 def _meta() -> dict[str, Any]:
@@ -45,7 +50,7 @@ def _meta() -> dict[str, Any]:
 
 
 def _spot_meta() -> dict[str, Any]:
-    return {"universe": [{"tokens": [base, 0], "name": n, "index": i, "isCanonical": True}
+    return {"universe": [{"tokens": [base, 0], "name": n, "index": i, "isCanonical": not n.startswith("@")}
                          for i, (n, base, _) in enumerate(SPOT)], "tokens": list(TOKENS)}
 
 
@@ -298,6 +303,18 @@ class HyperliquidEmulator:
                     order.status = "canceled"
                     statuses.append("success")
             return {"type": "cancel", "data": {"statuses": statuses}}
+        if kind == "batchModify":  # each order named (by oid, or by cloid) cancelled and placed anew, under a new oid
+            statuses = []
+            for m in action.get("modifies", []):
+                ref = m.get("oid") if isinstance(m, dict) else None
+                order = user.orders.get(ref) if isinstance(ref, int) else next(
+                    (o for o in user.orders.values() if ref is not None and o.cloid == ref), None)
+                if order is None or order.status != "open":
+                    statuses.append({"error": "Cannot modify canceled or filled order"})
+                    continue
+                order.status = "canceled"
+                statuses.append(self._place(user, m.get("order")))
+            return {"type": "order", "data": {"statuses": statuses}}
         if kind == "updateLeverage":
             asset, leverage = action.get("asset"), action.get("leverage")
             _coin(asset)

@@ -89,6 +89,9 @@ ENDPOINT_GROUPS: dict[tuple[str, bool], tuple[str, ...]] = {
         "GET /v5/system/status",
     ),
     ("read", True): (
+        # "Pre-check order": the margin an order would take, from Bybit, which places none (its answer names an
+        # orderId and orderLinkId all the same: read as a placement it made a client id another bot's, session 32)
+        "POST /v5/order/pre-check",
         "GET /v5/account/borrow-history",
         "GET /v5/account/collateral-info",
         "GET /v5/account/contract-transaction-log",
@@ -317,7 +320,6 @@ ENDPOINT_GROUPS: dict[tuple[str, bool], tuple[str, ...]] = {
         "POST /v5/order/create",
         "POST /v5/order/create-batch",
         "POST /v5/order/disconnected-cancel-all",
-        "POST /v5/order/pre-check",
         "POST /v5/position/add-margin",
         "POST /v5/position/confirm-pending-mmr",
         "POST /v5/position/set-auto-add-margin",

@@ -28,7 +28,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.policy.model import RequestFacts, normalize_symbol
 
-_ORDER_PLACEMENT = {"/v5/order/create", "/v5/order/pre-check"}
+_ORDER_PLACEMENT = {"/v5/order/create"}
 _BATCH_PLACE, _BATCH_AMEND, _BATCH_CANCEL = "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch"
 _CANCELS = {"/v5/order/cancel", "/v5/order/cancel-all", _BATCH_CANCEL}
 _LEVERAGE = {"/v5/position/set-leverage", "/v5/position/switch-isolated", "/v5/spot-margin-trade/set-leverage"}
@@ -168,7 +168,10 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         hedged=category in ("linear", "inverse") and body.get("positionIdx") not in (None, "", 0, "0"),
                         # spot isLeverage=1: a margin trade that borrows (needs the transfer scope)
                         borrows=category == "spot" and body.get("isLeverage") in (1, "1"),
-                        untracked=_attached(body))
+                        untracked=_attached(body),
+                        client_id=_text(body.get("orderLinkId")),  # never another bot's (OrderOwners.own_client_ids)
+                        # "CancelMaker" / "CancelBoth": Bybit cancels the resting order it meets under the same UID
+                        cancels_met=_text(body.get("smpType")) not in (None, "None", "CancelTaker"))
 
 
 def _attached(body: dict[str, object]) -> str | None:

@@ -252,7 +252,10 @@ def _order(params: Mapping[str, object], symbol: str | None) -> RequestFacts:
         untracked="Kraken places a conditional close as an order of its own" if params.get("close")
         or any(k.startswith("close[") for k in params) else None,
         # its cl_ord_id, recorded as the placing bot's (AddOrder's answer does not echo it)
-        client_id=param_text(params, "cl_ord_id") or None)
+        client_id=param_text(params, "cl_ord_id") or None,
+        # self-trade prevention that cancels the resting order it meets (`stptype`, WebSocket v2's `stp_type` as
+        # cancel_oldest; the default, cancel-newest, cancels this one)
+        cancels_met=(param_text(params, "stptype") or "").lower().replace("_", "-") in ("cancel-oldest", "cancel-both"))
 
 
 def _names(value: object) -> list[str]:

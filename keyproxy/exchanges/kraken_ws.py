@@ -119,6 +119,7 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
         out["txid"] = _text(p.get("order_id"))
     if _text(p.get("cl_ord_id")) is not None:  # recorded as the placing bot's
         out["cl_ord_id"] = _text(p.get("cl_ord_id"))
+    out["stptype"] = _text(p.get("stp_type"))  # cancel_newest (the default), cancel_oldest, cancel_both
     return {k: v for k, v in out.items() if v is not None}
 
 

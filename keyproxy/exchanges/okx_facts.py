@@ -316,7 +316,8 @@ def _order(params: dict[str, object]) -> RequestFacts:
         # isolated) borrows automatically
         reduce_only=param_true(params, "reduceOnly") and td_mode != "cash" and market != "option"
         and not _hedge_leg(params),
-        borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params))
+        borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params),
+        client_id=param_text(params, "clOrdId") or None)  # never another bot's (OrderOwners.own_client_ids)
 
 
 def _hedge_leg(params: Mapping[str, object]) -> bool:

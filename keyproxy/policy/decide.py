@@ -544,8 +544,9 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
         # nowhere and counted against no daily cap (session 27's review)
         return deny(DenyCode.NOTIONAL_UNKNOWN, f"{untracked}: keyproxy cannot value or count what those orders "
                     "trade, so the bot's notional limits could not hold")
-    if untracked is not None and policy.max_open_orders is not None and facts.placed():
-        # the children rest under ids no answer names: uncounted, a bot could keep any number of them resting
+    if untracked is not None and policy.max_open_orders is not None:
+        # the children rest under ids no answer names: uncounted, a bot could keep any number of them resting (a
+        # position's take-profit or stop-loss set with no order placed too: Bybit's `trading-stop`, a tp/sl amend)
         return deny(DenyCode.OPEN_ORDERS, f"{untracked}: keyproxy cannot count those orders, so max_open_orders "
                     "could not hold")
     if policy.symbols is not None and facts.action in ("leverage", "other"):

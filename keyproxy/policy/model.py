@@ -85,6 +85,11 @@ class RequestFacts:
     # a timer the exchange will run down and then cancel every order of the scope (a countdown, a cancel-all-after, a
     # disconnect-cancel-all): whose orders rest when it fires, no check made now can tell
     cancels_later: bool = False
+    # the order asks the exchange's self-trade prevention to cancel the resting orders it meets (Bybit `smpType`
+    # CancelMaker / CancelBoth, Kraken `stptype` cancel-oldest / cancel-both): the exchange sees one account, so
+    # those may be any bot's (session 32's review: a 1 USD order cancelled another bot's where keyproxy's own
+    # self-cross check does not look)
+    cancels_met: bool = False
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

@@ -62,12 +62,15 @@ def total_notional(facts: RequestFacts, prices: dict[str, Decimal]) -> Decimal |
 
 
 def order_size(leg: RequestFacts, last: Decimal | None) -> Decimal | None:
-    """An order's size in base units (or contracts): a quote-sized order's at `last`, the last price seen. A size of 0
-    is an exchange's "the whole position" (Bybit qty 0 with closeOnTrigger, Kraken margin volume 0): not known."""
+    """An order's size in base units (or contracts): a quote-sized order's at the lowest price it may execute at
+    that keyproxy knows of (`last`, the last price seen; its limit; its trigger: a stop sized in quote that triggers
+    below the last price buys more than it would now, session 32's review). A size of 0 is an exchange's "the whole
+    position" (Bybit qty 0 with closeOnTrigger, Kraken margin volume 0): not known."""
     if leg.quantity == 0 or leg.quote_quantity == 0:
         return None
     if leg.quantity is not None:
         return leg.quantity
     if leg.quote_quantity is not None and last:
-        return leg.quote_quantity / last
+        lowest = min(p for p in (last, leg.price, leg.trigger_price) if p is not None and p > 0)
+        return leg.quote_quantity / lowest
     return None

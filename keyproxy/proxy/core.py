@@ -505,6 +505,11 @@ class Core(CoreIdentity, CoreAnswers):
             raise Refused("policy_denied", f"bot {name!r}: this sets a timer that cancels every order of "
                           f"{facts.scope} when it runs out, whoever placed them, and bot {other!r} trades on this "
                           "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
+        if (other := _other_trader(snap, account.info.name, name) if any(
+                leg.cancels_met for leg in (facts, *facts.placed())) else None) is not None:
+            raise Refused("policy_denied", f"bot {name!r}: this order asks the exchange to cancel the resting orders "
+                          f"it meets (self-trade prevention), and bot {other!r} trades on this account too: the "
+                          "exchange sees one account, so those may be another bot's orders")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
             # in a fleet, a cancel-all the positions book judges on an account other bots trade waits for the book to
             # hold the other instances' newest orders (sweeps.py `_settle`); one judged by the exchange's listing
@@ -522,8 +527,8 @@ class Core(CoreIdentity, CoreAnswers):
             if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, request_id=outcome.request_id):
                 # an order of no known owner may be another bot's on its way: its answer names the owner
                 self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
-        if facts.action == "order" and adapter is not None:
-            self.owners.own_client_ids(account.info.name, adapter, name, facts)
+        if facts.action in ("order", "amend") and adapter is not None:  # an amend's new client id too (a Hyperliquid
+            self.owners.own_client_ids(account.info.name, adapter, name, facts)  # modify's `c`: session 32's review)
         shared = outcome.shared
 
         def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)

@@ -21,7 +21,7 @@ from typing import Any
 from keyproxy.exchanges.base import Adapter, IncomingRequest
 from keyproxy.policy.decide import needs_reference
 from keyproxy.policy.valuation import needs_market_price
-from keyproxy.policy.model import BotPolicy, RequestFacts
+from keyproxy.policy.model import BotPolicy, RequestFacts, normalize_symbol
 from keyproxy.proxy.refusal import Refused
 
 PublicCall = tuple[str, str, str, bytes]  # method, path, query, body
@@ -143,14 +143,20 @@ class MarketBook:
     def named_policy(self, account: str, policy: BotPolicy) -> BotPolicy:
         """The policy with its `symbols` allowlist named as the facts are (`#<spelling>` -> the market's one name,
         where the exchange publishes several spellings: Kraken), so an operator's `XXBTZUSD` or `BTC/USD` allows
-        what the facts call `XBTUSD`. Cached per policy until more names are learned."""
+        what the facts call `XBTUSD`; and a market named by the exchange in a form the allowlist's spelling drops
+        (Hyperliquid's `PURR/USDC`, `@107`, `kPEPE`) allowed as the operator wrote it. An entry of digits alone is
+        never read as a market's number (`#<asset>`, Hyperliquid's): `@1` is spot pair @1, never perp asset 1
+        (session 32's review). Cached per policy until more names are learned."""
         names = self.names.get(account, {})
         cached = self._named_policies.get((account, id(policy)))
         if cached is not None and cached[0] is policy and cached[1] == len(names):
             return cached[2]
         assert policy.symbols is not None
-        symbols = tuple(dict.fromkeys((*policy.symbols, *(names[k] for s in policy.symbols
-                                                          if (k := "#" + s) in names))))
+        allowed = set(policy.symbols)
+        spelled = (names[k] for s in policy.symbols if not s.isdigit() and (k := "#" + s) in names)
+        as_written = (name for key, name in names.items() if not key.startswith("*")
+                      and name not in allowed and normalize_symbol(name) in allowed)
+        symbols = tuple(dict.fromkeys((*policy.symbols, *spelled, *as_written)))
         named = policy if symbols == policy.symbols else replace(policy, symbols=symbols)
         if len(self._named_policies) > 1024:
             self._named_policies.clear()

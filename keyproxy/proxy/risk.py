@@ -274,6 +274,13 @@ class RiskDesk:
         ids = [oid if i < len(legs) and legs[i].market in adapter.fill_markets else "" for i, oid in enumerate(ids)]
         if adapter.order_ids_per_market:
             ids = [book_id(oid, legs[i].scope) if adapter.id_per_market(oid) else oid for i, oid in enumerate(ids)]
+        # a quote-sized order rests at the size it was checked at (quote / the lowest price it may execute at): the
+        # answer names its id alone, and with no size booked it weighed nothing under a position cap until a fill
+        # was read (a Bybit spot market buy in USDT, a quote-sized stop resting for days: session 32's review)
+        prices = self.markets.last_prices(account, facts)
+        legs = tuple(replace(leg, quantity=order_size(leg, prices.get(leg.symbol or "")))
+                     if leg.quantity is None and leg.quote_quantity is not None and leg.contract is None else leg
+                     for leg in legs)
         # a conditional order rests off the order book till its trigger: its size counts, its price crosses nothing
         legs = tuple(replace(leg, price=None) if leg.conditional else leg for leg in legs)
         for leg, oid in zip(legs, ids, strict=False):

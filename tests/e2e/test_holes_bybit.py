@@ -167,3 +167,67 @@ def test_a_notional_capped_bot_sets_no_stop_keyproxy_cannot_value(dev: DevStack)
     status, body, arrived = send(dev, capped, "POST", "/v5/position/trading-stop",
                                  {**stop, "stopLoss": "0"})
     assert body.get("error") is None and len(arrived) == 1, body
+
+
+def test_a_quote_sized_spot_buy_weighs_under_the_position_cap_once_answered(dev: DevStack) -> None:
+    """Session 32's review: a spot Market buy sized in USDT (a spot buy's default `marketUnit`) was booked with no
+    size once its answer (which names the order alone) was read, so it weighed nothing under `max_position` until a
+    fill was read: a bot capped at 0.01 BTC bought 0.033 BTC in four orders. It now rests at quote / price."""
+    creds = dev.add_bot("bbquotebuy", "bb", "read,trade", "--set", "max_position=0.01")
+    buy = {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "500"}  # ~0.0083
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", buy)
+    assert body.get("retCode") == 0 and len(arrived) == 1, body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", buy)
+    assert body.get("error") == "position_exceeded" and arrived == [], body
+
+
+def test_a_position_take_profit_or_stop_loss_is_refused_under_max_open_orders(dev: DevStack) -> None:
+    """Session 32's review: Bybit places a position's take-profit or stop-loss (`trading-stop`; a tp/sl-only amend)
+    as conditional orders of its own (in Partial mode each call adds one), which no answer names: a bot capped at one
+    open order rested any number of them. Refused as a create carrying them is; clearing them passes."""
+    creds = dev.add_bot("bbtpslcap", "bb", "read,trade", "--set", "max_open_orders=2")
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", LIMIT)
+    assert body.get("retCode") == 0, body
+    amend = {"category": "linear", "symbol": "BTCUSDT", "orderId": body["result"]["orderId"], "stopLoss": "19000"}
+    partial = {"category": "linear", "symbol": "BTCUSDT", "tpslMode": "Partial", "positionIdx": 0,
+               "stopLoss": "19000", "slSize": "0.001", "slOrderType": "Market"}
+    status, body, arrived = send(dev, creds, "POST", "/v5/position/trading-stop", partial)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/amend", amend)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+
+
+def test_a_pre_check_is_a_read_and_takes_no_other_bots_client_id(dev: DevStack) -> None:
+    """Session 32's review: `pre-check` was read as a placement, and its answer names an orderId and the
+    orderLinkId it was given, so a bot pre-checking under another bot's orderLinkId became its owner on record and
+    cancelled the other bot's order by it (and left a phantom order in the book). It is a read now; and no bot
+    places an order under another bot's orderLinkId."""
+    victim = dev.add_bot("bbpcvictim", "bb", "read,trade")
+    attacker = dev.add_bot("bbpcattacker", "bb", "read,trade", "--set", "max_order_notional=100000")
+    eth = {**LIMIT, "symbol": "ETHUSDT", "price": "1000", "qty": "0.01"}
+    status, body, _ = send(dev, victim, "POST", "/v5/order/create", {**eth, "orderLinkId": "bbpc-v1"})
+    assert body.get("retCode") == 0, body
+    status, body, arrived = send(dev, attacker, "POST", "/v5/order/pre-check", {**eth, "orderLinkId": "bbpc-v1"})
+    assert body.get("retCode") == 0 and body["result"]["orderLinkId"] == "bbpc-v1" and len(arrived) == 1, body
+    status, body, arrived = send(dev, attacker, "POST", "/v5/order/create", {**eth, "orderLinkId": "bbpc-v1"})
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    cancel = {"category": "linear", "symbol": "ETHUSDT", "orderLinkId": "bbpc-v1"}
+    status, body, arrived = send(dev, attacker, "POST", "/v5/order/cancel", cancel)
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    status, body, arrived = send(dev, victim, "POST", "/v5/order/cancel", cancel)
+    assert body.get("retCode") == 0 and len(arrived) == 1, body
+
+
+def test_an_order_that_cancels_the_orders_it_meets_is_refused_on_a_shared_account(dev: DevStack) -> None:
+    """Session 32's review: `smpType` CancelMaker or CancelBoth makes Bybit cancel the resting order a new one would
+    trade against under the same UID: every bot of the account shares it, so a 1 USD order cancelled another bot's
+    where keyproxy's self-cross check does not look (inverse contracts). Refused while another bot trades the
+    account; CancelTaker (which cancels the bot's own new order) passes."""
+    creds = dev.add_bot("bbsmp", "bb", "read,trade")
+    inverse = {"category": "inverse", "symbol": "BTCUSD", "side": "Buy", "orderType": "Limit", "qty": "1",
+               "price": "20000", "timeInForce": "IOC"}
+    for smp in ("CancelMaker", "CancelBoth"):
+        status, body, arrived = send(dev, creds, "POST", "/v5/order/create", {**inverse, "smpType": smp})
+        assert body.get("error") == "policy_denied" and "self-trade" in body.get("retMsg", "") and arrived == [], body
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", {**inverse, "smpType": "CancelTaker"})
+    assert len(arrived) == 1, body

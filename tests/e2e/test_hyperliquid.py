@@ -270,6 +270,11 @@ def test_key_rotate_accepts_only_a_signer_the_master_approved(hl: DevStack) -> N
     assert refused.returncode != 0 and "is not an approved agent of" in refused.stderr
     same = hl.cli("key", "rotate", "hl", input=json.dumps(hl.real_key.credentials), check=False)  # type: ignore[attr-defined]
     assert same.returncode == 0, same.stderr
+    # the rotation's own check drew a nonce in µs for a ms exchange, so every nonce after it was outside Hyperliquid's
+    # window and no order went again (session 32): an order after the rotation is placed
+    placed = _sdk(hl.add_bot("hl-after-rotate", "hl", "read,trade")).order("ETH", True, 0.01, 3000,
+                                                                          {"limit": {"tif": "Gtc"}})
+    assert placed["status"] == "ok" and "resting" in placed["response"]["data"]["statuses"][0], placed
 
 
 def _signed_body(private_key: str, nonce: int, vault: str | None = None, corrupt: bool = False) -> bytes:
@@ -301,3 +306,47 @@ def test_bad_signatures_vaults_and_stale_nonces_get_clear_codes_and_nothing_goes
         assert (got, answer["error"], answer["status"], answer["code"]) == (status, code, "err", code), answer
     assert _exchange_entries(hl, start) == []
 
+
+
+def test_an_allowlist_names_spot_pairs_as_hyperliquid_does(hl: DevStack) -> None:
+    """Session 32's review: `symbols=@1` (Hyperliquid's own name for most spot pairs) was read as asset number 1, the
+    ETH perpetual, so a bot held to one spot pair traded ETH perps; and `symbols=PURR/USDC`, as the docs spell it,
+    allowed nothing. Each now allows the pair it names, and only that."""
+    from hyperliquid.utils.error import ClientError
+
+    at_one = _sdk(hl.add_bot("hl-at-one", "hl", "read,trade", "--set", "symbols=@1"))
+    start = len(hl.journal())
+    with pytest.raises(ClientError) as refused:
+        at_one.order("ETH", True, 0.01, 3000, {"limit": {"tif": "Gtc"}})
+    assert refused.value.error_code == "symbol_denied" and _exchange_entries(hl, start) == [], refused.value
+    placed = at_one.order("@1", True, 10, 1.4, {"limit": {"tif": "Gtc"}})
+    assert "resting" in placed["response"]["data"]["statuses"][0], placed
+    purr = _sdk(hl.add_bot("hl-purr", "hl", "read,trade", "--set", "symbols=PURR/USDC"))
+    placed = purr.order("PURR/USDC", True, 100, 0.19, {"limit": {"tif": "Gtc"}})
+    assert "resting" in placed["response"]["data"]["statuses"][0], placed
+    with pytest.raises(ClientError) as refused:
+        purr.order("@1", True, 10, 1.4, {"limit": {"tif": "Gtc"}})
+    assert refused.value.error_code == "symbol_denied", refused.value
+
+
+def test_a_modify_takes_no_other_bots_cloid(hl: DevStack) -> None:
+    """Session 32's review: a `batchModify` leg's `c` was never checked against the record of client ids, and its
+    answer recorded that cloid as the modifier's: a bot restating its own order under another bot's cloid became
+    that cloid's owner, so the other bot could no longer cancel its own order by it, and this one could. Refused
+    (`policy_denied`, nothing sent); a modify under the bot's own cloid goes."""
+    from hyperliquid.utils.error import ClientError
+    from hyperliquid.utils.types import Cloid
+
+    victim, attacker = _sdk(hl.add_bot("hl-mod-victim", "hl", "read,trade")), \
+        _sdk(hl.add_bot("hl-mod-attacker", "hl", "read,trade"))
+    theirs, mine = Cloid.from_str("0x" + "cd" * 16), Cloid.from_str("0x" + "ef" * 16)
+    assert victim.order("ETH", True, 0.01, 3001, {"limit": {"tif": "Gtc"}}, cloid=theirs)["status"] == "ok"
+    own = attacker.order("ETH", True, 0.01, 3002, {"limit": {"tif": "Gtc"}})
+    oid = own["response"]["data"]["statuses"][0]["resting"]["oid"]
+    start = len(hl.journal())
+    with pytest.raises(ClientError) as refused:
+        attacker.modify_order(oid, "ETH", True, 0.01, 3003, {"limit": {"tif": "Gtc"}}, cloid=theirs)
+    assert refused.value.error_code == "policy_denied" and _exchange_entries(hl, start) == [], refused.value
+    moved = attacker.modify_order(oid, "ETH", True, 0.01, 3003, {"limit": {"tif": "Gtc"}}, cloid=mine)
+    assert "resting" in moved["response"]["data"]["statuses"][0], moved
+    assert victim.cancel_by_cloid("ETH", theirs)["response"]["data"]["statuses"] == ["success"]

@@ -500,7 +500,10 @@ def test_order_facts() -> None:
     inverse = facts(CREATE, {"category": "inverse", "symbol": "BTCUSD", "side": "Buy", "orderType": "Market",
                              "qty": "500"})
     assert inverse.quote_quantity == Decimal("500")  # inverse contracts are 1 USD each
-    assert facts("/v5/order/pre-check", {"category": "linear", "symbol": "ETHUSDT", "qty": 2}).quantity == Decimal("2")
+    # "Pre-check order" places none (its answer names an orderId and orderLinkId all the same): a read, never
+    # learned as a placement
+    assert ADAPTER.classify("POST", "/v5/order/pre-check").cls is EndpointClass.READ
+    assert facts("/v5/order/pre-check", {"category": "linear", "symbol": "ETHUSDT", "qty": 2}).action != "order"
 
 
 def test_reduce_only_only_where_bybit_honours_it() -> None:
@@ -619,3 +622,15 @@ def test_disconnect_cancel_all_is_judged_as_a_cancel_all() -> None:
     """Session 19's review: Bybit's DCP window cancels every order of the account when a socket drops (Binance's
     countdownCancelAll's counterpart): a cancel-all now."""
     assert facts("/v5/order/disconnected-cancel-all", {"product": "DERIVATIVES", "timeWindow": 3}).cancels_all
+
+
+def test_an_orders_client_id_and_self_trade_prevention_are_read() -> None:
+    """Session 32's review: a create's `orderLinkId` is its client id (never another bot's: OrderOwners), and an
+    `smpType` that cancels the resting order it meets (CancelMaker, CancelBoth) is marked, as it may be any bot's."""
+    base = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "1", "price": "1"}
+    assert facts(CREATE, {**base, "orderLinkId": "mine-1"}).client_id == "mine-1"
+    assert facts(CREATE, base).client_id is None and not facts(CREATE, base).cancels_met
+    for smp, met in (("CancelMaker", True), ("CancelBoth", True), ("CancelTaker", False), ("None", False)):
+        assert facts(CREATE, {**base, "smpType": smp}).cancels_met is met, smp
+    batch = facts("/v5/order/create-batch", {"category": "linear", "request": [{**base, "smpType": "CancelMaker"}]})
+    assert batch.orders[0].cancels_met

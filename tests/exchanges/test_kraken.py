@@ -685,3 +685,12 @@ def test_an_edits_limit_and_an_amend_naming_two_orders() -> None:
     with pytest.raises(BadRequest, match="no ordertype"):  # naming one, which would Kraken read `price` as?
         facts_of("/0/private/EditOrder", "nonce=1&txid=OAAAAA-BBBBB-CCCCCC&pair=XBTUSD&price=30000&price2=1"
                  "&ordertype=limit")
+
+
+def test_addorder_self_trade_prevention_that_cancels_the_resting_order_is_marked() -> None:
+    """`stptype` cancel-oldest / cancel-both: Kraken cancels the resting order met, which may be another bot's."""
+    order = "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=10"
+    assert not facts_of("/0/private/AddOrder", order).cancels_met
+    assert not facts_of("/0/private/AddOrder", order + "&stptype=cancel-newest").cancels_met
+    assert facts_of("/0/private/AddOrder", order + "&stptype=cancel-oldest").cancels_met
+    assert facts_of("/0/private/AddOrder", order + "&stptype=cancel-both").cancels_met

@@ -180,3 +180,13 @@ def test_frame_ids_are_bounded() -> None:
     for bad_id in (json.dumps("x" * 65), str(2 ** 53 + 1), huge):
         with pytest.raises(BadRequest):
             ws.ws_frame('{"id": %s, "method": "ping"}' % bad_id)
+
+
+def test_self_trade_prevention_that_cancels_the_resting_order_is_marked() -> None:
+    """Session 32's review: `stp_type` cancel_oldest / cancel_both make Kraken cancel the resting order the new one
+    meets, which may be another bot's (the default, cancel_newest, cancels the bot's own new order)."""
+    base = {"order_type": "limit", "side": "buy", "order_qty": 0.5, "limit_price": 30000, "symbol": "BTC/USD"}
+    assert not facts("add_order", **base).cancels_met
+    assert not facts("add_order", **base, stp_type="cancel_newest").cancels_met
+    assert facts("add_order", **base, stp_type="cancel_oldest").cancels_met
+    assert facts("add_order", **base, stp_type="cancel_both").cancels_met

@@ -744,3 +744,10 @@ def test_an_order_okx_cannot_say_was_done_is_counted() -> None:
     ws = OkxWsApi(Okx())
     assert ws.ws_answer({"id": "7", "op": "order", "code": "50004", "msg": "", "data": []}) == ("id:7", 504)
     assert ws.ws_answer({"id": "7", "op": "order", "code": "1", "msg": "", "data": []}) == ("id:7", 400)
+
+
+def test_an_orders_client_id_is_read() -> None:
+    """Its `clOrdId`, never another bot's (OrderOwners.own_client_ids: session 32's review)."""
+    f = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit",'
+                                        '"px":"20000","sz":"0.5","clOrdId":"okxmine1"}')
+    assert f.client_id == "okxmine1"

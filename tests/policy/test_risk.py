@@ -482,3 +482,14 @@ def test_a_reduce_only_flag_is_believed_only_where_no_other_bot_holds_a_position
     assert order_size(whole, D("50000")) is None and notional(whole, D("50000")) is None
     assert run(whole, cap, prices=REF, risk=RiskView(shared=frozenset({scope}))).code == "position_exceeded"
     assert run(close, cap, prices=REF, risk=RiskView(unread=frozenset({scope}), shared=frozenset({scope}))).allow
+
+
+def test_a_quote_sized_order_is_sized_at_the_lowest_price_it_may_execute_at() -> None:
+    """Session 32's review: a quote-sized stop buy was sized at the last price, though one that triggers below it buys
+    more; its limit bounds it the same way."""
+    from keyproxy.policy.valuation import order_size
+    stop = order(market="spot", side="BUY", quantity=None, quote_quantity=D("500"), price=None,
+                 order_type="MARKET", trigger_price=D("50000"))
+    assert order_size(stop, D("62500")) == D("0.01")
+    assert order_size(replace(stop, trigger_price=None), D("62500")) == D("0.008")
+    assert order_size(replace(stop, trigger_price=None, price=D("40000")), D("62500")) == D("0.0125")
