@@ -33,6 +33,7 @@ from keyproxy.exchanges.base import (
 from keyproxy.policy.model import RequestFacts
 
 SPOT_OFFSET = 10_000  # spot asset = 10000 + its index in spotMeta's universe
+MARKET_TRIGGER_SLIPPAGE = Decimal("1.1")  # a market take-profit / stop-loss fills within 10% of its trigger
 MAX_ASSET = 1_000_000  # builder-deployed perp dexs use 100000+; anything larger is no asset
 
 # action type -> endpoint class; anything else is refused as an unknown endpoint (fail closed)
@@ -112,7 +113,7 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
         raise BadRequest("an order's type (t) is {limit: {...}} or {trigger: {...}}")
     order_type = "limit" if "limit" in kind else "trigger"
     price = amount(wire["p"], "order price (p)")
-    trigger_px = None
+    trigger_px = stop_limit = None
     if order_type == "trigger":
         trigger = kind["trigger"]
         if not isinstance(trigger, dict):
@@ -122,12 +123,16 @@ def _order_leg(wire: object, action: str) -> RequestFacts:
         # so p bounds what it costs. Value it at the higher of the two, the worst case either way.
         if trigger_px is not None and price is not None and trigger_px > price:
             price = trigger_px
+        if trigger.get("isMarket") is True and trigger_px is not None and _flag(wire.get("b"), "b"):
+            # a market trigger fills within Hyperliquid's own slippage of its trigger (10% for market take-profit
+            # and stop-loss orders), whatever p says: a buy is worth up to that (session 32's review)
+            stop_limit = trigger_px * MARKET_TRIGGER_SLIPPAGE
     return RequestFacts(action=action, symbol=symbol, market=market,
                         side="buy" if _flag(wire.get("b"), "b") else "sell", order_type=order_type,
                         quantity=amount(wire["s"], "order size (s)"), price=price,
                         # spot holds no position to reduce: its `r` is never believed (as Binance's, OKX's, Bybit's)
                         reduce_only=_flag(wire.get("r"), "reduce-only (r)") and market == "perp",
-                        trigger_price=trigger_px,
+                        trigger_price=trigger_px, stop_limit=stop_limit,
                         client_id=wire["c"].lower() if isinstance(wire.get("c"), str) and wire["c"] else None)
 
 

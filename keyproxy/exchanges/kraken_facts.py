@@ -58,7 +58,15 @@ def kraken_params(req: IncomingRequest) -> dict[str, object]:
             raise BadRequest("the JSON body must be an object")
         return doc
     params: dict[str, object] = {}
+    method = req.path.rsplit("/", 1)[-1]
+    bracketed = {"AddOrder": ("close[",), "AddOrderBatch": ("orders[",)}.get(method, ())
     for k, v in parse_qsl(text, keep_blank_values=True):
+        if "[" in k and not (bracketed and k.startswith(bracketed)):
+            # Kraken reads a form's bracketed names as arrays (`orders[0]=<txid>`), keyproxy reads none of them but
+            # AddOrder's `close[...]` and AddOrderBatch's `orders[...]`: a cancel naming another bot's orders so went
+            # unread and unchecked (session 32's review)
+            raise BadRequest(f"parameter {k[:40]!r}: keyproxy reads no bracketed (array) name here; send the "
+                             "request as JSON")
         # any name, not only the ones keyproxy values: keyproxy reads one of two, the exchange may take the other
         # (session 25's review: `txid=<another bot's>&txid=<mine>` cancelled the other bot's order, `timeout=2&
         # timeout=0` armed a cancel-all timer on a shared account); Kraken documents no repeated field
@@ -167,7 +175,9 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         params = {**params, "ordertype": "stop-loss-limit"}
     if method in ("AddOrder", "EditOrder"):
         order = _order(params, symbol)
-        return replace(order, action="amend", order_id=order_txid(param_text(params, "txid"))) \
+        # an edit's side is the order's (Kraken's EditOrder documents none: a `type` sent with it, read as the
+        # order's, valued a buy as a sell: session 32's review), taken from the book
+        return replace(order, action="amend", side=None, order_id=order_txid(param_text(params, "txid"))) \
             if method == "EditOrder" else order
     if method == "AmendOrder":
         return _amend(params)
@@ -177,7 +187,8 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # Kraken withdraws only to addresses registered at Kraken, named by `key`; `address`, when
         # given, must match that key's address. keyproxy's allowlist names the address if the bot
         # sends it, else the key name.
-        return RequestFacts(action="withdraw", asset=(param_text(params, "asset") or "").upper() or None,
+        asset = (param_text(params, "asset") or "").upper() or None
+        return RequestFacts(action="withdraw", asset=asset, asset_id=kraken_asset_id(asset) if asset else None,
                             address=param_text(params, "address") or param_text(params, "key"),
                             amount=amount(param_text(params, "amount")))
     if endpoint.cls is EndpointClass.TRADE:
@@ -288,6 +299,21 @@ def _cancel(method: str, params: Mapping[str, object], symbol: str | None) -> Re
     clients = tuple(_names(params.get("cl_ord_ids" if method == "CancelOrderBatch" else "cl_ord_id")))
     return RequestFacts(action="cancel", symbol=symbol, market=MARKET, cancels=txids, cancels_by_client=clients,
                         cancels_all=len(txids) < len(named))  # a userref among them
+
+
+# Kraken's assets named with their legacy X / Z prefix (`XXBT`, `ZUSD`) beside their altname (`XBT`, `USD`), which
+# Kraken takes too, as it takes the common `BTC` and `DOGE`
+_PREFIXED = frozenset({"XBT", "XDG", "ETH", "ETC", "LTC", "MLN", "REP", "XLM", "XMR", "XRP", "ZEC", "USD", "EUR", "GBP",
+                       "CAD", "JPY", "AUD", "CHF"})
+_COMMON = {"BTC": "XBT", "DOGE": "XDG"}
+
+
+def kraken_asset_id(asset: str) -> str:
+    """An asset's one name (its altname): `XXBT`, `XBT` and `BTC` are `XBT`."""
+    name = asset.upper()
+    if len(name) == 4 and name[0] in "XZ" and name[1:] in _PREFIXED:
+        name = name[1:]
+    return _COMMON.get(name, name)
 
 
 def order_txid(text: str | None) -> str | None:

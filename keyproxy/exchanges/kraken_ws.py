@@ -84,8 +84,9 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     if "order_id" in p and "order_type" in p:  # edit_order takes none: the edited order keeps its own
         raise BadRequest("edit_order takes no order_type: the edited order keeps its own")
     edited_trigger = "order_id" in p and bool(triggers)  # edit_order names no order type: a new trigger is the
-    # edited order's, read as EditOrder's `price` with its limit (the trigger itself without one) as `price2` (left
-    # unread, a trigger edited far from the market passed the price band: session 27's review)
+    # edited order's, read as EditOrder's `price` with its limit as `price2` (left unread, a trigger edited far from
+    # the market passed the price band: session 27's review); without a limit, an empty `price2`: the trigger of an
+    # order that trades at market once it fires (the trigger copied in as its limit crossed nothing: session 32's)
     trigger = _text(triggers.get("price"))
     if trigger is not None and triggers.get("price_type", "static") != "static":
         trigger = "+" + trigger  # an offset (pct, quote): keyproxy values no relative price
@@ -99,7 +100,7 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     if cash is not None:
         out["oflags"] = "viqc"
     if edited_trigger:
-        out["price"], out["price2"] = trigger, limit if limit is not None else trigger
+        out["price"], out["price2"] = trigger, limit if limit is not None else ""
     elif order_type.endswith("-limit"):
         out["price"], out["price2"] = trigger, limit
     elif order_type.startswith(TRIGGERED):
@@ -120,7 +121,7 @@ def _rest_order(p: dict[str, Any]) -> dict[str, Any]:
     if _text(p.get("cl_ord_id")) is not None:  # recorded as the placing bot's
         out["cl_ord_id"] = _text(p.get("cl_ord_id"))
     out["stptype"] = _text(p.get("stp_type"))  # cancel_newest (the default), cancel_oldest, cancel_both
-    return {k: v for k, v in out.items() if v is not None}
+    return {k: v for k, v in out.items() if v is not None}  # an empty price2 stays: a trigger without a limit
 
 
 def _rest_amend(p: dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,11 @@ def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
     market, _, symbol = order.scope.partition(":")
     side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
+    if order.price is None and leg.price is not None and leg.order_type is None and leg.trigger_price is None:
+        # an order the book holds with no price rests off the book till its trigger: an amend's one price that names
+        # no order type is its trigger (Kraken's EditOrder of a stop-loss), and it trades at market once it fires; a
+        # limit read there crossed nothing and valued a 10 BTC buy at 1 USD (session 32's review)
+        leg = replace(leg, price=None, trigger_price=leg.price)
     return replace(leg, action="order", side=side, market=None if market == "*" else market,
                    symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
                    price=leg.price if leg.price is not None or leg.book_priced else order.price, orders=())
@@ -458,7 +463,7 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
         return deny(DenyCode.POSITION, "cannot read the amend's new size against the bot's position or loss limit") \
             if refused else None, None, False
     shrinks = after.quantity is not None and after.quantity <= order.remaining and after.price == order.price \
-        and after.side == order.side
+        and after.side == order.side and after.trigger_price is None  # a new trigger moves when it trades
     return None, after, shrinks
 
 
@@ -620,7 +625,8 @@ def _withdraw_checks(facts: RequestFacts, policy: BotPolicy, usage: Usage) -> De
         for entry in policy.withdraw_addresses:
             target, sep, entry_memo = entry.partition(";memo=")
             asset, network, address = target.split(":", 2)
-            if (facts.asset or "").upper() == asset and (network == "*" or (facts.network or "").upper() == network) \
+            if asset in ((facts.asset or "").upper(), facts.asset_id) \
+                    and (network == "*" or (facts.network or "").upper() == network) \
                     and facts.address == address and _memo_allowed(entry_memo if sep else None, facts.memo):
                 ok = True
         if not ok:

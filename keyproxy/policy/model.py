@@ -41,6 +41,9 @@ class RequestFacts:
     # (the exchange lets it only close), never for a position cap or a loss limit (`decide.reduces`).
     hedged: bool = False
     asset: str | None = None
+    # one name for an asset the exchange takes under several (Kraken's XXBT, XBT and BTC): what a daily withdrawal cap
+    # counts (each spelling had a cap of its own: session 32's review), and an allowlist entry naming it matches each
+    asset_id: str | None = None
     address: str | None = None
     network: str | None = None
     amount: Decimal | None = None
@@ -90,6 +93,11 @@ class RequestFacts:
     # those may be any bot's (session 32's review: a 1 USD order cancelled another bot's where keyproxy's own
     # self-cross check does not look)
     cancels_met: bool = False
+
+    @property
+    def withdrawn_asset(self) -> str:
+        """The asset a withdrawal's daily cap counts it under."""
+        return self.asset_id or self.asset or ""
 
     def placed(self) -> tuple[RequestFacts, ...]:
         """Every order this request places or changes (one for a single order, each leg of a batch)."""

@@ -434,7 +434,7 @@ class Core(CoreIdentity, CoreAnswers):
                 open_orders=self.usage.open_orders(name) + self.in_flight.count(name, now)
                 if policy.max_open_orders and facts.action == "order" and not self.fleet else 0,
                 daily_notional=self.usage.daily("notional", name, now) if policy.daily_notional_cap else Decimal(0),
-                daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.asset or "")
+                daily_withdrawn=(self.usage.daily("withdraw", name, now, facts.withdrawn_asset)
                                  if policy.daily_withdrawal_cap and facts.action == "withdraw" else Decimal(0)))
         prices = self.markets.last_prices(account.info.name, facts)
         legs = facts.placed()
@@ -539,7 +539,7 @@ class Core(CoreIdentity, CoreAnswers):
                 if decision.notional is not None and policy.daily_notional_cap:
                     self.usage.add_daily("notional", name, decision.notional, now)
                 if decision.withdrawal is not None and policy.daily_withdrawal_cap:
-                    self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.asset or "")
+                    self.usage.add_daily("withdraw", name, decision.withdrawal, now, facts.withdrawn_asset)
 
         if shared is None:
             commit_local()

@@ -45,7 +45,7 @@ def gather(shared: SharedCharges, decision: Decision, policy: BotPolicy, facts: 
                               float(policy.duplicate_window_seconds), policy.duplicate_orders, not leg.reduce_only)
                              for shape, leg in zip(decision.orders, facts.placed())]
     if decision.withdrawal is not None and policy.daily_withdrawal_cap:
-        shared.caps.append(("withdraw", facts.asset or "", decision.withdrawal, policy.daily_withdrawal_cap,
+        shared.caps.append(("withdraw", facts.withdrawn_asset, decision.withdrawal, policy.daily_withdrawal_cap,
                             "withdrawal_limit"))
 
 

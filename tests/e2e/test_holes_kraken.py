@@ -231,3 +231,40 @@ def test_a_field_given_twice_is_refused_whatever_its_name(dev: DevStack) -> None
     assert placed(dev, start, "CancelOrder") == placed(dev, start, "CancelAllOrdersAfter") == 0
     assert theirs in [o["id"] for o in victim.fetch_open_orders("BTC/USD")]  # the account's: every bot's
 
+
+
+def test_a_bracketed_form_field_is_refused(dev: DevStack) -> None:
+    """Session 32's review: keyproxy read only the members named `orders` and `cl_ord_ids`, and Kraken reads a form's
+    `orders[0]=<txid>` as an array: a form-encoded CancelOrderBatch naming another bot's order by it went unread and
+    unchecked. A bracketed name is refused (`bad_request`, nothing sent) but AddOrder's `close[...]` and
+    AddOrderBatch's `orders[...]`."""
+    victim = bot(dev, "krbr-victim")
+    theirs = victim.create_order("BTC/USD", "limit", "buy", 0.001, 20000)["id"]
+    creds = dev.add_bot("krbr", "kr", "read,trade")
+    start = len(dev.journal())
+    for method, form in (("CancelOrderBatch", f"orders[0]={theirs}"), ("CancelOrderBatch", "cl_ord_ids[0]=krbr-v"),
+                         ("CancelOrder", f"txid[0]={theirs}")):
+        answer = _raw(creds, method, form)
+        assert answer.get("keyproxy_error") == "bad_request" and "bracketed" in str(answer), answer
+    assert placed(dev, start, "CancelOrderBatch") == placed(dev, start, "CancelOrder") == 0
+    assert theirs in [o["id"] for o in victim.fetch_open_orders("BTC/USD")]
+
+
+def test_a_daily_withdrawal_cap_counts_every_spelling_of_an_asset(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Session 32's review: the cap counted each spelling apart, and Kraken takes one asset as `XXBT`, `XBT` and
+    `BTC`: a bot capped at 0.01 a day withdrew 0.01 under each. One count now; an allowlist entry naming the asset's
+    altname (`XBT`) takes every spelling of it."""
+    stack = DevStack(tmp_path_factory.mktemp("kraken-withdraw"))
+    try:
+        stack.serve_account("kw", new_real_key(exchange="kraken", permissions={"funds_withdraw": True}))
+        creds = stack.add_bot("krwd", "kw", "read,withdraw", "--set", "daily_withdrawal_cap=0.01",
+                              "--set", "withdraw_addresses=XBT:*:mykey")
+        first = _raw(creds, "Withdraw", "asset=XXBT&key=mykey&amount=0.01")
+        assert not first.get("error"), first
+        start = len(stack.journal())
+        for spelling in ("XBT", "XXBT", "BTC", "xbt"):
+            answer = _raw(creds, "Withdraw", f"asset={spelling}&key=mykey&amount=0.01")
+            assert answer.get("keyproxy_error") == "withdrawal_limit", (spelling, answer)
+        assert placed(stack, start, "Withdraw") == 0
+    finally:
+        stack.close()

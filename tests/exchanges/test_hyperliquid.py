@@ -273,6 +273,19 @@ def test_a_trigger_order_is_valued_at_the_worse_of_trigger_and_limit() -> None:
     assert _facts({**ORDER, "orders": [wire]}).price == Decimal("150")
 
 
+def test_a_market_trigger_buy_is_worth_up_to_its_slippage_past_the_trigger() -> None:
+    """Session 32's review: a market trigger fills within Hyperliquid's 10% of its trigger, whatever `p` says."""
+    from keyproxy.policy.valuation import notional
+    wire = {"a": 1, "b": True, "p": "100", "s": "2", "r": False,
+            "t": {"trigger": {"triggerPx": "150", "isMarket": True, "tpsl": "sl"}}}
+    buy = _facts({**ORDER, "orders": [wire]})
+    assert buy.stop_limit == Decimal("165") and notional(buy, Decimal("140")) == Decimal("330")
+    limit = {**wire, "t": {"trigger": {"triggerPx": "150", "isMarket": False, "tpsl": "sl"}}}
+    assert _facts({**ORDER, "orders": [limit]}).stop_limit is None
+    sell = {**wire, "b": False}
+    assert _facts({**ORDER, "orders": [sell]}).stop_limit is None
+
+
 @pytest.mark.parametrize("action", [
     {**ORDER, "builder": {"b": "0x0000000000000000000000000000000000000001", "f": 10}},
     {**ORDER, "orders": [{**ORDER["orders"][0], "p": "NaN"}]},

@@ -694,3 +694,31 @@ def test_addorder_self_trade_prevention_that_cancels_the_resting_order_is_marked
     assert not facts_of("/0/private/AddOrder", order + "&stptype=cancel-newest").cancels_met
     assert facts_of("/0/private/AddOrder", order + "&stptype=cancel-oldest").cancels_met
     assert facts_of("/0/private/AddOrder", order + "&stptype=cancel-both").cancels_met
+
+
+def test_an_edit_takes_its_side_from_the_book_and_names_no_array() -> None:
+    """Session 32's review: EditOrder documents no `type`; one sent with it was read as the order's side (a buy
+    valued as a sell). And a form's bracketed name (`orders[0]`), which Kraken reads as an array and keyproxy did
+    not read at all, is refused but where keyproxy reads it (AddOrder's `close[...]`, AddOrderBatch's `orders[...]`)."""
+    edit = facts_of("/0/private/EditOrder", "nonce=1&txid=OABCDE-FGHIJ-KLMNOP&pair=XBTUSD&type=sell&volume=1&price=1")
+    assert (edit.action, edit.side, edit.price) == ("amend", None, Decimal("1"))
+    for path, form in (("/0/private/CancelOrderBatch", "nonce=1&orders[0]=OABCDE-FGHIJ-KLMNOP"),
+                       ("/0/private/CancelOrder", "nonce=1&txid[0]=OABCDE-FGHIJ-KLMNOP"),
+                       ("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=1"
+                                               "&orders[0][volume]=5")):
+        with pytest.raises(BadRequest, match="bracketed"):
+            facts_of(path, form)
+    close = facts_of("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=1"
+                                            "&close[ordertype]=limit&close[price]=2")
+    assert close.untracked
+    assert facts_of("/0/private/AddOrderBatch", "nonce=1&pair=XBTUSD&orders[0][volume]=1").action is None
+
+
+def test_a_withdrawals_asset_has_one_name() -> None:
+    """Session 32's review: `XXBT`, `XBT` and `BTC` are one asset at Kraken, and the daily cap counted each apart."""
+    from keyproxy.exchanges.kraken_facts import kraken_asset_id
+    for spelling, one in (("XXBT", "XBT"), ("xbt", "XBT"), ("BTC", "XBT"), ("ZUSD", "USD"), ("XETH", "ETH"),
+                          ("XXDG", "XDG"), ("DOGE", "XDG"), ("SOL", "SOL"), ("XTZ", "XTZ")):
+        assert kraken_asset_id(spelling) == one, spelling
+    w = facts_of("/0/private/Withdraw", "nonce=1&asset=XXBT&key=k&amount=1")
+    assert (w.asset, w.asset_id, w.withdrawn_asset) == ("XXBT", "XBT", "XBT")

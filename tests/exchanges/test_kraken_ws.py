@@ -150,6 +150,11 @@ def test_what_session_27s_review_found_unread_in_a_frame_is_read_or_refused() ->
     edited = _frame_facts("edit_order", {"order_id": "OAAAAA-BBBBB-CCCCCC", "symbol": "BTC/USD", "order_qty": 1,
                                          "triggers": {"price": 600000}})
     assert edited.action == "amend" and edited.trigger_price == 600000
+    # without a limit it trades at market once it fires: no limit read from its trigger (session 32's review)
+    assert edited.price is None
+    limited = _frame_facts("edit_order", {"order_id": "OAAAAA-BBBBB-CCCCCC", "symbol": "BTC/USD", "order_qty": 1,
+                                          "triggers": {"price": 600000}, "limit_price": 600100})
+    assert (limited.trigger_price, limited.price) == (600000, 600100)
     stop = {"order_type": "Stop-Loss", "side": "buy", "order_qty": 1, "symbol": "BTC/USD", "triggers": {"price": 1}}
     assert _frame_facts("add_order", stop).trigger_price == 1
     with pytest.raises(BadRequest, match="not both"):

@@ -751,3 +751,20 @@ def test_an_orders_client_id_is_read() -> None:
     f = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit",'
                                         '"px":"20000","sz":"0.5","clOrdId":"okxmine1"}')
     assert f.client_id == "okxmine1"
+
+
+def test_a_spot_margin_close_and_what_unread_calls_name() -> None:
+    """Session 32's review: a spot margin `close-position` is a market order whose answer names no id, so the
+    positions book kept the position it closed (untracked: refused where the book must follow it); an unread
+    trade call that names an existing order (a spread order's amend, a trading bot's stop) never touched another
+    bot's: it named nothing keyproxy checked."""
+    spot = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT","mgnMode":"cross"}')
+    assert spot.reduce_only and spot.untracked
+    assert facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}').untracked is None
+    assert facts_of("/api/v5/sprd/amend-order", '{"ordId":"123","newSz":"2"}').touches == ("123",)
+    assert facts_of("/api/v5/sprd/amend-order", '{"clOrdId":"theirs","newSz":"2"}').touches == (None,)
+    stop = facts_of("/api/v5/tradingBot/grid/stop-order-algo",
+                    '[{"algoId":"448965992920907776","instId":"BTC-USDT","algoOrdType":"grid","stopType":"1"}]')
+    assert (stop.action, stop.touches) == (None, ("algo#448965992920907776",))
+    assert facts_of("/api/v5/tradingBot/grid/order-algo", '{"instId":"BTC-USDT","algoOrdType":"grid",'
+                                                          '"maxPx":"5000","minPx":"400","gridNum":"10"}').touches == ()

@@ -493,3 +493,21 @@ def test_a_quote_sized_order_is_sized_at_the_lowest_price_it_may_execute_at() ->
     assert order_size(stop, D("62500")) == D("0.01")
     assert order_size(replace(stop, trigger_price=None), D("62500")) == D("0.008")
     assert order_size(replace(stop, trigger_price=None, price=D("40000")), D("62500")) == D("0.0125")
+
+
+def test_an_amends_one_price_of_a_stop_is_its_trigger() -> None:
+    """Session 32's review: Kraken's EditOrder names no order type, and the `price` of an edit of a stop-loss is its
+    trigger; read as a limit, a stop buy edited to trigger at 1 (it fires at once and buys at market) crossed no sell
+    and was worth 1 USD a coin. An order the book holds with no price is a stop: its amend's one price is the trigger,
+    and a new trigger is never a shrink at its price."""
+    from keyproxy.policy.decide import Amended, RiskView, amended_leg
+    stop = Amended(True, "spot:BTCUSDT", "buy", None, remaining=D("0.01"), filled=D("0"))
+    edit = amend(price=D("1"), quantity=D("0.01"), order_type=None, side=None)
+    after = amended_leg(edit, stop)
+    assert after is not None and (after.price, after.trigger_price, after.side) == (None, D("1"), "buy")
+    limit = Amended(True, "spot:BTCUSDT", "buy", D("49000"), remaining=D("0.01"), filled=D("0"))
+    assert amended_leg(edit, limit).price == D("1")  # a limit order's new price is its limit
+    crossing = RiskView(amended=(stop,), crossing=("OTHER-SELL",))
+    assert run(edit, policy(), risk=crossing).code == "self_cross"
+    assert run(replace(edit, quantity=D("10")), policy(max_order_notional="1000"), refs=REF,
+               prices=REF, risk=RiskView(amended=(stop,))).code in ("notional_exceeded", "notional_unknown")
