@@ -443,9 +443,12 @@ def okx_order_book_change(method: str, path: str, query: str, request_body: byte
             and isinstance(doc, dict) and doc.get("code") == "0":
         params = dict(parse_qsl(query, keep_blank_values=True))
         inst = params.get("instId")
-        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 100  # OKX pages at 100
+        # OKX pages at 100 ("limit: the maximum is 100"): a larger `limit` read as the page size took a full page of
+        # 100 for a whole listing (session 32's review)
+        limit = min(int(params["limit"]), 100) if params.get("limit", "").isdigit() else 100
         # filtered by `ordType`, `state`, a page (`after`/`before`) or `instType` (cash and margin orders share a
         # scope), it shows part of the instrument's orders
-        if inst and len(data) < limit and whole_listing(query, ("instId", "limit")):
+        # an instId spelled otherwise than OKX spells it (`btc-usdt`) may list nothing while the orders rest
+        if inst and inst == inst.upper() and len(data) < limit and whole_listing(query, ("instId", "limit")):
             return OrderBookChange(counted=((f"{market_of(inst)}:{normalize_symbol(inst)}", len(data)),))
     return OrderBookChange()

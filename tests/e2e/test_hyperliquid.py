@@ -350,3 +350,25 @@ def test_a_modify_takes_no_other_bots_cloid(hl: DevStack) -> None:
     moved = attacker.modify_order(oid, "ETH", True, 0.01, 3003, {"limit": {"tif": "Gtc"}}, cloid=mine)
     assert "resting" in moved["response"]["data"]["statuses"][0], moved
     assert victim.cancel_by_cloid("ETH", theirs)["response"]["data"]["statuses"] == ["success"]
+
+
+def test_a_modify_of_an_order_of_no_owner_is_refused_under_an_open_order_cap(hl: DevStack) -> None:
+    """Session 32's review: an amend that replaces an order (Hyperliquid's modify, Kraken's EditOrder) of one placed
+    outside keyproxy made the new order the bot's, though its count never held it: cancelling it freed a place, one
+    more resting than `max_open_orders` each time. Refused to a bot with the cap; one without it may."""
+    from hyperliquid.utils.error import ClientError
+
+    # an order placed with the real key, not through keyproxy (on the exchange's site, say)
+    body = _signed_body(hl.real_key.credentials["private_key"], int(time.time() * 1000) - 5000)  # type: ignore[attr-defined]
+    with urllib.request.urlopen(urllib.request.Request(f"{hl.emulator_url}/exchange", data=body, headers={
+            "Content-Type": "application/json"}), timeout=10) as resp:
+        placed = json.loads(resp.read())
+    oid = placed["response"]["data"]["statuses"][0]["resting"]["oid"]
+    capped = _sdk(hl.add_bot("hl-mod-capped", "hl", "read,trade", "--set", "max_open_orders=5"))
+    start = len(hl.journal())
+    with pytest.raises(ClientError) as refused:
+        capped.modify_order(oid, "BTC", True, 0.001, 59000, {"limit": {"tif": "Gtc"}})
+    assert refused.value.error_code == "open_orders_exceeded" and _exchange_entries(hl, start) == [], refused.value
+    free = _sdk(hl.add_bot("hl-mod-free", "hl", "read,trade"))
+    moved = free.modify_order(oid, "BTC", True, 0.001, 59000, {"limit": {"tif": "Gtc"}})
+    assert "resting" in moved["response"]["data"]["statuses"][0], moved

@@ -69,3 +69,17 @@ def test_only_a_whole_listing_sets_the_count(exchange: str, method: str, path: s
     assert counted.counted or counted.reset, counted  # the whole listing sets the scope's count (here 0)
     assert not _change(exchange, method, path, filtered).counted
     assert not _change(exchange, method, path, filtered).reset
+
+
+def test_an_okx_listing_is_whole_only_below_okxs_own_page_and_as_okx_spells_the_instrument() -> None:
+    """Session 32's review: OKX pages its pending orders at 100 whatever `limit` asks, so a page of 100 under
+    `limit=1000` was read as whole; and an instId spelled in lower case may list nothing while the orders rest."""
+    from keyproxy.exchanges.okx_facts import okx_order_book_change
+    def page(n: int) -> bytes:
+        return json.dumps({"code": "0", "msg": "", "data": [{"ordId": str(i)} for i in range(n)]}).encode()
+
+    listing, query = "/api/v5/trade/orders-pending", "instId=BTC-USDT&limit=1000"
+    assert not okx_order_book_change("GET", listing, query, b"", 200, page(100), LISTING).counted
+    assert okx_order_book_change("GET", listing, query, b"", 200, page(99), LISTING).counted == (("spot:BTCUSDT", 99),)
+    assert _change("okx", "GET", "/api/v5/trade/orders-pending", "instId=BTC-USDT&limit=1000").counted
+    assert not _change("okx", "GET", "/api/v5/trade/orders-pending", "instId=btc-usdt").counted
