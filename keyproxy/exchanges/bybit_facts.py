@@ -170,8 +170,11 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         borrows=category == "spot" and body.get("isLeverage") in (1, "1"),
                         untracked=_attached(body),
                         client_id=_text(body.get("orderLinkId")),  # never another bot's (OrderOwners.own_client_ids)
-                        # "CancelMaker" / "CancelBoth": Bybit cancels the resting order it meets under the same UID
-                        cancels_met=_text(body.get("smpType")) not in (None, "None", "CancelTaker"))
+                        # "CancelMaker" / "CancelBoth": Bybit cancels the resting order it meets under the same UID;
+                        # closeOnTrigger: "if the account has insufficient available balance when the closing order is
+                        # triggered, then other active orders of similar contracts will be cancelled or reduced"
+                        cancels_met=_text(body.get("smpType")) not in (None, "None", "CancelTaker")
+                        or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))))
 
 
 def _attached(body: dict[str, object]) -> str | None:

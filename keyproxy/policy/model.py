@@ -88,10 +88,10 @@ class RequestFacts:
     # a timer the exchange will run down and then cancel every order of the scope (a countdown, a cancel-all-after, a
     # disconnect-cancel-all): whose orders rest when it fires, no check made now can tell
     cancels_later: bool = False
-    # the order asks the exchange's self-trade prevention to cancel the resting orders it meets (Bybit `smpType`
-    # CancelMaker / CancelBoth, Kraken `stptype` cancel-oldest / cancel-both): the exchange sees one account, so
-    # those may be any bot's (session 32's review: a 1 USD order cancelled another bot's where keyproxy's own
-    # self-cross check does not look)
+    # the order asks the exchange to cancel other resting orders of the account: those it meets (self-trade
+    # prevention: Bybit `smpType` CancelMaker / CancelBoth, Kraken `stptype` cancel-oldest / cancel-both), or those
+    # in its way when it triggers (Bybit `closeOnTrigger`): the exchange sees one account, so they may be any bot's
+    # (session 32's review: a 1 USD order cancelled another bot's where keyproxy's own self-cross check does not look)
     cancels_met: bool = False
 
     @property

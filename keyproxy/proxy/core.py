@@ -507,8 +507,9 @@ class Core(CoreIdentity, CoreAnswers):
                           "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
         if (other := _other_trader(snap, account.info.name, name) if any(
                 leg.cancels_met for leg in (facts, *facts.placed())) else None) is not None:
-            raise Refused("policy_denied", f"bot {name!r}: this order asks the exchange to cancel the resting orders "
-                          f"it meets (self-trade prevention), and bot {other!r} trades on this account too: the "
+            raise Refused("policy_denied", f"bot {name!r}: this order asks the exchange to cancel other resting "
+                          "orders of the account (the ones it meets: self-trade prevention; or, with Bybit's "
+                          f"closeOnTrigger, the ones in its way), and bot {other!r} trades on this account too: the "
                           "exchange sees one account, so those may be another bot's orders")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
             # in a fleet, a cancel-all the positions book judges on an account other bots trade waits for the book to

@@ -634,3 +634,6 @@ def test_an_orders_client_id_and_self_trade_prevention_are_read() -> None:
         assert facts(CREATE, {**base, "smpType": smp}).cancels_met is met, smp
     batch = facts("/v5/order/create-batch", {"category": "linear", "request": [{**base, "smpType": "CancelMaker"}]})
     assert batch.orders[0].cancels_met
+    # closeOnTrigger: Bybit cancels or reduces the account's other active orders when the margin runs short
+    assert facts(CREATE, {**base, "closeOnTrigger": True}).cancels_met
+    assert not facts(CREATE, {**base, "category": "spot", "closeOnTrigger": True}).cancels_met
