@@ -32,8 +32,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
@@ -489,6 +490,19 @@ class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
     def cancel_order(self, call: Call) -> dict[str, Any]:
         order = self._find(call, (400, -2011, "Unknown order sent."))
         return self._order_doc(call, call.acct.cancel(order, call.now), "cancel")
+
+    def amend_keep_priority(self, call: Call) -> dict[str, Any]:
+        """`PUT /api/v3/order/amend/keepPriority`: `newQty` below the order's, a `newClientOrderId` or one made up."""
+        order = self._find(call, (400, -2013, "Order does not exist."))
+        old_client_id = order.client_order_id
+        try:
+            new_qty = Decimal(call.params.get("newQty", ""))
+        except InvalidOperation:
+            raise BinanceError(400, -1100, "Illegal characters found in parameter 'newQty'.") from None
+        client_id = call.params.get("newClientOrderId") or "x-" + secrets.token_hex(8)
+        amended = self._order_doc(call, call.acct.shrink(order, new_qty, client_id, call.now), "query")
+        return {"transactTime": call.now, "executionId": call.now, "amendedOrder": {
+            **amended, "origClientOrderId": old_client_id}}
 
     def open_orders(self, call: Call) -> list[dict[str, Any]]:
         market = self._market(call, required=False)

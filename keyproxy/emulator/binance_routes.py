@@ -98,6 +98,7 @@ def _routes() -> dict[tuple[str, str], Route]:
     add("POST", ("/sapi/v1/userListenToken",), "MARKET_DATA", None, "listen_token")  # margin (USER_STREAM)
     add("GET", tuple(v + "/order" for v in venues), "SIGNED", READ, "query_order")
     add("DELETE", ("/api/v3/order",), "SIGNED", SPOT_TRADE, "cancel_order")
+    add("PUT", ("/api/v3/order/amend/keepPriority",), "SIGNED", SPOT_TRADE, "amend_keep_priority")
     add("DELETE", ("/fapi/v1/order", "/dapi/v1/order"), "SIGNED", FUT_TRADE, "cancel_order")
     add("GET", tuple(v + "/openOrders" for v in venues), "SIGNED", READ, "open_orders")
     add("DELETE", ("/api/v3/openOrders",), "SIGNED", SPOT_TRADE, "cancel_all")

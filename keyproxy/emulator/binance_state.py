@@ -195,6 +195,22 @@ class Account:
         self.update_time = now
         return order
 
+    def shrink(self, order: Order, new_qty: Decimal, client_id: str, now: int) -> Order:
+        """Order Amend Keep Priority: a smaller quantity, its place in the queue kept, and a new client id (the
+        locked funds of what it no longer asks for released)."""
+        if not order.is_open:
+            raise BinanceError(400, -2013, "Order does not exist.")
+        if not order.executed_qty < new_qty < order.orig_qty:
+            raise BinanceError(400, -2038, "The requested quantity is not less than the order's quantity or is not "
+                                           "above its executed quantity.")
+        if order.locked_asset is not None and order.orig_qty > order.executed_qty:
+            released = order.locked_amount * (order.orig_qty - new_qty) / (order.orig_qty - order.executed_qty)
+            self.unlock(order.locked_asset, released)
+            order.locked_amount -= released
+        order.orig_qty, order.client_order_id, order.update_time = new_qty, client_id, now
+        self.update_time = now
+        return order
+
     def withdraw(self, coin: str, amount: Decimal, record: dict[str, Any]) -> None:
         if self.free.get(coin, ZERO) < amount:
             raise BinanceError(400, -4026, "You have insufficient balance.")

@@ -157,14 +157,22 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
         return facts
     if method == "PUT" and path == "/api/v3/order/amend/keepPriority":  # a smaller size, the price kept
         return RequestFacts(action="amend", symbol=symbol, quantity=amount(params.get("newQty")),
-                            order_id=_order_id(params))
+                            order_id=_order_id(params),
+                            # the order's new client id: never another bot's (OrderOwners.own_client_ids)
+                            client_id=params.get("newClientOrderId") or None)
     if method == "PUT" and path in _AMENDS:
         return replace(_order_facts(path, params, symbol), action="amend", order_id=_order_id(params))
     if method in ("POST", "PUT") and path in _BATCHES:
         return _batch_facts(method, path, params.get("batchOrders"))
     if path in _NO_ORDER:
         return RequestFacts(action="other", symbol=symbol)
-    return RequestFacts(action=None, symbol=symbol)  # may place orders in a shape not read here (order lists)
+    # may place orders in a shape not read here (order lists): unread, refused under any trading limit; a margin one
+    # that borrows (`sideEffectType`, a margin OCO's or OTO's too) needs the transfer scope all the same (session 32)
+    return RequestFacts(action=None, symbol=symbol, borrows=method == "POST" and path.startswith(_MARGIN_PATHS)
+                        and (params.get("sideEffectType") or "").upper() in _BORROWING)
+
+
+_MARGIN_PATHS = ("/sapi/v1/margin/", "/papi/v1/margin/")
 
 
 _CANCEL_ALL = {"/api/v3/openOrders", "/fapi/v1/allOpenOrders", "/dapi/v1/allOpenOrders", "/sapi/v1/margin/openOrders",
@@ -307,7 +315,10 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         # other spelling counts as a leg
                         hedged=derivatives and (params.get("positionSide") or "BOTH").upper() != "BOTH",
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
-                        book_priced=matched is not None,
+                        book_priced=matched is not None, routed=path.startswith("/api/v3/sor/"),
+                        # self-trade prevention asked to expire (or decrement) the resting order met
+                        cancels_met=(params.get("selfTradePreventionMode") or "").upper()
+                        in ("EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"),
                         # a trailing stop (futures TRAILING_STOP_MARKET: activationPrice, then callbackRate from the
                         # best price since; spot: trailingDelta, from stopPrice or at once) triggers where the market
                         # takes it: valued at its activation at least, and no price band can check it

@@ -226,7 +226,7 @@ def okx_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                             reduce_only=True, hedged=_hedge_leg(params), cancels_all=param_true(params, "autoCxl"),
                             # a spot margin position, which keyproxy books: OKX closes it by a market order its answer
                             # names no id of, so the book kept the position it closed (session 32's review)
-                            untracked="OKX closes a margin position by an order no answer names" if market == "spot"
+                            unfollowed="OKX closes a margin position by an order no answer names" if market == "spot"
                             else None)
     if path == "/api/v5/account/set-leverage":
         return RequestFacts(action="leverage", symbol=symbol, leverage=amount(param_text(params, "lever")))
@@ -340,7 +340,10 @@ def _order(params: dict[str, object]) -> RequestFacts:
         reduce_only=param_true(params, "reduceOnly") and td_mode != "cash" and market != "option"
         and not _hedge_leg(params),
         borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params),
-        client_id=param_text(params, "clOrdId") or None)  # never another bot's (OrderOwners.own_client_ids)
+        client_id=param_text(params, "clOrdId") or None,  # never another bot's (OrderOwners.own_client_ids)
+        # self-trade prevention asked to cancel the resting order met (OKX's default for the master account may do
+        # the same: there the self-cross check is the guard)
+        cancels_met=(param_text(params, "stpMode") or "").lower() in ("cancel_maker", "cancel_both"))
 
 
 def _hedge_leg(params: Mapping[str, object]) -> bool:

@@ -95,7 +95,7 @@ def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
     market, _, symbol = order.scope.partition(":")
     side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
-    if order.price is None and leg.price is not None and leg.order_type is None and leg.trigger_price is None:
+    if leg.price_or_trigger and order.price is None and leg.price is not None:
         # an order the book holds with no price rests off the book till its trigger: an amend's one price that names
         # no order type is its trigger (Kraken's EditOrder of a stop-loss), and it trades at market once it fires; a
         # limit read there crossed nothing and valued a 10 BTC buy at 1 USD (session 32's review)
@@ -241,7 +241,7 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     legs = facts.placed()
     if endpoint_class != "public" and endpoint_class not in policy.scopes:
         return deny(DenyCode.SCOPE, f"the bot lacks the {endpoint_class} scope")
-    if endpoint_class == "trade" and any(leg.borrows for leg in legs) and "transfer" not in policy.scopes:
+    if endpoint_class == "trade" and any(leg.borrows for leg in (facts, *legs)) and "transfer" not in policy.scopes:
         return deny(DenyCode.SCOPE, "the order borrows funds (margin auto-borrow), which needs the transfer scope")
     harmless = _harmless(endpoint_class, facts)
     if halted is not None and not passes_halt(endpoint_class, facts):
@@ -305,8 +305,14 @@ def _amends_priced(facts: RequestFacts, risk: RiskView | None) -> RequestFacts:
     legs = facts.placed()
     out = []
     for i, leg in enumerate(legs):
+        held = risk.amended[i] if risk is not None and i < len(risk.amended) else None
+        if held is not None and not leg.side:  # an edit names no side (Kraken's EditOrder): the order's
+            leg = replace(leg, side=held.side.upper())
+        if held is not None and leg.price_or_trigger and held.price is None and leg.price is not None:
+            out.append(replace(leg, price=None, trigger_price=leg.price))  # a stop's new trigger: it trades at market
+            continue
         if leg.price is None and not leg.book_priced and leg.quote_quantity is None:
-            order = risk.amended[i] if risk is not None and i < len(risk.amended) else None
+            order = held
             if order is not None and order.price is not None:
                 leg = replace(leg, price=order.price, side=leg.side or order.side)
             else:
@@ -534,9 +540,10 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
         return deny(DenyCode.SYMBOL if policy.symbols is not None else DenyCode.NOTIONAL_UNKNOWN,
                     "keyproxy cannot read this endpoint's order details, and the bot has trading limits")
     untracked = facts.untracked or next((leg.untracked for leg in facts.placed() if leg.untracked), None)
-    if untracked is not None and (positioned := _positioned(policy, account_limits)) is not None:
+    unfollowed = untracked or facts.unfollowed
+    if unfollowed is not None and (positioned := _positioned(policy, account_limits)) is not None:
         return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,  # reducing too
-                    f"{untracked}: keyproxy cannot follow those fills, so {positioned} could not hold")
+                    f"{unfollowed}: keyproxy cannot follow those fills, so {positioned} could not hold")
     if policy.max_open_orders is not None and any(
             leg.conditional and (leg.price is not None or leg.book_priced) for leg in facts.placed()):
         # a limit order once triggered (Binance STOP, TAKE_PROFIT) rests as an order of its own, which no answer

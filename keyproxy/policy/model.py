@@ -93,6 +93,15 @@ class RequestFacts:
     # in its way when it triggers (Bybit `closeOnTrigger`): the exchange sees one account, so they may be any bot's
     # (session 32's review: a 1 USD order cancelled another bot's where keyproxy's own self-cross check does not look)
     cancels_met: bool = False
+    # the exchange routes the order over several order books (Binance's smart order routing fills a BTCUSDT order from
+    # BTCUSDC's book too): keyproxy's self-cross check sees the order's own book only (session 32's review)
+    routed: bool = False
+    # an amend whose one price is its order's limit or its trigger, by the order's type (Kraken's EditOrder names
+    # none): a stop's trigger where the book holds the order with no price (`decide.amended_leg`)
+    price_or_trigger: bool = False
+    # why keyproxy cannot follow the fills of what this request does, where nothing of it rests (an OKX spot margin
+    # close-position: a market order no answer names): no position or loss limit could hold it
+    unfollowed: str | None = None
 
     @property
     def withdrawn_asset(self) -> str:

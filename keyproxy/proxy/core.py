@@ -511,6 +511,11 @@ class Core(CoreIdentity, CoreAnswers):
                           "orders of the account (the ones it meets: self-trade prevention; or, with Bybit's "
                           f"closeOnTrigger, the ones in its way), and bot {other!r} trades on this account too: the "
                           "exchange sees one account, so those may be another bot's orders")
+        if not bot.policy.allow_self_cross and any(leg.routed for leg in facts.placed()) \
+                and (other := _other_trader(snap, account.info.name, name)) is not None:
+            raise Refused("self_cross", f"bot {name!r}: the exchange routes this order over several order books, where "
+                          f"it may trade against bot {other!r}'s orders unseen by keyproxy's self-cross check "
+                          "(allow_self_cross lets it)")
         if facts.cancels_all or facts.action in ("order", "amend"):  # a cancel-all and the orders around it in turn
             # in a fleet, a cancel-all the positions book judges on an account other bots trade waits for the book to
             # hold the other instances' newest orders (sweeps.py `_settle`); one judged by the exchange's listing

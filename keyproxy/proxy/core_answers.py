@@ -193,7 +193,7 @@ class CoreAnswers:
                                       client_ids=adapter.placed_client_ids(status, body))
             elif outcome.unread_by is not None and 200 <= status < 300 and body:
                 self.owners.attribute(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
-                                      new_only=True)
+                                      new_only=True, client_ids=adapter.placed_client_ids(status, body))
             if 200 <= status < 300 and body:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
                 if out.method == "GET":

@@ -423,8 +423,14 @@ class OrderOwners(StopChildren):
         `new_only` (an answer keyproxy cannot read as placements): ids already someone's keep their owner."""
         bot, facts = placed_by
         legs = facts.placed() or ((facts,) if facts.action is None else ())  # an unread shape: its one scope
-        if self._sequences is None or not legs or facts.action == "amend" and not adapter.amend_replaces:
-            return  # an amend that keeps the order's id places no order: what it names is never the amender's
+        if self._sequences is None or not legs:
+            return
+        if facts.action == "amend" and not adapter.amend_replaces:
+            # an amend that keeps the order's id places no order: what it names is never the amender's; but the order
+            # may take a new client id (Binance's keepPriority amend gives it one), which is its bot's (only its own
+            # bot amends an order): unrecorded, any bot cancelled the order by it (session 32's review)
+            self._record(account, bot, legs, (), client_ids, adapter)
+            return
         ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
         named = {leg.order_id for leg in legs}
         per_leg = len(ids) == len(legs)
@@ -448,7 +454,18 @@ class OrderOwners(StopChildren):
         if foreign and client_ids:
             client_ids = tuple(cid if len(client_ids) == len(ids) and ids[i] not in foreign else ""
                                for i, cid in enumerate(client_ids))
-        if client_ids and not new_only:  # the latest order placed under a client id is the one it names now
+        if new_only and client_ids:  # an unread answer's client ids (an order list's legs'): those nobody owns
+            client_ids = tuple(cid if cid and not owned.keys() & {placed_key(client_key(cid), scope) for scope in
+                                                                  (None, *(leg.scope for leg in legs))} else ""
+                               for cid in client_ids)
+        self._record(account, bot, legs, keys, client_ids, adapter)
+
+    def _record(self, account: str, bot: str, legs: tuple[RequestFacts, ...], keys: tuple[str, ...],
+                client_ids: tuple[str, ...], adapter: Adapter) -> None:
+        """The order keys and client ids (the latest order placed under a client id is the one it names now) recorded
+        as the bot's."""
+        assert self._sequences is not None
+        if client_ids:
             cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
                           if adapter.id_per_market(client_ids[i]) else None for i in range(len(client_ids))]
             keys += tuple(placed_key(client_key(cid), scope) for cid, scope in zip(client_ids, cid_scopes, strict=True)

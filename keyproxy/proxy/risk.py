@@ -320,7 +320,9 @@ class RiskDesk:
             elif new_id is None and quantity is not None and held.quantity is not None:
                 quantity = max(quantity, held.quantity)
             if took:
-                rows.append((held.order_id, new_id, quantity, leg.price, (leg.side or "").lower() or None))
+                # a stop's new trigger is no price it rests at (`amended_leg`: Kraken's EditOrder of a stop-loss)
+                price = None if leg.price_or_trigger and held.price is None else leg.price
+                rows.append((held.order_id, new_id, quantity, price, (leg.side or "").lower() or None))
             else:
                 rows.append((held.order_id, new_id, quantity, None, None))
         if rows:

@@ -482,3 +482,54 @@ def test_a_margin_order_crossing_another_bots_spot_order_is_a_self_cross(dev: De
     if status == 200:
         send(dev, buyer, "DELETE", "/fapi/v1/order", f"symbol=BTCUSDT&orderId={body['orderId']}")
     send(dev, seller, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={ask['orderId']}")
+
+
+def test_a_margin_order_list_that_borrows_needs_the_transfer_scope(dev: DevStack) -> None:
+    """Session 32's review: a margin order list (OCO, OTO; portfolio margin's OCO) is unread, refused only under a
+    trading limit, so a bot with none borrowed through its `sideEffectType` without the transfer scope that a single
+    margin order needs. Refused (`scope_denied`), nothing sent."""
+    creds = dev.add_bot("borrowlist", "main", "read,trade")
+    for path in ("/sapi/v1/margin/order/oco", "/sapi/v1/margin/order/oto", "/papi/v1/margin/order/oco"):
+        status, body, arrived = send(dev, creds, "POST", path, "symbol=BTCUSDT&side=BUY&quantity=1&price=20000"
+                                     "&stopPrice=70000&sideEffectType=MARGIN_BUY")
+        assert body.get("error") == "scope_denied" and arrived == [], (path, body)
+
+
+def test_a_routed_order_is_refused_on_a_shared_account(dev: DevStack) -> None:
+    """Session 32's review: Binance's smart order routing fills a BTCUSDT order from BTCUSDC's book too, where the
+    self-cross check did not look: it crossed another bot's BTCUSDC sell that the same order on BTCUSDC is refused.
+    Refused (`self_cross`) while another bot trades the account, unless the bot has `allow_self_cross`."""
+    creds = dev.add_bot("router", "main", "read,trade")
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/sor/order", "symbol=BTCUSDT&side=BUY&type=MARKET"
+                                 "&quantity=0.001")
+    assert body.get("error") == "self_cross" and arrived == [], body
+    free = dev.add_bot("router-free", "main", "read,trade", "--set", "allow_self_cross=true")
+    status, body, arrived = send(dev, free, "POST", "/api/v3/sor/order", "symbol=BTCUSDT&side=BUY&type=MARKET"
+                                 "&quantity=0.001")
+    assert len(arrived) == 1, body
+
+
+def test_a_keep_priority_amends_new_client_id_is_its_bots(dev: DevStack) -> None:
+    """Session 32's review: Binance's keepPriority amend gives the order a new client id (`newClientOrderId`, else
+    one of its own), which keyproxy did not record: any bot cancelled the order by it. Recorded as the order's bot's;
+    and no bot amends its order under another bot's client id."""
+    victim = dev.add_bot("kp-victim", "main", "read,trade")
+    attacker = dev.add_bot("kp-attacker", "main", "read,trade")
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.002&price=20000"
+    status, body, _ = send(dev, victim, "POST", "/api/v3/order", order + "&newClientOrderId=kp-v1")
+    assert status == 200, body
+    oid = body["orderId"]
+    status, body, arrived = send(dev, victim, "PUT", "/api/v3/order/amend/keepPriority",
+                                 f"symbol=BTCUSDT&orderId={oid}&newQty=0.001")
+    assert status == 200 and len(arrived) == 1, body
+    new_id = body["amendedOrder"]["clientOrderId"]
+    assert new_id != "kp-v1", body
+    status, body, arrived = send(dev, attacker, "DELETE", "/api/v3/order",
+                                 f"symbol=BTCUSDT&origClientOrderId={new_id}")
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    status, body, _ = send(dev, attacker, "POST", "/api/v3/order", order + "&newClientOrderId=kp-a1")
+    status, body, arrived = send(dev, attacker, "PUT", "/api/v3/order/amend/keepPriority",
+                                 f"symbol=BTCUSDT&orderId={body['orderId']}&newQty=0.001&newClientOrderId={new_id}")
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    status, body, arrived = send(dev, victim, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&origClientOrderId={new_id}")
+    assert status == 200 and len(arrived) == 1, body

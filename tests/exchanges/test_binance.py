@@ -633,3 +633,19 @@ def test_a_stop_cancelled_by_its_client_id_alone_is_judged_as_a_cancel_all() -> 
     f = facts_of("DELETE", "/fapi/v1/algoOrder", query="clientAlgoId=x-1")
     assert (f.action, f.cancels_all, f.cancels_unlisted, f.cancels, f.cancels_by_client) == (
         "cancel", True, True, (), ())
+
+
+def test_what_session_32s_review_found_is_read() -> None:
+    """Self-trade prevention asked to expire the resting order met (`cancels_met`); smart order routing (`routed`);
+    a margin order list's borrowing; a keepPriority amend's new client id."""
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=20000"
+    for mode, met in (("EXPIRE_MAKER", True), ("EXPIRE_BOTH", True), ("DECREMENT", True), ("EXPIRE_TAKER", False),
+                      ("NONE", False)):
+        assert facts_of("POST", "/api/v3/order", order + f"&selfTradePreventionMode={mode}").cancels_met is met
+    assert facts_of("POST", "/api/v3/sor/order", order).routed and not facts_of("POST", "/api/v3/order", order).routed
+    oco = facts_of("POST", "/sapi/v1/margin/order/oco", order + "&sideEffectType=MARGIN_BUY")
+    assert oco.action is None and oco.borrows
+    assert not facts_of("POST", "/api/v3/orderList/oco", order + "&sideEffectType=MARGIN_BUY").borrows
+    kept = facts_of("PUT", "/api/v3/order/amend/keepPriority", "symbol=BTCUSDT&orderId=5&newQty=0.5"
+                    "&newClientOrderId=mine-2")
+    assert (kept.action, kept.client_id) == ("amend", "mine-2")

@@ -759,8 +759,11 @@ def test_a_spot_margin_close_and_what_unread_calls_name() -> None:
     trade call that names an existing order (a spread order's amend, a trading bot's stop) never touched another
     bot's: it named nothing keyproxy checked."""
     spot = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT","mgnMode":"cross"}')
-    assert spot.reduce_only and spot.untracked
-    assert facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}').untracked is None
+    assert spot.reduce_only and spot.unfollowed and spot.untracked is None
+    assert facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}').unfollowed is None
+    maker = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit",'
+                                            '"px":"20000","sz":"0.5","stpMode":"cancel_maker"}')
+    assert maker.cancels_met
     assert facts_of("/api/v5/sprd/amend-order", '{"ordId":"123","newSz":"2"}').touches == ("123",)
     assert facts_of("/api/v5/sprd/amend-order", '{"clOrdId":"theirs","newSz":"2"}').touches == (None,)
     stop = facts_of("/api/v5/tradingBot/grid/stop-order-algo",

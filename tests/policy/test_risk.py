@@ -502,7 +502,10 @@ def test_an_amends_one_price_of_a_stop_is_its_trigger() -> None:
     and a new trigger is never a shrink at its price."""
     from keyproxy.policy.decide import Amended, RiskView, amended_leg
     stop = Amended(True, "spot:BTCUSDT", "buy", None, remaining=D("0.01"), filled=D("0"))
-    edit = amend(price=D("1"), quantity=D("0.01"), order_type=None, side=None)
+    edit = amend(price=D("1"), quantity=D("0.01"), order_type=None, side=None, price_or_trigger=True)
+    # an amend's price that is its limit whatever the order (a Binance futures modify of a priceMatch order, booked
+    # with no price): a limit (the session's regression review)
+    assert amended_leg(replace(edit, price_or_trigger=False), stop).price == D("1")
     after = amended_leg(edit, stop)
     assert after is not None and (after.price, after.trigger_price, after.side) == (None, D("1"), "buy")
     limit = Amended(True, "spot:BTCUSDT", "buy", D("49000"), remaining=D("0.01"), filled=D("0"))
@@ -510,4 +513,13 @@ def test_an_amends_one_price_of_a_stop_is_its_trigger() -> None:
     crossing = RiskView(amended=(stop,), crossing=("OTHER-SELL",))
     assert run(edit, policy(), risk=crossing).code == "self_cross"
     assert run(replace(edit, quantity=D("10")), policy(max_order_notional="1000"), refs=REF,
-               prices=REF, risk=RiskView(amended=(stop,))).code in ("notional_exceeded", "notional_unknown")
+               prices=REF, risk=RiskView(amended=(stop,))).code == "notional_exceeded"
+
+
+def test_a_market_close_keyproxy_cannot_follow_is_refused_only_under_a_position_or_loss_limit() -> None:
+    """An OKX spot margin close-position (`unfollowed`): nothing of it rests, so `max_open_orders` lets it pass (the
+    session's regression review); a position cap does not."""
+    close = order(quantity=None, price=None, order_type=None, side=None, reduce_only=True,
+                  unfollowed="OKX closes a margin position by an order no answer names")
+    assert run(close, policy(max_open_orders="5")).allow
+    assert run(close, policy(max_position="1")).code == "position_exceeded"

@@ -315,7 +315,7 @@ def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:
     from keyproxy.exchanges.base import IncomingRequest
     from keyproxy.proxy.core import Core
     from keyproxy.proxy.outcome import Outcome
-    from keyproxy.state import StateStore, placed_key
+    from keyproxy.state import StateStore, client_key, placed_key
     store, rest = StateStore(tmp_path / "state.db"), Binance()
     core = Core(lambda: None, sequences=store)  # type: ignore[arg-type,return-value]
     path = "/api/v3/orderList/oco"
@@ -332,8 +332,9 @@ def test_the_orders_of_an_order_list_are_the_bot_that_sent_it(tmp_path) -> None:
     route = SimpleNamespace(account=SimpleNamespace(info=SimpleNamespace(name="acct")),
                             endpoint=rest.classify("POST", path), adapter=rest)
     core.learn(route, OutboundRequest("POST", "https://api.binance.com", path, "", {}), 200, answer, outcome)  # type: ignore[arg-type]
-    assert store.placed_orders("acct") == {placed_key("11", "spot:BTCUSDT"): ("lister", "spot"),
-                                           placed_key("12", "spot:BTCUSDT"): ("lister", "spot")}
+    # its legs' client ids too (session 32's review: any bot cancelled a leg by its client id)
+    assert store.placed_orders("acct") == {placed_key(k, "spot:BTCUSDT"): ("lister", "spot")
+                                           for k in ("11", "12", client_key("a"), client_key("b"))}
     # an unread answer naming another bot's order (a keepPriority amend's) never makes it the sender's
     amended = doc({"amendedOrder": {"symbol": "BTCUSDT", "orderId": 11, "origQty": "0.5"}})
     outcome = Outcome(request_id="r2", unread_by=("other", facts))

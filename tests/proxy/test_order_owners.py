@@ -410,3 +410,23 @@ def test_a_cancel_of_an_order_of_no_owner_where_stops_become_orders_asks_the_exc
     spot_cancel = RequestFacts(action="cancel", symbol=normalize_symbol("BTCUSDT"), market="spot", cancels=("501",))
     assert owners.only_own("acct", binance, "b", spot_cancel, request_id="r8") is True  # spot: no stop spawns
     assert owners._spawned("acct", binance, "500", scope) and not owners._spawned("acct", binance, "501", scope)
+
+
+def test_an_unread_answers_client_ids_are_its_bots_unless_someone_holds_them(tmp_path: Path) -> None:
+    """Session 32's review: an order list's legs (an unread shape, placed by a bot no trading limit binds) were
+    recorded by their order ids only, so any bot cancelled a leg by its client id. Its client ids are recorded too,
+    each only where nobody holds it already (the rule its order ids follow)."""
+    owners, store = owners_on(tmp_path)
+    binance = Binance()
+    store.record_placed_orders("acct", "other", "spot", (placed_key(client_key("taken"), "spot:BTCUSDT"),), 1.0)
+    answer = json.dumps({"orderListId": 1, "listClientOrderId": "list-1", "symbol": "BTCUSDT", "orders": [
+        {"symbol": "BTCUSDT", "orderId": 11, "clientOrderId": "work-1"},
+        {"symbol": "BTCUSDT", "orderId": 12, "clientOrderId": "taken"}]}).encode()
+    unread = RequestFacts(action=None, symbol="BTCUSDT", market="spot")
+    owners.attribute("acct", binance, ("lister", unread), binance.placed_order_ids(200, answer), new_only=True,
+                     client_ids=binance.placed_client_ids(200, answer))
+    assert owners.client_owner("acct", binance, "work-1", "spot:BTCUSDT", "x") == "lister"
+    assert owners.client_owner("acct", binance, "taken", "spot:BTCUSDT", "x") == "other"
+    with pytest.raises(Refused, match="another bot"):
+        owners.only_own("acct", binance, "x", RequestFacts(action="cancel", symbol="BTCUSDT", market="spot",
+                                                          cancels_by_client=("work-1",)))

@@ -466,3 +466,30 @@ def test_reports_of_a_coinbase_alias_order_reach_the_book_it_was_booked_on() -> 
              OrderUpdate("old-1", "spot:BTCUSDC", "buy", None, None, Decimal("1"), Decimal("1"), True))
     desk.book.apply("cb", desk._on_books("cb", fills))
     assert desk.book.orders["cb"]["new-1"].final and desk.book.orders["cb"]["old-1"].final
+
+
+def test_a_stops_edited_trigger_is_never_booked_as_its_price() -> None:
+    """Session 32's regression review: the book kept a Kraken stop edited once (EditOrder's one price, its trigger)
+    as a limit order at that trigger, so a second edit was read as a limit's, and other bots' orders crossed a
+    price the stop never rests at. The replacing order rests with no price, as the stop it replaced."""
+    from keyproxy.exchanges.base import OutboundRequest
+    from keyproxy.exchanges.kraken import Kraken
+    from keyproxy.proxy.markets import MarketBook
+    from keyproxy.proxy.risk import RiskDesk
+
+    clock = Clock()
+    desk, kraken = RiskDesk(None, MarketBook(clock), clock), Kraken()
+    stop = RequestFacts(action="order", symbol="XBTUSD", market="spot", side="BUY", order_type="STOP-LOSS",
+                        quantity=D("0.01"), trigger_price=D("65000"))
+    add = OutboundRequest("POST", "https://x", "/0/private/AddOrder", "", {}, b"")
+    desk.learn("a", kraken, ("bot", stop), add, 200, b'{"error":[],"result":{"txid":["OAAAAA-BBBBB-CCCCCC"]}}',
+               ("OAAAAA-BBBBB-CCCCCC",))
+    assert desk.book.orders["a"]["OAAAAA-BBBBB-CCCCCC"].price is None
+    edit = RequestFacts(action="amend", symbol="XBTUSD", market="spot", quantity=D("0.01"), price=D("64000"),
+                        order_id="OAAAAA-BBBBB-CCCCCC", price_or_trigger=True)
+    answer = (b'{"error":[],"result":{"status":"ok","txid":"ODDDDD-EEEEE-FFFFFF","originaltxid":"OAAAAA-BBBBB-CCCCCC",'
+              b'"volume":"0.01","price":"64000","orders_cancelled":1}}')
+    out = OutboundRequest("POST", "https://x", "/0/private/EditOrder", "", {}, b"")
+    desk.learn("a", kraken, ("bot", edit), out, 200, answer, kraken.placed_order_ids(200, answer))
+    replaced = desk.book.orders["a"]["ODDDDD-EEEEE-FFFFFF"]
+    assert (replaced.price, replaced.side, replaced.bot) == (None, "buy", "bot")
