@@ -498,11 +498,18 @@ class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
         try:
             new_qty = Decimal(call.params.get("newQty", ""))
         except InvalidOperation:
-            raise BinanceError(400, -1100, "Illegal characters found in parameter 'newQty'.") from None
+            new_qty = Decimal("NaN")
+        if not new_qty.is_finite():
+            raise BinanceError(400, -1100, "Illegal characters found in parameter 'newQty'.")
         client_id = call.params.get("newClientOrderId") or "x-" + secrets.token_hex(8)
-        amended = self._order_doc(call, call.acct.shrink(order, new_qty, client_id, call.now), "query")
-        return {"transactTime": call.now, "executionId": call.now, "amendedOrder": {
-            **amended, "origClientOrderId": old_client_id}}
+        call.acct.shrink(order, new_qty, client_id, call.now)
+        return {"transactTime": call.now, "executionId": call.now, "amendedOrder": {  # as Binance words it (`qty`)
+            "symbol": order.market.symbol, "orderId": order.order_id, "orderListId": -1,
+            "origClientOrderId": old_client_id, "clientOrderId": client_id, "price": fmt(order.price),
+            "qty": fmt(order.orig_qty), "executedQty": fmt(order.executed_qty), "preventedQty": "0.00000000",
+            "quoteOrderQty": "0.00000000", "cumulativeQuoteQty": fmt(order.cum_quote), "status": order.status,
+            "timeInForce": order.time_in_force, "type": order.type, "side": order.side, "workingTime": order.time,
+            "selfTradePreventionMode": "NONE"}}
 
     def open_orders(self, call: Call) -> list[dict[str, Any]]:
         market = self._market(call, required=False)

@@ -168,8 +168,14 @@ def _facts_of(method: str, path: str, params: dict[str, str]) -> RequestFacts:
         return RequestFacts(action="other", symbol=symbol)
     # may place orders in a shape not read here (order lists): unread, refused under any trading limit; a margin one
     # that borrows (`sideEffectType`, a margin OCO's or OTO's too) needs the transfer scope all the same (session 32)
-    return RequestFacts(action=None, symbol=symbol, borrows=method == "POST" and path.startswith(_MARGIN_PATHS)
+    return RequestFacts(action=None, symbol=symbol, cancels_met=_expires_met(params),
+                        borrows=method == "POST" and path.startswith(_MARGIN_PATHS)
                         and (params.get("sideEffectType") or "").upper() in _BORROWING)
+
+
+def _expires_met(params: dict[str, str]) -> bool:
+    """Self-trade prevention asked to expire (or decrement) the resting order an order meets: maybe another bot's."""
+    return (params.get("selfTradePreventionMode") or "").upper() in ("EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT")
 
 
 _MARGIN_PATHS = ("/sapi/v1/margin/", "/papi/v1/margin/")
@@ -315,10 +321,9 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         # other spelling counts as a leg
                         hedged=derivatives and (params.get("positionSide") or "BOTH").upper() != "BOTH",
                         borrows=(params.get("sideEffectType") or "").upper() in _BORROWING,
-                        book_priced=matched is not None, routed=path.startswith("/api/v3/sor/"),
-                        # self-trade prevention asked to expire (or decrement) the resting order met
-                        cancels_met=(params.get("selfTradePreventionMode") or "").upper()
-                        in ("EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"),
+                        # a test order places nothing: it routes and meets nothing
+                        book_priced=matched is not None, routed=path == "/api/v3/sor/order",
+                        cancels_met=_expires_met(params) and not path.endswith("/test"),
                         # a trailing stop (futures TRAILING_STOP_MARKET: activationPrice, then callbackRate from the
                         # best price since; spot: trailingDelta, from stopPrice or at once) triggers where the market
                         # takes it: valued at its activation at least, and no price band can check it

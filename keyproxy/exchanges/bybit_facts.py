@@ -174,7 +174,8 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
                         # closeOnTrigger: "if the account has insufficient available balance when the closing order is
                         # triggered, then other active orders of similar contracts will be cancelled or reduced"
                         cancels_met=_text(body.get("smpType")) not in (None, "None", "CancelTaker")
-                        or (category in ("linear", "inverse") and _truthy(body.get("closeOnTrigger"))))
+                        # (any value but false: a "true" or 1 Bybit may read as true)
+                        or (category in ("linear", "inverse") and body.get("closeOnTrigger") not in (None, False)))
 
 
 def _attached(body: dict[str, object]) -> str | None:

@@ -182,7 +182,7 @@ def hyperliquid_facts(doc: Mapping[str, Any]) -> RequestFacts:  # noqa: C901 - o
             if not isinstance(m, dict):
                 raise BadRequest("a modify is an object {oid, order}")
             oid = m.get("oid")  # the exchange's id, or a client id (0x + 32 hex digits) the book does not hold
-            legs.append(replace(_order_leg(m.get("order"), "amend"),
+            legs.append(replace(_order_leg(m.get("order"), "amend"), replaces=True,
                                 order_id=str(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None))
         return _many(legs, "modify")
     if kind in ("cancel", "cancelByCloid"):

@@ -178,7 +178,7 @@ def kraken_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         # an edit's side is the order's (Kraken's EditOrder documents none: a `type` sent with it, read as the
         # order's, valued a buy as a sell: session 32's review), taken from the book
         return replace(order, action="amend", side=None, order_id=order_txid(param_text(params, "txid")),
-                       price_or_trigger=params.get("price2") is None) if method == "EditOrder" else order
+                       price_or_trigger=params.get("price2") is None, replaces=True) if method == "EditOrder" else order
     if method == "AmendOrder":
         return _amend(params)
     if method == "AddOrderBatch" and isinstance(params.get("orders"), list):

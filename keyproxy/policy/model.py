@@ -99,6 +99,9 @@ class RequestFacts:
     # an amend whose one price is its order's limit or its trigger, by the order's type (Kraken's EditOrder names
     # none): a stop's trigger where the book holds the order with no price (`decide.amended_leg`)
     price_or_trigger: bool = False
+    # an amend that cancels its order and places a new one under a new id (Kraken's EditOrder, Hyperliquid's modify;
+    # not Kraken's AmendOrder, which keeps the id)
+    replaces: bool = False
     # why keyproxy cannot follow the fills of what this request does, where nothing of it rests (an OKX spot margin
     # close-position: a market order no answer names): no position or loss limit could hold it
     unfollowed: str | None = None

@@ -531,13 +531,13 @@ class Core(CoreIdentity, CoreAnswers):
                               "retry, or cancel this bot's own orders by their ids", 1.0)
         if facts.touches or facts.action == "amend" or facts.cancels or facts.cancels_by_client or facts.cancels_all:
             if self.owners.only_own(account.info.name, adapter, bot.info.name, facts, request_id=outcome.request_id):
-                if facts.action == "amend" and adapter.amend_replaces and bot.policy.max_open_orders is not None:
-                    # the order that replaces one of no owner is the bot's, and its count never held the old one: a
-                    # cancel of it then freed a place (session 32's review: Kraken's EditOrder)
-                    raise Refused("open_orders_exceeded", f"bot {name!r}: this amend names an order keyproxy has no "
-                                  "owner for, and the order replacing it would rest uncounted under max_open_orders")
                 # an order of no known owner may be another bot's on its way: its answer names the owner
                 self.sweeps.check_unowned(account.info.name, name, outcome.request_id, facts)
+                if any(leg.replaces for leg in facts.placed()) and bot.policy.max_open_orders is not None:
+                    # the order that replaces one of no owner is the bot's, and its count never held the old one: a
+                    # cancel of it then freed a place (session 32's review: Kraken's EditOrder, Hyperliquid's modify)
+                    raise Refused("open_orders_exceeded", f"bot {name!r}: this amend names an order keyproxy has no "
+                                  "owner for, and the order replacing it would rest uncounted under max_open_orders")
         if facts.action in ("order", "amend") and adapter is not None:  # an amend's new client id too (a Hyperliquid
             self.owners.own_client_ids(account.info.name, adapter, name, facts)  # modify's `c`: session 32's review)
         shared = outcome.shared

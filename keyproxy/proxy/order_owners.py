@@ -428,8 +428,12 @@ class OrderOwners(StopChildren):
         if facts.action == "amend" and not adapter.amend_replaces:
             # an amend that keeps the order's id places no order: what it names is never the amender's; but the order
             # may take a new client id (Binance's keepPriority amend gives it one), which is its bot's (only its own
-            # bot amends an order): unrecorded, any bot cancelled the order by it (session 32's review)
-            self._record(account, bot, legs, (), client_ids, adapter)
+            # bot amends an order): unrecorded, any bot cancelled the order by it (session 32's review). An id the
+            # answer echoes that another bot holds stays its (an amend naming its own order by id and another bot's
+            # client id beside it: the session's regression review)
+            scope = legs[0].scope
+            mine = tuple(cid if cid and self._held_by(account, adapter, cid, scope, bot) else "" for cid in client_ids)
+            self._record(account, bot, legs, (), mine, adapter)
             return
         ids = tuple(dict.fromkeys(ids)) if facts.action is None else ids  # an order list names its orders twice
         named = {leg.order_id for leg in legs}
@@ -459,6 +463,13 @@ class OrderOwners(StopChildren):
                                                                   (None, *(leg.scope for leg in legs))} else ""
                                for cid in client_ids)
         self._record(account, bot, legs, keys, client_ids, adapter)
+
+    def _held_by(self, account: str, adapter: Adapter, client_id: str, scope: str, bot: str) -> bool:
+        """Whether the client id is the bot's or nobody's on record (out of reach in a fleet: not known to be)."""
+        try:
+            return self.client_owner(account, adapter, client_id, scope, bot) in (None, bot)
+        except OwnersUnknown:
+            return False
 
     def _record(self, account: str, bot: str, legs: tuple[RequestFacts, ...], keys: tuple[str, ...],
                 client_ids: tuple[str, ...], adapter: Adapter) -> None:

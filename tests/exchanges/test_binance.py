@@ -649,3 +649,7 @@ def test_what_session_32s_review_found_is_read() -> None:
     kept = facts_of("PUT", "/api/v3/order/amend/keepPriority", "symbol=BTCUSDT&orderId=5&newQty=0.5"
                     "&newClientOrderId=mine-2")
     assert (kept.action, kept.client_id) == ("amend", "mine-2")
+    # an order list takes self-trade prevention too; a test order places nothing, so it routes and meets nothing
+    assert facts_of("POST", "/api/v3/orderList/oto", order + "&selfTradePreventionMode=EXPIRE_MAKER").cancels_met
+    test = facts_of("POST", "/api/v3/sor/order/test", order + "&selfTradePreventionMode=EXPIRE_MAKER")
+    assert not test.routed and not test.cancels_met

@@ -636,4 +636,6 @@ def test_an_orders_client_id_and_self_trade_prevention_are_read() -> None:
     assert batch.orders[0].cancels_met
     # closeOnTrigger: Bybit cancels or reduces the account's other active orders when the margin runs short
     assert facts(CREATE, {**base, "closeOnTrigger": True}).cancels_met
+    assert facts(CREATE, {**base, "closeOnTrigger": "true"}).cancels_met  # a spelling Bybit may read as true
+    assert not facts(CREATE, {**base, "closeOnTrigger": False}).cancels_met
     assert not facts(CREATE, {**base, "category": "spot", "closeOnTrigger": True}).cancels_met

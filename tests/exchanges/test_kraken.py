@@ -701,7 +701,9 @@ def test_an_edit_takes_its_side_from_the_book_and_names_no_array() -> None:
     valued as a sell). And a form's bracketed name (`orders[0]`), which Kraken reads as an array and keyproxy did
     not read at all, is refused but where keyproxy reads it (AddOrder's `close[...]`, AddOrderBatch's `orders[...]`)."""
     edit = facts_of("/0/private/EditOrder", "nonce=1&txid=OABCDE-FGHIJ-KLMNOP&pair=XBTUSD&type=sell&volume=1&price=1")
-    assert (edit.action, edit.side, edit.price) == ("amend", None, Decimal("1"))
+    assert (edit.action, edit.side, edit.price, edit.replaces) == ("amend", None, Decimal("1"), True)
+    # AmendOrder keeps the order's id: it replaces nothing (an unowned order's amend is not refused for it)
+    assert not facts_of("/0/private/AmendOrder", "nonce=1&txid=OABCDE-FGHIJ-KLMNOP&order_qty=1").replaces
     for path, form in (("/0/private/CancelOrderBatch", "nonce=1&orders[0]=OABCDE-FGHIJ-KLMNOP"),
                        ("/0/private/CancelOrder", "nonce=1&txid[0]=OABCDE-FGHIJ-KLMNOP"),
                        ("/0/private/AddOrder", "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=1"

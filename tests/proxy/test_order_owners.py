@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,17 @@ def test_an_unread_answers_client_ids_are_its_bots_unless_someone_holds_them(tmp
     with pytest.raises(Refused, match="another bot"):
         owners.only_own("acct", binance, "x", RequestFacts(action="cancel", symbol="BTCUSDT", market="spot",
                                                           cancels_by_client=("work-1",)))
+
+
+def test_an_amend_that_keeps_its_order_records_only_client_ids_nobody_else_holds(tmp_path: Path) -> None:
+    """Session 32's regression review: an amend's answer echoing client ids (an OKX amend naming the bot's own order
+    by ordId and another bot's clOrdId beside it) recorded them as the amender's. A new id (Binance's keepPriority
+    gives one) is the bot's; one another bot holds stays its."""
+    owners, store = owners_on(tmp_path)
+    okx = Okx()
+    store.record_placed_orders("acct", "victim", "spot", (placed_key(client_key("victim1"), None),), 1.0)
+    amend = RequestFacts(action="amend", symbol="BTCUSDT", market="spot", order_id="5", quantity=Decimal(1),
+                         price=Decimal(1))
+    owners.attribute("acct", okx, ("attacker", amend), ("5",), client_ids=("victim1", "fresh1"))
+    assert owners.client_owner("acct", okx, "victim1", "spot:BTCUSDT") == "victim"
+    assert owners.client_owner("acct", okx, "fresh1", "spot:BTCUSDT") == "attacker"
