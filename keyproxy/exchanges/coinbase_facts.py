@@ -97,7 +97,9 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if endpoint.cls in (EndpointClass.PUBLIC, EndpointClass.READ, EndpointClass.TRANSFER, EndpointClass.ADMIN):
         return RequestFacts(action="other")
     if endpoint.cls is EndpointClass.TRADE and req.path in _SETTINGS:
-        return RequestFacts(action="other")
+        # the futures margin setting (intraday margin: more leverage on every bot's positions) and multi-asset
+        # collateral change leverage by an amount keyproxy cannot compute: refused under max_leverage (session 32)
+        return RequestFacts(action="leverage")
     try:
         body = _json_object(req.body) if req.body else {}
     except (ValueError, UnicodeDecodeError):
@@ -179,11 +181,16 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     # a bracket's stop, once triggered, is "a stop limit order ... with a limit price 5% higher for BUYS" (Create
     # Order, trigger_bracket_*.stop_trigger_price): a buy bracket may pay that, above its own limit_price
     stop_limit = trigger * BRACKET_STOP_SLACK if order_type == "BRACKET" and side == "BUY" and trigger else None
+    untracked = "Coinbase places an attached take-profit or stop-loss as an order of its own" if attached else None
+    if order_type in ("SCALED", "TWAP"):
+        # a ladder of limit orders between two prices, or slices over time: orders of Coinbase's own, their sizes and
+        # prices not this one's (a 10-order ladder passed max_open_orders=2, and its lowest level bought more than its
+        # size at the last price: session 32's review)
+        untracked = f"Coinbase places a {kind} as orders of its own"
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
                         conflict=conflict, contract=contract, trigger_price=trigger, stop_limit=stop_limit,
-                        untracked="Coinbase places an attached take-profit or stop-loss as an order of its own"
-                        if attached else None)
+                        untracked=untracked)
 
 
 def _listing(req: IncomingRequest) -> RequestFacts:

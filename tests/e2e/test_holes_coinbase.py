@@ -149,3 +149,25 @@ def test_btc_usd_and_btc_usdc_are_one_order_book(dev: DevStack) -> None:
     assert "self_cross" in refused_unsent(dev, lambda: taker.limit_order_gtc_buy(
         client_order_id=str(uuid.uuid4()), product_id="BTC-USDC", base_size="0.001", limit_price="71000"))
     assert maker.cancel_orders(order_ids=[ask.success_response["order_id"]]).results[0].success
+
+
+def test_a_ladder_or_a_twap_and_the_futures_margin_setting_are_refused_where_they_matter(dev: DevStack) -> None:
+    """Session 32's review: a `scaled_limit_gtc` order (a ladder of limit orders between two prices) counted as one
+    order, sized at the last price: a 10-order ladder passed `max_open_orders=2`, and its lowest level bought more
+    than a position cap let the bot hold. Coinbase places the ladder's orders (and a TWAP's slices) as its own:
+    refused to a bot whose open orders or position keyproxy counts. The futures intraday margin setting (more leverage
+    on every bot's futures positions) passed `max_leverage`: refused, nothing sent."""
+    ladder = {"scaled_limit_gtc": {"quote_size": "1000", "num_orders": "10", "min_price": "100",
+                                   "max_price": "50000", "size_distribution": "FLAT"}}
+    for settings, code in ((("max_open_orders=2",), "open_orders_exceeded"), (("max_position=0.05",),
+                                                                              "position_exceeded")):
+        c = client(dev, f"cbladder-{code[:4]}", *settings)
+        text = refused_unsent(dev, lambda: c.create_order(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
+                                                          side="BUY", order_configuration=ladder))
+        assert code in text, text
+    capped = client(dev, "cbmargin", "max_leverage=1")
+    start = len(dev.journal())
+    text = refused(lambda: capped.post("/api/v3/brokerage/cfm/intraday/margin_setting",
+                                       data={"setting": "INTRADAY_MARGIN_SETTING_INTRADAY"}))
+    assert "leverage_exceeded" in text, text
+    assert [e for e in dev.journal()[start:] if "margin_setting" in e["path"]] == []

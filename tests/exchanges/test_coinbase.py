@@ -632,7 +632,8 @@ def test_order_facts() -> None:
     assert (future.contract, future.market, future.quantity, future.contract_size) == ("linear", "future",
                                                                                       Decimal("10"), None)
     assert facts("/api/v3/brokerage/convert/trade/abc", {"from_account": "a", "to_account": "b"}).action is None
-    assert facts("/api/v3/brokerage/cfm/intraday/margin_setting", {"setting": "x"}).action == "other"
+    # a leverage change keyproxy cannot compute (session 32's review; it was read as a setting)
+    assert facts("/api/v3/brokerage/cfm/intraday/margin_setting", {"setting": "x"}).action == "leverage"
 
 
 def test_withdrawal_facts() -> None:
@@ -755,3 +756,15 @@ def test_a_member_spelled_in_camel_case_is_refused() -> None:
         with pytest.raises(BadRequest, match="snake_case"):
             facts(ORDERS, odd)
     assert facts(ORDERS, order).action == "order"
+
+
+def test_a_ladder_and_a_twap_are_orders_of_coinbases_own_and_the_margin_setting_a_leverage_change() -> None:
+    """Session 32's review: a scaled order is a ladder of limit orders, a TWAP slices: neither is one order of the
+    size and price it names. The futures margin setting and multi-asset collateral change leverage unreadably."""
+    for kind in ("scaled_limit_gtc", "twap_limit_gtd"):
+        f = facts("/api/v3/brokerage/orders", {"client_order_id": "x", "product_id": "BTC-USD", "side": "BUY",
+                                               "order_configuration": {kind: {"quote_size": "1000"}}})
+        assert f.untracked and kind in f.untracked, kind
+    for path in ("/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"):
+        f = facts(path, {"setting": "INTRADAY_MARGIN_SETTING_INTRADAY"})
+        assert (f.action, f.leverage) == ("leverage", None), path
