@@ -38,6 +38,9 @@ MARKET = "spot"  # Kraken spot: one order book per pair whether an order uses ma
 MAX_BATCH = 15  # AddOrderBatch: "a collection of orders (minimum of 2 and maximum 15)", one pair
 
 
+_BRACKETED = {"AddOrder": ("close[",), "AddOrderBatch": ("orders[",)}  # the bracketed form names keyproxy reads
+
+
 def kraken_params(req: IncomingRequest) -> dict[str, object]:
     """A private call's parameters, form-encoded or JSON (unique member names)."""
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -58,8 +61,7 @@ def kraken_params(req: IncomingRequest) -> dict[str, object]:
             raise BadRequest("the JSON body must be an object")
         return doc
     params: dict[str, object] = {}
-    method = req.path.rsplit("/", 1)[-1]
-    bracketed = {"AddOrder": ("close[",), "AddOrderBatch": ("orders[",)}.get(method, ())
+    bracketed = _BRACKETED.get(req.path.rsplit("/", 1)[-1], ())
     for k, v in parse_qsl(text, keep_blank_values=True):
         if "[" in k and not (bracketed and k.startswith(bracketed)):
             # Kraken reads a form's bracketed names as arrays (`orders[0]=<txid>`), keyproxy reads none of them but

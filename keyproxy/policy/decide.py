@@ -84,6 +84,15 @@ class Amended:
     filled: Decimal
 
 
+def retriggered(leg: RequestFacts, booked_price: Decimal | None) -> RequestFacts:
+    """An amend leg whose one price is a stop's new trigger (`price_or_trigger`, Kraken's EditOrder, of an order the
+    book holds with no price) as that trigger: no price it rests at, it trades at market once it fires (read as a limit
+    it crossed nothing and valued a 10 BTC buy at 1 USD: session 32's review); any other leg as it is."""
+    if leg.price_or_trigger and booked_price is None and leg.price is not None:
+        return replace(leg, price=None, trigger_price=leg.price)
+    return leg
+
+
 def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
     its side from the amend where it names one, else the book's; its new size and price from the amend, a price
@@ -95,11 +104,7 @@ def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
     market, _, symbol = order.scope.partition(":")
     side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
-    if leg.price_or_trigger and order.price is None and leg.price is not None:
-        # an order the book holds with no price rests off the book till its trigger: an amend's one price that names
-        # no order type is its trigger (Kraken's EditOrder of a stop-loss), and it trades at market once it fires; a
-        # limit read there crossed nothing and valued a 10 BTC buy at 1 USD (session 32's review)
-        leg = replace(leg, price=None, trigger_price=leg.price)
+    leg = retriggered(leg, order.price)
     return replace(leg, action="order", side=side, market=None if market == "*" else market,
                    symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
                    price=leg.price if leg.price is not None or leg.book_priced else order.price, orders=())
@@ -308,8 +313,8 @@ def _amends_priced(facts: RequestFacts, risk: RiskView | None) -> RequestFacts:
         held = risk.amended[i] if risk is not None and i < len(risk.amended) else None
         if held is not None and not leg.side:  # an edit names no side (Kraken's EditOrder): the order's
             leg = replace(leg, side=held.side.upper())
-        if held is not None and leg.price_or_trigger and held.price is None and leg.price is not None:
-            out.append(replace(leg, price=None, trigger_price=leg.price))  # a stop's new trigger: it trades at market
+        if held is not None and (trigger := retriggered(leg, held.price)) is not leg:
+            out.append(trigger)  # valued as an order at market
             continue
         if leg.price is None and not leg.book_priced and leg.quote_quantity is None:
             order = held

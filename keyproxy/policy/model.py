@@ -97,7 +97,7 @@ class RequestFacts:
     # BTCUSDC's book too): keyproxy's self-cross check sees the order's own book only (session 32's review)
     routed: bool = False
     # an amend whose one price is its order's limit or its trigger, by the order's type (Kraken's EditOrder names
-    # none): a stop's trigger where the book holds the order with no price (`decide.amended_leg`)
+    # none): a stop's trigger where the book holds the order with no price (`decide.retriggered`)
     price_or_trigger: bool = False
     # an amend that cancels its order and places a new one under a new id (Kraken's EditOrder, Hyperliquid's modify;
     # not Kraken's AmendOrder, which keeps the id)

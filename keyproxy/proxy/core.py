@@ -505,8 +505,8 @@ class Core(CoreIdentity, CoreAnswers):
             raise Refused("policy_denied", f"bot {name!r}: this sets a timer that cancels every order of "
                           f"{facts.scope} when it runs out, whoever placed them, and bot {other!r} trades on this "
                           "account too: keyproxy's own dead-man's switch (dead_man_seconds) covers a shared account")
-        if (other := _other_trader(snap, account.info.name, name) if any(
-                leg.cancels_met for leg in (facts, *facts.placed())) else None) is not None:
+        if any(leg.cancels_met for leg in (facts, *facts.placed())) \
+                and (other := _other_trader(snap, account.info.name, name)) is not None:
             raise Refused("policy_denied", f"bot {name!r}: this order asks the exchange to cancel other resting "
                           "orders of the account (the ones it meets: self-trade prevention; or, with Bybit's "
                           f"closeOnTrigger, the ones in its way), and bot {other!r} trades on this account too: the "

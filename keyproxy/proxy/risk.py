@@ -14,7 +14,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from keyproxy.exchanges.base import Adapter, OrderUpdate, OutboundRequest
-from keyproxy.policy.decide import Amended, RiskView, amended_leg
+from keyproxy.policy.decide import Amended, RiskView, amended_leg, retriggered
 from keyproxy.policy.valuation import order_size, worst_price
 from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts
 from keyproxy.proxy.markets import MarketBook
@@ -277,10 +277,11 @@ class RiskDesk:
         # a quote-sized order rests at the size it was checked at (quote / the lowest price it may execute at): the
         # answer names its id alone, and with no size booked it weighed nothing under a position cap until a fill
         # was read (a Bybit spot market buy in USDT, a quote-sized stop resting for days: session 32's review)
-        prices = self.markets.last_prices(account, facts)
-        legs = tuple(replace(leg, quantity=order_size(leg, prices.get(leg.symbol or "")))
-                     if leg.quantity is None and leg.quote_quantity is not None and leg.contract is None else leg
-                     for leg in legs)
+        if any(leg.quantity is None and leg.quote_quantity is not None and leg.contract is None for leg in legs):
+            prices = self.markets.last_prices(account, facts)
+            legs = tuple(replace(leg, quantity=order_size(leg, prices.get(leg.symbol or "")))
+                         if leg.quantity is None and leg.quote_quantity is not None and leg.contract is None else leg
+                         for leg in legs)
         # a conditional order rests off the order book till its trigger: its size counts, its price crosses nothing
         legs = tuple(replace(leg, price=None) if leg.conditional else leg for leg in legs)
         for leg, oid in zip(legs, ids, strict=False):
@@ -320,8 +321,7 @@ class RiskDesk:
             elif new_id is None and quantity is not None and held.quantity is not None:
                 quantity = max(quantity, held.quantity)
             if took:
-                # a stop's new trigger is no price it rests at (`amended_leg`: Kraken's EditOrder of a stop-loss)
-                price = None if leg.price_or_trigger and held.price is None else leg.price
+                price = retriggered(leg, held.price).price  # a stop's new trigger is no price it rests at
                 rows.append((held.order_id, new_id, quantity, price, (leg.side or "").lower() or None))
             else:
                 rows.append((held.order_id, new_id, quantity, None, None))
