@@ -192,11 +192,14 @@ class OrderUpdate:
     # the exchange id of the order this one became when triggered (a Binance algo order's `actualOrderId`): the
     # placing bot's, followed in the book from then on
     spawned: str = ""
+    # when the exchange created the order (epoch seconds, its clock), where its reports say (Coinbase): an order
+    # created before the request that "placed" it was decided is one the exchange answered a reused client id with
+    created: float | None = None
 
     def with_order_id(self, order_id: str) -> OrderUpdate:
         """The same update under another id (the book's key for it), without dataclasses.replace's cost."""
         return OrderUpdate(order_id, self.scope, self.side, self.price, self.quantity, self.filled,
-                           self.filled_quote, self.final, self.spawned)
+                           self.filled_quote, self.final, self.spawned, self.created)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ channel (`cumulative_quantity`, `filled_value`). Create answers name the order o
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
@@ -15,15 +16,32 @@ FINAL = frozenset({"FILLED", "CANCELLED", "EXPIRED", "FAILED"})
 PREFIX = "/api/v3/brokerage/orders/historical/"
 
 
-def _update(o: Any, side_key: str, filled_key: str) -> OrderUpdate | None:
+def created_at(value: object) -> float | None:
+    """An order's `created_time` (REST) or `creation_time` (the `user` channel), RFC 3339 in UTC
+    (`2026-04-07T14:29:55.123456Z`, fractions of any length), as epoch seconds; None when it is not one."""
+    if not isinstance(value, str) or not 20 <= len(value) <= 40:
+        return None
+    head, dot, rest = value.partition(".")
+    if dot:  # fractions cut to microseconds (fromisoformat takes at most six digits on every Python version)
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        value = head + "." + rest[:min(digits, 6)] + rest[digits:] if digits else head + rest
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp.timestamp() if stamp.tzinfo is not None else None
+
+
+def _update(o: Any, side_key: str, filled_key: str, created_key: str) -> OrderUpdate | None:
     if not isinstance(o, dict) or not isinstance(o.get("order_id"), str) or not isinstance(o.get("product_id"), str):
         return None
     side = o.get(side_key)
     filled, value = qty(o.get(filled_key)), qty(o.get("filled_value"))
     if market_of(o["product_id"]) != "spot" or side not in ("BUY", "SELL") or filled is None or value is None:
         return None
+    # when Coinbase made it: a create reusing a client id is answered with the order that holds it, whenever made
     return OrderUpdate(o["order_id"], f"spot:{normalize_symbol(o['product_id'])}", side.lower(), None, None, filled,
-                       value, o.get("status") in FINAL)
+                       value, o.get("status") in FINAL, created=created_at(o.get(created_key)))
 
 
 def coinbase_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
@@ -33,7 +51,7 @@ def coinbase_order_updates(method: str, path: str, status: int, body: bytes) -> 
     if not isinstance(doc, dict):
         return ()
     orders = doc.get("orders") if isinstance(doc.get("orders"), list) else [doc.get("order")]
-    return tuple(u for o in orders[:MAX_ORDERS] if (u := _update(o, "side", "filled_size")) is not None)
+    return tuple(u for o in orders[:MAX_ORDERS] if (u := _update(o, "side", "filled_size", "created_time")) is not None)
 
 
 def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
@@ -45,7 +63,7 @@ def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
     out: list[OrderUpdate] = []
     for event in doc["events"][:100]:
         for o in (event.get("orders") if isinstance(event, dict) and isinstance(event.get("orders"), list) else []):
-            if (u := _update(o, "order_side", "cumulative_quantity")) is not None:
+            if (u := _update(o, "order_side", "cumulative_quantity", "creation_time")) is not None:
                 out.append(u)
     return tuple(out[:MAX_ORDERS])
 

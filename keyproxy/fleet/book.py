@@ -49,13 +49,15 @@ def _dec(value: str | None) -> Decimal | None:
 def encode(entry: list[Any]) -> str:
     """A book change as JSON: decimals as text, updates as lists."""
     def update(u: OrderUpdate) -> list[Any]:
+        # what a triggered conditional order became, and when the exchange made the order (where it says)
+        more = [u.spawned, u.created] if u.created is not None else [u.spawned] if u.spawned else []
         return [u.order_id, u.scope, u.side, _text(u.price), _text(u.quantity), str(u.filled), str(u.filled_quote),
-                u.final, *([u.spawned] if u.spawned else [])]  # what a triggered conditional order became
-    if entry[0] == "p":
-        kind, account, bot, rows, updates = entry
+                u.final, *more]
+    if entry[0] == "p":  # (..., when the request was decided: the orders' time in every book)
+        kind, account, bot, rows, updates, *decided = entry
         return json.dumps([kind, account, bot, [[oid, scope, side, _text(price), _text(qty)]
                                                 for oid, scope, side, price, qty in rows],
-                           [update(u) for u in updates]])
+                           [update(u) for u in updates], *decided])
     if entry[0] == "m":
         kind, account, bot, rows = entry
         return json.dumps([kind, account, bot, [[oid, new_id, _text(qty), _text(price), side]
@@ -69,10 +71,11 @@ def decode(text: str) -> list[Any]:
 
     def update(v: list[Any]) -> OrderUpdate:
         return OrderUpdate(str(v[0]), str(v[1]), str(v[2]), _dec(v[3]), _dec(v[4]), Decimal(v[5]), Decimal(v[6]),
-                           bool(v[7]), str(v[8]) if len(v) > 8 else "")
+                           bool(v[7]), str(v[8]) if len(v) > 8 else "", float(v[9]) if len(v) > 9 else None)
     if raw[0] == "p":
         return ["p", str(raw[1]), str(raw[2]), [(str(r[0]), str(r[1]), str(r[2]), _dec(r[3]), _dec(r[4]))
-                                                for r in raw[3]], [update(v) for v in raw[4]]]
+                                                for r in raw[3]], [update(v) for v in raw[4]],
+                *([float(raw[5])] if len(raw) > 5 else [])]
     if raw[0] == "a":
         return ["a", str(raw[1]), [update(v) for v in raw[2]], bool(raw[3])]
     if raw[0] == "m":  # amends: (order id, the id of the order that replaced it, new size, new price, side)

@@ -88,6 +88,7 @@ class Entry:
     bot: str
     facts: RequestFacts
     roles: str  # which of the outcome's records the facts were: p(laced_by), t(rack), u(nread_by)
+    decided_ms: int | None = None  # when the request was decided (`Outcome.decided_ms`; lines before session 33: None)
 
 
 class AnswerJournal:
@@ -122,7 +123,8 @@ class AnswerJournal:
         return int(items.get(self.key, "0")), rows
 
     def write(self, account: str, transport: str, out: OutboundRequest, status: int, body: bytes, request_id: str,
-              bot: str, facts: RequestFacts, roles: str, blank: tuple[str, ...] = ()) -> int | None:
+              bot: str, facts: RequestFacts, roles: str, blank: tuple[str, ...] = (),
+              decided_ms: int | None = None) -> int | None:
         """The answer's line, on the OS's side when this returns: its number; None when it cannot be written
         (the caller then learns the answer before relaying it). `blank`: credentials the request carries in its
         parameters (the real API key, a stream token), removed from the line."""
@@ -140,7 +142,8 @@ class AnswerJournal:
                     query, sent = query.replace(secret, ""), sent.replace(secret, "")
             data = orjson.dumps({"n": number, "a": account, "x": transport, "m": out.method, "p": out.path,
                                  "q": query, "b": sent, "s": status, "r": body.decode("latin-1"),
-                                 "i": request_id, "bot": bot, "f": facts_doc(facts), "k": roles}) + b"\n"
+                                 "i": request_id, "bot": bot, "f": facts_doc(facts), "k": roles,
+                                 "t": decided_ms}) + b"\n"
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError("short write")
@@ -227,7 +230,8 @@ class AnswerJournal:
                 doc = orjson.loads(line)
                 out = OutboundRequest(doc["m"], "", doc["p"], doc["q"], {}, doc["b"].encode("latin-1"))
                 entry = Entry(int(doc["n"]), doc["a"], doc["x"], out, int(doc["s"]), doc["r"].encode("latin-1"),
-                              doc["i"], doc["bot"], facts_of(doc["f"]), doc["k"])
+                              doc["i"], doc["bot"], facts_of(doc["f"]), doc["k"],
+                              None if doc.get("t") is None else int(doc["t"]))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
                 continue
             yield entry

@@ -80,6 +80,7 @@ class Core(CoreIdentity, CoreAnswers):
         self.owners = OrderOwners(usage, sequences, self.risk.book, clock_ms)  # who placed which order; open orders
         self.risk.book.on_spawn = self.owners.spawned  # what a triggered conditional order became is its bot's
         self.risk.book.on_spawn_unbooked = self.owners.spawned_unbooked
+        self.risk.book.on_disown = self.owners.disowned  # an order the exchange made before the bot asked: not its
         self.tokens = StreamTokens(clock_ms)  # listenKeys and virtual stream tokens, bound to their bot's credential
         self.journal: AnswerJournal | None = None  # the daemon's: an order's answer written down before it is relayed
         # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)
@@ -211,7 +212,7 @@ class Core(CoreIdentity, CoreAnswers):
         if facts.action is None and route.endpoint.cls is EndpointClass.TRADE:
             outcome.unread_by = (bot.info.name, facts)
         if facts.action in ("order", "amend"):
-            outcome.placed_by = (bot.info.name, facts)
+            outcome.placed_by, outcome.decided_ms = (bot.info.name, facts), now_ms
             # on its way from this decision on: a request waiting for the account's nonce turn (Kraken) counts
             # against the caps of every decision after it; a refusal or a failure before sending gives it back
             # (`InFlight.land`); `sign` counts it again from its sending (a long wait must not expire it)

@@ -65,7 +65,8 @@ class CoreAnswers:
         # stream token the frame went upstream with (Kraken's WebSocket v2 token, which trades the account)
         blank = (key.api_key.reveal_str() if key is not None else "", outcome.sent_token or "")
         number = self.journal.write(route.account.info.name, "rest" if route.adapter is route.account.adapter
-                                    else "ws", out, status, body, outcome.request_id, bot, facts, roles, blank)
+                                    else "ws", out, status, body, outcome.request_id, bot, facts, roles, blank,
+                                    outcome.decided_ms)
         if number is not None:
             self.in_flight.held_for_learning(outcome, status)
         return number
@@ -96,7 +97,7 @@ class CoreAnswers:
                 if entry.transport == "ws" and dialect is None:
                     raise Refused("unknown_endpoint", f"no WebSocket dialect for {entry.out.path[:80]}")
                 route = self.route(entry.account, entry.out.method, entry.out.path, outcome, dialect=dialect)
-                outcome.placed_by = (entry.bot, entry.facts)
+                outcome.placed_by, outcome.decided_ms = (entry.bot, entry.facts), entry.decided_ms
                 outcome.track = (entry.bot, entry.facts) if "t" in entry.roles else None
                 self.learn(route, entry.out, entry.status, entry.body, outcome, journaled=entry.number)
             except Exception as e:  # a line that cannot be learned must not keep the daemon from starting
@@ -195,7 +196,7 @@ class CoreAnswers:
                 self.owners.attribute(name, adapter, outcome.unread_by, adapter.placed_order_ids(status, body),
                                       new_only=True, client_ids=adapter.placed_client_ids(status, body))
             if 200 <= status < 300 and body:
-                self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids)
+                self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids, outcome.decided_ms)
                 if out.method == "GET":
                     self.owners.learn_resting_clients(name, adapter, out, status, body)
             if outcome.facts is not None and outcome.facts.action == "cancel":

@@ -464,6 +464,18 @@ class OrderOwners(StopChildren):
                                for cid in client_ids)
         self._record(account, bot, legs, keys, client_ids, adapter)
 
+    def disowned(self, account: str, bot: str, scope: str, book_key: str) -> None:
+        """An order the exchange made before the bot's request named it (the positions book's `on_disown`: a
+        Coinbase client id reused) is not the bot's: off its record, so a halt of the bot does not cancel the
+        operator's order and cancelling it frees no place under the bot's cap."""
+        if self._sequences is None:
+            return
+        order_id, keyed, _ = book_key.partition("@")
+        keys = placed_keys(order_id, scope if keyed else None)
+        if self._sequences.placed_owner(account, keys) == bot:
+            self.changed(account)
+            self._sequences.forget_placed_orders(account, list(keys))
+
     def _held_by(self, account: str, adapter: Adapter, client_id: str, scope: str, bot: str) -> bool:
         """Whether the client id is the bot's or nobody's on record (out of reach in a fleet: not known to be)."""
         try:

@@ -38,6 +38,7 @@ class Outcome:
     opens_mark: int | None = None  # with `track`: the bot's orders learned open at its decision (a listing's base)
     opens_since: int | None = None  # with `track`: when it was decided (ms): in a fleet, a listing's base in Redis
     placed_by: tuple[str, RequestFacts] | None = None  # (bot, facts) of a request that may place or amend orders
+    decided_ms: int | None = None  # with `placed_by`: when decided (an order the exchange made before is not its)
     # (bot, facts) of a trade request keyproxy cannot read (an order list, a form-encoded batch), sent for a bot no
     # trading limit binds: the orders its answer names are still that bot's, for `halt --bot B --cancel-orders`
     unread_by: tuple[str, RequestFacts] | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -34,9 +35,13 @@ MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
 # on its way (a user-stream fill often beats the order's own answer; in a fleet, the placing instance's entry)
 HOLD_S = 30.0
 MAX_HELD = 10_000
+# an order the exchange says it created more than this before the request naming it was decided is not that
+# request's (`PositionBook._foreign`): room for the exchange's clock and this host's (`keyproxy doctor` warns past 1 s)
+CREATED_SLACK_S = 5.0
 # an amend the exchange accepted: (order id, the id of the order that replaced it, new size, new price, side)
 AmendRow = tuple[str, str | None, Decimal | None, Decimal | None, str | None]
 ZERO = Decimal(0)
+log = logging.getLogger("keyproxy.risk")
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,6 +160,9 @@ class PositionBook:
         # (account, the conditional order's id, what it became, scope): the same of an order the book does not hold
         # (a market whose fills keyproxy does not read: OKX swaps): the record still makes it its placer's
         self.on_spawn_unbooked: Callable[[str, str, str, str], None] | None = None
+        # (account, bot, scope, the book's id): an order booked as the bot's that the exchange made before the
+        # bot's request (`_foreign`): the hook takes it off the bot's record (proxy/order_owners.py)
+        self.on_disown: Callable[[str, str, str, str], None] | None = None
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -175,15 +183,16 @@ class PositionBook:
     # --- what the exchange confirmed ----------------------------------------------------------------
 
     def placed(self, account: str, bot: str, legs: tuple[RequestFacts, ...], order_ids: tuple[str, ...],
-               updates: tuple[OrderUpdate, ...] = ()) -> None:
+               updates: tuple[OrderUpdate, ...] = (), decided: float | None = None) -> None:
         """Orders the exchange accepted from `bot` (ids in the order of the request's legs), then what the
-        same answer says they filled."""
+        same answer says they filled. `decided`: when the request was decided (the orders' time, `_foreign`)."""
         rows = [(oid, leg.scope, leg.side.lower(), leg.price, leg.quantity)
                 for leg, oid in zip(legs, order_ids, strict=False) if oid and leg.side]
-        placed, changed = self._place(account, bot, rows, updates, self._clock())
+        at = self._clock() if decided is None else decided
+        placed, changed = self._place(account, bot, rows, updates, at)
         if self.mirror is not None and (placed or changed):
             self.mirror(bot, ["p", account, bot, [r for r in rows if r[0] in placed],
-                              [u for b, u in changed if b == bot]])
+                              [u for b, u in changed if b == bot], at])
             self._publish(account, [(b, u) for b, u in changed if b != bot], False)
 
     def find(self, account: str, order_id: str, scope: str, keyed: bool) -> TrackedOrder | None:
@@ -269,8 +278,8 @@ class PositionBook:
         """What another instance of a fleet learned (fleet/book.py), as it learned it at `at`: the same
         changes, not published again. Idempotent: an order already held is not placed twice, fills are
         cumulative."""
-        if entry[0] == "p":
-            _, changed = self._place(entry[1], entry[2], entry[3], entry[4], at)
+        if entry[0] == "p":  # as of when the placing instance decided the request (entries before session 33: `at`)
+            _, changed = self._place(entry[1], entry[2], entry[3], entry[4], entry[5] if len(entry) > 5 else at)
             mine = [(b, u) for b, u in changed if u not in entry[4]]  # what this instance held for these orders
             self._publish(entry[1], mine, False)
         elif entry[0] == "a":
@@ -305,6 +314,7 @@ class PositionBook:
         moved: set[str] = set()
         used: list[tuple[str, OrderUpdate]] = []
         spawned: list[TrackedOrder] = []
+        dropped: list[tuple[str, str]] = []
         day = utc_day(at)
         for u in updates:
             order = book.get(u.order_id) if book else None
@@ -317,6 +327,10 @@ class PositionBook:
                 continue
             if order is None or (u.scope and order.scope != u.scope):
                 continue  # not keyproxy's, or an answer about another market under the same id
+            if self._foreign(order, u):
+                self._disown(order, dropped)
+                used.append((order.bot, u))  # a fleet's other books drop it too (the same rule, the same times)
+                continue
             fill, cash = u.filled - order.filled, u.filled_quote - order.filled_quote
             changed, before = False, order.remaining
             if u.side and u.side != order.side:  # the exchange's word on which side it rests (a modify turned it)
@@ -365,8 +379,10 @@ class PositionBook:
                     orders.append(order)
                 self._add_resting(order, order.remaining - before)
         orders += spawned
-        if orders:
-            self._save(orders, [self._position_row(k, p) for k, p in positions.items()], self._bound(account))
+        if orders or dropped:
+            orders = [o for o in orders if (o.account, o.order_id) not in dropped]
+            self._save(orders, [self._position_row(k, p) for k, p in positions.items()],
+                       dropped + self._bound(account))
         for child in spawned:
             if self.on_spawn is not None:
                 self.on_spawn(account, child.bot, child.scope, child.order_id)
@@ -376,6 +392,29 @@ class PositionBook:
                 moved |= more
                 used += also
         return moved, used
+
+    @staticmethod
+    def _foreign(order: TrackedOrder, u: OrderUpdate) -> bool:
+        """The exchange made this order before the request that booked it was decided (CREATED_SLACK_S for the
+        clocks): Coinbase answers a create reusing a `client_order_id` with the order that holds it, so a bot
+        naming the client id of an order placed outside keyproxy (the operator's) got it booked as its own, and
+        that order's fills counted as the bot's position (session 32's review: a 0.05 BTC cap, 0.5 BTC sold as
+        "reducing")."""
+        return u.created is not None and u.created < order.ts - CREATED_SLACK_S
+
+    def _disown(self, order: TrackedOrder, dropped: list[tuple[str, str]]) -> None:
+        """An order that was never the bot's leaves the book, none of its fills counted; its owner record goes
+        with it (`on_disown`): a halt of the bot must not cancel it."""
+        self._add_resting(order, -order.remaining)
+        self._live.get((order.account, order.scope), {}).pop(order.order_id, None)
+        self._finished.get(order.account, {}).pop(order.order_id, None)
+        self.orders.get(order.account, {}).pop(order.order_id, None)
+        dropped.append((order.account, order.order_id))
+        log.warning("an order the exchange made before the request that named it was decided is not the bot's "
+                    "(a client id reused): it left the book, none of its fills counted",
+                    extra={"account": order.account, "bot": order.bot, "order_id": order.order_id[:64]})
+        if self.on_disown is not None:
+            self.on_disown(order.account, order.bot, order.scope, order.order_id)
 
     def _end(self, order: TrackedOrder, filled_out: bool = False) -> None:
         """The order rests no longer (the caller adjusts the resting size it had)."""

@@ -230,10 +230,12 @@ class RiskDesk:
     # --- what the exchange confirmed -------------------------------------------------------------------
 
     def learn(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts] | None,
-              out: OutboundRequest, status: int, body: bytes, placed_ids: tuple[str, ...] = ()) -> None:
+              out: OutboundRequest, status: int, body: bytes, placed_ids: tuple[str, ...] = (),
+              decided_ms: int | None = None) -> None:
         """Orders a 2xx answer reports: placed by this bot when it placed them. `placed_ids` (the adapter's
         `placed_order_ids`) name them leg by leg where the answer lists one per leg; else the answer's order
-        reports are matched to the legs on scope and side."""
+        reports are matched to the legs on scope and side. `decided_ms`: when the request was decided (its orders
+        are booked as of then: one the exchange reports created before is not the bot's, `PositionBook`)."""
         if not adapter.fill_markets:
             return
         updates = self._on_books(account, adapter.order_updates(out, status, body))
@@ -289,7 +291,8 @@ class RiskDesk:
                 self._by_client[(account, leg.client_id)] = oid
                 if len(self._by_client) > MAX_CLIENT_IDS:
                     del self._by_client[next(iter(self._by_client))]
-        self.book.placed(account, bot, legs, tuple(ids), self._keyed(adapter, updates))
+        self.book.placed(account, bot, legs, tuple(ids), self._keyed(adapter, updates),
+                         None if decided_ms is None else decided_ms / 1000)
 
     def _amended(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts,
                  updates: tuple[OrderUpdate, ...], ids: tuple[str, ...], verdicts: tuple[bool | None, ...]) -> None:

@@ -3,8 +3,12 @@ its base URL changed) and the real daemon to the emulator; each failed before it
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,14 +16,18 @@ import pytest
 from keyproxy.emulator.devstack import DevStack, new_real_key
 
 rest = pytest.importorskip("coinbase.rest")
+jwt_generator = pytest.importorskip("coinbase.jwt_generator")
 requests_adapters = pytest.importorskip("requests.adapters")
+
+
+KEY = new_real_key("ec", exchange="coinbase")
 
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(tmp_path_factory.mktemp("holes-coinbase"))
     try:
-        stack.serve_account("cb", new_real_key("ec", exchange="coinbase"))
+        stack.serve_account("cb", KEY)
         yield stack
     finally:
         stack.close()
@@ -128,6 +136,58 @@ def test_reusing_another_bots_client_order_id_does_not_take_its_order(dev: DevSt
     dev.cli("resume", "--bot", "cbcidattacker")
     assert "cancelled 0," in out, out  # the attacker's halt cancelled nothing of the victim's
     assert victim.cancel_orders(order_ids=[order_id]).results[0].success  # still resting, still the victim's
+
+
+def outside_order(dev: DevStack, client_order_id: str, config: dict[str, Any], side: str = "BUY") -> str:
+    """The operator's own order with the real key, not through keyproxy (the Coinbase site, another tool, or from
+    before keyproxy): its id."""
+    path = "/api/v3/brokerage/orders"
+    token = jwt_generator.build_rest_jwt("POST api.coinbase.com" + path, KEY.credentials["api_key"],
+                                         KEY.credentials["private_key"])
+    body = json.dumps({"client_order_id": client_order_id, "product_id": "BTC-USD", "side": side,
+                       "order_configuration": config}).encode()
+    assert dev.emulator_url
+    req = urllib.request.Request(dev.emulator_url + path, data=body, method="POST",
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.loads(r.read())
+    assert answer["success"], answer
+    return str(answer["success_response"]["order_id"])
+
+
+def test_reusing_the_client_id_of_an_order_placed_outside_keyproxy_takes_none_of_it(dev: DevStack) -> None:
+    """Session 32's review: a bot (max_position=0.05) "placed" a sell under the client id of the operator's 0.5 BTC
+    market buy made outside keyproxy; Coinbase answered with the operator's order, keyproxy booked it as the bot's,
+    and once its fill was read the bot held 0.5 BTC on keyproxy's books and sold 0.5 BTC it never bought as
+    "reducing". The order was made before the bot's request was decided: it leaves the bot's book, none of its
+    fills counted, and off the bot's record (its halt cancels none of the operator's orders)."""
+    bought, resting = str(uuid.uuid4()), str(uuid.uuid4())
+    bought_id = outside_order(dev, bought, {"market_market_ioc": {"base_size": "0.5"}})
+    resting_id = outside_order(dev, resting, {"limit_limit_gtc": {"base_size": "0.5", "limit_price": "1000"}})
+    time.sleep(5.5)  # made before the bot asks (past the 5 s allowed the clocks: CREATED_SLACK_S)
+    c = client(dev, "cbcidoutside", "max_position=0.05", "allow_self_cross=true")  # other tests' bots rest orders
+    for cid, oid in ((bought, bought_id), (resting, resting_id)):
+        again = c.limit_order_gtc_sell(client_order_id=cid, product_id="BTC-USD", base_size="0.001",
+                                       limit_price="70000")
+        assert again.success and again.success_response["order_id"] == oid  # Coinbase's idempotent answer
+        assert c.get_order(order_id=oid).order["filled_size"] in ("0.5", "0", "0.0", "0.5000")  # keyproxy reads it
+    risk = [r for r in json.loads(dev.cli("status", "--json").stdout)["risk"] if r["bot"] == "cbcidoutside"]
+    held = [(x["scope"], x["position"], x["open_buy"], x["open_sell"]) for r in risk for x in r["positions"]]
+    assert all(Decimal(str(x[1])) == 0 for x in held), held  # none of the operator's fills, nothing resting
+    start = len(dev.journal())
+    text = refused_unsent(dev, lambda: c.market_order_sell(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
+                                                           base_size="0.5"))
+    assert "position" in text, text
+    assert orders_sent(dev, start) == 0
+    out = dev.cli("halt", "--bot", "cbcidoutside", "--cancel-orders", "--reason", "compromised").stdout
+    dev.cli("resume", "--bot", "cbcidoutside")
+    assert "cancelled 0," in out, out  # the operator's resting order is not the bot's to sweep
+    # a bot's own order, made after its request was decided, is its own: its fill counts
+    mine = c.market_order_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.01")
+    c.get_order(order_id=mine.success_response["order_id"])
+    text = refused_unsent(dev, lambda: c.market_order_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
+                                                          base_size="0.045"))
+    assert "position" in text, text
 
 
 def test_btc_usd_and_btc_usdc_are_one_order_book(dev: DevStack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def test_entries_survive_their_text_form() -> None:
     assert decode(encode(entry)) == entry
     entry = ["a", "main", [fill("1", "0.001", final=True)], True]
     assert decode(encode(entry)) == entry
+    # when the request was decided (the orders' time in every book), when the exchange made an order (Coinbase)
+    made = OrderUpdate("1", SCOPE, "buy", None, None, D("0.5"), D("30000"), False, "", 1_796_385_590.25)
+    entry = ["p", "main", "b1", rows, [made], 1_796_385_600.5]
+    assert decode(encode(entry)) == entry
+    assert decode(encode(["a", "main", [made, replace(made, spawned="9")], False]))[2] == [made,
+                                                                                          replace(made, spawned="9")]
 
 
 def test_what_one_instance_learns_every_instances_book_holds(shared: SharedStateSettings, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_lines_are_read_back_as_written_without_credentials_and_a_torn_line_is_s
     store = StateStore(tmp_path / "state.db")
     journal = AnswerJournal(tmp_path, store)
     first = journal.write("main", "rest", OUT, 200, b'{"orderId":1}', "r1", "bot-a", LEG, "pt",
-                          blank=("REALKEY", "WSTOKEN"))
+                          blank=("REALKEY", "WSTOKEN"), decided_ms=1_796_385_600_250)
     second = journal.write("main", "ws", OUT, 400, b'{"code":-2010}', "r2", "bot-b", BATCH, "p",
                            blank=("REALKEY", "WSTOKEN"))
     assert (first, second) == (1, 2)
@@ -52,6 +52,7 @@ def test_lines_are_read_back_as_written_without_credentials_and_a_torn_line_is_s
     assert entries[0].facts == LEG and entries[1].facts == BATCH and entries[0].roles == "pt"
     assert entries[1].out.body == b'{"params":{"apiKey":"","token":"","x":"\xe9"}}' and entries[1].status == 400
     assert entries[0].body == b'{"orderId":1}' and entries[1].transport == "ws" and entries[0].bot == "bot-a"
+    assert (entries[0].decided_ms, entries[1].decided_ms) == (1_796_385_600_250, None)  # the orders' time, if known
     assert os.stat(tmp_path / "answers.journal").st_mode & 0o777 == 0o600
     store.close()
 

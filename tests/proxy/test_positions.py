@@ -200,6 +200,53 @@ def test_kraken_okx_and_coinbase_answers_and_streams_read_as_order_updates() -> 
         {"order_id": "c1", "product_id": "BTC-USD", "order_side": "SELL", "status": "FILLED",
          "cumulative_quantity": "0.5", "filled_value": "30000"}]}]}))
     assert (ce.filled, ce.final) == (D("0.5"), True)
+    assert (c.created, ce.created) == (None, None)  # no time given: none believed
+    made = {**cb["order"], "created_time": "2026-12-04T11:59:58.250Z"}
+    [c] = coinbase_order_updates("GET", "/api/v3/brokerage/orders/historical/c1", 200,
+                                 json.dumps({"order": made}).encode())
+    assert c.created == Clock.now - 1.75
+    [ce] = coinbase_stream_updates(json.dumps({"channel": "user", "events": [{"type": "update", "orders": [
+        {"order_id": "c1", "product_id": "BTC-USD", "order_side": "SELL", "status": "OPEN", "cumulative_quantity": "0",
+         "filled_value": "0", "creation_time": "2026-12-04T11:59:58.250000001Z"}]}]}))
+    assert ce.created == Clock.now - 1.75
+
+
+def test_an_order_the_exchange_made_before_the_request_was_decided_is_not_the_bots(tmp_path: Path) -> None:
+    """Coinbase answers a create reusing a client id with the order that holds it, made whenever: one made before
+    the request was decided (past the clocks' slack) leaves the book at its first report, none of its fills
+    counted, its resting size gone, forgotten in state.db, and the owner record told (`on_disown`). One made
+    within the slack (the exchange's clock behind this host's) is the bot's, as is every report without a time."""
+    store, clock = StateStore(tmp_path / "s.db"), Clock()
+    book = PositionBook(store, clock)
+    told: list[tuple[str, str, str, str]] = []
+    book.on_disown = lambda *a: told.append(a)
+    decided = clock.now - 2  # its answer was read 2 s after the decision: the decision's time counts
+    book.placed("a", "bot", (leg("SELL", "0.001"), leg("SELL", "0.001"), leg()), ("old", "skew", "plain"),
+                decided=decided)
+    assert book.open_quantity("a", "bot", SCOPE, "sell") == D("0.002")
+
+    def made(oid: str, filled: str, at: float, side: str = "buy") -> OrderUpdate:
+        return OrderUpdate(oid, SCOPE, side, None, D("0.5"), D(filled), D(filled) * 100, False, created=at)
+    book.apply("a", [made("old", "0.5", decided - 5.5), made("skew", "0.2", decided - 4, "sell"),
+                     update("plain", "0.1", "10")])
+    assert book.position("bot", SCOPE) == D("-0.1")  # the skewed sell's 0.2 and the plain buy's 0.1, not 0.5
+    assert book.find("a", "old", SCOPE, False) is None and told == [("a", "bot", SCOPE, "old")]
+    assert book.open_quantity("a", "bot", SCOPE, "sell") == D("0.3")  # the skewed order's 0.5 asked, 0.2 filled
+    book.apply("a", [made("old", "0.5", decided - 5.5)])  # reported again: nobody's
+    assert book.position("bot", SCOPE) == D("-0.1") and len(told) == 1
+    store.close()
+    again = PositionBook(StateStore(tmp_path / "s.db"), clock)
+    assert again.find("a", "old", SCOPE, False) is None and again.position("bot", SCOPE) == D("-0.1")
+    # a fleet's other book replays the placement as of its decision, and drops the order on the same report
+    mirrored: list[list[object]] = []
+    first = PositionBook(None, clock)
+    first.mirror = lambda bot, entry: mirrored.append(entry)
+    first.placed("a", "bot", (leg(),), ("x",), (made("x", "0.5", decided - 60),), decided=decided)
+    other = PositionBook(None, clock)
+    for entry in mirrored:
+        other.replay(entry, clock.now + 30)  # learned there much later: the decision's time still counts
+    assert [first.position("bot", SCOPE), other.position("bot", SCOPE)] == [0, 0]
+    assert other.find("a", "x", SCOPE, False) is None and len(mirrored[0]) == 6
 
 
 def test_an_update_without_scope_applies_to_the_order_keyproxy_saw_placed() -> None:
