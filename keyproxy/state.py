@@ -83,6 +83,11 @@ def placed_key(order_id: str, scope: str | None) -> str:
     return f"{order_id}@{scope}" if scope else order_id
 
 
+# the owner `placed_orders` records for a client id of an order placed outside keyproxy (never a bot's name, which
+# starts with a letter or digit): no bot places under it (`OrderOwners.learn_outside`), and it is no bot trading
+OUTSIDE = "(outside)"
+
+
 def client_key(client_id: str) -> str:
     """A client id's key in `placed_orders` (beside the exchange ids): which bot last placed an order under it."""
     return f"cid:{client_id}"
@@ -429,9 +434,9 @@ class StateStore:
             named = key.partition("@")[2].partition(":")[2]
             return market in ("*", where) and (symbol == "*" or not named or named == symbol)
 
-        rows = self._db.execute("SELECT order_id, bot, market FROM placed_orders WHERE account = ? AND bot != ?"
-                                + (" AND market = ?" if market != "*" else ""),
-                                (account, bot, market) if market != "*" else (account, bot))
+        rows = self._db.execute("SELECT order_id, bot, market FROM placed_orders WHERE account = ? AND bot != ? "
+                                "AND bot != ?" + (" AND market = ?" if market != "*" else ""),
+                                (account, bot, OUTSIDE, market) if market != "*" else (account, bot, OUTSIDE))
         for key, owner, where in rows:
             if matches(key, where):
                 return str(owner)
@@ -442,8 +447,8 @@ class StateStore:
                 if strict:
                     raise OwnersUnknown() from None
                 return None
-            return next((owner for key, (owner, where) in shared.items() if owner != bot and matches(key, where)),
-                        None)
+            return next((owner for key, (owner, where) in shared.items()
+                         if owner not in (bot, OUTSIDE) and matches(key, where)), None)
         return None
 
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:

@@ -73,7 +73,7 @@ from keyproxy.exchanges.coinbase_facts import (
 )
 from keyproxy.exchanges.coinbase_fills import (
     coinbase_amend_verdicts, coinbase_order_query_request, coinbase_order_updates, coinbase_reconcile_request,
-    coinbase_stream_updates,
+    coinbase_reported_client_ids, coinbase_stream_updates, coinbase_streamed_client_ids,
 )
 from keyproxy.policy.model import RequestFacts
 
@@ -197,6 +197,12 @@ class Coinbase(AdapterHooks):
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return coinbase_stream_updates(text)
+
+    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+        return coinbase_reported_client_ids(out.method, out.path, status, body)
+
+    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+        return coinbase_streamed_client_ids(text)
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         return coinbase_reconcile_request(scope, since_ms)

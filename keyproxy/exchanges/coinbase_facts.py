@@ -190,7 +190,10 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
                         conflict=conflict, contract=contract, trigger_price=trigger, stop_limit=stop_limit,
-                        untracked=untracked)
+                        untracked=untracked,
+                        # never another bot's, nor an order's placed outside keyproxy: Coinbase answers a create
+                        # reusing one with the order holding it (OrderOwners.own_client_ids, learn_outside)
+                        client_id=_text(body.get("client_order_id")))
 
 
 def _listing(req: IncomingRequest) -> RequestFacts:

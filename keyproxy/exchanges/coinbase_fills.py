@@ -45,27 +45,55 @@ def _update(o: Any, side_key: str, filled_key: str, created_key: str) -> OrderUp
 
 
 def coinbase_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
+    return tuple(u for o in _reported(method, path, status, body)
+                 if (u := _update(o, "side", "filled_size", "created_time")) is not None)
+
+
+def _reported(method: str, path: str, status: int, body: bytes) -> list[Any]:
+    """The orders a read's answer reports (`historical/{id}`, `historical/batch`)."""
     if method != "GET" or not path.startswith(PREFIX) or path.endswith("/fills") or status != 200:
-        return ()
+        return []
     doc = loads(body)
     if not isinstance(doc, dict):
-        return ()
+        return []
     orders = doc.get("orders") if isinstance(doc.get("orders"), list) else [doc.get("order")]
-    return tuple(u for o in orders[:MAX_ORDERS] if (u := _update(o, "side", "filled_size", "created_time")) is not None)
+    return orders[:MAX_ORDERS]  # type: ignore[no-any-return]
+
+
+def _streamed(text: str) -> list[Any]:
+    """The orders a `user` channel event reports."""
+    if '"user"' not in text:
+        return []
+    doc = loads(text)
+    if not isinstance(doc, dict) or doc.get("channel") != "user" or not isinstance(doc.get("events"), list):
+        return []
+    return [o for event in doc["events"][:100]
+            for o in (event.get("orders") if isinstance(event, dict) and isinstance(event.get("orders"), list) else [])
+            ][:MAX_ORDERS]
 
 
 def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
-    if '"user"' not in text:
-        return ()
-    doc = loads(text)
-    if not isinstance(doc, dict) or doc.get("channel") != "user" or not isinstance(doc.get("events"), list):
-        return ()
-    out: list[OrderUpdate] = []
-    for event in doc["events"][:100]:
-        for o in (event.get("orders") if isinstance(event, dict) and isinstance(event.get("orders"), list) else []):
-            if (u := _update(o, "order_side", "cumulative_quantity", "creation_time")) is not None:
-                out.append(u)
-    return tuple(out[:MAX_ORDERS])
+    return tuple(u for o in _streamed(text)
+                 if (u := _update(o, "order_side", "cumulative_quantity", "creation_time")) is not None)
+
+
+def _client_ids(orders: list[Any]) -> tuple[tuple[str, str, str], ...]:
+    return tuple((o["order_id"], f"{market}:{normalize_symbol(o['product_id'])}", o["client_order_id"])
+                 for o in orders
+                 if isinstance(o, dict) and isinstance(o.get("order_id"), str) and o["order_id"]
+                 and isinstance(o.get("client_order_id"), str) and o["client_order_id"]
+                 and isinstance(o.get("product_id"), str) and (market := market_of(o["product_id"])) is not None)
+
+
+def coinbase_reported_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+    """(order id, scope, client id) of every order a read reports: a create reusing a client id is answered with the
+    order holding it, so one of no bot's is recorded as placed outside keyproxy (`OrderOwners.learn_outside`)."""
+    return _client_ids(_reported(method, path, status, body))
+
+
+def coinbase_streamed_client_ids(text: str) -> tuple[tuple[str, str, str], ...]:
+    """The same of a `user` channel event's orders."""
+    return _client_ids(_streamed(text))
 
 
 def coinbase_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:

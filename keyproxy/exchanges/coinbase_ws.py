@@ -23,7 +23,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
     SignContext, Verified, no_json_constants, unique_members,
 )
-from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates
+from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/", "/user")
@@ -54,6 +54,9 @@ class CoinbaseWsApi(WsDialect):
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return coinbase_stream_updates(text)
+
+    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+        return coinbase_streamed_client_ids(text)
 
     def classify(self, method: str, path: str) -> Endpoint | None:
         return Endpoint(EndpointClass.READ, f"ws {method}") if method in ("subscribe", "unsubscribe") else None

@@ -133,6 +133,17 @@ class AdapterHooks:
         """Order updates in an event the exchange pushed on a private WebSocket (a fill, a cancel)."""
         return ()
 
+    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+        """(order id, scope, client id) of every order a read's answer reports, where the exchange answers a create
+        reusing a client id with the order holding it (Coinbase): one of no bot's is then recorded as placed outside
+        keyproxy, and no bot places under it (`OrderOwners.learn_outside`). Default: none (the exchange refuses a
+        client id in use)."""
+        return ()
+
+    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+        """The same of the orders an event pushed on a private WebSocket reports."""
+        return ()
+
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:
         """keyproxy's own signed read (method, path, query, body) whose answer `order_updates` reads: every
         order of `scope` since `since_ms`, for settling fills keyproxy did not see. `owner`: the account's

@@ -199,6 +199,7 @@ class CoreAnswers:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids, outcome.decided_ms)
                 if out.method == "GET":
                     self.owners.learn_resting_clients(name, adapter, out, status, body)
+                    self.owners.learn_outside(name, adapter, adapter.reported_client_ids(out, status, body))
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
                 self.owners.forget_cancelled(name, adapter, outcome.bot, outcome.facts, out, status, body)
@@ -226,3 +227,11 @@ class CoreAnswers:
         adapter = dialect or (account.adapter if account is not None else None)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
+
+    def learn_stream_clients(self, account_name: str, dialect: Adapter | None, text: str) -> None:
+        """The client ids of orders placed outside keyproxy that a pushed event reports (`OrderOwners.learn_outside`),
+        recorded before the bot reads the event: it must not name one in an order it sends on reading it."""
+        account = self._snapshot().accounts.get(account_name)
+        adapter = dialect or (account.adapter if account is not None else None)
+        if adapter is not None:
+            self.owners.learn_outside(account_name, adapter, adapter.streamed_client_ids(text))

@@ -25,7 +25,7 @@ from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.stop_children import (  # noqa: F401 - NeedOrders, NeedResting, the ask states, id_forms: theirs
     FAILED, MISSING, SHOWN, SPAWNED, NeedOrders, NeedResting, StopChildren, _canonical, id_forms,
 )
-from keyproxy.state import OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
+from keyproxy.state import OUTSIDE, OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
 
 
 OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)
@@ -411,9 +411,30 @@ class OrderOwners(StopChildren):
             # this instance's record, and the fleet's in one read (out of reach: this instance's, as an order that
             # only reduces a position still goes while Redis is down)
             owner = next((o for o in self._sequences.placed_owners(account, keys) if o != bot), None)
+            if owner == OUTSIDE:
+                raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order placed "
+                              "on this account outside keyproxy: the exchange would answer with that order")
             if owner is not None:
                 raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order bot "
                               f"{owner!r} placed on this account: a bot's client ids are its own")
+
+    def learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
+        """The client ids of orders a read or stream event reports that no bot placed through keyproxy, recorded as
+        placed outside it (`OUTSIDE`) before any bot sees them: Coinbase answers a create reusing a client id with
+        the order holding it, so a bot naming the client id of the operator's order it had just listed took that
+        order, and its fills, as its own (session 33's review: within seconds of its making, where the time rule of
+        `PositionBook._foreign` cannot tell). `reported`: (order id, scope, client id), `reported_client_ids`."""
+        if self._sequences is None:
+            return
+        for order_id, scope, client_id in reported:
+            keyed = scope if adapter.id_per_market(order_id) else None
+            if self._sequences.placed_owner(account, placed_keys(order_id, keyed)) is not None:
+                continue  # a bot's order: its client id is its bot's (recorded with it)
+            key = placed_key(client_key(client_id), scope if adapter.id_per_market(client_id) else None)
+            if self._sequences.local_owner(account, (key,)) != OUTSIDE:
+                self.changed(account)
+                self._sequences.record_placed_orders(account, OUTSIDE, scope.partition(":")[0], (key,),
+                                                     self.clock_ms() / 1000)
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:
@@ -464,7 +485,7 @@ class OrderOwners(StopChildren):
                                for cid in client_ids)
         self._record(account, bot, legs, keys, client_ids, adapter)
 
-    def disowned(self, account: str, bot: str, scope: str, book_key: str) -> None:
+    def disowned(self, account: str, bot: str, scope: str, book_key: str, live: bool) -> None:
         """An order the exchange made before the bot's request named it (the positions book's `on_disown`: a
         Coinbase client id reused) is not the bot's: off its record, so a halt of the bot does not cancel the
         operator's order and cancelling it frees no place under the bot's cap."""
@@ -475,6 +496,8 @@ class OrderOwners(StopChildren):
         if self._sequences.placed_owner(account, keys) == bot:
             self.changed(account)
             self._sequences.forget_placed_orders(account, list(keys))
+            if live and self._usage is not None:  # its place under the bot's max_open_orders, given back
+                self._usage.change_open_orders(bot, scope, -1)
 
     def _held_by(self, account: str, adapter: Adapter, client_id: str, scope: str, bot: str) -> bool:
         """Whether the client id is the bot's or nobody's on record (out of reach in a fleet: not known to be)."""

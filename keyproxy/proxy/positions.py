@@ -36,8 +36,11 @@ MAX_FILL_TIMES = 10_001  # per bot: more than any max_fills_per_minute
 HOLD_S = 30.0
 MAX_HELD = 10_000
 # an order the exchange says it created more than this before the request naming it was decided is not that
-# request's (`PositionBook._foreign`): room for the exchange's clock and this host's (`keyproxy doctor` warns past 1 s)
-CREATED_SLACK_S = 5.0
+# request's (`PositionBook._foreign`): room for the exchange's clock and this host's (`keyproxy doctor` warns past
+# 1 s) and for a bot's retry of its own create after a timeout (Coinbase answers it with the order made first). An
+# order keyproxy saw reported is refused at the decision instead (`OrderOwners.learn_outside`): this is for those it
+# never saw (made before keyproxy, or listed in an answer too large to read)
+CREATED_SLACK_S = 60.0
 # an amend the exchange accepted: (order id, the id of the order that replaced it, new size, new price, side)
 AmendRow = tuple[str, str | None, Decimal | None, Decimal | None, str | None]
 ZERO = Decimal(0)
@@ -160,9 +163,9 @@ class PositionBook:
         # (account, the conditional order's id, what it became, scope): the same of an order the book does not hold
         # (a market whose fills keyproxy does not read: OKX swaps): the record still makes it its placer's
         self.on_spawn_unbooked: Callable[[str, str, str, str], None] | None = None
-        # (account, bot, scope, the book's id): an order booked as the bot's that the exchange made before the
-        # bot's request (`_foreign`): the hook takes it off the bot's record (proxy/order_owners.py)
-        self.on_disown: Callable[[str, str, str, str], None] | None = None
+        # (account, bot, scope, the book's id, still live): an order booked as the bot's that the exchange made before
+        # the bot's request (`_foreign`): the hook takes it off the bot's record (proxy/order_owners.py)
+        self.on_disown: Callable[[str, str, str, str, bool], None] | None = None
         if store is not None:
             orders, positions = store.risk_rows()
             for a, oid, bot, scope, side, price, qty, filled, quote, final, ts in orders:
@@ -395,8 +398,8 @@ class PositionBook:
 
     @staticmethod
     def _foreign(order: TrackedOrder, u: OrderUpdate) -> bool:
-        """The exchange made this order before the request that booked it was decided (CREATED_SLACK_S for the
-        clocks): Coinbase answers a create reusing a `client_order_id` with the order that holds it, so a bot
+        """The exchange made this order before the request that booked it was decided (past CREATED_SLACK_S):
+        Coinbase answers a create reusing a `client_order_id` with the order that holds it, so a bot
         naming the client id of an order placed outside keyproxy (the operator's) got it booked as its own, and
         that order's fills counted as the bot's position (session 32's review: a 0.05 BTC cap, 0.5 BTC sold as
         "reducing")."""
@@ -405,7 +408,7 @@ class PositionBook:
     def _disown(self, order: TrackedOrder, dropped: list[tuple[str, str]]) -> None:
         """An order that was never the bot's leaves the book, none of its fills counted; its owner record goes
         with it (`on_disown`): a halt of the bot must not cancel it."""
-        self._add_resting(order, -order.remaining)
+        self._add_resting(order, -order.remaining)  # (before `remaining` reads it ended)
         self._live.get((order.account, order.scope), {}).pop(order.order_id, None)
         self._finished.get(order.account, {}).pop(order.order_id, None)
         self.orders.get(order.account, {}).pop(order.order_id, None)
@@ -414,7 +417,7 @@ class PositionBook:
                     "(a client id reused): it left the book, none of its fills counted",
                     extra={"account": order.account, "bot": order.bot, "order_id": order.order_id[:64]})
         if self.on_disown is not None:
-            self.on_disown(order.account, order.bot, order.scope, order.order_id)
+            self.on_disown(order.account, order.bot, order.scope, order.order_id, not order.final)
 
     def _end(self, order: TrackedOrder, filled_out: bool = False) -> None:
         """The order rests no longer (the caller adjusts the resting size it had)."""

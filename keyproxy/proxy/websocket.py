@@ -474,6 +474,7 @@ class _Connection:
                 if answered is not None:
                     p, status = answered
                     self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later=True)
+                self.edge._core.learn_stream_clients(self.account, self.dialect, text)
                 try:
                     await self._to_bot(text)
                 finally:

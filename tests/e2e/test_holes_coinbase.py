@@ -3,14 +3,14 @@ its base URL changed) and the real daemon to the emulator; each failed before it
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
@@ -130,8 +130,10 @@ def test_reusing_another_bots_client_order_id_does_not_take_its_order(dev: DevSt
     placed = victim.limit_order_gtc_buy(client_order_id=cid, product_id="BTC-USD", base_size="0.001",
                                         limit_price="50000")
     order_id = placed.success_response["order_id"]
-    again = attacker.limit_order_gtc_buy(client_order_id=cid, product_id="BTC-USD", base_size="5", limit_price="1")
-    assert again.success and again.success_response["order_id"] == order_id  # Coinbase's idempotent answer
+    # refused at the decision now (session 33: the client id is on record as the victim's), never sent
+    text = refused_unsent(dev, lambda: attacker.limit_order_gtc_buy(client_order_id=cid, product_id="BTC-USD",
+                                                                   base_size="5", limit_price="1"))
+    assert "policy_denied" in text and "cbcidvictim" in text, text
     out = dev.cli("halt", "--bot", "cbcidattacker", "--cancel-orders", "--reason", "compromised").stdout
     dev.cli("resume", "--bot", "cbcidattacker")
     assert "cancelled 0," in out, out  # the attacker's halt cancelled nothing of the victim's
@@ -155,39 +157,55 @@ def outside_order(dev: DevStack, client_order_id: str, config: dict[str, Any], s
     return str(answer["success_response"]["order_id"])
 
 
-def test_reusing_the_client_id_of_an_order_placed_outside_keyproxy_takes_none_of_it(dev: DevStack) -> None:
+def test_a_client_id_of_an_order_placed_outside_keyproxy_is_no_bots(dev: DevStack) -> None:
     """Session 32's review: a bot (max_position=0.05) "placed" a sell under the client id of the operator's 0.5 BTC
-    market buy made outside keyproxy; Coinbase answered with the operator's order, keyproxy booked it as the bot's,
-    and once its fill was read the bot held 0.5 BTC on keyproxy's books and sold 0.5 BTC it never bought as
-    "reducing". The order was made before the bot's request was decided: it leaves the bot's book, none of its
-    fills counted, and off the bot's record (its halt cancels none of the operator's orders)."""
+    buy made outside keyproxy; Coinbase answered with the operator's order, keyproxy booked it as the bot's, and once
+    its fill was read the bot sold 0.5 BTC it never bought as "reducing". Session 33's: a rule on when the order was
+    made left seconds in which a bot that had just listed the order took it. A client id keyproxy sees reported for
+    an order of no bot's (a listing, an order read, the `user` channel) is recorded as placed outside keyproxy before
+    the bot reads it, and no bot places under it: refused, never sent."""
     bought, resting = str(uuid.uuid4()), str(uuid.uuid4())
     bought_id = outside_order(dev, bought, {"market_market_ioc": {"base_size": "0.5"}})
     resting_id = outside_order(dev, resting, {"limit_limit_gtc": {"base_size": "0.5", "limit_price": "1000"}})
-    time.sleep(5.5)  # made before the bot asks (past the 5 s allowed the clocks: CREATED_SLACK_S)
     c = client(dev, "cbcidoutside", "max_position=0.05", "allow_self_cross=true")  # other tests' bots rest orders
-    for cid, oid in ((bought, bought_id), (resting, resting_id)):
-        again = c.limit_order_gtc_sell(client_order_id=cid, product_id="BTC-USD", base_size="0.001",
-                                       limit_price="70000")
-        assert again.success and again.success_response["order_id"] == oid  # Coinbase's idempotent answer
-        assert c.get_order(order_id=oid).order["filled_size"] in ("0.5", "0", "0.0", "0.5000")  # keyproxy reads it
-    risk = [r for r in json.loads(dev.cli("status", "--json").stdout)["risk"] if r["bot"] == "cbcidoutside"]
-    held = [(x["scope"], x["position"], x["open_buy"], x["open_sell"]) for r in risk for x in r["positions"]]
-    assert all(Decimal(str(x[1])) == 0 for x in held), held  # none of the operator's fills, nothing resting
-    start = len(dev.journal())
-    text = refused_unsent(dev, lambda: c.market_order_sell(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
-                                                           base_size="0.5"))
-    assert "position" in text, text
-    assert orders_sent(dev, start) == 0
-    out = dev.cli("halt", "--bot", "cbcidoutside", "--cancel-orders", "--reason", "compromised").stdout
-    dev.cli("resume", "--bot", "cbcidoutside")
-    assert "cancelled 0," in out, out  # the operator's resting order is not the bot's to sweep
-    # a bot's own order, made after its request was decided, is its own: its fill counts
-    mine = c.market_order_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD", base_size="0.01")
-    c.get_order(order_id=mine.success_response["order_id"])
-    text = refused_unsent(dev, lambda: c.market_order_buy(client_order_id=str(uuid.uuid4()), product_id="BTC-USD",
-                                                          base_size="0.045"))
-    assert "position" in text, text
+    listed = {o["order_id"]: o["client_order_id"] for o in c.list_orders(product_ids=["BTC-USD"]).to_dict()["orders"]}
+    assert listed[bought_id] == bought  # the bot sees the operator's client ids through keyproxy, at once
+    assert c.get_order(order_id=resting_id).order["client_order_id"] == resting
+    for cid in (bought, resting):
+        text = refused_unsent(dev, lambda cid=cid: c.limit_order_gtc_sell(
+            client_order_id=cid, product_id="BTC-USD", base_size="0.001", limit_price="70000"))
+        assert "policy_denied" in text and "outside keyproxy" in text, text
+    # the bot's own client ids stay its own: Coinbase answers its retry with its order, which is still its own
+    mine = str(uuid.uuid4())
+    first = c.limit_order_gtc_buy(client_order_id=mine, product_id="BTC-USD", base_size="0.01", limit_price="1000")
+    c.list_orders(product_ids=["BTC-USD"])
+    again = c.limit_order_gtc_buy(client_order_id=mine, product_id="BTC-USD", base_size="0.01", limit_price="1000")
+    assert again.success_response["order_id"] == first.success_response["order_id"]
+    assert c.cancel_orders(order_ids=[first.success_response["order_id"]]).results[0].success
+
+
+async def test_a_client_id_the_user_channel_shows_first_is_no_bots(dev: DevStack) -> None:
+    """The same where the bot learns the operator's client id from the `user` channel: recorded before the event
+    reaches the bot."""
+    creds = dev.add_bot("cbcidstream", "cb", "read,trade")
+    c = client(dev, "cbcidstream2")
+    token = jwt_generator.build_ws_jwt(creds["api_key"], creds["secret"])
+    ws_url = creds["base_url"].replace("http://", "ws://") + "/user"
+    async with aiohttp.ClientSession() as s, s.ws_connect(ws_url) as ws:
+        await ws.send_str(json.dumps({"type": "subscribe", "channel": "user", "product_ids": ["BTC-USD"],
+                                      "jwt": token}))
+        cid = str(uuid.uuid4())
+        order_id = await asyncio.to_thread(outside_order, dev, cid, {"limit_limit_gtc": {
+            "base_size": "0.3", "limit_price": "900"}})
+        seen = ""
+        while not seen:
+            frame = json.loads((await ws.receive(timeout=10)).data)
+            for event in frame.get("events", []) if frame.get("channel") == "user" else []:
+                seen = next((o["client_order_id"] for o in event.get("orders", []) if o["order_id"] == order_id), "")
+    assert seen == cid
+    text = await asyncio.to_thread(refused_unsent, dev, lambda: c.limit_order_gtc_buy(
+        client_order_id=cid, product_id="BTC-USD", base_size="0.001", limit_price="900"))
+    assert "policy_denied" in text and "outside keyproxy" in text, text
 
 
 def test_btc_usd_and_btc_usdc_are_one_order_book(dev: DevStack) -> None:

@@ -445,3 +445,42 @@ def test_an_amend_that_keeps_its_order_records_only_client_ids_nobody_else_holds
     owners.attribute("acct", okx, ("attacker", amend), ("5",), client_ids=("victim1", "fresh1"))
     assert owners.client_owner("acct", okx, "victim1", "spot:BTCUSDT") == "victim"
     assert owners.client_owner("acct", okx, "fresh1", "spot:BTCUSDT") == "attacker"
+
+
+def test_a_client_id_reported_for_an_order_of_no_bots_is_placed_outside_keyproxy(tmp_path: Path) -> None:
+    """Coinbase answers a create reusing a client id with the order holding it: a client id a read or the `user`
+    channel reports for an order no bot placed is recorded as placed outside keyproxy, and no bot places under it
+    (session 33's review: a bot took the operator's order it had just listed). A bot's own order's client id stays
+    its own; the record is no bot trading the account; an order the book gives up (`disowned`) leaves its bot's
+    record and gives back its place under max_open_orders."""
+    from keyproxy.exchanges.coinbase import Coinbase
+    from keyproxy.state import OUTSIDE, UsageBook
+
+    store = StateStore(tmp_path / "state.db")
+    usage = UsageBook(store)
+    owners = OrderOwners(usage, store, PositionBook(None, lambda: 0.0), lambda: 0)
+    cb = Coinbase()
+    store.record_placed_orders("acct", "bot", "spot", ("o-mine", client_key("c-mine")), 1.0)
+    listing = json.dumps({"orders": [
+        {"order_id": "o-mine", "client_order_id": "c-mine", "product_id": "BTC-USD", "side": "BUY"},
+        {"order_id": "o-op", "client_order_id": "c-op", "product_id": "BTC-USD", "side": "BUY"},
+        {"order_id": "o-fut", "client_order_id": "", "product_id": "BTC-USD"}]}).encode()
+    out = OutboundRequest("GET", "", "/api/v3/brokerage/orders/historical/batch", "", {})
+    owners.learn_outside("acct", cb, cb.reported_client_ids(out, 200, listing))
+    event = json.dumps({"channel": "user", "events": [{"type": "update", "orders": [
+        {"order_id": "o-op2", "client_order_id": "c-op2", "product_id": "BTC-USD", "order_side": "SELL"}]}]})
+    owners.learn_outside("acct", cb, cb.streamed_client_ids(event))
+    assert [store.local_owner("acct", (client_key(c),)) for c in ("c-mine", "c-op", "c-op2")] == ["bot", OUTSIDE,
+                                                                                                 OUTSIDE]
+
+    def order(cid: str) -> RequestFacts:
+        return RequestFacts(action="order", symbol="BTCUSD", market="spot", side="BUY", quantity=Decimal("0.001"),
+                            price=Decimal("1000"), client_id=cid)
+    owners.own_client_ids("acct", cb, "bot", order("c-mine"))  # its own: Coinbase answers its retry with its order
+    for cid in ("c-op", "c-op2"):
+        with pytest.raises(Refused, match="outside keyproxy"):
+            owners.own_client_ids("acct", cb, "bot", order(cid))
+    assert store.other_placer("acct", "bot", "*", "*") is None  # the operator is no bot trading the account
+    usage.change_open_orders("bot", "spot:BTCUSD", +1)
+    owners.disowned("acct", "bot", "spot:BTCUSD", "o-mine", True)
+    assert store.local_owner("acct", ("o-mine",)) is None and usage.open_orders("bot") == 0

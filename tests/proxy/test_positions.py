@@ -214,8 +214,9 @@ def test_kraken_okx_and_coinbase_answers_and_streams_read_as_order_updates() -> 
 def test_an_order_the_exchange_made_before_the_request_was_decided_is_not_the_bots(tmp_path: Path) -> None:
     """Coinbase answers a create reusing a client id with the order that holds it, made whenever: one made before
     the request was decided (past the clocks' slack) leaves the book at its first report, none of its fills
-    counted, its resting size gone, forgotten in state.db, and the owner record told (`on_disown`). One made
-    within the slack (the exchange's clock behind this host's) is the bot's, as is every report without a time."""
+    counted, its resting size gone, forgotten in state.db, and the owner record told (`on_disown`, with whether it
+    still rested). One made within the slack (the clocks, a retry of the bot's own create after a timeout) is the
+    bot's, as is every report without a time."""
     store, clock = StateStore(tmp_path / "s.db"), Clock()
     book = PositionBook(store, clock)
     told: list[tuple[str, str, str, str]] = []
@@ -227,12 +228,12 @@ def test_an_order_the_exchange_made_before_the_request_was_decided_is_not_the_bo
 
     def made(oid: str, filled: str, at: float, side: str = "buy") -> OrderUpdate:
         return OrderUpdate(oid, SCOPE, side, None, D("0.5"), D(filled), D(filled) * 100, False, created=at)
-    book.apply("a", [made("old", "0.5", decided - 5.5), made("skew", "0.2", decided - 4, "sell"),
+    book.apply("a", [made("old", "0.5", decided - 61), made("skew", "0.2", decided - 30, "sell"),
                      update("plain", "0.1", "10")])
     assert book.position("bot", SCOPE) == D("-0.1")  # the skewed sell's 0.2 and the plain buy's 0.1, not 0.5
-    assert book.find("a", "old", SCOPE, False) is None and told == [("a", "bot", SCOPE, "old")]
+    assert book.find("a", "old", SCOPE, False) is None and told == [("a", "bot", SCOPE, "old", True)]
     assert book.open_quantity("a", "bot", SCOPE, "sell") == D("0.3")  # the skewed order's 0.5 asked, 0.2 filled
-    book.apply("a", [made("old", "0.5", decided - 5.5)])  # reported again: nobody's
+    book.apply("a", [made("old", "0.5", decided - 61)])  # reported again: nobody's
     assert book.position("bot", SCOPE) == D("-0.1") and len(told) == 1
     store.close()
     again = PositionBook(StateStore(tmp_path / "s.db"), clock)
@@ -241,7 +242,7 @@ def test_an_order_the_exchange_made_before_the_request_was_decided_is_not_the_bo
     mirrored: list[list[object]] = []
     first = PositionBook(None, clock)
     first.mirror = lambda bot, entry: mirrored.append(entry)
-    first.placed("a", "bot", (leg(),), ("x",), (made("x", "0.5", decided - 60),), decided=decided)
+    first.placed("a", "bot", (leg(),), ("x",), (made("x", "0.5", decided - 90),), decided=decided)
     other = PositionBook(None, clock)
     for entry in mirrored:
         other.replay(entry, clock.now + 30)  # learned there much later: the decision's time still counts
