@@ -47,7 +47,9 @@ from keyproxy.tls import server_context
 from keyproxy.proxy.server import ProxyFrontDoor, SafeServer, allowed_hosts, assert_c_parser
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.sdnotify import notify
-from keyproxy.state import NonceSequence, StateStore, UsageBook
+from keyproxy.state import StateStore
+from keyproxy.nonces import NonceSequence
+from keyproxy.usage import UsageBook
 from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 

@@ -65,7 +65,7 @@ def vault_targets(vault: Any, name: str | None = None, active_only: bool = False
 
 def stored_nonces(state: Any) -> Callable[[KeyAtExchange], int | None]:
     """Each account's own nonce sequence in state.db (None: an exchange without nonces, or no state here)."""
-    from keyproxy.state import NonceSequence
+    from keyproxy.nonces import NonceSequence
 
     sequence = NonceSequence(state) if state is not None else None
     return lambda t: sequence.for_adapter(t.name, t.adapter) if sequence is not None else None

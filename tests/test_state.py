@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keyproxy.state import NonceSequence, StateStore
+from keyproxy.state import StateStore
+from keyproxy.nonces import NonceSequence
 
 
 def test_increasing_across_clock_steps(tmp_path: Path) -> None:
@@ -70,7 +71,8 @@ def test_kill_9_never_repeats_a_nonce(tmp_path: Path) -> None:
     """A child hands out nonces as fast as it can; after each kill the next nonce is above all it printed."""
     db = tmp_path / "s.db"
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from pathlib import Path\nfrom keyproxy.state import NonceSequence, StateStore\n"
+            "from pathlib import Path\nfrom keyproxy.nonces import NonceSequence\n"
+            "from keyproxy.state import StateStore\n"
             "seq = NonceSequence(StateStore(Path(%r)), clock_us=lambda: 1, reserve_us=100)\n"
             "while True: print(seq.next('k'), flush=True)\n") % (str(Path(__file__).resolve().parents[1]), str(db))
     seen: list[int] = []

@@ -28,7 +28,7 @@ async def check_key(info: dict[str, Any], creds: Credentials, state: Any = None)
     from keyproxy.exchanges.base import resolve_upstream
     from keyproxy.proxy.upstream import UpstreamClients
     from keyproxy.rotation import KeyAtExchange, check_new_key, real_key
-    from keyproxy.state import NonceSequence
+    from keyproxy.nonces import NonceSequence
 
     adapter = default_adapters().get(info["exchange"])
     if adapter is None:

@@ -7,13 +7,13 @@ arguments denies, so a forgotten branch cannot allow.
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts, Usage, minutes_of_day
+from keyproxy.policy.counters import Counters, OrderShape, in_hours, order_shape, rate_limits
+from keyproxy.policy.model import AccountLimits, BotPolicy, RequestFacts, Usage
+from keyproxy.policy.risk_view import Amended, RiskView, amended_leg, retriggered
 from keyproxy.policy.valuation import notional, order_size, total_notional, worst_price
 
 
@@ -51,69 +51,6 @@ RISK_RULES = {DenyCode.PRICE_BAND.value: "price_band", DenyCode.REFERENCE.value:
 
 
 @dataclass(frozen=True, slots=True)
-class RiskView:
-    """What the positions book says for one request's orders (proxy/positions.py), read by the core."""
-
-    positions: dict[str, Decimal] = field(default_factory=dict)  # scope -> the bot's position
-    open_buy: dict[str, Decimal] = field(default_factory=dict)  # scope -> its resting buys' remaining size
-    open_sell: dict[str, Decimal] = field(default_factory=dict)
-    crossing: tuple[str | None, ...] = ()  # per leg: the other bot's resting order it would trade against
-    loss: str | None = None  # why the bot (or its account) is past its daily loss limit, if it is
-    loss_limited: bool = False  # the bot or its account has a daily loss limit
-    unread: frozenset[str] = frozenset()  # scopes whose fills keyproxy does not read: no position is known there
-    amended: tuple[Amended | None, ...] = ()  # an amend: per leg, the order it changes (None: not in the book)
-    shared: frozenset[str] = frozenset()  # scopes where another bot of the account holds a position
-
-    def believes_reduce_only(self, scope: str) -> bool:
-        """Whether a reduce-only flag alone makes an order reducing here: the exchange measures it against the
-        account's position, which is the bot's own unless another bot holds one in the scope; where no fills are
-        read it is the bot's only way out."""
-        return scope in self.unread or scope not in self.shared
-
-
-@dataclass(frozen=True, slots=True)
-class Amended:
-    """The order an amend leg changes, as the positions book holds it. The open sizes of the `RiskView` leave
-    this order out: the amend is checked as the order it leaves behind (`amended_leg`)."""
-
-    own: bool  # the bot's own order: a bot may not amend another bot's (it would move that bot's position)
-    scope: str
-    side: str
-    price: Decimal | None
-    remaining: Decimal  # what it may still fill before the amend
-    filled: Decimal
-
-
-def retriggered(leg: RequestFacts, booked_price: Decimal | None) -> RequestFacts:
-    """An amend leg whose one price is a stop's new trigger (`price_or_trigger`, Kraken's EditOrder, of an order the
-    book holds with no price) as that trigger: no price it rests at, it trades at market once it fires (read as a limit
-    it crossed nothing and valued a 10 BTC buy at 1 USD: session 32's review); any other leg as it is."""
-    if leg.price_or_trigger and booked_price is None and leg.price is not None:
-        return replace(leg, price=None, trigger_price=leg.price)
-    return leg
-
-
-def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
-    """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
-    its side from the amend where it names one, else the book's; its new size and price from the amend, a price
-    the exchange sets from the book (`book_priced`) as a market order's); None
-    when the new size cannot be read. A new size is the order's whole size, what it filled included (as every
-    exchange keyproxy knows reads it)."""
-    if leg.quantity is None and leg.quote_quantity is not None:
-        return None
-    remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
-    market, _, symbol = order.scope.partition(":")
-    side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
-    leg = retriggered(leg, order.price)
-    return replace(leg, action="order", side=side, market=None if market == "*" else market,
-                   symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,
-                   price=leg.price if leg.price is not None or leg.book_priced else order.price, orders=())
-
-# what makes two orders "the same order" for duplicate_orders: Decimal equality ignores trailing zeros
-OrderShape = tuple[str | None, str | None, str | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
-
-
-@dataclass(frozen=True, slots=True)
 class Decision:
     allow: bool = False
     code: str = DenyCode.UNDECIDED.value
@@ -130,102 +67,8 @@ def allowed(charges: tuple[str, ...], notional: Decimal | None = None, withdrawa
     return Decision(True, "", "", charges, None, notional, withdrawal, orders)
 
 
-MAX_REMEMBERED_ORDERS = 1024  # per bot: distinct orders remembered, and repeats of one (more than any cap)
-
-
-def order_shape(leg: RequestFacts) -> OrderShape:
-    return (leg.scope, (leg.side or "").lower() or None, leg.order_type, leg.quantity, leg.quote_quantity,
-            leg.price, leg.trigger_price)
-
-
 def deny(code: DenyCode, detail: str, retry_after: float | None = None) -> Decision:
     return Decision(False, code.value, detail, (), retry_after)
-
-
-@dataclass
-class Bucket:
-    """A token bucket: `rate` tokens per second up to `capacity`."""
-
-    rate: float
-    capacity: float
-    tokens: float
-    updated: float
-
-    def level(self, now: float) -> float:
-        return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-
-    def wait(self, now: float, tokens: int = 1) -> float:
-        """Seconds until `tokens` tokens are available (0 if they are)."""
-        missing = tokens - self.level(now)
-        return 0.0 if missing <= 0 else missing / self.rate
-
-    def take(self, now: float) -> None:
-        self.tokens = self.level(now) - 1.0
-        self.updated = now
-
-
-@dataclass
-class Counters:
-    """Live counters the pipeline owns; `decide` only reads them."""
-
-    buckets: dict[str, Bucket] = field(default_factory=dict)
-    # bot -> order shape -> when the bot placed it, oldest first (duplicate_orders); the shapes of one bot
-    # are bounded (the least recently placed forgotten first), and so are the times of one shape
-    recent_orders: dict[str, dict[OrderShape, deque[float]]] = field(default_factory=dict)
-
-    def repeats(self, bot: str, shape: OrderShape, window: float, now: float) -> int:
-        """How many times the bot placed this same order in the last `window` seconds."""
-        times = self.recent_orders.get(bot, {}).get(shape)
-        if not times:
-            return 0
-        while times and times[0] <= now - window:
-            times.popleft()
-        return len(times)
-
-    def remember(self, bot: str, shapes: tuple[OrderShape, ...], now: float) -> None:
-        shapes_of = self.recent_orders.setdefault(bot, {})
-        for shape in shapes:
-            times = shapes_of.pop(shape, None) or deque(maxlen=MAX_REMEMBERED_ORDERS)
-            times.append(now)
-            shapes_of[shape] = times  # re-inserted: the most recently placed last
-            while len(shapes_of) > MAX_REMEMBERED_ORDERS:
-                shapes_of.pop(next(iter(shapes_of)))
-
-    def bucket(self, key: str, rate: float, capacity: float, now: float) -> Bucket:
-        b = self.buckets.get(key)
-        if b is None or b.rate != rate or b.capacity != capacity:
-            b = self.buckets[key] = Bucket(rate, capacity, capacity, now)
-        return b
-
-    def apply(self, charges: tuple[str, ...], now: float) -> None:
-        for key in charges:
-            self.buckets[key].take(now)
-
-    def forget(self, bot: str) -> None:
-        self.recent_orders.pop(bot, None)
-
-
-def _in_hours(windows: tuple[str, ...], now: float) -> bool:
-    minute = int(now // 60) % 1440
-    for w in windows:
-        start, end = minutes_of_day(w)
-        if (start <= minute < end) if start <= end else (minute >= start or minute < end):
-            return True
-    return False
-
-
-def _rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | None
-                 ) -> list[tuple[str, float, float]]:
-    """(bucket key, tokens per second, capacity) for every rate limit of `limits` that applies."""
-    out = []
-    if limits.requests_per_second:
-        rate = limits.requests_per_second
-        out.append((f"{owner}:requests", rate, float(limits.burst or max(1, math.ceil(rate)))))
-    if action in ("order", "amend") and limits.orders_per_minute:
-        out.append((f"{owner}:orders", limits.orders_per_minute / 60, float(limits.orders_per_minute)))
-    if action == "cancel" and limits.cancels_per_minute:
-        out.append((f"{owner}:cancels", limits.cancels_per_minute / 60, float(limits.cancels_per_minute)))
-    return out
 
 
 def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters: Counters, now: float, *,
@@ -251,13 +94,13 @@ def decide(facts: RequestFacts, endpoint_class: str, policy: BotPolicy, counters
     harmless = _harmless(endpoint_class, facts)
     if halted is not None and not passes_halt(endpoint_class, facts):
         return deny(DenyCode.HALTED, f"trading is halted: {halted}; only reads and cancels pass")
-    if policy.active_hours and not harmless and not _in_hours(policy.active_hours, now):
+    if policy.active_hours and not harmless and not in_hours(policy.active_hours, now):
         return deny(DenyCode.HOURS, f"outside the bot's active hours ({', '.join(policy.active_hours)} UTC)")
 
     charges: list[str] = []
-    limits = _rate_limits(f"bot:{bot}", policy, facts.action)
+    limits = rate_limits(f"bot:{bot}", policy, facts.action)
     if account_limits is not None:
-        limits += _rate_limits(f"account:{account}", account_limits, facts.action)
+        limits += rate_limits(f"account:{account}", account_limits, facts.action)
     if throttle is not None:  # a temporary limit set by the rate_spike anomaly rule
         limits.append((f"throttle:{bot}", throttle, max(1.0, throttle)))
     for key, rate, capacity in limits:

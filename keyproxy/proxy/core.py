@@ -47,7 +47,9 @@ from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
 from keyproxy.proxy.replay import ReplayCache
 from keyproxy.proxy.stream_tokens import Held, StreamTokens
-from keyproxy.state import NonceSequence, StateStore, UsageBook
+from keyproxy.state import StateStore
+from keyproxy.nonces import NonceSequence
+from keyproxy.usage import UsageBook
 
 HEARTBEAT_PATH = "/_keyproxy/heartbeat"  # under an account: answered by keyproxy, never forwarded
 HEARTBEAT_ENDPOINT = Endpoint(EndpointClass.READ, "keyproxy:heartbeat")

@@ -19,7 +19,8 @@ from keyproxy.proxy.registry import AccountEntry, Snapshot
 from keyproxy.proxy.risk import RiskDesk
 from keyproxy.proxy.stream_tokens import StreamTokens
 from keyproxy.proxy.sweeps import Sweeps
-from keyproxy.state import StateStore, UsageBook
+from keyproxy.state import StateStore
+from keyproxy.usage import UsageBook
 
 log = logging.getLogger("keyproxy.proxy")
 

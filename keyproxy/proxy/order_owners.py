@@ -25,7 +25,8 @@ from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.stop_children import (  # noqa: F401 - NeedOrders, NeedResting, the ask states, id_forms: theirs
     FAILED, MISSING, SHOWN, SPAWNED, NeedOrders, NeedResting, StopChildren, _canonical, id_forms,
 )
-from keyproxy.state import OUTSIDE, OwnersUnknown, StateStore, UsageBook, client_key, placed_key, placed_keys
+from keyproxy.state import OUTSIDE, OwnersUnknown, StateStore, client_key, placed_key, placed_keys
+from keyproxy.usage import UsageBook
 
 
 OPENS_REMEMBERED = 512  # a bot's latest orders learned open, per bot (a listing's answer adds those after it)

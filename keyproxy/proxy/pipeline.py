@@ -26,7 +26,9 @@ from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
 from keyproxy.proxy.upstream import UpstreamClients
-from keyproxy.state import NonceSequence, StateStore, UsageBook
+from keyproxy.state import StateStore
+from keyproxy.nonces import NonceSequence
+from keyproxy.usage import UsageBook
 
 __all__ = ["Outcome", "Pipeline", "ProxyLimits", "new_request_id", "split_target"]
 

@@ -22,19 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from keyproxy.errors import AlreadyExists, IntegrityError, NotFound, StateError, VaultError, VaultLocked
+from keyproxy.errors import AlreadyExists, IntegrityError, VaultError, VaultLocked
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
+from keyproxy.vault.accounts import AccountsMixin
 from keyproxy.vault.bots import BOTS_SCHEMA, BotsMixin
 from keyproxy.vault.master import MasterSource
-from keyproxy.vault.records import (
-    SECRET_FIELDS,
-    AccountInfo,
-    Credentials,
-    NewAccount,
-    check_name,
-    validate_new_account,
-)
 
 FORMAT = "keyproxy-vault/1"
 SourceFor = Callable[[str], MasterSource]
@@ -87,10 +80,6 @@ MIGRATIONS = (
 
 # the meta rows that are this host's, never a fleet's: which master key unlocks the vault here
 _HOST_META = ("master_source", "master_params", "master_generation", "wrapped_data_key")
-
-
-def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> bytes:
-    return f"keyproxy/v1|{vault_id}|{kind}|{record_id}|{version}|{field}".encode()
 
 
 def _wrap_aad(vault_id: str, generation: int, kind: str) -> bytes:
@@ -153,7 +142,7 @@ def _atomic_file(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-class Vault(BotsMixin):
+class Vault(AccountsMixin, BotsMixin):
     """An unlocked vault. Create with `Vault.create` or `Vault.open`; close when done."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, meta: dict[str, str],
@@ -327,153 +316,6 @@ class Vault(BotsMixin):
 
     def fingerprint(self, api_key: Secret) -> str:
         return _crypto.mac_hex(self._fingerprint_key, api_key.reveal())[:12]
-
-    def add_account(self, acct: NewAccount, *, now: float | None = None) -> AccountInfo:
-        validate_new_account(acct)
-        now = time.time() if now is None else now
-        with self._write() as db:
-            if db.execute("SELECT 1 FROM accounts WHERE name = ?", (acct.name,)).fetchone():
-                raise AlreadyExists(f"account {acct.name!r} already exists")
-            cur = db.execute(
-                "INSERT INTO accounts (name, exchange, key_type, active_version, created_at, rotated_at,"
-                " rotate_every, base_url, insecure_upstream, environment) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
-                (acct.name, acct.exchange, acct.key_type, now, now, acct.rotate_every,
-                 acct.base_url, int(acct.insecure_upstream), acct.environment),
-            )
-            self._insert_version(db, int(cur.lastrowid or 0), 1, acct.credentials, now)
-        return self.account(acct.name)
-
-    def _insert_version(self, db: sqlite3.Connection, account_id: int, version: int,
-                        creds: Credentials, now: float) -> None:
-        vid = self._meta["vault_id"]
-        sealed = {
-            field: self._seal(db, value, _aad(vid, "account", account_id, version, field))
-            for field, value in creds.fields().items()
-        }
-        db.execute(
-            "INSERT INTO account_versions (account_id, version, created_at, fingerprint,"
-            " api_key, secret, passphrase, private_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (account_id, version, now, self.fingerprint(creds.api_key),
-             *(sealed[f] for f in SECRET_FIELDS)),
-        )
-
-    _ACCOUNT_SELECT = (
-        "SELECT a.name, a.exchange, a.key_type, a.status, a.active_version, v.fingerprint,"
-        " a.created_at, a.rotated_at, a.rotate_every, a.base_url, a.insecure_upstream,"
-        " (SELECT COUNT(*) FROM account_versions w WHERE w.account_id = a.id), a.environment"
-        " FROM accounts a JOIN account_versions v ON v.account_id = a.id AND v.version = a.active_version"
-    )
-
-    @staticmethod
-    def _info(row: tuple[Any, ...]) -> AccountInfo:
-        return AccountInfo(
-            name=row[0], exchange=row[1], key_type=row[2], status=row[3], version=row[4],
-            fingerprint=row[5], created_at=row[6], rotated_at=row[7], rotate_every=row[8],
-            base_url=row[9], insecure_upstream=bool(row[10]), versions=row[11], environment=row[12],
-        )
-
-    def list_accounts(self) -> list[AccountInfo]:
-        rows = self._db.execute(self._ACCOUNT_SELECT + " ORDER BY a.name").fetchall()
-        return [self._info(r) for r in rows]
-
-    def account(self, name: str) -> AccountInfo:
-        check_name("account", name)
-        row = self._db.execute(self._ACCOUNT_SELECT + " WHERE a.name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"no account named {name!r}")
-        return self._info(row)
-
-    def credentials(self, name: str, version: int | None = None) -> Credentials:
-        """Open the sealed fields of one account version (the active one by default)."""
-        check_name("account", name)
-        row = self._db.execute(
-            "SELECT a.id, v.version, v.api_key, v.secret, v.passphrase, v.private_key FROM accounts a"
-            " JOIN account_versions v ON v.account_id = a.id"
-            " AND v.version = COALESCE(?, a.active_version) WHERE a.name = ?",
-            (version, name),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no account named {name!r}" + (f" with version {version}" if version else ""))
-        account_id, ver, *blobs = row
-        opened: dict[str, Secret | None] = {}
-        for field, blob in zip(SECRET_FIELDS, blobs, strict=True):
-            if blob is None:
-                opened[field] = None
-                continue
-            aad = _aad(self._meta["vault_id"], "account", account_id, ver, field)
-            try:
-                opened[field] = Secret(_crypto.unseal(self._seal_key, bytes(blob), aad))
-            except (_crypto.SealError, TypeError):
-                raise IntegrityError(
-                    f"account {name!r} (version {ver}, field {field}) failed its integrity check:"
-                    " the vault record was altered or moved"
-                ) from None
-        return Credentials(**opened)  # type: ignore[arg-type]
-
-    def rotate_account(self, name: str, creds: Credentials, *, now: float | None = None) -> AccountInfo:
-        """Add the new credential as the next version and make it active, in one transaction.
-
-        The old version stays (for `rollback`) until `retire_previous`.
-        """
-        info = self.account(name)
-        from keyproxy.vault.records import check_credentials
-
-        check_credentials(info.exchange, info.key_type, creds)
-        now = time.time() if now is None else now
-        with self._write() as db:
-            account_id, active, top = db.execute(
-                "SELECT a.id, a.active_version, (SELECT MAX(version) FROM account_versions WHERE account_id = a.id)"
-                " FROM accounts a WHERE a.name = ?", (name,)).fetchone()
-            version = int(top) + 1
-            self._insert_version(db, account_id, version, creds, now)
-            db.execute("UPDATE accounts SET active_version = ?, rotated_at = ? WHERE id = ?",
-                       (version, now, account_id))
-        return self.account(name)
-
-    def rollback_account(self, name: str) -> AccountInfo:
-        """Make the newest version below the active one active again."""
-        check_name("account", name)
-        with self._write() as db:
-            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account named {name!r}")
-            prev = db.execute("SELECT MAX(version) FROM account_versions WHERE account_id = ? AND version < ?",
-                              row).fetchone()[0]
-            if prev is None:
-                raise StateError(f"account {name!r} has no previous key version to roll back to")
-            db.execute("UPDATE accounts SET active_version = ? WHERE id = ?", (prev, row[0]))
-        return self.account(name)
-
-    def retire_previous(self, name: str) -> int:
-        """Forget every version but the active one; returns how many were removed."""
-        check_name("account", name)
-        with self._write() as db:
-            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account named {name!r}")
-            return db.execute("DELETE FROM account_versions WHERE account_id = ? AND version != ?", row).rowcount
-
-    def set_account_status(self, name: str, status: str) -> bool:
-        """active | quarantined | revoked; True when it changed. A revoked key never returns to active."""
-        assert status in ("active", "quarantined", "revoked")
-        check_name("account", name)
-        with self._write() as db:
-            row = db.execute("SELECT status FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account named {name!r}")
-            if row[0] == "revoked" and status != "revoked":
-                raise StateError(f"account {name!r}: its key was revoked at the exchange; rotate it instead "
-                                 "(`keyproxy key rotate`)")
-            if row[0] == status:
-                return False
-            db.execute("UPDATE accounts SET status = ? WHERE name = ?", (status, name))
-        return True
-
-    def remove_account(self, name: str) -> None:
-        check_name("account", name)
-        with self._write() as db:
-            if db.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
-                raise NotFound(f"no account named {name!r}")
 
     def check_integrity(self) -> list[str]:
         """Open every sealed record; return one message per record that fails."""

@@ -130,7 +130,7 @@ def test_orders_whose_bookkeeping_failed_to_commit_still_count_on_their_way(tmp_
     from keyproxy.exchanges.binance import Binance
     from keyproxy.proxy.core import Core
     from keyproxy.proxy.outcome import Outcome
-    from keyproxy.state import UsageBook
+    from keyproxy.usage import UsageBook
 
     store = StateStore(tmp_path / "state.db")
     core = Core(lambda: None, sequences=store, usage=UsageBook(store))  # type: ignore[arg-type,return-value]

@@ -364,7 +364,8 @@ def test_a_cancel_whose_answer_names_no_order_is_checked_by_the_ids_it_sent(  # 
     bot's order still freed a place under the canceller's max_open_orders. Read from the ids the cancel sent; a cancel
     by client id frees none (whose orders it cancelled is unknown)."""
     from keyproxy.proxy.core import Core
-    from keyproxy.state import StateStore, UsageBook
+    from keyproxy.state import StateStore
+    from keyproxy.usage import UsageBook
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
     core = Core(lambda: None, sequences=store, usage=usage)  # type: ignore[arg-type,return-value]

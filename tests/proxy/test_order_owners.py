@@ -180,7 +180,7 @@ def test_a_listing_sent_before_an_order_was_learned_keeps_counting_that_order(tm
     from decimal import Decimal
 
     from keyproxy.exchanges.base import OutboundRequest
-    from keyproxy.state import UsageBook
+    from keyproxy.usage import UsageBook
 
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
@@ -211,7 +211,7 @@ def test_keyproxys_own_listing_sets_a_bots_conditional_count(tmp_path: Path) -> 
     far as the bot placed orders whose answer named none; a cancel decided before the listing, of an order the
     listing no longer showed, frees no place again."""
     from keyproxy.exchanges.base import OutboundRequest
-    from keyproxy.state import UsageBook
+    from keyproxy.usage import UsageBook
 
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
@@ -266,7 +266,7 @@ def test_a_cancel_naming_one_order_twice_frees_one_place(tmp_path: Path) -> None
     freed two places under the bot's max_open_orders while its other order rested. A cancel frees at most one place
     per order it names."""
     from keyproxy.exchanges.base import OutboundRequest
-    from keyproxy.state import UsageBook
+    from keyproxy.usage import UsageBook
 
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
@@ -454,7 +454,8 @@ def test_a_client_id_reported_for_an_order_of_no_bots_is_placed_outside_keyproxy
     its own; the record is no bot trading the account; an order the book gives up (`disowned`) leaves its bot's
     record and gives back its place under max_open_orders."""
     from keyproxy.exchanges.coinbase import Coinbase
-    from keyproxy.state import OUTSIDE, UsageBook
+    from keyproxy.state import OUTSIDE
+    from keyproxy.usage import UsageBook
 
     store = StateStore(tmp_path / "state.db")
     usage = UsageBook(store)
