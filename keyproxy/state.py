@@ -47,6 +47,7 @@ _SCHEMA = (
 _KEYED_BY_PRIMARY_KEY = ("placed_orders", "risk_orders", "risk_positions")
 MAX_PLACED_ORDERS = 40_000  # per account (an order's exchange id and client id each): beyond, the oldest of the
 # bots holding the most are dropped (`_prune_shares`)
+MAX_OUTSIDE = 10_000  # per account: client ids of orders placed outside keyproxy, bounded apart from the bots'
 PRUNE_EVERY = 500  # records between two checks of that bound at the least (so at most this many over it)
 MAX_INCIDENTS = 10_000  # incident records kept: older alerts are pruned past it, records of actions never
 PRUNE_INCIDENTS = 1_000  # alerts pruned by one write at the most
@@ -350,28 +351,62 @@ class StateStore:
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
                                  [(account, oid, bot, market, ts) for oid in order_ids])
-            # the bound is checked when it may be passed, not on each record (a count is a scan of the account's
-            # rows): a record adds a row at most, so a check that counted N rows is next due MAX - N records on
-            # (PRUNE_EVERY at the least: at the bound, by at most that many over it)
-            due = self._prune_due.get(account, 0) - len(order_ids)
-            self._prune_due[account] = due
-            if due > 0:
-                return
-            counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
-                                           (account,)).fetchall())
-            total = sum(counts.values())
-            self._prune_due[account] = max(PRUNE_EVERY, MAX_PLACED_ORDERS - total)
-            for owner, excess in _prune_shares(counts, total - MAX_PLACED_ORDERS).items():
-                dropped = self._db.execute(
-                    # a conditional order's last (`algo#`): the record is all that names its owner where the
-                    # positions book holds none, and the order may rest for weeks (session 30's review)
-                    "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? "
-                    "ORDER BY order_id LIKE 'algo#%' OR order_id LIKE 'cid:algo#%', ts LIMIT ?",
-                    (account, owner, excess)).fetchall()
-                self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
-                                     [(account, oid) for oid, _, _ in dropped])
-                if self.placed_mirror is not None:  # the fleet's record holds no more than its instances do
-                    self.placed_mirror.forget_pruned(account, owner, dropped)
+            self._bound_placed(account, len(order_ids))
+
+    def _bound_placed(self, account: str, added: int) -> None:
+        """The account's records within MAX_PLACED_ORDERS for the bots (`_prune_shares`) and MAX_OUTSIDE for client
+        ids placed outside keyproxy, apart: a bot reading the operator's history must not push out another bot's
+        records (session 33's review). Checked when a bound may be passed, not on each record (a count is a scan of
+        the account's rows): a record adds a row at most, so a check that counted N rows is next due MAX - N
+        records on (PRUNE_EVERY at the least: at the bound, by at most that many over it)."""
+        due = self._prune_due.get(account, 0) - added
+        self._prune_due[account] = due
+        if due > 0:
+            return
+        counts = dict(self._db.execute("SELECT bot, COUNT(*) FROM placed_orders WHERE account = ? GROUP BY bot",
+                                       (account,)).fetchall())
+        outside = counts.pop(OUTSIDE, 0)
+        total = sum(counts.values())
+        self._prune_due[account] = max(PRUNE_EVERY, min(MAX_PLACED_ORDERS - total, MAX_OUTSIDE - outside))
+        excesses = _prune_shares(counts, total - MAX_PLACED_ORDERS)
+        if outside > MAX_OUTSIDE:
+            excesses[OUTSIDE] = outside - MAX_OUTSIDE
+        for owner, excess in excesses.items():
+            dropped = self._db.execute(
+                # a conditional order's last (`algo#`): the record is all that names its owner where the
+                # positions book holds none, and the order may rest for weeks (session 30's review)
+                "SELECT order_id, market, ts FROM placed_orders WHERE account = ? AND bot = ? "
+                "ORDER BY order_id LIKE 'algo#%' OR order_id LIKE 'cid:algo#%', ts LIMIT ?",
+                (account, owner, excess)).fetchall()
+            self._db.executemany("DELETE FROM placed_orders WHERE account = ? AND order_id = ?",
+                                 [(account, oid) for oid, _, _ in dropped])
+            if self.placed_mirror is not None:  # the fleet's record holds no more than its instances do
+                self.placed_mirror.forget_pruned(account, owner, dropped)
+
+    def recorded(self, account: str, keys: list[str]) -> set[str]:
+        """Those of `keys` anyone is on record under: this instance's record, and (in a fleet) every instance's in one
+        round trip (`OwnersUnknown` where it cannot be read)."""
+        marks = ",".join("?" * len(keys))
+        found = {str(k) for (k,) in self._db.execute(
+            f"SELECT order_id FROM placed_orders WHERE account = ? AND order_id IN ({marks})", (account, *keys))} \
+            if keys else set()
+        if self.placed_mirror is not None and len(found) < len(set(keys)):
+            try:
+                found |= set(self.placed_mirror.owners_of(account, [k for k in keys if k not in found]))
+            except KeyproxyError:
+                raise OwnersUnknown() from None
+        return found
+
+    def record_outside(self, account: str, market: str, keys: tuple[str, ...], ts: float) -> None:
+        """Client ids of orders placed outside keyproxy (`OUTSIDE`), in a fleet written to Redis before this returns
+        (`SharedStateUnavailable` if they cannot be: nothing is recorded then): the answer naming them is relayed
+        after, and a bot must not name one through another instance meanwhile."""
+        if self.placed_mirror is not None:
+            self.placed_mirror.record_placed_now(account, OUTSIDE, market, keys, ts)
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
+                                 [(account, key, OUTSIDE, market, ts) for key in keys])
+            self._bound_placed(account, len(keys))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

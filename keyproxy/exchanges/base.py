@@ -348,6 +348,10 @@ class Adapter(Protocol):
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
 
+    client_ids_answer_existing: bool
+
+    def reports_client_ids(self, path: str) -> bool: ...
+
     def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes
                             ) -> tuple[tuple[str, str, str], ...]: ...
 

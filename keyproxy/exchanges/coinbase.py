@@ -73,7 +73,7 @@ from keyproxy.exchanges.coinbase_facts import (
 )
 from keyproxy.exchanges.coinbase_fills import (
     coinbase_amend_verdicts, coinbase_order_query_request, coinbase_order_updates, coinbase_reconcile_request,
-    coinbase_reported_client_ids, coinbase_stream_updates, coinbase_streamed_client_ids,
+    coinbase_reported_client_ids, coinbase_reports_client_ids, coinbase_stream_updates, coinbase_streamed_client_ids,
 )
 from keyproxy.policy.model import RequestFacts
 
@@ -197,6 +197,11 @@ class Coinbase(AdapterHooks):
 
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return coinbase_stream_updates(text)
+
+    client_ids_answer_existing = True  # a create reusing a client_order_id is answered with the order holding it
+
+    def reports_client_ids(self, path: str) -> bool:
+        return coinbase_reports_client_ids(path)
 
     def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
         return coinbase_reported_client_ids(out.method, out.path, status, body)

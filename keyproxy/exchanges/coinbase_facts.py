@@ -41,6 +41,7 @@ _V2_TRANSACTIONS = re.compile(f"/v2/accounts/{_SEGMENT}/transactions")
 _V2_WITHDRAWAL = re.compile(f"/v2/accounts/{_SEGMENT}/withdrawals")
 _ORDERS = {"/api/v3/brokerage/orders", "/api/v3/brokerage/orders/preview"}
 _EDITS = {"/api/v3/brokerage/orders/edit", "/api/v3/brokerage/orders/edit_preview"}
+_CLOSE_POSITION = "/api/v3/brokerage/orders/close_position"
 _SETTINGS = {"/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"}
 _ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), ("market_", "MARKET"),
                 ("limit_", "LIMIT"), ("sor_limit_", "LIMIT"), ("twap_limit_", "TWAP"), ("scaled_limit_", "SCALED"))
@@ -120,6 +121,12 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
                                 memo=str(tag) if isinstance(tag, str | int) and not isinstance(tag, bool) and tag != ""
                                 else None)
         return RequestFacts(action="withdraw")  # sells, commits, request-money flows: nothing to read
+    client_id = body.get("client_order_id")
+    if (req.path in _ORDERS or req.path == _CLOSE_POSITION) and client_id is not None and \
+            (not isinstance(client_id, str) or not client_id):
+        # a number may be read as the same client id (protobuf JSON readers coerce): unread, it named the operator's
+        # order unchecked (session 33's review)
+        raise BadRequest("client_order_id must be a non-empty string")
     product = _text(body.get("product_id"))
     symbol = normalize_symbol(product) if product else None
     market = market_of(product)
@@ -130,9 +137,10 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
         ids = body.get("order_ids")
         return RequestFacts(action="cancel", market="spot",
                             cancels=tuple(i for i in ids if isinstance(i, str) and i) if isinstance(ids, list) else ())
-    if req.path == "/api/v3/brokerage/orders/close_position":
+    if req.path == _CLOSE_POSITION:
         return RequestFacts(action="order", symbol=symbol, market=market, quantity=amount(body.get("size"), "size"),
-                            reduce_only=True, contract="linear" if market in ("future", "perp") else None)
+                            reduce_only=True, contract="linear" if market in ("future", "perp") else None,
+                            client_id=client_id)
     if req.path in _EDITS:  # a new size and price for an existing order (its product is not named)
         edit = RequestFacts(action="amend", quantity=amount(body.get("size"), "size"),
                             price=amount(body.get("price"), "price"), order_id=_text(body.get("order_id")) or None,
@@ -143,7 +151,9 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
             edit = replace(edit, untracked="an edit that attaches or cancels an attached order")
         return edit
     if req.path in _ORDERS:
-        return _order(body, symbol, market)
+        # never another bot's, nor one of an order placed outside keyproxy: Coinbase answers a create reusing one with
+        # the order holding it (OrderOwners.own_client_ids, learn_outside), whatever the order's shape
+        return replace(_order(body, symbol, market), client_id=client_id)
     return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
 
 
@@ -190,10 +200,7 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     return RequestFacts(action="order", symbol=symbol, market=market, side=side, order_type=order_type,
                         quantity=base, price=price, quote_quantity=None if contract else quote, leverage=leverage,
                         conflict=conflict, contract=contract, trigger_price=trigger, stop_limit=stop_limit,
-                        untracked=untracked,
-                        # never another bot's, nor an order's placed outside keyproxy: Coinbase answers a create
-                        # reusing one with the order holding it (OrderOwners.own_client_ids, learn_outside)
-                        client_id=_text(body.get("client_order_id")))
+                        untracked=untracked)
 
 
 def _listing(req: IncomingRequest) -> RequestFacts:

@@ -45,35 +45,38 @@ def _update(o: Any, side_key: str, filled_key: str, created_key: str) -> OrderUp
 
 
 def coinbase_order_updates(method: str, path: str, status: int, body: bytes) -> tuple[OrderUpdate, ...]:
-    return tuple(u for o in _reported(method, path, status, body)
+    return tuple(u for o in _reported(method, path, status, body)[:MAX_ORDERS]
                  if (u := _update(o, "side", "filled_size", "created_time")) is not None)
 
 
+def coinbase_reports_client_ids(path: str) -> bool:
+    """An order read (`historical/{id}`, `historical/batch`): its orders carry their client ids."""
+    return path.startswith(PREFIX) and not path.endswith("/fills")
+
+
 def _reported(method: str, path: str, status: int, body: bytes) -> list[Any]:
-    """The orders a read's answer reports (`historical/{id}`, `historical/batch`)."""
-    if method != "GET" or not path.startswith(PREFIX) or path.endswith("/fills") or status != 200:
+    """Every order a read's answer reports (`historical/{id}`, `historical/batch`)."""
+    if method != "GET" or not coinbase_reports_client_ids(path) or status != 200:
         return []
     doc = loads(body)
     if not isinstance(doc, dict):
         return []
-    orders = doc.get("orders") if isinstance(doc.get("orders"), list) else [doc.get("order")]
-    return orders[:MAX_ORDERS]  # type: ignore[no-any-return]
+    return doc["orders"] if isinstance(doc.get("orders"), list) else [doc.get("order")]  # type: ignore[no-any-return]
 
 
 def _streamed(text: str) -> list[Any]:
-    """The orders a `user` channel event reports."""
+    """Every order a `user` channel event reports."""
     if '"user"' not in text:
         return []
     doc = loads(text)
     if not isinstance(doc, dict) or doc.get("channel") != "user" or not isinstance(doc.get("events"), list):
         return []
-    return [o for event in doc["events"][:100]
-            for o in (event.get("orders") if isinstance(event, dict) and isinstance(event.get("orders"), list) else [])
-            ][:MAX_ORDERS]
+    return [o for event in doc["events"]
+            for o in (event.get("orders") if isinstance(event, dict) and isinstance(event.get("orders"), list) else [])]
 
 
 def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
-    return tuple(u for o in _streamed(text)
+    return tuple(u for o in _streamed(text)[:MAX_ORDERS]
                  if (u := _update(o, "order_side", "cumulative_quantity", "creation_time")) is not None)
 
 
@@ -86,8 +89,9 @@ def _client_ids(orders: list[Any]) -> tuple[tuple[str, str, str], ...]:
 
 
 def coinbase_reported_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
-    """(order id, scope, client id) of every order a read reports: a create reusing a client id is answered with the
-    order holding it, so one of no bot's is recorded as placed outside keyproxy (`OrderOwners.learn_outside`)."""
+    """(order id, scope, client id) of every order a read reports, however many (the bot reads them all): a create
+    reusing a client id is answered with the order holding it, so one of no bot's is recorded as placed outside
+    keyproxy (`OrderOwners.learn_outside`)."""
     return _client_ids(_reported(method, path, status, body))
 
 

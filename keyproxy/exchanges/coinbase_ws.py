@@ -55,6 +55,8 @@ class CoinbaseWsApi(WsDialect):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]:
         return coinbase_stream_updates(text)
 
+    client_ids_answer_existing = True  # the account's REST dialect's (orders are placed there)
+
     def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
         return coinbase_streamed_client_ids(text)
 

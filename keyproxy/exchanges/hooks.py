@@ -133,6 +133,15 @@ class AdapterHooks:
         """Order updates in an event the exchange pushed on a private WebSocket (a fill, a cancel)."""
         return ()
 
+    # the exchange answers a create reusing a client id with the order holding it (Coinbase) rather than refusing it:
+    # keyproxy records a bot's client ids from its decision on, and those of orders placed outside it (order_owners.py)
+    client_ids_answer_existing = False
+
+    def reports_client_ids(self, path: str) -> bool:
+        """Whether an answer to `path` may report orders' client ids (`reported_client_ids`): keyproxy reads it
+        before the bot sees it, and never relays one too large to read."""
+        return False
+
     def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
         """(order id, scope, client id) of every order a read's answer reports, where the exchange answers a create
         reusing a client id with the order holding it (Coinbase): one of no bot's is then recorded as placed outside

@@ -244,6 +244,19 @@ class FleetUsage:
         owner, when = json.dumps([bot, market]), repr(ts)
         self._put("placed", (account, [(oid, owner, when) for oid in order_ids]))
 
+    def record_placed_now(self, account: str, bot: str, market: str, order_ids: tuple[str, ...], ts: float) -> None:
+        """`record_placed_orders` written before this returns (`SharedStateUnavailable` if it cannot be): a record
+        another instance must see before the bot can act on what it was recorded for (a client id placed outside
+        keyproxy, recorded before the answer naming it reaches the bot: session 33's review raced a queued one)."""
+        owner, when = json.dumps([bot, market]), repr(ts)
+        with self.fleet._calls() as r:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(self.fleet.key(f"placed:{account}"), mapping={oid: owner for oid in order_ids})
+            pipe.expire(self.fleet.key(f"placed:{account}"), self.PLACED_TTL_S)
+            pipe.hset(self.fleet.key(f"placedts:{account}"), mapping={oid: when for oid in order_ids})
+            pipe.expire(self.fleet.key(f"placedts:{account}"), self.PLACED_TTL_S)
+            pipe.execute()
+
     def forget_placed_orders(self, account: str, order_ids: list[str]) -> None:
         self._put("forget", (account, list(order_ids)))
 
@@ -283,6 +296,12 @@ class FleetUsage:
             if value is not None:
                 return str(json.loads(value)[0])
         return None
+
+    def owners_of(self, account: str, keys: list[str]) -> dict[str, str]:
+        """Key -> the bot any instance recorded under it, for those of `keys` on record (one round trip)."""
+        with self.fleet._calls() as r:
+            values = r.hmget(self.fleet.key(f"placed:{account}"), keys) if keys else []
+        return {k: str(json.loads(v)[0]) for k, v in zip(keys, values, strict=True) if v is not None}
 
     def _put(self, kind: str, payload: tuple[object, ...]) -> None:
         try:

@@ -213,6 +213,10 @@ class Core(CoreIdentity, CoreAnswers):
             outcome.opens_since = now_ms
         if facts.action is None and route.endpoint.cls is EndpointClass.TRADE:
             outcome.unread_by = (bot.info.name, facts)
+        if adapter.client_ids_answer_existing and (facts.action in ("order", "amend") or facts.client_id):
+            # the bot's from its decision on: a read or stream showing its order before the answer is read, or after
+            # a timeout (its retry is answered with that order), never makes the client id one of no bot's
+            self.owners.claim_client_ids(route.account.info.name, adapter, bot.info.name, facts)
         if facts.action in ("order", "amend"):
             outcome.placed_by, outcome.decided_ms = (bot.info.name, facts), now_ms
             # on its way from this decision on: a request waiting for the account's nonce turn (Kraken) counts
@@ -541,8 +545,8 @@ class Core(CoreIdentity, CoreAnswers):
                     # cancel of it then freed a place (session 32's review: Kraken's EditOrder, Hyperliquid's modify)
                     raise Refused("open_orders_exceeded", f"bot {name!r}: this amend names an order keyproxy has no "
                                   "owner for, and the order replacing it would rest uncounted under max_open_orders")
-        if facts.action in ("order", "amend") and adapter is not None:  # an amend's new client id too (a Hyperliquid
-            self.owners.own_client_ids(account.info.name, adapter, name, facts)  # modify's `c`: session 32's review)
+        if (facts.action in ("order", "amend") or facts.client_id) and adapter is not None:  # an amend's new client
+            self.owners.own_client_ids(account.info.name, adapter, name, facts)  # id too (a Hyperliquid modify's `c`)
         shared = outcome.shared
 
         def commit_local() -> None:  # in a fleet, only when Redis cannot be asked (the gate counts the rest)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from keyproxy.errors import KeyproxyError
 from keyproxy.exchanges.base import Adapter, EndpointClass, KeyRejection, OutboundRequest
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
@@ -47,9 +48,15 @@ class CoreAnswers:
         """What must hold before the bot sees a private answer: a stream token in it that trades on the
         exchange's own WebSocket (Kraken's) replaced by a virtual one bound to the bot, and a stream token it
         hands out (a Binance listenKey) remembered as the bot's. Returns the answer to relay; `learn` follows
-        (before the answer is sent for an order or an amend, just after for the rest: the edges say why)."""
+        (before the answer is sent for an order or an amend, just after for the rest: the edges say why). And the
+        client ids of orders placed outside keyproxy it reports, recorded before the bot can name one
+        (`OrderOwners.learn_outside`; refused `unavailable` where a fleet's record cannot be read or written)."""
         holder = (outcome.bot, outcome.credential) if outcome.authenticated and outcome.bot and outcome.credential \
             else None
+        if route.adapter.client_ids_answer_existing and 200 <= status < 300 and body and out.method == "GET" \
+                and route.adapter.reports_client_ids(out.path):
+            self._learn_outside(route.account.info.name, route.adapter, route.adapter.reported_client_ids(
+                out, status, body))
         return self.tokens.relayed(route.adapter, (route.account.info.name, route.account.info.version), out.path,
                                    status, body, holder)
 
@@ -200,7 +207,6 @@ class CoreAnswers:
                 self.risk.learn(name, adapter, outcome.placed_by, out, status, body, ids, outcome.decided_ms)
                 if out.method == "GET":
                     self.owners.learn_resting_clients(name, adapter, out, status, body)
-                    self.owners.learn_outside(name, adapter, adapter.reported_client_ids(out, status, body))
             if outcome.facts is not None and outcome.facts.action == "cancel":
                 self.owners.changed(name)  # a listing of resting orders from before it is stale
                 self.owners.forget_cancelled(name, adapter, outcome.bot, outcome.facts, out, status, body)
@@ -234,5 +240,13 @@ class CoreAnswers:
         recorded before the bot reads the event: it must not name one in an order it sends on reading it."""
         account = self._snapshot().accounts.get(account_name)
         adapter = dialect or (account.adapter if account is not None else None)
-        if adapter is not None:
-            self.owners.learn_outside(account_name, adapter, adapter.streamed_client_ids(text))
+        if adapter is not None and adapter.client_ids_answer_existing:
+            self._learn_outside(account_name, adapter, adapter.streamed_client_ids(text))
+
+    def _learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
+        try:
+            with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
+                self.owners.learn_outside(account, adapter, reported)
+        except KeyproxyError:
+            raise Refused("unavailable", "keyproxy could not record the orders this answer reports in the fleet's "
+                          "shared state, so it is not relayed", 1.0) from None

@@ -419,23 +419,44 @@ class OrderOwners(StopChildren):
                 raise Refused("policy_denied", f"bot {bot!r}: client id {leg.client_id[:64]!r} names an order bot "
                               f"{owner!r} placed on this account: a bot's client ids are its own")
 
-    def learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
-        """The client ids of orders a read or stream event reports that no bot placed through keyproxy, recorded as
-        placed outside it (`OUTSIDE`) before any bot sees them: Coinbase answers a create reusing a client id with
-        the order holding it, so a bot naming the client id of the operator's order it had just listed took that
-        order, and its fills, as its own (session 33's review: within seconds of its making, where the time rule of
-        `PositionBook._foreign` cannot tell). `reported`: (order id, scope, client id), `reported_client_ids`."""
+    def claim_client_ids(self, account: str, adapter: Adapter, bot: str, facts: RequestFacts) -> None:
+        """An allowed request's client ids recorded as the bot's at its decision, where the exchange answers a reused
+        one with the order holding it (`Adapter.client_ids_answer_existing`): a read or stream event showing the
+        order before its answer is read, or after a timeout, then never makes the client id one placed outside
+        keyproxy (`learn_outside`), and the bot's retry under it passes (session 33's review)."""
         if self._sequences is None:
             return
-        for order_id, scope, client_id in reported:
-            keyed = scope if adapter.id_per_market(order_id) else None
-            if self._sequences.placed_owner(account, placed_keys(order_id, keyed)) is not None:
-                continue  # a bot's order: its client id is its bot's (recorded with it)
-            key = placed_key(client_key(client_id), scope if adapter.id_per_market(client_id) else None)
-            if self._sequences.local_owner(account, (key,)) != OUTSIDE:
-                self.changed(account)
-                self._sequences.record_placed_orders(account, OUTSIDE, scope.partition(":")[0], (key,),
-                                                     self.clock_ms() / 1000)
+        for leg in facts.placed() or ((facts,) if facts.client_id else ()):
+            if leg.client_id:
+                key = placed_key(client_key(leg.client_id), leg.scope if adapter.id_per_market(leg.client_id) else None)
+                if self._sequences.local_owner(account, (key,)) != bot:
+                    self._sequences.record_placed_orders(account, bot, leg.scope.partition(":")[0], (key,),
+                                                         self.clock_ms() / 1000)
+
+    def learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
+        """The client ids of orders a read or stream event reports that no bot placed or asked for through keyproxy,
+        recorded as placed outside it (`OUTSIDE`; in a fleet in Redis too) before the bot sees them: Coinbase answers
+        a create reusing a client id with the order holding it, so a bot naming the client id of the operator's order
+        it had just listed took that order, and its fills, as its own (session 33's review: within seconds of its
+        making, where the time rule of `PositionBook._foreign` cannot tell). `reported`: (order id, scope, client
+        id), `reported_client_ids`. A client id on record as anyone's stays so (a bot's from its decision on,
+        `claim_client_ids`); only one new to this instance asks the fleet's record."""
+        if self._sequences is None or not reported:
+            return
+        cids = {placed_key(client_key(cid), scope if adapter.id_per_market(cid) else None): (oid, scope)
+                for oid, scope, cid in reported}
+        unknown = {k: v for k, v in cids.items() if k not in self._sequences.recorded(account, list(cids))}
+        if not unknown:
+            return  # the usual case: every client id listed is on record already (a bot's, or outside keyproxy)
+        order_keys = {k: placed_keys(oid, scope if adapter.id_per_market(oid) else None)
+                      for k, (oid, scope) in unknown.items()}
+        owned = self._sequences.recorded(account, [o for keys in order_keys.values() for o in keys])
+        # a bot's order whose client id is not on record (an answer read before client ids were): its bot's
+        new = {k: unknown[k][1].partition(":")[0] for k, keys in order_keys.items() if not owned & set(keys)}
+        for market in set(new.values()):
+            self.changed(account)
+            self._sequences.record_outside(account, market, tuple(k for k, m in new.items() if m == market),
+                                           self.clock_ms() / 1000)
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:

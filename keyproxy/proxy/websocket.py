@@ -474,7 +474,11 @@ class _Connection:
                 if answered is not None:
                     p, status = answered
                     self.edge._core.learn(p.route, p.out, status, text.encode(), p.outcome, journaled, later=True)
-                self.edge._core.learn_stream_clients(self.account, self.dialect, text)
+                try:  # before the bot reads the event: it must not name one of them in an order it sends on it
+                    self.edge._core.learn_stream_clients(self.account, self.dialect, text)
+                except Refused as e:
+                    self.closing = f"keyproxy: {e.message}"
+                    return
                 try:
                     await self._to_bot(text)
                 finally:

@@ -768,3 +768,35 @@ def test_a_ladder_and_a_twap_are_orders_of_coinbases_own_and_the_margin_setting_
     for path in ("/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"):
         f = facts(path, {"setting": "INTRADAY_MARGIN_SETTING_INTRADAY"})
         assert (f.action, f.leverage) == ("leverage", None), path
+
+
+def test_every_create_carries_its_client_order_id_and_only_as_text() -> None:
+    """Coinbase answers a create reusing a client_order_id with the order holding it, so keyproxy checks every
+    create's (a close_position's, an order of a shape it cannot read too); a number, which a protobuf JSON reader may
+    take as the same client id, is refused (session 33's review: unread, it named the operator's order unchecked)."""
+    order = {"client_order_id": "c-1", "product_id": "BTC-USD", "side": "BUY",
+             "order_configuration": {"limit_limit_gtc": {"base_size": "0.01", "limit_price": "60000"}}}
+    assert facts(ORDERS, order).client_id == "c-1"
+    odd = facts(ORDERS, {**order, "order_configuration": {"a": {}, "b": {}}})
+    assert (odd.action, odd.client_id) == (None, "c-1")
+    close = facts("/api/v3/brokerage/orders/close_position", {"client_order_id": "c-2", "product_id": "BIT-28JUL23-CDE",
+                                                             "size": "1"})
+    assert close.client_id == "c-2"
+    for bad in (1796654366903, "", ["c-1"], {"id": "c-1"}, True):
+        for path in (ORDERS, "/api/v3/brokerage/orders/close_position"):
+            with pytest.raises(BadRequest, match="client_order_id"):
+                facts(path, {**order, "client_order_id": bad})
+
+
+def test_every_order_a_read_reports_gives_its_client_id() -> None:
+    """Not only the first 1,000 (the bot reads them all: session 33's review pushed the operator's order to place
+    1,001 and took it); an order read too large to read before relaying is never relayed (`reports_client_ids`)."""
+    from keyproxy.exchanges.base import OutboundRequest
+
+    listing = json.dumps({"orders": [{"order_id": f"o-{i}", "client_order_id": f"c-{i}", "product_id": "BTC-USD"}
+                                     for i in range(1500)]}).encode()
+    out = OutboundRequest("GET", "", "/api/v3/brokerage/orders/historical/batch", "limit=1500", {})
+    reported = ADAPTER.reported_client_ids(out, 200, listing)
+    assert len(reported) == 1500 and reported[-1] == ("o-1499", "spot:BTCUSD", "c-1499")
+    assert ADAPTER.reports_client_ids(out.path) and ADAPTER.reports_client_ids("/api/v3/brokerage/orders/historical/x")
+    assert not ADAPTER.reports_client_ids("/api/v3/brokerage/orders/historical/fills")

@@ -317,3 +317,27 @@ def test_a_stops_client_id_is_held_across_instances(shared: SharedStateSettings,
     asyncio.run(run())
     for state in (a, b):
         state.close()
+
+
+def test_a_client_id_placed_outside_keyproxy_is_in_redis_before_its_answer_is_relayed(
+        shared: SharedStateSettings, redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Session 33's review: the record of an order placed outside keyproxy went to Redis through the writer's queue,
+    after the answer naming it was relayed, so a bot listing through one instance and ordering through another took
+    the operator's order 10 times in 30. It is written before `record_outside` returns, no writer running; where
+    Redis is out of reach, nothing is recorded and the caller refuses the answer."""
+    from keyproxy.errors import KeyproxyError
+    from keyproxy.state import OUTSIDE, StateStore
+
+    store = StateStore(tmp_path / "state.db")
+    fleet = FleetStore(shared, "vault-1", KEY)
+    store.placed_mirror = FleetUsage(fleet)  # its writer never runs here
+    store.record_outside("cb", "spot", ("cid:op-1", "cid:op-2"), 1.0)
+    other = StateStore(tmp_path / "other.db")  # another instance: its own state.db, the same Redis
+    other.placed_mirror = FleetUsage(FleetStore(shared, "vault-1", KEY))
+    assert other.placed_owner("cb", ("cid:op-2",)) == OUTSIDE
+    assert other.recorded("cb", ["cid:op-1", "cid:none"]) == {"cid:op-1"}
+    store.placed_mirror = FleetUsage(FleetStore(SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2),
+                                                "vault-1", KEY))  # out of reach
+    with pytest.raises(KeyproxyError):
+        store.record_outside("cb", "spot", ("cid:op-3",), 2.0)
+    assert store.local_owner("cb", ("cid:op-3",)) is None

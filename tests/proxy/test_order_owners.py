@@ -485,3 +485,35 @@ def test_a_client_id_reported_for_an_order_of_no_bots_is_placed_outside_keyproxy
     usage.change_open_orders("bot", "spot:BTCUSD", +1)
     owners.disowned("acct", "bot", "spot:BTCUSD", "o-mine", True)
     assert store.local_owner("acct", ("o-mine",)) is None and usage.open_orders("bot") == 0
+
+
+def test_a_bots_client_id_is_its_own_from_its_decision_and_outside_records_are_bounded_apart(
+        tmp_path: Path) -> None:
+    """Session 33's review: a bot's create that timed out, then shown by a listing, had its client id recorded as
+    placed outside keyproxy, and the bot's idempotent retry was refused. A client id is the bot's from its decision
+    on (`claim_client_ids`), which no listing changes. And client ids placed outside keyproxy are bounded apart:
+    a bot reading the operator's history pushed out other bots' records (their orders then anybody's to cancel)."""
+    from keyproxy.exchanges.coinbase import Coinbase
+    from keyproxy.state import MAX_OUTSIDE, MAX_PLACED_ORDERS, OUTSIDE, PRUNE_EVERY
+
+    owners, store = owners_on(tmp_path)
+    cb = Coinbase()
+    mine = RequestFacts(action="order", symbol="BTCUSD", market="spot", side="BUY", quantity=Decimal("0.01"),
+                        price=Decimal("1000"), client_id="c-timed-out")
+    owners.claim_client_ids("acct", cb, "bot", mine)
+    listing = json.dumps({"orders": [{"order_id": "o-1", "client_order_id": "c-timed-out", "product_id": "BTC-USD"},
+                                     {"order_id": "o-2", "client_order_id": "c-op", "product_id": "BTC-USD"}]})
+    out = OutboundRequest("GET", "", "/api/v3/brokerage/orders/historical/batch", "", {})
+    owners.learn_outside("acct", cb, cb.reported_client_ids(out, 200, listing.encode()))
+    assert store.local_owner("acct", (client_key("c-timed-out"),)) == "bot"
+    assert store.local_owner("acct", (client_key("c-op"),)) == OUTSIDE
+    owners.own_client_ids("acct", cb, "bot", mine)  # its retry passes
+    with pytest.raises(Refused, match="client ids are its own"):
+        owners.own_client_ids("acct", cb, "other", mine)  # another bot's, from its decision on
+    # the record's bounds: a bot's share is never taken by client ids placed outside keyproxy
+    store.record_placed_orders("acct", "mm", "spot", tuple(f"mm-{i}" for i in range(MAX_PLACED_ORDERS - 10)), 1.0)
+    for start in range(0, MAX_OUTSIDE + 2 * PRUNE_EVERY, 1000):
+        store.record_outside("acct", "spot", tuple(f"cid:op-{i}" for i in range(start, start + 1000)), 2.0)
+    assert store.local_owner("acct", ("mm-0",)) == "mm"
+    counts = dict(store._db.execute("SELECT bot, COUNT(*) FROM placed_orders GROUP BY bot").fetchall())
+    assert counts["mm"] == MAX_PLACED_ORDERS - 10 and counts[OUTSIDE] <= MAX_OUTSIDE + PRUNE_EVERY
