@@ -106,8 +106,10 @@ class OkxLimits:
         return False
 
 
-_KRAKEN_FREE = frozenset({"AddOrder", "AddOrderBatch", "EditOrder", "AmendOrder", "CancelOrder", "CancelAll",
-                          "CancelAllOrdersAfter", "CancelOrderBatch"})
+# "All other API calls increase this counter by 1 (except AddOrder, CancelOrder which operate on a different
+# limiter)" (Kraken, Spot REST Rate Limits): a batch, an edit, CancelAll and CancelAllOrdersAfter count (session 33's
+# review: 40 free calls in 0.2 s)
+_KRAKEN_FREE = frozenset({"AddOrder", "CancelOrder"})
 _KRAKEN_TWO = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
 
 

@@ -73,8 +73,11 @@ class ExchangeBudget:
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
+        # one that names a bot by its key id alone (`proven` False: no secret) spends the unsigned share too: a key
+        # id is no secret, and another bot's spent that bot's share (session 33's review)
         wait = self.governor.spend(charges, reserve or way_out(outcome.facts), now,
-                                   bot if bot is not None else outcome.bot or UNSIGNED)
+                                   bot if bot is not None else outcome.bot if outcome.bot and outcome.proven
+                                   else UNSIGNED)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)

@@ -96,6 +96,21 @@ def _markets(dev: DevStack) -> dict[str, Any]:
     return ex.markets  # type: ignore[no-any-return]
 
 
+def test_a_public_request_naming_a_bot_by_its_key_id_alone_spends_no_bots_share(dev: DevStack) -> None:
+    """Session 33's review: a key id is no secret, and public requests carrying another bot's `X-MBX-APIKEY` (no
+    signature) spent that bot's share until its own signed requests were refused. Unproven, they spend the unsigned
+    share, as a request naming no bot does."""
+    creds = dev.add_bot("govkeyid", "main", "read")
+    for _ in range(3):
+        req = urllib.request.Request(f"{dev.proxy_url}/main/api/v3/depth?symbol=BTCUSDT&limit=100",
+                                     headers={"X-MBX-APIKEY": creds["api_key"]})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert b"bids" in r.read()
+    budgets = json.loads(dev.cli("status", "--json").stdout)["budgets"]
+    spenders = {b for entry in budgets if entry["budget"] == "REQUEST_WEIGHT" for b in entry["bots"]}
+    assert "govkeyid" not in spenders and "(unsigned)" in spenders, budgets  # (first: later tests spend that share)
+
+
 def test_ten_bots_loading_markets_at_once_cost_the_exchange_one_request_per_market_list(dev: DevStack) -> None:
     bots = []
     for i in range(10):
@@ -235,3 +250,4 @@ def test_an_order_whose_reference_fetch_the_bots_share_cannot_pay_is_refused_for
             with pytest.raises(ccxt.DDoSProtection, match="budget_exhausted"):  # not reference_unavailable
                 ex.create_order("BTC/USDT", "limit", "sell", 0.001, 60000)
         assert dev.journal()[start:] == []  # neither a price call nor the order went
+

@@ -170,6 +170,10 @@ def test_websocket_orders_count_as_their_rest_twins(method: str, orders: int) ->
     ("GET", "/fapi/v1/klines", "symbol=X&interval=1m", 5), ("GET", "/fapi/v1/klines", "limit=1500", 10),
     ("GET", "/fapi/v1/markPriceKlines", "limit=1000", 5), ("GET", "/fapi/v1/ping", "", 1),
     ("POST", "/fapi/v1/batchOrders", "", 5),
+    # session 33's review: charged 1 where Binance documents more
+    ("GET", "/fapi/v1/positionSide/dual", "", 30), ("POST", "/fapi/v1/positionSide/dual", "", 1),
+    ("GET", "/fapi/v1/multiAssetsMargin", "", 30), ("GET", "/fapi/v1/income/asyn", "", 1000),
+    ("GET", "/fapi/v1/income/asyn/id", "", 10), ("POST", "/fapi/v1/countdownCancelAll", "", 10),
 ])
 def test_usdm_futures_weights(method: str, path: str, query: str, weight: int) -> None:
     assert _rest(method, path, query)["FUTURES_REQUEST_WEIGHT"] == weight
@@ -183,6 +187,8 @@ def test_usdm_futures_weights(method: str, path: str, query: str, weight: int) -
     ("GET", "/dapi/v1/openOrders", "", 40), ("GET", "/dapi/v1/ticker/24hr", "pair=BTCUSD", 40),
     ("GET", "/dapi/v1/ticker/bookTicker", "symbol=BTCUSD_PERP", 2), ("GET", "/dapi/v1/trades", "symbol=X", 5),
     ("GET", "/dapi/v1/klines", "symbol=X&interval=1m&limit=200", 2), ("GET", "/dapi/v1/aggTrades", "symbol=X", 20),
+    ("GET", "/dapi/v1/commissionRate", "symbol=X", 20), ("GET", "/dapi/v1/positionSide/dual", "", 30),
+    ("POST", "/dapi/v1/countdownCancelAll", "", 10),
 ])
 def test_coinm_futures_weights(method: str, path: str, query: str, weight: int) -> None:
     assert _rest(method, path, query)["COINM_REQUEST_WEIGHT"] == weight

@@ -190,3 +190,15 @@ def test_the_exchanges_extra_count_corrects_the_shared_meter_never_the_observing
     assert g.pools[key].bots["b"][0].used(T0 + 1) == 10  # b's share still holds only b's own requests
     assert g.spend(_charge(30), False, T0 + 2, bot="b") is None  # within b's half: 40 of 50
     assert g.spend(_charge(20), False, T0 + 3, bot="b") is not None  # over its half while a is active
+
+
+def test_a_request_spent_at_a_windows_edge_counts_in_the_next_window_too() -> None:
+    """The exchange counts a request in the window it arrives in: one spent in the last second of keyproxy's minute
+    may land in the exchange's next, which would then take a whole budget more (session 33's review: a burst at
+    second 59.75 and another after the minute turned, Binance's 429 then a 418 ban)."""
+    g = Governor(reserve=0.1)
+    assert [g.spend(_charge(), False, T0 + 59.5) for _ in range(5)] == [None] * 5  # 50 at the edge
+    assert [g.spend(_charge(), False, T0 + 60.2) for _ in range(4)] == [None] * 4  # 50 + 40 of 90 in the next
+    assert round(g.spend(_charge(), False, T0 + 60.3) or 0, 3) == 59.7  # not another 90: the edge's 50 count here too
+    assert g.spend(_charge(), False, T0 + 120) is None  # the minute after: a fresh window
+    assert [g.spend(_charge(), False, T0 + 130) for _ in range(8)] == [None] * 8  # away from the edges: all of it
