@@ -397,16 +397,17 @@ class StateStore:
                 raise OwnersUnknown() from None
         return found
 
-    def record_outside(self, account: str, market: str, keys: tuple[str, ...], ts: float) -> None:
-        """Client ids of orders placed outside keyproxy (`OUTSIDE`), in a fleet written to Redis before this returns
+    def record_outside(self, account: str, rows: tuple[tuple[str, str, float], ...]) -> None:
+        """Client ids of orders placed outside keyproxy (`OUTSIDE`; rows of key, market and when the order was made,
+        the oldest pruned first), in a fleet written to Redis before this returns
         (`SharedStateUnavailable` if they cannot be: nothing is recorded then): the answer naming them is relayed
         after, and a bot must not name one through another instance meanwhile."""
         if self.placed_mirror is not None:
-            self.placed_mirror.record_placed_now(account, OUTSIDE, market, keys, ts)
+            self.placed_mirror.record_placed_now(account, OUTSIDE, rows)
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
-                                 [(account, key, OUTSIDE, market, ts) for key in keys])
-            self._bound_placed(account, len(keys))
+                                 [(account, key, OUTSIDE, market, ts) for key, market, ts in rows])
+            self._bound_placed(account, len(rows))
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

@@ -175,6 +175,11 @@ class KeyRejection(StrEnum):
 ALGO = "algo#"
 
 
+# an order a read or stream event reports with its client id: (order id, scope, client id, when the exchange made it,
+# epoch seconds, None where it does not say) (`Adapter.reported_client_ids`)
+Reported = tuple[str, str, str, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """One order as the exchange answered it (an order, cancel or query answer, a user-stream event):
@@ -352,10 +357,9 @@ class Adapter(Protocol):
 
     def reports_client_ids(self, path: str) -> bool: ...
 
-    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes
-                            ) -> tuple[tuple[str, str, str], ...]: ...
+    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[Reported, ...]: ...
 
-    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]: ...
+    def streamed_client_ids(self, text: str) -> tuple[Reported, ...]: ...
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None: ...
 

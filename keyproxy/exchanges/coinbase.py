@@ -62,6 +62,7 @@ from keyproxy.exchanges.base import (
     no_json_constants,
     unique_members,
 )
+from keyproxy.exchanges.base import Reported
 from keyproxy.exchanges.coinbase_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.coinbase_facts import (
     coinbase_contract_sizes,
@@ -203,10 +204,10 @@ class Coinbase(AdapterHooks):
     def reports_client_ids(self, path: str) -> bool:
         return coinbase_reports_client_ids(path)
 
-    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[Reported, ...]:
         return coinbase_reported_client_ids(out.method, out.path, status, body)
 
-    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+    def streamed_client_ids(self, text: str) -> tuple[Reported, ...]:
         return coinbase_streamed_client_ids(text)
 
     def reconcile_request(self, scope: str, since_ms: int, owner: str = "") -> tuple[str, str, str, bytes] | None:

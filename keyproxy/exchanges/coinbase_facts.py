@@ -42,6 +42,7 @@ _V2_WITHDRAWAL = re.compile(f"/v2/accounts/{_SEGMENT}/withdrawals")
 _ORDERS = {"/api/v3/brokerage/orders", "/api/v3/brokerage/orders/preview"}
 _EDITS = {"/api/v3/brokerage/orders/edit", "/api/v3/brokerage/orders/edit_preview"}
 _CLOSE_POSITION = "/api/v3/brokerage/orders/close_position"
+_PREVIEW = "/api/v3/brokerage/orders/preview"  # places nothing: its client id is nobody's (never claimed)
 _SETTINGS = {"/api/v3/brokerage/cfm/intraday/margin_setting", "/api/v3/brokerage/intx/multi_asset_collateral"}
 _ORDER_TYPES = (("stop_limit_", "STOP_LIMIT"), ("trigger_bracket_", "BRACKET"), ("market_", "MARKET"),
                 ("limit_", "LIMIT"), ("sor_limit_", "LIMIT"), ("twap_limit_", "TWAP"), ("scaled_limit_", "SCALED"))
@@ -153,7 +154,7 @@ def coinbase_facts(req: IncomingRequest, endpoint: Endpoint) -> RequestFacts:
     if req.path in _ORDERS:
         # never another bot's, nor one of an order placed outside keyproxy: Coinbase answers a create reusing one with
         # the order holding it (OrderOwners.own_client_ids, learn_outside), whatever the order's shape
-        return replace(_order(body, symbol, market), client_id=client_id)
+        return replace(_order(body, symbol, market), client_id=None if req.path == _PREVIEW else client_id)
     return RequestFacts(action=None, symbol=symbol)  # conversions and anything else that may trade
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from keyproxy.exchanges._fills import MAX_ORDERS, loads, qty
-from keyproxy.exchanges.base import OrderUpdate
+from keyproxy.exchanges.base import OrderUpdate, Reported
 from keyproxy.exchanges.coinbase_facts import market_of
 from keyproxy.policy.model import normalize_symbol
 
@@ -80,24 +80,25 @@ def coinbase_stream_updates(text: str) -> tuple[OrderUpdate, ...]:
                  if (u := _update(o, "order_side", "cumulative_quantity", "creation_time")) is not None)
 
 
-def _client_ids(orders: list[Any]) -> tuple[tuple[str, str, str], ...]:
-    return tuple((o["order_id"], f"{market}:{normalize_symbol(o['product_id'])}", o["client_order_id"])
+def _client_ids(orders: list[Any], created_key: str) -> tuple[Reported, ...]:
+    return tuple((o["order_id"], f"{market}:{normalize_symbol(o['product_id'])}", o["client_order_id"],
+                  created_at(o.get(created_key)))
                  for o in orders
                  if isinstance(o, dict) and isinstance(o.get("order_id"), str) and o["order_id"]
                  and isinstance(o.get("client_order_id"), str) and o["client_order_id"]
                  and isinstance(o.get("product_id"), str) and (market := market_of(o["product_id"])) is not None)
 
 
-def coinbase_reported_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+def coinbase_reported_client_ids(method: str, path: str, status: int, body: bytes) -> tuple[Reported, ...]:
     """(order id, scope, client id) of every order a read reports, however many (the bot reads them all): a create
     reusing a client id is answered with the order holding it, so one of no bot's is recorded as placed outside
     keyproxy (`OrderOwners.learn_outside`)."""
-    return _client_ids(_reported(method, path, status, body))
+    return _client_ids(_reported(method, path, status, body), "created_time")
 
 
-def coinbase_streamed_client_ids(text: str) -> tuple[tuple[str, str, str], ...]:
+def coinbase_streamed_client_ids(text: str) -> tuple[Reported, ...]:
     """The same of a `user` channel event's orders."""
-    return _client_ids(_streamed(text))
+    return _client_ids(_streamed(text), "creation_time")
 
 
 def coinbase_order_query_request(scope: str, order_id: str) -> tuple[str, str, str, bytes] | None:

@@ -23,6 +23,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
     SignContext, Verified, no_json_constants, unique_members,
 )
+from keyproxy.exchanges.base import Reported
 from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
 from keyproxy.policy.model import RequestFacts
 
@@ -57,7 +58,7 @@ class CoinbaseWsApi(WsDialect):
 
     client_ids_answer_existing = True  # the account's REST dialect's (orders are placed there)
 
-    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+    def streamed_client_ids(self, text: str) -> tuple[Reported, ...]:
         return coinbase_streamed_client_ids(text)
 
     def classify(self, method: str, path: str) -> Endpoint | None:

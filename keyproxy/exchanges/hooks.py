@@ -13,6 +13,7 @@ from keyproxy.exchanges.base import (
     Adapter, BadRequest, Endpoint, IncomingRequest, KeyRejection, OrderBookChange, OrderUpdate, OutboundRequest,
     RealKey, order_ids_in,
 )
+from keyproxy.exchanges.base import Reported
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
@@ -142,14 +143,14 @@ class AdapterHooks:
         before the bot sees it, and never relays one too large to read."""
         return False
 
-    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[tuple[str, str, str], ...]:
+    def reported_client_ids(self, out: OutboundRequest, status: int, body: bytes) -> tuple[Reported, ...]:
         """(order id, scope, client id) of every order a read's answer reports, where the exchange answers a create
         reusing a client id with the order holding it (Coinbase): one of no bot's is then recorded as placed outside
         keyproxy, and no bot places under it (`OrderOwners.learn_outside`). Default: none (the exchange refuses a
         client id in use)."""
         return ()
 
-    def streamed_client_ids(self, text: str) -> tuple[tuple[str, str, str], ...]:
+    def streamed_client_ids(self, text: str) -> tuple[Reported, ...]:
         """The same of the orders an event pushed on a private WebSocket reports."""
         return ()
 

@@ -244,16 +244,16 @@ class FleetUsage:
         owner, when = json.dumps([bot, market]), repr(ts)
         self._put("placed", (account, [(oid, owner, when) for oid in order_ids]))
 
-    def record_placed_now(self, account: str, bot: str, market: str, order_ids: tuple[str, ...], ts: float) -> None:
-        """`record_placed_orders` written before this returns (`SharedStateUnavailable` if it cannot be): a record
-        another instance must see before the bot can act on what it was recorded for (a client id placed outside
-        keyproxy, recorded before the answer naming it reaches the bot: session 33's review raced a queued one)."""
-        owner, when = json.dumps([bot, market]), repr(ts)
+    def record_placed_now(self, account: str, bot: str, rows: tuple[tuple[str, str, float], ...]) -> None:
+        """`record_placed_orders` (rows of key, market, time) written before this returns (`SharedStateUnavailable`
+        if it cannot be): a record another instance must see before the bot can act on what it was recorded for (a
+        client id placed outside keyproxy, recorded before the answer naming it reaches the bot: session 33's review
+        raced a queued one)."""
         with self.fleet._calls() as r:
             pipe = r.pipeline(transaction=True)
-            pipe.hset(self.fleet.key(f"placed:{account}"), mapping={oid: owner for oid in order_ids})
+            pipe.hset(self.fleet.key(f"placed:{account}"), mapping={k: json.dumps([bot, m]) for k, m, _ in rows})
             pipe.expire(self.fleet.key(f"placed:{account}"), self.PLACED_TTL_S)
-            pipe.hset(self.fleet.key(f"placedts:{account}"), mapping={oid: when for oid in order_ids})
+            pipe.hset(self.fleet.key(f"placedts:{account}"), mapping={k: repr(ts) for k, _, ts in rows})
             pipe.expire(self.fleet.key(f"placedts:{account}"), self.PLACED_TTL_S)
             pipe.execute()
 

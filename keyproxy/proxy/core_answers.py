@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from keyproxy.errors import KeyproxyError
-from keyproxy.exchanges.base import Adapter, EndpointClass, KeyRejection, OutboundRequest
+from keyproxy.exchanges.base import Adapter, EndpointClass, KeyRejection, OutboundRequest, Reported
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.in_flight import IN_FLIGHT_S, InFlight
 from keyproxy.proxy.learn_queue import Learning, LearnQueue
@@ -243,7 +243,9 @@ class CoreAnswers:
         if adapter is not None and adapter.client_ids_answer_existing:
             self._learn_outside(account_name, adapter, adapter.streamed_client_ids(text))
 
-    def _learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
+    def _learn_outside(self, account: str, adapter: Adapter, reported: tuple[Reported, ...]) -> None:
+        if not reported:
+            return  # nothing to record: no transaction (most frames)
         try:
             with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
                 self.owners.learn_outside(account, adapter, reported)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from collections.abc import Callable
 
 from keyproxy.exchanges._fills import loads
-from keyproxy.exchanges.base import ALGO, Adapter, OutboundRequest, order_ids_in
+from keyproxy.exchanges.base import ALGO, Adapter, OutboundRequest, Reported, order_ids_in
 from keyproxy.exchanges.open_orders import LISTED_MARKETS, Resting
 from keyproxy.policy.model import RequestFacts, normalize_symbol, scopes_overlap
 from keyproxy.proxy.positions import PositionBook
@@ -404,8 +404,8 @@ class OrderOwners(StopChildren):
         an instance that had not seen the stop)."""
         if self._sequences is None:
             return
-        for leg in facts.placed():
-            if not leg.client_id:
+        for leg in facts.placed() or ((facts,) if facts.client_id else ()):  # an order of a shape keyproxy cannot read
+            if not leg.client_id:  # too (session 33's review: unchecked, its client id took the operator's order)
                 continue
             keys = tuple(placed_key(client_key(form), leg.scope if adapter.id_per_market(form) else None)
                          for form in adapter.client_id_forms(leg.client_id))
@@ -429,11 +429,11 @@ class OrderOwners(StopChildren):
         for leg in facts.placed() or ((facts,) if facts.client_id else ()):
             if leg.client_id:
                 key = placed_key(client_key(leg.client_id), leg.scope if adapter.id_per_market(leg.client_id) else None)
-                if self._sequences.local_owner(account, (key,)) != bot:
+                if self._sequences.local_owner(account, (key,)) is None:  # never anyone else's (`own_client_ids`)
                     self._sequences.record_placed_orders(account, bot, leg.scope.partition(":")[0], (key,),
                                                          self.clock_ms() / 1000)
 
-    def learn_outside(self, account: str, adapter: Adapter, reported: tuple[tuple[str, str, str], ...]) -> None:
+    def learn_outside(self, account: str, adapter: Adapter, reported: tuple[Reported, ...]) -> None:
         """The client ids of orders a read or stream event reports that no bot placed or asked for through keyproxy,
         recorded as placed outside it (`OUTSIDE`; in a fleet in Redis too) before the bot sees them: Coinbase answers
         a create reusing a client id with the order holding it, so a bot naming the client id of the operator's order
@@ -443,20 +443,25 @@ class OrderOwners(StopChildren):
         `claim_client_ids`); only one new to this instance asks the fleet's record."""
         if self._sequences is None or not reported:
             return
-        cids = {placed_key(client_key(cid), scope if adapter.id_per_market(cid) else None): (oid, scope)
-                for oid, scope, cid in reported}
-        unknown = {k: v for k, v in cids.items() if k not in self._sequences.recorded(account, list(cids))}
+        cids = {placed_key(client_key(cid), scope if adapter.id_per_market(cid) else None): (oid, scope, made)
+                for oid, scope, cid, made in reported}
+        known = self._sequences.recorded(account, list(cids))  # one query (and one fleet read) for the whole answer
+        unknown = {k: v for k, v in cids.items() if k not in known}
         if not unknown:
             return  # the usual case: every client id listed is on record already (a bot's, or outside keyproxy)
         order_keys = {k: placed_keys(oid, scope if adapter.id_per_market(oid) else None)
-                      for k, (oid, scope) in unknown.items()}
+                      for k, (oid, scope, _) in unknown.items()}
         owned = self._sequences.recorded(account, [o for keys in order_keys.values() for o in keys])
         # a bot's order whose client id is not on record (an answer read before client ids were): its bot's
-        new = {k: unknown[k][1].partition(":")[0] for k, keys in order_keys.items() if not owned & set(keys)}
-        for market in set(new.values()):
+        new = [(k, unknown[k][1].partition(":")[0], unknown[k][2]) for k, keys in order_keys.items()
+               if not owned & set(keys)]
+        if new:
+            # dated by the order's making, so the bound (`MAX_OUTSIDE`) drops the oldest orders' first: a bot
+            # reading old orders again cannot push out a live one's (session 33's review)
+            now = self.clock_ms() / 1000
             self.changed(account)
-            self._sequences.record_outside(account, market, tuple(k for k, m in new.items() if m == market),
-                                           self.clock_ms() / 1000)
+            self._sequences.record_outside(account, tuple((k, market, made if made is not None else now)
+                                                          for k, market, made in new))
 
     def attribute(self, account: str, adapter: Adapter, placed_by: tuple[str, RequestFacts],
                   ids: tuple[str, ...], new_only: bool = False, client_ids: tuple[str, ...] = ()) -> None:

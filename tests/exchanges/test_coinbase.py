@@ -779,6 +779,8 @@ def test_every_create_carries_its_client_order_id_and_only_as_text() -> None:
     assert facts(ORDERS, order).client_id == "c-1"
     odd = facts(ORDERS, {**order, "order_configuration": {"a": {}, "b": {}}})
     assert (odd.action, odd.client_id) == (None, "c-1")
+    # a preview places nothing: its client id is nobody's, never claimed (a claim squatted one: session 33's review)
+    assert facts("/api/v3/brokerage/orders/preview", order).client_id is None
     close = facts("/api/v3/brokerage/orders/close_position", {"client_order_id": "c-2", "product_id": "BIT-28JUL23-CDE",
                                                              "size": "1"})
     assert close.client_id == "c-2"
@@ -797,6 +799,6 @@ def test_every_order_a_read_reports_gives_its_client_id() -> None:
                                      for i in range(1500)]}).encode()
     out = OutboundRequest("GET", "", "/api/v3/brokerage/orders/historical/batch", "limit=1500", {})
     reported = ADAPTER.reported_client_ids(out, 200, listing)
-    assert len(reported) == 1500 and reported[-1] == ("o-1499", "spot:BTCUSD", "c-1499")
+    assert len(reported) == 1500 and reported[-1] == ("o-1499", "spot:BTCUSD", "c-1499", None)
     assert ADAPTER.reports_client_ids(out.path) and ADAPTER.reports_client_ids("/api/v3/brokerage/orders/historical/x")
     assert not ADAPTER.reports_client_ids("/api/v3/brokerage/orders/historical/fills")

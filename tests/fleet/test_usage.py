@@ -331,7 +331,7 @@ def test_a_client_id_placed_outside_keyproxy_is_in_redis_before_its_answer_is_re
     store = StateStore(tmp_path / "state.db")
     fleet = FleetStore(shared, "vault-1", KEY)
     store.placed_mirror = FleetUsage(fleet)  # its writer never runs here
-    store.record_outside("cb", "spot", ("cid:op-1", "cid:op-2"), 1.0)
+    store.record_outside("cb", (("cid:op-1", "spot", 1.0), ("cid:op-2", "spot", 1.0)))
     other = StateStore(tmp_path / "other.db")  # another instance: its own state.db, the same Redis
     other.placed_mirror = FleetUsage(FleetStore(shared, "vault-1", KEY))
     assert other.placed_owner("cb", ("cid:op-2",)) == OUTSIDE
@@ -339,5 +339,5 @@ def test_a_client_id_placed_outside_keyproxy_is_in_redis_before_its_answer_is_re
     store.placed_mirror = FleetUsage(FleetStore(SharedStateSettings(url="redis://127.0.0.1:1/0", timeout=0.2),
                                                 "vault-1", KEY))  # out of reach
     with pytest.raises(KeyproxyError):
-        store.record_outside("cb", "spot", ("cid:op-3",), 2.0)
+        store.record_outside("cb", (("cid:op-3", "spot", 2.0),))
     assert store.local_owner("cb", ("cid:op-3",)) is None

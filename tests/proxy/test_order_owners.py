@@ -513,7 +513,46 @@ def test_a_bots_client_id_is_its_own_from_its_decision_and_outside_records_are_b
     # the record's bounds: a bot's share is never taken by client ids placed outside keyproxy
     store.record_placed_orders("acct", "mm", "spot", tuple(f"mm-{i}" for i in range(MAX_PLACED_ORDERS - 10)), 1.0)
     for start in range(0, MAX_OUTSIDE + 2 * PRUNE_EVERY, 1000):
-        store.record_outside("acct", "spot", tuple(f"cid:op-{i}" for i in range(start, start + 1000)), 2.0)
+        store.record_outside("acct", tuple((f"cid:op-{i}", "spot", 2.0) for i in range(start, start + 1000)))
     assert store.local_owner("acct", ("mm-0",)) == "mm"
     counts = dict(store._db.execute("SELECT bot, COUNT(*) FROM placed_orders GROUP BY bot").fetchall())
     assert counts["mm"] == MAX_PLACED_ORDERS - 10 and counts[OUTSIDE] <= MAX_OUTSIDE + PRUNE_EVERY
+
+
+def test_an_unread_create_is_checked_a_claim_takes_no_ones_client_id_and_a_listing_asks_once(tmp_path: Path) -> None:
+    """Session 33's third review: a create of a shape keyproxy cannot read (no `order_configuration`) skipped the
+    client-id check and its claim replaced the operator's record; a preview's claim squatted an id; a listing asked
+    the record once per client id for all of them (1,000 orders: a second on the event loop); and records dated by
+    when they were read let a bot re-reading old orders push out a live order's."""
+    from keyproxy.exchanges.coinbase import Coinbase
+    from keyproxy.state import MAX_OUTSIDE, OUTSIDE
+
+    owners, store = owners_on(tmp_path)
+    cb = Coinbase()
+    store.record_outside("acct", ((client_key("c-op"), "spot", 1.0),))
+    unread = RequestFacts(action=None, symbol="BTCUSD", market="spot", client_id="c-op")
+    with pytest.raises(Refused, match="outside keyproxy"):
+        owners.own_client_ids("acct", cb, "bot", unread)
+    owners.claim_client_ids("acct", cb, "bot", unread)  # were it reached: never another owner's record
+    assert store.local_owner("acct", (client_key("c-op"),)) == OUTSIDE
+    # one query for a whole listing, however long
+    listing = json.dumps({"orders": [{"order_id": f"o-{i}", "client_order_id": f"c-{i}", "product_id": "BTC-USD",
+                                      "created_time": "2026-12-01T00:00:00Z"} for i in range(3000)]}).encode()
+    out = OutboundRequest("GET", "", "/api/v3/brokerage/orders/historical/batch", "", {})
+    reported = cb.reported_client_ids(out, 200, listing)
+    calls: list[int] = []
+    recorded = store.recorded
+    store.recorded = lambda account, keys: calls.append(len(keys)) or recorded(account, keys)  # type: ignore[method-assign]
+    owners.learn_outside("acct", cb, reported)
+    owners.learn_outside("acct", cb, reported)
+    assert calls == [3000, 3000, 3000]  # the client ids, then the orders' ids once; read again: the client ids only
+    # dated by the order's making: re-reading older orders never pushes out a newer (live) one's record
+    live = json.dumps({"orders": [{"order_id": "o-live", "client_order_id": "c-live", "product_id": "BTC-USD",
+                                   "created_time": "2026-12-07T00:00:00Z"}]}).encode()
+    owners.learn_outside("acct", cb, cb.reported_client_ids(out, 200, live))
+    for start in range(0, MAX_OUTSIDE + 1000, 3000):
+        old = json.dumps({"orders": [{"order_id": f"x-{i}", "client_order_id": f"cx-{i}", "product_id": "BTC-USD",
+                                      "created_time": "2026-11-01T00:00:00Z"}
+                                     for i in range(start, start + 3000)]}).encode()
+        owners.learn_outside("acct", cb, cb.reported_client_ids(out, 200, old))
+    assert store.local_owner("acct", (client_key("c-live"),)) == OUTSIDE
