@@ -60,6 +60,7 @@ class ProxySettings:
     # seconds keyproxy sends an exchange stream token (Kraken's WebSocket token, first use within 15 minutes)
     # on new connections before fetching a fresh one
     stream_token_reuse: float = 600.0
+    max_sockets: int = 512  # bot WebSockets open at once (each holds one upstream); market data ones half at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +269,7 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         raise r.error("listen.tls_cert", "tls_cert and tls_key go together (make both with `keyproxy tls init`)")
     _check_host(r, listen)
     ps = r.table(doc, "proxy", {"max_body_bytes", "header_timeout", "body_timeout", "upstream_timeout",
-                                "max_response_bytes", "shutdown_grace", "stream_token_reuse"})
+                                "max_response_bytes", "shutdown_grace", "stream_token_reuse", "max_sockets"})
     d = ProxySettings()
     proxy = ProxySettings(
         max_body_bytes=r.integer(ps, "proxy", "max_body_bytes", d.max_body_bytes),
@@ -278,7 +279,10 @@ def parse_settings(doc: Mapping[str, Any], file: Path | None, env: Mapping[str, 
         max_response_bytes=r.integer(ps, "proxy", "max_response_bytes", d.max_response_bytes),
         shutdown_grace=r.number(ps, "proxy", "shutdown_grace", d.shutdown_grace),
         stream_token_reuse=r.number(ps, "proxy", "stream_token_reuse", d.stream_token_reuse),
+        max_sockets=r.integer(ps, "proxy", "max_sockets", d.max_sockets),
     )
+    if proxy.max_sockets < 2:
+        raise r.error("proxy.max_sockets", "must be at least 2 (half of them at most carry market data)")
     if proxy.stream_token_reuse > 840:
         raise r.error("proxy.stream_token_reuse", "must be at most 840 s (Kraken's tokens must be used within 900)")
     au = r.table(doc, "audit", {"dir", "fsync", "fsync_interval_ms", "max_bytes", "fail_open"})

@@ -370,7 +370,8 @@ class Daemon:
 
     async def _listen_for_bots(self) -> None:
         ps, listen, pipeline, recorder = self.settings.proxy, self.settings.listen, self.pipeline, self.recorder
-        socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000))
+        socket_limits = SocketLimits(stream_token_reuse_ms=int(ps.stream_token_reuse * 1000),
+                                     max_sockets=ps.max_sockets)
         self._websockets = WebSocketEdge(pipeline.core, self.clients, socket_limits, recorder.finish, recorder.react,
                                          lambda account, n: self.metrics.websockets.labels(account).inc(n),
                                          admission=pipeline.admission)

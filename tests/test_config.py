@@ -51,6 +51,8 @@ def test_config_lookup_order(tmp_path: Path) -> None:
     ("[vault.kdf]\nmemroy = 1", "vault.kdf.memroy: unknown key"),
     ("vault = 3", "vault: must be a table"),
     ("[vault\n", "not valid TOML"),
+    ("[proxy]\nmax_sockets = 1", "proxy.max_sockets: must be at least 2"),
+    ("[proxy]\nmax_sockets = 0", "proxy.max_sockets: must be a positive integer"),
 ])
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "k.toml"

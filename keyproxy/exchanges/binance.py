@@ -16,7 +16,7 @@ import json
 import re
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote_plus
 
@@ -443,6 +443,18 @@ class Binance(AdapterHooks):
     def public_ttl(self, method: str, path: str) -> float:
         """exchangeInfo (spot, USD-M, COIN-M): what every bot loads at start, weight 20 each on spot."""
         return MARKET_LIST_TTL if method == "GET" and path in MARKET_LISTS else 0.0
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        """As every exchange's (429 and 418 hold the request's budgets), but -1015 ("Too many new orders") holds
+        the account's order counts only, as on the WebSocket API: it held the IP's request weight for every account
+        and bot a minute (session 33's review)."""
+        hold = super().rate_limit_hold(status, headers, body)
+        if hold is not None and status == 429 and body and b"-1015" in body:
+            doc = loads(body)
+            if isinstance(doc, dict) and doc.get("code") == -1015:
+                return hold[0], "~ORDERS"
+        return hold
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         return binance_costs(req.method, req.path, req.query, req.body)

@@ -272,7 +272,8 @@ class Governor:
                 hold: float | None = None, only: str | None = None) -> str | None:
         """Learn from an answer: the exchange's own count and limit (it also counts traffic keyproxy did not
         send), and its refusal for rate: `hold` seconds in which nothing goes on the request's budgets (`only`
-        that budget, by name, when the exchange said which; `!NAME`: every one of them but that one). A
+        that budget, by name, when the exchange said which; `!NAME`: every one of them but that one; `~PART`:
+        those whose name holds PART, as `~ORDERS` the order counts of whichever market the request was in). A
         malformed header keeps our count; the first time a header is malformed its name is returned (for one
         log line).
 
@@ -287,7 +288,8 @@ class Governor:
         for c in charges:
             b = c.budget
             meter = self._meter(c)
-            if hold is not None and (only is None or only == b.name or only[:1] == "!" and only[1:] != b.name):
+            if hold is not None and (only is None or only == b.name or only[:1] == "!" and only[1:] != b.name
+                                     or only[:1] == "~" and only[1:] in b.name):
                 self.banned_until[c.key] = max(self.banned_until.get(c.key, 0.0), now + hold)
             for name in (b.limit_header, b.header):
                 if name and name in headers and _whole(headers[name]) is None and name not in self.malformed:

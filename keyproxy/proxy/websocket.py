@@ -69,6 +69,9 @@ class SocketLimits:
     stream_token_reuse_ms: int = 600_000
 
 
+PUBLIC = "(public)"  # the reservation of a market data socket's handshake (never a bot's name)
+
+
 @dataclass
 class _Pending:
     route: Route
@@ -113,6 +116,10 @@ class WebSocketEdge:
     def sockets_of(self, bot: str) -> int:
         return sum(1 for c in self.connections if bot in c.bots) + self._opening[bot]
 
+    def public_sockets(self) -> int:
+        """Market data sockets open or opening (no credential named them)."""
+        return sum(1 for c in self.connections if c.public) + self._opening[PUBLIC]
+
     async def handle(self, request: web.BaseRequest, account_name: str, path: str, query: str,
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
@@ -147,8 +154,13 @@ class WebSocketEdge:
             query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
         except BadRequest as e:
             raise _bad_request(e) from None
+        if public and self.public_sockets() >= self._limits.max_sockets // 2:
+            # a market data stream needs no credential: a flood of them must leave room for the bots' signed
+            # sockets (session 33's review: 512 public sockets refused every bot's WebSocket API handshake)
+            raise Refused("unavailable", "keyproxy holds as many market data sockets as it allows (half of "
+                          "max_sockets); retry later")
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP
-        held = ["", stream_bot] if stream_bot is not None else [""]
+        held = ["", stream_bot] if stream_bot is not None else ["", PUBLIC] if public else [""]
         self._opening.update(held)
         try:
             alias = (real, token) if real is not None and token is not None else None
@@ -188,6 +200,7 @@ class WebSocketEdge:
         outcome.decision = "allow"
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request, account.info.version)
         conn.public_names_private = adapter.names_private_stream
+        conn.public = PUBLIC in held
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
             if outcome.credential:
@@ -257,6 +270,7 @@ class _Connection:
         self.host = request.headers.get("Host", "")
         self.pending: dict[Any, _Pending] = {}
         self.bots: set[str] = set()  # bots that authenticated a frame on this socket
+        self.public = False  # a market data stream: no credential named it (`WebSocketEdge.public_sockets`)
         self.credentials: set[str] = set()  # and the credentials they did it with (`BotEntry.credential`)
         self.key_version = key_version  # the real key's the handshake used: a rotation closes the socket
         self.private_stream = False  # a bot's event stream (listenKey): it takes no requests

@@ -766,3 +766,22 @@ async def test_a_frames_method_reaches_the_audit_trail_as_visible_text(dev: DevS
     await asyncio.sleep(0.5)
     trail = "".join(p.read_text() for p in dev.audit_dir.glob("audit-*.jsonl"))
     assert "\\u001b" not in trail and "\x1b" not in trail and "\\\\x1b[31mALL CLEAR" in trail
+
+
+async def test_market_data_sockets_take_half_of_max_sockets_at_most(tmp_path: Any) -> None:
+    """Session 33's review: market data sockets need no credential, and 512 of them refused every bot's WebSocket
+    API handshake. They take half of `[proxy] max_sockets` at most: the next is refused (503 `unavailable`), and a
+    bot's signed socket still opens."""
+    with exchange_stack(tmp_path, "main", extra_config="[proxy]\nmax_sockets = 4\n") as stack:
+        creds = stack.add_bot("wscap", "main", "read")
+        base = creds["base_url"].replace("http://", "ws://")
+        async with aiohttp.ClientSession() as s:
+            opened = [await s.ws_connect(base + "/ws/btcusdt@ticker") for _ in range(2)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(base + "/ws/ethusdt@ticker")
+            assert refused.value.status == 503
+            signed = await s.ws_connect(base + "/ws-api/v3")  # a bot's: room kept for it
+            await signed.send_str(json.dumps({"id": 1, "method": "ping"}))
+            assert json.loads((await signed.receive(timeout=10)).data)["status"] == 200
+            for ws in (*opened, signed):
+                await ws.close()

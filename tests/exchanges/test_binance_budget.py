@@ -305,3 +305,20 @@ def test_a_refusal_for_rate_holds_by_binances_clock_not_this_hosts() -> None:
     assert binance_ws_usage(answer, 429, 1_000_000 - 600_000)[1] == (30.0, None)
     odd = {"status": 200, "rateLimits": [{"rateLimitType": ["REQUEST_WEIGHT"], "interval": {}, "count": 1}]}
     assert binance_ws_usage(odd, 200, 0) == ({}, None)  # an entry of the wrong shape is skipped, never an error
+
+
+def test_too_many_orders_on_rest_holds_the_order_counts_not_the_ips_weight() -> None:
+    """-1015 ("Too many new orders") is the account's order count: on REST it held every budget of the request, the
+    IP's request weight with them, so every account and bot waited a minute (session 33's review); it holds the
+    order counts, of whichever market, as the WebSocket API's answer does."""
+    from keyproxy.exchanges.binance_budget import SPOT_ORDERS, SPOT_ORDERS_DAY, SPOT_WEIGHT
+    from keyproxy.policy.budget import Charge, Governor
+
+    body = b'{"code":-1015,"msg":"Too many new orders; current limit is 100 orders per 10 SECOND."}'
+    hold = rest.rate_limit_hold(429, {"retry-after": "7"}, body)
+    assert hold == (7.0, "~ORDERS")
+    assert rest.rate_limit_hold(429, {}, b'{"code":-1003,"msg":"Too much request weight used"}') == (60.0, None)
+    g = Governor()
+    charges = tuple(Charge(b, "k", 1) for b in (SPOT_WEIGHT, SPOT_ORDERS, SPOT_ORDERS_DAY))
+    g.observe(charges, {}, 1000.0, *hold)
+    assert {c.budget.name for c in charges if g.banned_until.get(c.key, 0) > 1000} == {"ORDERS_10S", "ORDERS_1D"}
