@@ -107,9 +107,10 @@ class OkxLimits:
 
 
 # "All other API calls increase this counter by 1 (except AddOrder, CancelOrder which operate on a different
-# limiter)" (Kraken, Spot REST Rate Limits): a batch, an edit, CancelAll and CancelAllOrdersAfter count (session 33's
-# review: 40 free calls in 0.2 s)
-_KRAKEN_FREE = frozenset({"AddOrder", "CancelOrder"})
+# limiter)" (Kraken, Spot REST Rate Limits): the order operations go to the trading engine's per-pair counter (a
+# batch and an edit as ccxt prices them, 0), but CancelAll and CancelAllOrdersAfter count (ccxt: 1; session 33's
+# review: 40 of them in 0.2 s spent nothing)
+_KRAKEN_FREE = frozenset({"AddOrder", "AddOrderBatch", "EditOrder", "AmendOrder", "CancelOrder", "CancelOrderBatch"})
 _KRAKEN_TWO = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
 
 

@@ -72,7 +72,8 @@ _USDM_WEIGHTS = {
     "/fapi/v1/allAlgoOrders": 5,
     # GET weights session 33's review found charged 1 (81 reads of 30 passed as 81 of 2,400)
     "/fapi/v1/positionSide/dual": 30, "/fapi/v1/multiAssetsMargin": 30, "/fapi/v1/income/asyn": 1000,
-    "/fapi/v1/income/asyn/id": 10,
+    "/fapi/v1/income/asyn/id": 10, "/fapi/v1/order/asyn": 1000, "/fapi/v1/trade/asyn": 1000,
+    "/fapi/v1/order/asyn/id": 10, "/fapi/v1/trade/asyn/id": 10, "/fapi/v1/commissionRate": 20,
 }
 # COIN-M futures (developers.binance.com/docs/derivatives/coin-margined-futures, each endpoint's "Request
 # Weight", as mirrored in github.com/rosssaunders/coincise docs/binance/coinm/endpoints/): allOrders and

@@ -362,7 +362,7 @@ class DeadManSwitch(Protocol):
     resting order of the key when keyproxy stops re-arming it (host lost, daemon killed, network cut)."""
 
     name: str  # what the exchange calls it
-    bounds: tuple[int, int]  # seconds the exchange accepts
+    bounds: tuple[int, int]  # seconds the exchange accepts (narrowed where each re-arm costs, `why`)
     # the classified endpoints (`Endpoint.name`, REST and WebSocket) that set or clear this timer: keyproxy's
     # alone while it holds it. Matched on the adapter's own classification, never on the raw body, so no
     # encoding of the request (a JSON escape, a duplicate member) reads differently here than upstream
@@ -397,7 +397,10 @@ class HeldSocketSpec:
 
 
 class KrakenSwitch:
-    name, bounds = "CancelAllOrdersAfter", (5, 86_400)
+    # Kraken takes 5 s and more, but each re-arm (every third of the window) costs 1 of the key's call counter,
+    # which decays 0.33 a second at Starter: under 30 s the switch alone outran it and Kraken refused the bots'
+    # calls and the re-arms (session 33's review); Kraken's page advises 60 s, re-armed every 15 to 30
+    name, bounds, why = "CancelAllOrdersAfter", (30, 86_400), " (each re-arm spends Kraken's call counter)"
     held_socket = None
     endpoints = frozenset({"POST /0/private/CancelAllOrdersAfter", "ws cancel_all_orders_after"})
 

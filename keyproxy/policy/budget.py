@@ -88,14 +88,15 @@ class _Meter:
             return self.used_
         return max(0.0, self.used_ - (now - self.at) / self.window)
 
-    def add(self, cost: float, now: float) -> None:
+    def add(self, cost: float, now: float, carried: bool = True) -> None:
+        """`carried` False: a correction from the exchange's own count, which is the window it counted in only."""
         kind = self.kind
         if kind == "fixed":
             index = now // self.window
             if index != self.index:
                 self.index, self.used_, self.carry = index, self.carry if index == self.index + 1 else 0.0, 0.0
             self.used_ += cost
-            if (index + 1) * self.window - now < EDGE_S:
+            if carried and (index + 1) * self.window - now < EDGE_S:
                 # the exchange counts a request in the window it reaches it in: one sent this close to the edge may
                 # land in the next, which would then take a whole budget more (session 33's review: a burst at
                 # second 59.75 and another after the minute turned, 429 then 418 from Binance)
@@ -128,7 +129,7 @@ class _Meter:
         """The exchange counts more than we do (traffic keyproxy did not send): believe it."""
         gap = used - self.used(now)
         if gap > 0:
-            self.add(gap, now)
+            self.add(gap, now, carried=False)
 
 
 class _Pool:

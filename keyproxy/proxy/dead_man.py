@@ -55,7 +55,7 @@ def switch_problem(exchange: str, seconds: int) -> str | None:
         return NO_SWITCH.get(exchange, f"{exchange} has no cancel-on-silence timer keyproxy can arm")
     low, high = switch.bounds
     if not low <= seconds <= high:
-        return f"{exchange}'s {switch.name} accepts {low} to {high} seconds, not {seconds}"
+        return f"{exchange}'s {switch.name} accepts {low} to {high} seconds, not {seconds}{getattr(switch, 'why', '')}"
     return None
 
 

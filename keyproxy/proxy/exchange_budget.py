@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
 UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
+KEY_ONLY = "(key id)"  # after a bot's name: the share of requests naming the bot by its key id alone
 log = logging.getLogger("keyproxy.proxy")
 
 
@@ -73,11 +74,12 @@ class ExchangeBudget:
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
-        # one that names a bot by its key id alone (`proven` False: no secret) spends the unsigned share too: a key
-        # id is no secret, and another bot's spent that bot's share (session 33's review)
-        wait = self.governor.spend(charges, reserve or way_out(outcome.facts), now,
-                                   bot if bot is not None else outcome.bot if outcome.bot and outcome.proven
-                                   else UNSIGNED)
+        # one that names a bot by its key id alone (`proven` False: a listenKey's creation, an SDK's public read)
+        # spends a share of its own beside the bot's: a key id is no secret, and another bot's spent that bot's
+        # share; in the unsigned one an anonymous flood starved the bot's listenKey (session 33's reviews)
+        spender = bot if bot is not None else UNSIGNED if not outcome.bot else outcome.bot if outcome.proven \
+            else f"{outcome.bot} {KEY_ONLY}"
+        wait = self.governor.spend(charges, reserve or way_out(outcome.facts), now, spender)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent
             banned = any(self.governor.banned_until.get(c.key, 0) > now for c in charges)

@@ -20,7 +20,7 @@ from tests.e2e.test_cancel_orders import VENUES, open_at_emulator, rest_order, t
 
 ccxt = pytest.importorskip("ccxt")
 
-SECONDS = {"kr": 6, "ok": 10, "hl": 6, "by": 6}
+SECONDS = {"kr": 30, "ok": 10, "hl": 6, "by": 6}  # Kraken's re-arms spend its call counter: 30 s at the least
 # "by-off": a Bybit account Bybit has not switched DCP on for (it does so on request): keyproxy says so
 CONFIG = "".join(f"[accounts.{a}]\ndead_man_seconds = {s}\n" for a, s in {**SECONDS, "by-off": 6}.items())
 
@@ -77,7 +77,7 @@ def test_while_keyproxy_runs_the_switches_stay_armed_and_never_fire(dev: DevStac
     status = json.loads(dev.cli("status", "--json").stdout)
     assert sorted((d["account"], d["seconds"], d["error"]) for d in status["dead_man"] if d["account"] in SECONDS) \
         == sorted((a, s, None) for a, s in SECONDS.items())
-    assert "dead-man's switch kr: 6 s, last armed" in dev.cli("status").stdout
+    assert "dead-man's switch kr: 30 s, last armed" in dev.cli("status").stdout
     assert 'keyproxy_dead_man_armed_timestamp_seconds{account="ok"}' in dev.metrics()
     # Bybit: each product's window set to 6 s, and keyproxy's own socket logged in (real key) and watching
     assert dcp_windows(dev) == {"SPOT": "6", "DERIVATIVES": "6"}
@@ -118,8 +118,13 @@ def test_a_switch_the_exchange_cannot_honour_is_refused_at_reload(dev: DevStack)
     good = config.read_text()
     try:
         for extra, said in (("[accounts.bn]\ndead_man_seconds = 60\n", "Binance spot has no cancel-on-silence timer"),
-                            ("", "okx's cancel-all-after accepts 10 to 120 seconds, not 5")):
-            shorter = good.replace("[accounts.ok]\ndead_man_seconds = 10", "[accounts.ok]\ndead_man_seconds = 5")
+                            ("", "okx's cancel-all-after accepts 10 to 120 seconds, not 5"),
+                            ("kr", "kraken's CancelAllOrdersAfter accepts 30 to 86400 seconds, not 6 (each re-arm "
+                                   "spends Kraken's call counter)")):
+            shorter = good.replace("[accounts.ok]\ndead_man_seconds = 10", "[accounts.ok]\ndead_man_seconds = 5") \
+                if extra != "kr" else good.replace("[accounts.kr]\ndead_man_seconds = 30",
+                                                   "[accounts.kr]\ndead_man_seconds = 6")
+            extra = "" if extra == "kr" else extra
             config.write_text(shorter if not extra else good + extra)
             done = dev.cli("reload", check=False)
             assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -174,6 +174,8 @@ def test_websocket_orders_count_as_their_rest_twins(method: str, orders: int) ->
     ("GET", "/fapi/v1/positionSide/dual", "", 30), ("POST", "/fapi/v1/positionSide/dual", "", 1),
     ("GET", "/fapi/v1/multiAssetsMargin", "", 30), ("GET", "/fapi/v1/income/asyn", "", 1000),
     ("GET", "/fapi/v1/income/asyn/id", "", 10), ("POST", "/fapi/v1/countdownCancelAll", "", 10),
+    ("GET", "/fapi/v1/order/asyn", "", 1000), ("GET", "/fapi/v1/trade/asyn/id", "", 10),
+    ("GET", "/fapi/v1/commissionRate", "symbol=BTCUSDT", 20),
 ])
 def test_usdm_futures_weights(method: str, path: str, query: str, weight: int) -> None:
     assert _rest(method, path, query)["FUTURES_REQUEST_WEIGHT"] == weight

@@ -202,3 +202,13 @@ def test_a_request_spent_at_a_windows_edge_counts_in_the_next_window_too() -> No
     assert round(g.spend(_charge(), False, T0 + 60.3) or 0, 3) == 59.7  # not another 90: the edge's 50 count here too
     assert g.spend(_charge(), False, T0 + 120) is None  # the minute after: a fresh window
     assert [g.spend(_charge(), False, T0 + 130) for _ in range(8)] == [None] * 8  # away from the edges: all of it
+
+
+def test_the_exchanges_count_read_at_a_windows_edge_is_that_windows_only() -> None:
+    """A correction from the exchange's own count is the window it counted in: read in the last second, it was
+    carried whole into the next minute (the regression review of the edge rule)."""
+    g = Governor(reserve=0.1)
+    charge = _charge(1)
+    assert g.spend(charge, False, T0 + 59.5) is None
+    g.observe(charge, {"x-mbx-used-weight-1m": "80"}, T0 + 59.6)
+    assert [g.spend(_charge(), False, T0 + 60.5) for _ in range(8)] == [None] * 8  # 1 carried, not 80: 81 of 90
