@@ -106,8 +106,16 @@ class DevStack:
         (self.root / "passphrase").write_text("devstack passphrase\n")
         (self.root / "passphrase").chmod(0o600)
         config = self.root / "keyproxy.toml"
+        extra = self.extra_config
+        # the emulator does not limit Hyperliquid's request weight, and a test reads far faster than a bot (each
+        # SDK client reads two market lists, 40 of the 1,200 a minute): a stack lends it room unless its config
+        # sets the budget itself (tests of the governor do)
+        lend = '"hyperliquid.IP_WEIGHT" = 1000000\n'
+        if "hyperliquid.IP_WEIGHT" not in extra:
+            extra = extra.replace("[governor.limits]\n", "[governor.limits]\n" + lend, 1) \
+                if "[governor.limits]\n" in extra else extra + "\n[governor.limits]\n" + lend
         config.write_text(FAST_KDF + "\n[vault]\npath = \"state/vault.db\"\n"
-                          + ("" if "[metrics]" in self.extra_config else "\n[metrics]\nport = 0\n") + self.extra_config)
+                          + ("" if "[metrics]" in extra else "\n[metrics]\nport = 0\n") + extra)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYPROXY_", "XDG_"))}
         self.env = {**base, "KEYPROXY_CONFIG": str(config), "KEYPROXY_PASSPHRASE_FILE": str(self.root / "passphrase"),
                     # the checkout first; a bench's own path after it (bench/step_timing.py times steps in situ)

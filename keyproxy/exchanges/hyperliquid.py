@@ -53,6 +53,7 @@ from keyproxy.exchanges.base import (
     UnknownEndpoint,
     Verified,
 )
+from keyproxy.exchanges.hyperliquid_budget import BUDGETS, hyperliquid_costs
 from keyproxy.exchanges.hyperliquid_facts import (
     endpoint_of,
     hyperliquid_facts,
@@ -65,6 +66,7 @@ from keyproxy.exchanges.hyperliquid_fills import (
     hyperliquid_amend_verdicts, hyperliquid_cancelled_cloids, hyperliquid_order_updates, hyperliquid_placed_ids,
     hyperliquid_reconcile_request,
 )
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 INFO_PATH = "/info"
@@ -139,6 +141,10 @@ class Hyperliquid(AdapterHooks):
     amend_replaces = True
     amend_sets_reduce_only = True  # a modify restates the whole order, `r` included
     fill_markets = frozenset({"perp", "spot"})  # hyperliquid_fills.py
+    budgets = BUDGETS  # the IP's request weight (hyperliquid_budget.py)
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        return hyperliquid_costs(req.path, req.body)
     reconciles_by_owner = True  # userFills names the master address
 
     def order_updates(self, req: OutboundRequest, status: int, body: bytes) -> tuple[OrderUpdate, ...]:

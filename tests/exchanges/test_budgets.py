@@ -142,3 +142,23 @@ def test_kraken_counts_calls_by_kind_and_orders_not_at_all() -> None:
     assert a.rate_limit_hold(200, {}, b'{"error":["EAPI:Rate limit exceeded"]}') == (3.0, "CALL_COUNTER")
     assert a.rate_limit_hold(200, {}, b'{"error":["EGeneral:Temporary lockout"]}') == (900.0, None)
     assert a.rate_limit_hold(200, {}, b'{"error":[],"result":{}}') is None
+
+
+def test_hyperliquid_charges_the_ips_weight_by_request_kind_and_batch_length() -> None:
+    """Hyperliquid's "Rate limits and user limits": 1,200 weight a minute per IP; an action 1 + floor(batch / 40),
+    l2Book and the other light reads 2, userRole 60, every other read 20 (session 33's review: nothing was charged)."""
+    from keyproxy.exchanges.hyperliquid import Hyperliquid
+
+    a = Hyperliquid()
+
+    def cost(path: str, doc: object) -> list[tuple[str, int]]:
+        return _names(a.costs(_req("POST", path, json.dumps(doc).encode())))
+    assert cost("/info", {"type": "l2Book", "coin": "BTC"}) == [("IP_WEIGHT", 2)]
+    assert cost("/info", {"type": "userRole", "user": "0x0"}) == [("IP_WEIGHT", 60)]
+    assert cost("/info", {"type": "meta"}) == cost("/info", {"type": "openOrders"}) == [("IP_WEIGHT", 20)]
+    assert _names(a.costs(_req("POST", "/info", b"not json"))) == [("IP_WEIGHT", 20)]
+    order = {"a": 0, "b": True, "p": "1", "s": "1", "r": False, "t": {"limit": {"tif": "Gtc"}}}
+    assert cost("/exchange", {"action": {"type": "order", "orders": [order]}}) == [("IP_WEIGHT", 1)]
+    assert cost("/exchange", {"action": {"type": "order", "orders": [order] * 79}}) == [("IP_WEIGHT", 2)]
+    assert cost("/exchange", {"action": {"type": "cancel", "cancels": [{"a": 0, "o": 1}] * 80}}) == [("IP_WEIGHT", 3)]
+    assert {b.name: (b.limit, b.window_s, b.kind) for b in a.budgets} == {"IP_WEIGHT": (1200, 60.0, "rolling")}
