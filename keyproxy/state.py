@@ -348,10 +348,14 @@ class StateStore:
         `halt --bot B --cancel-orders` cancel B's orders and no other bot's. In a fleet, every instance's."""
         if self.placed_mirror is not None:
             self.placed_mirror.record_placed_orders(account, bot, market, order_ids, ts)
+        self._insert_placed(account, [(oid, bot, market, ts) for oid in order_ids])
+
+    def _insert_placed(self, account: str, rows: list[tuple[str, str, str, float]]) -> None:
+        """(key, owner, market, ts) rows, each replacing its key's, and the account's records kept within bounds."""
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
-                                 [(account, oid, bot, market, ts) for oid in order_ids])
-            self._bound_placed(account, len(order_ids))
+                                 [(account, *row) for row in rows])
+            self._bound_placed(account, len(rows))
 
     def _bound_placed(self, account: str, added: int) -> None:
         """The account's records within MAX_PLACED_ORDERS for the bots (`_prune_shares`) and MAX_OUTSIDE for client
@@ -404,10 +408,7 @@ class StateStore:
         after, and a bot must not name one through another instance meanwhile."""
         if self.placed_mirror is not None:
             self.placed_mirror.record_placed_now(account, OUTSIDE, rows)
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO placed_orders VALUES (?, ?, ?, ?, ?)",
-                                 [(account, key, OUTSIDE, market, ts) for key, market, ts in rows])
-            self._bound_placed(account, len(rows))
+        self._insert_placed(account, [(key, OUTSIDE, market, ts) for key, market, ts in rows])
 
     def placed_orders(self, account: str) -> dict[str, tuple[str, str]]:
         """order id -> (bot, market) for the account's orders keyproxy saw placed; in a fleet, any instance

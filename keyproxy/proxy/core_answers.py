@@ -230,18 +230,21 @@ class CoreAnswers:
         """Order updates the exchange pushed on a private WebSocket (fills, cancels): into the positions book, after
         the answers relayed before them (an order's fill after its placement)."""
         self.flush_learning()
-        account = self._snapshot().accounts.get(account_name)
-        adapter = dialect or (account.adapter if account is not None else None)
+        adapter = self._stream_adapter(account_name, dialect)
         if adapter is not None:
             self.risk.learn_stream(account_name, adapter, text)
 
     def learn_stream_clients(self, account_name: str, dialect: Adapter | None, text: str) -> None:
         """The client ids of orders placed outside keyproxy that a pushed event reports (`OrderOwners.learn_outside`),
         recorded before the bot reads the event: it must not name one in an order it sends on reading it."""
-        account = self._snapshot().accounts.get(account_name)
-        adapter = dialect or (account.adapter if account is not None else None)
+        adapter = self._stream_adapter(account_name, dialect)
         if adapter is not None and adapter.client_ids_answer_existing:
             self._learn_outside(account_name, adapter, adapter.streamed_client_ids(text))
+
+    def _stream_adapter(self, account_name: str, dialect: Adapter | None) -> Adapter | None:
+        """What reads a pushed event: the socket's dialect, else the account's adapter (None: no longer served)."""
+        account = self._snapshot().accounts.get(account_name)
+        return dialect or (account.adapter if account is not None else None)
 
     def _learn_outside(self, account: str, adapter: Adapter, reported: tuple[Reported, ...]) -> None:
         if not reported:

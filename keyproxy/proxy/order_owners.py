@@ -374,8 +374,8 @@ class OrderOwners(StopChildren):
         # in every form the exchange reads as the same order's (`client_id_forms`: a Binance stop's clientAlgoId is
         # the client id of the order it became, whose own record may have been pruned first: session 31's review)
         owners = [owner for form in adapter.client_id_forms(client_id)
-                  for owner in self._sequences.placed_owners(account, (placed_key(
-                      client_key(form), scope if adapter.id_per_market(form) else None),), strict=True)]
+                  for owner in self._sequences.placed_owners(account, (_client_record(adapter, form, scope),),
+                                                             strict=True)]
         others = [o for o in owners if o != bot]
         return others[0] if others else (bot if bot in owners else None)
 
@@ -404,11 +404,8 @@ class OrderOwners(StopChildren):
         an instance that had not seen the stop)."""
         if self._sequences is None:
             return
-        for leg in facts.placed() or ((facts,) if facts.client_id else ()):  # an order of a shape keyproxy cannot read
-            if not leg.client_id:  # too (session 33's review: unchecked, its client id took the operator's order)
-                continue
-            keys = tuple(placed_key(client_key(form), leg.scope if adapter.id_per_market(form) else None)
-                         for form in adapter.client_id_forms(leg.client_id))
+        for leg in _named_client_ids(facts):
+            keys = tuple(_client_record(adapter, form, leg.scope) for form in adapter.client_id_forms(leg.client_id))
             # this instance's record, and the fleet's in one read (out of reach: this instance's, as an order that
             # only reduces a position still goes while Redis is down)
             owner = next((o for o in self._sequences.placed_owners(account, keys) if o != bot), None)
@@ -426,12 +423,11 @@ class OrderOwners(StopChildren):
         keyproxy (`learn_outside`), and the bot's retry under it passes (session 33's review)."""
         if self._sequences is None:
             return
-        for leg in facts.placed() or ((facts,) if facts.client_id else ()):
-            if leg.client_id:
-                key = placed_key(client_key(leg.client_id), leg.scope if adapter.id_per_market(leg.client_id) else None)
-                if self._sequences.local_owner(account, (key,)) is None:  # never anyone else's (`own_client_ids`)
-                    self._sequences.record_placed_orders(account, bot, leg.scope.partition(":")[0], (key,),
-                                                         self.clock_ms() / 1000)
+        for leg in _named_client_ids(facts):
+            key = _client_record(adapter, leg.client_id, leg.scope)
+            if self._sequences.local_owner(account, (key,)) is None:  # never anyone else's (`own_client_ids`)
+                self._sequences.record_placed_orders(account, bot, leg.scope.partition(":")[0], (key,),
+                                                     self.clock_ms() / 1000)
 
     def learn_outside(self, account: str, adapter: Adapter, reported: tuple[Reported, ...]) -> None:
         """The client ids of orders a read or stream event reports that no bot placed or asked for through keyproxy,
@@ -439,12 +435,11 @@ class OrderOwners(StopChildren):
         a create reusing a client id with the order holding it, so a bot naming the client id of the operator's order
         it had just listed took that order, and its fills, as its own (session 33's review: within seconds of its
         making, where the time rule of `PositionBook._foreign` cannot tell). `reported`: (order id, scope, client
-        id), `reported_client_ids`. A client id on record as anyone's stays so (a bot's from its decision on,
+        id, when made), `reported_client_ids`. A client id on record as anyone's stays so (a bot's from its decision on,
         `claim_client_ids`); only one new to this instance asks the fleet's record."""
         if self._sequences is None or not reported:
             return
-        cids = {placed_key(client_key(cid), scope if adapter.id_per_market(cid) else None): (oid, scope, made)
-                for oid, scope, cid, made in reported}
+        cids = {_client_record(adapter, cid, scope): (oid, scope, made) for oid, scope, cid, made in reported}
         known = self._sequences.recorded(account, list(cids))  # one query (and one fleet read) for the whole answer
         unknown = {k: v for k, v in cids.items() if k not in known}
         if not unknown:
@@ -539,14 +534,23 @@ class OrderOwners(StopChildren):
         as the bot's."""
         assert self._sequences is not None
         if client_ids:
-            cid_scopes = [(legs[i] if len(client_ids) == len(legs) else legs[0]).scope
-                          if adapter.id_per_market(client_ids[i]) else None for i in range(len(client_ids))]
-            keys += tuple(placed_key(client_key(cid), scope) for cid, scope in zip(client_ids, cid_scopes, strict=True)
-                          if cid)
+            keys += tuple(_client_record(adapter, cid, (legs[i] if len(client_ids) == len(legs) else legs[0]).scope)
+                          for i, cid in enumerate(client_ids) if cid)
         if keys:
             self.changed(account)
             self._sequences.record_placed_orders(account, bot, legs[0].scope.partition(":")[0], keys,
                                                  self.clock_ms() / 1000)
+
+
+def _client_record(adapter: Adapter, client_id: str, scope: str) -> str:
+    """A client id's key in `placed_orders`: with the order's scope where the exchange numbers each market's apart."""
+    return placed_key(client_key(client_id), scope if adapter.id_per_market(client_id) else None)
+
+
+def _named_client_ids(facts: RequestFacts) -> tuple[RequestFacts, ...]:
+    """The legs of a request that name a client id, a request of a shape keyproxy cannot read included (session 33's
+    review: unchecked, its client id took the operator's order)."""
+    return tuple(leg for leg in facts.placed() or (facts,) if leg.client_id)
 
 
 def _named_orders(facts: RequestFacts) -> int | None:

@@ -235,7 +235,7 @@ class Pipeline:
         stream token is never relayed unread: the token would reach the bot."""
         if route.adapter.grants_stream_token(out.path):
             raise Refused("upstream_error", "the exchange's token answer is too large to read")
-        if route.adapter.client_ids_answer_existing and route.adapter.reports_client_ids(out.path):
+        if route.adapter.reports_client_ids(out.path):
             # its orders' client ids must be read before the bot sees them (`CoreAnswers.relayed`): ask for fewer
             raise Refused("upstream_error", "the exchange's order listing is too large for keyproxy to read: ask "
                           "for fewer orders (a smaller limit)")

@@ -19,6 +19,14 @@ def _aad(vault_id: str, kind: str, record_id: int, version: int, field: str) -> 
     return f"keyproxy/v1|{vault_id}|{kind}|{record_id}|{version}|{field}".encode()
 
 
+def _active_version(db: sqlite3.Connection, name: str) -> tuple[int, int]:
+    """(account id, active version) of the account named so, in the caller's transaction."""
+    row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"no account named {name!r}")
+    return row  # type: ignore[no-any-return]
+
+
 class AccountsMixin:
     """Account methods of `Vault` (see store.py for the transaction and sealing helpers)."""
 
@@ -135,9 +143,7 @@ class AccountsMixin:
         """Make the newest version below the active one active again."""
         check_name("account", name)
         with self._write() as db:
-            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account named {name!r}")
+            row = _active_version(db, name)
             prev = db.execute("SELECT MAX(version) FROM account_versions WHERE account_id = ? AND version < ?",
                               row).fetchone()[0]
             if prev is None:
@@ -149,10 +155,8 @@ class AccountsMixin:
         """Forget every version but the active one; returns how many were removed."""
         check_name("account", name)
         with self._write() as db:
-            row = db.execute("SELECT id, active_version FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account named {name!r}")
-            return db.execute("DELETE FROM account_versions WHERE account_id = ? AND version != ?", row).rowcount
+            return db.execute("DELETE FROM account_versions WHERE account_id = ? AND version != ?",
+                              _active_version(db, name)).rowcount
 
     def set_account_status(self, name: str, status: str) -> bool:
         """active | quarantined | revoked; True when it changed. A revoked key never returns to active."""
