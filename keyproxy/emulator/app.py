@@ -242,11 +242,12 @@ async def _limits(request: web.Request) -> web.Response:
     """The exchanges' rate limits, off until set. POST: Binance's request weight (binance_limits.py):
     `binance_weight_per_minute`, `ban_seconds`, `ban_now` (seconds of a 418 ban starting now); Bybit's, OKX's
     and Kraken's (rate_limits.py): `bybit_ip_per_5s`, `bybit_uid_per_s`, `bybit_ban_seconds`, `bybit_reset`,
-    `bybit_ban_now` (seconds), `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}).
+    `bybit_ban_now` (seconds), `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}),
+    `coinbase_per_s` ({"private", "public"}: requests a second, per key and for the IP).
     GET (and POST) report Binance's limit, weight and answers, and every exchange's refusals (`refused`)."""
     by_name = {e.name: e for e in request.app[EMULATORS]}
     doc = await request.json() if request.method == "POST" else {}
-    binance, bybit, okx, kraken = (by_name.get(n) for n in ("binance", "bybit", "okx", "kraken"))
+    binance, bybit, okx, kraken, coinbase = (by_name.get(n) for n in ("binance", "bybit", "okx", "kraken", "coinbase"))
     out: dict[str, Any] = {"refused": {}}
     if binance is not None:
         limits = binance.limits
@@ -281,6 +282,11 @@ async def _limits(request: web.Request) -> web.Response:
             kraken.rate.limit = setting.get("limit")
             kraken.rate.seconds_per_unit = float(setting.get("seconds_per_unit", 3.0))
         out["refused"]["kraken"] = dict(kraken.rate.answered)
+    if coinbase is not None:
+        if "coinbase_per_s" in doc:
+            setting = doc["coinbase_per_s"] or {}
+            coinbase.rate.private_per_s, coinbase.rate.public.limit = setting.get("private"), setting.get("public")
+        out["refused"]["coinbase"] = dict(coinbase.rate.answered)
     return web.json_response(out)
 
 

@@ -69,10 +69,12 @@ from keyproxy.emulator.coinbase_routes import (
     bad_request,
     forbidden,
     match,
+    rate_limited,
     unauthorized,
 )
 from keyproxy.emulator.coinbase_state import Account
 from keyproxy.emulator.coinbase_ws import CoinbaseWs
+from keyproxy.emulator.rate_limits import CoinbaseLimits
 
 KEY_TYPES = ("ec", "ed25519")
 DEFAULT_BALANCES = {"USD": "100000", "USDC": "100000", "BTC": "10", "ETH": "100"}
@@ -95,6 +97,7 @@ class CoinbaseEmulator(CoinbaseHandlers):
         self.verifiers = {k.api_key: KeyVerifier(k) for k in keys}
         self.jwt_hosts: set[str] = {REST_HOST}
         self.ws = CoinbaseWs(self)
+        self.rate = CoinbaseLimits()  # off until a test sets it (POST /_emulator/limits); kept across resets
         self.reset()
 
     def reset(self) -> None:
@@ -117,6 +120,11 @@ class CoinbaseEmulator(CoinbaseHandlers):
         now = self.clock()
         try:
             account, perms = self._authenticate(request, route, note, now)
+            # Advanced Trade's per-second limits: a private request per user, a public one per IP (the v2 App
+            # API's private requests count by the hour: not enforced here)
+            if (route.api == "v3" or not route.private) and self.rate.refused(
+                    account.key.api_key if route.private and account else None, now):
+                raise rate_limited(route.api)
             call = Call(
                 api=route.api,
                 query=parse_qs(request.raw_path.partition("?")[2], keep_blank_values=True),

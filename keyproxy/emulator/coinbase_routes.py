@@ -71,6 +71,17 @@ def not_found(api: str, what: str) -> CoinbaseError:
     return v3_error(404, "NOT_FOUND", f"{what} not found")
 
 
+def rate_limited(api: str) -> CoinbaseError:
+    """v2 answers its documented JSON; Advanced Trade's gateway answers a 429 with an HTML page, not its JSON
+    error (coinbase-samples/advanced-trade-sdk-go#18)."""
+    if api == "v2":
+        return v2_error(429, "rate_limit_exceeded", "Too many requests")
+    return CoinbaseError(429, _HTML_429)
+
+
+_HTML_429 = "<html>\n  <head>\n    <title>Coinbase</title>\n  </head>\n  <body>Too Many Requests</body>\n</html>\n"
+
+
 def bad_request(api: str, message: str) -> CoinbaseError:
     if api == "v2":
         return v2_error(400, "validation_error", message)

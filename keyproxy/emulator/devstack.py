@@ -30,6 +30,8 @@ HANDLED_SECRETS: set[str] = set()
 ROOTS: list[Path] = []
 
 FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
+# budgets the emulator does not enforce unless a test sets them, lent room in a stack (see DevStack.__post_init__)
+LENT_BUDGETS = ("hyperliquid.IP_WEIGHT", "coinbase.PRIVATE_REQUESTS", "coinbase.PUBLIC_REQUESTS")
 _URL = re.compile(r"https?://127\.0\.0\.1:[0-9]+")
 DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
 
@@ -38,8 +40,8 @@ DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True
 class RealKey:
     """A key 'issued by the exchange': the emulator's entry and what `key add` reads on stdin."""
 
-    emulated: dict[str, Any]
-    credentials: dict[str, str]
+    emulated: dict[str, Any] = field(repr=False)  # never in a test's failure output (a fixture's repr)
+    credentials: dict[str, str] = field(repr=False)
 
 
 def new_real_key(key_type: str = "hmac", permissions: dict[str, Any] | None = None,
@@ -107,11 +109,11 @@ class DevStack:
         (self.root / "passphrase").chmod(0o600)
         config = self.root / "keyproxy.toml"
         extra = self.extra_config
-        # the emulator does not limit Hyperliquid's request weight, and a test reads far faster than a bot (each
-        # SDK client reads two market lists, 40 of the 1,200 a minute): a stack lends it room unless its config
-        # sets the budget itself (tests of the governor do)
-        lend = '"hyperliquid.IP_WEIGHT" = 1000000\n'
-        if "hyperliquid.IP_WEIGHT" not in extra:
+        # a test reads and orders far faster than a bot (each Hyperliquid SDK client reads two market lists, 40
+        # of the 1,200 a minute; a Coinbase test places 40 orders in a second): a stack lends these budgets room
+        # unless its config sets one itself (tests of the governor do)
+        lend = "".join(f'"{name}" = 1000000\n' for name in LENT_BUDGETS if name not in extra)
+        if lend:
             extra = extra.replace("[governor.limits]\n", "[governor.limits]\n" + lend, 1) \
                 if "[governor.limits]\n" in extra else extra + "\n[governor.limits]\n" + lend
         config.write_text(FAST_KDF + "\n[vault]\npath = \"state/vault.db\"\n"

@@ -1,4 +1,4 @@
-"""Bybit's, OKX's and Kraken's rate limits, as the exchanges enforce them (emulator side, issue 19).
+"""Bybit's, OKX's, Kraken's and Coinbase's rate limits, as the exchanges enforce them (emulator side, issue 19).
 
 Written apart from keyproxy's adapters, from each exchange's documentation:
 - Bybit V5 "Rate Limit Rules": 600 requests in any 5 s per IP, over it HTTP 403 "access too frequent" and
@@ -7,6 +7,8 @@ Written apart from keyproxy's adapters, from each exchange's documentation:
 - OKX v5: per endpoint and User ID, N requests per 2 s; over it HTTP 429 code 50011.
 - Kraken "Spot REST API rate limits": a call counter per key (+1 a call, +2 for ledger and trade history,
   orders and cancels free), falling at the tier's rate; over it `EAPI:Rate limit exceeded`.
+- Coinbase Advanced Trade: private requests per user (30 a second), public ones per IP (10 a second); over
+  either HTTP 429 (ccxt's coinbase cites the REST rate-limit page so).
 
 Off unless a test sets them (`POST /_emulator/limits`), in numbers scaled down so a test reaches them.
 The emulator serves one IP (loopback).
@@ -131,3 +133,27 @@ class KrakenLimits:
             self.answered["EAPI:Rate limit exceeded"] += 1
             return True
         return False
+
+
+@dataclass
+class CoinbaseLimits:
+    """Requests a second: every private one per key, every public one for the IP (None: not enforced)."""
+
+    private_per_s: int | None = None
+    public: Rolling = field(default_factory=lambda: Rolling(None, 1.0))
+    private: dict[str, Rolling] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=lambda: {"429": 0})
+
+    def refused(self, api_key: str | None, now: float) -> bool:
+        """`api_key` None: a public request."""
+        if api_key is None:
+            window: Rolling | None = self.public
+        elif self.private_per_s is None:
+            window = None
+        else:
+            window = self.private.setdefault(api_key, Rolling(self.private_per_s, 1.0))
+            window.limit = self.private_per_s
+        if window is None or not window.hit(now):
+            return False
+        self.answered["429"] += 1
+        return True

@@ -36,6 +36,7 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 
 from keyproxy.exchanges import _sign
@@ -63,6 +64,7 @@ from keyproxy.exchanges.base import (
     unique_members,
 )
 from keyproxy.exchanges.base import Reported
+from keyproxy.exchanges.coinbase_budget import BUDGETS, WS_CONNECTIONS, coinbase_costs, coinbase_rate_limit_hold
 from keyproxy.exchanges.coinbase_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.coinbase_facts import (
     coinbase_contract_sizes,
@@ -76,6 +78,7 @@ from keyproxy.exchanges.coinbase_fills import (
     coinbase_amend_verdicts, coinbase_order_query_request, coinbase_order_updates, coinbase_reconcile_request,
     coinbase_reported_client_ids, coinbase_reports_client_ids, coinbase_stream_updates, coinbase_streamed_client_ids,
 )
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 API_HOST = "api.coinbase.com"
@@ -223,6 +226,18 @@ class Coinbase(AdapterHooks):
     needs_nonce = False
     environments = ENVIRONMENTS
     relayed_response_headers = ("content-type", "retry-after", "x-ratelimit-*")
+    budgets = BUDGETS  # per second: the account's private requests, the IP's public ones (coinbase_budget.py)
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        endpoint = self.classify(req.method, req.path)
+        return coinbase_costs(req.path, endpoint is not None and endpoint.cls is EndpointClass.PUBLIC)
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        return ((WS_CONNECTIONS, 1),)
+
+    def rate_limit_hold(self, status: int, headers: Mapping[str, str],
+                        body: bytes | None) -> tuple[float, str | None] | None:
+        return coinbase_rate_limit_hold(status, headers)
 
     def key_permissions(self, body: bytes) -> KeyPermissions:
         """What the key may do, from `key_info_request`'s answer."""

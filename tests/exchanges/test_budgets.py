@@ -162,3 +162,23 @@ def test_hyperliquid_charges_the_ips_weight_by_request_kind_and_batch_length() -
     assert cost("/exchange", {"action": {"type": "order", "orders": [order] * 79}}) == [("IP_WEIGHT", 2)]
     assert cost("/exchange", {"action": {"type": "cancel", "cancels": [{"a": 0, "o": 1}] * 80}}) == [("IP_WEIGHT", 3)]
     assert {b.name: (b.limit, b.window_s, b.kind) for b in a.budgets} == {"IP_WEIGHT": (1200, 60.0, "rolling")}
+
+
+def test_coinbase_charges_private_requests_per_account_and_public_ones_per_ip() -> None:
+    """Advanced Trade: 30 private requests a second per user, 10 public a second per IP; the v2 App API 10,000 an
+    hour; 750 WebSocket connections a second per IP (session 34: Coinbase had no budget). A 429 holds a second."""
+    from keyproxy.exchanges.coinbase import Coinbase
+
+    a = Coinbase()
+    assert _names(a.costs(_req("GET", "/api/v3/brokerage/orders/historical/batch"))) == [("PRIVATE_REQUESTS", 1)]
+    assert _names(a.costs(_req("POST", "/api/v3/brokerage/orders", b"{}"))) == [("PRIVATE_REQUESTS", 1)]
+    assert _names(a.costs(_req("GET", "/api/v3/brokerage/market/products/BTC-USD"))) == [("PUBLIC_REQUESTS", 1)]
+    assert _names(a.costs(_req("GET", "/v2/currencies"))) == [("PUBLIC_REQUESTS", 1)]
+    assert _names(a.costs(_req("GET", "/v2/accounts"))) == [("APP_REQUESTS", 1)]
+    assert _names(a.connection_costs("/user")) == [("WS_CONNECTIONS", 1)]
+    assert {b.name: (b.per, b.limit, b.window_s, b.kind) for b in a.budgets} == {
+        "PRIVATE_REQUESTS": ("account", 30, 1.0, "rolling"), "PUBLIC_REQUESTS": ("ip", 10, 1.0, "rolling"),
+        "APP_REQUESTS": ("account", 10_000, 3600.0, "rolling"), "WS_CONNECTIONS": ("ip", 750, 1.0, "rolling")}
+    assert a.rate_limit_hold(429, {}, b"<html>") == (1.0, None)
+    assert a.rate_limit_hold(429, {"retry-after": "5"}, None) == (5.0, None)
+    assert a.rate_limit_hold(200, {}, b"{}") is None
