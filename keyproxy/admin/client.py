@@ -5,11 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 from keyproxy.admin.protocol import ERROR_CLASSES
 from keyproxy.errors import KeyproxyError
+from keyproxy.fleet.charges import STALE_S
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -58,6 +60,11 @@ class AdminClient:
                                 "a JSON body; see the daemon's log")
         if "error" in doc:
             raise ERROR_CLASSES.get(doc["error"], KeyproxyError)(doc.get("message", "admin call failed"))
+        lagging = doc.get("fleet_lagging")
+        if isinstance(lagging, list) and lagging:
+            print(f"keyproxy: warning: fleet instance(s) {', '.join(map(str, lagging))} have not applied this change "
+                  f"yet; an instance that cannot reach the shared state refuses every bot request once its state is "
+                  f"{STALE_S:g} s old", file=sys.stderr)
         return doc.get("result")
 
     def __getattr__(self, op: str) -> Any:

@@ -131,10 +131,12 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             lagging = await fleet.wait_others(fleet.fleet.last_version)
             if lagging:
                 log.warning("fleet instances have not applied the change yet", extra={"op": op, "instances": lagging})
+        else:
+            lagging = []
+        answer = {"result": result, **({"fleet_lagging": lagging} if lagging else {})}  # the CLI warns of them
         if op in OFF_LOOP_OPS:
-            return web.Response(text=await asyncio.to_thread(encode, {"result": result}),
-                                content_type="application/json")
-        return web.json_response({"result": result})
+            return web.Response(text=await asyncio.to_thread(encode, answer), content_type="application/json")
+        return web.json_response(answer)
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post("/v1/call", call)

@@ -6,6 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+# an instance that has not confirmed the fleet's version for this long serves no bot at all (proxy/admission.py): a
+# change made through another instance (a revocation, a halt) may be waiting for it (session 34's fleet review: an
+# instance cut off from Redis served a revoked bot's reads and cancels for as long as the cut lasted). Three polls.
+STALE_S = 3.0
+
 
 @dataclass
 class SharedCharges:

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from keyproxy.fleet.charges import STALE_S
 from keyproxy.fleet.replica import VaultReplica
 from keyproxy.fleet.store import FleetStore, FleetTampered, SharedStateUnavailable
 from keyproxy.state import StateStore
@@ -41,6 +42,7 @@ class FleetSync:
         self.fleet, self.vault, self.replica, self.store = fleet, vault, replica, store
         self._reload, self.instance, self.listen, self._up = reload, instance, listen, up
         self.applied = 0  # the fleet version whose state this instance serves
+        self.confirmed = -STALE_S  # monotonic time this instance last saw the fleet's version and had applied it
         self._built = vault.changes()  # the vault the snapshot was built from (workers share one vault file)
         self.available = False
         self._beat = 0.0
@@ -65,6 +67,7 @@ class FleetSync:
                                     "that need the fleet are refused until the instances restart and re-align")
             await self._share_unshared()
             if version == self.applied:
+                self.confirm()
                 return False
             halts, throttles = await self._io(self.fleet.halts_and_throttles)
             self._latched(await self._io(self.fleet.latches))
@@ -77,7 +80,16 @@ class FleetSync:
                 self._reload()
                 self._built = self.vault.changes()
             self.applied = version
+            self.confirm()
             return changed
+
+    def confirm(self) -> None:
+        """The fleet's version was seen equal to the one applied here (the follower, or a gate check)."""
+        self.confirmed = time.monotonic()
+
+    def stale(self) -> bool:
+        """Whether this instance's state may lack a change made through another (not confirmed for STALE_S)."""
+        return time.monotonic() - self.confirmed > STALE_S
 
     async def _share_unshared(self) -> None:
         """Halts set here while Redis was out of reach: shared now (they stayed in force here meanwhile)."""

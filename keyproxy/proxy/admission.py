@@ -3,8 +3,10 @@ asks for (market_data.py), then, in a fleet, the fleet's part of it (fleet/gate.
 of the version, replay ids, nonce sequence, rate buckets and daily caps; an order that finds another bot's cancel-all
 pending on its account through another instance waits for it first (sweeps.py's order, across the fleet).
 
-Redis unreachable: reads, cancels and reduce-only orders pass on this instance's own counters (so a bot can
-always get out), everything that trades, withdraws or transfers is refused `shared_state_unavailable`.
+Redis unreachable: reads, cancels and reduce-only orders pass on this instance's own counters (so a bot gets out
+of a blip), everything that trades, withdraws or transfers is refused `shared_state_unavailable`; once this
+instance has not confirmed the fleet's version for `STALE_S` (3 s: its follower's poll, or a gate check that found
+it current), every bot's request is refused: a revocation or a halt made through another instance may be waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from typing import Any
 
 from keyproxy.exchanges.base import IncomingRequest
-from keyproxy.fleet.charges import SharedCharges, Verdict
+from keyproxy.fleet.charges import STALE_S, SharedCharges, Verdict
 from keyproxy.policy.model import scopes_overlap
 from keyproxy.proxy.core import Core
 from keyproxy.proxy.outcome import Outcome, Route
@@ -62,7 +64,8 @@ class Admission:
                 verdict = Verdict("unavailable")
             else:
                 verdict = await self.gate.check(shared, self.sync.applied)
-            if verdict.kind == "ok":
+            if verdict.kind == "ok":  # the gate found this instance on the fleet's version
+                self.sync.confirm()
                 return route, incoming
             if verdict.kind == "sweeping":  # another bot's cancel-all on the account, begun before this order
                 await self._after_sweeps(shared, verdict.members)
@@ -86,13 +89,17 @@ class Admission:
             if verdict.kind == "back":  # the fleet's version went back: Redis lost data or was reset
                 verdict = Verdict("unavailable")
             if verdict.kind == "unavailable":
+                if self.sync.stale():  # a revocation or a halt made through another instance may be waiting
+                    raise Refused("shared_state_unavailable", "this keyproxy has not reached the fleet's shared "
+                                  f"state for over {STALE_S:g} s, so a change made through another instance (a "
+                                  "revocation, a halt) may not be known here: nothing passes until it is back", 1.0)
                 if shared.harmless:  # a read, a cancel, a reduce-only order: this instance's own counters
                     self.core.check_local_open_orders(shared)
                     shared.commit_local()
                     return route, incoming
                 raise Refused("shared_state_unavailable", "the fleet's shared state cannot be reached, so limits "
                               "that hold across instances cannot be checked: only reads, cancels and reduce-only "
-                              "orders pass until it is back", 1.0)
+                              f"orders pass, and only for {STALE_S:g} s, until it is back", 1.0)
             raise refusal(verdict, shared.bot)
         raise Refused("unavailable", "the fleet's shared state kept changing while this request was decided; retry",
                       1.0)

@@ -582,10 +582,15 @@ class _Connection:
     async def _watch(self) -> None:
         """Close the socket once a bot that used it is revoked or suspended, a credential it authenticated with
         is rotated out or expires, or the account's key is quarantined or rotated (the exchange's socket was
-        opened, and its session logged in, with the old key: the bot reconnects onto the new one)."""
+        opened, and its session logged in, with the old key: the bot reconnects onto the new one); in a fleet,
+        once this instance's state is stale (a revocation made through another instance may be waiting)."""
         while True:
             await asyncio.sleep(self.edge._limits.watch_interval)
             snap = self.edge._core.snapshot()
+            sync = self.edge._admission.sync
+            if self.bots and sync is not None and sync.stale():  # a revocation elsewhere may be waiting for it
+                self.closing = "keyproxy: the fleet's shared state cannot be reached; reconnect when it is back"
+                return
             account = snap.accounts.get(self.account)
             if account is None or account.info.status != "active":
                 self.closing = "keyproxy: the account's key is not active"

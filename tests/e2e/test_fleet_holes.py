@@ -22,10 +22,13 @@ from tests.redis_server import RedisServer
 
 class LateStream:
     """A TCP relay to Redis that, while `late` is set, holds the replies of the connection that reads the fleet's
-    change stream (XREAD): an instance whose notices come late (or are lost), and nothing else of it is slowed."""
+    change stream (XREAD): an instance whose notices come late (or are lost), and nothing else of it is slowed.
+    `cut_off()`: every connection closed and new ones refused until `heal()` (a network partition)."""
 
     def __init__(self, port: int) -> None:
         self.late = False
+        self.cut = False
+        self._writers: set[asyncio.StreamWriter] = set()
         self._upstream = port
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -43,8 +46,19 @@ class LateStream:
         threading.Thread(target=run, daemon=True).start()
         ready.wait(5)
 
+    def cut_off(self) -> None:
+        self.cut = True
+        self._loop.call_soon_threadsafe(lambda: [w.close() for w in list(self._writers)])
+
+    def heal(self) -> None:
+        self.cut = False
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        self._writers.update((writer, up_writer))
         streams = [False]
 
         async def forward() -> None:
@@ -62,6 +76,7 @@ class LateStream:
             task.cancel()
             writer.close()
             up_writer.close()
+            self._writers.difference_update((writer, up_writer))
 
     def close(self) -> None:
         """Its relays cancelled on its own loop, then the loop stopped and closed: none is left to be collected
@@ -448,3 +463,56 @@ def test_a_daily_loss_limit_crossed_on_one_instance_holds_on_the_other(late: tup
     time.sleep(1.0)
     refused = buy(fleet.b, "0.001")
     assert refused.get("error") == "loss_limit" and "daily loss limit" in refused["message"], refused
+
+
+def test_an_instance_cut_off_from_redis_serves_no_bot_once_its_state_may_lack_a_revocation(
+        late: tuple[Fleet, LateStream]) -> None:
+    """Session 34's fleet review (high): B cut off from Redis (a partition), the operator revoked a bot through A; the
+    command said "revoked" and B served the bot's reads and cancels on its old snapshot for as long as the cut lasted
+    (they reached the exchange). B now refuses every bot request once it has not confirmed the fleet's version for
+    STALE_S (3 s), closes its bots' sockets, and the command warns that B has not applied the change."""
+    import aiohttp
+
+    from keyproxy.fleet.charges import STALE_S
+
+    fleet, relay = late
+    creds = fleet.a.add_bot("cut-off", "main", "read,trade")
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+    status, body = signed(creds, fleet.b, "POST", "/api/v3/order", order)
+    assert status == 200, body
+    resting = body["orderId"]
+    time.sleep(1.5)  # B has applied everything so far
+
+    async def socket_closed_by_b() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{fleet.b.proxy_url.replace('http', 'ws')}/main/ws-api/v3") as ws:
+                params = f"apiKey={creds['api_key']}&timestamp={now_ms()}"
+                signature = hmac_sign(creds["secret"], params).rpartition("signature=")[2]
+                await ws.send_json({"id": "1", "method": "account.status", "params": {
+                    **dict(p.split("=", 1) for p in params.split("&")), "signature": signature}})
+                first = await ws.receive_json(timeout=10)
+                assert first.get("status") == 200, first
+                relay.cut_off()
+                revoke = fleet.a.cli("bot", "revoke", "cut-off")
+                assert "host-b" in revoke.stderr and "have not applied this change" in revoke.stderr, revoke.stderr
+                closed = await ws.receive(timeout=STALE_S + 5)
+                return str(closed.extra or "")
+    try:
+        reason = asyncio.run(socket_closed_by_b())
+        assert "shared state cannot be reached" in reason, reason
+        assert signed(creds, fleet.a, "GET", "/api/v3/account", "recvWindow=5000")[1].get("error") == "unknown_bot"
+        start = len(fleet.a.journal())
+        for method, path, params in (("GET", "/api/v3/account", "recvWindow=5000"),
+                                     ("GET", "/api/v3/openOrders", "symbol=BTCUSDT"),
+                                     ("DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={resting}")):
+            status, body = signed(creds, fleet.b, method, path, params)
+            assert (status, body.get("error")) == (503, "shared_state_unavailable"), (path, body)
+            assert "revocation" in body["message"]
+        assert fleet.a.journal()[start:] == []  # nothing reached the exchange
+    finally:
+        relay.heal()
+    deadline = time.monotonic() + 10
+    while (answer := signed(creds, fleet.b, "GET", "/api/v3/account", "recvWindow=5000"))[1].get("error") \
+            != "unknown_bot":
+        assert time.monotonic() < deadline, answer  # back: B has the revocation
+        time.sleep(0.3)
