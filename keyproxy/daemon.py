@@ -530,6 +530,9 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()  # stops accepting, lets in-flight requests finish (bounded)
         self.pipeline.core.flush_learning()  # the last answers' bookkeeping, while the fleet's writer still runs
+        if self.fleet_usage is not None and not await self.fleet_usage.drained(min(grace, 5.0)):
+            log.error("stopping with bookkeeping the fleet has not received (Redis out of reach): the bots' open "
+                      "orders listed through keyproxy set their counts again")
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         for task in self.background:

@@ -193,7 +193,9 @@ BATCH = 64  # queued changes written in one script call at most (a longer one wo
 # how long a change's marker says "applied": a batch whose reply was lost is sent again within this, and
 # a change it applied is not applied twice (an open-order decrement, a book entry)
 APPLIED_MS = 600_000
-STUCK_S = 2.0  # the writer failing this long: this instance's capped checks are refused (`stuck`)
+# a batch unwritten this long (failing, or its reply held: a stalled connection fails only at its socket timeout):
+# this instance's capped checks are refused (`stuck`)
+STUCK_S = 2.0
 
 
 class FleetUsage:
@@ -208,6 +210,7 @@ class FleetUsage:
         self.fleet = fleet
         self._queue: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue(maxsize=100_000)
         self.failing_since: float | None = None  # when the batch being written first failed (None: it did not)
+        self.writing_since: float | None = None  # when the batch being written was taken (None: none is)
         self.dropped = 0  # changes Redis refused (each logged): never retried, since a retry cannot make them pass
         self._apply: Any = None  # redis-py's Script for `_APPLY`, bound to the writer's client
         self._writer = os.urandom(6).hex()  # this process's opens in `opens:{bot}` (its own it counts exactly)
@@ -215,10 +218,19 @@ class FleetUsage:
         self._calibrated = 0.0
 
     def stuck(self) -> bool:
-        """The writer has failed for STUCK_S: what this instance learned (open orders, book entries, releases)
-        is not reaching the fleet, so a check that counts on it must not pass here (fleet/gate.py callers)."""
-        since = self.failing_since
+        """A batch has waited STUCK_S to be written (failing, or a reply held: session 34's review stalled the
+        writer's connection, and it failed only at its 7 s timeout): what this instance learned (open orders, book
+        entries, releases) is not reaching the fleet, so a check that counts on it must not pass here."""
+        since = self.writing_since
         return since is not None and time.monotonic() - since > STUCK_S
+
+    async def drained(self, timeout: float) -> bool:
+        """Until every queued change is written, or `timeout`: a stop waits for it (a change left in memory is
+        lost, and the order it counted with it once its reservation expires: session 34's review)."""
+        deadline = time.monotonic() + timeout
+        while (not self._queue.empty() or self.writing_since is not None) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self._queue.empty() and self.writing_since is None
 
     def change_open_orders(self, bot: str, scope: str, delta: int) -> None:
         self._put("open", ("change", bot, scope, delta, _mark(), None))
@@ -321,12 +333,13 @@ class FleetUsage:
             while True:
                 _cancelled_meanwhile()  # a cancel redis-py swallowed during the last write
                 batch = [await self._queue.get()]
+                self.writing_since = time.monotonic()
                 while len(batch) < BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 while True:
                     try:
                         await self._write(client, batch)
-                        self.failing_since = None
+                        self.failing_since = self.writing_since = None
                         break
                     except (redis.RedisError, OSError) as e:
                         _cancelled_meanwhile()

@@ -13,6 +13,7 @@ class LossyProxy:
     def __init__(self, shared: SharedStateSettings) -> None:
         self.shared = shared
         self.drop = asyncio.Event()  # set: the next reply Redis sends is dropped, and that connection closed
+        self.hold = False  # set: Redis's replies are held (a stalled connection), and delivered once it is unset
         self._server: asyncio.Server | None = None
 
     async def start(self) -> SharedStateSettings:
@@ -37,6 +38,8 @@ class LossyProxy:
         task = asyncio.create_task(up())
         try:
             while data := await redis_r.read(65536):
+                while self.hold:
+                    await asyncio.sleep(0.02)
                 if self.drop.is_set():  # Redis answered: this reply never reaches the client
                     self.drop.clear()
                     break

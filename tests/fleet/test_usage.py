@@ -74,6 +74,33 @@ def test_a_change_redis_refuses_is_dropped_and_the_rest_stand(shared: SharedStat
     assert not usage.stuck()
 
 
+def test_a_writer_whose_reply_is_held_is_stuck_before_its_connection_times_out(shared: SharedStateSettings) -> None:
+    """Session 34's fleet review: a stalled connection (Redis's replies held) fails only at its socket timeout, and
+    the instance said it was stuck only STUCK_S after that failure: for ~9 s capped orders passed on counts that lacked
+    what it had learned. A batch unwritten for STUCK_S is stuck now, whatever the connection says."""
+    from keyproxy.fleet import usage as usage_module
+
+    async def run() -> list[bool]:
+        proxy = LossyProxy(SharedStateSettings(url=shared.url, password_file=shared.password_file, timeout=30.0))
+        usage = FleetUsage(FleetStore(await proxy.start(), "vault-1", KEY))
+        task = asyncio.create_task(usage.run())
+        usage.change_open_orders("held", "spot:BTCUSDT", 1)
+        await drained(usage)
+        proxy.hold = True
+        usage.change_open_orders("held", "spot:BTCUSDT", 1)
+        await asyncio.sleep(usage_module.STUCK_S + 0.5)
+        seen = [usage.stuck()]
+        assert seen == [True], "not stuck while its batch waited"
+        proxy.hold = False
+        seen.append(await usage.drained(5.0))
+        seen.append(usage.stuck())
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        proxy.close()
+        return seen
+    assert asyncio.run(run()) == [True, True, False]
+
+
 def test_a_writer_that_cannot_write_is_stuck(tmp_path) -> None:
     """Redis gone: the writer retries, and after STUCK_S says so (the admission then refuses checks that count on
     what this instance learned); back once it writes again."""
