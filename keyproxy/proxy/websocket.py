@@ -40,36 +40,12 @@ from keyproxy.proxy.market_data import MarketData
 from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.proxy.ws_limits import (  # noqa: F401 - SocketLimits and ws_origin are imported from here too
+    ANONYMOUS_GRACE_S, BOT_SEND_S, CLOSE_GOING_AWAY, CLOSE_POLICY, DRAIN_S, PRIVATE_NAME, PUBLIC, SocketLimits,
+    ws_origin,
+)
 
 log = logging.getLogger("keyproxy.proxy")
-
-CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
-CLOSE_GOING_AWAY = 1001
-PRIVATE_NAME = ("a market data stream names no user data stream (a listenKey opens one only as "
-                "/private/ws?listenKey= or /ws/<listenKey>, obtained through keyproxy)")
-# how long the answers to a gone bot's frames are still read and learned (`_Connection._drain`): an exchange answers
-# in well under a second; one that has not by then is left to InFlight's count (IN_FLIGHT_S)
-DRAIN_S = 10.0
-# a frame to a bot not written within this (its socket's buffers full: the bot stopped reading) ends the bot's socket:
-# the exchange's socket must go on being read, or the answers to the bot's orders are never learned
-BOT_SEND_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class SocketLimits:
-    max_frame_bytes: int = 64 << 10
-    heartbeat: float = 20.0  # ping the bot this often; a bot that does not answer is closed
-    upstream_timeout: float = 10.0  # opening the exchange's socket
-    watch_interval: float = 1.0  # how soon a revoked bot's socket closes without a frame
-    max_pending: int = 256  # request frames awaiting the exchange's answer, per socket
-    max_sockets: int = 512  # open bot sockets in all (each holds an upstream socket)
-    max_per_bot: int = 16  # sockets one bot may use at once (Binance: 300 new connections per 5 min per IP)
-    # Kraken: a WebSocket token must be first used within 15 minutes; keyproxy sends one on new connections
-    # for at most this long, and for the life of a connection that subscribed to a private channel with it
-    stream_token_reuse_ms: int = 600_000
-
-
-PUBLIC = "(public)"  # the reservation of a market data socket's handshake (never a bot's name)
 
 
 @dataclass
@@ -80,15 +56,6 @@ class _Pending:
     started: float
     pins_token: bool = False  # a private subscription with the real stream token: it stays valid on this socket
     charges: tuple[Charge, ...] = ()  # what it spent of the exchange's budgets: its answer corrects them
-
-
-def ws_origin(http_origin: str) -> str:
-    """The WebSocket origin for a host-table entry: wss:// stays, https:// -> wss://, http:// (loopback) -> ws://."""
-    if http_origin.startswith(("ws://", "wss://")):
-        return http_origin
-    if http_origin.startswith("https://"):
-        return "wss://" + http_origin[len("https://"):]
-    return "ws://" + http_origin[len("http://"):]
 
 
 class WebSocketEdge:
@@ -124,7 +91,7 @@ class WebSocketEdge:
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
         outcome.method, outcome.path, outcome.endpoint, outcome.transport = "GET", path, "ws connect", "ws"
-        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets:
+        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not await self._evict_anonymous():
             raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         account = self._core.account(account_name, outcome)
         adapter = account.adapter
@@ -170,6 +137,22 @@ class WebSocketEdge:
             self._opening.subtract(held)
             for name in [n for n, count in self._opening.items() if count <= 0]:
                 del self._opening[name]
+
+    async def _evict_anonymous(self) -> bool:
+        """Close the oldest socket on a signed path that no bot authenticated on within ANONYMOUS_GRACE_S and that
+        waits for no answer (it holds a place and an exchange socket for no one); False when there is none."""
+        cutoff = int(time.time() * 1000) - ANONYMOUS_GRACE_S * 1000
+        idle = [c for c in self.connections if c.dialect is not None and not c.bots and not c.pending
+                and not c.private_stream and c.closing is None and c.connected_since < cutoff]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.connected_since)
+        victim.closing = (f"keyproxy: no bot authenticated on this socket within {ANONYMOUS_GRACE_S:g} s, and "
+                          "another needed its place")
+        log.warning("closed a socket no bot authenticated on, to make room", extra={"account": victim.account})
+        await victim.bot_ws.close(code=CLOSE_POLICY, message=victim.closing.encode()[:120])
+        self.sockets.discard(victim.bot_ws)  # its place is free now; `_open`'s cleanup finds it gone
+        return True
 
     async def _open(self, request: web.BaseRequest, account_name: str, account: AccountEntry, adapter: Adapter,
                     dialect: Adapter | None, path: str, query: str, origin: str, stream_bot: str | None,

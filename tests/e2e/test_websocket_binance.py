@@ -785,3 +785,32 @@ async def test_market_data_sockets_take_half_of_max_sockets_at_most(tmp_path: An
             assert json.loads((await signed.receive(timeout=10)).data)["status"] == 200
             for ws in (*opened, signed):
                 await ws.close()
+
+
+async def test_sockets_no_bot_logged_in_on_cannot_lock_bots_out(tmp_path: Any) -> None:
+    """Session 34's review: a socket on a signed path needs no credential to open, and sockets that never sent a
+    signed frame filled `[proxy] max_sockets` for good: every bot's handshake was refused 503. At the cap, the oldest
+    socket no bot authenticated on within ANONYMOUS_GRACE_S (and waiting for no answer) is closed to make room; a
+    socket a bot signed on is never closed so."""
+    from keyproxy.proxy.websocket import ANONYMOUS_GRACE_S
+
+    with exchange_stack(tmp_path, "main", extra_config="[proxy]\nmax_sockets = 4\n") as stack:
+        creds = stack.add_bot("wslock", "main", "read")
+        async with aiohttp.ClientSession() as s:
+            signed_on = await s.ws_connect(ws_url(creds))
+            await signed_on.send_str(json.dumps(signed(creds, "account.status", {})))
+            assert json.loads((await signed_on.receive(timeout=10)).data)["status"] == 200
+            squatters = [await s.ws_connect(ws_url(creds)) for _ in range(3)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(ws_url(creds))  # within the grace: a bot may be about to log in on them
+            assert refused.value.status == 503
+            await asyncio.sleep(ANONYMOUS_GRACE_S + 0.5)
+            bot = await s.ws_connect(ws_url(creds))  # room made: the oldest squatter closed
+            await bot.send_str(json.dumps(signed(creds, "account.status", {}, frame_id=2)))
+            assert json.loads((await bot.receive(timeout=10)).data)["status"] == 200
+            closed = await squatters[0].receive(timeout=10)
+            assert closed.type == aiohttp.WSMsgType.CLOSE and "no bot authenticated" in closed.extra, closed
+            await signed_on.send_str(json.dumps(signed(creds, "account.status", {}, frame_id=3)))
+            assert json.loads((await signed_on.receive(timeout=10)).data)["status"] == 200  # never the bot's
+            for ws in (signed_on, bot, *squatters):
+                await ws.close()
