@@ -31,7 +31,8 @@ ROOTS: list[Path] = []
 
 FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
 # budgets the emulator does not enforce unless a test sets them, lent room in a stack (see DevStack.__post_init__)
-LENT_BUDGETS = ("hyperliquid.IP_WEIGHT", "coinbase.PRIVATE_REQUESTS", "coinbase.PUBLIC_REQUESTS")
+LENT_BUDGETS = ("hyperliquid.IP_WEIGHT", "coinbase.PRIVATE_REQUESTS", "coinbase.PUBLIC_REQUESTS",
+                "okx.WS_CONNECTIONS", "kraken.WS_CONNECTIONS")
 _URL = re.compile(r"https?://127\.0\.0\.1:[0-9]+")
 DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
 
@@ -109,9 +110,9 @@ class DevStack:
         (self.root / "passphrase").chmod(0o600)
         config = self.root / "keyproxy.toml"
         extra = self.extra_config
-        # a test reads and orders far faster than a bot (each Hyperliquid SDK client reads two market lists, 40
-        # of the 1,200 a minute; a Coinbase test places 40 orders in a second): a stack lends these budgets room
-        # unless its config sets one itself (tests of the governor do)
+        # a test reads, orders and connects far faster than a bot (each Hyperliquid SDK client reads two market
+        # lists, 40 of the 1,200 a minute; a Coinbase test places 40 orders in a second; OKX allows 3 sockets a
+        # second): a stack lends these budgets room unless its config sets one itself (tests of the governor do)
         lend = "".join(f'"{name}" = 1000000\n' for name in LENT_BUDGETS if name not in extra)
         if lend:
             extra = extra.replace("[governor.limits]\n", "[governor.limits]\n" + lend, 1) \

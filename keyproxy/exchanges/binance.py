@@ -468,6 +468,10 @@ class Binance(AdapterHooks):
                     "(/ws-api/v3, userDataStream.subscribe.signature) through keyproxy instead")
         return None
 
+    # "WebSocket connections have a limit of 5 incoming messages per second ... A connection that goes beyond the
+    # limit will be disconnected; IPs that are repeatedly disconnected may be banned" (web-socket-streams.md)
+    relay_frames = (5, 1.0)
+
     def relays_websocket(self, path: str) -> bool:
         """Market data streams (`/ws`, `/ws/<streams>`, `/stream`, futures `/public/ws`, `/market/ws`): no
         credential, relayed unchanged."""

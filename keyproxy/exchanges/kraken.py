@@ -49,7 +49,9 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
-from keyproxy.exchanges.kraken_budget import BUDGETS, TIERS, kraken_costs, kraken_errors, kraken_rate_limit_hold
+from keyproxy.exchanges.kraken_budget import (
+    BUDGETS, TIERS, WS_CONNECTIONS, kraken_costs, kraken_errors, kraken_rate_limit_hold,
+)
 from keyproxy.exchanges.kraken_facts import (
     ASSET_PAIRS, kraken_facts, kraken_market_ids, kraken_market_names, kraken_order_book_change, kraken_params,
     kraken_prices, order_txid,
@@ -344,6 +346,9 @@ class Kraken(AdapterHooks):
 
     budgets = BUDGETS
     budget_tiers = TIERS
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        return ((WS_CONNECTIONS, 1),)  # every socket opened counts, whatever its path (the IP's)
 
     def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
         private = req.path.startswith(PRIVATE_PREFIX) and req.method == "POST"

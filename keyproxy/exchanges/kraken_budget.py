@@ -5,7 +5,9 @@ Every private call adds 1 to the key's counter, ledger and trade-history queries
 cancellation do not (they have their own per-pair trading counter, which keyproxy does not model). The
 counter may reach 15 (Starter), 20 (Intermediate, Pro) and falls by 0.33, 0.5 and 1 a second; a call
 above it is answered `EAPI:Rate limit exceeded`, and continuing leads to `EGeneral:Temporary lockout`.
-keyproxy assumes Starter unless `[governor.tiers]` names the account's tier.
+keyproxy assumes Starter unless `[governor.tiers]` names the account's tier. WebSocket: "Cloudflare imposes a
+connection/re-connection rate limit (per IP address) of approximately 150 attempts per rolling 10 minutes. If this
+is exceeded, the IP is banned for 10 minutes" (Kraken's WebSocket API documentation), every path alike.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ TIERS = {
     "intermediate": (Budget("CALL_COUNTER", "account", 20, 2.0, kind="decay"),),
     "pro": (Budget("CALL_COUNTER", "account", 20, 1.0, kind="decay"),),
 }
-BUDGETS = (CALL_COUNTER,)
+WS_CONNECTIONS = Budget("WS_CONNECTIONS", "ip", 150, 600.0, kind="rolling")
+BUDGETS = (CALL_COUNTER, WS_CONNECTIONS)
 # "All other API calls increase this counter by 1 (except AddOrder, CancelOrder which operate on a different
 # limiter)" (Kraken, Spot REST Rate Limits): the order operations go to the trading engine's per-pair counter (a
 # batch and an edit as ccxt prices them, 0), but CancelAll and CancelAllOrdersAfter count (ccxt: 1; session 33's

@@ -48,7 +48,7 @@ from keyproxy.exchanges.base import (
     SignContext,
     Verified,
 )
-from keyproxy.exchanges.okx_budget import BUDGETS, okx_costs, okx_rate_limit_hold
+from keyproxy.exchanges.okx_budget import BUDGETS, WS_CONNECTIONS, okx_costs, okx_rate_limit_hold
 from keyproxy.exchanges.okx_endpoints import ENDPOINT_GROUPS
 from keyproxy.exchanges.okx_facts import (
     okx_contract_sizes, okx_facts, okx_market_ids, okx_market_names, okx_order_book_change, okx_prices,
@@ -187,6 +187,9 @@ class Okx(AdapterHooks):
         return ENDPOINTS.get((method, path))
 
     budgets = BUDGETS
+
+    def connection_costs(self, path: str) -> tuple[tuple[Budget, int], ...]:
+        return ((WS_CONNECTIONS, 1),)  # every socket opened counts, whatever its path (the IP's)
     # keyproxy's own calls for the instrument codes a request names (`instIdCode`) when none is known yet
     market_list_requests = tuple(("GET", "/api/v5/public/instruments", f"instType={kind}", b"")
                                  for kind in ("SPOT", "SWAP", "FUTURES"))

@@ -6,7 +6,8 @@ almost all) per User ID for private endpoints, per IP for public ones, and sends
 limit the answer is HTTP 429 code 50011 ("Too Many Requests"), over the sub-account order rate 50061.
 Order endpoints are counted by OKX per User ID and instrument; keyproxy counts them per account over all
 instruments, the stricter. New and amended orders also spend ORDERS_2S, 1,000 per 2 s per sub-account
-(each order of a batch counts). Endpoints not listed here spend no budget keyproxy models.
+(each order of a batch counts). Endpoints not listed here spend no budget keyproxy models. WebSocket: "Connection
+limit: 3 requests per second (based on IP)" (Overview, WebSocket, Connect), every path alike.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ ENDPOINT_BUDGETS: dict[str, Budget] = {
               GET_public__instruments=20, GET_market__tickers=20, GET_market__ticker=20, GET_market__books=40,
               GET_market__candles=40, GET_public__time=10, GET_public__funding_rate=20),
 }
-BUDGETS = (ORDERS_2S, *ENDPOINT_BUDGETS.values())
+WS_CONNECTIONS = Budget("WS_CONNECTIONS", "ip", 3, 1.0, kind="rolling")
+BUDGETS = (ORDERS_2S, *ENDPOINT_BUDGETS.values(), WS_CONNECTIONS)
 # new and amended orders: they spend the sub-account order rate too (cancels do not)
 _ORDER_RATE_PATHS = frozenset({"/api/v5/trade/order", "/api/v5/trade/amend-order", "/api/v5/trade/batch-orders",
                                "/api/v5/trade/amend-batch-orders"})

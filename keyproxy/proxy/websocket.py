@@ -41,8 +41,8 @@ from keyproxy.proxy.own_calls import SEND_ERRORS, OwnCalls
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.proxy.ws_limits import (  # noqa: F401 - SocketLimits and ws_origin are imported from here too
-    ANONYMOUS_GRACE_S, BOT_SEND_S, CLOSE_GOING_AWAY, CLOSE_POLICY, DRAIN_S, PRIVATE_NAME, PUBLIC, SocketLimits,
-    ws_origin,
+    ANONYMOUS_GRACE_S, BOT_SEND_S, CLOSE_GOING_AWAY, CLOSE_POLICY, DRAIN_S, PRIVATE_NAME, PUBLIC, FrameMeter,
+    SocketLimits, ws_origin,
 )
 
 log = logging.getLogger("keyproxy.proxy")
@@ -183,6 +183,7 @@ class WebSocketEdge:
         outcome.decision = "allow"
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request, account.info.version)
         conn.public_names_private = adapter.names_private_stream
+        conn.relay_meter = FrameMeter(*adapter.relay_frames) if adapter.relay_frames else None
         conn.public = PUBLIC in held
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
@@ -266,6 +267,7 @@ class _Connection:
         self.aliases: dict[str, str] = {}
         self.readers: set[str] = set()  # bots that read on this socket (a private subscription): closed without read
         self.public_names_private: Callable[[str], bool] = lambda text: False  # a public relay's frame check
+        self.relay_meter: FrameMeter | None = None  # and its messages' limit (`AdapterHooks.relay_frames`)
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
         self.closing: str | None = None
         self.bot_gone = False  # answers still read and learned, no longer relayed (`_drain`)
@@ -319,6 +321,11 @@ class _Connection:
                         await self._refuse(None, Refused("bad_request", PRIVATE_NAME), Outcome(
                             request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,
                             transport="ws"))
+                    elif self.relay_meter is not None and not self.relay_meter.admit():
+                        # session 34's review: 200 frames in 9 ms were relayed; Binance drops such a socket and may
+                        # ban the IP for every bot: the bot's socket ends here instead, the message unsent
+                        self.closing = self.relay_meter.refusal
+                        return
                     else:
                         await self.upstream.send_str(msg.data)
                 else:

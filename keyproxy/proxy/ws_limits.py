@@ -3,6 +3,8 @@ waits for it, and the origin a host-table entry gives a socket."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass
 
 CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
@@ -45,3 +47,29 @@ def ws_origin(http_origin: str) -> str:
     if http_origin.startswith("https://"):
         return "wss://" + http_origin[len("https://"):]
     return "ws://" + http_origin[len("http://"):]
+
+
+class FrameMeter:
+    """At most `count` messages in any `window` seconds on one socket (a market data relay's, as the exchange
+    counts them: `AdapterHooks.relay_frames`)."""
+
+    __slots__ = ("count", "window", "sent")
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count, self.window = count, window
+        self.sent: deque[float] = deque()
+
+    def admit(self) -> bool:
+        """Count one message; False (not counted) when it is one too many."""
+        now, sent = time.monotonic(), self.sent
+        while sent and sent[0] <= now - self.window:
+            sent.popleft()
+        if len(sent) >= self.count:
+            return False
+        sent.append(now)
+        return True
+
+    @property
+    def refusal(self) -> str:
+        return (f"keyproxy: more than {self.count} messages in {self.window:g} s on a market data socket (the "
+                "exchange drops such a socket and may ban the IP for every bot)")

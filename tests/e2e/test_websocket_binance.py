@@ -814,3 +814,29 @@ async def test_sockets_no_bot_logged_in_on_cannot_lock_bots_out(tmp_path: Any) -
             assert json.loads((await signed_on.receive(timeout=10)).data)["status"] == 200  # never the bot's
             for ws in (signed_on, bot, *squatters):
                 await ws.close()
+
+
+async def test_a_market_data_socket_past_binances_message_limit_ends_here(dev: DevStack) -> None:
+    """Binance: 5 incoming messages a second per connection; over it the socket is dropped, and "IPs that are
+    repeatedly disconnected may be banned" (session 34's review: 200 frames in 9 ms were relayed, so one bot could
+    get the shared IP banned). The sixth message in a second ends the bot's socket here, unsent."""
+    creds = dev.add_bot("wsflood", "main", "read")
+    async with aiohttp.ClientSession() as s, s.ws_connect(
+            creds["base_url"].replace("http://", "ws://") + "/ws/btcusdt@ticker") as ws:
+        for i in range(8):
+            await ws.send_str(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+        answers: list[dict[str, Any]] = []
+        closed = None
+        deadline = time.monotonic() + 5
+        while closed is None and time.monotonic() < deadline:
+            try:
+                msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                answers.append(json.loads(msg.data))
+            else:
+                closed = msg
+    assert closed is not None and closed.type == aiohttp.WSMsgType.CLOSE, answers[-3:]
+    assert "more than 5 messages in 1 s" in closed.extra, closed
+    assert {a["id"] for a in answers if "result" in a and "id" in a} <= {0, 1, 2, 3, 4}, answers  # none sent on

@@ -200,3 +200,24 @@ async def test_a_batch_okx_placed_in_part_counts_its_placed_legs_against_the_cap
                                        {"id": "2", "op": "order", "args": [{**ORDER, "sz": "0.002"}]})
     assert partial["code"] == "2" and [d["sCode"] for d in partial["data"]] == ["0", "51016"], partial
     assert more.get("keyproxy_error") == "position_exceeded", more  # 0.002 rests: another 0.002 passes 0.003
+
+
+async def test_socket_opens_spend_okxs_connection_limit(tmp_path: Any) -> None:
+    """OKX allows 3 connections a second per IP (session 34's WebSocket review: keyproxy let 40 open in 0.34 s): a
+    handshake over the IP's budget is refused before anything opens upstream (429), and goes once the second passed.
+    Here 4 a second, of which 3.6 (the 10% reserve kept for ways out) for handshakes."""
+    with exchange_stack(tmp_path, "okx", "okx", extra_config='[governor.limits]\n"okx.WS_CONNECTIONS" = 4\n') as dev:
+        creds = dev.add_bot("okx-conns", "okx", "read")
+        start = len(dev.journal())
+        async with aiohttp.ClientSession() as session:
+            opened = [await session.ws_connect(url(creds)) for _ in range(3)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url(creds))
+            assert refused.value.status == 429
+            handshakes = [e for e in dev.journal()[start:] if e.get("path") == "/ws/v5/private"]
+            await asyncio.sleep(1.1)
+            opened.append(await session.ws_connect(url(creds)))
+            for ws in opened:
+                await ws.close()
+        assert 'keyproxy_exchange_budget_refusals_total{' in dev.metrics()
+        assert len(handshakes) <= 3, handshakes

@@ -182,3 +182,16 @@ def test_coinbase_charges_private_requests_per_account_and_public_ones_per_ip() 
     assert a.rate_limit_hold(429, {}, b"<html>") == (1.0, None)
     assert a.rate_limit_hold(429, {"retry-after": "5"}, None) == (5.0, None)
     assert a.rate_limit_hold(200, {}, b"{}") is None
+
+
+def test_okx_and_kraken_charge_the_ips_socket_opens() -> None:
+    """OKX: 3 connections a second per IP ("Connection limit"); Kraken: ~150 connection attempts per rolling 10 minutes
+    per IP, a 10-minute ban over it (session 34's WebSocket review: neither was charged)."""
+    from keyproxy.exchanges.kraken import Kraken
+    from keyproxy.exchanges.okx import Okx
+
+    for adapter, limit, window in ((Okx(), 3, 1.0), (Kraken(), 150, 600.0)):
+        [(budget, cost)] = adapter.connection_costs("/v2")
+        assert (budget.name, budget.per, budget.limit, budget.window_s, budget.kind, cost) == (
+            "WS_CONNECTIONS", "ip", limit, window, "rolling", 1)
+        assert budget in adapter.budgets
