@@ -630,14 +630,25 @@ class DuplicateMember(ValueError):
 
 
 def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """`json.loads` object_pairs_hook shared by every adapter: an object whose member names are unique."""
+    """`json.loads` object_pairs_hook shared by every adapter: an object whose member names are unique, in any case
+    (`sz` beside `SZ`: keyproxy reads one, an exchange whose reader matches names regardless of case, as Go's
+    encoding/json does, may read the other: session 34's review)."""
     members = dict(pairs)
-    if len(members) == len(pairs):  # the usual case, decided without counting (this runs for every object)
-        return members
-    keys = [k for k, _ in pairs]
+    if len(members) == len(pairs) and (len(pairs) < 2 or len({k.lower() for k in members}) == len(pairs)):
+        return members  # the usual case, decided without counting (this runs for every object)
+    keys = [k.lower() for k, _ in pairs]
     counts = Counter(keys)
-    repeated = next(k for k in keys if counts[k] > 1)
-    raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once")
+    repeated = next(k for k, _ in pairs if counts[k.lower()] > 1)
+    raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once (names are compared in any case)")
+
+
+def known_members(frame: dict[str, object], allowed: frozenset[str]) -> None:
+    """A WebSocket frame whose top-level members are the exchange's documented ones: another is refused, never sent
+    on (a reader that matches names regardless of case, or one that reads a member keyproxy ignores, must not see
+    an op keyproxy did not decide)."""
+    for name in frame:
+        if name not in allowed:
+            raise BadRequest(f"a request frame has no member {name[:40]!r} (it takes {', '.join(sorted(allowed))})")
 
 
 def no_json_constants(name: str) -> object:

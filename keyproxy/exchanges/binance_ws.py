@@ -35,7 +35,7 @@ from keyproxy.exchanges.binance_fills import (
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
     OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
-    unique_members,
+    known_members, DuplicateMember, unique_members,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -152,13 +152,18 @@ def parse_frame(raw: bytes | str) -> dict[str, Any]:
     return _kept(raw, _parsed(raw))
 
 
+# the exchange's documented frame members (`known_members`)
+_MEMBERS = frozenset({"id", "method", "params"})
+
+
 def _parsed(raw: bytes | str) -> dict[str, Any]:
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError):
-        raise BadRequest("frame is not a JSON object") from None
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
     if not isinstance(frame, dict):
         raise BadRequest("frame is not a JSON object")
+    known_members(frame, _MEMBERS)
     if "id" not in frame or not isinstance(frame["id"], (str, int)) or isinstance(frame["id"], bool):
         raise BadRequest("frame has no id (a string or an integer)")
     if not isinstance(frame.get("method"), str) or not frame["method"]:

@@ -21,7 +21,7 @@ from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
     OrderUpdate,
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
-    SignContext, Verified, no_json_constants, unique_members,
+    SignContext, Verified, no_json_constants, DuplicateMember, unique_members,
 )
 from keyproxy.exchanges.base import Reported
 from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
@@ -36,8 +36,8 @@ PUBLIC_CHANNELS = frozenset({"heartbeats", "status", "ticker", "ticker_batch", "
 def parse(raw: bytes | str) -> dict[str, Any]:
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError):
-        raise BadRequest("frame is not a JSON object") from None
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
     if not isinstance(frame, dict) or frame.get("type") not in ("subscribe", "unsubscribe"):
         raise BadRequest("a frame is a JSON object whose type is subscribe or unsubscribe")
     channel = frame.get("channel")

@@ -24,7 +24,7 @@ from keyproxy.exchanges._ws import WsDialect
 from keyproxy.exchanges.base import (
     OrderUpdate,
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
-    no_json_constants, unique_members,
+    no_json_constants, known_members, DuplicateMember, unique_members,
 )
 from keyproxy.exchanges.kraken_facts import MARKET, PLACING, TRIGGERED, kraken_facts, pair_id
 from keyproxy.exchanges.kraken_fills import kraken_stream_updates
@@ -45,14 +45,19 @@ MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the 
 MAX_FRAME_ID = 2 ** 53  # an id a JSON reader anywhere on the way reads back exactly
 
 
+# the exchange's documented frame members (`known_members`)
+_MEMBERS = frozenset({"method", "params", "req_id"})
+
+
 def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
     try:
         frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants,
                            **({"parse_float": str, "parse_int": str} if numbers_as_text else {}))
-    except (ValueError, RecursionError):
-        raise BadRequest("frame is not a JSON object") from None
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or not frame["method"]:
         raise BadRequest("a request frame is a JSON object with a method")
+    known_members(frame, _MEMBERS)
     if not isinstance(frame.get("params", {}), dict):
         raise BadRequest("params must be an object")
     req_id = frame.get("req_id")
