@@ -244,6 +244,12 @@ class Governor:
                 entry[1][0] = now
         return None
 
+    def force(self, charges: tuple[Charge, ...], now: float) -> None:
+        """Count a call that goes whatever the budgets say (keyproxy's own: a halt's cancels, a switch's re-arm) on
+        the shared meters: the bots' requests after it are refused sooner, never it."""
+        for c in charges:
+            self._meter(c).add(c.cost, now)
+
     def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, pool: _Pool,
                     entry: tuple[_Meter, list[float]], now: float) -> float:
         """Fair share: a bot within its share spends while the budget lasts; a bot over it may only borrow

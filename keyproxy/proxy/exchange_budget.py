@@ -60,17 +60,10 @@ class ExchangeBudget:
                outcome: Outcome, bot: str | None = None, reserve: bool = False) -> tuple[Charge, ...]:
         """`bot`: whose share it spends (None: the outcome's bot, or `(unsigned)`; "": no bot's, the budgets only)."""
         assert self.governor is not None
-        if not costs or account.adapter is None or account.upstream is None:
+        charges = self._charges(account, costs, path)
+        if not charges:
             return ()
-        # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
-        # API spends the REST API's weight); a per-account one is the account's
-        exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
-        name = account.info.name
-        resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
-        charges = tuple([Charge(resolve(exchange, name, budget, tiers),
-                                ip_scope if budget.per == "ip" else
-                                f"{name} {path}" if budget.per == "endpoint" else name, cost)
-                         for budget, cost in costs])
+        exchange = account.adapter.name  # type: ignore[union-attr]
         now = self.clock_ms() / 1000
         # a public request that carries no credential spends as one more bot, "(unsigned)": a flood of them
         # gets a share like any bot's, never the whole budget while signed bots are active
@@ -88,6 +81,41 @@ class ExchangeBudget:
                           f"{'closed: the exchange refused for rate' if banned else 'spent'}; retry in "
                           f"{math.ceil(wait)} s", wait)
         return charges
+
+    def _charges(self, account: AccountEntry, costs: tuple[tuple[Budget, int], ...], path: str) -> tuple[Charge, ...]:
+        assert self.governor is not None
+        if not costs or account.adapter is None or account.upstream is None:
+            return ()
+        # a per-IP budget is the exchange environment's, whichever host and transport (Binance's WebSocket
+        # API spends the REST API's weight); a per-account one is the account's
+        exchange, ip_scope = account.adapter.name, f"{account.adapter.name}@{account.upstream.environment.name}"
+        name = account.info.name
+        resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
+        return tuple([Charge(resolve(exchange, name, budget, tiers),
+                             ip_scope if budget.per == "ip" else
+                             f"{name} {path}" if budget.per == "endpoint" else name, cost)
+                      for budget, cost in costs])
+
+    def own(self, account: AccountEntry, spec: tuple[str, str, str, bytes]) -> tuple[Charge, ...]:
+        """A call of keyproxy's own that must go whatever the budget says (a halt's cancels, a dead man's switch
+        re-armed, a WebSocket token): counted on the budgets' meters, never refused, so the bots are refused
+        before keyproxy's own calls push the exchange over its limit (session 33's review: they were not
+        counted at all). In no bot's share."""
+        if self.governor is None or account.adapter is None:
+            return ()
+        method, path, query, body = spec
+        incoming = IncomingRequest(method, path, query, {}, body)
+        charges = self._charges(account, account.adapter.costs(incoming), account.adapter.budget_path(incoming))
+        self.governor.force(charges, self.clock_ms() / 1000)
+        return charges
+
+    def observe_own(self, account: AccountEntry, charges: tuple[Charge, ...], status: int,
+                    headers: Mapping[str, str], body: bytes) -> None:
+        """An own call's answer: the exchange's count and its refusal for rate, as a bot's answer's."""
+        if self.governor is None or account.adapter is None or not charges:
+            return
+        hold = account.adapter.rate_limit_hold(status, headers, body)
+        self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
 
     def observe(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
                 body: bytes | None, outcome: Outcome,

@@ -45,10 +45,17 @@ class OwnCalls:
 
     async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes],
                    seen: Seen | None = None) -> tuple[int, bytes]:
-        """(status, body); `seen` is handed the answer's status, headers and body first (the budget's count)."""
+        """(status, body); `seen` is handed the answer's status, headers and body first (the caller charged the
+        exchange's budget and counts the answer). Without it the call is counted on the budgets (never refused:
+        `ExchangeBudget.own`) and its answer read for their counts."""
         adapter: Any = account.adapter
         assert account.upstream is not None and account.key is not None
         name = account.info.name
+        if seen is None:
+            budget = self._core.budget
+            charges = budget.own(account, spec)
+            seen = (lambda status, headers, body: budget.observe_own(account, charges, status, headers, body)) \
+                if charges else None
         if not adapter.needs_nonce:
             return await signed_call(adapter, account.upstream, account.key, self._clients, spec, seen=seen)
         async with self._core.account_turn(name, adapter) as turn:

@@ -264,8 +264,10 @@ class RiskWatch:
         try:
             route = self._core.route(name, method, path, own)
             # the reserve: a bot reading in a loop must not keep the limits' own reads out (session 30's review)
-            self._core.budget.spend(route, IncomingRequest(method, path, query, {}, body), own, reserve=True)
-            status, answer = await self._own.send(account, spec)
+            budget = self._core.budget
+            charges = budget.spend(route, IncomingRequest(method, path, query, {}, body), own, reserve=True)
+            status, answer = await self._own.send(account, spec, lambda status, headers, answer: budget.observe(
+                route, charges, status, headers, answer, own))
         except Refused as e:
             log.info("reconciliation skipped", account=name, scope=scope, code=e.code)
             return None
