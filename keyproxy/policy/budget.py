@@ -115,7 +115,11 @@ class _Meter:
             return 0.0
         kind, window = self.kind, self.window
         if kind == "fixed":
-            return (now // window + 1) * window - now
+            # the next window starts with this one's last second carried: a wait to its start that still would
+            # not fit there is a wait to the window after (a Retry-After the bot would be refused at again)
+            index = now // window
+            carried = self.carry if self.index == index else 0.0
+            return (index + 1) * window - now + (window if carried + cost > ceiling else 0.0)
         if kind == "rolling":
             freed = 0.0
             for t, c in self.log:

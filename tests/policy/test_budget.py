@@ -204,6 +204,18 @@ def test_a_request_spent_at_a_windows_edge_counts_in_the_next_window_too() -> No
     assert [g.spend(_charge(), False, T0 + 130) for _ in range(8)] == [None] * 8  # away from the edges: all of it
 
 
+def test_the_wait_asked_at_a_windows_edge_counts_what_is_carried_into_the_next() -> None:
+    """A request refused in the last second of a window that the carry would refuse in the next too is told to wait
+    for the window after, not for the next one's start (where it would be refused again: session 33's review)."""
+    g = Governor(reserve=0.1)
+    assert [g.spend(_charge(), False, T0 + 59.2) for _ in range(9)] == [None] * 9  # 90 of 90, all carried
+    assert round(g.spend(_charge(), False, T0 + 59.5) or 0, 3) == 60.5  # to T0 + 120, not T0 + 60
+    assert g.spend(_charge(), False, T0 + 60.5) == 59.5  # at the next window's start: still full (the carry)
+    g2 = Governor(reserve=0.1)
+    assert [g2.spend(_charge(), False, T0 + 30) for _ in range(9)] == [None] * 9  # spent away from the edge
+    assert g2.spend(_charge(), False, T0 + 59.5) == 0.5  # nothing carried: the next window's start
+
+
 def test_the_exchanges_count_read_at_a_windows_edge_is_that_windows_only() -> None:
     """A correction from the exchange's own count is the window it counted in: read in the last second, it was
     carried whole into the next minute (the regression review of the edge rule)."""
