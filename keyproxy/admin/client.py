@@ -62,7 +62,9 @@ class AdminClient:
             raise ERROR_CLASSES.get(doc["error"], KeyproxyError)(doc.get("message", "admin call failed"))
         lagging = doc.get("fleet_lagging")
         if isinstance(lagging, list) and lagging:
-            print(f"keyproxy: warning: fleet instance(s) {', '.join(map(str, lagging))} have not applied this change "
+            # instance names come from Redis heartbeats: shown escaped when they hold what a terminal acts on
+            names = ", ".join(n if n.isprintable() else ascii(n) for n in map(str, lagging))
+            print(f"keyproxy: warning: fleet instance(s) {names} have not applied this change "
                   f"yet; an instance that cannot reach the shared state refuses every bot request once its state is "
                   f"{STALE_S:g} s old", file=sys.stderr)
         return doc.get("result")

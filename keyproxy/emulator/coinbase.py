@@ -121,8 +121,8 @@ class CoinbaseEmulator(CoinbaseHandlers):
         try:
             account, perms = self._authenticate(request, route, note, now)
             # Advanced Trade's per-second limits: a private request per user, a public one per IP (the v2 App
-            # API's private requests count by the hour: not enforced here)
-            if (route.api == "v3" or not route.private) and self.rate.refused(
+            # API counts by the hour: not enforced here)
+            if route.api == "v3" and self.rate.refused(
                     account.key.api_key if route.private and account else None, now):
                 raise rate_limited(route.api)
             call = Call(

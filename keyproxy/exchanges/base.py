@@ -634,11 +634,10 @@ def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
     (`sz` beside `SZ`: keyproxy reads one, an exchange whose reader matches names regardless of case, as Go's
     encoding/json does, may read the other: session 34's review)."""
     members = dict(pairs)
-    if len(members) == len(pairs) and (len(pairs) < 2 or len({k.lower() for k in members}) == len(pairs)):
+    if len(members) == len(pairs) and (len(pairs) < 2 or len({k.casefold() for k in members}) == len(pairs)):
         return members  # the usual case, decided without counting (this runs for every object)
-    keys = [k.lower() for k, _ in pairs]
-    counts = Counter(keys)
-    repeated = next(k for k, _ in pairs if counts[k.lower()] > 1)
+    counts = Counter(k.casefold() for k, _ in pairs)  # casefold: `ſz` folds to `sz` as Go's folding does
+    repeated = next(k for k, _ in pairs if counts[k.casefold()] > 1)
     raise DuplicateMember(f"parameter {repeated[:40]!r} is given more than once (names are compared in any case)")
 
 

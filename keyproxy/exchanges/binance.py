@@ -468,9 +468,12 @@ class Binance(AdapterHooks):
                     "(/ws-api/v3, userDataStream.subscribe.signature) through keyproxy instead")
         return None
 
-    # "WebSocket connections have a limit of 5 incoming messages per second ... A connection that goes beyond the
-    # limit will be disconnected; IPs that are repeatedly disconnected may be banned" (web-socket-streams.md)
-    relay_frames = (5, 1.0)
+    def relay_frames(self, path: str) -> tuple[int, float] | None:
+        """"WebSocket connections have a limit of 5 incoming messages per second ... A connection that goes beyond
+        the limit will be disconnected; IPs that are repeatedly disconnected may be banned" (spot's streams); 10 for
+        the futures and options streams (`/public/...`, `/market/...`). Binance counts PING and PONG frames too, and
+        keyproxy pings the exchange's socket itself: one message of each second is left for that."""
+        return (9, 1.0) if path.startswith(("/public/", "/market/")) else (4, 1.0)
 
     def relays_websocket(self, path: str) -> bool:
         """Market data streams (`/ws`, `/ws/<streams>`, `/stream`, futures `/public/ws`, `/market/ws`): no

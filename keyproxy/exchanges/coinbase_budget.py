@@ -23,11 +23,13 @@ HOLD_S = 1.0  # a 429 with no Retry-After: Coinbase's windows are a second (its 
 
 
 def coinbase_costs(path: str, public: bool) -> tuple[tuple[Budget, int], ...]:
-    """A public request spends the IP's public budget; a signed Advanced Trade one the account's per second, a
-    signed v2 one the App API's hour."""
+    """A public Advanced Trade request spends the IP's public budget, a signed one the account's per second, a
+    signed v2 one the App API's hour; v2's public data (currencies, prices, time) none keyproxy models (the App
+    API counts by the hour and documents no per-IP limit: session 34's regression review)."""
+    v2 = path.startswith("/v2/")
     if public:
-        return ((PUBLIC_REQUESTS, 1),)
-    return ((APP_REQUESTS, 1),) if path.startswith("/v2/") else ((PRIVATE_REQUESTS, 1),)
+        return () if v2 else ((PUBLIC_REQUESTS, 1),)
+    return ((APP_REQUESTS, 1),) if v2 else ((PRIVATE_REQUESTS, 1),)
 
 
 def coinbase_rate_limit_hold(status: int, headers: Mapping[str, str]) -> tuple[float, str | None] | None:

@@ -290,9 +290,10 @@ class AdapterHooks:
         """Why the exchange no longer serves this endpoint (said in the refusal), else None."""
         return None
 
-    # messages a bot may send on one market data socket in `[1]` seconds (None: the exchange sets no such limit
-    # keyproxy models): over it the exchange drops the socket, and may ban the IP for every bot
-    relay_frames: tuple[int, float] | None = None
+    def relay_frames(self, path: str) -> tuple[int, float] | None:
+        """Messages a bot may send on one market data socket to `path` in `[1]` seconds (None: the exchange sets no
+        such limit keyproxy models): over it the exchange drops the socket, and may ban the IP for every bot."""
+        return None
 
     def names_private_stream(self, text: str) -> bool:
         """Whether a public stream's URL (`path?query`) or a frame sent on it names what could be a private

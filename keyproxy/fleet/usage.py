@@ -208,7 +208,8 @@ class FleetUsage:
 
     def __init__(self, fleet: FleetStore) -> None:
         self.fleet = fleet
-        self._queue: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue(maxsize=100_000)
+        # (kind, payload, when it was queued): a batch's first change is its oldest (`writing_since`)
+        self._queue: asyncio.Queue[tuple[str, tuple[object, ...], float]] = asyncio.Queue(maxsize=100_000)
         self.failing_since: float | None = None  # when the batch being written first failed (None: it did not)
         self.writing_since: float | None = None  # when the batch being written was taken (None: none is)
         self.dropped = 0  # changes Redis refused (each logged): never retried, since a retry cannot make them pass
@@ -317,7 +318,7 @@ class FleetUsage:
 
     def _put(self, kind: str, payload: tuple[object, ...]) -> None:
         try:
-            self._queue.put_nowait((kind, payload))
+            self._queue.put_nowait((kind, payload, time.monotonic()))
         except asyncio.QueueFull:  # Redis long gone: counts are rebuilt by the bots' own open-order queries
             pass
 
@@ -332,10 +333,13 @@ class FleetUsage:
         try:
             while True:
                 _cancelled_meanwhile()  # a cancel redis-py swallowed during the last write
-                batch = [await self._queue.get()]
-                self.writing_since = time.monotonic()
+                first = await self._queue.get()
+                # counted from when the oldest change was queued: after an outage each batch of the backlog is
+                # written quickly, while the changes behind it are still not in Redis (the regression review)
+                self.writing_since = first[2]
+                batch = [first[:2]]
                 while len(batch) < BATCH and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get_nowait()[:2])
                 while True:
                     try:
                         await self._write(client, batch)

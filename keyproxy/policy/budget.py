@@ -220,7 +220,9 @@ class Governor:
                 wait = max(wait, banned[c.key] - now)
                 continue
             meter = self._meter(c)
-            ceiling = meter.limit if way_out else math.floor(meter.limit * keep)
+            # a budget of a few (a fleet's part of OKX's 3 sockets a second) keeps one for ordinary requests: the
+            # reserve's floor left 0 and refused every one of them (session 34's regression review)
+            ceiling = meter.limit if way_out else max(min(1, meter.limit), math.floor(meter.limit * keep))
             pool = entry = None
             if bot:
                 pool = pools.get(c.key)

@@ -54,7 +54,8 @@ class ExchangeBudget:
         `(unsigned)` share is the public requests', which a handshake's weight must not crowd out)."""
         if self.governor is None or account.adapter is None:
             return ()
-        return self._spend(account, account.adapter.connection_costs(path), path, outcome, bot or "")
+        # a socket may be how a bot gets out (its cancels go over it): the whole budget, the reserve too
+        return self._spend(account, account.adapter.connection_costs(path), path, outcome, bot or "", reserve=True)
 
     def _spend(self, account: AccountEntry, costs: tuple[tuple[Budget, int], ...], path: str,
                outcome: Outcome, bot: str | None = None, reserve: bool = False) -> tuple[Charge, ...]:

@@ -42,7 +42,7 @@ from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.upstream import UpstreamClients
 from keyproxy.proxy.ws_limits import (  # noqa: F401 - SocketLimits and ws_origin are imported from here too
     ANONYMOUS_GRACE_S, BOT_SEND_S, CLOSE_GOING_AWAY, CLOSE_POLICY, DRAIN_S, PRIVATE_NAME, PUBLIC, FrameMeter,
-    SocketLimits, ws_origin,
+    SocketLimits, evictable, ws_origin,
 )
 
 log = logging.getLogger("keyproxy.proxy")
@@ -91,7 +91,7 @@ class WebSocketEdge:
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
         outcome.method, outcome.path, outcome.endpoint, outcome.transport = "GET", path, "ws connect", "ws"
-        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not await self._evict_anonymous():
+        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not self._evictable():
             raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         account = self._core.account(account_name, outcome)
         adapter = account.adapter
@@ -121,12 +121,18 @@ class WebSocketEdge:
             query = dialect.upstream_query(query) if dialect is not None else query  # type: ignore[attr-defined]
         except BadRequest as e:
             raise _bad_request(e) from None
+        sync = self._admission.sync
+        if sync is not None and sync.stale() and not public:  # a revocation elsewhere may be waiting (session 34)
+            raise Refused("shared_state_unavailable", "this keyproxy has not reached the fleet's shared state for "
+                          "a while: no socket that carries a bot's data opens until it is back", 1.0)
         if public and self.public_sockets() >= self._limits.max_sockets // 2:
             # a market data stream needs no credential: a flood of them must leave room for the bots' signed
             # sockets (session 33's review: 512 public sockets refused every bot's WebSocket API handshake)
             raise Refused("unavailable", "keyproxy holds as many market data sockets as it allows (half of "
                           "max_sockets); retry later")
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP
+        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not await self._evict_anonymous():
+            raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         held = ["", stream_bot] if stream_bot is not None else ["", PUBLIC] if public else [""]
         self._opening.update(held)
         try:
@@ -138,15 +144,16 @@ class WebSocketEdge:
             for name in [n for n, count in self._opening.items() if count <= 0]:
                 del self._opening[name]
 
+    def _evictable(self) -> _Connection | None:
+        return evictable(self.connections, self.public_sockets(), self._limits.max_sockets)
+
     async def _evict_anonymous(self) -> bool:
-        """Close the oldest socket on a signed path that no bot authenticated on within ANONYMOUS_GRACE_S and that
-        waits for no answer (it holds a place and an exchange socket for no one); False when there is none."""
-        cutoff = int(time.time() * 1000) - ANONYMOUS_GRACE_S * 1000
-        idle = [c for c in self.connections if c.dialect is not None and not c.bots and not c.pending
-                and not c.private_stream and c.closing is None and c.connected_since < cutoff]
-        if not idle:
+        """Close `_evictable`'s socket (session 34's review: sockets that never logged in held max_sockets and
+        refused every bot's handshake); checked after the handshake's own checks and spend, so a handshake that
+        is refused closes nothing. False when there is none."""
+        victim = self._evictable()
+        if victim is None:
             return False
-        victim = min(idle, key=lambda c: c.connected_since)
         victim.closing = (f"keyproxy: no bot authenticated on this socket within {ANONYMOUS_GRACE_S:g} s, and "
                           "another needed its place")
         log.warning("closed a socket no bot authenticated on, to make room", extra={"account": victim.account})
@@ -183,7 +190,8 @@ class WebSocketEdge:
         outcome.decision = "allow"
         conn = _Connection(self, bot_ws, upstream, account_name, path, dialect, request, account.info.version)
         conn.public_names_private = adapter.names_private_stream
-        conn.relay_meter = FrameMeter(*adapter.relay_frames) if adapter.relay_frames else None
+        frames = adapter.relay_frames(path) if dialect is None else None
+        conn.relay_meter = FrameMeter(*frames) if frames else None
         conn.public = PUBLIC in held
         if stream_bot is not None:  # a private event stream: it closes when its bot may no longer read
             conn.bots.add(stream_bot)
@@ -268,6 +276,7 @@ class _Connection:
         self.readers: set[str] = set()  # bots that read on this socket (a private subscription): closed without read
         self.public_names_private: Callable[[str], bool] = lambda text: False  # a public relay's frame check
         self.relay_meter: FrameMeter | None = None  # and its messages' limit (`AdapterHooks.relay_frames`)
+        self.spoke = False  # the bot sent a frame on it (an anonymous socket in use: `WebSocketEdge._evictable`)
         self.token_pinned = False  # a private subscription used it: valid for the socket's life
         self.closing: str | None = None
         self.bot_gone = False  # answers still read and learned, no longer relayed (`_drain`)
@@ -312,6 +321,7 @@ class _Connection:
     async def _from_bot(self) -> None:
         async for msg in self.bot_ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
+                self.spoke = True
                 if self.private_stream:
                     await self._refuse(None, Refused("bad_request", "a user data stream takes no requests"), Outcome(
                         request_id=new_request_id(), account=self.account, path=self.path, source_ip=self.peer,

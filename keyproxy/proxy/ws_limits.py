@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 CLOSE_POLICY = 1008  # RFC 6455 policy violation: SDKs log the reason
 CLOSE_GOING_AWAY = 1001
@@ -73,3 +75,18 @@ class FrameMeter:
     def refusal(self) -> str:
         return (f"keyproxy: more than {self.count} messages in {self.window:g} s on a market data socket (the "
                 "exchange drops such a socket and may ban the IP for every bot)")
+
+
+def evictable(connections: Iterable[Any], public: int, max_sockets: int) -> Any:
+    """The socket to close for a handshake when keyproxy holds max_sockets: of the sockets on a signed path no bot
+    authenticated on within ANONYMOUS_GRACE_S and waiting for no answer, the oldest that never sent a frame; else,
+    while such sockets and the `public` market data relays hold over half of max_sockets (the public half), the
+    oldest of them (a public request or subscription on a signed path, which a bot may use without signing, is
+    such a socket's only use). None: nothing may be closed."""
+    cutoff = int(time.time() * 1000) - ANONYMOUS_GRACE_S * 1000
+    anonymous = [c for c in connections if c.dialect is not None and not c.bots and not c.pending
+                 and not c.private_stream and c.closing is None and c.connected_since < cutoff]
+    idle = [c for c in anonymous if not c.spoke]
+    if not idle and public + len(anonymous) > max_sockets // 2:
+        idle = anonymous
+    return min(idle, key=lambda c: c.connected_since) if idle else None

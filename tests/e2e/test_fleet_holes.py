@@ -509,6 +509,15 @@ def test_an_instance_cut_off_from_redis_serves_no_bot_once_its_state_may_lack_a_
             assert (status, body.get("error")) == (503, "shared_state_unavailable"), (path, body)
             assert "revocation" in body["message"]
         assert fleet.a.journal()[start:] == []  # nothing reached the exchange
+
+        async def reconnect() -> int:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    await session.ws_connect(f"{fleet.b.proxy_url.replace('http', 'ws')}/main/ws-api/v3")
+                except aiohttp.WSServerHandshakeError as e:
+                    return e.status
+            return 101
+        assert asyncio.run(reconnect()) == 503  # no socket that carries a bot's data opens meanwhile
     finally:
         relay.heal()
     deadline = time.monotonic() + 10

@@ -46,4 +46,6 @@ def test_rest_bodies_are_held_to_the_same_rule() -> None:
     """`unique_members` reads every JSON body a bot sends (Bybit, OKX, Coinbase, Hyperliquid, Binance batches)."""
     with pytest.raises(DuplicateMember):
         unique_members([("qty", "1"), ("Qty", "100")])
+    with pytest.raises(DuplicateMember):  # U+017F folds to "s" (Go's encoding/json matches it so)
+        unique_members([("sz", "1"), ("\u017fz", "1000")])
     assert unique_members([("a", 1), ("b", 2)]) == {"a": 1, "b": 2}

@@ -224,3 +224,17 @@ def test_the_exchanges_count_read_at_a_windows_edge_is_that_windows_only() -> No
     assert g.spend(charge, False, T0 + 59.5) is None
     g.observe(charge, {"x-mbx-used-weight-1m": "80"}, T0 + 59.6)
     assert [g.spend(_charge(), False, T0 + 60.5) for _ in range(8)] == [None] * 8  # 1 carried, not 80: 81 of 90
+
+
+def test_a_budget_of_a_few_split_between_workers_keeps_one_for_ordinary_requests() -> None:
+    """OKX allows 3 socket opens a second per IP: two workers on one host get 1 each, and the reserve's floor left 0,
+    so every handshake was refused for good (session 34's regression review)."""
+    g = Governor(reserve=0.1)
+    g.set_fleet(2, 2)
+    sockets = Budget("WS_CONNECTIONS", "ip", 3, 1.0, kind="rolling")
+    one = g.resolve("okx", "main", sockets, {})
+    assert one.limit == 1
+    charge = (Charge(one, "okx@live", 1),)
+    assert g.spend(charge, False, 100.0) is None
+    assert g.spend(charge, False, 100.5) is not None  # its one a second
+    assert g.spend(charge, False, 101.1) is None
