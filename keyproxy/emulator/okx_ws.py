@@ -57,9 +57,10 @@ class OkxWs:
         if op == "login":
             return self._login(ws, args, entry)
         if op in ("subscribe", "unsubscribe"):
-            if ws not in self.sessions:
-                return {"event": "error", "code": "60011", "msg": "Please log in"}
             arg = args[0] if args and isinstance(args[0], dict) else {}
+            # candlesticks on /business need no login (docs-v5 "Candlesticks channel"); every other channel does
+            if ws not in self.sessions and not str(arg.get("channel", "")).startswith("candle"):
+                return {"event": "error", "code": "60011", "msg": "Please log in"}
             channels = self.channels.setdefault(ws, set())
             (channels.add if op == "subscribe" else channels.discard)(str(arg.get("channel")))
             if op == "subscribe" and arg.get("channel") == "account":  # OKX pushes a snapshot first

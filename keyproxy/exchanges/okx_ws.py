@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from keyproxy.exchanges import _sign
@@ -29,6 +30,10 @@ from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/ws/v5/private", "/ws/v5/business")
 VERIFY = "GET/users/self/verify"
+# the market data channels OKX serves on /ws/v5/business with no login (docs-v5: candlesticks, mark and index
+# candlesticks, spread candlesticks and public spread data)
+_PUBLIC_CHANNEL = re.compile(r"(?:mark-price-|index-|sprd-)?candle[0-9A-Za-z]{2,8}|sprd-(?:public-trades|bbo-tbt|"
+                             r"books5|books-l2-tbt|tickers)")
 WINDOW_S = 30
 T, R = EndpointClass.TRADE, EndpointClass.READ
 # op -> (class, the REST endpoint whose facts value it)
@@ -98,6 +103,18 @@ class OkxWsApi(WsDialect):
     def classify(self, method: str, path: str) -> Endpoint | None:
         spec = OPS.get(method) if path in WS_PATHS else None
         return Endpoint(spec[0], f"ws {method}", method == "login") if spec else None
+
+    def classify_request(self, req: IncomingRequest) -> Endpoint | None:
+        """A subscription to market data only on `/ws/v5/business` (candles: ccxt.pro's `watch_ohlcv` subscribes
+        there without logging in) is public: it carries no credential and reads nothing of the account."""
+        if req.path != "/ws/v5/business":
+            return None
+        frame = parse(req.body)
+        args = frame.get("args") or []
+        if frame["op"] in ("subscribe", "unsubscribe") and args and all(
+                isinstance(a.get("channel"), str) and _PUBLIC_CHANNEL.fullmatch(a["channel"]) for a in args):
+            return Endpoint(EndpointClass.PUBLIC, f"ws {frame['op']} (market data)", False)
+        return None
 
     def ws_frame(self, text: str) -> tuple[object, str]:
         frame = parse(text)

@@ -221,3 +221,18 @@ async def test_socket_opens_spend_okxs_connection_limit(tmp_path: Any) -> None:
                 await ws.close()
         assert 'keyproxy_exchange_budget_refusals_total{' in dev.metrics()
         assert len(handshakes) <= 3, handshakes
+
+
+async def test_candles_on_the_business_socket_need_no_login(dev: DevStack) -> None:
+    """ccxt.pro's `watch_ohlcv` subscribes to `candle1m` on /ws/v5/business without logging in (OKX serves
+    candlesticks there to anyone): keyproxy refused it as `unknown_bot` (session 34's regression review). Market data
+    channels pass with no credential; the account's own channels still need the bot's login."""
+    creds = dev.add_bot("okx-candles", "okx", "read")
+    business = url(creds).replace("/ws/v5/private", "/ws/v5/business")
+    async with aiohttp.ClientSession() as session, session.ws_connect(business) as ws:
+        await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "candle1m", "instId": "BTC-USDT"}]}))
+        answer = json.loads((await ws.receive(timeout=10)).data)
+        assert answer.get("event") == "subscribe" and answer["arg"]["channel"] == "candle1m", answer
+        await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "orders-algo", "instType": "ANY"}]}))
+        refused = json.loads((await ws.receive(timeout=10)).data)
+        assert refused.get("event") == "error" and refused.get("keyproxy_error") == "unknown_bot", refused
