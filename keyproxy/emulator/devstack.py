@@ -32,7 +32,7 @@ ROOTS: list[Path] = []
 FAST_KDF = "[vault.kdf]\nmemory_kib = 19456\niterations = 2\nlanes = 1\n"
 # budgets the emulator does not enforce unless a test sets them, lent room in a stack (see DevStack.__post_init__)
 LENT_BUDGETS = ("hyperliquid.IP_WEIGHT", "coinbase.PRIVATE_REQUESTS", "coinbase.PUBLIC_REQUESTS",
-                "okx.WS_CONNECTIONS", "kraken.WS_CONNECTIONS")
+                "coinbase.WS_UNAUTHENTICATED", "okx.WS_CONNECTIONS", "kraken.WS_CONNECTIONS")
 _URL = re.compile(r"https?://127\.0\.0\.1:[0-9]+")
 DEFAULT_PERMISSIONS = {"enableReading": True, "enableSpotAndMarginTrading": True, "enableFutures": True}
 

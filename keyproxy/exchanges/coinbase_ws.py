@@ -25,6 +25,8 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.exchanges.base import Reported
 from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
+from keyproxy.exchanges.coinbase_budget import WS_UNAUTHENTICATED
+from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
 
 WS_PATHS = ("/", "/user")
@@ -69,6 +71,11 @@ class CoinbaseWsApi(WsDialect):
         if frame["channel"] in PUBLIC_CHANNELS:
             return Endpoint(EndpointClass.PUBLIC, f"ws {frame['type']} {frame['channel']}", False)
         return Endpoint(EndpointClass.READ, f"ws {frame['type']} {frame['channel']}")
+
+    def costs(self, req: IncomingRequest) -> tuple[tuple[Budget, int], ...]:
+        """A frame with no JWT goes unauthenticated (sign() mints one only for a frame that came with one): the
+        IP's 8 a second (session 33's review: public frames were relayed unmetered)."""
+        return () if "jwt" in parse(req.body) else ((WS_UNAUTHENTICATED, 1),)
 
     def ws_frame(self, text: str) -> tuple[object, str]:
         frame = parse(text)

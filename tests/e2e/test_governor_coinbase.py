@@ -21,12 +21,13 @@ from tests.e2e.test_governor_venues import hammer
 
 ccxt = pytest.importorskip("ccxt")
 
-PRIVATE, PUBLIC = 6, 8
+PRIVATE, PUBLIC, UNAUTHENTICATED = 6, 8, 4
 CONFIG = f"""[governor]
 reserve = 0.1
 [governor.limits]
 "coinbase.PRIVATE_REQUESTS" = {PRIVATE}
 "coinbase.PUBLIC_REQUESTS" = {PUBLIC}
+"coinbase.WS_UNAUTHENTICATED" = {UNAUTHENTICATED}
 """
 PRODUCT = "/api/v3/brokerage/market/products/BTC-USD"
 
@@ -118,3 +119,24 @@ def test_a_coinbase_429_holds_the_budget_for_a_second_not_a_minute(stack: tuple[
     limits(dev, coinbase_per_s={})
     time.sleep(1.2)
     assert isinstance(b.fetch_open_orders(), list)  # a second later it goes again
+
+
+async def test_unauthenticated_socket_messages_share_the_ips_eight_a_second(stack: tuple[DevStack, RealKey]) -> None:
+    """Coinbase: 8 unauthenticated WebSocket messages a second per IP (here 4, of which 3 for ordinary messages: the
+    reserve; session 33's review: public frames went unmetered). A subscribe with no JWT past it is answered with
+    Coinbase's error frame by keyproxy, unsent."""
+    import json
+
+    import aiohttp
+
+    dev, _ = stack
+    time.sleep(1.1)
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            dev.proxy_url.replace("http", "ws") + "/coinbase") as ws:
+        for _ in range(5):
+            await ws.send_str(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "heartbeats"}))
+        answers = []
+        while len([a for a in answers if a.get("channel") == "subscriptions" or a.get("type") == "error"]) < 5:
+            answers.append(json.loads((await ws.receive(timeout=10)).data))
+    refused = [a for a in answers if a.get("type") == "error"]
+    assert len(refused) == 5 - 3 and all("budget_exhausted" in json.dumps(a) for a in refused), answers

@@ -178,7 +178,8 @@ def test_coinbase_charges_private_requests_per_account_and_public_ones_per_ip() 
     assert _names(a.connection_costs("/user")) == [("WS_CONNECTIONS", 1)]
     assert {b.name: (b.per, b.limit, b.window_s, b.kind) for b in a.budgets} == {
         "PRIVATE_REQUESTS": ("account", 30, 1.0, "rolling"), "PUBLIC_REQUESTS": ("ip", 10, 1.0, "rolling"),
-        "APP_REQUESTS": ("account", 10_000, 3600.0, "rolling"), "WS_CONNECTIONS": ("ip", 750, 1.0, "rolling")}
+        "APP_REQUESTS": ("account", 10_000, 3600.0, "rolling"), "WS_CONNECTIONS": ("ip", 750, 1.0, "rolling"),
+        "WS_UNAUTHENTICATED": ("ip", 8, 1.0, "rolling")}
     assert a.rate_limit_hold(429, {}, b"<html>") == (1.0, None)
     assert a.rate_limit_hold(429, {"retry-after": "5"}, None) == (5.0, None)
     assert a.rate_limit_hold(200, {}, b"{}") is None
