@@ -37,6 +37,7 @@ from keyproxy.proxy.dead_man import DeadManKeeper, check_switches
 from keyproxy.proxy.heartbeat import HeartbeatWatch
 from keyproxy.proxy.risk_watch import RiskWatch
 from keyproxy.proxy.own_calls import OwnCalls
+from keyproxy.proxy.replay import LOOKBACK_S as REPLAY_LOOKBACK_S, recent_replays
 from keyproxy.rotation import KeyAtExchange, audit_accounts, bot_scopes, check_new_key, real_key
 from keyproxy.metrics import Metrics, budget_families, key_age_families, rotation_due
 from keyproxy.proxy.pipeline import Pipeline, ProxyLimits
@@ -191,6 +192,13 @@ class Daemon:
                                             self.nonces, store, UsageBook(store), governor=self.governor,
                                             public_ttls=gs.cache)
         recorder.unsent = pipeline.core.in_flight.land  # a refused order gives back what it held on its way
+        # the replay ids of the requests forwarded in the last minutes (their forward lines): a replay after a
+        # restart is refused within the request's window as before it (session 34's crash review)
+        started = time.time()
+        kept = pipeline.core.replays.preload(recent_replays(audit_dir, started - REPLAY_LOOKBACK_S),
+                                             int(started * 1000))
+        if kept:
+            log.info("signed requests still in their window remembered from the audit trail", count=kept)
         # an order's answer written down before it is relayed, learned just after (replayed at start: `start`)
         pipeline.core.journal = AnswerJournal(settings.state_dir, store, index)
         if pipeline.core.governor is not None:

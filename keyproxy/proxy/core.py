@@ -180,7 +180,8 @@ class Core(CoreIdentity, CoreAnswers):
         # so nothing below (and no anomaly finding) may act on that bot
         if self.fleet:
             outcome.shared = SharedCharges(bot.info.name)
-        incoming, proven = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared)
+        incoming, proven = self._authenticate(adapter, bot, endpoint, incoming, now_ms, logged_on, outcome.shared,
+                                              outcome)
         outcome.bot, outcome.authenticated, outcome.credential = bot.info.name, True, bot.credential
         outcome.proven = proven
         if proven:  # the bot is alive (heartbeat_seconds): a key id alone, which is no secret, says nothing of it

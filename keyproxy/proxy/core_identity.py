@@ -3,12 +3,13 @@ learns nothing), its signature, nonce sequence and replay check, and its standin
 
 from __future__ import annotations
 
+
 from keyproxy.exchanges.base import Adapter, AuthFailure, BadRequest, Endpoint, IncomingRequest
 from keyproxy.fleet.charges import SharedCharges
 from keyproxy.proxy.outcome import Outcome
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import AccountEntry, BotEntry, Snapshot
-from keyproxy.proxy.replay import ReplayCache
+from keyproxy.proxy.replay import ReplayCache, digest
 from keyproxy.secret import Secret
 from keyproxy.state import StateStore
 
@@ -64,11 +65,12 @@ class CoreIdentity:
                           "no request uses it until an operator restores or rotates it")
 
     def _authenticate(self, adapter: object, bot: BotEntry, endpoint: Endpoint, req: IncomingRequest,
-                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None
-                      ) -> tuple[IncomingRequest, bool]:
+                      now_ms: int, logged_on: bool = False, shared: SharedCharges | None = None,
+                      outcome: Outcome | None = None) -> tuple[IncomingRequest, bool]:
         """The bot's signature, its nonce sequence and the replay check; in a fleet the last two are also
         the fleet's (`shared`), checked with the request's other shared charges. With whether anything proved the
-        bot (False: a key-only endpoint's request, its key id alone)."""
+        bot (False: a key-only endpoint's request, its key id alone). The replay ids recorded go on `outcome`
+        (`Outcome.replay`: its forward line keeps them for a restart)."""
         if bot.info.mode == "token":
             return strip_or_refuse(adapter, req), True
         if bot.key is None or bot.info.status not in ("active", "suspended"):
@@ -95,13 +97,18 @@ class CoreIdentity:
             if verified.also_seen:
                 shared.replays.append((verified.also_seen, ttl, False))
         if verified.replay_id:
-            seen = self.replays.first_sighting(verified.replay_id, verified.expires_ms, now_ms)
+            first = digest(verified.replay_id)
+            seen = self.replays.first_sighting(first, verified.expires_ms, now_ms)
             if seen is None:
                 raise Refused("unavailable", "too many signed requests in flight; retry shortly")
             if not seen:
                 raise Refused("replayed_request", "this signed request was already received")
+            recorded: list[object] = [first]
             if verified.also_seen:  # remembered, not checked (a read's parameters: see Verified.also_seen)
-                self.replays.first_sighting(verified.also_seen, verified.expires_ms, now_ms)
+                recorded.append(also := digest(verified.also_seen))
+                self.replays.first_sighting(also, verified.expires_ms, now_ms)
+            if outcome is not None:
+                outcome.replay = [*recorded, verified.expires_ms]
         return verified.request, verified.proven
 
 

@@ -56,6 +56,9 @@ class Outcome:
     cache: str | None = None  # "hit": answered from the shared public-data cache; "shared": another request's answer;
     # "local": answered by keyproxy as the exchange would, nothing sent (a listenKey close other bots still need)
     no_store: bool = False  # the exchange marked its answer no-store/private: never shared
+    # the replay ids its check recorded (digests) and when they expire (ms): in its forward line, so a restart
+    # refuses the request's replay within its window (ReplayCache.preload)
+    replay: list[object] | None = None
     rate_limit: str | None = None  # the exchange refused for rate: "limit", or "ban" (418, a hold of minutes)
     max_age: float | None = None  # the exchange's Cache-Control max-age (no-cache: 0): a shared answer's ceiling
     shared: SharedCharges | None = None  # in a fleet: what the request spends of the shared state (fleet/gate.py)

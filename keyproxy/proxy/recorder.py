@@ -88,8 +88,11 @@ class Recorder:
                 "transport": o.transport}
 
     def before_forward(self, o: Outcome) -> None:
+        fields = self._fields(o)
+        if o.replay is not None:  # read back at a restart: the request's replay is refused within its window
+            fields["replay"] = o.replay
         try:
-            self._append("request.forward", self._fields(o))
+            self._append("request.forward", fields)
         except AuditUnavailable:
             raise Refused("audit_unavailable", "the audit trail cannot be written; nothing was sent") from None
         if self.responder is not None:

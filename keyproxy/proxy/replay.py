@@ -1,8 +1,24 @@
-"""Signed requests seen within their validity window: a second arrival is a replay."""
+"""Signed requests seen within their validity window: a second arrival is a replay, also after a restart (the ids
+of forwarded requests are in their audit lines, read back at start: `recent_replays`)."""
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from keyproxy.audit.trail import trail_files
+
+# the longest any adapter keeps a signed request valid, and then some (a Coinbase JWT lives 2 minutes; Binance's
+# recvWindow at most 60 s): the audit trail is read back this far at start
+LOOKBACK_S = 600.0
+
+
+def digest(replay_id: str) -> str:
+    """What the cache and the audit line hold of a replay id (it names the bot's key and signature)."""
+    return hashlib.sha256(replay_id.encode()).hexdigest()[:32]
 
 
 class ReplayCache:
@@ -23,7 +39,7 @@ class ReplayCache:
         return len(self._seen)
 
     def first_sighting(self, replay_id: str, expires_ms: int, now_ms: int) -> bool | None:
-        """True the first time, False for a replay, None when the cache is full."""
+        """True the first time, False for a replay, None when the cache is full (`replay_id`: its `digest`)."""
         self._purge(now_ms)
         if replay_id in self._seen:
             return False
@@ -39,3 +55,42 @@ class ReplayCache:
             expires, replay_id = heapq.heappop(expiry)
             if seen.get(replay_id) == expires:  # not seen again since (then a later entry is its own)
                 del seen[replay_id]
+
+    def preload(self, seen: Iterable[tuple[str, int]], now_ms: int) -> int:
+        """Digests the previous process recorded forwarding, with their expiries: a replay of one of them after a
+        restart is refused (session 34's crash review: an order's request sent again 0.8 s after a kill -9 was
+        placed twice). How many were still valid."""
+        kept = 0
+        for replay_digest, expires_ms in seen:
+            if expires_ms >= now_ms and self.first_sighting(replay_digest, expires_ms, now_ms):
+                kept += 1
+        return kept
+
+
+def recent_replays(directory: Path, since: float, chunk: int = 1 << 20) -> Iterator[tuple[str, int]]:
+    """(digest, expires ms) of every replay id the audit trail's `request.forward` lines written at or after `since`
+    (Unix s) recorded, read backwards from the end of the newest file (a torn or unreadable line is skipped)."""
+    for path in reversed(trail_files(directory)):
+        with open(path, "rb") as f:
+            end, rest = f.seek(0, 2), b""
+            while end > 0:
+                start = max(0, end - chunk)
+                f.seek(start)
+                lines = (f.read(end - start) + rest).split(b"\n")
+                rest, end = (lines.pop(0) if start > 0 else b""), start
+                for raw in reversed(lines):
+                    try:
+                        line = json.loads(raw) if raw.strip() else None
+                    except ValueError:
+                        continue
+                    if not isinstance(line, dict):
+                        continue
+                    ts = line.get("ts")
+                    if isinstance(ts, int | float) and ts < since:
+                        return
+                    replay = line.get("replay")
+                    if line.get("event") == "request.forward" and isinstance(replay, list) and len(replay) >= 2:
+                        expires = replay[-1]
+                        for replay_digest in replay[:-1]:
+                            if isinstance(replay_digest, str) and isinstance(expires, int):
+                                yield replay_digest, expires

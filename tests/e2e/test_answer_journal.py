@@ -87,3 +87,26 @@ def test_a_kill_between_an_orders_relay_and_its_bookkeeping_loses_nothing(dev: D
     assert [e["answers"] for e in audit_events(dev, "journal.replayed")] == [1]
     status, body = send(owner, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&orderId={order_id}")
     assert status == 200, body
+
+
+def test_a_signed_request_sent_again_after_a_kill_is_a_replay(dev: DevStack) -> None:
+    """Session 34's crash review: the replay check lived in memory only, so an order's signed request sent again
+    after a kill -9 (the daemon served again within a second) was placed a second time, well inside its 60 s
+    recvWindow. Each forward line keeps the request's replay ids (digests) and their expiry, read back at start."""
+    bot = dev.add_bot("journal-replayer", "main", "read,trade")
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    body = hmac_sign(bot["secret"], "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+                                    f"&recvWindow=60000&timestamp={now_ms()}")
+    headers = {"X-MBX-APIKEY": bot["api_key"]}
+    first = call(bot["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+    assert first.status == 200 and first.body.get("orderId"), first.body
+    again = call(bot["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+    assert again.body.get("error") == "replayed_request", again.body
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    dev.start_daemon(port)
+    start = len(dev.journal())
+    after = call(bot["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+    assert after.body.get("error") == "replayed_request", after.body
+    assert [e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"] == []
+    [line] = [e for e in audit_events(dev, "request.forward") if e.get("bot") == "journal-replayer"]
+    assert len(line["replay"]) == 2 and bot["api_key"] not in json.dumps(line)  # a digest and the expiry only
