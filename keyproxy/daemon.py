@@ -55,6 +55,7 @@ from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
 log = get_logger("keyproxy.daemon")
+RUN_KEY = "daemon|run"  # state.db usage key: "running" from start to a clean stop ("stopped"): left "running", a crash
 LAG_TICK_S = 0.025
 ANOMALY_TICK_S = 10.0  # held-back anomaly findings are said at most this long after their window ends
 
@@ -192,6 +193,12 @@ class Daemon:
                                             self.nonces, store, UsageBook(store), governor=self.governor,
                                             public_ttls=gs.cache)
         recorder.unsent = pipeline.core.in_flight.land  # a refused order gives back what it held on its way
+        # after a crash (the last run did not stop), a rate-limit bucket starts with what it could have refilled
+        # since this start, never full: a kill -9 gave a bot a new minute's orders (session 34's crash review);
+        # after a clean stop (or a first start) the buckets start full, as they always did
+        if store.usage_items(RUN_KEY).get(RUN_KEY) == "running" and not index:
+            pipeline.core.counters.started = time.time()
+        store.set_usage(RUN_KEY, "running")
         # the replay ids of the requests forwarded in the last minutes (their forward lines): a replay after a
         # restart is refused within the request's window as before it (session 34's crash review)
         started = time.time()
@@ -356,6 +363,7 @@ class Daemon:
                                     governor.set_fleet if governor is not None else (lambda fleet, on_this_host: None),
                                     pipeline.core.last_seen, pipeline.core.risk.latch)
         pipeline.core.fleet = True
+        pipeline.core.counters.started = None  # the fleet's buckets are in Redis: a restart refills none of them
         gate = FleetGate(fleet)
         pipeline.admission.gate, pipeline.admission.sync = gate, self.fleet_sync
         pipeline.core.sweeps.fleet_pending = gate.others_pending  # cancels wait for the other instances' orders too
@@ -556,6 +564,8 @@ class Daemon:
         if not self.index:
             self.store.record_audit_head(self.trail.head.seq)
         self.pipeline.core.flush_learning()  # anything learned since (nothing, normally), before state.db closes
+        if not self.index:
+            self.store.set_usage(RUN_KEY, "stopped")
         self.store.close()
         if self.fleet is not None:
             if self.fleet_sync is not None:

@@ -71,10 +71,15 @@ class Counters:
             while len(shapes_of) > MAX_REMEMBERED_ORDERS:
                 shapes_of.pop(next(iter(shapes_of)))
 
+    # when this process started (s; None: buckets start full): a bucket first used since starts with what it could
+    # have refilled since then, never full (session 34's crash review: a kill -9 gave a bot a new minute's orders)
+    started: float | None = None
+
     def bucket(self, key: str, rate: float, capacity: float, now: float) -> Bucket:
         b = self.buckets.get(key)
         if b is None or b.rate != rate or b.capacity != capacity:
-            b = self.buckets[key] = Bucket(rate, capacity, capacity, now)
+            tokens = capacity if self.started is None else min(capacity, max(0.0, now - self.started) * rate)
+            b = self.buckets[key] = Bucket(rate, capacity, tokens, now)
         return b
 
     def apply(self, charges: tuple[str, ...], now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,21 @@ def test_a_signed_request_sent_again_after_a_kill_is_a_replay(dev: DevStack) -> 
     assert [e for e in dev.journal()[start:] if e["path"] == "/api/v3/order"] == []
     [line] = [e for e in audit_events(dev, "request.forward") if e.get("bot") == "journal-replayer"]
     assert len(line["replay"]) == 2 and bot["api_key"] not in json.dumps(line)  # a digest and the expiry only
+
+
+def test_a_kill_refills_no_rate_limit(dev: DevStack) -> None:
+    """Session 34's crash review: rate-limit buckets lived in memory and started full, so a kill -9 gave a bot with
+    `orders_per_minute=2` two more orders within the minute. After a crash (the last run never stopped cleanly) a
+    bucket first used starts with only what it could have refilled since the start (here 2 a minute: none within
+    seconds); after a clean stop the buckets start full as always."""
+    bot = dev.add_bot("journal-rated", "main", "read,trade", "--set", "orders_per_minute=2")
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+    dev.stop_daemon()
+    dev.start_daemon(port)  # a clean stop: full buckets
+    statuses = [send(bot, "POST", "/api/v3/order", order)[0] for _ in range(3)]
+    assert statuses == [200, 200, 429], statuses
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    dev.start_daemon(port)
+    status, body = send(bot, "POST", "/api/v3/order", order)
+    assert (status, body.get("error")) == (429, "rate_limited"), body
