@@ -16,6 +16,7 @@ down, a stream that dropped) move positions then, and count in `keyproxy_reconci
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -45,6 +46,9 @@ BY_ID_AFTER_S = 2.0  # an order placed this recently is not asked about: its own
 RECOUNT_RETRY_S = 10.0  # a conditional-order listing refused (the budget) or failed: tried again this soon
 RULE = "loss_limit"
 LATCH_PREFIX = "loss_hit|"  # state.db usage key: subject -> the UTC day its limit was hit
+# state.db usage key: subject -> its latch's actions (halt, cancels, incident, audit line) not yet done, as JSON: a
+# kill between the latch and them left a latched bot's orders resting and no incident (session 34's crash review)
+PENDING_PREFIX = "loss_act|"
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -79,6 +83,8 @@ class RiskWatch:
                 self._desk.loss_hits[key[len(LATCH_PREFIX):]] = day
                 if day == today:  # shared again (idempotent) in case Redis refused it before a restart
                     self._unshared[key[len(LATCH_PREFIX):]] = day
+        # actions a latch recorded and a kill kept from being done: done on the first tick (`check_losses`)
+        self._pending: dict[str, str] = store.usage_items(PENDING_PREFIX) if store is not None else {}
 
     # --- daily loss ----------------------------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class RiskWatch:
         now = self._clock()
         day, crossed = utc_day(now), []
         await self._share_latches()
+        self._resume_pending()
         for subject, account, limit, action in self.subjects():
             if self._desk.loss_hits.get(subject) == day:
                 continue
@@ -110,13 +117,14 @@ class RiskWatch:
                 continue
             self._desk.loss_hits[subject] = day
             if self._store is not None:
+                # the actions owed, written before the latch: a kill after it resumes them (`_resume_pending`)
+                self._store.set_usage(PENDING_PREFIX + subject, json.dumps(
+                    {"day": day, "account": account, "limit": str(limit), "pnl": str(pnl), "action": action}))
                 self._store.set_usage(LATCH_PREFIX + subject, day)
                 if self._store.mirror is not None:  # a fleet: in force on every instance (`FleetSync` reads it)
                     self._unshared[subject] = day
             crossed.append(subject)
-            task = asyncio.get_running_loop().create_task(self._act(subject, account, limit, pnl, action))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_act(subject, account, limit, pnl, action)
         if crossed:
             await self._share_latches()
         return crossed
@@ -152,6 +160,30 @@ class RiskWatch:
             if age is None or age > max_age:
                 await self._market_data.refresh_price(account, scope)
 
+    def _start_act(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._act(subject, account, limit, pnl, action))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _resume_pending(self) -> None:
+        """A latch's actions the last run recorded owing and never finished (it was killed): done now, on the day
+        they were owed (a halt and cancels a day late are still what the operator asked for; the incident says
+        so)."""
+        pending, self._pending = self._pending, {}
+        for key, value in pending.items():
+            subject = key[len(PENDING_PREFIX):]
+            try:
+                owed = json.loads(value)
+                limit, pnl = Decimal(owed["limit"]), Decimal(owed["pnl"])
+                account, action = str(owed["account"]), str(owed["action"])
+            except (ValueError, KeyError, TypeError, ArithmeticError):
+                log.error("a loss limit's owed actions could not be read; they are dropped", subject=subject)
+                if self._store is not None:
+                    self._store.forget_usage(key, key + "\x00")
+                continue
+            log.warning("doing a loss limit's actions the last run was stopped before", subject=subject)
+            self._start_act(subject, account, limit, pnl, action)
+
     async def _act(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
         reason = (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss limit "
                   f"{limit.normalize():f}: risk-increasing orders are refused until the UTC day ends")
@@ -177,6 +209,8 @@ class RiskWatch:
         for a in actions:
             self._metrics.anomalies.labels(RULE, a).inc()
         log.warning("daily loss limit reached", subject=subject, account=account, incident=incident)
+        if self._store is not None:  # done: a restart owes nothing
+            self._store.forget_usage(PENDING_PREFIX + subject, PENDING_PREFIX + subject + "\x00")
 
     # --- repeated executions ------------------------------------------------------------------------
 

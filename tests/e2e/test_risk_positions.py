@@ -5,10 +5,13 @@ Unmodified ccxt bots through a real daemon; the emulator fills orders and a test
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
+import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import ccxt
 import pytest
@@ -234,3 +237,49 @@ def test_a_position_keyproxy_cannot_price_holds_back_new_risk_under_a_loss_limit
     assert ("GET", "/api/v3/ticker/price") in arrived(dev, start)
     ex.cancel_order(placed["id"], "BTC/USDT")
     ex.create_order("ETH/USDT", "market", "sell", 0.01)
+
+
+KILL_IN_ACT = '''
+import os
+import signal
+
+from keyproxy.proxy import risk_watch
+
+
+async def _act(self, *args, **kwargs):  # the loss limit is latched in state.db: die before its actions
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+risk_watch.RiskWatch._act = _act
+'''
+
+
+def test_a_kill_between_the_loss_limits_latch_and_its_actions_loses_no_action(tmp_path: Path) -> None:
+    """Session 34's crash review: the daily loss limit's latch was written before its actions ran, and a kill in
+    between left the bot's resting orders to fill (`on_loss_limit = cancel`), with no incident, audit line or metric:
+    after the restart the latch said "done". The actions owed are written with the latch and done at the restart."""
+    with DevStack(tmp_path / "stack", extra_config=CONFIG) as dev:
+        dev.serve_account("main", new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True},
+                                               balances={"USDT": "100000", "BTC": "5"}))
+        port = urllib.parse.urlsplit(dev.proxy_url).port
+        dev.stop_daemon()
+        (tmp_path / "hook").mkdir()
+        (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_IN_ACT)
+        plain = dev.env["PYTHONPATH"]
+        dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path / "hook")])
+        try:
+            dev.start_daemon(port)
+        finally:
+            dev.env["PYTHONPATH"] = plain
+        set_price(dev, "60000")
+        ex = bot(dev, "crash-loser", "max_daily_loss=50", "on_loss_limit=cancel")
+        ex.create_order("BTC/USDT", "market", "buy", 0.01)
+        resting = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000)
+        set_price(dev, "54000")  # down 60: past 50, and the watch's first action kills the daemon
+        assert dev.daemon().wait(30) == -signal.SIGKILL
+        dev._procs.pop("daemon")
+        dev.start_daemon(port)  # without the hook
+        assert eventually(lambda: ex.fetch_order(resting["id"], "BTC/USDT")["status"] == "canceled")
+        assert "loss_limit" in dev.cli("incidents", "list").stdout
+        assert eventually(lambda: series(dev, "keyproxy_anomalies_total", rule="loss_limit", action="cancel_orders")
+                          == 1)
