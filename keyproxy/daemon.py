@@ -55,6 +55,7 @@ from keyproxy.statedir import socket_path
 from keyproxy.vault import Vault
 
 log = get_logger("keyproxy.daemon")
+CANCEL_OWED = "cancel_owed|"  # state.db usage key: an anomaly action's cancels not yet done (scope|target -> reason)
 RUN_KEY = "daemon|run"  # state.db usage key: "running" from start to a clean stop ("stopped"): left "running", a crash
 LAG_TICK_S = 0.025
 ANOMALY_TICK_S = 10.0  # held-back anomaly findings are said at most this long after their window ends
@@ -297,12 +298,21 @@ class Daemon:
                           f"the exchange answered {status}: still quarantined")
 
     def cancel_later(self, scope: str, target: str, reason: str) -> None:
-        """An anomaly action's cancels: after the request that completed the finding, never inside it."""
+        """An anomaly action's cancels: after the request that completed the finding, never inside it. Owed in
+        state.db until done (`CANCEL_OWED`): a kill before they ran left the halted bot's orders resting under an
+        incident saying they were cancelled (session 34's crash review); the next start does them."""
+        owed = f"{CANCEL_OWED}{scope}|{target}"
+        if not self.index:
+            self.store.set_usage(owed, reason)
+
         async def cancel() -> None:
             try:
                 await self.canceller.cancel(scope, target, reason)
             except Exception as e:  # a bug or a vanished scope: logged, the halt stays in force
                 log.error("cancelling orders failed", scope=scope, target=target, kind=type(e).__name__)
+            finally:
+                if not self.index:
+                    self.store.forget_usage(owed, owed + "\x00")
         task = asyncio.get_running_loop().create_task(cancel())
         self._cancelling.add(task)
         task.add_done_callback(self._cancelling.discard)
@@ -456,6 +466,10 @@ class Daemon:
         keeper = DeadManKeeper(lambda: self.state.snapshot, self.own_calls, self.trail.append, self.metrics)
         await self._open_admin_socket(keeper)
         self._start_background(keeper)
+        for owed, reason in ({} if self.index else self.store.usage_items(CANCEL_OWED)).items():
+            scope, _, target = owed[len(CANCEL_OWED):].partition("|")
+            log.warning("cancelling orders an anomaly action owed before the restart", scope=scope, target=target)
+            self.cancel_later(scope, target, reason)
         snap = self.state.snapshot
         self.trail.append("daemon.start", listen=self.base_url, vault_changes=self.vault.changes(),
                           accounts=len(snap.accounts), bots=len(snap.bots_by_key) + len(snap.bots_by_token),

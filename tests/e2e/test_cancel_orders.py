@@ -275,3 +275,54 @@ def test_a_halts_sweep_waits_for_the_bots_orders_on_their_way(dev: DevStack) -> 
     [summary] = json.loads(halted.stdout)["accounts"]
     assert order_id not in open_at_emulator(dev)
     assert [c["order_id"] for c in summary["cancelled"]] == [order_id] and not summary["left"], summary
+
+
+KILL_IN_CANCEL = '''
+import os
+import signal
+
+from keyproxy.proxy import cancel_orders
+
+
+async def cancel(self, *args, **kwargs):  # the halt and the incident are saved: die before the sweep
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+cancel_orders.Canceller.cancel = cancel
+'''
+
+
+def test_an_anomaly_actions_cancels_killed_before_they_ran_are_done_at_the_restart(tmp_path: Any) -> None:
+    """Session 34's crash review: `cancel_orders` saved the halt and an incident saying the orders were cancelled,
+    then swept in the background; a kill before the sweep left the orders resting for good. The cancels owed are in
+    state.db until done, and the next start does them."""
+    import os
+    import signal
+    import urllib.parse
+
+    with DevStack(tmp_path / "stack", extra_config=CONFIG) as dev:
+        dev.serve_account("bn", new_real_key("hmac", exchange="binance"))
+        port = urllib.parse.urlsplit(dev.proxy_url).port
+        ex = trader(dev, "crash-runaway", "bn")
+        dev.cli("bot", "set", "crash-runaway", "symbols=BTCUSDT")
+        resting = rest_order(ex, "bn")
+        dev.stop_daemon()
+        (tmp_path / "hook").mkdir()
+        (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_IN_CANCEL)
+        plain = dev.env["PYTHONPATH"]
+        dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path / "hook")])
+        try:
+            dev.start_daemon(port)
+        finally:
+            dev.env["PYTHONPATH"] = plain
+        for _ in range(3):
+            with pytest.raises(ccxt.BaseError):
+                ex.create_order("ETH/USDT", "limit", "buy", 0.01, 100)  # a deny each: the third fires the rule
+        assert dev.daemon().wait(30) == -signal.SIGKILL
+        dev._procs.pop("daemon")
+        assert resting in open_at_emulator(dev)  # the kill came before the sweep
+        dev.start_daemon(port)  # without the hook
+        deadline = time.monotonic() + 15
+        while resting in open_at_emulator(dev) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert resting not in open_at_emulator(dev)
