@@ -198,8 +198,7 @@ class Daemon:
         # since this start, never full: a kill -9 gave a bot a new minute's orders (session 34's crash review);
         # after a clean stop (or a first start) the buckets start full, as they always did
         if store.usage_items(RUN_KEY).get(RUN_KEY) == "running" and not index:
-            pipeline.core.counters.started = time.time()
-        store.set_usage(RUN_KEY, "running")
+            pipeline.core.counters.started = time.time()  # "running" is written once serving (`start`)
         # the replay ids of the requests forwarded in the last minutes (their forward lines): a replay after a
         # restart is refused within the request's window as before it (session 34's crash review)
         started = time.time()
@@ -470,6 +469,8 @@ class Daemon:
             scope, _, target = owed[len(CANCEL_OWED):].partition("|")
             log.warning("cancelling orders an anomaly action owed before the restart", scope=scope, target=target)
             self.cancel_later(scope, target, reason)
+        if not self.index:  # serving: a stop from here on is clean or a crash (a failed start is neither)
+            self.store.set_usage(RUN_KEY, "running")
         snap = self.state.snapshot
         self.trail.append("daemon.start", listen=self.base_url, vault_changes=self.vault.changes(),
                           accounts=len(snap.accounts), bots=len(snap.bots_by_key) + len(snap.bots_by_token),

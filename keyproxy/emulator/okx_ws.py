@@ -58,8 +58,9 @@ class OkxWs:
             return self._login(ws, args, entry)
         if op in ("subscribe", "unsubscribe"):
             arg = args[0] if args and isinstance(args[0], dict) else {}
-            # candlesticks on /business need no login (docs-v5 "Candlesticks channel"); every other channel does
-            if ws not in self.sessions and not str(arg.get("channel", "")).startswith("candle"):
+            # candlesticks need no login (docs-v5 "Candlesticks channel"); every other channel does, in any arg
+            if ws not in self.sessions and not all(isinstance(a, dict) and str(a.get("channel", "")).startswith(
+                    "candle") for a in args):
                 return {"event": "error", "code": "60011", "msg": "Please log in"}
             channels = self.channels.setdefault(ws, set())
             (channels.add if op == "subscribe" else channels.discard)(str(arg.get("channel")))

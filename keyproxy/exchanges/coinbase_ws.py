@@ -104,7 +104,14 @@ class CoinbaseWsApi(WsDialect):
         return Verified(req, replay_id="", expires_ms=0)
 
     def strip(self, req: IncomingRequest) -> IncomingRequest:
-        return req  # the JWT is replaced in sign(); a public frame without one goes as it came
+        """A frame no bot's JWT authenticated (this is called for those only): its `jwt`, if any, goes, so sign()
+        mints none with the real key for it and it is charged as the unauthenticated frame it is (the regression
+        review: a junk `jwt` made an anonymous frame both unmetered and signed)."""
+        frame = parse(req.body)
+        if "jwt" not in frame:
+            return req
+        del frame["jwt"]
+        return IncomingRequest(req.method, req.path, req.query, req.headers, json.dumps(frame).encode())
 
     def sign(self, req: IncomingRequest, key: RealKey, endpoint: Endpoint, ctx: SignContext) -> OutboundRequest:
         frame = parse(req.body)

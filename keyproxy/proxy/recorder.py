@@ -122,6 +122,8 @@ class Recorder:
                   "upstream_ms": round(o.upstream_ms, 3) if o.upstream_ms is not None else None}
         if o.cache is not None:  # answered from the shared cache, or by keyproxy itself ("local")
             fields["cache"] = o.cache
+        if o.replay is not None and not o.signed:  # answered by keyproxy itself (a session.logon): read at start
+            fields["replay"] = o.replay
         m, child = self._metrics, self._child
         if o.account_known:
             child(m.requests, account, bot, o.endpoint_class or "-", o.decision, o.transport).inc()

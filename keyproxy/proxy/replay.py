@@ -81,16 +81,20 @@ def recent_replays(directory: Path, since: float, chunk: int = 1 << 20) -> Itera
                 for raw in reversed(lines):
                     try:
                         line = json.loads(raw) if raw.strip() else None
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         continue
                     if not isinstance(line, dict):
                         continue
                     ts = line.get("ts")
-                    if isinstance(ts, int | float) and ts < since:
+                    if not isinstance(ts, int | float):
+                        continue
+                    if ts < since:
                         return
+                    # a forward line, or the line of an answer keyproxy gave itself (a session.logon); an expiry no
+                    # further than any window from its line's time (a line written by hand cannot pin ids for ever)
                     replay = line.get("replay")
-                    if line.get("event") == "request.forward" and isinstance(replay, list) and len(replay) >= 2:
-                        expires = replay[-1]
+                    if isinstance(replay, list) and 2 <= len(replay) <= 3 and type(replay[-1]) is int:
+                        expires = min(replay[-1], int(ts * 1000 + LOOKBACK_S * 1000))
                         for replay_digest in replay[:-1]:
-                            if isinstance(replay_digest, str) and isinstance(expires, int):
+                            if isinstance(replay_digest, str) and len(replay_digest) == 32:
                                 yield replay_digest, expires

@@ -170,14 +170,20 @@ class RiskWatch:
         they were owed (a halt and cancels a day late are still what the operator asked for; the incident says
         so)."""
         pending, self._pending = self._pending, {}
+        today, live = utc_day(self._clock()), {subject for subject, *_ in self.subjects()}
         for key, value in pending.items():
             subject = key[len(PENDING_PREFIX):]
             try:
                 owed = json.loads(value)
                 limit, pnl = Decimal(owed["limit"]), Decimal(owed["pnl"])
-                account, action = str(owed["account"]), str(owed["action"])
+                account, action, day = str(owed["account"]), str(owed["action"]), str(owed["day"])
             except (ValueError, KeyError, TypeError, ArithmeticError):
-                log.error("a loss limit's owed actions could not be read; they are dropped", subject=subject)
+                day = ""
+            # only today's, for a subject that still has the limit and is latched for today: a day-old one would
+            # cancel the bot's orders of another day (the regression review), and is only said
+            if day != today or subject not in live or self._desk.loss_hits.get(subject) != day:
+                log.warning("a loss limit's actions owed from an earlier run are dropped (not today's, or the "
+                            "subject has no limit now)", subject=subject, day=day or "?")
                 if self._store is not None:
                     self._store.forget_usage(key, key + "\x00")
                 continue
@@ -185,6 +191,13 @@ class RiskWatch:
             self._start_act(subject, account, limit, pnl, action)
 
     async def _act(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
+        try:
+            await self._acted(subject, account, limit, pnl, action)
+        finally:  # done, or failed in a way doing it again would not mend (the audit trail gone): owed no more
+            if self._store is not None:
+                self._store.forget_usage(PENDING_PREFIX + subject, PENDING_PREFIX + subject + "\x00")
+
+    async def _acted(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
         reason = (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss limit "
                   f"{limit.normalize():f}: risk-increasing orders are refused until the UTC day ends")
         actions, evidence = ["halt"], [f"day P&L {pnl.normalize():f}"]
@@ -209,8 +222,6 @@ class RiskWatch:
         for a in actions:
             self._metrics.anomalies.labels(RULE, a).inc()
         log.warning("daily loss limit reached", subject=subject, account=account, incident=incident)
-        if self._store is not None:  # done: a restart owes nothing
-            self._store.forget_usage(PENDING_PREFIX + subject, PENDING_PREFIX + subject + "\x00")
 
     # --- repeated executions ------------------------------------------------------------------------
 

@@ -129,3 +129,32 @@ def test_a_kill_refills_no_rate_limit(dev: DevStack) -> None:
     dev.start_daemon(port)
     status, body = send(bot, "POST", "/api/v3/order", order)
     assert (status, body.get("error")) == (429, "rate_limited"), body
+
+
+def test_a_websocket_session_logon_sent_again_after_a_kill_is_a_replay(dev: DevStack) -> None:
+    """The regression review of the fix above: Binance's `session.logon` is answered by keyproxy itself (no forward
+    line), so its replay after a kill opened a session that placed orders with unsigned frames. Its answer's line
+    keeps the replay ids too."""
+    import asyncio
+    import base64
+
+    import aiohttp
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    creds = dev.add_bot("journal-logon", "main", "read,trade", "--key-type", "ed25519")
+    key = load_pem_private_key(creds["secret"].encode(), None)
+    params: dict[str, object] = {"apiKey": creds["api_key"], "timestamp": now_ms(), "recvWindow": 60000}
+    signing = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params["signature"] = base64.b64encode(key.sign(signing.encode())).decode()  # type: ignore[call-arg]
+    url = creds["base_url"].replace("http://", "ws://") + "/ws-api/v3"
+
+    async def logon() -> dict:  # type: ignore[type-arg]
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            await ws.send_str(json.dumps({"id": 1, "method": "session.logon", "params": params}))
+            return json.loads((await ws.receive(timeout=10)).data)  # type: ignore[no-any-return]
+    assert asyncio.run(logon())["status"] == 200
+    assert asyncio.run(logon()).get("keyproxy_error") == "replayed_request"
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    dev.start_daemon(port)
+    assert asyncio.run(logon()).get("keyproxy_error") == "replayed_request"
