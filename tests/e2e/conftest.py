@@ -147,3 +147,20 @@ def cancel_own_orders(ex: object, symbol: str) -> None:
         except ccxt.BaseError as e:
             if "policy_denied" not in str(e):
                 raise
+
+
+def restart_with_fault(dev: DevStack, sitecustomize: str, where: Path) -> None:
+    """The stack's daemon stopped and started again (same port) with `sitecustomize` on its path for that run only:
+    a fault injected into the daemon (a crash tests' kill at an exact point); nothing of keyproxy's is replaced."""
+    import os
+
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    dev.stop_daemon()
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "sitecustomize.py").write_text(sitecustomize)
+    plain = dev.env["PYTHONPATH"]
+    dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(where)])
+    try:
+        dev.start_daemon(port)
+    finally:
+        dev.env["PYTHONPATH"] = plain

@@ -8,7 +8,6 @@ anything. Nothing of keyproxy's is replaced."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import urllib.parse
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keyproxy.emulator.devstack import DevStack
-from tests.e2e.conftest import call, hmac_sign, now_ms, one_account_stack
+from tests.e2e.conftest import restart_with_fault, call, hmac_sign, now_ms, one_account_stack
 
 KILL_IN_LEARN = '''
 import os, signal
@@ -56,14 +55,7 @@ def test_a_kill_between_an_orders_relay_and_its_bookkeeping_loses_nothing(dev: D
     owner = dev.add_bot("journal-owner", "main", "read,trade", "--set", "max_open_orders=1")
     other = dev.add_bot("journal-other", "main", "read,trade")
     port = urllib.parse.urlsplit(dev.proxy_url).port
-    dev.stop_daemon()
-    (tmp_path / "sitecustomize.py").write_text(KILL_IN_LEARN)
-    plain = dev.env["PYTHONPATH"]
-    dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path)])
-    try:
-        dev.start_daemon(port)
-    finally:
-        dev.env["PYTHONPATH"] = plain
+    restart_with_fault(dev, KILL_IN_LEARN, tmp_path)
     status, body = send(owner, "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
                         "&quantity=0.001&price=20000&newClientOrderId=journal-1")
     assert status == 200 and body.get("orderId"), body  # the bot has its answer; the daemon died just after

@@ -296,9 +296,10 @@ def test_an_anomaly_actions_cancels_killed_before_they_ran_are_done_at_the_resta
     """Session 34's crash review: `cancel_orders` saved the halt and an incident saying the orders were cancelled,
     then swept in the background; a kill before the sweep left the orders resting for good. The cancels owed are in
     state.db until done, and the next start does them."""
-    import os
     import signal
     import urllib.parse
+
+    from tests.e2e.conftest import restart_with_fault
 
     with DevStack(tmp_path / "stack", extra_config=CONFIG) as dev:
         dev.serve_account("bn", new_real_key("hmac", exchange="binance"))
@@ -306,15 +307,7 @@ def test_an_anomaly_actions_cancels_killed_before_they_ran_are_done_at_the_resta
         ex = trader(dev, "crash-runaway", "bn")
         dev.cli("bot", "set", "crash-runaway", "symbols=BTCUSDT")
         resting = rest_order(ex, "bn")
-        dev.stop_daemon()
-        (tmp_path / "hook").mkdir()
-        (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_IN_CANCEL)
-        plain = dev.env["PYTHONPATH"]
-        dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path / "hook")])
-        try:
-            dev.start_daemon(port)
-        finally:
-            dev.env["PYTHONPATH"] = plain
+        restart_with_fault(dev, KILL_IN_CANCEL, tmp_path / "hook")
         for _ in range(3):
             with pytest.raises(ccxt.BaseError):
                 ex.create_order("ETH/USDT", "limit", "buy", 0.01, 100)  # a deny each: the third fires the rule

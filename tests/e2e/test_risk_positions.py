@@ -5,7 +5,6 @@ Unmodified ccxt bots through a real daemon; the emulator fills orders and a test
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -17,7 +16,7 @@ import ccxt
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
-from tests.e2e.conftest import cancel_orders_of, cancel_own_orders
+from tests.e2e.conftest import cancel_orders_of, cancel_own_orders, restart_with_fault
 from tests.e2e.test_risk_binance import arrived, bot, set_price
 
 CONFIG = """
@@ -262,15 +261,7 @@ def test_a_kill_between_the_loss_limits_latch_and_its_actions_loses_no_action(tm
         dev.serve_account("main", new_real_key(permissions={"enableReading": True, "enableSpotAndMarginTrading": True},
                                                balances={"USDT": "100000", "BTC": "5"}))
         port = urllib.parse.urlsplit(dev.proxy_url).port
-        dev.stop_daemon()
-        (tmp_path / "hook").mkdir()
-        (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_IN_ACT)
-        plain = dev.env["PYTHONPATH"]
-        dev.env["PYTHONPATH"] = os.pathsep.join([plain, str(tmp_path / "hook")])
-        try:
-            dev.start_daemon(port)
-        finally:
-            dev.env["PYTHONPATH"] = plain
+        restart_with_fault(dev, KILL_IN_ACT, tmp_path / "hook")
         set_price(dev, "60000")
         ex = bot(dev, "crash-loser", "max_daily_loss=50", "on_loss_limit=cancel")
         ex.create_order("BTC/USDT", "market", "buy", 0.01)
