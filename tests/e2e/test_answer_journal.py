@@ -150,3 +150,24 @@ def test_a_websocket_session_logon_sent_again_after_a_kill_is_a_replay(dev: DevS
     assert dev.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
     dev.start_daemon(port)
     assert asyncio.run(logon()).get("keyproxy_error") == "replayed_request"
+
+
+def test_a_start_that_fails_before_serving_is_not_taken_for_a_crash(dev: DevStack) -> None:
+    """The run marker is written once the daemon serves: a start refused before it (its port taken) left "running"
+    behind, and the next start after a clean stop throttled every bot as after a crash (the regression review)."""
+    import socket
+
+    bot = dev.add_bot("journal-restarted", "main", "read,trade", "--set", "orders_per_minute=2")
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    assert port is not None
+    dev.stop_daemon()  # clean
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="before it was ready"):
+            dev.start_daemon(port)
+        dev._procs.pop("daemon").wait(10)
+    dev.start_daemon(port)
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000"
+    assert [send(bot, "POST", "/api/v3/order", order)[0] for _ in range(3)] == [200, 200, 429]

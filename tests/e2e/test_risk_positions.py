@@ -274,3 +274,27 @@ def test_a_kill_between_the_loss_limits_latch_and_its_actions_loses_no_action(tm
         assert "loss_limit" in dev.cli("incidents", "list").stdout
         assert eventually(lambda: series(dev, "keyproxy_anomalies_total", rule="loss_limit", action="cancel_orders")
                           == 1)
+
+
+def test_a_loss_limits_actions_owed_from_an_earlier_day_are_dropped(dev: DevStack) -> None:
+    """The regression review: owed actions were resumed at any later start, whatever their day, so a restart a week
+    on cancelled the bot's orders of that day and raised a false "down 60 today" incident. Only today's are done."""
+    import json as _json
+    import sqlite3
+
+    set_price(dev, "60000")
+    ex = bot(dev, "old-loser", "max_daily_loss=50", "on_loss_limit=cancel")
+    resting = ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000)
+    port = urllib.parse.urlsplit(dev.proxy_url).port
+    dev.stop_daemon()
+    owed = {"day": "2026-01-01", "account": "main", "limit": "50", "pnl": "-60", "action": "cancel"}
+    with sqlite3.connect(dev.root / "state" / "state.db") as db:
+        db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?)", ("loss_hit|bot:old-loser", "2026-01-01"))
+        db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?)", ("loss_act|bot:old-loser", _json.dumps(owed)))
+    dev.start_daemon(port)
+    time.sleep(3)  # a few of the watch's ticks
+    assert ex.fetch_order(resting["id"], "BTC/USDT")["status"] == "open"
+    assert "bot:old-loser" not in dev.cli("incidents", "list").stdout
+    with sqlite3.connect(dev.root / "state" / "state.db") as db:
+        assert db.execute("SELECT value FROM usage WHERE key = 'loss_act|bot:old-loser'").fetchall() == []
+    cancel_orders_of(dev, "old-loser")
