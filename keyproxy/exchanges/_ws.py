@@ -6,12 +6,26 @@ the host table stay the REST adapter's, so a bot's credential and refusals mean 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from keyproxy.exchanges.hooks import AdapterHooks
-from keyproxy.exchanges.base import IssuedBotKey, OutboundRequest
+from keyproxy.exchanges.base import (
+    BadRequest, DuplicateMember, IssuedBotKey, OutboundRequest, no_json_constants, unique_members,
+)
+
+
+def load_frame(raw: bytes | str, numbers_as_text: bool = False) -> Any:
+    """A bot's frame as JSON with member names unique in any case (`unique_members`), no NaN or Infinity, numbers
+    kept as written when asked (Kraken's); BadRequest saying why when it is not (each dialect then checks its
+    shape)."""
+    try:
+        return json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants,
+                          **({"parse_float": str, "parse_int": str} if numbers_as_text else {}))
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
 
 
 class WsDialect(AdapterHooks):

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote, unquote_plus, urlencode
 
 from keyproxy.exchanges._fills import loads
-from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges._ws import WsDialect, load_frame
 from keyproxy.exchanges.binance_facts import binance_facts_of
 from keyproxy.exchanges.binance_budget import SPOT_WEIGHT, binance_costs
 from keyproxy.exchanges.binance_fills import (
@@ -34,8 +34,7 @@ from keyproxy.exchanges.binance_fills import (
 )
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, KeyRejection, OrderBookChange,
-    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, no_json_constants,
-    known_members, DuplicateMember, unique_members,
+    OrderUpdate, OutboundRequest, ParamList, RealKey, SignContext, Verified, known_members,
 )
 from keyproxy.policy.budget import Budget
 from keyproxy.policy.model import RequestFacts
@@ -157,10 +156,7 @@ _MEMBERS = frozenset({"id", "method", "params"})
 
 
 def _parsed(raw: bytes | str) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
+    frame = load_frame(raw)
     if not isinstance(frame, dict):
         raise BadRequest("frame is not a JSON object")
     known_members(frame, _MEMBERS)

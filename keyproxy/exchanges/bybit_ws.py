@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges._ws import WsDialect, load_frame
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
-    OutboundRequest, RealKey, SignContext, Verified, no_json_constants, known_members, DuplicateMember, unique_members,
+    OutboundRequest, RealKey, SignContext, Verified, known_members,
 )
 from keyproxy.exchanges.bybit_budget import SINGLE_TWINS, bybit_costs, bybit_rate_limit_hold
 from keyproxy.exchanges.bybit_facts import bybit_facts, bybit_order_book_change
@@ -53,10 +53,7 @@ _MEMBERS = frozenset({"op", "args", "req_id", "reqId", "header"})
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
+    frame = load_frame(raw)
     if not isinstance(frame, dict) or not isinstance(frame.get("op"), str) or not frame["op"]:
         raise BadRequest("a request frame is a JSON object with an op")
     known_members(frame, _MEMBERS)

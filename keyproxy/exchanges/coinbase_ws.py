@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges._ws import WsDialect, load_frame
 from keyproxy.exchanges.base import (
     OrderUpdate,
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
-    SignContext, Verified, no_json_constants, DuplicateMember, unique_members,
+    SignContext, Verified,
 )
 from keyproxy.exchanges.base import Reported
 from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
@@ -36,10 +36,7 @@ PUBLIC_CHANNELS = frozenset({"heartbeats", "status", "ticker", "ticker_batch", "
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
+    frame = load_frame(raw)
     if not isinstance(frame, dict) or frame.get("type") not in ("subscribe", "unsubscribe"):
         raise BadRequest("a frame is a JSON object whose type is subscribe or unsubscribe")
     channel = frame.get("channel")

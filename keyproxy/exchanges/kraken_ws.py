@@ -20,11 +20,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges._ws import WsDialect, load_frame
 from keyproxy.exchanges.base import (
     OrderUpdate,
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
-    no_json_constants, known_members, DuplicateMember, unique_members,
+    known_members,
 )
 from keyproxy.exchanges.kraken_facts import MARKET, PLACING, TRIGGERED, kraken_facts, pair_id
 from keyproxy.exchanges.kraken_fills import kraken_stream_updates
@@ -50,11 +50,7 @@ _MEMBERS = frozenset({"method", "params", "req_id"})
 
 
 def parse(raw: bytes | str, numbers_as_text: bool = False) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants,
-                           **({"parse_float": str, "parse_int": str} if numbers_as_text else {}))
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
+    frame = load_frame(raw, numbers_as_text)
     if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or not frame["method"]:
         raise BadRequest("a request frame is a JSON object with a method")
     known_members(frame, _MEMBERS)

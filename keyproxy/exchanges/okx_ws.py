@@ -17,10 +17,10 @@ import re
 from typing import Any
 
 from keyproxy.exchanges import _sign
-from keyproxy.exchanges._ws import WsDialect
+from keyproxy.exchanges._ws import WsDialect, load_frame
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
-    OutboundRequest, RealKey, SignContext, Verified, no_json_constants, known_members, DuplicateMember, unique_members,
+    OutboundRequest, RealKey, SignContext, Verified, known_members,
 )
 from keyproxy.exchanges.okx_budget import okx_costs
 from keyproxy.exchanges.okx_facts import UNKNOWN_FATE, okx_facts, okx_market_ids, okx_order_book_change
@@ -57,10 +57,7 @@ _MEMBERS = frozenset({"id", "op", "args", "expTime"})
 
 def parse(raw: bytes | str) -> dict[str, Any]:
     """`{"op", "args": [...], "id"?}` with unique member names, or BadRequest."""
-    try:
-        frame = json.loads(raw, object_pairs_hook=unique_members, parse_constant=no_json_constants)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(str(e) if isinstance(e, DuplicateMember) else "frame is not a JSON object") from None
+    frame = load_frame(raw)
     if not isinstance(frame, dict) or not isinstance(frame.get("op"), str) or not frame["op"]:
         raise BadRequest("a request frame is a JSON object with an op")
     known_members(frame, _MEMBERS)
