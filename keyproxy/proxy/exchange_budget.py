@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
-from keyproxy.exchanges.base import IncomingRequest
+from keyproxy.exchanges.base import Adapter, IncomingRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.fleet_share import way_out
 from keyproxy.proxy.in_flight import InFlight
@@ -113,10 +113,8 @@ class ExchangeBudget:
     def observe_own(self, account: AccountEntry, charges: tuple[Charge, ...], status: int,
                     headers: Mapping[str, str], body: bytes) -> None:
         """An own call's answer: the exchange's count and its refusal for rate, as a bot's answer's."""
-        if self.governor is None or account.adapter is None or not charges:
-            return
-        hold = account.adapter.rate_limit_hold(status, headers, body)
-        self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
+        if account.adapter is not None:
+            self._count(account.adapter, charges, headers, account.adapter.rate_limit_hold(status, headers, body))
 
     def observe(self, route: Route, charges: tuple[Charge, ...], status: int, headers: Mapping[str, str],
                 body: bytes | None, outcome: Outcome,
@@ -129,9 +127,15 @@ class ExchangeBudget:
             hold = route.adapter.rate_limit_hold(status, headers, body)
         if hold is not None:
             outcome.rate_limit = "ban" if status == 418 or hold[0] >= BAN_HOLD_S else "limit"
+        self._count(route.adapter, charges, headers, hold)
+
+    def _count(self, adapter: Adapter, charges: tuple[Charge, ...], headers: Mapping[str, str],
+               hold: tuple[float, str | None] | None) -> None:
+        """The governor told the exchange's count and refusal for rate; a usage header it cannot read logged once
+        (the governor says so only the first time, whichever answer, a bot's or keyproxy's own, carried it)."""
         if self.governor is None or not charges:
             return
         malformed = self.governor.observe(charges, headers, self.clock_ms() / 1000, *(hold or (None, None)))
         if malformed:
             log.warning("the exchange sent a usage header keyproxy cannot read; keeping its own count",
-                        extra={"exchange": route.adapter.name, "header": malformed})
+                        extra={"exchange": adapter.name, "header": malformed})
