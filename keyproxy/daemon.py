@@ -147,7 +147,7 @@ class Daemon:
         self.fleet = fleet = vault.replica.fleet if vault.replica is not None else None
         if fleet is not None:  # a fleet: halts and throttles are shared (the fleet's are taken before serving)
             store.mirror = fleet
-            fleet.never_before(int(store.usage_items("fleet|control_seq").get("fleet|control_seq", "0")))
+            fleet.never_before(int(store.usage_value("fleet|control_seq") or "0"))
         store.record_vault_seen(vault.vault_id, vault.changes())
         self.settings = settings
         self.file_settings = settings
@@ -197,7 +197,7 @@ class Daemon:
         # after a crash (the last run did not stop), a rate-limit bucket starts with what it could have refilled
         # since this start, never full: a kill -9 gave a bot a new minute's orders (session 34's crash review);
         # after a clean stop (or a first start) the buckets start full, as they always did
-        if store.usage_items(RUN_KEY).get(RUN_KEY) == "running" and not index:
+        if store.usage_value(RUN_KEY) == "running" and not index:
             pipeline.core.counters.started = time.time()  # "running" is written once serving (`start`)
         # the replay ids of the requests forwarded in the last minutes (their forward lines): a replay after a
         # restart is refused within the request's window as before it (session 34's crash review)
@@ -311,7 +311,7 @@ class Daemon:
                 log.error("cancelling orders failed", scope=scope, target=target, kind=type(e).__name__)
             finally:
                 if not self.index:
-                    self.store.forget_usage(owed, owed + "\x00")
+                    self.store.forget_usage(owed)
         task = asyncio.get_running_loop().create_task(cancel())
         self._cancelling.add(task)
         task.add_done_callback(self._cancelling.discard)

@@ -333,10 +333,18 @@ class StateStore:
         rows = self._db.execute("SELECT key, value FROM usage WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
         return dict(rows.fetchall())
 
-    def forget_usage(self, low: str, high: str) -> None:
-        """The usage rows with keys in [low, high) removed."""
+    def usage_value(self, key: str) -> str | None:
+        """One usage row's value (None: there is none)."""
+        row = self._db.execute("SELECT value FROM usage WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def forget_usage(self, low: str, high: str | None = None) -> None:
+        """The usage rows with keys in [low, high) removed; without `high`, the row `low` alone."""
         with self._lock:
-            self._db.execute("DELETE FROM usage WHERE key >= ? AND key < ?", (low, high))
+            if high is None:
+                self._db.execute("DELETE FROM usage WHERE key = ?", (low,))
+            else:
+                self._db.execute("DELETE FROM usage WHERE key >= ? AND key < ?", (low, high))
 
     def set_usage(self, key: str, value: str) -> None:
         with self._lock:

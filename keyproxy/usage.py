@@ -24,7 +24,7 @@ class UsageBook:
 
     def _get(self, key: str) -> str | None:
         if key not in self._cache:
-            value = self._store.usage_items(key).get(key)
+            value = self._store.usage_value(key)
             if value is None:
                 return None
             self._cache[key] = value

@@ -93,7 +93,7 @@ class FleetBook:
         self.fleet, self.usage, self.book, self.store = fleet, usage, book, store
         self.instance = secrets.token_hex(8)  # this process's entries, skipped when read back
         self.stream = fleet.key("book")
-        saved = json.loads(store.usage_items(LAST_ID).get(LAST_ID, "{}"))
+        saved = json.loads(store.usage_value(LAST_ID) or "{}")
         self.last_id: str = saved.get("id", "0")  # a new instance reads the whole stream
         self.seen: dict[str, int] = {str(k): int(v) for k, v in saved.get("seen", {}).items()}
         self.applied = 0  # entries from other instances applied here (status, tests)

@@ -121,7 +121,7 @@ class OrderOwners(StopChildren):
         except OwnersUnknown:
             return False
         unknown, key = owners.count(None), f"{UNCERTAIN}{bot}|{scope}"
-        uncertain = min(int(self._sequences.usage_items(key).get(key, "0")), unknown)
+        uncertain = min(int(self._sequences.usage_value(key) or "0"), unknown)
         self._sequences.set_usage(key, str(uncertain))
         # a cancel decided before now, answered later, of an order this listing did not show: its place is not
         # freed again (decided after the listing was asked for, its order may have gone before the exchange listed)
@@ -160,7 +160,7 @@ class OrderOwners(StopChildren):
             return
         for scope in scopes:
             key = f"{UNCERTAIN}{bot}|{scope}"
-            self._sequences.set_usage(key, str(int(self._sequences.usage_items(key).get(key, "0")) + 1))
+            self._sequences.set_usage(key, str(int(self._sequences.usage_value(key) or "0") + 1))
 
     def _not_recounted(self, bot: str, adapter: Adapter, closed: tuple[str, ...], out: OutboundRequest,
                        body: bytes, since_ms: int | None) -> tuple[str, ...]:

@@ -166,9 +166,9 @@ class RiskWatch:
         task.add_done_callback(self._tasks.discard)
 
     def _resume_pending(self) -> None:
-        """A latch's actions the last run recorded owing and never finished (it was killed): done now, on the day
-        they were owed (a halt and cancels a day late are still what the operator asked for; the incident says
-        so)."""
+        """A latch's actions the last run recorded owing and never finished (it was killed): done now if they are
+        today's, for a subject still latched today; an older one is dropped and said (done a day late, its cancels
+        would take orders of another day)."""
         pending, self._pending = self._pending, {}
         today, live = utc_day(self._clock()), {subject for subject, *_ in self.subjects()}
         for key, value in pending.items():
@@ -185,7 +185,7 @@ class RiskWatch:
                 log.warning("a loss limit's actions owed from an earlier run are dropped (not today's, or the "
                             "subject has no limit now)", subject=subject, day=day or "?")
                 if self._store is not None:
-                    self._store.forget_usage(key, key + "\x00")
+                    self._store.forget_usage(key)
                 continue
             log.warning("doing a loss limit's actions the last run was stopped before", subject=subject)
             self._start_act(subject, account, limit, pnl, action)
@@ -195,7 +195,7 @@ class RiskWatch:
             await self._acted(subject, account, limit, pnl, action)
         finally:  # done, or failed in a way doing it again would not mend (the audit trail gone): owed no more
             if self._store is not None:
-                self._store.forget_usage(PENDING_PREFIX + subject, PENDING_PREFIX + subject + "\x00")
+                self._store.forget_usage(PENDING_PREFIX + subject)
 
     async def _acted(self, subject: str, account: str, limit: Decimal, pnl: Decimal, action: str) -> None:
         reason = (f"{subject.replace(':', ' ')} is down {(-pnl).normalize():f} today, past its daily loss limit "
