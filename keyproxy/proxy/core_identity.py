@@ -3,7 +3,6 @@ learns nothing), its signature, nonce sequence and replay check, and its standin
 
 from __future__ import annotations
 
-
 from keyproxy.exchanges.base import Adapter, AuthFailure, BadRequest, Endpoint, IncomingRequest
 from keyproxy.fleet.charges import SharedCharges
 from keyproxy.proxy.outcome import Outcome

@@ -91,7 +91,7 @@ class WebSocketEdge:
                      outcome: Outcome) -> web.StreamResponse:
         """The handshake (refused before the upgrade with an HTTP error), then the two relays."""
         outcome.method, outcome.path, outcome.endpoint, outcome.transport = "GET", path, "ws connect", "ws"
-        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not self._evictable():
+        if self._full() and not self._evictable():
             raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         account = self._core.account(account_name, outcome)
         adapter = account.adapter
@@ -131,7 +131,7 @@ class WebSocketEdge:
             raise Refused("unavailable", "keyproxy holds as many market data sockets as it allows (half of "
                           "max_sockets); retry later")
         self._core.budget.spend_connection(account, path, stream_bot, outcome)  # the exchange counts them per IP
-        if len(self.sockets) + self._opening[""] >= self._limits.max_sockets and not await self._evict_anonymous():
+        if self._full() and not await self._evict_anonymous():
             raise Refused("unavailable", "keyproxy holds as many WebSocket connections as it allows; retry later")
         held = ["", stream_bot] if stream_bot is not None else ["", PUBLIC] if public else [""]
         self._opening.update(held)
@@ -143,6 +143,10 @@ class WebSocketEdge:
             self._opening.subtract(held)
             for name in [n for n, count in self._opening.items() if count <= 0]:
                 del self._opening[name]
+
+    def _full(self) -> bool:
+        """Every socket keyproxy allows is open or opening."""
+        return len(self.sockets) + self._opening[""] >= self._limits.max_sockets
 
     def _evictable(self) -> _Connection | None:
         return evictable(self.connections, self.public_sockets(), self._limits.max_sockets)

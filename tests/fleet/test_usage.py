@@ -18,10 +18,7 @@ KEY = b"k" * 32
 
 
 async def drained(usage: FleetUsage, until: float = 3.0) -> None:
-    deadline = time.monotonic() + until
-    while (not usage._queue.empty() or usage.failing_since is not None) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)  # the batch taken off the queue is written
+    await usage.drained(until)  # the queue empty and its last batch written (or `until` passed)
 
 
 def test_a_transaction_whose_reply_was_lost_is_applied_once(shared: SharedStateSettings, redis_server) -> None:
