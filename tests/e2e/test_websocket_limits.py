@@ -60,9 +60,9 @@ async def test_a_bot_that_stops_reading_its_socket_loses_it_and_the_exchange_is_
     (the transport aborted: a close frame would wait on the same full buffer) and the loop reads on."""
     from types import SimpleNamespace
 
-    from keyproxy.proxy import websocket
+    from keyproxy.proxy import ws_connection
 
-    monkeypatch.setattr(websocket, "BOT_SEND_S", 0.2)
+    monkeypatch.setattr(ws_connection, "BOT_SEND_S", 0.2)
 
     class Stalled:  # a bot socket whose buffers are full: a write never completes
         async def send_str(self, text: str) -> None:
@@ -72,8 +72,8 @@ async def test_a_bot_that_stops_reading_its_socket_loses_it_and_the_exchange_is_
     conn = SimpleNamespace(bot_gone=False, closing=None, bot_ws=Stalled(), account="main", bots={"staller"},
                            transport=SimpleNamespace(abort=lambda: aborted.append(True)))
     started = time.monotonic()
-    await websocket._Connection._to_bot(conn, '{"id": 1}')  # type: ignore[arg-type]
+    await ws_connection.Connection._to_bot(conn, '{"id": 1}')  # type: ignore[arg-type]
     assert time.monotonic() - started < 2 and conn.bot_gone and aborted == [True]
     assert conn.closing == "keyproxy: the bot stopped reading its socket"
-    await websocket._Connection._to_bot(conn, '{"id": 2}')  # type: ignore[arg-type]  # gone: nothing more is sent
+    await ws_connection.Connection._to_bot(conn, '{"id": 2}')  # type: ignore[arg-type]  # gone: nothing more is sent
     assert aborted == [True]
