@@ -333,6 +333,7 @@ class Adapter(Protocol):
     def amend_verdicts(self, req: OutboundRequest, status: int, body: bytes, legs: int) -> tuple[bool | None, ...]: ...
 
     amend_size_is_remaining: bool
+    amend_may_turn: bool
     amend_replaces: bool
     amend_sets_reduce_only: bool
     order_ids_per_market: bool

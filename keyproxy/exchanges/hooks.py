@@ -200,6 +200,8 @@ class AdapterHooks:
     client_id_keys: tuple[str, ...] = ()
     # an amend's size is what the order rests after it, its fills not counted (else: its whole size, fills in)
     amend_size_is_remaining = False
+    # an amend's side turns the order (Hyperliquid's modify restates it whole); else the order keeps its side
+    amend_may_turn = False
     # an amend cancels the order and places a new one under a new id (Kraken's EditOrder); else the id stays
     amend_replaces = False
     # an amend restates the whole order, its reduce-only flag included (Hyperliquid's modify); else an amend's

@@ -137,6 +137,7 @@ class Hyperliquid(AdapterHooks):
     # a modify places the order anew under its oid: its size is read as what rests after it, fills not counted
     # (if Hyperliquid counts them, keyproxy overstates what rests by the fills: never less than the truth)
     amend_size_is_remaining = True
+    amend_may_turn = True  # the modify's order names its side (`b`), as a new order would
     # and a modified order may rest under a new oid (batchModify's statuses name it): read as replacing
     amend_replaces = True
     amend_sets_reduce_only = True  # a modify restates the whole order, `r` included

@@ -336,8 +336,9 @@ def _order(params: dict[str, object]) -> RequestFacts:
         # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash order's flag
         # means nothing, nor one in long/short mode (a `posSide` of long or short: buy+long opens a long whatever the
         # flag says; the bot can switch the account's mode itself) or an option's; a spot margin order (cross,
-        # isolated) borrows automatically
-        reduce_only=param_true(params, "reduceOnly") and td_mode != "cash" and market != "option"
+        # isolated) borrows automatically; any other tdMode (spot_isolated, spot lead trading: no margin) is no margin
+        # order either, so its flag is not believed (session 35's review: a spot_isolated buy passed as reducing)
+        reduce_only=param_true(params, "reduceOnly") and td_mode in ("cross", "isolated") and market != "option"
         and not _hedge_leg(params),
         borrows=spot and td_mode in ("cross", "isolated"), untracked=_attached(params),
         client_id=param_text(params, "clOrdId") or None,  # never another bot's (OrderOwners.own_client_ids)

@@ -311,6 +311,10 @@ def _amend_leg(leg: RequestFacts, order: Amended | None, capped: bool, risk: Ris
     if not order.own:
         return deny(DenyCode.UNDECIDED, f"order {leg.order_id} was placed by another bot on this account: a bot "
                     "amends only its own orders"), None, False
+    if leg.side and leg.side.lower() != order.side and not order.may_turn:
+        return deny(DenyCode.UNDECIDED, f"the amend names side {leg.side.upper()} for order {leg.order_id}, a "
+                    f"{order.side.upper()}: an amend does not turn an order here, so keyproxy cannot tell what the "
+                    "exchange would make of it"), None, False
     after = amended_leg(leg, order)
     if after is None:
         refused = capped or lossy
@@ -420,6 +424,11 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
         refused = _order_checks(leg, policy, prices.get(leg.symbol or ""), valued)
         if refused is not None:
             return refused
+        if leg.conflict is not None and (positioned := _positioned(policy, account_limits)) is not None:
+            # what it trades is as unsure as what it is worth (session 35's review: a Kraken add_order with both
+            # order_qty and cash_order_qty was sized by the cash amount under max_position, and executed 0.5 BTC)
+            return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,
+                        f"cannot be sure what this order trades: {leg.conflict}; {positioned} could not hold")
     if facts.leverage is not None and policy.max_leverage is not None and facts.leverage > policy.max_leverage:
         return deny(DenyCode.LEVERAGE, f"leverage {facts.leverage.normalize():f} is above the cap "
                     f"{policy.max_leverage.normalize():f}")

@@ -41,6 +41,9 @@ class Amended:
     price: Decimal | None
     remaining: Decimal  # what it may still fill before the amend
     filled: Decimal
+    # an amend that names a side may turn the order (Hyperliquid's modify restates the whole order); elsewhere the
+    # exchange keeps the order's side whatever the amend says (Binance futures' modify requires a `side`)
+    may_turn: bool = False
 
 
 def retriggered(leg: RequestFacts, booked_price: Decimal | None) -> RequestFacts:
@@ -54,15 +57,19 @@ def retriggered(leg: RequestFacts, booked_price: Decimal | None) -> RequestFacts
 
 def amended_leg(leg: RequestFacts, order: Amended) -> RequestFacts | None:
     """The order an amend leaves behind, as a new order of what it may still fill (its market from the book,
-    its side from the amend where it names one, else the book's; its new size and price from the amend, a price
-    the exchange sets from the book (`book_priced`) as a market order's); None
+    its side from the amend where the exchange lets an amend turn it (`may_turn`), else the book's; its new size
+    and price from the amend, a price the exchange sets from the book (`book_priced`) as a market order's); None
     when the new size cannot be read. A new size is the order's whole size, what it filled included (as every
     exchange keyproxy knows reads it)."""
     if leg.quantity is None and leg.quote_quantity is not None:
         return None
     remaining = order.remaining if leg.quantity is None else max(Decimal(0), leg.quantity - order.filled)
     market, _, symbol = order.scope.partition(":")
-    side = (leg.side or "").lower() or order.side  # a modify that names a side (Hyperliquid's) may turn it
+    # a modify that names a side may turn the order only where the exchange reads it so (Hyperliquid's); elsewhere
+    # the order keeps its side, and an amend naming another is refused by `decide` (session 35's review: Binance
+    # futures' modify of a resting buy with side=SELL was checked as a sell, passing max_position and the loss
+    # limit, while the exchange raised the buy)
+    side = ((leg.side or "").lower() if order.may_turn else "") or order.side
     leg = retriggered(leg, order.price)
     return replace(leg, action="order", side=side, market=None if market == "*" else market,
                    symbol=None if symbol == "*" else symbol, quantity=remaining, quote_quantity=None,

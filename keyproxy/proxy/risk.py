@@ -97,6 +97,7 @@ class RiskDesk:
             return ()
         fresh = adapter is not None and adapter.amend_size_is_remaining
         keyed = adapter is not None and adapter.order_ids_per_market
+        turns = adapter is not None and adapter.amend_may_turn
         out = []
         for leg in facts.placed():
             order = self.book.find(account, leg.order_id, leg.scope, keyed) if leg.order_id else None
@@ -105,7 +106,7 @@ class RiskDesk:
                 out.append(None)
             else:
                 out.append(Amended(order.bot == bot, order.scope, order.side, order.price, order.remaining,
-                                   ZERO if fresh else order.filled))
+                                   ZERO if fresh else order.filled, turns))
         return tuple(out)
 
     @staticmethod
@@ -325,7 +326,9 @@ class RiskDesk:
                 quantity = max(quantity, held.quantity)
             if took:
                 price = retriggered(leg, held.price).price  # a stop's new trigger is no price it rests at
-                rows.append((held.order_id, new_id, quantity, price, (leg.side or "").lower() or None))
+                # the side it rests on after the amend: the amend's only where an amend may turn an order
+                turned = ((leg.side or "").lower() or None) if adapter.amend_may_turn else None
+                rows.append((held.order_id, new_id, quantity, price, turned))
             else:
                 rows.append((held.order_id, new_id, quantity, None, None))
         if rows:

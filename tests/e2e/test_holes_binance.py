@@ -274,6 +274,25 @@ def test_an_amend_saying_reduce_only_is_checked_as_the_order_it_leaves(dev: DevS
     assert status == 200 and len(arrived) == 1, body
 
 
+def test_an_amend_naming_the_other_side_is_refused(dev: DevStack) -> None:
+    """Session 35's review: Binance's Modify Order requires a `side` and keeps the order's own; an amend of a resting
+    buy saying SELL was checked as a sell (reducing the bot's long), so it grew the buy past max_position (0.2 resting
+    at a cap of 0.05, four amends; single and batch). Refused now, nothing sent; the order's own side still passes."""
+    creds = dev.add_bot("amend-turn", "main", "read,trade", "--set", "max_position=0.05")
+    status, body, arrived = send(dev, creds, "POST", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in LEG.items()))
+    assert status == 200, body
+    turn = {"symbol": "BTCUSDT", "orderId": str(body["orderId"]), "side": "SELL", "quantity": "0.05", "price": "20000"}
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in turn.items()))
+    assert body.get("error") == "policy_denied" and "does not turn an order" in body.get("message", ""), body
+    assert arrived == []
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/batchOrders", batch(turn))
+    assert body.get("error") == "policy_denied" and arrived == [], body
+    own_side = turn | {"side": "BUY", "quantity": "0.01"}
+    status, body, arrived = send(dev, creds, "PUT", "/fapi/v1/order", "&".join(f"{k}={v}" for k, v in own_side.items()))
+    assert status == 200 and body["side"] == "BUY" and len(arrived) == 1, body
+    send(dev, creds, "DELETE", "/fapi/v1/allOpenOrders", "symbol=BTCUSDT")
+
+
 def test_a_sell_priced_under_the_market_is_valued_at_the_market(dev: DevStack) -> None:
     """SELL 1 ETH at 0.01 was valued at 0.01 under a 1,000 cap, and sold at the market: an order is valued at the
     most it can execute at. No ETHUSDT price had passed through keyproxy: it asked the exchange itself."""

@@ -210,3 +210,23 @@ def test_a_close_position_cancelling_pending_close_orders_is_judged_as_a_cancel_
                                  {"instId": "BTC-USDT-SWAP", "mgnMode": "cross", "autoCxl": True})
     assert body.get("error") == "policy_denied" and "cancel every order" in body["message"] and arrived == [], body
     send(dev, victim, "POST", "/api/v5/trade/cancel-order", {"instId": "BTC-USDT-SWAP", "ordId": theirs})
+
+
+def test_reduce_only_on_a_spot_order_of_no_margin_mode_is_not_believed(dev: DevStack) -> None:
+    """Session 35's review: OKX reads `reduceOnly` on MARGIN orders (tdMode cross or isolated) and net-mode
+    futures and swaps only; keyproxy believed it for any tdMode but cash, so a spot buy with `spot_isolated` (spot
+    lead trading, no margin) passed max_position at 5x the cap, a reduce_only policy and a halt. Refused now."""
+    order = {**LIMIT, "tdMode": "spot_isolated", "reduceOnly": "true", "sz": "0.05"}
+    capped = dev.add_bot("spotiso-capped", "okx", "read,trade", "--set", "max_position=0.01")
+    status, body, arrived = send(dev, capped, "POST", "/api/v5/trade/order", order)
+    assert body.get("error") == "position_exceeded" and arrived == [], body
+    reducing = dev.add_bot("spotiso-reduce", "okx", "read,trade", "--set", "reduce_only=true")
+    status, body, arrived = send(dev, reducing, "POST", "/api/v5/trade/order", order)
+    assert body.get("error") == "reduce_only" and arrived == [], body
+    halted = dev.add_bot("spotiso-halted", "okx", "read,trade")
+    dev.cli("halt", "--bot", "spotiso-halted", "--reason", "test")
+    status, body, arrived = send(dev, halted, "POST", "/api/v5/trade/order", order)
+    assert status != 200 and arrived == [], body
+    margin = {**order, "tdMode": "cross", "side": "sell", "sz": "0.001"}  # a margin order's flag is still believed
+    status, body, arrived = send(dev, reducing, "POST", "/api/v5/trade/order", margin)
+    assert body.get("error") != "reduce_only", body

@@ -316,9 +316,16 @@ def test_an_amend_is_checked_as_the_order_it_leaves_behind() -> None:
     assert run(amend(quantity=D("0.05"), price=None), pol, risk=over).allow  # smaller at its price: always
     assert run(amend(quantity=D("0.05"), price=D("51000")), pol, risk=over).code == "position_exceeded"
     turned = amend(side="SELL", quantity=D("1.6"))  # a modify may name a side (Hyperliquid's): short 1.1 > 1
-    assert run(turned, pol, risk=RiskView(positions={"spot:BTCUSDT": D("0.5")}, amended=(mine,))).code == \
+    turns = Amended(True, "spot:BTCUSDT", "buy", D("50000"), remaining=D("0.1"), filled=D("0"), may_turn=True)
+    assert run(turned, pol, risk=RiskView(positions={"spot:BTCUSDT": D("0.5")}, amended=(turns,))).code == \
         "position_exceeded"
-    assert run(amend(side="SELL", quantity=D("0.05"), price=None), pol, risk=over).allow  # sells what it holds
+    assert run(amend(side="SELL", quantity=D("0.05"), price=None), pol, risk=RiskView(
+        positions={"spot:BTCUSDT": D("2")}, amended=(turns,))).allow  # sells what it holds
+    # session 35's review: elsewhere (Binance futures' modify requires a side) the exchange keeps the order's side:
+    # a "sell" naming a resting buy was checked as a sell, so it passed the cap while the exchange raised the buy
+    d = run(amend(side="SELL", quantity=D("0.05"), price=None), pol, risk=over)
+    assert d.code == "policy_denied" and "does not turn an order" in d.detail, d
+    assert run(amend(side="BUY", quantity=D("0.05"), price=None), pol, risk=over).allow  # its own side: as before
     sell = Amended(True, "spot:BTCUSDT", "sell", D("50000"), remaining=D("0.1"), filled=D("0"))
     assert run(amend(quantity=D("0.5")), pol, risk=RiskView(  # a sell of what it holds reduces
         positions={"spot:BTCUSDT": D("0.5")}, amended=(sell,), loss="down")).allow
