@@ -8,6 +8,7 @@ the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -21,6 +22,7 @@ from keyproxy.errors import ConfigError
 from keyproxy.vault._crypto import KdfParams, check_kdf_params
 
 MASTER_KEY_CHOICES = ("auto", "keyring", "passphrase", "file")
+SECONDS_MAX = 86_400.0  # the longest timeout or grace a setting takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,26 @@ class ListenSettings:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        """An IP literal of the loopback range (a name that merely starts with "127." is none: session 35's review
+        had `127.evil.example` resolve to 0.0.0.0), or localhost."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def host_problem(self) -> str | None:
+        """Why keyproxy must not listen on `host` (the config's and `serve --host`'s one check); None: it may."""
+        if self.host != "localhost":
+            try:
+                ipaddress.ip_address(self.host)
+            except ValueError:
+                return f"must be an IP address, not {self.host!r}"
+        if not self.is_loopback and not self.allow_non_loopback:
+            return (f"{self.host} is not a loopback address; set listen.allow_non_loopback = true to listen there "
+                    "on purpose")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +211,11 @@ class _Reader:
         return p if p.is_absolute() else self.base / p
 
     def number(self, t: Mapping[str, Any], key: str, name: str, default: float) -> float:
+        """A positive number of seconds, finite and at most SECONDS_MAX (a NaN passed `<= 0` and left the upstream
+        call with no deadline at all: session 35's review)."""
         value = t.get(name, default)
-        if type(value) not in (int, float) or value <= 0:
-            raise self.error(f"{key}.{name}", f"must be a positive number, not {value!r}")
+        if type(value) not in (int, float) or not 0 < value <= SECONDS_MAX:
+            raise self.error(f"{key}.{name}", f"must be a positive number up to {SECONDS_MAX}, not {value!r}")
         return float(value)
 
     def boolean(self, t: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
@@ -465,14 +488,5 @@ def _bot_policies(r: _Reader, bots: Any) -> dict[str, dict[str, Any]]:
 
 
 def _check_host(r: _Reader, listen: ListenSettings) -> None:
-    import ipaddress
-
-    if listen.host == "localhost":
-        return
-    try:
-        ipaddress.ip_address(listen.host)
-    except ValueError:
-        raise r.error("listen.host", f"must be an IP address, not {listen.host!r}") from None
-    if not listen.is_loopback and not listen.allow_non_loopback:
-        raise r.error("listen.host", f"{listen.host} is not a loopback address; set "
-                      "listen.allow_non_loopback = true to listen there on purpose")
+    if (problem := listen.host_problem()) is not None:
+        raise r.error("listen.host", problem)

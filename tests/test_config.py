@@ -53,6 +53,13 @@ def test_config_lookup_order(tmp_path: Path) -> None:
     ("[vault\n", "not valid TOML"),
     ("[proxy]\nmax_sockets = 1", "proxy.max_sockets: must be at least 2"),
     ("[proxy]\nmax_sockets = 0", "proxy.max_sockets: must be a positive integer"),
+    # session 35's review: a NaN passed `<= 0`, and an upstream call with it had no deadline at all
+    ("[proxy]\nupstream_timeout = nan", "proxy.upstream_timeout: must be a positive number up to"),
+    ("[proxy]\nshutdown_grace = inf", "proxy.shutdown_grace: must be a positive number up to"),
+    ("[proxy]\nstream_token_reuse = nan", "proxy.stream_token_reuse: must be a positive number up to"),
+    # and a name that starts with 127. is no loopback address
+    ("[listen]\nhost = '127.evil.example'", "listen.host: must be an IP address"),
+    ("[listen]\nhost = '127.0.0.1.nip.io'", "listen.host: must be an IP address"),
 ])
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "k.toml"

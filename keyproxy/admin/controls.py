@@ -8,6 +8,7 @@ same thing. Secrets arrive as `Secret`s and leave only once: in the answer to
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from dataclasses import replace
@@ -36,13 +37,22 @@ MAX_INCIDENTS_PAGE = 1_000
 CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
 
 
+def field_names(names: list[str]) -> str:
+    """Unknown JSON member names for an error: a name of letters only is shown (a typo to fix), any other is only
+    counted, since a secret pasted in the wrong place may sit there (session 35's review: one was echoed)."""
+    shown = [n for n in names if re.fullmatch(r"[A-Za-z_]{1,24}", n)]
+    hidden = len(names) - len(shown)
+    return ", ".join(shown + ([f"{hidden} more whose name{' is' if hidden == 1 else 's are'} not shown (it may be "
+                               "a secret)"] if hidden else []))
+
+
 def credentials_from_json(doc: Mapping[str, Any], where: str = "", accepted: str = "") -> Credentials:
     """A real credential from its JSON (`key add`/`key rotate` on stdin, or the admin socket's call): only
     the known fields, each a string, an api_key. `where`/`accepted` tell the operator where it came from."""
     unknown = sorted(set(doc) - set(CREDENTIAL_FIELDS))
     if unknown:
         raise UsageError(f"unknown credential field(s){' ' + where if where else ''}: "
-                         f"{', '.join(u[:40] for u in unknown)}" + (f"; accepted: {accepted}" if accepted else ""))
+                         f"{field_names(unknown)}" + (f"; accepted: {accepted}" if accepted else ""))
     for name, value in doc.items():
         if value is not None and not isinstance(value, str):
             raise UsageError(f"credential field {name} must be a string")
@@ -234,7 +244,12 @@ class Controls:
         if pinned:
             raise StateError(f"{', '.join(sorted(pinned))} for bot {name!r} is set in the config file "
                              f"([bots.{name}]); change it there and run `keyproxy reload`")
-        current = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
+        stored = info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)}
+        try:  # what the change replaces is not read: a value stored unreadable is repaired by setting it again
+            current = BotPolicy.from_json({k: v for k, v in stored.items() if k not in changes})
+        except PolicyError as e:
+            raise StateError(f"bot {name!r}'s stored policy cannot be read ({e}); set that value again with "
+                             f"`keyproxy bot set {name} KEY=VALUE`") from None
         try:
             updated = parse_policy(changes, base=current)
         except PolicyError as e:
@@ -324,6 +339,8 @@ class Controls:
         """Kill switch: only reads and cancels (and reduce-only orders) pass; persisted, effective at once."""
         if scope not in ("all", "account", "bot"):
             raise UsageError("halt needs --all, --account A or --bot B")
+        if scope == "all" and target != "*":  # a halt of "all x" halted nothing and no resume lifted it
+            raise UsageError("a halt of everything names no target")
         if scope == "account":
             self.vault.account(target)
         elif scope == "bot":

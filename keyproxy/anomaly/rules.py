@@ -384,6 +384,9 @@ RULES: dict[str, type[Rule]] = {r.name: r for r in (AuthFailures, ForeignIp, For
                                                      OffHours, NotionalSpike, RunawayOrders, FillBurst)}
 
 
+WINDOW_RANGE = (1, 30 * 86_400)  # seconds a rule's window (and rate_spike's learning) may span
+
+
 class RuleError(ValueError):
     """Anomaly config is invalid; the message names the key."""
 
@@ -408,19 +411,25 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, RuleConfig]:
         actions = table.get("actions", list(base.actions))
         if type(threshold) is not int or threshold < 1:
             raise RuleError(f"{name}.threshold: must be a whole number of at least 1, not {threshold!r}")
-        if type(window) not in (int, float) or window <= 0:
-            raise RuleError(f"{name}.window_seconds: must be a positive number, not {window!r}")
+        # at least a second: a bucket below a float step of the clock never ends (session 35's review: 1e-7 s
+        # spun the daemon's event loop for good); a NaN or an infinity is no window
+        if type(window) not in (int, float) or not WINDOW_RANGE[0] <= window <= WINDOW_RANGE[1]:
+            raise RuleError(f"{name}.window_seconds: must be {WINDOW_RANGE[0]} to {WINDOW_RANGE[1]} seconds, "
+                            f"not {window!r}")
         if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
             raise RuleError(f"{name}.actions: must be a list of action names")
         for action in actions:
             if action not in ACTIONS:
                 raise RuleError(f"{name}.actions: unknown action {action!r} (known: {', '.join(ACTIONS)})")
-        if table.get("enabled", True) is False:
+        enabled = table.get("enabled", True)
+        if type(enabled) is not bool:  # "no" left the rule on
+            raise RuleError(f"{name}.enabled: must be true or false, not {enabled!r}")
+        if not enabled:
             configs.pop(name)
             continue
         learn = table.get("learn_seconds", base.learn_seconds)
-        if type(learn) not in (int, float) or learn < 0:
-            raise RuleError(f"{name}.learn_seconds: must be a number of seconds >= 0, not {learn!r}")
+        if type(learn) not in (int, float) or not 0 <= learn <= WINDOW_RANGE[1]:
+            raise RuleError(f"{name}.learn_seconds: must be 0 to {WINDOW_RANGE[1]} seconds, not {learn!r}")
         configs[name] = RuleConfig(threshold, float(window), tuple(actions) or ("alert",), float(learn))
     return configs
 

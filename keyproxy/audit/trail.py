@@ -63,6 +63,20 @@ def canonical(obj: dict[str, Any]) -> bytes:
         return legacy_canonical(obj)
 
 
+def _head_of(line: bytes, path: Path | None) -> Head:
+    """The chain's head at a complete last line; a line that is no trail line (damage, or an edit) refuses the
+    write with the trail's one error, never a traceback (session 35's review: a last line `{}` made `bot revoke`
+    and `halt --all` fail as internal errors)."""
+    try:
+        seq = json.loads(line)["seq"]
+        if type(seq) is not int:
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise AuditUnavailable(f"audit trail damaged: the last line of {path or 'the trail'} is not a trail line; "
+                               "run `keyproxy audit verify` and see docs/incident-response.md") from None
+    return Head(seq, hashlib.sha256(line).hexdigest())
+
+
 def mac_of(key: bytes, line_without_mac: dict[str, Any]) -> str:
     return hmac.new(key, canonical(line_without_mac), hashlib.sha256).hexdigest()
 
@@ -70,6 +84,8 @@ def mac_of(key: bytes, line_without_mac: dict[str, Any]) -> str:
 def _mac_matches(key: bytes, mac: str, line_without_mac: dict[str, Any]) -> bool:
     """The MAC over the line's canonical form, or over its legacy form (a trail spans versions). Either is a
     keyed function of the parsed fields, so accepting both lets no one without the key forge a line."""
+    if not mac.isascii():  # compare_digest takes ASCII text only; a MAC never holds anything else
+        return False
     if hmac.compare_digest(mac, mac_of(key, line_without_mac)):
         return True
     legacy = hmac.new(key, legacy_canonical(line_without_mac), hashlib.sha256).hexdigest()
@@ -163,14 +179,13 @@ class AuditTrail:
             os.fsync(fd)
         lines = data[:good].splitlines()
         if lines:
-            last = lines[-1]
-            self.head = Head(int(json.loads(last)["seq"]), hashlib.sha256(last).hexdigest())
+            self.head = _head_of(lines[-1], files[-1] if files else None)
         elif len(files) > 1:  # an empty newest file: the chain continues from the previous one
             prev = files[-2]
             with open(prev, "rb") as f:
                 tail = _tail(f.fileno(), os.fstat(f.fileno()).st_size).splitlines()
             if tail:
-                self.head = Head(int(json.loads(tail[-1])["seq"]), hashlib.sha256(tail[-1]).hexdigest())
+                self.head = _head_of(tail[-1], prev)
 
     def _held(self, fd: int, path: Path) -> None:
         info = os.fstat(fd)
@@ -326,7 +341,7 @@ def verify(files: list[Path], key: bytes, recorded_head: int | None = None) -> V
             line = json.loads(raw)
             mac = line.pop("mac")
             seq = int(line["seq"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return VerifyResult(False, count, f"{where}: not a valid audit line (edited or corrupt)", expected or 0)
         if not _mac_matches(key, str(mac), line):
             return VerifyResult(False, count, f"{where} (seq {seq}): MAC mismatch: the line was edited or forged",
@@ -360,6 +375,6 @@ def _first_seq(files: list[Path]) -> int | None:
     for _, _, raw, _ in iter_lines(files[:1]):
         try:
             return int(json.loads(raw)["seq"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
     return None

@@ -87,7 +87,10 @@ class Context:
             return getattr(controls, op)(*args, **kwargs)
 
     def out(self, text: str = "") -> None:
-        print(text, file=self.stdout)
+        """A line (or lines) for the operator's terminal, what a terminal acts on shown escaped: statuses, halts and
+        incidents carry text a bot sent (session 35's review: a withdrawal address's escapes reached `status`)."""
+        print("\n".join("\t".join(printable(cell) for cell in line.split("\t")) for line in text.split("\n"))
+              if not text.isprintable() else text, file=self.stdout)
 
     def out_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, sort_keys=True), file=self.stdout)
@@ -187,3 +190,17 @@ class Commands:
     def group(sub: Any, name: str, help: str, dest: str) -> Any:
         """A command group (`keyproxy key ...`): its actions are added to what this returns."""
         return sub.add_parser(name, help=help).add_subparsers(dest=dest, required=True, metavar="ACTION")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal or a spreadsheet could act on shown as an escape (`\\x1b`,
+    `\\u202e`): C0 and C1 controls, DEL, line and paragraph separators, bidi and other format characters.
+    Trail fields can carry what a bot or a stranger sent, and an operator reads them in a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from keyproxy.errors import UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
-from keyproxy.admin.controls import credentials_from_json
+from keyproxy.admin.controls import credentials_from_json, field_names
 from keyproxy.secret import Secret
 from keyproxy.vault import Credentials
 from keyproxy.cli.context import Context
@@ -43,7 +43,7 @@ def read_credentials(ctx: Context, key_type: str, exchange: str) -> Credentials:
         if exchange == "coinbase" and "privateKey" in doc:  # the downloaded file's shape
             extra = sorted(set(doc) - set(CDP_KEY_FILE))
             if extra:
-                raise UsageError(f"unknown credential field(s) on stdin: {', '.join(u[:40] for u in extra)}; "
+                raise UsageError(f"unknown credential field(s) on stdin: {field_names(extra)}; "
                                  f"accepted: {ACCEPTED_SHAPES}")
             if "name" in doc and "id" in doc:
                 raise UsageError("the CDP key file has both name and id; keep the one Coinbase gave the key")

@@ -107,9 +107,8 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.port is not None or ctx.args.host is not None:
         listen = replace(settings.listen, host=ctx.args.host or settings.listen.host,
                          port=settings.listen.port if ctx.args.port is None else ctx.args.port)
-        if not listen.is_loopback and not listen.allow_non_loopback:
-            raise UsageError(f"{listen.host} is not a loopback address; set listen.allow_non_loopback = true "
-                             "in the config to listen there on purpose")
+        if (problem := listen.host_problem()) is not None:
+            raise UsageError(f"--host: {problem}")
         settings = replace(settings, listen=listen)
     from keyproxy.audit.log import configure_logging
 

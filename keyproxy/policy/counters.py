@@ -103,11 +103,11 @@ def rate_limits(owner: str, limits: BotPolicy | AccountLimits, action: str | Non
                  ) -> list[tuple[str, float, float]]:
     """(bucket key, tokens per second, capacity) for every rate limit of `limits` that applies."""
     out = []
-    if limits.requests_per_second:
+    if limits.requests_per_second is not None:  # a rate of 0 would be no limit here: parse_policy refuses it
         rate = limits.requests_per_second
         out.append((f"{owner}:requests", rate, float(limits.burst or max(1, math.ceil(rate)))))
-    if action in ("order", "amend") and limits.orders_per_minute:
+    if action in ("order", "amend") and limits.orders_per_minute is not None:
         out.append((f"{owner}:orders", limits.orders_per_minute / 60, float(limits.orders_per_minute)))
-    if action == "cancel" and limits.cancels_per_minute:
+    if action == "cancel" and limits.cancels_per_minute is not None:
         out.append((f"{owner}:cancels", limits.cancels_per_minute / 60, float(limits.cancels_per_minute)))
     return out

@@ -200,19 +200,28 @@ class BotPolicy:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BotPolicy:
+        """A stored policy (an empty list stored by an older keyproxy read as cleared, which it meant then)."""
         known = {f.name for f in fields(cls)}
-        return parse_policy({k: v for k, v in doc.items() if k in known})
+        return parse_policy({k: None if v == [] else v for k, v in doc.items() if k in known})
+
+
+# every number a limit takes lies in here: beyond it a float overflows to inf or underflows to 0, which a rate reads
+# as no limit at all (session 35's review: requests_per_second=1e-400 was stored as 0.0 and let every request
+# through; 1e999 as inf, which the vault then could not read back, so a revocation never reached the daemon)
+NUMBER_RANGE = (Decimal("1e-12"), Decimal("1e15"))
 
 
 def _decimal(key: str, value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise PolicyError(f"{key}: must be a positive number, not {value!r}")
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 64):
+        raise PolicyError(f"{key}: must be a positive number, not {str(value)[:64]!r}")
     try:
         d = Decimal(str(value))
     except InvalidOperation:
         raise PolicyError(f"{key}: must be a positive number, not {value!r}") from None
     if not d.is_finite() or d <= 0:
         raise PolicyError(f"{key}: must be a positive number, not {value!r}")
+    if not NUMBER_RANGE[0] <= d <= NUMBER_RANGE[1]:
+        raise PolicyError(f"{key}: must be between {NUMBER_RANGE[0]} and {NUMBER_RANGE[1]}, not {value!r}")
     return d
 
 
@@ -224,11 +233,17 @@ def _int(key: str, value: Any) -> int:
 
 
 def _list(key: str, value: Any) -> list[str]:
+    """A list's items; an empty one is refused (session 35's review: `symbols=,` read as no items was stored as an
+    empty allowlist, which reads back as none at all, so every symbol passed): `KEY=none` clears a list."""
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise PolicyError(f"{key}: must be a list of strings")
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise PolicyError(f"{key}: must be a list of strings")
+    if not items:
+        raise PolicyError(f"{key}: an empty list; write {key}=none to clear it")
+    return items
 
 
 DUPLICATE_WINDOW_RANGE = (1, 86_400)
@@ -281,7 +296,7 @@ def parse_policy(doc: dict[str, Any], base: BotPolicy | None = None) -> BotPolic
     for key, value in doc.items():
         if key not in known:
             raise PolicyError(f"{key}: unknown policy key (known: {', '.join(sorted(known))})")
-        if value is None or value == "none" or value == []:
+        if value is None or value == "none":
             if key in ("scopes", "allow_ips", "reduce_only", "duplicate_window_seconds", "on_loss_limit",
                        "allow_self_cross"):
                 raise PolicyError(f"{key}: cannot be cleared")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from keyproxy.exchanges.base import Adapter, BotKey, RealKey, Upstream, resolve_upstream
-from keyproxy.policy.model import AccountLimits, BotPolicy, parse_policy
+from keyproxy.policy.model import AccountLimits, BotPolicy, PolicyError, parse_policy
 from keyproxy.secret import Secret
 from keyproxy.vault.records import AccountInfo, BotInfo
+
+log = logging.getLogger("keyproxy.proxy")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -112,7 +115,13 @@ def build_snapshot(vault: object, adapters: Mapping[str, Adapter],
         key = (BotKey(info.key_id, info.key_type, secret=rec.secret, public_key=rec.public_key,
                       passphrase=rec.passphrase)
                if info.mode == "dropin" and info.key_id else None)
-        policy = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes), "allow_ips": list(info.allow_ips)})
+        try:
+            policy = BotPolicy.from_json(info.policy or {"scopes": list(info.scopes),
+                                                         "allow_ips": list(info.allow_ips)})
+        except PolicyError as e:  # one bot's unreadable record keeps that bot out, not every bot's change
+            log.error("a bot's stored policy cannot be read: the bot is refused until `keyproxy bot set` sets the "
+                      "value again", extra={"bot": info.name, "problem": str(e)[:200]})
+            continue
         if pinned and info.name in pinned:  # [bots.NAME] in the config file wins over `bot set`
             policy = parse_policy(dict(pinned[info.name]), base=policy)
         networks = tuple(ipaddress.ip_network(c) for c in policy.allow_ips)

@@ -71,8 +71,14 @@ def test_state_stays_bounded() -> None:
 
 @pytest.mark.parametrize("doc, message", [
     ({"brute": {}}, "brute: unknown rule"),
-    ({"auth_failures": {"window_seconds": 0}}, "auth_failures.window_seconds: must be a positive number"),
-    ({"auth_failures": {"window_seconds": -5}}, "auth_failures.window_seconds: must be a positive number"),
+    ({"auth_failures": {"window_seconds": 0}}, "auth_failures.window_seconds: must be 1 to 2592000 seconds"),
+    ({"auth_failures": {"window_seconds": -5}}, "auth_failures.window_seconds: must be 1 to 2592000 seconds"),
+    # session 35's review: a bucket below a float step of the clock never closed, and the daemon spun for good
+    ({"rate_spike": {"window_seconds": 1e-7}}, "rate_spike.window_seconds: must be 1 to"),
+    ({"rate_spike": {"window_seconds": float("nan")}}, "rate_spike.window_seconds: must be 1 to"),
+    ({"rate_spike": {"window_seconds": float("inf")}}, "rate_spike.window_seconds: must be 1 to"),
+    ({"rate_spike": {"learn_seconds": float("nan")}}, "rate_spike.learn_seconds: must be 0 to"),
+    ({"rate_spike": {"enabled": "no"}}, "rate_spike.enabled: must be true or false"),
     ({"auth_failures": {"threshold": 0}}, "auth_failures.threshold: must be a whole number"),
     ({"auth_failures": {"actions": ["nuke"]}}, "auth_failures.actions: unknown action 'nuke'"),
     ({"auth_failures": {"windw": 5}}, "auth_failures.windw: unknown key"),

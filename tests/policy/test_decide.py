@@ -132,10 +132,25 @@ def test_decide_does_not_touch_counters() -> None:
     ({"active_hours": "25:00-26:00"}, "HH:MM-HH:MM"),
     ({"withdraw_addresses": "USDT-0xabc"}, "ASSET:NETWORK:ADDRESS"),
     ({"max_notional": "5"}, "unknown policy key"),
+    # session 35's review: a float past its range is inf or 0, and a rate of 0 was no limit at all
+    ({"requests_per_second": "1e-400"}, "between 1E-12 and 1E"),
+    ({"requests_per_second": "1e999"}, "between 1E-12 and 1E"),
+    ({"burst": "1e5000"}, "between 1E-12 and 1E"),
+    ({"max_position": "9" * 80}, "positive number"),
+    ({"symbols": ","}, "empty list; write symbols=none"),
+    ({"withdraw_addresses": []}, "empty list"),
 ])
 def test_bad_policy_values_name_the_key(doc: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(PolicyError, match=message):
         parse_policy(doc)
+
+
+def test_every_policy_written_reads_back_and_a_stored_empty_list_is_none() -> None:
+    """What `to_json` writes `from_json` reads (a value it could not read kept a revocation from the daemon), and
+    an empty list an older keyproxy stored reads as cleared, as it acted then."""
+    pol = policy(requests_per_second="1e-12", burst="1e15", symbols="BTCUSDT", max_position="0.001")
+    assert BotPolicy.from_json(pol.to_json()) == pol
+    assert BotPolicy.from_json({"scopes": ["read"], "symbols": []}).symbols is None
 
 
 def test_policy_json_round_trip() -> None:

@@ -1,0 +1,38 @@
+"""A bot policy stored unreadable (an older keyproxy wrote `inf` for requests_per_second=1e999): one bot refused,
+never every bot's change, and repaired by setting the value again (session 35's review)."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyproxy.admin.controls import Controls
+from keyproxy.errors import StateError
+from keyproxy.exchanges import default_adapters
+from keyproxy.proxy.registry import build_snapshot
+from keyproxy.secret import Secret
+from keyproxy.vault import Vault
+from keyproxy.vault.bots import NewBot
+from tests.vault.helpers import hmac_account
+
+
+def _bot(name: str) -> NewBot:
+    return NewBot(name, "main", "dropin", ("read", "trade"), ("127.0.0.1/32",), key_type="hmac",
+                  key_id=f"KP-{name}", secret=Secret(f"secret-{name}"))
+
+
+def test_an_unreadable_policy_leaves_out_its_bot_only_and_is_repaired_by_setting_it(vault: Vault) -> None:
+    vault.add_account(hmac_account("main"))
+    vault.add_bot(_bot("good"))
+    vault.add_bot(_bot("bad"))
+    vault.set_bot_policy("bad", {"scopes": ["read", "trade"], "allow_ips": ["127.0.0.1/32"],
+                                 "requests_per_second": "Infinity"})
+    snap = build_snapshot(vault, default_adapters())
+    assert {entry.info.name for entry in snap.bots_by_key.values()} == {"good"}  # "bad" refused as unknown
+    controls = Controls(vault, default_adapters(), "http://127.0.0.1:1")
+    with pytest.raises(StateError, match="stored policy cannot be read .*requests_per_second"):
+        controls.set_bot("bad", {"burst": "3"})  # another key: the unreadable one is not silently dropped
+    controls.revoke_bot("good")  # another bot's change is never blocked by it
+    controls.set_bot("bad", {"requests_per_second": "2"})
+    snap = build_snapshot(vault, default_adapters())
+    [entry] = [e for e in snap.bots_by_key.values() if e.info.name == "bad"]
+    assert entry.policy.requests_per_second == 2.0
