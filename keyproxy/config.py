@@ -19,10 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from keyproxy.errors import ConfigError
+from keyproxy.files import read_bounded
 from keyproxy.vault._crypto import KdfParams, check_kdf_params
 
 MASTER_KEY_CHOICES = ("auto", "keyring", "passphrase", "file")
 SECONDS_MAX = 86_400.0  # the longest timeout or grace a setting takes
+CONFIG_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +241,18 @@ def load_settings(config: Path | None = None, env: Mapping[str, str] | None = No
     doc: dict[str, Any] = {}
     if explicit is not None or file.exists():
         try:
-            with open(file, "rb") as f:
-                doc = tomllib.load(f)
+            data = read_bounded(file, CONFIG_MAX_BYTES)
+            if len(data) > CONFIG_MAX_BYTES:
+                raise ConfigError(f"{file}: larger than {CONFIG_MAX_BYTES} bytes: not a keyproxy config")
+            doc = tomllib.loads(data.decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{file}: config file not found") from None
         except OSError as e:
             raise ConfigError(f"{file}: cannot read config file: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{file}: not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not valid TOML: not UTF-8 text") from None
     else:
         file = None  # type: ignore[assignment]
     return parse_settings(doc, file, env)
@@ -400,7 +406,7 @@ def _governor(r: _Reader, doc: Any) -> GovernorSettings:
     tier_names = {t for adapter in adapters.values() for t in adapter.budget_tiers}
     tiers: dict[str, str] = {}
     for key, value in entries("tiers", 'account = "tier"').items():
-        if value not in tier_names:
+        if not isinstance(value, str) or value not in tier_names:
             raise r.error(f"governor.tiers.{key}", f"unknown tier {value!r} (known: {', '.join(sorted(tier_names))})")
         tiers[key] = value
     cache: dict[str, float] = {}

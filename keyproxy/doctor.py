@@ -190,6 +190,9 @@ def check_shared_state(settings: Settings, vault_id: str) -> list[Finding]:
 def check_audit(settings: Settings, vault: Any, recorded_head: int | None) -> list[Finding]:
     from keyproxy.audit.trail import trail_files, verify
 
+    if settings.audit_dir.exists() and not settings.audit_dir.is_dir():  # every audited write would fail
+        return [Finding("fail", "audit", f"{settings.audit_dir} is not a directory: nothing can be audited, so every "
+                        "change and request is refused", "move it aside; keyproxy makes the directory")]
     files = trail_files(settings.audit_dir)
     if not files:
         return [Finding("ok", "audit", "no audit trail yet")]
@@ -264,7 +267,12 @@ def run_doctor(settings: Settings, open_vault: Any, network: bool = True) -> lis
         if state_path.exists():
             from keyproxy.state import StateStore
 
-            state_db = StateStore(state_path)
+            try:
+                state_db = StateStore(state_path)
+            except Exception as e:  # report, never crash: the rest is checked without it
+                findings.append(Finding("fail", "state", f"cannot open {state_path}: {str(e)[:200]}",
+                                        "restore it from a backup, or move it aside (halts, usage and incidents "
+                                        "start empty)"))
         findings += check_master_source(settings, vault.status()["master_source"])
         findings += check_vault(settings, vault, state_db)
         findings += check_shared_state(settings, vault.vault_id)

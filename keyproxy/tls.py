@@ -16,6 +16,7 @@ from pathlib import Path
 
 from keyproxy.errors import KeyproxyError
 from keyproxy.vault._crypto import loopback_certificates
+from keyproxy.vault.store import ensure_private_dir
 
 LOOPBACK_NAMES = ("localhost",)
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
@@ -28,21 +29,30 @@ class TlsFiles:
     key: Path
 
 
+DAYS_RANGE = (1, 3650)
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically: a crash leaves the old file or the new one, never a torn key."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Atomically: a crash leaves the old file or the new one, never a torn key. The temporary name is new and
+    never a link (session 35's review: a fixed name let a symlink planted there receive the private key)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(6).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
 def make_local_ca(directory: Path, days: int = 825) -> TlsFiles:
     """A fresh CA and loopback server certificate in `directory` (ca.pem, cert.pem, key.pem)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not DAYS_RANGE[0] <= days <= DAYS_RANGE[1]:
+        raise TlsError(f"--days must be {DAYS_RANGE[0]} to {DAYS_RANGE[1]}, not {days}")
+    ensure_private_dir(directory)  # a key written where another user can replace it is not this user's key
     ca, cert, key = loopback_certificates(LOOPBACK_NAMES, LOOPBACK_ADDRESSES, days)
     files = TlsFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
     _write(files.key, key, 0o600)

@@ -89,10 +89,17 @@ def prompt_passphrase(confirm: bool) -> Secret:
     return Secret(first)
 
 
-def _passphrase_source(settings: Settings, passphrase_file: Path | None) -> PassphraseSource:
+def _passphrase_source(settings: Settings, passphrase_file: Path | None, file_first: bool = False
+                       ) -> PassphraseSource:
+    """`file_first`: a new vault's or a rekey's passphrase file, named on purpose, wins over KEYPROXY_PASSPHRASE
+    (session 35's review: a rekey to `--new-passphrase-file` took the environment's passphrase instead, and the
+    vault then opened with that one only)."""
     from keyproxy.hardening import take_secret_from_env
 
     from_env = take_secret_from_env(os.environ)  # removed at once; children never inherit it
+    if file_first and passphrase_file is not None:
+        path = passphrase_file
+        return PassphraseSource(lambda _confirm: passphrase_from_file(path), kdf=settings.vault.kdf)
     if from_env:
         secret = Secret(from_env)
         return PassphraseSource(lambda _confirm: secret, kdf=settings.vault.kdf)
@@ -124,10 +131,10 @@ def source_for_kind(kind: str, settings: Settings, inputs: UnlockInputs) -> Mast
 
 def source_for_new(choice: str, settings: Settings, inputs: UnlockInputs) -> MasterSource:
     """The source for a new vault or a rekey; `choice` is auto|keyring|passphrase|file."""
+    if choice == "passphrase" or (choice == "auto" and inputs.passphrase_file is not None):
+        return _passphrase_source(settings, inputs.passphrase_file, file_first=True)
     if choice != "auto":
         return source_for_kind(choice, settings, inputs)
-    if inputs.passphrase_file is not None:
-        return _passphrase_source(settings, inputs.passphrase_file)
     backend, why = usable_keyring()
     if backend is not None:
         return KeyringSource()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from keyproxy.errors import KeyproxyError
+from keyproxy.hardening import take_secret_from_env
 
 READY_S = 60.0  # a worker unlocks the vault (the KDF) before it listens
 _URL = re.compile(r"https?://[^\s)]+")
@@ -59,7 +60,12 @@ def _ready_line(proc: subprocess.Popen[str], index: int) -> str:
 
 def run_workers(argv: Sequence[str], count: int, ready: Callable[[str], None]) -> int:
     """Start `count` workers, say ready once all listen, wait; the exit code of the first to stop."""
+    # a passphrase in the environment goes to the workers (each takes it out of its own at once) and out of this
+    # parent's, which stays up as long as they do (session 35's review: its /proc/PID/environ showed it throughout)
+    passphrase = take_secret_from_env(os.environ)
     env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}  # this parent tells systemd, not they
+    if passphrase is not None:
+        env["KEYPROXY_PASSPHRASE"] = passphrase
     procs: list[subprocess.Popen[str]] = []
     stopping = False
 

@@ -37,6 +37,14 @@ MAX_INCIDENTS_PAGE = 1_000
 CREDENTIAL_FIELDS = ("api_key", "secret", "passphrase", "private_key")
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def field_names(names: list[str]) -> str:
     """Unknown JSON member names for an error: a name of letters only is shown (a typo to fix), any other is only
     counted, since a secret pasted in the wrong place may sit there (session 35's review: one was echoed)."""
@@ -56,6 +64,8 @@ def credentials_from_json(doc: Mapping[str, Any], where: str = "", accepted: str
     for name, value in doc.items():
         if value is not None and not isinstance(value, str):
             raise UsageError(f"credential field {name} must be a string")
+        if isinstance(value, str) and not _utf8(value):  # a lone surrogate (\ud800 in the JSON) encodes to nothing
+            raise UsageError(f"credential field {name} is not valid text (an unpaired UTF-16 surrogate)")
     if not doc.get("api_key"):
         raise UsageError(f"credential JSON {where} has no api_key" if where else "api_key is empty")
     for name in ("api_key", "passphrase"):  # sent in a header as they are: a CR/LF there is a paste error
@@ -325,7 +335,9 @@ class Controls:
     def show_incident(self, incident_id: int) -> dict[str, Any]:
         from keyproxy.anomaly.respond import incident_json
 
-        rows = self._need_state().incidents(int(incident_id))
+        if type(incident_id) is not int or not 0 < incident_id < 2**62:
+            raise UsageError(f"an incident id is a whole number of at least 1, not {str(incident_id)[:20]!r}")
+        rows = self._need_state().incidents(incident_id)
         if not rows:
             raise NotFound(f"no incident {incident_id}")
         return incident_json(rows[0])

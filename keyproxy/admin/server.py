@@ -22,7 +22,7 @@ from aiohttp import web
 from keyproxy.admin.controls import Controls, credentials_from_json
 from keyproxy.admin.protocol import ERROR_CLASSES, OPS, VAULT_OPS
 from keyproxy.audit.trail import AuditUnavailable
-from keyproxy.errors import KeyproxyError, NotFound, StateError, where
+from keyproxy.errors import KeyproxyError, NotFound, StateError, UsageError, where
 from keyproxy.vault import NewAccount
 
 log = logging.getLogger("keyproxy.admin")
@@ -86,7 +86,7 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
             op, args = doc["op"], doc.get("args") or {}
             if op not in OPS or not isinstance(args, dict):
                 raise KeyError(op)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # a request nested past the parser's depth too
             return web.json_response({"error": "UsageError", "message": "malformed admin request"}, status=400)
         controls.actor_uid = uid if uid is not None else -1
         before = fleet.fleet.last_version if fleet is not None else 0
@@ -97,6 +97,8 @@ def build_admin_app(controls: Controls, verifier: Any = None, auditor: Any = Non
                 creds = credentials_from_json(args.get("credentials") or {})
                 if verifier is None:
                     raise KeyproxyError("this daemon cannot verify keys")
+                if not isinstance(args.get("name"), str):
+                    raise UsageError("rotate_key needs the account's name")
                 ok, answer = await verifier(args["name"], creds)
                 if not ok:
                     raise KeyproxyError(f"the new key was not activated: the exchange answered {answer}")

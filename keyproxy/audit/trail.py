@@ -32,9 +32,11 @@ from typing import Any
 
 import orjson
 
+from keyproxy.files import read_bounded
 from keyproxy.audit.events import EVENTS
 
 FILE_RE = re.compile(r"audit-(\d{6})\.jsonl")
+TRAIL_FILE_MAX = 1 << 40  # no bound in practice: a trail file is read whole, as it always was
 GENESIS = "0" * 64
 
 
@@ -150,10 +152,13 @@ class AuditTrail:
     # --- files ------------------------------------------------------------
 
     def _open(self, initial: bool = False) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files = trail_files(self.directory)
-        path = files[-1] if files else self.directory / "audit-000001.jsonl"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:  # a file where the directory should be (or no room, no rights): the trail's one refusal, no traceback
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            files = trail_files(self.directory)
+            path = files[-1] if files else self.directory / "audit-000001.jsonl"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as e:
+            raise self._failed(e) from None
         written, self.head = self.head, Head()  # the head as the disk has it, compared below
         try:
             self._resume(fd, files)
@@ -320,8 +325,7 @@ class VerifyResult:
 
 def iter_lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes, bool]]:
     for path in files:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bounded(path, TRAIL_FILE_MAX)  # a regular file only: a FIFO or a device named to verify hung
         parts = data.split(b"\n")
         for i, raw in enumerate(parts):
             last = i == len(parts) - 1

@@ -29,6 +29,8 @@ def cmd_audit_verify(ctx: Context) -> int:
         files = trail_files(target) if target.is_dir() else [target]
         if not files or not all(f.exists() for f in files):
             raise StateError(f"no audit trail at {target}")
+        if not all(f.is_file() for f in files):  # a FIFO would block the read, a device never end
+            raise StateError(f"{target}: not a regular file (a pipe or a device), so no audit trail")
         trails.append((target, files))
     head = None
     state_db = ctx.settings.state_dir / "state.db"

@@ -7,6 +7,7 @@ import getpass
 import json
 from pathlib import Path
 
+from keyproxy.files import PIPE_S, read_bounded
 from keyproxy.errors import UsageError
 from keyproxy.exchanges.catalog import EXCHANGES
 from keyproxy.admin.controls import credentials_from_json, field_names
@@ -68,7 +69,7 @@ def private_key_file(path: Path | None, key_type: str) -> Secret | None:
         mode = path.stat().st_mode
         if mode & 0o077:
             raise UsageError(f"{path} can be read by other users (mode {oct(mode & 0o777)}): chmod 600 it first")
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_STDIN_BYTES, pipe_s=PIPE_S)
     except OSError as e:
         raise UsageError(f"cannot read --private-key-file {path}: {e.strerror}") from None
     if len(data) > MAX_STDIN_BYTES:

@@ -104,6 +104,8 @@ def cmd_serve(ctx: Context) -> int:
     from keyproxy import daemon
 
     settings = ctx.settings
+    if ctx.args.port is not None and not 0 <= ctx.args.port <= 65535:  # before the vault is unlocked for nothing
+        raise UsageError(f"--port must be 0 to 65535 (0: any free port), not {ctx.args.port}")
     if ctx.args.port is not None or ctx.args.host is not None:
         listen = replace(settings.listen, host=ctx.args.host or settings.listen.host,
                          port=settings.listen.port if ctx.args.port is None else ctx.args.port)

@@ -25,7 +25,9 @@ def cmd_vault_rekey(ctx: Context) -> int:
 def cmd_vault_backup(ctx: Context) -> int:
     if str(ctx.args.file) == "-":
         raise UsageError("the backup must be a file (it is written atomically, mode 0600), not standard output")
-    target = ctx.args.file.resolve()
+    # absolute, not resolved: a symlink at the name (dangling ones too) is refused as an existing file, never
+    # followed to where it points (session 35's review: `vault backup dangling-link` wrote its target)
+    target = ctx.args.file.absolute()
     result = ctx.call("backup", path=str(target))
     ctx.out(f"backed up the vault to {result['backup']} (encrypted as the vault is; mode 0600)")
     return 0

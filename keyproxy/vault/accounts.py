@@ -122,7 +122,10 @@ class AccountsMixin:
     def rotate_account(self, name: str, creds: Credentials, *, now: float | None = None) -> AccountInfo:
         """Add the new credential as the next version and make it active, in one transaction.
 
-        The old version stays (for `rollback`) until `retire_previous`.
+        The old version stays (for `rollback`) until `retire_previous`; but a key the exchange revoked is replaced
+        for good: the account is active again and its older versions are forgotten in the same transaction (no
+        rollback returns to a revoked key). Session 35's review: `key restore` said "rotate it instead", and a
+        rotation left the account revoked, so removing it (and its bots) was the only way out.
         """
         info = self.account(name)
         from keyproxy.vault.records import check_credentials
@@ -137,6 +140,9 @@ class AccountsMixin:
             self._insert_version(db, account_id, version, creds, now)
             db.execute("UPDATE accounts SET active_version = ?, rotated_at = ? WHERE id = ?",
                        (version, now, account_id))
+            if db.execute("SELECT status FROM accounts WHERE id = ?", (account_id,)).fetchone()[0] == "revoked":
+                db.execute("UPDATE accounts SET status = 'active' WHERE id = ?", (account_id,))
+                db.execute("DELETE FROM account_versions WHERE account_id = ? AND version != ?", (account_id, version))
         return self.account(name)
 
     def rollback_account(self, name: str) -> AccountInfo:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from keyproxy.files import PIPE_S, read_bounded
 from keyproxy.errors import MasterKeyUnavailable, UsageError
 from keyproxy.secret import Secret
 from keyproxy.vault import _crypto
@@ -99,12 +100,11 @@ def _read_private(path: Path, size: int, what: str) -> bytes:
     """Up to `size` bytes of a file only its owner may read: one others can read is refused, as the private key
     file is (what it holds has leaked to them already); a systemd credential is the unit's alone."""
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if mode & 0o077 and not is_systemd_credential(path):
-                raise MasterKeyUnavailable(f"{what} {path} can be read by other users (mode {oct(mode & 0o777)}): "
-                                           "chmod 600 it first")
-            return f.read(size)
+        mode = os.stat(path).st_mode
+        if mode & 0o077 and not is_systemd_credential(path):
+            raise MasterKeyUnavailable(f"{what} {path} can be read by other users (mode {oct(mode & 0o777)}): "
+                                       "chmod 600 it first")
+        return read_bounded(path, size, pipe_s=PIPE_S)[:size]  # a FIFO with no writer: refused, not a hang
     except OSError as e:
         raise MasterKeyUnavailable(f"cannot read {what} {path}: {e.strerror}") from None
 

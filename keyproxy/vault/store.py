@@ -101,9 +101,18 @@ def _sqlite_problem(path: Path, e: sqlite3.Error) -> VaultError:
 
 
 def ensure_private_dir(directory: Path) -> None:
-    """Create `directory` (and parents) and make it 0700."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
+    """`directory` created 0700 (with its parents), or an existing one left as it is if it is this user's and no
+    one else may write in it: keyproxy never changes the mode of a directory it did not make (session 35's review:
+    `init` with the vault in a shared directory made it 0700, /tmp included), and never writes a secret where
+    another user could replace it."""
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(directory, 0o700)  # whatever the umask
+        return
+    st = os.stat(directory)
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise VaultError(f"{directory}: not a private directory (another user's, or others may write in it); "
+                         "use a directory of your own, mode 0700")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -407,7 +416,7 @@ class Vault(AccountsMixin, BotsMixin):
         never an overwrite.
         """
         dest = Path(dest)
-        if dest.exists():
+        if dest.exists() or dest.is_symlink():
             raise AlreadyExists(f"{dest} exists; refusing to overwrite it")
         try:
             with _atomic_file(dest) as tmp:
@@ -455,26 +464,32 @@ def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: boo
     """Put `backup` in place of the live vault, atomically; the daemon must be stopped.
 
     Refused unless the backup opens with the current master key and every record in it passes
-    its integrity check, and (without `force`) unless it is at least as new as the live vault.
+    its integrity check, and (without `force`) unless it is at least as new as the live vault. The backup is only
+    read: it is copied first, and the copy is checked and put in place (session 35's review: opening the backup
+    itself turned it to WAL and, from a read-only directory, failed).
     """
     with Vault.open(live, source_for) as current:  # opening and closing also checkpoints the live WAL
         live_changes, live_id = current.changes(), current.status()["vault_id"]
-    with Vault.open(backup, source_for) as b:
-        problems = b.check_integrity()
-        if problems:
-            raise IntegrityError(f"{backup}: {problems[0]}")
-        if b.status()["vault_id"] != live_id and not force:
-            raise VaultError(f"{backup} is a copy of another vault; pass --force to restore it anyway")
-        backup_changes = b.changes()
-    if backup_changes < live_changes and not force:
-        raise VaultError(f"{backup} is older than the live vault ({backup_changes} changes, live {live_changes}); "
-                         "pass --force to restore it anyway")
-    for suffix in ("-wal", "-shm"):  # the live vault was closed cleanly above; nothing of it may be replayed
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(live) + suffix)
-    with _atomic_file(live, overwrite=True) as tmp, open(tmp, "wb") as out, open(backup, "rb") as src:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
+    with _atomic_file(live, overwrite=True) as tmp:
+        with open(tmp, "wb") as out, open(backup, "rb") as src:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        with Vault.open(tmp, source_for) as b:
+            problems = b.check_integrity()
+            if problems:
+                raise IntegrityError(f"{backup}: {problems[0]}")
+            if b.status()["vault_id"] != live_id and not force:
+                raise VaultError(f"{backup} is a copy of another vault; pass --force to restore it anyway")
+            backup_changes = b.changes()
+        for suffix in ("-wal", "-shm"):  # the copy's, closed cleanly above (checkpointed)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(tmp) + suffix)
+        if backup_changes < live_changes and not force:
+            raise VaultError(f"{backup} is older than the live vault ({backup_changes} changes, live "
+                             f"{live_changes}); pass --force to restore it anyway")
+        for suffix in ("-wal", "-shm"):  # the live vault was closed cleanly above; nothing of it may be replayed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(live) + suffix)
     return {"restored": str(backup), "changes": backup_changes, "live_changes_before": live_changes}
 
 

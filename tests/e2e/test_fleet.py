@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -617,7 +618,8 @@ def test_three_kraken_bots_on_two_instances_share_one_key_with_zero_nonce_errors
 
 def test_serve_workers_share_one_port_and_act_as_one_fleet(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`serve --workers 2`: two processes on one port (SO_REUSEPORT); connections land on both, each keeps
-    its own audit trail, a revocation reaches both, SIGTERM stops both."""
+    its own audit trail, a revocation reaches both, SIGTERM stops both. A passphrase given in the environment
+    leaves the parent's (session 35's review: its /proc/PID/environ showed it for the whole run)."""
     from tests.e2e.conftest import account_call
 
     server = RedisServer(tmp_path / "redis").start()
@@ -627,7 +629,13 @@ def test_serve_workers_share_one_port_and_act_as_one_fleet(tmp_path) -> None:  #
         dev.start_emulator([key])
         dev.init()
         dev.add_account("main", key)
+        passphrase = (dev.root / "passphrase").read_text().rstrip("\n")
+        with_file = dev.env
+        dev.env = {k: v for k, v in with_file.items() if k != "KEYPROXY_PASSPHRASE_FILE"} | {
+            "KEYPROXY_PASSPHRASE": passphrase}
         dev.start_daemon(0, "--workers", "2")
+        dev.env = with_file
+        assert passphrase.encode() not in Path(f"/proc/{dev.daemon().pid}/environ").read_bytes()
         creds = dev.add_bot("spread", "main", "read")
         assert [account_call(creds)[0] for _ in range(20)] == [200] * 20  # a new connection each
         deadline = time.monotonic() + 5  # a request's done line is written just after its answer is sent

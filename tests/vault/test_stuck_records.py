@@ -1,5 +1,6 @@
-"""A bot policy stored unreadable (an older keyproxy wrote `inf` for requests_per_second=1e999): one bot refused,
-never every bot's change, and repaired by setting the value again (session 35's review)."""
+"""Vault records an older keyproxy or the exchange left in a state the operator must get out of (session 35's
+review): a bot policy stored unreadable refuses that bot only and is repaired by setting the value again; a key
+the exchange revoked is replaced by a rotation."""
 
 from __future__ import annotations
 
@@ -36,3 +37,20 @@ def test_an_unreadable_policy_leaves_out_its_bot_only_and_is_repaired_by_setting
     snap = build_snapshot(vault, default_adapters())
     [entry] = [e for e in snap.bots_by_key.values() if e.info.name == "bad"]
     assert entry.policy.requests_per_second == 2.0
+
+
+def test_a_rotation_replaces_a_revoked_key_for_good(vault: Vault) -> None:
+    """`key restore` of a key the exchange revoked says "rotate it instead", and a rotation left the account
+    revoked: removing it, with its bots, was the only way out (session 35's review). The rotation makes it active
+    and forgets the revoked versions, so no rollback returns to one."""
+    from keyproxy.vault import Credentials
+
+    vault.add_account(hmac_account("main"))
+    vault.set_account_status("main", "revoked")
+    with pytest.raises(StateError, match="rotate it instead"):
+        vault.set_account_status("main", "active")
+    info = vault.rotate_account("main", Credentials(api_key=Secret("AK-new"), secret=Secret("SK-new")))
+    assert info.status == "active" and info.version == 2
+    with pytest.raises(StateError, match="no previous key version"):
+        vault.rollback_account("main")
+    assert vault.credentials("main").api_key.reveal() == b"AK-new"
