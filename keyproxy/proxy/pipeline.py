@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -26,6 +27,7 @@ from keyproxy.proxy.public_cache import Cached, PublicCache, max_age
 from keyproxy.proxy.refusal import Refused
 from keyproxy.proxy.registry import Snapshot
 from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.proxy.ws_limits import BOT_SEND_S
 from keyproxy.state import StateStore
 from keyproxy.nonces import NonceSequence
 from keyproxy.usage import UsageBook
@@ -38,6 +40,10 @@ FORWARDED_REQUEST_HEADERS = ("accept", "user-agent")
 # Answers up to this size are buffered whatever their framing (Content-Length or chunked), so every
 # private answer goes through the same bookkeeping; larger ones are streamed (see `_forward`).
 BUFFERED_RESPONSE = 8 << 20
+# requests of one bot (or, together, of no bot: unsigned market data) on their way to the exchange at once: half the
+# upstream pool (UpstreamClients' 100 connections), so one bot never holds it all (session 35's review: a bot that
+# did not read its large answers held every connection, and other bots' requests and keyproxy's own calls timed out)
+UPSTREAM_PER_BOT = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class Pipeline:
         self._public_ttls = dict(public_ttls or {})  # "exchange:/path" -> seconds ([governor.cache])
         self._clients = clients
         self._limits = limits
+        self._on_their_way: Counter[str] = Counter()  # bot -> its requests forwarded and not yet answered (read)
         self._timeout = aiohttp.ClientTimeout(total=limits.upstream_timeout, sock_connect=5)  # one for every request
         self.market_data = MarketData(self.core, clients, limits.upstream_timeout)  # keyproxy's own public calls
         self.admission = Admission(self.core, self.market_data)  # in a fleet the daemon gives it the fleet's gate
@@ -125,13 +132,23 @@ class Pipeline:
         if closed is not None and self.core.keeps_stream_open(route, incoming, outcome):
             outcome.decision, outcome.cache = "allow", "local"  # answered as the exchange would: nothing sent
             return web.Response(status=200, body=closed, content_type="application/json")
+        who = outcome.bot or "(unsigned)"
+        if self._on_their_way[who] >= UPSTREAM_PER_BOT:  # refused before anything is spent, signed or sent
+            raise Refused("rate_limited", f"{UPSTREAM_PER_BOT} requests of this bot are already on their way to the "
+                          "exchange (or being read by it); retry when they are answered", 1.0)
         charges = self.core.budget.spend(route, incoming, outcome)
-        async with self.core.turn(route) as turn:
-            outbound = self.core.sign(route, incoming, outcome, stream_token=real, turn=turn)
-            for name in FORWARDED_REQUEST_HEADERS:
-                if name in headers and name not in {h.lower() for h in outbound.headers}:
-                    outbound.headers[name] = headers[name]
-            return await self._forward(request, outbound, route, outcome, turn, charges)
+        self._on_their_way[who] += 1
+        try:
+            async with self.core.turn(route) as turn:
+                outbound = self.core.sign(route, incoming, outcome, stream_token=real, turn=turn)
+                for name in FORWARDED_REQUEST_HEADERS:
+                    if name in headers and name not in {h.lower() for h in outbound.headers}:
+                        outbound.headers[name] = headers[name]
+                return await self._forward(request, outbound, route, outcome, turn, charges)
+        finally:
+            self._on_their_way[who] -= 1
+            if self._on_their_way[who] <= 0:
+                del self._on_their_way[who]
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         limit = self._limits.max_body_bytes
@@ -163,6 +180,7 @@ class Pipeline:
         assert account.upstream is not None
         session = self._clients.session(account.upstream.insecure_loopback)
         started = time.perf_counter()
+        relay: web.Response | None = None  # written to the bot once the exchange's connection is back in the pool
         try:
             async with session.request(out.method, URL(out.url, encoded=True), headers=out.headers,
                                        data=out.body or None, allow_redirects=False, timeout=self._timeout) as resp:
@@ -199,16 +217,13 @@ class Pipeline:
                     if outcome.placed_by is not None else None
                 if endpoint.cls is EndpointClass.PUBLIC or outcome.placed_by is not None and journaled is None:
                     self.core.learn(route, out, resp.status, body, outcome)
-                    return web.Response(status=resp.status, body=body, headers=headers)
-                # anything else is sent first, then learned from (the bot's next request overlaps the
-                # bookkeeping); what it would teach errs safe if lost (a cancel unseen keeps an order counted):
-                # queued now, learned with this loop turn's others once the answer is written, and whether or not
-                # the bot is still there to read it
-                self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
-                answer = web.Response(status=resp.status, body=body, headers=headers)
-                await answer.prepare(request)  # type: ignore[arg-type]
-                await answer.write_eof()
-                return answer
+                else:
+                    # anything else is sent first, then learned from (the bot's next request overlaps the
+                    # bookkeeping); what it would teach errs safe if lost (a cancel unseen keeps an order counted):
+                    # queued now, learned with this loop turn's others once the answer is written, and whether or
+                    # not the bot is still there to read it
+                    self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
+                relay = web.Response(status=resp.status, body=body, headers=headers)
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
             self.core.in_flight.unanswered(outcome)  # its fate unknown: counted till it lapses, nothing waits for it
@@ -219,6 +234,13 @@ class Pipeline:
         except aiohttp.ClientError as e:
             self.core.in_flight.unanswered(outcome)
             raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__})") from None
+        # the answer is read whole and learned: the bot reads it with the exchange's connection free, and within
+        # BOT_SEND_S (session 35's review: a bot that did not read 8 MiB answers held all 100 of the shared pool's
+        # connections, every other bot's requests and keyproxy's own calls timed out, and an order's answer it was
+        # slow to read turned into an upstream timeout, its fate "unknown" and uncounted once that lapsed)
+        assert relay is not None  # every other way out of the block returned or raised
+        await _write_within(request, relay, outcome)
+        return relay
 
     def _too_large(self, route: Route, out: OutboundRequest, status: int, outcome: Outcome) -> Refused:
         """An answer over `max_response_bytes`, never relayed: learned as one too large to read (an order counts as
@@ -241,18 +263,36 @@ class Pipeline:
                           "for fewer orders (a smaller limit)")
         self.core.learn(route, out, resp.status, b"", outcome)
         stream = web.StreamResponse(status=resp.status, headers=headers)
-        await stream.prepare(request)
+        await _within(request, stream.prepare(request), outcome)
         for chunk in chunks:
-            await stream.write(chunk)
+            await _within(request, stream.write(chunk), outcome)
         limit = self._limits.max_response_bytes
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
             if size > limit:
                 raise ConnectionAbortedError("exchange answer over the size limit")
-            await stream.write(chunk)
-        await stream.write_eof()
+            await _within(request, stream.write(chunk), outcome)  # the exchange's connection is held meanwhile
+        await _within(request, stream.write_eof(), outcome)
         outcome.upstream_ms = (time.perf_counter() - started) * 1000
         return stream
+
+
+async def _write_within(request: web.BaseRequest, answer: web.Response, outcome: Outcome) -> None:
+    await _within(request, answer.prepare(request), outcome)  # type: ignore[arg-type]
+    await _within(request, answer.write_eof(), outcome)
+
+
+async def _within(request: web.BaseRequest, write: Awaitable[object], outcome: Outcome) -> None:
+    """One write to the bot, taken within BOT_SEND_S; a bot that does not read loses its connection (aborted: a
+    close would wait on the same full buffer), as its WebSocket does (`ws_connection.Connection._to_bot`)."""
+    try:
+        async with asyncio.timeout(BOT_SEND_S):
+            await write
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"the bot did not read its answer within {BOT_SEND_S:g} s "
+                                   f"(request {outcome.request_id})") from None
 
 
 @functools.lru_cache(maxsize=64)

@@ -77,6 +77,35 @@ def test_unreachable_upstream_is_502(slow_stack) -> None:  # type: ignore[no-unt
     assert (ans.status, ans.body["error"]) == (502, "upstream_error")
 
 
+def test_one_bot_never_holds_the_whole_upstream_pool(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    """Session 35's review: a bot that did not read its large answers held all 100 connections of the shared
+    upstream pool, and every other bot's requests (and keyproxy's own calls) timed out. A bot has at most
+    UPSTREAM_PER_BOT requests on their way; past that it is refused before anything is sent, and another bot's
+    request still goes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyproxy.proxy.pipeline import UPSTREAM_PER_BOT
+
+    dev, bots, _ = slow_stack
+    slow = bots["slow"]
+
+    def account(_: int) -> tuple[int, str | None]:
+        q = hmac_sign(slow["secret"], f"timestamp={now_ms()}")
+        ans = call(slow["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": slow["api_key"]})
+        return ans.status, ans.body.get("error") if isinstance(ans.body, dict) else None
+
+    with ThreadPoolExecutor(UPSTREAM_PER_BOT + 10) as pool:
+        futures = [pool.submit(account, i) for i in range(UPSTREAM_PER_BOT + 10)]
+        time.sleep(0.5)  # the slow upstream holds every one of them
+        fast = bots["fast"]
+        q = hmac_sign(fast["secret"], f"timestamp={now_ms()}")
+        assert call(fast["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": fast["api_key"]}
+                    ).status == 200
+        results = [f.result() for f in futures]
+    refused = [r for r in results if r == (429, "rate_limited")]
+    assert len(refused) >= 10 and all(r[1] in ("upstream_timeout", "rate_limited") for r in results), results
+
+
 def _open(dev: DevStack) -> socket.socket:
     u = urllib.parse.urlsplit(dev.proxy_url)
     return socket.create_connection((u.hostname, u.port), timeout=10)
@@ -141,3 +170,21 @@ def test_refuses_a_non_loopback_listener(slow_stack) -> None:  # type: ignore[no
     dev, _, _ = slow_stack
     out = dev.cli("serve", "--host", "0.0.0.0", "--port", "0", check=False)
     assert out.returncode == 2 and "not a loopback address" in out.stderr
+
+
+async def test_a_bot_that_does_not_read_its_answer_loses_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 35's review: a REST answer was written to the bot while the exchange's connection was held, with no
+    deadline; now it is written after the connection is back in the pool, each write within BOT_SEND_S, and a bot
+    that does not take it has its connection aborted (as its WebSocket would)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from keyproxy.proxy import pipeline
+
+    monkeypatch.setattr(pipeline, "BOT_SEND_S", 0.2)
+    aborted: list[bool] = []
+    request = SimpleNamespace(transport=SimpleNamespace(abort=lambda: aborted.append(True)))
+    started = time.monotonic()
+    with pytest.raises(ConnectionResetError, match="did not read its answer"):
+        await pipeline._within(request, asyncio.sleep(3600), SimpleNamespace(request_id="r1"))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2 and aborted == [True]
