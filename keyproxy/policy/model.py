@@ -209,10 +209,11 @@ class BotPolicy:
 # as no limit at all (session 35's review: requests_per_second=1e-400 was stored as 0.0 and let every request
 # through; 1e999 as inf, which the vault then could not read back, so a revocation never reached the daemon)
 NUMBER_RANGE = (Decimal("1e-12"), Decimal("1e15"))
+SIGNIFICANT_DIGITS = 30
 
 
 def _decimal(key: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 64):
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 1000):
         raise PolicyError(f"{key}: must be a positive number, not {str(value)[:64]!r}")
     try:
         d = Decimal(str(value))
@@ -222,6 +223,8 @@ def _decimal(key: str, value: Any) -> Decimal:
         raise PolicyError(f"{key}: must be a positive number, not {value!r}")
     if not NUMBER_RANGE[0] <= d <= NUMBER_RANGE[1]:
         raise PolicyError(f"{key}: must be between {NUMBER_RANGE[0]} and {NUMBER_RANGE[1]}, not {value!r}")
+    if len(d.as_tuple().digits) > SIGNIFICANT_DIGITS:  # what is stored reads back: its digits, not its typing, count
+        raise PolicyError(f"{key}: at most {SIGNIFICANT_DIGITS} significant digits, not {str(value)[:64]!r}")
     return d
 
 

@@ -136,7 +136,8 @@ def test_decide_does_not_touch_counters() -> None:
     ({"requests_per_second": "1e-400"}, "between 1E-12 and 1E"),
     ({"requests_per_second": "1e999"}, "between 1E-12 and 1E"),
     ({"burst": "1e5000"}, "between 1E-12 and 1E"),
-    ({"max_position": "9" * 80}, "positive number"),
+    ({"max_position": "9" * 80}, "between 1E-12 and 1E"),
+    ({"max_position": "1" * 58 + "e-63"}, "at most 30 significant digits"),  # typed short, stored long
     ({"symbols": ","}, "empty list; write symbols=none"),
     ({"withdraw_addresses": []}, "empty list"),
 ])
@@ -150,6 +151,8 @@ def test_every_policy_written_reads_back_and_a_stored_empty_list_is_none() -> No
     an empty list an older keyproxy stored reads as cleared, as it acted then."""
     pol = policy(requests_per_second="1e-12", burst="1e15", symbols="BTCUSDT", max_position="0.001")
     assert BotPolicy.from_json(pol.to_json()) == pol
+    widest = policy(max_position="1" * 27 + "e-38", max_order_notional="9" * 15 + "." + "9" * 15)
+    assert BotPolicy.from_json(widest.to_json()) == widest
     assert BotPolicy.from_json({"scopes": ["read"], "symbols": []}).symbols is None
 
 
