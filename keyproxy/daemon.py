@@ -322,7 +322,7 @@ class Daemon:
         from keyproxy.unlock import UnlockInputs, source_for_new
 
         inputs = UnlockInputs(Path(passphrase_file) if passphrase_file else None, Path(key_file) if key_file else None)
-        return source_for_new(kind, self.settings, inputs)
+        return source_for_new(kind, self.settings, inputs, named=True)  # the rekey's own --new-passphrase-file
 
     # --- asking the exchange about keys (admin socket) -----------------------------
 

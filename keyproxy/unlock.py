@@ -129,12 +129,16 @@ def source_for_kind(kind: str, settings: Settings, inputs: UnlockInputs) -> Mast
     raise MasterKeyUnavailable(f"vault header names an unknown master-key source {kind!r}")
 
 
-def source_for_new(choice: str, settings: Settings, inputs: UnlockInputs) -> MasterSource:
-    """The source for a new vault or a rekey; `choice` is auto|keyring|passphrase|file."""
-    if choice == "passphrase" or (choice == "auto" and inputs.passphrase_file is not None):
+def source_for_new(choice: str, settings: Settings, inputs: UnlockInputs, named: bool = False) -> MasterSource:
+    """The source for a new vault or a rekey; `choice` is auto|keyring|passphrase|file. `named`: `inputs` are what
+    the operator named for the new key itself (a rekey's --new-passphrase-file), which win over KEYPROXY_PASSPHRASE;
+    else a file from the environment or the config is taken in the order a vault is opened with."""
+    if named and (choice == "passphrase" or (choice == "auto" and inputs.passphrase_file is not None)):
         return _passphrase_source(settings, inputs.passphrase_file, file_first=True)
     if choice != "auto":
         return source_for_kind(choice, settings, inputs)
+    if inputs.passphrase_file is not None:
+        return _passphrase_source(settings, inputs.passphrase_file)
     backend, why = usable_keyring()
     if backend is not None:
         return KeyringSource()

@@ -84,7 +84,8 @@ class DirectControls(Controls):
         choice = to or self.vault.status()["master_source"]
         if choice == "passphrase" and new_passphrase_file is None and not has_tty():
             raise MasterKeyUnavailable("rekey to a passphrase needs --new-passphrase-file or a terminal")
-        return self.rekey_with(source_for_new(choice, self._settings, UnlockInputs(new_passphrase_file, new_key_file)))
+        return self.rekey_with(source_for_new(choice, self._settings, UnlockInputs(new_passphrase_file, new_key_file),
+                                              named=True))
 
     def reload(self) -> dict[str, Any]:
         raise StateError("no daemon is running; the config is read when `keyproxy serve` starts")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 SCOPES = ("read", "trade", "withdraw", "transfer")
@@ -200,9 +200,11 @@ class BotPolicy:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BotPolicy:
-        """A stored policy (an empty list stored by an older keyproxy read as cleared, which it meant then)."""
+        """A stored policy: an empty list an older keyproxy stored reads as cleared (which it meant then), and a number
+        it stored outside today's bounds as the nearest bound (`_as_stored`): a bot that traded before an upgrade
+        is never refused for it (session 35's regression review: `daily_notional_cap=1e16` left the bot out)."""
         known = {f.name for f in fields(cls)}
-        return parse_policy({k: None if v == [] else v for k, v in doc.items() if k in known})
+        return parse_policy({k: None if v == [] else _as_stored(v) for k, v in doc.items() if k in known})
 
 
 # every number a limit takes lies in here: beyond it a float overflows to inf or underflows to 0, which a rate reads
@@ -210,6 +212,23 @@ class BotPolicy:
 # through; 1e999 as inf, which the vault then could not read back, so a revocation never reached the daemon)
 NUMBER_RANGE = (Decimal("1e-12"), Decimal("1e15"))
 SIGNIFICANT_DIGITS = 30
+
+
+def _as_stored(value: Any) -> Any:
+    """A stored number past NUMBER_RANGE or SIGNIFICANT_DIGITS, brought within them (a cap of 1e16 is 1e15, no
+    looser in practice; a rate of 1e-13, 1e-12); anything else as it is (an infinity or a NaN stays refused)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        return value
+    if not d.is_finite() or d <= 0:
+        return value
+    fitted = min(max(d, NUMBER_RANGE[0]), NUMBER_RANGE[1])
+    if len(fitted.as_tuple().digits) > SIGNIFICANT_DIGITS:
+        fitted = Context(prec=SIGNIFICANT_DIGITS).plus(fitted)
+    return value if fitted is d else str(fitted)
 
 
 def _decimal(key: str, value: Any) -> Decimal:
@@ -245,7 +264,8 @@ def _list(key: str, value: Any) -> list[str]:
     else:
         raise PolicyError(f"{key}: must be a list of strings")
     if not items:
-        raise PolicyError(f"{key}: an empty list; write {key}=none to clear it")
+        raise PolicyError(f"{key}: an empty list; clear it with none ({key}=none on the command line, {key} = "
+                          '"none" in the config file)')
     return items
 
 

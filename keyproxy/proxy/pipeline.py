@@ -181,6 +181,7 @@ class Pipeline:
         session = self._clients.session(account.upstream.insecure_loopback)
         started = time.perf_counter()
         relay: web.Response | None = None  # written to the bot once the exchange's connection is back in the pool
+        learned_first = True  # its bookkeeping done before it is written: aiohttp writes it, after a shared load
         try:
             async with session.request(out.method, URL(out.url, encoded=True), headers=out.headers,
                                        data=out.body or None, allow_redirects=False, timeout=self._timeout) as resp:
@@ -223,6 +224,7 @@ class Pipeline:
                     # queued now, learned with this loop turn's others once the answer is written, and whether or
                     # not the bot is still there to read it
                     self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
+                    learned_first = False
                 relay = web.Response(status=resp.status, body=body, headers=headers)
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
@@ -239,7 +241,10 @@ class Pipeline:
         # connections, every other bot's requests and keyproxy's own calls timed out, and an order's answer it was
         # slow to read turned into an upstream timeout, its fate "unknown" and uncounted once that lapsed)
         assert relay is not None  # every other way out of the block returned or raised
-        await _write_within(request, relay, outcome)
+        if not learned_first:  # what queues its learning writes it here, so the learning follows the write
+            await _write_within(request, relay, outcome)
+        # else aiohttp writes it once the handler returns: a shared market-list load (`_public`) is handed to the
+        # bots waiting on it first, never held by a bot slow to read (session 35's regression review)
         return relay
 
     def _too_large(self, route: Route, out: OutboundRequest, status: int, outcome: Outcome) -> Refused:

@@ -101,10 +101,10 @@ def _sqlite_problem(path: Path, e: sqlite3.Error) -> VaultError:
 
 
 def ensure_private_dir(directory: Path) -> None:
-    """`directory` created 0700 (with its parents), or an existing one left as it is if it is this user's and no
-    one else may write in it: keyproxy never changes the mode of a directory it did not make (session 35's review:
-    `init` with the vault in a shared directory made it 0700, /tmp included), and never writes a secret where
-    another user could replace it."""
+    """`directory` created 0700 (with its parents), or an existing one of this user's that no one else may write in,
+    made 0700: a shared or another user's directory is refused, never chmod-ed (session 35's review: `init` with the
+    vault in a shared directory made it 0700, /tmp included), and no secret is written where another user could
+    replace it."""
     if not directory.exists():
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)  # whatever the umask
@@ -113,6 +113,8 @@ def ensure_private_dir(directory: Path) -> None:
     if st.st_uid != os.getuid() or st.st_mode & 0o022:
         raise VaultError(f"{directory}: not a private directory (another user's, or others may write in it); "
                          "use a directory of your own, mode 0700")
+    if st.st_mode & 0o077:  # the user's own, others may read it: made private, as doctor expects (0700)
+        os.chmod(directory, 0o700)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -468,12 +470,20 @@ def restore_vault(live: Path, backup: Path, source_for: SourceFor, *, force: boo
     read: it is copied first, and the copy is checked and put in place (session 35's review: opening the backup
     itself turned it to WAL and, from a read-only directory, failed).
     """
+    try:  # a regular file, read for its size only: a FIFO would hang the copy, a device never end it
+        st = os.stat(backup)
+    except OSError as e:
+        raise VaultError(f"no vault at {backup} ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise VaultError(f"{backup} is not a regular file")
     with Vault.open(live, source_for) as current:  # opening and closing also checkpoints the live WAL
         live_changes, live_id = current.changes(), current.status()["vault_id"]
     with _atomic_file(live, overwrite=True) as tmp:
         with open(tmp, "wb") as out, open(backup, "rb") as src:
-            while chunk := src.read(1 << 20):
+            left = st.st_size
+            while left > 0 and (chunk := src.read(min(left, 1 << 20))):
                 out.write(chunk)
+                left -= len(chunk)
         with Vault.open(tmp, source_for) as b:
             problems = b.check_integrity()
             if problems:

@@ -138,7 +138,7 @@ def test_decide_does_not_touch_counters() -> None:
     ({"burst": "1e5000"}, "between 1E-12 and 1E"),
     ({"max_position": "9" * 80}, "between 1E-12 and 1E"),
     ({"max_position": "1" * 58 + "e-63"}, "at most 30 significant digits"),  # typed short, stored long
-    ({"symbols": ","}, "empty list; write symbols=none"),
+    ({"symbols": ","}, "empty list; clear it with none"),
     ({"withdraw_addresses": []}, "empty list"),
 ])
 def test_bad_policy_values_name_the_key(doc: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -54,3 +54,16 @@ def test_a_rotation_replaces_a_revoked_key_for_good(vault: Vault) -> None:
     with pytest.raises(StateError, match="no previous key version"):
         vault.rollback_account("main")
     assert vault.credentials("main").api_key.reveal() == b"AK-new"
+
+
+def test_a_number_stored_past_todays_bounds_reads_as_the_nearest_bound(vault: Vault) -> None:
+    """An older keyproxy stored `daily_notional_cap=1e16` (a cap meaning "none") and 31-digit values; after the
+    bounds of session 35 the daemon left such a bot out (its regression review). Read as the nearest bound now."""
+    vault.add_account(hmac_account("main"))
+    vault.add_bot(_bot("old"))
+    vault.set_bot_policy("old", {"scopes": ["read", "trade"], "allow_ips": ["127.0.0.1/32"],
+                                 "daily_notional_cap": "1E+16", "max_position": "0." + "1" * 31,
+                                 "requests_per_second": "1e-13"})
+    [entry] = build_snapshot(vault, default_adapters()).bots_by_key.values()
+    assert str(entry.policy.daily_notional_cap) == "1E+15" and entry.policy.requests_per_second == 1e-12
+    assert len(entry.policy.max_position.as_tuple().digits) == 30
