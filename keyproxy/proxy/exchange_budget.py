@@ -25,6 +25,16 @@ KEY_ONLY = "(key id)"  # after a bot's name: the share of requests naming the bo
 log = logging.getLogger("keyproxy.proxy")
 
 
+def spender_of(outcome: Outcome) -> str:
+    """Whose share a request spends (of the exchange's budget, and of the requests on their way upstream): its bot's
+    once proven; one naming a bot by its key id alone (no secret) a share of its own beside the bot's; one naming
+    no bot `(unsigned)`'s (session 33's reviews; session 35's: the cap on requests on their way counted a key id's
+    claim as the bot's, and anyone knowing the id filled the bot's places with slow public reads)."""
+    if not outcome.bot:
+        return UNSIGNED
+    return outcome.bot if outcome.proven else f"{outcome.bot} {KEY_ONLY}"
+
+
 class ExchangeBudget:
     """Every bot's requests (and keyproxy's own calls) against the exchange's budgets, through one governor."""
 
@@ -71,8 +81,7 @@ class ExchangeBudget:
         # one that names a bot by its key id alone (`proven` False: a listenKey's creation, an SDK's public read)
         # spends a share of its own beside the bot's: a key id is no secret, and another bot's spent that bot's
         # share; in the unsigned one an anonymous flood starved the bot's listenKey (session 33's reviews)
-        spender = bot if bot is not None else UNSIGNED if not outcome.bot else outcome.bot if outcome.proven \
-            else f"{outcome.bot} {KEY_ONLY}"
+        spender = bot if bot is not None else spender_of(outcome)
         wait = self.governor.spend(charges, reserve or way_out(outcome.facts), now, spender)
         if wait is not None:
             self.in_flight.land(outcome)  # never sent

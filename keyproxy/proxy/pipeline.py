@@ -20,6 +20,7 @@ from yarl import URL
 from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn
+from keyproxy.proxy.exchange_budget import spender_of
 from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.admission import Admission
 from keyproxy.proxy.market_data import MarketData
@@ -132,7 +133,7 @@ class Pipeline:
         if closed is not None and self.core.keeps_stream_open(route, incoming, outcome):
             outcome.decision, outcome.cache = "allow", "local"  # answered as the exchange would: nothing sent
             return web.Response(status=200, body=closed, content_type="application/json")
-        who = outcome.bot or "(unsigned)"
+        who = spender_of(outcome)  # a key id's claim is not the bot's: it must not take the bot's places
         if self._on_their_way[who] >= UPSTREAM_PER_BOT:  # refused before anything is spent, signed or sent
             raise Refused("rate_limited", f"{UPSTREAM_PER_BOT} requests of this bot are already on their way to the "
                           "exchange (or being read by it); retry when they are answered", 1.0)

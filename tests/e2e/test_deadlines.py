@@ -106,6 +106,31 @@ def test_one_bot_never_holds_the_whole_upstream_pool(slow_stack) -> None:  # typ
     assert len(refused) >= 10 and all(r[1] in ("upstream_timeout", "rate_limited") for r in results), results
 
 
+def test_requests_naming_a_bot_by_its_key_id_alone_never_take_its_places_on_the_way(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    """Session 35's regression review: the per-bot cap on requests on their way counted a request under the bot
+    its key id named, proven or not, so anyone who knew a bot's key id (no secret) filled the bot's places with
+    slow public reads and the bot's own signed requests were refused. Unproven ones count in a share of their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyproxy.proxy.pipeline import UPSTREAM_PER_BOT
+
+    dev, bots, _ = slow_stack
+    slow = bots["slow"]
+
+    def public(i: int) -> int:
+        return call(slow["base_url"], "GET", "/api/v3/depth", f"symbol=BTCUSDT&limit={i + 1}",
+                    headers={"X-MBX-APIKEY": slow["api_key"]}).status
+
+    with ThreadPoolExecutor(UPSTREAM_PER_BOT + 10) as pool:
+        futures = [pool.submit(public, i) for i in range(UPSTREAM_PER_BOT + 10)]
+        time.sleep(0.5)  # the slow upstream holds them
+        q = hmac_sign(slow["secret"], f"timestamp={now_ms()}")
+        ans = call(slow["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": slow["api_key"]})
+        statuses = [f.result() for f in futures]
+    assert statuses.count(429) >= 10, statuses  # the key-id share is capped too
+    assert (ans.status, ans.body["error"]) == (504, "upstream_timeout"), ans.body  # went: not refused as rate_limited
+
+
 def _open(dev: DevStack) -> socket.socket:
     u = urllib.parse.urlsplit(dev.proxy_url)
     return socket.create_connection((u.hostname, u.port), timeout=10)
@@ -188,3 +213,4 @@ async def test_a_bot_that_does_not_read_its_answer_loses_its_connection(monkeypa
     with pytest.raises(ConnectionResetError, match="did not read its answer"):
         await pipeline._within(request, asyncio.sleep(3600), SimpleNamespace(request_id="r1"))  # type: ignore[arg-type]
     assert time.monotonic() - started < 2 and aborted == [True]
+
