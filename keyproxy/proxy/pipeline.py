@@ -297,8 +297,13 @@ async def _within(request: web.BaseRequest, write: Awaitable[object], outcome: O
     except TimeoutError:
         if request.transport is not None:
             request.transport.abort()
-        raise ConnectionResetError(f"the bot did not read its answer within {BOT_SEND_S:g} s "
-                                   f"(request {outcome.request_id})") from None
+        raise BotNotReading(f"the bot did not read its answer within {BOT_SEND_S:g} s "
+                            f"(request {outcome.request_id})") from None
+
+
+class BotNotReading(ConnectionResetError):
+    """The bot did not take its answer within BOT_SEND_S: its connection was aborted (the front door records the
+    exchange's status for it, in one log line, never as an internal error)."""
 
 
 @functools.lru_cache(maxsize=64)

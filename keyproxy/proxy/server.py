@@ -20,7 +20,7 @@ from aiohttp import http_parser, web
 from aiohttp.web_protocol import RequestHandler
 
 from keyproxy.errors import where
-from keyproxy.proxy.pipeline import Outcome, Pipeline, new_request_id, split_target
+from keyproxy.proxy.pipeline import BotNotReading, Outcome, Pipeline, new_request_id, split_target
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 
 log = logging.getLogger("keyproxy.proxy")
@@ -124,6 +124,11 @@ class ProxyFrontDoor:
             if adapter is not None:
                 response.set_status(adapter.refusal_status(e.code, e.status))  # type: ignore[attr-defined]
             return response
+        except BotNotReading:  # its answer was read from the exchange and learned; the bot did not take it
+            status = outcome.upstream_status or 502  # what the exchange answered is what the audit line records
+            log.warning("the bot did not read its answer in time: its connection was closed",
+                        extra={"request_id": outcome.request_id, "upstream_status": outcome.upstream_status})
+            return web.Response(status=status)  # to a closed connection: aiohttp writes nothing
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
             if request.writer is not None and request.writer.output_size > 0:
                 raise  # the answer has started: aiohttp closes the connection

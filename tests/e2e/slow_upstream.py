@@ -1,4 +1,5 @@
-"""A stand-in exchange that answers every request after DELAY seconds (for timeout and shutdown tests)."""
+"""A stand-in exchange that answers every request after DELAY seconds (for timeout and shutdown tests); with a
+second argument, an answer of that many bytes (for bots that do not read their answers)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aiohttp import web
 async def answer(request: web.Request) -> web.Response:
     await request.read()
     await asyncio.sleep(float(sys.argv[1]))
+    if len(sys.argv) > 2:
+        return web.json_response({"slow": True, "pad": "x" * int(sys.argv[2])})
     return web.json_response({"slow": True})
 
 

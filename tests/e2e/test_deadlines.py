@@ -32,26 +32,32 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevSt
     dev = DevStack(tmp_path_factory.mktemp("slow"), extra_config=CONFIG)
     slow = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_upstream.py")), "3"],
                             stdout=subprocess.PIPE, text=True, env=dev.env)
+    big = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_upstream.py")), "0", str(6 << 20)],
+                           stdout=subprocess.PIPE, text=True, env=dev.env)  # 6 MiB answers, at once
     try:
         slow_url = slow.stdout.readline().split()[-1]  # type: ignore[union-attr]
+        big_url = big.stdout.readline().split()[-1]  # type: ignore[union-attr]
         fast_key, slow_key = new_real_key(), new_real_key()
         dev.start_emulator([fast_key])
         dev.init()
         dev.add_account("fast", fast_key)
         dev.cli("key", "add", "slow", "--exchange", "binance", "--base-url", slow_url, "--insecure-upstream",
                 input=json.dumps(slow_key.credentials))
+        dev.cli("key", "add", "big", "--exchange", "binance", "--base-url", big_url, "--insecure-upstream",
+                input=json.dumps(new_real_key().credentials))
         with socket.socket() as s:  # a port with nothing listening
             s.bind(("127.0.0.1", 0))
             dead_port = s.getsockname()[1]
         dev.cli("key", "add", "dead", "--exchange", "binance", "--base-url", f"http://127.0.0.1:{dead_port}",
                 "--insecure-upstream", input=json.dumps(new_real_key().credentials))
         dev.start_daemon()
-        bots = {name: dev.add_bot(f"bot-{name}", name, "read,trade") for name in ("fast", "slow", "dead")}
+        bots = {name: dev.add_bot(f"bot-{name}", name, "read,trade") for name in ("fast", "slow", "dead", "big")}
         yield dev, bots, {"slow_url": slow_url}
     finally:
         dev.close()
-        slow.kill()
-        slow.wait()
+        for proc in (slow, big):
+            proc.kill()
+            proc.wait()
 
 
 def order(creds: dict) -> tuple[str, dict]:  # type: ignore[type-arg]
@@ -129,6 +135,33 @@ def test_requests_naming_a_bot_by_its_key_id_alone_never_take_its_places_on_the_
         statuses = [f.result() for f in futures]
     assert statuses.count(429) >= 10, statuses  # the key-id share is capped too
     assert (ans.status, ans.body["error"]) == (504, "upstream_timeout"), ans.body  # went: not refused as rate_limited
+
+
+def test_a_bot_that_does_not_read_its_answer_is_cut_off_and_recorded_with_the_exchanges_status(slow_stack
+                                                                                                ) -> None:  # type: ignore[no-untyped-def]
+    """Session 35's regression review: a bot that took no answer within BOT_SEND_S was cut off with an "internal
+    error" (status 500) in the log and the audit. Now its connection is aborted, one warning says why, the audit
+    line records what the exchange answered, and the daemon serves the next request."""
+    from keyproxy.proxy.ws_limits import BOT_SEND_S
+
+    dev, bots, _ = slow_stack
+    big = bots["big"]
+    u = urllib.parse.urlsplit(dev.proxy_url)
+    q = hmac_sign(big["secret"], f"timestamp={now_ms()}")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        s.connect((u.hostname, u.port))
+        s.sendall(f"GET /big/api/v3/account?{q} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                  f"X-MBX-APIKEY: {big['api_key']}\r\n\r\n".encode())
+        time.sleep(BOT_SEND_S + 2)  # never reads: 6 MiB cannot fit the socket's buffers
+        log = dev.daemon_log()
+        assert "did not read its answer in time" in log
+        assert "internal error" not in log and "request handling failed" not in log
+    done = [json.loads(x) for f in sorted(dev.audit_dir.rglob("audit-*.jsonl")) for x in f.read_text().splitlines()
+            if '"/api/v3/account"' in x and '"big"' in x and "request.done" in x]
+    assert done and done[-1]["status"] == 200 and done[-1]["upstream_status"] == 200, done
+    q = hmac_sign(big["secret"], f"timestamp={now_ms()}")
+    assert call(big["base_url"], "GET", "/api/v3/account", q, headers={"X-MBX-APIKEY": big["api_key"]}).status == 200
 
 
 def _open(dev: DevStack) -> socket.socket:
