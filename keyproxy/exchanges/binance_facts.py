@@ -317,6 +317,7 @@ def _order_facts(path: str, params: dict[str, str], symbol: str | None) -> Reque
                         side=(params.get("side") or "").upper() or None, order_type=order_type, quantity=quantity,
                         price=price, quote_quantity=quote,
                         reduce_only=reduce_only, conflict=conflict, contract="inverse" if coinm else None,
+                        size_unsure=quantity is not None and quote is not None,
                         # hedge mode: positionSide LONG or SHORT names a leg (BOTH, or none: one-way mode); any
                         # other spelling counts as a leg
                         hedged=derivatives and (params.get("positionSide") or "BOTH").upper() != "BOTH",

@@ -143,7 +143,7 @@ def _both_sizes(p: dict[str, Any], facts: RequestFacts) -> RequestFacts:
     so it is valued by neither (a conflict, refused under a notional limit). Batch legs one by one."""
     def mark(leg: RequestFacts, order: object) -> RequestFacts:
         both = isinstance(order, dict) and "cash_order_qty" in order and "order_qty" in order
-        return replace(leg, conflict="both order_qty and cash_order_qty") if both else leg
+        return replace(leg, conflict="both order_qty and cash_order_qty", size_unsure=True) if both else leg
     if facts.orders:  # batch_add: kraken_facts read every entry of `orders`, in order
         return replace(facts, orders=tuple(mark(leg, o) for leg, o in zip(facts.orders, p["orders"], strict=True)))
     return mark(facts, p) if facts.action in ("order", "amend") else facts

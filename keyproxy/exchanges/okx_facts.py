@@ -333,6 +333,7 @@ def _order(params: dict[str, object]) -> RequestFacts:
         action="order", symbol=symbol, market=market, side=side.upper() or None,
         order_type=order_type.upper() or None, quantity=size if base or contract else None,
         quote_quantity=size if quote else None, price=price, contract=contract, conflict=conflict,
+        size_unsure=order_type not in _PRICED and order_type not in _AT_MARKET,  # how such a type sizes: unread
         # reduceOnly: "Only applicable to MARGIN orders, and FUTURES/SWAP orders in net mode": a cash order's flag
         # means nothing, nor one in long/short mode (a `posSide` of long or short: buy+long opens a long whatever the
         # flag says; the bot can switch the account's mode itself) or an option's; a spot margin order (cross,

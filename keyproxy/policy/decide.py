@@ -424,11 +424,12 @@ def _trade_checks(facts: RequestFacts, policy: BotPolicy, prices: dict[str, Deci
         refused = _order_checks(leg, policy, prices.get(leg.symbol or ""), valued)
         if refused is not None:
             return refused
-        if leg.conflict is not None and (positioned := _positioned(policy, account_limits)) is not None:
+        if leg.size_unsure and (positioned := _positioned(policy, account_limits)) is not None:
             # what it trades is as unsure as what it is worth (session 35's review: a Kraken add_order with both
             # order_qty and cash_order_qty was sized by the cash amount under max_position, and executed 0.5 BTC)
             return deny(DenyCode.POSITION if positioned == "max_position" else DenyCode.LOSS,
-                        f"cannot be sure what this order trades: {leg.conflict}; {positioned} could not hold")
+                        f"cannot be sure what this order trades: {leg.conflict or 'its size'}; {positioned} could "
+                        "not hold")
     if facts.leverage is not None and policy.max_leverage is not None and facts.leverage > policy.max_leverage:
         return deny(DenyCode.LEVERAGE, f"leverage {facts.leverage.normalize():f} is above the cap "
                     f"{policy.max_leverage.normalize():f}")

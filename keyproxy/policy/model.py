@@ -56,6 +56,9 @@ class RequestFacts:
     # A valuation field the exchange ignores for this order type, or two that contradict each other:
     # keyproxy cannot be sure which value executes, so a bot with a notional limit is refused.
     conflict: str | None = None
+    # the conflict is over what the order trades (two sizes, or a type whose size keyproxy does not read), not only
+    # over its price: no position cap or loss limit can hold it (a price-only conflict leaves the size sure)
+    size_unsure: bool = False
     borrows: bool = False  # the order may borrow funds (margin auto-borrow): needs the transfer scope
     trigger_price: Decimal | None = None  # a stop / take-profit / trigger order's trigger (checked by price bands)
     trigger_relative: bool = False  # the trigger is an offset from the market (Kraken +x, x%): no band can check it

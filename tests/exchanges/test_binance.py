@@ -339,6 +339,11 @@ def test_fields_the_order_type_ignores_are_conflicts() -> None:
     assert both.conflict and both.price is None
     sor = facts_of("POST", "/api/v3/sor/order", body="symbol=BTCUSDT&type=MARKET&quantity=1&quoteOrderQty=5")
     assert sor.conflict and sor.quote_quantity is None
+    # which of two sizes executes is unsure: what it trades too (refused under a position cap); a price-only
+    # conflict leaves its size sure
+    sized = facts_of("POST", "/api/v3/order", body="symbol=BTCUSDT&type=MARKET&quantity=1&quoteOrderQty=5")
+    assert sized.conflict and sized.size_unsure
+    assert not (stop.size_unsure or spot_stop.size_unsure or both.size_unsure or sor.size_unsure)
     replace = facts_of("POST", "/api/v3/order/cancelReplace",
                        body="symbol=BTCUSDT&cancelOrderId=1&type=LIMIT&quantity=1&price=20000")
     assert (replace.action, replace.quantity, replace.price) == ("order", Decimal("1"), Decimal("20000"))

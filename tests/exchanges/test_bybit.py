@@ -567,7 +567,9 @@ def test_other_facts() -> None:
     assert decoy.conflict and decoy.price is None  # the issue's attack: valued 2 x 0.1 under a 1,000 cap
     iv = facts(CREATE, {"category": "option", "symbol": "BTC-30DEC30-60000-C", "side": "Buy", "orderType": "Limit",
                         "qty": "1", "price": "1", "orderIv": "0.5"})
-    assert iv.conflict
+    assert iv.conflict and not iv.size_unsure and not decoy.size_unsure
+    odd = facts(CREATE, {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Twap", "qty": "2"})
+    assert odd.conflict and odd.size_unsure  # a type keyproxy does not read: what it trades is unsure
     # session 23's review: a sold option was valued at its premium (qty x price) though its exposure is its
     # underlying; bought, the premium is what it costs; sold reduce-only, it closes a long option
     option = {"category": "option", "symbol": "BTC-30DEC30-60000-C", "orderType": "Limit", "qty": "1", "price": "5"}

@@ -621,7 +621,7 @@ def test_order_facts() -> None:
     assert decoy.conflict and decoy.price is None
     both = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {
         "limit_limit_gtc": {"base_size": "0.0001", "quote_size": "100000", "limit_price": "60000"}}})
-    assert both.conflict
+    assert both.conflict and both.size_unsure and not decoy.size_unsure
     # a limit order sized in quote is quote / limit_price in base: it rests at that size (not valued by the
     # last price, which a bot could push the order's size past its cap with)
     in_quote = facts(ORDERS, {"product_id": "BTC-USD", "side": "BUY", "order_configuration": {

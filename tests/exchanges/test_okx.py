@@ -557,9 +557,11 @@ def test_order_facts() -> None:
     inverse = facts_of("/api/v5/trade/order", '{"instId":"BTC-USD-301227","tdMode":"cross","side":"buy",'
                                               '"ordType":"optimal_limit_ioc","sz":"5"}')
     assert (inverse.contract, inverse.market, inverse.price, inverse.conflict) == ("inverse", "futures", None, None)
-    for odd in ('"ordType":"limit","px":"1","pxUsd":"5"', '"ordType":"elp","px":"1"'):
-        assert facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","sz":"1",'
-                        + odd + "}").conflict
+    for odd, size_unsure in (('"ordType":"limit","px":"1","pxUsd":"5"', False), ('"ordType":"elp","px":"1"', True)):
+        odd_facts = facts_of("/api/v5/trade/order", '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","sz":"1",'
+                             + odd + "}")
+        assert odd_facts.conflict and odd_facts.size_unsure is size_unsure  # a type keyproxy does not read
+    assert not buy.size_unsure and not inverse.size_unsure
     close = facts_of("/api/v5/trade/close-position", '{"instId":"BTC-USDT-SWAP","mgnMode":"cross"}')
     assert (close.action, close.reduce_only, close.market) == ("order", True, "swap")
     # its market (session 23's review: none, so a spot margin close counted as a market whose fills are unread)

@@ -175,6 +175,26 @@ def test_position_limit_counts_held_and_resting_and_lets_reductions_pass() -> No
     assert run(order(quantity=None, quote_quantity=D("10")), pol, risk=view).code == "position_exceeded"
 
 
+def test_only_a_conflict_over_what_an_order_trades_is_refused_under_position_and_loss_limits() -> None:
+    """Session 35 refused any order with a conflict under max_position or a loss limit; its regression review: a
+    bot's market sell naming an ignored price (its size sure) could not close its position. Now only a conflict
+    over the size (`size_unsure`: two sizes, a type whose size keyproxy does not read) is refused there."""
+    from keyproxy.policy.decide import RiskView
+    view = RiskView(positions={"spot:BTCUSDT": D("0.5")})
+    priced = order(side="SELL", quantity=D("0.5"), order_type="MARKET", price=None,
+                   conflict="a MARKET order's price is ignored by Binance")
+    sized = order(quantity=D("0.1"), quote_quantity=D("100000"), conflict="both quantity and quoteOrderQty are given",
+                  size_unsure=True)
+    assert run(priced, policy(max_position="1"), risk=view).allow
+    assert run(priced, policy(max_daily_loss="10"), risk=view).allow
+    d = run(sized, policy(max_position="1"), risk=view)
+    assert d.code == "position_exceeded" and "both quantity and quoteOrderQty" in d.detail
+    assert run(replace(sized, side="SELL"), policy(max_daily_loss="10"), risk=view).code == "loss_limit"
+    assert run(sized, policy(), risk=view).allow  # no such limit: nothing to hold
+    assert run(priced, policy(max_order_notional="100000"), {"BTCUSDT": D("50000")},
+               risk=view).code == "notional_unknown"  # its worth is still unsure
+
+
 def test_a_sell_reduces_only_what_the_resting_sells_have_not_already_claimed() -> None:
     """Holding 1 with a cap of 1: a bot resting sells of 1 one after another. Each sell of at most what it holds
     used to "reduce" and pass every check; if all fill it is short by all but one. Now a sell reduces only what
