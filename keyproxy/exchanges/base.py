@@ -8,6 +8,8 @@ renders; adapters never build HTTP responses.
 
 from __future__ import annotations
 
+import re
+
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -654,3 +656,34 @@ def known_members(frame: dict[str, object], allowed: frozenset[str]) -> None:
 def no_json_constants(name: str) -> object:
     """`json.loads` parse_constant hook: NaN and Infinity are Python's extensions, not JSON."""
     raise ValueError(f"{name} is not JSON")
+
+
+def no_lone_surrogates(raw: bytes | str, frame: Any) -> None:
+    """BadRequest if a string of the parsed frame holds a lone surrogate (looked for only where the frame's text
+    escapes one at all: most frames pay one regex search)."""
+    if _SURROGATE_ESCAPE.search(raw if isinstance(raw, str) else raw.decode("utf-8", "replace")):
+        try:
+            fine = _encodable(frame)
+        except RecursionError:
+            fine = False
+        if not fine:
+            raise BadRequest("a frame's string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is no "
+                             "character")
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    """Every string of the parsed frame (member names too) encodes as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True

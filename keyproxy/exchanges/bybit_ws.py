@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from keyproxy.exchanges._ws import WsDialect, load_frame
+from keyproxy.exchanges._ws import MAX_FRAME_ID, WsDialect, load_frame
 from keyproxy.exchanges.base import (
     AuthFailure, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OrderUpdate,
     OutboundRequest, RealKey, SignContext, Verified, known_members,
@@ -61,8 +61,11 @@ def parse(raw: bytes | str) -> dict[str, Any]:
         raise BadRequest("args must be a list")
     for name in ("req_id", "reqId"):
         value = frame.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 64):
-            raise BadRequest(f"{name} must be a string or a number of at most 64 characters")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 64
+                                  or isinstance(value, int) and not -MAX_FRAME_ID <= value <= MAX_FRAME_ID):
+            # an id Bybit could echo otherwise (rounded by a float reader) would never find its answer: the order's
+            # count and owner would lapse (as Binance's and Kraken's ids, session 27's review)
+            raise BadRequest(f"{name} must be a string of at most 64 characters or an integer of at most 2^53")
     if OPS.get(frame["op"], (R, None))[1] is not None and str(frame.get("reqId", "")) == "":
         # Bybit names a trade op's answer by the reqId it was sent with, and by nothing else: without one,
         # keyproxy could never tie the answer to the order, so the order would never reach the books

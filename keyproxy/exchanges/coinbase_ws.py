@@ -23,7 +23,7 @@ from keyproxy.exchanges.base import (
     OLDEST_PENDING, BadRequest, BotKey, Endpoint, EndpointClass, IncomingRequest, OutboundRequest, RealKey,
     SignContext, Verified,
 )
-from keyproxy.exchanges.base import Reported
+from keyproxy.exchanges.base import Reported, known_members
 from keyproxy.exchanges.coinbase_fills import coinbase_stream_updates, coinbase_streamed_client_ids
 from keyproxy.exchanges.coinbase_budget import WS_UNAUTHENTICATED
 from keyproxy.policy.budget import Budget
@@ -35,10 +35,15 @@ PUBLIC_CHANNELS = frozenset({"heartbeats", "status", "ticker", "ticker_batch", "
                              "market_trades"})
 
 
+_MEMBERS = frozenset({"type", "product_ids", "channel", "jwt"})
+
+
 def parse(raw: bytes | str) -> dict[str, Any]:
     frame = load_frame(raw)
     if not isinstance(frame, dict) or frame.get("type") not in ("subscribe", "unsubscribe"):
         raise BadRequest("a frame is a JSON object whose type is subscribe or unsubscribe")
+    # Advanced Trade's members only (session 36's review: others went upstream beside a JWT of the real key)
+    known_members(frame, _MEMBERS)
     channel = frame.get("channel")
     if channel not in PRIVATE_CHANNELS | PUBLIC_CHANNELS:
         raise BadRequest(f"unknown channel {str(channel)[:40]!r}")

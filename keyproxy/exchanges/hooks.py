@@ -11,7 +11,7 @@ from typing import Any
 
 from keyproxy.exchanges.base import (
     Adapter, BadRequest, Endpoint, IncomingRequest, KeyRejection, OrderBookChange, OrderUpdate, OutboundRequest,
-    RealKey, order_ids_in,
+    RealKey, no_lone_surrogates, order_ids_in,
 )
 from keyproxy.exchanges.base import Reported
 from keyproxy.policy.budget import Budget
@@ -361,6 +361,7 @@ class AdapterHooks:
             frame = json.loads(text)
         except (ValueError, RecursionError):
             raise BadRequest("frame is not JSON") from None
+        no_lone_surrogates(text, frame)
         if not isinstance(frame, dict) or not isinstance(frame.get("method"), str) or "id" not in frame:
             raise BadRequest("a request frame is a JSON object with an id and a method")
         ident = frame["id"]

@@ -26,7 +26,7 @@ from keyproxy.exchanges.base import (
     EndpointClass,
     OrderBookChange,
     amount,
-    no_json_constants,
+    no_json_constants, no_lone_surrogates,
     published,
     unique_members,
 )
@@ -52,6 +52,7 @@ def parse_exchange_body(body: bytes) -> dict[str, Any]:
         doc = json.loads(body, object_pairs_hook=unique_members, parse_constant=no_json_constants)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"the body is not a JSON object ({str(e)[:80]})") from None
+    no_lone_surrogates(body, doc)  # the action is packed again (msgpack) to be signed: every string must encode
     if not isinstance(doc, dict):
         raise BadRequest("the body is not a JSON object")
     action = doc.get("action")

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from keyproxy.exchanges._ws import WsDialect, load_frame
+from keyproxy.exchanges._ws import MAX_FRAME_ID, WsDialect, load_frame
 from keyproxy.exchanges.base import (
     OrderUpdate,
     BadRequest, Endpoint, EndpointClass, IncomingRequest, OrderBookChange, OutboundRequest, RealKey, SignContext,
@@ -42,7 +42,6 @@ PUBLIC_CHANNELS = frozenset({"ticker", "book", "ohlc", "trade", "instrument", "s
 MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the maximum leverage for the pair (5)"
 
 
-MAX_FRAME_ID = 2 ** 53  # an id a JSON reader anywhere on the way reads back exactly
 
 
 # the exchange's documented frame members (`known_members`)

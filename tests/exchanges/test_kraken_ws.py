@@ -195,3 +195,45 @@ def test_self_trade_prevention_that_cancels_the_resting_order_is_marked() -> Non
     assert not facts("add_order", **base, stp_type="cancel_newest").cancels_met
     assert facts("add_order", **base, stp_type="cancel_oldest").cancels_met
     assert facts("add_order", **base, stp_type="cancel_both").cancels_met
+
+
+def test_every_dialect_refuses_a_lone_surrogate_and_unbounded_or_unknown_members() -> None:
+    """Session 36's review: a `\\ud800` escape alone (valid JSON, no character) in a frame's client id passed the
+    decision and failed encoding the frame again (an internal error, over and over); a Bybit reqId had no integer
+    bound (Binance's and Kraken's ids do: an id a float reader rounds never finds its answer); a Coinbase frame's
+    unknown members went upstream beside the real key's JWT. Each is now a clear BadRequest; escaped characters
+    that are characters (a surrogate pair) still pass."""
+    from keyproxy.exchanges.binance import Binance
+    from keyproxy.exchanges.binance_ws import BinanceWsApi
+    from keyproxy.exchanges.bybit import Bybit
+    from keyproxy.exchanges.bybit_ws import BybitWsApi
+    from keyproxy.exchanges.coinbase_ws import parse as coinbase_parse
+    from keyproxy.exchanges.hyperliquid_facts import parse_exchange_body
+    from keyproxy.exchanges.kraken_ws import parse as kraken_parse
+    from keyproxy.exchanges.okx_ws import parse as okx_parse
+
+    lone, pair = "\\ud800a", "\\ud83d\\ude00"
+    kraken = '{"method": "add_order", "req_id": 1, "params": {"cl_ord_id": "%s"}}'
+    okx = '{"id": "1", "op": "order", "args": [{"clOrdId": "%s"}]}'
+    binance = '{"id": "1", "method": "order.place", "params": {"newClientOrderId": "%s"}}'
+    bybit = '{"reqId": "1", "op": "order.create", "args": [{"orderLinkId": "%s"}]}'
+    hyperliquid = b'{"action": {"type": "order", "orders": [{"c": "%s"}]}, "nonce": 1}'
+    for text in (kraken % pair, okx % pair):
+        (kraken_parse if "req_id" in text else okx_parse)(text)  # an escaped character passes
+    assert BinanceWsApi(Binance()).ws_frame(binance % pair) == ("1", "order.place")
+    for refuse in (lambda: kraken_parse(kraken % lone), lambda: okx_parse(okx % lone.upper().replace("\\U", "\\u")),
+                   lambda: BinanceWsApi(Binance()).ws_frame(binance % lone),
+                   lambda: BybitWsApi(Bybit()).ws_frame(bybit % lone),
+                   lambda: parse_exchange_body(hyperliquid.replace(b"%s", lone.encode()))):
+        with pytest.raises(BadRequest, match="lone UTF-16 surrogate"):
+            refuse()
+    bybit_ws = BybitWsApi(Bybit())
+    assert bybit_ws.ws_frame(json.dumps({"reqId": 2 ** 53, "op": "order.create", "args": []}))[1] == "order.create"
+    for bad in (2 ** 53 + 1, -(2 ** 53) - 1):
+        with pytest.raises(BadRequest, match="at most 2\\^53"):
+            bybit_ws.ws_frame(json.dumps({"reqId": bad, "op": "order.create", "args": []}))
+    frame = {"type": "subscribe", "channel": "user", "product_ids": ["BTC-USD"], "jwt": "x"}
+    assert coinbase_parse(json.dumps(frame))["channel"] == "user"
+    for extra in ({"api_key": "k"}, {"signature": "s"}, {"Channel": "level2"}):
+        with pytest.raises(BadRequest):
+            coinbase_parse(json.dumps(frame | extra))
