@@ -237,3 +237,16 @@ def test_every_dialect_refuses_a_lone_surrogate_and_unbounded_or_unknown_members
     for extra in ({"api_key": "k"}, {"signature": "s"}, {"Channel": "level2"}):
         with pytest.raises(BadRequest):
             coinbase_parse(json.dumps(frame | extra))
+
+
+def test_no_form_of_the_real_token_reaches_the_bot() -> None:
+    """Session 36's review: the real token was taken out of the exchange's messages as written only; JSON may write
+    a base64 token's `/` as `\\/`, and that form went on to the bot."""
+    from keyproxy.proxy.ws_connection import without_token
+
+    real = "Ab/cD+ef/GH="
+    echoed = '{"token": "%s", "escaped": "%s"}' % (real, real.replace("/", "\\/"))  # as an exchange may write it
+    assert json.loads(echoed)["escaped"] == real
+    scrubbed = without_token(echoed, real)
+    assert "cD+ef" not in scrubbed and "Ab" not in scrubbed
+    assert without_token('{"channel": "executions"}', real) == '{"channel": "executions"}'
