@@ -26,6 +26,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.policy.budget import Charge
 from keyproxy.proxy.core import may_read
+from keyproxy.proxy.in_flight import IN_FLIGHT_S
 from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
 from keyproxy.proxy.ws_limits import (
@@ -117,10 +118,16 @@ class Connection:
         way: the exchange's answers are read and learned, never relayed, for DRAIN_S at most. An order placed
         there rests or fills whether the bot reads its answer or not; left unlearned it counted for IN_FLIGHT_S
         and then belonged to no one: a bot closing each socket at once placed past max_open_orders and
-        max_position, a cap's worth every minute (session 23's review)."""
+        max_position, a cap's worth every minute (session 23's review). While an order's answer is still to come the
+        reading goes on up to IN_FLIGHT_S: a bot could queue slow answers ahead of its order and close, so the order's
+        answer came after DRAIN_S, unread (session 36's review)."""
         self.bot_gone = True
-        deadline = time.monotonic() + DRAIN_S
-        while self.pending and not from_exchange.done() and (left := deadline - time.monotonic()) > 0:
+        started = time.monotonic()
+        while self.pending and not from_exchange.done() and not self.edge.stopping:
+            orders = any(p.outcome.placed_by is not None for p in self.pending.values())
+            left = started + (IN_FLIGHT_S if orders else DRAIN_S) - time.monotonic()
+            if left <= 0:
+                break
             await asyncio.wait({from_exchange}, timeout=min(left, 0.05))
 
     # --- bot -> exchange ------------------------------------------------------------------------

@@ -77,3 +77,35 @@ async def test_a_bot_that_stops_reading_its_socket_loses_it_and_the_exchange_is_
     assert conn.closing == "keyproxy: the bot stopped reading its socket"
     await ws_connection.Connection._to_bot(conn, '{"id": 2}')  # type: ignore[arg-type]  # gone: nothing more is sent
     assert aborted == [True]
+
+
+@pytest.mark.parametrize("order, waited", [(True, True), (False, False)])
+async def test_an_orders_answer_is_read_after_the_bot_left_for_as_long_as_it_may_come(
+        monkeypatch: pytest.MonkeyPatch, order: bool, waited: bool) -> None:
+    """Session 36's review: once the bot left, the exchange's answers were read for DRAIN_S only; a bot queueing slow
+    answers ahead of its order and closing its socket left the order's answer unread (counted IN_FLIGHT_S, then
+    no one's). While an order is still to be answered the reading goes on up to IN_FLIGHT_S; other frames' answers
+    are read for DRAIN_S."""
+    from types import SimpleNamespace
+
+    from keyproxy.proxy import ws_connection
+
+    monkeypatch.setattr(ws_connection, "DRAIN_S", 0.2)
+    monkeypatch.setattr(ws_connection, "IN_FLIGHT_S", 5.0)
+    pending = {1: SimpleNamespace(outcome=SimpleNamespace(placed_by=("bot", None) if order else None))}
+
+    async def exchange() -> None:  # the answer comes after DRAIN_S
+        await asyncio.sleep(1.0)
+        pending.clear()
+        await asyncio.sleep(3600)
+
+    conn = SimpleNamespace(pending=pending, bot_gone=False, edge=SimpleNamespace(stopping=False))
+    reading = asyncio.create_task(exchange())
+    started = time.monotonic()
+    try:
+        await ws_connection.Connection._drain(conn, reading)  # type: ignore[arg-type]
+    finally:
+        reading.cancel()
+    took = time.monotonic() - started
+    assert conn.bot_gone and (not pending) is waited
+    assert (0.9 < took < 2) if waited else took < 0.6
