@@ -240,7 +240,8 @@ async def _faults(request: web.Request) -> web.Response:
 
 async def _limits(request: web.Request) -> web.Response:
     """The exchanges' rate limits, off until set. POST: Binance's request weight (binance_limits.py):
-    `binance_weight_per_minute`, `ban_seconds`, `ban_now` (seconds of a 418 ban starting now); Bybit's, OKX's
+    `binance_weight_per_minute`, `ban_seconds`, `ban_now` (seconds of a 418 ban starting now),
+    `binance_sapi_weight_per_minute` (each /sapi/ endpoint's, binance_limits.SapiLimits); Bybit's, OKX's
     and Kraken's (rate_limits.py): `bybit_ip_per_5s`, `bybit_uid_per_s`, `bybit_ban_seconds`, `bybit_reset`,
     `bybit_ban_now` (seconds), `okx_per_2s` ({path: limit}), `kraken_counter` ({"limit", "seconds_per_unit"}),
     `coinbase_per_s` ({"private", "public"}: requests a second, per key and for the IP).
@@ -256,6 +257,9 @@ async def _limits(request: web.Request) -> web.Response:
         limits.ban_seconds = float(doc.get("ban_seconds", limits.ban_seconds))
         if doc.get("ban_now"):
             limits.banned_until = request.app[CLOCK]() + float(doc["ban_now"])  # type: ignore[operator]
+        if "binance_sapi_weight_per_minute" in doc:
+            binance.sapi_limits.per_minute = doc["binance_sapi_weight_per_minute"]
+        out["sapi_answered_429"] = binance.sapi_limits.answered
         out.update({"per_minute": limits.per_minute, "used": limits.used, "ban_seconds": limits.ban_seconds,
                     "answered": {str(k): v for k, v in limits.answered.items()}})
         out["refused"]["binance"] = out["answered"]

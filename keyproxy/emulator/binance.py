@@ -41,7 +41,7 @@ from aiohttp import web
 
 from keyproxy.emulator.accounts import AccountsError, EmulatedKey
 from keyproxy.emulator.base import Clock, RequestNote
-from keyproxy.emulator.binance_limits import WeightLimit, weight
+from keyproxy.emulator.binance_limits import SapiLimits, WeightLimit, weight
 from keyproxy.emulator.binance_algo import AlgoOrders
 from keyproxy.emulator.binance_auth import (
     API_KEY_RE,
@@ -92,6 +92,7 @@ class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
         self.verifiers = {k.api_key: Verifier(k) for k in keys}
         self.ws = WsApi(self)
         self.limits = WeightLimit()  # the IP's request weight: kept across resets, off until a test sets it
+        self.sapi_limits = SapiLimits()  # the IP's /sapi/ weight per endpoint: likewise
         self.reset()
 
     def reset(self) -> None:
@@ -116,6 +117,17 @@ class BinanceEmulator(WalletHandlers, MarginHandlers, AlgoOrders):
     async def handle(self, request: web.Request, body: bytes, note: RequestNote) -> web.Response:
         """Spot `/api/` requests are weighed against the IP's limit first (binance_limits.py); every `/api/`
         answer reports the minute's weight in X-MBX-USED-WEIGHT-1M."""
+        if request.path.startswith("/sapi/"):
+            used, retry_after = self.sapi_limits.charge(request.path, self.clock())
+            sapi = {"X-SAPI-USED-IP-WEIGHT-1M": str(used)}
+            if retry_after is not None:
+                note.exchange, note.error_code = self.name, -1003
+                return web.json_response({"code": -1003, "msg": "Too much request weight used; current limit is "
+                                          f"{self.sapi_limits.per_minute} request weight per 1 MINUTE."}, status=429,
+                                         headers={**sapi, "Retry-After": str(max(1, math.ceil(retry_after)))})
+            response = await self._handle(request, body, note)
+            response.headers.update(sapi)
+            return response
         if not request.path.startswith("/api/"):
             return await self._handle(request, body, note)
         query = request.raw_path.partition("?")[2]

@@ -68,3 +68,28 @@ class WeightLimit:
         self.warned_minute = minute
         self.answered[429] += 1
         return 429, (minute + 1) * 60 - now
+
+
+# `/sapi/` (Binance's SAPI "LIMITS"): each IP-limited endpoint its own 12,000 a minute, reported in
+# X-SAPI-USED-IP-WEIGHT-1M; over it, 429 (no 418 ban escalation on /sapi/). Weights: each endpoint's "Weight(IP)"
+SAPI_WEIGHTS = {"/sapi/v1/accountSnapshot": 2400, "/sapi/v1/capital/config/getall": 10}
+
+
+@dataclass
+class SapiLimits:
+    """The IP's `/sapi/` weight per endpoint (off until a test sets `binance_sapi_weight_per_minute`)."""
+
+    per_minute: int | None = None
+    used: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (minute, weight used in it)
+    answered: int = 0  # 429s
+
+    def charge(self, path: str, now: float) -> tuple[int, float | None]:
+        """(the endpoint's weight used this minute, seconds to retry after when Binance would refuse it)."""
+        minute = math.floor(now / 60)
+        at, used = self.used.get(path, (minute, 0))
+        used = (used if at == minute else 0) + SAPI_WEIGHTS.get(path, 1)
+        self.used[path] = (minute, used)
+        if self.per_minute is None or used <= self.per_minute:
+            return used, None
+        self.answered += 1
+        return used, (minute + 1) * 60 - now

@@ -35,8 +35,25 @@ FUTURES_ORDERS_MINUTE = Budget("FUTURES_ORDERS_1M", "account", 1200, 60.0, "x-mb
 # IP, each service its own; "Connecting to WebSocket API costs 2 weight")
 WS_API_CONNECTIONS = Budget("WS_API_CONNECTIONS", "ip", 300, 300.0, kind="rolling")
 STREAM_CONNECTIONS = Budget("STREAM_CONNECTIONS", "ip", 300, 300.0, kind="rolling")
+# `/sapi/` (wallet, margin, sub-accounts...): "Each endpoint with IP limits has an independent 12000 per minute limit"
+# (UID-limited ones 180,000: charged on the IP one too, the stricter), counted in `X-SAPI-USED-IP-WEIGHT-1M`; each
+# endpoint's weight in `_SAPI_WEIGHTS`, else 1 (the header corrects the shared count). Uncharged, a bot looped a
+# 2,400-weight snapshot past the exchange's limit into 429s keyproxy never held on (session 36's review)
+SAPI_WEIGHT = Budget("SAPI_IP_WEIGHT", "ip-endpoint", 12000, 60.0, "x-sapi-used-ip-weight-1m")
+# portfolio margin (`/papi/`) and options (`/eapi/`) count request weight per IP in `X-MBX-USED-WEIGHT-1M` as the
+# other APIs do; their limits are not in keyproxy's tables (6,000 and 2,400 here, the spot and futures figures):
+# the header corrects the count, and the exchange's 429 or 418 holds the budget (`Governor.observe`)
+PAPI_WEIGHT = Budget("PAPI_REQUEST_WEIGHT", "ip", 6000, 60.0, "x-mbx-used-weight-1m")
+EAPI_WEIGHT = Budget("EAPI_REQUEST_WEIGHT", "ip", 2400, 60.0, "x-mbx-used-weight-1m")
+# any other path of the table (`/futures/data/`...): one a request, per IP and path, so the exchange's refusal for
+# rate on it holds it (no charge, no hold: the next requests went on into a ban)
+OTHER_WEIGHT = Budget("OTHER_REQUEST_WEIGHT", "ip-endpoint", 1000, 60.0)
 BUDGETS = (SPOT_WEIGHT, FUTURES_WEIGHT, COINM_WEIGHT, SPOT_ORDERS, SPOT_ORDERS_DAY, FUTURES_ORDERS,
-           FUTURES_ORDERS_MINUTE, WS_API_CONNECTIONS, STREAM_CONNECTIONS)
+           FUTURES_ORDERS_MINUTE, WS_API_CONNECTIONS, STREAM_CONNECTIONS, SAPI_WEIGHT, PAPI_WEIGHT, EAPI_WEIGHT,
+           OTHER_WEIGHT)
+# `/sapi/` endpoints heavier than 1 ("Weight(IP)" of each: the wallet and sub-account docs)
+_SAPI_WEIGHTS = {"/sapi/v1/accountSnapshot": 2400, "/sapi/v1/capital/config/getall": 10,
+                 "/sapi/v1/asset/assetDetail": 1, "/sapi/v1/margin/allPairs": 1}
 # public answers every bot asks for at start, shared for MARKET_LIST_TTL seconds (public_cache.py)
 MARKET_LISTS = frozenset({"/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo"})
 MARKET_LIST_TTL = 30.0
@@ -214,10 +231,14 @@ def _readable(method: str, query: str, body: bytes | None) -> bool:
 
 
 def binance_costs(method: str, path: str, query: str, body: bytes | None = None) -> tuple[tuple[Budget, int], ...]:
-    """(budget, cost) for one request; () for what no budget here counts (`/sapi/` has its own limits).
-    `body` None: not shown (a parameter that may be there is charged at its most)."""
+    """(budget, cost) for one request: every path spends some budget, so the exchange's refusal for rate on any
+    of them holds it. `body` None: not shown (a parameter that may be there is charged at its most)."""
     if not path.startswith(("/api/", "/fapi/", "/dapi/")):
-        return ()
+        if path.startswith("/sapi/"):
+            return ((SAPI_WEIGHT, _SAPI_WEIGHTS.get(path, 1)),)
+        if path.startswith("/papi/"):
+            return ((PAPI_WEIGHT, 1),)
+        return ((EAPI_WEIGHT if path.startswith("/eapi/") else OTHER_WEIGHT, 1),)
     p = {} if not _by_params(method, path) else params_of(query, body) if _readable(method, query, body) else _UNREAD
     if path.startswith("/api/"):
         weight = ((SPOT_WEIGHT, _spot_weight(method, path, p)),)

@@ -34,7 +34,8 @@ class Budget:
     `kind`: "fixed" windows aligned to the epoch (Binance: calendar minutes), "rolling" windows (any
     `window_s` span holds at most `limit`: Bybit, OKX), or "decay" (Kraken's counter: at most `limit`,
     falling by one every `window_s` seconds). `per`: "ip" (every account of the exchange environment behind
-    this keyproxy shares it), "account", or "endpoint" (the account's, per request path)."""
+    this keyproxy shares it), "account", "endpoint" (the account's, per request path) or "ip-endpoint" (the IP's, per
+    request path: Binance's `/sapi/`)."""
 
     name: str  # REQUEST_WEIGHT, ORDERS_10S ...
     per: str
@@ -167,14 +168,15 @@ class Governor:
     _spends: int = 0
     # a fleet ([shared_state]): each instance keeps its part of every budget, 1/N of a key's (account,
     # endpoint) and 1/M of an IP's (M instances on this host); alone: 1
-    fleet_shares: dict[str, float] = field(default_factory=lambda: {"ip": 1.0, "account": 1.0, "endpoint": 1.0})
+    fleet_shares: dict[str, float] = field(default_factory=lambda: {"ip": 1.0, "account": 1.0, "endpoint": 1.0,
+                                                                    "ip-endpoint": 1.0})
 
     def set_fleet(self, instances: int, on_this_host: int) -> None:
         """The live instances of a fleet (all, and on this host), from the heartbeats: budgets split evenly,
         never over the exchange's limit together. An instance that dies gives its part back after its
         heartbeat lapses."""
         shares = {"ip": 1 / max(1, on_this_host), "account": 1 / max(1, instances),
-                  "endpoint": 1 / max(1, instances)}
+                  "endpoint": 1 / max(1, instances), "ip-endpoint": 1 / max(1, on_this_host)}
         if shares != self.fleet_shares:
             self.fleet_shares = shares
             self._resolved.clear()

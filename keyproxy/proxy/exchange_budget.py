@@ -102,8 +102,8 @@ class ExchangeBudget:
         name = account.info.name
         resolve, tiers = self.governor.resolve, account.adapter.budget_tiers
         return tuple([Charge(resolve(exchange, name, budget, tiers),
-                             ip_scope if budget.per == "ip" else
-                             f"{name} {path}" if budget.per == "endpoint" else name, cost)
+                             ip_scope if budget.per == "ip" else f"{ip_scope} {path}" if budget.per == "ip-endpoint"
+                             else f"{name} {path}" if budget.per == "endpoint" else name, cost)
                       for budget, cost in costs])
 
     def own(self, account: AccountEntry, spec: tuple[str, str, str, bytes]) -> tuple[Charge, ...]:
