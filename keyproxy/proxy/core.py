@@ -11,7 +11,6 @@ beside it: who sent a message (core_identity.py) and what an answer teaches (cor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -33,7 +32,7 @@ from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
 from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
-from keyproxy.proxy.nonce_turn import NonceTurn
+from keyproxy.proxy.nonce_turn import FairTurn, NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference, scope_reference
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.core_answers import CoreAnswers
@@ -88,7 +87,7 @@ class Core(CoreIdentity, CoreAnswers):
         # answers relayed before their bookkeeping, learned together at the end of the loop turn (learn_queue.py)
         self.learning = LearnQueue(sequences, self._learn_private, self._unlearned, self._learned) \
             if sequences is not None else None
-        self._nonce_order: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._nonce_order: defaultdict[str, FairTurn] = defaultdict(FairTurn)
         self.last_seen: dict[str, float] = {}  # bot -> when it last sent an authenticated request (s)
         # in a fleet ([shared_state]) the counters that must hold across instances are charged by the fleet's
         # gate (fleet/gate.py, one Redis round trip), not here: see `SharedCharges`
@@ -258,14 +257,15 @@ class Core(CoreIdentity, CoreAnswers):
         route = replace(route, snap=snap, account=account)
         return self._decided(route, route.adapter, bot, incoming, now_ms, outcome)
 
-    def turn(self, route: Route) -> NonceTurn:
-        """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence."""
+    def turn(self, route: Route, who: str) -> NonceTurn:
+        """The account's nonce order, for adapters whose real key needs keyproxy's own nonce sequence; `who` asks
+        (the spender's name: its requests take their turns round-robin with every other asker's)."""
         adapter = route.adapter
         needs = adapter.needs_nonce and route.endpoint.cls is not EndpointClass.PUBLIC
         in_order = needs and adapter.ordered_nonces
         name = route.account.info.name
         return NonceTurn(self._nonce_order[name] if in_order else None, self.shared_nonces if needs else None, name,
-                         in_order, adapter.nonce_in_ms)
+                         in_order, adapter.nonce_in_ms, who)
 
     def account_turn(self, account: str, adapter: Any = None) -> NonceTurn:
         """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""

@@ -8,11 +8,67 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from typing import Any
 
 from keyproxy.errors import KeyproxyError
 
 log = logging.getLogger("keyproxy.proxy")
+
+
+OWN = "(keyproxy)"  # keyproxy's own calls (a halt's cancels, the dead man's switch re-armed): served first
+
+
+class FairTurn:
+    """An account's turn, one holder at a time, its waiters served round-robin by who asks, keyproxy's own calls
+    first. A FIFO lock let one bot with 50 requests queued (Kraken's CancelOrder costs no call counter) hold every
+    other bot's request 13 s and a halt's cancels 45 s behind it (session 36's review); now another bot's request
+    waits for at most one of each asker's, and keyproxy's own for the one that holds the turn."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}  # who -> their waiters, oldest first
+        self._order: deque[str] = deque()  # whose waiter is served next (each who once)
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self, who: str) -> None:
+        if not self._held and not self._order:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._waiting.get(who)
+        if line is None:
+            line = self._waiting[who] = deque()
+            self._order.appendleft(who) if who == OWN else self._order.append(who)
+        line.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed the turn, then cancelled: it passes on
+                self.release()
+            else:
+                line.remove(waiter)
+                if not line:
+                    del self._waiting[who]
+                    self._order.remove(who)
+            raise
+
+    def release(self) -> None:
+        """The turn to the next asker in order (its oldest waiter), or free."""
+        while self._order:
+            who = self._order.popleft()
+            line = self._waiting[who]
+            waiter = line.popleft()
+            if line:  # its next waiter after every other asker's (keyproxy's own calls stay first)
+                self._order.appendleft(who) if who == OWN else self._order.append(who)
+            else:
+                del self._waiting[who]
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._held = False
 
 
 class NonceTurn:
@@ -25,9 +81,9 @@ class NonceTurn:
     (`floor`); for exchanges that only need unused nonces (Hyperliquid) the fleet hands out the nonce itself.
     """
 
-    def __init__(self, lock: asyncio.Lock | None, shared: Any = None, account: str = "", ordered: bool = False,
-                 per_ms: bool = False) -> None:
-        self._lock = lock
+    def __init__(self, lock: FairTurn | None, shared: Any = None, account: str = "", ordered: bool = False,
+                 per_ms: bool = False, who: str = OWN) -> None:
+        self._lock, self._who = lock, who
         self._shared, self._account, self._ordered, self._per_ms = shared, account, ordered, per_ms
         self._token: str | None = None
         self.floor = 0  # every nonce issued in this turn is above it
@@ -36,7 +92,11 @@ class NonceTurn:
 
     async def __aenter__(self) -> NonceTurn:
         if self._lock is not None:
-            await self._lock.acquire()
+            try:
+                await self._lock.acquire(self._who)
+            except BaseException:
+                self._lock = None  # never held: nothing to release
+                raise
         if self._shared is not None:
             try:
                 if self._ordered:

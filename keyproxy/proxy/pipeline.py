@@ -140,7 +140,7 @@ class Pipeline:
         charges = self.core.budget.spend(route, incoming, outcome)
         self._on_their_way[who] += 1
         try:
-            async with self.core.turn(route) as turn:
+            async with self.core.turn(route, who) as turn:
                 outbound = self.core.sign(route, incoming, outcome, stream_token=real, turn=turn)
                 for name in FORWARDED_REQUEST_HEADERS:
                     if name in headers and name not in {h.lower() for h in outbound.headers}:

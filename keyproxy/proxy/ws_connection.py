@@ -26,6 +26,7 @@ from keyproxy.exchanges.base import (
 )
 from keyproxy.policy.budget import Charge
 from keyproxy.proxy.core import may_read
+from keyproxy.proxy.exchange_budget import spender_of
 from keyproxy.proxy.in_flight import IN_FLIGHT_S
 from keyproxy.proxy.outcome import Outcome, Route, new_request_id
 from keyproxy.proxy.refusal import STATUS, Refused, exchange_code
@@ -211,7 +212,7 @@ class Connection:
             if real is not None and not virtual:
                 self.aliases[real] = dialect.named_stream_token(incoming)
             charges = core.budget.spend(route, incoming, outcome)  # the exchange's own budget, shared with REST
-            async with core.turn(route) as turn:
+            async with core.turn(route, spender_of(outcome)) as turn:
                 out = core.sign(route, incoming, outcome, stream_token=real, turn=turn)
                 self.pending[frame_id] = _Pending(route, out, outcome, time.perf_counter(),
                                                   pins_token=bool(virtual) and method == "subscribe", charges=charges)
