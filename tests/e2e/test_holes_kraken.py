@@ -196,6 +196,29 @@ def test_an_order_waiting_for_the_keys_turn_is_not_sent_after_its_bot_is_revoked
     assert [e for e in dev.journal() if e["path"] == "/0/private/AddOrder" and "20500" in e.get("body", "")] == []
 
 
+def test_a_bot_flooding_the_keys_turn_does_not_hold_another_bots_request_behind_its_own(dev: DevStack) -> None:
+    """Session 36's review: requests carrying keyproxy's nonce for one Kraken key go one at a time, and the turn was
+    a FIFO lock: a bot keeping cancels queued (free on Kraken's call counter) held another bot's order 13 s behind
+    them. The turn now goes round-robin by bot: the other bot waits for one of the flood's requests, not all."""
+    import requests
+
+    flood, other = dev.add_bot("krflood", "kr", "read,trade"), dev.add_bot("krpatient", "kr", "read,trade")
+    faults = dev.emulator_url + "/_emulator/faults"
+    requests.post(faults, json={"hold_after_containing": ["txid=OFLOOD"], "hold_seconds": 0.5},
+                  timeout=5).raise_for_status()
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            flooding = [pool.submit(_raw, flood, "CancelOrder", f"txid=OFLOOD-{i:05d}-AAAAAA") for i in range(11)]
+            time.sleep(1.0)  # the flood holds the turn and ten wait behind it: 5 s of FIFO
+            started = time.monotonic()
+            assert _raw(other, "Balance", "")["error"] == []  # signed by hand: no client-side throttle
+            waited = time.monotonic() - started
+            assert all(f.result(30)["error"] for f in flooding)  # unknown orders: refused by the exchange
+    finally:
+        requests.post(faults, json={}, timeout=5).raise_for_status()
+    assert waited < 2.5, waited  # one of the flood's turns (0.5 s) and its own, not the ten queued before it
+
+
 def _raw(creds: dict[str, str], method: str, form: str) -> dict[str, object]:
     """A form-encoded private call signed with the bot's virtual key, its body exactly as given."""
     import base64
