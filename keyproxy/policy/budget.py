@@ -22,6 +22,20 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["fixed", "rolling", "decay"]
+UNSIGNED = "(unsigned)"  # the share of public requests no bot signed
+KEY_ONLY = "(key id)"  # after a bot's name: the share of requests naming the bot by its key id alone
+# the weight of a share only a key id (no secret) claims, `<bot> (key id)`, beside a bot's 1: a bot spending as itself,
+# as `(unsigned)`, as its own key id and as every other bot's held 4 of 5 shares of an account with two bots, the
+# other bot 1/5 of the budget (session 36's review); now 2.5 of 3.5. The unsigned share keeps a whole weight: every
+# bot's market lists load through it (ccxt signs no public call)
+KEY_ONLY_WEIGHT = 0.25
+
+
+def key_only(spender: str) -> bool:
+    """Whether a share is one only a key id claims (anyone who knows the id may spend it)."""
+    return spender.endswith(f" {KEY_ONLY}")
+
+
 # a request spent this close to a fixed window's end counts in the next window too: the exchange counts it in the
 # window it arrives in (its way there, and the two clocks, may carry it over the edge)
 EDGE_S = 1.0
@@ -258,13 +272,19 @@ class Governor:
         for c in charges:
             self._meter(c).add(c.cost, now)
 
+    def _weight(self, spender: str) -> float:
+        """A share's weight: the config's for a bot (default 1), KEY_ONLY_WEIGHT for a key id's claim."""
+        if key_only(spender):
+            return KEY_ONLY_WEIGHT
+        return self.shares.get(spender, 1.0) if self.shares else 1.0
+
     def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, pool: _Pool,
                     entry: tuple[_Meter, list[float]], now: float) -> float:
         """Fair share: a bot within its share spends while the budget lasts; a bot over it may only borrow
         what no other active bot (one that spent within the last window) still has coming of its share."""
-        span, weight = pool.span, self.shares.get(bot, 1.0) if self.shares else 1.0
+        span, weight = pool.span, self._weight(bot)
         if now - entry[1][0] >= span or now - pool.counted_at > span / 2:  # (re)joining, or time to recount
-            pool.weight = weight + sum(self.shares.get(b, 1.0) for b, (_, seen) in pool.bots.items()
+            pool.weight = weight + sum(self._weight(b) for b, (_, seen) in pool.bots.items()
                                        if b != bot and now - seen[0] < span)
             pool.counted_at = now
         if pool.weight <= weight:  # alone on the budget
@@ -273,7 +293,7 @@ class Governor:
         if mine + c.cost <= ceiling * weight / pool.weight:
             return 0.0
         # over its share (by the last count): count exactly, and lend only what nobody else has coming
-        others = [(self.shares.get(b, 1.0), m) for b, (m, seen) in pool.bots.items()
+        others = [(self._weight(b), m) for b, (m, seen) in pool.bots.items()
                   if b != bot and now - seen[0] < span]
         total_weight = weight + sum(w for w, _ in others)
         if mine + c.cost <= ceiling * weight / total_weight:

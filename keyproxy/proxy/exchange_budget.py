@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from keyproxy.exchanges.base import Adapter, IncomingRequest
-from keyproxy.policy.budget import Charge, Governor
+from keyproxy.policy.budget import KEY_ONLY, UNSIGNED, Charge, Governor
 from keyproxy.proxy.fleet_share import way_out
 from keyproxy.proxy.in_flight import InFlight
 from keyproxy.proxy.refusal import Refused
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from keyproxy.proxy.registry import AccountEntry
 
 BAN_HOLD_S = 300.0  # a refusal for rate holding this long is a ban (Bybit's 403, Kraken's lockout)
-UNSIGNED = "(unsigned)"  # the budget's share of public requests no bot signed
-KEY_ONLY = "(key id)"  # after a bot's name: the share of requests naming the bot by its key id alone
 log = logging.getLogger("keyproxy.proxy")
 
 

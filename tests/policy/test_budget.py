@@ -113,6 +113,23 @@ def test_an_idle_bots_share_is_lent_and_weights_divide_the_budget() -> None:
     assert sum(g2.spend(c, False, T0, "big") is None for _ in range(100)) == 75  # 3 of 4 shares
 
 
+def test_a_bot_spending_under_every_key_id_gets_no_whole_share_for_each() -> None:
+    """Session 36's review: each bot's key-id share weighed a bot's whole 1, so a bot spending as itself, as
+    `(unsigned)`, as its own key id and as the victim's held 4 of 5 shares (the victim 1/5). A key id's claim weighs
+    KEY_ONLY_WEIGHT: the victim keeps 1 of 3.5."""
+    from keyproxy.policy.budget import KEY_ONLY, KEY_ONLY_WEIGHT, UNSIGNED
+
+    g = Governor(reserve=0.0)
+    c = (Charge(Budget("REQUEST_WEIGHT", "ip", 1100, 60.0), "https://api.binance.com", 1),)
+    names = ("victim", "attacker", UNSIGNED, f"attacker {KEY_ONLY}", f"victim {KEY_ONLY}")
+    taken = dict.fromkeys(names, 0)
+    for i in range(1100):  # every name asking all the time, in turn
+        for n in names:
+            taken[n] += g.spend(c, False, T0 + i * 0.01, n) is None
+    assert taken["victim"] >= 1100 / (3 + 2 * KEY_ONLY_WEIGHT) - 2, taken  # 314 of 1,100: its share
+    assert taken["attacker"] + sum(taken[n] for n in names[2:]) <= 786 + 2, taken
+
+
 def test_sweep_forgets_idle_bots_and_empty_meters() -> None:
     g = Governor(reserve=0.0)
     g.spend(_charge(1), False, T0, "a")
