@@ -212,7 +212,7 @@ class Daemon:
             metrics.add_collector(lambda: budget_families(pipeline.core.governor, time.time()))  # type: ignore[arg-type]
         if not settings.listen.is_loopback:
             log.warning("listening on a non-loopback address (listen.allow_non_loopback)", host=settings.listen.host)
-        self.own_calls = OwnCalls(pipeline.core, self.clients)
+        self.own_calls = OwnCalls(pipeline.core, self.clients, safety=True)  # a pool of its own, the turn first
         self.canceller = Canceller(lambda: self.state.snapshot, store, self.own_calls, trail.append)
         self.canceller.on_their_way = self._orders_on_their_way
         self._cancelling: set[asyncio.Task[Any]] = set()

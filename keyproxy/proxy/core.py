@@ -32,7 +32,7 @@ from keyproxy.policy.model import RequestFacts, Usage
 from keyproxy.proxy.exchange_budget import ExchangeBudget
 from keyproxy.proxy.fleet_share import gather
 from keyproxy.proxy.in_flight import InFlight
-from keyproxy.proxy.nonce_turn import FairTurn, NonceTurn
+from keyproxy.proxy.nonce_turn import OWN, FairTurn, NonceTurn
 from keyproxy.proxy.markets import REFERENCE_MAX_AGE, MarketBook, NeedReference, scope_reference
 from keyproxy.proxy.answer_journal import AnswerJournal
 from keyproxy.proxy.core_answers import CoreAnswers
@@ -267,11 +267,12 @@ class Core(CoreIdentity, CoreAnswers):
         return NonceTurn(self._nonce_order[name] if in_order else None, self.shared_nonces if needs else None, name,
                          in_order, adapter.nonce_in_ms, who)
 
-    def account_turn(self, account: str, adapter: Any = None) -> NonceTurn:
-        """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token)."""
+    def account_turn(self, account: str, adapter: Any = None, who: str = OWN) -> NonceTurn:
+        """The account's nonce order, for keyproxy's own calls with the real key (a Kraken WebSocket token); `who`:
+        OWN (served first) for its safety calls."""
         ordered = adapter is None or adapter.ordered_nonces
         return NonceTurn(self._nonce_order[account], self.shared_nonces if adapter is not None else None, account,
-                         ordered, adapter.nonce_in_ms if adapter is not None else False)
+                         ordered, adapter.nonce_in_ms if adapter is not None else False, who)
 
     def next_nonce(self, account: str, exchange: str, in_ms: bool = False, turn: NonceTurn | None = None) -> int:
         """The next nonce of the account's real key, from keyproxy's persistent sequence (µs, or ms); in a

@@ -16,7 +16,8 @@ from keyproxy.errors import KeyproxyError
 log = logging.getLogger("keyproxy.proxy")
 
 
-OWN = "(keyproxy)"  # keyproxy's own calls (a halt's cancels, the dead man's switch re-armed): served first
+OWN = "(keyproxy)"  # keyproxy's own safety calls (a halt's cancels, the dead man's switch re-armed): served first
+FOR_BOTS = "(keyproxy, for bots)"  # keyproxy's calls made for bots' decisions: one more asker in the round
 
 
 class FairTurn:

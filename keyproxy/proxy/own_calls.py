@@ -18,6 +18,7 @@ import aiohttp
 
 from keyproxy.exchanges.base import BadRequest, IncomingRequest, RealKey, SignContext, Upstream
 from keyproxy.exchanges.open_orders import HeldSocketSpec
+from keyproxy.proxy.nonce_turn import FOR_BOTS, OWN
 from keyproxy.proxy.registry import AccountEntry
 from keyproxy.proxy.upstream import UpstreamClients
 
@@ -39,9 +40,15 @@ SEND_ERRORS = (aiohttp.ClientError, TimeoutError, ValueError, BadRequest)
 class OwnCalls:
     """Signed calls with an account's real key, in the account's nonce order where the exchange needs one."""
 
-    def __init__(self, core: Any, clients: UpstreamClients) -> None:
+    def __init__(self, core: Any, clients: UpstreamClients, safety: bool = False) -> None:
+        """`safety`: the calls that keep the limits true and stop trading (a halt's cancels, the dead man's switch,
+        reconciliation, a key's revocation): a connection pool of their own and the account's turn before any
+        bot's (nonce_turn.OWN). Others (made for a bot's decision: a listing, a reference price, a WebSocket token)
+        share the bots' pool and take their turn as one more asker (session 36's review: a bot's requests could
+        make such calls jump the queue)."""
         self._core = core
         self._clients = clients
+        self._safety = safety
 
     async def send(self, account: AccountEntry, spec: tuple[str, str, str, bytes],
                    seen: Seen | None = None) -> tuple[int, bytes]:
@@ -57,10 +64,12 @@ class OwnCalls:
             seen = (lambda status, headers, body: budget.observe_own(account, charges, status, headers, body)) \
                 if charges else None
         if not adapter.needs_nonce:
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, seen=seen)
-        async with self._core.account_turn(name, adapter) as turn:
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, seen=seen,
+                                     own=self._safety)
+        async with self._core.account_turn(name, adapter, OWN if self._safety else FOR_BOTS) as turn:
             nonce = self._core.next_nonce(name, adapter.name, adapter.nonce_in_ms, turn)
-            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce, seen)
+            return await signed_call(adapter, account.upstream, account.key, self._clients, spec, nonce, seen,
+                                     own=self._safety)
 
 
     async def open_socket(self, account: AccountEntry, spec: HeldSocketSpec) -> aiohttp.ClientWebSocketResponse:
@@ -103,8 +112,9 @@ def what_failed(e: BaseException) -> str:
 
 async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: UpstreamClients,
                       spec: tuple[str, str, str, bytes], nonce: int | None = None,
-                      seen: Seen | None = None) -> tuple[int, bytes]:
-    """Send one request of keyproxy's own (not a bot's), signed with `key`; (status, body)."""
+                      seen: Seen | None = None, own: bool = False) -> tuple[int, bytes]:
+    """Send one request of keyproxy's own (not a bot's), signed with `key`; (status, body). `own`: through the
+    pool of keyproxy's own safety calls."""
     method, path, query, body = spec
     endpoint = adapter.classify(method, path)
     origin = upstream.origin_for(path)
@@ -113,7 +123,7 @@ async def signed_call(adapter: Any, upstream: Upstream, key: RealKey, clients: U
     headers = {"content-type": "application/x-www-form-urlencoded"} if method == "POST" else {}
     out = adapter.sign(IncomingRequest(method, path, query, headers, body), key, endpoint,
                        SignContext(origin, upstream.environment.name, int(time.time() * 1000), nonce))
-    session = clients.session(upstream.insecure_loopback)
+    session = clients.session(upstream.insecure_loopback, own)
     async with session.request(out.method, out.url, headers=out.headers, data=out.body or None,
                                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp:
         answer = await resp.read()

@@ -70,6 +70,9 @@ def _no_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
     return session
 
 
+OWN_LIMIT = 20  # connections of keyproxy's own safety calls (a halt's sweep sends CANCEL_CONCURRENCY at once)
+
+
 class UpstreamClients:
     def __init__(self, *, limit: int = 100) -> None:
         ctx = ssl.create_default_context()
@@ -92,12 +95,27 @@ class UpstreamClients:
             connector=aiohttp.TCPConnector(limit=0, resolver=FilteringResolver(is_loopback_address)),
             trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
-    def session(self, insecure_loopback: bool) -> aiohttp.ClientSession:
+        # keyproxy's own safety calls (a halt's cancels, the dead man's switch, reconciliation): a pool of their own,
+        # so bots holding every connection of theirs (a pool's worth of slow reads) never hold these up
+        self.own_public = _no_retry(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=OWN_LIMIT, resolver=FilteringResolver(is_public_address)),
+            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+        ))
+        self.own_loopback = _no_retry(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=OWN_LIMIT, resolver=FilteringResolver(is_loopback_address)),
+            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+        ))
+
+    def session(self, insecure_loopback: bool, own: bool = False) -> aiohttp.ClientSession:
+        """The bots' pool, or (`own`) the one of keyproxy's own safety calls."""
+        if own:
+            return self.own_loopback if insecure_loopback else self.own_public
         return self.loopback if insecure_loopback else self.public
 
     def ws_session(self, insecure_loopback: bool) -> aiohttp.ClientSession:
         return self.ws_loopback if insecure_loopback else self.ws_public
 
     async def close(self) -> None:
-        for session in (self.public, self.loopback, self.ws_public, self.ws_loopback):
+        for session in (self.public, self.loopback, self.ws_public, self.ws_loopback, self.own_public,
+                        self.own_loopback):
             await session.close()

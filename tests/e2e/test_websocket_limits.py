@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from keyproxy.emulator.devstack import DevStack
-from keyproxy.proxy.upstream import UpstreamClients
+from keyproxy.proxy.upstream import OWN_LIMIT, UpstreamClients
 from tests.e2e.test_websocket_binance import ws_url
 from tests.e2e.wsstack import exchange_stack
 
@@ -46,6 +46,11 @@ async def test_websockets_have_an_upstream_pool_of_their_own() -> None:
             ws, rest = clients.ws_session(loopback), clients.session(loopback)
             assert ws is not rest and ws.connector is not rest.connector
             assert ws.connector.limit == 0 and rest.connector.limit == 100  # type: ignore[union-attr]
+            # keyproxy's own safety calls (a halt's cancels, the dead man's switch): a pool of their own too, so bots
+            # holding all of theirs never hold these up (session 36's review)
+            own = clients.session(loopback, own=True)
+            assert own.connector is not rest.connector and own.connector is not ws.connector
+            assert own.connector.limit == OWN_LIMIT  # type: ignore[union-attr]
     finally:
         await clients.close()
 
