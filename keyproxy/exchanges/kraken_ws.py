@@ -276,6 +276,8 @@ class KrakenWsApi(WsDialect):
         is answered order by order, and only the first answer is read), cancel_all (none left)."""
         if status != 200:
             return OrderBookChange()
+        if not body and facts.action == "order":  # no answer read: every order counts as resting (never understate)
+            return OrderBookChange(opened=tuple(leg.scope for leg in facts.placed()))
         try:
             result = json.loads(body).get("result")
         except (ValueError, AttributeError):

@@ -24,6 +24,8 @@ from keyproxy.state import StateStore
 from keyproxy.usage import UsageBook
 
 log = logging.getLogger("keyproxy.proxy")
+# the status `fate_unknown` learns a request under: it went upstream and no answer was read (0 is no HTTP status)
+FATE_UNKNOWN = 0
 
 
 class CoreAnswers:
@@ -160,6 +162,22 @@ class CoreAnswers:
             raise
         self._learned(learning)
 
+    def fate_unknown(self, route: Route, out: OutboundRequest, outcome: Outcome) -> None:
+        """A request that went upstream and whose answer will never be read (the call timed out or failed after it
+        was sent, the bot's socket ended with its frame on its way). An order (or an amend raising sizes) may rest
+        or fill: it is learned as an answer keyproxy could not read, so its places count in state.db until a
+        listing sets the count (it counted for IN_FLIGHT_S only, then belonged to no one: session 35's review);
+        anything else stays on its way till it lapses."""
+        if outcome.placed_by is None or route.endpoint.cls is EndpointClass.PUBLIC:
+            self.in_flight.unanswered(outcome)
+            return
+        try:
+            self.learn(route, out, FATE_UNKNOWN, b"", outcome)
+        except Exception as e:  # state.db refused the transaction: still counted on its way, till it lapses
+            self.in_flight.unanswered(outcome)
+            log.error("an order of unknown fate could not be recorded as open", extra={
+                "kind": type(e).__name__, "request_id": outcome.request_id})
+
     def flush_learning(self) -> None:
         """The answers waiting for their bookkeeping learned now: before a decision, an answer learned at once, a
         pushed order update, and at shutdown."""
@@ -193,8 +211,11 @@ class CoreAnswers:
         """A private answer's bookkeeping, one state.db transaction (with its journal line's mark)."""
         with self._sequences.batch() if self._sequences is not None else contextlib.nullcontext():
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
-                self.owners.track_open_orders(name, adapter, outcome.track, out, status, body, outcome.opens_mark,
-                                              outcome.opens_since)
+                # an order's "status unknown" (5xx: "execution status is UNKNOWN and could have been a success", as
+                # Binance puts it) or no answer at all (`fate_unknown`) counts as one keyproxy could not read: open
+                unknown = outcome.placed_by is not None and (status >= 500 or status == FATE_UNKNOWN)
+                self.owners.track_open_orders(name, adapter, outcome.track, out, 200 if unknown else status,
+                                              b"" if unknown else body, outcome.opens_mark, outcome.opens_since)
             # the ids the exchange gave the orders this bot placed, read once for both books
             ids = adapter.placed_order_ids(status, body) if outcome.placed_by is not None else ()
             if outcome.placed_by is not None:

@@ -45,6 +45,8 @@ BUFFERED_RESPONSE = 8 << 20
 # upstream pool (UpstreamClients' 100 connections), so one bot never holds it all (session 35's review: a bot that
 # did not read its large answers held every connection, and other bots' requests and keyproxy's own calls timed out)
 UPSTREAM_PER_BOT = 50
+# what aiohttp raises before a request's first byte is written: no connection from the pool in time, or none opened
+NOT_SENT = (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,10 @@ class Pipeline:
         self._clients = clients
         self._limits = limits
         self._on_their_way: Counter[str] = Counter()  # bot -> its requests forwarded and not yet answered (read)
-        self._timeout = aiohttp.ClientTimeout(total=limits.upstream_timeout, sock_connect=5)  # one for every request
+        # one for every request; a connection (from the pool, or opened) is had within `connect` or the request is
+        # known unsent (NOT_SENT), well inside `total`, whose expiry leaves a request's fate unknown
+        connect = min(5.0, limits.upstream_timeout / 2)
+        self._timeout = aiohttp.ClientTimeout(total=limits.upstream_timeout, connect=connect, sock_connect=connect)
         self.market_data = MarketData(self.core, clients, limits.upstream_timeout)  # keyproxy's own public calls
         self.admission = Admission(self.core, self.market_data)  # in a fleet the daemon gives it the fleet's gate
         self._cache = PublicCache()  # identical public GETs shared by every bot (public_cache.py)
@@ -227,16 +232,22 @@ class Pipeline:
                     self.core.learn(route, out, resp.status, body, outcome, journaled, later=True)
                     learned_first = False
                 relay = web.Response(status=resp.status, body=body, headers=headers)
+        except NOT_SENT as e:  # no connection was had (none free in time, none opened): nothing reached the exchange
+            outcome.upstream_ms = (time.perf_counter() - started) * 1000
+            self.core.in_flight.land(outcome)
+            raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__}); nothing was sent: "
+                          "safe to retry") from None
         except TimeoutError:
             outcome.upstream_ms = (time.perf_counter() - started) * 1000
-            self.core.in_flight.unanswered(outcome)  # its fate unknown: counted till it lapses, nothing waits for it
+            self.core.fate_unknown(route, out, outcome)  # an order counts as open until a listing says otherwise
             if endpoint.cls in (EndpointClass.TRADE, EndpointClass.WITHDRAW, EndpointClass.TRANSFER):
                 raise Refused("upstream_timeout", "the exchange did not answer in time; the request's fate is "
                               "unknown: query its status before resubmitting (keyproxy never retries it)") from None
             raise Refused("upstream_timeout", "the exchange did not answer in time") from None
-        except aiohttp.ClientError as e:
-            self.core.in_flight.unanswered(outcome)
-            raise Refused("upstream_error", f"cannot reach the exchange ({type(e).__name__})") from None
+        except aiohttp.ClientError as e:  # sent, or partly: its answer not read
+            self.core.fate_unknown(route, out, outcome)
+            raise Refused("upstream_error", f"the exchange's answer could not be read ({type(e).__name__}); the "
+                          "request may have reached it: query its status before resubmitting") from None
         # the answer is read whole and learned: the bot reads it with the exchange's connection free, and within
         # BOT_SEND_S (session 35's review: a bot that did not read 8 MiB answers held all 100 of the shared pool's
         # connections, every other bot's requests and keyproxy's own calls timed out, and an order's answer it was

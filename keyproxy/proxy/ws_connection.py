@@ -107,7 +107,7 @@ class Connection:
                     await t
             for p in self.pending.values():  # the socket went away before the exchange answered
                 p.outcome.code = p.outcome.code or "upstream_error"
-                self.edge._core.in_flight.unanswered(p.outcome)  # still counted; nothing waits for its answer
+                self.edge._core.fate_unknown(p.route, p.out, p.outcome)  # an order counts open; nothing waits for it
                 self.edge._record(p.outcome, 502)
             self.pending.clear()
             if not self.bot_ws.closed:

@@ -199,6 +199,34 @@ def test_slow_body_is_cut_off_and_others_are_served(slow_stack) -> None:  # type
         assert time.monotonic() - started < 4
 
 
+def test_an_order_never_sent_holds_no_place_and_says_so(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    """An upstream that refuses the connection received nothing: the order is not counted on its way (it held a
+    place for 60 s) and the bot is told it may retry."""
+    dev, _, _ = slow_stack
+    capped = dev.add_bot("dead-capped", "dead", "read,trade", "--set", "max_open_orders=1")
+    for _ in range(2):
+        body, headers = order(capped)
+        ans = call(capped["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+        assert (ans.status, ans.body["error"]) == (502, "upstream_error"), ans.body
+        assert "nothing was sent: safe to retry" in ans.body["message"]
+
+
+def test_an_order_of_unknown_fate_keeps_its_place_past_a_restart(slow_stack) -> None:  # type: ignore[no-untyped-def]
+    """Session 35's review: an order whose answer never came (the exchange too slow) counted on its way for
+    IN_FLIGHT_S, in memory, then nowhere: it may rest, and a capped bot placed past max_open_orders. It is learned as
+    an answer keyproxy could not read (open, in state.db), as a listing would set right, and a restart keeps it."""
+    dev, _, _ = slow_stack
+    capped = dev.add_bot("slow-capped", "slow", "read,trade", "--set", "max_open_orders=1")
+    body, headers = order(capped)
+    ans = call(capped["base_url"], "POST", "/api/v3/order", body=body, headers=headers)
+    assert (ans.status, ans.body["error"]) == (504, "upstream_timeout")
+    dev.stop_daemon()
+    dev.start_daemon()  # on a port of its own
+    body, headers = order(capped)
+    ans = call(f"{dev.proxy_url}/slow", "POST", "/api/v3/order", body=body, headers=headers)
+    assert (ans.status, ans.body["error"]) == (403, "open_orders_exceeded"), ans.body
+
+
 def test_sigterm_lets_the_request_in_flight_finish(slow_stack) -> None:  # type: ignore[no-untyped-def]
     dev, bots, info = slow_stack
     # 1 s upstream: within the 1.5 s upstream timeout, so it completes during shutdown

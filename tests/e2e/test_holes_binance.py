@@ -552,3 +552,32 @@ def test_a_keep_priority_amends_new_client_id_is_its_bots(dev: DevStack) -> None
     assert body.get("error") == "policy_denied" and arrived == [], body
     status, body, arrived = send(dev, victim, "DELETE", "/api/v3/order", f"symbol=BTCUSDT&origClientOrderId={new_id}")
     assert status == 200 and len(arrived) == 1, body
+
+
+def test_an_order_answered_5xx_counts_as_open_until_a_listing_says_otherwise(dev: DevStack) -> None:
+    """Binance: a 5xx's "execution status is UNKNOWN and could have been a success". Such an order counted on its
+    way for 60 s, in memory, then nowhere (session 35's review); it counts as open now, in state.db, until the bot's
+    listing of the symbol sets the count (it does not rest here: the emulator refused it before executing)."""
+    import requests
+
+    creds = dev.add_bot("five-hundred", "main", "read,trade", "--set", "max_open_orders=1")
+    faults = dev.emulator_url + "/_emulator/faults"
+    requests.post(faults, json={"fail_containing": ["price=12345"]}, timeout=5).raise_for_status()
+    try:
+        status, body, arrived = send(dev, creds, "POST", "/api/v3/order",
+                                     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=12345")
+    finally:
+        requests.post(faults, json={}, timeout=5).raise_for_status()
+    assert status == 503 and len(arrived) == 1
+    dev.stop_daemon()  # what was counted on its way, in memory, goes with the process; what state.db holds stays
+    dev.start_daemon()
+    creds = {**creds, "base_url": f"{dev.proxy_url}/main"}  # the daemon's new port
+    order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=12000"
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", order)
+    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    listed = call(creds["base_url"], "GET", "/api/v3/openOrders",
+                  hmac_sign(creds["secret"], f"symbol=BTCUSDT&timestamp={now_ms()}"),
+                  headers={"X-MBX-APIKEY": creds["api_key"]})
+    assert listed.status == 200 and listed.body == {"list": []}, listed.body  # nothing rests: the count follows it
+    status, body, arrived = send(dev, creds, "POST", "/api/v3/order", order)
+    assert status == 200 and len(arrived) == 1, body
