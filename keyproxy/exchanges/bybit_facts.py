@@ -159,7 +159,9 @@ def _order(body: dict[str, object], category: str | None) -> RequestFacts:
     return RequestFacts(action="order", symbol=_symbol(body), market=category, side=side, order_type=order_type,
                         quantity=None if in_quote else qty, quote_quantity=qty if in_quote else None,
                         price=price, conflict=conflict, trigger_price=amount(body.get("triggerPrice"), "triggerPrice"),
-                        size_unsure=order_type not in ("MARKET", "LIMIT"),  # how such a type sizes: unread
+                        # how such a type sizes is unread; a written option's exposure is not the size it names either
+                        size_unsure=order_type not in ("MARKET", "LIMIT") or (category == "option" and side == "SELL"
+                                                                              and not _truthy(body.get("reduceOnly"))),
                         # Bybit honours reduceOnly for linear, inverse and option, closeOnTrigger for
                         # linear and inverse only: a spot order's flags would not reduce anything
                         reduce_only=(category in ("linear", "inverse", "option") and _truthy(body.get("reduceOnly")))

@@ -49,7 +49,8 @@ ACTIONS: dict[str, EndpointClass] = {
 def parse_exchange_body(body: bytes) -> dict[str, Any]:
     """The `/exchange` document: `{action, nonce, signature, vaultAddress?, expiresAfter?}`; BadRequest else."""
     try:
-        doc = json.loads(body, object_pairs_hook=unique_members, parse_constant=no_json_constants)
+        # decoded first, strictly: json.loads would read bytes as UTF-16 or with surrogates passed through
+        doc = json.loads(body.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"the body is not a JSON object ({str(e)[:80]})") from None
     no_lone_surrogates(body, doc)  # the action is packed again (msgpack) to be signed: every string must encode

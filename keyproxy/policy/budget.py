@@ -24,11 +24,12 @@ from typing import Literal
 Kind = Literal["fixed", "rolling", "decay"]
 UNSIGNED = "(unsigned)"  # the share of public requests no bot signed
 KEY_ONLY = "(key id)"  # after a bot's name: the share of requests naming the bot by its key id alone
-# the weight of a share only a key id (no secret) claims, `<bot> (key id)`, beside a bot's 1: a bot spending as itself,
-# as `(unsigned)`, as its own key id and as every other bot's held 4 of 5 shares of an account with two bots, the
-# other bot 1/5 of the budget (session 36's review); now 2.5 of 3.5. The unsigned share keeps a whole weight: every
-# bot's market lists load through it (ccxt signs no public call)
-KEY_ONLY_WEIGHT = 0.25
+# the shares only a key id (no secret) claims, `<bot> (key id)`, weigh 1 together, however many are active: a bot
+# spending as itself, as `(unsigned)`, as its own key id and as every other bot's held 4 of 5 shares of an account
+# with two bots, the other bot 1/5 of the budget (session 36's review); now 3 of 4. Not a quarter each (the first
+# cut): SDKs that send the key id with every public read (python-binance, Binance's own) spend there, and one such
+# bot alone got a quarter of a ccxt bot's reads (session 36's regression review). The unsigned share keeps a whole
+# weight: every ccxt bot's market lists load through it
 
 
 def key_only(spender: str) -> bool:
@@ -156,11 +157,12 @@ class _Pool:
     weight as last counted (recounted when a bot joins or returns, and at least every eighth of the window;
     between counts a bot gone idle still counts, which only makes shares smaller)."""
 
-    __slots__ = ("bots", "weight", "counted_at", "span")
+    __slots__ = ("bots", "weight", "counted_at", "span", "key_ids")
 
     def __init__(self, span: float) -> None:
         self.bots: dict[str, tuple[_Meter, list[float]]] = {}
         self.weight, self.counted_at, self.span = 0.0, -math.inf, span  # span: when a bot counts as idle
+        self.key_ids = 0  # the active shares only a key id claims, as last counted (together they weigh 1)
 
 
 @dataclass
@@ -272,28 +274,30 @@ class Governor:
         for c in charges:
             self._meter(c).add(c.cost, now)
 
-    def _weight(self, spender: str) -> float:
-        """A share's weight: the config's for a bot (default 1), KEY_ONLY_WEIGHT for a key id's claim."""
+    def _weight(self, spender: str, key_ids: int) -> float:
+        """A share's weight: the config's for a bot (default 1); a key id's claim 1 / the active such claims."""
         if key_only(spender):
-            return KEY_ONLY_WEIGHT
+            return 1.0 / max(1, key_ids)
         return self.shares.get(spender, 1.0) if self.shares else 1.0
 
     def _share_wait(self, c: Charge, meter: _Meter, ceiling: float, bot: str, pool: _Pool,
                     entry: tuple[_Meter, list[float]], now: float) -> float:
         """Fair share: a bot within its share spends while the budget lasts; a bot over it may only borrow
         what no other active bot (one that spent within the last window) still has coming of its share."""
-        span, weight = pool.span, self._weight(bot)
+        span = pool.span
         if now - entry[1][0] >= span or now - pool.counted_at > span / 2:  # (re)joining, or time to recount
-            pool.weight = weight + sum(self._weight(b) for b, (_, seen) in pool.bots.items()
-                                       if b != bot and now - seen[0] < span)
+            active = [b for b, (_, seen) in pool.bots.items() if b == bot or now - seen[0] < span]
+            pool.key_ids = sum(1 for b in active if key_only(b))
+            pool.weight = sum(self._weight(b, pool.key_ids) for b in active)
             pool.counted_at = now
+        weight = self._weight(bot, pool.key_ids)
         if pool.weight <= weight:  # alone on the budget
             return 0.0
         mine = entry[0].used(now)
         if mine + c.cost <= ceiling * weight / pool.weight:
             return 0.0
         # over its share (by the last count): count exactly, and lend only what nobody else has coming
-        others = [(self._weight(b), m) for b, (m, seen) in pool.bots.items()
+        others = [(self._weight(b, pool.key_ids), m) for b, (m, seen) in pool.bots.items()
                   if b != bot and now - seen[0] < span]
         total_weight = weight + sum(w for w, _ in others)
         if mine + c.cost <= ceiling * weight / total_weight:

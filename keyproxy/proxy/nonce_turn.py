@@ -49,7 +49,7 @@ class FairTurn:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # handed the turn, then cancelled: it passes on
                 self.release()
-            else:
+            elif self._waiting.get(who) is line and waiter in line:  # `release` may have passed it by already
                 line.remove(waiter)
                 if not line:
                     del self._waiting[who]

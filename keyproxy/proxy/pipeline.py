@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest
+from keyproxy.exchanges.base import EndpointClass, IncomingRequest, OutboundRequest, text_problem
 from keyproxy.policy.budget import Charge, Governor
 from keyproxy.proxy.core import HEARTBEAT_PATH, Core, NonceTurn
 from keyproxy.proxy.exchange_budget import spender_of
@@ -121,6 +121,8 @@ class Pipeline:
     async def _incoming(self, request: web.BaseRequest, account_name: str, path: str, query: str) -> IncomingRequest:
         """The bot's request as the core reads it: body read within its limits, header names lower-case."""
         body = await self._read_body(request)
+        if (problem := text_problem(body) if body else None) or (problem := text_problem(query) if query else None):
+            raise Refused("bad_request", problem)
         headers = {k.lower(): v for k, v in request.headers.items()}
         return IncomingRequest(request.method, path, query, headers, body, host=request.headers.get("Host", ""),
                                mount=f"/{account_name}")

@@ -70,7 +70,9 @@ def _no_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
     return session
 
 
-OWN_LIMIT = 20  # connections of keyproxy's own safety calls (a halt's sweep sends CANCEL_CONCURRENCY at once)
+# connections of keyproxy's own safety calls, every account's: a halt's sweep sends CANCEL_CONCURRENCY (4) at once per
+# account, beside the dead man's switches and reconciliation
+OWN_LIMIT = 64
 
 
 class UpstreamClients:

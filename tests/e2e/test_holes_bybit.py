@@ -231,3 +231,15 @@ def test_an_order_that_cancels_the_orders_it_meets_is_refused_on_a_shared_accoun
         assert body.get("error") == "policy_denied" and "self-trade" in body.get("retMsg", "") and arrived == [], body
     status, body, arrived = send(dev, creds, "POST", "/v5/order/create", {**inverse, "smpType": "CancelTaker"})
     assert len(arrived) == 1, body
+
+
+def test_a_lone_surrogate_in_a_rest_body_is_a_clear_refusal(dev: DevStack) -> None:
+    """Session 36's regression review: an order whose client id held a `\\ud800` escape alone (valid JSON, no
+    character) passed the decision and failed to be stored: 500 internal_error. Every REST body and query is now
+    read as UTF-8 text with no lone surrogate first, for every exchange: 400 bad_request, nothing sent."""
+    creds = dev.add_bot("bbsurrogate", "bb", "read,trade", "--set", "max_open_orders=5")
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", {**LIMIT, "orderLinkId": "x\ud800y"})
+    assert body["error"] == "bad_request" and body["retCode"] != 0 and "surrogate" in body["message"], body
+    assert arrived == [] and "internal error" not in dev.daemon_log()
+    status, body, arrived = send(dev, creds, "POST", "/v5/order/create", {**LIMIT, "orderLinkId": "x\U0001f600y"})
+    assert body["retCode"] == 0 and len(arrived) == 1, body  # an escaped pair is a character: it goes

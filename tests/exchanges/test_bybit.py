@@ -573,7 +573,7 @@ def test_other_facts() -> None:
     # session 23's review: a sold option was valued at its premium (qty x price) though its exposure is its
     # underlying; bought, the premium is what it costs; sold reduce-only, it closes a long option
     option = {"category": "option", "symbol": "BTC-30DEC30-60000-C", "orderType": "Limit", "qty": "1", "price": "5"}
-    assert facts(CREATE, option | {"side": "Sell"}).conflict
+    assert facts(CREATE, option | {"side": "Sell"}).conflict and facts(CREATE, option | {"side": "Sell"}).size_unsure
     assert facts(CREATE, option | {"side": "Buy"}).conflict is None
     assert facts(CREATE, option | {"side": "Sell", "reduceOnly": True}).conflict is None
     margin = facts(CREATE, {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",

@@ -252,3 +252,28 @@ def test_no_form_of_the_real_token_reaches_the_bot() -> None:
     scrubbed = without_token(echoed, real)
     assert "cD+ef" not in scrubbed and "Ab" not in scrubbed
     assert without_token('{"channel": "executions"}', real) == '{"channel": "executions"}'
+
+
+
+@pytest.mark.parametrize("body", [
+    b'{"action": {"type": "order", "orders": [{"c": "\\ud800a"}]}, "nonce": 1}',
+    '{"action": {"type": "order", "orders": [{"c": "\udcffa"}]}, "nonce": 1}'.encode("utf-8", "surrogatepass"),
+    '{"action": {"type": "order", "orders": [{"c": "a"}]}, "nonce": 1}'.encode("utf-16-le"),
+])
+def test_a_hyperliquid_body_with_a_surrogate_in_any_form_is_refused(body: bytes) -> None:
+    """Session 36's regression review: raw surrogate bytes and a UTF-16 body passed the escape check (json.loads reads
+    both from bytes); the body is decoded strictly as UTF-8 first, and the pipeline refuses non-UTF-8 bodies."""
+    from keyproxy.exchanges.hyperliquid_facts import parse_exchange_body
+
+    with pytest.raises(BadRequest):
+        parse_exchange_body(body)
+
+
+def test_a_request_body_or_query_must_be_text_every_step_can_carry() -> None:
+    from keyproxy.exchanges.base import text_problem
+
+    assert text_problem(b'{"c": "\\ud83d\\ude00"}') is None  # an escaped pair is a character
+    assert text_problem("symbol=BTCUSDT&price=1") is None
+    for bad in (b'{"c": "x\\ud800"}', b'{"c": "\\uDC00x"}', b'{"c": "\\ud800\\ud800"}', b"\xed\xa0\x80",
+                "batchOrders=%5B%7B%22c%22%3A%22%5Cud800%22%7D%5D"):
+        assert text_problem(bad) is not None, bad

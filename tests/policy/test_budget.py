@@ -113,21 +113,27 @@ def test_an_idle_bots_share_is_lent_and_weights_divide_the_budget() -> None:
     assert sum(g2.spend(c, False, T0, "big") is None for _ in range(100)) == 75  # 3 of 4 shares
 
 
-def test_a_bot_spending_under_every_key_id_gets_no_whole_share_for_each() -> None:
+def test_the_shares_only_a_key_id_claims_weigh_one_together() -> None:
     """Session 36's review: each bot's key-id share weighed a bot's whole 1, so a bot spending as itself, as
-    `(unsigned)`, as its own key id and as the victim's held 4 of 5 shares (the victim 1/5). A key id's claim weighs
-    KEY_ONLY_WEIGHT: the victim keeps 1 of 3.5."""
-    from keyproxy.policy.budget import KEY_ONLY, KEY_ONLY_WEIGHT, UNSIGNED
+    `(unsigned)`, as its own key id and as the victim's held 4 of 5 shares (the victim 1/5). The key-id shares weigh 1
+    together: the victim keeps 1 of 4. One SDK that sends its key id with public reads (python-binance) alone keeps a
+    whole share beside a ccxt bot's unsigned reads (its regression review: a quarter weight each gave it 1/5)."""
+    from keyproxy.policy.budget import KEY_ONLY, UNSIGNED
 
-    g = Governor(reserve=0.0)
-    c = (Charge(Budget("REQUEST_WEIGHT", "ip", 1100, 60.0), "https://api.binance.com", 1),)
-    names = ("victim", "attacker", UNSIGNED, f"attacker {KEY_ONLY}", f"victim {KEY_ONLY}")
-    taken = dict.fromkeys(names, 0)
-    for i in range(1100):  # every name asking all the time, in turn
-        for n in names:
-            taken[n] += g.spend(c, False, T0 + i * 0.01, n) is None
-    assert taken["victim"] >= 1100 / (3 + 2 * KEY_ONLY_WEIGHT) - 2, taken  # 314 of 1,100: its share
-    assert taken["attacker"] + sum(taken[n] for n in names[2:]) <= 786 + 2, taken
+    def run(names: tuple[str, ...]) -> dict[str, int]:
+        g = Governor(reserve=0.0)
+        c = (Charge(Budget("REQUEST_WEIGHT", "ip", 1200, 60.0), "https://api.binance.com", 1),)
+        taken = dict.fromkeys(names, 0)
+        for i in range(1200):  # every name asking all the time, in turn
+            for n in names:
+                taken[n] += g.spend(c, False, T0 + i * 0.01, n) is None
+        return taken
+
+    taken = run(("victim", "attacker", UNSIGNED, f"attacker {KEY_ONLY}", f"victim {KEY_ONLY}"))
+    assert taken["victim"] >= 1200 / 4 - 2, taken  # 300 of 1,200: its share
+    assert taken[f"attacker {KEY_ONLY}"] + taken[f"victim {KEY_ONLY}"] <= 300 + 2, taken
+    taken = run((UNSIGNED, f"sdk-bot {KEY_ONLY}"))
+    assert abs(taken[UNSIGNED] - taken[f"sdk-bot {KEY_ONLY}"]) <= 2, taken
 
 
 def test_sweep_forgets_idle_bots_and_empty_meters() -> None:

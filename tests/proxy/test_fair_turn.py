@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from keyproxy.proxy.nonce_turn import OWN, FairTurn
+from keyproxy.proxy.nonce_turn import OWN, FairTurn, NonceTurn
 
 
 async def _served(turn: FairTurn, asks: list[str]) -> list[str]:
@@ -56,4 +56,24 @@ async def test_a_waiter_cancelled_leaves_the_line_and_one_handed_the_turn_passes
         await handed
     await asyncio.wait_for(after, 1)
     turn.release()
+    assert not turn.locked()
+
+
+async def test_a_waiter_cancelled_as_the_turn_is_released_raises_cancelled_error() -> None:
+    """Session 36's regression review: a waiter cancelled in the loop turn the holder released in (a bot's socket
+    closing while the answer before its frame came) raised ValueError, not CancelledError: the frame was logged as an
+    internal error and stayed counted on its way."""
+    turn = FairTurn()
+    await turn.acquire("holder")
+
+    async def ask() -> None:
+        async with NonceTurn(turn, who="bot"):
+            pass
+
+    waiting = asyncio.create_task(ask())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    turn.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
     assert not turn.locked()
