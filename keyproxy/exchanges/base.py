@@ -355,6 +355,7 @@ class Adapter(Protocol):
     def stream_order_updates(self, text: str) -> tuple[OrderUpdate, ...]: ...
 
     client_ids_answer_existing: bool
+    listings_set_counts: bool
 
     def reports_client_ids(self, path: str) -> bool: ...
 

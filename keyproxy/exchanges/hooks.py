@@ -137,6 +137,10 @@ class AdapterHooks:
     # the exchange answers a create reusing a client id with the order holding it (Coinbase) rather than refusing it:
     # keyproxy records a bot's client ids from its decision on, and those of orders placed outside it (order_owners.py)
     client_ids_answer_existing = False
+    # a private open-orders listing sets the bot's counts (`order_book_change`'s `counted`/`reset`): an order of unknown
+    # fate may then be counted open until one does (`CoreAnswers.fate_unknown`); where none does (Hyperliquid's are
+    # public `/info` reads) it counts on its way only, till it lapses
+    listings_set_counts = True
 
     def reports_client_ids(self, path: str) -> bool:
         """Whether an answer to `path` may report orders' client ids (`reported_client_ids`): keyproxy reads it

@@ -116,6 +116,7 @@ def _only_the_master(kind: str, signer: str, key: RealKey) -> str | None:
 
 class Hyperliquid(AdapterHooks):
     order_id_keys = ("oid",)  # the member of an order answer naming the exchange's order id
+    listings_set_counts = False  # `/info` listings are public reads: no count is ever set from them
 
     def cancelled_ids(self, req: OutboundRequest) -> tuple[tuple[str, ...], bool]:
         """`cancel`'s oids (its answer's statuses name none); `cancelByCloid` names client ids."""

@@ -168,7 +168,8 @@ class CoreAnswers:
         or fill: it is learned as an answer keyproxy could not read, so its places count in state.db until a
         listing sets the count (it counted for IN_FLIGHT_S only, then belonged to no one: session 35's review);
         anything else stays on its way till it lapses."""
-        if outcome.placed_by is None or route.endpoint.cls is EndpointClass.PUBLIC:
+        if outcome.placed_by is None or route.endpoint.cls is EndpointClass.PUBLIC \
+                or not route.adapter.listings_set_counts:  # nothing would ever set such a count right
             self.in_flight.unanswered(outcome)
             return
         try:
@@ -203,6 +204,8 @@ class CoreAnswers:
             self.in_flight.answered(outcome)
         else:  # "status unknown" (or unread): it may rest or fill, so it counts as on its way till it lapses
             self.in_flight.unanswered(outcome)
+            if _counted_unread(learning[1], outcome, status):  # its places are in state.db now: not twice
+                self.in_flight.counted_open(outcome)
         if journaled is not None and self.journal is not None:
             self.journal.done(journaled)
 
@@ -213,7 +216,7 @@ class CoreAnswers:
             if outcome.track is not None:  # one state.db transaction for all this answer's bookkeeping
                 # an order's "status unknown" (5xx: "execution status is UNKNOWN and could have been a success", as
                 # Binance puts it) or no answer at all (`fate_unknown`) counts as one keyproxy could not read: open
-                unknown = outcome.placed_by is not None and (status >= 500 or status == FATE_UNKNOWN)
+                unknown = _counted_unread(adapter, outcome, status)
                 self.owners.track_open_orders(name, adapter, outcome.track, out, 200 if unknown else status,
                                               b"" if unknown else body, outcome.opens_mark, outcome.opens_since)
             # the ids the exchange gave the orders this bot placed, read once for both books
@@ -276,3 +279,9 @@ class CoreAnswers:
         except KeyproxyError:
             raise Refused("unavailable", "keyproxy could not record the orders this answer reports in the fleet's "
                           "shared state, so it is not relayed", 1.0) from None
+
+
+def _counted_unread(adapter: Adapter, outcome: Outcome, status: int) -> bool:
+    """An order whose fate is unknown (a 5xx, or no answer: `fate_unknown`) counted open as an answer keyproxy could
+    not read, where a listing will set the count right."""
+    return outcome.placed_by is not None and (status >= 500 or status == FATE_UNKNOWN) and adapter.listings_set_counts

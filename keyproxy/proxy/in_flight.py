@@ -85,6 +85,14 @@ class InFlight:
             self._unheard.add(outcome.request_id)
         self.unheard(outcome.request_id, getattr(outcome, "account", None))
 
+    def counted_open(self, outcome: Any) -> None:
+        """The order's places are counted open in state.db now (its fate unknown): they go from here (never counted
+        twice), its sizes stay for the position caps till it lapses (it may fill meanwhile)."""
+        if outcome.placed_by is not None:
+            mine = self._placing.get(outcome.placed_by[0], {})
+            if (held := mine.get(outcome.request_id)) is not None:
+                mine[outcome.request_id] = (held[0], held[1], False)
+
     def count(self, bot: str, now: float) -> int:
         """The bot's orders on their way: they hold open-order places."""
         return sum(len(legs) for legs in self.legs(bot, now, placing=True))

@@ -574,10 +574,11 @@ def test_an_order_answered_5xx_counts_as_open_until_a_listing_says_otherwise(dev
     creds = {**creds, "base_url": f"{dev.proxy_url}/main"}  # the daemon's new port
     order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=12000"
     status, body, arrived = send(dev, creds, "POST", "/api/v3/order", order)
-    assert body.get("error") == "open_orders_exceeded" and arrived == [], body
+    # (the risk watch may ask about orders by id, GET /api/v3/order, after the restart)
+    assert body.get("error") == "open_orders_exceeded" and [e for e in arrived if e["method"] == "POST"] == [], body
     listed = call(creds["base_url"], "GET", "/api/v3/openOrders",
                   hmac_sign(creds["secret"], f"symbol=BTCUSDT&timestamp={now_ms()}"),
                   headers={"X-MBX-APIKEY": creds["api_key"]})
     assert listed.status == 200 and listed.body == {"list": []}, listed.body  # nothing rests: the count follows it
     status, body, arrived = send(dev, creds, "POST", "/api/v3/order", order)
-    assert status == 200 and len(arrived) == 1, body
+    assert status == 200 and len([e for e in arrived if e["method"] == "POST"]) == 1, body

@@ -261,3 +261,18 @@ def test_a_budget_of_a_few_split_between_workers_keeps_one_for_ordinary_requests
     assert g.spend(charge, False, 100.0) is None
     assert g.spend(charge, False, 100.5) is not None  # its one a second
     assert g.spend(charge, False, 101.1) is None
+
+
+def test_a_lone_bot_borrows_what_its_own_key_ids_share_has_coming() -> None:
+    """Session 36's regression review: python-binance sends its key id with public reads; alone on the account, one
+    such read (`sdk (key id)`) was owed half the budget for the window, and the bot's own signed requests were refused
+    at 600 of 1,199. A bot may borrow its own key id's share; another bot's key id's stays kept for it."""
+    from keyproxy.policy.budget import KEY_ONLY
+
+    c = (Charge(Budget("REQUEST_WEIGHT", "ip", 1200, 60.0), "https://api.binance.com", 1),)
+    g = Governor(reserve=0.0)
+    assert g.spend(c, False, T0, f"sdk {KEY_ONLY}") is None
+    assert sum(g.spend(c, False, T0 + 1 + i * 0.01, "sdk") is None for i in range(1199)) == 1199
+    g = Governor(reserve=0.0)
+    assert g.spend(c, False, T0, f"victim {KEY_ONLY}") is None
+    assert sum(g.spend(c, False, T0 + 1 + i * 0.01, "flood") is None for i in range(1199)) == 600  # half kept
