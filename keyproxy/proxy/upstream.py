@@ -75,17 +75,19 @@ def _no_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
 OWN_LIMIT = 64
 
 
+def _rest_pool(limit: int, ctx: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    """A REST pool of `limit` connections: public hosts over TLS (`ctx`), or loopback ones (None); never retries."""
+    resolver = FilteringResolver(is_public_address if ctx is not None else is_loopback_address)
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=limit, resolver=resolver) if ctx is not None else \
+        aiohttp.TCPConnector(limit=limit, resolver=resolver)
+    return _no_retry(aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
+                                           cookie_jar=aiohttp.DummyCookieJar()))
+
+
 class UpstreamClients:
     def __init__(self, *, limit: int = 100) -> None:
         ctx = ssl.create_default_context()
-        self.public = _no_retry(aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=limit, resolver=FilteringResolver(is_public_address)),
-            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-        ))
-        self.loopback = _no_retry(aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit, resolver=FilteringResolver(is_loopback_address)),
-            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-        ))
+        self.public, self.loopback = _rest_pool(limit, ctx), _rest_pool(limit, None)
 
         # WebSockets hold their connection for their life: a pool of their own, bounded by the edge's socket caps
         # (SocketLimits), never REST's, so sockets held open cannot leave REST requests waiting for a connection
@@ -99,14 +101,7 @@ class UpstreamClients:
 
         # keyproxy's own safety calls (a halt's cancels, the dead man's switch, reconciliation): a pool of their own,
         # so bots holding every connection of theirs (a pool's worth of slow reads) never hold these up
-        self.own_public = _no_retry(aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=OWN_LIMIT, resolver=FilteringResolver(is_public_address)),
-            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-        ))
-        self.own_loopback = _no_retry(aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=OWN_LIMIT, resolver=FilteringResolver(is_loopback_address)),
-            auto_decompress=True, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-        ))
+        self.own_public, self.own_loopback = _rest_pool(OWN_LIMIT, ctx), _rest_pool(OWN_LIMIT, None)
 
     def session(self, insecure_loopback: bool, own: bool = False) -> aiohttp.ClientSession:
         """The bots' pool, or (`own`) the one of keyproxy's own safety calls."""

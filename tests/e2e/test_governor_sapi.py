@@ -5,16 +5,14 @@ scaled down, per endpoint."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
-
 import pytest
 
 from keyproxy.emulator.devstack import DevStack, new_real_key
 from tests.e2e.conftest import call, hmac_sign, now_ms
+from tests.e2e.test_governor import limits
 
 SAPI_LIMIT = 25  # the emulator's, per endpoint: getall weighs 10, so the third in a minute is over it
 
@@ -27,13 +25,6 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         yield stack
     finally:
         stack.close()
-
-
-def limits(dev: DevStack, **change: Any) -> dict[str, Any]:
-    request = urllib.request.Request(f"{dev.emulator_url}/_emulator/limits", data=json.dumps(change).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
 
 
 def test_the_exchanges_429_on_a_sapi_endpoint_holds_it_and_only_it(dev: DevStack) -> None:
