@@ -312,11 +312,16 @@ async def _within(request: web.BaseRequest, write: Awaitable[object], outcome: O
             request.transport.abort()
         raise BotNotReading(f"the bot did not read its answer within {BOT_SEND_S:g} s "
                             f"(request {outcome.request_id})") from None
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the bot closed its connection meanwhile
+        # never an aiohttp.ClientError to `_forward`, which would take it for the exchange's and learn the answer
+        # again as one of unknown fate (session 36's regression review)
+        raise BotNotReading(f"the bot closed its connection before its answer was written "
+                            f"(request {outcome.request_id})") from None
 
 
 class BotNotReading(ConnectionResetError):
-    """The bot did not take its answer within BOT_SEND_S: its connection was aborted (the front door records the
-    exchange's status for it, in one log line, never as an internal error)."""
+    """The bot did not take its answer (within BOT_SEND_S: its connection aborted; or it closed it): the front door
+    records the exchange's status for it, in one log line, never as an internal error."""
 
 
 @functools.lru_cache(maxsize=64)

@@ -126,7 +126,7 @@ class ProxyFrontDoor:
             return response
         except BotNotReading:  # its answer was read from the exchange and learned; the bot did not take it
             status = outcome.upstream_status or 502  # what the exchange answered is what the audit line records
-            log.warning("the bot did not read its answer in time: its connection was closed",
+            log.warning("the bot did not read its answer in time, or closed its connection first: its answer is lost",
                         extra={"request_id": outcome.request_id, "upstream_status": outcome.upstream_status})
             return web.Response(status=status)  # to a closed connection: aiohttp writes nothing
         except Exception as e:  # never a traceback to the bot; the log gets the kind only
