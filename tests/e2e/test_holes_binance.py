@@ -579,6 +579,7 @@ def test_an_order_answered_5xx_counts_as_open_until_a_listing_says_otherwise(dev
     listed = call(creds["base_url"], "GET", "/api/v3/openOrders",
                   hmac_sign(creds["secret"], f"symbol=BTCUSDT&timestamp={now_ms()}"),
                   headers={"X-MBX-APIKEY": creds["api_key"]})
-    assert listed.status == 200 and listed.body == {"list": []}, listed.body  # nothing rests: the count follows it
+    # none of its own rests (the module's other bots' may: theirs on record, they count for them): the count follows
+    assert listed.status == 200 and all(o.get("price") != "12345.00000000" for o in listed.body["list"]), listed.body
     status, body, arrived = send(dev, creds, "POST", "/api/v3/order", order)
     assert status == 200 and len([e for e in arrived if e["method"] == "POST"]) == 1, body
