@@ -701,7 +701,7 @@ def text_problem(raw: bytes | str) -> str | None:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         return "the request body is not UTF-8"
-    if "\\" not in text and "%5" not in text.upper():
+    if "\\" not in text and "%5c" not in text and "%5C" not in text:  # no backslash, as written or percent-encoded
         return None
     if _LONE_SURROGATE.search(text) or "%" in text and _LONE_SURROGATE.search(unquote_plus(text)):
         return "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is no character"

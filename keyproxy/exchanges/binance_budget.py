@@ -52,8 +52,7 @@ BUDGETS = (SPOT_WEIGHT, FUTURES_WEIGHT, COINM_WEIGHT, SPOT_ORDERS, SPOT_ORDERS_D
            FUTURES_ORDERS_MINUTE, WS_API_CONNECTIONS, STREAM_CONNECTIONS, SAPI_WEIGHT, PAPI_WEIGHT, EAPI_WEIGHT,
            OTHER_WEIGHT)
 # `/sapi/` endpoints heavier than 1 ("Weight(IP)" of each: the wallet and sub-account docs)
-_SAPI_WEIGHTS = {"/sapi/v1/accountSnapshot": 2400, "/sapi/v1/capital/config/getall": 10,
-                 "/sapi/v1/asset/assetDetail": 1, "/sapi/v1/margin/allPairs": 1}
+_SAPI_WEIGHTS = {"/sapi/v1/accountSnapshot": 2400, "/sapi/v1/capital/config/getall": 10}
 # public answers every bot asks for at start, shared for MARKET_LIST_TTL seconds (public_cache.py)
 MARKET_LISTS = frozenset({"/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo"})
 MARKET_LIST_TTL = 30.0

@@ -50,8 +50,8 @@ _PRODUCT_ANSWERS = ("/api/v3/brokerage/products", "/api/v3/brokerage/market/prod
 _OPEN_ORDERS = "/api/v3/brokerage/orders/historical/batch"
 BRACKET_STOP_SLACK = Decimal("1.05")  # a buy bracket's stop limit: its trigger + 5%
 
-
 _VALUED_TYPES = ("MARKET", "LIMIT", "STOP_LIMIT", "BRACKET")  # the order kinds whose size and price keyproxy reads
+
 
 def _json_object(raw: bytes) -> dict[str, object]:
     value = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members, parse_constant=no_json_constants)
@@ -177,16 +177,16 @@ def _order(body: dict[str, object], symbol: str | None, market: str | None) -> R
     trigger = amount(params.get("stop_price"), "stop_price") or amount(params.get("stop_trigger_price"),
                                                                          "stop_trigger_price")
     conflict = None
+    contract = "linear" if market in ("future", "perp") else None
     # two sizes, a futures order sized in quote, a type keyproxy does not read: what it trades is unsure too
     size_unsure = (base is not None and quote is not None) or order_type not in _VALUED_TYPES \
-        or (market in ("future", "perp") and quote is not None)
+        or (contract is not None and quote is not None)
     if base is not None and quote is not None:
         conflict = "both base_size and quote_size are given"
     if order_type == "MARKET" and price is not None:
         conflict, price = "a market order's limit_price is ignored by Coinbase", None
     if order_type not in _VALUED_TYPES:
         conflict = f"{kind} is not valued by keyproxy"
-    contract = "linear" if market in ("future", "perp") else None
     if contract is not None and quote is not None:
         conflict = "a futures order is sized in contracts (base_size)"
     elif quote is not None and base is None and price:

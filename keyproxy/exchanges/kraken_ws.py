@@ -42,8 +42,6 @@ PUBLIC_CHANNELS = frozenset({"ticker", "book", "ohlc", "trade", "instrument", "s
 MARGIN_LEVERAGE = "5"  # v2 `margin: true` "funds the order on margin using the maximum leverage for the pair (5)"
 
 
-
-
 # the exchange's documented frame members (`known_members`)
 _MEMBERS = frozenset({"method", "params", "req_id"})
 

@@ -168,9 +168,8 @@ class CoreAnswers:
         or fill: it is learned as an answer keyproxy could not read, so its places count in state.db until a
         listing sets the count (it counted for IN_FLIGHT_S only, then belonged to no one: session 35's review);
         anything else stays on its way till it lapses."""
-        if outcome.placed_by is None or route.endpoint.cls is EndpointClass.PUBLIC \
-                or not route.adapter.listings_set_counts:  # nothing would ever set such a count right
-            self.in_flight.unanswered(outcome)
+        if route.endpoint.cls is EndpointClass.PUBLIC or not _counted_unread(route.adapter, outcome, FATE_UNKNOWN):
+            self.in_flight.unanswered(outcome)  # not an order, or nothing would ever set such a count right
             return
         try:
             self.learn(route, out, FATE_UNKNOWN, b"", outcome)

@@ -42,7 +42,7 @@ class FairTurn:
         line = self._waiting.get(who)
         if line is None:
             line = self._waiting[who] = deque()
-            self._order.appendleft(who) if who == OWN else self._order.append(who)
+            self._queue(who)
         line.append(waiter)
         try:
             await waiter
@@ -56,6 +56,13 @@ class FairTurn:
                     self._order.remove(who)
             raise
 
+    def _queue(self, who: str) -> None:
+        """`who` in line for the turn: after every other asker, keyproxy's own safety calls before them all."""
+        if who == OWN:
+            self._order.appendleft(who)
+        else:
+            self._order.append(who)
+
     def release(self) -> None:
         """The turn to the next asker in order (its oldest waiter), or free."""
         while self._order:
@@ -63,7 +70,7 @@ class FairTurn:
             line = self._waiting[who]
             waiter = line.popleft()
             if line:  # its next waiter after every other asker's (keyproxy's own calls stay first)
-                self._order.appendleft(who) if who == OWN else self._order.append(who)
+                self._queue(who)
             else:
                 del self._waiting[who]
             if not waiter.done():

@@ -275,5 +275,5 @@ def test_a_request_body_or_query_must_be_text_every_step_can_carry() -> None:
     assert text_problem(b'{"c": "\\ud83d\\ude00"}') is None  # an escaped pair is a character
     assert text_problem("symbol=BTCUSDT&price=1") is None
     for bad in (b'{"c": "x\\ud800"}', b'{"c": "\\uDC00x"}', b'{"c": "\\ud800\\ud800"}', b"\xed\xa0\x80",
-                "batchOrders=%5B%7B%22c%22%3A%22%5Cud800%22%7D%5D"):
+                "batchOrders=%5B%7B%22c%22%3A%22%5Cud800%22%7D%5D", "batchOrders=%5b%7b%22c%22%3a%22%5cud800%22%7d%5d"):
         assert text_problem(bad) is not None, bad
